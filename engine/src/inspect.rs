@@ -1,0 +1,1 @@
+//! `hawser inspect` (being built).

@@ -1,0 +1,1 @@
+//! hawser-shards (being built).

@@ -1,0 +1,1 @@
+//! DDF remoting text (being built).

@@ -1,0 +1,1 @@
+//! DMP direct messages (being built).

@@ -1,0 +1,1 @@
+//! DSP trunk frames (being built).

@@ -1,0 +1,1 @@
+//! DTP offset datagrams (being built).
