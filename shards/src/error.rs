@@ -1,0 +1,67 @@
+//! Errors of the shards layer. Each message is one line that says what to do.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Everything that can go wrong starting shards or opening endpoints on them.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    /// The kernel has no io_uring, or a sysctl forbids it.
+    #[error(
+        "io_uring is unavailable ({source}); use Linux >= 6.1 and set /proc/sys/kernel/io_uring_disabled to 0 (currently {disabled_setting})"
+    )]
+    IoUringUnavailable {
+        /// What `io_uring_setup` answered.
+        source: io::Error,
+        /// The content of `/proc/sys/kernel/io_uring_disabled`, or `unknown`.
+        disabled_setting: String,
+    },
+    /// The locked-memory limit is smaller than the registered buffer pool.
+    #[error(
+        "RLIMIT_MEMLOCK is {limit_bytes} bytes but the buffer pool needs {needed_bytes}; raise it (`ulimit -l unlimited`, LimitMEMLOCK= in systemd) or lower buffers/buffer_size"
+    )]
+    MemlockTooSmall {
+        /// Current soft limit in bytes.
+        limit_bytes: u64,
+        /// Bytes the pool wants to pin.
+        needed_bytes: u64,
+    },
+    /// Some other process (or another hawser) already listens on the address.
+    #[error("address {addr} is already in use; stop the other listener or choose another port")]
+    AddressInUse {
+        /// The address we tried to bind.
+        addr: SocketAddr,
+    },
+    /// A Unix socket path is taken.
+    #[error(
+        "unix socket path {path} is already in use; remove the stale file or choose another path"
+    )]
+    UnixPathInUse {
+        /// The path we tried to bind.
+        path: PathBuf,
+    },
+    /// The configuration cannot work.
+    #[error("invalid shards configuration: {0}")]
+    InvalidConfig(String),
+    /// A shard thread is gone (it panicked or was shut down).
+    #[error("shard {0} is not running; it was shut down or panicked (see its log)")]
+    ShardGone(usize),
+    /// Any other system call failure, with the step that failed.
+    #[error("{what} failed: {source}")]
+    Io {
+        /// The step that failed.
+        what: &'static str,
+        /// The error from the kernel.
+        source: io::Error,
+    },
+}
+
+impl ShardError {
+    pub(crate) fn io(what: &'static str, source: io::Error) -> Self {
+        ShardError::Io { what, source }
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = ShardError> = std::result::Result<T, E>;

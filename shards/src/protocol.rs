@@ -1,0 +1,403 @@
+//! The sans-IO driver interface: how a protocol state machine plugs into a shard.
+//!
+//! The shard owns the socket; the protocol owns the meaning of the bytes. The shard calls
+//! [`Protocol::handle_input`] with received bytes and the loop's `now`, then
+//! [`Protocol::poll_transmit`] to collect what to send, and [`Protocol::poll_timeout`] to
+//! learn the next deadline (fed back through [`Protocol::handle_timeout`]). Work injected by
+//! the application on the shard arrives through [`Protocol::handle_message`]. Nothing here
+//! does I/O, so the same state machine runs unchanged in a deterministic simulator.
+
+use std::collections::VecDeque;
+use std::io;
+use std::ops::Deref;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::mesh::AppMessage;
+use crate::pool::{BufHandle, LocalPool};
+
+/// Why a connection closed.
+#[derive(Debug)]
+pub enum CloseReason {
+    /// The protocol asked to close (and everything queued was sent), or the peer finished
+    /// sending and nothing was left to send.
+    Finished,
+    /// The application closed it through its [`ConnId`](crate::ConnId).
+    Local,
+    /// The shard is shutting down.
+    Shutdown,
+    /// Connecting failed.
+    ConnectFailed(io::Error),
+    /// A socket error (reset, broken pipe, ...).
+    Error(io::Error),
+}
+
+/// A state machine driven by a shard for one connection.
+///
+/// Every method receives `now` from the loop (one clock read per iteration) so the machine
+/// never reads a clock itself.
+pub trait Protocol {
+    /// The connection is established (accepted, or the connect completed).
+    fn on_open(&mut self, _now: Instant) {}
+
+    /// Bytes arrived. Read them through `Deref`, or keep the buffer with
+    /// [`Received::retain`] (zero-copy; the shard's pool shrinks until the handle drops).
+    fn handle_input(&mut self, now: Instant, input: Received<'_>);
+
+    /// The peer will send no more bytes. The connection closes once everything queued has
+    /// been sent, after one more [`poll_transmit`](Self::poll_transmit).
+    fn handle_eof(&mut self, _now: Instant) {}
+
+    /// Queue bytes to send into `out`. Called after every event of this connection and
+    /// whenever a send completes; queue as much or as little as wanted (see
+    /// [`Transmit::queued`] to bound what is waiting).
+    fn poll_transmit(&mut self, now: Instant, out: &mut Transmit);
+
+    /// The next instant at which [`handle_timeout`](Self::handle_timeout) must be called.
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    /// The deadline from [`poll_timeout`](Self::poll_timeout) passed.
+    fn handle_timeout(&mut self, _now: Instant) {}
+
+    /// A message from the application (possibly from another shard, possibly lending a
+    /// buffer).
+    fn handle_message(&mut self, _now: Instant, _msg: AppMessage) {}
+
+    /// Whether the connection should close once queued bytes are sent.
+    fn wants_close(&self) -> bool {
+        false
+    }
+
+    /// The connection is closed; the protocol is dropped right after.
+    fn on_close(&mut self, _now: Instant, _reason: &CloseReason) {}
+}
+
+/// Received bytes, in place in a registered pool buffer.
+#[derive(Debug)]
+pub struct Received<'a> {
+    data: &'a [u8],
+    origin: Option<(&'a LocalPool, u16, &'a mut bool)>,
+}
+
+impl<'a> Received<'a> {
+    /// Bytes not backed by a pool buffer (for tests and simulators driving a protocol
+    /// directly); [`retain`](Self::retain) returns `None` for them.
+    pub fn from_slice(data: &'a [u8]) -> Self {
+        Received { data, origin: None }
+    }
+
+    pub(crate) fn from_pool(
+        pool: &'a LocalPool,
+        id: u16,
+        len: usize,
+        retained: &'a mut bool,
+    ) -> Self {
+        Received {
+            data: pool.received(id, len),
+            origin: Some((pool, id, retained)),
+        }
+    }
+
+    /// Keeps the buffer beyond this call, zero-copy. It returns to the pool when the handle
+    /// drops (on any thread). `None` when the bytes are not in a pool buffer.
+    pub fn retain(self) -> Option<BufHandle> {
+        let (pool, id, retained) = self.origin?;
+        *retained = true;
+        Some(pool.handle(id, self.data.len()))
+    }
+}
+
+impl Deref for Received<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.data
+    }
+}
+
+/// One piece of an outgoing byte stream.
+pub(crate) enum Segment {
+    /// A range of the transmit's own copy buffer.
+    Copied { start: usize, end: usize },
+    /// A pool buffer (sent in place).
+    Pooled(BufHandle),
+    /// Shared immutable bytes (sent in place).
+    Shared(Bytes),
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Segment::Copied { start, end } => write!(f, "Copied({start}..{end})"),
+            Segment::Pooled(b) => write!(f, "Pooled({b:?})"),
+            Segment::Shared(b) => write!(f, "Shared({} bytes)", b.len()),
+        }
+    }
+}
+
+/// Bytes queued for sending: small copied pieces (headers) interleaved with large bodies
+/// sent in place, gathered into one vectored send.
+#[derive(Debug, Default)]
+pub struct Transmit {
+    copied: Vec<u8>,
+    pub(crate) segments: VecDeque<Segment>,
+    queued: usize,
+}
+
+impl Transmit {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty queue with room for `segments` pieces and `copied_bytes` of copies, so that
+    /// steady-state use does not allocate.
+    pub fn with_capacity(segments: usize, copied_bytes: usize) -> Self {
+        Transmit {
+            copied: Vec::with_capacity(copied_bytes),
+            segments: VecDeque::with_capacity(segments),
+            queued: 0,
+        }
+    }
+
+    /// Queues a copy of `bytes` (for headers and small messages).
+    pub fn write(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let start = self.copied.len();
+        self.copied.extend_from_slice(bytes);
+        let end = self.copied.len();
+        if let Some(Segment::Copied { end: last_end, .. }) = self.segments.back_mut()
+            && *last_end == start
+        {
+            *last_end = end;
+        } else {
+            self.segments.push_back(Segment::Copied { start, end });
+        }
+        self.queued += bytes.len();
+    }
+
+    /// Queues a pool buffer's valid bytes without copying them.
+    pub fn write_buf(&mut self, buf: BufHandle) {
+        if buf.is_empty() {
+            return;
+        }
+        self.queued += buf.len();
+        self.segments.push_back(Segment::Pooled(buf));
+    }
+
+    /// Queues shared bytes without copying them (a large body, a file mapped once, ...).
+    pub fn write_bytes(&mut self, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.queued += bytes.len();
+        self.segments.push_back(Segment::Shared(bytes));
+    }
+
+    /// Bytes queued and not yet handed to the kernel.
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.queued == 0
+    }
+
+    /// A copy of everything queued, in order (for tests and simulators).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.queued);
+        for seg in &self.segments {
+            out.extend_from_slice(self.segment_bytes(seg));
+        }
+        out
+    }
+
+    /// Drops everything queued (keeps the allocations for reuse).
+    pub fn clear(&mut self) {
+        self.copied.clear();
+        self.segments.clear();
+        self.queued = 0;
+    }
+
+    pub(crate) fn segment_bytes<'s>(&'s self, seg: &'s Segment) -> &'s [u8] {
+        match seg {
+            Segment::Copied { start, end } => &self.copied[*start..*end],
+            Segment::Pooled(b) => b.as_slice(),
+            Segment::Shared(b) => b,
+        }
+    }
+
+    /// Forgets `n` bytes sent from the front. Returns whether the queue is now empty.
+    pub(crate) fn consume(&mut self, mut n: usize, front_offset: &mut usize) -> bool {
+        self.queued -= n;
+        while n > 0 {
+            let front = self.segments.front().expect("sent more than queued");
+            let len = self.segment_bytes(front).len() - *front_offset;
+            if n >= len {
+                n -= len;
+                *front_offset = 0;
+                self.segments.pop_front();
+            } else {
+                *front_offset += n;
+                n = 0;
+            }
+        }
+        if self.segments.is_empty() {
+            self.copied.clear();
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Echoes every byte back, zero-copy: it retains the receive buffer and sends it in place.
+#[derive(Debug, Default)]
+pub struct Echo {
+    held: VecDeque<BufHandle>,
+    copied: Vec<u8>,
+    eof: bool,
+}
+
+impl Echo {
+    /// A fresh echo state machine.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Protocol for Echo {
+    fn handle_input(&mut self, _now: Instant, input: Received<'_>) {
+        if input.origin.is_none() {
+            self.copied.extend_from_slice(&input);
+        } else if let Some(buf) = input.retain() {
+            self.held.push_back(buf);
+        }
+    }
+
+    fn handle_eof(&mut self, _now: Instant) {
+        self.eof = true;
+    }
+
+    fn poll_transmit(&mut self, _now: Instant, out: &mut Transmit) {
+        while let Some(buf) = self.held.pop_front() {
+            out.write_buf(buf);
+        }
+        if !self.copied.is_empty() {
+            out.write(&self.copied);
+            self.copied.clear();
+        }
+    }
+
+    fn wants_close(&self) -> bool {
+        self.eof && self.held.is_empty()
+    }
+}
+
+/// What a [`BulkSink`] reports when its connection closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkReport {
+    /// Bytes received.
+    pub bytes: u64,
+    /// xxh3-64 of the received stream, if digesting was on.
+    pub digest: Option<u64>,
+}
+
+/// Swallows everything it receives, optionally hashing every byte with xxh3 (the CPU-bound
+/// workload of the scaling bench), and reports the total when the connection closes.
+pub struct BulkSink {
+    bytes: u64,
+    hasher: Option<Box<xxhash_rust::xxh3::Xxh3>>,
+    report: Option<crossbeam::channel::Sender<SinkReport>>,
+    eof: bool,
+}
+
+impl std::fmt::Debug for BulkSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BulkSink")
+            .field("bytes", &self.bytes)
+            .finish()
+    }
+}
+
+impl BulkSink {
+    /// A sink; `digest` turns on xxh3 over every byte; `report` receives the totals on close.
+    pub fn new(digest: bool, report: Option<crossbeam::channel::Sender<SinkReport>>) -> Self {
+        BulkSink {
+            bytes: 0,
+            hasher: digest.then(|| Box::new(xxhash_rust::xxh3::Xxh3::new())),
+            report,
+            eof: false,
+        }
+    }
+}
+
+impl Protocol for BulkSink {
+    fn handle_input(&mut self, _now: Instant, input: Received<'_>) {
+        self.bytes += input.len() as u64;
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(&input);
+        }
+    }
+
+    fn handle_eof(&mut self, _now: Instant) {
+        self.eof = true;
+    }
+
+    fn poll_transmit(&mut self, _now: Instant, _out: &mut Transmit) {}
+
+    fn wants_close(&self) -> bool {
+        self.eof
+    }
+
+    fn on_close(&mut self, _now: Instant, _reason: &CloseReason) {
+        if let Some(tx) = self.report.take() {
+            let digest = self.hasher.as_ref().map(|h| h.digest());
+            let _ = tx.send(SinkReport {
+                bytes: self.bytes,
+                digest,
+            });
+        }
+    }
+}
+
+/// Sends `total` bytes by repeating one shared body (zero-copy), then closes.
+#[derive(Debug)]
+pub struct BulkSource {
+    body: Bytes,
+    remaining: u64,
+    max_queued: usize,
+}
+
+impl BulkSource {
+    /// Sends `body` repeatedly (the last piece truncated) until `total` bytes went out.
+    pub fn new(body: Bytes, total: u64) -> Self {
+        let max_queued = body.len().max(1) * 2;
+        BulkSource {
+            body,
+            remaining: total,
+            max_queued,
+        }
+    }
+}
+
+impl Protocol for BulkSource {
+    fn handle_input(&mut self, _now: Instant, _input: Received<'_>) {}
+
+    fn poll_transmit(&mut self, _now: Instant, out: &mut Transmit) {
+        while self.remaining > 0 && out.queued() < self.max_queued {
+            let n = (self.body.len() as u64).min(self.remaining) as usize;
+            out.write_bytes(self.body.slice(..n));
+            self.remaining -= n as u64;
+        }
+    }
+
+    fn wants_close(&self) -> bool {
+        self.remaining == 0
+    }
+}

@@ -1,0 +1,142 @@
+//! Per-shard counters. The owning shard is the only writer (plain relaxed stores, published
+//! once per loop iteration); any thread reads them without locks.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Live counters of one shard.
+#[derive(Debug, Default)]
+pub struct ShardStats {
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) recv_ops: AtomicU64,
+    pub(crate) send_ops: AtomicU64,
+    pub(crate) accepts: AtomicU64,
+    pub(crate) completions: AtomicU64,
+    pub(crate) wakeups: AtomicU64,
+    pub(crate) parked_ns: AtomicU64,
+    pub(crate) mesh_in: AtomicU64,
+    pub(crate) mesh_out: AtomicU64,
+    pub(crate) mesh_occupancy: AtomicU64,
+    pub(crate) pool_free: AtomicU64,
+    pub(crate) pool_in_recv_ring: AtomicU64,
+    pub(crate) pool_lent: AtomicU64,
+    pub(crate) buffers_returned_from_peers: AtomicU64,
+    pub(crate) recv_starved: AtomicU64,
+    pub(crate) connections: AtomicU64,
+    pub(crate) file_ops: AtomicU64,
+    pub(crate) send_zc: AtomicU64,
+    pub(crate) send_zc_copied: AtomicU64,
+}
+
+/// A copy of a shard's counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Bytes received on sockets.
+    pub bytes_in: u64,
+    /// Bytes sent on sockets.
+    pub bytes_out: u64,
+    /// Receive completions carrying data.
+    pub recv_ops: u64,
+    /// Send operations completed.
+    pub send_ops: u64,
+    /// Connections accepted.
+    pub accepts: u64,
+    /// Completion queue entries processed.
+    pub completions: u64,
+    /// Times the loop came back from waiting in the kernel.
+    pub wakeups: u64,
+    /// Nanoseconds spent parked in `submit_and_wait`.
+    pub parked_ns: u64,
+    /// Messages received over the SPSC mesh.
+    pub mesh_in: u64,
+    /// Messages sent over the SPSC mesh.
+    pub mesh_out: u64,
+    /// Messages waiting in inbound rings at the last iteration.
+    pub mesh_occupancy: u64,
+    /// Buffers on the pool's free list.
+    pub pool_free: u64,
+    /// Buffers offered to the kernel for receive.
+    pub pool_in_recv_ring: u64,
+    /// Buffers out as handles (retained by protocols, lent, or in file/send operations).
+    pub pool_lent: u64,
+    /// Buffers that came home over the mesh from other shards.
+    pub buffers_returned_from_peers: u64,
+    /// Times a connection stopped reading because the receive pool ran dry.
+    pub recv_starved: u64,
+    /// Open connections.
+    pub connections: u64,
+    /// File operations completed.
+    pub file_ops: u64,
+    /// `SEND_ZC` operations issued.
+    pub send_zc: u64,
+    /// `SEND_ZC` operations the kernel completed by copying (always so on loopback).
+    pub send_zc_copied: u64,
+}
+
+impl StatsSnapshot {
+    /// Average completions handled per wake-up.
+    pub fn completions_per_wakeup(&self) -> f64 {
+        if self.wakeups == 0 {
+            0.0
+        } else {
+            self.completions as f64 / self.wakeups as f64
+        }
+    }
+}
+
+impl ShardStats {
+    /// Reads every counter (relaxed; fields may be from slightly different instants).
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StatsSnapshot {
+            bytes_in: r(&self.bytes_in),
+            bytes_out: r(&self.bytes_out),
+            recv_ops: r(&self.recv_ops),
+            send_ops: r(&self.send_ops),
+            accepts: r(&self.accepts),
+            completions: r(&self.completions),
+            wakeups: r(&self.wakeups),
+            parked_ns: r(&self.parked_ns),
+            mesh_in: r(&self.mesh_in),
+            mesh_out: r(&self.mesh_out),
+            mesh_occupancy: r(&self.mesh_occupancy),
+            pool_free: r(&self.pool_free),
+            pool_in_recv_ring: r(&self.pool_in_recv_ring),
+            pool_lent: r(&self.pool_lent),
+            buffers_returned_from_peers: r(&self.buffers_returned_from_peers),
+            recv_starved: r(&self.recv_starved),
+            connections: r(&self.connections),
+            file_ops: r(&self.file_ops),
+            send_zc: r(&self.send_zc),
+            send_zc_copied: r(&self.send_zc_copied),
+        }
+    }
+
+    /// Publishes a shard-local snapshot (single writer, so plain stores suffice).
+    pub(crate) fn publish(&self, s: &StatsSnapshot) {
+        let w = |a: &AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
+        w(&self.bytes_in, s.bytes_in);
+        w(&self.bytes_out, s.bytes_out);
+        w(&self.recv_ops, s.recv_ops);
+        w(&self.send_ops, s.send_ops);
+        w(&self.accepts, s.accepts);
+        w(&self.completions, s.completions);
+        w(&self.wakeups, s.wakeups);
+        w(&self.parked_ns, s.parked_ns);
+        w(&self.mesh_in, s.mesh_in);
+        w(&self.mesh_out, s.mesh_out);
+        w(&self.mesh_occupancy, s.mesh_occupancy);
+        w(&self.pool_free, s.pool_free);
+        w(&self.pool_in_recv_ring, s.pool_in_recv_ring);
+        w(&self.pool_lent, s.pool_lent);
+        w(
+            &self.buffers_returned_from_peers,
+            s.buffers_returned_from_peers,
+        );
+        w(&self.recv_starved, s.recv_starved);
+        w(&self.connections, s.connections);
+        w(&self.file_ops, s.file_ops);
+        w(&self.send_zc, s.send_zc);
+        w(&self.send_zc_copied, s.send_zc_copied);
+    }
+}

@@ -1,0 +1,63 @@
+//! Clean shutdown: after listeners, inbound and outbound connections, Unix sockets and a
+//! shutdown, the process has exactly the file descriptors it had before.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use bytes::Bytes;
+use crossbeam::channel;
+use hawser_shards::{BulkSink, BulkSource, Echo, Shards, ShardsConfig, open_fd_count};
+
+#[test]
+fn shutdown_leaks_no_file_descriptors() {
+    let before = open_fd_count();
+    let shards = Shards::start(ShardsConfig {
+        shards: 2,
+        buffers: 32,
+        buffer_size: 16 * 1024,
+        ..Default::default()
+    })
+    .unwrap();
+    let addr = shards
+        .listen_tcp("127.0.0.1:0".parse().unwrap(), |_| Echo::new())
+        .unwrap();
+    let unix = std::env::temp_dir().join(format!("hawser-fdleak-{}", std::process::id()));
+    let _ = std::fs::remove_file(&unix);
+    shards.listen_unix(0, &unix, |_| Echo::new()).unwrap();
+    let (tx, rx) = channel::unbounded();
+    let sink_addr = shards
+        .listen_tcp("127.0.0.1:0".parse().unwrap(), move |_| {
+            BulkSink::new(false, Some(tx.clone()))
+        })
+        .unwrap();
+    for i in 0..4 {
+        shards
+            .connect_tcp(
+                i % 2,
+                sink_addr,
+                BulkSource::new(Bytes::from(vec![7u8; 100_000]), 1_000_000),
+            )
+            .unwrap();
+    }
+    for _ in 0..4 {
+        rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    }
+    // Clients still connected at shutdown must be closed by it too.
+    let mut open_clients = Vec::new();
+    for _ in 0..8 {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"ping").unwrap();
+        let mut b = [0u8; 4];
+        s.read_exact(&mut b).unwrap();
+        open_clients.push(s);
+    }
+    let mut u = std::os::unix::net::UnixStream::connect(&unix).unwrap();
+    u.write_all(b"x").unwrap();
+    let mut b = [0u8; 1];
+    u.read_exact(&mut b).unwrap();
+    shards.shutdown();
+    drop(open_clients);
+    drop(u);
+    let _ = std::fs::remove_file(&unix);
+    assert_eq!(open_fd_count(), before, "file descriptors leaked");
+}

@@ -1,0 +1,491 @@
+//! Loopback integration tests of the shards layer.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam::channel;
+use hawser_shards::{
+    AppMessage, BufHandle, BulkSink, BulkSource, Echo, FileDone, OpenOptions, Protocol, Received,
+    ShardCtx, ShardError, ShardHandler, Shards, ShardsConfig, SinkReport, Transmit,
+};
+
+fn config(shards: usize) -> ShardsConfig {
+    ShardsConfig {
+        shards,
+        buffers: 64,
+        buffer_size: 16 * 1024,
+        ..ShardsConfig::default()
+    }
+}
+
+/// Deterministic pseudo-random bytes, different per seed.
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Writes `data` on one thread while reading the echo on another; returns what came back.
+fn echo_roundtrip(stream: TcpStream, data: Arc<Vec<u8>>) -> Vec<u8> {
+    let mut writer = stream.try_clone().unwrap();
+    let to_send = data.clone();
+    let w = std::thread::spawn(move || {
+        for chunk in to_send.chunks(7919) {
+            writer.write_all(chunk).unwrap();
+        }
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut back = Vec::with_capacity(data.len());
+    let mut reader = stream;
+    reader.read_to_end(&mut back).unwrap();
+    w.join().unwrap();
+    back
+}
+
+#[test]
+fn many_concurrent_connections_echo_intact_across_shards() {
+    let shards = Shards::start(config(2)).unwrap();
+    let addr = shards
+        .listen_tcp("127.0.0.1:0".parse().unwrap(), |_| Echo::new())
+        .unwrap();
+    let clients: Vec<_> = (0..32u64)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let data = Arc::new(pattern(i, 100_000 + i as usize * 3001));
+                let back = echo_roundtrip(TcpStream::connect(addr).unwrap(), data.clone());
+                assert!(back == *data, "connection {i}: echo differs");
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    let (s0, s1) = (shards.stats(0), shards.stats(1));
+    assert_eq!(s0.accepts + s1.accepts, 32);
+    assert!(
+        s0.accepts > 0 && s1.accepts > 0,
+        "accepts not spread: {} / {}",
+        s0.accepts,
+        s1.accepts
+    );
+    wait_until("connections to close", || {
+        shards.stats(0).connections + shards.stats(1).connections == 0
+    });
+    shards.shutdown();
+}
+
+#[test]
+fn shard_to_shard_bulk_with_digest_is_byte_exact() {
+    let shards = Shards::start(config(2)).unwrap();
+    let (tx, rx) = channel::unbounded::<SinkReport>();
+    let addr = shards
+        .listen_tcp("127.0.0.1:0".parse().unwrap(), move |_| {
+            BulkSink::new(true, Some(tx.clone()))
+        })
+        .unwrap();
+    let body = Bytes::from(pattern(99, 1 << 20));
+    let total: u64 = 5 * (1 << 20) + 12345;
+    let mut expected = xxhash_rust::xxh3::Xxh3::new();
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(body.len() as u64) as usize;
+        expected.update(&body[..n]);
+        left -= n as u64;
+    }
+    let expected = expected.digest();
+    for i in 0..4 {
+        shards
+            .connect_tcp(i % 2, addr, BulkSource::new(body.clone(), total))
+            .unwrap();
+    }
+    for _ in 0..4 {
+        let report = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("sink report");
+        assert_eq!(report.bytes, total);
+        assert_eq!(report.digest, Some(expected));
+    }
+    shards.shutdown();
+}
+
+#[test]
+fn unix_stream_echo() {
+    let dir = std::env::temp_dir().join(format!("hawser-shards-unix-{}", std::process::id()));
+    let _ = std::fs::remove_file(&dir);
+    let shards = Shards::start(config(2)).unwrap();
+    shards.listen_unix(1, &dir, |_| Echo::new()).unwrap();
+    let mut s = std::os::unix::net::UnixStream::connect(&dir).unwrap();
+    let data = pattern(5, 4000);
+    s.write_all(&data).unwrap();
+    let mut back = vec![0; data.len()];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(back, data);
+    drop(s);
+    // The path is taken while the listener lives.
+    assert!(matches!(
+        shards.listen_unix(0, &dir, |_| Echo::new()),
+        Err(ShardError::UnixPathInUse { .. })
+    ));
+    shards.shutdown();
+    let _ = std::fs::remove_file(&dir);
+}
+
+/// Keeps every received buffer until told to let go (by a flag checked on its timer).
+struct Hoarder {
+    held: Vec<BufHandle>,
+    release: Arc<AtomicBool>,
+    digest: xxhash_rust::xxh3::Xxh3,
+    bytes: u64,
+    next_check: Option<Instant>,
+    eof: bool,
+    report: channel::Sender<(u64, u64)>,
+}
+
+impl Protocol for Hoarder {
+    fn handle_input(&mut self, now: Instant, input: Received<'_>) {
+        self.bytes += input.len() as u64;
+        self.digest.update(&input);
+        if !self.release.load(Ordering::Relaxed) {
+            self.held.push(input.retain().unwrap());
+            self.next_check
+                .get_or_insert(now + Duration::from_millis(2));
+        }
+    }
+    fn handle_eof(&mut self, _now: Instant) {
+        self.eof = true;
+    }
+    fn poll_transmit(&mut self, _now: Instant, _out: &mut Transmit) {}
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.next_check
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        if self.release.load(Ordering::Relaxed) {
+            self.held.clear();
+            self.next_check = None;
+        } else {
+            self.next_check = Some(now + Duration::from_millis(2));
+        }
+    }
+    fn wants_close(&self) -> bool {
+        self.eof
+    }
+    fn on_close(&mut self, _now: Instant, _reason: &hawser_shards::CloseReason) {
+        let _ = self.report.send((self.bytes, self.digest.digest()));
+    }
+}
+
+#[test]
+fn back_pressure_when_pool_runs_dry() {
+    let cfg = ShardsConfig {
+        shards: 1,
+        buffers: 16,
+        recv_buffers: 8,
+        buffer_size: 4096,
+        ..ShardsConfig::default()
+    };
+    let shards = Shards::start(cfg).unwrap();
+    let release = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = channel::unbounded();
+    let r = release.clone();
+    let addr = shards
+        .listen_tcp("127.0.0.1:0".parse().unwrap(), move |_| Hoarder {
+            held: Vec::new(),
+            release: r.clone(),
+            digest: xxhash_rust::xxh3::Xxh3::new(),
+            bytes: 0,
+            next_check: None,
+            eof: false,
+            report: tx.clone(),
+        })
+        .unwrap();
+    let data = pattern(7, 4 << 20);
+    let expected = xxhash_rust::xxh3::xxh3_64(&data);
+    let writer = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(&data).unwrap();
+    });
+    wait_until("the receive pool to run dry", || {
+        shards.stats(0).recv_starved > 0
+    });
+    let stalled = shards.stats(0);
+    // Reading stopped: at most the receive buffers' worth arrived, and no more arrives.
+    assert!(
+        stalled.bytes_in <= 8 * 4096,
+        "read {} bytes with 8 x 4 KiB buffers",
+        stalled.bytes_in
+    );
+    assert_eq!(stalled.pool_in_recv_ring, 0);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        shards.stats(0).bytes_in,
+        stalled.bytes_in,
+        "kept reading without buffers"
+    );
+    assert!(
+        !writer.is_finished(),
+        "the writer should be blocked by back-pressure"
+    );
+    release.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let (bytes, digest) = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(bytes, 4 << 20);
+    assert_eq!(digest, expected);
+    shards.shutdown();
+}
+
+/// Checks lent buffers and hands them back by dropping them.
+struct Borrower {
+    seen: channel::Sender<(usize, u64, Vec<u8>)>,
+}
+
+impl ShardHandler for Borrower {
+    fn on_message(&mut self, _ctx: &mut ShardCtx<'_>, from: usize, msg: AppMessage) {
+        let buf = msg.buf.expect("a lent buffer");
+        let _ = self
+            .seen
+            .send((from, buf.owner() as u64, buf.as_slice().to_vec()));
+        drop(buf); // goes home over the mesh
+    }
+}
+
+#[test]
+fn a_buffer_lent_to_another_shard_returns_to_its_owner() {
+    let (seen_tx, seen_rx) = channel::unbounded();
+    let cfg = ShardsConfig {
+        handler: Some(Arc::new(move |_| {
+            Box::new(Borrower {
+                seen: seen_tx.clone(),
+            }) as Box<dyn ShardHandler>
+        })),
+        ..config(2)
+    };
+    let shards = Shards::start(cfg).unwrap();
+    let free_before = shards.stats(0).pool_free;
+    let lent = shards
+        .call_on(0, |ctx| {
+            let mut buf = ctx.alloc_buffer().expect("a free buffer");
+            buf.as_mut_full()[..11].copy_from_slice(b"lent bytes!");
+            buf.set_len(11);
+            ctx.send_to_shard(1, AppMessage::with_buf(1, 0, buf));
+        })
+        .map(|_| ());
+    lent.unwrap();
+    let (from, owner, content) = seen_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!((from, owner), (0, 0));
+    assert_eq!(content, b"lent bytes!");
+    wait_until("the buffer to come home", || {
+        shards.stats(0).buffers_returned_from_peers == 1
+    });
+    wait_until("the free list to recover", || {
+        shards.stats(0).pool_free == free_before
+    });
+    assert!(shards.stats(1).mesh_out >= 1 && shards.stats(0).mesh_in >= 1);
+    // A buffer dropped on a thread that is no shard goes home too.
+    let buf = shards
+        .call_on(1, |ctx| ctx.alloc_buffer().unwrap())
+        .unwrap();
+    assert_eq!(buf.owner(), 1);
+    drop(buf);
+    wait_until("the foreign return", || shards.stats(1).pool_lent == 0);
+    shards.shutdown();
+}
+
+/// Sends "tick" when its deadline passes.
+struct Ticker {
+    deadline: Option<Instant>,
+    fired: channel::Sender<(Instant, Instant)>,
+}
+
+impl Protocol for Ticker {
+    fn on_open(&mut self, now: Instant) {
+        self.deadline = Some(now + Duration::from_micros(1500));
+    }
+    fn handle_input(&mut self, _now: Instant, _input: Received<'_>) {}
+    fn poll_transmit(&mut self, _now: Instant, out: &mut Transmit) {
+        if self.deadline.is_none() {
+            out.write(b"tick");
+        }
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        let due = self.deadline.take().unwrap();
+        let _ = self.fired.send((due, now));
+    }
+}
+
+#[test]
+fn protocol_deadlines_fire_and_output_is_sent() {
+    let shards = Shards::start(config(1)).unwrap();
+    let (tx, rx) = channel::unbounded();
+    let addr = shards
+        .listen_tcp("127.0.0.1:0".parse().unwrap(), move |_| Ticker {
+            deadline: None,
+            fired: tx.clone(),
+        })
+        .unwrap();
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut tick = [0u8; 4];
+    s.read_exact(&mut tick).unwrap();
+    assert_eq!(&tick, b"tick");
+    let (due, at) = rx.recv().unwrap();
+    assert!(at >= due, "timer fired early");
+    shards.shutdown();
+}
+
+#[test]
+fn port_in_use_gets_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let shards = Shards::start(config(1)).unwrap();
+    let err = shards
+        .listen_tcp(taken.local_addr().unwrap(), |_| Echo::new())
+        .unwrap_err();
+    assert!(matches!(err, ShardError::AddressInUse { .. }), "{err}");
+    assert!(err.to_string().contains("already in use"));
+    shards.shutdown();
+}
+
+#[test]
+fn connect_failure_is_reported_to_the_protocol() {
+    struct Failing(channel::Sender<String>);
+    impl Protocol for Failing {
+        fn handle_input(&mut self, _now: Instant, _input: Received<'_>) {}
+        fn poll_transmit(&mut self, _now: Instant, _out: &mut Transmit) {}
+        fn on_close(&mut self, _now: Instant, reason: &hawser_shards::CloseReason) {
+            let _ = self.0.send(format!("{reason:?}"));
+        }
+    }
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let shards = Shards::start(config(1)).unwrap();
+    let (tx, rx) = channel::unbounded();
+    shards.connect_tcp(0, addr, Failing(tx)).unwrap();
+    let reason = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(reason.contains("ConnectFailed"), "{reason}");
+    shards.shutdown();
+}
+
+/// Writes a file through the ring, syncs it, reads it back.
+struct FileSteps {
+    path: std::path::PathBuf,
+    direct: bool,
+    fd: i32,
+    done: channel::Sender<Result<Vec<u8>, String>>,
+}
+
+const OPEN: u64 = 1;
+const FALLOC: u64 = 2;
+const WRITE: u64 = 3;
+const SYNC: u64 = 4;
+const READ: u64 = 5;
+const CLOSE: u64 = 6;
+
+impl ShardHandler for FileSteps {
+    fn on_message(&mut self, ctx: &mut ShardCtx<'_>, _from: usize, _msg: AppMessage) {
+        let opts = OpenOptions {
+            write: true,
+            create: true,
+            truncate: true,
+            direct: self.direct,
+        };
+        ctx.open_file(&self.path, opts, OPEN).unwrap();
+    }
+    fn on_file(&mut self, ctx: &mut ShardCtx<'_>, done: FileDone) {
+        let result = match done.result {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = self.done.send(Err(format!("step {}: {e}", done.token)));
+                return;
+            }
+        };
+        match done.token {
+            OPEN => {
+                self.fd = result as i32;
+                ctx.fallocate_file(self.fd, 0, 8192, 0, FALLOC);
+            }
+            FALLOC => {
+                let mut buf = ctx.alloc_buffer().unwrap();
+                for (i, b) in buf.as_mut_full()[..4096].iter_mut().enumerate() {
+                    *b = (i % 251) as u8;
+                }
+                buf.set_len(4096);
+                ctx.write_file(self.fd, 4096, buf, WRITE);
+            }
+            WRITE => ctx.fsync_file(self.fd, false, SYNC),
+            SYNC => {
+                let buf = ctx.alloc_buffer().unwrap();
+                ctx.read_file(self.fd, 4096, buf, 4096, READ);
+            }
+            READ => {
+                let data = done.buf.unwrap().as_slice().to_vec();
+                let _ = self.done.send(Ok(data));
+                ctx.close_file(self.fd, CLOSE);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn file_roundtrip(direct: bool) -> Result<Vec<u8>, String> {
+    let path = std::env::current_dir().unwrap().join(format!(
+        "../target-shards-filetest-{}-{direct}",
+        std::process::id()
+    ));
+    let (tx, rx) = channel::unbounded();
+    let p = path.clone();
+    let cfg = ShardsConfig {
+        handler: Some(Arc::new(move |_| {
+            Box::new(FileSteps {
+                path: p.clone(),
+                direct,
+                fd: -1,
+                done: tx.clone(),
+            }) as Box<dyn ShardHandler>
+        })),
+        ..config(1)
+    };
+    let shards = Shards::start(cfg).unwrap();
+    shards
+        .run_on(0, |ctx| ctx.send_to_shard(0, AppMessage::new(0, 0)))
+        .unwrap();
+    let out = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    shards.shutdown();
+    if out.is_ok() {
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 8192);
+    }
+    let _ = std::fs::remove_file(&path);
+    out
+}
+
+#[test]
+fn files_through_the_ring() {
+    let expected: Vec<u8> = (0..4096).map(|i| (i % 251) as u8).collect();
+    assert_eq!(file_roundtrip(false).unwrap(), expected);
+    match file_roundtrip(true) {
+        Ok(data) => assert_eq!(data, expected),
+        // Some filesystems (tmpfs, overlay) refuse O_DIRECT; that is theirs to refuse.
+        Err(e) if e.contains("Invalid argument") => eprintln!("O_DIRECT unsupported here: {e}"),
+        Err(e) => panic!("{e}"),
+    }
+}
