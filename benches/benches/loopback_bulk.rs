@@ -10,7 +10,8 @@
 //!
 //! Run: `cargo bench -p hawser-benches --bench loopback_bulk`
 //! Knobs: `HAWSER_BULK_BYTES` (per run, default 2 GiB), `HAWSER_BULK_ROUNDS` (default 5),
-//! `HAWSER_BULK_ONLY` (comma-separated variant names).
+//! `HAWSER_BULK_ONLY` (comma-separated variant names), `HAWSER_BULK_BUF_KIB` and
+//! `HAWSER_BULK_BUFFERS` (the shards' registered buffer size and count per shard).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -34,27 +35,39 @@ fn body() -> Bytes {
     Bytes::from((0..MIB).map(|i| (i * 31 % 251) as u8).collect::<Vec<u8>>())
 }
 
-/// Bytes per second moved by `shards` shards over 4 connections.
-fn run_shards(shards_n: usize, total: u64, digest: bool) -> f64 {
+/// Bytes per second moved by `shards_n` shards over 4 connections. Placement is explicit:
+/// each shard listens on its own port and opens 2 of the connections, to the next shard
+/// (`local == false`: every byte crosses cores, as the kernel's loopback copy goes from the
+/// sender's core to the receiver's) or to itself (`local == true`: both ends of a connection
+/// on one shard, the shared-nothing ideal, which on a real network is what each host sees).
+fn run_shards(shards_n: usize, total: u64, digest: bool, local: bool) -> f64 {
     let shards = Shards::start(ShardsConfig {
         shards: shards_n,
-        buffers: 512,
-        buffer_size: 64 * 1024,
+        buffers: env_or("HAWSER_BULK_BUFFERS", 256) as u16,
+        buffer_size: env_or("HAWSER_BULK_BUF_KIB", 64) as usize * 1024,
+        defer_taskrun: std::env::var_os("HAWSER_BULK_DEFER").is_some(),
         ..ShardsConfig::default()
     })
     .expect("start shards");
     let (tx, rx) = crossbeam::channel::unbounded();
-    let addr = shards
-        .listen_tcp("127.0.0.1:0".parse().unwrap(), move |_| {
-            BulkSink::new(digest, Some(tx.clone()))
+    let addrs: Vec<SocketAddr> = (0..shards_n)
+        .map(|shard| {
+            let tx = tx.clone();
+            shards
+                .listen_tcp_on(shard, "127.0.0.1:0".parse().unwrap(), move |_| {
+                    BulkSink::new(digest, Some(tx.clone()))
+                })
+                .expect("listen")
         })
-        .expect("listen");
+        .collect();
     let body = body();
     let per_conn = total / CONNS as u64;
     let start = Instant::now();
     for i in 0..CONNS {
+        let from = i % shards_n;
+        let to = if local { from } else { (from + 1) % shards_n };
         shards
-            .connect_tcp(i % shards_n, addr, BulkSource::new(body.clone(), per_conn))
+            .connect_tcp(from, addrs[to], BulkSource::new(body.clone(), per_conn))
             .expect("connect");
     }
     let mut bytes = 0;
@@ -270,6 +283,18 @@ fn run_iperf3() -> Option<f64> {
     Some(bps / 8.0)
 }
 
+/// CPU seconds (user + system) used by this process so far, all threads included.
+fn process_cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given; zeroed is a valid initial value.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     if v.is_empty() {
@@ -299,7 +324,11 @@ fn main() {
     let variants: Vec<Variant> = vec![
         (
             "shards",
-            Box::new(move || Some(run_shards(2, total, false))),
+            Box::new(move || Some(run_shards(2, total, false, false))),
+        ),
+        (
+            "shards-local",
+            Box::new(move || Some(run_shards(2, total, false, true))),
         ),
         ("plain", Box::new(move || Some(run_plain(total)))),
         (
@@ -313,15 +342,20 @@ fn main() {
         ),
         (
             "shards-xxh3-1",
-            Box::new(move || Some(run_shards(1, total / 2, true))),
+            Box::new(move || Some(run_shards(1, total / 2, true, true))),
         ),
         (
             "shards-xxh3-2",
-            Box::new(move || Some(run_shards(2, total / 2, true))),
+            Box::new(move || Some(run_shards(2, total / 2, true, false))),
+        ),
+        (
+            "shards-xxh3-2-local",
+            Box::new(move || Some(run_shards(2, total / 2, true, true))),
         ),
     ];
     let variants: Vec<Variant> = variants.into_iter().filter(|(n, _)| enabled(n)).collect();
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    let mut cores_used: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     println!(
         "loopback bulk: {} MiB per run, {rounds} rounds, variants alternate",
         total >> 20
@@ -329,8 +363,11 @@ fn main() {
     for round in 0..rounds {
         let mut line = format!("round {round}:");
         for (i, (name, run)) in variants.iter().enumerate() {
+            let (cpu0, wall0) = (process_cpu_seconds(), Instant::now());
             if let Some(bps) = run() {
+                let cores = (process_cpu_seconds() - cpu0) / wall0.elapsed().as_secs_f64();
                 results[i].push(bps);
+                cores_used[i].push(cores);
                 line += &format!(" {name}={:.2}GB/s", bps / 1e9);
             }
         }
@@ -340,8 +377,9 @@ fn main() {
     println!("\nmedians:");
     for (i, (name, _)) in variants.iter().enumerate() {
         let m = median(&mut results[i]);
+        let cores = median(&mut cores_used[i]);
         println!(
-            "  {name:<14} {:>7.2} GB/s  ({:.1} Gbit/s)",
+            "  {name:<20} {:>7.2} GB/s  ({:>5.1} Gbit/s)  cores busy in this process: {cores:.2}",
             m / 1e9,
             m * 8.0 / 1e9
         );
@@ -357,7 +395,10 @@ fn main() {
         ("shards", "iperf3", Some(1.2)),
         ("shards", "tokio-uring", None),
         ("shards", "glommio", None),
+        ("shards-local", "plain", None),
+        ("shards-local", "iperf3", None),
         ("shards-xxh3-2", "shards-xxh3-1", Some(1.6)),
+        ("shards-xxh3-2-local", "shards-xxh3-1", Some(1.6)),
     ] {
         if let Some(r) = ratio(a, b) {
             let verdict = match target {

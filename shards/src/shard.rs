@@ -146,6 +146,7 @@ pub(crate) struct ShardSettings {
     pub(crate) recv_buffers: u16,
     pub(crate) send_zc_threshold: Option<usize>,
     pub(crate) tcp_nodelay: bool,
+    pub(crate) defer_taskrun: bool,
     pub(crate) shard_count: usize,
 }
 
@@ -517,11 +518,14 @@ impl Core {
         handler: Box<dyn ShardHandler>,
     ) -> io::Result<Core> {
         let entries = settings.ring_entries;
-        let ring = IoUring::builder()
-            .setup_cqsize(entries * 8)
-            .setup_single_issuer()
-            .setup_coop_taskrun()
-            .build(entries)?;
+        let mut builder = IoUring::builder();
+        builder.setup_cqsize(entries * 8).setup_single_issuer();
+        if settings.defer_taskrun {
+            builder.setup_defer_taskrun().setup_taskrun_flag();
+        } else {
+            builder.setup_coop_taskrun();
+        }
+        let ring = builder.build(entries)?;
         let iovecs = pool_shared.mem.iovecs();
         // SAFETY: the iovecs describe the pool memory, which the `Arc<PoolShared>` keeps
         // alive until after this ring (declared first in `Core`) is dropped.
