@@ -96,7 +96,7 @@ pub use protocol::{
 };
 pub use shard::{
     ConnId, FileDone, HandlerFactory, NoHandler, OpenOptions, ProtocolFactory, ShardCtx,
-    ShardHandler,
+    ShardHandler, UdpId, UdpOptions,
 };
 pub use stats::{ShardStats, StatsSnapshot};
 pub use sys::open_fd_count;

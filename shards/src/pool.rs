@@ -127,6 +127,9 @@ thread_local! {
 pub struct BufHandle {
     pool: Arc<PoolShared>,
     id: u16,
+    /// Where the handle's bytes start inside the buffer (non-zero for a datagram payload
+    /// that follows the kernel's recvmsg header).
+    start: u32,
     len: u32,
 }
 
@@ -146,6 +149,18 @@ impl BufHandle {
         BufHandle {
             pool,
             id,
+            start: 0,
+            len: len as u32,
+        }
+    }
+
+    pub(crate) fn new_range(pool: Arc<PoolShared>, id: u16, start: usize, len: usize) -> Self {
+        assert!(start + len <= pool.mem.buf_size(), "range beyond buffer");
+        pool.handles_out.fetch_add(1, Ordering::Relaxed);
+        BufHandle {
+            pool,
+            id,
+            start: start as u32,
             len: len as u32,
         }
     }
@@ -170,9 +185,9 @@ impl BufHandle {
         self.len == 0
     }
 
-    /// Size of the buffer.
+    /// Bytes available from the handle's start to the end of the buffer.
     pub fn capacity(&self) -> usize {
-        self.pool.mem.buf_size()
+        self.pool.mem.buf_size() - self.start as usize
     }
 
     /// Sets the number of valid bytes (at most the capacity).
@@ -185,18 +200,19 @@ impl BufHandle {
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: this handle owns buffer `id` exclusively (module invariant), the memory lives
         // as long as `pool`, and len <= capacity.
-        unsafe { std::slice::from_raw_parts(self.pool.mem.ptr(self.id), self.len as usize) }
+        unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len as usize) }
     }
 
     /// The whole buffer, for filling; call [`set_len`](Self::set_len) afterwards.
     pub fn as_mut_full(&mut self) -> &mut [u8] {
         // SAFETY: exclusive ownership of buffer `id` through `&mut self`; memory outlives us.
-        unsafe { std::slice::from_raw_parts_mut(self.pool.mem.ptr(self.id), self.capacity()) }
+        unsafe { std::slice::from_raw_parts_mut(self.as_ptr(), self.capacity()) }
     }
 
     /// Pointer to the start of the buffer, for ring operations.
     pub(crate) fn as_ptr(&self) -> *mut u8 {
-        self.pool.mem.ptr(self.id)
+        // SAFETY: start < buf_size (checked at construction), so this stays in the buffer.
+        unsafe { self.pool.mem.ptr(self.id).add(self.start as usize) }
     }
 }
 
@@ -382,6 +398,10 @@ impl LocalPool {
 
     pub(crate) fn handle(&self, id: u16, len: usize) -> BufHandle {
         BufHandle::new(self.shared.clone(), id, len)
+    }
+
+    pub(crate) fn handle_range(&self, id: u16, start: usize, len: usize) -> BufHandle {
+        BufHandle::new_range(self.shared.clone(), id, start, len)
     }
 
     /// Bytes the kernel received into buffer `id`.

@@ -45,6 +45,8 @@ enum OpKind {
     Doorbell = 5,
     File = 6,
     Cancel = 7,
+    UdpRecv = 8,
+    UdpSend = 9,
 }
 
 fn user_data(kind: OpKind, generation: u32, slot: u32) -> u64 {
@@ -81,6 +83,62 @@ pub trait ShardHandler {
     fn on_timer(&mut self, _ctx: &mut ShardCtx<'_>, _token: u64) {}
     /// A file operation finished.
     fn on_file(&mut self, _ctx: &mut ShardCtx<'_>, _done: FileDone) {}
+    /// A datagram arrived on a socket opened with [`ShardCtx::bind_udp`]. With GRO on,
+    /// `payload` may hold several datagrams of `segment_size` bytes each (the last shorter).
+    /// Dropping `payload` returns its buffer to the pool.
+    fn on_datagram(
+        &mut self,
+        _ctx: &mut ShardCtx<'_>,
+        _socket: UdpId,
+        _from: Option<SocketAddr>,
+        _payload: BufHandle,
+        _segment_size: Option<u16>,
+    ) {
+    }
+}
+
+/// Names a UDP socket of a shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UdpId {
+    shard: u16,
+    index: u32,
+}
+
+impl UdpId {
+    /// The shard owning the socket.
+    pub fn shard(&self) -> usize {
+        usize::from(self.shard)
+    }
+}
+
+/// Options of a UDP socket.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UdpOptions {
+    /// Generic receive offload: the kernel may coalesce consecutive datagrams from one
+    /// sender into one payload (see the `segment_size` of
+    /// [`ShardHandler::on_datagram`]).
+    pub gro: bool,
+}
+
+/// Room for a recvmsg control message (a `UDP_GRO` cmsg needs 20 bytes).
+const UDP_CONTROL_LEN: usize = 64;
+
+struct UdpSock {
+    fd: RawFd,
+    /// The template the kernel lays each multishot recvmsg buffer out by.
+    recv_msg: Box<libc::msghdr>,
+    armed: bool,
+    closing: bool,
+    starved: bool,
+}
+
+/// One datagram send; boxed and reused so addresses given to the kernel stay put.
+struct UdpSendOp {
+    buf: Option<BufHandle>,
+    addr: RawSockAddr,
+    iov: libc::iovec,
+    msg: libc::msghdr,
+    control: [u64; 4],
 }
 
 /// A handler that ignores everything (messages are dropped, their buffers go home).
@@ -207,6 +265,10 @@ struct Conn {
     connect_addr: Option<Box<RawSockAddr>>,
     connect_inflight: bool,
     deadline: Option<Instant>,
+    /// The earliest heap entry of this connection, so a deadline that keeps moving later
+    /// (a heartbeat pushed back on every input) adds no entries: the entry is re-queued for
+    /// the new deadline only when it comes due.
+    timer_queued: Option<Instant>,
     dirty: bool,
     close_reason: Option<CloseReason>,
 }
@@ -259,6 +321,12 @@ pub(crate) struct Core {
     listeners: Vec<Option<Listener>>,
     files: Vec<Option<FileOp>>,
     free_files: Vec<u32>,
+    udp: Vec<Option<UdpSock>>,
+    // Boxed on purpose: the kernel holds pointers into in-flight ops, and growing the Vec
+    // must not move them.
+    #[allow(clippy::vec_box)]
+    udp_sends: Vec<Box<UdpSendOp>>,
+    free_udp_sends: Vec<u32>,
     timers: BinaryHeap<std::cmp::Reverse<TimerEntry>>,
     dirty: Vec<u32>,
     dirty_spare: Vec<u32>,
@@ -494,6 +562,48 @@ impl ShardCtx<'_> {
         );
     }
 
+    /// Opens a UDP socket bound to `addr` on this shard; datagrams arrive through
+    /// [`ShardHandler::on_datagram`] (multishot recvmsg into provided buffers).
+    pub fn bind_udp(
+        &mut self,
+        addr: SocketAddr,
+        options: UdpOptions,
+    ) -> io::Result<(UdpId, SocketAddr)> {
+        let fd = sys::udp_socket(&addr)?;
+        let setup = (if options.gro {
+            sys::set_int_opt(fd, sys::SOL_UDP, sys::UDP_GRO, 1)
+        } else {
+            Ok(())
+        })
+        .and_then(|_| sys::bind(fd, &RawSockAddr::from_inet(addr)))
+        .and_then(|_| sys::local_addr(fd));
+        match setup {
+            Ok(local) => Ok((self.core.add_udp(fd, options), local)),
+            Err(e) => {
+                sys::close(fd);
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends `buf` as one datagram to `to` or, with `segment_size` (GSO), as consecutive
+    /// datagrams of that size. Each send is one SQE; all sends queued in one loop iteration
+    /// reach the kernel in one `io_uring_enter`. The buffer returns to its pool afterwards.
+    pub fn send_datagram(
+        &mut self,
+        socket: UdpId,
+        to: SocketAddr,
+        buf: BufHandle,
+        segment_size: Option<u16>,
+    ) {
+        self.core.send_datagram(socket, to, buf, segment_size);
+    }
+
+    /// Closes a UDP socket of this shard.
+    pub fn close_udp(&mut self, socket: UdpId) {
+        self.core.close_udp(socket.index);
+    }
+
     /// This shard's counters as of the last loop iteration.
     pub fn stats(&self) -> StatsSnapshot {
         self.core.stats
@@ -550,6 +660,9 @@ impl Core {
             listeners: Vec::new(),
             files: Vec::new(),
             free_files: Vec::new(),
+            udp: Vec::new(),
+            udp_sends: Vec::new(),
+            free_udp_sends: Vec::new(),
             timers: BinaryHeap::with_capacity(1024),
             dirty: Vec::with_capacity(1024),
             dirty_spare: Vec::with_capacity(1024),
@@ -666,6 +779,196 @@ impl Core {
         unsafe { self.push(entry) };
     }
 
+    // ---- UDP --------------------------------------------------------------------------
+
+    fn add_udp(&mut self, fd: RawFd, options: UdpOptions) -> UdpId {
+        // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
+        let mut msg: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        msg.msg_controllen = if options.gro { UDP_CONTROL_LEN } else { 0 };
+        let index = self.udp.len() as u32;
+        self.udp.push(Some(UdpSock {
+            fd,
+            recv_msg: msg,
+            armed: false,
+            closing: false,
+            starved: false,
+        }));
+        self.arm_udp(index);
+        UdpId {
+            shard: self.id as u16,
+            index,
+        }
+    }
+
+    fn arm_udp(&mut self, index: u32) {
+        let Some(sock) = self.udp.get_mut(index as usize).and_then(|u| u.as_mut()) else {
+            return;
+        };
+        if sock.armed || sock.closing {
+            return;
+        }
+        sock.armed = true;
+        sock.starved = false;
+        let entry = opcode::RecvMsgMulti::new(types::Fd(sock.fd), &*sock.recv_msg, RECV_GROUP)
+            .build()
+            .user_data(user_data(OpKind::UdpRecv, 0, index));
+        // SAFETY: the msghdr template is boxed in the socket entry, which is only removed
+        // after the multishot receive has ended (`armed` false).
+        unsafe { self.push(entry) };
+    }
+
+    fn close_udp(&mut self, index: u32) {
+        let Some(sock) = self.udp.get_mut(index as usize).and_then(|u| u.as_mut()) else {
+            return;
+        };
+        if sock.closing {
+            return;
+        }
+        sock.closing = true;
+        if sock.armed {
+            let target = user_data(OpKind::UdpRecv, 0, index);
+            let entry = opcode::AsyncCancel::new(target)
+                .build()
+                .user_data(user_data(OpKind::Cancel, 0, 0));
+            // SAFETY: cancellation references no memory.
+            unsafe { self.push(entry) };
+        } else {
+            sys::close(sock.fd);
+            self.udp[index as usize] = None;
+        }
+    }
+
+    fn send_datagram(
+        &mut self,
+        socket: UdpId,
+        to: SocketAddr,
+        buf: BufHandle,
+        segment_size: Option<u16>,
+    ) {
+        let fd = match self.udp.get(socket.index as usize).and_then(|u| u.as_ref()) {
+            Some(sock) if usize::from(socket.shard) == self.id && !sock.closing => sock.fd,
+            _ => return, // dropping `buf` sends it home
+        };
+        let index = match self.free_udp_sends.pop() {
+            Some(i) => i,
+            None => {
+                self.udp_sends.push(Box::new(UdpSendOp {
+                    buf: None,
+                    addr: RawSockAddr::from_inet(to),
+                    iov: libc::iovec {
+                        iov_base: std::ptr::null_mut(),
+                        iov_len: 0,
+                    },
+                    // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
+                    msg: unsafe { std::mem::zeroed() },
+                    control: [0; 4],
+                }));
+                (self.udp_sends.len() - 1) as u32
+            }
+        };
+        let op = &mut *self.udp_sends[index as usize];
+        op.addr = RawSockAddr::from_inet(to);
+        op.iov = libc::iovec {
+            iov_base: buf.as_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        op.msg.msg_name = &mut op.addr.storage as *mut _ as *mut libc::c_void;
+        op.msg.msg_namelen = op.addr.len;
+        op.msg.msg_iov = &mut op.iov;
+        op.msg.msg_iovlen = 1;
+        match segment_size {
+            Some(segment) => {
+                op.msg.msg_controllen = sys::write_udp_segment_cmsg(&mut op.control, segment);
+                op.msg.msg_control = op.control.as_mut_ptr().cast();
+            }
+            None => {
+                op.msg.msg_controllen = 0;
+                op.msg.msg_control = std::ptr::null_mut();
+            }
+        }
+        op.buf = Some(buf);
+        let entry = opcode::SendMsg::new(types::Fd(fd), &op.msg)
+            .build()
+            .user_data(user_data(OpKind::UdpSend, 0, index));
+        // SAFETY: the msghdr, address, iovec, control bytes and the buffer all live in the
+        // boxed op, which is not reused until its completion puts it back on the free list.
+        unsafe { self.push(entry) };
+    }
+
+    fn on_udp_send(&mut self, index: u32, res: i32) {
+        let Some(op) = self.udp_sends.get_mut(index as usize) else {
+            return;
+        };
+        let buf = op.buf.take();
+        self.free_udp_sends.push(index);
+        if res >= 0 {
+            self.stats.bytes_out += res as u64;
+            self.stats.send_ops += 1;
+        } else {
+            tracing::debug!(shard = self.id, error = %io::Error::from_raw_os_error(-res), "datagram send failed");
+        }
+        drop(buf);
+    }
+
+    fn on_udp_recv(&mut self, index: u32, res: i32, flags: u32) {
+        let more = cqueue::more(flags);
+        let bid = cqueue::buffer_select(flags);
+        if bid.is_some() {
+            self.pool.took_from_ring();
+        }
+        let Some(sock) = self.udp.get_mut(index as usize).and_then(|u| u.as_mut()) else {
+            if let Some(bid) = bid {
+                self.pool.recycle(bid);
+            }
+            return;
+        };
+        if !more {
+            sock.armed = false;
+        }
+        let mut delivery = None;
+        if let (Some(bid), true) = (bid, res > 0) {
+            let data = self.pool.received(bid, res as usize);
+            match types::RecvMsgOut::parse(data, &sock.recv_msg) {
+                Ok(out) if !sock.closing && !out.is_payload_truncated() => {
+                    let start = out.payload_data().as_ptr() as usize - data.as_ptr() as usize;
+                    let from = sys::sockaddr_from_bytes(out.name_data());
+                    let segment = sys::parse_udp_gro_cmsg(out.control_data());
+                    delivery = Some((
+                        self.pool.handle_range(bid, start, out.payload_data().len()),
+                        from,
+                        segment,
+                    ));
+                }
+                _ => self.pool.recycle(bid),
+            }
+        } else if let Some(bid) = bid {
+            self.pool.recycle(bid);
+        }
+        if res == -libc::ENOBUFS {
+            sock.starved = true;
+            self.stats.recv_starved += 1;
+        }
+        let (closing, armed, starved, fd) = (sock.closing, sock.armed, sock.starved, sock.fd);
+        if let Some((payload, from, segment)) = delivery {
+            self.stats.bytes_in += payload.len() as u64;
+            self.stats.recv_ops += 1;
+            let id = UdpId {
+                shard: self.id as u16,
+                index,
+            };
+            self.with_handler(|h, ctx| h.on_datagram(ctx, id, from, payload, segment));
+        }
+        if !armed {
+            if closing {
+                sys::close(fd);
+                self.udp[index as usize] = None;
+            } else if !starved {
+                self.arm_udp(index);
+            }
+        }
+    }
+
     // ---- connections ------------------------------------------------------------------
 
     fn alloc_slot(&mut self) -> (u32, u32) {
@@ -703,6 +1006,7 @@ impl Core {
             connect_addr: None,
             connect_inflight: false,
             deadline: None,
+            timer_queued: None,
             dirty: false,
             close_reason: None,
         });
@@ -820,7 +1124,10 @@ impl Core {
         let deadline = conn.proto.poll_timeout();
         if deadline != conn.deadline {
             conn.deadline = deadline;
-            if let Some(at) = deadline {
+            if let Some(at) = deadline
+                && conn.timer_queued.is_none_or(|queued| at < queued)
+            {
+                conn.timer_queued = Some(at);
                 let key = u64::from(conn.id.generation) << 32 | u64::from(slot);
                 self.timers.push(std::cmp::Reverse(TimerEntry { at, key }));
             }
@@ -879,6 +1186,8 @@ impl Core {
             k if k == OpKind::Accept as u8 => self.on_accept(slot, res, flags),
             k if k == OpKind::Doorbell as u8 && (!self.stopping || res >= 0) => self.arm_doorbell(),
             k if k == OpKind::File as u8 => self.on_file(slot, res),
+            k if k == OpKind::UdpRecv as u8 => self.on_udp_recv(slot, res, flags),
+            k if k == OpKind::UdpSend as u8 => self.on_udp_send(slot, res),
             _ => {}
         }
     }
@@ -1180,12 +1489,23 @@ impl Core {
             let Some(conn) = self.conn_for_cqe(slot, generation) else {
                 continue;
             };
-            if conn.deadline != Some(entry.at) {
-                continue; // superseded deadline
+            if conn.timer_queued == Some(entry.at) {
+                conn.timer_queued = None;
             }
-            conn.deadline = None;
-            conn.proto.handle_timeout(now);
-            self.mark_dirty(slot);
+            match conn.deadline {
+                Some(at) if at <= now => {
+                    conn.deadline = None;
+                    conn.proto.handle_timeout(now);
+                    self.mark_dirty(slot);
+                }
+                Some(at) if conn.timer_queued.is_none() => {
+                    // The deadline moved later since this entry was queued: follow it.
+                    conn.timer_queued = Some(at);
+                    self.timers
+                        .push(std::cmp::Reverse(TimerEntry { at, key: entry.key }));
+                }
+                _ => {}
+            }
         }
     }
 
@@ -1200,6 +1520,16 @@ impl Core {
     }
 
     fn rearm_starved(&mut self) {
+        if self.pool.in_ring() > 0 {
+            for index in 0..self.udp.len() as u32 {
+                if self.udp[index as usize]
+                    .as_ref()
+                    .is_some_and(|u| u.starved && !u.armed)
+                {
+                    self.arm_udp(index);
+                }
+            }
+        }
         if self.starved.is_empty() {
             return;
         }
@@ -1243,12 +1573,17 @@ impl Core {
         for slot in 0..self.conns.len() as u32 {
             self.request_close(slot, CloseReason::Shutdown);
         }
+        for index in 0..self.udp.len() as u32 {
+            self.close_udp(index);
+        }
     }
 
     fn drained(&self) -> bool {
         self.conns.iter().all(Option::is_none)
             && self.listeners.iter().all(Option::is_none)
             && self.files.iter().all(Option::is_none)
+            && self.udp.iter().all(Option::is_none)
+            && self.free_udp_sends.len() == self.udp_sends.len()
     }
 
     fn has_pending_work(&self) -> bool {
@@ -1346,6 +1681,9 @@ impl Core {
         }
         for l in self.listeners.iter_mut().filter_map(Option::take) {
             sys::close(l.fd);
+        }
+        for u in self.udp.iter_mut().filter_map(Option::take) {
+            sys::close(u.fd);
         }
         self.publish_stats();
         RETURNS.with(|r| r.borrow_mut().shard = usize::MAX);

@@ -34,7 +34,7 @@ impl std::fmt::Debug for RawSockAddr {
 }
 
 impl RawSockAddr {
-    fn zeroed() -> Self {
+    pub(crate) fn zeroed() -> Self {
         // SAFETY: sockaddr_storage is plain old data; all-zero is a valid (AF_UNSPEC) value.
         let storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
         RawSockAddr { storage, len: 0 }
@@ -254,4 +254,62 @@ pub fn open_fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .map(|d| d.count().saturating_sub(1))
         .unwrap_or(0)
+}
+
+/// A datagram socket for `addr`'s family, close-on-exec.
+pub(crate) fn udp_socket(addr: &SocketAddr) -> io::Result<RawFd> {
+    // SAFETY: plain system call with constant arguments.
+    cvt(unsafe { libc::socket(domain_of(addr), libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })
+}
+
+pub(crate) const SOL_UDP: libc::c_int = 17;
+pub(crate) const UDP_SEGMENT: libc::c_int = 103;
+pub(crate) const UDP_GRO: libc::c_int = 104;
+const CMSG_HEADER: usize = std::mem::size_of::<libc::cmsghdr>();
+
+/// Writes a `UDP_SEGMENT` control message (GSO: the kernel splits the payload into
+/// `segment`-byte datagrams) into `control`; returns the control length to pass.
+pub(crate) fn write_udp_segment_cmsg(control: &mut [u64; 4], segment: u16) -> usize {
+    let mut bytes = [0u8; 32];
+    let cmsg_len = CMSG_HEADER + 2;
+    bytes[..8].copy_from_slice(&(cmsg_len as u64).to_ne_bytes());
+    bytes[8..12].copy_from_slice(&SOL_UDP.to_ne_bytes());
+    bytes[12..16].copy_from_slice(&UDP_SEGMENT.to_ne_bytes());
+    bytes[16..18].copy_from_slice(&segment.to_ne_bytes());
+    for (word, chunk) in control.iter_mut().zip(bytes.chunks_exact(8)) {
+        *word = u64::from_ne_bytes(chunk.try_into().expect("8 bytes"));
+    }
+    cmsg_len.next_multiple_of(8)
+}
+
+/// The segment size of a `UDP_GRO` control message, if `control` holds one.
+pub(crate) fn parse_udp_gro_cmsg(control: &[u8]) -> Option<u16> {
+    let mut offset = 0;
+    while offset + CMSG_HEADER <= control.len() {
+        let len = u64::from_ne_bytes(control[offset..offset + 8].try_into().ok()?) as usize;
+        let level = i32::from_ne_bytes(control[offset + 8..offset + 12].try_into().ok()?);
+        let kind = i32::from_ne_bytes(control[offset + 12..offset + 16].try_into().ok()?);
+        if len < CMSG_HEADER || offset + len > control.len() {
+            return None;
+        }
+        if level == SOL_UDP && kind == UDP_GRO && len >= CMSG_HEADER + 4 {
+            let data = &control[offset + CMSG_HEADER..offset + CMSG_HEADER + 4];
+            return u16::try_from(i32::from_ne_bytes(data.try_into().ok()?)).ok();
+        }
+        offset += len.next_multiple_of(8);
+    }
+    None
+}
+
+/// Reads a socket address the kernel wrote (a recvmsg name field).
+pub(crate) fn sockaddr_from_bytes(name: &[u8]) -> Option<SocketAddr> {
+    let mut raw = RawSockAddr::zeroed();
+    let n = name.len().min(mem::size_of::<libc::sockaddr_storage>());
+    // SAFETY: copies at most size_of(sockaddr_storage) bytes into the storage, which is
+    // plain old data for any byte pattern.
+    unsafe {
+        std::ptr::copy_nonoverlapping(name.as_ptr(), &mut raw.storage as *mut _ as *mut u8, n);
+    }
+    raw.len = n as libc::socklen_t;
+    raw.to_inet()
 }

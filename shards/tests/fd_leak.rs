@@ -42,6 +42,15 @@ fn shutdown_leaks_no_file_descriptors() {
     for _ in 0..4 {
         rx.recv_timeout(Duration::from_secs(10)).unwrap();
     }
+    // UDP sockets on both shards (one with GRO) are closed by shutdown too.
+    for shard in 0..2 {
+        shards
+            .call_on(shard, move |ctx| {
+                let opts = hawser_shards::UdpOptions { gro: shard == 1 };
+                ctx.bind_udp("127.0.0.1:0".parse().unwrap(), opts).unwrap()
+            })
+            .unwrap();
+    }
     // Clients still connected at shutdown must be closed by it too.
     let mut open_clients = Vec::new();
     for _ in 0..8 {

@@ -1,0 +1,131 @@
+//! UDP through the ring: batched datagram sends, multishot recvmsg into provided buffers,
+//! GSO (one send split by the kernel) and GRO (coalesced receive) behind options.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam::channel;
+use hawser_shards::{BufHandle, ShardCtx, ShardHandler, Shards, ShardsConfig, UdpId, UdpOptions};
+
+struct Collector(channel::Sender<(Vec<u8>, Option<u16>, Option<SocketAddr>)>);
+
+impl ShardHandler for Collector {
+    fn on_datagram(
+        &mut self,
+        _ctx: &mut ShardCtx<'_>,
+        _socket: UdpId,
+        from: Option<SocketAddr>,
+        payload: BufHandle,
+        segment_size: Option<u16>,
+    ) {
+        let _ = self
+            .0
+            .send((payload.as_slice().to_vec(), segment_size, from));
+    }
+}
+
+fn datagram(i: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|k| (i * 7 + k) as u8).collect()
+}
+
+/// Splits a (possibly GRO-coalesced) payload into its datagrams.
+fn split(payload: &[u8], segment: Option<u16>) -> Vec<Vec<u8>> {
+    match segment {
+        Some(s) => payload.chunks(usize::from(s)).map(<[u8]>::to_vec).collect(),
+        None => vec![payload.to_vec()],
+    }
+}
+
+fn start() -> (
+    Shards,
+    channel::Receiver<(Vec<u8>, Option<u16>, Option<SocketAddr>)>,
+) {
+    let (tx, rx) = channel::unbounded();
+    let cfg = ShardsConfig {
+        shards: 2,
+        buffers: 512,
+        buffer_size: 16 * 1024,
+        handler: Some(Arc::new(move |_| {
+            Box::new(Collector(tx.clone())) as Box<dyn ShardHandler>
+        })),
+        ..ShardsConfig::default()
+    };
+    (Shards::start(cfg).unwrap(), rx)
+}
+
+#[test]
+fn batched_datagrams_arrive_intact() {
+    let (shards, rx) = start();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let (_, to) = shards
+        .call_on(1, move |ctx| {
+            ctx.bind_udp(any, UdpOptions::default()).unwrap()
+        })
+        .unwrap();
+    let (from_id, from_addr) = shards
+        .call_on(0, move |ctx| {
+            ctx.bind_udp(any, UdpOptions::default()).unwrap()
+        })
+        .unwrap();
+    shards
+        .run_on(0, move |ctx| {
+            for i in 0..100 {
+                let mut buf = ctx.alloc_buffer().unwrap();
+                let d = datagram(i, 1000 + i);
+                buf.as_mut_full()[..d.len()].copy_from_slice(&d);
+                buf.set_len(d.len());
+                ctx.send_datagram(from_id, to, buf, None);
+            }
+        })
+        .unwrap();
+    let mut got: Vec<Vec<u8>> = (0..100)
+        .map(|_| {
+            let (payload, segment, from) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!(segment, None);
+            assert_eq!(from, Some(from_addr));
+            payload
+        })
+        .collect();
+    got.sort_by_key(Vec::len);
+    for (i, d) in got.iter().enumerate() {
+        assert_eq!(*d, datagram(i, 1000 + i));
+    }
+    assert!(shards.stats(1).recv_ops >= 100);
+    shards.shutdown();
+}
+
+#[test]
+fn gso_send_and_gro_receive() {
+    let (shards, rx) = start();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let (_, to) = shards
+        .call_on(1, move |ctx| {
+            ctx.bind_udp(any, UdpOptions { gro: true }).unwrap()
+        })
+        .unwrap();
+    let (from_id, _) = shards
+        .call_on(0, move |ctx| {
+            ctx.bind_udp(any, UdpOptions::default()).unwrap()
+        })
+        .unwrap();
+    let whole: Vec<u8> = (0..8 * 1200).map(|k| (k % 241) as u8).collect();
+    let sent = whole.clone();
+    shards
+        .run_on(0, move |ctx| {
+            let mut buf = ctx.alloc_buffer().unwrap();
+            buf.as_mut_full()[..sent.len()].copy_from_slice(&sent);
+            buf.set_len(sent.len());
+            ctx.send_datagram(from_id, to, buf, Some(1200));
+        })
+        .unwrap();
+    let mut datagrams = Vec::new();
+    while datagrams.len() < 8 {
+        let (payload, segment, _) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        datagrams.extend(split(&payload, segment));
+    }
+    assert_eq!(datagrams.len(), 8);
+    assert!(datagrams.iter().all(|d| d.len() == 1200));
+    assert_eq!(datagrams.concat(), whole);
+    shards.shutdown();
+}
