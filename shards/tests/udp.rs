@@ -8,7 +8,10 @@ use std::time::Duration;
 use crossbeam::channel;
 use hawser_shards::{BufHandle, ShardCtx, ShardHandler, Shards, ShardsConfig, UdpId, UdpOptions};
 
-struct Collector(channel::Sender<(Vec<u8>, Option<u16>, Option<SocketAddr>)>);
+/// A received payload, its GRO segment size and its sender.
+type Arrival = (Vec<u8>, Option<u16>, Option<SocketAddr>);
+
+struct Collector(channel::Sender<Arrival>);
 
 impl ShardHandler for Collector {
     fn on_datagram(
@@ -37,10 +40,7 @@ fn split(payload: &[u8], segment: Option<u16>) -> Vec<Vec<u8>> {
     }
 }
 
-fn start() -> (
-    Shards,
-    channel::Receiver<(Vec<u8>, Option<u16>, Option<SocketAddr>)>,
-) {
+fn start() -> (Shards, channel::Receiver<Arrival>) {
     let (tx, rx) = channel::unbounded();
     let cfg = ShardsConfig {
         shards: 2,
