@@ -1,0 +1,440 @@
+//! The initiating half of a channel: request ids, the slot table as the initiator sees
+//! it, flow control, trunking, retries after connection loss, and cancellation.
+//!
+//! A request takes a free slot when first sent and keeps that (slot, sequence id) for its
+//! whole life: a retry over another connection re-sends the same pair, which is what lets
+//! the responder answer it from its reply cache instead of executing it again. The slot
+//! is released only when a response arrives (or the nexus is lost), so the slot count
+//! bounds the requests in flight: the channel's window.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::config::ChannelAttributes;
+use super::error::CallError;
+use super::event::Event;
+use super::exception::{RemoteException, session_types};
+use super::frame::{Frame, HEADER_LEN};
+use super::link::Link;
+use super::stats::NexusStats;
+use super::throttle::TokenBucket;
+use super::types::{Channel, ConnId, ExchangeId, NexusId, RequestId};
+
+#[derive(Debug, Clone, Copy, Default)]
+struct InitiatorSlot {
+    last_seq: u32,
+    busy: Option<RequestId>,
+}
+
+#[derive(Debug)]
+struct Outgoing {
+    exchange: ExchangeId,
+    body: Bytes,
+    ordered: bool,
+    /// Assigned at first send: (slot, seq, order).
+    assigned: Option<(u32, u32, u64)>,
+    /// The connection carrying the latest copy; `None` while waiting for one.
+    conn: Option<ConnId>,
+    started: Instant,
+    cancel: bool,
+}
+
+impl Outgoing {
+    fn wire_bytes(&self) -> u64 {
+        (self.body.len() + HEADER_LEN) as u64
+    }
+}
+
+/// The initiator side of one channel of one nexus.
+#[derive(Debug)]
+pub(crate) struct Initiator {
+    channel: Channel,
+    attrs: ChannelAttributes,
+    /// Slots the responder currently lets us use (≤ `attrs.slots`).
+    credit: u32,
+    slots: Vec<InitiatorSlot>,
+    /// Requests not yet sent, in call order.
+    queue: VecDeque<RequestId>,
+    /// Requests holding a slot whose connection was lost, waiting for another one.
+    resend: VecDeque<RequestId>,
+    outstanding: HashMap<RequestId, Outgoing>,
+    next_request: u64,
+    next_order: u64,
+    throttle: Option<TokenBucket>,
+}
+
+/// Picks the open member connection with the fewest outstanding request bytes.
+pub(crate) fn least_loaded<P>(
+    links: &HashMap<ConnId, Link<P>>,
+    members: &[ConnId],
+) -> Option<ConnId> {
+    members
+        .iter()
+        .filter_map(|c| links.get(c))
+        .filter(|l| l.is_open())
+        .min_by_key(|l| (l.outstanding_bytes, l.queued()))
+        .map(|l| l.id)
+}
+
+impl Initiator {
+    pub(crate) fn new(
+        channel: Channel,
+        attrs: ChannelAttributes,
+        throttle: Option<TokenBucket>,
+    ) -> Self {
+        Initiator {
+            channel,
+            attrs,
+            credit: attrs.slots,
+            slots: vec![InitiatorSlot::default(); attrs.slots as usize],
+            queue: VecDeque::new(),
+            resend: VecDeque::new(),
+            outstanding: HashMap::new(),
+            next_request: 1,
+            next_order: 1,
+            throttle,
+        }
+    }
+
+    /// Installs the negotiated attributes (before anything was sent).
+    pub(crate) fn set_attributes(&mut self, attrs: ChannelAttributes) {
+        self.attrs = attrs;
+        self.credit = attrs.slots;
+        self.slots = vec![InitiatorSlot::default(); attrs.slots as usize];
+    }
+
+    pub(crate) fn attributes(&self) -> ChannelAttributes {
+        self.attrs
+    }
+
+    pub(crate) fn channel(&self) -> Channel {
+        self.channel
+    }
+
+    /// The responder's current window.
+    pub(crate) fn set_credit(&mut self, slots: u32) {
+        self.credit = slots.clamp(1, self.attrs.slots);
+    }
+
+    /// Queues a request.
+    pub(crate) fn submit(
+        &mut self,
+        now: Instant,
+        exchange: ExchangeId,
+        body: Bytes,
+        ordered: bool,
+    ) -> Result<RequestId, CallError> {
+        if body.len() > self.attrs.max_request_size as usize {
+            return Err(CallError::RequestTooLarge {
+                size: body.len(),
+                max: self.attrs.max_request_size,
+            });
+        }
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        self.outstanding.insert(
+            id,
+            Outgoing {
+                exchange,
+                body,
+                ordered,
+                assigned: None,
+                conn: None,
+                started: now,
+                cancel: false,
+            },
+        );
+        self.queue.push_back(id);
+        Ok(id)
+    }
+
+    fn free_slot(&self) -> Option<u32> {
+        let usable = (self.credit as usize).min(self.slots.len());
+        self.slots[..usable]
+            .iter()
+            .position(|s| s.busy.is_none())
+            .map(|i| i as u32)
+    }
+
+    fn transmit<P>(&mut self, id: RequestId, conn: ConnId, links: &mut HashMap<ConnId, Link<P>>) {
+        let Some(out) = self.outstanding.get_mut(&id) else {
+            return;
+        };
+        let Some((slot, seq, order)) = out.assigned else {
+            return;
+        };
+        let Some(link) = links.get_mut(&conn) else {
+            return;
+        };
+        link.send(&Frame::Request {
+            channel: self.channel,
+            slot,
+            seq,
+            request: id,
+            exchange: out.exchange,
+            order,
+            body: out.body.clone(),
+        });
+        if out.cancel {
+            // The responder may never have seen the earlier Cancel: repeat it.
+            link.send(&Frame::Cancel {
+                channel: self.channel,
+                slot,
+                seq,
+                request: id,
+            });
+        }
+        link.outstanding_bytes += out.wire_bytes();
+        out.conn = Some(conn);
+    }
+
+    /// Sends what can be sent: retries first (they hold slots), then new requests while a
+    /// slot, the throttle and a connection allow, in call order.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn dispatch<P>(
+        &mut self,
+        now: Instant,
+        nexus: NexusId,
+        links: &mut HashMap<ConnId, Link<P>>,
+        members: &[ConnId],
+        stats: &mut NexusStats,
+        events: &mut VecDeque<Event>,
+    ) {
+        while let Some(&id) = self.resend.front() {
+            let Some(conn) = least_loaded(links, members) else {
+                return;
+            };
+            self.resend.pop_front();
+            if self.outstanding.contains_key(&id) {
+                stats.retries += 1;
+                if let Some(o) = self.outstanding.get(&id) {
+                    stats.bytes_sent += o.body.len() as u64;
+                }
+                self.transmit(id, conn, links);
+            }
+        }
+        while let Some(&id) = self.queue.front() {
+            let Some(slot) = self.free_slot() else {
+                return;
+            };
+            let Some(conn) = least_loaded(links, members) else {
+                return;
+            };
+            let Some(out) = self.outstanding.get(&id) else {
+                self.queue.pop_front();
+                continue;
+            };
+            if out.body.len() > self.attrs.max_request_size as usize {
+                // Only possible when the call was queued before negotiation shrank the
+                // limit; it fails without having been sent.
+                let size = out.body.len();
+                self.queue.pop_front();
+                self.outstanding.remove(&id);
+                events.push_back(Event::Completed {
+                    nexus,
+                    request: id,
+                    result: Err(CallError::RequestTooLarge {
+                        size,
+                        max: self.attrs.max_request_size,
+                    }),
+                });
+                continue;
+            }
+            if let Some(bucket) = &mut self.throttle
+                && !bucket.try_take(now, out.body.len() as u64)
+            {
+                return;
+            }
+            self.queue.pop_front();
+            let s = &mut self.slots[slot as usize];
+            s.last_seq = s.last_seq.wrapping_add(1);
+            s.busy = Some(id);
+            let seq = s.last_seq;
+            let order = if out.ordered {
+                self.next_order += 1;
+                self.next_order - 1
+            } else {
+                0
+            };
+            stats.requests_sent += 1;
+            stats.bytes_sent += out.body.len() as u64;
+            if let Some(out) = self.outstanding.get_mut(&id) {
+                out.assigned = Some((slot, seq, order));
+                out.started = now;
+            }
+            self.transmit(id, conn, links);
+        }
+    }
+
+    /// When the throttle lets the next queued request go, if it is what holds it back.
+    pub(crate) fn throttle_deadline(&self) -> Option<Instant> {
+        let bucket = self.throttle.as_ref()?;
+        let id = self.queue.front()?;
+        self.free_slot()?;
+        let out = self.outstanding.get(id)?;
+        Some(bucket.ready_at(out.body.len() as u64))
+    }
+
+    /// A response or response-error arrived; returns the completion if it matches an
+    /// outstanding request (duplicates from replays are ignored).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_response<P>(
+        &mut self,
+        now: Instant,
+        nexus: NexusId,
+        slot: u32,
+        seq: u32,
+        request: RequestId,
+        result: Result<Bytes, Bytes>,
+        links: &mut HashMap<ConnId, Link<P>>,
+        stats: &mut NexusStats,
+        events: &mut VecDeque<Event>,
+    ) {
+        let Some(s) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
+        if s.busy != Some(request) || s.last_seq != seq {
+            return;
+        }
+        let Some(out) = self.outstanding.remove(&request) else {
+            return;
+        };
+        s.busy = None;
+        if let Some(conn) = out.conn
+            && let Some(link) = links.get_mut(&conn)
+        {
+            link.outstanding_bytes = link.outstanding_bytes.saturating_sub(out.wire_bytes());
+        }
+        self.resend.retain(|r| *r != request);
+        stats.requests_completed += 1;
+        stats.record_latency(out.exchange, now.saturating_duration_since(out.started));
+        let result = match result {
+            Ok(body) => {
+                if body.len() > self.attrs.max_response_size as usize {
+                    Err(CallError::ResponseTooLarge)
+                } else {
+                    Ok(body)
+                }
+            }
+            Err(exception) => Err(exception_to_error(&exception)),
+        };
+        events.push_back(Event::Completed {
+            nexus,
+            request,
+            result,
+        });
+    }
+
+    /// The connection is gone: its requests wait for another one, keeping their slots.
+    pub(crate) fn on_link_lost(&mut self, conn: ConnId) {
+        let mut lost: Vec<RequestId> = self
+            .outstanding
+            .iter()
+            .filter(|(_, o)| o.conn == Some(conn))
+            .map(|(id, _)| *id)
+            .collect();
+        // Retry in the original order so ordered requests keep their relative order.
+        lost.sort_unstable();
+        for id in lost {
+            if let Some(o) = self.outstanding.get_mut(&id) {
+                o.conn = None;
+            }
+            self.resend.push_back(id);
+        }
+    }
+
+    /// Cancels a request: at once if it was never sent, otherwise by asking the responder
+    /// (the request completes when the responder answers).
+    pub(crate) fn cancel<P>(
+        &mut self,
+        nexus: NexusId,
+        request: RequestId,
+        links: &mut HashMap<ConnId, Link<P>>,
+        stats: &mut NexusStats,
+        events: &mut VecDeque<Event>,
+    ) {
+        let Some(out) = self.outstanding.get_mut(&request) else {
+            return;
+        };
+        if out.cancel {
+            return;
+        }
+        stats.cancels += 1;
+        match out.assigned {
+            None => {
+                self.outstanding.remove(&request);
+                self.queue.retain(|r| *r != request);
+                events.push_back(Event::Completed {
+                    nexus,
+                    request,
+                    result: Err(CallError::Cancelled),
+                });
+            }
+            Some((slot, seq, _)) => {
+                out.cancel = true;
+                if let Some(conn) = out.conn
+                    && let Some(link) = links.get_mut(&conn)
+                {
+                    link.send(&Frame::Cancel {
+                        channel: self.channel,
+                        slot,
+                        seq,
+                        request,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Completes every request with `error` (nexus lost or destroyed).
+    pub(crate) fn fail_all(
+        &mut self,
+        nexus: NexusId,
+        error: &CallError,
+        events: &mut VecDeque<Event>,
+    ) {
+        let mut ids: Vec<RequestId> = self.outstanding.keys().copied().collect();
+        ids.sort_unstable();
+        for request in ids {
+            events.push_back(Event::Completed {
+                nexus,
+                request,
+                result: Err(error.clone()),
+            });
+        }
+        self.outstanding.clear();
+        self.queue.clear();
+        self.resend.clear();
+        for s in &mut self.slots {
+            s.busy = None;
+        }
+    }
+
+    /// Requests not yet completed.
+    pub(crate) fn outstanding(&self) -> usize {
+        self.outstanding.len()
+    }
+
+    /// Requests that hold a slot (sent at least once and not completed).
+    pub(crate) fn in_flight(&self) -> usize {
+        self.slots.iter().filter(|s| s.busy.is_some()).count()
+    }
+}
+
+fn exception_to_error(bytes: &[u8]) -> CallError {
+    let Some(e) = RemoteException::decode(bytes) else {
+        return CallError::Remote(RemoteException::new(
+            "hawser.session.MalformedException",
+            "the peer sent an exception that could not be decoded",
+        ));
+    };
+    match e.type_name.as_str() {
+        session_types::CANCELLED => CallError::Cancelled,
+        session_types::MISORDERED | session_types::BAD_SLOT => CallError::Misordered,
+        session_types::TOO_LARGE => CallError::ResponseTooLarge,
+        session_types::NOT_CACHED => CallError::ReplyNotCached,
+        _ => CallError::Remote(e),
+    }
+}

@@ -1,0 +1,211 @@
+//! One transport connection as the session layer sees it: receive and transmit buffers,
+//! frame decoding, heartbeats, and the handshake phase (a type chosen by the endpoint).
+
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use super::config::Timers;
+use super::error::{CloseReason, ProtocolError};
+use super::frame::{self, Frame};
+use super::stats::ConnectionStats;
+use super::types::ConnId;
+
+/// GoAway codes.
+pub(crate) mod go_away {
+    /// The connection is closed on purpose (nexus destroyed, surplus connection).
+    pub(crate) const NORMAL: u16 = 0;
+    /// The sender saw a protocol violation or corrupt bytes.
+    pub(crate) const PROTOCOL: u16 = 1;
+    /// Authentication failed or the mechanism is not offered.
+    pub(crate) const AUTH: u16 = 2;
+    /// The nexus operation was refused (unknown nexus, identity mismatch).
+    pub(crate) const REFUSED: u16 = 3;
+}
+
+/// A connection, in handshake phase `P`.
+#[derive(Debug)]
+pub(crate) struct Link<P> {
+    pub(crate) id: ConnId,
+    pub(crate) phase: P,
+    /// Whether frames this side sends carry a payload digest.
+    pub(crate) digest: bool,
+    /// The largest payload accepted from the peer (checked from each header).
+    pub(crate) max_payload: u32,
+    /// Request bytes sent on this connection and not yet answered: the trunking load.
+    pub(crate) outstanding_bytes: u64,
+    pub(crate) stats: ConnectionStats,
+    /// Set once the connection is finished; what is left in `tx` is its last words.
+    pub(crate) closing: Option<CloseReason>,
+    rx: BytesMut,
+    tx: BytesMut,
+    opened: Instant,
+    handshake_done: bool,
+    last_rx: Instant,
+    ping: Option<(u64, Instant)>,
+    next_token: u64,
+    timers: Timers,
+}
+
+impl<P> Link<P> {
+    pub(crate) fn new(id: ConnId, phase: P, now: Instant, timers: Timers) -> Self {
+        Link {
+            id,
+            phase,
+            digest: false,
+            max_payload: frame::HANDSHAKE_MAX_PAYLOAD,
+            outstanding_bytes: 0,
+            stats: ConnectionStats::default(),
+            closing: None,
+            rx: BytesMut::with_capacity(16 * 1024),
+            tx: BytesMut::with_capacity(16 * 1024),
+            opened: now,
+            handshake_done: false,
+            last_rx: now,
+            ping: None,
+            next_token: 1,
+            timers,
+        }
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.closing.is_none()
+    }
+
+    /// The handshake finished: the handshake timeout no longer applies.
+    pub(crate) fn handshake_complete(&mut self) {
+        self.handshake_done = true;
+    }
+
+    /// Queues a frame (dropped if the connection is closing).
+    pub(crate) fn send(&mut self, f: &Frame) {
+        if self.closing.is_some() {
+            return;
+        }
+        frame::encode(f, self.digest, &mut self.tx);
+        self.stats.frames_out += 1;
+    }
+
+    /// Bytes queued and not yet handed to the driver.
+    pub(crate) fn queued(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// Appends received bytes.
+    pub(crate) fn receive(&mut self, now: Instant, bytes: &[u8]) {
+        if self.closing.is_some() {
+            return;
+        }
+        self.rx.extend_from_slice(bytes);
+        self.last_rx = now;
+        self.stats.bytes_in += bytes.len() as u64;
+    }
+
+    /// The next complete frame, if any.
+    pub(crate) fn next_frame(&mut self) -> Result<Option<Frame>, ProtocolError> {
+        if self.closing.is_some() {
+            return Ok(None);
+        }
+        let f = frame::decode(&mut self.rx, self.max_payload)?;
+        if f.is_some() {
+            self.stats.frames_in += 1;
+        }
+        Ok(f)
+    }
+
+    /// Answers pings, records pong round trips; false if the frame is not a heartbeat.
+    pub(crate) fn handle_heartbeat(&mut self, now: Instant, f: &Frame) -> bool {
+        match f {
+            Frame::Ping { token } => {
+                self.send(&Frame::Pong { token: *token });
+                true
+            }
+            Frame::Pong { token } => {
+                if let Some((expected, sent)) = self.ping
+                    && expected == *token
+                {
+                    self.stats.record_rtt(now.saturating_duration_since(sent));
+                    self.ping = None;
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Moves queued bytes into `out`; returns how many.
+    pub(crate) fn poll_transmit(&mut self, out: &mut BytesMut) -> usize {
+        let n = self.tx.len();
+        if n > 0 {
+            out.extend_from_slice(&self.tx);
+            self.tx.clear();
+            self.stats.bytes_out += n as u64;
+        }
+        n
+    }
+
+    /// Closes the connection, sending a GoAway first when `code` is given.
+    pub(crate) fn close(&mut self, reason: CloseReason, code: Option<u16>) {
+        if self.closing.is_some() {
+            return;
+        }
+        if let Some(code) = code {
+            let text = match &reason {
+                CloseReason::Protocol(e) => e.to_string(),
+                CloseReason::Refused(s) => s.clone(),
+                _ => String::new(),
+            };
+            self.send(&Frame::GoAway { code, reason: text });
+        }
+        self.closing = Some(reason);
+        // Nothing more will be read; release the receive buffer now.
+        self.rx = BytesMut::new();
+    }
+
+    /// When [`on_timeout`](Self::on_timeout) must run next.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        if self.closing.is_some() {
+            return None;
+        }
+        let dead = self.last_rx + self.timers.dead_after;
+        let mut next = dead;
+        match self.ping {
+            None => next = next.min(self.last_rx + self.timers.heartbeat_interval),
+            Some((_, sent)) => next = next.min(sent + self.timers.heartbeat_interval),
+        }
+        if !self.handshake_done {
+            next = next.min(self.opened + self.timers.handshake_timeout);
+        }
+        Some(next)
+    }
+
+    /// Sends a ping when the peer has been quiet; fails when it has been quiet too long.
+    pub(crate) fn on_timeout(&mut self, now: Instant) -> Result<(), ProtocolError> {
+        if self.closing.is_some() {
+            return Ok(());
+        }
+        if !self.handshake_done && now >= self.opened + self.timers.handshake_timeout {
+            return Err(ProtocolError::HandshakeTimeout);
+        }
+        if now >= self.last_rx + self.timers.dead_after {
+            return Err(ProtocolError::Dead);
+        }
+        let due = match self.ping {
+            None => now >= self.last_rx + self.timers.heartbeat_interval,
+            // Re-probe each interval while unanswered; the dead timer decides.
+            Some((_, sent)) => now >= sent + self.timers.heartbeat_interval,
+        };
+        if due {
+            let token = self.next_token;
+            self.next_token += 1;
+            self.ping = Some((token, now));
+            self.send(&Frame::Ping { token });
+        }
+        Ok(())
+    }
+
+    /// Bytes held in buffers (for the simulator's memory bound).
+    pub(crate) fn buffered(&self) -> usize {
+        self.rx.len() + self.tx.len()
+    }
+}

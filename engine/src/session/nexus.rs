@@ -1,0 +1,269 @@
+//! The part of a nexus both endpoints share: this side's initiating channel, the peer's
+//! channel it responds on, the member connections, and the statistics.
+//!
+//! The client initiates on the fore channel and responds on the backchannel; the server
+//! the other way round. Everything else is identical, which is the seed's "the channels
+//! are functionally identical, modulo the negotiated parameters".
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::config::ChannelAttributes;
+use super::error::{CallError, ProtocolError};
+use super::event::{Event, IncomingRequest, Reply};
+use super::frame::{Frame, REQUEST_OVERHEAD};
+use super::initiator::Initiator;
+use super::link::Link;
+use super::responder::{Ctx, Responder};
+use super::stats::NexusStats;
+use super::throttle::TokenBucket;
+use super::types::{Channel, ConnId, ExchangeId, NexusId, RequestId};
+
+/// Memory held by a nexus, for bounds checks (the simulator asserts on it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Footprint {
+    /// Outgoing requests not yet completed (queued or in flight).
+    pub outstanding: usize,
+    /// Outgoing requests holding a slot.
+    pub in_flight: usize,
+    /// Bytes in the reply cache.
+    pub cached_bytes: usize,
+    /// Ordered incoming requests waiting for a predecessor.
+    pub waiting_ordered: usize,
+    /// Bytes in the member connections' buffers.
+    pub link_buffers: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct NexusCore {
+    pub(crate) id: NexusId,
+    pub(crate) initiator: Initiator,
+    pub(crate) responder: Responder,
+    /// Connections bound to this nexus, in bind order.
+    pub(crate) members: Vec<ConnId>,
+    pub(crate) stats: NexusStats,
+}
+
+impl NexusCore {
+    pub(crate) fn new(
+        id: NexusId,
+        initiate_on: Channel,
+        initiate: ChannelAttributes,
+        respond: ChannelAttributes,
+        throttle: Option<TokenBucket>,
+    ) -> Self {
+        let respond_on = match initiate_on {
+            Channel::Fore => Channel::Back,
+            Channel::Back => Channel::Fore,
+        };
+        NexusCore {
+            id,
+            initiator: Initiator::new(initiate_on, initiate, throttle),
+            responder: Responder::new(respond_on, respond),
+            members: Vec::new(),
+            stats: NexusStats::default(),
+        }
+    }
+
+    /// The largest payload a member connection may receive.
+    pub(crate) fn max_payload(&self) -> u32 {
+        let i = self.initiator.attributes();
+        let r = self.responder.attributes();
+        (r.max_request_size.saturating_add(REQUEST_OVERHEAD))
+            .max(i.max_response_size)
+            // Session-level errors (a few dozen bytes) must fit even with tiny limits.
+            .max(4096)
+    }
+
+    pub(crate) fn call<P>(
+        &mut self,
+        now: Instant,
+        exchange: ExchangeId,
+        body: Bytes,
+        ordered: bool,
+        links: &mut HashMap<ConnId, Link<P>>,
+        events: &mut VecDeque<Event>,
+    ) -> Result<RequestId, CallError> {
+        let id = self.initiator.submit(now, exchange, body, ordered)?;
+        self.dispatch(now, links, events);
+        Ok(id)
+    }
+
+    pub(crate) fn dispatch<P>(
+        &mut self,
+        now: Instant,
+        links: &mut HashMap<ConnId, Link<P>>,
+        events: &mut VecDeque<Event>,
+    ) {
+        self.initiator
+            .dispatch(now, self.id, links, &self.members, &mut self.stats, events);
+    }
+
+    pub(crate) fn respond<P>(
+        &mut self,
+        handle: &IncomingRequest,
+        reply: Reply,
+        links: &mut HashMap<ConnId, Link<P>>,
+        events: &mut VecDeque<Event>,
+    ) -> bool {
+        self.responder.respond(
+            handle,
+            reply,
+            Ctx {
+                nexus: self.id,
+                links,
+                members: &self.members,
+                stats: &mut self.stats,
+                events,
+            },
+        )
+    }
+
+    pub(crate) fn cancel<P>(
+        &mut self,
+        request: RequestId,
+        links: &mut HashMap<ConnId, Link<P>>,
+        events: &mut VecDeque<Event>,
+    ) {
+        self.initiator
+            .cancel(self.id, request, links, &mut self.stats, events);
+    }
+
+    /// Handles a request-level frame from a member connection.
+    pub(crate) fn on_frame<P>(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        frame: Frame,
+        links: &mut HashMap<ConnId, Link<P>>,
+        events: &mut VecDeque<Event>,
+    ) -> Result<(), ProtocolError> {
+        let mine = self.initiator_channel();
+        match frame {
+            Frame::Request {
+                channel,
+                slot,
+                seq,
+                request,
+                exchange,
+                order,
+                body,
+            } if channel != mine => {
+                self.responder.on_request(
+                    conn,
+                    slot,
+                    seq,
+                    request,
+                    exchange,
+                    order,
+                    body,
+                    Ctx {
+                        nexus: self.id,
+                        links,
+                        members: &self.members,
+                        stats: &mut self.stats,
+                        events,
+                    },
+                );
+            }
+            Frame::Cancel {
+                channel,
+                slot,
+                seq,
+                request,
+            } if channel != mine => {
+                self.responder
+                    .on_cancel(self.id, slot, seq, request, events);
+            }
+            Frame::Response {
+                channel,
+                slot,
+                seq,
+                request,
+                body,
+            } if channel == mine => {
+                self.initiator.on_response(
+                    now,
+                    self.id,
+                    slot,
+                    seq,
+                    request,
+                    Ok(body),
+                    links,
+                    &mut self.stats,
+                    events,
+                );
+                self.dispatch(now, links, events);
+            }
+            Frame::ResponseError {
+                channel,
+                slot,
+                seq,
+                request,
+                exception,
+            } if channel == mine => {
+                self.initiator.on_response(
+                    now,
+                    self.id,
+                    slot,
+                    seq,
+                    request,
+                    Err(exception),
+                    links,
+                    &mut self.stats,
+                    events,
+                );
+                self.dispatch(now, links, events);
+            }
+            Frame::Credit { channel, slots } if channel == mine => {
+                self.initiator.set_credit(slots);
+                self.dispatch(now, links, events);
+            }
+            other => return Err(ProtocolError::Unexpected(other.name())),
+        }
+        Ok(())
+    }
+
+    fn initiator_channel(&self) -> Channel {
+        self.initiator.channel()
+    }
+
+    /// A member connection is gone: its requests wait for another connection.
+    pub(crate) fn on_link_lost<P>(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        links: &mut HashMap<ConnId, Link<P>>,
+        events: &mut VecDeque<Event>,
+    ) {
+        if let Some(i) = self.members.iter().position(|c| *c == conn) {
+            self.members.remove(i);
+            self.stats.connections_lost += 1;
+        }
+        self.initiator.on_link_lost(conn);
+        self.dispatch(now, links, events);
+    }
+
+    /// Fails everything outgoing and stops every running handler.
+    pub(crate) fn shut_down(&mut self, error: &CallError, events: &mut VecDeque<Event>) {
+        self.initiator.fail_all(self.id, error, events);
+        self.responder.cancel_all(self.id, events);
+    }
+
+    pub(crate) fn footprint<P>(&self, links: &HashMap<ConnId, Link<P>>) -> Footprint {
+        Footprint {
+            outstanding: self.initiator.outstanding(),
+            in_flight: self.initiator.in_flight(),
+            cached_bytes: self.responder.cached_bytes(),
+            waiting_ordered: self.responder.waiting(),
+            link_buffers: self
+                .members
+                .iter()
+                .filter_map(|c| links.get(c))
+                .map(Link::buffered)
+                .sum(),
+        }
+    }
+}

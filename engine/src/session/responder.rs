@@ -1,0 +1,428 @@
+//! The responding half of a channel: the slot table with its per-slot reply cache (the
+//! exactly-once machinery), ordered delivery, and cancellation of running handlers.
+//!
+//! Rules, per slot (as NFSv4.1 sessions): a request whose sequence id is the slot's last
+//! plus one is new — deliver it to the handler once and cache its reply; a request with
+//! the slot's last sequence id is a retry — replay the cached reply (or, while the
+//! handler still runs, just note where to answer); anything else is misordered. The table
+//! belongs to the nexus, not to a connection, so a retry over any connection of the
+//! nexus, before or after reconnecting, finds the cached reply.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use bytes::Bytes;
+
+use super::config::ChannelAttributes;
+use super::event::{Event, IncomingRequest, Reply};
+use super::exception::{RemoteException, session_types};
+use super::frame::Frame;
+use super::initiator::least_loaded;
+use super::link::Link;
+use super::stats::NexusStats;
+use super::types::{Channel, ConnId, ExchangeId, NexusId, RequestId};
+
+#[derive(Debug, Clone)]
+enum Cached {
+    Response(Bytes),
+    Error(Bytes),
+    /// The reply was bigger than the negotiated cache: a retry learns that it ran.
+    TooBigToCache,
+}
+
+#[derive(Debug)]
+enum SlotState {
+    /// Nothing received yet on this slot.
+    Empty,
+    /// The handler has the request (or it waits for its turn among ordered requests).
+    Executing {
+        request: RequestId,
+        exchange: ExchangeId,
+        /// Where the latest copy of the request arrived: the reply goes there first.
+        reply_conn: ConnId,
+        cancel: bool,
+        /// Body of an ordered request waiting for its predecessors; `None` once delivered.
+        held: Option<Bytes>,
+    },
+    /// The reply of the slot's last sequence id.
+    Done { request: RequestId, reply: Cached },
+}
+
+#[derive(Debug)]
+struct ResponderSlot {
+    last_seq: u32,
+    state: SlotState,
+}
+
+/// Context shared by the responder's operations.
+pub(crate) struct Ctx<'a, P> {
+    pub(crate) nexus: NexusId,
+    pub(crate) links: &'a mut HashMap<ConnId, Link<P>>,
+    pub(crate) members: &'a [ConnId],
+    pub(crate) stats: &'a mut NexusStats,
+    pub(crate) events: &'a mut VecDeque<Event>,
+}
+
+/// The responder side of one channel of one nexus.
+#[derive(Debug)]
+pub(crate) struct Responder {
+    channel: Channel,
+    attrs: ChannelAttributes,
+    slots: Vec<ResponderSlot>,
+    /// The order number of the next ordered request to deliver.
+    next_order: u64,
+    /// Ordered requests that arrived early, by order number → slot.
+    waiting: BTreeMap<u64, u32>,
+    cached_bytes: usize,
+}
+
+fn new_slots(n: u32) -> Vec<ResponderSlot> {
+    (0..n)
+        .map(|_| ResponderSlot {
+            last_seq: 0,
+            state: SlotState::Empty,
+        })
+        .collect()
+}
+
+fn error_frame(channel: Channel, slot: u32, seq: u32, request: RequestId, ty: &str) -> Frame {
+    Frame::ResponseError {
+        channel,
+        slot,
+        seq,
+        request,
+        exception: RemoteException::new(ty, ty).encode(),
+    }
+}
+
+impl Responder {
+    pub(crate) fn new(channel: Channel, attrs: ChannelAttributes) -> Self {
+        Responder {
+            channel,
+            attrs,
+            slots: new_slots(attrs.slots),
+            next_order: 1,
+            waiting: BTreeMap::new(),
+            cached_bytes: 0,
+        }
+    }
+
+    pub(crate) fn set_attributes(&mut self, attrs: ChannelAttributes) {
+        self.attrs = attrs;
+        self.slots = new_slots(attrs.slots);
+    }
+
+    pub(crate) fn attributes(&self) -> ChannelAttributes {
+        self.attrs
+    }
+
+    /// A request frame arrived on `conn`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_request<P>(
+        &mut self,
+        conn: ConnId,
+        slot: u32,
+        seq: u32,
+        request: RequestId,
+        exchange: ExchangeId,
+        order: u64,
+        body: Bytes,
+        cx: Ctx<'_, P>,
+    ) {
+        let channel = self.channel;
+        let reply_here = |cx: Ctx<'_, P>, f: Frame| {
+            if let Some(link) = cx.links.get_mut(&conn) {
+                link.send(&f);
+            }
+        };
+        let Some(s) = self.slots.get_mut(slot as usize) else {
+            cx.stats.misordered += 1;
+            reply_here(
+                cx,
+                error_frame(channel, slot, seq, request, session_types::BAD_SLOT),
+            );
+            return;
+        };
+        let executing = matches!(s.state, SlotState::Executing { .. });
+        if seq == s.last_seq.wrapping_add(1) && !executing {
+            if body.len() > self.attrs.max_request_size as usize
+                || (order != 0 && order < self.next_order)
+            {
+                cx.stats.misordered += 1;
+                reply_here(
+                    cx,
+                    error_frame(channel, slot, seq, request, session_types::MISORDERED),
+                );
+                return;
+            }
+            if let SlotState::Done { reply, .. } = &s.state {
+                self.cached_bytes -= cached_len(reply);
+            }
+            s.last_seq = seq;
+            cx.stats.requests_executed += 1;
+            cx.stats.bytes_received += body.len() as u64;
+            let deliver_now = order == 0 || order == self.next_order;
+            s.state = SlotState::Executing {
+                request,
+                exchange,
+                reply_conn: conn,
+                cancel: false,
+                held: if deliver_now {
+                    None
+                } else {
+                    Some(body.clone())
+                },
+            };
+            if !deliver_now {
+                self.waiting.insert(order, slot);
+                return;
+            }
+            cx.events.push_back(Event::Request {
+                request: IncomingRequest {
+                    nexus: cx.nexus,
+                    channel,
+                    slot,
+                    seq,
+                    request,
+                    exchange,
+                },
+                body,
+            });
+            if order != 0 {
+                self.next_order += 1;
+                self.release_waiting(cx.nexus, cx.events);
+            }
+            return;
+        }
+        if seq == s.last_seq {
+            match &mut s.state {
+                SlotState::Done {
+                    request: done_request,
+                    reply,
+                } if *done_request == request => {
+                    cx.stats.replays += 1;
+                    let f = reply_frame(channel, slot, seq, request, reply);
+                    reply_here(cx, f);
+                    return;
+                }
+                SlotState::Executing {
+                    request: running,
+                    reply_conn,
+                    ..
+                } if *running == request => {
+                    cx.stats.duplicates_ignored += 1;
+                    *reply_conn = conn;
+                    return;
+                }
+                _ => {}
+            }
+        }
+        cx.stats.misordered += 1;
+        reply_here(
+            cx,
+            error_frame(channel, slot, seq, request, session_types::MISORDERED),
+        );
+    }
+
+    /// Delivers ordered requests whose turn has come.
+    fn release_waiting(&mut self, nexus: NexusId, events: &mut VecDeque<Event>) {
+        while let Some(slot) = self.waiting.remove(&self.next_order) {
+            self.next_order += 1;
+            let s = &mut self.slots[slot as usize];
+            if let SlotState::Executing {
+                request,
+                exchange,
+                cancel,
+                held,
+                ..
+            } = &mut s.state
+                && let Some(body) = held.take()
+            {
+                let handle = IncomingRequest {
+                    nexus,
+                    channel: self.channel,
+                    slot,
+                    seq: s.last_seq,
+                    request: *request,
+                    exchange: *exchange,
+                };
+                events.push_back(Event::Request {
+                    request: handle,
+                    body,
+                });
+                if *cancel {
+                    events.push_back(Event::CancelRequested { request: handle });
+                }
+            }
+        }
+    }
+
+    /// The handler answered. Returns false if the handle is stale (nexus recreated, slot
+    /// reused, already answered).
+    pub(crate) fn respond<P>(
+        &mut self,
+        handle: &IncomingRequest,
+        reply: Reply,
+        cx: Ctx<'_, P>,
+    ) -> bool {
+        let Some(s) = self.slots.get_mut(handle.slot as usize) else {
+            return false;
+        };
+        let reply_conn = match &s.state {
+            SlotState::Executing {
+                request,
+                reply_conn,
+                held: None,
+                ..
+            } if *request == handle.request && s.last_seq == handle.seq => *reply_conn,
+            _ => return false,
+        };
+        let (full, cached) = match reply {
+            Reply::Ok(body) if body.len() > self.attrs.max_response_size as usize => {
+                let e = RemoteException::new(
+                    session_types::TOO_LARGE,
+                    "response exceeds the negotiated maximum",
+                )
+                .encode();
+                (Cached::Error(e.clone()), Cached::Error(e))
+            }
+            Reply::Ok(body) => (Cached::Response(body.clone()), Cached::Response(body)),
+            Reply::Err(e) => {
+                let e = e.encode();
+                (Cached::Error(e.clone()), Cached::Error(e))
+            }
+            Reply::Cancelled => {
+                let e = RemoteException::new(session_types::CANCELLED, "cancelled").encode();
+                (Cached::Error(e.clone()), Cached::Error(e))
+            }
+        };
+        let cached = if cached_len(&cached) > self.attrs.max_cached_response_size as usize {
+            Cached::TooBigToCache
+        } else {
+            cached
+        };
+        self.cached_bytes += cached_len(&cached);
+        s.state = SlotState::Done {
+            request: handle.request,
+            reply: cached,
+        };
+        let f = reply_frame(self.channel, handle.slot, handle.seq, handle.request, &full);
+        // Answer where the latest copy arrived; if that connection is gone, any member
+        // will do; with none, the initiator's retry after rebinding gets the replay.
+        let target = if cx.members.contains(&reply_conn)
+            && cx.links.get(&reply_conn).is_some_and(Link::is_open)
+        {
+            Some(reply_conn)
+        } else {
+            least_loaded(cx.links, cx.members)
+        };
+        if let Some(link) = target.and_then(|c| cx.links.get_mut(&c)) {
+            link.send(&f);
+        }
+        true
+    }
+
+    /// The initiator asked to cancel.
+    pub(crate) fn on_cancel(
+        &mut self,
+        nexus: NexusId,
+        slot: u32,
+        seq: u32,
+        request: RequestId,
+        events: &mut VecDeque<Event>,
+    ) {
+        let Some(s) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
+        if s.last_seq != seq {
+            return;
+        }
+        if let SlotState::Executing {
+            request: running,
+            exchange,
+            cancel,
+            held,
+            ..
+        } = &mut s.state
+            && *running == request
+            && !*cancel
+        {
+            *cancel = true;
+            // A request still waiting for its turn is told when it is delivered.
+            if held.is_none() {
+                events.push_back(Event::CancelRequested {
+                    request: IncomingRequest {
+                        nexus,
+                        channel: self.channel,
+                        slot,
+                        seq,
+                        request,
+                        exchange: *exchange,
+                    },
+                });
+            }
+        }
+    }
+
+    /// Tells every running handler to stop (the nexus is going away).
+    pub(crate) fn cancel_all(&mut self, nexus: NexusId, events: &mut VecDeque<Event>) {
+        for (slot, s) in self.slots.iter().enumerate() {
+            if let SlotState::Executing {
+                request,
+                exchange,
+                held: None,
+                ..
+            } = &s.state
+            {
+                events.push_back(Event::CancelRequested {
+                    request: IncomingRequest {
+                        nexus,
+                        channel: self.channel,
+                        slot: slot as u32,
+                        seq: s.last_seq,
+                        request: *request,
+                        exchange: *exchange,
+                    },
+                });
+            }
+        }
+    }
+
+    /// Bytes held by the reply cache (bounded by slots × max cached response size).
+    pub(crate) fn cached_bytes(&self) -> usize {
+        self.cached_bytes
+    }
+
+    /// Ordered requests waiting for a predecessor (bounded by the slot count).
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+}
+
+fn cached_len(c: &Cached) -> usize {
+    match c {
+        Cached::Response(b) | Cached::Error(b) => b.len(),
+        Cached::TooBigToCache => 0,
+    }
+}
+
+fn reply_frame(channel: Channel, slot: u32, seq: u32, request: RequestId, c: &Cached) -> Frame {
+    match c {
+        Cached::Response(body) => Frame::Response {
+            channel,
+            slot,
+            seq,
+            request,
+            body: body.clone(),
+        },
+        Cached::Error(exception) => Frame::ResponseError {
+            channel,
+            slot,
+            seq,
+            request,
+            exception: exception.clone(),
+        },
+        Cached::TooBigToCache => {
+            error_frame(channel, slot, seq, request, session_types::NOT_CACHED)
+        }
+    }
+}

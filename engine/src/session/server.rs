@@ -1,0 +1,592 @@
+//! The server endpoint: accepts connections, authenticates them, and keeps nexuses.
+//!
+//! The server is passive about nexus lifecycles: clients create, bind, recover and destroy.
+//! A nexus survives the loss of all its connections for the grace period; a second
+//! NexusCreate from the same client identity is held (not answered) until the first nexus
+//! is reinstated by a bind — then the held create is refused — or expires, so the server
+//! never runs two generations of one client's work side by side.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use super::auth::{self, Mechanism, NONCE_LEN};
+use super::client::CallOptions;
+use super::config::{ChannelAttributes, ServerConfig};
+use super::error::{CallError, CloseReason, ProtocolError};
+use super::event::{Event, IncomingRequest, Reply};
+use super::frame::{Frame, VERSION};
+use super::link::{Link, go_away};
+use super::nexus::{Footprint, NexusCore};
+use super::stats::{ConnectionStats, NexusStats};
+use super::throttle::TokenBucket;
+use super::types::{Channel, ConnId, ExchangeId, NexusId, RequestId};
+
+#[derive(Debug)]
+enum ServerPhase {
+    AwaitHello {
+        nonce: [u8; NONCE_LEN],
+    },
+    AwaitProof {
+        identity: String,
+        mechanism: Mechanism,
+        client_nonce: [u8; NONCE_LEN],
+        server_nonce: [u8; NONCE_LEN],
+    },
+    Authenticated {
+        identity: String,
+    },
+    /// A NexusCreate waiting for the identity's previous nexus to go away.
+    Held {
+        identity: String,
+        fore: ChannelAttributes,
+        back: ChannelAttributes,
+    },
+    Bound {
+        nexus: NexusId,
+    },
+}
+
+#[derive(Debug)]
+struct ServerNexus {
+    core: NexusCore,
+    identity: String,
+    /// When the last connection went away.
+    orphaned_since: Option<Instant>,
+}
+
+/// The server side: every nexus of every client. See the module docs of
+/// [`session`](super).
+#[derive(Debug)]
+pub struct Server {
+    config: ServerConfig,
+    links: HashMap<ConnId, Link<ServerPhase>>,
+    next_conn: u64,
+    nexuses: HashMap<NexusId, ServerNexus>,
+    by_identity: HashMap<String, NexusId>,
+    id_state: u64,
+    events: VecDeque<Event>,
+}
+
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl Server {
+    /// A server; `seed` (random, from the driver) makes nexus ids hard to guess across
+    /// restarts. Binding also checks the authenticated identity, so ids are not secrets.
+    pub fn new(config: ServerConfig, seed: u64) -> Self {
+        Server {
+            config,
+            links: HashMap::new(),
+            next_conn: 1,
+            nexuses: HashMap::new(),
+            by_identity: HashMap::new(),
+            id_state: seed,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The driver accepted a connection; `nonce` must be fresh random bytes.
+    pub fn accept(&mut self, now: Instant, nonce: [u8; NONCE_LEN]) -> ConnId {
+        let id = ConnId(self.next_conn);
+        self.next_conn += 1;
+        self.links.insert(
+            id,
+            Link::new(
+                id,
+                ServerPhase::AwaitHello { nonce },
+                now,
+                self.config.timers,
+            ),
+        );
+        id
+    }
+
+    /// Bytes arrived on `conn`.
+    pub fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        let Some(link) = self.links.get_mut(&conn) else {
+            return;
+        };
+        link.receive(now, bytes);
+        while let Some(link) = self.links.get_mut(&conn) {
+            match link.next_frame() {
+                Ok(Some(frame)) => {
+                    if let Err(e) = self.handle_frame(now, conn, frame) {
+                        self.fail_link(now, conn, e);
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.fail_link(now, conn, e);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Moves bytes to send on `conn` into `out`; returns how many were added. After
+    /// [`Event::ConnectionClosed`] for `conn`, the last bytes come out once and the
+    /// connection is forgotten.
+    pub fn poll_transmit(&mut self, _now: Instant, conn: ConnId, out: &mut BytesMut) -> usize {
+        let Some(link) = self.links.get_mut(&conn) else {
+            return 0;
+        };
+        let n = link.poll_transmit(out);
+        if !link.is_open() {
+            self.links.remove(&conn);
+        }
+        n
+    }
+
+    /// The transport of `conn` failed or was closed by the peer.
+    pub fn connection_lost(&mut self, now: Instant, conn: ConnId) {
+        if self.links.get(&conn).is_some_and(Link::is_open) {
+            self.link_gone(now, conn, CloseReason::TransportLost, None);
+        }
+        self.links.remove(&conn);
+    }
+
+    /// The next instant [`handle_timeout`](Self::handle_timeout) must run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let links = self.links.values().filter_map(Link::deadline);
+        let grace = self
+            .nexuses
+            .values()
+            .filter_map(|n| n.orphaned_since.map(|t| t + self.config.grace_period));
+        let throttle = self
+            .nexuses
+            .values()
+            .filter_map(|n| n.core.initiator.throttle_deadline());
+        links.chain(grace).chain(throttle).min()
+    }
+
+    /// Runs timers that are due: heartbeats, dead connections, grace periods, throttling.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut failed = Vec::new();
+        for link in self.links.values_mut() {
+            if let Err(e) = link.on_timeout(now) {
+                failed.push((link.id, e));
+            }
+        }
+        failed.sort_unstable_by_key(|(c, _)| *c);
+        for (conn, e) in failed {
+            self.fail_link(now, conn, e);
+        }
+        let mut expired: Vec<NexusId> = self
+            .nexuses
+            .values()
+            .filter(|n| {
+                n.orphaned_since
+                    .is_some_and(|t| now >= t + self.config.grace_period)
+            })
+            .map(|n| n.core.id)
+            .collect();
+        expired.sort_unstable();
+        for nexus in expired {
+            self.remove_nexus(now, nexus, &CallError::NexusLost, None);
+            self.events.push_back(Event::NexusLost { nexus });
+        }
+        for n in self.nexuses.values_mut() {
+            n.core.dispatch(now, &mut self.links, &mut self.events);
+        }
+    }
+
+    /// The next event for the application or the driver.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Answers a fore channel request. Returns false if the handle is stale (its nexus
+    /// is gone, or it was answered already).
+    pub fn respond(&mut self, _now: Instant, request: &IncomingRequest, reply: Reply) -> bool {
+        match self.nexuses.get_mut(&request.nexus) {
+            Some(n) => n
+                .core
+                .respond(request, reply, &mut self.links, &mut self.events),
+            None => false,
+        }
+    }
+
+    /// Starts a backchannel request to the client of `nexus`.
+    pub fn call(
+        &mut self,
+        now: Instant,
+        nexus: NexusId,
+        exchange: ExchangeId,
+        body: Bytes,
+        options: CallOptions,
+    ) -> Result<RequestId, CallError> {
+        let n = self.nexuses.get_mut(&nexus).ok_or(CallError::NoNexus)?;
+        n.core.call(
+            now,
+            exchange,
+            body,
+            options.ordered,
+            &mut self.links,
+            &mut self.events,
+        )
+    }
+
+    /// Cancels a backchannel request.
+    pub fn cancel(&mut self, _now: Instant, nexus: NexusId, request: RequestId) {
+        if let Some(n) = self.nexuses.get_mut(&nexus) {
+            n.core.cancel(request, &mut self.links, &mut self.events);
+        }
+    }
+
+    /// Lowers (or restores) how many fore channel slots the client may use.
+    pub fn set_credit(&mut self, nexus: NexusId, slots: u32) {
+        let Some(n) = self.nexuses.get_mut(&nexus) else {
+            return;
+        };
+        let slots = slots.clamp(1, n.core.responder.attributes().slots);
+        if let Some(link) = n.core.members.first().and_then(|c| self.links.get_mut(c)) {
+            link.send(&Frame::Credit {
+                channel: Channel::Fore,
+                slots,
+            });
+        }
+    }
+
+    /// Every nexus alive now.
+    pub fn nexuses(&self) -> impl Iterator<Item = NexusId> + '_ {
+        self.nexuses.keys().copied()
+    }
+
+    /// Statistics of one nexus.
+    pub fn nexus_stats(&self, nexus: NexusId) -> Option<&NexusStats> {
+        self.nexuses.get(&nexus).map(|n| &n.core.stats)
+    }
+
+    /// Statistics of one connection.
+    pub fn connection_stats(&self, conn: ConnId) -> Option<&ConnectionStats> {
+        self.links.get(&conn).map(|l| &l.stats)
+    }
+
+    /// Memory held by one nexus (for bounds checks).
+    pub fn footprint(&self, nexus: NexusId) -> Option<Footprint> {
+        self.nexuses
+            .get(&nexus)
+            .map(|n| n.core.footprint(&self.links))
+    }
+
+    /// Connections known (open or with last bytes to send).
+    pub fn connections(&self) -> usize {
+        self.links.len()
+    }
+
+    fn fail_link(&mut self, now: Instant, conn: ConnId, e: ProtocolError) {
+        let code = match e {
+            ProtocolError::AuthFailed | ProtocolError::AuthMechanism => go_away::AUTH,
+            _ => go_away::PROTOCOL,
+        };
+        self.link_gone(now, conn, CloseReason::Protocol(e), Some(code));
+    }
+
+    fn link_gone(&mut self, now: Instant, conn: ConnId, reason: CloseReason, code: Option<u16>) {
+        let Some(link) = self.links.get_mut(&conn) else {
+            return;
+        };
+        if !link.is_open() {
+            return;
+        }
+        link.close(reason.clone(), code);
+        self.events
+            .push_back(Event::ConnectionClosed { conn, reason });
+        if let ServerPhase::Bound { nexus } = link.phase
+            && let Some(n) = self.nexuses.get_mut(&nexus)
+        {
+            n.core
+                .on_link_lost(now, conn, &mut self.links, &mut self.events);
+            if n.core.members.is_empty() {
+                n.orphaned_since = Some(now);
+            }
+        }
+    }
+
+    fn next_nexus_id(&mut self) -> NexusId {
+        loop {
+            let id = splitmix(&mut self.id_state);
+            if id != 0 && !self.nexuses.contains_key(&NexusId(id)) {
+                return NexusId(id);
+            }
+        }
+    }
+
+    fn create_nexus(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        identity: String,
+        fore: ChannelAttributes,
+        back: ChannelAttributes,
+    ) {
+        let fore = fore.negotiate(&self.config.fore_limits);
+        let back = back.negotiate(&self.config.back_limits);
+        let id = self.next_nexus_id();
+        let throttle = self.config.throttle.map(|t| TokenBucket::new(t, now));
+        let core = NexusCore::new(id, Channel::Back, back, fore, throttle);
+        self.nexuses.insert(
+            id,
+            ServerNexus {
+                core,
+                identity: identity.clone(),
+                orphaned_since: None,
+            },
+        );
+        self.by_identity.insert(identity.clone(), id);
+        if let Some(link) = self.links.get_mut(&conn) {
+            link.send(&Frame::NexusCreated {
+                nexus: id,
+                fore,
+                back,
+            });
+        }
+        self.events.push_back(Event::NexusEstablished { nexus: id });
+        self.bind(now, conn, id);
+    }
+
+    fn bind(&mut self, now: Instant, conn: ConnId, nexus: NexusId) {
+        let Some(n) = self.nexuses.get_mut(&nexus) else {
+            return;
+        };
+        let max_payload = n.core.max_payload();
+        if let Some(link) = self.links.get_mut(&conn) {
+            link.phase = ServerPhase::Bound { nexus };
+            link.max_payload = max_payload;
+        }
+        n.core.members.push(conn);
+        n.orphaned_since = None;
+        self.events
+            .push_back(Event::ConnectionBound { conn, nexus });
+        n.core.dispatch(now, &mut self.links, &mut self.events);
+    }
+
+    /// Removes a nexus (expired or destroyed), then lets a held create of its identity go.
+    fn remove_nexus(
+        &mut self,
+        now: Instant,
+        nexus: NexusId,
+        error: &CallError,
+        keep: Option<ConnId>,
+    ) {
+        let Some(mut n) = self.nexuses.remove(&nexus) else {
+            return;
+        };
+        n.core.shut_down(error, &mut self.events);
+        if self.by_identity.get(&n.identity) == Some(&nexus) {
+            self.by_identity.remove(&n.identity);
+        }
+        for conn in n.core.members.clone() {
+            if Some(conn) == keep {
+                if let Some(link) = self.links.get_mut(&conn) {
+                    link.phase = ServerPhase::Authenticated {
+                        identity: n.identity.clone(),
+                    };
+                }
+                continue;
+            }
+            if let Some(link) = self.links.get_mut(&conn)
+                && link.is_open()
+            {
+                link.close(CloseReason::Local, Some(go_away::NORMAL));
+                self.events.push_back(Event::ConnectionClosed {
+                    conn,
+                    reason: CloseReason::Local,
+                });
+            }
+        }
+        // The oldest held create of this identity goes ahead.
+        let held = self
+            .links
+            .values()
+            .filter(|l| l.is_open())
+            .filter_map(|l| match &l.phase {
+                ServerPhase::Held {
+                    identity,
+                    fore,
+                    back,
+                } if *identity == n.identity => Some((l.id, identity.clone(), *fore, *back)),
+                _ => None,
+            })
+            .min_by_key(|(c, ..)| *c);
+        if let Some((conn, identity, fore, back)) = held {
+            self.create_nexus(now, conn, identity, fore, back);
+        }
+    }
+
+    fn handle_frame(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        frame: Frame,
+    ) -> Result<(), ProtocolError> {
+        let Some(link) = self.links.get_mut(&conn) else {
+            return Ok(());
+        };
+        if link.handle_heartbeat(now, &frame) {
+            return Ok(());
+        }
+        if let Frame::GoAway { code, reason } = frame {
+            self.link_gone(now, conn, CloseReason::PeerGoAway { code, reason }, None);
+            return Ok(());
+        }
+        match (&link.phase, frame) {
+            (
+                ServerPhase::AwaitHello { nonce },
+                Frame::Hello {
+                    version,
+                    mechanism,
+                    digest,
+                    nonce: client_nonce,
+                    identity,
+                },
+            ) => {
+                if version != VERSION {
+                    return Err(ProtocolError::Version);
+                }
+                let mechanism =
+                    Mechanism::from_code(mechanism).ok_or(ProtocolError::AuthMechanism)?;
+                let offered = match mechanism {
+                    Mechanism::Anonymous => self.config.credentials.allow_anonymous,
+                    Mechanism::HmacSha256 => {
+                        self.config.credentials.secrets.contains_key(&identity)
+                    }
+                };
+                if !offered {
+                    return Err(ProtocolError::AuthMechanism);
+                }
+                let server_nonce = *nonce;
+                link.digest = digest;
+                link.send(&Frame::HelloAck {
+                    version: VERSION,
+                    digest,
+                    nonce: server_nonce,
+                });
+                link.phase = ServerPhase::AwaitProof {
+                    identity,
+                    mechanism,
+                    client_nonce,
+                    server_nonce,
+                };
+            }
+            (
+                ServerPhase::AwaitProof {
+                    identity,
+                    mechanism,
+                    client_nonce,
+                    server_nonce,
+                },
+                Frame::Auth { proof },
+            ) => {
+                let (identity, mechanism, client_nonce, server_nonce) =
+                    (identity.clone(), *mechanism, *client_nonce, *server_nonce);
+                let answer = match mechanism {
+                    Mechanism::Anonymous => Bytes::new(),
+                    Mechanism::HmacSha256 => {
+                        let secret = self
+                            .config
+                            .credentials
+                            .secrets
+                            .get(&identity)
+                            .ok_or(ProtocolError::AuthFailed)?;
+                        if !auth::verify_client_proof(
+                            secret,
+                            &server_nonce,
+                            &client_nonce,
+                            &identity,
+                            &proof,
+                        ) {
+                            return Err(ProtocolError::AuthFailed);
+                        }
+                        Bytes::copy_from_slice(&auth::server_proof(
+                            secret,
+                            &client_nonce,
+                            &server_nonce,
+                            &identity,
+                        ))
+                    }
+                };
+                link.send(&Frame::Auth { proof: answer });
+                link.handshake_complete();
+                link.phase = ServerPhase::Authenticated { identity };
+            }
+            (ServerPhase::Authenticated { identity }, Frame::NexusCreate { fore, back }) => {
+                let identity = identity.clone();
+                if self.by_identity.contains_key(&identity) {
+                    link.phase = ServerPhase::Held {
+                        identity,
+                        fore,
+                        back,
+                    };
+                } else {
+                    self.create_nexus(now, conn, identity, fore, back);
+                }
+            }
+            (ServerPhase::Authenticated { identity }, Frame::Bind { nexus, .. }) => {
+                let identity = identity.clone();
+                let known = self
+                    .nexuses
+                    .get(&nexus)
+                    .is_some_and(|n| n.identity == identity);
+                if !known {
+                    self.link_gone(
+                        now,
+                        conn,
+                        CloseReason::Refused(format!("unknown {nexus}")),
+                        Some(go_away::REFUSED),
+                    );
+                    return Ok(());
+                }
+                if let Some(link) = self.links.get_mut(&conn) {
+                    link.send(&Frame::BindAck { nexus });
+                }
+                self.bind(now, conn, nexus);
+                // The nexus is reinstated: creates held for this identity are refused.
+                let held: Vec<ConnId> = self
+                    .links
+                    .values()
+                    .filter(|l| {
+                        l.is_open()
+                            && matches!(&l.phase, ServerPhase::Held { identity: i, .. } if *i == identity)
+                    })
+                    .map(|l| l.id)
+                    .collect();
+                for c in held {
+                    self.link_gone(
+                        now,
+                        c,
+                        CloseReason::Refused(format!("{nexus} of this identity was reinstated")),
+                        Some(go_away::REFUSED),
+                    );
+                }
+            }
+            (ServerPhase::Bound { nexus }, Frame::Destroy { nexus: target })
+                if *nexus == target =>
+            {
+                if let Some(link) = self.links.get_mut(&conn) {
+                    link.send(&Frame::DestroyAck { nexus: target });
+                }
+                self.remove_nexus(now, target, &CallError::NexusDestroyed, Some(conn));
+                self.events
+                    .push_back(Event::NexusDestroyed { nexus: target });
+            }
+            (ServerPhase::Bound { nexus }, frame) => {
+                let nexus = *nexus;
+                if let Some(n) = self.nexuses.get_mut(&nexus) {
+                    n.core
+                        .on_frame(now, conn, frame, &mut self.links, &mut self.events)?;
+                }
+            }
+            (_, frame) => return Err(ProtocolError::Unexpected(frame.name())),
+        }
+        Ok(())
+    }
+}

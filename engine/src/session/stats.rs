@@ -1,0 +1,93 @@
+//! Statistics per nexus and per connection, readable while the session runs.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use super::types::ExchangeId;
+
+/// Highest latency the histograms track (one hour), in nanoseconds.
+const MAX_TRACKED_NS: u64 = 3_600_000_000_000;
+
+pub(crate) fn new_histogram() -> Histogram<u64> {
+    // Two significant digits keep each histogram a few KiB; bounds are constants, so
+    // creation cannot fail.
+    Histogram::new_with_bounds(1, MAX_TRACKED_NS, 2).expect("constant histogram bounds")
+}
+
+fn record(h: &mut Histogram<u64>, d: Duration) {
+    let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    h.saturating_record(ns.clamp(1, MAX_TRACKED_NS));
+}
+
+/// Counters and histograms of one nexus (both directions).
+#[derive(Debug, Clone, Default)]
+pub struct NexusStats {
+    /// Requests this side initiated.
+    pub requests_sent: u64,
+    /// Requests this side executed (first arrivals only; replays are not counted here).
+    pub requests_executed: u64,
+    /// Requests completed with a response or error, as initiator.
+    pub requests_completed: u64,
+    /// Request bytes sent (bodies, first transmissions and retries).
+    pub bytes_sent: u64,
+    /// Request bytes received.
+    pub bytes_received: u64,
+    /// Requests re-sent after a connection loss.
+    pub retries: u64,
+    /// Retried requests answered from the reply cache, as responder.
+    pub replays: u64,
+    /// Duplicate copies of requests still executing, ignored as responder.
+    pub duplicates_ignored: u64,
+    /// Cancellations requested, as initiator.
+    pub cancels: u64,
+    /// Misordered or out-of-range requests refused, as responder.
+    pub misordered: u64,
+    /// Connections lost while part of this nexus.
+    pub connections_lost: u64,
+    /// Per-exchange latency (initiator side: first send to completion), in nanoseconds.
+    pub latency: HashMap<ExchangeId, Histogram<u64>>,
+}
+
+impl NexusStats {
+    pub(crate) fn record_latency(&mut self, exchange: ExchangeId, d: Duration) {
+        record(
+            self.latency.entry(exchange).or_insert_with(new_histogram),
+            d,
+        );
+    }
+}
+
+/// Counters and the round-trip histogram of one connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionStats {
+    /// Frames received.
+    pub frames_in: u64,
+    /// Frames sent.
+    pub frames_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent (handed to the driver).
+    pub bytes_out: u64,
+    /// Heartbeat round-trip times, in nanoseconds.
+    pub rtt: Histogram<u64>,
+}
+
+impl Default for ConnectionStats {
+    fn default() -> Self {
+        ConnectionStats {
+            frames_in: 0,
+            frames_out: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            rtt: new_histogram(),
+        }
+    }
+}
+
+impl ConnectionStats {
+    pub(crate) fn record_rtt(&mut self, d: Duration) {
+        record(&mut self.rtt, d);
+    }
+}
