@@ -5,9 +5,10 @@
 //! submissions, processes completions, timers and messages from other shards, and parks in
 //! `io_uring_enter` when there is nothing to do. Everything a shard touches is its own:
 //!
-//! - **connections** (TCP, Unix stream) live on one shard for life. A TCP listener is opened
-//!   once per shard with `SO_REUSEPORT`, so the kernel spreads accepted connections over
-//!   shards with no hand-off hop (see "Accept spreading" below). Accepts are multishot.
+//! - **connections** (TCP, Unix stream) live on one shard for life. Accepts are multishot;
+//!   accepted connections are handed round-robin to the shards (see "Accept spreading").
+//!   UDP sockets receive with multishot `recvmsg` and send batched `sendmsg`, with GSO and
+//!   GRO as options.
 //! - **buffers** come from a per-shard pool registered with the ring (`register_buffers`).
 //!   Part of the pool is offered to the kernel as a provided-buffer ring, and every
 //!   connection receives with one multishot `recv` that picks buffers from it. A protocol can
@@ -59,13 +60,16 @@
 //!
 //! ## Accept spreading
 //!
-//! Each shard owns a listening socket bound with `SO_REUSEPORT`; the kernel hashes each new
-//! connection's 4-tuple to one of them. The alternative, one acceptor handing fds to other
-//! shards over the mesh, costs an extra ring hop and a wake-up per connection and makes
-//! the acceptor a hot spot; reuseport costs nothing per connection but balances by hash, so
-//! a handful of connections can land unevenly (4 connections on 2 shards split 2/2 only
-//! about 3 times in 8). Outbound connections are placed explicitly by the caller
-//! ([`Shards::connect_tcp`] takes a shard), which is what the trunked session layer does.
+//! Two ways were built and measured (`cargo bench -p hawser-benches --bench accept_spread`,
+//! 2 shards, 4 client threads, connect + 1-byte echo + close): one `SO_REUSEPORT` listener
+//! per shard ([`Shards::listen_tcp_reuseport`]) ran 52.6 k connections/s; one acceptor
+//! handing each fd round-robin over the mesh ([`Shards::listen_tcp_handoff`]) ran 54.5 k/s
+//! (1.04x, within noise: the hop costs nothing visible). But reuseport balances by hash: 4
+//! connections split 2/2 over 2 shards in only 48% of fresh listeners, and hawser's
+//! connections are few and long-lived (trunks of a nexus), so an uneven split halves the
+//! throughput one shard can give. Hence [`Shards::listen_tcp`] uses the hand-off (exact
+//! round-robin); reuseport stays available for accept storms on many cores. Outbound
+//! connections are placed explicitly by the caller ([`Shards::connect_tcp`] takes a shard).
 //!
 //! ## Errors
 //!
@@ -390,16 +394,46 @@ impl Shards {
         rx.recv().map_err(|_| ShardError::ShardGone(shard))
     }
 
-    /// Listens on `addr` on every shard (one `SO_REUSEPORT` socket each); every accepted
-    /// connection gets a protocol from `factory(shard)`. Returns the bound address (useful
-    /// with port 0).
+    /// Listens on `addr` and spreads accepted connections evenly over all shards: shard 0
+    /// accepts (multishot) and hands each connection round-robin to a shard over the mesh
+    /// (see "Accept spreading" in the crate docs for why this is the default). Every
+    /// connection gets a protocol from `factory(shard)` on its shard. Returns the bound
+    /// address (useful with port 0).
     pub fn listen_tcp<P, F>(&self, addr: SocketAddr, factory: F) -> Result<SocketAddr>
     where
         P: Protocol + 'static,
         F: Fn(usize) -> P + Send + Sync + 'static,
     {
+        self.listen_tcp_handoff(0, addr, factory)
+    }
+
+    /// Listens on `addr` on every shard, one `SO_REUSEPORT` socket each: the kernel hashes
+    /// each new connection to one shard's listener (no hand-off hop, but balance only by
+    /// hash).
+    pub fn listen_tcp_reuseport<P, F>(&self, addr: SocketAddr, factory: F) -> Result<SocketAddr>
+    where
+        P: Protocol + 'static,
+        F: Fn(usize) -> P + Send + Sync + 'static,
+    {
         let all: Vec<usize> = (0..self.len()).collect();
-        self.listen_tcp_shards(&all, addr, factory)
+        self.listen_tcp_shards(&all, addr, factory, false)
+    }
+
+    /// Listens on `addr` with one acceptor, shard `acceptor`, which hands each accepted
+    /// connection round-robin to every shard over the SPSC mesh (the alternative to
+    /// [`listen_tcp`](Self::listen_tcp)'s `SO_REUSEPORT` spreading; exact balance at the cost
+    /// of a hop per connection).
+    pub fn listen_tcp_handoff<P, F>(
+        &self,
+        acceptor: usize,
+        addr: SocketAddr,
+        factory: F,
+    ) -> Result<SocketAddr>
+    where
+        P: Protocol + 'static,
+        F: Fn(usize) -> P + Send + Sync + 'static,
+    {
+        self.listen_tcp_shards(&[acceptor], addr, factory, true)
     }
 
     /// Listens on `addr` on shard `shard` only: every connection accepted there stays there
@@ -414,7 +448,7 @@ impl Shards {
         P: Protocol + 'static,
         F: Fn(usize) -> P + Send + Sync + 'static,
     {
-        self.listen_tcp_shards(&[shard], addr, factory)
+        self.listen_tcp_shards(&[shard], addr, factory, false)
     }
 
     fn listen_tcp_shards<P, F>(
@@ -422,6 +456,7 @@ impl Shards {
         shards: &[usize],
         addr: SocketAddr,
         factory: F,
+        spread: bool,
     ) -> Result<SocketAddr>
     where
         P: Protocol + 'static,
@@ -463,7 +498,13 @@ impl Shards {
         }
         for (&shard, fd) in shards.iter().zip(fds) {
             let factory = factory.clone();
-            self.run_on(shard, move |ctx| ctx.accept_on(fd, factory))?;
+            self.run_on(shard, move |ctx| {
+                if spread {
+                    ctx.accept_and_spread(fd, factory)
+                } else {
+                    ctx.accept_on(fd, factory)
+                }
+            })?;
         }
         Ok(bound)
     }

@@ -107,9 +107,20 @@ pub type ShardTask = Box<dyn FnOnce(&mut ShardCtx<'_>) + Send>;
 /// What travels over the mesh.
 pub(crate) enum Envelope {
     ReturnBuffer(u16),
-    App { from: usize, msg: AppMessage },
-    ToConn { conn: ConnId, msg: AppMessage },
+    App {
+        from: usize,
+        msg: AppMessage,
+    },
+    ToConn {
+        conn: ConnId,
+        msg: AppMessage,
+    },
     Task(ShardTask),
+    /// An accepted connection handed over by an acceptor shard (closed if dropped unread).
+    Adopt {
+        fd: std::os::fd::OwnedFd,
+        factory: crate::shard::ProtocolFactory,
+    },
 }
 
 /// One shard's ends of the mesh.

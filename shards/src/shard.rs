@@ -278,6 +278,10 @@ struct Listener {
     factory: ProtocolFactory,
     armed: bool,
     closing: bool,
+    /// Hand accepted connections round-robin to all shards (acceptor mode) instead of
+    /// keeping them here.
+    spread: bool,
+    next_target: usize,
 }
 
 enum FileOpKind {
@@ -416,7 +420,13 @@ impl ShardCtx<'_> {
 
     /// Adopts a listening socket: accepts on it (multishot) with `factory`'s protocols.
     pub fn accept_on(&mut self, listen_fd: RawFd, factory: ProtocolFactory) {
-        self.core.add_listener(listen_fd, factory);
+        self.core.add_listener(listen_fd, factory, false);
+    }
+
+    /// Adopts a listening socket as the acceptor of all shards: accepted connections are
+    /// handed round-robin to every shard (this one included) over the mesh.
+    pub fn accept_and_spread(&mut self, listen_fd: RawFd, factory: ProtocolFactory) {
+        self.core.add_listener(listen_fd, factory, true);
     }
 
     /// Adopts an already connected stream socket.
@@ -735,13 +745,15 @@ impl Core {
         unsafe { self.push(entry) };
     }
 
-    fn add_listener(&mut self, fd: RawFd, factory: ProtocolFactory) {
+    fn add_listener(&mut self, fd: RawFd, factory: ProtocolFactory, spread: bool) {
         let index = self.listeners.len() as u32;
         self.listeners.push(Some(Listener {
             fd,
             factory,
             armed: false,
             closing: false,
+            spread,
+            next_target: self.id,
         }));
         self.arm_accept(index);
     }
@@ -1329,12 +1341,30 @@ impl Core {
             if listener.closing {
                 sys::close(res);
             } else {
-                let proto = (listener.factory)(self.id);
                 if self.settings.tcp_nodelay {
                     let _ = sys::set_int_opt(res, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
                 }
-                self.stats.accepts += 1;
-                self.open_conn(res, proto);
+                let target = if listener.spread {
+                    let t = listener.next_target;
+                    listener.next_target = (t + 1) % self.settings.shard_count;
+                    t
+                } else {
+                    self.id
+                };
+                if target == self.id {
+                    let proto = (listener.factory)(self.id);
+                    self.stats.accepts += 1;
+                    self.open_conn(res, proto);
+                } else {
+                    let factory = listener.factory.clone();
+                    self.post(
+                        target,
+                        Envelope::Adopt {
+                            fd: sys::owned_fd(res),
+                            factory,
+                        },
+                    );
+                }
             }
         } else if res != -libc::ECANCELED && res != -libc::EINVAL {
             tracing::warn!(shard = self.id, error = %io::Error::from_raw_os_error(-res), "accept failed");
@@ -1419,6 +1449,14 @@ impl Core {
                 }
             }
             Envelope::Task(task) => task(&mut ShardCtx { core: self }),
+            Envelope::Adopt { fd, factory } => {
+                if self.stopping {
+                    return; // dropping the OwnedFd closes it
+                }
+                let proto = factory(self.id);
+                self.stats.accepts += 1;
+                self.open_conn(std::os::fd::IntoRawFd::into_raw_fd(fd), proto);
+            }
         }
     }
 

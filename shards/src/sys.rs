@@ -313,3 +313,10 @@ pub(crate) fn sockaddr_from_bytes(name: &[u8]) -> Option<SocketAddr> {
     raw.len = n as libc::socklen_t;
     raw.to_inet()
 }
+
+/// Takes ownership of a freshly accepted descriptor so that it is closed if dropped.
+pub(crate) fn owned_fd(fd: RawFd) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `fd` was just returned by accept and nothing else owns it.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+}

@@ -63,11 +63,13 @@ fn echo_roundtrip(stream: TcpStream, data: Arc<Vec<u8>>) -> Vec<u8> {
 #[test]
 fn many_concurrent_connections_echo_intact_across_shards() {
     let shards = Shards::start(config(2)).unwrap();
-    let addr = shards
-        .listen_tcp("127.0.0.1:0".parse().unwrap(), |_| Echo::new())
-        .unwrap();
+    let any = "127.0.0.1:0".parse().unwrap();
+    // Half the clients go through the hand-off acceptor, half through reuseport listeners.
+    let handoff = shards.listen_tcp(any, |_| Echo::new()).unwrap();
+    let reuseport = shards.listen_tcp_reuseport(any, |_| Echo::new()).unwrap();
     let clients: Vec<_> = (0..32u64)
         .map(|i| {
+            let addr = if i % 2 == 0 { handoff } else { reuseport };
             std::thread::spawn(move || {
                 let data = Arc::new(pattern(i, 100_000 + i as usize * 3001));
                 let back = echo_roundtrip(TcpStream::connect(addr).unwrap(), data.clone());
@@ -521,5 +523,27 @@ fn zero_copy_sends_deliver_intact_and_report_copies_on_loopback() {
     wait_until("zero-copy notifications", || {
         shards.stats(0).send_zc_copied > 0
     });
+    shards.shutdown();
+}
+
+#[test]
+fn acceptor_handoff_spreads_connections_evenly() {
+    let shards = Shards::start(config(2)).unwrap();
+    let addr = shards
+        .listen_tcp_handoff(0, "127.0.0.1:0".parse().unwrap(), |_| Echo::new())
+        .unwrap();
+    let clients: Vec<_> = (0..8u64)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let data = Arc::new(pattern(i, 50_000));
+                let back = echo_roundtrip(TcpStream::connect(addr).unwrap(), data.clone());
+                assert!(back == *data, "connection {i}: echo differs");
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    assert_eq!((shards.stats(0).accepts, shards.stats(1).accepts), (4, 4));
     shards.shutdown();
 }
