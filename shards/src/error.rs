@@ -65,3 +65,39 @@ impl ShardError {
 
 /// Result alias of this crate.
 pub type Result<T, E = ShardError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_is_one_line_saying_what_to_do() {
+        let errors = [
+            ShardError::IoUringUnavailable {
+                source: io::Error::from_raw_os_error(libc::EPERM),
+                disabled_setting: "2".into(),
+            },
+            ShardError::MemlockTooSmall {
+                limit_bytes: 8 << 20,
+                needed_bytes: 32 << 20,
+            },
+            ShardError::AddressInUse {
+                addr: "127.0.0.1:8415".parse().unwrap(),
+            },
+            ShardError::UnixPathInUse {
+                path: "/run/hawser.sock".into(),
+            },
+        ];
+        let hints = [
+            "io_uring_disabled to 0",
+            "ulimit -l",
+            "choose another port",
+            "remove the stale file",
+        ];
+        for (e, hint) in errors.iter().zip(hints) {
+            let msg = e.to_string();
+            assert!(!msg.contains('\n'), "{msg}");
+            assert!(msg.contains(hint), "{msg}");
+        }
+    }
+}

@@ -556,6 +556,16 @@ impl Shards {
             .map_err(|e| ShardError::io("creating a unix socket", e))
     }
 
+    /// Sends `msg` to a connection's protocol ([`Protocol::handle_message`]) from any thread.
+    pub fn send_to_connection(&self, conn: ConnId, msg: AppMessage) -> Result<()> {
+        self.run_on(conn.shard(), move |ctx| ctx.send_to_connection(conn, msg))
+    }
+
+    /// Closes a connection from any thread.
+    pub fn close(&self, conn: ConnId) -> Result<()> {
+        self.run_on(conn.shard(), move |ctx| ctx.close(conn))
+    }
+
     /// A snapshot of shard `shard`'s counters.
     pub fn stats(&self, shard: usize) -> StatsSnapshot {
         self.workers[shard].stats.snapshot()

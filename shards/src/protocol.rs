@@ -38,8 +38,9 @@ pub enum CloseReason {
 /// Every method receives `now` from the loop (one clock read per iteration) so the machine
 /// never reads a clock itself.
 pub trait Protocol {
-    /// The connection is established (accepted, or the connect completed).
-    fn on_open(&mut self, _now: Instant) {}
+    /// The connection is established (accepted, or the connect completed). `conn` names it
+    /// for messages from the application ([`ShardCtx::send_to_connection`](crate::ShardCtx::send_to_connection)).
+    fn on_open(&mut self, _now: Instant, _conn: crate::ConnId) {}
 
     /// Bytes arrived. Read them through `Deref`, or keep the buffer with
     /// [`Received::retain`] (zero-copy; the shard's pool shrinks until the handle drops).

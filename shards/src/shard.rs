@@ -26,6 +26,8 @@ use crate::sys::{self, RawSockAddr};
 
 /// The provided-buffer group id every shard uses for receives.
 const RECV_GROUP: u16 = 0;
+/// How long a shard parks before retrying messages that did not fit a full SPSC ring.
+const OUTBOX_RETRY: Duration = Duration::from_micros(20);
 /// Most iovecs gathered into one `sendmsg`.
 const MAX_IOV: usize = 64;
 /// `IORING_SEND_ZC_REPORT_USAGE`: ask the kernel whether a zero-copy send was copied.
@@ -1036,7 +1038,8 @@ impl Core {
         let now = self.now;
         if let Some(conn) = self.conns[slot as usize].as_mut() {
             conn.state = ConnState::Open;
-            conn.proto.on_open(now);
+            let id = conn.id;
+            conn.proto.on_open(now, id);
         }
         self.arm_recv(slot);
         self.mark_dirty(slot);
@@ -1627,7 +1630,6 @@ impl Core {
     fn has_pending_work(&self) -> bool {
         !self.dirty.is_empty()
             || !self.local_inbox.is_empty()
-            || self.mesh.has_outbound()
             || self.timers.peek().is_some_and(|t| t.0.at <= self.now)
             || RETURNS.with(|r| {
                 r.try_borrow()
@@ -1666,6 +1668,13 @@ impl Core {
         let next = match (next, self.stop_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
+        };
+        // Messages waiting for room in a full ring: retry soon, without spinning.
+        let next = if self.mesh.has_outbound() {
+            let retry = self.now + OUTBOX_RETRY;
+            Some(next.map_or(retry, |n| n.min(retry)))
+        } else {
+            next
         };
         let started = Instant::now();
         let result = match next {

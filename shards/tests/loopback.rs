@@ -317,7 +317,7 @@ struct Ticker {
 }
 
 impl Protocol for Ticker {
-    fn on_open(&mut self, now: Instant) {
+    fn on_open(&mut self, now: Instant, _conn: hawser_shards::ConnId) {
         self.deadline = Some(now + Duration::from_micros(1500));
     }
     fn handle_input(&mut self, _now: Instant, _input: Received<'_>) {}
@@ -545,5 +545,65 @@ fn acceptor_handoff_spreads_connections_evenly() {
         c.join().unwrap();
     }
     assert_eq!((shards.stats(0).accepts, shards.stats(1).accepts), (4, 4));
+    shards.shutdown();
+}
+
+/// Sends a header plus a lent body, zero-copy, whenever the application hands it one.
+struct Relay {
+    opened: channel::Sender<hawser_shards::ConnId>,
+    queued: Option<BufHandle>,
+}
+
+impl Protocol for Relay {
+    fn on_open(&mut self, _now: Instant, conn: hawser_shards::ConnId) {
+        let _ = self.opened.send(conn);
+    }
+    fn handle_input(&mut self, _now: Instant, _input: Received<'_>) {}
+    fn handle_message(&mut self, _now: Instant, msg: AppMessage) {
+        self.queued = msg.buf;
+    }
+    fn poll_transmit(&mut self, _now: Instant, out: &mut Transmit) {
+        if let Some(body) = self.queued.take() {
+            out.write(format!("BODY {}\n", body.len()).as_bytes());
+            out.write_buf(body);
+        }
+    }
+}
+
+#[test]
+fn a_body_lent_by_another_shard_is_sent_in_place_and_returns_home() {
+    let shards = Shards::start(config(2)).unwrap();
+    let (tx, rx) = channel::unbounded();
+    let addr = shards
+        .listen_tcp("127.0.0.1:0".parse().unwrap(), move |_| Relay {
+            opened: tx.clone(),
+            queued: None,
+        })
+        .unwrap();
+    let mut client = TcpStream::connect(addr).unwrap();
+    let conn = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let lender = 1 - conn.shard();
+    let body = pattern(11, 12_000);
+    let expected = body.clone();
+    shards
+        .run_on(lender, move |ctx| {
+            let mut buf = ctx.alloc_buffer().unwrap();
+            buf.as_mut_full()[..body.len()].copy_from_slice(&body);
+            buf.set_len(body.len());
+            ctx.send_to_connection(conn, AppMessage::with_buf(0, 0, buf));
+        })
+        .unwrap();
+    let header = b"BODY 12000\n";
+    let mut got = vec![0u8; header.len() + expected.len()];
+    client.read_exact(&mut got).unwrap();
+    assert_eq!(&got[..header.len()], header);
+    assert_eq!(&got[header.len()..], &expected[..]);
+    wait_until("the lent body to come home", || {
+        shards.stats(lender).buffers_returned_from_peers == 1 && shards.stats(lender).pool_lent == 0
+    });
+    shards.close(conn).unwrap();
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
     shards.shutdown();
 }
