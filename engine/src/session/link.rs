@@ -52,7 +52,9 @@ impl<P> Link<P> {
         Link {
             id,
             phase,
-            digest: false,
+            // Handshake frames are always digested: a corrupted identity or nexus id must
+            // be caught, not acted upon. The negotiated setting applies after the hello.
+            digest: true,
             max_payload: frame::HANDSHAKE_MAX_PAYLOAD,
             outstanding_bytes: 0,
             stats: ConnectionStats::default(),

@@ -464,12 +464,12 @@ impl Server {
                     return Err(ProtocolError::AuthMechanism);
                 }
                 let server_nonce = *nonce;
-                link.digest = digest;
                 link.send(&Frame::HelloAck {
                     version: VERSION,
                     digest,
                     nonce: server_nonce,
                 });
+                link.digest = digest;
                 link.phase = ServerPhase::AwaitProof {
                     identity,
                     mechanism,

@@ -1,6 +1,7 @@
 //! Statistics per nexus and per connection, readable while the session runs.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -22,7 +23,7 @@ fn record(h: &mut Histogram<u64>, d: Duration) {
 }
 
 /// Counters and histograms of one nexus (both directions).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct NexusStats {
     /// Requests this side initiated.
     pub requests_sent: u64,
@@ -60,7 +61,7 @@ impl NexusStats {
 }
 
 /// Counters and the round-trip histogram of one connection.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConnectionStats {
     /// Frames received.
     pub frames_in: u64,
@@ -89,5 +90,64 @@ impl Default for ConnectionStats {
 impl ConnectionStats {
     pub(crate) fn record_rtt(&mut self, d: Duration) {
         record(&mut self.rtt, d);
+    }
+}
+
+/// Histograms print as count and a few percentiles, not as thousands of buckets.
+struct Summary<'a>(&'a Histogram<u64>);
+
+impl fmt::Debug for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let h = self.0;
+        if h.is_empty() {
+            return f.write_str("{}");
+        }
+        write!(
+            f,
+            "{{n: {}, p50: {}ns, p99: {}ns, max: {}ns}}",
+            h.len(),
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.99),
+            h.max()
+        )
+    }
+}
+
+impl fmt::Debug for NexusStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut latency: Vec<_> = self.latency.iter().collect();
+        latency.sort_by_key(|(e, _)| **e);
+        f.debug_struct("NexusStats")
+            .field("requests_sent", &self.requests_sent)
+            .field("requests_executed", &self.requests_executed)
+            .field("requests_completed", &self.requests_completed)
+            .field("bytes_sent", &self.bytes_sent)
+            .field("bytes_received", &self.bytes_received)
+            .field("retries", &self.retries)
+            .field("replays", &self.replays)
+            .field("duplicates_ignored", &self.duplicates_ignored)
+            .field("cancels", &self.cancels)
+            .field("misordered", &self.misordered)
+            .field("connections_lost", &self.connections_lost)
+            .field(
+                "latency",
+                &latency
+                    .iter()
+                    .map(|(e, h)| (e.0, Summary(h)))
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl fmt::Debug for ConnectionStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionStats")
+            .field("frames_in", &self.frames_in)
+            .field("frames_out", &self.frames_out)
+            .field("bytes_in", &self.bytes_in)
+            .field("bytes_out", &self.bytes_out)
+            .field("rtt", &Summary(&self.rtt))
+            .finish()
     }
 }
