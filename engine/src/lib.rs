@@ -1,4 +1,9 @@
 //! hawser's engine: services, tasks and the session layer, and the tooling of the
 //! `hawser` binary.
+//!
+//! - [`session`]: the DSP session layer — nexus, fore channel and backchannel, slots and
+//!   the reply cache (exactly-once), trunking, recovery, cancellation — as sans-IO state
+//!   machines that a driver feeds with bytes and time.
+//! - [`inspect`]: the `hawser inspect` dissector.
 pub mod inspect;
 pub mod session;

@@ -524,6 +524,10 @@ impl Sim {
                 let client = self.client.add_connection(self.now, self.rng.nonce());
                 let server = self.server.accept(self.now, self.rng.nonce());
                 let latency = self.rng.ms(1, 30);
+                self.trace(
+                    "net",
+                    &format_args!("pipe client {client:?} <-> server {server:?}"),
+                );
                 self.pipes.push(Pipe {
                     client,
                     server,

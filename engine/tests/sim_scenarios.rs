@@ -389,7 +389,10 @@ fn shared_secret_handshake_creates_a_nexus_and_trunks_four_connections() {
     // Heartbeats measured the round trip.
     net.run_for(Duration::from_millis(300));
     let rtt = &net.clients[c].connection_stats(conns[0]).unwrap().rtt;
-    assert!(!rtt.is_empty() && rtt.max() >= 2_000_000, "2 × 1 ms latency");
+    assert!(
+        !rtt.is_empty() && rtt.max() >= 2_000_000,
+        "2 × 1 ms latency"
+    );
 }
 
 #[test]
@@ -509,6 +512,13 @@ fn reinstating_the_old_nexus_refuses_the_held_create() {
     let old = net.add_client(client_config("dave", ClientCredentials::Anonymous, 1));
     net.run_for(Duration::from_millis(20));
     let old_nexus = net.clients[old].nexus().unwrap();
+    // Work ran on the old nexus, so it must be protected.
+    net.clients[old]
+        .call(net.now, EX, Bytes::new(), CallOptions::default())
+        .unwrap();
+    net.run_for(Duration::from_millis(3));
+    echo(&mut net);
+    net.run_for(Duration::from_millis(3));
     net.connectable[old] = false;
     net.reset_client(old);
     let new = net.add_client(client_config("dave", ClientCredentials::Anonymous, 1));
@@ -787,4 +797,22 @@ fn backchannel_requests_are_served_by_the_client() {
             request: id,
             result: Ok(Bytes::from_static(b"ping"))
         }));
+}
+
+#[test]
+fn a_nexus_that_never_ran_anything_is_replaced_at_once() {
+    let mut net = Net::new(server_config());
+    let old = net.add_client(client_config("nina", ClientCredentials::Anonymous, 1));
+    net.run_for(Duration::from_millis(20));
+    let old_nexus = net.clients[old].nexus().unwrap();
+    net.connectable[old] = false;
+    net.reset_client(old);
+    let new = net.add_client(client_config("nina", ClientCredentials::Anonymous, 1));
+    net.run_for(Duration::from_millis(20));
+    let new_nexus = net.clients[new]
+        .nexus()
+        .expect("not held: nothing to protect");
+    assert_ne!(new_nexus, old_nexus);
+    assert!(net.server_saw(|e| *e == Event::NexusLost { nexus: old_nexus }));
+    assert_eq!(net.server.nexuses().collect::<Vec<_>>(), vec![new_nexus]);
 }

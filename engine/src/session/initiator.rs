@@ -39,6 +39,9 @@ struct Outgoing {
     conn: Option<ConnId>,
     started: Instant,
     cancel: bool,
+    /// Times transmitted. Once a request has copies on more than one connection, the
+    /// responder may route its reply over any of them, so it is re-sent after any loss.
+    copies: u32,
 }
 
 impl Outgoing {
@@ -144,6 +147,7 @@ impl Initiator {
                 conn: None,
                 started: now,
                 cancel: false,
+                copies: 0,
             },
         );
         self.queue.push_back(id);
@@ -188,6 +192,7 @@ impl Initiator {
         }
         link.outstanding_bytes += out.wire_bytes();
         out.conn = Some(conn);
+        out.copies += 1;
     }
 
     /// Sends what can be sent: retries first (they hold slots), then new requests while a
@@ -328,18 +333,25 @@ impl Initiator {
     }
 
     /// The connection is gone: its requests wait for another one, keeping their slots.
-    pub(crate) fn on_link_lost(&mut self, conn: ConnId) {
+    ///
+    /// So do requests already sent more than once: the responder answers on the
+    /// connection where a copy arrived last, and an old copy can overtake the retry, so
+    /// their reply may have been on the lost connection even though their latest copy was
+    /// not. Re-sending is safe — the responder ignores or replays duplicates — and rare.
+    pub(crate) fn on_link_lost<P>(&mut self, conn: ConnId, links: &mut HashMap<ConnId, Link<P>>) {
         let mut lost: Vec<RequestId> = self
             .outstanding
             .iter()
-            .filter(|(_, o)| o.conn == Some(conn))
+            .filter(|(_, o)| o.conn == Some(conn) || (o.copies > 1 && o.conn.is_some()))
             .map(|(id, _)| *id)
             .collect();
         // Retry in the original order so ordered requests keep their relative order.
         lost.sort_unstable();
         for id in lost {
-            if let Some(o) = self.outstanding.get_mut(&id) {
-                o.conn = None;
+            if let Some(o) = self.outstanding.get_mut(&id)
+                && let Some(link) = o.conn.take().and_then(|c| links.get_mut(&c))
+            {
+                link.outstanding_bytes = link.outstanding_bytes.saturating_sub(o.wire_bytes());
             }
             self.resend.push_back(id);
         }

@@ -242,8 +242,14 @@ impl NexusCore {
             self.members.remove(i);
             self.stats.connections_lost += 1;
         }
-        self.initiator.on_link_lost(conn);
+        self.initiator.on_link_lost(conn, links);
         self.dispatch(now, links, events);
+    }
+
+    /// Nothing ever executed here and nothing is outstanding: dropping this nexus loses
+    /// no work and leaves no activity behind.
+    pub(crate) fn is_pristine(&self) -> bool {
+        self.stats.requests_executed == 0 && self.initiator.outstanding() == 0
     }
 
     /// Fails everything outgoing and stops every running handler.

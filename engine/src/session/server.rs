@@ -520,14 +520,33 @@ impl Server {
             }
             (ServerPhase::Authenticated { identity }, Frame::NexusCreate { fore, back }) => {
                 let identity = identity.clone();
-                if self.by_identity.contains_key(&identity) {
-                    link.phase = ServerPhase::Held {
-                        identity,
-                        fore,
-                        back,
-                    };
-                } else {
-                    self.create_nexus(now, conn, identity, fore, back);
+                match self.by_identity.get(&identity).copied() {
+                    Some(old) if self.nexuses.get(&old).is_some_and(|n| n.core.is_pristine()) => {
+                        // Nothing ever ran on the old nexus, so there is no remote activity
+                        // to protect: typically the leading connection died before its
+                        // NexusCreated arrived. Replace it instead of holding for the grace
+                        // period.
+                        self.remove_nexus(now, old, &CallError::NexusLost, None);
+                        self.events.push_back(Event::NexusLost { nexus: old });
+                        if !self.by_identity.contains_key(&identity) {
+                            self.create_nexus(now, conn, identity, fore, back);
+                        } else if let Some(link) = self.links.get_mut(&conn) {
+                            // A held create of the same identity went first.
+                            link.phase = ServerPhase::Held {
+                                identity,
+                                fore,
+                                back,
+                            };
+                        }
+                    }
+                    Some(_) => {
+                        link.phase = ServerPhase::Held {
+                            identity,
+                            fore,
+                            back,
+                        };
+                    }
+                    None => self.create_nexus(now, conn, identity, fore, back),
                 }
             }
             (ServerPhase::Authenticated { identity }, Frame::Bind { nexus, .. }) => {
