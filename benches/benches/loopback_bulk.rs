@@ -11,7 +11,8 @@
 //! Run: `cargo bench -p hawser-benches --bench loopback_bulk`
 //! Knobs: `HAWSER_BULK_BYTES` (per run, default 2 GiB), `HAWSER_BULK_ROUNDS` (default 5),
 //! `HAWSER_BULK_ONLY` (comma-separated variant names), `HAWSER_BULK_BUF_KIB` and
-//! `HAWSER_BULK_BUFFERS` (the shards' registered buffer size and count per shard).
+//! `HAWSER_BULK_BUFFERS` (the shards' registered buffer size and count per shard),
+//! `HAWSER_BULK_NOPIN` (do not pin shards to cores), `HAWSER_BULK_DEFER` (DEFER_TASKRUN).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -46,6 +47,7 @@ fn run_shards(shards_n: usize, total: u64, digest: bool, local: bool) -> f64 {
         buffers: env_or("HAWSER_BULK_BUFFERS", 256) as u16,
         buffer_size: env_or("HAWSER_BULK_BUF_KIB", 64) as usize * 1024,
         defer_taskrun: std::env::var_os("HAWSER_BULK_DEFER").is_some(),
+        pin: std::env::var_os("HAWSER_BULK_NOPIN").is_none(),
         ..ShardsConfig::default()
     })
     .expect("start shards");

@@ -2,6 +2,9 @@
 //! time, and the chunk API in batches of 64 as the shards use it) against
 //! `crossbeam::channel::bounded`. Items are 16 bytes, like a buffer handle plus a tag.
 //!
+//! Waiting threads spin 64 times, then yield: the build machines are shared, and a pinned
+//! spinner that never yields can starve the very thread it waits for.
+//!
 //! Run: `cargo bench -p hawser-benches --bench spsc`
 
 use std::hint::black_box;
@@ -13,6 +16,27 @@ type Item = [u64; 2];
 const ITEMS: u64 = 1 << 20;
 const CAPACITY: usize = 1024;
 const BATCH: usize = 64;
+
+/// Waits politely: spin briefly, then give the core away (the build machines are shared,
+/// and a pinned spinner that never yields starves the thread it waits for).
+struct Backoff(u32);
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff(0)
+    }
+    fn snooze(&mut self) {
+        self.0 += 1;
+        if self.0 < 64 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    fn reset(&mut self) {
+        self.0 = 0;
+    }
+}
 
 fn pin(core: usize) {
     if let Some(ids) = core_affinity_ids() {
@@ -30,12 +54,14 @@ fn rtrb_single(total: u64) -> Duration {
         pin(1);
         let mut sum = 0u64;
         let mut got = 0;
+        let mut backoff = Backoff::new();
         while got < total {
             if let Ok(v) = c.pop() {
                 sum = sum.wrapping_add(v[0]);
                 got += 1;
+                backoff.reset();
             } else {
-                std::hint::spin_loop();
+                backoff.snooze();
             }
         }
         black_box(sum);
@@ -43,11 +69,13 @@ fn rtrb_single(total: u64) -> Duration {
     pin(0);
     let start = Instant::now();
     let mut i = 0;
+    let mut backoff = Backoff::new();
     while i < total {
         if p.push([i, i]).is_ok() {
             i += 1;
+            backoff.reset();
         } else {
-            std::hint::spin_loop();
+            backoff.snooze();
         }
     }
     consumer.join().unwrap();
@@ -60,12 +88,14 @@ fn rtrb_chunked(total: u64) -> Duration {
         pin(1);
         let mut sum = 0u64;
         let mut got = 0u64;
+        let mut backoff = Backoff::new();
         while got < total {
             let n = c.slots();
             if n == 0 {
-                std::hint::spin_loop();
+                backoff.snooze();
                 continue;
             }
+            backoff.reset();
             let chunk = c.read_chunk(n).unwrap();
             let (a, b) = chunk.as_slices();
             for v in a.iter().chain(b) {
@@ -79,12 +109,14 @@ fn rtrb_chunked(total: u64) -> Duration {
     pin(0);
     let start = Instant::now();
     let mut i = 0u64;
+    let mut backoff = Backoff::new();
     while i < total {
         let n = (p.slots().min(BATCH) as u64).min(total - i) as usize;
         if n == 0 {
-            std::hint::spin_loop();
+            backoff.snooze();
             continue;
         }
+        backoff.reset();
         let chunk = p.write_chunk_uninit(n).unwrap();
         let base = i;
         chunk.fill_from_iter((0..n as u64).map(|k| [base + k, k]));
@@ -136,25 +168,29 @@ fn rtrb_round_trips(n: u64) -> Duration {
     let (mut pong_tx, mut pong_rx) = rtrb::RingBuffer::<Item>::new(CAPACITY);
     let echo = std::thread::spawn(move || {
         pin(1);
+        let mut backoff = Backoff::new();
         for _ in 0..n {
+            backoff.reset();
             let v = loop {
                 if let Ok(v) = ping_rx.pop() {
                     break v;
                 }
-                std::hint::spin_loop();
+                backoff.snooze();
             };
             while pong_tx.push(v).is_err() {}
         }
     });
     pin(0);
     let start = Instant::now();
+    let mut backoff = Backoff::new();
     for i in 0..n {
         while ping_tx.push([i, i]).is_err() {}
+        backoff.reset();
         loop {
             if pong_rx.pop().is_ok() {
                 break;
             }
-            std::hint::spin_loop();
+            backoff.snooze();
         }
     }
     let elapsed = start.elapsed();
