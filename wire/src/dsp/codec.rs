@@ -1,0 +1,393 @@
+//! Encoding frames into buffers and decoding them from byte streams.
+
+use std::io::IoSlice;
+
+use bytes::BufMut;
+use xxhash_rust::xxh3::{Xxh3Default, xxh3_64};
+
+use super::header::{DIGEST_LEN, HEADER_LEN, peek_header};
+use super::sink::{Count, Sink, SliceSink, Tee};
+use super::{DspError, Flags, Frame, FrameHeader};
+use crate::reader::Reader;
+
+/// Bodies shorter than this are never compressed: lz4 cannot win enough on them to pay
+/// for the 4-byte length it adds.
+pub const MIN_COMPRESS_LEN: usize = 32;
+
+/// Payload limit before a nexus has negotiated its own (Hello, auth, nexus management).
+pub const HANDSHAKE_MAX_PAYLOAD: u32 = 64 * 1024;
+
+/// The xxh3-64 digest of a payload given as consecutive pieces (e.g. the fixed fields and
+/// a body that lives elsewhere), as carried in the DIGEST trailer.
+pub fn payload_digest(pieces: &[&[u8]]) -> u64 {
+    match pieces {
+        [] => xxh3_64(&[]),
+        [one] => xxh3_64(one),
+        many => {
+            let mut d = Xxh3Default::new();
+            for piece in many {
+                d.update(piece);
+            }
+            d.digest()
+        }
+    }
+}
+
+impl<'a> Frame<'a> {
+    /// The header this frame gets when encoded uncompressed, with or without digest.
+    pub fn header(&self, digest: bool) -> Result<FrameHeader, DspError> {
+        let mut fixed = Count(0);
+        self.put_fixed(&mut fixed);
+        self.header_for(digest, false, fixed.0.saturating_add(self.body().len()))
+    }
+
+    fn header_for(
+        &self,
+        digest: bool,
+        compressed: bool,
+        payload_len: usize,
+    ) -> Result<FrameHeader, DspError> {
+        self.validate()?;
+        let head = self.head();
+        Ok(FrameHeader {
+            kind: self.kind(),
+            flags: head
+                .flags
+                .with(Flags::DIGEST, digest)
+                .with(Flags::COMPRESSED, compressed),
+            slot: head.slot,
+            sequence: head.sequence,
+            request_id: head.request_id,
+            payload_len: u32::try_from(payload_len).map_err(|_| DspError::PayloadTooLarge)?,
+        })
+    }
+
+    /// Length of the uncompressed encoding: header, payload and digest trailer if any.
+    pub fn encoded_len(&self, digest: bool) -> usize {
+        let mut fixed = Count(0);
+        self.put_fixed(&mut fixed);
+        let trailer = if digest { DIGEST_LEN } else { 0 };
+        HEADER_LEN
+            .saturating_add(fixed.0)
+            .saturating_add(self.body().len())
+            .saturating_add(trailer)
+    }
+
+    /// Appends the frame, uncompressed, to `out`. Allocation-free (beyond what `out`
+    /// itself may do); returns the header written.
+    pub fn encode<B: BufMut>(&self, digest: bool, out: &mut B) -> Result<FrameHeader, DspError> {
+        self.encode_with_body(digest, None, out)
+    }
+
+    /// Encodes with `body_as_sent` (the compressed form: u32 length + lz4 block) in place
+    /// of the body when given.
+    fn encode_with_body<B: BufMut>(
+        &self,
+        digest: bool,
+        compressed_body: Option<&[u8]>,
+        out: &mut B,
+    ) -> Result<FrameHeader, DspError> {
+        let mut fixed = Count(0);
+        self.put_fixed(&mut fixed);
+        let body = compressed_body.unwrap_or_else(|| self.body());
+        let header = self.header_for(
+            digest,
+            compressed_body.is_some(),
+            fixed.0.saturating_add(body.len()),
+        )?;
+        out.put_slice(&header.to_bytes());
+        let mut tee = Tee {
+            out,
+            digest: digest.then(Xxh3Default::new),
+        };
+        self.put_fixed(&mut tee);
+        tee.put(body);
+        if let Some(d) = tee.digest {
+            tee.out.put_u64(d.digest());
+        }
+        Ok(header)
+    }
+
+    /// Splits the uncompressed encoding into three pieces for a vectored write, without
+    /// copying the body: header + fixed fields, the body as it lies, and the digest
+    /// trailer (empty without digest). `None` when the fixed fields are longer than
+    /// [`SplitFrame::MAX_FIXED_LEN`] (never the case for Request, Response, ResponseError,
+    /// Cancel, Credit, Ping and Pong).
+    pub fn split(&self, digest: bool) -> Option<Result<SplitFrame<'a>, DspError>> {
+        let mut head = [0; HEADER_LEN + SplitFrame::MAX_FIXED_LEN];
+        let (header_bytes, fixed_area) = head.split_at_mut(HEADER_LEN);
+        let mut fixed = SliceSink {
+            buf: fixed_area,
+            len: 0,
+            overflow: false,
+        };
+        self.put_fixed(&mut fixed);
+        if fixed.overflow {
+            return None;
+        }
+        let fixed_len = fixed.len;
+        let body = self.body();
+        let header = match self.header_for(digest, false, fixed_len.saturating_add(body.len())) {
+            Ok(header) => header,
+            Err(e) => return Some(Err(e)),
+        };
+        let fixed_bytes = fixed_area.get(..fixed_len).unwrap_or_default();
+        let trailer = digest.then(|| payload_digest(&[fixed_bytes, body]).to_be_bytes());
+        header_bytes.copy_from_slice(&header.to_bytes());
+        Some(Ok(SplitFrame {
+            header,
+            head,
+            head_len: HEADER_LEN + fixed_len,
+            body,
+            trailer,
+        }))
+    }
+}
+
+/// An encoded frame in three pieces for a vectored write; see [`Frame::split`].
+#[derive(Debug, Clone, Copy)]
+pub struct SplitFrame<'a> {
+    header: FrameHeader,
+    head: [u8; HEADER_LEN + SplitFrame::MAX_FIXED_LEN],
+    head_len: usize,
+    body: &'a [u8],
+    trailer: Option<[u8; DIGEST_LEN]>,
+}
+
+impl<'a> SplitFrame<'a> {
+    /// Largest fixed-field part [`Frame::split`] handles.
+    pub const MAX_FIXED_LEN: usize = 32;
+
+    /// The frame's header.
+    pub fn header(&self) -> &FrameHeader {
+        &self.header
+    }
+
+    /// Header bytes followed by the fixed payload fields.
+    pub fn head(&self) -> &[u8] {
+        self.head.get(..self.head_len).unwrap_or_default()
+    }
+
+    /// The body, borrowed from the frame.
+    pub fn body(&self) -> &'a [u8] {
+        self.body
+    }
+
+    /// The digest trailer, or an empty slice.
+    pub fn trailer(&self) -> &[u8] {
+        self.trailer.as_ref().map_or(&[], |t| t.as_slice())
+    }
+
+    /// Total bytes on the wire.
+    pub fn wire_len(&self) -> usize {
+        self.head_len + self.body.len() + self.trailer().len()
+    }
+
+    /// The three pieces, ready for `write_vectored` / `sendmsg`.
+    pub fn io_slices(&self) -> [IoSlice<'_>; 3] {
+        [
+            IoSlice::new(self.head()),
+            IoSlice::new(self.body),
+            IoSlice::new(self.trailer()),
+        ]
+    }
+}
+
+/// Whether and how the encoder compresses bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// Never compress.
+    #[default]
+    Off,
+    /// lz4-compress bodies of at least [`MIN_COMPRESS_LEN`] bytes, and send the result
+    /// only if it is smaller than the body; incompressible bodies go raw (flag clear).
+    Lz4,
+}
+
+/// Encoder settings (per nexus, once negotiated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EncodeOptions {
+    /// Append an xxh3-64 digest of the payload to every frame.
+    pub digest: bool,
+    /// Compression of Request, Response and ResponseError bodies.
+    pub compression: Compression,
+}
+
+/// Encodes frames with the options of a nexus, reusing one scratch buffer for
+/// compression (so, once warmed up, encoding allocates nothing).
+#[derive(Debug, Default)]
+pub struct FrameEncoder {
+    options: EncodeOptions,
+    scratch: Vec<u8>,
+}
+
+impl FrameEncoder {
+    /// An encoder with these options.
+    pub fn new(options: EncodeOptions) -> Self {
+        FrameEncoder {
+            options,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The current options.
+    pub fn options(&self) -> EncodeOptions {
+        self.options
+    }
+
+    /// Changes the options (e.g. once the nexus has negotiated digest and compression).
+    pub fn set_options(&mut self, options: EncodeOptions) {
+        self.options = options;
+    }
+
+    /// Appends `frame` to `out`; returns the header written (its flags tell whether the
+    /// body went compressed).
+    pub fn encode<B: BufMut>(
+        &mut self,
+        frame: &Frame<'_>,
+        out: &mut B,
+    ) -> Result<FrameHeader, DspError> {
+        let digest = self.options.digest;
+        let body = frame.body();
+        if self.options.compression == Compression::Lz4
+            && frame.kind().compressible()
+            && body.len() >= MIN_COMPRESS_LEN
+            && let Some(compressed) = compress(&mut self.scratch, body)
+        {
+            return frame.encode_with_body(digest, Some(compressed), out);
+        }
+        frame.encode(digest, out)
+    }
+}
+
+/// Compresses `body` into `scratch` as `u32 length ‖ lz4 block`, returning it only if it
+/// is smaller than the body.
+fn compress<'s>(scratch: &'s mut Vec<u8>, body: &[u8]) -> Option<&'s [u8]> {
+    let body_len = u32::try_from(body.len()).ok()?;
+    let bound = 4 + lz4_flex::block::get_maximum_output_size(body.len());
+    if scratch.len() < bound {
+        scratch.resize(bound, 0);
+    }
+    let (len_field, block_area) = scratch.split_at_mut_checked(4)?;
+    len_field.copy_from_slice(&body_len.to_be_bytes());
+    let block_len = lz4_flex::block::compress_into(body, block_area).ok()?;
+    let total = 4 + block_len;
+    if total < body.len() {
+        scratch.get(..total)
+    } else {
+        None
+    }
+}
+
+/// Decodes one frame from the start of `buf`.
+///
+/// `Ok(None)`: `buf` does not yet hold the whole frame (the header, once there, has been
+/// fully validated, including the length limit). `Ok(Some((header, frame, consumed)))`:
+/// the frame occupies `buf[..consumed]`. Bodies borrow from `buf`, except a compressed
+/// body, which is decompressed into `scratch` (grown to its high-water mark and reused).
+pub fn decode_frame<'a>(
+    buf: &'a [u8],
+    max_payload: u32,
+    scratch: &'a mut Vec<u8>,
+) -> Result<Option<(FrameHeader, Frame<'a>, usize)>, DspError> {
+    let Some(header) = peek_header(buf, max_payload)? else {
+        return Ok(None);
+    };
+    let frame_len = header.frame_len();
+    let Some(bytes) = buf.get(..frame_len) else {
+        return Ok(None);
+    };
+    let mut r = Reader::new(bytes);
+    let payload_len = usize::try_from(header.payload_len).map_err(|_| DspError::TooLong {
+        len: header.payload_len,
+        max: max_payload,
+    })?;
+    let payload = r
+        .take(HEADER_LEN)
+        .and_then(|_| r.take(payload_len))
+        .ok_or(DspError::Truncated(header.kind))?;
+    if header.has_digest() {
+        let expected = r.u64().ok_or(DspError::Truncated(header.kind))?;
+        // Verified over the payload as sent, before decompression or any parsing.
+        if xxh3_64(payload) != expected {
+            return Err(DspError::DigestMismatch);
+        }
+    }
+    let frame = Frame::decode_payload(&header, payload, max_payload, scratch)?;
+    Ok(Some((header, frame, frame_len)))
+}
+
+/// A streaming decoder for one connection: holds the negotiated payload limit and the
+/// decompression scratch buffer.
+///
+/// ```
+/// # use hawser_wire::dsp::*;
+/// let mut wire = Vec::new();
+/// Frame::Ping(Ping { token: 7 }).encode(true, &mut wire)?;
+/// Frame::Pong(Pong { token: 7 }).encode(false, &mut wire)?;
+///
+/// let mut decoder = FrameDecoder::new(HANDSHAKE_MAX_PAYLOAD);
+/// let mut offset = 0;
+/// let mut kinds = Vec::new();
+/// while let Some((frame, consumed)) = decoder.decode(&wire[offset..])? {
+///     kinds.push(frame.kind());
+///     offset += consumed;
+/// }
+/// assert_eq!(kinds, [FrameKind::Ping, FrameKind::Pong]);
+/// assert_eq!(offset, wire.len());
+/// # Ok::<(), DspError>(())
+/// ```
+#[derive(Debug)]
+pub struct FrameDecoder {
+    max_payload: u32,
+    scratch: Vec<u8>,
+}
+
+impl FrameDecoder {
+    /// A decoder that rejects payloads (as sent, and uncompressed) over `max_payload`.
+    /// Start a connection with [`HANDSHAKE_MAX_PAYLOAD`]; raise it once a nexus is bound.
+    pub fn new(max_payload: u32) -> Self {
+        FrameDecoder {
+            max_payload,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The current payload limit.
+    pub fn max_payload(&self) -> u32 {
+        self.max_payload
+    }
+
+    /// Changes the payload limit (e.g. to the nexus's negotiated maximum).
+    pub fn set_max_payload(&mut self, max_payload: u32) {
+        self.max_payload = max_payload;
+    }
+
+    /// Releases the decompression scratch buffer (it otherwise keeps its high-water size).
+    pub fn shrink_scratch(&mut self) {
+        self.scratch = Vec::new();
+    }
+
+    /// Validates the header at the start of `buf`, once 32 bytes are there; see
+    /// [`peek_header`].
+    pub fn peek_header(&self, buf: &[u8]) -> Result<Option<FrameHeader>, DspError> {
+        peek_header(buf, self.max_payload)
+    }
+
+    /// Decodes the frame at the start of `buf`: `Ok(None)` if more bytes are needed,
+    /// else the frame and the number of bytes it took.
+    pub fn decode<'a>(&'a mut self, buf: &'a [u8]) -> Result<Option<(Frame<'a>, usize)>, DspError> {
+        Ok(self
+            .decode_with_header(buf)?
+            .map(|(_, frame, consumed)| (frame, consumed)))
+    }
+
+    /// Like [`decode`](Self::decode), also returning the header (flags: whether the frame
+    /// carried a digest and whether its body was compressed).
+    pub fn decode_with_header<'a>(
+        &'a mut self,
+        buf: &'a [u8],
+    ) -> Result<Option<(FrameHeader, Frame<'a>, usize)>, DspError> {
+        decode_frame(buf, self.max_payload, &mut self.scratch)
+    }
+}
