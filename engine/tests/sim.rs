@@ -74,6 +74,7 @@ struct Scenario {
     cancel_share: f64,
     ordered_share: f64,
     shared_secret: bool,
+    compress: bool,
 }
 
 impl Scenario {
@@ -91,6 +92,7 @@ impl Scenario {
             cancel_share: 0.1,
             ordered_share: 0.3,
             shared_secret: rng.chance(0.5),
+            compress: rng.chance(0.5),
         }
     }
 }
@@ -169,7 +171,13 @@ fn body_for(test_id: u64, ordered: Option<u64>, rng: &mut Rng) -> Bytes {
     let mut b = test_id.to_be_bytes().to_vec();
     b.push(u8::from(ordered.is_some()));
     b.extend_from_slice(&ordered.unwrap_or(0).to_be_bytes());
-    b.extend(std::iter::repeat_n(0xab, rng.below(200) as usize));
+    // Mostly small bodies; some large enough to be worth compressing.
+    let padding = if rng.below(5) == 0 {
+        rng.below(2000)
+    } else {
+        rng.below(200)
+    };
+    b.extend(std::iter::repeat_n(0xab, padding as usize));
     Bytes::from(b)
 }
 
@@ -253,6 +261,7 @@ impl Sim {
         cc.fore = attrs;
         cc.back = ChannelAttributes { slots: 2, ..attrs };
         cc.connections = sc.connections;
+        cc.compress = sc.compress;
         cc.reconnect_min = Duration::from_millis(10);
         cc.reconnect_max = Duration::from_millis(500);
         cc.recovery_timeout = Duration::from_secs(30);

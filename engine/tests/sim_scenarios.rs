@@ -816,3 +816,24 @@ fn a_nexus_that_never_ran_anything_is_replaced_at_once() {
     assert!(net.server_saw(|e| *e == Event::NexusLost { nexus: old_nexus }));
     assert_eq!(net.server.nexuses().collect::<Vec<_>>(), vec![new_nexus]);
 }
+
+#[test]
+fn compression_is_negotiated_and_shrinks_compressible_payloads() {
+    let mut net = Net::new(server_config());
+    let mut cfg = client_config("olga", ClientCredentials::Anonymous, 1);
+    cfg.compress = true;
+    let c = net.add_client(cfg);
+    net.run_for(Duration::from_millis(20));
+    let conn = net.clients[c].bound_connections()[0];
+    let before = net.clients[c].connection_stats(conn).unwrap().bytes_out;
+    let body = Bytes::from(b"replicate me ".repeat(70)); // 910 bytes
+    let id = net.clients[c]
+        .call(net.now, EX, body.clone(), CallOptions::default())
+        .unwrap();
+    net.run_for(Duration::from_millis(3));
+    let sent = net.clients[c].connection_stats(conn).unwrap().bytes_out - before;
+    assert!(sent < 300, "{sent} bytes on the wire for a 910-byte body");
+    echo(&mut net);
+    net.run_for(Duration::from_millis(3));
+    assert_eq!(net.completions(c), vec![(id, Ok(body))]);
+}

@@ -139,6 +139,7 @@ impl Client {
             version: VERSION,
             mechanism: self.config.credentials.mechanism().code(),
             digest: self.config.digest,
+            compress: self.config.compress,
             nonce,
             identity: self.config.identity.clone(),
         });
@@ -473,6 +474,7 @@ impl Client {
                 Frame::HelloAck {
                     version,
                     digest,
+                    compress,
                     nonce: server_nonce,
                 },
             ) => {
@@ -481,6 +483,8 @@ impl Client {
                 }
                 let client_nonce = *nonce;
                 link.digest = digest;
+                // The server may only turn compression off, never on.
+                link.compress = compress && self.config.compress;
                 let proof = match &self.config.credentials {
                     ClientCredentials::Anonymous => Bytes::new(),
                     ClientCredentials::SharedSecret(secret) => {

@@ -87,6 +87,9 @@ pub struct ClientConfig {
     pub back: ChannelAttributes,
     /// Ask for a payload digest (xxh3-64) on every frame.
     pub digest: bool,
+    /// Offer lz4 compression of request and response payloads (each frame is sent raw
+    /// when compression does not pay: small or incompressible payloads).
+    pub compress: bool,
     /// Connections to keep in the trunk; lost ones are replaced.
     pub connections: usize,
     /// First delay before replacing a lost connection; doubles up to `reconnect_max`.
@@ -111,6 +114,7 @@ impl ClientConfig {
             fore: ChannelAttributes::default(),
             back: ChannelAttributes::default(),
             digest: true,
+            compress: false,
             connections: 4,
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(5),
@@ -132,6 +136,8 @@ pub struct ServerConfig {
     pub back_limits: ChannelAttributes,
     /// How long a nexus survives without any connection.
     pub grace_period: Duration,
+    /// Accept lz4 compression when a client offers it.
+    pub compress: bool,
     /// Connection timers.
     pub timers: Timers,
     /// Optional byte-rate limit on backchannel requests, per nexus.
@@ -146,6 +152,7 @@ impl ServerConfig {
             fore_limits: ChannelAttributes::default(),
             back_limits: ChannelAttributes::default(),
             grace_period: Duration::from_secs(120),
+            compress: true,
             timers: Timers::default(),
             throttle: None,
         }

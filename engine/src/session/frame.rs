@@ -22,8 +22,11 @@ pub(crate) const DIGEST_LEN: usize = 8;
 pub(crate) const HANDSHAKE_MAX_PAYLOAD: u32 = 64 * 1024;
 /// Bytes a request payload carries besides the application body (exchange + order).
 pub(crate) const REQUEST_OVERHEAD: u32 = 12;
+/// Payloads smaller than this are never compressed: the gain would not pay the call.
+pub(crate) const COMPRESS_MIN: usize = 512;
 
 const MAGIC: [u8; 2] = *b"HW";
+const FLAG_COMPRESSED: u8 = 0x01;
 const FLAG_DIGEST: u8 = 0x02;
 const FLAG_BACKCHANNEL: u8 = 0x04;
 const FLAG_ORDERED: u8 = 0x08;
@@ -62,6 +65,7 @@ pub(crate) enum Frame {
         version: u8,
         mechanism: u8,
         digest: bool,
+        compress: bool,
         nonce: [u8; 16],
         identity: String,
     },
@@ -69,6 +73,7 @@ pub(crate) enum Frame {
     HelloAck {
         version: u8,
         digest: bool,
+        compress: bool,
         nonce: [u8; 16],
     },
     /// An authentication step (the proof of either side).
@@ -209,7 +214,19 @@ fn get_attrs(p: &mut &[u8]) -> Option<ChannelAttributes> {
 }
 
 /// Appends the encoding of `frame` to `out`, with a payload digest when `digest` is set.
+#[cfg(test)]
 pub(crate) fn encode(frame: &Frame, digest: bool, out: &mut BytesMut) {
+    encode_with(frame, digest, None, out);
+}
+
+/// [`encode`], compressing request and response payloads with lz4 when `compress` holds a
+/// scratch buffer and the payload is worth it.
+pub(crate) fn encode_with(
+    frame: &Frame,
+    digest: bool,
+    compress: Option<&mut Vec<u8>>,
+    out: &mut BytesMut,
+) {
     let (kind, mut flags, slot, seq, request) = match frame {
         Frame::Hello { .. } => (kind::HELLO, 0, 0, 0, 0),
         Frame::HelloAck { .. } => (kind::HELLO_ACK, 0, 0, 0, 0),
@@ -294,22 +311,24 @@ pub(crate) fn encode(frame: &Frame, digest: bool, out: &mut BytesMut) {
             version,
             mechanism,
             digest,
+            compress,
             nonce,
             identity,
         } => {
             out.put_u8(*version);
             out.put_u8(*mechanism);
-            out.put_u8(u8::from(*digest));
+            out.put_u8(u8::from(*digest) | u8::from(*compress) << 1);
             out.put_slice(nonce);
             out.put_slice(identity.as_bytes());
         }
         Frame::HelloAck {
             version,
             digest,
+            compress,
             nonce,
         } => {
             out.put_u8(*version);
-            out.put_u8(u8::from(*digest));
+            out.put_u8(u8::from(*digest) | u8::from(*compress) << 1);
             out.put_slice(nonce);
         }
         Frame::Auth { proof } => out.put_slice(proof),
@@ -342,6 +361,13 @@ pub(crate) fn encode(frame: &Frame, digest: bool, out: &mut BytesMut) {
         | Frame::Ping { .. }
         | Frame::Pong { .. } => {}
     }
+    if let Some(scratch) = compress
+        && matches!(kind, kind::REQUEST | kind::RESPONSE | kind::RESPONSE_ERROR)
+        && out.len() - payload_at >= COMPRESS_MIN
+        && compress_payload(out, payload_at, scratch)
+    {
+        out[header_at + 4] |= FLAG_COMPRESSED;
+    }
     // Payloads are bounded by the negotiated maxima (u32), so this cannot truncate.
     let payload_len = u32::try_from(out.len() - payload_at).unwrap_or(u32::MAX);
     out[header_at + 24..header_at + 28].copy_from_slice(&payload_len.to_be_bytes());
@@ -351,6 +377,25 @@ pub(crate) fn encode(frame: &Frame, digest: bool, out: &mut BytesMut) {
         let d = xxh3_64(&out[payload_at..]);
         out.put_u64(d);
     }
+}
+
+/// Replaces `out[payload_at..]` by `u32 raw length ‖ lz4 block` if that saves at least an
+/// eighth; incompressible payloads stay raw.
+fn compress_payload(out: &mut BytesMut, payload_at: usize, scratch: &mut Vec<u8>) -> bool {
+    let raw = &out[payload_at..];
+    scratch.clear();
+    scratch.resize(4 + lz4_flex::block::get_maximum_output_size(raw.len()), 0);
+    let Ok(n) = lz4_flex::block::compress_into(raw, &mut scratch[4..]) else {
+        return false;
+    };
+    if 4 + n > raw.len() - raw.len() / 8 {
+        return false;
+    }
+    let raw_len = u32::try_from(raw.len()).unwrap_or(u32::MAX);
+    scratch[..4].copy_from_slice(&raw_len.to_be_bytes());
+    out.truncate(payload_at);
+    out.extend_from_slice(&scratch[..4 + n]);
+    true
 }
 
 fn header_checksum(header: &[u8]) -> u32 {
@@ -433,7 +478,25 @@ pub(crate) fn decode(buf: &mut BytesMut, max_payload: u32) -> Result<Option<Fram
         }
         frame.truncate(payload_len);
     }
+    if h.flags & FLAG_COMPRESSED != 0 {
+        frame = decompress(&frame, max_payload)?;
+    }
     parse_payload(h, frame).map(Some)
+}
+
+fn decompress(payload: &[u8], max_payload: u32) -> Result<Bytes, FrameError> {
+    let malformed = FrameError::Malformed("compressed");
+    let (len, block) = payload.split_at_checked(4).ok_or(malformed)?;
+    let raw_len = u32::from_be_bytes(len.try_into().map_err(|_| malformed)?);
+    // Checked before allocating: a small frame must not claim a huge expansion.
+    if raw_len > max_payload {
+        return Err(FrameError::TooLarge(raw_len));
+    }
+    let mut raw = vec![0; raw_len as usize];
+    match lz4_flex::block::decompress_into(block, &mut raw) {
+        Ok(n) if n == raw.len() => Ok(Bytes::from(raw)),
+        _ => Err(malformed),
+    }
 }
 
 fn channel_of(flags: u8) -> Channel {
@@ -462,13 +525,14 @@ fn parse_payload(h: Header, payload: Bytes) -> Result<Frame, FrameError> {
             }
             let version = p.get_u8();
             let mechanism = p.get_u8();
-            let digest = p.get_u8() != 0;
+            let options = p.get_u8();
             let mut nonce = [0; 16];
             p.copy_to_slice(&mut nonce);
             Frame::Hello {
                 version,
                 mechanism,
-                digest,
+                digest: options & 1 != 0,
+                compress: options & 2 != 0,
                 nonce,
                 identity: utf8(p, "Hello")?,
             }
@@ -478,12 +542,13 @@ fn parse_payload(h: Header, payload: Bytes) -> Result<Frame, FrameError> {
                 return Err(FrameError::Malformed("HelloAck"));
             }
             let version = p.get_u8();
-            let digest = p.get_u8() != 0;
+            let options = p.get_u8();
             let mut nonce = [0; 16];
             p.copy_to_slice(&mut nonce);
             Frame::HelloAck {
                 version,
-                digest,
+                digest: options & 1 != 0,
+                compress: options & 2 != 0,
                 nonce,
             }
         }
@@ -581,12 +646,14 @@ mod tests {
                 version: 1,
                 mechanism: 1,
                 digest: true,
+                compress: true,
                 nonce: [7; 16],
                 identity: "client-a".into(),
             },
             Frame::HelloAck {
                 version: 1,
                 digest: false,
+                compress: true,
                 nonce: [9; 16],
             },
             Frame::Auth {
@@ -682,6 +749,43 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn compressible_payloads_shrink_and_incompressible_ones_go_raw() {
+        let mut scratch = Vec::new();
+        let request = |body: Vec<u8>| Frame::Request {
+            channel: Channel::Fore,
+            slot: 0,
+            seq: 1,
+            request: RequestId(1),
+            exchange: ExchangeId(1),
+            order: 0,
+            body: Bytes::from(body),
+        };
+        let text = request(b"all work and no play ".repeat(100));
+        let mut buf = BytesMut::new();
+        encode_with(&text, true, Some(&mut scratch), &mut buf);
+        assert!(buf[4] & FLAG_COMPRESSED != 0);
+        assert!(buf.len() < 500, "{} bytes", buf.len());
+        assert_eq!(decode(&mut buf, 1 << 20).unwrap(), Some(text.clone()));
+        // Pseudo-random bytes do not compress: sent raw.
+        let mut state = 7u64;
+        let noise: Vec<u8> = (0..4096)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                (state >> 33) as u8
+            })
+            .collect();
+        let noise = request(noise);
+        let mut buf = BytesMut::new();
+        encode_with(&noise, true, Some(&mut scratch), &mut buf);
+        assert_eq!(buf[4] & FLAG_COMPRESSED, 0);
+        assert_eq!(decode(&mut buf, 1 << 20).unwrap(), Some(noise));
+        // A compressed frame may not expand beyond the limit.
+        let mut buf = BytesMut::new();
+        encode_with(&text, false, Some(&mut scratch), &mut buf);
+        assert_eq!(decode(&mut buf, 1000), Err(FrameError::TooLarge(2112)));
     }
 
     #[test]

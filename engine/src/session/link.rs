@@ -30,6 +30,9 @@ pub(crate) struct Link<P> {
     pub(crate) phase: P,
     /// Whether frames this side sends carry a payload digest.
     pub(crate) digest: bool,
+    /// Whether request and response payloads may be lz4-compressed (negotiated).
+    pub(crate) compress: bool,
+    compress_scratch: Vec<u8>,
     /// The largest payload accepted from the peer (checked from each header).
     pub(crate) max_payload: u32,
     /// Request bytes sent on this connection and not yet answered: the trunking load.
@@ -55,6 +58,8 @@ impl<P> Link<P> {
             // Handshake frames are always digested: a corrupted identity or nexus id must
             // be caught, not acted upon. The negotiated setting applies after the hello.
             digest: true,
+            compress: false,
+            compress_scratch: Vec::new(),
             max_payload: frame::HANDSHAKE_MAX_PAYLOAD,
             outstanding_bytes: 0,
             stats: ConnectionStats::default(),
@@ -84,7 +89,8 @@ impl<P> Link<P> {
         if self.closing.is_some() {
             return;
         }
-        frame::encode(f, self.digest, &mut self.tx);
+        let scratch = self.compress.then_some(&mut self.compress_scratch);
+        frame::encode_with(f, self.digest, scratch, &mut self.tx);
         self.stats.frames_out += 1;
     }
 

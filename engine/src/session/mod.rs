@@ -101,6 +101,8 @@ mod error;
 mod event;
 mod exception;
 mod frame;
+#[cfg(test)]
+mod hostile_tests;
 mod initiator;
 mod link;
 mod nexus;

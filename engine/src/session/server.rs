@@ -445,6 +445,7 @@ impl Server {
                     version,
                     mechanism,
                     digest,
+                    compress,
                     nonce: client_nonce,
                     identity,
                 },
@@ -464,12 +465,15 @@ impl Server {
                     return Err(ProtocolError::AuthMechanism);
                 }
                 let server_nonce = *nonce;
+                let compress = compress && self.config.compress;
                 link.send(&Frame::HelloAck {
                     version: VERSION,
                     digest,
+                    compress,
                     nonce: server_nonce,
                 });
                 link.digest = digest;
+                link.compress = compress;
                 link.phase = ServerPhase::AwaitProof {
                     identity,
                     mechanism,
