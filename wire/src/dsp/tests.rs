@@ -1,1 +1,1000 @@
+//! Hex vectors, round-trip properties and error cases of the DSP codec.
 
+use proptest::prelude::*;
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::*;
+
+const MAX: u32 = 1 << 20;
+
+fn nexus() -> NexusId {
+    NexusId::from_u128(0x0011_2233_4455_6677_8899_aabb_ccdd_eeff)
+}
+
+fn attrs(slots: u32) -> ChannelAttrs {
+    ChannelAttrs {
+        slots,
+        max_request_size: 0x0010_0000,
+        max_response_size: 0x0020_0000,
+        max_cached_response_size: 0x1000,
+    }
+}
+
+/// One sample of every kind, with the exact bytes it must encode to (digest off).
+fn vectors() -> Vec<(Frame<'static>, &'static str)> {
+    vec![
+        (
+            Frame::Hello(Hello {
+                min_version: 1,
+                max_version: 2,
+                capabilities: Capabilities::DIGEST | Capabilities::LZ4,
+                nonce: [0xab; 16],
+            }),
+            HELLO,
+        ),
+        (
+            Frame::Auth(Auth {
+                mechanism: "PLAIN",
+                initial_response: Some(b"\0u\0p"),
+            }),
+            AUTH,
+        ),
+        (
+            Frame::Auth(Auth {
+                mechanism: "ANONYMOUS",
+                initial_response: None,
+            }),
+            AUTH_NO_INITIAL,
+        ),
+        (
+            Frame::AuthChallenge(AuthChallenge { data: b"nonce" }),
+            AUTH_CHALLENGE,
+        ),
+        (
+            Frame::AuthResponse(AuthResponse { data: b"proof" }),
+            AUTH_RESPONSE,
+        ),
+        (
+            Frame::AuthResult(AuthResult {
+                status: Status::AUTH_FAILED,
+                additional_data: b"sp",
+                reason: "bad proof",
+            }),
+            AUTH_RESULT,
+        ),
+        (
+            Frame::NexusCreate(NexusCreate {
+                fore: attrs(64),
+                back: attrs(4),
+                grace_period_ms: 30_000,
+                features: NexusFeatures::DIGEST | NexusFeatures::BACKCHANNEL,
+                client_identity: "host-a",
+            }),
+            NEXUS_CREATE,
+        ),
+        (
+            Frame::NexusCreated(NexusCreated {
+                status: Status::OK,
+                nexus: nexus(),
+                fore: attrs(32),
+                back: attrs(4),
+                grace_period_ms: 30_000,
+                features: NexusFeatures::DIGEST,
+                reason: "",
+            }),
+            NEXUS_CREATED,
+        ),
+        (
+            Frame::BindConnection(BindConnection { nexus: nexus() }),
+            BIND_CONNECTION,
+        ),
+        (
+            Frame::BindAck(BindAck {
+                status: Status::OK,
+                nexus: nexus(),
+                reason: "",
+            }),
+            BIND_ACK,
+        ),
+        (
+            Frame::NexusRecover(NexusRecover {
+                nexus: nexus(),
+                client_identity: "host-a",
+            }),
+            NEXUS_RECOVER,
+        ),
+        (
+            Frame::NexusRecovered(NexusRecovered {
+                status: Status::UNKNOWN_NEXUS,
+                nexus: nexus(),
+                reason: "expired",
+            }),
+            NEXUS_RECOVERED,
+        ),
+        (
+            Frame::NexusDestroy(NexusDestroy { nexus: nexus() }),
+            NEXUS_DESTROY,
+        ),
+        (
+            Frame::NexusDestroyed(NexusDestroyed {
+                status: Status::OK,
+                nexus: nexus(),
+                reason: "",
+            }),
+            NEXUS_DESTROYED,
+        ),
+        (
+            Frame::Request(Request {
+                channel: Channel::Fore,
+                slot: 3,
+                sequence: 9,
+                request_id: 0x0102_0304_0506_0708,
+                exchange: 0x2a,
+                order: None,
+                body: b"hello",
+            }),
+            REQUEST,
+        ),
+        (
+            Frame::Request(Request {
+                channel: Channel::Back,
+                slot: 1,
+                sequence: 2,
+                request_id: 3,
+                exchange: 7,
+                order: Some(5),
+                body: b"",
+            }),
+            REQUEST_ORDERED_BACK,
+        ),
+        (
+            Frame::Response(Response {
+                channel: Channel::Fore,
+                slot: 3,
+                sequence: 9,
+                request_id: 0x0102_0304_0506_0708,
+                body: b"world",
+            }),
+            RESPONSE,
+        ),
+        (
+            Frame::ResponseError(ResponseError {
+                channel: Channel::Back,
+                slot: 0,
+                sequence: 1,
+                request_id: 2,
+                exception: b"x",
+            }),
+            RESPONSE_ERROR,
+        ),
+        (
+            Frame::Cancel(Cancel {
+                channel: Channel::Fore,
+                slot: 3,
+                sequence: 9,
+                request_id: 77,
+            }),
+            CANCEL,
+        ),
+        (
+            Frame::Credit(Credit {
+                channel: Channel::Back,
+                slots: 8,
+            }),
+            CREDIT,
+        ),
+        (
+            Frame::Ping(Ping {
+                token: 0x1122_3344_5566_7788,
+            }),
+            PING,
+        ),
+        (
+            Frame::Pong(Pong {
+                token: 0x1122_3344_5566_7788,
+            }),
+            PONG,
+        ),
+        (
+            Frame::GoAway(GoAway {
+                code: GoAwayCode::SHUTTING_DOWN,
+                reason: "bye",
+            }),
+            GO_AWAY,
+        ),
+    ]
+}
+
+include!("test_vectors.rs");
+
+fn unhex(s: &str) -> Vec<u8> {
+    let compact: String = s.split_whitespace().collect();
+    hex::decode(compact).expect("test vector is hex")
+}
+
+fn encode(frame: &Frame<'_>, options: EncodeOptions) -> Vec<u8> {
+    let mut out = Vec::new();
+    FrameEncoder::new(options)
+        .encode(frame, &mut out)
+        .expect("encodes");
+    out
+}
+
+#[test]
+#[ignore = "prints the vectors; run with --ignored --nocapture after a deliberate format change"]
+fn print_vectors() {
+    let spaced = |bytes: &[u8]| {
+        let (head, payload) = bytes.split_at(HEADER_LEN);
+        let h = hex::encode(head);
+        let cuts = [0, 4, 6, 8, 12, 16, 24, 32, 48, 56, 64];
+        let fields: Vec<&str> = cuts.windows(2).filter_map(|w| h.get(w[0]..w[1])).collect();
+        format!("{} {}", fields.join(" "), hex::encode(payload))
+    };
+    for (frame, _) in vectors() {
+        println!(
+            "{:?}: {}",
+            frame.kind(),
+            spaced(&encode(&frame, EncodeOptions::default()))
+        );
+    }
+    let digest = EncodeOptions {
+        digest: true,
+        compression: Compression::Off,
+    };
+    println!(
+        "PING_DIGEST: {}",
+        spaced(&encode(
+            &Frame::Ping(Ping {
+                token: 0x1122_3344_5566_7788
+            }),
+            digest
+        ))
+    );
+    let body = [b'z'; 64];
+    let lz4 = EncodeOptions {
+        digest: false,
+        compression: Compression::Lz4,
+    };
+    let frame = Frame::Request(Request {
+        channel: Channel::Fore,
+        slot: 1,
+        sequence: 1,
+        request_id: 1,
+        exchange: 9,
+        order: None,
+        body: &body,
+    });
+    println!("REQUEST_LZ4: {}", spaced(&encode(&frame, lz4)));
+}
+
+#[test]
+fn hex_vectors_encode_and_decode_exactly() {
+    let mut scratch = Vec::new();
+    for (frame, hex) in vectors() {
+        let wire = unhex(hex);
+        assert_eq!(
+            hex::encode(encode(&frame, EncodeOptions::default())),
+            hex::encode(&wire),
+            "encoding of {frame:?}"
+        );
+        assert_eq!(frame.encoded_len(false), wire.len());
+        let (header, decoded, consumed) = decode_frame(&wire, MAX, &mut scratch)
+            .expect("vector decodes")
+            .expect("vector is complete");
+        assert_eq!(decoded, frame);
+        assert_eq!(consumed, wire.len());
+        assert_eq!(header, frame.header(false).expect("header"));
+    }
+}
+
+#[test]
+fn hex_vector_with_digest() {
+    let frame = Frame::Ping(Ping {
+        token: 0x1122_3344_5566_7788,
+    });
+    let wire = unhex(PING_DIGEST);
+    let options = EncodeOptions {
+        digest: true,
+        compression: Compression::Off,
+    };
+    assert_eq!(hex::encode(encode(&frame, options)), hex::encode(&wire));
+    // The trailer is xxh3-64 of the 8 payload bytes.
+    let payload = wire.get(HEADER_LEN..HEADER_LEN + 8).expect("payload");
+    assert_eq!(
+        wire.get(HEADER_LEN + 8..),
+        Some(&xxh3_64(payload).to_be_bytes()[..])
+    );
+    let mut d = FrameDecoder::new(MAX);
+    assert_eq!(d.decode(&wire), Ok(Some((frame, wire.len()))));
+}
+
+#[test]
+fn hex_vector_compressed_request() {
+    let body = [b'z'; 64];
+    let frame = Frame::Request(Request {
+        channel: Channel::Fore,
+        slot: 1,
+        sequence: 1,
+        request_id: 1,
+        exchange: 9,
+        order: None,
+        body: &body,
+    });
+    let wire = unhex(REQUEST_LZ4);
+    let options = EncodeOptions {
+        digest: false,
+        compression: Compression::Lz4,
+    };
+    assert_eq!(hex::encode(encode(&frame, options)), hex::encode(&wire));
+    let mut d = FrameDecoder::new(MAX);
+    let (header, decoded, _) = d.decode_with_header(&wire).expect("ok").expect("whole");
+    assert!(header.is_compressed());
+    assert_eq!(decoded, frame);
+}
+
+#[test]
+fn header_field_positions() {
+    let header = FrameHeader {
+        kind: FrameKind::Request,
+        flags: Flags::DIGEST | Flags::ORDERED,
+        slot: 0x0a0b_0c0d,
+        sequence: 0x1112_1314,
+        request_id: 0x2122_2324_2526_2728,
+        payload_len: 0x0000_0100,
+    };
+    let bytes = header.to_bytes();
+    assert_eq!(
+        hex::encode(bytes.get(..28).expect("28 bytes")),
+        "4857012000 0a 0000 0a0b0c0d 11121314 2122232425262728 00000100".replace(' ', "")
+    );
+    let checksum =
+        u32::try_from(xxh3_64(bytes.get(..28).expect("28")) & 0xffff_ffff).expect("low half");
+    assert_eq!(bytes.get(28..), Some(&checksum.to_be_bytes()[..]));
+    assert_eq!(parse_header(&bytes, 0x100), Ok(header));
+    assert_eq!(header.frame_len(), 32 + 0x100 + 8);
+}
+
+/// A frame with hand-chosen header fields and a correct header checksum.
+fn raw_frame(
+    kind: u8,
+    version: u8,
+    flags: u16,
+    reserved: u16,
+    slot: u32,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&MAGIC.to_be_bytes());
+    out.push(version);
+    out.push(kind);
+    out.extend_from_slice(&flags.to_be_bytes());
+    out.extend_from_slice(&reserved.to_be_bytes());
+    out.extend_from_slice(&slot.to_be_bytes());
+    out.extend_from_slice(&[0; 12]);
+    out.extend_from_slice(&u32::try_from(payload.len()).expect("small").to_be_bytes());
+    let checksum = xxh3_64(&out) & 0xffff_ffff;
+    out.extend_from_slice(&u32::try_from(checksum).expect("low half").to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+fn decode_err(bytes: &[u8], max: u32) -> DspError {
+    let mut scratch = Vec::new();
+    match decode_frame(bytes, max, &mut scratch) {
+        Err(e) => e,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+const PING_KIND: u8 = 0x30;
+
+#[test]
+fn raw_frame_helper_agrees_with_the_encoder() {
+    let wire = encode(&Frame::Ping(Ping { token: 5 }), EncodeOptions::default());
+    assert_eq!(raw_frame(PING_KIND, 1, 0, 0, 0, &5u64.to_be_bytes()), wire);
+}
+
+#[test]
+fn bad_magic_is_reported_from_two_bytes() {
+    let mut d = FrameDecoder::new(MAX);
+    assert_eq!(d.decode(b"GET / HTTP/1.1"), Err(DspError::BadMagic));
+    assert_eq!(d.decode(b"G"), Ok(None));
+    assert_eq!(peek_header(b"HX", MAX), Err(DspError::BadMagic));
+}
+
+#[test]
+fn header_checksum_catches_every_header_bit() {
+    let wire = encode(&vectors()[14].0, EncodeOptions::default());
+    for byte in 2..HEADER_LEN {
+        for bit in 0..8 {
+            let mut bad = wire.clone();
+            if let Some(b) = bad.get_mut(byte) {
+                *b ^= 1 << bit;
+            }
+            assert_eq!(
+                decode_err(&bad, MAX),
+                DspError::HeaderChecksum,
+                "byte {byte} bit {bit}"
+            );
+        }
+    }
+}
+
+#[test]
+fn version_kind_flags_and_reserved_fields_are_checked() {
+    let token = 5u64.to_be_bytes();
+    assert_eq!(
+        decode_err(&raw_frame(PING_KIND, 2, 0, 0, 0, &token), MAX),
+        DspError::UnsupportedVersion(2)
+    );
+    assert_eq!(
+        decode_err(&raw_frame(0x7e, 1, 0, 0, 0, &token), MAX),
+        DspError::UnknownKind(0x7e)
+    );
+    assert_eq!(
+        decode_err(&raw_frame(PING_KIND, 1, 0x0012, 0, 0, &token), MAX),
+        DspError::ReservedFlags(0x0012)
+    );
+    assert_eq!(
+        decode_err(&raw_frame(PING_KIND, 1, 0, 1, 0, &token), MAX),
+        DspError::ReservedField(1)
+    );
+    assert_eq!(
+        decode_err(
+            &raw_frame(PING_KIND, 1, Flags::BACKCHANNEL.bits(), 0, 0, &token),
+            MAX
+        ),
+        DspError::FlagNotAllowed {
+            kind: FrameKind::Ping,
+            flags: Flags::BACKCHANNEL.bits()
+        }
+    );
+    assert_eq!(
+        decode_err(&raw_frame(0x21, 1, Flags::ORDERED.bits(), 0, 0, b""), MAX),
+        DspError::FlagNotAllowed {
+            kind: FrameKind::Response,
+            flags: Flags::ORDERED.bits()
+        }
+    );
+    assert_eq!(
+        decode_err(&raw_frame(PING_KIND, 1, 0, 0, 7, &token), MAX),
+        DspError::HeaderFieldNotZero(FrameKind::Ping)
+    );
+}
+
+#[test]
+fn too_long_is_rejected_from_the_header_alone() {
+    let body = vec![0; 1000];
+    let wire = encode(
+        &Frame::Response(Response {
+            channel: Channel::Fore,
+            slot: 0,
+            sequence: 0,
+            request_id: 0,
+            body: &body,
+        }),
+        EncodeOptions::default(),
+    );
+    let only_header = wire.get(..HEADER_LEN).expect("header");
+    let mut d = FrameDecoder::new(999);
+    assert_eq!(
+        d.decode(only_header),
+        Err(DspError::TooLong {
+            len: 1000,
+            max: 999
+        })
+    );
+    assert_eq!(
+        d.peek_header(only_header),
+        Err(DspError::TooLong {
+            len: 1000,
+            max: 999
+        })
+    );
+    d.set_max_payload(1000);
+    assert_eq!(d.decode(only_header), Ok(None));
+}
+
+#[test]
+fn digest_mismatch_is_detected() {
+    let options = EncodeOptions {
+        digest: true,
+        compression: Compression::Off,
+    };
+    let wire = encode(&vectors()[14].0, options);
+    for at in HEADER_LEN..wire.len() {
+        let mut bad = wire.clone();
+        if let Some(b) = bad.get_mut(at) {
+            *b ^= 0x40;
+        }
+        assert_eq!(decode_err(&bad, MAX), DspError::DigestMismatch, "byte {at}");
+    }
+}
+
+#[test]
+fn truncated_trailing_and_text_errors() {
+    assert_eq!(
+        decode_err(&raw_frame(PING_KIND, 1, 0, 0, 0, &[0; 4]), MAX),
+        DspError::Truncated(FrameKind::Ping)
+    );
+    assert_eq!(
+        decode_err(&raw_frame(PING_KIND, 1, 0, 0, 0, &[0; 9]), MAX),
+        DspError::TrailingBytes(FrameKind::Ping)
+    );
+    assert_eq!(
+        decode_err(&raw_frame(0x3f, 1, 0, 0, 0, &[0, 1, 0xff]), MAX),
+        DspError::BadUtf8(FrameKind::GoAway)
+    );
+    assert_eq!(
+        decode_err(&raw_frame(0x08, 1, 0, 0, 0, &[1, b'X', 2]), MAX),
+        DspError::InvalidField(FrameKind::Auth)
+    );
+    assert_eq!(
+        decode_err(
+            &raw_frame(
+                0x01,
+                1,
+                0,
+                0,
+                0,
+                &[
+                    2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+                ]
+            ),
+            MAX
+        ),
+        DspError::InvalidField(FrameKind::Hello)
+    );
+    assert_eq!(
+        decode_err(&raw_frame(0x20, 1, 0, 0, 0, &[0, 0]), MAX),
+        DspError::Truncated(FrameKind::Request)
+    );
+    // A frame cut short is not an error but "need more bytes", at every length.
+    let wire = encode(
+        &vectors()[14].0,
+        EncodeOptions {
+            digest: true,
+            compression: Compression::Off,
+        },
+    );
+    let mut d = FrameDecoder::new(MAX);
+    for cut in 0..wire.len() {
+        assert_eq!(
+            d.decode(wire.get(..cut).expect("prefix")),
+            Ok(None),
+            "cut at {cut}"
+        );
+    }
+}
+
+#[test]
+fn compressed_bodies_are_bounded_and_checked() {
+    let compressed = Flags::COMPRESSED.bits();
+    // Announces a 2 MiB body in an 8-byte payload: refused before allocating.
+    let mut payload = (2u32 << 20).to_be_bytes().to_vec();
+    payload.extend_from_slice(&[0x1f, 0, 1, 0]);
+    assert_eq!(
+        decode_err(&raw_frame(0x21, 1, compressed, 0, 0, &payload), MAX),
+        DspError::DecompressedTooLong {
+            len: 2 << 20,
+            max: MAX
+        }
+    );
+    // A corrupt block.
+    let mut payload = 100u32.to_be_bytes().to_vec();
+    payload.extend_from_slice(&[0xff; 6]);
+    assert_eq!(
+        decode_err(&raw_frame(0x21, 1, compressed, 0, 0, &payload), MAX),
+        DspError::Decompress
+    );
+    // A valid block that yields fewer bytes than announced.
+    let mut payload = 100u32.to_be_bytes().to_vec();
+    payload.extend_from_slice(&lz4_flex::block::compress(&[7; 50]));
+    assert_eq!(
+        decode_err(&raw_frame(0x21, 1, compressed, 0, 0, &payload), MAX),
+        DspError::Decompress
+    );
+    // Compression on a kind without a body is a flag error.
+    assert_eq!(
+        decode_err(&raw_frame(PING_KIND, 1, compressed, 0, 0, &[0; 8]), MAX),
+        DspError::FlagNotAllowed {
+            kind: FrameKind::Ping,
+            flags: compressed
+        }
+    );
+}
+
+#[test]
+fn auto_compression_skips_incompressible_and_small_bodies() {
+    let options = EncodeOptions {
+        digest: true,
+        compression: Compression::Lz4,
+    };
+    let mut noise = vec![0u8; 4096];
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    for b in &mut noise {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x.to_be_bytes()[0];
+    }
+    for (body, expect_compressed) in [
+        (&noise[..], false),
+        (&[0u8; 4096][..], true),
+        (&[0u8; 16][..], false),
+    ] {
+        let frame = Frame::Response(Response {
+            channel: Channel::Fore,
+            slot: 0,
+            sequence: 0,
+            request_id: 0,
+            body,
+        });
+        let mut out = Vec::new();
+        let header = FrameEncoder::new(options)
+            .encode(&frame, &mut out)
+            .expect("encodes");
+        assert_eq!(header.is_compressed(), expect_compressed);
+        let mut d = FrameDecoder::new(MAX);
+        assert_eq!(d.decode(&out), Ok(Some((frame, out.len()))));
+    }
+}
+
+#[test]
+fn split_frames_match_contiguous_encoding() {
+    let body = vec![3u8; 5000];
+    for frame in [
+        Frame::Request(Request {
+            channel: Channel::Back,
+            slot: 1,
+            sequence: 2,
+            request_id: 3,
+            exchange: 4,
+            order: Some(5),
+            body: &body,
+        }),
+        Frame::Response(Response {
+            channel: Channel::Fore,
+            slot: 1,
+            sequence: 2,
+            request_id: 3,
+            body: &body,
+        }),
+    ] {
+        for digest in [false, true] {
+            let split = frame.split(digest).expect("splittable").expect("valid");
+            let mut joined = Vec::new();
+            for piece in split.io_slices() {
+                joined.extend_from_slice(&piece);
+            }
+            let mut contiguous = Vec::new();
+            frame.encode(digest, &mut contiguous).expect("encodes");
+            assert_eq!(joined, contiguous);
+            assert_eq!(split.wire_len(), contiguous.len());
+            assert!(std::ptr::eq(split.body(), &body[..]), "body is not copied");
+        }
+    }
+    let long = Frame::GoAway(GoAway {
+        code: GoAwayCode::NORMAL,
+        reason: "a reason far longer than thirty-two bytes of fixed fields",
+    });
+    assert!(long.split(false).is_none());
+}
+
+#[test]
+fn header_only_encoding_for_vectored_bodies() {
+    let body = vec![9u8; 3000];
+    let frame = Frame::Response(Response {
+        channel: Channel::Fore,
+        slot: 4,
+        sequence: 5,
+        request_id: 6,
+        body: &body,
+    });
+    let header = frame.header(true).expect("header");
+    let mut head = [0; HEADER_LEN];
+    encode_header(&header, &mut head);
+    let mut joined = head.to_vec();
+    joined.extend_from_slice(&body);
+    joined.extend_from_slice(&payload_digest(&[&body]).to_be_bytes());
+    let mut contiguous = Vec::new();
+    frame.encode(true, &mut contiguous).expect("encodes");
+    assert_eq!(joined, contiguous);
+}
+
+#[test]
+fn streaming_decoder_walks_concatenated_frames() {
+    let options = EncodeOptions {
+        digest: true,
+        compression: Compression::Lz4,
+    };
+    let mut wire = Vec::new();
+    let mut encoder = FrameEncoder::new(options);
+    for (frame, _) in vectors() {
+        encoder.encode(&frame, &mut wire).expect("encodes");
+    }
+    let mut d = FrameDecoder::new(MAX);
+    let mut offset = 0;
+    let mut decoded = Vec::new();
+    while let Some((frame, consumed)) = d
+        .decode(wire.get(offset..).expect("in range"))
+        .expect("valid")
+    {
+        decoded.push(format!("{frame:?}"));
+        offset += consumed;
+    }
+    assert_eq!(offset, wire.len());
+    let expected: Vec<String> = vectors().iter().map(|(f, _)| format!("{f:?}")).collect();
+    assert_eq!(decoded, expected);
+}
+
+#[test]
+fn errors_map_to_goaway_codes() {
+    assert_eq!(
+        GoAwayCode::from(DspError::DigestMismatch),
+        GoAwayCode::CORRUPT_FRAME
+    );
+    assert_eq!(
+        GoAwayCode::from(DspError::TooLong { len: 2, max: 1 }),
+        GoAwayCode::TOO_LARGE
+    );
+    assert_eq!(
+        GoAwayCode::from(DspError::BadMagic),
+        GoAwayCode::PROTOCOL_ERROR
+    );
+    assert_eq!(format!("{}", GoAwayCode(999)), "GoAwayCode(999)");
+    assert_eq!(format!("{}", Status::UNKNOWN_NEXUS), "UNKNOWN_NEXUS");
+}
+
+// ---- properties ----
+
+/// Owned field values from which a frame of any kind is built (frames borrow).
+#[derive(Debug, Clone)]
+struct Fields {
+    kind: FrameKind,
+    back: bool,
+    a: u32,
+    b: u32,
+    c: u64,
+    d: u32,
+    e: u8,
+    order: Option<u64>,
+    nonce: [u8; 16],
+    attrs: [u32; 8],
+    bytes: Vec<u8>,
+    data: Option<Vec<u8>>,
+    text: String,
+}
+
+fn body_strategy() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..300),
+        // Compressible: runs of one byte, and repeated short patterns.
+        (any::<u8>(), 0..5000usize).prop_map(|(b, n)| vec![b; n]),
+        (proptest::collection::vec(any::<u8>(), 1..8), 0..600usize).prop_map(|(p, n)| p
+            .iter()
+            .copied()
+            .cycle()
+            .take(n * p.len())
+            .collect()),
+    ]
+}
+
+fn fields_strategy() -> impl Strategy<Value = Fields> {
+    (
+        (
+            0..FrameKind::ALL.len(),
+            any::<bool>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u64>(),
+        ),
+        (
+            any::<u32>(),
+            any::<u8>(),
+            any::<Option<u64>>(),
+            any::<[u8; 16]>(),
+            any::<[u32; 8]>(),
+        ),
+        (
+            body_strategy(),
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
+            "\\PC{0,40}",
+        ),
+    )
+        .prop_map(
+            |((k, back, a, b, c), (d, e, order, nonce, attrs), (bytes, data, text))| Fields {
+                kind: FrameKind::ALL.get(k).copied().unwrap_or(FrameKind::Ping),
+                back,
+                a,
+                b,
+                c,
+                d,
+                e,
+                order,
+                nonce,
+                attrs,
+                bytes,
+                data,
+                text,
+            },
+        )
+}
+
+fn build(f: &Fields) -> Frame<'_> {
+    let channel = if f.back { Channel::Back } else { Channel::Fore };
+    let [s1, s2, s3, s4, s5, s6, s7, s8] = f.attrs;
+    let fore = ChannelAttrs {
+        slots: s1,
+        max_request_size: s2,
+        max_response_size: s3,
+        max_cached_response_size: s4,
+    };
+    let back = ChannelAttrs {
+        slots: s5,
+        max_request_size: s6,
+        max_response_size: s7,
+        max_cached_response_size: s8,
+    };
+    let nexus = NexusId(f.nonce);
+    let status = Status(f.e);
+    let text = f.text.as_str();
+    let bytes = f.bytes.as_slice();
+    match f.kind {
+        FrameKind::Hello => Frame::Hello(Hello {
+            min_version: f.e.min(f.e ^ 0x55),
+            max_version: f.e.max(f.e ^ 0x55),
+            capabilities: Capabilities(f.a),
+            nonce: f.nonce,
+        }),
+        FrameKind::Auth => Frame::Auth(Auth {
+            mechanism: if text.is_empty() { "ANONYMOUS" } else { text },
+            initial_response: f.data.as_deref(),
+        }),
+        FrameKind::AuthChallenge => Frame::AuthChallenge(AuthChallenge { data: bytes }),
+        FrameKind::AuthResponse => Frame::AuthResponse(AuthResponse { data: bytes }),
+        FrameKind::AuthResult => Frame::AuthResult(AuthResult {
+            status,
+            additional_data: f.data.as_deref().unwrap_or_default(),
+            reason: text,
+        }),
+        FrameKind::NexusCreate => Frame::NexusCreate(NexusCreate {
+            fore,
+            back,
+            grace_period_ms: f.a,
+            features: NexusFeatures(f.b),
+            client_identity: text,
+        }),
+        FrameKind::NexusCreated => Frame::NexusCreated(NexusCreated {
+            status,
+            nexus,
+            fore,
+            back,
+            grace_period_ms: f.a,
+            features: NexusFeatures(f.b),
+            reason: text,
+        }),
+        FrameKind::BindConnection => Frame::BindConnection(BindConnection { nexus }),
+        FrameKind::BindAck => Frame::BindAck(BindAck {
+            status,
+            nexus,
+            reason: text,
+        }),
+        FrameKind::NexusRecover => Frame::NexusRecover(NexusRecover {
+            nexus,
+            client_identity: text,
+        }),
+        FrameKind::NexusRecovered => Frame::NexusRecovered(NexusRecovered {
+            status,
+            nexus,
+            reason: text,
+        }),
+        FrameKind::NexusDestroy => Frame::NexusDestroy(NexusDestroy { nexus }),
+        FrameKind::NexusDestroyed => Frame::NexusDestroyed(NexusDestroyed {
+            status,
+            nexus,
+            reason: text,
+        }),
+        FrameKind::Request => Frame::Request(Request {
+            channel,
+            slot: f.a,
+            sequence: f.b,
+            request_id: f.c,
+            exchange: f.d,
+            order: f.order,
+            body: bytes,
+        }),
+        FrameKind::Response => Frame::Response(Response {
+            channel,
+            slot: f.a,
+            sequence: f.b,
+            request_id: f.c,
+            body: bytes,
+        }),
+        FrameKind::ResponseError => Frame::ResponseError(ResponseError {
+            channel,
+            slot: f.a,
+            sequence: f.b,
+            request_id: f.c,
+            exception: bytes,
+        }),
+        FrameKind::Cancel => Frame::Cancel(Cancel {
+            channel,
+            slot: f.a,
+            sequence: f.b,
+            request_id: f.c,
+        }),
+        FrameKind::Credit => Frame::Credit(Credit {
+            channel,
+            slots: f.a,
+        }),
+        FrameKind::Ping => Frame::Ping(Ping { token: f.c }),
+        FrameKind::Pong => Frame::Pong(Pong { token: f.c }),
+        FrameKind::GoAway => Frame::GoAway(GoAway {
+            code: GoAwayCode(u16::from(f.e)),
+            reason: text,
+        }),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn every_kind_round_trips(fields in fields_strategy(), digest: bool, lz4: bool) {
+        let frame = build(&fields);
+        let options = EncodeOptions {
+            digest,
+            compression: if lz4 { Compression::Lz4 } else { Compression::Off },
+        };
+        let wire = encode(&frame, options);
+        if !lz4 {
+            prop_assert_eq!(wire.len(), frame.encoded_len(digest));
+        }
+        let mut d = FrameDecoder::new(MAX);
+        let (header, decoded, consumed) =
+            d.decode_with_header(&wire).expect("decodes").expect("complete");
+        prop_assert_eq!(decoded, frame);
+        prop_assert_eq!(consumed, wire.len());
+        prop_assert_eq!(header.has_digest(), digest);
+        // Canonical: re-encoding what was decoded gives the same bytes.
+        prop_assert_eq!(encode(&decoded, options), wire);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512), max in 0u32..4096) {
+        let mut d = FrameDecoder::new(max);
+        let mut offset = 0;
+        while let Ok(Some((_, consumed))) = d.decode(bytes.get(offset..).unwrap_or_default()) {
+            prop_assert!(consumed >= HEADER_LEN);
+            offset += consumed;
+        }
+        let _ = peek_header(&bytes, max);
+    }
+
+    #[test]
+    fn corrupted_frames_never_panic_and_mostly_fail(
+        fields in fields_strategy(),
+        digest: bool,
+        lz4: bool,
+        at in any::<prop::sample::Index>(),
+        flip in 1u8..=255,
+    ) {
+        let frame = build(&fields);
+        let options = EncodeOptions {
+            digest,
+            compression: if lz4 { Compression::Lz4 } else { Compression::Off },
+        };
+        let mut wire = encode(&frame, options);
+        let i = at.index(wire.len());
+        if let Some(b) = wire.get_mut(i) {
+            *b ^= flip;
+        }
+        let mut d = FrameDecoder::new(MAX);
+        let result = d.decode(&wire);
+        // A flipped header byte or a digested payload byte can never pass unnoticed.
+        if i < HEADER_LEN || digest {
+            prop_assert!(!matches!(result, Ok(Some(_))), "flip at {} went unnoticed", i);
+        }
+    }
+}
