@@ -73,11 +73,11 @@
 //!
 //! ## Where the time goes
 //!
-//! A loopback bulk profile (`perf record` on the `loopback_bulk` bench) spends about 63% of
-//! all cycles in the kernel's copies into and out of socket buffers, 99% in the kernel
-//! overall, and under 1% in user space (the shard loop included): on loopback the copy is the ceiling, and what placement changes is
-//! whether the copy stays in one core's cache (both ends of a connection on one shard) or
-//! crosses cores.
+//! A loopback bulk profile (`perf record` on the `loopback_bulk` bench) spends about 63%
+//! of all cycles in the kernel's copies into and out of socket buffers, 99% in the kernel
+//! overall, and under 1% in user space (the shard loop included). On loopback the copy is
+//! the ceiling; what placement changes is whether the copy stays in one core's cache (both
+//! ends of a connection on one shard) or crosses cores.
 //!
 //! ## Errors
 //!
