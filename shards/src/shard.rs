@@ -120,6 +120,10 @@ pub struct UdpOptions {
     /// sender into one payload (see the `segment_size` of
     /// [`ShardHandler::on_datagram`]).
     pub gro: bool,
+    /// Socket receive buffer in bytes (`SO_RCVBUFFORCE` when permitted, else `SO_RCVBUF`,
+    /// which the kernel caps at `net.core.rmem_max`). Bursts beyond it are dropped by the
+    /// kernel, as UDP does.
+    pub recv_buffer: Option<usize>,
 }
 
 /// Room for a recvmsg control message (a `UDP_GRO` cmsg needs 20 bytes).
@@ -582,6 +586,12 @@ impl ShardCtx<'_> {
         options: UdpOptions,
     ) -> io::Result<(UdpId, SocketAddr)> {
         let fd = sys::udp_socket(&addr)?;
+        if let Some(bytes) = options.recv_buffer {
+            let bytes = i32::try_from(bytes).unwrap_or(i32::MAX);
+            if sys::set_int_opt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, bytes).is_err() {
+                let _ = sys::set_int_opt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, bytes);
+            }
+        }
         let setup = (if options.gro {
             sys::set_int_opt(fd, sys::SOL_UDP, sys::UDP_GRO, 1)
         } else {

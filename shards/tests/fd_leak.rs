@@ -46,7 +46,10 @@ fn shutdown_leaks_no_file_descriptors() {
     for shard in 0..2 {
         shards
             .call_on(shard, move |ctx| {
-                let opts = hawser_shards::UdpOptions { gro: shard == 1 };
+                let opts = hawser_shards::UdpOptions {
+                    gro: shard == 1,
+                    recv_buffer: None,
+                };
                 ctx.bind_udp("127.0.0.1:0".parse().unwrap(), opts).unwrap()
             })
             .unwrap();

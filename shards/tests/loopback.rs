@@ -218,7 +218,7 @@ fn back_pressure_when_pool_runs_dry() {
             report: tx.clone(),
         })
         .unwrap();
-    let data = pattern(7, 4 << 20);
+    let data = pattern(7, 32 << 20);
     let expected = xxhash_rust::xxh3::xxh3_64(&data);
     let writer = std::thread::spawn(move || {
         let mut s = TcpStream::connect(addr).unwrap();
@@ -248,7 +248,7 @@ fn back_pressure_when_pool_runs_dry() {
     release.store(true, Ordering::Relaxed);
     writer.join().unwrap();
     let (bytes, digest) = rx.recv_timeout(Duration::from_secs(30)).unwrap();
-    assert_eq!(bytes, 4 << 20);
+    assert_eq!(bytes, 32 << 20);
     assert_eq!(digest, expected);
     shards.shutdown();
 }

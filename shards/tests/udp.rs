@@ -60,7 +60,11 @@ fn batched_datagrams_arrive_intact() {
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let (_, to) = shards
         .call_on(1, move |ctx| {
-            ctx.bind_udp(any, UdpOptions::default()).unwrap()
+            let opts = UdpOptions {
+                recv_buffer: Some(4 << 20),
+                ..UdpOptions::default()
+            };
+            ctx.bind_udp(any, opts).unwrap()
         })
         .unwrap();
     let (from_id, from_addr) = shards
@@ -101,7 +105,14 @@ fn gso_send_and_gro_receive() {
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let (_, to) = shards
         .call_on(1, move |ctx| {
-            ctx.bind_udp(any, UdpOptions { gro: true }).unwrap()
+            ctx.bind_udp(
+                any,
+                UdpOptions {
+                    gro: true,
+                    recv_buffer: Some(4 << 20),
+                },
+            )
+            .unwrap()
         })
         .unwrap();
     let (from_id, _) = shards
