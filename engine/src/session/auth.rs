@@ -1,9 +1,11 @@
 //! The authentication step every connection passes before it may join a nexus.
 //!
-//! Two mechanisms for now; the SASL mechanisms and TLS plug into the same step later:
+//! Two mechanisms for now, carried in the DSP `Auth` / `AuthResult` frames as SASL
+//! mechanisms with an initial response; the SASL mechanisms and TLS plug into the same
+//! step later:
 //! - `ANONYMOUS`: the client states an identity, nothing is proven (trusted networks).
 //! - `HMAC-SHA256` shared secret, mutual challenge-response: both sides contribute a
-//!   16-byte nonce in the hello exchange; the client proves knowledge of the secret with
+//!   16-byte nonce in their `Hello`; the initial response is `identity ‖ 0 ‖ proof`; the client proves knowledge of the secret with
 //!   `HMAC(secret, "hawser-auth-client" ‖ server nonce ‖ client nonce ‖ identity)` and the
 //!   server answers with `HMAC(secret, "hawser-auth-server" ‖ client nonce ‖ server nonce ‖
 //!   identity)`, so neither side can be impersonated by replaying an old exchange and the
@@ -28,23 +30,8 @@ pub enum Mechanism {
     Anonymous,
     /// Mutual HMAC-SHA256 challenge-response over a shared secret.
     HmacSha256,
-}
-
-impl Mechanism {
-    pub(crate) fn code(self) -> u8 {
-        match self {
-            Mechanism::Anonymous => 0,
-            Mechanism::HmacSha256 => 1,
-        }
-    }
-
-    pub(crate) fn from_code(code: u8) -> Option<Self> {
-        match code {
-            0 => Some(Mechanism::Anonymous),
-            1 => Some(Mechanism::HmacSha256),
-            _ => None,
-        }
-    }
+    /// A mechanism this implementation does not know (refused by the server).
+    Unsupported,
 }
 
 /// How a client authenticates.

@@ -17,8 +17,9 @@ use super::auth::{self, ClientCredentials, NONCE_LEN};
 use super::config::ClientConfig;
 use super::error::{CallError, CloseReason, ProtocolError};
 use super::event::{Event, IncomingRequest, Reply};
-use super::frame::{Frame, VERSION};
-use super::link::{Link, go_away};
+use super::frame::Frame;
+use super::frame::Status;
+use super::link::{GoAwayCode, Link, go_away_code};
 use super::nexus::{Footprint, NexusCore};
 use super::stats::{ConnectionStats, NexusStats};
 use super::throttle::TokenBucket;
@@ -136,12 +137,9 @@ impl Client {
             self.config.timers,
         );
         link.send(&Frame::Hello {
-            version: VERSION,
-            mechanism: self.config.credentials.mechanism().code(),
             digest: self.config.digest,
             compress: self.config.compress,
             nonce,
-            identity: self.config.identity.clone(),
         });
         self.links.insert(id, link);
         id
@@ -349,7 +347,7 @@ impl Client {
             if let Some(link) = self.links.get_mut(&conn)
                 && link.is_open()
             {
-                link.close(reason.clone(), Some(go_away::NORMAL));
+                link.close(reason.clone(), Some(GoAwayCode::NORMAL));
                 self.events.push_back(Event::ConnectionClosed {
                     conn,
                     reason: reason.clone(),
@@ -360,15 +358,18 @@ impl Client {
     }
 
     fn fail_link(&mut self, now: Instant, conn: ConnId, e: ProtocolError) {
-        let code = match e {
-            ProtocolError::AuthFailed | ProtocolError::AuthMechanism => go_away::AUTH,
-            _ => go_away::PROTOCOL,
-        };
+        let code = go_away_code(&e);
         self.link_gone(now, conn, CloseReason::Protocol(e), Some(code));
     }
 
     /// Closes a connection and moves its work elsewhere.
-    fn link_gone(&mut self, now: Instant, conn: ConnId, reason: CloseReason, code: Option<u16>) {
+    fn link_gone(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        reason: CloseReason,
+        code: Option<GoAwayCode>,
+    ) {
         let Some(link) = self.links.get_mut(&conn) else {
             return;
         };
@@ -451,40 +452,33 @@ impl Client {
             return Ok(());
         }
         if let Frame::GoAway { code, reason } = frame {
-            let awaiting_nexus = matches!(link.phase, ClientPhase::AwaitNexus);
             self.link_gone(
                 now,
                 conn,
                 CloseReason::PeerGoAway {
-                    code,
-                    reason: reason.clone(),
+                    code: code.0,
+                    reason,
                 },
                 None,
             );
-            if code == go_away::REFUSED && awaiting_nexus && self.state == NexusState::Active {
-                // The server no longer knows the nexus: its state (and the reply cache)
-                // is gone, so outstanding requests cannot be retried safely.
-                self.lose_nexus();
-            }
             return Ok(());
         }
         match (&link.phase, frame) {
             (
                 ClientPhase::AwaitHelloAck { nonce },
-                Frame::HelloAck {
-                    version,
+                Frame::Hello {
                     digest,
                     compress,
                     nonce: server_nonce,
                 },
             ) => {
-                if version != VERSION {
-                    return Err(ProtocolError::Version);
-                }
                 let client_nonce = *nonce;
-                link.digest = digest;
-                // The server may only turn compression off, never on.
-                link.compress = compress && self.config.compress;
+                // The server may only turn options off, never on.
+                link.agree(
+                    digest && self.config.digest,
+                    compress && self.config.compress,
+                );
+                let mechanism = self.config.credentials.mechanism();
                 let proof = match &self.config.credentials {
                     ClientCredentials::Anonymous => Bytes::new(),
                     ClientCredentials::SharedSecret(secret) => {
@@ -496,7 +490,11 @@ impl Client {
                         ))
                     }
                 };
-                link.send(&Frame::Auth { proof });
+                link.send(&Frame::Auth {
+                    mechanism,
+                    identity: self.config.identity.clone(),
+                    proof,
+                });
                 link.phase = ClientPhase::AwaitServerProof {
                     client_nonce,
                     server_nonce,
@@ -507,18 +505,19 @@ impl Client {
                     client_nonce,
                     server_nonce,
                 },
-                Frame::Auth { proof },
+                Frame::AuthResult { status, proof },
             ) => {
-                let ok = match &self.config.credentials {
-                    ClientCredentials::Anonymous => proof.is_empty(),
-                    ClientCredentials::SharedSecret(secret) => auth::verify_server_proof(
-                        secret,
-                        client_nonce,
-                        server_nonce,
-                        &self.config.identity,
-                        &proof,
-                    ),
-                };
+                let ok = status.is_ok()
+                    && match &self.config.credentials {
+                        ClientCredentials::Anonymous => proof.is_empty(),
+                        ClientCredentials::SharedSecret(secret) => auth::verify_server_proof(
+                            secret,
+                            client_nonce,
+                            server_nonce,
+                            &self.config.identity,
+                            &proof,
+                        ),
+                    };
                 if !ok {
                     return Err(ProtocolError::AuthFailed);
                 }
@@ -526,9 +525,39 @@ impl Client {
                 link.phase = ClientPhase::Authenticated;
                 self.after_auth(now, conn);
             }
-            (ClientPhase::AwaitNexus, Frame::NexusCreated { nexus, fore, back })
-                if self.state == NexusState::Creating(conn) =>
+            (ClientPhase::AwaitNexus, Frame::NexusCreated { status, reason, .. })
+                if !status.is_ok() =>
             {
+                // Refused (a held create whose old nexus was reinstated, an identity
+                // mismatch): try again later on a new connection.
+                self.link_gone(
+                    now,
+                    conn,
+                    CloseReason::Refused(format!("{status}: {reason}")),
+                    Some(GoAwayCode::NORMAL),
+                );
+            }
+            (ClientPhase::AwaitNexus, Frame::BindAck { status, reason, .. }) if !status.is_ok() => {
+                self.link_gone(
+                    now,
+                    conn,
+                    CloseReason::Refused(format!("{status}: {reason}")),
+                    Some(GoAwayCode::NORMAL),
+                );
+                if self.state == NexusState::Active
+                    && matches!(status, Status::UNKNOWN_NEXUS | Status::IDENTITY_MISMATCH)
+                {
+                    // The server no longer knows the nexus: its state (and the reply
+                    // cache) is gone, so outstanding requests cannot be retried safely.
+                    self.lose_nexus();
+                }
+            }
+            (
+                ClientPhase::AwaitNexus,
+                Frame::NexusCreated {
+                    nexus, fore, back, ..
+                },
+            ) if self.state == NexusState::Creating(conn) => {
                 // The server may only shrink what was proposed.
                 if fore != self.config.fore.negotiate(&fore)
                     || back != self.config.back.negotiate(&back)
@@ -553,7 +582,7 @@ impl Client {
                     self.after_auth(now, c);
                 }
             }
-            (ClientPhase::AwaitNexus, Frame::BindAck { nexus }) if nexus == self.core.id => {
+            (ClientPhase::AwaitNexus, Frame::BindAck { nexus, .. }) if nexus == self.core.id => {
                 self.bind_link(now, conn);
             }
             (ClientPhase::Bound, Frame::DestroyAck { nexus })
@@ -578,7 +607,7 @@ impl Client {
         let max_payload = self.core.max_payload();
         if let Some(link) = self.links.get_mut(&conn) {
             link.phase = ClientPhase::Bound;
-            link.max_payload = max_payload;
+            link.bound(max_payload);
         }
         self.core.members.push(conn);
         self.connection_ready();
@@ -602,17 +631,25 @@ impl Client {
                 link.send(&Frame::NexusCreate {
                     fore: self.config.fore,
                     back: self.config.back,
+                    identity: self.config.identity.clone(),
                 });
                 link.phase = ClientPhase::AwaitNexus;
                 self.state = NexusState::Creating(conn);
             }
             NexusState::Creating(_) => link.phase = ClientPhase::Authenticated,
             NexusState::Active => {
-                link.send(&Frame::Bind { nexus, recover });
+                if recover {
+                    link.send(&Frame::Recover {
+                        nexus,
+                        identity: self.config.identity.clone(),
+                    });
+                } else {
+                    link.send(&Frame::Bind { nexus });
+                }
                 link.phase = ClientPhase::AwaitNexus;
             }
             NexusState::Destroying | NexusState::Lost | NexusState::Destroyed => {
-                link.close(CloseReason::Local, Some(go_away::NORMAL));
+                link.close(CloseReason::Local, Some(GoAwayCode::NORMAL));
                 self.events.push_back(Event::ConnectionClosed {
                     conn,
                     reason: CloseReason::Local,

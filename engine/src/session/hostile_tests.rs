@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
+use super::auth::Mechanism;
 use super::config::ChannelAttributes;
-use super::frame::{self, Frame, VERSION};
+use super::frame::{self, Frame, Status};
 use super::types::{Channel, ExchangeId, NexusId, RequestId};
 use super::{
     CallOptions, Client, ClientConfig, ClientCredentials, ConnId, Event, Reply, Server,
@@ -46,26 +47,34 @@ fn random_frame(rng: &mut Rng, nexus: NexusId) -> Frame {
     let some_nexus = if rng.below(2) == 0 {
         nexus
     } else {
-        NexusId(rng.next())
+        NexusId(u128::from(rng.next()))
     };
     match rng.below(16) {
         0 => Frame::Hello {
-            version: VERSION,
-            mechanism: rng.below(3) as u8,
             digest: true,
             compress: rng.below(2) == 0,
             nonce: [3; 16],
-            identity: "mallory".into(),
         },
-        1 => Frame::Auth { proof: body },
+        1 => Frame::Auth {
+            mechanism: Mechanism::HmacSha256,
+            identity: "honest".into(),
+            proof: Bytes::from(vec![1; 32]),
+        },
         2 => Frame::NexusCreate {
             fore: attrs,
             back: attrs,
+            identity: "honest".into(),
         },
-        3 => Frame::Bind {
-            nexus: some_nexus,
-            recover: true,
-        },
+        3 => {
+            if rng.below(2) == 0 {
+                Frame::Bind { nexus: some_nexus }
+            } else {
+                Frame::Recover {
+                    nexus: some_nexus,
+                    identity: "honest".into(),
+                }
+            }
+        }
         4 => Frame::Destroy { nexus: some_nexus },
         5..=7 => Frame::Request {
             channel,
@@ -103,12 +112,14 @@ fn random_frame(rng: &mut Rng, nexus: NexusId) -> Frame {
         12 => Frame::Ping { token: 1 },
         13 => Frame::Pong { token: 9 },
         14 => Frame::NexusCreated {
+            status: Status::OK,
             nexus: some_nexus,
             fore: attrs,
             back: attrs,
+            reason: String::new(),
         },
         _ => Frame::GoAway {
-            code: 7,
+            code: super::link::GoAwayCode(77),
             reason: "x".into(),
         },
     }
@@ -177,18 +188,17 @@ fn hostile_frames_never_panic_and_never_touch_another_nexus() {
         let mut bytes = BytesMut::new();
         frame::encode(
             &Frame::Hello {
-                version: VERSION,
-                mechanism: 0,
                 digest: rng.below(2) == 0,
                 compress: true,
                 nonce: [4; 16],
-                identity: format!("mallory-{round}"),
             },
             true,
             &mut bytes,
         );
         frame::encode(
             &Frame::Auth {
+                mechanism: Mechanism::Anonymous,
+                identity: format!("mallory-{round}"),
                 proof: Bytes::new(),
             },
             true,
@@ -201,6 +211,7 @@ fn hostile_frames_never_panic_and_never_touch_another_nexus() {
                     ..ChannelAttributes::default()
                 },
                 back: ChannelAttributes::default(),
+                identity: format!("mallory-{round}"),
             },
             true,
             &mut bytes,

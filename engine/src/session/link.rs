@@ -7,20 +7,23 @@ use bytes::BytesMut;
 
 use super::config::Timers;
 use super::error::{CloseReason, ProtocolError};
-use super::frame::{self, Frame};
+use super::frame::{Codec, Frame};
 use super::stats::ConnectionStats;
 use super::types::ConnId;
 
-/// GoAway codes.
-pub(crate) mod go_away {
-    /// The connection is closed on purpose (nexus destroyed, surplus connection).
-    pub(crate) const NORMAL: u16 = 0;
-    /// The sender saw a protocol violation or corrupt bytes.
-    pub(crate) const PROTOCOL: u16 = 1;
-    /// Authentication failed or the mechanism is not offered.
-    pub(crate) const AUTH: u16 = 2;
-    /// The nexus operation was refused (unknown nexus, identity mismatch).
-    pub(crate) const REFUSED: u16 = 3;
+/// GoAway codes (the wire's).
+pub(crate) use hawser_wire::dsp::GoAwayCode;
+
+/// The GoAway code for closing a connection after `e`.
+pub(crate) fn go_away_code(e: &ProtocolError) -> GoAwayCode {
+    match e {
+        ProtocolError::Frame(e) => GoAwayCode::from(*e),
+        ProtocolError::Version => GoAwayCode::VERSION_MISMATCH,
+        ProtocolError::AuthFailed | ProtocolError::AuthMechanism => GoAwayCode::AUTH_FAILED,
+        ProtocolError::Dead => GoAwayCode::IDLE_TIMEOUT,
+        ProtocolError::TooLarge => GoAwayCode::TOO_LARGE,
+        _ => GoAwayCode::PROTOCOL_ERROR,
+    }
 }
 
 /// A connection, in handshake phase `P`.
@@ -28,13 +31,10 @@ pub(crate) mod go_away {
 pub(crate) struct Link<P> {
     pub(crate) id: ConnId,
     pub(crate) phase: P,
-    /// Whether frames this side sends carry a payload digest.
-    pub(crate) digest: bool,
-    /// Whether request and response payloads may be lz4-compressed (negotiated).
-    pub(crate) compress: bool,
-    compress_scratch: Vec<u8>,
-    /// The largest payload accepted from the peer (checked from each header).
-    pub(crate) max_payload: u32,
+    codec: Codec,
+    /// Digest and compression agreed in the hello exchange; applied once the connection
+    /// joins a nexus (handshake frames are always digested).
+    agreed: (bool, bool),
     /// Request bytes sent on this connection and not yet answered: the trunking load.
     pub(crate) outstanding_bytes: u64,
     pub(crate) stats: ConnectionStats,
@@ -57,10 +57,8 @@ impl<P> Link<P> {
             phase,
             // Handshake frames are always digested: a corrupted identity or nexus id must
             // be caught, not acted upon. The negotiated setting applies after the hello.
-            digest: true,
-            compress: false,
-            compress_scratch: Vec::new(),
-            max_payload: frame::HANDSHAKE_MAX_PAYLOAD,
+            codec: Codec::default(),
+            agreed: (true, false),
             outstanding_bytes: 0,
             stats: ConnectionStats::default(),
             closing: None,
@@ -73,6 +71,17 @@ impl<P> Link<P> {
             next_token: 1,
             timers,
         }
+    }
+
+    /// Records what the hello exchange agreed.
+    pub(crate) fn agree(&mut self, digest: bool, compress: bool) {
+        self.agreed = (digest, compress);
+    }
+
+    /// The connection joined a nexus: negotiated options and payload limit apply.
+    pub(crate) fn bound(&mut self, max_payload: u32) {
+        self.codec.set_options(self.agreed.0, self.agreed.1);
+        self.codec.set_max_payload(max_payload);
     }
 
     pub(crate) fn is_open(&self) -> bool {
@@ -89,8 +98,7 @@ impl<P> Link<P> {
         if self.closing.is_some() {
             return;
         }
-        let scratch = self.compress.then_some(&mut self.compress_scratch);
-        frame::encode_with(f, self.digest, scratch, &mut self.tx);
+        self.codec.encode(f, &mut self.tx);
         self.stats.frames_out += 1;
     }
 
@@ -114,7 +122,7 @@ impl<P> Link<P> {
         if self.closing.is_some() {
             return Ok(None);
         }
-        let f = frame::decode(&mut self.rx, self.max_payload)?;
+        let f = self.codec.decode(&mut self.rx)?;
         if f.is_some() {
             self.stats.frames_in += 1;
         }
@@ -160,7 +168,7 @@ impl<P> Link<P> {
     }
 
     /// Closes the connection, sending a GoAway first when `code` is given.
-    pub(crate) fn close(&mut self, reason: CloseReason, code: Option<u16>) {
+    pub(crate) fn close(&mut self, reason: CloseReason, code: Option<GoAwayCode>) {
         if self.closing.is_some() {
             return;
         }

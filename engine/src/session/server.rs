@@ -16,8 +16,9 @@ use super::client::CallOptions;
 use super::config::{ChannelAttributes, ServerConfig};
 use super::error::{CallError, CloseReason, ProtocolError};
 use super::event::{Event, IncomingRequest, Reply};
-use super::frame::{Frame, VERSION};
-use super::link::{Link, go_away};
+use super::frame::Frame;
+use super::frame::Status;
+use super::link::{GoAwayCode, Link, go_away_code};
 use super::nexus::{Footprint, NexusCore};
 use super::stats::{ConnectionStats, NexusStats};
 use super::throttle::TokenBucket;
@@ -28,9 +29,8 @@ enum ServerPhase {
     AwaitHello {
         nonce: [u8; NONCE_LEN],
     },
-    AwaitProof {
-        identity: String,
-        mechanism: Mechanism,
+    /// Hello exchanged; the client's Auth is next.
+    AwaitAuth {
         client_nonce: [u8; NONCE_LEN],
         server_nonce: [u8; NONCE_LEN],
     },
@@ -283,14 +283,17 @@ impl Server {
     }
 
     fn fail_link(&mut self, now: Instant, conn: ConnId, e: ProtocolError) {
-        let code = match e {
-            ProtocolError::AuthFailed | ProtocolError::AuthMechanism => go_away::AUTH,
-            _ => go_away::PROTOCOL,
-        };
+        let code = go_away_code(&e);
         self.link_gone(now, conn, CloseReason::Protocol(e), Some(code));
     }
 
-    fn link_gone(&mut self, now: Instant, conn: ConnId, reason: CloseReason, code: Option<u16>) {
+    fn link_gone(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        reason: CloseReason,
+        code: Option<GoAwayCode>,
+    ) {
         let Some(link) = self.links.get_mut(&conn) else {
             return;
         };
@@ -313,7 +316,8 @@ impl Server {
 
     fn next_nexus_id(&mut self) -> NexusId {
         loop {
-            let id = splitmix(&mut self.id_state);
+            let id = u128::from(splitmix(&mut self.id_state)) << 64
+                | u128::from(splitmix(&mut self.id_state));
             if id != 0 && !self.nexuses.contains_key(&NexusId(id)) {
                 return NexusId(id);
             }
@@ -344,9 +348,11 @@ impl Server {
         self.by_identity.insert(identity.clone(), id);
         if let Some(link) = self.links.get_mut(&conn) {
             link.send(&Frame::NexusCreated {
+                status: Status::OK,
                 nexus: id,
                 fore,
                 back,
+                reason: String::new(),
             });
         }
         self.events.push_back(Event::NexusEstablished { nexus: id });
@@ -360,7 +366,7 @@ impl Server {
         let max_payload = n.core.max_payload();
         if let Some(link) = self.links.get_mut(&conn) {
             link.phase = ServerPhase::Bound { nexus };
-            link.max_payload = max_payload;
+            link.bound(max_payload);
         }
         n.core.members.push(conn);
         n.orphaned_since = None;
@@ -396,7 +402,7 @@ impl Server {
             if let Some(link) = self.links.get_mut(&conn)
                 && link.is_open()
             {
-                link.close(CloseReason::Local, Some(go_away::NORMAL));
+                link.close(CloseReason::Local, Some(GoAwayCode::NEXUS_DESTROYED));
                 self.events.push_back(Event::ConnectionClosed {
                     conn,
                     reason: CloseReason::Local,
@@ -422,6 +428,92 @@ impl Server {
         }
     }
 
+    /// Sends a refusal answer, then closes the connection.
+    fn refuse(&mut self, now: Instant, conn: ConnId, answer: Frame) {
+        let reason = match &answer {
+            Frame::NexusCreated { status, reason, .. } | Frame::BindAck { status, reason, .. } => {
+                format!("{status}: {reason}")
+            }
+            other => other.name().to_owned(),
+        };
+        if let Some(link) = self.links.get_mut(&conn) {
+            link.send(&answer);
+        }
+        self.link_gone(
+            now,
+            conn,
+            CloseReason::Refused(reason),
+            Some(GoAwayCode::NORMAL),
+        );
+    }
+
+    /// Joins `conn` to `nexus` if `identity` owns it (a recover reinstates it, refusing
+    /// creates held for the identity); refuses otherwise.
+    fn bind_or_refuse(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        nexus: NexusId,
+        identity: String,
+        recovered: bool,
+    ) {
+        let status = match self.nexuses.get(&nexus) {
+            None => Status::UNKNOWN_NEXUS,
+            Some(n) if n.identity != identity => Status::IDENTITY_MISMATCH,
+            Some(_) => Status::OK,
+        };
+        if !status.is_ok() {
+            self.refuse(
+                now,
+                conn,
+                Frame::BindAck {
+                    status,
+                    nexus,
+                    recovered,
+                    reason: format!("{nexus}"),
+                },
+            );
+            return;
+        }
+        if let Some(link) = self.links.get_mut(&conn) {
+            link.send(&Frame::BindAck {
+                status: Status::OK,
+                nexus,
+                recovered,
+                reason: String::new(),
+            });
+        }
+        self.bind(now, conn, nexus);
+        // The nexus is reinstated: creates held for this identity are refused.
+        let mut held: Vec<(ConnId, ChannelAttributes, ChannelAttributes)> = self
+            .links
+            .values()
+            .filter(|l| l.is_open())
+            .filter_map(|l| match &l.phase {
+                ServerPhase::Held {
+                    identity: i,
+                    fore,
+                    back,
+                } if *i == identity => Some((l.id, *fore, *back)),
+                _ => None,
+            })
+            .collect();
+        held.sort_unstable_by_key(|(c, ..)| *c);
+        for (c, fore, back) in held {
+            self.refuse(
+                now,
+                c,
+                Frame::NexusCreated {
+                    status: Status::REFUSED,
+                    nexus: NexusId(0),
+                    fore,
+                    back,
+                    reason: format!("{nexus} of this identity was reinstated"),
+                },
+            );
+        }
+    }
+
     fn handle_frame(
         &mut self,
         now: Instant,
@@ -435,72 +527,61 @@ impl Server {
             return Ok(());
         }
         if let Frame::GoAway { code, reason } = frame {
-            self.link_gone(now, conn, CloseReason::PeerGoAway { code, reason }, None);
+            self.link_gone(
+                now,
+                conn,
+                CloseReason::PeerGoAway {
+                    code: code.0,
+                    reason,
+                },
+                None,
+            );
             return Ok(());
         }
         match (&link.phase, frame) {
             (
                 ServerPhase::AwaitHello { nonce },
                 Frame::Hello {
-                    version,
-                    mechanism,
                     digest,
                     compress,
                     nonce: client_nonce,
-                    identity,
                 },
             ) => {
-                if version != VERSION {
-                    return Err(ProtocolError::Version);
-                }
-                let mechanism =
-                    Mechanism::from_code(mechanism).ok_or(ProtocolError::AuthMechanism)?;
-                let offered = match mechanism {
-                    Mechanism::Anonymous => self.config.credentials.allow_anonymous,
-                    Mechanism::HmacSha256 => {
-                        self.config.credentials.secrets.contains_key(&identity)
-                    }
-                };
-                if !offered {
-                    return Err(ProtocolError::AuthMechanism);
-                }
+                // The answer is what was agreed: digest as asked, lz4 if both want it.
                 let server_nonce = *nonce;
                 let compress = compress && self.config.compress;
-                link.send(&Frame::HelloAck {
-                    version: VERSION,
+                link.send(&Frame::Hello {
                     digest,
                     compress,
                     nonce: server_nonce,
                 });
-                link.digest = digest;
-                link.compress = compress;
-                link.phase = ServerPhase::AwaitProof {
-                    identity,
-                    mechanism,
+                link.agree(digest, compress);
+                link.phase = ServerPhase::AwaitAuth {
                     client_nonce,
                     server_nonce,
                 };
             }
             (
-                ServerPhase::AwaitProof {
-                    identity,
-                    mechanism,
+                ServerPhase::AwaitAuth {
                     client_nonce,
                     server_nonce,
                 },
-                Frame::Auth { proof },
+                Frame::Auth {
+                    mechanism,
+                    identity,
+                    proof,
+                },
             ) => {
-                let (identity, mechanism, client_nonce, server_nonce) =
-                    (identity.clone(), *mechanism, *client_nonce, *server_nonce);
+                let (client_nonce, server_nonce) = (*client_nonce, *server_nonce);
                 let answer = match mechanism {
-                    Mechanism::Anonymous => Bytes::new(),
+                    Mechanism::Anonymous if self.config.credentials.allow_anonymous => Bytes::new(),
                     Mechanism::HmacSha256 => {
                         let secret = self
                             .config
                             .credentials
                             .secrets
                             .get(&identity)
-                            .ok_or(ProtocolError::AuthFailed)?;
+                            .ok_or(ProtocolError::AuthMechanism)?;
                         if !auth::verify_client_proof(
                             secret,
                             &server_nonce,
@@ -517,13 +598,38 @@ impl Server {
                             &identity,
                         ))
                     }
+                    _ => return Err(ProtocolError::AuthMechanism),
                 };
-                link.send(&Frame::Auth { proof: answer });
+                link.send(&Frame::AuthResult {
+                    status: Status::OK,
+                    proof: answer,
+                });
                 link.handshake_complete();
                 link.phase = ServerPhase::Authenticated { identity };
             }
-            (ServerPhase::Authenticated { identity }, Frame::NexusCreate { fore, back }) => {
+            (
+                ServerPhase::Authenticated { identity },
+                Frame::NexusCreate {
+                    fore,
+                    back,
+                    identity: claimed,
+                },
+            ) => {
                 let identity = identity.clone();
+                if claimed != identity {
+                    self.refuse(
+                        now,
+                        conn,
+                        Frame::NexusCreated {
+                            status: Status::IDENTITY_MISMATCH,
+                            nexus: NexusId(0),
+                            fore,
+                            back,
+                            reason: "identity differs from the authenticated one".into(),
+                        },
+                    );
+                    return Ok(());
+                }
                 match self.by_identity.get(&identity).copied() {
                     Some(old) if self.nexuses.get(&old).is_some_and(|n| n.core.is_pristine()) => {
                         // Nothing ever ran on the old nexus, so there is no remote activity
@@ -544,52 +650,25 @@ impl Server {
                         }
                     }
                     Some(_) => {
-                        link.phase = ServerPhase::Held {
-                            identity,
-                            fore,
-                            back,
-                        };
+                        if let Some(link) = self.links.get_mut(&conn) {
+                            link.phase = ServerPhase::Held {
+                                identity,
+                                fore,
+                                back,
+                            };
+                        }
                     }
                     None => self.create_nexus(now, conn, identity, fore, back),
                 }
             }
-            (ServerPhase::Authenticated { identity }, Frame::Bind { nexus, .. }) => {
+            (ServerPhase::Authenticated { identity }, Frame::Bind { nexus }) => {
                 let identity = identity.clone();
-                let known = self
-                    .nexuses
-                    .get(&nexus)
-                    .is_some_and(|n| n.identity == identity);
-                if !known {
-                    self.link_gone(
-                        now,
-                        conn,
-                        CloseReason::Refused(format!("unknown {nexus}")),
-                        Some(go_away::REFUSED),
-                    );
-                    return Ok(());
-                }
-                if let Some(link) = self.links.get_mut(&conn) {
-                    link.send(&Frame::BindAck { nexus });
-                }
-                self.bind(now, conn, nexus);
-                // The nexus is reinstated: creates held for this identity are refused.
-                let held: Vec<ConnId> = self
-                    .links
-                    .values()
-                    .filter(|l| {
-                        l.is_open()
-                            && matches!(&l.phase, ServerPhase::Held { identity: i, .. } if *i == identity)
-                    })
-                    .map(|l| l.id)
-                    .collect();
-                for c in held {
-                    self.link_gone(
-                        now,
-                        c,
-                        CloseReason::Refused(format!("{nexus} of this identity was reinstated")),
-                        Some(go_away::REFUSED),
-                    );
-                }
+                self.bind_or_refuse(now, conn, nexus, identity, false);
+            }
+            // A Recover's identity field is informative: the authenticated identity rules.
+            (ServerPhase::Authenticated { identity }, Frame::Recover { nexus, .. }) => {
+                let identity = identity.clone();
+                self.bind_or_refuse(now, conn, nexus, identity, true);
             }
             (ServerPhase::Bound { nexus }, Frame::Destroy { nexus: target })
                 if *nexus == target =>

@@ -2,14 +2,14 @@
 
 use std::fmt;
 
-/// A nexus (session) id: chosen by the server at creation, independent of connections,
-/// so a nexus outlives every connection that carried it.
+/// A nexus (session) id: 128 bits chosen by the server at creation, independent of
+/// connections, so a nexus outlives every connection that carried it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NexusId(pub u64);
+pub struct NexusId(pub u128);
 
 impl fmt::Display for NexusId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "nexus-{:016x}", self.0)
+        write!(f, "nexus-{:032x}", self.0)
     }
 }
 
