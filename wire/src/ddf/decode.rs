@@ -78,14 +78,14 @@ impl Decoder<'_> {
         }
         let mut open: Vec<Open> = Vec::new();
         let root = loop {
-            if let Some(parent) = open.last() {
-                if self.pos == self.text.len() {
-                    let kind = DdfErrorKind::MissingChildren {
-                        announced: parent.announced,
-                        found: parent.children.len() as u32,
-                    };
-                    return Err(self.error(self.pos, kind));
-                }
+            if let Some(parent) = open.last()
+                && self.pos == self.text.len()
+            {
+                let kind = DdfErrorKind::MissingChildren {
+                    announced: parent.announced,
+                    found: parent.children.len() as u32,
+                };
+                return Err(self.error(self.pos, kind));
             }
             if open.len() >= MAX_DEPTH {
                 return Err(self.error(self.pos, DdfErrorKind::TooDeep));

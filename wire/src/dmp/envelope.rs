@@ -70,6 +70,10 @@ impl Envelope<'_> {
 }
 
 /// A message on a direct connection: an envelope or a null message (heartbeat).
+#[allow(
+    clippy::large_enum_variant,
+    reason = "decoded one at a time on the stack; boxing would allocate per message"
+)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Message<'a> {
     /// Four zero octets; peers ignore it.

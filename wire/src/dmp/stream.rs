@@ -18,6 +18,10 @@ pub enum Direction {
 }
 
 /// One decoded unit of a direct connection.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "decoded one at a time on the stack; boxing would allocate per message"
+)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Item<'a> {
     /// The client's protocol header.
