@@ -1,12 +1,10 @@
 //! Remote exceptions: a handler's error as it travels back to the initiator.
 //!
-//! The wire form is the DDF `exception` structure (type, message, nested cause), encoded
-//! by `hawser_wire::ddf` once that codec lands; until then [`RemoteException::encode`]
-//! uses a length-prefixed chain with the same three fields so the session layer and its
-//! simulator can run end to end.
+//! On the wire, a ResponseError's payload is the DDF `exception` structure (type, message,
+//! nested cause) in DDF text, encoded and decoded by `hawser_wire::ddf`.
 
-use bytes::{BufMut, Bytes, BytesMut};
-use hawser_wire::reader::Reader;
+use bytes::Bytes;
+use hawser_wire::ddf;
 
 /// Exception type names the session layer itself uses; any other type is an application
 /// exception.
@@ -29,10 +27,8 @@ pub struct RemoteException {
     pub cause: Option<Box<RemoteException>>,
 }
 
-/// Bounds the cause chain so a hostile peer cannot make decoding recurse deeply.
+/// Bounds the cause chain kept from a peer (the DDF decoder bounds nesting as well).
 const MAX_CAUSE_DEPTH: usize = 32;
-/// Messages longer than this are truncated when encoded.
-const MAX_MESSAGE_LEN: usize = 1 << 20;
 
 impl RemoteException {
     /// An exception without a cause.
@@ -55,52 +51,48 @@ impl RemoteException {
         std::iter::successors(Some(self), |e| e.cause.as_deref())
     }
 
-    /// Encodes the exception and its cause chain.
+    /// Encodes the exception and its cause chain as DDF text.
     pub fn encode(&self) -> Bytes {
-        let mut out = BytesMut::new();
-        for e in self.chain().take(MAX_CAUSE_DEPTH) {
-            put_field(&mut out, &e.type_name, usize::from(u16::MAX));
-            put_field(&mut out, &e.message, MAX_MESSAGE_LEN);
-        }
-        out.freeze()
+        Bytes::from(to_ddf(self).to_node().to_text())
     }
 
-    /// Decodes an exception chain; `None` if the bytes are not one.
+    /// Decodes DDF text holding an `exception` structure; `None` if it is not one.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        let mut r = Reader::new(bytes);
-        let mut links = Vec::new();
-        while !r.is_empty() {
-            if links.len() == MAX_CAUSE_DEPTH {
-                return None;
-            }
-            let type_name = std::str::from_utf8(r.u16_bytes()?).ok()?.to_owned();
-            let message = std::str::from_utf8(r.u32_bytes()?).ok()?.to_owned();
-            links.push(RemoteException::new(type_name, message));
-        }
-        let mut iter = links.into_iter().rev();
-        let mut root = iter.next()?;
-        for mut outer in iter {
-            outer.cause = Some(Box::new(root));
-            root = outer;
-        }
-        Some(root)
+        let node = ddf::decode(bytes).ok()?;
+        let e = ddf::RemoteException::from_node(&node).ok()?;
+        Some(from_ddf(&e))
     }
 }
 
-/// Type names travel with a `u16` length, messages with a `u32` length; a type name
-/// longer than 64 KiB is truncated (on a character boundary) so encoding cannot fail.
-fn put_field(out: &mut BytesMut, s: &str, max: usize) {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
+fn to_ddf(e: &RemoteException) -> ddf::RemoteException {
+    // Built innermost first so a long chain does not recurse.
+    let links: Vec<&RemoteException> = e.chain().take(MAX_CAUSE_DEPTH).collect();
+    let mut out: Option<ddf::RemoteException> = None;
+    for link in links.into_iter().rev() {
+        let mut d = ddf::RemoteException::new(link.type_name.clone());
+        if !link.message.is_empty() {
+            d = d.with_message(link.message.clone());
+        }
+        if let Some(cause) = out.take() {
+            d = d.with_cause(cause);
+        }
+        out = Some(d);
     }
-    let bytes = &s.as_bytes()[..end];
-    if max == usize::from(u16::MAX) {
-        out.put_u16(u16::try_from(bytes.len()).unwrap_or(u16::MAX));
-    } else {
-        out.put_u32(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
+    out.unwrap_or_else(|| ddf::RemoteException::new(e.type_name.clone()))
+}
+
+fn from_ddf(e: &ddf::RemoteException) -> RemoteException {
+    let links: Vec<&ddf::RemoteException> = e.chain().take(MAX_CAUSE_DEPTH).collect();
+    let mut out: Option<RemoteException> = None;
+    for link in links.into_iter().rev() {
+        let mut r = RemoteException::new(
+            link.type_name.clone(),
+            link.message.clone().unwrap_or_default(),
+        );
+        r.cause = out.take().map(Box::new);
+        out = Some(r);
     }
-    out.put_slice(bytes);
+    out.unwrap_or_else(|| RemoteException::new(e.type_name.clone(), String::new()))
 }
 
 impl std::fmt::Display for RemoteException {
@@ -120,10 +112,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cause_chain_round_trips() {
+    fn cause_chain_round_trips_as_ddf_text() {
         let e = RemoteException::new("replica.NoSpace", "disk full")
             .with_cause(RemoteException::new("java.io.IOException", "ENOSPC"));
-        let back = RemoteException::decode(&e.encode()).unwrap();
+        let text = e.encode();
+        assert_eq!(
+            std::str::from_utf8(&text).unwrap(),
+            "exception 4 3\ntype 1 replica.NoSpace\nmessage 1 disk%20full\n\
+             exception 4 2\ntype 1 java.io.IOException\nmessage 1 ENOSPC\n"
+        );
+        let back = RemoteException::decode(&text).unwrap();
         assert_eq!(back, e);
         assert_eq!(back.chain().count(), 2);
         assert_eq!(RemoteException::decode(&[0, 9, b'x']), None);
