@@ -708,6 +708,8 @@ impl Core {
             r.remote = Vec::with_capacity(count * core.settings.shard_count);
         });
         core.arm_doorbell();
+        // Counters are readable (pool sizes included) as soon as `Shards::start` returns.
+        core.publish_stats();
         Ok(core)
     }
 
@@ -1731,17 +1733,8 @@ impl Core {
             self.wait();
             self.reap();
         }
-        // Connections the kernel never released within the grace period are closed here;
-        // dropping the ring cancels whatever is still in flight.
-        for conn in self.conns.iter_mut().filter_map(Option::take) {
-            sys::close(conn.fd);
-        }
-        for l in self.listeners.iter_mut().filter_map(Option::take) {
-            sys::close(l.fd);
-        }
-        for u in self.udp.iter_mut().filter_map(Option::take) {
-            sys::close(u.fd);
-        }
+        // Whatever the kernel did not release within the grace period is closed when the
+        // core is dropped (see `Drop`), after which the ring goes first.
         self.publish_stats();
         RETURNS.with(|r| r.borrow_mut().shard = usize::MAX);
     }
@@ -1785,12 +1778,21 @@ fn build_send(fd: RawFd, tx: &mut TxState, zc_threshold: Option<usize>) -> (sque
 
 impl Drop for Core {
     fn drop(&mut self) {
-        // Leave no open descriptors behind even if `run` was never called.
-        for conn in self.conns.iter_mut().filter_map(Option::take) {
+        // Leave no open descriptors behind (the grace period ran out, or `run` never ran).
+        // Only the descriptors are closed here: the connection state (msghdrs, iovecs,
+        // queued buffers) that in-flight operations may still point to is freed after this
+        // body, when the fields drop — the ring, declared first, goes first. Before that, a
+        // synchronous cancel of everything waits until the kernel has let go of it all.
+        let timeout = types::Timespec::new().sec(1);
+        let _ = self.ring.submitter().register_sync_cancel(Some(timeout), types::CancelBuilder::any());
+        for conn in self.conns.iter().flatten() {
             sys::close(conn.fd);
         }
-        for l in self.listeners.iter_mut().filter_map(Option::take) {
+        for l in self.listeners.iter().flatten() {
             sys::close(l.fd);
+        }
+        for u in self.udp.iter().flatten() {
+            sys::close(u.fd);
         }
     }
 }
