@@ -1784,7 +1784,10 @@ impl Drop for Core {
         // body, when the fields drop — the ring, declared first, goes first. Before that, a
         // synchronous cancel of everything waits until the kernel has let go of it all.
         let timeout = types::Timespec::new().sec(1);
-        let _ = self.ring.submitter().register_sync_cancel(Some(timeout), types::CancelBuilder::any());
+        let _ = self
+            .ring
+            .submitter()
+            .register_sync_cancel(Some(timeout), types::CancelBuilder::any());
         for conn in self.conns.iter().flatten() {
             sys::close(conn.fd);
         }

@@ -7,7 +7,37 @@ use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use hawser_shards::{Echo, Shards, ShardsConfig};
+use std::time::Instant;
+
+use hawser_shards::{Echo, Protocol, Received, Shards, ShardsConfig, Transmit};
+
+/// Echo with a heartbeat deadline pushed back on every input, as a session protocol does.
+struct HeartbeatEcho {
+    echo: Echo,
+    deadline: Option<Instant>,
+}
+
+impl Protocol for HeartbeatEcho {
+    fn handle_input(&mut self, now: Instant, input: Received<'_>) {
+        self.deadline = Some(now + Duration::from_secs(5));
+        self.echo.handle_input(now, input);
+    }
+    fn handle_eof(&mut self, now: Instant) {
+        self.echo.handle_eof(now);
+    }
+    fn poll_transmit(&mut self, now: Instant, out: &mut Transmit) {
+        self.echo.poll_transmit(now, out);
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline
+    }
+    fn handle_timeout(&mut self, _now: Instant) {
+        self.deadline = None;
+    }
+    fn wants_close(&self) -> bool {
+        self.echo.wants_close()
+    }
+}
 
 struct Counting;
 
@@ -53,7 +83,7 @@ fn ping_pong(s: &mut std::net::TcpStream, rounds: usize, size: usize) {
 }
 
 #[test]
-fn steady_state_echo_does_not_allocate_per_operation() {
+fn steady_state_echo_with_moving_deadlines_does_not_allocate_per_operation() {
     let shards = Shards::start(ShardsConfig {
         shards: 2,
         buffers: 64,
@@ -62,7 +92,10 @@ fn steady_state_echo_does_not_allocate_per_operation() {
     })
     .unwrap();
     let addr = shards
-        .listen_tcp("127.0.0.1:0".parse().unwrap(), |_| Echo::new())
+        .listen_tcp("127.0.0.1:0".parse().unwrap(), |_| HeartbeatEcho {
+            echo: Echo::new(),
+            deadline: None,
+        })
         .unwrap();
     let mut clients: Vec<_> = (0..4)
         .map(|_| std::net::TcpStream::connect(addr).unwrap())
@@ -92,5 +125,33 @@ fn steady_state_echo_does_not_allocate_per_operation() {
         "{allocs} allocations on shard threads over {recvs} receives"
     );
     drop(clients);
+
+    // Bulk between shards: a shared body sent zero-copy, counted by a sink.
+    let sink = shards
+        .listen_tcp("127.0.0.1:0".parse().unwrap(), |_| {
+            hawser_shards::BulkSink::new(false, None)
+        })
+        .unwrap();
+    let body = bytes::Bytes::from(vec![0xa5u8; 1 << 20]);
+    for shard in 0..2 {
+        shards
+            .connect_tcp(
+                shard,
+                sink,
+                hawser_shards::BulkSource::new(body.clone(), 1 << 40),
+            )
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let start = SHARD_ALLOCS.load(Ordering::Relaxed);
+    let bytes_before: u64 = (0..2).map(|i| shards.stats(i).bytes_in).sum();
+    std::thread::sleep(Duration::from_millis(300));
+    let allocs = SHARD_ALLOCS.load(Ordering::Relaxed) - start;
+    let moved: u64 = (0..2).map(|i| shards.stats(i).bytes_in).sum::<u64>() - bytes_before;
+    assert!(moved > 10 << 20, "bulk moved only {moved} bytes");
+    assert_eq!(
+        allocs, 0,
+        "{allocs} allocations on shard threads while moving {moved} bytes"
+    );
     shards.shutdown();
 }
