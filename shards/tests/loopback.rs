@@ -141,6 +141,29 @@ fn unix_stream_echo() {
     s.read_exact(&mut back).unwrap();
     assert_eq!(back, data);
     drop(s);
+    // Shard to shard over a Unix socket: a source on shard 0 into a sink on shard 1.
+    let sink_path = dir.with_extension("sink");
+    let _ = std::fs::remove_file(&sink_path);
+    let (tx, rx) = channel::unbounded::<SinkReport>();
+    shards
+        .listen_unix(1, &sink_path, move |_| {
+            BulkSink::new(true, Some(tx.clone()))
+        })
+        .unwrap();
+    let body = Bytes::from(pattern(8, 300_000));
+    shards
+        .connect_unix(0, &sink_path, BulkSource::new(body.clone(), 900_000))
+        .unwrap();
+    let report = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let expected = xxhash_rust::xxh3::xxh3_64(&[&body[..], &body[..], &body[..]].concat());
+    assert_eq!(
+        report,
+        SinkReport {
+            bytes: 900_000,
+            digest: Some(expected)
+        }
+    );
+    let _ = std::fs::remove_file(&sink_path);
     // The path is taken while the listener lives.
     assert!(matches!(
         shards.listen_unix(0, &dir, |_| Echo::new()),
