@@ -60,6 +60,8 @@ struct Pipe {
     server_open: bool,
     /// Bytes vanish and nobody is told.
     silent: bool,
+    /// One-way delay.
+    latency: Duration,
 }
 
 struct Net {
@@ -130,6 +132,7 @@ impl Net {
                                 client_open: true,
                                 server_open: true,
                                 silent: false,
+                                latency: LATENCY,
                             });
                         }
                         Event::WantConnection => self.clients[c].connect_failed(self.now),
@@ -190,9 +193,8 @@ impl Net {
             any = true;
             if !self.pipes[i].silent {
                 let b = self.buf.to_vec();
-                self.pipes[i]
-                    .to_server
-                    .push_back((self.now + LATENCY, Some(b)));
+                let at = self.now + self.pipes[i].latency;
+                self.pipes[i].to_server.push_back((at, Some(b)));
             }
         }
         self.buf.clear();
@@ -200,9 +202,8 @@ impl Net {
             any = true;
             if !self.pipes[i].silent {
                 let b = self.buf.to_vec();
-                self.pipes[i]
-                    .to_client
-                    .push_back((self.now + LATENCY, Some(b)));
+                let at = self.now + self.pipes[i].latency;
+                self.pipes[i].to_client.push_back((at, Some(b)));
             }
         }
         any
@@ -840,4 +841,40 @@ fn compression_is_negotiated_and_shrinks_compressible_payloads() {
     echo(&mut net);
     net.run_for(Duration::from_millis(3));
     assert_eq!(net.completions(c), vec![(id, Ok(body))]);
+}
+
+#[test]
+fn an_old_copy_overtaken_by_its_retry_does_not_steal_the_reply() {
+    // Found by the simulator (seeds 9238, 18263): the retry on a fast connection arrives
+    // first, then the original copy on a connection the client has already given up on;
+    // the reply must still reach the client.
+    let mut net = Net::new(server_config());
+    let c = net.add_client(client_config("pia", ClientCredentials::Anonymous, 2));
+    net.run_for(Duration::from_millis(20));
+    assert_eq!(net.clients[c].bound_connections().len(), 2);
+    net.pipes[0].latency = Duration::from_millis(50);
+    let slow = net.pipes[0].client_conn;
+    let id = net.clients[c]
+        .call(
+            net.now,
+            EX,
+            Bytes::from_static(b"twice sent"),
+            CallOptions::default(),
+        )
+        .unwrap();
+    net.run_for(Duration::from_millis(1));
+    // The client gives up on the slow connection; the server does not know yet, and the
+    // original copy is still on its way.
+    net.pipes[0].client_open = false;
+    net.clients[c].connection_lost(net.now, slow);
+    net.run_for(Duration::from_millis(60));
+    let reqs = net.take_server_requests();
+    assert_eq!(reqs.len(), 1, "executed once");
+    net.server
+        .respond(net.now, &reqs[0].0, Reply::Ok(Bytes::from_static(b"done")));
+    net.run_for(Duration::from_millis(10));
+    assert_eq!(
+        net.completions(c),
+        vec![(id, Ok(Bytes::from_static(b"done")))]
+    );
 }

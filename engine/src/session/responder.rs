@@ -37,8 +37,13 @@ enum SlotState {
     Executing {
         request: RequestId,
         exchange: ExchangeId,
-        /// Where the latest copy of the request arrived: the reply goes there first.
+        /// Where the first copy of the request arrived.
         reply_conn: ConnId,
+        /// Where later copies (retries, or an old copy overtaken by its retry) arrived.
+        /// The reply goes to every one still open: the initiator's current copy is among
+        /// them, or has not arrived yet and will get the replay. Empty (unallocated)
+        /// unless the request was retried.
+        more_conns: Vec<ConnId>,
         cancel: bool,
         /// Body of an ordered request waiting for its predecessors; `None` once delivered.
         held: Option<Bytes>,
@@ -165,6 +170,7 @@ impl Responder {
                 request,
                 exchange,
                 reply_conn: conn,
+                more_conns: Vec::new(),
                 cancel: false,
                 held: if deliver_now {
                     None
@@ -207,10 +213,13 @@ impl Responder {
                 SlotState::Executing {
                     request: running,
                     reply_conn,
+                    more_conns,
                     ..
                 } if *running == request => {
                     cx.stats.duplicates_ignored += 1;
-                    *reply_conn = conn;
+                    if *reply_conn != conn && !more_conns.contains(&conn) {
+                        more_conns.push(conn);
+                    }
                     return;
                 }
                 _ => {}
@@ -267,13 +276,16 @@ impl Responder {
         let Some(s) = self.slots.get_mut(handle.slot as usize) else {
             return false;
         };
-        let reply_conn = match &s.state {
+        let (reply_conn, more_conns) = match &mut s.state {
             SlotState::Executing {
                 request,
                 reply_conn,
+                more_conns,
                 held: None,
                 ..
-            } if *request == handle.request && s.last_seq == handle.seq => *reply_conn,
+            } if *request == handle.request && s.last_seq == handle.seq => {
+                (*reply_conn, std::mem::take(more_conns))
+            }
             _ => return false,
         };
         let (full, cached) = match reply {
@@ -306,16 +318,22 @@ impl Responder {
             reply: cached,
         };
         let f = reply_frame(self.channel, handle.slot, handle.seq, handle.request, &full);
-        // Answer where the latest copy arrived; if that connection is gone, any member
-        // will do; with none, the initiator's retry after rebinding gets the replay.
-        let target = if cx.members.contains(&reply_conn)
-            && cx.links.get(&reply_conn).is_some_and(Link::is_open)
+        // Answer on every open member connection that carried a copy; if none is left,
+        // on any member; with none at all, the initiator's retry gets the replay.
+        let mut sent = false;
+        for conn in std::iter::once(reply_conn).chain(more_conns) {
+            if cx.members.contains(&conn)
+                && let Some(link) = cx.links.get_mut(&conn)
+                && link.is_open()
+            {
+                link.send(&f);
+                sent = true;
+            }
+        }
+        if !sent
+            && let Some(link) =
+                least_loaded(cx.links, cx.members).and_then(|c| cx.links.get_mut(&c))
         {
-            Some(reply_conn)
-        } else {
-            least_loaded(cx.links, cx.members)
-        };
-        if let Some(link) = target.and_then(|c| cx.links.get_mut(&c)) {
             link.send(&f);
         }
         true
