@@ -630,3 +630,59 @@ fn a_body_lent_by_another_shard_is_sent_in_place_and_returns_home() {
     assert!(rest.is_empty());
     shards.shutdown();
 }
+
+/// Queues hundreds of interleaved copied headers and shared bodies at once: more pieces
+/// than one `sendmsg` gathers, so the send continues over several operations.
+struct Burst {
+    body: Bytes,
+    done: bool,
+}
+
+impl Protocol for Burst {
+    fn handle_input(&mut self, _now: Instant, _input: Received<'_>) {}
+    fn poll_transmit(&mut self, _now: Instant, out: &mut Transmit) {
+        if !self.done {
+            for i in 0..300u32 {
+                out.write(&i.to_be_bytes());
+                out.write_bytes(self.body.slice(i as usize % 7..));
+            }
+            self.done = true;
+        }
+    }
+    fn wants_close(&self) -> bool {
+        self.done
+    }
+}
+
+#[test]
+fn many_small_pieces_go_out_in_order_over_several_sends() {
+    let shards = Shards::start(config(1)).unwrap();
+    let body = Bytes::from(pattern(21, 3000));
+    let b = body.clone();
+    let addr = shards
+        .listen_tcp("127.0.0.1:0".parse().unwrap(), move |_| Burst {
+            body: b.clone(),
+            done: false,
+        })
+        .unwrap();
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    let mut expected = Vec::new();
+    for i in 0..300u32 {
+        expected.extend_from_slice(&i.to_be_bytes());
+        expected.extend_from_slice(&body[i as usize % 7..]);
+    }
+    assert!(
+        got == expected,
+        "stream differs ({} vs {} bytes)",
+        got.len(),
+        expected.len()
+    );
+    assert!(
+        shards.stats(0).send_ops >= 10,
+        "600 pieces in {} sends",
+        shards.stats(0).send_ops
+    );
+    shards.shutdown();
+}
