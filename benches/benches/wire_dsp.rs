@@ -144,6 +144,15 @@ fn decode(c: &mut Criterion) {
             });
         }
     }
+    // The floor under "decode with digest": xxh3-64 alone over the same bytes, measured in
+    // the same run, so the codec's own cost shows as the gap (the machine is noisy).
+    for size in SIZES {
+        let body = incompressible(size);
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_function(BenchmarkId::new("xxh3_only_reference", size), |b| {
+            b.iter(|| black_box(xxhash_rust::xxh3::xxh3_64(black_box(&body))))
+        });
+    }
     group.finish();
 }
 

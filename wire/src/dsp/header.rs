@@ -246,11 +246,7 @@ pub fn encode_header(header: &FrameHeader, out: &mut [u8; HEADER_LEN]) {
     w.put_u32(header.sequence);
     w.put_u64(header.request_id);
     w.put_u32(header.payload_len);
-    let checksum = header_checksum(
-        out.first_chunk::<CHECKSUMMED_LEN>()
-            .copied()
-            .unwrap_or_default(),
-    );
+    let checksum = header_checksum(out.first_chunk::<CHECKSUMMED_LEN>());
     if let Some(tail) = out.last_chunk_mut::<4>() {
         *tail = checksum.to_be_bytes();
     }
@@ -258,10 +254,12 @@ pub fn encode_header(header: &FrameHeader, out: &mut [u8; HEADER_LEN]) {
 
 /// The header checksum: the low 32 bits of xxh3-64 over header bytes 0..28. Cheap, and
 /// it catches a corrupted length before anything trusts it.
-fn header_checksum(bytes: [u8; CHECKSUMMED_LEN]) -> u32 {
+fn header_checksum(bytes: Option<&[u8; CHECKSUMMED_LEN]>) -> u32 {
+    // The caller always has the 28 bytes (it holds a 32-byte header); `None` cannot occur.
+    let bytes: &[u8] = bytes.map_or(&[], |b| b.as_slice());
     // Truncation to the low half is the definition of the checksum.
     #[allow(clippy::cast_possible_truncation)]
-    let low = xxh3_64(&bytes) as u32;
+    let low = xxh3_64(bytes) as u32;
     low
 }
 
@@ -303,11 +301,7 @@ pub fn parse_header(bytes: &[u8; HEADER_LEN], max_payload: u32) -> Result<FrameH
     if magic != MAGIC {
         return Err(DspError::BadMagic);
     }
-    let covered = bytes
-        .first_chunk::<CHECKSUMMED_LEN>()
-        .copied()
-        .unwrap_or_default();
-    if header_checksum(covered) != checksum {
+    if header_checksum(bytes.first_chunk::<CHECKSUMMED_LEN>()) != checksum {
         return Err(DspError::HeaderChecksum);
     }
     if version != VERSION {
