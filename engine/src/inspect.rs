@@ -1,1 +1,0 @@
-//! `hawser inspect` (being built).
