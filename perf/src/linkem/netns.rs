@@ -29,6 +29,10 @@ pub const NAMESPACE_SYSCTLS: &[(&str, &str)] = &[
 /// unless the caller is root in the initial user namespace), and autotuning, which is
 /// what TCP uses without `-w`, is bounded by `tcp_rmem`/`tcp_wmem` instead.
 pub const OPTIONAL_NAMESPACE_SYSCTLS: &[(&str, &str)] = &[
+    // The link carries IPv4 only; without IPv6 the TUNs stay silent (no router
+    // solicitations) and linkem's counters count only the traffic under test.
+    ("net/ipv6/conf/default/disable_ipv6", "1"),
+    ("net/ipv6/conf/all/disable_ipv6", "1"),
     ("net/core/rmem_max", "536870912"),
     ("net/core/wmem_max", "536870912"),
 ];
