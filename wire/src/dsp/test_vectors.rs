@@ -70,8 +70,8 @@ const GO_AWAY: &str = "4857 01 3f 0000 0000 00000000 00000000 0000000000000000 0
 const PING_DIGEST: &str =
     "4857 01 30 0002 0000 00000000 00000000 0000000000000000 00000008 86076641
     1122334455667788 9f1ffe3d392ac8d5";
-/// Request with a 64-byte body of `z` compressed: exchange id stays outside, then the
-/// uncompressed body length (0x40) and the lz4 block.
+/// Request with a 128-byte body of `z` compressed: exchange id stays outside, then the
+/// uncompressed body length (0x80) and the lz4 block.
 const REQUEST_LZ4: &str =
     "4857 01 20 0001 0000 00000001 00000001 0000000000000001 00000014 60173be7
-    00000009 00000040 1f7a010026607a7a7a7a7a7a";
+    00000009 00000080 1f7a010066607a7a7a7a7a7a";

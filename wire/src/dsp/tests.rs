@@ -250,7 +250,7 @@ fn print_vectors() {
             digest
         ))
     );
-    let body = [b'z'; 64];
+    let body = [b'z'; 128];
     let lz4 = EncodeOptions {
         digest: false,
         compression: Compression::Lz4,
@@ -310,7 +310,7 @@ fn hex_vector_with_digest() {
 
 #[test]
 fn hex_vector_compressed_request() {
-    let body = [b'z'; 64];
+    let body = [b'z'; 128];
     let frame = Frame::Request(Request {
         channel: Channel::Fore,
         slot: 1,
