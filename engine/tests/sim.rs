@@ -9,8 +9,11 @@
 //! - ordered requests reach the handler in send order;
 //! - memory stays bounded (slots, reply cache, buffers).
 //!
+//! Two default suites of 1,000 seeds each: a faulty network, and a hostile one (frequent
+//! kills and corruption, 1–100 ms latencies); 20,000 more of each under `--ignored`.
 //! A failing seed prints itself; rerun it alone with `SIM_SEED=<n> cargo test --test sim
-//! one_seed_from_env -- --nocapture`.
+//! one_seed_from_env -- --nocapture` (add `SIM_HOSTILE=1` for the hostile suite,
+//! `SIM_TRACE=1` for an event log; `SIM_SEED=a-b` runs a range).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -75,6 +78,8 @@ struct Scenario {
     ordered_share: f64,
     shared_secret: bool,
     compress: bool,
+    /// Per-connection one-way latency range, in milliseconds.
+    latency_ms: (u64, u64),
 }
 
 impl Scenario {
@@ -93,7 +98,19 @@ impl Scenario {
             ordered_share: 0.3,
             shared_secret: rng.chance(0.5),
             compress: rng.chance(0.5),
+            latency_ms: (1, 30),
         }
+    }
+
+    /// A much worse network: frequent kills and corruption, latencies from 1 to 100 ms,
+    /// so that retries overtake old copies and replies race connection deaths.
+    fn hostile(rng: &mut Rng) -> Scenario {
+        let mut sc = Scenario::faulty(rng);
+        sc.kill_every = rng.ms(100, 600);
+        sc.corrupt_chunk = [0.02, 0.05][rng.below(2) as usize];
+        sc.connections = 2 + rng.below(3) as usize;
+        sc.latency_ms = (1, 100);
+        sc
     }
 }
 
@@ -532,7 +549,8 @@ impl Sim {
                 self.stats.connections += 1;
                 let client = self.client.add_connection(self.now, self.rng.nonce());
                 let server = self.server.accept(self.now, self.rng.nonce());
-                let latency = self.rng.ms(1, 30);
+                let (lo, hi) = self.sc.latency_ms;
+                let latency = self.rng.ms(lo, hi);
                 self.trace(
                     "net",
                     &format_args!("pipe client {client:?} <-> server {server:?}"),
@@ -886,10 +904,22 @@ fn run_seed(seed: u64) -> SimStats {
     sim.stats
 }
 
+fn run_hostile_seed(seed: u64) -> SimStats {
+    let mut rng = Rng(seed);
+    let sc = Scenario::hostile(&mut rng);
+    let mut sim = Sim::new(seed, sc, rng);
+    sim.run();
+    sim.stats
+}
+
 fn run_seeds(seeds: std::ops::Range<u64>) -> SimStats {
+    run_seeds_with(seeds, run_seed)
+}
+
+fn run_seeds_with(seeds: std::ops::Range<u64>, run: fn(u64) -> SimStats) -> SimStats {
     let mut total = SimStats::default();
     for seed in seeds {
-        let s = run_seed(seed);
+        let s = run(seed);
         total.completed_ok += s.completed_ok;
         total.remote_errors += s.remote_errors;
         total.cancelled += s.cancelled;
@@ -919,6 +949,21 @@ fn one_thousand_faulty_seeds_keep_every_invariant() {
 }
 
 #[test]
+fn one_thousand_hostile_network_seeds_keep_every_invariant() {
+    let total = run_seeds_with(0..1000, run_hostile_seed);
+    eprintln!("{total:?}");
+    assert!(total.kills > 5000, "{total:?}");
+    assert!(total.corruptions > 1000, "{total:?}");
+    assert!(total.replays > 100, "{total:?}");
+}
+
+#[test]
+#[ignore = "long: 20,000 more hostile seeds"]
+fn twenty_thousand_more_hostile_seeds() {
+    eprintln!("{:?}", run_seeds_with(1000..21_000, run_hostile_seed));
+}
+
+#[test]
 #[ignore = "long: 20,000 more seeds"]
 fn twenty_thousand_more_seeds() {
     eprintln!("{:?}", run_seeds(1000..21_000));
@@ -935,8 +980,14 @@ fn one_seed_from_env() {
                 (n, n)
             }
         };
+        let hostile = std::env::var_os("SIM_HOSTILE").is_some();
         for seed in lo..=hi {
-            eprintln!("seed {seed}: {:?}", run_seed(seed));
+            let stats = if hostile {
+                run_hostile_seed(seed)
+            } else {
+                run_seed(seed)
+            };
+            eprintln!("seed {seed}: {stats:?}");
         }
     }
 }
