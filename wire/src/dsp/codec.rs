@@ -15,6 +15,9 @@ use crate::reader::Reader;
 /// worth on any link this engine targets.
 pub const MIN_COMPRESS_LEN: usize = 128;
 
+/// Payloads up to this length are digested in one shot from a stack copy when encoding.
+const SMALL_PAYLOAD_LEN: u32 = 256;
+
 /// Payload limit before a nexus has negotiated its own (Hello, auth, nexus management).
 pub const HANDSHAKE_MAX_PAYLOAD: u32 = 64 * 1024;
 
@@ -42,6 +45,7 @@ impl<'a> Frame<'a> {
         self.header_for(digest, false, fixed.0.saturating_add(self.body().len()))
     }
 
+    #[inline]
     fn header_for(
         &self,
         digest: bool,
@@ -76,12 +80,14 @@ impl<'a> Frame<'a> {
 
     /// Appends the frame, uncompressed, to `out`. Allocation-free (beyond what `out`
     /// itself may do); returns the header written.
+    #[inline]
     pub fn encode<B: BufMut>(&self, digest: bool, out: &mut B) -> Result<FrameHeader, DspError> {
         self.encode_with_body(digest, None, out)
     }
 
     /// Encodes with `body_as_sent` (the compressed form: u32 length + lz4 block) in place
     /// of the body when given.
+    #[inline]
     fn encode_with_body<B: BufMut>(
         &self,
         digest: bool,
@@ -97,6 +103,26 @@ impl<'a> Frame<'a> {
             fixed.0.saturating_add(body.len()),
         )?;
         out.put_slice(&header.to_bytes());
+        if digest && header.payload_len <= SMALL_PAYLOAD_LEN {
+            // Small payloads: assemble on the stack and hash in one shot; the streaming
+            // hasher's setup and finish would cost more than the copy.
+            let mut stack = [0; SMALL_PAYLOAD_LEN as usize];
+            let mut small = SliceSink {
+                buf: &mut stack,
+                len: 0,
+                overflow: false,
+            };
+            self.put_fixed(&mut small);
+            small.put(body);
+            let len = small.len;
+            if !small.overflow
+                && let Some(payload) = stack.get(..len)
+            {
+                out.put_slice(payload);
+                out.put_u64(xxh3_64(payload));
+                return Ok(header);
+            }
+        }
         let mut tee = Tee {
             out,
             digest: digest.then(Xxh3Default::new),

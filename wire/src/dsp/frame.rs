@@ -150,6 +150,7 @@ impl<'a> Frame<'a> {
     }
 
     /// Decodes a payload whose header (and digest) were already checked.
+    #[inline]
     pub(crate) fn decode_payload(
         h: &FrameHeader,
         payload: &'a [u8],
@@ -246,6 +247,7 @@ pub(crate) struct BodyDecoder<'a> {
 }
 
 impl<'a> BodyDecoder<'a> {
+    #[inline]
     pub(crate) fn finish(self, kind: FrameKind, r: &mut Reader<'a>) -> Result<&'a [u8], DspError> {
         let fixed_len = r.used();
         let rest = r.take_rest();

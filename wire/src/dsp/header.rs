@@ -221,6 +221,7 @@ impl FrameHeader {
     }
 
     /// The 32 header bytes, checksum included.
+    #[inline]
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let mut out = [0; HEADER_LEN];
         encode_header(self, &mut out);
@@ -233,6 +234,7 @@ impl FrameHeader {
 /// write, followed by [`payload_digest`](super::payload_digest) when DIGEST is set.
 ///
 /// Nothing is validated: the caller owns the consistency of kind, flags and length.
+#[inline]
 pub fn encode_header(header: &FrameHeader, out: &mut [u8; HEADER_LEN]) {
     let mut w: &mut [u8] = out;
     // Writing 32 bytes into a 32-byte array cannot run out of room.
@@ -269,6 +271,7 @@ fn header_checksum(bytes: Option<&[u8; CHECKSUMMED_LEN]>) -> u32 {
 /// `Ok(None)`: fewer than 32 bytes (but if two bytes are there and are not `HW`, the
 /// answer is already [`DspError::BadMagic`]). Every header check is done here, including
 /// `payload_len <= max_payload`, so nothing is ever allocated for an oversized frame.
+#[inline]
 pub fn peek_header(buf: &[u8], max_payload: u32) -> Result<Option<FrameHeader>, DspError> {
     if let Some(magic) = buf.first_chunk::<2>()
         && u16::from_be_bytes(*magic) != MAGIC
@@ -284,6 +287,7 @@ pub fn peek_header(buf: &[u8], max_payload: u32) -> Result<Option<FrameHeader>, 
 /// Validates the 32 header bytes. The order of the checks is part of the specification:
 /// magic (wrong protocol), checksum (corruption), then the fields that a corrupt header
 /// could otherwise have faked.
+#[inline]
 pub fn parse_header(bytes: &[u8; HEADER_LEN], max_payload: u32) -> Result<FrameHeader, DspError> {
     let mut r = Reader::new(bytes);
     // The reader cannot run short on a 32-byte array; the defaults are never used.

@@ -52,6 +52,7 @@ impl<'a> Request<'a> {
         self.body
     }
 
+    #[inline]
     pub(crate) fn decode(
         h: &FrameHeader,
         r: &mut Reader<'a>,

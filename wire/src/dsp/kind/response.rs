@@ -32,6 +32,7 @@ impl<'a> Response<'a> {
         self.body
     }
 
+    #[inline]
     pub(crate) fn decode(
         h: &FrameHeader,
         r: &mut Reader<'a>,

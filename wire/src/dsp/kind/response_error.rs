@@ -32,6 +32,7 @@ impl<'a> ResponseError<'a> {
         self.exception
     }
 
+    #[inline]
     pub(crate) fn decode(
         h: &FrameHeader,
         r: &mut Reader<'a>,
