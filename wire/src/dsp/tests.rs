@@ -998,3 +998,32 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn decoded_bodies_point_into_the_input() {
+    let body = vec![5u8; 10_000];
+    let frame = Frame::Request(Request {
+        channel: Channel::Fore,
+        slot: 0,
+        sequence: 1,
+        request_id: 2,
+        exchange: 3,
+        order: None,
+        body: &body,
+    });
+    let wire = encode(
+        &frame,
+        EncodeOptions {
+            digest: true,
+            compression: Compression::Off,
+        },
+    );
+    let mut d = FrameDecoder::new(MAX);
+    let Ok(Some((Frame::Request(r), _))) = d.decode(&wire) else {
+        panic!("request expected");
+    };
+    let input = wire.as_ptr_range();
+    let decoded = r.body.as_ptr_range();
+    assert!(input.start <= decoded.start && decoded.end <= input.end, "body was copied");
+    assert_eq!(r.body, &body[..]);
+}
