@@ -88,4 +88,7 @@ pub use kind::{
     Hello, NexusCreate, NexusCreated, NexusDestroy, NexusDestroyed, NexusRecover, NexusRecovered,
     Ping, Pong, Request, Response, ResponseError,
 };
-pub use types::{Capabilities, Channel, ChannelAttrs, GoAwayCode, NexusFeatures, NexusId, Status};
+pub use types::{
+    Capabilities, Channel, ChannelAttrs, GoAwayCode, NexusFeatures, NexusId, Role, Status,
+    max_payload_after_bind,
+};

@@ -1024,6 +1024,35 @@ fn decoded_bodies_point_into_the_input() {
     };
     let input = wire.as_ptr_range();
     let decoded = r.body.as_ptr_range();
-    assert!(input.start <= decoded.start && decoded.end <= input.end, "body was copied");
+    assert!(
+        input.start <= decoded.start && decoded.end <= input.end,
+        "body was copied"
+    );
     assert_eq!(r.body, &body[..]);
+}
+
+#[test]
+fn receive_limit_after_bind_follows_the_spec() {
+    let fore = ChannelAttrs {
+        slots: 8,
+        max_request_size: 4 << 20,
+        max_response_size: 1 << 20,
+        max_cached_response_size: 0,
+    };
+    let back = ChannelAttrs {
+        slots: 2,
+        max_request_size: 1000,
+        max_response_size: 2000,
+        max_cached_response_size: 0,
+    };
+    assert_eq!(
+        max_payload_after_bind(Role::Server, &fore, &back),
+        (4 << 20) + 12
+    );
+    assert_eq!(max_payload_after_bind(Role::Client, &fore, &back), 1 << 20);
+    let tiny = ChannelAttrs::default();
+    assert_eq!(
+        max_payload_after_bind(Role::Client, &tiny, &tiny),
+        HANDSHAKE_MAX_PAYLOAD
+    );
 }

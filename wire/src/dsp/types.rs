@@ -74,6 +74,33 @@ impl ChannelAttrs {
     }
 }
 
+/// Which end of a connection a limit is computed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The side that created (or joined) the nexus.
+    Client,
+    /// The side that accepted the connection.
+    Server,
+}
+
+/// The receive limit (`max_payload` of a [`FrameDecoder`](super::FrameDecoder)) once a
+/// connection is bound to a nexus with these negotiated attributes: the largest payload
+/// the peer may legally send this side. Channel attributes bound bodies, so a Request may
+/// exceed its limit by its fixed fields; the handshake limit stays the floor so control
+/// frames always fit.
+pub fn max_payload_after_bind(role: Role, fore: &ChannelAttrs, back: &ChannelAttrs) -> u32 {
+    let request_fixed = super::Request::MAX_FIXED_LEN as u32;
+    let (requests_in, responses_in) = match role {
+        // The server receives fore-channel requests and backchannel responses.
+        Role::Server => (fore.max_request_size, back.max_response_size),
+        Role::Client => (back.max_request_size, fore.max_response_size),
+    };
+    requests_in
+        .saturating_add(request_fixed)
+        .max(responses_in)
+        .max(super::HANDSHAKE_MAX_PAYLOAD)
+}
+
 macro_rules! code_type {
     ($(#[$doc:meta])* $name:ident($repr:ty) { $($(#[$cdoc:meta])* $const:ident = $val:literal,)* }) => {
         $(#[$doc])*
