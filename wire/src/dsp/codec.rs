@@ -79,14 +79,16 @@ impl<'a> Frame<'a> {
     }
 
     /// Appends the frame, uncompressed, to `out`. Allocation-free (beyond what `out`
-    /// itself may do); returns the header written.
+    /// itself may do); returns the header written. `out` must be able to take
+    /// [`encoded_len`](Self::encoded_len) bytes (a `Vec` or `BytesMut` grows; a fixed
+    /// `&mut [u8]` that is too short makes `BufMut` panic).
     #[inline]
     pub fn encode<B: BufMut>(&self, digest: bool, out: &mut B) -> Result<FrameHeader, DspError> {
         self.encode_with_body(digest, None, out)
     }
 
-    /// Encodes with `body_as_sent` (the compressed form: u32 length + lz4 block) in place
-    /// of the body when given.
+    /// Encodes with `compressed_body` (u32 length + lz4 block) in place of the body when
+    /// given.
     #[inline]
     fn encode_with_body<B: BufMut>(
         &self,
@@ -122,6 +124,12 @@ impl<'a> Frame<'a> {
                 out.put_u64(xxh3_64(payload));
                 return Ok(header);
             }
+        }
+        if digest && fixed.0 == 0 {
+            // Response and ResponseError: the payload is the body, hash it in one shot.
+            out.put_slice(body);
+            out.put_u64(xxh3_64(body));
+            return Ok(header);
         }
         let mut tee = Tee {
             out,
