@@ -29,6 +29,9 @@ pub const SMALL_SLOT_BYTES: u32 = 2048;
 pub struct ForwarderConfig {
     /// Largest packet (the TUN MTU); the size of big slots.
     pub mtu: u32,
+    /// Bytes of virtio-net header before each packet (0 without offloads). With offloads
+    /// a packet may be a 64 KiB TSO segment whatever the MTU, so big slots are 64 KiB+.
+    pub packet_header_bytes: u32,
     /// Big slots per direction (including the ones kept posted as reads).
     pub big_slots: usize,
     /// Small slots per direction.
@@ -46,7 +49,7 @@ pub struct ForwarderConfig {
 pub struct DirectionReport {
     /// Packets written to the far TUN.
     pub forwarded_packets: u64,
-    /// Bytes written to the far TUN.
+    /// IP bytes written to the far TUN (virtio-net headers not counted).
     pub forwarded_bytes: u64,
     /// Forwarding rate over the last report interval.
     pub interval_bits_per_sec: f64,
@@ -189,7 +192,11 @@ impl Forwarder {
     ) -> Result<Self> {
         let big = config.big_slots.max(config.reads_in_flight + 1);
         let small = config.small_slots;
-        let capacity = config.mtu.max(SMALL_SLOT_BYTES);
+        let capacity = if config.packet_header_bytes > 0 {
+            config.mtu.max(65_536) + config.packet_header_bytes + 64
+        } else {
+            config.mtu.max(SMALL_SLOT_BYTES)
+        };
         let classes = [
             (capacity, big),
             (SMALL_SLOT_BYTES, small),
@@ -307,9 +314,10 @@ impl Forwarder {
         let direction = &mut self.directions[tag as usize];
         match completion.kind {
             OpKind::Write => {
-                if completion.result > 0 {
+                let header = self.config.packet_header_bytes;
+                if completion.result > header as i32 {
                     direction.report.forwarded_packets += 1;
-                    direction.report.forwarded_bytes += completion.result as u64;
+                    direction.report.forwarded_bytes += (completion.result as u32 - header) as u64;
                 } else {
                     direction.report.write_errors += 1;
                 }
@@ -331,6 +339,11 @@ impl Forwarder {
                     return post_read(&mut self.io, direction.read_fd, read_slot, tag);
                 }
                 let len = completion.result as u32;
+                let header = self.config.packet_header_bytes;
+                if len <= header {
+                    direction.report.read_errors += 1;
+                    return post_read(&mut self.io, direction.read_fd, read_slot, tag);
+                }
                 let fits_small = len <= SMALL_SLOT_BYTES;
                 let has_room = if fits_small {
                     !direction.free_small.is_empty() || !direction.free_big.is_empty()
@@ -344,7 +357,7 @@ impl Forwarder {
                 let Verdict::Forward {
                     release_at_ns,
                     corrupt_bit,
-                } = direction.model.on_packet(now_ns, len as usize)
+                } = direction.model.on_packet(now_ns, (len - header) as usize)
                 else {
                     return post_read(&mut self.io, direction.read_fd, read_slot, tag);
                 };
@@ -362,7 +375,8 @@ impl Forwarder {
                     }
                 };
                 if let Some(bit) = corrupt_bit {
-                    flip_bit(self.io.packet_mut(stored, len as usize), bit);
+                    let packet = &mut self.io.packet_mut(stored, len as usize)[header as usize..];
+                    flip_bit(packet, bit);
                 }
                 direction.delay_line.push_back(Queued {
                     slot: stored,

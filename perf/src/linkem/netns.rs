@@ -123,7 +123,7 @@ impl Drop for NamespacePair {
 /// Opens a TUN device `interface` inside `namespace` (on a short-lived thread that
 /// enters it, so the rest of the process stays in its own namespace) and applies the
 /// socket-buffer sysctls there.
-fn open_tun_in(namespace: &str, interface: &str) -> Result<OwnedFd> {
+fn open_tun_in(namespace: &str, interface: &str, offload: bool) -> Result<OwnedFd> {
     let namespace_owned = namespace.to_owned();
     let interface_owned = interface.to_owned();
     std::thread::spawn(move || -> Result<OwnedFd> {
@@ -139,7 +139,7 @@ fn open_tun_in(namespace: &str, interface: &str) -> Result<OwnedFd> {
                 eprintln!("linkem: note: {key} left as is in {namespace_owned}: {error}");
             }
         }
-        sys::open_tun(&interface_owned).with_context(|| {
+        sys::open_tun(&interface_owned, offload).with_context(|| {
             format!("creating TUN {interface_owned} in {namespace_owned} (root needed)")
         })
     })
@@ -148,12 +148,13 @@ fn open_tun_in(namespace: &str, interface: &str) -> Result<OwnedFd> {
 }
 
 /// Creates both namespaces with a TUN `interface` in each, configured with its address,
-/// `mtu` and a host route to the peer; returns the guard and the TUN fds (a, b).
+/// `mtu` and a host route to the peer (and vnet-header offloads with `offload`); returns the guard and the TUN fds (a, b).
 pub fn create(
     side_a: &Side,
     side_b: &Side,
     interface: &str,
     mtu: u32,
+    offload: bool,
 ) -> Result<(NamespacePair, [OwnedFd; 2])> {
     let existing = existing_namespaces()?;
     for side in [side_a, side_b] {
@@ -172,7 +173,7 @@ pub fn create(
         let ns = side.namespace.as_str();
         ip(&["netns", "add", ns])?;
         pair.names.push(ns.to_owned());
-        fds.push(open_tun_in(ns, interface)?);
+        fds.push(open_tun_in(ns, interface, offload)?);
         ip(&["-n", ns, "link", "set", "lo", "up"])?;
         // A longer device queue (packets) than the default 500 absorbs the moments when
         // the forwarder is descheduled on a busy machine instead of dropping in the kernel.
