@@ -317,7 +317,8 @@ impl Forwarder {
                 let header = self.config.packet_header_bytes;
                 if completion.result > header as i32 {
                     direction.report.forwarded_packets += 1;
-                    direction.report.forwarded_bytes += (completion.result as u32 - header) as u64;
+                    direction.report.forwarded_bytes +=
+                        u64::from(completion.result as u32 - header);
                 } else {
                     direction.report.write_errors += 1;
                 }
