@@ -6,4 +6,5 @@
 //!   machines that a driver feeds with bytes and time.
 //! - [`inspect`]: the `hawser inspect` dissector.
 pub mod inspect;
+pub mod replicate;
 pub mod session;

@@ -1,0 +1,74 @@
+//! The replication task: moves a replica of files and directory trees from a source to a
+//! target, resumably, with nothing lost or corrupted.
+//!
+//! The task is transport-independent. The [`Source`] walks its trees and produces
+//! requests; the [`Target`] answers each one by writing under its root. They talk through
+//! a [`Transport`] — pipelined request → response — which the session layer implements
+//! over a DSP nexus (each request is the body of one exchange, see
+//! [`proto::MessageKind::exchange_id`]), and [`MemoryTransport`] implements in-process
+//! for tests.
+//!
+//! A job, as messages (bytes in `docs/protocol/replicate.md`):
+//!
+//! 1. `Begin` (options, destination) → `BeginAck`.
+//! 2. `Manifest` batches, ordered, each carrying many entries (path, kind, mode, mtime,
+//!    size, symlink target, sparse extent map, xxh3-128 for `checksum`, and the data of
+//!    small files inline) → per entry: up to date, done, need all blocks, need these
+//!    blocks (resume), or refused (bad or escaping path, as a typed [`RefusalKind`]).
+//! 3. `Block`s — a file's data extents cut at block boundaries (default 8 MiB), each with
+//!    its xxh3-64 and its offset — many in flight over any connection → `BlockAck`.
+//! 4. `Commit` once every block of a file is acknowledged: the target hashes what it
+//!    wrote (xxh3-128, end to end), applies mode and mtime and renames the temporary file
+//!    into place → `CommitAck`.
+//! 5. `Delete` (with `delete`) → the list removed; `Finish` → the target's counters.
+//!
+//! The target writes each file under `.hawser-partial/` in its directory, with a transfer
+//! journal of the pieces written and verified; a rerun with `resume` sends only the
+//! missing blocks.
+//!
+//! # Example
+//!
+//! ```
+//! use std::path::PathBuf;
+//! use hawser_engine::replicate::{run, MemoryTransport, Source, SourceConfig, Target};
+//!
+//! let base = std::env::temp_dir().join(format!("hawser-doc-{}", std::process::id()));
+//! let (src, dst) = (base.join("src"), base.join("dst"));
+//! std::fs::create_dir_all(src.join("docs")).unwrap();
+//! std::fs::create_dir_all(&dst).unwrap();
+//! std::fs::write(src.join("docs/readme.txt"), b"hello").unwrap();
+//!
+//! let mut config = SourceConfig::default();
+//! config.dest = "replica".into();
+//! // A trailing '/' sends the directory's contents, as rsync does.
+//! let source = Source::new(config, &[PathBuf::from(format!("{}/", src.display()))]).unwrap();
+//! let mut transport = MemoryTransport::new(Target::new(&dst).unwrap());
+//! let report = run(source, &mut transport).unwrap();
+//!
+//! assert_eq!(std::fs::read(dst.join("replica/docs/readme.txt")).unwrap(), b"hello");
+//! assert_eq!(report.files, 1);
+//! std::fs::remove_dir_all(&base).unwrap();
+//! ```
+
+mod error;
+mod glob;
+mod journal;
+mod pool;
+pub mod proto;
+mod report;
+mod source;
+mod sparse;
+mod target;
+mod target_path;
+mod transport;
+mod walk;
+
+pub use error::{
+    EntryFailure, FailureReason, RemoteError, ReplicateError, TargetError, TransportError,
+};
+pub use glob::Excludes;
+pub use proto::RefusalKind;
+pub use report::{Percentiles, Report};
+pub use source::{Source, SourceConfig, run};
+pub use target::Target;
+pub use transport::{Completion, MemoryTransport, Request, Transport};

@@ -1,0 +1,713 @@
+//! The target side: answers the source's requests by writing under its root.
+//!
+//! [`Target::handle`] takes one request body and returns the response body; it is the
+//! handler the session binding registers for the replication exchanges. Files needing
+//! data are written to `<dir>/.hawser-partial/<name>.part` at their pieces' offsets, with
+//! a transfer [journal](super::journal) beside them; a commit checks the whole-file
+//! xxh3-128 of what is on disk, applies mode and mtime, and renames the file into place,
+//! so a reader never sees a half file.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::fs::{File, Permissions};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use bytes::{Bytes, BytesMut};
+
+use super::error::TargetError;
+use super::journal::{self, Journal};
+use super::proto::{
+    AnswerEntry, Begin, BeginAck, BlockAck, BlockHeader, BlockStatus, CommitAck, CommitFile,
+    CommitStatus, DeleteList, DeleteRequest, EntryKind, Finish, FinishReport, JobOptions,
+    ManifestAnswer, ManifestBatch, ManifestEntry, MessageKind, PROTOCOL_VERSION, RefusalKind,
+    Verdict, block_digest,
+};
+use super::sparse::{self, Piece};
+use super::target_path::{self, PARTIAL_DIR};
+
+/// The target of replication jobs: everything it writes is under `root`.
+#[derive(Debug)]
+pub struct Target {
+    root: PathBuf,
+    job: Option<Job>,
+}
+
+#[derive(Debug)]
+struct Job {
+    options: JobOptions,
+    dest: PathBuf,
+    partials: HashMap<u32, Partial>,
+    /// Every path the manifest named, for `--delete`.
+    seen: HashSet<Vec<u8>>,
+    /// Directory metadata, applied at the end (writing inside changes a directory's mtime,
+    /// and a read-only mode would stop the writes).
+    dirs: Vec<(PathBuf, u32, i64)>,
+    /// `.hawser-partial` folders this job created, removed at the end when empty.
+    partial_dirs: HashSet<PathBuf>,
+    report: FinishReport,
+}
+
+#[derive(Debug)]
+struct Partial {
+    final_path: PathBuf,
+    temp_path: PathBuf,
+    journal_path: PathBuf,
+    file: File,
+    journal: Journal,
+    /// Expected pieces by offset, with their length.
+    pieces: HashMap<u64, u32>,
+    received: HashSet<u64>,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> TargetError + '_ {
+    move |source| TargetError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn refusal(kind: RefusalKind) -> impl FnOnce(io::Error) -> (RefusalKind, String) {
+    move |e| (kind, e.to_string())
+}
+
+impl Target {
+    /// A target writing under `root` (which must exist).
+    pub fn new(root: impl AsRef<Path>) -> io::Result<Self> {
+        Ok(Target {
+            root: std::fs::canonicalize(root)?,
+            job: None,
+        })
+    }
+
+    /// The root everything is written under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Answers one request: its response body, or a failure of the whole request (which
+    /// travels back as a remote exception).
+    pub fn handle(&mut self, body: &[u8]) -> Result<Bytes, TargetError> {
+        let kind = MessageKind::of(body)?;
+        let mut out = BytesMut::new();
+        match kind {
+            MessageKind::Begin => self.begin(Begin::decode(body)?, &mut out)?,
+            MessageKind::Manifest => self
+                .job()?
+                .manifest(ManifestBatch::decode(body)?, &mut out)?,
+            MessageKind::Block => {
+                let (header, data) = BlockHeader::decode(body)?;
+                self.job()?.block(header, data)?.encode(&mut out);
+            }
+            MessageKind::Commit => self
+                .job()?
+                .commit(CommitFile::decode(body)?)?
+                .encode(&mut out),
+            MessageKind::Delete => self.job()?.delete(DeleteRequest::decode(body)?, &mut out)?,
+            MessageKind::Finish => {
+                Finish::decode(body)?;
+                let job = self.job.take().ok_or(TargetError::NoJob)?;
+                job.finish()?.encode(&mut out);
+            }
+            other => return Err(TargetError::NotARequest(other.tag())),
+        }
+        Ok(out.freeze())
+    }
+
+    fn job(&mut self) -> Result<&mut Job, TargetError> {
+        self.job.as_mut().ok_or(TargetError::NoJob)
+    }
+
+    fn begin(&mut self, begin: Begin<'_>, out: &mut BytesMut) -> Result<(), TargetError> {
+        if begin.version != PROTOCOL_VERSION {
+            return Err(TargetError::Version(begin.version));
+        }
+        // An empty destination is the root itself.
+        let mut dest_existed = true;
+        let dest = if begin.dest.is_empty() || begin.dest == b"." {
+            self.root.clone()
+        } else {
+            target_path::check_relative(begin.dest).map_err(|kind| TargetError::Destination {
+                kind,
+                detail: String::from_utf8_lossy(begin.dest).into_owned(),
+            })?;
+            let (dest, _) =
+                target_path::prepare_parents(&self.root, begin.dest, begin.options.dry_run)
+                    .map_err(|(kind, detail)| TargetError::Destination { kind, detail })?;
+            match std::fs::symlink_metadata(&dest) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => {
+                    return Err(TargetError::Destination {
+                        kind: RefusalKind::SymlinkEscape,
+                        detail: format!("{} is not a directory", dest.display()),
+                    });
+                }
+                Err(_) if begin.options.dry_run => dest_existed = false,
+                Err(_) => {
+                    dest_existed = false;
+                    std::fs::create_dir(&dest).map_err(io_err(&dest))?;
+                }
+            }
+            dest
+        };
+        // A new Begin abandons a previous job's open files; their journals stay for resume.
+        self.job = Some(Job {
+            options: begin.options,
+            dest,
+            partials: HashMap::new(),
+            seen: HashSet::new(),
+            dirs: Vec::new(),
+            partial_dirs: HashSet::new(),
+            report: FinishReport::default(),
+        });
+        BeginAck {
+            version: PROTOCOL_VERSION,
+            dest_existed,
+        }
+        .encode(out);
+        Ok(())
+    }
+}
+
+impl Job {
+    fn manifest(
+        &mut self,
+        batch: ManifestBatch<'_>,
+        out: &mut BytesMut,
+    ) -> Result<(), TargetError> {
+        let mut answers = Vec::with_capacity(batch.entries.len());
+        let mut details = Vec::new();
+        for entry in &batch.entries {
+            self.seen.insert(entry.path.to_vec());
+            let verdict = match self.entry(entry) {
+                Ok(verdict) => verdict,
+                Err((kind, detail)) => {
+                    self.report.refused += 1;
+                    details.push(detail);
+                    OwnedVerdict::Refused(kind, details.len() - 1)
+                }
+            };
+            answers.push((entry.file_id, verdict));
+        }
+        let answer = ManifestAnswer {
+            entries: answers
+                .into_iter()
+                .map(|(file_id, verdict)| AnswerEntry {
+                    file_id,
+                    verdict: match verdict {
+                        OwnedVerdict::UpToDate => Verdict::UpToDate,
+                        OwnedVerdict::Done => Verdict::Done,
+                        OwnedVerdict::NeedAll => Verdict::NeedAll,
+                        OwnedVerdict::NeedBlocks(blocks) => Verdict::NeedBlocks(blocks),
+                        OwnedVerdict::Refused(kind, i) => Verdict::Refused {
+                            kind,
+                            // Details are bounded so the answer always encodes.
+                            detail: truncate(details[i].as_bytes(), 1024),
+                        },
+                    },
+                })
+                .collect(),
+        };
+        answer.encode(out)?;
+        Ok(())
+    }
+
+    fn entry(&mut self, entry: &ManifestEntry<'_>) -> Result<OwnedVerdict, (RefusalKind, String)> {
+        target_path::check_relative(entry.path)
+            .map_err(|kind| (kind, String::from_utf8_lossy(entry.path).into_owned()))?;
+        let dry_run = self.options.dry_run;
+        let (path, created) = target_path::prepare_parents(&self.dest, entry.path, dry_run)?;
+        self.report.dirs_created += created;
+        let existing = std::fs::symlink_metadata(&path).ok();
+        match entry.kind {
+            EntryKind::Dir => {
+                self.dirs.push((path.clone(), entry.mode, entry.mtime_ns));
+                match existing {
+                    Some(meta) if meta.is_dir() => {
+                        self.report.up_to_date += 1;
+                        Ok(OwnedVerdict::UpToDate)
+                    }
+                    _ if dry_run => Ok(OwnedVerdict::Done),
+                    other => {
+                        if let Some(meta) = other {
+                            remove_any(&path, &meta).map_err(refusal(RefusalKind::Io))?;
+                        }
+                        std::fs::create_dir(&path).map_err(refusal(RefusalKind::Io))?;
+                        self.report.dirs_created += 1;
+                        Ok(OwnedVerdict::Done)
+                    }
+                }
+            }
+            EntryKind::Symlink => {
+                let target = OsStr::from_bytes(entry.symlink_target);
+                if let Some(meta) = &existing
+                    && meta.file_type().is_symlink()
+                    && std::fs::read_link(&path).is_ok_and(|t| t.as_os_str() == target)
+                {
+                    if !dry_run && mtime_ns(meta) != entry.mtime_ns {
+                        set_mtime_nofollow(&path, entry.mtime_ns)
+                            .map_err(refusal(RefusalKind::Io))?;
+                    }
+                    self.report.up_to_date += 1;
+                    return Ok(OwnedVerdict::UpToDate);
+                }
+                if dry_run {
+                    return Ok(OwnedVerdict::Done);
+                }
+                let temp = self
+                    .temp_path(&path, "link")
+                    .map_err(refusal(RefusalKind::Io))?;
+                let _ = std::fs::remove_file(&temp);
+                std::os::unix::fs::symlink(target, &temp).map_err(refusal(RefusalKind::Io))?;
+                set_mtime_nofollow(&temp, entry.mtime_ns).map_err(refusal(RefusalKind::Io))?;
+                replace(&temp, &path, existing.as_ref(), self.options.fsync)
+                    .map_err(refusal(RefusalKind::Io))?;
+                self.report.symlinks_created += 1;
+                Ok(OwnedVerdict::Done)
+            }
+            EntryKind::File => self.file_entry(entry, path, existing),
+        }
+    }
+
+    fn file_entry(
+        &mut self,
+        entry: &ManifestEntry<'_>,
+        path: PathBuf,
+        existing: Option<std::fs::Metadata>,
+    ) -> Result<OwnedVerdict, (RefusalKind, String)> {
+        let dry_run = self.options.dry_run;
+        if let Some(meta) = &existing
+            && meta.is_file()
+            && meta.len() == entry.size
+        {
+            let same = if self.options.checksum {
+                let hash = File::open(&path).and_then(|f| sparse::hash_file(&f, entry.size));
+                entry.content_hash.is_some() && hash.ok() == entry.content_hash
+            } else {
+                mtime_ns(meta) == entry.mtime_ns
+            };
+            if same {
+                if !dry_run {
+                    apply_metadata(&path, meta, entry.mode, entry.mtime_ns)
+                        .map_err(refusal(RefusalKind::Io))?;
+                }
+                self.report.up_to_date += 1;
+                return Ok(OwnedVerdict::UpToDate);
+            }
+        }
+        if dry_run {
+            return Ok(if entry.inline.is_some() {
+                OwnedVerdict::Done
+            } else {
+                OwnedVerdict::NeedAll
+            });
+        }
+        let temp = self
+            .temp_path(&path, "part")
+            .map_err(refusal(RefusalKind::Io))?;
+        if let Some(data) = entry.inline {
+            if entry.content_hash != Some(xxhash_rust::xxh3::xxh3_128(data)) {
+                return Err((
+                    RefusalKind::ContentMismatch,
+                    String::from_utf8_lossy(entry.path).into_owned(),
+                ));
+            }
+            let write = || -> io::Result<()> {
+                let mut file = File::options()
+                    .create(true)
+                    .truncate(true)
+                    .write(true)
+                    .open(&temp)?;
+                file.write_all(data)?;
+                file.set_permissions(Permissions::from_mode(entry.mode))?;
+                set_file_mtime(&file, entry.mtime_ns)?;
+                if self.options.fsync {
+                    file.sync_all()?;
+                }
+                replace(&temp, &path, existing.as_ref(), self.options.fsync)
+            };
+            write().map_err(refusal(RefusalKind::Io))?;
+            self.report.files_written += 1;
+            self.report.bytes_received += data.len() as u64;
+            return Ok(OwnedVerdict::Done);
+        }
+        self.open_partial(entry, path, temp)
+            .map_err(refusal(RefusalKind::Io))
+    }
+
+    /// Opens (or, with resume, reopens) the partial file of an entry needing data.
+    fn open_partial(
+        &mut self,
+        entry: &ManifestEntry<'_>,
+        final_path: PathBuf,
+        temp_path: PathBuf,
+    ) -> io::Result<OwnedVerdict> {
+        let mut journal_path = temp_path.clone();
+        journal_path.set_extension("journal");
+        let identity = journal::Identity {
+            size: entry.size,
+            mtime_ns: entry.mtime_ns,
+            block_size: self.options.block_size,
+        };
+        let pieces: HashMap<u64, u32> =
+            sparse::pieces(&entry.data_extents(), self.options.block_size)
+                .into_iter()
+                .map(|p| (p.offset, p.len))
+                .collect();
+        let fsync = self.options.fsync;
+        let mut resumed = None;
+        if self.options.resume
+            && let Ok(file) = File::options().read(true).write(true).open(&temp_path)
+            && file.metadata()?.len() == entry.size
+            && let Some((journal, records)) = Journal::reopen(&journal_path, identity, fsync)?
+        {
+            // A record counts only if its piece is one of this file's and the bytes on
+            // disk still match its digest (the data may not have reached the disk).
+            let mut received = HashSet::new();
+            let mut buf = Vec::new();
+            for record in records {
+                if pieces.get(&record.offset) != Some(&record.len)
+                    || received.contains(&record.offset)
+                {
+                    continue;
+                }
+                buf.resize(record.len as usize, 0);
+                if file.read_exact_at(&mut buf, record.offset).is_ok()
+                    && block_digest(&buf) == record.digest
+                {
+                    received.insert(record.offset);
+                    self.report.bytes_resumed += u64::from(record.len);
+                }
+            }
+            resumed = Some((file, journal, received));
+        }
+        let resuming = resumed.is_some();
+        let (file, journal, received) = match resumed {
+            Some(state) => state,
+            None => {
+                let file = File::options()
+                    .create(true)
+                    .truncate(true)
+                    .read(true)
+                    .write(true)
+                    .open(&temp_path)?;
+                // Holes stay holes: only data pieces are ever written.
+                file.set_len(entry.size)?;
+                let journal = Journal::create(&journal_path, identity, fsync)?;
+                (file, journal, HashSet::new())
+            }
+        };
+        let block_size = self.options.block_size;
+        let mut missing: Vec<u32> = pieces
+            .iter()
+            .filter(|(offset, _)| !received.contains(offset))
+            .map(|(&offset, &len)| Piece { offset, len }.block_index(block_size))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        self.partials.insert(
+            entry.file_id,
+            Partial {
+                final_path,
+                temp_path,
+                journal_path,
+                file,
+                journal,
+                pieces,
+                received,
+            },
+        );
+        Ok(if resuming {
+            OwnedVerdict::NeedBlocks(missing)
+        } else {
+            OwnedVerdict::NeedAll
+        })
+    }
+
+    /// `<dir>/.hawser-partial/<name>.<suffix>`, creating the folder.
+    fn temp_path(&mut self, path: &Path, suffix: &str) -> io::Result<PathBuf> {
+        let parent = path.parent().unwrap_or(&self.dest);
+        let dir = parent.join(PARTIAL_DIR);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(meta) => {
+                remove_any(&dir, &meta)?;
+                std::fs::create_dir(&dir)?;
+            }
+            Err(_) => std::fs::create_dir(&dir)?,
+        }
+        self.partial_dirs.insert(dir.clone());
+        let mut name = path.file_name().unwrap_or_default().to_owned();
+        name.push(".");
+        name.push(suffix);
+        Ok(dir.join(name))
+    }
+
+    fn block(&mut self, header: BlockHeader, data: &[u8]) -> Result<BlockAck, TargetError> {
+        let fsync = self.options.fsync;
+        let partial = self
+            .partials
+            .get_mut(&header.file_id)
+            .ok_or(TargetError::UnknownFile(header.file_id))?;
+        if partial.pieces.get(&header.offset).map(|&len| len as usize) != Some(data.len()) {
+            return Err(TargetError::NotAPiece {
+                file_id: header.file_id,
+                offset: header.offset,
+                len: data.len(),
+            });
+        }
+        let mut ack = BlockAck {
+            file_id: header.file_id,
+            offset: header.offset,
+            status: BlockStatus::Written,
+        };
+        if block_digest(data) != header.digest {
+            ack.status = BlockStatus::DigestMismatch;
+            return Ok(ack);
+        }
+        let path = &partial.temp_path;
+        partial
+            .file
+            .write_all_at(data, header.offset)
+            .map_err(io_err(path))?;
+        if fsync {
+            partial.file.sync_data().map_err(io_err(path))?;
+        }
+        partial
+            .journal
+            .append(journal::Record {
+                offset: header.offset,
+                len: data.len() as u32,
+                digest: header.digest,
+            })
+            .map_err(io_err(&partial.journal_path))?;
+        partial.received.insert(header.offset);
+        self.report.bytes_received += data.len() as u64;
+        Ok(ack)
+    }
+
+    fn commit(&mut self, commit: CommitFile) -> Result<CommitAck, TargetError> {
+        let partial = self
+            .partials
+            .remove(&commit.file_id)
+            .ok_or(TargetError::UnknownFile(commit.file_id))?;
+        let ack = |status| CommitAck {
+            file_id: commit.file_id,
+            status,
+        };
+        if partial.received.len() != partial.pieces.len() {
+            self.partials.insert(commit.file_id, partial);
+            return Ok(ack(CommitStatus::Incomplete));
+        }
+        let temp = &partial.temp_path;
+        let hash = sparse::hash_file(&partial.file, commit.size).map_err(io_err(temp))?;
+        if hash != commit.content_hash {
+            // The bytes are wrong as a whole: start over next time.
+            let _ = std::fs::remove_file(temp);
+            let _ = std::fs::remove_file(&partial.journal_path);
+            return Ok(ack(CommitStatus::ContentMismatch));
+        }
+        let file = &partial.file;
+        file.set_permissions(Permissions::from_mode(commit.mode))
+            .map_err(io_err(temp))?;
+        set_file_mtime(file, commit.mtime_ns).map_err(io_err(temp))?;
+        if self.options.fsync {
+            file.sync_all().map_err(io_err(temp))?;
+        }
+        let existing = std::fs::symlink_metadata(&partial.final_path).ok();
+        replace(
+            temp,
+            &partial.final_path,
+            existing.as_ref(),
+            self.options.fsync,
+        )
+        .map_err(io_err(&partial.final_path))?;
+        let _ = std::fs::remove_file(&partial.journal_path);
+        if self.options.verify {
+            // Drop the cached pages (best effort) so the re-read comes from the device.
+            let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
+            let reread =
+                File::open(&partial.final_path).and_then(|f| sparse::hash_file(&f, commit.size));
+            if reread.ok() != Some(commit.content_hash) {
+                return Ok(ack(CommitStatus::VerifyFailed));
+            }
+        }
+        self.report.files_written += 1;
+        Ok(ack(CommitStatus::Committed))
+    }
+
+    fn delete(&mut self, request: DeleteRequest, out: &mut BytesMut) -> Result<(), TargetError> {
+        let mut removed = Vec::new();
+        let mut total = 0;
+        self.sweep(
+            &self.dest.clone(),
+            &mut Vec::new(),
+            request.max_listed as usize,
+            &mut removed,
+            &mut total,
+        )?;
+        self.report.deleted += total;
+        DeleteList {
+            total,
+            paths: removed.iter().map(Vec::as_slice).collect(),
+        }
+        .encode(out)?;
+        Ok(())
+    }
+
+    /// Removes (or, in a dry run, lists) what is under `dir` and was not in the manifest.
+    fn sweep(
+        &self,
+        dir: &Path,
+        rel: &mut Vec<u8>,
+        max_listed: usize,
+        removed: &mut Vec<Vec<u8>>,
+        total: &mut u64,
+    ) -> Result<(), TargetError> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .map_err(io_err(dir))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(io_err(dir))?;
+        names.sort();
+        for name in names {
+            if name == PARTIAL_DIR {
+                continue;
+            }
+            let len = rel.len();
+            if !rel.is_empty() {
+                rel.push(b'/');
+            }
+            rel.extend_from_slice(name.as_bytes());
+            let path = dir.join(&name);
+            let meta = std::fs::symlink_metadata(&path).map_err(io_err(&path))?;
+            if !self.seen.contains(rel.as_slice()) {
+                if !self.options.dry_run {
+                    remove_any(&path, &meta).map_err(io_err(&path))?;
+                }
+                *total += 1;
+                if removed.len() < max_listed {
+                    removed.push(rel.clone());
+                }
+            } else if meta.is_dir() {
+                self.sweep(&path, rel, max_listed, removed, total)?;
+            }
+            rel.truncate(len);
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<FinishReport, TargetError> {
+        if !self.options.dry_run {
+            // Deepest first, so setting a parent's mtime comes after its children changed.
+            self.dirs
+                .sort_by_key(|(path, _, _)| std::cmp::Reverse(path.components().count()));
+            for (path, mode, mtime) in &self.dirs {
+                std::fs::set_permissions(path, Permissions::from_mode(*mode))
+                    .map_err(io_err(path))?;
+                set_mtime_nofollow(path, *mtime).map_err(io_err(path))?;
+            }
+        }
+        // Partial folders of files that were all committed are empty now; others keep
+        // their partial files and journals for a resume.
+        for dir in &self.partial_dirs {
+            if std::fs::remove_dir(dir).is_ok()
+                && let Some(parent) = dir.parent()
+                && let Some((_, _, mtime)) = self.dirs.iter().find(|(p, _, _)| p == parent)
+            {
+                let _ = set_mtime_nofollow(parent, *mtime);
+            }
+        }
+        Ok(self.report)
+    }
+}
+
+#[derive(Debug)]
+enum OwnedVerdict {
+    UpToDate,
+    Done,
+    NeedAll,
+    NeedBlocks(Vec<u32>),
+    Refused(RefusalKind, usize),
+}
+
+fn truncate(bytes: &[u8], max: usize) -> &[u8] {
+    &bytes[..bytes.len().min(max)]
+}
+
+fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+    meta.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(meta.mtime_nsec())
+}
+
+fn timestamps(mtime_ns: i64) -> rustix::fs::Timestamps {
+    let mtime = rustix::fs::Timespec {
+        tv_sec: mtime_ns.div_euclid(1_000_000_000),
+        tv_nsec: mtime_ns.rem_euclid(1_000_000_000) as _,
+    };
+    rustix::fs::Timestamps {
+        // atime: leave it alone.
+        last_access: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+        last_modification: mtime,
+    }
+}
+
+fn set_file_mtime(file: &File, mtime_ns: i64) -> io::Result<()> {
+    rustix::fs::futimens(file, &timestamps(mtime_ns))?;
+    Ok(())
+}
+
+fn set_mtime_nofollow(path: &Path, mtime_ns: i64) -> io::Result<()> {
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &timestamps(mtime_ns),
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )?;
+    Ok(())
+}
+
+fn apply_metadata(path: &Path, meta: &std::fs::Metadata, mode: u32, mtime: i64) -> io::Result<()> {
+    if meta.permissions().mode() & 0o7777 != mode {
+        std::fs::set_permissions(path, Permissions::from_mode(mode))?;
+    }
+    if mtime_ns(meta) != mtime {
+        set_mtime_nofollow(path, mtime)?;
+    }
+    Ok(())
+}
+
+fn remove_any(path: &Path, meta: &std::fs::Metadata) -> io::Result<()> {
+    if meta.is_dir() {
+        // Does not follow symlinks inside.
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    }
+}
+
+/// Renames `temp` over `path` (a directory there is removed first: rename cannot replace
+/// one with a file).
+fn replace(
+    temp: &Path,
+    path: &Path,
+    existing: Option<&std::fs::Metadata>,
+    fsync: bool,
+) -> io::Result<()> {
+    if let Some(meta) = existing
+        && meta.is_dir()
+    {
+        std::fs::remove_dir_all(path)?;
+    }
+    std::fs::rename(temp, path)?;
+    if fsync && let Some(parent) = path.parent() {
+        File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
