@@ -5,6 +5,9 @@
 //!   the reply cache (exactly-once), trunking, recovery, cancellation — as sans-IO state
 //!   machines that a driver feeds with bytes and time.
 //! - [`inspect`]: the `hawser inspect` dissector.
+pub mod api;
+pub mod bench;
+pub mod driver;
 pub mod inspect;
 pub mod replicate;
 pub mod session;

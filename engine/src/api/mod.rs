@@ -1,0 +1,593 @@
+//! The blocking API: serve exchanges and call them over a trunked nexus, from ordinary
+//! (non-async) threads.
+//!
+//! A [`Server`] runs the session server on its own io_uring shard and executes the
+//! handlers of its [`Service`]s; a [`Client`] runs one nexus over `N` TCP connections on
+//! its own shard, reconnecting with backoff and retrying outstanding requests on loss
+//! (exactly once: a retried request is answered from the server's reply cache, never run
+//! twice). Calls from any thread travel to the shard over a channel with a doorbell; no
+//! lock is taken on the data path.
+//!
+//! - [`Client::call`]: one exchange, waits for its answer.
+//! - [`Client::start_call`] → [`PendingCall`]: pipelining; [`PendingCall::wait`] later.
+//! - [`Client::call_many`]: a batch, answers in order.
+//! - [`PendingCall::cancel`]: remote cancellation (the handler sees
+//!   [`RequestContext::is_cancelled`]; the call ends with [`CallError::Cancelled`]).
+//! - [`Client::stats`], [`Server::stats`]: nexus and connection counters with HDR
+//!   histograms (per-exchange latency, heartbeat RTT).
+//!
+//! Handlers: [`Service::handler`] runs on the server's shard (it must not block);
+//! [`Service::blocking_handler`] runs on a worker thread and may block or poll for
+//! cancellation. A handler error travels back as a typed [`RemoteException`]
+//! ([`CallError::Remote`]).
+//!
+//! # Example
+//!
+//! ```
+//! use bytes::Bytes;
+//! use hawser_engine::api::{Client, ClientConfig, ExchangeId, ServerBuilder, Service};
+//!
+//! const ECHO: ExchangeId = ExchangeId(1);
+//! let echo = Service::new("echo").handler(ECHO, "echo", |_ctx, body| Ok(body));
+//! let server = ServerBuilder::new().service(echo).listen("127.0.0.1:0")?;
+//!
+//! let config = ClientConfig { connections: 2, ..ClientConfig::default() };
+//! let client = Client::connect(server.local_addr(), config)?;
+//! let answer = client.call(ECHO, Bytes::from_static(b"hello, hawser"))?;
+//! assert_eq!(&answer[..], b"hello, hawser");
+//!
+//! // Pipelined: many calls in flight over both connections.
+//! let answers = client.call_many(ECHO, (0..100u32).map(|i| Bytes::from(i.to_le_bytes().to_vec())));
+//! assert!(answers.iter().all(|a| a.is_ok()));
+//!
+//! client.close();
+//! server.shutdown();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Placement
+//!
+//! A nexus and all its connections live on one shard (the session layer requires it).
+//! A server currently runs one shard: every nexus it serves shares that shard's core.
+//! Spreading nexuses over several server shards needs a connection to move to its
+//! nexus's shard after its handshake names the nexus — not built yet.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use crossbeam::channel::{self, Receiver};
+use hawser_shards::Shards;
+
+use crate::driver::{
+    self, Command, Completion, Handler, HandlerTable, HostHandle, Readiness, shards_config,
+};
+pub use crate::driver::{HandlerError, RequestContext, StatsReport};
+use crate::session::{self, ClientCredentials, ServerCredentials};
+pub use crate::session::{CallError, CallOptions, ExchangeId, RemoteException};
+
+/// The default DSP port (`dlpx-sp`).
+pub const DEFAULT_PORT: u16 = 8415;
+
+/// What can go wrong setting a server or client up.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The shards could not start or listen (the message says what to do).
+    #[error(transparent)]
+    Shards(#[from] hawser_shards::ShardError),
+    /// The address did not resolve.
+    #[error("cannot resolve {addr}: {source}")]
+    Resolve {
+        /// What was given.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server refused the connection (authentication failed, nexus refused, ...).
+    #[error("{addr} refused the session: {reason}")]
+    Refused {
+        /// The server.
+        addr: SocketAddr,
+        /// What the session layer reported.
+        reason: String,
+    },
+    /// No nexus could be established in time (server down or unreachable).
+    #[error("no session with {addr} within {timeout:?}")]
+    Timeout {
+        /// The server.
+        addr: SocketAddr,
+        /// The configured connect timeout.
+        timeout: Duration,
+    },
+}
+
+fn resolve(addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<SocketAddr, ApiError> {
+    let text = format!("{addr:?}");
+    addr.to_socket_addrs()
+        .and_then(|mut a| {
+            a.next()
+                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))
+        })
+        .map_err(|source| ApiError::Resolve { addr: text, source })
+}
+
+/// A set of exchange handlers.
+#[derive(Clone, Default)]
+pub struct Service {
+    name: String,
+    table: HandlerTable,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<_> = self
+            .table
+            .handlers
+            .iter()
+            .map(|(id, (n, _))| (id.0, n.as_str()))
+            .collect();
+        names.sort_unstable();
+        f.debug_struct("Service")
+            .field("name", &self.name)
+            .field("exchanges", &names)
+            .finish()
+    }
+}
+
+impl Service {
+    /// An empty service.
+    pub fn new(name: impl Into<String>) -> Self {
+        Service {
+            name: name.into(),
+            table: HandlerTable::default(),
+        }
+    }
+
+    /// Registers a handler run on the server's shard, in the loop iteration that received
+    /// the request: it must not block.
+    pub fn handler<F>(mut self, exchange: ExchangeId, name: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(&RequestContext, Bytes) -> Result<Bytes, HandlerError> + Send + Sync + 'static,
+    {
+        self.table
+            .handlers
+            .insert(exchange, (name.into(), Handler::Inline(Arc::new(f))));
+        self
+    }
+
+    /// Registers a handler run on a worker thread: it may block, and should poll
+    /// [`RequestContext::is_cancelled`] when it runs long.
+    pub fn blocking_handler<F>(
+        mut self,
+        exchange: ExchangeId,
+        name: impl Into<String>,
+        f: F,
+    ) -> Self
+    where
+        F: Fn(&RequestContext, Bytes) -> Result<Bytes, HandlerError> + Send + Sync + 'static,
+    {
+        self.table
+            .handlers
+            .insert(exchange, (name.into(), Handler::Blocking(Arc::new(f))));
+        self
+    }
+
+    /// The exchange id registered under `name`.
+    pub fn exchange(&self, name: &str) -> Option<ExchangeId> {
+        self.table
+            .handlers
+            .iter()
+            .find(|(_, (n, _))| n == name)
+            .map(|(id, _)| *id)
+    }
+}
+
+/// Builds a [`Server`].
+#[derive(Debug)]
+pub struct ServerBuilder {
+    services: Vec<Service>,
+    credentials: ServerCredentials,
+    handler_threads: usize,
+    compress: bool,
+    slots: u32,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ServerBuilder {
+    /// A server accepting anonymous clients, with 4 blocking-handler threads.
+    pub fn new() -> Self {
+        ServerBuilder {
+            services: Vec::new(),
+            credentials: ServerCredentials {
+                allow_anonymous: true,
+                ..ServerCredentials::default()
+            },
+            handler_threads: 4,
+            compress: true,
+            slots: 256,
+        }
+    }
+
+    /// Adds a service (a later registration of the same exchange id wins).
+    pub fn service(mut self, service: Service) -> Self {
+        self.services.push(service);
+        self
+    }
+
+    /// Requires `identity` to prove it knows `secret` (HMAC-SHA256 challenge-response);
+    /// anonymous clients are refused from then on.
+    pub fn secret(mut self, identity: impl Into<String>, secret: impl Into<Vec<u8>>) -> Self {
+        self.credentials.allow_anonymous = false;
+        self.credentials
+            .secrets
+            .insert(identity.into(), secret.into());
+        self
+    }
+
+    /// Threads for blocking handlers (at least 1).
+    pub fn handler_threads(mut self, n: usize) -> Self {
+        self.handler_threads = n.max(1);
+        self
+    }
+
+    /// Upper limit of fore-channel slots (concurrency per nexus) clients may negotiate.
+    pub fn max_slots(mut self, slots: u32) -> Self {
+        self.slots = slots.max(1);
+        self
+    }
+
+    /// Binds `addr` (port 0 picks a free port) and starts serving.
+    pub fn listen(self, addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<Server, ApiError> {
+        let addr = resolve(addr)?;
+        let mut table = HandlerTable::default();
+        for s in self.services {
+            table.handlers.extend(s.table.handlers);
+        }
+        let mut config = session::ServerConfig::new(self.credentials);
+        config.compress = self.compress;
+        config.fore_limits.slots = self.slots;
+        let shards = Arc::new(Shards::start(shards_config(1))?);
+        let (jobs_tx, jobs_rx) = channel::unbounded();
+        let (host, bound) =
+            driver::install_server(&shards, 0, config, Arc::new(table), jobs_tx, addr)?;
+        let workers = driver::spawn_workers(self.handler_threads, jobs_rx, host.commands.clone());
+        Ok(Server {
+            shards: Some(shards),
+            host,
+            addr: bound,
+            workers,
+        })
+    }
+}
+
+/// A running server. Dropping it stops it.
+pub struct Server {
+    shards: Option<Arc<Shards>>,
+    host: HostHandle,
+    addr: SocketAddr,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("addr", &self.addr).finish()
+    }
+}
+
+impl Server {
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Counters and histograms of every nexus and open connection.
+    pub fn stats(&self) -> StatsReport {
+        stats_of(&self.host)
+    }
+
+    /// Stops accepting, closes every connection and joins the threads.
+    pub fn shutdown(self) {}
+
+    fn stop(&mut self) {
+        if let Some(shards) = self.shards.take() {
+            driver::uninstall(&shards, &self.host);
+            // Dropping the shards drops the hosts and with them the job queue, which ends
+            // the handler threads.
+            drop(shards);
+            for w in self.workers.drain(..) {
+                let _ = w.join();
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn stats_of(host: &HostHandle) -> StatsReport {
+    let (tx, rx) = channel::bounded(1);
+    if !host.commands.send(Command::Stats { reply: tx }) {
+        return StatsReport::default();
+    }
+    rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default()
+}
+
+/// How a [`Client`] connects.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Connections in the trunk.
+    pub connections: usize,
+    /// xxh3 digest over every frame's payload.
+    pub digest: bool,
+    /// Offer lz4 compression (used per frame when it pays).
+    pub compression: bool,
+    /// Authenticate with this shared secret (HMAC-SHA256) instead of anonymously.
+    pub secret: Option<Vec<u8>>,
+    /// The client identity (the server looks the secret up by it).
+    pub identity: String,
+    /// Fore-channel slots to ask for: requests in flight at once.
+    pub slots: u32,
+    /// Give up connecting after this long.
+    pub connect_timeout: Duration,
+    /// Heartbeat interval; a connection silent for three of them is declared dead.
+    pub heartbeat: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        ClientConfig {
+            connections: 4,
+            digest: true,
+            compression: false,
+            secret: None,
+            identity: format!(
+                "hawser-{}-{}",
+                std::process::id(),
+                SEQ.fetch_add(1, Ordering::Relaxed)
+            ),
+            slots: 256,
+            connect_timeout: Duration::from_secs(10),
+            heartbeat: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A nexus to a server over a trunk of connections. `Sync`: share it between threads.
+pub struct Client {
+    shards: Option<Arc<Shards>>,
+    host: HostHandle,
+    next_token: AtomicU64,
+    addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("server", &self.addr)
+            .finish()
+    }
+}
+
+/// A call in flight (see [`Client::start_call`]).
+#[derive(Debug)]
+pub struct PendingCall {
+    token: u64,
+    rx: Receiver<Completion>,
+    commands: driver::CommandSender,
+}
+
+impl PendingCall {
+    /// Waits for the answer.
+    pub fn wait(self) -> Result<Bytes, CallError> {
+        self.rx
+            .recv()
+            .map(|c| c.result)
+            .unwrap_or(Err(CallError::NoNexus))
+    }
+
+    /// Waits at most `timeout`; `None` if still running.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<Bytes, CallError>> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(c) => Some(c.result),
+            Err(channel::RecvTimeoutError::Timeout) => None,
+            Err(channel::RecvTimeoutError::Disconnected) => Some(Err(CallError::NoNexus)),
+        }
+    }
+
+    /// Asks the server to cancel it; the call still completes (usually with
+    /// [`CallError::Cancelled`], or with its answer if that won the race).
+    pub fn cancel(&self) {
+        self.commands.send(Command::Cancel { token: self.token });
+    }
+}
+
+impl Client {
+    /// Connects `config.connections` connections to `addr` and waits for the nexus.
+    pub fn connect(
+        addr: impl ToSocketAddrs + std::fmt::Debug,
+        config: ClientConfig,
+    ) -> Result<Client, ApiError> {
+        Self::connect_on(addr, config, None)
+    }
+
+    fn connect_on(
+        addr: impl ToSocketAddrs + std::fmt::Debug,
+        config: ClientConfig,
+        _placement: Option<usize>,
+    ) -> Result<Client, ApiError> {
+        let addr = resolve(addr)?;
+        let credentials = match &config.secret {
+            Some(s) => ClientCredentials::SharedSecret(s.clone()),
+            None => ClientCredentials::Anonymous,
+        };
+        let mut sc = session::ClientConfig::new(config.identity.clone(), credentials);
+        sc.connections = config.connections.max(1);
+        sc.digest = config.digest;
+        sc.compress = config.compression;
+        sc.fore.slots = config.slots.max(1);
+        sc.timers.heartbeat_interval = config.heartbeat;
+        sc.timers.dead_after = config.heartbeat * 3;
+        sc.reconnect_min = Duration::from_millis(10);
+        sc.reconnect_max = Duration::from_secs(1);
+        let shards = Arc::new(Shards::start(shards_config(1))?);
+        let (ready_tx, ready_rx) = channel::bounded(1);
+        let host = driver::install_client(&shards, 0, sc, addr, ready_tx)?;
+        let mut client = Client {
+            shards: Some(shards),
+            host,
+            next_token: AtomicU64::new(1),
+            addr,
+        };
+        match ready_rx.recv_timeout(config.connect_timeout) {
+            Ok(Readiness::Established) => Ok(client),
+            Ok(Readiness::Refused(reason)) => {
+                client.stop();
+                Err(ApiError::Refused { addr, reason })
+            }
+            Err(_) => {
+                client.stop();
+                Err(ApiError::Timeout {
+                    addr,
+                    timeout: config.connect_timeout,
+                })
+            }
+        }
+    }
+
+    /// The server's address.
+    pub fn server_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Calls `exchange` with `request` and waits for the answer.
+    pub fn call(&self, exchange: ExchangeId, request: Bytes) -> Result<Bytes, CallError> {
+        self.start_call(exchange, request).wait()
+    }
+
+    /// Starts a call and returns at once (pipelining).
+    pub fn start_call(&self, exchange: ExchangeId, request: Bytes) -> PendingCall {
+        self.start_call_with(exchange, request, CallOptions::default())
+    }
+
+    /// Starts a call with options (`ordered`: delivered after every earlier ordered call).
+    pub fn start_call_with(
+        &self,
+        exchange: ExchangeId,
+        request: Bytes,
+        options: CallOptions,
+    ) -> PendingCall {
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = channel::bounded(1);
+        let sent = self.host.commands.send(Command::Call {
+            token,
+            exchange,
+            body: request,
+            ordered: options.ordered,
+            reply: tx.clone(),
+        });
+        if !sent {
+            let _ = tx.send(Completion {
+                token,
+                result: Err(CallError::NoNexus),
+            });
+        }
+        PendingCall {
+            token,
+            rx,
+            commands: self.host.commands.clone(),
+        }
+    }
+
+    /// Calls `exchange` once per request, all in flight together (up to the negotiated
+    /// slots); answers come back in request order.
+    pub fn call_many(
+        &self,
+        exchange: ExchangeId,
+        requests: impl IntoIterator<Item = Bytes>,
+    ) -> Vec<Result<Bytes, CallError>> {
+        let (tx, rx) = channel::unbounded();
+        let mut count = 0u64;
+        for body in requests {
+            let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+            let sent = self.host.commands.send(Command::Call {
+                token,
+                exchange,
+                body,
+                ordered: false,
+                reply: tx.clone(),
+            });
+            if !sent {
+                let _ = tx.send(Completion {
+                    token,
+                    result: Err(CallError::NoNexus),
+                });
+            }
+            count += 1;
+        }
+        drop(tx);
+        // Tokens of concurrent callers may interleave with ours: index by token.
+        let mut tokens = Vec::with_capacity(count as usize);
+        let mut results: Vec<Option<Result<Bytes, CallError>>> = (0..count).map(|_| None).collect();
+        for _ in 0..count {
+            match rx.recv() {
+                Ok(c) => tokens.push((c.token, c.result)),
+                Err(_) => break,
+            }
+        }
+        tokens.sort_unstable_by_key(|(t, _)| *t);
+        for (i, (_, r)) in tokens.into_iter().enumerate() {
+            results[i] = Some(r);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(CallError::NoNexus)))
+            .collect()
+    }
+
+    /// Counters and histograms of the nexus and its open connections.
+    pub fn stats(&self) -> StatsReport {
+        stats_of(&self.host)
+    }
+
+    /// Test hook: shuts down (`shutdown(2)`) the `index`-th open connection of the trunk
+    /// (modulo their number), as a network failure would. The client reconnects and
+    /// retries what was in flight.
+    #[doc(hidden)]
+    pub fn kill_connection(&self, index: usize) {
+        self.host.commands.send(Command::KillConnection { index });
+    }
+
+    /// Destroys the nexus on the server (outstanding calls fail with
+    /// [`CallError::NexusDestroyed`]) and stops the client.
+    pub fn close(mut self) {
+        self.host.commands.send(Command::Destroy);
+        // Give the Destroy frame a moment to leave; the server expires the nexus anyway.
+        std::thread::sleep(Duration::from_millis(20));
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(shards) = self.shards.take() {
+            driver::uninstall(&shards, &self.host);
+            drop(shards);
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,935 @@
+//! Runs the sans-IO session endpoints ([`session::Client`], [`session::Server`]) on
+//! `hawser-shards`.
+//!
+//! # Shape
+//!
+//! One endpoint lives on one shard, in a [`Host`] kept in that shard thread's local
+//! registry (`Rc<RefCell<_>>`: a shard is single-threaded, so no lock anywhere). Each TCP
+//! connection of the endpoint is a [`SessionConn`] — the shards [`Protocol`] — that holds
+//! the same `Rc` and feeds the endpoint with bytes and `now`. Hence every connection of a
+//! nexus lives on the shard that owns the nexus, as the session layer requires.
+//!
+//! A protocol callback has no [`ShardCtx`], yet the endpoint's reaction to one
+//! connection's bytes may need one: a freed slot sends a queued request on *another*
+//! connection, a `WantConnection` opens a socket, a deadline arms a timer. The host
+//! therefore polls every other connection's output into a per-connection stash right
+//! away and queues the context-bound work as [`Action`]s; a task on the same shard
+//! (scheduled at most once at a time) executes them with the context, waking exactly the
+//! connections that have something to send.
+//!
+//! # Foreign threads
+//!
+//! The blocking API and the blocking-handler workers talk to a host through a crossbeam
+//! channel of [`Command`]s plus a "scheduled" flag: the sender that flips the flag posts
+//! one zero-sized task through [`Shards::run_on`] (boxing a zero-sized closure does not
+//! allocate; the shard's doorbell is rung only when the shard is parked). The task drains
+//! every command queued by then. No Mutex on the data path.
+//!
+//! # Handlers
+//!
+//! Inline handlers run on the shard, in the loop iteration that received the request:
+//! the cheapest path, for handlers that never block (echo, lookups, queueing work).
+//! Blocking handlers run on a small pool of worker threads owned by the server and
+//! answer through the command channel; they see cancellation through
+//! [`RequestContext::is_cancelled`].
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use crossbeam::channel::{Receiver, Sender};
+use hawser_shards::{
+    AppMessage, CloseReason as ShardClose, Protocol, Received, ShardCtx, ShardHandler, Shards,
+    Transmit,
+};
+
+use crate::session::{
+    self, CallError, CallOptions, ConnectionStats, Event, ExchangeId, IncomingRequest, NexusId,
+    NexusStats, RemoteException, Reply, RequestId,
+};
+
+/// Output larger than this is handed to the shard as shared bytes (no copy); smaller
+/// output is copied into the shard's transmit buffer (no allocation).
+const SHARE_THRESHOLD: usize = 16 * 1024;
+/// Stop pulling frames from the endpoint once this much waits for the socket: the rest
+/// stays in the endpoint (which keeps retries and accounting exact) until the send drains.
+const TX_HIGH_WATER: usize = 4 << 20;
+/// Limit of output stashed for a connection that is not the one being served.
+const STASH_LIMIT: usize = 1 << 20;
+
+/// What the application thread asks a host to do.
+pub(crate) enum Command {
+    /// Start a call; the result goes to `reply` tagged with `token`.
+    Call {
+        token: u64,
+        exchange: ExchangeId,
+        body: Bytes,
+        ordered: bool,
+        reply: Sender<Completion>,
+    },
+    /// Cancel the call started with `token`.
+    Cancel { token: u64 },
+    /// A blocking handler finished.
+    Respond {
+        request: IncomingRequest,
+        reply: Reply,
+    },
+    /// Test hook: shut down (shutdown(2)) the `index`-th open connection.
+    KillConnection { index: usize },
+    /// Read statistics.
+    Stats { reply: Sender<StatsReport> },
+    /// Destroy the nexus (client).
+    Destroy,
+}
+
+/// The end of one call.
+#[derive(Debug)]
+pub(crate) struct Completion {
+    pub(crate) token: u64,
+    pub(crate) result: Result<Bytes, CallError>,
+}
+
+/// Statistics of one endpoint, copied out of its shard.
+#[derive(Debug, Clone, Default)]
+pub struct StatsReport {
+    /// Per nexus (a client has at most one).
+    pub nexuses: Vec<(NexusId, NexusStats)>,
+    /// Per open connection.
+    pub connections: Vec<ConnectionStats>,
+}
+
+/// How a client's connection attempt ended, before the nexus existed.
+#[derive(Debug, Clone)]
+pub(crate) enum Readiness {
+    Established,
+    Refused(String),
+}
+
+/// A handler's view of its request.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The request's identity (nexus, slot, sequence, exchange).
+    pub request: IncomingRequest,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl RequestContext {
+    /// Whether the initiator cancelled this request: stop and return
+    /// [`HandlerError::Cancelled`].
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+}
+
+/// How a handler fails.
+#[derive(Debug, Clone)]
+pub enum HandlerError {
+    /// A failure reported to the caller as a typed remote exception.
+    Exception(RemoteException),
+    /// The handler stopped because the request was cancelled.
+    Cancelled,
+}
+
+impl From<RemoteException> for HandlerError {
+    fn from(e: RemoteException) -> Self {
+        HandlerError::Exception(e)
+    }
+}
+
+type InlineFn = dyn Fn(&RequestContext, Bytes) -> Result<Bytes, HandlerError> + Send + Sync;
+
+/// One exchange's handler.
+#[derive(Clone)]
+pub(crate) enum Handler {
+    /// Runs on the shard; must not block.
+    Inline(Arc<InlineFn>),
+    /// Runs on a worker thread.
+    Blocking(Arc<InlineFn>),
+}
+
+/// Handlers by exchange id, with their names (for reports).
+#[derive(Clone, Default)]
+pub(crate) struct HandlerTable {
+    pub(crate) handlers: HashMap<ExchangeId, (String, Handler)>,
+}
+
+fn to_reply(result: Result<Bytes, HandlerError>) -> Reply {
+    match result {
+        Ok(b) => Reply::Ok(b),
+        Err(HandlerError::Exception(e)) => Reply::Err(e),
+        Err(HandlerError::Cancelled) => Reply::Cancelled,
+    }
+}
+
+/// A blocking handler's work item.
+pub(crate) struct Job {
+    ctx: RequestContext,
+    body: Bytes,
+    handler: Arc<InlineFn>,
+}
+
+/// Lets a foreign thread (or a protocol callback without a context) get a host's shard to
+/// run its commands and actions.
+#[derive(Clone)]
+pub(crate) struct Waker {
+    shards: Weak<Shards>,
+    shard: usize,
+    scheduled: Arc<AtomicBool>,
+    /// Set before the owner tears the shards down: no upgrade of `shards` after that, so
+    /// the last `Arc<Shards>` is always dropped by its owner, never on a shard thread.
+    shutdown: Arc<AtomicBool>,
+}
+
+impl Waker {
+    pub(crate) fn new(shards: &Arc<Shards>, shard: usize) -> Self {
+        Waker {
+            shards: Arc::downgrade(shards),
+            shard,
+            scheduled: Arc::new(AtomicBool::new(false)),
+            shutdown: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    pub(crate) fn wake(&self) {
+        if self.scheduled.swap(true, Ordering::AcqRel) || self.shutdown.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(shards) = self.shards.upgrade() {
+            let _ = shards.run_on(self.shard, shard_task);
+        }
+    }
+
+    pub(crate) fn begin_shutdown(&self) {
+        self.shutdown.store(true, Ordering::Release);
+    }
+}
+
+/// Sends a command to a host and makes sure its shard will look.
+#[derive(Clone)]
+pub(crate) struct CommandSender {
+    pub(crate) tx: Sender<Command>,
+    pub(crate) waker: Waker,
+}
+
+impl CommandSender {
+    pub(crate) fn send(&self, cmd: Command) -> bool {
+        if self.tx.send(cmd).is_err() {
+            return false;
+        }
+        self.waker.wake();
+        true
+    }
+}
+
+/// Work that needs the shard context.
+enum Action {
+    Connect,
+    Wake(hawser_shards::ConnId),
+    Close(hawser_shards::ConnId),
+    ArmTimer(Instant),
+}
+
+/// The driver's state for one connection of the endpoint.
+struct Link {
+    socket: Option<hawser_shards::ConnId>,
+    /// Output pulled from the endpoint while another connection was being served.
+    stash: BytesMut,
+    /// The endpoint is done with it: flush, then close.
+    closing: bool,
+}
+
+struct ClientSide {
+    ep: session::Client,
+    addr: SocketAddr,
+    pending: HashMap<RequestId, (u64, Sender<Completion>)>,
+    tokens: HashMap<u64, RequestId>,
+    ready: Option<Sender<Readiness>>,
+}
+
+struct ServerSide {
+    ep: session::Server,
+    handlers: Arc<HandlerTable>,
+    jobs: Sender<Job>,
+    running: HashMap<IncomingRequest, Arc<AtomicBool>>,
+}
+
+enum Side {
+    Client(Box<ClientSide>),
+    Server(Box<ServerSide>),
+}
+
+impl Side {
+    fn handle_input(&mut self, now: Instant, conn: session::ConnId, bytes: &[u8]) {
+        match self {
+            Side::Client(s) => s.ep.handle_input(now, conn, bytes),
+            Side::Server(s) => s.ep.handle_input(now, conn, bytes),
+        }
+    }
+    fn poll_transmit(&mut self, now: Instant, conn: session::ConnId, out: &mut BytesMut) -> usize {
+        match self {
+            Side::Client(s) => s.ep.poll_transmit(now, conn, out),
+            Side::Server(s) => s.ep.poll_transmit(now, conn, out),
+        }
+    }
+    fn connection_lost(&mut self, now: Instant, conn: session::ConnId) {
+        match self {
+            Side::Client(s) => s.ep.connection_lost(now, conn),
+            Side::Server(s) => s.ep.connection_lost(now, conn),
+        }
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Side::Client(s) => s.ep.poll_timeout(),
+            Side::Server(s) => s.ep.poll_timeout(),
+        }
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        match self {
+            Side::Client(s) => s.ep.handle_timeout(now),
+            Side::Server(s) => s.ep.handle_timeout(now),
+        }
+    }
+    fn poll_event(&mut self) -> Option<Event> {
+        match self {
+            Side::Client(s) => s.ep.poll_event(),
+            Side::Server(s) => s.ep.poll_event(),
+        }
+    }
+}
+
+/// One endpoint on its shard.
+pub(crate) struct Host {
+    id: u64,
+    side: Side,
+    links: HashMap<session::ConnId, Link>,
+    actions: Vec<Action>,
+    timer_armed: Option<Instant>,
+    commands: Receiver<Command>,
+    waker: Waker,
+    scratch: BytesMut,
+    dead: bool,
+}
+
+thread_local! {
+    static HOSTS: RefCell<Vec<(u64, Rc<RefCell<Host>>)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn host_by_id(id: u64) -> Option<Rc<RefCell<Host>>> {
+    HOSTS.with(|h| h.borrow().iter().find(|x| x.0 == id).map(|x| x.1.clone()))
+}
+
+fn random_nonce() -> [u8; 16] {
+    let mut nonce = [0u8; 16];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut nonce))
+        .is_err()
+    {
+        // Fallback: std's randomly keyed hasher (per-process random keys).
+        use std::hash::{BuildHasher, Hasher};
+        for chunk in nonce.chunks_mut(8) {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(Instant::now().elapsed().as_nanos() as u64);
+            chunk.copy_from_slice(&h.finish().to_le_bytes());
+        }
+    }
+    nonce
+}
+
+/// Moves stashed output into the shard's transmit queue.
+fn move_out(stash: &mut BytesMut, out: &mut Transmit) {
+    if stash.is_empty() {
+        return;
+    }
+    if stash.len() >= SHARE_THRESHOLD {
+        out.write_bytes(stash.split().freeze());
+    } else {
+        out.write(stash);
+        stash.clear();
+    }
+}
+
+impl Host {
+    fn new(id: u64, side: Side, commands: Receiver<Command>, waker: Waker) -> Self {
+        Host {
+            id,
+            side,
+            links: HashMap::new(),
+            actions: Vec::new(),
+            timer_armed: None,
+            commands,
+            waker,
+            scratch: BytesMut::with_capacity(64 * 1024),
+            dead: false,
+        }
+    }
+
+    fn open(&mut self, now: Instant, socket: hawser_shards::ConnId) -> session::ConnId {
+        let conn = match &mut self.side {
+            Side::Client(s) => s.ep.add_connection(now, random_nonce()),
+            Side::Server(s) => s.ep.accept(now, random_nonce()),
+        };
+        self.links.insert(
+            conn,
+            Link {
+                socket: Some(socket),
+                stash: BytesMut::new(),
+                closing: false,
+            },
+        );
+        conn
+    }
+
+    /// Processes the endpoint's events, stashes output of connections other than
+    /// `current`, and queues context-bound actions. Returns whether actions wait.
+    fn pump(&mut self, now: Instant, current: Option<session::ConnId>) -> bool {
+        while let Some(event) = self.side.poll_event() {
+            self.on_event(now, event);
+        }
+        for (&conn, link) in self.links.iter_mut() {
+            if Some(conn) == current || link.stash.len() >= STASH_LIMIT {
+                continue;
+            }
+            let n = self.side.poll_transmit(now, conn, &mut link.stash);
+            if (n > 0 || link.closing)
+                && let Some(socket) = link.socket
+            {
+                self.actions.push(Action::Wake(socket));
+            }
+        }
+        if let Some(at) = self.side.poll_timeout()
+            && self.timer_armed.is_none_or(|armed| at < armed)
+        {
+            self.timer_armed = Some(at);
+            self.actions.push(Action::ArmTimer(at));
+        }
+        !self.actions.is_empty()
+    }
+
+    fn on_event(&mut self, now: Instant, event: Event) {
+        match event {
+            Event::WantConnection => self.actions.push(Action::Connect),
+            Event::ConnectionClosed { conn, reason } => {
+                if let Some(link) = self.links.get_mut(&conn) {
+                    link.closing = true;
+                }
+                if let Side::Client(s) = &mut self.side
+                    && s.ep.nexus().is_none()
+                    && !matches!(reason, session::CloseReason::TransportLost)
+                    && let Some(ready) = s.ready.take()
+                {
+                    let _ = ready.send(Readiness::Refused(format!("{reason:?}")));
+                }
+            }
+            Event::NexusEstablished { .. } => {
+                if let Side::Client(s) = &mut self.side
+                    && let Some(ready) = s.ready.take()
+                {
+                    let _ = ready.send(Readiness::Established);
+                }
+            }
+            Event::Completed {
+                request, result, ..
+            } => {
+                if let Side::Client(s) = &mut self.side
+                    && let Some((token, reply)) = s.pending.remove(&request)
+                {
+                    s.tokens.remove(&token);
+                    let _ = reply.send(Completion { token, result });
+                }
+            }
+            Event::Request { request, body } => match &mut self.side {
+                Side::Server(s) => s.dispatch(now, request, body),
+                Side::Client(s) => {
+                    s.ep.respond(
+                        now,
+                        &request,
+                        Reply::Err(RemoteException::new(
+                            "hawser.UnknownExchange",
+                            "this client serves no backchannel exchanges",
+                        )),
+                    );
+                }
+            },
+            Event::CancelRequested { request } => {
+                if let Side::Server(s) = &mut self.side
+                    && let Some(flag) = s.running.get(&request)
+                {
+                    flag.store(true, Ordering::Release);
+                }
+            }
+            Event::NexusLost { .. } | Event::NexusDestroyed { .. } => {
+                if let Side::Client(s) = &mut self.side
+                    && let Some(ready) = s.ready.take()
+                {
+                    let _ = ready.send(Readiness::Refused("nexus lost".into()));
+                }
+            }
+            Event::ConnectionBound { .. } => {}
+        }
+    }
+
+    fn run_command(&mut self, now: Instant, cmd: Command) {
+        match cmd {
+            Command::Call {
+                token,
+                exchange,
+                body,
+                ordered,
+                reply,
+            } => {
+                let Side::Client(s) = &mut self.side else {
+                    return;
+                };
+                match s.ep.call(now, exchange, body, CallOptions { ordered }) {
+                    Ok(request) => {
+                        s.pending.insert(request, (token, reply));
+                        s.tokens.insert(token, request);
+                    }
+                    Err(result) => {
+                        let _ = reply.send(Completion {
+                            token,
+                            result: Err(result),
+                        });
+                    }
+                }
+            }
+            Command::Cancel { token } => {
+                if let Side::Client(s) = &mut self.side
+                    && let Some(&request) = s.tokens.get(&token)
+                {
+                    s.ep.cancel(now, request);
+                }
+            }
+            Command::Respond { request, reply } => {
+                if let Side::Server(s) = &mut self.side {
+                    s.running.remove(&request);
+                    s.ep.respond(now, &request, reply);
+                }
+            }
+            Command::KillConnection { index } => {
+                let mut sockets: Vec<_> = self
+                    .links
+                    .iter()
+                    .filter(|(_, l)| !l.closing)
+                    .filter_map(|(c, l)| l.socket.map(|s| (*c, s)))
+                    .collect();
+                sockets.sort_by_key(|(c, _)| *c);
+                if !sockets.is_empty() {
+                    let (_, socket) = sockets[index % sockets.len()];
+                    self.actions.push(Action::Close(socket));
+                }
+            }
+            Command::Stats { reply } => {
+                let mut report = StatsReport::default();
+                match &self.side {
+                    Side::Client(s) => {
+                        report
+                            .nexuses
+                            .push((s.ep.nexus().unwrap_or(NexusId(0)), s.ep.stats().clone()));
+                        for conn in self.links.keys() {
+                            if let Some(st) = s.ep.connection_stats(*conn) {
+                                report.connections.push(st.clone());
+                            }
+                        }
+                    }
+                    Side::Server(s) => {
+                        for nexus in s.ep.nexuses() {
+                            if let Some(st) = s.ep.nexus_stats(nexus) {
+                                report.nexuses.push((nexus, st.clone()));
+                            }
+                        }
+                        for conn in self.links.keys() {
+                            if let Some(st) = s.ep.connection_stats(*conn) {
+                                report.connections.push(st.clone());
+                            }
+                        }
+                    }
+                }
+                let _ = reply.send(report);
+            }
+            Command::Destroy => {
+                if let Side::Client(s) = &mut self.side {
+                    s.ep.destroy(now);
+                }
+            }
+        }
+    }
+}
+
+impl ServerSide {
+    fn dispatch(&mut self, now: Instant, request: IncomingRequest, body: Bytes) {
+        let Some((_, handler)) = self.handlers.handlers.get(&request.exchange) else {
+            self.ep.respond(
+                now,
+                &request,
+                Reply::Err(RemoteException::new(
+                    "hawser.UnknownExchange",
+                    format!("no handler for exchange {}", request.exchange.0),
+                )),
+            );
+            return;
+        };
+        let cancelled = Arc::new(AtomicBool::new(false));
+        match handler {
+            Handler::Inline(f) => {
+                let ctx = RequestContext { request, cancelled };
+                let reply = to_reply(f(&ctx, body));
+                self.ep.respond(now, &request, reply);
+            }
+            Handler::Blocking(f) => {
+                self.running.insert(request, cancelled.clone());
+                let job = Job {
+                    ctx: RequestContext { request, cancelled },
+                    body,
+                    handler: f.clone(),
+                };
+                if self.jobs.send(job).is_err() {
+                    self.running.remove(&request);
+                    self.ep.respond(
+                        now,
+                        &request,
+                        Reply::Err(RemoteException::new(
+                            "hawser.ShuttingDown",
+                            "the server is shutting down",
+                        )),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Runs every host of this shard: commands, events, actions. Zero-sized, so posting it
+/// through [`Shards::run_on`] does not allocate.
+fn shard_task(ctx: &mut ShardCtx<'_>) {
+    let mut i = 0;
+    while let Some(host) = HOSTS.with(|h| h.borrow().get(i).map(|x| x.1.clone())) {
+        run_host(ctx, &host, false);
+        i += 1;
+    }
+}
+
+fn run_host(ctx: &mut ShardCtx<'_>, host: &Rc<RefCell<Host>>, timer: bool) {
+    let now = ctx.now();
+    let mut actions = {
+        let mut h = host.borrow_mut();
+        if h.dead {
+            return;
+        }
+        h.waker.scheduled.store(false, Ordering::Release);
+        if timer {
+            h.timer_armed = None;
+            if h.side.poll_timeout().is_some_and(|at| at <= now) {
+                h.side.handle_timeout(now);
+            }
+        }
+        while let Ok(cmd) = h.commands.try_recv() {
+            h.run_command(now, cmd);
+        }
+        h.pump(now, None);
+        std::mem::take(&mut h.actions)
+    };
+    // Executed without the host borrowed: closing a socket may call back into it.
+    while !actions.is_empty() {
+        let mut failed_connects = 0;
+        let (addr, id) = {
+            let h = host.borrow();
+            let addr = match &h.side {
+                Side::Client(s) => Some(s.addr),
+                Side::Server(_) => None,
+            };
+            (addr, h.id)
+        };
+        for action in actions.drain(..) {
+            match action {
+                Action::Wake(socket) => ctx.send_to_connection(socket, AppMessage::new(0, 0)),
+                Action::Close(socket) => ctx.close(socket),
+                Action::ArmTimer(at) => ctx.set_timer(at, id),
+                Action::Connect => {
+                    let Some(addr) = addr else { continue };
+                    let conn = SessionConn::new(host.clone());
+                    if ctx.connect_tcp(addr, Box::new(conn)).is_err() {
+                        failed_connects += 1;
+                    }
+                }
+            }
+        }
+        if failed_connects == 0 {
+            break;
+        }
+        let mut h = host.borrow_mut();
+        if let Side::Client(s) = &mut h.side {
+            for _ in 0..failed_connects {
+                s.ep.connect_failed(now);
+            }
+        }
+        h.pump(now, None);
+        actions = std::mem::take(&mut h.actions);
+    }
+}
+
+/// The shard-level handler: host timers.
+#[derive(Debug, Default)]
+pub(crate) struct DriverHandler;
+
+impl ShardHandler for DriverHandler {
+    fn on_timer(&mut self, ctx: &mut ShardCtx<'_>, token: u64) {
+        if let Some(host) = host_by_id(token) {
+            run_host(ctx, &host, true);
+        }
+    }
+}
+
+/// The shards configuration the driver needs (its handler runs host timers).
+pub(crate) fn shards_config(shards: usize) -> hawser_shards::ShardsConfig {
+    hawser_shards::ShardsConfig {
+        shards,
+        // Shared build machines: a pinned shard cannot escape a busy core.
+        pin: false,
+        handler: Some(Arc::new(|_| {
+            Box::new(DriverHandler) as Box<dyn ShardHandler>
+        })),
+        ..hawser_shards::ShardsConfig::default()
+    }
+}
+
+/// One TCP connection of an endpoint: the shards protocol feeding the session endpoint.
+pub(crate) struct SessionConn {
+    host: Rc<RefCell<Host>>,
+    conn: Option<session::ConnId>,
+    done: bool,
+}
+
+impl SessionConn {
+    fn new(host: Rc<RefCell<Host>>) -> Self {
+        SessionConn {
+            host,
+            conn: None,
+            done: false,
+        }
+    }
+
+    fn after(&self, h: &mut Host, now: Instant) {
+        if h.pump(now, self.conn) {
+            h.waker.wake();
+        }
+    }
+}
+
+impl Protocol for SessionConn {
+    fn on_open(&mut self, now: Instant, socket: hawser_shards::ConnId) {
+        let mut h = self.host.borrow_mut();
+        if h.dead {
+            self.done = true;
+            return;
+        }
+        self.conn = Some(h.open(now, socket));
+        self.after(&mut h, now);
+    }
+
+    fn handle_input(&mut self, now: Instant, input: Received<'_>) {
+        let Some(conn) = self.conn else { return };
+        let mut h = self.host.borrow_mut();
+        if h.dead {
+            return;
+        }
+        h.side.handle_input(now, conn, &input);
+        self.after(&mut h, now);
+    }
+
+    fn handle_eof(&mut self, now: Instant) {
+        let Some(conn) = self.conn else { return };
+        let mut h = self.host.borrow_mut();
+        if h.links.remove(&conn).is_some() {
+            h.side.connection_lost(now, conn);
+        }
+        self.done = true;
+        self.after(&mut h, now);
+    }
+
+    fn poll_transmit(&mut self, now: Instant, out: &mut Transmit) {
+        let Some(conn) = self.conn else { return };
+        let mut guard = self.host.borrow_mut();
+        let h = &mut *guard;
+        let Some(link) = h.links.get_mut(&conn) else {
+            return;
+        };
+        move_out(&mut link.stash, out);
+        let mut drained = false;
+        while out.queued() < TX_HIGH_WATER {
+            if h.side.poll_transmit(now, conn, &mut h.scratch) == 0 {
+                drained = true;
+                break;
+            }
+            move_out(&mut h.scratch, out);
+        }
+        if drained && link.closing {
+            h.links.remove(&conn);
+            self.done = true;
+        }
+    }
+
+    fn handle_message(&mut self, _now: Instant, _msg: AppMessage) {
+        // A wake-up: the shard calls poll_transmit next, which is the point.
+    }
+
+    fn wants_close(&self) -> bool {
+        self.done
+    }
+
+    fn on_close(&mut self, now: Instant, reason: &ShardClose) {
+        let mut h = self.host.borrow_mut();
+        if h.dead {
+            return;
+        }
+        match self.conn {
+            Some(conn) => {
+                if h.links.remove(&conn).is_some() {
+                    h.side.connection_lost(now, conn);
+                }
+            }
+            None => {
+                if let (Side::Client(s), ShardClose::ConnectFailed(_) | ShardClose::Error(_)) =
+                    (&mut h.side, reason)
+                {
+                    s.ep.connect_failed(now);
+                }
+            }
+        }
+        self.after(&mut h, now);
+    }
+}
+
+// ---- setting hosts up and tearing them down (control plane) ------------------------
+
+static NEXT_HOST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A host running on a shard, seen from the thread that set it up.
+pub(crate) struct HostHandle {
+    pub(crate) id: u64,
+    pub(crate) shard: usize,
+    pub(crate) commands: CommandSender,
+}
+
+fn install(
+    shards: &Arc<Shards>,
+    shard: usize,
+    make: impl FnOnce() -> Side + Send + 'static,
+) -> Result<HostHandle, hawser_shards::ShardError> {
+    let id = NEXT_HOST.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = crossbeam::channel::unbounded();
+    let waker = Waker::new(shards, shard);
+    let host_waker = waker.clone();
+    shards.call_on(shard, move |ctx| {
+        let host = Rc::new(RefCell::new(Host::new(id, make(), rx, host_waker)));
+        HOSTS.with(|h| h.borrow_mut().push((id, host.clone())));
+        run_host(ctx, &host, false);
+    })?;
+    Ok(HostHandle {
+        id,
+        shard,
+        commands: CommandSender { tx, waker },
+    })
+}
+
+/// Installs a client endpoint on `shard`, connecting to `addr`.
+pub(crate) fn install_client(
+    shards: &Arc<Shards>,
+    shard: usize,
+    config: session::ClientConfig,
+    addr: SocketAddr,
+    ready: Sender<Readiness>,
+) -> Result<HostHandle, hawser_shards::ShardError> {
+    install(shards, shard, move || {
+        Side::Client(Box::new(ClientSide {
+            ep: session::Client::new(config, Instant::now()),
+            addr,
+            pending: HashMap::new(),
+            tokens: HashMap::new(),
+            ready: Some(ready),
+        }))
+    })
+}
+
+/// Installs a server endpoint on `shard` and listens on `addr` there. Returns the bound
+/// address.
+pub(crate) fn install_server(
+    shards: &Arc<Shards>,
+    shard: usize,
+    config: session::ServerConfig,
+    handlers: Arc<HandlerTable>,
+    jobs: Sender<Job>,
+    addr: SocketAddr,
+) -> Result<(HostHandle, SocketAddr), hawser_shards::ShardError> {
+    let seed = u64::from_le_bytes(random_nonce()[..8].try_into().expect("8 bytes"));
+    let handle = install(shards, shard, move || {
+        Side::Server(Box::new(ServerSide {
+            ep: session::Server::new(config, seed),
+            handlers,
+            jobs,
+            running: HashMap::new(),
+        }))
+    })?;
+    let id = handle.id;
+    let bound = shards.listen_tcp_on(shard, addr, move |_| {
+        let host = host_by_id(id).expect("server host installed before listening");
+        SessionConn::new(host)
+    })?;
+    Ok((handle, bound))
+}
+
+/// Removes a host from its shard: its connections close, its later callbacks do nothing.
+pub(crate) fn uninstall(shards: &Shards, handle: &HostHandle) {
+    handle.commands.waker.begin_shutdown();
+    let id = handle.id;
+    let _ = shards.call_on(handle.shard, move |ctx| {
+        let Some(host) = host_by_id(id) else { return };
+        HOSTS.with(|h| h.borrow_mut().retain(|x| x.0 != id));
+        let sockets: Vec<_> = {
+            let mut h = host.borrow_mut();
+            h.dead = true;
+            h.links.values().filter_map(|l| l.socket).collect()
+        };
+        for socket in sockets {
+            ctx.close(socket);
+        }
+    });
+}
+
+/// Runs blocking handlers: takes jobs, answers through the host's command channel.
+pub(crate) fn spawn_workers(
+    count: usize,
+    jobs: Receiver<Job>,
+    commands: CommandSender,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..count)
+        .map(|i| {
+            let jobs = jobs.clone();
+            let commands = commands.clone();
+            std::thread::Builder::new()
+                .name(format!("hawser-handler-{i}"))
+                .spawn(move || {
+                    while let Ok(job) = jobs.recv() {
+                        let reply = to_reply((job.handler)(&job.ctx, job.body));
+                        commands.send(Command::Respond {
+                            request: job.ctx.request,
+                            reply,
+                        });
+                    }
+                })
+                .expect("spawning a handler thread")
+        })
+        .collect()
+}
+
+impl std::fmt::Debug for CommandSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CommandSender")
+    }
+}

@@ -1,0 +1,290 @@
+//! The session layer on real sockets: hawser-shards over loopback, through the blocking
+//! API.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hawser_engine::api::{
+    ApiError, CallError, Client, ClientConfig, ExchangeId, HandlerError, RemoteException,
+    ServerBuilder, Service,
+};
+
+const ECHO: ExchangeId = ExchangeId(1);
+const FAIL: ExchangeId = ExchangeId(2);
+const SLOW: ExchangeId = ExchangeId(3);
+const COUNT: ExchangeId = ExchangeId(4);
+
+fn config(connections: usize) -> ClientConfig {
+    ClientConfig {
+        connections,
+        connect_timeout: Duration::from_secs(10),
+        ..ClientConfig::default()
+    }
+}
+
+#[test]
+fn trunk_of_four_connections_echoes() {
+    let svc = Service::new("echo").handler(ECHO, "echo", |_, body| Ok(body));
+    let server = ServerBuilder::new()
+        .service(svc)
+        .listen("127.0.0.1:0")
+        .unwrap();
+    let client = Client::connect(server.local_addr(), config(4)).unwrap();
+    let bodies: Vec<Bytes> = (0..1000u32)
+        .map(|i| Bytes::from(format!("request {i}")))
+        .collect();
+    let answers = client.call_many(ECHO, bodies.clone());
+    for (a, b) in answers.iter().zip(&bodies) {
+        assert_eq!(a.as_ref().unwrap(), b);
+    }
+    // Every connection joined the nexus and carried traffic.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stats = client.stats();
+        if stats.connections.len() == 4 {
+            assert_eq!(stats.nexuses.len(), 1);
+            assert_eq!(stats.nexuses[0].1.requests_completed, 1000);
+            assert!(stats.nexuses[0].1.latency[&ECHO].len() >= 1000);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "trunk never reached 4 connections"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let server_stats = server.stats();
+    assert_eq!(server_stats.nexuses.len(), 1);
+    assert_eq!(server_stats.nexuses[0].1.requests_executed, 1000);
+    client.close();
+    server.shutdown();
+}
+
+/// 10,000 requests over a trunk of 4 while connections are shut down under them: every
+/// request completes with its own answer, and no handler runs twice.
+#[test]
+fn killing_connections_mid_flight_loses_nothing_and_runs_nothing_twice() {
+    run_kill_test(10_000, 4);
+}
+
+#[test]
+#[ignore = "long: 200,000 requests under connection kills"]
+fn killing_connections_mid_flight_long() {
+    run_kill_test(200_000, 4);
+}
+
+fn run_kill_test(total: usize, threads: usize) {
+    let executions: Arc<Vec<AtomicU32>> = Arc::new((0..total).map(|_| AtomicU32::new(0)).collect());
+    let counter = executions.clone();
+    let svc = Service::new("count").handler(COUNT, "count", move |_, body| {
+        let id = u64::from_le_bytes(body[..8].try_into().unwrap()) as usize;
+        counter[id].fetch_add(1, Ordering::Relaxed);
+        Ok(body)
+    });
+    let server = ServerBuilder::new()
+        .service(svc)
+        .listen("127.0.0.1:0")
+        .unwrap();
+    let client = Arc::new(Client::connect(server.local_addr(), config(4)).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let kills = Arc::new(AtomicUsize::new(0));
+    let killer = {
+        let (client, stop, kills) = (client.clone(), stop.clone(), kills.clone());
+        std::thread::spawn(move || {
+            let mut k = 0;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(15));
+                client.kill_connection(k);
+                kills.fetch_add(1, Ordering::Relaxed);
+                k += 1;
+            }
+        })
+    };
+    let per_thread = total / threads;
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                let ids: Vec<usize> = (t * per_thread..(t + 1) * per_thread).collect();
+                for batch in ids.chunks(200) {
+                    let bodies = batch.iter().map(|&id| {
+                        let mut b = (id as u64).to_le_bytes().to_vec();
+                        b.extend_from_slice(&[0xA5; 56]);
+                        Bytes::from(b)
+                    });
+                    let answers = client.call_many(COUNT, bodies);
+                    for (&id, a) in batch.iter().zip(answers) {
+                        let a = a.unwrap_or_else(|e| panic!("request {id} failed: {e}"));
+                        assert_eq!(u64::from_le_bytes(a[..8].try_into().unwrap()), id as u64);
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("worker");
+    }
+    stop.store(true, Ordering::Relaxed);
+    killer.join().unwrap();
+    let twice: Vec<usize> = (0..total)
+        .filter(|&i| executions[i].load(Ordering::Relaxed) != 1)
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "{} requests ran != 1 times, e.g. {:?}",
+        twice.len(),
+        &twice[..twice.len().min(10)]
+    );
+    let stats = client.stats();
+    let nexus = &stats.nexuses[0].1;
+    let server_stats = server.stats();
+    let executed: u64 = server_stats
+        .nexuses
+        .iter()
+        .map(|n| n.1.requests_executed)
+        .sum();
+    assert_eq!(executed, total as u64);
+    eprintln!(
+        "{total} requests, {} connection kills, {} retries, {} lost connections, server replays {}",
+        kills.load(Ordering::Relaxed),
+        nexus.retries,
+        nexus.connections_lost,
+        server_stats
+            .nexuses
+            .iter()
+            .map(|n| n.1.replays)
+            .sum::<u64>()
+    );
+    assert!(
+        nexus.connections_lost > 0,
+        "no connection was actually killed"
+    );
+    drop(client);
+    server.shutdown();
+}
+
+#[test]
+fn handler_error_surfaces_as_typed_remote_exception() {
+    let svc = Service::new("fail").handler(FAIL, "fail", |_, _| {
+        Err(HandlerError::Exception(
+            RemoteException::new("example.NotFound", "no such dataset")
+                .with_cause(RemoteException::new("io.Error", "ENOENT")),
+        ))
+    });
+    let server = ServerBuilder::new()
+        .service(svc)
+        .listen("127.0.0.1:0")
+        .unwrap();
+    let client = Client::connect(server.local_addr(), config(2)).unwrap();
+    match client.call(FAIL, Bytes::from_static(b"x")) {
+        Err(CallError::Remote(e)) => {
+            assert_eq!(e.type_name, "example.NotFound");
+            assert_eq!(e.message, "no such dataset");
+            assert_eq!(e.cause.as_ref().unwrap().type_name, "io.Error");
+        }
+        other => panic!("expected a remote exception, got {other:?}"),
+    }
+    // An exchange nobody registered is a remote exception too.
+    match client.call(ExchangeId(999), Bytes::new()) {
+        Err(CallError::Remote(e)) => assert_eq!(e.type_name, "hawser.UnknownExchange"),
+        other => panic!("expected UnknownExchange, got {other:?}"),
+    }
+}
+
+#[test]
+fn cancellation_reaches_the_handler() {
+    let started = Arc::new(AtomicBool::new(false));
+    let observed = Arc::new(AtomicBool::new(false));
+    let (s, o) = (started.clone(), observed.clone());
+    let svc = Service::new("slow").blocking_handler(SLOW, "slow", move |ctx, _| {
+        s.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if ctx.is_cancelled() {
+                o.store(true, Ordering::SeqCst);
+                return Err(HandlerError::Cancelled);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(Bytes::from_static(b"finished"))
+    });
+    let server = ServerBuilder::new()
+        .service(svc)
+        .listen("127.0.0.1:0")
+        .unwrap();
+    let client = Client::connect(server.local_addr(), config(2)).unwrap();
+    let call = client.start_call(SLOW, Bytes::from_static(b"work"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !started.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "handler never started");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    call.cancel();
+    let result = call
+        .wait_timeout(Duration::from_secs(10))
+        .expect("call finished");
+    assert_eq!(result, Err(CallError::Cancelled));
+    assert!(
+        observed.load(Ordering::SeqCst),
+        "handler did not see the cancel"
+    );
+}
+
+#[test]
+fn server_with_shared_secret_refuses_a_wrong_one() {
+    let svc = Service::new("echo").handler(ECHO, "echo", |_, body| Ok(body));
+    let server = ServerBuilder::new()
+        .service(svc)
+        .secret("alice", b"correct horse".to_vec())
+        .listen("127.0.0.1:0")
+        .unwrap();
+    let wrong = ClientConfig {
+        identity: "alice".into(),
+        secret: Some(b"battery staple".to_vec()),
+        connect_timeout: Duration::from_secs(5),
+        ..config(2)
+    };
+    match Client::connect(server.local_addr(), wrong) {
+        Err(ApiError::Refused { .. }) => {}
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let anonymous = ClientConfig {
+        identity: "alice".into(),
+        connect_timeout: Duration::from_secs(5),
+        ..config(1)
+    };
+    assert!(Client::connect(server.local_addr(), anonymous).is_err());
+    let right = ClientConfig {
+        identity: "alice".into(),
+        secret: Some(b"correct horse".to_vec()),
+        ..config(2)
+    };
+    let client = Client::connect(server.local_addr(), right).unwrap();
+    assert_eq!(
+        client.call(ECHO, Bytes::from_static(b"hi")).unwrap(),
+        Bytes::from_static(b"hi")
+    );
+}
+
+#[test]
+fn digest_and_compression_round_trip_large_bodies() {
+    let svc = Service::new("echo").handler(ECHO, "echo", |_, body| Ok(body));
+    let server = ServerBuilder::new()
+        .service(svc)
+        .listen("127.0.0.1:0")
+        .unwrap();
+    let cfg = ClientConfig {
+        digest: true,
+        compression: true,
+        ..config(3)
+    };
+    let client = Client::connect(server.local_addr(), cfg).unwrap();
+    let big: Vec<u8> = (0..(1 << 20)).map(|i: u32| (i % 251) as u8).collect();
+    let big = Bytes::from(big);
+    let answers = client.call_many(ECHO, (0..8).map(|_| big.clone()));
+    for a in answers {
+        assert_eq!(a.unwrap(), big);
+    }
+}
