@@ -1056,3 +1056,44 @@ fn receive_limit_after_bind_follows_the_spec() {
         HANDSHAKE_MAX_PAYLOAD
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// A receive loop whose buffer grows by arbitrary chunks sees "need more bytes" until
+    /// each frame is complete, then exactly the frames that were sent.
+    #[test]
+    fn chunked_stream_yields_the_frames_sent(
+        frames in proptest::collection::vec(fields_strategy(), 1..6),
+        chunks in proptest::collection::vec(1usize..700, 1..40),
+        digest: bool,
+    ) {
+        let options = EncodeOptions { digest, compression: Compression::Lz4 };
+        let mut encoder = FrameEncoder::new(options);
+        let mut wire = Vec::new();
+        let mut sent = Vec::new();
+        for fields in &frames {
+            let frame = build(fields);
+            encoder.encode(&frame, &mut wire).expect("encodes");
+            sent.push(format!("{frame:?}"));
+        }
+        let mut decoder = FrameDecoder::new(MAX);
+        let mut received = Vec::new();
+        let (mut start, mut end) = (0, 0);
+        let mut chunk = chunks.iter().cycle();
+        while start < wire.len() {
+            end = (end + chunk.next().copied().unwrap_or(1)).min(wire.len());
+            let window = wire.get(start..end).expect("in range");
+            // Decode everything complete in the window, like a receive loop.
+            let mut offset = 0;
+            while let Some((frame, consumed)) =
+                decoder.decode(window.get(offset..).expect("in range")).expect("valid stream")
+            {
+                received.push(format!("{frame:?}"));
+                offset += consumed;
+            }
+            start += offset;
+        }
+        prop_assert_eq!(received, sent);
+    }
+}
