@@ -324,7 +324,11 @@ impl Source {
 
     fn inline_allowed(&self) -> bool {
         let options = &self.config.options;
-        self.config.inline_max > 0 && !options.checksum && !options.resume && !self.dest_existed
+        self.config.inline_max > 0
+            && !options.checksum
+            && !options.resume
+            && !options.dry_run
+            && !self.dest_existed
     }
 
     fn next_manifest(&mut self) -> Result<Request, ReplicateError> {

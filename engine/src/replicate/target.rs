@@ -153,7 +153,7 @@ impl Target {
             dest
         };
         // A new Begin abandons a previous job's open files; their journals stay for resume.
-        self.job = Some(Job {
+        let mut job = Job {
             options: begin.options,
             dest,
             partials: HashMap::new(),
@@ -161,7 +161,9 @@ impl Target {
             dirs: Vec::new(),
             partial_dirs: HashSet::new(),
             report: FinishReport::default(),
-        });
+        };
+        job.note_partial_dir(&job.dest.clone());
+        self.job = Some(job);
         BeginAck {
             version: PROTOCOL_VERSION,
             dest_existed,
@@ -224,6 +226,7 @@ impl Job {
         match entry.kind {
             EntryKind::Dir => {
                 self.dirs.push((path.clone(), entry.mode, entry.mtime_ns));
+                self.note_partial_dir(&path);
                 match existing {
                     Some(meta) if meta.is_dir() => {
                         self.report.up_to_date += 1;
@@ -424,6 +427,15 @@ impl Job {
         } else {
             OwnedVerdict::NeedAll
         })
+    }
+
+    /// Remembers a partial folder left by an interrupted job, to remove it at the end if
+    /// it is empty by then.
+    fn note_partial_dir(&mut self, dir: &Path) {
+        let partial = dir.join(PARTIAL_DIR);
+        if !self.options.dry_run && std::fs::symlink_metadata(&partial).is_ok_and(|m| m.is_dir()) {
+            self.partial_dirs.insert(partial);
+        }
     }
 
     /// `<dir>/.hawser-partial/<name>.<suffix>`, creating the folder.

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use super::error::{RemoteError, TransportError};
-use super::proto::MessageKind;
+use super::proto::{BLOCK_HEADER_LEN, MessageKind};
 use super::target::Target;
 
 /// A request from the source.
@@ -58,6 +58,9 @@ pub struct MemoryTransport {
     shuffle: Option<u64>,
     requests_left: Option<u64>,
     body_bytes: u64,
+    requests: u64,
+    corrupt_every: Option<u64>,
+    blocks_seen: u64,
 }
 
 impl MemoryTransport {
@@ -69,6 +72,9 @@ impl MemoryTransport {
             shuffle: None,
             requests_left: None,
             body_bytes: 0,
+            requests: 0,
+            corrupt_every: None,
+            blocks_seen: 0,
         }
     }
 
@@ -83,6 +89,18 @@ impl MemoryTransport {
     pub fn fail_after(mut self, requests: u64) -> Self {
         self.requests_left = Some(requests);
         self
+    }
+
+    /// Flips a bit in the data of every `every`-th block on its way (a copy is damaged,
+    /// not the source's buffer), as a corrupting link past the session digest would.
+    pub fn corrupting_blocks(mut self, every: u64) -> Self {
+        self.corrupt_every = Some(every.max(1));
+        self
+    }
+
+    /// Requests carried so far.
+    pub fn requests(&self) -> u64 {
+        self.requests
     }
 
     /// Request body bytes carried so far.
@@ -117,7 +135,23 @@ impl Transport for MemoryTransport {
         }
         let target = self.target.as_mut().ok_or(TransportError::Disconnected)?;
         self.body_bytes += request.body.len() as u64;
-        let result = target.handle(&request.body).map_err(|e| e.to_remote());
+        self.requests += 1;
+        let mut damaged = None;
+        if request.kind == MessageKind::Block
+            && let Some(every) = self.corrupt_every
+            && request.body.len() > BLOCK_HEADER_LEN
+        {
+            self.blocks_seen += 1;
+            if self.blocks_seen.is_multiple_of(every) {
+                let mut copy = request.body.to_vec();
+                if let Some(last) = copy.last_mut() {
+                    *last ^= 0x01;
+                }
+                damaged = Some(copy);
+            }
+        }
+        let body = damaged.as_deref().unwrap_or(&request.body);
+        let result = target.handle(body).map_err(|e| e.to_remote());
         // The body is dropped here, as a real transport drops it once sent and answered.
         drop(request.body);
         self.done.push_back(Completion {
