@@ -10,7 +10,7 @@
 #   scripts/netns.sh cleanup                  remove leftover namespaces (after a SIGKILL)
 #
 # Example, the 10 Gbit/s × 50 ms measurement:
-#   scripts/netns.sh up --rate 10gbit --rtt 50ms
+#   scripts/netns.sh up --rate 10gbit --rtt 50ms --realtime 10 --offload
 #   scripts/netns.sh exec b iperf3 -s -D
 #   scripts/netns.sh exec a iperf3 -c 198.18.0.2 -t 15
 #   scripts/netns.sh down
