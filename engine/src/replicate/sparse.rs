@@ -63,6 +63,17 @@ impl Piece {
     }
 }
 
+/// How many pieces [`pieces`] would return, computed without building them, so that a
+/// manifest entry from the network cannot make the target allocate per claimed byte.
+pub(crate) fn piece_count(extents: &[Extent], block_size: u32) -> u64 {
+    let block = u64::from(block_size);
+    extents
+        .iter()
+        .filter(|e| e.len > 0)
+        .map(|e| (e.end() - 1) / block - e.offset / block + 1)
+        .sum()
+}
+
 /// Splits data extents at block boundaries; both sides compute the same pieces from the
 /// manifest, so a piece is named by its offset alone.
 pub(crate) fn pieces(extents: &[Extent], block_size: u32) -> Vec<Piece> {
@@ -146,6 +157,17 @@ mod tests {
             want
         );
         assert_eq!(got[2].block_index(8), 1);
+        assert_eq!(piece_count(&extents, 8), got.len() as u64);
+        assert_eq!(
+            piece_count(
+                &[Extent {
+                    offset: 0,
+                    len: u64::MAX / 2
+                }],
+                4096
+            ),
+            (u64::MAX / 2 - 1) / 4096 + 1
+        );
     }
 
     #[test]

@@ -50,8 +50,13 @@ struct Job {
     report: FinishReport,
 }
 
+/// Most pieces one file may have on the target (32 TiB in 8 MiB blocks): the target keeps
+/// a small record per piece, so the claimed size of an entry must not decide its memory.
+pub(crate) const MAX_PIECES: u64 = 1 << 22;
+
 #[derive(Debug)]
 struct Partial {
+    size: u64,
     final_path: PathBuf,
     temp_path: PathBuf,
     journal_path: PathBuf,
@@ -307,6 +312,14 @@ impl Job {
                 OwnedVerdict::NeedAll
             });
         }
+        if entry.inline.is_none()
+            && sparse::piece_count(&entry.data_extents(), self.options.block_size) > MAX_PIECES
+        {
+            return Err((
+                RefusalKind::TooManyBlocks,
+                String::from_utf8_lossy(entry.path).into_owned(),
+            ));
+        }
         let temp = self
             .temp_path(&path, "part")
             .map_err(refusal(RefusalKind::Io))?;
@@ -413,6 +426,7 @@ impl Job {
         self.partials.insert(
             entry.file_id,
             Partial {
+                size: entry.size,
                 final_path,
                 temp_path,
                 journal_path,
@@ -509,12 +523,16 @@ impl Job {
             file_id: commit.file_id,
             status,
         };
+        if commit.size != partial.size {
+            self.partials.insert(commit.file_id, partial);
+            return Ok(ack(CommitStatus::ContentMismatch));
+        }
         if partial.received.len() != partial.pieces.len() {
             self.partials.insert(commit.file_id, partial);
             return Ok(ack(CommitStatus::Incomplete));
         }
         let temp = &partial.temp_path;
-        let hash = sparse::hash_file(&partial.file, commit.size).map_err(io_err(temp))?;
+        let hash = sparse::hash_file(&partial.file, partial.size).map_err(io_err(temp))?;
         if hash != commit.content_hash {
             // The bytes are wrong as a whole: start over next time.
             let _ = std::fs::remove_file(temp);

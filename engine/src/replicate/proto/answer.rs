@@ -28,6 +28,10 @@ pub enum RefusalKind {
     /// Inline data that does not match its content hash.
     #[error("inline data does not match its hash")]
     ContentMismatch,
+    /// A file of more pieces than the target tracks (see `MAX_PIECES`): use a larger
+    /// block size.
+    #[error("file has too many blocks for the target")]
+    TooManyBlocks,
 }
 
 impl RefusalKind {
@@ -39,6 +43,7 @@ impl RefusalKind {
             Self::InvalidPath => 4,
             Self::Io => 5,
             Self::ContentMismatch => 6,
+            Self::TooManyBlocks => 7,
         }
     }
 
@@ -50,6 +55,7 @@ impl RefusalKind {
             4 => Self::InvalidPath,
             5 => Self::Io,
             6 => Self::ContentMismatch,
+            7 => Self::TooManyBlocks,
             other => {
                 return Err(ProtoError::BadValue {
                     field: "refusal",
@@ -193,7 +199,7 @@ mod tests {
             (0u8..3).prop_map(OwnedVerdict::Plain),
             btree_set(any::<u32>(), 0..20)
                 .prop_map(|s| OwnedVerdict::Blocks(s.into_iter().collect())),
-            (1u8..=6, vec(any::<u8>(), 0..50)).prop_map(|(k, d)| OwnedVerdict::Refused(k, d)),
+            (1u8..=7, vec(any::<u8>(), 0..50)).prop_map(|(k, d)| OwnedVerdict::Refused(k, d)),
         ]
     }
 
