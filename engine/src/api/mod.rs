@@ -114,6 +114,28 @@ fn resolve(addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<SocketAddr, Api
         .map_err(|source| ApiError::Resolve { addr: text, source })
 }
 
+/// Shards shared by several servers and clients of one process (for example a loopback
+/// benchmark placing the server on shard 1 and the client on shard 0). Without one, every
+/// [`Server`] and [`Client`] starts a shard of its own.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    shards: Arc<Shards>,
+}
+
+impl Runtime {
+    /// Starts `shards` shard threads (unpinned: see `hawser_shards::ShardsConfig::pin`).
+    pub fn new(shards: usize) -> Result<Runtime, ApiError> {
+        Ok(Runtime {
+            shards: Arc::new(Shards::start(shards_config(shards.max(1)))?),
+        })
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+}
+
 /// A set of exchange handlers.
 #[derive(Clone, Default)]
 pub struct Service {
@@ -193,6 +215,7 @@ pub struct ServerBuilder {
     handler_threads: usize,
     compress: bool,
     slots: u32,
+    placement: Option<(Runtime, usize)>,
 }
 
 impl Default for ServerBuilder {
@@ -213,7 +236,14 @@ impl ServerBuilder {
             handler_threads: 4,
             compress: true,
             slots: 256,
+            placement: None,
         }
+    }
+
+    /// Runs the server on shard `shard` of `runtime` instead of a shard of its own.
+    pub fn runtime(mut self, runtime: &Runtime, shard: usize) -> Self {
+        self.placement = Some((runtime.clone(), shard));
+        self
     }
 
     /// Adds a service (a later registration of the same exchange id wins).
@@ -254,10 +284,16 @@ impl ServerBuilder {
         let mut config = session::ServerConfig::new(self.credentials);
         config.compress = self.compress;
         config.fore_limits.slots = self.slots;
-        let shards = Arc::new(Shards::start(shards_config(1))?);
+        let (shards, shard) = match self.placement {
+            Some((rt, shard)) => {
+                let last = rt.shards.len() - 1;
+                (rt.shards, shard.min(last))
+            }
+            None => (Arc::new(Shards::start(shards_config(1))?), 0),
+        };
         let (jobs_tx, jobs_rx) = channel::unbounded();
         let (host, bound) =
-            driver::install_server(&shards, 0, config, Arc::new(table), jobs_tx, addr)?;
+            driver::install_server(&shards, shard, config, Arc::new(table), jobs_tx, addr)?;
         let workers = driver::spawn_workers(self.handler_threads, jobs_rx, host.commands.clone());
         Ok(Server {
             shards: Some(shards),
@@ -422,10 +458,20 @@ impl Client {
         Self::connect_on(addr, config, None)
     }
 
+    /// Like [`connect`](Self::connect), with the nexus on shard `shard` of `runtime`.
+    pub fn connect_with(
+        addr: impl ToSocketAddrs + std::fmt::Debug,
+        config: ClientConfig,
+        runtime: &Runtime,
+        shard: usize,
+    ) -> Result<Client, ApiError> {
+        Self::connect_on(addr, config, Some((runtime.clone(), shard)))
+    }
+
     fn connect_on(
         addr: impl ToSocketAddrs + std::fmt::Debug,
         config: ClientConfig,
-        _placement: Option<usize>,
+        placement: Option<(Runtime, usize)>,
     ) -> Result<Client, ApiError> {
         let addr = resolve(addr)?;
         let credentials = match &config.secret {
@@ -441,9 +487,15 @@ impl Client {
         sc.timers.dead_after = config.heartbeat * 3;
         sc.reconnect_min = Duration::from_millis(10);
         sc.reconnect_max = Duration::from_secs(1);
-        let shards = Arc::new(Shards::start(shards_config(1))?);
+        let (shards, shard) = match placement {
+            Some((rt, shard)) => {
+                let last = rt.shards.len() - 1;
+                (rt.shards, shard.min(last))
+            }
+            None => (Arc::new(Shards::start(shards_config(1))?), 0),
+        };
         let (ready_tx, ready_rx) = channel::bounded(1);
-        let host = driver::install_client(&shards, 0, sc, addr, ready_tx)?;
+        let host = driver::install_client(&shards, shard, sc, addr, ready_tx)?;
         let mut client = Client {
             shards: Some(shards),
             host,
@@ -556,6 +608,19 @@ impl Client {
             .collect()
     }
 
+    /// A stream of calls sharing one completion queue: [`Pipeline::submit`] as many as
+    /// wanted, [`Pipeline::next_completion`] in completion order. The cheapest way to keep
+    /// many calls in flight (no per-call channel).
+    pub fn pipeline(&self) -> Pipeline<'_> {
+        let (tx, rx) = channel::unbounded();
+        Pipeline {
+            client: self,
+            tx,
+            rx,
+            outstanding: 0,
+        }
+    }
+
     /// Counters and histograms of the nexus and its open connections.
     pub fn stats(&self) -> StatsReport {
         stats_of(&self.host)
@@ -589,5 +654,57 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Calls in flight with one completion queue (see [`Client::pipeline`]).
+#[derive(Debug)]
+pub struct Pipeline<'c> {
+    client: &'c Client,
+    tx: channel::Sender<Completion>,
+    rx: Receiver<Completion>,
+    outstanding: usize,
+}
+
+impl Pipeline<'_> {
+    /// Starts a call; returns its token (as [`next_completion`](Self::next_completion)
+    /// reports it).
+    pub fn submit(&mut self, exchange: ExchangeId, request: Bytes) -> u64 {
+        let token = self.client.next_token.fetch_add(1, Ordering::Relaxed);
+        let sent = self.client.host.commands.send(Command::Call {
+            token,
+            exchange,
+            body: request,
+            ordered: false,
+            reply: self.tx.clone(),
+        });
+        if !sent {
+            let _ = self.tx.send(Completion {
+                token,
+                result: Err(CallError::NoNexus),
+            });
+        }
+        self.outstanding += 1;
+        token
+    }
+
+    /// Cancels the call `token`.
+    pub fn cancel(&self, token: u64) {
+        self.client.host.commands.send(Command::Cancel { token });
+    }
+
+    /// Calls submitted and not yet returned by `next_completion`.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding
+    }
+
+    /// Waits for the next call to finish; `None` when none is outstanding.
+    pub fn next_completion(&mut self) -> Option<(u64, Result<Bytes, CallError>)> {
+        if self.outstanding == 0 {
+            return None;
+        }
+        let c = self.rx.recv().ok()?;
+        self.outstanding -= 1;
+        Some((c.token, c.result))
     }
 }
