@@ -49,7 +49,8 @@ pub struct SourceConfig {
     pub max_in_flight: usize,
     /// Manifest batches in flight at most.
     pub manifest_window: usize,
-    /// Target size of a manifest batch in bytes.
+    /// Largest manifest batch in bytes (a single entry larger than this still goes, alone):
+    /// at most the session's `max_request_size`, as blocks need `block_size + 21`.
     pub batch_bytes: usize,
     /// Files up to this size travel inside their manifest entry; 0 turns it off. Only
     /// used when the destination is new: otherwise the target probably has the data
@@ -335,11 +336,19 @@ impl Source {
         let first = self.next_entry;
         let mut writer = BatchWriter::new(self.config.batch_bytes.min(1 << 20) + 1024);
         let inline_allowed = self.inline_allowed();
-        while self.next_entry < self.entries.len()
-            && (writer.count() == 0 || writer.len() < self.config.batch_bytes)
-        {
+        while self.next_entry < self.entries.len() {
             let index = self.next_entry;
             let e = &self.entries[index];
+            let wants_inline = inline_allowed
+                && e.kind == EntryKind::File
+                && e.size <= u64::from(self.config.inline_max);
+            // A batch never exceeds `batch_bytes` (the session's request size limit),
+            // unless one entry alone does.
+            if writer.count() > 0
+                && writer.len() + encoded_len_bound(e, wants_inline) > self.config.batch_bytes
+            {
+                break;
+            }
             let io = |source| ReplicateError::Io {
                 path: e.abs.clone(),
                 source,
@@ -347,7 +356,7 @@ impl Source {
             let mut content_hash = None;
             let mut inline = None;
             if e.kind == EntryKind::File {
-                if inline_allowed && e.size <= u64::from(self.config.inline_max) {
+                if wants_inline {
                     let data = std::fs::read(&e.abs).map_err(io)?;
                     // The file changed since the walk: send what is there now, as a block.
                     if data.len() as u64 == e.size {
@@ -720,6 +729,20 @@ impl Source {
             })
         }
     }
+}
+
+/// An upper bound of an entry's encoded size in a manifest batch.
+fn encoded_len_bound(e: &SourceEntry, inline: bool) -> usize {
+    let fixed = 4 + 1 + 1 + 4 + 8 + 8 + 2 + e.rel.len();
+    let link = if e.kind == EntryKind::Symlink {
+        2 + e.link_target.len()
+    } else {
+        0
+    };
+    let extents = e.extents.as_ref().map_or(0, |x| 4 + 16 * x.len());
+    let hash = 16;
+    let data = if inline { 4 + e.size as usize } else { 0 };
+    fixed + link + extents + hash + data
 }
 
 impl Piece {
