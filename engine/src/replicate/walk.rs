@@ -120,8 +120,12 @@ fn visit(
         visit_children(abs, &rel, excludes, out)?;
     } else if file_type.is_file() {
         entry.size = meta.len();
-        let file = File::open(abs).map_err(io_error(abs))?;
-        entry.extents = sparse::data_extents(&file, entry.size).map_err(io_error(abs))?;
+        // Only a file with fewer allocated blocks than its size can have holes: the
+        // others are not even opened here (20,000 small files, 20,000 opens saved).
+        if meta.blocks().saturating_mul(512) < entry.size {
+            let file = File::open(abs).map_err(io_error(abs))?;
+            entry.extents = sparse::data_extents(&file, entry.size).map_err(io_error(abs))?;
+        }
         out.push(entry);
     }
     // Sockets, fifos and devices are not replicated.
