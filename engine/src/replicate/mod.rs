@@ -8,7 +8,7 @@
 //! [`proto::MessageKind::exchange_id`]), and [`MemoryTransport`] implements in-process
 //! for tests.
 //!
-//! A job, as messages (bytes in `docs/protocol/replicate.md`):
+//! A job, as messages (bytes in `docs/PROTOCOL.md` ("Replication exchanges")):
 //!
 //! 1. `Begin` (options, destination) → `BeginAck`.
 //! 2. `Manifest` batches, ordered, each carrying many entries (path, kind, mode, mtime,

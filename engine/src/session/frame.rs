@@ -2,7 +2,7 @@
 //!
 //! The state machines speak [`Frame`]: owned, with payloads as [`Bytes`] so a request body
 //! can sit in a reply cache or a retry queue without borrowing the receive buffer. The
-//! bytes are the wire crate's business (`docs/protocol/dsp.md`): [`Codec`] wraps its
+//! bytes are the wire crate's business (`docs/PROTOCOL.md` ("DSP trunk frames")): [`Codec`] wraps its
 //! encoder and streaming decoder, and decoded bodies are sliced out of the received
 //! buffer without copying (only lz4-compressed bodies, decompressed by the wire decoder
 //! into its scratch, are copied out).

@@ -31,7 +31,7 @@
 //! the channel's window: at most that many requests are in flight.
 //!
 //! The full semantics (handshake, lifecycle, retries, cancellation, credits, heartbeats)
-//! are in `docs/protocol/session.md`.
+//! are in `docs/PROTOCOL.md` ("Session layer").
 //!
 //! # Example
 //!

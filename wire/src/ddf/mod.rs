@@ -5,7 +5,7 @@
 //! 0x0A), a struct or list line giving its child count with the children on the lines
 //! after it. Names and strings are URL-encoded, `.` stands for "no name". On a stream a
 //! message travels as a frame: its text length as a big-endian `u32`, then the text. The
-//! bytes and every decision the seed left open are in `docs/protocol/ddf.md`.
+//! bytes and every decision the seed left open are in `docs/PROTOCOL.md` ("DDF remoting text").
 //!
 //! Decoding never recurses and never trusts a count: nesting is limited to [`MAX_DEPTH`],
 //! a child count must fit the remaining input, and every error names its byte offset and

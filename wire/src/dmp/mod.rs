@@ -4,7 +4,7 @@
 //! protocol 10, instance 1, version 0.1), one [`Command`] (the lease, a short string), then
 //! [`Message`]s (Put). Server to client: two [`Response`]s (`200 OK DMP/0.1`, then the
 //! lease verdict), then messages (Get). Either side may send [`Message::Null`] (four zero
-//! octets) as a heartbeat. The bytes are specified in `docs/protocol/dmp.md`.
+//! octets) as a heartbeat. The bytes are specified in `docs/PROTOCOL.md` ("DMP direct messages").
 //!
 //! Every decoder borrows from its input (a message body is a slice of the received bytes)
 //! and answers `Ok(None)` when more bytes are needed. [`StreamDecoder`] walks a whole

@@ -1,5 +1,5 @@
 //! DSP trunk frames: the framing of the session protocol on every trunk connection of a
-//! nexus. The byte-by-byte specification is `docs/protocol/dsp.md`.
+//! nexus. The byte-by-byte specification is `docs/PROTOCOL.md` ("DSP trunk frames").
 //!
 //! # Layout
 //!

@@ -8,7 +8,7 @@
 //! to 4 GiB) or `[u32 session id][u64 offset][data]` (extended form). The client tracks
 //! what arrived in an [`IntervalSet`], uses data while holes remain, and sends
 //! [`HoleReport`]s to re-request holes or to stop. Control messages are
-//! [`ControlMessage`]s: a type tag, then fields. The bytes are in `docs/protocol/dtp.md`.
+//! [`ControlMessage`]s: a type tag, then fields. The bytes are in `docs/PROTOCOL.md` ("DTP offset datagrams").
 //!
 //! For `hawser inspect dtp` a capture is a sequence of [`Record`]s
 //! (`[u8 kind][u32 length][bytes]`), read with a [`CaptureDecoder`].

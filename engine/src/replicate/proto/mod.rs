@@ -5,7 +5,7 @@
 //! exchange id of a request is [`MessageKind::exchange_id`] of its tag. Decoders borrow
 //! from the input (`&[u8]`), never panic and answer bad input with a [`ProtoError`];
 //! encoders write into any [`bytes::BufMut`]. The bytes are specified in
-//! `docs/protocol/replicate.md`.
+//! `docs/PROTOCOL.md` ("Replication exchanges").
 //!
 //! | request (source → target) | response (target → source) |
 //! |---|---|
