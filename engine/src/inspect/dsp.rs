@@ -1,7 +1,7 @@
 //! Dissecting a DSP trunk-connection byte stream (one direction).
 
 use hawser_wire::dsp::{
-    ChannelAttrs, Compression, DIGEST_LEN, DspError, EncodeOptions, Frame, FrameEncoder,
+    Channel, ChannelAttrs, Compression, DIGEST_LEN, DspError, EncodeOptions, Frame, FrameEncoder,
     FrameHeader, HEADER_LEN, NexusId, decode_frame,
 };
 
@@ -117,6 +117,22 @@ fn code<T: std::fmt::Display>(c: T) -> Value {
     Value::Text(c.to_string())
 }
 
+fn channel(channel: Channel) -> Value {
+    let name = match channel {
+        Channel::Fore => "fore",
+        Channel::Back => "back",
+    };
+    Value::Text(name.to_owned())
+}
+
+/// The fields that name an exchange: which channel, slot and sequence, which request.
+fn exchange_head(f: &mut Fields, on: Channel, slot: u32, sequence: u32, request_id: u64) {
+    f.push("channel", channel(on));
+    f.push("slot", Value::U64(slot.into()));
+    f.push("sequence", Value::U64(sequence.into()));
+    f.push("request_id", Value::U64(request_id));
+}
+
 fn frame_fields(frame: &Frame<'_>, full: bool, f: &mut Fields) {
     let bytes = |b: &[u8]| Value::bytes(b, full);
     match frame {
@@ -180,13 +196,7 @@ fn frame_fields(frame: &Frame<'_>, full: bool, f: &mut Fields) {
             f.push("reason", text(d.reason));
         }
         Frame::Request(r) => {
-            f.push(
-                "channel",
-                Value::Text(format!("{:?}", r.channel).to_lowercase()),
-            );
-            f.push("slot", Value::U64(r.slot.into()));
-            f.push("sequence", Value::U64(r.sequence.into()));
-            f.push("request_id", Value::U64(r.request_id));
+            exchange_head(f, r.channel, r.slot, r.sequence, r.request_id);
             f.push("exchange", Value::U64(r.exchange.into()));
             if let Some(order) = r.order {
                 f.push("order", Value::U64(order));
@@ -194,23 +204,11 @@ fn frame_fields(frame: &Frame<'_>, full: bool, f: &mut Fields) {
             f.push("body", bytes(r.body));
         }
         Frame::Response(r) => {
-            f.push(
-                "channel",
-                Value::Text(format!("{:?}", r.channel).to_lowercase()),
-            );
-            f.push("slot", Value::U64(r.slot.into()));
-            f.push("sequence", Value::U64(r.sequence.into()));
-            f.push("request_id", Value::U64(r.request_id));
+            exchange_head(f, r.channel, r.slot, r.sequence, r.request_id);
             f.push("body", bytes(r.body));
         }
         Frame::ResponseError(r) => {
-            f.push(
-                "channel",
-                Value::Text(format!("{:?}", r.channel).to_lowercase()),
-            );
-            f.push("slot", Value::U64(r.slot.into()));
-            f.push("sequence", Value::U64(r.sequence.into()));
-            f.push("request_id", Value::U64(r.request_id));
+            exchange_head(f, r.channel, r.slot, r.sequence, r.request_id);
             // The exception is DDF text: show it as text when it is printable.
             match std::str::from_utf8(r.exception) {
                 Ok(s) if full || s.len() <= 256 => f.push("exception", text(s)),
@@ -218,19 +216,10 @@ fn frame_fields(frame: &Frame<'_>, full: bool, f: &mut Fields) {
             }
         }
         Frame::Cancel(c) => {
-            f.push(
-                "channel",
-                Value::Text(format!("{:?}", c.channel).to_lowercase()),
-            );
-            f.push("slot", Value::U64(c.slot.into()));
-            f.push("sequence", Value::U64(c.sequence.into()));
-            f.push("request_id", Value::U64(c.request_id));
+            exchange_head(f, c.channel, c.slot, c.sequence, c.request_id);
         }
         Frame::Credit(c) => {
-            f.push(
-                "channel",
-                Value::Text(format!("{:?}", c.channel).to_lowercase()),
-            );
+            f.push("channel", channel(c.channel));
             f.push("slots", Value::U64(c.slots.into()));
         }
         Frame::Ping(p) => f.push("token", Value::U64(p.token)),
