@@ -75,6 +75,10 @@ pub struct BenchArgs {
     /// Offer lz4 compression.
     #[arg(long)]
     pub compress: bool,
+    /// Microseconds the caller polls for an answer before blocking (saves a thread
+    /// wake-up per call; costs a busy core).
+    #[arg(long, default_value_t = 0)]
+    pub spin_us: u64,
     /// Print one JSON object instead of the human summary.
     #[arg(long)]
     pub json: bool,
@@ -181,6 +185,7 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport, ApiError> {
         digest: args.digest,
         compression: args.compress,
         slots: depth.max(64) as u32,
+        spin: Duration::from_micros(args.spin_us),
         ..ClientConfig::default()
     };
     let client = Client::connect_with(addr.as_str(), config, &runtime, 0)?;
