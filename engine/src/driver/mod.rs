@@ -60,6 +60,9 @@ const SHARE_THRESHOLD: usize = 16 * 1024;
 /// Stop pulling frames from the endpoint once this much waits for the socket: the rest
 /// stays in the endpoint (which keeps retries and accounting exact) until the send drains.
 const TX_HIGH_WATER: usize = 4 << 20;
+/// Capacity of the buffer offered to the endpoint for its output, so that it can swap
+/// buffers rather than copy (see `SessionConn::poll_transmit`).
+const SWAP_CAPACITY: usize = 4 << 20;
 /// Limit of output stashed for a connection that is not the one being served.
 const STASH_LIMIT: usize = 1 << 20;
 
@@ -792,6 +795,13 @@ impl Protocol for SessionConn {
         move_out(&mut link.stash, out);
         let mut drained = false;
         while out.queued() < TX_HIGH_WATER {
+            if h.scratch.capacity() < SWAP_CAPACITY {
+                // The endpoint hands its queued frames over by swapping buffers when ours is
+                // empty and large enough, instead of copying them (a 1 MiB body otherwise
+                // costs one more memcpy). After a large frame was shared out, `scratch` has
+                // no capacity left: give it some again.
+                h.scratch = BytesMut::with_capacity(SWAP_CAPACITY);
+            }
             if h.side.poll_transmit(now, conn, &mut h.scratch) == 0 {
                 drained = true;
                 break;
