@@ -288,3 +288,135 @@ fn digest_and_compression_round_trip_large_bodies() {
         assert_eq!(a.unwrap(), big);
     }
 }
+
+#[test]
+fn pipeline_and_ordered_calls() {
+    let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let order_ok = Arc::new(AtomicBool::new(true));
+    let (s, ok) = (seen.clone(), order_ok.clone());
+    const ORDERED: ExchangeId = ExchangeId(5);
+    let svc = Service::new("ordered")
+        .handler(ECHO, "echo", |_, body| Ok(body))
+        .handler(ORDERED, "ordered", move |_, body| {
+            let n = u64::from_le_bytes(body[..8].try_into().unwrap());
+            // Ordered requests reach the handler in send order.
+            if s.swap(n + 1, Ordering::SeqCst) != n {
+                ok.store(false, Ordering::SeqCst);
+            }
+            Ok(body)
+        });
+    let server = ServerBuilder::new()
+        .service(svc)
+        .listen("127.0.0.1:0")
+        .unwrap();
+    let client = Client::connect(server.local_addr(), config(4)).unwrap();
+
+    let mut pipe = client.pipeline();
+    let mut expected = std::collections::HashMap::new();
+    for i in 0..2000u32 {
+        let body = Bytes::from(i.to_le_bytes().to_vec());
+        expected.insert(pipe.submit(ECHO, body.clone()), body);
+    }
+    while let Some((token, result)) = pipe.next_completion() {
+        assert_eq!(result.unwrap(), expected.remove(&token).unwrap());
+    }
+    assert!(expected.is_empty());
+
+    let calls: Vec<_> = (0..500u64)
+        .map(|n| {
+            client.start_call_with(
+                ORDERED,
+                Bytes::from(n.to_le_bytes().to_vec()),
+                hawser_engine::api::CallOptions { ordered: true },
+            )
+        })
+        .collect();
+    for c in calls {
+        c.wait().unwrap();
+    }
+    assert!(
+        order_ok.load(Ordering::SeqCst),
+        "ordered calls ran out of order"
+    );
+    assert_eq!(seen.load(Ordering::SeqCst), 500);
+}
+
+/// Blocking handlers under connection kills: still exactly once.
+#[test]
+fn blocking_handlers_run_once_under_connection_kills() {
+    let total = 2000;
+    let executions: Arc<Vec<AtomicU32>> = Arc::new((0..total).map(|_| AtomicU32::new(0)).collect());
+    let counter = executions.clone();
+    let svc = Service::new("count").blocking_handler(COUNT, "count", move |_, body| {
+        let id = u64::from_le_bytes(body[..8].try_into().unwrap()) as usize;
+        counter[id].fetch_add(1, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_micros(200));
+        Ok(body)
+    });
+    let server = ServerBuilder::new()
+        .service(svc)
+        .handler_threads(8)
+        .listen("127.0.0.1:0")
+        .unwrap();
+    let client = Arc::new(Client::connect(server.local_addr(), config(4)).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let killer = {
+        let (client, stop) = (client.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut k = 0;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(10));
+                client.kill_connection(k);
+                k += 1;
+            }
+        })
+    };
+    let answers = client.call_many(
+        COUNT,
+        (0..total as u64).map(|id| Bytes::from(id.to_le_bytes().to_vec())),
+    );
+    stop.store(true, Ordering::Relaxed);
+    killer.join().unwrap();
+    for (id, a) in answers.into_iter().enumerate() {
+        let a = a.unwrap_or_else(|e| panic!("request {id} failed: {e}"));
+        assert_eq!(u64::from_le_bytes(a[..8].try_into().unwrap()), id as u64);
+    }
+    for (id, n) in executions.iter().enumerate() {
+        assert_eq!(n.load(Ordering::Relaxed), 1, "request {id}");
+    }
+}
+
+/// Garbage on the port closes that connection only; the server keeps serving.
+#[test]
+fn garbage_from_the_network_closes_only_that_connection() {
+    use std::io::{Read, Write};
+    let svc = Service::new("echo").handler(ECHO, "echo", |_, body| Ok(body));
+    let server = ServerBuilder::new()
+        .service(svc)
+        .listen("127.0.0.1:0")
+        .unwrap();
+    let client = Client::connect(server.local_addr(), config(2)).unwrap();
+    let mut junk = std::net::TcpStream::connect(server.local_addr()).unwrap();
+    junk.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = junk.write_all(&[0xFFu8; 4096]);
+    let mut buf = [0u8; 4096];
+    // The server answers with at most a GoAway, then closes.
+    let mut closed = false;
+    for _ in 0..16 {
+        match junk.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => {}
+        }
+    }
+    assert!(closed, "the server kept a garbage connection open");
+    assert_eq!(
+        client
+            .call(ECHO, Bytes::from_static(b"still here"))
+            .unwrap(),
+        Bytes::from_static(b"still here")
+    );
+}

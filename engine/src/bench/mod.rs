@@ -12,6 +12,41 @@
 //! caller, from submission to completion, and recorded in an HDR histogram (3
 //! significant digits), which `--histogram FILE` writes in the classic `.hgrm`
 //! percentile-distribution text format (values in microseconds).
+//!
+//! # Measured (2026-11-21, the 2-core build machine, shared with other engineers' builds
+//! and tests: load average 3-4 throughout; figures swing 2x between runs)
+//!
+//! One run, alternating, `--duration 5`, release build:
+//!
+//! | what | round 1 | round 2 | target (issue 4) |
+//! |---|---|---|---|
+//! | `sockperf ping-pong --tcp -m 64` p50, full round trip (2x its half RTT) | 9.6 µs | 7.6 µs | |
+//! | `hawser bench --mode rpc` ping-pong p50 round trip | 23.6 µs (2.5x) | 26.2 µs (3.4x) | <= 1.2x |
+//! | same, p99.9 (sockperf's: 40.6 / 23.6 µs) | 2.7 ms | 3.5 ms | <= sockperf's |
+//! | `--spin-us 1000` ping-pong p50 (p99 ~1 ms: the spin starves a shard) | 21.7 µs | 21.8 µs | |
+//! | `--pipeline 256 --shards 2` exchanges/s | 211 k | 404 k | >= 1 M |
+//! | `--mode bulk --digest` (1 MiB requests) | 1.23 GB/s | 1.47 GB/s | |
+//! | shards' raw bulk (`loopback_bulk`, `HAWSER_BULK_ONLY=shards`, same run) | 2.93 GB/s | 2.77 GB/s | |
+//! | bulk with digest / raw | 0.42x | 0.53x | >= 0.9x |
+//!
+//! None of the three targets is met yet. Where the time goes (perf):
+//!
+//! - ping-pong: a call crosses four thread wake-ups (caller -> client shard through the
+//!   doorbell, client shard -> server shard and back through the sockets, client shard ->
+//!   caller through a futex) where sockperf has two; with three busy threads on two cores
+//!   each costs several microseconds. Polling the answer (`--spin-us`) removes one.
+//! - pipelined: the client shard is the bottleneck (54% of samples): session
+//!   bookkeeping, SipHash maps inside the session layer (~5%), frame codec, channels.
+//! - bulk: each 1 MiB body is copied by the session encoder on the client and into the
+//!   link's receive buffer on the server, besides the kernel's copies and two xxh3 passes;
+//!   the raw bulk path copies nothing in user space. Closing the gap needs the session
+//!   layer to take and hand out body buffers (`Bytes`/pool handles) instead of copying.
+//!
+//! Reproduce: `sockperf server --tcp -i 127.0.0.1 -p 11111 &`, then
+//! `sockperf ping-pong --tcp -i 127.0.0.1 -p 11111 -m 64 -t 5`,
+//! `hawser bench --mode rpc --json`, `hawser bench --mode rpc --pipeline 256 --json`,
+//! `hawser bench --mode bulk --digest --json`, and
+//! `HAWSER_BULK_ONLY=shards cargo bench -p hawser-benches --bench loopback_bulk`.
 
 use std::io::Write;
 use std::path::PathBuf;
