@@ -420,3 +420,44 @@ fn garbage_from_the_network_closes_only_that_connection() {
         Bytes::from_static(b"still here")
     );
 }
+
+/// Full duplex: the server calls the client's backchannel service over the same nexus.
+#[test]
+fn server_calls_the_client_on_the_backchannel() {
+    const SHOUT: ExchangeId = ExchangeId(7);
+    let svc = Service::new("echo").handler(ECHO, "echo", |_, body| Ok(body));
+    let server = ServerBuilder::new()
+        .service(svc)
+        .listen("127.0.0.1:0")
+        .unwrap();
+    let back = Service::new("client").handler(SHOUT, "shout", |_, body| {
+        Ok(Bytes::from(body.to_ascii_uppercase()))
+    });
+    let client = Client::connect(
+        server.local_addr(),
+        ClientConfig {
+            backchannel: Some(back),
+            ..config(2)
+        },
+    )
+    .unwrap();
+    // Fore channel first, so the nexus surely exists on the server.
+    client.call(ECHO, Bytes::from_static(b"x")).unwrap();
+    let nexuses = server.nexuses();
+    assert_eq!(nexuses.len(), 1);
+    let answer = server
+        .call(nexuses[0], SHOUT, Bytes::from_static(b"ahoy"))
+        .unwrap();
+    assert_eq!(answer, Bytes::from_static(b"AHOY"));
+    match server.call(nexuses[0], ExchangeId(99), Bytes::new()) {
+        Err(CallError::Remote(e)) => assert_eq!(e.type_name, "hawser.UnknownExchange"),
+        other => panic!("expected UnknownExchange, got {other:?}"),
+    }
+    // Many in flight at once.
+    let calls: Vec<_> = (0..200)
+        .map(|i| server.start_call(nexuses[0], SHOUT, Bytes::from(format!("m{i}"))))
+        .collect();
+    for (i, c) in calls.into_iter().enumerate() {
+        assert_eq!(c.wait().unwrap(), Bytes::from(format!("M{i}")));
+    }
+}

@@ -15,6 +15,8 @@
 //!   [`RequestContext::is_cancelled`]; the call ends with [`CallError::Cancelled`]).
 //! - [`Client::stats`], [`Server::stats`]: nexus and connection counters with HDR
 //!   histograms (per-exchange latency, heartbeat RTT).
+//! - Full duplex: a client serves [`ClientConfig::backchannel`]; the server calls it with
+//!   [`Server::call`] / [`Server::start_call`] on a nexus from [`Server::nexuses`].
 //!
 //! Handlers: [`Service::handler`] runs on the server's shard (it must not block);
 //! [`Service::blocking_handler`] runs on a worker thread and may block or poll for
@@ -67,7 +69,7 @@ use crate::driver::{
 };
 pub use crate::driver::{HandlerError, RequestContext, StatsReport};
 use crate::session::{self, ClientCredentials, ServerCredentials};
-pub use crate::session::{CallError, CallOptions, ExchangeId, RemoteException};
+pub use crate::session::{CallError, CallOptions, ExchangeId, NexusId, RemoteException};
 
 /// The default DSP port (`dlpx-sp`).
 pub const DEFAULT_PORT: u16 = 8415;
@@ -296,6 +298,7 @@ impl ServerBuilder {
             driver::install_server(&shards, shard, config, Arc::new(table), jobs_tx, addr)?;
         let workers = driver::spawn_workers(self.handler_threads, jobs_rx, host.commands.clone());
         Ok(Server {
+            next_token: AtomicU64::new(1),
             shards: Some(shards),
             host,
             addr: bound,
@@ -306,6 +309,7 @@ impl ServerBuilder {
 
 /// A running server. Dropping it stops it.
 pub struct Server {
+    next_token: AtomicU64,
     shards: Option<Arc<Shards>>,
     host: HostHandle,
     addr: SocketAddr,
@@ -329,6 +333,47 @@ impl Server {
         stats_of(&self.host)
     }
 
+    /// The nexuses this server holds now.
+    pub fn nexuses(&self) -> Vec<NexusId> {
+        self.stats().nexuses.into_iter().map(|(n, _)| n).collect()
+    }
+
+    /// Calls `exchange` on the client of `nexus` (backchannel) and waits for the answer.
+    pub fn call(
+        &self,
+        nexus: NexusId,
+        exchange: ExchangeId,
+        request: Bytes,
+    ) -> Result<Bytes, CallError> {
+        self.start_call(nexus, exchange, request).wait()
+    }
+
+    /// Starts a backchannel call to the client of `nexus`.
+    pub fn start_call(&self, nexus: NexusId, exchange: ExchangeId, request: Bytes) -> PendingCall {
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = channel::bounded(1);
+        let sent = self.host.commands.send(Command::Call {
+            token,
+            nexus: Some(nexus),
+            exchange,
+            body: request,
+            ordered: false,
+            reply: tx.clone(),
+        });
+        if !sent {
+            let _ = tx.send(Completion {
+                token,
+                result: Err(CallError::NoNexus),
+            });
+        }
+        PendingCall {
+            token,
+            spin: Duration::ZERO,
+            rx,
+            commands: self.host.commands.clone(),
+        }
+    }
+
     /// Stops accepting, closes every connection and joins the threads.
     pub fn shutdown(self) {}
 
@@ -336,10 +381,14 @@ impl Server {
         if let Some(shards) = self.shards.take() {
             driver::uninstall(&shards, &self.host);
             // Dropping the shards drops the hosts and with them the job queue, which ends
-            // the handler threads.
+            // the handler threads. With a shared runtime the host goes once its last
+            // connection has closed: the threads are left to end by themselves then.
+            let owned = Arc::strong_count(&shards) == 1;
             drop(shards);
             for w in self.workers.drain(..) {
-                let _ = w.join();
+                if owned {
+                    let _ = w.join();
+                }
             }
         }
     }
@@ -402,6 +451,9 @@ pub struct ClientConfig {
     /// How long a waiting caller polls for its answer before blocking (0: block at
     /// once). Polling saves a thread wake-up per call at the cost of a busy core.
     pub spin: Duration,
+    /// Handlers for requests the server sends on the backchannel ([`Server::call`]);
+    /// blocking handlers run on two worker threads of the client.
+    pub backchannel: Option<Service>,
 }
 
 impl Default for ClientConfig {
@@ -421,6 +473,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(10),
             heartbeat: Duration::from_secs(5),
             spin: Duration::ZERO,
+            backchannel: None,
         }
     }
 }
@@ -521,7 +574,12 @@ impl Client {
             None => (Arc::new(Shards::start(shards_config(1))?), 0),
         };
         let (ready_tx, ready_rx) = channel::bounded(1);
-        let host = driver::install_client(&shards, shard, sc, addr, ready_tx)?;
+        let (jobs_tx, jobs_rx) = channel::unbounded();
+        let handlers = config.backchannel.map(|s| s.table).unwrap_or_default();
+        let serving = driver::Serving::new(Arc::new(handlers), Some(jobs_tx));
+        let host = driver::install_client(&shards, shard, sc, addr, ready_tx, serving)?;
+        // The workers end when the host (holding the job queue) is dropped.
+        driver::spawn_workers(2, jobs_rx, host.commands.clone());
         let mut client = Client {
             spin: config.spin,
             shards: Some(shards),
@@ -575,6 +633,7 @@ impl Client {
             body: request,
             ordered: options.ordered,
             reply: tx.clone(),
+            nexus: None,
         });
         if !sent {
             let _ = tx.send(Completion {
@@ -607,6 +666,7 @@ impl Client {
                 body,
                 ordered: false,
                 reply: tx.clone(),
+                nexus: None,
             });
             if !sent {
                 let _ = tx.send(Completion {
@@ -705,6 +765,7 @@ impl Pipeline<'_> {
             body: request,
             ordered: false,
             reply: self.tx.clone(),
+            nexus: None,
         });
         if !sent {
             let _ = self.tx.send(Completion {

@@ -3,9 +3,9 @@
 //!
 //! # Shape
 //!
-//! One endpoint lives on one shard, in a [`Host`] kept in that shard thread's local
+//! One endpoint lives on one shard, in a `Host` kept in that shard thread's local
 //! registry (`Rc<RefCell<_>>`: a shard is single-threaded, so no lock anywhere). Each TCP
-//! connection of the endpoint is a [`SessionConn`] — the shards [`Protocol`] — that holds
+//! connection of the endpoint is a `SessionConn` — the shards [`Protocol`] — that holds
 //! the same `Rc` and feeds the endpoint with bytes and `now`. Hence every connection of a
 //! nexus lives on the shard that owns the nexus, as the session layer requires.
 //!
@@ -13,14 +13,14 @@
 //! connection's bytes may need one: a freed slot sends a queued request on *another*
 //! connection, a `WantConnection` opens a socket, a deadline arms a timer. The host
 //! therefore polls every other connection's output into a per-connection stash right
-//! away and queues the context-bound work as [`Action`]s; a task on the same shard
+//! away and queues the context-bound work as `Action`s; a task on the same shard
 //! (scheduled at most once at a time) executes them with the context, waking exactly the
 //! connections that have something to send.
 //!
 //! # Foreign threads
 //!
 //! The blocking API and the blocking-handler workers talk to a host through a crossbeam
-//! channel of [`Command`]s plus a "scheduled" flag: the sender that flips the flag posts
+//! channel of `Command`s plus a "scheduled" flag: the sender that flips the flag posts
 //! one zero-sized task through [`Shards::run_on`] (boxing a zero-sized closure does not
 //! allocate; the shard's doorbell is rung only when the shard is parked). The task drains
 //! every command queued by then. No Mutex on the data path.
@@ -97,9 +97,11 @@ pub type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
 
 /// What the application thread asks a host to do.
 pub(crate) enum Command {
-    /// Start a call; the result goes to `reply` tagged with `token`.
+    /// Start a call (on the server: a backchannel call to `nexus`); the result goes to
+    /// `reply` tagged with `token`.
     Call {
         token: u64,
+        nexus: Option<NexusId>,
         exchange: ExchangeId,
         body: Bytes,
         ordered: bool,
@@ -279,16 +281,37 @@ struct Link {
 struct ClientSide {
     ep: session::Client,
     addr: SocketAddr,
-    pending: IdMap<RequestId, (u64, Sender<Completion>)>,
-    tokens: IdMap<u64, RequestId>,
     ready: Option<Sender<Readiness>>,
 }
 
 struct ServerSide {
     ep: session::Server,
-    handlers: Arc<HandlerTable>,
-    jobs: Sender<Job>,
+}
+
+/// Calls this endpoint initiated (client: fore channel; server: backchannel), keyed by
+/// (nexus, request id): a server's request ids are per nexus. A client keys with nexus 0
+/// (its calls may start before the nexus has an id).
+#[derive(Default)]
+struct Calls {
+    pending: IdMap<(u128, RequestId), (u64, Sender<Completion>)>,
+    tokens: IdMap<u64, (u128, RequestId)>,
+}
+
+/// The handlers this endpoint serves (server: fore channel; client: backchannel).
+pub(crate) struct Serving {
+    pub(crate) handlers: Arc<HandlerTable>,
+    pub(crate) jobs: Option<Sender<Job>>,
     running: HashMap<IncomingRequest, Arc<AtomicBool>>,
+}
+
+impl Serving {
+    pub(crate) fn new(handlers: Arc<HandlerTable>, jobs: Option<Sender<Job>>) -> Self {
+        Serving {
+            handlers,
+            jobs,
+            running: HashMap::new(),
+        }
+    }
 }
 
 enum Side {
@@ -333,12 +356,27 @@ impl Side {
             Side::Server(s) => s.ep.poll_event(),
         }
     }
+    fn respond(&mut self, now: Instant, request: &IncomingRequest, reply: Reply) -> bool {
+        match self {
+            Side::Client(s) => s.ep.respond(now, request, reply),
+            Side::Server(s) => s.ep.respond(now, request, reply),
+        }
+    }
+    /// The key part naming the nexus of a call (see [`Calls`]).
+    fn call_nexus_key(&self, nexus: NexusId) -> u128 {
+        match self {
+            Side::Client(_) => 0,
+            Side::Server(_) => nexus.0,
+        }
+    }
 }
 
 /// One endpoint on its shard.
 pub(crate) struct Host {
     id: u64,
     side: Side,
+    calls: Calls,
+    serving: Serving,
     links: IdMap<session::ConnId, Link>,
     actions: Vec<Action>,
     timer_armed: Option<Instant>,
@@ -387,10 +425,18 @@ fn move_out(stash: &mut BytesMut, out: &mut Transmit) {
 }
 
 impl Host {
-    fn new(id: u64, side: Side, commands: Receiver<Command>, waker: Waker) -> Self {
+    fn new(
+        id: u64,
+        side: Side,
+        serving: Serving,
+        commands: Receiver<Command>,
+        waker: Waker,
+    ) -> Self {
         Host {
             id,
             side,
+            calls: Calls::default(),
+            serving,
             links: IdMap::default(),
             actions: Vec::new(),
             timer_armed: None,
@@ -466,32 +512,19 @@ impl Host {
                 }
             }
             Event::Completed {
-                request, result, ..
+                nexus,
+                request,
+                result,
             } => {
-                if let Side::Client(s) = &mut self.side
-                    && let Some((token, reply)) = s.pending.remove(&request)
-                {
-                    s.tokens.remove(&token);
+                let key = (self.side.call_nexus_key(nexus), request);
+                if let Some((token, reply)) = self.calls.pending.remove(&key) {
+                    self.calls.tokens.remove(&token);
                     let _ = reply.send(Completion { token, result });
                 }
             }
-            Event::Request { request, body } => match &mut self.side {
-                Side::Server(s) => s.dispatch(now, request, body),
-                Side::Client(s) => {
-                    s.ep.respond(
-                        now,
-                        &request,
-                        Reply::Err(RemoteException::new(
-                            "hawser.UnknownExchange",
-                            "this client serves no backchannel exchanges",
-                        )),
-                    );
-                }
-            },
+            Event::Request { request, body } => self.dispatch(now, request, body),
             Event::CancelRequested { request } => {
-                if let Side::Server(s) = &mut self.side
-                    && let Some(flag) = s.running.get(&request)
-                {
+                if let Some(flag) = self.serving.running.get(&request) {
                     flag.store(true, Ordering::Release);
                 }
             }
@@ -510,18 +543,24 @@ impl Host {
         match cmd {
             Command::Call {
                 token,
+                nexus,
                 exchange,
                 body,
                 ordered,
                 reply,
             } => {
-                let Side::Client(s) = &mut self.side else {
-                    return;
+                let options = CallOptions { ordered };
+                let (key, started) = match (&mut self.side, nexus) {
+                    (Side::Client(s), _) => (0, s.ep.call(now, exchange, body, options)),
+                    (Side::Server(s), Some(nexus)) => {
+                        (nexus.0, s.ep.call(now, nexus, exchange, body, options))
+                    }
+                    (Side::Server(_), None) => (0, Err(CallError::NoNexus)),
                 };
-                match s.ep.call(now, exchange, body, CallOptions { ordered }) {
+                match started {
                     Ok(request) => {
-                        s.pending.insert(request, (token, reply));
-                        s.tokens.insert(token, request);
+                        self.calls.pending.insert((key, request), (token, reply));
+                        self.calls.tokens.insert(token, (key, request));
                     }
                     Err(result) => {
                         let _ = reply.send(Completion {
@@ -532,17 +571,16 @@ impl Host {
                 }
             }
             Command::Cancel { token } => {
-                if let Side::Client(s) = &mut self.side
-                    && let Some(&request) = s.tokens.get(&token)
-                {
-                    s.ep.cancel(now, request);
+                if let Some(&(key, request)) = self.calls.tokens.get(&token) {
+                    match &mut self.side {
+                        Side::Client(s) => s.ep.cancel(now, request),
+                        Side::Server(s) => s.ep.cancel(now, NexusId(key), request),
+                    }
                 }
             }
             Command::Respond { request, reply } => {
-                if let Side::Server(s) = &mut self.side {
-                    s.running.remove(&request);
-                    s.ep.respond(now, &request, reply);
-                }
+                self.serving.running.remove(&request);
+                self.side.respond(now, &request, reply);
             }
             Command::KillConnection { index } => {
                 let mut sockets: Vec<_> = self
@@ -594,10 +632,10 @@ impl Host {
     }
 }
 
-impl ServerSide {
+impl Host {
     fn dispatch(&mut self, now: Instant, request: IncomingRequest, body: Bytes) {
-        let Some((_, handler)) = self.handlers.handlers.get(&request.exchange) else {
-            self.ep.respond(
+        let Some((_, handler)) = self.serving.handlers.handlers.get(&request.exchange) else {
+            self.side.respond(
                 now,
                 &request,
                 Reply::Err(RemoteException::new(
@@ -612,18 +650,22 @@ impl ServerSide {
             Handler::Inline(f) => {
                 let ctx = RequestContext { request, cancelled };
                 let reply = to_reply(f(&ctx, body));
-                self.ep.respond(now, &request, reply);
+                self.side.respond(now, &request, reply);
             }
             Handler::Blocking(f) => {
-                self.running.insert(request, cancelled.clone());
+                self.serving.running.insert(request, cancelled.clone());
                 let job = Job {
                     ctx: RequestContext { request, cancelled },
                     body,
                     handler: f.clone(),
                 };
-                if self.jobs.send(job).is_err() {
-                    self.running.remove(&request);
-                    self.ep.respond(
+                let queued = match &self.serving.jobs {
+                    Some(jobs) => jobs.send(job).is_ok(),
+                    None => false,
+                };
+                if !queued {
+                    self.serving.running.remove(&request);
+                    self.side.respond(
                         now,
                         &request,
                         Reply::Err(RemoteException::new(
@@ -845,6 +887,52 @@ impl Protocol for SessionConn {
     }
 }
 
+/// What a server's listener gives an accepted connection.
+enum ListenConn {
+    Live(SessionConn),
+    /// The server is gone (its shards live on in a shared runtime): close at once.
+    Refused,
+}
+
+impl Protocol for ListenConn {
+    fn on_open(&mut self, now: Instant, socket: hawser_shards::ConnId) {
+        if let ListenConn::Live(c) = self {
+            c.on_open(now, socket);
+        }
+    }
+    fn handle_input(&mut self, now: Instant, input: Received<'_>) {
+        if let ListenConn::Live(c) = self {
+            c.handle_input(now, input);
+        }
+    }
+    fn handle_eof(&mut self, now: Instant) {
+        if let ListenConn::Live(c) = self {
+            c.handle_eof(now);
+        }
+    }
+    fn poll_transmit(&mut self, now: Instant, out: &mut Transmit) {
+        if let ListenConn::Live(c) = self {
+            c.poll_transmit(now, out);
+        }
+    }
+    fn handle_message(&mut self, now: Instant, msg: AppMessage) {
+        if let ListenConn::Live(c) = self {
+            c.handle_message(now, msg);
+        }
+    }
+    fn wants_close(&self) -> bool {
+        match self {
+            ListenConn::Live(c) => c.wants_close(),
+            ListenConn::Refused => true,
+        }
+    }
+    fn on_close(&mut self, now: Instant, reason: &ShardClose) {
+        if let ListenConn::Live(c) = self {
+            c.on_close(now, reason);
+        }
+    }
+}
+
 // ---- setting hosts up and tearing them down (control plane) ------------------------
 
 static NEXT_HOST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -859,6 +947,7 @@ pub(crate) struct HostHandle {
 fn install(
     shards: &Arc<Shards>,
     shard: usize,
+    serving: Serving,
     make: impl FnOnce() -> Side + Send + 'static,
 ) -> Result<HostHandle, hawser_shards::ShardError> {
     let id = NEXT_HOST.fetch_add(1, Ordering::Relaxed);
@@ -866,7 +955,7 @@ fn install(
     let waker = Waker::new(shards, shard);
     let host_waker = waker.clone();
     shards.call_on(shard, move |ctx| {
-        let host = Rc::new(RefCell::new(Host::new(id, make(), rx, host_waker)));
+        let host = Rc::new(RefCell::new(Host::new(id, make(), serving, rx, host_waker)));
         HOSTS.with(|h| h.borrow_mut().push((id, host.clone())));
         run_host(ctx, &host, false);
     })?;
@@ -884,13 +973,12 @@ pub(crate) fn install_client(
     config: session::ClientConfig,
     addr: SocketAddr,
     ready: Sender<Readiness>,
+    backchannel: Serving,
 ) -> Result<HostHandle, hawser_shards::ShardError> {
-    install(shards, shard, move || {
+    install(shards, shard, backchannel, move || {
         Side::Client(Box::new(ClientSide {
             ep: session::Client::new(config, Instant::now()),
             addr,
-            pending: IdMap::default(),
-            tokens: IdMap::default(),
             ready: Some(ready),
         }))
     })
@@ -907,18 +995,17 @@ pub(crate) fn install_server(
     addr: SocketAddr,
 ) -> Result<(HostHandle, SocketAddr), hawser_shards::ShardError> {
     let seed = u64::from_le_bytes(random_nonce()[..8].try_into().expect("8 bytes"));
-    let handle = install(shards, shard, move || {
+    let serving = Serving::new(handlers, Some(jobs));
+    let handle = install(shards, shard, serving, move || {
         Side::Server(Box::new(ServerSide {
             ep: session::Server::new(config, seed),
-            handlers,
-            jobs,
-            running: HashMap::new(),
         }))
     })?;
     let id = handle.id;
-    let bound = shards.listen_tcp_on(shard, addr, move |_| {
-        let host = host_by_id(id).expect("server host installed before listening");
-        SessionConn::new(host)
+    let bound = shards.listen_tcp_on(shard, addr, move |_| match host_by_id(id) {
+        Some(host) => ListenConn::Live(SessionConn::new(host)),
+        // The server was shut down on a runtime that lives on: refuse.
+        None => ListenConn::Refused,
     })?;
     Ok((handle, bound))
 }
