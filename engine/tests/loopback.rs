@@ -461,3 +461,52 @@ fn server_calls_the_client_on_the_backchannel() {
         assert_eq!(c.wait().unwrap(), Bytes::from(format!("M{i}")));
     }
 }
+
+/// Every connection of the trunk shut down at once, repeatedly: the nexus recovers
+/// (reconnect with backoff, rebind, retry) and nothing is lost or run twice.
+#[test]
+fn losing_the_whole_trunk_at_once_recovers() {
+    let total = 3000usize;
+    let executions: Arc<Vec<AtomicU32>> = Arc::new((0..total).map(|_| AtomicU32::new(0)).collect());
+    let counter = executions.clone();
+    let svc = Service::new("count").handler(COUNT, "count", move |_, body| {
+        let id = u64::from_le_bytes(body[..8].try_into().unwrap()) as usize;
+        counter[id].fetch_add(1, Ordering::Relaxed);
+        Ok(body)
+    });
+    let server = ServerBuilder::new()
+        .service(svc)
+        .listen("127.0.0.1:0")
+        .unwrap();
+    let client = Arc::new(Client::connect(server.local_addr(), config(4)).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let killer = {
+        let (client, stop) = (client.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(40));
+                for k in 0..4 {
+                    client.kill_connection(k);
+                }
+            }
+        })
+    };
+    for batch in (0..total).collect::<Vec<_>>().chunks(100) {
+        let answers = client.call_many(
+            COUNT,
+            batch
+                .iter()
+                .map(|&id| Bytes::from((id as u64).to_le_bytes().to_vec())),
+        );
+        for (&id, a) in batch.iter().zip(answers) {
+            let a = a.unwrap_or_else(|e| panic!("request {id} failed: {e}"));
+            assert_eq!(u64::from_le_bytes(a[..8].try_into().unwrap()), id as u64);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    killer.join().unwrap();
+    for (id, n) in executions.iter().enumerate() {
+        assert_eq!(n.load(Ordering::Relaxed), 1, "request {id}");
+    }
+    assert!(client.stats().nexuses[0].1.connections_lost > 0);
+}

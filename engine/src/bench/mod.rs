@@ -221,6 +221,7 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport, ApiError> {
         compression: args.compress,
         slots: depth.max(64) as u32,
         spin: Duration::from_micros(args.spin_us),
+        connect_timeout: Duration::from_secs(5),
         ..ClientConfig::default()
     };
     let client = Client::connect_with(addr.as_str(), config, &runtime, 0)?;
