@@ -61,4 +61,6 @@
 //! [`sys`].
 
 pub mod linkem;
+pub mod report;
+pub mod scenario;
 pub mod sys;

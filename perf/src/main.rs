@@ -3,6 +3,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use hawser_perf::linkem::{self, LinkemOptions};
+use hawser_perf::scenario::{self, ScenarioOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,13 +19,24 @@ struct Cli {
 enum Command {
     /// Emulate a long fat network (delay, jitter, rate cap, loss, corruption) between two
     /// network namespaces it creates; needs root.
-    Linkem(LinkemOptions),
+    Linkem(Box<LinkemOptions>),
+    /// Run a scenario (hawser and its baselines side by side, A/B alternated) and write
+    /// `<scenario>.json`, `<scenario>.md` and SVG plots.
+    Scenario(ScenarioOptions),
 }
 
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Linkem(options) => {
             linkem::run(&options)?;
+        }
+        Command::Scenario(options) => {
+            let files = scenario::run(&options)?;
+            println!("report: {}", files.markdown.display());
+            println!("json:   {}", files.json.display());
+            for plot in &files.plots {
+                println!("plot:   {}", plot.display());
+            }
         }
     }
     Ok(())

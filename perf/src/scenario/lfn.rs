@@ -1,0 +1,329 @@
+//! `lfn-10g-50ms` and `lfn-loss`: through the link emulator (root). linkem runs as a
+//! child process (`hawser-perf linkem`, this same binary) for the whole scenario; iperf3's
+//! server runs in side b, its client in side a.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+
+use super::tools::{self, Iperf3Setup};
+use super::{Context, add_series, is_root, settle};
+use crate::linkem::netns::existing_namespaces;
+use crate::report::{Outcome, Subject};
+
+/// An emulated link and how a scenario measures through it.
+#[derive(Debug, Clone)]
+pub struct LinkProfile {
+    /// Link rate per direction, bits per second (for `link_fraction`).
+    pub rate_bits_per_sec: f64,
+    /// linkem's `--rate`.
+    pub rate: &'static str,
+    /// linkem's `--rtt`.
+    pub rtt: &'static str,
+    /// linkem's `--loss`.
+    pub loss: &'static str,
+    /// Default seconds per run.
+    pub default_seconds: f64,
+    /// iperf3 stream counts compared.
+    pub iperf3_streams: &'static [usize],
+    /// hawser push connection counts (rows "not available" until it exists).
+    pub hawser_connections: &'static [usize],
+}
+
+/// Issue 6 scenario 4: 10 Gbit/s, 50 ms RTT.
+pub const TEN_GBIT_50MS: LinkProfile = LinkProfile {
+    rate_bits_per_sec: 10e9,
+    rate: "10gbit",
+    rtt: "50ms",
+    loss: "0",
+    default_seconds: 15.0,
+    iperf3_streams: &[1, 8],
+    hawser_connections: &[1, 4, 8],
+};
+
+/// Issue 6 scenario 5: 1 Gbit/s, 100 ms RTT, 1% loss.
+pub const ONE_GBIT_100MS_LOSS: LinkProfile = LinkProfile {
+    rate_bits_per_sec: 1e9,
+    rate: "1gbit",
+    rtt: "100ms",
+    loss: "1%",
+    default_seconds: 20.0,
+    iperf3_streams: &[1, 8],
+    hawser_connections: &[1, 4, 8],
+};
+
+/// Flags that make linkem hold 10 Gbit/s on the loaded 2-core machine
+/// (`perf/results/linkem-selftest.md`).
+const LINKEM_THROUGHPUT_FLAGS: [&str; 3] = ["--realtime", "10", "--offload"];
+const NS_A: &str = "hawser-a";
+const NS_B: &str = "hawser-b";
+const ADDRESS_B: &str = "198.18.0.2";
+const IPERF3_PORT: u16 = 5201;
+/// iperf3 reporting interval: the resolution of `time_to_90pct_s`.
+const INTERVAL_S: f64 = 0.5;
+
+impl LinkProfile {
+    /// linkem's arguments for this link.
+    pub fn linkem_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "linkem",
+            "--ns-a",
+            NS_A,
+            "--ns-b",
+            NS_B,
+            "--rate",
+            self.rate,
+            "--rtt",
+            self.rtt,
+            "--loss",
+            self.loss,
+            "--json",
+            "--report-interval",
+            "1s",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        args.extend(LINKEM_THROUGHPUT_FLAGS.iter().map(|s| (*s).to_owned()));
+        args
+    }
+}
+
+/// linkem running as a child; SIGTERM (its clean teardown) when dropped.
+#[derive(Debug)]
+struct LinkemProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl LinkemProcess {
+    fn start(profile: &LinkProfile, scratch: &Path) -> Result<LinkemProcess> {
+        let ready = scratch.join("linkem.ready");
+        let log = scratch.join("linkem.log");
+        let executable = std::env::current_exe().context("locating hawser-perf")?;
+        let child = Command::new(executable)
+            .args(profile.linkem_args())
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::fs::File::create(scratch.join("linkem.stderr"))?)
+            .spawn()
+            .context("starting hawser-perf linkem")?;
+        let mut linkem = LinkemProcess { child, log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !ready.exists() {
+            if let Some(status) = linkem.child.try_wait()? {
+                let stderr =
+                    std::fs::read_to_string(scratch.join("linkem.stderr")).unwrap_or_default();
+                bail!("linkem exited during setup ({status}): {}", stderr.trim());
+            }
+            if Instant::now() > deadline {
+                bail!("linkem did not come up within 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(linkem)
+    }
+
+    /// Stops linkem and returns its final counters line (JSON), if any.
+    fn stop(mut self) -> Option<String> {
+        self.terminate();
+        std::fs::read_to_string(&self.log)
+            .ok()?
+            .lines()
+            .rev()
+            .find(|l| l.contains("\"kind\":\"final\""))
+            .map(str::to_owned)
+    }
+
+    fn terminate(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = crate::sys::terminate(self.child.id());
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            // Namespaces outlive a SIGKILL; `hawser-perf linkem --cleanup` removes them.
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for LinkemProcess {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+/// Runs iperf3 (and, once it exists, hawser push) through linkem configured by `profile`.
+pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> Result<()> {
+    let seconds = context.seconds(profile.default_seconds);
+    let link_bytes_per_sec = profile.rate_bits_per_sec / 8.0;
+    // Ramp-up excluded: the first third of each run.
+    let steady_from = seconds / 3.0;
+    let hawser_reason = match tools::hawser_subcommand("push") {
+        Err(reason) => reason,
+        Ok(_) => "hawser push exists but this scenario does not drive it yet".to_owned(),
+    };
+    for connections in profile.hawser_connections {
+        outcome.mark_unavailable(
+            &Subject::new(
+                "hawser",
+                format!(
+                    "push, {connections} connection{}",
+                    if *connections == 1 { "" } else { "s" }
+                ),
+            ),
+            &hawser_reason,
+        );
+    }
+    let subjects: Vec<(usize, Subject)> = profile
+        .iperf3_streams
+        .iter()
+        .map(|&streams| (streams, Subject::new("iperf3", format!("-P {streams}"))))
+        .collect();
+    outcome.baseline = subjects.first().map(|(_, s)| s.clone());
+    tools::require_program("iperf3")?;
+    if !is_root() {
+        bail!(
+            "{} needs root (linkem creates network namespaces)",
+            outcome.scenario
+        );
+    }
+    let existing = existing_namespaces()?;
+    if existing.iter().any(|n| n == NS_A || n == NS_B) {
+        bail!(
+            "namespaces {NS_A}/{NS_B} already exist: another linkem is running, or a \
+             leftover (remove with `hawser-perf linkem --cleanup`)"
+        );
+    }
+    outcome.notes.push(format!(
+        "Link: `hawser-perf {}` (queue 1 BDP, MTU 65000, BBR), iperf3 server in {NS_B}, \
+         client in {NS_A}; each run `iperf3 -c {ADDRESS_B} -P N -t {seconds} -i {INTERVAL_S} \
+         -J --get-server-output`, rates from the receiving server.",
+        profile.linkem_args().join(" ")
+    ));
+    outcome.notes.push(format!(
+        "link_fraction = steady-state rate / link rate ({} Gbit/s per direction), \
+         steady state = mean of the {INTERVAL_S}-s receiver intervals after the first {:.1} s; \
+         time_to_90pct_s = end of the first {INTERVAL_S}-s interval at ≥ 90% of the link rate. \
+         Rates are TCP payload (goodput); the link rate counts IP bytes, so the ceiling is about \
+         99.9% with 64 KB packets.",
+        profile.rate_bits_per_sec / 1e9,
+        steady_from
+    ));
+    let linkem = LinkemProcess::start(profile, &context.scratch)?;
+    let setup = Iperf3Setup {
+        client_namespace: Some(NS_A),
+        server_namespace: Some(NS_B),
+        server_address: ADDRESS_B,
+        port: IPERF3_PORT,
+    };
+    let mut missed_target = Vec::new();
+    let mut failure = None;
+    'rounds: for round in 0..context.runs {
+        for (streams, subject) in &subjects {
+            eprintln!("  round {round}: {}", subject.label());
+            let result = match tools::run_iperf3(&setup, *streams, seconds, INTERVAL_S) {
+                Ok(result) => result,
+                Err(error) => {
+                    failure = Some(error.context(format!("{} round {round}", subject.label())));
+                    break 'rounds;
+                }
+            };
+            outcome.record(
+                subject,
+                "throughput_bytes_per_sec",
+                "bytes/s",
+                result.received_bytes_per_sec,
+            );
+            if let Some(steady) = tools::steady_state_rate(&result.intervals, steady_from) {
+                outcome.record(subject, "steady_state_bytes_per_sec", "bytes/s", steady);
+                outcome.record(
+                    subject,
+                    "link_fraction",
+                    "fraction",
+                    steady / link_bytes_per_sec,
+                );
+            }
+            match tools::time_to_reach(&result.intervals, 0.9 * link_bytes_per_sec) {
+                Some(t) => outcome.record(subject, "time_to_90pct_s", "s", t),
+                None => missed_target.push(format!("{} round {round}", subject.label())),
+            }
+            add_series(outcome, subject, round, result.intervals);
+            // A fresh TCP connection through a 50 ms path should not see the previous
+            // run's queue: let it drain.
+            settle();
+        }
+    }
+    let counters = linkem.stop();
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    if !missed_target.is_empty() {
+        outcome.notes.push(format!(
+            "Never reached 90% of the link rate (no time_to_90pct_s value): {}.",
+            missed_target.join(", ")
+        ));
+    }
+    if let Some(summary) = counters.as_deref().and_then(summarize_counters) {
+        outcome.notes.push(summary);
+    }
+    Ok(())
+}
+
+/// One sentence from linkem's final JSON counters: what crossed a→b and what it dropped.
+fn summarize_counters(line: &str) -> Option<String> {
+    let json: serde_json::Value = serde_json::from_str(line).ok()?;
+    let forward = &json["a_to_b"];
+    let count = |key: &str| forward[key].as_u64().unwrap_or(0);
+    Some(format!(
+        "linkem over the whole scenario ({:.0} s), a→b: {} packets, {:.1} GB forwarded; \
+         dropped {} at the full queue, {} by random loss, {} for lack of a buffer.",
+        json["elapsed_s"].as_f64().unwrap_or(0.0),
+        count("forwarded_packets"),
+        count("forwarded_bytes") as f64 / 1e9,
+        count("dropped_queue_full"),
+        count("dropped_random_loss"),
+        count("dropped_no_buffer"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linkem_arguments_carry_the_profile() {
+        let args = TEN_GBIT_50MS.linkem_args().join(" ");
+        assert!(
+            args.starts_with("linkem --ns-a hawser-a --ns-b hawser-b --rate 10gbit --rtt 50ms")
+        );
+        assert!(args.ends_with("--realtime 10 --offload"));
+        assert!(
+            ONE_GBIT_100MS_LOSS
+                .linkem_args()
+                .join(" ")
+                .contains("--loss 1%")
+        );
+    }
+
+    #[test]
+    fn counters_summary() {
+        let line = r#"{"kind":"final","elapsed_s":14.8,"a_to_b":{"forwarded_packets":210919,
+            "forwarded_bytes":13678240614,"dropped_queue_full":2275,"dropped_random_loss":3,
+            "dropped_no_buffer":0},"b_to_a":{}}"#;
+        assert_eq!(
+            summarize_counters(line).unwrap(),
+            "linkem over the whole scenario (15 s), a→b: 210919 packets, 13.7 GB forwarded; \
+             dropped 2275 at the full queue, 3 by random loss, 0 for lack of a buffer."
+        );
+    }
+}

@@ -1,0 +1,265 @@
+//! `loopback-bulk` and `loopback-rpc`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+
+use super::tools::{self, Iperf3Setup};
+use super::{Context, add_series, settle};
+use crate::report::{Outcome, Subject, parse_hgrm};
+
+/// Connections on both sides of the bulk comparison: hawser's trunk and iperf3's `-P`.
+pub const BULK_CONNECTIONS: usize = 4;
+/// Calls in flight in the pipelined rpc variant.
+pub const RPC_PIPELINE: usize = 32;
+/// Request size of the rpc comparison (sockperf `-m`).
+pub const RPC_MESSAGE_BYTES: usize = 64;
+
+const THROUGHPUT: &str = "throughput_bytes_per_sec";
+
+/// Runs `hawser bench`, recording a failure as a note instead of aborting the baselines.
+fn hawser_bench_run(
+    outcome: &mut Outcome,
+    subject: &Subject,
+    binary: &std::path::Path,
+    args: &[&str],
+    histogram: Option<&std::path::Path>,
+    round: usize,
+) -> Option<tools::HawserBenchResult> {
+    eprintln!("  round {round}: {}", subject.label());
+    match tools::run_hawser_bench(binary, args, histogram) {
+        Ok(result) => Some(result),
+        Err(error) => {
+            outcome.notes.push(format!(
+                "{} round {round} failed: {error:#}",
+                subject.label()
+            ));
+            None
+        }
+    }
+}
+
+/// `loopback-bulk`: `hawser bench --mode bulk` vs `iperf3 -P 4` vs the plain-socket
+/// ceiling.
+pub fn bulk(context: &Context, outcome: &mut Outcome) -> Result<()> {
+    let seconds = context.seconds(5.0);
+    let connections = BULK_CONNECTIONS.to_string();
+    let duration = seconds.to_string();
+    let hawser = Subject::new(
+        "hawser",
+        format!("bench bulk, {BULK_CONNECTIONS} connections"),
+    );
+    let iperf3 = Subject::new("iperf3", format!("-P {BULK_CONNECTIONS}"));
+    let plain = Subject::new("plain-socket", "1 connection, 2 threads, 1 MiB writes");
+    outcome.baseline = Some(iperf3.clone());
+    let hawser_binary = tools::hawser_subcommand("bench")
+        .map_err(|reason| {
+            outcome.mark_unavailable(&hawser, &format!("hawser bench not available ({reason})"))
+        })
+        .ok();
+    tools::require_program("iperf3")?;
+    outcome.notes.push(format!(
+        "Each run measures {seconds} s. hawser: `hawser bench --mode bulk --connections \
+         {BULK_CONNECTIONS} --duration {seconds} --json` (1 MiB requests, 8 in flight, loopback \
+         server and client on 2 shards in one process, after its own short warm-up); its rate \
+         counts request payload bytes."
+    ));
+    outcome.notes.push(format!(
+        "iperf3: `iperf3 -c 127.0.0.1 -P {BULK_CONNECTIONS} -t {seconds} -J \
+         --get-server-output`, rate = receiver total; per-second samples from the server's \
+         intervals."
+    ));
+    outcome.notes.push(
+        "plain-socket: the in-crate ceiling (`perf/src/scenario/tools.rs`): one loopback TCP \
+         connection, a thread writing 1 MiB buffers and a thread reading them, blocking \
+         sockets, received bytes sampled every second."
+            .to_owned(),
+    );
+    outcome.notes.push(
+        "`hawser bench` reports only its total, so the throughput plot has no hawser line."
+            .to_owned(),
+    );
+    for round in 0..context.runs {
+        if let Some(binary) = &hawser_binary {
+            let args = [
+                "--mode",
+                "bulk",
+                "--connections",
+                &connections,
+                "--duration",
+                &duration,
+            ];
+            if let Some(result) = hawser_bench_run(outcome, &hawser, binary, &args, None, round) {
+                outcome.record(
+                    &hawser,
+                    THROUGHPUT,
+                    "bytes/s",
+                    result.throughput_bytes_per_sec,
+                );
+                outcome.record(
+                    &hawser,
+                    "exchanges_per_sec",
+                    "1/s",
+                    result.exchanges_per_sec,
+                );
+            }
+            settle();
+        }
+
+        eprintln!("  round {round}: {}", iperf3.label());
+        let setup = Iperf3Setup {
+            client_namespace: None,
+            server_namespace: None,
+            server_address: "127.0.0.1",
+            port: tools::free_loopback_port()?,
+        };
+        let result = tools::run_iperf3(&setup, BULK_CONNECTIONS, seconds, 1.0)
+            .with_context(|| format!("iperf3 round {round}"))?;
+        outcome.record(
+            &iperf3,
+            THROUGHPUT,
+            "bytes/s",
+            result.received_bytes_per_sec,
+        );
+        add_series(outcome, &iperf3, round, result.intervals);
+        settle();
+
+        eprintln!("  round {round}: {}", plain.label());
+        let result =
+            tools::run_plain_socket(Duration::from_secs_f64(seconds), Duration::from_secs(1))?;
+        outcome.record(&plain, THROUGHPUT, "bytes/s", result.bytes_per_sec);
+        add_series(outcome, &plain, round, result.intervals);
+        settle();
+    }
+    Ok(())
+}
+
+/// `loopback-rpc`: `hawser bench --mode rpc` ping-pong and pipelined vs `sockperf
+/// ping-pong --tcp -m 64`.
+pub fn rpc(context: &Context, outcome: &mut Outcome) -> Result<()> {
+    let seconds = context.seconds(5.0);
+    let duration = seconds.to_string();
+    let pipeline = RPC_PIPELINE.to_string();
+    let size = RPC_MESSAGE_BYTES.to_string();
+    let ping_pong = Subject::new("hawser", "bench rpc ping-pong, 1 connection");
+    let pipelined = Subject::new(
+        "hawser",
+        format!("bench rpc, {RPC_PIPELINE} in flight, 4 connections"),
+    );
+    let sockperf = Subject::new(
+        "sockperf",
+        format!("ping-pong --tcp -m {RPC_MESSAGE_BYTES}"),
+    );
+    outcome.baseline = Some(sockperf.clone());
+    let hawser_binary = match tools::hawser_subcommand("bench") {
+        Ok(binary) => Some(binary),
+        Err(reason) => {
+            let reason = format!("hawser bench not available ({reason})");
+            outcome.mark_unavailable(&ping_pong, &reason);
+            outcome.mark_unavailable(&pipelined, &reason);
+            None
+        }
+    };
+    tools::require_program("sockperf")?;
+    outcome.notes.push(format!(
+        "Each run measures {seconds} s with {RPC_MESSAGE_BYTES}-byte requests and responses. \
+         Latencies are full round trips: sockperf prints half the round trip (its \
+         \"latency\" is RTT/2), so its figures are doubled here; hawser's are per call \
+         (submit to answer) from `hawser bench --json`/`--histogram`."
+    ));
+    outcome.notes.push(format!(
+        "hawser ping-pong: `hawser bench --mode rpc --connections 1 --pipeline 1 --size \
+         {RPC_MESSAGE_BYTES}`; pipelined: `--connections 4 --pipeline {RPC_PIPELINE}` (its \
+         latencies include queueing behind the other calls in flight); both loopback, server \
+         and client on 2 shards in one process. exchanges_per_sec of sockperf = round trips \
+         per second over its valid (post-warm-up) duration."
+    ));
+    outcome
+        .notes
+        .push("The latency plot shows the last round of each subject.".to_owned());
+    let histogram_of = |label: &str| -> PathBuf {
+        context
+            .scratch
+            .join(format!("{}.hgrm", label.replace([' ', ','], "_")))
+    };
+    let mut last_curves = Vec::new();
+    for round in 0..context.runs {
+        if let Some(binary) = &hawser_binary {
+            for (subject, args) in [
+                (
+                    &ping_pong,
+                    vec!["--mode", "rpc", "--connections", "1", "--pipeline", "1"],
+                ),
+                (
+                    &pipelined,
+                    vec![
+                        "--mode",
+                        "rpc",
+                        "--connections",
+                        "4",
+                        "--pipeline",
+                        &pipeline,
+                    ],
+                ),
+            ] {
+                let mut args = args;
+                args.extend(["--size", &size, "--duration", &duration]);
+                let histogram = histogram_of(&subject.label());
+                let Some(result) =
+                    hawser_bench_run(outcome, subject, binary, &args, Some(&histogram), round)
+                else {
+                    continue;
+                };
+                outcome.record(
+                    subject,
+                    "exchanges_per_sec",
+                    "1/s",
+                    result.exchanges_per_sec,
+                );
+                record_latencies(outcome, subject, &result.latency_ns);
+                if round + 1 == context.runs {
+                    let text = std::fs::read_to_string(&histogram)
+                        .with_context(|| format!("reading {}", histogram.display()))?;
+                    last_curves.push((subject.clone(), parse_hgrm(&text)?));
+                }
+                settle();
+            }
+        }
+
+        eprintln!("  round {round}: {}", sockperf.label());
+        let result = tools::run_sockperf_ping_pong(seconds, RPC_MESSAGE_BYTES)
+            .with_context(|| format!("sockperf round {round}"))?;
+        outcome.record(
+            &sockperf,
+            "exchanges_per_sec",
+            "1/s",
+            result.round_trips_per_sec,
+        );
+        let curve = &result.round_trip;
+        let percentiles = [0.5, 0.9, 0.99, 0.999, 1.0].map(|p| curve.at(p).unwrap_or(f64::NAN));
+        record_latencies(outcome, &sockperf, &percentiles);
+        if round + 1 == context.runs {
+            last_curves.push((sockperf.clone(), result.round_trip));
+        }
+        settle();
+    }
+    outcome.latency = last_curves;
+    Ok(())
+}
+
+/// Records p50, p90, p99, p99.9 and max (nanoseconds).
+fn record_latencies(outcome: &mut Outcome, subject: &Subject, latency_ns: &[f64; 5]) {
+    for (metric, value) in [
+        "latency_p50_ns",
+        "latency_p90_ns",
+        "latency_p99_ns",
+        "latency_p999_ns",
+        "latency_max_ns",
+    ]
+    .iter()
+    .zip(latency_ns)
+    {
+        outcome.record(subject, metric, "ns", *value);
+    }
+}

@@ -1,0 +1,185 @@
+//! `hawser-perf scenario NAME`: runs hawser and its baselines side by side, A/B
+//! alternated (every subject once per round, `--runs` rounds), and writes the reports.
+//!
+//! A subject that cannot run (hawser's command not built yet) is reported as "not
+//! available" with the reason and the baselines still run; a missing baseline tool is an
+//! error that names `scripts/setup.sh`.
+
+pub mod lfn;
+pub mod loopback;
+pub mod replicate;
+pub mod tools;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::{Args, ValueEnum};
+
+use crate::report::{self, Machine, Outcome, ReportFiles, Subject, ThroughputSeries};
+
+/// The scenarios of issue 6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScenarioName {
+    /// `hawser bench --mode bulk` vs iperf3 (same connection count) vs the plain-socket
+    /// ceiling, over loopback.
+    LoopbackBulk,
+    /// `hawser bench --mode rpc` ping-pong and pipelined vs sockperf ping-pong.
+    LoopbackRpc,
+    /// `hawser push` of a large file and of many small files vs rsync (daemon on
+    /// loopback): waits for `hawser push`.
+    Replicate,
+    /// Through linkem at 10 Gbit/s, 50 ms RTT: iperf3 1 and 8 streams (hawser push when
+    /// built). Root.
+    #[value(name = "lfn-10g-50ms")]
+    Lfn10g50ms,
+    /// Through linkem at 1 Gbit/s, 100 ms RTT, 1% loss: the same comparison. Root.
+    LfnLoss,
+}
+
+impl ScenarioName {
+    /// The name on the command line and in the report file names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScenarioName::LoopbackBulk => "loopback-bulk",
+            ScenarioName::LoopbackRpc => "loopback-rpc",
+            ScenarioName::Replicate => "replicate",
+            ScenarioName::Lfn10g50ms => "lfn-10g-50ms",
+            ScenarioName::LfnLoss => "lfn-loss",
+        }
+    }
+}
+
+/// Options of `hawser-perf scenario`.
+#[derive(Debug, Clone, Args)]
+pub struct ScenarioOptions {
+    /// Which scenario.
+    #[arg(value_enum)]
+    pub name: ScenarioName,
+    /// Rounds: each subject runs this many times, alternating with the others.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Directory for `<scenario>.json`, `.md` and the SVG plots.
+    #[arg(long, default_value = "perf/results")]
+    pub out: PathBuf,
+    /// Seconds per measured run (default: the scenario's own, 5 s on loopback, 15 s
+    /// through linkem).
+    #[arg(long)]
+    pub duration: Option<f64>,
+}
+
+/// What a scenario needs while it runs.
+#[derive(Debug)]
+pub struct Context {
+    /// Rounds.
+    pub runs: usize,
+    /// Seconds per measured run, if overridden.
+    pub duration: Option<f64>,
+    /// Scratch directory for histograms and logs.
+    pub scratch: PathBuf,
+}
+
+impl Context {
+    /// The run length: the override or the scenario's default.
+    pub fn seconds(&self, default: f64) -> f64 {
+        self.duration.unwrap_or(default)
+    }
+}
+
+/// One-minute load average, from `/proc/loadavg`.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Whether this process runs as root (linkem needs it), from `/proc/self/status`.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn utc_now() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M:%S UTC"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Adds one run's per-interval samples of `subject`.
+pub fn add_series(outcome: &mut Outcome, subject: &Subject, run: usize, points: Vec<(f64, f64)>) {
+    if !points.is_empty() {
+        outcome.series.push(ThroughputSeries {
+            subject: subject.clone(),
+            run,
+            points,
+        });
+    }
+}
+
+/// Runs the scenario and writes its reports; returns the files written.
+pub fn run(options: &ScenarioOptions) -> Result<ReportFiles> {
+    if options.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let name = options.name.as_str();
+    let scratch = std::env::temp_dir().join(format!("hawser-perf-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let context = Context {
+        runs: options.runs,
+        duration: options.duration,
+        scratch: scratch.clone(),
+    };
+    let command = std::env::var("HAWSER_PERF_COMMAND").unwrap_or_else(|_| {
+        let mut command = format!("hawser-perf scenario {name} --runs {}", options.runs);
+        if let Some(seconds) = options.duration {
+            command += &format!(" --duration {seconds}");
+        }
+        command
+    });
+    let mut outcome = Outcome {
+        scenario: name.to_owned(),
+        command,
+        runs: options.runs,
+        started_utc: utc_now(),
+        ..Outcome::default()
+    };
+    let load_before = load_average();
+    eprintln!(
+        "scenario {name}: {} rounds, load average {}",
+        options.runs,
+        load_before.map_or("?".into(), |l| format!("{l:.2}"))
+    );
+    match options.name {
+        ScenarioName::LoopbackBulk => loopback::bulk(&context, &mut outcome)?,
+        ScenarioName::LoopbackRpc => loopback::rpc(&context, &mut outcome)?,
+        ScenarioName::Replicate => replicate::run(&context, &mut outcome)?,
+        ScenarioName::Lfn10g50ms => lfn::run(&context, &mut outcome, &lfn::TEN_GBIT_50MS)?,
+        ScenarioName::LfnLoss => lfn::run(&context, &mut outcome, &lfn::ONE_GBIT_100MS_LOSS)?,
+    }
+    if let (Some(before), Some(after)) = (load_before, load_average()) {
+        outcome.load_average = Some((before, after));
+    }
+    let files = report::write_reports(&outcome, &Machine::detect(), &options.out)?;
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(files)
+}
+
+/// Sleeps between subjects so one run's tail (TIME_WAIT, a server exiting) does not
+/// overlap the next run.
+pub fn settle() {
+    std::thread::sleep(Duration::from_millis(300));
+}

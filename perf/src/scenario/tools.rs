@@ -1,0 +1,655 @@
+//! Drivers of the measured tools: iperf3, sockperf, the in-crate plain-socket ceiling and
+//! `hawser bench`, each with a parser of its output that the unit tests cover.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::report::LatencyCurve;
+
+/// Where a command runs: in this network namespace or in a named one (`ip netns exec`).
+pub fn command_in(namespace: Option<&str>, program: &str) -> Command {
+    match namespace {
+        Some(ns) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", ns, program]);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
+/// The path of `program` if it is an executable on `PATH` (or a path that exists).
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        let path = PathBuf::from(program);
+        return path.is_file().then_some(path);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+/// Fails with the fix when a baseline tool is missing.
+pub fn require_program(program: &str) -> Result<PathBuf> {
+    find_program(program).with_context(|| {
+        format!("{program} is not installed: run scripts/setup.sh (installs iperf3, sockperf, rsync, hyperfine)")
+    })
+}
+
+/// A background process (a server) killed and reaped when dropped.
+#[derive(Debug)]
+pub struct Background {
+    child: Child,
+    what: String,
+}
+
+impl Background {
+    /// Starts `command` with its output discarded.
+    pub fn spawn(mut command: Command, what: &str) -> Result<Background> {
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {what}"))?;
+        Ok(Background {
+            child,
+            what: what.to_owned(),
+        })
+    }
+
+    /// Fails if the process already exited (e.g. could not bind).
+    pub fn check_running(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("{} exited early ({status})", self.what);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// A free TCP port on loopback (bound and released; good enough for a test harness).
+pub fn free_loopback_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn run_output(command: &mut Command, what: &str) -> Result<Output> {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {what}"))?;
+    if !output.status.success() {
+        bail!(
+            "{what} failed ({}): {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim(),
+            String::from_utf8_lossy(&output.stdout)
+                .chars()
+                .take(2000)
+                .collect::<String>()
+        );
+    }
+    Ok(output)
+}
+
+// ---------------------------------------------------------------------------------------
+// iperf3
+
+/// One iperf3 test as measured by the receiver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Iperf3Result {
+    /// Average received payload rate over the whole test, bytes per second.
+    pub received_bytes_per_sec: f64,
+    /// Per-interval received rate: (interval end in s, bytes per second). Intervals much
+    /// shorter than the nominal one (iperf3's trailing fragment) are left out.
+    pub intervals: Vec<(f64, f64)>,
+}
+
+fn interval_points(intervals: &Value) -> Vec<(f64, f64, f64)> {
+    intervals
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|interval| {
+                    let sum = &interval["sum"];
+                    Some((
+                        sum["start"].as_f64()?,
+                        sum["end"].as_f64()?,
+                        sum["bits_per_second"].as_f64()? / 8.0,
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Parses the client's `iperf3 -J --get-server-output` JSON (server started with `-J`):
+/// per-interval rates from the receiving server when present, else the client's (sender)
+/// intervals; the average from `end.sum_received`.
+pub fn parse_iperf3_json(text: &str) -> Result<Iperf3Result> {
+    let json: Value = serde_json::from_str(text).context("iperf3 output is not JSON")?;
+    if let Some(error) = json["error"].as_str() {
+        bail!("iperf3: {error}");
+    }
+    let received = json["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .context("iperf3 JSON has no end.sum_received.bits_per_second")?
+        / 8.0;
+    let server_intervals = interval_points(&json["server_output_json"]["intervals"]);
+    let raw = if server_intervals.is_empty() {
+        interval_points(&json["intervals"])
+    } else {
+        server_intervals
+    };
+    let nominal = raw
+        .iter()
+        .map(|(start, end, _)| end - start)
+        .fold(0.0, f64::max);
+    let intervals = raw
+        .into_iter()
+        .filter(|(start, end, _)| end - start >= nominal / 2.0)
+        .map(|(_, end, rate)| (end, rate))
+        .collect();
+    Ok(Iperf3Result {
+        received_bytes_per_sec: received,
+        intervals,
+    })
+}
+
+/// Where an iperf3 test runs.
+#[derive(Debug, Clone)]
+pub struct Iperf3Setup<'a> {
+    /// Namespace of the client (sender), `None` for this one.
+    pub client_namespace: Option<&'a str>,
+    /// Namespace of the server (receiver).
+    pub server_namespace: Option<&'a str>,
+    /// Address the server binds and the client connects to.
+    pub server_address: &'a str,
+    /// Port.
+    pub port: u16,
+}
+
+/// Runs one `iperf3 -c` test with `streams` parallel streams for `seconds`, reporting every
+/// `interval_s`; starts and stops a one-shot server for it.
+pub fn run_iperf3(
+    setup: &Iperf3Setup<'_>,
+    streams: usize,
+    seconds: f64,
+    interval_s: f64,
+) -> Result<Iperf3Result> {
+    let iperf3 = require_program("iperf3")?;
+    let iperf3 = iperf3.to_string_lossy();
+    let mut server_command = command_in(setup.server_namespace, &iperf3);
+    server_command.args([
+        "-s",
+        "-1",
+        "-J",
+        "-i",
+        &interval_s.to_string(),
+        "-B",
+        setup.server_address,
+        "-p",
+        &setup.port.to_string(),
+    ]);
+    let mut server = Background::spawn(server_command, "iperf3 server")?;
+    // iperf3 has no readiness signal short of parsing its output; half a second is plenty
+    // on an idle port and the client retries nothing, so a too-early start fails loudly.
+    std::thread::sleep(Duration::from_millis(500));
+    server.check_running()?;
+    let mut client = command_in(setup.client_namespace, &iperf3);
+    client.args([
+        "-c",
+        setup.server_address,
+        "-p",
+        &setup.port.to_string(),
+        "-P",
+        &streams.to_string(),
+        "-t",
+        &seconds.to_string(),
+        "-i",
+        &interval_s.to_string(),
+        "-J",
+        "--get-server-output",
+    ]);
+    let output = client
+        .stdin(Stdio::null())
+        .output()
+        .context("running iperf3 -c")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let parsed = parse_iperf3_json(&text);
+    if !output.status.success() && parsed.is_err() {
+        bail!(
+            "iperf3 -c failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    drop(server);
+    parsed
+}
+
+/// Mean rate of the intervals that end after `from_s` (the steady state once ramp-up is
+/// over); `None` without such intervals.
+pub fn steady_state_rate(intervals: &[(f64, f64)], from_s: f64) -> Option<f64> {
+    let steady: Vec<f64> = intervals
+        .iter()
+        .filter(|(end, _)| *end > from_s + 1e-9)
+        .map(|(_, rate)| *rate)
+        .collect();
+    (!steady.is_empty()).then(|| steady.iter().sum::<f64>() / steady.len() as f64)
+}
+
+/// End of the first interval whose rate reached `target`: the time to reach it, at the
+/// interval's resolution; `None` if no interval did.
+pub fn time_to_reach(intervals: &[(f64, f64)], target: f64) -> Option<f64> {
+    intervals
+        .iter()
+        .find(|(_, rate)| *rate >= target)
+        .map(|(end, _)| *end)
+}
+
+// ---------------------------------------------------------------------------------------
+// sockperf
+
+/// A sockperf ping-pong run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SockperfResult {
+    /// Round trips per second over the valid (post-warm-up) duration.
+    pub round_trips_per_sec: f64,
+    /// Round-trip latency by percentile, nanoseconds (sockperf's half round trips × 2).
+    pub round_trip: LatencyCurve,
+}
+
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ params final-byte (a letter).
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn field_after<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let rest = &line[line.find(key)? + key.len()..];
+    rest.split(|c: char| c == ';' || c.is_whitespace())
+        .find(|s| !s.is_empty())
+}
+
+/// Parses `sockperf ping-pong` output. sockperf reports latency as half the round trip
+/// (its "latency" is RTT/2); the curve returned is the full round trip (× 2).
+pub fn parse_sockperf(text: &str) -> Result<SockperfResult> {
+    let text = strip_ansi(text);
+    let mut round_trips_per_sec = None;
+    let mut points = Vec::new();
+    for line in text.lines() {
+        if line.contains("[Valid Duration]") {
+            let runtime: f64 = field_after(line, "RunTime=")
+                .and_then(|s| s.parse().ok())
+                .context("sockperf: no RunTime in [Valid Duration]")?;
+            let received: f64 = field_after(line, "ReceivedMessages=")
+                .and_then(|s| s.parse().ok())
+                .context("sockperf: no ReceivedMessages in [Valid Duration]")?;
+            if runtime > 0.0 {
+                round_trips_per_sec = Some(received / runtime);
+            }
+        } else if let Some((left, value)) =
+            line.split_once("--->").and_then(|(_, r)| r.split_once('='))
+        {
+            let half_rtt_us: f64 = value
+                .trim()
+                .parse()
+                .with_context(|| format!("sockperf: bad value in {line:?}"))?;
+            let left = left.trim();
+            let percentile = if left.contains("<MAX>") {
+                1.0
+            } else if left.contains("<MIN>") {
+                0.0
+            } else if let Some(p) = left.strip_prefix("percentile") {
+                p.trim()
+                    .parse::<f64>()
+                    .with_context(|| format!("sockperf: bad percentile in {line:?}"))?
+                    / 100.0
+            } else {
+                continue;
+            };
+            points.push((percentile, half_rtt_us * 2.0 * 1000.0));
+        }
+    }
+    if points.is_empty() {
+        bail!("sockperf output has no percentile lines");
+    }
+    points.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    // `percentile 99.999` and `<MAX>` often coincide; keep one point per percentile.
+    points.dedup_by(|later, earlier| later.0 == earlier.0);
+    Ok(SockperfResult {
+        round_trips_per_sec: round_trips_per_sec
+            .context("sockperf output has no [Valid Duration] line")?,
+        round_trip: LatencyCurve { points },
+    })
+}
+
+/// `sockperf ping-pong --tcp -m 64` against a sockperf server on loopback.
+pub fn run_sockperf_ping_pong(seconds: f64, message_bytes: usize) -> Result<SockperfResult> {
+    let sockperf = require_program("sockperf")?;
+    let port = free_loopback_port()?.to_string();
+    let mut server_command = Command::new(&sockperf);
+    server_command.args(["server", "--tcp", "-i", "127.0.0.1", "-p", &port]);
+    let mut server = Background::spawn(server_command, "sockperf server")?;
+    std::thread::sleep(Duration::from_millis(500));
+    server.check_running()?;
+    let seconds = (seconds.round() as u64).max(1).to_string();
+    let output = run_output(
+        Command::new(&sockperf).args([
+            "ping-pong",
+            "--tcp",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-m",
+            &message_bytes.to_string(),
+            "-t",
+            &seconds,
+        ]),
+        "sockperf ping-pong",
+    )?;
+    drop(server);
+    // sockperf prints its report on stdout or stderr depending on version.
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    parse_sockperf(&text)
+}
+
+// ---------------------------------------------------------------------------------------
+// Plain-socket ceiling
+
+/// What the plain-socket loop measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlainSocketResult {
+    /// Bytes received per second over the whole run.
+    pub bytes_per_sec: f64,
+    /// Per-interval rate: (interval end in s, bytes per second).
+    pub intervals: Vec<(f64, f64)>,
+}
+
+const PLAIN_WRITE_BYTES: usize = 1 << 20;
+
+/// The plain-socket ceiling: one TCP connection over loopback, a sender thread writing
+/// 1 MiB buffers and a receiver thread reading 1 MiB buffers, for `duration`; this thread
+/// samples the receiver's byte count every `interval`. Kernel-bound: it is what blocking
+/// sockets with large writes reach on this machine, the bar an engine should meet.
+pub fn run_plain_socket(duration: Duration, interval: Duration) -> Result<PlainSocketResult> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let address = listener.local_addr()?;
+    let received = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let receiver = {
+        let received = Arc::clone(&received);
+        std::thread::spawn(move || -> std::io::Result<()> {
+            let (mut stream, _) = listener.accept()?;
+            let mut buffer = vec![0u8; PLAIN_WRITE_BYTES];
+            loop {
+                let n = stream.read(&mut buffer)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                received.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        })
+    };
+    let sender = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || -> std::io::Result<()> {
+            let mut stream = TcpStream::connect(address)?;
+            let body: Vec<u8> = (0..PLAIN_WRITE_BYTES).map(|i| (i % 251) as u8).collect();
+            while !stop.load(Ordering::Relaxed) {
+                stream.write_all(&body)?;
+            }
+            Ok(())
+        })
+    };
+    let start = Instant::now();
+    let mut intervals = Vec::new();
+    let (mut last_bytes, mut last_time) = (0u64, start);
+    let mut next = start + interval;
+    let end = start + duration;
+    while next <= end + Duration::from_millis(1) {
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        let now = Instant::now();
+        let bytes = received.load(Ordering::Relaxed);
+        intervals.push((
+            (now - start).as_secs_f64(),
+            (bytes - last_bytes) as f64 / (now - last_time).as_secs_f64(),
+        ));
+        (last_bytes, last_time) = (bytes, now);
+        next += interval;
+    }
+    let total = received.load(Ordering::Relaxed);
+    let elapsed = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    sender
+        .join()
+        .map_err(|_| anyhow::anyhow!("plain-socket sender panicked"))??;
+    receiver
+        .join()
+        .map_err(|_| anyhow::anyhow!("plain-socket receiver panicked"))??;
+    Ok(PlainSocketResult {
+        bytes_per_sec: total as f64 / elapsed.as_secs_f64(),
+        intervals,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// hawser bench
+
+/// The figures of `hawser bench --json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HawserBenchResult {
+    /// Payload bytes (requests + responses) per second.
+    pub throughput_bytes_per_sec: f64,
+    /// Exchanges per second.
+    pub exchanges_per_sec: f64,
+    /// Latency percentiles in ns: p50, p90, p99, p999, max.
+    pub latency_ns: [f64; 5],
+}
+
+/// Parses the object `hawser bench --json` prints.
+pub fn parse_hawser_bench_json(text: &str) -> Result<HawserBenchResult> {
+    let json: Value =
+        serde_json::from_str(text.trim()).context("hawser bench output is not JSON")?;
+    let number = |v: &Value, name: &str| {
+        v.as_f64()
+            .with_context(|| format!("hawser bench JSON has no number {name}"))
+    };
+    let latency = &json["latency_ns"];
+    Ok(HawserBenchResult {
+        throughput_bytes_per_sec: number(
+            &json["throughput_bytes_per_sec"],
+            "throughput_bytes_per_sec",
+        )?,
+        exchanges_per_sec: number(&json["exchanges_per_sec"], "exchanges_per_sec")?,
+        latency_ns: [
+            number(&latency["p50"], "latency_ns.p50")?,
+            number(&latency["p90"], "latency_ns.p90")?,
+            number(&latency["p99"], "latency_ns.p99")?,
+            number(&latency["p999"], "latency_ns.p999")?,
+            number(&latency["max"], "latency_ns.max")?,
+        ],
+    })
+}
+
+/// The `hawser` binary: `$HAWSER_BIN`, else next to this executable (same cargo target
+/// directory), else on `PATH`.
+pub fn hawser_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("HAWSER_BIN") {
+        return Some(PathBuf::from(path)).filter(|p| p.is_file());
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("hawser")))
+        .filter(|p| p.is_file())
+        .or_else(|| find_program("hawser"))
+}
+
+/// Whether `hawser SUBCOMMAND --help` works: `Err(reason)` when it does not.
+pub fn hawser_subcommand(subcommand: &str) -> std::result::Result<PathBuf, String> {
+    let binary = hawser_binary().ok_or_else(|| {
+        "hawser binary not found (build with `cargo build --release -p hawser-engine` or set HAWSER_BIN)".to_owned()
+    })?;
+    match Command::new(&binary)
+        .args([subcommand, "--help"])
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(output) if output.status.success() => Ok(binary),
+        _ => Err(format!("hawser {subcommand} not built")),
+    }
+}
+
+/// Runs `hawser bench ARGS --json` (plus `--histogram FILE` when given).
+pub fn run_hawser_bench(
+    binary: &Path,
+    args: &[&str],
+    histogram: Option<&Path>,
+) -> Result<HawserBenchResult> {
+    let mut command = Command::new(binary);
+    command.arg("bench").args(args).arg("--json");
+    if let Some(path) = histogram {
+        command.arg("--histogram").arg(path);
+    }
+    let output = run_output(&mut command, &format!("hawser bench {}", args.join(" ")))?;
+    parse_hawser_bench_json(&String::from_utf8_lossy(&output.stdout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IPERF3: &str = r#"{
+      "start": {},
+      "intervals": [
+        {"streams": [], "sum": {"start": 0, "end": 0.5, "bits_per_second": 8e9, "sender": true}},
+        {"streams": [], "sum": {"start": 0.5, "end": 1.0, "bits_per_second": 16e9, "sender": true}}
+      ],
+      "end": {"sum_sent": {"bits_per_second": 12.5e9}, "sum_received": {"bits_per_second": 12e9}},
+      "server_output_json": {
+        "intervals": [
+          {"sum": {"start": 0, "end": 0.5, "bits_per_second": 4e9, "sender": false}},
+          {"sum": {"start": 0.5, "end": 1.0, "bits_per_second": 12e9, "sender": false}},
+          {"sum": {"start": 1.0, "end": 1.004, "bits_per_second": 80e9, "sender": false}}
+        ]
+      }
+    }"#;
+
+    #[test]
+    fn iperf3_prefers_receiver_intervals_and_drops_the_trailing_fragment() {
+        let result = parse_iperf3_json(IPERF3).unwrap();
+        assert_eq!(result.received_bytes_per_sec, 1.5e9);
+        assert_eq!(result.intervals, vec![(0.5, 0.5e9), (1.0, 1.5e9)]);
+    }
+
+    #[test]
+    fn iperf3_falls_back_to_sender_intervals_and_reports_errors() {
+        let without_server: Value = {
+            let mut v: Value = serde_json::from_str(IPERF3).unwrap();
+            v.as_object_mut().unwrap().remove("server_output_json");
+            v
+        };
+        let result = parse_iperf3_json(&without_server.to_string()).unwrap();
+        assert_eq!(result.intervals, vec![(0.5, 1e9), (1.0, 2e9)]);
+        let error = parse_iperf3_json(r#"{"error": "unable to connect to server"}"#).unwrap_err();
+        assert!(error.to_string().contains("unable to connect"));
+    }
+
+    #[test]
+    fn steady_state_and_time_to_target() {
+        let intervals = [(1.0, 2.0), (2.0, 8.0), (3.0, 9.5), (4.0, 9.0), (5.0, 10.0)];
+        assert_eq!(steady_state_rate(&intervals, 2.0), Some(9.5));
+        assert_eq!(steady_state_rate(&intervals, 5.0), None);
+        assert_eq!(time_to_reach(&intervals, 9.0), Some(3.0));
+        assert_eq!(time_to_reach(&intervals, 11.0), None);
+    }
+
+    const SOCKPERF: &str = "sockperf: \u{1b}[2;35m== version #3.7-no.git == \u{1b}[0m
+sockperf: [Total Run] RunTime=2.008 sec; Warm up time=400 msec; SentMessages=34484; ReceivedMessages=34483
+sockperf: ========= Printing statistics for Server No: 0
+sockperf: [Valid Duration] RunTime=1.540 sec; SentMessages=27598; ReceivedMessages=27566
+sockperf: \u{1b}[2;35m====> avg-latency=27.874 (std-dev=323.664)\u{1b}[0m
+sockperf: Summary: Latency is 27.874 usec
+sockperf: \u{1b}[2;35mTotal 27598 observations\u{1b}[0m; each percentile contains 275.98 observations
+sockperf: ---> <MAX> observation = 19139.779
+sockperf: ---> percentile 99.999 = 19139.779
+sockperf: ---> percentile 99.990 = 9925.676
+sockperf: ---> percentile 99.900 = 5239.404
+sockperf: ---> percentile 99.000 =   25.169
+sockperf: ---> percentile 90.000 =    7.908
+sockperf: ---> percentile 75.000 =    7.443
+sockperf: ---> percentile 50.000 =    3.176
+sockperf: ---> percentile 25.000 =    2.966
+sockperf: ---> <MIN> observation =    2.484
+";
+
+    #[test]
+    fn sockperf_half_round_trips_become_round_trips() {
+        let result = parse_sockperf(SOCKPERF).unwrap();
+        assert!((result.round_trips_per_sec - 27566.0 / 1.540).abs() < 1e-6);
+        let curve = &result.round_trip;
+        assert_eq!(curve.points.first(), Some(&(0.0, 4968.0)));
+        assert_eq!(curve.at(0.5), Some(6352.0));
+        assert!((curve.at(0.999).unwrap() - 10_478_808.0).abs() < 1e-6);
+        assert_eq!(curve.points.last(), Some(&(1.0, 38_279_558.0)));
+        assert_eq!(curve.points.len(), 10);
+        assert!(curve.points.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn sockperf_without_percentiles_is_an_error() {
+        assert!(parse_sockperf("sockperf: connection refused").is_err());
+    }
+
+    #[test]
+    fn hawser_bench_json() {
+        let text = r#"{"mode":"rpc","size":64,"pipeline":1,"connections":1,"shards":2,
+            "digest":false,"compress":false,"duration_sec":5.0,"exchanges":100,"errors":0,
+            "exchanges_per_sec":40000.0,"throughput_bytes_per_sec":5120000.0,
+            "latency_ns":{"p50":25000,"p90":30000,"p99":60000,"p999":120000,"max":900000},
+            "retries":0}"#;
+        let result = parse_hawser_bench_json(text).unwrap();
+        assert_eq!(result.exchanges_per_sec, 40000.0);
+        assert_eq!(
+            result.latency_ns,
+            [25000.0, 30000.0, 60000.0, 120000.0, 900000.0]
+        );
+        assert!(parse_hawser_bench_json("{}").is_err());
+    }
+}

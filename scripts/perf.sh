@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs hawser's perf scenarios and writes their reports (issue 6).
+#   scripts/perf.sh SCENARIO [hawser-perf scenario options...]
+#   scripts/perf.sh all      [options...]
+#   scripts/perf.sh loopback-bulk --runs 3
+# Scenarios: loopback-bulk loopback-rpc replicate lfn-10g-50ms lfn-loss (the lfn ones
+# need root: they bring up the link emulator). Builds the release binaries (hawser,
+# hawser-perf), installs the baselines through scripts/setup.sh when missing, runs each
+# scenario and prints where its reports are: perf/results/<scenario>.json, .md, *.svg
+# (PERF_OUT to write elsewhere).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SCENARIOS=(loopback-bulk loopback-rpc replicate lfn-10g-50ms lfn-loss)
+scenario=${1:-}
+if [[ -z $scenario ]]; then
+    sed -n '2,10p' "$0"
+    exit 2
+fi
+shift
+if [[ $scenario == all ]]; then
+    selected=("${SCENARIOS[@]}")
+else
+    selected=("$scenario")
+fi
+
+out=${PERF_OUT:-perf/results}
+target=${CARGO_TARGET_DIR:-target}
+cargo build --release -q -p hawser-perf -p hawser-engine
+scripts/setup.sh
+
+failed=()
+for name in "${selected[@]}"; do
+    echo "== $name ($(date -u +%FT%TZ), load $(cut -d' ' -f1-3 /proc/loadavg))"
+    # The reports quote this as the command that reproduces them.
+    if HAWSER_PERF_COMMAND="scripts/perf.sh $name${*:+ $*}" \
+        HAWSER_BIN="$target/release/hawser" \
+        "$target/release/hawser-perf" scenario "$name" --out "$out" "$@"; then
+        :
+    else
+        failed+=("$name")
+    fi
+done
+echo "reports in $out/: $(for n in "${selected[@]}"; do printf '%s.md ' "$n"; done)"
+if ((${#failed[@]})); then
+    echo "failed: ${failed[*]}" >&2
+    exit 1
+fi
