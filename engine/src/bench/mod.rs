@@ -13,23 +13,36 @@
 //! significant digits), which `--histogram FILE` writes in the classic `.hgrm`
 //! percentile-distribution text format (values in microseconds).
 //!
-//! # Measured (2026-11-21, the 2-core build machine, shared with other engineers' builds
-//! and tests: load average 3-4 throughout; figures swing 2x between runs)
+//! # Measured (2026-11-21/22, the 2-core build machine, shared with other engineers'
+//! builds and tests: load average 2-4 throughout; figures swing 2-3x between runs)
 //!
-//! One run, alternating, `--duration 5`, release build:
+//! Ping-pong, alternating in one run (sockperf prints half the round trip; doubled here):
 //!
-//! | what | round 1 | round 2 | target (issue 4) |
-//! |---|---|---|---|
-//! | `sockperf ping-pong --tcp -m 64` p50, full round trip (2x its half RTT) | 9.6 µs | 7.6 µs | |
-//! | `hawser bench --mode rpc` ping-pong p50 round trip | 23.6 µs (2.5x) | 26.2 µs (3.4x) | <= 1.2x |
-//! | same, p99.9 (sockperf's: 40.6 / 23.6 µs) | 2.7 ms | 3.5 ms | <= sockperf's |
-//! | `--spin-us 1000` ping-pong p50 (p99 ~1 ms: the spin starves a shard) | 21.7 µs | 21.8 µs | |
-//! | `--pipeline 256 --shards 2` exchanges/s | 211 k | 404 k | >= 1 M |
-//! | `--mode bulk --digest` (1 MiB requests) | 1.23 GB/s | 1.47 GB/s | |
-//! | shards' raw bulk (`loopback_bulk`, `HAWSER_BULK_ONLY=shards`, same run) | 2.93 GB/s | 2.77 GB/s | |
-//! | bulk with digest / raw | 0.42x | 0.53x | >= 0.9x |
+//! | pair | sockperf p50 RTT | hawser p50 RTT | ratio | sockperf p99.9 RTT | hawser p99.9 |
+//! |---|---|---|---|---|---|
+//! | 1 | 20.4 µs | 23.0 µs | 1.13x | 43.6 µs | 64.1 µs |
+//! | 2 | 20.2 µs | 46.2 µs | 2.29x | 50.2 µs | 99.5 µs |
+//! | 3 | 6.5 µs | 39.7 µs | 6.1x | 32.6 µs | 75.5 µs |
 //!
-//! None of the three targets is met yet. Where the time goes (perf):
+//! Target: p50 <= 1.2x and p99.9 no worse than sockperf's — not met (met once for p50, by
+//! luck of the noise). `--spin-us 1000` gives p50 14-22 µs with a worse p99 (the
+//! polling caller starves a shard on two cores).
+//!
+//! Pipelined (`--pipeline 256 --shards 2`, 64 B): 211 k, 237 k, 343 k, 404 k exchanges/s
+//! over four runs (600 k once on a quieter machine). Target 1 M/s — not met.
+//!
+//! Bulk, 1 MiB requests, 8 in flight, same run as shards' raw bulk
+//! (`loopback_bulk`, `HAWSER_BULK_ONLY=shards`, 2 shards, 4 connections, pinned):
+//!
+//! | round | hawser bulk + digest | hawser bulk, no digest | shards raw | digest / raw |
+//! |---|---|---|---|---|
+//! | 1 | 1.51 GB/s | 2.54 GB/s | 4.85 GB/s | 0.31x |
+//! | 2 | 2.04 GB/s | 1.78 GB/s | 5.19 GB/s | 0.39x |
+//!
+//! Against a separate `hawser bench --serve` process: 2.02 GB/s with digest. Target
+//! 0.9x — not met.
+//!
+//! Where the time goes (perf):
 //!
 //! - ping-pong: a call crosses four thread wake-ups (caller -> client shard through the
 //!   doorbell, client shard -> server shard and back through the sockets, client shard ->
