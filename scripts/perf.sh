@@ -7,7 +7,8 @@
 # need root: they bring up the link emulator). Builds the release binaries (hawser,
 # hawser-perf), installs the baselines through scripts/setup.sh when missing, runs each
 # scenario and prints where its reports are: perf/results/<scenario>.json, .md, *.svg
-# (PERF_OUT to write elsewhere).
+# (PERF_OUT to write elsewhere). PERF_NOTE="..." adds a sentence to each report's notes
+# (e.g. what else the machine was doing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,9 +34,12 @@ failed=()
 for name in "${selected[@]}"; do
     echo "== $name ($(date -u +%FT%TZ), load $(cut -d' ' -f1-3 /proc/loadavg))"
     # The reports quote this as the command that reproduces them.
-    if HAWSER_PERF_COMMAND="scripts/perf.sh $name${*:+ $*}" \
+    note=()
+    [[ -n ${PERF_NOTE:-} ]] && note=(--note "$PERF_NOTE")
+    args=$( (($#)) && printf ' %q' "$@")
+    if HAWSER_PERF_COMMAND="scripts/perf.sh $name$args" \
         HAWSER_BIN="$target/release/hawser" \
-        "$target/release/hawser-perf" scenario "$name" --out "$out" "$@"; then
+        "$target/release/hawser-perf" scenario "$name" --out "$out" "${note[@]}" "$@"; then
         :
     else
         failed+=("$name")

@@ -40,17 +40,26 @@ pub fn render(outcome: &Outcome, report: &JsonReport, plots: &[String]) -> Strin
     );
     if !outcome.started_utc.is_empty() {
         let _ = write!(md, "Run started {}", outcome.started_utc);
-        if let Some((before, after)) = outcome.load_average {
+        if let (Some(first), Some(last)) =
+            (outcome.load_samples.first(), outcome.load_samples.last())
+        {
+            let low = outcome
+                .load_samples
+                .iter()
+                .copied()
+                .fold(f64::INFINITY, f64::min);
+            let high = outcome.load_samples.iter().copied().fold(0.0, f64::max);
             let _ = write!(
                 md,
-                "; load average (1 min) {before:.2} before, {after:.2} after"
+                "; load average (1 min) {first:.2} at the start, {last:.2} at the end, \
+                 {low:.2}–{high:.2} over the rounds"
             );
         }
         let _ = writeln!(md, ".");
     }
     let _ = writeln!(
         md,
-        "{} runs per tool, A/B alternated (every tool once per round).\n",
+        "{} run(s) per tool, A/B alternated (every tool once per round).\n",
         outcome.runs
     );
     let _ = writeln!(md, "Reproduce:\n\n```\n{}\n```\n", report.command);

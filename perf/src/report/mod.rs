@@ -169,8 +169,9 @@ pub struct Outcome {
     pub unavailable: Vec<(Subject, String)>,
     /// Free-form lines for the Markdown report (setup, caveats, definitions).
     pub notes: Vec<String>,
-    /// Load average (1 min) before and after the scenario ran.
-    pub load_average: Option<(f64, f64)>,
+    /// Load average (1 min) sampled before the scenario, at each round and after it: the
+    /// machine is shared, and this says how busy it was.
+    pub load_samples: Vec<f64>,
     /// UTC start time, as `date -u` prints it.
     pub started_utc: String,
     /// Runs per subject that were asked for.

@@ -215,7 +215,8 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
          steady state = mean of the {INTERVAL_S}-s receiver intervals after the first {:.1} s; \
          time_to_90pct_s = end of the first {INTERVAL_S}-s interval at ≥ 90% of the link rate. \
          Rates are TCP payload (goodput); the link rate counts IP bytes, so the ceiling is about \
-         99.9% with 64 KB packets.",
+         99.9% with 64 KB packets. iperf3's clock starts once its connections are up (after \
+         the 1-RTT handshake).",
         profile.rate_bits_per_sec / 1e9,
         steady_from
     ));
@@ -229,6 +230,7 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
     let mut missed_target = Vec::new();
     let mut failure = None;
     'rounds: for round in 0..context.runs {
+        super::sample_load(outcome);
         for (streams, subject) in &subjects {
             eprintln!("  round {round}: {}", subject.label());
             let result = match tools::run_iperf3(&setup, *streams, seconds, INTERVAL_S) {

@@ -81,6 +81,7 @@ pub fn bulk(context: &Context, outcome: &mut Outcome) -> Result<()> {
             .to_owned(),
     );
     for round in 0..context.runs {
+        super::sample_load(outcome);
         if let Some(binary) = &hawser_binary {
             let args = [
                 "--mode",
@@ -185,6 +186,7 @@ pub fn rpc(context: &Context, outcome: &mut Outcome) -> Result<()> {
     };
     let mut last_curves = Vec::new();
     for round in 0..context.runs {
+        super::sample_load(outcome);
         if let Some(binary) = &hawser_binary {
             for (subject, args) in [
                 (

@@ -67,6 +67,9 @@ pub struct ScenarioOptions {
     /// through linkem).
     #[arg(long)]
     pub duration: Option<f64>,
+    /// A sentence for the report's notes (e.g. what else the machine was doing).
+    #[arg(long)]
+    pub note: Option<String>,
 }
 
 /// What a scenario needs while it runs.
@@ -95,6 +98,11 @@ pub fn load_average() -> Option<f64> {
         .next()?
         .parse()
         .ok()
+}
+
+/// Adds the current load average to the report (call at each round).
+pub fn sample_load(outcome: &mut Outcome) {
+    outcome.load_samples.extend(load_average());
 }
 
 /// Whether this process runs as root (linkem needs it), from `/proc/self/status`.
@@ -157,12 +165,18 @@ pub fn run(options: &ScenarioOptions) -> Result<ReportFiles> {
         started_utc: utc_now(),
         ..Outcome::default()
     };
-    let load_before = load_average();
+    sample_load(&mut outcome);
     eprintln!(
         "scenario {name}: {} rounds, load average {}",
         options.runs,
-        load_before.map_or("?".into(), |l| format!("{l:.2}"))
+        outcome
+            .load_samples
+            .first()
+            .map_or("?".into(), |l| format!("{l:.2}"))
     );
+    if let Some(note) = &options.note {
+        outcome.notes.insert(0, note.clone());
+    }
     match options.name {
         ScenarioName::LoopbackBulk => loopback::bulk(&context, &mut outcome)?,
         ScenarioName::LoopbackRpc => loopback::rpc(&context, &mut outcome)?,
@@ -170,9 +184,7 @@ pub fn run(options: &ScenarioOptions) -> Result<ReportFiles> {
         ScenarioName::Lfn10g50ms => lfn::run(&context, &mut outcome, &lfn::TEN_GBIT_50MS)?,
         ScenarioName::LfnLoss => lfn::run(&context, &mut outcome, &lfn::ONE_GBIT_100MS_LOSS)?,
     }
-    if let (Some(before), Some(after)) = (load_before, load_average()) {
-        outcome.load_average = Some((before, after));
-    }
+    sample_load(&mut outcome);
     let files = report::write_reports(&outcome, &Machine::detect(), &options.out)?;
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(files)
