@@ -317,9 +317,13 @@ fn pipeline_and_ordered_calls() {
         let body = Bytes::from(i.to_le_bytes().to_vec());
         expected.insert(pipe.submit(ECHO, body.clone()), body);
     }
-    while let Some((token, result)) = pipe.next_completion() {
+    while let Some((token, result)) = pipe
+        .try_next_completion()
+        .or_else(|| pipe.next_completion())
+    {
         assert_eq!(result.unwrap(), expected.remove(&token).unwrap());
     }
+    assert_eq!(pipe.outstanding(), 0);
     assert!(expected.is_empty());
 
     let calls: Vec<_> = (0..500u64)

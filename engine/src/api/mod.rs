@@ -787,6 +787,16 @@ impl Pipeline<'_> {
         self.outstanding
     }
 
+    /// The next finished call if one is ready, without waiting.
+    pub fn try_next_completion(&mut self) -> Option<(u64, Result<Bytes, CallError>)> {
+        if self.outstanding == 0 {
+            return None;
+        }
+        let c = self.rx.try_recv().ok()?;
+        self.outstanding -= 1;
+        Some((c.token, c.result))
+    }
+
     /// Waits for the next call to finish; `None` when none is outstanding.
     pub fn next_completion(&mut self) -> Option<(u64, Result<Bytes, CallError>)> {
         if self.outstanding == 0 {
