@@ -434,9 +434,15 @@ fn server_calls_the_client_on_the_backchannel() {
         .service(svc)
         .listen("127.0.0.1:0")
         .unwrap();
-    let back = Service::new("client").handler(SHOUT, "shout", |_, body| {
-        Ok(Bytes::from(body.to_ascii_uppercase()))
-    });
+    const SLOW_SHOUT: ExchangeId = ExchangeId(8);
+    let back = Service::new("client")
+        .handler(SHOUT, "shout", |_, body| {
+            Ok(Bytes::from(body.to_ascii_uppercase()))
+        })
+        .blocking_handler(SLOW_SHOUT, "slow shout", |_, body| {
+            std::thread::sleep(Duration::from_millis(5));
+            Ok(Bytes::from(body.to_ascii_uppercase()))
+        });
     let client = Client::connect(
         server.local_addr(),
         ClientConfig {
@@ -453,6 +459,10 @@ fn server_calls_the_client_on_the_backchannel() {
         .call(nexuses[0], SHOUT, Bytes::from_static(b"ahoy"))
         .unwrap();
     assert_eq!(answer, Bytes::from_static(b"AHOY"));
+    let answer = server
+        .call(nexuses[0], SLOW_SHOUT, Bytes::from_static(b"blocking"))
+        .unwrap();
+    assert_eq!(answer, Bytes::from_static(b"BLOCKING"));
     match server.call(nexuses[0], ExchangeId(99), Bytes::new()) {
         Err(CallError::Remote(e)) => assert_eq!(e.type_name, "hawser.UnknownExchange"),
         other => panic!("expected UnknownExchange, got {other:?}"),

@@ -574,12 +574,18 @@ impl Client {
             None => (Arc::new(Shards::start(shards_config(1))?), 0),
         };
         let (ready_tx, ready_rx) = channel::bounded(1);
-        let (jobs_tx, jobs_rx) = channel::unbounded();
         let handlers = config.backchannel.map(|s| s.table).unwrap_or_default();
-        let serving = driver::Serving::new(Arc::new(handlers), Some(jobs_tx));
+        let blocking = handlers
+            .handlers
+            .values()
+            .any(|(_, h)| matches!(h, Handler::Blocking(_)));
+        let (jobs_tx, jobs_rx) = channel::unbounded();
+        let serving = driver::Serving::new(Arc::new(handlers), blocking.then_some(jobs_tx));
         let host = driver::install_client(&shards, shard, sc, addr, ready_tx, serving)?;
-        // The workers end when the host (holding the job queue) is dropped.
-        driver::spawn_workers(2, jobs_rx, host.commands.clone());
+        if blocking {
+            // The workers end when the host (holding the job queue) is dropped.
+            driver::spawn_workers(2, jobs_rx, host.commands.clone());
+        }
         let mut client = Client {
             spin: config.spin,
             shards: Some(shards),
