@@ -276,6 +276,8 @@ struct Link {
     stash: BytesMut,
     /// The endpoint is done with it: flush, then close.
     closing: bool,
+    /// The last output pulled for it was large (see [`offer_swap_room`]).
+    large_output: bool,
 }
 
 struct ClientSide {
@@ -383,6 +385,8 @@ pub(crate) struct Host {
     commands: Receiver<Command>,
     waker: Waker,
     scratch: BytesMut,
+    /// The last output pulled through `scratch` was large (see [`offer_swap_room`]).
+    large_output: bool,
     dead: bool,
 }
 
@@ -409,6 +413,18 @@ fn random_nonce() -> [u8; 16] {
         }
     }
     nonce
+}
+
+/// The endpoint hands its queued frames over by swapping buffers when ours is empty and
+/// at least as large, instead of copying them: worth it for large frames (a 1 MiB body
+/// otherwise costs one more memcpy), not for small ones. While output runs large, a
+/// buffer whose bytes were shared out (no capacity left) is replaced by a roomy one: one
+/// allocation per large frame instead of a copy. While it runs small, nothing is
+/// allocated: small frames are copied into the shard's transmit buffer.
+fn offer_swap_room(buf: &mut BytesMut, large_output: bool) {
+    if large_output && buf.is_empty() && buf.capacity() < SWAP_CAPACITY {
+        *buf = BytesMut::with_capacity(SWAP_CAPACITY);
+    }
 }
 
 /// Moves stashed output into the shard's transmit queue.
@@ -443,6 +459,7 @@ impl Host {
             commands,
             waker,
             scratch: BytesMut::with_capacity(64 * 1024),
+            large_output: false,
             dead: false,
         }
     }
@@ -458,6 +475,7 @@ impl Host {
                 socket: Some(socket),
                 stash: BytesMut::new(),
                 closing: false,
+                large_output: false,
             },
         );
         conn
@@ -473,7 +491,9 @@ impl Host {
             if Some(conn) == current || link.stash.len() >= STASH_LIMIT {
                 continue;
             }
+            offer_swap_room(&mut link.stash, link.large_output);
             let n = self.side.poll_transmit(now, conn, &mut link.stash);
+            link.large_output = n >= SHARE_THRESHOLD;
             if (n > 0 || link.closing)
                 && let Some(socket) = link.socket
             {
@@ -837,14 +857,10 @@ impl Protocol for SessionConn {
         move_out(&mut link.stash, out);
         let mut drained = false;
         while out.queued() < TX_HIGH_WATER {
-            if h.scratch.capacity() < SWAP_CAPACITY {
-                // The endpoint hands its queued frames over by swapping buffers when ours is
-                // empty and large enough, instead of copying them (a 1 MiB body otherwise
-                // costs one more memcpy). After a large frame was shared out, `scratch` has
-                // no capacity left: give it some again.
-                h.scratch = BytesMut::with_capacity(SWAP_CAPACITY);
-            }
-            if h.side.poll_transmit(now, conn, &mut h.scratch) == 0 {
+            offer_swap_room(&mut h.scratch, h.large_output);
+            let n = h.side.poll_transmit(now, conn, &mut h.scratch);
+            h.large_output = n >= SHARE_THRESHOLD;
+            if n == 0 {
                 drained = true;
                 break;
             }
