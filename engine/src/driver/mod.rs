@@ -231,7 +231,9 @@ impl Waker {
     }
 
     pub(crate) fn wake(&self) {
-        if self.scheduled.swap(true, Ordering::AcqRel) || self.shutdown.load(Ordering::Acquire) {
+        // SeqCst pairs with the fence in `run_host`: either the task's drain sees the
+        // command sent before this swap, or this swap sees `false` and posts a new task.
+        if self.scheduled.swap(true, Ordering::SeqCst) || self.shutdown.load(Ordering::Acquire) {
             return;
         }
         if let Some(shards) = self.shards.upgrade() {
@@ -716,7 +718,8 @@ fn run_host(ctx: &mut ShardCtx<'_>, host: &Rc<RefCell<Host>>, timer: bool) {
         if h.dead {
             return;
         }
-        h.waker.scheduled.store(false, Ordering::Release);
+        h.waker.scheduled.store(false, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
         if timer {
             h.timer_armed = None;
             if h.side.poll_timeout().is_some_and(|at| at <= now) {
