@@ -36,7 +36,8 @@ for name in "${selected[@]}"; do
     # The reports quote this as the command that reproduces them.
     note=()
     [[ -n ${PERF_NOTE:-} ]] && note=(--note "$PERF_NOTE")
-    args=$( (($#)) && printf ' %q' "$@")
+    args=""
+    if (($#)); then args=$(printf ' %q' "$@"); fi
     if HAWSER_PERF_COMMAND="scripts/perf.sh $name$args" \
         HAWSER_BIN="$target/release/hawser" \
         "$target/release/hawser-perf" scenario "$name" --out "$out" "${note[@]}" "$@"; then

@@ -64,15 +64,22 @@ pub fn render(outcome: &Outcome, report: &JsonReport, plots: &[String]) -> Strin
     );
     let _ = writeln!(md, "Reproduce:\n\n```\n{}\n```\n", report.command);
 
-    let baseline = outcome.baseline.as_ref();
-    let baseline_label = baseline.map_or_else(|| "—".to_owned(), super::Subject::label);
+    let baseline_label = if outcome.baseline_of.is_empty() {
+        outcome
+            .baseline
+            .as_ref()
+            .map_or_else(|| "—".to_owned(), super::Subject::label)
+    } else {
+        "its baseline".to_owned()
+    };
     let _ = writeln!(
         md,
         "| tool | variant | metric | median | min – max | runs | vs {baseline_label} |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|");
     for row in &report.results {
-        let baseline_row = baseline.and_then(|b| {
+        let subject = super::Subject::new(row.tool.as_str(), row.variant.as_str());
+        let baseline_row = outcome.baseline_for(&subject).and_then(|b| {
             report
                 .results
                 .iter()

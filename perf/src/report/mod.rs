@@ -159,6 +159,9 @@ pub struct Outcome {
     pub command: String,
     /// The subject the ratios are relative to.
     pub baseline: Option<Subject>,
+    /// Baselines of particular subjects, overriding `baseline` (e.g. per data set:
+    /// `hawser push` of the small files against `rsync` of the small files).
+    pub baseline_of: Vec<(Subject, Subject)>,
     /// Per-run values: (subject, metric, unit) -> values in run order.
     pub values: Vec<(Subject, String, String, Vec<f64>)>,
     /// Per-interval throughput of each run.
@@ -197,6 +200,15 @@ impl Outcome {
                 vec![value],
             )),
         }
+    }
+
+    /// The subject `subject`'s ratios are relative to.
+    pub fn baseline_for(&self, subject: &Subject) -> Option<&Subject> {
+        self.baseline_of
+            .iter()
+            .find(|(s, _)| s == subject)
+            .map(|(_, baseline)| baseline)
+            .or(self.baseline.as_ref())
     }
 
     /// Marks `subject` as not measured, once.

@@ -1,47 +1,276 @@
 //! `replicate`: `hawser push` of a 4 GiB file and of 20,000 small files vs `rsync -a`
-//! to an rsync daemon on loopback (and `scp` when present).
+//! to an rsync daemon on loopback (and `scp` when an ssh server answers on loopback).
 //!
-//! Waits for `hawser push`/`serve`: until they exist the scenario writes a report whose
-//! rows say why they were not measured. The data sets and the rsync daemon belong here
-//! once there is a hawser row to compare them with; running rsync alone would only
-//! measure rsync.
+//! The rsync rows run now; hawser's rows say "not available" until `hawser push` and
+//! `hawser serve` exist, and belong in the same rounds then (A/B alternated, same data,
+//! cold target directory each run). The data sets are generated once per scenario in the
+//! scratch directory (incompressible bytes from a seeded generator; the source stays in
+//! the page cache, so the runs measure the transfer rather than the source disk).
+//! `HAWSER_REPLICATE_BIG_MIB` and `HAWSER_REPLICATE_SMALL_FILES` shrink them for a quick
+//! try.
 
-use anyhow::Result;
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
-use super::Context;
-use super::tools;
+use anyhow::{Context as _, Result, bail};
+
+use super::tools::{self, Background};
+use super::{Context, settle};
+use crate::linkem::rng::SeededRng as Rng;
 use crate::report::{Outcome, Subject};
 
-/// The data sets of issue 6.
-pub const DATA_SETS: [&str; 2] = ["one 4 GiB file", "20,000 small files"];
+/// Size of the large file of issue 6, MiB.
+pub const BIG_FILE_MIB: u64 = 4096;
+/// Number of small files of issue 6.
+pub const SMALL_FILES: usize = 20_000;
+/// Files per directory in the small-file tree.
+const FILES_PER_DIRECTORY: usize = 200;
 
-/// Records every row as not available, with the reason.
-pub fn run(_context: &Context, outcome: &mut Outcome) -> Result<()> {
+/// One data set to replicate.
+#[derive(Debug, Clone)]
+pub struct DataSet {
+    /// `one 4 GiB file`, `20000 small files`.
+    pub label: String,
+    /// Source directory.
+    pub source: PathBuf,
+    /// Total bytes.
+    pub bytes: u64,
+    /// Number of files.
+    pub files: u64,
+}
+
+fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn fill(rng: &mut Rng, buffer: &mut [u8]) {
+    for chunk in buffer.chunks_mut(8) {
+        let bytes = rng.next_u64().to_le_bytes();
+        chunk.copy_from_slice(&bytes[..chunk.len()]);
+    }
+}
+
+/// Small-file sizes: 1 KiB to 64 KiB, most of them small (as in a source tree), about
+/// 16 KiB on average.
+pub fn small_file_size(rng: &mut Rng) -> usize {
+    let exponent = rng.next_u64() % 7; // 1 KiB << 0..=6
+    let base = 1024usize << exponent;
+    base + (rng.next_u64() % base as u64) as usize / 2
+}
+
+/// Writes the two data sets under `root`.
+pub fn generate(root: &Path, big_mib: u64, small_files: usize) -> Result<Vec<DataSet>> {
+    let mut rng = Rng::new(0x4841_5753);
+    let big_dir = root.join("big");
+    fs::create_dir_all(&big_dir)?;
+    let mut writer = BufWriter::with_capacity(1 << 20, fs::File::create(big_dir.join("big.bin"))?);
+    let mut block = vec![0u8; 1 << 20];
+    for _ in 0..big_mib {
+        fill(&mut rng, &mut block);
+        writer.write_all(&block)?;
+    }
+    writer.flush()?;
+    let small_dir = root.join("small");
+    let mut small_bytes = 0u64;
+    for index in 0..small_files {
+        let dir = small_dir.join(format!("d{:03}", index / FILES_PER_DIRECTORY));
+        if index.is_multiple_of(FILES_PER_DIRECTORY) {
+            fs::create_dir_all(&dir)?;
+        }
+        let size = small_file_size(&mut rng);
+        fill(&mut rng, &mut block[..size]);
+        fs::write(dir.join(format!("f{index:05}.dat")), &block[..size])?;
+        small_bytes += size as u64;
+    }
+    Ok(vec![
+        DataSet {
+            label: if big_mib.is_multiple_of(1024) {
+                format!("one {} GiB file", big_mib / 1024)
+            } else {
+                format!("one {big_mib} MiB file")
+            },
+            source: big_dir,
+            bytes: big_mib << 20,
+            files: 1,
+        },
+        DataSet {
+            label: format!("{small_files} small files"),
+            source: small_dir,
+            bytes: small_bytes,
+            files: small_files as u64,
+        },
+    ])
+}
+
+/// `rsync --daemon` on 127.0.0.1 with one writable module, `dest`, at `target`.
+fn start_rsync_daemon(scratch: &Path, target: &Path, port: u16) -> Result<Background> {
+    let config = scratch.join("rsyncd.conf");
+    fs::write(
+        &config,
+        format!(
+            "use chroot = no\nuid = root\ngid = root\n[dest]\n    path = {}\n    read only = no\n",
+            target.display()
+        ),
+    )?;
+    let mut command = Command::new(tools::require_program("rsync")?);
+    command
+        .args([
+            "--daemon",
+            "--no-detach",
+            "--address",
+            "127.0.0.1",
+            "--port",
+        ])
+        .arg(port.to_string())
+        .arg(format!("--config={}", config.display()));
+    let mut daemon = Background::spawn(command, "rsync --daemon")?;
+    std::thread::sleep(Duration::from_millis(500));
+    daemon.check_running()?;
+    Ok(daemon)
+}
+
+fn empty_directory(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    fs::create_dir_all(dir)?;
+    Ok(())
+}
+
+/// Runs the rsync baseline (hawser's rows: not available until `hawser push` exists).
+pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
+    let big_mib = env_number("HAWSER_REPLICATE_BIG_MIB", BIG_FILE_MIB);
+    let small_files = env_number("HAWSER_REPLICATE_SMALL_FILES", SMALL_FILES);
     let hawser_reason = match tools::hawser_subcommand("push") {
         Err(reason) => reason,
         Ok(_) => "hawser push exists but this scenario does not drive it yet".to_owned(),
     };
-    for data in DATA_SETS {
-        outcome.mark_unavailable(
-            &Subject::new("hawser", format!("push, {data}")),
-            &hawser_reason,
-        );
-    }
-    let rsync_reason = match tools::find_program("rsync") {
-        Some(_) => "not run until hawser push exists (the scenario compares them side by side)",
-        None => "rsync not installed (scripts/setup.sh) and not run until hawser push exists",
-    };
-    for data in DATA_SETS {
-        outcome.mark_unavailable(
-            &Subject::new("rsync", format!("-a to a daemon on loopback, {data}")),
-            rsync_reason,
-        );
-    }
-    outcome.notes.push(
-        "Planned measurement: wall time and bytes/s of `hawser push` (hawser serve on \
-         loopback) and of `rsync -a` to `rsync --daemon` on 127.0.0.1, cold target each run, \
-         A/B alternated; `scp` too when installed."
-            .to_owned(),
+    tools::require_program("rsync")?;
+    let data_root = context.scratch.join("data");
+    let target = context.scratch.join("target");
+    eprintln!(
+        "  generating {big_mib} MiB + {small_files} small files in {}",
+        data_root.display()
     );
+    let data_sets = generate(&data_root, big_mib, small_files)?;
+    let port = tools::free_loopback_port()?;
+    fs::create_dir_all(&target)?;
+    let daemon = start_rsync_daemon(&context.scratch, &target, port)?;
+    let rsync_subject = |data: &DataSet| {
+        Subject::new(
+            "rsync",
+            format!("-a to a daemon on loopback, {}", data.label),
+        )
+    };
+    for data in &data_sets {
+        let hawser = Subject::new("hawser", format!("push, {}", data.label));
+        outcome.mark_unavailable(&hawser, &hawser_reason);
+        // Each data set is its own comparison: ratios against rsync of the same data.
+        outcome.baseline_of.push((hawser, rsync_subject(data)));
+        outcome
+            .baseline_of
+            .push((rsync_subject(data), rsync_subject(data)));
+    }
+    let scp_reason = if tools::find_program("scp").is_some() {
+        "scp is installed but no ssh server answers on loopback on the build machines"
+    } else {
+        "scp is not installed"
+    };
+    outcome.mark_unavailable(&Subject::new("scp", "to localhost"), scp_reason);
+    let small = &data_sets[1];
+    outcome.notes.push(format!(
+        "Data: one file of {big_mib} MiB and {} files ({:.0} MB, 1–96 KiB each, {FILES_PER_DIRECTORY} \
+         per directory), incompressible, generated once and left in the page cache. Each run: \
+         the target directory emptied, then `rsync -a SOURCE/ rsync://127.0.0.1:PORT/dest/` \
+         (daemon: `rsync --daemon --no-detach --address 127.0.0.1`, no ssh, no compression); \
+         rate = data bytes / wall time. The target is not synced to disk (neither will hawser's \
+         be without --fsync).",
+        small.files,
+        small.bytes as f64 / 1e6
+    ));
+    let rsync = tools::require_program("rsync")?;
+    for round in 0..context.runs {
+        super::sample_load(outcome);
+        for data in &data_sets {
+            let subject = rsync_subject(data);
+            eprintln!("  round {round}: {}", subject.label());
+            empty_directory(&target)?;
+            let started = Instant::now();
+            let output = Command::new(&rsync)
+                .arg("-a")
+                .arg(format!("{}/", data.source.display()))
+                .arg(format!("rsync://127.0.0.1:{port}/dest/"))
+                .output()
+                .context("running rsync")?;
+            let elapsed = started.elapsed().as_secs_f64();
+            if !output.status.success() {
+                bail!(
+                    "rsync round {round} failed ({}): {}",
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr).trim()
+                );
+            }
+            outcome.record(&subject, "elapsed_s", "s", elapsed);
+            outcome.record(
+                &subject,
+                "throughput_bytes_per_sec",
+                "bytes/s",
+                data.bytes as f64 / elapsed,
+            );
+            if data.files > 1 {
+                outcome.record(
+                    &subject,
+                    "files_per_sec",
+                    "1/s",
+                    data.files as f64 / elapsed,
+                );
+            }
+            settle();
+        }
+    }
+    drop(daemon);
+    empty_directory(&target)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_file_sizes_stay_in_range() {
+        let mut rng = Rng::new(7);
+        let sizes: Vec<usize> = (0..10_000).map(|_| small_file_size(&mut rng)).collect();
+        assert!(sizes.iter().all(|&s| (1024..=96 * 1024).contains(&s)));
+        let mean = sizes.iter().sum::<usize>() / sizes.len();
+        assert!((8 * 1024..24 * 1024).contains(&mean), "mean {mean}");
+    }
+
+    #[test]
+    fn generates_both_data_sets() {
+        let root =
+            std::env::temp_dir().join(format!("hawser-replicate-test-{}", std::process::id()));
+        let sets = generate(&root, 1, 450).unwrap();
+        assert_eq!(sets[0].bytes, 1 << 20);
+        assert_eq!(
+            fs::metadata(sets[0].source.join("big.bin")).unwrap().len(),
+            1 << 20
+        );
+        assert_eq!(sets[1].files, 450);
+        let directories = fs::read_dir(&sets[1].source).unwrap().count();
+        assert_eq!(directories, 3);
+        let total: u64 = fs::read_dir(&sets[1].source)
+            .unwrap()
+            .flat_map(|d| fs::read_dir(d.unwrap().path()).unwrap())
+            .map(|f| f.unwrap().metadata().unwrap().len())
+            .sum();
+        assert_eq!(total, sets[1].bytes);
+        fs::remove_dir_all(&root).unwrap();
+    }
 }
