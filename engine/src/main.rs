@@ -9,7 +9,7 @@ use hawser_engine::inspect::{self, InspectArgs};
 
 /// hawser moves replication data between sites over long fat networks.
 #[derive(Debug, Parser)]
-#[command(name = "hawser", version, about, long_about = None)]
+#[command(name = "hawser", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
