@@ -9,5 +9,6 @@ pub mod api;
 pub mod bench;
 pub mod driver;
 pub mod inspect;
+pub mod mover;
 pub mod replicate;
 pub mod session;

@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 
 use hawser_engine::bench::{self, BenchArgs};
 use hawser_engine::inspect::{self, InspectArgs};
+use hawser_engine::mover::cli::{self as mover, PushArgs, ServeArgs};
+use hawser_engine::replicate::ReplicateError;
 
 /// hawser moves replication data between sites over long fat networks.
 #[derive(Debug, Parser)]
@@ -22,6 +24,10 @@ enum Command {
     /// Measure the session layer: rpc (64 B exchanges, ping-pong or pipelined) or bulk
     /// (1 MiB requests), over loopback or against `hawser bench --serve`.
     Bench(BenchArgs),
+    /// Serve as a replication target: write what `hawser push` sends under --root.
+    Serve(ServeArgs),
+    /// Replicate files and directory trees to a `hawser serve` target.
+    Push(PushArgs),
 }
 
 fn main() -> ExitCode {
@@ -29,5 +35,28 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Inspect(args) => inspect::run_cli(&args),
         Command::Bench(args) => bench::run_cli(&args),
+        Command::Serve(args) => report("serve", mover::serve(&args)),
+        Command::Push(args) => report("push", mover::push(&args).map(|_| ())),
     }
+}
+
+/// Prints a failed subcommand's error (every refused or failed entry, with its path) and
+/// turns it into the exit code.
+fn report(command: &str, result: Result<(), mover::MoverError>) -> ExitCode {
+    let Err(e) = result else {
+        return ExitCode::SUCCESS;
+    };
+    if let mover::MoverError::Replicate(ReplicateError::Incomplete { failures, report }) = &e {
+        for failure in failures {
+            eprintln!("hawser {command}: {failure}");
+        }
+        eprintln!(
+            "hawser {command}: {} entries failed; {} files replicated",
+            failures.len(),
+            report.files
+        );
+    } else {
+        eprintln!("hawser {command}: {}", anyhow::Error::from(e));
+    }
+    ExitCode::FAILURE
 }

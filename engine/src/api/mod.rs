@@ -217,6 +217,7 @@ pub struct ServerBuilder {
     handler_threads: usize,
     compress: bool,
     slots: u32,
+    max_request_size: Option<u32>,
     placement: Option<(Runtime, usize)>,
 }
 
@@ -238,6 +239,7 @@ impl ServerBuilder {
             handler_threads: 4,
             compress: true,
             slots: 256,
+            max_request_size: None,
             placement: None,
         }
     }
@@ -276,6 +278,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Largest request body clients may send (for example a replication block plus its
+    /// header); bounds the server's per-request buffers.
+    pub fn max_request_size(mut self, bytes: u32) -> Self {
+        self.max_request_size = Some(bytes.max(1));
+        self
+    }
+
     /// Binds `addr` (port 0 picks a free port) and starts serving.
     pub fn listen(self, addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<Server, ApiError> {
         let addr = resolve(addr)?;
@@ -286,6 +295,9 @@ impl ServerBuilder {
         let mut config = session::ServerConfig::new(self.credentials);
         config.compress = self.compress;
         config.fore_limits.slots = self.slots;
+        if let Some(bytes) = self.max_request_size {
+            config.fore_limits.max_request_size = bytes;
+        }
         let (shards, shard) = match self.placement {
             Some((rt, shard)) => {
                 let last = rt.shards.len() - 1;
@@ -454,6 +466,9 @@ pub struct ClientConfig {
     /// Handlers for requests the server sends on the backchannel ([`Server::call`]);
     /// blocking handlers run on two worker threads of the client.
     pub backchannel: Option<Service>,
+    /// Largest request body to ask for (the server's limit caps it; both sides' buffers
+    /// are sized by it).
+    pub max_request_size: u32,
 }
 
 impl Default for ClientConfig {
@@ -474,6 +489,7 @@ impl Default for ClientConfig {
             heartbeat: Duration::from_secs(5),
             spin: Duration::ZERO,
             backchannel: None,
+            max_request_size: session::ChannelAttributes::default().max_request_size,
         }
     }
 }
@@ -562,6 +578,7 @@ impl Client {
         sc.digest = config.digest;
         sc.compress = config.compression;
         sc.fore.slots = config.slots.max(1);
+        sc.fore.max_request_size = config.max_request_size.max(1);
         sc.timers.heartbeat_interval = config.heartbeat;
         sc.timers.dead_after = config.heartbeat * 3;
         sc.reconnect_min = Duration::from_millis(10);
@@ -764,12 +781,22 @@ impl Pipeline<'_> {
     /// Starts a call; returns its token (as [`next_completion`](Self::next_completion)
     /// reports it).
     pub fn submit(&mut self, exchange: ExchangeId, request: Bytes) -> u64 {
+        self.submit_with(exchange, request, CallOptions::default())
+    }
+
+    /// Starts a call with options (`ordered`: delivered after every earlier ordered call).
+    pub fn submit_with(
+        &mut self,
+        exchange: ExchangeId,
+        request: Bytes,
+        options: CallOptions,
+    ) -> u64 {
         let token = self.client.next_token.fetch_add(1, Ordering::Relaxed);
         let sent = self.client.host.commands.send(Command::Call {
             token,
             exchange,
             body: request,
-            ordered: false,
+            ordered: options.ordered,
             reply: self.tx.clone(),
             nexus: None,
         });

@@ -1,0 +1,612 @@
+//! `hawser serve`, `hawser push` and `hawser bench --mode replicate`: arguments, the
+//! progress display and the report.
+
+use std::io::{IsTerminal, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::api::{ApiError, Client, ClientConfig, DEFAULT_PORT, Runtime, Server, ServerBuilder};
+use crate::replicate::proto::{CompressPolicy, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
+use crate::replicate::{Percentiles, ReplicateError, Report, Source, SourceConfig, run};
+
+use super::{PipelineTransport, Progress, ServiceLimits, max_request_size, replication_service};
+
+/// Why a subcommand failed (the binary prints it and exits non-zero).
+#[derive(Debug, thiserror::Error)]
+pub enum MoverError {
+    /// Bad arguments or configuration.
+    #[error("{0}")]
+    Usage(String),
+    /// The server could not start, or the client could not reach it.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// Nothing listens there (or it is unreachable).
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The job failed.
+    #[error(transparent)]
+    Replicate(#[from] ReplicateError),
+    /// A local file (root, config, report) failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// Which.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> MoverError + '_ {
+    move |source| MoverError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Arguments of `hawser serve`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(
+    long_about = "Serve as a replication target: write what `hawser push` sends, only under \
+--root. Absolute paths, `..` and symlink escapes are refused with an error naming the \
+path. Prints `listening on ADDR` once bound (port 0 picks a free port)."
+)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 0.0.0.0:8415, or the config file's `listen`].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Directory everything is written under [default: the current directory, or the
+    /// config file's `root`].
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Shard threads to start (the server's nexuses currently share one of them).
+    #[arg(long, value_name = "N")]
+    pub shards: Option<usize>,
+    /// TOML file with `listen`, `root`, `shards`, `max_block_size`, `max_jobs`,
+    /// `handler_threads` and a `[secrets]` table (identity = "secret"); command-line
+    /// options override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServeFile {
+    listen: Option<String>,
+    root: Option<PathBuf>,
+    shards: Option<usize>,
+    max_block_size: Option<u32>,
+    max_jobs: Option<usize>,
+    handler_threads: Option<usize>,
+    #[serde(default)]
+    secrets: std::collections::BTreeMap<String, String>,
+}
+
+/// Starts the replication server `args` describe (the caller keeps it running).
+pub fn start_server(args: &ServeArgs) -> Result<Server, MoverError> {
+    let file: ServeFile = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+            toml::from_str(&text)
+                .map_err(|e| MoverError::Usage(format!("{}: {e}", path.display())))?
+        }
+        None => ServeFile::default(),
+    };
+    let listen = args
+        .listen
+        .clone()
+        .or(file.listen)
+        .unwrap_or_else(|| format!("0.0.0.0:{DEFAULT_PORT}"));
+    let root = args
+        .root
+        .clone()
+        .or(file.root)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let shards = args.shards.or(file.shards).unwrap_or(1).max(1);
+    let max_block = file.max_block_size.unwrap_or(MAX_BLOCK_SIZE);
+    let limits = ServiceLimits {
+        max_jobs: file.max_jobs.unwrap_or(ServiceLimits::default().max_jobs),
+    };
+    let service = replication_service(&root, limits).map_err(io_err(&root))?;
+    let runtime = Runtime::new(shards)?;
+    let mut builder = ServerBuilder::new()
+        .runtime(&runtime, 0)
+        .service(service)
+        .handler_threads(file.handler_threads.unwrap_or(4))
+        .max_request_size(max_request_size(max_block));
+    for (identity, secret) in file.secrets {
+        builder = builder.secret(identity, secret.into_bytes());
+    }
+    Ok(builder.listen(listen.as_str())?)
+}
+
+/// `hawser serve`: serves until killed.
+pub fn serve(args: &ServeArgs) -> Result<(), MoverError> {
+    let server = start_server(args)?;
+    println!("listening on {}", server.local_addr());
+    let _ = std::io::stdout().flush();
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Options of a job shared by `push` and `bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct JobArgs {
+    /// Connections in the trunk.
+    #[arg(long, default_value_t = 8)]
+    pub connections: usize,
+    /// Block size large files are split into (bytes; K, M, G suffixes).
+    #[arg(long, default_value = "8M", value_parser = parse_size)]
+    pub block_size: u64,
+    /// Re-read each file on the target after writing it and compare its hash again.
+    #[arg(long)]
+    pub verify: bool,
+    /// fsync data, journals and directories on the target.
+    #[arg(long)]
+    pub fsync: bool,
+    /// Remove files on the target that the source no longer has.
+    #[arg(long)]
+    pub delete: bool,
+    /// Skip files whose content already matches (xxh3-128) instead of size and mtime.
+    #[arg(long)]
+    pub checksum: bool,
+    /// Show what would change; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Skip paths matching PATTERN (glob; repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// Continue an interrupted push: only the blocks the target lacks travel.
+    #[arg(long)]
+    pub resume: bool,
+    /// Block compression on the wire: auto (lz4, skipped where it does not pay), lz4, off.
+    #[arg(long, default_value = "auto", value_parser = parse_compress)]
+    pub compress: CompressPolicy,
+    /// Identity to authenticate as (with --secret-file).
+    #[arg(long)]
+    pub identity: Option<String>,
+    /// File holding the shared secret of --identity.
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// No progress and no report.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// More detail (deleted and would-change paths, per-connection counters).
+    #[arg(short, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Write the report as JSON to FILE (iperf3 -J-like: start, intervals, end, latency_ns).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write the block round-trip latency distribution to FILE (HdrHistogram .hgrm).
+    #[arg(long, value_name = "FILE")]
+    pub histogram: Option<PathBuf>,
+}
+
+/// Arguments of `hawser push`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(
+    long_about = "Replicate files and directory trees to a `hawser serve` target. DEST is \
+relative to the server's --root (a leading '/' is the root itself). A SRC ending in '/' sends \
+the directory's contents, otherwise the directory itself, as rsync does. Blocks travel \
+pipelined over --connections trunked connections; every file is hashed end to end and \
+renamed into place only when complete. An interrupted push continues with --resume.",
+    after_help = "Examples:\n  hawser serve --root /srv/replica\n  hawser push ./dataset host:/dataset\n  hawser push --resume --connections 16 a b 10.0.0.2:9000:backup"
+)]
+pub struct PushArgs {
+    /// Sources, then the destination HOST[:PORT]:DEST (port 8415 by default).
+    #[arg(required = true, num_args = 2.., value_name = "SRC... HOST[:PORT]:DEST")]
+    pub paths: Vec<String>,
+    /// Job options.
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+/// Parses `HOST[:PORT]:DEST` (`[v6]:PORT:DEST` for IPv6): the address and DEST relative
+/// to the target's root.
+pub fn parse_remote(spec: &str) -> Result<(String, u16, String), MoverError> {
+    let bad = || MoverError::Usage(format!("{spec:?} is not HOST[:PORT]:DEST"));
+    let (host, rest) = if let Some(after) = spec.strip_prefix('[') {
+        let (host, rest) = after.split_once(']').ok_or_else(bad)?;
+        (host.to_string(), rest.strip_prefix(':').ok_or_else(bad)?)
+    } else {
+        let (host, rest) = spec.split_once(':').ok_or_else(bad)?;
+        (host.to_string(), rest)
+    };
+    if host.is_empty() {
+        return Err(bad());
+    }
+    let (port, dest) = match rest.split_once(':') {
+        Some((port, dest)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            (port.parse().map_err(|_| bad())?, dest)
+        }
+        _ => (DEFAULT_PORT, rest),
+    };
+    let dest = dest.trim_start_matches('/');
+    Ok((host, port, dest.to_string()))
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, scale) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let scale = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                _ => return Err(format!("unknown size suffix in {text:?}")),
+            };
+            (&t[..i], scale)
+        }
+        _ => (t, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| format!("{text:?} is not a size"))
+}
+
+fn parse_compress(text: &str) -> Result<CompressPolicy, String> {
+    match text {
+        "auto" => Ok(CompressPolicy::Auto),
+        "lz4" => Ok(CompressPolicy::Lz4),
+        "off" => Ok(CompressPolicy::Off),
+        _ => Err(format!("{text:?}: expected auto, lz4 or off")),
+    }
+}
+
+/// Connects to `addr` as `job` says: a plain TCP probe first, so that "connection
+/// refused" is reported as such at once instead of as a session timeout.
+pub fn connect(addr: SocketAddr, job: &JobArgs, block_size: u32) -> Result<Client, MoverError> {
+    TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|source| MoverError::Connect { addr, source })?;
+    let secret = match &job.secret_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(io_err(path))?
+                .trim_end()
+                .as_bytes()
+                .to_vec(),
+        ),
+        None => None,
+    };
+    let mut config = ClientConfig {
+        connections: job.connections.max(1),
+        // Blocks carry their own xxh3 and files an end-to-end xxh3-128: a frame digest
+        // adds nothing the job does not check already.
+        digest: false,
+        compression: false,
+        secret,
+        max_request_size: max_request_size(block_size),
+        ..ClientConfig::default()
+    };
+    if let Some(identity) = &job.identity {
+        config.identity = identity.clone();
+    }
+    Ok(Client::connect(addr, config)?)
+}
+
+/// The source configuration `job` describes.
+pub fn source_config(job: &JobArgs, dest: String) -> Result<SourceConfig, MoverError> {
+    if job.block_size < u64::from(MIN_BLOCK_SIZE) || job.block_size > u64::from(MAX_BLOCK_SIZE) {
+        return Err(MoverError::Usage(format!(
+            "--block-size must be between {MIN_BLOCK_SIZE} and {MAX_BLOCK_SIZE} bytes"
+        )));
+    }
+    let mut config = SourceConfig {
+        dest,
+        excludes: job.exclude.clone(),
+        job_id: u128::from(std::process::id()) << 64
+            | u128::from(
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(0),
+            ),
+        ..SourceConfig::default()
+    };
+    config.options.block_size = job.block_size as u32;
+    config.options.verify = job.verify;
+    config.options.fsync = job.fsync;
+    config.options.delete = job.delete;
+    config.options.checksum = job.checksum;
+    config.options.dry_run = job.dry_run;
+    config.options.resume = job.resume;
+    config.options.compress = job.compress;
+    // Manifest batches must fit the session's request limit.
+    config.batch_bytes = config
+        .batch_bytes
+        .min(max_request_size(job.block_size as u32) as usize);
+    // The server runs a job's requests one at a time on whichever handler thread is
+    // free: two ordered batches in flight could still run out of order there, and a
+    // directory must be created before its contents.
+    config.manifest_window = 1;
+    Ok(config)
+}
+
+/// One second of the transfer.
+#[derive(Debug, Clone, Copy)]
+pub struct Interval {
+    /// Seconds since the start, at its start.
+    pub start: f64,
+    /// Seconds since the start, at its end.
+    pub end: f64,
+    /// Bytes acknowledged in it.
+    pub bytes: u64,
+}
+
+/// Shows progress while a job runs and records per-second intervals.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<Interval>>>,
+}
+
+impl Ticker {
+    fn start(progress: Arc<Progress>, quiet: bool) -> Ticker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+                let bar = indicatif::ProgressBar::new_spinner();
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{spinner} {elapsed_precise} {bytes} sent, {binary_bytes_per_sec} {msg}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                );
+                bar
+            });
+            let begin = Instant::now();
+            let mut intervals = Vec::new();
+            let mut last_at = 0.0;
+            let mut last_bytes = 0;
+            let mut next = begin + Duration::from_secs(1);
+            loop {
+                let done = stopping.load(Ordering::Acquire);
+                let now = Instant::now();
+                if now >= next || done {
+                    let at = now.duration_since(begin).as_secs_f64();
+                    let bytes = progress.bytes.load(Ordering::Relaxed);
+                    if at > last_at {
+                        intervals.push(Interval {
+                            start: last_at,
+                            end: at,
+                            bytes: bytes - last_bytes,
+                        });
+                    }
+                    if !quiet && bar.is_none() && !done {
+                        eprintln!(
+                            "{at:6.1}s {:>12} bytes {:>9.1} MB/s {} blocks",
+                            bytes,
+                            (bytes - last_bytes) as f64 / (at - last_at).max(1e-9) / 1e6,
+                            progress.blocks.load(Ordering::Relaxed)
+                        );
+                    }
+                    last_at = at;
+                    last_bytes = bytes;
+                    next += Duration::from_secs(1);
+                }
+                if let Some(bar) = &bar {
+                    bar.set_position(progress.bytes.load(Ordering::Relaxed));
+                    bar.set_message(format!(
+                        "{} blocks",
+                        progress.blocks.load(Ordering::Relaxed)
+                    ));
+                }
+                if done {
+                    if let Some(bar) = &bar {
+                        bar.finish_and_clear();
+                    }
+                    return intervals;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Ticker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> Vec<Interval> {
+        self.stop.store(true, Ordering::Release);
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+/// What a push did.
+#[derive(Debug)]
+pub struct PushOutcome {
+    /// The source's report.
+    pub report: Report,
+    /// Per-second intervals.
+    pub intervals: Vec<Interval>,
+}
+
+/// Runs one job from `sources` to `dest` on the server behind `client`.
+pub fn push_with(
+    client: &Client,
+    sources: &[PathBuf],
+    config: SourceConfig,
+    quiet: bool,
+) -> Result<PushOutcome, MoverError> {
+    let source = Source::new(config, sources)?;
+    let progress = Arc::new(Progress::default());
+    let ticker = Ticker::start(Arc::clone(&progress), quiet);
+    let mut transport = PipelineTransport::new(client, progress);
+    let result = run(source, &mut transport);
+    let intervals = ticker.finish();
+    Ok(PushOutcome {
+        report: result?,
+        intervals,
+    })
+}
+
+/// `hawser push`.
+pub fn push(args: &PushArgs) -> Result<PushOutcome, MoverError> {
+    let (remote, sources) = args
+        .paths
+        .split_last()
+        .ok_or_else(|| MoverError::Usage("give SRC... HOST[:PORT]:DEST".into()))?;
+    let (host, port, dest) = parse_remote(remote)?;
+    let addr = (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|e| MoverError::Usage(format!("cannot resolve {host}: {e}")))?
+        .next()
+        .ok_or_else(|| MoverError::Usage(format!("{host} has no address")))?;
+    let sources: Vec<PathBuf> = sources.iter().map(PathBuf::from).collect();
+    for s in &sources {
+        std::fs::symlink_metadata(s).map_err(io_err(s))?;
+    }
+    let config = source_config(&args.job, dest.clone())?;
+    let client = connect(addr, &args.job, config.options.block_size)?;
+    let outcome = push_with(&client, &sources, config, args.job.quiet);
+    let stats = client.stats();
+    client.close();
+    let outcome = outcome?;
+    if !args.job.quiet {
+        print_report(&outcome.report, args.job.verbose);
+        if args.job.verbose > 1 {
+            eprintln!("{stats:?}");
+        }
+    }
+    write_outputs(&args.job, &outcome, &format!("{host}:{port}"), &dest)?;
+    Ok(outcome)
+}
+
+fn rate(bytes: u64, seconds: f64) -> f64 {
+    bytes as f64 / seconds.max(1e-9)
+}
+
+/// Prints the human report.
+pub fn print_report(report: &Report, verbose: u8) {
+    let seconds = report.duration.as_secs_f64();
+    let rtt = report.block_rtt();
+    println!(
+        "{} files ({} up to date), {} dirs, {} symlinks; {} bytes, {} sent in {:.2} s: {:.1} MB/s",
+        report.files,
+        report.up_to_date,
+        report.dirs,
+        report.symlinks,
+        report.bytes_total,
+        report.bytes_sent,
+        seconds,
+        rate(report.bytes_sent, seconds) / 1e6
+    );
+    println!(
+        "wire {} bytes (compression ratio {:.2}), {} blocks, {} retries, {} deleted",
+        report.wire_bytes,
+        report.compression_ratio,
+        report.blocks_sent,
+        report.block_retries,
+        report.deleted
+    );
+    if report.blocks_sent > 0 {
+        println!(
+            "block round trip: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            rtt.p50 as f64 / 1e6,
+            rtt.p90 as f64 / 1e6,
+            rtt.p99 as f64 / 1e6,
+            rtt.max as f64 / 1e6
+        );
+    }
+    if verbose > 0 {
+        for p in &report.deleted_paths {
+            println!("deleted {p}");
+        }
+        for p in &report.would_change {
+            println!("would change {p}");
+        }
+    } else if !report.would_change.is_empty() {
+        println!(
+            "{} entries would change (-v lists them)",
+            report.would_change.len()
+        );
+    }
+}
+
+fn percentiles_json(p: Percentiles) -> serde_json::Value {
+    serde_json::json!({
+        "p50": p.p50, "p90": p.p90, "p99": p.p99, "p99.9": p.p999, "max": p.max,
+    })
+}
+
+/// The iperf3-like JSON report.
+pub fn json_report(
+    outcome: &PushOutcome,
+    server: &str,
+    dest: &str,
+    job: &JobArgs,
+) -> serde_json::Value {
+    let r = &outcome.report;
+    let seconds = r.duration.as_secs_f64();
+    let intervals: Vec<_> = outcome
+        .intervals
+        .iter()
+        .map(|i| {
+            serde_json::json!({
+                "start": i.start, "end": i.end, "seconds": i.end - i.start, "bytes": i.bytes,
+                "bits_per_second": rate(i.bytes, i.end - i.start) * 8.0,
+            })
+        })
+        .collect();
+    let peak = outcome
+        .intervals
+        .iter()
+        .map(|i| rate(i.bytes, i.end - i.start) * 8.0)
+        .fold(0.0, f64::max);
+    serde_json::json!({
+        "start": {
+            "timestamp": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            "connecting_to": server,
+            "dest": dest,
+            "connections": job.connections,
+            "block_size": job.block_size,
+            "options": {
+                "verify": job.verify, "fsync": job.fsync, "delete": job.delete,
+                "checksum": job.checksum, "dry_run": job.dry_run, "resume": job.resume,
+            },
+        },
+        "intervals": intervals,
+        "end": {
+            "files": r.files, "up_to_date": r.up_to_date, "dirs": r.dirs, "symlinks": r.symlinks,
+            "bytes_total": r.bytes_total, "bytes": r.bytes_sent, "wire_bytes": r.wire_bytes,
+            "seconds": seconds, "bits_per_second": rate(r.bytes_sent, seconds) * 8.0,
+            "peak_bits_per_second": peak, "compression_ratio": r.compression_ratio,
+            "blocks": r.blocks_sent, "retries": r.block_retries, "deleted": r.deleted,
+        },
+        "latency_ns": percentiles_json(r.block_rtt()),
+    })
+}
+
+fn write_outputs(
+    job: &JobArgs,
+    outcome: &PushOutcome,
+    server: &str,
+    dest: &str,
+) -> Result<(), MoverError> {
+    if let Some(path) = &job.json {
+        let text = serde_json::to_string_pretty(&json_report(outcome, server, dest, job))
+            .map_err(|e| MoverError::Usage(e.to_string()))?;
+        std::fs::write(path, text).map_err(io_err(path))?;
+    }
+    if let Some(path) = &job.histogram {
+        let file = std::fs::File::create(path).map_err(io_err(path))?;
+        let mut w = std::io::BufWriter::new(file);
+        crate::bench::write_hgrm(&outcome.report.block_rtt_ns, &mut w)
+            .and_then(|()| w.flush())
+            .map_err(io_err(path))?;
+    }
+    Ok(())
+}

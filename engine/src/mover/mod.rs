@@ -1,0 +1,223 @@
+//! The replication task bound to the blocking API: what `hawser serve`, `push` and
+//! `bench` (mode `replicate`) run.
+//!
+//! - [`PipelineTransport`]: the source's [`Transport`] over one [`Client`]'s
+//!   [`Pipeline`]: every request is one exchange (id `0x52455000 | tag`), many in flight
+//!   across the trunk's connections; manifest batches travel as ordered exchanges.
+//! - [`replication_service`]: the server side, a [`Service`] whose blocking handlers
+//!   drive one [`Target`] per nexus (a job); a job's requests are executed one at a time
+//!   under its own lock, so jobs of different clients proceed in parallel.
+//! - [`cli`]: the subcommands.
+
+pub mod cli;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use crate::api::{
+    CallError, CallOptions, Client, ExchangeId, HandlerError, NexusId, Pipeline, RemoteException,
+    RequestContext, Service,
+};
+use crate::replicate::proto::{BLOCK_HEADER_LEN, MessageKind};
+use crate::replicate::{Completion, RemoteError, Request, Target, Transport, TransportError};
+
+/// Room a session request needs beyond a block's data: the block header, plus slack for
+/// a manifest batch of `batch_bytes` ≤ this.
+const REQUEST_SLACK: u32 = 4096;
+
+/// The session request size a job with blocks of `block_size` needs.
+pub fn max_request_size(block_size: u32) -> u32 {
+    block_size
+        .saturating_add(BLOCK_HEADER_LEN as u32)
+        .saturating_add(REQUEST_SLACK)
+}
+
+/// Counters a transport updates as answers arrive, read by a progress display on
+/// another thread.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Request body bytes acknowledged (blocks and manifest batches with inline data).
+    pub bytes: AtomicU64,
+    /// Requests acknowledged.
+    pub requests: AtomicU64,
+    /// Blocks acknowledged.
+    pub blocks: AtomicU64,
+}
+
+/// The source's transport over a client pipeline.
+#[derive(Debug)]
+pub struct PipelineTransport<'c> {
+    pipeline: Pipeline<'c>,
+    /// Pipeline token → (source token, kind, body length).
+    in_flight: HashMap<u64, (u64, MessageKind, u64)>,
+    progress: Arc<Progress>,
+}
+
+impl<'c> PipelineTransport<'c> {
+    /// A transport over a new pipeline of `client`.
+    pub fn new(client: &'c Client, progress: Arc<Progress>) -> Self {
+        PipelineTransport {
+            pipeline: client.pipeline(),
+            in_flight: HashMap::new(),
+            progress,
+        }
+    }
+}
+
+impl Transport for PipelineTransport<'_> {
+    fn send(&mut self, request: Request) -> Result<(), TransportError> {
+        let len = request.body.len() as u64;
+        let token = self.pipeline.submit_with(
+            ExchangeId(request.kind.exchange_id()),
+            request.body,
+            CallOptions {
+                ordered: request.ordered,
+            },
+        );
+        self.in_flight
+            .insert(token, (request.token, request.kind, len));
+        Ok(())
+    }
+
+    fn recv(&mut self) -> Result<Completion, TransportError> {
+        let (token, result) = self
+            .pipeline
+            .next_completion()
+            .ok_or(TransportError::Idle)?;
+        let (source_token, kind, len) = self
+            .in_flight
+            .remove(&token)
+            .ok_or_else(|| TransportError::Other(format!("unknown completion {token}")))?;
+        let result = match result {
+            Ok(body) => {
+                self.progress.requests.fetch_add(1, Ordering::Relaxed);
+                if matches!(kind, MessageKind::Block | MessageKind::Manifest) {
+                    self.progress.bytes.fetch_add(len, Ordering::Relaxed);
+                }
+                if kind == MessageKind::Block {
+                    self.progress.blocks.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(body)
+            }
+            Err(CallError::Remote(exception)) => Err(RemoteError {
+                type_name: exception.type_name,
+                message: exception.message,
+            }),
+            // The nexus is gone for good (the client already retried over its trunk and
+            // reconnected while the grace period lasted): the job ends, `--resume` goes on.
+            Err(other) => return Err(TransportError::Other(other.to_string())),
+        };
+        Ok(Completion {
+            token: source_token,
+            result,
+        })
+    }
+}
+
+/// Limits of the replication service.
+#[derive(Debug, Clone)]
+pub struct ServiceLimits {
+    /// Jobs (nexuses with an open job) at once; a `Begin` beyond it is refused.
+    pub max_jobs: usize,
+}
+
+impl Default for ServiceLimits {
+    fn default() -> Self {
+        ServiceLimits { max_jobs: 64 }
+    }
+}
+
+type Jobs = Mutex<HashMap<NexusId, Arc<Mutex<Target>>>>;
+
+/// The replication service writing under `root`: one exchange per request kind.
+pub fn replication_service(root: &Path, limits: ServiceLimits) -> std::io::Result<Service> {
+    // Fail now on a bad root rather than on the first job.
+    let root = Target::new(root)?.root().to_path_buf();
+    let jobs: Arc<Jobs> = Arc::new(Mutex::new(HashMap::new()));
+    let kinds = [
+        (MessageKind::Begin, "replicate.begin"),
+        (MessageKind::Manifest, "replicate.manifest"),
+        (MessageKind::Block, "replicate.block"),
+        (MessageKind::Commit, "replicate.commit"),
+        (MessageKind::Delete, "replicate.delete"),
+        (MessageKind::Finish, "replicate.finish"),
+    ];
+    let mut service = Service::new("replicate");
+    for (kind, name) in kinds {
+        let jobs = Arc::clone(&jobs);
+        let root = root.clone();
+        let limits = limits.clone();
+        service = service.blocking_handler(
+            ExchangeId(kind.exchange_id()),
+            name,
+            move |ctx: &RequestContext, body: Bytes| {
+                handle(&jobs, &root, &limits, kind, ctx.request.nexus, &body)
+            },
+        );
+    }
+    Ok(service)
+}
+
+fn exception(type_name: &str, message: impl Into<String>) -> HandlerError {
+    HandlerError::Exception(RemoteException::new(type_name, message.into()))
+}
+
+fn handle(
+    jobs: &Jobs,
+    root: &Path,
+    limits: &ServiceLimits,
+    kind: MessageKind,
+    nexus: NexusId,
+    body: &[u8],
+) -> Result<Bytes, HandlerError> {
+    if MessageKind::of(body).ok() != Some(kind) {
+        return Err(exception(
+            "hawser.replicate.Malformed",
+            "the message tag does not match its exchange",
+        ));
+    }
+    let target = {
+        let mut map = jobs
+            .lock()
+            .map_err(|_| exception("hawser.replicate.Internal", "job table poisoned"))?;
+        match map.get(&nexus) {
+            Some(t) => Arc::clone(t),
+            None if kind == MessageKind::Begin => {
+                if map.len() >= limits.max_jobs {
+                    return Err(exception(
+                        "hawser.replicate.Busy",
+                        format!("the target runs {} jobs already", map.len()),
+                    ));
+                }
+                let target = Target::new(root).map_err(|e| {
+                    exception("hawser.replicate.Io", format!("{}: {e}", root.display()))
+                })?;
+                let target = Arc::new(Mutex::new(target));
+                map.insert(nexus, Arc::clone(&target));
+                target
+            }
+            None => {
+                return Err(exception(
+                    "hawser.replicate.NoJob",
+                    "no job on this session (Begin first)",
+                ));
+            }
+        }
+    };
+    let result = {
+        let mut target = target
+            .lock()
+            .map_err(|_| exception("hawser.replicate.Internal", "job poisoned"))?;
+        target.handle(body)
+    };
+    if kind == MessageKind::Finish
+        && let Ok(mut map) = jobs.lock()
+    {
+        map.remove(&nexus);
+    }
+    result.map_err(|e| exception(e.type_name(), e.to_string()))
+}

@@ -1,0 +1,193 @@
+//! `hawser serve` and `hawser push` as real processes over loopback.
+
+mod replicate_support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use replicate_support::{TempDir, assert_same_tree, build_tree, random_bytes};
+
+/// A `hawser serve` child on a free loopback port, killed on drop.
+struct ServeProcess {
+    child: Child,
+    addr: String,
+}
+
+impl ServeProcess {
+    fn start(root: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hawser"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--root"])
+            .arg(root)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected serve output {line:?}"))
+            .to_string();
+        ServeProcess { child, addr }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn push(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hawser"))
+        .arg("push")
+        .args(["--quiet", "--connections", "4"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "push failed: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn serve_and_push_round_trip_a_tree_byte_identical() {
+    let src = TempDir::new("cli-src");
+    let dst = TempDir::new("cli-dst");
+    let reports = TempDir::new("cli-reports");
+    let block = 256 * 1024;
+    build_tree(src.path(), block);
+    let server = ServeProcess::start(dst.path());
+    let json = reports.path().join("report.json");
+    let hgrm = reports.path().join("latency.hgrm");
+    let from = format!("{}/", src.path().display());
+    let to = format!("{}:/replica", server.addr);
+    let out = push(&[
+        "--block-size",
+        "256K",
+        "--json",
+        json.to_str().unwrap(),
+        "--histogram",
+        hgrm.to_str().unwrap(),
+        &from,
+        &to,
+    ]);
+    ok(&out);
+    assert_same_tree(src.path(), &dst.path().join("replica"));
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(report["start"]["connections"].as_u64() == Some(4));
+    assert!(report["intervals"].is_array());
+    assert!(report["end"]["files"].as_u64().unwrap() >= 300);
+    assert!(report["end"]["bits_per_second"].as_f64().unwrap() > 0.0);
+    assert!(report["latency_ns"]["p50"].as_u64().unwrap() > 0);
+    assert!(
+        std::fs::read_to_string(&hgrm)
+            .unwrap()
+            .contains("Percentile")
+    );
+
+    // A second run finds everything up to date.
+    let again = TempDir::new("cli-reports2");
+    let json2 = again.path().join("r.json");
+    ok(&push(&["--json", json2.to_str().unwrap(), &from, &to]));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json2).unwrap()).unwrap();
+    assert_eq!(report["end"]["bytes"].as_u64(), Some(0));
+}
+
+#[test]
+fn path_escape_is_refused_with_the_path_named() {
+    let src = TempDir::new("cli-src");
+    let dst = TempDir::new("cli-dst");
+    std::fs::write(src.path().join("f"), b"data").unwrap();
+    let server = ServeProcess::start(dst.path());
+    let from = format!("{}/", src.path().display());
+    let out = push(&[&from, &format!("{}:../outside", server.addr)]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("../outside"), "{err}");
+    assert!(err.contains("refused"), "{err}");
+    assert!(!dst.path().parent().unwrap().join("outside").exists());
+}
+
+#[test]
+fn connection_refused_is_reported_as_such() {
+    // Bind and drop to find a port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let src = TempDir::new("cli-src");
+    let from = src.path().display().to_string();
+    let out = push(&[&from, &format!("127.0.0.1:{port}:x")]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("refused"), "{err}");
+}
+
+#[test]
+fn delete_removes_and_checksum_compares_content() {
+    let src = TempDir::new("cli-src");
+    let dst = TempDir::new("cli-dst");
+    std::fs::write(src.path().join("keep"), random_bytes(5, 10_000)).unwrap();
+    std::fs::write(src.path().join("gone"), b"soon deleted").unwrap();
+    let server = ServeProcess::start(dst.path());
+    let from = format!("{}/", src.path().display());
+    let to = format!("{}:d", server.addr);
+    ok(&push(&[&from, &to]));
+    let replica = dst.path().join("d");
+    assert!(replica.join("gone").exists());
+
+    // Without --delete the extra file stays; with it, it goes.
+    std::fs::remove_file(src.path().join("gone")).unwrap();
+    ok(&push(&[&from, &to]));
+    assert!(replica.join("gone").exists());
+    ok(&push(&["--delete", &from, &to]));
+    assert!(!replica.join("gone").exists());
+    assert_same_tree(src.path(), &replica);
+
+    // Same size and mtime, other content: only --checksum notices.
+    let keep = replica.join("keep");
+    let mtime = std::fs::metadata(&keep).unwrap().modified().unwrap();
+    let mut changed = std::fs::read(&keep).unwrap();
+    changed[0] ^= 0xFF;
+    std::fs::write(&keep, &changed).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&keep)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    ok(&push(&[&from, &to]));
+    assert_eq!(
+        std::fs::read(&keep).unwrap(),
+        changed,
+        "size+mtime: skipped"
+    );
+    ok(&push(&["--checksum", &from, &to]));
+    assert_eq!(
+        std::fs::read(&keep).unwrap(),
+        std::fs::read(src.path().join("keep")).unwrap()
+    );
+}
