@@ -191,3 +191,20 @@ fn delete_removes_and_checksum_compares_content() {
         std::fs::read(src.path().join("keep")).unwrap()
     );
 }
+
+#[test]
+fn bench_without_mode_replicates_and_verifies_a_data_set() {
+    let reports = TempDir::new("cli-bench");
+    let hgrm = reports.path().join("bench.hgrm");
+    let out = Command::new(env!("CARGO_BIN_EXE_hawser"))
+        .args(["bench", "--size", "12000000", "--json", "--histogram"])
+        .arg(&hgrm)
+        .output()
+        .unwrap();
+    ok(&out);
+    let report: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    assert_eq!(report["end"]["verified_bytes"].as_u64(), Some(12_000_000));
+    assert!(report["end"]["verified_files"].as_u64().unwrap() > 10);
+    assert!(report["latency_ns"]["p99"].as_u64().unwrap() > 0);
+    assert!(hgrm.exists());
+}

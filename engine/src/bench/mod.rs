@@ -2,6 +2,7 @@
 //! on shards, over loopback (server and client in one process) or against a server
 //! started with `hawser bench --serve ADDR`.
 //!
+//! - no `--mode` (replicate): the embedded demo, see `crate::mover::bench`.
 //! - `--mode rpc`: 64-byte exchanges (echo). `--pipeline 1` (default) is ping-pong: one
 //!   call in flight, so the latency is the round trip; `--pipeline N` keeps N in flight.
 //! - `--mode bulk`: 1 MiB requests into a sink that answers with an empty body, 8 in
@@ -82,6 +83,9 @@ pub const BENCH_SINK: ExchangeId = ExchangeId(0xBE02);
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
+    /// The embedded demo: a replication server on loopback, a generated data set pushed
+    /// to it and verified byte for byte (see `crate::mover::bench`).
+    Replicate,
     /// Small request/response exchanges.
     Rpc,
     /// Large requests.
@@ -92,7 +96,7 @@ pub enum Mode {
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// What to measure.
-    #[arg(long, value_enum, default_value = "rpc")]
+    #[arg(long, value_enum, default_value = "replicate")]
     pub mode: Mode,
     /// Measure against a running `hawser bench --serve` at HOST:PORT instead of a
     /// loopback server in this process.
@@ -114,7 +118,8 @@ pub struct BenchArgs {
     /// Calls in flight (default: 1 for rpc, i.e. ping-pong; 8 for bulk).
     #[arg(long)]
     pub pipeline: Option<usize>,
-    /// Request size in bytes (default: 64 for rpc, 1 MiB for bulk).
+    /// Request size in bytes (default: 64 for rpc, 1 MiB for bulk); for replicate, the
+    /// data set's size (default 256 MiB).
     #[arg(long)]
     pub size: Option<usize>,
     /// xxh3 digest on every frame.
@@ -222,7 +227,8 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport, ApiError> {
             args.size.unwrap_or(64),
             args.pipeline.unwrap_or(1),
         ),
-        Mode::Bulk => (
+        // `run_cli` hands replicate to `crate::mover::bench`; here it measures as bulk.
+        Mode::Bulk | Mode::Replicate => (
             BENCH_SINK,
             args.size.unwrap_or(1 << 20),
             args.pipeline.unwrap_or(8),
@@ -265,7 +271,7 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport, ApiError> {
     Ok(BenchReport {
         mode: match args.mode {
             Mode::Rpc => "rpc",
-            Mode::Bulk => "bulk",
+            Mode::Bulk | Mode::Replicate => "bulk",
         },
         size,
         pipeline: depth,
@@ -427,6 +433,9 @@ pub fn print_summary(r: &BenchReport) {
 
 /// `hawser bench` from the command line.
 pub fn run_cli(args: &BenchArgs) -> ExitCode {
+    if args.mode == Mode::Replicate && args.serve.is_none() {
+        return crate::mover::bench::run_cli(args);
+    }
     if let Some(addr) = &args.serve {
         return match ServerBuilder::new()
             .service(bench_service())

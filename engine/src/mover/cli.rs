@@ -283,7 +283,9 @@ pub fn connect(addr: SocketAddr, job: &JobArgs, block_size: u32) -> Result<Clien
         // Blocks carry their own xxh3 and files an end-to-end xxh3-128: a frame digest
         // adds nothing the job does not check already.
         digest: false,
-        compression: false,
+        // The task sends blocks as they are; lz4 happens per session frame, where the
+        // session finds it pays (the policy's auto and lz4 both turn it on).
+        compression: job.compress != CompressPolicy::Off,
         secret,
         max_request_size: max_request_size(block_size),
         ..ClientConfig::default()
@@ -432,6 +434,10 @@ pub struct PushOutcome {
     pub report: Report,
     /// Per-second intervals.
     pub intervals: Vec<Interval>,
+    /// Bytes the client's connections wrote (frames, after session compression).
+    pub session_bytes_out: u64,
+    /// Requests the session retried (connection losses).
+    pub session_retries: u64,
 }
 
 /// Runs one job from `sources` to `dest` on the server behind `client`.
@@ -447,9 +453,12 @@ pub fn push_with(
     let mut transport = PipelineTransport::new(client, progress);
     let result = run(source, &mut transport);
     let intervals = ticker.finish();
+    let stats = client.stats();
     Ok(PushOutcome {
         report: result?,
         intervals,
+        session_bytes_out: stats.connections.iter().map(|c| c.bytes_out).sum(),
+        session_retries: stats.nexuses.iter().map(|(_, n)| n.retries).sum(),
     })
 }
 
@@ -472,14 +481,13 @@ pub fn push(args: &PushArgs) -> Result<PushOutcome, MoverError> {
     let config = source_config(&args.job, dest.clone())?;
     let client = connect(addr, &args.job, config.options.block_size)?;
     let outcome = push_with(&client, &sources, config, args.job.quiet);
-    let stats = client.stats();
+    if args.job.verbose > 1 {
+        eprintln!("{:?}", client.stats());
+    }
     client.close();
     let outcome = outcome?;
     if !args.job.quiet {
-        print_report(&outcome.report, args.job.verbose);
-        if args.job.verbose > 1 {
-            eprintln!("{stats:?}");
-        }
+        print_report(&outcome, args.job.verbose);
     }
     write_outputs(&args.job, &outcome, &format!("{host}:{port}"), &dest)?;
     Ok(outcome)
@@ -490,7 +498,8 @@ fn rate(bytes: u64, seconds: f64) -> f64 {
 }
 
 /// Prints the human report.
-pub fn print_report(report: &Report, verbose: u8) {
+pub fn print_report(outcome: &PushOutcome, verbose: u8) {
+    let report = &outcome.report;
     let seconds = report.duration.as_secs_f64();
     let rtt = report.block_rtt();
     println!(
@@ -511,6 +520,12 @@ pub fn print_report(report: &Report, verbose: u8) {
         report.blocks_sent,
         report.block_retries,
         report.deleted
+    );
+    println!(
+        "session: {} bytes written to the trunk ({:.2} of the bytes sent), {} requests retried",
+        outcome.session_bytes_out,
+        outcome.session_bytes_out as f64 / report.bytes_sent.max(1) as f64,
+        outcome.session_retries
     );
     if report.blocks_sent > 0 {
         println!(
@@ -585,6 +600,8 @@ pub fn json_report(
             "seconds": seconds, "bits_per_second": rate(r.bytes_sent, seconds) * 8.0,
             "peak_bits_per_second": peak, "compression_ratio": r.compression_ratio,
             "blocks": r.blocks_sent, "retries": r.block_retries, "deleted": r.deleted,
+            "session_wire_bytes": outcome.session_bytes_out,
+            "session_retries": outcome.session_retries,
         },
         "latency_ns": percentiles_json(r.block_rtt()),
     })

@@ -7,8 +7,9 @@
 //! - [`replication_service`]: the server side, a [`Service`] whose blocking handlers
 //!   drive one [`Target`] per nexus (a job); a job's requests are executed one at a time
 //!   under its own lock, so jobs of different clients proceed in parallel.
-//! - [`cli`]: the subcommands.
+//! - [`cli`]: the subcommands; [`bench`]: `hawser bench` in replicate mode.
 
+pub mod bench;
 pub mod cli;
 
 use std::collections::HashMap;
