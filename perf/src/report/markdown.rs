@@ -111,8 +111,8 @@ pub fn render(outcome: &Outcome, report: &JsonReport, plots: &[String]) -> Strin
     }
     let _ = writeln!(
         md,
-        "\nRatios are median / baseline median of the same metric (for latencies lower is \
-         better, so a ratio below 1 means faster than the baseline)."
+        "\nRatios are median / baseline median of the same metric (for latencies and \
+         elapsed times lower is better: a ratio below 1 means faster than the baseline)."
     );
     if !outcome.notes.is_empty() {
         let _ = writeln!(md, "\nNotes:\n");

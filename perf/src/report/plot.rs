@@ -7,7 +7,7 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{LatencyCurve, ReportError, Subject, ThroughputSeries};
+use super::{LatencyCurve, ReportError, Subject, Summary, ThroughputSeries};
 
 const SIZE: (u32, u32) = (960, 540);
 
@@ -49,6 +49,23 @@ fn steps(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
     out
 }
 
+/// Interval by interval, the median time and the median rate over the runs (runs of the
+/// same length have the same number of intervals).
+fn median_series(runs: &[&ThroughputSeries]) -> Vec<(f64, f64)> {
+    let longest = runs.iter().map(|r| r.points.len()).max().unwrap_or(0);
+    (0..longest)
+        .filter_map(|i| {
+            let at: Vec<(f64, f64)> = runs
+                .iter()
+                .filter_map(|r| r.points.get(i).copied())
+                .collect();
+            let times: Vec<f64> = at.iter().map(|p| p.0).collect();
+            let rates: Vec<f64> = at.iter().map(|p| p.1).collect();
+            Some((Summary::of(&times)?.median, Summary::of(&rates)?.median))
+        })
+        .collect()
+}
+
 /// Throughput (Gbit/s) over time, one colour per tool variant, one line per run.
 pub fn throughput_over_time(
     path: &Path,
@@ -62,7 +79,7 @@ pub fn throughput_over_time(
     let root = white_area(path)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            format!("{scenario}: throughput over time (every run)"),
+            format!("{scenario}: throughput over time (bold: median over runs; faint: each run)"),
             ("sans-serif", 20),
         )
         .margin(12)
@@ -76,24 +93,35 @@ pub fn throughput_over_time(
         .y_desc("Gbit/s (per interval)")
         .draw()
         .map_err(|e| plot_error(path, e))?;
+    let gbit = |(t, bytes_per_sec): (f64, f64)| (t, bytes_per_sec * 8.0 / 1e9);
     for (subject, color) in &colors {
-        let mut labelled = false;
-        for run in series.iter().filter(|s| &s.subject == subject) {
+        let runs: Vec<&ThroughputSeries> =
+            series.iter().filter(|s| &s.subject == subject).collect();
+        // Every run faint and the median over runs bold: the spread stays visible without
+        // hiding the typical course.
+        for run in &runs {
             let line = LineSeries::new(
-                steps(&run.points)
-                    .into_iter()
-                    .map(|(t, bps)| (t, bps * 8.0 / 1e9)),
-                color.stroke_width(2),
+                steps(&run.points).into_iter().map(gbit),
+                color.mix(0.3).stroke_width(1),
             );
-            let drawn = chart.draw_series(line).map_err(|e| plot_error(path, e))?;
-            if !labelled {
-                let color = *color;
-                drawn.label(subject.label()).legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-                labelled = true;
-            }
+            chart.draw_series(line).map_err(|e| plot_error(path, e))?;
         }
+        let median = median_series(&runs);
+        let color = *color;
+        chart
+            .draw_series(LineSeries::new(
+                steps(&median).into_iter().map(gbit),
+                color.stroke_width(3),
+            ))
+            .map_err(|e| plot_error(path, e))?
+            .label(format!(
+                "{} (median of {} runs)",
+                subject.label(),
+                runs.len()
+            ))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
+            });
     }
     chart
         .configure_series_labels()
@@ -191,6 +219,22 @@ pub fn latency_percentiles(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn median_over_runs_interval_by_interval() {
+        let run = |points: Vec<(f64, f64)>| ThroughputSeries {
+            subject: Subject::new("t", "v"),
+            run: 0,
+            points,
+        };
+        let runs = [
+            run(vec![(1.0, 1.0), (2.0, 10.0)]),
+            run(vec![(1.1, 3.0), (2.1, 30.0)]),
+            run(vec![(0.9, 2.0)]),
+        ];
+        let refs: Vec<&ThroughputSeries> = runs.iter().collect();
+        assert_eq!(median_series(&refs), vec![(1.0, 2.0), (2.05, 20.0)]);
+    }
 
     #[test]
     fn interval_rates_become_steps() {

@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
+use super::replicate::{empty_directory, write_random_file};
 use super::tools::{self, Iperf3Setup};
 use super::{Context, add_series, is_root, settle};
 use crate::linkem::netns::existing_namespaces;
+use crate::linkem::rng::SeededRng;
 use crate::report::{Outcome, Subject};
 
 /// An emulated link and how a scenario measures through it.
@@ -28,8 +30,11 @@ pub struct LinkProfile {
     pub default_seconds: f64,
     /// iperf3 stream counts compared.
     pub iperf3_streams: &'static [usize],
-    /// hawser push connection counts (rows "not available" until it exists).
+    /// hawser push connection counts.
     pub hawser_connections: &'static [usize],
+    /// Size of the file hawser pushes, MiB: long enough at link rate to show a steady
+    /// state (`HAWSER_LFN_PUSH_MIB` overrides it).
+    pub push_file_mib: u64,
 }
 
 /// Issue 6 scenario 4: 10 Gbit/s, 50 ms RTT.
@@ -41,6 +46,7 @@ pub const TEN_GBIT_50MS: LinkProfile = LinkProfile {
     default_seconds: 15.0,
     iperf3_streams: &[1, 8],
     hawser_connections: &[1, 4, 8],
+    push_file_mib: 8192,
 };
 
 /// Issue 6 scenario 5: 1 Gbit/s, 100 ms RTT, 1% loss.
@@ -52,6 +58,7 @@ pub const ONE_GBIT_100MS_LOSS: LinkProfile = LinkProfile {
     default_seconds: 20.0,
     iperf3_streams: &[1, 8],
     hawser_connections: &[1, 4, 8],
+    push_file_mib: 1024,
 };
 
 /// Flags that make linkem hold 10 Gbit/s on the loaded 2-core machine
@@ -61,6 +68,7 @@ const NS_A: &str = "hawser-a";
 const NS_B: &str = "hawser-b";
 const ADDRESS_B: &str = "198.18.0.2";
 const IPERF3_PORT: u16 = 5201;
+const HAWSER_PORT: u16 = 8415;
 /// iperf3 reporting interval: the resolution of `time_to_90pct_s`.
 const INTERVAL_S: f64 = 0.5;
 
@@ -162,27 +170,35 @@ impl Drop for LinkemProcess {
     }
 }
 
-/// Runs iperf3 (and, once it exists, hawser push) through linkem configured by `profile`.
+/// Runs iperf3 and hawser push (when built) through linkem configured by `profile`,
+/// alternated round by round.
 pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> Result<()> {
     let seconds = context.seconds(profile.default_seconds);
     let link_bytes_per_sec = profile.rate_bits_per_sec / 8.0;
     // Ramp-up excluded: the first third of each run.
     let steady_from = seconds / 3.0;
-    let hawser_reason = match tools::hawser_subcommand("push") {
-        Err(reason) => reason,
-        Ok(_) => "hawser push exists but this scenario does not drive it yet".to_owned(),
+    let hawser = match (
+        tools::hawser_subcommand("push"),
+        tools::hawser_subcommand("serve"),
+    ) {
+        (Ok(binary), Ok(_)) => Ok(binary),
+        (Err(reason), _) | (_, Err(reason)) => Err(reason),
     };
-    for connections in profile.hawser_connections {
-        outcome.mark_unavailable(
-            &Subject::new(
-                "hawser",
-                format!(
-                    "push, {connections} connection{}",
-                    if *connections == 1 { "" } else { "s" }
-                ),
-            ),
-            &hawser_reason,
-        );
+    let hawser_subjects: Vec<(usize, Subject)> = profile
+        .hawser_connections
+        .iter()
+        .map(|&connections| {
+            let plural = if connections == 1 { "" } else { "s" };
+            (
+                connections,
+                Subject::new("hawser", format!("push, {connections} connection{plural}")),
+            )
+        })
+        .collect();
+    if let Err(reason) = &hawser {
+        for (_, subject) in &hawser_subjects {
+            outcome.mark_unavailable(subject, reason);
+        }
     }
     let subjects: Vec<(usize, Subject)> = profile
         .iperf3_streams
@@ -220,7 +236,42 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
         profile.rate_bits_per_sec / 1e9,
         steady_from
     ));
+    let push_mib = std::env::var("HAWSER_LFN_PUSH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(profile.push_file_mib);
+    let push_source = context.scratch.join("push-source");
+    let push_target = context.scratch.join("push-target");
+    if hawser.is_ok() {
+        eprintln!("  writing the {push_mib} MiB file hawser pushes");
+        std::fs::create_dir_all(&push_source)?;
+        std::fs::create_dir_all(&push_target)?;
+        write_random_file(
+            &push_source.join("push.bin"),
+            push_mib,
+            &mut SeededRng::new(0x006c_666e),
+        )?;
+        outcome.notes.push(format!(
+            "hawser: `hawser serve --listen {ADDRESS_B}:{HAWSER_PORT} --root TARGET` in \
+             {NS_B}; each run empties TARGET, then `hawser push --connections N --compress off \
+             --json FILE push.bin {ADDRESS_B}:{HAWSER_PORT}:runK` in {NS_A}: one {push_mib} MiB \
+             incompressible file from the page cache. Its rate = file bytes / push duration \
+             (from its report), intervals = bytes acknowledged per 1-s interval (so \
+             time_to_90pct_s has 1-s resolution), steady state = intervals after the first \
+             third of the push."
+        ));
+    }
     let linkem = LinkemProcess::start(profile, &context.scratch)?;
+    let server = match &hawser {
+        Ok(binary) => Some(tools::start_hawser_serve(
+            binary,
+            Some(NS_B),
+            &format!("{ADDRESS_B}:{HAWSER_PORT}"),
+            &push_target,
+        )?),
+        Err(_) => None,
+    };
+    let push_report = context.scratch.join("push.json");
     let setup = Iperf3Setup {
         client_namespace: Some(NS_A),
         server_namespace: Some(NS_B),
@@ -240,30 +291,53 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
                     break 'rounds;
                 }
             };
-            outcome.record(
+            let run = LinkRun {
                 subject,
-                "throughput_bytes_per_sec",
-                "bytes/s",
-                result.received_bytes_per_sec,
-            );
-            if let Some(steady) = tools::steady_state_rate(&result.intervals, steady_from) {
-                outcome.record(subject, "steady_state_bytes_per_sec", "bytes/s", steady);
-                outcome.record(
-                    subject,
-                    "link_fraction",
-                    "fraction",
-                    steady / link_bytes_per_sec,
-                );
-            }
-            match tools::time_to_reach(&result.intervals, 0.9 * link_bytes_per_sec) {
-                Some(t) => outcome.record(subject, "time_to_90pct_s", "s", t),
-                None => missed_target.push(format!("{} round {round}", subject.label())),
-            }
-            add_series(outcome, subject, round, result.intervals);
+                round,
+                rate: result.received_bytes_per_sec,
+                intervals: result.intervals,
+                steady_from,
+            };
+            run.record(outcome, link_bytes_per_sec, &mut missed_target);
             // A fresh TCP connection through a 50 ms path should not see the previous
             // run's queue: let it drain.
             settle();
         }
+        if let Ok(binary) = &hawser {
+            for (connections, subject) in &hawser_subjects {
+                eprintln!("  round {round}: {}", subject.label());
+                empty_directory(&push_target)?;
+                let pushed = tools::run_hawser_push(
+                    binary,
+                    Some(NS_A),
+                    *connections,
+                    &push_source.join("push.bin"),
+                    &format!("{ADDRESS_B}:{HAWSER_PORT}:run{round}"),
+                    &push_report,
+                );
+                match pushed {
+                    Ok(result) => {
+                        let run = LinkRun {
+                            subject,
+                            round,
+                            rate: result.bytes_per_sec,
+                            intervals: result.intervals,
+                            steady_from: result.seconds / 3.0,
+                        };
+                        run.record(outcome, link_bytes_per_sec, &mut missed_target);
+                    }
+                    Err(error) => outcome.notes.push(format!(
+                        "{} round {round} failed: {error:#}",
+                        subject.label()
+                    )),
+                }
+                settle();
+            }
+        }
+    }
+    drop(server);
+    if hawser.is_ok() {
+        empty_directory(&push_target)?;
     }
     let counters = linkem.stop();
     if let Some(error) = failure {
@@ -279,6 +353,41 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
         outcome.notes.push(summary);
     }
     Ok(())
+}
+
+/// One measured transfer through the link.
+struct LinkRun<'a> {
+    subject: &'a Subject,
+    round: usize,
+    /// Average rate over the whole transfer, bytes per second.
+    rate: f64,
+    /// (interval end in s, bytes per second).
+    intervals: Vec<(f64, f64)>,
+    /// Intervals ending after this belong to the steady state.
+    steady_from: f64,
+}
+
+impl LinkRun<'_> {
+    /// Records throughput, steady state, link fraction and time to 90%; notes a run that
+    /// never reached 90%.
+    fn record(self, outcome: &mut Outcome, link_bytes_per_sec: f64, missed: &mut Vec<String>) {
+        let subject = self.subject;
+        outcome.record(subject, "throughput_bytes_per_sec", "bytes/s", self.rate);
+        if let Some(steady) = tools::steady_state_rate(&self.intervals, self.steady_from) {
+            outcome.record(subject, "steady_state_bytes_per_sec", "bytes/s", steady);
+            outcome.record(
+                subject,
+                "link_fraction",
+                "fraction",
+                steady / link_bytes_per_sec,
+            );
+        }
+        match tools::time_to_reach(&self.intervals, 0.9 * link_bytes_per_sec) {
+            Some(t) => outcome.record(subject, "time_to_90pct_s", "s", t),
+            None => missed.push(format!("{} round {}", subject.label(), self.round)),
+        }
+        add_series(outcome, subject, self.round, self.intervals);
+    }
 }
 
 /// One sentence from linkem's final JSON counters: what crossed a→b and what it dropped.

@@ -1,9 +1,9 @@
 //! `replicate`: `hawser push` of a 4 GiB file and of 20,000 small files vs `rsync -a`
 //! to an rsync daemon on loopback (and `scp` when an ssh server answers on loopback).
 //!
-//! The rsync rows run now; hawser's rows say "not available" until `hawser push` and
-//! `hawser serve` exist, and belong in the same rounds then (A/B alternated, same data,
-//! cold target directory each run). The data sets are generated once per scenario in the
+//! `hawser push` (to `hawser serve` on loopback) and rsync run in the same rounds, A/B
+//! alternated, on the same data, into an emptied target directory each run; without the
+//! hawser binary the hawser rows say "not available" and rsync still runs. The data sets are generated once per scenario in the
 //! scratch directory (incompressible bytes from a seeded generator; the source stays in
 //! the page cache, so the runs measure the transfer rather than the source disk).
 //! `HAWSER_REPLICATE_BIG_MIB` and `HAWSER_REPLICATE_SMALL_FILES` shrink them for a quick
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 
 use super::tools::{self, Background};
-use super::{Context, settle};
+use super::{Context, add_series, settle};
 use crate::linkem::rng::SeededRng as Rng;
 use crate::report::{Outcome, Subject};
 
@@ -64,18 +64,25 @@ pub fn small_file_size(rng: &mut Rng) -> usize {
     base + (rng.next_u64() % base as u64) as usize / 2
 }
 
+/// Writes `mib` MiB of incompressible bytes to `path`.
+pub fn write_random_file(path: &Path, mib: u64, rng: &mut Rng) -> Result<()> {
+    let mut writer = BufWriter::with_capacity(1 << 20, fs::File::create(path)?);
+    let mut block = vec![0u8; 1 << 20];
+    for _ in 0..mib {
+        fill(rng, &mut block);
+        writer.write_all(&block)?;
+    }
+    writer.flush()?;
+    Ok(())
+}
+
 /// Writes the two data sets under `root`.
 pub fn generate(root: &Path, big_mib: u64, small_files: usize) -> Result<Vec<DataSet>> {
     let mut rng = Rng::new(0x4841_5753);
     let big_dir = root.join("big");
     fs::create_dir_all(&big_dir)?;
-    let mut writer = BufWriter::with_capacity(1 << 20, fs::File::create(big_dir.join("big.bin"))?);
+    write_random_file(&big_dir.join("big.bin"), big_mib, &mut rng)?;
     let mut block = vec![0u8; 1 << 20];
-    for _ in 0..big_mib {
-        fill(&mut rng, &mut block);
-        writer.write_all(&block)?;
-    }
-    writer.flush()?;
     let small_dir = root.join("small");
     let mut small_bytes = 0u64;
     for index in 0..small_files {
@@ -135,44 +142,93 @@ fn start_rsync_daemon(scratch: &Path, target: &Path, port: u16) -> Result<Backgr
     Ok(daemon)
 }
 
-fn empty_directory(dir: &Path) -> Result<()> {
-    if dir.exists() {
-        fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+/// Removes what `dir` holds but keeps `dir` itself (a server has it open as its root).
+pub fn empty_directory(dir: &Path) -> Result<()> {
+    for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        }
+        .with_context(|| format!("removing {}", path.display()))?;
     }
-    fs::create_dir_all(dir)?;
     Ok(())
 }
 
-/// Runs the rsync baseline (hawser's rows: not available until `hawser push` exists).
+/// Connections of hawser's trunk in this scenario (`hawser push`'s default).
+pub const PUSH_CONNECTIONS: usize = 8;
+
+fn rsync_subject(data: &DataSet) -> Subject {
+    Subject::new(
+        "rsync",
+        format!("-a to a daemon on loopback, {}", data.label),
+    )
+}
+
+fn hawser_subject(data: &DataSet) -> Subject {
+    Subject::new(
+        "hawser",
+        format!("push, {PUSH_CONNECTIONS} connections, {}", data.label),
+    )
+}
+
+/// Records one transfer of `data` that took `seconds`.
+fn record_transfer(outcome: &mut Outcome, subject: &Subject, data: &DataSet, seconds: f64) {
+    outcome.record(subject, "elapsed_s", "s", seconds);
+    outcome.record(
+        subject,
+        "throughput_bytes_per_sec",
+        "bytes/s",
+        data.bytes as f64 / seconds,
+    );
+    if data.files > 1 {
+        outcome.record(subject, "files_per_sec", "1/s", data.files as f64 / seconds);
+    }
+}
+
+/// Runs `hawser push` (when built) and the rsync baseline, alternated, on both data sets.
 pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
     let big_mib = env_number("HAWSER_REPLICATE_BIG_MIB", BIG_FILE_MIB);
     let small_files = env_number("HAWSER_REPLICATE_SMALL_FILES", SMALL_FILES);
-    let hawser_reason = match tools::hawser_subcommand("push") {
-        Err(reason) => reason,
-        Ok(_) => "hawser push exists but this scenario does not drive it yet".to_owned(),
+    let hawser = match (
+        tools::hawser_subcommand("push"),
+        tools::hawser_subcommand("serve"),
+    ) {
+        (Ok(binary), Ok(_)) => Ok(binary),
+        (Err(reason), _) | (_, Err(reason)) => Err(reason),
     };
-    tools::require_program("rsync")?;
+    let rsync = tools::require_program("rsync")?;
     let data_root = context.scratch.join("data");
-    let target = context.scratch.join("target");
+    let rsync_target = context.scratch.join("target-rsync");
+    let hawser_target = context.scratch.join("target-hawser");
     eprintln!(
         "  generating {big_mib} MiB + {small_files} small files in {}",
         data_root.display()
     );
     let data_sets = generate(&data_root, big_mib, small_files)?;
-    let port = tools::free_loopback_port()?;
-    fs::create_dir_all(&target)?;
-    let daemon = start_rsync_daemon(&context.scratch, &target, port)?;
-    let rsync_subject = |data: &DataSet| {
-        Subject::new(
-            "rsync",
-            format!("-a to a daemon on loopback, {}", data.label),
-        )
+    fs::create_dir_all(&rsync_target)?;
+    fs::create_dir_all(&hawser_target)?;
+    let rsync_port = tools::free_loopback_port()?;
+    let daemon = start_rsync_daemon(&context.scratch, &rsync_target, rsync_port)?;
+    let hawser_port = tools::free_loopback_port()?;
+    let server = match &hawser {
+        Ok(binary) => Some(tools::start_hawser_serve(
+            binary,
+            None,
+            &format!("127.0.0.1:{hawser_port}"),
+            &hawser_target,
+        )?),
+        Err(_) => None,
     };
     for data in &data_sets {
-        let hawser = Subject::new("hawser", format!("push, {}", data.label));
-        outcome.mark_unavailable(&hawser, &hawser_reason);
+        if let Err(reason) = &hawser {
+            outcome.mark_unavailable(&hawser_subject(data), reason);
+        }
         // Each data set is its own comparison: ratios against rsync of the same data.
-        outcome.baseline_of.push((hawser, rsync_subject(data)));
+        outcome
+            .baseline_of
+            .push((hawser_subject(data), rsync_subject(data)));
         outcome
             .baseline_of
             .push((rsync_subject(data), rsync_subject(data)));
@@ -185,27 +241,56 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
     outcome.mark_unavailable(&Subject::new("scp", "to localhost"), scp_reason);
     let small = &data_sets[1];
     outcome.notes.push(format!(
-        "Data: one file of {big_mib} MiB and {} files ({:.0} MB, 1–96 KiB each, {FILES_PER_DIRECTORY} \
-         per directory), incompressible, generated once and left in the page cache. Each run: \
-         the target directory emptied, then `rsync -a SOURCE/ rsync://127.0.0.1:PORT/dest/` \
-         (daemon: `rsync --daemon --no-detach --address 127.0.0.1`, no ssh, no compression); \
-         rate = data bytes / wall time. The target is not synced to disk (neither will hawser's \
-         be without --fsync).",
+        "Data: one file of {big_mib} MiB and {} files ({:.0} MB, 1–96 KiB each, \
+         {FILES_PER_DIRECTORY} per directory), incompressible, generated once and left in \
+         the page cache. Each run empties the target directory first. rsync: `rsync -a \
+         SOURCE/ rsync://127.0.0.1:PORT/dest/` to `rsync --daemon --no-detach --address \
+         127.0.0.1` (no ssh, no compression). hawser: `hawser push --connections \
+         {PUSH_CONNECTIONS} --compress off --json FILE SOURCE 127.0.0.1:PORT:DEST` to \
+         `hawser serve --listen 127.0.0.1:PORT --root TARGET` (one server for all runs). \
+         Rate = data bytes / wall time of the client command (process start included for \
+         both). Neither target is synced to disk (hawser without --fsync).",
         small.files,
         small.bytes as f64 / 1e6
     ));
-    let rsync = tools::require_program("rsync")?;
+    let push_report = context.scratch.join("push.json");
     for round in 0..context.runs {
         super::sample_load(outcome);
         for data in &data_sets {
+            if let Ok(binary) = &hawser {
+                let subject = hawser_subject(data);
+                eprintln!("  round {round}: {}", subject.label());
+                empty_directory(&hawser_target)?;
+                let started = Instant::now();
+                let destination = format!("127.0.0.1:{hawser_port}:run{round}");
+                match tools::run_hawser_push(
+                    binary,
+                    None,
+                    PUSH_CONNECTIONS,
+                    &data.source,
+                    &destination,
+                    &push_report,
+                ) {
+                    Ok(result) => {
+                        record_transfer(outcome, &subject, data, started.elapsed().as_secs_f64());
+                        add_series(outcome, &subject, round, result.intervals);
+                    }
+                    Err(error) => outcome.notes.push(format!(
+                        "{} round {round} failed: {error:#}",
+                        subject.label()
+                    )),
+                }
+                settle();
+            }
+
             let subject = rsync_subject(data);
             eprintln!("  round {round}: {}", subject.label());
-            empty_directory(&target)?;
+            empty_directory(&rsync_target)?;
             let started = Instant::now();
             let output = Command::new(&rsync)
                 .arg("-a")
                 .arg(format!("{}/", data.source.display()))
-                .arg(format!("rsync://127.0.0.1:{port}/dest/"))
+                .arg(format!("rsync://127.0.0.1:{rsync_port}/dest/"))
                 .output()
                 .context("running rsync")?;
             let elapsed = started.elapsed().as_secs_f64();
@@ -216,26 +301,14 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
                     String::from_utf8_lossy(&output.stderr).trim()
                 );
             }
-            outcome.record(&subject, "elapsed_s", "s", elapsed);
-            outcome.record(
-                &subject,
-                "throughput_bytes_per_sec",
-                "bytes/s",
-                data.bytes as f64 / elapsed,
-            );
-            if data.files > 1 {
-                outcome.record(
-                    &subject,
-                    "files_per_sec",
-                    "1/s",
-                    data.files as f64 / elapsed,
-                );
-            }
+            record_transfer(outcome, &subject, data, elapsed);
             settle();
         }
     }
+    drop(server);
     drop(daemon);
-    empty_directory(&target)?;
+    empty_directory(&rsync_target)?;
+    empty_directory(&hawser_target)?;
     Ok(())
 }
 

@@ -551,6 +551,83 @@ pub fn run_hawser_bench(
     parse_hawser_bench_json(&String::from_utf8_lossy(&output.stdout))
 }
 
+// ---------------------------------------------------------------------------------------
+// hawser push / serve
+
+/// What `hawser push --json` reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HawserPushResult {
+    /// Data bytes sent per second over the whole job.
+    pub bytes_per_sec: f64,
+    /// Seconds the job took.
+    pub seconds: f64,
+    /// Per-interval acknowledged bytes per second: (interval end in s, bytes per second).
+    pub intervals: Vec<(f64, f64)>,
+}
+
+/// Parses the iperf3-like report of `hawser push --json FILE`.
+pub fn parse_hawser_push_json(text: &str) -> Result<HawserPushResult> {
+    let json: Value = serde_json::from_str(text).context("hawser push report is not JSON")?;
+    let end = &json["end"];
+    let intervals = json["intervals"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|i| Some((i["end"].as_f64()?, i["bits_per_second"].as_f64()? / 8.0)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(HawserPushResult {
+        bytes_per_sec: end["bits_per_second"]
+            .as_f64()
+            .context("hawser push report has no end.bits_per_second")?
+            / 8.0,
+        seconds: end["seconds"]
+            .as_f64()
+            .context("hawser push report has no end.seconds")?,
+        intervals,
+    })
+}
+
+/// `hawser serve --listen ADDR --root DIR` in the background.
+pub fn start_hawser_serve(
+    binary: &Path,
+    namespace: Option<&str>,
+    listen: &str,
+    root: &Path,
+) -> Result<Background> {
+    let mut command = command_in(namespace, &binary.to_string_lossy());
+    command
+        .args(["serve", "--listen", listen, "--root"])
+        .arg(root);
+    let mut server = Background::spawn(command, "hawser serve")?;
+    std::thread::sleep(Duration::from_millis(500));
+    server.check_running()?;
+    Ok(server)
+}
+
+/// `hawser push --connections N --compress off --quiet --json FILE SOURCE DESTINATION`.
+pub fn run_hawser_push(
+    binary: &Path,
+    namespace: Option<&str>,
+    connections: usize,
+    source: &Path,
+    destination: &str,
+    report: &Path,
+) -> Result<HawserPushResult> {
+    let mut command = command_in(namespace, &binary.to_string_lossy());
+    command
+        .args(["push", "--connections", &connections.to_string()])
+        .args(["--compress", "off", "--quiet", "--json"])
+        .arg(report)
+        .arg(source)
+        .arg(destination);
+    run_output(&mut command, "hawser push")?;
+    let text =
+        std::fs::read_to_string(report).with_context(|| format!("reading {}", report.display()))?;
+    parse_hawser_push_json(&text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -635,6 +712,20 @@ sockperf: ---> <MIN> observation =    2.484
     #[test]
     fn sockperf_without_percentiles_is_an_error() {
         assert!(parse_sockperf("sockperf: connection refused").is_err());
+    }
+
+    #[test]
+    fn hawser_push_json() {
+        let text = r#"{"start": {"connections": 8},
+            "intervals": [{"start": 0.0, "end": 1.0, "seconds": 1.0, "bytes": 100, "bits_per_second": 800.0},
+                          {"start": 1.0, "end": 2.0, "seconds": 1.0, "bytes": 300, "bits_per_second": 2400.0}],
+            "end": {"files": 1, "bytes": 400, "seconds": 2.0, "bits_per_second": 1600.0},
+            "latency_ns": {"p50": 1}}"#;
+        let result = parse_hawser_push_json(text).unwrap();
+        assert_eq!(result.bytes_per_sec, 200.0);
+        assert_eq!(result.seconds, 2.0);
+        assert_eq!(result.intervals, vec![(1.0, 100.0), (2.0, 300.0)]);
+        assert!(parse_hawser_push_json(r#"{"end": {}}"#).is_err());
     }
 
     #[test]
