@@ -56,7 +56,17 @@ fn report(command: &str, result: Result<(), mover::MoverError>) -> ExitCode {
             report.files
         );
     } else {
+        let resumable = matches!(
+            e,
+            mover::MoverError::Replicate(ReplicateError::Transport(_))
+        );
         eprintln!("hawser {command}: {}", anyhow::Error::from(e));
+        if resumable {
+            eprintln!(
+                "hawser {command}: the target stopped answering; run the same command with \
+                 --resume to continue where it stopped"
+            );
+        }
     }
     ExitCode::FAILURE
 }

@@ -208,3 +208,51 @@ fn bench_without_mode_replicates_and_verifies_a_data_set() {
     assert!(report["latency_ns"]["p99"].as_u64().unwrap() > 0);
     assert!(hgrm.exists());
 }
+
+#[test]
+fn resume_after_the_server_is_killed_sends_less_and_ends_identical() {
+    let src = TempDir::new("cli-src");
+    let dst = TempDir::new("cli-dst");
+    let reports = TempDir::new("cli-reports");
+    let total = 48usize << 20;
+    std::fs::write(src.path().join("big"), random_bytes(9, total)).unwrap();
+    std::fs::write(src.path().join("small"), b"small file").unwrap();
+    let mut server = ServeProcess::start(dst.path());
+    let from = format!("{}/", src.path().display());
+    let first = Command::new(env!("CARGO_BIN_EXE_hawser"))
+        .args(["push", "--quiet", "--block-size", "256K", "--timeout", "2"])
+        .arg(&from)
+        .arg(format!("{}:r", server.addr))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the server once part of the file is on disk (its journal has records).
+    let journal = dst.path().join("r/.hawser-partial/big.journal");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::metadata(&journal).map_or(0, |m| m.len()) < 2048 {
+        assert!(std::time::Instant::now() < deadline, "no progress");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    server.kill();
+    let first = first.wait_with_output().unwrap();
+    assert!(!first.status.success(), "the first push should fail");
+    assert!(text(&first.stderr).contains("--resume"));
+
+    let server = ServeProcess::start(dst.path());
+    let json = reports.path().join("resume.json");
+    let out = push(&[
+        "--resume",
+        "--block-size",
+        "256K",
+        "--json",
+        json.to_str().unwrap(),
+        &from,
+        &format!("{}:r", server.addr),
+    ]);
+    ok(&out);
+    assert_same_tree(src.path(), &dst.path().join("r"));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let sent = report["end"]["bytes"].as_u64().unwrap();
+    assert!(sent < total as u64, "resume sent {sent} of {total}");
+}

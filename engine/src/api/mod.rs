@@ -768,6 +768,9 @@ impl Drop for Client {
     }
 }
 
+/// A finished pipeline call: its token and its result.
+pub type FinishedCall = (u64, Result<Bytes, CallError>);
+
 /// Calls in flight with one completion queue (see [`Client::pipeline`]).
 #[derive(Debug)]
 pub struct Pipeline<'c> {
@@ -828,6 +831,26 @@ impl Pipeline<'_> {
         let c = self.rx.try_recv().ok()?;
         self.outstanding -= 1;
         Some((c.token, c.result))
+    }
+
+    /// Waits at most `timeout` for the next call to finish: `Ok(None)` when none is
+    /// outstanding, `Err(())` when none finished in time.
+    #[allow(clippy::result_unit_err)]
+    pub fn next_completion_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<FinishedCall>, ()> {
+        if self.outstanding == 0 {
+            return Ok(None);
+        }
+        match self.rx.recv_timeout(timeout) {
+            Ok(c) => {
+                self.outstanding -= 1;
+                Ok(Some((c.token, c.result)))
+            }
+            Err(channel::RecvTimeoutError::Timeout) => Err(()),
+            Err(channel::RecvTimeoutError::Disconnected) => Ok(None),
+        }
     }
 
     /// Waits for the next call to finish; `None` when none is outstanding.

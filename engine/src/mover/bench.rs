@@ -172,6 +172,7 @@ fn job_args(args: &BenchArgs) -> JobArgs {
         compress: Default::default(),
         identity: None,
         secret_file: None,
+        timeout: 30.0,
         quiet: args.json,
         verbose: 0,
         json: None,
@@ -224,6 +225,7 @@ fn run(args: &BenchArgs) -> Result<(), MoverError> {
         &[PathBuf::from(format!("{}/", src.display()))],
         config,
         job.quiet,
+        super::DEFAULT_STALL_TIMEOUT,
     );
     client.close();
     drop(server);

@@ -176,6 +176,10 @@ pub struct JobArgs {
     /// File holding the shared secret of --identity.
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
+    /// Seconds without any answer from the target before the push gives up (the
+    /// session reconnects and retries meanwhile); continue later with --resume.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub timeout: f64,
     /// No progress and no report.
     #[arg(long, short)]
     pub quiet: bool,
@@ -446,11 +450,12 @@ pub fn push_with(
     sources: &[PathBuf],
     config: SourceConfig,
     quiet: bool,
+    stall_timeout: Duration,
 ) -> Result<PushOutcome, MoverError> {
     let source = Source::new(config, sources)?;
     let progress = Arc::new(Progress::default());
     let ticker = Ticker::start(Arc::clone(&progress), quiet);
-    let mut transport = PipelineTransport::new(client, progress);
+    let mut transport = PipelineTransport::new(client, progress).stall_timeout(stall_timeout);
     let result = run(source, &mut transport);
     let intervals = ticker.finish();
     let stats = client.stats();
@@ -480,7 +485,13 @@ pub fn push(args: &PushArgs) -> Result<PushOutcome, MoverError> {
     }
     let config = source_config(&args.job, dest.clone())?;
     let client = connect(addr, &args.job, config.options.block_size)?;
-    let outcome = push_with(&client, &sources, config, args.job.quiet);
+    let outcome = push_with(
+        &client,
+        &sources,
+        config,
+        args.job.quiet,
+        stall_timeout(&args.job)?,
+    );
     if args.job.verbose > 1 {
         eprintln!("{:?}", client.stats());
     }
@@ -491,6 +502,14 @@ pub fn push(args: &PushArgs) -> Result<PushOutcome, MoverError> {
     }
     write_outputs(&args.job, &outcome, &format!("{host}:{port}"), &dest)?;
     Ok(outcome)
+}
+
+/// The job's stall timeout.
+pub fn stall_timeout(job: &JobArgs) -> Result<Duration, MoverError> {
+    Duration::try_from_secs_f64(job.timeout)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| MoverError::Usage("--timeout must be a positive number of seconds".into()))
 }
 
 fn rate(bytes: u64, seconds: f64) -> f64 {

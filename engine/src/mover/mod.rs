@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -29,6 +30,9 @@ use crate::replicate::{Completion, RemoteError, Request, Target, Transport, Tran
 /// Room a session request needs beyond a block's data: the block header, plus slack for
 /// a manifest batch of `batch_bytes` ≤ this.
 const REQUEST_SLACK: u32 = 4096;
+
+/// How long a push waits for any answer before it declares the target gone.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The session request size a job with blocks of `block_size` needs.
 pub fn max_request_size(block_size: u32) -> u32 {
@@ -56,6 +60,7 @@ pub struct PipelineTransport<'c> {
     /// Pipeline token → (source token, kind, body length).
     in_flight: HashMap<u64, (u64, MessageKind, u64)>,
     progress: Arc<Progress>,
+    stall_timeout: Duration,
 }
 
 impl<'c> PipelineTransport<'c> {
@@ -65,7 +70,17 @@ impl<'c> PipelineTransport<'c> {
             pipeline: client.pipeline(),
             in_flight: HashMap::new(),
             progress,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
         }
+    }
+
+    /// Gives up (the job fails with [`TransportError::Disconnected`], to be continued
+    /// with `resume`) when no answer arrives for `timeout`: the client reconnects and
+    /// retries for as long as it runs, so a target that is gone would otherwise be
+    /// waited for forever.
+    pub fn stall_timeout(mut self, timeout: Duration) -> Self {
+        self.stall_timeout = timeout;
+        self
     }
 }
 
@@ -87,7 +102,8 @@ impl Transport for PipelineTransport<'_> {
     fn recv(&mut self) -> Result<Completion, TransportError> {
         let (token, result) = self
             .pipeline
-            .next_completion()
+            .next_completion_timeout(self.stall_timeout)
+            .map_err(|()| TransportError::Disconnected)?
             .ok_or(TransportError::Idle)?;
         let (source_token, kind, len) = self
             .in_flight
