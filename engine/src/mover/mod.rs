@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -148,7 +148,13 @@ impl Default for ServiceLimits {
     }
 }
 
-type Jobs = Mutex<HashMap<NexusId, Arc<Mutex<Target>>>>;
+/// A job's target and when it was last used.
+type Jobs = Mutex<HashMap<NexusId, (Arc<Mutex<Target>>, Instant)>>;
+
+/// A job untouched for this long belongs to a client that is gone (the session gives up
+/// on a nexus after 60 s without a connection): its slot may go to a new job. Its
+/// journals stay on disk for `--resume`.
+const IDLE_JOB: Duration = Duration::from_secs(120);
 
 /// The replication service writing under `root`: one exchange per request kind.
 pub fn replication_service(root: &Path, limits: ServiceLimits) -> std::io::Result<Service> {
@@ -201,9 +207,16 @@ fn handle(
         let mut map = jobs
             .lock()
             .map_err(|_| exception("hawser.replicate.Internal", "job table poisoned"))?;
-        match map.get(&nexus) {
-            Some(t) => Arc::clone(t),
+        let now = Instant::now();
+        match map.get_mut(&nexus) {
+            Some((t, used)) => {
+                *used = now;
+                Arc::clone(t)
+            }
             None if kind == MessageKind::Begin => {
+                if map.len() >= limits.max_jobs {
+                    map.retain(|_, (_, used)| now.duration_since(*used) < IDLE_JOB);
+                }
                 if map.len() >= limits.max_jobs {
                     return Err(exception(
                         "hawser.replicate.Busy",
@@ -214,7 +227,7 @@ fn handle(
                     exception("hawser.replicate.Io", format!("{}: {e}", root.display()))
                 })?;
                 let target = Arc::new(Mutex::new(target));
-                map.insert(nexus, Arc::clone(&target));
+                map.insert(nexus, (Arc::clone(&target), now));
                 target
             }
             None => {
