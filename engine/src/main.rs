@@ -21,8 +21,9 @@ struct Cli {
 enum Command {
     /// Dissect a capture of hawser wire traffic (DSP, DMP, DTP or DDF) and print every frame.
     Inspect(InspectArgs),
-    /// Measure the session layer: rpc (64 B exchanges, ping-pong or pipelined) or bulk
-    /// (1 MiB requests), over loopback or against `hawser bench --serve`.
+    /// The loopback demo: without --mode, replicate a generated data set to a server in
+    /// this process, verify it and report; --mode rpc|bulk measures the session layer
+    /// (over loopback or against `hawser bench --serve`).
     Bench(BenchArgs),
     /// Serve as a replication target: write what `hawser push` sends under --root.
     Serve(ServeArgs),

@@ -256,3 +256,59 @@ fn resume_after_the_server_is_killed_sends_less_and_ends_identical() {
     let sent = report["end"]["bytes"].as_u64().unwrap();
     assert!(sent < total as u64, "resume sent {sent} of {total}");
 }
+
+#[test]
+fn config_file_sets_root_and_secrets() {
+    let src = TempDir::new("cli-src");
+    let dst = TempDir::new("cli-dst");
+    let etc = TempDir::new("cli-etc");
+    std::fs::write(src.path().join("f"), b"authenticated").unwrap();
+    let config = etc.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nroot = {:?}\nmax_jobs = 4\n[secrets]\nsite-a = \"s3cret\"\n",
+            dst.path().display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hawser"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let mut server = ServeProcess {
+        child,
+        addr: line.trim().trim_start_matches("listening on ").to_string(),
+    };
+    let from = format!("{}/", src.path().display());
+    let to = format!("{}:d", server.addr);
+    let anonymous = push(&[&from, &to]);
+    assert!(!anonymous.status.success());
+    assert!(
+        text(&anonymous.stderr).contains("refused"),
+        "{}",
+        text(&anonymous.stderr)
+    );
+
+    let secret = etc.path().join("secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    ok(&push(&[
+        "--identity",
+        "site-a",
+        "--secret-file",
+        secret.to_str().unwrap(),
+        &from,
+        &to,
+    ]));
+    assert_eq!(
+        std::fs::read(dst.path().join("d/f")).unwrap(),
+        b"authenticated"
+    );
+    server.kill();
+}

@@ -167,7 +167,8 @@ pub struct JobArgs {
     /// Continue an interrupted push: only the blocks the target lacks travel.
     #[arg(long)]
     pub resume: bool,
-    /// Block compression on the wire: auto (lz4, skipped where it does not pay), lz4, off.
+    /// Compression on the wire: auto or lz4 (lz4 per session frame, sent raw where it
+    /// does not shrink), off.
     #[arg(long, default_value = "auto", value_parser = parse_compress)]
     pub compress: CompressPolicy,
     /// Identity to authenticate as (with --secret-file).
@@ -202,11 +203,12 @@ relative to the server's --root (a leading '/' is the root itself). A SRC ending
 the directory's contents, otherwise the directory itself, as rsync does. Blocks travel \
 pipelined over --connections trunked connections; every file is hashed end to end and \
 renamed into place only when complete. An interrupted push continues with --resume.",
+    override_usage = "hawser push [OPTIONS] SRC... HOST[:PORT]:DEST",
     after_help = "Examples:\n  hawser serve --root /srv/replica\n  hawser push ./dataset host:/dataset\n  hawser push --resume --connections 16 a b 10.0.0.2:9000:backup"
 )]
 pub struct PushArgs {
     /// Sources, then the destination HOST[:PORT]:DEST (port 8415 by default).
-    #[arg(required = true, num_args = 2.., value_name = "SRC... HOST[:PORT]:DEST")]
+    #[arg(required = true, num_args = 2.., value_name = "PATH")]
     pub paths: Vec<String>,
     /// Job options.
     #[command(flatten)]
