@@ -162,6 +162,7 @@ fn job_args(args: &BenchArgs) -> JobArgs {
     JobArgs {
         connections: args.connections,
         block_size: 8 << 20,
+        window: 4,
         verify: false,
         fsync: false,
         delete: false,

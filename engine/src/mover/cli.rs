@@ -146,6 +146,11 @@ pub struct JobArgs {
     /// Block size large files are split into (bytes; K, M, G suffixes).
     #[arg(long, default_value = "8M", value_parser = parse_size)]
     pub block_size: u64,
+    /// Blocks in flight at most. Each costs about 4-5 times --block-size of memory in
+    /// the push process (the session copies queued bodies); on a long fat link raise it
+    /// to cover the bandwidth-delay product.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub window: usize,
     /// Re-read each file on the target after writing it and compare its hash again.
     #[arg(long)]
     pub verify: bool,
@@ -322,6 +327,7 @@ pub fn source_config(job: &JobArgs, dest: String) -> Result<SourceConfig, MoverE
         ..SourceConfig::default()
     };
     config.options.block_size = job.block_size as u32;
+    config.window_blocks = job.window.max(1);
     config.options.verify = job.verify;
     config.options.fsync = job.fsync;
     config.options.delete = job.delete;

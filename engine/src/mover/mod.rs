@@ -11,8 +11,8 @@
 //!
 //! # Measured (2026-11-22, the shared 2-core build machine, load average 2-5; noisy)
 //!
-//! Release build, loopback, data on the local disk's page cache, default options
-//! (8 connections, 8 MiB blocks, 8 blocks in flight):
+//! Release build, loopback, data on the local disk's page cache, 8 connections, 8 MiB
+//! blocks, 8 blocks in flight (before `--window` defaulted to 4):
 //!
 //! - `hawser bench` (256 MiB: one 128 MiB random file, 4 MiB files, 4-256 KiB files;
 //!   530 files): 170-360 MB/s; block round trip p50 2-5 ms, p99 180-370 ms. With
@@ -22,6 +22,10 @@
 //!   random data is sent raw). Peak RSS (`/usr/bin/time -f %M`): push 230-315 MiB, serve
 //!   90 MiB: the push side is above the 256 MiB target (8 blocks of 8 MiB in flight plus
 //!   the session's copies of queued bodies).
+//! - `--window` (blocks in flight), 1 GiB file, alternating runs: 8 → 458/539 MB/s,
+//!   319-327 MiB RSS; 4 → 513/497 MB/s, 173-177 MiB; 2 → 530/529 MB/s, 97-101 MiB
+//!   (serve 90 MiB). Hence the default of 4: under the 256 MiB target at no loss on
+//!   loopback; a long fat link needs more (see `hawser push --help`).
 //!
 //! # Not built yet
 //!
