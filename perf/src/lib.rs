@@ -59,6 +59,33 @@
 //!
 //! All of the crate's `unsafe` (TUN ioctl, `setns`, signals, io_uring buffers) is in
 //! [`sys`].
+//!
+//! # Scenarios (`hawser-perf scenario NAME`, `scripts/perf.sh NAME|all`)
+//!
+//! A scenario runs hawser and its baselines side by side, A/B alternated (each tool once
+//! per round, `--runs` rounds, default 5), and writes into `--out` (default
+//! `perf/results`): `<scenario>.json` (issue 6's schema: `{scenario, machine: {cores,
+//! kernel, cpu}, command, results: [{tool, variant, metric, unit, median, min, max,
+//! runs}]}`, `runs` being every run's value in order), `<scenario>.md` (medians, min–max,
+//! ratios to the scenario's baseline, the rows it could not measure and why, the load
+//! average over the rounds, the command to reproduce) and SVG plots made with `plotters`:
+//! throughput over time from per-interval samples and an HdrHistogram-style latency
+//! percentile curve (x = `1/(1-p)` on a log axis).
+//!
+//! | scenario | hawser | baselines |
+//! |---|---|---|
+//! | `loopback-bulk` | `hawser bench --mode bulk --connections 4` | `iperf3 -P 4`; the plain-socket ceiling (in-crate: one connection, two threads, 1 MiB writes) |
+//! | `loopback-rpc` | `hawser bench --mode rpc`, ping-pong and 32 in flight | `sockperf ping-pong --tcp -m 64` (its half round trips doubled) |
+//! | `replicate` | `hawser push` to `hawser serve` on loopback | `rsync -a` to an rsync daemon on loopback: one 4 GiB file, 20,000 small files |
+//! | `lfn-10g-50ms` | `hawser push` of one 8 GiB file, 1/4/8 connections | `iperf3 -P 1`, `-P 8` through linkem 10 Gbit/s × 50 ms (root) |
+//! | `lfn-loss` | as above, a 1 GiB file | the same through 1 Gbit/s × 100 ms, 1% loss (root) |
+//!
+//! Through linkem the metrics are `link_fraction` (steady-state receiver rate, after the
+//! first third of the run, over the link rate) and `time_to_90pct_s` (end of the first
+//! interval at 90% of the link rate). A tool that is not built (a hawser command) is
+//! reported as "not available" and the baselines still run; a missing baseline is an
+//! error naming `scripts/setup.sh`. Tool drivers and their output parsers are in
+//! [`scenario::tools`]; the report writers in [`report`].
 
 pub mod linkem;
 pub mod report;

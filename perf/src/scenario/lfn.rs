@@ -344,9 +344,21 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
         return Err(error);
     }
     if !missed_target.is_empty() {
+        let mut counted: Vec<(String, usize)> = Vec::new();
+        for label in missed_target {
+            match counted.iter_mut().find(|(l, _)| *l == label) {
+                Some((_, count)) => *count += 1,
+                None => counted.push((label, 1)),
+            }
+        }
+        let runs = context.runs;
+        let listed: Vec<String> = counted
+            .iter()
+            .map(|(label, count)| format!("{label} in {count} of {runs} runs"))
+            .collect();
         outcome.notes.push(format!(
-            "Never reached 90% of the link rate (no time_to_90pct_s value): {}.",
-            missed_target.join(", ")
+            "Never reached 90% of the link rate (so no time_to_90pct_s value): {}.",
+            listed.join("; ")
         ));
     }
     if let Some(summary) = counters.as_deref().and_then(summarize_counters) {
@@ -384,7 +396,7 @@ impl LinkRun<'_> {
         }
         match tools::time_to_reach(&self.intervals, 0.9 * link_bytes_per_sec) {
             Some(t) => outcome.record(subject, "time_to_90pct_s", "s", t),
-            None => missed.push(format!("{} round {}", subject.label(), self.round)),
+            None => missed.push(subject.label()),
         }
         add_series(outcome, subject, self.round, self.intervals);
     }

@@ -72,6 +72,13 @@ pub struct ScenarioOptions {
     pub note: Option<String>,
 }
 
+/// Environment variables that shrink or grow a scenario's data.
+pub const SIZE_OVERRIDES: [&str; 3] = [
+    "HAWSER_LFN_PUSH_MIB",
+    "HAWSER_REPLICATE_BIG_MIB",
+    "HAWSER_REPLICATE_SMALL_FILES",
+];
+
 /// What a scenario needs while it runs.
 #[derive(Debug)]
 pub struct Context {
@@ -158,6 +165,16 @@ pub fn run(options: &ScenarioOptions) -> Result<ReportFiles> {
         }
         command
     });
+    // Data-size overrides change what is measured: they belong in the command.
+    let overrides: String = SIZE_OVERRIDES
+        .iter()
+        .filter_map(|var| {
+            std::env::var(var)
+                .ok()
+                .map(|value| format!("{var}={value} "))
+        })
+        .collect();
+    let command = overrides + &command;
     let mut outcome = Outcome {
         scenario: name.to_owned(),
         command,

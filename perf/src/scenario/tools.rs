@@ -569,14 +569,28 @@ pub struct HawserPushResult {
 pub fn parse_hawser_push_json(text: &str) -> Result<HawserPushResult> {
     let json: Value = serde_json::from_str(text).context("hawser push report is not JSON")?;
     let end = &json["end"];
-    let intervals = json["intervals"]
+    let raw: Vec<(f64, f64, f64)> = json["intervals"]
         .as_array()
         .map(|list| {
             list.iter()
-                .filter_map(|i| Some((i["end"].as_f64()?, i["bits_per_second"].as_f64()? / 8.0)))
+                .filter_map(|i| {
+                    Some((
+                        i["start"].as_f64()?,
+                        i["end"].as_f64()?,
+                        i["bits_per_second"].as_f64()? / 8.0,
+                    ))
+                })
                 .collect()
         })
         .unwrap_or_default();
+    // As with iperf3: a trailing fragment much shorter than the nominal interval says
+    // little about the rate.
+    let nominal = raw.iter().map(|(s, e, _)| e - s).fold(0.0, f64::max);
+    let intervals = raw
+        .into_iter()
+        .filter(|(start, end, _)| end - start >= nominal / 2.0)
+        .map(|(_, end, rate)| (end, rate))
+        .collect();
     Ok(HawserPushResult {
         bytes_per_sec: end["bits_per_second"]
             .as_f64()
@@ -718,7 +732,8 @@ sockperf: ---> <MIN> observation =    2.484
     fn hawser_push_json() {
         let text = r#"{"start": {"connections": 8},
             "intervals": [{"start": 0.0, "end": 1.0, "seconds": 1.0, "bytes": 100, "bits_per_second": 800.0},
-                          {"start": 1.0, "end": 2.0, "seconds": 1.0, "bytes": 300, "bits_per_second": 2400.0}],
+                          {"start": 1.0, "end": 2.0, "seconds": 1.0, "bytes": 300, "bits_per_second": 2400.0},
+                          {"start": 2.0, "end": 2.1, "seconds": 0.1, "bytes": 1, "bits_per_second": 80.0}],
             "end": {"files": 1, "bytes": 400, "seconds": 2.0, "bits_per_second": 1600.0},
             "latency_ns": {"p50": 1}}"#;
         let result = parse_hawser_push_json(text).unwrap();
