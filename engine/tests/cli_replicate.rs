@@ -100,6 +100,8 @@ fn serve_and_push_round_trip_a_tree_byte_identical() {
     assert!(report["end"]["files"].as_u64().unwrap() >= 300);
     assert!(report["end"]["bits_per_second"].as_f64().unwrap() > 0.0);
     assert!(report["latency_ns"]["p50"].as_u64().unwrap() > 0);
+    // The same percentile keys as `hawser bench --json` and the perf harness read.
+    assert!(report["latency_ns"]["p999"].is_u64(), "{report}");
     assert!(
         std::fs::read_to_string(&hgrm)
             .unwrap()

@@ -182,20 +182,8 @@ impl BenchReport {
     }
 }
 
-/// Latency percentiles in nanoseconds.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
-pub struct Latency {
-    /// Median.
-    pub p50: u64,
-    /// 90th percentile.
-    pub p90: u64,
-    /// 99th percentile.
-    pub p99: u64,
-    /// 99.9th percentile.
-    pub p999: u64,
-    /// Largest.
-    pub max: u64,
-}
+/// Latency percentiles in nanoseconds, the same shape as every hawser report's.
+pub use crate::replicate::Percentiles as Latency;
 
 /// The service `hawser bench` calls.
 pub fn bench_service() -> Service {
@@ -284,13 +272,7 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport, ApiError> {
         errors,
         exchanges_per_sec: exchanges as f64 / secs,
         throughput_bytes_per_sec: (exchanges * (size + response_size) as u64) as f64 / secs,
-        latency_ns: Latency {
-            p50: histogram.value_at_quantile(0.5),
-            p90: histogram.value_at_quantile(0.9),
-            p99: histogram.value_at_quantile(0.99),
-            p999: histogram.value_at_quantile(0.999),
-            max: histogram.max(),
-        },
+        latency_ns: Latency::of(&histogram),
         retries,
         histogram,
     })

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::api::{ApiError, Client, ClientConfig, DEFAULT_PORT, Runtime, Server, ServerBuilder};
 use crate::replicate::proto::{CompressPolicy, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
-use crate::replicate::{Percentiles, ReplicateError, Report, Source, SourceConfig, run};
+use crate::replicate::{ReplicateError, Report, Source, SourceConfig, run};
 
 use super::{PipelineTransport, Progress, ServiceLimits, max_request_size, replication_service};
 
@@ -578,12 +578,6 @@ pub fn print_report(outcome: &PushOutcome, verbose: u8) {
     }
 }
 
-fn percentiles_json(p: Percentiles) -> serde_json::Value {
-    serde_json::json!({
-        "p50": p.p50, "p90": p.p90, "p99": p.p99, "p99.9": p.p999, "max": p.max,
-    })
-}
-
 /// The iperf3-like JSON report.
 pub fn json_report(
     outcome: &PushOutcome,
@@ -630,7 +624,7 @@ pub fn json_report(
             "session_wire_bytes": outcome.session_bytes_out,
             "session_retries": outcome.session_retries,
         },
-        "latency_ns": percentiles_json(r.block_rtt()),
+        "latency_ns": r.block_rtt(),
     })
 }
 

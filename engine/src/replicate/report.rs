@@ -70,8 +70,9 @@ impl std::fmt::Debug for Report {
     }
 }
 
-/// Latency percentiles in nanoseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Latency percentiles in nanoseconds (serialised as `p50`, `p90`, `p99`, `p999`, `max`,
+/// the `latency_ns` object of every hawser JSON report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Percentiles {
     /// Median.
     pub p50: u64,
@@ -83,6 +84,22 @@ pub struct Percentiles {
     pub p999: u64,
     /// Maximum.
     pub max: u64,
+}
+
+impl Percentiles {
+    /// The percentiles of a histogram of nanoseconds; all zero when it is empty.
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
 }
 
 impl Report {
@@ -112,17 +129,7 @@ impl Report {
 
     /// Block round-trip latency percentiles.
     pub fn block_rtt(&self) -> Percentiles {
-        let h = &self.block_rtt_ns;
-        if h.is_empty() {
-            return Percentiles::default();
-        }
-        Percentiles {
-            p50: h.value_at_quantile(0.5),
-            p90: h.value_at_quantile(0.9),
-            p99: h.value_at_quantile(0.99),
-            p999: h.value_at_quantile(0.999),
-            max: h.max(),
-        }
+        Percentiles::of(&self.block_rtt_ns)
     }
 
     /// Average data rate in bytes per second.
