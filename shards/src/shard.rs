@@ -465,14 +465,8 @@ impl ShardCtx<'_> {
             .mode(0o644)
             .build();
         // The CString is kept in the op table until the completion.
-        self.core.start_file(
-            entry,
-            FileOp {
-                token,
-                kind: FileOpKind::Open(path),
-                buf: None,
-            },
-        );
+        self.core
+            .start_file(entry, token, FileOpKind::Open(path), None);
         Ok(())
     }
 
@@ -498,14 +492,8 @@ impl ShardCtx<'_> {
                 .offset(offset)
                 .build()
         };
-        self.core.start_file(
-            entry,
-            FileOp {
-                token,
-                kind: FileOpKind::Read,
-                buf: Some(buf),
-            },
-        );
+        self.core
+            .start_file(entry, token, FileOpKind::Read, Some(buf));
     }
 
     /// Writes `buf`'s valid bytes at `offset` (fixed-buffer write when `buf` is ours).
@@ -521,14 +509,8 @@ impl ShardCtx<'_> {
                 .offset(offset)
                 .build()
         };
-        self.core.start_file(
-            entry,
-            FileOp {
-                token,
-                kind: FileOpKind::Write,
-                buf: Some(buf),
-            },
-        );
+        self.core
+            .start_file(entry, token, FileOpKind::Write, Some(buf));
     }
 
     /// `fsync` (or `fdatasync` when `data_only`).
@@ -539,14 +521,7 @@ impl ShardCtx<'_> {
             types::FsyncFlags::empty()
         };
         let entry = opcode::Fsync::new(types::Fd(fd)).flags(flags).build();
-        self.core.start_file(
-            entry,
-            FileOp {
-                token,
-                kind: FileOpKind::Other,
-                buf: None,
-            },
-        );
+        self.core.start_file(entry, token, FileOpKind::Other, None);
     }
 
     /// `fallocate(fd, mode, offset, len)`.
@@ -555,27 +530,13 @@ impl ShardCtx<'_> {
             .offset(offset)
             .mode(mode)
             .build();
-        self.core.start_file(
-            entry,
-            FileOp {
-                token,
-                kind: FileOpKind::Other,
-                buf: None,
-            },
-        );
+        self.core.start_file(entry, token, FileOpKind::Other, None);
     }
 
     /// Closes a file descriptor through the ring.
     pub fn close_file(&mut self, fd: RawFd, token: u64) {
         let entry = opcode::Close::new(types::Fd(fd)).build();
-        self.core.start_file(
-            entry,
-            FileOp {
-                token,
-                kind: FileOpKind::Other,
-                buf: None,
-            },
-        );
+        self.core.start_file(entry, token, FileOpKind::Other, None);
     }
 
     /// Opens a UDP socket bound to `addr` on this shard; datagrams arrive through
@@ -788,7 +749,16 @@ impl Core {
         unsafe { self.push(entry) };
     }
 
-    fn start_file(&mut self, entry: squeue::Entry, op: FileOp) {
+    /// Submits a file operation; `buf` (or the path an Open holds) stays in the op table
+    /// until the completion, which reaches the handler with `token`.
+    fn start_file(
+        &mut self,
+        entry: squeue::Entry,
+        token: u64,
+        kind: FileOpKind,
+        buf: Option<BufHandle>,
+    ) {
+        let op = FileOp { token, kind, buf };
         let index = match self.free_files.pop() {
             Some(i) => {
                 self.files[i as usize] = Some(op);
