@@ -220,7 +220,7 @@ fn handle(
     limits: &ServiceLimits,
     kind: MessageKind,
     nexus: NexusId,
-    body: &[u8],
+    body: &Bytes,
 ) -> Result<Bytes, HandlerError> {
     if MessageKind::of(body).ok() != Some(kind) {
         return Err(exception(
@@ -267,7 +267,7 @@ fn handle(
         let mut target = target
             .lock()
             .map_err(|_| exception("hawser.replicate.Internal", "job poisoned"))?;
-        target.handle(body)
+        target.handle_shared(body)
     };
     if kind == MessageKind::Finish
         && let Ok(mut map) = jobs.lock()

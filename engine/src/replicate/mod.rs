@@ -56,6 +56,7 @@ mod journal;
 mod pool;
 pub mod proto;
 mod report;
+mod running_hash;
 mod source;
 mod sparse;
 mod target;

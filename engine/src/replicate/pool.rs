@@ -26,7 +26,8 @@ impl BlockPool {
         }
     }
 
-    /// An empty buffer of the pool's capacity.
+    /// A buffer of the pool's capacity. A reused one keeps the length and bytes it had
+    /// (the caller overwrites them), so that resizing it does not zero-fill again.
     pub(crate) fn take(&mut self) -> BytesMut {
         self.free.pop().unwrap_or_else(|| {
             self.allocated += 1;
@@ -37,10 +38,9 @@ impl BlockPool {
     /// Returns a buffer whose last reference is `body`.
     pub(crate) fn give_back(&mut self, body: Bytes) {
         if self.free.len() < self.max_free
-            && let Ok(mut buf) = body.try_into_mut()
+            && let Ok(buf) = body.try_into_mut()
             && buf.capacity() >= self.capacity
         {
-            buf.clear();
             self.free.push(buf);
         }
     }
@@ -60,12 +60,17 @@ mod tests {
         let mut pool = BlockPool::new(1024, 4);
         let mut buf = pool.take();
         buf.extend_from_slice(&[1; 100]);
+        let first = buf.as_ptr();
         let body = buf.freeze();
         let sent = body.clone();
         drop(sent);
         pool.give_back(body);
         let again = pool.take();
         assert_eq!(pool.allocated(), 1);
-        assert!(again.is_empty() && again.capacity() >= 1024);
+        assert_eq!(again.as_ptr(), first, "the same allocation comes back");
+        // Its length stays, so that resizing it to the next block's size does not
+        // zero-fill it again.
+        assert_eq!(again.len(), 100);
+        assert!(again.capacity() >= 1024);
     }
 }

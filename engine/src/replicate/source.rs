@@ -13,7 +13,6 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -27,7 +26,6 @@ use super::proto::{
     BLOCK_HEADER_LEN, BatchWriter, Begin, BeginAck, BlockAck, BlockHeader, BlockStatus, CommitAck,
     CommitFile, CommitStatus, DeleteList, DeleteRequest, EntryKind, Finish, FinishReport,
     JobOptions, ManifestAnswer, ManifestEntry, MessageKind, PROTOCOL_VERSION, Verdict,
-    block_digest,
 };
 use super::report::Report;
 use super::sparse::{self, Piece};
@@ -451,25 +449,30 @@ impl Source {
             if !wanted {
                 // Complete on the target already; read it only for the whole-file hash.
                 self.scratch.resize(piece.len as usize, 0);
-                reading
-                    .file
-                    .read_exact_at(&mut self.scratch, piece.offset)
-                    .map_err(io)?;
-                reading.hasher.update(&self.scratch);
+                sparse::read_hashed(
+                    &reading.file,
+                    piece.offset,
+                    &mut self.scratch,
+                    &mut reading.hasher,
+                )
+                .map_err(io)?;
                 continue;
             }
             let mut buf = self.pool.take();
+            // A reused buffer keeps its length: shrinking it costs nothing, and only a
+            // buffer's first use (or a longer piece) zero-fills.
             buf.resize(BLOCK_HEADER_LEN + piece.len as usize, 0);
-            reading
-                .file
-                .read_exact_at(&mut buf[BLOCK_HEADER_LEN..], piece.offset)
-                .map_err(io)?;
-            let data = &buf[BLOCK_HEADER_LEN..];
-            reading.hasher.update(data);
+            let digest = sparse::read_hashed(
+                &reading.file,
+                piece.offset,
+                &mut buf[BLOCK_HEADER_LEN..],
+                &mut reading.hasher,
+            )
+            .map_err(io)?;
             let header = BlockHeader {
                 file_id: reading.file_id,
                 offset: piece.offset,
-                digest: block_digest(data),
+                digest,
             };
             let mut head = [0u8; BLOCK_HEADER_LEN];
             header.write_into(&mut head);

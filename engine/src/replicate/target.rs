@@ -25,6 +25,7 @@ use super::proto::{
     ManifestAnswer, ManifestBatch, ManifestEntry, MessageKind, PROTOCOL_VERSION, RefusalKind,
     Verdict, block_digest,
 };
+use super::running_hash::{DEFAULT_HOLD_BYTES, HoldBudget, RunningHash};
 use super::sparse::{self, Piece};
 use super::target_path::{self, PARTIAL_DIR};
 
@@ -48,6 +49,8 @@ struct Job {
     /// `.hawser-partial` folders this job created, removed at the end when empty.
     partial_dirs: HashSet<PathBuf>,
     report: FinishReport,
+    /// Room for blocks that arrive ahead of their file's hash cursor.
+    hold: HoldBudget,
 }
 
 /// Most pieces one file may have on the target (32 TiB in 8 MiB blocks): the target keeps
@@ -65,6 +68,8 @@ struct Partial {
     /// Expected pieces by offset, with their length.
     pieces: HashMap<u64, u32>,
     received: HashSet<u64>,
+    /// The whole-file hash, computed as the pieces arrive.
+    hash: RunningHash,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> TargetError + '_ {
@@ -95,6 +100,17 @@ impl Target {
     /// Answers one request: its response body, or a failure of the whole request (which
     /// travels back as a remote exception).
     pub fn handle(&mut self, body: &[u8]) -> Result<Bytes, TargetError> {
+        self.answer(body, None)
+    }
+
+    /// [`handle`](Self::handle) for a body the caller can share: a block that arrives
+    /// ahead of its file's hash cursor is then kept (not copied) and hashed from memory
+    /// when the cursor reaches it, instead of being read back from the file.
+    pub fn handle_shared(&mut self, body: &Bytes) -> Result<Bytes, TargetError> {
+        self.answer(body, Some(body))
+    }
+
+    fn answer(&mut self, body: &[u8], shared: Option<&Bytes>) -> Result<Bytes, TargetError> {
         let kind = MessageKind::of(body)?;
         let mut out = BytesMut::new();
         match kind {
@@ -104,7 +120,10 @@ impl Target {
                 .manifest(ManifestBatch::decode(body)?, &mut out)?,
             MessageKind::Block => {
                 let (header, data) = BlockHeader::decode(body)?;
-                self.job()?.block(header, data)?.encode(&mut out);
+                let shared = shared.map(|b| b.slice_ref(data));
+                self.job()?
+                    .block(header, data, shared.as_ref())?
+                    .encode(&mut out);
             }
             MessageKind::Commit => self
                 .job()?
@@ -166,6 +185,7 @@ impl Target {
             dirs: Vec::new(),
             partial_dirs: HashSet::new(),
             report: FinishReport::default(),
+            hold: HoldBudget::new(DEFAULT_HOLD_BYTES),
         };
         job.note_partial_dir(&job.dest.clone());
         self.job = Some(job);
@@ -432,6 +452,13 @@ impl Job {
                 journal_path,
                 file,
                 journal,
+                hash: RunningHash::new(
+                    pieces
+                        .iter()
+                        .map(|(&offset, &len)| Piece { offset, len })
+                        .collect(),
+                    self.hold.clone(),
+                ),
                 pieces,
                 received,
             },
@@ -471,7 +498,12 @@ impl Job {
         Ok(dir.join(name))
     }
 
-    fn block(&mut self, header: BlockHeader, data: &[u8]) -> Result<BlockAck, TargetError> {
+    fn block(
+        &mut self,
+        header: BlockHeader,
+        data: &[u8],
+        shared: Option<&Bytes>,
+    ) -> Result<BlockAck, TargetError> {
         let fsync = self.options.fsync;
         let partial = self
             .partials
@@ -510,6 +542,16 @@ impl Job {
             })
             .map_err(io_err(&partial.journal_path))?;
         partial.received.insert(header.offset);
+        partial
+            .hash
+            .written(
+                header.offset,
+                data,
+                shared,
+                &partial.file,
+                &partial.received,
+            )
+            .map_err(io_err(path))?;
         self.report.bytes_received += data.len() as u64;
         Ok(ack)
     }
@@ -532,7 +574,10 @@ impl Job {
             return Ok(ack(CommitStatus::Incomplete));
         }
         let temp = &partial.temp_path;
-        let hash = sparse::hash_file(&partial.file, partial.size).map_err(io_err(temp))?;
+        let hash = partial
+            .hash
+            .finish(&partial.file, partial.size, &partial.received)
+            .map_err(io_err(temp))?;
         if hash != commit.content_hash {
             // The bytes are wrong as a whole: start over next time.
             let _ = std::fs::remove_file(temp);
