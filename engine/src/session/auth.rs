@@ -100,13 +100,25 @@ impl ServerCredentials {
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// Which side a proof is from: its label, and which nonce it covers first (the peer's).
+#[derive(Clone, Copy)]
+enum Prover {
+    Client,
+    Server,
+}
+
+/// The HMAC over what `prover`'s proof binds.
 fn mac(
+    prover: Prover,
     secret: &[u8],
-    label: &[u8],
-    first: &[u8; NONCE_LEN],
-    second: &[u8; NONCE_LEN],
+    server_nonce: &[u8; NONCE_LEN],
+    client_nonce: &[u8; NONCE_LEN],
     identity: &str,
 ) -> HmacSha256 {
+    let (label, first, second): (&[u8], _, _) = match prover {
+        Prover::Client => (b"hawser-auth-client", server_nonce, client_nonce),
+        Prover::Server => (b"hawser-auth-server", client_nonce, server_nonce),
+    };
     // HMAC accepts keys of any length, so this cannot fail.
     let mut m = <HmacSha256 as Mac>::new_from_slice(secret).unwrap_or_else(|_| {
         <HmacSha256 as Mac>::new_from_slice(&[]).expect("empty HMAC key is valid")
@@ -125,16 +137,8 @@ pub(crate) fn client_proof(
     client_nonce: &[u8; NONCE_LEN],
     identity: &str,
 ) -> [u8; PROOF_LEN] {
-    mac(
-        secret,
-        b"hawser-auth-client",
-        server_nonce,
-        client_nonce,
-        identity,
-    )
-    .finalize()
-    .into_bytes()
-    .into()
+    let m = mac(Prover::Client, secret, server_nonce, client_nonce, identity);
+    m.finalize().into_bytes().into()
 }
 
 /// Checks the client's proof in constant time.
@@ -145,15 +149,8 @@ pub(crate) fn verify_client_proof(
     identity: &str,
     proof: &[u8],
 ) -> bool {
-    mac(
-        secret,
-        b"hawser-auth-client",
-        server_nonce,
-        client_nonce,
-        identity,
-    )
-    .verify_slice(proof)
-    .is_ok()
+    let m = mac(Prover::Client, secret, server_nonce, client_nonce, identity);
+    m.verify_slice(proof).is_ok()
 }
 
 /// The server's proof.
@@ -163,16 +160,8 @@ pub(crate) fn server_proof(
     server_nonce: &[u8; NONCE_LEN],
     identity: &str,
 ) -> [u8; PROOF_LEN] {
-    mac(
-        secret,
-        b"hawser-auth-server",
-        client_nonce,
-        server_nonce,
-        identity,
-    )
-    .finalize()
-    .into_bytes()
-    .into()
+    let m = mac(Prover::Server, secret, server_nonce, client_nonce, identity);
+    m.finalize().into_bytes().into()
 }
 
 /// Checks the server's proof in constant time.
@@ -183,15 +172,8 @@ pub(crate) fn verify_server_proof(
     identity: &str,
     proof: &[u8],
 ) -> bool {
-    mac(
-        secret,
-        b"hawser-auth-server",
-        client_nonce,
-        server_nonce,
-        identity,
-    )
-    .verify_slice(proof)
-    .is_ok()
+    let m = mac(Prover::Server, secret, server_nonce, client_nonce, identity);
+    m.verify_slice(proof).is_ok()
 }
 
 #[cfg(test)]
