@@ -19,7 +19,7 @@ use super::error::{CallError, CloseReason, ProtocolError};
 use super::event::{Event, IncomingRequest, Reply};
 use super::frame::Frame;
 use super::frame::Status;
-use super::link::{GoAwayCode, Link, go_away_code};
+use super::link::{GoAwayCode, Link, Received, go_away_code};
 use super::nexus::{Footprint, NexusCore};
 use super::stats::{ConnectionStats, NexusStats};
 use super::throttle::TokenBucket;
@@ -448,21 +448,14 @@ impl Client {
         let Some(link) = self.links.get_mut(&conn) else {
             return Ok(());
         };
-        if link.handle_heartbeat(now, &frame) {
-            return Ok(());
-        }
-        if let Frame::GoAway { code, reason } = frame {
-            self.link_gone(
-                now,
-                conn,
-                CloseReason::PeerGoAway {
-                    code: code.0,
-                    reason,
-                },
-                None,
-            );
-            return Ok(());
-        }
+        let frame = match link.triage(now, frame) {
+            Received::Handled => return Ok(()),
+            Received::GoneAway(reason) => {
+                self.link_gone(now, conn, reason, None);
+                return Ok(());
+            }
+            Received::Frame(frame) => frame,
+        };
         match (&link.phase, frame) {
             (
                 ClientPhase::AwaitHelloAck { nonce },

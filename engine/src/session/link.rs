@@ -26,6 +26,17 @@ pub(crate) fn go_away_code(e: &ProtocolError) -> GoAwayCode {
     }
 }
 
+/// A received frame after [`Link::triage`].
+#[derive(Debug)]
+pub(crate) enum Received {
+    /// A heartbeat, answered or recorded: nothing left to do.
+    Handled,
+    /// The peer said GoAway: the connection is gone, for this reason.
+    GoneAway(CloseReason),
+    /// The endpoint's to handle.
+    Frame(Frame),
+}
+
 /// A connection, in handshake phase `P`.
 #[derive(Debug)]
 pub(crate) struct Link<P> {
@@ -129,8 +140,24 @@ impl<P> Link<P> {
         Ok(f)
     }
 
+    /// Does with a received frame what every endpoint does alike: answers pings, records
+    /// pong round trips, and turns the peer's GoAway into the reason the connection is
+    /// gone. Anything else is handed back for the endpoint to handle.
+    pub(crate) fn triage(&mut self, now: Instant, frame: Frame) -> Received {
+        if self.handle_heartbeat(now, &frame) {
+            return Received::Handled;
+        }
+        match frame {
+            Frame::GoAway { code, reason } => Received::GoneAway(CloseReason::PeerGoAway {
+                code: code.0,
+                reason,
+            }),
+            frame => Received::Frame(frame),
+        }
+    }
+
     /// Answers pings, records pong round trips; false if the frame is not a heartbeat.
-    pub(crate) fn handle_heartbeat(&mut self, now: Instant, f: &Frame) -> bool {
+    fn handle_heartbeat(&mut self, now: Instant, f: &Frame) -> bool {
         match f {
             Frame::Ping { token } => {
                 self.send(&Frame::Pong { token: *token });
