@@ -29,12 +29,11 @@ impl Dissector for DdfDissector {
             Ok(None) => return Ok(None),
             Err(e) => {
                 let message = format!("line {}: {}", e.line, e.kind);
-                return Err(Malformed::new(e.offset.saturating_sub(item_start), message));
+                return Err(Malformed::in_stream(e.offset, item_start, message));
             }
         };
         if let Some(out) = canonical {
-            hawser_wire::ddf::encode_frame(&node, out)
-                .map_err(|e| Malformed::new(0, format!("cannot re-encode: {e}")))?;
+            hawser_wire::ddf::encode_frame(&node, out).map_err(Malformed::reencode)?;
         }
         let mut fields = Fields::new();
         let kind = match RemoteException::from_node(&node) {

@@ -30,14 +30,10 @@ impl Dissector for DmpDissector {
         let (item, consumed) = match self.decoder.decode(buf) {
             Ok(Some(decoded)) => decoded,
             Ok(None) => return Ok(None),
-            // The decoder counts offsets from the start of the stream.
-            Err(e) => {
-                return Err(Malformed::new(e.offset.saturating_sub(item_start), e.kind));
-            }
+            Err(e) => return Err(Malformed::in_stream(e.offset, item_start, e.kind)),
         };
         if let Some(out) = canonical {
-            item.encode(out)
-                .map_err(|e| Malformed::new(0, format!("cannot re-encode: {e}")))?;
+            item.encode(out).map_err(Malformed::reencode)?;
         }
         let full = self.full_payload;
         let mut fields = Fields::new();

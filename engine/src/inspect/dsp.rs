@@ -62,9 +62,7 @@ impl Dissector for DspDissector {
                     Compression::Off
                 },
             });
-            encoder
-                .encode(&frame, out)
-                .map_err(|e| Malformed::new(0, format!("cannot re-encode: {e}")))?;
+            encoder.encode(&frame, out).map_err(Malformed::reencode)?;
         }
         let mut fields = header_fields(&header);
         frame_fields(&frame, self.full_payload, &mut fields);

@@ -38,13 +38,10 @@ impl Dissector for DtpDissector {
         let (record, consumed) = match self.decoder.decode(buf) {
             Ok(Some(decoded)) => decoded,
             Ok(None) => return Ok(None),
-            // The capture decoder counts offsets from the start of the capture.
-            Err(e) => return Err(Malformed::new(e.offset.saturating_sub(item_start), e.kind)),
+            Err(e) => return Err(Malformed::in_stream(e.offset, item_start, e.kind)),
         };
         if let Some(out) = canonical {
-            record
-                .encode(out)
-                .map_err(|e| Malformed::new(0, format!("cannot re-encode: {e}")))?;
+            record.encode(out).map_err(Malformed::reencode)?;
         }
         let mut f = Fields::new();
         let kind = match &record {

@@ -143,6 +143,17 @@ impl Malformed {
             message: message.to_string(),
         }
     }
+
+    /// `message` at `offset` of a decoder that counts offsets from the start of its
+    /// stream, for the item that began there at `item_start`.
+    fn in_stream(offset: usize, item_start: usize, message: impl ToString) -> Self {
+        Self::new(offset.saturating_sub(item_start), message)
+    }
+
+    /// The decoded item could not be encoded again (`--reencode`).
+    fn reencode(e: impl std::fmt::Display) -> Self {
+        Self::new(0, format!("cannot re-encode: {e}"))
+    }
 }
 
 /// Decodes one format, one item at a time.
