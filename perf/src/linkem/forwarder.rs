@@ -145,6 +145,76 @@ impl Direction {
         }
     }
 
+    /// Takes in the packet a read completed with: counts it, or shapes it and queues it
+    /// on the delay line. Returns the slot to post the next read into: the same one when
+    /// the packet was not kept (failed read, drop), a free one when the packet keeps it.
+    fn receive(
+        &mut self,
+        io: &mut PacketIo,
+        completion: Completion,
+        header: u32,
+        now_ns: u64,
+    ) -> Result<u32> {
+        let read_slot = completion.slot;
+        if completion.result <= 0 {
+            if completion.result != -libc::EAGAIN && completion.result != -libc::EINTR {
+                self.report.read_errors += 1;
+                if self.report.read_errors == 1 {
+                    eprintln!(
+                        "linkem: TUN read failed: {}",
+                        std::io::Error::from_raw_os_error(-completion.result)
+                    );
+                }
+            }
+            return Ok(read_slot);
+        }
+        let len = completion.result as u32;
+        if len <= header {
+            self.report.read_errors += 1;
+            return Ok(read_slot);
+        }
+        let fits_small = len <= SMALL_SLOT_BYTES;
+        let has_room = if fits_small {
+            !self.free_small.is_empty() || !self.free_big.is_empty()
+        } else {
+            !self.free_big.is_empty()
+        };
+        if !has_room {
+            self.report.dropped_no_buffer += 1;
+            return Ok(read_slot);
+        }
+        let Verdict::Forward {
+            release_at_ns,
+            corrupt_bit,
+        } = self.model.on_packet(now_ns, (len - header) as usize)
+        else {
+            return Ok(read_slot);
+        };
+        let (stored, next_read) = match self.free_small.pop() {
+            Some(small) if fits_small => {
+                io.copy_packet(read_slot, small, len as usize);
+                (small, read_slot)
+            }
+            other => {
+                if let Some(small) = other {
+                    self.free_small.push(small);
+                }
+                let fresh = self.free_big.pop().context("checked above")?;
+                (read_slot, fresh)
+            }
+        };
+        if let Some(bit) = corrupt_bit {
+            let packet = &mut io.packet_mut(stored, len as usize)[header as usize..];
+            flip_bit(packet, bit);
+        }
+        self.delay_line.push_back(Queued {
+            slot: stored,
+            len,
+            release_at_ns,
+        });
+        Ok(next_read)
+    }
+
     fn snapshot(&mut self, interval_s: f64) -> DirectionReport {
         let model = self.model.counters();
         let mut report = self.report;
@@ -326,64 +396,8 @@ impl Forwarder {
                 Ok(())
             }
             OpKind::Read => {
-                let read_slot = completion.slot;
-                if completion.result <= 0 {
-                    if completion.result != -libc::EAGAIN && completion.result != -libc::EINTR {
-                        direction.report.read_errors += 1;
-                        if direction.report.read_errors == 1 {
-                            eprintln!(
-                                "linkem: TUN read failed: {}",
-                                std::io::Error::from_raw_os_error(-completion.result)
-                            );
-                        }
-                    }
-                    return post_read(&mut self.io, direction.read_fd, read_slot, tag);
-                }
-                let len = completion.result as u32;
                 let header = self.config.packet_header_bytes;
-                if len <= header {
-                    direction.report.read_errors += 1;
-                    return post_read(&mut self.io, direction.read_fd, read_slot, tag);
-                }
-                let fits_small = len <= SMALL_SLOT_BYTES;
-                let has_room = if fits_small {
-                    !direction.free_small.is_empty() || !direction.free_big.is_empty()
-                } else {
-                    !direction.free_big.is_empty()
-                };
-                if !has_room {
-                    direction.report.dropped_no_buffer += 1;
-                    return post_read(&mut self.io, direction.read_fd, read_slot, tag);
-                }
-                let Verdict::Forward {
-                    release_at_ns,
-                    corrupt_bit,
-                } = direction.model.on_packet(now_ns, (len - header) as usize)
-                else {
-                    return post_read(&mut self.io, direction.read_fd, read_slot, tag);
-                };
-                let (stored, next_read) = match direction.free_small.pop() {
-                    Some(small) if fits_small => {
-                        self.io.copy_packet(read_slot, small, len as usize);
-                        (small, read_slot)
-                    }
-                    other => {
-                        if let Some(small) = other {
-                            direction.free_small.push(small);
-                        }
-                        let fresh = direction.free_big.pop().context("checked above")?;
-                        (read_slot, fresh)
-                    }
-                };
-                if let Some(bit) = corrupt_bit {
-                    let packet = &mut self.io.packet_mut(stored, len as usize)[header as usize..];
-                    flip_bit(packet, bit);
-                }
-                direction.delay_line.push_back(Queued {
-                    slot: stored,
-                    len,
-                    release_at_ns,
-                });
+                let next_read = direction.receive(&mut self.io, completion, header, now_ns)?;
                 post_read(&mut self.io, direction.read_fd, next_read, tag)
             }
         }
