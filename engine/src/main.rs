@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use hawser_engine::bench::{self, BenchArgs};
 use hawser_engine::inspect::{self, InspectArgs};
 use hawser_engine::mover::cli::{self as mover, PushArgs, ServeArgs};
+use hawser_engine::mover::pull::{self, PullArgs};
 use hawser_engine::replicate::ReplicateError;
 
 /// hawser moves replication data between sites over long fat networks.
@@ -25,10 +26,13 @@ enum Command {
     /// this process, verify it and report; --mode rpc|bulk measures the session layer
     /// (over loopback or against `hawser bench --serve`).
     Bench(BenchArgs),
-    /// Serve as a replication target: write what `hawser push` sends under --root.
+    /// Serve as a replication target and source: write what `hawser push` sends under
+    /// --root, send what `hawser pull` asks for from under it.
     Serve(ServeArgs),
     /// Replicate files and directory trees to a `hawser serve` target.
     Push(PushArgs),
+    /// Replicate files and directory trees from a `hawser serve` server to here.
+    Pull(PullArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +42,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run_cli(&args),
         Command::Serve(args) => report("serve", mover::serve(&args)),
         Command::Push(args) => report("push", mover::push(&args).map(|_| ())),
+        Command::Pull(args) => report("pull", pull::pull(&args).map(|_| ())),
     }
 }
 
@@ -64,8 +69,8 @@ fn report(command: &str, result: Result<(), mover::MoverError>) -> ExitCode {
         eprintln!("hawser {command}: {}", anyhow::Error::from(e));
         if resumable {
             eprintln!(
-                "hawser {command}: the target stopped answering; run the same command with \
-                 --resume to continue where it stopped"
+                "hawser {command}: the other side stopped answering; run the same command \
+                 with --resume to continue where it stopped"
             );
         }
     }

@@ -2,49 +2,9 @@
 
 mod replicate_support;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
-use replicate_support::{TempDir, assert_same_tree, build_tree, random_bytes};
-
-/// A `hawser serve` child on a free loopback port, killed on drop.
-struct ServeProcess {
-    child: Child,
-    addr: String,
-}
-
-impl ServeProcess {
-    fn start(root: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hawser"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--root"])
-            .arg(root)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected serve output {line:?}"))
-            .to_string();
-        ServeProcess { child, addr }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use replicate_support::{ServeProcess, TempDir, assert_same_tree, build_tree, random_bytes};
 
 fn push(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hawser"))
@@ -274,20 +234,13 @@ fn config_file_sets_root_and_secrets() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hawser"))
+    let child = Command::new(env!("CARGO_BIN_EXE_hawser"))
         .args(["serve", "--config"])
         .arg(&config)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let mut server = ServeProcess {
-        child,
-        addr: line.trim().trim_start_matches("listening on ").to_string(),
-    };
+    let mut server = ServeProcess::announced(child);
     let from = format!("{}/", src.path().display());
     let to = format!("{}:d", server.addr);
     let anonymous = push(&[&from, &to]);

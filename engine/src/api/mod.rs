@@ -16,7 +16,10 @@
 //! - [`Client::stats`], [`Server::stats`]: nexus and connection counters with HDR
 //!   histograms (per-exchange latency, heartbeat RTT).
 //! - Full duplex: a client serves [`ClientConfig::backchannel`]; the server calls it with
-//!   [`Server::call`] / [`Server::start_call`] on a nexus from [`Server::nexuses`].
+//!   [`Server::call`] / [`Server::start_call`] on a nexus from [`Server::nexuses`], or
+//!   through a [`Backchannel`] ([`Server::backchannel`], or
+//!   [`RequestContext::backchannel`] inside a handler: call back the client that sent
+//!   the request), which also offers ordered calls and a [`Pipeline`].
 //!
 //! Handlers: [`Service::handler`] runs on the server's shard (it must not block);
 //! [`Service::blocking_handler`] runs on a worker thread and may block or poll for
@@ -65,11 +68,14 @@ use crossbeam::channel::{self, Receiver};
 use hawser_shards::Shards;
 
 use crate::driver::{
-    self, Command, Completion, Handler, HandlerTable, HostHandle, Readiness, shards_config,
+    self, Caller, Command, Completion, Handler, HandlerTable, HostHandle, Readiness, shards_config,
 };
 pub use crate::driver::{HandlerError, RequestContext, StatsReport};
 use crate::session::{self, ClientCredentials, ServerCredentials};
 pub use crate::session::{CallError, CallOptions, ExchangeId, NexusId, RemoteException};
+
+mod backchannel;
+pub use backchannel::Backchannel;
 
 /// The default DSP port (`dlpx-sp`).
 pub const DEFAULT_PORT: u16 = 8415;
@@ -278,8 +284,9 @@ impl ServerBuilder {
         self
     }
 
-    /// Largest request body clients may send (for example a replication block plus its
-    /// header); bounds the server's per-request buffers.
+    /// Largest request body in either direction (for example a replication block plus
+    /// its header): what clients may send, and what the server may send them on the
+    /// backchannel; bounds both sides' per-request buffers.
     pub fn max_request_size(mut self, bytes: u32) -> Self {
         self.max_request_size = Some(bytes.max(1));
         self
@@ -297,6 +304,7 @@ impl ServerBuilder {
         config.fore_limits.slots = self.slots;
         if let Some(bytes) = self.max_request_size {
             config.fore_limits.max_request_size = bytes;
+            config.back_limits.max_request_size = bytes;
         }
         let (shards, shard) = match self.placement {
             Some((rt, shard)) => {
@@ -306,11 +314,11 @@ impl ServerBuilder {
             None => (Arc::new(Shards::start(shards_config(1))?), 0),
         };
         let (jobs_tx, jobs_rx) = channel::unbounded();
-        let (host, bound) =
+        let (host, bound, caller) =
             driver::install_server(&shards, shard, config, Arc::new(table), jobs_tx, addr)?;
         let workers = driver::spawn_workers(self.handler_threads, jobs_rx, host.commands.clone());
         Ok(Server {
-            next_token: AtomicU64::new(1),
+            caller,
             shards: Some(shards),
             host,
             addr: bound,
@@ -321,7 +329,7 @@ impl ServerBuilder {
 
 /// A running server. Dropping it stops it.
 pub struct Server {
-    next_token: AtomicU64,
+    caller: Arc<Caller>,
     shards: Option<Arc<Shards>>,
     host: HostHandle,
     addr: SocketAddr,
@@ -362,28 +370,13 @@ impl Server {
 
     /// Starts a backchannel call to the client of `nexus`.
     pub fn start_call(&self, nexus: NexusId, exchange: ExchangeId, request: Bytes) -> PendingCall {
-        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = channel::bounded(1);
-        let sent = self.host.commands.send(Command::Call {
-            token,
-            nexus: Some(nexus),
-            exchange,
-            body: request,
-            ordered: false,
-            reply: tx.clone(),
-        });
-        if !sent {
-            let _ = tx.send(Completion {
-                token,
-                result: Err(CallError::NoNexus),
-            });
-        }
-        PendingCall {
-            token,
-            spin: Duration::ZERO,
-            rx,
-            commands: self.host.commands.clone(),
-        }
+        self.backchannel(nexus)
+            .start_call_with(exchange, request, CallOptions::default())
+    }
+
+    /// Backchannel calls to the client of `nexus` (ordered calls, pipelines).
+    pub fn backchannel(&self, nexus: NexusId) -> Backchannel {
+        Backchannel::new(Arc::clone(&self.caller), nexus)
     }
 
     /// Stops accepting, closes every connection and joins the threads.
@@ -466,8 +459,8 @@ pub struct ClientConfig {
     /// Handlers for requests the server sends on the backchannel ([`Server::call`]);
     /// blocking handlers run on two worker threads of the client.
     pub backchannel: Option<Service>,
-    /// Largest request body to ask for (the server's limit caps it; both sides' buffers
-    /// are sized by it).
+    /// Largest request body to ask for, on the fore channel and on the backchannel (the
+    /// server's limit caps it; both sides' buffers are sized by it).
     pub max_request_size: u32,
 }
 
@@ -499,7 +492,7 @@ pub struct Client {
     spin: Duration,
     shards: Option<Arc<Shards>>,
     host: HostHandle,
-    next_token: AtomicU64,
+    caller: Caller,
     addr: SocketAddr,
 }
 
@@ -579,6 +572,7 @@ impl Client {
         sc.compress = config.compression;
         sc.fore.slots = config.slots.max(1);
         sc.fore.max_request_size = config.max_request_size.max(1);
+        sc.back.max_request_size = config.max_request_size.max(1);
         sc.timers.heartbeat_interval = config.heartbeat;
         sc.timers.dead_after = config.heartbeat * 3;
         sc.reconnect_min = Duration::from_millis(10);
@@ -606,8 +600,8 @@ impl Client {
         let mut client = Client {
             spin: config.spin,
             shards: Some(shards),
+            caller: Caller::new(host.commands.clone()),
             host,
-            next_token: AtomicU64::new(1),
             addr,
         };
         match ready_rx.recv_timeout(config.connect_timeout) {
@@ -648,22 +642,8 @@ impl Client {
         request: Bytes,
         options: CallOptions,
     ) -> PendingCall {
-        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = channel::bounded(1);
-        let sent = self.host.commands.send(Command::Call {
-            token,
-            exchange,
-            body: request,
-            ordered: options.ordered,
-            reply: tx.clone(),
-            nexus: None,
-        });
-        if !sent {
-            let _ = tx.send(Completion {
-                token,
-                result: Err(CallError::NoNexus),
-            });
-        }
+        let token = self.caller.start(None, exchange, request, options, &tx);
         PendingCall {
             token,
             spin: self.spin,
@@ -682,21 +662,8 @@ impl Client {
         let (tx, rx) = channel::unbounded();
         let mut count = 0u64;
         for body in requests {
-            let token = self.next_token.fetch_add(1, Ordering::Relaxed);
-            let sent = self.host.commands.send(Command::Call {
-                token,
-                exchange,
-                body,
-                ordered: false,
-                reply: tx.clone(),
-                nexus: None,
-            });
-            if !sent {
-                let _ = tx.send(Completion {
-                    token,
-                    result: Err(CallError::NoNexus),
-                });
-            }
+            self.caller
+                .start(None, exchange, body, CallOptions::default(), &tx);
             count += 1;
         }
         drop(tx);
@@ -723,13 +690,7 @@ impl Client {
     /// wanted, [`Pipeline::next_completion`] in completion order. The cheapest way to keep
     /// many calls in flight (no per-call channel).
     pub fn pipeline(&self) -> Pipeline<'_> {
-        let (tx, rx) = channel::unbounded();
-        Pipeline {
-            client: self,
-            tx,
-            rx,
-            outstanding: 0,
-        }
+        Pipeline::new(&self.caller, None, self.spin)
     }
 
     /// Counters and histograms of the nexus and its open connections.
@@ -771,16 +732,33 @@ impl Drop for Client {
 /// A finished pipeline call: its token and its result.
 pub type FinishedCall = (u64, Result<Bytes, CallError>);
 
-/// Calls in flight with one completion queue (see [`Client::pipeline`]).
+/// Calls in flight with one completion queue (see [`Client::pipeline`] and, for
+/// backchannel calls, [`Backchannel::pipeline`]).
 #[derive(Debug)]
 pub struct Pipeline<'c> {
-    client: &'c Client,
+    caller: &'c Caller,
+    /// The nexus whose backchannel the calls go to (a server's pipeline); `None` on a
+    /// client.
+    nexus: Option<NexusId>,
+    spin: Duration,
     tx: channel::Sender<Completion>,
     rx: Receiver<Completion>,
     outstanding: usize,
 }
 
-impl Pipeline<'_> {
+impl<'c> Pipeline<'c> {
+    fn new(caller: &'c Caller, nexus: Option<NexusId>, spin: Duration) -> Self {
+        let (tx, rx) = channel::unbounded();
+        Pipeline {
+            caller,
+            nexus,
+            spin,
+            tx,
+            rx,
+            outstanding: 0,
+        }
+    }
+
     /// Starts a call; returns its token (as [`next_completion`](Self::next_completion)
     /// reports it).
     pub fn submit(&mut self, exchange: ExchangeId, request: Bytes) -> u64 {
@@ -794,28 +772,16 @@ impl Pipeline<'_> {
         request: Bytes,
         options: CallOptions,
     ) -> u64 {
-        let token = self.client.next_token.fetch_add(1, Ordering::Relaxed);
-        let sent = self.client.host.commands.send(Command::Call {
-            token,
-            exchange,
-            body: request,
-            ordered: options.ordered,
-            reply: self.tx.clone(),
-            nexus: None,
-        });
-        if !sent {
-            let _ = self.tx.send(Completion {
-                token,
-                result: Err(CallError::NoNexus),
-            });
-        }
+        let token = self
+            .caller
+            .start(self.nexus, exchange, request, options, &self.tx);
         self.outstanding += 1;
         token
     }
 
     /// Cancels the call `token`.
     pub fn cancel(&self, token: u64) {
-        self.client.host.commands.send(Command::Cancel { token });
+        self.caller.commands.send(Command::Cancel { token });
     }
 
     /// Calls submitted and not yet returned by `next_completion`.
@@ -858,7 +824,7 @@ impl Pipeline<'_> {
         if self.outstanding == 0 {
             return None;
         }
-        let c = recv_spinning(&self.rx, self.client.spin)?;
+        let c = recv_spinning(&self.rx, self.spin)?;
         self.outstanding -= 1;
         Some((c.token, c.result))
     }

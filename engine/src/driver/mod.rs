@@ -38,7 +38,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
@@ -151,6 +151,9 @@ pub struct RequestContext {
     /// The request's identity (nexus, slot, sequence, exchange).
     pub request: IncomingRequest,
     cancelled: Arc<AtomicBool>,
+    /// The server's caller, for backchannel calls to this request's nexus; `None` for
+    /// the backchannel handlers of a client.
+    caller: Option<Arc<Caller>>,
 }
 
 impl RequestContext {
@@ -158,6 +161,61 @@ impl RequestContext {
     /// [`HandlerError::Cancelled`].
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Acquire)
+    }
+
+    /// Calls back to the client that sent this request, on its nexus's backchannel
+    /// (handlers of a server; `None` for a client's backchannel handlers). A blocking
+    /// handler may keep many such calls in flight and wait for them: their answers are
+    /// received by the shard, not by a handler thread.
+    pub fn backchannel(&self) -> Option<crate::api::Backchannel> {
+        self.caller
+            .as_ref()
+            .map(|caller| crate::api::Backchannel::new(Arc::clone(caller), self.request.nexus))
+    }
+}
+
+/// Starts calls on one host from any thread: its command channel and the tokens naming
+/// the calls (one counter per host, so that a token names one call for cancellation).
+#[derive(Debug)]
+pub(crate) struct Caller {
+    pub(crate) commands: CommandSender,
+    next_token: AtomicU64,
+}
+
+impl Caller {
+    pub(crate) fn new(commands: CommandSender) -> Self {
+        Caller {
+            commands,
+            next_token: AtomicU64::new(1),
+        }
+    }
+
+    /// Starts a call (`nexus`: the backchannel of that nexus, on a server) whose
+    /// completion goes to `reply`; returns its token.
+    pub(crate) fn start(
+        &self,
+        nexus: Option<NexusId>,
+        exchange: ExchangeId,
+        body: Bytes,
+        options: CallOptions,
+        reply: &Sender<Completion>,
+    ) -> u64 {
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let sent = self.commands.send(Command::Call {
+            token,
+            nexus,
+            exchange,
+            body,
+            ordered: options.ordered,
+            reply: reply.clone(),
+        });
+        if !sent {
+            let _ = reply.send(Completion {
+                token,
+                result: Err(CallError::NoNexus),
+            });
+        }
+        token
     }
 }
 
@@ -306,6 +364,8 @@ pub(crate) struct Serving {
     pub(crate) handlers: Arc<HandlerTable>,
     pub(crate) jobs: Option<Sender<Job>>,
     running: HashMap<IncomingRequest, Arc<AtomicBool>>,
+    /// A server's caller, handed to its handlers for backchannel calls.
+    caller: Option<Arc<Caller>>,
 }
 
 impl Serving {
@@ -314,6 +374,7 @@ impl Serving {
             handlers,
             jobs,
             running: HashMap::new(),
+            caller: None,
         }
     }
 }
@@ -670,14 +731,22 @@ impl Host {
         let cancelled = Arc::new(AtomicBool::new(false));
         match handler {
             Handler::Inline(f) => {
-                let ctx = RequestContext { request, cancelled };
+                let ctx = RequestContext {
+                    request,
+                    cancelled,
+                    caller: self.serving.caller.clone(),
+                };
                 let reply = to_reply(f(&ctx, body));
                 self.side.respond(now, &request, reply);
             }
             Handler::Blocking(f) => {
                 self.serving.running.insert(request, cancelled.clone());
                 let job = Job {
-                    ctx: RequestContext { request, cancelled },
+                    ctx: RequestContext {
+                        request,
+                        cancelled,
+                        caller: self.serving.caller.clone(),
+                    },
                     body,
                     handler: f.clone(),
                 };
@@ -963,16 +1032,22 @@ pub(crate) struct HostHandle {
     pub(crate) commands: CommandSender,
 }
 
+/// The command channel of a host to be installed on `shard`.
+fn command_channel(shards: &Arc<Shards>, shard: usize) -> (CommandSender, Receiver<Command>) {
+    let (tx, rx) = crossbeam::channel::unbounded();
+    let waker = Waker::new(shards, shard);
+    (CommandSender { tx, waker }, rx)
+}
+
 fn install(
     shards: &Arc<Shards>,
     shard: usize,
+    (commands, rx): (CommandSender, Receiver<Command>),
     serving: Serving,
     make: impl FnOnce() -> Side + Send + 'static,
 ) -> Result<HostHandle, hawser_shards::ShardError> {
     let id = NEXT_HOST.fetch_add(1, Ordering::Relaxed);
-    let (tx, rx) = crossbeam::channel::unbounded();
-    let waker = Waker::new(shards, shard);
-    let host_waker = waker.clone();
+    let host_waker = commands.waker.clone();
     shards.call_on(shard, move |ctx| {
         let host = Rc::new(RefCell::new(Host::new(id, make(), serving, rx, host_waker)));
         HOSTS.with(|h| h.borrow_mut().push((id, host.clone())));
@@ -981,7 +1056,7 @@ fn install(
     Ok(HostHandle {
         id,
         shard,
-        commands: CommandSender { tx, waker },
+        commands,
     })
 }
 
@@ -994,17 +1069,23 @@ pub(crate) fn install_client(
     ready: Sender<Readiness>,
     backchannel: Serving,
 ) -> Result<HostHandle, hawser_shards::ShardError> {
-    install(shards, shard, backchannel, move || {
-        Side::Client(Box::new(ClientSide {
-            ep: session::Client::new(config, Instant::now()),
-            addr,
-            ready: Some(ready),
-        }))
-    })
+    install(
+        shards,
+        shard,
+        command_channel(shards, shard),
+        backchannel,
+        move || {
+            Side::Client(Box::new(ClientSide {
+                ep: session::Client::new(config, Instant::now()),
+                addr,
+                ready: Some(ready),
+            }))
+        },
+    )
 }
 
 /// Installs a server endpoint on `shard` and listens on `addr` there. Returns the bound
-/// address.
+/// address and the caller for backchannel calls (shared with the server's handlers).
 pub(crate) fn install_server(
     shards: &Arc<Shards>,
     shard: usize,
@@ -1012,10 +1093,13 @@ pub(crate) fn install_server(
     handlers: Arc<HandlerTable>,
     jobs: Sender<Job>,
     addr: SocketAddr,
-) -> Result<(HostHandle, SocketAddr), hawser_shards::ShardError> {
+) -> Result<(HostHandle, SocketAddr, Arc<Caller>), hawser_shards::ShardError> {
     let seed = u64::from_le_bytes(random_nonce()[..8].try_into().expect("8 bytes"));
-    let serving = Serving::new(handlers, Some(jobs));
-    let handle = install(shards, shard, serving, move || {
+    let channel = command_channel(shards, shard);
+    let caller = Arc::new(Caller::new(channel.0.clone()));
+    let mut serving = Serving::new(handlers, Some(jobs));
+    serving.caller = Some(Arc::clone(&caller));
+    let handle = install(shards, shard, channel, serving, move || {
         Side::Server(Box::new(ServerSide {
             ep: session::Server::new(config, seed),
         }))
@@ -1026,7 +1110,7 @@ pub(crate) fn install_server(
         // The server was shut down on a runtime that lives on: refuse.
         None => ListenConn::Refused,
     })?;
-    Ok((handle, bound))
+    Ok((handle, bound, caller))
 }
 
 /// Removes a host from its shard: its connections close, its later callbacks do nothing.

@@ -1,5 +1,5 @@
 //! `hawser serve`, `hawser push` and `hawser bench --mode replicate`: arguments, the
-//! progress display and the report.
+//! progress display and the report (shared with `hawser pull`, see [`super::pull`]).
 
 use std::io::{IsTerminal, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -8,10 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::api::{ApiError, Client, ClientConfig, DEFAULT_PORT, Runtime, Server, ServerBuilder};
-use crate::replicate::proto::{CompressPolicy, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
+use crate::api::{
+    ApiError, Client, ClientConfig, DEFAULT_PORT, Runtime, Server, ServerBuilder, Service,
+};
+use crate::replicate::proto::{CompressPolicy, JobOptions, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
 use crate::replicate::{ReplicateError, Report, Source, SourceConfig, run};
 
+use super::pull::pull_service;
 use super::{PipelineTransport, Progress, ServiceLimits, max_request_size, replication_service};
 
 /// Why a subcommand failed (the binary prints it and exits non-zero).
@@ -42,9 +45,17 @@ pub enum MoverError {
         /// Why.
         source: std::io::Error,
     },
+    /// The server refused or failed a pull (its message names the path and the reason).
+    #[error("{addr}: {message}")]
+    Server {
+        /// The server.
+        addr: SocketAddr,
+        /// What it said.
+        message: String,
+    },
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> MoverError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> MoverError + '_ {
     move |source| MoverError::Io {
         path: path.to_owned(),
         source,
@@ -55,8 +66,10 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> MoverError + '_ {
 #[derive(Debug, Clone, clap::Args)]
 #[command(
     long_about = "Serve as a replication target: write what `hawser push` sends, only under \
---root. Absolute paths, `..` and symlink escapes are refused with an error naming the \
-path. Prints `listening on ADDR` once bound (port 0 picks a free port)."
+--root, and send what `hawser pull` asks for, only from under --root. Absolute paths, `..` \
+and symlink escapes are refused with an error naming the path. A pull occupies one handler \
+thread while it runs; at most handler_threads - 1 (at least 1) run at once, so pushes keep \
+a thread. Prints `listening on ADDR` once bound (port 0 picks a free port)."
 )]
 pub struct ServeArgs {
     /// Address to listen on [default: 0.0.0.0:8415, or the config file's `listen`].
@@ -115,11 +128,15 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, MoverError> {
         max_jobs: file.max_jobs.unwrap_or(ServiceLimits::default().max_jobs),
     };
     let service = replication_service(&root, limits).map_err(io_err(&root))?;
+    let handler_threads = file.handler_threads.unwrap_or(4).max(1);
+    let pulls =
+        pull_service(&root, handler_threads.saturating_sub(1).max(1)).map_err(io_err(&root))?;
     let runtime = Runtime::new(shards)?;
     let mut builder = ServerBuilder::new()
         .runtime(&runtime, 0)
         .service(service)
-        .handler_threads(file.handler_threads.unwrap_or(4))
+        .service(pulls)
+        .handler_threads(handler_threads)
         .max_request_size(max_request_size(max_block));
     for (identity, secret) in file.secrets {
         builder = builder.secret(identity, secret.into_bytes());
@@ -137,7 +154,7 @@ pub fn serve(args: &ServeArgs) -> Result<(), MoverError> {
     }
 }
 
-/// Options of a job shared by `push` and `bench`.
+/// Options of a job shared by `push`, `pull` and `bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct JobArgs {
     /// Connections in the trunk.
@@ -169,7 +186,7 @@ pub struct JobArgs {
     /// Skip paths matching PATTERN (glob; repeatable).
     #[arg(long, value_name = "PATTERN")]
     pub exclude: Vec<String>,
-    /// Continue an interrupted push: only the blocks the target lacks travel.
+    /// Continue an interrupted push or pull: only the blocks the target lacks travel.
     #[arg(long)]
     pub resume: bool,
     /// Compression on the wire: auto or lz4 (lz4 per session frame, sent raw where it
@@ -182,8 +199,9 @@ pub struct JobArgs {
     /// File holding the shared secret of --identity.
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
-    /// Seconds without any answer from the target before the push gives up (the
-    /// session reconnects and retries meanwhile); continue later with --resume.
+    /// Seconds without any answer from the target (pull: without a connection to the
+    /// server) before the job gives up (the session reconnects and retries meanwhile);
+    /// continue later with --resume.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub timeout: f64,
     /// No progress and no report.
@@ -221,9 +239,16 @@ pub struct PushArgs {
 }
 
 /// Parses `HOST[:PORT]:DEST` (`[v6]:PORT:DEST` for IPv6): the address and DEST relative
-/// to the target's root.
+/// to the target's root (a leading `/` is dropped: it names the root).
 pub fn parse_remote(spec: &str) -> Result<(String, u16, String), MoverError> {
-    let bad = || MoverError::Usage(format!("{spec:?} is not HOST[:PORT]:DEST"));
+    let (host, port, dest) = split_remote(spec, "DEST")?;
+    Ok((host, port, dest.trim_start_matches('/').to_string()))
+}
+
+/// Splits `HOST[:PORT]:PATH` (`[v6]:PORT:PATH` for IPv6) into host, port (8415 by
+/// default) and the path as written; `what` names the path in the usage error.
+pub fn split_remote(spec: &str, what: &str) -> Result<(String, u16, String), MoverError> {
+    let bad = || MoverError::Usage(format!("{spec:?} is not HOST[:PORT]:{what}"));
     let (host, rest) = if let Some(after) = spec.strip_prefix('[') {
         let (host, rest) = after.split_once(']').ok_or_else(bad)?;
         (host.to_string(), rest.strip_prefix(':').ok_or_else(bad)?)
@@ -240,7 +265,6 @@ pub fn parse_remote(spec: &str) -> Result<(String, u16, String), MoverError> {
         }
         _ => (DEFAULT_PORT, rest),
     };
-    let dest = dest.trim_start_matches('/');
     Ok((host, port, dest.to_string()))
 }
 
@@ -277,6 +301,16 @@ fn parse_compress(text: &str) -> Result<CompressPolicy, String> {
 /// Connects to `addr` as `job` says: a plain TCP probe first, so that "connection
 /// refused" is reported as such at once instead of as a session timeout.
 pub fn connect(addr: SocketAddr, job: &JobArgs, block_size: u32) -> Result<Client, MoverError> {
+    connect_serving(addr, job, block_size, None)
+}
+
+/// [`connect`], serving `backchannel` to the server (a pull's target).
+pub fn connect_serving(
+    addr: SocketAddr,
+    job: &JobArgs,
+    block_size: u32,
+    backchannel: Option<Service>,
+) -> Result<Client, MoverError> {
     TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|source| MoverError::Connect { addr, source })?;
     let secret = match &job.secret_file {
@@ -299,6 +333,7 @@ pub fn connect(addr: SocketAddr, job: &JobArgs, block_size: u32) -> Result<Clien
         compression: job.compress != CompressPolicy::Off,
         secret,
         max_request_size: max_request_size(block_size),
+        backchannel,
         ..ClientConfig::default()
     };
     if let Some(identity) = &job.identity {
@@ -314,36 +349,58 @@ pub fn source_config(job: &JobArgs, dest: String) -> Result<SourceConfig, MoverE
             "--block-size must be between {MIN_BLOCK_SIZE} and {MAX_BLOCK_SIZE} bytes"
         )));
     }
-    let mut config = SourceConfig {
+    let options = JobOptions {
+        block_size: job.block_size as u32,
+        verify: job.verify,
+        fsync: job.fsync,
+        delete: job.delete,
+        checksum: job.checksum,
+        dry_run: job.dry_run,
+        resume: job.resume,
+        compress: job.compress,
+    };
+    let job_id = u128::from(std::process::id()) << 64
+        | u128::from(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0),
+        );
+    Ok(session_source_config(
+        options,
         dest,
-        excludes: job.exclude.clone(),
-        job_id: u128::from(std::process::id()) << 64
-            | u128::from(
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(0),
-            ),
+        job.exclude.clone(),
+        job.window,
+        job_id,
+    ))
+}
+
+/// A source configuration for a job whose requests travel as session exchanges (push
+/// over the fore channel, pull over the backchannel).
+pub fn session_source_config(
+    options: JobOptions,
+    dest: String,
+    excludes: Vec<String>,
+    window_blocks: usize,
+    job_id: u128,
+) -> SourceConfig {
+    let mut config = SourceConfig {
+        options,
+        dest,
+        excludes,
+        window_blocks: window_blocks.max(1),
+        job_id,
         ..SourceConfig::default()
     };
-    config.options.block_size = job.block_size as u32;
-    config.window_blocks = job.window.max(1);
-    config.options.verify = job.verify;
-    config.options.fsync = job.fsync;
-    config.options.delete = job.delete;
-    config.options.checksum = job.checksum;
-    config.options.dry_run = job.dry_run;
-    config.options.resume = job.resume;
-    config.options.compress = job.compress;
     // Manifest batches must fit the session's request limit.
     config.batch_bytes = config
         .batch_bytes
-        .min(max_request_size(job.block_size as u32) as usize);
-    // The server runs a job's requests one at a time on whichever handler thread is
+        .min(max_request_size(options.block_size) as usize);
+    // The target runs a job's requests one at a time on whichever handler thread is
     // free: two ordered batches in flight could still run out of order there, and a
     // directory must be created before its contents.
     config.manifest_window = 1;
-    Ok(config)
+    config
 }
 
 /// One second of the transfer.
@@ -358,22 +415,25 @@ pub struct Interval {
 }
 
 /// Shows progress while a job runs and records per-second intervals.
-struct Ticker {
+pub(crate) struct Ticker {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<Vec<Interval>>>,
 }
 
 impl Ticker {
-    fn start(progress: Arc<Progress>, quiet: bool) -> Ticker {
+    /// Starts showing `progress`; `verb` says what happens to the bytes ("sent",
+    /// "received").
+    pub(crate) fn start(progress: Arc<Progress>, quiet: bool, verb: &'static str) -> Ticker {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
             let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
                 let bar = indicatif::ProgressBar::new_spinner();
                 bar.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{spinner} {elapsed_precise} {bytes} sent, {binary_bytes_per_sec} {msg}",
-                    )
+                    indicatif::ProgressStyle::with_template(&format!(
+                        "{{spinner}} {{elapsed_precise}} {{bytes}} {verb}, \
+                             {{binary_bytes_per_sec}} {{msg}}"
+                    ))
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
                 );
                 bar
@@ -430,7 +490,8 @@ impl Ticker {
         }
     }
 
-    fn finish(mut self) -> Vec<Interval> {
+    /// Stops the display; the per-second intervals.
+    pub(crate) fn finish(mut self) -> Vec<Interval> {
         self.stop.store(true, Ordering::Release);
         self.thread
             .take()
@@ -439,17 +500,21 @@ impl Ticker {
     }
 }
 
-/// What a push did.
+/// What a push or a pull did.
 #[derive(Debug)]
-pub struct PushOutcome {
+pub struct JobOutcome {
     /// The source's report.
     pub report: Report,
     /// Per-second intervals.
     pub intervals: Vec<Interval>,
-    /// Bytes the client's connections wrote (frames, after session compression).
+    /// Bytes the source side wrote to the trunk (frames, after session compression):
+    /// a push's client wrote them, a pull's client received them.
     pub session_bytes_out: u64,
-    /// Requests the session retried (connection losses).
+    /// Requests the source side's session retried (connection losses).
     pub session_retries: u64,
+    /// Would-change paths (dry run) the report does not list (a pull's report travels
+    /// as one bounded response).
+    pub unlisted_changes: u64,
 }
 
 /// Runs one job from `sources` to `dest` on the server behind `client`.
@@ -459,24 +524,25 @@ pub fn push_with(
     config: SourceConfig,
     quiet: bool,
     stall_timeout: Duration,
-) -> Result<PushOutcome, MoverError> {
+) -> Result<JobOutcome, MoverError> {
     let source = Source::new(config, sources)?;
     let progress = Arc::new(Progress::default());
-    let ticker = Ticker::start(Arc::clone(&progress), quiet);
+    let ticker = Ticker::start(Arc::clone(&progress), quiet, "sent");
     let mut transport = PipelineTransport::new(client, progress).stall_timeout(stall_timeout);
     let result = run(source, &mut transport);
     let intervals = ticker.finish();
     let stats = client.stats();
-    Ok(PushOutcome {
+    Ok(JobOutcome {
         report: result?,
         intervals,
         session_bytes_out: stats.connections.iter().map(|c| c.bytes_out).sum(),
         session_retries: stats.nexuses.iter().map(|(_, n)| n.retries).sum(),
+        unlisted_changes: 0,
     })
 }
 
 /// `hawser push`.
-pub fn push(args: &PushArgs) -> Result<PushOutcome, MoverError> {
+pub fn push(args: &PushArgs) -> Result<JobOutcome, MoverError> {
     let (remote, sources) = args
         .paths
         .split_last()
@@ -525,7 +591,7 @@ fn rate(bytes: u64, seconds: f64) -> f64 {
 }
 
 /// Prints the human report.
-pub fn print_report(outcome: &PushOutcome, verbose: u8) {
+pub fn print_report(outcome: &JobOutcome, verbose: u8) {
     let report = &outcome.report;
     let seconds = report.duration.as_secs_f64();
     let rtt = report.block_rtt();
@@ -573,14 +639,17 @@ pub fn print_report(outcome: &PushOutcome, verbose: u8) {
     } else if !report.would_change.is_empty() {
         println!(
             "{} entries would change (-v lists them)",
-            report.would_change.len()
+            report.would_change.len() as u64 + outcome.unlisted_changes
         );
+    }
+    if verbose > 0 && outcome.unlisted_changes > 0 {
+        println!("... and {} more would change", outcome.unlisted_changes);
     }
 }
 
 /// The iperf3-like JSON report.
 pub fn json_report(
-    outcome: &PushOutcome,
+    outcome: &JobOutcome,
     server: &str,
     dest: &str,
     job: &JobArgs,
@@ -628,9 +697,9 @@ pub fn json_report(
     })
 }
 
-fn write_outputs(
+pub(crate) fn write_outputs(
     job: &JobArgs,
-    outcome: &PushOutcome,
+    outcome: &JobOutcome,
     server: &str,
     dest: &str,
 ) -> Result<(), MoverError> {

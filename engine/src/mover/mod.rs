@@ -29,13 +29,14 @@
 //!
 //! # Not built yet
 //!
-//! `hawser pull`; `--rate`; block compression by the task itself (`--compress` turns on
+//! `--rate`; block compression by the task itself (`--compress` turns on
 //! the session's per-frame lz4 instead); the job's requests are executed one at a time
 //! per job on the server (a lock per job, blocks are not written in parallel); a server
 //! serves all its nexuses on one shard whatever `--shards` says.
 
 pub mod bench;
 pub mod cli;
+pub mod pull;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -91,8 +92,13 @@ pub struct PipelineTransport<'c> {
 impl<'c> PipelineTransport<'c> {
     /// A transport over a new pipeline of `client`.
     pub fn new(client: &'c Client, progress: Arc<Progress>) -> Self {
+        Self::over(client.pipeline(), progress)
+    }
+
+    /// A transport over `pipeline` (a pull's source sends over a backchannel pipeline).
+    pub fn over(pipeline: Pipeline<'c>, progress: Arc<Progress>) -> Self {
         PipelineTransport {
-            pipeline: client.pipeline(),
+            pipeline,
             in_flight: HashMap::new(),
             progress,
             stall_timeout: DEFAULT_STALL_TIMEOUT,

@@ -2,9 +2,54 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A `hawser serve` child on a free loopback port, killed on drop.
+pub struct ServeProcess {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl ServeProcess {
+    pub fn start(root: &Path) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_hawser"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--root"])
+            .arg(root)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Self::announced(child)
+    }
+
+    /// Takes a spawned `hawser serve` (stdout piped) once it prints its address.
+    pub fn announced(mut child: Child) -> Self {
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected serve output {line:?}"))
+            .to_string();
+        ServeProcess { child, addr }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
 
 /// A directory under the system temp dir, removed on drop.
 #[derive(Debug)]

@@ -35,7 +35,7 @@ pub enum RefusalKind {
 }
 
 impl RefusalKind {
-    fn to_wire(self) -> u8 {
+    pub(crate) fn to_wire(self) -> u8 {
         match self {
             Self::AbsolutePath => 1,
             Self::ParentComponent => 2,
@@ -47,7 +47,7 @@ impl RefusalKind {
         }
     }
 
-    fn from_wire(value: u8) -> Result<Self, ProtoError> {
+    pub(crate) fn from_wire(value: u8) -> Result<Self, ProtoError> {
         Ok(match value {
             1 => Self::AbsolutePath,
             2 => Self::ParentComponent,

@@ -62,6 +62,32 @@ pub enum CommitStatus {
     VerifyFailed,
 }
 
+impl CommitStatus {
+    pub(crate) fn to_wire(self) -> u8 {
+        match self {
+            Self::Committed => 0,
+            Self::ContentMismatch => 1,
+            Self::Incomplete => 2,
+            Self::VerifyFailed => 3,
+        }
+    }
+
+    pub(crate) fn from_wire(value: u8) -> Result<Self, ProtoError> {
+        Ok(match value {
+            0 => Self::Committed,
+            1 => Self::ContentMismatch,
+            2 => Self::Incomplete,
+            3 => Self::VerifyFailed,
+            other => {
+                return Err(ProtoError::BadValue {
+                    field: "commit status",
+                    value: u32::from(other),
+                });
+            }
+        })
+    }
+}
+
 /// `tag, file_id u32, status u8`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommitAck {
@@ -76,12 +102,7 @@ impl CommitAck {
     pub fn encode(&self, out: &mut impl BufMut) {
         out.put_u8(MessageKind::CommitAck.tag());
         out.put_u32(self.file_id);
-        out.put_u8(match self.status {
-            CommitStatus::Committed => 0,
-            CommitStatus::ContentMismatch => 1,
-            CommitStatus::Incomplete => 2,
-            CommitStatus::VerifyFailed => 3,
-        });
+        out.put_u8(self.status.to_wire());
     }
 
     /// Decodes a whole message.
@@ -89,18 +110,7 @@ impl CommitAck {
         let mut r = Reader::new(body);
         expect_tag(&mut r, MessageKind::CommitAck)?;
         let file_id = r.u32().need()?;
-        let status = match r.u8().need()? {
-            0 => CommitStatus::Committed,
-            1 => CommitStatus::ContentMismatch,
-            2 => CommitStatus::Incomplete,
-            3 => CommitStatus::VerifyFailed,
-            other => {
-                return Err(ProtoError::BadValue {
-                    field: "commit status",
-                    value: u32::from(other),
-                });
-            }
-        };
+        let status = CommitStatus::from_wire(r.u8().need()?)?;
         expect_end(&r)?;
         Ok(CommitAck { file_id, status })
     }

@@ -15,6 +15,8 @@
 //! | [`CommitFile`] | [`CommitAck`] |
 //! | [`DeleteRequest`] | [`DeleteList`] |
 //! | [`Finish`] | [`FinishReport`] |
+//!
+//! and, from a target to a source (`hawser pull`): [`PullRequest`] → [`PullReport`].
 
 mod answer;
 mod begin;
@@ -24,6 +26,7 @@ mod delete;
 mod error;
 mod finish;
 mod manifest;
+mod pull;
 
 pub use answer::{AnswerEntry, ManifestAnswer, RefusalKind, Verdict};
 pub use begin::{
@@ -36,6 +39,7 @@ pub use error::ProtoError;
 pub use finish::{Finish, FinishReport};
 pub(crate) use manifest::BatchWriter;
 pub use manifest::{EntryKind, Extent, ManifestBatch, ManifestEntry};
+pub use pull::{LISTED_BYTES, PULL_EXCHANGE, PULL_REPORT_TAG, PULL_TAG, PullReport, PullRequest};
 
 use hawser_wire::reader::Reader;
 

@@ -18,6 +18,8 @@ fn decode_everything(bytes: &[u8]) {
     let _ = DeleteList::decode(bytes);
     let _ = Finish::decode(bytes);
     let _ = FinishReport::decode(bytes);
+    let _ = PullRequest::decode(bytes);
+    let _ = PullReport::decode(bytes);
 }
 
 proptest! {
@@ -29,7 +31,7 @@ proptest! {
     }
 
     #[test]
-    fn decoders_never_panic_after_a_valid_tag(tag in prop::sample::select(vec![1u8, 2, 3, 4, 5, 6, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86]),
+    fn decoders_never_panic_after_a_valid_tag(tag in prop::sample::select(vec![1u8, 2, 3, 4, 5, 6, 0x10, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x90]),
                                               rest in proptest::collection::vec(any::<u8>(), 0..300)) {
         let mut bytes = vec![tag];
         bytes.extend_from_slice(&rest);
