@@ -199,6 +199,21 @@ impl Transmit {
         self.segments.push_back(Segment::Shared(bytes));
     }
 
+    /// Moves everything queued in `other` to the end of this queue, in order: shared and
+    /// pooled pieces move as they are, copied ones are copied over. `other` is left empty
+    /// (with its allocations kept for reuse).
+    pub fn append(&mut self, other: &mut Transmit) {
+        for seg in other.segments.drain(..) {
+            match seg {
+                Segment::Copied { start, end } => self.write(&other.copied[start..end]),
+                Segment::Pooled(buf) => self.write_buf(buf),
+                Segment::Shared(bytes) => self.write_bytes(bytes),
+            }
+        }
+        other.copied.clear();
+        other.queued = 0;
+    }
+
     /// Bytes queued and not yet handed to the kernel.
     pub fn queued(&self) -> usize {
         self.queued
@@ -400,5 +415,35 @@ impl Protocol for BulkSource {
 
     fn wants_close(&self) -> bool {
         self.remaining == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_keeps_the_order_and_moves_shared_bytes_without_copying() {
+        let body = Bytes::from(vec![7u8; 100]);
+        let mut stash = Transmit::new();
+        stash.write(b"head");
+        stash.write_bytes(body.clone());
+        stash.write(b"tail");
+        let mut out = Transmit::new();
+        out.write(b"first-");
+        out.append(&mut stash);
+        assert!(stash.is_empty() && stash.segments.is_empty());
+        assert_eq!(out.queued(), 6 + 4 + 100 + 4);
+        let mut want = b"first-head".to_vec();
+        want.extend_from_slice(&body);
+        want.extend_from_slice(b"tail");
+        assert_eq!(out.to_vec(), want);
+        assert!(
+            out.segments
+                .iter()
+                .any(|s| matches!(s, Segment::Shared(b) if b.as_ptr() == body.as_ptr())),
+            "the shared body is moved, not copied"
+        );
+        assert_eq!(out.segments.len(), 3, "head joins the copied run before it");
     }
 }

@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use crossbeam::channel::{Receiver, Sender};
 use hawser_shards::{
     AppMessage, CloseReason as ShardClose, Protocol, Received, ShardCtx, ShardHandler, Shards,
@@ -54,15 +54,12 @@ use crate::session::{
     NexusStats, RemoteException, Reply, RequestId,
 };
 
-/// Output larger than this is handed to the shard as shared bytes (no copy); smaller
-/// output is copied into the shard's transmit buffer (no allocation).
+/// Shared output larger than this is handed to the shard as it is (no copy); smaller
+/// output is copied into the shard's transmit buffer (no allocation, fewer iovecs).
 const SHARE_THRESHOLD: usize = 16 * 1024;
 /// Stop pulling frames from the endpoint once this much waits for the socket: the rest
 /// stays in the endpoint (which keeps retries and accounting exact) until the send drains.
 const TX_HIGH_WATER: usize = 4 << 20;
-/// Capacity of the buffer offered to the endpoint for its output, so that it can swap
-/// buffers rather than copy (see `SessionConn::poll_transmit`).
-const SWAP_CAPACITY: usize = 4 << 20;
 /// Limit of output stashed for a connection that is not the one being served.
 const STASH_LIMIT: usize = 1 << 20;
 
@@ -333,11 +330,26 @@ enum Action {
 struct Link {
     socket: Option<hawser_shards::ConnId>,
     /// Output pulled from the endpoint while another connection was being served.
-    stash: BytesMut,
+    stash: Transmit,
     /// The endpoint is done with it: flush, then close.
     closing: bool,
-    /// The last output pulled for it was large (see [`offer_swap_room`]).
-    large_output: bool,
+}
+
+/// The endpoint writes its output straight into a shard's transmit queue: large bodies
+/// as shared pieces of the vectored send (never copied in user space), small frames
+/// copied into the queue's buffer.
+impl session::TransmitSink for Transmit {
+    fn put_slice(&mut self, bytes: &[u8]) {
+        self.write(bytes);
+    }
+
+    fn put_shared(&mut self, bytes: Bytes) {
+        if bytes.len() >= SHARE_THRESHOLD {
+            self.write_bytes(bytes);
+        } else {
+            self.write(&bytes);
+        }
+    }
 }
 
 struct ClientSide {
@@ -391,7 +403,7 @@ impl Side {
             Side::Server(s) => s.ep.handle_input(now, conn, bytes),
         }
     }
-    fn poll_transmit(&mut self, now: Instant, conn: session::ConnId, out: &mut BytesMut) -> usize {
+    fn poll_transmit(&mut self, now: Instant, conn: session::ConnId, out: &mut Transmit) -> usize {
         match self {
             Side::Client(s) => s.ep.poll_transmit(now, conn, out),
             Side::Server(s) => s.ep.poll_transmit(now, conn, out),
@@ -447,9 +459,6 @@ pub(crate) struct Host {
     timer_armed: Option<Instant>,
     commands: Receiver<Command>,
     waker: Waker,
-    scratch: BytesMut,
-    /// The last output pulled through `scratch` was large (see [`offer_swap_room`]).
-    large_output: bool,
     dead: bool,
 }
 
@@ -478,31 +487,6 @@ fn random_nonce() -> [u8; 16] {
     nonce
 }
 
-/// The endpoint hands its queued frames over by swapping buffers when ours is empty and
-/// at least as large, instead of copying them: worth it for large frames (a 1 MiB body
-/// otherwise costs one more memcpy), not for small ones. While output runs large, a
-/// buffer whose bytes were shared out (no capacity left) is replaced by a roomy one: one
-/// allocation per large frame instead of a copy. While it runs small, nothing is
-/// allocated: small frames are copied into the shard's transmit buffer.
-fn offer_swap_room(buf: &mut BytesMut, large_output: bool) {
-    if large_output && buf.is_empty() && buf.capacity() < SWAP_CAPACITY {
-        *buf = BytesMut::with_capacity(SWAP_CAPACITY);
-    }
-}
-
-/// Moves stashed output into the shard's transmit queue.
-fn move_out(stash: &mut BytesMut, out: &mut Transmit) {
-    if stash.is_empty() {
-        return;
-    }
-    if stash.len() >= SHARE_THRESHOLD {
-        out.write_bytes(stash.split().freeze());
-    } else {
-        out.write(stash);
-        stash.clear();
-    }
-}
-
 impl Host {
     fn new(
         id: u64,
@@ -521,8 +505,6 @@ impl Host {
             timer_armed: None,
             commands,
             waker,
-            scratch: BytesMut::with_capacity(64 * 1024),
-            large_output: false,
             dead: false,
         }
     }
@@ -536,9 +518,8 @@ impl Host {
             conn,
             Link {
                 socket: Some(socket),
-                stash: BytesMut::new(),
+                stash: Transmit::new(),
                 closing: false,
-                large_output: false,
             },
         );
         conn
@@ -551,12 +532,10 @@ impl Host {
             self.on_event(now, event);
         }
         for (&conn, link) in self.links.iter_mut() {
-            if Some(conn) == current || link.stash.len() >= STASH_LIMIT {
+            if Some(conn) == current || link.stash.queued() >= STASH_LIMIT {
                 continue;
             }
-            offer_swap_room(&mut link.stash, link.large_output);
             let n = self.side.poll_transmit(now, conn, &mut link.stash);
-            link.large_output = n >= SHARE_THRESHOLD;
             if (n > 0 || link.closing)
                 && let Some(socket) = link.socket
             {
@@ -926,17 +905,13 @@ impl Protocol for SessionConn {
         let Some(link) = h.links.get_mut(&conn) else {
             return;
         };
-        move_out(&mut link.stash, out);
+        out.append(&mut link.stash);
         let mut drained = false;
         while out.queued() < TX_HIGH_WATER {
-            offer_swap_room(&mut h.scratch, h.large_output);
-            let n = h.side.poll_transmit(now, conn, &mut h.scratch);
-            h.large_output = n >= SHARE_THRESHOLD;
-            if n == 0 {
+            if h.side.poll_transmit(now, conn, out) == 0 {
                 drained = true;
                 break;
             }
-            move_out(&mut h.scratch, out);
         }
         if drained && link.closing {
             h.links.remove(&conn);

@@ -11,7 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::auth::{self, ClientCredentials, NONCE_LEN};
 use super::config::ClientConfig;
@@ -19,7 +19,7 @@ use super::error::{CallError, CloseReason, ProtocolError};
 use super::event::{Event, IncomingRequest, Reply};
 use super::frame::Frame;
 use super::frame::Status;
-use super::link::{GoAwayCode, Link, Received, go_away_code};
+use super::link::{GoAwayCode, Link, Received, TransmitSink, go_away_code};
 use super::nexus::{Footprint, NexusCore};
 use super::stats::{ConnectionStats, NexusStats};
 use super::throttle::TokenBucket;
@@ -179,7 +179,12 @@ impl Client {
     /// Moves bytes to send on `conn` into `out`; returns how many were added. After
     /// [`Event::ConnectionClosed`] for `conn`, the last bytes come out once and the
     /// connection is forgotten.
-    pub fn poll_transmit(&mut self, _now: Instant, conn: ConnId, out: &mut BytesMut) -> usize {
+    pub fn poll_transmit(
+        &mut self,
+        _now: Instant,
+        conn: ConnId,
+        out: &mut impl TransmitSink,
+    ) -> usize {
         let Some(link) = self.links.get_mut(&conn) else {
             return 0;
         };

@@ -192,6 +192,25 @@ fn from_wire_nexus(n: wire::NexusId) -> NexusId {
 const ANONYMOUS: &str = "ANONYMOUS";
 const HMAC_SHA256: &str = "HMAC-SHA256";
 
+/// Request and response bodies at least this long are sent from where they lie (shared,
+/// see [`Codec::encode`]) rather than copied behind their header.
+pub(crate) const SHARED_BODY_MIN: usize = 16 * 1024;
+
+/// A body to send after a frame's head, and the digest trailer to send after it.
+#[derive(Debug)]
+pub(crate) struct SharedBody {
+    pub(crate) body: Bytes,
+    trailer: [u8; wire::DIGEST_LEN],
+    trailer_len: usize,
+}
+
+impl SharedBody {
+    /// The digest trailer (empty without digest).
+    pub(crate) fn trailer(&self) -> &[u8] {
+        &self.trailer[..self.trailer_len]
+    }
+}
+
 /// Encodes and decodes the frames of one connection, with that connection's options.
 #[derive(Debug)]
 pub(crate) struct Codec {
@@ -234,189 +253,43 @@ impl Codec {
         self.decoder.set_max_payload(max);
     }
 
-    /// Appends the encoding of `frame` to `out`.
-    pub(crate) fn encode(&mut self, frame: &Frame, out: &mut BytesMut) {
-        let capabilities = |digest: bool, compress: bool| {
-            let mut c = wire::Capabilities::BACKCHANNEL;
-            if digest {
-                c = c | wire::Capabilities::DIGEST;
+    /// Appends the encoding of `frame` to `out`, except for a large body that goes out
+    /// uncompressed: then only the head is appended, and the body (shared, not copied)
+    /// and digest trailer to send after it are returned.
+    #[must_use = "a shared body must be sent right after the head"]
+    pub(crate) fn encode(&mut self, frame: &Frame, out: &mut BytesMut) -> Option<SharedBody> {
+        let shared = match frame {
+            Frame::Request { body, .. } | Frame::Response { body, .. }
+                if body.len() >= SHARED_BODY_MIN =>
+            {
+                Some(body)
             }
-            if compress {
-                c = c | wire::Capabilities::LZ4;
-            }
-            c
+            _ => None,
         };
-        let w = match frame {
-            Frame::Hello {
-                digest,
-                compress,
-                nonce,
-            } => wire::Frame::Hello(wire::Hello {
-                min_version: VERSION,
-                max_version: VERSION,
-                capabilities: capabilities(*digest, *compress),
-                nonce: *nonce,
-            }),
-            Frame::Auth {
-                mechanism,
-                identity,
-                proof,
-            } => {
-                self.scratch.clear();
-                self.scratch.extend_from_slice(identity.as_bytes());
-                let name = match mechanism {
-                    // Never sent: a client only uses mechanisms it knows.
-                    Mechanism::Anonymous | Mechanism::Unsupported => ANONYMOUS,
-                    Mechanism::HmacSha256 => {
-                        self.scratch.push(0);
-                        self.scratch.extend_from_slice(proof);
-                        HMAC_SHA256
-                    }
-                };
-                wire::Frame::Auth(wire::Auth {
-                    mechanism: name,
-                    initial_response: Some(&self.scratch),
-                })
-            }
-            Frame::AuthResult { status, proof } => wire::Frame::AuthResult(wire::AuthResult {
-                status: *status,
-                additional_data: proof,
-                reason: "",
-            }),
-            Frame::NexusCreate {
-                fore,
-                back,
-                identity,
-            } => wire::Frame::NexusCreate(wire::NexusCreate {
-                fore: to_wire_attrs(fore),
-                back: to_wire_attrs(back),
-                // The server's grace period applies; 0 asks for its default.
-                grace_period_ms: 0,
-                features: wire::NexusFeatures::BACKCHANNEL | wire::NexusFeatures::ORDERED,
-                client_identity: identity,
-            }),
-            Frame::NexusCreated {
-                status,
-                nexus,
-                fore,
-                back,
-                reason,
-            } => wire::Frame::NexusCreated(wire::NexusCreated {
-                status: *status,
-                nexus: to_wire_nexus(*nexus),
-                fore: to_wire_attrs(fore),
-                back: to_wire_attrs(back),
-                grace_period_ms: 0,
-                features: wire::NexusFeatures::BACKCHANNEL | wire::NexusFeatures::ORDERED,
-                reason,
-            }),
-            Frame::Bind { nexus } => wire::Frame::BindConnection(wire::BindConnection {
-                nexus: to_wire_nexus(*nexus),
-            }),
-            Frame::Recover { nexus, identity } => wire::Frame::NexusRecover(wire::NexusRecover {
-                nexus: to_wire_nexus(*nexus),
-                client_identity: identity,
-            }),
-            Frame::BindAck {
-                status,
-                nexus,
-                recovered,
-                reason,
-            } => {
-                if *recovered {
-                    wire::Frame::NexusRecovered(wire::NexusRecovered {
-                        status: *status,
-                        nexus: to_wire_nexus(*nexus),
-                        reason,
-                    })
-                } else {
-                    wire::Frame::BindAck(wire::BindAck {
-                        status: *status,
-                        nexus: to_wire_nexus(*nexus),
-                        reason,
-                    })
-                }
-            }
-            Frame::Destroy { nexus } => wire::Frame::NexusDestroy(wire::NexusDestroy {
-                nexus: to_wire_nexus(*nexus),
-            }),
-            Frame::DestroyAck { nexus } => wire::Frame::NexusDestroyed(wire::NexusDestroyed {
-                status: Status::OK,
-                nexus: to_wire_nexus(*nexus),
-                reason: "",
-            }),
-            Frame::Request {
-                channel,
-                slot,
-                seq,
-                request,
-                exchange,
-                order,
-                body,
-            } => wire::Frame::Request(wire::Request {
-                channel: to_wire_channel(*channel),
-                slot: *slot,
-                sequence: *seq,
-                request_id: request.0,
-                exchange: exchange.0,
-                order: (*order != 0).then_some(*order),
-                body,
-            }),
-            Frame::Response {
-                channel,
-                slot,
-                seq,
-                request,
-                body,
-            } => wire::Frame::Response(wire::Response {
-                channel: to_wire_channel(*channel),
-                slot: *slot,
-                sequence: *seq,
-                request_id: request.0,
-                body,
-            }),
-            Frame::ResponseError {
-                channel,
-                slot,
-                seq,
-                request,
-                exception,
-            } => wire::Frame::ResponseError(wire::ResponseError {
-                channel: to_wire_channel(*channel),
-                slot: *slot,
-                sequence: *seq,
-                request_id: request.0,
-                exception,
-            }),
-            Frame::Cancel {
-                channel,
-                slot,
-                seq,
-                request,
-            } => wire::Frame::Cancel(wire::Cancel {
-                channel: to_wire_channel(*channel),
-                slot: *slot,
-                sequence: *seq,
-                request_id: request.0,
-            }),
-            Frame::Credit { channel, slots } => wire::Frame::Credit(wire::Credit {
-                channel: to_wire_channel(*channel),
-                slots: *slots,
-            }),
-            Frame::Ping { token } => wire::Frame::Ping(wire::Ping { token: *token }),
-            Frame::Pong { token } => wire::Frame::Pong(wire::Pong { token: *token }),
-            Frame::GoAway { code, reason } => wire::Frame::GoAway(wire::GoAway {
-                code: *code,
-                reason: truncate(reason, 1024),
-            }),
-        };
+        let w = to_wire(frame, &mut self.scratch);
         // Every field is bounded by construction (negotiated sizes, short names); an
         // encoding error would be a bug here, and the frame is then simply not sent.
         let before = out.len();
-        if self.encoder.encode(&w, out).is_err() {
+        let encoded = match shared {
+            Some(body) => self.encoder.encode_head(&w, out).map(|split| {
+                split.map(|split| {
+                    let mut trailer = [0; wire::DIGEST_LEN];
+                    let len = split.trailer().len();
+                    trailer[..len].copy_from_slice(split.trailer());
+                    SharedBody {
+                        body: body.clone(),
+                        trailer,
+                        trailer_len: len,
+                    }
+                })
+            }),
+            None => self.encoder.encode(&w, out).map(|_| None),
+        };
+        encoded.unwrap_or_else(|_| {
             debug_assert!(false, "unencodable {} frame", frame.name());
             out.truncate(before);
-        }
+            None
+        })
     }
 
     /// Takes one complete frame off the front of `rx`, or `Ok(None)` if more bytes are
@@ -436,6 +309,185 @@ impl Codec {
             return Err(FrameError::Truncated(header.kind));
         };
         from_wire(w, &chunk).map(Some)
+    }
+}
+
+/// The wire form of `frame`; `scratch` holds what must be assembled (a SASL initial
+/// response).
+fn to_wire<'f>(frame: &'f Frame, scratch: &'f mut Vec<u8>) -> wire::Frame<'f> {
+    let capabilities = |digest: bool, compress: bool| {
+        let mut c = wire::Capabilities::BACKCHANNEL;
+        if digest {
+            c = c | wire::Capabilities::DIGEST;
+        }
+        if compress {
+            c = c | wire::Capabilities::LZ4;
+        }
+        c
+    };
+    match frame {
+        Frame::Hello {
+            digest,
+            compress,
+            nonce,
+        } => wire::Frame::Hello(wire::Hello {
+            min_version: VERSION,
+            max_version: VERSION,
+            capabilities: capabilities(*digest, *compress),
+            nonce: *nonce,
+        }),
+        Frame::Auth {
+            mechanism,
+            identity,
+            proof,
+        } => {
+            scratch.clear();
+            scratch.extend_from_slice(identity.as_bytes());
+            let name = match mechanism {
+                // Never sent: a client only uses mechanisms it knows.
+                Mechanism::Anonymous | Mechanism::Unsupported => ANONYMOUS,
+                Mechanism::HmacSha256 => {
+                    scratch.push(0);
+                    scratch.extend_from_slice(proof);
+                    HMAC_SHA256
+                }
+            };
+            wire::Frame::Auth(wire::Auth {
+                mechanism: name,
+                initial_response: Some(scratch),
+            })
+        }
+        Frame::AuthResult { status, proof } => wire::Frame::AuthResult(wire::AuthResult {
+            status: *status,
+            additional_data: proof,
+            reason: "",
+        }),
+        Frame::NexusCreate {
+            fore,
+            back,
+            identity,
+        } => wire::Frame::NexusCreate(wire::NexusCreate {
+            fore: to_wire_attrs(fore),
+            back: to_wire_attrs(back),
+            // The server's grace period applies; 0 asks for its default.
+            grace_period_ms: 0,
+            features: wire::NexusFeatures::BACKCHANNEL | wire::NexusFeatures::ORDERED,
+            client_identity: identity,
+        }),
+        Frame::NexusCreated {
+            status,
+            nexus,
+            fore,
+            back,
+            reason,
+        } => wire::Frame::NexusCreated(wire::NexusCreated {
+            status: *status,
+            nexus: to_wire_nexus(*nexus),
+            fore: to_wire_attrs(fore),
+            back: to_wire_attrs(back),
+            grace_period_ms: 0,
+            features: wire::NexusFeatures::BACKCHANNEL | wire::NexusFeatures::ORDERED,
+            reason,
+        }),
+        Frame::Bind { nexus } => wire::Frame::BindConnection(wire::BindConnection {
+            nexus: to_wire_nexus(*nexus),
+        }),
+        Frame::Recover { nexus, identity } => wire::Frame::NexusRecover(wire::NexusRecover {
+            nexus: to_wire_nexus(*nexus),
+            client_identity: identity,
+        }),
+        Frame::BindAck {
+            status,
+            nexus,
+            recovered,
+            reason,
+        } => {
+            if *recovered {
+                wire::Frame::NexusRecovered(wire::NexusRecovered {
+                    status: *status,
+                    nexus: to_wire_nexus(*nexus),
+                    reason,
+                })
+            } else {
+                wire::Frame::BindAck(wire::BindAck {
+                    status: *status,
+                    nexus: to_wire_nexus(*nexus),
+                    reason,
+                })
+            }
+        }
+        Frame::Destroy { nexus } => wire::Frame::NexusDestroy(wire::NexusDestroy {
+            nexus: to_wire_nexus(*nexus),
+        }),
+        Frame::DestroyAck { nexus } => wire::Frame::NexusDestroyed(wire::NexusDestroyed {
+            status: Status::OK,
+            nexus: to_wire_nexus(*nexus),
+            reason: "",
+        }),
+        Frame::Request {
+            channel,
+            slot,
+            seq,
+            request,
+            exchange,
+            order,
+            body,
+        } => wire::Frame::Request(wire::Request {
+            channel: to_wire_channel(*channel),
+            slot: *slot,
+            sequence: *seq,
+            request_id: request.0,
+            exchange: exchange.0,
+            order: (*order != 0).then_some(*order),
+            body,
+        }),
+        Frame::Response {
+            channel,
+            slot,
+            seq,
+            request,
+            body,
+        } => wire::Frame::Response(wire::Response {
+            channel: to_wire_channel(*channel),
+            slot: *slot,
+            sequence: *seq,
+            request_id: request.0,
+            body,
+        }),
+        Frame::ResponseError {
+            channel,
+            slot,
+            seq,
+            request,
+            exception,
+        } => wire::Frame::ResponseError(wire::ResponseError {
+            channel: to_wire_channel(*channel),
+            slot: *slot,
+            sequence: *seq,
+            request_id: request.0,
+            exception,
+        }),
+        Frame::Cancel {
+            channel,
+            slot,
+            seq,
+            request,
+        } => wire::Frame::Cancel(wire::Cancel {
+            channel: to_wire_channel(*channel),
+            slot: *slot,
+            sequence: *seq,
+            request_id: request.0,
+        }),
+        Frame::Credit { channel, slots } => wire::Frame::Credit(wire::Credit {
+            channel: to_wire_channel(*channel),
+            slots: *slots,
+        }),
+        Frame::Ping { token } => wire::Frame::Ping(wire::Ping { token: *token }),
+        Frame::Pong { token } => wire::Frame::Pong(wire::Pong { token: *token }),
+        Frame::GoAway { code, reason } => wire::Frame::GoAway(wire::GoAway {
+            code: *code,
+            reason: truncate(reason, 1024),
+        }),
     }
 }
 
@@ -587,12 +639,59 @@ fn from_wire(w: wire::Frame<'_>, chunk: &Bytes) -> Result<Frame, FrameError> {
 pub(crate) fn encode(frame: &Frame, digest: bool, out: &mut BytesMut) {
     let mut codec = Codec::default();
     codec.set_options(digest, false);
-    codec.encode(frame, out);
+    encode_with(&mut codec, frame, out);
+}
+
+/// Encodes `f` whole into `out`, appending a shared body where the codec returns one.
+#[cfg(test)]
+pub(crate) fn encode_with(codec: &mut Codec, f: &Frame, out: &mut BytesMut) {
+    if let Some(shared) = codec.encode(f, out) {
+        out.extend_from_slice(&shared.body);
+        out.extend_from_slice(shared.trailer());
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_bodies_are_shared_not_copied_and_decode_the_same() {
+        for (digest, compress) in [(false, false), (true, false), (true, true)] {
+            let mut codec = Codec::default();
+            codec.set_options(digest, compress);
+            codec.set_max_payload(1 << 20);
+            // Incompressible, so that lz4 (when on) leaves it raw and it can be shared.
+            let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+            let body: Bytes = (0..SHARED_BODY_MIN + 100)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let frame = Frame::Response {
+                channel: Channel::Back,
+                slot: 3,
+                seq: 4,
+                request: RequestId(5),
+                body: body.clone(),
+            };
+            let mut buf = BytesMut::new();
+            let shared = codec.encode(&frame, &mut buf).expect("shared");
+            assert_eq!(
+                shared.body.as_ptr(),
+                body.as_ptr(),
+                "the body is not copied"
+            );
+            assert_eq!(shared.trailer().len(), if digest { 8 } else { 0 });
+            assert!(buf.len() < 64, "only the head was written: {}", buf.len());
+            buf.extend_from_slice(&shared.body);
+            buf.extend_from_slice(shared.trailer());
+            assert_eq!(codec.decode(&mut buf).unwrap(), Some(frame));
+        }
+    }
 
     fn samples() -> Vec<Frame> {
         let attrs = ChannelAttributes::default();
@@ -692,7 +791,7 @@ mod tests {
             codec.set_max_payload(1 << 20);
             let mut buf = BytesMut::new();
             for f in samples() {
-                codec.encode(&f, &mut buf);
+                encode_with(&mut codec, &f, &mut buf);
             }
             for f in samples() {
                 assert_eq!(codec.decode(&mut buf).unwrap(), Some(f));
@@ -706,7 +805,7 @@ mod tests {
         let mut codec = Codec::default();
         codec.set_max_payload(1 << 20);
         let mut whole = BytesMut::new();
-        codec.encode(&samples()[11], &mut whole);
+        encode_with(&mut codec, &samples()[11], &mut whole);
         for cut in 0..whole.len() {
             let mut part = BytesMut::from(&whole[..cut]);
             assert_eq!(codec.decode(&mut part), Ok(None));
@@ -728,7 +827,7 @@ mod tests {
         let mut codec = Codec::default();
         codec.set_max_payload(1 << 20);
         let mut buf = BytesMut::new();
-        codec.encode(&samples()[11], &mut buf);
+        encode_with(&mut codec, &samples()[11], &mut buf);
         let start = buf.as_ptr() as usize;
         let end = start + buf.len();
         let Some(Frame::Request { body, .. }) = codec.decode(&mut buf).unwrap() else {
@@ -753,11 +852,11 @@ mod tests {
             body: Bytes::from(b"all work and no play ".repeat(100)),
         };
         let mut buf = BytesMut::new();
-        codec.encode(&text, &mut buf);
+        encode_with(&mut codec, &text, &mut buf);
         assert!(buf.len() < 500, "{} bytes", buf.len());
         assert_eq!(codec.decode(&mut buf).unwrap(), Some(text.clone()));
         let mut buf = BytesMut::new();
-        codec.encode(&text, &mut buf);
+        encode_with(&mut codec, &text, &mut buf);
         codec.set_max_payload(1000);
         assert!(codec.decode(&mut buf).is_err());
     }

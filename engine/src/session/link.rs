@@ -1,13 +1,14 @@
 //! One transport connection as the session layer sees it: receive and transmit buffers,
 //! frame decoding, heartbeats, and the handshake phase (a type chosen by the endpoint).
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::config::Timers;
 use super::error::{CloseReason, ProtocolError};
-use super::frame::{Codec, Frame};
+use super::frame::{Codec, Frame, SHARED_BODY_MIN};
 use super::stats::ConnectionStats;
 use super::types::ConnId;
 
@@ -52,7 +53,13 @@ pub(crate) struct Link<P> {
     /// Set once the connection is finished; what is left in `tx` is its last words.
     pub(crate) closing: Option<CloseReason>,
     rx: BytesMut,
-    tx: BytesMut,
+    /// Encoded frames not yet handed to the driver, in order: runs of `tx_copied` and
+    /// large bodies sent from where they lie.
+    tx: VecDeque<TxPiece>,
+    /// The copied bytes of `tx`'s `Copied` runs, front to back.
+    tx_copied: BytesMut,
+    /// Bytes in `tx`.
+    tx_len: usize,
     opened: Instant,
     handshake_done: bool,
     last_rx: Instant,
@@ -74,7 +81,9 @@ impl<P> Link<P> {
             stats: ConnectionStats::default(),
             closing: None,
             rx: BytesMut::with_capacity(16 * 1024),
-            tx: BytesMut::with_capacity(16 * 1024),
+            tx: VecDeque::new(),
+            tx_copied: BytesMut::with_capacity(16 * 1024),
+            tx_len: 0,
             opened: now,
             handshake_done: false,
             last_rx: now,
@@ -109,13 +118,34 @@ impl<P> Link<P> {
         if self.closing.is_some() {
             return;
         }
-        self.codec.encode(f, &mut self.tx);
+        let before = self.tx_copied.len();
+        let shared = self.codec.encode(f, &mut self.tx_copied);
+        self.copied(self.tx_copied.len() - before);
+        if let Some(shared) = shared {
+            self.tx_len += shared.body.len();
+            self.tx_copied.extend_from_slice(shared.trailer());
+            let trailer_len = shared.trailer().len();
+            self.tx.push_back(TxPiece::Shared(shared.body));
+            self.copied(trailer_len);
+        }
         self.stats.frames_out += 1;
+    }
+
+    /// Records `n` bytes just appended to `tx_copied`.
+    fn copied(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.tx_len += n;
+        match self.tx.back_mut() {
+            Some(TxPiece::Copied(run)) => *run += n,
+            _ => self.tx.push_back(TxPiece::Copied(n)),
+        }
     }
 
     /// Bytes queued and not yet handed to the driver.
     pub(crate) fn queued(&self) -> usize {
-        self.tx.len()
+        self.tx_len
     }
 
     /// Appends received bytes.
@@ -177,19 +207,23 @@ impl<P> Link<P> {
     }
 
     /// Moves queued bytes into `out`; returns how many.
-    pub(crate) fn poll_transmit(&mut self, out: &mut BytesMut) -> usize {
-        let n = self.tx.len();
-        if n == 0 {
-            return 0;
+    pub(crate) fn poll_transmit(&mut self, out: &mut impl TransmitSink) -> usize {
+        let n = self.tx_len;
+        while let Some(piece) = self.tx.pop_front() {
+            match piece {
+                TxPiece::Shared(body) => out.put_shared(body),
+                // A long run (compressed bodies, many frames) is handed over without a
+                // copy; short ones are copied into the sink, which then allocates nothing.
+                TxPiece::Copied(run) if run >= SHARED_BODY_MIN => {
+                    out.put_shared(self.tx_copied.split_to(run).freeze());
+                }
+                TxPiece::Copied(run) => {
+                    out.put_slice(&self.tx_copied[..run]);
+                    self.tx_copied.advance(run);
+                }
+            }
         }
-        if out.is_empty() && out.capacity() >= n {
-            // Hand the encoded frames over by swapping buffers: no copy, and both
-            // allocations stay in use (the driver's goes on as our next transmit buffer).
-            std::mem::swap(out, &mut self.tx);
-        } else {
-            out.extend_from_slice(&self.tx);
-            self.tx.clear();
-        }
+        self.tx_len = 0;
         self.stats.bytes_out += n as u64;
         n
     }
@@ -256,6 +290,45 @@ impl<P> Link<P> {
 
     /// Bytes held in buffers (for the simulator's memory bound).
     pub(crate) fn buffered(&self) -> usize {
-        self.rx.len() + self.tx.len()
+        self.rx.len() + self.tx_len
+    }
+}
+
+/// A piece of a connection's queued output.
+#[derive(Debug)]
+enum TxPiece {
+    /// This many bytes from the front of the copied buffer.
+    Copied(usize),
+    /// A body sent from where it lies.
+    Shared(Bytes),
+}
+
+/// Where an endpoint's output goes ([`Client::poll_transmit`](super::Client::poll_transmit),
+/// [`Server::poll_transmit`](super::Server::poll_transmit)): copied bytes and shared
+/// ones, in order. A driver's transmit queue keeps shared bytes as they are and sends them
+/// with a vectored write, so a large body is never copied in user space; `BytesMut`
+/// simply appends everything (tests, simulators).
+pub trait TransmitSink {
+    /// Appends a copy of `bytes`.
+    fn put_slice(&mut self, bytes: &[u8]);
+    /// Appends `bytes`, keeping them rather than copying them where the sink can.
+    fn put_shared(&mut self, bytes: Bytes);
+}
+
+impl TransmitSink for BytesMut {
+    fn put_slice(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+
+    fn put_shared(&mut self, bytes: Bytes) {
+        if self.is_empty() {
+            // Takes the allocation over when nothing else shares it: no copy.
+            match bytes.try_into_mut() {
+                Ok(owned) => *self = owned,
+                Err(bytes) => self.extend_from_slice(&bytes),
+            }
+        } else {
+            self.extend_from_slice(&bytes);
+        }
     }
 }

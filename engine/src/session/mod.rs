@@ -119,6 +119,7 @@ pub use error::{CallError, CloseReason, ProtocolError};
 pub use event::{Event, IncomingRequest, Reply};
 pub use exception::RemoteException;
 pub use frame::FrameError;
+pub use link::TransmitSink;
 pub use nexus::Footprint;
 pub use server::Server;
 pub use stats::{ConnectionStats, NexusStats};

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::auth::{self, Mechanism, NONCE_LEN};
 use super::client::CallOptions;
@@ -18,7 +18,7 @@ use super::error::{CallError, CloseReason, ProtocolError};
 use super::event::{Event, IncomingRequest, Reply};
 use super::frame::Frame;
 use super::frame::Status;
-use super::link::{GoAwayCode, Link, Received, go_away_code};
+use super::link::{GoAwayCode, Link, Received, TransmitSink, go_away_code};
 use super::nexus::{Footprint, NexusCore};
 use super::stats::{ConnectionStats, NexusStats};
 use super::throttle::TokenBucket;
@@ -134,7 +134,12 @@ impl Server {
     /// Moves bytes to send on `conn` into `out`; returns how many were added. After
     /// [`Event::ConnectionClosed`] for `conn`, the last bytes come out once and the
     /// connection is forgotten.
-    pub fn poll_transmit(&mut self, _now: Instant, conn: ConnId, out: &mut BytesMut) -> usize {
+    pub fn poll_transmit(
+        &mut self,
+        _now: Instant,
+        conn: ConnId,
+        out: &mut impl TransmitSink,
+    ) -> usize {
         let Some(link) = self.links.get_mut(&conn) else {
             return 0;
         };

@@ -293,12 +293,75 @@ impl FrameEncoder {
         }
         frame.encode(digest, out)
     }
+
+    /// Like [`encode`](Self::encode), except that a body going out uncompressed is not
+    /// copied: only the head (header and fixed fields) is appended to `out`, and the
+    /// returned [`SplitFrame`] says which body and trailer the caller sends after it
+    /// (sharing the body's bytes rather than copying them). Returns `None` when the whole
+    /// frame went into `out`: compressed, or with fixed fields too long to split.
+    pub fn encode_head<'a, B: BufMut>(
+        &mut self,
+        frame: &Frame<'a>,
+        out: &mut B,
+    ) -> Result<Option<SplitFrame<'a>>, DspError> {
+        let digest = self.options.digest;
+        let body = frame.body();
+        if self.options.compression == Compression::Lz4
+            && frame.kind().compressible()
+            && body.len() >= MIN_COMPRESS_LEN
+            && let Some(compressed) = compress(&mut self.scratch, body)
+        {
+            frame.encode_with_body(digest, Some(compressed), out)?;
+            return Ok(None);
+        }
+        match frame.split(digest) {
+            Some(split) => {
+                let split = split?;
+                out.put_slice(split.head());
+                Ok(Some(split))
+            }
+            None => {
+                frame.encode(digest, out)?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Bodies longer than this are first probed: [`PROBE_LEN`] bytes from their middle are
+/// compressed, and if that saves less than 1/16 the body goes raw without compressing
+/// the rest. Random or already-compressed data (most of a replication's bulk) then costs
+/// one small lz4 call instead of a whole-body one.
+const PROBE_ABOVE: usize = 256 * 1024;
+/// Bytes compressed by the probe.
+const PROBE_LEN: usize = 64 * 1024;
+
+/// Whether a probe of `body` suggests lz4 would shrink it (see [`PROBE_ABOVE`]).
+fn worth_compressing(scratch: &mut Vec<u8>, body: &[u8]) -> bool {
+    if body.len() <= PROBE_ABOVE {
+        return true;
+    }
+    let start = (body.len() - PROBE_LEN) / 2;
+    let Some(sample) = body.get(start..start + PROBE_LEN) else {
+        return true;
+    };
+    let bound = lz4_flex::block::get_maximum_output_size(PROBE_LEN);
+    if scratch.len() < bound {
+        scratch.resize(bound, 0);
+    }
+    match lz4_flex::block::compress_into(sample, scratch) {
+        Ok(len) => len < PROBE_LEN - PROBE_LEN / 16,
+        Err(_) => true,
+    }
 }
 
 /// Compresses `body` into `scratch` as `u32 length ‖ lz4 block`, returning it only if it
 /// is smaller than the body.
 fn compress<'s>(scratch: &'s mut Vec<u8>, body: &[u8]) -> Option<&'s [u8]> {
     let body_len = u32::try_from(body.len()).ok()?;
+    if !worth_compressing(scratch, body) {
+        return None;
+    }
     let bound = 4 + lz4_flex::block::get_maximum_output_size(body.len());
     if scratch.len() < bound {
         scratch.resize(bound, 0);

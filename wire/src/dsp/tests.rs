@@ -641,6 +641,57 @@ fn auto_compression_skips_incompressible_and_small_bodies() {
 }
 
 #[test]
+fn large_bodies_are_probed_before_being_compressed() {
+    let options = EncodeOptions {
+        digest: false,
+        compression: Compression::Lz4,
+    };
+    let mut noise = vec![0u8; 1 << 20];
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    for b in &mut noise {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x.to_be_bytes()[0];
+    }
+    // Random but for a compressible middle: the probe (taken from the middle) says
+    // compress, and the whole body shrinks by about that middle.
+    let mut middle_only = noise.clone();
+    let mid = middle_only.len() / 2;
+    middle_only[mid - 40_000..mid + 40_000].fill(7);
+    // Compressible everywhere but in the middle: the probe says no, so it goes raw
+    // although lz4 would have shrunk it (the price of probing).
+    let mut all_but_middle = vec![1u8; 1 << 20];
+    all_but_middle[mid - 40_000..mid + 40_000].copy_from_slice(&noise[..80_000]);
+    for (body, expect_compressed) in [
+        (&noise[..], false),
+        (&vec![0u8; 1 << 20][..], true),
+        (&middle_only[..], true),
+        (&all_but_middle[..], false),
+    ] {
+        let frame = Frame::Response(Response {
+            channel: Channel::Fore,
+            slot: 0,
+            sequence: 0,
+            request_id: 0,
+            body,
+        });
+        let mut out = Vec::new();
+        let header = FrameEncoder::new(options)
+            .encode(&frame, &mut out)
+            .expect("encodes");
+        assert_eq!(
+            header.is_compressed(),
+            expect_compressed,
+            "{} bytes",
+            out.len()
+        );
+        let mut d = FrameDecoder::new(4 << 20);
+        assert_eq!(d.decode(&out), Ok(Some((frame, out.len()))));
+    }
+}
+
+#[test]
 fn split_frames_match_contiguous_encoding() {
     let body = vec![3u8; 5000];
     for frame in [
@@ -959,6 +1010,28 @@ proptest! {
         prop_assert_eq!(header.has_digest(), digest);
         // Canonical: re-encoding what was decoded gives the same bytes.
         prop_assert_eq!(encode(&decoded, options), wire);
+    }
+
+    #[test]
+    fn head_then_shared_body_equals_the_contiguous_encoding(
+        fields in fields_strategy(), digest: bool, lz4: bool,
+    ) {
+        let frame = build(&fields);
+        let options = EncodeOptions {
+            digest,
+            compression: if lz4 { Compression::Lz4 } else { Compression::Off },
+        };
+        let mut joined = Vec::new();
+        let split = FrameEncoder::new(options)
+            .encode_head(&frame, &mut joined)
+            .expect("encodes");
+        if let Some(split) = split {
+            prop_assert_eq!(joined.as_slice(), split.head());
+            prop_assert!(std::ptr::eq(split.body(), frame.body()), "body is not copied");
+            joined.extend_from_slice(split.body());
+            joined.extend_from_slice(split.trailer());
+        }
+        prop_assert_eq!(joined, encode(&frame, options));
     }
 
     #[test]
