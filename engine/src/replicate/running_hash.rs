@@ -90,9 +90,34 @@ impl RunningHash {
         }
     }
 
+    /// Whether `data`, arriving for the piece at `offset`, has the xxh3-64 `digest`. A
+    /// piece at the cursor is also hashed into the file's hash in the same pass over its
+    /// bytes (and only if the digest matches), so the target reads each block from memory
+    /// once for both checks.
+    pub(crate) fn check(&mut self, offset: u64, data: &[u8], digest: u64) -> bool {
+        let Some(&piece) = self.pieces.get(self.next).filter(|p| p.offset == offset) else {
+            return xxhash_rust::xxh3::xxh3_64(data) == digest;
+        };
+        let mut block = Xxh3::new();
+        let mut file = self.hasher.clone();
+        sparse::hash_zeros(&mut file, piece.offset - self.hashed_to);
+        for chunk in data.chunks(sparse::HASH_CHUNK) {
+            block.update(chunk);
+            file.update(chunk);
+        }
+        if block.digest() != digest {
+            return false;
+        }
+        self.hasher = file;
+        self.hashed_to = piece.offset + u64::from(piece.len);
+        self.next += 1;
+        true
+    }
+
     /// The piece at `offset` was written (and recorded in `on_disk`) with `data`: hashes
     /// it if the cursor is there, or holds `shared` (the same bytes) if the budget
-    /// allows; then moves the cursor over every following piece that is held or on disk.
+    /// allows; then moves the cursor over every following piece that is held or on disk
+    /// (a piece [`check`](Self::check) hashed is behind the cursor already).
     pub(crate) fn written(
         &mut self,
         offset: u64,
@@ -114,8 +139,8 @@ impl RunningHash {
                     self.held.insert(offset, shared.clone());
                 }
             }
-            // Behind the cursor (a piece written again): already hashed.
-            _ => {}
+            // Behind the cursor (hashed by `check`, or a piece written again).
+            _ => self.advance(file, on_disk)?,
         }
         Ok(())
     }
@@ -234,6 +259,12 @@ mod tests {
             for &i in order {
                 let p = self.pieces[i];
                 let bytes = self.bytes(p);
+                let digest = xxhash_rust::xxh3::xxh3_64(&bytes);
+                // A corrupted copy first: refused, and the hash is left as it was.
+                let mut corrupt = bytes.to_vec();
+                corrupt[0] ^= 1;
+                assert!(!hash.check(p.offset, &corrupt, digest));
+                assert!(hash.check(p.offset, &bytes, digest));
                 self.file.write_all_at(&bytes, p.offset).unwrap();
                 on_disk.insert(p.offset);
                 hash.written(

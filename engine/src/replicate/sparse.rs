@@ -111,7 +111,7 @@ pub(crate) fn hash_zeros(hasher: &mut Xxh3, mut len: u64) {
 /// Bytes read and hashed at a time by [`read_hashed`]: small enough to stay in the L2
 /// cache between the read's copy and the hash passes over it, so each byte comes from
 /// memory once instead of once per pass.
-const HASH_CHUNK: usize = 256 * 1024;
+pub(crate) const HASH_CHUNK: usize = 256 * 1024;
 
 /// Fills `buf` from `file` at `offset`, feeding every byte to `file_hasher` as it goes,
 /// and returns the xxh3-64 of `buf` (a block's digest): one pass over memory for the read

@@ -521,7 +521,7 @@ impl Job {
             offset: header.offset,
             status: BlockStatus::Written,
         };
-        if block_digest(data) != header.digest {
+        if !partial.hash.check(header.offset, data, header.digest) {
             ack.status = BlockStatus::DigestMismatch;
             return Ok(ack);
         }
