@@ -64,7 +64,9 @@ struct Partial {
     temp_path: PathBuf,
     journal_path: PathBuf,
     file: File,
-    journal: Journal,
+    /// `None` for a file of one piece: resuming it means sending that piece again, so
+    /// its journal would only cost a file creation (the dearest step for small files).
+    journal: Option<Journal>,
     /// Expected pieces by offset, with their length.
     pieces: HashMap<u64, u32>,
     received: HashSet<u64>,
@@ -417,7 +419,7 @@ impl Job {
                     self.report.bytes_resumed += u64::from(record.len);
                 }
             }
-            resumed = Some((file, journal, received));
+            resumed = Some((file, Some(journal), received));
         }
         let resuming = resumed.is_some();
         let (file, journal, received) = match resumed {
@@ -431,7 +433,11 @@ impl Job {
                     .open(&temp_path)?;
                 // Holes stay holes: only data pieces are ever written.
                 file.set_len(entry.size)?;
-                let journal = Journal::create(&journal_path, identity, fsync)?;
+                let journal = if pieces.len() > 1 {
+                    Some(Journal::create(&journal_path, identity, fsync)?)
+                } else {
+                    None
+                };
                 (file, journal, HashSet::new())
             }
         };
@@ -533,14 +539,15 @@ impl Job {
         if fsync {
             partial.file.sync_data().map_err(io_err(path))?;
         }
-        partial
-            .journal
-            .append(journal::Record {
-                offset: header.offset,
-                len: data.len() as u32,
-                digest: header.digest,
-            })
-            .map_err(io_err(&partial.journal_path))?;
+        if let Some(journal) = &mut partial.journal {
+            journal
+                .append(journal::Record {
+                    offset: header.offset,
+                    len: data.len() as u32,
+                    digest: header.digest,
+                })
+                .map_err(io_err(&partial.journal_path))?;
+        }
         partial.received.insert(header.offset);
         partial
             .hash
@@ -581,7 +588,9 @@ impl Job {
         if hash != commit.content_hash {
             // The bytes are wrong as a whole: start over next time.
             let _ = std::fs::remove_file(temp);
-            let _ = std::fs::remove_file(&partial.journal_path);
+            if partial.journal.is_some() {
+                let _ = std::fs::remove_file(&partial.journal_path);
+            }
             return Ok(ack(CommitStatus::ContentMismatch));
         }
         let file = &partial.file;
@@ -599,7 +608,9 @@ impl Job {
             self.options.fsync,
         )
         .map_err(io_err(&partial.final_path))?;
-        let _ = std::fs::remove_file(&partial.journal_path);
+        if partial.journal.is_some() {
+            let _ = std::fs::remove_file(&partial.journal_path);
+        }
         if self.options.verify {
             // Drop the cached pages (best effort) so the re-read comes from the device.
             let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
