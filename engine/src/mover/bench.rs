@@ -162,7 +162,7 @@ fn job_args(args: &BenchArgs) -> JobArgs {
     JobArgs {
         connections: args.connections,
         block_size: 8 << 20,
-        window: 4,
+        window: Some(4),
         verify: false,
         fsync: false,
         delete: false,
@@ -220,7 +220,7 @@ fn run(args: &BenchArgs) -> Result<(), MoverError> {
     })?;
     let job = job_args(args);
     let config = source_config(&job, "bench".into())?;
-    let client = connect(server.local_addr(), &job, config.options.block_size)?;
+    let (client, _) = connect(server.local_addr(), &job, config.options.block_size)?;
     let outcome = push_with(
         &client,
         &[PathBuf::from(format!("{}/", src.display()))],

@@ -25,7 +25,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::cli::{
     Interval, JobArgs, JobOutcome, MoverError, Ticker, connect_serving, io_err, print_report,
-    session_source_config, source_config, split_remote, stall_timeout, write_outputs,
+    session_source_config, source_config, split_remote, stall_timeout, window_for, write_outputs,
 };
 use super::{PipelineTransport, Progress};
 use crate::api::{
@@ -348,6 +348,12 @@ pub fn pull(args: &PullArgs) -> Result<JobOutcome, MoverError> {
     let (target_root, dest) = local_destination(Path::new(local))?;
     let config = source_config(&args.job, dest)?;
     let timeout = stall_timeout(&args.job)?;
+    let target = Target::new(&target_root).map_err(io_err(&target_root))?;
+    let progress = Arc::new(Progress::default());
+    let service = pull_target_service(target, Arc::clone(&progress));
+    let (client, rtt) = connect_serving(addr, &args.job, config.options.block_size, Some(service))?;
+    // The server's source sends the blocks: it keeps this many in flight.
+    let window = window_for(&args.job, rtt, config.options.block_size);
     let mut body = BytesMut::new();
     PullRequest {
         begin: Begin {
@@ -356,7 +362,7 @@ pub fn pull(args: &PullArgs) -> Result<JobOutcome, MoverError> {
             options: config.options,
             dest: config.dest.as_bytes(),
         },
-        window_blocks: u32::try_from(config.window_blocks).unwrap_or(u32::MAX),
+        window_blocks: u32::try_from(window).unwrap_or(u32::MAX),
         stall_timeout: timeout,
         sources: sources.iter().map(|s| s.as_bytes()).collect(),
         excludes: config.excludes.iter().map(|s| s.as_bytes()).collect(),
@@ -364,10 +370,6 @@ pub fn pull(args: &PullArgs) -> Result<JobOutcome, MoverError> {
     .encode(&mut body)
     .map_err(|e| MoverError::Usage(format!("cannot encode the pull request: {e}")))?;
 
-    let target = Target::new(&target_root).map_err(io_err(&target_root))?;
-    let progress = Arc::new(Progress::default());
-    let service = pull_target_service(target, Arc::clone(&progress));
-    let client = connect_serving(addr, &args.job, config.options.block_size, Some(service))?;
     let ticker = Ticker::start(Arc::clone(&progress), args.job.quiet, "received");
     let pending = client.start_call(ExchangeId(PULL_EXCHANGE), body.freeze());
     let answer = wait_for_pull(&client, &pending, timeout);
