@@ -225,3 +225,31 @@ fn delete_and_resume_work_with_the_journal_on_the_pulling_side() {
     assert!(sent < total as u64, "resume sent {sent} of {total}");
     assert_eq!(report["end"]["deleted"].as_u64(), Some(1), "{report}");
 }
+
+#[test]
+fn rate_paces_the_server_sending_a_pull() {
+    let served = TempDir::new("pull-rate-srv");
+    let local = TempDir::new("pull-rate-local");
+    std::fs::write(
+        served.path().join("paced.bin"),
+        replicate_support::random_bytes(5, 6_000_000),
+    )
+    .unwrap();
+    let server = ServeProcess::start(served.path());
+    let started = std::time::Instant::now();
+    ok(&pull(&[
+        "--rate",
+        "4M",
+        "--block-size",
+        "1M",
+        &format!("{}:paced.bin", server.addr),
+        local.path().to_str().unwrap(),
+    ]));
+    // 6 MB at 4 MB/s from the server's source: at least ~1.5 s (load only slows it).
+    let took = started.elapsed();
+    assert!(took.as_secs_f64() >= 1.4, "6 MB at 4 MB/s took {took:?}");
+    assert_eq!(
+        std::fs::read(local.path().join("paced.bin")).unwrap(),
+        std::fs::read(served.path().join("paced.bin")).unwrap()
+    );
+}

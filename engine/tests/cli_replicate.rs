@@ -267,3 +267,35 @@ fn config_file_sets_root_and_secrets() {
     );
     server.kill();
 }
+
+#[test]
+fn rate_caps_the_transfer_and_bad_rates_are_refused() {
+    let src = TempDir::new("cli-rate-src");
+    let dst = TempDir::new("cli-rate-dst");
+    // 6 MB at 4 MB/s: at least ~1.5 s once the bucket's first 200 KB are spent. Load on
+    // the machine can only make it slower, so the bound cannot flake.
+    std::fs::write(src.path().join("paced.bin"), random_bytes(3, 6_000_000)).unwrap();
+    let server = ServeProcess::start(dst.path());
+    let from = format!("{}/", src.path().display());
+    let to = format!("{}:/paced", server.addr);
+    let started = std::time::Instant::now();
+    ok(&push(&[
+        "--rate",
+        "32Mbit",
+        "--block-size",
+        "1M",
+        &from,
+        &to,
+    ]));
+    let took = started.elapsed();
+    assert!(took.as_secs_f64() >= 1.4, "6 MB at 4 MB/s took {took:?}");
+    assert_same_tree(src.path(), &dst.path().join("paced"));
+
+    let out = push(&["--rate", "fast", &from, &to]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("is not a rate"),
+        "{}",
+        text(&out.stderr)
+    );
+}

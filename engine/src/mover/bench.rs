@@ -163,6 +163,7 @@ fn job_args(args: &BenchArgs) -> JobArgs {
         connections: args.connections,
         block_size: 8 << 20,
         window: Some(4),
+        rate: None,
         verify: false,
         fsync: false,
         delete: false,
@@ -227,6 +228,7 @@ fn run(args: &BenchArgs) -> Result<(), MoverError> {
         config,
         job.quiet,
         super::DEFAULT_STALL_TIMEOUT,
+        None,
     );
     client.close();
     drop(server);

@@ -194,6 +194,11 @@ pub struct JobArgs {
     /// does not shrink), off.
     #[arg(long, default_value = "auto", value_parser = parse_compress)]
     pub compress: CompressPolicy,
+    /// Cap the data rate (token bucket): bytes per second with an optional k, M, G or T
+    /// suffix (powers of 1000: `500M` is 500 MB/s), or bits per second ending in `bit`
+    /// (`4Gbit`). The sender paces itself: for a pull, the server.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub rate: Option<u64>,
     /// Identity to authenticate as (with --secret-file).
     #[arg(long)]
     pub identity: Option<String>,
@@ -288,6 +293,39 @@ fn parse_size(text: &str) -> Result<u64, String> {
         .ok()
         .and_then(|n| n.checked_mul(scale))
         .ok_or_else(|| format!("{text:?} is not a size"))
+}
+
+/// `--rate`: bytes per second (decimal suffixes), or bits per second ending in `bit`.
+fn parse_rate(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (t, bits) = match t.strip_suffix("bit") {
+        Some(rest) => (rest, true),
+        None => (t, false),
+    };
+    let (digits, scale) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let scale: u64 = match c.to_ascii_uppercase() {
+                'K' => 1_000,
+                'M' => 1_000_000,
+                'G' => 1_000_000_000,
+                'T' => 1_000_000_000_000,
+                _ => return Err(format!("unknown rate suffix in {text:?}")),
+            };
+            (&t[..i], scale)
+        }
+        _ => (t, 1),
+    };
+    let value = digits
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .ok_or_else(|| format!("{text:?} is not a rate (e.g. 500M or 4Gbit)"))?;
+    let bytes = value * scale as f64 / if bits { 8.0 } else { 1.0 };
+    if bytes < 1.0 {
+        return Err(format!("{text:?} is less than a byte per second"));
+    }
+    Ok(bytes as u64)
 }
 
 fn parse_compress(text: &str) -> Result<CompressPolicy, String> {
@@ -555,11 +593,14 @@ pub fn push_with(
     config: SourceConfig,
     quiet: bool,
     stall_timeout: Duration,
+    rate: Option<u64>,
 ) -> Result<JobOutcome, MoverError> {
     let source = Source::new(config, sources)?;
     let progress = Arc::new(Progress::default());
     let ticker = Ticker::start(Arc::clone(&progress), quiet, "sent");
-    let mut transport = PipelineTransport::new(client, progress).stall_timeout(stall_timeout);
+    let mut transport = PipelineTransport::new(client, progress)
+        .stall_timeout(stall_timeout)
+        .rate_limit(rate);
     let result = run(source, &mut transport);
     let intervals = ticker.finish();
     let stats = client.stats();
@@ -605,6 +646,7 @@ pub fn push(args: &PushArgs) -> Result<JobOutcome, MoverError> {
         config,
         args.job.quiet,
         stall_timeout(&args.job)?,
+        args.job.rate,
     );
     if args.job.verbose > 1 {
         eprintln!("{:?}", client.stats());
@@ -767,14 +809,20 @@ mod tests {
     #[test]
     fn the_automatic_window_covers_twice_the_bandwidth_delay_product_within_bounds() {
         // A LAN or loopback: the minimum.
-        assert_eq!(auto_window(Duration::from_micros(80), 8 * MIB), DEFAULT_WINDOW);
+        assert_eq!(
+            auto_window(Duration::from_micros(80), 8 * MIB),
+            DEFAULT_WINDOW
+        );
         // 50 ms at 10 Gbit/s is 62.5 MB: twice that in 8 MiB blocks is 15 blocks.
         assert_eq!(auto_window(Duration::from_millis(50), 8 * MIB), 15);
         // Smaller blocks, more of them for the same bytes.
         assert_eq!(auto_window(Duration::from_millis(50), MIB), 120);
         // A very long path stops at 160 MiB of blocks.
         assert_eq!(auto_window(Duration::from_secs(1), 8 * MIB), 20);
-        assert_eq!(auto_window(Duration::from_secs(1), 64 * MIB), DEFAULT_WINDOW);
+        assert_eq!(
+            auto_window(Duration::from_secs(1), 64 * MIB),
+            DEFAULT_WINDOW
+        );
     }
 
     #[derive(clap::Parser)]
@@ -788,6 +836,18 @@ mod tests {
         JobOnly::try_parse_from(std::iter::once("job").chain(args.iter().copied()))
             .expect("parses")
             .job
+    }
+
+    #[test]
+    fn rates_parse_as_bytes_or_bits_per_second() {
+        assert_eq!(parse_rate("500M"), Ok(500_000_000));
+        assert_eq!(parse_rate("4Gbit"), Ok(500_000_000));
+        assert_eq!(parse_rate("1.5G"), Ok(1_500_000_000));
+        assert_eq!(parse_rate("800kbit"), Ok(100_000));
+        assert_eq!(parse_rate("12345"), Ok(12_345));
+        for bad in ["", "fast", "5X", "-1M", "0", "4bit"] {
+            assert!(parse_rate(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -52,6 +52,7 @@ use crate::api::{
 };
 use crate::replicate::proto::{BLOCK_HEADER_LEN, MessageKind};
 use crate::replicate::{Completion, RemoteError, Request, Target, Transport, TransportError};
+use crate::session::{ThrottleConfig, TokenBucket};
 
 /// Room a session request needs beyond a block's data: the block header, plus slack for
 /// a manifest batch of `batch_bytes` ≤ this.
@@ -87,6 +88,8 @@ pub struct PipelineTransport<'c> {
     in_flight: HashMap<u64, (u64, MessageKind, u64)>,
     progress: Arc<Progress>,
     stall_timeout: Duration,
+    /// `--rate`: request bodies wait for their bytes in this bucket before they go.
+    rate: Option<TokenBucket>,
 }
 
 impl<'c> PipelineTransport<'c> {
@@ -102,7 +105,25 @@ impl<'c> PipelineTransport<'c> {
             in_flight: HashMap::new(),
             progress,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
+            rate: None,
         }
+    }
+
+    /// Caps the bytes of request bodies sent to `bytes_per_sec` (`None` or 0: no cap)
+    /// with a token bucket holding 50 ms of them (at least 64 KiB). A block larger than
+    /// the bucket goes once the bucket is full and leaves it in debt, so the average
+    /// holds whatever the block size.
+    pub fn rate_limit(mut self, bytes_per_sec: Option<u64>) -> Self {
+        self.rate = bytes_per_sec.filter(|&r| r > 0).map(|rate| {
+            TokenBucket::new(
+                ThrottleConfig {
+                    bytes_per_second: rate,
+                    burst_bytes: (rate / 20).max(64 * 1024),
+                },
+                Instant::now(),
+            )
+        });
+        self
     }
 
     /// Gives up (the job fails with [`TransportError::Disconnected`], to be continued
@@ -118,6 +139,17 @@ impl<'c> PipelineTransport<'c> {
 impl Transport for PipelineTransport<'_> {
     fn send(&mut self, request: Request) -> Result<(), TransportError> {
         let len = request.body.len() as u64;
+        if let Some(bucket) = &mut self.rate {
+            // The source's loop is this thread: answers queue up in the session while it
+            // sleeps, and are taken when it next waits for one.
+            loop {
+                let now = Instant::now();
+                if bucket.try_take(now, len) {
+                    break;
+                }
+                std::thread::sleep(bucket.ready_at(len).saturating_duration_since(now));
+            }
+        }
         let token = self.pipeline.submit_with(
             ExchangeId(request.kind.exchange_id()),
             request.body,

@@ -143,7 +143,8 @@ fn serve_pull(root: &Path, ctx: &RequestContext, body: &[u8]) -> Result<Bytes, H
     // Nobody watches the server's progress: the counters are the transport's own.
     let mut transport =
         PipelineTransport::over(backchannel.pipeline(), Arc::new(Progress::default()))
-            .stall_timeout(request.stall_timeout.clamp(shortest, longest));
+            .stall_timeout(request.stall_timeout.clamp(shortest, longest))
+            .rate_limit(Some(request.rate_bytes_per_sec));
     let result = run(source, &mut transport);
     let session_retries = backchannel.stats().map_or(0, |s| s.retries);
     let (report, failures) = match result {
@@ -364,6 +365,7 @@ pub fn pull(args: &PullArgs) -> Result<JobOutcome, MoverError> {
         },
         window_blocks: u32::try_from(window).unwrap_or(u32::MAX),
         stall_timeout: timeout,
+        rate_bytes_per_sec: args.job.rate.unwrap_or(0),
         sources: sources.iter().map(|s| s.as_bytes()).collect(),
         excludes: config.excludes.iter().map(|s| s.as_bytes()).collect(),
     }

@@ -124,4 +124,5 @@ pub use nexus::Footprint;
 pub use server::Server;
 pub use stats::{ConnectionStats, NexusStats};
 pub use throttle::ThrottleConfig;
+pub(crate) use throttle::TokenBucket;
 pub use types::{Channel, ConnId, ExchangeId, NexusId, RequestId};

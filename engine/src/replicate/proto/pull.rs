@@ -28,7 +28,7 @@ pub const PULL_EXCHANGE: u32 = EXCHANGE_BASE | PULL_TAG as u32;
 /// the report travels as one response, which the session bounds (4 MiB by default).
 pub const LISTED_BYTES: usize = 1 << 20;
 
-/// `tag, begin bytes16, window_blocks u32, stall_timeout_ms u32, sources (u16 count,
+/// `tag, begin bytes16, window_blocks u32, stall_timeout_ms u32, rate u64, sources (u16 count,
 /// bytes16 each), excludes (u16 count, bytes16 each)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullRequest<'a> {
@@ -39,6 +39,8 @@ pub struct PullRequest<'a> {
     pub window_blocks: u32,
     /// How long the source waits for any answer before it gives the job up.
     pub stall_timeout: Duration,
+    /// Bytes per second the source may send (`--rate`); 0: no cap.
+    pub rate_bytes_per_sec: u64,
     /// Paths under the server's root, as `hawser pull` names them (a trailing `/` sends
     /// a directory's contents).
     pub sources: Vec<&'a [u8]>,
@@ -72,6 +74,7 @@ impl<'a> PullRequest<'a> {
         put_u16_bytes(out, &begin)?;
         out.put_u32(self.window_blocks);
         out.put_u32(u32::try_from(self.stall_timeout.as_millis()).unwrap_or(u32::MAX));
+        out.put_u64(self.rate_bytes_per_sec);
         put_list(out, &self.sources)?;
         put_list(out, &self.excludes)
     }
@@ -83,6 +86,7 @@ impl<'a> PullRequest<'a> {
         let begin = Begin::decode(r.u16_bytes().need()?)?;
         let window_blocks = r.u32().need()?;
         let stall_timeout = Duration::from_millis(u64::from(r.u32().need()?));
+        let rate_bytes_per_sec = r.u64().need()?;
         let sources = read_list(&mut r)?;
         let excludes = read_list(&mut r)?;
         expect_end(&r)?;
@@ -90,6 +94,7 @@ impl<'a> PullRequest<'a> {
             begin,
             window_blocks,
             stall_timeout,
+            rate_bytes_per_sec,
             sources,
             excludes,
         })
@@ -345,6 +350,7 @@ mod tests {
             },
             window_blocks: 4,
             stall_timeout: Duration::from_secs(30),
+            rate_bytes_per_sec: 500_000_000,
             sources: vec![b"data/", b"more"],
             excludes: vec![b"*.tmp"],
         };
