@@ -586,6 +586,14 @@ pub struct JobOutcome {
     pub unlisted_changes: u64,
 }
 
+impl JobOutcome {
+    /// Trunk bytes over request bytes: what session compression saved (frame headers
+    /// make it slightly above 1 for data that does not compress).
+    pub fn compression_ratio(&self) -> f64 {
+        self.session_bytes_out as f64 / self.report.wire_bytes.max(1) as f64
+    }
+}
+
 /// Runs one job from `sources` to `dest` on the server behind `client`.
 pub fn push_with(
     client: &Client,
@@ -689,17 +697,15 @@ pub fn print_report(outcome: &JobOutcome, verbose: u8) {
         rate(report.bytes_sent, seconds) / 1e6
     );
     println!(
-        "wire {} bytes (compression ratio {:.2}), {} blocks, {} retries, {} deleted",
-        report.wire_bytes,
-        report.compression_ratio,
-        report.blocks_sent,
-        report.block_retries,
-        report.deleted
+        "{} blocks, {} retried after a digest mismatch, {} deleted",
+        report.blocks_sent, report.block_retries, report.deleted
     );
     println!(
-        "session: {} bytes written to the trunk ({:.2} of the bytes sent), {} requests retried",
+        "wire: {} bytes on the trunk for {} bytes of requests (compression ratio {:.2}), {} \
+         requests retried by the session",
         outcome.session_bytes_out,
-        outcome.session_bytes_out as f64 / report.bytes_sent.max(1) as f64,
+        report.wire_bytes,
+        outcome.compression_ratio(),
         outcome.session_retries
     );
     if report.blocks_sent > 0 {
@@ -770,7 +776,7 @@ pub fn json_report(
             "files": r.files, "up_to_date": r.up_to_date, "dirs": r.dirs, "symlinks": r.symlinks,
             "bytes_total": r.bytes_total, "bytes": r.bytes_sent, "wire_bytes": r.wire_bytes,
             "seconds": seconds, "bits_per_second": rate(r.bytes_sent, seconds) * 8.0,
-            "peak_bits_per_second": peak, "compression_ratio": r.compression_ratio,
+            "peak_bits_per_second": peak, "compression_ratio": outcome.compression_ratio(),
             "blocks": r.blocks_sent, "retries": r.block_retries, "deleted": r.deleted,
             "session_wire_bytes": outcome.session_bytes_out,
             "session_retries": outcome.session_retries,

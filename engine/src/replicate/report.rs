@@ -35,7 +35,10 @@ pub struct Report {
     pub would_change: Vec<String>,
     /// Wall time from the first request to the last answer.
     pub duration: Duration,
-    /// Wire bytes over uncompressed bytes; 1.0 until the session layer compresses.
+    /// Compression by the task itself: 1.0, since blocks travel as they are and lz4
+    /// happens per session frame (the mover reports that ratio from the session's byte
+    /// counts, see `mover::cli::JobOutcome::compression_ratio`). Kept because the pull
+    /// report carries it.
     pub compression_ratio: f64,
     /// Block round trips (send to acknowledgement), in nanoseconds.
     pub block_rtt_ns: Histogram<u64>,
