@@ -283,15 +283,24 @@ impl FrameEncoder {
         out: &mut B,
     ) -> Result<FrameHeader, DspError> {
         let digest = self.options.digest;
+        if let Some(compressed) = self.compressed_body(frame) {
+            return frame.encode_with_body(digest, Some(compressed), out);
+        }
+        frame.encode(digest, out)
+    }
+
+    /// The frame's body compressed (in the scratch buffer), if the options ask for lz4,
+    /// the frame kind and body length allow it, and it pays.
+    fn compressed_body(&mut self, frame: &Frame<'_>) -> Option<&[u8]> {
         let body = frame.body();
         if self.options.compression == Compression::Lz4
             && frame.kind().compressible()
             && body.len() >= MIN_COMPRESS_LEN
-            && let Some(compressed) = compress(&mut self.scratch, body)
         {
-            return frame.encode_with_body(digest, Some(compressed), out);
+            compress(&mut self.scratch, body)
+        } else {
+            None
         }
-        frame.encode(digest, out)
     }
 
     /// Like [`encode`](Self::encode), except that a body going out uncompressed is not
@@ -305,12 +314,7 @@ impl FrameEncoder {
         out: &mut B,
     ) -> Result<Option<SplitFrame<'a>>, DspError> {
         let digest = self.options.digest;
-        let body = frame.body();
-        if self.options.compression == Compression::Lz4
-            && frame.kind().compressible()
-            && body.len() >= MIN_COMPRESS_LEN
-            && let Some(compressed) = compress(&mut self.scratch, body)
-        {
+        if let Some(compressed) = self.compressed_body(frame) {
             frame.encode_with_body(digest, Some(compressed), out)?;
             return Ok(None);
         }

@@ -604,20 +604,26 @@ fn compressed_bodies_are_bounded_and_checked() {
     );
 }
 
+/// `len` incompressible bytes from a xorshift generator seeded with `seed`.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_be_bytes()[0]
+        })
+        .collect()
+}
+
 #[test]
 fn auto_compression_skips_incompressible_and_small_bodies() {
     let options = EncodeOptions {
         digest: true,
         compression: Compression::Lz4,
     };
-    let mut noise = vec![0u8; 4096];
-    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-    for b in &mut noise {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = x.to_be_bytes()[0];
-    }
+    let noise = noise(0x9e37_79b9_7f4a_7c15, 4096);
     for (body, expect_compressed) in [
         (&noise[..], false),
         (&[0u8; 4096][..], true),
@@ -646,14 +652,7 @@ fn large_bodies_are_probed_before_being_compressed() {
         digest: false,
         compression: Compression::Lz4,
     };
-    let mut noise = vec![0u8; 1 << 20];
-    let mut x = 0x2545_f491_4f6c_dd1d_u64;
-    for b in &mut noise {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = x.to_be_bytes()[0];
-    }
+    let noise = noise(0x2545_f491_4f6c_dd1d, 1 << 20);
     // Random but for a compressible middle: the probe (taken from the middle) says
     // compress, and the whole body shrinks by about that middle.
     let mut middle_only = noise.clone();
