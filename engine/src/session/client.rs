@@ -8,7 +8,7 @@
 //! ("recovering") the nexus after losing all connections, and retrying outstanding
 //! requests on whatever connection is bound next.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,7 +23,7 @@ use super::link::{GoAwayCode, Link, Received, TransmitSink, go_away_code};
 use super::nexus::{Footprint, NexusCore};
 use super::stats::{ConnectionStats, NexusStats};
 use super::throttle::TokenBucket;
-use super::types::{Channel, ConnId, ExchangeId, NexusId, RequestId};
+use super::types::{Channel, ConnId, ExchangeId, IdMap, NexusId, RequestId};
 
 /// Options of one call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -65,7 +65,7 @@ enum NexusState {
 #[derive(Debug)]
 pub struct Client {
     config: ClientConfig,
-    links: HashMap<ConnId, Link<ClientPhase>>,
+    links: IdMap<ConnId, Link<ClientPhase>>,
     next_conn: u64,
     core: NexusCore,
     state: NexusState,
@@ -90,7 +90,7 @@ impl Client {
         let mut client = Client {
             backoff: config.reconnect_min,
             config,
-            links: HashMap::new(),
+            links: IdMap::default(),
             next_conn: 1,
             core,
             state: NexusState::Unestablished,

@@ -7,7 +7,7 @@
 //! is released only when a response arrives (or the nexus is lost), so the slot count
 //! bounds the requests in flight: the channel's window.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -20,7 +20,7 @@ use super::frame::{Frame, HEADER_LEN};
 use super::link::Link;
 use super::stats::NexusStats;
 use super::throttle::TokenBucket;
-use super::types::{Channel, ConnId, ExchangeId, NexusId, RequestId};
+use super::types::{Channel, ConnId, ExchangeId, IdMap, NexusId, RequestId};
 
 #[derive(Debug, Clone, Copy, Default)]
 struct InitiatorSlot {
@@ -62,7 +62,7 @@ pub(crate) struct Initiator {
     queue: VecDeque<RequestId>,
     /// Requests holding a slot whose connection was lost, waiting for another one.
     resend: VecDeque<RequestId>,
-    outstanding: HashMap<RequestId, Outgoing>,
+    outstanding: IdMap<RequestId, Outgoing>,
     next_request: u64,
     next_order: u64,
     throttle: Option<TokenBucket>,
@@ -70,7 +70,7 @@ pub(crate) struct Initiator {
 
 /// Picks the open member connection with the fewest outstanding request bytes.
 pub(crate) fn least_loaded<P>(
-    links: &HashMap<ConnId, Link<P>>,
+    links: &IdMap<ConnId, Link<P>>,
     members: &[ConnId],
 ) -> Option<ConnId> {
     members
@@ -94,7 +94,7 @@ impl Initiator {
             slots: vec![InitiatorSlot::default(); attrs.slots as usize],
             queue: VecDeque::new(),
             resend: VecDeque::new(),
-            outstanding: HashMap::new(),
+            outstanding: IdMap::default(),
             next_request: 1,
             next_order: 1,
             throttle,
@@ -162,7 +162,7 @@ impl Initiator {
             .map(|i| i as u32)
     }
 
-    fn transmit<P>(&mut self, id: RequestId, conn: ConnId, links: &mut HashMap<ConnId, Link<P>>) {
+    fn transmit<P>(&mut self, id: RequestId, conn: ConnId, links: &mut IdMap<ConnId, Link<P>>) {
         let Some(out) = self.outstanding.get_mut(&id) else {
             return;
         };
@@ -202,7 +202,7 @@ impl Initiator {
         &mut self,
         now: Instant,
         nexus: NexusId,
-        links: &mut HashMap<ConnId, Link<P>>,
+        links: &mut IdMap<ConnId, Link<P>>,
         members: &[ConnId],
         stats: &mut NexusStats,
         events: &mut VecDeque<Event>,
@@ -293,7 +293,7 @@ impl Initiator {
         seq: u32,
         request: RequestId,
         result: Result<Bytes, Bytes>,
-        links: &mut HashMap<ConnId, Link<P>>,
+        links: &mut IdMap<ConnId, Link<P>>,
         stats: &mut NexusStats,
         events: &mut VecDeque<Event>,
     ) {
@@ -338,7 +338,7 @@ impl Initiator {
     /// connection where a copy arrived last, and an old copy can overtake the retry, so
     /// their reply may have been on the lost connection even though their latest copy was
     /// not. Re-sending is safe — the responder ignores or replays duplicates — and rare.
-    pub(crate) fn on_link_lost<P>(&mut self, conn: ConnId, links: &mut HashMap<ConnId, Link<P>>) {
+    pub(crate) fn on_link_lost<P>(&mut self, conn: ConnId, links: &mut IdMap<ConnId, Link<P>>) {
         let mut lost: Vec<RequestId> = self
             .outstanding
             .iter()
@@ -363,7 +363,7 @@ impl Initiator {
         &mut self,
         nexus: NexusId,
         request: RequestId,
-        links: &mut HashMap<ConnId, Link<P>>,
+        links: &mut IdMap<ConnId, Link<P>>,
         stats: &mut NexusStats,
         events: &mut VecDeque<Event>,
     ) {

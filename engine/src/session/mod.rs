@@ -125,4 +125,4 @@ pub use server::Server;
 pub use stats::{ConnectionStats, NexusStats};
 pub use throttle::ThrottleConfig;
 pub(crate) use throttle::TokenBucket;
-pub use types::{Channel, ConnId, ExchangeId, NexusId, RequestId};
+pub use types::{Channel, ConnId, ExchangeId, IdHasher, IdMap, NexusId, RequestId};

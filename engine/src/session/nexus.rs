@@ -5,7 +5,7 @@
 //! the other way round. Everything else is identical, which is the seed's "the channels
 //! are functionally identical, modulo the negotiated parameters".
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -19,7 +19,7 @@ use super::link::Link;
 use super::responder::{Ctx, Responder};
 use super::stats::NexusStats;
 use super::throttle::TokenBucket;
-use super::types::{Channel, ConnId, ExchangeId, NexusId, RequestId};
+use super::types::{Channel, ConnId, ExchangeId, IdMap, NexusId, RequestId};
 
 /// Memory held by a nexus, for bounds checks (the simulator asserts on it).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -83,7 +83,7 @@ impl NexusCore {
         exchange: ExchangeId,
         body: Bytes,
         ordered: bool,
-        links: &mut HashMap<ConnId, Link<P>>,
+        links: &mut IdMap<ConnId, Link<P>>,
         events: &mut VecDeque<Event>,
     ) -> Result<RequestId, CallError> {
         let id = self.initiator.submit(now, exchange, body, ordered)?;
@@ -94,7 +94,7 @@ impl NexusCore {
     pub(crate) fn dispatch<P>(
         &mut self,
         now: Instant,
-        links: &mut HashMap<ConnId, Link<P>>,
+        links: &mut IdMap<ConnId, Link<P>>,
         events: &mut VecDeque<Event>,
     ) {
         self.initiator
@@ -105,7 +105,7 @@ impl NexusCore {
         &mut self,
         handle: &IncomingRequest,
         reply: Reply,
-        links: &mut HashMap<ConnId, Link<P>>,
+        links: &mut IdMap<ConnId, Link<P>>,
         events: &mut VecDeque<Event>,
     ) -> bool {
         self.responder.respond(
@@ -124,7 +124,7 @@ impl NexusCore {
     pub(crate) fn cancel<P>(
         &mut self,
         request: RequestId,
-        links: &mut HashMap<ConnId, Link<P>>,
+        links: &mut IdMap<ConnId, Link<P>>,
         events: &mut VecDeque<Event>,
     ) {
         self.initiator
@@ -137,7 +137,7 @@ impl NexusCore {
         now: Instant,
         conn: ConnId,
         frame: Frame,
-        links: &mut HashMap<ConnId, Link<P>>,
+        links: &mut IdMap<ConnId, Link<P>>,
         events: &mut VecDeque<Event>,
     ) -> Result<(), ProtocolError> {
         let mine = self.initiator_channel();
@@ -235,7 +235,7 @@ impl NexusCore {
         &mut self,
         now: Instant,
         conn: ConnId,
-        links: &mut HashMap<ConnId, Link<P>>,
+        links: &mut IdMap<ConnId, Link<P>>,
         events: &mut VecDeque<Event>,
     ) {
         if let Some(i) = self.members.iter().position(|c| *c == conn) {
@@ -258,7 +258,7 @@ impl NexusCore {
         self.responder.cancel_all(self.id, events);
     }
 
-    pub(crate) fn footprint<P>(&self, links: &HashMap<ConnId, Link<P>>) -> Footprint {
+    pub(crate) fn footprint<P>(&self, links: &IdMap<ConnId, Link<P>>) -> Footprint {
         Footprint {
             outstanding: self.initiator.outstanding(),
             in_flight: self.initiator.in_flight(),

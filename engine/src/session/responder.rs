@@ -8,7 +8,7 @@
 //! belongs to the nexus, not to a connection, so a retry over any connection of the
 //! nexus, before or after reconnecting, finds the cached reply.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 
@@ -19,7 +19,7 @@ use super::frame::Frame;
 use super::initiator::least_loaded;
 use super::link::Link;
 use super::stats::NexusStats;
-use super::types::{Channel, ConnId, ExchangeId, NexusId, RequestId};
+use super::types::{Channel, ConnId, ExchangeId, IdMap, NexusId, RequestId};
 
 #[derive(Debug, Clone)]
 enum Cached {
@@ -61,7 +61,7 @@ struct ResponderSlot {
 /// Context shared by the responder's operations.
 pub(crate) struct Ctx<'a, P> {
     pub(crate) nexus: NexusId,
-    pub(crate) links: &'a mut HashMap<ConnId, Link<P>>,
+    pub(crate) links: &'a mut IdMap<ConnId, Link<P>>,
     pub(crate) members: &'a [ConnId],
     pub(crate) stats: &'a mut NexusStats,
     pub(crate) events: &'a mut VecDeque<Event>,

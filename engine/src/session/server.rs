@@ -22,7 +22,7 @@ use super::link::{GoAwayCode, Link, Received, TransmitSink, go_away_code};
 use super::nexus::{Footprint, NexusCore};
 use super::stats::{ConnectionStats, NexusStats};
 use super::throttle::TokenBucket;
-use super::types::{Channel, ConnId, ExchangeId, NexusId, RequestId};
+use super::types::{Channel, ConnId, ExchangeId, IdMap, NexusId, RequestId};
 
 #[derive(Debug)]
 enum ServerPhase {
@@ -61,9 +61,9 @@ struct ServerNexus {
 #[derive(Debug)]
 pub struct Server {
     config: ServerConfig,
-    links: HashMap<ConnId, Link<ServerPhase>>,
+    links: IdMap<ConnId, Link<ServerPhase>>,
     next_conn: u64,
-    nexuses: HashMap<NexusId, ServerNexus>,
+    nexuses: IdMap<NexusId, ServerNexus>,
     by_identity: HashMap<String, NexusId>,
     id_state: u64,
     events: VecDeque<Event>,
@@ -83,9 +83,9 @@ impl Server {
     pub fn new(config: ServerConfig, seed: u64) -> Self {
         Server {
             config,
-            links: HashMap::new(),
+            links: IdMap::default(),
             next_conn: 1,
-            nexuses: HashMap::new(),
+            nexuses: IdMap::default(),
             by_identity: HashMap::new(),
             id_state: seed,
             events: VecDeque::new(),
