@@ -5,8 +5,10 @@
 //!   [`Pipeline`]: every request is one exchange (id `0x52455000 | tag`), many in flight
 //!   across the trunk's connections; manifest batches travel as ordered exchanges.
 //! - [`replication_service`]: the server side, a [`Service`] whose blocking handlers
-//!   drive one [`Target`] per nexus (a job); a job's requests are executed one at a time
-//!   under its own lock, so jobs of different clients proceed in parallel.
+//!   drive one [`Target`] per nexus (a job) through [`Target::handle_concurrent`]: the
+//!   Blocks and Commits of a job's different files run in parallel on the handler
+//!   threads (manifest batches one at a time), and jobs of different clients proceed in
+//!   parallel.
 //! - [`cli`]: the subcommands; [`bench`]: `hawser bench` in replicate mode.
 //!
 //! # Measured (2026-11-22, the shared 2-core build machine, load average 2-5; noisy)
@@ -30,9 +32,9 @@
 //! # Not built yet
 //!
 //! `--rate`; block compression by the task itself (`--compress` turns on
-//! the session's per-frame lz4 instead); the job's requests are executed one at a time
-//! per job on the server (a lock per job, blocks are not written in parallel); a server
-//! serves all its nexuses on one shard whatever `--shards` says.
+//! the session's per-frame lz4 instead); the blocks of one file are written one at a
+//! time (a lock per file); a server serves all its nexuses on one shard whatever
+//! `--shards` says.
 
 pub mod bench;
 pub mod cli;
@@ -212,7 +214,7 @@ impl Default for ServiceLimits {
 }
 
 /// A job's target and when it was last used.
-type Jobs = Mutex<HashMap<NexusId, (Arc<Mutex<Target>>, Instant)>>;
+type Jobs = Mutex<HashMap<NexusId, (Arc<Target>, Instant)>>;
 
 /// A job untouched for this long belongs to a client that is gone (the session gives up
 /// on a nexus after 60 s without a connection): its slot may go to a new job. Its
@@ -289,7 +291,7 @@ fn handle(
                 let target = Target::new(root).map_err(|e| {
                     exception("hawser.replicate.Io", format!("{}: {e}", root.display()))
                 })?;
-                let target = Arc::new(Mutex::new(target));
+                let target = Arc::new(target);
                 map.insert(nexus, (Arc::clone(&target), now));
                 target
             }
@@ -301,12 +303,7 @@ fn handle(
             }
         }
     };
-    let result = {
-        let mut target = target
-            .lock()
-            .map_err(|_| exception("hawser.replicate.Internal", "job poisoned"))?;
-        target.handle_shared(body)
-    };
+    let result = target.handle_concurrent(body);
     if kind == MessageKind::Finish
         && let Ok(mut map) = jobs.lock()
     {

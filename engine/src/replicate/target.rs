@@ -6,6 +6,18 @@
 //! a transfer [journal](super::journal) beside them; a commit checks the whole-file
 //! xxh3-128 of what is on disk, applies mode and mtime, and renames the file into place,
 //! so a reader never sees a half file.
+//!
+//! # Concurrency
+//!
+//! [`Target::handle_concurrent`] takes `&self`: the session runs a job's requests on
+//! several handler threads, and Blocks and Commits of different files run in parallel.
+//! A job keeps its file table under a lock held only to look a file up; each file has
+//! its own lock for its writes, running hash and commit. Manifest batches run one at a
+//! time (they arrive ordered). A fresh file's partial file is created by its first Block
+//! (or its Commit, for a file without data pieces) under that file's lock, not by the
+//! Manifest: creating a file is the dearest step for small files, and this way
+//! creations run in parallel. Delete and Finish wait for every Block, Commit and Manifest
+//! in progress (a job-wide read/write gate), and requests after Finish find no job.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -14,6 +26,7 @@ use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use bytes::{Bytes, BytesMut};
 
@@ -33,14 +46,32 @@ use super::target_path::{self, PARTIAL_DIR};
 #[derive(Debug)]
 pub struct Target {
     root: PathBuf,
-    job: Option<Job>,
+    /// The current job; held only to take a reference to it.
+    job: Mutex<Option<Arc<Job>>>,
 }
+
+/// A file's state behind its own lock; `None` once committed.
+type FileSlot = Arc<Mutex<Option<Partial>>>;
 
 #[derive(Debug)]
 struct Job {
     options: JobOptions,
     dest: PathBuf,
-    partials: HashMap<u32, Partial>,
+    /// Read-held by every Manifest, Block and Commit while it runs; write-held by Delete
+    /// and Finish, which so wait for those in progress. `true` once finished.
+    gate: RwLock<bool>,
+    /// Held by one Manifest, Delete or Finish at a time.
+    tree: Mutex<Tree>,
+    /// Held only to look a file up, insert or remove it.
+    partials: Mutex<HashMap<u32, FileSlot>>,
+    report: Mutex<FinishReport>,
+    /// Room for blocks that arrive ahead of their file's hash cursor.
+    hold: HoldBudget,
+}
+
+/// What the manifest learns about the tree, used by Delete and Finish.
+#[derive(Debug, Default)]
+struct Tree {
     /// Every path the manifest named, for `--delete`.
     seen: HashSet<Vec<u8>>,
     /// Directory metadata, applied at the end (writing inside changes a directory's mtime,
@@ -48,9 +79,6 @@ struct Job {
     dirs: Vec<(PathBuf, u32, i64)>,
     /// `.hawser-partial` folders this job created, removed at the end when empty.
     partial_dirs: HashSet<PathBuf>,
-    report: FinishReport,
-    /// Room for blocks that arrive ahead of their file's hash cursor.
-    hold: HoldBudget,
 }
 
 /// Most pieces one file may have on the target (32 TiB in 8 MiB blocks): the target keeps
@@ -63,10 +91,15 @@ struct Partial {
     final_path: PathBuf,
     temp_path: PathBuf,
     journal_path: PathBuf,
-    file: File,
+    /// `None` until the first Block (or the Commit) of a fresh file creates it, under
+    /// the file's own lock (see the module docs).
+    file: Option<File>,
     /// `None` for a file of one piece: resuming it means sending that piece again, so
     /// its journal would only cost a file creation (the dearest step for small files).
     journal: Option<Journal>,
+    /// The identity of the journal to create with the file (fresh files of more than one
+    /// piece).
+    new_journal: Option<journal::Identity>,
     /// Expected pieces by offset, with their length.
     pieces: HashMap<u64, u32>,
     received: HashSet<u64>,
@@ -81,6 +114,47 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> TargetError + '_ {
     }
 }
 
+/// Locks `mutex`; a panic elsewhere while holding it does not stop the job.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn add_report(into: &mut FinishReport, more: &FinishReport) {
+    into.files_written += more.files_written;
+    into.up_to_date += more.up_to_date;
+    into.dirs_created += more.dirs_created;
+    into.symlinks_created += more.symlinks_created;
+    into.deleted += more.deleted;
+    into.refused += more.refused;
+    into.bytes_received += more.bytes_received;
+    into.bytes_resumed += more.bytes_resumed;
+}
+
+impl Partial {
+    /// Creates the partial file (and its journal) if it is not open yet.
+    fn open(&mut self, fsync: bool) -> Result<&File, TargetError> {
+        if self.file.is_none() {
+            let file = File::options()
+                .create(true)
+                .truncate(true)
+                .read(true)
+                .write(true)
+                .open(&self.temp_path)
+                .map_err(io_err(&self.temp_path))?;
+            // Holes stay holes: only data pieces are ever written.
+            file.set_len(self.size).map_err(io_err(&self.temp_path))?;
+            if let Some(identity) = self.new_journal.take() {
+                self.journal = Some(
+                    Journal::create(&self.journal_path, identity, fsync)
+                        .map_err(io_err(&self.journal_path))?,
+                );
+            }
+            self.file = Some(file);
+        }
+        Ok(self.file.as_ref().expect("opened above"))
+    }
+}
+
 fn refusal(kind: RefusalKind) -> impl FnOnce(io::Error) -> (RefusalKind, String) {
     move |e| (kind, e.to_string())
 }
@@ -90,7 +164,7 @@ impl Target {
     pub fn new(root: impl AsRef<Path>) -> io::Result<Self> {
         Ok(Target {
             root: std::fs::canonicalize(root)?,
-            job: None,
+            job: Mutex::new(None),
         })
     }
 
@@ -112,7 +186,13 @@ impl Target {
         self.answer(body, Some(body))
     }
 
-    fn answer(&mut self, body: &[u8], shared: Option<&Bytes>) -> Result<Bytes, TargetError> {
+    /// [`handle_shared`](Self::handle_shared) for a target shared by several threads:
+    /// Blocks and Commits of different files run in parallel (see the module docs).
+    pub fn handle_concurrent(&self, body: &Bytes) -> Result<Bytes, TargetError> {
+        self.answer(body, Some(body))
+    }
+
+    fn answer(&self, body: &[u8], shared: Option<&Bytes>) -> Result<Bytes, TargetError> {
         let kind = MessageKind::of(body)?;
         let mut out = BytesMut::new();
         match kind {
@@ -134,7 +214,7 @@ impl Target {
             MessageKind::Delete => self.job()?.delete(DeleteRequest::decode(body)?, &mut out)?,
             MessageKind::Finish => {
                 Finish::decode(body)?;
-                let job = self.job.take().ok_or(TargetError::NoJob)?;
+                let job = lock(&self.job).take().ok_or(TargetError::NoJob)?;
                 job.finish()?.encode(&mut out);
             }
             other => return Err(TargetError::NotARequest(other.tag())),
@@ -142,11 +222,11 @@ impl Target {
         Ok(out.freeze())
     }
 
-    fn job(&mut self) -> Result<&mut Job, TargetError> {
-        self.job.as_mut().ok_or(TargetError::NoJob)
+    fn job(&self) -> Result<Arc<Job>, TargetError> {
+        lock(&self.job).clone().ok_or(TargetError::NoJob)
     }
 
-    fn begin(&mut self, begin: Begin<'_>, out: &mut BytesMut) -> Result<(), TargetError> {
+    fn begin(&self, begin: Begin<'_>, out: &mut BytesMut) -> Result<(), TargetError> {
         if begin.version != PROTOCOL_VERSION {
             return Err(TargetError::Version(begin.version));
         }
@@ -179,18 +259,17 @@ impl Target {
             dest
         };
         // A new Begin abandons a previous job's open files; their journals stay for resume.
-        let mut job = Job {
+        let job = Job {
             options: begin.options,
             dest,
-            partials: HashMap::new(),
-            seen: HashSet::new(),
-            dirs: Vec::new(),
-            partial_dirs: HashSet::new(),
-            report: FinishReport::default(),
+            gate: RwLock::new(false),
+            tree: Mutex::new(Tree::default()),
+            partials: Mutex::new(HashMap::new()),
+            report: Mutex::new(FinishReport::default()),
             hold: HoldBudget::new(DEFAULT_HOLD_BYTES),
         };
-        job.note_partial_dir(&job.dest.clone());
-        self.job = Some(job);
+        job.note_partial_dir(&mut lock(&job.tree), &job.dest);
+        *lock(&self.job) = Some(Arc::new(job));
         BeginAck {
             version: PROTOCOL_VERSION,
             dest_existed,
@@ -201,19 +280,49 @@ impl Target {
 }
 
 impl Job {
-    fn manifest(
-        &mut self,
-        batch: ManifestBatch<'_>,
+    /// Waits for Delete and Finish; fails once the job is finished.
+    fn enter(&self) -> Result<std::sync::RwLockReadGuard<'_, bool>, TargetError> {
+        let gate = self.gate.read().unwrap_or_else(PoisonError::into_inner);
+        if *gate {
+            return Err(TargetError::NoJob);
+        }
+        Ok(gate)
+    }
+
+    /// Waits for every Manifest, Block and Commit in progress; fails once the job is
+    /// finished.
+    fn enter_alone(&self) -> Result<std::sync::RwLockWriteGuard<'_, bool>, TargetError> {
+        let gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
+        if *gate {
+            return Err(TargetError::NoJob);
+        }
+        Ok(gate)
+    }
+
+    fn manifest(&self, batch: ManifestBatch<'_>, out: &mut BytesMut) -> Result<(), TargetError> {
+        let _gate = self.enter()?;
+        let mut tree = lock(&self.tree);
+        let mut report = FinishReport::default();
+        let result = self.manifest_entries(&batch, &mut tree, &mut report, out);
+        add_report(&mut lock(&self.report), &report);
+        result
+    }
+
+    fn manifest_entries(
+        &self,
+        batch: &ManifestBatch<'_>,
+        tree: &mut Tree,
+        report: &mut FinishReport,
         out: &mut BytesMut,
     ) -> Result<(), TargetError> {
         let mut answers = Vec::with_capacity(batch.entries.len());
         let mut details = Vec::new();
         for entry in &batch.entries {
-            self.seen.insert(entry.path.to_vec());
-            let verdict = match self.entry(entry) {
+            tree.seen.insert(entry.path.to_vec());
+            let verdict = match self.entry(entry, tree, report) {
                 Ok(verdict) => verdict,
                 Err((kind, detail)) => {
-                    self.report.refused += 1;
+                    report.refused += 1;
                     details.push(detail);
                     OwnedVerdict::Refused(kind, details.len() - 1)
                 }
@@ -243,20 +352,25 @@ impl Job {
         Ok(())
     }
 
-    fn entry(&mut self, entry: &ManifestEntry<'_>) -> Result<OwnedVerdict, (RefusalKind, String)> {
+    fn entry(
+        &self,
+        entry: &ManifestEntry<'_>,
+        tree: &mut Tree,
+        report: &mut FinishReport,
+    ) -> Result<OwnedVerdict, (RefusalKind, String)> {
         target_path::check_relative(entry.path)
             .map_err(|kind| (kind, String::from_utf8_lossy(entry.path).into_owned()))?;
         let dry_run = self.options.dry_run;
         let (path, created) = target_path::prepare_parents(&self.dest, entry.path, dry_run)?;
-        self.report.dirs_created += created;
+        report.dirs_created += created;
         let existing = std::fs::symlink_metadata(&path).ok();
         match entry.kind {
             EntryKind::Dir => {
-                self.dirs.push((path.clone(), entry.mode, entry.mtime_ns));
-                self.note_partial_dir(&path);
+                tree.dirs.push((path.clone(), entry.mode, entry.mtime_ns));
+                self.note_partial_dir(tree, &path);
                 match existing {
                     Some(meta) if meta.is_dir() => {
-                        self.report.up_to_date += 1;
+                        report.up_to_date += 1;
                         Ok(OwnedVerdict::UpToDate)
                     }
                     _ if dry_run => Ok(OwnedVerdict::Done),
@@ -265,7 +379,7 @@ impl Job {
                             remove_any(&path, &meta).map_err(refusal(RefusalKind::Io))?;
                         }
                         std::fs::create_dir(&path).map_err(refusal(RefusalKind::Io))?;
-                        self.report.dirs_created += 1;
+                        report.dirs_created += 1;
                         Ok(OwnedVerdict::Done)
                     }
                 }
@@ -280,32 +394,34 @@ impl Job {
                         set_mtime_nofollow(&path, entry.mtime_ns)
                             .map_err(refusal(RefusalKind::Io))?;
                     }
-                    self.report.up_to_date += 1;
+                    report.up_to_date += 1;
                     return Ok(OwnedVerdict::UpToDate);
                 }
                 if dry_run {
                     return Ok(OwnedVerdict::Done);
                 }
                 let temp = self
-                    .temp_path(&path, "link")
+                    .temp_path(tree, &path, "link")
                     .map_err(refusal(RefusalKind::Io))?;
                 let _ = std::fs::remove_file(&temp);
                 std::os::unix::fs::symlink(target, &temp).map_err(refusal(RefusalKind::Io))?;
                 set_mtime_nofollow(&temp, entry.mtime_ns).map_err(refusal(RefusalKind::Io))?;
                 replace(&temp, &path, existing.as_ref(), self.options.fsync)
                     .map_err(refusal(RefusalKind::Io))?;
-                self.report.symlinks_created += 1;
+                report.symlinks_created += 1;
                 Ok(OwnedVerdict::Done)
             }
-            EntryKind::File => self.file_entry(entry, path, existing),
+            EntryKind::File => self.file_entry(entry, path, existing, tree, report),
         }
     }
 
     fn file_entry(
-        &mut self,
+        &self,
         entry: &ManifestEntry<'_>,
         path: PathBuf,
         existing: Option<std::fs::Metadata>,
+        tree: &mut Tree,
+        report: &mut FinishReport,
     ) -> Result<OwnedVerdict, (RefusalKind, String)> {
         let dry_run = self.options.dry_run;
         if let Some(meta) = &existing
@@ -323,7 +439,7 @@ impl Job {
                     apply_metadata(&path, meta, entry.mode, entry.mtime_ns)
                         .map_err(refusal(RefusalKind::Io))?;
                 }
-                self.report.up_to_date += 1;
+                report.up_to_date += 1;
                 return Ok(OwnedVerdict::UpToDate);
             }
         }
@@ -343,7 +459,7 @@ impl Job {
             ));
         }
         let temp = self
-            .temp_path(&path, "part")
+            .temp_path(tree, &path, "part")
             .map_err(refusal(RefusalKind::Io))?;
         if let Some(data) = entry.inline {
             if entry.content_hash != Some(xxhash_rust::xxh3::xxh3_128(data)) {
@@ -367,20 +483,21 @@ impl Job {
                 replace(&temp, &path, existing.as_ref(), self.options.fsync)
             };
             write().map_err(refusal(RefusalKind::Io))?;
-            self.report.files_written += 1;
-            self.report.bytes_received += data.len() as u64;
+            report.files_written += 1;
+            report.bytes_received += data.len() as u64;
             return Ok(OwnedVerdict::Done);
         }
-        self.open_partial(entry, path, temp)
+        self.open_partial(entry, path, temp, report)
             .map_err(refusal(RefusalKind::Io))
     }
 
     /// Opens (or, with resume, reopens) the partial file of an entry needing data.
     fn open_partial(
-        &mut self,
+        &self,
         entry: &ManifestEntry<'_>,
         final_path: PathBuf,
         temp_path: PathBuf,
+        report: &mut FinishReport,
     ) -> io::Result<OwnedVerdict> {
         let mut journal_path = temp_path.clone();
         journal_path.set_extension("journal");
@@ -416,30 +533,21 @@ impl Job {
                     && block_digest(&buf) == record.digest
                 {
                     received.insert(record.offset);
-                    self.report.bytes_resumed += u64::from(record.len);
+                    report.bytes_resumed += u64::from(record.len);
                 }
             }
-            resumed = Some((file, Some(journal), received));
+            resumed = Some((file, journal, received));
         }
         let resuming = resumed.is_some();
-        let (file, journal, received) = match resumed {
-            Some(state) => state,
-            None => {
-                let file = File::options()
-                    .create(true)
-                    .truncate(true)
-                    .read(true)
-                    .write(true)
-                    .open(&temp_path)?;
-                // Holes stay holes: only data pieces are ever written.
-                file.set_len(entry.size)?;
-                let journal = if pieces.len() > 1 {
-                    Some(Journal::create(&journal_path, identity, fsync)?)
-                } else {
-                    None
-                };
-                (file, journal, HashSet::new())
-            }
+        // A fresh file is created by its first Block, under its own lock (module docs).
+        let (file, journal, new_journal, received) = match resumed {
+            Some((file, journal, received)) => (Some(file), Some(journal), None, received),
+            None => (
+                None,
+                None,
+                (pieces.len() > 1).then_some(identity),
+                HashSet::new(),
+            ),
         };
         let block_size = self.options.block_size;
         let mut missing: Vec<u32> = pieces
@@ -449,26 +557,25 @@ impl Job {
             .collect();
         missing.sort_unstable();
         missing.dedup();
-        self.partials.insert(
-            entry.file_id,
-            Partial {
-                size: entry.size,
-                final_path,
-                temp_path,
-                journal_path,
-                file,
-                journal,
-                hash: RunningHash::new(
-                    pieces
-                        .iter()
-                        .map(|(&offset, &len)| Piece { offset, len })
-                        .collect(),
-                    self.hold.clone(),
-                ),
-                pieces,
-                received,
-            },
-        );
+        let partial = Partial {
+            size: entry.size,
+            final_path,
+            temp_path,
+            journal_path,
+            file,
+            journal,
+            new_journal,
+            hash: RunningHash::new(
+                pieces
+                    .iter()
+                    .map(|(&offset, &len)| Piece { offset, len })
+                    .collect(),
+                self.hold.clone(),
+            ),
+            pieces,
+            received,
+        };
+        lock(&self.partials).insert(entry.file_id, Arc::new(Mutex::new(Some(partial))));
         Ok(if resuming {
             OwnedVerdict::NeedBlocks(missing)
         } else {
@@ -478,15 +585,15 @@ impl Job {
 
     /// Remembers a partial folder left by an interrupted job, to remove it at the end if
     /// it is empty by then.
-    fn note_partial_dir(&mut self, dir: &Path) {
+    fn note_partial_dir(&self, tree: &mut Tree, dir: &Path) {
         let partial = dir.join(PARTIAL_DIR);
         if !self.options.dry_run && std::fs::symlink_metadata(&partial).is_ok_and(|m| m.is_dir()) {
-            self.partial_dirs.insert(partial);
+            tree.partial_dirs.insert(partial);
         }
     }
 
     /// `<dir>/.hawser-partial/<name>.<suffix>`, creating the folder.
-    fn temp_path(&mut self, path: &Path, suffix: &str) -> io::Result<PathBuf> {
+    fn temp_path(&self, tree: &mut Tree, path: &Path, suffix: &str) -> io::Result<PathBuf> {
         let parent = path.parent().unwrap_or(&self.dest);
         let dir = parent.join(PARTIAL_DIR);
         match std::fs::symlink_metadata(&dir) {
@@ -497,23 +604,34 @@ impl Job {
             }
             Err(_) => std::fs::create_dir(&dir)?,
         }
-        self.partial_dirs.insert(dir.clone());
+        tree.partial_dirs.insert(dir.clone());
         let mut name = path.file_name().unwrap_or_default().to_owned();
         name.push(".");
         name.push(suffix);
         Ok(dir.join(name))
     }
 
+    /// The lock of a file the manifest named and that is not committed yet.
+    fn file(&self, file_id: u32) -> Result<FileSlot, TargetError> {
+        lock(&self.partials)
+            .get(&file_id)
+            .cloned()
+            .ok_or(TargetError::UnknownFile(file_id))
+    }
+
     fn block(
-        &mut self,
+        &self,
         header: BlockHeader,
         data: &[u8],
         shared: Option<&Bytes>,
     ) -> Result<BlockAck, TargetError> {
+        let _gate = self.enter()?;
         let fsync = self.options.fsync;
-        let partial = self
-            .partials
-            .get_mut(&header.file_id)
+        let slot = self.file(header.file_id)?;
+        let mut slot = lock(&slot);
+        // Committed while this block waited for the file's lock.
+        let partial = slot
+            .as_mut()
             .ok_or(TargetError::UnknownFile(header.file_id))?;
         if partial.pieces.get(&header.offset).map(|&len| len as usize) != Some(data.len()) {
             return Err(TargetError::NotAPiece {
@@ -531,13 +649,13 @@ impl Job {
             ack.status = BlockStatus::DigestMismatch;
             return Ok(ack);
         }
+        partial.open(fsync)?;
+        let file = partial.file.as_ref().expect("opened above");
         let path = &partial.temp_path;
-        partial
-            .file
-            .write_all_at(data, header.offset)
+        file.write_all_at(data, header.offset)
             .map_err(io_err(path))?;
         if fsync {
-            partial.file.sync_data().map_err(io_err(path))?;
+            file.sync_data().map_err(io_err(path))?;
         }
         if let Some(journal) = &mut partial.journal {
             journal
@@ -549,41 +667,54 @@ impl Job {
                 .map_err(io_err(&partial.journal_path))?;
         }
         partial.received.insert(header.offset);
+        let file = partial.file.as_ref().expect("opened above");
         partial
             .hash
-            .written(
-                header.offset,
-                data,
-                shared,
-                &partial.file,
-                &partial.received,
-            )
-            .map_err(io_err(path))?;
-        self.report.bytes_received += data.len() as u64;
+            .written(header.offset, data, shared, file, &partial.received)
+            .map_err(io_err(&partial.temp_path))?;
+        drop(slot);
+        lock(&self.report).bytes_received += data.len() as u64;
         Ok(ack)
     }
 
-    fn commit(&mut self, commit: CommitFile) -> Result<CommitAck, TargetError> {
-        let partial = self
-            .partials
-            .remove(&commit.file_id)
-            .ok_or(TargetError::UnknownFile(commit.file_id))?;
+    fn commit(&self, commit: CommitFile) -> Result<CommitAck, TargetError> {
+        let _gate = self.enter()?;
+        let slot_lock = self.file(commit.file_id)?;
+        let mut slot = lock(&slot_lock);
         let ack = |status| CommitAck {
             file_id: commit.file_id,
             status,
         };
-        if commit.size != partial.size {
-            self.partials.insert(commit.file_id, partial);
-            return Ok(ack(CommitStatus::ContentMismatch));
+        {
+            let partial = slot
+                .as_mut()
+                .ok_or(TargetError::UnknownFile(commit.file_id))?;
+            if commit.size != partial.size {
+                return Ok(ack(CommitStatus::ContentMismatch));
+            }
+            if partial.received.len() != partial.pieces.len() {
+                return Ok(ack(CommitStatus::Incomplete));
+            }
+            // A file without data pieces has had no block to create it.
+            partial.open(self.options.fsync)?;
         }
-        if partial.received.len() != partial.pieces.len() {
-            self.partials.insert(commit.file_id, partial);
-            return Ok(ack(CommitStatus::Incomplete));
+        // From here on the file is gone from the job, whatever the outcome (as before):
+        // a block still waiting for its lock finds it unknown.
+        let mut partial = slot.take().expect("checked above");
+        {
+            let mut partials = lock(&self.partials);
+            if partials
+                .get(&commit.file_id)
+                .is_some_and(|s| Arc::ptr_eq(s, &slot_lock))
+            {
+                partials.remove(&commit.file_id);
+            }
         }
+        let file = partial.file.take().expect("opened above");
         let temp = &partial.temp_path;
         let hash = partial
             .hash
-            .finish(&partial.file, partial.size, &partial.received)
+            .finish(&file, partial.size, &partial.received)
             .map_err(io_err(temp))?;
         if hash != commit.content_hash {
             // The bytes are wrong as a whole: start over next time.
@@ -593,7 +724,7 @@ impl Job {
             }
             return Ok(ack(CommitStatus::ContentMismatch));
         }
-        let file = &partial.file;
+        let file = &file;
         file.set_permissions(Permissions::from_mode(commit.mode))
             .map_err(io_err(temp))?;
         set_file_mtime(file, commit.mtime_ns).map_err(io_err(temp))?;
@@ -620,21 +751,25 @@ impl Job {
                 return Ok(ack(CommitStatus::VerifyFailed));
             }
         }
-        self.report.files_written += 1;
+        drop(slot);
+        lock(&self.report).files_written += 1;
         Ok(ack(CommitStatus::Committed))
     }
 
-    fn delete(&mut self, request: DeleteRequest, out: &mut BytesMut) -> Result<(), TargetError> {
+    fn delete(&self, request: DeleteRequest, out: &mut BytesMut) -> Result<(), TargetError> {
+        let _gate = self.enter_alone()?;
+        let tree = lock(&self.tree);
         let mut removed = Vec::new();
         let mut total = 0;
         self.sweep(
-            &self.dest.clone(),
+            &tree,
+            &self.dest,
             &mut Vec::new(),
             request.max_listed as usize,
             &mut removed,
             &mut total,
         )?;
-        self.report.deleted += total;
+        lock(&self.report).deleted += total;
         DeleteList {
             total,
             paths: removed.iter().map(Vec::as_slice).collect(),
@@ -646,6 +781,7 @@ impl Job {
     /// Removes (or, in a dry run, lists) what is under `dir` and was not in the manifest.
     fn sweep(
         &self,
+        tree: &Tree,
         dir: &Path,
         rel: &mut Vec<u8>,
         max_listed: usize,
@@ -669,7 +805,7 @@ impl Job {
             rel.extend_from_slice(name.as_bytes());
             let path = dir.join(&name);
             let meta = std::fs::symlink_metadata(&path).map_err(io_err(&path))?;
-            if !self.seen.contains(rel.as_slice()) {
+            if !tree.seen.contains(rel.as_slice()) {
                 if !self.options.dry_run {
                     remove_any(&path, &meta).map_err(io_err(&path))?;
                 }
@@ -678,19 +814,24 @@ impl Job {
                     removed.push(rel.clone());
                 }
             } else if meta.is_dir() {
-                self.sweep(&path, rel, max_listed, removed, total)?;
+                self.sweep(tree, &path, rel, max_listed, removed, total)?;
             }
             rel.truncate(len);
         }
         Ok(())
     }
 
-    fn finish(mut self) -> Result<FinishReport, TargetError> {
+    fn finish(&self) -> Result<FinishReport, TargetError> {
+        let mut gate = self.enter_alone()?;
+        *gate = true;
+        // Files not committed are closed; their partial files and journals stay.
+        lock(&self.partials).clear();
+        let mut tree = lock(&self.tree);
         if !self.options.dry_run {
             // Deepest first, so setting a parent's mtime comes after its children changed.
-            self.dirs
+            tree.dirs
                 .sort_by_key(|(path, _, _)| std::cmp::Reverse(path.components().count()));
-            for (path, mode, mtime) in &self.dirs {
+            for (path, mode, mtime) in &tree.dirs {
                 std::fs::set_permissions(path, Permissions::from_mode(*mode))
                     .map_err(io_err(path))?;
                 set_mtime_nofollow(path, *mtime).map_err(io_err(path))?;
@@ -698,15 +839,15 @@ impl Job {
         }
         // Partial folders of files that were all committed are empty now; others keep
         // their partial files and journals for a resume.
-        for dir in &self.partial_dirs {
+        for dir in &tree.partial_dirs {
             if std::fs::remove_dir(dir).is_ok()
                 && let Some(parent) = dir.parent()
-                && let Some((_, _, mtime)) = self.dirs.iter().find(|(p, _, _)| p == parent)
+                && let Some((_, _, mtime)) = tree.dirs.iter().find(|(p, _, _)| p == parent)
             {
                 let _ = set_mtime_nofollow(parent, *mtime);
             }
         }
-        Ok(self.report)
+        Ok(*lock(&self.report))
     }
 }
 
