@@ -347,7 +347,7 @@ const AUTO_WINDOW_MAX_BYTES: u64 = 160 << 20;
 /// The window `--window` defaults to for a path with round trip `rtt`: enough blocks of
 /// `block_size` for twice the bandwidth-delay product of a 10 Gbit/s link (the second
 /// half covers the target's time to write and acknowledge a block), between
-/// [`DEFAULT_WINDOW`] and [`AUTO_WINDOW_MAX_BYTES`] worth of blocks.
+/// [`DEFAULT_WINDOW`] and 160 MiB worth of blocks.
 pub fn auto_window(rtt: Duration, block_size: u32) -> usize {
     let block = u64::from(block_size.max(1));
     let wanted = (2.0 * rtt.as_secs_f64() * AUTO_WINDOW_LINK_RATE / block as f64).ceil() as u64;
