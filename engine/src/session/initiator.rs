@@ -58,6 +58,9 @@ pub(crate) struct Initiator {
     /// Slots the responder currently lets us use (≤ `attrs.slots`).
     credit: u32,
     slots: Vec<InitiatorSlot>,
+    /// Which slots are free, one bit per slot: finding the lowest free slot takes a few
+    /// word tests instead of a scan of every slot (a hot spot with hundreds in flight).
+    free: FreeSlots,
     /// Requests not yet sent, in call order.
     queue: VecDeque<RequestId>,
     /// Requests holding a slot whose connection was lost, waiting for another one.
@@ -92,6 +95,7 @@ impl Initiator {
             attrs,
             credit: attrs.slots,
             slots: vec![InitiatorSlot::default(); attrs.slots as usize],
+            free: FreeSlots::all(attrs.slots),
             queue: VecDeque::new(),
             resend: VecDeque::new(),
             outstanding: IdMap::default(),
@@ -106,6 +110,7 @@ impl Initiator {
         self.attrs = attrs;
         self.credit = attrs.slots;
         self.slots = vec![InitiatorSlot::default(); attrs.slots as usize];
+        self.free = FreeSlots::all(attrs.slots);
     }
 
     pub(crate) fn attributes(&self) -> ChannelAttributes {
@@ -155,11 +160,8 @@ impl Initiator {
     }
 
     fn free_slot(&self) -> Option<u32> {
-        let usable = (self.credit as usize).min(self.slots.len());
-        self.slots[..usable]
-            .iter()
-            .position(|s| s.busy.is_none())
-            .map(|i| i as u32)
+        let usable = self.credit.min(self.slots.len() as u32);
+        self.free.lowest().filter(|&slot| slot < usable)
     }
 
     fn transmit<P>(&mut self, id: RequestId, conn: ConnId, links: &mut IdMap<ConnId, Link<P>>) {
@@ -256,6 +258,7 @@ impl Initiator {
             let s = &mut self.slots[slot as usize];
             s.last_seq = s.last_seq.wrapping_add(1);
             s.busy = Some(id);
+            self.free.take(slot);
             let seq = s.last_seq;
             let order = if out.ordered {
                 self.next_order += 1;
@@ -307,6 +310,7 @@ impl Initiator {
             return;
         };
         s.busy = None;
+        self.free.give(slot);
         if let Some(conn) = out.conn
             && let Some(link) = links.get_mut(&conn)
         {
@@ -422,6 +426,7 @@ impl Initiator {
         for s in &mut self.slots {
             s.busy = None;
         }
+        self.free = FreeSlots::all(self.slots.len() as u32);
     }
 
     /// Requests not yet completed.
@@ -431,7 +436,49 @@ impl Initiator {
 
     /// Requests that hold a slot (sent at least once and not completed).
     pub(crate) fn in_flight(&self) -> usize {
-        self.slots.iter().filter(|s| s.busy.is_some()).count()
+        self.slots.len() - self.free.count()
+    }
+}
+
+/// A set of free slot numbers as a bitmap.
+#[derive(Debug, Clone)]
+struct FreeSlots(Vec<u64>);
+
+impl FreeSlots {
+    /// Slots `0..n`, all free.
+    fn all(n: u32) -> Self {
+        let n = n as usize;
+        let mut words = vec![u64::MAX; n.div_ceil(64)];
+        if let Some(last) = words.last_mut()
+            && !n.is_multiple_of(64)
+        {
+            *last = (1u64 << (n % 64)) - 1;
+        }
+        FreeSlots(words)
+    }
+
+    fn lowest(&self) -> Option<u32> {
+        self.0
+            .iter()
+            .enumerate()
+            .find(|(_, word)| **word != 0)
+            .map(|(i, word)| i as u32 * 64 + word.trailing_zeros())
+    }
+
+    fn take(&mut self, slot: u32) {
+        if let Some(word) = self.0.get_mut(slot as usize / 64) {
+            *word &= !(1u64 << (slot % 64));
+        }
+    }
+
+    fn give(&mut self, slot: u32) {
+        if let Some(word) = self.0.get_mut(slot as usize / 64) {
+            *word |= 1u64 << (slot % 64);
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
     }
 }
 
@@ -448,5 +495,27 @@ fn exception_to_error(bytes: &[u8]) -> CallError {
         session_types::TOO_LARGE => CallError::ResponseTooLarge,
         session_types::NOT_CACHED => CallError::ReplyNotCached,
         _ => CallError::Remote(e),
+    }
+}
+
+#[cfg(test)]
+mod free_slots_tests {
+    use super::FreeSlots;
+
+    #[test]
+    fn lowest_free_slot_follows_takes_and_gives() {
+        for n in [1u32, 63, 64, 65, 256] {
+            let mut free = FreeSlots::all(n);
+            assert_eq!(free.count(), n as usize);
+            for slot in 0..n {
+                assert_eq!(free.lowest(), Some(slot));
+                free.take(slot);
+            }
+            assert_eq!(free.lowest(), None, "{n} slots all taken");
+            free.give(n / 2);
+            free.give(n - 1);
+            assert_eq!(free.lowest(), Some(n / 2));
+            assert_eq!(free.count(), if n > 1 { 2 } else { 1 });
+        }
     }
 }
