@@ -7,29 +7,16 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use replicate_support::{
-    SPARSE_SIZE, ServeProcess, TempDir, assert_same_tree, build_tree, random_bytes,
+    SPARSE_SIZE, ServeProcess, TempDir, assert_same_tree, assert_succeeded, build_tree, hawser,
+    random_bytes, text,
 };
 
 fn pull(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hawser"))
-        .arg("pull")
-        .args(["--quiet", "--connections", "4"])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    hawser("pull", args)
 }
 
 fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "pull failed: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_succeeded(out, "pull");
 }
 
 fn json(path: &Path) -> serde_json::Value {

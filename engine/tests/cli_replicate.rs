@@ -4,28 +4,17 @@ mod replicate_support;
 
 use std::process::{Command, Output, Stdio};
 
-use replicate_support::{ServeProcess, TempDir, assert_same_tree, build_tree, random_bytes};
+use replicate_support::{
+    ServeProcess, TempDir, assert_same_tree, assert_succeeded, build_tree, hawser, random_bytes,
+    text,
+};
 
 fn push(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hawser"))
-        .arg("push")
-        .args(["--quiet", "--connections", "4"])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    hawser("push", args)
 }
 
 fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "push failed: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_succeeded(out, "push");
 }
 
 #[test]

@@ -208,6 +208,17 @@ impl Transport for PipelineTransport<'_> {
     }
 }
 
+/// The requests of a job, by exchange: what a target serves (`hawser serve`, and a
+/// pulling client on its backchannel).
+pub(crate) const TARGET_EXCHANGES: [(MessageKind, &str); 6] = [
+    (MessageKind::Begin, "replicate.begin"),
+    (MessageKind::Manifest, "replicate.manifest"),
+    (MessageKind::Block, "replicate.block"),
+    (MessageKind::Commit, "replicate.commit"),
+    (MessageKind::Delete, "replicate.delete"),
+    (MessageKind::Finish, "replicate.finish"),
+];
+
 /// Limits of the replication service.
 #[derive(Debug, Clone)]
 pub struct ServiceLimits {
@@ -234,16 +245,8 @@ pub fn replication_service(root: &Path, limits: ServiceLimits) -> std::io::Resul
     // Fail now on a bad root rather than on the first job.
     let root = Target::new(root)?.root().to_path_buf();
     let jobs: Arc<Jobs> = Arc::new(Mutex::new(HashMap::new()));
-    let kinds = [
-        (MessageKind::Begin, "replicate.begin"),
-        (MessageKind::Manifest, "replicate.manifest"),
-        (MessageKind::Block, "replicate.block"),
-        (MessageKind::Commit, "replicate.commit"),
-        (MessageKind::Delete, "replicate.delete"),
-        (MessageKind::Finish, "replicate.finish"),
-    ];
     let mut service = Service::new("replicate");
-    for (kind, name) in kinds {
+    for (kind, name) in TARGET_EXCHANGES {
         let jobs = Arc::clone(&jobs);
         let root = root.clone();
         let limits = limits.clone();

@@ -27,7 +27,7 @@ use super::cli::{
     Interval, JobArgs, JobOutcome, MoverError, Ticker, connect_serving, io_err, print_report,
     session_source_config, source_config, split_remote, stall_timeout, window_for, write_outputs,
 };
-use super::{PipelineTransport, Progress};
+use super::{PipelineTransport, Progress, TARGET_EXCHANGES};
 use crate::api::{
     CallError, Client, ExchangeId, HandlerError, PendingCall, RemoteException, RequestContext,
     Service,
@@ -162,16 +162,6 @@ fn serve_pull(root: &Path, ctx: &RequestContext, body: &[u8]) -> Result<Bytes, H
     .encode()
     .map_err(|e| exception("hawser.replicate.Internal", format!("pull report: {e}")))
 }
-
-/// The requests of a job, by exchange, as the pull's target serves them.
-const TARGET_EXCHANGES: [(MessageKind, &str); 6] = [
-    (MessageKind::Begin, "replicate.begin"),
-    (MessageKind::Manifest, "replicate.manifest"),
-    (MessageKind::Block, "replicate.block"),
-    (MessageKind::Commit, "replicate.commit"),
-    (MessageKind::Delete, "replicate.delete"),
-    (MessageKind::Finish, "replicate.finish"),
-];
 
 /// The backchannel service of a pulling client: `target` answers the one job its server
 /// runs, and `progress` counts what was written as it arrives.

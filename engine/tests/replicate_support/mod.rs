@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A `hawser serve` child on a free loopback port, killed on drop.
@@ -232,4 +232,29 @@ pub fn assert_same_tree(source: &Path, target: &Path) {
     for (path, seen) in &a {
         assert_eq!(Some(seen), b.get(path), "{path} differs");
     }
+}
+
+/// Runs `hawser SUBCOMMAND --quiet --connections 4 ARGS...` and returns its output.
+pub fn hawser(subcommand: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hawser"))
+        .arg(subcommand)
+        .args(["--quiet", "--connections", "4"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Process output as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Fails the test with the command's output unless it succeeded.
+pub fn assert_succeeded(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
 }

@@ -629,21 +629,33 @@ fn auto_compression_skips_incompressible_and_small_bodies() {
         (&[0u8; 4096][..], true),
         (&[0u8; 16][..], false),
     ] {
-        let frame = Frame::Response(Response {
-            channel: Channel::Fore,
-            slot: 0,
-            sequence: 0,
-            request_id: 0,
-            body,
-        });
-        let mut out = Vec::new();
-        let header = FrameEncoder::new(options)
-            .encode(&frame, &mut out)
-            .expect("encodes");
-        assert_eq!(header.is_compressed(), expect_compressed);
-        let mut d = FrameDecoder::new(MAX);
-        assert_eq!(d.decode(&out), Ok(Some((frame, out.len()))));
+        assert_response_compression(options, body, expect_compressed);
     }
+}
+
+/// Encodes `body` as a Response with `options`, checks whether it went compressed, and
+/// that it decodes back.
+fn assert_response_compression(options: EncodeOptions, body: &[u8], expect_compressed: bool) {
+    let frame = Frame::Response(Response {
+        channel: Channel::Fore,
+        slot: 0,
+        sequence: 0,
+        request_id: 0,
+        body,
+    });
+    let mut out = Vec::new();
+    let header = FrameEncoder::new(options)
+        .encode(&frame, &mut out)
+        .expect("encodes");
+    assert_eq!(
+        header.is_compressed(),
+        expect_compressed,
+        "{} body bytes, {} on the wire",
+        body.len(),
+        out.len()
+    );
+    let mut d = FrameDecoder::new(4 << 20);
+    assert_eq!(d.decode(&out), Ok(Some((frame, out.len()))));
 }
 
 #[test]
@@ -668,25 +680,7 @@ fn large_bodies_are_probed_before_being_compressed() {
         (&middle_only[..], true),
         (&all_but_middle[..], false),
     ] {
-        let frame = Frame::Response(Response {
-            channel: Channel::Fore,
-            slot: 0,
-            sequence: 0,
-            request_id: 0,
-            body,
-        });
-        let mut out = Vec::new();
-        let header = FrameEncoder::new(options)
-            .encode(&frame, &mut out)
-            .expect("encodes");
-        assert_eq!(
-            header.is_compressed(),
-            expect_compressed,
-            "{} bytes",
-            out.len()
-        );
-        let mut d = FrameDecoder::new(4 << 20);
-        assert_eq!(d.decode(&out), Ok(Some((frame, out.len()))));
+        assert_response_compression(options, body, expect_compressed);
     }
 }
 
