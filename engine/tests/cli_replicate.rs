@@ -288,3 +288,22 @@ fn rate_caps_the_transfer_and_bad_rates_are_refused() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn congestion_control_is_applied_or_refused_in_one_line() {
+    let src = TempDir::new("cli-cc-src");
+    let dst = TempDir::new("cli-cc-dst");
+    std::fs::write(src.path().join("a.bin"), random_bytes(9, 300_000)).unwrap();
+    let server = ServeProcess::start(dst.path());
+    let from = format!("{}/", src.path().display());
+    let to = format!("{}:/cc", server.addr);
+    // Reno is built into every Linux kernel: setting it on each trunk socket must work.
+    ok(&push(&["--congestion", "reno", &from, &to]));
+    assert_same_tree(src.path(), &dst.path().join("cc"));
+
+    let out = push(&["--congestion", "no-such-cc", &from, &to]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("not available here"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

@@ -142,6 +142,9 @@ pub struct ShardsConfig {
     pub send_zc_threshold: Option<usize>,
     /// Set `TCP_NODELAY` on connections.
     pub tcp_nodelay: bool,
+    /// TCP congestion control for every connection (`TCP_CONGESTION`, e.g. `cubic`);
+    /// `None`: the system's default. See [`check_congestion_control`].
+    pub tcp_congestion: Option<String>,
     /// Set up rings with `DEFER_TASKRUN` (completion work runs only when the shard enters
     /// the kernel) instead of `COOP_TASKRUN`. Measured on loopback: no clear difference.
     pub defer_taskrun: bool,
@@ -161,8 +164,27 @@ impl std::fmt::Debug for ShardsConfig {
             .field("mesh_capacity", &self.mesh_capacity)
             .field("send_zc_threshold", &self.send_zc_threshold)
             .field("tcp_nodelay", &self.tcp_nodelay)
+            .field("tcp_congestion", &self.tcp_congestion)
             .field("defer_taskrun", &self.defer_taskrun)
             .finish()
+    }
+}
+
+/// Checks that TCP congestion control `name` can be used here: it must be listed in
+/// `/proc/sys/net/ipv4/tcp_available_congestion_control` (a module not loaded is not).
+/// The error is one line saying what is available.
+pub fn check_congestion_control(name: &str) -> std::result::Result<(), String> {
+    const AVAILABLE: &str = "/proc/sys/net/ipv4/tcp_available_congestion_control";
+    let available =
+        std::fs::read_to_string(AVAILABLE).map_err(|e| format!("cannot read {AVAILABLE}: {e}"))?;
+    if available.split_whitespace().any(|a| a == name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "TCP congestion control {name:?} is not available here (available: {}; \
+             others need their kernel module loaded)",
+            available.trim()
+        ))
     }
 }
 
@@ -178,6 +200,7 @@ impl Default for ShardsConfig {
             mesh_capacity: 1024,
             send_zc_threshold: None,
             tcp_nodelay: true,
+            tcp_congestion: None,
             defer_taskrun: false,
             handler: None,
         }
@@ -273,6 +296,7 @@ impl Shards {
             recv_buffers,
             send_zc_threshold: config.send_zc_threshold,
             tcp_nodelay: config.tcp_nodelay,
+            tcp_congestion: config.tcp_congestion.clone(),
             defer_taskrun: config.defer_taskrun,
             shard_count: n,
         };

@@ -203,6 +203,22 @@ impl OpenOptions {
     }
 }
 
+impl ShardSettings {
+    /// `TCP_NODELAY` (best effort) and the configured congestion control on `fd`.
+    fn apply_tcp_options(&self, fd: RawFd) -> io::Result<()> {
+        if self.tcp_nodelay {
+            let _ = sys::set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+        }
+        if let Some(name) = &self.tcp_congestion {
+            sys::set_bytes_opt(fd, libc::IPPROTO_TCP, libc::TCP_CONGESTION, name.as_bytes())
+                .map_err(|e| {
+                    io::Error::new(e.kind(), format!("TCP congestion control {name:?}: {e}"))
+                })?;
+        }
+        Ok(())
+    }
+}
+
 /// Per-shard settings derived from the public configuration.
 #[derive(Clone)]
 pub(crate) struct ShardSettings {
@@ -210,6 +226,7 @@ pub(crate) struct ShardSettings {
     pub(crate) recv_buffers: u16,
     pub(crate) send_zc_threshold: Option<usize>,
     pub(crate) tcp_nodelay: bool,
+    pub(crate) tcp_congestion: Option<String>,
     pub(crate) defer_taskrun: bool,
     pub(crate) shard_count: usize,
 }
@@ -409,8 +426,9 @@ impl ShardCtx<'_> {
         proto: Box<dyn Protocol>,
     ) -> io::Result<ConnId> {
         let fd = sys::tcp_socket(&addr)?;
-        if self.core.settings.tcp_nodelay {
-            let _ = sys::set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+        if let Err(e) = self.core.settings.apply_tcp_options(fd) {
+            sys::close(fd);
+            return Err(e);
         }
         Ok(self
             .core
@@ -1326,9 +1344,9 @@ impl Core {
             if listener.closing {
                 sys::close(res);
             } else {
-                if self.settings.tcp_nodelay {
-                    let _ = sys::set_int_opt(res, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
-                }
+                // The algorithm was checked when the listener's side was configured; a
+                // failure here leaves the connection on the system's default.
+                let _ = self.settings.apply_tcp_options(res);
                 let target = if listener.spread {
                     let t = listener.next_target;
                     listener.next_target = (t + 1) % self.settings.shard_count;

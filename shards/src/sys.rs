@@ -167,6 +167,19 @@ pub(crate) fn set_int_opt(
     .map(drop)
 }
 
+pub(crate) fn set_bytes_opt(
+    fd: RawFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+    value: &[u8],
+) -> io::Result<()> {
+    let len = libc::socklen_t::try_from(value.len())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `value` is a live slice of `len` bytes for the duration of the call; the
+    // kernel only reads it.
+    cvt(unsafe { libc::setsockopt(fd, level, opt, value.as_ptr().cast(), len) }).map(drop)
+}
+
 pub(crate) fn bind(fd: RawFd, addr: &RawSockAddr) -> io::Result<()> {
     // SAFETY: `addr` points to `addr.len` valid bytes for the duration of the call.
     cvt(unsafe { libc::bind(fd, addr.as_ptr(), addr.len) }).map(drop)

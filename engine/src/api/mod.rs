@@ -134,7 +134,19 @@ impl Runtime {
     /// Starts `shards` shard threads (unpinned: see `hawser_shards::ShardsConfig::pin`).
     pub fn new(shards: usize) -> Result<Runtime, ApiError> {
         Ok(Runtime {
-            shards: Arc::new(Shards::start(shards_config(shards.max(1)))?),
+            shards: Arc::new(Shards::start(shards_config(shards.max(1), None))?),
+        })
+    }
+
+    /// [`new`](Self::new), with every connection of these shards using TCP congestion
+    /// control `name` (e.g. `cubic`; check it first with
+    /// `hawser_shards::check_congestion_control`).
+    pub fn with_tcp_congestion(shards: usize, name: Option<&str>) -> Result<Runtime, ApiError> {
+        Ok(Runtime {
+            shards: Arc::new(Shards::start(shards_config(
+                shards.max(1),
+                name.map(str::to_owned),
+            ))?),
         })
     }
 
@@ -311,7 +323,7 @@ impl ServerBuilder {
                 let last = rt.shards.len() - 1;
                 (rt.shards, shard.min(last))
             }
-            None => (Arc::new(Shards::start(shards_config(1))?), 0),
+            None => (Arc::new(Shards::start(shards_config(1, None))?), 0),
         };
         let (jobs_tx, jobs_rx) = channel::unbounded();
         let (host, bound, caller) =
@@ -462,6 +474,9 @@ pub struct ClientConfig {
     /// Largest request body to ask for, on the fore channel and on the backchannel (the
     /// server's limit caps it; both sides' buffers are sized by it).
     pub max_request_size: u32,
+    /// TCP congestion control of the trunk's connections (e.g. `cubic`); `None`: the
+    /// system's default. Applies when the client starts its own shard.
+    pub tcp_congestion: Option<String>,
 }
 
 impl Default for ClientConfig {
@@ -483,6 +498,7 @@ impl Default for ClientConfig {
             spin: Duration::ZERO,
             backchannel: None,
             max_request_size: session::ChannelAttributes::default().max_request_size,
+            tcp_congestion: None,
         }
     }
 }
@@ -582,7 +598,13 @@ impl Client {
                 let last = rt.shards.len() - 1;
                 (rt.shards, shard.min(last))
             }
-            None => (Arc::new(Shards::start(shards_config(1))?), 0),
+            None => (
+                Arc::new(Shards::start(shards_config(
+                    1,
+                    config.tcp_congestion.clone(),
+                ))?),
+                0,
+            ),
         };
         let (ready_tx, ready_rx) = channel::bounded(1);
         let handlers = config.backchannel.map(|s| s.table).unwrap_or_default();

@@ -805,9 +805,13 @@ impl ShardHandler for DriverHandler {
 }
 
 /// The shards configuration the driver needs (its handler runs host timers).
-pub(crate) fn shards_config(shards: usize) -> hawser_shards::ShardsConfig {
+pub(crate) fn shards_config(
+    shards: usize,
+    tcp_congestion: Option<String>,
+) -> hawser_shards::ShardsConfig {
     hawser_shards::ShardsConfig {
         shards,
+        tcp_congestion,
         // Shared build machines: a pinned shard cannot escape a busy core.
         pin: false,
         handler: Some(Arc::new(|_| {

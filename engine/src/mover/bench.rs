@@ -164,6 +164,7 @@ fn job_args(args: &BenchArgs) -> JobArgs {
         block_size: 8 << 20,
         window: Some(4),
         rate: None,
+        congestion: None,
         verify: false,
         fsync: false,
         delete: false,
@@ -218,6 +219,7 @@ fn run(args: &BenchArgs) -> Result<(), MoverError> {
         root: Some(dst.clone()),
         shards: Some(1),
         config: None,
+        congestion: None,
     })?;
     let job = job_args(args);
     let config = source_config(&job, "bench".into())?;

@@ -83,10 +83,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub shards: Option<usize>,
     /// TOML file with `listen`, `root`, `shards`, `max_block_size`, `max_jobs`,
-    /// `handler_threads` and a `[secrets]` table (identity = "secret"); command-line
-    /// options override it.
+    /// `handler_threads`, `congestion` and a `[secrets]` table (identity = "secret");
+    /// command-line options override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// TCP congestion control of the server's connections (what it sends with: pulls);
+    /// one of /proc/sys/net/ipv4/tcp_available_congestion_control [default: the system's].
+    #[arg(long, value_name = "NAME")]
+    pub congestion: Option<String>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -98,6 +102,7 @@ struct ServeFile {
     max_block_size: Option<u32>,
     max_jobs: Option<usize>,
     handler_threads: Option<usize>,
+    congestion: Option<String>,
     #[serde(default)]
     secrets: std::collections::BTreeMap<String, String>,
 }
@@ -131,7 +136,11 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, MoverError> {
     let handler_threads = file.handler_threads.unwrap_or(4).max(1);
     let pulls =
         pull_service(&root, handler_threads.saturating_sub(1).max(1)).map_err(io_err(&root))?;
-    let runtime = Runtime::new(shards)?;
+    let congestion = args.congestion.clone().or(file.congestion);
+    if let Some(name) = &congestion {
+        hawser_shards::check_congestion_control(name).map_err(MoverError::Usage)?;
+    }
+    let runtime = Runtime::with_tcp_congestion(shards, congestion.as_deref())?;
     let mut builder = ServerBuilder::new()
         .runtime(&runtime, 0)
         .service(service)
@@ -199,6 +208,12 @@ pub struct JobArgs {
     /// (`4Gbit`). The sender paces itself: for a pull, the server.
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub rate: Option<u64>,
+    /// TCP congestion control of the trunk's connections, e.g. `cubic` or `bbr` (one of
+    /// /proc/sys/net/ipv4/tcp_available_congestion_control) [default: the system's]. On a
+    /// lossy path a loss-based one (cubic) slows each connection down, and the trunk's
+    /// connections together keep the rate up.
+    #[arg(long, value_name = "NAME")]
+    pub congestion: Option<String>,
     /// Identity to authenticate as (with --secret-file).
     #[arg(long)]
     pub identity: Option<String>,
@@ -403,8 +418,12 @@ pub fn connect_serving(
         secret,
         max_request_size: max_request_size(block_size),
         backchannel,
+        tcp_congestion: job.congestion.clone(),
         ..ClientConfig::default()
     };
+    if let Some(name) = &job.congestion {
+        hawser_shards::check_congestion_control(name).map_err(MoverError::Usage)?;
+    }
     if let Some(identity) = &job.identity {
         config.identity = identity.clone();
     }

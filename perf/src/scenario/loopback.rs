@@ -110,6 +110,7 @@ pub fn bulk(context: &Context, outcome: &mut Outcome) -> Result<()> {
 
         eprintln!("  round {round}: {}", iperf3.label());
         let setup = Iperf3Setup {
+            congestion: None,
             client_namespace: None,
             server_namespace: None,
             server_address: "127.0.0.1",

@@ -307,6 +307,7 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
                     &data.source,
                     &destination,
                     &push_report,
+                    None,
                 ) {
                     Ok(result) => {
                         record_transfer(outcome, &subject, data, started.elapsed().as_secs_f64());

@@ -185,6 +185,8 @@ pub struct Iperf3Setup<'a> {
     pub server_address: &'a str,
     /// Port.
     pub port: u16,
+    /// TCP congestion control of the client's streams (`iperf3 -C`); `None`: the default.
+    pub congestion: Option<&'a str>,
 }
 
 /// Runs one `iperf3 -c` test with `streams` parallel streams for `seconds`, reporting every
@@ -229,6 +231,9 @@ pub fn run_iperf3(
         "-J",
         "--get-server-output",
     ]);
+    if let Some(name) = setup.congestion {
+        client.args(["-C", name]);
+    }
     let output = client
         .stdin(Stdio::null())
         .output()
@@ -628,10 +633,17 @@ pub fn run_hawser_push(
     source: &Path,
     destination: &str,
     report: &Path,
+    congestion: Option<&str>,
 ) -> Result<HawserPushResult> {
     let mut command = command_in(namespace, &binary.to_string_lossy());
     command
         .args(["push", "--connections", &connections.to_string()])
+        .args(
+            congestion
+                .map(|name| ["--congestion", name])
+                .into_iter()
+                .flatten(),
+        )
         .args(["--compress", "off", "--quiet", "--json"])
         .arg(report)
         .arg(source)
