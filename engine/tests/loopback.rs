@@ -524,3 +524,30 @@ fn losing_the_whole_trunk_at_once_recovers() {
     }
     assert!(client.stats().nexuses[0].1.connections_lost > 0);
 }
+
+/// Waiting for the trunk before a burst spreads the burst over every connection: 8
+/// large requests sent at once land two per connection, none on a connection that had
+/// not joined.
+#[test]
+fn a_burst_after_waiting_for_the_trunk_spreads_over_every_connection() {
+    let svc = Service::new("sink").handler(ECHO, "sink", |_, _| Ok(Bytes::new()));
+    let server = ServerBuilder::new()
+        .service(svc)
+        .listen("127.0.0.1:0")
+        .unwrap();
+    let client = Client::connect(server.local_addr(), config(4)).unwrap();
+    assert_eq!(client.wait_for_trunk(4, Duration::from_secs(5)), 4);
+    assert_eq!(client.stats().bound_connections, 4);
+    let body = Bytes::from(vec![7u8; 256 * 1024]);
+    let answers = client.call_many(ECHO, vec![body; 8]);
+    assert!(answers.iter().all(Result::is_ok));
+    for conn in client.stats().connections {
+        assert!(
+            conn.bytes_out >= 2 * 256 * 1024,
+            "a connection carried {} bytes",
+            conn.bytes_out
+        );
+    }
+    client.close();
+    server.shutdown();
+}

@@ -61,7 +61,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam::channel::{self, Receiver};
@@ -718,6 +718,21 @@ impl Client {
     /// Counters and histograms of the nexus and its open connections.
     pub fn stats(&self) -> StatsReport {
         stats_of(&self.host)
+    }
+
+    /// Waits until `connections` connections are bound to the nexus, or `timeout`
+    /// passes; returns how many are. Requests go to the connections bound when they are
+    /// sent, so a bulk sender that starts before its trunk has joined puts its whole
+    /// first window on the leading connection.
+    pub fn wait_for_trunk(&self, connections: usize, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let bound = self.stats().bound_connections;
+            if bound >= connections || Instant::now() >= deadline {
+                return bound;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// Test hook: shuts down (`shutdown(2)`) the `index`-th open connection of the trunk

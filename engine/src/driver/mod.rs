@@ -106,6 +106,8 @@ pub struct StatsReport {
     pub nexuses: Vec<(NexusId, NexusStats)>,
     /// Per open connection.
     pub connections: Vec<ConnectionStats>,
+    /// A client's connections bound to its nexus now (0 on a server).
+    pub bound_connections: usize,
 }
 
 /// How a client's connection attempt ended, before the nexus existed.
@@ -637,6 +639,7 @@ impl Host {
                         report
                             .nexuses
                             .push((s.ep.nexus().unwrap_or(NexusId(0)), s.ep.stats().clone()));
+                        report.bound_connections = s.ep.bound_connections().len();
                         for conn in self.links.keys() {
                             if let Some(st) = s.ep.connection_stats(*conn) {
                                 report.connections.push(st.clone());

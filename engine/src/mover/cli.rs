@@ -427,7 +427,14 @@ pub fn connect_serving(
     if let Some(identity) = &job.identity {
         config.identity = identity.clone();
     }
-    Ok((Client::connect(addr, config)?, rtt))
+    let client = Client::connect(addr, config)?;
+    // Blocks go to the connections bound when they are sent: wait for the trunk, or the
+    // first window would all ride on the leading connection (on a lossy long path that
+    // is one loss-limited stream for the whole first window). A connection that has not
+    // joined by then (a lost SYN costs a second) takes later blocks.
+    let wait = (rtt * 20).clamp(Duration::from_millis(500), Duration::from_secs(3));
+    client.wait_for_trunk(job.connections.max(1), wait);
+    Ok((client, rtt))
 }
 
 /// The source configuration `job` describes.
