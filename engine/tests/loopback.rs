@@ -527,12 +527,24 @@ fn losing_the_whole_trunk_at_once_recovers() {
 
 /// Waiting for the trunk before a burst spreads the burst over every connection: 8
 /// large requests sent at once land two per connection, none on a connection that had
-/// not joined.
+/// not joined. The handler holds every answer until all 8 requests have arrived, so no
+/// connection's outstanding bytes drop mid-burst (a quick answer would let the least
+/// loaded connection take the next request, and the split would depend on timing).
 #[test]
 fn a_burst_after_waiting_for_the_trunk_spreads_over_every_connection() {
-    let svc = Service::new("sink").handler(ECHO, "sink", |_, _| Ok(Bytes::new()));
+    let arrived = Arc::new(AtomicU32::new(0));
+    let seen = arrived.clone();
+    let svc = Service::new("sink").blocking_handler(ECHO, "sink", move |_, _| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while seen.load(Ordering::SeqCst) < 8 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(Bytes::new())
+    });
     let server = ServerBuilder::new()
         .service(svc)
+        .handler_threads(8)
         .listen("127.0.0.1:0")
         .unwrap();
     let client = Client::connect(server.local_addr(), config(4)).unwrap();
@@ -541,6 +553,7 @@ fn a_burst_after_waiting_for_the_trunk_spreads_over_every_connection() {
     let body = Bytes::from(vec![7u8; 256 * 1024]);
     let answers = client.call_many(ECHO, vec![body; 8]);
     assert!(answers.iter().all(Result::is_ok));
+    assert_eq!(arrived.load(Ordering::SeqCst), 8);
     for conn in client.stats().connections {
         assert!(
             conn.bytes_out >= 2 * 256 * 1024,
