@@ -220,6 +220,7 @@ fn run(args: &BenchArgs) -> Result<(), MoverError> {
         shards: Some(1),
         config: None,
         congestion: None,
+        write_mode: None,
     })?;
     let job = job_args(args);
     let config = source_config(&job, "bench".into())?;

@@ -12,7 +12,7 @@ use crate::api::{
     ApiError, Client, ClientConfig, DEFAULT_PORT, Runtime, Server, ServerBuilder, Service,
 };
 use crate::replicate::proto::{CompressPolicy, JobOptions, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
-use crate::replicate::{ReplicateError, Report, Source, SourceConfig, run};
+use crate::replicate::{ReplicateError, Report, Source, SourceConfig, WriteMode, run};
 
 use super::pull::pull_service;
 use super::{PipelineTransport, Progress, ServiceLimits, max_request_size, replication_service};
@@ -83,7 +83,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub shards: Option<usize>,
     /// TOML file with `listen`, `root`, `shards`, `max_block_size`, `max_jobs`,
-    /// `handler_threads`, `congestion` and a `[secrets]` table (identity = "secret");
+    /// `handler_threads`, `congestion`, `write_mode` and a `[secrets]` table (identity = "secret");
     /// command-line options override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -91,6 +91,21 @@ pub struct ServeArgs {
     /// one of /proc/sys/net/ipv4/tcp_available_congestion_control [default: the system's].
     #[arg(long, value_name = "NAME")]
     pub congestion: Option<String>,
+    /// How received file data is written: `direct` writes blocks of 1 MiB and more past
+    /// the page cache (O_DIRECT, preallocated; falls back to the cache on a file system
+    /// that refuses it), `buffered` writes everything through the page cache [default:
+    /// direct, or the config file's `write_mode`].
+    #[arg(long, value_name = "MODE", value_parser = parse_write_mode)]
+    pub write_mode: Option<WriteMode>,
+}
+
+/// `--write-mode`: `direct` or `buffered`.
+pub(crate) fn parse_write_mode(text: &str) -> Result<WriteMode, String> {
+    match text {
+        "direct" => Ok(WriteMode::Direct),
+        "buffered" => Ok(WriteMode::Buffered),
+        _ => Err(format!("{text:?} is not a write mode (direct or buffered)")),
+    }
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -103,6 +118,7 @@ struct ServeFile {
     max_jobs: Option<usize>,
     handler_threads: Option<usize>,
     congestion: Option<String>,
+    write_mode: Option<String>,
     #[serde(default)]
     secrets: std::collections::BTreeMap<String, String>,
 }
@@ -129,8 +145,14 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, MoverError> {
         .unwrap_or_else(|| PathBuf::from("."));
     let shards = args.shards.or(file.shards).unwrap_or(1).max(1);
     let max_block = file.max_block_size.unwrap_or(MAX_BLOCK_SIZE);
+    let write_mode = match (args.write_mode, &file.write_mode) {
+        (Some(mode), _) => mode,
+        (None, Some(text)) => parse_write_mode(text).map_err(MoverError::Usage)?,
+        (None, None) => WriteMode::default(),
+    };
     let limits = ServiceLimits {
         max_jobs: file.max_jobs.unwrap_or(ServiceLimits::default().max_jobs),
+        write_mode,
     };
     let service = replication_service(&root, limits).map_err(io_err(&root))?;
     let handler_threads = file.handler_threads.unwrap_or(4).max(1);

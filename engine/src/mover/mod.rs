@@ -61,7 +61,9 @@ use crate::api::{
     RequestContext, Service,
 };
 use crate::replicate::proto::{BLOCK_HEADER_LEN, MessageKind};
-use crate::replicate::{Completion, RemoteError, Request, Target, Transport, TransportError};
+use crate::replicate::{
+    Completion, RemoteError, Request, Target, Transport, TransportError, WriteMode,
+};
 use crate::session::{ThrottleConfig, TokenBucket};
 
 /// Room a session request needs beyond a block's data: the block header, plus slack for
@@ -224,11 +226,16 @@ pub(crate) const TARGET_EXCHANGES: [(MessageKind, &str); 6] = [
 pub struct ServiceLimits {
     /// Jobs (nexuses with an open job) at once; a `Begin` beyond it is refused.
     pub max_jobs: usize,
+    /// How the jobs' targets write file data.
+    pub write_mode: WriteMode,
 }
 
 impl Default for ServiceLimits {
     fn default() -> Self {
-        ServiceLimits { max_jobs: 64 }
+        ServiceLimits {
+            max_jobs: 64,
+            write_mode: WriteMode::default(),
+        }
     }
 }
 
@@ -299,9 +306,11 @@ fn handle(
                         format!("the target runs {} jobs already", map.len()),
                     ));
                 }
-                let target = Target::new(root).map_err(|e| {
-                    exception("hawser.replicate.Io", format!("{}: {e}", root.display()))
-                })?;
+                let target = Target::new(root)
+                    .map_err(|e| {
+                        exception("hawser.replicate.Io", format!("{}: {e}", root.display()))
+                    })?
+                    .with_write_mode(limits.write_mode);
                 let target = Arc::new(target);
                 map.insert(nexus, (Arc::clone(&target), now));
                 target

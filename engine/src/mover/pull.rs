@@ -36,7 +36,8 @@ use crate::replicate::proto::{
     BLOCK_HEADER_LEN, Begin, MessageKind, PROTOCOL_VERSION, PULL_EXCHANGE, PullReport, PullRequest,
 };
 use crate::replicate::{
-    ReplicateError, Source, SourcePathError, Target, TransportError, resolve_pull_source, run,
+    ReplicateError, Source, SourcePathError, Target, TransportError, WriteMode,
+    resolve_pull_source, run,
 };
 
 /// Blocks in flight at most for one pull, whatever the client asks: each is a buffer
@@ -230,6 +231,10 @@ pub struct PullArgs {
     /// Job options.
     #[command(flatten)]
     pub job: JobArgs,
+    /// How the pulled file data is written here: `direct` (blocks of 1 MiB and more past
+    /// the page cache, O_DIRECT, where the file system allows it) or `buffered`.
+    #[arg(long, value_name = "MODE", default_value = "direct", value_parser = super::cli::parse_write_mode)]
+    pub write_mode: WriteMode,
 }
 
 /// Where a pull writes: the directory the local target is rooted at, and DEST's name in
@@ -339,7 +344,9 @@ pub fn pull(args: &PullArgs) -> Result<JobOutcome, MoverError> {
     let (target_root, dest) = local_destination(Path::new(local))?;
     let config = source_config(&args.job, dest)?;
     let timeout = stall_timeout(&args.job)?;
-    let target = Target::new(&target_root).map_err(io_err(&target_root))?;
+    let target = Target::new(&target_root)
+        .map_err(io_err(&target_root))?
+        .with_write_mode(args.write_mode);
     let progress = Arc::new(Progress::default());
     let service = pull_target_service(target, Arc::clone(&progress));
     let (client, rtt) = connect_serving(addr, &args.job, config.options.block_size, Some(service))?;

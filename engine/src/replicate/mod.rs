@@ -50,6 +50,7 @@
 //! std::fs::remove_dir_all(&base).unwrap();
 //! ```
 
+mod direct;
 mod error;
 mod glob;
 mod journal;
@@ -65,6 +66,7 @@ mod target_path;
 mod transport;
 mod walk;
 
+pub use direct::WriteMode;
 pub use error::{
     EntryFailure, FailureReason, RemoteError, ReplicateError, TargetError, TransportError,
 };

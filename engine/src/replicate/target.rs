@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use bytes::{Bytes, BytesMut};
 
+use super::direct::{DIRECT_MIN_PIECE, DirectFile, WriteMode};
 use super::error::TargetError;
 use super::journal::{self, Journal};
 use super::proto::{
@@ -48,6 +49,7 @@ pub struct Target {
     root: PathBuf,
     /// The current job; held only to take a reference to it.
     job: Mutex<Option<Arc<Job>>>,
+    write_mode: WriteMode,
 }
 
 /// A file's state behind its own lock; `None` once committed.
@@ -56,6 +58,7 @@ type FileSlot = Arc<Mutex<Option<Partial>>>;
 #[derive(Debug)]
 struct Job {
     options: JobOptions,
+    write_mode: WriteMode,
     dest: PathBuf,
     /// Read-held by every Manifest, Block and Commit while it runs; write-held by Delete
     /// and Finish, which so wait for those in progress. `true` once finished.
@@ -92,8 +95,13 @@ struct Partial {
     temp_path: PathBuf,
     journal_path: PathBuf,
     /// `None` until the first Block (or the Commit) of a fresh file creates it, under
-    /// the file's own lock (see the module docs).
-    file: Option<File>,
+    /// the file's own lock (see the module docs). Shared with the blocks being written
+    /// outside that lock.
+    file: Option<Arc<File>>,
+    /// The `O_DIRECT` descriptor for large pieces (see [`direct`](super::direct)),
+    /// opened with the first large piece; `direct_tried` once that was attempted.
+    direct: Option<Arc<DirectFile>>,
+    direct_tried: bool,
     /// `None` for a file of one piece: resuming it means sending that piece again, so
     /// its journal would only cost a file creation (the dearest step for small files).
     journal: Option<Journal>,
@@ -132,7 +140,7 @@ fn add_report(into: &mut FinishReport, more: &FinishReport) {
 
 impl Partial {
     /// Creates the partial file (and its journal) if it is not open yet.
-    fn open(&mut self, fsync: bool) -> Result<&File, TargetError> {
+    fn open(&mut self, fsync: bool) -> Result<&Arc<File>, TargetError> {
         if self.file.is_none() {
             let file = File::options()
                 .create(true)
@@ -149,9 +157,29 @@ impl Partial {
                         .map_err(io_err(&self.journal_path))?,
                 );
             }
-            self.file = Some(file);
+            self.file = Some(Arc::new(file));
         }
         Ok(self.file.as_ref().expect("opened above"))
+    }
+
+    /// The descriptors a piece of `len` bytes is written through: the file (created if
+    /// needed) and, for a large piece in [`WriteMode::Direct`], its `O_DIRECT` twin when
+    /// the file system takes it.
+    fn writers(
+        &mut self,
+        fsync: bool,
+        mode: WriteMode,
+        len: usize,
+    ) -> Result<(Arc<File>, Option<Arc<DirectFile>>), TargetError> {
+        let file = self.open(fsync)?.clone();
+        if mode == WriteMode::Direct && len >= DIRECT_MIN_PIECE && !self.direct_tried {
+            self.direct_tried = true;
+            self.direct = DirectFile::open(&self.temp_path)
+                .map_err(io_err(&self.temp_path))?
+                .map(Arc::new);
+        }
+        let direct = self.direct.clone().filter(|_| len >= DIRECT_MIN_PIECE);
+        Ok((file, direct))
     }
 }
 
@@ -165,7 +193,15 @@ impl Target {
         Ok(Target {
             root: std::fs::canonicalize(root)?,
             job: Mutex::new(None),
+            write_mode: WriteMode::default(),
         })
+    }
+
+    /// How file data is written ([`WriteMode::Direct`] by default: large pieces past
+    /// the page cache where the file system allows it).
+    pub fn with_write_mode(mut self, mode: WriteMode) -> Self {
+        self.write_mode = mode;
+        self
     }
 
     /// The root everything is written under.
@@ -261,6 +297,7 @@ impl Target {
         // A new Begin abandons a previous job's open files; their journals stay for resume.
         let job = Job {
             options: begin.options,
+            write_mode: self.write_mode,
             dest,
             gate: RwLock::new(false),
             tree: Mutex::new(Tree::default()),
@@ -562,7 +599,9 @@ impl Job {
             final_path,
             temp_path,
             journal_path,
-            file,
+            file: file.map(Arc::new),
+            direct: None,
+            direct_tried: false,
             journal,
             new_journal,
             hash: RunningHash::new(
@@ -628,35 +667,49 @@ impl Job {
         let _gate = self.enter()?;
         let fsync = self.options.fsync;
         let slot = self.file(header.file_id)?;
-        let mut slot = lock(&slot);
-        // Committed while this block waited for the file's lock.
-        let partial = slot
-            .as_mut()
-            .ok_or(TargetError::UnknownFile(header.file_id))?;
-        if partial.pieces.get(&header.offset).map(|&len| len as usize) != Some(data.len()) {
-            return Err(TargetError::NotAPiece {
-                file_id: header.file_id,
-                offset: header.offset,
-                len: data.len(),
-            });
-        }
         let mut ack = BlockAck {
             file_id: header.file_id,
             offset: header.offset,
             status: BlockStatus::Written,
         };
-        if !partial.hash.check(header.offset, data, header.digest) {
-            ack.status = BlockStatus::DigestMismatch;
-            return Ok(ack);
+        // Checked and hashed under the file's lock; written outside it, so the blocks of
+        // one large file reach the disk in parallel (several writes in flight is what a
+        // direct write needs to run at the device's rate).
+        let (file, direct, temp_path) = {
+            let mut partial = lock(&slot);
+            // Committed while this block waited for the file's lock.
+            let partial = partial
+                .as_mut()
+                .ok_or(TargetError::UnknownFile(header.file_id))?;
+            if partial.pieces.get(&header.offset).map(|&len| len as usize) != Some(data.len()) {
+                return Err(TargetError::NotAPiece {
+                    file_id: header.file_id,
+                    offset: header.offset,
+                    len: data.len(),
+                });
+            }
+            if !partial.hash.check(header.offset, data, header.digest) {
+                ack.status = BlockStatus::DigestMismatch;
+                return Ok(ack);
+            }
+            let (file, direct) = partial.writers(fsync, self.write_mode, data.len())?;
+            (file, direct, partial.temp_path.clone())
+        };
+        match &direct {
+            Some(direct) => direct.write_at(&file, data, header.offset),
+            None => file.write_all_at(data, header.offset),
         }
-        partial.open(fsync)?;
-        let file = partial.file.as_ref().expect("opened above");
-        let path = &partial.temp_path;
-        file.write_all_at(data, header.offset)
-            .map_err(io_err(path))?;
+        .map_err(io_err(&temp_path))?;
         if fsync {
-            file.sync_data().map_err(io_err(path))?;
+            file.sync_data().map_err(io_err(&temp_path))?;
         }
+        let mut guard = lock(&slot);
+        // The source commits a file only once all its blocks are acknowledged, and each
+        // piece is written by one request at a time (exactly once), so the file is
+        // still here.
+        let partial = guard
+            .as_mut()
+            .ok_or(TargetError::UnknownFile(header.file_id))?;
         if let Some(journal) = &mut partial.journal {
             journal
                 .append(journal::Record {
@@ -667,12 +720,11 @@ impl Job {
                 .map_err(io_err(&partial.journal_path))?;
         }
         partial.received.insert(header.offset);
-        let file = partial.file.as_ref().expect("opened above");
         partial
             .hash
-            .written(header.offset, data, shared, file, &partial.received)
+            .written(header.offset, data, shared, &file, &partial.received)
             .map_err(io_err(&partial.temp_path))?;
-        drop(slot);
+        drop(guard);
         lock(&self.report).bytes_received += data.len() as u64;
         Ok(ack)
     }
