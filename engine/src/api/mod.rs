@@ -236,6 +236,7 @@ pub struct ServerBuilder {
     compress: bool,
     slots: u32,
     max_request_size: Option<u32>,
+    align_request_bodies_at: Option<usize>,
     placement: Option<(Runtime, usize)>,
 }
 
@@ -258,6 +259,7 @@ impl ServerBuilder {
             compress: true,
             slots: 256,
             max_request_size: None,
+            align_request_bodies_at: None,
             placement: None,
         }
     }
@@ -304,6 +306,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Receives request bodies of 256 KiB or more so that `body[offset..]` starts on a
+    /// page boundary: a handler writing the data after its own `offset`-byte header with
+    /// `O_DIRECT` (as the replication target does) writes it from where it arrived.
+    pub fn align_request_bodies_at(mut self, offset: usize) -> Self {
+        self.align_request_bodies_at = Some(offset);
+        self
+    }
+
     /// Binds `addr` (port 0 picks a free port) and starts serving.
     pub fn listen(self, addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<Server, ApiError> {
         let addr = resolve(addr)?;
@@ -314,6 +324,7 @@ impl ServerBuilder {
         let mut config = session::ServerConfig::new(self.credentials);
         config.compress = self.compress;
         config.fore_limits.slots = self.slots;
+        config.align_request_bodies_at = self.align_request_bodies_at;
         if let Some(bytes) = self.max_request_size {
             config.fore_limits.max_request_size = bytes;
             config.back_limits.max_request_size = bytes;
@@ -477,6 +488,9 @@ pub struct ClientConfig {
     /// TCP congestion control of the trunk's connections (e.g. `cubic`); `None`: the
     /// system's default. Applies when the client starts its own shard.
     pub tcp_congestion: Option<String>,
+    /// Receive backchannel request bodies of 256 KiB or more with `body[offset..]` on a
+    /// page boundary (see [`ServerBuilder::align_request_bodies_at`]).
+    pub align_backchannel_bodies_at: Option<usize>,
 }
 
 impl Default for ClientConfig {
@@ -499,6 +513,7 @@ impl Default for ClientConfig {
             backchannel: None,
             max_request_size: session::ChannelAttributes::default().max_request_size,
             tcp_congestion: None,
+            align_backchannel_bodies_at: None,
         }
     }
 }
@@ -589,6 +604,7 @@ impl Client {
         sc.fore.slots = config.slots.max(1);
         sc.fore.max_request_size = config.max_request_size.max(1);
         sc.back.max_request_size = config.max_request_size.max(1);
+        sc.align_request_bodies_at = config.align_backchannel_bodies_at;
         sc.timers.heartbeat_interval = config.heartbeat;
         sc.timers.dead_after = config.heartbeat * 3;
         sc.reconnect_min = Duration::from_millis(10);

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::api::{
     ApiError, Client, ClientConfig, DEFAULT_PORT, Runtime, Server, ServerBuilder, Service,
 };
-use crate::replicate::proto::{CompressPolicy, JobOptions, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
+use crate::replicate::proto::{
+    BLOCK_HEADER_LEN, CompressPolicy, JobOptions, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE,
+};
 use crate::replicate::{ReplicateError, Report, Source, SourceConfig, WriteMode, run};
 
 use super::pull::pull_service;
@@ -168,7 +170,9 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, MoverError> {
         .service(service)
         .service(pulls)
         .handler_threads(handler_threads)
-        .max_request_size(max_request_size(max_block));
+        .max_request_size(max_request_size(max_block))
+        // Blocks are written past their header with O_DIRECT: receive them aligned.
+        .align_request_bodies_at(BLOCK_HEADER_LEN);
     for (identity, secret) in file.secrets {
         builder = builder.secret(identity, secret.into_bytes());
     }
@@ -439,6 +443,8 @@ pub fn connect_serving(
         compression: job.compress != CompressPolicy::Off,
         secret,
         max_request_size: max_request_size(block_size),
+        // A pull's blocks arrive on the backchannel: aligned for the direct writes.
+        align_backchannel_bodies_at: backchannel.is_some().then_some(BLOCK_HEADER_LEN),
         backchannel,
         tcp_congestion: job.congestion.clone(),
         ..ClientConfig::default()

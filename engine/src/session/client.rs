@@ -136,6 +136,7 @@ impl Client {
             now,
             self.config.timers,
         );
+        link.align_request_bodies_at(self.config.align_request_bodies_at);
         link.send(&Frame::Hello {
             digest: self.config.digest,
             compress: self.config.compress,

@@ -103,6 +103,10 @@ pub struct ClientConfig {
     pub timers: Timers,
     /// Optional byte-rate limit on requests this client sends.
     pub throttle: Option<ThrottleConfig>,
+    /// Receive large backchannel request bodies so that `body[offset..]` starts on a
+    /// page boundary, for an application writing them with `O_DIRECT` (see
+    /// [`ServerConfig::align_request_bodies_at`]).
+    pub align_request_bodies_at: Option<usize>,
 }
 
 impl ClientConfig {
@@ -121,6 +125,7 @@ impl ClientConfig {
             recovery_timeout: Duration::from_secs(60),
             timers: Timers::default(),
             throttle: None,
+            align_request_bodies_at: None,
         }
     }
 }
@@ -142,6 +147,12 @@ pub struct ServerConfig {
     pub timers: Timers,
     /// Optional byte-rate limit on backchannel requests, per nexus.
     pub throttle: Option<ThrottleConfig>,
+    /// Receive each uncompressed request body of 256 KiB or more so that
+    /// `body[offset..]` starts on a page (4096-byte) boundary: an application writing the
+    /// data after an `offset`-byte header of its own with `O_DIRECT` can then write it from
+    /// where it arrived. Received bytes are copied into place anyway; this only chooses
+    /// where.
+    pub align_request_bodies_at: Option<usize>,
 }
 
 impl ServerConfig {
@@ -155,6 +166,7 @@ impl ServerConfig {
             compress: true,
             timers: Timers::default(),
             throttle: None,
+            align_request_bodies_at: None,
         }
     }
 }

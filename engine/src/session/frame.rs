@@ -218,7 +218,19 @@ pub(crate) struct Codec {
     decoder: wire::FrameDecoder,
     /// The SASL initial response being built (identity ‖ 0 ‖ proof); reused.
     scratch: Vec<u8>,
+    /// Offset within large request bodies to receive on a page boundary (see
+    /// [`Codec::align_request_bodies_at`]).
+    align_at: Option<usize>,
 }
+
+/// Requests at least this long are received page-aligned when alignment is asked for:
+/// below it the copy into place costs more than an aligned write saves.
+pub(crate) const ALIGNED_FRAME_MIN: usize = 256 * 1024;
+/// The alignment of [`Codec::align_request_bodies_at`]: a page, what `O_DIRECT` needs.
+pub(crate) const BODY_ALIGN: usize = 4096;
+/// Spare capacity of realigned storage, beyond the frame: more than one receive buffer
+/// of the driver (64 KiB).
+const REALIGN_SLACK: usize = 128 * 1024;
 
 impl Default for Codec {
     fn default() -> Self {
@@ -231,6 +243,7 @@ impl Default for Codec {
             }),
             decoder: wire::FrameDecoder::new(HANDSHAKE_MAX_PAYLOAD),
             scratch: Vec::new(),
+            align_at: None,
         }
     }
 }
@@ -251,6 +264,34 @@ impl Codec {
     /// The largest payload accepted from the peer (checked from each header).
     pub(crate) fn set_max_payload(&mut self, max: u32) {
         self.decoder.set_max_payload(max);
+    }
+
+    /// Receives each uncompressed request of [`ALIGNED_FRAME_MIN`] bytes or more into
+    /// storage placed so that `body[offset..]` starts on a page boundary: an application
+    /// that writes the body past `offset` with `O_DIRECT` then writes it from where it
+    /// arrived instead of copying it into an aligned buffer first. The bytes are copied
+    /// into that storage anyway (from the driver's receive buffers), so this costs
+    /// nothing but up to a page of slack per frame.
+    pub(crate) fn align_request_bodies_at(&mut self, offset: Option<usize>) {
+        self.align_at = offset;
+    }
+
+    /// Where in the frame `header` describes the body's alignment point lies, if the
+    /// frame is to be received aligned.
+    fn alignment_point(&self, header: &wire::FrameHeader, frame_len: usize) -> Option<usize> {
+        let offset = self.align_at?;
+        if header.kind != wire::FrameKind::Request
+            || header.flags.contains(wire::Flags::COMPRESSED)
+            || frame_len < ALIGNED_FRAME_MIN
+        {
+            return None;
+        }
+        let fixed = if header.flags.contains(wire::Flags::ORDERED) {
+            wire::Request::MAX_FIXED_LEN
+        } else {
+            4
+        };
+        Some(wire::HEADER_LEN + fixed + offset)
     }
 
     /// Appends the encoding of `frame` to `out`, except for a large body that goes out
@@ -300,7 +341,10 @@ impl Codec {
         };
         let len = header.frame_len();
         if rx.len() < len {
-            rx.reserve(len - rx.len());
+            match self.alignment_point(&header, len) {
+                Some(point) => realign(rx, len, point),
+                None => rx.reserve(len - rx.len()),
+            }
             return Ok(None);
         }
         let chunk = rx.split_to(len).freeze();
@@ -310,6 +354,24 @@ impl Codec {
         };
         from_wire(w, &chunk).map(Some)
     }
+}
+
+/// Makes `rx` (the start of a frame of `frame_len` bytes, incomplete) room for the whole
+/// frame with byte `point` of it on a [`BODY_ALIGN`] boundary, moving what arrived so
+/// far once; later calls find it placed and leave it.
+fn realign(rx: &mut BytesMut, frame_len: usize, point: usize) {
+    let placed = (rx.as_ptr() as usize + point).is_multiple_of(BODY_ALIGN);
+    if placed && rx.capacity() >= frame_len {
+        return;
+    }
+    // Room past the frame for the start of the next one, which arrives in the same
+    // receive buffer as this one's end: growing the storage then would move it all.
+    let mut placed = BytesMut::with_capacity(frame_len + BODY_ALIGN + REALIGN_SLACK);
+    let lead = (BODY_ALIGN - (placed.as_ptr() as usize + point) % BODY_ALIGN) % BODY_ALIGN;
+    placed.resize(lead, 0);
+    bytes::Buf::advance(&mut placed, lead);
+    placed.extend_from_slice(rx);
+    *rx = placed;
 }
 
 /// The wire form of `frame`; `scratch` holds what must be assembled (a SASL initial
@@ -835,6 +897,55 @@ mod tests {
         };
         let at = body.as_ptr() as usize;
         assert!(at >= start && at + body.len() <= end, "no copy of the body");
+    }
+
+    /// With alignment asked for, a large request arriving in 64 KiB pieces (as from the
+    /// driver's receive buffers, the next frame's start in the same piece as this one's
+    /// end) decodes with `body[offset..]` on a page boundary, ordered or not, digested or
+    /// not; small frames are left where they are.
+    #[test]
+    fn large_request_bodies_are_received_page_aligned_at_the_asked_offset() {
+        const OFFSET: usize = 21;
+        for (order, digest) in [(0, false), (4, true)] {
+            let mut codec = Codec::default();
+            codec.set_options(digest, false);
+            codec.set_max_payload(4 << 20);
+            codec.align_request_bodies_at(Some(OFFSET));
+            let request = |len: usize, fill: u8| Frame::Request {
+                channel: Channel::Fore,
+                slot: 0,
+                seq: 1,
+                request: RequestId(1),
+                exchange: ExchangeId(1),
+                order,
+                body: Bytes::from(vec![fill; len]),
+            };
+            let sent = [
+                request((1 << 20) + 333, 1),
+                request(100, 2),
+                request(3 << 20, 3),
+            ];
+            let mut wire_bytes = BytesMut::new();
+            for f in &sent {
+                encode_with(&mut codec, f, &mut wire_bytes);
+            }
+            let mut rx = BytesMut::new();
+            let mut got = Vec::new();
+            for piece in wire_bytes.chunks(64 * 1024 + 7) {
+                rx.extend_from_slice(piece);
+                while let Some(f) = codec.decode(&mut rx).unwrap() {
+                    got.push(f);
+                }
+            }
+            assert_eq!(got, sent);
+            for f in [&got[0], &got[2]] {
+                let Frame::Request { body, .. } = f else {
+                    panic!("a request")
+                };
+                let point = body[OFFSET..].as_ptr() as usize;
+                assert_eq!(point % BODY_ALIGN, 0, "order {order}, digest {digest}");
+            }
+        }
     }
 
     #[test]

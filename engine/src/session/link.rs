@@ -93,6 +93,12 @@ impl<P> Link<P> {
         }
     }
 
+    /// Large request bodies are received with `body[offset..]` on a page boundary (see
+    /// [`Codec::align_request_bodies_at`]).
+    pub(crate) fn align_request_bodies_at(&mut self, offset: Option<usize>) {
+        self.codec.align_request_bodies_at(offset);
+    }
+
     /// Records what the hello exchange agreed.
     pub(crate) fn agree(&mut self, digest: bool, compress: bool) {
         self.agreed = (digest, compress);

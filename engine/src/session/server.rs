@@ -96,15 +96,14 @@ impl Server {
     pub fn accept(&mut self, now: Instant, nonce: [u8; NONCE_LEN]) -> ConnId {
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
-        self.links.insert(
+        let mut link = Link::new(
             id,
-            Link::new(
-                id,
-                ServerPhase::AwaitHello { nonce },
-                now,
-                self.config.timers,
-            ),
+            ServerPhase::AwaitHello { nonce },
+            now,
+            self.config.timers,
         );
+        link.align_request_bodies_at(self.config.align_request_bodies_at);
+        self.links.insert(id, link);
         id
     }
 
