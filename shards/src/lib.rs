@@ -514,8 +514,18 @@ impl Shards {
                 }
             };
             fds.push(fd);
+            // SO_REUSEPORT only where several listeners share the port on purpose: on a
+            // lone listener it would let a second process (same user) bind the port too
+            // and silently take half of its connections, instead of failing "in use".
+            let share_port = shards.len() > 1;
             let setup = sys::set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)
-                .and_then(|_| sys::set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1))
+                .and_then(|_| {
+                    if share_port {
+                        sys::set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)
+                    } else {
+                        Ok(())
+                    }
+                })
                 .and_then(|_| sys::bind(fd, &sys::RawSockAddr::from_inet(bound)))
                 .and_then(|_| sys::listen(fd, 1024))
                 .and_then(|_| sys::local_addr(fd));

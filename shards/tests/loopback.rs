@@ -389,6 +389,23 @@ fn port_in_use_gets_a_clear_error() {
     shards.shutdown();
 }
 
+/// A port one hawser listener holds is "in use" for a second one, in this process or
+/// another: neither may quietly share it (SO_REUSEPORT) and take half its connections.
+#[test]
+fn a_second_listener_on_the_same_port_is_refused() {
+    let first = Shards::start(config(1)).unwrap();
+    let addr = first
+        .listen_tcp("127.0.0.1:0".parse().unwrap(), |_| Echo::new())
+        .unwrap();
+    let second = Shards::start(config(1)).unwrap();
+    let err = second.listen_tcp(addr, |_| Echo::new()).unwrap_err();
+    assert!(matches!(err, ShardError::AddressInUse { .. }), "{err}");
+    let err = second.listen_tcp_on(0, addr, |_| Echo::new()).unwrap_err();
+    assert!(matches!(err, ShardError::AddressInUse { .. }), "{err}");
+    second.shutdown();
+    first.shutdown();
+}
+
 #[test]
 fn connect_failure_is_reported_to_the_protocol() {
     struct Failing(channel::Sender<String>);
