@@ -564,3 +564,58 @@ fn a_burst_after_waiting_for_the_trunk_spreads_over_every_connection() {
     client.close();
     server.shutdown();
 }
+
+/// Completion callbacks run on the client's shard and can chain: 1,000 dependent calls,
+/// each started by the previous one's completion, arrive in order with the right
+/// answers; a callback for a call still running when the client goes away is told so
+/// (it runs with an error instead of never running).
+#[test]
+fn completion_callbacks_chain_calls_and_hear_when_the_client_is_gone() {
+    use hawser_engine::api::ShardCaller;
+    use std::sync::mpsc;
+
+    let svc = Service::new("echo")
+        .handler(ECHO, "echo", |_, body| Ok(body))
+        .blocking_handler(SLOW, "slow", |_, _| {
+            std::thread::sleep(Duration::from_secs(1));
+            Ok(Bytes::new())
+        });
+    let server = ServerBuilder::new()
+        .service(svc)
+        .listen("127.0.0.1:0")
+        .unwrap();
+    let client = Client::connect(server.local_addr(), config(2)).unwrap();
+
+    fn chain(caller: ShardCaller, n: u32, last: u32, answers: mpsc::Sender<Result<u32, String>>) {
+        let next = caller.clone();
+        caller.call_then(ECHO, Bytes::from(n.to_le_bytes().to_vec()), move |answer| {
+            let got = answer
+                .map_err(|e| e.to_string())
+                .map(|b| u32::from_le_bytes(b[..4].try_into().unwrap()));
+            let ok = got.is_ok();
+            let _ = answers.send(got);
+            if ok && n < last {
+                chain(next, n + 1, last, answers);
+            }
+        });
+    }
+    let (tx, rx) = mpsc::channel();
+    chain(client.shard_caller(), 0, 999, tx);
+    let got: Vec<_> = rx.iter().collect();
+    assert_eq!(got.len(), 1000);
+    for (i, answer) in got.into_iter().enumerate() {
+        assert_eq!(answer, Ok(i as u32));
+    }
+
+    let (tx, rx) = mpsc::channel();
+    client.call_then(SLOW, Bytes::new(), move |result| {
+        let _ = tx.send(result);
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    drop(client);
+    let result = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the callback ran");
+    assert!(result.is_err(), "{result:?}");
+    server.shutdown();
+}

@@ -228,6 +228,7 @@ pub(crate) struct ShardSettings {
     pub(crate) tcp_nodelay: bool,
     pub(crate) tcp_congestion: Option<String>,
     pub(crate) defer_taskrun: bool,
+    pub(crate) busy_poll: Option<Duration>,
     pub(crate) shard_count: usize,
 }
 
@@ -634,7 +635,9 @@ impl Core {
         if settings.defer_taskrun {
             builder.setup_defer_taskrun().setup_taskrun_flag();
         } else {
-            builder.setup_coop_taskrun();
+            // The task-run flag tells a busy-polling loop that completions wait to be
+            // run (cooperative task work is only run on entering the kernel).
+            builder.setup_coop_taskrun().setup_taskrun_flag();
         }
         let ring = builder.build(entries)?;
         let iovecs = pool_shared.mem.iovecs();
@@ -1649,12 +1652,46 @@ impl Core {
         self.stats_shared.publish(&self.stats);
     }
 
+    /// Looks for work without sleeping for up to `busy_poll`: completions, task work
+    /// the kernel holds for this ring, messages, commands. True if something came.
+    fn busy_poll(&mut self, spin: Duration) -> bool {
+        let _ = self.ring.submitter().submit();
+        let until = Instant::now() + spin;
+        loop {
+            if !self.ring.completion().is_empty() {
+                return true;
+            }
+            if self.ring.submission().taskrun() {
+                // Entering the kernel runs the pending task work: its completions land.
+                let _ = self.ring.submitter().submit();
+                return true;
+            }
+            if self.mesh.has_inbound()
+                || !self.commands.is_empty()
+                || !self.pool.shared.foreign_returns.is_empty()
+            {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
     fn wait(&mut self) {
-        let sub = self.ring.submitter();
         if self.has_pending_work() {
-            let _ = sub.submit();
+            let _ = self.ring.submitter().submit();
             return;
         }
+        if let Some(spin) = self.settings.busy_poll
+            && !self.stopping
+            && self.busy_poll(spin)
+        {
+            self.stats.busy_polled += 1;
+            return;
+        }
+        let sub = self.ring.submitter();
         self.doorbell.begin_park();
         if self.mesh.has_inbound()
             || !self.commands.is_empty()

@@ -14,6 +14,7 @@ pub struct ShardStats {
     pub(crate) completions: AtomicU64,
     pub(crate) wakeups: AtomicU64,
     pub(crate) parked_ns: AtomicU64,
+    pub(crate) busy_polled: AtomicU64,
     pub(crate) mesh_in: AtomicU64,
     pub(crate) mesh_out: AtomicU64,
     pub(crate) mesh_occupancy: AtomicU64,
@@ -47,6 +48,9 @@ pub struct StatsSnapshot {
     pub wakeups: u64,
     /// Nanoseconds spent parked in `submit_and_wait`.
     pub parked_ns: u64,
+    /// Times busy polling ([`ShardsConfig::busy_poll`](crate::ShardsConfig::busy_poll))
+    /// found work before the loop would have parked.
+    pub busy_polled: u64,
     /// Messages received over the SPSC mesh.
     pub mesh_in: u64,
     /// Messages sent over the SPSC mesh.
@@ -97,6 +101,7 @@ impl ShardStats {
             completions: r(&self.completions),
             wakeups: r(&self.wakeups),
             parked_ns: r(&self.parked_ns),
+            busy_polled: r(&self.busy_polled),
             mesh_in: r(&self.mesh_in),
             mesh_out: r(&self.mesh_out),
             mesh_occupancy: r(&self.mesh_occupancy),
@@ -123,6 +128,7 @@ impl ShardStats {
         w(&self.completions, s.completions);
         w(&self.wakeups, s.wakeups);
         w(&self.parked_ns, s.parked_ns);
+        w(&self.busy_polled, s.busy_polled);
         w(&self.mesh_in, s.mesh_in);
         w(&self.mesh_out, s.mesh_out);
         w(&self.mesh_occupancy, s.mesh_occupancy);

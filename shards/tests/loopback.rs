@@ -377,6 +377,33 @@ fn protocol_deadlines_fire_and_output_is_sent() {
     shards.shutdown();
 }
 
+/// With busy polling, a ping-pong's answers are found by polling shared memory: the
+/// echo stays byte-exact and the shard counts the polls that found work.
+#[test]
+fn busy_polling_shards_echo_and_count_the_work_they_found_polling() {
+    let shards = Shards::start(ShardsConfig {
+        busy_poll: Some(Duration::from_millis(2)),
+        ..config(1)
+    })
+    .unwrap();
+    let addr = shards
+        .listen_tcp("127.0.0.1:0".parse().unwrap(), |_| Echo::new())
+        .unwrap();
+    let mut client = TcpStream::connect(addr).unwrap();
+    client.set_nodelay(true).unwrap();
+    for round in 0..200u64 {
+        let message = pattern(round, 64);
+        client.write_all(&message).unwrap();
+        let mut back = vec![0u8; 64];
+        client.read_exact(&mut back).unwrap();
+        assert_eq!(back, message, "round {round}");
+    }
+    let polled = shards.stats(0).busy_polled;
+    assert!(polled > 0, "no busy poll found work");
+    drop(client);
+    shards.shutdown();
+}
+
 #[test]
 fn port_in_use_gets_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -11,6 +11,8 @@
 //! - [`Client::call`]: one exchange, waits for its answer.
 //! - [`Client::start_call`] → [`PendingCall`]: pipelining; [`PendingCall::wait`] later.
 //! - [`Client::call_many`]: a batch, answers in order.
+//! - [`Client::call_then`] / [`ShardCaller`]: the completion runs on the client's shard
+//!   (no thread hop), and may start the next call from there.
 //! - [`PendingCall::cancel`]: remote cancellation (the handler sees
 //!   [`RequestContext::is_cancelled`]; the call ends with [`CallError::Cancelled`]).
 //! - [`Client::stats`], [`Server::stats`]: nexus and connection counters with HDR
@@ -75,7 +77,9 @@ use crate::session::{self, ClientCredentials, ServerCredentials};
 pub use crate::session::{CallError, CallOptions, ExchangeId, NexusId, RemoteException};
 
 mod backchannel;
+mod on_shard;
 pub use backchannel::Backchannel;
+pub use on_shard::ShardCaller;
 
 /// The default DSP port (`dlpx-sp`).
 pub const DEFAULT_PORT: u16 = 8415;
@@ -130,11 +134,26 @@ pub struct Runtime {
     shards: Arc<Shards>,
 }
 
+/// How to start a [`Runtime`].
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeConfig {
+    /// Shard threads (at least 1).
+    pub shards: usize,
+    /// TCP congestion control of every connection of these shards (e.g. `cubic`; check
+    /// it first with `hawser_shards::check_congestion_control`); `None`: the system's.
+    pub tcp_congestion: Option<String>,
+    /// Shards look for work this long before sleeping in the kernel (see
+    /// `hawser_shards::ShardsConfig::busy_poll`): lower request/response latency for a
+    /// busier core. `None`: sleep at once.
+    pub busy_poll: Option<Duration>,
+}
+
 impl Runtime {
     /// Starts `shards` shard threads (unpinned: see `hawser_shards::ShardsConfig::pin`).
     pub fn new(shards: usize) -> Result<Runtime, ApiError> {
-        Ok(Runtime {
-            shards: Arc::new(Shards::start(shards_config(shards.max(1), None))?),
+        Self::start(RuntimeConfig {
+            shards,
+            ..RuntimeConfig::default()
         })
     }
 
@@ -142,11 +161,19 @@ impl Runtime {
     /// control `name` (e.g. `cubic`; check it first with
     /// `hawser_shards::check_congestion_control`).
     pub fn with_tcp_congestion(shards: usize, name: Option<&str>) -> Result<Runtime, ApiError> {
+        Self::start(RuntimeConfig {
+            shards,
+            tcp_congestion: name.map(str::to_owned),
+            ..RuntimeConfig::default()
+        })
+    }
+
+    /// Starts the shards `config` describes.
+    pub fn start(config: RuntimeConfig) -> Result<Runtime, ApiError> {
+        let mut shards = shards_config(config.shards.max(1), config.tcp_congestion);
+        shards.busy_poll = config.busy_poll;
         Ok(Runtime {
-            shards: Arc::new(Shards::start(shards_config(
-                shards.max(1),
-                name.map(str::to_owned),
-            ))?),
+            shards: Arc::new(Shards::start(shards)?),
         })
     }
 
@@ -523,7 +550,7 @@ pub struct Client {
     spin: Duration,
     shards: Option<Arc<Shards>>,
     host: HostHandle,
-    caller: Caller,
+    caller: Arc<Caller>,
     addr: SocketAddr,
 }
 
@@ -638,7 +665,7 @@ impl Client {
         let mut client = Client {
             spin: config.spin,
             shards: Some(shards),
-            caller: Caller::new(host.commands.clone()),
+            caller: Arc::new(Caller::new(host.commands.clone())),
             host,
             addr,
         };
@@ -666,6 +693,22 @@ impl Client {
     /// Calls `exchange` with `request` and waits for the answer.
     pub fn call(&self, exchange: ExchangeId, request: Bytes) -> Result<Bytes, CallError> {
         self.start_call(exchange, request).wait()
+    }
+
+    /// Starts a call; `done` runs with its result on the client's shard, in the loop
+    /// iteration that received the answer (see [`ShardCaller`]: no thread hop; `done`
+    /// must not block).
+    pub fn call_then<F>(&self, exchange: ExchangeId, request: Bytes, done: F)
+    where
+        F: FnOnce(Result<Bytes, CallError>) + Send + 'static,
+    {
+        self.shard_caller().call_then(exchange, request, done);
+    }
+
+    /// A handle that starts calls completing on the client's shard, to move into
+    /// completion callbacks (see [`ShardCaller`]).
+    pub fn shard_caller(&self) -> ShardCaller {
+        ShardCaller::new(Arc::clone(&self.caller))
     }
 
     /// Starts a call and returns at once (pipelining).

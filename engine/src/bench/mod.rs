@@ -62,16 +62,20 @@
 //! `hawser bench --mode bulk --digest --json`, and
 //! `HAWSER_BULK_ONLY=shards cargo bench -p hawser-benches --bench loopback_bulk`.
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 
 use crate::api::{
-    ApiError, CallError, Client, ClientConfig, ExchangeId, Runtime, Server, ServerBuilder, Service,
+    ApiError, CallError, Client, ClientConfig, ExchangeId, Runtime, RuntimeConfig, Server,
+    ServerBuilder, Service, ShardCaller,
 };
 use crate::driver::IdMap;
 
@@ -128,16 +132,37 @@ pub struct BenchArgs {
     /// Offer lz4 compression.
     #[arg(long)]
     pub compress: bool,
-    /// Microseconds the caller polls for an answer before blocking (saves a thread
-    /// wake-up per call; costs a busy core).
+    /// Who issues the calls: `shard` starts each next call from the previous one's
+    /// completion, on the client's shard (`Client::call_then`: no thread hop, the
+    /// thread-per-core form); `thread` calls from an application thread through the
+    /// blocking API's pipeline (each answer crosses from the shard to that thread).
+    #[arg(long, value_enum, default_value = "shard")]
+    pub caller: CallerKind,
+    /// With `--caller thread`: microseconds the caller polls for an answer before
+    /// blocking (saves a thread wake-up per call; costs a busy core).
     #[arg(long, default_value_t = 0)]
     pub spin_us: u64,
+    /// Microseconds each shard looks for work before sleeping in the kernel (saves the
+    /// shards' wake-ups between exchanges; keeps their cores busy meanwhile); 0: sleep
+    /// at once [default: 50 for rpc, 0 for bulk].
+    #[arg(long, value_name = "MICROS")]
+    pub busy_poll_us: Option<u64>,
     /// Print one JSON object instead of the human summary.
     #[arg(long)]
     pub json: bool,
     /// Write the latency distribution to FILE (HdrHistogram `.hgrm` text).
     #[arg(long, value_name = "FILE")]
     pub histogram: Option<PathBuf>,
+}
+
+/// Who issues the bench's calls (see [`BenchArgs::caller`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallerKind {
+    /// Completion callbacks on the client's shard start the next calls.
+    Shard,
+    /// An application thread, through the blocking API.
+    Thread,
 }
 
 /// The measured figures.
@@ -153,6 +178,10 @@ pub struct BenchReport {
     pub connections: usize,
     /// Shards in this process.
     pub shards: usize,
+    /// Who issued the calls.
+    pub caller: CallerKind,
+    /// Microseconds the shards busy-polled before sleeping (0: not at all).
+    pub busy_poll_us: u64,
     /// Digest on.
     pub digest: bool,
     /// Compression offered.
@@ -195,7 +224,15 @@ pub fn bench_service() -> Service {
 /// Runs the benchmark described by `args`.
 pub fn run(args: &BenchArgs) -> Result<BenchReport, ApiError> {
     let shards = args.shards.max(1);
-    let runtime = Runtime::new(shards)?;
+    let busy_poll_us = args.busy_poll_us.unwrap_or(match args.mode {
+        Mode::Rpc => 50,
+        Mode::Bulk | Mode::Replicate => 0,
+    });
+    let runtime = Runtime::start(RuntimeConfig {
+        shards,
+        tcp_congestion: None,
+        busy_poll: (busy_poll_us > 0).then(|| Duration::from_micros(busy_poll_us)),
+    })?;
     let mut server: Option<Server> = None;
     let addr = match &args.connect {
         Some(a) => a.clone(),
@@ -240,18 +277,26 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport, ApiError> {
     let response_size = if exchange == BENCH_ECHO { size } else { 0 };
 
     let warmup = Duration::from_secs_f64((args.duration * 0.1).clamp(0.2, 1.0));
-    measure(&client, exchange, &body, depth, warmup, None);
-    let mut histogram =
-        Histogram::<u64>::new_with_bounds(1, 600_000_000_000, 3).expect("constant bounds");
     let measured = Duration::from_secs_f64(args.duration.max(0.1));
-    let (exchanges, errors, elapsed) = measure(
-        &client,
-        exchange,
-        &body,
-        depth,
-        measured,
-        Some(&mut histogram),
-    );
+    let (histogram, exchanges, errors, elapsed) = match args.caller {
+        CallerKind::Thread => {
+            measure(&client, exchange, &body, depth, warmup, None);
+            let mut histogram = new_histogram();
+            let (exchanges, errors, elapsed) = measure(
+                &client,
+                exchange,
+                &body,
+                depth,
+                measured,
+                Some(&mut histogram),
+            );
+            (histogram, exchanges, errors, elapsed)
+        }
+        CallerKind::Shard => {
+            measure_on_shard(&client, exchange, &body, depth, warmup);
+            measure_on_shard(&client, exchange, &body, depth, measured)
+        }
+    };
     let retries = client.stats().nexuses.first().map_or(0, |(_, n)| n.retries);
     client.close();
     drop(server);
@@ -265,6 +310,8 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport, ApiError> {
         pipeline: depth,
         connections: args.connections.max(1),
         shards,
+        caller: args.caller,
+        busy_poll_us,
         digest: args.digest,
         compress: args.compress,
         duration_sec: secs,
@@ -276,6 +323,107 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport, ApiError> {
         retries,
         histogram,
     })
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::<u64>::new_with_bounds(1, 600_000_000_000, 3).expect("constant bounds")
+}
+
+/// One of the `depth` call chains of [`measure_on_shard`]: each completion records its
+/// latency and starts the chain's next call, on the client's shard.
+struct Chain {
+    caller: ShardCaller,
+    exchange: ExchangeId,
+    body: Bytes,
+    end: Instant,
+    done: u64,
+    failed: u64,
+    /// Chains still running; the last one to finish hands in the shard's histogram.
+    running: Arc<AtomicUsize>,
+    finished: std::sync::mpsc::Sender<ChainEnd>,
+}
+
+/// What a chain reports when it stops: its counts, and from the last chain the latencies
+/// of them all.
+struct ChainEnd {
+    done: u64,
+    failed: u64,
+    histogram: Option<Histogram<u64>>,
+}
+
+thread_local! {
+    /// The latencies recorded by the chains, on the client's shard thread: one histogram
+    /// that stays in the cache instead of one per chain.
+    static SHARD_LATENCIES: RefCell<Option<Histogram<u64>>> = const { RefCell::new(None) };
+}
+
+fn fire(mut chain: Box<Chain>) {
+    // Read before submitting, as in `measure`.
+    let t0 = Instant::now();
+    if t0 >= chain.end {
+        let histogram = (chain.running.fetch_sub(1, AtomicOrdering::AcqRel) == 1)
+            .then(|| SHARD_LATENCIES.with_borrow_mut(Option::take))
+            .flatten();
+        let _ = chain.finished.send(ChainEnd {
+            done: chain.done,
+            failed: chain.failed,
+            histogram,
+        });
+        return;
+    }
+    let (caller, body) = (chain.caller.clone(), chain.body.clone());
+    caller.call_then(chain.exchange, body, move |result| {
+        let latency = t0.elapsed().as_nanos().max(1) as u64;
+        SHARD_LATENCIES.with_borrow_mut(|h| {
+            h.get_or_insert_with(new_histogram)
+                .saturating_record(latency);
+        });
+        match result {
+            Ok(_) => chain.done += 1,
+            Err(_) => chain.failed += 1,
+        }
+        fire(chain);
+    });
+}
+
+/// Keeps `depth` call chains going on the client's shard for `duration` (each call
+/// started by the previous one's completion); returns the latencies, (completed,
+/// failed) and the elapsed time.
+fn measure_on_shard(
+    client: &Client,
+    exchange: ExchangeId,
+    body: &Bytes,
+    depth: usize,
+    duration: Duration,
+) -> (Histogram<u64>, u64, u64, Duration) {
+    let (finished, ends) = std::sync::mpsc::channel();
+    let depth = depth.max(1);
+    let running = Arc::new(AtomicUsize::new(depth));
+    let start = Instant::now();
+    for _ in 0..depth {
+        fire(Box::new(Chain {
+            caller: client.shard_caller(),
+            exchange,
+            body: body.clone(),
+            end: start + duration,
+            done: 0,
+            failed: 0,
+            running: Arc::clone(&running),
+            finished: finished.clone(),
+        }));
+    }
+    drop(finished);
+    let mut histogram = new_histogram();
+    let (mut done, mut failed) = (0, 0);
+    // Every chain reports once its last call completes (or the client is gone).
+    for end in ends.iter() {
+        if let Some(h) = end.histogram {
+            let _ = histogram.add(&h);
+        }
+        done += end.done;
+        failed += end.failed;
+    }
+    (histogram, done, failed, start.elapsed())
 }
 
 /// Keeps `depth` calls in flight for `duration`; returns (completed, failed, elapsed).
@@ -384,10 +532,15 @@ fn micros(ns: u64) -> String {
 /// Prints the report as the human summary.
 pub fn print_summary(r: &BenchReport) {
     println!(
-        "hawser bench {}: {} B requests, {} in flight, {} connections, {} shards, digest {}, compress {}",
+        "hawser bench {}: {} B requests, {} in flight ({} caller, busy poll {} µs), {} connections, {} shards, digest {}, compress {}",
         r.mode,
         r.size,
         r.pipeline,
+        match r.caller {
+            CallerKind::Shard => "on-shard",
+            CallerKind::Thread => "thread",
+        },
+        r.busy_poll_us,
         r.connections,
         r.shards,
         if r.digest { "on" } else { "off" },

@@ -75,7 +75,7 @@ pub(crate) enum Command {
         exchange: ExchangeId,
         body: Bytes,
         ordered: bool,
-        reply: Sender<Completion>,
+        reply: ReplyTo,
     },
     /// Cancel the call started with `token`.
     Cancel { token: u64 },
@@ -97,6 +97,29 @@ pub(crate) enum Command {
 pub(crate) struct Completion {
     pub(crate) token: u64,
     pub(crate) result: Result<Bytes, CallError>,
+}
+
+/// What runs a call's completion on the host's shard (see [`ReplyTo::Callback`]).
+pub(crate) type CompletionFn = Box<dyn FnOnce(Result<Bytes, CallError>) + Send>;
+
+/// Where a call's completion goes.
+pub(crate) enum ReplyTo {
+    /// To a waiting thread (or a pipeline's queue), tagged with the call's token.
+    Channel(Sender<Completion>),
+    /// Run on the host's shard thread, in the loop iteration that received the answer:
+    /// no thread hop, no wake-up of another thread.
+    Callback(CompletionFn),
+}
+
+impl ReplyTo {
+    fn deliver(self, token: u64, result: Result<Bytes, CallError>) {
+        match self {
+            ReplyTo::Channel(tx) => {
+                let _ = tx.send(Completion { token, result });
+            }
+            ReplyTo::Callback(done) => done(result),
+        }
+    }
 }
 
 /// Statistics of one endpoint, copied out of its shard.
@@ -172,20 +195,35 @@ impl Caller {
         options: CallOptions,
         reply: &Sender<Completion>,
     ) -> u64 {
+        self.start_to(
+            nexus,
+            exchange,
+            body,
+            options,
+            ReplyTo::Channel(reply.clone()),
+        )
+    }
+
+    /// Starts a call whose completion goes to `reply`; returns its token.
+    pub(crate) fn start_to(
+        &self,
+        nexus: Option<NexusId>,
+        exchange: ExchangeId,
+        body: Bytes,
+        options: CallOptions,
+        reply: ReplyTo,
+    ) -> u64 {
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
-        let sent = self.commands.send(Command::Call {
+        let refused = self.commands.send_or_return(Command::Call {
             token,
             nexus,
             exchange,
             body,
             ordered: options.ordered,
-            reply: reply.clone(),
+            reply,
         });
-        if !sent {
-            let _ = reply.send(Completion {
-                token,
-                result: Err(CallError::NoNexus),
-            });
+        if let Some(Command::Call { reply, .. }) = refused {
+            reply.deliver(token, Err(CallError::NoNexus));
         }
         token
     }
@@ -285,11 +323,16 @@ pub(crate) struct CommandSender {
 
 impl CommandSender {
     pub(crate) fn send(&self, cmd: Command) -> bool {
-        if self.tx.send(cmd).is_err() {
-            return false;
+        self.send_or_return(cmd).is_none()
+    }
+
+    /// Sends `cmd`, or hands it back if the host is gone.
+    pub(crate) fn send_or_return(&self, cmd: Command) -> Option<Command> {
+        if let Err(refused) = self.tx.send(cmd) {
+            return Some(refused.into_inner());
         }
         self.waker.wake();
-        true
+        None
     }
 }
 
@@ -342,8 +385,20 @@ struct ServerSide {
 /// (its calls may start before the nexus has an id).
 #[derive(Default)]
 struct Calls {
-    pending: IdMap<(u128, RequestId), (u64, Sender<Completion>)>,
+    pending: IdMap<(u128, RequestId), (u64, ReplyTo)>,
     tokens: IdMap<u64, (u128, RequestId)>,
+}
+
+impl Drop for Calls {
+    /// A host going away ends its calls: a waiting thread sees its channel close, and a
+    /// callback must be told as well or it would never run.
+    fn drop(&mut self) {
+        for (_, (token, reply)) in self.pending.drain() {
+            if matches!(reply, ReplyTo::Callback(_)) {
+                reply.deliver(token, Err(CallError::NoNexus));
+            }
+        }
+    }
 }
 
 /// The handlers this endpoint serves (server: fore channel; client: backchannel).
@@ -556,7 +611,7 @@ impl Host {
                 let key = (self.side.call_nexus_key(nexus), request);
                 if let Some((token, reply)) = self.calls.pending.remove(&key) {
                     self.calls.tokens.remove(&token);
-                    let _ = reply.send(Completion { token, result });
+                    reply.deliver(token, result);
                 }
             }
             Event::Request { request, body } => self.dispatch(now, request, body),
@@ -599,12 +654,7 @@ impl Host {
                         self.calls.pending.insert((key, request), (token, reply));
                         self.calls.tokens.insert(token, (key, request));
                     }
-                    Err(result) => {
-                        let _ = reply.send(Completion {
-                            token,
-                            result: Err(result),
-                        });
-                    }
+                    Err(result) => reply.deliver(token, Err(result)),
                 }
             }
             Command::Cancel { token } => {

@@ -12,7 +12,10 @@ use crate::report::{Outcome, Subject, parse_hgrm};
 /// Connections on both sides of the bulk comparison: hawser's trunk and iperf3's `-P`.
 pub const BULK_CONNECTIONS: usize = 4;
 /// Calls in flight in the pipelined rpc variant.
-pub const RPC_PIPELINE: usize = 32;
+pub const RPC_PIPELINE: usize = 256;
+/// Busy polling of hawser's shards in the on-shard rpc variants (the bench's rpc
+/// default), microseconds.
+pub const RPC_BUSY_POLL_US: u64 = 50;
 /// Request size of the rpc comparison (sockperf `-m`).
 pub const RPC_MESSAGE_BYTES: usize = 64;
 
@@ -138,28 +141,65 @@ pub fn bulk(context: &Context, outcome: &mut Outcome) -> Result<()> {
 }
 
 /// `loopback-rpc`: `hawser bench --mode rpc` ping-pong and pipelined vs `sockperf
-/// ping-pong --tcp -m 64`.
+/// ping-pong --tcp -m 64`, blocking and busy-polling.
 pub fn rpc(context: &Context, outcome: &mut Outcome) -> Result<()> {
     let seconds = context.seconds(5.0);
     let duration = seconds.to_string();
     let pipeline = RPC_PIPELINE.to_string();
     let size = RPC_MESSAGE_BYTES.to_string();
-    let ping_pong = Subject::new("hawser", "bench rpc ping-pong, 1 connection");
-    let pipelined = Subject::new(
-        "hawser",
-        format!("bench rpc, {RPC_PIPELINE} in flight, 4 connections"),
-    );
+    let busy_poll = RPC_BUSY_POLL_US.to_string();
+    let hawser_runs: Vec<(Subject, Vec<&str>)> = vec![
+        (
+            Subject::new(
+                "hawser",
+                format!("ping-pong, on-shard caller, busy poll {RPC_BUSY_POLL_US} µs"),
+            ),
+            vec!["--connections", "1", "--pipeline", "1", "--caller", "shard"],
+        ),
+        (
+            Subject::new("hawser", "ping-pong, blocking caller thread, no busy poll"),
+            vec![
+                "--connections",
+                "1",
+                "--pipeline",
+                "1",
+                "--caller",
+                "thread",
+                "--busy-poll-us",
+                "0",
+            ],
+        ),
+        (
+            Subject::new(
+                "hawser",
+                format!("{RPC_PIPELINE} in flight, 4 connections, on-shard caller"),
+            ),
+            vec![
+                "--connections",
+                "4",
+                "--pipeline",
+                &pipeline,
+                "--caller",
+                "shard",
+            ],
+        ),
+    ];
     let sockperf = Subject::new(
         "sockperf",
         format!("ping-pong --tcp -m {RPC_MESSAGE_BYTES}"),
+    );
+    let sockperf_polling = Subject::new(
+        "sockperf",
+        format!("ping-pong --tcp -m {RPC_MESSAGE_BYTES} --timeout 0 (both ends poll)"),
     );
     outcome.baseline = Some(sockperf.clone());
     let hawser_binary = match tools::hawser_subcommand("bench") {
         Ok(binary) => Some(binary),
         Err(reason) => {
             let reason = format!("hawser bench not available ({reason})");
-            outcome.mark_unavailable(&ping_pong, &reason);
-            outcome.mark_unavailable(&pipelined, &reason);
+            for (subject, _) in &hawser_runs {
+                outcome.mark_unavailable(subject, &reason);
+            }
             None
         }
     };
@@ -171,11 +211,15 @@ pub fn rpc(context: &Context, outcome: &mut Outcome) -> Result<()> {
          (submit to answer) from `hawser bench --json`/`--histogram`."
     ));
     outcome.notes.push(format!(
-        "hawser ping-pong: `hawser bench --mode rpc --connections 1 --pipeline 1 --size \
-         {RPC_MESSAGE_BYTES}`; pipelined: `--connections 4 --pipeline {RPC_PIPELINE}` (its \
-         latencies include queueing behind the other calls in flight); both loopback, server \
-         and client on 2 shards in one process. exchanges_per_sec of sockperf = round trips \
-         per second over its valid (post-warm-up) duration."
+        "hawser: `hawser bench --mode rpc --size {RPC_MESSAGE_BYTES} --duration {seconds}` \
+         with the variant's options; loopback, server and client on 2 shards in one \
+         process. The on-shard caller starts each call from the previous one's completion \
+         on the client's shard (`Client::call_then`) and the shards busy-poll \
+         {RPC_BUSY_POLL_US} µs before sleeping (the rpc default); the blocking caller is \
+         an application thread using `Client::pipeline`, with shards that sleep at once. \
+         The pipelined variant's latencies include queueing behind the other calls in \
+         flight. exchanges_per_sec of sockperf = round trips per second over its valid \
+         (post-warm-up) duration."
     ));
     outcome
         .notes
@@ -189,25 +233,13 @@ pub fn rpc(context: &Context, outcome: &mut Outcome) -> Result<()> {
     for round in 0..context.runs {
         super::sample_load(outcome);
         if let Some(binary) = &hawser_binary {
-            for (subject, args) in [
-                (
-                    &ping_pong,
-                    vec!["--mode", "rpc", "--connections", "1", "--pipeline", "1"],
-                ),
-                (
-                    &pipelined,
-                    vec![
-                        "--mode",
-                        "rpc",
-                        "--connections",
-                        "4",
-                        "--pipeline",
-                        &pipeline,
-                    ],
-                ),
-            ] {
-                let mut args = args;
+            for (subject, variant) in &hawser_runs {
+                let mut args = vec!["--mode", "rpc"];
+                args.extend(variant.iter().copied());
                 args.extend(["--size", &size, "--duration", &duration]);
+                if !variant.contains(&"--busy-poll-us") {
+                    args.extend(["--busy-poll-us", &busy_poll]);
+                }
                 let histogram = histogram_of(&subject.label());
                 let Some(result) =
                     hawser_bench_run(outcome, subject, binary, &args, Some(&histogram), round)
@@ -230,22 +262,24 @@ pub fn rpc(context: &Context, outcome: &mut Outcome) -> Result<()> {
             }
         }
 
-        eprintln!("  round {round}: {}", sockperf.label());
-        let result = tools::run_sockperf_ping_pong(seconds, RPC_MESSAGE_BYTES)
-            .with_context(|| format!("sockperf round {round}"))?;
-        outcome.record(
-            &sockperf,
-            "exchanges_per_sec",
-            "1/s",
-            result.round_trips_per_sec,
-        );
-        let curve = &result.round_trip;
-        let percentiles = [0.5, 0.9, 0.99, 0.999, 1.0].map(|p| curve.at(p).unwrap_or(f64::NAN));
-        record_latencies(outcome, &sockperf, &percentiles);
-        if round + 1 == context.runs {
-            last_curves.push((sockperf.clone(), result.round_trip));
+        for (subject, polling) in [(&sockperf, false), (&sockperf_polling, true)] {
+            eprintln!("  round {round}: {}", subject.label());
+            let result = tools::run_sockperf_ping_pong(seconds, RPC_MESSAGE_BYTES, polling)
+                .with_context(|| format!("{} round {round}", subject.label()))?;
+            outcome.record(
+                subject,
+                "exchanges_per_sec",
+                "1/s",
+                result.round_trips_per_sec,
+            );
+            let curve = &result.round_trip;
+            let percentiles = [0.5, 0.9, 0.99, 0.999, 1.0].map(|p| curve.at(p).unwrap_or(f64::NAN));
+            record_latencies(outcome, subject, &percentiles);
+            if round + 1 == context.runs {
+                last_curves.push((subject.clone(), result.round_trip));
+            }
+            settle();
         }
-        settle();
     }
     outcome.latency = last_curves;
     Ok(())

@@ -364,28 +364,38 @@ pub fn parse_sockperf(text: &str) -> Result<SockperfResult> {
 }
 
 /// `sockperf ping-pong --tcp -m 64` against a sockperf server on loopback.
-pub fn run_sockperf_ping_pong(seconds: f64, message_bytes: usize) -> Result<SockperfResult> {
+/// `polling`: both ends busy-poll (`--timeout 0`: epoll without sleeping) instead of
+/// blocking in `epoll_wait`.
+pub fn run_sockperf_ping_pong(
+    seconds: f64,
+    message_bytes: usize,
+    polling: bool,
+) -> Result<SockperfResult> {
     let sockperf = require_program("sockperf")?;
     let port = free_loopback_port()?.to_string();
+    let poll_args: &[&str] = if polling { &["--timeout", "0"] } else { &[] };
     let mut server_command = Command::new(&sockperf);
     server_command.args(["server", "--tcp", "-i", "127.0.0.1", "-p", &port]);
+    server_command.args(poll_args);
     let mut server = Background::spawn(server_command, "sockperf server")?;
     std::thread::sleep(Duration::from_millis(500));
     server.check_running()?;
     let seconds = (seconds.round() as u64).max(1).to_string();
     let output = run_output(
-        Command::new(&sockperf).args([
-            "ping-pong",
-            "--tcp",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-m",
-            &message_bytes.to_string(),
-            "-t",
-            &seconds,
-        ]),
+        Command::new(&sockperf)
+            .args([
+                "ping-pong",
+                "--tcp",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-m",
+                &message_bytes.to_string(),
+                "-t",
+                &seconds,
+            ])
+            .args(poll_args),
         "sockperf ping-pong",
     )?;
     drop(server);
