@@ -46,6 +46,32 @@ pub trait Protocol {
     /// [`Received::retain`] (zero-copy; the shard's pool shrinks until the handle drops).
     fn handle_input(&mut self, now: Instant, input: Received<'_>);
 
+    /// Whether this connection receives into memory the protocol provides
+    /// ([`recv_buffer`](Self::recv_buffer), [`handle_received`](Self::handle_received))
+    /// instead of the shard's pool ([`handle_input`](Self::handle_input)). Asked once, when
+    /// the connection opens.
+    ///
+    /// With the pool, a protocol that assembles messages larger than a pool buffer copies
+    /// each piece into place; with its own buffer the kernel writes the bytes where the
+    /// protocol wants them (for example straight into a 1 MiB frame's storage). The pool
+    /// path suits small messages and zero-copy consumers of single buffers.
+    fn receives_into_own_buffer(&self) -> bool {
+        false
+    }
+
+    /// The buffer the next receive appends to: the kernel fills its spare capacity (after
+    /// its length). The shard owns it until the receive completes and gives it back
+    /// through [`handle_received`](Self::handle_received). `None`, or no spare capacity:
+    /// do not read now (back-pressure; asked again after this connection's next event).
+    fn recv_buffer(&mut self) -> Option<bytes::BytesMut> {
+        None
+    }
+
+    /// A receive into the buffer from [`recv_buffer`](Self::recv_buffer) finished: `buf`
+    /// has `filled` new bytes after what it held. Also called with `filled == 0` when the
+    /// receive ended without data (end of stream, error), so the buffer comes home.
+    fn handle_received(&mut self, _now: Instant, _buf: bytes::BytesMut, _filled: usize) {}
+
     /// The peer will send no more bytes. The connection closes once everything queued has
     /// been sent, after one more [`poll_transmit`](Self::poll_transmit).
     fn handle_eof(&mut self, _now: Instant) {}

@@ -284,6 +284,14 @@ struct Conn {
     tx: Box<TxState>,
     state: ConnState,
     recv_armed: bool,
+    /// Receives go into the protocol's own buffer (see `Protocol::receives_into_own_buffer`).
+    own_recv: bool,
+    /// That buffer while a receive into it is in flight: the kernel writes into its
+    /// spare capacity, so it stays here, untouched, until the completion.
+    recv_buf: Option<bytes::BytesMut>,
+    /// An own-buffer connection whose protocol had no buffer to give: ask again after
+    /// its next event.
+    recv_paused: bool,
     starved: bool,
     read_eof: bool,
     connect_addr: Option<Box<RawSockAddr>>,
@@ -731,6 +739,31 @@ impl Core {
         if conn.recv_armed || conn.state != ConnState::Open || conn.read_eof {
             return;
         }
+        if conn.own_recv {
+            let Some(mut buf) = conn.proto.recv_buffer().filter(|b| b.capacity() > b.len()) else {
+                conn.recv_paused = true;
+                return;
+            };
+            conn.recv_paused = false;
+            conn.recv_armed = true;
+            let spare = buf.spare_capacity_mut();
+            let (ptr, len) = (
+                spare.as_mut_ptr().cast::<u8>(),
+                spare.len().min(u32::MAX as usize),
+            );
+            let entry = opcode::Recv::new(types::Fd(conn.fd), ptr, len as u32)
+                .build()
+                .user_data(user_data(OpKind::Recv, conn.id.generation, slot));
+            // Moving the BytesMut moves its handle, not its heap storage, which `ptr`
+            // points into.
+            conn.recv_buf = Some(buf);
+            // SAFETY: the kernel writes at most `len` bytes at `ptr`, the spare capacity
+            // of the buffer now kept in `conn.recv_buf`; nothing touches that buffer until
+            // this receive's completion takes it back, and the connection (with the buffer)
+            // is not released while `recv_armed` is set.
+            unsafe { self.push(entry) };
+            return;
+        }
         conn.recv_armed = true;
         conn.starved = false;
         let entry = opcode::RecvMulti::new(types::Fd(conn.fd), RECV_GROUP)
@@ -1018,6 +1051,9 @@ impl Core {
             tx: TxState::new(),
             state,
             recv_armed: false,
+            own_recv: false,
+            recv_buf: None,
+            recv_paused: false,
             starved: false,
             read_eof: false,
             connect_addr: None,
@@ -1043,6 +1079,7 @@ impl Core {
             conn.state = ConnState::Open;
             let id = conn.id;
             conn.proto.on_open(now, id);
+            conn.own_recv = conn.proto.receives_into_own_buffer();
         }
         self.arm_recv(slot);
         self.mark_dirty(slot);
@@ -1138,6 +1175,12 @@ impl Core {
         if conn.state != ConnState::Open {
             return;
         }
+        if conn.recv_paused {
+            self.arm_recv(slot);
+        }
+        let Some(conn) = self.conns[slot as usize].as_mut() else {
+            return;
+        };
         conn.proto.poll_transmit(now, &mut conn.tx.pending);
         let deadline = conn.proto.poll_timeout();
         if deadline != conn.deadline {
@@ -1232,6 +1275,10 @@ impl Core {
         if !more {
             conn.recv_armed = false;
         }
+        if let Some(mut buf) = conn.recv_buf.take() {
+            self.on_recv_owned(slot, res, &mut buf);
+            return;
+        }
         if res > 0 {
             let len = res as usize;
             self.stats.bytes_in += len as u64;
@@ -1271,6 +1318,38 @@ impl Core {
                 let err = io::Error::from_raw_os_error(-res);
                 self.request_close(slot, CloseReason::Error(err));
             }
+        }
+        self.finish_close_if_idle(slot);
+    }
+
+    /// A receive into a protocol's own buffer completed (the connection is current).
+    fn on_recv_owned(&mut self, slot: u32, res: i32, buf: &mut bytes::BytesMut) {
+        let now = self.now;
+        let conn = self.conns[slot as usize]
+            .as_mut()
+            .expect("the caller found it");
+        let filled = res.max(0) as usize;
+        if filled > 0 {
+            // SAFETY: the kernel wrote `filled` bytes into the spare capacity right after
+            // the buffer's length (the receive was posted for at most that capacity).
+            unsafe { buf.set_len(buf.len() + filled) };
+            self.stats.bytes_in += filled as u64;
+            self.stats.recv_ops += 1;
+        }
+        let buf = std::mem::take(buf);
+        if conn.state == ConnState::Open {
+            conn.proto.handle_received(now, buf, filled);
+        }
+        if res == 0 && conn.state == ConnState::Open && !conn.read_eof {
+            conn.read_eof = true;
+            conn.proto.handle_eof(now);
+        } else if res < 0 && conn.state == ConnState::Open {
+            let err = io::Error::from_raw_os_error(-res);
+            self.request_close(slot, CloseReason::Error(err));
+        }
+        self.mark_dirty(slot);
+        if res > 0 {
+            self.arm_recv(slot);
         }
         self.finish_close_if_idle(slot);
     }

@@ -94,6 +94,80 @@ fn many_concurrent_connections_echo_intact_across_shards() {
     shards.shutdown();
 }
 
+/// Echo through the protocol's own receive buffers: the kernel fills the spare capacity
+/// of a buffer the protocol hands out, and the protocol echoes what it got back.
+struct OwnBufferEcho {
+    /// The receive buffer while the protocol holds it (between receives).
+    buf: Option<bytes::BytesMut>,
+    out: std::collections::VecDeque<Bytes>,
+    eof: bool,
+}
+
+impl Protocol for OwnBufferEcho {
+    fn receives_into_own_buffer(&self) -> bool {
+        true
+    }
+    fn recv_buffer(&mut self) -> Option<bytes::BytesMut> {
+        let mut buf = self.buf.take().unwrap_or_default();
+        // Odd sizes, so receives end at arbitrary places.
+        buf.reserve(10_007);
+        Some(buf)
+    }
+    fn handle_received(&mut self, _now: Instant, mut buf: bytes::BytesMut, filled: usize) {
+        assert_eq!(
+            filled,
+            buf.len(),
+            "the buffer held nothing before this receive"
+        );
+        if filled > 0 {
+            self.out.push_back(buf.split().freeze());
+        }
+        self.buf = Some(buf);
+    }
+    fn handle_input(&mut self, _now: Instant, _input: Received<'_>) {
+        panic!("an own-buffer connection got pool input");
+    }
+    fn handle_eof(&mut self, _now: Instant) {
+        self.eof = true;
+    }
+    fn poll_transmit(&mut self, _now: Instant, out: &mut Transmit) {
+        while let Some(b) = self.out.pop_front() {
+            out.write_bytes(b);
+        }
+    }
+    fn wants_close(&self) -> bool {
+        self.eof && self.out.is_empty()
+    }
+}
+
+#[test]
+fn receiving_into_the_protocols_own_buffers_is_byte_exact() {
+    let shards = Shards::start(config(2)).unwrap();
+    let addr = shards
+        .listen_tcp("127.0.0.1:0".parse().unwrap(), |_| OwnBufferEcho {
+            buf: None,
+            out: Default::default(),
+            eof: false,
+        })
+        .unwrap();
+    let clients: Vec<_> = (0..8u64)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let data = Arc::new(pattern(100 + i, 300_000 + i as usize * 4001));
+                let back = echo_roundtrip(TcpStream::connect(addr).unwrap(), data.clone());
+                assert!(back == *data, "connection {i}: echo differs");
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    wait_until("connections to close", || {
+        shards.stats(0).connections + shards.stats(1).connections == 0
+    });
+    shards.shutdown();
+}
+
 #[test]
 fn shard_to_shard_bulk_with_digest_is_byte_exact() {
     let shards = Shards::start(config(2)).unwrap();

@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use crossbeam::channel::{Receiver, Sender};
 use hawser_shards::{
     AppMessage, CloseReason as ShardClose, Protocol, Received, ShardCtx, ShardHandler, Shards,
@@ -427,10 +427,22 @@ enum Side {
 }
 
 impl Side {
-    fn handle_input(&mut self, now: Instant, conn: session::ConnId, bytes: &[u8]) {
+    fn recv_buffer(&mut self, conn: session::ConnId) -> Option<BytesMut> {
         match self {
-            Side::Client(s) => s.ep.handle_input(now, conn, bytes),
-            Side::Server(s) => s.ep.handle_input(now, conn, bytes),
+            Side::Client(s) => s.ep.recv_buffer(conn),
+            Side::Server(s) => s.ep.recv_buffer(conn),
+        }
+    }
+    fn handle_received(
+        &mut self,
+        now: Instant,
+        conn: session::ConnId,
+        buf: BytesMut,
+        filled: usize,
+    ) {
+        match self {
+            Side::Client(s) => s.ep.handle_received(now, conn, buf, filled),
+            Side::Server(s) => s.ep.handle_received(now, conn, buf, filled),
         }
     }
     fn poll_transmit(&mut self, now: Instant, conn: session::ConnId, out: &mut Transmit) -> usize {
@@ -651,8 +663,11 @@ impl Host {
                 };
                 match started {
                     Ok(request) => {
+                        // Only a waiting thread can cancel (through its token).
+                        if matches!(reply, ReplyTo::Channel(_)) {
+                            self.calls.tokens.insert(token, (key, request));
+                        }
                         self.calls.pending.insert((key, request), (token, reply));
-                        self.calls.tokens.insert(token, (key, request));
                     }
                     Err(result) => reply.deliver(token, Err(result)),
                 }
@@ -908,14 +923,35 @@ impl Protocol for SessionConn {
         self.after(&mut h, now);
     }
 
-    fn handle_input(&mut self, now: Instant, input: Received<'_>) {
+    /// The session assembles frames of up to megabytes: the kernel writes each
+    /// receive straight into the link's frame storage (no copy out of pool buffers).
+    fn receives_into_own_buffer(&self) -> bool {
+        true
+    }
+
+    fn recv_buffer(&mut self) -> Option<BytesMut> {
+        let conn = self.conn?;
+        let mut h = self.host.borrow_mut();
+        if h.dead {
+            return None;
+        }
+        h.side.recv_buffer(conn)
+    }
+
+    fn handle_received(&mut self, now: Instant, buf: BytesMut, filled: usize) {
         let Some(conn) = self.conn else { return };
         let mut h = self.host.borrow_mut();
         if h.dead {
             return;
         }
-        h.side.handle_input(now, conn, &input);
-        self.after(&mut h, now);
+        h.side.handle_received(now, conn, buf, filled);
+        if filled > 0 {
+            self.after(&mut h, now);
+        }
+    }
+
+    fn handle_input(&mut self, _now: Instant, _input: Received<'_>) {
+        debug_assert!(false, "session connections receive into their own buffers");
     }
 
     fn handle_eof(&mut self, now: Instant) {
@@ -991,6 +1027,23 @@ impl Protocol for ListenConn {
     fn on_open(&mut self, now: Instant, socket: hawser_shards::ConnId) {
         if let ListenConn::Live(c) = self {
             c.on_open(now, socket);
+        }
+    }
+    fn receives_into_own_buffer(&self) -> bool {
+        match self {
+            ListenConn::Live(c) => c.receives_into_own_buffer(),
+            ListenConn::Refused => false,
+        }
+    }
+    fn recv_buffer(&mut self) -> Option<BytesMut> {
+        match self {
+            ListenConn::Live(c) => c.recv_buffer(),
+            ListenConn::Refused => None,
+        }
+    }
+    fn handle_received(&mut self, now: Instant, buf: BytesMut, filled: usize) {
+        if let ListenConn::Live(c) = self {
+            c.handle_received(now, buf, filled);
         }
     }
     fn handle_input(&mut self, now: Instant, input: Received<'_>) {

@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::auth::{self, ClientCredentials, NONCE_LEN};
 use super::config::ClientConfig;
@@ -159,6 +159,31 @@ impl Client {
             return;
         };
         link.receive(now, bytes);
+        self.handle_frames(now, conn);
+    }
+
+    /// The receive buffer of `conn`, for a driver that receives straight into its spare
+    /// capacity instead of handing bytes to [`handle_input`](Self::handle_input): it has
+    /// room for at least 64 KiB and for the rest of an incomplete frame, so a large body
+    /// lands in its frame's storage without a copy. Give it back with
+    /// [`handle_received`](Self::handle_received). `None` for an unknown or closing
+    /// connection.
+    pub fn recv_buffer(&mut self, conn: ConnId) -> Option<BytesMut> {
+        self.links.get_mut(&conn)?.lend_rx()
+    }
+
+    /// The buffer from [`recv_buffer`](Self::recv_buffer) came back with `filled` new
+    /// bytes: handles the frames they complete.
+    pub fn handle_received(&mut self, now: Instant, conn: ConnId, buf: BytesMut, filled: usize) {
+        let Some(link) = self.links.get_mut(&conn) else {
+            return;
+        };
+        link.return_rx(now, buf, filled);
+        self.handle_frames(now, conn);
+    }
+
+    /// Decodes and handles the complete frames waiting on `conn`.
+    fn handle_frames(&mut self, now: Instant, conn: ConnId) {
         while let Some(link) = self.links.get_mut(&conn) {
             match link.next_frame() {
                 Ok(Some(frame)) => {

@@ -228,8 +228,8 @@ pub(crate) struct Codec {
 pub(crate) const ALIGNED_FRAME_MIN: usize = 256 * 1024;
 /// The alignment of [`Codec::align_request_bodies_at`]: a page, what `O_DIRECT` needs.
 pub(crate) const BODY_ALIGN: usize = 4096;
-/// Spare capacity of realigned storage, beyond the frame: more than one receive buffer
-/// of the driver (64 KiB).
+/// Spare capacity reserved beyond an incomplete frame: more than one receive buffer of
+/// the driver (64 KiB), so the next frame's start fits without moving this one.
 const REALIGN_SLACK: usize = 128 * 1024;
 
 impl Default for Codec {
@@ -343,7 +343,10 @@ impl Codec {
         if rx.len() < len {
             match self.alignment_point(&header, len) {
                 Some(point) => realign(rx, len, point),
-                None => rx.reserve(len - rx.len()),
+                // Room for the start of the next frame too: it arrives in the same
+                // receive buffer as this one's end, and growing then would copy the
+                // whole frame again.
+                None => rx.reserve(len - rx.len() + REALIGN_SLACK),
             }
             return Ok(None);
         }

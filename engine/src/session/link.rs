@@ -12,6 +12,10 @@ use super::frame::{Codec, Frame, SHARED_BODY_MIN};
 use super::stats::ConnectionStats;
 use super::types::ConnId;
 
+/// Spare capacity a lent receive buffer has at least: one receive takes up to this much
+/// when no frame needs more.
+pub(crate) const RECV_CHUNK: usize = 64 * 1024;
+
 /// GoAway codes (the wire's).
 pub(crate) use hawser_wire::dsp::GoAwayCode;
 
@@ -152,6 +156,31 @@ impl<P> Link<P> {
     /// Bytes queued and not yet handed to the driver.
     pub(crate) fn queued(&self) -> usize {
         self.tx_len
+    }
+
+    /// Lends the receive buffer to a driver that receives straight into it (see
+    /// [`Server::recv_buffer`](super::Server::recv_buffer)): at least [`RECV_CHUNK`] of
+    /// spare capacity, and room for the rest of an incomplete frame (the decoder reserved
+    /// it, page-aligned where asked). `None` once the connection is closing.
+    pub(crate) fn lend_rx(&mut self) -> Option<BytesMut> {
+        if self.closing.is_some() {
+            return None;
+        }
+        let mut rx = std::mem::take(&mut self.rx);
+        if rx.capacity() - rx.len() < RECV_CHUNK {
+            rx.reserve(RECV_CHUNK);
+        }
+        Some(rx)
+    }
+
+    /// Takes back the buffer from [`lend_rx`](Self::lend_rx) with `filled` new bytes.
+    pub(crate) fn return_rx(&mut self, now: Instant, rx: BytesMut, filled: usize) {
+        debug_assert!(self.rx.is_empty(), "receive buffer lent twice");
+        self.rx = rx;
+        if filled > 0 {
+            self.last_rx = now;
+            self.stats.bytes_in += filled as u64;
+        }
     }
 
     /// Appends received bytes.
