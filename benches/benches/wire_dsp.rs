@@ -150,7 +150,7 @@ fn decode(c: &mut Criterion) {
         let body = incompressible(size);
         group.throughput(Throughput::Bytes(size as u64));
         group.bench_function(BenchmarkId::new("xxh3_only_reference", size), |b| {
-            b.iter(|| black_box(xxhash_rust::xxh3::xxh3_64(black_box(&body))))
+            b.iter(|| black_box(hawser_wire::xxh3::hash64(black_box(&body))))
         });
     }
     group.finish();

@@ -250,7 +250,7 @@ fn blocks_and_commits_of_many_files_from_several_threads_end_byte_identical() {
         commit(
             &target,
             wrong,
-            xxhash_rust::xxh3::xxh3_128(&wrong.content) ^ 1
+            hawser_wire::xxh3::hash128(&wrong.content) ^ 1
         ),
         CommitStatus::ContentMismatch
     );
@@ -265,7 +265,7 @@ fn blocks_and_commits_of_many_files_from_several_threads_end_byte_identical() {
                     if f.id == wrong.id {
                         continue;
                     }
-                    let hash = xxhash_rust::xxh3::xxh3_128(&f.content);
+                    let hash = hawser_wire::xxh3::hash128(&f.content);
                     assert_eq!(
                         commit(target, f, hash),
                         CommitStatus::Committed,

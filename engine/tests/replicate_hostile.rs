@@ -166,7 +166,7 @@ fn encode(op: &Op) -> BytesMut {
                             .flatten(),
                         content_hash: e.inline.as_ref().filter(|_| kind == EntryKind::File).map(
                             |(d, good)| {
-                                let hash = xxhash_rust::xxh3::xxh3_128(d);
+                                let hash = hawser_wire::xxh3::hash128(d);
                                 if *good { hash } else { hash ^ 1 }
                             },
                         ),

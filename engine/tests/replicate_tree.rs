@@ -307,7 +307,7 @@ fn file_entry<'a>(file_id: u32, path: &'a [u8], data: &'a [u8]) -> ManifestEntry
         size: data.len() as u64,
         symlink_target: b"",
         extents: None,
-        content_hash: Some(xxhash_rust::xxh3::xxh3_128(data)),
+        content_hash: Some(hawser_wire::xxh3::hash128(data)),
         inline: Some(data),
     }
 }

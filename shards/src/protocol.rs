@@ -354,7 +354,7 @@ pub struct SinkReport {
 /// workload of the scaling bench), and reports the total when the connection closes.
 pub struct BulkSink {
     bytes: u64,
-    hasher: Option<Box<xxhash_rust::xxh3::Xxh3>>,
+    hasher: Option<Box<twox_hash::XxHash3_64>>,
     report: Option<crossbeam::channel::Sender<SinkReport>>,
     eof: bool,
 }
@@ -372,7 +372,7 @@ impl BulkSink {
     pub fn new(digest: bool, report: Option<crossbeam::channel::Sender<SinkReport>>) -> Self {
         BulkSink {
             bytes: 0,
-            hasher: digest.then(|| Box::new(xxhash_rust::xxh3::Xxh3::new())),
+            hasher: digest.then(|| Box::new(twox_hash::XxHash3_64::new())),
             report,
             eof: false,
         }
@@ -383,7 +383,7 @@ impl Protocol for BulkSink {
     fn handle_input(&mut self, _now: Instant, input: Received<'_>) {
         self.bytes += input.len() as u64;
         if let Some(h) = self.hasher.as_mut() {
-            h.update(&input);
+            std::hash::Hasher::write(&mut **h, &input);
         }
     }
 
@@ -399,7 +399,10 @@ impl Protocol for BulkSink {
 
     fn on_close(&mut self, _now: Instant, _reason: &CloseReason) {
         if let Some(tx) = self.report.take() {
-            let digest = self.hasher.as_ref().map(|h| h.digest());
+            let digest = self
+                .hasher
+                .as_ref()
+                .map(|h| std::hash::Hasher::finish(&**h));
             let _ = tx.send(SinkReport {
                 bytes: self.bytes,
                 digest,

@@ -1,5 +1,6 @@
 //! Loopback integration tests of the shards layer.
 
+use std::hash::Hasher as _;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -179,14 +180,14 @@ fn shard_to_shard_bulk_with_digest_is_byte_exact() {
         .unwrap();
     let body = Bytes::from(pattern(99, 1 << 20));
     let total: u64 = 5 * (1 << 20) + 12345;
-    let mut expected = xxhash_rust::xxh3::Xxh3::new();
+    let mut expected = twox_hash::XxHash3_64::new();
     let mut left = total;
     while left > 0 {
         let n = left.min(body.len() as u64) as usize;
-        expected.update(&body[..n]);
+        expected.write(&body[..n]);
         left -= n as u64;
     }
-    let expected = expected.digest();
+    let expected = expected.finish();
     for i in 0..4 {
         shards
             .connect_tcp(i % 2, addr, BulkSource::new(body.clone(), total))
@@ -229,7 +230,7 @@ fn unix_stream_echo() {
         .connect_unix(0, &sink_path, BulkSource::new(body.clone(), 900_000))
         .unwrap();
     let report = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    let expected = xxhash_rust::xxh3::xxh3_64(&[&body[..], &body[..], &body[..]].concat());
+    let expected = twox_hash::XxHash3_64::oneshot(&[&body[..], &body[..], &body[..]].concat());
     assert_eq!(
         report,
         SinkReport {
@@ -251,7 +252,7 @@ fn unix_stream_echo() {
 struct Hoarder {
     held: Vec<BufHandle>,
     release: Arc<AtomicBool>,
-    digest: xxhash_rust::xxh3::Xxh3,
+    digest: twox_hash::XxHash3_64,
     bytes: u64,
     next_check: Option<Instant>,
     eof: bool,
@@ -261,7 +262,7 @@ struct Hoarder {
 impl Protocol for Hoarder {
     fn handle_input(&mut self, now: Instant, input: Received<'_>) {
         self.bytes += input.len() as u64;
-        self.digest.update(&input);
+        self.digest.write(&input);
         if !self.release.load(Ordering::Relaxed) {
             self.held.push(input.retain().unwrap());
             self.next_check
@@ -287,7 +288,7 @@ impl Protocol for Hoarder {
         self.eof
     }
     fn on_close(&mut self, _now: Instant, _reason: &hawser_shards::CloseReason) {
-        let _ = self.report.send((self.bytes, self.digest.digest()));
+        let _ = self.report.send((self.bytes, self.digest.finish()));
     }
 }
 
@@ -308,7 +309,7 @@ fn back_pressure_when_pool_runs_dry() {
         .listen_tcp("127.0.0.1:0".parse().unwrap(), move |_| Hoarder {
             held: Vec::new(),
             release: r.clone(),
-            digest: xxhash_rust::xxh3::Xxh3::new(),
+            digest: twox_hash::XxHash3_64::new(),
             bytes: 0,
             next_check: None,
             eof: false,
@@ -316,7 +317,7 @@ fn back_pressure_when_pool_runs_dry() {
         })
         .unwrap();
     let data = pattern(7, 32 << 20);
-    let expected = xxhash_rust::xxh3::xxh3_64(&data);
+    let expected = twox_hash::XxHash3_64::oneshot(&data);
     let writer = std::thread::spawn(move || {
         let mut s = TcpStream::connect(addr).unwrap();
         s.write_all(&data).unwrap();
@@ -652,12 +653,12 @@ fn zero_copy_sends_deliver_intact_and_report_copies_on_loopback() {
         .connect_tcp(0, addr, BulkSource::new(body.clone(), total))
         .unwrap();
     let report = rx.recv_timeout(Duration::from_secs(30)).unwrap();
-    let mut expected = xxhash_rust::xxh3::Xxh3::new();
+    let mut expected = twox_hash::XxHash3_64::new();
     for _ in 0..3 {
-        expected.update(&body);
+        expected.write(&body);
     }
     assert_eq!(report.bytes, total);
-    assert_eq!(report.digest, Some(expected.digest()));
+    assert_eq!(report.digest, Some(expected.finish()));
     let s0 = shards.stats(0);
     assert!(s0.send_zc > 0, "no zero-copy sends issued");
     // Loopback always copies (ARCHITECTURE.md); the kernel reports it.

@@ -24,3 +24,4 @@ pub mod dmp;
 pub mod dsp;
 pub mod dtp;
 pub mod reader;
+pub mod xxh3;

@@ -32,7 +32,7 @@ pub(crate) struct Record {
 }
 
 fn check(bytes: &[u8]) -> u32 {
-    xxhash_rust::xxh3::xxh3_64(bytes) as u32
+    hawser_wire::xxh3::hash64(bytes) as u32
 }
 
 #[derive(Debug)]

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use xxhash_rust::xxh3::Xxh3;
+use hawser_wire::xxh3::{Hasher64, Hasher128};
 
 use super::sparse::{self, Piece};
 
@@ -55,7 +55,7 @@ impl HoldBudget {
 
 /// The hash of one file being received.
 pub(crate) struct RunningHash {
-    hasher: Xxh3,
+    hasher: Hasher128,
     /// The file's pieces in file order.
     pieces: Vec<Piece>,
     /// Index of the next piece to hash.
@@ -81,7 +81,7 @@ impl RunningHash {
     pub(crate) fn new(mut pieces: Vec<Piece>, budget: HoldBudget) -> Self {
         pieces.sort_unstable_by_key(|p| p.offset);
         RunningHash {
-            hasher: Xxh3::new(),
+            hasher: Hasher128::new(),
             pieces,
             next: 0,
             hashed_to: 0,
@@ -96,9 +96,9 @@ impl RunningHash {
     /// once for both checks.
     pub(crate) fn check(&mut self, offset: u64, data: &[u8], digest: u64) -> bool {
         let Some(&piece) = self.pieces.get(self.next).filter(|p| p.offset == offset) else {
-            return xxhash_rust::xxh3::xxh3_64(data) == digest;
+            return hawser_wire::xxh3::hash64(data) == digest;
         };
-        let mut block = Xxh3::new();
+        let mut block = Hasher64::new();
         let mut file = self.hasher.clone();
         sparse::hash_zeros(&mut file, piece.offset - self.hashed_to);
         for chunk in data.chunks(sparse::HASH_CHUNK) {
@@ -259,7 +259,7 @@ mod tests {
             for &i in order {
                 let p = self.pieces[i];
                 let bytes = self.bytes(p);
-                let digest = xxhash_rust::xxh3::xxh3_64(&bytes);
+                let digest = hawser_wire::xxh3::hash64(&bytes);
                 // A corrupted copy first: refused, and the hash is left as it was.
                 let mut corrupt = bytes.to_vec();
                 corrupt[0] ^= 1;
@@ -290,7 +290,7 @@ mod tests {
     #[test]
     fn any_arrival_order_gives_the_whole_file_hash() {
         let c = case("orders", 1000);
-        let want = xxhash_rust::xxh3::xxh3_128(&c.data);
+        let want = hawser_wire::xxh3::hash128(&c.data);
         let orders: [&[usize]; 4] = [
             &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
             &[9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
@@ -309,7 +309,7 @@ mod tests {
     #[test]
     fn a_small_budget_reads_back_what_it_cannot_hold() {
         let c = case("budget", 1000);
-        let want = xxhash_rust::xxh3::xxh3_128(&c.data);
+        let want = hawser_wire::xxh3::hash128(&c.data);
         // Room for two pieces: the rest of the reversed order is read back.
         let budget = HoldBudget::new(2000);
         assert_eq!(c.run(&[9, 8, 7, 6, 5, 4, 3, 2, 1, 0], &budget, true), want);

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use xxhash_rust::xxh3::Xxh3;
+use hawser_wire::xxh3::Hasher128;
 
 use super::error::{EntryFailure, FailureReason, ReplicateError, TransportError};
 use super::glob::Excludes;
@@ -117,7 +117,7 @@ struct Reading {
     pieces: Vec<Piece>,
     next: usize,
     needed: Option<HashSet<u32>>,
-    hasher: Xxh3,
+    hasher: Hasher128,
     hashed_to: u64,
 }
 
@@ -358,7 +358,7 @@ impl Source {
                     let data = std::fs::read(&e.abs).map_err(io)?;
                     // The file changed since the walk: send what is there now, as a block.
                     if data.len() as u64 == e.size {
-                        content_hash = Some(xxhash_rust::xxh3::xxh3_128(&data));
+                        content_hash = Some(hawser_wire::xxh3::hash128(&data));
                         inline = Some(data);
                     }
                 } else if self.config.options.checksum {
@@ -414,7 +414,7 @@ impl Source {
                     pieces: sparse::pieces(&entry.data_extents(), self.config.options.block_size),
                     next: 0,
                     needed: work.needed,
-                    hasher: Xxh3::new(),
+                    hasher: Hasher128::new(),
                     hashed_to: 0,
                 });
             }

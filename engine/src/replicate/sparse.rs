@@ -5,8 +5,8 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 
+use hawser_wire::xxh3::{Hasher64, Hasher128};
 use rustix::fs::SeekFrom;
-use xxhash_rust::xxh3::Xxh3;
 
 use super::proto::Extent;
 
@@ -99,7 +99,7 @@ pub(crate) fn pieces(extents: &[Extent], block_size: u32) -> Vec<Piece> {
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
 /// Feeds `len` zero bytes (a hole) to `hasher`.
-pub(crate) fn hash_zeros(hasher: &mut Xxh3, mut len: u64) {
+pub(crate) fn hash_zeros(hasher: &mut Hasher128, mut len: u64) {
     while len > 0 {
         let n = len.min(ZEROS.len() as u64) as usize;
         hasher.update(&ZEROS[..n]);
@@ -120,9 +120,9 @@ pub(crate) fn read_hashed(
     file: &File,
     offset: u64,
     buf: &mut [u8],
-    file_hasher: &mut Xxh3,
+    file_hasher: &mut Hasher128,
 ) -> io::Result<u64> {
-    let mut block_hasher = Xxh3::new();
+    let mut block_hasher = Hasher64::new();
     read_in_chunks(file, offset, buf, |chunk| {
         file_hasher.update(chunk);
         block_hasher.update(chunk);
@@ -158,7 +158,7 @@ pub(crate) fn hash_file(file: &File, size: u64) -> io::Result<u128> {
             Vec::new()
         }
     });
-    let mut hasher = Xxh3::new();
+    let mut hasher = Hasher128::new();
     let mut buf = vec![0u8; 4 * HASH_CHUNK];
     let mut pos = 0;
     for extent in &extents {
@@ -187,14 +187,14 @@ mod tests {
             .collect();
         std::fs::write(&path, &data).unwrap();
         let file = File::open(&path).unwrap();
-        let mut file_hasher = Xxh3::new();
+        let mut file_hasher = Hasher128::new();
         file_hasher.update(&data[..5]);
         let mut buf = vec![0u8; data.len() - 5];
         let digest = read_hashed(&file, 5, &mut buf, &mut file_hasher).unwrap();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(buf, data[5..]);
-        assert_eq!(digest, xxhash_rust::xxh3::xxh3_64(&data[5..]));
-        assert_eq!(file_hasher.digest128(), xxhash_rust::xxh3::xxh3_128(&data));
+        assert_eq!(digest, hawser_wire::xxh3::hash64(&data[5..]));
+        assert_eq!(file_hasher.digest128(), hawser_wire::xxh3::hash128(&data));
     }
 
     #[test]
@@ -249,7 +249,7 @@ mod tests {
         dense[16 << 20..(16 << 20) + 4096].fill(7);
         assert_eq!(
             hash_file(&file, size).unwrap(),
-            xxhash_rust::xxh3::xxh3_128(&dense)
+            hawser_wire::xxh3::hash128(&dense)
         );
         std::fs::remove_file(&path).unwrap();
     }

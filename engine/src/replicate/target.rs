@@ -499,7 +499,7 @@ impl Job {
             .temp_path(tree, &path, "part")
             .map_err(refusal(RefusalKind::Io))?;
         if let Some(data) = entry.inline {
-            if entry.content_hash != Some(xxhash_rust::xxh3::xxh3_128(data)) {
+            if entry.content_hash != Some(hawser_wire::xxh3::hash128(data)) {
                 return Err((
                     RefusalKind::ContentMismatch,
                     String::from_utf8_lossy(entry.path).into_owned(),

@@ -196,7 +196,7 @@ fn visit(root: &Path, dir: &Path, out: &mut BTreeMap<String, Seen>) {
             "file"
         };
         let content = if kind == "file" {
-            xxhash_rust::xxh3::xxh3_128(&std::fs::read(&path).unwrap())
+            hawser_wire::xxh3::hash128(&std::fs::read(&path).unwrap())
         } else {
             0
         };

@@ -2,8 +2,8 @@
 
 use std::io::IoSlice;
 
+use crate::xxh3::{Hasher64, hash64};
 use bytes::BufMut;
-use xxhash_rust::xxh3::{Xxh3Default, xxh3_64};
 
 use super::header::{DIGEST_LEN, HEADER_LEN, peek_header};
 use super::sink::{Count, Sink, SliceSink, Tee};
@@ -25,10 +25,10 @@ pub const HANDSHAKE_MAX_PAYLOAD: u32 = 64 * 1024;
 /// a body that lives elsewhere), as carried in the DIGEST trailer.
 pub fn payload_digest(pieces: &[&[u8]]) -> u64 {
     match pieces {
-        [] => xxh3_64(&[]),
-        [one] => xxh3_64(one),
+        [] => hash64(&[]),
+        [one] => hash64(one),
         many => {
-            let mut d = Xxh3Default::new();
+            let mut d = Hasher64::new();
             for piece in many {
                 d.update(piece);
             }
@@ -121,19 +121,19 @@ impl<'a> Frame<'a> {
                 && let Some(payload) = stack.get(..len)
             {
                 out.put_slice(payload);
-                out.put_u64(xxh3_64(payload));
+                out.put_u64(hash64(payload));
                 return Ok(header);
             }
         }
         if digest && fixed.0 == 0 {
             // Response and ResponseError: the payload is the body, hash it in one shot.
             out.put_slice(body);
-            out.put_u64(xxh3_64(body));
+            out.put_u64(hash64(body));
             return Ok(header);
         }
         let mut tee = Tee {
             out,
-            digest: digest.then(Xxh3Default::new),
+            digest: digest.then(Hasher64::new),
         };
         self.put_fixed(&mut tee);
         tee.put(body);
@@ -411,7 +411,7 @@ pub fn decode_frame<'a>(
     if header.has_digest() {
         let expected = r.u64().ok_or(DspError::Truncated(header.kind))?;
         // Verified over the payload as sent, before decompression or any parsing.
-        if xxh3_64(payload) != expected {
+        if hash64(payload) != expected {
             return Err(DspError::DigestMismatch);
         }
     }

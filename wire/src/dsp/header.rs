@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use xxhash_rust::xxh3::xxh3_64;
+use crate::xxh3::hash64;
 
 use super::DspError;
 use crate::reader::Reader;
@@ -261,7 +261,7 @@ fn header_checksum(bytes: Option<&[u8; CHECKSUMMED_LEN]>) -> u32 {
     let bytes: &[u8] = bytes.map_or(&[], |b| b.as_slice());
     // Truncation to the low half is the definition of the checksum.
     #[allow(clippy::cast_possible_truncation)]
-    let low = xxh3_64(bytes) as u32;
+    let low = hash64(bytes) as u32;
     low
 }
 

@@ -2,8 +2,8 @@
 //! it), or a tee into the output buffer and the digest at once (so any `BufMut` works,
 //! without reading back what was written).
 
+use crate::xxh3::Hasher64;
 use bytes::BufMut;
-use xxhash_rust::xxh3::Xxh3Default;
 
 /// Receives encoded payload bytes.
 pub(crate) trait Sink {
@@ -36,7 +36,7 @@ impl Sink for Count {
 /// Writes into a `BufMut`, feeding the digest on the way when there is one.
 pub(crate) struct Tee<'o, B> {
     pub(crate) out: &'o mut B,
-    pub(crate) digest: Option<Xxh3Default>,
+    pub(crate) digest: Option<Hasher64>,
 }
 
 impl<B: BufMut> Sink for Tee<'_, B> {

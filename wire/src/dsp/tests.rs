@@ -1,7 +1,7 @@
 //! Hex vectors, round-trip properties and error cases of the DSP codec.
 
+use crate::xxh3::hash64;
 use proptest::prelude::*;
-use xxhash_rust::xxh3::xxh3_64;
 
 use super::*;
 
@@ -302,7 +302,7 @@ fn hex_vector_with_digest() {
     let payload = wire.get(HEADER_LEN..HEADER_LEN + 8).expect("payload");
     assert_eq!(
         wire.get(HEADER_LEN + 8..),
-        Some(&xxh3_64(payload).to_be_bytes()[..])
+        Some(&hash64(payload).to_be_bytes()[..])
     );
     let mut d = FrameDecoder::new(MAX);
     assert_eq!(d.decode(&wire), Ok(Some((frame, wire.len()))));
@@ -348,7 +348,7 @@ fn header_field_positions() {
         "4857012000 0a 0000 0a0b0c0d 11121314 2122232425262728 00000100".replace(' ', "")
     );
     let checksum =
-        u32::try_from(xxh3_64(bytes.get(..28).expect("28")) & 0xffff_ffff).expect("low half");
+        u32::try_from(hash64(bytes.get(..28).expect("28")) & 0xffff_ffff).expect("low half");
     assert_eq!(bytes.get(28..), Some(&checksum.to_be_bytes()[..]));
     assert_eq!(parse_header(&bytes, 0x100), Ok(header));
     assert_eq!(header.frame_len(), 32 + 0x100 + 8);
@@ -372,7 +372,7 @@ fn raw_frame(
     out.extend_from_slice(&slot.to_be_bytes());
     out.extend_from_slice(&[0; 12]);
     out.extend_from_slice(&u32::try_from(payload.len()).expect("small").to_be_bytes());
-    let checksum = xxh3_64(&out) & 0xffff_ffff;
+    let checksum = hash64(&out) & 0xffff_ffff;
     out.extend_from_slice(&u32::try_from(checksum).expect("low half").to_be_bytes());
     out.extend_from_slice(payload);
     out

@@ -12,7 +12,7 @@ pub const BLOCK_HEADER_LEN: usize = 21;
 
 /// The digest a block carries: xxh3-64 of its data.
 pub fn block_digest(data: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(data)
+    hawser_wire::xxh3::hash64(data)
 }
 
 /// A block's header; `data` is everything after it.
