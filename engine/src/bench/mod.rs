@@ -14,47 +14,31 @@
 //! significant digits), which `--histogram FILE` writes in the classic `.hgrm`
 //! percentile-distribution text format (values in microseconds).
 //!
-//! # Measured (2026-11-21/22, the 2-core build machine, shared with other engineers'
-//! builds and tests: load average 2-4 throughout; figures swing 2-3x between runs)
+//! Callers: by default (`--caller shard`) each call is started by the previous one's
+//! completion on the client's shard ([`Client::call_then`]), so an exchange wakes only
+//! the two shards, as a socket ping-pong wakes its two threads; `--caller thread` calls
+//! from an application thread through [`Client::pipeline`] (every answer then crosses
+//! from the shard to that thread). In rpc mode the shards also busy-poll 50 µs before
+//! sleeping (`--busy-poll-us`; a wake-up costs ~20 µs on the build machine's VM).
 //!
-//! Ping-pong, alternating in one run (sockperf prints half the round trip; doubled here):
+//! # Measured (2026-12-02, the 2-core build VM, host shared: figures swing up to 2x)
 //!
-//! | pair | sockperf p50 RTT | hawser p50 RTT | ratio | sockperf p99.9 RTT | hawser p99.9 |
-//! |---|---|---|---|---|---|
-//! | 1 | 20.4 µs | 23.0 µs | 1.13x | 43.6 µs | 64.1 µs |
-//! | 2 | 20.2 µs | 46.2 µs | 2.29x | 50.2 µs | 99.5 µs |
-//! | 3 | 6.5 µs | 39.7 µs | 6.1x | 32.6 µs | 75.5 µs |
+//! `scripts/perf.sh loopback-rpc` (5 alternated rounds, medians; sockperf's half round
+//! trips doubled):
 //!
-//! Target: p50 <= 1.2x and p99.9 no worse than sockperf's — not met (met once for p50, by
-//! luck of the noise). `--spin-us 1000` gives p50 14-22 µs with a worse p99 (the
-//! polling caller starves a shard on two cores).
+//! | subject | p50 RTT | p99.9 RTT | exchanges/s |
+//! |---|---|---|---|
+//! | hawser ping-pong, on-shard caller, busy poll 50 µs | 14.9 µs | 174 µs | 61,800 |
+//! | hawser ping-pong, blocking caller thread, no busy poll | 120 µs | 2,078 µs | 5,980 |
+//! | hawser, 256 in flight, 4 connections, on-shard caller | 236 µs | 1,633 µs | 915,000 (474 k-1.08 M) |
+//! | sockperf ping-pong --tcp -m 64 | 79.4 µs | 649 µs | 10,900 |
+//! | sockperf, both ends polling (`--timeout 0`) | 75.5 µs | 867 µs | 11,600 |
 //!
-//! Pipelined (`--pipeline 256 --shards 2`, 64 B): 211 k, 237 k, 343 k, 404 k exchanges/s
-//! over four runs (600 k once on a quieter machine). Target 1 M/s — not met.
-//!
-//! Bulk, 1 MiB requests, 8 in flight, same run as shards' raw bulk
-//! (`loopback_bulk`, `HAWSER_BULK_ONLY=shards`, 2 shards, 4 connections, pinned):
-//!
-//! | round | hawser bulk + digest | hawser bulk, no digest | shards raw | digest / raw |
-//! |---|---|---|---|---|
-//! | 1 | 1.51 GB/s | 2.54 GB/s | 4.85 GB/s | 0.31x |
-//! | 2 | 2.04 GB/s | 1.78 GB/s | 5.19 GB/s | 0.39x |
-//!
-//! Against a separate `hawser bench --serve` process: 2.02 GB/s with digest. Target
-//! 0.9x — not met.
-//!
-//! Where the time goes (perf):
-//!
-//! - ping-pong: a call crosses four thread wake-ups (caller -> client shard through the
-//!   doorbell, client shard -> server shard and back through the sockets, client shard ->
-//!   caller through a futex) where sockperf has two; with three busy threads on two cores
-//!   each costs several microseconds. Polling the answer (`--spin-us`) removes one.
-//! - pipelined: the client shard is the bottleneck (54% of samples): session
-//!   bookkeeping, SipHash maps inside the session layer (~5%), frame codec, channels.
-//! - bulk: each 1 MiB body is copied by the session encoder on the client and into the
-//!   link's receive buffer on the server, besides the kernel's copies and two xxh3 passes;
-//!   the raw bulk path copies nothing in user space. Closing the gap needs the session
-//!   layer to take and hand out body buffers (`Bytes`/pool handles) instead of copying.
+//! Bulk (`--mode bulk`, 1 MiB requests, 8 in flight, 2 shards): 3.0-3.9 GB/s without
+//! digest, 2.4-3.0 GB/s with (`--digest`), since the kernel receives each frame straight
+//! into its storage; before that 2.3 and 1.9-2.3 GB/s. The client shard is then the
+//! busier one (it sends every byte; on loopback the sender's core also runs the
+//! receiving TCP stack).
 //!
 //! Reproduce: `sockperf server --tcp -i 127.0.0.1 -p 11111 &`, then
 //! `sockperf ping-pong --tcp -i 127.0.0.1 -p 11111 -m 64 -t 5`,

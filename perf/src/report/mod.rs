@@ -202,6 +202,15 @@ impl Outcome {
         }
     }
 
+    /// The median of `subject`'s runs of `metric`, if it has any.
+    pub fn median(&self, subject: &Subject, metric: &str) -> Option<f64> {
+        self.values
+            .iter()
+            .find(|(s, m, _, _)| s == subject && m == metric)
+            .and_then(|(_, _, _, runs)| Summary::of(runs))
+            .map(|summary| summary.median)
+    }
+
     /// The subject `subject`'s ratios are relative to.
     pub fn baseline_for(&self, subject: &Subject) -> Option<&Subject> {
         self.baseline_of

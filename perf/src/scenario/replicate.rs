@@ -56,12 +56,12 @@ fn fill(rng: &mut Rng, buffer: &mut [u8]) {
     }
 }
 
-/// Small-file sizes: 1 KiB to 64 KiB, most of them small (as in a source tree), about
-/// 16 KiB on average.
+/// Small-file sizes: 4 KiB to 256 KiB (issue 5's range), spread evenly over the octaves
+/// (as many 4-8 KiB files as 128-256 KiB ones), about 64 KiB on average.
 pub fn small_file_size(rng: &mut Rng) -> usize {
-    let exponent = rng.next_u64() % 7; // 1 KiB << 0..=6
-    let base = 1024usize << exponent;
-    base + (rng.next_u64() % base as u64) as usize / 2
+    let exponent = rng.next_u64() % 6; // 4 KiB << 0..=5
+    let base = 4096usize << exponent;
+    base + (rng.next_u64() % base as u64) as usize
 }
 
 /// Writes `mib` MiB of incompressible bytes to `path`.
@@ -270,7 +270,7 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
     outcome.mark_unavailable(&Subject::new("scp", "to localhost"), scp_reason);
     let small = &data_sets[1];
     outcome.notes.push(format!(
-        "Data: one file of {big_mib} MiB and {} files ({:.0} MB, 1–96 KiB each, \
+        "Data: one file of {big_mib} MiB and {} files ({:.0} MB, 4–256 KiB each, \
          {FILES_PER_DIRECTORY} per directory), incompressible, generated once and left in \
          the page cache. Before each run the target is synced (so that no run pays for the \
          previous one's writeback); a 4 GiB run replaces the previous one, each small-file \
@@ -287,8 +287,49 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
         small.bytes as f64 / 1e6
     ));
     let push_report = context.scratch.join("push.json");
+    let big = &data_sets[0];
+    let plain = Subject::new("plain-socket", "1 connection, 2 threads, 1 MiB writes");
+    let direct_ceiling = Subject::new(
+        "file-write",
+        format!("O_DIRECT, {} writers, {}", tools::DIRECT_WRITERS, big.label),
+    );
+    let buffered_ceiling =
+        Subject::new("file-write", format!("page cache, 1 writer, {}", big.label));
+    outcome.notes.push(format!(
+        "Ceilings, measured in the same rounds: plain-socket = the in-crate loopback loop \
+         (one TCP connection, a writer and a reader thread, 1 MiB writes, 5 s); file-write = \
+         writing {} of a fixed pattern into a new file on the targets' file system with 8 MiB \
+         writes, either O_DIRECT with {} writers or through the page cache with one (not \
+         synced, like the transfers). A replication cannot be faster than the slower of the \
+         socket and the file system it writes to.",
+        big.label,
+        tools::DIRECT_WRITERS
+    ));
     for round in 0..context.runs {
         super::sample_load(outcome);
+        for (subject, mode) in [
+            (&direct_ceiling, tools::WriteCeiling::Direct),
+            (&buffered_ceiling, tools::WriteCeiling::Buffered),
+        ] {
+            eprintln!("  round {round}: {}", subject.label());
+            flush_dirty_pages()?;
+            let rate = tools::run_file_write_ceiling(
+                &hawser_target.join("big/ceiling.bin"),
+                big.bytes,
+                mode,
+            )?;
+            outcome.record(subject, "throughput_bytes_per_sec", "bytes/s", rate);
+            settle();
+        }
+        eprintln!("  round {round}: {}", plain.label());
+        let result = tools::run_plain_socket(Duration::from_secs(5), Duration::from_secs(1))?;
+        outcome.record(
+            &plain,
+            "throughput_bytes_per_sec",
+            "bytes/s",
+            result.bytes_per_sec,
+        );
+        settle();
         for data in &data_sets {
             if let Ok(binary) = &hawser {
                 let subject = hawser_subject(data);
@@ -351,6 +392,30 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
     drop(daemon);
     empty_directory(&rsync_target)?;
     empty_directory(&hawser_target)?;
+    let rate = |subject: &Subject| outcome.median(subject, "throughput_bytes_per_sec");
+    if let (Some(big_rate), Some(small_rate)) =
+        (rate(&hawser_subject(big)), rate(&hawser_subject(small)))
+    {
+        let mut ratios = vec![format!(
+            "hawser {} / hawser {}: {:.2}x in bytes/s",
+            small.label,
+            big.label,
+            small_rate / big_rate
+        )];
+        for ceiling in [&plain, &direct_ceiling, &buffered_ceiling] {
+            if let Some(c) = rate(ceiling) {
+                ratios.push(format!(
+                    "hawser {} / {}: {:.2}x",
+                    big.label,
+                    ceiling.label(),
+                    big_rate / c
+                ));
+            }
+        }
+        outcome
+            .notes
+            .push(format!("Ratios of medians: {}.", ratios.join("; ")));
+    }
     Ok(())
 }
 
@@ -362,9 +427,10 @@ mod tests {
     fn small_file_sizes_stay_in_range() {
         let mut rng = Rng::new(7);
         let sizes: Vec<usize> = (0..10_000).map(|_| small_file_size(&mut rng)).collect();
-        assert!(sizes.iter().all(|&s| (1024..=96 * 1024).contains(&s)));
+        assert!(sizes.iter().all(|&s| (4096..256 * 1024).contains(&s)));
+        assert!(sizes.iter().any(|&s| s < 8192) && sizes.iter().any(|&s| s >= 128 * 1024));
         let mean = sizes.iter().sum::<usize>() / sizes.len();
-        assert!((8 * 1024..24 * 1024).contains(&mean), "mean {mean}");
+        assert!((48 * 1024..80 * 1024).contains(&mean), "mean {mean}");
     }
 
     #[test]

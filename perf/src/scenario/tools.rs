@@ -781,3 +781,74 @@ sockperf: ---> <MIN> observation =    2.484
         assert!(parse_hawser_bench_json("{}").is_err());
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// File-write ceilings
+
+/// How [`run_file_write_ceiling`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteCeiling {
+    /// Through the page cache, one thread, 8 MiB writes (what a buffered receiver pays).
+    Buffered,
+    /// `O_DIRECT`, [`DIRECT_WRITERS`] threads with 8 MiB writes each (the device's rate
+    /// with a few requests in flight, as `fio --direct=1 --iodepth=4` measures it).
+    Direct,
+}
+
+/// Writers of the direct ceiling (requests in flight).
+pub const DIRECT_WRITERS: usize = 4;
+const CEILING_WRITE_BYTES: usize = 8 << 20;
+
+/// Writes `bytes` of a fixed pattern into a new file `path` and returns bytes per second
+/// (time until the last write returned; not synced, like the transfers it bounds). The
+/// file is removed afterwards.
+pub fn run_file_write_ceiling(path: &Path, bytes: u64, mode: WriteCeiling) -> Result<f64> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let _ = std::fs::remove_file(path);
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).write(true).truncate(true);
+    if mode == WriteCeiling::Direct {
+        options.custom_flags(libc::O_DIRECT);
+    }
+    let file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    let writers = match mode {
+        WriteCeiling::Buffered => 1,
+        WriteCeiling::Direct => DIRECT_WRITERS,
+    };
+    let blocks = bytes.div_ceil(CEILING_WRITE_BYTES as u64);
+    let next = AtomicU64::new(0);
+    let started = Instant::now();
+    std::thread::scope(|scope| -> Result<()> {
+        let handles: Vec<_> = (0..writers)
+            .map(|_| {
+                scope.spawn(|| -> std::io::Result<()> {
+                    // Page-aligned for O_DIRECT: a slice of a larger allocation.
+                    let mut storage = vec![0x5au8; CEILING_WRITE_BYTES + 4096];
+                    let start = storage.as_ptr().align_offset(4096);
+                    let buffer = &mut storage[start..start + CEILING_WRITE_BYTES];
+                    loop {
+                        let block = next.fetch_add(1, Ordering::Relaxed);
+                        if block >= blocks {
+                            return Ok(());
+                        }
+                        buffer[..8].copy_from_slice(&block.to_le_bytes());
+                        file.write_all_at(buffer, block * CEILING_WRITE_BYTES as u64)?;
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("writer panicked"))?
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    })?;
+    let elapsed = started.elapsed().as_secs_f64();
+    drop(file);
+    std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+    Ok((blocks * CEILING_WRITE_BYTES as u64) as f64 / elapsed)
+}
