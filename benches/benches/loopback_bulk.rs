@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hawser_shards::{BulkSink, BulkSource, Shards, ShardsConfig};
+use hawser_shards::{LoopbackBulk, ShardsConfig};
 
 const MIB: usize = 1 << 20;
 const CONNS: usize = 4;
@@ -36,53 +36,28 @@ fn body() -> Bytes {
     Bytes::from((0..MIB).map(|i| (i * 31 % 251) as u8).collect::<Vec<u8>>())
 }
 
-/// Bytes per second moved by `shards_n` shards over 4 connections. Placement is explicit:
-/// each shard listens on its own port and opens 2 of the connections, to the next shard
-/// (`local == false`: every byte crosses cores, as the kernel's loopback copy goes from the
-/// sender's core to the receiver's) or to itself (`local == true`: both ends of a connection
-/// on one shard, the shared-nothing ideal, which on a real network is what each host sees).
+/// Bytes per second moved by `shards_n` shards over 4 connections
+/// ([`hawser_shards::loopback_bulk`]). Placement is explicit: each shard listens on its
+/// own port and opens 2 of the connections, to the next shard (`local == false`: every
+/// byte crosses cores, as the kernel's loopback copy goes from the sender's core to the
+/// receiver's) or to itself (`local == true`: both ends of a connection on one shard, the
+/// shared-nothing ideal, which on a real network is what each host sees).
 fn run_shards(shards_n: usize, total: u64, digest: bool, local: bool) -> f64 {
-    let shards = Shards::start(ShardsConfig {
+    let config = ShardsConfig {
         shards: shards_n,
         buffers: env_or("HAWSER_BULK_BUFFERS", 256) as u16,
         buffer_size: env_or("HAWSER_BULK_BUF_KIB", 64) as usize * 1024,
         defer_taskrun: std::env::var_os("HAWSER_BULK_DEFER").is_some(),
         pin: std::env::var_os("HAWSER_BULK_NOPIN").is_none(),
         ..ShardsConfig::default()
-    })
-    .expect("start shards");
-    let (tx, rx) = crossbeam::channel::unbounded();
-    let addrs: Vec<SocketAddr> = (0..shards_n)
-        .map(|shard| {
-            let tx = tx.clone();
-            shards
-                .listen_tcp_on(shard, "127.0.0.1:0".parse().unwrap(), move |_| {
-                    BulkSink::new(digest, Some(tx.clone()))
-                })
-                .expect("listen")
-        })
-        .collect();
-    let body = body();
-    let per_conn = total / CONNS as u64;
-    let start = Instant::now();
-    for i in 0..CONNS {
-        let from = i % shards_n;
-        let to = if local { from } else { (from + 1) % shards_n };
-        shards
-            .connect_tcp(from, addrs[to], BulkSource::new(body.clone(), per_conn))
-            .expect("connect");
-    }
-    let mut bytes = 0;
-    for _ in 0..CONNS {
-        bytes += rx
-            .recv_timeout(Duration::from_secs(120))
-            .expect("sink report")
-            .bytes;
-    }
-    let elapsed = start.elapsed();
-    shards.shutdown();
-    assert_eq!(bytes, per_conn * CONNS as u64);
-    bytes as f64 / elapsed.as_secs_f64()
+    };
+    let run = LoopbackBulk {
+        connections: CONNS,
+        bytes: total,
+        digest,
+        local,
+    };
+    hawser_shards::loopback_bulk(config, &run).expect("shards bulk run")
 }
 
 fn run_plain(total: u64) -> f64 {

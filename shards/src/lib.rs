@@ -86,6 +86,7 @@
 //! registered pool, address already in use.
 
 mod error;
+mod loopback_bulk;
 mod mesh;
 mod pool;
 mod protocol;
@@ -101,6 +102,7 @@ use std::thread::JoinHandle;
 use crossbeam::channel::{self, Sender};
 
 pub use error::{Result, ShardError};
+pub use loopback_bulk::{LoopbackBulk, loopback_bulk};
 pub use mesh::{AppMessage, ShardTask};
 pub use pool::BufHandle;
 pub use protocol::{

@@ -78,6 +78,11 @@ pub enum Mode {
     Rpc,
     /// Large requests.
     Bulk,
+    /// The shards alone, no session layer: `--connections` loopback TCP connections,
+    /// each streaming one shared 1 MiB body into a byte-counting sink (xxh3 over every
+    /// byte with `--digest`), from each shard to the next: the ceiling `--mode bulk` is
+    /// measured against.
+    Raw,
 }
 
 /// Arguments of `hawser bench`.
@@ -93,9 +98,15 @@ pub struct BenchArgs {
     /// Serve the bench exchanges on ADDR until killed (no measurement).
     #[arg(long, value_name = "ADDR", conflicts_with = "connect")]
     pub serve: Option<String>,
-    /// Connections in the client's trunk.
+    /// Connections in each client's trunk.
     #[arg(long, default_value_t = 4)]
     pub connections: usize,
+    /// Client nexuses measured at once, each keeping `--pipeline` calls in flight:
+    /// nexus i's client runs on shard i and its loopback server on the next shard, so
+    /// with one nexus per shard every shard both sends and receives (as each host of a
+    /// real link does) instead of one shard sending everything.
+    #[arg(long, default_value_t = 1)]
+    pub nexuses: usize,
     /// Shards in this process: with 2 or more the loopback server runs on shard 1 and the
     /// client on shard 0; with 1 both share shard 0.
     #[arg(long, default_value_t = 2)]
@@ -158,8 +169,10 @@ pub struct BenchReport {
     pub size: usize,
     /// Calls in flight.
     pub pipeline: usize,
-    /// Connections in the trunk.
+    /// Connections in each nexus's trunk.
     pub connections: usize,
+    /// Client nexuses measured at once.
+    pub nexuses: usize,
     /// Shards in this process.
     pub shards: usize,
     /// Who issued the calls.
@@ -210,26 +223,34 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport, ApiError> {
     let shards = args.shards.max(1);
     let busy_poll_us = args.busy_poll_us.unwrap_or(match args.mode {
         Mode::Rpc => 50,
-        Mode::Bulk | Mode::Replicate => 0,
+        Mode::Bulk | Mode::Replicate | Mode::Raw => 0,
     });
+    if args.mode == Mode::Raw {
+        return run_raw(args, shards);
+    }
     let runtime = Runtime::start(RuntimeConfig {
         shards,
         tcp_congestion: None,
         busy_poll: (busy_poll_us > 0).then(|| Duration::from_micros(busy_poll_us)),
     })?;
-    let mut server: Option<Server> = None;
-    let addr = match &args.connect {
-        Some(a) => a.clone(),
-        None => {
-            let s = ServerBuilder::new()
-                .service(bench_service())
-                .runtime(&runtime, 1)
-                .listen("127.0.0.1:0")?;
-            let a = s.local_addr().to_string();
-            server = Some(s);
-            a
+    let nexuses = args.nexuses.max(1);
+    // Nexus i: its client on shard i, its server (loopback) on the next shard, so with
+    // as many nexuses as shards every shard sends for one nexus and receives for another.
+    let mut servers: Vec<Server> = Vec::new();
+    let mut addrs = Vec::with_capacity(nexuses);
+    for i in 0..nexuses {
+        match &args.connect {
+            Some(a) => addrs.push(a.clone()),
+            None => {
+                let s = ServerBuilder::new()
+                    .service(bench_service())
+                    .runtime(&runtime, (i + 1) % shards)
+                    .listen("127.0.0.1:0")?;
+                addrs.push(s.local_addr().to_string());
+                servers.push(s);
+            }
         }
-    };
+    }
     let (exchange, size, depth) = match args.mode {
         Mode::Rpc => (
             BENCH_ECHO,
@@ -237,7 +258,7 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport, ApiError> {
             args.pipeline.unwrap_or(1),
         ),
         // `run_cli` hands replicate to `crate::mover::bench`; here it measures as bulk.
-        Mode::Bulk | Mode::Replicate => (
+        Mode::Bulk | Mode::Replicate | Mode::Raw => (
             BENCH_SINK,
             args.size.unwrap_or(1 << 20),
             args.pipeline.unwrap_or(8),
@@ -252,7 +273,19 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport, ApiError> {
         connect_timeout: Duration::from_secs(5),
         ..ClientConfig::default()
     };
-    let client = Client::connect_with(addr.as_str(), config, &runtime, 0)?;
+    let mut clients = Vec::with_capacity(nexuses);
+    for (i, addr) in addrs.iter().enumerate() {
+        let config = ClientConfig {
+            identity: format!("hawser-bench-{}-{i}", std::process::id()),
+            ..config.clone()
+        };
+        clients.push(Client::connect_with(
+            addr.as_str(),
+            config,
+            &runtime,
+            i % shards,
+        )?);
+    }
     // Compressible but not trivial: a repeating 251-byte pattern.
     // Leaked once per run so that cloning the body per call is free (a static `Bytes`
     // has no reference count to bump).
@@ -264,35 +297,32 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport, ApiError> {
     let measured = Duration::from_secs_f64(args.duration.max(0.1));
     let (histogram, exchanges, errors, elapsed) = match args.caller {
         CallerKind::Thread => {
-            measure(&client, exchange, &body, depth, warmup, None);
-            let mut histogram = new_histogram();
-            let (exchanges, errors, elapsed) = measure(
-                &client,
-                exchange,
-                &body,
-                depth,
-                measured,
-                Some(&mut histogram),
-            );
-            (histogram, exchanges, errors, elapsed)
+            measure_threads(&clients, exchange, &body, depth, warmup);
+            measure_threads(&clients, exchange, &body, depth, measured)
         }
         CallerKind::Shard => {
-            measure_on_shard(&client, exchange, &body, depth, warmup);
-            measure_on_shard(&client, exchange, &body, depth, measured)
+            measure_on_shard(&clients, exchange, &body, depth, warmup);
+            measure_on_shard(&clients, exchange, &body, depth, measured)
         }
     };
-    let retries = client.stats().nexuses.first().map_or(0, |(_, n)| n.retries);
-    client.close();
-    drop(server);
+    let retries = clients
+        .iter()
+        .map(|c| c.stats().nexuses.first().map_or(0, |(_, n)| n.retries))
+        .sum();
+    for client in clients {
+        client.close();
+    }
+    drop(servers);
     let secs = elapsed.as_secs_f64();
     Ok(BenchReport {
         mode: match args.mode {
             Mode::Rpc => "rpc",
-            Mode::Bulk | Mode::Replicate => "bulk",
+            Mode::Bulk | Mode::Replicate | Mode::Raw => "bulk",
         },
         size,
         pipeline: depth,
         connections: args.connections.max(1),
+        nexuses,
         shards,
         caller: args.caller,
         busy_poll_us,
@@ -305,6 +335,46 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport, ApiError> {
         throughput_bytes_per_sec: (exchanges * (size + response_size) as u64) as f64 / secs,
         latency_ns: Latency::of(&histogram),
         retries,
+        histogram,
+    })
+}
+
+/// `--mode raw`: the shards' bulk throughput without the session layer, in the same
+/// shard configuration as the session runs (unpinned, the driver's pool).
+fn run_raw(args: &BenchArgs, shards: usize) -> Result<BenchReport, ApiError> {
+    // About `--duration` at 4 GB/s; the run measures from connect to the last byte.
+    let bytes = (4e9 * args.duration.max(0.1)) as u64;
+    let config = hawser_shards::ShardsConfig {
+        shards,
+        pin: false,
+        ..hawser_shards::ShardsConfig::default()
+    };
+    let run = hawser_shards::LoopbackBulk {
+        connections: args.connections.max(1),
+        bytes,
+        digest: args.digest,
+        local: false,
+    };
+    let rate = hawser_shards::loopback_bulk(config, &run)?;
+    let histogram = new_histogram();
+    Ok(BenchReport {
+        mode: "raw",
+        size: 1 << 20,
+        pipeline: 0,
+        connections: run.connections,
+        nexuses: 0,
+        shards,
+        caller: args.caller,
+        busy_poll_us: 0,
+        digest: args.digest,
+        compress: false,
+        duration_sec: bytes as f64 / rate,
+        exchanges: 0,
+        errors: 0,
+        exchanges_per_sec: 0.0,
+        throughput_bytes_per_sec: rate,
+        latency_ns: Latency::of(&histogram),
+        retries: 0,
         histogram,
     })
 }
@@ -370,11 +440,11 @@ fn fire(mut chain: Box<Chain>) {
     });
 }
 
-/// Keeps `depth` call chains going on the client's shard for `duration` (each call
+/// Keeps `depth` call chains going on each client's shard for `duration` (each call
 /// started by the previous one's completion); returns the latencies, (completed,
 /// failed) and the elapsed time.
 fn measure_on_shard(
-    client: &Client,
+    clients: &[Client],
     exchange: ExchangeId,
     body: &Bytes,
     depth: usize,
@@ -382,19 +452,23 @@ fn measure_on_shard(
 ) -> (Histogram<u64>, u64, u64, Duration) {
     let (finished, ends) = std::sync::mpsc::channel();
     let depth = depth.max(1);
-    let running = Arc::new(AtomicUsize::new(depth));
     let start = Instant::now();
-    for _ in 0..depth {
-        fire(Box::new(Chain {
-            caller: client.shard_caller(),
-            exchange,
-            body: body.clone(),
-            end: start + duration,
-            done: 0,
-            failed: 0,
-            running: Arc::clone(&running),
-            finished: finished.clone(),
-        }));
+    for client in clients {
+        // Per client: its chains all run on its shard's thread, whose histogram the
+        // client's last chain hands in.
+        let running = Arc::new(AtomicUsize::new(depth));
+        for _ in 0..depth {
+            fire(Box::new(Chain {
+                caller: client.shard_caller(),
+                exchange,
+                body: body.clone(),
+                end: start + duration,
+                done: 0,
+                failed: 0,
+                running: Arc::clone(&running),
+                finished: finished.clone(),
+            }));
+        }
     }
     drop(finished);
     let mut histogram = new_histogram();
@@ -406,6 +480,49 @@ fn measure_on_shard(
         }
         done += end.done;
         failed += end.failed;
+    }
+    (histogram, done, failed, start.elapsed())
+}
+
+/// [`measure`] on every client at once, one caller thread each; returns the merged
+/// latencies, (completed, failed) and the elapsed time.
+fn measure_threads(
+    clients: &[Client],
+    exchange: ExchangeId,
+    body: &Bytes,
+    depth: usize,
+    duration: Duration,
+) -> (Histogram<u64>, u64, u64, Duration) {
+    let start = Instant::now();
+    let per_client: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = clients
+            .iter()
+            .map(|client| {
+                scope.spawn(move || {
+                    let mut histogram = new_histogram();
+                    let (done, failed, _) = measure(
+                        client,
+                        exchange,
+                        body,
+                        depth,
+                        duration,
+                        Some(&mut histogram),
+                    );
+                    (histogram, done, failed)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("caller thread"))
+            .collect()
+    });
+    let mut histogram = new_histogram();
+    let (mut done, mut failed) = (0, 0);
+    for (h, d, f) in per_client {
+        let _ = histogram.add(&h);
+        done += d;
+        failed += f;
     }
     (histogram, done, failed, start.elapsed())
 }
@@ -515,8 +632,19 @@ fn micros(ns: u64) -> String {
 
 /// Prints the report as the human summary.
 pub fn print_summary(r: &BenchReport) {
+    if r.mode == "raw" {
+        println!(
+            "hawser bench raw: shards only, {} connections across {} shards, xxh3 {}: {} in {:.2} s",
+            r.connections,
+            r.shards,
+            if r.digest { "on" } else { "off" },
+            human_bytes(r.throughput_bytes_per_sec),
+            r.duration_sec
+        );
+        return;
+    }
     println!(
-        "hawser bench {}: {} B requests, {} in flight ({} caller, busy poll {} µs), {} connections, {} shards, digest {}, compress {}",
+        "hawser bench {}: {} B requests, {} in flight ({} caller, busy poll {} µs), {} nexus(es) of {} connections, {} shards, digest {}, compress {}",
         r.mode,
         r.size,
         r.pipeline,
@@ -525,6 +653,7 @@ pub fn print_summary(r: &BenchReport) {
             CallerKind::Thread => "thread",
         },
         r.busy_poll_us,
+        r.nexuses,
         r.connections,
         r.shards,
         if r.digest { "on" } else { "off" },

@@ -43,22 +43,38 @@ fn hawser_bench_run(
     }
 }
 
-/// `loopback-bulk`: `hawser bench --mode bulk` vs `iperf3 -P 4` vs the plain-socket
+/// `loopback-bulk`: `hawser bench --mode bulk` (one nexus; and with digest, one nexus per
+/// shard) and the shards alone (`--mode raw`) vs `iperf3 -P 4` vs the plain-socket
 /// ceiling.
 pub fn bulk(context: &Context, outcome: &mut Outcome) -> Result<()> {
     let seconds = context.seconds(5.0);
     let connections = BULK_CONNECTIONS.to_string();
+    let half_connections = (BULK_CONNECTIONS / 2).to_string();
     let duration = seconds.to_string();
     let hawser = Subject::new(
         "hawser",
-        format!("bench bulk, {BULK_CONNECTIONS} connections"),
+        format!("bench bulk, 1 nexus of {BULK_CONNECTIONS} connections"),
+    );
+    let hawser_digest = Subject::new(
+        "hawser",
+        format!(
+            "bench bulk --digest, 2 nexuses of {} connections (one per shard)",
+            BULK_CONNECTIONS / 2
+        ),
+    );
+    let raw = Subject::new(
+        "hawser",
+        format!("bench raw: shards only, {BULK_CONNECTIONS} connections, no session layer"),
     );
     let iperf3 = Subject::new("iperf3", format!("-P {BULK_CONNECTIONS}"));
     let plain = Subject::new("plain-socket", "1 connection, 2 threads, 1 MiB writes");
     outcome.baseline = Some(iperf3.clone());
     let hawser_binary = tools::hawser_subcommand("bench")
         .map_err(|reason| {
-            outcome.mark_unavailable(&hawser, &format!("hawser bench not available ({reason})"))
+            let reason = format!("hawser bench not available ({reason})");
+            for subject in [&hawser, &hawser_digest, &raw] {
+                outcome.mark_unavailable(subject, &reason);
+            }
         })
         .ok();
     tools::require_program("iperf3")?;
@@ -66,7 +82,14 @@ pub fn bulk(context: &Context, outcome: &mut Outcome) -> Result<()> {
         "Each run measures {seconds} s. hawser: `hawser bench --mode bulk --connections \
          {BULK_CONNECTIONS} --duration {seconds} --json` (1 MiB requests, 8 in flight, loopback \
          server and client on 2 shards in one process, after its own short warm-up); its rate \
-         counts request payload bytes."
+         counts request payload bytes. With digest: `--digest --nexuses 2 --connections \
+         {half}`: nexus i's client on shard i and its server on the other shard, so each \
+         shard sends for one nexus and receives for the other (a single nexus lives on one \
+         shard, which then does all the sending). raw: `hawser bench --mode raw \
+         --connections {BULK_CONNECTIONS}`, the shards alone streaming a shared 1 MiB body \
+         from each shard to the other into byte-counting sinks (issue 4's reference for the \
+         session's bulk with digest).",
+        half = BULK_CONNECTIONS / 2
     ));
     outcome.notes.push(format!(
         "iperf3: `iperf3 -c 127.0.0.1 -P {BULK_CONNECTIONS} -t {seconds} -J \
@@ -86,29 +109,46 @@ pub fn bulk(context: &Context, outcome: &mut Outcome) -> Result<()> {
     for round in 0..context.runs {
         super::sample_load(outcome);
         if let Some(binary) = &hawser_binary {
-            let args = [
-                "--mode",
-                "bulk",
-                "--connections",
-                &connections,
-                "--duration",
-                &duration,
-            ];
-            if let Some(result) = hawser_bench_run(outcome, &hawser, binary, &args, None, round) {
-                outcome.record(
+            for (subject, variant) in [
+                (
                     &hawser,
-                    THROUGHPUT,
-                    "bytes/s",
-                    result.throughput_bytes_per_sec,
-                );
-                outcome.record(
-                    &hawser,
-                    "exchanges_per_sec",
-                    "1/s",
-                    result.exchanges_per_sec,
-                );
+                    vec!["--mode", "bulk", "--connections", &connections],
+                ),
+                (
+                    &hawser_digest,
+                    vec![
+                        "--mode",
+                        "bulk",
+                        "--digest",
+                        "--nexuses",
+                        "2",
+                        "--connections",
+                        &half_connections,
+                    ],
+                ),
+                (&raw, vec!["--mode", "raw", "--connections", &connections]),
+            ] {
+                let mut args = variant;
+                args.extend(["--duration", &duration]);
+                if let Some(result) = hawser_bench_run(outcome, subject, binary, &args, None, round)
+                {
+                    outcome.record(
+                        subject,
+                        THROUGHPUT,
+                        "bytes/s",
+                        result.throughput_bytes_per_sec,
+                    );
+                    if subject != &raw {
+                        outcome.record(
+                            subject,
+                            "exchanges_per_sec",
+                            "1/s",
+                            result.exchanges_per_sec,
+                        );
+                    }
+                }
+                settle();
             }
-            settle();
         }
 
         eprintln!("  round {round}: {}", iperf3.label());
@@ -136,6 +176,17 @@ pub fn bulk(context: &Context, outcome: &mut Outcome) -> Result<()> {
         outcome.record(&plain, THROUGHPUT, "bytes/s", result.bytes_per_sec);
         add_series(outcome, &plain, round, result.intervals);
         settle();
+    }
+    if let (Some(digested), Some(shards_only)) = (
+        outcome.median(&hawser_digest, THROUGHPUT),
+        outcome.median(&raw, THROUGHPUT),
+    ) {
+        outcome.notes.push(format!(
+            "Ratio of medians: {} / {}: {:.2}x.",
+            hawser_digest.label(),
+            raw.label(),
+            digested / shards_only
+        ));
     }
     Ok(())
 }

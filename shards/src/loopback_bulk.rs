@@ -1,0 +1,72 @@
+//! The shards' raw bulk throughput over loopback: [`BulkSource`]s streaming one shared
+//! 1 MiB body into [`BulkSink`]s, no protocol above the sockets. What the session layer,
+//! `hawser bench --mode raw` and the `loopback_bulk` benchmark compare against.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::{BulkSink, BulkSource, Result, ShardError, Shards, ShardsConfig};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct LoopbackBulk {
+    /// Connections, opened round-robin from the shards.
+    pub connections: usize,
+    /// Bytes in all (split evenly over the connections).
+    pub bytes: u64,
+    /// xxh3 over every received byte (the CPU-bound variant).
+    pub digest: bool,
+    /// Both ends of each connection on one shard (`true`), or each connection from a
+    /// shard to the next (`false`: every byte crosses cores).
+    pub local: bool,
+}
+
+/// Starts `config`'s shards (each listening on its own port), moves `run.bytes` and
+/// returns bytes per second, from the first connect to the last sink's report.
+pub fn loopback_bulk(config: ShardsConfig, run: &LoopbackBulk) -> Result<f64> {
+    let shards = Shards::start(config)?;
+    let count = shards.len();
+    let (tx, rx) = crossbeam::channel::unbounded();
+    let mut addrs: Vec<SocketAddr> = Vec::with_capacity(count);
+    for shard in 0..count {
+        let tx = tx.clone();
+        let digest = run.digest;
+        addrs.push(shards.listen_tcp_on(
+            shard,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            move |_| BulkSink::new(digest, Some(tx.clone())),
+        )?);
+    }
+    let body = Bytes::from(
+        (0..1usize << 20)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let connections = run.connections.max(1);
+    let per_connection = run.bytes / connections as u64;
+    let start = Instant::now();
+    for i in 0..connections {
+        let from = i % count;
+        let to = if run.local { from } else { (from + 1) % count };
+        shards.connect_tcp(
+            from,
+            addrs[to],
+            BulkSource::new(body.clone(), per_connection),
+        )?;
+    }
+    let mut bytes = 0;
+    for _ in 0..connections {
+        let report = rx.recv_timeout(Duration::from_secs(300)).map_err(|_| {
+            ShardError::io(
+                "waiting for the bulk sinks",
+                std::io::ErrorKind::TimedOut.into(),
+            )
+        })?;
+        bytes += report.bytes;
+    }
+    let elapsed = start.elapsed();
+    shards.shutdown();
+    Ok(bytes as f64 / elapsed.as_secs_f64())
+}
