@@ -1767,6 +1767,7 @@ impl Core {
             && !self.stopping
             && self.busy_poll(spin)
         {
+            self.now = Instant::now();
             self.stats.busy_polled += 1;
             return;
         }
@@ -1805,6 +1806,10 @@ impl Core {
             None => sub.submit_and_wait(1),
         };
         self.doorbell.end_park();
+        // The completions about to be reaped happened while parked: they must see the
+        // time now, not the time before the park (a connection accepted after an idle
+        // minute would otherwise start its handshake timer a minute in the past).
+        self.now = Instant::now();
         if let Err(e) = result
             && !matches!(
                 e.raw_os_error(),

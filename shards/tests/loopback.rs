@@ -479,6 +479,35 @@ fn busy_polling_shards_echo_and_count_the_work_they_found_polling() {
     shards.shutdown();
 }
 
+/// The `now` a protocol gets for an event that ends a long park is the time of the
+/// event, not of the park's start: a connection accepted after the shard slept half a
+/// second opens at the current time.
+#[test]
+fn events_after_a_long_park_carry_the_current_time() {
+    struct Stamp(channel::Sender<(Instant, Instant)>);
+    impl Protocol for Stamp {
+        fn on_open(&mut self, now: Instant, _conn: hawser_shards::ConnId) {
+            let _ = self.0.send((now, Instant::now()));
+        }
+        fn handle_input(&mut self, _now: Instant, _input: Received<'_>) {}
+        fn poll_transmit(&mut self, _now: Instant, _out: &mut Transmit) {}
+    }
+    let shards = Shards::start(config(1)).unwrap();
+    let (tx, rx) = channel::unbounded();
+    let addr = shards
+        .listen_tcp("127.0.0.1:0".parse().unwrap(), move |_| Stamp(tx.clone()))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let _client = TcpStream::connect(addr).unwrap();
+    let (given, real) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let lag = real.saturating_duration_since(given);
+    assert!(
+        lag < Duration::from_millis(300),
+        "on_open's now lags by {lag:?}"
+    );
+    shards.shutdown();
+}
+
 #[test]
 fn port_in_use_gets_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
