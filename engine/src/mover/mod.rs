@@ -13,35 +13,46 @@
 //!
 //! # Data path
 //!
-//! A block is read once, in 256 KiB chunks that feed both the whole-file xxh3-128 and the
-//! block's xxh3-64 while they are in the cache; its buffer goes to `sendmsg` as it is
-//! (the session sends large bodies as shared pieces, no user-space copy). The target
-//! checks a block's digest and hashes it into the file's hash in one pass when it lands
-//! at the file's hash cursor, holds blocks that land ahead (64 MiB per job), and so never
-//! reads a file back at the commit except for pieces of a resumed run.
+//! Source: a block is read once, in 256 KiB chunks that feed both the whole-file
+//! xxh3-128 and the block's xxh3-64 while they are in the cache (XXH3 with AVX2 chosen at
+//! run time, `hawser_wire::xxh3`); its pooled buffer goes to `sendmsg` as it is (the
+//! session sends large bodies as shared pieces, no user-space copy).
 //!
-//! # Measured (2026-11-22, the 2-core build machine; noisy)
+//! Target: the session receives each frame straight into its own storage (the kernel
+//! writes there; no copy out of pool buffers), placed so that a Block's data starts on a
+//! page. The target checks the block's digest and hashes it into the file's hash in one
+//! pass when it lands at the file's hash cursor (blocks landing ahead are held, 64 MiB per
+//! job), then writes it with `O_DIRECT` from where it arrived, outside the file's lock, so
+//! a large file's blocks reach the device in parallel (see [`Target`] and
+//! `replicate::direct`; `serve --write-mode buffered` goes through the page cache).
 //!
-//! Release build, loopback, data in the page cache, 8 connections, 8 MiB blocks:
+//! # Measured (2026-12-02, the 2-core build VM; its host is shared, figures move)
 //!
-//! - One 2 GiB random file, `hawser push` to `hawser serve` (`/usr/bin/time -f %M` for
-//!   peak RSS): 1.06-1.22 GB/s, push 55 MiB, serve 58-67 MiB (the same push measured
-//!   0.33-0.44 GB/s and 173 MiB / 55 MiB before the zero-copy send and cache-hot hashing).
-//!   A 4 GiB file: 0.99-1.08 GB/s.
-//! - 20 GiB (five 4 GiB files): 26.8 s, peak RSS push 55 MiB, serve 134 MiB.
-//! - 5,000 files of 4-256 KiB (665 MB): 3.0 s median vs `rsync -a` to a daemon 2.4 s.
-//!   Small files are bound by file creation, ~0.45 ms of kernel CPU per `open(O_CREAT)`
-//!   on this machine's ext4: rsync creates one file per file too.
-//! - Text-like data with `--compress auto`: 0.12 of the bytes on the wire, at 0.5-0.6x
-//!   the rate of `--compress off` on loopback (lz4 runs at ~1 GB/s on one core, slower
-//!   than loopback; it pays on links slower than that).
+//! `scripts/perf.sh replicate --runs 3` (perf/results/replicate.md), loopback, data in the
+//! page cache, target on ext4, 8 connections, 8 MiB blocks:
+//!
+//! - One 4 GiB file: 1.18 GB/s, 2.65x `rsync -a` to a daemon (0.45 GB/s), 0.57x writing
+//!   the same bytes into a new file with `O_DIRECT` and 4 writers (2.09 GB/s: the file
+//!   system's ceiling here), 0.32x the plain-socket loop (3.71 GB/s). Writing through the
+//!   page cache (what rsync does) runs at 0.42 GB/s on this VM: every new cache page is
+//!   expensive. Before `O_DIRECT` writes and the copy-free receive, the same push took
+//!   10.2-13.9 s; then 3.9-4.3 s, 3.6 s with aligned receives, 4.0 s with twox-hash.
+//! - 20,000 files of 4-256 KiB (1.3 GB): 4,119 files/s, 1.26x rsync; their writes go
+//!   through the page cache (a direct write of 64 KiB costs more than the cache) and
+//!   dominate the target's CPU.
+//! - 20 GiB (five 4 GiB files): 26.3 s, peak RSS push 54 MiB (`/usr/bin/time -f %M`),
+//!   serve 79 MiB (`VmHWM`).
+//! - Text-like data with `--compress auto`: 0.12 of the bytes on the wire, at 0.5-0.6x the
+//!   rate of `--compress off` on loopback (measured 2026-11-22: lz4 runs per session frame
+//!   on the shard thread, ~1 GB/s; it pays on links slower than that).
 //! - `--rate 200M`: 200.9 MB/s.
 //!
 //! # Not built yet
 //!
 //! Block compression by the task itself, on several threads (`--compress` turns on the
-//! session's per-frame lz4, on the shard thread); the blocks of one file are written one
-//! at a time (a lock per file); a server serves all its nexuses on one shard whatever
+//! session's per-frame lz4, on the shard thread); sending blocks from the page cache with
+//! `splice` (the source still copies each block into its buffer, and the kernel copies it
+//! again into the socket); a server serves all its nexuses on one shard whatever
 //! `--shards` says.
 
 pub mod bench;

@@ -77,6 +77,12 @@ const NS_B: &str = "hawser-b";
 const ADDRESS_B: &str = "198.18.0.2";
 const IPERF3_PORT: u16 = 5201;
 const HAWSER_PORT: u16 = 8415;
+const BENCH_PORT: u16 = 8416;
+/// Connections and calls in flight of the memory-to-memory row (`hawser bench --mode
+/// bulk` through the link): 1 MiB requests, enough in flight for twice the bandwidth-delay
+/// product of 10 Gbit/s x 50 ms.
+const BENCH_CONNECTIONS: usize = 8;
+const BENCH_PIPELINE: usize = 128;
 /// iperf3 reporting interval: the resolution of `time_to_90pct_s`.
 const INTERVAL_S: f64 = 0.5;
 
@@ -279,6 +285,31 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
         )?),
         Err(_) => None,
     };
+    let bench_subject = Subject::new(
+        "hawser",
+        format!("bench bulk (memory to memory, no files), {BENCH_CONNECTIONS} connections"),
+    );
+    let bench_server = match &hawser {
+        Ok(binary) => Some(tools::start_hawser_bench_server(
+            binary,
+            Some(NS_B),
+            &format!("{ADDRESS_B}:{BENCH_PORT}"),
+        )?),
+        Err(reason) => {
+            outcome.mark_unavailable(&bench_subject, reason);
+            None
+        }
+    };
+    if bench_server.is_some() {
+        outcome.notes.push(format!(
+            "hawser bench bulk: `hawser bench --serve {ADDRESS_B}:{BENCH_PORT}` in {NS_B} and \
+             `hawser bench --mode bulk --connect {ADDRESS_B}:{BENCH_PORT} --connections \
+             {BENCH_CONNECTIONS} --pipeline {BENCH_PIPELINE} --duration {seconds}` in {NS_A}: \
+             the session layer and its trunk without files or hashing (as iperf3 moves no file \
+             data). It reports only its total rate, which includes the ramp-up, so its \
+             link_fraction is total rate / link rate."
+        ));
+    }
     let push_report = context.scratch.join("push.json");
     let setup = Iperf3Setup {
         client_namespace: Some(NS_A),
@@ -320,6 +351,44 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
             // run's queue: let it drain.
             settle();
         }
+        if let (Ok(binary), Some(_)) = (&hawser, &bench_server) {
+            eprintln!("  round {round}: {}", bench_subject.label());
+            let connect = format!("{ADDRESS_B}:{BENCH_PORT}");
+            let (connections, pipeline, duration) = (
+                BENCH_CONNECTIONS.to_string(),
+                BENCH_PIPELINE.to_string(),
+                seconds.to_string(),
+            );
+            let args = [
+                "--mode",
+                "bulk",
+                "--connect",
+                &connect,
+                "--connections",
+                &connections,
+                "--pipeline",
+                &pipeline,
+                "--duration",
+                &duration,
+            ];
+            match tools::run_hawser_bench(binary, Some(NS_A), &args, None) {
+                Ok(result) => {
+                    let rate = result.throughput_bytes_per_sec;
+                    outcome.record(&bench_subject, "throughput_bytes_per_sec", "bytes/s", rate);
+                    outcome.record(
+                        &bench_subject,
+                        "link_fraction",
+                        "fraction",
+                        rate / link_bytes_per_sec,
+                    );
+                }
+                Err(error) => outcome.notes.push(format!(
+                    "{} round {round} failed: {error:#}",
+                    bench_subject.label()
+                )),
+            }
+            settle();
+        }
         if let Ok(binary) = &hawser {
             for (connections, subject) in &hawser_subjects {
                 eprintln!("  round {round}: {}", subject.label());
@@ -354,6 +423,7 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
         }
     }
     drop(server);
+    drop(bench_server);
     if hawser.is_ok() {
         empty_directory(&push_target)?;
     }

@@ -31,7 +31,7 @@ fn hawser_bench_run(
     round: usize,
 ) -> Option<tools::HawserBenchResult> {
     eprintln!("  round {round}: {}", subject.label());
-    match tools::run_hawser_bench(binary, args, histogram) {
+    match tools::run_hawser_bench(binary, None, args, histogram) {
         Ok(result) => Some(result),
         Err(error) => {
             outcome.notes.push(format!(

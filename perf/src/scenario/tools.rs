@@ -554,10 +554,11 @@ pub fn hawser_subcommand(subcommand: &str) -> std::result::Result<PathBuf, Strin
 /// Runs `hawser bench ARGS --json` (plus `--histogram FILE` when given).
 pub fn run_hawser_bench(
     binary: &Path,
+    namespace: Option<&str>,
     args: &[&str],
     histogram: Option<&Path>,
 ) -> Result<HawserBenchResult> {
-    let mut command = Command::new(binary);
+    let mut command = command_in(namespace, &binary.to_string_lossy());
     command.arg("bench").args(args).arg("--json");
     if let Some(path) = histogram {
         command.arg("--histogram").arg(path);
@@ -630,6 +631,20 @@ pub fn start_hawser_serve(
         .args(["serve", "--listen", listen, "--root"])
         .arg(root);
     let mut server = Background::spawn(command, "hawser serve")?;
+    std::thread::sleep(Duration::from_millis(500));
+    server.check_running()?;
+    Ok(server)
+}
+
+/// `hawser bench --serve LISTEN` (the bench exchanges, no files) in `namespace`.
+pub fn start_hawser_bench_server(
+    binary: &Path,
+    namespace: Option<&str>,
+    listen: &str,
+) -> Result<Background> {
+    let mut command = command_in(namespace, &binary.to_string_lossy());
+    command.args(["bench", "--serve", listen]);
+    let mut server = Background::spawn(command, "hawser bench --serve")?;
     std::thread::sleep(Duration::from_millis(500));
     server.check_running()?;
     Ok(server)
