@@ -162,24 +162,18 @@ impl Client {
         self.handle_frames(now, conn);
     }
 
-    /// The receive buffer of `conn`, for a driver that receives straight into its spare
-    /// capacity instead of handing bytes to [`handle_input`](Self::handle_input): it has
-    /// room for at least 64 KiB and for the rest of an incomplete frame, so a large body
-    /// lands in its frame's storage without a copy. Give it back with
-    /// [`handle_received`](Self::handle_received). `None` for an unknown or closing
-    /// connection.
+    /// The receive buffer of `conn`, lent to a driver that receives straight into it (as
+    /// [`Server::recv_buffer`](super::Server::recv_buffer) describes).
     pub fn recv_buffer(&mut self, conn: ConnId) -> Option<BytesMut> {
         self.links.get_mut(&conn)?.lend_rx()
     }
 
-    /// The buffer from [`recv_buffer`](Self::recv_buffer) came back with `filled` new
-    /// bytes: handles the frames they complete.
+    /// The lent buffer came back with `filled` new bytes.
     pub fn handle_received(&mut self, now: Instant, conn: ConnId, buf: BytesMut, filled: usize) {
-        let Some(link) = self.links.get_mut(&conn) else {
-            return;
-        };
-        link.return_rx(now, buf, filled);
-        self.handle_frames(now, conn);
+        if let Some(link) = self.links.get_mut(&conn) {
+            link.return_rx(now, buf, filled);
+            self.handle_frames(now, conn);
+        }
     }
 
     /// Decodes and handles the complete frames waiting on `conn`.
