@@ -28,17 +28,19 @@
 //!
 //! | subject | p50 RTT | p99.9 RTT | exchanges/s |
 //! |---|---|---|---|
-//! | hawser ping-pong, on-shard caller, busy poll 50 µs | 14.9 µs | 174 µs | 61,800 |
-//! | hawser ping-pong, blocking caller thread, no busy poll | 120 µs | 2,078 µs | 5,980 |
-//! | hawser, 256 in flight, 4 connections, on-shard caller | 236 µs | 1,633 µs | 915,000 (474 k-1.08 M) |
-//! | sockperf ping-pong --tcp -m 64 | 79.4 µs | 649 µs | 10,900 |
-//! | sockperf, both ends polling (`--timeout 0`) | 75.5 µs | 867 µs | 11,600 |
+//! | hawser ping-pong, on-shard caller, busy poll 50 µs | 17.0 µs | 140 µs | 53,500 |
+//! | hawser ping-pong, blocking caller thread, no busy poll | 126 µs | 953 µs | 7,400 |
+//! | hawser, 256 in flight, 4 connections, on-shard caller | 212 µs | 1,843 µs | 899,000 (359 k-1.25 M) |
+//! | sockperf ping-pong --tcp -m 64 | 77.1 µs | 875 µs | 9,800 |
+//! | sockperf, both ends polling (`--timeout 0`) | 78.9 µs | 705 µs | 11,900 |
 //!
-//! Bulk (`--mode bulk`, 1 MiB requests, 8 in flight, 2 shards): 3.0-3.9 GB/s without
-//! digest, 2.4-3.0 GB/s with (`--digest`), since the kernel receives each frame straight
-//! into its storage; before that 2.3 and 1.9-2.3 GB/s. The client shard is then the
-//! busier one (it sends every byte; on loopback the sender's core also runs the
-//! receiving TCP stack).
+//! Bulk (`scripts/perf.sh loopback-bulk`, 1 MiB requests, 8 in flight, 2 shards): one
+//! nexus without digest 3.34 GB/s; with digest over two nexuses (`--nexuses 2`, one per
+//! shard, so each shard sends for one and receives for the other) 3.71 GB/s = 0.84x the
+//! shards alone (`--mode raw`, 4.43 GB/s). Receiving each frame straight into its storage
+//! took one nexus from 2.3 to 3.0-3.9 GB/s. With one nexus the client's shard sends every
+//! byte and is the busier one (on loopback the sender's core also runs the receiving TCP
+//! stack).
 //!
 //! Reproduce: `sockperf server --tcp -i 127.0.0.1 -p 11111 &`, then
 //! `sockperf ping-pong --tcp -i 127.0.0.1 -p 11111 -m 64 -t 5`,
