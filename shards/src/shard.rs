@@ -1275,8 +1275,8 @@ impl Core {
         if !more {
             conn.recv_armed = false;
         }
-        if let Some(mut buf) = conn.recv_buf.take() {
-            self.on_recv_owned(slot, res, &mut buf);
+        if let Some(buf) = conn.recv_buf.take() {
+            self.on_recv_owned(slot, res, buf);
             return;
         }
         if res > 0 {
@@ -1323,7 +1323,7 @@ impl Core {
     }
 
     /// A receive into a protocol's own buffer completed (the connection is current).
-    fn on_recv_owned(&mut self, slot: u32, res: i32, buf: &mut bytes::BytesMut) {
+    fn on_recv_owned(&mut self, slot: u32, res: i32, mut buf: bytes::BytesMut) {
         let now = self.now;
         let conn = self.conns[slot as usize]
             .as_mut()
@@ -1336,7 +1336,6 @@ impl Core {
             self.stats.bytes_in += filled as u64;
             self.stats.recv_ops += 1;
         }
-        let buf = std::mem::take(buf);
         if conn.state == ConnState::Open {
             conn.proto.handle_received(now, buf, filled);
         }

@@ -150,8 +150,8 @@ pub struct ServerConfig {
     /// Receive each uncompressed request body of 256 KiB or more so that
     /// `body[offset..]` starts on a page (4096-byte) boundary: an application writing the
     /// data after an `offset`-byte header of its own with `O_DIRECT` can then write it from
-    /// where it arrived. Received bytes are copied into place anyway; this only chooses
-    /// where.
+    /// where it arrived. The driver receives into the frame's storage anyway; this only
+    /// chooses where that storage starts.
     pub align_request_bodies_at: Option<usize>,
 }
 

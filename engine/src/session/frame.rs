@@ -224,7 +224,8 @@ pub(crate) struct Codec {
 }
 
 /// Requests at least this long are received page-aligned when alignment is asked for:
-/// below it the copy into place costs more than an aligned write saves.
+/// smaller ones are not worth a fresh allocation (the replication target writes them
+/// through the page cache anyway).
 pub(crate) const ALIGNED_FRAME_MIN: usize = 256 * 1024;
 /// The alignment of [`Codec::align_request_bodies_at`]: a page, what `O_DIRECT` needs.
 pub(crate) const BODY_ALIGN: usize = 4096;
@@ -269,9 +270,10 @@ impl Codec {
     /// Receives each uncompressed request of [`ALIGNED_FRAME_MIN`] bytes or more into
     /// storage placed so that `body[offset..]` starts on a page boundary: an application
     /// that writes the body past `offset` with `O_DIRECT` then writes it from where it
-    /// arrived instead of copying it into an aligned buffer first. The bytes are copied
-    /// into that storage anyway (from the driver's receive buffers), so this costs
-    /// nothing but up to a page of slack per frame.
+    /// arrived instead of copying it into an aligned buffer first. The driver receives
+    /// into that storage anyway (see `Link::lend_rx`), so this costs nothing but up to a
+    /// page of slack per frame and, once, moving the bytes of the frame that had arrived
+    /// before its header was seen.
     pub(crate) fn align_request_bodies_at(&mut self, offset: Option<usize>) {
         self.align_at = offset;
     }
