@@ -57,6 +57,9 @@ pub(crate) struct Link<P> {
     /// Set once the connection is finished; what is left in `tx` is its last words.
     pub(crate) closing: Option<CloseReason>,
     rx: BytesMut,
+    /// The capacity cut off `rx` while it is lent, so that a receive stops where
+    /// [`Codec::receive_limit`] says; put back when the buffer returns.
+    rx_rest: Option<BytesMut>,
     /// Encoded frames not yet handed to the driver, in order: runs of `tx_copied` and
     /// large bodies sent from where they lie.
     tx: VecDeque<TxPiece>,
@@ -85,6 +88,7 @@ impl<P> Link<P> {
             stats: ConnectionStats::default(),
             closing: None,
             rx: BytesMut::with_capacity(16 * 1024),
+            rx_rest: None,
             tx: VecDeque::new(),
             tx_copied: BytesMut::with_capacity(16 * 1024),
             tx_len: 0,
@@ -167,8 +171,17 @@ impl<P> Link<P> {
             return None;
         }
         let mut rx = std::mem::take(&mut self.rx);
-        if rx.capacity() - rx.len() < RECV_CHUNK {
-            rx.reserve(RECV_CHUNK);
+        let limit = self.codec.receive_limit(rx.len());
+        let want = limit.map_or(RECV_CHUNK, |l| l.min(RECV_CHUNK));
+        if rx.capacity() - rx.len() < want {
+            rx.reserve(want);
+        }
+        if let Some(limit) = limit
+            && rx.capacity() - rx.len() > limit
+        {
+            // The rest of the storage comes back in `return_rx`, in O(1): it is the same
+            // allocation, cut at the end of what the kernel may fill.
+            self.rx_rest = Some(rx.split_off(rx.len() + limit));
         }
         Some(rx)
     }
@@ -177,6 +190,9 @@ impl<P> Link<P> {
     pub(crate) fn return_rx(&mut self, now: Instant, rx: BytesMut, filled: usize) {
         debug_assert!(self.rx.is_empty(), "receive buffer lent twice");
         self.rx = rx;
+        if let Some(rest) = self.rx_rest.take() {
+            self.rx.unsplit(rest);
+        }
         if filled > 0 {
             self.last_rx = now;
             self.stats.bytes_in += filled as u64;
