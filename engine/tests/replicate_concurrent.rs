@@ -11,7 +11,7 @@ use hawser_engine::replicate::Target;
 use hawser_engine::replicate::proto::{
     Begin, BlockAck, BlockHeader, BlockStatus, CommitAck, CommitFile, CommitStatus, CompressPolicy,
     EntryKind, Extent, Finish, FinishReport, JobOptions, ManifestAnswer, ManifestBatch,
-    ManifestEntry, Verdict, block_digest,
+    ManifestEntry, PROTOCOL_VERSION, Verdict, block_digest,
 };
 use replicate_support::{TempDir, random_bytes, snapshot};
 
@@ -97,6 +97,20 @@ fn pieces(file: &File) -> Vec<(u64, usize)> {
     out
 }
 
+/// The whole-file digest of a Commit, computed here from docs/PROTOCOL.md's definition:
+/// xxh3-128 over the size and each piece's offset, length and xxh3-64.
+fn file_digest(file: &File) -> u128 {
+    let mut h = hawser_wire::xxh3::Hasher128::new();
+    h.update(&(file.content.len() as u64).to_be_bytes());
+    for (offset, len) in pieces(file) {
+        let data = &file.content[offset as usize..offset as usize + len];
+        h.update(&offset.to_be_bytes());
+        h.update(&(len as u32).to_be_bytes());
+        h.update(&hawser_wire::xxh3::hash64(data).to_be_bytes());
+    }
+    h.digest128()
+}
+
 fn call(target: &Target, body: BytesMut) -> Bytes {
     target
         .handle_concurrent(&body.freeze())
@@ -106,7 +120,7 @@ fn call(target: &Target, body: BytesMut) -> Bytes {
 fn begin(target: &Target) {
     let mut out = BytesMut::new();
     Begin {
-        version: 1,
+        version: PROTOCOL_VERSION,
         job_id: 5,
         options: JobOptions {
             verify: true,
@@ -247,11 +261,7 @@ fn blocks_and_commits_of_many_files_from_several_threads_end_byte_identical() {
     // other file commits, from several threads at once.
     let wrong = &files[5];
     assert_eq!(
-        commit(
-            &target,
-            wrong,
-            hawser_wire::xxh3::hash128(&wrong.content) ^ 1
-        ),
+        commit(&target, wrong, file_digest(wrong) ^ 1),
         CommitStatus::ContentMismatch
     );
     let next = AtomicUsize::new(0);
@@ -265,7 +275,7 @@ fn blocks_and_commits_of_many_files_from_several_threads_end_byte_identical() {
                     if f.id == wrong.id {
                         continue;
                     }
-                    let hash = hawser_wire::xxh3::hash128(&f.content);
+                    let hash = file_digest(f);
                     assert_eq!(
                         commit(target, f, hash),
                         CommitStatus::Committed,

@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use hawser_engine::replicate::Target;
 use hawser_engine::replicate::proto::{
     Begin, BlockHeader, CommitFile, CompressPolicy, DeleteRequest, EntryKind, Extent, Finish,
-    JobOptions, ManifestBatch, ManifestEntry, block_digest,
+    JobOptions, ManifestBatch, ManifestEntry, PROTOCOL_VERSION, block_digest,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -129,7 +129,7 @@ fn encode(op: &Op) -> BytesMut {
                 block_size: *block_size,
             };
             Begin {
-                version: 1,
+                version: PROTOCOL_VERSION,
                 job_id: 9,
                 options,
                 dest,

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
 use hawser_engine::replicate::proto::{
-    Begin, EntryKind, JobOptions, ManifestAnswer, ManifestBatch, ManifestEntry, Verdict,
+    Begin, EntryKind, JobOptions, ManifestAnswer, ManifestBatch, ManifestEntry, PROTOCOL_VERSION,
+    Verdict,
 };
 use hawser_engine::replicate::{
     FailureReason, MemoryTransport, RefusalKind, ReplicateError, Report, Source, SourceConfig,
@@ -287,7 +288,7 @@ fn begin(
 ) -> Result<bytes::Bytes, hawser_engine::replicate::TargetError> {
     let mut body = BytesMut::new();
     Begin {
-        version: 1,
+        version: PROTOCOL_VERSION,
         job_id: 1,
         options: JobOptions::default(),
         dest,

@@ -190,7 +190,7 @@ pub fn pull_target_service(target: Target, progress: Arc<Progress>) -> Service {
                 let answer = target
                     .lock()
                     .map_err(|_| exception("hawser.replicate.Internal", "target poisoned"))?
-                    .handle_shared(&body)
+                    .handle(&body)
                     .map_err(|e| exception(e.type_name(), e.to_string()))?;
                 // Counted as the push side counts acknowledged requests.
                 progress.requests.fetch_add(1, Ordering::Relaxed);

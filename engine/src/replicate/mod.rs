@@ -17,9 +17,11 @@
 //!    blocks (resume), or refused (bad or escaping path, as a typed [`RefusalKind`]).
 //! 3. `Block`s — a file's data extents cut at block boundaries (default 8 MiB), each with
 //!    its xxh3-64 and its offset — many in flight over any connection → `BlockAck`.
-//! 4. `Commit` once every block of a file is acknowledged: the target hashes what it
-//!    wrote (xxh3-128, end to end), applies mode and mtime and renames the temporary file
-//!    into place → `CommitAck`.
+//! 4. `Commit` once every block of a file is acknowledged, with the whole-file digest
+//!    (xxh3-128 over the size and every piece's offset, length and xxh3-64: each byte is
+//!    hashed once on each side): the target compares it with the digest of the pieces it
+//!    checked and wrote, applies mode and mtime and renames the temporary file into place
+//!    → `CommitAck`.
 //! 5. `Delete` (with `delete`) → the list removed; `Finish` → the target's counters.
 //!
 //! The target writes each file under `.hawser-partial/` in its directory, with a transfer
@@ -52,12 +54,12 @@
 
 mod direct;
 mod error;
+mod file_digest;
 mod glob;
 mod journal;
 mod pool;
 pub mod proto;
 mod report;
-mod running_hash;
 mod source;
 mod source_path;
 mod sparse;

@@ -16,8 +16,8 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use super::file_digest::{self, FileDigest};
 use bytes::{Bytes, BytesMut};
-use hawser_wire::xxh3::Hasher128;
 
 use super::error::{EntryFailure, FailureReason, ReplicateError, TransportError};
 use super::glob::Excludes;
@@ -117,18 +117,16 @@ struct Reading {
     pieces: Vec<Piece>,
     next: usize,
     needed: Option<HashSet<u32>>,
-    hasher: Hasher128,
-    hashed_to: u64,
+    digest: FileDigest,
 }
 
 impl std::fmt::Debug for Reading {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The hasher state is opaque.
         f.debug_struct("Reading")
             .field("file_id", &self.file_id)
             .field("next", &self.next)
             .field("pieces", &self.pieces.len())
-            .field("hashed_to", &self.hashed_to)
+            .field("digest", &self.digest)
             .finish_non_exhaustive()
     }
 }
@@ -414,8 +412,7 @@ impl Source {
                     pieces: sparse::pieces(&entry.data_extents(), self.config.options.block_size),
                     next: 0,
                     needed: work.needed,
-                    hasher: Hasher128::new(),
-                    hashed_to: 0,
+                    digest: FileDigest::new(entry.size),
                 });
             }
             let block_size = self.config.options.block_size;
@@ -428,10 +425,9 @@ impl Source {
                 source,
             };
             let Some(&piece) = reading.pieces.get(reading.next) else {
-                // Every piece read: the whole-file hash is complete.
-                sparse::hash_zeros(&mut reading.hasher, entry.size - reading.hashed_to);
+                // Every piece read: the whole-file digest is complete.
                 let file_id = reading.file_id;
-                let hash = reading.hasher.digest128();
+                let hash = reading.digest.finish();
                 self.reading = None;
                 if let Some(awaiting) = self.awaiting.get_mut(&file_id) {
                     awaiting.hash = Some(hash);
@@ -440,35 +436,27 @@ impl Source {
                 continue;
             };
             reading.next += 1;
-            sparse::hash_zeros(&mut reading.hasher, piece.offset - reading.hashed_to);
-            reading.hashed_to = piece.end();
             let wanted = reading
                 .needed
                 .as_ref()
                 .is_none_or(|set| set.contains(&piece.block_index(block_size)));
             if !wanted {
-                // Complete on the target already; read it only for the whole-file hash.
+                // Complete on the target already; read it only for the whole-file digest
+                // (the target checked its bytes against this piece's digest at resume).
                 self.scratch.resize(piece.len as usize, 0);
-                sparse::read_hashed(
-                    &reading.file,
-                    piece.offset,
-                    &mut self.scratch,
-                    &mut reading.hasher,
-                )
-                .map_err(io)?;
+                let digest = sparse::read_digested(&reading.file, piece.offset, &mut self.scratch)
+                    .map_err(io)?;
+                reading.digest.piece(piece, digest);
                 continue;
             }
             let mut buf = self.pool.take();
             // A reused buffer keeps its length: shrinking it costs nothing, and only a
             // buffer's first use (or a longer piece) zero-fills.
             buf.resize(BLOCK_HEADER_LEN + piece.len as usize, 0);
-            let digest = sparse::read_hashed(
-                &reading.file,
-                piece.offset,
-                &mut buf[BLOCK_HEADER_LEN..],
-                &mut reading.hasher,
-            )
-            .map_err(io)?;
+            let digest =
+                sparse::read_digested(&reading.file, piece.offset, &mut buf[BLOCK_HEADER_LEN..])
+                    .map_err(io)?;
+            reading.digest.piece(piece, digest);
             let header = BlockHeader {
                 file_id: reading.file_id,
                 offset: piece.offset,
@@ -655,9 +643,19 @@ impl Source {
         };
         let file = File::open(&entry.abs).map_err(io)?;
         let size_now = file.metadata().map_err(io)?.len();
-        // The target checked the hash the source computed while reading; if the file
-        // reads differently now, it changed during the transfer.
-        if size_now != entry.size || sparse::hash_file(&file, entry.size).map_err(io)? != sent {
+        // The target checked the digest the source computed while reading; if the file
+        // reads differently now (its data, or where its holes are), it changed during
+        // the transfer.
+        let changed = size_now != entry.size
+            || sparse::data_extents(&file, entry.size).map_err(io)? != entry.extents
+            || file_digest::read_digest(
+                &file,
+                entry.size,
+                &sparse::pieces(&entry.data_extents(), self.config.options.block_size),
+            )
+            .map_err(io)?
+                != sent;
+        if changed {
             self.fail(file_id, FailureReason::SourceChanged);
         }
         Ok(())
@@ -746,12 +744,6 @@ fn encoded_len_bound(e: &SourceEntry, inline: bool) -> usize {
     let hash = 16;
     let data = if inline { 4 + e.size as usize } else { 0 };
     fixed + link + extents + hash + data
-}
-
-impl Piece {
-    fn end(&self) -> u64 {
-        self.offset + u64::from(self.len)
-    }
 }
 
 /// Runs a job to its end over `transport`: keeps every window full, then waits for one

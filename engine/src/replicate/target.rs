@@ -3,16 +3,19 @@
 //! [`Target::handle`] takes one request body and returns the response body; it is the
 //! handler the session binding registers for the replication exchanges. Files needing
 //! data are written to `<dir>/.hawser-partial/<name>.part` at their pieces' offsets, with
-//! a transfer [journal](super::journal) beside them; a commit checks the whole-file
-//! xxh3-128 of what is on disk, applies mode and mtime, and renames the file into place,
-//! so a reader never sees a half file.
+//! a transfer [journal](super::journal) beside them; each Block's bytes are checked
+//! against its xxh3-64 before they are written, and a commit checks the whole-file
+//! digest (made of those piece digests, see [`file_digest`](super::file_digest)),
+//! applies mode and mtime, and renames the file into place, so a reader never sees a
+//! half file.
 //!
 //! # Concurrency
 //!
 //! [`Target::handle_concurrent`] takes `&self`: the session runs a job's requests on
 //! several handler threads, and Blocks and Commits of different files run in parallel.
 //! A job keeps its file table under a lock held only to look a file up; each file has
-//! its own lock for its writes, running hash and commit. Manifest batches run one at a
+//! its own lock for its bookkeeping and commit (a Block is hashed and written outside
+//! it: the blocks of one file are checked and written in parallel). Manifest batches run one at a
 //! time (they arrive ordered). A fresh file's partial file is created by its first Block
 //! (or its Commit, for a file without data pieces) under that file's lock, not by the
 //! Manifest: creating a file is the dearest step for small files, and this way
@@ -32,6 +35,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::direct::{DIRECT_MIN_PIECE, DirectFile, WriteMode};
 use super::error::TargetError;
+use super::file_digest;
 use super::journal::{self, Journal};
 use super::proto::{
     AnswerEntry, Begin, BeginAck, BlockAck, BlockHeader, BlockStatus, CommitAck, CommitFile,
@@ -39,7 +43,6 @@ use super::proto::{
     ManifestAnswer, ManifestBatch, ManifestEntry, MessageKind, PROTOCOL_VERSION, RefusalKind,
     Verdict, block_digest,
 };
-use super::running_hash::{DEFAULT_HOLD_BYTES, HoldBudget, RunningHash};
 use super::sparse::{self, Piece};
 use super::target_path::{self, PARTIAL_DIR};
 
@@ -68,8 +71,6 @@ struct Job {
     /// Held only to look a file up, insert or remove it.
     partials: Mutex<HashMap<u32, FileSlot>>,
     report: Mutex<FinishReport>,
-    /// Room for blocks that arrive ahead of their file's hash cursor.
-    hold: HoldBudget,
 }
 
 /// What the manifest learns about the tree, used by Delete and Finish.
@@ -110,9 +111,9 @@ struct Partial {
     new_journal: Option<journal::Identity>,
     /// Expected pieces by offset, with their length.
     pieces: HashMap<u64, u32>,
-    received: HashSet<u64>,
-    /// The whole-file hash, computed as the pieces arrive.
-    hash: RunningHash,
+    /// The pieces in the partial file, by offset, with the xxh3-64 their bytes were
+    /// checked against (the whole-file digest is made of these; see `file_digest`).
+    received: HashMap<u64, u64>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> TargetError + '_ {
@@ -212,23 +213,17 @@ impl Target {
     /// Answers one request: its response body, or a failure of the whole request (which
     /// travels back as a remote exception).
     pub fn handle(&mut self, body: &[u8]) -> Result<Bytes, TargetError> {
-        self.answer(body, None)
+        self.answer(body)
     }
 
-    /// [`handle`](Self::handle) for a body the caller can share: a block that arrives
-    /// ahead of its file's hash cursor is then kept (not copied) and hashed from memory
-    /// when the cursor reaches it, instead of being read back from the file.
-    pub fn handle_shared(&mut self, body: &Bytes) -> Result<Bytes, TargetError> {
-        self.answer(body, Some(body))
+    /// [`handle`](Self::handle) for a target shared by several threads: Blocks and
+    /// Commits of different files, and Blocks of one file, run in parallel (see the
+    /// module docs).
+    pub fn handle_concurrent(&self, body: &[u8]) -> Result<Bytes, TargetError> {
+        self.answer(body)
     }
 
-    /// [`handle_shared`](Self::handle_shared) for a target shared by several threads:
-    /// Blocks and Commits of different files run in parallel (see the module docs).
-    pub fn handle_concurrent(&self, body: &Bytes) -> Result<Bytes, TargetError> {
-        self.answer(body, Some(body))
-    }
-
-    fn answer(&self, body: &[u8], shared: Option<&Bytes>) -> Result<Bytes, TargetError> {
+    fn answer(&self, body: &[u8]) -> Result<Bytes, TargetError> {
         let kind = MessageKind::of(body)?;
         let mut out = BytesMut::new();
         match kind {
@@ -238,10 +233,7 @@ impl Target {
                 .manifest(ManifestBatch::decode(body)?, &mut out)?,
             MessageKind::Block => {
                 let (header, data) = BlockHeader::decode(body)?;
-                let shared = shared.map(|b| b.slice_ref(data));
-                self.job()?
-                    .block(header, data, shared.as_ref())?
-                    .encode(&mut out);
+                self.job()?.block(header, data)?.encode(&mut out);
             }
             MessageKind::Commit => self
                 .job()?
@@ -303,7 +295,6 @@ impl Target {
             tree: Mutex::new(Tree::default()),
             partials: Mutex::new(HashMap::new()),
             report: Mutex::new(FinishReport::default()),
-            hold: HoldBudget::new(DEFAULT_HOLD_BYTES),
         };
         job.note_partial_dir(&mut lock(&job.tree), &job.dest);
         *lock(&self.job) = Some(Arc::new(job));
@@ -557,11 +548,11 @@ impl Job {
         {
             // A record counts only if its piece is one of this file's and the bytes on
             // disk still match its digest (the data may not have reached the disk).
-            let mut received = HashSet::new();
+            let mut received = HashMap::new();
             let mut buf = Vec::new();
             for record in records {
                 if pieces.get(&record.offset) != Some(&record.len)
-                    || received.contains(&record.offset)
+                    || received.contains_key(&record.offset)
                 {
                     continue;
                 }
@@ -569,7 +560,7 @@ impl Job {
                 if file.read_exact_at(&mut buf, record.offset).is_ok()
                     && block_digest(&buf) == record.digest
                 {
-                    received.insert(record.offset);
+                    received.insert(record.offset, record.digest);
                     report.bytes_resumed += u64::from(record.len);
                 }
             }
@@ -583,13 +574,13 @@ impl Job {
                 None,
                 None,
                 (pieces.len() > 1).then_some(identity),
-                HashSet::new(),
+                HashMap::new(),
             ),
         };
         let block_size = self.options.block_size;
         let mut missing: Vec<u32> = pieces
             .iter()
-            .filter(|(offset, _)| !received.contains(offset))
+            .filter(|(offset, _)| !received.contains_key(offset))
             .map(|(&offset, &len)| Piece { offset, len }.block_index(block_size))
             .collect();
         missing.sort_unstable();
@@ -604,13 +595,6 @@ impl Job {
             direct_tried: false,
             journal,
             new_journal,
-            hash: RunningHash::new(
-                pieces
-                    .iter()
-                    .map(|(&offset, &len)| Piece { offset, len })
-                    .collect(),
-                self.hold.clone(),
-            ),
             pieces,
             received,
         };
@@ -658,12 +642,7 @@ impl Job {
             .ok_or(TargetError::UnknownFile(file_id))
     }
 
-    fn block(
-        &self,
-        header: BlockHeader,
-        data: &[u8],
-        shared: Option<&Bytes>,
-    ) -> Result<BlockAck, TargetError> {
+    fn block(&self, header: BlockHeader, data: &[u8]) -> Result<BlockAck, TargetError> {
         let _gate = self.enter()?;
         let fsync = self.options.fsync;
         let slot = self.file(header.file_id)?;
@@ -672,9 +651,10 @@ impl Job {
             offset: header.offset,
             status: BlockStatus::Written,
         };
-        // Checked and hashed under the file's lock; written outside it, so the blocks of
-        // one large file reach the disk in parallel (several writes in flight is what a
+        // Hashed and written outside the file's lock, so the blocks of one large file are
+        // checked and reach the disk in parallel (several writes in flight is what a
         // direct write needs to run at the device's rate).
+        let intact = block_digest(data) == header.digest;
         let (file, direct, temp_path) = {
             let mut partial = lock(&slot);
             // Committed while this block waited for the file's lock.
@@ -688,7 +668,7 @@ impl Job {
                     len: data.len(),
                 });
             }
-            if !partial.hash.check(header.offset, data, header.digest) {
+            if !intact {
                 ack.status = BlockStatus::DigestMismatch;
                 return Ok(ack);
             }
@@ -719,11 +699,7 @@ impl Job {
                 })
                 .map_err(io_err(&partial.journal_path))?;
         }
-        partial.received.insert(header.offset);
-        partial
-            .hash
-            .written(header.offset, data, shared, &file, &partial.received)
-            .map_err(io_err(&partial.temp_path))?;
+        partial.received.insert(header.offset, header.digest);
         drop(guard);
         lock(&self.report).bytes_received += data.len() as u64;
         Ok(ack)
@@ -764,11 +740,9 @@ impl Job {
         }
         let file = partial.file.take().expect("opened above");
         let temp = &partial.temp_path;
-        let hash = partial
-            .hash
-            .finish(&file, partial.size, &partial.received)
-            .map_err(io_err(temp))?;
-        if hash != commit.content_hash {
+        // Every piece is in (checked above), each checked against its digest.
+        let digest = file_digest::from_digests(partial.size, &partial.pieces, &partial.received);
+        if digest != Some(commit.content_hash) {
             // The bytes are wrong as a whole: start over next time.
             let _ = std::fs::remove_file(temp);
             if partial.journal.is_some() {
@@ -797,8 +771,14 @@ impl Job {
         if self.options.verify {
             // Drop the cached pages (best effort) so the re-read comes from the device.
             let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
-            let reread =
-                File::open(&partial.final_path).and_then(|f| sparse::hash_file(&f, commit.size));
+            let mut pieces: Vec<Piece> = partial
+                .pieces
+                .iter()
+                .map(|(&offset, &len)| Piece { offset, len })
+                .collect();
+            pieces.sort_unstable_by_key(|p| p.offset);
+            let reread = File::open(&partial.final_path)
+                .and_then(|f| file_digest::read_digest(&f, commit.size, &pieces));
             if reread.ok() != Some(commit.content_hash) {
                 return Ok(ack(CommitStatus::VerifyFailed));
             }

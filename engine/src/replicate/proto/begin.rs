@@ -6,7 +6,7 @@ use hawser_wire::reader::Reader;
 use super::{MessageKind, Need, ProtoError, expect_end, expect_tag, put_u16_bytes, read_u128};
 
 /// The version of the replication protocol this code speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Smallest and largest block sizes a job may ask for.
 pub const MIN_BLOCK_SIZE: u32 = 4096;
