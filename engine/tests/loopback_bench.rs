@@ -91,3 +91,51 @@ fn bench_bulk_with_digest_and_pipelined_rpc() {
     assert_eq!(v["pipeline"].as_u64(), Some(64));
     assert_eq!(v["errors"].as_u64(), Some(0));
 }
+
+/// `--json` carries iperf3-like intervals from the first call: contiguous, each with the
+/// bytes completed in it, and together at least the measured part's bytes.
+#[test]
+fn bench_json_has_contiguous_intervals_covering_the_run() {
+    let out = hawser()
+        .args([
+            "bench",
+            "--mode",
+            "bulk",
+            "--duration",
+            "1.2",
+            "--connections",
+            "2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let intervals = v["intervals"].as_array().expect("intervals");
+    assert!(intervals.len() >= 2, "{intervals:?}");
+    let mut previous_end = 0.0;
+    let mut bytes = 0;
+    for i in intervals {
+        let (start, end) = (i["start"].as_f64().unwrap(), i["end"].as_f64().unwrap());
+        assert!(
+            (start - previous_end).abs() < 1e-9,
+            "contiguous: {intervals:?}"
+        );
+        assert!(end > start);
+        assert!(i["bits_per_second"].as_f64().unwrap() > 0.0, "{i}");
+        bytes += i["bytes"].as_u64().unwrap();
+        previous_end = end;
+    }
+    let measured = v["exchanges"].as_u64().unwrap() * v["size"].as_u64().unwrap();
+    // The intervals start with the warm-up and end at the last sample before the stop,
+    // at most one interval short of the end.
+    let last_interval_bytes = intervals.last().unwrap()["bytes"].as_u64().unwrap();
+    assert!(
+        bytes + 2 * last_interval_bytes >= measured,
+        "{bytes} B in intervals, {measured} B measured"
+    );
+}

@@ -12,7 +12,10 @@
 //! response bodies; frame headers not included). Latency is measured per call by the
 //! caller, from submission to completion, and recorded in an HDR histogram (3
 //! significant digits), which `--histogram FILE` writes in the classic `.hgrm`
-//! percentile-distribution text format (values in microseconds).
+//! percentile-distribution text format (values in microseconds). `--json` also carries
+//! `intervals` as iperf3's (`start`, `end`, `bytes`, `bits_per_second`, every 0.5 s from
+//! the first call, the warm-up included), sampled from the nexus counters off the hot
+//! path, so a ramp-up over a long fat link shows.
 //!
 //! Callers: by default (`--caller shard`) each call is started by the previous one's
 //! completion on the client's shard ([`Client::call_then`]), so an exchange wakes only
@@ -28,17 +31,21 @@
 //!
 //! | subject | p50 RTT | p99.9 RTT | exchanges/s |
 //! |---|---|---|---|
-//! | hawser ping-pong, on-shard caller, busy poll 50 µs | 17.0 µs | 140 µs | 53,500 |
-//! | hawser ping-pong, blocking caller thread, no busy poll | 126 µs | 953 µs | 7,400 |
-//! | hawser, 256 in flight, 4 connections, on-shard caller | 212 µs | 1,843 µs | 899,000 (359 k-1.25 M) |
-//! | sockperf ping-pong --tcp -m 64 | 77.1 µs | 875 µs | 9,800 |
-//! | sockperf, both ends polling (`--timeout 0`) | 78.9 µs | 705 µs | 11,900 |
+//! | hawser ping-pong, on-shard caller, busy poll 50 µs | 16.8 µs | 304 µs | 50,000 |
+//! | hawser ping-pong, blocking caller thread, no busy poll | 129 µs | 1,459 µs | 6,300 |
+//! | hawser, 256 in flight, 4 connections, on-shard caller | 202 µs | 1,426 µs | 1,079,000 (547 k-1.41 M) |
+//! | sockperf ping-pong --tcp -m 64 | 77.4 µs | 946 µs | 11,500 |
+//! | sockperf, both ends polling (`--timeout 0`) | 80.7 µs | 901 µs | 10,700 |
 //!
 //! Bulk (`scripts/perf.sh loopback-bulk`, 1 MiB requests, 8 in flight, 2 shards): one
-//! nexus without digest 3.34 GB/s; with digest over two nexuses (`--nexuses 2`, one per
-//! shard, so each shard sends for one and receives for the other) 3.71 GB/s = 0.84x the
-//! shards alone (`--mode raw`, 4.43 GB/s). Receiving each frame straight into its storage
-//! took one nexus from 2.3 to 3.0-3.9 GB/s. With one nexus the client's shard sends every
+//! nexus without digest 2.77 GB/s; with digest over two nexuses (`--nexuses 2`, one per
+//! shard, so each shard sends for one and receives for the other) 3.76 GB/s = 0.89x the
+//! shards alone (`--mode raw`, 4.21 GB/s). Without digest two nexuses reach the shards'
+//! rate (4.27-4.29 GB/s in single runs); the digest is two xxh3 passes over every byte
+//! (sender and receiver), about 10% of the two cores. Receiving each frame straight into
+//! its storage took one nexus from 2.3 to 3.0-3.9 GB/s; receiving a large frame up to its
+//! last byte (the next frame's start then never has to move) took the session's own
+//! copies from 3.5% to 0.6% of the CPU. With one nexus the client's shard sends every
 //! byte and is the busier one (on loopback the sender's core also runs the receiving TCP
 //! stack).
 //!
@@ -199,8 +206,69 @@ pub struct BenchReport {
     pub latency_ns: Latency,
     /// Retries the client made (connection losses).
     pub retries: u64,
+    /// Payload bytes completed per interval of [`INTERVAL`], from the first call (the
+    /// warm-up included, so a ramp-up shows), as iperf3's `intervals`.
+    pub intervals: Vec<BenchInterval>,
     #[serde(skip)]
     histogram: Histogram<u64>,
+}
+
+/// How often [`BenchReport::intervals`] are sampled.
+pub const INTERVAL: Duration = Duration::from_millis(500);
+
+/// Bytes completed in one interval (seconds since the first call).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct BenchInterval {
+    /// Start, seconds.
+    pub start: f64,
+    /// End, seconds.
+    pub end: f64,
+    /// Payload bytes (requests + responses) of the exchanges completed in it.
+    pub bytes: u64,
+    /// `bytes` as a rate, bits per second.
+    pub bits_per_second: f64,
+}
+
+/// Samples the exchanges the clients completed every [`INTERVAL`] (from their nexus
+/// counters, off the hot path) until `stop` is set; `bytes_per_exchange` turns counts
+/// into bytes.
+fn sample_intervals(
+    clients: &[Client],
+    bytes_per_exchange: u64,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Vec<BenchInterval> {
+    let completed = || -> u64 {
+        clients
+            .iter()
+            .map(|c| {
+                c.stats()
+                    .nexuses
+                    .first()
+                    .map_or(0, |(_, n)| n.requests_completed)
+            })
+            .sum()
+    };
+    let start = Instant::now();
+    let mut intervals = Vec::new();
+    let (mut last_at, mut last_count) = (0.0, completed());
+    loop {
+        let wake = start + INTERVAL.mul_f64(intervals.len() as f64 + 1.0);
+        while Instant::now() < wake {
+            if stop.load(AtomicOrdering::Acquire) {
+                return intervals;
+            }
+            std::thread::sleep(Duration::from_millis(10).min(wake - Instant::now()));
+        }
+        let (at, count) = (start.elapsed().as_secs_f64(), completed());
+        let bytes = (count - last_count) * bytes_per_exchange;
+        intervals.push(BenchInterval {
+            start: last_at,
+            end: at,
+            bytes,
+            bits_per_second: bytes as f64 * 8.0 / (at - last_at),
+        });
+        (last_at, last_count) = (at, count);
+    }
 }
 
 impl BenchReport {
@@ -297,16 +365,23 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport, ApiError> {
 
     let warmup = Duration::from_secs_f64((args.duration * 0.1).clamp(0.2, 1.0));
     let measured = Duration::from_secs_f64(args.duration.max(0.1));
-    let (histogram, exchanges, errors, elapsed) = match args.caller {
-        CallerKind::Thread => {
-            measure_threads(&clients, exchange, &body, depth, warmup);
-            measure_threads(&clients, exchange, &body, depth, measured)
-        }
-        CallerKind::Shard => {
-            measure_on_shard(&clients, exchange, &body, depth, warmup);
-            measure_on_shard(&clients, exchange, &body, depth, measured)
-        }
-    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let bytes_per_exchange = (size + response_size) as u64;
+    let ((histogram, exchanges, errors, elapsed), intervals) = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| sample_intervals(&clients, bytes_per_exchange, &stop));
+        let measured = match args.caller {
+            CallerKind::Thread => {
+                measure_threads(&clients, exchange, &body, depth, warmup);
+                measure_threads(&clients, exchange, &body, depth, measured)
+            }
+            CallerKind::Shard => {
+                measure_on_shard(&clients, exchange, &body, depth, warmup);
+                measure_on_shard(&clients, exchange, &body, depth, measured)
+            }
+        };
+        stop.store(true, AtomicOrdering::Release);
+        (measured, sampler.join().unwrap_or_default())
+    });
     let retries = clients
         .iter()
         .map(|c| c.stats().nexuses.first().map_or(0, |(_, n)| n.retries))
@@ -337,6 +412,7 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport, ApiError> {
         throughput_bytes_per_sec: (exchanges * (size + response_size) as u64) as f64 / secs,
         latency_ns: Latency::of(&histogram),
         retries,
+        intervals,
         histogram,
     })
 }
@@ -377,6 +453,8 @@ fn run_raw(args: &BenchArgs, shards: usize) -> Result<BenchReport, ApiError> {
         throughput_bytes_per_sec: rate,
         latency_ns: Latency::of(&histogram),
         retries: 0,
+        // The shards report only their total.
+        intervals: Vec::new(),
         histogram,
     })
 }

@@ -496,6 +496,9 @@ pub struct HawserBenchResult {
     pub exchanges_per_sec: f64,
     /// Latency percentiles in ns: p50, p90, p99, p999, max.
     pub latency_ns: [f64; 5],
+    /// Per-interval payload bytes per second: (interval end in s, bytes per second),
+    /// from the first call; empty for `--mode raw`.
+    pub intervals: Vec<(f64, f64)>,
 }
 
 /// Parses the object `hawser bench --json` prints.
@@ -520,7 +523,33 @@ pub fn parse_hawser_bench_json(text: &str) -> Result<HawserBenchResult> {
             number(&latency["p999"], "latency_ns.p999")?,
             number(&latency["max"], "latency_ns.max")?,
         ],
+        intervals: parse_intervals(&json["intervals"]),
     })
+}
+
+/// iperf3-style `intervals` (`start`, `end`, `bits_per_second`) as (end, bytes per
+/// second), without a trailing fragment much shorter than the nominal interval (as with
+/// iperf3, it says little about the rate).
+fn parse_intervals(list: &Value) -> Vec<(f64, f64)> {
+    let raw: Vec<(f64, f64, f64)> = list
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|i| {
+                    Some((
+                        i["start"].as_f64()?,
+                        i["end"].as_f64()?,
+                        i["bits_per_second"].as_f64()? / 8.0,
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let nominal = raw.iter().map(|(s, e, _)| e - s).fold(0.0, f64::max);
+    raw.into_iter()
+        .filter(|(start, end, _)| end - start >= nominal / 2.0)
+        .map(|(_, end, rate)| (end, rate))
+        .collect()
 }
 
 /// The `hawser` binary: `$HAWSER_BIN`, else next to this executable (same cargo target
@@ -585,28 +614,7 @@ pub struct HawserPushResult {
 pub fn parse_hawser_push_json(text: &str) -> Result<HawserPushResult> {
     let json: Value = serde_json::from_str(text).context("hawser push report is not JSON")?;
     let end = &json["end"];
-    let raw: Vec<(f64, f64, f64)> = json["intervals"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .filter_map(|i| {
-                    Some((
-                        i["start"].as_f64()?,
-                        i["end"].as_f64()?,
-                        i["bits_per_second"].as_f64()? / 8.0,
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    // As with iperf3: a trailing fragment much shorter than the nominal interval says
-    // little about the rate.
-    let nominal = raw.iter().map(|(s, e, _)| e - s).fold(0.0, f64::max);
-    let intervals = raw
-        .into_iter()
-        .filter(|(start, end, _)| end - start >= nominal / 2.0)
-        .map(|(_, end, rate)| (end, rate))
-        .collect();
+    let intervals = parse_intervals(&json["intervals"]);
     Ok(HawserPushResult {
         bytes_per_sec: end["bits_per_second"]
             .as_f64()
@@ -786,9 +794,13 @@ sockperf: ---> <MIN> observation =    2.484
             "digest":false,"compress":false,"duration_sec":5.0,"exchanges":100,"errors":0,
             "exchanges_per_sec":40000.0,"throughput_bytes_per_sec":5120000.0,
             "latency_ns":{"p50":25000,"p90":30000,"p99":60000,"p999":120000,"max":900000},
-            "retries":0}"#;
+            "retries":0,"intervals":[{"start":0.0,"end":0.5,"bytes":50,"bits_per_second":800.0},
+            {"start":0.5,"end":1.0,"bytes":100,"bits_per_second":1600.0},
+            {"start":1.0,"end":1.1,"bytes":1,"bits_per_second":80.0}]}"#;
         let result = parse_hawser_bench_json(text).unwrap();
         assert_eq!(result.exchanges_per_sec, 40000.0);
+        // The short trailing fragment is left out.
+        assert_eq!(result.intervals, vec![(0.5, 100.0), (1.0, 200.0)]);
         assert_eq!(
             result.latency_ns,
             [25000.0, 30000.0, 60000.0, 120000.0, 900000.0]
