@@ -331,7 +331,10 @@ fn pipeline_and_ordered_calls() {
             client.start_call_with(
                 ORDERED,
                 Bytes::from(n.to_le_bytes().to_vec()),
-                hawser_engine::api::CallOptions { ordered: true },
+                hawser_engine::api::CallOptions {
+                    ordered: true,
+                    ..Default::default()
+                },
             )
         })
         .collect();

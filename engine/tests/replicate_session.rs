@@ -122,6 +122,7 @@ impl Transport for SessionLoopback {
                 request.body,
                 CallOptions {
                     ordered: request.ordered,
+                    uncompressed: !request.compress,
                 },
             )
             .map_err(|e| TransportError::Other(e.to_string()))?;

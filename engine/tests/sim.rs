@@ -579,10 +579,15 @@ impl Sim {
                     self.ordered_calls
                 });
                 let body = body_for(test_id, position, &mut self.rng);
-                match self
-                    .client
-                    .call(self.now, exchange, body, CallOptions { ordered })
-                {
+                match self.client.call(
+                    self.now,
+                    exchange,
+                    body,
+                    CallOptions {
+                        ordered,
+                        ..CallOptions::default()
+                    },
+                ) {
                     Ok(id) => {
                         self.calls[i] = Some(id);
                         self.sent.insert(

@@ -74,7 +74,7 @@ pub(crate) enum Command {
         nexus: Option<NexusId>,
         exchange: ExchangeId,
         body: Bytes,
-        ordered: bool,
+        options: CallOptions,
         reply: ReplyTo,
     },
     /// Cancel the call started with `token`.
@@ -219,7 +219,7 @@ impl Caller {
             nexus,
             exchange,
             body,
-            ordered: options.ordered,
+            options,
             reply,
         });
         if let Some(Command::Call { reply, .. }) = refused {
@@ -650,10 +650,9 @@ impl Host {
                 nexus,
                 exchange,
                 body,
-                ordered,
+                options,
                 reply,
             } => {
-                let options = CallOptions { ordered };
                 let (key, started) = match (&mut self.side, nexus) {
                     (Side::Client(s), _) => (0, s.ep.call(now, exchange, body, options)),
                     (Side::Server(s), Some(nexus)) => {

@@ -178,6 +178,7 @@ impl Transport for PipelineTransport<'_> {
             request.body,
             CallOptions {
                 ordered: request.ordered,
+                uncompressed: !request.compress,
             },
         );
         self.in_flight

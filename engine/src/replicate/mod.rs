@@ -52,6 +52,7 @@
 //! std::fs::remove_dir_all(&base).unwrap();
 //! ```
 
+mod auto_compress;
 mod direct;
 mod error;
 mod file_digest;
@@ -68,6 +69,7 @@ mod target_path;
 mod transport;
 mod walk;
 
+pub use auto_compress::AutoChoice;
 pub use direct::WriteMode;
 pub use error::{
     EntryFailure, FailureReason, RemoteError, ReplicateError, TargetError, TransportError,

@@ -40,6 +40,9 @@ pub struct Report {
     /// counts, see `mover::cli::JobOutcome::compression_ratio`). Kept because the pull
     /// report carries it.
     pub compression_ratio: f64,
+    /// What `--compress auto` measured and chose (`None`: another policy, or the job
+    /// ended before the choice).
+    pub auto_compress: Option<super::AutoChoice>,
     /// Block round trips (send to acknowledgement), in nanoseconds.
     pub block_rtt_ns: Histogram<u64>,
     /// Buffers the block pool allocated: bounded by the window, not the data size.
@@ -123,6 +126,7 @@ impl Report {
             duration: Duration::ZERO,
             compression_ratio: 1.0,
             // 1 ns .. 1 hour, 3 significant digits: these bounds are valid constants.
+            auto_compress: None,
             block_rtt_ns: Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
                 .expect("constant, valid histogram bounds"),
             buffers_allocated: 0,

@@ -16,6 +16,7 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use super::auto_compress::AutoCompress;
 use super::file_digest::{self, FileDigest};
 use bytes::{Bytes, BytesMut};
 
@@ -24,8 +25,9 @@ use super::glob::Excludes;
 use super::pool::BlockPool;
 use super::proto::{
     BLOCK_HEADER_LEN, BatchWriter, Begin, BeginAck, BlockAck, BlockHeader, BlockStatus, CommitAck,
-    CommitFile, CommitStatus, DeleteList, DeleteRequest, EntryKind, Finish, FinishReport,
-    JobOptions, ManifestAnswer, ManifestEntry, MessageKind, PROTOCOL_VERSION, Verdict,
+    CommitFile, CommitStatus, CompressPolicy, DeleteList, DeleteRequest, EntryKind, Finish,
+    FinishReport, JobOptions, ManifestAnswer, ManifestEntry, MessageKind, PROTOCOL_VERSION,
+    Verdict,
 };
 use super::report::Report;
 use super::sparse::{self, Piece};
@@ -165,6 +167,8 @@ pub struct Source {
     failures: Vec<EntryFailure>,
     report: Report,
     started: Option<Instant>,
+    /// `--compress auto`'s measurement (`None` under another policy).
+    auto: Option<AutoCompress>,
 }
 
 impl Source {
@@ -184,6 +188,7 @@ impl Source {
             .filter(|e| e.kind == EntryKind::File)
             .map(|e| e.size)
             .sum();
+        let auto = (config.options.compress == CompressPolicy::Auto).then(AutoCompress::default);
         Ok(Source {
             config,
             entries,
@@ -206,6 +211,7 @@ impl Source {
             finish_sent: false,
             finished: false,
             failures: Vec::new(),
+            auto,
             report,
             started: None,
         })
@@ -311,11 +317,20 @@ impl Source {
         self.next_token += 1;
         self.report.wire_bytes += body.len() as u64;
         self.in_flight.insert(token, what);
+        let compress = match (&mut self.auto, self.config.options.compress) {
+            (_, CompressPolicy::Off) => false,
+            (Some(auto), _) => {
+                auto.offer_sample(&body);
+                auto.compressing()
+            }
+            (None, _) => true,
+        };
         Request {
             token,
             kind,
             ordered,
             body,
+            compress,
         }
     }
 
@@ -566,6 +581,9 @@ impl Source {
                 match ack.status {
                     BlockStatus::Written => {
                         self.blocks_in_flight -= 1;
+                        if let Some(auto) = &mut self.auto {
+                            auto.acknowledged(Instant::now(), sent.len() as u64);
+                        }
                         self.pool.give_back(sent);
                         if let Some(awaiting) = self.awaiting.get_mut(&file_id) {
                             awaiting.outstanding -= 1;
@@ -628,6 +646,7 @@ impl Source {
                 self.report.target = Some(report);
                 self.report.duration = self.started.map(|t| t.elapsed()).unwrap_or_default();
                 self.report.buffers_allocated = self.pool.allocated();
+                self.report.auto_compress = self.auto.as_ref().and_then(AutoCompress::choice);
                 self.finished = true;
             }
         }

@@ -29,6 +29,10 @@ pub struct Request {
     /// The message, tag included. Blocks are large; the transport should send this
     /// buffer as it is (it is a pooled buffer the source wants back unique).
     pub body: Bytes,
+    /// May be compressed on the wire (if the session agreed to compress at all): false
+    /// under `compress off`, and under `auto` until the job found that it pays (see
+    /// `auto_compress`).
+    pub compress: bool,
 }
 
 /// A finished request.

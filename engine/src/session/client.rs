@@ -31,6 +31,10 @@ pub struct CallOptions {
     /// Deliver this request to the remote handler only after every earlier ordered
     /// request of this nexus and direction (send order).
     pub ordered: bool,
+    /// Send the body as it is even when the nexus compresses: for a body the caller
+    /// knows will not shrink, or when compressing would cost more time than the bytes it
+    /// saves (a fast link; see the replication source's `auto`).
+    pub uncompressed: bool,
 }
 
 #[derive(Debug)]
@@ -291,7 +295,7 @@ impl Client {
             now,
             exchange,
             body,
-            options.ordered,
+            options,
             &mut self.links,
             &mut self.events,
         )

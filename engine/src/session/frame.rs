@@ -312,8 +312,28 @@ impl Codec {
     /// Appends the encoding of `frame` to `out`, except for a large body that goes out
     /// uncompressed: then only the head is appended, and the body (shared, not copied)
     /// and digest trailer to send after it are returned.
+    /// With `may_compress` false the body goes out uncompressed whatever was agreed.
     #[must_use = "a shared body must be sent right after the head"]
-    pub(crate) fn encode(&mut self, frame: &Frame, out: &mut BytesMut) -> Option<SharedBody> {
+    pub(crate) fn encode(
+        &mut self,
+        frame: &Frame,
+        may_compress: bool,
+        out: &mut BytesMut,
+    ) -> Option<SharedBody> {
+        let agreed = self.encoder.options();
+        if !may_compress && agreed.compression != wire::Compression::Off {
+            self.encoder.set_options(wire::EncodeOptions {
+                compression: wire::Compression::Off,
+                ..agreed
+            });
+            let shared = self.encode_agreed(frame, out);
+            self.encoder.set_options(agreed);
+            return shared;
+        }
+        self.encode_agreed(frame, out)
+    }
+
+    fn encode_agreed(&mut self, frame: &Frame, out: &mut BytesMut) -> Option<SharedBody> {
         let shared = match frame {
             Frame::Request { body, .. } | Frame::Response { body, .. }
                 if body.len() >= SHARED_BODY_MIN =>
@@ -747,7 +767,7 @@ pub(crate) fn encode(frame: &Frame, digest: bool, out: &mut BytesMut) {
 /// Encodes `f` whole into `out`, appending a shared body where the codec returns one.
 #[cfg(test)]
 pub(crate) fn encode_with(codec: &mut Codec, f: &Frame, out: &mut BytesMut) {
-    if let Some(shared) = codec.encode(f, out) {
+    if let Some(shared) = codec.encode(f, true, out) {
         out.extend_from_slice(&shared.body);
         out.extend_from_slice(shared.trailer());
     }
@@ -781,7 +801,7 @@ mod tests {
                 body: body.clone(),
             };
             let mut buf = BytesMut::new();
-            let shared = codec.encode(&frame, &mut buf).expect("shared");
+            let shared = codec.encode(&frame, true, &mut buf).expect("shared");
             assert_eq!(
                 shared.body.as_ptr(),
                 body.as_ptr(),
@@ -937,6 +957,32 @@ mod tests {
         };
         let at = body.as_ptr() as usize;
         assert!(at >= start && at + body.len() <= end, "no copy of the body");
+    }
+
+    /// A frame sent with `may_compress` false goes out uncompressed on a compressing
+    /// connection (and the connection keeps compressing the others); both decode to the
+    /// same frame.
+    #[test]
+    fn a_frame_can_opt_out_of_compression() {
+        let mut codec = Codec::default();
+        codec.set_options(true, true);
+        codec.set_max_payload(1 << 20);
+        let frame = Frame::Request {
+            channel: Channel::Fore,
+            slot: 0,
+            seq: 1,
+            request: RequestId(1),
+            exchange: ExchangeId(1),
+            order: 0,
+            body: Bytes::from(vec![b'a'; 4096]),
+        };
+        for (may_compress, compressed) in [(false, false), (true, true), (false, false)] {
+            let mut out = BytesMut::new();
+            assert!(codec.encode(&frame, may_compress, &mut out).is_none());
+            let header = wire::peek_header(&out, 1 << 20).unwrap().unwrap();
+            assert_eq!(header.is_compressed(), compressed, "may_compress {may_compress}");
+            assert_eq!(codec.decode(&mut out).unwrap(), Some(frame.clone()));
+        }
     }
 
     /// A large frame is received up to its last byte and the receive after it is small,

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::client::CallOptions;
 use super::config::ChannelAttributes;
 use super::error::CallError;
 use super::event::Event;
@@ -33,6 +34,8 @@ struct Outgoing {
     exchange: ExchangeId,
     body: Bytes,
     ordered: bool,
+    /// Never compressed (`CallOptions::uncompressed`).
+    uncompressed: bool,
     /// Assigned at first send: (slot, seq, order).
     assigned: Option<(u32, u32, u64)>,
     /// The connection carrying the latest copy; `None` while waiting for one.
@@ -132,7 +135,7 @@ impl Initiator {
         now: Instant,
         exchange: ExchangeId,
         body: Bytes,
-        ordered: bool,
+        options: CallOptions,
     ) -> Result<RequestId, CallError> {
         if body.len() > self.attrs.max_request_size as usize {
             return Err(CallError::RequestTooLarge {
@@ -147,7 +150,8 @@ impl Initiator {
             Outgoing {
                 exchange,
                 body,
-                ordered,
+                ordered: options.ordered,
+                uncompressed: options.uncompressed,
                 assigned: None,
                 conn: None,
                 started: now,
@@ -174,7 +178,7 @@ impl Initiator {
         let Some(link) = links.get_mut(&conn) else {
             return;
         };
-        link.send(&Frame::Request {
+        let request = Frame::Request {
             channel: self.channel,
             slot,
             seq,
@@ -182,7 +186,12 @@ impl Initiator {
             exchange: out.exchange,
             order,
             body: out.body.clone(),
-        });
+        };
+        if out.uncompressed {
+            link.send_uncompressed(&request);
+        } else {
+            link.send(&request);
+        }
         if out.cancel {
             // The responder may never have seen the earlier Cancel: repeat it.
             link.send(&Frame::Cancel {

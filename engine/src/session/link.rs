@@ -129,11 +129,20 @@ impl<P> Link<P> {
 
     /// Queues a frame (dropped if the connection is closing).
     pub(crate) fn send(&mut self, f: &Frame) {
+        self.send_with(f, true);
+    }
+
+    /// [`send`](Self::send), never compressing the frame's body.
+    pub(crate) fn send_uncompressed(&mut self, f: &Frame) {
+        self.send_with(f, false);
+    }
+
+    fn send_with(&mut self, f: &Frame, may_compress: bool) {
         if self.closing.is_some() {
             return;
         }
         let before = self.tx_copied.len();
-        let shared = self.codec.encode(f, &mut self.tx_copied);
+        let shared = self.codec.encode(f, may_compress, &mut self.tx_copied);
         self.copied(self.tx_copied.len() - before);
         if let Some(shared) = shared {
             self.tx_len += shared.body.len();

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::client::CallOptions;
 use super::config::ChannelAttributes;
 use super::error::{CallError, ProtocolError};
 use super::event::{Event, IncomingRequest, Reply};
@@ -82,11 +83,11 @@ impl NexusCore {
         now: Instant,
         exchange: ExchangeId,
         body: Bytes,
-        ordered: bool,
+        options: CallOptions,
         links: &mut IdMap<ConnId, Link<P>>,
         events: &mut VecDeque<Event>,
     ) -> Result<RequestId, CallError> {
-        let id = self.initiator.submit(now, exchange, body, ordered)?;
+        let id = self.initiator.submit(now, exchange, body, options)?;
         self.dispatch(now, links, events);
         Ok(id)
     }

@@ -257,7 +257,7 @@ impl Server {
             now,
             exchange,
             body,
-            options.ordered,
+            options,
             &mut self.links,
             &mut self.events,
         )
