@@ -980,7 +980,11 @@ mod tests {
             let mut out = BytesMut::new();
             assert!(codec.encode(&frame, may_compress, &mut out).is_none());
             let header = wire::peek_header(&out, 1 << 20).unwrap().unwrap();
-            assert_eq!(header.is_compressed(), compressed, "may_compress {may_compress}");
+            assert_eq!(
+                header.is_compressed(),
+                compressed,
+                "may_compress {may_compress}"
+            );
             assert_eq!(codec.decode(&mut out).unwrap(), Some(frame.clone()));
         }
     }
