@@ -403,7 +403,10 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
                     &push_source.join("push.bin"),
                     &format!("{ADDRESS_B}:{HAWSER_PORT}:run{round}"),
                     &push_report,
-                    profile.congestion,
+                    tools::PushOptions {
+                        congestion: profile.congestion,
+                        ..tools::PushOptions::default()
+                    },
                 );
                 match pushed {
                     Ok(result) => {

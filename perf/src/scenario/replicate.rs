@@ -7,7 +7,9 @@
 //! scratch directory (incompressible bytes from a seeded generator; the source stays in
 //! the page cache, so the runs measure the transfer rather than the source disk).
 //! `HAWSER_REPLICATE_BIG_MIB` and `HAWSER_REPLICATE_SMALL_FILES` shrink them for a quick
-//! try.
+//! try. A third data set, 1 GiB of log-like text (`HAWSER_REPLICATE_TEXT_MIB`), is pushed
+//! with `--compress off`, `auto` and `lz4` in the same rounds: its rate and the bytes on
+//! the wire per request byte.
 
 use std::fs;
 use std::io::{BufWriter, Write};
@@ -26,6 +28,10 @@ use crate::report::{Outcome, Subject};
 pub const BIG_FILE_MIB: u64 = 4096;
 /// Number of small files of issue 6.
 pub const SMALL_FILES: usize = 20_000;
+/// MiB of log-like text for the `--compress` rows (`HAWSER_REPLICATE_TEXT_MIB`).
+pub const TEXT_MIB: u64 = 1024;
+/// The `--compress` policies compared on the text, the first being the baseline.
+const COMPRESS_POLICIES: [&str; 3] = ["off", "auto", "lz4"];
 /// Files per directory in the small-file tree.
 const FILES_PER_DIRECTORY: usize = 200;
 
@@ -71,6 +77,42 @@ pub fn write_random_file(path: &Path, mib: u64, rng: &mut Rng) -> Result<()> {
     for _ in 0..mib {
         fill(rng, &mut block);
         writer.write_all(&block)?;
+    }
+    writer.flush()?;
+    Ok(())
+}
+
+/// Writes `mib` MiB of log-like text to `path`: timestamped request lines with ids,
+/// paths and status codes, which lz4 shrinks to about a third (what `--compress` is for).
+pub fn write_text_file(path: &Path, mib: u64, rng: &mut Rng) -> Result<()> {
+    const PATHS: [&str; 5] = [
+        "/api/v1/items",
+        "/api/v1/users",
+        "/static/app.js",
+        "/healthz",
+        "/api/v2/orders",
+    ];
+    const STATUS: [u16; 5] = [200, 200, 200, 404, 500];
+    let mut writer = BufWriter::with_capacity(1 << 20, fs::File::create(path)?);
+    let (mut written, mut t) = (0u64, 0u64);
+    while written < mib << 20 {
+        let r = rng.next_u64();
+        t += r % 50 + 1;
+        let line = format!(
+            "2026-12-02T14:{:02}:{:02}.{:03}Z INFO request id={} path={}/{} status={} took={}ms\n",
+            t / 60_000 % 60,
+            t / 1000 % 60,
+            t % 1000,
+            (r >> 8) % 1_000_000,
+            PATHS[(r >> 32) as usize % PATHS.len()],
+            (r >> 40) % 10_000,
+            STATUS[(r >> 52) as usize % STATUS.len()],
+            (r >> 56) % 300
+        );
+        let room = (mib << 20) - written;
+        let bytes = &line.as_bytes()[..line.len().min(room as usize)];
+        writer.write_all(bytes)?;
+        written += bytes.len() as u64;
     }
     writer.flush()?;
     Ok(())
@@ -234,9 +276,30 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
         data_root.display()
     );
     let data_sets = generate(&data_root, big_mib, small_files)?;
+    let text_mib = env_number("HAWSER_REPLICATE_TEXT_MIB", TEXT_MIB);
+    let text_dir = data_root.join("text");
+    fs::create_dir_all(&text_dir)?;
+    write_text_file(
+        &text_dir.join("app.log"),
+        text_mib,
+        &mut Rng::new(0x5445_5854),
+    )?;
+    let text_subject = |policy: &str| {
+        Subject::new(
+            "hawser",
+            format!("push --compress {policy}, {text_mib} MiB of log text"),
+        )
+    };
+    for policy in COMPRESS_POLICIES {
+        outcome
+            .baseline_of
+            .push((text_subject(policy), text_subject(COMPRESS_POLICIES[0])));
+    }
+    let mut auto_choices = Vec::new();
     for target in [&rsync_target, &hawser_target] {
         fs::create_dir_all(target.join("big"))?;
         fs::create_dir_all(target.join("small"))?;
+        fs::create_dir_all(target.join("text"))?;
     }
     let rsync_port = tools::free_loopback_port()?;
     let daemon = start_rsync_daemon(&context.scratch, &rsync_target, rsync_port)?;
@@ -348,7 +411,7 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
                     &data.source,
                     &destination,
                     &push_report,
-                    None,
+                    tools::PushOptions::default(),
                 ) {
                     Ok(result) => {
                         record_transfer(outcome, &subject, data, started.elapsed().as_secs_f64());
@@ -387,6 +450,68 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
             record_transfer(outcome, &subject, data, elapsed);
             settle();
         }
+        let Ok(binary) = &hawser else { continue };
+        for policy in COMPRESS_POLICIES {
+            let subject = text_subject(policy);
+            eprintln!("  round {round}: {}", subject.label());
+            empty_directory(&hawser_target.join("text"))?;
+            flush_dirty_pages()?;
+            let started = Instant::now();
+            let pushed = tools::run_hawser_push(
+                binary,
+                None,
+                PUSH_CONNECTIONS,
+                &text_dir,
+                &format!("127.0.0.1:{hawser_port}:text"),
+                &push_report,
+                tools::PushOptions {
+                    compress: policy,
+                    ..tools::PushOptions::default()
+                },
+            );
+            match pushed {
+                Ok(result) => {
+                    let seconds = started.elapsed().as_secs_f64();
+                    outcome.record(&subject, "elapsed_s", "s", seconds);
+                    outcome.record(
+                        &subject,
+                        "throughput_bytes_per_sec",
+                        "bytes/s",
+                        (text_mib << 20) as f64 / seconds,
+                    );
+                    outcome.record(
+                        &subject,
+                        "wire_fraction",
+                        "fraction",
+                        result.compression_ratio,
+                    );
+                    if policy == "auto" {
+                        auto_choices.push(result.auto_compressed);
+                    }
+                }
+                Err(error) => outcome.notes.push(format!(
+                    "{} round {round} failed: {error:#}",
+                    subject.label()
+                )),
+            }
+            settle();
+        }
+    }
+    if !auto_choices.is_empty() {
+        let count = |c: Option<bool>| auto_choices.iter().filter(|&&x| x == c).count();
+        outcome.notes.push(format!(
+            "Text rows: {text_mib} MiB of generated log lines (lz4 shrinks them to about \
+             0.3), pushed with `--compress off|auto|lz4` to `text/` of the same server, \
+             emptied before each run; wire_fraction = bytes on the trunk / request bytes. \
+             `auto` compressed in {} of {} runs, chose not to in {}, and ended before \
+             choosing in {}: on loopback lz4 on one shard thread (0.4-0.7 GB/s) is slower \
+             than sending raw, so auto should not compress here (over a slower link it \
+             does; see PROTOCOL.md, Begin).",
+            count(Some(true)),
+            auto_choices.len(),
+            count(Some(false)),
+            count(None)
+        ));
     }
     drop(server);
     drop(daemon);
@@ -422,6 +547,24 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_files_have_the_asked_size_and_are_lines_of_text() {
+        let dir = std::env::temp_dir().join(format!("hawser-text-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("app.log");
+        write_text_file(&path, 2, &mut Rng::new(1)).unwrap();
+        let text = fs::read(&path).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(text.len(), 2 << 20);
+        assert!(text.iter().all(|b| b.is_ascii()));
+        let lines = text.split(|&b| b == b'\n').count();
+        assert!(lines > 20_000, "{lines} lines");
+        // Not one line repeated: the ids differ.
+        let first: Vec<&[u8]> = text.split(|&b| b == b'\n').take(100).collect();
+        let distinct: std::collections::HashSet<&&[u8]> = first.iter().collect();
+        assert_eq!(distinct.len(), first.len());
+    }
 
     #[test]
     fn small_file_sizes_stay_in_range() {

@@ -608,6 +608,11 @@ pub struct HawserPushResult {
     pub seconds: f64,
     /// Per-interval acknowledged bytes per second: (interval end in s, bytes per second).
     pub intervals: Vec<(f64, f64)>,
+    /// Bytes on the trunk / bytes of requests (1.0 without compression).
+    pub compression_ratio: f64,
+    /// What `--compress auto` chose: `Some(true)` compressing, `Some(false)` not, `None`
+    /// another policy or no choice before the end.
+    pub auto_compressed: Option<bool>,
 }
 
 /// Parses the iperf3-like report of `hawser push --json FILE`.
@@ -624,6 +629,8 @@ pub fn parse_hawser_push_json(text: &str) -> Result<HawserPushResult> {
             .as_f64()
             .context("hawser push report has no end.seconds")?,
         intervals,
+        compression_ratio: end["compression_ratio"].as_f64().unwrap_or(1.0),
+        auto_compressed: end["compress_auto"]["compress"].as_bool(),
     })
 }
 
@@ -658,7 +665,25 @@ pub fn start_hawser_bench_server(
     Ok(server)
 }
 
-/// `hawser push --connections N --compress off --quiet --json FILE SOURCE DESTINATION`.
+/// How [`run_hawser_push`] runs: `--compress` policy and TCP congestion control.
+#[derive(Debug, Clone, Copy)]
+pub struct PushOptions<'a> {
+    /// `off`, `auto` or `lz4`.
+    pub compress: &'a str,
+    /// `--congestion NAME`, if any.
+    pub congestion: Option<&'a str>,
+}
+
+impl Default for PushOptions<'_> {
+    fn default() -> Self {
+        PushOptions {
+            compress: "off",
+            congestion: None,
+        }
+    }
+}
+
+/// `hawser push --connections N --compress C --quiet --json FILE SOURCE DESTINATION`.
 pub fn run_hawser_push(
     binary: &Path,
     namespace: Option<&str>,
@@ -666,18 +691,19 @@ pub fn run_hawser_push(
     source: &Path,
     destination: &str,
     report: &Path,
-    congestion: Option<&str>,
+    options: PushOptions<'_>,
 ) -> Result<HawserPushResult> {
     let mut command = command_in(namespace, &binary.to_string_lossy());
     command
         .args(["push", "--connections", &connections.to_string()])
         .args(
-            congestion
+            options
+                .congestion
                 .map(|name| ["--congestion", name])
                 .into_iter()
                 .flatten(),
         )
-        .args(["--compress", "off", "--quiet", "--json"])
+        .args(["--compress", options.compress, "--quiet", "--json"])
         .arg(report)
         .arg(source)
         .arg(destination);
