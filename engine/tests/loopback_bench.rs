@@ -2,26 +2,11 @@
 
 use std::process::Command;
 
-fn hawser() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hawser"))
-}
-
-#[test]
-fn bench_rpc_json_and_histogram() {
-    let dir = std::env::temp_dir().join(format!("hawser-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let hgrm = dir.join("rpc.hgrm");
-    let out = hawser()
-        .args([
-            "bench",
-            "--mode",
-            "rpc",
-            "--duration",
-            "0.3",
-            "--json",
-            "--histogram",
-        ])
-        .arg(&hgrm)
+/// Runs `hawser bench ARGS`, which must succeed; its standard output.
+fn bench(args: &[&str]) -> Vec<u8> {
+    let out = Command::new(env!("CARGO_BIN_EXE_hawser"))
+        .arg("bench")
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -29,7 +14,29 @@ fn bench_rpc_json_and_histogram() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    out.stdout
+}
+
+/// [`bench`] with `--json`: the report.
+fn bench_json(args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    serde_json::from_slice(&bench(&all)).unwrap()
+}
+
+#[test]
+fn bench_rpc_json_and_histogram() {
+    let dir = std::env::temp_dir().join(format!("hawser-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hgrm = dir.join("rpc.hgrm");
+    let v = bench_json(&[
+        "--mode",
+        "rpc",
+        "--duration",
+        "0.3",
+        "--histogram",
+        hgrm.to_str().unwrap(),
+    ]);
     assert!(v["exchanges_per_sec"].as_f64().unwrap() > 0.0);
     assert!(v["throughput_bytes_per_sec"].as_f64().unwrap() > 0.0);
     for p in ["p50", "p90", "p99", "p999", "max"] {
@@ -44,50 +51,30 @@ fn bench_rpc_json_and_histogram() {
 
 #[test]
 fn bench_bulk_with_digest_and_pipelined_rpc() {
-    let out = hawser()
-        .args([
-            "bench",
-            "--mode",
-            "bulk",
-            "--digest",
-            "--duration",
-            "0.3",
-            "--connections",
-            "2",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let out = bench(&[
+        "--mode",
+        "bulk",
+        "--digest",
+        "--duration",
+        "0.3",
+        "--connections",
+        "2",
+    ]);
+    let text = String::from_utf8_lossy(&out);
     assert!(
         text.contains("hawser bench bulk: 1048576 B requests"),
         "{text}"
     );
-    let out = hawser()
-        .args([
-            "bench",
-            "--mode",
-            "rpc",
-            "--pipeline",
-            "64",
-            "--shards",
-            "1",
-            "--duration",
-            "0.3",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = bench_json(&[
+        "--mode",
+        "rpc",
+        "--pipeline",
+        "64",
+        "--shards",
+        "1",
+        "--duration",
+        "0.3",
+    ]);
     assert_eq!(v["pipeline"].as_u64(), Some(64));
     assert_eq!(v["errors"].as_u64(), Some(0));
 }
@@ -96,25 +83,7 @@ fn bench_bulk_with_digest_and_pipelined_rpc() {
 /// bytes completed in it, and together at least the measured part's bytes.
 #[test]
 fn bench_json_has_contiguous_intervals_covering_the_run() {
-    let out = hawser()
-        .args([
-            "bench",
-            "--mode",
-            "bulk",
-            "--duration",
-            "1.2",
-            "--connections",
-            "2",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = bench_json(&["--mode", "bulk", "--duration", "1.2", "--connections", "2"]);
     let intervals = v["intervals"].as_array().expect("intervals");
     assert!(intervals.len() >= 2, "{intervals:?}");
     let mut previous_end = 0.0;

@@ -69,6 +69,16 @@ impl FileDigest {
     }
 }
 
+/// The pieces of a length-by-offset table, in offset order (the digest's order).
+pub(crate) fn sorted_pieces(pieces: &HashMap<u64, u32>) -> Vec<Piece> {
+    let mut sorted: Vec<Piece> = pieces
+        .iter()
+        .map(|(&offset, &len)| Piece { offset, len })
+        .collect();
+    sorted.sort_unstable_by_key(|p| p.offset);
+    sorted
+}
+
 /// The digest of a file of `size` bytes whose pieces (any order) have the digests in
 /// `digests` by offset; `None` while a piece has none.
 pub(crate) fn from_digests(
@@ -76,13 +86,8 @@ pub(crate) fn from_digests(
     pieces: &HashMap<u64, u32>,
     digests: &HashMap<u64, u64>,
 ) -> Option<u128> {
-    let mut sorted: Vec<Piece> = pieces
-        .iter()
-        .map(|(&offset, &len)| Piece { offset, len })
-        .collect();
-    sorted.sort_unstable_by_key(|p| p.offset);
     let mut digest = FileDigest::new(size);
-    for piece in sorted {
+    for piece in sorted_pieces(pieces) {
         digest.piece(piece, *digests.get(&piece.offset)?);
     }
     Some(digest.finish())
@@ -102,8 +107,6 @@ pub(crate) fn read_digest(file: &File, size: u64, pieces: &[Piece]) -> io::Resul
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::FileExt;
-
     use super::*;
 
     fn pieces() -> Vec<Piece> {
@@ -163,15 +166,8 @@ mod tests {
     #[test]
     fn reading_a_file_back_gives_the_digest_of_its_pieces_bytes() {
         let path = std::env::temp_dir().join(format!("hawser-file-digest-{}", std::process::id()));
-        let data: Vec<u8> = (0..30u8).map(|i| i * 3 + 1).collect();
-        let file = File::options()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .unwrap();
-        file.write_all_at(&data, 0).unwrap();
+        let mut data: Vec<u8> = (0..30u8).map(|i| i * 3 + 1).collect();
+        std::fs::write(&path, &data).unwrap();
         let p = pieces();
         let want = digest_of(
             30,
@@ -182,9 +178,14 @@ mod tests {
                 })
                 .collect::<Vec<_>>(),
         );
-        assert_eq!(read_digest(&file, 30, &p).unwrap(), want);
-        file.write_all_at(&[0xff], 15).unwrap();
-        assert_ne!(read_digest(&file, 30, &p).unwrap(), want, "a changed byte");
+        assert_eq!(
+            read_digest(&File::open(&path).unwrap(), 30, &p).unwrap(),
+            want
+        );
+        data[15] = 0xff;
+        std::fs::write(&path, &data).unwrap();
+        let changed = read_digest(&File::open(&path).unwrap(), 30, &p).unwrap();
+        assert_ne!(changed, want, "a changed byte");
         std::fs::remove_file(&path).unwrap();
     }
 }

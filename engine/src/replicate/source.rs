@@ -16,11 +16,11 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::auto_compress::AutoCompress;
-use super::file_digest::{self, FileDigest};
 use bytes::{Bytes, BytesMut};
 
+use super::auto_compress::AutoCompress;
 use super::error::{EntryFailure, FailureReason, ReplicateError, TransportError};
+use super::file_digest::{self, FileDigest};
 use super::glob::Excludes;
 use super::pool::BlockPool;
 use super::proto::{

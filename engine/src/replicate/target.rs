@@ -15,8 +15,8 @@
 //! several handler threads, and Blocks and Commits of different files run in parallel.
 //! A job keeps its file table under a lock held only to look a file up; each file has
 //! its own lock for its bookkeeping and commit (a Block is hashed and written outside
-//! it: the blocks of one file are checked and written in parallel). Manifest batches run one at a
-//! time (they arrive ordered). A fresh file's partial file is created by its first Block
+//! it: the blocks of one file are checked and written in parallel). Manifest batches run
+//! one at a time (they arrive ordered). A fresh file's partial file is created by its first Block
 //! (or its Commit, for a file without data pieces) under that file's lock, not by the
 //! Manifest: creating a file is the dearest step for small files, and this way
 //! creations run in parallel. Delete and Finish wait for every Block, Commit and Manifest
@@ -771,12 +771,7 @@ impl Job {
         if self.options.verify {
             // Drop the cached pages (best effort) so the re-read comes from the device.
             let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
-            let mut pieces: Vec<Piece> = partial
-                .pieces
-                .iter()
-                .map(|(&offset, &len)| Piece { offset, len })
-                .collect();
-            pieces.sort_unstable_by_key(|p| p.offset);
+            let pieces = file_digest::sorted_pieces(&partial.pieces);
             let reread = File::open(&partial.final_path)
                 .and_then(|f| file_digest::read_digest(&f, commit.size, &pieces));
             if reread.ok() != Some(commit.content_hash) {

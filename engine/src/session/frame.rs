@@ -959,6 +959,19 @@ mod tests {
         assert!(at >= start && at + body.len() <= end, "no copy of the body");
     }
 
+    /// A fore-channel request on slot 0, sequence 1.
+    fn fore_request(request: u64, order: u64, body: Bytes) -> Frame {
+        Frame::Request {
+            channel: Channel::Fore,
+            slot: 0,
+            seq: 1,
+            request: RequestId(request),
+            exchange: ExchangeId(1),
+            order,
+            body,
+        }
+    }
+
     /// A frame sent with `may_compress` false goes out uncompressed on a compressing
     /// connection (and the connection keeps compressing the others); both decode to the
     /// same frame.
@@ -967,15 +980,7 @@ mod tests {
         let mut codec = Codec::default();
         codec.set_options(true, true);
         codec.set_max_payload(1 << 20);
-        let frame = Frame::Request {
-            channel: Channel::Fore,
-            slot: 0,
-            seq: 1,
-            request: RequestId(1),
-            exchange: ExchangeId(1),
-            order: 0,
-            body: Bytes::from(vec![b'a'; 4096]),
-        };
+        let frame = fore_request(1, 0, Bytes::from(vec![b'a'; 4096]));
         for (may_compress, compressed) in [(false, false), (true, true), (false, false)] {
             let mut out = BytesMut::new();
             assert!(codec.encode(&frame, may_compress, &mut out).is_none());
@@ -998,15 +1003,8 @@ mod tests {
         let mut codec = Codec::default();
         codec.set_options(true, false);
         codec.set_max_payload(4 << 20);
-        let request = |len: usize, fill: u8| Frame::Request {
-            channel: Channel::Fore,
-            slot: 0,
-            seq: 1,
-            request: RequestId(u64::from(fill)),
-            exchange: ExchangeId(1),
-            order: 0,
-            body: Bytes::from(vec![fill; len]),
-        };
+        let request =
+            |len: usize, fill: u8| fore_request(u64::from(fill), 0, Bytes::from(vec![fill; len]));
         let sent = [
             request(1 << 20, 1),
             request((1 << 20) + 5, 2),
@@ -1060,15 +1058,8 @@ mod tests {
             codec.set_options(digest, false);
             codec.set_max_payload(4 << 20);
             codec.align_request_bodies_at(Some(OFFSET));
-            let request = |len: usize, fill: u8| Frame::Request {
-                channel: Channel::Fore,
-                slot: 0,
-                seq: 1,
-                request: RequestId(1),
-                exchange: ExchangeId(1),
-                order,
-                body: Bytes::from(vec![fill; len]),
-            };
+            let request =
+                |len: usize, fill: u8| fore_request(1, order, Bytes::from(vec![fill; len]));
             let sent = [
                 request((1 << 20) + 333, 1),
                 request(100, 2),
@@ -1102,15 +1093,7 @@ mod tests {
         let mut codec = Codec::default();
         codec.set_options(true, true);
         codec.set_max_payload(1 << 20);
-        let text = Frame::Request {
-            channel: Channel::Fore,
-            slot: 0,
-            seq: 1,
-            request: RequestId(1),
-            exchange: ExchangeId(1),
-            order: 0,
-            body: Bytes::from(b"all work and no play ".repeat(100)),
-        };
+        let text = fore_request(1, 0, Bytes::from(b"all work and no play ".repeat(100)));
         let mut buf = BytesMut::new();
         encode_with(&mut codec, &text, &mut buf);
         assert!(buf.len() < 500, "{} bytes", buf.len());

@@ -33,9 +33,7 @@ struct InitiatorSlot {
 struct Outgoing {
     exchange: ExchangeId,
     body: Bytes,
-    ordered: bool,
-    /// Never compressed (`CallOptions::uncompressed`).
-    uncompressed: bool,
+    options: CallOptions,
     /// Assigned at first send: (slot, seq, order).
     assigned: Option<(u32, u32, u64)>,
     /// The connection carrying the latest copy; `None` while waiting for one.
@@ -150,8 +148,7 @@ impl Initiator {
             Outgoing {
                 exchange,
                 body,
-                ordered: options.ordered,
-                uncompressed: options.uncompressed,
+                options,
                 assigned: None,
                 conn: None,
                 started: now,
@@ -187,7 +184,7 @@ impl Initiator {
             order,
             body: out.body.clone(),
         };
-        if out.uncompressed {
+        if out.options.uncompressed {
             link.send_uncompressed(&request);
         } else {
             link.send(&request);
@@ -269,7 +266,7 @@ impl Initiator {
             s.busy = Some(id);
             self.free.take(slot);
             let seq = s.last_seq;
-            let order = if out.ordered {
+            let order = if out.options.ordered {
                 self.next_order += 1;
                 self.next_order - 1
             } else {
