@@ -108,3 +108,38 @@ fn bench_json_has_contiguous_intervals_covering_the_run() {
         "{bytes} B in intervals, {measured} B measured"
     );
 }
+
+/// `--congestion` reaches the report of the session and raw modes (reno is built into
+/// every Linux kernel), an unknown name is a usage error that says what is available,
+/// and a raw run sizes itself to about `--duration` whatever the machine's rate.
+#[test]
+fn bench_congestion_option_and_raw_duration() {
+    for mode in ["bulk", "raw"] {
+        let v = bench_json(&[
+            "--mode",
+            mode,
+            "--connections",
+            "2",
+            "--duration",
+            "0.5",
+            "--congestion",
+            "reno",
+        ]);
+        assert_eq!(v["congestion"].as_str(), Some("reno"), "{mode}");
+        assert!(v["throughput_bytes_per_sec"].as_f64().unwrap() > 0.0);
+        if mode == "raw" {
+            let secs = v["duration_sec"].as_f64().unwrap();
+            assert!((0.1..5.0).contains(&secs), "raw measured {secs} s for 0.5");
+        }
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_hawser"))
+        .args(["bench", "--mode", "raw", "--congestion", "no-such-cc"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no-such-cc") && stderr.contains("available"),
+        "{stderr}"
+    );
+}

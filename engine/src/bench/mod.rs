@@ -37,17 +37,21 @@
 //! | sockperf ping-pong --tcp -m 64 | 77.4 µs | 946 µs | 11,500 |
 //! | sockperf, both ends polling (`--timeout 0`) | 80.7 µs | 901 µs | 10,700 |
 //!
-//! Bulk (`scripts/perf.sh loopback-bulk`, 1 MiB requests, 8 in flight, 2 shards): one
-//! nexus without digest 2.77 GB/s; with digest over two nexuses (`--nexuses 2`, one per
-//! shard, so each shard sends for one and receives for the other) 3.76 GB/s = 0.89x the
-//! shards alone (`--mode raw`, 4.21 GB/s). Without digest two nexuses reach the shards'
-//! rate (4.27-4.29 GB/s in single runs); the digest is two xxh3 passes over every byte
-//! (sender and receiver), about 10% of the two cores. Receiving each frame straight into
-//! its storage took one nexus from 2.3 to 3.0-3.9 GB/s; receiving a large frame up to its
-//! last byte (the next frame's start then never has to move) took the session's own
-//! copies from 3.5% to 0.6% of the CPU. With one nexus the client's shard sends every
-//! byte and is the busier one (on loopback the sender's core also runs the receiving TCP
-//! stack).
+//! Bulk (`scripts/perf.sh loopback-bulk`, 1 MiB requests, 8 in flight, 2 shards, run of
+//! 2026-12-02 evening): with digest over two nexuses (`--nexuses 2`, one per shard, so each
+//! shard sends for one and receives for the other) 6.13 GB/s = 0.86x the shards alone
+//! (`--mode raw`, 7.16 GB/s), both with `--congestion cubic`; 3.74 vs 5.78 GB/s = 0.65x
+//! under this machine's default, BBR. Without digest two nexuses move 1.05x the shards'
+//! rate under cubic (medians of 4 single runs); the digest is two xxh3 passes over every
+//! byte (sender and receiver), about 15% of the two cores at these rates, which is the
+//! gap. Under BBR, on loopback, a connection whose receiver also sends (as a session's
+//! answers do) moves about a quarter less than a one-way stream; the shards' raw streams
+//! are one-way, so under BBR the ratio measures that, not the session. Receiving each
+//! frame straight into its storage took one nexus from 2.3 to 3.0-3.9 GB/s; receiving a
+//! large frame up to its last byte (the next frame's start then never has to move) took
+//! the session's own copies from 3.5% to 0.6% of the CPU. With one nexus the client's
+//! shard sends every byte and is the busier one (on loopback the sender's core also runs
+//! the receiving TCP stack).
 //!
 //! Reproduce: `sockperf server --tcp -i 127.0.0.1 -p 11111 &`, then
 //! `sockperf ping-pong --tcp -i 127.0.0.1 -p 11111 -m 64 -t 5`,
@@ -151,6 +155,13 @@ pub struct BenchArgs {
     /// at once [default: 50 for rpc, 0 for bulk].
     #[arg(long, value_name = "MICROS")]
     pub busy_poll_us: Option<u64>,
+    /// TCP congestion control of every connection, e.g. `cubic` or `bbr` (one of
+    /// /proc/sys/net/ipv4/tcp_available_congestion_control) [default: the system's].
+    /// On loopback it matters: under BBR a connection that also carries the answers back
+    /// (as a session's does) moves about a quarter less than a one-way stream, under
+    /// cubic the same (see README, "Measured").
+    #[arg(long, value_name = "NAME")]
+    pub congestion: Option<String>,
     /// Print one JSON object instead of the human summary.
     #[arg(long)]
     pub json: bool,
@@ -188,6 +199,8 @@ pub struct BenchReport {
     pub caller: CallerKind,
     /// Microseconds the shards busy-polled before sleeping (0: not at all).
     pub busy_poll_us: u64,
+    /// TCP congestion control asked for (`None`: the system's).
+    pub congestion: Option<String>,
     /// Digest on.
     pub digest: bool,
     /// Compression offered.
@@ -296,11 +309,11 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport, ApiError> {
         Mode::Bulk | Mode::Replicate | Mode::Raw => 0,
     });
     if args.mode == Mode::Raw {
-        return run_raw(args, shards);
+        return run_raw(args, shards, busy_poll_us);
     }
     let runtime = Runtime::start(RuntimeConfig {
         shards,
-        tcp_congestion: None,
+        tcp_congestion: args.congestion.clone(),
         busy_poll: (busy_poll_us > 0).then(|| Duration::from_micros(busy_poll_us)),
     })?;
     let nexuses = args.nexuses.max(1);
@@ -403,6 +416,7 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport, ApiError> {
         shards,
         caller: args.caller,
         busy_poll_us,
+        congestion: args.congestion.clone(),
         digest: args.digest,
         compress: args.compress,
         duration_sec: secs,
@@ -419,20 +433,28 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport, ApiError> {
 
 /// `--mode raw`: the shards' bulk throughput without the session layer, in the same
 /// shard configuration as the session runs (unpinned, the driver's pool).
-fn run_raw(args: &BenchArgs, shards: usize) -> Result<BenchReport, ApiError> {
-    // About `--duration` at 4 GB/s; the run measures from connect to the last byte.
-    let bytes = (4e9 * args.duration.max(0.1)) as u64;
+fn run_raw(args: &BenchArgs, shards: usize, busy_poll_us: u64) -> Result<BenchReport, ApiError> {
     let config = hawser_shards::ShardsConfig {
         shards,
         pin: false,
+        busy_poll: (busy_poll_us > 0).then(|| Duration::from_micros(busy_poll_us)),
+        tcp_congestion: args.congestion.clone(),
         ..hawser_shards::ShardsConfig::default()
     };
-    let run = hawser_shards::LoopbackBulk {
+    let mut run = hawser_shards::LoopbackBulk {
         connections: args.connections.max(1),
-        bytes,
+        bytes: 0,
         digest: args.digest,
         local: false,
     };
+    // The shards move a byte count, timed from connect to the last byte. A first run of
+    // about the session's warm-up (at 4 GB/s) warms up as the session runs do and gives the
+    // rate that sizes the measured run to about `--duration` (this machine moves anything
+    // from 4 to 12 GB/s, depending on the hour and the congestion control).
+    let warmup = (args.duration * 0.1).clamp(0.2, 1.0);
+    run.bytes = (4e9 * warmup) as u64;
+    let estimate = hawser_shards::loopback_bulk(config.clone(), &run)?;
+    run.bytes = (estimate * args.duration.max(0.1)) as u64;
     let rate = hawser_shards::loopback_bulk(config, &run)?;
     let histogram = new_histogram();
     Ok(BenchReport {
@@ -443,10 +465,11 @@ fn run_raw(args: &BenchArgs, shards: usize) -> Result<BenchReport, ApiError> {
         nexuses: 0,
         shards,
         caller: args.caller,
-        busy_poll_us: 0,
+        busy_poll_us,
+        congestion: args.congestion.clone(),
         digest: args.digest,
         compress: false,
-        duration_sec: bytes as f64 / rate,
+        duration_sec: run.bytes as f64 / rate,
         exchanges: 0,
         errors: 0,
         exchanges_per_sec: 0.0,
@@ -761,14 +784,24 @@ pub fn print_summary(r: &BenchReport) {
 
 /// `hawser bench` from the command line.
 pub fn run_cli(args: &BenchArgs) -> ExitCode {
+    if let Some(name) = &args.congestion
+        && let Err(e) = hawser_shards::check_congestion_control(name)
+    {
+        eprintln!("hawser bench: --congestion: {e}");
+        return ExitCode::from(2);
+    }
     if args.mode == Mode::Replicate && args.serve.is_none() {
         return crate::mover::bench::run_cli(args);
     }
     if let Some(addr) = &args.serve {
-        return match ServerBuilder::new()
-            .service(bench_service())
-            .listen(addr.as_str())
-        {
+        let served = Runtime::with_tcp_congestion(args.shards.max(1), args.congestion.as_deref())
+            .and_then(|runtime| {
+                ServerBuilder::new()
+                    .service(bench_service())
+                    .runtime(&runtime, 0)
+                    .listen(addr.as_str())
+            });
+        return match served {
             Ok(server) => {
                 eprintln!(
                     "hawser bench: serving the bench exchanges on {}",

@@ -164,7 +164,7 @@ fn job_args(args: &BenchArgs) -> JobArgs {
         block_size: 8 << 20,
         window: Some(4),
         rate: None,
-        congestion: None,
+        congestion: args.congestion.clone(),
         verify: false,
         fsync: false,
         delete: false,
@@ -219,7 +219,7 @@ fn run(args: &BenchArgs) -> Result<(), MoverError> {
         root: Some(dst.clone()),
         shards: Some(1),
         config: None,
-        congestion: None,
+        congestion: args.congestion.clone(),
         write_mode: None,
     })?;
     let job = job_args(args);
