@@ -770,9 +770,14 @@ pub fn print_report(outcome: &JobOutcome, verbose: u8) {
             .compressed_rate
             .map(|r| format!(", {:.1} MB/s compressed", r / 1e6))
             .unwrap_or_default();
+        let again = if auto.decisions > 1 {
+            format!("; decision {} of the job: the rate changed", auto.decisions)
+        } else {
+            String::new()
+        };
         println!(
             "compress auto: {} (uncompressed {:.1} MB/s{tried}; lz4 {:.1} MB/s on a sample, \
-             ratio {:.2})",
+             ratio {:.2}{again})",
             if auto.compress {
                 "compressing: the link is the bottleneck"
             } else {
@@ -859,6 +864,7 @@ pub fn json_report(
                 "compress": a.compress, "raw_bytes_per_sec": a.raw_rate,
                 "compressed_bytes_per_sec": a.compressed_rate,
                 "lz4_bytes_per_sec": a.lz4_speed, "lz4_ratio": a.lz4_ratio,
+                "decisions": a.decisions,
             })),
         },
         "latency_ns": r.block_rtt(),

@@ -15,9 +15,14 @@
 //!    compressed, the rate could become `min(lz4 speed, link rate / ratio)`, and that
 //!    must beat the uncompressed rate by [`MARGIN`];
 //! 4. having switched, measures the compressed rate the same way and goes back to
-//!    uncompressed for good unless it beat the uncompressed one by [`CONFIRM`].
+//!    uncompressed unless it beat the uncompressed one by [`CONFIRM`];
+//! 5. keeps watching, because links and data change during a long job: uncompressed, two
+//!    windows of [`WATCH`] in a row below [`DROP`] times the rate it chose at (a WAN link
+//!    now shared, a slower path) start the decision again from step 1; compressing, it
+//!    decides again every [`RECHECK`] (the link may have become faster than lz4, which a
+//!    compressed rate cannot show). Each new decision times lz4 on a fresh sample.
 //!
-//! A job that ends before the choice stays uncompressed.
+//! A job that ends before the first choice stays uncompressed.
 
 use std::time::{Duration, Instant};
 
@@ -34,6 +39,14 @@ pub(crate) const MAX_WINDOWS: u32 = 8;
 pub(crate) const MARGIN: f64 = 1.25;
 /// And, once on, deliver this factor.
 pub(crate) const CONFIRM: f64 = 1.1;
+/// Once chosen, the rate is watched in windows this long.
+pub(crate) const WATCH: Duration = Duration::from_secs(2);
+/// Uncompressed: two watched windows in a row below this fraction of the rate chosen at
+/// start a new decision.
+pub(crate) const DROP: f64 = 0.6;
+/// Compressing: a new decision after this long (it costs one uncompressed measurement,
+/// about 1.5 s, per period).
+pub(crate) const RECHECK: Duration = Duration::from_secs(30);
 /// Bytes of a request body lz4 is timed on.
 const SAMPLE_LEN: usize = 1 << 20;
 /// Bodies shorter than this are not sampled.
@@ -53,6 +66,9 @@ pub struct AutoChoice {
     pub lz4_speed: f64,
     /// Compressed / original size of the sample.
     pub lz4_ratio: f64,
+    /// Decisions made in this job so far, this one included (more than 1: the rate or the
+    /// data changed and `auto` measured again).
+    pub decisions: u32,
 }
 
 /// Whether compressing promises to pay: `min(lz4_speed, raw_rate / ratio)` beats
@@ -116,7 +132,51 @@ enum Phase {
         raw_rate: f64,
         measuring: Measurement,
     },
-    Chosen(AutoChoice),
+    Chosen {
+        choice: AutoChoice,
+        watch: Watch,
+    },
+}
+
+/// The rate after a choice, in windows of [`WATCH`].
+#[derive(Debug)]
+struct Watch {
+    chosen_at: Instant,
+    window_start: Instant,
+    window_bytes: u64,
+    low_windows: u32,
+}
+
+impl Watch {
+    fn new(now: Instant) -> Self {
+        Watch {
+            chosen_at: now,
+            window_start: now,
+            window_bytes: 0,
+            low_windows: 0,
+        }
+    }
+
+    /// Counts `bytes` acknowledged at `now`; whether `choice` should be made again.
+    fn redecide(&mut self, now: Instant, bytes: u64, choice: &AutoChoice) -> bool {
+        if choice.compress {
+            return now.duration_since(self.chosen_at) >= RECHECK;
+        }
+        self.window_bytes += bytes;
+        let elapsed = now.duration_since(self.window_start);
+        if elapsed < WATCH {
+            return false;
+        }
+        let rate = self.window_bytes as f64 / elapsed.as_secs_f64();
+        self.window_start = now;
+        self.window_bytes = 0;
+        if rate < DROP * choice.raw_rate {
+            self.low_windows += 1;
+        } else {
+            self.low_windows = 0;
+        }
+        self.low_windows >= 2
+    }
 }
 
 /// The measurement in progress.
@@ -124,6 +184,8 @@ enum Phase {
 pub(crate) struct AutoCompress {
     phase: Phase,
     sample: Option<(f64, f64)>,
+    /// The last choice made (kept while a new decision is measured).
+    last: Option<AutoChoice>,
 }
 
 impl Default for AutoCompress {
@@ -131,6 +193,7 @@ impl Default for AutoCompress {
         AutoCompress {
             phase: Phase::Idle,
             sample: None,
+            last: None,
         }
     }
 }
@@ -140,17 +203,27 @@ impl AutoCompress {
     pub(crate) fn compressing(&self) -> bool {
         match &self.phase {
             Phase::Compressed { .. } => true,
-            Phase::Chosen(choice) => choice.compress,
+            Phase::Chosen { choice, .. } => choice.compress,
             Phase::Idle | Phase::Raw(_) => false,
         }
     }
 
-    /// The choice, once made.
+    /// The latest choice, once one is made (a new decision being measured does not hide
+    /// the one before).
     pub(crate) fn choice(&self) -> Option<AutoChoice> {
-        match &self.phase {
-            Phase::Chosen(choice) => Some(*choice),
-            _ => None,
-        }
+        self.last
+    }
+
+    fn choose(&mut self, now: Instant, choice: AutoChoice) {
+        let choice = AutoChoice {
+            decisions: self.last.map_or(1, |l| l.decisions + 1),
+            ..choice
+        };
+        self.last = Some(choice);
+        self.phase = Phase::Chosen {
+            choice,
+            watch: Watch::new(now),
+        };
     }
 
     /// Offers a request body about to be sent: the first one long enough is the sample
@@ -178,20 +251,24 @@ impl AutoCompress {
             Phase::Idle => self.phase = Phase::Raw(Measurement::new(now)),
             Phase::Raw(m) => {
                 if let Some(raw_rate) = m.add(now, bytes) {
-                    self.phase = if pays(raw_rate, lz4_speed, lz4_ratio) {
-                        Phase::Compressed {
+                    if pays(raw_rate, lz4_speed, lz4_ratio) {
+                        self.phase = Phase::Compressed {
                             raw_rate,
                             measuring: Measurement::new(now),
-                        }
+                        };
                     } else {
-                        Phase::Chosen(AutoChoice {
-                            compress: false,
-                            raw_rate,
-                            compressed_rate: None,
-                            lz4_speed,
-                            lz4_ratio,
-                        })
-                    };
+                        self.choose(
+                            now,
+                            AutoChoice {
+                                compress: false,
+                                raw_rate,
+                                compressed_rate: None,
+                                lz4_speed,
+                                lz4_ratio,
+                                decisions: 0,
+                            },
+                        );
+                    }
                 }
             }
             Phase::Compressed {
@@ -200,16 +277,26 @@ impl AutoCompress {
             } => {
                 let raw_rate = *raw_rate;
                 if let Some(rate) = measuring.add(now, bytes) {
-                    self.phase = Phase::Chosen(AutoChoice {
-                        compress: rate >= CONFIRM * raw_rate,
-                        raw_rate,
-                        compressed_rate: Some(rate),
-                        lz4_speed,
-                        lz4_ratio,
-                    });
+                    self.choose(
+                        now,
+                        AutoChoice {
+                            compress: rate >= CONFIRM * raw_rate,
+                            raw_rate,
+                            compressed_rate: Some(rate),
+                            lz4_speed,
+                            lz4_ratio,
+                            decisions: 0,
+                        },
+                    );
                 }
             }
-            Phase::Chosen(_) => {}
+            Phase::Chosen { choice, watch } => {
+                if watch.redecide(now, bytes, choice) {
+                    // From step 1, on a fresh sample of the data.
+                    self.sample = None;
+                    self.phase = Phase::Raw(Measurement::new(now));
+                }
+            }
         }
     }
 }
@@ -298,6 +385,68 @@ mod tests {
         let choice = auto.choice().expect("chosen");
         assert!(!choice.compress && !auto.compressing(), "{choice:?}");
         assert!(choice.raw_rate > 1.0 * GB, "{choice:?}");
+    }
+
+    #[test]
+    fn a_link_that_slows_down_is_measured_again_and_then_compressed() {
+        let mut auto = AutoCompress {
+            sample: Some((0.6 * GB, 0.3)),
+            ..AutoCompress::default()
+        };
+        let t = feed(&mut auto, Instant::now(), 3.0, |_| 1.2 * GB);
+        let first = auto.choice().expect("chosen");
+        assert!(!first.compress && first.decisions == 1, "{first:?}");
+        // A dip of half a window lowers at most one window: not a new link.
+        let t = feed(&mut auto, t, WATCH.as_secs_f64() / 2.0, |_| 0.12 * GB);
+        let mut t = feed(&mut auto, t, 2.0 * WATCH.as_secs_f64(), |_| 1.2 * GB);
+        assert!(
+            matches!(auto.phase, Phase::Chosen { .. }),
+            "{:?}",
+            auto.phase
+        );
+        // The path is now shared: 0.12 GB/s for good. Two slow windows in a row (the first
+        // may have started before the slowdown) start a new decision.
+        let slow_from = t;
+        while matches!(auto.phase, Phase::Chosen { .. }) {
+            t = feed(&mut auto, t, 0.01, |_| 0.12 * GB);
+            assert!(
+                t.duration_since(slow_from) <= 3 * WATCH + Duration::from_millis(50),
+                "still {:?}",
+                auto.phase
+            );
+        }
+        assert!(
+            t.duration_since(slow_from) >= WATCH,
+            "one whole slow window at least"
+        );
+        assert!(matches!(auto.phase, Phase::Raw(_)), "{:?}", auto.phase);
+        assert_eq!(auto.sample, None, "a new decision samples the data again");
+        assert_eq!(auto.choice(), Some(first), "the last choice stays visible");
+        auto.sample = Some((0.6 * GB, 0.3));
+        let t = feed(&mut auto, t, 2.0, |_| 0.12 * GB);
+        assert!(auto.compressing(), "{:?}", auto.phase);
+        feed(&mut auto, t, 2.0, |_| 0.4 * GB);
+        let second = auto.choice().expect("confirmed");
+        assert!(second.compress && second.decisions == 2, "{second:?}");
+    }
+
+    #[test]
+    fn compressing_is_rechecked_and_dropped_once_the_link_outruns_lz4() {
+        let mut auto = AutoCompress {
+            sample: Some((0.6 * GB, 0.3)),
+            ..AutoCompress::default()
+        };
+        let t = feed(&mut auto, Instant::now(), 2.0, |_| 0.12 * GB);
+        let t = feed(&mut auto, t, 2.0, |_| 0.4 * GB);
+        assert!(auto.choice().expect("chosen").compress);
+        // Compressed blocks keep arriving at 0.4 GB/s: no sign of the faster link.
+        let t = feed(&mut auto, t, RECHECK.as_secs_f64() + 0.1, |_| 0.4 * GB);
+        assert!(!auto.compressing(), "measuring uncompressed again");
+        auto.sample = Some((0.6 * GB, 0.3));
+        feed(&mut auto, t, 3.0, |_| 1.2 * GB);
+        let choice = auto.choice().expect("chosen again");
+        assert!(!choice.compress && choice.decisions == 2, "{choice:?}");
+        assert!(!auto.compressing());
     }
 
     #[test]
