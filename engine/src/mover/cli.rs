@@ -95,8 +95,9 @@ pub struct ServeArgs {
     pub congestion: Option<String>,
     /// How received file data is written: `direct` writes blocks of 1 MiB and more past
     /// the page cache (O_DIRECT, preallocated; falls back to the cache on a file system
-    /// that refuses it), `buffered` writes everything through the page cache [default:
-    /// direct, or the config file's `write_mode`].
+    /// that refuses it) and drops every committed file's cached pages once they are on
+    /// the disk, `buffered` writes everything through the page cache and leaves it there
+    /// [default: direct, or the config file's `write_mode`].
     #[arg(long, value_name = "MODE", value_parser = parse_write_mode)]
     pub write_mode: Option<WriteMode>,
 }

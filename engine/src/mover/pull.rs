@@ -232,7 +232,8 @@ pub struct PullArgs {
     #[command(flatten)]
     pub job: JobArgs,
     /// How the pulled file data is written here: `direct` (blocks of 1 MiB and more past
-    /// the page cache, O_DIRECT, where the file system allows it) or `buffered`.
+    /// the page cache, O_DIRECT, where the file system allows it; every committed file's
+    /// cached pages dropped once written) or `buffered` (all through the cache, left there).
     #[arg(long, value_name = "MODE", default_value = "direct", value_parser = super::cli::parse_write_mode)]
     pub write_mode: WriteMode,
 }

@@ -43,7 +43,8 @@ pub(crate) const BOUNCE_BYTES: usize = 4 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WriteMode {
     /// Large pieces past the page cache (`O_DIRECT`) where the file system allows it,
-    /// the rest through it.
+    /// the rest through it, and each committed file's cached pages dropped once written
+    /// (see `write_behind`).
     #[default]
     Direct,
     /// Everything through the page cache.

@@ -68,6 +68,7 @@ mod target;
 mod target_path;
 mod transport;
 mod walk;
+mod write_behind;
 
 pub use auto_compress::AutoChoice;
 pub use direct::WriteMode;

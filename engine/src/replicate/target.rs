@@ -45,6 +45,7 @@ use super::proto::{
 };
 use super::sparse::{self, Piece};
 use super::target_path::{self, PARTIAL_DIR};
+use super::write_behind::WriteBehind;
 
 /// The target of replication jobs: everything it writes is under `root`.
 #[derive(Debug)]
@@ -71,6 +72,9 @@ struct Job {
     /// Held only to look a file up, insert or remove it.
     partials: Mutex<HashMap<u32, FileSlot>>,
     report: Mutex<FinishReport>,
+    /// In [`WriteMode::Direct`], committed files leave the page cache once written
+    /// (see [`write_behind`](super::write_behind)).
+    write_behind: WriteBehind,
 }
 
 /// What the manifest learns about the tree, used by Delete and Finish.
@@ -295,6 +299,7 @@ impl Target {
             tree: Mutex::new(Tree::default()),
             partials: Mutex::new(HashMap::new()),
             report: Mutex::new(FinishReport::default()),
+            write_behind: WriteBehind::default(),
         };
         job.note_partial_dir(&mut lock(&job.tree), &job.dest);
         *lock(&self.job) = Some(Arc::new(job));
@@ -508,7 +513,9 @@ impl Job {
                 if self.options.fsync {
                     file.sync_all()?;
                 }
-                replace(&temp, &path, existing.as_ref(), self.options.fsync)
+                replace(&temp, &path, existing.as_ref(), self.options.fsync)?;
+                self.leave_cache(file);
+                Ok(())
             };
             write().map_err(refusal(RefusalKind::Io))?;
             report.files_written += 1;
@@ -779,6 +786,7 @@ impl Job {
             }
         }
         drop(slot);
+        self.leave_cache(Arc::clone(file));
         lock(&self.report).files_written += 1;
         Ok(ack(CommitStatus::Committed))
     }
@@ -848,11 +856,20 @@ impl Job {
         Ok(())
     }
 
+    /// A committed file's pages leave the page cache once written, in
+    /// [`WriteMode::Direct`] (the point of which is to keep received data out of it).
+    fn leave_cache(&self, file: impl Into<Arc<File>>) {
+        if self.write_mode == WriteMode::Direct {
+            self.write_behind.written(file.into());
+        }
+    }
+
     fn finish(&self) -> Result<FinishReport, TargetError> {
         let mut gate = self.enter_alone()?;
         *gate = true;
         // Files not committed are closed; their partial files and journals stay.
         lock(&self.partials).clear();
+        self.write_behind.finish();
         let mut tree = lock(&self.tree);
         if !self.options.dry_run {
             // Deepest first, so setting a parent's mtime comes after its children changed.
