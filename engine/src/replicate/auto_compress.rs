@@ -320,6 +320,14 @@ mod tests {
         assert!(!pays(0.0, 0.5 * GB, 0.5));
     }
 
+    /// An `auto` that timed lz4 at 0.6 GB/s shrinking the data to 0.3 (log text).
+    fn text_sampled() -> AutoCompress {
+        AutoCompress {
+            sample: Some((0.6 * GB, 0.3)),
+            ..AutoCompress::default()
+        }
+    }
+
     /// Feeds `rate(t)` bytes per second as 10 ms acknowledgements from `start` for
     /// `seconds`; returns the time reached.
     fn feed(
@@ -340,10 +348,7 @@ mod tests {
 
     #[test]
     fn a_slow_link_compresses_once_compression_proves_itself() {
-        let mut auto = AutoCompress {
-            sample: Some((0.6 * GB, 0.3)),
-            ..AutoCompress::default()
-        };
+        let mut auto = text_sampled();
         let t = feed(&mut auto, Instant::now(), 2.0, |_| 0.12 * GB);
         assert!(auto.compressing(), "switched: {:?}", auto.phase);
         assert_eq!(auto.choice(), None, "not confirmed yet");
@@ -359,10 +364,7 @@ mod tests {
 
     #[test]
     fn compression_that_does_not_deliver_is_turned_off_again() {
-        let mut auto = AutoCompress {
-            sample: Some((0.6 * GB, 0.3)),
-            ..AutoCompress::default()
-        };
+        let mut auto = text_sampled();
         let t = feed(&mut auto, Instant::now(), 2.0, |_| 0.12 * GB);
         assert!(auto.compressing());
         // The target's disk was the bottleneck all along: no faster compressed.
@@ -373,10 +375,7 @@ mod tests {
 
     #[test]
     fn a_ramping_rate_is_measured_at_its_plateau_and_a_fast_link_stays_uncompressed() {
-        let mut auto = AutoCompress {
-            sample: Some((0.6 * GB, 0.3)),
-            ..AutoCompress::default()
-        };
+        let mut auto = text_sampled();
         // A long fat link ramping up to 1.2 GB/s over 2.5 s: early windows alone would
         // make lz4 look worth it.
         feed(&mut auto, Instant::now(), 6.0, |t| {
@@ -389,10 +388,7 @@ mod tests {
 
     #[test]
     fn a_link_that_slows_down_is_measured_again_and_then_compressed() {
-        let mut auto = AutoCompress {
-            sample: Some((0.6 * GB, 0.3)),
-            ..AutoCompress::default()
-        };
+        let mut auto = text_sampled();
         let t = feed(&mut auto, Instant::now(), 3.0, |_| 1.2 * GB);
         let first = auto.choice().expect("chosen");
         assert!(!first.compress && first.decisions == 1, "{first:?}");
@@ -432,10 +428,7 @@ mod tests {
 
     #[test]
     fn compressing_is_rechecked_and_dropped_once_the_link_outruns_lz4() {
-        let mut auto = AutoCompress {
-            sample: Some((0.6 * GB, 0.3)),
-            ..AutoCompress::default()
-        };
+        let mut auto = text_sampled();
         let t = feed(&mut auto, Instant::now(), 2.0, |_| 0.12 * GB);
         let t = feed(&mut auto, t, 2.0, |_| 0.4 * GB);
         assert!(auto.choice().expect("chosen").compress);

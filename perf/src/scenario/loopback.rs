@@ -58,33 +58,19 @@ pub fn bulk(context: &Context, outcome: &mut Outcome) -> Result<()> {
         "hawser",
         format!("bench bulk, 1 nexus of {BULK_CONNECTIONS} connections"),
     );
-    let hawser_digest = Subject::new(
-        "hawser",
-        format!(
-            "bench bulk --digest, 2 nexuses of {} connections (one per shard)",
-            BULK_CONNECTIONS / 2
-        ),
+    let digest_label = format!(
+        "bench bulk --digest, 2 nexuses of {} connections",
+        BULK_CONNECTIONS / 2
     );
-    let raw = Subject::new(
-        "hawser",
-        format!("bench raw: shards only, {BULK_CONNECTIONS} connections, no session layer"),
-    );
+    let raw_label = format!("bench raw: shards only, {BULK_CONNECTIONS} connections");
+    let hawser_digest = Subject::new("hawser", format!("{digest_label} (one per shard)"));
+    let raw = Subject::new("hawser", format!("{raw_label}, no session layer"));
     // The same pair under cubic: on loopback the kernel's default here (BBR) costs a
     // connection that also carries answers back about a quarter of its rate, and a session's
     // connections all do (see the notes).
-    let hawser_digest_cubic = Subject::new(
-        "hawser",
-        format!(
-            "bench bulk --digest, 2 nexuses of {} connections, --congestion {LOOPBACK_CUBIC}",
-            BULK_CONNECTIONS / 2
-        ),
-    );
-    let raw_cubic = Subject::new(
-        "hawser",
-        format!(
-            "bench raw: shards only, {BULK_CONNECTIONS} connections, --congestion {LOOPBACK_CUBIC}"
-        ),
-    );
+    let cubic_suffix = format!(", --congestion {LOOPBACK_CUBIC}");
+    let hawser_digest_cubic = Subject::new("hawser", format!("{digest_label}{cubic_suffix}"));
+    let raw_cubic = Subject::new("hawser", format!("{raw_label}{cubic_suffix}"));
     let iperf3 = Subject::new("iperf3", format!("-P {BULK_CONNECTIONS}"));
     let plain = Subject::new("plain-socket", "1 connection, 2 threads, 1 MiB writes");
     outcome.baseline = Some(iperf3.clone());
@@ -143,49 +129,26 @@ pub fn bulk(context: &Context, outcome: &mut Outcome) -> Result<()> {
     for round in 0..context.runs {
         super::sample_load(outcome);
         if let Some(binary) = &hawser_binary {
+            let digest_args = [
+                "--mode",
+                "bulk",
+                "--digest",
+                "--nexuses",
+                "2",
+                "--connections",
+                &half_connections,
+            ];
+            let raw_args = ["--mode", "raw", "--connections", &connections];
+            let cubic = ["--congestion", LOOPBACK_CUBIC];
             for (subject, variant) in [
                 (
                     &hawser,
                     vec!["--mode", "bulk", "--connections", &connections],
                 ),
-                (
-                    &hawser_digest,
-                    vec![
-                        "--mode",
-                        "bulk",
-                        "--digest",
-                        "--nexuses",
-                        "2",
-                        "--connections",
-                        &half_connections,
-                    ],
-                ),
-                (&raw, vec!["--mode", "raw", "--connections", &connections]),
-                (
-                    &hawser_digest_cubic,
-                    vec![
-                        "--mode",
-                        "bulk",
-                        "--digest",
-                        "--nexuses",
-                        "2",
-                        "--connections",
-                        &half_connections,
-                        "--congestion",
-                        LOOPBACK_CUBIC,
-                    ],
-                ),
-                (
-                    &raw_cubic,
-                    vec![
-                        "--mode",
-                        "raw",
-                        "--connections",
-                        &connections,
-                        "--congestion",
-                        LOOPBACK_CUBIC,
-                    ],
-                ),
+                (&hawser_digest, digest_args.to_vec()),
+                (&raw, raw_args.to_vec()),
+                (&hawser_digest_cubic, [&digest_args[..], &cubic].concat()),
+                (&raw_cubic, [&raw_args[..], &cubic].concat()),
             ] {
                 let mut args = variant;
                 args.extend(["--duration", &duration]);
