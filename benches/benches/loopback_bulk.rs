@@ -56,6 +56,7 @@ fn run_shards(shards_n: usize, total: u64, digest: bool, local: bool) -> f64 {
         bytes: total,
         digest,
         local,
+        answers: false,
     };
     hawser_shards::loopback_bulk(config, &run).expect("shards bulk run")
 }

@@ -143,3 +143,26 @@ fn bench_congestion_option_and_raw_duration() {
         "{stderr}"
     );
 }
+
+/// `--mode raw --answers`: sinks answer 40 bytes per MiB and every byte still arrives
+/// (the run fails on a short count), and the report says so.
+#[test]
+fn bench_raw_with_answering_sinks() {
+    let v = bench_json(&[
+        "--mode",
+        "raw",
+        "--answers",
+        "--connections",
+        "2",
+        "--duration",
+        "0.3",
+    ]);
+    assert_eq!(v["answers"].as_bool(), Some(true));
+    assert!(v["throughput_bytes_per_sec"].as_f64().unwrap() > 0.0);
+    let out = bench(&["--mode", "raw", "--answers", "--duration", "0.2"]);
+    assert!(
+        String::from_utf8_lossy(&out).contains(", answering:"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+}

@@ -21,6 +21,9 @@ pub struct LoopbackBulk {
     /// Both ends of each connection on one shard (`true`), or each connection from a
     /// shard to the next (`false`: every byte crosses cores).
     pub local: bool,
+    /// Each sink sends 40 bytes back per MiB received ([`BulkSink::answering`]): the
+    /// traffic shape of a session's bulk requests and answers.
+    pub answers: bool,
 }
 
 /// Starts `config`'s shards (each listening on its own port), moves `run.bytes` and
@@ -32,11 +35,14 @@ pub fn loopback_bulk(config: ShardsConfig, run: &LoopbackBulk) -> Result<f64> {
     let mut addrs: Vec<SocketAddr> = Vec::with_capacity(count);
     for shard in 0..count {
         let tx = tx.clone();
-        let digest = run.digest;
+        let (digest, answers) = (run.digest, run.answers);
         addrs.push(shards.listen_tcp_on(
             shard,
             SocketAddr::from(([127, 0, 0, 1], 0)),
-            move |_| BulkSink::new(digest, Some(tx.clone())),
+            move |_| {
+                let sink = BulkSink::new(digest, Some(tx.clone()));
+                if answers { sink.answering() } else { sink }
+            },
         )?);
     }
     let body = Bytes::from(
@@ -53,7 +59,11 @@ pub fn loopback_bulk(config: ShardsConfig, run: &LoopbackBulk) -> Result<f64> {
         shards.connect_tcp(
             from,
             addrs[to],
-            BulkSource::new(body.clone(), per_connection),
+            if run.answers {
+                BulkSource::new(body.clone(), per_connection).expecting_answers()
+            } else {
+                BulkSource::new(body.clone(), per_connection)
+            },
         )?;
     }
     let mut bytes = 0;
@@ -68,5 +78,13 @@ pub fn loopback_bulk(config: ShardsConfig, run: &LoopbackBulk) -> Result<f64> {
     }
     let elapsed = start.elapsed();
     shards.shutdown();
+    let sent = per_connection * connections as u64;
+    if bytes != sent {
+        // A rate over bytes that did not all arrive would flatter the run.
+        return Err(ShardError::io(
+            "the bulk sinks' byte count",
+            std::io::Error::other(format!("received {bytes} of {sent} bytes")),
+        ));
+    }
     Ok(bytes as f64 / elapsed.as_secs_f64())
 }

@@ -354,6 +354,9 @@ pub struct SinkReport {
 /// workload of the scaling bench), and reports the total when the connection closes.
 pub struct BulkSink {
     bytes: u64,
+    /// Send [`ANSWER`] back per MiB received (see [`BulkSink::answering`]).
+    answering: bool,
+    answers_due: u64,
     hasher: Option<Box<twox_hash::XxHash3_64>>,
     report: Option<crossbeam::channel::Sender<SinkReport>>,
     eof: bool,
@@ -372,6 +375,8 @@ impl BulkSink {
     pub fn new(digest: bool, report: Option<crossbeam::channel::Sender<SinkReport>>) -> Self {
         BulkSink {
             bytes: 0,
+            answering: false,
+            answers_due: 0,
             hasher: digest.then(|| Box::new(twox_hash::XxHash3_64::new())),
             report,
             eof: false,
@@ -379,9 +384,27 @@ impl BulkSink {
     }
 }
 
+/// What an answering [`BulkSink`] sends back per MiB received: the size of a session's
+/// answer to a 1 MiB request.
+pub(crate) const ANSWER: [u8; 40] = [0; 40];
+
+impl BulkSink {
+    /// Also sends [`ANSWER`] back per MiB received, so that the connection carries data
+    /// both ways as a session's does (on loopback under BBR that alone costs a stream
+    /// about a quarter of its rate; under cubic nothing).
+    pub fn answering(mut self) -> Self {
+        self.answering = true;
+        self
+    }
+}
+
 impl Protocol for BulkSink {
     fn handle_input(&mut self, _now: Instant, input: Received<'_>) {
+        let before = self.bytes;
         self.bytes += input.len() as u64;
+        if self.answering {
+            self.answers_due += (self.bytes >> 20) - (before >> 20);
+        }
         if let Some(h) = self.hasher.as_mut() {
             std::hash::Hasher::write(&mut **h, &input);
         }
@@ -391,10 +414,15 @@ impl Protocol for BulkSink {
         self.eof = true;
     }
 
-    fn poll_transmit(&mut self, _now: Instant, _out: &mut Transmit) {}
+    fn poll_transmit(&mut self, _now: Instant, out: &mut Transmit) {
+        while self.answers_due > 0 {
+            out.write(&ANSWER);
+            self.answers_due -= 1;
+        }
+    }
 
     fn wants_close(&self) -> bool {
-        self.eof
+        self.eof && self.answers_due == 0
     }
 
     fn on_close(&mut self, _now: Instant, _reason: &CloseReason) {
@@ -417,6 +445,9 @@ pub struct BulkSource {
     body: Bytes,
     remaining: u64,
     max_queued: usize,
+    /// Answer bytes still to come from an answering sink before closing (closing with
+    /// unread bytes would reset the connection and lose what is still in flight).
+    answers_pending: u64,
 }
 
 impl BulkSource {
@@ -427,12 +458,21 @@ impl BulkSource {
             body,
             remaining: total,
             max_queued,
+            answers_pending: 0,
         }
+    }
+
+    /// Waits for an answering sink's answers ([`BulkSink::answering`]) before closing.
+    pub fn expecting_answers(mut self) -> Self {
+        self.answers_pending = (self.remaining >> 20) * ANSWER.len() as u64;
+        self
     }
 }
 
 impl Protocol for BulkSource {
-    fn handle_input(&mut self, _now: Instant, _input: Received<'_>) {}
+    fn handle_input(&mut self, _now: Instant, input: Received<'_>) {
+        self.answers_pending = self.answers_pending.saturating_sub(input.len() as u64);
+    }
 
     fn poll_transmit(&mut self, _now: Instant, out: &mut Transmit) {
         while self.remaining > 0 && out.queued() < self.max_queued {
@@ -443,7 +483,7 @@ impl Protocol for BulkSource {
     }
 
     fn wants_close(&self) -> bool {
-        self.remaining == 0
+        self.remaining == 0 && self.answers_pending == 0
     }
 }
 

@@ -44,9 +44,11 @@
 //! under this machine's default, BBR. Without digest two nexuses move 1.05x the shards'
 //! rate under cubic (medians of 4 single runs); the digest is two xxh3 passes over every
 //! byte (sender and receiver), about 15% of the two cores at these rates, which is the
-//! gap. Under BBR, on loopback, a connection whose receiver also sends (as a session's
-//! answers do) moves about a quarter less than a one-way stream; the shards' raw streams
-//! are one-way, so under BBR the ratio measures that, not the session. Receiving each
+//! gap. Under BBR (which paces every connection from its delivery-rate samples) the
+//! session falls further behind one-way raw streams on loopback, for a cause not pinned
+//! down: raw sinks sending 40 bytes back per MiB (`--mode raw --answers`, the session's
+//! traffic shape) cost one connection 25% in one sitting and 0-8% in another, and 4
+//! connections nothing. Receiving each
 //! frame straight into its storage took one nexus from 2.3 to 3.0-3.9 GB/s; receiving a
 //! large frame up to its last byte (the next frame's start then never has to move) took
 //! the session's own copies from 3.5% to 0.6% of the CPU. With one nexus the client's
@@ -157,11 +159,15 @@ pub struct BenchArgs {
     pub busy_poll_us: Option<u64>,
     /// TCP congestion control of every connection, e.g. `cubic` or `bbr` (one of
     /// /proc/sys/net/ipv4/tcp_available_congestion_control) [default: the system's].
-    /// On loopback it matters: under BBR a connection that also carries the answers back
-    /// (as a session's does) moves about a quarter less than a one-way stream, under
-    /// cubic the same (see README, "Measured").
+    /// On loopback it matters: with digest the session's bulk measured 0.65x the shards'
+    /// raw streams under BBR and 0.86x under cubic (see README, "Measured").
     #[arg(long, value_name = "NAME")]
     pub congestion: Option<String>,
+    /// With `--mode raw`: each sink sends 40 bytes back per MiB received, the traffic
+    /// shape of the session's 1 MiB requests and their answers (data both ways on every
+    /// connection), without the session.
+    #[arg(long)]
+    pub answers: bool,
     /// Print one JSON object instead of the human summary.
     #[arg(long)]
     pub json: bool,
@@ -201,6 +207,8 @@ pub struct BenchReport {
     pub busy_poll_us: u64,
     /// TCP congestion control asked for (`None`: the system's).
     pub congestion: Option<String>,
+    /// Raw sinks answered (`--answers`).
+    pub answers: bool,
     /// Digest on.
     pub digest: bool,
     /// Compression offered.
@@ -417,6 +425,7 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport, ApiError> {
         caller: args.caller,
         busy_poll_us,
         congestion: args.congestion.clone(),
+        answers: false,
         digest: args.digest,
         compress: args.compress,
         duration_sec: secs,
@@ -446,6 +455,7 @@ fn run_raw(args: &BenchArgs, shards: usize, busy_poll_us: u64) -> Result<BenchRe
         bytes: 0,
         digest: args.digest,
         local: false,
+        answers: args.answers,
     };
     // The shards move a byte count, timed from connect to the last byte. A first run of
     // about the session's warm-up (at 4 GB/s) warms up as the session runs do and gives the
@@ -467,6 +477,7 @@ fn run_raw(args: &BenchArgs, shards: usize, busy_poll_us: u64) -> Result<BenchRe
         caller: args.caller,
         busy_poll_us,
         congestion: args.congestion.clone(),
+        answers: args.answers,
         digest: args.digest,
         compress: false,
         duration_sec: run.bytes as f64 / rate,
@@ -737,10 +748,11 @@ fn micros(ns: u64) -> String {
 pub fn print_summary(r: &BenchReport) {
     if r.mode == "raw" {
         println!(
-            "hawser bench raw: shards only, {} connections across {} shards, xxh3 {}: {} in {:.2} s",
+            "hawser bench raw: shards only, {} connections across {} shards, xxh3 {}{}: {} in {:.2} s",
             r.connections,
             r.shards,
             if r.digest { "on" } else { "off" },
+            if r.answers { ", answering" } else { "" },
             human_bytes(r.throughput_bytes_per_sec),
             r.duration_sec
         );

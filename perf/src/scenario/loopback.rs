@@ -65,9 +65,8 @@ pub fn bulk(context: &Context, outcome: &mut Outcome) -> Result<()> {
     let raw_label = format!("bench raw: shards only, {BULK_CONNECTIONS} connections");
     let hawser_digest = Subject::new("hawser", format!("{digest_label} (one per shard)"));
     let raw = Subject::new("hawser", format!("{raw_label}, no session layer"));
-    // The same pair under cubic: on loopback the kernel's default here (BBR) costs a
-    // connection that also carries answers back about a quarter of its rate, and a session's
-    // connections all do (see the notes).
+    // The same pair under cubic: on loopback under the kernel's default here (BBR) the
+    // session falls further behind one-way raw streams (see the notes).
     let cubic_suffix = format!(", --congestion {LOOPBACK_CUBIC}");
     let hawser_digest_cubic = Subject::new("hawser", format!("{digest_label}{cubic_suffix}"));
     let raw_cubic = Subject::new("hawser", format!("{raw_label}{cubic_suffix}"));
@@ -104,11 +103,12 @@ pub fn bulk(context: &Context, outcome: &mut Outcome) -> Result<()> {
         half = BULK_CONNECTIONS / 2
     ));
     outcome.notes.push(
-        "Why the cubic rows: the system's default here is BBR, and on loopback BBR takes about \
-         a quarter off a connection whose receiver also sends (a session's answers; measured \
-         with a raw sink that sent 40 bytes back per MiB received: 7.2 -> 5.6 GB/s under BBR, \
-         no change under cubic). Raw streams send one way, so under BBR the ratio measures \
-         that interaction, not the session's cost."
+        "Why the cubic rows: the system's default here is BBR, which paces every connection \
+         from its delivery-rate samples, and on loopback under BBR the session falls further \
+         behind one-way raw streams than under cubic. The cause is not pinned down: raw sinks \
+         that send 40 bytes back per MiB (`hawser bench --mode raw --answers`, the session's \
+         traffic shape) cost one connection 25% in one sitting and 0-8% in another, and 4 \
+         connections nothing. Under cubic the ratio measures the session's own cost."
             .to_owned(),
     );
     outcome.notes.push(format!(
