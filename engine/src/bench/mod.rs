@@ -31,11 +31,11 @@
 //!
 //! | subject | p50 RTT | p99.9 RTT | exchanges/s |
 //! |---|---|---|---|
-//! | hawser ping-pong, on-shard caller, busy poll 50 µs | 16.8 µs | 304 µs | 50,000 |
-//! | hawser ping-pong, blocking caller thread, no busy poll | 129 µs | 1,459 µs | 6,300 |
-//! | hawser, 256 in flight, 4 connections, on-shard caller | 202 µs | 1,426 µs | 1,079,000 (547 k-1.41 M) |
-//! | sockperf ping-pong --tcp -m 64 | 77.4 µs | 946 µs | 11,500 |
-//! | sockperf, both ends polling (`--timeout 0`) | 80.7 µs | 901 µs | 10,700 |
+//! | hawser ping-pong, on-shard caller, busy poll 50 µs | 14.3 µs | 186 µs | 58,600 |
+//! | hawser ping-pong, blocking caller thread, no busy poll | 104 µs | 1,355 µs | 8,400 |
+//! | hawser, 256 in flight, 4 connections, on-shard caller | 169 µs | 1,778 µs | 1,308,000 (1.14-1.43 M) |
+//! | sockperf ping-pong --tcp -m 64 | 78.1 µs | 818 µs | 12,000 |
+//! | sockperf, both ends polling (`--timeout 0`) | 81.7 µs | 1,363 µs | 11,400 |
 //!
 //! Bulk (`scripts/perf.sh loopback-bulk`, 1 MiB requests, 8 in flight, 2 shards, run of
 //! 2026-12-02 evening): with digest over two nexuses (`--nexuses 2`, one per shard, so each
