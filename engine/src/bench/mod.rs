@@ -48,12 +48,11 @@
 //! session falls further behind one-way raw streams on loopback, for a cause not pinned
 //! down: raw sinks sending 40 bytes back per MiB (`--mode raw --answers`, the session's
 //! traffic shape) cost one connection 25% in one sitting and 0-8% in another, and 4
-//! connections nothing. Receiving each
-//! frame straight into its storage took one nexus from 2.3 to 3.0-3.9 GB/s; receiving a
-//! large frame up to its last byte (the next frame's start then never has to move) took
-//! the session's own copies from 3.5% to 0.6% of the CPU. With one nexus the client's
-//! shard sends every byte and is the busier one (on loopback the sender's core also runs
-//! the receiving TCP stack).
+//! connections nothing. Receiving each frame straight into its storage took one nexus
+//! from 2.3 to 3.0-3.9 GB/s; receiving a large frame up to its last byte (the next
+//! frame's start then never has to move) took the session's own copies from 3.5% to 0.6%
+//! of the CPU. With one nexus the client's shard sends every byte and is the busier one
+//! (on loopback the sender's core also runs the receiving TCP stack).
 //!
 //! Reproduce: `sockperf server --tcp -i 127.0.0.1 -p 11111 &`, then
 //! `sockperf ping-pong --tcp -i 127.0.0.1 -p 11111 -m 64 -t 5`,

@@ -45,7 +45,7 @@ use super::proto::{
 };
 use super::sparse::{self, Piece};
 use super::target_path::{self, PARTIAL_DIR};
-use super::write_behind::WriteBehind;
+use super::write_behind::{self, WriteBehind};
 
 /// The target of replication jobs: everything it writes is under `root`.
 #[derive(Debug)]
@@ -777,7 +777,7 @@ impl Job {
         }
         if self.options.verify {
             // Drop the cached pages (best effort) so the re-read comes from the device.
-            let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
+            write_behind::drop_cached(file);
             let pieces = file_digest::sorted_pieces(&partial.pieces);
             let reread = File::open(&partial.final_path)
                 .and_then(|f| file_digest::read_digest(&f, commit.size, &pieces));

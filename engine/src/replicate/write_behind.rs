@@ -63,7 +63,9 @@ impl WriteBehind {
     }
 }
 
-fn drop_cached(file: &File) {
+/// Advises the kernel to drop `file`'s cached pages: dirty ones start writing back and
+/// stay, clean ones go (best effort).
+pub(crate) fn drop_cached(file: &File) {
     let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
 }
 
