@@ -42,6 +42,11 @@ pub trait Protocol {
     /// for messages from the application ([`ShardCtx::send_to_connection`](crate::ShardCtx::send_to_connection)).
     fn on_open(&mut self, _now: Instant, _conn: crate::ConnId) {}
 
+    /// An accepted connection's peer address, told right before
+    /// [`on_open`](Self::on_open) (not called for connections this side opened, nor when
+    /// the address cannot be read).
+    fn on_peer_address(&mut self, _peer: std::net::SocketAddr) {}
+
     /// Bytes arrived. Read them through `Deref`, or keep the buffer with
     /// [`Received::retain`] (zero-copy; the shard's pool shrinks until the handle drops).
     fn handle_input(&mut self, now: Instant, input: Received<'_>);

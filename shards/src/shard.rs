@@ -1067,7 +1067,11 @@ impl Core {
         (slot, id)
     }
 
-    fn open_conn(&mut self, fd: RawFd, proto: Box<dyn Protocol>) -> ConnId {
+    /// Opens an accepted connection (the peer's address goes to the protocol first).
+    fn open_conn(&mut self, fd: RawFd, mut proto: Box<dyn Protocol>) -> ConnId {
+        if let Ok(peer) = sys::peer_addr(fd) {
+            proto.on_peer_address(peer);
+        }
         let (slot, id) = self.new_conn(fd, proto, ConnState::Open);
         self.on_established(slot);
         id

@@ -190,6 +190,22 @@ pub(crate) fn listen(fd: RawFd, backlog: i32) -> io::Result<()> {
     cvt(unsafe { libc::listen(fd, backlog) }).map(drop)
 }
 
+/// The address of the peer of a connected socket.
+pub(crate) fn peer_addr(fd: RawFd) -> io::Result<SocketAddr> {
+    let mut raw = RawSockAddr::zeroed();
+    raw.len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: storage and len describe a writable buffer of the right size.
+    cvt(unsafe {
+        libc::getpeername(
+            fd,
+            &mut raw.storage as *mut _ as *mut libc::sockaddr,
+            &mut raw.len,
+        )
+    })?;
+    raw.to_inet()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an inet socket"))
+}
+
 pub(crate) fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
     let mut raw = RawSockAddr::zeroed();
     raw.len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;

@@ -512,6 +512,17 @@ fn host_by_id(id: u64) -> Option<Rc<RefCell<Host>>> {
     HOSTS.with(|h| h.borrow().iter().find(|x| x.0 == id).map(|x| x.1.clone()))
 }
 
+/// An IPv4 peer reaching a dual-stack listener shows as `::ffff:a.b.c.d`: limits and
+/// throttles count it as the IPv4 address it is.
+fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+        v4 => v4,
+    }
+}
+
 fn random_nonce() -> [u8; 16] {
     let mut nonce = [0u8; 16];
     if std::fs::File::open("/dev/urandom")
@@ -551,10 +562,17 @@ impl Host {
         }
     }
 
-    fn open(&mut self, now: Instant, socket: hawser_shards::ConnId) -> session::ConnId {
+    fn open(
+        &mut self,
+        now: Instant,
+        socket: hawser_shards::ConnId,
+        peer: Option<SocketAddr>,
+    ) -> session::ConnId {
         let conn = match &mut self.side {
             Side::Client(s) => s.ep.add_connection(now, random_nonce()),
-            Side::Server(s) => s.ep.accept(now, random_nonce()),
+            Side::Server(s) => {
+                s.ep.accept_from(now, random_nonce(), peer.map(|p| canonical_ip(p.ip())))
+            }
         };
         self.links.insert(
             conn,
@@ -892,6 +910,8 @@ pub(crate) fn shards_config(
 pub(crate) struct SessionConn {
     host: Rc<RefCell<Host>>,
     conn: Option<session::ConnId>,
+    /// An accepted connection's peer, told by the shard before `on_open`.
+    peer: Option<SocketAddr>,
     done: bool,
 }
 
@@ -900,6 +920,7 @@ impl SessionConn {
         SessionConn {
             host,
             conn: None,
+            peer: None,
             done: false,
         }
     }
@@ -918,8 +939,12 @@ impl Protocol for SessionConn {
             self.done = true;
             return;
         }
-        self.conn = Some(h.open(now, socket));
+        self.conn = Some(h.open(now, socket, self.peer));
         self.after(&mut h, now);
+    }
+
+    fn on_peer_address(&mut self, peer: SocketAddr) {
+        self.peer = Some(peer);
     }
 
     /// The session assembles frames of up to megabytes: the kernel writes each
@@ -1026,6 +1051,11 @@ impl Protocol for ListenConn {
     fn on_open(&mut self, now: Instant, socket: hawser_shards::ConnId) {
         if let ListenConn::Live(c) = self {
             c.on_open(now, socket);
+        }
+    }
+    fn on_peer_address(&mut self, peer: SocketAddr) {
+        if let ListenConn::Live(c) = self {
+            c.on_peer_address(peer);
         }
     }
     fn receives_into_own_buffer(&self) -> bool {

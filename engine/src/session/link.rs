@@ -47,6 +47,8 @@ pub(crate) enum Received {
 pub(crate) struct Link<P> {
     pub(crate) id: ConnId,
     pub(crate) phase: P,
+    /// The peer's IP address, when the driver told it (accepted connections).
+    pub(crate) peer: Option<std::net::IpAddr>,
     codec: Codec,
     /// Digest and compression agreed in the hello exchange; applied once the connection
     /// joins a nexus (handshake frames are always digested).
@@ -80,6 +82,7 @@ impl<P> Link<P> {
         Link {
             id,
             phase,
+            peer: None,
             // Handshake frames are always digested: a corrupted identity or nexus id must
             // be caught, not acted upon. The negotiated setting applies after the hello.
             codec: Codec::default(),

@@ -7,6 +7,7 @@
 //! never runs two generations of one client's work side by side.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -92,8 +93,20 @@ impl Server {
         }
     }
 
-    /// The driver accepted a connection; `nonce` must be fresh random bytes.
+    /// The driver accepted a connection whose peer address it does not know; `nonce` must
+    /// be fresh random bytes. See [`accept_from`](Self::accept_from).
     pub fn accept(&mut self, now: Instant, nonce: [u8; NONCE_LEN]) -> ConnId {
+        self.accept_from(now, nonce, None)
+    }
+
+    /// The driver accepted a connection from `peer` (its IP address: the unit of the
+    /// server's per-source limits and throttling); `nonce` must be fresh random bytes.
+    pub fn accept_from(
+        &mut self,
+        now: Instant,
+        nonce: [u8; NONCE_LEN],
+        peer: Option<IpAddr>,
+    ) -> ConnId {
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
         let mut link = Link::new(
@@ -103,6 +116,7 @@ impl Server {
             self.config.timers,
         );
         link.align_request_bodies_at(self.config.align_request_bodies_at);
+        link.peer = peer;
         self.links.insert(id, link);
         id
     }
