@@ -383,7 +383,14 @@ fn path_escapes_are_refused_with_a_typed_reason() {
         std::fs::read_link(root.join("evil")).unwrap(),
         Path::new("/etc/shadow")
     );
-    // And a file entry at a symlink's path replaces the link, not its target.
+    // One job names a path once: a second entry for it is refused, whatever its kind.
+    assert_eq!(
+        answer_for(&mut target, &[file_entry(10, b"evil", b"plain")]),
+        vec![(10, refused(RefusalKind::DuplicatePath))]
+    );
+    // And in a job of its own, a file entry at a symlink's path replaces the link, not
+    // its target.
+    begin(&mut target, b"").unwrap();
     assert_eq!(
         answer_for(&mut target, &[file_entry(10, b"evil", b"plain")]),
         vec![(10, Verdict::Done)]

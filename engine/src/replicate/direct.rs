@@ -27,8 +27,10 @@
 use std::cell::RefCell;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::Path;
+use std::os::fd::BorrowedFd;
+use std::os::unix::fs::FileExt;
+
+use super::beneath;
 
 /// Alignment of memory, file offsets and lengths for direct writes: the page size, which
 /// is a multiple of every block device's logical block size in use.
@@ -58,18 +60,26 @@ pub(crate) struct DirectFile {
 }
 
 impl DirectFile {
-    /// Opens `path` (already created) for direct writes; `None` if its file system
-    /// refuses `O_DIRECT`.
-    pub(crate) fn open(path: &Path) -> io::Result<Option<Self>> {
-        let direct = File::options()
-            .write(true)
-            .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
-            .open(path);
-        match direct {
-            Ok(file) => Ok(Some(DirectFile { file })),
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => Ok(None),
-            Err(e) => Err(e),
+    /// Opens `name` in `dir` for direct writes: the file `buffered` has open (checked by
+    /// device and inode; a name replaced meanwhile is an error), never through a
+    /// symlink. `None` if its file system refuses `O_DIRECT`.
+    pub(crate) fn open(
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        buffered: &File,
+    ) -> io::Result<Option<Self>> {
+        let flags = rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::DIRECT;
+        let file = match beneath::open_regular(dir, name, flags) {
+            Ok(file) => file,
+            Err(e) if beneath::is(&e, rustix::io::Errno::INVAL) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if !beneath::same_file(&beneath::fstat(&file)?, &beneath::fstat(buffered)?) {
+            return Err(io::Error::other(
+                "the partial file was replaced while it was open",
+            ));
         }
+        Ok(Some(DirectFile { file }))
     }
 
     /// Writes `data` at `offset`: the page-aligned middle directly, the rest through
@@ -201,7 +211,9 @@ mod tests {
         let size = 3 * BOUNCE_BYTES + 12_345;
         buffered.set_len(size as u64).unwrap();
         let expected: Vec<u8> = (0..size).map(|i| (i * 7 + i / 4099) as u8).collect();
-        let direct = DirectFile::open(&path).unwrap();
+        let dir_fd = std::fs::File::open(&dir).unwrap();
+        let direct =
+            DirectFile::open(std::os::fd::AsFd::as_fd(&dir_fd), b"file", &buffered).unwrap();
         // Pieces cut at ragged places, written out of order, from memory that starts
         // one byte past a page boundary (so the bounce buffer is used).
         let cuts = [0, 1000, 4096 * 3, BOUNCE_BYTES + 5, 2 * BOUNCE_BYTES, size];

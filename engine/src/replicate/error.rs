@@ -148,6 +148,28 @@ pub enum TargetError {
         /// The error.
         source: io::Error,
     },
+    /// The target's file system is full (or the quota reached).
+    #[error("{}: {source}; {hint}", path.display())]
+    NoSpace {
+        /// Where.
+        path: PathBuf,
+        /// The error (`ENOSPC` or `EDQUOT`).
+        source: io::Error,
+        /// How much the partial files of unfinished jobs hold, and how to remove them.
+        hint: String,
+    },
+    /// The job named more entries than the target remembers for one job.
+    #[error(
+        "the job names more than {0} entries, the most this target takes in one job \
+         (its max_job_entries)"
+    )]
+    TooManyEntries(u64),
+    /// The job would have more files open at once than the target allows one job.
+    #[error(
+        "the job would have more than {0} files being written at once, the most this target \
+         allows one job (its max_open_files)"
+    )]
+    TooManyOpenFiles(usize),
 }
 
 impl TargetError {
@@ -160,6 +182,8 @@ impl TargetError {
             Self::Destination { .. } => "hawser.replicate.DestinationRefused",
             Self::UnknownFile(_) | Self::NotAPiece { .. } => "hawser.replicate.UnknownBlock",
             Self::Io { .. } => "hawser.replicate.Io",
+            Self::NoSpace { .. } => "hawser.replicate.NoSpace",
+            Self::TooManyEntries(_) | Self::TooManyOpenFiles(_) => "hawser.replicate.Limit",
         }
     }
 

@@ -6,10 +6,12 @@
 //! written (and, with `--fsync`, synced first, then the record synced). Each record and
 //! the header carry a check, so a torn or garbled tail after SIGKILL or power loss is
 //! detected and cut off on reopening: the pieces it named are simply sent again.
+//!
+//! It works on files the target opened (beneath its root, see `beneath`): nothing here
+//! touches a path.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"HWSRJNL1";
 const HEADER_LEN: usize = 32;
@@ -42,13 +44,8 @@ pub(crate) struct Journal {
 }
 
 impl Journal {
-    /// Starts a new, empty journal at `path` (replacing any).
-    pub(crate) fn create(path: &Path, identity: Identity, fsync: bool) -> io::Result<Self> {
-        let mut file = File::options()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .open(path)?;
+    /// Starts a new journal in `file` (just created, empty, opened for writing).
+    pub(crate) fn start(mut file: File, identity: Identity, fsync: bool) -> io::Result<Self> {
         let mut header = [0u8; HEADER_LEN];
         header[..8].copy_from_slice(MAGIC);
         header[8..16].copy_from_slice(&identity.size.to_be_bytes());
@@ -63,18 +60,14 @@ impl Journal {
         Ok(Journal { file, fsync })
     }
 
-    /// Reopens the journal at `path` if it belongs to `identity`, with its intact records;
-    /// a torn tail is truncated away. `None` if there is none, or it is for other content.
-    pub(crate) fn reopen(
-        path: &Path,
+    /// Reads the journal in `file` (opened for reading and appending) if it belongs to
+    /// `identity`: its intact records, a torn tail truncated away. `None` if it is for
+    /// other content.
+    pub(crate) fn load(
+        mut file: File,
         identity: Identity,
         fsync: bool,
     ) -> io::Result<Option<(Self, Vec<Record>)>> {
-        let mut file = match File::options().read(true).append(true).open(path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
         let Some(header) = bytes.get(..HEADER_LEN) else {
@@ -108,6 +101,12 @@ impl Journal {
         Ok(Some((Journal { file, fsync }, records)))
     }
 
+    /// Continues a journal [`load`](Self::load)ed earlier: `file` is it, reopened for
+    /// appending.
+    pub(crate) fn resume(file: File, fsync: bool) -> Self {
+        Journal { file, fsync }
+    }
+
     /// Appends a record (after the piece's data is written).
     pub(crate) fn append(&mut self, record: Record) -> io::Result<()> {
         let mut raw = [0u8; RECORD_LEN];
@@ -136,7 +135,7 @@ mod tests {
             mtime_ns: 5,
             block_size: 4096,
         };
-        let mut journal = Journal::create(&path, identity, false).unwrap();
+        let mut journal = Journal::start(File::create(&path).unwrap(), identity, false).unwrap();
         let first = Record {
             offset: 0,
             len: 10,
@@ -154,7 +153,8 @@ mod tests {
         let mut raw = File::options().append(true).open(&path).unwrap();
         raw.write_all(&[9; 11]).unwrap();
         drop(raw);
-        let (mut journal, records) = Journal::reopen(&path, identity, false).unwrap().unwrap();
+        let reopen = || File::options().read(true).append(true).open(&path).unwrap();
+        let (mut journal, records) = Journal::load(reopen(), identity, false).unwrap().unwrap();
         assert_eq!(records, vec![first, second]);
         journal
             .append(Record {
@@ -164,13 +164,13 @@ mod tests {
             })
             .unwrap();
         drop(journal);
-        let (_, records) = Journal::reopen(&path, identity, false).unwrap().unwrap();
+        let (_, records) = Journal::load(reopen(), identity, false).unwrap().unwrap();
         assert_eq!(records.len(), 3);
         let other = Identity {
             size: 101,
             ..identity
         };
-        assert!(Journal::reopen(&path, other, false).unwrap().is_none());
+        assert!(Journal::load(reopen(), other, false).unwrap().is_none());
         std::fs::remove_file(&path).unwrap();
     }
 }

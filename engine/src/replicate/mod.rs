@@ -53,11 +53,13 @@
 //! ```
 
 mod auto_compress;
+mod beneath;
 mod direct;
 mod error;
 mod file_digest;
 mod glob;
 mod journal;
+mod partial_files;
 mod pool;
 pub mod proto;
 mod report;
@@ -71,14 +73,16 @@ mod walk;
 mod write_behind;
 
 pub use auto_compress::AutoChoice;
+pub use beneath::RootDir;
 pub use direct::WriteMode;
 pub use error::{
     EntryFailure, FailureReason, RemoteError, ReplicateError, TargetError, TransportError,
 };
 pub use glob::Excludes;
+pub use partial_files::{Expiry, PartialFiles, count_partials, remove_partials};
 pub use proto::RefusalKind;
 pub use report::{Percentiles, Report};
 pub use source::{Source, SourceConfig, run};
 pub use source_path::{SourcePathError, resolve_pull_source};
-pub use target::Target;
+pub use target::{Target, TargetLimits};
 pub use transport::{Completion, MemoryTransport, Request, Transport};

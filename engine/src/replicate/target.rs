@@ -9,6 +9,26 @@
 //! applies mode and mtime, and renames the file into place, so a reader never sees a
 //! half file.
 //!
+//! # Staying under the root
+//!
+//! Every file-system operation runs relative to the root's directory descriptor, opened
+//! once ([`RootDir`]), through [`beneath`](super::beneath): the destination and each
+//! entry's directory are opened beneath it with no symlink allowed anywhere on the way,
+//! and everything else is an `*at` call with a single name on such a descriptor. Partial
+//! files and journals are created `O_CREAT | O_EXCL | O_NOFOLLOW` in the descriptor of
+//! their `.hawser-partial` folder (whatever has the name already is removed, never
+//! followed), reopened with `O_NOFOLLOW` and checked by device and inode; a commit is a
+//! `renameat` between two descriptors, and mode and mtime go through the file's own
+//! descriptor. Directory metadata is applied at Finish by walking the destination through
+//! descriptors: a directory that has become something else meanwhile is skipped, and
+//! counted with the refused entries. A path named twice in one job is refused the second
+//! time, so one name never stands for both a directory and a symlink.
+//!
+//! A job remembers a 16-byte key per path it named (for `--delete`, duplicates and
+//! Finish), keeps the directories it works in open in a small cache (one `openat2` per
+//! directory, not per file), and a file holds its descriptors from its first Block to
+//! its Commit; [`TargetLimits`] bounds the paths and the files open at once.
+//!
 //! # Concurrency
 //!
 //! [`Target::handle_concurrent`] takes `&self`: the session runs a job's requests on
@@ -16,27 +36,32 @@
 //! A job keeps its file table under a lock held only to look a file up; each file has
 //! its own lock for its bookkeeping and commit (a Block is hashed and written outside
 //! it: the blocks of one file are checked and written in parallel). Manifest batches run
-//! one at a time (they arrive ordered). A fresh file's partial file is created by its first Block
-//! (or its Commit, for a file without data pieces) under that file's lock, not by the
-//! Manifest: creating a file is the dearest step for small files, and this way
-//! creations run in parallel. Delete and Finish wait for every Block, Commit and Manifest
-//! in progress (a job-wide read/write gate), and requests after Finish find no job.
+//! one at a time (they arrive ordered). A fresh file's partial file is created by its
+//! first Block (or its Commit, for a file without data pieces) under that file's lock,
+//! not by the Manifest: creating a file is the dearest step for small files, and this
+//! way creations run in parallel. Delete and Finish wait for every Block, Commit and
+//! Manifest in progress (a job-wide read/write gate), and requests after Finish find no
+//! job.
 
-use std::collections::{HashMap, HashSet};
-use std::ffi::OsStr;
-use std::fs::{File, Permissions};
+use std::collections::HashMap;
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 
 use bytes::{Bytes, BytesMut};
+use rustix::fs::{FileType, OFlags, Stat};
+use rustix::io::Errno;
 
+use super::beneath::{self, RootDir, is};
 use super::direct::{DIRECT_MIN_PIECE, DirectFile, WriteMode};
 use super::error::TargetError;
 use super::file_digest;
 use super::journal::{self, Journal};
+use super::partial_files;
 use super::proto::{
     AnswerEntry, Begin, BeginAck, BlockAck, BlockHeader, BlockStatus, CommitAck, CommitFile,
     CommitStatus, DeleteList, DeleteRequest, EntryKind, Finish, FinishReport, JobOptions,
@@ -44,16 +69,53 @@ use super::proto::{
     Verdict, block_digest,
 };
 use super::sparse::{self, Piece};
-use super::target_path::{self, PARTIAL_DIR};
+use super::target_path::{self, PARTIAL_DIR, path_key, split_last, temp_name};
 use super::write_behind::{self, WriteBehind};
 
-/// The target of replication jobs: everything it writes is under `root`.
+/// Suffixes of the names in `.hawser-partial`: a file's data, its journal, a symlink
+/// before its rename.
+const PART: &str = "part";
+const JOURNAL: &str = "journal";
+const LINK: &str = "link";
+
+/// Directories a job keeps open (least recently used ones are closed first).
+const DIR_CACHE: usize = 256;
+
+/// How deep Delete and Finish walk (a replica's paths are at most 4096 bytes, so at most
+/// 2048 directories deep).
+const MAX_DEPTH: usize = 2048;
+
+/// The target of replication jobs: everything it writes is beneath its root.
 #[derive(Debug)]
 pub struct Target {
-    root: PathBuf,
+    root: RootDir,
     /// The current job; held only to take a reference to it.
     job: Mutex<Option<Arc<Job>>>,
     write_mode: WriteMode,
+    limits: TargetLimits,
+}
+
+/// What one job may make a target remember and hold open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetLimits {
+    /// Paths one job may name. Each costs the target a 16-byte key until the job ends
+    /// (about 50 bytes with the table around it), and a file waiting for its blocks its
+    /// piece table; beyond it the Manifest fails (`hawser.replicate.Limit`).
+    pub max_entries: u64,
+    /// Files one job may be writing at once: from a file's first Block to its Commit it
+    /// holds up to four descriptors. A source has a file in progress per request in
+    /// flight at most (256 by default), so this only stops a peer that opens files and
+    /// never commits them; beyond it the Block fails (`hawser.replicate.Limit`).
+    pub max_open_files: usize,
+}
+
+impl Default for TargetLimits {
+    fn default() -> Self {
+        TargetLimits {
+            max_entries: 10_000_000,
+            max_open_files: 1024,
+        }
+    }
 }
 
 /// A file's state behind its own lock; `None` once committed.
@@ -63,30 +125,57 @@ type FileSlot = Arc<Mutex<Option<Partial>>>;
 struct Job {
     options: JobOptions,
     write_mode: WriteMode,
-    dest: PathBuf,
+    limits: TargetLimits,
+    root: RootDir,
+    /// The destination relative to the root, for messages.
+    dest_rel: Vec<u8>,
+    /// The destination; `None` in a dry run whose destination does not exist yet.
+    dest: Option<Arc<DirHandle>>,
     /// Read-held by every Manifest, Block and Commit while it runs; write-held by Delete
     /// and Finish, which so wait for those in progress. `true` once finished.
     gate: RwLock<bool>,
     /// Held by one Manifest, Delete or Finish at a time.
     tree: Mutex<Tree>,
+    /// Directories in use, by path relative to the destination.
+    dirs: Mutex<DirCache>,
     /// Held only to look a file up, insert or remove it.
     partials: Mutex<HashMap<u32, FileSlot>>,
+    /// Files with descriptors open (see [`TargetLimits::max_open_files`]).
+    open_files: Arc<AtomicUsize>,
     report: Mutex<FinishReport>,
     /// In [`WriteMode::Direct`], committed files leave the page cache once written
     /// (see [`write_behind`](super::write_behind)).
     write_behind: WriteBehind,
+    /// What a full device's error says about partial files, counted once per job.
+    no_space_hint: OnceLock<String>,
 }
 
 /// What the manifest learns about the tree, used by Delete and Finish.
 #[derive(Debug, Default)]
 struct Tree {
-    /// Every path the manifest named, for `--delete`.
-    seen: HashSet<Vec<u8>>,
-    /// Directory metadata, applied at the end (writing inside changes a directory's mtime,
-    /// and a read-only mode would stop the writes).
-    dirs: Vec<(PathBuf, u32, i64)>,
-    /// `.hawser-partial` folders this job created, removed at the end when empty.
-    partial_dirs: HashSet<PathBuf>,
+    /// Keys of the paths the manifest named (`true`) and of the directories on the way
+    /// to them that it did not name (`false`): `--delete` keeps them, Finish walks them.
+    seen: HashMap<u128, bool>,
+    /// Directory metadata by path key, applied at Finish (writing inside changes a
+    /// directory's mtime, and a read-only mode would stop the writes).
+    dirs: HashMap<u128, (u32, i64)>,
+}
+
+/// An open directory of the destination (or the destination itself).
+#[derive(Debug)]
+struct DirHandle {
+    fd: OwnedFd,
+    /// Its path relative to the destination.
+    rel: Arc<[u8]>,
+    /// Its `.hawser-partial` folder, once opened.
+    partial: Mutex<Option<Arc<OwnedFd>>>,
+}
+
+/// The directories a job keeps open, least recently used closed first.
+#[derive(Debug, Default)]
+struct DirCache {
+    open: HashMap<Vec<u8>, (Arc<DirHandle>, u64)>,
+    clock: u64,
 }
 
 /// Most pieces one file may have on the target (32 TiB in 8 MiB blocks): the target keeps
@@ -96,34 +185,57 @@ pub(crate) const MAX_PIECES: u64 = 1 << 22;
 #[derive(Debug)]
 struct Partial {
     size: u64,
-    final_path: PathBuf,
-    temp_path: PathBuf,
-    journal_path: PathBuf,
-    /// `None` until the first Block (or the Commit) of a fresh file creates it, under
-    /// the file's own lock (see the module docs). Shared with the blocks being written
-    /// outside that lock.
-    file: Option<Arc<File>>,
-    /// The `O_DIRECT` descriptor for large pieces (see [`direct`](super::direct)),
-    /// opened with the first large piece; `direct_tried` once that was attempted.
-    direct: Option<Arc<DirectFile>>,
-    direct_tried: bool,
-    /// `None` for a file of one piece: resuming it means sending that piece again, so
-    /// its journal would only cost a file creation (the dearest step for small files).
-    journal: Option<Journal>,
-    /// The identity of the journal to create with the file (fresh files of more than one
-    /// piece).
-    new_journal: Option<journal::Identity>,
+    /// The file's directory, relative to the destination (shared by the files of one
+    /// directory), and its name there.
+    dir: Arc<[u8]>,
+    name: Arc<[u8]>,
     /// Expected pieces by offset, with their length.
     pieces: HashMap<u64, u32>,
     /// The pieces in the partial file, by offset, with the xxh3-64 their bytes were
     /// checked against (the whole-file digest is made of these; see `file_digest`).
     received: HashMap<u64, u64>,
+    /// The identity of the journal to create with the file (fresh files of more than one
+    /// piece). A file of one piece has none: resuming it means sending that piece
+    /// again, so its journal would only cost a file creation (the dearest step for
+    /// small files).
+    new_journal: Option<journal::Identity>,
+    /// Resume: the partial file and journal the manifest checked, reopened by the first
+    /// Block (so a job's files hold no descriptors before their data comes).
+    resumed: Option<Resumed>,
+    /// `None` until the first Block (or the Commit) of the file opens it, under the
+    /// file's own lock (see the module docs).
+    open: Option<OpenPartial>,
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> TargetError + '_ {
-    move |source| TargetError::Io {
-        path: path.to_owned(),
-        source,
+/// The partial file and journal a resume checked, by device and inode.
+#[derive(Debug, Clone, Copy)]
+struct Resumed {
+    file: Stat,
+    journal: Stat,
+}
+
+/// A file being written: its descriptors.
+#[derive(Debug)]
+struct OpenPartial {
+    dir: Arc<DirHandle>,
+    partial_dir: Arc<OwnedFd>,
+    /// Shared with the blocks being written outside the file's lock.
+    file: Arc<File>,
+    /// The `O_DIRECT` descriptor for large pieces (see [`direct`](super::direct)),
+    /// opened with the first large piece; `direct_tried` once that was attempted.
+    direct: Option<Arc<DirectFile>>,
+    direct_tried: bool,
+    journal: Option<Journal>,
+    _slot: OpenSlot,
+}
+
+/// One of a job's open files ([`TargetLimits::max_open_files`]), given back when dropped.
+#[derive(Debug)]
+struct OpenSlot(Arc<AtomicUsize>);
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -143,28 +255,185 @@ fn add_report(into: &mut FinishReport, more: &FinishReport) {
     into.bytes_resumed += more.bytes_resumed;
 }
 
-impl Partial {
-    /// Creates the partial file (and its journal) if it is not open yet.
-    fn open(&mut self, fsync: bool) -> Result<&Arc<File>, TargetError> {
-        if self.file.is_none() {
-            let file = File::options()
-                .create(true)
-                .truncate(true)
-                .read(true)
-                .write(true)
-                .open(&self.temp_path)
-                .map_err(io_err(&self.temp_path))?;
-            // Holes stay holes: only data pieces are ever written.
-            file.set_len(self.size).map_err(io_err(&self.temp_path))?;
-            if let Some(identity) = self.new_journal.take() {
-                self.journal = Some(
-                    Journal::create(&self.journal_path, identity, fsync)
-                        .map_err(io_err(&self.journal_path))?,
-                );
-            }
-            self.file = Some(Arc::new(file));
+fn lossy(path: &[u8]) -> String {
+    String::from_utf8_lossy(path).into_owned()
+}
+
+impl DirHandle {
+    fn new(fd: OwnedFd, rel: &[u8]) -> Self {
+        DirHandle {
+            fd,
+            rel: rel.into(),
+            partial: Mutex::new(None),
         }
-        Ok(self.file.as_ref().expect("opened above"))
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// The `.hawser-partial` folder, created if missing (whatever else has its name is
+    /// removed first, never followed).
+    fn partial_dir(&self) -> io::Result<Arc<OwnedFd>> {
+        let mut slot = lock(&self.partial);
+        if let Some(fd) = &*slot {
+            return Ok(Arc::clone(fd));
+        }
+        let fd = Arc::new(open_partial_dir(self.fd(), true)?.ok_or(Errno::NOENT)?);
+        *slot = Some(Arc::clone(&fd));
+        Ok(fd)
+    }
+
+    /// The `.hawser-partial` folder if there is one (a resume looks in it).
+    fn existing_partial_dir(&self) -> io::Result<Option<Arc<OwnedFd>>> {
+        let mut slot = lock(&self.partial);
+        if let Some(fd) = &*slot {
+            return Ok(Some(Arc::clone(fd)));
+        }
+        let fd = open_partial_dir(self.fd(), false)?.map(Arc::new);
+        slot.clone_from(&fd);
+        Ok(fd)
+    }
+
+    /// Creates the partial file `name` (see [`beneath::create_exclusive`]). A folder
+    /// removed since it was opened (the expiry sweep or another job's Finish removes
+    /// empty ones) is created again.
+    fn create_temp(&self, name: &[u8]) -> io::Result<(Arc<OwnedFd>, File)> {
+        let folder = self.partial_dir()?;
+        match beneath::create_exclusive(folder.as_fd(), name, 0o600) {
+            Err(e) if is(&e, Errno::NOENT) => {
+                *lock(&self.partial) = None;
+                let folder = self.partial_dir()?;
+                let file = beneath::create_exclusive(folder.as_fd(), name, 0o600)?;
+                Ok((folder, file))
+            }
+            other => other.map(|file| (folder, file)),
+        }
+    }
+}
+
+/// Opens the `.hawser-partial` folder of `dir`. With `create`, a missing one is created
+/// (mode 0700) and anything else by its name (a symlink someone planted, a file) is
+/// removed first; without, those mean there is none.
+fn open_partial_dir(dir: BorrowedFd<'_>, create: bool) -> io::Result<Option<OwnedFd>> {
+    let name = PARTIAL_DIR.as_bytes();
+    for _ in 0..4 {
+        match beneath::open_dir(dir, name) {
+            Ok(fd) => return Ok(Some(fd)),
+            Err(e)
+                if !create
+                    && (is(&e, Errno::NOENT) || is(&e, Errno::LOOP) || is(&e, Errno::NOTDIR)) =>
+            {
+                return Ok(None);
+            }
+            Err(e) if is(&e, Errno::NOENT) => {}
+            Err(e) if is(&e, Errno::LOOP) || is(&e, Errno::NOTDIR) => {
+                beneath::remove_all(dir, name)?
+            }
+            Err(e) => return Err(e),
+        }
+        match beneath::mkdir(dir, name, 0o700) {
+            Err(e) if !is(&e, Errno::EXIST) => return Err(e),
+            _ => {}
+        }
+    }
+    Err(io::Error::other("the partial folder keeps being replaced"))
+}
+
+impl DirCache {
+    fn get(&mut self, rel: &[u8]) -> Option<Arc<DirHandle>> {
+        self.clock += 1;
+        let now = self.clock;
+        self.open.get_mut(rel).map(|(handle, used)| {
+            *used = now;
+            Arc::clone(handle)
+        })
+    }
+
+    fn insert(&mut self, handle: &Arc<DirHandle>) {
+        if self.open.len() >= DIR_CACHE
+            && let Some(oldest) = self
+                .open
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(rel, _)| rel.clone())
+        {
+            self.open.remove(&oldest);
+        }
+        self.clock += 1;
+        self.open
+            .insert(handle.rel.to_vec(), (Arc::clone(handle), self.clock));
+    }
+
+    /// Forgets `rel` and everything under it (it was removed).
+    fn forget(&mut self, rel: &[u8]) {
+        self.open.retain(|open, _| {
+            !(open.starts_with(rel) && (open.len() == rel.len() || open[rel.len()] == b'/'))
+        });
+    }
+}
+
+impl Partial {
+    /// Opens the file's descriptors if they are not open yet: creates the partial file
+    /// (and its journal), or reopens the ones a resume checked.
+    fn open(&mut self, job: &Job) -> Result<&mut OpenPartial, TargetError> {
+        if self.open.is_none() {
+            let slot = job.open_slot()?;
+            let opened = self.open_files(job, slot);
+            let opened = opened.map_err(|e| job.io_error(&self.dir, &self.name, e))?;
+            self.open = Some(opened);
+        }
+        Ok(self.open.as_mut().expect("opened above"))
+    }
+
+    fn open_files(&mut self, job: &Job, slot: OpenSlot) -> io::Result<OpenPartial> {
+        let dir = job.dir(&self.dir, false, &mut 0)?.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, "the file's directory is gone")
+        })?;
+        let (temp, journal_name) = (temp_name(&self.name, PART), temp_name(&self.name, JOURNAL));
+        let fsync = job.options.fsync;
+        let (partial_dir, file, journal) = match self.resumed.take() {
+            Some(resumed) => {
+                let folder = dir.partial_dir()?;
+                let file = beneath::open_regular(folder.as_fd(), &temp, OFlags::RDWR)?;
+                let journal = beneath::open_regular(
+                    folder.as_fd(),
+                    &journal_name,
+                    OFlags::RDWR | OFlags::APPEND,
+                )?;
+                if !beneath::same_file(&beneath::fstat(&file)?, &resumed.file)
+                    || !beneath::same_file(&beneath::fstat(&journal)?, &resumed.journal)
+                {
+                    return Err(io::Error::other(
+                        "the partial file or its journal was replaced since the manifest",
+                    ));
+                }
+                (folder, file, Some(Journal::resume(journal, fsync)))
+            }
+            None => {
+                let (folder, file) = dir.create_temp(&temp)?;
+                // Holes stay holes: only data pieces are ever written.
+                file.set_len(self.size)?;
+                let journal = match self.new_journal.take() {
+                    Some(identity) => {
+                        let created =
+                            beneath::create_exclusive(folder.as_fd(), &journal_name, 0o600)?;
+                        Some(Journal::start(created, identity, fsync)?)
+                    }
+                    None => None,
+                };
+                (folder, file, journal)
+            }
+        };
+        Ok(OpenPartial {
+            dir,
+            partial_dir,
+            file: Arc::new(file),
+            direct: None,
+            direct_tried: false,
+            journal,
+            _slot: slot,
+        })
     }
 
     /// The descriptors a piece of `len` bytes is written through: the file (created if
@@ -172,34 +441,40 @@ impl Partial {
     /// the file system takes it.
     fn writers(
         &mut self,
-        fsync: bool,
-        mode: WriteMode,
+        job: &Job,
         len: usize,
     ) -> Result<(Arc<File>, Option<Arc<DirectFile>>), TargetError> {
-        let file = self.open(fsync)?.clone();
-        if mode == WriteMode::Direct && len >= DIRECT_MIN_PIECE && !self.direct_tried {
-            self.direct_tried = true;
-            self.direct = DirectFile::open(&self.temp_path)
-                .map_err(io_err(&self.temp_path))?
-                .map(Arc::new);
+        let (dir, name) = (Arc::clone(&self.dir), Arc::clone(&self.name));
+        let open = self.open(job)?;
+        if job.write_mode == WriteMode::Direct && len >= DIRECT_MIN_PIECE && !open.direct_tried {
+            open.direct_tried = true;
+            open.direct = DirectFile::open(
+                open.partial_dir.as_fd(),
+                &temp_name(&name, PART),
+                &open.file,
+            )
+            .map_err(|e| job.io_error(&dir, &name, e))?
+            .map(Arc::new);
         }
-        let direct = self.direct.clone().filter(|_| len >= DIRECT_MIN_PIECE);
-        Ok((file, direct))
+        let direct = open.direct.clone().filter(|_| len >= DIRECT_MIN_PIECE);
+        Ok((Arc::clone(&open.file), direct))
     }
 }
 
-fn refusal(kind: RefusalKind) -> impl FnOnce(io::Error) -> (RefusalKind, String) {
-    move |e| (kind, e.to_string())
-}
-
 impl Target {
-    /// A target writing under `root` (which must exist).
+    /// A target writing beneath `root` (which must exist; opened once, here).
     pub fn new(root: impl AsRef<Path>) -> io::Result<Self> {
-        Ok(Target {
-            root: std::fs::canonicalize(root)?,
+        Ok(Self::in_root(RootDir::open(root)?))
+    }
+
+    /// A target writing beneath an open root (several targets may share one).
+    pub fn in_root(root: RootDir) -> Self {
+        Target {
+            root,
             job: Mutex::new(None),
             write_mode: WriteMode::default(),
-        })
+            limits: TargetLimits::default(),
+        }
     }
 
     /// How file data is written ([`WriteMode::Direct`] by default: large pieces past
@@ -209,9 +484,15 @@ impl Target {
         self
     }
 
+    /// What one job may make the target remember and hold open.
+    pub fn with_limits(mut self, limits: TargetLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// The root everything is written under.
     pub fn root(&self) -> &Path {
-        &self.root
+        self.root.path()
     }
 
     /// Answers one request: its response body, or a failure of the whole request (which
@@ -262,46 +543,47 @@ impl Target {
         if begin.version != PROTOCOL_VERSION {
             return Err(TargetError::Version(begin.version));
         }
+        let refused = |kind, detail| TargetError::Destination { kind, detail };
+        let dry_run = begin.options.dry_run;
         // An empty destination is the root itself.
-        let mut dest_existed = true;
-        let dest = if begin.dest.is_empty() || begin.dest == b"." {
-            self.root.clone()
+        let dest_rel = if begin.dest == b"." {
+            &[][..]
         } else {
-            target_path::check_relative(begin.dest).map_err(|kind| TargetError::Destination {
-                kind,
-                detail: String::from_utf8_lossy(begin.dest).into_owned(),
-            })?;
-            let (dest, _) =
-                target_path::prepare_parents(&self.root, begin.dest, begin.options.dry_run)
-                    .map_err(|(kind, detail)| TargetError::Destination { kind, detail })?;
-            match std::fs::symlink_metadata(&dest) {
-                Ok(meta) if meta.is_dir() => {}
-                Ok(_) => {
-                    return Err(TargetError::Destination {
-                        kind: RefusalKind::SymlinkEscape,
-                        detail: format!("{} is not a directory", dest.display()),
-                    });
-                }
-                Err(_) if begin.options.dry_run => dest_existed = false,
-                Err(_) => {
-                    dest_existed = false;
-                    std::fs::create_dir(&dest).map_err(io_err(&dest))?;
-                }
-            }
-            dest
+            begin.dest
         };
+        if !dest_rel.is_empty() {
+            target_path::check_relative(dest_rel).map_err(|kind| refused(kind, lossy(dest_rel)))?;
+        }
+        let opened = match beneath::open_dir(self.root.fd(), dest_rel) {
+            Ok(fd) => Ok(Some((fd, true))),
+            Err(e) if is(&e, Errno::NOENT) && dry_run => Ok(None),
+            Err(e) if is(&e, Errno::NOENT) => {
+                beneath::create_dirs(self.root.fd(), dest_rel).map(|(fd, _)| Some((fd, false)))
+            }
+            Err(e) => Err(e),
+        };
+        let opened = opened.map_err(|e| {
+            let (kind, detail) = dir_refusal(dest_rel, &e);
+            refused(kind, detail)
+        })?;
+        let dest_existed = opened.as_ref().is_some_and(|(_, existed)| *existed);
         // A new Begin abandons a previous job's open files; their journals stay for resume.
         let job = Job {
             options: begin.options,
             write_mode: self.write_mode,
-            dest,
+            limits: self.limits,
+            root: self.root.clone(),
+            dest_rel: dest_rel.to_vec(),
+            dest: opened.map(|(fd, _)| Arc::new(DirHandle::new(fd, b""))),
             gate: RwLock::new(false),
             tree: Mutex::new(Tree::default()),
+            dirs: Mutex::new(DirCache::default()),
             partials: Mutex::new(HashMap::new()),
+            open_files: Arc::new(AtomicUsize::new(0)),
             report: Mutex::new(FinishReport::default()),
             write_behind: WriteBehind::default(),
+            no_space_hint: OnceLock::new(),
         };
-        job.note_partial_dir(&mut lock(&job.tree), &job.dest);
         *lock(&self.job) = Some(Arc::new(job));
         BeginAck {
             version: PROTOCOL_VERSION,
@@ -310,6 +592,37 @@ impl Target {
         .encode(out);
         Ok(())
     }
+}
+
+/// The refusal for a directory `rel` that could not be opened or created.
+fn dir_refusal(rel: &[u8], e: &io::Error) -> (RefusalKind, String) {
+    let rel = lossy(rel);
+    if is(e, Errno::LOOP) {
+        (
+            RefusalKind::SymlinkEscape,
+            format!("a symlink is on the way to {rel}"),
+        )
+    } else if is(e, Errno::NOTDIR) {
+        (
+            RefusalKind::Io,
+            format!("something on the way to {rel} is not a directory"),
+        )
+    } else {
+        (RefusalKind::Io, format!("{rel}: {e}"))
+    }
+}
+
+#[derive(Debug)]
+enum OwnedVerdict {
+    UpToDate,
+    Done,
+    NeedAll,
+    NeedBlocks(Vec<u32>),
+    Refused(RefusalKind, usize),
+}
+
+fn truncate(bytes: &[u8], max: usize) -> &[u8] {
+    &bytes[..bytes.len().min(max)]
 }
 
 impl Job {
@@ -332,6 +645,112 @@ impl Job {
         Ok(gate)
     }
 
+    /// `dir/name` under the root, for messages.
+    fn display(&self, dir: &[u8], name: &[u8]) -> PathBuf {
+        let under_dest = target_path::join(dir, name);
+        self.root
+            .display(&target_path::join(&self.dest_rel, &under_dest))
+    }
+
+    /// The error of an operation on `dir/name`; a full device says what partial files
+    /// hold (see [`partial_files`]).
+    fn io_error(&self, dir: &[u8], name: &[u8], source: io::Error) -> TargetError {
+        let path = self.display(dir, name);
+        if is(&source, Errno::NOSPC) || is(&source, Errno::DQUOT) {
+            let hint = self.no_space_hint.get_or_init(|| {
+                partial_files::no_space_hint(&self.root, partial_files::count_partials(&self.root))
+            });
+            TargetError::NoSpace {
+                path,
+                source,
+                hint: hint.clone(),
+            }
+        } else {
+            TargetError::Io { path, source }
+        }
+    }
+
+    /// An entry's I/O error as its refusal.
+    fn refusal<'a>(
+        &'a self,
+        path: &'a [u8],
+    ) -> impl FnOnce(io::Error) -> (RefusalKind, String) + 'a {
+        let (dir, name) = split_last(path);
+        move |e| (RefusalKind::Io, self.io_error(dir, name, e).to_string())
+    }
+
+    /// Takes one of the job's open files.
+    fn open_slot(&self) -> Result<OpenSlot, TargetError> {
+        let max = self.limits.max_open_files;
+        if self.open_files.fetch_add(1, Ordering::AcqRel) >= max {
+            self.open_files.fetch_sub(1, Ordering::AcqRel);
+            return Err(TargetError::TooManyOpenFiles(max));
+        }
+        Ok(OpenSlot(Arc::clone(&self.open_files)))
+    }
+
+    /// The directory `rel` of the destination, from the cache or opened beneath the
+    /// destination (with `create`, missing ones are created and counted in `created`).
+    /// `None`: it does not exist (only without `create`).
+    fn dir(
+        &self,
+        rel: &[u8],
+        create: bool,
+        created: &mut u64,
+    ) -> io::Result<Option<Arc<DirHandle>>> {
+        if rel.is_empty() {
+            return Ok(self.dest.clone());
+        }
+        if let Some(handle) = lock(&self.dirs).get(rel) {
+            return Ok(Some(handle));
+        }
+        let Some(dest) = &self.dest else {
+            return Ok(None);
+        };
+        let fd = if create {
+            let (fd, made) = beneath::create_dirs(dest.fd(), rel)?;
+            *created += made;
+            fd
+        } else {
+            match beneath::open_dir(dest.fd(), rel) {
+                Err(e) if is(&e, Errno::NOENT) => return Ok(None),
+                other => other?,
+            }
+        };
+        let handle = Arc::new(DirHandle::new(fd, rel));
+        lock(&self.dirs).insert(&handle);
+        Ok(Some(handle))
+    }
+
+    /// Removes `name` from `dir` (all of it, for a directory), never following a link.
+    fn remove(&self, dir: &DirHandle, name: &[u8]) -> io::Result<()> {
+        beneath::remove_all(dir.fd(), name)?;
+        lock(&self.dirs).forget(&target_path::join(&dir.rel, name));
+        Ok(())
+    }
+
+    /// Renames `temp` in `folder` to `name` in `dir` (a directory in the way is removed
+    /// first: rename cannot replace one with a file or a symlink).
+    fn replace(
+        &self,
+        folder: BorrowedFd<'_>,
+        temp: &[u8],
+        dir: &DirHandle,
+        name: &[u8],
+    ) -> io::Result<()> {
+        match beneath::rename(folder, temp, dir.fd(), name) {
+            Err(e) if is(&e, Errno::ISDIR) || is(&e, Errno::NOTEMPTY) || is(&e, Errno::EXIST) => {
+                self.remove(dir, name)?;
+                beneath::rename(folder, temp, dir.fd(), name)?;
+            }
+            other => other?,
+        }
+        if self.options.fsync {
+            beneath::sync(dir.fd())?;
+        }
+        Ok(())
+    }
+
     fn manifest(&self, batch: ManifestBatch<'_>, out: &mut BytesMut) -> Result<(), TargetError> {
         let _gate = self.enter()?;
         let mut tree = lock(&self.tree);
@@ -351,15 +770,15 @@ impl Job {
         let mut answers = Vec::with_capacity(batch.entries.len());
         let mut details = Vec::new();
         for entry in &batch.entries {
-            tree.seen.insert(entry.path.to_vec());
-            let verdict = match self.entry(entry, tree, report) {
-                Ok(verdict) => verdict,
-                Err((kind, detail)) => {
-                    report.refused += 1;
-                    details.push(detail);
-                    OwnedVerdict::Refused(kind, details.len() - 1)
-                }
+            let verdict = match self.remember(entry.path, tree)? {
+                None => self.entry(entry, tree, report),
+                Some(refused) => Err(refused),
             };
+            let verdict = verdict.unwrap_or_else(|(kind, detail)| {
+                report.refused += 1;
+                details.push(detail);
+                OwnedVerdict::Refused(kind, details.len() - 1)
+            });
             answers.push((entry.file_id, verdict));
         }
         let answer = ManifestAnswer {
@@ -385,157 +804,188 @@ impl Job {
         Ok(())
     }
 
+    /// Checks an entry's path and remembers it: a refusal for a malformed path or one
+    /// named before, a failure of the whole request beyond the job's limit.
+    fn remember(
+        &self,
+        path: &[u8],
+        tree: &mut Tree,
+    ) -> Result<Option<(RefusalKind, String)>, TargetError> {
+        if let Err(kind) = target_path::check_relative(path) {
+            return Ok(Some((kind, lossy(path))));
+        }
+        if tree.seen.len() as u64 >= self.limits.max_entries {
+            return Err(TargetError::TooManyEntries(self.limits.max_entries));
+        }
+        if tree.seen.insert(path_key(path), true) == Some(true) {
+            return Ok(Some((
+                RefusalKind::DuplicatePath,
+                format!("{} was named before in this job", lossy(path)),
+            )));
+        }
+        // The directories on the way: a source names them first, others may not.
+        let mut dir = split_last(path).0;
+        while !dir.is_empty() && tree.seen.insert(path_key(dir), false).is_none() {
+            dir = split_last(dir).0;
+        }
+        Ok(None)
+    }
+
     fn entry(
         &self,
         entry: &ManifestEntry<'_>,
         tree: &mut Tree,
         report: &mut FinishReport,
     ) -> Result<OwnedVerdict, (RefusalKind, String)> {
-        target_path::check_relative(entry.path)
-            .map_err(|kind| (kind, String::from_utf8_lossy(entry.path).into_owned()))?;
         let dry_run = self.options.dry_run;
-        let (path, created) = target_path::prepare_parents(&self.dest, entry.path, dry_run)?;
-        report.dirs_created += created;
-        let existing = std::fs::symlink_metadata(&path).ok();
+        let (dir_rel, name) = split_last(entry.path);
+        let dir = self
+            .dir(dir_rel, !dry_run, &mut report.dirs_created)
+            .map_err(|e| dir_refusal(dir_rel, &e))?;
+        let existing = match &dir {
+            Some(dir) => beneath::stat(dir.fd(), name).map_err(self.refusal(entry.path))?,
+            None => None,
+        };
+        let existing_kind = existing.as_ref().map(beneath::kind);
         match entry.kind {
             EntryKind::Dir => {
-                tree.dirs.push((path.clone(), entry.mode, entry.mtime_ns));
-                self.note_partial_dir(tree, &path);
-                match existing {
-                    Some(meta) if meta.is_dir() => {
+                let verdict = match (existing_kind, &dir) {
+                    (Some(FileType::Directory), _) => {
                         report.up_to_date += 1;
-                        Ok(OwnedVerdict::UpToDate)
+                        OwnedVerdict::UpToDate
                     }
-                    _ if dry_run => Ok(OwnedVerdict::Done),
-                    other => {
-                        if let Some(meta) = other {
-                            remove_any(&path, &meta).map_err(refusal(RefusalKind::Io))?;
+                    (_, Some(dir)) if !dry_run => {
+                        if existing.is_some() {
+                            self.remove(dir, name).map_err(self.refusal(entry.path))?;
                         }
-                        std::fs::create_dir(&path).map_err(refusal(RefusalKind::Io))?;
+                        beneath::mkdir(dir.fd(), name, 0o777).map_err(self.refusal(entry.path))?;
                         report.dirs_created += 1;
-                        Ok(OwnedVerdict::Done)
+                        OwnedVerdict::Done
                     }
-                }
+                    _ => OwnedVerdict::Done,
+                };
+                tree.dirs
+                    .insert(path_key(entry.path), (entry.mode, entry.mtime_ns));
+                Ok(verdict)
             }
             EntryKind::Symlink => {
-                let target = OsStr::from_bytes(entry.symlink_target);
-                if let Some(meta) = &existing
-                    && meta.file_type().is_symlink()
-                    && std::fs::read_link(&path).is_ok_and(|t| t.as_os_str() == target)
+                let target = entry.symlink_target;
+                if let (Some(FileType::Symlink), Some(dir), Some(st)) =
+                    (existing_kind, &dir, &existing)
+                    && beneath::read_link(dir.fd(), name).is_ok_and(|t| t == target)
                 {
-                    if !dry_run && mtime_ns(meta) != entry.mtime_ns {
-                        set_mtime_nofollow(&path, entry.mtime_ns)
-                            .map_err(refusal(RefusalKind::Io))?;
+                    if !dry_run && beneath::mtime_ns(st) != entry.mtime_ns {
+                        beneath::set_symlink_mtime(dir.fd(), name, entry.mtime_ns)
+                            .map_err(self.refusal(entry.path))?;
                     }
                     report.up_to_date += 1;
                     return Ok(OwnedVerdict::UpToDate);
                 }
-                if dry_run {
+                let Some(dir) = dir.filter(|_| !dry_run) else {
                     return Ok(OwnedVerdict::Done);
-                }
-                let temp = self
-                    .temp_path(tree, &path, "link")
-                    .map_err(refusal(RefusalKind::Io))?;
-                let _ = std::fs::remove_file(&temp);
-                std::os::unix::fs::symlink(target, &temp).map_err(refusal(RefusalKind::Io))?;
-                set_mtime_nofollow(&temp, entry.mtime_ns).map_err(refusal(RefusalKind::Io))?;
-                replace(&temp, &path, existing.as_ref(), self.options.fsync)
-                    .map_err(refusal(RefusalKind::Io))?;
+                };
+                let temp = temp_name(name, LINK);
+                let create = || -> io::Result<()> {
+                    let folder = dir.partial_dir()?;
+                    beneath::remove_all(folder.as_fd(), &temp)?;
+                    beneath::symlink(target, folder.as_fd(), &temp)?;
+                    let placed = beneath::set_symlink_mtime(folder.as_fd(), &temp, entry.mtime_ns)
+                        .and_then(|()| self.replace(folder.as_fd(), &temp, &dir, name));
+                    if placed.is_err() {
+                        let _ = beneath::unlink(folder.as_fd(), &temp);
+                    }
+                    placed
+                };
+                create().map_err(self.refusal(entry.path))?;
                 report.symlinks_created += 1;
                 Ok(OwnedVerdict::Done)
             }
-            EntryKind::File => self.file_entry(entry, path, existing, tree, report),
+            EntryKind::File => self.file_entry(entry, dir, existing, report),
         }
     }
 
     fn file_entry(
         &self,
         entry: &ManifestEntry<'_>,
-        path: PathBuf,
-        existing: Option<std::fs::Metadata>,
-        tree: &mut Tree,
+        dir: Option<Arc<DirHandle>>,
+        existing: Option<Stat>,
         report: &mut FinishReport,
     ) -> Result<OwnedVerdict, (RefusalKind, String)> {
         let dry_run = self.options.dry_run;
-        if let Some(meta) = &existing
-            && meta.is_file()
-            && meta.len() == entry.size
+        let name = split_last(entry.path).1;
+        if let (Some(st), Some(dir)) = (&existing, &dir)
+            && beneath::kind(st) == FileType::RegularFile
+            && beneath::size(st) == entry.size
         {
             let same = if self.options.checksum {
-                let hash = File::open(&path).and_then(|f| sparse::hash_file(&f, entry.size));
+                let hash = beneath::open_regular(dir.fd(), name, OFlags::RDONLY)
+                    .and_then(|f| sparse::hash_file(&f, entry.size));
                 entry.content_hash.is_some() && hash.ok() == entry.content_hash
             } else {
-                mtime_ns(meta) == entry.mtime_ns
+                beneath::mtime_ns(st) == entry.mtime_ns
             };
             if same {
                 if !dry_run {
-                    apply_metadata(&path, meta, entry.mode, entry.mtime_ns)
-                        .map_err(refusal(RefusalKind::Io))?;
+                    apply_metadata(dir, name, st, entry.mode, entry.mtime_ns)
+                        .map_err(self.refusal(entry.path))?;
                 }
                 report.up_to_date += 1;
                 return Ok(OwnedVerdict::UpToDate);
             }
         }
-        if dry_run {
+        let Some(dir) = dir.filter(|_| !dry_run) else {
             return Ok(if entry.inline.is_some() {
                 OwnedVerdict::Done
             } else {
                 OwnedVerdict::NeedAll
             });
-        }
+        };
         if entry.inline.is_none()
             && sparse::piece_count(&entry.data_extents(), self.options.block_size) > MAX_PIECES
         {
-            return Err((
-                RefusalKind::TooManyBlocks,
-                String::from_utf8_lossy(entry.path).into_owned(),
-            ));
+            return Err((RefusalKind::TooManyBlocks, lossy(entry.path)));
         }
-        let temp = self
-            .temp_path(tree, &path, "part")
-            .map_err(refusal(RefusalKind::Io))?;
         if let Some(data) = entry.inline {
             if entry.content_hash != Some(hawser_wire::xxh3::hash128(data)) {
-                return Err((
-                    RefusalKind::ContentMismatch,
-                    String::from_utf8_lossy(entry.path).into_owned(),
-                ));
+                return Err((RefusalKind::ContentMismatch, lossy(entry.path)));
             }
-            let write = || -> io::Result<()> {
-                let mut file = File::options()
-                    .create(true)
-                    .truncate(true)
-                    .write(true)
-                    .open(&temp)?;
-                file.write_all(data)?;
-                file.set_permissions(Permissions::from_mode(entry.mode))?;
-                set_file_mtime(&file, entry.mtime_ns)?;
-                if self.options.fsync {
-                    file.sync_all()?;
+            let temp = temp_name(name, PART);
+            let write = || -> io::Result<File> {
+                let (folder, mut file) = dir.create_temp(&temp)?;
+                let placed = (|| {
+                    file.write_all(data)?;
+                    beneath::set_mode(&file, entry.mode)?;
+                    beneath::set_mtime(&file, entry.mtime_ns)?;
+                    if self.options.fsync {
+                        file.sync_all()?;
+                    }
+                    self.replace(folder.as_fd(), &temp, &dir, name)
+                })();
+                if let Err(e) = placed {
+                    let _ = beneath::unlink(folder.as_fd(), &temp);
+                    return Err(e);
                 }
-                replace(&temp, &path, existing.as_ref(), self.options.fsync)?;
-                self.leave_cache(file);
-                Ok(())
+                Ok(file)
             };
-            write().map_err(refusal(RefusalKind::Io))?;
+            let file = write().map_err(self.refusal(entry.path))?;
+            self.leave_cache(file);
             report.files_written += 1;
             report.bytes_received += data.len() as u64;
             return Ok(OwnedVerdict::Done);
         }
-        self.open_partial(entry, path, temp, report)
-            .map_err(refusal(RefusalKind::Io))
+        self.open_partial(entry, &dir, report)
+            .map_err(self.refusal(entry.path))
     }
 
-    /// Opens (or, with resume, reopens) the partial file of an entry needing data.
+    /// Registers a file needing data; with resume, checks the partial file and journal
+    /// an interrupted job left and answers with the blocks still missing.
     fn open_partial(
         &self,
         entry: &ManifestEntry<'_>,
-        final_path: PathBuf,
-        temp_path: PathBuf,
+        dir: &DirHandle,
         report: &mut FinishReport,
     ) -> io::Result<OwnedVerdict> {
-        let mut journal_path = temp_path.clone();
-        journal_path.set_extension("journal");
+        let name = split_last(entry.path).1;
         let identity = journal::Identity {
             size: entry.size,
             mtime_ns: entry.mtime_ns,
@@ -546,44 +996,18 @@ impl Job {
                 .into_iter()
                 .map(|p| (p.offset, p.len))
                 .collect();
-        let fsync = self.options.fsync;
         let mut resumed = None;
         if self.options.resume
-            && let Ok(file) = File::options().read(true).write(true).open(&temp_path)
-            && file.metadata()?.len() == entry.size
-            && let Some((journal, records)) = Journal::reopen(&journal_path, identity, fsync)?
+            && let Some(found) = self.check_resumable(dir, name, identity, &pieces, report)?
         {
-            // A record counts only if its piece is one of this file's and the bytes on
-            // disk still match its digest (the data may not have reached the disk).
-            let mut received = HashMap::new();
-            let mut buf = Vec::new();
-            for record in records {
-                if pieces.get(&record.offset) != Some(&record.len)
-                    || received.contains_key(&record.offset)
-                {
-                    continue;
-                }
-                buf.resize(record.len as usize, 0);
-                if file.read_exact_at(&mut buf, record.offset).is_ok()
-                    && block_digest(&buf) == record.digest
-                {
-                    received.insert(record.offset, record.digest);
-                    report.bytes_resumed += u64::from(record.len);
-                }
-            }
-            resumed = Some((file, journal, received));
+            resumed = Some(found);
         }
-        let resuming = resumed.is_some();
-        // A fresh file is created by its first Block, under its own lock (module docs).
-        let (file, journal, new_journal, received) = match resumed {
-            Some((file, journal, received)) => (Some(file), Some(journal), None, received),
-            None => (
-                None,
-                None,
-                (pieces.len() > 1).then_some(identity),
-                HashMap::new(),
-            ),
+        let (resumed, received) = match resumed {
+            Some((ids, received)) => (Some(ids), Some(received)),
+            None => (None, None),
         };
+        let resuming = received.is_some();
+        let received = received.unwrap_or_default();
         let block_size = self.options.block_size;
         let mut missing: Vec<u32> = pieces
             .iter()
@@ -594,16 +1018,13 @@ impl Job {
         missing.dedup();
         let partial = Partial {
             size: entry.size,
-            final_path,
-            temp_path,
-            journal_path,
-            file: file.map(Arc::new),
-            direct: None,
-            direct_tried: false,
-            journal,
-            new_journal,
+            dir: Arc::clone(&dir.rel),
+            name: name.into(),
+            new_journal: (!resuming && pieces.len() > 1).then_some(identity),
             pieces,
             received,
+            resumed,
+            open: None,
         };
         lock(&self.partials).insert(entry.file_id, Arc::new(Mutex::new(Some(partial))));
         Ok(if resuming {
@@ -613,32 +1034,59 @@ impl Job {
         })
     }
 
-    /// Remembers a partial folder left by an interrupted job, to remove it at the end if
-    /// it is empty by then.
-    fn note_partial_dir(&self, tree: &mut Tree, dir: &Path) {
-        let partial = dir.join(PARTIAL_DIR);
-        if !self.options.dry_run && std::fs::symlink_metadata(&partial).is_ok_and(|m| m.is_dir()) {
-            tree.partial_dirs.insert(partial);
+    /// The partial file and journal of `name` if an interrupted job left them for this
+    /// content: their identities, and the pieces whose bytes on disk still match the
+    /// journal's digest (the data of a record may not have reached the disk). Both are
+    /// closed again: the first Block reopens them.
+    fn check_resumable(
+        &self,
+        dir: &DirHandle,
+        name: &[u8],
+        identity: journal::Identity,
+        pieces: &HashMap<u64, u32>,
+        report: &mut FinishReport,
+    ) -> io::Result<Option<(Resumed, HashMap<u64, u64>)>> {
+        let Some(folder) = dir.existing_partial_dir()? else {
+            return Ok(None);
+        };
+        let (temp, journal_name) = (temp_name(name, PART), temp_name(name, JOURNAL));
+        let Ok(file) = beneath::open_regular(folder.as_fd(), &temp, OFlags::RDWR) else {
+            return Ok(None);
+        };
+        let file_stat = beneath::fstat(&file)?;
+        if beneath::size(&file_stat) != identity.size {
+            return Ok(None);
         }
-    }
-
-    /// `<dir>/.hawser-partial/<name>.<suffix>`, creating the folder.
-    fn temp_path(&self, tree: &mut Tree, path: &Path, suffix: &str) -> io::Result<PathBuf> {
-        let parent = path.parent().unwrap_or(&self.dest);
-        let dir = parent.join(PARTIAL_DIR);
-        match std::fs::symlink_metadata(&dir) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(meta) => {
-                remove_any(&dir, &meta)?;
-                std::fs::create_dir(&dir)?;
+        let Ok(journal_file) =
+            beneath::open_regular(folder.as_fd(), &journal_name, OFlags::RDWR | OFlags::APPEND)
+        else {
+            return Ok(None);
+        };
+        let journal_stat = beneath::fstat(&journal_file)?;
+        let Some((_, records)) = Journal::load(journal_file, identity, self.options.fsync)? else {
+            return Ok(None);
+        };
+        let mut received = HashMap::new();
+        let mut buf = Vec::new();
+        for record in records {
+            if pieces.get(&record.offset) != Some(&record.len)
+                || received.contains_key(&record.offset)
+            {
+                continue;
             }
-            Err(_) => std::fs::create_dir(&dir)?,
+            buf.resize(record.len as usize, 0);
+            if file.read_exact_at(&mut buf, record.offset).is_ok()
+                && block_digest(&buf) == record.digest
+            {
+                received.insert(record.offset, record.digest);
+                report.bytes_resumed += u64::from(record.len);
+            }
         }
-        tree.partial_dirs.insert(dir.clone());
-        let mut name = path.file_name().unwrap_or_default().to_owned();
-        name.push(".");
-        name.push(suffix);
-        Ok(dir.join(name))
+        let resumed = Resumed {
+            file: file_stat,
+            journal: journal_stat,
+        };
+        Ok(Some((resumed, received)))
     }
 
     /// The lock of a file the manifest named and that is not committed yet.
@@ -662,7 +1110,7 @@ impl Job {
         // checked and reach the disk in parallel (several writes in flight is what a
         // direct write needs to run at the device's rate).
         let intact = block_digest(data) == header.digest;
-        let (file, direct, temp_path) = {
+        let (file, direct, dir, name) = {
             let mut partial = lock(&slot);
             // Committed while this block waited for the file's lock.
             let partial = partial
@@ -679,17 +1127,20 @@ impl Job {
                 ack.status = BlockStatus::DigestMismatch;
                 return Ok(ack);
             }
-            let (file, direct) = partial.writers(fsync, self.write_mode, data.len())?;
-            (file, direct, partial.temp_path.clone())
+            let (file, direct) = partial.writers(self, data.len())?;
+            (
+                file,
+                direct,
+                Arc::clone(&partial.dir),
+                Arc::clone(&partial.name),
+            )
         };
         match &direct {
             Some(direct) => direct.write_at(&file, data, header.offset),
             None => file.write_all_at(data, header.offset),
         }
-        .map_err(io_err(&temp_path))?;
-        if fsync {
-            file.sync_data().map_err(io_err(&temp_path))?;
-        }
+        .and_then(|()| if fsync { file.sync_data() } else { Ok(()) })
+        .map_err(|e| self.io_error(&dir, &name, e))?;
         let mut guard = lock(&slot);
         // The source commits a file only once all its blocks are acknowledged, and each
         // piece is written by one request at a time (exactly once), so the file is
@@ -697,14 +1148,14 @@ impl Job {
         let partial = guard
             .as_mut()
             .ok_or(TargetError::UnknownFile(header.file_id))?;
-        if let Some(journal) = &mut partial.journal {
+        if let Some(journal) = partial.open.as_mut().and_then(|open| open.journal.as_mut()) {
             journal
                 .append(journal::Record {
                     offset: header.offset,
                     len: data.len() as u32,
                     digest: header.digest,
                 })
-                .map_err(io_err(&partial.journal_path))?;
+                .map_err(|e| self.io_error(&dir, &temp_name(&name, JOURNAL), e))?;
         }
         partial.received.insert(header.offset, header.digest);
         drop(guard);
@@ -731,10 +1182,10 @@ impl Job {
                 return Ok(ack(CommitStatus::Incomplete));
             }
             // A file without data pieces has had no block to create it.
-            partial.open(self.options.fsync)?;
+            partial.open(self)?;
         }
-        // From here on the file is gone from the job, whatever the outcome (as before):
-        // a block still waiting for its lock finds it unknown.
+        // From here on the file is gone from the job, whatever the outcome: a block
+        // still waiting for its lock finds it unknown.
         let mut partial = slot.take().expect("checked above");
         {
             let mut partials = lock(&self.partials);
@@ -745,42 +1196,36 @@ impl Job {
                 partials.remove(&commit.file_id);
             }
         }
-        let file = partial.file.take().expect("opened above");
-        let temp = &partial.temp_path;
+        let open = partial.open.take().expect("opened above");
+        let (name, folder) = (&partial.name, open.partial_dir.as_fd());
+        let (temp, journal_name) = (temp_name(name, PART), temp_name(name, JOURNAL));
+        let fail = |e| self.io_error(&partial.dir, name, e);
         // Every piece is in (checked above), each checked against its digest.
         let digest = file_digest::from_digests(partial.size, &partial.pieces, &partial.received);
         if digest != Some(commit.content_hash) {
             // The bytes are wrong as a whole: start over next time.
-            let _ = std::fs::remove_file(temp);
-            if partial.journal.is_some() {
-                let _ = std::fs::remove_file(&partial.journal_path);
+            let _ = beneath::unlink(folder, &temp);
+            if open.journal.is_some() {
+                let _ = beneath::unlink(folder, &journal_name);
             }
             return Ok(ack(CommitStatus::ContentMismatch));
         }
-        let file = &file;
-        file.set_permissions(Permissions::from_mode(commit.mode))
-            .map_err(io_err(temp))?;
-        set_file_mtime(file, commit.mtime_ns).map_err(io_err(temp))?;
+        let file = &open.file;
+        beneath::set_mode(&**file, commit.mode).map_err(fail)?;
+        beneath::set_mtime(&**file, commit.mtime_ns).map_err(fail)?;
         if self.options.fsync {
-            file.sync_all().map_err(io_err(temp))?;
+            file.sync_all().map_err(fail)?;
         }
-        let existing = std::fs::symlink_metadata(&partial.final_path).ok();
-        replace(
-            temp,
-            &partial.final_path,
-            existing.as_ref(),
-            self.options.fsync,
-        )
-        .map_err(io_err(&partial.final_path))?;
-        if partial.journal.is_some() {
-            let _ = std::fs::remove_file(&partial.journal_path);
+        self.replace(folder, &temp, &open.dir, name).map_err(fail)?;
+        if open.journal.is_some() {
+            let _ = beneath::unlink(folder, &journal_name);
         }
         if self.options.verify {
-            // Drop the cached pages (best effort) so the re-read comes from the device.
+            // Read back through the descriptor the data went in by, its cached pages
+            // dropped first (best effort) so the re-read comes from the device.
             write_behind::drop_cached(file);
             let pieces = file_digest::sorted_pieces(&partial.pieces);
-            let reread = File::open(&partial.final_path)
-                .and_then(|f| file_digest::read_digest(&f, commit.size, &pieces));
+            let reread = file_digest::read_digest(file, commit.size, &pieces);
             if reread.ok() != Some(commit.content_hash) {
                 return Ok(ack(CommitStatus::VerifyFailed));
             }
@@ -796,14 +1241,17 @@ impl Job {
         let tree = lock(&self.tree);
         let mut removed = Vec::new();
         let mut total = 0;
-        self.sweep(
-            &tree,
-            &self.dest,
-            &mut Vec::new(),
-            request.max_listed as usize,
-            &mut removed,
-            &mut total,
-        )?;
+        if let Some(dest) = &self.dest {
+            self.sweep(
+                &tree,
+                dest.fd(),
+                &mut Vec::new(),
+                request.max_listed as usize,
+                &mut removed,
+                &mut total,
+                0,
+            )?;
+        }
         lock(&self.report).deleted += total;
         DeleteList {
             total,
@@ -813,43 +1261,61 @@ impl Job {
         Ok(())
     }
 
-    /// Removes (or, in a dry run, lists) what is under `dir` and was not in the manifest.
+    /// Removes (or, in a dry run, lists) what is in `dir` (at `rel`) and under it and was
+    /// not in the manifest, walking through descriptors.
+    #[allow(clippy::too_many_arguments)]
     fn sweep(
         &self,
         tree: &Tree,
-        dir: &Path,
+        dir: BorrowedFd<'_>,
         rel: &mut Vec<u8>,
         max_listed: usize,
         removed: &mut Vec<Vec<u8>>,
         total: &mut u64,
+        depth: usize,
     ) -> Result<(), TargetError> {
-        let mut names: Vec<_> = std::fs::read_dir(dir)
-            .map_err(io_err(dir))?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<Result<_, _>>()
-            .map_err(io_err(dir))?;
-        names.sort();
-        for name in names {
-            if name == PARTIAL_DIR {
+        let entries = beneath::list(dir).map_err(|e| self.io_error(rel, b"", e))?;
+        for (name, listed) in entries {
+            if name == PARTIAL_DIR.as_bytes() {
                 continue;
             }
             let len = rel.len();
             if !rel.is_empty() {
                 rel.push(b'/');
             }
-            rel.extend_from_slice(name.as_bytes());
-            let path = dir.join(&name);
-            let meta = std::fs::symlink_metadata(&path).map_err(io_err(&path))?;
-            if !tree.seen.contains(rel.as_slice()) {
+            rel.extend_from_slice(&name);
+            if !tree.seen.contains_key(&path_key(rel)) {
                 if !self.options.dry_run {
-                    remove_any(&path, &meta).map_err(io_err(&path))?;
+                    beneath::remove_all(dir, &name).map_err(|e| self.io_error(rel, b"", e))?;
+                    lock(&self.dirs).forget(rel);
                 }
                 *total += 1;
                 if removed.len() < max_listed {
                     removed.push(rel.clone());
                 }
-            } else if meta.is_dir() {
-                self.sweep(tree, &path, rel, max_listed, removed, total)?;
+            } else if depth < MAX_DEPTH
+                && beneath::listed_kind(dir, &name, listed)
+                    .map_err(|e| self.io_error(rel, b"", e))?
+                    == Some(FileType::Directory)
+            {
+                match beneath::open_dir(dir, &name) {
+                    Ok(sub) => {
+                        self.sweep(
+                            tree,
+                            sub.as_fd(),
+                            rel,
+                            max_listed,
+                            removed,
+                            total,
+                            depth + 1,
+                        )?;
+                    }
+                    // No longer a directory since it was listed: nothing in it to sweep.
+                    Err(e)
+                        if is(&e, Errno::LOOP) || is(&e, Errno::NOTDIR) || is(&e, Errno::NOENT) => {
+                    }
+                    Err(e) => return Err(self.io_error(rel, b"", e)),
+                }
             }
             rel.truncate(len);
         }
@@ -870,115 +1336,93 @@ impl Job {
         // Files not committed are closed; their partial files and journals stay.
         lock(&self.partials).clear();
         self.write_behind.finish();
-        let mut tree = lock(&self.tree);
-        if !self.options.dry_run {
-            // Deepest first, so setting a parent's mtime comes after its children changed.
-            tree.dirs
-                .sort_by_key(|(path, _, _)| std::cmp::Reverse(path.components().count()));
-            for (path, mode, mtime) in &tree.dirs {
-                std::fs::set_permissions(path, Permissions::from_mode(*mode))
-                    .map_err(io_err(path))?;
-                set_mtime_nofollow(path, *mtime).map_err(io_err(path))?;
-            }
-        }
-        // Partial folders of files that were all committed are empty now; others keep
-        // their partial files and journals for a resume.
-        for dir in &tree.partial_dirs {
-            if std::fs::remove_dir(dir).is_ok()
-                && let Some(parent) = dir.parent()
-                && let Some((_, _, mtime)) = tree.dirs.iter().find(|(p, _, _)| p == parent)
-            {
-                let _ = set_mtime_nofollow(parent, *mtime);
-            }
+        lock(&self.dirs).open.clear();
+        let tree = lock(&self.tree);
+        if !self.options.dry_run
+            && let Some(dest) = &self.dest
+        {
+            let mut applied = 0;
+            self.finish_dir(&tree, dest.fd(), &mut Vec::new(), &mut applied, 0)?;
+            // Named directories that are no longer directories (or gone) keep whatever
+            // they are now: counted with the refused entries.
+            lock(&self.report).refused += (tree.dirs.len() as u64).saturating_sub(applied);
         }
         Ok(*lock(&self.report))
     }
-}
 
-#[derive(Debug)]
-enum OwnedVerdict {
-    UpToDate,
-    Done,
-    NeedAll,
-    NeedBlocks(Vec<u32>),
-    Refused(RefusalKind, usize),
-}
-
-fn truncate(bytes: &[u8], max: usize) -> &[u8] {
-    &bytes[..bytes.len().min(max)]
-}
-
-fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
-    meta.mtime()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(meta.mtime_nsec())
-}
-
-fn timestamps(mtime_ns: i64) -> rustix::fs::Timestamps {
-    let mtime = rustix::fs::Timespec {
-        tv_sec: mtime_ns.div_euclid(1_000_000_000),
-        tv_nsec: mtime_ns.rem_euclid(1_000_000_000) as _,
-    };
-    rustix::fs::Timestamps {
-        // atime: leave it alone.
-        last_access: rustix::fs::Timespec {
-            tv_sec: 0,
-            tv_nsec: rustix::fs::UTIME_OMIT,
-        },
-        last_modification: mtime,
+    /// Applies the metadata of the directories under `dir` (at `rel`), deepest first,
+    /// then of `dir` itself, walking through descriptors (a symlink is never followed:
+    /// what has become one is skipped); removes the partial folders the job emptied.
+    fn finish_dir(
+        &self,
+        tree: &Tree,
+        dir: BorrowedFd<'_>,
+        rel: &mut Vec<u8>,
+        applied: &mut u64,
+        depth: usize,
+    ) -> Result<(), TargetError> {
+        let mut partial_folder = false;
+        for (name, listed) in beneath::list(dir).map_err(|e| self.io_error(rel, b"", e))? {
+            if name == PARTIAL_DIR.as_bytes() {
+                partial_folder = true;
+                continue;
+            }
+            if !matches!(listed, FileType::Directory | FileType::Unknown) || depth >= MAX_DEPTH {
+                continue;
+            }
+            let len = rel.len();
+            if !rel.is_empty() {
+                rel.push(b'/');
+            }
+            rel.extend_from_slice(&name);
+            if tree.seen.contains_key(&path_key(rel))
+                && let Ok(sub) = beneath::open_dir(dir, &name)
+            {
+                self.finish_dir(tree, sub.as_fd(), rel, applied, depth + 1)?;
+            }
+            rel.truncate(len);
+        }
+        // Empty unless files of this or another job are still in progress there.
+        if partial_folder {
+            let _ = beneath::remove_dir(dir, PARTIAL_DIR.as_bytes());
+        }
+        if !rel.is_empty()
+            && let Some(&(mode, mtime)) = tree.dirs.get(&path_key(rel))
+        {
+            beneath::set_mode(dir, mode)
+                .and_then(|()| beneath::set_mtime(dir, mtime))
+                .map_err(|e| self.io_error(rel, b"", e))?;
+            *applied += 1;
+        }
+        Ok(())
     }
 }
 
-fn set_file_mtime(file: &File, mtime_ns: i64) -> io::Result<()> {
-    rustix::fs::futimens(file, &timestamps(mtime_ns))?;
-    Ok(())
-}
-
-fn set_mtime_nofollow(path: &Path, mtime_ns: i64) -> io::Result<()> {
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
-        path,
-        &timestamps(mtime_ns),
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )?;
-    Ok(())
-}
-
-fn apply_metadata(path: &Path, meta: &std::fs::Metadata, mode: u32, mtime: i64) -> io::Result<()> {
-    if meta.permissions().mode() & 0o7777 != mode {
-        std::fs::set_permissions(path, Permissions::from_mode(mode))?;
-    }
-    if mtime_ns(meta) != mtime {
-        set_mtime_nofollow(path, mtime)?;
-    }
-    Ok(())
-}
-
-fn remove_any(path: &Path, meta: &std::fs::Metadata) -> io::Result<()> {
-    if meta.is_dir() {
-        // Does not follow symlinks inside.
-        std::fs::remove_dir_all(path)
-    } else {
-        std::fs::remove_file(path)
-    }
-}
-
-/// Renames `temp` over `path` (a directory there is removed first: rename cannot replace
-/// one with a file).
-fn replace(
-    temp: &Path,
-    path: &Path,
-    existing: Option<&std::fs::Metadata>,
-    fsync: bool,
+/// Brings an existing file's mode and mtime in line, through a descriptor of the very
+/// file `st` describes.
+fn apply_metadata(
+    dir: &DirHandle,
+    name: &[u8],
+    st: &Stat,
+    mode: u32,
+    mtime_ns: i64,
 ) -> io::Result<()> {
-    if let Some(meta) = existing
-        && meta.is_dir()
-    {
-        std::fs::remove_dir_all(path)?;
+    let (mode_differs, mtime_differs) = (
+        beneath::mode(st) != mode & 0o7777,
+        beneath::mtime_ns(st) != mtime_ns,
+    );
+    if !mode_differs && !mtime_differs {
+        return Ok(());
     }
-    std::fs::rename(temp, path)?;
-    if fsync && let Some(parent) = path.parent() {
-        File::open(parent)?.sync_all()?;
+    let file = beneath::open_regular(dir.fd(), name, OFlags::RDONLY)?;
+    if !beneath::same_file(&beneath::fstat(&file)?, st) {
+        return Err(io::Error::other("replaced while it was being checked"));
+    }
+    if mode_differs {
+        beneath::set_mode(&file, mode)?;
+    }
+    if mtime_differs {
+        beneath::set_mtime(&file, mtime_ns)?;
     }
     Ok(())
 }

@@ -32,6 +32,10 @@ pub enum RefusalKind {
     /// block size.
     #[error("file has too many blocks for the target")]
     TooManyBlocks,
+    /// The job named this path before (in this batch or an earlier one): only its first
+    /// entry counts, so that one name never stands for two kinds of entry.
+    #[error("path named twice in the job")]
+    DuplicatePath,
 }
 
 impl RefusalKind {
@@ -44,6 +48,7 @@ impl RefusalKind {
             Self::Io => 5,
             Self::ContentMismatch => 6,
             Self::TooManyBlocks => 7,
+            Self::DuplicatePath => 8,
         }
     }
 
@@ -56,6 +61,7 @@ impl RefusalKind {
             5 => Self::Io,
             6 => Self::ContentMismatch,
             7 => Self::TooManyBlocks,
+            8 => Self::DuplicatePath,
             other => {
                 return Err(ProtoError::BadValue {
                     field: "refusal",
@@ -199,7 +205,7 @@ mod tests {
             (0u8..3).prop_map(OwnedVerdict::Plain),
             btree_set(any::<u32>(), 0..20)
                 .prop_map(|s| OwnedVerdict::Blocks(s.into_iter().collect())),
-            (1u8..=7, vec(any::<u8>(), 0..50)).prop_map(|(k, d)| OwnedVerdict::Refused(k, d)),
+            (1u8..=8, vec(any::<u8>(), 0..50)).prop_map(|(k, d)| OwnedVerdict::Refused(k, d)),
         ]
     }
 
