@@ -36,8 +36,8 @@ use crate::replicate::proto::{
     BLOCK_HEADER_LEN, Begin, MessageKind, PROTOCOL_VERSION, PULL_EXCHANGE, PullReport, PullRequest,
 };
 use crate::replicate::{
-    ReplicateError, Source, SourcePathError, Target, TransportError, WriteMode,
-    resolve_pull_source, run,
+    ReplicateError, RootDir, Source, SourcePathError, SourceRoot, Target, TransportError,
+    WriteMode, resolve_pull_source, run,
 };
 
 /// Blocks in flight at most for one pull, whatever the client asks: each is a buffer
@@ -64,8 +64,8 @@ impl Drop for PullSlot<'_> {
 /// The service answering `replicate.pull`: sends what is asked for from under `root`, at
 /// most `max_pulls` jobs at once (each holds a blocking-handler thread while it runs).
 pub fn pull_service(root: &Path, max_pulls: usize) -> std::io::Result<Service> {
-    // Canonical, as the target's: the path checks compare against real directories.
-    let root = Target::new(root)?.root().to_path_buf();
+    // Opened once: every pull is resolved and read beneath this descriptor.
+    let root = RootDir::open(root)?;
     let running = Arc::new(AtomicUsize::new(0));
     Ok(Service::new("replicate-pull").blocking_handler(
         ExchangeId(PULL_EXCHANGE),
@@ -84,7 +84,7 @@ pub fn pull_service(root: &Path, max_pulls: usize) -> std::io::Result<Service> {
     ))
 }
 
-fn serve_pull(root: &Path, ctx: &RequestContext, body: &[u8]) -> Result<Bytes, HandlerError> {
+fn serve_pull(root: &RootDir, ctx: &RequestContext, body: &[u8]) -> Result<Bytes, HandlerError> {
     let request = PullRequest::decode(body)
         .map_err(|e| exception("hawser.replicate.BadMessage", format!("pull request: {e}")))?;
     if request.begin.version != PROTOCOL_VERSION {
@@ -100,7 +100,7 @@ fn serve_pull(root: &Path, ctx: &RequestContext, body: &[u8]) -> Result<Bytes, H
         .sources
         .iter()
         .map(|path| resolve_pull_source(root, path))
-        .collect::<Result<Vec<PathBuf>, _>>()
+        .collect::<Result<Vec<SourceRoot>, _>>()
         .map_err(|e| match e {
             SourcePathError::Refused { .. } => {
                 exception("hawser.replicate.SourceRefused", e.to_string())
@@ -132,7 +132,7 @@ fn serve_pull(root: &Path, ctx: &RequestContext, body: &[u8]) -> Result<Bytes, H
         request.window_blocks.clamp(1, MAX_PULL_WINDOW) as usize,
         request.begin.job_id,
     );
-    let source = Source::new(config, &sources)
+    let source = Source::from_roots(config, sources)
         .map_err(|e| exception("hawser.replicate.Io", e.to_string()))?;
     let backchannel = ctx.backchannel().ok_or_else(|| {
         exception(

@@ -70,6 +70,14 @@ impl RootDir {
         self.fd.as_fd()
     }
 
+    /// A directory already opened (beneath another root), known as `path`.
+    pub(crate) fn from_fd(fd: OwnedFd, path: PathBuf) -> Self {
+        RootDir {
+            fd: Arc::new(fd),
+            path,
+        }
+    }
+
     /// `rel` under the root, for messages.
     pub(crate) fn display(&self, rel: &[u8]) -> PathBuf {
         if rel.is_empty() {

@@ -86,3 +86,4 @@ pub use source::{Source, SourceConfig, run};
 pub use source_path::{SourcePathError, resolve_pull_source};
 pub use target::{Target, TargetLimits};
 pub use transport::{Completion, MemoryTransport, Request, Transport};
+pub use walk::SourceRoot;

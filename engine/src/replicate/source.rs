@@ -13,6 +13,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
+use std::io::Read;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -32,7 +33,7 @@ use super::proto::{
 use super::report::Report;
 use super::sparse::{self, Piece};
 use super::transport::{Completion, Request, Transport};
-use super::walk::{self, SourceEntry};
+use super::walk::{self, SourceEntry, SourceRoot};
 
 /// How a source runs a job.
 #[derive(Debug, Clone)]
@@ -145,6 +146,8 @@ struct Awaiting {
 #[derive(Debug)]
 pub struct Source {
     config: SourceConfig,
+    /// The directories the trees are read beneath.
+    roots: Vec<SourceRoot>,
     entries: Vec<SourceEntry>,
     begin_sent: bool,
     begin_acked: bool,
@@ -173,10 +176,23 @@ pub struct Source {
 
 impl Source {
     /// Walks `roots` and prepares the job. A root with a trailing `/` sends its contents;
-    /// without, the root itself under its name.
+    /// without, the root itself under its name (see [`SourceRoot::local`]).
     pub fn new(config: SourceConfig, roots: &[PathBuf]) -> Result<Self, ReplicateError> {
+        let roots = roots
+            .iter()
+            .map(|root| SourceRoot::local(root))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::from_roots(config, roots)
+    }
+
+    /// Walks trees already opened (a server's pull sends from beneath its root, see
+    /// [`resolve_pull_source`](super::resolve_pull_source)) and prepares the job.
+    pub fn from_roots(
+        config: SourceConfig,
+        roots: Vec<SourceRoot>,
+    ) -> Result<Self, ReplicateError> {
         let excludes = Excludes::new(&config.excludes)?;
-        let entries = walk::walk(roots, &excludes)?;
+        let entries = walk::walk(&roots, &excludes)?;
         if u32::try_from(entries.len()).is_err() {
             return Err(ReplicateError::TooManyEntries);
         }
@@ -191,6 +207,7 @@ impl Source {
         let auto = (config.options.compress == CompressPolicy::Auto).then(AutoCompress::default);
         Ok(Source {
             config,
+            roots,
             entries,
             begin_sent: false,
             begin_acked: false,
@@ -360,22 +377,26 @@ impl Source {
             {
                 break;
             }
+            let root = &self.roots[e.root];
             let io = |source| ReplicateError::Io {
-                path: e.abs.clone(),
+                path: walk::display(root, &e.rel),
                 source,
             };
             let mut content_hash = None;
             let mut inline = None;
             if e.kind == EntryKind::File {
                 if wants_inline {
-                    let data = std::fs::read(&e.abs).map_err(io)?;
+                    let mut data = Vec::with_capacity(e.size as usize);
+                    walk::open_file(root, &e.rel)?
+                        .read_to_end(&mut data)
+                        .map_err(io)?;
                     // The file changed since the walk: send what is there now, as a block.
                     if data.len() as u64 == e.size {
                         content_hash = Some(hawser_wire::xxh3::hash128(&data));
                         inline = Some(data);
                     }
                 } else if self.config.options.checksum {
-                    let file = File::open(&e.abs).map_err(io)?;
+                    let file = walk::open_file(root, &e.rel)?;
                     content_hash = Some(sparse::hash_file(&file, e.size).map_err(io)?);
                 }
             }
@@ -416,10 +437,7 @@ impl Source {
                     return Ok(None);
                 };
                 let entry = &self.entries[work.file_id as usize];
-                let file = File::open(&entry.abs).map_err(|source| ReplicateError::Io {
-                    path: entry.abs.clone(),
-                    source,
-                })?;
+                let file = walk::open_file(&self.roots[entry.root], &entry.rel)?;
                 self.awaiting.insert(work.file_id, Awaiting::default());
                 self.reading = Some(Reading {
                     file_id: work.file_id,
@@ -435,8 +453,9 @@ impl Source {
                 continue;
             };
             let entry = &self.entries[reading.file_id as usize];
+            let root = &self.roots[entry.root];
             let io = |source| ReplicateError::Io {
-                path: entry.abs.clone(),
+                path: walk::display(root, &entry.rel),
                 source,
             };
             let Some(&piece) = reading.pieces.get(reading.next) else {
@@ -656,11 +675,12 @@ impl Source {
     /// `--verify` on the source side: the file still hashes to what was sent.
     fn verify_source(&mut self, file_id: u32, sent: u128) -> Result<(), ReplicateError> {
         let entry = &self.entries[file_id as usize];
+        let root = &self.roots[entry.root];
         let io = |source| ReplicateError::Io {
-            path: entry.abs.clone(),
+            path: walk::display(root, &entry.rel),
             source,
         };
-        let file = File::open(&entry.abs).map_err(io)?;
+        let file = walk::open_file(root, &entry.rel)?;
         let size_now = file.metadata().map_err(io)?.len();
         // The target checked the digest the source computed while reading; if the file
         // reads differently now (its data, or where its holes are), it changed during

@@ -3,16 +3,21 @@
 //! A pulled path comes from the network: it names something under the serving side's
 //! root, with the same rules the target applies to the paths it writes (relative, no `..`,
 //! no empty or `.` components, no NUL, no `.hawser-partial`; see `target_path`), and the
-//! same **decision** on symlinks: a symlink on the way to the entry refuses it (resolving
-//! it would be racy). The entry itself may be a symlink: it is sent as a symlink, never
+//! same **decision** on symlinks: a symlink on the way to the entry refuses it. It is
+//! resolved beneath the root's directory descriptor (see [`beneath`](super::beneath)),
+//! and the tree is then walked and read beneath the directory found
+//! ([`SourceRoot`]), so nothing outside the root is ever read, whatever changes
+//! meanwhile. The entry itself may be a symlink: it is sent as a symlink, never
 //! followed, except that a trailing `/` (send the directory's contents) on a symlink is
 //! refused, since listing it would follow the link.
 
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use rustix::fs::FileType;
+use rustix::io::Errno;
 
+use super::beneath::{self, RootDir};
 use super::proto::RefusalKind;
 use super::target_path;
+use super::walk::SourceRoot;
 
 /// Why a pulled source path was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -51,17 +56,40 @@ fn detail_suffix(detail: &str) -> String {
     }
 }
 
-/// The path under `root` (canonical, as [`Target::root`](super::Target::root) keeps it)
-/// that a pull of `requested` reads, in the form [`Source::new`](super::Source::new)
-/// takes: a trailing `/` sends the directory's contents, otherwise the entry itself
+/// What a pull of `requested` sends from beneath `root`, as [`Source::from_roots`]
+/// takes it: a trailing `/` sends the directory's contents, otherwise the entry itself
 /// under its name. An empty path, `.` or `./` is the root, whose contents are sent.
 /// Leading `./` components are dropped.
-pub fn resolve_pull_source(root: &Path, requested: &[u8]) -> Result<PathBuf, SourcePathError> {
+///
+/// [`Source::from_roots`]: super::Source::from_roots
+pub fn resolve_pull_source(
+    root: &RootDir,
+    requested: &[u8],
+) -> Result<SourceRoot, SourcePathError> {
     let shown = || String::from_utf8_lossy(requested).into_owned();
     let refused = |kind: RefusalKind, detail: String| SourcePathError::Refused {
         path: shown(),
         kind,
         detail,
+    };
+    let failed = |rel: &[u8], e: std::io::Error| {
+        if beneath::is(&e, Errno::LOOP) {
+            refused(
+                RefusalKind::SymlinkEscape,
+                format!(
+                    "a symlink is on the way to {}",
+                    String::from_utf8_lossy(rel)
+                ),
+            )
+        } else if beneath::is(&e, Errno::NOENT) {
+            SourcePathError::NotFound { path: shown() }
+        } else {
+            // A file where a directory should be, or an unreadable one.
+            SourcePathError::Io {
+                path: shown(),
+                source: e,
+            }
+        }
     };
     if requested.starts_with(b"/") {
         return Err(refused(
@@ -76,56 +104,39 @@ pub fn resolve_pull_source(root: &Path, requested: &[u8]) -> Result<PathBuf, Sou
     let contents_only = rel.ends_with(b"/") || rel.is_empty() || rel == b".";
     let rel = rel.strip_suffix(b"/").unwrap_or(rel);
     if rel.is_empty() || rel == b"." {
-        let mut path = root.as_os_str().to_owned();
-        path.push("/");
-        return Ok(PathBuf::from(path));
+        return Ok(SourceRoot::contents(root.clone()));
     }
     target_path::check_relative(rel).map_err(|kind| refused(kind, String::new()))?;
-    // Dry run: the check creates nothing; a missing directory on the way shows as a
-    // missing entry below.
-    let (path, _) = target_path::prepare_parents(root, rel, true).map_err(|(kind, detail)| {
-        if kind == RefusalKind::Io {
-            // A file where a directory should be, or an unreadable one.
-            SourcePathError::Io {
-                path: shown(),
-                source: std::io::Error::other(detail),
-            }
-        } else {
-            refused(kind, detail)
-        }
-    })?;
-    let meta = match std::fs::symlink_metadata(&path) {
-        Ok(meta) => meta,
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound) => {
-            return Err(SourcePathError::NotFound { path: shown() });
-        }
-        Err(source) => {
-            return Err(SourcePathError::Io {
-                path: shown(),
-                source,
-            });
-        }
+    let (parent, name) = target_path::split_last(rel);
+    let dir = if parent.is_empty() {
+        root.clone()
+    } else {
+        let fd = beneath::open_dir(root.fd(), parent).map_err(|e| failed(parent, e))?;
+        RootDir::from_fd(fd, root.display(parent))
     };
-    if !contents_only {
-        return Ok(path);
-    }
-    if meta.file_type().is_symlink() {
-        return Err(refused(
+    let st = beneath::stat(dir.fd(), name)
+        .map_err(|e| failed(rel, e))?
+        .ok_or_else(|| SourcePathError::NotFound { path: shown() })?;
+    match beneath::kind(&st) {
+        FileType::Directory if contents_only => {
+            let fd = beneath::open_dir(dir.fd(), name).map_err(|e| failed(rel, e))?;
+            Ok(SourceRoot::contents(RootDir::from_fd(
+                fd,
+                root.display(rel),
+            )))
+        }
+        FileType::Symlink if contents_only => Err(refused(
             RefusalKind::SymlinkEscape,
-            format!("{} is a symlink", path.display()),
-        ));
+            format!("{} is a symlink", String::from_utf8_lossy(rel)),
+        )),
+        _ => Ok(SourceRoot::entry(dir, name.to_vec())),
     }
-    let mut with_slash = path.into_os_string();
-    if meta.is_dir() {
-        with_slash.push("/");
-    }
-    debug_assert!(!with_slash.as_bytes().ends_with(b"//"));
-    Ok(PathBuf::from(with_slash))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::{Path, PathBuf};
 
     struct Dir(PathBuf);
 
@@ -135,7 +146,7 @@ mod tests {
         }
     }
 
-    fn root() -> Dir {
+    fn root() -> (Dir, RootDir) {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let base = std::env::temp_dir().join(format!(
             "hawser-source-path-{}-{}",
@@ -148,41 +159,49 @@ mod tests {
         std::fs::write(base.join("outside"), b"secret").unwrap();
         std::os::unix::fs::symlink(&base, root.join("escape")).unwrap();
         std::os::unix::fs::symlink("dir", root.join("inner_link")).unwrap();
-        Dir(base)
+        let opened = RootDir::open(&root).unwrap();
+        (Dir(base), opened)
     }
 
-    fn kind(result: Result<PathBuf, SourcePathError>) -> RefusalKind {
+    fn kind(result: Result<SourceRoot, SourcePathError>) -> RefusalKind {
         match result {
             Err(SourcePathError::Refused { kind, .. }) => kind,
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
 
+    /// (directory read beneath, entry name or `None` for its contents)
+    fn at(root: &RootDir, path: &str) -> (PathBuf, Option<String>) {
+        let found = resolve_pull_source(root, path.as_bytes()).unwrap();
+        (
+            found.dir().to_owned(),
+            found
+                .name()
+                .map(|n| String::from_utf8_lossy(n).into_owned()),
+        )
+    }
+
     #[test]
     fn entries_and_contents_resolve_under_the_root() {
-        let dir = root();
-        let root = std::fs::canonicalize(dir.0.join("root")).unwrap();
-        let at = |p: &str| resolve_pull_source(&root, p.as_bytes()).unwrap();
-        assert_eq!(at("dir"), root.join("dir"));
-        assert_eq!(at("./dir/file"), root.join("dir/file"));
-        assert_eq!(
-            at("dir/").as_os_str().as_bytes(),
-            format!("{}/dir/", root.display()).as_bytes()
-        );
+        let (_dir, root) = root();
+        let r = root.path();
+        let entry = |dir: &Path, name: &str| (dir.to_owned(), Some(name.to_owned()));
+        assert_eq!(at(&root, "dir"), entry(r, "dir"));
+        assert_eq!(at(&root, "./dir/file"), entry(&r.join("dir"), "file"));
+        assert_eq!(at(&root, "dir/"), (r.join("dir"), None));
+        assert_eq!(at(&root, "dir/sub/"), (r.join("dir/sub"), None));
         for whole in ["", ".", "./"] {
-            assert_eq!(
-                at(whole).as_os_str().as_bytes(),
-                format!("{}/", root.display()).as_bytes()
-            );
+            assert_eq!(at(&root, whole), (r.to_owned(), None));
         }
         // A symlink named without '/' travels as a symlink (never followed).
-        assert_eq!(at("escape"), root.join("escape"));
+        assert_eq!(at(&root, "escape"), entry(r, "escape"));
+        // A file named with '/' is the file.
+        assert_eq!(at(&root, "dir/file/"), entry(&r.join("dir"), "file"));
     }
 
     #[test]
     fn escapes_are_refused_and_missing_sources_named() {
-        let dir = root();
-        let root = std::fs::canonicalize(dir.0.join("root")).unwrap();
+        let (_dir, root) = root();
         let at = |p: &str| resolve_pull_source(&root, p.as_bytes());
         assert_eq!(kind(at("/etc")), RefusalKind::AbsolutePath);
         assert_eq!(kind(at("../outside")), RefusalKind::ParentComponent);
@@ -190,6 +209,7 @@ mod tests {
         assert_eq!(kind(at("escape/outside")), RefusalKind::SymlinkEscape);
         assert_eq!(kind(at("escape/")), RefusalKind::SymlinkEscape);
         assert_eq!(kind(at("inner_link/file")), RefusalKind::SymlinkEscape);
+        assert_eq!(kind(at("inner_link/")), RefusalKind::SymlinkEscape);
         assert_eq!(kind(at("dir//file")), RefusalKind::InvalidPath);
         assert!(matches!(
             at("nothing"),
@@ -199,6 +219,7 @@ mod tests {
             at("dir/none/deeper"),
             Err(SourcePathError::NotFound { .. })
         ));
+        assert!(matches!(at("dir/file/x"), Err(SourcePathError::Io { .. })));
         let message = at("../outside").unwrap_err().to_string();
         assert!(message.contains("\"../outside\" refused"), "{message}");
     }

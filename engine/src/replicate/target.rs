@@ -1426,3 +1426,49 @@ fn apply_metadata(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full device (the error injected: a test cannot fill a file system) fails the
+    /// request with how much the partial files under the root hold and how to remove
+    /// them; other errors stay plain I/O errors.
+    #[test]
+    fn a_full_device_says_what_partial_files_hold_under_the_root() {
+        let base =
+            std::env::temp_dir().join(format!("hawser-target-nospace-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("old/.hawser-partial")).unwrap();
+        std::fs::write(
+            base.join("old/.hawser-partial/f.part"),
+            vec![1u8; 64 * 1024],
+        )
+        .unwrap();
+        let target = Target::new(&base).unwrap();
+        let mut out = BytesMut::new();
+        let begin = Begin {
+            version: PROTOCOL_VERSION,
+            job_id: 1,
+            options: JobOptions::default(),
+            dest: b"new",
+        };
+        target.begin(begin, &mut out).unwrap();
+        let job = target.job().unwrap();
+        let full = job.io_error(b"dir", b"file", Errno::NOSPC.into());
+        assert_eq!(full.type_name(), "hawser.replicate.NoSpace");
+        let message = full.to_string();
+        let root = target.root().display().to_string();
+        assert!(
+            message.starts_with(&format!("{root}/new/dir/file: ")),
+            "{message}"
+        );
+        assert!(message.contains("in 1 files) under"), "{message}");
+        assert!(message.contains("--clean-partials"), "{message}");
+        let quota = job.io_error(b"", b"file", Errno::DQUOT.into());
+        assert_eq!(quota.type_name(), "hawser.replicate.NoSpace");
+        let other = job.io_error(b"", b"file", Errno::ACCESS.into());
+        assert_eq!(other.type_name(), "hawser.replicate.Io");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}

@@ -9,9 +9,6 @@
 //! since the source sends directories before their contents). The entry itself may be an
 //! existing symlink: it is replaced by rename, never written through.
 
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
-
 use super::proto::RefusalKind;
 
 /// Name of the per-directory folder holding partial files and journals.
@@ -86,56 +83,6 @@ pub(crate) fn temp_name(name: &[u8], suffix: &str) -> Vec<u8> {
     temp.push(b'.');
     temp.extend_from_slice(suffix.as_bytes());
     temp
-}
-
-/// Makes sure every directory above `rel` under `base` is a real directory (creating
-/// missing ones unless `dry_run`). Returns the entry's full path and whether any
-/// directory was created.
-pub(crate) fn prepare_parents(
-    base: &Path,
-    rel: &[u8],
-    dry_run: bool,
-) -> Result<(PathBuf, u64), (RefusalKind, String)> {
-    let mut path = base.to_owned();
-    let mut created = 0;
-    let components: Vec<&[u8]> = rel.split(|&b| b == b'/').collect();
-    let (last, parents) = components
-        .split_last()
-        .ok_or((RefusalKind::InvalidPath, String::new()))?;
-    let mut missing = false;
-    for component in parents {
-        path.push(std::ffi::OsStr::from_bytes(component));
-        if missing {
-            continue;
-        }
-        match std::fs::symlink_metadata(&path) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                return Err((
-                    RefusalKind::SymlinkEscape,
-                    format!("{} is a symlink", path.display()),
-                ));
-            }
-            Ok(meta) if meta.is_dir() => {}
-            Ok(_) => {
-                return Err((
-                    RefusalKind::Io,
-                    format!("{} is not a directory", path.display()),
-                ));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if dry_run {
-                    missing = true;
-                } else {
-                    std::fs::create_dir(&path)
-                        .map_err(|e| (RefusalKind::Io, format!("{}: {e}", path.display())))?;
-                    created += 1;
-                }
-            }
-            Err(e) => return Err((RefusalKind::Io, format!("{}: {e}", path.display()))),
-        }
-    }
-    path.push(std::ffi::OsStr::from_bytes(last));
-    Ok((path, created))
 }
 
 #[cfg(test)]
