@@ -80,6 +80,13 @@ fn a_directory_and_a_symlink_of_one_name_change_nothing_outside() {
     let mut transport = MemoryTransport::new(Target::new(&root).unwrap());
     let _ = run(source, &mut transport);
     canary.assert_unchanged();
+    // The second `d` was refused: the directory stays, with what was written in it.
+    assert!(
+        std::fs::symlink_metadata(root.join("replica/d"))
+            .unwrap()
+            .is_dir()
+    );
+    assert_eq!(std::fs::read(root.join("replica/d/x")).unwrap(), b"x");
 }
 
 /// Finding: a symlink planted at `<dir>/.hawser-partial/<name>.part` (and `.journal`)
@@ -228,6 +235,7 @@ fn a_path_named_twice_is_refused_the_second_time() {
         base.path().join("root"),
     );
     std::fs::create_dir_all(first.join("d")).unwrap();
+    std::fs::write(first.join("d/inside"), b"inside").unwrap();
     std::fs::write(first.join("f"), b"first").unwrap();
     std::fs::create_dir_all(&second).unwrap();
     std::os::unix::fs::symlink(&canary.dir, second.join("d")).unwrap();

@@ -221,6 +221,8 @@ fn run(args: &BenchArgs) -> Result<(), MoverError> {
         config: None,
         congestion: args.congestion.clone(),
         write_mode: None,
+        partial_max_age: None,
+        clean_partials: false,
     })?;
     let job = job_args(args);
     let config = source_config(&job, "bench".into())?;

@@ -14,7 +14,9 @@ use crate::api::{
 use crate::replicate::proto::{
     BLOCK_HEADER_LEN, CompressPolicy, JobOptions, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE,
 };
-use crate::replicate::{ReplicateError, Report, Source, SourceConfig, WriteMode, run};
+use crate::replicate::{
+    ReplicateError, Report, RootDir, Source, SourceConfig, WriteMode, remove_partials, run,
+};
 
 use super::pull::pull_service;
 use super::{PipelineTransport, Progress, ServiceLimits, max_request_size, replication_service};
@@ -68,10 +70,17 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> MoverError +
 #[derive(Debug, Clone, clap::Args)]
 #[command(
     long_about = "Serve as a replication target: write what `hawser push` sends, only under \
---root, and send what `hawser pull` asks for, only from under --root. Absolute paths, `..` \
-and symlink escapes are refused with an error naming the path. A pull occupies one handler \
-thread while it runs; at most handler_threads - 1 (at least 1) run at once, so pushes keep \
-a thread. Prints `listening on ADDR` once bound (port 0 picks a free port)."
+--root, and send what `hawser pull` asks for, only from under --root. Every file-system \
+operation runs beneath the root's directory descriptor, opened once: absolute paths, `..`, \
+paths through a symlink and a path named twice in one job are refused with an error naming \
+the path, and nothing outside the root is ever written, read or changed. A pull occupies one \
+handler thread while it runs; at most handler_threads - 1 (at least 1) run at once, so pushes \
+keep a thread. A job may name at most max_job_entries paths and write at most max_open_files \
+files at once (config file). Files are written under .hawser-partial/ in their directory \
+and renamed into place when complete; what an unfinished job leaves there waits for a \
+--resume and expires after --partial-max-age (swept at start and hourly); \
+--clean-partials removes it all. Prints `listening on ADDR` once bound (port 0 picks a \
+free port)."
 )]
 pub struct ServeArgs {
     /// Address to listen on [default: 0.0.0.0:8415, or the config file's `listen`].
@@ -85,8 +94,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub shards: Option<usize>,
     /// TOML file with `listen`, `root`, `shards`, `max_block_size`, `max_jobs`,
-    /// `handler_threads`, `congestion`, `write_mode` and a `[secrets]` table (identity = "secret");
-    /// command-line options override it.
+    /// `handler_threads`, `congestion`, `write_mode`, `max_job_entries` (paths one job
+    /// may name, default 10000000; about 50 bytes of memory each while the job runs),
+    /// `max_open_files` (files one job may be writing at once, default 1024),
+    /// `partial_max_age` (as --partial-max-age, or a number of seconds) and a `[secrets]`
+    /// table (identity = "secret"); command-line options override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// TCP congestion control of the server's connections (what it sends with: pulls);
@@ -100,6 +112,53 @@ pub struct ServeArgs {
     /// [default: direct, or the config file's `write_mode`].
     #[arg(long, value_name = "MODE", value_parser = parse_write_mode)]
     pub write_mode: Option<WriteMode>,
+    /// Remove partial files and journals of unfinished jobs once unchanged for this long
+    /// (swept at start and hourly): seconds, or a number followed by s, m, h or d; `off`
+    /// keeps them until a job resumes or replaces them [default: 7d, or the config
+    /// file's `partial_max_age`].
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub partial_max_age: Option<AgeLimit>,
+    /// Remove every partial file and journal unfinished jobs left under the root (what a
+    /// --resume would continue from), print how many files and bytes, and exit without
+    /// serving.
+    #[arg(long)]
+    pub clean_partials: bool,
+}
+
+/// `--partial-max-age`: an age, or `None` for "off".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgeLimit(pub Option<Duration>);
+
+/// `--partial-max-age`: seconds, or a number with `s`, `m`, `h` or `d`; `off`.
+pub(crate) fn parse_age(text: &str) -> Result<AgeLimit, String> {
+    let t = text.trim();
+    if t == "off" {
+        return Ok(AgeLimit(None));
+    }
+    let (digits, unit) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], c),
+        _ => (t, 's'),
+    };
+    let scale = match unit {
+        's' => Some(1),
+        'm' => Some(60),
+        'h' => Some(3600),
+        'd' => Some(24 * 3600),
+        _ => None,
+    };
+    scale
+        .zip(digits.trim().parse::<u64>().ok())
+        .and_then(|(scale, n)| n.checked_mul(scale))
+        .map(|secs| AgeLimit(Some(Duration::from_secs(secs))))
+        .ok_or_else(|| format!("{text:?} is not an age (e.g. 7d, 12h, 3600 or off)"))
+}
+
+/// An age in the config file: seconds, or text as on the command line.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum AgeValue {
+    Seconds(u64),
+    Text(String),
 }
 
 /// `--write-mode`: `direct` or `buffered`.
@@ -122,41 +181,75 @@ struct ServeFile {
     handler_threads: Option<usize>,
     congestion: Option<String>,
     write_mode: Option<String>,
+    max_job_entries: Option<u64>,
+    max_open_files: Option<usize>,
+    partial_max_age: Option<AgeValue>,
     #[serde(default)]
     secrets: std::collections::BTreeMap<String, String>,
 }
 
-/// Starts the replication server `args` describe (the caller keeps it running).
-pub fn start_server(args: &ServeArgs) -> Result<Server, MoverError> {
-    let file: ServeFile = match &args.config {
+fn serve_file(args: &ServeArgs) -> Result<ServeFile, MoverError> {
+    match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-            toml::from_str(&text)
-                .map_err(|e| MoverError::Usage(format!("{}: {e}", path.display())))?
+            toml::from_str(&text).map_err(|e| MoverError::Usage(format!("{}: {e}", path.display())))
         }
-        None => ServeFile::default(),
-    };
-    let listen = args
-        .listen
-        .clone()
-        .or(file.listen)
-        .unwrap_or_else(|| format!("0.0.0.0:{DEFAULT_PORT}"));
-    let root = args
-        .root
-        .clone()
-        .or(file.root)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let shards = args.shards.or(file.shards).unwrap_or(1).max(1);
-    let max_block = file.max_block_size.unwrap_or(MAX_BLOCK_SIZE);
+        None => Ok(ServeFile::default()),
+    }
+}
+
+/// The limits of the replication service `args` and the config file describe.
+fn service_limits(args: &ServeArgs, file: &ServeFile) -> Result<ServiceLimits, MoverError> {
+    let defaults = ServiceLimits::default();
     let write_mode = match (args.write_mode, &file.write_mode) {
         (Some(mode), _) => mode,
         (None, Some(text)) => parse_write_mode(text).map_err(MoverError::Usage)?,
         (None, None) => WriteMode::default(),
     };
-    let limits = ServiceLimits {
-        max_jobs: file.max_jobs.unwrap_or(ServiceLimits::default().max_jobs),
-        write_mode,
+    let partial_max_age = match (args.partial_max_age, &file.partial_max_age) {
+        (Some(AgeLimit(age)), _) => age,
+        (None, Some(AgeValue::Seconds(secs))) => Some(Duration::from_secs(*secs)),
+        (None, Some(AgeValue::Text(text))) => {
+            parse_age(text)
+                .map_err(|e| MoverError::Usage(format!("partial_max_age: {e}")))?
+                .0
+        }
+        (None, None) => defaults.partial_max_age,
     };
+    let at_least_one = |value: Option<u64>, key: &str| match value {
+        Some(0) => Err(MoverError::Usage(format!("{key} must be at least 1"))),
+        other => Ok(other),
+    };
+    Ok(ServiceLimits {
+        max_jobs: file.max_jobs.unwrap_or(defaults.max_jobs),
+        write_mode,
+        max_job_entries: at_least_one(file.max_job_entries, "max_job_entries")?
+            .unwrap_or(defaults.max_job_entries),
+        max_open_files: at_least_one(file.max_open_files.map(|n| n as u64), "max_open_files")?
+            .map_or(defaults.max_open_files, |n| n as usize),
+        partial_max_age,
+    })
+}
+
+fn serve_root(args: &ServeArgs, file: &ServeFile) -> PathBuf {
+    args.root
+        .clone()
+        .or_else(|| file.root.clone())
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Starts the replication server `args` describe (the caller keeps it running).
+pub fn start_server(args: &ServeArgs) -> Result<Server, MoverError> {
+    let file = serve_file(args)?;
+    let limits = service_limits(args, &file)?;
+    let root = serve_root(args, &file);
+    let listen = args
+        .listen
+        .clone()
+        .or(file.listen)
+        .unwrap_or_else(|| format!("0.0.0.0:{DEFAULT_PORT}"));
+    let shards = args.shards.or(file.shards).unwrap_or(1).max(1);
+    let max_block = file.max_block_size.unwrap_or(MAX_BLOCK_SIZE);
     let service = replication_service(&root, limits).map_err(io_err(&root))?;
     let handler_threads = file.handler_threads.unwrap_or(4).max(1);
     let pulls =
@@ -180,14 +273,31 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, MoverError> {
     Ok(builder.listen(listen.as_str())?)
 }
 
-/// `hawser serve`: serves until killed.
+/// `hawser serve`: serves until killed (with `--clean-partials`: cleans and exits).
 pub fn serve(args: &ServeArgs) -> Result<(), MoverError> {
+    if args.clean_partials {
+        return clean_partials(args);
+    }
     let server = start_server(args)?;
     println!("listening on {}", server.local_addr());
     let _ = std::io::stdout().flush();
     loop {
         std::thread::park();
     }
+}
+
+/// `hawser serve --clean-partials`: removes every partial file and journal under the
+/// root and says how many files and bytes went.
+fn clean_partials(args: &ServeArgs) -> Result<(), MoverError> {
+    let file = serve_file(args)?;
+    let root = serve_root(args, &file);
+    let opened = RootDir::open(&root).map_err(io_err(&root))?;
+    let removed = remove_partials(&opened, None).map_err(io_err(&root))?;
+    println!(
+        "removed partial files and journals under {}: {removed}",
+        opened.path().display()
+    );
+    Ok(())
 }
 
 /// Options of a job shared by `push`, `pull` and `bench`.
@@ -940,6 +1050,20 @@ mod tests {
         assert_eq!(parse_rate("12345"), Ok(12_345));
         for bad in ["", "fast", "5X", "-1M", "0", "4bit"] {
             assert!(parse_rate(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn partial_ages_parse_with_a_unit_or_as_seconds_or_off() {
+        let age = |secs| Ok(AgeLimit(Some(Duration::from_secs(secs))));
+        assert_eq!(parse_age("7d"), age(7 * 24 * 3600));
+        assert_eq!(parse_age("12h"), age(12 * 3600));
+        assert_eq!(parse_age("30m"), age(1800));
+        assert_eq!(parse_age("90s"), age(90));
+        assert_eq!(parse_age("3600"), age(3600));
+        assert_eq!(parse_age("off"), Ok(AgeLimit(None)));
+        for bad in ["", "soon", "7w", "-1d", "1.5h", "99999999999999999999d"] {
+            assert!(parse_age(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -73,7 +73,8 @@ use crate::api::{
 };
 use crate::replicate::proto::{BLOCK_HEADER_LEN, MessageKind};
 use crate::replicate::{
-    Completion, RemoteError, Request, Target, Transport, TransportError, WriteMode,
+    Completion, Expiry, PartialFiles, RemoteError, Request, RootDir, Target, TargetLimits,
+    Transport, TransportError, WriteMode,
 };
 use crate::session::{ThrottleConfig, TokenBucket};
 
@@ -240,13 +241,42 @@ pub struct ServiceLimits {
     pub max_jobs: usize,
     /// How the jobs' targets write file data.
     pub write_mode: WriteMode,
+    /// Paths one job may name (config `max_job_entries`; see
+    /// [`TargetLimits::max_entries`]).
+    pub max_job_entries: u64,
+    /// Files one job may be writing at once (config `max_open_files`; see
+    /// [`TargetLimits::max_open_files`]).
+    pub max_open_files: usize,
+    /// Partial files (and journals) of unfinished jobs unchanged for longer than this
+    /// are removed, at start and every [`EXPIRY_INTERVAL`] (config `partial_max_age`);
+    /// `None`: they stay until a job resumes or commits them.
+    pub partial_max_age: Option<Duration>,
 }
+
+/// How long partial files of unfinished jobs are kept for a `--resume` by default.
+pub const DEFAULT_PARTIAL_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How often a server looks for expired partial files.
+pub const EXPIRY_INTERVAL: Duration = Duration::from_secs(3600);
 
 impl Default for ServiceLimits {
     fn default() -> Self {
+        let target = TargetLimits::default();
         ServiceLimits {
             max_jobs: 64,
             write_mode: WriteMode::default(),
+            max_job_entries: target.max_entries,
+            max_open_files: target.max_open_files,
+            partial_max_age: Some(DEFAULT_PARTIAL_MAX_AGE),
+        }
+    }
+}
+
+impl ServiceLimits {
+    fn target(&self) -> TargetLimits {
+        TargetLimits {
+            max_entries: self.max_job_entries,
+            max_open_files: self.max_open_files,
         }
     }
 }
@@ -259,25 +289,54 @@ type Jobs = Mutex<HashMap<NexusId, (Arc<Target>, Instant)>>;
 /// journals stay on disk for `--resume`.
 const IDLE_JOB: Duration = Duration::from_secs(120);
 
-/// The replication service writing under `root`: one exchange per request kind.
+/// The replication service writing beneath `root` (opened once, here): one exchange per
+/// request kind. With [`ServiceLimits::partial_max_age`], expired partial files are
+/// swept on a thread of the service's own while the service exists.
 pub fn replication_service(root: &Path, limits: ServiceLimits) -> std::io::Result<Service> {
     // Fail now on a bad root rather than on the first job.
-    let root = Target::new(root)?.root().to_path_buf();
+    let root = RootDir::open(root)?;
+    let expiry = match limits.partial_max_age {
+        Some(age) => Some(Arc::new(start_expiry(&root, age)?)),
+        None => None,
+    };
     let jobs: Arc<Jobs> = Arc::new(Mutex::new(HashMap::new()));
     let mut service = Service::new("replicate");
     for (kind, name) in TARGET_EXCHANGES {
         let jobs = Arc::clone(&jobs);
         let root = root.clone();
         let limits = limits.clone();
+        // The sweeping thread stops when the last handler holding it is dropped.
+        let expiry = expiry.clone();
         service = service.blocking_handler(
             ExchangeId(kind.exchange_id()),
             name,
             move |ctx: &RequestContext, body: Bytes| {
+                let _sweeping = &expiry;
                 handle(&jobs, &root, &limits, kind, ctx.request.nexus, &body)
             },
         );
     }
     Ok(service)
+}
+
+/// Sweeps `root` for partial files older than `max_age` now and every
+/// [`EXPIRY_INTERVAL`], saying on stderr what it removed.
+fn start_expiry(root: &RootDir, max_age: Duration) -> std::io::Result<Expiry> {
+    let shown = root.path().display().to_string();
+    Expiry::start(
+        root.clone(),
+        max_age,
+        EXPIRY_INTERVAL,
+        move |swept| match swept {
+            Ok(PartialFiles { files: 0, .. }) => {}
+            Ok(removed) => eprintln!(
+                "hawser serve: removed partial files unchanged for more than {} s under {shown}: \
+             {removed}",
+                max_age.as_secs()
+            ),
+            Err(e) => eprintln!("hawser serve: sweeping expired partial files under {shown}: {e}"),
+        },
+    )
 }
 
 fn exception(type_name: &str, message: impl Into<String>) -> HandlerError {
@@ -286,7 +345,7 @@ fn exception(type_name: &str, message: impl Into<String>) -> HandlerError {
 
 fn handle(
     jobs: &Jobs,
-    root: &Path,
+    root: &RootDir,
     limits: &ServiceLimits,
     kind: MessageKind,
     nexus: NexusId,
@@ -318,11 +377,9 @@ fn handle(
                         format!("the target runs {} jobs already", map.len()),
                     ));
                 }
-                let target = Target::new(root)
-                    .map_err(|e| {
-                        exception("hawser.replicate.Io", format!("{}: {e}", root.display()))
-                    })?
-                    .with_write_mode(limits.write_mode);
+                let target = Target::in_root(root.clone())
+                    .with_write_mode(limits.write_mode)
+                    .with_limits(limits.target());
                 let target = Arc::new(target);
                 map.insert(nexus, (Arc::clone(&target), now));
                 target

@@ -35,6 +35,18 @@ pub struct PartialFiles {
     pub bytes: u64,
 }
 
+impl std::fmt::Display for PartialFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} files, {} ({} bytes)",
+            self.files,
+            human_bytes(self.bytes),
+            self.bytes
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Action {
     Count,
@@ -136,11 +148,10 @@ pub(crate) fn no_space_hint(root: &RootDir, partials: io::Result<PartialFiles>) 
         Ok(PartialFiles { files: 0, .. }) => {
             format!("no partial files of unfinished jobs are under {root}")
         }
-        Ok(PartialFiles { files, bytes }) => format!(
-            "partial files of unfinished jobs hold {} ({bytes} bytes in {files} files) under \
-             {root}; `hawser serve --clean-partials` removes them (a job's --resume needs \
-             them), and they expire on their own after the server's partial_max_age",
-            human_bytes(bytes)
+        Ok(found) => format!(
+            "partial files of unfinished jobs under {root}: {found}; `hawser serve \
+             --clean-partials` removes them (a job's --resume needs them), and they expire \
+             on their own after the server's partial_max_age"
         ),
         Err(e) => format!("the partial files under {root} could not be counted: {e}"),
     }

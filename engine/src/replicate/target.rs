@@ -825,7 +825,11 @@ impl Job {
         }
         // The directories on the way: a source names them first, others may not.
         let mut dir = split_last(path).0;
-        while !dir.is_empty() && tree.seen.insert(path_key(dir), false).is_none() {
+        while !dir.is_empty() {
+            match tree.seen.entry(path_key(dir)) {
+                std::collections::hash_map::Entry::Occupied(_) => break,
+                std::collections::hash_map::Entry::Vacant(vacant) => vacant.insert(false),
+            };
             dir = split_last(dir).0;
         }
         Ok(None)
@@ -1463,7 +1467,7 @@ mod tests {
             message.starts_with(&format!("{root}/new/dir/file: ")),
             "{message}"
         );
-        assert!(message.contains("in 1 files) under"), "{message}");
+        assert!(message.contains(": 1 files, 64.0 KiB"), "{message}");
         assert!(message.contains("--clean-partials"), "{message}");
         let quota = job.io_error(b"", b"file", Errno::DQUOT.into());
         assert_eq!(quota.type_name(), "hawser.replicate.NoSpace");
