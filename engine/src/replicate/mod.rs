@@ -14,7 +14,8 @@
 //! 2. `Manifest` batches, ordered, each carrying many entries (path, kind, mode, mtime,
 //!    size, symlink target, sparse extent map, xxh3-128 for `checksum`, and the data of
 //!    small files inline) → per entry: up to date, done, need all blocks, need these
-//!    blocks (resume), or refused (bad or escaping path, as a typed [`RefusalKind`]).
+//!    blocks (resume), or refused (bad, escaping or repeated path, as a typed
+//!    [`RefusalKind`]).
 //! 3. `Block`s — a file's data extents cut at block boundaries (default 8 MiB), each with
 //!    its xxh3-64 and its offset — many in flight over any connection → `BlockAck`.
 //! 4. `Commit` once every block of a file is acknowledged, with the whole-file digest
@@ -26,7 +27,14 @@
 //!
 //! The target writes each file under `.hawser-partial/` in its directory, with a transfer
 //! journal of the pieces written and verified; a rerun with `resume` sends only the
-//! missing blocks.
+//! missing blocks. What unfinished jobs leave there is counted, expired and removed by
+//! [`count_partials`], [`remove_partials`] and [`Expiry`].
+//!
+//! A target touches only its root: it opens the root once ([`RootDir`]) and does every
+//! file-system operation beneath that descriptor, never through a symlink (see the
+//! [`Target`] docs); [`TargetLimits`] bound what one job may make it remember and hold
+//! open. A source reads its trees the same way, beneath the directory of each
+//! [`SourceRoot`], so a server sending a pull reads only beneath its root.
 //!
 //! # Example
 //!
