@@ -481,7 +481,7 @@ impl Scene {
                     return;
                 };
                 if is_dir(&parent, name) && self.move_away(&parent, name) {
-                    let _ = rustix::fs::symlinkat(&self.outside.join("a"), &parent, name);
+                    let _ = rustix::fs::symlinkat(self.outside.join("a"), &parent, name);
                 }
             }
         }

@@ -346,7 +346,7 @@ mod tests {
             }),
         );
         assert!(
-            hint.contains("5.0 GiB (5368709120 bytes in 3 files)"),
+            hint.contains("3 files, 5.0 GiB (5368709120 bytes)"),
             "{hint}"
         );
         assert!(hint.contains(&root.path().display().to_string()), "{hint}");
