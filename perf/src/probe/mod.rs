@@ -159,7 +159,7 @@ pub fn held_frames(
     let sent = Arc::new(AtomicU64::new(0));
     let release = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
-    let run = format!("{:x}", std::process::id() as u64 ^ now_nanos());
+    let run = format!("{:x}", u64::from(std::process::id()) ^ now_nanos());
     for i in 0..connections {
         let (head, body, sent, release) = (
             head.clone(),
@@ -294,7 +294,7 @@ pub struct NexusChurn {
 /// closes without a destroy), and measures the create rate at the start and the end.
 pub fn nexus_churn(target: SocketAddr, count: usize) -> Result<NexusChurn> {
     let window = 1000.min(count.max(1));
-    let run = format!("{:x}", std::process::id() as u64 ^ now_nanos());
+    let run = format!("{:x}", u64::from(std::process::id()) ^ now_nanos());
     let mut outcome = NexusChurn::default();
     let mut window_start = Instant::now();
     for i in 0..count {
