@@ -258,8 +258,9 @@ impl TxState {
         // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
         let msg: libc::msghdr = unsafe { std::mem::zeroed() };
         Box::new(TxState {
-            pending: Transmit::with_capacity(2 * MAX_IOV, 4096),
-            inflight: Transmit::with_capacity(2 * MAX_IOV, 4096),
+            // Grown by the first sends: an idle connection holds no transmit buffers.
+            pending: Transmit::new(),
+            inflight: Transmit::new(),
             front_offset: 0,
             in_flight: false,
             zc_notif_pending: false,
@@ -743,6 +744,7 @@ impl Core {
     }
 
     fn arm_recv(&mut self, slot: u32) {
+        let now = self.now;
         let Some(conn) = self.conns[slot as usize].as_mut() else {
             return;
         };
@@ -750,7 +752,11 @@ impl Core {
             return;
         }
         if conn.own_recv {
-            let Some(mut buf) = conn.proto.recv_buffer().filter(|b| b.capacity() > b.len()) else {
+            let Some(mut buf) = conn
+                .proto
+                .recv_buffer(now)
+                .filter(|b| b.capacity() > b.len())
+            else {
                 conn.recv_paused = true;
                 return;
             };
