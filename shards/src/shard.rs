@@ -30,6 +30,8 @@ const RECV_GROUP: u16 = 0;
 const OUTBOX_RETRY: Duration = Duration::from_micros(20);
 /// Most iovecs gathered into one `sendmsg`.
 const MAX_IOV: usize = 64;
+/// Pieces a connection's transmit queues have room for before they grow.
+const TX_SEGMENTS: usize = 16;
 /// `IORING_SEND_ZC_REPORT_USAGE`: ask the kernel whether a zero-copy send was copied.
 const SEND_ZC_REPORT_USAGE: u16 = 8;
 /// `IORING_NOTIF_USAGE_ZC_COPIED`, set in a notification's result when data was copied.
@@ -258,9 +260,10 @@ impl TxState {
         // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
         let msg: libc::msghdr = unsafe { std::mem::zeroed() };
         Box::new(TxState {
-            // Grown by the first sends: an idle connection holds no transmit buffers.
-            pending: Transmit::new(),
-            inflight: Transmit::new(),
+            // Room for the pieces of a few frames; the copy buffers grow with the first
+            // sends, so an idle connection holds almost nothing.
+            pending: Transmit::with_capacity(TX_SEGMENTS, 0),
+            inflight: Transmit::with_capacity(TX_SEGMENTS, 0),
             front_offset: 0,
             in_flight: false,
             zc_notif_pending: false,
