@@ -259,6 +259,7 @@ impl Sim {
             heartbeat_interval: Duration::from_millis(300),
             dead_after: Duration::from_millis(1000),
             handshake_timeout: Duration::from_millis(2000),
+            frame_timeout: Duration::from_millis(2000),
         };
         let attrs = ChannelAttributes {
             slots: sc.slots,

@@ -20,6 +20,7 @@ fn timers() -> Timers {
         heartbeat_interval: Duration::from_millis(100),
         dead_after: Duration::from_millis(400),
         handshake_timeout: Duration::from_millis(500),
+        frame_timeout: Duration::from_millis(800),
     }
 }
 

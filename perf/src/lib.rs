@@ -88,6 +88,7 @@
 //! [`scenario::tools`]; the report writers in [`report`].
 
 pub mod linkem;
+pub mod probe;
 pub mod report;
 pub mod scenario;
 pub mod sys;

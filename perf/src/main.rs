@@ -3,6 +3,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use hawser_perf::linkem::{self, LinkemOptions};
+use hawser_perf::probe::{self, ProbeOptions};
 use hawser_perf::scenario::{self, ScenarioOptions};
 
 #[derive(Debug, Parser)]
@@ -23,6 +24,9 @@ enum Command {
     /// Run a scenario (hawser and its baselines side by side, A/B alternated) and write
     /// `<scenario>.json`, `<scenario>.md` and SVG plots.
     Scenario(ScenarioOptions),
+    /// Probe a running `hawser serve` as a hostile client would (held frames, idle
+    /// connections, abandoned nexuses, wrong secrets) and print what it measured.
+    Probe(ProbeOptions),
 }
 
 fn main() -> Result<()> {
@@ -30,6 +34,7 @@ fn main() -> Result<()> {
         Command::Linkem(options) => {
             linkem::run(&options)?;
         }
+        Command::Probe(options) => probe::run(&options)?,
         Command::Scenario(options) => {
             let files = scenario::run(&options)?;
             println!("report: {}", files.markdown.display());

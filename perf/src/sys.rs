@@ -114,6 +114,22 @@ extern "C" fn request_stop(_signal: c_int) {
     STOP_REQUESTED.store(true, Ordering::SeqCst);
 }
 
+/// Raises the soft limit of open files to the hard limit (a probe opens thousands of
+/// sockets); failures leave the limit as it was.
+pub fn raise_nofile_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: `limit` is a valid rlimit read above.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+}
+
 /// Installs SIGINT/SIGTERM handlers that set a flag (returned) instead of killing the
 /// process, so the caller can tear down. Installed without `SA_RESTART`: a blocked
 /// `io_uring_enter` returns `EINTR` and the loop sees the flag at once.

@@ -113,7 +113,7 @@ pub use shard::{
     ShardHandler, UdpId, UdpOptions,
 };
 pub use stats::{ShardStats, StatsSnapshot};
-pub use sys::open_fd_count;
+pub use sys::{open_fd_count, release_free_memory};
 
 use mesh::{Doorbell, build_mesh};
 use pool::{PoolMemory, PoolShared};

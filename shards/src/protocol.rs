@@ -68,7 +68,7 @@ pub trait Protocol {
     /// its length). The shard owns it until the receive completes and gives it back
     /// through [`handle_received`](Self::handle_received). `None`, or no spare capacity:
     /// do not read now (back-pressure; asked again after this connection's next event).
-    fn recv_buffer(&mut self) -> Option<bytes::BytesMut> {
+    fn recv_buffer(&mut self, _now: Instant) -> Option<bytes::BytesMut> {
         None
     }
 

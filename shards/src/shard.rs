@@ -30,6 +30,8 @@ const RECV_GROUP: u16 = 0;
 const OUTBOX_RETRY: Duration = Duration::from_micros(20);
 /// Most iovecs gathered into one `sendmsg`.
 const MAX_IOV: usize = 64;
+/// Pieces a connection's transmit queues have room for before they grow.
+const TX_SEGMENTS: usize = 16;
 /// `IORING_SEND_ZC_REPORT_USAGE`: ask the kernel whether a zero-copy send was copied.
 const SEND_ZC_REPORT_USAGE: u16 = 8;
 /// `IORING_NOTIF_USAGE_ZC_COPIED`, set in a notification's result when data was copied.
@@ -258,8 +260,10 @@ impl TxState {
         // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
         let msg: libc::msghdr = unsafe { std::mem::zeroed() };
         Box::new(TxState {
-            pending: Transmit::with_capacity(2 * MAX_IOV, 4096),
-            inflight: Transmit::with_capacity(2 * MAX_IOV, 4096),
+            // Room for the pieces of a few frames; the copy buffers grow with the first
+            // sends, so an idle connection holds almost nothing.
+            pending: Transmit::with_capacity(TX_SEGMENTS, 0),
+            inflight: Transmit::with_capacity(TX_SEGMENTS, 0),
             front_offset: 0,
             in_flight: false,
             zc_notif_pending: false,
@@ -310,6 +314,11 @@ struct Listener {
     factory: ProtocolFactory,
     armed: bool,
     closing: bool,
+    /// Accepting is paused until then: the process or system ran out of file
+    /// descriptors. Re-armed by a timer, or sooner when a connection closes.
+    paused_until: Option<Instant>,
+    /// The pause after the next failure (doubles while failures go on).
+    pause: Duration,
     /// Hand accepted connections round-robin to all shards (acceptor mode) instead of
     /// keeping them here.
     spread: bool,
@@ -336,6 +345,11 @@ struct TimerEntry {
 }
 
 const APP_TIMER_BIT: u64 = 1 << 63;
+/// Marks a listener's resume timer (its index in the low bits).
+const LISTENER_TIMER_BIT: u64 = 1 << 62;
+/// The first pause of a listener out of file descriptors, and the longest.
+const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(50);
+const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
 
 /// The state of one shard, owned by its thread.
 pub(crate) struct Core {
@@ -475,9 +489,9 @@ impl ShardCtx<'_> {
     }
 
     /// Calls the handler's `on_timer(token)` at `at` (microsecond resolution). `token` must
-    /// be below 2^63.
+    /// be below 2^62.
     pub fn set_timer(&mut self, at: Instant, token: u64) {
-        assert!(token < APP_TIMER_BIT, "timer token too large");
+        assert!(token < LISTENER_TIMER_BIT, "timer token too large");
         self.core.timers.push(std::cmp::Reverse(TimerEntry {
             at,
             key: APP_TIMER_BIT | token,
@@ -733,6 +747,7 @@ impl Core {
     }
 
     fn arm_recv(&mut self, slot: u32) {
+        let now = self.now;
         let Some(conn) = self.conns[slot as usize].as_mut() else {
             return;
         };
@@ -740,7 +755,11 @@ impl Core {
             return;
         }
         if conn.own_recv {
-            let Some(mut buf) = conn.proto.recv_buffer().filter(|b| b.capacity() > b.len()) else {
+            let Some(mut buf) = conn
+                .proto
+                .recv_buffer(now)
+                .filter(|b| b.capacity() > b.len())
+            else {
                 conn.recv_paused = true;
                 return;
             };
@@ -781,6 +800,8 @@ impl Core {
             factory,
             armed: false,
             closing: false,
+            paused_until: None,
+            pause: ACCEPT_PAUSE_MIN,
             spread,
             next_target: self.id,
         }));
@@ -791,7 +812,7 @@ impl Core {
         let Some(l) = self.listeners[index as usize].as_mut() else {
             return;
         };
-        if l.armed || l.closing {
+        if l.armed || l.closing || l.paused_until.is_some() {
             return;
         }
         l.armed = true;
@@ -1164,6 +1185,15 @@ impl Core {
         self.free_slots.push(slot);
         self.stats.connections -= 1;
         sys::close(conn.fd);
+        if self
+            .listeners
+            .iter()
+            .flatten()
+            .any(|l| l.paused_until.is_some())
+        {
+            // A descriptor is free again: a listener that ran out may accept.
+            self.resume_accepting(None, self.now);
+        }
         let reason = conn.close_reason.take().unwrap_or(CloseReason::Local);
         conn.proto.on_close(self.now, &reason);
     }
@@ -1454,19 +1484,44 @@ impl Core {
                     );
                 }
             }
-        } else if res != -libc::ECANCELED && res != -libc::EINVAL {
+        } else if res != -libc::ECANCELED
+            && res != -libc::EINVAL
+            && res != -libc::EMFILE
+            && res != -libc::ENFILE
+        {
             tracing::warn!(shard = self.id, error = %io::Error::from_raw_os_error(-res), "accept failed");
         }
         let listener = self.listeners[index as usize].as_mut().expect("checked");
+        if res >= 0 && listener.pause != ACCEPT_PAUSE_MIN {
+            listener.pause = ACCEPT_PAUSE_MIN;
+            tracing::info!(shard = self.id, "accepting connections again");
+        }
         if !listener.armed {
             if listener.closing {
                 sys::close(listener.fd);
                 self.listeners[index as usize] = None;
-            } else if res >= 0
-                || res == -libc::EAGAIN
-                || res == -libc::EMFILE
-                || res == -libc::ENFILE
-            {
+            } else if res == -libc::EMFILE || res == -libc::ENFILE {
+                // Retrying at once would spin a core on the same error: pause (the
+                // pending connections wait in the listen backlog) and try again after
+                // a while, or as soon as a connection of this shard closes.
+                if listener.pause == ACCEPT_PAUSE_MIN {
+                    tracing::warn!(
+                        shard = self.id,
+                        error = %io::Error::from_raw_os_error(-res),
+                        "out of file descriptors: accepting paused until some close \
+                         (raise `ulimit -n` or the server's connection limits)"
+                    );
+                }
+                let pause = listener.pause;
+                listener.pause = (pause * 2).min(ACCEPT_PAUSE_MAX);
+                let at = self.now + pause;
+                listener.paused_until = Some(at);
+                self.stats.accept_pauses += 1;
+                self.timers.push(std::cmp::Reverse(TimerEntry {
+                    at,
+                    key: LISTENER_TIMER_BIT | u64::from(index),
+                }));
+            } else if res >= 0 || res == -libc::EAGAIN {
                 self.arm_accept(index);
             } else {
                 // A listener that fails for good is dropped rather than retried in a loop.
@@ -1610,6 +1665,10 @@ impl Core {
                 self.with_handler(|h, ctx| h.on_timer(ctx, token));
                 continue;
             }
+            if entry.key & LISTENER_TIMER_BIT != 0 {
+                self.resume_accepting(Some((entry.key & !LISTENER_TIMER_BIT) as u32), now);
+                continue;
+            }
             let slot = entry.key as u32;
             let generation = (entry.key >> 32) as u32;
             let Some(conn) = self.conn_for_cqe(slot, generation) else {
@@ -1631,6 +1690,26 @@ impl Core {
                         .push(std::cmp::Reverse(TimerEntry { at, key: entry.key }));
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// Re-arms paused listeners (`index`, or all with `None`) whose pause is over, or
+    /// every paused one when a connection just closed (`now` is then far enough).
+    fn resume_accepting(&mut self, index: Option<u32>, now: Instant) {
+        let indices: Vec<u32> = match index {
+            Some(i) => vec![i],
+            None => (0..self.listeners.len() as u32).collect(),
+        };
+        for i in indices {
+            let Some(l) = self.listeners.get_mut(i as usize).and_then(|l| l.as_mut()) else {
+                continue;
+            };
+            if l.paused_until
+                .is_some_and(|at| at <= now || index.is_none())
+            {
+                l.paused_until = None;
+                self.arm_accept(i);
             }
         }
     }

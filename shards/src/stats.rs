@@ -11,6 +11,7 @@ pub struct ShardStats {
     pub(crate) recv_ops: AtomicU64,
     pub(crate) send_ops: AtomicU64,
     pub(crate) accepts: AtomicU64,
+    pub(crate) accept_pauses: AtomicU64,
     pub(crate) completions: AtomicU64,
     pub(crate) wakeups: AtomicU64,
     pub(crate) parked_ns: AtomicU64,
@@ -42,6 +43,9 @@ pub struct StatsSnapshot {
     pub send_ops: u64,
     /// Connections accepted.
     pub accepts: u64,
+    /// Times accepting paused because the process or system ran out of file descriptors
+    /// (`EMFILE`, `ENFILE`).
+    pub accept_pauses: u64,
     /// Completion queue entries processed.
     pub completions: u64,
     /// Times the loop came back from waiting in the kernel.
@@ -98,6 +102,7 @@ impl ShardStats {
             recv_ops: r(&self.recv_ops),
             send_ops: r(&self.send_ops),
             accepts: r(&self.accepts),
+            accept_pauses: r(&self.accept_pauses),
             completions: r(&self.completions),
             wakeups: r(&self.wakeups),
             parked_ns: r(&self.parked_ns),
@@ -125,6 +130,7 @@ impl ShardStats {
         w(&self.recv_ops, s.recv_ops);
         w(&self.send_ops, s.send_ops);
         w(&self.accepts, s.accepts);
+        w(&self.accept_pauses, s.accept_pauses);
         w(&self.completions, s.completions);
         w(&self.wakeups, s.wakeups);
         w(&self.parked_ns, s.parked_ns);

@@ -108,7 +108,7 @@ impl Protocol for OwnBufferEcho {
     fn receives_into_own_buffer(&self) -> bool {
         true
     }
-    fn recv_buffer(&mut self) -> Option<bytes::BytesMut> {
+    fn recv_buffer(&mut self, _now: Instant) -> Option<bytes::BytesMut> {
         let mut buf = self.buf.take().unwrap_or_default();
         // Odd sizes, so receives end at arbitrary places.
         buf.reserve(10_007);

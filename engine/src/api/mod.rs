@@ -366,7 +366,7 @@ impl ServerBuilder {
         let (jobs_tx, jobs_rx) = channel::unbounded();
         let (host, bound, caller) =
             driver::install_server(&shards, shard, config, Arc::new(table), jobs_tx, addr)?;
-        let workers = driver::spawn_workers(self.handler_threads, jobs_rx, host.commands.clone());
+        let workers = driver::spawn_workers(self.handler_threads, jobs_rx, &host);
         Ok(Server {
             caller,
             shards: Some(shards),
@@ -660,7 +660,7 @@ impl Client {
         let host = driver::install_client(&shards, shard, sc, addr, ready_tx, serving)?;
         if blocking {
             // The workers end when the host (holding the job queue) is dropped.
-            driver::spawn_workers(2, jobs_rx, host.commands.clone());
+            driver::spawn_workers(2, jobs_rx, &host);
         }
         let mut client = Client {
             spin: config.spin,

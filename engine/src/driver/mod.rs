@@ -427,10 +427,10 @@ enum Side {
 }
 
 impl Side {
-    fn recv_buffer(&mut self, conn: session::ConnId) -> Option<BytesMut> {
+    fn recv_buffer(&mut self, now: Instant, conn: session::ConnId) -> Option<BytesMut> {
         match self {
-            Side::Client(s) => s.ep.recv_buffer(conn),
-            Side::Server(s) => s.ep.recv_buffer(conn),
+            Side::Client(s) => s.ep.recv_buffer(now, conn),
+            Side::Server(s) => s.ep.recv_buffer(now, conn),
         }
     }
     fn handle_received(
@@ -502,6 +502,8 @@ pub(crate) struct Host {
     commands: Receiver<Command>,
     waker: Waker,
     dead: bool,
+    /// See [`HostHandle::memory_freed`].
+    memory_freed: Arc<AtomicBool>,
 }
 
 thread_local! {
@@ -559,6 +561,7 @@ impl Host {
             commands,
             waker,
             dead: false,
+            memory_freed: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -591,6 +594,14 @@ impl Host {
         while let Some(event) = self.side.poll_event() {
             self.on_event(now, event);
         }
+        if let Side::Server(s) = &mut self.side {
+            // Budget released since: connections waiting for it are read again.
+            while let Some(conn) = s.ep.next_budget_wakeup() {
+                if let Some(socket) = self.links.get(&conn).and_then(|l| l.socket) {
+                    self.actions.push(Action::Wake(socket));
+                }
+            }
+        }
         for (&conn, link) in self.links.iter_mut() {
             if Some(conn) == current || link.stash.queued() >= STASH_LIMIT {
                 continue;
@@ -618,6 +629,7 @@ impl Host {
                 if let Some(link) = self.links.get_mut(&conn) {
                     link.closing = true;
                 }
+                self.memory_freed.store(true, Ordering::Release);
                 if let Side::Client(s) = &mut self.side
                     && s.ep.nexus().is_none()
                     && !matches!(reason, session::CloseReason::TransportLost)
@@ -651,6 +663,7 @@ impl Host {
                 }
             }
             Event::NexusLost { .. } | Event::NexusDestroyed { .. } => {
+                self.memory_freed.store(true, Ordering::Release);
                 if let Side::Client(s) = &mut self.side
                     && let Some(ready) = s.ready.take()
                 {
@@ -953,13 +966,13 @@ impl Protocol for SessionConn {
         true
     }
 
-    fn recv_buffer(&mut self) -> Option<BytesMut> {
+    fn recv_buffer(&mut self, now: Instant) -> Option<BytesMut> {
         let conn = self.conn?;
         let mut h = self.host.borrow_mut();
         if h.dead {
             return None;
         }
-        h.side.recv_buffer(conn)
+        h.side.recv_buffer(now, conn)
     }
 
     fn handle_received(&mut self, now: Instant, buf: BytesMut, filled: usize) {
@@ -1064,9 +1077,9 @@ impl Protocol for ListenConn {
             ListenConn::Refused => false,
         }
     }
-    fn recv_buffer(&mut self) -> Option<BytesMut> {
+    fn recv_buffer(&mut self, now: Instant) -> Option<BytesMut> {
         match self {
-            ListenConn::Live(c) => c.recv_buffer(),
+            ListenConn::Live(c) => c.recv_buffer(now),
             ListenConn::Refused => None,
         }
     }
@@ -1117,6 +1130,9 @@ pub(crate) struct HostHandle {
     pub(crate) id: u64,
     pub(crate) shard: usize,
     pub(crate) commands: CommandSender,
+    /// Set by the host when connections closed or nexuses went away: memory to give
+    /// back to the system (see [`spawn_workers`]).
+    pub(crate) memory_freed: Arc<AtomicBool>,
 }
 
 /// The command channel of a host to be installed on `shard`.
@@ -1135,8 +1151,12 @@ fn install(
 ) -> Result<HostHandle, hawser_shards::ShardError> {
     let id = NEXT_HOST.fetch_add(1, Ordering::Relaxed);
     let host_waker = commands.waker.clone();
+    let memory_freed = Arc::new(AtomicBool::new(false));
+    let freed = Arc::clone(&memory_freed);
     shards.call_on(shard, move |ctx| {
-        let host = Rc::new(RefCell::new(Host::new(id, make(), serving, rx, host_waker)));
+        let mut host = Host::new(id, make(), serving, rx, host_waker);
+        host.memory_freed = freed;
+        let host = Rc::new(RefCell::new(host));
         HOSTS.with(|h| h.borrow_mut().push((id, host.clone())));
         run_host(ctx, &host, false);
     })?;
@@ -1144,6 +1164,7 @@ fn install(
         id,
         shard,
         commands,
+        memory_freed,
     })
 }
 
@@ -1218,25 +1239,41 @@ pub(crate) fn uninstall(shards: &Shards, handle: &HostHandle) {
     });
 }
 
-/// Runs blocking handlers: takes jobs, answers through the host's command channel.
+/// A handler thread idle this long gives the memory freed by closed connections and
+/// expired nexuses back to the system (see [`hawser_shards::release_free_memory`]).
+const IDLE_BEFORE_RELEASING_MEMORY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs blocking handlers: takes jobs, answers through `host`'s command channel. An
+/// idle one also returns freed memory to the system when the host has freed some.
 pub(crate) fn spawn_workers(
     count: usize,
     jobs: Receiver<Job>,
-    commands: CommandSender,
+    host: &HostHandle,
 ) -> Vec<std::thread::JoinHandle<()>> {
     (0..count)
         .map(|i| {
             let jobs = jobs.clone();
-            let commands = commands.clone();
+            let commands = host.commands.clone();
+            let memory_freed = Arc::clone(&host.memory_freed);
             std::thread::Builder::new()
                 .name(format!("hawser-handler-{i}"))
                 .spawn(move || {
-                    while let Ok(job) = jobs.recv() {
-                        let reply = to_reply((job.handler)(&job.ctx, job.body));
-                        commands.send(Command::Respond {
-                            request: job.ctx.request,
-                            reply,
-                        });
+                    loop {
+                        match jobs.recv_timeout(IDLE_BEFORE_RELEASING_MEMORY) {
+                            Ok(job) => {
+                                let reply = to_reply((job.handler)(&job.ctx, job.body));
+                                commands.send(Command::Respond {
+                                    request: job.ctx.request,
+                                    reply,
+                                });
+                            }
+                            Err(crossbeam::channel::RecvTimeoutError::Timeout) => {
+                                if memory_freed.swap(false, Ordering::AcqRel) {
+                                    hawser_shards::release_free_memory();
+                                }
+                            }
+                            Err(crossbeam::channel::RecvTimeoutError::Disconnected) => break,
+                        }
                     }
                 })
                 .expect("spawning a handler thread")

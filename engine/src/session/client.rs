@@ -168,8 +168,8 @@ impl Client {
 
     /// The receive buffer of `conn`, lent to a driver that receives straight into it (as
     /// [`Server::recv_buffer`](super::Server::recv_buffer) describes).
-    pub fn recv_buffer(&mut self, conn: ConnId) -> Option<BytesMut> {
-        self.links.get_mut(&conn)?.lend_rx()
+    pub fn recv_buffer(&mut self, now: Instant, conn: ConnId) -> Option<BytesMut> {
+        self.links.get_mut(&conn)?.lend_rx(now)
     }
 
     /// The lent buffer came back with `filled` new bytes.
@@ -184,7 +184,8 @@ impl Client {
     fn handle_frames(&mut self, now: Instant, conn: ConnId) {
         while let Some(link) = self.links.get_mut(&conn) {
             match link.next_frame() {
-                Ok(Some(frame)) => {
+                // A client receives under no budget: nothing is reserved.
+                Ok(Some((frame, _))) => {
                     if let Err(e) = self.handle_frame(now, conn, frame) {
                         self.fail_link(now, conn, e);
                         break;

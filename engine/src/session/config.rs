@@ -1,8 +1,10 @@
 //! Configuration: per-channel attributes, timers, and the client and server settings.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::auth::{ClientCredentials, ServerCredentials};
+use super::budget::ReceiveBudget;
 use super::throttle::ThrottleConfig;
 
 /// The operational parameters of one channel, negotiated independently for the fore
@@ -61,6 +63,9 @@ pub struct Timers {
     pub dead_after: Duration,
     /// The handshake (hello, authentication, nexus create/bind) must finish within this.
     pub handshake_timeout: Duration,
+    /// A frame must arrive whole within this once its first byte has (a peer that
+    /// trickles a frame is closed): 60 s lets the largest frames through at 1.1 MB/s.
+    pub frame_timeout: Duration,
 }
 
 impl Default for Timers {
@@ -69,6 +74,7 @@ impl Default for Timers {
             heartbeat_interval: Duration::from_secs(5),
             dead_after: Duration::from_secs(15),
             handshake_timeout: Duration::from_secs(10),
+            frame_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -153,7 +159,15 @@ pub struct ServerConfig {
     /// where it arrived. The driver receives into the frame's storage anyway; this only
     /// chooses where that storage starts.
     pub align_request_bodies_at: Option<usize>,
+    /// The bytes of large frames the server holds while they arrive and until they are
+    /// answered, over all connections (see [`ReceiveBudget`]); share one budget between
+    /// the endpoints of one server. `None`: unbounded.
+    pub receive_budget: Option<Arc<ReceiveBudget>>,
 }
+
+/// The receive budget of a server unless configured: enough for several jobs with 8 MiB
+/// blocks in flight on a long fat link.
+pub const DEFAULT_RECEIVE_BUDGET: usize = 512 << 20;
 
 impl ServerConfig {
     /// Defaults with the given credentials.
@@ -167,6 +181,7 @@ impl ServerConfig {
             timers: Timers::default(),
             throttle: None,
             align_request_bodies_at: None,
+            receive_budget: Some(ReceiveBudget::new(DEFAULT_RECEIVE_BUDGET)),
         }
     }
 }

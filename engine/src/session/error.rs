@@ -72,6 +72,18 @@ pub enum ProtocolError {
     /// The handshake did not finish in time.
     #[error("handshake timed out")]
     HandshakeTimeout,
+    /// A frame did not arrive whole within the frame timeout after it started.
+    #[error(
+        "a frame of {len} bytes was not complete {seconds} s after it started ({received} received)"
+    )]
+    FrameTimeout {
+        /// The frame's length (or what had arrived of a header).
+        len: usize,
+        /// Bytes of it received.
+        received: usize,
+        /// The timeout.
+        seconds: u64,
+    },
 }
 
 /// Why the endpoint closed (or asks the driver to close) a connection.

@@ -224,6 +224,9 @@ pub(crate) struct Codec {
     /// The length of the frame at the front of the receive buffer, once its header is
     /// in and while the rest is not.
     incomplete_len: Option<usize>,
+    /// Where that frame's body is to start on a page (see
+    /// [`align_request_bodies_at`](Codec::align_request_bodies_at)), if it is.
+    incomplete_alignment: Option<usize>,
     /// The last frame was large and ended exactly where the received bytes did.
     after_large: bool,
 }
@@ -257,6 +260,7 @@ impl Default for Codec {
             scratch: Vec::new(),
             align_at: None,
             incomplete_len: None,
+            incomplete_alignment: None,
             after_large: false,
         }
     }
@@ -387,26 +391,47 @@ impl Codec {
         }
     }
 
+    /// The length of the incomplete frame at the front of the receive buffer, once its
+    /// header is in.
+    pub(crate) fn incomplete_len(&self) -> Option<usize> {
+        self.incomplete_len
+    }
+
+    /// Gives `rx` (what [`decode`](Self::decode) last saw) the storage the rest of its
+    /// incomplete frame is received into: the whole frame, page-aligned where asked,
+    /// plus room for the start of the next one. Nothing is allocated for a frame until
+    /// this is called, so the caller decides first whether it may be (the receive
+    /// budget).
+    pub(crate) fn prepare_storage(&self, rx: &mut BytesMut) {
+        let Some(len) = self.incomplete_len.filter(|&len| rx.len() < len) else {
+            return;
+        };
+        match self.incomplete_alignment {
+            Some(point) => realign(rx, len, point),
+            // Room for the start of the next frame too: it arrives in the same receive
+            // buffer as this one's end, and growing then would copy the whole frame
+            // again.
+            None => rx.reserve(len - rx.len() + REALIGN_SLACK),
+        }
+    }
+
     /// Takes one complete frame off the front of `rx`, or `Ok(None)` if more bytes are
-    /// needed. Bodies are shared with `rx`'s storage, not copied.
+    /// needed. Bodies are shared with `rx`'s storage, not copied. Storage for an
+    /// incomplete frame is made by [`prepare_storage`](Self::prepare_storage), not here.
     pub(crate) fn decode(&mut self, rx: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
         let Some(header) = self.decoder.peek_header(rx)? else {
             self.incomplete_len = None;
+            self.incomplete_alignment = None;
             return Ok(None);
         };
         let len = header.frame_len();
         self.after_large = len >= EXACT_RECEIVE_MIN && rx.len() == len;
         self.incomplete_len = (rx.len() < len).then_some(len);
         if rx.len() < len {
-            match self.alignment_point(&header, len) {
-                Some(point) => realign(rx, len, point),
-                // Room for the start of the next frame too: it arrives in the same
-                // receive buffer as this one's end, and growing then would copy the
-                // whole frame again.
-                None => rx.reserve(len - rx.len() + REALIGN_SLACK),
-            }
+            self.incomplete_alignment = self.alignment_point(&header, len);
             return Ok(None);
         }
+        self.incomplete_alignment = None;
         let chunk = rx.split_to(len).freeze();
         let Some((w, _)) = self.decoder.decode(&chunk)? else {
             // The header said the frame is complete; the codec disagrees.
@@ -1029,6 +1054,7 @@ mod tests {
             while let Some(f) = codec.decode(&mut rx).unwrap() {
                 got.push(f);
             }
+            codec.prepare_storage(&mut rx);
         }
         assert_eq!(got, sent);
         for (i, &end) in ends.iter().enumerate().filter(|(i, _)| *i != 2) {
@@ -1076,6 +1102,7 @@ mod tests {
                 while let Some(f) = codec.decode(&mut rx).unwrap() {
                     got.push(f);
                 }
+                codec.prepare_storage(&mut rx);
             }
             assert_eq!(got, sent);
             for f in [&got[0], &got[2]] {

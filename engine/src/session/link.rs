@@ -6,15 +6,25 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use std::sync::Arc;
+
+use super::budget::{BUDGETED_FRAME_MIN, ReceiveBudget, Reservation};
 use super::config::Timers;
 use super::error::{CloseReason, ProtocolError};
 use super::frame::{Codec, Frame, SHARED_BODY_MIN};
 use super::stats::ConnectionStats;
 use super::types::ConnId;
 
-/// Spare capacity a lent receive buffer has at least: one receive takes up to this much
-/// when no frame needs more.
+/// Spare capacity a lent receive buffer has at least, once traffic flows: one receive
+/// takes up to this much when no frame needs more.
 pub(crate) const RECV_CHUNK: usize = 64 * 1024;
+/// What a quiet connection lends: handshake frames and heartbeats fit, and an idle
+/// connection holds no more than this. Doubles up to [`RECV_CHUNK`] while receives fill
+/// it.
+const RECV_CHUNK_IDLE: usize = 4 * 1024;
+/// A transmit buffer larger than this is released once drained (after a burst of small
+/// frames), so a connection that went quiet does not keep it.
+const TX_KEEP: usize = 64 * 1024;
 
 /// GoAway codes (the wire's).
 pub(crate) use hawser_wire::dsp::GoAwayCode;
@@ -25,7 +35,7 @@ pub(crate) fn go_away_code(e: &ProtocolError) -> GoAwayCode {
         ProtocolError::Frame(e) => GoAwayCode::from(*e),
         ProtocolError::Version => GoAwayCode::VERSION_MISMATCH,
         ProtocolError::AuthFailed | ProtocolError::AuthMechanism => GoAwayCode::AUTH_FAILED,
-        ProtocolError::Dead => GoAwayCode::IDLE_TIMEOUT,
+        ProtocolError::Dead | ProtocolError::FrameTimeout { .. } => GoAwayCode::IDLE_TIMEOUT,
         ProtocolError::TooLarge => GoAwayCode::TOO_LARGE,
         _ => GoAwayCode::PROTOCOL_ERROR,
     }
@@ -62,6 +72,21 @@ pub(crate) struct Link<P> {
     /// The capacity cut off `rx` while it is lent, so that a receive stops where
     /// [`Codec::receive_limit`] says; put back when the buffer returns.
     rx_rest: Option<BytesMut>,
+    /// The least spare capacity the next lent buffer gets (adapts between
+    /// `RECV_CHUNK_IDLE` and `RECV_CHUNK` to the traffic).
+    recv_chunk: usize,
+    /// The server-wide budget large frames are received under (servers only).
+    budget: Option<Arc<ReceiveBudget>>,
+    /// The budget reserved for the incomplete frame at the front of `rx`.
+    reservation: Option<Reservation>,
+    /// Since when the connection has not been read because the budget is full: its
+    /// silence is then ours, not the peer's.
+    waiting_since: Option<Instant>,
+    /// In the endpoint's queue of connections waiting for the budget.
+    pub(crate) budget_queued: bool,
+    /// When the first byte of the incomplete frame at the front of `rx` arrived (or its
+    /// reservation was granted): the frame must be complete within the frame timeout.
+    frame_started: Option<Instant>,
     /// Encoded frames not yet handed to the driver, in order: runs of `tx_copied` and
     /// large bodies sent from where they lie.
     tx: VecDeque<TxPiece>,
@@ -90,10 +115,17 @@ impl<P> Link<P> {
             outstanding_bytes: 0,
             stats: ConnectionStats::default(),
             closing: None,
-            rx: BytesMut::with_capacity(16 * 1024),
+            // Nothing is allocated until the first receive or send.
+            rx: BytesMut::new(),
             rx_rest: None,
+            recv_chunk: RECV_CHUNK_IDLE,
+            budget: None,
+            reservation: None,
+            waiting_since: None,
+            budget_queued: false,
+            frame_started: None,
             tx: VecDeque::new(),
-            tx_copied: BytesMut::with_capacity(16 * 1024),
+            tx_copied: BytesMut::new(),
             tx_len: 0,
             opened: now,
             handshake_done: false,
@@ -108,6 +140,26 @@ impl<P> Link<P> {
     /// [`Codec::align_request_bodies_at`]).
     pub(crate) fn align_request_bodies_at(&mut self, offset: Option<usize>) {
         self.codec.align_request_bodies_at(offset);
+    }
+
+    /// Receives large frames under `budget` (see [`ReceiveBudget`]).
+    pub(crate) fn set_budget(&mut self, budget: Option<Arc<ReceiveBudget>>) {
+        self.budget = budget;
+    }
+
+    /// Whether the connection is not read because the receive budget is full.
+    pub(crate) fn waiting_for_budget(&self) -> bool {
+        self.waiting_since.is_some()
+    }
+
+    /// The reservation the incomplete frame needs before it is read further, if any.
+    pub(crate) fn budget_needed(&self) -> Option<usize> {
+        if self.reservation.is_some() || self.budget.is_none() {
+            return None;
+        }
+        self.codec
+            .incomplete_len()
+            .filter(|&len| len > BUDGETED_FRAME_MIN)
     }
 
     /// Records what the hello exchange agreed.
@@ -178,13 +230,39 @@ impl<P> Link<P> {
     /// [`Server::recv_buffer`](super::Server::recv_buffer)): at least [`RECV_CHUNK`] of
     /// spare capacity, and room for the rest of an incomplete frame (the decoder reserved
     /// it, page-aligned where asked). `None` once the connection is closing.
-    pub(crate) fn lend_rx(&mut self) -> Option<BytesMut> {
+    ///
+    /// A large incomplete frame is read only under a reservation of the receive budget:
+    /// when none can be had, `None`, and the connection waits (see
+    /// [`waiting_for_budget`](Self::waiting_for_budget)).
+    pub(crate) fn lend_rx(&mut self, now: Instant) -> Option<BytesMut> {
         if self.closing.is_some() {
             return None;
         }
+        if let Some(need) = self.budget_needed() {
+            let budget = self.budget.as_ref().expect("needed only with a budget");
+            match budget.try_reserve(need) {
+                Some(reservation) => {
+                    self.reservation = Some(reservation);
+                    if self.waiting_since.take().is_some() {
+                        // The peer was not silent: we did not read.
+                        self.last_rx = now;
+                    }
+                    self.frame_started = Some(now);
+                }
+                None => {
+                    self.waiting_since.get_or_insert(now);
+                    return None;
+                }
+            }
+        }
+        self.codec.prepare_storage(&mut self.rx);
         let mut rx = std::mem::take(&mut self.rx);
         let limit = self.codec.receive_limit(rx.len());
-        let want = limit.map_or(RECV_CHUNK, |l| l.min(RECV_CHUNK));
+        let want = limit.map_or(self.recv_chunk, |l| l.min(self.recv_chunk));
+        if rx.is_empty() && rx.capacity() > 2 * RECV_CHUNK.max(want) {
+            // A quiet connection gives back what a burst made it hold.
+            rx = BytesMut::new();
+        }
         if rx.capacity() - rx.len() < want {
             rx.reserve(want);
         }
@@ -209,6 +287,12 @@ impl<P> Link<P> {
             self.last_rx = now;
             self.stats.bytes_in += filled as u64;
         }
+        // Receives that fill what was lent ask for more next time; a trickle for less.
+        if filled >= self.recv_chunk {
+            self.recv_chunk = (self.recv_chunk * 2).min(RECV_CHUNK);
+        } else if filled < self.recv_chunk / 8 {
+            self.recv_chunk = (self.recv_chunk / 2).max(RECV_CHUNK_IDLE);
+        }
     }
 
     /// Appends received bytes.
@@ -221,16 +305,28 @@ impl<P> Link<P> {
         self.stats.bytes_in += bytes.len() as u64;
     }
 
-    /// The next complete frame, if any.
-    pub(crate) fn next_frame(&mut self) -> Result<Option<Frame>, ProtocolError> {
+    /// The next complete frame, if any, with the budget reserved for it (the endpoint
+    /// keeps it while it holds the frame's body, or drops it).
+    pub(crate) fn next_frame(
+        &mut self,
+    ) -> Result<Option<(Frame, Option<Reservation>)>, ProtocolError> {
         if self.closing.is_some() {
             return Ok(None);
         }
-        let f = self.codec.decode(&mut self.rx)?;
-        if f.is_some() {
-            self.stats.frames_in += 1;
+        match self.codec.decode(&mut self.rx)? {
+            Some(f) => {
+                self.stats.frames_in += 1;
+                self.frame_started = None;
+                // At most one frame is incomplete at a time: a reservation is this one's.
+                Ok(Some((f, self.reservation.take())))
+            }
+            None => {
+                if !self.rx.is_empty() && self.frame_started.is_none() {
+                    self.frame_started = Some(self.last_rx);
+                }
+                Ok(None)
+            }
         }
-        Ok(f)
     }
 
     /// Does with a received frame what every endpoint does alike: answers pings, records
@@ -288,6 +384,9 @@ impl<P> Link<P> {
         }
         self.tx_len = 0;
         self.stats.bytes_out += n as u64;
+        if self.tx_copied.is_empty() && self.tx_copied.capacity() > TX_KEEP {
+            self.tx_copied = BytesMut::new();
+        }
         n
     }
 
@@ -305,8 +404,11 @@ impl<P> Link<P> {
             self.send(&Frame::GoAway { code, reason: text });
         }
         self.closing = Some(reason);
-        // Nothing more will be read; release the receive buffer now.
+        // Nothing more will be read; release the receive buffer and its budget now.
         self.rx = BytesMut::new();
+        self.reservation = None;
+        self.waiting_since = None;
+        self.frame_started = None;
     }
 
     /// When [`on_timeout`](Self::on_timeout) must run next.
@@ -314,11 +416,15 @@ impl<P> Link<P> {
         if self.closing.is_some() {
             return None;
         }
-        let dead = self.last_rx + self.timers.dead_after;
-        let mut next = dead;
-        match self.ping {
-            None => next = next.min(self.last_rx + self.timers.heartbeat_interval),
-            Some((_, sent)) => next = next.min(sent + self.timers.heartbeat_interval),
+        let mut next = match self.ping {
+            None => self.last_rx + self.timers.heartbeat_interval,
+            Some((_, sent)) => sent + self.timers.heartbeat_interval,
+        };
+        if self.waiting_since.is_none() {
+            next = next.min(self.last_rx + self.timers.dead_after);
+            if let Some(started) = self.frame_started {
+                next = next.min(started + self.timers.frame_timeout);
+            }
         }
         if !self.handshake_done {
             next = next.min(self.opened + self.timers.handshake_timeout);
@@ -334,8 +440,21 @@ impl<P> Link<P> {
         if !self.handshake_done && now >= self.opened + self.timers.handshake_timeout {
             return Err(ProtocolError::HandshakeTimeout);
         }
-        if now >= self.last_rx + self.timers.dead_after {
-            return Err(ProtocolError::Dead);
+        // Waiting for the receive budget, the connection is not read: neither its
+        // silence nor a frame's slowness is the peer's doing.
+        if self.waiting_since.is_none() {
+            if now >= self.last_rx + self.timers.dead_after {
+                return Err(ProtocolError::Dead);
+            }
+            if let Some(started) = self.frame_started
+                && now >= started + self.timers.frame_timeout
+            {
+                return Err(ProtocolError::FrameTimeout {
+                    len: self.codec.incomplete_len().unwrap_or(self.rx.len()),
+                    received: self.rx.len(),
+                    seconds: self.timers.frame_timeout.as_secs(),
+                });
+            }
         }
         let due = match self.ping {
             None => now >= self.last_rx + self.timers.heartbeat_interval,

@@ -95,6 +95,7 @@
 //! assert_eq!(client.stats().requests_completed, 1);
 //! ```
 pub mod auth;
+mod budget;
 mod client;
 mod config;
 mod error;
@@ -113,8 +114,9 @@ mod throttle;
 mod types;
 
 pub use auth::{ClientCredentials, ServerCredentials};
+pub use budget::{BUDGETED_FRAME_MIN, ReceiveBudget, Reservation};
 pub use client::{CallOptions, Client};
-pub use config::{ChannelAttributes, ClientConfig, ServerConfig, Timers};
+pub use config::{ChannelAttributes, ClientConfig, DEFAULT_RECEIVE_BUDGET, ServerConfig, Timers};
 pub use error::{CallError, CloseReason, ProtocolError};
 pub use event::{Event, IncomingRequest, Reply};
 pub use exception::RemoteException;

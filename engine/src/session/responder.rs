@@ -405,6 +405,14 @@ impl Responder {
         }
     }
 
+    /// The request `slot` is executing (or holding, ordered, for its predecessors).
+    pub(crate) fn executing(&self, slot: u32) -> Option<RequestId> {
+        match self.slots.get(slot as usize)?.state {
+            SlotState::Executing { request, .. } => Some(request),
+            _ => None,
+        }
+    }
+
     /// Bytes held by the reply cache (bounded by slots × max cached response size).
     pub(crate) fn cached_bytes(&self) -> usize {
         self.cached_bytes

@@ -13,6 +13,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use super::auth::{self, Mechanism, NONCE_LEN};
+use super::budget::Reservation;
 use super::client::CallOptions;
 use super::config::{ChannelAttributes, ServerConfig};
 use super::error::{CallError, CloseReason, ProtocolError};
@@ -55,6 +56,9 @@ struct ServerNexus {
     identity: String,
     /// When the last connection went away.
     orphaned_since: Option<Instant>,
+    /// The receive budget held by large requests of this nexus until they are answered,
+    /// by fore channel slot (see [`ReceiveBudget`](super::ReceiveBudget)).
+    reservations: IdMap<u32, Reservation>,
 }
 
 /// The server side: every nexus of every client. See the module docs of
@@ -68,6 +72,9 @@ pub struct Server {
     by_identity: HashMap<String, NexusId>,
     id_state: u64,
     events: VecDeque<Event>,
+    /// Connections not read until the receive budget has room for their next frame, in
+    /// the order they started waiting.
+    budget_waiters: VecDeque<ConnId>,
 }
 
 fn splitmix(state: &mut u64) -> u64 {
@@ -90,6 +97,7 @@ impl Server {
             by_identity: HashMap::new(),
             id_state: seed,
             events: VecDeque::new(),
+            budget_waiters: VecDeque::new(),
         }
     }
 
@@ -117,6 +125,7 @@ impl Server {
         );
         link.align_request_bodies_at(self.config.align_request_bodies_at);
         link.peer = peer;
+        link.set_budget(self.config.receive_budget.clone());
         self.links.insert(id, link);
         id
     }
@@ -135,9 +144,45 @@ impl Server {
     /// room for at least 64 KiB and for the rest of an incomplete frame, so a large body
     /// lands in its frame's storage without a copy. Give it back with
     /// [`handle_received`](Self::handle_received). `None` for an unknown or closing
-    /// connection.
-    pub fn recv_buffer(&mut self, conn: ConnId) -> Option<BytesMut> {
-        self.links.get_mut(&conn)?.lend_rx()
+    /// connection, and for one whose next frame must wait for the receive budget: the
+    /// driver then does not read it until [`next_budget_wakeup`](Self::next_budget_wakeup)
+    /// names it.
+    pub fn recv_buffer(&mut self, now: Instant, conn: ConnId) -> Option<BytesMut> {
+        let link = self.links.get_mut(&conn)?;
+        let buf = link.lend_rx(now);
+        if buf.is_none() && link.waiting_for_budget() && !link.budget_queued {
+            link.budget_queued = true;
+            self.budget_waiters.push_back(conn);
+        }
+        buf
+    }
+
+    /// A connection waiting for the receive budget whose next frame now fits: the driver
+    /// asks for its receive buffer again. Call after anything that may release budget
+    /// (received frames, answers, closed connections, timers) until `None`.
+    pub fn next_budget_wakeup(&mut self) -> Option<ConnId> {
+        let budget = self.config.receive_budget.as_ref()?;
+        while let Some(&conn) = self.budget_waiters.front() {
+            let Some(link) = self.links.get_mut(&conn) else {
+                self.budget_waiters.pop_front();
+                continue;
+            };
+            let need = match link.budget_needed() {
+                Some(need) if link.is_open() && link.waiting_for_budget() => need,
+                _ => {
+                    link.budget_queued = false;
+                    self.budget_waiters.pop_front();
+                    continue;
+                }
+            };
+            if !budget.fits(need) && budget.used() > 0 {
+                return None;
+            }
+            link.budget_queued = false;
+            self.budget_waiters.pop_front();
+            return Some(conn);
+        }
+        None
     }
 
     /// The buffer from [`recv_buffer`](Self::recv_buffer) came back with `filled` new
@@ -154,10 +199,25 @@ impl Server {
     fn handle_frames(&mut self, now: Instant, conn: ConnId) {
         while let Some(link) = self.links.get_mut(&conn) {
             match link.next_frame() {
-                Ok(Some(frame)) => {
+                Ok(Some((frame, reservation))) => {
+                    let request = match (&frame, &reservation) {
+                        (
+                            Frame::Request {
+                                channel: Channel::Fore,
+                                slot,
+                                request,
+                                ..
+                            },
+                            Some(_),
+                        ) => Some((*slot, *request)),
+                        _ => None,
+                    };
                     if let Err(e) = self.handle_frame(now, conn, frame) {
                         self.fail_link(now, conn, e);
                         break;
+                    }
+                    if let (Some((slot, request)), Some(reservation)) = (request, reservation) {
+                        self.hold_until_answered(conn, slot, request, reservation);
                     }
                 }
                 Ok(None) => break,
@@ -166,6 +226,26 @@ impl Server {
                     break;
                 }
             }
+        }
+    }
+
+    /// Keeps the budget reserved for a large request while the application has it (it
+    /// was delivered, or waits for its ordered predecessors); a retry answered from the
+    /// cache or a refused request gives it back at once.
+    fn hold_until_answered(
+        &mut self,
+        conn: ConnId,
+        slot: u32,
+        request: RequestId,
+        reservation: Reservation,
+    ) {
+        let Some(ServerPhase::Bound { nexus }) = self.links.get(&conn).map(|l| &l.phase) else {
+            return;
+        };
+        if let Some(n) = self.nexuses.get_mut(nexus)
+            && n.core.responder.executing(slot) == Some(request)
+        {
+            n.reservations.insert(slot, reservation);
         }
     }
 
@@ -249,12 +329,17 @@ impl Server {
     /// Answers a fore channel request. Returns false if the handle is stale (its nexus
     /// is gone, or it was answered already).
     pub fn respond(&mut self, _now: Instant, request: &IncomingRequest, reply: Reply) -> bool {
-        match self.nexuses.get_mut(&request.nexus) {
-            Some(n) => n
-                .core
-                .respond(request, reply, &mut self.links, &mut self.events),
-            None => false,
+        let Some(n) = self.nexuses.get_mut(&request.nexus) else {
+            return false;
+        };
+        let answered = n
+            .core
+            .respond(request, reply, &mut self.links, &mut self.events);
+        if answered {
+            // The handler is done with the body: its budget goes back.
+            n.reservations.remove(&request.slot);
         }
+        answered
     }
 
     /// Starts a backchannel request to the client of `nexus`.
@@ -386,6 +471,7 @@ impl Server {
                 core,
                 identity: identity.clone(),
                 orphaned_since: None,
+                reservations: IdMap::default(),
             },
         );
         self.by_identity.insert(identity.clone(), id);
