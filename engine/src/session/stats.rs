@@ -21,7 +21,9 @@ pub(crate) fn new_histogram() -> Histogram<u64> {
 
 fn record(h: &mut Histogram<u64>, d: Duration) {
     let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-    h.saturating_record(ns.clamp(1, MAX_TRACKED_NS));
+    // `record` grows the histogram to the value (saturating_record would clamp it to
+    // the current top); the clamp keeps a wild clock from growing it past an hour.
+    let _ = h.record(ns.clamp(1, MAX_TRACKED_NS));
 }
 
 /// Counters and histograms of one nexus (both directions).
