@@ -264,6 +264,8 @@ pub struct ServerBuilder {
     slots: u32,
     max_request_size: Option<u32>,
     align_request_bodies_at: Option<usize>,
+    receive_budget: usize,
+    frame_timeout: Duration,
     placement: Option<(Runtime, usize)>,
 }
 
@@ -287,6 +289,8 @@ impl ServerBuilder {
             slots: 256,
             max_request_size: None,
             align_request_bodies_at: None,
+            receive_budget: session::DEFAULT_RECEIVE_BUDGET,
+            frame_timeout: session::Timers::default().frame_timeout,
             placement: None,
         }
     }
@@ -341,6 +345,22 @@ impl ServerBuilder {
         self
     }
 
+    /// The bytes of large frames (over 64 KiB) the server holds at once, over all its
+    /// connections, from their first byte until they are answered
+    /// ([`session::ReceiveBudget`]): past it, connections are not read until answers free
+    /// some (default 512 MiB).
+    pub fn receive_budget(mut self, bytes: usize) -> Self {
+        self.receive_budget = bytes;
+        self
+    }
+
+    /// How long a frame may take to arrive once its first byte has (default 60 s): a
+    /// connection that trickles a frame slower is closed.
+    pub fn frame_timeout(mut self, timeout: Duration) -> Self {
+        self.frame_timeout = timeout;
+        self
+    }
+
     /// Binds `addr` (port 0 picks a free port) and starts serving.
     pub fn listen(self, addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<Server, ApiError> {
         let addr = resolve(addr)?;
@@ -352,6 +372,8 @@ impl ServerBuilder {
         config.compress = self.compress;
         config.fore_limits.slots = self.slots;
         config.align_request_bodies_at = self.align_request_bodies_at;
+        config.receive_budget = Some(session::ReceiveBudget::new(self.receive_budget));
+        config.timers.frame_timeout = self.frame_timeout;
         if let Some(bytes) = self.max_request_size {
             config.fore_limits.max_request_size = bytes;
             config.back_limits.max_request_size = bytes;

@@ -97,8 +97,12 @@ pub struct ServeArgs {
     /// `handler_threads`, `congestion`, `write_mode`, `max_job_entries` (paths one job
     /// may name, default 10000000; about 50 bytes of memory each while the job runs),
     /// `max_open_files` (files one job may be writing at once, default 1024),
-    /// `partial_max_age` (as --partial-max-age, or a number of seconds) and a `[secrets]`
-    /// table (identity = "secret"); command-line options override it.
+    /// `partial_max_age` (as --partial-max-age, or a number of seconds),
+    /// `receive_budget` (bytes of large frames held at once over all connections, from
+    /// their first byte until answered; past it connections are not read; default 512M),
+    /// `frame_timeout` (a frame must arrive whole this long after its first byte, e.g.
+    /// 60s, the default) and a `[secrets]` table (identity = "secret"); command-line
+    /// options override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// TCP congestion control of the server's connections (what it sends with: pulls);
@@ -184,8 +188,41 @@ struct ServeFile {
     max_job_entries: Option<u64>,
     max_open_files: Option<usize>,
     partial_max_age: Option<AgeValue>,
+    receive_budget: Option<SizeValue>,
+    frame_timeout: Option<AgeValue>,
     #[serde(default)]
     secrets: std::collections::BTreeMap<String, String>,
+}
+
+/// A byte count in the config file: a number, or text with a K, M or G suffix.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+impl SizeValue {
+    fn bytes(&self, key: &str) -> Result<u64, MoverError> {
+        match self {
+            SizeValue::Bytes(n) => Ok(*n),
+            SizeValue::Text(text) => {
+                parse_size(text).map_err(|e| MoverError::Usage(format!("{key}: {e}")))
+            }
+        }
+    }
+}
+
+impl AgeValue {
+    /// The age this value gives, `None` for `off`.
+    fn age(&self, key: &str) -> Result<Option<Duration>, MoverError> {
+        match self {
+            AgeValue::Seconds(secs) => Ok(Some(Duration::from_secs(*secs))),
+            AgeValue::Text(text) => Ok(parse_age(text)
+                .map_err(|e| MoverError::Usage(format!("{key}: {e}")))?
+                .0),
+        }
+    }
 }
 
 fn serve_file(args: &ServeArgs) -> Result<ServeFile, MoverError> {
@@ -208,12 +245,7 @@ fn service_limits(args: &ServeArgs, file: &ServeFile) -> Result<ServiceLimits, M
     };
     let partial_max_age = match (args.partial_max_age, &file.partial_max_age) {
         (Some(AgeLimit(age)), _) => age,
-        (None, Some(AgeValue::Seconds(secs))) => Some(Duration::from_secs(*secs)),
-        (None, Some(AgeValue::Text(text))) => {
-            parse_age(text)
-                .map_err(|e| MoverError::Usage(format!("partial_max_age: {e}")))?
-                .0
-        }
+        (None, Some(value)) => value.age("partial_max_age")?,
         (None, None) => defaults.partial_max_age,
     };
     let at_least_one = |value: Option<u64>, key: &str| match value {
@@ -267,6 +299,15 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, MoverError> {
         .max_request_size(max_request_size(max_block))
         // Blocks are written past their header with O_DIRECT: receive them aligned.
         .align_request_bodies_at(BLOCK_HEADER_LEN);
+    if let Some(budget) = &file.receive_budget {
+        builder = builder.receive_budget(budget.bytes("receive_budget")? as usize);
+    }
+    if let Some(timeout) = &file.frame_timeout {
+        let timeout = timeout.age("frame_timeout")?.ok_or_else(|| {
+            MoverError::Usage("frame_timeout: give a duration (e.g. 60s); off is not allowed".into())
+        })?;
+        builder = builder.frame_timeout(timeout);
+    }
     for (identity, secret) in file.secrets {
         builder = builder.secret(identity, secret.into_bytes());
     }
