@@ -3,7 +3,7 @@
 #   scripts/perf.sh SCENARIO [hawser-perf scenario options...]
 #   scripts/perf.sh all      [options...]
 #   scripts/perf.sh loopback-bulk --runs 3
-# Scenarios: loopback-bulk loopback-rpc replicate lfn-10g-50ms lfn-loss (the lfn ones
+# Scenarios: loopback-bulk loopback-rpc replicate lfn-10g-50ms lfn-loss hostile (the lfn ones
 # need root: they bring up the link emulator). Builds the release binaries (hawser,
 # hawser-perf), installs the baselines through scripts/setup.sh when missing, runs each
 # scenario and prints where its reports are: perf/results/<scenario>.json, .md, *.svg
@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SCENARIOS=(loopback-bulk loopback-rpc replicate lfn-10g-50ms lfn-loss)
+SCENARIOS=(loopback-bulk loopback-rpc replicate lfn-10g-50ms lfn-loss hostile)
 scenario=${1:-}
 if [[ -z $scenario ]]; then
     sed -n '2,10p' "$0"

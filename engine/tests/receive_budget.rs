@@ -182,10 +182,15 @@ fn held_partial_frames_stay_within_the_receive_budget() {
         grown >> 20
     );
     let total_sent: usize = holders.iter().map(|(_, n)| n).sum();
-    assert!(total_sent > BUDGET, "the probe did not push past the budget");
+    assert!(
+        total_sent > BUDGET,
+        "the probe did not push past the budget"
+    );
     // A small request needs no budget: a client is served while the budget is full.
     let client = Client::connect(addr, ClientConfig::default()).unwrap();
-    let answer = client.call(ECHO, Bytes::from_static(b"still here")).unwrap();
+    let answer = client
+        .call(ECHO, Bytes::from_static(b"still here"))
+        .unwrap();
     assert_eq!(&answer[..], b"still here");
     // The holders go away: the budget comes back and a large request is served.
     drop(holders);

@@ -304,7 +304,9 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, MoverError> {
     }
     if let Some(timeout) = &file.frame_timeout {
         let timeout = timeout.age("frame_timeout")?.ok_or_else(|| {
-            MoverError::Usage("frame_timeout: give a duration (e.g. 60s); off is not allowed".into())
+            MoverError::Usage(
+                "frame_timeout: give a duration (e.g. 60s); off is not allowed".into(),
+            )
         })?;
         builder = builder.frame_timeout(timeout);
     }

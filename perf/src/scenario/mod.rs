@@ -5,6 +5,7 @@
 //! available" with the reason and the baselines still run; a missing baseline tool is an
 //! error that names `scripts/setup.sh`.
 
+pub mod hostile;
 pub mod lfn;
 pub mod loopback;
 pub mod replicate;
@@ -36,6 +37,9 @@ pub enum ScenarioName {
     Lfn10g50ms,
     /// Through linkem at 1 Gbit/s, 100 ms RTT, 1% loss: the same comparison. Root.
     LfnLoss,
+    /// `hawser serve` under hostile clients: memory with held frames and idle
+    /// connections, nexus create rate under churn, answered wrong secrets.
+    Hostile,
 }
 
 impl ScenarioName {
@@ -47,6 +51,7 @@ impl ScenarioName {
             ScenarioName::Replicate => "replicate",
             ScenarioName::Lfn10g50ms => "lfn-10g-50ms",
             ScenarioName::LfnLoss => "lfn-loss",
+            ScenarioName::Hostile => "hostile",
         }
     }
 }
@@ -73,7 +78,8 @@ pub struct ScenarioOptions {
 }
 
 /// Environment variables that shrink or grow a scenario's data.
-pub const SIZE_OVERRIDES: [&str; 3] = [
+pub const SIZE_OVERRIDES: [&str; 4] = [
+    "HAWSER_HOSTILE_NEXUSES",
     "HAWSER_LFN_PUSH_MIB",
     "HAWSER_REPLICATE_BIG_MIB",
     "HAWSER_REPLICATE_SMALL_FILES",
@@ -200,6 +206,7 @@ pub fn run(options: &ScenarioOptions) -> Result<ReportFiles> {
         ScenarioName::Replicate => replicate::run(&context, &mut outcome)?,
         ScenarioName::Lfn10g50ms => lfn::run(&context, &mut outcome, &lfn::TEN_GBIT_50MS)?,
         ScenarioName::LfnLoss => lfn::run(&context, &mut outcome, &lfn::ONE_GBIT_100MS_LOSS)?,
+        ScenarioName::Hostile => hostile::run(&context, &mut outcome)?,
     }
     sample_load(&mut outcome);
     let files = report::write_reports(&outcome, &Machine::detect(), &options.out)?;

@@ -68,6 +68,11 @@ impl Background {
         })
     }
 
+    /// The process id (to read its memory).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Fails if the process already exited (e.g. could not bind).
     pub fn check_running(&mut self) -> Result<()> {
         if let Some(status) = self.child.try_wait()? {
