@@ -130,6 +130,13 @@ impl<P> Link<P> {
         self.handshake_done = true;
     }
 
+    /// The connection is unbound again (its nexus was destroyed under it): it must
+    /// create or bind within a fresh handshake timeout.
+    pub(crate) fn restart_handshake(&mut self, now: Instant) {
+        self.opened = now;
+        self.handshake_done = false;
+    }
+
     /// Queues a frame (dropped if the connection is closing).
     pub(crate) fn send(&mut self, f: &Frame) {
         self.send_with(f, true);
