@@ -117,8 +117,9 @@ pub enum ApiError {
     /// client that did not end cleanly, or one still running), and the server never runs
     /// two of one identity's nexuses side by side.
     #[error(
-        "{addr} holds the session: {reason}; wait until that nexus has ended or expired, \
-         or replace it (ClientConfig::replace_nexus = {nexus}) if no client uses it any more"
+        "{addr} holds the session (held: one nexus per identity at a time): {reason}; wait \
+         until that nexus has ended or expired, or replace it (ClientConfig::replace_nexus = \
+         {nexus}) if no client uses it any more"
     )]
     Held {
         /// The server.
@@ -1023,5 +1024,25 @@ impl<'c> Pipeline<'c> {
         let c = recv_spinning(&self.rx, self.spin)?;
         self.outstanding -= 1;
         Some((c.token, c.result))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anonymous_clients_are_accepted_by_default_only_on_loopback_without_secrets() {
+        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        let v6_loopback: IpAddr = "::1".parse().unwrap();
+        let any: IpAddr = "0.0.0.0".parse().unwrap();
+        let lan: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(anonymous_allowed(None, false, loopback));
+        assert!(anonymous_allowed(None, false, v6_loopback));
+        assert!(!anonymous_allowed(None, false, any));
+        assert!(!anonymous_allowed(None, false, lan));
+        assert!(!anonymous_allowed(None, true, loopback));
+        assert!(anonymous_allowed(Some(true), true, lan));
+        assert!(!anonymous_allowed(Some(false), false, loopback));
     }
 }

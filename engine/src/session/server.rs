@@ -794,9 +794,9 @@ impl Server {
                 (
                     millis(left),
                     format!(
-                        "held: the previous nexus {old} of identity {identity:?} lost its \
-                         connections and expires in {} s; this create goes ahead then, \
-                         unless that nexus is recovered first",
+                        "the previous nexus {old} of identity {identity:?} lost its \
+                         connections and the server keeps it {} s more; this create goes \
+                         ahead when it expires, unless that nexus is recovered first",
                         left.as_secs_f64().ceil()
                     ),
                 )
@@ -804,9 +804,9 @@ impl Server {
             None => (
                 u32::MAX,
                 format!(
-                    "held: the previous nexus {old} of identity {identity:?} is in use by \
-                     {} connection(s); this create goes ahead when it is destroyed or \
-                     expires (waiting {} s at most)",
+                    "the previous nexus {old} of identity {identity:?} is in use by {} \
+                     connection(s); this create goes ahead when it is destroyed or expires \
+                     (waiting {} s at most)",
                     n.core.members.len(),
                     self.config.grace_period.as_secs()
                 ),
