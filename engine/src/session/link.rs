@@ -25,7 +25,7 @@ pub(crate) fn go_away_code(e: &ProtocolError) -> GoAwayCode {
         ProtocolError::Frame(e) => GoAwayCode::from(*e),
         ProtocolError::Version => GoAwayCode::VERSION_MISMATCH,
         ProtocolError::AuthFailed | ProtocolError::AuthMechanism => GoAwayCode::AUTH_FAILED,
-        ProtocolError::Dead => GoAwayCode::IDLE_TIMEOUT,
+        ProtocolError::Dead | ProtocolError::HandshakeTimeout => GoAwayCode::IDLE_TIMEOUT,
         ProtocolError::TooLarge => GoAwayCode::TOO_LARGE,
         _ => GoAwayCode::PROTOCOL_ERROR,
     }
