@@ -1042,3 +1042,30 @@ fn a_nexus_expired_before_anything_ran_on_it_is_created_afresh_with_queued_calls
         vec![(id, Ok(Bytes::from_static(b"queued")))]
     );
 }
+
+#[test]
+fn a_hold_on_a_nexus_that_stays_in_use_ends_after_the_grace_period() {
+    let mut net = Net::new(server_config()); // grace 2 s
+    let first = net.add_client(client_config("walt", ClientCredentials::Anonymous, 1));
+    net.run_for(Duration::from_millis(20));
+    net.clients[first]
+        .call(net.now, EX, Bytes::new(), CallOptions::default())
+        .unwrap();
+    net.run_for(Duration::from_millis(3));
+    echo(&mut net);
+    let second = net.add_client(client_config("walt", ClientCredentials::Anonymous, 1));
+    net.run_for(Duration::from_millis(1900));
+    assert_eq!(held_notices(&net, second).len(), 1);
+    let refused = |net: &Net| {
+        net.client_events[second].iter().any(|e| {
+            matches!(e, Event::ConnectionClosed { reason: CloseReason::Refused(why), .. }
+                if why.contains("still held after 2 s") && why.contains("in use"))
+        })
+    };
+    assert!(!refused(&net), "not before the grace period");
+    net.run_for(Duration::from_millis(200));
+    assert!(refused(&net), "{:?}", net.client_events[second]);
+    // The first client was never disturbed.
+    assert_eq!(net.clients[first].bound_connections().len(), 1);
+    assert!(net.clients[second].nexus().is_none());
+}

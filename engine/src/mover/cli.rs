@@ -1135,6 +1135,46 @@ mod tests {
         }
     }
 
+    #[derive(clap::Parser)]
+    struct ServeOnly {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn limits_come_from_flags_then_the_config_file_then_defaults() {
+        use clap::Parser;
+        let args = ServeOnly::try_parse_from(["serve", "--max-nexuses", "7"])
+            .expect("parses")
+            .serve;
+        let file: ServeFile = toml::from_str(
+            "allow_anonymous = true\n[limits]\nnexuses = 9\nconnections_per_address = 3\n",
+        )
+        .expect("a valid file");
+        assert_eq!(file.allow_anonymous, Some(true));
+        let limits = serve_limits(&args, &file.limits);
+        assert_eq!(limits.nexuses, 7, "the flag wins");
+        assert_eq!(limits.connections_per_address, 3, "then the file");
+        assert_eq!(
+            limits.handshakes_in_progress,
+            ServerLimits::default().handshakes_in_progress
+        );
+        assert!(toml::from_str::<ServeFile>("[limits]\nconnections = 3\n").is_err());
+    }
+
+    #[test]
+    fn a_server_that_would_refuse_everyone_does_not_start() {
+        let refused = check_someone_may_connect("0.0.0.0:8415", None, false, "serve");
+        assert!(
+            matches!(&refused, Err(MoverError::Usage(text)) if text.contains("--allow-anonymous")),
+            "{refused:?}"
+        );
+        assert!(check_someone_may_connect("127.0.0.1:0", None, false, "serve").is_ok());
+        assert!(check_someone_may_connect("0.0.0.0:8415", Some(true), false, "serve").is_ok());
+        assert!(check_someone_may_connect("0.0.0.0:8415", None, true, "serve").is_ok());
+        assert!(check_someone_may_connect("127.0.0.1:0", Some(false), false, "bench").is_err());
+    }
+
     #[test]
     fn an_explicit_window_wins() {
         let rtt = Duration::from_millis(50);

@@ -76,7 +76,8 @@ impl ClientCredentials {
 /// What a server accepts.
 #[derive(Clone, Default)]
 pub struct ServerCredentials {
-    /// Accept `ANONYMOUS` connections.
+    /// Accept `ANONYMOUS` connections: anyone who can reach the server, under whatever
+    /// identity they state.
     pub allow_anonymous: bool,
     /// Shared secrets by client identity, for `HMAC-SHA256`.
     pub secrets: HashMap<String, Vec<u8>>,

@@ -302,11 +302,11 @@ impl Server {
             return 0;
         };
         let n = link.poll_transmit(out);
-        if link.is_open() {
-            // Whatever was sent may have moved the connection's deadline.
-            self.schedule_link(conn);
-        } else {
+        if !link.is_open() {
             self.forget_link(conn);
+        } else if n > 0 {
+            // What was sent may have moved the connection's deadline.
+            self.schedule_link(conn);
         }
         n
     }
@@ -451,7 +451,18 @@ impl Server {
         let own = link.deadline()?;
         Some(match &link.phase {
             ServerPhase::AuthDelayed { until, .. } => own.min(*until),
-            ServerPhase::Held { since, .. } => own.min(*since + self.config.grace_period),
+            ServerPhase::Held {
+                identity, since, ..
+            } => {
+                // The hold's bound, or the old nexus's expiry, which releases it.
+                let expiry = self
+                    .by_identity
+                    .get(identity)
+                    .and_then(|old| self.nexuses.get(old))
+                    .and_then(|n| n.expires_at);
+                let bound = *since + self.config.grace_period;
+                own.min(expiry.map_or(bound, |at| at.max(bound)))
+            }
             _ => own,
         })
     }
@@ -509,12 +520,22 @@ impl Server {
                 }
                 None
             }
+            // An old nexus without connections expires by now (it cannot have been
+            // reinstated since: that refuses the hold): its timer releases the create.
             ServerPhase::Held {
                 identity, since, ..
-            } if now >= *since + self.config.grace_period => Some((
-                now.saturating_duration_since(*since).as_secs(),
-                self.by_identity.get(identity).copied(),
-            )),
+            } if now >= *since + self.config.grace_period
+                && self
+                    .by_identity
+                    .get(identity)
+                    .and_then(|old| self.nexuses.get(old))
+                    .is_none_or(|n| n.expires_at.is_none()) =>
+            {
+                Some((
+                    now.saturating_duration_since(*since).as_secs(),
+                    self.by_identity.get(identity).copied(),
+                ))
+            }
             _ => None,
         };
         if let Some((waited, old)) = hold_over {
