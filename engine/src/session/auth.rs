@@ -190,12 +190,15 @@ pub(crate) enum Refusal {
     AnonymousRefused,
     /// A mechanism the server does not offer.
     Mechanism,
+    /// An identity longer than [`MAX_IDENTITY_LEN`] (whatever the mechanism: the server
+    /// keeps identities of live nexuses).
+    IdentityTooLong,
 }
 
 impl Refusal {
     pub(crate) fn status(self) -> Status {
         match self {
-            Refusal::Failed => Status::AUTH_FAILED,
+            Refusal::Failed | Refusal::IdentityTooLong => Status::AUTH_FAILED,
             Refusal::AnonymousRefused | Refusal::Mechanism => Status::MECHANISM_UNSUPPORTED,
         }
     }
@@ -213,6 +216,7 @@ impl Refusal {
                 "authentication mechanism not offered by this server (it offers HMAC-SHA256, \
                  and ANONYMOUS when configured)"
             }
+            Refusal::IdentityTooLong => "identity longer than 256 bytes",
         }
     }
 }
@@ -276,16 +280,16 @@ pub(crate) fn check(
     server_nonce: &[u8; NONCE_LEN],
     client_nonce: &[u8; NONCE_LEN],
 ) -> Result<Bytes, Refusal> {
+    if attempt.identity.len() > MAX_IDENTITY_LEN {
+        return Err(Refusal::IdentityTooLong);
+    }
     match attempt.mechanism {
         Mechanism::Anonymous if credentials.allow_anonymous => Ok(Bytes::new()),
         Mechanism::Anonymous => Err(Refusal::AnonymousRefused),
         Mechanism::HmacSha256 => {
             let identity = attempt.identity.as_str();
             let fallback = dummy_secret(dummy, identity);
-            let known = credentials
-                .secrets
-                .get(identity)
-                .filter(|_| identity.len() <= MAX_IDENTITY_LEN);
+            let known = credentials.secrets.get(identity);
             let secret = known.map_or(&fallback[..], Vec::as_slice);
             let verified =
                 verify_client_proof(secret, server_nonce, client_nonce, identity, &attempt.proof);
@@ -370,6 +374,15 @@ mod tests {
             Refusal::AnonymousRefused
                 .reason()
                 .contains("--allow-anonymous")
+        );
+        let long = Attempt {
+            identity: "x".repeat(MAX_IDENTITY_LEN + 1),
+            ..anonymous
+        };
+        let open = ServerCredentials::anonymous();
+        assert_eq!(
+            check(&open, &key, &long, &ns, &nc),
+            Err(Refusal::IdentityTooLong)
         );
     }
 }
