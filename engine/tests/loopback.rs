@@ -622,3 +622,100 @@ fn completion_callbacks_chain_calls_and_hear_when_the_client_is_gone() {
     assert!(result.is_err(), "{result:?}");
     server.shutdown();
 }
+
+/// This machine's address on its default route, if it has one (no packet is sent: a UDP
+/// socket's `connect` only picks the source address).
+fn non_loopback_ip() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+#[test]
+fn a_server_on_a_non_loopback_address_refuses_anonymous_clients_unless_told() {
+    let Some(ip) = non_loopback_ip() else {
+        eprintln!("no non-loopback address here: the decision is unit-tested in api");
+        return;
+    };
+    let echo = || Service::new("echo").handler(ECHO, "echo", |_, body| Ok(body));
+    let server = ServerBuilder::new()
+        .service(echo())
+        .listen((ip, 0))
+        .unwrap();
+    match Client::connect(server.local_addr(), config(1)) {
+        Err(ApiError::Refused { reason, .. }) => {
+            assert!(
+                reason.contains("does not accept anonymous clients")
+                    && reason.contains("--identity")
+                    && reason.contains("--allow-anonymous"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    drop(server);
+    let server = ServerBuilder::new()
+        .service(echo())
+        .allow_anonymous(true)
+        .listen((ip, 0))
+        .unwrap();
+    let client = Client::connect(server.local_addr(), config(1)).unwrap();
+    assert_eq!(
+        client.call(ECHO, Bytes::from_static(b"in")).unwrap(),
+        Bytes::from_static(b"in")
+    );
+}
+
+#[test]
+fn a_held_session_is_reported_at_once_and_replacing_the_previous_nexus_connects() {
+    let echo = Service::new("echo").handler(ECHO, "echo", |_, body| Ok(body));
+    let server = ServerBuilder::new()
+        .service(echo)
+        .secret("alice", b"correct horse".to_vec())
+        .listen("127.0.0.1:0")
+        .unwrap();
+    let alice = || ClientConfig {
+        identity: "alice".into(),
+        secret: Some(b"correct horse".to_vec()),
+        ..config(2)
+    };
+    // A client does some work, then dies without closing its nexus.
+    let first = Client::connect(server.local_addr(), alice()).unwrap();
+    first.call(ECHO, Bytes::from_static(b"work")).unwrap();
+    let old = first.nexus().expect("a nexus");
+    drop(first);
+    // The next one is told at once, not after the connect timeout.
+    let started = Instant::now();
+    match Client::connect(server.local_addr(), alice()) {
+        Err(e @ ApiError::Held { .. }) => {
+            let ApiError::Held { nexus, .. } = &e else {
+                unreachable!()
+            };
+            assert_eq!(*nexus, old);
+            let text = e.to_string();
+            assert!(
+                text.contains("held") && text.contains("replace_nexus"),
+                "{text}"
+            );
+        }
+        other => panic!("expected a held session, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // With the old id, the new client replaces it at once.
+    let replacing = ClientConfig {
+        replace_nexus: Some(old),
+        ..alice()
+    };
+    let client = Client::connect(server.local_addr(), replacing).unwrap();
+    assert_ne!(client.nexus(), Some(old));
+    assert_eq!(
+        client.call(ECHO, Bytes::from_static(b"again")).unwrap(),
+        Bytes::from_static(b"again")
+    );
+    assert_eq!(server.nexuses(), vec![client.nexus().unwrap()]);
+}

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use hawser_engine::session::{
     CallError, CallOptions, ChannelAttributes, Client, ClientConfig, ClientCredentials,
-    CloseReason, ConnId, Event, ExchangeId, IncomingRequest, ProtocolError, RemoteException, Reply,
-    RequestId, Server, ServerConfig, ServerCredentials, ThrottleConfig, Timers,
+    CloseReason, ConnId, Event, ExchangeId, IncomingRequest, NexusId, ProtocolError,
+    RemoteException, Reply, RequestId, Server, ServerConfig, ServerCredentials, ThrottleConfig,
+    Timers,
 };
 
 const EX: ExchangeId = ExchangeId(7);
@@ -398,38 +399,34 @@ fn shared_secret_handshake_creates_a_nexus_and_trunks_four_connections() {
 }
 
 #[test]
-fn wrong_secret_is_refused_and_no_nexus_is_created() {
-    let mut net = Net::new(server_config());
-    let c = net.add_client(client_config(
-        "alice",
-        ClientCredentials::SharedSecret(b"guess".to_vec()),
-        1,
-    ));
-    net.run_for(Duration::from_millis(20));
-    assert!(net.server_saw(|e| matches!(
-        e,
-        Event::ConnectionClosed {
-            reason: CloseReason::Protocol(ProtocolError::AuthFailed),
-            ..
-        }
-    )));
-    assert!(net.clients[c].nexus().is_none());
-    assert_eq!(net.server.nexuses().count(), 0);
-    // An unknown identity cannot even pick the mechanism.
-    let mut net = Net::new(server_config());
-    net.add_client(client_config(
-        "mallory",
-        ClientCredentials::SharedSecret(b"open sesame".to_vec()),
-        1,
-    ));
-    net.run_for(Duration::from_millis(20));
-    assert!(net.server_saw(|e| matches!(
-        e,
-        Event::ConnectionClosed {
-            reason: CloseReason::Protocol(ProtocolError::AuthMechanism),
-            ..
-        }
-    )));
+fn wrong_secret_and_unknown_identity_are_refused_alike_and_no_nexus_is_created() {
+    let mut refusals = Vec::new();
+    for (identity, secret) in [("alice", b"guess".as_slice()), ("mallory", b"open sesame")] {
+        let mut net = Net::new(server_config());
+        let c = net.add_client(client_config(
+            identity,
+            ClientCredentials::SharedSecret(secret.to_vec()),
+            1,
+        ));
+        net.run_for(Duration::from_millis(20));
+        assert!(net.clients[c].nexus().is_none());
+        assert_eq!(net.server.nexuses().count(), 0);
+        // What the client learns: the server's words, the same for both.
+        let why = net.client_events[c].iter().find_map(|e| match e {
+            Event::ConnectionClosed {
+                reason: CloseReason::Refused(why),
+                ..
+            } => Some(why.clone()),
+            _ => None,
+        });
+        refusals.push(why.expect("refused"));
+    }
+    assert_eq!(refusals[0], refusals[1]);
+    assert!(
+        refusals[0].contains("unknown identity or wrong secret"),
+        "{}",
+        refusals[0]
+    );
 }
 
 #[test]
@@ -878,4 +875,198 @@ fn an_old_copy_overtaken_by_its_retry_does_not_steal_the_reply() {
         net.completions(c),
         vec![(id, Ok(Bytes::from_static(b"done")))]
     );
+}
+
+/// Runs a request on client `c`'s nexus (so that it is worth protecting), then cuts the
+/// client off for good, as a killed process would be.
+fn work_then_vanish(net: &mut Net, c: usize) {
+    net.clients[c]
+        .call(net.now, EX, Bytes::new(), CallOptions::default())
+        .unwrap();
+    net.run_for(Duration::from_millis(3));
+    echo(net);
+    net.run_for(Duration::from_millis(3));
+    net.connectable[c] = false;
+    net.reset_client(c);
+}
+
+fn held_notices(net: &Net, c: usize) -> Vec<(NexusId, Option<Duration>, String)> {
+    net.client_events[c]
+        .iter()
+        .filter_map(|e| match e {
+            Event::NexusHeld {
+                nexus,
+                remaining,
+                reason,
+            } => Some((*nexus, *remaining, reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_held_create_is_told_at_once_which_nexus_it_waits_for_and_how_long() {
+    let mut net = Net::new(server_config());
+    let old = net.add_client(client_config("quinn", ClientCredentials::Anonymous, 1));
+    net.run_for(Duration::from_millis(20));
+    let old_nexus = net.clients[old].nexus().unwrap();
+    work_then_vanish(&mut net, old);
+    net.run_for(Duration::from_millis(500));
+    let new = net.add_client(client_config("quinn", ClientCredentials::Anonymous, 1));
+    net.run_for(Duration::from_millis(10));
+    // Within one round trip, not after a timeout: which nexus, and 2 s - 0.5 s left.
+    let notices = held_notices(&net, new);
+    assert_eq!(notices.len(), 1, "{:?}", net.client_events[new]);
+    let (nexus, remaining, reason) = &notices[0];
+    assert_eq!(*nexus, old_nexus);
+    let left = remaining.expect("the old nexus is expiring");
+    assert!(
+        left <= Duration::from_millis(1500) && left > Duration::from_millis(1400),
+        "{left:?}"
+    );
+    assert!(reason.contains(&old_nexus.to_string()), "{reason}");
+    assert!(net.clients[new].nexus().is_none());
+    // The server keeps holding and answers again when the old nexus expires.
+    net.run_for(Duration::from_millis(1600));
+    let created = net.clients[new]
+        .nexus()
+        .expect("created when the hold ended");
+    assert_ne!(created, old_nexus);
+    assert_eq!(held_notices(&net, new).len(), 1);
+}
+
+#[test]
+fn a_create_held_by_a_nexus_in_use_says_so() {
+    let mut net = Net::new(server_config());
+    let first = net.add_client(client_config("rita", ClientCredentials::Anonymous, 1));
+    net.run_for(Duration::from_millis(20));
+    let nexus = net.clients[first].nexus().unwrap();
+    // Work ran on it (an unused nexus would simply be replaced).
+    net.clients[first]
+        .call(net.now, EX, Bytes::new(), CallOptions::default())
+        .unwrap();
+    net.run_for(Duration::from_millis(3));
+    echo(&mut net);
+    net.run_for(Duration::from_millis(3));
+    let second = net.add_client(client_config("rita", ClientCredentials::Anonymous, 1));
+    net.run_for(Duration::from_millis(10));
+    let notices = held_notices(&net, second);
+    assert_eq!(notices.len(), 1);
+    assert_eq!(notices[0].0, nexus);
+    assert_eq!(notices[0].1, None, "in use: no expiry to announce");
+    assert!(notices[0].2.contains("in use"), "{}", notices[0].2);
+    // The first client ends cleanly: the held create goes ahead at once.
+    net.clients[first].destroy(net.now);
+    net.run_for(Duration::from_millis(10));
+    assert!(net.clients[second].nexus().is_some());
+}
+
+#[test]
+fn a_client_given_its_previous_nexus_replaces_it_instead_of_being_held() {
+    let mut net = Net::new(server_config());
+    let old = net.add_client(client_config("sam", ClientCredentials::Anonymous, 1));
+    net.run_for(Duration::from_millis(20));
+    let old_nexus = net.clients[old].nexus().unwrap();
+    work_then_vanish(&mut net, old);
+    let mut config = client_config("sam", ClientCredentials::Anonymous, 2);
+    config.replace = Some(old_nexus);
+    let new = net.add_client(config);
+    net.run_for(Duration::from_millis(20));
+    let nexus = net.clients[new].nexus().expect("created at once");
+    assert_ne!(nexus, old_nexus);
+    assert!(held_notices(&net, new).is_empty());
+    assert!(net.server_saw(|e| *e == Event::NexusDestroyed { nexus: old_nexus }));
+    assert_eq!(net.server.nexuses().collect::<Vec<_>>(), vec![nexus]);
+    assert_eq!(net.clients[new].bound_connections().len(), 2);
+    // A nexus the server no longer knows is nothing to replace: the client just creates.
+    let mut config = client_config("tom", ClientCredentials::Anonymous, 1);
+    config.replace = Some(old_nexus);
+    let other = net.add_client(config);
+    net.run_for(Duration::from_millis(20));
+    assert!(net.clients[other].nexus().is_some());
+}
+
+#[test]
+fn the_grace_period_is_the_clients_proposal_up_to_the_servers_maximum() {
+    let mut net = Net::new(server_config()); // at most 2 s
+    for (asked, granted) in [
+        (Some(Duration::from_millis(700)), Duration::from_millis(700)),
+        (Some(Duration::from_secs(30)), Duration::from_secs(2)),
+        (None, Duration::from_secs(2)),
+    ] {
+        let mut config = client_config("uma", ClientCredentials::Anonymous, 1);
+        config.grace_period = asked;
+        let c = net.add_client(config);
+        net.run_for(Duration::from_millis(20));
+        let nexus = net.clients[c].nexus().unwrap();
+        assert_eq!(net.clients[c].grace_period(), Some(granted), "{asked:?}");
+        assert_eq!(net.server.grace_period(nexus), Some(granted));
+        // The server keeps it exactly that long once the client has gone.
+        work_then_vanish(&mut net, c);
+        let gone = net.now;
+        net.run_for(granted - Duration::from_millis(10));
+        assert!(net.server.nexuses().any(|n| n == nexus));
+        net.run_for(Duration::from_millis(20));
+        assert!(net.server.nexuses().all(|n| n != nexus));
+        assert!(net.now.duration_since(gone) >= granted);
+    }
+}
+
+#[test]
+fn a_nexus_expired_before_anything_ran_on_it_is_created_afresh_with_queued_calls() {
+    let mut net = Net::new(server_config());
+    let c = net.add_client(client_config("vic", ClientCredentials::Anonymous, 1));
+    net.run_for(Duration::from_millis(20));
+    let first = net.clients[c].nexus().unwrap();
+    // Cut off for longer than the handshake timeout: the server drops the unused nexus.
+    net.connectable[c] = false;
+    net.reset_client(c);
+    let id = net.clients[c]
+        .call(
+            net.now,
+            EX,
+            Bytes::from_static(b"queued"),
+            CallOptions::default(),
+        )
+        .unwrap();
+    net.run_for(Duration::from_millis(600));
+    assert!(net.server.nexuses().all(|n| n != first));
+    net.connectable[c] = true;
+    net.clients[c].connect_failed(net.now);
+    net.run_for(Duration::from_millis(30));
+    echo(&mut net);
+    net.run_for(Duration::from_millis(10));
+    let second = net.clients[c].nexus().expect("created afresh");
+    assert_ne!(second, first);
+    assert_eq!(
+        net.completions(c),
+        vec![(id, Ok(Bytes::from_static(b"queued")))]
+    );
+}
+
+#[test]
+fn a_hold_on_a_nexus_that_stays_in_use_ends_after_the_grace_period() {
+    let mut net = Net::new(server_config()); // grace 2 s
+    let first = net.add_client(client_config("walt", ClientCredentials::Anonymous, 1));
+    net.run_for(Duration::from_millis(20));
+    net.clients[first]
+        .call(net.now, EX, Bytes::new(), CallOptions::default())
+        .unwrap();
+    net.run_for(Duration::from_millis(3));
+    echo(&mut net);
+    let second = net.add_client(client_config("walt", ClientCredentials::Anonymous, 1));
+    net.run_for(Duration::from_millis(1900));
+    assert_eq!(held_notices(&net, second).len(), 1);
+    let refused = |net: &Net| {
+        net.client_events[second].iter().any(|e| {
+            matches!(e, Event::ConnectionClosed { reason: CloseReason::Refused(why), .. }
+                if why.contains("still held after 2 s") && why.contains("in use"))
+        })
+    };
+    assert!(!refused(&net), "not before the grace period");
+    net.run_for(Duration::from_millis(200));
+    assert!(refused(&net), "{:?}", net.client_events[second]);
+    // The first client was never disturbed.
+    assert_eq!(net.clients[first].bound_connections().len(), 1);
+    assert!(net.clients[second].nexus().is_none());
 }

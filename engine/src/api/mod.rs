@@ -59,7 +59,7 @@
 //! Spreading nexuses over several server shards needs a connection to move to its
 //! nexus's shard after its handshake names the nexus — not built yet.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -74,7 +74,9 @@ use crate::driver::{
 };
 pub use crate::driver::{HandlerError, RequestContext, StatsReport};
 use crate::session::{self, ClientCredentials, ServerCredentials};
-pub use crate::session::{CallError, CallOptions, ExchangeId, NexusId, RemoteException};
+pub use crate::session::{
+    CallError, CallOptions, ExchangeId, NexusId, RemoteException, ServerLimits,
+};
 
 mod backchannel;
 mod on_shard;
@@ -83,6 +85,11 @@ pub use on_shard::ShardCaller;
 
 /// The default DSP port (`dlpx-sp`).
 pub const DEFAULT_PORT: u16 = 8415;
+
+/// Time a held create needs after its hold ends (the server creating the nexus, the
+/// answer travelling): a hold ending later than the connect timeout minus this is not
+/// waited for.
+const HOLD_MARGIN: Duration = Duration::from_millis(500);
 
 /// What can go wrong setting a server or client up.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +111,24 @@ pub enum ApiError {
         /// The server.
         addr: SocketAddr,
         /// What the session layer reported.
+        reason: String,
+    },
+    /// The server holds the new nexus: the identity's previous nexus still exists (a
+    /// client that did not end cleanly, or one still running), and the server never runs
+    /// two of one identity's nexuses side by side.
+    #[error(
+        "{addr} holds the session (held: one nexus per identity at a time): {reason}; wait \
+         until that nexus has ended or expired, or replace it (ClientConfig::replace_nexus = \
+         {nexus}) if no client uses it any more"
+    )]
+    Held {
+        /// The server.
+        addr: SocketAddr,
+        /// The previous nexus.
+        nexus: NexusId,
+        /// Until it expires (`None`: it still has connections, so it is in use).
+        remaining: Option<Duration>,
+        /// The server's explanation.
         reason: String,
     },
     /// No nexus could be established in time (server down or unreachable).
@@ -254,11 +279,21 @@ impl Service {
     }
 }
 
+/// Whether a server accepts `ANONYMOUS` clients: as `setting` says, and by default only
+/// when it listens on a loopback address and has no shared secrets (anyone who can reach
+/// a non-loopback address could otherwise use it).
+pub fn anonymous_allowed(setting: Option<bool>, has_secrets: bool, listen: IpAddr) -> bool {
+    setting.unwrap_or(!has_secrets && listen.is_loopback())
+}
+
 /// Builds a [`Server`].
 #[derive(Debug)]
 pub struct ServerBuilder {
     services: Vec<Service>,
     credentials: ServerCredentials,
+    allow_anonymous: Option<bool>,
+    limits: ServerLimits,
+    grace_period: Option<Duration>,
     handler_threads: usize,
     compress: bool,
     slots: u32,
@@ -276,14 +311,15 @@ impl Default for ServerBuilder {
 }
 
 impl ServerBuilder {
-    /// A server accepting anonymous clients, with 4 blocking-handler threads.
+    /// A server with 4 blocking-handler threads, accepting anonymous clients only on a
+    /// loopback address (see [`allow_anonymous`](Self::allow_anonymous)).
     pub fn new() -> Self {
         ServerBuilder {
             services: Vec::new(),
-            credentials: ServerCredentials {
-                allow_anonymous: true,
-                ..ServerCredentials::default()
-            },
+            credentials: ServerCredentials::default(),
+            allow_anonymous: None,
+            limits: ServerLimits::default(),
+            grace_period: None,
             handler_threads: 4,
             compress: true,
             slots: 256,
@@ -307,13 +343,33 @@ impl ServerBuilder {
         self
     }
 
-    /// Requires `identity` to prove it knows `secret` (HMAC-SHA256 challenge-response);
-    /// anonymous clients are refused from then on.
+    /// Accepts `identity` if it proves it knows `secret` (HMAC-SHA256
+    /// challenge-response). A server with secrets refuses anonymous clients unless
+    /// [`allow_anonymous`](Self::allow_anonymous) says otherwise.
     pub fn secret(mut self, identity: impl Into<String>, secret: impl Into<Vec<u8>>) -> Self {
-        self.credentials.allow_anonymous = false;
         self.credentials
             .secrets
             .insert(identity.into(), secret.into());
+        self
+    }
+
+    /// Whether `ANONYMOUS` clients are accepted. Without this call: only on a loopback
+    /// listen address, and only without secrets ([`anonymous_allowed`]).
+    pub fn allow_anonymous(mut self, allow: bool) -> Self {
+        self.allow_anonymous = Some(allow);
+        self
+    }
+
+    /// Connection and nexus limits (see [`ServerLimits`]; defaults otherwise).
+    pub fn limits(mut self, limits: ServerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// How long a nexus outlives its last connection: the default, and the most a client
+    /// may ask for (120 s otherwise).
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.grace_period = Some(grace);
         self
     }
 
@@ -368,8 +424,18 @@ impl ServerBuilder {
         for s in self.services {
             table.handlers.extend(s.table.handlers);
         }
-        let mut config = session::ServerConfig::new(self.credentials);
+        let mut credentials = self.credentials;
+        credentials.allow_anonymous = anonymous_allowed(
+            self.allow_anonymous,
+            !credentials.secrets.is_empty(),
+            addr.ip(),
+        );
+        let mut config = session::ServerConfig::new(credentials);
         config.compress = self.compress;
+        config.limits = self.limits;
+        if let Some(grace) = self.grace_period {
+            config.grace_period = grace;
+        }
         config.fore_limits.slots = self.slots;
         config.align_request_bodies_at = self.align_request_bodies_at;
         config.receive_budget = Some(session::ReceiveBudget::new(self.receive_budget));
@@ -540,6 +606,14 @@ pub struct ClientConfig {
     /// Receive backchannel request bodies of 256 KiB or more with `body[offset..]` on a
     /// page boundary (see [`ServerBuilder::align_request_bodies_at`]).
     pub align_backchannel_bodies_at: Option<usize>,
+    /// Grace period to ask the server for: how long it keeps the nexus without a
+    /// connection (it grants at most its own maximum). `None`: the server's default.
+    pub grace_period: Option<Duration>,
+    /// A nexus of this identity left by an earlier client that did not end cleanly (see
+    /// [`Client::nexus`]): recovered and destroyed before the new one is created, so
+    /// that the server does not hold the new one ([`ApiError::Held`]). Its unfinished
+    /// work is dropped; never name a nexus another running client still uses.
+    pub replace_nexus: Option<NexusId>,
 }
 
 impl Default for ClientConfig {
@@ -563,6 +637,8 @@ impl Default for ClientConfig {
             max_request_size: session::ChannelAttributes::default().max_request_size,
             tcp_congestion: None,
             align_backchannel_bodies_at: None,
+            grace_period: None,
+            replace_nexus: None,
         }
     }
 }
@@ -658,6 +734,8 @@ impl Client {
         sc.timers.dead_after = config.heartbeat * 3;
         sc.reconnect_min = Duration::from_millis(10);
         sc.reconnect_max = Duration::from_secs(1);
+        sc.grace_period = config.grace_period;
+        sc.replace = config.replace_nexus;
         let (shards, shard) = match placement {
             Some((rt, shard)) => {
                 let last = rt.shards.len() - 1;
@@ -671,7 +749,8 @@ impl Client {
                 0,
             ),
         };
-        let (ready_tx, ready_rx) = channel::bounded(1);
+        // Room for a few `Held` notices before the final answer.
+        let (ready_tx, ready_rx) = channel::bounded(8);
         let handlers = config.backchannel.map(|s| s.table).unwrap_or_default();
         let blocking = handlers
             .handlers
@@ -691,20 +770,42 @@ impl Client {
             host,
             addr,
         };
-        match ready_rx.recv_timeout(config.connect_timeout) {
-            Ok(Readiness::Established) => Ok(client),
-            Ok(Readiness::Refused(reason)) => {
-                client.stop();
-                Err(ApiError::Refused { addr, reason })
-            }
-            Err(_) => {
-                client.stop();
-                Err(ApiError::Timeout {
+        let deadline = Instant::now() + config.connect_timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let error = match ready_rx.recv_timeout(left) {
+                Ok(Readiness::Established) => return Ok(client),
+                Ok(Readiness::Refused(reason)) => ApiError::Refused { addr, reason },
+                // A hold that ends within the connect timeout is waited out.
+                Ok(Readiness::Held { remaining, .. })
+                    if remaining.is_some_and(|r| r + HOLD_MARGIN < left) =>
+                {
+                    continue;
+                }
+                Ok(Readiness::Held {
+                    nexus,
+                    remaining,
+                    reason,
+                }) => ApiError::Held {
+                    addr,
+                    nexus,
+                    remaining,
+                    reason,
+                },
+                Err(_) => ApiError::Timeout {
                     addr,
                     timeout: config.connect_timeout,
-                })
-            }
+                },
+            };
+            client.stop();
+            return Err(error);
         }
+    }
+
+    /// The id of the nexus (once established): what [`ClientConfig::replace_nexus`]
+    /// takes should this client end without closing it.
+    pub fn nexus(&self) -> Option<NexusId> {
+        self.stats().nexuses.first().map(|(id, _)| *id)
     }
 
     /// The server's address.
@@ -945,5 +1046,25 @@ impl<'c> Pipeline<'c> {
         let c = recv_spinning(&self.rx, self.spin)?;
         self.outstanding -= 1;
         Some((c.token, c.result))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anonymous_clients_are_accepted_by_default_only_on_loopback_without_secrets() {
+        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        let v6_loopback: IpAddr = "::1".parse().unwrap();
+        let any: IpAddr = "0.0.0.0".parse().unwrap();
+        let lan: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(anonymous_allowed(None, false, loopback));
+        assert!(anonymous_allowed(None, false, v6_loopback));
+        assert!(!anonymous_allowed(None, false, any));
+        assert!(!anonymous_allowed(None, false, lan));
+        assert!(!anonymous_allowed(None, true, loopback));
+        assert!(anonymous_allowed(Some(true), true, lan));
+        assert!(!anonymous_allowed(Some(false), false, loopback));
     }
 }

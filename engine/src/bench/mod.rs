@@ -109,9 +109,13 @@ pub struct BenchArgs {
     /// loopback server in this process.
     #[arg(long, value_name = "HOST:PORT")]
     pub connect: Option<String>,
-    /// Serve the bench exchanges on ADDR until killed (no measurement).
+    /// Serve the bench exchanges on ADDR until killed (no measurement). Its clients are
+    /// anonymous: on an address other than a loopback one, give --allow-anonymous too.
     #[arg(long, value_name = "ADDR", conflicts_with = "connect")]
     pub serve: Option<String>,
+    /// With --serve: accept (anonymous) clients on an address other machines can reach.
+    #[arg(long, requires = "serve")]
+    pub allow_anonymous: bool,
     /// Connections in each client's trunk.
     #[arg(long, default_value_t = 4)]
     pub connections: usize,
@@ -805,12 +809,20 @@ pub fn run_cli(args: &BenchArgs) -> ExitCode {
         return crate::mover::bench::run_cli(args);
     }
     if let Some(addr) = &args.serve {
+        let allow = args.allow_anonymous.then_some(true);
+        if let Err(e) = crate::mover::cli::check_someone_may_connect(addr, allow, false, "bench") {
+            eprintln!("hawser bench: {e}");
+            return ExitCode::from(2);
+        }
         let served = Runtime::with_tcp_congestion(args.shards.max(1), args.congestion.as_deref())
             .and_then(|runtime| {
-                ServerBuilder::new()
-                    .service(bench_service())
-                    .runtime(&runtime, 0)
-                    .listen(addr.as_str())
+                // Anonymous clients: on loopback by default, elsewhere when asked for.
+                let builder = ServerBuilder::new().service(bench_service());
+                let builder = match allow {
+                    Some(allow) => builder.allow_anonymous(allow),
+                    None => builder,
+                };
+                builder.runtime(&runtime, 0).listen(addr.as_str())
             });
         return match served {
             Ok(server) => {

@@ -40,7 +40,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use crossbeam::channel::{Receiver, Sender};
@@ -138,6 +138,13 @@ pub struct StatsReport {
 pub(crate) enum Readiness {
     Established,
     Refused(String),
+    /// The server holds the create (the identity's previous nexus still exists); it may
+    /// still be established when the hold ends.
+    Held {
+        nexus: NexusId,
+        remaining: Option<Duration>,
+        reason: String,
+    },
 }
 
 /// A handler's view of its request.
@@ -635,7 +642,7 @@ impl Host {
                     && !matches!(reason, session::CloseReason::TransportLost)
                     && let Some(ready) = s.ready.take()
                 {
-                    let _ = ready.send(Readiness::Refused(format!("{reason:?}")));
+                    let _ = ready.send(Readiness::Refused(reason.to_string()));
                 }
             }
             Event::NexusEstablished { .. } => {
@@ -668,6 +675,21 @@ impl Host {
                     && let Some(ready) = s.ready.take()
                 {
                     let _ = ready.send(Readiness::Refused("nexus lost".into()));
+                }
+            }
+            Event::NexusHeld {
+                nexus,
+                remaining,
+                reason,
+            } => {
+                if let Side::Client(s) = &mut self.side
+                    && let Some(ready) = &s.ready
+                {
+                    let _ = ready.try_send(Readiness::Held {
+                        nexus,
+                        remaining,
+                        reason,
+                    });
                 }
             }
             Event::ConnectionBound { .. } => {}

@@ -175,6 +175,7 @@ fn job_args(args: &BenchArgs) -> JobArgs {
         compress: Default::default(),
         identity: None,
         secret_file: None,
+        replace_nexus: None,
         timeout: 30.0,
         quiet: args.json,
         verbose: 0,
@@ -223,6 +224,10 @@ fn run(args: &BenchArgs) -> Result<(), MoverError> {
         write_mode: None,
         partial_max_age: None,
         clean_partials: false,
+        allow_anonymous: false,
+        max_connections_per_address: None,
+        max_handshakes: None,
+        max_nexuses: None,
     })?;
     let job = job_args(args);
     let config = source_config(&job, "bench".into())?;

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::api::{
-    ApiError, Client, ClientConfig, DEFAULT_PORT, Runtime, Server, ServerBuilder, Service,
+    ApiError, Client, ClientConfig, DEFAULT_PORT, NexusId, Runtime, Server, ServerBuilder,
+    ServerLimits, Service, anonymous_allowed,
 };
 use crate::replicate::proto::{
     BLOCK_HEADER_LEN, CompressPolicy, JobOptions, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE,
@@ -18,6 +19,7 @@ use crate::replicate::{
     ReplicateError, Report, RootDir, Source, SourceConfig, WriteMode, remove_partials, run,
 };
 
+use super::nexus_record::{self, Previous};
 use super::pull::pull_service;
 use super::{PipelineTransport, Progress, ServiceLimits, max_request_size, replication_service};
 
@@ -48,6 +50,17 @@ pub enum MoverError {
         path: PathBuf,
         /// Why.
         source: std::io::Error,
+    },
+    /// The server holds the session: the identity's previous nexus still exists. The
+    /// message says why and what to do.
+    #[error("{message}")]
+    Held {
+        /// The server.
+        addr: SocketAddr,
+        /// The previous nexus.
+        nexus: NexusId,
+        /// The explanation and the advice.
+        message: String,
     },
     /// The server refused or failed a pull (its message names the path and the reason).
     #[error("{addr}: {message}")]
@@ -101,10 +114,28 @@ pub struct ServeArgs {
     /// `receive_budget` (bytes of large frames held at once over all connections, from
     /// their first byte until answered; past it connections are not read; default 512M),
     /// `frame_timeout` (a frame must arrive whole this long after its first byte, e.g.
-    /// 60s, the default) and a `[secrets]` table (identity = "secret"); command-line
+    /// 60s, the default), `allow_anonymous`, `grace_period_secs`, a `[secrets]` table
+    /// (identity = "secret") and a `[limits]` table (`connections_per_address`,
+    /// `handshakes_in_progress`, `nexuses`, `held_creates_per_identity`); command-line
     /// options override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Accept anonymous clients (push/pull without --identity): anyone who can reach the
+    /// address [default: only on a loopback address without secrets, or the config
+    /// file's `allow_anonymous`].
+    #[arg(long)]
+    pub allow_anonymous: bool,
+    /// Open connections from one address at most (an IPv6 /64 counts as one address)
+    /// [default: 64, or `[limits] connections_per_address`].
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_address: Option<u32>,
+    /// Connections authenticating at once, from everyone; more are refused until some
+    /// finish [default: 256, or `[limits] handshakes_in_progress`].
+    #[arg(long, value_name = "N")]
+    pub max_handshakes: Option<u32>,
+    /// Nexuses (client sessions) alive at once [default: 4096, or `[limits] nexuses`].
+    #[arg(long, value_name = "N")]
+    pub max_nexuses: Option<u32>,
     /// TCP congestion control of the server's connections (what it sends with: pulls);
     /// one of /proc/sys/net/ipv4/tcp_available_congestion_control [default: the system's].
     #[arg(long, value_name = "NAME")]
@@ -190,8 +221,79 @@ struct ServeFile {
     partial_max_age: Option<AgeValue>,
     receive_budget: Option<SizeValue>,
     frame_timeout: Option<AgeValue>,
+    allow_anonymous: Option<bool>,
+    grace_period_secs: Option<u64>,
     #[serde(default)]
     secrets: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    limits: LimitsFile,
+}
+
+/// The `[limits]` table of `hawser serve --config` (the names of [`ServerLimits`]).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    connections_per_address: Option<u32>,
+    handshakes_in_progress: Option<u32>,
+    nexuses: Option<u32>,
+    held_creates_per_identity: Option<u32>,
+}
+
+/// The limits `args` and `file` set, over the defaults.
+fn serve_limits(args: &ServeArgs, file: &LimitsFile) -> ServerLimits {
+    let d = ServerLimits::default();
+    ServerLimits {
+        connections_per_address: args
+            .max_connections_per_address
+            .or(file.connections_per_address)
+            .unwrap_or(d.connections_per_address),
+        handshakes_in_progress: args
+            .max_handshakes
+            .or(file.handshakes_in_progress)
+            .unwrap_or(d.handshakes_in_progress),
+        nexuses: args.max_nexuses.or(file.nexuses).unwrap_or(d.nexuses),
+        held_creates_per_identity: file
+            .held_creates_per_identity
+            .unwrap_or(d.held_creates_per_identity),
+    }
+}
+
+/// Refuses to start a server that would refuse every client: one without secrets that
+/// does not accept anonymous clients either (by default, one listening on a non-loopback
+/// address). `what` names the command for the advice.
+pub(crate) fn check_someone_may_connect(
+    listen: &str,
+    allow_anonymous: Option<bool>,
+    has_secrets: bool,
+    what: &str,
+) -> Result<(), MoverError> {
+    let ip = listen
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .map(|a| a.ip());
+    let Some(ip) = ip else {
+        return Ok(()); // binding reports the bad address
+    };
+    if has_secrets || anonymous_allowed(allow_anonymous, has_secrets, ip) {
+        return Ok(());
+    }
+    let advice = if what == "serve" {
+        "give clients identities (a [secrets] table in --config; they connect with --identity \
+         and --secret-file), or accept anonymous clients with --allow-anonymous \
+         (allow_anonymous = true in the config file)"
+    } else {
+        "accept anonymous clients with --allow-anonymous, or listen on a loopback address"
+    };
+    let why = if ip.is_loopback() {
+        "anonymous clients are refused"
+    } else {
+        "anonymous clients are refused on an address other machines can reach"
+    };
+    Err(MoverError::Usage(format!(
+        "hawser {what} would refuse every client on {listen}: it has no secrets, and {why}; \
+         {advice}"
+    )))
 }
 
 /// A byte count in the config file: a number, or text with a K, M or G suffix.
@@ -290,8 +392,15 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, MoverError> {
     if let Some(name) = &congestion {
         hawser_shards::check_congestion_control(name).map_err(MoverError::Usage)?;
     }
+    let allow_anonymous = if args.allow_anonymous {
+        Some(true)
+    } else {
+        file.allow_anonymous
+    };
+    check_someone_may_connect(&listen, allow_anonymous, !file.secrets.is_empty(), "serve")?;
     let runtime = Runtime::with_tcp_congestion(shards, congestion.as_deref())?;
     let mut builder = ServerBuilder::new()
+        .limits(serve_limits(args, &file.limits))
         .runtime(&runtime, 0)
         .service(service)
         .service(pulls)
@@ -312,6 +421,12 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, MoverError> {
     }
     for (identity, secret) in file.secrets {
         builder = builder.secret(identity, secret.into_bytes());
+    }
+    if let Some(allow) = allow_anonymous {
+        builder = builder.allow_anonymous(allow);
+    }
+    if let Some(secs) = file.grace_period_secs {
+        builder = builder.grace_period(Duration::from_secs(secs.max(1)));
     }
     Ok(builder.listen(listen.as_str())?)
 }
@@ -400,9 +515,18 @@ pub struct JobArgs {
     /// Identity to authenticate as (with --secret-file).
     #[arg(long)]
     pub identity: Option<String>,
-    /// File holding the shared secret of --identity.
+    /// File holding the shared secret of --identity (its bytes are the HMAC key; a
+    /// trailing newline or spaces are dropped). With --identity, the nexus of the run is
+    /// remembered under $XDG_STATE_HOME/hawser/nexus/ (~/.local/state/...) until it ends
+    /// cleanly, so that the next run replaces it if this one is killed.
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
+    /// Recover and destroy this nexus (as the server's "held" message names it) before
+    /// creating the run's own: for a run of the same identity that was killed and whose
+    /// nexus the server still keeps. Its unfinished work is dropped (a push continues
+    /// with --resume); never name the nexus of a run still going.
+    #[arg(long, value_name = "NEXUS", value_parser = nexus_record::parse_nexus_id)]
+    pub replace_nexus: Option<NexusId>,
     /// Seconds without any answer from the target (pull: without a connection to the
     /// server) before the job gives up (the session reconnects and retries meanwhile);
     /// continue later with --resume.
@@ -612,7 +736,27 @@ pub fn connect_serving(
     if let Some(identity) = &job.identity {
         config.identity = identity.clone();
     }
-    let client = Client::connect(addr, config)?;
+    // A nexus a killed run of this identity left behind is replaced, not waited for.
+    let previous = match (&job.identity, nexus_record::record_dir()) {
+        (Some(identity), Some(dir)) => nexus_record::previous_in(&dir, addr, identity),
+        _ => Previous::None,
+    };
+    config.replace_nexus = job.replace_nexus.or(match previous {
+        Previous::Abandoned(nexus) => Some(nexus),
+        Previous::None | Previous::InUse(_) => None,
+    });
+    let client = Client::connect(addr, config).map_err(|e| held_advice(e, job, previous))?;
+    if let (Some(identity), Some(dir), Some(nexus)) =
+        (&job.identity, nexus_record::record_dir(), client.nexus())
+        && let Err(e) = nexus_record::remember_in(&dir, addr, identity, nexus)
+        && !job.quiet
+    {
+        eprintln!(
+            "hawser: cannot record the session in {}: {e} (if this run is killed, the next \
+             one may have to wait for the server to let its session go)",
+            dir.display()
+        );
+    }
     // Blocks go to the connections bound when they are sent: wait for the trunk, or the
     // first window would all ride on the leading connection (on a lossy long path that
     // is one loss-limited stream for the whole first window). A connection that has not
@@ -620,6 +764,53 @@ pub fn connect_serving(
     let wait = (rtt * 20).clamp(Duration::from_millis(500), Duration::from_secs(3));
     client.wait_for_trunk(job.connections.max(1), wait);
     Ok((client, rtt))
+}
+
+/// A held session as the user reads it: what happens, and what to do.
+fn held_advice(e: ApiError, job: &JobArgs, previous: Previous) -> MoverError {
+    let ApiError::Held {
+        addr,
+        nexus,
+        remaining,
+        reason,
+    } = e
+    else {
+        return MoverError::Api(e);
+    };
+    let identity = job.identity.as_deref().unwrap_or("(this client)");
+    let expiry = match remaining {
+        Some(left) => format!(" (the server drops it in {} s)", left.as_secs().max(1)),
+        None => String::new(),
+    };
+    let advice = if previous == Previous::InUse(nexus) {
+        format!(
+            "another hawser run with identity {identity:?} is still going against this server \
+             and uses that session: wait for it to finish"
+        )
+    } else {
+        format!(
+            "if no other run with identity {identity:?} is still going (the earlier one was \
+             killed or lost its connection), replace its session now, dropping its unfinished \
+             work: run the same command with --replace-nexus {nexus} (a push then continues \
+             with --resume); otherwise wait for that run to end{expiry}"
+        )
+    };
+    MoverError::Held {
+        addr,
+        nexus,
+        message: format!(
+            "{addr} holds this run's session, because it never runs two sessions of one \
+             identity side by side: {reason}\nwhat to do: {advice}"
+        ),
+    }
+}
+
+/// A job connected to `addr` ended and its client closed its nexus: the record kept in
+/// case it died is removed.
+pub(crate) fn job_ended(addr: SocketAddr, job: &JobArgs) {
+    if let (Some(identity), Some(dir)) = (&job.identity, nexus_record::record_dir()) {
+        nexus_record::forget_in(&dir, addr, identity);
+    }
 }
 
 /// The source configuration `job` describes.
@@ -871,6 +1062,7 @@ pub fn push(args: &PushArgs) -> Result<JobOutcome, MoverError> {
         eprintln!("{:?}", client.stats());
     }
     client.close();
+    job_ended(addr, &args.job);
     let outcome = outcome?;
     if !args.job.quiet {
         print_report(&outcome, args.job.verbose);
@@ -1094,6 +1286,46 @@ mod tests {
         for bad in ["", "fast", "5X", "-1M", "0", "4bit"] {
             assert!(parse_rate(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[derive(clap::Parser)]
+    struct ServeOnly {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn limits_come_from_flags_then_the_config_file_then_defaults() {
+        use clap::Parser;
+        let args = ServeOnly::try_parse_from(["serve", "--max-nexuses", "7"])
+            .expect("parses")
+            .serve;
+        let file: ServeFile = toml::from_str(
+            "allow_anonymous = true\n[limits]\nnexuses = 9\nconnections_per_address = 3\n",
+        )
+        .expect("a valid file");
+        assert_eq!(file.allow_anonymous, Some(true));
+        let limits = serve_limits(&args, &file.limits);
+        assert_eq!(limits.nexuses, 7, "the flag wins");
+        assert_eq!(limits.connections_per_address, 3, "then the file");
+        assert_eq!(
+            limits.handshakes_in_progress,
+            ServerLimits::default().handshakes_in_progress
+        );
+        assert!(toml::from_str::<ServeFile>("[limits]\nconnections = 3\n").is_err());
+    }
+
+    #[test]
+    fn a_server_that_would_refuse_everyone_does_not_start() {
+        let refused = check_someone_may_connect("0.0.0.0:8415", None, false, "serve");
+        assert!(
+            matches!(&refused, Err(MoverError::Usage(text)) if text.contains("--allow-anonymous")),
+            "{refused:?}"
+        );
+        assert!(check_someone_may_connect("127.0.0.1:0", None, false, "serve").is_ok());
+        assert!(check_someone_may_connect("0.0.0.0:8415", Some(true), false, "serve").is_ok());
+        assert!(check_someone_may_connect("0.0.0.0:8415", None, true, "serve").is_ok());
+        assert!(check_someone_may_connect("127.0.0.1:0", Some(false), false, "bench").is_err());
     }
 
     #[test]

@@ -57,6 +57,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod nexus_record;
 pub mod pull;
 
 use std::collections::HashMap;

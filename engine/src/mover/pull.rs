@@ -379,6 +379,7 @@ pub fn pull(args: &PullArgs) -> Result<JobOutcome, MoverError> {
         eprintln!("{stats:?}");
     }
     client.close();
+    super::cli::job_ended(addr, &args.job);
     let pulled = PullReport::decode(&answer?).map_err(ReplicateError::Proto)?;
     let outcome = JobOutcome {
         report: pulled.report,

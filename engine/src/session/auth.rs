@@ -3,20 +3,31 @@
 //! Two mechanisms for now, carried in the DSP `Auth` / `AuthResult` frames as SASL
 //! mechanisms with an initial response; the SASL mechanisms and TLS plug into the same
 //! step later:
-//! - `ANONYMOUS`: the client states an identity, nothing is proven (trusted networks).
+//! - `ANONYMOUS`: the client states an identity, nothing is proven (trusted networks). A
+//!   server accepts it only when its credentials say so.
 //! - `HMAC-SHA256` shared secret, mutual challenge-response: both sides contribute a
-//!   16-byte nonce in their `Hello`; the initial response is `identity ‖ 0 ‖ proof`; the client proves knowledge of the secret with
+//!   16-byte nonce in their `Hello`; the initial response is `identity ‖ 0 ‖ proof`; the
+//!   client proves knowledge of the secret with
 //!   `HMAC(secret, "hawser-auth-client" ‖ server nonce ‖ client nonce ‖ identity)` and the
 //!   server answers with `HMAC(secret, "hawser-auth-server" ‖ client nonce ‖ server nonce ‖
 //!   identity)`, so neither side can be impersonated by replaying an old exchange and the
-//!   secret never travels. Nonces come from the driver (the state machines read no
-//!   entropy themselves).
+//!   secret never travels. The secret's bytes are the HMAC key as they are. Nonces come
+//!   from the driver (the state machines read no entropy themselves).
+//!
+//! The server decides every attempt in [`check`], whatever the mechanism; its throttle of
+//! failed attempts (`server.rs`, `guard.rs`) sits around that one call, so a mechanism
+//! added here is throttled without doing anything. An unknown identity is checked against
+//! a dummy secret derived from a per-server random key and refused exactly like a wrong
+//! secret: same work, same status, same words.
 
 use std::collections::HashMap;
 use std::fmt;
 
+use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+
+use super::frame::Status;
 
 /// Length of each side's nonce.
 pub const NONCE_LEN: usize = 16;
@@ -65,7 +76,8 @@ impl ClientCredentials {
 /// What a server accepts.
 #[derive(Clone, Default)]
 pub struct ServerCredentials {
-    /// Accept `ANONYMOUS` connections.
+    /// Accept `ANONYMOUS` connections: anyone who can reach the server, under whatever
+    /// identity they state.
     pub allow_anonymous: bool,
     /// Shared secrets by client identity, for `HMAC-SHA256`.
     pub secrets: HashMap<String, Vec<u8>>,
@@ -164,6 +176,138 @@ pub(crate) fn server_proof(
     m.finalize().into_bytes().into()
 }
 
+/// Longest identity a server accepts (longer ones fail authentication).
+pub(crate) const MAX_IDENTITY_LEN: usize = 256;
+
+/// Why the server refused an authentication attempt. Every refusal is answered with an
+/// `AuthResult` carrying [`status`](Self::status) and [`reason`](Self::reason), then a
+/// GoAway `AUTH_FAILED` with the same reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Wrong proof, or an identity the server does not know: indistinguishable on purpose.
+    Failed,
+    /// `ANONYMOUS`, and the server does not accept anonymous clients.
+    AnonymousRefused,
+    /// A mechanism the server does not offer.
+    Mechanism,
+    /// An identity longer than [`MAX_IDENTITY_LEN`] (whatever the mechanism: the server
+    /// keeps identities of live nexuses).
+    IdentityTooLong,
+}
+
+impl Refusal {
+    pub(crate) fn status(self) -> Status {
+        match self {
+            Refusal::Failed | Refusal::IdentityTooLong => Status::AUTH_FAILED,
+            Refusal::AnonymousRefused | Refusal::Mechanism => Status::MECHANISM_UNSUPPORTED,
+        }
+    }
+
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Refusal::Failed => "authentication failed: unknown identity or wrong secret",
+            Refusal::AnonymousRefused => {
+                "this server does not accept anonymous clients: authenticate with an identity \
+                 and its shared secret (hawser push/pull: --identity NAME --secret-file FILE), \
+                 or start the server with --allow-anonymous (allow_anonymous = true in its \
+                 configuration file)"
+            }
+            Refusal::Mechanism => {
+                "authentication mechanism not offered by this server (it offers HMAC-SHA256, \
+                 and ANONYMOUS when configured)"
+            }
+            Refusal::IdentityTooLong => "identity longer than 256 bytes",
+        }
+    }
+}
+
+/// A per-server key from which the dummy secrets of unknown identities are derived.
+pub(crate) type DummyKey = [u8; 32];
+
+/// A key for `purpose`, derived from a server's `seed` (random, from the driver).
+pub(crate) fn derive_key(seed: u64, purpose: &[u8]) -> [u8; 32] {
+    let mut m = <HmacSha256 as Mac>::new_from_slice(&seed.to_le_bytes())
+        .expect("HMAC takes keys of any length");
+    m.update(purpose);
+    m.finalize().into_bytes().into()
+}
+
+/// The dummy key of a server seeded with `seed`.
+pub(crate) fn dummy_key(seed: u64) -> DummyKey {
+    derive_key(seed, b"hawser-dummy-secret-key")
+}
+
+/// The `n`th output of the pseudo-random function keyed by `key` (HMAC-SHA256 of the
+/// counter, first 16 bytes): values nobody can predict from earlier ones.
+pub(crate) fn prf_u128(key: &[u8; 32], n: u64) -> u128 {
+    let mut m = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    m.update(&n.to_le_bytes());
+    let out: [u8; 32] = m.finalize().into_bytes().into();
+    let mut first = [0; 16];
+    first.copy_from_slice(&out[..16]);
+    u128::from_le_bytes(first)
+}
+
+/// The secret an unknown identity is checked against: as costly to check as a real one,
+/// and never accepted (see [`check`]).
+fn dummy_secret(key: &DummyKey, identity: &str) -> [u8; PROOF_LEN] {
+    let mut m = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    m.update(identity.as_bytes());
+    m.finalize().into_bytes().into()
+}
+
+/// One authentication attempt as the client sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Attempt {
+    pub(crate) mechanism: Mechanism,
+    pub(crate) identity: String,
+    pub(crate) proof: Bytes,
+}
+
+impl Attempt {
+    /// Whether success proves the identity (and so may clear its failure record).
+    pub(crate) fn proves_identity(&self) -> bool {
+        self.mechanism == Mechanism::HmacSha256
+    }
+}
+
+/// Decides `attempt` under `credentials`: the server's proof (empty for `ANONYMOUS`) or
+/// why not. The same work is done for a known and an unknown identity.
+pub(crate) fn check(
+    credentials: &ServerCredentials,
+    dummy: &DummyKey,
+    attempt: &Attempt,
+    server_nonce: &[u8; NONCE_LEN],
+    client_nonce: &[u8; NONCE_LEN],
+) -> Result<Bytes, Refusal> {
+    if attempt.identity.len() > MAX_IDENTITY_LEN {
+        return Err(Refusal::IdentityTooLong);
+    }
+    match attempt.mechanism {
+        Mechanism::Anonymous if credentials.allow_anonymous => Ok(Bytes::new()),
+        Mechanism::Anonymous => Err(Refusal::AnonymousRefused),
+        Mechanism::HmacSha256 => {
+            let identity = attempt.identity.as_str();
+            let fallback = dummy_secret(dummy, identity);
+            let known = credentials.secrets.get(identity);
+            let secret = known.map_or(&fallback[..], Vec::as_slice);
+            let verified =
+                verify_client_proof(secret, server_nonce, client_nonce, identity, &attempt.proof);
+            if verified && known.is_some() {
+                Ok(Bytes::copy_from_slice(&server_proof(
+                    secret,
+                    client_nonce,
+                    server_nonce,
+                    identity,
+                )))
+            } else {
+                Err(Refusal::Failed)
+            }
+        }
+        Mechanism::Unsupported => Err(Refusal::Mechanism),
+    }
+}
+
 /// Checks the server's proof in constant time.
 pub(crate) fn verify_server_proof(
     secret: &[u8],
@@ -192,5 +336,53 @@ mod tests {
         assert!(!verify_server_proof(b"k", &nc, &ns, "alice", &p));
         let s = server_proof(b"k", &nc, &ns, "alice");
         assert!(verify_server_proof(b"k", &nc, &ns, "alice", &s));
+    }
+
+    /// An unknown identity is refused exactly as a wrong secret is, even when its proof
+    /// is the one its dummy secret would accept.
+    #[test]
+    fn unknown_identity_and_wrong_secret_are_refused_alike() {
+        let (ns, nc) = ([1; NONCE_LEN], [2; NONCE_LEN]);
+        let creds = ServerCredentials::shared_secrets([("alice".to_string(), b"k".to_vec())]);
+        let key = dummy_key(7);
+        let attempt = |identity: &str, secret: &[u8]| Attempt {
+            mechanism: Mechanism::HmacSha256,
+            identity: identity.into(),
+            proof: Bytes::copy_from_slice(&client_proof(secret, &ns, &nc, identity)),
+        };
+        let right = check(&creds, &key, &attempt("alice", b"k"), &ns, &nc).unwrap();
+        assert!(verify_server_proof(b"k", &nc, &ns, "alice", &right));
+        let wrong = check(&creds, &key, &attempt("alice", b"x"), &ns, &nc);
+        let unknown = check(&creds, &key, &attempt("bob", b"k"), &ns, &nc);
+        let dummy = dummy_secret(&key, "bob");
+        let forged = check(&creds, &key, &attempt("bob", &dummy), &ns, &nc);
+        assert_eq!(wrong, Err(Refusal::Failed));
+        assert_eq!(unknown, wrong);
+        assert_eq!(forged, wrong);
+        // Another server's key gives other dummy secrets.
+        assert_ne!(dummy_secret(&dummy_key(8), "bob"), dummy);
+        let anonymous = Attempt {
+            mechanism: Mechanism::Anonymous,
+            identity: "guest".into(),
+            proof: Bytes::new(),
+        };
+        assert_eq!(
+            check(&creds, &key, &anonymous, &ns, &nc),
+            Err(Refusal::AnonymousRefused)
+        );
+        assert!(
+            Refusal::AnonymousRefused
+                .reason()
+                .contains("--allow-anonymous")
+        );
+        let long = Attempt {
+            identity: "x".repeat(MAX_IDENTITY_LEN + 1),
+            ..anonymous
+        };
+        let open = ServerCredentials::anonymous();
+        assert_eq!(
+            check(&open, &key, &long, &ns, &nc),
+            Err(Refusal::IdentityTooLong)
+        );
     }
 }

@@ -7,6 +7,10 @@
 //! spreading requests over them, replacing lost ones with exponential backoff, rebinding
 //! ("recovering") the nexus after losing all connections, and retrying outstanding
 //! requests on whatever connection is bound next.
+//!
+//! A create the server holds (the identity's previous nexus still exists) is reported
+//! at once as [`Event::NexusHeld`]; with [`ClientConfig::replace`] the client recovers
+//! and destroys that previous nexus first, so there is nothing to wait for.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -17,8 +21,7 @@ use super::auth::{self, ClientCredentials, NONCE_LEN};
 use super::config::ClientConfig;
 use super::error::{CallError, CloseReason, ProtocolError};
 use super::event::{Event, IncomingRequest, Reply};
-use super::frame::Frame;
-use super::frame::Status;
+use super::frame::{Frame, SERVED_FEATURES, Status, VERSION};
 use super::link::{GoAwayCode, Link, Received, TransmitSink, go_away_code};
 use super::nexus::{Footprint, NexusCore};
 use super::stats::{ConnectionStats, NexusStats};
@@ -48,6 +51,10 @@ enum ClientPhase {
     },
     /// Authenticated, waiting for another connection to finish creating the nexus.
     Authenticated,
+    /// NexusRecover of the nexus to replace sent (see [`ClientConfig::replace`]).
+    RecoveringOld,
+    /// That nexus recovered, NexusDestroy sent; its late traffic is ignored.
+    DestroyingOld(NexusId),
     /// NexusCreate or BindConnection sent.
     AwaitNexus,
     Bound,
@@ -78,7 +85,16 @@ pub struct Client {
     backoff: Duration,
     reconnect_at: Option<Instant>,
     unbound_since: Option<Instant>,
+    /// The earlier nexus still to replace before creating.
+    replace: Option<NexusId>,
+    /// Connections that tried to replace it; after a few the client just creates.
+    replace_attempts: u32,
+    /// The grace period the server granted.
+    granted_grace: Option<Duration>,
 }
+
+/// Connections that may try to replace an earlier nexus before the client gives up on it.
+const REPLACE_ATTEMPTS: u32 = 3;
 
 impl Client {
     /// A client that will ask for its leading connection (first [`Event::WantConnection`]).
@@ -93,6 +109,7 @@ impl Client {
         );
         let mut client = Client {
             backoff: config.reconnect_min,
+            replace: config.replace,
             config,
             links: IdMap::default(),
             next_conn: 1,
@@ -102,6 +119,8 @@ impl Client {
             pending_connects: 0,
             reconnect_at: None,
             unbound_since: None,
+            replace_attempts: 0,
+            granted_grace: None,
         };
         client.maintain_connections(now);
         client
@@ -113,6 +132,12 @@ impl Client {
             NexusState::Unestablished | NexusState::Creating(_) => None,
             _ => Some(self.core.id),
         }
+    }
+
+    /// The grace period the server granted the nexus: how long it keeps it without a
+    /// connection.
+    pub fn grace_period(&self) -> Option<Duration> {
+        self.granted_grace
     }
 
     /// Whether calls are accepted (the nexus is being created or is alive).
@@ -142,6 +167,7 @@ impl Client {
         );
         link.align_request_bodies_at(self.config.align_request_bodies_at);
         link.send(&Frame::Hello {
+            versions: (VERSION, VERSION),
             digest: self.config.digest,
             compress: self.config.compress,
             nonce,
@@ -490,11 +516,15 @@ impl Client {
             (
                 ClientPhase::AwaitHelloAck { nonce },
                 Frame::Hello {
+                    versions,
                     digest,
                     compress,
                     nonce: server_nonce,
                 },
             ) => {
+                if versions != (VERSION, VERSION) {
+                    return Err(ProtocolError::Version);
+                }
                 let client_nonce = *nonce;
                 // The server may only turn options off, never on.
                 link.agree(
@@ -528,25 +558,57 @@ impl Client {
                     client_nonce,
                     server_nonce,
                 },
-                Frame::AuthResult { status, proof },
+                Frame::AuthResult {
+                    status,
+                    proof,
+                    reason,
+                },
             ) => {
-                let ok = status.is_ok()
-                    && match &self.config.credentials {
-                        ClientCredentials::Anonymous => proof.is_empty(),
-                        ClientCredentials::SharedSecret(secret) => auth::verify_server_proof(
-                            secret,
-                            client_nonce,
-                            server_nonce,
-                            &self.config.identity,
-                            &proof,
-                        ),
+                if !status.is_ok() {
+                    // The server says why (and closes); a GoAway from us is moot.
+                    let why = if reason.is_empty() {
+                        format!("authentication refused: {status}")
+                    } else {
+                        reason
                     };
+                    self.link_gone(now, conn, CloseReason::Refused(why), None);
+                    return Ok(());
+                }
+                let ok = match &self.config.credentials {
+                    ClientCredentials::Anonymous => proof.is_empty(),
+                    ClientCredentials::SharedSecret(secret) => auth::verify_server_proof(
+                        secret,
+                        client_nonce,
+                        server_nonce,
+                        &self.config.identity,
+                        &proof,
+                    ),
+                };
                 if !ok {
                     return Err(ProtocolError::AuthFailed);
                 }
                 link.handshake_complete();
                 link.phase = ClientPhase::Authenticated;
                 self.after_auth(now, conn);
+            }
+            (
+                ClientPhase::AwaitNexus,
+                Frame::NexusCreated {
+                    status: Status::HELD,
+                    nexus,
+                    grace_ms,
+                    reason,
+                    ..
+                },
+            ) if self.state == NexusState::Creating(conn) => {
+                // The server answers again when the hold ends; the connection waits.
+                let remaining =
+                    (grace_ms != u32::MAX).then(|| Duration::from_millis(u64::from(grace_ms)));
+                self.events.push_back(Event::NexusHeld {
+                    nexus,
+                    remaining,
+                    reason,
+                });
             }
             (ClientPhase::AwaitNexus, Frame::NexusCreated { status, reason, .. })
                 if !status.is_ok() =>
@@ -560,6 +622,45 @@ impl Client {
                     Some(GoAwayCode::NORMAL),
                 );
             }
+            (ClientPhase::AwaitNexus, Frame::BindAck { status, .. })
+                if status == Status::UNKNOWN_NEXUS
+                    && self.state == NexusState::Active
+                    && self.core.members.is_empty()
+                    && self.core.never_used() =>
+            {
+                // The server dropped a nexus on which nothing ever ran (it expires one soon
+                // after its last connection goes): nothing can be lost by starting afresh
+                // on this connection, queued calls included.
+                self.state = NexusState::Unestablished;
+                self.unbound_since = None;
+                link.phase = ClientPhase::Authenticated;
+                self.after_auth(now, conn);
+            }
+            (ClientPhase::RecoveringOld, Frame::BindAck { status, nexus, .. })
+                if Some(nexus) == self.replace =>
+            {
+                if status.is_ok() {
+                    // Bound to the old nexus until the destroy lands: its traffic may
+                    // arrive meanwhile, at its negotiated sizes.
+                    link.bound(self.core.max_payload());
+                    link.send(&Frame::Destroy { nexus });
+                    link.phase = ClientPhase::DestroyingOld(nexus);
+                } else {
+                    // Gone already: nothing to replace.
+                    self.replace = None;
+                    link.phase = ClientPhase::Authenticated;
+                    self.state = NexusState::Unestablished;
+                    self.after_auth(now, conn);
+                }
+            }
+            (ClientPhase::DestroyingOld(old), Frame::DestroyAck { nexus }) if nexus == *old => {
+                self.replace = None;
+                link.phase = ClientPhase::Authenticated;
+                self.state = NexusState::Unestablished;
+                self.after_auth(now, conn);
+            }
+            // The old nexus's requests, responses and credits: moot.
+            (ClientPhase::DestroyingOld(_), _) => {}
             (ClientPhase::AwaitNexus, Frame::BindAck { status, reason, .. }) if !status.is_ok() => {
                 self.link_gone(
                     now,
@@ -578,7 +679,11 @@ impl Client {
             (
                 ClientPhase::AwaitNexus,
                 Frame::NexusCreated {
-                    nexus, fore, back, ..
+                    nexus,
+                    fore,
+                    back,
+                    grace_ms,
+                    ..
                 },
             ) if self.state == NexusState::Creating(conn) => {
                 // The server may only shrink what was proposed.
@@ -588,6 +693,7 @@ impl Client {
                     return Err(ProtocolError::Unexpected("NexusCreated"));
                 }
                 self.core.id = nexus;
+                self.granted_grace = Some(Duration::from_millis(u64::from(grace_ms)));
                 self.core.initiator.set_attributes(fore);
                 self.core.responder.set_attributes(back);
                 self.state = NexusState::Active;
@@ -651,12 +757,31 @@ impl Client {
         };
         match state {
             NexusState::Unestablished => {
-                link.send(&Frame::NexusCreate {
-                    fore: self.config.fore,
-                    back: self.config.back,
-                    identity: self.config.identity.clone(),
-                });
-                link.phase = ClientPhase::AwaitNexus;
+                if self.replace.is_some() && self.replace_attempts >= REPLACE_ATTEMPTS {
+                    // Its traffic keeps breaking our connections: create, and let the
+                    // server hold the create if it must.
+                    self.replace = None;
+                }
+                if let Some(old) = self.replace {
+                    self.replace_attempts += 1;
+                    link.send(&Frame::Recover {
+                        nexus: old,
+                        identity: self.config.identity.clone(),
+                    });
+                    link.phase = ClientPhase::RecoveringOld;
+                } else {
+                    let grace_ms = self.config.grace_period.map_or(0, |g| {
+                        u32::try_from(g.as_millis()).unwrap_or(u32::MAX).max(1)
+                    });
+                    link.send(&Frame::NexusCreate {
+                        fore: self.config.fore,
+                        back: self.config.back,
+                        grace_ms,
+                        features: SERVED_FEATURES,
+                        identity: self.config.identity.clone(),
+                    });
+                    link.phase = ClientPhase::AwaitNexus;
+                }
                 self.state = NexusState::Creating(conn);
             }
             NexusState::Creating(_) => link.phase = ClientPhase::Authenticated,

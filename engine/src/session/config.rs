@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::auth::{ClientCredentials, ServerCredentials};
 use super::budget::ReceiveBudget;
 use super::throttle::ThrottleConfig;
+use super::types::NexusId;
 
 /// The operational parameters of one channel, negotiated independently for the fore
 /// channel and the backchannel at nexus creation: the client proposes, the server answers
@@ -37,6 +38,16 @@ impl Default for ChannelAttributes {
 }
 
 impl ChannelAttributes {
+    /// All zero: the fixed fields of a refusal.
+    pub(crate) fn zero() -> ChannelAttributes {
+        ChannelAttributes {
+            slots: 0,
+            max_request_size: 0,
+            max_response_size: 0,
+            max_cached_response_size: 0,
+        }
+    }
+
     /// The attributes both sides can live with: the field-wise minimum, with at least one
     /// slot and a cache no larger than the largest response.
     pub fn negotiate(&self, limits: &ChannelAttributes) -> ChannelAttributes {
@@ -61,7 +72,9 @@ pub struct Timers {
     /// Declare the connection dead after this long without receiving anything: the
     /// configured bound on dead-connection detection.
     pub dead_after: Duration,
-    /// The handshake (hello, authentication, nexus create/bind) must finish within this.
+    /// The handshake (hello, authentication, nexus create/bind) must finish within this
+    /// (a held create waits on its own terms, see `docs/PROTOCOL.md`). On a server, a
+    /// pristine nexus whose connections are all gone expires after this too.
     pub handshake_timeout: Duration,
     /// A frame must arrive whole within this once its first byte has (a peer that
     /// trickles a frame is closed): 60 s lets the largest frames through at 1.1 MB/s.
@@ -113,6 +126,14 @@ pub struct ClientConfig {
     /// page boundary, for an application writing them with `O_DIRECT` (see
     /// [`ServerConfig::align_request_bodies_at`]).
     pub align_request_bodies_at: Option<usize>,
+    /// How long the server should keep the nexus after losing every connection; it
+    /// grants at most its own maximum. `None`: the server's default.
+    pub grace_period: Option<Duration>,
+    /// A nexus of this identity left behind by an earlier run (a process that died):
+    /// before creating its own, the client recovers it and destroys it, so that the
+    /// server does not hold the create for its grace period. Nothing of the old nexus's
+    /// work is kept. If the server no longer knows it, the client just creates.
+    pub replace: Option<NexusId>,
 }
 
 impl ClientConfig {
@@ -132,6 +153,67 @@ impl ClientConfig {
             timers: Timers::default(),
             throttle: None,
             align_request_bodies_at: None,
+            grace_period: None,
+            replace: None,
+        }
+    }
+}
+
+/// What a server lets its clients use at most. Each refusal names the field, which is
+/// also the key under `[limits]` in `hawser serve`'s configuration file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Open connections from one source address (unknown addresses share one count).
+    pub connections_per_address: u32,
+    /// Connections that have not authenticated yet, from anyone (sshd's `MaxStartups`).
+    pub handshakes_in_progress: u32,
+    /// Nexuses alive at once, from everyone.
+    pub nexuses: u32,
+    /// Creates one identity may have held at once (an identity has at most one nexus:
+    /// further creates wait for it, see [`ServerConfig::grace_period`]).
+    pub held_creates_per_identity: u32,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            connections_per_address: 64,
+            handshakes_in_progress: 256,
+            nexuses: 4096,
+            held_creates_per_identity: 4,
+        }
+    }
+}
+
+/// How a server slows down guessing: failed authentications are counted per source
+/// address and per identity, in tables of bounded size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthThrottleConfig {
+    /// Failures answered without delay.
+    pub free_failures: u32,
+    /// The delay of the first answer after `free_failures` failures; each further
+    /// failure doubles it.
+    pub first_delay: Duration,
+    /// The longest delay.
+    pub max_delay: Duration,
+    /// Failed attempts per second from one source address that are checked at all;
+    /// beyond that, attempts are refused unchecked.
+    pub failures_per_second: u32,
+    /// A source or identity without a failure for this long starts afresh.
+    pub forget_after: Duration,
+    /// Entries kept per table (sources, identities); the least penalised go first.
+    pub table_size: usize,
+}
+
+impl Default for AuthThrottleConfig {
+    fn default() -> Self {
+        AuthThrottleConfig {
+            free_failures: 5,
+            first_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(8),
+            failures_per_second: 5,
+            forget_after: Duration::from_secs(15 * 60),
+            table_size: 4096,
         }
     }
 }
@@ -145,7 +227,9 @@ pub struct ServerConfig {
     pub fore_limits: ChannelAttributes,
     /// Upper limits for the backchannel attributes.
     pub back_limits: ChannelAttributes,
-    /// How long a nexus survives without any connection.
+    /// How long a nexus survives without any connection: the default, and the most a
+    /// client may ask for. A pristine nexus (nothing ever ran) expires after the
+    /// handshake timeout instead.
     pub grace_period: Duration,
     /// Accept lz4 compression when a client offers it.
     pub compress: bool,
@@ -163,6 +247,10 @@ pub struct ServerConfig {
     /// answered, over all connections (see [`ReceiveBudget`]); share one budget between
     /// the endpoints of one server. `None`: unbounded.
     pub receive_budget: Option<Arc<ReceiveBudget>>,
+    /// Connection and nexus limits.
+    pub limits: ServerLimits,
+    /// Throttling of failed authentications.
+    pub auth_throttle: AuthThrottleConfig,
 }
 
 /// The receive budget of a server unless configured: enough for several jobs with 8 MiB
@@ -182,6 +270,8 @@ impl ServerConfig {
             throttle: None,
             align_request_bodies_at: None,
             receive_budget: Some(ReceiveBudget::new(DEFAULT_RECEIVE_BUDGET)),
+            limits: ServerLimits::default(),
+            auth_throttle: AuthThrottleConfig::default(),
         }
     }
 }

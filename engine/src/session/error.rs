@@ -31,6 +31,15 @@ pub enum CallError {
         /// The negotiated maximum.
         max: u32,
     },
+    /// The responder refused the request as larger than its maximum request size; it did
+    /// not run. Its message names the limit.
+    #[error("the peer refused a request of {size} bytes as too large: {message}")]
+    RefusedTooLarge {
+        /// The request's size in bytes.
+        size: usize,
+        /// The responder's words.
+        message: String,
+    },
     /// The response was larger than the channel's negotiated maximum response size.
     #[error("response exceeds the negotiated maximum response size")]
     ResponseTooLarge,
@@ -100,8 +109,32 @@ pub enum CloseReason {
     },
     /// The driver reported the transport gone (reset, EOF, ...).
     TransportLost,
-    /// The server refused the nexus operation (unknown nexus, identity mismatch, ...).
+    /// The server refused the connection, its authentication or the nexus operation
+    /// (over a limit, wrong credentials, unknown nexus, identity mismatch, ...): its words.
     Refused(String),
     /// Closed on purpose (nexus destroyed, surplus connection).
     Local,
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloseReason::Protocol(e) => write!(f, "{e}"),
+            CloseReason::PeerGoAway { code, reason } if reason.is_empty() => {
+                write!(
+                    f,
+                    "closed by the peer ({})",
+                    hawser_wire::dsp::GoAwayCode(*code)
+                )
+            }
+            CloseReason::PeerGoAway { code, reason } => write!(
+                f,
+                "closed by the peer ({}): {reason}",
+                hawser_wire::dsp::GoAwayCode(*code)
+            ),
+            CloseReason::TransportLost => f.write_str("connection lost"),
+            CloseReason::Refused(why) => f.write_str(why),
+            CloseReason::Local => f.write_str("closed locally"),
+        }
+    }
 }

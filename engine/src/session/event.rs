@@ -46,6 +46,17 @@ pub enum Event {
         /// Its id.
         nexus: NexusId,
     },
+    /// Client: the server holds this client's NexusCreate because the identity's
+    /// previous nexus still exists; it answers again when that nexus is reinstated
+    /// (refused), expires or is destroyed (created). The connection stays open meanwhile.
+    NexusHeld {
+        /// The previous nexus, the one the create waits for.
+        nexus: NexusId,
+        /// Until it expires, if it has no connection left (`None`: it is in use).
+        remaining: Option<std::time::Duration>,
+        /// The server's explanation.
+        reason: String,
+    },
     /// A connection finished its handshake and joined the nexus.
     ConnectionBound {
         /// The connection.

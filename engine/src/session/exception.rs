@@ -14,6 +14,7 @@ pub(crate) mod session_types {
     pub(crate) const BAD_SLOT: &str = "hawser.session.BadSlot";
     pub(crate) const TOO_LARGE: &str = "hawser.session.ResponseTooLarge";
     pub(crate) const NOT_CACHED: &str = "hawser.session.ReplyNotCached";
+    pub(crate) const REQUEST_TOO_LARGE: &str = "hawser.session.RequestTooLarge";
 }
 
 /// An exception raised by a remote handler: its type name, message and optional cause.

@@ -29,12 +29,22 @@ pub type FrameError = wire::DspError;
 /// Outcome of a nexus operation, as the wire's answer frames carry it.
 pub(crate) type Status = wire::Status;
 
+/// Per-nexus features, requested in NexusCreate and granted in NexusCreated.
+pub(crate) type Features = wire::NexusFeatures;
+
+/// The nexus features this implementation serves: the backchannel and ordered exchanges
+/// (digest and lz4 are agreed per connection in Hello, see `docs/PROTOCOL.md`).
+pub(crate) const SERVED_FEATURES: Features =
+    wire::NexusFeatures(Features::BACKCHANNEL.0 | Features::ORDERED.0);
+
 /// One trunk frame as the session state machines see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Frame {
-    /// First frame of each side: the client offers, the server answers with what was
-    /// agreed (digest, lz4) and its own nonce.
+    /// First frame of each side: the client offers its version range, the server answers
+    /// with the version chosen (min = max) and what was agreed (digest, lz4), each with
+    /// its own nonce.
     Hello {
+        versions: (u8, u8),
         digest: bool,
         compress: bool,
         nonce: [u8; 16],
@@ -45,20 +55,31 @@ pub(crate) enum Frame {
         identity: String,
         proof: Bytes,
     },
-    /// Server → client: authentication outcome, with the server's proof.
-    AuthResult { status: Status, proof: Bytes },
-    /// Client → server: create a nexus with these proposed channel attributes.
+    /// Server → client: authentication outcome, with the server's proof (success) or
+    /// the reason (failure).
+    AuthResult {
+        status: Status,
+        proof: Bytes,
+        reason: String,
+    },
+    /// Client → server: create a nexus with these proposed channel attributes, grace
+    /// period (milliseconds, 0: the server's) and features.
     NexusCreate {
         fore: ChannelAttributes,
         back: ChannelAttributes,
+        grace_ms: u32,
+        features: Features,
         identity: String,
     },
-    /// Server → client: the nexus and the negotiated attributes (or a refusal).
+    /// Server → client: the nexus, the negotiated attributes, grace period and features
+    /// (or a refusal, or the provisional `HELD`).
     NexusCreated {
         status: Status,
         nexus: NexusId,
         fore: ChannelAttributes,
         back: ChannelAttributes,
+        grace_ms: u32,
+        features: Features,
         reason: String,
     },
     /// Client → server: join this connection to a live nexus.
@@ -474,12 +495,13 @@ fn to_wire<'f>(frame: &'f Frame, scratch: &'f mut Vec<u8>) -> wire::Frame<'f> {
     };
     match frame {
         Frame::Hello {
+            versions,
             digest,
             compress,
             nonce,
         } => wire::Frame::Hello(wire::Hello {
-            min_version: VERSION,
-            max_version: VERSION,
+            min_version: versions.0,
+            max_version: versions.1,
             capabilities: capabilities(*digest, *compress),
             nonce: *nonce,
         }),
@@ -504,21 +526,26 @@ fn to_wire<'f>(frame: &'f Frame, scratch: &'f mut Vec<u8>) -> wire::Frame<'f> {
                 initial_response: Some(scratch),
             })
         }
-        Frame::AuthResult { status, proof } => wire::Frame::AuthResult(wire::AuthResult {
+        Frame::AuthResult {
+            status,
+            proof,
+            reason,
+        } => wire::Frame::AuthResult(wire::AuthResult {
             status: *status,
             additional_data: proof,
-            reason: "",
+            reason: truncate(reason, 1024),
         }),
         Frame::NexusCreate {
             fore,
             back,
+            grace_ms,
+            features,
             identity,
         } => wire::Frame::NexusCreate(wire::NexusCreate {
             fore: to_wire_attrs(fore),
             back: to_wire_attrs(back),
-            // The server's grace period applies; 0 asks for its default.
-            grace_period_ms: 0,
-            features: wire::NexusFeatures::BACKCHANNEL | wire::NexusFeatures::ORDERED,
+            grace_period_ms: *grace_ms,
+            features: *features,
             client_identity: identity,
         }),
         Frame::NexusCreated {
@@ -526,15 +553,17 @@ fn to_wire<'f>(frame: &'f Frame, scratch: &'f mut Vec<u8>) -> wire::Frame<'f> {
             nexus,
             fore,
             back,
+            grace_ms,
+            features,
             reason,
         } => wire::Frame::NexusCreated(wire::NexusCreated {
             status: *status,
             nexus: to_wire_nexus(*nexus),
             fore: to_wire_attrs(fore),
             back: to_wire_attrs(back),
-            grace_period_ms: 0,
-            features: wire::NexusFeatures::BACKCHANNEL | wire::NexusFeatures::ORDERED,
-            reason,
+            grace_period_ms: *grace_ms,
+            features: *features,
+            reason: truncate(reason, 1024),
         }),
         Frame::Bind { nexus } => wire::Frame::BindConnection(wire::BindConnection {
             nexus: to_wire_nexus(*nexus),
@@ -664,6 +693,7 @@ fn truncate(s: &str, max: usize) -> &str {
 fn from_wire(w: wire::Frame<'_>, chunk: &Bytes) -> Result<Frame, FrameError> {
     let frame = match w {
         wire::Frame::Hello(h) => Frame::Hello {
+            versions: (h.min_version, h.max_version),
             digest: h.capabilities.contains(wire::Capabilities::DIGEST),
             compress: h.capabilities.contains(wire::Capabilities::LZ4),
             nonce: h.nonce,
@@ -695,10 +725,13 @@ fn from_wire(w: wire::Frame<'_>, chunk: &Bytes) -> Result<Frame, FrameError> {
         wire::Frame::AuthResult(r) => Frame::AuthResult {
             status: r.status,
             proof: share(chunk, r.additional_data),
+            reason: r.reason.to_owned(),
         },
         wire::Frame::NexusCreate(c) => Frame::NexusCreate {
             fore: from_wire_attrs(&c.fore),
             back: from_wire_attrs(&c.back),
+            grace_ms: c.grace_period_ms,
+            features: c.features,
             identity: c.client_identity.to_owned(),
         },
         wire::Frame::NexusCreated(c) => Frame::NexusCreated {
@@ -706,6 +739,8 @@ fn from_wire(w: wire::Frame<'_>, chunk: &Bytes) -> Result<Frame, FrameError> {
             nexus: from_wire_nexus(c.nexus),
             fore: from_wire_attrs(&c.fore),
             back: from_wire_attrs(&c.back),
+            grace_ms: c.grace_period_ms,
+            features: c.features,
             reason: c.reason.to_owned(),
         },
         wire::Frame::BindConnection(b) => Frame::Bind {
@@ -845,6 +880,7 @@ mod tests {
         let nexus = NexusId(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
         vec![
             Frame::Hello {
+                versions: (1, 3),
                 digest: true,
                 compress: true,
                 nonce: [7; 16],
@@ -862,10 +898,18 @@ mod tests {
             Frame::AuthResult {
                 status: Status::OK,
                 proof: Bytes::from_static(b"proof"),
+                reason: String::new(),
+            },
+            Frame::AuthResult {
+                status: Status::AUTH_FAILED,
+                proof: Bytes::new(),
+                reason: "no".into(),
             },
             Frame::NexusCreate {
                 fore: attrs,
                 back: attrs,
+                grace_ms: 30_000,
+                features: SERVED_FEATURES,
                 identity: "client-a".into(),
             },
             Frame::NexusCreated {
@@ -873,6 +917,8 @@ mod tests {
                 nexus,
                 fore: attrs,
                 back: attrs,
+                grace_ms: 30_000,
+                features: Features::BACKCHANNEL,
                 reason: String::new(),
             },
             Frame::Bind { nexus },
@@ -952,7 +998,7 @@ mod tests {
         let mut codec = Codec::default();
         codec.set_max_payload(1 << 20);
         let mut whole = BytesMut::new();
-        encode_with(&mut codec, &samples()[11], &mut whole);
+        encode_with(&mut codec, &samples()[12], &mut whole);
         for cut in 0..whole.len() {
             let mut part = BytesMut::from(&whole[..cut]);
             assert_eq!(codec.decode(&mut part), Ok(None));
@@ -974,7 +1020,7 @@ mod tests {
         let mut codec = Codec::default();
         codec.set_max_payload(1 << 20);
         let mut buf = BytesMut::new();
-        encode_with(&mut codec, &samples()[11], &mut buf);
+        encode_with(&mut codec, &samples()[12], &mut buf);
         let start = buf.as_ptr() as usize;
         let end = start + buf.len();
         let Some(Frame::Request { body, .. }) = codec.decode(&mut buf).unwrap() else {

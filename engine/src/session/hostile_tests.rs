@@ -51,6 +51,7 @@ fn random_frame(rng: &mut Rng, nexus: NexusId) -> Frame {
     };
     match rng.below(16) {
         0 => Frame::Hello {
+            versions: (1, 1),
             digest: true,
             compress: rng.below(2) == 0,
             nonce: [3; 16],
@@ -63,6 +64,8 @@ fn random_frame(rng: &mut Rng, nexus: NexusId) -> Frame {
         2 => Frame::NexusCreate {
             fore: attrs,
             back: attrs,
+            grace_ms: rng.below(3) as u32,
+            features: hawser_wire::dsp::NexusFeatures(rng.next() as u32),
             identity: "honest".into(),
         },
         3 => {
@@ -116,6 +119,8 @@ fn random_frame(rng: &mut Rng, nexus: NexusId) -> Frame {
             nexus: some_nexus,
             fore: attrs,
             back: attrs,
+            grace_ms: 0,
+            features: super::frame::SERVED_FEATURES,
             reason: String::new(),
         },
         _ => Frame::GoAway {
@@ -188,6 +193,7 @@ fn hostile_frames_never_panic_and_never_touch_another_nexus() {
         let mut bytes = BytesMut::new();
         frame::encode(
             &Frame::Hello {
+                versions: (1, 1),
                 digest: rng.below(2) == 0,
                 compress: true,
                 nonce: [4; 16],
@@ -211,6 +217,8 @@ fn hostile_frames_never_panic_and_never_touch_another_nexus() {
                     ..ChannelAttributes::default()
                 },
                 back: ChannelAttributes::default(),
+                grace_ms: 0,
+                features: super::frame::SERVED_FEATURES,
                 identity: format!("mallory-{round}"),
             },
             true,

@@ -333,7 +333,7 @@ impl Initiator {
                     Ok(body)
                 }
             }
-            Err(exception) => Err(exception_to_error(&exception)),
+            Err(exception) => Err(exception_to_error(&exception, out.body.len())),
         };
         events.push_back(Event::Completed {
             nexus,
@@ -488,7 +488,8 @@ impl FreeSlots {
     }
 }
 
-fn exception_to_error(bytes: &[u8]) -> CallError {
+/// The error a ResponseError stands for; `size` is the request's body size.
+fn exception_to_error(bytes: &[u8], size: usize) -> CallError {
     let Some(e) = RemoteException::decode(bytes) else {
         return CallError::Remote(RemoteException::new(
             "hawser.session.MalformedException",
@@ -500,7 +501,33 @@ fn exception_to_error(bytes: &[u8]) -> CallError {
         session_types::MISORDERED | session_types::BAD_SLOT => CallError::Misordered,
         session_types::TOO_LARGE => CallError::ResponseTooLarge,
         session_types::NOT_CACHED => CallError::ReplyNotCached,
+        session_types::REQUEST_TOO_LARGE => CallError::RefusedTooLarge {
+            size,
+            message: e.message,
+        },
         _ => CallError::Remote(e),
+    }
+}
+
+#[cfg(test)]
+mod exception_tests {
+    use super::*;
+
+    #[test]
+    fn a_request_refused_as_too_large_fails_with_the_responders_words() {
+        let refusal = RemoteException::new(
+            session_types::REQUEST_TOO_LARGE,
+            "request body of 2000 bytes exceeds the negotiated max_request_size of 1024 bytes",
+        );
+        let error = exception_to_error(&refusal.encode(), 2000);
+        assert_eq!(
+            error,
+            CallError::RefusedTooLarge {
+                size: 2000,
+                message: refusal.message.clone(),
+            }
+        );
+        assert!(error.to_string().contains("max_request_size of 1024"));
     }
 }
 

@@ -35,7 +35,9 @@ pub(crate) fn go_away_code(e: &ProtocolError) -> GoAwayCode {
         ProtocolError::Frame(e) => GoAwayCode::from(*e),
         ProtocolError::Version => GoAwayCode::VERSION_MISMATCH,
         ProtocolError::AuthFailed | ProtocolError::AuthMechanism => GoAwayCode::AUTH_FAILED,
-        ProtocolError::Dead | ProtocolError::FrameTimeout { .. } => GoAwayCode::IDLE_TIMEOUT,
+        ProtocolError::Dead
+        | ProtocolError::HandshakeTimeout
+        | ProtocolError::FrameTimeout { .. } => GoAwayCode::IDLE_TIMEOUT,
         ProtocolError::TooLarge => GoAwayCode::TOO_LARGE,
         _ => GoAwayCode::PROTOCOL_ERROR,
     }
@@ -180,6 +182,13 @@ impl<P> Link<P> {
     /// The handshake finished: the handshake timeout no longer applies.
     pub(crate) fn handshake_complete(&mut self) {
         self.handshake_done = true;
+    }
+
+    /// The connection is unbound again (its nexus was destroyed under it): it must
+    /// create or bind within a fresh handshake timeout.
+    pub(crate) fn restart_handshake(&mut self, now: Instant) {
+        self.opened = now;
+        self.handshake_done = false;
     }
 
     /// Queues a frame (dropped if the connection is closing).

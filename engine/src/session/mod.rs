@@ -98,10 +98,12 @@ pub mod auth;
 mod budget;
 mod client;
 mod config;
+mod deadlines;
 mod error;
 mod event;
 mod exception;
 mod frame;
+mod guard;
 #[cfg(test)]
 mod hostile_tests;
 mod initiator;
@@ -109,6 +111,8 @@ mod link;
 mod nexus;
 mod responder;
 mod server;
+#[cfg(test)]
+mod server_tests;
 mod stats;
 mod throttle;
 mod types;
@@ -116,14 +120,17 @@ mod types;
 pub use auth::{ClientCredentials, ServerCredentials};
 pub use budget::{BUDGETED_FRAME_MIN, ReceiveBudget, Reservation};
 pub use client::{CallOptions, Client};
-pub use config::{ChannelAttributes, ClientConfig, DEFAULT_RECEIVE_BUDGET, ServerConfig, Timers};
+pub use config::{
+    AuthThrottleConfig, ChannelAttributes, ClientConfig, DEFAULT_RECEIVE_BUDGET, ServerConfig,
+    ServerLimits, Timers,
+};
 pub use error::{CallError, CloseReason, ProtocolError};
 pub use event::{Event, IncomingRequest, Reply};
 pub use exception::RemoteException;
 pub use frame::FrameError;
 pub use link::TransmitSink;
 pub use nexus::Footprint;
-pub use server::Server;
+pub use server::{Server, ServerLoad};
 pub use stats::{ConnectionStats, NexusStats};
 pub use throttle::ThrottleConfig;
 pub(crate) use throttle::TokenBucket;

@@ -247,10 +247,21 @@ impl NexusCore {
         self.dispatch(now, links, events);
     }
 
-    /// Nothing ever executed here and nothing is outstanding: dropping this nexus loses
-    /// no work and leaves no activity behind.
+    /// Nothing ever executed here, nothing was ever sent to the peer's handlers and
+    /// nothing is outstanding: dropping this nexus loses no work and leaves no activity
+    /// behind.
     pub(crate) fn is_pristine(&self) -> bool {
-        self.stats.requests_executed == 0 && self.initiator.outstanding() == 0
+        self.stats.requests_executed == 0
+            && self.stats.requests_sent == 0
+            && self.initiator.outstanding() == 0
+    }
+
+    /// No request ever went out or came in (some may be queued): a peer that forgot this
+    /// nexus cannot have run anything of it.
+    pub(crate) fn never_used(&self) -> bool {
+        self.stats.requests_sent == 0
+            && self.stats.requests_executed == 0
+            && self.initiator.in_flight() == 0
     }
 
     /// Fails everything outgoing and stops every running handler.

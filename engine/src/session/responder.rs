@@ -7,6 +7,11 @@
 //! handler still runs, just note where to answer); anything else is misordered. The table
 //! belongs to the nexus, not to a connection, so a retry over any connection of the
 //! nexus, before or after reconnecting, finds the cached reply.
+//!
+//! A new request larger than the negotiated maximum request size takes its sequence id
+//! like any other but never reaches the handler: when its turn comes, the responder
+//! answers it with `hawser.session.RequestTooLarge` (cached like a reply), so the slot
+//! and the ordered sequence move on.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -99,6 +104,19 @@ fn error_frame(channel: Channel, slot: u32, seq: u32, request: RequestId, ty: &s
     }
 }
 
+impl<P> Ctx<'_, P> {
+    /// The same context, for a nested call.
+    fn reborrow(&mut self) -> Ctx<'_, P> {
+        Ctx {
+            nexus: self.nexus,
+            links: self.links,
+            members: self.members,
+            stats: self.stats,
+            events: self.events,
+        }
+    }
+}
+
 impl Responder {
     pub(crate) fn new(channel: Channel, attrs: ChannelAttributes) -> Self {
         Responder {
@@ -131,7 +149,7 @@ impl Responder {
         exchange: ExchangeId,
         order: u64,
         body: Bytes,
-        cx: Ctx<'_, P>,
+        mut cx: Ctx<'_, P>,
     ) {
         let channel = self.channel;
         let reply_here = |cx: Ctx<'_, P>, f: Frame| {
@@ -149,9 +167,7 @@ impl Responder {
         };
         let executing = matches!(s.state, SlotState::Executing { .. });
         if seq == s.last_seq.wrapping_add(1) && !executing {
-            if body.len() > self.attrs.max_request_size as usize
-                || (order != 0 && order < self.next_order)
-            {
+            if order != 0 && order < self.next_order {
                 cx.stats.misordered += 1;
                 reply_here(
                     cx,
@@ -163,8 +179,10 @@ impl Responder {
                 self.cached_bytes -= cached_len(reply);
             }
             s.last_seq = seq;
-            cx.stats.requests_executed += 1;
-            cx.stats.bytes_received += body.len() as u64;
+            if body.len() <= self.attrs.max_request_size as usize {
+                cx.stats.requests_executed += 1;
+                cx.stats.bytes_received += body.len() as u64;
+            }
             let deliver_now = order == 0 || order == self.next_order;
             s.state = SlotState::Executing {
                 request,
@@ -182,20 +200,18 @@ impl Responder {
                 self.waiting.insert(order, slot);
                 return;
             }
-            cx.events.push_back(Event::Request {
-                request: IncomingRequest {
-                    nexus: cx.nexus,
-                    channel,
-                    slot,
-                    seq,
-                    request,
-                    exchange,
-                },
-                body,
-            });
+            let handle = IncomingRequest {
+                nexus: cx.nexus,
+                channel,
+                slot,
+                seq,
+                request,
+                exchange,
+            };
+            self.deliver(handle, body, false, cx.reborrow());
             if order != 0 {
                 self.next_order += 1;
-                self.release_waiting(cx.nexus, cx.events);
+                self.release_waiting(cx);
             }
             return;
         }
@@ -232,8 +248,41 @@ impl Responder {
         );
     }
 
+    /// Hands a request whose turn has come to the handler, or, if it is larger than the
+    /// negotiated maximum, answers it here with `RequestTooLarge` (the handler never sees
+    /// it).
+    fn deliver<P>(
+        &mut self,
+        handle: IncomingRequest,
+        body: Bytes,
+        cancelled: bool,
+        cx: Ctx<'_, P>,
+    ) {
+        let max = self.attrs.max_request_size;
+        if body.len() > max as usize {
+            let refusal = RemoteException::new(
+                session_types::REQUEST_TOO_LARGE,
+                format!(
+                    "request body of {} bytes exceeds the negotiated max_request_size of \
+                     {max} bytes",
+                    body.len()
+                ),
+            );
+            self.respond(&handle, Reply::Err(refusal), cx);
+            return;
+        }
+        cx.events.push_back(Event::Request {
+            request: handle,
+            body,
+        });
+        if cancelled {
+            cx.events
+                .push_back(Event::CancelRequested { request: handle });
+        }
+    }
+
     /// Delivers ordered requests whose turn has come.
-    fn release_waiting(&mut self, nexus: NexusId, events: &mut VecDeque<Event>) {
+    fn release_waiting<P>(&mut self, mut cx: Ctx<'_, P>) {
         while let Some(slot) = self.waiting.remove(&self.next_order) {
             self.next_order += 1;
             let s = &mut self.slots[slot as usize];
@@ -247,20 +296,15 @@ impl Responder {
                 && let Some(body) = held.take()
             {
                 let handle = IncomingRequest {
-                    nexus,
+                    nexus: cx.nexus,
                     channel: self.channel,
                     slot,
                     seq: s.last_seq,
                     request: *request,
                     exchange: *exchange,
                 };
-                events.push_back(Event::Request {
-                    request: handle,
-                    body,
-                });
-                if *cancel {
-                    events.push_back(Event::CancelRequested { request: handle });
-                }
+                let cancelled = *cancel;
+                self.deliver(handle, body, cancelled, cx.reborrow());
             }
         }
     }

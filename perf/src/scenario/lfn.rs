@@ -268,7 +268,7 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
             &mut SeededRng::new(0x006c_666e),
         )?;
         outcome.notes.push(format!(
-            "hawser: `hawser serve --listen {ADDRESS_B}:{HAWSER_PORT} --root TARGET` in \
+            "hawser: `hawser serve --allow-anonymous --listen {ADDRESS_B}:{HAWSER_PORT} --root TARGET` in \
              {NS_B}; each run empties TARGET, then `hawser push --connections N --compress off \
              --json FILE push.bin {ADDRESS_B}:{HAWSER_PORT}:runK` in {NS_A}: one {push_mib} MiB \
              incompressible file from the page cache. Its rate = file bytes / push duration \
@@ -304,7 +304,7 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
     };
     if bench_server.is_some() {
         outcome.notes.push(format!(
-            "hawser bench bulk: `hawser bench --serve {ADDRESS_B}:{BENCH_PORT}` in {NS_B} and \
+            "hawser bench bulk: `hawser bench --serve {ADDRESS_B}:{BENCH_PORT} --allow-anonymous` in {NS_B} and \
              `hawser bench --mode bulk --connect {ADDRESS_B}:{BENCH_PORT} --connections \
              {BENCH_CONNECTIONS} --pipeline {BENCH_PIPELINE} --duration {seconds}` in {NS_A}: \
              the session layer and its trunk without files or hashing (as iperf3 moves no file \

@@ -639,7 +639,8 @@ pub fn parse_hawser_push_json(text: &str) -> Result<HawserPushResult> {
     })
 }
 
-/// `hawser serve --listen ADDR --root DIR` in the background.
+/// `hawser serve --listen ADDR --root DIR --allow-anonymous` in the background (the
+/// clients of the scenarios are anonymous, and the address may not be a loopback one).
 pub fn start_hawser_serve(
     binary: &Path,
     namespace: Option<&str>,
@@ -648,7 +649,7 @@ pub fn start_hawser_serve(
 ) -> Result<Background> {
     let mut command = command_in(namespace, &binary.to_string_lossy());
     command
-        .args(["serve", "--listen", listen, "--root"])
+        .args(["serve", "--allow-anonymous", "--listen", listen, "--root"])
         .arg(root);
     let mut server = Background::spawn(command, "hawser serve")?;
     std::thread::sleep(Duration::from_millis(500));
@@ -656,14 +657,15 @@ pub fn start_hawser_serve(
     Ok(server)
 }
 
-/// `hawser bench --serve LISTEN` (the bench exchanges, no files) in `namespace`.
+/// `hawser bench --serve LISTEN --allow-anonymous` (the bench exchanges, no files) in
+/// `namespace`.
 pub fn start_hawser_bench_server(
     binary: &Path,
     namespace: Option<&str>,
     listen: &str,
 ) -> Result<Background> {
     let mut command = command_in(namespace, &binary.to_string_lossy());
-    command.args(["bench", "--serve", listen]);
+    command.args(["bench", "--serve", listen, "--allow-anonymous"]);
     let mut server = Background::spawn(command, "hawser bench --serve")?;
     std::thread::sleep(Duration::from_millis(500));
     server.check_running()?;

@@ -788,6 +788,9 @@ fn errors_map_to_goaway_codes() {
     );
     assert_eq!(format!("{}", GoAwayCode(999)), "GoAwayCode(999)");
     assert_eq!(format!("{}", Status::UNKNOWN_NEXUS), "UNKNOWN_NEXUS");
+    assert_eq!(format!("{}", Status(9)), "HELD");
+    assert!(!Status::HELD.is_ok());
+    assert_eq!(format!("{}", GoAwayCode(10)), "RESOURCE_EXHAUSTED");
 }
 
 // ---- properties ----

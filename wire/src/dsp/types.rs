@@ -161,6 +161,11 @@ code_type! {
         BAD_ATTRIBUTES = 7,
         /// A server limit (nexus count, connections per nexus, memory) was reached.
         RESOURCE_EXHAUSTED = 8,
+        /// A provisional answer to NexusCreate: the identity's previous nexus still
+        /// exists, so the create waits. The nexus field names that nexus, the grace field
+        /// the milliseconds until it expires (`u32::MAX`: not expiring, it has
+        /// connections); the final answer follows on the same connection.
+        HELD = 9,
     }
 }
 
@@ -194,6 +199,9 @@ code_type! {
         NEXUS_DESTROYED = 8,
         /// The sender hit a local error unrelated to the peer.
         INTERNAL_ERROR = 9,
+        /// A server limit (connections per address, handshakes in progress) was reached;
+        /// the reason names the limit.
+        RESOURCE_EXHAUSTED = 10,
     }
 }
 
