@@ -358,6 +358,10 @@ struct Link {
     stash: Transmit,
     /// The endpoint is done with it: flush, then close.
     closing: bool,
+    /// Its shard was woken to flush and close it: once is enough (a wake per pump for
+    /// every closing connection piled up in the shard's inbox under a flood of refused
+    /// connections).
+    close_woken: bool,
 }
 
 /// The endpoint writes its output straight into a shard's transmit queue: large bodies
@@ -590,6 +594,7 @@ impl Host {
                 socket: Some(socket),
                 stash: Transmit::new(),
                 closing: false,
+                close_woken: false,
             },
         );
         conn
@@ -614,9 +619,11 @@ impl Host {
                 continue;
             }
             let n = self.side.poll_transmit(now, conn, &mut link.stash);
-            if (n > 0 || link.closing)
+            let close_wake = link.closing && !link.close_woken;
+            if (n > 0 || close_wake)
                 && let Some(socket) = link.socket
             {
+                link.close_woken |= link.closing;
                 self.actions.push(Action::Wake(socket));
             }
         }
