@@ -27,7 +27,7 @@ fi
 
 out=${PERF_OUT:-perf/results}
 target=${CARGO_TARGET_DIR:-target}
-cargo build --release -q -p hawser-perf -p hawser-engine
+cargo build --release -q -p hawser-perf -p hawser
 scripts/setup.sh
 
 failed=()

@@ -4,7 +4,7 @@
 //! decode to the same message.
 #![no_main]
 
-use hawser_engine::replicate::proto::{
+use hawser_replicate::proto::{
     Begin, BeginAck, BlockAck, BlockHeader, CommitAck, CommitFile, DeleteList, DeleteRequest,
     Finish, FinishReport, ManifestAnswer, ManifestBatch, MessageKind, PullReport, PullRequest,
 };

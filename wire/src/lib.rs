@@ -24,4 +24,5 @@ pub mod dmp;
 pub mod dsp;
 pub mod dtp;
 pub mod reader;
+pub mod replicate;
 pub mod xxh3;

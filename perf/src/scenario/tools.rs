@@ -573,7 +573,7 @@ pub fn hawser_binary() -> Option<PathBuf> {
 /// Whether `hawser SUBCOMMAND --help` works: `Err(reason)` when it does not.
 pub fn hawser_subcommand(subcommand: &str) -> std::result::Result<PathBuf, String> {
     let binary = hawser_binary().ok_or_else(|| {
-        "hawser binary not found (build with `cargo build --release -p hawser-engine` or set HAWSER_BIN)".to_owned()
+        "hawser binary not found (build with `cargo build --release -p hawser` or set HAWSER_BIN)".to_owned()
     })?;
     match Command::new(&binary)
         .args([subcommand, "--help"])

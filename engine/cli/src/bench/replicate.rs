@@ -1,0 +1,285 @@
+//! `hawser bench` without `--mode` (replicate): the embedded demo. Starts a replication
+//! server on loopback in this process with a temporary root, generates a data set (one
+//! large random file, medium text-like and random files, many small files), pushes it
+//! over a trunk, verifies every byte on the target and prints the report.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::bench::BenchArgs;
+
+use crate::mover::{JobArgs, MoverError, ServeArgs, connect, json_report, print_report};
+use crate::mover::{push_with, source_config, start_server};
+
+/// Default data set size.
+const DEFAULT_SIZE: u64 = 256 << 20;
+
+/// A directory removed on drop (also when the bench fails half way).
+#[derive(Debug)]
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What the generated data set holds.
+#[derive(Debug, Default, Clone, Copy)]
+struct DataSet {
+    files: u64,
+    bytes: u64,
+}
+
+/// xorshift64: fast, deterministic, incompressible enough for lz4.
+fn fill_random(state: &mut u64, out: &mut [u8]) {
+    for chunk in out.chunks_mut(8) {
+        let mut x = *state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *state = x;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+}
+
+fn text_like(len: usize, seed: u64) -> Vec<u8> {
+    let words = [
+        "hawser", "replica", "block", "journal", "nexus", "trunk", "manifest", "offset", "the",
+        "of", "and", "data", "mover", "target", "source", "commit",
+    ];
+    let mut out = Vec::with_capacity(len + 64);
+    let mut x = seed | 1;
+    let mut line = 0u64;
+    while out.len() < len {
+        line += 1;
+        let _ = write!(out, "{line:08} ");
+        for _ in 0..10 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.extend_from_slice(words[(x % words.len() as u64) as usize].as_bytes());
+            out.push(b' ');
+        }
+        out.push(b'\n');
+    }
+    out.truncate(len);
+    out
+}
+
+/// Half the bytes in one large random file, a quarter in 4 MiB files (text-like and
+/// random alternately), a quarter in small files of 4 KiB–256 KiB in 16 directories.
+fn generate(root: &Path, size: u64) -> std::io::Result<DataSet> {
+    let mut set = DataSet::default();
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let write = |path: PathBuf, data: &[u8], set: &mut DataSet| -> std::io::Result<()> {
+        std::fs::write(path, data)?;
+        set.files += 1;
+        set.bytes += data.len() as u64;
+        Ok(())
+    };
+    let large = (size / 2) as usize;
+    let mut buf = vec![0u8; large];
+    fill_random(&mut state, &mut buf);
+    write(root.join("large.bin"), &buf, &mut set)?;
+    drop(buf);
+
+    std::fs::create_dir(root.join("medium"))?;
+    let medium_len = 4usize << 20;
+    let mut i = 0u64;
+    while set.bytes + medium_len as u64 <= size / 2 + size / 4 {
+        let data = if i.is_multiple_of(2) {
+            text_like(medium_len, i)
+        } else {
+            let mut d = vec![0u8; medium_len];
+            fill_random(&mut state, &mut d);
+            d
+        };
+        write(root.join(format!("medium/m{i:04}")), &data, &mut set)?;
+        i += 1;
+    }
+
+    for d in 0..16 {
+        std::fs::create_dir_all(root.join(format!("small/d{d:02}")))?;
+    }
+    let mut n = 0u64;
+    while set.bytes < size {
+        let len = (4096 + (state % (252 * 1024))) as usize;
+        let len = len.min((size - set.bytes) as usize).max(1);
+        let data = if n.is_multiple_of(3) {
+            text_like(len, n)
+        } else {
+            let mut d = vec![0u8; len];
+            fill_random(&mut state, &mut d);
+            d
+        };
+        write(
+            root.join(format!("small/d{:02}/s{n:06}", n % 16)),
+            &data,
+            &mut set,
+        )?;
+        n += 1;
+    }
+    // An empty directory and an empty file too.
+    std::fs::create_dir(root.join("empty_dir"))?;
+    write(root.join("empty_file"), b"", &mut set)?;
+    Ok(set)
+}
+
+/// Compares every regular file under `src` with its copy under `dst`, byte for byte.
+fn verify(src: &Path, dst: &Path) -> Result<DataSet, String> {
+    let mut seen = DataSet::default();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let entries = std::fs::read_dir(src.join(&rel)).map_err(|e| e.to_string())?;
+        for entry in entries {
+            let entry = entry.map_err(|e| e.to_string())?;
+            let rel = rel.join(entry.file_name());
+            let kind = entry.file_type().map_err(|e| e.to_string())?;
+            if kind.is_dir() {
+                if !dst.join(&rel).is_dir() {
+                    return Err(format!("{}: directory missing", rel.display()));
+                }
+                stack.push(rel);
+            } else if kind.is_file() {
+                let a = std::fs::read(src.join(&rel)).map_err(|e| e.to_string())?;
+                let b =
+                    std::fs::read(dst.join(&rel)).map_err(|e| format!("{}: {e}", rel.display()))?;
+                if a != b {
+                    return Err(format!("{}: content differs", rel.display()));
+                }
+                seen.files += 1;
+                seen.bytes += a.len() as u64;
+            }
+        }
+    }
+    Ok(seen)
+}
+
+fn job_args(args: &BenchArgs) -> JobArgs {
+    JobArgs {
+        connections: args.connections,
+        block_size: 8 << 20,
+        window: Some(4),
+        rate: None,
+        congestion: args.congestion.clone(),
+        verify: false,
+        fsync: false,
+        delete: false,
+        checksum: false,
+        dry_run: false,
+        exclude: Vec::new(),
+        resume: false,
+        compress: Default::default(),
+        identity: None,
+        secret_file: None,
+        replace_nexus: None,
+        timeout: 30.0,
+        quiet: args.json,
+        verbose: 0,
+        json: None,
+        histogram: args.histogram.clone(),
+    }
+}
+
+fn run(args: &BenchArgs) -> Result<(), MoverError> {
+    if args.connect.is_some() {
+        return Err(MoverError::Usage(
+            "--connect measures rpc or bulk; give --mode".into(),
+        ));
+    }
+    let size = args.size.map_or(DEFAULT_SIZE, |s| s as u64);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let scratch =
+        Scratch(std::env::temp_dir().join(format!("hawser-bench-{}-{nanos}", std::process::id())));
+    let (src, dst) = (scratch.0.join("src"), scratch.0.join("dst"));
+    let io = |p: &Path| {
+        let p = p.to_owned();
+        move |source| MoverError::Io { path: p, source }
+    };
+    std::fs::create_dir_all(&src).map_err(io(&src))?;
+    std::fs::create_dir_all(&dst).map_err(io(&dst))?;
+    let started = Instant::now();
+    let set = generate(&src, size).map_err(io(&src))?;
+    if !args.json {
+        println!(
+            "hawser bench replicate: generated {} files, {} bytes in {:.1} s under {}",
+            set.files,
+            set.bytes,
+            started.elapsed().as_secs_f64(),
+            scratch.0.display()
+        );
+    }
+    let server = start_server(&ServeArgs {
+        listen: Some("127.0.0.1:0".into()),
+        root: Some(dst.clone()),
+        shards: Some(1),
+        config: None,
+        congestion: args.congestion.clone(),
+        write_mode: None,
+        partial_max_age: None,
+        clean_partials: false,
+        allow_anonymous: false,
+        max_connections_per_address: None,
+        max_handshakes: None,
+        max_nexuses: None,
+    })?;
+    let job = job_args(args);
+    let config = source_config(&job, "bench".into())?;
+    let (client, _) = connect(server.local_addr(), &job, config.options.block_size)?;
+    let outcome = push_with(
+        &client,
+        &[PathBuf::from(format!("{}/", src.display()))],
+        config,
+        job.quiet,
+        hawser_replicate::service::DEFAULT_STALL_TIMEOUT,
+        None,
+    );
+    client.close();
+    drop(server);
+    let outcome = outcome?;
+    let verified = verify(&src, &dst.join("bench"))
+        .map_err(|e| MoverError::Usage(format!("verification failed: {e}")))?;
+    if verified.files != set.files || verified.bytes != set.bytes {
+        return Err(MoverError::Usage(format!(
+            "verification: {} files / {} bytes found, {} / {} generated",
+            verified.files, verified.bytes, set.files, set.bytes
+        )));
+    }
+    if let Some(path) = &job.histogram {
+        let file = std::fs::File::create(path).map_err(io(path))?;
+        let mut w = std::io::BufWriter::new(file);
+        crate::bench::write_hgrm(&outcome.report.block_rtt_ns, &mut w)
+            .and_then(|()| w.flush())
+            .map_err(io(path))?;
+    }
+    if args.json {
+        let mut value = json_report(&outcome, "loopback", "bench", &job);
+        value["end"]["verified_files"] = verified.files.into();
+        value["end"]["verified_bytes"] = verified.bytes.into();
+        println!("{value}");
+    } else {
+        print_report(&outcome, 0);
+        println!(
+            "verified: {} files, {} bytes identical on the target",
+            verified.files, verified.bytes
+        );
+    }
+    Ok(())
+}
+
+/// `hawser bench` in replicate mode.
+pub fn run_cli(args: &BenchArgs) -> ExitCode {
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hawser bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

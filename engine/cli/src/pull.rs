@@ -1,0 +1,260 @@
+//! `hawser pull HOST[:PORT]:SRC... DEST`: the replication task reversed over the
+//! session's backchannel.
+//!
+//! The client connects serving a one-job [`Target`] on its backchannel
+//! ([`pull_target_service`]) and makes one call, `replicate.pull` (exchange
+//! [`PULL_EXCHANGE`], body [`PullRequest`]). The server's handler ([`pull_service`])
+//! checks the sources against its root, walks them into a [`Source`] and runs the job with
+//! a [`PipelineTransport`] over a pipeline of [`RequestContext::backchannel`]: every
+//! request of the job is a backchannel call to that nexus, many in flight, manifest
+//! batches ordered. The call's answer is the source's [`Report`] ([`PullReport`]), which
+//! the client prints as `hawser push` does.
+//!
+//! The target's journals live with the client, so `hawser pull --resume` continues an
+//! interrupted pull as a push continues.
+//!
+//! [`Report`]: hawser_replicate::Report
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use hawser_replicate::service::{Progress, pull_target_service};
+
+use crate::mover::{
+    Interval, JobArgs, JobOutcome, MoverError, Ticker, connect_serving, io_err, print_report,
+    source_config, split_remote, stall_timeout, window_for, write_outputs,
+};
+use hawser_replicate::proto::{Begin, PROTOCOL_VERSION, PULL_EXCHANGE, PullReport, PullRequest};
+use hawser_replicate::{ReplicateError, Target, TransportError, WriteMode};
+use hawser_runtime::{CallError, Client, ExchangeId, PendingCall};
+
+/// Arguments of `hawser pull`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(
+    long_about = "Replicate files and directory trees from a `hawser serve` server to here: \
+the same job as `hawser push`, with the server as the source. SRC is relative to the \
+server's --root; absolute paths, '..' and paths through a symlink are refused. As with \
+rsync, a SRC ending in '/' copies the directory's contents into DEST \
+(`hawser pull host:dir/ local` fills local), otherwise the directory itself \
+(`hawser pull host:dir local` creates local/dir); an empty SRC, '.' or './' is the whole \
+root. DEST is created if missing (its parent must exist). Every file is hashed end to \
+end and renamed into place only when complete; an interrupted pull continues with \
+--resume (the journals are kept here, under DEST).",
+    override_usage = "hawser pull [OPTIONS] HOST[:PORT]:SRC... DEST",
+    after_help = "Examples:\n  hawser serve --root /srv/replica\n  hawser pull host:dataset/ ./dataset\n  hawser pull --resume --checksum 10.0.0.2:9000:backup /restore"
+)]
+pub struct PullArgs {
+    /// Sources HOST[:PORT]:SRC (one server; port 8415 by default), then the local DEST.
+    #[arg(required = true, num_args = 2.., value_name = "PATH")]
+    pub paths: Vec<String>,
+    /// Job options.
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// How the pulled file data is written here: `direct` (blocks of 1 MiB and more past
+    /// the page cache, O_DIRECT, where the file system allows it; every committed file's
+    /// cached pages dropped once written) or `buffered` (all through the cache, left there).
+    #[arg(long, value_name = "MODE", default_value = "direct", value_parser = crate::mover::parse_write_mode)]
+    pub write_mode: WriteMode,
+}
+
+/// Where a pull writes: the directory the local target is rooted at, and DEST's name in
+/// it. The target creates DEST itself (not a dry run), and a destination it creates
+/// lets the source send small files inline, as a push to a new directory does.
+fn local_destination(dest: &Path) -> Result<(PathBuf, String), MoverError> {
+    let absolute = match std::fs::symlink_metadata(dest) {
+        Ok(_) => {
+            let real = std::fs::canonicalize(dest).map_err(io_err(dest))?;
+            if !real.is_dir() {
+                return Err(MoverError::Usage(format!(
+                    "{} is not a directory",
+                    dest.display()
+                )));
+            }
+            real
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let name = dest
+                .file_name()
+                .ok_or_else(|| MoverError::Usage(format!("{} has no file name", dest.display())))?;
+            let parent = match dest.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            std::fs::canonicalize(parent)
+                .map_err(io_err(parent))?
+                .join(name)
+        }
+        Err(e) => return Err(io_err(dest)(e)),
+    };
+    let (root, name) = match (absolute.parent(), absolute.file_name()) {
+        (Some(parent), Some(name)) => (parent.to_path_buf(), name.to_owned()),
+        _ => (absolute.clone(), Default::default()),
+    };
+    let name = name
+        .into_string()
+        .map_err(|_| MoverError::Usage(format!("{} is not a UTF-8 path", absolute.display())))?;
+    Ok((root, name))
+}
+
+/// Waits for the pull's answer. The session reconnects and retries while the server is
+/// unreachable; after `timeout` without any connection the pull is given up (continue
+/// with `--resume`).
+fn wait_for_pull(
+    client: &Client,
+    pending: &PendingCall,
+    timeout: Duration,
+) -> Result<Bytes, MoverError> {
+    let addr = client.server_addr();
+    let mut disconnected_since: Option<Instant> = None;
+    loop {
+        match pending.wait_timeout(Duration::from_millis(250)) {
+            Some(Ok(body)) => return Ok(body),
+            Some(Err(CallError::Remote(e))) => {
+                return Err(MoverError::Server {
+                    addr,
+                    message: e.message,
+                });
+            }
+            Some(Err(other)) => {
+                return Err(
+                    ReplicateError::Transport(TransportError::Other(other.to_string())).into(),
+                );
+            }
+            None => {
+                if client.stats().connections.is_empty() {
+                    let since = *disconnected_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= timeout {
+                        return Err(ReplicateError::Transport(TransportError::Disconnected).into());
+                    }
+                } else {
+                    disconnected_since = None;
+                }
+            }
+        }
+    }
+}
+
+/// `hawser pull`.
+pub fn pull(args: &PullArgs) -> Result<JobOutcome, MoverError> {
+    let (local, remotes) = args
+        .paths
+        .split_last()
+        .ok_or_else(|| MoverError::Usage("give HOST[:PORT]:SRC... DEST".into()))?;
+    let mut server = None;
+    let mut sources = Vec::new();
+    for spec in remotes {
+        let (host, port, path) = split_remote(spec, "SRC")?;
+        match &server {
+            Some((h, p)) if (h, p) != (&host, &port) => {
+                return Err(MoverError::Usage(format!(
+                    "{spec:?}: every source must be on the same server ({h}:{p})"
+                )));
+            }
+            Some(_) => {}
+            None => server = Some((host, port)),
+        }
+        sources.push(path);
+    }
+    let (host, port) = server.ok_or_else(|| MoverError::Usage("give HOST[:PORT]:SRC".into()))?;
+    let addr: SocketAddr = (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|e| MoverError::Usage(format!("cannot resolve {host}: {e}")))?
+        .next()
+        .ok_or_else(|| MoverError::Usage(format!("{host} has no address")))?;
+    let (target_root, dest) = local_destination(Path::new(local))?;
+    let config = source_config(&args.job, dest)?;
+    let timeout = stall_timeout(&args.job)?;
+    let target = Target::new(&target_root)
+        .map_err(io_err(&target_root))?
+        .with_write_mode(args.write_mode);
+    let progress = Arc::new(Progress::default());
+    let service = pull_target_service(target, Arc::clone(&progress));
+    let (client, rtt) = connect_serving(addr, &args.job, config.options.block_size, Some(service))?;
+    // The server's source sends the blocks: it keeps this many in flight.
+    let window = window_for(&args.job, rtt, config.options.block_size);
+    let mut body = BytesMut::new();
+    PullRequest {
+        begin: Begin {
+            version: PROTOCOL_VERSION,
+            job_id: config.job_id,
+            options: config.options,
+            dest: config.dest.as_bytes(),
+        },
+        window_blocks: u32::try_from(window).unwrap_or(u32::MAX),
+        stall_timeout: timeout,
+        rate_bytes_per_sec: args.job.rate.unwrap_or(0),
+        sources: sources.iter().map(|s| s.as_bytes()).collect(),
+        excludes: config.excludes.iter().map(|s| s.as_bytes()).collect(),
+    }
+    .encode(&mut body)
+    .map_err(|e| MoverError::Usage(format!("cannot encode the pull request: {e}")))?;
+
+    let ticker = Ticker::start(Arc::clone(&progress), args.job.quiet, "received");
+    let pending = client.start_call(ExchangeId(PULL_EXCHANGE), body.freeze());
+    let answer = wait_for_pull(&client, &pending, timeout);
+    let intervals: Vec<Interval> = ticker.finish();
+    let stats = client.stats();
+    if args.job.verbose > 1 {
+        eprintln!("{stats:?}");
+    }
+    client.close();
+    crate::mover::job_ended(addr, &args.job);
+    let pulled = PullReport::decode(&answer?).map_err(ReplicateError::Proto)?;
+    let report =
+        hawser_replicate::Report::from_pull_report(&pulled).map_err(ReplicateError::Proto)?;
+    let outcome = JobOutcome {
+        report,
+        intervals,
+        session_bytes_out: stats.connections.iter().map(|c| c.bytes_in).sum(),
+        session_retries: pulled.session_retries,
+        unlisted_changes: pulled.unlisted_changes,
+    };
+    if !pulled.failures.is_empty() {
+        if pulled.unlisted_failures > 0 {
+            eprintln!(
+                "hawser pull: {} more entries failed (not listed)",
+                pulled.unlisted_failures
+            );
+        }
+        return Err(ReplicateError::Incomplete {
+            failures: pulled.failures,
+            report: Box::new(outcome.report),
+        }
+        .into());
+    }
+    if !args.job.quiet {
+        print_report(&outcome, args.job.verbose);
+    }
+    write_outputs(&args.job, &outcome, &format!("{host}:{port}"), local)?;
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destination_is_named_in_its_parent_whether_it_exists_or_not() {
+        let base = std::env::temp_dir().join(format!("hawser-pull-dest-{}", std::process::id()));
+        std::fs::create_dir_all(base.join("there")).unwrap();
+        let real = std::fs::canonicalize(&base).unwrap();
+        let (root, name) = local_destination(&base.join("there")).unwrap();
+        assert_eq!((root.as_path(), name.as_str()), (real.as_path(), "there"));
+        let (root, name) = local_destination(&base.join("new")).unwrap();
+        assert_eq!((root.as_path(), name.as_str()), (real.as_path(), "new"));
+        // "." names the current directory by its real name.
+        let (root, name) = local_destination(&base.join("there/..")).unwrap();
+        assert_eq!(root.join(name), real);
+        assert!(local_destination(&base.join("missing/new")).is_err());
+        std::fs::write(base.join("file"), b"x").unwrap();
+        assert!(matches!(
+            local_destination(&base.join("file")),
+            Err(MoverError::Usage(_))
+        ));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}

@@ -1,0 +1,179 @@
+//! The target side bound to the runtime: a [`Service`] whose blocking handlers drive one
+//! [`Target`] per nexus (a job) through [`Target::handle_concurrent`]. The Blocks and
+//! Commits of a job's different files run in parallel on the handler threads (manifest
+//! batches one at a time), and jobs of different clients proceed in parallel.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hawser_runtime::{ExchangeId, HandlerError, NexusId, RequestContext, Service};
+
+use super::{TARGET_EXCHANGES, exception};
+use crate::proto::MessageKind;
+use crate::{Expiry, PartialFiles, RootDir, Target, TargetLimits, WriteMode};
+
+/// Limits of the replication service.
+#[derive(Debug, Clone)]
+pub struct ServiceLimits {
+    /// Jobs (nexuses with an open job) at once; a `Begin` beyond it is refused.
+    pub max_jobs: usize,
+    /// How the jobs' targets write file data.
+    pub write_mode: WriteMode,
+    /// Paths one job may name (config `max_job_entries`; see
+    /// [`TargetLimits::max_entries`]).
+    pub max_job_entries: u64,
+    /// Files one job may be writing at once (config `max_open_files`; see
+    /// [`TargetLimits::max_open_files`]).
+    pub max_open_files: usize,
+    /// Partial files (and journals) of unfinished jobs unchanged for longer than this
+    /// are removed, at start and every [`EXPIRY_INTERVAL`] (config `partial_max_age`);
+    /// `None`: they stay until a job resumes or commits them.
+    pub partial_max_age: Option<Duration>,
+}
+
+/// How long partial files of unfinished jobs are kept for a `--resume` by default.
+pub const DEFAULT_PARTIAL_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How often a server looks for expired partial files.
+pub const EXPIRY_INTERVAL: Duration = Duration::from_secs(3600);
+
+impl Default for ServiceLimits {
+    fn default() -> Self {
+        let target = TargetLimits::default();
+        ServiceLimits {
+            max_jobs: 64,
+            write_mode: WriteMode::default(),
+            max_job_entries: target.max_entries,
+            max_open_files: target.max_open_files,
+            partial_max_age: Some(DEFAULT_PARTIAL_MAX_AGE),
+        }
+    }
+}
+
+impl ServiceLimits {
+    fn target(&self) -> TargetLimits {
+        TargetLimits {
+            max_entries: self.max_job_entries,
+            max_open_files: self.max_open_files,
+        }
+    }
+}
+
+/// A job's target and when it was last used.
+type Jobs = Mutex<HashMap<NexusId, (Arc<Target>, Instant)>>;
+
+/// A job untouched for this long belongs to a client that is gone (the session gives up
+/// on a nexus after 60 s without a connection): its slot may go to a new job. Its
+/// journals stay on disk for `--resume`.
+const IDLE_JOB: Duration = Duration::from_secs(120);
+
+/// The replication service writing beneath `root` (opened once, here): one exchange per
+/// request kind. With [`ServiceLimits::partial_max_age`], expired partial files are
+/// swept on a thread of the service's own while the service exists.
+pub fn replication_service(root: &Path, limits: ServiceLimits) -> std::io::Result<Service> {
+    // Fail now on a bad root rather than on the first job.
+    let root = RootDir::open(root)?;
+    let expiry = match limits.partial_max_age {
+        Some(age) => Some(Arc::new(start_expiry(&root, age)?)),
+        None => None,
+    };
+    let jobs: Arc<Jobs> = Arc::new(Mutex::new(HashMap::new()));
+    let mut service = Service::new("replicate");
+    for (kind, name) in TARGET_EXCHANGES {
+        let jobs = Arc::clone(&jobs);
+        let root = root.clone();
+        let limits = limits.clone();
+        // The sweeping thread stops when the last handler holding it is dropped.
+        let expiry = expiry.clone();
+        service = service.blocking_handler(
+            ExchangeId(kind.exchange_id()),
+            name,
+            move |ctx: &RequestContext, body: Bytes| {
+                let _sweeping = &expiry;
+                handle(&jobs, &root, &limits, kind, ctx.request.nexus, &body)
+            },
+        );
+    }
+    Ok(service)
+}
+
+/// Sweeps `root` for partial files older than `max_age` now and every
+/// [`EXPIRY_INTERVAL`], saying on stderr what it removed.
+fn start_expiry(root: &RootDir, max_age: Duration) -> std::io::Result<Expiry> {
+    let shown = root.path().display().to_string();
+    Expiry::start(
+        root.clone(),
+        max_age,
+        EXPIRY_INTERVAL,
+        move |swept| match swept {
+            Ok(PartialFiles { files: 0, .. }) => {}
+            Ok(removed) => eprintln!(
+                "hawser serve: removed partial files unchanged for more than {} s under {shown}: \
+             {removed}",
+                max_age.as_secs()
+            ),
+            Err(e) => eprintln!("hawser serve: sweeping expired partial files under {shown}: {e}"),
+        },
+    )
+}
+
+fn handle(
+    jobs: &Jobs,
+    root: &RootDir,
+    limits: &ServiceLimits,
+    kind: MessageKind,
+    nexus: NexusId,
+    body: &Bytes,
+) -> Result<Bytes, HandlerError> {
+    if MessageKind::of(body).ok() != Some(kind) {
+        return Err(exception(
+            "hawser.replicate.Malformed",
+            "the message tag does not match its exchange",
+        ));
+    }
+    let target = {
+        let mut map = jobs
+            .lock()
+            .map_err(|_| exception("hawser.replicate.Internal", "job table poisoned"))?;
+        let now = Instant::now();
+        match map.get_mut(&nexus) {
+            Some((t, used)) => {
+                *used = now;
+                Arc::clone(t)
+            }
+            None if kind == MessageKind::Begin => {
+                if map.len() >= limits.max_jobs {
+                    map.retain(|_, (_, used)| now.duration_since(*used) < IDLE_JOB);
+                }
+                if map.len() >= limits.max_jobs {
+                    return Err(exception(
+                        "hawser.replicate.Busy",
+                        format!("the target runs {} jobs already", map.len()),
+                    ));
+                }
+                let target = Target::in_root(root.clone())
+                    .with_write_mode(limits.write_mode)
+                    .with_limits(limits.target());
+                let target = Arc::new(target);
+                map.insert(nexus, (Arc::clone(&target), now));
+                target
+            }
+            None => {
+                return Err(exception(
+                    "hawser.replicate.NoJob",
+                    "no job on this session (Begin first)",
+                ));
+            }
+        }
+    };
+    let result = target.handle_concurrent(body);
+    if kind == MessageKind::Finish
+        && let Ok(mut map) = jobs.lock()
+    {
+        map.remove(&nexus);
+    }
+    result.map_err(|e| exception(e.type_name(), e.to_string()))
+}

@@ -1,0 +1,121 @@
+//! The source's [`Transport`] over a runtime [`Pipeline`]: every request is one exchange
+//! of a client's nexus (or, for a pull, of a server's backchannel), many in flight
+//! across the trunk's connections; manifest batches travel as ordered exchanges.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hawser_runtime::{CallError, CallOptions, Client, ExchangeId, Pipeline};
+
+use super::DEFAULT_STALL_TIMEOUT;
+use crate::proto::MessageKind;
+use crate::{Completion, RemoteError, Request, Transport, TransportError};
+
+/// Counters a transport updates as answers arrive, read by a progress display on
+/// another thread.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Request body bytes acknowledged (blocks and manifest batches with inline data).
+    pub bytes: AtomicU64,
+    /// Requests acknowledged.
+    pub requests: AtomicU64,
+    /// Blocks acknowledged.
+    pub blocks: AtomicU64,
+}
+
+/// The source's transport over a client pipeline.
+#[derive(Debug)]
+pub struct PipelineTransport<'c> {
+    pipeline: Pipeline<'c>,
+    /// Pipeline token → (source token, kind, body length).
+    in_flight: HashMap<u64, (u64, MessageKind, u64)>,
+    progress: Arc<Progress>,
+    stall_timeout: Duration,
+}
+
+impl<'c> PipelineTransport<'c> {
+    /// A transport over a new pipeline of `client`.
+    pub fn new(client: &'c Client, progress: Arc<Progress>) -> Self {
+        Self::over(client.pipeline(), progress)
+    }
+
+    /// A transport over `pipeline` (a pull's source sends over a backchannel pipeline).
+    pub fn over(pipeline: Pipeline<'c>, progress: Arc<Progress>) -> Self {
+        PipelineTransport {
+            pipeline,
+            in_flight: HashMap::new(),
+            progress,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
+        }
+    }
+
+    /// Caps the bytes of request bodies sent at `bytes_per_sec` (`None` or 0: no cap;
+    /// see [`Pipeline::rate_limit`]).
+    pub fn rate_limit(mut self, bytes_per_sec: Option<u64>) -> Self {
+        self.pipeline = self.pipeline.rate_limit(bytes_per_sec);
+        self
+    }
+
+    /// Gives up (the job fails with [`TransportError::Disconnected`], to be continued
+    /// with `resume`) when no answer arrives for `timeout`: the client reconnects and
+    /// retries for as long as it runs, so a target that is gone would otherwise be
+    /// waited for forever.
+    pub fn stall_timeout(mut self, timeout: Duration) -> Self {
+        self.stall_timeout = timeout;
+        self
+    }
+}
+
+impl Transport for PipelineTransport<'_> {
+    fn send(&mut self, request: Request) -> Result<(), TransportError> {
+        let len = request.body.len() as u64;
+        let token = self.pipeline.submit_with(
+            ExchangeId(request.kind.exchange_id()),
+            request.body,
+            CallOptions {
+                ordered: request.ordered,
+                uncompressed: !request.compress,
+            },
+        );
+        self.in_flight
+            .insert(token, (request.token, request.kind, len));
+        Ok(())
+    }
+
+    fn recv(&mut self) -> Result<Completion, TransportError> {
+        let (token, result) = self
+            .pipeline
+            .next_completion_timeout(self.stall_timeout)
+            .map_err(|()| TransportError::Disconnected)?
+            .ok_or(TransportError::Idle)?;
+        let (source_token, kind, len) = self
+            .in_flight
+            .remove(&token)
+            .ok_or_else(|| TransportError::Other(format!("unknown completion {token}")))?;
+        let result = match result {
+            Ok(body) => {
+                self.progress.requests.fetch_add(1, Ordering::Relaxed);
+                if matches!(kind, MessageKind::Block | MessageKind::Manifest) {
+                    self.progress.bytes.fetch_add(len, Ordering::Relaxed);
+                }
+                if kind == MessageKind::Block {
+                    self.progress.blocks.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(body)
+            }
+            Err(CallError::Remote(exception)) => Err(RemoteError {
+                type_name: exception.type_name,
+                message: exception.message,
+            }),
+            // The nexus is gone for good (the client already retried over its trunk and
+            // reconnected while the grace period lasted): the job ends, `--resume` goes on.
+            Err(other) => return Err(TransportError::Other(other.to_string())),
+        };
+        Ok(Completion {
+            token: source_token,
+            result,
+        })
+    }
+}

@@ -1,0 +1,1009 @@
+//! Deterministic simulation of the session layer: a client and a server state machine
+//! over simulated connections in virtual time, with a seeded RNG driving delays,
+//! connection kills, silent black holes, corrupted bytes and failed connects. No sockets,
+//! no threads, no sleeps: one seed is one reproducible history.
+//!
+//! Invariants checked on every seed:
+//! - every request completes exactly once, with the right answer or a clear error;
+//! - no handler runs twice for one (nexus, channel, slot, seq), nor twice for one request;
+//! - ordered requests reach the handler in send order;
+//! - memory stays bounded (slots, reply cache, buffers).
+//!
+//! Two default suites of 1,000 seeds each: a faulty network, and a hostile one (frequent
+//! kills and corruption, 1–100 ms latencies); 20,000 more of each under `--ignored`.
+//! A failing seed prints itself; rerun it alone with `SIM_SEED=<n> cargo test --test sim
+//! one_seed_from_env -- --nocapture` (add `SIM_HOSTILE=1` for the hostile suite,
+//! `SIM_TRACE=1` for an event log; `SIM_SEED=a-b` runs a range).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use hawser_session::{
+    CallError, CallOptions, ChannelAttributes, Client, ClientConfig, ClientCredentials, ConnId,
+    Event, ExchangeId, IncomingRequest, NexusId, RemoteException, Reply, RequestId, Server,
+    ServerConfig, ServerCredentials, Timers,
+};
+
+const ECHO: ExchangeId = ExchangeId(1);
+const FAIL: ExchangeId = ExchangeId(2);
+const SLOW: ExchangeId = ExchangeId(3);
+
+/// SplitMix64: tiny, seedable, good enough to drive faults.
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next() % n }
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+    fn ms(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_micros(1000 * lo + self.below(1000 * (hi - lo) + 1))
+    }
+    fn nonce(&mut self) -> [u8; 16] {
+        let mut n = [0; 16];
+        n[..8].copy_from_slice(&self.next().to_le_bytes());
+        n[8..].copy_from_slice(&self.next().to_le_bytes());
+        n
+    }
+}
+
+/// Fault and workload knobs of one run.
+#[derive(Debug, Clone)]
+struct Scenario {
+    requests: usize,
+    back_requests: usize,
+    /// Mean connection lifetime while faults are on (0: never killed).
+    kill_every: Duration,
+    /// Of the kills, the share that are silent black holes (only heartbeats notice).
+    blackhole_share: f64,
+    /// Chance a transmitted chunk has one bit flipped.
+    corrupt_chunk: f64,
+    connect_fail: f64,
+    /// Faults stop after this much virtual time, so the run can converge.
+    faults_for: Duration,
+    slots: u32,
+    connections: usize,
+    cancel_share: f64,
+    ordered_share: f64,
+    shared_secret: bool,
+    compress: bool,
+    /// Per-connection one-way latency range, in milliseconds.
+    latency_ms: (u64, u64),
+}
+
+impl Scenario {
+    fn faulty(rng: &mut Rng) -> Scenario {
+        Scenario {
+            requests: 20 + rng.below(30) as usize,
+            back_requests: rng.below(8) as usize,
+            kill_every: rng.ms(200, 3000),
+            blackhole_share: 0.3,
+            corrupt_chunk: [0.0, 0.002, 0.02][rng.below(3) as usize],
+            connect_fail: 0.1,
+            faults_for: rng.ms(2_000, 8_000),
+            slots: 1 + rng.below(8) as u32,
+            connections: 1 + rng.below(4) as usize,
+            cancel_share: 0.1,
+            ordered_share: 0.3,
+            shared_secret: rng.chance(0.5),
+            compress: rng.chance(0.5),
+            latency_ms: (1, 30),
+        }
+    }
+
+    /// A much worse network: frequent kills and corruption, latencies from 1 to 100 ms,
+    /// so that retries overtake old copies and replies race connection deaths.
+    fn hostile(rng: &mut Rng) -> Scenario {
+        let mut sc = Scenario::faulty(rng);
+        sc.kill_every = rng.ms(100, 600);
+        sc.corrupt_chunk = [0.02, 0.05][rng.below(2) as usize];
+        sc.connections = 2 + rng.below(3) as usize;
+        sc.latency_ms = (1, 100);
+        sc
+    }
+}
+
+#[derive(Debug)]
+struct Pipe {
+    client: ConnId,
+    server: ConnId,
+    latency: Duration,
+    /// Bytes (or `None`: end of stream) travelling to the server / to the client.
+    to_server: VecDeque<(Instant, Option<Vec<u8>>)>,
+    to_client: VecDeque<(Instant, Option<Vec<u8>>)>,
+    /// Black-holed: bytes vanish, nobody is told.
+    silent: bool,
+    client_gone: bool,
+    server_gone: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Sent {
+    test_id: u64,
+    exchange: ExchangeId,
+    cancelled: bool,
+}
+
+#[derive(Debug)]
+enum Timer {
+    Connect,
+    ClientCall(usize),
+    Cancel(RequestId),
+    ServerReply(IncomingRequest, u64),
+    ClientReply(IncomingRequest, u64),
+    ServerBackCall(usize),
+    Kill,
+}
+
+/// Exactly-once bookkeeping of one responder side.
+#[derive(Debug, Default)]
+struct Handler {
+    executed_slots: BTreeSet<(NexusId, u32, u32)>,
+    executed_ids: BTreeSet<u64>,
+    running: BTreeMap<IncomingRequest, u64>,
+    last_ordered: Option<u64>,
+}
+
+impl Handler {
+    fn on_request(&mut self, r: IncomingRequest, body: &[u8], seed: u64) -> u64 {
+        assert!(
+            self.executed_slots.insert((r.nexus, r.slot, r.seq)),
+            "seed {seed}: handler ran twice for slot {} seq {}",
+            r.slot,
+            r.seq
+        );
+        let test_id = u64::from_be_bytes(body[..8].try_into().unwrap());
+        assert!(
+            self.executed_ids.insert(test_id),
+            "seed {seed}: request {test_id} executed twice"
+        );
+        if body[8] == 1 {
+            let position = u64::from_be_bytes(body[9..17].try_into().unwrap());
+            if let Some(last) = self.last_ordered {
+                assert!(
+                    position > last,
+                    "seed {seed}: ordered call #{position} delivered after #{last}"
+                );
+            }
+            self.last_ordered = Some(position);
+        }
+        self.running.insert(r, test_id);
+        test_id
+    }
+}
+
+/// Body: test id, ordered flag, position among ordered calls (send order), padding.
+fn body_for(test_id: u64, ordered: Option<u64>, rng: &mut Rng) -> Bytes {
+    let mut b = test_id.to_be_bytes().to_vec();
+    b.push(u8::from(ordered.is_some()));
+    b.extend_from_slice(&ordered.unwrap_or(0).to_be_bytes());
+    // Mostly small bodies; some large enough to be worth compressing.
+    let padding = if rng.below(5) == 0 {
+        rng.below(2000)
+    } else {
+        rng.below(200)
+    };
+    b.extend(std::iter::repeat_n(0xab, padding as usize));
+    Bytes::from(b)
+}
+
+fn echo_of(body: &[u8]) -> Bytes {
+    let mut b = b"echo:".to_vec();
+    b.extend_from_slice(&body[..8]);
+    Bytes::from(b)
+}
+
+fn failure(test_id: u64) -> RemoteException {
+    RemoteException::new("replica.NoSpace", format!("request {test_id}"))
+        .with_cause(RemoteException::new("java.io.IOException", "ENOSPC"))
+}
+
+struct Sim {
+    seed: u64,
+    rng: Rng,
+    sc: Scenario,
+    base: Instant,
+    now: Instant,
+    client: Client,
+    server: Server,
+    pipes: Vec<Pipe>,
+    timers: BTreeMap<(Instant, u64), Timer>,
+    timer_seq: u64,
+    /// Fore channel requests by test id.
+    calls: Vec<Option<RequestId>>,
+    sent: BTreeMap<RequestId, Sent>,
+    completed: BTreeSet<RequestId>,
+    back_calls: BTreeMap<RequestId, Sent>,
+    back_completed: BTreeSet<RequestId>,
+    server_handler: Handler,
+    client_handler: Handler,
+    nexus: Option<NexusId>,
+    nexus_lost: bool,
+    ordered_calls: u64,
+    server_nexus: Option<NexusId>,
+    trace: bool,
+    back_scheduled: usize,
+    back_fired: usize,
+    buf: BytesMut,
+    stats: SimStats,
+}
+
+#[derive(Debug, Default, Clone)]
+struct SimStats {
+    completed_ok: u64,
+    remote_errors: u64,
+    cancelled: u64,
+    lost: u64,
+    kills: u64,
+    corruptions: u64,
+    connections: u64,
+    replays: u64,
+    retries: u64,
+}
+
+impl Sim {
+    fn new(seed: u64, sc: Scenario, mut rng: Rng) -> Sim {
+        let base = Instant::now();
+        let timers = Timers {
+            heartbeat_interval: Duration::from_millis(300),
+            dead_after: Duration::from_millis(1000),
+            handshake_timeout: Duration::from_millis(2000),
+            frame_timeout: Duration::from_millis(2000),
+        };
+        let attrs = ChannelAttributes {
+            slots: sc.slots,
+            max_request_size: 4096,
+            max_response_size: 4096,
+            max_cached_response_size: 4096,
+        };
+        let (client_creds, server_creds) = if sc.shared_secret {
+            (
+                ClientCredentials::SharedSecret(b"s3cret".to_vec()),
+                ServerCredentials::shared_secrets([("sim-client".to_string(), b"s3cret".to_vec())]),
+            )
+        } else {
+            (ClientCredentials::Anonymous, ServerCredentials::anonymous())
+        };
+        let mut cc = ClientConfig::new("sim-client", client_creds);
+        cc.fore = attrs;
+        cc.back = ChannelAttributes { slots: 2, ..attrs };
+        cc.connections = sc.connections;
+        cc.compress = sc.compress;
+        cc.reconnect_min = Duration::from_millis(10);
+        cc.reconnect_max = Duration::from_millis(500);
+        cc.recovery_timeout = Duration::from_secs(30);
+        cc.timers = timers;
+        let mut scfg = ServerConfig::new(server_creds);
+        scfg.grace_period = Duration::from_secs(5);
+        scfg.timers = timers;
+        let server = Server::new(scfg, rng.next());
+        let client = Client::new(cc, base);
+        let mut sim = Sim {
+            seed,
+            calls: vec![None; sc.requests],
+            sc,
+            rng,
+            base,
+            now: base,
+            client,
+            server,
+            pipes: Vec::new(),
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            sent: BTreeMap::new(),
+            completed: BTreeSet::new(),
+            back_calls: BTreeMap::new(),
+            back_completed: BTreeSet::new(),
+            server_handler: Handler::default(),
+            client_handler: Handler::default(),
+            nexus: None,
+            nexus_lost: false,
+            ordered_calls: 0,
+            server_nexus: None,
+            trace: std::env::var_os("SIM_TRACE").is_some(),
+            back_scheduled: 0,
+            back_fired: 0,
+            buf: BytesMut::with_capacity(64 * 1024),
+            stats: SimStats::default(),
+        };
+        for i in 0..sim.sc.requests {
+            let at = sim.rng.ms(0, 3000);
+            sim.at(at, Timer::ClientCall(i));
+        }
+        if sim.sc.kill_every > Duration::ZERO {
+            let at = sim.rng.ms(0, sim.sc.kill_every.as_millis() as u64 * 2);
+            sim.at(at, Timer::Kill);
+        }
+        sim
+    }
+
+    fn at(&mut self, after: Duration, t: Timer) {
+        self.timer_seq += 1;
+        self.timers.insert((self.now + after, self.timer_seq), t);
+    }
+
+    fn faults_on(&self) -> bool {
+        self.now < self.base + self.sc.faults_for
+    }
+
+    fn done(&self) -> bool {
+        self.completed.len() == self.sc.requests
+            && self.calls.iter().all(Option::is_some)
+            && self.back_fired == self.back_scheduled
+            && self.back_completed.len() == self.back_calls.len()
+    }
+
+    fn run(&mut self) {
+        let deadline = self.base + Duration::from_secs(600);
+        let mut spins = 0u32;
+        let mut last_now = self.now;
+        loop {
+            self.pump();
+            if self.done() {
+                break;
+            }
+            let next = [
+                self.timers.keys().next().map(|(t, _)| *t),
+                self.client.poll_timeout(),
+                self.server.poll_timeout(),
+                self.pipes
+                    .iter()
+                    .flat_map(|p| p.to_server.front().into_iter().chain(p.to_client.front()))
+                    .map(|(t, _)| *t)
+                    .min(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let Some(next) = next else {
+                panic!("seed {}: stuck with nothing scheduled", self.seed)
+            };
+            self.now = self.now.max(next);
+            assert!(
+                self.now < deadline,
+                "seed {}: did not converge: {:?}",
+                self.seed,
+                self.progress()
+            );
+            if self.now == last_now {
+                spins += 1;
+                assert!(
+                    spins < 100_000,
+                    "seed {}: spinning at one instant",
+                    self.seed
+                );
+            } else {
+                spins = 0;
+                last_now = self.now;
+            }
+            self.deliver();
+            if self.client.poll_timeout().is_some_and(|t| t <= self.now) {
+                self.client.handle_timeout(self.now);
+            }
+            if self.server.poll_timeout().is_some_and(|t| t <= self.now) {
+                self.server.handle_timeout(self.now);
+            }
+            self.fire_timers();
+            self.check_bounds();
+        }
+        self.check_final();
+    }
+
+    fn progress(&self) -> String {
+        format!(
+            "completed {}/{}, back {}/{} of {}, nexus {:?} lost {}, pipes {}",
+            self.completed.len(),
+            self.sc.requests,
+            self.back_completed.len(),
+            self.back_calls.len(),
+            self.sc.back_requests,
+            self.nexus,
+            self.nexus_lost,
+            self.pipes.len()
+        )
+    }
+
+    /// Handles events and moves transmitted bytes into pipes until nothing changes.
+    fn pump(&mut self) {
+        loop {
+            let mut progressed = false;
+            while let Some(e) = self.client.poll_event() {
+                progressed = true;
+                self.on_client_event(e);
+            }
+            while let Some(e) = self.server.poll_event() {
+                progressed = true;
+                self.on_server_event(e);
+            }
+            for i in 0..self.pipes.len() {
+                progressed |= self.transmit(i);
+            }
+            self.pipes.retain(|p| {
+                !(p.client_gone
+                    && p.server_gone
+                    && p.to_client.is_empty()
+                    && p.to_server.is_empty())
+            });
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn transmit(&mut self, i: usize) -> bool {
+        let mut any = false;
+        for to_server in [true, false] {
+            self.buf.clear();
+            let p = &self.pipes[i];
+            let n = if to_server {
+                if p.client_gone {
+                    0
+                } else {
+                    self.client.poll_transmit(self.now, p.client, &mut self.buf)
+                }
+            } else if p.server_gone {
+                0
+            } else {
+                self.server.poll_transmit(self.now, p.server, &mut self.buf)
+            };
+            if n == 0 {
+                continue;
+            }
+            any = true;
+            let mut bytes = self.buf.to_vec();
+            if self.faults_on() && self.rng.chance(self.sc.corrupt_chunk) {
+                let at = self.rng.below(bytes.len() as u64) as usize;
+                bytes[at] ^= 1 << self.rng.below(8);
+                self.stats.corruptions += 1;
+            }
+            let jitter = self.rng.ms(0, 5);
+            let p = &mut self.pipes[i];
+            if p.silent {
+                continue;
+            }
+            let q = if to_server {
+                &mut p.to_server
+            } else {
+                &mut p.to_client
+            };
+            // TCP keeps order within a connection; different connections reorder freely.
+            let at = (self.now + p.latency + jitter).max(q.back().map_or(self.now, |(t, _)| *t));
+            q.push_back((at, Some(bytes)));
+        }
+        any
+    }
+
+    fn deliver(&mut self) {
+        for i in 0..self.pipes.len() {
+            loop {
+                let p = &mut self.pipes[i];
+                let Some((t, _)) = p.to_server.front() else {
+                    break;
+                };
+                if *t > self.now {
+                    break;
+                }
+                let (_, item) = p.to_server.pop_front().unwrap();
+                if p.server_gone {
+                    continue;
+                }
+                match item {
+                    Some(b) => self.server.handle_input(self.now, p.server, &b),
+                    None => {
+                        p.server_gone = true;
+                        self.server.connection_lost(self.now, p.server);
+                    }
+                }
+            }
+            loop {
+                let p = &mut self.pipes[i];
+                let Some((t, _)) = p.to_client.front() else {
+                    break;
+                };
+                if *t > self.now {
+                    break;
+                }
+                let (_, item) = p.to_client.pop_front().unwrap();
+                if p.client_gone {
+                    continue;
+                }
+                match item {
+                    Some(b) => self.client.handle_input(self.now, p.client, &b),
+                    None => {
+                        p.client_gone = true;
+                        self.client.connection_lost(self.now, p.client);
+                    }
+                }
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > self.now {
+                break;
+            }
+            let t = entry.remove();
+            self.fire(t);
+            self.pump();
+        }
+    }
+
+    fn fire(&mut self, t: Timer) {
+        match t {
+            Timer::Connect => {
+                if self.faults_on() && self.rng.chance(self.sc.connect_fail) {
+                    self.client.connect_failed(self.now);
+                    return;
+                }
+                self.stats.connections += 1;
+                let client = self.client.add_connection(self.now, self.rng.nonce());
+                let server = self.server.accept(self.now, self.rng.nonce());
+                let (lo, hi) = self.sc.latency_ms;
+                let latency = self.rng.ms(lo, hi);
+                self.trace(
+                    "net",
+                    &format_args!("pipe client {client:?} <-> server {server:?}"),
+                );
+                self.pipes.push(Pipe {
+                    client,
+                    server,
+                    latency,
+                    to_server: VecDeque::new(),
+                    to_client: VecDeque::new(),
+                    silent: false,
+                    client_gone: false,
+                    server_gone: false,
+                });
+            }
+            Timer::ClientCall(i) => {
+                let test_id = i as u64;
+                let ordered = self.rng.chance(self.sc.ordered_share);
+                let exchange = match self.rng.below(10) {
+                    0 => FAIL,
+                    1 => SLOW,
+                    _ => ECHO,
+                };
+                let position = ordered.then(|| {
+                    self.ordered_calls += 1;
+                    self.ordered_calls
+                });
+                let body = body_for(test_id, position, &mut self.rng);
+                match self.client.call(
+                    self.now,
+                    exchange,
+                    body,
+                    CallOptions {
+                        ordered,
+                        ..CallOptions::default()
+                    },
+                ) {
+                    Ok(id) => {
+                        self.calls[i] = Some(id);
+                        self.sent.insert(
+                            id,
+                            Sent {
+                                test_id,
+                                exchange,
+                                cancelled: false,
+                            },
+                        );
+                        if self.rng.chance(self.sc.cancel_share) {
+                            let after = self.rng.ms(0, 100);
+                            self.at(after, Timer::Cancel(id));
+                        }
+                    }
+                    Err(CallError::NexusLost) if self.nexus_lost => {
+                        // A clear error: the nexus is gone. Counts as completed.
+                        self.calls[i] = Some(RequestId(u64::MAX - i as u64));
+                        self.completed.insert(RequestId(u64::MAX - i as u64));
+                        self.stats.lost += 1;
+                    }
+                    Err(e) => panic!("seed {}: call refused: {e}", self.seed),
+                }
+            }
+            Timer::Cancel(id) => {
+                if !self.completed.contains(&id) {
+                    if let Some(s) = self.sent.get_mut(&id) {
+                        s.cancelled = true;
+                    }
+                    self.client.cancel(self.now, id);
+                }
+            }
+            Timer::ServerReply(r, test_id) => {
+                if self.server_handler.running.remove(&r).is_some() {
+                    let reply = if r.exchange == FAIL {
+                        Reply::Err(failure(test_id))
+                    } else {
+                        Reply::Ok(echo_of(&test_id.to_be_bytes()))
+                    };
+                    self.server.respond(self.now, &r, reply);
+                }
+            }
+            Timer::ClientReply(r, test_id) => {
+                if self.client_handler.running.remove(&r).is_some() {
+                    self.client
+                        .respond(self.now, &r, Reply::Ok(echo_of(&test_id.to_be_bytes())));
+                }
+            }
+            Timer::ServerBackCall(i) => {
+                self.back_fired += 1;
+                let Some(nexus) = self.server_nexus else {
+                    return;
+                };
+                let test_id = 1_000_000 + i as u64;
+                let body = body_for(test_id, None, &mut self.rng);
+                match self
+                    .server
+                    .call(self.now, nexus, ECHO, body, CallOptions::default())
+                {
+                    Ok(id) => {
+                        self.back_calls.insert(
+                            id,
+                            Sent {
+                                test_id,
+                                exchange: ECHO,
+                                cancelled: false,
+                            },
+                        );
+                    }
+                    Err(CallError::NoNexus) => {}
+                    Err(e) => panic!("seed {}: back call refused: {e}", self.seed),
+                }
+            }
+            Timer::Kill => {
+                if !self.faults_on() {
+                    return;
+                }
+                let live: Vec<usize> = (0..self.pipes.len())
+                    .filter(|&i| !self.pipes[i].silent && !self.pipes[i].client_gone)
+                    .collect();
+                if !live.is_empty() {
+                    let i = live[self.rng.below(live.len() as u64) as usize];
+                    self.stats.kills += 1;
+                    if self.rng.chance(self.sc.blackhole_share) {
+                        // Silent: in-flight bytes vanish, nobody is told; heartbeats notice.
+                        let p = &mut self.pipes[i];
+                        p.silent = true;
+                        p.to_client.clear();
+                        p.to_server.clear();
+                    } else {
+                        // A reset: each side learns it after its own delay.
+                        let p = &mut self.pipes[i];
+                        p.to_client.clear();
+                        p.to_server.clear();
+                        let (lat, now) = (p.latency, self.now);
+                        p.to_client.push_back((now + lat, None));
+                        p.to_server.push_back((now + lat, None));
+                    }
+                }
+                let next = self.rng.ms(0, self.sc.kill_every.as_millis() as u64 * 2);
+                self.at(next, Timer::Kill);
+            }
+        }
+    }
+
+    fn close_side(&mut self, client_side: bool, conn: ConnId) {
+        // The endpoint is done with the connection: flush its last bytes, then FIN.
+        let Some(i) = self.pipes.iter().position(|p| {
+            if client_side {
+                p.client == conn && !p.client_gone
+            } else {
+                p.server == conn && !p.server_gone
+            }
+        }) else {
+            return;
+        };
+        self.transmit(i);
+        let p = &mut self.pipes[i];
+        let lat = p.latency;
+        if client_side {
+            p.client_gone = true;
+            if !p.silent {
+                let at = (self.now + lat).max(p.to_server.back().map_or(self.now, |(t, _)| *t));
+                p.to_server.push_back((at, None));
+            }
+        } else {
+            p.server_gone = true;
+            if !p.silent {
+                let at = (self.now + lat).max(p.to_client.back().map_or(self.now, |(t, _)| *t));
+                p.to_client.push_back((at, None));
+            }
+        }
+    }
+
+    fn trace(&self, side: &str, what: &dyn std::fmt::Debug) {
+        if self.trace {
+            let t = self.now.duration_since(self.base);
+            eprintln!("{:>10.3?} {side} {what:?}", t);
+        }
+    }
+
+    fn on_client_event(&mut self, e: Event) {
+        self.trace("client", &e);
+        let seed = self.seed;
+        match e {
+            Event::WantConnection => {
+                let after = self.rng.ms(1, 20);
+                self.at(after, Timer::Connect);
+            }
+            Event::NexusEstablished { nexus } => {
+                // A second nexus only replaces one on which nothing ran (the server
+                // expires such a nexus soon after its connections go, and the client
+                // starts afresh); the handlers' bookkeeping spans nexuses, so nothing
+                // can run twice either way.
+                assert!(
+                    self.nexus.is_none()
+                        || self.nexus == Some(nexus)
+                        || (self.server_handler.executed_ids.is_empty()
+                            && self.client_handler.executed_ids.is_empty()),
+                    "seed {seed}: second nexus"
+                );
+                self.nexus = Some(nexus);
+            }
+            // The server keeps a nexus the client never heard of (its NexusCreated was
+            // lost) until it expires; the client's next create waits for that.
+            Event::NexusHeld { .. } => {}
+            Event::ConnectionBound { .. } => {}
+            Event::ConnectionClosed { conn, .. } => self.close_side(true, conn),
+            Event::Completed {
+                request, result, ..
+            } => {
+                assert!(
+                    self.completed.insert(request),
+                    "seed {seed}: {request:?} completed twice"
+                );
+                let sent = self
+                    .sent
+                    .get(&request)
+                    .unwrap_or_else(|| panic!("seed {seed}: unknown completion"));
+                match result {
+                    Ok(body) => {
+                        assert_ne!(
+                            sent.exchange, FAIL,
+                            "seed {seed}: failing exchange succeeded"
+                        );
+                        assert_eq!(
+                            body,
+                            echo_of(&sent.test_id.to_be_bytes()),
+                            "seed {seed}: wrong answer"
+                        );
+                        self.stats.completed_ok += 1;
+                    }
+                    Err(CallError::Remote(e)) => {
+                        assert_eq!(
+                            sent.exchange, FAIL,
+                            "seed {seed}: unexpected remote error {e}"
+                        );
+                        assert_eq!(e, failure(sent.test_id));
+                        self.stats.remote_errors += 1;
+                    }
+                    Err(CallError::Cancelled) => {
+                        assert!(sent.cancelled, "seed {seed}: cancelled without a cancel");
+                        self.stats.cancelled += 1;
+                    }
+                    Err(CallError::NexusLost) => {
+                        self.stats.lost += 1;
+                    }
+                    Err(e) => panic!("seed {seed}: request {} failed: {e}", sent.test_id),
+                }
+            }
+            Event::Request { request, body } => {
+                let test_id = self.client_handler.on_request(request, &body, seed);
+                let after = self.rng.ms(0, 50);
+                self.at(after, Timer::ClientReply(request, test_id));
+            }
+            Event::CancelRequested { .. } => {
+                panic!("seed {seed}: backchannel requests are never cancelled")
+            }
+            Event::NexusLost { .. } => {
+                self.nexus_lost = true;
+            }
+            Event::NexusDestroyed { .. } => panic!("seed {seed}: nobody destroyed the nexus"),
+        }
+    }
+
+    fn on_server_event(&mut self, e: Event) {
+        self.trace("server", &e);
+        let seed = self.seed;
+        match e {
+            Event::WantConnection | Event::NexusHeld { .. } => {
+                unreachable!("servers do not connect or get held")
+            }
+            Event::NexusEstablished { nexus } => {
+                let first = self.server_nexus.is_none();
+                self.server_nexus = Some(nexus);
+                if !first {
+                    return;
+                }
+                self.back_scheduled = self.sc.back_requests;
+                for i in 0..self.sc.back_requests {
+                    let after = self.rng.ms(0, 2000);
+                    self.at(after, Timer::ServerBackCall(i));
+                }
+            }
+            Event::ConnectionBound { .. } => {}
+            Event::ConnectionClosed { conn, .. } => self.close_side(false, conn),
+            Event::Completed {
+                request, result, ..
+            } => {
+                assert!(
+                    self.back_completed.insert(request),
+                    "seed {seed}: back {request:?} completed twice"
+                );
+                let sent = &self.back_calls[&request];
+                match result {
+                    Ok(body) => assert_eq!(body, echo_of(&sent.test_id.to_be_bytes())),
+                    Err(CallError::NexusLost) => {}
+                    Err(e) => panic!("seed {seed}: back request failed: {e}"),
+                }
+            }
+            Event::Request { request, body } => {
+                let test_id = self.server_handler.on_request(request, &body, seed);
+                let after = if request.exchange == SLOW {
+                    self.rng.ms(200, 1500)
+                } else {
+                    self.rng.ms(0, 30)
+                };
+                self.at(after, Timer::ServerReply(request, test_id));
+            }
+            Event::CancelRequested { request } => {
+                // The handler observes the cancel and stops.
+                if self.server_handler.running.remove(&request).is_some() {
+                    self.server.respond(self.now, &request, Reply::Cancelled);
+                }
+            }
+            Event::NexusLost { nexus } => {
+                // Expired on the server: the client must have lost it too, or will.
+                let _ = nexus;
+            }
+            Event::NexusDestroyed { .. } => panic!("seed {seed}: nobody destroyed the nexus"),
+        }
+    }
+
+    fn check_bounds(&self) {
+        let seed = self.seed;
+        let f = self.client.footprint();
+        assert!(f.in_flight <= self.sc.slots as usize, "seed {seed}: {f:?}");
+        assert!(f.waiting_ordered <= 2, "seed {seed}: {f:?}");
+        assert!(f.cached_bytes <= 2 * 4096, "seed {seed}: {f:?}");
+        for n in self.server.nexuses() {
+            let f = self.server.footprint(n).unwrap();
+            assert!(f.in_flight <= 2, "seed {seed}: {f:?}");
+            assert!(
+                f.waiting_ordered <= self.sc.slots as usize,
+                "seed {seed}: {f:?}"
+            );
+            assert!(
+                f.cached_bytes <= self.sc.slots as usize * 4096,
+                "seed {seed}: {f:?}"
+            );
+            assert!(f.link_buffers <= 1 << 20, "seed {seed}: {f:?}");
+        }
+        assert!(
+            self.server.connections() <= 64,
+            "seed {seed}: connection leak"
+        );
+    }
+
+    fn check_final(&mut self) {
+        let seed = self.seed;
+        // Nothing left hanging on either side.
+        assert_eq!(self.client.footprint().outstanding, 0, "seed {seed}");
+        if self.stats.lost == 0 {
+            assert!(!self.nexus_lost || self.sc.requests == 0, "seed {seed}");
+        }
+        self.stats.replays = self
+            .nexus
+            .and_then(|n| self.server.nexus_stats(n))
+            .map_or(0, |s| s.replays);
+        self.stats.retries = self.client.stats().retries;
+    }
+}
+
+fn run_seed(seed: u64) -> SimStats {
+    let mut rng = Rng(seed);
+    let sc = Scenario::faulty(&mut rng);
+    let mut sim = Sim::new(seed, sc, rng);
+    sim.run();
+    sim.stats
+}
+
+fn run_hostile_seed(seed: u64) -> SimStats {
+    let mut rng = Rng(seed);
+    let sc = Scenario::hostile(&mut rng);
+    let mut sim = Sim::new(seed, sc, rng);
+    sim.run();
+    sim.stats
+}
+
+fn run_seeds(seeds: std::ops::Range<u64>) -> SimStats {
+    run_seeds_with(seeds, run_seed)
+}
+
+fn run_seeds_with(seeds: std::ops::Range<u64>, run: fn(u64) -> SimStats) -> SimStats {
+    let mut total = SimStats::default();
+    for seed in seeds {
+        let s = run(seed);
+        total.completed_ok += s.completed_ok;
+        total.remote_errors += s.remote_errors;
+        total.cancelled += s.cancelled;
+        total.lost += s.lost;
+        total.kills += s.kills;
+        total.corruptions += s.corruptions;
+        total.connections += s.connections;
+        total.replays += s.replays;
+        total.retries += s.retries;
+    }
+    total
+}
+
+#[test]
+fn one_thousand_faulty_seeds_keep_every_invariant() {
+    let total = run_seeds(0..1000);
+    eprintln!("{total:?}");
+    // The faults must actually have been exercised.
+    assert!(total.kills > 1000, "{total:?}");
+    assert!(total.corruptions > 50, "{total:?}");
+    assert!(total.retries > 100, "{total:?}");
+    assert!(total.replays > 10, "{total:?}");
+    assert!(total.cancelled > 10, "{total:?}");
+    assert!(total.remote_errors > 100, "{total:?}");
+    // Recovery always wins at these fault rates: no nexus is ever lost.
+    assert_eq!(total.lost, 0, "{total:?}");
+}
+
+#[test]
+fn one_thousand_hostile_network_seeds_keep_every_invariant() {
+    let total = run_seeds_with(0..1000, run_hostile_seed);
+    eprintln!("{total:?}");
+    assert!(total.kills > 5000, "{total:?}");
+    assert!(total.corruptions > 1000, "{total:?}");
+    assert!(total.replays > 100, "{total:?}");
+}
+
+#[test]
+#[ignore = "long: 20,000 more hostile seeds"]
+fn twenty_thousand_more_hostile_seeds() {
+    eprintln!("{:?}", run_seeds_with(1000..21_000, run_hostile_seed));
+}
+
+#[test]
+#[ignore = "long: 20,000 more seeds"]
+fn twenty_thousand_more_seeds() {
+    eprintln!("{:?}", run_seeds(1000..21_000));
+}
+
+#[test]
+fn one_seed_from_env() {
+    // `SIM_SEED=7` runs one seed; `SIM_SEED=0-99` runs a range, printing each seed.
+    if let Ok(spec) = std::env::var("SIM_SEED") {
+        let (lo, hi) = match spec.split_once('-') {
+            Some((a, b)) => (a.parse().expect("number"), b.parse().expect("number")),
+            None => {
+                let n: u64 = spec.parse().expect("SIM_SEED is a number or a range");
+                (n, n)
+            }
+        };
+        let hostile = std::env::var_os("SIM_HOSTILE").is_some();
+        for seed in lo..=hi {
+            let stats = if hostile {
+                run_hostile_seed(seed)
+            } else {
+                run_seed(seed)
+            };
+            eprintln!("seed {seed}: {stats:?}");
+        }
+    }
+}
