@@ -280,8 +280,17 @@ impl Shards {
         } else {
             config.recv_buffers.min(config.buffers)
         };
-        // Fail early with the right message rather than deep inside a shard thread.
-        if let Err(e) = io_uring::IoUring::new(2) {
+        // Fail early with the right message rather than deep inside a shard thread. The
+        // probe ring lives on a thread of its own: tearing a ring down queues work for
+        // the thread that made it, which interrupts that thread's next blocking socket
+        // call with a timeout (EINTR) — the caller's, had it been made here.
+        let probe = std::thread::Builder::new()
+            .name("hawser-uring-probe".into())
+            .spawn(|| io_uring::IoUring::new(2).map(drop))
+            .map_err(|e| ShardError::io("starting the io_uring probe thread", e))?
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the io_uring probe panicked")));
+        if let Err(e) = probe {
             return Err(ShardError::IoUringUnavailable {
                 source: e,
                 disabled_setting: io_uring_disabled_setting(),

@@ -120,6 +120,7 @@ fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => return true,
         }
     }
