@@ -15,7 +15,7 @@ use hawser_replicate::{
     ReplicateError, Report, RootDir, Source, SourceConfig, WriteMode, remove_partials, run,
 };
 use hawser_runtime::{
-    ApiError, Client, ClientConfig, DEFAULT_PORT, NexusId, Runtime, Server, ServerBuilder,
+    ApiError, Client, ClientOptions, DEFAULT_PORT, NexusId, Runtime, Server, ServerBuilder,
     ServerLimits, Service, anonymous_allowed,
 };
 
@@ -717,7 +717,7 @@ pub fn connect_serving(
         ),
         None => None,
     };
-    let mut config = ClientConfig {
+    let mut config = ClientOptions {
         connections: job.connections.max(1),
         // Blocks carry their own xxh3 and files an end-to-end xxh3-128: a frame digest
         // adds nothing the job does not check already.
@@ -731,7 +731,7 @@ pub fn connect_serving(
         align_backchannel_bodies_at: backchannel.is_some().then_some(BLOCK_HEADER_LEN),
         backchannel,
         tcp_congestion: job.congestion.clone(),
-        ..ClientConfig::default()
+        ..ClientOptions::default()
     };
     if let Some(name) = &job.congestion {
         hawser_shards::check_congestion_control(name).map_err(MoverError::Usage)?;

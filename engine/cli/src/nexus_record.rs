@@ -1,7 +1,7 @@
 //! The nexus a `hawser push` or `pull` with an explicit `--identity` created, remembered
 //! in a small file while the job runs: if the process dies, the server keeps that nexus
 //! for its grace period and holds the next run's create, so the next run with the same
-//! server and identity recovers and destroys it first (`ClientConfig::replace_nexus`).
+//! server and identity recovers and destroys it first (`ClientOptions::replace_nexus`).
 //!
 //! One file per (server address, identity) under `$XDG_STATE_HOME/hawser/nexus/` (or
 //! `~/.local/state/hawser/nexus/`), written once the nexus exists and removed when the

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hawser::nexus_record;
-use hawser_runtime::{Client, ClientConfig, ExchangeId, NexusId};
+use hawser_runtime::{Client, ClientOptions, ExchangeId, NexusId};
 use support::{ServeProcess, TempDir, assert_succeeded, text};
 
 const SECRET: &str = "correct horse";
@@ -45,11 +45,11 @@ fn push(state: &Path, args: &[&str]) -> Output {
 /// Creates a nexus for `alice`, runs something on it and drops the client without
 /// closing it, as a killed push leaves one behind. Returns the nexus.
 fn abandon_a_session(addr: SocketAddr) -> NexusId {
-    let config = ClientConfig {
+    let config = ClientOptions {
         identity: "alice".into(),
         secret: Some(SECRET.as_bytes().to_vec()),
         connections: 1,
-        ..ClientConfig::default()
+        ..ClientOptions::default()
     };
     let client = Client::connect(addr, config).unwrap();
     // Any exchange runs on the server (an unknown one is answered with an error).

@@ -14,7 +14,7 @@ use hawser_replicate::{
     Completion, RemoteError, Request, Source, SourceConfig, Target, Transport, TransportError, run,
 };
 use hawser_session::{
-    CallError, CallOptions, Client, ClientConfig, ClientCredentials, ConnId, Event, ExchangeId,
+    CallError, CallOptions, Client, ClientConfig, ClientCredentials, Event, ExchangeId, LinkId,
     RemoteException, Reply, RequestId, Server, ServerConfig, ServerCredentials,
 };
 
@@ -24,7 +24,7 @@ struct SessionLoopback {
     client: Client,
     server: Server,
     target: Target,
-    connections: Vec<(ConnId, ConnId)>,
+    connections: Vec<(LinkId, LinkId)>,
     tokens: HashMap<RequestId, u64>,
     done: VecDeque<Completion>,
     buf: BytesMut,

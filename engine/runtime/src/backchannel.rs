@@ -7,10 +7,10 @@ use bytes::Bytes;
 use crossbeam::channel;
 
 use super::{CallError, CallOptions, ExchangeId, NexusId, PendingCall, Pipeline};
-use crate::driver::{Caller, Command};
+use crate::driver::{Caller, HostCommand};
 use hawser_session::NexusStats;
 
-/// Calls to the client of one nexus, served by its [`ClientConfig::backchannel`]
+/// Calls to the client of one nexus, served by its [`ClientOptions::backchannel`]
 /// handlers: from [`Server::backchannel`], or from a handler through
 /// [`RequestContext::backchannel`] (the client that sent the request). Cheap to clone
 /// and `Send`: a blocking handler can keep calls in flight and wait for their answers,
@@ -21,7 +21,7 @@ use hawser_session::NexusStats;
 /// finished: two ordered calls in flight can still run at once on two of the client's
 /// handler threads.
 ///
-/// [`ClientConfig::backchannel`]: super::ClientConfig::backchannel
+/// [`ClientOptions::backchannel`]: super::ClientOptions::backchannel
 /// [`Server::backchannel`]: super::Server::backchannel
 /// [`RequestContext::backchannel`]: super::RequestContext::backchannel
 #[derive(Debug, Clone)]
@@ -76,7 +76,7 @@ impl Backchannel {
     /// The nexus's counters (backchannel retries among them); `None` once it is gone.
     pub fn stats(&self) -> Option<NexusStats> {
         let (tx, rx) = channel::bounded(1);
-        if !self.caller.commands.send(Command::Stats { reply: tx }) {
+        if !self.caller.commands.send(HostCommand::Stats { reply: tx }) {
             return None;
         }
         rx.recv_timeout(Duration::from_secs(5))

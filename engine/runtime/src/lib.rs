@@ -17,7 +17,7 @@
 //!   [`RequestContext::is_cancelled`]; the call ends with [`CallError::Cancelled`]).
 //! - [`Client::stats`], [`Server::stats`]: nexus and connection counters with HDR
 //!   histograms (per-exchange latency, heartbeat RTT).
-//! - Full duplex: a client serves [`ClientConfig::backchannel`]; the server calls it with
+//! - Full duplex: a client serves [`ClientOptions::backchannel`]; the server calls it with
 //!   [`Server::call`] / [`Server::start_call`] on a nexus from [`Server::nexuses`], or
 //!   through a [`Backchannel`] ([`Server::backchannel`], or
 //!   [`RequestContext::backchannel`] inside a handler: call back the client that sent
@@ -32,13 +32,13 @@
 //!
 //! ```
 //! use bytes::Bytes;
-//! use hawser_runtime::{Client, ClientConfig, ExchangeId, ServerBuilder, Service};
+//! use hawser_runtime::{Client, ClientOptions, ExchangeId, ServerBuilder, Service};
 //!
 //! const ECHO: ExchangeId = ExchangeId(1);
 //! let echo = Service::new("echo").handler(ECHO, "echo", |_ctx, body| Ok(body));
 //! let server = ServerBuilder::new().service(echo).listen("127.0.0.1:0")?;
 //!
-//! let config = ClientConfig { connections: 2, ..ClientConfig::default() };
+//! let config = ClientOptions { connections: 2, ..ClientOptions::default() };
 //! let client = Client::connect(server.local_addr(), config)?;
 //! let answer = client.call(ECHO, Bytes::from_static(b"hello, hawser"))?;
 //! assert_eq!(&answer[..], b"hello, hawser");
@@ -70,7 +70,8 @@ use crossbeam::channel::{self, Receiver};
 use hawser_shards::Shards;
 
 use crate::driver::{
-    Caller, Command, Completion, Handler, HandlerTable, HostHandle, Readiness, shards_config,
+    CallCompletion, Caller, Handler, HandlerTable, HostCommand, HostHandle, Readiness,
+    shards_config,
 };
 pub use crate::driver::{HandlerError, RequestContext, StatsReport};
 use hawser_session::{
@@ -122,7 +123,7 @@ pub enum ApiError {
     /// two of one identity's nexuses side by side.
     #[error(
         "{addr} holds the session (held: one nexus per identity at a time): {reason}; wait \
-         until that nexus has ended or expired, or replace it (ClientConfig::replace_nexus = \
+         until that nexus has ended or expired, or replace it (ClientOptions::replace_nexus = \
          {nexus}) if no client uses it any more"
     )]
     Held {
@@ -549,7 +550,7 @@ impl Drop for Server {
 
 fn stats_of(host: &HostHandle) -> StatsReport {
     let (tx, rx) = channel::bounded(1);
-    if !host.commands.send(Command::Stats { reply: tx }) {
+    if !host.commands.send(HostCommand::Stats { reply: tx }) {
         return StatsReport::default();
     }
     rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default()
@@ -558,7 +559,7 @@ fn stats_of(host: &HostHandle) -> StatsReport {
 /// Receives a completion, first polling for up to `spin` (a blocked thread's futex
 /// wake-up costs tens of microseconds on a loaded machine; a short poll catches fast
 /// answers without it).
-fn recv_spinning(rx: &Receiver<Completion>, spin: Duration) -> Option<Completion> {
+fn recv_spinning(rx: &Receiver<CallCompletion>, spin: Duration) -> Option<CallCompletion> {
     if !spin.is_zero() {
         let start = std::time::Instant::now();
         loop {
@@ -578,7 +579,7 @@ fn recv_spinning(rx: &Receiver<Completion>, spin: Duration) -> Option<Completion
 
 /// How a [`Client`] connects.
 #[derive(Debug, Clone)]
-pub struct ClientConfig {
+pub struct ClientOptions {
     /// Connections in the trunk.
     pub connections: usize,
     /// xxh3 digest over every frame's payload.
@@ -620,10 +621,10 @@ pub struct ClientConfig {
     pub replace_nexus: Option<NexusId>,
 }
 
-impl Default for ClientConfig {
+impl Default for ClientOptions {
     fn default() -> Self {
         static SEQ: AtomicU64 = AtomicU64::new(0);
-        ClientConfig {
+        ClientOptions {
             connections: 4,
             digest: true,
             compression: false,
@@ -669,7 +670,7 @@ impl std::fmt::Debug for Client {
 pub struct PendingCall {
     token: u64,
     spin: Duration,
-    rx: Receiver<Completion>,
+    rx: Receiver<CallCompletion>,
     commands: driver::CommandSender,
 }
 
@@ -693,7 +694,8 @@ impl PendingCall {
     /// Asks the server to cancel it; the call still completes (usually with
     /// [`CallError::Cancelled`], or with its answer if that won the race).
     pub fn cancel(&self) {
-        self.commands.send(Command::Cancel { token: self.token });
+        self.commands
+            .send(HostCommand::Cancel { token: self.token });
     }
 }
 
@@ -701,7 +703,7 @@ impl Client {
     /// Connects `config.connections` connections to `addr` and waits for the nexus.
     pub fn connect(
         addr: impl ToSocketAddrs + std::fmt::Debug,
-        config: ClientConfig,
+        config: ClientOptions,
     ) -> Result<Client, ApiError> {
         Self::connect_on(addr, config, None)
     }
@@ -709,7 +711,7 @@ impl Client {
     /// Like [`connect`](Self::connect), with the nexus on shard `shard` of `runtime`.
     pub fn connect_with(
         addr: impl ToSocketAddrs + std::fmt::Debug,
-        config: ClientConfig,
+        config: ClientOptions,
         runtime: &Runtime,
         shard: usize,
     ) -> Result<Client, ApiError> {
@@ -718,7 +720,7 @@ impl Client {
 
     fn connect_on(
         addr: impl ToSocketAddrs + std::fmt::Debug,
-        config: ClientConfig,
+        config: ClientOptions,
         placement: Option<(Runtime, usize)>,
     ) -> Result<Client, ApiError> {
         let addr = resolve(addr)?;
@@ -806,7 +808,7 @@ impl Client {
         }
     }
 
-    /// The id of the nexus (once established): what [`ClientConfig::replace_nexus`]
+    /// The id of the nexus (once established): what [`ClientOptions::replace_nexus`]
     /// takes should this client end without closing it.
     pub fn nexus(&self) -> Option<NexusId> {
         self.stats().nexuses.first().map(|(id, _)| *id)
@@ -926,13 +928,15 @@ impl Client {
     /// retries what was in flight.
     #[doc(hidden)]
     pub fn kill_connection(&self, index: usize) {
-        self.host.commands.send(Command::KillConnection { index });
+        self.host
+            .commands
+            .send(HostCommand::KillConnection { index });
     }
 
     /// Destroys the nexus on the server (outstanding calls fail with
     /// [`CallError::NexusDestroyed`]) and stops the client.
     pub fn close(mut self) {
-        self.host.commands.send(Command::Destroy);
+        self.host.commands.send(HostCommand::Destroy);
         // Give the Destroy frame a moment to leave; the server expires the nexus anyway.
         std::thread::sleep(Duration::from_millis(20));
         self.stop();
@@ -964,8 +968,8 @@ pub struct Pipeline<'c> {
     /// client.
     nexus: Option<NexusId>,
     spin: Duration,
-    tx: channel::Sender<Completion>,
-    rx: Receiver<Completion>,
+    tx: channel::Sender<CallCompletion>,
+    rx: Receiver<CallCompletion>,
     outstanding: usize,
     /// Request bytes wait here before they go (see [`rate_limit`](Self::rate_limit)).
     rate: Option<TokenBucket>,
@@ -1037,7 +1041,7 @@ impl<'c> Pipeline<'c> {
 
     /// Cancels the call `token`.
     pub fn cancel(&self, token: u64) {
-        self.caller.commands.send(Command::Cancel { token });
+        self.caller.commands.send(HostCommand::Cancel { token });
     }
 
     /// Calls submitted and not yet returned by `next_completion`.

@@ -16,12 +16,12 @@
 //! ```
 //! use std::sync::mpsc;
 //! use bytes::Bytes;
-//! use hawser_runtime::{Client, ClientConfig, ExchangeId, ServerBuilder, Service, ShardCaller};
+//! use hawser_runtime::{Client, ClientOptions, ExchangeId, ServerBuilder, Service, ShardCaller};
 //!
 //! const ECHO: ExchangeId = ExchangeId(1);
 //! let echo = Service::new("echo").handler(ECHO, "echo", |_ctx, body| Ok(body));
 //! let server = ServerBuilder::new().service(echo).listen("127.0.0.1:0")?;
-//! let client = Client::connect(server.local_addr(), ClientConfig::default())?;
+//! let client = Client::connect(server.local_addr(), ClientOptions::default())?;
 //!
 //! // Three dependent calls, each started by the previous one's completion, on the shard.
 //! fn chain(caller: ShardCaller, left: u32, done: mpsc::Sender<u32>) {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hawser_runtime::{
-    ApiError, CallError, Client, ClientConfig, ExchangeId, HandlerError, RemoteException,
+    ApiError, CallError, Client, ClientOptions, ExchangeId, HandlerError, RemoteException,
     ServerBuilder, Service,
 };
 
@@ -16,11 +16,11 @@ const FAIL: ExchangeId = ExchangeId(2);
 const SLOW: ExchangeId = ExchangeId(3);
 const COUNT: ExchangeId = ExchangeId(4);
 
-fn config(connections: usize) -> ClientConfig {
-    ClientConfig {
+fn config(connections: usize) -> ClientOptions {
+    ClientOptions {
         connections,
         connect_timeout: Duration::from_secs(10),
-        ..ClientConfig::default()
+        ..ClientOptions::default()
     }
 }
 
@@ -240,7 +240,7 @@ fn server_with_shared_secret_refuses_a_wrong_one() {
         .secret("alice", b"correct horse".to_vec())
         .listen("127.0.0.1:0")
         .unwrap();
-    let wrong = ClientConfig {
+    let wrong = ClientOptions {
         identity: "alice".into(),
         secret: Some(b"battery staple".to_vec()),
         connect_timeout: Duration::from_secs(5),
@@ -250,13 +250,13 @@ fn server_with_shared_secret_refuses_a_wrong_one() {
         Err(ApiError::Refused { .. }) => {}
         other => panic!("expected a refusal, got {other:?}"),
     }
-    let anonymous = ClientConfig {
+    let anonymous = ClientOptions {
         identity: "alice".into(),
         connect_timeout: Duration::from_secs(5),
         ..config(1)
     };
     assert!(Client::connect(server.local_addr(), anonymous).is_err());
-    let right = ClientConfig {
+    let right = ClientOptions {
         identity: "alice".into(),
         secret: Some(b"correct horse".to_vec()),
         ..config(2)
@@ -275,7 +275,7 @@ fn digest_and_compression_round_trip_large_bodies() {
         .service(svc)
         .listen("127.0.0.1:0")
         .unwrap();
-    let cfg = ClientConfig {
+    let cfg = ClientOptions {
         digest: true,
         compression: true,
         ..config(3)
@@ -448,7 +448,7 @@ fn server_calls_the_client_on_the_backchannel() {
         });
     let client = Client::connect(
         server.local_addr(),
-        ClientConfig {
+        ClientOptions {
             backchannel: Some(back),
             ..config(2)
         },
@@ -675,7 +675,7 @@ fn a_held_session_is_reported_at_once_and_replacing_the_previous_nexus_connects(
         .secret("alice", b"correct horse".to_vec())
         .listen("127.0.0.1:0")
         .unwrap();
-    let alice = || ClientConfig {
+    let alice = || ClientOptions {
         identity: "alice".into(),
         secret: Some(b"correct horse".to_vec()),
         ..config(2)
@@ -707,7 +707,7 @@ fn a_held_session_is_reported_at_once_and_replacing_the_previous_nexus_connects(
         started.elapsed()
     );
     // With the old id, the new client replaces it at once.
-    let replacing = ClientConfig {
+    let replacing = ClientOptions {
         replace_nexus: Some(old),
         ..alice()
     };

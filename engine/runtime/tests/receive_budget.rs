@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hawser_runtime::{Client, ClientConfig, ExchangeId, ServerBuilder, Service};
+use hawser_runtime::{Client, ClientOptions, ExchangeId, ServerBuilder, Service};
 use hawser_wire::dsp::{
     Auth, Capabilities, Channel, ChannelAttrs, Compression, EncodeOptions, Frame, FrameDecoder,
     FrameEncoder, Hello, NexusCreate, NexusFeatures, Request,
@@ -188,7 +188,7 @@ fn held_partial_frames_stay_within_the_receive_budget() {
         "the probe did not push past the budget"
     );
     // A small request needs no budget: a client is served while the budget is full.
-    let client = Client::connect(addr, ClientConfig::default()).unwrap();
+    let client = Client::connect(addr, ClientOptions::default()).unwrap();
     let answer = client
         .call(ECHO, Bytes::from_static(b"still here"))
         .unwrap();
@@ -198,9 +198,9 @@ fn held_partial_frames_stay_within_the_receive_budget() {
     let large = Bytes::from(vec![7u8; 3 << 20]);
     let client = Client::connect(
         addr,
-        ClientConfig {
+        ClientOptions {
             max_request_size: 24 << 20,
-            ..ClientConfig::default()
+            ..ClientOptions::default()
         },
     )
     .unwrap();

@@ -19,14 +19,14 @@ use bytes::{Bytes, BytesMut};
 
 use super::auth::{self, ClientCredentials, NONCE_LEN};
 use super::config::ClientConfig;
-use super::error::{CallError, CloseReason, ProtocolError};
+use super::error::{CallError, LinkCloseReason, ProtocolError};
 use super::event::{Event, IncomingRequest, Reply};
 use super::frame::{Frame, SERVED_FEATURES, Status, VERSION};
 use super::link::{GoAwayCode, Link, Received, TransmitSink, go_away_code};
 use super::nexus::{Footprint, NexusCore};
 use super::stats::{ConnectionStats, NexusStats};
 use super::throttle::TokenBucket;
-use super::types::{Channel, ConnId, ExchangeId, IdMap, NexusId, RequestId};
+use super::types::{Channel, ExchangeId, IdMap, LinkId, NexusId, RequestId};
 
 /// Options of one call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -65,7 +65,7 @@ enum NexusState {
     /// No nexus yet; the next authenticated connection creates it.
     Unestablished,
     /// NexusCreate sent on the leading connection.
-    Creating(ConnId),
+    Creating(LinkId),
     Active,
     Destroying,
     Lost,
@@ -76,7 +76,7 @@ enum NexusState {
 #[derive(Debug)]
 pub struct Client {
     config: ClientConfig,
-    links: IdMap<ConnId, Link<ClientPhase>>,
+    links: IdMap<LinkId, Link<ClientPhase>>,
     next_conn: u64,
     core: NexusCore,
     state: NexusState,
@@ -149,15 +149,15 @@ impl Client {
     }
 
     /// Connections bound to the nexus now.
-    pub fn bound_connections(&self) -> &[ConnId] {
+    pub fn bound_connections(&self) -> &[LinkId] {
         &self.core.members
     }
 
     /// The driver opened a transport connection (after [`Event::WantConnection`]);
     /// `nonce` must be fresh random bytes (the authentication challenge).
-    pub fn add_connection(&mut self, now: Instant, nonce: [u8; NONCE_LEN]) -> ConnId {
+    pub fn add_connection(&mut self, now: Instant, nonce: [u8; NONCE_LEN]) -> LinkId {
         self.pending_connects = self.pending_connects.saturating_sub(1);
-        let id = ConnId(self.next_conn);
+        let id = LinkId(self.next_conn);
         self.next_conn += 1;
         let mut link = Link::new(
             id,
@@ -184,7 +184,7 @@ impl Client {
     }
 
     /// Bytes arrived on `conn`.
-    pub fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+    pub fn handle_input(&mut self, now: Instant, conn: LinkId, bytes: &[u8]) {
         let Some(link) = self.links.get_mut(&conn) else {
             return;
         };
@@ -194,12 +194,12 @@ impl Client {
 
     /// The receive buffer of `conn`, lent to a driver that receives straight into it (as
     /// [`Server::recv_buffer`](super::Server::recv_buffer) describes).
-    pub fn recv_buffer(&mut self, now: Instant, conn: ConnId) -> Option<BytesMut> {
+    pub fn recv_buffer(&mut self, now: Instant, conn: LinkId) -> Option<BytesMut> {
         self.links.get_mut(&conn)?.lend_rx(now)
     }
 
     /// The lent buffer came back with `filled` new bytes.
-    pub fn handle_received(&mut self, now: Instant, conn: ConnId, buf: BytesMut, filled: usize) {
+    pub fn handle_received(&mut self, now: Instant, conn: LinkId, buf: BytesMut, filled: usize) {
         if let Some(link) = self.links.get_mut(&conn) {
             link.return_rx(now, buf, filled);
             self.handle_frames(now, conn);
@@ -207,7 +207,7 @@ impl Client {
     }
 
     /// Decodes and handles the complete frames waiting on `conn`.
-    fn handle_frames(&mut self, now: Instant, conn: ConnId) {
+    fn handle_frames(&mut self, now: Instant, conn: LinkId) {
         while let Some(link) = self.links.get_mut(&conn) {
             match link.next_frame() {
                 // A client receives under no budget: nothing is reserved.
@@ -233,7 +233,7 @@ impl Client {
     pub fn poll_transmit(
         &mut self,
         _now: Instant,
-        conn: ConnId,
+        conn: LinkId,
         out: &mut impl TransmitSink,
     ) -> usize {
         let Some(link) = self.links.get_mut(&conn) else {
@@ -247,9 +247,9 @@ impl Client {
     }
 
     /// The transport of `conn` failed or was closed by the peer.
-    pub fn connection_lost(&mut self, now: Instant, conn: ConnId) {
+    pub fn connection_lost(&mut self, now: Instant, conn: LinkId) {
         if self.links.get(&conn).is_some_and(Link::is_open) {
-            self.link_gone(now, conn, CloseReason::TransportLost, None);
+            self.link_gone(now, conn, LinkCloseReason::TransportLost, None);
         }
         self.links.remove(&conn);
         self.maintain_connections(now);
@@ -368,7 +368,7 @@ impl Client {
     }
 
     /// Statistics of one connection.
-    pub fn connection_stats(&self, conn: ConnId) -> Option<&ConnectionStats> {
+    pub fn connection_stats(&self, conn: LinkId) -> Option<&ConnectionStats> {
         self.links.get(&conn).map(|l| &l.stats)
     }
 
@@ -383,7 +383,7 @@ impl Client {
         let nexus = self.core.id;
         self.core
             .shut_down(&CallError::NexusDestroyed, &mut self.events);
-        self.close_all(CloseReason::Local);
+        self.close_all(LinkCloseReason::Local);
         self.state = NexusState::Destroyed;
         self.events.push_back(Event::NexusDestroyed { nexus });
     }
@@ -391,13 +391,13 @@ impl Client {
     fn lose_nexus(&mut self) {
         let nexus = self.core.id;
         self.core.shut_down(&CallError::NexusLost, &mut self.events);
-        self.close_all(CloseReason::Local);
+        self.close_all(LinkCloseReason::Local);
         self.state = NexusState::Lost;
         self.events.push_back(Event::NexusLost { nexus });
     }
 
-    fn close_all(&mut self, reason: CloseReason) {
-        let mut ids: Vec<ConnId> = self.links.keys().copied().collect();
+    fn close_all(&mut self, reason: LinkCloseReason) {
+        let mut ids: Vec<LinkId> = self.links.keys().copied().collect();
         ids.sort_unstable();
         for conn in ids {
             if let Some(link) = self.links.get_mut(&conn)
@@ -413,17 +413,17 @@ impl Client {
         self.core.members.clear();
     }
 
-    fn fail_link(&mut self, now: Instant, conn: ConnId, e: ProtocolError) {
+    fn fail_link(&mut self, now: Instant, conn: LinkId, e: ProtocolError) {
         let code = go_away_code(&e);
-        self.link_gone(now, conn, CloseReason::Protocol(e), Some(code));
+        self.link_gone(now, conn, LinkCloseReason::Protocol(e), Some(code));
     }
 
     /// Closes a connection and moves its work elsewhere.
     fn link_gone(
         &mut self,
         now: Instant,
-        conn: ConnId,
-        reason: CloseReason,
+        conn: LinkId,
+        reason: LinkCloseReason,
         code: Option<GoAwayCode>,
     ) {
         let Some(link) = self.links.get_mut(&conn) else {
@@ -498,7 +498,7 @@ impl Client {
     fn handle_frame(
         &mut self,
         now: Instant,
-        conn: ConnId,
+        conn: LinkId,
         frame: Frame,
     ) -> Result<(), ProtocolError> {
         let Some(link) = self.links.get_mut(&conn) else {
@@ -571,7 +571,7 @@ impl Client {
                     } else {
                         reason
                     };
-                    self.link_gone(now, conn, CloseReason::Refused(why), None);
+                    self.link_gone(now, conn, LinkCloseReason::Refused(why), None);
                     return Ok(());
                 }
                 let ok = match &self.config.credentials {
@@ -618,7 +618,7 @@ impl Client {
                 self.link_gone(
                     now,
                     conn,
-                    CloseReason::Refused(format!("{status}: {reason}")),
+                    LinkCloseReason::Refused(format!("{status}: {reason}")),
                     Some(GoAwayCode::NORMAL),
                 );
             }
@@ -665,7 +665,7 @@ impl Client {
                 self.link_gone(
                     now,
                     conn,
-                    CloseReason::Refused(format!("{status}: {reason}")),
+                    LinkCloseReason::Refused(format!("{status}: {reason}")),
                     Some(GoAwayCode::NORMAL),
                 );
                 if self.state == NexusState::Active
@@ -700,7 +700,7 @@ impl Client {
                 self.events.push_back(Event::NexusEstablished { nexus });
                 self.bind_link(now, conn);
                 // Connections that authenticated meanwhile join now.
-                let mut waiting: Vec<ConnId> = self
+                let mut waiting: Vec<LinkId> = self
                     .links
                     .values()
                     .filter(|l| l.is_open() && matches!(l.phase, ClientPhase::Authenticated))
@@ -732,7 +732,7 @@ impl Client {
         Ok(())
     }
 
-    fn bind_link(&mut self, now: Instant, conn: ConnId) {
+    fn bind_link(&mut self, now: Instant, conn: LinkId) {
         let max_payload = self.core.max_payload();
         if let Some(link) = self.links.get_mut(&conn) {
             link.phase = ClientPhase::Bound;
@@ -748,7 +748,7 @@ impl Client {
     }
 
     /// An authenticated connection creates the nexus, joins it, or waits.
-    fn after_auth(&mut self, _now: Instant, conn: ConnId) {
+    fn after_auth(&mut self, _now: Instant, conn: LinkId) {
         let state = self.state;
         let nexus = self.core.id;
         let recover = self.core.members.is_empty();
@@ -797,10 +797,10 @@ impl Client {
                 link.phase = ClientPhase::AwaitNexus;
             }
             NexusState::Destroying | NexusState::Lost | NexusState::Destroyed => {
-                link.close(CloseReason::Local, Some(GoAwayCode::NORMAL));
+                link.close(LinkCloseReason::Local, Some(GoAwayCode::NORMAL));
                 self.events.push_back(Event::ConnectionClosed {
                     conn,
-                    reason: CloseReason::Local,
+                    reason: LinkCloseReason::Local,
                 });
             }
         }

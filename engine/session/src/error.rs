@@ -97,7 +97,7 @@ pub enum ProtocolError {
 
 /// Why the endpoint closed (or asks the driver to close) a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CloseReason {
+pub enum LinkCloseReason {
     /// The peer violated the protocol (or sent corrupt bytes).
     Protocol(ProtocolError),
     /// The peer sent a GoAway with this code and text.
@@ -116,25 +116,25 @@ pub enum CloseReason {
     Local,
 }
 
-impl std::fmt::Display for CloseReason {
+impl std::fmt::Display for LinkCloseReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CloseReason::Protocol(e) => write!(f, "{e}"),
-            CloseReason::PeerGoAway { code, reason } if reason.is_empty() => {
+            LinkCloseReason::Protocol(e) => write!(f, "{e}"),
+            LinkCloseReason::PeerGoAway { code, reason } if reason.is_empty() => {
                 write!(
                     f,
                     "closed by the peer ({})",
                     hawser_wire::dsp::GoAwayCode(*code)
                 )
             }
-            CloseReason::PeerGoAway { code, reason } => write!(
+            LinkCloseReason::PeerGoAway { code, reason } => write!(
                 f,
                 "closed by the peer ({}): {reason}",
                 hawser_wire::dsp::GoAwayCode(*code)
             ),
-            CloseReason::TransportLost => f.write_str("connection lost"),
-            CloseReason::Refused(why) => f.write_str(why),
-            CloseReason::Local => f.write_str("closed locally"),
+            LinkCloseReason::TransportLost => f.write_str("connection lost"),
+            LinkCloseReason::Refused(why) => f.write_str(why),
+            LinkCloseReason::Local => f.write_str("closed locally"),
         }
     }
 }

@@ -2,9 +2,9 @@
 
 use bytes::Bytes;
 
-use super::error::{CallError, CloseReason};
+use super::error::{CallError, LinkCloseReason};
 use super::exception::RemoteException;
-use super::types::{Channel, ConnId, ExchangeId, NexusId, RequestId};
+use super::types::{Channel, ExchangeId, LinkId, NexusId, RequestId};
 
 /// A request delivered to this side's handler. Answer it with `respond` on the endpoint
 /// (exactly once); it stays valid across connection losses.
@@ -60,7 +60,7 @@ pub enum Event {
     /// A connection finished its handshake and joined the nexus.
     ConnectionBound {
         /// The connection.
-        conn: ConnId,
+        conn: LinkId,
         /// The nexus it joined.
         nexus: NexusId,
     },
@@ -68,9 +68,9 @@ pub enum Event {
     /// it (a GoAway, usually), then close the socket. Also emitted after `connection_lost`.
     ConnectionClosed {
         /// The connection.
-        conn: ConnId,
+        conn: LinkId,
         /// Why.
-        reason: CloseReason,
+        reason: LinkCloseReason,
     },
     /// An outgoing request finished: exactly one such event per request id.
     Completed {

@@ -11,7 +11,7 @@ use super::config::ChannelAttributes;
 use super::frame::{self, Frame, Status};
 use super::types::{Channel, ExchangeId, NexusId, RequestId};
 use super::{
-    CallOptions, Client, ClientConfig, ClientCredentials, ConnId, Event, Reply, Server,
+    CallOptions, Client, ClientConfig, ClientCredentials, Event, LinkId, Reply, Server,
     ServerConfig, ServerCredentials,
 };
 
@@ -135,7 +135,7 @@ fn settle(
     now: Instant,
     client: &mut Client,
     server: &mut Server,
-    pairs: &mut Vec<(ConnId, ConnId)>,
+    pairs: &mut Vec<(LinkId, LinkId)>,
     served: &mut u32,
 ) -> Vec<Event> {
     let mut client_events = Vec::new();

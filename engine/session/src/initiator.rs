@@ -21,7 +21,7 @@ use super::frame::{Frame, HEADER_LEN};
 use super::link::Link;
 use super::stats::NexusStats;
 use super::throttle::TokenBucket;
-use super::types::{Channel, ConnId, ExchangeId, IdMap, NexusId, RequestId};
+use super::types::{Channel, ExchangeId, IdMap, LinkId, NexusId, RequestId};
 
 #[derive(Debug, Clone, Copy, Default)]
 struct InitiatorSlot {
@@ -37,7 +37,7 @@ struct Outgoing {
     /// Assigned at first send: (slot, seq, order).
     assigned: Option<(u32, u32, u64)>,
     /// The connection carrying the latest copy; `None` while waiting for one.
-    conn: Option<ConnId>,
+    conn: Option<LinkId>,
     started: Instant,
     cancel: bool,
     /// Times transmitted. Once a request has copies on more than one connection, the
@@ -74,9 +74,9 @@ pub(crate) struct Initiator {
 
 /// Picks the open member connection with the fewest outstanding request bytes.
 pub(crate) fn least_loaded<P>(
-    links: &IdMap<ConnId, Link<P>>,
-    members: &[ConnId],
-) -> Option<ConnId> {
+    links: &IdMap<LinkId, Link<P>>,
+    members: &[LinkId],
+) -> Option<LinkId> {
     members
         .iter()
         .filter_map(|c| links.get(c))
@@ -165,7 +165,7 @@ impl Initiator {
         self.free.lowest().filter(|&slot| slot < usable)
     }
 
-    fn transmit<P>(&mut self, id: RequestId, conn: ConnId, links: &mut IdMap<ConnId, Link<P>>) {
+    fn transmit<P>(&mut self, id: RequestId, conn: LinkId, links: &mut IdMap<LinkId, Link<P>>) {
         let Some(out) = self.outstanding.get_mut(&id) else {
             return;
         };
@@ -210,8 +210,8 @@ impl Initiator {
         &mut self,
         now: Instant,
         nexus: NexusId,
-        links: &mut IdMap<ConnId, Link<P>>,
-        members: &[ConnId],
+        links: &mut IdMap<LinkId, Link<P>>,
+        members: &[LinkId],
         stats: &mut NexusStats,
         events: &mut VecDeque<Event>,
     ) {
@@ -302,7 +302,7 @@ impl Initiator {
         seq: u32,
         request: RequestId,
         result: Result<Bytes, Bytes>,
-        links: &mut IdMap<ConnId, Link<P>>,
+        links: &mut IdMap<LinkId, Link<P>>,
         stats: &mut NexusStats,
         events: &mut VecDeque<Event>,
     ) {
@@ -348,7 +348,7 @@ impl Initiator {
     /// connection where a copy arrived last, and an old copy can overtake the retry, so
     /// their reply may have been on the lost connection even though their latest copy was
     /// not. Re-sending is safe — the responder ignores or replays duplicates — and rare.
-    pub(crate) fn on_link_lost<P>(&mut self, conn: ConnId, links: &mut IdMap<ConnId, Link<P>>) {
+    pub(crate) fn on_link_lost<P>(&mut self, conn: LinkId, links: &mut IdMap<LinkId, Link<P>>) {
         let mut lost: Vec<RequestId> = self
             .outstanding
             .iter()
@@ -373,7 +373,7 @@ impl Initiator {
         &mut self,
         nexus: NexusId,
         request: RequestId,
-        links: &mut IdMap<ConnId, Link<P>>,
+        links: &mut IdMap<LinkId, Link<P>>,
         stats: &mut NexusStats,
         events: &mut VecDeque<Event>,
     ) {

@@ -124,7 +124,7 @@ pub use config::{
     AuthThrottleConfig, ChannelAttributes, ClientConfig, DEFAULT_RECEIVE_BUDGET, ServerConfig,
     ServerLimits, Timers,
 };
-pub use error::{CallError, CloseReason, ProtocolError};
+pub use error::{CallError, LinkCloseReason, ProtocolError};
 pub use event::{Event, IncomingRequest, Reply};
 pub use exception::RemoteException;
 pub use frame::FrameError;
@@ -134,4 +134,4 @@ pub use server::{Server, ServerLoad};
 pub use stats::{ConnectionStats, NexusStats};
 pub use throttle::ThrottleConfig;
 pub use throttle::TokenBucket;
-pub use types::{Channel, ConnId, ExchangeId, IdHasher, IdMap, NexusId, RequestId};
+pub use types::{Channel, ExchangeId, IdHasher, IdMap, LinkId, NexusId, RequestId};

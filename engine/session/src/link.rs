@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use super::budget::{BUDGETED_FRAME_MIN, ReceiveBudget, Reservation};
 use super::config::Timers;
-use super::error::{CloseReason, ProtocolError};
+use super::error::{LinkCloseReason, ProtocolError};
 use super::frame::{Codec, Frame, SHARED_BODY_MIN};
 use super::stats::ConnectionStats;
-use super::types::ConnId;
+use super::types::LinkId;
 
 /// Spare capacity a lent receive buffer has at least, once traffic flows: one receive
 /// takes up to this much when no frame needs more.
@@ -49,7 +49,7 @@ pub(crate) enum Received {
     /// A heartbeat, answered or recorded: nothing left to do.
     Handled,
     /// The peer said GoAway: the connection is gone, for this reason.
-    GoneAway(CloseReason),
+    GoneAway(LinkCloseReason),
     /// The endpoint's to handle.
     Frame(Frame),
 }
@@ -57,7 +57,7 @@ pub(crate) enum Received {
 /// A connection, in handshake phase `P`.
 #[derive(Debug)]
 pub(crate) struct Link<P> {
-    pub(crate) id: ConnId,
+    pub(crate) id: LinkId,
     pub(crate) phase: P,
     /// The peer's IP address, when the driver told it (accepted connections).
     pub(crate) peer: Option<std::net::IpAddr>,
@@ -69,7 +69,7 @@ pub(crate) struct Link<P> {
     pub(crate) outstanding_bytes: u64,
     pub(crate) stats: ConnectionStats,
     /// Set once the connection is finished; what is left in `tx` is its last words.
-    pub(crate) closing: Option<CloseReason>,
+    pub(crate) closing: Option<LinkCloseReason>,
     rx: BytesMut,
     /// The capacity cut off `rx` while it is lent, so that a receive stops where
     /// [`Codec::receive_limit`] says; put back when the buffer returns.
@@ -105,7 +105,7 @@ pub(crate) struct Link<P> {
 }
 
 impl<P> Link<P> {
-    pub(crate) fn new(id: ConnId, phase: P, now: Instant, timers: Timers) -> Self {
+    pub(crate) fn new(id: LinkId, phase: P, now: Instant, timers: Timers) -> Self {
         Link {
             id,
             phase,
@@ -346,7 +346,7 @@ impl<P> Link<P> {
             return Received::Handled;
         }
         match frame {
-            Frame::GoAway { code, reason } => Received::GoneAway(CloseReason::PeerGoAway {
+            Frame::GoAway { code, reason } => Received::GoneAway(LinkCloseReason::PeerGoAway {
                 code: code.0,
                 reason,
             }),
@@ -400,14 +400,14 @@ impl<P> Link<P> {
     }
 
     /// Closes the connection, sending a GoAway first when `code` is given.
-    pub(crate) fn close(&mut self, reason: CloseReason, code: Option<GoAwayCode>) {
+    pub(crate) fn close(&mut self, reason: LinkCloseReason, code: Option<GoAwayCode>) {
         if self.closing.is_some() {
             return;
         }
         if let Some(code) = code {
             let text = match &reason {
-                CloseReason::Protocol(e) => e.to_string(),
-                CloseReason::Refused(s) => s.clone(),
+                LinkCloseReason::Protocol(e) => e.to_string(),
+                LinkCloseReason::Refused(s) => s.clone(),
                 _ => String::new(),
             };
             self.send(&Frame::GoAway { code, reason: text });

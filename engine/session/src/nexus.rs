@@ -20,7 +20,7 @@ use super::link::Link;
 use super::responder::{Ctx, Responder};
 use super::stats::NexusStats;
 use super::throttle::TokenBucket;
-use super::types::{Channel, ConnId, ExchangeId, IdMap, NexusId, RequestId};
+use super::types::{Channel, ExchangeId, IdMap, LinkId, NexusId, RequestId};
 
 /// Memory held by a nexus, for bounds checks (the simulator asserts on it).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -43,7 +43,7 @@ pub(crate) struct NexusCore {
     pub(crate) initiator: Initiator,
     pub(crate) responder: Responder,
     /// Connections bound to this nexus, in bind order.
-    pub(crate) members: Vec<ConnId>,
+    pub(crate) members: Vec<LinkId>,
     pub(crate) stats: NexusStats,
 }
 
@@ -84,7 +84,7 @@ impl NexusCore {
         exchange: ExchangeId,
         body: Bytes,
         options: CallOptions,
-        links: &mut IdMap<ConnId, Link<P>>,
+        links: &mut IdMap<LinkId, Link<P>>,
         events: &mut VecDeque<Event>,
     ) -> Result<RequestId, CallError> {
         let id = self.initiator.submit(now, exchange, body, options)?;
@@ -95,7 +95,7 @@ impl NexusCore {
     pub(crate) fn dispatch<P>(
         &mut self,
         now: Instant,
-        links: &mut IdMap<ConnId, Link<P>>,
+        links: &mut IdMap<LinkId, Link<P>>,
         events: &mut VecDeque<Event>,
     ) {
         self.initiator
@@ -106,7 +106,7 @@ impl NexusCore {
         &mut self,
         handle: &IncomingRequest,
         reply: Reply,
-        links: &mut IdMap<ConnId, Link<P>>,
+        links: &mut IdMap<LinkId, Link<P>>,
         events: &mut VecDeque<Event>,
     ) -> bool {
         self.responder.respond(
@@ -125,7 +125,7 @@ impl NexusCore {
     pub(crate) fn cancel<P>(
         &mut self,
         request: RequestId,
-        links: &mut IdMap<ConnId, Link<P>>,
+        links: &mut IdMap<LinkId, Link<P>>,
         events: &mut VecDeque<Event>,
     ) {
         self.initiator
@@ -136,9 +136,9 @@ impl NexusCore {
     pub(crate) fn on_frame<P>(
         &mut self,
         now: Instant,
-        conn: ConnId,
+        conn: LinkId,
         frame: Frame,
-        links: &mut IdMap<ConnId, Link<P>>,
+        links: &mut IdMap<LinkId, Link<P>>,
         events: &mut VecDeque<Event>,
     ) -> Result<(), ProtocolError> {
         let mine = self.initiator_channel();
@@ -235,8 +235,8 @@ impl NexusCore {
     pub(crate) fn on_link_lost<P>(
         &mut self,
         now: Instant,
-        conn: ConnId,
-        links: &mut IdMap<ConnId, Link<P>>,
+        conn: LinkId,
+        links: &mut IdMap<LinkId, Link<P>>,
         events: &mut VecDeque<Event>,
     ) {
         if let Some(i) = self.members.iter().position(|c| *c == conn) {
@@ -270,7 +270,7 @@ impl NexusCore {
         self.responder.cancel_all(self.id, events);
     }
 
-    pub(crate) fn footprint<P>(&self, links: &IdMap<ConnId, Link<P>>) -> Footprint {
+    pub(crate) fn footprint<P>(&self, links: &IdMap<LinkId, Link<P>>) -> Footprint {
         Footprint {
             outstanding: self.initiator.outstanding(),
             in_flight: self.initiator.in_flight(),

@@ -24,7 +24,7 @@ use super::frame::Frame;
 use super::initiator::least_loaded;
 use super::link::Link;
 use super::stats::NexusStats;
-use super::types::{Channel, ConnId, ExchangeId, IdMap, NexusId, RequestId};
+use super::types::{Channel, ExchangeId, IdMap, LinkId, NexusId, RequestId};
 
 #[derive(Debug, Clone)]
 enum Cached {
@@ -43,12 +43,12 @@ enum SlotState {
         request: RequestId,
         exchange: ExchangeId,
         /// Where the first copy of the request arrived.
-        reply_conn: ConnId,
+        reply_conn: LinkId,
         /// Where later copies (retries, or an old copy overtaken by its retry) arrived.
         /// The reply goes to every one still open: the initiator's current copy is among
         /// them, or has not arrived yet and will get the replay. Empty (unallocated)
         /// unless the request was retried.
-        more_conns: Vec<ConnId>,
+        more_conns: Vec<LinkId>,
         cancel: bool,
         /// Body of an ordered request waiting for its predecessors; `None` once delivered.
         held: Option<Bytes>,
@@ -66,8 +66,8 @@ struct ResponderSlot {
 /// Context shared by the responder's operations.
 pub(crate) struct Ctx<'a, P> {
     pub(crate) nexus: NexusId,
-    pub(crate) links: &'a mut IdMap<ConnId, Link<P>>,
-    pub(crate) members: &'a [ConnId],
+    pub(crate) links: &'a mut IdMap<LinkId, Link<P>>,
+    pub(crate) members: &'a [LinkId],
     pub(crate) stats: &'a mut NexusStats,
     pub(crate) events: &'a mut VecDeque<Event>,
 }
@@ -142,7 +142,7 @@ impl Responder {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_request<P>(
         &mut self,
-        conn: ConnId,
+        conn: LinkId,
         slot: u32,
         seq: u32,
         request: RequestId,

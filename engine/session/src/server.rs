@@ -27,7 +27,7 @@ use super::budget::Reservation;
 use super::client::CallOptions;
 use super::config::{ChannelAttributes, ServerConfig};
 use super::deadlines::Deadlines;
-use super::error::{CallError, CloseReason, ProtocolError};
+use super::error::{CallError, LinkCloseReason, ProtocolError};
 use super::event::{Event, IncomingRequest, Reply};
 use super::frame::{Features, Frame, SERVED_FEATURES, Status, VERSION};
 use super::guard::{AuthThrottle, Source, SourceCounts, source_of};
@@ -35,7 +35,7 @@ use super::link::{GoAwayCode, Link, Received, TransmitSink, go_away_code};
 use super::nexus::{Footprint, NexusCore};
 use super::stats::{ConnectionStats, NexusStats};
 use super::throttle::TokenBucket;
-use super::types::{Channel, ConnId, ExchangeId, IdMap, NexusId, RequestId};
+use super::types::{Channel, ExchangeId, IdMap, LinkId, NexusId, RequestId};
 
 /// A NexusCreate as the client sent it.
 #[derive(Debug, Clone, Copy)]
@@ -107,7 +107,7 @@ struct ServerNexus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Timer {
     /// Heartbeats, dead and handshake deadlines, a delayed answer, a held create's end.
-    Link(ConnId),
+    Link(LinkId),
     /// Grace expiry and the backchannel throttle.
     Nexus(NexusId),
 }
@@ -137,12 +137,12 @@ pub struct ServerLoad {
 #[derive(Debug)]
 pub struct Server {
     config: ServerConfig,
-    links: IdMap<ConnId, Link<ServerPhase>>,
+    links: IdMap<LinkId, Link<ServerPhase>>,
     next_conn: u64,
     nexuses: IdMap<NexusId, ServerNexus>,
     by_identity: HashMap<String, NexusId>,
     /// Held creates by identity, oldest first.
-    held: HashMap<String, VecDeque<ConnId>>,
+    held: HashMap<String, VecDeque<LinkId>>,
     deadlines: Deadlines<Timer>,
     /// Reused by `handle_timeout`.
     due: Vec<Timer>,
@@ -155,7 +155,7 @@ pub struct Server {
     events: VecDeque<Event>,
     /// Connections not read until the receive budget has room for their next frame, in
     /// the order they started waiting.
-    budget_waiters: VecDeque<ConnId>,
+    budget_waiters: VecDeque<LinkId>,
 }
 
 /// `u32` milliseconds of `d`, saturating.
@@ -198,7 +198,7 @@ impl Server {
 
     /// The driver accepted a connection whose peer address it does not know; `nonce` must
     /// be fresh random bytes. See [`accept_from`](Self::accept_from).
-    pub fn accept(&mut self, now: Instant, nonce: [u8; NONCE_LEN]) -> ConnId {
+    pub fn accept(&mut self, now: Instant, nonce: [u8; NONCE_LEN]) -> LinkId {
         self.accept_from(now, nonce, None)
     }
 
@@ -211,8 +211,8 @@ impl Server {
         now: Instant,
         nonce: [u8; NONCE_LEN],
         peer: Option<IpAddr>,
-    ) -> ConnId {
-        let id = ConnId(self.next_conn);
+    ) -> LinkId {
+        let id = LinkId(self.next_conn);
         self.next_conn += 1;
         let mut link = Link::new(
             id,
@@ -249,7 +249,7 @@ impl Server {
     }
 
     /// Bytes arrived on `conn`.
-    pub fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+    pub fn handle_input(&mut self, now: Instant, conn: LinkId, bytes: &[u8]) {
         let Some(link) = self.links.get_mut(&conn) else {
             return;
         };
@@ -266,7 +266,7 @@ impl Server {
     /// connection, and for one whose next frame must wait for the receive budget: the
     /// driver then does not read it until [`next_budget_wakeup`](Self::next_budget_wakeup)
     /// names it.
-    pub fn recv_buffer(&mut self, now: Instant, conn: ConnId) -> Option<BytesMut> {
+    pub fn recv_buffer(&mut self, now: Instant, conn: LinkId) -> Option<BytesMut> {
         let link = self.links.get_mut(&conn)?;
         let buf = link.lend_rx(now);
         if buf.is_none() && link.waiting_for_budget() && !link.budget_queued {
@@ -281,7 +281,7 @@ impl Server {
     /// A connection waiting for the receive budget whose next frame now fits: the driver
     /// asks for its receive buffer again. Call after anything that may release budget
     /// (received frames, answers, closed connections, timers) until `None`.
-    pub fn next_budget_wakeup(&mut self) -> Option<ConnId> {
+    pub fn next_budget_wakeup(&mut self) -> Option<LinkId> {
         let budget = self.config.receive_budget.as_ref()?;
         while let Some(&conn) = self.budget_waiters.front() {
             let Some(link) = self.links.get_mut(&conn) else {
@@ -308,7 +308,7 @@ impl Server {
 
     /// The buffer from [`recv_buffer`](Self::recv_buffer) came back with `filled` new
     /// bytes: handles the frames they complete.
-    pub fn handle_received(&mut self, now: Instant, conn: ConnId, buf: BytesMut, filled: usize) {
+    pub fn handle_received(&mut self, now: Instant, conn: LinkId, buf: BytesMut, filled: usize) {
         let Some(link) = self.links.get_mut(&conn) else {
             return;
         };
@@ -318,7 +318,7 @@ impl Server {
     }
 
     /// Decodes and handles the complete frames waiting on `conn`.
-    fn handle_frames(&mut self, now: Instant, conn: ConnId) {
+    fn handle_frames(&mut self, now: Instant, conn: LinkId) {
         while let Some(link) = self.links.get_mut(&conn) {
             match link.next_frame() {
                 Ok(Some((frame, reservation))) => {
@@ -356,7 +356,7 @@ impl Server {
     /// cache or a refused request gives it back at once.
     fn hold_until_answered(
         &mut self,
-        conn: ConnId,
+        conn: LinkId,
         slot: u32,
         request: RequestId,
         reservation: Reservation,
@@ -377,7 +377,7 @@ impl Server {
     pub fn poll_transmit(
         &mut self,
         _now: Instant,
-        conn: ConnId,
+        conn: LinkId,
         out: &mut impl TransmitSink,
     ) -> usize {
         let Some(link) = self.links.get_mut(&conn) else {
@@ -394,9 +394,9 @@ impl Server {
     }
 
     /// The transport of `conn` failed or was closed by the peer.
-    pub fn connection_lost(&mut self, now: Instant, conn: ConnId) {
+    pub fn connection_lost(&mut self, now: Instant, conn: LinkId) {
         if self.links.get(&conn).is_some_and(Link::is_open) {
-            self.link_gone(now, conn, CloseReason::TransportLost, None);
+            self.link_gone(now, conn, LinkCloseReason::TransportLost, None);
         }
         self.forget_link(conn);
     }
@@ -504,7 +504,7 @@ impl Server {
     }
 
     /// Statistics of one connection.
-    pub fn connection_stats(&self, conn: ConnId) -> Option<&ConnectionStats> {
+    pub fn connection_stats(&self, conn: LinkId) -> Option<&ConnectionStats> {
         self.links.get(&conn).map(|l| &l.stats)
     }
 
@@ -554,7 +554,7 @@ impl Server {
         })
     }
 
-    fn schedule_link(&mut self, conn: ConnId) {
+    fn schedule_link(&mut self, conn: LinkId) {
         if let Some(at) = self.links.get(&conn).and_then(|l| self.link_deadline(l)) {
             self.deadlines.schedule(Timer::Link(conn), at);
         }
@@ -575,12 +575,12 @@ impl Server {
     }
 
     /// Forgets a connection whose last bytes are out (or that can send nothing more).
-    fn forget_link(&mut self, conn: ConnId) {
+    fn forget_link(&mut self, conn: LinkId) {
         self.links.remove(&conn);
         self.deadlines.forget(Timer::Link(conn));
     }
 
-    fn link_timer(&mut self, now: Instant, conn: ConnId) {
+    fn link_timer(&mut self, now: Instant, conn: LinkId) {
         let Some(link) = self.links.get_mut(&conn) else {
             return;
         };
@@ -651,17 +651,17 @@ impl Server {
         self.schedule_nexus(nexus);
     }
 
-    fn fail_link(&mut self, now: Instant, conn: ConnId, e: ProtocolError) {
+    fn fail_link(&mut self, now: Instant, conn: LinkId, e: ProtocolError) {
         let code = go_away_code(&e);
-        self.link_gone(now, conn, CloseReason::Protocol(e), Some(code));
+        self.link_gone(now, conn, LinkCloseReason::Protocol(e), Some(code));
     }
 
     /// Refuses a connection before anything happened on it.
-    fn refuse_connection(&mut self, now: Instant, conn: ConnId, text: String) {
+    fn refuse_connection(&mut self, now: Instant, conn: LinkId, text: String) {
         self.link_gone(
             now,
             conn,
-            CloseReason::Refused(text),
+            LinkCloseReason::Refused(text),
             Some(GoAwayCode::RESOURCE_EXHAUSTED),
         );
     }
@@ -671,8 +671,8 @@ impl Server {
     fn link_gone(
         &mut self,
         now: Instant,
-        conn: ConnId,
-        reason: CloseReason,
+        conn: LinkId,
+        reason: LinkCloseReason,
         code: Option<GoAwayCode>,
     ) {
         let Some(link) = self.links.get_mut(&conn) else {
@@ -750,7 +750,7 @@ impl Server {
     fn on_auth(
         &mut self,
         now: Instant,
-        conn: ConnId,
+        conn: LinkId,
         client_nonce: [u8; NONCE_LEN],
         server_nonce: [u8; NONCE_LEN],
         attempt: Attempt,
@@ -778,7 +778,7 @@ impl Server {
     fn authenticate(
         &mut self,
         now: Instant,
-        conn: ConnId,
+        conn: LinkId,
         client_nonce: [u8; NONCE_LEN],
         server_nonce: [u8; NONCE_LEN],
         attempt: Attempt,
@@ -799,7 +799,7 @@ impl Server {
             self.link_gone(
                 now,
                 conn,
-                CloseReason::Refused(text),
+                LinkCloseReason::Refused(text),
                 Some(GoAwayCode::AUTH_FAILED),
             );
             return;
@@ -841,7 +841,7 @@ impl Server {
                 self.link_gone(
                     now,
                     conn,
-                    CloseReason::Refused(refusal.reason().into()),
+                    LinkCloseReason::Refused(refusal.reason().into()),
                     Some(GoAwayCode::AUTH_FAILED),
                 );
             }
@@ -852,7 +852,7 @@ impl Server {
     fn on_create(
         &mut self,
         now: Instant,
-        conn: ConnId,
+        conn: LinkId,
         identity: String,
         claimed: &str,
         request: CreateRequest,
@@ -932,7 +932,7 @@ impl Server {
     }
 
     /// Holds a create until the identity's nexus goes away, and says so at once.
-    fn hold(&mut self, now: Instant, conn: ConnId, identity: String, request: CreateRequest) {
+    fn hold(&mut self, now: Instant, conn: LinkId, identity: String, request: CreateRequest) {
         let limit = self.config.limits.held_creates_per_identity;
         let queued = self.held.get(&identity).map_or(0, VecDeque::len);
         if queued >= limit as usize {
@@ -968,7 +968,7 @@ impl Server {
     fn create_nexus(
         &mut self,
         now: Instant,
-        conn: ConnId,
+        conn: LinkId,
         identity: String,
         request: CreateRequest,
     ) {
@@ -1018,7 +1018,7 @@ impl Server {
         self.bind(now, conn, id);
     }
 
-    fn bind(&mut self, now: Instant, conn: ConnId, nexus: NexusId) {
+    fn bind(&mut self, now: Instant, conn: LinkId, nexus: NexusId) {
         let Some(n) = self.nexuses.get_mut(&nexus) else {
             return;
         };
@@ -1042,7 +1042,7 @@ impl Server {
         now: Instant,
         nexus: NexusId,
         error: &CallError,
-        keep: Option<ConnId>,
+        keep: Option<LinkId>,
     ) {
         let Some(mut n) = self.nexuses.remove(&nexus) else {
             return;
@@ -1066,7 +1066,7 @@ impl Server {
             self.link_gone(
                 now,
                 conn,
-                CloseReason::Local,
+                LinkCloseReason::Local,
                 Some(GoAwayCode::NEXUS_DESTROYED),
             );
         }
@@ -1094,7 +1094,7 @@ impl Server {
             }
             self.create_nexus(now, conn, identity.to_owned(), request);
         }
-        let waiting: Vec<ConnId> = match self.held.get(identity) {
+        let waiting: Vec<LinkId> = match self.held.get(identity) {
             Some(queue) if !queue.is_empty() => queue.iter().copied().collect(),
             Some(_) => {
                 self.held.remove(identity);
@@ -1111,7 +1111,7 @@ impl Server {
     }
 
     /// Sends a refusal answer, then closes the connection.
-    fn refuse(&mut self, now: Instant, conn: ConnId, answer: Frame) {
+    fn refuse(&mut self, now: Instant, conn: LinkId, answer: Frame) {
         let reason = match &answer {
             Frame::NexusCreated { status, reason, .. } | Frame::BindAck { status, reason, .. } => {
                 format!("{status}: {reason}")
@@ -1124,7 +1124,7 @@ impl Server {
         self.link_gone(
             now,
             conn,
-            CloseReason::Refused(reason),
+            LinkCloseReason::Refused(reason),
             Some(GoAwayCode::NORMAL),
         );
     }
@@ -1135,7 +1135,7 @@ impl Server {
     fn bind_or_refuse(
         &mut self,
         now: Instant,
-        conn: ConnId,
+        conn: LinkId,
         nexus: NexusId,
         identity: String,
         recovered: bool,
@@ -1189,7 +1189,7 @@ impl Server {
     fn handle_frame(
         &mut self,
         now: Instant,
-        conn: ConnId,
+        conn: LinkId,
         frame: Frame,
     ) -> Result<(), ProtocolError> {
         let Some(link) = self.links.get_mut(&conn) else {
@@ -1227,7 +1227,7 @@ impl Server {
                     self.link_gone(
                         now,
                         conn,
-                        CloseReason::Refused(text),
+                        LinkCloseReason::Refused(text),
                         Some(GoAwayCode::VERSION_MISMATCH),
                     );
                     return Ok(());

@@ -12,7 +12,7 @@ use super::frame::{self, Codec, Frame, SERVED_FEATURES, Status};
 use super::link::GoAwayCode;
 use super::types::{Channel, ExchangeId, NexusId, RequestId};
 use super::{
-    CloseReason, ConnId, Event, ProtocolError, Reply, Server, ServerConfig, ServerCredentials,
+    Event, LinkCloseReason, LinkId, ProtocolError, Reply, Server, ServerConfig, ServerCredentials,
 };
 
 const SECRET: &[u8] = b"open sesame";
@@ -42,7 +42,7 @@ fn ip(text: &str) -> Option<IpAddr> {
 
 /// One raw connection to the server.
 struct Peer {
-    conn: ConnId,
+    conn: LinkId,
     codec: Codec,
     nonce: [u8; 16],
     server_nonce: Option<[u8; 16]>,
@@ -159,7 +159,7 @@ fn go_away(frames: &[Frame]) -> Option<(GoAwayCode, String)> {
     })
 }
 
-fn closed_reason(server: &mut Server, conn: ConnId) -> Option<CloseReason> {
+fn closed_reason(server: &mut Server, conn: LinkId) -> Option<LinkCloseReason> {
     let mut found = None;
     while let Some(e) = server.poll_event() {
         if let Event::ConnectionClosed { conn: c, reason } = e
@@ -491,7 +491,7 @@ fn an_authenticated_connection_that_never_binds_is_closed_at_the_handshake_timeo
     server.handle_timeout(at);
     assert_eq!(
         closed_reason(&mut server, p.conn),
-        Some(CloseReason::Protocol(ProtocolError::HandshakeTimeout))
+        Some(LinkCloseReason::Protocol(ProtocolError::HandshakeTimeout))
     );
 }
 

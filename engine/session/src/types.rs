@@ -16,7 +16,7 @@ impl fmt::Display for NexusId {
 /// A connection handle, assigned by the endpoint ([`Client`](super::Client) or
 /// [`Server`](super::Server)) when the driver hands it a new transport connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(pub u64);
+pub struct LinkId(pub u64);
 
 /// An application exchange (request type) number; a service maps names to these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use hawser_session::{
-    CallError, CallOptions, ChannelAttributes, Client, ClientConfig, ClientCredentials, ConnId,
-    Event, ExchangeId, IncomingRequest, NexusId, RemoteException, Reply, RequestId, Server,
+    CallError, CallOptions, ChannelAttributes, Client, ClientConfig, ClientCredentials, Event,
+    ExchangeId, IncomingRequest, LinkId, NexusId, RemoteException, Reply, RequestId, Server,
     ServerConfig, ServerCredentials, Timers,
 };
 
@@ -116,8 +116,8 @@ impl Scenario {
 
 #[derive(Debug)]
 struct Pipe {
-    client: ConnId,
-    server: ConnId,
+    client: LinkId,
+    server: LinkId,
     latency: Duration,
     /// Bytes (or `None`: end of stream) travelling to the server / to the client.
     to_server: VecDeque<(Instant, Option<Vec<u8>>)>,
@@ -694,7 +694,7 @@ impl Sim {
         }
     }
 
-    fn close_side(&mut self, client_side: bool, conn: ConnId) {
+    fn close_side(&mut self, client_side: bool, conn: LinkId) {
         // The endpoint is done with the connection: flush its last bytes, then FIN.
         let Some(i) = self.pipes.iter().position(|p| {
             if client_side {

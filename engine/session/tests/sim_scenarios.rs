@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use hawser_session::{
-    CallError, CallOptions, ChannelAttributes, Client, ClientConfig, ClientCredentials,
-    CloseReason, ConnId, Event, ExchangeId, IncomingRequest, NexusId, ProtocolError,
-    RemoteException, Reply, RequestId, Server, ServerConfig, ServerCredentials, ThrottleConfig,
-    Timers,
+    CallError, CallOptions, ChannelAttributes, Client, ClientConfig, ClientCredentials, Event,
+    ExchangeId, IncomingRequest, LinkCloseReason, LinkId, NexusId, ProtocolError, RemoteException,
+    Reply, RequestId, Server, ServerConfig, ServerCredentials, ThrottleConfig, Timers,
 };
 
 const EX: ExchangeId = ExchangeId(7);
@@ -54,8 +53,8 @@ fn server_config() -> ServerConfig {
 #[derive(Debug)]
 struct Pipe {
     client: usize,
-    client_conn: ConnId,
-    server_conn: ConnId,
+    client_conn: LinkId,
+    server_conn: LinkId,
     to_server: VecDeque<(Instant, Option<Vec<u8>>)>,
     to_client: VecDeque<(Instant, Option<Vec<u8>>)>,
     client_open: bool,
@@ -414,7 +413,7 @@ fn wrong_secret_and_unknown_identity_are_refused_alike_and_no_nexus_is_created()
         // What the client learns: the server's words, the same for both.
         let why = net.client_events[c].iter().find_map(|e| match e {
             Event::ConnectionClosed {
-                reason: CloseReason::Refused(why),
+                reason: LinkCloseReason::Refused(why),
                 ..
             } => Some(why.clone()),
             _ => None,
@@ -532,7 +531,7 @@ fn reinstating_the_old_nexus_refuses_the_held_create() {
         net.client_events[new].iter().any(|e| matches!(
             e,
             Event::ConnectionClosed {
-                reason: CloseReason::Refused(why),
+                reason: LinkCloseReason::Refused(why),
                 ..
             } if why.contains("reinstated")
         )),
@@ -614,7 +613,7 @@ fn silent_connection_is_declared_dead_within_the_configured_time() {
     let closed_at = net.client_events[c]
         .iter()
         .position(|e| {
-            matches!(e, Event::ConnectionClosed { conn: x, reason: CloseReason::Protocol(ProtocolError::Dead) } if *x == conn)
+            matches!(e, Event::ConnectionClosed { conn: x, reason: LinkCloseReason::Protocol(ProtocolError::Dead) } if *x == conn)
         });
     assert!(closed_at.is_some(), "{:?}", net.client_events[c]);
     // dead_after is 400 ms after the last byte received, which was before the cut.
@@ -634,7 +633,7 @@ fn garbage_closes_only_that_connection() {
     net.pump();
     assert!(net.server_saw(|e| matches!(
         e,
-        Event::ConnectionClosed { conn, reason: CloseReason::Protocol(ProtocolError::Frame(_)) } if *conn == victim
+        Event::ConnectionClosed { conn, reason: LinkCloseReason::Protocol(ProtocolError::Frame(_)) } if *conn == victim
     )));
     let id = net.clients[c]
         .call(
@@ -1059,7 +1058,7 @@ fn a_hold_on_a_nexus_that_stays_in_use_ends_after_the_grace_period() {
     assert_eq!(held_notices(&net, second).len(), 1);
     let refused = |net: &Net| {
         net.client_events[second].iter().any(|e| {
-            matches!(e, Event::ConnectionClosed { reason: CloseReason::Refused(why), .. }
+            matches!(e, Event::ConnectionClosed { reason: LinkCloseReason::Refused(why), .. }
                 if why.contains("still held after 2 s") && why.contains("in use"))
         })
     };

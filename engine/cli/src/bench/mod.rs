@@ -75,7 +75,7 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 
 use hawser_runtime::{
-    ApiError, CallError, Client, ClientConfig, ExchangeId, Runtime, RuntimeConfig, Server,
+    ApiError, CallError, Client, ClientOptions, ExchangeId, Runtime, RuntimeConfig, Server,
     ServerBuilder, Service, ShardCaller,
 };
 
@@ -360,18 +360,18 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport, ApiError> {
             args.pipeline.unwrap_or(8),
         ),
     };
-    let config = ClientConfig {
+    let config = ClientOptions {
         connections: args.connections.max(1),
         digest: args.digest,
         compression: args.compress,
         slots: depth.max(64) as u32,
         spin: Duration::from_micros(args.spin_us),
         connect_timeout: Duration::from_secs(5),
-        ..ClientConfig::default()
+        ..ClientOptions::default()
     };
     let mut clients = Vec::with_capacity(nexuses);
     for (i, addr) in addrs.iter().enumerate() {
-        let config = ClientConfig {
+        let config = ClientOptions {
             identity: format!("hawser-bench-{}-{i}", std::process::id()),
             ..config.clone()
         };

@@ -20,7 +20,7 @@
 //! # Foreign threads
 //!
 //! The blocking API and the blocking-handler workers talk to a host through a crossbeam
-//! channel of `Command`s plus a "scheduled" flag: the sender that flips the flag posts
+//! channel of `HostCommand`s plus a "scheduled" flag: the sender that flips the flag posts
 //! one zero-sized task through [`Shards::run_on`] (boxing a zero-sized closure does not
 //! allocate; the shard's doorbell is rung only when the shard is parked). The task drains
 //! every command queued by then. No Mutex on the data path.
@@ -66,7 +66,7 @@ const STASH_LIMIT: usize = 1 << 20;
 pub(crate) use hawser_session::IdMap;
 
 /// What the application thread asks a host to do.
-pub(crate) enum Command {
+pub(crate) enum HostCommand {
     /// Start a call (on the server: a backchannel call to `nexus`); the result goes to
     /// `reply` tagged with `token`.
     Call {
@@ -94,7 +94,7 @@ pub(crate) enum Command {
 
 /// The end of one call.
 #[derive(Debug)]
-pub(crate) struct Completion {
+pub(crate) struct CallCompletion {
     pub(crate) token: u64,
     pub(crate) result: Result<Bytes, CallError>,
 }
@@ -105,7 +105,7 @@ pub(crate) type CompletionFn = Box<dyn FnOnce(Result<Bytes, CallError>) + Send>;
 /// Where a call's completion goes.
 pub(crate) enum ReplyTo {
     /// To a waiting thread (or a pipeline's queue), tagged with the call's token.
-    Channel(Sender<Completion>),
+    Channel(Sender<CallCompletion>),
     /// Run on the host's shard thread, in the loop iteration that received the answer:
     /// no thread hop, no wake-up of another thread.
     Callback(CompletionFn),
@@ -115,7 +115,7 @@ impl ReplyTo {
     fn deliver(self, token: u64, result: Result<Bytes, CallError>) {
         match self {
             ReplyTo::Channel(tx) => {
-                let _ = tx.send(Completion { token, result });
+                let _ = tx.send(CallCompletion { token, result });
             }
             ReplyTo::Callback(done) => done(result),
         }
@@ -200,7 +200,7 @@ impl Caller {
         exchange: ExchangeId,
         body: Bytes,
         options: CallOptions,
-        reply: &Sender<Completion>,
+        reply: &Sender<CallCompletion>,
     ) -> u64 {
         self.start_to(
             nexus,
@@ -221,7 +221,7 @@ impl Caller {
         reply: ReplyTo,
     ) -> u64 {
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
-        let refused = self.commands.send_or_return(Command::Call {
+        let refused = self.commands.send_or_return(HostCommand::Call {
             token,
             nexus,
             exchange,
@@ -229,7 +229,7 @@ impl Caller {
             options,
             reply,
         });
-        if let Some(Command::Call { reply, .. }) = refused {
+        if let Some(HostCommand::Call { reply, .. }) = refused {
             reply.deliver(token, Err(CallError::NoNexus));
         }
         token
@@ -324,17 +324,17 @@ impl Waker {
 /// Sends a command to a host and makes sure its shard will look.
 #[derive(Clone)]
 pub(crate) struct CommandSender {
-    pub(crate) tx: Sender<Command>,
+    pub(crate) tx: Sender<HostCommand>,
     pub(crate) waker: Waker,
 }
 
 impl CommandSender {
-    pub(crate) fn send(&self, cmd: Command) -> bool {
+    pub(crate) fn send(&self, cmd: HostCommand) -> bool {
         self.send_or_return(cmd).is_none()
     }
 
     /// Sends `cmd`, or hands it back if the host is gone.
-    pub(crate) fn send_or_return(&self, cmd: Command) -> Option<Command> {
+    pub(crate) fn send_or_return(&self, cmd: HostCommand) -> Option<HostCommand> {
         if let Err(refused) = self.tx.send(cmd) {
             return Some(refused.into_inner());
         }
@@ -352,7 +352,7 @@ enum Action {
 }
 
 /// The driver's state for one connection of the endpoint.
-struct Link {
+struct ConnSlot {
     socket: Option<hawser_shards::ConnId>,
     /// Output pulled from the endpoint while another connection was being served.
     stash: Transmit,
@@ -440,7 +440,7 @@ enum Side {
 }
 
 impl Side {
-    fn recv_buffer(&mut self, now: Instant, conn: session::ConnId) -> Option<BytesMut> {
+    fn recv_buffer(&mut self, now: Instant, conn: session::LinkId) -> Option<BytesMut> {
         match self {
             Side::Client(s) => s.ep.recv_buffer(now, conn),
             Side::Server(s) => s.ep.recv_buffer(now, conn),
@@ -449,7 +449,7 @@ impl Side {
     fn handle_received(
         &mut self,
         now: Instant,
-        conn: session::ConnId,
+        conn: session::LinkId,
         buf: BytesMut,
         filled: usize,
     ) {
@@ -458,14 +458,14 @@ impl Side {
             Side::Server(s) => s.ep.handle_received(now, conn, buf, filled),
         }
     }
-    fn poll_transmit(&mut self, now: Instant, conn: session::ConnId, out: &mut Transmit) -> usize {
+    fn poll_transmit(&mut self, now: Instant, conn: session::LinkId, out: &mut Transmit) -> usize {
         let out = &mut ShardSink(out);
         match self {
             Side::Client(s) => s.ep.poll_transmit(now, conn, out),
             Side::Server(s) => s.ep.poll_transmit(now, conn, out),
         }
     }
-    fn connection_lost(&mut self, now: Instant, conn: session::ConnId) {
+    fn connection_lost(&mut self, now: Instant, conn: session::LinkId) {
         match self {
             Side::Client(s) => s.ep.connection_lost(now, conn),
             Side::Server(s) => s.ep.connection_lost(now, conn),
@@ -510,10 +510,10 @@ pub(crate) struct Host {
     side: Side,
     calls: Calls,
     serving: Serving,
-    links: IdMap<session::ConnId, Link>,
+    links: IdMap<session::LinkId, ConnSlot>,
     actions: Vec<Action>,
     timer_armed: Option<Instant>,
-    commands: Receiver<Command>,
+    commands: Receiver<HostCommand>,
     waker: Waker,
     dead: bool,
     /// See [`HostHandle::memory_freed`].
@@ -561,7 +561,7 @@ impl Host {
         id: u64,
         side: Side,
         serving: Serving,
-        commands: Receiver<Command>,
+        commands: Receiver<HostCommand>,
         waker: Waker,
     ) -> Self {
         Host {
@@ -584,7 +584,7 @@ impl Host {
         now: Instant,
         socket: hawser_shards::ConnId,
         peer: Option<SocketAddr>,
-    ) -> session::ConnId {
+    ) -> session::LinkId {
         let conn = match &mut self.side {
             Side::Client(s) => s.ep.add_connection(now, random_nonce()),
             Side::Server(s) => {
@@ -593,7 +593,7 @@ impl Host {
         };
         self.links.insert(
             conn,
-            Link {
+            ConnSlot {
                 socket: Some(socket),
                 stash: Transmit::new(),
                 closing: false,
@@ -605,7 +605,7 @@ impl Host {
 
     /// Processes the endpoint's events, stashes output of connections other than
     /// `current`, and queues context-bound actions. Returns whether actions wait.
-    fn pump(&mut self, now: Instant, current: Option<session::ConnId>) -> bool {
+    fn pump(&mut self, now: Instant, current: Option<session::LinkId>) -> bool {
         while let Some(event) = self.side.poll_event() {
             self.on_event(now, event);
         }
@@ -649,7 +649,7 @@ impl Host {
                 self.memory_freed.store(true, Ordering::Release);
                 if let Side::Client(s) = &mut self.side
                     && s.ep.nexus().is_none()
-                    && !matches!(reason, session::CloseReason::TransportLost)
+                    && !matches!(reason, session::LinkCloseReason::TransportLost)
                     && let Some(ready) = s.ready.take()
                 {
                     let _ = ready.send(Readiness::Refused(reason.to_string()));
@@ -706,9 +706,9 @@ impl Host {
         }
     }
 
-    fn run_command(&mut self, now: Instant, cmd: Command) {
+    fn run_command(&mut self, now: Instant, cmd: HostCommand) {
         match cmd {
-            Command::Call {
+            HostCommand::Call {
                 token,
                 nexus,
                 exchange,
@@ -734,7 +734,7 @@ impl Host {
                     Err(result) => reply.deliver(token, Err(result)),
                 }
             }
-            Command::Cancel { token } => {
+            HostCommand::Cancel { token } => {
                 if let Some(&(key, request)) = self.calls.tokens.get(&token) {
                     match &mut self.side {
                         Side::Client(s) => s.ep.cancel(now, request),
@@ -742,11 +742,11 @@ impl Host {
                     }
                 }
             }
-            Command::Respond { request, reply } => {
+            HostCommand::Respond { request, reply } => {
                 self.serving.running.remove(&request);
                 self.side.respond(now, &request, reply);
             }
-            Command::KillConnection { index } => {
+            HostCommand::KillConnection { index } => {
                 let mut sockets: Vec<_> = self
                     .links
                     .iter()
@@ -759,7 +759,7 @@ impl Host {
                     self.actions.push(Action::Close(socket));
                 }
             }
-            Command::Stats { reply } => {
+            HostCommand::Stats { reply } => {
                 let mut report = StatsReport::default();
                 match &self.side {
                     Side::Client(s) => {
@@ -788,7 +788,7 @@ impl Host {
                 }
                 let _ = reply.send(report);
             }
-            Command::Destroy => {
+            HostCommand::Destroy => {
                 if let Side::Client(s) = &mut self.side {
                     s.ep.destroy(now);
                 }
@@ -954,7 +954,7 @@ pub(crate) fn shards_config(
 /// One TCP connection of an endpoint: the shards protocol feeding the session endpoint.
 pub(crate) struct SessionConn {
     host: Rc<RefCell<Host>>,
-    conn: Option<session::ConnId>,
+    conn: Option<session::LinkId>,
     /// An accepted connection's peer, told by the shard before `on_open`.
     peer: Option<SocketAddr>,
     done: bool,
@@ -1168,7 +1168,7 @@ pub(crate) struct HostHandle {
 }
 
 /// The command channel of a host to be installed on `shard`.
-fn command_channel(shards: &Arc<Shards>, shard: usize) -> (CommandSender, Receiver<Command>) {
+fn command_channel(shards: &Arc<Shards>, shard: usize) -> (CommandSender, Receiver<HostCommand>) {
     let (tx, rx) = crossbeam::channel::unbounded();
     let waker = Waker::new(shards, shard);
     (CommandSender { tx, waker }, rx)
@@ -1177,7 +1177,7 @@ fn command_channel(shards: &Arc<Shards>, shard: usize) -> (CommandSender, Receiv
 fn install(
     shards: &Arc<Shards>,
     shard: usize,
-    (commands, rx): (CommandSender, Receiver<Command>),
+    (commands, rx): (CommandSender, Receiver<HostCommand>),
     serving: Serving,
     make: impl FnOnce() -> Side + Send + 'static,
 ) -> Result<HostHandle, hawser_shards::ShardError> {
@@ -1294,7 +1294,7 @@ pub(crate) fn spawn_workers(
                         match jobs.recv_timeout(IDLE_BEFORE_RELEASING_MEMORY) {
                             Ok(job) => {
                                 let reply = to_reply((job.handler)(&job.ctx, job.body));
-                                commands.send(Command::Respond {
+                                commands.send(HostCommand::Respond {
                                     request: job.ctx.request,
                                     reply,
                                 });
