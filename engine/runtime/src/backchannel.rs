@@ -7,7 +7,7 @@ use bytes::Bytes;
 use crossbeam::channel;
 
 use super::{CallError, CallOptions, ExchangeId, NexusId, PendingCall, Pipeline};
-use crate::driver::{Caller, HostCommand};
+use crate::command::{Caller, HostCommand};
 use hawser_session::NexusStats;
 
 /// Calls to the client of one nexus, served by its [`ClientOptions::backchannel`]

@@ -49,7 +49,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{CallError, CallOptions, ExchangeId};
-use crate::driver::{Caller, ReplyTo};
+use crate::command::{Caller, ReplyTo};
 
 /// Starts calls on a client's nexus whose completions run on the client's shard (see
 /// the [module docs](self)). Cheap to clone, `Send` and `Sync`: move one into a

@@ -328,6 +328,7 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport, ApiError> {
         shards,
         tcp_congestion: args.congestion.clone(),
         busy_poll: (busy_poll_us > 0).then(|| Duration::from_micros(busy_poll_us)),
+        ..RuntimeConfig::default()
     })?;
     let nexuses = args.nexuses.max(1);
     // Nexus i: its client on shard i, its server (loopback) on the next shard, so with

@@ -88,7 +88,7 @@ impl Transport for PipelineTransport<'_> {
         let (token, result) = self
             .pipeline
             .next_completion_timeout(self.stall_timeout)
-            .map_err(|()| TransportError::Disconnected)?
+            .map_err(|_timed_out| TransportError::Disconnected)?
             .ok_or(TransportError::Idle)?;
         let (source_token, kind, len) = self
             .in_flight

@@ -1,0 +1,163 @@
+//! Setting hosts up on their shards and tearing them down (the control plane).
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crossbeam::channel::{Receiver, Sender};
+use hawser_session as session;
+use hawser_shards::{ShardHandler, Shards};
+
+use super::conn::{ListenConn, SessionConn};
+use super::host::Serving;
+use super::host::{
+    ClientSide, DriverHandler, HOSTS, Host, ServerSide, Side, host_by_id, random_nonce, run_host,
+    shard_task,
+};
+use crate::command::{Caller, CommandSender, HostCommand, Readiness, Waker};
+use crate::service::{HandlerTable, Job};
+
+/// The shards configuration the driver needs (its handler runs host timers).
+pub(crate) fn shards_config(
+    shards: usize,
+    tcp_congestion: Option<String>,
+) -> hawser_shards::ShardsConfig {
+    hawser_shards::ShardsConfig {
+        shards,
+        tcp_congestion,
+        // Pinning is the runtime's choice (`RuntimeConfig::pin`), not the shards'
+        // default: set by `Runtime::start`, off for the shards a lone server or client
+        // starts for itself.
+        pin: false,
+        handler: Some(Arc::new(|_| {
+            Box::new(DriverHandler) as Box<dyn ShardHandler>
+        })),
+        ..hawser_shards::ShardsConfig::default()
+    }
+}
+
+// ---- setting hosts up and tearing them down (control plane) ------------------------
+
+static NEXT_HOST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A host running on a shard, seen from the thread that set it up.
+pub(crate) struct HostHandle {
+    pub(crate) id: u64,
+    pub(crate) shard: usize,
+    pub(crate) commands: CommandSender,
+    /// Set by the host when connections closed or nexuses went away: memory to give
+    /// back to the system (see [`spawn_workers`]).
+    pub(crate) memory_freed: Arc<AtomicBool>,
+}
+
+/// The command channel of a host to be installed on `shard`.
+fn command_channel(shards: &Arc<Shards>, shard: usize) -> (CommandSender, Receiver<HostCommand>) {
+    let (tx, rx) = crossbeam::channel::unbounded();
+    let waker = Waker::new(shards, shard, post_host_task);
+    (CommandSender { tx, waker }, rx)
+}
+
+fn install(
+    shards: &Arc<Shards>,
+    shard: usize,
+    (commands, rx): (CommandSender, Receiver<HostCommand>),
+    serving: Serving,
+    make: impl FnOnce() -> Side + Send + 'static,
+) -> Result<HostHandle, hawser_shards::ShardError> {
+    let id = NEXT_HOST.fetch_add(1, Ordering::Relaxed);
+    let host_waker = commands.waker.clone();
+    let memory_freed = Arc::new(AtomicBool::new(false));
+    let freed = Arc::clone(&memory_freed);
+    shards.call_on(shard, move |ctx| {
+        let mut host = Host::new(id, make(), serving, rx, host_waker);
+        host.memory_freed = freed;
+        let host = Rc::new(RefCell::new(host));
+        HOSTS.with(|h| h.borrow_mut().push((id, host.clone())));
+        run_host(ctx, &host, false);
+    })?;
+    Ok(HostHandle {
+        id,
+        shard,
+        commands,
+        memory_freed,
+    })
+}
+
+/// Installs a client endpoint on `shard`, connecting to `addr`.
+pub(crate) fn install_client(
+    shards: &Arc<Shards>,
+    shard: usize,
+    config: session::ClientConfig,
+    addr: SocketAddr,
+    ready: Sender<Readiness>,
+    backchannel: Serving,
+) -> Result<HostHandle, hawser_shards::ShardError> {
+    install(
+        shards,
+        shard,
+        command_channel(shards, shard),
+        backchannel,
+        move || {
+            Side::Client(Box::new(ClientSide {
+                ep: session::Client::new(config, Instant::now()),
+                addr,
+                ready: Some(ready),
+            }))
+        },
+    )
+}
+
+/// Installs a server endpoint on `shard` and listens on `addr` there. Returns the bound
+/// address and the caller for backchannel calls (shared with the server's handlers).
+pub(crate) fn install_server(
+    shards: &Arc<Shards>,
+    shard: usize,
+    config: session::ServerConfig,
+    handlers: Arc<HandlerTable>,
+    jobs: Sender<Job>,
+    addr: SocketAddr,
+) -> Result<(HostHandle, SocketAddr, Arc<Caller>), hawser_shards::ShardError> {
+    let seed = u64::from_le_bytes(random_nonce()[..8].try_into().expect("8 bytes"));
+    let channel = command_channel(shards, shard);
+    let caller = Arc::new(Caller::new(channel.0.clone()));
+    let mut serving = Serving::new(handlers, Some(jobs));
+    serving.caller = Some(Arc::clone(&caller));
+    let handle = install(shards, shard, channel, serving, move || {
+        Side::Server(Box::new(ServerSide {
+            ep: session::Server::new(config, seed),
+        }))
+    })?;
+    let id = handle.id;
+    let bound = shards.listen_tcp_on(shard, addr, move |_| match host_by_id(id) {
+        Some(host) => ListenConn::Live(SessionConn::new(host)),
+        // The server was shut down on a runtime that lives on: refuse.
+        None => ListenConn::Refused,
+    })?;
+    Ok((handle, bound, caller))
+}
+
+/// Removes a host from its shard: its connections close, its later callbacks do nothing.
+pub(crate) fn uninstall(shards: &Shards, handle: &HostHandle) {
+    handle.commands.waker.begin_shutdown();
+    let id = handle.id;
+    let _ = shards.call_on(handle.shard, move |ctx| {
+        let Some(host) = host_by_id(id) else { return };
+        HOSTS.with(|h| h.borrow_mut().retain(|x| x.0 != id));
+        let sockets: Vec<_> = {
+            let mut h = host.borrow_mut();
+            h.dead = true;
+            h.links.values().filter_map(|l| l.socket).collect()
+        };
+        for socket in sockets {
+            ctx.close(socket);
+        }
+    });
+}
+
+/// Schedules the hosts' task on `shard` (zero-sized, so posting it allocates nothing).
+fn post_host_task(shards: &Shards, shard: usize) {
+    let _ = shards.run_on(shard, shard_task);
+}

@@ -1,0 +1,52 @@
+//! The worker threads of blocking handlers.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crossbeam::channel::Receiver;
+
+use super::install::HostHandle;
+use crate::command::HostCommand;
+use crate::service::{Job, to_reply};
+
+/// A handler thread idle this long gives the memory freed by closed connections and
+/// expired nexuses back to the system (see [`hawser_shards::release_free_memory`]).
+const IDLE_BEFORE_RELEASING_MEMORY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs blocking handlers: takes jobs, answers through `host`'s command channel. An
+/// idle one also returns freed memory to the system when the host has freed some.
+pub(crate) fn spawn_workers(
+    count: usize,
+    jobs: Receiver<Job>,
+    host: &HostHandle,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..count)
+        .map(|i| {
+            let jobs = jobs.clone();
+            let commands = host.commands.clone();
+            let memory_freed = Arc::clone(&host.memory_freed);
+            std::thread::Builder::new()
+                .name(format!("hawser-handler-{i}"))
+                .spawn(move || {
+                    loop {
+                        match jobs.recv_timeout(IDLE_BEFORE_RELEASING_MEMORY) {
+                            Ok(job) => {
+                                let reply = to_reply((job.handler)(&job.ctx, job.body));
+                                commands.send(HostCommand::Respond {
+                                    request: job.ctx.request,
+                                    reply,
+                                });
+                            }
+                            Err(crossbeam::channel::RecvTimeoutError::Timeout) => {
+                                if memory_freed.swap(false, Ordering::AcqRel) {
+                                    hawser_shards::release_free_memory();
+                                }
+                            }
+                            Err(crossbeam::channel::RecvTimeoutError::Disconnected) => break,
+                        }
+                    }
+                })
+                .expect("spawning a handler thread")
+        })
+        .collect()
+}

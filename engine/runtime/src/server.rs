@@ -1,0 +1,308 @@
+//! A server: services on a shard, listening.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use crossbeam::channel;
+use hawser_session::{
+    self as session, CallError, CallOptions, ExchangeId, NexusId, ServerCredentials, ServerLimits,
+};
+use hawser_shards::Shards;
+
+use crate::call::PendingCall;
+use crate::command::Caller;
+use crate::driver::{self, HostHandle, shards_config};
+use crate::error::resolve;
+use crate::service::HandlerTable;
+use crate::stats::StatsReport;
+use crate::{ApiError, Backchannel, Runtime, Service};
+
+/// The default DSP port (`dlpx-sp`).
+pub const DEFAULT_PORT: u16 = 8415;
+
+/// Whether a server accepts `ANONYMOUS` clients: as `setting` says, and by default only
+/// when it listens on a loopback address and has no shared secrets (anyone who can reach
+/// a non-loopback address could otherwise use it).
+pub fn anonymous_allowed(setting: Option<bool>, has_secrets: bool, listen: IpAddr) -> bool {
+    setting.unwrap_or(!has_secrets && listen.is_loopback())
+}
+
+/// Builds a [`Server`].
+#[derive(Debug)]
+pub struct ServerBuilder {
+    services: Vec<Service>,
+    credentials: ServerCredentials,
+    allow_anonymous: Option<bool>,
+    limits: ServerLimits,
+    grace_period: Option<Duration>,
+    handler_threads: usize,
+    compress: bool,
+    slots: u32,
+    max_request_size: Option<u32>,
+    align_request_bodies_at: Option<usize>,
+    receive_budget: usize,
+    frame_timeout: Duration,
+    placement: Option<(Runtime, usize)>,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ServerBuilder {
+    /// A server with 4 blocking-handler threads, accepting anonymous clients only on a
+    /// loopback address (see [`allow_anonymous`](Self::allow_anonymous)).
+    pub fn new() -> Self {
+        ServerBuilder {
+            services: Vec::new(),
+            credentials: ServerCredentials::default(),
+            allow_anonymous: None,
+            limits: ServerLimits::default(),
+            grace_period: None,
+            handler_threads: 4,
+            compress: true,
+            slots: 256,
+            max_request_size: None,
+            align_request_bodies_at: None,
+            receive_budget: session::DEFAULT_RECEIVE_BUDGET,
+            frame_timeout: session::Timers::default().frame_timeout,
+            placement: None,
+        }
+    }
+
+    /// Runs the server on shard `shard` of `runtime` instead of a shard of its own.
+    pub fn runtime(mut self, runtime: &Runtime, shard: usize) -> Self {
+        self.placement = Some((runtime.clone(), shard));
+        self
+    }
+
+    /// Adds a service (a later registration of the same exchange id wins).
+    pub fn service(mut self, service: Service) -> Self {
+        self.services.push(service);
+        self
+    }
+
+    /// Accepts `identity` if it proves it knows `secret` (HMAC-SHA256
+    /// challenge-response). A server with secrets refuses anonymous clients unless
+    /// [`allow_anonymous`](Self::allow_anonymous) says otherwise.
+    pub fn secret(mut self, identity: impl Into<String>, secret: impl Into<Vec<u8>>) -> Self {
+        self.credentials
+            .secrets
+            .insert(identity.into(), secret.into());
+        self
+    }
+
+    /// Whether `ANONYMOUS` clients are accepted. Without this call: only on a loopback
+    /// listen address, and only without secrets ([`anonymous_allowed`]).
+    pub fn allow_anonymous(mut self, allow: bool) -> Self {
+        self.allow_anonymous = Some(allow);
+        self
+    }
+
+    /// Connection and nexus limits (see [`ServerLimits`]; defaults otherwise).
+    pub fn limits(mut self, limits: ServerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// How long a nexus outlives its last connection: the default, and the most a client
+    /// may ask for (120 s otherwise).
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.grace_period = Some(grace);
+        self
+    }
+
+    /// Threads for blocking handlers (at least 1).
+    pub fn handler_threads(mut self, n: usize) -> Self {
+        self.handler_threads = n.max(1);
+        self
+    }
+
+    /// Upper limit of fore-channel slots (concurrency per nexus) clients may negotiate.
+    pub fn max_slots(mut self, slots: u32) -> Self {
+        self.slots = slots.max(1);
+        self
+    }
+
+    /// Largest request body in either direction (for example a replication block plus
+    /// its header): what clients may send, and what the server may send them on the
+    /// backchannel; bounds both sides' per-request buffers.
+    pub fn max_request_size(mut self, bytes: u32) -> Self {
+        self.max_request_size = Some(bytes.max(1));
+        self
+    }
+
+    /// Receives request bodies of 256 KiB or more so that `body[offset..]` starts on a
+    /// page boundary: a handler writing the data after its own `offset`-byte header with
+    /// `O_DIRECT` (as the replication target does) writes it from where it arrived.
+    pub fn align_request_bodies_at(mut self, offset: usize) -> Self {
+        self.align_request_bodies_at = Some(offset);
+        self
+    }
+
+    /// The bytes of large frames (over 64 KiB) the server holds at once, over all its
+    /// connections, from their first byte until they are answered
+    /// ([`session::ReceiveBudget`]): past it, connections are not read until answers free
+    /// some (default 512 MiB).
+    pub fn receive_budget(mut self, bytes: usize) -> Self {
+        self.receive_budget = bytes;
+        self
+    }
+
+    /// How long a frame may take to arrive once its first byte has (default 60 s): a
+    /// connection that trickles a frame slower is closed.
+    pub fn frame_timeout(mut self, timeout: Duration) -> Self {
+        self.frame_timeout = timeout;
+        self
+    }
+
+    /// Binds `addr` (port 0 picks a free port) and starts serving.
+    pub fn listen(self, addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<Server, ApiError> {
+        let addr = resolve(addr)?;
+        let mut table = HandlerTable::default();
+        for s in self.services {
+            table.handlers.extend(s.table.handlers);
+        }
+        let mut credentials = self.credentials;
+        credentials.allow_anonymous = anonymous_allowed(
+            self.allow_anonymous,
+            !credentials.secrets.is_empty(),
+            addr.ip(),
+        );
+        let mut config = session::ServerConfig::new(credentials);
+        config.compress = self.compress;
+        config.limits = self.limits;
+        if let Some(grace) = self.grace_period {
+            config.grace_period = grace;
+        }
+        config.fore_limits.slots = self.slots;
+        config.align_request_bodies_at = self.align_request_bodies_at;
+        config.receive_budget = Some(session::ReceiveBudget::new(self.receive_budget));
+        config.timers.frame_timeout = self.frame_timeout;
+        if let Some(bytes) = self.max_request_size {
+            config.fore_limits.max_request_size = bytes;
+            config.back_limits.max_request_size = bytes;
+        }
+        let (shards, shard) = match self.placement {
+            Some((rt, shard)) => {
+                let last = rt.shards.len() - 1;
+                (rt.shards, shard.min(last))
+            }
+            None => (Arc::new(Shards::start(shards_config(1, None))?), 0),
+        };
+        let (jobs_tx, jobs_rx) = channel::unbounded();
+        let (host, bound, caller) =
+            driver::install_server(&shards, shard, config, Arc::new(table), jobs_tx, addr)?;
+        let workers = driver::spawn_workers(self.handler_threads, jobs_rx, &host);
+        Ok(Server {
+            caller,
+            shards: Some(shards),
+            host,
+            addr: bound,
+            workers,
+        })
+    }
+}
+
+/// A running server. Dropping it stops it.
+pub struct Server {
+    caller: Arc<Caller>,
+    shards: Option<Arc<Shards>>,
+    host: HostHandle,
+    addr: SocketAddr,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("addr", &self.addr).finish()
+    }
+}
+
+impl Server {
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Counters and histograms of every nexus and open connection.
+    pub fn stats(&self) -> StatsReport {
+        self.host.commands.stats()
+    }
+
+    /// The nexuses this server holds now.
+    pub fn nexuses(&self) -> Vec<NexusId> {
+        self.stats().nexuses.into_iter().map(|(n, _)| n).collect()
+    }
+
+    /// Calls `exchange` on the client of `nexus` (backchannel) and waits for the answer.
+    pub fn call(
+        &self,
+        nexus: NexusId,
+        exchange: ExchangeId,
+        request: Bytes,
+    ) -> Result<Bytes, CallError> {
+        self.start_call(nexus, exchange, request).wait()
+    }
+
+    /// Starts a backchannel call to the client of `nexus`.
+    pub fn start_call(&self, nexus: NexusId, exchange: ExchangeId, request: Bytes) -> PendingCall {
+        self.backchannel(nexus)
+            .start_call_with(exchange, request, CallOptions::default())
+    }
+
+    /// Backchannel calls to the client of `nexus` (ordered calls, pipelines).
+    pub fn backchannel(&self, nexus: NexusId) -> Backchannel {
+        Backchannel::new(Arc::clone(&self.caller), nexus)
+    }
+
+    /// Stops accepting, closes every connection and joins the threads.
+    pub fn shutdown(self) {}
+
+    fn stop(&mut self) {
+        if let Some(shards) = self.shards.take() {
+            driver::uninstall(&shards, &self.host);
+            // Dropping the shards drops the hosts and with them the job queue, which ends
+            // the handler threads. With a shared runtime the host goes once its last
+            // connection has closed: the threads are left to end by themselves then.
+            let owned = Arc::strong_count(&shards) == 1;
+            drop(shards);
+            for w in self.workers.drain(..) {
+                if owned {
+                    let _ = w.join();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anonymous_clients_are_accepted_by_default_only_on_loopback_without_secrets() {
+        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        let v6_loopback: IpAddr = "::1".parse().unwrap();
+        let any: IpAddr = "0.0.0.0".parse().unwrap();
+        let lan: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(anonymous_allowed(None, false, loopback));
+        assert!(anonymous_allowed(None, false, v6_loopback));
+        assert!(!anonymous_allowed(None, false, any));
+        assert!(!anonymous_allowed(None, false, lan));
+        assert!(!anonymous_allowed(None, true, loopback));
+        assert!(anonymous_allowed(Some(true), true, lan));
+        assert!(!anonymous_allowed(Some(false), false, loopback));
+    }
+}

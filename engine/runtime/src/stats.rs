@@ -1,0 +1,14 @@
+//! Statistics of an endpoint, copied out of its shard.
+
+use hawser_session::{ConnectionStats, NexusId, NexusStats};
+
+/// Statistics of one endpoint, copied out of its shard.
+#[derive(Debug, Clone, Default)]
+pub struct StatsReport {
+    /// Per nexus (a client has at most one).
+    pub nexuses: Vec<(NexusId, NexusStats)>,
+    /// Per open connection.
+    pub connections: Vec<ConnectionStats>,
+    /// A client's connections bound to its nexus now (0 on a server).
+    pub bound_connections: usize,
+}
