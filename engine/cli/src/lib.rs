@@ -1,9 +1,22 @@
-//! hawser's command-line tool: `hawser serve`, `push`, `pull`, `bench` and `inspect`,
-//! their arguments, progress display and reports. The binary (`src/main.rs`) only
-//! dispatches to these modules.
+//! hawser's command-line tool: `hawser serve`, `push`, `pull`, `bench` and `inspect`, their
+//! arguments, progress display, reports and log. It sits at the top of the arrows
+//! (`wire ← session ← runtime ← replicate ← cli`) and is the only crate with clap,
+//! indicatif, toml, anyhow and a `tracing` subscriber; the binary (`src/main.rs`) only
+//! installs the log and dispatches to these modules.
 
 pub mod bench;
+pub mod connect;
+pub mod error;
+pub mod histogram;
 pub mod inspect;
-pub mod mover;
+pub mod job_args;
+pub mod logging;
 pub mod nexus_record;
+pub mod progress;
 pub mod pull;
+pub mod push;
+pub mod remote;
+pub mod report;
+pub mod serve;
+pub mod values;
+pub mod window;

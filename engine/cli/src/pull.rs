@@ -14,27 +14,37 @@
 //! interrupted pull as a push continues.
 //!
 //! [`Report`]: hawser_replicate::Report
+//! [`Source`]: hawser_replicate::Source
+//! [`pull_service`]: hawser_replicate::service::pull_service
+//! [`PipelineTransport`]: hawser_replicate::service::PipelineTransport
+//! [`RequestContext::backchannel`]: hawser_runtime::RequestContext::backchannel
 
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use hawser_replicate::service::{Progress, pull_target_service};
-
-use crate::mover::{
-    Interval, JobArgs, JobOutcome, MoverError, Ticker, connect_serving, io_err, print_report,
-    source_config, split_remote, stall_timeout, window_for, write_outputs,
-};
 use hawser_replicate::proto::{Begin, PROTOCOL_VERSION, PULL_EXCHANGE, PullReport, PullRequest};
+use hawser_replicate::service::{Progress, pull_target_service};
 use hawser_replicate::{ReplicateError, Target, TransportError, WriteMode};
 use hawser_runtime::{CallError, Client, ExchangeId, PendingCall};
+
+use crate::connect::{connect_serving, forget_nexus_record};
+use crate::error::{CliError, io_err};
+use crate::job_args::JobArgs;
+use crate::progress::{Interval, Ticker};
+use crate::remote::{resolve, split_remote};
+use crate::report::{
+    JOB_LOG, JobOutcome, log_job_end, log_job_failed, print_report, write_outputs,
+};
+use crate::values::parse_write_mode;
+use crate::window::window_for;
 
 /// Arguments of `hawser pull`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(
+    about = "Replicate files and directory trees from a `hawser serve` server to here",
     long_about = "Replicate files and directory trees from a `hawser serve` server to here: \
 the same job as `hawser push`, with the server as the source. SRC is relative to the \
 server's --root; absolute paths, '..' and paths through a symlink are refused. As with \
@@ -57,19 +67,19 @@ pub struct PullArgs {
     /// How the pulled file data is written here: `direct` (blocks of 1 MiB and more past
     /// the page cache, O_DIRECT, where the file system allows it; every committed file's
     /// cached pages dropped once written) or `buffered` (all through the cache, left there).
-    #[arg(long, value_name = "MODE", default_value = "direct", value_parser = crate::mover::parse_write_mode)]
+    #[arg(long, value_name = "MODE", default_value = "direct", value_parser = parse_write_mode)]
     pub write_mode: WriteMode,
 }
 
 /// Where a pull writes: the directory the local target is rooted at, and DEST's name in
 /// it. The target creates DEST itself (not a dry run), and a destination it creates
 /// lets the source send small files inline, as a push to a new directory does.
-fn local_destination(dest: &Path) -> Result<(PathBuf, String), MoverError> {
+fn local_destination(dest: &Path) -> Result<(PathBuf, String), CliError> {
     let absolute = match std::fs::symlink_metadata(dest) {
         Ok(_) => {
             let real = std::fs::canonicalize(dest).map_err(io_err(dest))?;
             if !real.is_dir() {
-                return Err(MoverError::Usage(format!(
+                return Err(CliError::Usage(format!(
                     "{} is not a directory",
                     dest.display()
                 )));
@@ -79,7 +89,7 @@ fn local_destination(dest: &Path) -> Result<(PathBuf, String), MoverError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let name = dest
                 .file_name()
-                .ok_or_else(|| MoverError::Usage(format!("{} has no file name", dest.display())))?;
+                .ok_or_else(|| CliError::Usage(format!("{} has no file name", dest.display())))?;
             let parent = match dest.parent() {
                 Some(p) if !p.as_os_str().is_empty() => p,
                 _ => Path::new("."),
@@ -96,7 +106,7 @@ fn local_destination(dest: &Path) -> Result<(PathBuf, String), MoverError> {
     };
     let name = name
         .into_string()
-        .map_err(|_| MoverError::Usage(format!("{} is not a UTF-8 path", absolute.display())))?;
+        .map_err(|_| CliError::Usage(format!("{} is not a UTF-8 path", absolute.display())))?;
     Ok((root, name))
 }
 
@@ -107,14 +117,14 @@ fn wait_for_pull(
     client: &Client,
     pending: &PendingCall,
     timeout: Duration,
-) -> Result<Bytes, MoverError> {
+) -> Result<Bytes, CliError> {
     let addr = client.server_addr();
     let mut disconnected_since: Option<Instant> = None;
     loop {
         match pending.wait_timeout(Duration::from_millis(250)) {
             Some(Ok(body)) => return Ok(body),
             Some(Err(CallError::Remote(e))) => {
-                return Err(MoverError::Server {
+                return Err(CliError::Server {
                     addr,
                     message: e.message,
                 });
@@ -139,18 +149,18 @@ fn wait_for_pull(
 }
 
 /// `hawser pull`.
-pub fn pull(args: &PullArgs) -> Result<JobOutcome, MoverError> {
+pub fn pull(args: &PullArgs) -> Result<JobOutcome, CliError> {
     let (local, remotes) = args
         .paths
         .split_last()
-        .ok_or_else(|| MoverError::Usage("give HOST[:PORT]:SRC... DEST".into()))?;
+        .ok_or_else(|| CliError::Usage("give HOST[:PORT]:SRC... DEST".into()))?;
     let mut server = None;
     let mut sources = Vec::new();
     for spec in remotes {
         let (host, port, path) = split_remote(spec, "SRC")?;
         match &server {
             Some((h, p)) if (h, p) != (&host, &port) => {
-                return Err(MoverError::Usage(format!(
+                return Err(CliError::Usage(format!(
                     "{spec:?}: every source must be on the same server ({h}:{p})"
                 )));
             }
@@ -159,15 +169,12 @@ pub fn pull(args: &PullArgs) -> Result<JobOutcome, MoverError> {
         }
         sources.push(path);
     }
-    let (host, port) = server.ok_or_else(|| MoverError::Usage("give HOST[:PORT]:SRC".into()))?;
-    let addr: SocketAddr = (host.as_str(), port)
-        .to_socket_addrs()
-        .map_err(|e| MoverError::Usage(format!("cannot resolve {host}: {e}")))?
-        .next()
-        .ok_or_else(|| MoverError::Usage(format!("{host} has no address")))?;
+    let (host, port) = server.ok_or_else(|| CliError::Usage("give HOST[:PORT]:SRC".into()))?;
+    let server = format!("{host}:{port}");
+    let addr = resolve(&host, port)?;
     let (target_root, dest) = local_destination(Path::new(local))?;
-    let config = source_config(&args.job, dest)?;
-    let timeout = stall_timeout(&args.job)?;
+    let config = args.job.source_config(dest)?;
+    let timeout = args.job.stall_timeout()?;
     let target = Target::new(&target_root)
         .map_err(io_err(&target_root))?
         .with_write_mode(args.write_mode);
@@ -176,6 +183,19 @@ pub fn pull(args: &PullArgs) -> Result<JobOutcome, MoverError> {
     let (client, rtt) = connect_serving(addr, &args.job, config.options.block_size, Some(service))?;
     // The server's source sends the blocks: it keeps this many in flight.
     let window = window_for(&args.job, rtt, config.options.block_size);
+    tracing::info!(
+        target: JOB_LOG,
+        job = "pull",
+        server,
+        %addr,
+        dest = local,
+        sources = sources.len(),
+        connections = args.job.connections,
+        block_size = config.options.block_size,
+        window,
+        rtt_ms = rtt.as_secs_f64() * 1e3,
+        "job started"
+    );
     let mut body = BytesMut::new();
     PullRequest {
         begin: Begin {
@@ -191,21 +211,23 @@ pub fn pull(args: &PullArgs) -> Result<JobOutcome, MoverError> {
         excludes: config.excludes.iter().map(|s| s.as_bytes()).collect(),
     }
     .encode(&mut body)
-    .map_err(|e| MoverError::Usage(format!("cannot encode the pull request: {e}")))?;
+    .map_err(|e| CliError::Usage(format!("cannot encode the pull request: {e}")))?;
 
     let ticker = Ticker::start(Arc::clone(&progress), args.job.quiet, "received");
     let pending = client.start_call(ExchangeId(PULL_EXCHANGE), body.freeze());
     let answer = wait_for_pull(&client, &pending, timeout);
     let intervals: Vec<Interval> = ticker.finish();
     let stats = client.stats();
-    if args.job.verbose > 1 {
-        eprintln!("{stats:?}");
-    }
+    tracing::debug!(?stats, "session counters");
     client.close();
-    crate::mover::job_ended(addr, &args.job);
-    let pulled = PullReport::decode(&answer?).map_err(ReplicateError::Proto)?;
-    let report =
-        hawser_replicate::Report::from_pull_report(&pulled).map_err(ReplicateError::Proto)?;
+    forget_nexus_record(addr, &args.job);
+    let decoded = answer.and_then(|answer| {
+        let pulled = PullReport::decode(&answer).map_err(ReplicateError::Proto)?;
+        let report =
+            hawser_replicate::Report::from_pull_report(&pulled).map_err(ReplicateError::Proto)?;
+        Ok((pulled, report))
+    });
+    let (pulled, report) = decoded.inspect_err(|e| log_job_failed("pull", &server, e))?;
     let outcome = JobOutcome {
         report,
         intervals,
@@ -214,6 +236,13 @@ pub fn pull(args: &PullArgs) -> Result<JobOutcome, MoverError> {
         unlisted_changes: pulled.unlisted_changes,
     };
     if !pulled.failures.is_empty() {
+        tracing::info!(
+            target: JOB_LOG,
+            job = "pull",
+            server,
+            failed = pulled.failures.len() as u64 + pulled.unlisted_failures,
+            "job failed"
+        );
         if pulled.unlisted_failures > 0 {
             eprintln!(
                 "hawser pull: {} more entries failed (not listed)",
@@ -226,10 +255,11 @@ pub fn pull(args: &PullArgs) -> Result<JobOutcome, MoverError> {
         }
         .into());
     }
+    log_job_end("pull", &server, &outcome);
     if !args.job.quiet {
         print_report(&outcome, args.job.verbose);
     }
-    write_outputs(&args.job, &outcome, &format!("{host}:{port}"), local)?;
+    write_outputs(&args.job, &outcome, &server, local)?;
     Ok(outcome)
 }
 
@@ -253,7 +283,7 @@ mod tests {
         std::fs::write(base.join("file"), b"x").unwrap();
         assert!(matches!(
             local_destination(&base.join("file")),
-            Err(MoverError::Usage(_))
+            Err(CliError::Usage(_))
         ));
         std::fs::remove_dir_all(&base).unwrap();
     }

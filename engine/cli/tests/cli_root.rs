@@ -160,7 +160,7 @@ fn serve_help_and_config_name_the_new_options() {
     let base = TempDir::new("cli-root-config");
     for (config, complaint) in [
         ("max_open_files = 0\n", "max_open_files must be at least 1"),
-        ("partial_max_age = \"3 weeks\"\n", "partial_max_age"),
+        ("partial_max_age = \"3 fortnights\"\n", "partial_max_age"),
         ("max_job_entries = -1\n", "max_job_entries"),
     ] {
         let file = base.path().join("serve.toml");

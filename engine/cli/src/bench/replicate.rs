@@ -8,10 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::bench::BenchArgs;
-
-use crate::mover::{JobArgs, MoverError, ServeArgs, connect, json_report, print_report};
-use crate::mover::{push_with, source_config, start_server};
+use crate::bench::args::BenchArgs;
+use crate::connect::connect;
+use crate::error::{CliError, io_err};
+use crate::job_args::JobArgs;
+use crate::logging::LogFormat;
+use crate::push::push_with;
+use crate::report::{json_report, print_report, write_outputs};
+use crate::serve::{ServeArgs, start_server};
 
 /// Default data set size.
 const DEFAULT_SIZE: u64 = 256 << 20;
@@ -184,13 +188,13 @@ fn job_args(args: &BenchArgs) -> JobArgs {
     }
 }
 
-fn run(args: &BenchArgs) -> Result<(), MoverError> {
+fn run(args: &BenchArgs) -> Result<(), CliError> {
     if args.connect.is_some() {
-        return Err(MoverError::Usage(
+        return Err(CliError::Usage(
             "--connect measures rpc or bulk; give --mode".into(),
         ));
     }
-    let size = args.size.map_or(DEFAULT_SIZE, |s| s as u64);
+    let size = args.size.unwrap_or(DEFAULT_SIZE);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -198,14 +202,10 @@ fn run(args: &BenchArgs) -> Result<(), MoverError> {
     let scratch =
         Scratch(std::env::temp_dir().join(format!("hawser-bench-{}-{nanos}", std::process::id())));
     let (src, dst) = (scratch.0.join("src"), scratch.0.join("dst"));
-    let io = |p: &Path| {
-        let p = p.to_owned();
-        move |source| MoverError::Io { path: p, source }
-    };
-    std::fs::create_dir_all(&src).map_err(io(&src))?;
-    std::fs::create_dir_all(&dst).map_err(io(&dst))?;
+    std::fs::create_dir_all(&src).map_err(io_err(&src))?;
+    std::fs::create_dir_all(&dst).map_err(io_err(&dst))?;
     let started = Instant::now();
-    let set = generate(&src, size).map_err(io(&src))?;
+    let set = generate(&src, size).map_err(io_err(&src))?;
     if !args.json {
         println!(
             "hawser bench replicate: generated {} files, {} bytes in {:.1} s under {}",
@@ -228,9 +228,10 @@ fn run(args: &BenchArgs) -> Result<(), MoverError> {
         max_connections_per_address: None,
         max_handshakes: None,
         max_nexuses: None,
+        log_format: LogFormat::Text,
     })?;
     let job = job_args(args);
-    let config = source_config(&job, "bench".into())?;
+    let config = job.source_config("bench".into())?;
     let (client, _) = connect(server.local_addr(), &job, config.options.block_size)?;
     let outcome = push_with(
         &client,
@@ -244,20 +245,14 @@ fn run(args: &BenchArgs) -> Result<(), MoverError> {
     drop(server);
     let outcome = outcome?;
     let verified = verify(&src, &dst.join("bench"))
-        .map_err(|e| MoverError::Usage(format!("verification failed: {e}")))?;
+        .map_err(|e| CliError::Usage(format!("verification failed: {e}")))?;
     if verified.files != set.files || verified.bytes != set.bytes {
-        return Err(MoverError::Usage(format!(
+        return Err(CliError::Usage(format!(
             "verification: {} files / {} bytes found, {} / {} generated",
             verified.files, verified.bytes, set.files, set.bytes
         )));
     }
-    if let Some(path) = &job.histogram {
-        let file = std::fs::File::create(path).map_err(io(path))?;
-        let mut w = std::io::BufWriter::new(file);
-        crate::bench::write_hgrm(&outcome.report.block_rtt_ns, &mut w)
-            .and_then(|()| w.flush())
-            .map_err(io(path))?;
-    }
+    write_outputs(&job, &outcome, "loopback", "bench")?;
     if args.json {
         let mut value = json_report(&outcome, "loopback", "bench", &job);
         value["end"]["verified_files"] = verified.files.into();

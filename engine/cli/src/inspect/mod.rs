@@ -61,6 +61,7 @@ impl Format {
 /// Arguments of `hawser inspect`.
 #[derive(Debug, clap::Args)]
 #[command(
+    about = "Dissect a capture of hawser wire traffic (DSP, DMP, DTP or DDF) and print every frame",
     after_help = "Exit status: 0 when every byte decoded, 1 on malformed or truncated \
 input (the message names the byte offset), 2 on usage errors.\n\n\
 Examples:\n  hawser inspect dsp capture.bin\n  hawser inspect ddf --json < message.ddf\n  \

@@ -1,0 +1,57 @@
+//! The service `hawser bench` measures (an echo and a sink exchange), and
+//! `hawser bench --serve ADDR`, which serves it to a `hawser bench --connect` elsewhere.
+
+use std::process::ExitCode;
+
+use bytes::Bytes;
+use hawser_runtime::{ExchangeId, Runtime, ServerBuilder, Service};
+
+use crate::bench::args::BenchArgs;
+use crate::serve::access::check_someone_may_connect;
+
+/// The echo exchange of the bench service.
+pub const BENCH_ECHO: ExchangeId = ExchangeId(0xBE01);
+/// The sink exchange of the bench service (answers with an empty body).
+pub const BENCH_SINK: ExchangeId = ExchangeId(0xBE02);
+
+/// The service `hawser bench` calls.
+pub fn bench_service() -> Service {
+    Service::new("bench")
+        .handler(BENCH_ECHO, "bench.echo", |_, body| Ok(body))
+        .handler(BENCH_SINK, "bench.sink", |_, _| Ok(Bytes::new()))
+}
+
+/// `hawser bench --serve ADDR`: serves [`bench_service`] until killed; its clients are
+/// anonymous. The exit code if it cannot.
+pub(crate) fn serve(args: &BenchArgs, addr: &str) -> ExitCode {
+    let allow = args.allow_anonymous.then_some(true);
+    if let Err(e) = check_someone_may_connect(addr, allow, false, "bench") {
+        eprintln!("hawser bench: {e}");
+        return ExitCode::from(2);
+    }
+    let served = Runtime::with_tcp_congestion(args.shards.max(1), args.congestion.as_deref())
+        .and_then(|runtime| {
+            // Anonymous clients: on loopback by default, elsewhere when asked for.
+            let builder = ServerBuilder::new().service(bench_service());
+            let builder = match allow {
+                Some(allow) => builder.allow_anonymous(allow),
+                None => builder,
+            };
+            builder.runtime(&runtime, 0).listen(addr)
+        });
+    match served {
+        Ok(server) => {
+            eprintln!(
+                "hawser bench: serving the bench exchanges on {}",
+                server.local_addr()
+            );
+            loop {
+                std::thread::park();
+            }
+        }
+        Err(e) => {
+            eprintln!("hawser bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Connecting a job's client to a server: a TCP probe first (a refused connection is
+//! reported at once, and its connect time is the round trip the window is sized from),
+//! the session's options from the job's, the wait for the trunk, and the nexus record
+//! that lets the next run replace this one's session if this one is killed.
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use hawser_replicate::proto::{BLOCK_HEADER_LEN, CompressPolicy};
+use hawser_replicate::service::max_request_size;
+use hawser_runtime::{ApiError, Client, ClientOptions, Service};
+
+use crate::error::{CliError, io_err};
+use crate::job_args::JobArgs;
+use crate::nexus_record::{self, Previous};
+
+/// Connects to `addr` as `job` says. Returns the client and the probe's connect time (one
+/// round trip, for [`crate::window::auto_window`]).
+pub fn connect(
+    addr: SocketAddr,
+    job: &JobArgs,
+    block_size: u32,
+) -> Result<(Client, Duration), CliError> {
+    connect_serving(addr, job, block_size, None)
+}
+
+/// [`connect`], serving `backchannel` to the server (a pull's target).
+pub fn connect_serving(
+    addr: SocketAddr,
+    job: &JobArgs,
+    block_size: u32,
+    backchannel: Option<Service>,
+) -> Result<(Client, Duration), CliError> {
+    let probe_started = Instant::now();
+    TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|source| CliError::Connect { addr, source })?;
+    let rtt = probe_started.elapsed();
+    let secret = match &job.secret_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(io_err(path))?
+                .trim_end()
+                .as_bytes()
+                .to_vec(),
+        ),
+        None => None,
+    };
+    let mut config = ClientOptions {
+        connections: job.connections.max(1),
+        // Blocks carry their own xxh3 and files an end-to-end xxh3-128: a frame digest
+        // adds nothing the job does not check already.
+        digest: false,
+        // The task sends blocks as they are; lz4 happens per session frame, where the
+        // session finds it pays (the policy's auto and lz4 both turn it on).
+        compression: job.compress != CompressPolicy::Off,
+        secret,
+        max_request_size: max_request_size(block_size),
+        // A pull's blocks arrive on the backchannel: aligned for the direct writes.
+        align_backchannel_bodies_at: backchannel.is_some().then_some(BLOCK_HEADER_LEN),
+        backchannel,
+        tcp_congestion: job.congestion.clone(),
+        ..ClientOptions::default()
+    };
+    if let Some(name) = &job.congestion {
+        hawser_shards::check_congestion_control(name).map_err(CliError::Usage)?;
+    }
+    if let Some(identity) = &job.identity {
+        config.identity = identity.clone();
+    }
+    // A nexus a killed run of this identity left behind is replaced, not waited for.
+    let previous = match (&job.identity, nexus_record::record_dir()) {
+        (Some(identity), Some(dir)) => nexus_record::previous_in(&dir, addr, identity),
+        _ => Previous::None,
+    };
+    config.replace_nexus = job.replace_nexus.or(match previous {
+        Previous::Abandoned(nexus) => Some(nexus),
+        Previous::None | Previous::InUse(_) => None,
+    });
+    if let Some(nexus) = config.replace_nexus {
+        tracing::info!(server = %addr, %nexus, "replacing the session an earlier run left");
+    }
+    let client = Client::connect(addr, config).map_err(|e| held_advice(e, job, previous))?;
+    if let (Some(identity), Some(dir), Some(nexus)) =
+        (&job.identity, nexus_record::record_dir(), client.nexus())
+        && let Err(e) = nexus_record::remember_in(&dir, addr, identity, nexus)
+    {
+        tracing::warn!(
+            "cannot record the session in {}: {e} (if this run is killed, the next one may \
+             have to wait for the server to let its session go)",
+            dir.display()
+        );
+    }
+    // Blocks go to the connections bound when they are sent: wait for the trunk, or the
+    // first window would all ride on the leading connection (on a lossy long path that
+    // is one loss-limited stream for the whole first window). A connection that has not
+    // joined by then (a lost SYN costs a second) takes later blocks.
+    let wanted = job.connections.max(1);
+    let wait = (rtt * 20).clamp(Duration::from_millis(500), Duration::from_secs(3));
+    let joined = client.wait_for_trunk(wanted, wait);
+    if joined < wanted {
+        tracing::info!(
+            server = %addr,
+            joined,
+            wanted,
+            "starting before the whole trunk joined; the other connections take later blocks"
+        );
+    }
+    Ok((client, rtt))
+}
+
+/// A held session as the user reads it: what happens, and what to do.
+fn held_advice(e: ApiError, job: &JobArgs, previous: Previous) -> CliError {
+    let ApiError::Held {
+        addr,
+        nexus,
+        remaining,
+        reason,
+    } = e
+    else {
+        return CliError::Api(e);
+    };
+    let identity = job.identity.as_deref().unwrap_or("(this client)");
+    let expiry = match remaining {
+        Some(left) => format!(" (the server drops it in {} s)", left.as_secs().max(1)),
+        None => String::new(),
+    };
+    let advice = if previous == Previous::InUse(nexus) {
+        format!(
+            "another hawser run with identity {identity:?} is still going against this server \
+             and uses that session: wait for it to finish"
+        )
+    } else {
+        format!(
+            "if no other run with identity {identity:?} is still going (the earlier one was \
+             killed or lost its connection), replace its session now, dropping its unfinished \
+             work: run the same command with --replace-nexus {nexus} (a push then continues \
+             with --resume); otherwise wait for that run to end{expiry}"
+        )
+    };
+    CliError::Held {
+        addr,
+        nexus,
+        message: format!(
+            "{addr} holds this run's session, because it never runs two sessions of one \
+             identity side by side: {reason}\nwhat to do: {advice}"
+        ),
+    }
+}
+
+/// A job connected to `addr` ended and its client closed its nexus: the record kept in
+/// case the run died is removed.
+pub fn forget_nexus_record(addr: SocketAddr, job: &JobArgs) {
+    if let (Some(identity), Some(dir)) = (&job.identity, nexus_record::record_dir()) {
+        nexus_record::forget_in(&dir, addr, identity);
+    }
+}

@@ -1,0 +1,118 @@
+//! `hawser push SRC... HOST[:PORT]:DEST`: replicates local files and directory trees to a
+//! `hawser serve` target.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hawser_replicate::service::{PipelineTransport, Progress};
+use hawser_replicate::{Source, SourceConfig, run};
+use hawser_runtime::Client;
+
+use crate::connect::{connect, forget_nexus_record};
+use crate::error::{CliError, io_err};
+use crate::job_args::JobArgs;
+use crate::progress::Ticker;
+use crate::remote::{parse_remote, resolve};
+use crate::report::{
+    JOB_LOG, JobOutcome, log_job_end, log_job_failed, print_report, write_outputs,
+};
+use crate::window::window_for;
+
+/// Arguments of `hawser push`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(
+    about = "Replicate files and directory trees to a `hawser serve` target",
+    long_about = "Replicate files and directory trees to a `hawser serve` target. DEST is \
+relative to the server's --root (a leading '/' is the root itself). A SRC ending in '/' sends \
+the directory's contents, otherwise the directory itself, as rsync does. Blocks travel \
+pipelined over --connections trunked connections; every file is hashed end to end and \
+renamed into place only when complete. An interrupted push continues with --resume.",
+    override_usage = "hawser push [OPTIONS] SRC... HOST[:PORT]:DEST",
+    after_help = "Examples:\n  hawser serve --root /srv/replica\n  hawser push ./dataset host:/dataset\n  hawser push --resume --connections 16 a b 10.0.0.2:9000:backup"
+)]
+pub struct PushArgs {
+    /// Sources, then the destination HOST[:PORT]:DEST (port 8415 by default).
+    #[arg(required = true, num_args = 2.., value_name = "PATH")]
+    pub paths: Vec<String>,
+    /// Job options.
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+/// Runs one job from `sources` to `dest` on the server behind `client`.
+pub fn push_with(
+    client: &Client,
+    sources: &[PathBuf],
+    config: SourceConfig,
+    quiet: bool,
+    stall_timeout: Duration,
+    rate: Option<u64>,
+) -> Result<JobOutcome, CliError> {
+    let source = Source::new(config, sources)?;
+    let progress = Arc::new(Progress::default());
+    let ticker = Ticker::start(Arc::clone(&progress), quiet, "sent");
+    let mut transport = PipelineTransport::new(client, progress)
+        .stall_timeout(stall_timeout)
+        .rate_limit(rate);
+    let result = run(source, &mut transport);
+    let intervals = ticker.finish();
+    let stats = client.stats();
+    Ok(JobOutcome {
+        report: result?,
+        intervals,
+        session_bytes_out: stats.connections.iter().map(|c| c.bytes_out).sum(),
+        session_retries: stats.nexuses.iter().map(|(_, n)| n.retries).sum(),
+        unlisted_changes: 0,
+    })
+}
+
+/// `hawser push`.
+pub fn push(args: &PushArgs) -> Result<JobOutcome, CliError> {
+    let (remote, sources) = args
+        .paths
+        .split_last()
+        .ok_or_else(|| CliError::Usage("give SRC... HOST[:PORT]:DEST".into()))?;
+    let (host, port, dest) = parse_remote(remote)?;
+    let server = format!("{host}:{port}");
+    let addr = resolve(&host, port)?;
+    let sources: Vec<PathBuf> = sources.iter().map(PathBuf::from).collect();
+    for s in &sources {
+        std::fs::symlink_metadata(s).map_err(io_err(s))?;
+    }
+    let mut config = args.job.source_config(dest.clone())?;
+    let stall_timeout = args.job.stall_timeout()?;
+    let (client, rtt) = connect(addr, &args.job, config.options.block_size)?;
+    config.window_blocks = window_for(&args.job, rtt, config.options.block_size);
+    tracing::info!(
+        target: JOB_LOG,
+        job = "push",
+        server,
+        %addr,
+        dest,
+        sources = sources.len(),
+        connections = args.job.connections,
+        block_size = config.options.block_size,
+        window = config.window_blocks,
+        rtt_ms = rtt.as_secs_f64() * 1e3,
+        "job started"
+    );
+    let outcome = push_with(
+        &client,
+        &sources,
+        config,
+        args.job.quiet,
+        stall_timeout,
+        args.job.rate,
+    );
+    tracing::debug!(stats = ?client.stats(), "session counters");
+    client.close();
+    forget_nexus_record(addr, &args.job);
+    let outcome = outcome.inspect_err(|e| log_job_failed("push", &server, e))?;
+    log_job_end("push", &server, &outcome);
+    if !args.job.quiet {
+        print_report(&outcome, args.job.verbose);
+    }
+    write_outputs(&args.job, &outcome, &server, &dest)?;
+    Ok(outcome)
+}

@@ -1,0 +1,95 @@
+//! The command line of `hawser serve`.
+
+use std::path::PathBuf;
+
+use hawser_replicate::WriteMode;
+
+use crate::logging::LogFormat;
+use crate::values::{AgeLimit, parse_age, parse_write_mode};
+
+/// Arguments of `hawser serve`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(
+    about = "Serve as a replication target and source: write what `hawser push` sends under \
+--root, send what `hawser pull` asks for from under it",
+    long_about = "Serve as a replication target: write what `hawser push` sends, only under \
+--root, and send what `hawser pull` asks for, only from under --root. Every file-system \
+operation runs beneath the root's directory descriptor, opened once: absolute paths, `..`, \
+paths through a symlink and a path named twice in one job are refused with an error naming \
+the path, and nothing outside the root is ever written, read or changed. A pull occupies one \
+handler thread while it runs; at most handler_threads - 1 (at least 1) run at once, so pushes \
+keep a thread. A job may name at most max_job_entries paths and write at most max_open_files \
+files at once (config file). Files are written under .hawser-partial/ in their directory \
+and renamed into place when complete; what an unfinished job leaves there waits for a \
+--resume and expires after --partial-max-age (swept at start and hourly); \
+--clean-partials removes it all. Prints `listening on ADDR` once bound (port 0 picks a \
+free port), and logs on stderr what it serves with and what it warns of (RUST_LOG filters \
+the log; info and above by default)."
+)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 0.0.0.0:8415, or the config file's `listen`].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Directory everything is written under [default: the current directory, or the
+    /// config file's `root`].
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Shard threads to start (the server's nexuses currently share one of them).
+    #[arg(long, value_name = "N")]
+    pub shards: Option<usize>,
+    /// TOML file with `listen`, `root`, `shards`, `max_block_size`, `max_jobs`,
+    /// `handler_threads`, `congestion`, `write_mode`, `max_job_entries` (paths one job
+    /// may name, default 10000000; about 50 bytes of memory each while the job runs),
+    /// `max_open_files` (files one job may be writing at once, default 1024),
+    /// `partial_max_age` (as --partial-max-age, or a number of seconds),
+    /// `receive_budget` (bytes of large frames held at once over all connections, from
+    /// their first byte until answered; past it connections are not read; default 512M),
+    /// `frame_timeout` (a frame must arrive whole this long after its first byte, e.g.
+    /// 60s, the default), `allow_anonymous`, `grace_period_secs`, a `[secrets]` table
+    /// (identity = "secret") and a `[limits]` table (`connections_per_address`,
+    /// `handshakes_in_progress`, `nexuses`, `held_creates_per_identity`); command-line
+    /// options override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Accept anonymous clients (push/pull without --identity): anyone who can reach the
+    /// address [default: only on a loopback address without secrets, or the config
+    /// file's `allow_anonymous`].
+    #[arg(long)]
+    pub allow_anonymous: bool,
+    /// Open connections from one address at most (an IPv6 /64 counts as one address)
+    /// [default: 64, or `[limits] connections_per_address`].
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_address: Option<u32>,
+    /// Connections authenticating at once, from everyone; more are refused until some
+    /// finish [default: 256, or `[limits] handshakes_in_progress`].
+    #[arg(long, value_name = "N")]
+    pub max_handshakes: Option<u32>,
+    /// Nexuses (client sessions) alive at once [default: 4096, or `[limits] nexuses`].
+    #[arg(long, value_name = "N")]
+    pub max_nexuses: Option<u32>,
+    /// TCP congestion control of the server's connections (what it sends with: pulls);
+    /// one of /proc/sys/net/ipv4/tcp_available_congestion_control [default: the system's].
+    #[arg(long, value_name = "NAME")]
+    pub congestion: Option<String>,
+    /// How received file data is written: `direct` writes blocks of 1 MiB and more past
+    /// the page cache (O_DIRECT, preallocated; falls back to the cache on a file system
+    /// that refuses it) and drops every committed file's cached pages once they are on
+    /// the disk, `buffered` writes everything through the page cache and leaves it there
+    /// [default: direct, or the config file's `write_mode`].
+    #[arg(long, value_name = "MODE", value_parser = parse_write_mode)]
+    pub write_mode: Option<WriteMode>,
+    /// Remove partial files and journals of unfinished jobs once unchanged for this long
+    /// (swept at start and hourly): seconds, or a number followed by s, m, h or d; `off`
+    /// keeps them until a job resumes or replaces them [default: 7d, or the config
+    /// file's `partial_max_age`].
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub partial_max_age: Option<AgeLimit>,
+    /// Remove every partial file and journal unfinished jobs left under the root (what a
+    /// --resume would continue from), print how many files and bytes, and exit without
+    /// serving.
+    #[arg(long)]
+    pub clean_partials: bool,
+    /// How the log on stderr is written: `text` lines or `json` objects, one per event.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}

@@ -1,0 +1,326 @@
+//! The settings of `hawser serve`: its TOML config file (`--config`) and how each setting
+//! comes from the command line, else the file, else the default.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hawser_replicate::WriteMode;
+use hawser_replicate::proto::MAX_BLOCK_SIZE;
+use hawser_replicate::service::ServiceLimits;
+use hawser_runtime::{DEFAULT_PORT, ServerLimits};
+
+use crate::error::{CliError, io_err};
+use crate::serve::args::ServeArgs;
+use crate::values::{AgeLimit, parse_age, parse_size, parse_write_mode};
+
+/// Handler threads when the config file does not say.
+const DEFAULT_HANDLER_THREADS: usize = 4;
+
+/// The config file, as written (every key optional; unknown keys are refused).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServeFile {
+    listen: Option<String>,
+    root: Option<PathBuf>,
+    shards: Option<usize>,
+    max_block_size: Option<u32>,
+    max_jobs: Option<usize>,
+    handler_threads: Option<usize>,
+    congestion: Option<String>,
+    write_mode: Option<String>,
+    max_job_entries: Option<u64>,
+    max_open_files: Option<usize>,
+    partial_max_age: Option<AgeValue>,
+    receive_budget: Option<SizeValue>,
+    frame_timeout: Option<AgeValue>,
+    allow_anonymous: Option<bool>,
+    grace_period_secs: Option<u64>,
+    #[serde(default)]
+    secrets: BTreeMap<String, String>,
+    #[serde(default)]
+    limits: LimitsFile,
+}
+
+/// The `[limits]` table (the names of [`ServerLimits`]).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    connections_per_address: Option<u32>,
+    handshakes_in_progress: Option<u32>,
+    nexuses: Option<u32>,
+    held_creates_per_identity: Option<u32>,
+}
+
+/// A byte count in the config file: a number, or text as `parse_size` reads it.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+impl SizeValue {
+    fn bytes(&self, key: &str) -> Result<u64, CliError> {
+        match self {
+            SizeValue::Bytes(n) => Ok(*n),
+            SizeValue::Text(text) => {
+                parse_size(text).map_err(|e| CliError::Usage(format!("{key}: {e}")))
+            }
+        }
+    }
+}
+
+/// An age in the config file: seconds, or text as on the command line.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum AgeValue {
+    Seconds(u64),
+    Text(String),
+}
+
+impl AgeValue {
+    /// The age this value gives, `None` for `off`.
+    fn age(&self, key: &str) -> Result<Option<Duration>, CliError> {
+        match self {
+            AgeValue::Seconds(secs) => Ok(Some(Duration::from_secs(*secs))),
+            AgeValue::Text(text) => Ok(parse_age(text)
+                .map_err(|e| CliError::Usage(format!("{key}: {e}")))?
+                .0),
+        }
+    }
+}
+
+/// Reads the config file `args` name (none: every key unset).
+pub(crate) fn read_config(args: &ServeArgs) -> Result<ServeFile, CliError> {
+    match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+            toml::from_str(&text).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
+        }
+        None => Ok(ServeFile::default()),
+    }
+}
+
+/// The directory everything is served under.
+pub(crate) fn serve_root(args: &ServeArgs, file: &ServeFile) -> PathBuf {
+    args.root
+        .clone()
+        .or_else(|| file.root.clone())
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Everything a server is started with, from the command line, the file and defaults.
+#[derive(Debug)]
+pub(crate) struct ServeSettings {
+    pub(crate) listen: String,
+    pub(crate) root: PathBuf,
+    pub(crate) shards: usize,
+    pub(crate) max_block_size: u32,
+    pub(crate) handler_threads: usize,
+    pub(crate) congestion: Option<String>,
+    /// `None`: the runtime's default (anonymous clients only on loopback, no secrets).
+    pub(crate) allow_anonymous: Option<bool>,
+    pub(crate) service_limits: ServiceLimits,
+    pub(crate) server_limits: ServerLimits,
+    pub(crate) receive_budget: Option<usize>,
+    pub(crate) frame_timeout: Option<Duration>,
+    pub(crate) grace_period: Option<Duration>,
+    /// Identity to secret.
+    pub(crate) secrets: BTreeMap<String, String>,
+}
+
+impl ServeSettings {
+    /// The settings `args` and `file` give; a value out of range is a usage error, one the
+    /// server raises to its minimum is logged as a warning.
+    pub(crate) fn resolve(args: &ServeArgs, file: ServeFile) -> Result<Self, CliError> {
+        let root = serve_root(args, &file);
+        let service_limits = service_limits(args, &file)?;
+        let server_limits = server_limits(args, &file.limits);
+        let receive_budget = match &file.receive_budget {
+            Some(budget) => Some(budget.bytes("receive_budget")? as usize),
+            None => None,
+        };
+        let frame_timeout = match &file.frame_timeout {
+            Some(timeout) => Some(timeout.age("frame_timeout")?.ok_or_else(|| {
+                CliError::Usage(
+                    "frame_timeout: give a duration (e.g. 60s); off is not allowed".into(),
+                )
+            })?),
+            None => None,
+        };
+        let shards = at_least_one(args.shards.or(file.shards), "shards").unwrap_or(1);
+        let handler_threads = at_least_one(file.handler_threads, "handler_threads")
+            .unwrap_or(DEFAULT_HANDLER_THREADS);
+        if handler_threads == 1 {
+            tracing::warn!(
+                "handler_threads = 1: a running pull holds the only handler thread, and \
+                 pushes wait until it ends"
+            );
+        }
+        let grace_period = file.grace_period_secs.map(|secs| {
+            if secs == 0 {
+                tracing::warn!("grace_period_secs = 0 is raised to 1");
+            }
+            Duration::from_secs(secs.max(1))
+        });
+        Ok(ServeSettings {
+            listen: args
+                .listen
+                .clone()
+                .or(file.listen)
+                .unwrap_or_else(|| format!("0.0.0.0:{DEFAULT_PORT}")),
+            root,
+            shards,
+            max_block_size: file.max_block_size.unwrap_or(MAX_BLOCK_SIZE),
+            handler_threads,
+            congestion: args.congestion.clone().or(file.congestion),
+            allow_anonymous: if args.allow_anonymous {
+                Some(true)
+            } else {
+                file.allow_anonymous
+            },
+            service_limits,
+            server_limits,
+            receive_budget,
+            frame_timeout,
+            grace_period,
+            secrets: file.secrets,
+        })
+    }
+}
+
+/// `value`, raised to 1 with a warning if it is 0.
+fn at_least_one(value: Option<usize>, key: &str) -> Option<usize> {
+    value.map(|n| {
+        if n == 0 {
+            tracing::warn!("{key} = 0 is raised to 1");
+        }
+        n.max(1)
+    })
+}
+
+/// The connection and nexus limits: flags, then the `[limits]` table, then defaults.
+fn server_limits(args: &ServeArgs, file: &LimitsFile) -> ServerLimits {
+    let d = ServerLimits::default();
+    ServerLimits {
+        connections_per_address: args
+            .max_connections_per_address
+            .or(file.connections_per_address)
+            .unwrap_or(d.connections_per_address),
+        handshakes_in_progress: args
+            .max_handshakes
+            .or(file.handshakes_in_progress)
+            .unwrap_or(d.handshakes_in_progress),
+        nexuses: args.max_nexuses.or(file.nexuses).unwrap_or(d.nexuses),
+        held_creates_per_identity: file
+            .held_creates_per_identity
+            .unwrap_or(d.held_creates_per_identity),
+    }
+}
+
+/// The limits of the replication service.
+fn service_limits(args: &ServeArgs, file: &ServeFile) -> Result<ServiceLimits, CliError> {
+    let defaults = ServiceLimits::default();
+    let write_mode = match (args.write_mode, &file.write_mode) {
+        (Some(mode), _) => mode,
+        (None, Some(text)) => parse_write_mode(text).map_err(CliError::Usage)?,
+        (None, None) => WriteMode::default(),
+    };
+    let partial_max_age = match (args.partial_max_age, &file.partial_max_age) {
+        (Some(AgeLimit(age)), _) => age,
+        (None, Some(value)) => value.age("partial_max_age")?,
+        (None, None) => defaults.partial_max_age,
+    };
+    let at_least_one = |value: Option<u64>, key: &str| match value {
+        Some(0) => Err(CliError::Usage(format!("{key} must be at least 1"))),
+        other => Ok(other),
+    };
+    Ok(ServiceLimits {
+        max_jobs: file.max_jobs.unwrap_or(defaults.max_jobs),
+        write_mode,
+        max_job_entries: at_least_one(file.max_job_entries, "max_job_entries")?
+            .unwrap_or(defaults.max_job_entries),
+        max_open_files: at_least_one(file.max_open_files.map(|n| n as u64), "max_open_files")?
+            .map_or(defaults.max_open_files, |n| n as usize),
+        partial_max_age,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct ServeOnly {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn serve_args(args: &[&str]) -> ServeArgs {
+        use clap::Parser;
+        ServeOnly::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+            .expect("parses")
+            .serve
+    }
+
+    #[test]
+    fn limits_come_from_flags_then_the_config_file_then_defaults() {
+        let args = serve_args(&["--max-nexuses", "7"]);
+        let file: ServeFile = toml::from_str(
+            "allow_anonymous = true\n[limits]\nnexuses = 9\nconnections_per_address = 3\n",
+        )
+        .expect("a valid file");
+        assert_eq!(file.allow_anonymous, Some(true));
+        let limits = server_limits(&args, &file.limits);
+        assert_eq!(limits.nexuses, 7, "the flag wins");
+        assert_eq!(limits.connections_per_address, 3, "then the file");
+        assert_eq!(
+            limits.handshakes_in_progress,
+            ServerLimits::default().handshakes_in_progress
+        );
+        assert!(toml::from_str::<ServeFile>("[limits]\nconnections = 3\n").is_err());
+    }
+
+    #[test]
+    fn settings_resolve_sizes_ages_and_minimums() {
+        let file: ServeFile = toml::from_str(
+            "listen = \"127.0.0.1:0\"\nreceive_budget = \"64M\"\nframe_timeout = \"90s\"\n\
+             partial_max_age = 3600\nshards = 0\ngrace_period_secs = 0\nwrite_mode = \"buffered\"\n",
+        )
+        .expect("a valid file");
+        let s = ServeSettings::resolve(&serve_args(&["--shards", "2"]), file).expect("valid");
+        assert_eq!(s.listen, "127.0.0.1:0");
+        assert_eq!(s.shards, 2, "the flag wins");
+        assert_eq!(s.receive_budget, Some(64 << 20));
+        assert_eq!(s.frame_timeout, Some(Duration::from_secs(90)));
+        assert_eq!(s.grace_period, Some(Duration::from_secs(1)));
+        assert_eq!(s.handler_threads, DEFAULT_HANDLER_THREADS);
+        assert_eq!(s.service_limits.write_mode, WriteMode::Buffered);
+        assert_eq!(
+            s.service_limits.partial_max_age,
+            Some(Duration::from_secs(3600))
+        );
+        let defaults = ServeSettings::resolve(&serve_args(&[]), ServeFile::default()).unwrap();
+        assert_eq!(defaults.listen, format!("0.0.0.0:{DEFAULT_PORT}"));
+        assert_eq!(defaults.shards, 1);
+        assert_eq!(defaults.receive_budget, None);
+
+        for (text, complaint) in [
+            ("frame_timeout = \"off\"\n", "off is not allowed"),
+            (
+                "receive_budget = \"lots\"\n",
+                "receive_budget: \"lots\" is not a size",
+            ),
+            (
+                "partial_max_age = \"soon\"\n",
+                "partial_max_age: \"soon\" is not an age",
+            ),
+            ("max_open_files = 0\n", "max_open_files must be at least 1"),
+        ] {
+            let file: ServeFile = toml::from_str(text).expect("valid TOML");
+            let err = ServeSettings::resolve(&serve_args(&[]), file).unwrap_err();
+            assert!(err.to_string().contains(complaint), "{text}: {err}");
+        }
+    }
+}

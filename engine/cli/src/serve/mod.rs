@@ -1,0 +1,108 @@
+//! `hawser serve`: a replication target and pull source serving one root until killed,
+//! or with `--clean-partials` a sweep of what unfinished jobs left under it.
+
+pub mod access;
+pub mod args;
+pub mod config;
+
+use std::io::Write;
+
+use hawser_replicate::proto::BLOCK_HEADER_LEN;
+use hawser_replicate::service::{max_request_size, pull_service, replication_service};
+use hawser_replicate::{RootDir, remove_partials};
+use hawser_runtime::{Runtime, Server, ServerBuilder, anonymous_allowed};
+
+use crate::error::{CliError, io_err};
+use crate::values::{age_text, write_mode_name};
+use access::check_someone_may_connect;
+pub use args::ServeArgs;
+use config::{ServeSettings, read_config, serve_root};
+
+/// Starts the replication server `args` describe (the caller keeps it running).
+pub fn start_server(args: &ServeArgs) -> Result<Server, CliError> {
+    let s = ServeSettings::resolve(args, read_config(args)?)?;
+    let service =
+        replication_service(&s.root, s.service_limits.clone()).map_err(io_err(&s.root))?;
+    // A pull holds a handler thread while it runs: leave one to the pushes.
+    let max_pulls = s.handler_threads.saturating_sub(1).max(1);
+    let pulls = pull_service(&s.root, max_pulls).map_err(io_err(&s.root))?;
+    if let Some(name) = &s.congestion {
+        hawser_shards::check_congestion_control(name).map_err(CliError::Usage)?;
+    }
+    let has_secrets = !s.secrets.is_empty();
+    check_someone_may_connect(&s.listen, s.allow_anonymous, has_secrets, "serve")?;
+    let runtime = Runtime::with_tcp_congestion(s.shards, s.congestion.as_deref())?;
+    let mut builder = ServerBuilder::new()
+        .limits(s.server_limits)
+        .runtime(&runtime, 0)
+        .service(service)
+        .service(pulls)
+        .handler_threads(s.handler_threads)
+        .max_request_size(max_request_size(s.max_block_size))
+        // Blocks are written past their header with O_DIRECT: receive them aligned.
+        .align_request_bodies_at(BLOCK_HEADER_LEN);
+    if let Some(bytes) = s.receive_budget {
+        builder = builder.receive_budget(bytes);
+    }
+    if let Some(timeout) = s.frame_timeout {
+        builder = builder.frame_timeout(timeout);
+    }
+    let identities = s.secrets.len();
+    for (identity, secret) in s.secrets {
+        builder = builder.secret(identity, secret.into_bytes());
+    }
+    if let Some(allow) = s.allow_anonymous {
+        builder = builder.allow_anonymous(allow);
+    }
+    if let Some(grace) = s.grace_period {
+        builder = builder.grace_period(grace);
+    }
+    let server = builder.listen(s.listen.as_str())?;
+    let addr = server.local_addr();
+    tracing::info!(
+        %addr,
+        root = %s.root.display(),
+        shards = s.shards,
+        handler_threads = s.handler_threads,
+        max_pulls,
+        max_jobs = s.service_limits.max_jobs,
+        max_job_entries = s.service_limits.max_job_entries,
+        max_open_files = s.service_limits.max_open_files,
+        write_mode = write_mode_name(s.service_limits.write_mode),
+        partial_max_age = %age_text(s.service_limits.partial_max_age),
+        connections_per_address = s.server_limits.connections_per_address,
+        handshakes_in_progress = s.server_limits.handshakes_in_progress,
+        nexuses = s.server_limits.nexuses,
+        identities,
+        anonymous = anonymous_allowed(s.allow_anonymous, has_secrets, addr.ip()),
+        congestion = s.congestion.as_deref().unwrap_or("system default"),
+        "serving"
+    );
+    Ok(server)
+}
+
+/// `hawser serve`: serves until killed (with `--clean-partials`: cleans and exits).
+pub fn serve(args: &ServeArgs) -> Result<(), CliError> {
+    if args.clean_partials {
+        return clean_partials(args);
+    }
+    let server = start_server(args)?;
+    println!("listening on {}", server.local_addr());
+    let _ = std::io::stdout().flush();
+    loop {
+        std::thread::park();
+    }
+}
+
+/// `hawser serve --clean-partials`: removes every partial file and journal under the
+/// root and says how many files and bytes went.
+fn clean_partials(args: &ServeArgs) -> Result<(), CliError> {
+    let root = serve_root(args, &read_config(args)?);
+    let opened = RootDir::open(&root).map_err(io_err(&root))?;
+    let removed = remove_partials(&opened, None).map_err(io_err(&root))?;
+    println!(
+        "removed partial files and journals under {}: {removed}",
+        opened.path().display()
+    );
+    Ok(())
+}
