@@ -64,8 +64,8 @@ mod auto_compress;
 mod beneath;
 mod direct;
 mod error;
+mod excludes;
 mod file_digest;
-mod glob;
 mod journal;
 mod partial_files;
 mod pool;
@@ -91,7 +91,7 @@ pub use direct::WriteMode;
 pub use error::{
     EntryFailure, FailureReason, RemoteError, ReplicateError, TargetError, TransportError,
 };
-pub use glob::Excludes;
+pub use excludes::Excludes;
 pub use partial_files::{Expiry, PartialFiles, count_partials, remove_partials};
 pub use proto::RefusalKind;
 pub use report::{Percentiles, Report};

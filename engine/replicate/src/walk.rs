@@ -18,7 +18,7 @@ use rustix::fs::{FileType, OFlags};
 
 use super::beneath::{self, RootDir};
 use super::error::ReplicateError;
-use super::glob::Excludes;
+use super::excludes::Excludes;
 use super::proto::{EntryKind, Extent};
 use super::sparse;
 

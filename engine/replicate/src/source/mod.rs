@@ -32,7 +32,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::auto_compress::AutoCompress;
 use super::error::{EntryFailure, ReplicateError, TransportError};
-use super::glob::Excludes;
+use super::excludes::Excludes;
 use super::pool::BlockPool;
 use super::proto::{
     BLOCK_HEADER_LEN, Begin, CompressPolicy, DeleteRequest, EntryKind, Finish, MessageKind,
