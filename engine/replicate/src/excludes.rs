@@ -66,8 +66,10 @@ impl Excludes {
     /// True when `path` (relative, `/`-separated) is excluded.
     pub fn is_excluded(&self, path: &[u8]) -> bool {
         let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
-        self.names.is_match_candidate(&Candidate::from_bytes(name))
-            || self.paths.is_match_candidate(&Candidate::from_bytes(path))
+        // Most jobs exclude nothing: no candidate to prepare then.
+        (!self.names.is_empty() && self.names.is_match_candidate(&Candidate::from_bytes(name)))
+            || (!self.paths.is_empty()
+                && self.paths.is_match_candidate(&Candidate::from_bytes(path)))
     }
 }
 

@@ -50,7 +50,7 @@ pub(super) struct Partial {
     /// Block (so a job's files hold no descriptors before their data comes).
     pub(super) resumed: Option<Resumed>,
     /// `None` until the first Block (or the Commit) of the file opens it, under the
-    /// file's own lock (see the module docs).
+    /// file's own lock (see the [`target`](super) docs).
     pub(super) open: Option<OpenPartial>,
 }
 
