@@ -1,10 +1,11 @@
 //! `--compress auto`: whether compressing blocks pays on this link, decided from what the
 //! job measures.
 //!
-//! The session compresses a push's frames on one shard thread, at 0.4-0.7 GB/s of input
-//! on the build machine. On a link slower than that, compressed blocks arrive sooner; on
-//! a faster one (10 Gbit/s, loopback) compression is the bottleneck: a push of text that
-//! lz4 shrinks to 0.86 ran at 0.35x its uncompressed rate over loopback. So `auto`:
+//! The session compresses a push's frames on one shard thread. On a link slower than
+//! that thread's lz4, compressed blocks arrive sooner; on a faster one (10 Gbit/s,
+//! loopback) compression is the bottleneck, and a push of data that shrinks little runs
+//! slower than uncompressed (README, "Measured", has both cases). Which one a link is
+//! depends on the link, the data and the host, so `auto`:
 //!
 //! 1. sends uncompressed and, once the transfer has settled ([`SETTLE`] after the first
 //!    acknowledged block), measures the acknowledged rate in windows of [`WINDOW`] until

@@ -1,18 +1,17 @@
 //! Writing large pieces past the page cache (`O_DIRECT`).
 //!
 //! A target writing a fresh multi-gigabyte file through the page cache pays for every
-//! new cache page (allocate, zero-account, copy in, write back later). On the build
-//! machine that is the ceiling of the whole transfer: `dd` of a cached 4 GiB file into a
-//! new file runs at 0.6–1.2 GB/s while the socket path carries 4 GB/s, and an `O_DIRECT`
-//! write of the same bytes with a few requests in flight (`fio --direct=1 --iodepth=8`)
-//! runs at 2.5–2.9 GB/s, with the copy done by the device instead of a core.
+//! new cache page (allocate, zero-account, copy in, write back later), and that can be
+//! the ceiling of the whole transfer, below what the sockets carry. An `O_DIRECT` write
+//! with a few requests in flight skips all of it: the device copies from the buffer
+//! instead of a core (README, "Measured", has the rates of both on the build machine).
 //!
 //! So the target writes the page-aligned middle of each large piece through a second
 //! descriptor opened with `O_DIRECT`, and the unaligned head and tail (a piece that does
 //! not start or end on a page boundary, such as a file's last block) through the normal
 //! one. Pages never mix: a page is either wholly inside one piece's aligned middle
 //! (direct) or touched through the page cache, and the kernel keeps the two coherent for
-//! the reads that follow (the running hash reading a piece back, `--verify`). The range
+//! the reads that follow (a resume checking a piece, `--verify`). The range
 //! is preallocated first (`fallocate`), which on ext4 lets direct writes to different
 //! ranges of one file run in parallel (a write into unallocated blocks takes the inode
 //! lock exclusively) and reports a full disk before any byte moves.

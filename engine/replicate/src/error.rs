@@ -32,8 +32,13 @@ pub enum ReplicateError {
     #[error("unexpected answer from the target: {0}")]
     Unexpected(&'static str),
     /// An `--exclude` pattern that does not parse.
-    #[error("bad exclude pattern {0:?}")]
-    BadPattern(String),
+    #[error("bad exclude pattern {pattern:?}: {reason}")]
+    BadPattern {
+        /// The pattern as given.
+        pattern: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// More entries than file ids.
     #[error("too many entries for one job")]
     TooManyEntries,

@@ -8,9 +8,9 @@
 //! piece digests alone. A missing, misplaced, repeated or wrong piece, a wrong size or a
 //! different piece layout all change it, so it ends the same end-to-end check as a hash of
 //! the bytes; it cannot say anything about bytes outside the pieces, which are holes the
-//! target never writes. The earlier definition (xxh3-128 of the content, holes as zeros)
-//! made each end hash every byte twice, and made the target hash in file order: blocks
-//! arriving ahead of the cursor were held in memory or read back from the disk.
+//! target never writes. A digest of the content itself would make each end hash every
+//! byte twice, and the target hash in file order, holding blocks that arrive ahead of its
+//! cursor in memory or reading them back from the disk.
 //!
 //! ```text
 //! digest = xxh3_128( size u64 ‖ for each piece: offset u64 ‖ len u32 ‖ xxh3_64(data) u64 )

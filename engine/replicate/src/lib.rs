@@ -1,12 +1,17 @@
 //! The replication task: moves a replica of files and directory trees from a source to a
 //! target, resumably, with nothing lost or corrupted.
 //!
+//! In the workspace's arrows (`wire ← session ← runtime ← replicate ← cli`) it stands on
+//! `hawser-runtime`, which runs DSP sessions on the shards, and on `hawser-wire`, whose
+//! codec of the replication messages it re-exports as [`proto`]; the `hawser` binary
+//! builds `serve`, `push`, `pull` and `bench` on it.
+//!
 //! The task is transport-independent. The [`Source`] walks its trees and produces
 //! requests; the [`Target`] answers each one by writing under its root. They talk through
-//! a [`Transport`] — pipelined request → response — which the session layer implements
-//! over a DSP nexus (each request is the body of one exchange, see
-//! [`proto::MessageKind::exchange_id`]), and [`MemoryTransport`] implements in-process
-//! for tests.
+//! a [`Transport`] — pipelined request → response — which [`service`] implements over a
+//! runtime client's pipeline (each request is the body of one exchange of a DSP nexus,
+//! see [`proto::MessageKind::exchange_id`]) and binds the target to a runtime service;
+//! [`MemoryTransport`] implements it in-process for tests.
 //!
 //! A job, as messages (bytes in `docs/PROTOCOL.md` ("Replication exchanges")):
 //!
@@ -64,8 +69,8 @@ mod auto_compress;
 mod beneath;
 mod direct;
 mod error;
+mod excludes;
 mod file_digest;
-mod glob;
 mod journal;
 mod partial_files;
 mod pool;
@@ -91,7 +96,7 @@ pub use direct::WriteMode;
 pub use error::{
     EntryFailure, FailureReason, RemoteError, ReplicateError, TargetError, TransportError,
 };
-pub use glob::Excludes;
+pub use excludes::Excludes;
 pub use partial_files::{Expiry, PartialFiles, count_partials, remove_partials};
 pub use proto::RefusalKind;
 pub use report::{Percentiles, Report};

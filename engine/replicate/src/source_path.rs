@@ -4,7 +4,7 @@
 //! root, with the same rules the target applies to the paths it writes (relative, no `..`,
 //! no empty or `.` components, no NUL, no `.hawser-partial`; see `target_path`), and the
 //! same **decision** on symlinks: a symlink on the way to the entry refuses it. It is
-//! resolved beneath the root's directory descriptor (see [`beneath`](super::beneath)),
+//! resolved beneath the root's directory descriptor (see [`beneath`]),
 //! and the tree is then walked and read beneath the directory found
 //! ([`SourceRoot`]), so nothing outside the root is ever read, whatever changes
 //! meanwhile. The entry itself may be a symlink: it is sent as a symlink, never

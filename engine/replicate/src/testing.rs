@@ -7,6 +7,9 @@ use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use rand_core::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
 /// A directory under the system temp dir, removed on drop.
 #[derive(Debug)]
 pub struct TempDir(pub PathBuf);
@@ -50,17 +53,16 @@ fn make_writable(dir: &Path) {
     }
 }
 
-/// Deterministic pseudo-random bytes.
+/// The tests' pseudo-random generator: the same numbers for the same seed.
+pub fn seeded_rng(seed: u64) -> Xoshiro256PlusPlus {
+    Xoshiro256PlusPlus::seed_from_u64(seed)
+}
+
+/// `len` pseudo-random bytes, the same for the same seed.
 pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
+    let mut bytes = vec![0; len];
+    seeded_rng(seed).fill_bytes(&mut bytes);
+    bytes
 }
 
 pub fn set_mtime(path: &Path, secs: i64, nanos: u32) {

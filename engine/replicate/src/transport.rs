@@ -1,16 +1,17 @@
 //! What the two sides talk through: pipelined request → response.
 //!
 //! The source hands requests to a [`Transport`] and takes completions back in any order;
-//! it never waits for one answer before sending the next request it may send. The
-//! session binding implements this trait over a DSP client: `send` is `Client::call`
-//! with the request's exchange id (`ordered` maps to `CallOptions::ordered`), `recv`
-//! drives the session until an `Event::Completed` arrives and maps a remote exception
-//! to [`RemoteError`]. [`MemoryTransport`] runs a [`Target`] in the same thread, for
-//! tests.
+//! it never waits for one answer before sending the next request it may send.
+//! [`PipelineTransport`](crate::service::PipelineTransport) implements this trait over a
+//! runtime pipeline: each request is one exchange with its kind's exchange id
+//! (`ordered` maps to `CallOptions::ordered`), and a remote exception becomes a
+//! [`RemoteError`]. [`MemoryTransport`] runs a [`Target`] in the same thread, for tests.
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
+use rand_core::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::error::{RemoteError, TransportError};
 use super::proto::{BLOCK_HEADER_LEN, MessageKind};
@@ -59,7 +60,8 @@ pub trait Transport {
 pub struct MemoryTransport {
     target: Option<Target>,
     done: VecDeque<Completion>,
-    shuffle: Option<u64>,
+    /// Draws the order of the answers (`None`: send order).
+    shuffle: Option<Xoshiro256PlusPlus>,
     requests_left: Option<u64>,
     body_bytes: u64,
     requests: u64,
@@ -84,7 +86,7 @@ impl MemoryTransport {
 
     /// Answers in an order drawn from `seed`.
     pub fn shuffled(mut self, seed: u64) -> Self {
-        self.shuffle = Some(seed | 1);
+        self.shuffle = Some(Xoshiro256PlusPlus::seed_from_u64(seed));
         self
     }
 
@@ -115,16 +117,6 @@ impl MemoryTransport {
     /// The target, unless it was killed.
     pub fn into_target(self) -> Option<Target> {
         self.target
-    }
-
-    fn next_random(&mut self) -> u64 {
-        // xorshift64: deterministic and good enough to reorder.
-        let mut x = self.shuffle.unwrap_or(1);
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.shuffle = Some(x);
-        x
     }
 }
 
@@ -169,10 +161,9 @@ impl Transport for MemoryTransport {
         if self.done.is_empty() {
             return Err(TransportError::Idle);
         }
-        let index = if self.shuffle.is_some() {
-            (self.next_random() % self.done.len() as u64) as usize
-        } else {
-            0
+        let index = match &mut self.shuffle {
+            Some(rng) => (rng.next_u64() % self.done.len() as u64) as usize,
+            None => 0,
         };
         self.done.remove(index).ok_or(TransportError::Idle)
     }

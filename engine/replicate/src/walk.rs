@@ -5,7 +5,7 @@
 //! goes through descriptors (`openat(O_DIRECTORY | O_NOFOLLOW)`, `fstatat(
 //! AT_SYMLINK_NOFOLLOW)`, `readlinkat`), and the source later opens each file beneath
 //! that directory with no symlink allowed on the way (see
-//! [`beneath`](super::beneath)): a file or directory replaced by a symlink between the
+//! [`beneath`]): a file or directory replaced by a symlink between the
 //! walk and the read is refused, never followed. A server sending a pull reads only
 //! beneath its root this way; a push reads the paths its user named the same way, from
 //! the directory that holds them.
@@ -18,7 +18,7 @@ use rustix::fs::{FileType, OFlags};
 
 use super::beneath::{self, RootDir};
 use super::error::ReplicateError;
-use super::glob::Excludes;
+use super::excludes::Excludes;
 use super::proto::{EntryKind, Extent};
 use super::sparse;
 

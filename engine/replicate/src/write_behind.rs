@@ -2,12 +2,10 @@
 //!
 //! A target receiving gigabytes through the page cache fills it with pages nobody will
 //! read again soon, evicting what the host was using, and each of those pages is a fresh
-//! one to allocate and fill. On the build machine (a VM, where memory the guest has not
-//! touched yet costs a fault in the host on first use) populating fresh cache pages is
-//! the dearest part of receiving small files: half of the server's CPU for 20,000 files
-//! of 4-256 KiB. Giving the pages back once they are written lets the next files reuse
-//! them: 1.4-2x the files per second, about half the system time, in a test writing 6,000
-//! such files (`posix_fadvise` as here vs leaving them cached).
+//! one to allocate and fill. Populating fresh cache pages is the dearest part of receiving
+//! small files (more so in a VM, where memory the guest has not touched yet costs a fault
+//! in the host on first use). Giving the pages back once they are written lets the next
+//! files reuse them (README, "Measured", has what it gains).
 //!
 //! So each file is advised `POSIX_FADV_DONTNEED` when it is complete, which starts the
 //! writeback of its dirty pages without waiting for it (pages still dirty stay), and

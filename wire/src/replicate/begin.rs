@@ -217,11 +217,12 @@ impl BeginAck {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn options() -> impl Strategy<Value = JobOptions> {
+    /// Any valid job options.
+    pub(crate) fn options() -> impl Strategy<Value = JobOptions> {
         (any::<[bool; 6]>(), 0u8..3, MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).prop_map(
             |(b, c, block_size)| JobOptions {
                 verify: b[0],

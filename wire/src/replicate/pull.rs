@@ -156,9 +156,9 @@ pub struct PullReport {
     pub deleted_paths: Vec<String>,
     /// Entries that failed (as many as fitted).
     pub failures: Vec<EntryFailure>,
-    /// Failed entries not listed in `failures`.
+    /// Failed entries not listed in `failures` (beyond those the encoding leaves out).
     pub unlisted_failures: u64,
-    /// Would-change paths (dry run) not listed.
+    /// Would-change paths (dry run) not listed (beyond those the encoding leaves out).
     pub unlisted_changes: u64,
     /// Requests the server's session retried on the backchannel (connection losses).
     pub session_retries: u64,
@@ -211,10 +211,11 @@ fn read_failure(r: &mut Reader<'_>) -> Result<EntryFailure, ProtoError> {
 }
 
 /// Writes `total u64, listed u32` and the items that fit in [`LISTED_BYTES`], each with
-/// `put`.
+/// `put`; the total counts `unlisted` items beyond `items` too.
 fn put_bounded<T>(
     out: &mut BytesMut,
     items: &[T],
+    unlisted: u64,
     put: impl Fn(&mut BytesMut, &T) -> Result<(), ProtoError>,
 ) -> Result<(), ProtoError> {
     let mut encoded = BytesMut::new();
@@ -228,7 +229,7 @@ fn put_bounded<T>(
         }
         listed += 1;
     }
-    out.put_u64(items.len() as u64);
+    out.put_u64((items.len() as u64).saturating_add(unlisted));
     out.put_u32(listed);
     out.put_slice(&encoded);
     Ok(())
@@ -295,11 +296,21 @@ impl PullReport {
             out.put_u64(count);
         }
         let put_path = |out: &mut BytesMut, path: &String| put_u16_bytes(out, path.as_bytes());
-        put_bounded(&mut out, &self.would_change, put_path)?;
+        put_bounded(
+            &mut out,
+            &self.would_change,
+            self.unlisted_changes,
+            put_path,
+        )?;
         // Deleted: the counters' own total is `deleted`; this list is what the target
         // listed.
-        put_bounded(&mut out, &self.deleted_paths, put_path)?;
-        put_bounded(&mut out, &self.failures, put_failure)?;
+        put_bounded(&mut out, &self.deleted_paths, 0, put_path)?;
+        put_bounded(
+            &mut out,
+            &self.failures,
+            self.unlisted_failures,
+            put_failure,
+        )?;
         Ok(out.freeze())
     }
 

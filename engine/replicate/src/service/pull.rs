@@ -2,8 +2,8 @@
 //! `replicate.pull` ([`pull_service`]): it resolves the sources beneath its root, walks
 //! them into a [`Source`] and runs the job over a pipeline of the requesting nexus's
 //! backchannel ([`RequestContext::backchannel`]); the call's answer is the source's
-//! report ([`PullReport`]). The pulling client serves the one job's [`Target`] on its
-//! backchannel ([`pull_target_service`]).
+//! report ([`PullReport`](crate::proto::PullReport)). The pulling client serves the one
+//! job's [`Target`] on its backchannel ([`pull_target_service`]).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};

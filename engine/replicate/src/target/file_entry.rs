@@ -1,0 +1,156 @@
+//! A file entry of the manifest: up to date (its metadata brought in line), written
+//! whole from its inline data, or registered as a [`Partial`] waiting for its blocks
+//! (with resume, only the blocks an interrupted job left missing).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex};
+
+use rustix::fs::{FileType, OFlags, Stat};
+
+use super::dirs::DirHandle;
+use super::job::{Job, lock, lossy};
+use super::manifest::OwnedVerdict;
+use super::metadata::apply_metadata;
+use super::partial::{MAX_PIECES, PART, Partial};
+use crate::beneath;
+use crate::journal;
+use crate::proto::{FinishReport, ManifestEntry, RefusalKind};
+use crate::sparse::{self, Piece};
+use crate::target_path::{split_last, temp_name};
+
+impl Job {
+    /// Answers a file entry whose directory is `dir` and whose name there is taken by
+    /// `existing`.
+    pub(super) fn file_entry(
+        &self,
+        entry: &ManifestEntry<'_>,
+        dir: Option<Arc<DirHandle>>,
+        existing: Option<Stat>,
+        report: &mut FinishReport,
+    ) -> Result<OwnedVerdict, (RefusalKind, String)> {
+        let dry_run = self.options.dry_run;
+        let name = split_last(entry.path).1;
+        if let (Some(st), Some(dir)) = (&existing, &dir)
+            && beneath::kind(st) == FileType::RegularFile
+            && beneath::size(st) == entry.size
+        {
+            let same = if self.options.checksum {
+                let hash = beneath::open_regular(dir.fd(), name, OFlags::RDONLY)
+                    .and_then(|f| sparse::hash_file(&f, entry.size));
+                entry.content_hash.is_some() && hash.ok() == entry.content_hash
+            } else {
+                beneath::mtime_ns(st) == entry.mtime_ns
+            };
+            if same {
+                if !dry_run {
+                    apply_metadata(dir, name, st, entry.mode, entry.mtime_ns)
+                        .map_err(self.refusal(entry.path))?;
+                }
+                report.up_to_date += 1;
+                return Ok(OwnedVerdict::UpToDate);
+            }
+        }
+        let Some(dir) = dir.filter(|_| !dry_run) else {
+            return Ok(if entry.inline.is_some() {
+                OwnedVerdict::Done
+            } else {
+                OwnedVerdict::NeedAll
+            });
+        };
+        if entry.inline.is_none()
+            && sparse::piece_count(&entry.data_extents(), self.options.block_size) > MAX_PIECES
+        {
+            return Err((RefusalKind::TooManyBlocks, lossy(entry.path)));
+        }
+        if let Some(data) = entry.inline {
+            if entry.content_hash != Some(hawser_wire::xxh3::hash128(data)) {
+                return Err((RefusalKind::ContentMismatch, lossy(entry.path)));
+            }
+            let temp = temp_name(name, PART);
+            let write = || -> io::Result<File> {
+                let (folder, mut file) = dir.create_temp(&temp)?;
+                let placed = (|| {
+                    file.write_all(data)?;
+                    beneath::set_mode(&file, entry.mode)?;
+                    beneath::set_mtime(&file, entry.mtime_ns)?;
+                    if self.options.fsync {
+                        file.sync_all()?;
+                    }
+                    self.replace(folder.as_fd(), &temp, &dir, name)
+                })();
+                if let Err(e) = placed {
+                    let _ = beneath::unlink(folder.as_fd(), &temp);
+                    return Err(e);
+                }
+                Ok(file)
+            };
+            let file = write().map_err(self.refusal(entry.path))?;
+            self.leave_cache(file);
+            report.files_written += 1;
+            report.bytes_received += data.len() as u64;
+            return Ok(OwnedVerdict::Done);
+        }
+        self.register_partial(entry, &dir, report)
+            .map_err(self.refusal(entry.path))
+    }
+
+    /// Registers a file needing data; with resume, checks the partial file and journal
+    /// an interrupted job left and answers with the blocks still missing.
+    fn register_partial(
+        &self,
+        entry: &ManifestEntry<'_>,
+        dir: &DirHandle,
+        report: &mut FinishReport,
+    ) -> io::Result<OwnedVerdict> {
+        let name = split_last(entry.path).1;
+        let identity = journal::Identity {
+            size: entry.size,
+            mtime_ns: entry.mtime_ns,
+            block_size: self.options.block_size,
+        };
+        let pieces: HashMap<u64, u32> =
+            sparse::pieces(&entry.data_extents(), self.options.block_size)
+                .into_iter()
+                .map(|p| (p.offset, p.len))
+                .collect();
+        let mut resumed = None;
+        if self.options.resume
+            && let Some(found) = self.check_resumable(dir, name, identity, &pieces, report)?
+        {
+            resumed = Some(found);
+        }
+        let (resumed, received) = match resumed {
+            Some((ids, received)) => (Some(ids), Some(received)),
+            None => (None, None),
+        };
+        let resuming = received.is_some();
+        let received = received.unwrap_or_default();
+        let block_size = self.options.block_size;
+        let mut missing: Vec<u32> = pieces
+            .iter()
+            .filter(|(offset, _)| !received.contains_key(offset))
+            .map(|(&offset, &len)| Piece { offset, len }.block_index(block_size))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        let partial = Partial {
+            size: entry.size,
+            dir: Arc::clone(&dir.rel),
+            name: name.into(),
+            new_journal: (!resuming && pieces.len() > 1).then_some(identity),
+            pieces,
+            received,
+            resumed,
+            open: None,
+        };
+        lock(&self.partials).insert(entry.file_id, Arc::new(Mutex::new(Some(partial))));
+        Ok(if resuming {
+            OwnedVerdict::NeedBlocks(missing)
+        } else {
+            OwnedVerdict::NeedAll
+        })
+    }
+}

@@ -1,0 +1,212 @@
+//! A Manifest batch: each entry's path checked and remembered (a path named twice is
+//! refused), then answered by its kind: directories and symlinks are made here, files
+//! are checked or registered for their data (see [`file_entry`](super::file_entry)).
+
+use std::io;
+use std::os::fd::AsFd;
+
+use bytes::BytesMut;
+use rustix::fs::FileType;
+
+use super::dirs::dir_refusal;
+use super::job::{Job, Tree, lock, lossy};
+use super::partial::LINK;
+use crate::beneath;
+use crate::error::TargetError;
+use crate::proto::{
+    AnswerEntry, EntryKind, FinishReport, ManifestAnswer, ManifestBatch, ManifestEntry,
+    RefusalKind, Verdict,
+};
+use crate::target_path::{self, path_key, split_last, temp_name};
+
+/// An entry's verdict, kept until the batch's answer is encoded (a refusal's detail by
+/// its index in the batch's details).
+#[derive(Debug)]
+pub(super) enum OwnedVerdict {
+    UpToDate,
+    Done,
+    NeedAll,
+    NeedBlocks(Vec<u32>),
+    Refused(RefusalKind, usize),
+}
+
+/// At most the first `max` bytes.
+fn truncate(bytes: &[u8], max: usize) -> &[u8] {
+    &bytes[..bytes.len().min(max)]
+}
+
+impl Job {
+    /// Answers a Manifest batch, entry by entry.
+    pub(super) fn manifest(
+        &self,
+        batch: ManifestBatch<'_>,
+        out: &mut BytesMut,
+    ) -> Result<(), TargetError> {
+        let _gate = self.enter()?;
+        let mut tree = lock(&self.tree);
+        let mut report = FinishReport::default();
+        let result = self.manifest_entries(&batch, &mut tree, &mut report, out);
+        add_report(&mut lock(&self.report), &report);
+        result
+    }
+
+    fn manifest_entries(
+        &self,
+        batch: &ManifestBatch<'_>,
+        tree: &mut Tree,
+        report: &mut FinishReport,
+        out: &mut BytesMut,
+    ) -> Result<(), TargetError> {
+        let mut answers = Vec::with_capacity(batch.entries.len());
+        let mut details = Vec::new();
+        for entry in &batch.entries {
+            let verdict = match self.remember(entry.path, tree)? {
+                None => self.entry(entry, tree, report),
+                Some(refused) => Err(refused),
+            };
+            let verdict = verdict.unwrap_or_else(|(kind, detail)| {
+                report.refused += 1;
+                details.push(detail);
+                OwnedVerdict::Refused(kind, details.len() - 1)
+            });
+            answers.push((entry.file_id, verdict));
+        }
+        let answer = ManifestAnswer {
+            entries: answers
+                .into_iter()
+                .map(|(file_id, verdict)| AnswerEntry {
+                    file_id,
+                    verdict: match verdict {
+                        OwnedVerdict::UpToDate => Verdict::UpToDate,
+                        OwnedVerdict::Done => Verdict::Done,
+                        OwnedVerdict::NeedAll => Verdict::NeedAll,
+                        OwnedVerdict::NeedBlocks(blocks) => Verdict::NeedBlocks(blocks),
+                        OwnedVerdict::Refused(kind, i) => Verdict::Refused {
+                            kind,
+                            // Details are bounded so the answer always encodes.
+                            detail: truncate(details[i].as_bytes(), 1024),
+                        },
+                    },
+                })
+                .collect(),
+        };
+        answer.encode(out)?;
+        Ok(())
+    }
+
+    /// Checks an entry's path and remembers it: a refusal for a malformed path or one
+    /// named before, a failure of the whole request beyond the job's limit.
+    fn remember(
+        &self,
+        path: &[u8],
+        tree: &mut Tree,
+    ) -> Result<Option<(RefusalKind, String)>, TargetError> {
+        if let Err(kind) = target_path::check_relative(path) {
+            return Ok(Some((kind, lossy(path))));
+        }
+        if tree.seen.len() as u64 >= self.limits.max_entries {
+            return Err(TargetError::TooManyEntries(self.limits.max_entries));
+        }
+        if tree.seen.insert(path_key(path), true) == Some(true) {
+            return Ok(Some((
+                RefusalKind::DuplicatePath,
+                format!("{} was named before in this job", lossy(path)),
+            )));
+        }
+        // The directories on the way: a source names them first, others may not.
+        let mut dir = split_last(path).0;
+        while !dir.is_empty() {
+            match tree.seen.entry(path_key(dir)) {
+                std::collections::hash_map::Entry::Occupied(_) => break,
+                std::collections::hash_map::Entry::Vacant(vacant) => vacant.insert(false),
+            };
+            dir = split_last(dir).0;
+        }
+        Ok(None)
+    }
+
+    fn entry(
+        &self,
+        entry: &ManifestEntry<'_>,
+        tree: &mut Tree,
+        report: &mut FinishReport,
+    ) -> Result<OwnedVerdict, (RefusalKind, String)> {
+        let dry_run = self.options.dry_run;
+        let (dir_rel, name) = split_last(entry.path);
+        let dir = self
+            .dir(dir_rel, !dry_run, &mut report.dirs_created)
+            .map_err(|e| dir_refusal(dir_rel, &e))?;
+        let existing = match &dir {
+            Some(dir) => beneath::stat(dir.fd(), name).map_err(self.refusal(entry.path))?,
+            None => None,
+        };
+        let existing_kind = existing.as_ref().map(beneath::kind);
+        match entry.kind {
+            EntryKind::Dir => {
+                let verdict = match (existing_kind, &dir) {
+                    (Some(FileType::Directory), _) => {
+                        report.up_to_date += 1;
+                        OwnedVerdict::UpToDate
+                    }
+                    (_, Some(dir)) if !dry_run => {
+                        if existing.is_some() {
+                            self.remove(dir, name).map_err(self.refusal(entry.path))?;
+                        }
+                        beneath::mkdir(dir.fd(), name, 0o777).map_err(self.refusal(entry.path))?;
+                        report.dirs_created += 1;
+                        OwnedVerdict::Done
+                    }
+                    _ => OwnedVerdict::Done,
+                };
+                tree.dirs
+                    .insert(path_key(entry.path), (entry.mode, entry.mtime_ns));
+                Ok(verdict)
+            }
+            EntryKind::Symlink => {
+                let target = entry.symlink_target;
+                if let (Some(FileType::Symlink), Some(dir), Some(st)) =
+                    (existing_kind, &dir, &existing)
+                    && beneath::read_link(dir.fd(), name).is_ok_and(|t| t == target)
+                {
+                    if !dry_run && beneath::mtime_ns(st) != entry.mtime_ns {
+                        beneath::set_symlink_mtime(dir.fd(), name, entry.mtime_ns)
+                            .map_err(self.refusal(entry.path))?;
+                    }
+                    report.up_to_date += 1;
+                    return Ok(OwnedVerdict::UpToDate);
+                }
+                let Some(dir) = dir.filter(|_| !dry_run) else {
+                    return Ok(OwnedVerdict::Done);
+                };
+                let temp = temp_name(name, LINK);
+                let create = || -> io::Result<()> {
+                    let folder = dir.partial_dir()?;
+                    beneath::remove_all(folder.as_fd(), &temp)?;
+                    beneath::symlink(target, folder.as_fd(), &temp)?;
+                    let placed = beneath::set_symlink_mtime(folder.as_fd(), &temp, entry.mtime_ns)
+                        .and_then(|()| self.replace(folder.as_fd(), &temp, &dir, name));
+                    if placed.is_err() {
+                        let _ = beneath::unlink(folder.as_fd(), &temp);
+                    }
+                    placed
+                };
+                create().map_err(self.refusal(entry.path))?;
+                report.symlinks_created += 1;
+                Ok(OwnedVerdict::Done)
+            }
+            EntryKind::File => self.file_entry(entry, dir, existing, report),
+        }
+    }
+}
+
+/// Adds a batch's counters to the job's.
+fn add_report(into: &mut FinishReport, more: &FinishReport) {
+    into.files_written += more.files_written;
+    into.up_to_date += more.up_to_date;
+    into.dirs_created += more.dirs_created;
+    into.symlinks_created += more.symlinks_created;
+    into.deleted += more.deleted;
+    into.refused += more.refused;
+    into.bytes_received += more.bytes_received;
+    into.bytes_resumed += more.bytes_resumed;
+}
