@@ -393,7 +393,8 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, MoverError> {
         pull_service(&root, handler_threads.saturating_sub(1).max(1)).map_err(io_err(&root))?;
     let congestion = args.congestion.clone().or(file.congestion);
     if let Some(name) = &congestion {
-        hawser_shards::check_congestion_control(name).map_err(MoverError::Usage)?;
+        hawser_shards::check_congestion_control(name)
+            .map_err(|e| MoverError::Usage(e.to_string()))?;
     }
     let allow_anonymous = if args.allow_anonymous {
         Some(true)
@@ -734,7 +735,8 @@ pub fn connect_serving(
         ..ClientOptions::default()
     };
     if let Some(name) = &job.congestion {
-        hawser_shards::check_congestion_control(name).map_err(MoverError::Usage)?;
+        hawser_shards::check_congestion_control(name)
+            .map_err(|e| MoverError::Usage(e.to_string()))?;
     }
     if let Some(identity) = &job.identity {
         config.identity = identity.clone();

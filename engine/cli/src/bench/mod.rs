@@ -455,7 +455,7 @@ fn run_raw(args: &BenchArgs, shards: usize, busy_poll_us: u64) -> Result<BenchRe
         tcp_congestion: args.congestion.clone(),
         ..hawser_shards::ShardsConfig::default()
     };
-    let mut run = hawser_shards::LoopbackBulk {
+    let mut run = hawser_shards::demo::LoopbackBulk {
         connections: args.connections.max(1),
         bytes: 0,
         digest: args.digest,
@@ -468,9 +468,9 @@ fn run_raw(args: &BenchArgs, shards: usize, busy_poll_us: u64) -> Result<BenchRe
     // from 4 to 12 GB/s, depending on the hour and the congestion control).
     let warmup = (args.duration * 0.1).clamp(0.2, 1.0);
     run.bytes = (4e9 * warmup) as u64;
-    let estimate = hawser_shards::loopback_bulk(config.clone(), &run)?;
+    let estimate = hawser_shards::demo::loopback_bulk(config.clone(), &run)?;
     run.bytes = (estimate * args.duration.max(0.1)) as u64;
-    let rate = hawser_shards::loopback_bulk(config, &run)?;
+    let rate = hawser_shards::demo::loopback_bulk(config, &run)?;
     let histogram = new_histogram();
     Ok(BenchReport {
         mode: "raw",
