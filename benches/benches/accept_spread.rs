@@ -9,7 +9,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
 
-use hawser_shards::{Echo, Shards, ShardsConfig};
+use hawser_shards::demo::Echo;
+use hawser_shards::{Shards, ShardsConfig};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)

@@ -20,7 +20,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hawser_shards::{LoopbackBulk, ShardsConfig};
+use hawser_shards::ShardsConfig;
+use hawser_shards::demo::{LoopbackBulk, loopback_bulk};
 
 const MIB: usize = 1 << 20;
 const CONNS: usize = 4;
@@ -37,7 +38,7 @@ fn body() -> Bytes {
 }
 
 /// Bytes per second moved by `shards_n` shards over 4 connections
-/// ([`hawser_shards::loopback_bulk`]). Placement is explicit: each shard listens on its
+/// ([`hawser_shards::demo::loopback_bulk`]). Placement is explicit: each shard listens on its
 /// own port and opens 2 of the connections, to the next shard (`local == false`: every
 /// byte crosses cores, as the kernel's loopback copy goes from the sender's core to the
 /// receiver's) or to itself (`local == true`: both ends of a connection on one shard, the
@@ -58,7 +59,7 @@ fn run_shards(shards_n: usize, total: u64, digest: bool, local: bool) -> f64 {
         local,
         answers: false,
     };
-    hawser_shards::loopback_bulk(config, &run).expect("shards bulk run")
+    loopback_bulk(config, &run).expect("shards bulk run")
 }
 
 fn run_plain(total: u64) -> f64 {

@@ -4,7 +4,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// Everything that can go wrong starting shards or opening endpoints on them.
+/// Everything that can go wrong starting shards, opening endpoints on them, or checking
+/// their configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ShardError {
     /// The kernel has no io_uring, or a sysctl forbids it.
@@ -41,9 +42,33 @@ pub enum ShardError {
         /// The path we tried to bind.
         path: PathBuf,
     },
-    /// The configuration cannot work.
-    #[error("invalid shards configuration: {0}")]
-    InvalidConfig(String),
+    /// More shards than a shard id can name.
+    #[error("{shards} shards are too many; use at most 65535")]
+    TooManyShards {
+        /// The number asked for.
+        shards: usize,
+    },
+    /// The buffer pool's size is out of range.
+    #[error(
+        "a pool of {buffers} buffers of {buffer_size} bytes cannot work; use 1 to 32768 buffers of at least 1 byte"
+    )]
+    InvalidBufferPool {
+        /// Buffers per shard asked for.
+        buffers: u16,
+        /// Bytes per buffer asked for.
+        buffer_size: usize,
+    },
+    /// The TCP congestion control named is not available on this host.
+    #[error(
+        "TCP congestion control {name:?} is not available here (available: {}); others need their kernel module loaded",
+        available.join(" ")
+    )]
+    CongestionControlUnavailable {
+        /// The algorithm asked for.
+        name: String,
+        /// The algorithms the kernel offers.
+        available: Vec<String>,
+    },
     /// A shard thread is gone (it panicked or was shut down).
     #[error("shard {0} is not running; it was shut down or panicked (see its log)")]
     ShardGone(usize),
@@ -87,12 +112,24 @@ mod tests {
             ShardError::UnixPathInUse {
                 path: "/run/hawser.sock".into(),
             },
+            ShardError::TooManyShards { shards: 70_000 },
+            ShardError::InvalidBufferPool {
+                buffers: 0,
+                buffer_size: 4096,
+            },
+            ShardError::CongestionControlUnavailable {
+                name: "vegas".into(),
+                available: vec!["reno".into(), "cubic".into()],
+            },
         ];
         let hints = [
             "io_uring_disabled to 0",
             "ulimit -l",
             "choose another port",
             "remove the stale file",
+            "at most 65535",
+            "1 to 32768 buffers",
+            "kernel module loaded",
         ];
         for (e, hint) in errors.iter().zip(hints) {
             let msg = e.to_string();

@@ -22,6 +22,11 @@ use crate::mesh::Doorbell;
 /// Alignment of every buffer: a page, so buffers are usable with `O_DIRECT`.
 pub(crate) const BUFFER_ALIGN: usize = 4096;
 
+/// Bytes a pool of `count` buffers of `buf_size` bytes pins (each rounded up to a page).
+pub(crate) fn pool_bytes(count: u16, buf_size: usize) -> u64 {
+    (buf_size.next_multiple_of(BUFFER_ALIGN) * usize::from(count)) as u64
+}
+
 /// The memory of one shard's pool: `count` buffers of `buf_size` bytes, page aligned.
 pub(crate) struct PoolMemory {
     base: NonNull<u8>,

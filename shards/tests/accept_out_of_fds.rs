@@ -9,7 +9,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hawser_shards::{Echo, Shards, ShardsConfig};
+use hawser_shards::demo::Echo;
+use hawser_shards::{Shards, ShardsConfig};
 
 const ROLE: &str = "HAWSER_TEST_EMFILE_SERVER";
 

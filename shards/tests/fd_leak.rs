@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use crossbeam::channel;
-use hawser_shards::{BulkSink, BulkSource, Echo, Shards, ShardsConfig, open_fd_count};
+use hawser_shards::demo::{BulkSink, BulkSource, Echo};
+use hawser_shards::{Shards, ShardsConfig, open_fd_count};
 
 #[test]
 fn shutdown_leaks_no_file_descriptors() {

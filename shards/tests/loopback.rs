@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam::channel;
+use hawser_shards::demo::{BulkSink, BulkSource, Echo, SinkReport};
 use hawser_shards::{
-    AppMessage, BufHandle, BulkSink, BulkSource, Echo, FileDone, OpenOptions, Protocol, Received,
-    ShardCtx, ShardError, ShardHandler, Shards, ShardsConfig, SinkReport, Transmit,
+    AppMessage, BufHandle, FileDone, OpenOptions, Protocol, Received, ShardCtx, ShardError,
+    ShardHandler, Shards, ShardsConfig, Transmit,
 };
 
 fn config(shards: usize) -> ShardsConfig {

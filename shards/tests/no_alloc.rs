@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use std::time::Instant;
 
-use hawser_shards::{Echo, Protocol, Received, Shards, ShardsConfig, Transmit};
+use hawser_shards::demo::{BulkSink, BulkSource, Echo};
+use hawser_shards::{Protocol, Received, Shards, ShardsConfig, Transmit};
 
 /// Echo with a heartbeat deadline pushed back on every input, as a session protocol does.
 struct HeartbeatEcho {
@@ -129,17 +130,13 @@ fn steady_state_echo_with_moving_deadlines_does_not_allocate_per_operation() {
     // Bulk between shards: a shared body sent zero-copy, counted by a sink.
     let sink = shards
         .listen_tcp("127.0.0.1:0".parse().unwrap(), |_| {
-            hawser_shards::BulkSink::new(false, None)
+            BulkSink::new(false, None)
         })
         .unwrap();
     let body = bytes::Bytes::from(vec![0xa5u8; 1 << 20]);
     for shard in 0..2 {
         shards
-            .connect_tcp(
-                shard,
-                sink,
-                hawser_shards::BulkSource::new(body.clone(), 1 << 40),
-            )
+            .connect_tcp(shard, sink, BulkSource::new(body.clone(), 1 << 40))
             .unwrap();
     }
     std::thread::sleep(Duration::from_millis(200));

@@ -62,7 +62,7 @@ pub fn connect_serving(
         ..ClientOptions::default()
     };
     if let Some(name) = &job.congestion {
-        hawser_shards::check_congestion_control(name).map_err(CliError::Usage)?;
+        hawser_shards::check_congestion_control(name).map_err(|e| CliError::Usage(e.to_string()))?;
     }
     if let Some(identity) = &job.identity {
         config.identity = identity.clone();

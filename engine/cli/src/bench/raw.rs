@@ -23,7 +23,7 @@ pub(crate) fn run(
         tcp_congestion: args.congestion.clone(),
         ..hawser_shards::ShardsConfig::default()
     };
-    let mut run = hawser_shards::LoopbackBulk {
+    let mut run = hawser_shards::demo::LoopbackBulk {
         connections: args.connections.max(1),
         bytes: 0,
         digest: args.digest,
@@ -36,9 +36,9 @@ pub(crate) fn run(
     // severalfold with the machine's load and the congestion control).
     let warmup = (args.duration * 0.1).clamp(0.2, 1.0);
     run.bytes = (4e9 * warmup) as u64;
-    let estimate = hawser_shards::loopback_bulk(config.clone(), &run)?;
+    let estimate = hawser_shards::demo::loopback_bulk(config.clone(), &run)?;
     run.bytes = (estimate * args.duration.max(0.1)) as u64;
-    let rate = hawser_shards::loopback_bulk(config, &run)?;
+    let rate = hawser_shards::demo::loopback_bulk(config, &run)?;
     let histogram = new_latency_histogram();
     Ok(BenchReport {
         mode: "raw",

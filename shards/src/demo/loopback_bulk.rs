@@ -1,13 +1,14 @@
-//! The shards' raw bulk throughput over loopback: [`BulkSource`]s streaming one shared
-//! 1 MiB body into [`BulkSink`]s, no protocol above the sockets. What the session layer,
-//! `hawser bench --mode raw` and the `loopback_bulk` benchmark compare against.
+//! A loopback bulk run of shards with nothing above the sockets: [`BulkSource`]s stream
+//! one shared 1 MiB body into [`BulkSink`]s, and the rate is the bytes received over the
+//! time from the first connect to the last report.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::{BulkSink, BulkSource, Result, ShardError, Shards, ShardsConfig};
+use super::{BulkSink, BulkSource};
+use crate::{Result, ShardError, Shards, ShardsConfig};
 
 /// What to run.
 #[derive(Debug, Clone)]
