@@ -28,10 +28,11 @@ pub struct RuntimeConfig {
     /// `hawser_shards::ShardsConfig::busy_poll`): lower request/response latency for a
     /// busier core. `None`: sleep at once.
     pub busy_poll: Option<Duration>,
-    /// Pin shard `i` to CPU `i`. Off by default: every hawser process would pin its
-    /// first shard to CPU 0, so several on one host (a server and its pushes, or
-    /// parallel pushes) would share one core; turn it on for a process that has its
-    /// host's cores to itself.
+    /// Pin shard `i` to CPU `i` (see `hawser_shards::ShardsConfig::pin`). Off by
+    /// default: every hawser process would pin its first shard to CPU 0, so several on
+    /// one host (a server and its pushes, or parallel pushes) would share one core; turn
+    /// it on for a process that has its host's cores to itself. The shards a lone
+    /// server or client starts for itself are never pinned.
     pub pin: bool,
 }
 

@@ -28,10 +28,6 @@ pub(crate) fn shards_config(
     hawser_shards::ShardsConfig {
         shards,
         tcp_congestion,
-        // Pinning is the runtime's choice (`RuntimeConfig::pin`), not the shards'
-        // default: set by `Runtime::start`, off for the shards a lone server or client
-        // starts for itself.
-        pin: false,
         handler: Some(Arc::new(|_| {
             Box::new(DriverHandler) as Box<dyn ShardHandler>
         })),
