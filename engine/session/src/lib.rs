@@ -97,12 +97,14 @@
 pub mod auth;
 mod budget;
 mod client;
+mod codec;
 mod config;
 mod deadlines;
+mod endpoint;
 mod error;
 mod event;
 mod exception;
-mod frame;
+mod frames;
 mod guard;
 #[cfg(test)]
 mod hostile_tests;
@@ -119,19 +121,20 @@ mod types;
 
 pub use auth::{ClientCredentials, ServerCredentials};
 pub use budget::{BUDGETED_FRAME_MIN, ReceiveBudget, Reservation};
-pub use client::{CallOptions, Client};
+pub use client::{CallOptions, Client, ClientSide};
+pub use codec::FrameError;
 pub use config::{
     AuthThrottleConfig, ChannelAttributes, ClientConfig, DEFAULT_RECEIVE_BUDGET, ServerConfig,
     ServerLimits, Timers,
 };
+pub use endpoint::Endpoint;
 pub use error::{CallError, LinkCloseReason, ProtocolError};
 pub use event::{Event, IncomingRequest, Reply};
 pub use exception::RemoteException;
-pub use frame::FrameError;
 pub use link::TransmitSink;
 pub use nexus::Footprint;
-pub use server::{Server, ServerLoad};
+pub use server::{Server, ServerLoad, ServerSide};
 pub use stats::{ConnectionStats, NexusStats};
 pub use throttle::ThrottleConfig;
 pub use throttle::TokenBucket;
-pub use types::{Channel, ExchangeId, IdHasher, IdMap, LinkId, NexusId, RequestId};
+pub use types::{Channel, ExchangeId, IdMap, LinkId, NexusId, RequestId};

@@ -1,4 +1,4 @@
-//! The server endpoint: accepts connections, authenticates them, and keeps nexuses.
+//! The server side: accepts connections, authenticates them, and keeps nexuses.
 //!
 //! The server is passive about nexus lifecycles: clients create, bind, recover and destroy.
 //! A nexus survives the loss of all its connections for its grace period (the client's
@@ -20,20 +20,26 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use hawser_wire::dsp::{
+    self as wire, BindConnection, Credit, NexusCreate, NexusDestroy, NexusDestroyed, NexusFeatures,
+    NexusRecover, Status,
+};
 
 use super::auth::{self, Attempt, DummyKey, NONCE_LEN};
 use super::budget::Reservation;
 use super::client::CallOptions;
+use super::codec::Frame;
 use super::config::{ChannelAttributes, ServerConfig};
 use super::deadlines::Deadlines;
+use super::endpoint::{Endpoint, Side};
 use super::error::{CallError, LinkCloseReason, ProtocolError};
 use super::event::{Event, IncomingRequest, Reply};
-use super::frame::{Features, Frame, SERVED_FEATURES, Status, VERSION};
+use super::frames::{self, SERVED_FEATURES, VERSION};
 use super::guard::{AuthThrottle, Source, SourceCounts, source_of};
-use super::link::{GoAwayCode, Link, Received, TransmitSink, go_away_code};
+use super::link::{GoAwayCode, Link};
 use super::nexus::{Footprint, NexusCore};
-use super::stats::{ConnectionStats, NexusStats};
+use super::stats::NexusStats;
 use super::throttle::TokenBucket;
 use super::types::{Channel, ExchangeId, IdMap, LinkId, NexusId, RequestId};
 
@@ -43,14 +49,17 @@ struct CreateRequest {
     fore: ChannelAttributes,
     back: ChannelAttributes,
     grace_ms: u32,
-    features: Features,
+    features: NexusFeatures,
 }
 
+/// Where a server connection is in its handshake (opaque outside this module).
 #[derive(Debug)]
-enum ServerPhase {
-    AwaitHello {
-        nonce: [u8; NONCE_LEN],
-    },
+pub struct ServerPhase(Phase);
+
+#[derive(Debug)]
+enum Phase {
+    /// Accepted, this nonce ours; the client's Hello is next.
+    AwaitHello { nonce: [u8; NONCE_LEN] },
     /// Hello exchanged; the client's Auth is next.
     AwaitAuth {
         client_nonce: [u8; NONCE_LEN],
@@ -64,9 +73,8 @@ enum ServerPhase {
         server_nonce: [u8; NONCE_LEN],
         attempt: Attempt,
     },
-    Authenticated {
-        identity: String,
-    },
+    /// Authenticated as `identity`; a NexusCreate, BindConnection or NexusRecover is next.
+    Authenticated { identity: String },
     /// A NexusCreate waiting for the identity's previous nexus to go away (since
     /// `since`; at most the server's grace period).
     Held {
@@ -74,18 +82,15 @@ enum ServerPhase {
         request: CreateRequest,
         since: Instant,
     },
-    Bound {
-        nexus: NexusId,
-    },
+    /// A member of `nexus`.
+    Bound { nexus: NexusId },
 }
 
-impl ServerPhase {
+impl Phase {
     fn is_authenticated(&self) -> bool {
         !matches!(
             self,
-            ServerPhase::AwaitHello { .. }
-                | ServerPhase::AwaitAuth { .. }
-                | ServerPhase::AuthDelayed { .. }
+            Phase::AwaitHello { .. } | Phase::AwaitAuth { .. } | Phase::AuthDelayed { .. }
         )
     }
 }
@@ -132,13 +137,11 @@ pub struct ServerLoad {
     pub throttled: (usize, usize),
 }
 
-/// The server side: every nexus of every client. See the module docs of
-/// [`session`](super).
+/// The server's part of an [`Endpoint`]: every nexus of every client, and what guards
+/// the server against its peers.
 #[derive(Debug)]
-pub struct Server {
+pub struct ServerSide {
     config: ServerConfig,
-    links: IdMap<LinkId, Link<ServerPhase>>,
-    next_conn: u64,
     nexuses: IdMap<NexusId, ServerNexus>,
     by_identity: HashMap<String, NexusId>,
     /// Held creates by identity, oldest first.
@@ -152,11 +155,13 @@ pub struct Server {
     dummy_key: DummyKey,
     id_key: [u8; 32],
     ids_issued: u64,
-    events: VecDeque<Event>,
     /// Connections not read until the receive budget has room for their next frame, in
     /// the order they started waiting.
     budget_waiters: VecDeque<LinkId>,
 }
+
+/// The server side: every nexus of every client. See the crate docs.
+pub type Server = Endpoint<ServerSide>;
 
 /// `u32` milliseconds of `d`, saturating.
 fn millis(d: Duration) -> u32 {
@@ -171,16 +176,98 @@ fn describe_source(source: Source) -> String {
     }
 }
 
-impl Server {
+impl Side for ServerSide {
+    type Phase = ServerPhase;
+
+    fn screen(phase: &ServerPhase, frame: &Frame) -> Result<(), ProtocolError> {
+        if matches!(phase.0, Phase::AwaitHello { .. })
+            && !matches!(frame, Frame::Hello(_) | Frame::GoAway(_))
+        {
+            // Nothing, not even a Ping, comes before the Hello exchange.
+            return Err(ProtocolError::Unexpected(frame.kind().name()));
+        }
+        Ok(())
+    }
+
+    fn on_frame(
+        ep: &mut Server,
+        now: Instant,
+        conn: LinkId,
+        frame: Frame,
+        reservation: Option<Reservation>,
+    ) -> Result<(), ProtocolError> {
+        let request = match (&frame, &reservation) {
+            (Frame::Request(r), Some(_)) if r.channel == Channel::Fore => {
+                Some((r.slot, RequestId(r.request_id)))
+            }
+            _ => None,
+        };
+        ep.handle_frame(now, conn, frame)?;
+        if let (Some((slot, request)), Some(reservation)) = (request, reservation) {
+            ep.hold_until_answered(conn, slot, request, reservation);
+        }
+        Ok(())
+    }
+
+    fn on_close(ep: &mut Server, now: Instant, conn: LinkId) {
+        ep.link_closed(now, conn);
+    }
+
+    fn after_frames(ep: &mut Server, _now: Instant, conn: LinkId) {
+        ep.schedule_link(conn);
+    }
+
+    fn after_lend(ep: &mut Server, conn: LinkId, lent: bool) {
+        if let Some(link) = ep.links.get_mut(&conn)
+            && !lent
+            && link.waiting_for_budget()
+            && !link.budget_queued
+        {
+            link.budget_queued = true;
+            ep.side.budget_waiters.push_back(conn);
+        }
+        // A reservation granted or refused moves the link's frame and dead timers.
+        ep.schedule_link(conn);
+    }
+
+    fn after_transmit(ep: &mut Server, conn: LinkId, sent: usize) {
+        if sent > 0 {
+            // What was sent may have moved the connection's deadline.
+            ep.schedule_link(conn);
+        }
+    }
+
+    fn after_forget(ep: &mut Server, conn: LinkId) {
+        ep.side.deadlines.forget(Timer::Link(conn));
+    }
+
+    fn poll_timeout(ep: &Server) -> Option<Instant> {
+        ep.side.deadlines.next()
+    }
+
+    /// Visits only what is due: heartbeats, dead connections, handshake deadlines,
+    /// delayed authentication answers, held creates, grace periods, throttling.
+    fn handle_timeout(ep: &mut Server, now: Instant) {
+        let mut due = std::mem::take(&mut ep.side.due);
+        ep.side.deadlines.take_due(now, &mut due);
+        for timer in due.drain(..) {
+            match timer {
+                Timer::Link(conn) => ep.link_timer(now, conn),
+                Timer::Nexus(nexus) => ep.nexus_timer(now, nexus),
+            }
+        }
+        ep.side.due = due;
+    }
+}
+
+impl Endpoint<ServerSide> {
     /// A server; `seed` (random, from the driver) keys the generator of nexus ids (so
     /// they cannot be predicted, even from earlier ones) and the dummy secrets of unknown
     /// identities. Binding also checks the authenticated identity, so ids are not secrets.
     pub fn new(config: ServerConfig, seed: u64) -> Self {
-        Server {
+        Endpoint::with_side(ServerSide {
             auth_throttle: AuthThrottle::new(config.auth_throttle),
             config,
-            links: IdMap::default(),
-            next_conn: 1,
             nexuses: IdMap::default(),
             by_identity: HashMap::new(),
             held: HashMap::new(),
@@ -191,9 +278,8 @@ impl Server {
             dummy_key: auth::dummy_key(seed),
             id_key: auth::derive_key(seed, b"hawser-nexus-ids"),
             ids_issued: 0,
-            events: VecDeque::new(),
             budget_waiters: VecDeque::new(),
-        }
+        })
     }
 
     /// The driver accepted a connection whose peer address it does not know; `nonce` must
@@ -212,22 +298,18 @@ impl Server {
         nonce: [u8; NONCE_LEN],
         peer: Option<IpAddr>,
     ) -> LinkId {
-        let id = LinkId(self.next_conn);
-        self.next_conn += 1;
-        let mut link = Link::new(
-            id,
-            ServerPhase::AwaitHello { nonce },
-            now,
-            self.config.timers,
-        );
-        link.align_request_bodies_at(self.config.align_request_bodies_at);
+        let config = &self.side.config;
+        let (timers, align) = (config.timers, config.align_request_bodies_at);
+        let budget = config.receive_budget.clone();
+        let link = self.open_link(now, ServerPhase(Phase::AwaitHello { nonce }), timers);
+        link.align_request_bodies_at(align);
         link.peer = peer;
-        link.set_budget(self.config.receive_budget.clone());
-        self.links.insert(id, link);
+        link.set_budget(budget);
+        let id = link.id;
         let source = source_of(peer);
-        let from_source = self.connections_by_source.add(source);
-        self.unauthenticated += 1;
-        let limits = self.config.limits;
+        let from_source = self.side.connections_by_source.add(source);
+        self.side.unauthenticated += 1;
+        let limits = self.side.config.limits;
         if from_source > limits.connections_per_address {
             let text = format!(
                 "too many connections from {}: at most {} per address \
@@ -236,7 +318,7 @@ impl Server {
                 limits.connections_per_address
             );
             self.refuse_connection(now, id, text);
-        } else if self.unauthenticated > limits.handshakes_in_progress as usize {
+        } else if self.side.unauthenticated > limits.handshakes_in_progress as usize {
             let text = format!(
                 "too many connections are authenticating: at most {} at once \
                  (limits.handshakes_in_progress); try again shortly",
@@ -248,51 +330,21 @@ impl Server {
         id
     }
 
-    /// Bytes arrived on `conn`.
-    pub fn handle_input(&mut self, now: Instant, conn: LinkId, bytes: &[u8]) {
-        let Some(link) = self.links.get_mut(&conn) else {
-            return;
-        };
-        link.receive(now, bytes);
-        self.handle_frames(now, conn);
-        self.schedule_link(conn);
-    }
-
-    /// The receive buffer of `conn`, for a driver that receives straight into its spare
-    /// capacity instead of handing bytes to [`handle_input`](Self::handle_input): it has
-    /// room for at least 64 KiB and for the rest of an incomplete frame, so a large body
-    /// lands in its frame's storage without a copy. Give it back with
-    /// [`handle_received`](Self::handle_received). `None` for an unknown or closing
-    /// connection, and for one whose next frame must wait for the receive budget: the
-    /// driver then does not read it until [`next_budget_wakeup`](Self::next_budget_wakeup)
-    /// names it.
-    pub fn recv_buffer(&mut self, now: Instant, conn: LinkId) -> Option<BytesMut> {
-        let link = self.links.get_mut(&conn)?;
-        let buf = link.lend_rx(now);
-        if buf.is_none() && link.waiting_for_budget() && !link.budget_queued {
-            link.budget_queued = true;
-            self.budget_waiters.push_back(conn);
-        }
-        // A reservation granted or refused moves the link's frame and dead timers.
-        self.schedule_link(conn);
-        buf
-    }
-
     /// A connection waiting for the receive budget whose next frame now fits: the driver
     /// asks for its receive buffer again. Call after anything that may release budget
     /// (received frames, answers, closed connections, timers) until `None`.
     pub fn next_budget_wakeup(&mut self) -> Option<LinkId> {
-        let budget = self.config.receive_budget.as_ref()?;
-        while let Some(&conn) = self.budget_waiters.front() {
+        let budget = self.side.config.receive_budget.as_ref()?;
+        while let Some(&conn) = self.side.budget_waiters.front() {
             let Some(link) = self.links.get_mut(&conn) else {
-                self.budget_waiters.pop_front();
+                self.side.budget_waiters.pop_front();
                 continue;
             };
             let need = match link.budget_needed() {
                 Some(need) if link.is_open() && link.waiting_for_budget() => need,
                 _ => {
                     link.budget_queued = false;
-                    self.budget_waiters.pop_front();
+                    self.side.budget_waiters.pop_front();
                     continue;
                 }
             };
@@ -300,55 +352,10 @@ impl Server {
                 return None;
             }
             link.budget_queued = false;
-            self.budget_waiters.pop_front();
+            self.side.budget_waiters.pop_front();
             return Some(conn);
         }
         None
-    }
-
-    /// The buffer from [`recv_buffer`](Self::recv_buffer) came back with `filled` new
-    /// bytes: handles the frames they complete.
-    pub fn handle_received(&mut self, now: Instant, conn: LinkId, buf: BytesMut, filled: usize) {
-        let Some(link) = self.links.get_mut(&conn) else {
-            return;
-        };
-        link.return_rx(now, buf, filled);
-        self.handle_frames(now, conn);
-        self.schedule_link(conn);
-    }
-
-    /// Decodes and handles the complete frames waiting on `conn`.
-    fn handle_frames(&mut self, now: Instant, conn: LinkId) {
-        while let Some(link) = self.links.get_mut(&conn) {
-            match link.next_frame() {
-                Ok(Some((frame, reservation))) => {
-                    let request = match (&frame, &reservation) {
-                        (
-                            Frame::Request {
-                                channel: Channel::Fore,
-                                slot,
-                                request,
-                                ..
-                            },
-                            Some(_),
-                        ) => Some((*slot, *request)),
-                        _ => None,
-                    };
-                    if let Err(e) = self.handle_frame(now, conn, frame) {
-                        self.fail_link(now, conn, e);
-                        break;
-                    }
-                    if let (Some((slot, request)), Some(reservation)) = (request, reservation) {
-                        self.hold_until_answered(conn, slot, request, reservation);
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    self.fail_link(now, conn, e);
-                    break;
-                }
-            }
-        }
     }
 
     /// Keeps the budget reserved for a large request while the application has it (it
@@ -361,76 +368,20 @@ impl Server {
         request: RequestId,
         reservation: Reservation,
     ) {
-        let Some(ServerPhase::Bound { nexus }) = self.links.get(&conn).map(|l| &l.phase) else {
+        let Some(Phase::Bound { nexus }) = self.links.get(&conn).map(|l| &l.phase.0) else {
             return;
         };
-        if let Some(n) = self.nexuses.get_mut(nexus)
+        if let Some(n) = self.side.nexuses.get_mut(nexus)
             && n.core.responder.executing(slot) == Some(request)
         {
             n.reservations.insert(slot, reservation);
         }
     }
 
-    /// Moves bytes to send on `conn` into `out`; returns how many were added. After
-    /// [`Event::ConnectionClosed`] for `conn`, the last bytes come out once and the
-    /// connection is forgotten.
-    pub fn poll_transmit(
-        &mut self,
-        _now: Instant,
-        conn: LinkId,
-        out: &mut impl TransmitSink,
-    ) -> usize {
-        let Some(link) = self.links.get_mut(&conn) else {
-            return 0;
-        };
-        let n = link.poll_transmit(out);
-        if !link.is_open() {
-            self.forget_link(conn);
-        } else if n > 0 {
-            // What was sent may have moved the connection's deadline.
-            self.schedule_link(conn);
-        }
-        n
-    }
-
-    /// The transport of `conn` failed or was closed by the peer.
-    pub fn connection_lost(&mut self, now: Instant, conn: LinkId) {
-        if self.links.get(&conn).is_some_and(Link::is_open) {
-            self.link_gone(now, conn, LinkCloseReason::TransportLost, None);
-        }
-        self.forget_link(conn);
-    }
-
-    /// The next instant [`handle_timeout`](Self::handle_timeout) must run (at worst a
-    /// little early: it then finds nothing due).
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.next()
-    }
-
-    /// Runs timers that are due: heartbeats, dead connections, handshake deadlines,
-    /// delayed authentication answers, held creates, grace periods, throttling. Visits
-    /// only what is due.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        let mut due = std::mem::take(&mut self.due);
-        self.deadlines.take_due(now, &mut due);
-        for timer in due.drain(..) {
-            match timer {
-                Timer::Link(conn) => self.link_timer(now, conn),
-                Timer::Nexus(nexus) => self.nexus_timer(now, nexus),
-            }
-        }
-        self.due = due;
-    }
-
-    /// The next event for the application or the driver.
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
-    }
-
     /// Answers a fore channel request. Returns false if the handle is stale (its nexus
     /// is gone, or it was answered already).
     pub fn respond(&mut self, _now: Instant, request: &IncomingRequest, reply: Reply) -> bool {
-        let Some(n) = self.nexuses.get_mut(&request.nexus) else {
+        let Some(n) = self.side.nexuses.get_mut(&request.nexus) else {
             return false;
         };
         let answered = n
@@ -452,7 +403,11 @@ impl Server {
         body: Bytes,
         options: CallOptions,
     ) -> Result<RequestId, CallError> {
-        let n = self.nexuses.get_mut(&nexus).ok_or(CallError::NoNexus)?;
+        let n = self
+            .side
+            .nexuses
+            .get_mut(&nexus)
+            .ok_or(CallError::NoNexus)?;
         let id = n.core.call(
             now,
             exchange,
@@ -461,7 +416,7 @@ impl Server {
             &mut self.links,
             &mut self.events,
         )?;
-        if self.config.throttle.is_some() {
+        if self.side.config.throttle.is_some() {
             self.schedule_nexus(nexus);
         }
         Ok(id)
@@ -469,85 +424,77 @@ impl Server {
 
     /// Cancels a backchannel request.
     pub fn cancel(&mut self, _now: Instant, nexus: NexusId, request: RequestId) {
-        if let Some(n) = self.nexuses.get_mut(&nexus) {
+        if let Some(n) = self.side.nexuses.get_mut(&nexus) {
             n.core.cancel(request, &mut self.links, &mut self.events);
         }
     }
 
     /// Lowers (or restores) how many fore channel slots the client may use.
     pub fn set_credit(&mut self, nexus: NexusId, slots: u32) {
-        let Some(n) = self.nexuses.get_mut(&nexus) else {
+        let Some(n) = self.side.nexuses.get_mut(&nexus) else {
             return;
         };
         let slots = slots.clamp(1, n.core.responder.attributes().slots);
         if let Some(link) = n.core.members.first().and_then(|c| self.links.get_mut(c)) {
-            link.send(&Frame::Credit {
+            link.send(&Frame::Credit(Credit {
                 channel: Channel::Fore,
                 slots,
-            });
+            }));
         }
     }
 
     /// Every nexus alive now.
     pub fn nexuses(&self) -> impl Iterator<Item = NexusId> + '_ {
-        self.nexuses.keys().copied()
+        self.side.nexuses.keys().copied()
     }
 
     /// The grace period granted to `nexus` at its creation.
     pub fn grace_period(&self, nexus: NexusId) -> Option<Duration> {
-        self.nexuses.get(&nexus).map(|n| n.grace)
+        self.side.nexuses.get(&nexus).map(|n| n.grace)
     }
 
     /// Statistics of one nexus.
     pub fn nexus_stats(&self, nexus: NexusId) -> Option<&NexusStats> {
-        self.nexuses.get(&nexus).map(|n| &n.core.stats)
-    }
-
-    /// Statistics of one connection.
-    pub fn connection_stats(&self, conn: LinkId) -> Option<&ConnectionStats> {
-        self.links.get(&conn).map(|l| &l.stats)
+        self.side.nexuses.get(&nexus).map(|n| &n.core.stats)
     }
 
     /// Memory held by one nexus (for bounds checks).
     pub fn footprint(&self, nexus: NexusId) -> Option<Footprint> {
-        self.nexuses
+        self.side
+            .nexuses
             .get(&nexus)
             .map(|n| n.core.footprint(&self.links))
-    }
-
-    /// Connections known (open or with last bytes to send).
-    pub fn connections(&self) -> usize {
-        self.links.len()
     }
 
     /// Counts of what the server holds.
     pub fn load(&self) -> ServerLoad {
         ServerLoad {
             connections: self.links.len(),
-            unauthenticated: self.unauthenticated,
-            sources: self.connections_by_source.sources(),
-            nexuses: self.nexuses.len(),
-            held_creates: self.held.values().map(VecDeque::len).sum(),
-            timer_entries: self.deadlines.entries(),
-            throttled: self.auth_throttle.sizes(),
+            unauthenticated: self.side.unauthenticated,
+            sources: self.side.connections_by_source.sources(),
+            nexuses: self.side.nexuses.len(),
+            held_creates: self.side.held.values().map(VecDeque::len).sum(),
+            timer_entries: self.side.deadlines.entries(),
+            throttled: self.side.auth_throttle.sizes(),
         }
     }
 
     /// When `link` needs attention next: its own timers, and its phase's.
     fn link_deadline(&self, link: &Link<ServerPhase>) -> Option<Instant> {
         let own = link.deadline()?;
-        Some(match &link.phase {
-            ServerPhase::AuthDelayed { until, .. } => own.min(*until),
-            ServerPhase::Held {
+        Some(match &link.phase.0 {
+            Phase::AuthDelayed { until, .. } => own.min(*until),
+            Phase::Held {
                 identity, since, ..
             } => {
                 // The hold's bound, or the old nexus's expiry, which releases it.
                 let expiry = self
+                    .side
                     .by_identity
                     .get(identity)
-                    .and_then(|old| self.nexuses.get(old))
+                    .and_then(|old| self.side.nexuses.get(old))
                     .and_then(|n| n.expires_at);
-                let bound = *since + self.config.grace_period;
+                let bound = *since + self.side.config.grace_period;
                 own.min(expiry.map_or(bound, |at| at.max(bound)))
             }
             _ => own,
@@ -556,12 +503,12 @@ impl Server {
 
     fn schedule_link(&mut self, conn: LinkId) {
         if let Some(at) = self.links.get(&conn).and_then(|l| self.link_deadline(l)) {
-            self.deadlines.schedule(Timer::Link(conn), at);
+            self.side.deadlines.schedule(Timer::Link(conn), at);
         }
     }
 
     fn schedule_nexus(&mut self, nexus: NexusId) {
-        let Some(n) = self.nexuses.get(&nexus) else {
+        let Some(n) = self.side.nexuses.get(&nexus) else {
             return;
         };
         let throttle = n.core.initiator.throttle_deadline();
@@ -570,14 +517,8 @@ impl Server {
             (a, b) => a.or(b),
         };
         if let Some(at) = at {
-            self.deadlines.schedule(Timer::Nexus(nexus), at);
+            self.side.deadlines.schedule(Timer::Nexus(nexus), at);
         }
-    }
-
-    /// Forgets a connection whose last bytes are out (or that can send nothing more).
-    fn forget_link(&mut self, conn: LinkId) {
-        self.links.remove(&conn);
-        self.deadlines.forget(Timer::Link(conn));
     }
 
     fn link_timer(&mut self, now: Instant, conn: LinkId) {
@@ -591,17 +532,17 @@ impl Server {
             self.fail_link(now, conn, e);
             return;
         }
-        let hold_over = match &link.phase {
-            ServerPhase::AuthDelayed { until, .. } if now >= *until => {
-                let placeholder = ServerPhase::AwaitHello {
+        let hold_over = match &link.phase.0 {
+            Phase::AuthDelayed { until, .. } if now >= *until => {
+                let placeholder = Phase::AwaitHello {
                     nonce: [0; NONCE_LEN],
                 };
-                if let ServerPhase::AuthDelayed {
+                if let Phase::AuthDelayed {
                     client_nonce,
                     server_nonce,
                     attempt,
                     ..
-                } = std::mem::replace(&mut link.phase, placeholder)
+                } = std::mem::replace(&mut link.phase.0, placeholder)
                 {
                     self.authenticate(now, conn, client_nonce, server_nonce, attempt);
                 }
@@ -609,18 +550,19 @@ impl Server {
             }
             // An old nexus without connections expires by now (it cannot have been
             // reinstated since: that refuses the hold): its timer releases the create.
-            ServerPhase::Held {
+            Phase::Held {
                 identity, since, ..
-            } if now >= *since + self.config.grace_period
+            } if now >= *since + self.side.config.grace_period
                 && self
+                    .side
                     .by_identity
                     .get(identity)
-                    .and_then(|old| self.nexuses.get(old))
+                    .and_then(|old| self.side.nexuses.get(old))
                     .is_none_or(|n| n.expires_at.is_none()) =>
             {
                 Some((
                     now.saturating_duration_since(*since).as_secs(),
-                    self.by_identity.get(identity).copied(),
+                    self.side.by_identity.get(identity).copied(),
                 ))
             }
             _ => None,
@@ -639,7 +581,7 @@ impl Server {
     }
 
     fn nexus_timer(&mut self, now: Instant, nexus: NexusId) {
-        let Some(n) = self.nexuses.get_mut(&nexus) else {
+        let Some(n) = self.side.nexuses.get_mut(&nexus) else {
             return;
         };
         if n.expires_at.is_some_and(|t| now >= t) {
@@ -651,14 +593,9 @@ impl Server {
         self.schedule_nexus(nexus);
     }
 
-    fn fail_link(&mut self, now: Instant, conn: LinkId, e: ProtocolError) {
-        let code = go_away_code(&e);
-        self.link_gone(now, conn, LinkCloseReason::Protocol(e), Some(code));
-    }
-
     /// Refuses a connection before anything happened on it.
     fn refuse_connection(&mut self, now: Instant, conn: LinkId, text: String) {
-        self.link_gone(
+        self.close_link(
             now,
             conn,
             LinkCloseReason::Refused(text),
@@ -666,40 +603,28 @@ impl Server {
         );
     }
 
-    /// Closes a connection (with a GoAway when `code` is given) and settles what it
-    /// counted for: its source, the handshakes in progress, a held create, its nexus.
-    fn link_gone(
-        &mut self,
-        now: Instant,
-        conn: LinkId,
-        reason: LinkCloseReason,
-        code: Option<GoAwayCode>,
-    ) {
-        let Some(link) = self.links.get_mut(&conn) else {
+    /// A connection was closed: settles what it counted for (its source, the handshakes
+    /// in progress, a held create, its nexus).
+    fn link_closed(&mut self, now: Instant, conn: LinkId) {
+        let Some(link) = self.links.get(&conn) else {
             return;
         };
-        if !link.is_open() {
-            return;
+        self.side.connections_by_source.remove(source_of(link.peer));
+        if !link.phase.0.is_authenticated() {
+            self.side.unauthenticated -= 1;
         }
-        link.close(reason.clone(), code);
-        self.events
-            .push_back(Event::ConnectionClosed { conn, reason });
-        self.connections_by_source.remove(source_of(link.peer));
-        if !link.phase.is_authenticated() {
-            self.unauthenticated -= 1;
-        }
-        match &link.phase {
-            ServerPhase::Held { identity, .. } => {
-                if let Some(queue) = self.held.get_mut(identity) {
+        match &link.phase.0 {
+            Phase::Held { identity, .. } => {
+                if let Some(queue) = self.side.held.get_mut(identity) {
                     queue.retain(|c| *c != conn);
                     if queue.is_empty() {
-                        self.held.remove(identity);
+                        self.side.held.remove(identity);
                     }
                 }
             }
-            ServerPhase::Bound { nexus } => {
+            Phase::Bound { nexus } => {
                 let nexus = *nexus;
-                if let Some(n) = self.nexuses.get_mut(&nexus) {
+                if let Some(n) = self.side.nexuses.get_mut(&nexus) {
                     n.core
                         .on_link_lost(now, conn, &mut self.links, &mut self.events);
                     if n.core.members.is_empty() {
@@ -714,11 +639,11 @@ impl Server {
     /// `nexus` lost its last connection: its grace period starts (a pristine nexus gets
     /// the handshake timeout: nothing ran, so nothing is protected by waiting).
     fn orphaned(&mut self, now: Instant, nexus: NexusId) {
-        let Some(n) = self.nexuses.get_mut(&nexus) else {
+        let Some(n) = self.side.nexuses.get_mut(&nexus) else {
             return;
         };
         let grace = if n.core.is_pristine() {
-            n.grace.min(self.config.timers.handshake_timeout)
+            n.grace.min(self.side.config.timers.handshake_timeout)
         } else {
             n.grace
         };
@@ -728,9 +653,9 @@ impl Server {
 
     fn next_nexus_id(&mut self) -> NexusId {
         loop {
-            self.ids_issued += 1;
-            let id = auth::prf_u128(&self.id_key, self.ids_issued);
-            if id != 0 && !self.nexuses.contains_key(&NexusId(id)) {
+            self.side.ids_issued += 1;
+            let id = auth::prf_u128(&self.side.id_key, self.side.ids_issued);
+            if id != 0 && !self.side.nexuses.contains_key(&NexusId(id)) {
                 return NexusId(id);
             }
         }
@@ -739,7 +664,7 @@ impl Server {
     /// The grace period a create asking for `grace_ms` gets: the ask (0: the default),
     /// at most the server's.
     fn granted_grace(&self, grace_ms: u32) -> Duration {
-        let most = self.config.grace_period;
+        let most = self.side.config.grace_period;
         match grace_ms {
             0 => most,
             ms => Duration::from_millis(u64::from(ms)).min(most),
@@ -759,17 +684,17 @@ impl Server {
             return;
         };
         let source = source_of(link.peer);
-        let key = self.auth_throttle.identity_key(&attempt.identity);
-        let delay = self.auth_throttle.delay(now, source, key);
+        let key = self.side.auth_throttle.identity_key(&attempt.identity);
+        let delay = self.side.auth_throttle.delay(now, source, key);
         if delay.is_zero() {
             self.authenticate(now, conn, client_nonce, server_nonce, attempt);
         } else if let Some(link) = self.links.get_mut(&conn) {
-            link.phase = ServerPhase::AuthDelayed {
+            link.phase = ServerPhase(Phase::AuthDelayed {
                 until: now + delay,
                 client_nonce,
                 server_nonce,
                 attempt,
-            };
+            });
         }
     }
 
@@ -787,16 +712,16 @@ impl Server {
             return;
         };
         let source = source_of(link.peer);
-        let key = self.auth_throttle.identity_key(&attempt.identity);
-        if self.auth_throttle.over_rate(now, source) {
+        let key = self.side.auth_throttle.identity_key(&attempt.identity);
+        if self.side.auth_throttle.over_rate(now, source) {
             // Not checked: an answer, even a refusal, would tell a guesser something.
-            self.auth_throttle.failure(now, source, key);
+            self.side.auth_throttle.failure(now, source, key);
             let text = format!(
                 "too many failed authentications from {} in the last second; this attempt \
                  was not checked: try again in a few seconds",
                 describe_source(source)
             );
-            self.link_gone(
+            self.close_link(
                 now,
                 conn,
                 LinkCloseReason::Refused(text),
@@ -805,8 +730,8 @@ impl Server {
             return;
         }
         let decided = auth::check(
-            &self.config.credentials,
-            &self.dummy_key,
+            &self.side.config.credentials,
+            &self.side.dummy_key,
             &attempt,
             &server_nonce,
             &client_nonce,
@@ -814,31 +739,27 @@ impl Server {
         match decided {
             Ok(proof) => {
                 if attempt.proves_identity() {
-                    self.auth_throttle.proven(key);
+                    self.side.auth_throttle.proven(key);
                 }
                 let Some(link) = self.links.get_mut(&conn) else {
                     return;
                 };
-                link.send(&Frame::AuthResult {
-                    status: Status::OK,
-                    proof,
-                    reason: String::new(),
-                });
-                link.phase = ServerPhase::Authenticated {
+                link.send(&frames::auth_result(Status::OK, proof, String::new()));
+                link.phase = ServerPhase(Phase::Authenticated {
                     identity: attempt.identity,
-                };
-                self.unauthenticated -= 1;
+                });
+                self.side.unauthenticated -= 1;
             }
             Err(refusal) => {
-                self.auth_throttle.failure(now, source, key);
+                self.side.auth_throttle.failure(now, source, key);
                 if let Some(link) = self.links.get_mut(&conn) {
-                    link.send(&Frame::AuthResult {
-                        status: refusal.status(),
-                        proof: Bytes::new(),
-                        reason: refusal.reason().into(),
-                    });
+                    link.send(&frames::auth_result(
+                        refusal.status(),
+                        Bytes::new(),
+                        refusal.reason().into(),
+                    ));
                 }
-                self.link_gone(
+                self.close_link(
                     now,
                     conn,
                     LinkCloseReason::Refused(refusal.reason().into()),
@@ -868,14 +789,20 @@ impl Server {
             );
             return;
         }
-        match self.by_identity.get(&identity).copied() {
-            Some(old) if self.nexuses.get(&old).is_some_and(|n| n.core.is_pristine()) => {
+        match self.side.by_identity.get(&identity).copied() {
+            Some(old)
+                if self
+                    .side
+                    .nexuses
+                    .get(&old)
+                    .is_some_and(|n| n.core.is_pristine()) =>
+            {
                 // Nothing ever ran on the old nexus, so there is no remote activity to
                 // protect: typically the leading connection died before its
                 // NexusCreated arrived. Replace it instead of holding.
                 self.remove_nexus(now, old, &CallError::NexusLost, None);
                 self.events.push_back(Event::NexusLost { nexus: old });
-                if self.by_identity.contains_key(&identity) {
+                if self.side.by_identity.contains_key(&identity) {
                     // A held create of the same identity went first.
                     self.hold(now, conn, identity, request);
                 } else {
@@ -890,11 +817,12 @@ impl Server {
     /// The `HELD` answer telling a held create which nexus it waits for and how long.
     fn held_answer(&self, now: Instant, identity: &str) -> Frame {
         let Some((old, n)) = self
+            .side
             .by_identity
             .get(identity)
-            .and_then(|old| Some((*old, self.nexuses.get(old)?)))
+            .and_then(|old| Some((*old, self.side.nexuses.get(old)?)))
         else {
-            return refused_create(Status::REFUSED, "held".into());
+            return frames::create_refused(Status::REFUSED, None, 0, "held".into());
         };
         let (grace_ms, reason) = match n.expires_at {
             Some(at) => {
@@ -916,25 +844,17 @@ impl Server {
                      connection(s); this create goes ahead when it is destroyed or expires \
                      (waiting {} s at most)",
                     n.core.members.len(),
-                    self.config.grace_period.as_secs()
+                    self.side.config.grace_period.as_secs()
                 ),
             ),
         };
-        Frame::NexusCreated {
-            status: Status::HELD,
-            nexus: old,
-            fore: ChannelAttributes::zero(),
-            back: ChannelAttributes::zero(),
-            grace_ms,
-            features: Features::default(),
-            reason,
-        }
+        frames::create_refused(Status::HELD, Some(old), grace_ms, reason)
     }
 
     /// Holds a create until the identity's nexus goes away, and says so at once.
     fn hold(&mut self, now: Instant, conn: LinkId, identity: String, request: CreateRequest) {
-        let limit = self.config.limits.held_creates_per_identity;
-        let queued = self.held.get(&identity).map_or(0, VecDeque::len);
+        let limit = self.side.config.limits.held_creates_per_identity;
+        let queued = self.side.held.get(&identity).map_or(0, VecDeque::len);
         if queued >= limit as usize {
             let reason = format!(
                 "{queued} creates of this identity are already held waiting for its previous \
@@ -954,15 +874,16 @@ impl Server {
         link.send(&answer);
         // The hold has its own bound (the grace period), not the handshake timeout.
         link.handshake_complete();
-        self.held
+        self.side
+            .held
             .entry(identity.clone())
             .or_default()
             .push_back(conn);
-        link.phase = ServerPhase::Held {
+        link.phase = ServerPhase(Phase::Held {
             identity,
             request,
             since: now,
-        };
+        });
     }
 
     fn create_nexus(
@@ -972,8 +893,8 @@ impl Server {
         identity: String,
         request: CreateRequest,
     ) {
-        let most = self.config.limits.nexuses;
-        if self.nexuses.len() >= most as usize {
+        let most = self.side.config.limits.nexuses;
+        if self.side.nexuses.len() >= most as usize {
             let reason = format!(
                 "the server holds its maximum of {most} nexuses (limits.nexuses); try again \
                  later"
@@ -985,14 +906,14 @@ impl Server {
             );
             return;
         }
-        let fore = request.fore.negotiate(&self.config.fore_limits);
-        let back = request.back.negotiate(&self.config.back_limits);
+        let fore = request.fore.negotiate(&self.side.config.fore_limits);
+        let back = request.back.negotiate(&self.side.config.back_limits);
         let grace = self.granted_grace(request.grace_ms);
         let features = request.features.intersect(SERVED_FEATURES);
         let id = self.next_nexus_id();
-        let throttle = self.config.throttle.map(|t| TokenBucket::new(t, now));
+        let throttle = self.side.config.throttle.map(|t| TokenBucket::new(t, now));
         let core = NexusCore::new(id, Channel::Back, back, fore, throttle);
-        self.nexuses.insert(
+        self.side.nexuses.insert(
             id,
             ServerNexus {
                 core,
@@ -1002,29 +923,27 @@ impl Server {
                 reservations: IdMap::default(),
             },
         );
-        self.by_identity.insert(identity, id);
+        self.side.by_identity.insert(identity, id);
         if let Some(link) = self.links.get_mut(&conn) {
-            link.send(&Frame::NexusCreated {
-                status: Status::OK,
-                nexus: id,
+            link.send(&frames::nexus_created(
+                id,
                 fore,
                 back,
-                grace_ms: millis(grace),
+                millis(grace),
                 features,
-                reason: String::new(),
-            });
+            ));
         }
         self.events.push_back(Event::NexusEstablished { nexus: id });
         self.bind(now, conn, id);
     }
 
     fn bind(&mut self, now: Instant, conn: LinkId, nexus: NexusId) {
-        let Some(n) = self.nexuses.get_mut(&nexus) else {
+        let Some(n) = self.side.nexuses.get_mut(&nexus) else {
             return;
         };
         let max_payload = n.core.max_payload();
         if let Some(link) = self.links.get_mut(&conn) {
-            link.phase = ServerPhase::Bound { nexus };
+            link.phase = ServerPhase(Phase::Bound { nexus });
             link.bound(max_payload);
             link.handshake_complete();
         }
@@ -1044,26 +963,26 @@ impl Server {
         error: &CallError,
         keep: Option<LinkId>,
     ) {
-        let Some(mut n) = self.nexuses.remove(&nexus) else {
+        let Some(mut n) = self.side.nexuses.remove(&nexus) else {
             return;
         };
-        self.deadlines.forget(Timer::Nexus(nexus));
+        self.side.deadlines.forget(Timer::Nexus(nexus));
         n.core.shut_down(error, &mut self.events);
-        if self.by_identity.get(&n.identity) == Some(&nexus) {
-            self.by_identity.remove(&n.identity);
+        if self.side.by_identity.get(&n.identity) == Some(&nexus) {
+            self.side.by_identity.remove(&n.identity);
         }
         for &conn in &n.core.members {
             if Some(conn) == keep {
                 if let Some(link) = self.links.get_mut(&conn) {
-                    link.phase = ServerPhase::Authenticated {
+                    link.phase = ServerPhase(Phase::Authenticated {
                         identity: n.identity.clone(),
-                    };
+                    });
                     link.restart_handshake(now);
                 }
                 self.schedule_link(conn);
                 continue;
             }
-            self.link_gone(
+            self.close_link(
                 now,
                 conn,
                 LinkCloseReason::Local,
@@ -1076,28 +995,33 @@ impl Server {
     /// The identity's nexus is gone: its oldest held create goes ahead; the others are
     /// told they now wait for that one.
     fn release_held(&mut self, now: Instant, identity: &str) {
-        while !self.by_identity.contains_key(identity) {
-            let Some(conn) = self.held.get_mut(identity).and_then(VecDeque::pop_front) else {
+        while !self.side.by_identity.contains_key(identity) {
+            let Some(conn) = self
+                .side
+                .held
+                .get_mut(identity)
+                .and_then(VecDeque::pop_front)
+            else {
                 break;
             };
             let request = match self.links.get_mut(&conn) {
-                Some(link) if link.is_open() => match &link.phase {
-                    ServerPhase::Held { request, .. } => *request,
+                Some(link) if link.is_open() => match &link.phase.0 {
+                    Phase::Held { request, .. } => *request,
                     _ => continue,
                 },
                 _ => continue,
             };
             if let Some(link) = self.links.get_mut(&conn) {
-                link.phase = ServerPhase::Authenticated {
+                link.phase = ServerPhase(Phase::Authenticated {
                     identity: identity.to_owned(),
-                };
+                });
             }
             self.create_nexus(now, conn, identity.to_owned(), request);
         }
-        let waiting: Vec<LinkId> = match self.held.get(identity) {
+        let waiting: Vec<LinkId> = match self.side.held.get(identity) {
             Some(queue) if !queue.is_empty() => queue.iter().copied().collect(),
             Some(_) => {
-                self.held.remove(identity);
+                self.side.held.remove(identity);
                 return;
             }
             None => return,
@@ -1113,15 +1037,14 @@ impl Server {
     /// Sends a refusal answer, then closes the connection.
     fn refuse(&mut self, now: Instant, conn: LinkId, answer: Frame) {
         let reason = match &answer {
-            Frame::NexusCreated { status, reason, .. } | Frame::BindAck { status, reason, .. } => {
-                format!("{status}: {reason}")
-            }
-            other => other.name().to_owned(),
+            Frame::NexusCreated(wire::NexusCreated { status, reason, .. })
+            | Frame::BindAck(wire::BindAck { status, reason, .. }) => format!("{status}: {reason}"),
+            other => other.kind().name().to_owned(),
         };
         if let Some(link) = self.links.get_mut(&conn) {
             link.send(&answer);
         }
-        self.link_gone(
+        self.close_link(
             now,
             conn,
             LinkCloseReason::Refused(reason),
@@ -1140,7 +1063,7 @@ impl Server {
         identity: String,
         recovered: bool,
     ) {
-        let refusal = match self.nexuses.get(&nexus) {
+        let refusal = match self.side.nexuses.get(&nexus) {
             None => Some((
                 Status::UNKNOWN_NEXUS,
                 format!("{nexus} is unknown here: it never existed, expired or was destroyed"),
@@ -1155,23 +1078,18 @@ impl Server {
             return;
         };
         if let Some((status, reason)) = refusal {
-            link.send(&Frame::BindAck {
-                status,
-                nexus,
-                recovered,
-                reason,
-            });
+            link.send(&frames::bind_answer(status, nexus, recovered, reason));
             return;
         }
-        link.send(&Frame::BindAck {
-            status: Status::OK,
+        link.send(&frames::bind_answer(
+            Status::OK,
             nexus,
             recovered,
-            reason: String::new(),
-        });
+            String::new(),
+        ));
         self.bind(now, conn, nexus);
         // The nexus is reinstated: creates held for this identity are refused.
-        for c in self.held.remove(&identity).unwrap_or_default() {
+        for c in self.side.held.remove(&identity).unwrap_or_default() {
             self.refuse(
                 now,
                 c,
@@ -1195,36 +1113,15 @@ impl Server {
         let Some(link) = self.links.get_mut(&conn) else {
             return Ok(());
         };
-        if matches!(link.phase, ServerPhase::AwaitHello { .. })
-            && !matches!(frame, Frame::Hello { .. } | Frame::GoAway { .. })
-        {
-            // Nothing, not even a Ping, comes before the Hello exchange.
-            return Err(ProtocolError::Unexpected(frame.name()));
-        }
-        let frame = match link.triage(now, frame) {
-            Received::Handled => return Ok(()),
-            Received::GoneAway(reason) => {
-                self.link_gone(now, conn, reason, None);
-                return Ok(());
-            }
-            Received::Frame(frame) => frame,
-        };
-        match (&link.phase, frame) {
-            (
-                ServerPhase::AwaitHello { nonce },
-                Frame::Hello {
-                    versions: (min, max),
-                    digest,
-                    compress,
-                    nonce: client_nonce,
-                },
-            ) => {
+        match (&link.phase.0, frame) {
+            (Phase::AwaitHello { nonce }, Frame::Hello(hello)) => {
+                let (min, max) = (hello.min_version, hello.max_version);
                 if !(min..=max).contains(&VERSION) {
                     let text = format!(
                         "no common protocol version: this server speaks version {VERSION}, \
                          the client {min} to {max}"
                     );
-                    self.link_gone(
+                    self.close_link(
                         now,
                         conn,
                         LinkCloseReason::Refused(text),
@@ -1234,101 +1131,92 @@ impl Server {
                 }
                 // The answer is what was agreed: digest as asked, lz4 if both want it.
                 let server_nonce = *nonce;
-                let compress = compress && self.config.compress;
-                link.send(&Frame::Hello {
-                    versions: (VERSION, VERSION),
-                    digest,
-                    compress,
-                    nonce: server_nonce,
-                });
+                let (digest, compress) = frames::hello_options(&hello);
+                let compress = compress && self.side.config.compress;
+                link.send(&frames::hello(digest, compress, server_nonce));
                 link.agree(digest, compress);
-                link.phase = ServerPhase::AwaitAuth {
-                    client_nonce,
+                link.phase = ServerPhase(Phase::AwaitAuth {
+                    client_nonce: hello.nonce,
                     server_nonce,
-                };
+                });
             }
             (
-                ServerPhase::AwaitAuth {
+                Phase::AwaitAuth {
                     client_nonce,
                     server_nonce,
                 },
-                Frame::Auth {
-                    mechanism,
-                    identity,
-                    proof,
-                },
+                Frame::Auth(auth),
             ) => {
                 let (client_nonce, server_nonce) = (*client_nonce, *server_nonce);
-                let attempt = Attempt {
-                    mechanism,
-                    identity,
-                    proof,
-                };
+                let attempt = Attempt::from_frame(auth)?;
                 self.on_auth(now, conn, client_nonce, server_nonce, attempt);
             }
             (
-                ServerPhase::Authenticated { identity },
-                Frame::NexusCreate {
+                Phase::Authenticated { identity },
+                Frame::NexusCreate(NexusCreate {
                     fore,
                     back,
-                    grace_ms,
+                    grace_period_ms,
                     features,
-                    identity: claimed,
-                },
+                    client_identity: claimed,
+                }),
             ) => {
                 let identity = identity.clone();
                 let request = CreateRequest {
-                    fore,
-                    back,
-                    grace_ms,
+                    fore: fore.into(),
+                    back: back.into(),
+                    grace_ms: grace_period_ms,
                     features,
                 };
                 self.on_create(now, conn, identity, &claimed, request);
             }
-            (ServerPhase::Authenticated { identity }, Frame::Bind { nexus }) => {
+            (
+                Phase::Authenticated { identity },
+                Frame::BindConnection(BindConnection { nexus }),
+            ) => {
                 let identity = identity.clone();
-                self.bind_or_refuse(now, conn, nexus, identity, false);
+                self.bind_or_refuse(now, conn, nexus.into(), identity, false);
             }
             // A Recover's identity field is informative: the authenticated identity rules.
-            (ServerPhase::Authenticated { identity }, Frame::Recover { nexus, .. }) => {
+            (
+                Phase::Authenticated { identity },
+                Frame::NexusRecover(NexusRecover { nexus, .. }),
+            ) => {
                 let identity = identity.clone();
-                self.bind_or_refuse(now, conn, nexus, identity, true);
+                self.bind_or_refuse(now, conn, nexus.into(), identity, true);
             }
-            (ServerPhase::Bound { nexus }, Frame::Destroy { nexus: target })
-                if *nexus == target =>
+            (Phase::Bound { nexus }, Frame::NexusDestroy(NexusDestroy { nexus: target }))
+                if *nexus == NexusId::from(target) =>
             {
+                let target = NexusId::from(target);
                 if let Some(link) = self.links.get_mut(&conn) {
-                    link.send(&Frame::DestroyAck { nexus: target });
+                    link.send(&Frame::NexusDestroyed(NexusDestroyed {
+                        status: Status::OK,
+                        nexus: target.into(),
+                        reason: String::new(),
+                    }));
                 }
                 self.remove_nexus(now, target, &CallError::NexusDestroyed, Some(conn));
                 self.events
                     .push_back(Event::NexusDestroyed { nexus: target });
             }
-            (ServerPhase::Bound { nexus }, frame) => {
+            (Phase::Bound { nexus }, frame) => {
                 let nexus = *nexus;
-                if let Some(n) = self.nexuses.get_mut(&nexus) {
+                if let Some(n) = self.side.nexuses.get_mut(&nexus) {
                     n.core
                         .on_frame(now, conn, frame, &mut self.links, &mut self.events)?;
-                    if self.config.throttle.is_some() {
+                    if self.side.config.throttle.is_some() {
                         self.schedule_nexus(nexus);
                     }
                 }
             }
-            (_, frame) => return Err(ProtocolError::Unexpected(frame.name())),
+            (_, frame) => return Err(ProtocolError::Unexpected(frame.kind().name())),
         }
         Ok(())
     }
 }
 
-/// A NexusCreated refusing (or, with `HELD`, holding) a create.
+/// A NexusCreated refusing a create.
 fn refused_create(status: Status, reason: String) -> Frame {
-    Frame::NexusCreated {
-        status,
-        nexus: NexusId(0),
-        fore: ChannelAttributes::zero(),
-        back: ChannelAttributes::zero(),
-        grace_ms: 0,
-        features: Features::default(),
-        reason,
-    }
+    frames::create_refused(status, None, 0, reason)
 }
