@@ -1,8 +1,7 @@
 //! The authentication step every connection passes before it may join a nexus.
 //!
-//! Two mechanisms for now, carried in the DSP `Auth` / `AuthResult` frames as SASL
-//! mechanisms with an initial response; the SASL mechanisms and TLS plug into the same
-//! step later:
+//! Two mechanisms, carried in the DSP `Auth` / `AuthResult` frames as SASL mechanisms
+//! with an initial response (further SASL mechanisms and TLS plug into the same step):
 //! - `ANONYMOUS`: the client states an identity, nothing is proven (trusted networks). A
 //!   server accepts it only when its credentials say so.
 //! - `HMAC-SHA256` shared secret, mutual challenge-response: both sides contribute a
@@ -14,7 +13,7 @@
 //!   secret never travels. The secret's bytes are the HMAC key as they are. Nonces come
 //!   from the driver (the state machines read no entropy themselves).
 //!
-//! The server decides every attempt in [`check`], whatever the mechanism; its throttle of
+//! The server decides every attempt in `check`, whatever the mechanism; its throttle of
 //! failed attempts (`server.rs`, `guard.rs`) sits around that one call, so a mechanism
 //! added here is throttled without doing anything. An unknown identity is checked against
 //! a dummy secret derived from a per-server random key and refused exactly like a wrong

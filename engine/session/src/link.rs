@@ -1,5 +1,6 @@
 //! One transport connection as the session layer sees it: receive and transmit buffers,
-//! frame decoding, heartbeats, and the handshake phase (a type chosen by the endpoint).
+//! frame decoding, heartbeats, and where it is in its handshake (a phase type of the
+//! endpoint's side).
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -557,9 +557,9 @@ fn compression_is_negotiated_and_shrinks_compressible_payloads() {
 
 #[test]
 fn an_old_copy_overtaken_by_its_retry_does_not_steal_the_reply() {
-    // Found by the simulator (seeds 9238, 18263): the retry on a fast connection arrives
-    // first, then the original copy on a connection the client has already given up on;
-    // the reply must still reach the client.
+    // The retry on a fast connection arrives first, then the original copy on a
+    // connection the client has already given up on; the reply must still reach the
+    // client.
     let mut net = Net::new(server_config());
     let c = net.add_client(client_config("pia", ClientCredentials::Anonymous, 2));
     net.run_for(Duration::from_millis(20));

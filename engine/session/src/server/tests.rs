@@ -11,13 +11,13 @@ use hawser_wire::dsp::{
     Ping, Status,
 };
 
-use super::ClientCredentials;
-use super::codec::{self, Codec, Frame};
-use super::config::{AuthThrottleConfig, ChannelAttributes, ServerLimits, Timers};
-use super::frames::{self, SERVED_FEATURES};
-use super::link::GoAwayCode;
-use super::types::{Channel, ExchangeId, NexusId, RequestId, SlotKey};
-use super::{
+use crate::ClientCredentials;
+use crate::codec::{self, Codec, Frame};
+use crate::config::{AuthThrottleConfig, ChannelAttributes, ServerLimits, Timers};
+use crate::frames::{self, SERVED_FEATURES};
+use crate::link::GoAwayCode;
+use crate::types::{Channel, ExchangeId, NexusId, RequestId, SlotKey};
+use crate::{
     Event, LinkCloseReason, LinkId, ProtocolError, Reply, Server, ServerConfig, ServerCredentials,
 };
 
@@ -515,7 +515,7 @@ fn an_over_size_request_is_refused_and_its_slot_moves_on() {
                 exception,
                 ..
             }) if *request_id == id => {
-                let e = super::RemoteException::decode(exception).unwrap();
+                let e = crate::RemoteException::decode(exception).unwrap();
                 e.type_name == "hawser.session.RequestTooLarge"
                     && e.message.contains("2000 bytes")
                     && e.message.contains("max_request_size of 1024")

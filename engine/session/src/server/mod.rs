@@ -15,6 +15,9 @@
 //! names the [`ServerLimits`](super::ServerLimits) field to raise. Timers (heartbeats,
 //! handshake and grace deadlines, delayed answers) sit in one deadline queue, so no
 //! operation visits every connection or nexus.
+//!
+//! This module has the server's side of the [`Endpoint`], its connections and timers;
+//! `handshake.rs` authenticates, `nexuses.rs` keeps the nexuses.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -22,26 +25,32 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hawser_wire::dsp::{
-    self as wire, BindConnection, Credit, NexusCreate, NexusDestroy, NexusDestroyed, NexusFeatures,
-    NexusRecover, Status,
+    BindConnection, Credit, NexusCreate, NexusDestroy, NexusDestroyed, NexusFeatures, NexusRecover,
+    Status,
 };
 
-use super::auth::{self, Attempt, DummyKey, NONCE_LEN};
-use super::budget::Reservation;
-use super::client::CallOptions;
-use super::codec::Frame;
-use super::config::{ChannelAttributes, ServerConfig};
-use super::deadlines::Deadlines;
-use super::endpoint::{Endpoint, Side};
-use super::error::{CallError, LinkCloseReason, ProtocolError};
-use super::event::{Event, IncomingRequest, Reply};
-use super::frames::{self, SERVED_FEATURES, VERSION};
-use super::guard::{AuthThrottle, Source, SourceCounts, source_of};
-use super::link::{GoAwayCode, Link};
-use super::nexus::{Footprint, NexusCore};
-use super::stats::NexusStats;
-use super::throttle::TokenBucket;
-use super::types::{Channel, ExchangeId, IdMap, LinkId, NexusId, RequestId};
+use crate::auth::{self, Attempt, DummyKey, NONCE_LEN};
+use crate::budget::Reservation;
+use crate::client::CallOptions;
+use crate::codec::Frame;
+use crate::config::{ChannelAttributes, ServerConfig};
+use crate::deadlines::Deadlines;
+use crate::endpoint::{Endpoint, Side};
+use crate::error::{CallError, LinkCloseReason, ProtocolError};
+use crate::event::{Event, IncomingRequest, Reply};
+use crate::frames::{self, VERSION};
+use crate::guard::{AuthThrottle, Source, SourceCounts, source_of};
+use crate::link::{GoAwayCode, Link};
+use crate::nexus::{Footprint, NexusCore};
+use crate::stats::NexusStats;
+use crate::types::{Channel, ExchangeId, IdMap, LinkId, NexusId, RequestId};
+
+mod handshake;
+mod nexuses;
+#[cfg(test)]
+mod tests;
+
+use nexuses::refused_create;
 
 /// A NexusCreate as the client sent it.
 #[derive(Debug, Clone, Copy)]
@@ -162,11 +171,6 @@ pub struct ServerSide {
 
 /// The server side: every nexus of every client. See the crate docs.
 pub type Server = Endpoint<ServerSide>;
-
-/// `u32` milliseconds of `d`, saturating.
-fn millis(d: Duration) -> u32 {
-    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
-}
 
 fn describe_source(source: Source) -> String {
     match source {
@@ -356,26 +360,6 @@ impl Endpoint<ServerSide> {
             return Some(conn);
         }
         None
-    }
-
-    /// Keeps the budget reserved for a large request while the application has it (it
-    /// was delivered, or waits for its ordered predecessors); a retry answered from the
-    /// cache or a refused request gives it back at once.
-    fn hold_until_answered(
-        &mut self,
-        conn: LinkId,
-        slot: u32,
-        request: RequestId,
-        reservation: Reservation,
-    ) {
-        let Some(Phase::Bound { nexus }) = self.links.get(&conn).map(|l| &l.phase.0) else {
-            return;
-        };
-        if let Some(n) = self.side.nexuses.get_mut(nexus)
-            && n.core.responder.executing(slot) == Some(request)
-        {
-            n.reservations.insert(slot, reservation);
-        }
     }
 
     /// Answers a fore channel request. Returns false if the handle is stale (its nexus
@@ -636,474 +620,6 @@ impl Endpoint<ServerSide> {
         }
     }
 
-    /// `nexus` lost its last connection: its grace period starts (a pristine nexus gets
-    /// the handshake timeout: nothing ran, so nothing is protected by waiting).
-    fn orphaned(&mut self, now: Instant, nexus: NexusId) {
-        let Some(n) = self.side.nexuses.get_mut(&nexus) else {
-            return;
-        };
-        let grace = if n.core.is_pristine() {
-            n.grace.min(self.side.config.timers.handshake_timeout)
-        } else {
-            n.grace
-        };
-        n.expires_at = Some(now + grace);
-        self.schedule_nexus(nexus);
-    }
-
-    fn next_nexus_id(&mut self) -> NexusId {
-        loop {
-            self.side.ids_issued += 1;
-            let id = auth::prf_u128(&self.side.id_key, self.side.ids_issued);
-            if id != 0 && !self.side.nexuses.contains_key(&NexusId(id)) {
-                return NexusId(id);
-            }
-        }
-    }
-
-    /// The grace period a create asking for `grace_ms` gets: the ask (0: the default),
-    /// at most the server's.
-    fn granted_grace(&self, grace_ms: u32) -> Duration {
-        let most = self.side.config.grace_period;
-        match grace_ms {
-            0 => most,
-            ms => Duration::from_millis(u64::from(ms)).min(most),
-        }
-    }
-
-    /// Checks an Auth, now or after the throttle's delay.
-    fn on_auth(
-        &mut self,
-        now: Instant,
-        conn: LinkId,
-        client_nonce: [u8; NONCE_LEN],
-        server_nonce: [u8; NONCE_LEN],
-        attempt: Attempt,
-    ) {
-        let Some(link) = self.links.get(&conn) else {
-            return;
-        };
-        let source = source_of(link.peer);
-        let key = self.side.auth_throttle.identity_key(&attempt.identity);
-        let delay = self.side.auth_throttle.delay(now, source, key);
-        if delay.is_zero() {
-            self.authenticate(now, conn, client_nonce, server_nonce, attempt);
-        } else if let Some(link) = self.links.get_mut(&conn) {
-            link.phase = ServerPhase(Phase::AuthDelayed {
-                until: now + delay,
-                client_nonce,
-                server_nonce,
-                attempt,
-            });
-        }
-    }
-
-    /// Decides an authentication attempt and answers it: the one place every mechanism
-    /// passes through, with the throttle around it.
-    fn authenticate(
-        &mut self,
-        now: Instant,
-        conn: LinkId,
-        client_nonce: [u8; NONCE_LEN],
-        server_nonce: [u8; NONCE_LEN],
-        attempt: Attempt,
-    ) {
-        let Some(link) = self.links.get(&conn) else {
-            return;
-        };
-        let source = source_of(link.peer);
-        let key = self.side.auth_throttle.identity_key(&attempt.identity);
-        if self.side.auth_throttle.over_rate(now, source) {
-            // Not checked: an answer, even a refusal, would tell a guesser something.
-            self.side.auth_throttle.failure(now, source, key);
-            let text = format!(
-                "too many failed authentications from {} in the last second; this attempt \
-                 was not checked: try again in a few seconds",
-                describe_source(source)
-            );
-            self.close_link(
-                now,
-                conn,
-                LinkCloseReason::Refused(text),
-                Some(GoAwayCode::AUTH_FAILED),
-            );
-            return;
-        }
-        let decided = auth::check(
-            &self.side.config.credentials,
-            &self.side.dummy_key,
-            &attempt,
-            &server_nonce,
-            &client_nonce,
-        );
-        match decided {
-            Ok(proof) => {
-                if attempt.proves_identity() {
-                    self.side.auth_throttle.proven(key);
-                }
-                let Some(link) = self.links.get_mut(&conn) else {
-                    return;
-                };
-                link.send(&frames::auth_result(Status::OK, proof, String::new()));
-                link.phase = ServerPhase(Phase::Authenticated {
-                    identity: attempt.identity,
-                });
-                self.side.unauthenticated -= 1;
-            }
-            Err(refusal) => {
-                self.side.auth_throttle.failure(now, source, key);
-                if let Some(link) = self.links.get_mut(&conn) {
-                    link.send(&frames::auth_result(
-                        refusal.status(),
-                        Bytes::new(),
-                        refusal.reason().into(),
-                    ));
-                }
-                self.close_link(
-                    now,
-                    conn,
-                    LinkCloseReason::Refused(refusal.reason().into()),
-                    Some(GoAwayCode::AUTH_FAILED),
-                );
-            }
-        }
-    }
-
-    /// A NexusCreate from an authenticated connection.
-    fn on_create(
-        &mut self,
-        now: Instant,
-        conn: LinkId,
-        identity: String,
-        claimed: &str,
-        request: CreateRequest,
-    ) {
-        if claimed != identity {
-            self.refuse(
-                now,
-                conn,
-                refused_create(
-                    Status::IDENTITY_MISMATCH,
-                    "identity differs from the authenticated one".into(),
-                ),
-            );
-            return;
-        }
-        match self.side.by_identity.get(&identity).copied() {
-            Some(old)
-                if self
-                    .side
-                    .nexuses
-                    .get(&old)
-                    .is_some_and(|n| n.core.is_pristine()) =>
-            {
-                // Nothing ever ran on the old nexus, so there is no remote activity to
-                // protect: typically the leading connection died before its
-                // NexusCreated arrived. Replace it instead of holding.
-                self.remove_nexus(now, old, &CallError::NexusLost, None);
-                self.events.push_back(Event::NexusLost { nexus: old });
-                if self.side.by_identity.contains_key(&identity) {
-                    // A held create of the same identity went first.
-                    self.hold(now, conn, identity, request);
-                } else {
-                    self.create_nexus(now, conn, identity, request);
-                }
-            }
-            Some(_) => self.hold(now, conn, identity, request),
-            None => self.create_nexus(now, conn, identity, request),
-        }
-    }
-
-    /// The `HELD` answer telling a held create which nexus it waits for and how long.
-    fn held_answer(&self, now: Instant, identity: &str) -> Frame {
-        let Some((old, n)) = self
-            .side
-            .by_identity
-            .get(identity)
-            .and_then(|old| Some((*old, self.side.nexuses.get(old)?)))
-        else {
-            return frames::create_refused(Status::REFUSED, None, 0, "held".into());
-        };
-        let (grace_ms, reason) = match n.expires_at {
-            Some(at) => {
-                let left = at.saturating_duration_since(now);
-                (
-                    millis(left),
-                    format!(
-                        "the previous nexus {old} of identity {identity:?} lost its \
-                         connections and the server keeps it {} s more; this create goes \
-                         ahead when it expires, unless that nexus is recovered first",
-                        left.as_secs_f64().ceil()
-                    ),
-                )
-            }
-            None => (
-                u32::MAX,
-                format!(
-                    "the previous nexus {old} of identity {identity:?} is in use by {} \
-                     connection(s); this create goes ahead when it is destroyed or expires \
-                     (waiting {} s at most)",
-                    n.core.members.len(),
-                    self.side.config.grace_period.as_secs()
-                ),
-            ),
-        };
-        frames::create_refused(Status::HELD, Some(old), grace_ms, reason)
-    }
-
-    /// Holds a create until the identity's nexus goes away, and says so at once.
-    fn hold(&mut self, now: Instant, conn: LinkId, identity: String, request: CreateRequest) {
-        let limit = self.side.config.limits.held_creates_per_identity;
-        let queued = self.side.held.get(&identity).map_or(0, VecDeque::len);
-        if queued >= limit as usize {
-            let reason = format!(
-                "{queued} creates of this identity are already held waiting for its previous \
-                 nexus (limits.held_creates_per_identity = {limit})"
-            );
-            self.refuse(
-                now,
-                conn,
-                refused_create(Status::RESOURCE_EXHAUSTED, reason),
-            );
-            return;
-        }
-        let answer = self.held_answer(now, &identity);
-        let Some(link) = self.links.get_mut(&conn) else {
-            return;
-        };
-        link.send(&answer);
-        // The hold has its own bound (the grace period), not the handshake timeout.
-        link.handshake_complete();
-        self.side
-            .held
-            .entry(identity.clone())
-            .or_default()
-            .push_back(conn);
-        link.phase = ServerPhase(Phase::Held {
-            identity,
-            request,
-            since: now,
-        });
-    }
-
-    fn create_nexus(
-        &mut self,
-        now: Instant,
-        conn: LinkId,
-        identity: String,
-        request: CreateRequest,
-    ) {
-        let most = self.side.config.limits.nexuses;
-        if self.side.nexuses.len() >= most as usize {
-            let reason = format!(
-                "the server holds its maximum of {most} nexuses (limits.nexuses); try again \
-                 later"
-            );
-            self.refuse(
-                now,
-                conn,
-                refused_create(Status::RESOURCE_EXHAUSTED, reason),
-            );
-            return;
-        }
-        let fore = request.fore.negotiate(&self.side.config.fore_limits);
-        let back = request.back.negotiate(&self.side.config.back_limits);
-        let grace = self.granted_grace(request.grace_ms);
-        let features = request.features.intersect(SERVED_FEATURES);
-        let id = self.next_nexus_id();
-        let throttle = self.side.config.throttle.map(|t| TokenBucket::new(t, now));
-        let core = NexusCore::new(id, Channel::Back, back, fore, throttle);
-        self.side.nexuses.insert(
-            id,
-            ServerNexus {
-                core,
-                identity: identity.clone(),
-                grace,
-                expires_at: None,
-                reservations: IdMap::default(),
-            },
-        );
-        self.side.by_identity.insert(identity, id);
-        if let Some(link) = self.links.get_mut(&conn) {
-            link.send(&frames::nexus_created(
-                id,
-                fore,
-                back,
-                millis(grace),
-                features,
-            ));
-        }
-        self.events.push_back(Event::NexusEstablished { nexus: id });
-        self.bind(now, conn, id);
-    }
-
-    fn bind(&mut self, now: Instant, conn: LinkId, nexus: NexusId) {
-        let Some(n) = self.side.nexuses.get_mut(&nexus) else {
-            return;
-        };
-        let max_payload = n.core.max_payload();
-        if let Some(link) = self.links.get_mut(&conn) {
-            link.phase = ServerPhase(Phase::Bound { nexus });
-            link.bound(max_payload);
-            link.handshake_complete();
-        }
-        n.core.members.push(conn);
-        n.expires_at = None;
-        self.events
-            .push_back(Event::ConnectionBound { conn, nexus });
-        n.core.dispatch(now, &mut self.links, &mut self.events);
-        self.schedule_nexus(nexus);
-    }
-
-    /// Removes a nexus (expired or destroyed), then lets a held create of its identity go.
-    fn remove_nexus(
-        &mut self,
-        now: Instant,
-        nexus: NexusId,
-        error: &CallError,
-        keep: Option<LinkId>,
-    ) {
-        let Some(mut n) = self.side.nexuses.remove(&nexus) else {
-            return;
-        };
-        self.side.deadlines.forget(Timer::Nexus(nexus));
-        n.core.shut_down(error, &mut self.events);
-        if self.side.by_identity.get(&n.identity) == Some(&nexus) {
-            self.side.by_identity.remove(&n.identity);
-        }
-        for &conn in &n.core.members {
-            if Some(conn) == keep {
-                if let Some(link) = self.links.get_mut(&conn) {
-                    link.phase = ServerPhase(Phase::Authenticated {
-                        identity: n.identity.clone(),
-                    });
-                    link.restart_handshake(now);
-                }
-                self.schedule_link(conn);
-                continue;
-            }
-            self.close_link(
-                now,
-                conn,
-                LinkCloseReason::Local,
-                Some(GoAwayCode::NEXUS_DESTROYED),
-            );
-        }
-        self.release_held(now, &n.identity);
-    }
-
-    /// The identity's nexus is gone: its oldest held create goes ahead; the others are
-    /// told they now wait for that one.
-    fn release_held(&mut self, now: Instant, identity: &str) {
-        while !self.side.by_identity.contains_key(identity) {
-            let Some(conn) = self
-                .side
-                .held
-                .get_mut(identity)
-                .and_then(VecDeque::pop_front)
-            else {
-                break;
-            };
-            let request = match self.links.get_mut(&conn) {
-                Some(link) if link.is_open() => match &link.phase.0 {
-                    Phase::Held { request, .. } => *request,
-                    _ => continue,
-                },
-                _ => continue,
-            };
-            if let Some(link) = self.links.get_mut(&conn) {
-                link.phase = ServerPhase(Phase::Authenticated {
-                    identity: identity.to_owned(),
-                });
-            }
-            self.create_nexus(now, conn, identity.to_owned(), request);
-        }
-        let waiting: Vec<LinkId> = match self.side.held.get(identity) {
-            Some(queue) if !queue.is_empty() => queue.iter().copied().collect(),
-            Some(_) => {
-                self.side.held.remove(identity);
-                return;
-            }
-            None => return,
-        };
-        let answer = self.held_answer(now, identity);
-        for conn in waiting {
-            if let Some(link) = self.links.get_mut(&conn) {
-                link.send(&answer);
-            }
-        }
-    }
-
-    /// Sends a refusal answer, then closes the connection.
-    fn refuse(&mut self, now: Instant, conn: LinkId, answer: Frame) {
-        let reason = match &answer {
-            Frame::NexusCreated(wire::NexusCreated { status, reason, .. })
-            | Frame::BindAck(wire::BindAck { status, reason, .. }) => format!("{status}: {reason}"),
-            other => other.kind().name().to_owned(),
-        };
-        if let Some(link) = self.links.get_mut(&conn) {
-            link.send(&answer);
-        }
-        self.close_link(
-            now,
-            conn,
-            LinkCloseReason::Refused(reason),
-            Some(GoAwayCode::NORMAL),
-        );
-    }
-
-    /// Joins `conn` to `nexus` if `identity` owns it (a recover reinstates it, refusing
-    /// creates held for the identity). A refused bind leaves the connection authenticated
-    /// and unbound, within its handshake timeout: it may still create or bind.
-    fn bind_or_refuse(
-        &mut self,
-        now: Instant,
-        conn: LinkId,
-        nexus: NexusId,
-        identity: String,
-        recovered: bool,
-    ) {
-        let refusal = match self.side.nexuses.get(&nexus) {
-            None => Some((
-                Status::UNKNOWN_NEXUS,
-                format!("{nexus} is unknown here: it never existed, expired or was destroyed"),
-            )),
-            Some(n) if n.identity != identity => Some((
-                Status::IDENTITY_MISMATCH,
-                format!("{nexus} belongs to another identity"),
-            )),
-            Some(_) => None,
-        };
-        let Some(link) = self.links.get_mut(&conn) else {
-            return;
-        };
-        if let Some((status, reason)) = refusal {
-            link.send(&frames::bind_answer(status, nexus, recovered, reason));
-            return;
-        }
-        link.send(&frames::bind_answer(
-            Status::OK,
-            nexus,
-            recovered,
-            String::new(),
-        ));
-        self.bind(now, conn, nexus);
-        // The nexus is reinstated: creates held for this identity are refused.
-        for c in self.side.held.remove(&identity).unwrap_or_default() {
-            self.refuse(
-                now,
-                c,
-                refused_create(
-                    Status::REFUSED,
-                    format!(
-                        "the previous nexus {nexus} of this identity was reinstated by a \
-                         bind or recover, so no second one is created"
-                    ),
-                ),
-            );
-        }
-    }
-
     fn handle_frame(
         &mut self,
         now: Instant,
@@ -1214,9 +730,4 @@ impl Endpoint<ServerSide> {
         }
         Ok(())
     }
-}
-
-/// A NexusCreated refusing a create.
-fn refused_create(status: Status, reason: String) -> Frame {
-    frames::create_refused(status, None, 0, reason)
 }
