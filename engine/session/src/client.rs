@@ -102,8 +102,9 @@ pub struct ClientSide {
     granted_grace: Option<Duration>,
 }
 
-/// The client side of one nexus. See the crate docs.
-pub type Client = Endpoint<ClientSide>;
+/// The client endpoint of one nexus: an [`Endpoint`] with a [`ClientSide`]. See the crate
+/// docs.
+pub type ClientEndpoint = Endpoint<ClientSide>;
 
 /// Connections that may try to replace an earlier nexus before the client gives up on it.
 const REPLACE_ATTEMPTS: u32 = 3;
@@ -112,7 +113,7 @@ impl Side for ClientSide {
     type Phase = ClientPhase;
 
     fn on_frame(
-        ep: &mut Client,
+        ep: &mut ClientEndpoint,
         now: Instant,
         conn: LinkId,
         frame: Frame,
@@ -122,19 +123,19 @@ impl Side for ClientSide {
         ep.handle_frame(now, conn, frame)
     }
 
-    fn on_close(ep: &mut Client, now: Instant, conn: LinkId) {
+    fn on_close(ep: &mut ClientEndpoint, now: Instant, conn: LinkId) {
         ep.link_closed(now, conn);
     }
 
-    fn after_frames(ep: &mut Client, now: Instant, _conn: LinkId) {
+    fn after_frames(ep: &mut ClientEndpoint, now: Instant, _conn: LinkId) {
         ep.maintain_connections(now);
     }
 
-    fn after_lost(ep: &mut Client, now: Instant) {
+    fn after_lost(ep: &mut ClientEndpoint, now: Instant) {
         ep.maintain_connections(now);
     }
 
-    fn poll_timeout(ep: &Client) -> Option<Instant> {
+    fn poll_timeout(ep: &ClientEndpoint) -> Option<Instant> {
         let c = &ep.side;
         let mut next = ep.links.values().filter_map(Link::deadline).min();
         let mut consider = |t: Option<Instant>| {
@@ -152,7 +153,7 @@ impl Side for ClientSide {
         next
     }
 
-    fn handle_timeout(ep: &mut Client, now: Instant) {
+    fn handle_timeout(ep: &mut ClientEndpoint, now: Instant) {
         let mut failed = Vec::new();
         for link in ep.links.values_mut() {
             if let Err(e) = link.on_timeout(now) {

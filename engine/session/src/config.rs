@@ -106,7 +106,7 @@ impl Default for Timers {
     }
 }
 
-/// Settings of a [`Client`](super::Client).
+/// Settings of a [`ClientEndpoint`](super::ClientEndpoint).
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// The client identity: a server holds a second nexus for one identity until the
@@ -232,7 +232,7 @@ impl Default for AuthThrottleConfig {
     }
 }
 
-/// Settings of a [`Server`](super::Server).
+/// Settings of a [`ServerEndpoint`](super::ServerEndpoint).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// How connections must authenticate.

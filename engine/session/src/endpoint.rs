@@ -1,8 +1,9 @@
 //! The endpoint both sides are: the table of connections and everything done with a
 //! connection whichever side holds it — bytes in, frames decoded and dispatched, bytes
 //! out, losses and closes, statistics — with what differs (handshake, nexus lifecycle,
-//! timers) behind [`Side`]. [`Client`](super::Client) is `Endpoint<ClientSide>`,
-//! [`Server`](super::Server) is `Endpoint<ServerSide>`.
+//! timers) behind [`Side`]. [`ClientEndpoint`](super::ClientEndpoint) is
+//! `Endpoint<ClientSide>`, [`ServerEndpoint`](super::ServerEndpoint) is
+//! `Endpoint<ServerSide>`.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -120,7 +121,7 @@ impl<S: Side> Endpoint<S> {
     /// [`handle_received`](Self::handle_received). `None` for an unknown or closing
     /// connection, and (server) for one whose next frame must wait for the receive
     /// budget: the driver then does not read it until
-    /// [`next_budget_wakeup`](super::Server::next_budget_wakeup) names it.
+    /// [`next_budget_wakeup`](super::ServerEndpoint::next_budget_wakeup) names it.
     pub fn recv_buffer(&mut self, now: Instant, conn: LinkId) -> Option<BytesMut> {
         let buf = self.links.get_mut(&conn)?.lend_rx(now);
         S::after_lend(self, conn, buf.is_some());

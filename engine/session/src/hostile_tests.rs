@@ -17,8 +17,8 @@ use super::config::ChannelAttributes;
 use super::frames::{self, SERVED_FEATURES};
 use super::types::{Channel, ExchangeId, NexusId, SlotKey};
 use super::{
-    CallOptions, Client, ClientConfig, ClientCredentials, Event, LinkId, Reply, Server,
-    ServerConfig, ServerCredentials,
+    CallOptions, ClientConfig, ClientCredentials, ClientEndpoint, Event, LinkId, Reply,
+    ServerConfig, ServerCredentials, ServerEndpoint,
 };
 
 /// A number below `n`.
@@ -92,8 +92,8 @@ fn random_frame(rng: &mut Xoshiro256PlusPlus, nexus: NexusId) -> Frame {
 /// Runs the honest client and the server until quiet (instantaneous network).
 fn settle(
     now: Instant,
-    client: &mut Client,
-    server: &mut Server,
+    client: &mut ClientEndpoint,
+    server: &mut ServerEndpoint,
     pairs: &mut Vec<(LinkId, LinkId)>,
     served: &mut u32,
 ) -> Vec<Event> {
@@ -134,10 +134,10 @@ fn hostile_frames_never_panic_and_never_touch_another_nexus() {
     let now = Instant::now();
     let mut creds = ServerCredentials::anonymous();
     creds.secrets.insert("honest".into(), b"k".to_vec());
-    let mut server = Server::new(ServerConfig::new(creds), 1);
+    let mut server = ServerEndpoint::new(ServerConfig::new(creds), 1);
     let mut config = ClientConfig::new("honest", ClientCredentials::SharedSecret(b"k".to_vec()));
     config.connections = 1;
-    let mut client = Client::new(config, now);
+    let mut client = ClientEndpoint::new(config, now);
     let mut pairs = Vec::new();
     let mut served = 0;
     settle(now, &mut client, &mut server, &mut pairs, &mut served);

@@ -13,12 +13,12 @@
 //!
 //! Nothing here touches a socket, a thread or a clock. A driver (the runtime's shard loop
 //! in production, a simulator in tests) owns the transports and feeds the two endpoints,
-//! [`Client`] and [`Server`] — one [`Endpoint`] type with a [`ClientSide`] or a
-//! [`ServerSide`], sharing everything done per connection:
+//! [`ClientEndpoint`] and [`ServerEndpoint`]: one [`Endpoint`] type with a
+//! [`ClientSide`] or a [`ServerSide`], sharing everything done per connection:
 //!
 //! | driver → endpoint | endpoint → driver |
 //! |---|---|
-//! | `Client::add_connection(now, nonce)` / `Server::accept(now, nonce)`: a transport is up | [`Event::WantConnection`]: open one more (client) |
+//! | `ClientEndpoint::add_connection(now, nonce)` / `ServerEndpoint::accept(now, nonce)`: a transport is up | [`Event::WantConnection`]: open one more (client) |
 //! | `handle_input(now, conn, &bytes)`, or `recv_buffer` / `handle_received`: bytes arrived | `poll_transmit(now, conn, &mut impl TransmitSink)`: bytes to send |
 //! | `connection_lost(now, conn)`: the transport failed | [`Event::ConnectionClosed`]: flush, then close it |
 //! | `handle_timeout(now)` when `poll_timeout()` passes | `poll_timeout() -> Option<Instant>` |
@@ -48,15 +48,15 @@
 //! use std::time::Instant;
 //! use bytes::{Bytes, BytesMut};
 //! use hawser_session::{
-//!     CallOptions, Client, ClientConfig, ClientCredentials, Event, ExchangeId, Reply,
-//!     Server, ServerConfig, ServerCredentials,
+//!     CallOptions, ClientEndpoint, ClientConfig, ClientCredentials, Event, ExchangeId, Reply,
+//!     ServerEndpoint, ServerConfig, ServerCredentials,
 //! };
 //!
 //! let now = Instant::now();
-//! let mut server = Server::new(ServerConfig::new(ServerCredentials::anonymous()), 7);
+//! let mut server = ServerEndpoint::new(ServerConfig::new(ServerCredentials::anonymous()), 7);
 //! let mut config = ClientConfig::new("example-client", ClientCredentials::Anonymous);
 //! config.connections = 2; // a trunk of two connections
-//! let mut client = Client::new(config, now);
+//! let mut client = ClientEndpoint::new(config, now);
 //!
 //! // Calls may start before the nexus exists; they wait for a slot and a connection.
 //! let call = client
@@ -125,7 +125,7 @@ mod types;
 
 pub use auth::{ClientCredentials, ServerCredentials};
 pub use budget::{BUDGETED_FRAME_MIN, ReceiveBudget, Reservation};
-pub use client::{CallOptions, Client, ClientSide};
+pub use client::{CallOptions, ClientEndpoint, ClientSide};
 pub use codec::FrameError;
 pub use config::{
     AuthThrottleConfig, ChannelAttributes, ClientConfig, DEFAULT_RECEIVE_BUDGET, ServerConfig,
@@ -137,7 +137,7 @@ pub use event::{Event, IncomingRequest, Reply};
 pub use exception::RemoteException;
 pub use link::TransmitSink;
 pub use nexus::Footprint;
-pub use server::{Server, ServerLoad, ServerSide};
+pub use server::{ServerEndpoint, ServerLoad, ServerSide};
 pub use stats::{ConnectionStats, NexusStats};
 pub use throttle::ThrottleConfig;
 pub use throttle::TokenBucket;

@@ -498,9 +498,10 @@ enum TxPiece {
     Shared(Bytes),
 }
 
-/// Where an endpoint's output goes ([`Endpoint::poll_transmit`](super::Endpoint::poll_transmit)):
-/// copied bytes and shared ones, in order. A driver's transmit queue keeps shared bytes as they are and sends them
-/// with a vectored write, so a large body is never copied in user space; `BytesMut`
+/// Where an endpoint's output goes
+/// ([`Endpoint::poll_transmit`](super::Endpoint::poll_transmit)): copied bytes and shared
+/// ones, in order. A driver's transmit queue keeps shared bytes as they are and sends
+/// them with a vectored write, so a large body is never copied in user space; `BytesMut`
 /// simply appends everything (tests, simulators).
 pub trait TransmitSink {
     /// Appends a copy of `bytes`.

@@ -32,8 +32,8 @@ impl From<NexusId> for dsp::NexusId {
     }
 }
 
-/// A connection handle, assigned by the endpoint ([`Client`](super::Client) or
-/// [`Server`](super::Server)) when the driver hands it a new transport connection.
+/// A connection handle, assigned by the endpoint ([`ClientEndpoint`](super::ClientEndpoint) or
+/// [`ServerEndpoint`](super::ServerEndpoint)) when the driver hands it a new transport connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LinkId(pub u64);
 

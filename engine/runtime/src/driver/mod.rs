@@ -1,5 +1,5 @@
-//! Runs the sans-IO session endpoints ([`session::Client`], [`session::Server`]) on
-//! `hawser-shards`.
+//! Runs the sans-IO session endpoints ([`session::ClientEndpoint`],
+//! [`session::ServerEndpoint`]) on `hawser-shards`.
 //!
 //! # Shape
 //!
@@ -384,13 +384,13 @@ impl session::TransmitSink for ShardSink<'_> {
 }
 
 struct ClientSide {
-    ep: session::Client,
+    ep: session::ClientEndpoint,
     addr: SocketAddr,
     ready: Option<Sender<Readiness>>,
 }
 
 struct ServerSide {
-    ep: session::Server,
+    ep: session::ServerEndpoint,
 }
 
 /// Calls this endpoint initiated (client: fore channel; server: backchannel), keyed by
@@ -1216,7 +1216,7 @@ pub(crate) fn install_client(
         backchannel,
         move || {
             Side::Client(Box::new(ClientSide {
-                ep: session::Client::new(config, Instant::now()),
+                ep: session::ClientEndpoint::new(config, Instant::now()),
                 addr,
                 ready: Some(ready),
             }))
@@ -1241,7 +1241,7 @@ pub(crate) fn install_server(
     serving.caller = Some(Arc::clone(&caller));
     let handle = install(shards, shard, channel, serving, move || {
         Side::Server(Box::new(ServerSide {
-            ep: session::Server::new(config, seed),
+            ep: session::ServerEndpoint::new(config, seed),
         }))
     })?;
     let id = handle.id;

@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use hawser_wire::dsp::Status;
 
-use super::{Phase, Server, ServerPhase, describe_source};
+use super::{Phase, ServerEndpoint, ServerPhase, describe_source};
 use crate::auth::{self, Attempt, NONCE_LEN};
 use crate::error::LinkCloseReason;
 use crate::frames;
@@ -15,7 +15,7 @@ use crate::guard::source_of;
 use crate::link::GoAwayCode;
 use crate::types::LinkId;
 
-impl Server {
+impl ServerEndpoint {
     /// Checks an Auth, now or after the throttle's delay.
     pub(super) fn on_auth(
         &mut self,

@@ -169,8 +169,9 @@ pub struct ServerSide {
     budget_waiters: VecDeque<LinkId>,
 }
 
-/// The server side: every nexus of every client. See the crate docs.
-pub type Server = Endpoint<ServerSide>;
+/// The server endpoint, for every nexus of every client: an [`Endpoint`] with a
+/// [`ServerSide`]. See the crate docs.
+pub type ServerEndpoint = Endpoint<ServerSide>;
 
 fn describe_source(source: Source) -> String {
     match source {
@@ -194,7 +195,7 @@ impl Side for ServerSide {
     }
 
     fn on_frame(
-        ep: &mut Server,
+        ep: &mut ServerEndpoint,
         now: Instant,
         conn: LinkId,
         frame: Frame,
@@ -213,15 +214,15 @@ impl Side for ServerSide {
         Ok(())
     }
 
-    fn on_close(ep: &mut Server, now: Instant, conn: LinkId) {
+    fn on_close(ep: &mut ServerEndpoint, now: Instant, conn: LinkId) {
         ep.link_closed(now, conn);
     }
 
-    fn after_frames(ep: &mut Server, _now: Instant, conn: LinkId) {
+    fn after_frames(ep: &mut ServerEndpoint, _now: Instant, conn: LinkId) {
         ep.schedule_link(conn);
     }
 
-    fn after_lend(ep: &mut Server, conn: LinkId, lent: bool) {
+    fn after_lend(ep: &mut ServerEndpoint, conn: LinkId, lent: bool) {
         if let Some(link) = ep.links.get_mut(&conn)
             && !lent
             && link.waiting_for_budget()
@@ -234,24 +235,24 @@ impl Side for ServerSide {
         ep.schedule_link(conn);
     }
 
-    fn after_transmit(ep: &mut Server, conn: LinkId, sent: usize) {
+    fn after_transmit(ep: &mut ServerEndpoint, conn: LinkId, sent: usize) {
         if sent > 0 {
             // What was sent may have moved the connection's deadline.
             ep.schedule_link(conn);
         }
     }
 
-    fn after_forget(ep: &mut Server, conn: LinkId) {
+    fn after_forget(ep: &mut ServerEndpoint, conn: LinkId) {
         ep.side.deadlines.forget(Timer::Link(conn));
     }
 
-    fn poll_timeout(ep: &Server) -> Option<Instant> {
+    fn poll_timeout(ep: &ServerEndpoint) -> Option<Instant> {
         ep.side.deadlines.next()
     }
 
     /// Visits only what is due: heartbeats, dead connections, handshake deadlines,
     /// delayed authentication answers, held creates, grace periods, throttling.
-    fn handle_timeout(ep: &mut Server, now: Instant) {
+    fn handle_timeout(ep: &mut ServerEndpoint, now: Instant) {
         let mut due = std::mem::take(&mut ep.side.due);
         ep.side.deadlines.take_due(now, &mut due);
         for timer in due.drain(..) {

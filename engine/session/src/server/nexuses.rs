@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use hawser_wire::dsp::{self as wire, Status};
 
-use super::{CreateRequest, Phase, Server, ServerNexus, ServerPhase, Timer};
+use super::{CreateRequest, Phase, ServerEndpoint, ServerNexus, ServerPhase, Timer};
 use crate::auth;
 use crate::budget::Reservation;
 use crate::codec::Frame;
@@ -19,7 +19,7 @@ use crate::nexus::NexusCore;
 use crate::throttle::TokenBucket;
 use crate::types::{Channel, IdMap, LinkId, NexusId, RequestId};
 
-impl Server {
+impl ServerEndpoint {
     /// Keeps the budget reserved for a large request while the application has it (it
     /// was delivered, or waits for its ordered predecessors); a retry answered from the
     /// cache or a refused request gives it back at once.

@@ -18,7 +18,8 @@ use crate::frames::{self, SERVED_FEATURES};
 use crate::link::GoAwayCode;
 use crate::types::{Channel, ExchangeId, NexusId, RequestId, SlotKey};
 use crate::{
-    Event, LinkCloseReason, LinkId, ProtocolError, Reply, Server, ServerConfig, ServerCredentials,
+    Event, LinkCloseReason, LinkId, ProtocolError, Reply, ServerConfig, ServerCredentials,
+    ServerEndpoint,
 };
 
 const SECRET: &[u8] = b"open sesame";
@@ -56,7 +57,7 @@ struct Peer {
 }
 
 impl Peer {
-    fn connect(server: &mut Server, now: Instant, peer: Option<IpAddr>) -> Peer {
+    fn connect(server: &mut ServerEndpoint, now: Instant, peer: Option<IpAddr>) -> Peer {
         let mut codec = Codec::default();
         codec.set_max_payload(1 << 20);
         Peer {
@@ -68,14 +69,14 @@ impl Peer {
         }
     }
 
-    fn send(&mut self, server: &mut Server, now: Instant, f: &Frame) {
+    fn send(&mut self, server: &mut ServerEndpoint, now: Instant, f: &Frame) {
         let mut out = BytesMut::new();
         codec::encode_with(&mut self.codec, f, &mut out);
         server.handle_input(now, self.conn, &out);
     }
 
     /// Every frame the server sent since the last call.
-    fn received(&mut self, server: &mut Server, now: Instant) -> Vec<Frame> {
+    fn received(&mut self, server: &mut ServerEndpoint, now: Instant) -> Vec<Frame> {
         server.poll_transmit(now, self.conn, &mut self.rx);
         let mut frames = Vec::new();
         while let Ok(Some(f)) = self.codec.decode(&mut self.rx) {
@@ -87,7 +88,7 @@ impl Peer {
         frames
     }
 
-    fn hello(&mut self, server: &mut Server, now: Instant) -> Vec<Frame> {
+    fn hello(&mut self, server: &mut ServerEndpoint, now: Instant) -> Vec<Frame> {
         let hello = frames::hello(true, false, self.nonce);
         self.send(server, now, &hello);
         self.received(server, now)
@@ -96,7 +97,7 @@ impl Peer {
     /// Hello, then Auth as `identity` with `secret` (`None`: anonymous).
     fn authenticate(
         &mut self,
-        server: &mut Server,
+        server: &mut ServerEndpoint,
         now: Instant,
         identity: &str,
         secret: Option<&[u8]>,
@@ -112,7 +113,7 @@ impl Peer {
         self.received(server, now)
     }
 
-    fn create(&mut self, server: &mut Server, now: Instant, identity: &str) -> Vec<Frame> {
+    fn create(&mut self, server: &mut ServerEndpoint, now: Instant, identity: &str) -> Vec<Frame> {
         let create = Frame::NexusCreate(NexusCreate {
             fore: attrs().into(),
             back: attrs().into(),
@@ -148,7 +149,7 @@ fn go_away(frames: &[Frame]) -> Option<(GoAwayCode, String)> {
     })
 }
 
-fn closed_reason(server: &mut Server, conn: LinkId) -> Option<LinkCloseReason> {
+fn closed_reason(server: &mut ServerEndpoint, conn: LinkId) -> Option<LinkCloseReason> {
     let mut found = None;
     while let Some(e) = server.poll_event() {
         if let Event::ConnectionClosed { conn: c, reason } = e
@@ -163,7 +164,7 @@ fn closed_reason(server: &mut Server, conn: LinkId) -> Option<LinkCloseReason> {
 /// An attempt's answer, waiting in virtual time for a delayed one: the AuthResult status
 /// and how long it took (`None`: closed without an AuthResult).
 fn answer_after(
-    server: &mut Server,
+    server: &mut ServerEndpoint,
     peer: &mut Peer,
     now: Instant,
     identity: &str,
@@ -190,7 +191,7 @@ fn answer_after(
 #[test]
 fn failed_authentications_are_answered_later_and_later_per_source_and_identity() {
     let t0 = Instant::now();
-    let mut server = Server::new(config(), 1);
+    let mut server = ServerEndpoint::new(config(), 1);
     let guesser = ip("192.0.2.1");
     // Five free failures, one a second.
     let mut now = t0;
@@ -251,7 +252,7 @@ fn beyond_five_failures_a_second_attempts_are_closed_unchecked() {
         free_failures: 1000,
         ..AuthThrottleConfig::default()
     };
-    let mut server = Server::new(config, 1);
+    let mut server = ServerEndpoint::new(config, 1);
     let source = ip("192.0.2.1");
     for i in 0..5 {
         let mut p = Peer::connect(&mut server, now, source);
@@ -279,7 +280,7 @@ fn beyond_five_failures_a_second_attempts_are_closed_unchecked() {
 #[test]
 fn unknown_identity_and_wrong_secret_get_the_same_answer() {
     let now = Instant::now();
-    let mut server = Server::new(config(), 1);
+    let mut server = ServerEndpoint::new(config(), 1);
     let mut answers = Vec::new();
     for (identity, secret) in [("alice", b"wrong".as_slice()), ("mallory", SECRET)] {
         let mut p = Peer::connect(&mut server, now, ip("192.0.2.1"));
@@ -302,7 +303,7 @@ fn anonymous_refusal_says_what_to_do() {
     let now = Instant::now();
     let mut config = config();
     config.credentials.allow_anonymous = false;
-    let mut server = Server::new(config, 1);
+    let mut server = ServerEndpoint::new(config, 1);
     let mut p = Peer::connect(&mut server, now, ip("192.0.2.1"));
     let frames = p.authenticate(&mut server, now, "guest", None);
     let (status, reason) = auth_status(&frames).unwrap();
@@ -320,7 +321,7 @@ fn connections_per_address_and_handshakes_in_progress_are_capped() {
         handshakes_in_progress: 3,
         ..ServerLimits::default()
     };
-    let mut server = Server::new(config, 1);
+    let mut server = ServerEndpoint::new(config, 1);
     let mut a1 = Peer::connect(&mut server, now, ip("192.0.2.1"));
     let _a2 = Peer::connect(&mut server, now, ip("192.0.2.1"));
     let mut a3 = Peer::connect(&mut server, now, ip("192.0.2.1"));
@@ -355,7 +356,7 @@ fn nexuses_in_all_and_held_creates_per_identity_are_capped() {
     let mut config = config();
     config.limits.nexuses = 1;
     config.limits.held_creates_per_identity = 1;
-    let mut server = Server::new(config, 1);
+    let mut server = ServerEndpoint::new(config, 1);
     let mut first = Peer::connect(&mut server, now, ip("192.0.2.1"));
     first.authenticate(&mut server, now, "one", None);
     let created = first.create(&mut server, now, "one");
@@ -413,7 +414,7 @@ fn nexuses_in_all_and_held_creates_per_identity_are_capped() {
 #[test]
 fn a_hello_without_a_common_version_gets_version_mismatch() {
     let now = Instant::now();
-    let mut server = Server::new(config(), 1);
+    let mut server = ServerEndpoint::new(config(), 1);
     let mut p = Peer::connect(&mut server, now, None);
     let hello = |(min_version, max_version)| {
         Frame::Hello(Hello {
@@ -449,7 +450,7 @@ fn a_hello_without_a_common_version_gets_version_mismatch() {
 #[test]
 fn nothing_comes_before_the_hello_not_even_a_ping() {
     let now = Instant::now();
-    let mut server = Server::new(config(), 1);
+    let mut server = ServerEndpoint::new(config(), 1);
     let mut p = Peer::connect(&mut server, now, None);
     p.send(&mut server, now, &Frame::Ping(Ping { token: 1 }));
     let frames = p.received(&mut server, now);
@@ -460,7 +461,7 @@ fn nothing_comes_before_the_hello_not_even_a_ping() {
 #[test]
 fn an_authenticated_connection_that_never_binds_is_closed_at_the_handshake_timeout() {
     let now = Instant::now();
-    let mut server = Server::new(config(), 1);
+    let mut server = ServerEndpoint::new(config(), 1);
     let mut p = Peer::connect(&mut server, now, None);
     p.authenticate(&mut server, now, "idle", None);
     // A refused bind does not buy time either.
@@ -493,7 +494,7 @@ fn an_authenticated_connection_that_never_binds_is_closed_at_the_handshake_timeo
 #[test]
 fn an_over_size_request_is_refused_and_its_slot_moves_on() {
     let now = Instant::now();
-    let mut server = Server::new(config(), 1);
+    let mut server = ServerEndpoint::new(config(), 1);
     let mut p = Peer::connect(&mut server, now, None);
     p.authenticate(&mut server, now, "big", None);
     p.create(&mut server, now, "big");
@@ -566,7 +567,7 @@ fn many_abandoned_nexuses_cost_no_more_per_create_and_expire_soon() {
     config.limits.nexuses = 1_000_000;
     config.limits.handshakes_in_progress = 1_000_000;
     config.limits.connections_per_address = 1_000_000;
-    let mut server = Server::new(config, 1);
+    let mut server = ServerEndpoint::new(config, 1);
     let mut now = t0;
     for i in 0..N {
         let mut p = Peer::connect(&mut server, now, None);

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use hawser_session::{
-    CallError, Client, ClientConfig, Event, IncomingRequest, LinkId, RequestId, Server,
-    ServerConfig,
+    CallError, ClientConfig, ClientEndpoint, Event, IncomingRequest, LinkId, RequestId,
+    ServerConfig, ServerEndpoint,
 };
 use rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -124,8 +124,8 @@ pub(crate) struct NetStats {
 pub(crate) struct Net {
     pub(crate) base: Instant,
     pub(crate) now: Instant,
-    pub(crate) server: Server,
-    pub(crate) clients: Vec<Client>,
+    pub(crate) server: ServerEndpoint,
+    pub(crate) clients: Vec<ClientEndpoint>,
     /// Whether each client gets the connections it asks for.
     pub(crate) connectable: Vec<bool>,
     pub(crate) pipes: Vec<Pipe>,
@@ -156,7 +156,7 @@ impl Net {
         Net {
             base,
             now: base,
-            server: Server::new(server, rng.next()),
+            server: ServerEndpoint::new(server, rng.next()),
             clients: Vec::new(),
             connectable: Vec::new(),
             pipes: Vec::new(),
@@ -173,7 +173,7 @@ impl Net {
     }
 
     pub(crate) fn add_client(&mut self, config: ClientConfig) -> usize {
-        self.clients.push(Client::new(config, self.now));
+        self.clients.push(ClientEndpoint::new(config, self.now));
         self.connectable.push(true);
         self.client_events.push(Vec::new());
         self.clients.len() - 1
@@ -393,7 +393,7 @@ impl Net {
             .map(|(t, _)| *t);
         self.clients
             .iter()
-            .filter_map(Client::poll_timeout)
+            .filter_map(ClientEndpoint::poll_timeout)
             .chain(self.server.poll_timeout())
             .chain(arrivals)
             .chain(self.connects.keys().next().map(|(t, _)| *t))

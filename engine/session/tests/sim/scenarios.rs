@@ -1,7 +1,8 @@
-//! Targeted session scenarios on a reliable network ([`Faults::none`](super::net::Faults::none): every pipe has a
-//! fixed latency, and the test decides when connections die): nexus lifecycle (grace
-//! period, held create, reinstatement, destroy), authentication, heartbeats,
-//! cancellation, throttling, credits, reply-cache limits, garbage input, statistics.
+//! Targeted session scenarios on a reliable network
+//! ([`Faults::none`](super::net::Faults::none): every pipe has a fixed latency, and the
+//! test decides when connections die): nexus lifecycle (grace period, held create,
+//! reinstatement, destroy), authentication, heartbeats, cancellation, throttling,
+//! credits, reply-cache limits, garbage input, statistics.
 
 use std::time::Duration;
 
