@@ -136,7 +136,7 @@ impl Side for ClientSide {
     }
 
     fn poll_timeout(ep: &ClientEndpoint) -> Option<Instant> {
-        let c = &ep.side;
+        let side = &ep.side;
         let mut next = ep.links.values().filter_map(Link::deadline).min();
         let mut consider = |t: Option<Instant>| {
             if let Some(t) = t {
@@ -144,12 +144,12 @@ impl Side for ClientSide {
             }
         };
         if ep.wants_more_connections() {
-            consider(c.reconnect_at);
+            consider(side.reconnect_at);
         }
-        if c.state == NexusState::Active {
-            consider(c.unbound_since.map(|t| t + c.config.recovery_timeout));
+        if side.state == NexusState::Active {
+            consider(side.unbound_since.map(|t| t + side.config.recovery_timeout));
         }
-        consider(c.core.initiator.throttle_deadline());
+        consider(side.core.initiator.throttle_deadline());
         next
     }
 
@@ -160,15 +160,16 @@ impl Side for ClientSide {
                 failed.push((link.id, e));
             }
         }
-        failed.sort_unstable_by_key(|(c, _)| *c);
+        failed.sort_unstable_by_key(|(conn, _)| *conn);
         for (conn, e) in failed {
             ep.fail_link(now, conn, e);
         }
-        let c = &ep.side;
-        if c.state == NexusState::Active
-            && c.core.members.is_empty()
-            && c.unbound_since
-                .is_some_and(|t| now >= t + c.config.recovery_timeout)
+        let side = &ep.side;
+        if side.state == NexusState::Active
+            && side.core.members.is_empty()
+            && side
+                .unbound_since
+                .is_some_and(|t| now >= t + side.config.recovery_timeout)
         {
             ep.lose_nexus();
         }
@@ -234,10 +235,10 @@ impl Endpoint<ClientSide> {
     /// The driver opened a transport connection (after [`Event::WantConnection`]);
     /// `nonce` must be fresh random bytes (the authentication challenge).
     pub fn add_connection(&mut self, now: Instant, nonce: [u8; NONCE_LEN]) -> LinkId {
-        let c = &mut self.side;
-        c.pending_connects = c.pending_connects.saturating_sub(1);
-        let (timers, align) = (c.config.timers, c.config.align_request_bodies_at);
-        let hello = frames::hello(c.config.digest, c.config.compress, nonce);
+        let side = &mut self.side;
+        side.pending_connects = side.pending_connects.saturating_sub(1);
+        let (timers, align) = (side.config.timers, side.config.align_request_bodies_at);
+        let hello = frames::hello(side.config.digest, side.config.compress, nonce);
         let link = self.open_link(now, ClientPhase(Phase::AwaitHelloAck { nonce }), timers);
         link.align_request_bodies_at(align);
         link.send(&hello);
@@ -295,14 +296,14 @@ impl Endpoint<ClientSide> {
     pub fn destroy(&mut self, now: Instant) {
         match self.side.state {
             NexusState::Active => {
-                let c = &mut self.side;
-                let target = c.core.members.first().copied();
+                let side = &mut self.side;
+                let target = side.core.members.first().copied();
                 if let Some(link) = target.and_then(|id| self.links.get_mut(&id)) {
                     link.send(&Frame::NexusDestroy(NexusDestroy {
-                        nexus: c.core.id.into(),
+                        nexus: side.core.id.into(),
                     }));
-                    c.state = NexusState::Destroying;
-                    c.core
+                    side.state = NexusState::Destroying;
+                    side.core
                         .shut_down(&CallError::NexusDestroyed, &mut self.events);
                 } else {
                     // Nothing to tell the server through: it expires the nexus.
@@ -366,18 +367,18 @@ impl Endpoint<ClientSide> {
 
     /// A connection was closed: its work moves elsewhere, and a replacement is planned.
     fn link_closed(&mut self, now: Instant, conn: LinkId) {
-        let c = &mut self.side;
-        if c.state == NexusState::Creating(conn) {
+        let side = &mut self.side;
+        if side.state == NexusState::Creating(conn) {
             // The server may have created a nexus we never heard of; it expires there,
             // and it holds our next NexusCreate until then.
-            c.state = NexusState::Unestablished;
+            side.state = NexusState::Unestablished;
         }
-        let was_member = c.core.members.contains(&conn);
-        c.core
+        let was_member = side.core.members.contains(&conn);
+        side.core
             .on_link_lost(now, conn, &mut self.links, &mut self.events);
-        if was_member && c.core.members.is_empty() {
-            match c.state {
-                NexusState::Active => c.unbound_since = Some(now),
+        if was_member && side.core.members.is_empty() {
+            match side.state {
+                NexusState::Active => side.unbound_since = Some(now),
                 // The DestroyAck cannot arrive any more; the server expires the nexus.
                 NexusState::Destroying => self.finish_destroy(now),
                 _ => {}
@@ -387,10 +388,10 @@ impl Endpoint<ClientSide> {
     }
 
     fn schedule_reconnect(&mut self, now: Instant) {
-        let c = &mut self.side;
-        if c.reconnect_at.is_none() {
-            c.reconnect_at = Some(now + c.backoff);
-            c.backoff = (c.backoff * 2).min(c.config.reconnect_max);
+        let side = &mut self.side;
+        if side.reconnect_at.is_none() {
+            side.reconnect_at = Some(now + side.backoff);
+            side.backoff = (side.backoff * 2).min(side.config.reconnect_max);
         }
     }
 
@@ -425,10 +426,10 @@ impl Endpoint<ClientSide> {
     }
 
     fn connection_ready(&mut self) {
-        let c = &mut self.side;
-        c.backoff = c.config.reconnect_min;
-        c.reconnect_at = None;
-        c.unbound_since = None;
+        let side = &mut self.side;
+        side.backoff = side.config.reconnect_min;
+        side.reconnect_at = None;
+        side.unbound_since = None;
     }
 
     /// Refuses a connection's nexus operation as the server put it, and closes it: the
@@ -448,12 +449,12 @@ impl Endpoint<ClientSide> {
         conn: LinkId,
         frame: Frame,
     ) -> Result<(), ProtocolError> {
-        let c = &mut self.side;
+        let side = &mut self.side;
         let Some(link) = self.links.get_mut(&conn) else {
             return Ok(());
         };
-        let old = c.replace.map(NexusId::into);
-        let current = c.core.id.into();
+        let old = side.replace.map(NexusId::into);
+        let current = side.core.id.into();
         match (&link.phase.0, frame) {
             (Phase::AwaitHelloAck { nonce }, Frame::Hello(hello)) => {
                 if (hello.min_version, hello.max_version) != (VERSION, VERSION) {
@@ -463,9 +464,12 @@ impl Endpoint<ClientSide> {
                 let server_nonce = hello.nonce;
                 // The server may only turn options off, never on.
                 let (digest, compress) = frames::hello_options(&hello);
-                link.agree(digest && c.config.digest, compress && c.config.compress);
-                link.send(&c.config.credentials.auth_frame(
-                    &c.config.identity,
+                link.agree(
+                    digest && side.config.digest,
+                    compress && side.config.compress,
+                );
+                link.send(&side.config.credentials.auth_frame(
+                    &side.config.identity,
                     &server_nonce,
                     &client_nonce,
                 ));
@@ -495,13 +499,13 @@ impl Endpoint<ClientSide> {
                     self.close_link(now, conn, LinkCloseReason::Refused(why), None);
                     return Ok(());
                 }
-                let ok = match &c.config.credentials {
+                let ok = match &side.config.credentials {
                     ClientCredentials::Anonymous => proof.is_empty(),
                     ClientCredentials::SharedSecret(secret) => auth::verify_server_proof(
                         secret,
                         client_nonce,
                         server_nonce,
-                        &c.config.identity,
+                        &side.config.identity,
                         &proof,
                     ),
                 };
@@ -521,7 +525,7 @@ impl Endpoint<ClientSide> {
                     reason,
                     ..
                 }),
-            ) if c.state == NexusState::Creating(conn) => {
+            ) if side.state == NexusState::Creating(conn) => {
                 // The server answers again when the hold ends; the connection waits.
                 let remaining = (grace_period_ms != u32::MAX)
                     .then(|| Duration::from_millis(u64::from(grace_period_ms)));
@@ -543,15 +547,15 @@ impl Endpoint<ClientSide> {
                 Frame::BindAck(BindAck { status, .. })
                 | Frame::NexusRecovered(NexusRecovered { status, .. }),
             ) if status == Status::UNKNOWN_NEXUS
-                && c.state == NexusState::Active
-                && c.core.members.is_empty()
-                && c.core.never_used() =>
+                && side.state == NexusState::Active
+                && side.core.members.is_empty()
+                && side.core.never_used() =>
             {
                 // The server dropped a nexus on which nothing ever ran (it expires one soon
                 // after its last connection goes): nothing can be lost by starting afresh
                 // on this connection, queued calls included.
-                c.state = NexusState::Unestablished;
-                c.unbound_since = None;
+                side.state = NexusState::Unestablished;
+                side.unbound_since = None;
                 link.phase = ClientPhase(Phase::Authenticated);
                 self.after_auth(now, conn);
             }
@@ -561,23 +565,23 @@ impl Endpoint<ClientSide> {
                 if status.is_ok() {
                     // Bound to the old nexus until the destroy lands: its traffic may
                     // arrive meanwhile, at its negotiated sizes.
-                    link.bound(c.core.max_payload());
+                    link.bound(side.core.max_payload());
                     link.send(&Frame::NexusDestroy(NexusDestroy { nexus }));
                     link.phase = ClientPhase(Phase::DestroyingOld(nexus.into()));
                 } else {
                     // Gone already: nothing to replace.
-                    c.replace = None;
+                    side.replace = None;
                     link.phase = ClientPhase(Phase::Authenticated);
-                    c.state = NexusState::Unestablished;
+                    side.state = NexusState::Unestablished;
                     self.after_auth(now, conn);
                 }
             }
             (Phase::DestroyingOld(old), Frame::NexusDestroyed(NexusDestroyed { nexus, .. }))
                 if NexusId::from(nexus) == *old =>
             {
-                c.replace = None;
+                side.replace = None;
                 link.phase = ClientPhase(Phase::Authenticated);
-                c.state = NexusState::Unestablished;
+                side.state = NexusState::Unestablished;
                 self.after_auth(now, conn);
             }
             // The old nexus's requests, responses and credits: moot.
@@ -605,19 +609,20 @@ impl Endpoint<ClientSide> {
                     grace_period_ms,
                     ..
                 }),
-            ) if c.state == NexusState::Creating(conn) => {
+            ) if side.state == NexusState::Creating(conn) => {
                 let (fore, back) = (fore.into(), back.into());
                 // The server may only shrink what was proposed.
-                if fore != c.config.fore.negotiate(&fore) || back != c.config.back.negotiate(&back)
+                if fore != side.config.fore.negotiate(&fore)
+                    || back != side.config.back.negotiate(&back)
                 {
                     return Err(ProtocolError::Unexpected("NexusCreated"));
                 }
                 let nexus = nexus.into();
-                c.core.id = nexus;
-                c.granted_grace = Some(Duration::from_millis(u64::from(grace_period_ms)));
-                c.core.initiator.set_attributes(fore);
-                c.core.responder.set_attributes(back);
-                c.state = NexusState::Active;
+                side.core.id = nexus;
+                side.granted_grace = Some(Duration::from_millis(u64::from(grace_period_ms)));
+                side.core.initiator.set_attributes(fore);
+                side.core.responder.set_attributes(back);
+                side.state = NexusState::Active;
                 self.events.push_back(Event::NexusEstablished { nexus });
                 self.bind_link(now, conn);
                 // Connections that authenticated meanwhile join now.
@@ -628,8 +633,8 @@ impl Endpoint<ClientSide> {
                     .map(|l| l.id)
                     .collect();
                 waiting.sort_unstable();
-                for c in waiting {
-                    self.after_auth(now, c);
+                for conn in waiting {
+                    self.after_auth(now, conn);
                 }
             }
             (
@@ -640,16 +645,16 @@ impl Endpoint<ClientSide> {
                 self.bind_link(now, conn);
             }
             (Phase::Bound, Frame::NexusDestroyed(NexusDestroyed { nexus, .. }))
-                if nexus == current && c.state == NexusState::Destroying =>
+                if nexus == current && side.state == NexusState::Destroying =>
             {
                 self.finish_destroy(now);
             }
             (Phase::Bound, frame) => {
-                if c.state == NexusState::Destroying {
+                if side.state == NexusState::Destroying {
                     // Late answers to a destroyed nexus are moot.
                     return Ok(());
                 }
-                c.core
+                side.core
                     .on_frame(now, conn, frame, &mut self.links, &mut self.events)?;
             }
             (_, frame) => return Err(ProtocolError::Unexpected(frame.kind().name())),
@@ -676,47 +681,47 @@ impl Endpoint<ClientSide> {
 
     /// An authenticated connection creates the nexus, joins it, or waits.
     fn after_auth(&mut self, _now: Instant, conn: LinkId) {
-        let c = &mut self.side;
-        let nexus = c.core.id;
-        let recover = c.core.members.is_empty();
+        let side = &mut self.side;
+        let nexus = side.core.id;
+        let recover = side.core.members.is_empty();
         let Some(link) = self.links.get_mut(&conn) else {
             return;
         };
-        match c.state {
+        match side.state {
             NexusState::Unestablished => {
-                if c.replace.is_some() && c.replace_attempts >= REPLACE_ATTEMPTS {
+                if side.replace.is_some() && side.replace_attempts >= REPLACE_ATTEMPTS {
                     // Its traffic keeps breaking our connections: create, and let the
                     // server hold the create if it must.
-                    c.replace = None;
+                    side.replace = None;
                 }
-                if let Some(old) = c.replace {
-                    c.replace_attempts += 1;
+                if let Some(old) = side.replace {
+                    side.replace_attempts += 1;
                     link.send(&Frame::NexusRecover(NexusRecover {
                         nexus: old.into(),
-                        client_identity: c.config.identity.clone(),
+                        client_identity: side.config.identity.clone(),
                     }));
                     link.phase = ClientPhase(Phase::RecoveringOld);
                 } else {
-                    let grace_period_ms = c.config.grace_period.map_or(0, |g| {
+                    let grace_period_ms = side.config.grace_period.map_or(0, |g| {
                         u32::try_from(g.as_millis()).unwrap_or(u32::MAX).max(1)
                     });
                     link.send(&Frame::NexusCreate(NexusCreate {
-                        fore: c.config.fore.into(),
-                        back: c.config.back.into(),
+                        fore: side.config.fore.into(),
+                        back: side.config.back.into(),
                         grace_period_ms,
                         features: SERVED_FEATURES,
-                        client_identity: c.config.identity.clone(),
+                        client_identity: side.config.identity.clone(),
                     }));
                     link.phase = ClientPhase(Phase::AwaitNexus);
                 }
-                c.state = NexusState::Creating(conn);
+                side.state = NexusState::Creating(conn);
             }
             NexusState::Creating(_) => link.phase = ClientPhase(Phase::Authenticated),
             NexusState::Active => {
                 if recover {
                     link.send(&Frame::NexusRecover(NexusRecover {
                         nexus: nexus.into(),
-                        client_identity: c.config.identity.clone(),
+                        client_identity: side.config.identity.clone(),
                     }));
                 } else {
                     link.send(&Frame::BindConnection(BindConnection {
