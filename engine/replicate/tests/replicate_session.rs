@@ -14,15 +14,15 @@ use hawser_replicate::{
     Completion, RemoteError, Request, Source, SourceConfig, Target, Transport, TransportError, run,
 };
 use hawser_session::{
-    CallError, CallOptions, Client, ClientConfig, ClientCredentials, Event, ExchangeId, LinkId,
-    RemoteException, Reply, RequestId, Server, ServerConfig, ServerCredentials,
+    CallError, CallOptions, ClientConfig, ClientCredentials, ClientEndpoint, Event, ExchangeId,
+    LinkId, RemoteException, Reply, RequestId, ServerConfig, ServerCredentials, ServerEndpoint,
 };
 
 /// A [`Transport`] over a session client, with the server and its replication handler
 /// (a [`Target`]) in the same thread.
 struct SessionLoopback {
-    client: Client,
-    server: Server,
+    client: ClientEndpoint,
+    server: ServerEndpoint,
     target: Target,
     connections: Vec<(LinkId, LinkId)>,
     tokens: HashMap<RequestId, u64>,
@@ -43,8 +43,8 @@ impl SessionLoopback {
         config.connections = connections;
         config.fore.max_request_size = max_request;
         SessionLoopback {
-            client: Client::new(config, now),
-            server: Server::new(server_config, 11),
+            client: ClientEndpoint::new(config, now),
+            server: ServerEndpoint::new(server_config, 11),
             target,
             connections: Vec::new(),
             tokens: HashMap::new(),

@@ -1,8 +1,7 @@
 //! The authentication step every connection passes before it may join a nexus.
 //!
-//! Two mechanisms for now, carried in the DSP `Auth` / `AuthResult` frames as SASL
-//! mechanisms with an initial response; the SASL mechanisms and TLS plug into the same
-//! step later:
+//! Two mechanisms, carried in the DSP `Auth` / `AuthResult` frames as SASL mechanisms
+//! with an initial response (further SASL mechanisms and TLS plug into the same step):
 //! - `ANONYMOUS`: the client states an identity, nothing is proven (trusted networks). A
 //!   server accepts it only when its credentials say so.
 //! - `HMAC-SHA256` shared secret, mutual challenge-response: both sides contribute a
@@ -14,7 +13,7 @@
 //!   secret never travels. The secret's bytes are the HMAC key as they are. Nonces come
 //!   from the driver (the state machines read no entropy themselves).
 //!
-//! The server decides every attempt in [`check`], whatever the mechanism; its throttle of
+//! The server decides every attempt in `check`, whatever the mechanism; its throttle of
 //! failed attempts (`server.rs`, `guard.rs`) sits around that one call, so a mechanism
 //! added here is throttled without doing anything. An unknown identity is checked against
 //! a dummy secret derived from a per-server random key and refused exactly like a wrong
@@ -23,18 +22,20 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
+use hawser_wire::dsp::{self as wire, FrameKind, Status};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::frame::Status;
+use super::codec::{Frame, FrameError};
+use super::error::ProtocolError;
 
 /// Length of each side's nonce.
 pub const NONCE_LEN: usize = 16;
 /// Length of a proof (an HMAC-SHA256 tag).
 pub const PROOF_LEN: usize = 32;
 
-/// An authentication mechanism as named in the hello frame.
+/// An authentication mechanism, as the Auth frame names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mechanism {
     /// No proof: the identity is taken at its word.
@@ -64,12 +65,34 @@ impl fmt::Debug for ClientCredentials {
     }
 }
 
+/// The SASL names of the mechanisms.
+const ANONYMOUS: &str = "ANONYMOUS";
+const HMAC_SHA256: &str = "HMAC-SHA256";
+
 impl ClientCredentials {
-    pub(crate) fn mechanism(&self) -> Mechanism {
-        match self {
-            ClientCredentials::Anonymous => Mechanism::Anonymous,
-            ClientCredentials::SharedSecret(_) => Mechanism::HmacSha256,
-        }
+    /// The Auth frame that opens authentication with these credentials: the mechanism
+    /// and its initial response, `identity` (`ANONYMOUS`) or `identity ‖ 0 ‖ proof`
+    /// (`HMAC-SHA256`, the proof binding both nonces).
+    pub(crate) fn auth_frame(
+        &self,
+        identity: &str,
+        server_nonce: &[u8; NONCE_LEN],
+        client_nonce: &[u8; NONCE_LEN],
+    ) -> Frame {
+        let mut response = BytesMut::with_capacity(identity.len() + 1 + PROOF_LEN);
+        response.put_slice(identity.as_bytes());
+        let mechanism = match self {
+            ClientCredentials::Anonymous => ANONYMOUS,
+            ClientCredentials::SharedSecret(secret) => {
+                response.put_u8(0);
+                response.put_slice(&client_proof(secret, server_nonce, client_nonce, identity));
+                HMAC_SHA256
+            }
+        };
+        Frame::Auth(wire::Auth {
+            mechanism: mechanism.to_owned(),
+            initial_response: Some(response.freeze()),
+        })
     }
 }
 
@@ -265,6 +288,31 @@ pub(crate) struct Attempt {
 }
 
 impl Attempt {
+    /// The attempt an Auth frame makes. An unknown mechanism is an attempt the server
+    /// refuses as unsupported; a malformed initial response is a protocol error.
+    pub(crate) fn from_frame(auth: wire::Auth<Bytes, String>) -> Result<Attempt, ProtocolError> {
+        let invalid = ProtocolError::Frame(FrameError::InvalidField(FrameKind::Auth));
+        let response = auth.initial_response.unwrap_or_default();
+        let (mechanism, identity, proof) = match auth.mechanism.as_str() {
+            ANONYMOUS => (Mechanism::Anonymous, response, Bytes::new()),
+            HMAC_SHA256 => {
+                let split = response.len().checked_sub(PROOF_LEN + 1).ok_or(invalid)?;
+                if response.get(split) != Some(&0) {
+                    return Err(invalid);
+                }
+                let proof = response.slice(split + 1..);
+                (Mechanism::HmacSha256, response.slice(..split), proof)
+            }
+            _ => (Mechanism::Unsupported, response, Bytes::new()),
+        };
+        let identity = std::str::from_utf8(&identity).map_err(|_| invalid)?;
+        Ok(Attempt {
+            mechanism,
+            identity: identity.to_owned(),
+            proof,
+        })
+    }
+
     /// Whether success proves the identity (and so may clear its failure record).
     pub(crate) fn proves_identity(&self) -> bool {
         self.mechanism == Mechanism::HmacSha256
@@ -323,6 +371,40 @@ pub(crate) fn verify_server_proof(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auth_frames_carry_the_attempt_the_server_reads() {
+        let (ns, nc) = ([1; NONCE_LEN], [2; NONCE_LEN]);
+        let attempt = |credentials: &ClientCredentials| {
+            let Frame::Auth(auth) = credentials.auth_frame("ann", &ns, &nc) else {
+                panic!("an Auth frame")
+            };
+            Attempt::from_frame(auth).unwrap()
+        };
+        let anonymous = attempt(&ClientCredentials::Anonymous);
+        assert_eq!(anonymous.mechanism, Mechanism::Anonymous);
+        assert_eq!(anonymous.identity, "ann");
+        let secret = attempt(&ClientCredentials::SharedSecret(b"k".to_vec()));
+        assert_eq!(secret.mechanism, Mechanism::HmacSha256);
+        assert_eq!(secret.identity, "ann");
+        assert!(verify_client_proof(b"k", &ns, &nc, "ann", &secret.proof));
+        // A proof without its separator, or too short, is malformed.
+        for response in [&b"ann\x01"[..], &[1; PROOF_LEN + 4]] {
+            let auth = wire::Auth {
+                mechanism: HMAC_SHA256.to_owned(),
+                initial_response: Some(Bytes::copy_from_slice(response)),
+            };
+            assert!(Attempt::from_frame(auth).is_err());
+        }
+        let unknown = wire::Auth {
+            mechanism: "PLAIN".to_owned(),
+            initial_response: None,
+        };
+        assert_eq!(
+            Attempt::from_frame(unknown).unwrap().mechanism,
+            Mechanism::Unsupported
+        );
+    }
 
     #[test]
     fn proofs_bind_secret_nonces_and_identity() {

@@ -1,4 +1,4 @@
-//! The client endpoint: one nexus over a trunk of connections it keeps alive.
+//! The client side: one nexus over a trunk of connections it keeps alive.
 //!
 //! The client owns every nexus lifecycle action (create, bind, recover, destroy). The
 //! driver opens transport connections when asked ([`Event::WantConnection`]) and feeds
@@ -12,21 +12,27 @@
 //! at once as [`Event::NexusHeld`]; with [`ClientConfig::replace`] the client recovers
 //! and destroys that previous nexus first, so there is nothing to wait for.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use hawser_wire::dsp::{
+    AuthResult, BindAck, BindConnection, NexusCreate, NexusCreated, NexusDestroy, NexusDestroyed,
+    NexusRecover, NexusRecovered, Status,
+};
 
 use super::auth::{self, ClientCredentials, NONCE_LEN};
+use super::budget::Reservation;
+use super::codec::Frame;
 use super::config::ClientConfig;
+use super::endpoint::{Endpoint, Side};
 use super::error::{CallError, LinkCloseReason, ProtocolError};
 use super::event::{Event, IncomingRequest, Reply};
-use super::frame::{Frame, SERVED_FEATURES, Status, VERSION};
-use super::link::{GoAwayCode, Link, Received, TransmitSink, go_away_code};
+use super::frames::{self, SERVED_FEATURES, VERSION};
+use super::link::{GoAwayCode, Link};
 use super::nexus::{Footprint, NexusCore};
-use super::stats::{ConnectionStats, NexusStats};
+use super::stats::NexusStats;
 use super::throttle::TokenBucket;
-use super::types::{Channel, ExchangeId, IdMap, LinkId, NexusId, RequestId};
+use super::types::{Channel, ExchangeId, LinkId, NexusId, RequestId};
 
 /// Options of one call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -40,11 +46,15 @@ pub struct CallOptions {
     pub uncompressed: bool,
 }
 
+/// Where a client connection is in its handshake (opaque outside this module).
 #[derive(Debug)]
-enum ClientPhase {
-    AwaitHelloAck {
-        nonce: [u8; NONCE_LEN],
-    },
+pub struct ClientPhase(Phase);
+
+#[derive(Debug)]
+enum Phase {
+    /// Hello sent with this nonce; the server's Hello is next.
+    AwaitHelloAck { nonce: [u8; NONCE_LEN] },
+    /// Auth sent; the server's proof is next.
     AwaitServerProof {
         client_nonce: [u8; NONCE_LEN],
         server_nonce: [u8; NONCE_LEN],
@@ -57,6 +67,7 @@ enum ClientPhase {
     DestroyingOld(NexusId),
     /// NexusCreate or BindConnection sent.
     AwaitNexus,
+    /// A member of the nexus.
     Bound,
 }
 
@@ -72,15 +83,13 @@ enum NexusState {
     Destroyed,
 }
 
-/// The client side of one nexus. See the module docs of [`session`](super).
+/// The client's part of an [`Endpoint`]: one nexus, the trunk it keeps, and what it is
+/// waiting for.
 #[derive(Debug)]
-pub struct Client {
+pub struct ClientSide {
     config: ClientConfig,
-    links: IdMap<LinkId, Link<ClientPhase>>,
-    next_conn: u64,
     core: NexusCore,
     state: NexusState,
-    events: VecDeque<Event>,
     pending_connects: usize,
     backoff: Duration,
     reconnect_at: Option<Instant>,
@@ -93,10 +102,83 @@ pub struct Client {
     granted_grace: Option<Duration>,
 }
 
+/// The client endpoint of one nexus: an [`Endpoint`] with a [`ClientSide`]. See the crate
+/// docs.
+pub type ClientEndpoint = Endpoint<ClientSide>;
+
 /// Connections that may try to replace an earlier nexus before the client gives up on it.
 const REPLACE_ATTEMPTS: u32 = 3;
 
-impl Client {
+impl Side for ClientSide {
+    type Phase = ClientPhase;
+
+    fn on_frame(
+        ep: &mut ClientEndpoint,
+        now: Instant,
+        conn: LinkId,
+        frame: Frame,
+        // A client receives under no budget: nothing is reserved.
+        _reservation: Option<Reservation>,
+    ) -> Result<(), ProtocolError> {
+        ep.handle_frame(now, conn, frame)
+    }
+
+    fn on_close(ep: &mut ClientEndpoint, now: Instant, conn: LinkId) {
+        ep.link_closed(now, conn);
+    }
+
+    fn after_frames(ep: &mut ClientEndpoint, now: Instant, _conn: LinkId) {
+        ep.maintain_connections(now);
+    }
+
+    fn after_lost(ep: &mut ClientEndpoint, now: Instant) {
+        ep.maintain_connections(now);
+    }
+
+    fn poll_timeout(ep: &ClientEndpoint) -> Option<Instant> {
+        let side = &ep.side;
+        let mut next = ep.links.values().filter_map(Link::deadline).min();
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        if ep.wants_more_connections() {
+            consider(side.reconnect_at);
+        }
+        if side.state == NexusState::Active {
+            consider(side.unbound_since.map(|t| t + side.config.recovery_timeout));
+        }
+        consider(side.core.initiator.throttle_deadline());
+        next
+    }
+
+    fn handle_timeout(ep: &mut ClientEndpoint, now: Instant) {
+        let mut failed = Vec::new();
+        for link in ep.links.values_mut() {
+            if let Err(e) = link.on_timeout(now) {
+                failed.push((link.id, e));
+            }
+        }
+        failed.sort_unstable_by_key(|(conn, _)| *conn);
+        for (conn, e) in failed {
+            ep.fail_link(now, conn, e);
+        }
+        let side = &ep.side;
+        if side.state == NexusState::Active
+            && side.core.members.is_empty()
+            && side
+                .unbound_since
+                .is_some_and(|t| now >= t + side.config.recovery_timeout)
+        {
+            ep.lose_nexus();
+        }
+        ep.side.core.dispatch(now, &mut ep.links, &mut ep.events);
+        ep.maintain_connections(now);
+    }
+}
+
+impl Endpoint<ClientSide> {
     /// A client that will ask for its leading connection (first [`Event::WantConnection`]).
     pub fn new(config: ClientConfig, now: Instant) -> Self {
         let throttle = config.throttle.map(|t| TokenBucket::new(t, now));
@@ -107,200 +189,67 @@ impl Client {
             config.back,
             throttle,
         );
-        let mut client = Client {
+        let mut client = Endpoint::with_side(ClientSide {
             backoff: config.reconnect_min,
             replace: config.replace,
             config,
-            links: IdMap::default(),
-            next_conn: 1,
             core,
             state: NexusState::Unestablished,
-            events: VecDeque::new(),
             pending_connects: 0,
             reconnect_at: None,
             unbound_since: None,
             replace_attempts: 0,
             granted_grace: None,
-        };
+        });
         client.maintain_connections(now);
         client
     }
 
     /// The nexus id, once the server created it.
     pub fn nexus(&self) -> Option<NexusId> {
-        match self.state {
+        match self.side.state {
             NexusState::Unestablished | NexusState::Creating(_) => None,
-            _ => Some(self.core.id),
+            _ => Some(self.side.core.id),
         }
     }
 
     /// The grace period the server granted the nexus: how long it keeps it without a
     /// connection.
     pub fn grace_period(&self) -> Option<Duration> {
-        self.granted_grace
+        self.side.granted_grace
     }
 
     /// Whether calls are accepted (the nexus is being created or is alive).
     pub fn is_usable(&self) -> bool {
         matches!(
-            self.state,
+            self.side.state,
             NexusState::Unestablished | NexusState::Creating(_) | NexusState::Active
         )
     }
 
     /// Connections bound to the nexus now.
     pub fn bound_connections(&self) -> &[LinkId] {
-        &self.core.members
+        &self.side.core.members
     }
 
     /// The driver opened a transport connection (after [`Event::WantConnection`]);
     /// `nonce` must be fresh random bytes (the authentication challenge).
     pub fn add_connection(&mut self, now: Instant, nonce: [u8; NONCE_LEN]) -> LinkId {
-        self.pending_connects = self.pending_connects.saturating_sub(1);
-        let id = LinkId(self.next_conn);
-        self.next_conn += 1;
-        let mut link = Link::new(
-            id,
-            ClientPhase::AwaitHelloAck { nonce },
-            now,
-            self.config.timers,
-        );
-        link.align_request_bodies_at(self.config.align_request_bodies_at);
-        link.send(&Frame::Hello {
-            versions: (VERSION, VERSION),
-            digest: self.config.digest,
-            compress: self.config.compress,
-            nonce,
-        });
-        self.links.insert(id, link);
-        id
+        let side = &mut self.side;
+        side.pending_connects = side.pending_connects.saturating_sub(1);
+        let (timers, align) = (side.config.timers, side.config.align_request_bodies_at);
+        let hello = frames::hello(side.config.digest, side.config.compress, nonce);
+        let link = self.open_link(now, ClientPhase(Phase::AwaitHelloAck { nonce }), timers);
+        link.align_request_bodies_at(align);
+        link.send(&hello);
+        link.id
     }
 
     /// The driver could not open a connection asked for.
     pub fn connect_failed(&mut self, now: Instant) {
-        self.pending_connects = self.pending_connects.saturating_sub(1);
+        self.side.pending_connects = self.side.pending_connects.saturating_sub(1);
         self.schedule_reconnect(now);
         self.maintain_connections(now);
-    }
-
-    /// Bytes arrived on `conn`.
-    pub fn handle_input(&mut self, now: Instant, conn: LinkId, bytes: &[u8]) {
-        let Some(link) = self.links.get_mut(&conn) else {
-            return;
-        };
-        link.receive(now, bytes);
-        self.handle_frames(now, conn);
-    }
-
-    /// The receive buffer of `conn`, lent to a driver that receives straight into it (as
-    /// [`Server::recv_buffer`](super::Server::recv_buffer) describes).
-    pub fn recv_buffer(&mut self, now: Instant, conn: LinkId) -> Option<BytesMut> {
-        self.links.get_mut(&conn)?.lend_rx(now)
-    }
-
-    /// The lent buffer came back with `filled` new bytes.
-    pub fn handle_received(&mut self, now: Instant, conn: LinkId, buf: BytesMut, filled: usize) {
-        if let Some(link) = self.links.get_mut(&conn) {
-            link.return_rx(now, buf, filled);
-            self.handle_frames(now, conn);
-        }
-    }
-
-    /// Decodes and handles the complete frames waiting on `conn`.
-    fn handle_frames(&mut self, now: Instant, conn: LinkId) {
-        while let Some(link) = self.links.get_mut(&conn) {
-            match link.next_frame() {
-                // A client receives under no budget: nothing is reserved.
-                Ok(Some((frame, _))) => {
-                    if let Err(e) = self.handle_frame(now, conn, frame) {
-                        self.fail_link(now, conn, e);
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    self.fail_link(now, conn, e);
-                    break;
-                }
-            }
-        }
-        self.maintain_connections(now);
-    }
-
-    /// Moves bytes to send on `conn` into `out`; returns how many were added. After
-    /// [`Event::ConnectionClosed`] for `conn`, the last bytes come out once and the
-    /// connection is forgotten.
-    pub fn poll_transmit(
-        &mut self,
-        _now: Instant,
-        conn: LinkId,
-        out: &mut impl TransmitSink,
-    ) -> usize {
-        let Some(link) = self.links.get_mut(&conn) else {
-            return 0;
-        };
-        let n = link.poll_transmit(out);
-        if !link.is_open() {
-            self.links.remove(&conn);
-        }
-        n
-    }
-
-    /// The transport of `conn` failed or was closed by the peer.
-    pub fn connection_lost(&mut self, now: Instant, conn: LinkId) {
-        if self.links.get(&conn).is_some_and(Link::is_open) {
-            self.link_gone(now, conn, LinkCloseReason::TransportLost, None);
-        }
-        self.links.remove(&conn);
-        self.maintain_connections(now);
-    }
-
-    /// The next instant [`handle_timeout`](Self::handle_timeout) must run.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut next = self.links.values().filter_map(Link::deadline).min();
-        let mut consider = |t: Option<Instant>| {
-            if let Some(t) = t {
-                next = Some(next.map_or(t, |n| n.min(t)));
-            }
-        };
-        if self.wants_more_connections() {
-            consider(self.reconnect_at);
-        }
-        if self.state == NexusState::Active {
-            consider(self.unbound_since.map(|t| t + self.config.recovery_timeout));
-        }
-        consider(self.core.initiator.throttle_deadline());
-        next
-    }
-
-    /// Runs timers that are due: heartbeats, dead connections, reconnection, recovery
-    /// timeout, throttling.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        let mut failed = Vec::new();
-        for link in self.links.values_mut() {
-            if let Err(e) = link.on_timeout(now) {
-                failed.push((link.id, e));
-            }
-        }
-        failed.sort_unstable_by_key(|(c, _)| *c);
-        for (conn, e) in failed {
-            self.fail_link(now, conn, e);
-        }
-        if self.state == NexusState::Active
-            && self.core.members.is_empty()
-            && self
-                .unbound_since
-                .is_some_and(|t| now >= t + self.config.recovery_timeout)
-        {
-            self.lose_nexus();
-        }
-        self.core.dispatch(now, &mut self.links, &mut self.events);
-        self.maintain_connections(now);
-    }
-
-    /// The next event for the application or the driver.
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
     }
 
     /// Starts a request on the fore channel. It completes with exactly one
@@ -313,12 +262,12 @@ impl Client {
         options: CallOptions,
     ) -> Result<RequestId, CallError> {
         if !self.is_usable() {
-            return Err(match self.state {
+            return Err(match self.side.state {
                 NexusState::Destroying | NexusState::Destroyed => CallError::NexusDestroyed,
                 _ => CallError::NexusLost,
             });
         }
-        self.core.call(
+        self.side.core.call(
             now,
             exchange,
             body,
@@ -330,27 +279,31 @@ impl Client {
 
     /// Cancels an outstanding request (it still completes with one `Completed` event).
     pub fn cancel(&mut self, _now: Instant, request: RequestId) {
-        self.core.cancel(request, &mut self.links, &mut self.events);
+        self.side
+            .core
+            .cancel(request, &mut self.links, &mut self.events);
     }
 
     /// Answers a backchannel request. Returns false if the handle is stale.
     pub fn respond(&mut self, _now: Instant, request: &IncomingRequest, reply: Reply) -> bool {
-        self.core
+        self.side
+            .core
             .respond(request, reply, &mut self.links, &mut self.events)
     }
 
     /// Destroys the nexus: outstanding requests fail with `NexusDestroyed`, the server
     /// stops the handlers still running.
     pub fn destroy(&mut self, now: Instant) {
-        match self.state {
+        match self.side.state {
             NexusState::Active => {
-                let target = self.core.members.first().copied();
-                if let Some(link) = target.and_then(|c| self.links.get_mut(&c)) {
-                    link.send(&Frame::Destroy {
-                        nexus: self.core.id,
-                    });
-                    self.state = NexusState::Destroying;
-                    self.core
+                let side = &mut self.side;
+                let target = side.core.members.first().copied();
+                if let Some(link) = target.and_then(|id| self.links.get_mut(&id)) {
+                    link.send(&Frame::NexusDestroy(NexusDestroy {
+                        nexus: side.core.id.into(),
+                    }));
+                    side.state = NexusState::Destroying;
+                    side.core
                         .shut_down(&CallError::NexusDestroyed, &mut self.events);
                 } else {
                     // Nothing to tell the server through: it expires the nexus.
@@ -364,38 +317,37 @@ impl Client {
 
     /// Statistics of the nexus.
     pub fn stats(&self) -> &NexusStats {
-        &self.core.stats
-    }
-
-    /// Statistics of one connection.
-    pub fn connection_stats(&self, conn: LinkId) -> Option<&ConnectionStats> {
-        self.links.get(&conn).map(|l| &l.stats)
+        &self.side.core.stats
     }
 
     /// Memory held (for bounds checks).
     pub fn footprint(&self) -> Footprint {
-        let mut f = self.core.footprint(&self.links);
+        let mut f = self.side.core.footprint(&self.links);
         f.link_buffers = self.links.values().map(Link::buffered).sum();
         f
     }
 
     fn finish_destroy(&mut self, _now: Instant) {
-        let nexus = self.core.id;
-        self.core
+        let nexus = self.side.core.id;
+        self.side
+            .core
             .shut_down(&CallError::NexusDestroyed, &mut self.events);
         self.close_all(LinkCloseReason::Local);
-        self.state = NexusState::Destroyed;
+        self.side.state = NexusState::Destroyed;
         self.events.push_back(Event::NexusDestroyed { nexus });
     }
 
     fn lose_nexus(&mut self) {
-        let nexus = self.core.id;
-        self.core.shut_down(&CallError::NexusLost, &mut self.events);
+        let nexus = self.side.core.id;
+        self.side
+            .core
+            .shut_down(&CallError::NexusLost, &mut self.events);
         self.close_all(LinkCloseReason::Local);
-        self.state = NexusState::Lost;
+        self.side.state = NexusState::Lost;
         self.events.push_back(Event::NexusLost { nexus });
     }
 
+    /// Closes every connection without moving work elsewhere: the nexus is over.
     fn close_all(&mut self, reason: LinkCloseReason) {
         let mut ids: Vec<LinkId> = self.links.keys().copied().collect();
         ids.sort_unstable();
@@ -410,42 +362,23 @@ impl Client {
                 });
             }
         }
-        self.core.members.clear();
+        self.side.core.members.clear();
     }
 
-    fn fail_link(&mut self, now: Instant, conn: LinkId, e: ProtocolError) {
-        let code = go_away_code(&e);
-        self.link_gone(now, conn, LinkCloseReason::Protocol(e), Some(code));
-    }
-
-    /// Closes a connection and moves its work elsewhere.
-    fn link_gone(
-        &mut self,
-        now: Instant,
-        conn: LinkId,
-        reason: LinkCloseReason,
-        code: Option<GoAwayCode>,
-    ) {
-        let Some(link) = self.links.get_mut(&conn) else {
-            return;
-        };
-        if !link.is_open() {
-            return;
-        }
-        link.close(reason.clone(), code);
-        self.events
-            .push_back(Event::ConnectionClosed { conn, reason });
-        if self.state == NexusState::Creating(conn) {
+    /// A connection was closed: its work moves elsewhere, and a replacement is planned.
+    fn link_closed(&mut self, now: Instant, conn: LinkId) {
+        let side = &mut self.side;
+        if side.state == NexusState::Creating(conn) {
             // The server may have created a nexus we never heard of; it expires there,
             // and it holds our next NexusCreate until then.
-            self.state = NexusState::Unestablished;
+            side.state = NexusState::Unestablished;
         }
-        let was_member = self.core.members.contains(&conn);
-        self.core
+        let was_member = side.core.members.contains(&conn);
+        side.core
             .on_link_lost(now, conn, &mut self.links, &mut self.events);
-        if was_member && self.core.members.is_empty() {
-            match self.state {
-                NexusState::Active => self.unbound_since = Some(now),
+        if was_member && side.core.members.is_empty() {
+            match side.state {
+                NexusState::Active => side.unbound_since = Some(now),
                 // The DestroyAck cannot arrive any more; the server expires the nexus.
                 NexusState::Destroying => self.finish_destroy(now),
                 _ => {}
@@ -455,44 +388,59 @@ impl Client {
     }
 
     fn schedule_reconnect(&mut self, now: Instant) {
-        if self.reconnect_at.is_none() {
-            self.reconnect_at = Some(now + self.backoff);
-            self.backoff = (self.backoff * 2).min(self.config.reconnect_max);
+        let side = &mut self.side;
+        if side.reconnect_at.is_none() {
+            side.reconnect_at = Some(now + side.backoff);
+            side.backoff = (side.backoff * 2).min(side.config.reconnect_max);
         }
     }
 
     fn target_connections(&self) -> usize {
-        match self.state {
-            NexusState::Active => self.config.connections.max(1),
+        match self.side.state {
+            NexusState::Active => self.side.config.connections.max(1),
             NexusState::Unestablished | NexusState::Creating(_) => 1,
             _ => 0,
         }
     }
 
+    fn live_connections(&self) -> usize {
+        self.links.values().filter(|l| l.is_open()).count() + self.side.pending_connects
+    }
+
     fn wants_more_connections(&self) -> bool {
-        let live = self.links.values().filter(|l| l.is_open()).count() + self.pending_connects;
-        live < self.target_connections()
+        self.live_connections() < self.target_connections()
     }
 
     fn maintain_connections(&mut self, now: Instant) {
         if !self.wants_more_connections() {
             return;
         }
-        if self.reconnect_at.is_some_and(|t| now < t) {
+        if self.side.reconnect_at.is_some_and(|t| now < t) {
             return;
         }
-        self.reconnect_at = None;
-        let live = self.links.values().filter(|l| l.is_open()).count() + self.pending_connects;
-        for _ in live..self.target_connections() {
-            self.pending_connects += 1;
+        self.side.reconnect_at = None;
+        for _ in self.live_connections()..self.target_connections() {
+            self.side.pending_connects += 1;
             self.events.push_back(Event::WantConnection);
         }
     }
 
     fn connection_ready(&mut self) {
-        self.backoff = self.config.reconnect_min;
-        self.reconnect_at = None;
-        self.unbound_since = None;
+        let side = &mut self.side;
+        side.backoff = side.config.reconnect_min;
+        side.reconnect_at = None;
+        side.unbound_since = None;
+    }
+
+    /// Refuses a connection's nexus operation as the server put it, and closes it: the
+    /// client tries again later on a new connection.
+    fn refused(&mut self, now: Instant, conn: LinkId, status: Status, reason: &str) {
+        self.close_link(
+            now,
+            conn,
+            LinkCloseReason::Refused(format!("{status}: {reason}")),
+            Some(GoAwayCode::NORMAL),
+        );
     }
 
     fn handle_frame(
@@ -501,68 +449,45 @@ impl Client {
         conn: LinkId,
         frame: Frame,
     ) -> Result<(), ProtocolError> {
+        let side = &mut self.side;
         let Some(link) = self.links.get_mut(&conn) else {
             return Ok(());
         };
-        let frame = match link.triage(now, frame) {
-            Received::Handled => return Ok(()),
-            Received::GoneAway(reason) => {
-                self.link_gone(now, conn, reason, None);
-                return Ok(());
-            }
-            Received::Frame(frame) => frame,
-        };
-        match (&link.phase, frame) {
-            (
-                ClientPhase::AwaitHelloAck { nonce },
-                Frame::Hello {
-                    versions,
-                    digest,
-                    compress,
-                    nonce: server_nonce,
-                },
-            ) => {
-                if versions != (VERSION, VERSION) {
+        let old = side.replace.map(NexusId::into);
+        let current = side.core.id.into();
+        match (&link.phase.0, frame) {
+            (Phase::AwaitHelloAck { nonce }, Frame::Hello(hello)) => {
+                if (hello.min_version, hello.max_version) != (VERSION, VERSION) {
                     return Err(ProtocolError::Version);
                 }
                 let client_nonce = *nonce;
+                let server_nonce = hello.nonce;
                 // The server may only turn options off, never on.
+                let (digest, compress) = frames::hello_options(&hello);
                 link.agree(
-                    digest && self.config.digest,
-                    compress && self.config.compress,
+                    digest && side.config.digest,
+                    compress && side.config.compress,
                 );
-                let mechanism = self.config.credentials.mechanism();
-                let proof = match &self.config.credentials {
-                    ClientCredentials::Anonymous => Bytes::new(),
-                    ClientCredentials::SharedSecret(secret) => {
-                        Bytes::copy_from_slice(&auth::client_proof(
-                            secret,
-                            &server_nonce,
-                            &client_nonce,
-                            &self.config.identity,
-                        ))
-                    }
-                };
-                link.send(&Frame::Auth {
-                    mechanism,
-                    identity: self.config.identity.clone(),
-                    proof,
-                });
-                link.phase = ClientPhase::AwaitServerProof {
+                link.send(&side.config.credentials.auth_frame(
+                    &side.config.identity,
+                    &server_nonce,
+                    &client_nonce,
+                ));
+                link.phase = ClientPhase(Phase::AwaitServerProof {
                     client_nonce,
                     server_nonce,
-                };
+                });
             }
             (
-                ClientPhase::AwaitServerProof {
+                Phase::AwaitServerProof {
                     client_nonce,
                     server_nonce,
                 },
-                Frame::AuthResult {
+                Frame::AuthResult(AuthResult {
                     status,
-                    proof,
+                    additional_data: proof,
                     reason,
-                },
+                }),
             ) => {
                 if !status.is_ok() {
                     // The server says why (and closes); a GoAway from us is moot.
@@ -571,16 +496,16 @@ impl Client {
                     } else {
                         reason
                     };
-                    self.link_gone(now, conn, LinkCloseReason::Refused(why), None);
+                    self.close_link(now, conn, LinkCloseReason::Refused(why), None);
                     return Ok(());
                 }
-                let ok = match &self.config.credentials {
+                let ok = match &side.config.credentials {
                     ClientCredentials::Anonymous => proof.is_empty(),
                     ClientCredentials::SharedSecret(secret) => auth::verify_server_proof(
                         secret,
                         client_nonce,
                         server_nonce,
-                        &self.config.identity,
+                        &side.config.identity,
                         &proof,
                     ),
                 };
@@ -588,87 +513,86 @@ impl Client {
                     return Err(ProtocolError::AuthFailed);
                 }
                 link.handshake_complete();
-                link.phase = ClientPhase::Authenticated;
+                link.phase = ClientPhase(Phase::Authenticated);
                 self.after_auth(now, conn);
             }
             (
-                ClientPhase::AwaitNexus,
-                Frame::NexusCreated {
+                Phase::AwaitNexus,
+                Frame::NexusCreated(NexusCreated {
                     status: Status::HELD,
                     nexus,
-                    grace_ms,
+                    grace_period_ms,
                     reason,
                     ..
-                },
-            ) if self.state == NexusState::Creating(conn) => {
+                }),
+            ) if side.state == NexusState::Creating(conn) => {
                 // The server answers again when the hold ends; the connection waits.
-                let remaining =
-                    (grace_ms != u32::MAX).then(|| Duration::from_millis(u64::from(grace_ms)));
+                let remaining = (grace_period_ms != u32::MAX)
+                    .then(|| Duration::from_millis(u64::from(grace_period_ms)));
                 self.events.push_back(Event::NexusHeld {
-                    nexus,
+                    nexus: nexus.into(),
                     remaining,
                     reason,
                 });
             }
-            (ClientPhase::AwaitNexus, Frame::NexusCreated { status, reason, .. })
+            (Phase::AwaitNexus, Frame::NexusCreated(NexusCreated { status, reason, .. }))
                 if !status.is_ok() =>
             {
                 // Refused (a held create whose old nexus was reinstated, an identity
                 // mismatch): try again later on a new connection.
-                self.link_gone(
-                    now,
-                    conn,
-                    LinkCloseReason::Refused(format!("{status}: {reason}")),
-                    Some(GoAwayCode::NORMAL),
-                );
+                self.refused(now, conn, status, &reason);
             }
-            (ClientPhase::AwaitNexus, Frame::BindAck { status, .. })
-                if status == Status::UNKNOWN_NEXUS
-                    && self.state == NexusState::Active
-                    && self.core.members.is_empty()
-                    && self.core.never_used() =>
+            (
+                Phase::AwaitNexus,
+                Frame::BindAck(BindAck { status, .. })
+                | Frame::NexusRecovered(NexusRecovered { status, .. }),
+            ) if status == Status::UNKNOWN_NEXUS
+                && side.state == NexusState::Active
+                && side.core.members.is_empty()
+                && side.core.never_used() =>
             {
                 // The server dropped a nexus on which nothing ever ran (it expires one soon
                 // after its last connection goes): nothing can be lost by starting afresh
                 // on this connection, queued calls included.
-                self.state = NexusState::Unestablished;
-                self.unbound_since = None;
-                link.phase = ClientPhase::Authenticated;
+                side.state = NexusState::Unestablished;
+                side.unbound_since = None;
+                link.phase = ClientPhase(Phase::Authenticated);
                 self.after_auth(now, conn);
             }
-            (ClientPhase::RecoveringOld, Frame::BindAck { status, nexus, .. })
-                if Some(nexus) == self.replace =>
+            (Phase::RecoveringOld, Frame::NexusRecovered(NexusRecovered { status, nexus, .. }))
+                if Some(nexus) == old =>
             {
                 if status.is_ok() {
                     // Bound to the old nexus until the destroy lands: its traffic may
                     // arrive meanwhile, at its negotiated sizes.
-                    link.bound(self.core.max_payload());
-                    link.send(&Frame::Destroy { nexus });
-                    link.phase = ClientPhase::DestroyingOld(nexus);
+                    link.bound(side.core.max_payload());
+                    link.send(&Frame::NexusDestroy(NexusDestroy { nexus }));
+                    link.phase = ClientPhase(Phase::DestroyingOld(nexus.into()));
                 } else {
                     // Gone already: nothing to replace.
-                    self.replace = None;
-                    link.phase = ClientPhase::Authenticated;
-                    self.state = NexusState::Unestablished;
+                    side.replace = None;
+                    link.phase = ClientPhase(Phase::Authenticated);
+                    side.state = NexusState::Unestablished;
                     self.after_auth(now, conn);
                 }
             }
-            (ClientPhase::DestroyingOld(old), Frame::DestroyAck { nexus }) if nexus == *old => {
-                self.replace = None;
-                link.phase = ClientPhase::Authenticated;
-                self.state = NexusState::Unestablished;
+            (Phase::DestroyingOld(old), Frame::NexusDestroyed(NexusDestroyed { nexus, .. }))
+                if NexusId::from(nexus) == *old =>
+            {
+                side.replace = None;
+                link.phase = ClientPhase(Phase::Authenticated);
+                side.state = NexusState::Unestablished;
                 self.after_auth(now, conn);
             }
             // The old nexus's requests, responses and credits: moot.
-            (ClientPhase::DestroyingOld(_), _) => {}
-            (ClientPhase::AwaitNexus, Frame::BindAck { status, reason, .. }) if !status.is_ok() => {
-                self.link_gone(
-                    now,
-                    conn,
-                    LinkCloseReason::Refused(format!("{status}: {reason}")),
-                    Some(GoAwayCode::NORMAL),
-                );
-                if self.state == NexusState::Active
+            (Phase::DestroyingOld(_), _) => {}
+            (
+                Phase::AwaitNexus,
+                Frame::BindAck(BindAck { status, reason, .. })
+                | Frame::NexusRecovered(NexusRecovered { status, reason, .. }),
+            ) if !status.is_ok() => {
+                self.refused(now, conn, status, &reason);
+                if self.side.state == NexusState::Active
                     && matches!(status, Status::UNKNOWN_NEXUS | Status::IDENTITY_MISMATCH)
                 {
                     // The server no longer knows the nexus: its state (and the reply
@@ -677,124 +601,134 @@ impl Client {
                 }
             }
             (
-                ClientPhase::AwaitNexus,
-                Frame::NexusCreated {
+                Phase::AwaitNexus,
+                Frame::NexusCreated(NexusCreated {
                     nexus,
                     fore,
                     back,
-                    grace_ms,
+                    grace_period_ms,
                     ..
-                },
-            ) if self.state == NexusState::Creating(conn) => {
+                }),
+            ) if side.state == NexusState::Creating(conn) => {
+                let (fore, back) = (fore.into(), back.into());
                 // The server may only shrink what was proposed.
-                if fore != self.config.fore.negotiate(&fore)
-                    || back != self.config.back.negotiate(&back)
+                if fore != side.config.fore.negotiate(&fore)
+                    || back != side.config.back.negotiate(&back)
                 {
                     return Err(ProtocolError::Unexpected("NexusCreated"));
                 }
-                self.core.id = nexus;
-                self.granted_grace = Some(Duration::from_millis(u64::from(grace_ms)));
-                self.core.initiator.set_attributes(fore);
-                self.core.responder.set_attributes(back);
-                self.state = NexusState::Active;
+                let nexus = nexus.into();
+                side.core.id = nexus;
+                side.granted_grace = Some(Duration::from_millis(u64::from(grace_period_ms)));
+                side.core.initiator.set_attributes(fore);
+                side.core.responder.set_attributes(back);
+                side.state = NexusState::Active;
                 self.events.push_back(Event::NexusEstablished { nexus });
                 self.bind_link(now, conn);
                 // Connections that authenticated meanwhile join now.
                 let mut waiting: Vec<LinkId> = self
                     .links
                     .values()
-                    .filter(|l| l.is_open() && matches!(l.phase, ClientPhase::Authenticated))
+                    .filter(|l| l.is_open() && matches!(l.phase.0, Phase::Authenticated))
                     .map(|l| l.id)
                     .collect();
                 waiting.sort_unstable();
-                for c in waiting {
-                    self.after_auth(now, c);
+                for conn in waiting {
+                    self.after_auth(now, conn);
                 }
             }
-            (ClientPhase::AwaitNexus, Frame::BindAck { nexus, .. }) if nexus == self.core.id => {
+            (
+                Phase::AwaitNexus,
+                Frame::BindAck(BindAck { nexus, .. })
+                | Frame::NexusRecovered(NexusRecovered { nexus, .. }),
+            ) if nexus == current => {
                 self.bind_link(now, conn);
             }
-            (ClientPhase::Bound, Frame::DestroyAck { nexus })
-                if nexus == self.core.id && self.state == NexusState::Destroying =>
+            (Phase::Bound, Frame::NexusDestroyed(NexusDestroyed { nexus, .. }))
+                if nexus == current && side.state == NexusState::Destroying =>
             {
                 self.finish_destroy(now);
             }
-            (ClientPhase::Bound, frame) => {
-                if self.state == NexusState::Destroying {
+            (Phase::Bound, frame) => {
+                if side.state == NexusState::Destroying {
                     // Late answers to a destroyed nexus are moot.
                     return Ok(());
                 }
-                self.core
+                side.core
                     .on_frame(now, conn, frame, &mut self.links, &mut self.events)?;
             }
-            (_, frame) => return Err(ProtocolError::Unexpected(frame.name())),
+            (_, frame) => return Err(ProtocolError::Unexpected(frame.kind().name())),
         }
         Ok(())
     }
 
     fn bind_link(&mut self, now: Instant, conn: LinkId) {
-        let max_payload = self.core.max_payload();
+        let max_payload = self.side.core.max_payload();
         if let Some(link) = self.links.get_mut(&conn) {
-            link.phase = ClientPhase::Bound;
+            link.phase = ClientPhase(Phase::Bound);
             link.bound(max_payload);
         }
-        self.core.members.push(conn);
+        self.side.core.members.push(conn);
         self.connection_ready();
         self.events.push_back(Event::ConnectionBound {
             conn,
-            nexus: self.core.id,
+            nexus: self.side.core.id,
         });
-        self.core.dispatch(now, &mut self.links, &mut self.events);
+        self.side
+            .core
+            .dispatch(now, &mut self.links, &mut self.events);
     }
 
     /// An authenticated connection creates the nexus, joins it, or waits.
     fn after_auth(&mut self, _now: Instant, conn: LinkId) {
-        let state = self.state;
-        let nexus = self.core.id;
-        let recover = self.core.members.is_empty();
+        let side = &mut self.side;
+        let nexus = side.core.id;
+        let recover = side.core.members.is_empty();
         let Some(link) = self.links.get_mut(&conn) else {
             return;
         };
-        match state {
+        match side.state {
             NexusState::Unestablished => {
-                if self.replace.is_some() && self.replace_attempts >= REPLACE_ATTEMPTS {
+                if side.replace.is_some() && side.replace_attempts >= REPLACE_ATTEMPTS {
                     // Its traffic keeps breaking our connections: create, and let the
                     // server hold the create if it must.
-                    self.replace = None;
+                    side.replace = None;
                 }
-                if let Some(old) = self.replace {
-                    self.replace_attempts += 1;
-                    link.send(&Frame::Recover {
-                        nexus: old,
-                        identity: self.config.identity.clone(),
-                    });
-                    link.phase = ClientPhase::RecoveringOld;
+                if let Some(old) = side.replace {
+                    side.replace_attempts += 1;
+                    link.send(&Frame::NexusRecover(NexusRecover {
+                        nexus: old.into(),
+                        client_identity: side.config.identity.clone(),
+                    }));
+                    link.phase = ClientPhase(Phase::RecoveringOld);
                 } else {
-                    let grace_ms = self.config.grace_period.map_or(0, |g| {
+                    let grace_period_ms = side.config.grace_period.map_or(0, |g| {
                         u32::try_from(g.as_millis()).unwrap_or(u32::MAX).max(1)
                     });
-                    link.send(&Frame::NexusCreate {
-                        fore: self.config.fore,
-                        back: self.config.back,
-                        grace_ms,
+                    link.send(&Frame::NexusCreate(NexusCreate {
+                        fore: side.config.fore.into(),
+                        back: side.config.back.into(),
+                        grace_period_ms,
                         features: SERVED_FEATURES,
-                        identity: self.config.identity.clone(),
-                    });
-                    link.phase = ClientPhase::AwaitNexus;
+                        client_identity: side.config.identity.clone(),
+                    }));
+                    link.phase = ClientPhase(Phase::AwaitNexus);
                 }
-                self.state = NexusState::Creating(conn);
+                side.state = NexusState::Creating(conn);
             }
-            NexusState::Creating(_) => link.phase = ClientPhase::Authenticated,
+            NexusState::Creating(_) => link.phase = ClientPhase(Phase::Authenticated),
             NexusState::Active => {
                 if recover {
-                    link.send(&Frame::Recover {
-                        nexus,
-                        identity: self.config.identity.clone(),
-                    });
+                    link.send(&Frame::NexusRecover(NexusRecover {
+                        nexus: nexus.into(),
+                        client_identity: side.config.identity.clone(),
+                    }));
                 } else {
-                    link.send(&Frame::Bind { nexus });
+                    link.send(&Frame::BindConnection(BindConnection {
+                        nexus: nexus.into(),
+                    }));
                 }
-                link.phase = ClientPhase::AwaitNexus;
+                link.phase = ClientPhase(Phase::AwaitNexus);
             }
             NexusState::Destroying | NexusState::Lost | NexusState::Destroyed => {
                 link.close(LinkCloseReason::Local, Some(GoAwayCode::NORMAL));

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hawser_wire::dsp::ChannelAttrs;
+
 use super::auth::{ClientCredentials, ServerCredentials};
 use super::budget::ReceiveBudget;
 use super::throttle::ThrottleConfig;
@@ -37,17 +39,29 @@ impl Default for ChannelAttributes {
     }
 }
 
-impl ChannelAttributes {
-    /// All zero: the fixed fields of a refusal.
-    pub(crate) fn zero() -> ChannelAttributes {
+impl From<ChannelAttrs> for ChannelAttributes {
+    fn from(a: ChannelAttrs) -> Self {
         ChannelAttributes {
-            slots: 0,
-            max_request_size: 0,
-            max_response_size: 0,
-            max_cached_response_size: 0,
+            slots: a.slots,
+            max_request_size: a.max_request_size,
+            max_response_size: a.max_response_size,
+            max_cached_response_size: a.max_cached_response_size,
         }
     }
+}
 
+impl From<ChannelAttributes> for ChannelAttrs {
+    fn from(a: ChannelAttributes) -> Self {
+        ChannelAttrs {
+            slots: a.slots,
+            max_request_size: a.max_request_size,
+            max_response_size: a.max_response_size,
+            max_cached_response_size: a.max_cached_response_size,
+        }
+    }
+}
+
+impl ChannelAttributes {
     /// The attributes both sides can live with: the field-wise minimum, with at least one
     /// slot and a cache no larger than the largest response.
     pub fn negotiate(&self, limits: &ChannelAttributes) -> ChannelAttributes {
@@ -92,7 +106,7 @@ impl Default for Timers {
     }
 }
 
-/// Settings of a [`Client`](super::Client).
+/// Settings of a [`ClientEndpoint`](super::ClientEndpoint).
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// The client identity: a server holds a second nexus for one identity until the
@@ -218,7 +232,7 @@ impl Default for AuthThrottleConfig {
     }
 }
 
-/// Settings of a [`Server`](super::Server).
+/// Settings of a [`ServerEndpoint`](super::ServerEndpoint).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// How connections must authenticate.

@@ -10,11 +10,11 @@
 //! stays within twice the live keys plus a constant.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::hash::{BuildHasherDefault, Hash};
+use std::collections::BinaryHeap;
+use std::hash::Hash;
 use std::time::Instant;
 
-use super::types::IdHasher;
+use super::types::IdMap;
 
 /// Stale entries tolerated beyond the live ones before the heap is rebuilt.
 const SLACK: usize = 64;
@@ -24,14 +24,14 @@ const SLACK: usize = 64;
 pub(crate) struct Deadlines<K> {
     heap: BinaryHeap<Reverse<(Instant, K)>>,
     /// The earliest entry in `heap` of every scheduled key.
-    earliest: HashMap<K, Instant, BuildHasherDefault<IdHasher>>,
+    earliest: IdMap<K, Instant>,
 }
 
 impl<K> Default for Deadlines<K> {
     fn default() -> Self {
         Deadlines {
             heap: BinaryHeap::new(),
-            earliest: HashMap::default(),
+            earliest: IdMap::default(),
         }
     }
 }

@@ -56,7 +56,7 @@ pub enum CallError {
 pub enum ProtocolError {
     /// The bytes do not form a valid frame (bad magic, checksum, digest, length, ...).
     #[error("malformed frame: {0}")]
-    Frame(#[from] super::frame::FrameError),
+    Frame(#[from] super::codec::FrameError),
     /// A frame arrived that is not allowed in the connection's current state.
     #[error("unexpected {0} frame in this state")]
     Unexpected(&'static str),

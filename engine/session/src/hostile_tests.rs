@@ -5,136 +5,95 @@
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use hawser_wire::dsp::{
+    self as wire, BindConnection, Credit, GoAwayCode, NexusCreate, NexusDestroy, NexusFeatures,
+    NexusRecover, Ping, Pong, Status,
+};
+use rand_core::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
 
-use super::auth::Mechanism;
+use super::codec::{self, Frame};
 use super::config::ChannelAttributes;
-use super::frame::{self, Frame, Status};
-use super::types::{Channel, ExchangeId, NexusId, RequestId};
+use super::frames::{self, SERVED_FEATURES};
+use super::types::{Channel, ExchangeId, NexusId, SlotKey};
 use super::{
-    CallOptions, Client, ClientConfig, ClientCredentials, Event, LinkId, Reply, Server,
-    ServerConfig, ServerCredentials,
+    CallOptions, ClientConfig, ClientCredentials, ClientEndpoint, Event, LinkId, Reply,
+    ServerConfig, ServerCredentials, ServerEndpoint,
 };
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
+/// A number below `n`.
+fn below(rng: &mut Xoshiro256PlusPlus, n: u64) -> u64 {
+    rng.next_u64() % n
 }
 
-fn random_frame(rng: &mut Rng, nexus: NexusId) -> Frame {
-    let channel = if rng.below(2) == 0 {
+fn random_frame(rng: &mut Xoshiro256PlusPlus, nexus: NexusId) -> Frame {
+    let channel = if below(rng, 2) == 0 {
         Channel::Fore
     } else {
         Channel::Back
     };
-    let slot = rng.below(6) as u32;
-    let seq = rng.below(4) as u32;
-    let request = RequestId(rng.below(5));
-    let body = Bytes::from(vec![0x5a; rng.below(64) as usize]);
+    let key = SlotKey::new(below(rng, 6) as u32, below(rng, 4) as u32, below(rng, 5));
+    let body = Bytes::from(vec![0x5a; below(rng, 64) as usize]);
     let attrs = ChannelAttributes {
-        slots: rng.below(3) as u32,
+        slots: below(rng, 3) as u32,
         ..ChannelAttributes::default()
     };
-    let some_nexus = if rng.below(2) == 0 {
+    let some_nexus = if below(rng, 2) == 0 {
         nexus
     } else {
-        NexusId(u128::from(rng.next()))
-    };
-    match rng.below(16) {
-        0 => Frame::Hello {
-            versions: (1, 1),
-            digest: true,
-            compress: rng.below(2) == 0,
-            nonce: [3; 16],
-        },
-        1 => Frame::Auth {
-            mechanism: Mechanism::HmacSha256,
-            identity: "honest".into(),
-            proof: Bytes::from(vec![1; 32]),
-        },
-        2 => Frame::NexusCreate {
-            fore: attrs,
-            back: attrs,
-            grace_ms: rng.below(3) as u32,
-            features: hawser_wire::dsp::NexusFeatures(rng.next() as u32),
-            identity: "honest".into(),
-        },
+        NexusId(u128::from(rng.next_u64()))
+    }
+    .into();
+    match below(rng, 16) {
+        0 => frames::hello(true, below(rng, 2) == 0, [3; 16]),
+        1 => ClientCredentials::SharedSecret(b"wrong".to_vec())
+            .auth_frame("honest", &[1; 16], &[2; 16]),
+        2 => Frame::NexusCreate(NexusCreate {
+            fore: attrs.into(),
+            back: attrs.into(),
+            grace_period_ms: below(rng, 3) as u32,
+            features: NexusFeatures(rng.next_u64() as u32),
+            client_identity: "honest".into(),
+        }),
         3 => {
-            if rng.below(2) == 0 {
-                Frame::Bind { nexus: some_nexus }
+            if below(rng, 2) == 0 {
+                Frame::BindConnection(BindConnection { nexus: some_nexus })
             } else {
-                Frame::Recover {
+                Frame::NexusRecover(NexusRecover {
                     nexus: some_nexus,
-                    identity: "honest".into(),
-                }
+                    client_identity: "honest".into(),
+                })
             }
         }
-        4 => Frame::Destroy { nexus: some_nexus },
-        5..=7 => Frame::Request {
+        4 => Frame::NexusDestroy(NexusDestroy { nexus: some_nexus }),
+        5..=7 => frames::request(channel, key, ExchangeId(1), below(rng, 3), body),
+        8 => frames::response(channel, key, body),
+        9 => frames::response_error(channel, key, body),
+        10 => frames::cancel(channel, key),
+        11 => Frame::Credit(Credit {
             channel,
-            slot,
-            seq,
-            request,
-            exchange: ExchangeId(1),
-            order: rng.below(3),
-            body,
-        },
-        8 => Frame::Response {
-            channel,
-            slot,
-            seq,
-            request,
-            body,
-        },
-        9 => Frame::ResponseError {
-            channel,
-            slot,
-            seq,
-            request,
-            exception: body,
-        },
-        10 => Frame::Cancel {
-            channel,
-            slot,
-            seq,
-            request,
-        },
-        11 => Frame::Credit {
-            channel,
-            slots: rng.below(100) as u32,
-        },
-        12 => Frame::Ping { token: 1 },
-        13 => Frame::Pong { token: 9 },
-        14 => Frame::NexusCreated {
+            slots: below(rng, 100) as u32,
+        }),
+        12 => Frame::Ping(Ping { token: 1 }),
+        13 => Frame::Pong(Pong { token: 9 }),
+        14 => Frame::NexusCreated(wire::NexusCreated {
             status: Status::OK,
             nexus: some_nexus,
-            fore: attrs,
-            back: attrs,
-            grace_ms: 0,
-            features: super::frame::SERVED_FEATURES,
+            fore: attrs.into(),
+            back: attrs.into(),
+            grace_period_ms: 0,
+            features: SERVED_FEATURES,
             reason: String::new(),
-        },
-        _ => Frame::GoAway {
-            code: super::link::GoAwayCode(77),
-            reason: "x".into(),
-        },
+        }),
+        _ => frames::go_away(GoAwayCode(77), "x".into()),
     }
 }
 
 /// Runs the honest client and the server until quiet (instantaneous network).
 fn settle(
     now: Instant,
-    client: &mut Client,
-    server: &mut Server,
+    client: &mut ClientEndpoint,
+    server: &mut ServerEndpoint,
     pairs: &mut Vec<(LinkId, LinkId)>,
     served: &mut u32,
 ) -> Vec<Event> {
@@ -175,65 +134,49 @@ fn hostile_frames_never_panic_and_never_touch_another_nexus() {
     let now = Instant::now();
     let mut creds = ServerCredentials::anonymous();
     creds.secrets.insert("honest".into(), b"k".to_vec());
-    let mut server = Server::new(ServerConfig::new(creds), 1);
+    let mut server = ServerEndpoint::new(ServerConfig::new(creds), 1);
     let mut config = ClientConfig::new("honest", ClientCredentials::SharedSecret(b"k".to_vec()));
     config.connections = 1;
-    let mut client = Client::new(config, now);
+    let mut client = ClientEndpoint::new(config, now);
     let mut pairs = Vec::new();
     let mut served = 0;
     settle(now, &mut client, &mut server, &mut pairs, &mut served);
     let honest = client.nexus().expect("honest nexus");
 
-    let mut rng = Rng(99);
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(99);
     let mut out = BytesMut::new();
     for round in 0..300 {
         // A fresh hostile connection: handshake correctly (anonymous), create its own
         // nexus, then misbehave.
         let conn = server.accept(now, [9; 16]);
         let mut bytes = BytesMut::new();
-        frame::encode(
-            &Frame::Hello {
-                versions: (1, 1),
-                digest: rng.below(2) == 0,
-                compress: true,
-                nonce: [4; 16],
-            },
-            true,
-            &mut bytes,
-        );
-        frame::encode(
-            &Frame::Auth {
-                mechanism: Mechanism::Anonymous,
-                identity: format!("mallory-{round}"),
-                proof: Bytes::new(),
-            },
-            true,
-            &mut bytes,
-        );
-        frame::encode(
-            &Frame::NexusCreate {
-                fore: ChannelAttributes {
-                    slots: 4,
-                    ..ChannelAttributes::default()
-                },
-                back: ChannelAttributes::default(),
-                grace_ms: 0,
-                features: super::frame::SERVED_FEATURES,
-                identity: format!("mallory-{round}"),
-            },
-            true,
-            &mut bytes,
-        );
+        let mallory = format!("mallory-{round}");
+        let hello = frames::hello(below(&mut rng, 2) == 0, true, [4; 16]);
+        codec::encode(&hello, true, &mut bytes);
+        let auth = ClientCredentials::Anonymous.auth_frame(&mallory, &[0; 16], &[4; 16]);
+        codec::encode(&auth, true, &mut bytes);
+        let fore = ChannelAttributes {
+            slots: 4,
+            ..ChannelAttributes::default()
+        };
+        let create = Frame::NexusCreate(NexusCreate {
+            fore: fore.into(),
+            back: ChannelAttributes::default().into(),
+            grace_period_ms: 0,
+            features: SERVED_FEATURES,
+            client_identity: mallory,
+        });
+        codec::encode(&create, true, &mut bytes);
         server.handle_input(now, conn, &bytes);
         for _ in 0..20 {
             let mut bytes = BytesMut::new();
-            if rng.below(10) == 0 {
-                for _ in 0..rng.below(100) {
-                    bytes.extend_from_slice(&[rng.next() as u8]);
-                }
+            if below(&mut rng, 10) == 0 {
+                let mut noise = vec![0; below(&mut rng, 100) as usize];
+                rng.fill_bytes(&mut noise);
+                bytes.extend_from_slice(&noise);
             } else {
                 let f = random_frame(&mut rng, honest);
-                frame::encode(&f, rng.below(2) == 0, &mut bytes);
+                codec::encode(&f, below(&mut rng, 2) == 0, &mut bytes);
             }
             server.handle_input(now, conn, &bytes);
             out.clear();

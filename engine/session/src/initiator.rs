@@ -12,16 +12,18 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use hawser_wire::dsp::HEADER_LEN;
+
 use super::client::CallOptions;
 use super::config::ChannelAttributes;
 use super::error::CallError;
 use super::event::Event;
 use super::exception::{RemoteException, session_types};
-use super::frame::{Frame, HEADER_LEN};
+use super::frames;
 use super::link::Link;
-use super::stats::NexusStats;
+use super::nexus::Ctx;
 use super::throttle::TokenBucket;
-use super::types::{Channel, ExchangeId, IdMap, LinkId, NexusId, RequestId};
+use super::types::{Channel, ExchangeId, IdMap, LinkId, NexusId, RequestId, SlotKey};
 
 #[derive(Debug, Clone, Copy, Default)]
 struct InitiatorSlot {
@@ -175,15 +177,12 @@ impl Initiator {
         let Some(link) = links.get_mut(&conn) else {
             return;
         };
-        let request = Frame::Request {
-            channel: self.channel,
+        let key = SlotKey {
             slot,
             seq,
             request: id,
-            exchange: out.exchange,
-            order,
-            body: out.body.clone(),
         };
+        let request = frames::request(self.channel, key, out.exchange, order, out.body.clone());
         if out.options.uncompressed {
             link.send_uncompressed(&request);
         } else {
@@ -191,12 +190,7 @@ impl Initiator {
         }
         if out.cancel {
             // The responder may never have seen the earlier Cancel: repeat it.
-            link.send(&Frame::Cancel {
-                channel: self.channel,
-                slot,
-                seq,
-                request: id,
-            });
+            link.send(&frames::cancel(self.channel, key));
         }
         link.outstanding_bytes += out.wire_bytes();
         out.conn = Some(conn);
@@ -205,34 +199,25 @@ impl Initiator {
 
     /// Sends what can be sent: retries first (they hold slots), then new requests while a
     /// slot, the throttle and a connection allow, in call order.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn dispatch<P>(
-        &mut self,
-        now: Instant,
-        nexus: NexusId,
-        links: &mut IdMap<LinkId, Link<P>>,
-        members: &[LinkId],
-        stats: &mut NexusStats,
-        events: &mut VecDeque<Event>,
-    ) {
+    pub(crate) fn dispatch<P>(&mut self, now: Instant, cx: &mut Ctx<'_, P>) {
         while let Some(&id) = self.resend.front() {
-            let Some(conn) = least_loaded(links, members) else {
+            let Some(conn) = least_loaded(cx.links, cx.members) else {
                 return;
             };
             self.resend.pop_front();
             if self.outstanding.contains_key(&id) {
-                stats.retries += 1;
+                cx.stats.retries += 1;
                 if let Some(o) = self.outstanding.get(&id) {
-                    stats.bytes_sent += o.body.len() as u64;
+                    cx.stats.bytes_sent += o.body.len() as u64;
                 }
-                self.transmit(id, conn, links);
+                self.transmit(id, conn, cx.links);
             }
         }
         while let Some(&id) = self.queue.front() {
             let Some(slot) = self.free_slot() else {
                 return;
             };
-            let Some(conn) = least_loaded(links, members) else {
+            let Some(conn) = least_loaded(cx.links, cx.members) else {
                 return;
             };
             let Some(out) = self.outstanding.get(&id) else {
@@ -245,8 +230,8 @@ impl Initiator {
                 let size = out.body.len();
                 self.queue.pop_front();
                 self.outstanding.remove(&id);
-                events.push_back(Event::Completed {
-                    nexus,
+                cx.events.push_back(Event::Completed {
+                    nexus: cx.nexus,
                     request: id,
                     result: Err(CallError::RequestTooLarge {
                         size,
@@ -272,13 +257,13 @@ impl Initiator {
             } else {
                 0
             };
-            stats.requests_sent += 1;
-            stats.bytes_sent += out.body.len() as u64;
+            cx.stats.requests_sent += 1;
+            cx.stats.bytes_sent += out.body.len() as u64;
             if let Some(out) = self.outstanding.get_mut(&id) {
                 out.assigned = Some((slot, seq, order));
                 out.started = now;
             }
-            self.transmit(id, conn, links);
+            self.transmit(id, conn, cx.links);
         }
     }
 
@@ -291,21 +276,17 @@ impl Initiator {
         Some(bucket.ready_at(out.body.len() as u64))
     }
 
-    /// A response or response-error arrived; returns the completion if it matches an
-    /// outstanding request (duplicates from replays are ignored).
-    #[allow(clippy::too_many_arguments)]
+    /// A response (`Ok`) or response-error (`Err`, the encoded exception) arrived for
+    /// `key`: completes the request it answers, if still outstanding (duplicates from
+    /// replays are ignored).
     pub(crate) fn on_response<P>(
         &mut self,
         now: Instant,
-        nexus: NexusId,
-        slot: u32,
-        seq: u32,
-        request: RequestId,
+        key: SlotKey,
         result: Result<Bytes, Bytes>,
-        links: &mut IdMap<LinkId, Link<P>>,
-        stats: &mut NexusStats,
-        events: &mut VecDeque<Event>,
+        cx: &mut Ctx<'_, P>,
     ) {
+        let SlotKey { slot, seq, request } = key;
         let Some(s) = self.slots.get_mut(slot as usize) else {
             return;
         };
@@ -318,13 +299,14 @@ impl Initiator {
         s.busy = None;
         self.free.give(slot);
         if let Some(conn) = out.conn
-            && let Some(link) = links.get_mut(&conn)
+            && let Some(link) = cx.links.get_mut(&conn)
         {
             link.outstanding_bytes = link.outstanding_bytes.saturating_sub(out.wire_bytes());
         }
         self.resend.retain(|r| *r != request);
-        stats.requests_completed += 1;
-        stats.record_latency(out.exchange, now.saturating_duration_since(out.started));
+        cx.stats.requests_completed += 1;
+        cx.stats
+            .record_latency(out.exchange, now.saturating_duration_since(out.started));
         let result = match result {
             Ok(body) => {
                 if body.len() > self.attrs.max_response_size as usize {
@@ -335,8 +317,8 @@ impl Initiator {
             }
             Err(exception) => Err(exception_to_error(&exception, out.body.len())),
         };
-        events.push_back(Event::Completed {
-            nexus,
+        cx.events.push_back(Event::Completed {
+            nexus: cx.nexus,
             request,
             result,
         });
@@ -369,27 +351,20 @@ impl Initiator {
 
     /// Cancels a request: at once if it was never sent, otherwise by asking the responder
     /// (the request completes when the responder answers).
-    pub(crate) fn cancel<P>(
-        &mut self,
-        nexus: NexusId,
-        request: RequestId,
-        links: &mut IdMap<LinkId, Link<P>>,
-        stats: &mut NexusStats,
-        events: &mut VecDeque<Event>,
-    ) {
+    pub(crate) fn cancel<P>(&mut self, request: RequestId, cx: &mut Ctx<'_, P>) {
         let Some(out) = self.outstanding.get_mut(&request) else {
             return;
         };
         if out.cancel {
             return;
         }
-        stats.cancels += 1;
+        cx.stats.cancels += 1;
         match out.assigned {
             None => {
                 self.outstanding.remove(&request);
                 self.queue.retain(|r| *r != request);
-                events.push_back(Event::Completed {
-                    nexus,
+                cx.events.push_back(Event::Completed {
+                    nexus: cx.nexus,
                     request,
                     result: Err(CallError::Cancelled),
                 });
@@ -397,14 +372,10 @@ impl Initiator {
             Some((slot, seq, _)) => {
                 out.cancel = true;
                 if let Some(conn) = out.conn
-                    && let Some(link) = links.get_mut(&conn)
+                    && let Some(link) = cx.links.get_mut(&conn)
                 {
-                    link.send(&Frame::Cancel {
-                        channel: self.channel,
-                        slot,
-                        seq,
-                        request,
-                    });
+                    let key = SlotKey { slot, seq, request };
+                    link.send(&frames::cancel(self.channel, key));
                 }
             }
         }

@@ -1,26 +1,32 @@
 //! The DSP session layer as sans-IO state machines (the quinn-proto model).
 //!
+//! In hawser's layers (`wire ← session ← runtime ← {replicate, dmp, dtp} ← cli`), this
+//! crate sits between the frame codecs of `hawser_wire::dsp`, which it speaks, and the
+//! runtime, which drives it on io_uring shards; it knows nothing of either shards or
+//! runtime.
+//!
 //! A **nexus** (session) is a logical conduit between a client and a server with an id of
 //! its own, carried over a trunk of transport connections that come and go. It has two
 //! channels: the **fore channel** carries requests from the client to the server, the
 //! **backchannel** requests from the server to the client; each has its own negotiated
 //! [`ChannelAttributes`] (slots, maximum request and response size, reply cache size).
 //!
-//! Nothing here touches a socket, a thread or a clock. A driver (the `shards` io_uring
-//! loop in production, a simulator in tests) owns the transports and feeds the two
-//! endpoints, [`Client`] and [`Server`]:
+//! Nothing here touches a socket, a thread or a clock. A driver (the runtime's shard loop
+//! in production, a simulator in tests) owns the transports and feeds the two endpoints,
+//! [`ClientEndpoint`] and [`ServerEndpoint`]: one [`Endpoint`] type with a
+//! [`ClientSide`] or a [`ServerSide`], sharing everything done per connection:
 //!
 //! | driver → endpoint | endpoint → driver |
 //! |---|---|
-//! | `Client::add_connection(now, nonce)` / `Server::accept(now, nonce)`: a transport is up | [`Event::WantConnection`]: open one more (client) |
-//! | `handle_input(now, conn, &bytes)`: bytes arrived | `poll_transmit(now, conn, &mut BytesMut)`: bytes to send |
+//! | `ClientEndpoint::add_connection(now, nonce)` / `ServerEndpoint::accept(now, nonce)`: a transport is up | [`Event::WantConnection`]: open one more (client) |
+//! | `handle_input(now, conn, &bytes)`, or `recv_buffer` / `handle_received`: bytes arrived | `poll_transmit(now, conn, &mut impl TransmitSink)`: bytes to send |
 //! | `connection_lost(now, conn)`: the transport failed | [`Event::ConnectionClosed`]: flush, then close it |
 //! | `handle_timeout(now)` when `poll_timeout()` passes | `poll_timeout() -> Option<Instant>` |
 //! | `call`, `cancel`, `respond`, `destroy` (the application) | `poll_event()`: [`Event`]s for the application |
 //!
 //! Every call takes `now`; nonces come from the driver. So a simulator can run both
 //! endpoints in virtual time with seeded faults and replay any history exactly (see
-//! `engine/tests/sim.rs`).
+//! `tests/sim/`).
 //!
 //! **Exactly-once.** A request takes a slot of its channel and the slot's next sequence id
 //! when first sent, and keeps both across every retry. The responder keeps, per slot, the
@@ -42,15 +48,15 @@
 //! use std::time::Instant;
 //! use bytes::{Bytes, BytesMut};
 //! use hawser_session::{
-//!     CallOptions, Client, ClientConfig, ClientCredentials, Event, ExchangeId, Reply,
-//!     Server, ServerConfig, ServerCredentials,
+//!     CallOptions, ClientEndpoint, ClientConfig, ClientCredentials, Event, ExchangeId, Reply,
+//!     ServerEndpoint, ServerConfig, ServerCredentials,
 //! };
 //!
 //! let now = Instant::now();
-//! let mut server = Server::new(ServerConfig::new(ServerCredentials::anonymous()), 7);
+//! let mut server = ServerEndpoint::new(ServerConfig::new(ServerCredentials::anonymous()), 7);
 //! let mut config = ClientConfig::new("example-client", ClientCredentials::Anonymous);
 //! config.connections = 2; // a trunk of two connections
-//! let mut client = Client::new(config, now);
+//! let mut client = ClientEndpoint::new(config, now);
 //!
 //! // Calls may start before the nexus exists; they wait for a slot and a connection.
 //! let call = client
@@ -97,12 +103,14 @@
 pub mod auth;
 mod budget;
 mod client;
+mod codec;
 mod config;
 mod deadlines;
+mod endpoint;
 mod error;
 mod event;
 mod exception;
-mod frame;
+mod frames;
 mod guard;
 #[cfg(test)]
 mod hostile_tests;
@@ -111,27 +119,26 @@ mod link;
 mod nexus;
 mod responder;
 mod server;
-#[cfg(test)]
-mod server_tests;
 mod stats;
 mod throttle;
 mod types;
 
 pub use auth::{ClientCredentials, ServerCredentials};
 pub use budget::{BUDGETED_FRAME_MIN, ReceiveBudget, Reservation};
-pub use client::{CallOptions, Client};
+pub use client::{CallOptions, ClientEndpoint, ClientSide};
+pub use codec::FrameError;
 pub use config::{
     AuthThrottleConfig, ChannelAttributes, ClientConfig, DEFAULT_RECEIVE_BUDGET, ServerConfig,
     ServerLimits, Timers,
 };
+pub use endpoint::Endpoint;
 pub use error::{CallError, LinkCloseReason, ProtocolError};
 pub use event::{Event, IncomingRequest, Reply};
 pub use exception::RemoteException;
-pub use frame::FrameError;
 pub use link::TransmitSink;
 pub use nexus::Footprint;
-pub use server::{Server, ServerLoad};
+pub use server::{ServerEndpoint, ServerLoad, ServerSide};
 pub use stats::{ConnectionStats, NexusStats};
 pub use throttle::ThrottleConfig;
 pub use throttle::TokenBucket;
-pub use types::{Channel, ExchangeId, IdHasher, IdMap, LinkId, NexusId, RequestId};
+pub use types::{Channel, ExchangeId, IdMap, LinkId, NexusId, RequestId};

@@ -1,17 +1,19 @@
 //! One transport connection as the session layer sees it: receive and transmit buffers,
-//! frame decoding, heartbeats, and the handshake phase (a type chosen by the endpoint).
+//! frame decoding, heartbeats, and where it is in its handshake (a phase type of the
+//! endpoint's side).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
-
-use std::sync::Arc;
+use hawser_wire::dsp::{GoAway, Ping, Pong};
 
 use super::budget::{BUDGETED_FRAME_MIN, ReceiveBudget, Reservation};
+use super::codec::{Codec, Frame, SHARED_BODY_MIN};
 use super::config::Timers;
 use super::error::{LinkCloseReason, ProtocolError};
-use super::frame::{Codec, Frame, SHARED_BODY_MIN};
+use super::frames;
 use super::stats::ConnectionStats;
 use super::types::LinkId;
 
@@ -45,7 +47,7 @@ pub(crate) fn go_away_code(e: &ProtocolError) -> GoAwayCode {
 
 /// A received frame after [`Link::triage`].
 #[derive(Debug)]
-pub(crate) enum Received {
+pub(crate) enum Triaged {
     /// A heartbeat, answered or recorded: nothing left to do.
     Handled,
     /// The peer said GoAway: the connection is gone, for this reason.
@@ -236,7 +238,7 @@ impl<P> Link<P> {
     }
 
     /// Lends the receive buffer to a driver that receives straight into it (see
-    /// [`Server::recv_buffer`](super::Server::recv_buffer)): at least [`RECV_CHUNK`] of
+    /// [`Endpoint::recv_buffer`](super::Endpoint::recv_buffer)): at least [`RECV_CHUNK`] of
     /// spare capacity, and room for the rest of an incomplete frame (the decoder reserved
     /// it, page-aligned where asked). `None` once the connection is closing.
     ///
@@ -341,27 +343,29 @@ impl<P> Link<P> {
     /// Does with a received frame what every endpoint does alike: answers pings, records
     /// pong round trips, and turns the peer's GoAway into the reason the connection is
     /// gone. Anything else is handed back for the endpoint to handle.
-    pub(crate) fn triage(&mut self, now: Instant, frame: Frame) -> Received {
+    pub(crate) fn triage(&mut self, now: Instant, frame: Frame) -> Triaged {
         if self.handle_heartbeat(now, &frame) {
-            return Received::Handled;
+            return Triaged::Handled;
         }
         match frame {
-            Frame::GoAway { code, reason } => Received::GoneAway(LinkCloseReason::PeerGoAway {
-                code: code.0,
-                reason,
-            }),
-            frame => Received::Frame(frame),
+            Frame::GoAway(GoAway { code, reason }) => {
+                Triaged::GoneAway(LinkCloseReason::PeerGoAway {
+                    code: code.0,
+                    reason,
+                })
+            }
+            frame => Triaged::Frame(frame),
         }
     }
 
     /// Answers pings, records pong round trips; false if the frame is not a heartbeat.
     fn handle_heartbeat(&mut self, now: Instant, f: &Frame) -> bool {
         match f {
-            Frame::Ping { token } => {
-                self.send(&Frame::Pong { token: *token });
+            Frame::Ping(Ping { token }) => {
+                self.send(&Frame::Pong(Pong { token: *token }));
                 true
             }
-            Frame::Pong { token } => {
+            Frame::Pong(Pong { token }) => {
                 if let Some((expected, sent)) = self.ping
                     && expected == *token
                 {
@@ -410,7 +414,7 @@ impl<P> Link<P> {
                 LinkCloseReason::Refused(s) => s.clone(),
                 _ => String::new(),
             };
-            self.send(&Frame::GoAway { code, reason: text });
+            self.send(&frames::go_away(code, text));
         }
         self.closing = Some(reason);
         // Nothing more will be read; release the receive buffer and its budget now.
@@ -474,7 +478,7 @@ impl<P> Link<P> {
             let token = self.next_token;
             self.next_token += 1;
             self.ping = Some((token, now));
-            self.send(&Frame::Ping { token });
+            self.send(&Frame::Ping(Ping { token }));
         }
         Ok(())
     }
@@ -494,10 +498,10 @@ enum TxPiece {
     Shared(Bytes),
 }
 
-/// Where an endpoint's output goes ([`Client::poll_transmit`](super::Client::poll_transmit),
-/// [`Server::poll_transmit`](super::Server::poll_transmit)): copied bytes and shared
-/// ones, in order. A driver's transmit queue keeps shared bytes as they are and sends them
-/// with a vectored write, so a large body is never copied in user space; `BytesMut`
+/// Where an endpoint's output goes
+/// ([`Endpoint::poll_transmit`](super::Endpoint::poll_transmit)): copied bytes and shared
+/// ones, in order. A driver's transmit queue keeps shared bytes as they are and sends
+/// them with a vectored write, so a large body is never copied in user space; `BytesMut`
 /// simply appends everything (tests, simulators).
 pub trait TransmitSink {
     /// Appends a copy of `bytes`.

@@ -9,18 +9,19 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use bytes::Bytes;
+use hawser_wire::dsp::Credit;
 
 use super::client::CallOptions;
+use super::codec::{Frame, REQUEST_OVERHEAD};
 use super::config::ChannelAttributes;
 use super::error::{CallError, ProtocolError};
 use super::event::{Event, IncomingRequest, Reply};
-use super::frame::{Frame, REQUEST_OVERHEAD};
 use super::initiator::Initiator;
 use super::link::Link;
-use super::responder::{Ctx, Responder};
+use super::responder::Responder;
 use super::stats::NexusStats;
 use super::throttle::TokenBucket;
-use super::types::{Channel, ExchangeId, IdMap, LinkId, NexusId, RequestId};
+use super::types::{Channel, ExchangeId, IdMap, LinkId, NexusId, RequestId, SlotKey};
 
 /// Memory held by a nexus, for bounds checks (the simulator asserts on it).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -37,6 +38,17 @@ pub struct Footprint {
     pub link_buffers: usize,
 }
 
+/// What the initiator's and responder's operations work with besides their own state:
+/// the nexus's id, member connections and statistics, and the endpoint's events.
+pub(crate) struct Ctx<'a, P> {
+    pub(crate) nexus: NexusId,
+    pub(crate) links: &'a mut IdMap<LinkId, Link<P>>,
+    pub(crate) members: &'a [LinkId],
+    pub(crate) stats: &'a mut NexusStats,
+    pub(crate) events: &'a mut VecDeque<Event>,
+}
+
+/// One nexus as either side keeps it: its two channel halves and its members.
 #[derive(Debug)]
 pub(crate) struct NexusCore {
     pub(crate) id: NexusId,
@@ -72,10 +84,26 @@ impl NexusCore {
     pub(crate) fn max_payload(&self) -> u32 {
         let i = self.initiator.attributes();
         let r = self.responder.attributes();
-        (r.max_request_size.saturating_add(REQUEST_OVERHEAD))
+        (r.max_request_size.saturating_add(REQUEST_OVERHEAD as u32))
             .max(i.max_response_size)
             // Session-level errors (a few dozen bytes) must fit even with tiny limits.
             .max(4096)
+    }
+
+    /// The channel halves and the context their operations take, borrowed at once.
+    fn split<'a, P>(
+        &'a mut self,
+        links: &'a mut IdMap<LinkId, Link<P>>,
+        events: &'a mut VecDeque<Event>,
+    ) -> (&'a mut Initiator, &'a mut Responder, Ctx<'a, P>) {
+        let cx = Ctx {
+            nexus: self.id,
+            links,
+            members: &self.members,
+            stats: &mut self.stats,
+            events,
+        };
+        (&mut self.initiator, &mut self.responder, cx)
     }
 
     pub(crate) fn call<P>(
@@ -98,8 +126,8 @@ impl NexusCore {
         links: &mut IdMap<LinkId, Link<P>>,
         events: &mut VecDeque<Event>,
     ) {
-        self.initiator
-            .dispatch(now, self.id, links, &self.members, &mut self.stats, events);
+        let (initiator, _, mut cx) = self.split(links, events);
+        initiator.dispatch(now, &mut cx);
     }
 
     pub(crate) fn respond<P>(
@@ -109,17 +137,8 @@ impl NexusCore {
         links: &mut IdMap<LinkId, Link<P>>,
         events: &mut VecDeque<Event>,
     ) -> bool {
-        self.responder.respond(
-            handle,
-            reply,
-            Ctx {
-                nexus: self.id,
-                links,
-                members: &self.members,
-                stats: &mut self.stats,
-                events,
-            },
-        )
+        let (_, responder, mut cx) = self.split(links, events);
+        responder.respond(handle, reply, &mut cx)
     }
 
     pub(crate) fn cancel<P>(
@@ -128,8 +147,8 @@ impl NexusCore {
         links: &mut IdMap<LinkId, Link<P>>,
         events: &mut VecDeque<Event>,
     ) {
-        self.initiator
-            .cancel(self.id, request, links, &mut self.stats, events);
+        let (initiator, _, mut cx) = self.split(links, events);
+        initiator.cancel(request, &mut cx);
     }
 
     /// Handles a request-level frame from a member connection.
@@ -141,94 +160,33 @@ impl NexusCore {
         links: &mut IdMap<LinkId, Link<P>>,
         events: &mut VecDeque<Event>,
     ) -> Result<(), ProtocolError> {
-        let mine = self.initiator_channel();
+        let mine = self.initiator.channel();
+        let (initiator, responder, mut cx) = self.split(links, events);
         match frame {
-            Frame::Request {
-                channel,
-                slot,
-                seq,
-                request,
-                exchange,
-                order,
-                body,
-            } if channel != mine => {
-                self.responder.on_request(
-                    conn,
-                    slot,
-                    seq,
-                    request,
-                    exchange,
-                    order,
-                    body,
-                    Ctx {
-                        nexus: self.id,
-                        links,
-                        members: &self.members,
-                        stats: &mut self.stats,
-                        events,
-                    },
-                );
+            Frame::Request(request) if request.channel != mine => {
+                responder.on_request(conn, request, &mut cx);
             }
-            Frame::Cancel {
-                channel,
-                slot,
-                seq,
-                request,
-            } if channel != mine => {
-                self.responder
-                    .on_cancel(self.id, slot, seq, request, events);
+            Frame::Cancel(c) if c.channel != mine => {
+                let key = SlotKey::new(c.slot, c.sequence, c.request_id);
+                responder.on_cancel(cx.nexus, key, cx.events);
             }
-            Frame::Response {
-                channel,
-                slot,
-                seq,
-                request,
-                body,
-            } if channel == mine => {
-                self.initiator.on_response(
-                    now,
-                    self.id,
-                    slot,
-                    seq,
-                    request,
-                    Ok(body),
-                    links,
-                    &mut self.stats,
-                    events,
-                );
-                self.dispatch(now, links, events);
+            Frame::Response(r) if r.channel == mine => {
+                let key = SlotKey::new(r.slot, r.sequence, r.request_id);
+                initiator.on_response(now, key, Ok(r.body), &mut cx);
+                initiator.dispatch(now, &mut cx);
             }
-            Frame::ResponseError {
-                channel,
-                slot,
-                seq,
-                request,
-                exception,
-            } if channel == mine => {
-                self.initiator.on_response(
-                    now,
-                    self.id,
-                    slot,
-                    seq,
-                    request,
-                    Err(exception),
-                    links,
-                    &mut self.stats,
-                    events,
-                );
-                self.dispatch(now, links, events);
+            Frame::ResponseError(r) if r.channel == mine => {
+                let key = SlotKey::new(r.slot, r.sequence, r.request_id);
+                initiator.on_response(now, key, Err(r.exception), &mut cx);
+                initiator.dispatch(now, &mut cx);
             }
-            Frame::Credit { channel, slots } if channel == mine => {
-                self.initiator.set_credit(slots);
-                self.dispatch(now, links, events);
+            Frame::Credit(Credit { channel, slots }) if channel == mine => {
+                initiator.set_credit(slots);
+                initiator.dispatch(now, &mut cx);
             }
-            other => return Err(ProtocolError::Unexpected(other.name())),
+            other => return Err(ProtocolError::Unexpected(other.kind().name())),
         }
         Ok(())
-    }
-
-    fn initiator_channel(&self) -> Channel {
-        self.initiator.channel()
     }
 
     /// A member connection is gone: its requests wait for another connection.

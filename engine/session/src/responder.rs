@@ -16,15 +16,16 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
+use hawser_wire::dsp::Request;
 
+use super::codec::Frame;
 use super::config::ChannelAttributes;
 use super::event::{Event, IncomingRequest, Reply};
 use super::exception::{RemoteException, session_types};
-use super::frame::Frame;
+use super::frames;
 use super::initiator::least_loaded;
-use super::link::Link;
-use super::stats::NexusStats;
-use super::types::{Channel, ExchangeId, IdMap, LinkId, NexusId, RequestId};
+use super::nexus::Ctx;
+use super::types::{Channel, ExchangeId, LinkId, NexusId, RequestId, SlotKey};
 
 #[derive(Debug, Clone)]
 enum Cached {
@@ -63,15 +64,6 @@ struct ResponderSlot {
     state: SlotState,
 }
 
-/// Context shared by the responder's operations.
-pub(crate) struct Ctx<'a, P> {
-    pub(crate) nexus: NexusId,
-    pub(crate) links: &'a mut IdMap<LinkId, Link<P>>,
-    pub(crate) members: &'a [LinkId],
-    pub(crate) stats: &'a mut NexusStats,
-    pub(crate) events: &'a mut VecDeque<Event>,
-}
-
 /// The responder side of one channel of one nexus.
 #[derive(Debug)]
 pub(crate) struct Responder {
@@ -94,27 +86,9 @@ fn new_slots(n: u32) -> Vec<ResponderSlot> {
         .collect()
 }
 
-fn error_frame(channel: Channel, slot: u32, seq: u32, request: RequestId, ty: &str) -> Frame {
-    Frame::ResponseError {
-        channel,
-        slot,
-        seq,
-        request,
-        exception: RemoteException::new(ty, ty).encode(),
-    }
-}
-
-impl<P> Ctx<'_, P> {
-    /// The same context, for a nested call.
-    fn reborrow(&mut self) -> Ctx<'_, P> {
-        Ctx {
-            nexus: self.nexus,
-            links: self.links,
-            members: self.members,
-            stats: self.stats,
-            events: self.events,
-        }
-    }
+/// A session-level refusal of the request `key` names: an exception of type `ty`.
+fn error_frame(channel: Channel, key: SlotKey, ty: &str) -> Frame {
+    frames::response_error(channel, key, RemoteException::new(ty, ty).encode())
 }
 
 impl Responder {
@@ -139,40 +113,34 @@ impl Responder {
     }
 
     /// A request frame arrived on `conn`.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_request<P>(
         &mut self,
         conn: LinkId,
-        slot: u32,
-        seq: u32,
-        request: RequestId,
-        exchange: ExchangeId,
-        order: u64,
-        body: Bytes,
-        mut cx: Ctx<'_, P>,
+        frame: Request<Bytes>,
+        cx: &mut Ctx<'_, P>,
     ) {
         let channel = self.channel;
-        let reply_here = |cx: Ctx<'_, P>, f: Frame| {
+        let key = SlotKey::new(frame.slot, frame.sequence, frame.request_id);
+        let SlotKey { slot, seq, request } = key;
+        let exchange = ExchangeId(frame.exchange);
+        // Order numbers start at 1; a peer sending 0 gets it treated as unordered.
+        let order = frame.order.unwrap_or(0);
+        let body = frame.body;
+        let reply_here = |cx: &mut Ctx<'_, P>, f: Frame| {
             if let Some(link) = cx.links.get_mut(&conn) {
                 link.send(&f);
             }
         };
         let Some(s) = self.slots.get_mut(slot as usize) else {
             cx.stats.misordered += 1;
-            reply_here(
-                cx,
-                error_frame(channel, slot, seq, request, session_types::BAD_SLOT),
-            );
+            reply_here(cx, error_frame(channel, key, session_types::BAD_SLOT));
             return;
         };
         let executing = matches!(s.state, SlotState::Executing { .. });
         if seq == s.last_seq.wrapping_add(1) && !executing {
             if order != 0 && order < self.next_order {
                 cx.stats.misordered += 1;
-                reply_here(
-                    cx,
-                    error_frame(channel, slot, seq, request, session_types::MISORDERED),
-                );
+                reply_here(cx, error_frame(channel, key, session_types::MISORDERED));
                 return;
             }
             if let SlotState::Done { reply, .. } = &s.state {
@@ -208,7 +176,7 @@ impl Responder {
                 request,
                 exchange,
             };
-            self.deliver(handle, body, false, cx.reborrow());
+            self.deliver(handle, body, false, cx);
             if order != 0 {
                 self.next_order += 1;
                 self.release_waiting(cx);
@@ -222,7 +190,7 @@ impl Responder {
                     reply,
                 } if *done_request == request => {
                     cx.stats.replays += 1;
-                    let f = reply_frame(channel, slot, seq, request, reply);
+                    let f = reply_frame(channel, key, reply);
                     reply_here(cx, f);
                     return;
                 }
@@ -242,10 +210,7 @@ impl Responder {
             }
         }
         cx.stats.misordered += 1;
-        reply_here(
-            cx,
-            error_frame(channel, slot, seq, request, session_types::MISORDERED),
-        );
+        reply_here(cx, error_frame(channel, key, session_types::MISORDERED));
     }
 
     /// Hands a request whose turn has come to the handler, or, if it is larger than the
@@ -256,7 +221,7 @@ impl Responder {
         handle: IncomingRequest,
         body: Bytes,
         cancelled: bool,
-        cx: Ctx<'_, P>,
+        cx: &mut Ctx<'_, P>,
     ) {
         let max = self.attrs.max_request_size;
         if body.len() > max as usize {
@@ -282,7 +247,7 @@ impl Responder {
     }
 
     /// Delivers ordered requests whose turn has come.
-    fn release_waiting<P>(&mut self, mut cx: Ctx<'_, P>) {
+    fn release_waiting<P>(&mut self, cx: &mut Ctx<'_, P>) {
         while let Some(slot) = self.waiting.remove(&self.next_order) {
             self.next_order += 1;
             let s = &mut self.slots[slot as usize];
@@ -304,7 +269,7 @@ impl Responder {
                     exchange: *exchange,
                 };
                 let cancelled = *cancel;
-                self.deliver(handle, body, cancelled, cx.reborrow());
+                self.deliver(handle, body, cancelled, cx);
             }
         }
     }
@@ -315,7 +280,7 @@ impl Responder {
         &mut self,
         handle: &IncomingRequest,
         reply: Reply,
-        cx: Ctx<'_, P>,
+        cx: &mut Ctx<'_, P>,
     ) -> bool {
         let Some(s) = self.slots.get_mut(handle.slot as usize) else {
             return false;
@@ -361,7 +326,12 @@ impl Responder {
             request: handle.request,
             reply: cached,
         };
-        let f = reply_frame(self.channel, handle.slot, handle.seq, handle.request, &full);
+        let key = SlotKey {
+            slot: handle.slot,
+            seq: handle.seq,
+            request: handle.request,
+        };
+        let f = reply_frame(self.channel, key, &full);
         // Answer on every open member connection that carried a copy; if none is left,
         // on any member; with none at all, the initiator's retry gets the replay.
         let mut sent = false;
@@ -383,15 +353,9 @@ impl Responder {
         true
     }
 
-    /// The initiator asked to cancel.
-    pub(crate) fn on_cancel(
-        &mut self,
-        nexus: NexusId,
-        slot: u32,
-        seq: u32,
-        request: RequestId,
-        events: &mut VecDeque<Event>,
-    ) {
+    /// The initiator asked to cancel the request `key` names.
+    pub(crate) fn on_cancel(&mut self, nexus: NexusId, key: SlotKey, events: &mut VecDeque<Event>) {
+        let SlotKey { slot, seq, request } = key;
         let Some(s) = self.slots.get_mut(slot as usize) else {
             return;
         };
@@ -475,24 +439,11 @@ fn cached_len(c: &Cached) -> usize {
     }
 }
 
-fn reply_frame(channel: Channel, slot: u32, seq: u32, request: RequestId, c: &Cached) -> Frame {
+/// The answer to the request `key` names, from what the slot keeps.
+fn reply_frame(channel: Channel, key: SlotKey, c: &Cached) -> Frame {
     match c {
-        Cached::Response(body) => Frame::Response {
-            channel,
-            slot,
-            seq,
-            request,
-            body: body.clone(),
-        },
-        Cached::Error(exception) => Frame::ResponseError {
-            channel,
-            slot,
-            seq,
-            request,
-            exception: exception.clone(),
-        },
-        Cached::TooBigToCache => {
-            error_frame(channel, slot, seq, request, session_types::NOT_CACHED)
-        }
+        Cached::Response(body) => frames::response(channel, key, body.clone()),
+        Cached::Error(exception) => frames::response_error(channel, key, exception.clone()),
+        Cached::TooBigToCache => error_frame(channel, key, session_types::NOT_CACHED),
     }
 }

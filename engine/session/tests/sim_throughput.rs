@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use hawser_session::{
-    CallOptions, ChannelAttributes, Client, ClientConfig, ClientCredentials, Event, ExchangeId,
-    Reply, Server, ServerConfig, ServerCredentials,
+    CallOptions, ChannelAttributes, ClientConfig, ClientCredentials, ClientEndpoint, Event,
+    ExchangeId, Reply, ServerConfig, ServerCredentials, ServerEndpoint,
 };
 
-fn run(exchanges: u64, connections: usize, digest: bool) -> (Duration, Client) {
+fn run(exchanges: u64, connections: usize, digest: bool) -> (Duration, ClientEndpoint) {
     let now = Instant::now();
-    let mut server = Server::new(ServerConfig::new(ServerCredentials::anonymous()), 1);
+    let mut server = ServerEndpoint::new(ServerConfig::new(ServerCredentials::anonymous()), 1);
     let mut config = ClientConfig::new("bench", ClientCredentials::Anonymous);
     config.connections = connections;
     config.digest = digest;
@@ -21,7 +21,7 @@ fn run(exchanges: u64, connections: usize, digest: bool) -> (Duration, Client) {
         slots: 256,
         ..ChannelAttributes::default()
     };
-    let mut client = Client::new(config, now);
+    let mut client = ClientEndpoint::new(config, now);
     let mut pairs = Vec::new();
     let mut buf = BytesMut::with_capacity(1 << 20);
     let body = Bytes::from(vec![7u8; 64]);

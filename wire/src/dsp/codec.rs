@@ -7,7 +7,7 @@ use bytes::BufMut;
 
 use super::header::{DIGEST_LEN, HEADER_LEN, peek_header};
 use super::sink::{Count, Sink, SliceSink, Tee};
-use super::{DspError, Flags, Frame, FrameHeader};
+use super::{DspError, Flags, Frame, FrameHeader, FrameOf};
 use crate::reader::Reader;
 
 /// Bodies shorter than this are never compressed: an lz4 call clears an 8 KiB hash table
@@ -37,7 +37,7 @@ pub fn payload_digest(pieces: &[&[u8]]) -> u64 {
     }
 }
 
-impl<'a> Frame<'a> {
+impl<B: AsRef<[u8]>, T: AsRef<str>> FrameOf<B, T> {
     /// The header this frame gets when encoded uncompressed, with or without digest.
     pub fn header(&self, digest: bool) -> Result<FrameHeader, DspError> {
         let mut fixed = Count(0);
@@ -83,18 +83,18 @@ impl<'a> Frame<'a> {
     /// [`encoded_len`](Self::encoded_len) bytes (a `Vec` or `BytesMut` grows; a fixed
     /// `&mut [u8]` that is too short makes `BufMut` panic).
     #[inline]
-    pub fn encode<B: BufMut>(&self, digest: bool, out: &mut B) -> Result<FrameHeader, DspError> {
+    pub fn encode<O: BufMut>(&self, digest: bool, out: &mut O) -> Result<FrameHeader, DspError> {
         self.encode_with_body(digest, None, out)
     }
 
     /// Encodes with `compressed_body` (u32 length + lz4 block) in place of the body when
     /// given.
     #[inline]
-    fn encode_with_body<B: BufMut>(
+    fn encode_with_body<O: BufMut>(
         &self,
         digest: bool,
         compressed_body: Option<&[u8]>,
-        out: &mut B,
+        out: &mut O,
     ) -> Result<FrameHeader, DspError> {
         let mut fixed = Count(0);
         self.put_fixed(&mut fixed);
@@ -144,11 +144,11 @@ impl<'a> Frame<'a> {
     }
 
     /// Splits the uncompressed encoding into three pieces for a vectored write, without
-    /// copying the body: header + fixed fields, the body as it lies, and the digest
+    /// copying the body (borrowed from the frame): header + fixed fields, the body as it lies, and the digest
     /// trailer (empty without digest). `None` when the fixed fields are longer than
     /// [`SplitFrame::MAX_FIXED_LEN`] (never the case for Request, Response, ResponseError,
     /// Cancel, Credit, Ping and Pong).
-    pub fn split(&self, digest: bool) -> Option<Result<SplitFrame<'a>, DspError>> {
+    pub fn split(&self, digest: bool) -> Option<Result<SplitFrame<'_>, DspError>> {
         let mut head = [0; HEADER_LEN + SplitFrame::MAX_FIXED_LEN];
         let (header_bytes, fixed_area) = head.split_at_mut(HEADER_LEN);
         let mut fixed = SliceSink {
@@ -179,7 +179,7 @@ impl<'a> Frame<'a> {
     }
 }
 
-/// An encoded frame in three pieces for a vectored write; see [`Frame::split`].
+/// An encoded frame in three pieces for a vectored write; see [`FrameOf::split`].
 #[derive(Debug, Clone, Copy)]
 pub struct SplitFrame<'a> {
     header: FrameHeader,
@@ -277,10 +277,10 @@ impl FrameEncoder {
 
     /// Appends `frame` to `out`; returns the header written (its flags tell whether the
     /// body went compressed).
-    pub fn encode<B: BufMut>(
+    pub fn encode<B: AsRef<[u8]>, T: AsRef<str>, O: BufMut>(
         &mut self,
-        frame: &Frame<'_>,
-        out: &mut B,
+        frame: &FrameOf<B, T>,
+        out: &mut O,
     ) -> Result<FrameHeader, DspError> {
         let digest = self.options.digest;
         if let Some(compressed) = self.compressed_body(frame) {
@@ -291,7 +291,10 @@ impl FrameEncoder {
 
     /// The frame's body compressed (in the scratch buffer), if the options ask for lz4,
     /// the frame kind and body length allow it, and it pays.
-    fn compressed_body(&mut self, frame: &Frame<'_>) -> Option<&[u8]> {
+    fn compressed_body<B: AsRef<[u8]>, T: AsRef<str>>(
+        &mut self,
+        frame: &FrameOf<B, T>,
+    ) -> Option<&[u8]> {
         let body = frame.body();
         if self.options.compression == Compression::Lz4
             && frame.kind().compressible()
@@ -308,11 +311,11 @@ impl FrameEncoder {
     /// returned [`SplitFrame`] says which body and trailer the caller sends after it
     /// (sharing the body's bytes rather than copying them). Returns `None` when the whole
     /// frame went into `out`: compressed, or with fixed fields too long to split.
-    pub fn encode_head<'a, B: BufMut>(
+    pub fn encode_head<'f, B: AsRef<[u8]>, T: AsRef<str>, O: BufMut>(
         &mut self,
-        frame: &Frame<'a>,
-        out: &mut B,
-    ) -> Result<Option<SplitFrame<'a>>, DspError> {
+        frame: &'f FrameOf<B, T>,
+        out: &mut O,
+    ) -> Result<Option<SplitFrame<'f>>, DspError> {
         let digest = self.options.digest;
         if let Some(compressed) = self.compressed_body(frame) {
             frame.encode_with_body(digest, Some(compressed), out)?;

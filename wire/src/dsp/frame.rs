@@ -1,46 +1,54 @@
-//! The [`Frame`] enum over every kind, and the payload plumbing shared by the kinds.
+//! The [`FrameOf`] enum over every kind, and the payload plumbing shared by the kinds.
+
+use bytes::Bytes;
 
 use super::kind::*;
+use super::share::Share;
 use super::sink::Sink;
 use super::{Channel, DspError, Flags, FrameHeader, FrameKind};
 use crate::reader::Reader;
 
-/// One DSP frame, borrowing its variable-length fields from the input (or, for a
-/// compressed body, from the decoder's scratch buffer).
+/// One DSP frame, its byte fields (bodies, SASL data) held as `B` and its text fields
+/// (reasons, identities, mechanism names) as `T`.
+///
+/// The decoder returns [`Frame`]: `FrameOf<&[u8], &str>`, borrowing its input. A state
+/// machine that keeps frames (a request in a retry queue, a reply in a cache) holds a
+/// [`SharedFrame`]: `FrameOf<Bytes, String>`, whose bodies share the buffer they arrived
+/// in ([`Frame::to_shared`]). Both encode alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Frame<'a> {
+pub enum FrameOf<B, T> {
     /// See [`Hello`].
     Hello(Hello),
     /// See [`Auth`].
-    Auth(Auth<'a>),
+    Auth(Auth<B, T>),
     /// See [`AuthChallenge`].
-    AuthChallenge(AuthChallenge<'a>),
+    AuthChallenge(AuthChallenge<B>),
     /// See [`AuthResponse`].
-    AuthResponse(AuthResponse<'a>),
+    AuthResponse(AuthResponse<B>),
     /// See [`AuthResult`].
-    AuthResult(AuthResult<'a>),
+    AuthResult(AuthResult<B, T>),
     /// See [`NexusCreate`].
-    NexusCreate(NexusCreate<'a>),
+    NexusCreate(NexusCreate<T>),
     /// See [`NexusCreated`].
-    NexusCreated(NexusCreated<'a>),
+    NexusCreated(NexusCreated<T>),
     /// See [`BindConnection`].
     BindConnection(BindConnection),
     /// See [`BindAck`].
-    BindAck(BindAck<'a>),
+    BindAck(BindAck<T>),
     /// See [`NexusRecover`].
-    NexusRecover(NexusRecover<'a>),
+    NexusRecover(NexusRecover<T>),
     /// See [`NexusRecovered`].
-    NexusRecovered(NexusRecovered<'a>),
+    NexusRecovered(NexusRecovered<T>),
     /// See [`NexusDestroy`].
     NexusDestroy(NexusDestroy),
     /// See [`NexusDestroyed`].
-    NexusDestroyed(NexusDestroyed<'a>),
+    NexusDestroyed(NexusDestroyed<T>),
     /// See [`Request`].
-    Request(Request<'a>),
+    Request(Request<B>),
     /// See [`Response`].
-    Response(Response<'a>),
+    Response(Response<B>),
     /// See [`ResponseError`].
-    ResponseError(ResponseError<'a>),
+    ResponseError(ResponseError<B>),
     /// See [`Cancel`].
     Cancel(Cancel),
     /// See [`Credit`].
@@ -50,73 +58,80 @@ pub enum Frame<'a> {
     /// See [`Pong`].
     Pong(Pong),
     /// See [`GoAway`].
-    GoAway(GoAway<'a>),
+    GoAway(GoAway<T>),
 }
+
+/// A frame borrowing its variable-length fields from the input (or, for a compressed
+/// body, from the decoder's scratch buffer): what the decoder returns.
+pub type Frame<'a> = FrameOf<&'a [u8], &'a str>;
+
+/// A frame owning its variable-length fields, its bodies shared rather than copied.
+pub type SharedFrame = FrameOf<Bytes, String>;
 
 /// Applies `$e` to the kind struct inside any [`Frame`] variant.
 macro_rules! each_kind {
     ($frame:expr, $f:ident => $e:expr) => {
         match $frame {
-            Frame::Hello($f) => $e,
-            Frame::Auth($f) => $e,
-            Frame::AuthChallenge($f) => $e,
-            Frame::AuthResponse($f) => $e,
-            Frame::AuthResult($f) => $e,
-            Frame::NexusCreate($f) => $e,
-            Frame::NexusCreated($f) => $e,
-            Frame::BindConnection($f) => $e,
-            Frame::BindAck($f) => $e,
-            Frame::NexusRecover($f) => $e,
-            Frame::NexusRecovered($f) => $e,
-            Frame::NexusDestroy($f) => $e,
-            Frame::NexusDestroyed($f) => $e,
-            Frame::Request($f) => $e,
-            Frame::Response($f) => $e,
-            Frame::ResponseError($f) => $e,
-            Frame::Cancel($f) => $e,
-            Frame::Credit($f) => $e,
-            Frame::Ping($f) => $e,
-            Frame::Pong($f) => $e,
-            Frame::GoAway($f) => $e,
+            FrameOf::Hello($f) => $e,
+            FrameOf::Auth($f) => $e,
+            FrameOf::AuthChallenge($f) => $e,
+            FrameOf::AuthResponse($f) => $e,
+            FrameOf::AuthResult($f) => $e,
+            FrameOf::NexusCreate($f) => $e,
+            FrameOf::NexusCreated($f) => $e,
+            FrameOf::BindConnection($f) => $e,
+            FrameOf::BindAck($f) => $e,
+            FrameOf::NexusRecover($f) => $e,
+            FrameOf::NexusRecovered($f) => $e,
+            FrameOf::NexusDestroy($f) => $e,
+            FrameOf::NexusDestroyed($f) => $e,
+            FrameOf::Request($f) => $e,
+            FrameOf::Response($f) => $e,
+            FrameOf::ResponseError($f) => $e,
+            FrameOf::Cancel($f) => $e,
+            FrameOf::Credit($f) => $e,
+            FrameOf::Ping($f) => $e,
+            FrameOf::Pong($f) => $e,
+            FrameOf::GoAway($f) => $e,
         }
     };
 }
 
-impl<'a> Frame<'a> {
+impl<B: AsRef<[u8]>, T: AsRef<str>> FrameOf<B, T> {
     /// The frame's kind.
     pub fn kind(&self) -> FrameKind {
         match self {
-            Frame::Hello(_) => Hello::KIND,
-            Frame::Auth(_) => Auth::KIND,
-            Frame::AuthChallenge(_) => AuthChallenge::KIND,
-            Frame::AuthResponse(_) => AuthResponse::KIND,
-            Frame::AuthResult(_) => AuthResult::KIND,
-            Frame::NexusCreate(_) => NexusCreate::KIND,
-            Frame::NexusCreated(_) => NexusCreated::KIND,
-            Frame::BindConnection(_) => BindConnection::KIND,
-            Frame::BindAck(_) => BindAck::KIND,
-            Frame::NexusRecover(_) => NexusRecover::KIND,
-            Frame::NexusRecovered(_) => NexusRecovered::KIND,
-            Frame::NexusDestroy(_) => NexusDestroy::KIND,
-            Frame::NexusDestroyed(_) => NexusDestroyed::KIND,
-            Frame::Request(_) => Request::KIND,
-            Frame::Response(_) => Response::KIND,
-            Frame::ResponseError(_) => ResponseError::KIND,
-            Frame::Cancel(_) => Cancel::KIND,
-            Frame::Credit(_) => Credit::KIND,
-            Frame::Ping(_) => Ping::KIND,
-            Frame::Pong(_) => Pong::KIND,
-            Frame::GoAway(_) => GoAway::KIND,
+            FrameOf::Hello(_) => FrameKind::Hello,
+            FrameOf::Auth(_) => FrameKind::Auth,
+            FrameOf::AuthChallenge(_) => FrameKind::AuthChallenge,
+            FrameOf::AuthResponse(_) => FrameKind::AuthResponse,
+            FrameOf::AuthResult(_) => FrameKind::AuthResult,
+            FrameOf::NexusCreate(_) => FrameKind::NexusCreate,
+            FrameOf::NexusCreated(_) => FrameKind::NexusCreated,
+            FrameOf::BindConnection(_) => FrameKind::BindConnection,
+            FrameOf::BindAck(_) => FrameKind::BindAck,
+            FrameOf::NexusRecover(_) => FrameKind::NexusRecover,
+            FrameOf::NexusRecovered(_) => FrameKind::NexusRecovered,
+            FrameOf::NexusDestroy(_) => FrameKind::NexusDestroy,
+            FrameOf::NexusDestroyed(_) => FrameKind::NexusDestroyed,
+            FrameOf::Request(_) => FrameKind::Request,
+            FrameOf::Response(_) => FrameKind::Response,
+            FrameOf::ResponseError(_) => FrameKind::ResponseError,
+            FrameOf::Cancel(_) => FrameKind::Cancel,
+            FrameOf::Credit(_) => FrameKind::Credit,
+            FrameOf::Ping(_) => FrameKind::Ping,
+            FrameOf::Pong(_) => FrameKind::Pong,
+            FrameOf::GoAway(_) => FrameKind::GoAway,
         }
     }
 
     /// The compressible body of an exchange frame (Request, Response, ResponseError);
     /// empty for every other kind.
-    pub fn body(&self) -> &'a [u8] {
+    pub fn body(&self) -> &[u8] {
         match self {
-            Frame::Request(f) => f.body(),
-            Frame::Response(f) => f.body(),
-            Frame::ResponseError(f) => f.body(),
+            FrameOf::Request(f) => f.body(),
+            FrameOf::Response(f) => f.body(),
+            FrameOf::ResponseError(f) => f.body(),
             _ => &[],
         }
     }
@@ -125,11 +140,11 @@ impl<'a> Frame<'a> {
     /// sequence, request id).
     pub(crate) fn head(&self) -> Head {
         match self {
-            Frame::Request(f) => f.head(),
-            Frame::Response(f) => f.head(),
-            Frame::ResponseError(f) => f.head(),
-            Frame::Cancel(f) => f.head(),
-            Frame::Credit(f) => f.head(),
+            FrameOf::Request(f) => f.head(),
+            FrameOf::Response(f) => f.head(),
+            FrameOf::ResponseError(f) => f.head(),
+            FrameOf::Cancel(f) => f.head(),
+            FrameOf::Credit(f) => f.head(),
             _ => Head::default(),
         }
     }
@@ -143,9 +158,41 @@ impl<'a> Frame<'a> {
     /// Checks the fields whose wire width is narrower than their Rust type.
     pub(crate) fn validate(&self) -> Result<(), DspError> {
         match self {
-            Frame::Auth(f) => f.validate(),
-            Frame::AuthResult(f) => f.validate(),
+            FrameOf::Auth(f) => f.validate(),
+            FrameOf::AuthResult(f) => f.validate(),
             _ => Ok(()),
+        }
+    }
+}
+
+impl<'a> Frame<'a> {
+    /// This frame with its fields owned: byte fields that lie inside `input` (the buffer
+    /// it was decoded from) share its storage instead of being copied; the others (a
+    /// body decompressed into the decoder's scratch buffer) and texts are copied.
+    pub fn to_shared(self, input: &Bytes) -> SharedFrame {
+        let s = Share(input);
+        match self {
+            FrameOf::Hello(f) => FrameOf::Hello(f),
+            FrameOf::Auth(f) => FrameOf::Auth(f.to_shared(s)),
+            FrameOf::AuthChallenge(f) => FrameOf::AuthChallenge(f.to_shared(s)),
+            FrameOf::AuthResponse(f) => FrameOf::AuthResponse(f.to_shared(s)),
+            FrameOf::AuthResult(f) => FrameOf::AuthResult(f.to_shared(s)),
+            FrameOf::NexusCreate(f) => FrameOf::NexusCreate(f.to_shared(s)),
+            FrameOf::NexusCreated(f) => FrameOf::NexusCreated(f.to_shared(s)),
+            FrameOf::BindConnection(f) => FrameOf::BindConnection(f),
+            FrameOf::BindAck(f) => FrameOf::BindAck(f.to_shared(s)),
+            FrameOf::NexusRecover(f) => FrameOf::NexusRecover(f.to_shared(s)),
+            FrameOf::NexusRecovered(f) => FrameOf::NexusRecovered(f.to_shared(s)),
+            FrameOf::NexusDestroy(f) => FrameOf::NexusDestroy(f),
+            FrameOf::NexusDestroyed(f) => FrameOf::NexusDestroyed(f.to_shared(s)),
+            FrameOf::Request(f) => FrameOf::Request(f.to_shared(s)),
+            FrameOf::Response(f) => FrameOf::Response(f.to_shared(s)),
+            FrameOf::ResponseError(f) => FrameOf::ResponseError(f.to_shared(s)),
+            FrameOf::Cancel(f) => FrameOf::Cancel(f),
+            FrameOf::Credit(f) => FrameOf::Credit(f),
+            FrameOf::Ping(f) => FrameOf::Ping(f),
+            FrameOf::Pong(f) => FrameOf::Pong(f),
+            FrameOf::GoAway(f) => FrameOf::GoAway(f.to_shared(s)),
         }
     }
 

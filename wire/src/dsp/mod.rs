@@ -27,9 +27,12 @@
 //! # Decoding and encoding
 //!
 //! Decoding borrows: a [`Frame`] points into the input (or, for a compressed body, into
-//! the decoder's reused scratch buffer); nothing else is copied. Encoding writes into any
-//! [`bytes::BufMut`]; [`Frame::split`] and [`encode_header`] let a large body go out by
-//! vectored write from where it lies.
+//! the decoder's reused scratch buffer); nothing else is copied. Every kind with
+//! variable-length fields is generic over how it holds them: [`Frame`] borrows
+//! (`&[u8]`, `&str`), and [`Frame::to_shared`] turns it into a [`SharedFrame`] (`Bytes`,
+//! `String`) whose bodies share the receive buffer, for a state machine to keep. Encoding works from
+//! either and writes into any [`bytes::BufMut`]; [`FrameOf::split`] and [`encode_header`]
+//! let a large body go out by vectored write from where it lies.
 //!
 //! ```
 //! use hawser_wire::dsp::*;
@@ -67,6 +70,7 @@ mod error;
 mod frame;
 mod header;
 mod kind;
+mod share;
 mod sink;
 mod types;
 
@@ -78,7 +82,7 @@ pub use codec::{
     MIN_COMPRESS_LEN, SplitFrame, decode_frame, payload_digest,
 };
 pub use error::DspError;
-pub use frame::Frame;
+pub use frame::{Frame, FrameOf, SharedFrame};
 pub use header::{
     DIGEST_LEN, Flags, FrameHeader, FrameKind, HEADER_LEN, MAGIC, VERSION, encode_header,
     parse_header, peek_header,

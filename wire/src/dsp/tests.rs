@@ -212,7 +212,7 @@ fn unhex(s: &str) -> Vec<u8> {
     hex::decode(compact).expect("test vector is hex")
 }
 
-fn encode(frame: &Frame<'_>, options: EncodeOptions) -> Vec<u8> {
+fn encode<B: AsRef<[u8]>, T: AsRef<str>>(frame: &FrameOf<B, T>, options: EncodeOptions) -> Vec<u8> {
     let mut out = Vec::new();
     FrameEncoder::new(options)
         .encode(frame, &mut out)
@@ -1005,7 +1005,14 @@ proptest! {
         prop_assert_eq!(consumed, wire.len());
         prop_assert_eq!(header.has_digest(), digest);
         // Canonical: re-encoding what was decoded gives the same bytes.
-        prop_assert_eq!(encode(&decoded, options), wire);
+        prop_assert_eq!(&encode(&decoded, options), &wire);
+        // So does its shared form, owning its fields.
+        let input = bytes::Bytes::copy_from_slice(&wire);
+        let (decoded, _) = d.decode(&input).expect("decodes").expect("complete");
+        let shared = decoded.to_shared(&input);
+        prop_assert_eq!(shared.kind(), frame.kind());
+        prop_assert_eq!(shared.body(), frame.body());
+        prop_assert_eq!(encode(&shared, options), wire);
     }
 
     #[test]
@@ -1098,6 +1105,35 @@ fn decoded_bodies_point_into_the_input() {
         "body was copied"
     );
     assert_eq!(r.body, &body[..]);
+}
+
+#[test]
+fn shared_frames_share_the_input_and_copy_decompressed_bodies() {
+    let body = vec![5u8; 10_000];
+    let frame = Frame::Response(Response {
+        channel: Channel::Back,
+        slot: 1,
+        sequence: 2,
+        request_id: 3,
+        body: &body,
+    });
+    for compression in [Compression::Off, Compression::Lz4] {
+        let input = bytes::Bytes::from(encode(
+            &frame,
+            EncodeOptions {
+                digest: false,
+                compression,
+            },
+        ));
+        let mut d = FrameDecoder::new(MAX);
+        let (decoded, _) = d.decode(&input).unwrap().unwrap();
+        let FrameOf::Response(r) = decoded.to_shared(&input) else {
+            panic!("response expected");
+        };
+        assert_eq!(r.body, body);
+        let inside = input.as_ptr_range().contains(&r.body.as_ptr());
+        assert_eq!(inside, compression == Compression::Off, "{compression:?}");
+    }
 }
 
 #[test]

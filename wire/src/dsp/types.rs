@@ -6,7 +6,7 @@ use super::{DspError, FrameKind};
 use crate::reader::Reader;
 
 /// Which channel of the nexus an exchange frame belongs to (the BACKCHANNEL flag).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum Channel {
     /// Requests from the client to the server, and their responses.
     #[default]
@@ -89,7 +89,7 @@ pub enum Role {
 /// exceed its limit by its fixed fields; the handshake limit stays the floor so control
 /// frames always fit.
 pub fn max_payload_after_bind(role: Role, fore: &ChannelAttrs, back: &ChannelAttrs) -> u32 {
-    let request_fixed = super::Request::MAX_FIXED_LEN as u32;
+    let request_fixed = super::Request::<&[u8]>::MAX_FIXED_LEN as u32;
     let (requests_in, responses_in) = match role {
         // The server receives fore-channel requests and backchannel responses.
         Role::Server => (fore.max_request_size, back.max_response_size),

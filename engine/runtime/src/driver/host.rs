@@ -50,13 +50,13 @@ pub(crate) struct ConnSlot {
 }
 
 pub(crate) struct ClientSide {
-    pub(crate) ep: session::Client,
+    pub(crate) ep: session::ClientEndpoint,
     pub(crate) addr: SocketAddr,
     pub(crate) ready: Option<Sender<Readiness>>,
 }
 
 pub(crate) struct ServerSide {
-    pub(crate) ep: session::Server,
+    pub(crate) ep: session::ServerEndpoint,
 }
 
 /// Calls this endpoint initiated (client: fore channel; server: backchannel), keyed by

@@ -98,7 +98,7 @@ pub(crate) fn install_client(
         backchannel,
         move || {
             Side::Client(Box::new(ClientSide {
-                ep: session::Client::new(config, Instant::now()),
+                ep: session::ClientEndpoint::new(config, Instant::now()),
                 addr,
                 ready: Some(ready),
             }))
@@ -123,7 +123,7 @@ pub(crate) fn install_server(
     serving.caller = Some(Arc::clone(&caller));
     let handle = install(shards, shard, channel, serving, move || {
         Side::Server(Box::new(ServerSide {
-            ep: session::Server::new(config, seed),
+            ep: session::ServerEndpoint::new(config, seed),
         }))
     })?;
     let id = handle.id;

@@ -1,5 +1,5 @@
-//! Runs the sans-IO session endpoints ([`session::Client`], [`session::Server`]) on
-//! `hawser-shards`.
+//! Runs the sans-IO session endpoints ([`hawser_session::ClientEndpoint`],
+//! [`hawser_session::ServerEndpoint`]) on `hawser-shards`.
 //!
 //! # Shape
 //!

@@ -1,40 +1,45 @@
+use bytes::Bytes;
+
 use super::{need, text};
+use crate::dsp::share::Share;
 use crate::dsp::sink::Sink;
 use crate::dsp::{DspError, FrameKind, Status};
 use crate::reader::Reader;
 
 /// `AuthResult` (0x0b), server → client: the outcome of SASL authentication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct AuthResult<'a> {
+pub struct AuthResult<B, T> {
     /// [`Status::OK`] or why authentication failed.
     pub status: Status,
     /// SASL "additional data with success" (e.g. the server's proof in a mutual
     /// mechanism); at most 65,535 bytes.
-    pub additional_data: &'a [u8],
+    pub additional_data: B,
     /// Human-readable reason, empty on success.
-    pub reason: &'a str,
+    pub reason: T,
 }
 
-impl<'a> AuthResult<'a> {
+impl<B: AsRef<[u8]>, T: AsRef<str>> AuthResult<B, T> {
     /// The kind code.
     pub const KIND: FrameKind = FrameKind::AuthResult;
 
     pub(crate) fn put_fixed<S: Sink>(&self, s: &mut S) {
-        let data = self.additional_data;
+        let data = self.additional_data.as_ref();
         let data = data.get(..usize::from(u16::MAX)).unwrap_or(data);
         s.put_u8(self.status.0);
         s.put_u16(u16::try_from(data.len()).unwrap_or(u16::MAX));
         s.put(data);
-        s.put(self.reason.as_bytes());
+        s.put(self.reason.as_ref().as_bytes());
     }
 
     pub(crate) fn validate(&self) -> Result<(), DspError> {
-        if self.additional_data.len() > usize::from(u16::MAX) {
+        if self.additional_data.as_ref().len() > usize::from(u16::MAX) {
             return Err(DspError::InvalidField(Self::KIND));
         }
         Ok(())
     }
+}
 
+impl<'a> AuthResult<&'a [u8], &'a str> {
     pub(crate) fn decode(r: &mut Reader<'a>) -> Result<Self, DspError> {
         let k = Self::KIND;
         let status = Status(need(r.u8(), k)?);
@@ -45,5 +50,13 @@ impl<'a> AuthResult<'a> {
             additional_data,
             reason,
         })
+    }
+
+    pub(crate) fn to_shared(self, s: Share<'_>) -> AuthResult<Bytes, String> {
+        AuthResult {
+            status: self.status,
+            additional_data: s.bytes(self.additional_data),
+            reason: s.text(self.reason),
+        }
     }
 }

@@ -1,4 +1,5 @@
 use super::{need, text};
+use crate::dsp::share::Share;
 use crate::dsp::sink::Sink;
 use crate::dsp::{ChannelAttrs, DspError, FrameKind, NexusFeatures};
 use crate::reader::Reader;
@@ -7,7 +8,7 @@ use crate::reader::Reader;
 /// channel. The server may hold the answer while an older nexus of the same identity
 /// still exists (until it is reinstated or expires).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct NexusCreate<'a> {
+pub struct NexusCreate<T> {
     /// Proposed fore channel attributes (client → server requests).
     pub fore: ChannelAttrs,
     /// Proposed backchannel attributes (server → client requests).
@@ -17,10 +18,10 @@ pub struct NexusCreate<'a> {
     /// Requested per-nexus features.
     pub features: NexusFeatures,
     /// The persistent client identity (UTF-8; the rest of the payload).
-    pub client_identity: &'a str,
+    pub client_identity: T,
 }
 
-impl<'a> NexusCreate<'a> {
+impl<T: AsRef<str>> NexusCreate<T> {
     /// The kind code.
     pub const KIND: FrameKind = FrameKind::NexusCreate;
 
@@ -29,9 +30,11 @@ impl<'a> NexusCreate<'a> {
         self.back.put(s);
         s.put_u32(self.grace_period_ms);
         s.put_u32(self.features.0);
-        s.put(self.client_identity.as_bytes());
+        s.put(self.client_identity.as_ref().as_bytes());
     }
+}
 
+impl<'a> NexusCreate<&'a str> {
     pub(crate) fn decode(r: &mut Reader<'a>) -> Result<Self, DspError> {
         let k = Self::KIND;
         Ok(NexusCreate {
@@ -41,5 +44,15 @@ impl<'a> NexusCreate<'a> {
             features: NexusFeatures(need(r.u32(), k)?),
             client_identity: text(r.take_rest(), k)?,
         })
+    }
+
+    pub(crate) fn to_shared(self, s: Share<'_>) -> NexusCreate<String> {
+        NexusCreate {
+            fore: self.fore,
+            back: self.back,
+            grace_period_ms: self.grace_period_ms,
+            features: self.features,
+            client_identity: s.text(self.client_identity),
+        }
     }
 }

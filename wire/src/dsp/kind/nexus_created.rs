@@ -1,4 +1,5 @@
 use super::{need, read_nexus_id, text};
+use crate::dsp::share::Share;
 use crate::dsp::sink::Sink;
 use crate::dsp::{ChannelAttrs, DspError, FrameKind, NexusFeatures, NexusId, Status};
 use crate::reader::Reader;
@@ -7,7 +8,7 @@ use crate::reader::Reader;
 /// the nexus id and the negotiated attributes (field-wise no larger than proposed); on
 /// failure the status says why, the other fixed fields are zero and `reason` explains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct NexusCreated<'a> {
+pub struct NexusCreated<T> {
     /// [`Status::OK`], or why the nexus was not created.
     pub status: Status,
     /// The new nexus.
@@ -21,10 +22,10 @@ pub struct NexusCreated<'a> {
     /// Granted features (a subset of the requested ones).
     pub features: NexusFeatures,
     /// Human-readable reason (rest of the payload), empty on success.
-    pub reason: &'a str,
+    pub reason: T,
 }
 
-impl<'a> NexusCreated<'a> {
+impl<T: AsRef<str>> NexusCreated<T> {
     /// The kind code.
     pub const KIND: FrameKind = FrameKind::NexusCreated;
 
@@ -35,9 +36,11 @@ impl<'a> NexusCreated<'a> {
         self.back.put(s);
         s.put_u32(self.grace_period_ms);
         s.put_u32(self.features.0);
-        s.put(self.reason.as_bytes());
+        s.put(self.reason.as_ref().as_bytes());
     }
+}
 
+impl<'a> NexusCreated<&'a str> {
     pub(crate) fn decode(r: &mut Reader<'a>) -> Result<Self, DspError> {
         let k = Self::KIND;
         Ok(NexusCreated {
@@ -49,5 +52,17 @@ impl<'a> NexusCreated<'a> {
             features: NexusFeatures(need(r.u32(), k)?),
             reason: text(r.take_rest(), k)?,
         })
+    }
+
+    pub(crate) fn to_shared(self, s: Share<'_>) -> NexusCreated<String> {
+        NexusCreated {
+            status: self.status,
+            nexus: self.nexus,
+            fore: self.fore,
+            back: self.back,
+            grace_period_ms: self.grace_period_ms,
+            features: self.features,
+            reason: s.text(self.reason),
+        }
     }
 }

@@ -1,5 +1,8 @@
+use bytes::Bytes;
+
 use super::need;
 use crate::dsp::frame::{BodyDecoder, Head};
+use crate::dsp::share::Share;
 use crate::dsp::sink::Sink;
 use crate::dsp::{Channel, DspError, Flags, FrameHeader, FrameKind};
 use crate::reader::Reader;
@@ -11,7 +14,7 @@ use crate::reader::Reader;
 /// order number are fixed payload fields that stay outside the compressed body, so a
 /// receiver can dispatch, or answer a retry from its reply cache, without decompressing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Request<'a> {
+pub struct Request<B> {
     /// Fore channel (client → server) or backchannel (server → client).
     pub channel: Channel,
     /// Slot in the channel's slot table.
@@ -25,14 +28,15 @@ pub struct Request<'a> {
     /// For an ordered request (ORDERED flag): its position among the initiator's ordered
     /// requests on this channel; the responder delivers them in this order.
     pub order: Option<u64>,
-    /// The application payload (borrowed from the input, or from the decoder's scratch
-    /// buffer when the frame was compressed).
-    pub body: &'a [u8],
+    /// The application payload (as decoded: borrowed from the input, or from the
+    /// decoder's scratch buffer when the frame was compressed).
+    pub body: B,
 }
 
-impl<'a> Request<'a> {
+impl<B: AsRef<[u8]>> Request<B> {
     /// The kind code.
     pub const KIND: FrameKind = FrameKind::Request;
+
     /// Largest number of fixed payload bytes before the body (exchange id + order).
     pub const MAX_FIXED_LEN: usize = 12;
 
@@ -48,10 +52,12 @@ impl<'a> Request<'a> {
         }
     }
 
-    pub(crate) fn body(&self) -> &'a [u8] {
-        self.body
+    pub(crate) fn body(&self) -> &[u8] {
+        self.body.as_ref()
     }
+}
 
+impl<'a> Request<&'a [u8]> {
     #[inline]
     pub(crate) fn decode(
         h: &FrameHeader,
@@ -74,5 +80,17 @@ impl<'a> Request<'a> {
             order,
             body: body.finish(k, r)?,
         })
+    }
+
+    pub(crate) fn to_shared(self, s: Share<'_>) -> Request<Bytes> {
+        Request {
+            channel: self.channel,
+            slot: self.slot,
+            sequence: self.sequence,
+            request_id: self.request_id,
+            exchange: self.exchange,
+            order: self.order,
+            body: s.bytes(self.body),
+        }
     }
 }

@@ -1,11 +1,14 @@
+use bytes::Bytes;
+
 use crate::dsp::frame::{BodyDecoder, Head};
+use crate::dsp::share::Share;
 use crate::dsp::sink::Sink;
 use crate::dsp::{Channel, DspError, FrameHeader, FrameKind};
 use crate::reader::Reader;
 
 /// `Response` (0x21): the successful answer to a request; the whole payload is the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Response<'a> {
+pub struct Response<B> {
     /// The channel of the request this answers.
     pub channel: Channel,
     /// Slot of the request this answers.
@@ -14,11 +17,12 @@ pub struct Response<'a> {
     pub sequence: u32,
     /// Request id of the request this answers.
     pub request_id: u64,
-    /// The application payload (borrowed, or from the decoder's scratch when compressed).
-    pub body: &'a [u8],
+    /// The application payload (as decoded: borrowed, or from the decoder's scratch
+    /// buffer when compressed).
+    pub body: B,
 }
 
-impl<'a> Response<'a> {
+impl<B: AsRef<[u8]>> Response<B> {
     /// The kind code.
     pub const KIND: FrameKind = FrameKind::Response;
 
@@ -28,10 +32,12 @@ impl<'a> Response<'a> {
 
     pub(crate) fn put_fixed<S: Sink>(&self, _s: &mut S) {}
 
-    pub(crate) fn body(&self) -> &'a [u8] {
-        self.body
+    pub(crate) fn body(&self) -> &[u8] {
+        self.body.as_ref()
     }
+}
 
+impl<'a> Response<&'a [u8]> {
     #[inline]
     pub(crate) fn decode(
         h: &FrameHeader,
@@ -45,5 +51,15 @@ impl<'a> Response<'a> {
             request_id: h.request_id,
             body: body.finish(Self::KIND, r)?,
         })
+    }
+
+    pub(crate) fn to_shared(self, s: Share<'_>) -> Response<Bytes> {
+        Response {
+            channel: self.channel,
+            slot: self.slot,
+            sequence: self.sequence,
+            request_id: self.request_id,
+            body: s.bytes(self.body),
+        }
     }
 }

@@ -1,11 +1,16 @@
+use bytes::Bytes;
+
 use crate::dsp::frame::{BodyDecoder, Head};
+use crate::dsp::share::Share;
 use crate::dsp::sink::Sink;
 use crate::dsp::{Channel, DspError, FrameHeader, FrameKind};
 use crate::reader::Reader;
 
-/// `ResponseError` (0x22): the failed answer to a request. The payload is a remote exception encoded as DDF text (an `exception` struct: type, message, nested cause); this codec treats it as opaque bytes.
+/// `ResponseError` (0x22): the failed answer to a request. The payload is a remote
+/// exception encoded as DDF text (an `exception` struct: type, message, nested cause);
+/// this codec treats it as opaque bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ResponseError<'a> {
+pub struct ResponseError<B> {
     /// The channel of the request this answers.
     pub channel: Channel,
     /// Slot of the request this answers.
@@ -15,10 +20,10 @@ pub struct ResponseError<'a> {
     /// Request id of the request this answers.
     pub request_id: u64,
     /// The DDF `exception` text, opaque to this codec.
-    pub exception: &'a [u8],
+    pub exception: B,
 }
 
-impl<'a> ResponseError<'a> {
+impl<B: AsRef<[u8]>> ResponseError<B> {
     /// The kind code.
     pub const KIND: FrameKind = FrameKind::ResponseError;
 
@@ -28,10 +33,12 @@ impl<'a> ResponseError<'a> {
 
     pub(crate) fn put_fixed<S: Sink>(&self, _s: &mut S) {}
 
-    pub(crate) fn body(&self) -> &'a [u8] {
-        self.exception
+    pub(crate) fn body(&self) -> &[u8] {
+        self.exception.as_ref()
     }
+}
 
+impl<'a> ResponseError<&'a [u8]> {
     #[inline]
     pub(crate) fn decode(
         h: &FrameHeader,
@@ -45,5 +52,15 @@ impl<'a> ResponseError<'a> {
             request_id: h.request_id,
             exception: body.finish(Self::KIND, r)?,
         })
+    }
+
+    pub(crate) fn to_shared(self, s: Share<'_>) -> ResponseError<Bytes> {
+        ResponseError {
+            channel: self.channel,
+            slot: self.slot,
+            sequence: self.sequence,
+            request_id: self.request_id,
+            exception: s.bytes(self.exception),
+        }
     }
 }

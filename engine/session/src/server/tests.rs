@@ -6,13 +6,20 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use super::auth::{self, Mechanism};
-use super::config::{AuthThrottleConfig, ChannelAttributes, ServerLimits, Timers};
-use super::frame::{self, Codec, Frame, SERVED_FEATURES, Status};
-use super::link::GoAwayCode;
-use super::types::{Channel, ExchangeId, NexusId, RequestId};
-use super::{
-    Event, LinkCloseReason, LinkId, ProtocolError, Reply, Server, ServerConfig, ServerCredentials,
+use hawser_wire::dsp::{
+    self as wire, AuthResult, BindAck, BindConnection, GoAway, Hello, NexusCreate, NexusCreated,
+    Ping, Status,
+};
+
+use crate::ClientCredentials;
+use crate::codec::{self, Codec, Frame};
+use crate::config::{AuthThrottleConfig, ChannelAttributes, ServerLimits, Timers};
+use crate::frames::{self, SERVED_FEATURES};
+use crate::link::GoAwayCode;
+use crate::types::{Channel, ExchangeId, NexusId, RequestId, SlotKey};
+use crate::{
+    Event, LinkCloseReason, LinkId, ProtocolError, Reply, ServerConfig, ServerCredentials,
+    ServerEndpoint,
 };
 
 const SECRET: &[u8] = b"open sesame";
@@ -50,7 +57,7 @@ struct Peer {
 }
 
 impl Peer {
-    fn connect(server: &mut Server, now: Instant, peer: Option<IpAddr>) -> Peer {
+    fn connect(server: &mut ServerEndpoint, now: Instant, peer: Option<IpAddr>) -> Peer {
         let mut codec = Codec::default();
         codec.set_max_payload(1 << 20);
         Peer {
@@ -62,32 +69,27 @@ impl Peer {
         }
     }
 
-    fn send(&mut self, server: &mut Server, now: Instant, f: &Frame) {
+    fn send(&mut self, server: &mut ServerEndpoint, now: Instant, f: &Frame) {
         let mut out = BytesMut::new();
-        frame::encode_with(&mut self.codec, f, &mut out);
+        codec::encode_with(&mut self.codec, f, &mut out);
         server.handle_input(now, self.conn, &out);
     }
 
     /// Every frame the server sent since the last call.
-    fn received(&mut self, server: &mut Server, now: Instant) -> Vec<Frame> {
+    fn received(&mut self, server: &mut ServerEndpoint, now: Instant) -> Vec<Frame> {
         server.poll_transmit(now, self.conn, &mut self.rx);
         let mut frames = Vec::new();
         while let Ok(Some(f)) = self.codec.decode(&mut self.rx) {
-            if let Frame::Hello { nonce, .. } = &f {
-                self.server_nonce = Some(*nonce);
+            if let Frame::Hello(hello) = &f {
+                self.server_nonce = Some(hello.nonce);
             }
             frames.push(f);
         }
         frames
     }
 
-    fn hello(&mut self, server: &mut Server, now: Instant) -> Vec<Frame> {
-        let hello = Frame::Hello {
-            versions: (1, 1),
-            digest: true,
-            compress: false,
-            nonce: self.nonce,
-        };
+    fn hello(&mut self, server: &mut ServerEndpoint, now: Instant) -> Vec<Frame> {
+        let hello = frames::hello(true, false, self.nonce);
         self.send(server, now, &hello);
         self.received(server, now)
     }
@@ -95,42 +97,30 @@ impl Peer {
     /// Hello, then Auth as `identity` with `secret` (`None`: anonymous).
     fn authenticate(
         &mut self,
-        server: &mut Server,
+        server: &mut ServerEndpoint,
         now: Instant,
         identity: &str,
         secret: Option<&[u8]>,
     ) -> Vec<Frame> {
         self.hello(server, now);
         let server_nonce = self.server_nonce.expect("the server's Hello");
-        let auth = match secret {
-            Some(secret) => Frame::Auth {
-                mechanism: Mechanism::HmacSha256,
-                identity: identity.into(),
-                proof: Bytes::copy_from_slice(&auth::client_proof(
-                    secret,
-                    &server_nonce,
-                    &self.nonce,
-                    identity,
-                )),
-            },
-            None => Frame::Auth {
-                mechanism: Mechanism::Anonymous,
-                identity: identity.into(),
-                proof: Bytes::new(),
-            },
+        let credentials = match secret {
+            Some(secret) => ClientCredentials::SharedSecret(secret.to_vec()),
+            None => ClientCredentials::Anonymous,
         };
+        let auth = credentials.auth_frame(identity, &server_nonce, &self.nonce);
         self.send(server, now, &auth);
         self.received(server, now)
     }
 
-    fn create(&mut self, server: &mut Server, now: Instant, identity: &str) -> Vec<Frame> {
-        let create = Frame::NexusCreate {
-            fore: attrs(),
-            back: attrs(),
-            grace_ms: 0,
+    fn create(&mut self, server: &mut ServerEndpoint, now: Instant, identity: &str) -> Vec<Frame> {
+        let create = Frame::NexusCreate(NexusCreate {
+            fore: attrs().into(),
+            back: attrs().into(),
+            grace_period_ms: 0,
             features: SERVED_FEATURES,
-            identity: identity.into(),
-        };
+            client_identity: identity.into(),
+        });
         self.send(server, now, &create);
         self.received(server, now)
     }
@@ -147,19 +137,19 @@ fn attrs() -> ChannelAttributes {
 
 fn auth_status(frames: &[Frame]) -> Option<(Status, String)> {
     frames.iter().find_map(|f| match f {
-        Frame::AuthResult { status, reason, .. } => Some((*status, reason.clone())),
+        Frame::AuthResult(AuthResult { status, reason, .. }) => Some((*status, reason.clone())),
         _ => None,
     })
 }
 
 fn go_away(frames: &[Frame]) -> Option<(GoAwayCode, String)> {
     frames.iter().find_map(|f| match f {
-        Frame::GoAway { code, reason } => Some((*code, reason.clone())),
+        Frame::GoAway(GoAway { code, reason }) => Some((*code, reason.clone())),
         _ => None,
     })
 }
 
-fn closed_reason(server: &mut Server, conn: LinkId) -> Option<LinkCloseReason> {
+fn closed_reason(server: &mut ServerEndpoint, conn: LinkId) -> Option<LinkCloseReason> {
     let mut found = None;
     while let Some(e) = server.poll_event() {
         if let Event::ConnectionClosed { conn: c, reason } = e
@@ -174,7 +164,7 @@ fn closed_reason(server: &mut Server, conn: LinkId) -> Option<LinkCloseReason> {
 /// An attempt's answer, waiting in virtual time for a delayed one: the AuthResult status
 /// and how long it took (`None`: closed without an AuthResult).
 fn answer_after(
-    server: &mut Server,
+    server: &mut ServerEndpoint,
     peer: &mut Peer,
     now: Instant,
     identity: &str,
@@ -201,7 +191,7 @@ fn answer_after(
 #[test]
 fn failed_authentications_are_answered_later_and_later_per_source_and_identity() {
     let t0 = Instant::now();
-    let mut server = Server::new(config(), 1);
+    let mut server = ServerEndpoint::new(config(), 1);
     let guesser = ip("192.0.2.1");
     // Five free failures, one a second.
     let mut now = t0;
@@ -262,7 +252,7 @@ fn beyond_five_failures_a_second_attempts_are_closed_unchecked() {
         free_failures: 1000,
         ..AuthThrottleConfig::default()
     };
-    let mut server = Server::new(config, 1);
+    let mut server = ServerEndpoint::new(config, 1);
     let source = ip("192.0.2.1");
     for i in 0..5 {
         let mut p = Peer::connect(&mut server, now, source);
@@ -290,7 +280,7 @@ fn beyond_five_failures_a_second_attempts_are_closed_unchecked() {
 #[test]
 fn unknown_identity_and_wrong_secret_get_the_same_answer() {
     let now = Instant::now();
-    let mut server = Server::new(config(), 1);
+    let mut server = ServerEndpoint::new(config(), 1);
     let mut answers = Vec::new();
     for (identity, secret) in [("alice", b"wrong".as_slice()), ("mallory", SECRET)] {
         let mut p = Peer::connect(&mut server, now, ip("192.0.2.1"));
@@ -313,7 +303,7 @@ fn anonymous_refusal_says_what_to_do() {
     let now = Instant::now();
     let mut config = config();
     config.credentials.allow_anonymous = false;
-    let mut server = Server::new(config, 1);
+    let mut server = ServerEndpoint::new(config, 1);
     let mut p = Peer::connect(&mut server, now, ip("192.0.2.1"));
     let frames = p.authenticate(&mut server, now, "guest", None);
     let (status, reason) = auth_status(&frames).unwrap();
@@ -331,7 +321,7 @@ fn connections_per_address_and_handshakes_in_progress_are_capped() {
         handshakes_in_progress: 3,
         ..ServerLimits::default()
     };
-    let mut server = Server::new(config, 1);
+    let mut server = ServerEndpoint::new(config, 1);
     let mut a1 = Peer::connect(&mut server, now, ip("192.0.2.1"));
     let _a2 = Peer::connect(&mut server, now, ip("192.0.2.1"));
     let mut a3 = Peer::connect(&mut server, now, ip("192.0.2.1"));
@@ -366,35 +356,33 @@ fn nexuses_in_all_and_held_creates_per_identity_are_capped() {
     let mut config = config();
     config.limits.nexuses = 1;
     config.limits.held_creates_per_identity = 1;
-    let mut server = Server::new(config, 1);
+    let mut server = ServerEndpoint::new(config, 1);
     let mut first = Peer::connect(&mut server, now, ip("192.0.2.1"));
     first.authenticate(&mut server, now, "one", None);
     let created = first.create(&mut server, now, "one");
     assert!(matches!(
         created[0],
-        Frame::NexusCreated {
+        Frame::NexusCreated(NexusCreated {
             status: Status::OK,
             ..
-        }
+        })
     ));
     // A request runs on it, so a second create of "one" is held, not a replacement.
     first.send(
         &mut server,
         now,
-        &Frame::Request {
-            channel: Channel::Fore,
-            slot: 0,
-            seq: 1,
-            request: RequestId(1),
-            exchange: ExchangeId(1),
-            order: 0,
-            body: Bytes::new(),
-        },
+        &frames::request(
+            Channel::Fore,
+            SlotKey::new(0, 1, 1),
+            ExchangeId(1),
+            0,
+            Bytes::new(),
+        ),
     );
     let mut second = Peer::connect(&mut server, now, ip("192.0.2.2"));
     second.authenticate(&mut server, now, "two", None);
     let refused = second.create(&mut server, now, "two");
-    let Frame::NexusCreated { status, reason, .. } = &refused[0] else {
+    let Frame::NexusCreated(NexusCreated { status, reason, .. }) = &refused[0] else {
         panic!("{refused:?}")
     };
     assert_eq!(*status, Status::RESOURCE_EXHAUSTED);
@@ -404,15 +392,15 @@ fn nexuses_in_all_and_held_creates_per_identity_are_capped() {
     let answer = held.create(&mut server, now, "one");
     assert!(matches!(
         answer[0],
-        Frame::NexusCreated {
+        Frame::NexusCreated(NexusCreated {
             status: Status::HELD,
             ..
-        }
+        })
     ));
     let mut more = Peer::connect(&mut server, now, ip("192.0.2.4"));
     more.authenticate(&mut server, now, "one", None);
     let answer = more.create(&mut server, now, "one");
-    let Frame::NexusCreated { status, reason, .. } = &answer[0] else {
+    let Frame::NexusCreated(NexusCreated { status, reason, .. }) = &answer[0] else {
         panic!("{answer:?}")
     };
     assert_eq!(*status, Status::RESOURCE_EXHAUSTED);
@@ -426,17 +414,19 @@ fn nexuses_in_all_and_held_creates_per_identity_are_capped() {
 #[test]
 fn a_hello_without_a_common_version_gets_version_mismatch() {
     let now = Instant::now();
-    let mut server = Server::new(config(), 1);
+    let mut server = ServerEndpoint::new(config(), 1);
     let mut p = Peer::connect(&mut server, now, None);
-    let hello = |versions| Frame::Hello {
-        versions,
-        digest: true,
-        compress: false,
-        nonce: [1; 16],
+    let hello = |(min_version, max_version)| {
+        Frame::Hello(Hello {
+            min_version,
+            max_version,
+            capabilities: wire::Capabilities::DIGEST,
+            nonce: [1; 16],
+        })
     };
     p.send(&mut server, now, &hello((2, 3)));
     let frames = p.received(&mut server, now);
-    assert!(!frames.iter().any(|f| matches!(f, Frame::Hello { .. })));
+    assert!(!frames.iter().any(|f| matches!(f, Frame::Hello(_))));
     let (code, text) = go_away(&frames).expect("a GoAway");
     assert_eq!(code, GoAwayCode::VERSION_MISMATCH);
     assert!(
@@ -449,39 +439,43 @@ fn a_hello_without_a_common_version_gets_version_mismatch() {
     let frames = p.received(&mut server, now);
     assert!(matches!(
         frames[0],
-        Frame::Hello {
-            versions: (1, 1),
+        Frame::Hello(Hello {
+            min_version: 1,
+            max_version: 1,
             ..
-        }
+        })
     ));
 }
 
 #[test]
 fn nothing_comes_before_the_hello_not_even_a_ping() {
     let now = Instant::now();
-    let mut server = Server::new(config(), 1);
+    let mut server = ServerEndpoint::new(config(), 1);
     let mut p = Peer::connect(&mut server, now, None);
-    p.send(&mut server, now, &Frame::Ping { token: 1 });
+    p.send(&mut server, now, &Frame::Ping(Ping { token: 1 }));
     let frames = p.received(&mut server, now);
-    assert!(!frames.iter().any(|f| matches!(f, Frame::Pong { .. })));
+    assert!(!frames.iter().any(|f| matches!(f, Frame::Pong(_))));
     assert_eq!(go_away(&frames).unwrap().0, GoAwayCode::PROTOCOL_ERROR);
 }
 
 #[test]
 fn an_authenticated_connection_that_never_binds_is_closed_at_the_handshake_timeout() {
     let now = Instant::now();
-    let mut server = Server::new(config(), 1);
+    let mut server = ServerEndpoint::new(config(), 1);
     let mut p = Peer::connect(&mut server, now, None);
     p.authenticate(&mut server, now, "idle", None);
     // A refused bind does not buy time either.
-    p.send(&mut server, now, &Frame::Bind { nexus: NexusId(5) });
+    let bind = Frame::BindConnection(BindConnection {
+        nexus: NexusId(5).into(),
+    });
+    p.send(&mut server, now, &bind);
     let frames = p.received(&mut server, now);
     assert!(matches!(
         frames[0],
-        Frame::BindAck {
+        Frame::BindAck(BindAck {
             status: Status::UNKNOWN_NEXUS,
             ..
-        }
+        })
     ));
     let almost = now + timers().handshake_timeout - Duration::from_millis(1);
     server.handle_timeout(almost);
@@ -500,26 +494,29 @@ fn an_authenticated_connection_that_never_binds_is_closed_at_the_handshake_timeo
 #[test]
 fn an_over_size_request_is_refused_and_its_slot_moves_on() {
     let now = Instant::now();
-    let mut server = Server::new(config(), 1);
+    let mut server = ServerEndpoint::new(config(), 1);
     let mut p = Peer::connect(&mut server, now, None);
     p.authenticate(&mut server, now, "big", None);
     p.create(&mut server, now, "big");
     while server.poll_event().is_some() {}
-    let request = |slot, seq, id, order, len| Frame::Request {
-        channel: Channel::Fore,
-        slot,
-        seq,
-        request: RequestId(id),
-        exchange: ExchangeId(1),
-        order,
-        body: Bytes::from(vec![7u8; len]),
+    let request = |slot, seq, id, order, len| {
+        let body = Bytes::from(vec![7u8; len]);
+        frames::request(
+            Channel::Fore,
+            SlotKey::new(slot, seq, id),
+            ExchangeId(1),
+            order,
+            body,
+        )
     };
     let refused = |frames: &[Frame], id: u64| {
         frames.iter().any(|f| match f {
-            Frame::ResponseError {
-                request, exception, ..
-            } if request.0 == id => {
-                let e = super::RemoteException::decode(exception).unwrap();
+            Frame::ResponseError(wire::ResponseError {
+                request_id,
+                exception,
+                ..
+            }) if *request_id == id => {
+                let e = crate::RemoteException::decode(exception).unwrap();
                 e.type_name == "hawser.session.RequestTooLarge"
                     && e.message.contains("2000 bytes")
                     && e.message.contains("max_request_size of 1024")
@@ -570,7 +567,7 @@ fn many_abandoned_nexuses_cost_no_more_per_create_and_expire_soon() {
     config.limits.nexuses = 1_000_000;
     config.limits.handshakes_in_progress = 1_000_000;
     config.limits.connections_per_address = 1_000_000;
-    let mut server = Server::new(config, 1);
+    let mut server = ServerEndpoint::new(config, 1);
     let mut now = t0;
     for i in 0..N {
         let mut p = Peer::connect(&mut server, now, None);
@@ -578,10 +575,10 @@ fn many_abandoned_nexuses_cost_no_more_per_create_and_expire_soon() {
         let created = p.create(&mut server, now, &format!("client-{i}"));
         assert!(matches!(
             created[0],
-            Frame::NexusCreated {
+            Frame::NexusCreated(NexusCreated {
                 status: Status::OK,
                 ..
-            }
+            })
         ));
         server.connection_lost(now, p.conn);
         while server.poll_event().is_some() {}

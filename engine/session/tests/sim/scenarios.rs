@@ -1,17 +1,19 @@
-//! Targeted session scenarios in virtual time: nexus lifecycle (grace period, held create,
-//! reinstatement, destroy), authentication, heartbeats, cancellation, throttling, credits,
-//! reply-cache limits, garbage input, statistics. A small lockstep network: every pipe has a
-//! fixed latency, and the test decides when connections die.
+//! Targeted session scenarios on a reliable network
+//! ([`Faults::none`](super::net::Faults::none): every pipe has a fixed latency, and the
+//! test decides when connections die): nexus lifecycle (grace period, held create,
+//! reinstatement, destroy), authentication, heartbeats, cancellation, throttling,
+//! credits, reply-cache limits, garbage input, statistics.
 
-use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use hawser_session::{
-    CallError, CallOptions, ChannelAttributes, Client, ClientConfig, ClientCredentials, Event,
-    ExchangeId, IncomingRequest, LinkCloseReason, LinkId, NexusId, ProtocolError, RemoteException,
-    Reply, RequestId, Server, ServerConfig, ServerCredentials, ThrottleConfig, Timers,
+    CallError, CallOptions, ChannelAttributes, ClientConfig, ClientCredentials, Event, ExchangeId,
+    LinkCloseReason, NexusId, ProtocolError, RemoteException, Reply, ServerConfig,
+    ServerCredentials, ThrottleConfig, Timers,
 };
+
+use super::net::Net;
 
 const EX: ExchangeId = ExchangeId(7);
 
@@ -48,291 +50,6 @@ fn server_config() -> ServerConfig {
     s.timers = timers();
     s.grace_period = Duration::from_secs(2);
     s
-}
-
-#[derive(Debug)]
-struct Pipe {
-    client: usize,
-    client_conn: LinkId,
-    server_conn: LinkId,
-    to_server: VecDeque<(Instant, Option<Vec<u8>>)>,
-    to_client: VecDeque<(Instant, Option<Vec<u8>>)>,
-    client_open: bool,
-    server_open: bool,
-    /// Bytes vanish and nobody is told.
-    silent: bool,
-    /// One-way delay.
-    latency: Duration,
-}
-
-struct Net {
-    base: Instant,
-    now: Instant,
-    server: Server,
-    clients: Vec<Client>,
-    /// Whether each client gets the connections it asks for.
-    connectable: Vec<bool>,
-    pipes: Vec<Pipe>,
-    client_events: Vec<Vec<Event>>,
-    server_events: Vec<Event>,
-    nonce: u64,
-    buf: BytesMut,
-}
-
-const LATENCY: Duration = Duration::from_millis(1);
-
-impl Net {
-    fn new(server: ServerConfig) -> Net {
-        let base = Instant::now();
-        Net {
-            base,
-            now: base,
-            server: Server::new(server, 42),
-            clients: Vec::new(),
-            connectable: Vec::new(),
-            pipes: Vec::new(),
-            client_events: Vec::new(),
-            server_events: Vec::new(),
-            nonce: 0,
-            buf: BytesMut::new(),
-        }
-    }
-
-    fn add_client(&mut self, config: ClientConfig) -> usize {
-        self.clients.push(Client::new(config, self.now));
-        self.connectable.push(true);
-        self.client_events.push(Vec::new());
-        self.clients.len() - 1
-    }
-
-    fn nonce(&mut self) -> [u8; 16] {
-        self.nonce += 1;
-        let mut n = [0; 16];
-        n[..8].copy_from_slice(&self.nonce.to_le_bytes());
-        n
-    }
-
-    fn pump(&mut self) {
-        loop {
-            let mut progressed = false;
-            for c in 0..self.clients.len() {
-                while let Some(e) = self.clients[c].poll_event() {
-                    progressed = true;
-                    match &e {
-                        Event::WantConnection if self.connectable[c] => {
-                            let nonce = self.nonce();
-                            let client_conn = self.clients[c].add_connection(self.now, nonce);
-                            let nonce = self.nonce();
-                            let server_conn = self.server.accept(self.now, nonce);
-                            self.pipes.push(Pipe {
-                                client: c,
-                                client_conn,
-                                server_conn,
-                                to_server: VecDeque::new(),
-                                to_client: VecDeque::new(),
-                                client_open: true,
-                                server_open: true,
-                                silent: false,
-                                latency: LATENCY,
-                            });
-                        }
-                        Event::WantConnection => self.clients[c].connect_failed(self.now),
-                        Event::ConnectionClosed { conn, .. } => {
-                            let conn = *conn;
-                            if let Some(i) = self.pipes.iter().position(|p| {
-                                p.client == c && p.client_conn == conn && p.client_open
-                            }) {
-                                self.transmit(i);
-                                self.pipes[i].client_open = false;
-                                if !self.pipes[i].silent {
-                                    self.pipes[i]
-                                        .to_server
-                                        .push_back((self.now + LATENCY, None));
-                                }
-                            }
-                        }
-                        _ => {}
-                    }
-                    self.client_events[c].push(e);
-                }
-            }
-            while let Some(e) = self.server.poll_event() {
-                progressed = true;
-                if let Event::ConnectionClosed { conn, .. } = &e {
-                    let conn = *conn;
-                    if let Some(i) = self
-                        .pipes
-                        .iter()
-                        .position(|p| p.server_conn == conn && p.server_open)
-                    {
-                        self.transmit(i);
-                        self.pipes[i].server_open = false;
-                        if !self.pipes[i].silent {
-                            self.pipes[i]
-                                .to_client
-                                .push_back((self.now + LATENCY, None));
-                        }
-                    }
-                }
-                self.server_events.push(e);
-            }
-            for i in 0..self.pipes.len() {
-                progressed |= self.transmit(i);
-            }
-            if !progressed {
-                break;
-            }
-        }
-    }
-
-    fn transmit(&mut self, i: usize) -> bool {
-        let mut any = false;
-        let p = &self.pipes[i];
-        let (c, cc, sc) = (p.client, p.client_conn, p.server_conn);
-        self.buf.clear();
-        if p.client_open && self.clients[c].poll_transmit(self.now, cc, &mut self.buf) > 0 {
-            any = true;
-            if !self.pipes[i].silent {
-                let b = self.buf.to_vec();
-                let at = self.now + self.pipes[i].latency;
-                self.pipes[i].to_server.push_back((at, Some(b)));
-            }
-        }
-        self.buf.clear();
-        if self.pipes[i].server_open && self.server.poll_transmit(self.now, sc, &mut self.buf) > 0 {
-            any = true;
-            if !self.pipes[i].silent {
-                let b = self.buf.to_vec();
-                let at = self.now + self.pipes[i].latency;
-                self.pipes[i].to_client.push_back((at, Some(b)));
-            }
-        }
-        any
-    }
-
-    fn deliver(&mut self) {
-        for i in 0..self.pipes.len() {
-            while let Some((t, _)) = self.pipes[i].to_server.front() {
-                if *t > self.now {
-                    break;
-                }
-                let (_, item) = self.pipes[i].to_server.pop_front().unwrap();
-                let p = &mut self.pipes[i];
-                if !p.server_open {
-                    continue;
-                }
-                match item {
-                    Some(b) => self.server.handle_input(self.now, p.server_conn, &b),
-                    None => {
-                        p.server_open = false;
-                        self.server.connection_lost(self.now, p.server_conn);
-                    }
-                }
-            }
-            while let Some((t, _)) = self.pipes[i].to_client.front() {
-                if *t > self.now {
-                    break;
-                }
-                let (_, item) = self.pipes[i].to_client.pop_front().unwrap();
-                let p = &mut self.pipes[i];
-                if !p.client_open {
-                    continue;
-                }
-                match item {
-                    Some(b) => self.clients[p.client].handle_input(self.now, p.client_conn, &b),
-                    None => {
-                        p.client_open = false;
-                        self.clients[p.client].connection_lost(self.now, p.client_conn);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Runs the network for `d` of virtual time.
-    fn run_for(&mut self, d: Duration) {
-        let end = self.now + d;
-        loop {
-            self.pump();
-            let next = self
-                .clients
-                .iter()
-                .filter_map(Client::poll_timeout)
-                .chain(self.server.poll_timeout())
-                .chain(
-                    self.pipes
-                        .iter()
-                        .flat_map(|p| p.to_server.front().into_iter().chain(p.to_client.front()))
-                        .map(|(t, _)| *t),
-                )
-                .min();
-            match next {
-                Some(t) if t <= end => self.now = self.now.max(t),
-                _ => break,
-            }
-            self.deliver();
-            for c in &mut self.clients {
-                if c.poll_timeout().is_some_and(|t| t <= self.now) {
-                    c.handle_timeout(self.now);
-                }
-            }
-            if self.server.poll_timeout().is_some_and(|t| t <= self.now) {
-                self.server.handle_timeout(self.now);
-            }
-        }
-        self.now = end;
-        self.deliver();
-        self.pump();
-    }
-
-    /// Resets every connection of client `c` (both sides told at once).
-    fn reset_client(&mut self, c: usize) {
-        for p in self.pipes.iter_mut().filter(|p| p.client == c) {
-            p.to_client.clear();
-            p.to_server.clear();
-            if p.client_open {
-                p.client_open = false;
-                self.clients[c].connection_lost(self.now, p.client_conn);
-            }
-            if p.server_open {
-                p.server_open = false;
-                self.server.connection_lost(self.now, p.server_conn);
-            }
-        }
-        self.pump();
-    }
-
-    fn take_server_requests(&mut self) -> Vec<(IncomingRequest, Bytes)> {
-        let mut out = Vec::new();
-        self.server_events.retain(|e| match e {
-            Event::Request { request, body } => {
-                out.push((*request, body.clone()));
-                false
-            }
-            _ => true,
-        });
-        out
-    }
-
-    fn completions(&self, c: usize) -> Vec<(RequestId, Result<Bytes, CallError>)> {
-        self.client_events[c]
-            .iter()
-            .filter_map(|e| match e {
-                Event::Completed {
-                    request, result, ..
-                } => Some((*request, result.clone())),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn server_saw(&self, pred: impl Fn(&Event) -> bool) -> bool {
-        self.server_events.iter().any(pred)
-    }
-
-    fn elapsed(&self) -> Duration {
-        self.now.duration_since(self.base)
-    }
 }
 
 fn echo(net: &mut Net) {
@@ -763,7 +480,6 @@ fn destroy_stops_remote_handlers_and_fails_outstanding_requests() {
         net.clients[c].call(net.now, EX, Bytes::new(), CallOptions::default()),
         Err(CallError::NexusDestroyed)
     );
-    let _ = net.elapsed();
 }
 
 #[test]
@@ -842,9 +558,9 @@ fn compression_is_negotiated_and_shrinks_compressible_payloads() {
 
 #[test]
 fn an_old_copy_overtaken_by_its_retry_does_not_steal_the_reply() {
-    // Found by the simulator (seeds 9238, 18263): the retry on a fast connection arrives
-    // first, then the original copy on a connection the client has already given up on;
-    // the reply must still reach the client.
+    // The retry on a fast connection arrives first, then the original copy on a
+    // connection the client has already given up on; the reply must still reach the
+    // client.
     let mut net = Net::new(server_config());
     let c = net.add_client(client_config("pia", ClientCredentials::Anonymous, 2));
     net.run_for(Duration::from_millis(20));
