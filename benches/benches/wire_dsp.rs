@@ -15,17 +15,12 @@ use hawser_wire::dsp::{
 
 const SIZES: [usize; 3] = [64, 4 * 1024, 1024 * 1024];
 
-/// Deterministic noise (xorshift): lz4 cannot shrink it.
+/// Deterministic noise: lz4 cannot shrink it.
 fn incompressible(len: usize) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_be_bytes()[0]
-        })
-        .collect()
+    use rand_core::{Rng, SeedableRng};
+    let mut bytes = vec![0u8; len];
+    rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(1).fill_bytes(&mut bytes);
+    bytes
 }
 
 /// Text-like data with repetition, as control payloads and many files are.

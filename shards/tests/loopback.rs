@@ -26,15 +26,10 @@ fn config(shards: usize) -> ShardsConfig {
 
 /// Deterministic pseudo-random bytes, different per seed.
 fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    use rand_core::{Rng, SeedableRng};
+    let mut bytes = vec![0u8; len];
+    rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed).fill_bytes(&mut bytes);
+    bytes
 }
 
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {

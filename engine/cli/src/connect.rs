@@ -62,7 +62,8 @@ pub fn connect_serving(
         ..ClientOptions::default()
     };
     if let Some(name) = &job.congestion {
-        hawser_shards::check_congestion_control(name).map_err(|e| CliError::Usage(e.to_string()))?;
+        hawser_shards::check_congestion_control(name)
+            .map_err(|e| CliError::Usage(e.to_string()))?;
     }
     if let Some(identity) = &job.identity {
         config.identity = identity.clone();

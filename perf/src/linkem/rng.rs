@@ -1,41 +1,27 @@
-//! A tiny seeded PRNG (xoshiro256** seeded through splitmix64) so the model is
-//! deterministic in tests and needs no dependency; statistical quality is ample for
-//! loss/corruption/jitter draws, and it is not meant for anything cryptographic.
+//! The emulator's seeded random draws (loss, corruption, jitter): `rand_xoshiro`'s
+//! xoshiro256** seeded from one `u64`, so a model run is the same for the same seed. Not
+//! meant for anything cryptographic.
 
-/// Deterministic pseudo-random generator (xoshiro256**).
+use rand_core::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256StarStar;
+
+/// Deterministic pseudo-random generator.
 #[derive(Debug, Clone)]
 pub struct SeededRng {
-    state: [u64; 4],
+    inner: Xoshiro256StarStar,
 }
 
 impl SeededRng {
     /// Creates a generator whose whole sequence is fixed by `seed`.
     pub fn new(seed: u64) -> Self {
-        let mut splitmix = seed;
-        let mut next = || {
-            splitmix = splitmix.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = splitmix;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
         Self {
-            state: [next(), next(), next(), next()],
+            inner: Xoshiro256StarStar::seed_from_u64(seed),
         }
     }
 
     /// Next 64 uniformly distributed bits.
     pub fn next_u64(&mut self) -> u64 {
-        let [s0, s1, s2, s3] = &mut self.state;
-        let result = s1.wrapping_mul(5).rotate_left(7).wrapping_mul(9);
-        let t = *s1 << 17;
-        *s2 ^= *s0;
-        *s3 ^= *s1;
-        *s1 ^= *s2;
-        *s0 ^= *s3;
-        *s2 ^= t;
-        *s3 = s3.rotate_left(45);
-        result
+        self.inner.next_u64()
     }
 
     /// Uniform in `[0, 1)` with 53 bits of precision.

@@ -3,6 +3,8 @@
 //! large random file, medium text-like and random files, many small files), pushes it
 //! over a trunk, verifies every byte on the target and prints the report.
 
+use rand_core::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -38,16 +40,6 @@ struct DataSet {
 }
 
 /// xorshift64: fast, deterministic, incompressible enough for lz4.
-fn fill_random(state: &mut u64, out: &mut [u8]) {
-    for chunk in out.chunks_mut(8) {
-        let mut x = *state;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *state = x;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-    }
-}
 
 fn text_like(len: usize, seed: u64) -> Vec<u8> {
     let words = [
@@ -55,16 +47,14 @@ fn text_like(len: usize, seed: u64) -> Vec<u8> {
         "of", "and", "data", "mover", "target", "source", "commit",
     ];
     let mut out = Vec::with_capacity(len + 64);
-    let mut x = seed | 1;
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let mut line = 0u64;
     while out.len() < len {
         line += 1;
         let _ = write!(out, "{line:08} ");
         for _ in 0..10 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            out.extend_from_slice(words[(x % words.len() as u64) as usize].as_bytes());
+            let word = rng.next_u64() % words.len() as u64;
+            out.extend_from_slice(words[word as usize].as_bytes());
             out.push(b' ');
         }
         out.push(b'\n');
@@ -77,7 +67,7 @@ fn text_like(len: usize, seed: u64) -> Vec<u8> {
 /// random alternately), a quarter in small files of 4 KiB–256 KiB in 16 directories.
 fn generate(root: &Path, size: u64) -> std::io::Result<DataSet> {
     let mut set = DataSet::default();
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(0x5eed);
     let write = |path: PathBuf, data: &[u8], set: &mut DataSet| -> std::io::Result<()> {
         std::fs::write(path, data)?;
         set.files += 1;
@@ -86,7 +76,7 @@ fn generate(root: &Path, size: u64) -> std::io::Result<DataSet> {
     };
     let large = (size / 2) as usize;
     let mut buf = vec![0u8; large];
-    fill_random(&mut state, &mut buf);
+    rng.fill_bytes(&mut buf);
     write(root.join("large.bin"), &buf, &mut set)?;
     drop(buf);
 
@@ -98,7 +88,7 @@ fn generate(root: &Path, size: u64) -> std::io::Result<DataSet> {
             text_like(medium_len, i)
         } else {
             let mut d = vec![0u8; medium_len];
-            fill_random(&mut state, &mut d);
+            rng.fill_bytes(&mut d);
             d
         };
         write(root.join(format!("medium/m{i:04}")), &data, &mut set)?;
@@ -110,13 +100,13 @@ fn generate(root: &Path, size: u64) -> std::io::Result<DataSet> {
     }
     let mut n = 0u64;
     while set.bytes < size {
-        let len = (4096 + (state % (252 * 1024))) as usize;
+        let len = (4096 + (rng.next_u64() % (252 * 1024))) as usize;
         let len = len.min((size - set.bytes) as usize).max(1);
         let data = if n.is_multiple_of(3) {
             text_like(len, n)
         } else {
             let mut d = vec![0u8; len];
-            fill_random(&mut state, &mut d);
+            rng.fill_bytes(&mut d);
             d
         };
         write(

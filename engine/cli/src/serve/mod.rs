@@ -27,7 +27,8 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, CliError> {
     let max_pulls = s.handler_threads.saturating_sub(1).max(1);
     let pulls = pull_service(&s.root, max_pulls).map_err(io_err(&s.root))?;
     if let Some(name) = &s.congestion {
-        hawser_shards::check_congestion_control(name).map_err(|e| CliError::Usage(e.to_string()))?;
+        hawser_shards::check_congestion_control(name)
+            .map_err(|e| CliError::Usage(e.to_string()))?;
     }
     let has_secrets = !s.secrets.is_empty();
     check_someone_may_connect(&s.listen, s.allow_anonymous, has_secrets, "serve")?;
