@@ -39,8 +39,6 @@ struct DataSet {
     bytes: u64,
 }
 
-/// xorshift64: fast, deterministic, incompressible enough for lz4.
-
 fn text_like(len: usize, seed: u64) -> Vec<u8> {
     let words = [
         "hawser", "replica", "block", "journal", "nexus", "trunk", "manifest", "offset", "the",
