@@ -49,7 +49,7 @@ use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 
 use bytes::{Bytes, BytesMut};
@@ -93,6 +93,8 @@ pub struct Target {
     job: Mutex<Option<Arc<Job>>>,
     write_mode: WriteMode,
     limits: TargetLimits,
+    /// [`MAX_JOB_PIECES`] (smaller in tests).
+    max_job_pieces: u64,
 }
 
 /// What one job may make a target remember and hold open.
@@ -142,6 +144,9 @@ struct Job {
     partials: Mutex<HashMap<u32, FileSlot>>,
     /// Files with descriptors open (see [`TargetLimits::max_open_files`]).
     open_files: Arc<AtomicUsize>,
+    /// Pieces of the files waiting for blocks (see [`MAX_JOB_PIECES`]), and the most.
+    pieces: Arc<AtomicU64>,
+    max_pieces: u64,
     report: Mutex<FinishReport>,
     /// In [`WriteMode::Direct`], committed files leave the page cache once written
     /// (see [`write_behind`](super::write_behind)).
@@ -182,6 +187,13 @@ struct DirCache {
 /// a small record per piece, so the claimed size of an entry must not decide its memory.
 pub(crate) const MAX_PIECES: u64 = 1 << 22;
 
+/// Most pieces the files of one job that wait for their blocks may have in all: each
+/// costs a record (about 30 bytes with its table) from the Manifest naming the file to
+/// its Commit, and a 60-byte entry may claim [`MAX_PIECES`], so without this a few
+/// hundred entries of one small Manifest took tens of GB. A source names its files
+/// before it sends their blocks; an honest job of 256 TiB in 8 MiB blocks fits.
+pub(crate) const MAX_JOB_PIECES: u64 = 1 << 25;
+
 #[derive(Debug)]
 struct Partial {
     size: u64,
@@ -205,6 +217,18 @@ struct Partial {
     /// `None` until the first Block (or the Commit) of the file opens it, under the
     /// file's own lock (see the module docs).
     open: Option<OpenPartial>,
+    /// Its pieces' share of the job's [`MAX_JOB_PIECES`].
+    _pieces: PieceCharge,
+}
+
+/// Pieces counted against a job's [`MAX_JOB_PIECES`], given back when dropped.
+#[derive(Debug)]
+struct PieceCharge(Arc<AtomicU64>, u64);
+
+impl Drop for PieceCharge {
+    fn drop(&mut self) {
+        self.0.fetch_sub(self.1, Ordering::AcqRel);
+    }
 }
 
 /// The partial file and journal a resume checked, by device and inode.
@@ -474,6 +498,7 @@ impl Target {
             job: Mutex::new(None),
             write_mode: WriteMode::default(),
             limits: TargetLimits::default(),
+            max_job_pieces: MAX_JOB_PIECES,
         }
     }
 
@@ -580,6 +605,8 @@ impl Target {
             dirs: Mutex::new(DirCache::default()),
             partials: Mutex::new(HashMap::new()),
             open_files: Arc::new(AtomicUsize::new(0)),
+            pieces: Arc::new(AtomicU64::new(0)),
+            max_pieces: self.max_job_pieces,
             report: Mutex::new(FinishReport::default()),
             write_behind: WriteBehind::default(),
             no_space_hint: OnceLock::new(),
@@ -677,6 +704,13 @@ impl Job {
     ) -> impl FnOnce(io::Error) -> (RefusalKind, String) + 'a {
         let (dir, name) = split_last(path);
         move |e| (RefusalKind::Io, self.io_error(dir, name, e).to_string())
+    }
+
+    /// Counts `count` pieces against the job's [`MAX_JOB_PIECES`]; `None` beyond it.
+    fn charge_pieces(&self, count: u64) -> Option<PieceCharge> {
+        let before = self.pieces.fetch_add(count, Ordering::AcqRel);
+        let charge = PieceCharge(Arc::clone(&self.pieces), count);
+        (before.saturating_add(count) <= self.max_pieces).then_some(charge)
     }
 
     /// Takes one of the job's open files.
@@ -944,10 +978,15 @@ impl Job {
                 OwnedVerdict::NeedAll
             });
         };
-        if entry.inline.is_none()
-            && sparse::piece_count(&entry.data_extents(), self.options.block_size) > MAX_PIECES
-        {
-            return Err((RefusalKind::TooManyBlocks, lossy(entry.path)));
+        let mut charge = None;
+        if entry.inline.is_none() {
+            let count = sparse::piece_count(&entry.data_extents(), self.options.block_size);
+            charge = (count <= MAX_PIECES)
+                .then(|| self.charge_pieces(count))
+                .flatten();
+            if charge.is_none() {
+                return Err((RefusalKind::TooManyBlocks, lossy(entry.path)));
+            }
         }
         if let Some(data) = entry.inline {
             if entry.content_hash != Some(hawser_wire::xxh3::hash128(data)) {
@@ -977,7 +1016,8 @@ impl Job {
             report.bytes_received += data.len() as u64;
             return Ok(OwnedVerdict::Done);
         }
-        self.open_partial(entry, &dir, report)
+        let charge = charge.expect("charged above for an entry without inline data");
+        self.open_partial(entry, &dir, report, charge)
             .map_err(self.refusal(entry.path))
     }
 
@@ -988,6 +1028,7 @@ impl Job {
         entry: &ManifestEntry<'_>,
         dir: &DirHandle,
         report: &mut FinishReport,
+        charge: PieceCharge,
     ) -> io::Result<OwnedVerdict> {
         let name = split_last(entry.path).1;
         let identity = journal::Identity {
@@ -1029,6 +1070,7 @@ impl Job {
             received,
             resumed,
             open: None,
+            _pieces: charge,
         };
         lock(&self.partials).insert(entry.file_id, Arc::new(Mutex::new(Some(partial))));
         Ok(if resuming {
@@ -1434,6 +1476,100 @@ fn apply_metadata(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `replicate_target` fuzz target: a Manifest entry may claim up to
+    /// `MAX_PIECES` pieces (a 60-byte entry claiming 1 TiB in 1 MiB blocks took 35 MB and
+    /// half a second), and the target keeps a record per piece until the file commits;
+    /// the entries of a job must not add up past its piece budget. A commit gives its
+    /// file's pieces back.
+    #[test]
+    fn the_pieces_of_a_jobs_waiting_files_are_bounded() {
+        let base =
+            std::env::temp_dir().join(format!("hawser-target-pieces-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        let mut target = Target::new(&base).unwrap();
+        target.max_job_pieces = 10;
+        let mut body = BytesMut::new();
+        let options = JobOptions {
+            block_size: 4096,
+            ..JobOptions::default()
+        };
+        Begin {
+            version: PROTOCOL_VERSION,
+            job_id: 1,
+            options,
+            dest: b"d",
+        }
+        .encode(&mut body)
+        .unwrap();
+        target.handle(&body).unwrap();
+        let size = 4 * 4096;
+        let entry = |file_id, path| ManifestEntry {
+            file_id,
+            path,
+            kind: EntryKind::File,
+            mode: 0o644,
+            mtime_ns: 0,
+            size,
+            symlink_target: b"",
+            extents: None,
+            content_hash: None,
+            inline: None,
+        };
+        let manifest = |target: &mut Target, entries| {
+            let mut body = BytesMut::new();
+            ManifestBatch { entries }.encode(&mut body).unwrap();
+            let answer = target.handle(&body).unwrap();
+            let answer = ManifestAnswer::decode(&answer).unwrap();
+            answer
+                .entries
+                .iter()
+                .map(|e| match &e.verdict {
+                    Verdict::Refused { kind, .. } => Some(*kind),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let refused = manifest(
+            &mut target,
+            vec![entry(1, &b"a"[..]), entry(2, b"b"), entry(3, b"c")],
+        );
+        assert_eq!(refused, [None, None, Some(RefusalKind::TooManyBlocks)]);
+        // File 1 arrives and commits: its 4 pieces go back to the budget.
+        let data = [7u8; 4096];
+        let mut digest = file_digest::FileDigest::new(size);
+        for i in 0..4u64 {
+            let mut body = BytesMut::new();
+            let header = BlockHeader {
+                file_id: 1,
+                offset: i * 4096,
+                digest: block_digest(&data),
+            };
+            header.encode(&mut body);
+            body.extend_from_slice(&data);
+            target.handle(&body).unwrap();
+            let piece = Piece {
+                offset: i * 4096,
+                len: 4096,
+            };
+            digest.piece(piece, block_digest(&data));
+        }
+        let mut body = BytesMut::new();
+        CommitFile {
+            file_id: 1,
+            size,
+            content_hash: digest.finish(),
+            mode: 0o644,
+            mtime_ns: 0,
+        }
+        .encode(&mut body);
+        let ack = CommitAck::decode(&target.handle(&body).unwrap()).unwrap();
+        assert_eq!(ack.status, CommitStatus::Committed);
+        let refused = manifest(&mut target, vec![entry(4, &b"e"[..]), entry(5, b"f")]);
+        assert_eq!(refused, [None, Some(RefusalKind::TooManyBlocks)]);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 
     /// A full device (the error injected: a test cannot fill a file system) fails the
     /// request with how much the partial files under the root hold and how to remove

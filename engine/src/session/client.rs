@@ -269,7 +269,11 @@ impl Client {
         if self.state == NexusState::Active {
             consider(self.unbound_since.map(|t| t + self.config.recovery_timeout));
         }
-        consider(self.core.initiator.throttle_deadline());
+        consider(
+            self.core
+                .initiator
+                .throttle_deadline(&self.links, &self.core.members),
+        );
         next
     }
 

@@ -564,7 +564,11 @@ impl Server {
         let Some(n) = self.nexuses.get(&nexus) else {
             return;
         };
-        let throttle = n.core.initiator.throttle_deadline();
+        // Only while a connection could carry what the throttle lets go.
+        let throttle = n
+            .core
+            .initiator
+            .throttle_deadline(&self.links, &n.core.members);
         let at = match (n.expires_at, throttle) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
