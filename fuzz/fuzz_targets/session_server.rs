@@ -836,6 +836,7 @@ impl Harness {
                     assert!(self.completed.insert(call), "{call:?} completed twice");
                 }
                 Event::WantConnection => panic!("a server never asks for connections"),
+                Event::NexusHeld { .. } => panic!("a server never holds its own creates"),
                 Event::ConnectionBound { .. }
                 | Event::CancelRequested { .. }
                 | Event::NexusLost { .. }
