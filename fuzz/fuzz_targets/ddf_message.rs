@@ -8,9 +8,16 @@ use libfuzzer_sys::fuzz_target;
 
 fn check(node: &Node) {
     let text = node.to_text();
-    assert_eq!(ddf::decode(&text).as_ref(), Ok(node), "encode → decode round trip");
+    assert_eq!(
+        ddf::decode(&text).as_ref(),
+        Ok(node),
+        "encode → decode round trip"
+    );
     if let Ok(exception) = RemoteException::from_node(node) {
-        assert_eq!(RemoteException::from_node(&exception.to_node()), Ok(exception));
+        assert_eq!(
+            RemoteException::from_node(&exception.to_node()),
+            Ok(exception)
+        );
     }
 }
 

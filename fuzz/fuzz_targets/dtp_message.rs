@@ -22,7 +22,9 @@ fuzz_target!(|data: &[u8]| {
         0 => {
             if let Ok(message) = ControlMessage::decode(input) {
                 let mut again = Vec::new();
-                message.encode(&mut again).expect("a decoded message re-encodes");
+                message
+                    .encode(&mut again)
+                    .expect("a decoded message re-encodes");
                 assert_eq!(again, input);
             }
         }
@@ -33,7 +35,9 @@ fuzz_target!(|data: &[u8]| {
             let mut rest = input;
             while let Ok(Some((record, consumed))) = decoder.decode(rest) {
                 let mut again = Vec::new();
-                record.encode(&mut again).expect("a decoded record re-encodes");
+                record
+                    .encode(&mut again)
+                    .expect("a decoded record re-encodes");
                 assert_eq!(&again[..], &rest[..consumed]);
                 rest = &rest[consumed..];
             }

@@ -335,6 +335,7 @@ fn a_job_beyond_the_targets_limits_is_refused_naming_the_limit() {
     let limits = TargetLimits {
         max_entries: 3,
         max_open_files: 1,
+        ..TargetLimits::default()
     };
     let mut target = Target::new(&root).unwrap().with_limits(limits);
     let mut body = BytesMut::new();

@@ -332,6 +332,12 @@ pub(crate) fn check(
         return Err(Refusal::IdentityTooLong);
     }
     match attempt.mechanism {
+        // An identity that has a secret must prove it: anonymous as that identity would
+        // join, recover or replace its nexus. Refused like a wrong secret, so the answer
+        // does not tell which identities exist.
+        Mechanism::Anonymous if credentials.secrets.contains_key(&attempt.identity) => {
+            Err(Refusal::Failed)
+        }
         Mechanism::Anonymous if credentials.allow_anonymous => Ok(Bytes::new()),
         Mechanism::Anonymous => Err(Refusal::AnonymousRefused),
         Mechanism::HmacSha256 => {
@@ -466,5 +472,34 @@ mod tests {
             check(&open, &key, &long, &ns, &nc),
             Err(Refusal::IdentityTooLong)
         );
+    }
+
+    /// Found by the `session_server` fuzz target's review: with both anonymous clients
+    /// and secrets configured, an anonymous login could claim an identity that has a
+    /// secret, and then bind into, recover or replace that identity's nexus.
+    #[test]
+    fn anonymous_cannot_claim_an_identity_that_has_a_secret() {
+        let credentials = ServerCredentials {
+            allow_anonymous: true,
+            secrets: [("alice".to_owned(), b"k".to_vec())].into_iter().collect(),
+        };
+        let dummy = [3; 32];
+        let attempt = |identity: &str| Attempt {
+            mechanism: Mechanism::Anonymous,
+            identity: identity.to_owned(),
+            proof: Bytes::new(),
+        };
+        let nonces = ([1; NONCE_LEN], [2; NONCE_LEN]);
+        assert_eq!(
+            check(
+                &credentials,
+                &dummy,
+                &attempt("alice"),
+                &nonces.0,
+                &nonces.1
+            ),
+            Err(Refusal::Failed)
+        );
+        assert!(check(&credentials, &dummy, &attempt("bob"), &nonces.0, &nonces.1).is_ok());
     }
 }

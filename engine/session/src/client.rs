@@ -149,7 +149,11 @@ impl Side for ClientSide {
         if side.state == NexusState::Active {
             consider(side.unbound_since.map(|t| t + side.config.recovery_timeout));
         }
-        consider(side.core.initiator.throttle_deadline());
+        consider(
+            side.core
+                .initiator
+                .throttle_deadline(&ep.links, &side.core.members),
+        );
         next
     }
 

@@ -268,10 +268,18 @@ impl Initiator {
     }
 
     /// When the throttle lets the next queued request go, if it is what holds it back.
-    pub(crate) fn throttle_deadline(&self) -> Option<Instant> {
+    /// Not while no connection of `members` could carry it: a bucket with tokens gives an
+    /// instant already past, which `dispatch` cannot clear without a connection, so the
+    /// timer would stay due and the driver spin until one binds (and binding dispatches).
+    pub(crate) fn throttle_deadline<P>(
+        &self,
+        links: &IdMap<LinkId, Link<P>>,
+        members: &[LinkId],
+    ) -> Option<Instant> {
         let bucket = self.throttle.as_ref()?;
         let id = self.queue.front()?;
         self.free_slot()?;
+        least_loaded(links, members)?;
         let out = self.outstanding.get(id)?;
         Some(bucket.ready_at(out.body.len() as u64))
     }
@@ -521,5 +529,55 @@ mod free_slots_tests {
             assert_eq!(free.lowest(), Some(n / 2));
             assert_eq!(free.count(), if n > 1 { 2 } else { 1 });
         }
+    }
+}
+
+#[cfg(test)]
+mod throttle_tests {
+    use std::time::Instant;
+
+    use bytes::Bytes;
+
+    use super::{CallOptions, Initiator, Link};
+    use crate::config::{ChannelAttributes, Timers};
+    use crate::error::LinkCloseReason;
+    use crate::throttle::{ThrottleConfig, TokenBucket};
+    use crate::types::{Channel, ExchangeId, IdMap, LinkId};
+
+    /// Found by the `session_server` fuzz target: an orphaned nexus with a queued,
+    /// throttled backchannel call kept `poll_timeout` at an instant already past, which
+    /// `handle_timeout` could not clear without a connection (a busy loop in the driver).
+    #[test]
+    fn the_throttle_is_no_deadline_without_a_connection_to_send_on() {
+        let now = Instant::now();
+        let config = ThrottleConfig {
+            bytes_per_second: 1000,
+            burst_bytes: 100,
+        };
+        let attrs = ChannelAttributes::default();
+        let mut initiator =
+            Initiator::new(Channel::Back, attrs, Some(TokenBucket::new(config, now)));
+        initiator
+            .submit(
+                now,
+                ExchangeId(1),
+                Bytes::from_static(b"x"),
+                CallOptions::default(),
+            )
+            .unwrap();
+        let mut links: IdMap<LinkId, Link<()>> = IdMap::default();
+        assert_eq!(initiator.throttle_deadline(&links, &[]), None, "no member");
+        let conn = LinkId(1);
+        links.insert(conn, Link::new(conn, (), now, Timers::default()));
+        assert_eq!(
+            initiator.throttle_deadline(&links, &[conn]),
+            Some(now),
+            "the bucket has tokens: due now"
+        );
+        links
+            .get_mut(&conn)
+            .unwrap()
+            .close(LinkCloseReason::TransportLost, None);
+        assert_eq!(initiator.throttle_deadline(&links, &[conn]), None, "closed");
     }
 }

@@ -58,6 +58,7 @@ impl ServiceLimits {
         TargetLimits {
             max_entries: self.max_job_entries,
             max_open_files: self.max_open_files,
+            ..TargetLimits::default()
         }
     }
 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use rustix::fs::{FileType, OFlags, Stat};
 
 use super::dirs::DirHandle;
+use super::job::PieceCharge;
 use super::job::{Job, lock, lossy};
 use super::manifest::OwnedVerdict;
 use super::metadata::apply_metadata;
@@ -60,10 +61,18 @@ impl Job {
                 OwnedVerdict::NeedAll
             });
         };
-        if entry.inline.is_none()
-            && sparse::piece_count(&entry.data_extents(), self.options.block_size) > MAX_PIECES
-        {
-            return Err((RefusalKind::TooManyBlocks, lossy(entry.path)));
+        // A file waiting for its blocks keeps a record per piece until it commits: its
+        // claimed size is counted against the job's piece budget before anything is
+        // built for it.
+        let mut charge = None;
+        if entry.inline.is_none() {
+            let count = sparse::piece_count(&entry.data_extents(), self.options.block_size);
+            charge = (count <= MAX_PIECES)
+                .then(|| self.charge_pieces(count))
+                .flatten();
+            if charge.is_none() {
+                return Err((RefusalKind::TooManyBlocks, lossy(entry.path)));
+            }
         }
         if let Some(data) = entry.inline {
             if entry.content_hash != Some(hawser_wire::xxh3::hash128(data)) {
@@ -93,7 +102,8 @@ impl Job {
             report.bytes_received += data.len() as u64;
             return Ok(OwnedVerdict::Done);
         }
-        self.register_partial(entry, &dir, report)
+        let charge = charge.expect("charged above for an entry without inline data");
+        self.register_partial(entry, &dir, report, charge)
             .map_err(self.refusal(entry.path))
     }
 
@@ -104,6 +114,7 @@ impl Job {
         entry: &ManifestEntry<'_>,
         dir: &DirHandle,
         report: &mut FinishReport,
+        charge: PieceCharge,
     ) -> io::Result<OwnedVerdict> {
         let name = split_last(entry.path).1;
         let identity = journal::Identity {
@@ -145,6 +156,7 @@ impl Job {
             received,
             resumed,
             open: None,
+            _pieces: charge,
         };
         lock(&self.partials).insert(entry.file_id, Arc::new(Mutex::new(Some(partial))));
         Ok(if resuming {

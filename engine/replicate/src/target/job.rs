@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{
     Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
 };
@@ -48,6 +48,8 @@ pub(super) struct Job {
     pub(super) partials: Mutex<HashMap<u32, FileSlot>>,
     /// Files with descriptors open (see [`TargetLimits::max_open_files`]).
     open_files: Arc<AtomicUsize>,
+    /// Pieces of the files waiting for blocks (see [`TargetLimits::max_job_pieces`]).
+    pieces: Arc<AtomicU64>,
     pub(super) report: Mutex<FinishReport>,
     /// In [`WriteMode::Direct`], committed files leave the page cache once written
     /// (see [`write_behind`](crate::write_behind)).
@@ -74,6 +76,17 @@ pub(super) struct OpenSlot(Arc<AtomicUsize>);
 impl Drop for OpenSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Pieces counted against a job's [`TargetLimits::max_job_pieces`], given back when
+/// dropped (with the file's record, at its Commit or the job's end).
+#[derive(Debug)]
+pub(super) struct PieceCharge(Arc<AtomicU64>, u64);
+
+impl Drop for PieceCharge {
+    fn drop(&mut self) {
+        self.0.fetch_sub(self.1, Ordering::AcqRel);
     }
 }
 
@@ -109,6 +122,7 @@ impl Job {
             dirs: Mutex::new(DirCache::default()),
             partials: Mutex::new(HashMap::new()),
             open_files: Arc::new(AtomicUsize::new(0)),
+            pieces: Arc::new(AtomicU64::new(0)),
             report: Mutex::new(FinishReport::default()),
             write_behind: WriteBehind::default(),
             no_space_hint: OnceLock::new(),
@@ -166,6 +180,14 @@ impl Job {
     ) -> impl FnOnce(io::Error) -> (RefusalKind, String) + 'a {
         let (dir, name) = split_last(path);
         move |e| (RefusalKind::Io, self.io_error(dir, name, e).to_string())
+    }
+
+    /// Counts `count` pieces against the job's [`TargetLimits::max_job_pieces`];
+    /// `None` beyond it.
+    pub(super) fn charge_pieces(&self, count: u64) -> Option<PieceCharge> {
+        let before = self.pieces.fetch_add(count, Ordering::AcqRel);
+        let charge = PieceCharge(Arc::clone(&self.pieces), count);
+        (before.saturating_add(count) <= self.limits.max_job_pieces).then_some(charge)
     }
 
     /// Takes one of the job's open files.

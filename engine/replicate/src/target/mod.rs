@@ -107,13 +107,23 @@ pub struct TargetLimits {
     /// flight at most (256 by default), so this only stops a peer that opens files and
     /// never commits them; beyond it the Block fails (`hawser.replicate.Limit`).
     pub max_open_files: usize,
+    /// Pieces the files of one job that wait for their blocks may have in all: each
+    /// costs a record (about 30 bytes with its table) from the Manifest naming its file
+    /// to the Commit, and a 60-byte entry may claim millions; beyond it the entry is
+    /// refused (`TooManyBlocks`). An honest job of 256 TiB in 8 MiB blocks fits the
+    /// default.
+    pub max_job_pieces: u64,
 }
+
+/// The default of [`TargetLimits::max_job_pieces`].
+pub(crate) const MAX_JOB_PIECES: u64 = 1 << 25;
 
 impl Default for TargetLimits {
     fn default() -> Self {
         TargetLimits {
             max_entries: 10_000_000,
             max_open_files: 1024,
+            max_job_pieces: MAX_JOB_PIECES,
         }
     }
 }
@@ -243,3 +253,6 @@ impl Target {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use rustix::fs::{OFlags, Stat};
 
 use super::dirs::DirHandle;
-use super::job::{Job, OpenSlot};
+use super::job::{Job, OpenSlot, PieceCharge};
 use crate::beneath;
 use crate::direct::{DIRECT_MIN_PIECE, DirectFile, WriteMode};
 use crate::error::TargetError;
@@ -52,6 +52,8 @@ pub(super) struct Partial {
     /// `None` until the first Block (or the Commit) of the file opens it, under the
     /// file's own lock (see the [`target`](super) docs).
     pub(super) open: Option<OpenPartial>,
+    /// Its pieces' share of the job's [`TargetLimits::max_job_pieces`](super::TargetLimits::max_job_pieces).
+    pub(super) _pieces: PieceCharge,
 }
 
 /// The partial file and journal a resume checked, by device and inode.

@@ -496,7 +496,11 @@ impl Endpoint<ServerSide> {
         let Some(n) = self.side.nexuses.get(&nexus) else {
             return;
         };
-        let throttle = n.core.initiator.throttle_deadline();
+        // Only while a connection could carry what the throttle lets go.
+        let throttle = n
+            .core
+            .initiator
+            .throttle_deadline(&self.links, &n.core.members);
         let at = match (n.expires_at, throttle) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

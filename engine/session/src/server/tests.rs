@@ -604,3 +604,50 @@ fn many_abandoned_nexuses_cost_no_more_per_create_and_expire_soon() {
     assert!(load.timer_entries <= 64, "{load:?}");
     assert_eq!(server.poll_timeout(), None);
 }
+
+/// Found by the `session_server` fuzz target: backchannel calls queued behind the
+/// throttle on a nexus whose connections are gone left `poll_timeout` at an instant
+/// `handle_timeout` could not move past, so a driver would spin until the grace period
+/// ended.
+#[test]
+fn an_orphaned_nexus_with_throttled_calls_has_no_due_timer() {
+    use crate::{CallOptions, ClientConfig, ClientCredentials, ClientEndpoint, ThrottleConfig};
+    let now = Instant::now();
+    let mut config = ServerConfig::new(ServerCredentials::anonymous());
+    config.throttle = Some(ThrottleConfig {
+        bytes_per_second: 1000,
+        burst_bytes: 100,
+    });
+    let mut server = ServerEndpoint::new(config, 7);
+    let mut client_config = ClientConfig::new("c", ClientCredentials::Anonymous);
+    client_config.connections = 1;
+    let mut client = ClientEndpoint::new(client_config, now);
+    let c = client.add_connection(now, [1; 16]);
+    let s = server.accept(now, [2; 16]);
+    let mut buf = BytesMut::new();
+    for _ in 0..4 {
+        buf.clear();
+        client.poll_transmit(now, c, &mut buf);
+        server.handle_input(now, s, &buf);
+        buf.clear();
+        server.poll_transmit(now, s, &mut buf);
+        client.handle_input(now, c, &buf);
+    }
+    let nexus = server.nexuses().next().expect("a nexus");
+    server.connection_lost(now, s);
+    for _ in 0..3 {
+        server
+            .call(
+                now,
+                nexus,
+                ExchangeId(1),
+                Bytes::from_static(b"x"),
+                CallOptions::default(),
+            )
+            .unwrap();
+    }
+    let later = now + Duration::from_secs(1);
+    server.handle_timeout(later);
+    let next = server.poll_timeout().expect("the grace period");
+    assert!(next > later, "a timer still due: {next:?} <= {later:?}");
+}
