@@ -45,19 +45,26 @@ impl<K: Copy + Ord + Hash> Deadlines<K> {
         self.earliest.insert(key, at);
         self.heap.push(Reverse((at, key)));
         if self.heap.len() > 2 * self.earliest.len() + SLACK {
-            self.heap = self
-                .earliest
-                .iter()
-                .map(|(&key, &at)| Reverse((at, key)))
-                .collect();
+            self.rebuild();
         }
     }
 
     /// `key` needs no more attention (its object is gone).
     pub(crate) fn forget(&mut self, key: K) {
         if self.earliest.remove(&key).is_some() {
+            crate::types::shrink_if_sparse(&mut self.earliest);
             self.drop_stale_top();
         }
+    }
+
+    /// Rebuilds the heap from the live entries (dropping the skipped ones and, after a
+    /// burst, the room they took).
+    fn rebuild(&mut self) {
+        self.heap = self
+            .earliest
+            .iter()
+            .map(|(&key, &at)| Reverse((at, key)))
+            .collect();
     }
 
     /// The earliest deadline of a scheduled key.
@@ -89,6 +96,10 @@ impl<K: Copy + Ord + Hash> Deadlines<K> {
             }
         }
         self.drop_stale_top();
+        crate::types::shrink_if_sparse(&mut self.earliest);
+        if self.heap.capacity() > 256 && self.heap.len() * 4 < self.heap.capacity() {
+            self.heap.shrink_to((self.heap.len() * 2).max(256));
+        }
     }
 
     /// Entries in the heap, skipped ones included (for bounds checks).

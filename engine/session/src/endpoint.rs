@@ -257,6 +257,7 @@ impl<S: Side> Endpoint<S> {
     /// Forgets a connection whose last bytes are out (or that can send nothing more).
     fn forget_link(&mut self, conn: LinkId) {
         self.links.remove(&conn);
+        crate::types::shrink_if_sparse(&mut self.links);
         S::after_forget(self, conn);
     }
 }

@@ -71,3 +71,26 @@ impl SlotKey {
 /// and the hasher is rustc's: one multiply per word, where SipHash costs a visible share
 /// of a small exchange.
 pub type IdMap<K, V> = std::collections::HashMap<K, V, rustc_hash::FxBuildHasher>;
+
+/// Tables this sparse (a quarter full or less, past a few hundred slots) give their room
+/// back: a burst of abandoned nexuses or connections would otherwise keep the memory of
+/// its peak for the server's life. Halving happens only after the table shrank fourfold,
+/// so the cost is amortized over the removals.
+pub(crate) fn shrink_if_sparse<K, V, S>(map: &mut std::collections::HashMap<K, V, S>)
+where
+    K: Eq + std::hash::Hash,
+    S: std::hash::BuildHasher,
+{
+    const KEEP: usize = 256;
+    if map.capacity() > KEEP && map.len() * 4 < map.capacity() {
+        map.shrink_to((map.len() * 2).max(KEEP));
+    }
+}
+
+/// [`shrink_if_sparse`] for the vectors and heaps of the same bursts.
+pub(crate) fn shrink_vec_if_sparse<T>(v: &mut Vec<T>) {
+    const KEEP: usize = 256;
+    if v.capacity() > KEEP && v.len() * 4 < v.capacity() {
+        v.shrink_to((v.len() * 2).max(KEEP));
+    }
+}

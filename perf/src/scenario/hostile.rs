@@ -38,7 +38,10 @@ pub fn run(ctx: &Context, outcome: &mut Outcome) -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(NEXUSES);
-    let serve = Subject::new("hawser serve", "default limits, loopback");
+    let serve = Subject::new(
+        "hawser serve",
+        "loopback, connection and nexus limits raised past the probes",
+    );
     for round in 0..ctx.runs {
         eprintln!("hostile: round {}/{}", round + 1, ctx.runs);
         let root = ctx.scratch.join(format!("root-{round}"));
@@ -48,7 +51,8 @@ pub fn run(ctx: &Context, outcome: &mut Outcome) -> Result<()> {
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:{port}\"\nroot = \"{}\"\n[secrets]\nalice = \"correct horse battery staple\"\n",
+                "listen = \"127.0.0.1:{port}\"\nroot = \"{}\"\n[secrets]\nalice = \"correct horse battery staple\"\n\
+                 [limits]\nconnections_per_address = 5000\nhandshakes_in_progress = 5000\nnexuses = 50000\n",
                 root.display()
             ),
         )?;
@@ -120,9 +124,19 @@ pub fn run(ctx: &Context, outcome: &mut Outcome) -> Result<()> {
                 .notes
                 .push(format!("round {round}: first nexus refusal: {why}"));
         }
-        std::thread::sleep(Duration::from_secs(7));
+        if let Some(now) = memory() {
+            outcome.record(&serve, "after_churn_rss", "MiB", now.rss as f64 / MIB);
+        }
+        // Abandoned nexuses that never ran anything expire after the handshake timeout
+        // (10 s); an idle handler thread then gives their memory back.
+        std::thread::sleep(Duration::from_secs(20));
         if let Some(after) = memory() {
-            outcome.record(&serve, "after_churn_rss", "MiB", after.rss as f64 / MIB);
+            outcome.record(
+                &serve,
+                "after_churn_expired_rss",
+                "MiB",
+                after.rss as f64 / MIB,
+            );
         }
 
         let guessing = probe::wrong_secrets(target, 16, Duration::from_secs(5))?;
@@ -150,8 +164,11 @@ pub fn run(ctx: &Context, outcome: &mut Outcome) -> Result<()> {
         settle();
     }
     outcome.notes.push(format!(
-        "Per round a fresh `hawser serve` (default limits, a [secrets] entry for the guessing probe, \
-         anonymous allowed for the memory probes) on loopback; probes: 64 connections each announcing a \
+        "Per round a fresh `hawser serve` on loopback (a [secrets] entry for the guessing probe, \
+         anonymous allowed for the memory probes; `[limits]` connections_per_address and \
+         handshakes_in_progress 5,000 and nexuses 50,000, so every probe connection and nexus is \
+         taken rather than refused: the default limits, 64 per address, 256 handshakes and 4,096 \
+         nexuses, would refuse most of them); probes: 64 connections each announcing a \
          64 MiB request and sending 63 MiB of it; 6 rounds of 2,000 idle TCP connections; {nexuses} nexuses \
          created and abandoned one after another; 16 parallel connections sending wrong HMAC-SHA256 proofs \
          for 5 s. Memory is the server's VmRSS/VmHWM from /proc."

@@ -261,6 +261,7 @@ impl Side for ServerSide {
                 Timer::Nexus(nexus) => ep.nexus_timer(now, nexus),
             }
         }
+        crate::types::shrink_vec_if_sparse(&mut due);
         ep.side.due = due;
     }
 }

@@ -17,6 +17,7 @@ use crate::frames::{self, SERVED_FEATURES};
 use crate::link::GoAwayCode;
 use crate::nexus::NexusCore;
 use crate::throttle::TokenBucket;
+use crate::types::shrink_if_sparse;
 use crate::types::{Channel, IdMap, LinkId, NexusId, RequestId};
 
 impl ServerEndpoint {
@@ -278,10 +279,12 @@ impl ServerEndpoint {
         let Some(mut n) = self.side.nexuses.remove(&nexus) else {
             return;
         };
+        shrink_if_sparse(&mut self.side.nexuses);
         self.side.deadlines.forget(Timer::Nexus(nexus));
         n.core.shut_down(error, &mut self.events);
         if self.side.by_identity.get(&n.identity) == Some(&nexus) {
             self.side.by_identity.remove(&n.identity);
+            shrink_if_sparse(&mut self.side.by_identity);
         }
         for &conn in &n.core.members {
             if Some(conn) == keep {
