@@ -2,9 +2,9 @@
 //! [`ShardCaller`].
 //!
 //! A blocking call crosses two threads twice: the caller hands the request to the
-//! client's shard and sleeps, the shard wakes it with the answer. On a machine where a
-//! wake-up costs more than the exchange itself (the 2-core build machine: ~20 µs each),
-//! that hand-off dominates a ping-pong. A completion callback runs on the shard, in the
+//! client's shard and sleeps, the shard wakes it with the answer. Where a wake-up costs
+//! more than the exchange itself (as on small virtual machines), that hand-off dominates
+//! a ping-pong. A completion callback runs on the shard, in the
 //! loop iteration that received the answer, and may start the next call from there: the
 //! exchange then wakes only the two shards, as a plain socket ping-pong wakes its two
 //! threads. This is the form for thread-per-core applications (a handler calling another
