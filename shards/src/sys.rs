@@ -192,26 +192,29 @@ pub(crate) fn listen(fd: RawFd, backlog: i32) -> io::Result<()> {
 
 /// The address of the peer of a connected socket.
 pub(crate) fn peer_addr(fd: RawFd) -> io::Result<SocketAddr> {
-    let mut raw = RawSockAddr::zeroed();
-    raw.len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: storage and len describe a writable buffer of the right size.
-    cvt(unsafe {
-        libc::getpeername(
-            fd,
-            &mut raw.storage as *mut _ as *mut libc::sockaddr,
-            &mut raw.len,
-        )
-    })?;
-    raw.to_inet()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an inet socket"))
+    socket_name(fd, libc::getpeername)
 }
 
+/// The local address of a socket.
 pub(crate) fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
+    socket_name(fd, libc::getsockname)
+}
+
+/// An inet address `getname` (`getsockname` or `getpeername`) reads for `fd`.
+fn socket_name(
+    fd: RawFd,
+    getname: unsafe extern "C" fn(
+        libc::c_int,
+        *mut libc::sockaddr,
+        *mut libc::socklen_t,
+    ) -> libc::c_int,
+) -> io::Result<SocketAddr> {
     let mut raw = RawSockAddr::zeroed();
     raw.len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: storage and len describe a writable buffer of the right size.
+    // SAFETY: storage and len describe a writable buffer of the right size, as both
+    // getsockname and getpeername require.
     cvt(unsafe {
-        libc::getsockname(
+        getname(
             fd,
             &mut raw.storage as *mut _ as *mut libc::sockaddr,
             &mut raw.len,
