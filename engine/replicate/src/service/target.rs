@@ -12,7 +12,7 @@ use bytes::Bytes;
 use hawser_runtime::{ExchangeId, HandlerError, NexusId, RequestContext, Service};
 
 use super::{TARGET_EXCHANGES, exception};
-use crate::proto::MessageKind;
+use crate::proto::{FinishReport, MessageKind};
 use crate::{Expiry, PartialFiles, RootDir, Target, TargetLimits, WriteMode};
 
 /// Limits of the replication service.
@@ -111,12 +111,12 @@ fn start_expiry(root: &RootDir, max_age: Duration) -> std::io::Result<Expiry> {
         EXPIRY_INTERVAL,
         move |swept| match swept {
             Ok(PartialFiles { files: 0, .. }) => {}
-            Ok(removed) => eprintln!(
-                "hawser serve: removed partial files unchanged for more than {} s under {shown}: \
-             {removed}",
-                max_age.as_secs()
+            Ok(removed) => tracing::info!(
+                root = %shown,
+                max_age_s = max_age.as_secs(),
+                "removed expired partial files: {removed}"
             ),
-            Err(e) => eprintln!("hawser serve: sweeping expired partial files under {shown}: {e}"),
+            Err(e) => tracing::warn!(root = %shown, "sweeping expired partial files: {e}"),
         },
     )
 }
@@ -150,6 +150,7 @@ fn handle(
                     map.retain(|_, (_, used)| now.duration_since(*used) < IDLE_JOB);
                 }
                 if map.len() >= limits.max_jobs {
+                    tracing::warn!(%nexus, max_jobs = limits.max_jobs, "job refused: the target runs its maximum of jobs");
                     return Err(exception(
                         "hawser.replicate.Busy",
                         format!("the target runs {} jobs already", map.len()),
@@ -171,10 +172,36 @@ fn handle(
         }
     };
     let result = target.handle_concurrent(body);
+    log_job(kind, nexus, &result);
     if kind == MessageKind::Finish
         && let Ok(mut map) = jobs.lock()
     {
         map.remove(&nexus);
     }
     result.map_err(|e| exception(e.type_name(), e.to_string()))
+}
+
+/// One log line when a job starts and when it ends, with what the target did.
+fn log_job(kind: MessageKind, nexus: NexusId, result: &Result<Bytes, crate::TargetError>) {
+    match (kind, result) {
+        (MessageKind::Begin, Ok(_)) => tracing::info!(target: "hawser::job", %nexus, "job started"),
+        (MessageKind::Finish, Ok(answer)) => match FinishReport::decode(answer) {
+            Ok(r) => tracing::info!(
+                target: "hawser::job",
+                %nexus,
+                files_written = r.files_written,
+                up_to_date = r.up_to_date,
+                bytes_received = r.bytes_received,
+                bytes_resumed = r.bytes_resumed,
+                refused = r.refused,
+                deleted = r.deleted,
+                "job finished"
+            ),
+            Err(_) => tracing::info!(target: "hawser::job", %nexus, "job finished"),
+        },
+        (MessageKind::Begin | MessageKind::Finish, Err(e)) => {
+            tracing::warn!(target: "hawser::job", %nexus, "job {kind:?} failed: {e}");
+        }
+        _ => {}
+    }
 }
