@@ -1,9 +1,14 @@
 //! The authentication step every connection passes before it may join a nexus.
 //!
-//! Two mechanisms, carried in the DSP `Auth` / `AuthResult` frames as SASL mechanisms
+//! Three mechanisms, carried in the DSP `Auth` / `AuthResult` frames as SASL mechanisms
 //! with an initial response (further SASL mechanisms and TLS plug into the same step):
 //! - `ANONYMOUS`: the client states an identity, nothing is proven (trusted networks). A
 //!   server accepts it only when its credentials say so.
+//! - `EXTERNAL` (RFC 4422 appendix A): the client states the identity it wants (the
+//!   authorization identity); the proof is outside the session, in the kernel's
+//!   credentials of the peer process on a local transport (`SO_PEERCRED` of a Unix
+//!   socket, or of the socket a shared-memory connection was set up over). The server
+//!   accepts it when its credentials map that identity to that user id.
 //! - `HMAC-SHA256` shared secret, mutual challenge-response: both sides contribute a
 //!   16-byte nonce in their `Hello`; the initial response is `identity ‖ 0 ‖ proof`; the
 //!   client proves knowledge of the secret with
@@ -29,6 +34,7 @@ use sha2::Sha256;
 
 use super::codec::{Frame, FrameError};
 use super::error::ProtocolError;
+use crate::peer::Peer;
 
 /// Length of each side's nonce.
 pub const NONCE_LEN: usize = 16;
@@ -42,6 +48,8 @@ pub enum Mechanism {
     Anonymous,
     /// Mutual HMAC-SHA256 challenge-response over a shared secret.
     HmacSha256,
+    /// The local peer's kernel credentials.
+    External,
     /// A mechanism this implementation does not know (refused by the server).
     Unsupported,
 }
@@ -53,6 +61,9 @@ pub enum ClientCredentials {
     Anonymous,
     /// `HMAC-SHA256` with this shared secret.
     SharedSecret(Vec<u8>),
+    /// `EXTERNAL`: this process's user id, as the kernel tells the server over a local
+    /// transport.
+    External,
 }
 
 impl fmt::Debug for ClientCredentials {
@@ -61,6 +72,7 @@ impl fmt::Debug for ClientCredentials {
         match self {
             ClientCredentials::Anonymous => f.write_str("Anonymous"),
             ClientCredentials::SharedSecret(_) => f.write_str("SharedSecret(..)"),
+            ClientCredentials::External => f.write_str("External"),
         }
     }
 }
@@ -68,11 +80,12 @@ impl fmt::Debug for ClientCredentials {
 /// The SASL names of the mechanisms.
 const ANONYMOUS: &str = "ANONYMOUS";
 const HMAC_SHA256: &str = "HMAC-SHA256";
+const EXTERNAL: &str = "EXTERNAL";
 
 impl ClientCredentials {
     /// The Auth frame that opens authentication with these credentials: the mechanism
-    /// and its initial response, `identity` (`ANONYMOUS`) or `identity ‖ 0 ‖ proof`
-    /// (`HMAC-SHA256`, the proof binding both nonces).
+    /// and its initial response, `identity` (`ANONYMOUS`, `EXTERNAL`) or
+    /// `identity ‖ 0 ‖ proof` (`HMAC-SHA256`, the proof binding both nonces).
     pub(crate) fn auth_frame(
         &self,
         identity: &str,
@@ -83,6 +96,7 @@ impl ClientCredentials {
         response.put_slice(identity.as_bytes());
         let mechanism = match self {
             ClientCredentials::Anonymous => ANONYMOUS,
+            ClientCredentials::External => EXTERNAL,
             ClientCredentials::SharedSecret(secret) => {
                 response.put_u8(0);
                 response.put_slice(&client_proof(secret, server_nonce, client_nonce, identity));
@@ -104,6 +118,10 @@ pub struct ServerCredentials {
     pub allow_anonymous: bool,
     /// Shared secrets by client identity, for `HMAC-SHA256`.
     pub secrets: HashMap<String, Vec<u8>>,
+    /// Identities local processes may take with `EXTERNAL`, and the user id each must
+    /// run as. Like an identity with a secret, a mapped identity is never granted to an
+    /// anonymous client.
+    pub peer_uids: HashMap<String, u32>,
 }
 
 impl fmt::Debug for ServerCredentials {
@@ -111,6 +129,7 @@ impl fmt::Debug for ServerCredentials {
         f.debug_struct("ServerCredentials")
             .field("allow_anonymous", &self.allow_anonymous)
             .field("identities", &self.secrets.len())
+            .field("peer_uids", &self.peer_uids)
             .finish()
     }
 }
@@ -120,15 +139,15 @@ impl ServerCredentials {
     pub fn anonymous() -> Self {
         ServerCredentials {
             allow_anonymous: true,
-            secrets: HashMap::new(),
+            ..ServerCredentials::default()
         }
     }
 
     /// Shared secrets only, by identity.
     pub fn shared_secrets(secrets: impl IntoIterator<Item = (String, Vec<u8>)>) -> Self {
         ServerCredentials {
-            allow_anonymous: false,
             secrets: secrets.into_iter().collect(),
+            ..ServerCredentials::default()
         }
     }
 }
@@ -213,6 +232,8 @@ pub(crate) enum Refusal {
     AnonymousRefused,
     /// A mechanism the server does not offer.
     Mechanism,
+    /// `EXTERNAL` over a connection that is not local: there are no credentials to check.
+    ExternalNotLocal,
     /// An identity longer than [`MAX_IDENTITY_LEN`] (whatever the mechanism: the server
     /// keeps identities of live nexuses).
     IdentityTooLong,
@@ -222,13 +243,18 @@ impl Refusal {
     pub(crate) fn status(self) -> Status {
         match self {
             Refusal::Failed | Refusal::IdentityTooLong => Status::AUTH_FAILED,
-            Refusal::AnonymousRefused | Refusal::Mechanism => Status::MECHANISM_UNSUPPORTED,
+            Refusal::AnonymousRefused | Refusal::Mechanism | Refusal::ExternalNotLocal => {
+                Status::MECHANISM_UNSUPPORTED
+            }
         }
     }
 
     pub(crate) fn reason(self) -> &'static str {
         match self {
-            Refusal::Failed => "authentication failed: unknown identity or wrong secret",
+            Refusal::Failed => {
+                "authentication failed: unknown identity or wrong secret (with EXTERNAL: a local \
+                 user the identity is not granted to)"
+            }
             Refusal::AnonymousRefused => {
                 "this server does not accept anonymous clients: authenticate with an identity \
                  and its shared secret (hawser push/pull: --identity NAME --secret-file FILE), \
@@ -237,7 +263,12 @@ impl Refusal {
             }
             Refusal::Mechanism => {
                 "authentication mechanism not offered by this server (it offers HMAC-SHA256, \
-                 and ANONYMOUS when configured)"
+                 and ANONYMOUS and EXTERNAL when configured)"
+            }
+            Refusal::ExternalNotLocal => {
+                "EXTERNAL authentication needs a local connection (unix:// or shm://), where \
+                 the kernel tells the server who you are; over the network authenticate with \
+                 a shared secret (--secret-file)"
             }
             Refusal::IdentityTooLong => "identity longer than 256 bytes",
         }
@@ -295,6 +326,7 @@ impl Attempt {
         let response = auth.initial_response.unwrap_or_default();
         let (mechanism, identity, proof) = match auth.mechanism.as_str() {
             ANONYMOUS => (Mechanism::Anonymous, response, Bytes::new()),
+            EXTERNAL => (Mechanism::External, response, Bytes::new()),
             HMAC_SHA256 => {
                 let split = response.len().checked_sub(PROOF_LEN + 1).ok_or(invalid)?;
                 if response.get(split) != Some(&0) {
@@ -315,16 +347,18 @@ impl Attempt {
 
     /// Whether success proves the identity (and so may clear its failure record).
     pub(crate) fn proves_identity(&self) -> bool {
-        self.mechanism == Mechanism::HmacSha256
+        matches!(self.mechanism, Mechanism::HmacSha256 | Mechanism::External)
     }
 }
 
-/// Decides `attempt` under `credentials`: the server's proof (empty for `ANONYMOUS`) or
-/// why not. The same work is done for a known and an unknown identity.
+/// Decides `attempt` from `peer` under `credentials`: the server's proof (empty for
+/// `ANONYMOUS` and `EXTERNAL`) or why not. The same work is done for a known and an
+/// unknown identity.
 pub(crate) fn check(
     credentials: &ServerCredentials,
     dummy: &DummyKey,
     attempt: &Attempt,
+    peer: Peer,
     server_nonce: &[u8; NONCE_LEN],
     client_nonce: &[u8; NONCE_LEN],
 ) -> Result<Bytes, Refusal> {
@@ -335,7 +369,10 @@ pub(crate) fn check(
         // An identity that has a secret must prove it: anonymous as that identity would
         // join, recover or replace its nexus. Refused like a wrong secret, so the answer
         // does not tell which identities exist.
-        Mechanism::Anonymous if credentials.secrets.contains_key(&attempt.identity) => {
+        Mechanism::Anonymous
+            if credentials.secrets.contains_key(&attempt.identity)
+                || credentials.peer_uids.contains_key(&attempt.identity) =>
+        {
             Err(Refusal::Failed)
         }
         Mechanism::Anonymous if credentials.allow_anonymous => Ok(Bytes::new()),
@@ -356,6 +393,15 @@ pub(crate) fn check(
                 )))
             } else {
                 Err(Refusal::Failed)
+            }
+        }
+        Mechanism::External => {
+            let Some(creds) = peer.local() else {
+                return Err(Refusal::ExternalNotLocal);
+            };
+            match credentials.peer_uids.get(&attempt.identity) {
+                Some(&uid) if uid == creds.uid => Ok(Bytes::new()),
+                _ => Err(Refusal::Failed),
             }
         }
         Mechanism::Unsupported => Err(Refusal::Mechanism),
@@ -438,12 +484,34 @@ mod tests {
             identity: identity.into(),
             proof: Bytes::copy_from_slice(&client_proof(secret, &ns, &nc, identity)),
         };
-        let right = check(&creds, &key, &attempt("alice", b"k"), &ns, &nc).unwrap();
+        let right = check(
+            &creds,
+            &key,
+            &attempt("alice", b"k"),
+            Peer::Unknown,
+            &ns,
+            &nc,
+        )
+        .unwrap();
         assert!(verify_server_proof(b"k", &nc, &ns, "alice", &right));
-        let wrong = check(&creds, &key, &attempt("alice", b"x"), &ns, &nc);
-        let unknown = check(&creds, &key, &attempt("bob", b"k"), &ns, &nc);
+        let wrong = check(
+            &creds,
+            &key,
+            &attempt("alice", b"x"),
+            Peer::Unknown,
+            &ns,
+            &nc,
+        );
+        let unknown = check(&creds, &key, &attempt("bob", b"k"), Peer::Unknown, &ns, &nc);
         let dummy = dummy_secret(&key, "bob");
-        let forged = check(&creds, &key, &attempt("bob", &dummy), &ns, &nc);
+        let forged = check(
+            &creds,
+            &key,
+            &attempt("bob", &dummy),
+            Peer::Unknown,
+            &ns,
+            &nc,
+        );
         assert_eq!(wrong, Err(Refusal::Failed));
         assert_eq!(unknown, wrong);
         assert_eq!(forged, wrong);
@@ -455,7 +523,7 @@ mod tests {
             proof: Bytes::new(),
         };
         assert_eq!(
-            check(&creds, &key, &anonymous, &ns, &nc),
+            check(&creds, &key, &anonymous, Peer::Unknown, &ns, &nc),
             Err(Refusal::AnonymousRefused)
         );
         assert!(
@@ -469,7 +537,7 @@ mod tests {
         };
         let open = ServerCredentials::anonymous();
         assert_eq!(
-            check(&open, &key, &long, &ns, &nc),
+            check(&open, &key, &long, Peer::Unknown, &ns, &nc),
             Err(Refusal::IdentityTooLong)
         );
     }
@@ -482,6 +550,7 @@ mod tests {
         let credentials = ServerCredentials {
             allow_anonymous: true,
             secrets: [("alice".to_owned(), b"k".to_vec())].into_iter().collect(),
+            ..ServerCredentials::default()
         };
         let dummy = [3; 32];
         let attempt = |identity: &str| Attempt {
@@ -495,11 +564,83 @@ mod tests {
                 &credentials,
                 &dummy,
                 &attempt("alice"),
+                Peer::Unknown,
                 &nonces.0,
                 &nonces.1
             ),
             Err(Refusal::Failed)
         );
-        assert!(check(&credentials, &dummy, &attempt("bob"), &nonces.0, &nonces.1).is_ok());
+        assert!(
+            check(
+                &credentials,
+                &dummy,
+                &attempt("bob"),
+                Peer::Unknown,
+                &nonces.0,
+                &nonces.1
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn external_grants_a_mapped_identity_to_its_local_user_only() {
+        let mut credentials = ServerCredentials::default();
+        credentials.peer_uids.insert("backup".into(), 1000);
+        let dummy = dummy_key(7);
+        let nonces = ([1; NONCE_LEN], [2; NONCE_LEN]);
+        let external = |identity: &str| Attempt {
+            mechanism: Mechanism::External,
+            identity: identity.to_owned(),
+            proof: Bytes::new(),
+        };
+        let local = |uid| {
+            Peer::Local(crate::peer::LocalCredentials {
+                pid: 42,
+                uid,
+                gid: uid,
+            })
+        };
+        let decide = |attempt: &Attempt, peer| {
+            check(&credentials, &dummy, attempt, peer, &nonces.0, &nonces.1)
+        };
+        assert_eq!(decide(&external("backup"), local(1000)), Ok(Bytes::new()));
+        assert_eq!(
+            decide(&external("backup"), local(1001)),
+            Err(Refusal::Failed)
+        );
+        assert_eq!(
+            decide(&external("other"), local(1000)),
+            Err(Refusal::Failed)
+        );
+        // Over the network there is nothing to check: refused, saying why.
+        let net = Peer::Inet("192.0.2.1".parse().unwrap());
+        assert_eq!(
+            decide(&external("backup"), net),
+            Err(Refusal::ExternalNotLocal)
+        );
+        assert_eq!(
+            decide(&external("backup"), Peer::Unknown),
+            Err(Refusal::ExternalNotLocal)
+        );
+        // A mapped identity is never given away anonymously, even where anonymous is.
+        let mut open = credentials.clone();
+        open.allow_anonymous = true;
+        let anonymous = Attempt {
+            mechanism: Mechanism::Anonymous,
+            ..external("backup")
+        };
+        assert_eq!(
+            check(&open, &dummy, &anonymous, local(1000), &nonces.0, &nonces.1),
+            Err(Refusal::Failed)
+        );
+        assert!(external("backup").proves_identity());
+        // The client's frame names the mechanism and the identity it wants.
+        let Frame::Auth(auth) =
+            ClientCredentials::External.auth_frame("backup", &nonces.0, &nonces.1)
+        else {
+            panic!("an Auth frame")
+        };
+        assert_eq!(Attempt::from_frame(auth).unwrap(), external("backup"));
     }
 }

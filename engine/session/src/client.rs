@@ -504,7 +504,7 @@ impl Endpoint<ClientSide> {
                     return Ok(());
                 }
                 let ok = match &side.config.credentials {
-                    ClientCredentials::Anonymous => proof.is_empty(),
+                    ClientCredentials::Anonymous | ClientCredentials::External => proof.is_empty(),
                     ClientCredentials::SharedSecret(secret) => auth::verify_server_proof(
                         secret,
                         client_nonce,

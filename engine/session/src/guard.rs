@@ -4,8 +4,9 @@
 //! least penalised entries, never grows the tables.
 //!
 //! A source is the peer's IP address; an IPv6 address counts by its /64 prefix (what
-//! one host or one customer usually holds), and connections whose address the driver
-//! did not give share one source.
+//! one host or one customer usually holds); a local peer (Unix socket, shared memory)
+//! counts by its user id; connections whose peer the driver did not give share one
+//! source.
 
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
@@ -14,18 +15,40 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use super::config::AuthThrottleConfig;
+use crate::peer::Peer;
 
 /// The unit of per-source limits and throttling.
-pub(crate) type Source = Option<IpAddr>;
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Source {
+    /// An IPv4 address, or an IPv6 /64 prefix.
+    Ip(IpAddr),
+    /// A local user.
+    User(u32),
+    /// Peers the driver did not name.
+    Unknown,
+}
 
 /// The source `peer` counts as.
-pub(crate) fn source_of(peer: Option<IpAddr>) -> Source {
+pub(crate) fn source_of(peer: Peer) -> Source {
     match peer {
-        Some(IpAddr::V6(v6)) => {
+        Peer::Inet(IpAddr::V6(v6)) => {
             let prefix = u128::from(v6) & !u128::from(u64::MAX);
-            Some(IpAddr::V6(Ipv6Addr::from(prefix)))
+            Source::Ip(IpAddr::V6(Ipv6Addr::from(prefix)))
         }
-        other => other,
+        Peer::Inet(ip) => Source::Ip(ip),
+        Peer::Local(creds) => Source::User(creds.uid),
+        Peer::Unknown => Source::Unknown,
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Ip(IpAddr::V6(v6)) => write!(f, "{v6}/64"),
+            Source::Ip(ip) => write!(f, "{ip}"),
+            Source::User(uid) => write!(f, "local user {uid}"),
+            Source::Unknown => f.write_str("unknown addresses"),
+        }
     }
 }
 
@@ -239,18 +262,26 @@ mod tests {
         let a: IpAddr = "2001:db8:1:2:3:4:5:6".parse().unwrap();
         let b: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
         let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(source_of(Some(a)), source_of(Some(b)));
-        assert_ne!(source_of(Some(a)), source_of(Some(c)));
+        assert_eq!(source_of(Peer::Inet(a)), source_of(Peer::Inet(b)));
+        assert_ne!(source_of(Peer::Inet(a)), source_of(Peer::Inet(c)));
         let v4: IpAddr = "192.0.2.7".parse().unwrap();
-        assert_eq!(source_of(Some(v4)), Some(v4));
-        assert_eq!(source_of(None), None);
+        assert_eq!(source_of(Peer::Inet(v4)), Source::Ip(v4));
+        assert_eq!(source_of(Peer::Unknown), Source::Unknown);
+    }
+
+    #[test]
+    fn local_peers_count_by_their_user() {
+        let creds = |pid, uid| Peer::Local(crate::peer::LocalCredentials { pid, uid, gid: 0 });
+        assert_eq!(source_of(creds(10, 1000)), source_of(creds(11, 1000)));
+        assert_ne!(source_of(creds(10, 1000)), source_of(creds(10, 1001)));
+        assert_eq!(source_of(creds(10, 1000)).to_string(), "local user 1000");
     }
 
     #[test]
     fn delays_double_after_the_free_failures_up_to_the_cap() {
         let t0 = Instant::now();
         let mut t = throttle();
-        let src = Some("192.0.2.1".parse().unwrap());
+        let src = Source::Ip("192.0.2.1".parse().unwrap());
         let id = t.identity_key("alice");
         let mut delays = Vec::new();
         for i in 0..12 {
@@ -263,7 +294,7 @@ mod tests {
             [0, 0, 0, 0, 0, 250, 500, 1000, 2000, 4000, 8000, 8000]
         );
         // Another source guessing the same identity waits as long.
-        let other = Some("198.51.100.1".parse().unwrap());
+        let other = Source::Ip("198.51.100.1".parse().unwrap());
         assert_eq!(
             t.delay(t0 + Duration::from_secs(12), other, id).as_millis(),
             8000
@@ -287,7 +318,7 @@ mod tests {
     fn five_failures_a_second_per_source_then_unchecked() {
         let t0 = Instant::now();
         let mut t = throttle();
-        let src = Some("192.0.2.1".parse().unwrap());
+        let src = Source::Ip("192.0.2.1".parse().unwrap());
         for i in 0..5 {
             assert!(!t.over_rate(t0, src));
             let id = t.identity_key(&format!("user{i}"));
@@ -296,7 +327,7 @@ mod tests {
         assert!(t.over_rate(t0, src));
         assert!(t.over_rate(t0 + Duration::from_millis(999), src));
         assert!(!t.over_rate(t0 + Duration::from_secs(1), src));
-        assert!(!t.over_rate(t0, Some("192.0.2.2".parse().unwrap())));
+        assert!(!t.over_rate(t0, Source::Ip("192.0.2.2".parse().unwrap())));
     }
 
     /// A flood of one-off failures from many addresses and identities cannot grow the
@@ -305,19 +336,19 @@ mod tests {
     fn tables_stay_bounded_and_keep_the_worst_offenders() {
         let t0 = Instant::now();
         let mut t = throttle();
-        let guesser = Some("192.0.2.1".parse().unwrap());
+        let guesser = Source::Ip("192.0.2.1".parse().unwrap());
         let victim = t.identity_key("alice");
         for _ in 0..8 {
             t.failure(t0, guesser, victim);
         }
         for i in 0..100_000u32 {
-            let src = Some(IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i)));
+            let src = Source::Ip(IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i)));
             let id = t.identity_key(&format!("random-{i}"));
             t.failure(t0, src, id);
             let (sources, identities) = t.sizes();
             assert!(sources <= 64 && identities <= 64, "{sources} {identities}");
         }
         assert!(t.delay(t0, guesser, 0) >= Duration::from_millis(1000));
-        assert!(t.delay(t0, None, victim) >= Duration::from_millis(1000));
+        assert!(t.delay(t0, Source::Unknown, victim) >= Duration::from_millis(1000));
     }
 }

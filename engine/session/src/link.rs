@@ -62,7 +62,7 @@ pub(crate) struct Link<P> {
     pub(crate) id: LinkId,
     pub(crate) phase: P,
     /// The peer's IP address, when the driver told it (accepted connections).
-    pub(crate) peer: Option<std::net::IpAddr>,
+    pub(crate) peer: crate::peer::Peer,
     codec: Codec,
     /// Digest and compression agreed in the hello exchange; applied once the connection
     /// joins a nexus (handshake frames are always digested).
@@ -111,7 +111,7 @@ impl<P> Link<P> {
         Link {
             id,
             phase,
-            peer: None,
+            peer: crate::peer::Peer::Unknown,
             // Handshake frames are always digested: a corrupted identity or nexus id must
             // be caught, not acted upon. The negotiated setting applies after the hello.
             codec: Codec::default(),

@@ -74,10 +74,12 @@ impl ServerEndpoint {
             );
             return;
         }
+        let peer = link.peer;
         let decided = auth::check(
             &self.side.config.credentials,
             &self.side.dummy_key,
             &attempt,
+            peer,
             &server_nonce,
             &client_nonce,
         );

@@ -42,6 +42,7 @@ use crate::frames::{self, VERSION};
 use crate::guard::{AuthThrottle, Source, SourceCounts, source_of};
 use crate::link::{GoAwayCode, Link};
 use crate::nexus::{Footprint, NexusCore};
+use crate::peer::Peer;
 use crate::stats::NexusStats;
 use crate::types::{Channel, ExchangeId, IdMap, LinkId, NexusId, RequestId};
 
@@ -174,11 +175,7 @@ pub struct ServerSide {
 pub type ServerEndpoint = Endpoint<ServerSide>;
 
 fn describe_source(source: Source) -> String {
-    match source {
-        Some(IpAddr::V6(v6)) => format!("{v6}/64"),
-        Some(ip) => ip.to_string(),
-        None => "unknown addresses".into(),
-    }
+    source.to_string()
 }
 
 impl Side for ServerSide {
@@ -291,7 +288,7 @@ impl Endpoint<ServerSide> {
     /// The driver accepted a connection whose peer address it does not know; `nonce` must
     /// be fresh random bytes. See [`accept_from`](Self::accept_from).
     pub fn accept(&mut self, now: Instant, nonce: [u8; NONCE_LEN]) -> LinkId {
-        self.accept_from(now, nonce, None)
+        self.accept_peer(now, nonce, Peer::Unknown)
     }
 
     /// The driver accepted a connection from `peer` (its IP address: the unit of the
@@ -304,6 +301,13 @@ impl Endpoint<ServerSide> {
         nonce: [u8; NONCE_LEN],
         peer: Option<IpAddr>,
     ) -> LinkId {
+        self.accept_peer(now, nonce, Peer::from(peer))
+    }
+
+    /// The driver accepted a connection from `peer`: an IP address, or a local process's
+    /// credentials (the unit of per-source limits is then its user id; `EXTERNAL`
+    /// authentication checks them). See [`accept_from`](Self::accept_from).
+    pub fn accept_peer(&mut self, now: Instant, nonce: [u8; NONCE_LEN], peer: Peer) -> LinkId {
         let config = &self.side.config;
         let (timers, align) = (config.timers, config.align_request_bodies_at);
         let budget = config.receive_budget.clone();

@@ -37,6 +37,7 @@ fn config() -> ServerConfig {
     let mut c = ServerConfig::new(ServerCredentials {
         allow_anonymous: true,
         secrets: [("alice".to_string(), SECRET.to_vec())].into(),
+        ..ServerCredentials::default()
     });
     c.timers = timers();
     c.grace_period = Duration::from_secs(60);

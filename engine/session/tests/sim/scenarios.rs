@@ -46,6 +46,7 @@ fn server_config() -> ServerConfig {
     let mut s = ServerConfig::new(ServerCredentials {
         allow_anonymous: true,
         secrets: [("alice".to_string(), b"open sesame".to_vec())].into(),
+        ..ServerCredentials::default()
     });
     s.timers = timers();
     s.grace_period = Duration::from_secs(2);
