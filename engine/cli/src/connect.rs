@@ -1,14 +1,15 @@
-//! Connecting a job's client to a server: a TCP probe first (a refused connection is
+//! Connecting a job's client to a server: a probe first (a refused connection is
 //! reported at once, and its connect time is the round trip the window is sized from),
 //! the session's options from the job's, the wait for the trunk, and the nexus record
 //! that lets the next run replace this one's session if this one is killed.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use hawser_replicate::proto::{BLOCK_HEADER_LEN, CompressPolicy};
 use hawser_replicate::service::max_request_size;
-use hawser_runtime::{ApiError, Client, ClientOptions, Service};
+use hawser_runtime::{Address, ApiError, Client, ClientOptions, Service};
 
 use crate::error::{CliError, io_err};
 use crate::job_args::JobArgs;
@@ -17,7 +18,7 @@ use crate::nexus_record::{self, Previous};
 /// Connects to `addr` as `job` says. Returns the client and the probe's connect time (one
 /// round trip, for [`crate::window::auto_window`]).
 pub fn connect(
-    addr: SocketAddr,
+    addr: &Address,
     job: &JobArgs,
     block_size: u32,
 ) -> Result<(Client, Duration), CliError> {
@@ -26,15 +27,15 @@ pub fn connect(
 
 /// [`connect`], serving `backchannel` to the server (a pull's target).
 pub fn connect_serving(
-    addr: SocketAddr,
+    addr: &Address,
     job: &JobArgs,
     block_size: u32,
     backchannel: Option<Service>,
 ) -> Result<(Client, Duration), CliError> {
-    let probe_started = Instant::now();
-    TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(|source| CliError::Connect { addr, source })?;
-    let rtt = probe_started.elapsed();
+    // DSP over udp:// is refused in words before anything is sent.
+    hawser_runtime::transport::ProtocolStack::dsp(addr)
+        .map_err(|e| CliError::Usage(format!("{addr}: {e}")))?;
+    let rtt = probe(addr)?;
     let secret = match &job.secret_file {
         Some(path) => Some(
             std::fs::read_to_string(path)
@@ -54,6 +55,7 @@ pub fn connect_serving(
         // session finds it pays (the policy's auto and lz4 both turn it on).
         compression: job.compress != CompressPolicy::Off,
         secret,
+        external: job.external,
         max_request_size: max_request_size(block_size),
         // A pull's blocks arrive on the backchannel: aligned for the direct writes.
         align_backchannel_bodies_at: backchannel.is_some().then_some(BLOCK_HEADER_LEN),
@@ -80,7 +82,7 @@ pub fn connect_serving(
     if let Some(nexus) = config.replace_nexus {
         tracing::info!(server = %addr, %nexus, "replacing the session an earlier run left");
     }
-    let client = Client::connect(addr, config).map_err(|e| held_advice(e, job, previous))?;
+    let client = Client::connect_to(addr, config).map_err(|e| held_advice(e, job, previous))?;
     if let (Some(identity), Some(dir), Some(nexus)) =
         (&job.identity, nexus_record::record_dir(), client.nexus())
         && let Err(e) = nexus_record::remember_in(&dir, addr, identity, nexus)
@@ -107,6 +109,36 @@ pub fn connect_serving(
         );
     }
     Ok((client, rtt))
+}
+
+/// Checks that something listens at `addr` and returns how long connecting took (one
+/// round trip). A TCP or Unix socket is connected to and closed; a shared-memory
+/// rendezvous is only looked for (connecting would start a handshake).
+fn probe(addr: &Address) -> Result<Duration, CliError> {
+    let started = Instant::now();
+    let failed = |source| CliError::Connect {
+        addr: addr.clone(),
+        source,
+    };
+    match addr {
+        Address::Tcp(a) | Address::Udp(a) => {
+            TcpStream::connect_timeout(a, Duration::from_secs(5)).map_err(failed)?;
+        }
+        Address::Unix(path) => {
+            UnixStream::connect(path).map_err(failed)?;
+        }
+        Address::Shm(path) => {
+            use std::os::unix::fs::FileTypeExt;
+            let meta = std::fs::metadata(path).map_err(failed)?;
+            if !meta.file_type().is_socket() {
+                return Err(failed(std::io::Error::other(format!(
+                    "{} is not a socket",
+                    path.display()
+                ))));
+            }
+        }
+    }
+    Ok(started.elapsed())
 }
 
 /// A held session as the user reads it: what happens, and what to do.
@@ -138,19 +170,20 @@ fn held_advice(e: ApiError, job: &JobArgs, previous: Previous) -> CliError {
              with --resume); otherwise wait for that run to end{expiry}"
         )
     };
+    let message = format!(
+        "{addr} holds this run's session, because it never runs two sessions of one identity \
+         side by side: {reason}\nwhat to do: {advice}"
+    );
     CliError::Held {
         addr,
         nexus,
-        message: format!(
-            "{addr} holds this run's session, because it never runs two sessions of one \
-             identity side by side: {reason}\nwhat to do: {advice}"
-        ),
+        message,
     }
 }
 
 /// A job connected to `addr` ended and its client closed its nexus: the record kept in
 /// case the run died is removed.
-pub fn forget_nexus_record(addr: SocketAddr, job: &JobArgs) {
+pub fn forget_nexus_record(addr: &Address, job: &JobArgs) {
     if let (Some(identity), Some(dir)) = (&job.identity, nexus_record::record_dir()) {
         nexus_record::forget_in(&dir, addr, identity);
     }

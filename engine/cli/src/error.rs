@@ -1,12 +1,11 @@
 //! Why `hawser serve`, `push`, `pull` or the replicate demo failed, and how the binary
 //! tells the user before it exits non-zero.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use hawser_replicate::ReplicateError;
-use hawser_runtime::{ApiError, NexusId};
+use hawser_runtime::{Address, ApiError, NexusId};
 
 /// Why a subcommand failed (the binary prints it and exits non-zero).
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +20,7 @@ pub enum CliError {
     #[error("cannot connect to {addr}: {source}")]
     Connect {
         /// Where.
-        addr: SocketAddr,
+        addr: Address,
         /// Why.
         source: std::io::Error,
     },
@@ -41,7 +40,7 @@ pub enum CliError {
     #[error("{message}")]
     Held {
         /// The server.
-        addr: SocketAddr,
+        addr: Address,
         /// The previous nexus.
         nexus: NexusId,
         /// The explanation and the advice.
@@ -51,7 +50,7 @@ pub enum CliError {
     #[error("{addr}: {message}")]
     Server {
         /// The server.
-        addr: SocketAddr,
+        addr: Address,
         /// What it said.
         message: String,
     },

@@ -78,6 +78,11 @@ pub struct JobArgs {
     /// cleanly, so that the next run replaces it if this one is killed.
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
+    /// Authenticate as --identity by this process's user id, which the kernel tells the
+    /// server over unix:// and shm:// (SASL EXTERNAL; the server grants it with
+    /// --allow-peer-uid IDENTITY=UID). Needs --identity; not with --secret-file.
+    #[arg(long, requires = "identity", conflicts_with = "secret_file")]
+    pub external: bool,
     /// Recover and destroy this nexus (as the server's "held" message names it) before
     /// creating the run's own: for a run of the same identity that was killed and whose
     /// nexus the server still keeps. Its unfinished work is dropped (a push continues

@@ -9,10 +9,11 @@
 //! still runs is in use and is never replaced.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use hawser_runtime::NexusId;
+use hawser_runtime::{Address, NexusId};
+
+use crate::serve::access::shown_address;
 
 /// Longest file name written (file systems allow 255 bytes).
 const MAX_NAME: usize = 200;
@@ -31,8 +32,8 @@ pub fn record_dir() -> Option<PathBuf> {
 
 /// The file name of the record for `server` and `identity`: both spelled out with every
 /// byte outside `[A-Za-z0-9._-]` as `%XX`, or a hash of them when that is too long.
-fn file_name(server: SocketAddr, identity: &str) -> String {
-    let text = format!("{server} {identity}");
+fn file_name(server: &Address, identity: &str) -> String {
+    let text = format!("{} {identity}", shown_address(server));
     let mut name = String::with_capacity(text.len());
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || b"._-".contains(&b) {
@@ -93,7 +94,7 @@ pub fn parse_nexus_id(text: &str) -> Result<NexusId, String> {
 }
 
 /// The record in `dir` for `server` and `identity`.
-pub fn previous_in(dir: &Path, server: SocketAddr, identity: &str) -> Previous {
+pub fn previous_in(dir: &Path, server: &Address, identity: &str) -> Previous {
     let path = dir.join(file_name(server, identity));
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Previous::None;
@@ -111,7 +112,7 @@ pub fn previous_in(dir: &Path, server: SocketAddr, identity: &str) -> Previous {
 /// Records in `dir` that this process created `nexus` on `server` as `identity`.
 pub fn remember_in(
     dir: &Path,
-    server: SocketAddr,
+    server: &Address,
     identity: &str,
     nexus: NexusId,
 ) -> std::io::Result<()> {
@@ -130,7 +131,7 @@ pub fn remember_in(
 }
 
 /// Removes the record in `dir` for `server` and `identity` (the job ended cleanly).
-pub fn forget_in(dir: &Path, server: SocketAddr, identity: &str) {
+pub fn forget_in(dir: &Path, server: &Address, identity: &str) {
     let _ = std::fs::remove_file(dir.join(file_name(server, identity)));
 }
 
@@ -147,7 +148,7 @@ mod tests {
     #[test]
     fn a_record_is_found_until_forgotten_and_a_running_writer_keeps_it() {
         let d = dir("cycle");
-        let server: SocketAddr = "[2001:db8::1]:8415".parse().unwrap();
+        let server = &Address::parse("[2001:db8::1]:8415").unwrap();
         let nexus = NexusId(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
         assert_eq!(previous_in(&d, server, "backup"), Previous::None);
         remember_in(&d, server, "backup", nexus).unwrap();
@@ -157,7 +158,7 @@ mod tests {
             Previous::Abandoned(nexus)
         );
         assert_eq!(previous_in(&d, server, "other"), Previous::None);
-        let other: SocketAddr = "192.0.2.1:8415".parse().unwrap();
+        let other = &Address::parse("192.0.2.1:8415").unwrap();
         assert_eq!(previous_in(&d, other, "backup"), Previous::None);
         forget_in(&d, server, "backup");
         assert_eq!(previous_in(&d, server, "backup"), Previous::None);
@@ -172,10 +173,14 @@ mod tests {
 
     #[test]
     fn file_names_are_plain_and_bounded() {
-        let server: SocketAddr = "127.0.0.1:8415".parse().unwrap();
+        let server = &Address::parse("127.0.0.1:8415").unwrap();
         assert_eq!(
             file_name(server, "back up/1"),
             "127.0.0.1%3A8415%20back%20up%2F1"
+        );
+        assert_eq!(
+            file_name(&Address::parse("unix:///run/h.sock").unwrap(), "b"),
+            "unix%3A%2F%2F%2Frun%2Fh.sock%20b"
         );
         assert!(file_name(server, &"x/".repeat(300)).len() <= MAX_NAME);
         assert_ne!(

@@ -28,16 +28,17 @@ use bytes::{Bytes, BytesMut};
 use hawser_replicate::proto::{Begin, PROTOCOL_VERSION, PULL_EXCHANGE, PullReport, PullRequest};
 use hawser_replicate::service::{Progress, pull_target_service};
 use hawser_replicate::{ReplicateError, Target, TransportError, WriteMode};
-use hawser_runtime::{CallError, Client, ExchangeId, PendingCall};
+use hawser_runtime::{Address, CallError, Client, ExchangeId, PendingCall};
 
 use crate::connect::{connect_serving, forget_nexus_record};
 use crate::error::{CliError, io_err};
 use crate::job_args::JobArgs;
 use crate::progress::{Interval, Ticker};
-use crate::remote::{resolve, split_remote};
+use crate::remote::split_remote;
 use crate::report::{
     JOB_LOG, JobOutcome, log_job_end, log_job_failed, print_report, write_outputs,
 };
+use crate::serve::access::shown_address;
 use crate::values::parse_write_mode;
 use crate::window::window_for;
 
@@ -118,14 +119,14 @@ fn wait_for_pull(
     pending: &PendingCall,
     timeout: Duration,
 ) -> Result<Bytes, CliError> {
-    let addr = client.server_addr();
+    let addr = client.server_address().clone();
     let mut disconnected_since: Option<Instant> = None;
     loop {
         match pending.wait_timeout(Duration::from_millis(250)) {
             Some(Ok(body)) => return Ok(body),
             Some(Err(CallError::Remote(e))) => {
                 return Err(CliError::Server {
-                    addr,
+                    addr: addr.clone(),
                     message: e.message,
                 });
             }
@@ -153,25 +154,25 @@ pub fn pull(args: &PullArgs) -> Result<JobOutcome, CliError> {
     let (local, remotes) = args
         .paths
         .split_last()
-        .ok_or_else(|| CliError::Usage("give HOST[:PORT]:SRC... DEST".into()))?;
-    let mut server = None;
+        .ok_or_else(|| CliError::Usage("give ADDRESS:SRC... DEST".into()))?;
+    let mut server: Option<Address> = None;
     let mut sources = Vec::new();
     for spec in remotes {
-        let (host, port, path) = split_remote(spec, "SRC")?;
+        let (address, path) = split_remote(spec, "SRC")?;
         match &server {
-            Some((h, p)) if (h, p) != (&host, &port) => {
+            Some(first) if *first != address => {
                 return Err(CliError::Usage(format!(
-                    "{spec:?}: every source must be on the same server ({h}:{p})"
+                    "{spec:?}: every source must be on the same server ({})",
+                    shown_address(first)
                 )));
             }
             Some(_) => {}
-            None => server = Some((host, port)),
+            None => server = Some(address),
         }
         sources.push(path);
     }
-    let (host, port) = server.ok_or_else(|| CliError::Usage("give HOST[:PORT]:SRC".into()))?;
-    let server = format!("{host}:{port}");
-    let addr = resolve(&host, port)?;
+    let addr = server.ok_or_else(|| CliError::Usage("give ADDRESS:SRC".into()))?;
+    let server = shown_address(&addr);
     let (target_root, dest) = local_destination(Path::new(local))?;
     let config = args.job.source_config(dest)?;
     let timeout = args.job.stall_timeout()?;
@@ -180,7 +181,8 @@ pub fn pull(args: &PullArgs) -> Result<JobOutcome, CliError> {
         .with_write_mode(args.write_mode);
     let progress = Arc::new(Progress::default());
     let service = pull_target_service(target, Arc::clone(&progress));
-    let (client, rtt) = connect_serving(addr, &args.job, config.options.block_size, Some(service))?;
+    let (client, rtt) =
+        connect_serving(&addr, &args.job, config.options.block_size, Some(service))?;
     // The server's source sends the blocks: it keeps this many in flight.
     let window = window_for(&args.job, rtt, config.options.block_size);
     tracing::info!(
@@ -220,7 +222,7 @@ pub fn pull(args: &PullArgs) -> Result<JobOutcome, CliError> {
     let stats = client.stats();
     tracing::debug!(?stats, "session counters");
     client.close();
-    forget_nexus_record(addr, &args.job);
+    forget_nexus_record(&addr, &args.job);
     let decoded = answer.and_then(|answer| {
         let pulled = PullReport::decode(&answer).map_err(ReplicateError::Proto)?;
         let report =

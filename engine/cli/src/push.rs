@@ -13,10 +13,11 @@ use crate::connect::{connect, forget_nexus_record};
 use crate::error::{CliError, io_err};
 use crate::job_args::JobArgs;
 use crate::progress::Ticker;
-use crate::remote::{parse_remote, resolve};
+use crate::remote::parse_remote;
 use crate::report::{
     JOB_LOG, JobOutcome, log_job_end, log_job_failed, print_report, write_outputs,
 };
+use crate::serve::access::shown_address;
 use crate::window::window_for;
 
 /// Arguments of `hawser push`.
@@ -72,17 +73,16 @@ pub fn push(args: &PushArgs) -> Result<JobOutcome, CliError> {
     let (remote, sources) = args
         .paths
         .split_last()
-        .ok_or_else(|| CliError::Usage("give SRC... HOST[:PORT]:DEST".into()))?;
-    let (host, port, dest) = parse_remote(remote)?;
-    let server = format!("{host}:{port}");
-    let addr = resolve(&host, port)?;
+        .ok_or_else(|| CliError::Usage("give SRC... ADDRESS:DEST".into()))?;
+    let (addr, dest) = parse_remote(remote)?;
+    let server = shown_address(&addr);
     let sources: Vec<PathBuf> = sources.iter().map(PathBuf::from).collect();
     for s in &sources {
         std::fs::symlink_metadata(s).map_err(io_err(s))?;
     }
     let mut config = args.job.source_config(dest.clone())?;
     let stall_timeout = args.job.stall_timeout()?;
-    let (client, rtt) = connect(addr, &args.job, config.options.block_size)?;
+    let (client, rtt) = connect(&addr, &args.job, config.options.block_size)?;
     config.window_blocks = window_for(&args.job, rtt, config.options.block_size);
     tracing::info!(
         target: JOB_LOG,
@@ -107,7 +107,7 @@ pub fn push(args: &PushArgs) -> Result<JobOutcome, CliError> {
     );
     tracing::debug!(stats = ?client.stats(), "session counters");
     client.close();
-    forget_nexus_record(addr, &args.job);
+    forget_nexus_record(&addr, &args.job);
     let outcome = outcome.inspect_err(|e| log_job_failed("push", &server, e))?;
     log_job_end("push", &server, &outcome);
     if !args.job.quiet {

@@ -156,7 +156,7 @@ fn a_held_push_says_what_to_do_and_the_next_run_replaces_a_killed_runs_session()
 
     // A run killed after recording its session: the next run replaces it by itself.
     let old = abandon_a_session(addr);
-    nexus_record::remember_in(&records, addr, "alice", old).unwrap();
+    nexus_record::remember_in(&records, &addr.into(), "alice", old).unwrap();
     let out = push(state.path(), &[&as_alice[..], &[&from, &to]].concat());
     assert_succeeded(&out, "push after a killed run");
     assert_eq!(left(), 0);

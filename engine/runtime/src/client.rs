@@ -1,6 +1,6 @@
 //! A client: one nexus to a server over a trunk of connections.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -12,12 +12,14 @@ use hawser_session::{
 };
 use hawser_shards::Shards;
 
+use crate::address::Address;
 use crate::call::{PendingCall, Pipeline};
 use crate::command::{Caller, HostCommand, Readiness};
 use crate::driver::{self, HostHandle, shards_config};
 use crate::error::resolve;
 use crate::service::Handler;
 use crate::stats::StatsReport;
+use crate::transport::ProtocolStack;
 use crate::{ApiError, Runtime, Service, ShardCaller};
 
 /// Time a held create needs after its hold ends (the server creating the nexus, the
@@ -36,6 +38,10 @@ pub struct ClientOptions {
     pub compression: bool,
     /// Authenticate with this shared secret (HMAC-SHA256) instead of anonymously.
     pub secret: Option<Vec<u8>>,
+    /// Authenticate with `EXTERNAL`: over a Unix socket or shared memory the server
+    /// takes this process's user id, as the kernel tells it, as proof of `identity`
+    /// (it must map that identity to that uid). Ignored when `secret` is set.
+    pub external: bool,
     /// The client identity (the server looks the secret up by it).
     pub identity: String,
     /// Fore-channel slots to ask for: requests in flight at once.
@@ -77,6 +83,7 @@ impl Default for ClientOptions {
             digest: true,
             compression: false,
             secret: None,
+            external: false,
             identity: format!(
                 "hawser-{}-{}",
                 std::process::id(),
@@ -102,24 +109,24 @@ pub struct Client {
     shards: Option<Arc<Shards>>,
     host: HostHandle,
     caller: Arc<Caller>,
-    addr: SocketAddr,
+    address: Address,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("server", &self.addr)
+            .field("server", &self.address)
             .finish()
     }
 }
 
 impl Client {
-    /// Connects `config.connections` connections to `addr` and waits for the nexus.
+    /// Connects `config.connections` TCP connections to `addr` and waits for the nexus.
     pub fn connect(
         addr: impl ToSocketAddrs + std::fmt::Debug,
         config: ClientOptions,
     ) -> Result<Client, ApiError> {
-        Self::connect_on(addr, config, None)
+        Self::connect_on(&Address::Tcp(resolve(addr)?), config, None)
     }
 
     /// Like [`connect`](Self::connect), with the nexus on shard `shard` of `runtime`.
@@ -129,17 +136,40 @@ impl Client {
         runtime: &Runtime,
         shard: usize,
     ) -> Result<Client, ApiError> {
-        Self::connect_on(addr, config, Some((runtime.clone(), shard)))
+        Self::connect_on(
+            &Address::Tcp(resolve(addr)?),
+            config,
+            Some((runtime.clone(), shard)),
+        )
+    }
+
+    /// Connects `config.connections` connections to `address`, over any transport DSP
+    /// composes on (TCP, Unix socket, shared memory), and waits for the nexus.
+    pub fn connect_to(address: &Address, config: ClientOptions) -> Result<Client, ApiError> {
+        Self::connect_on(address, config, None)
+    }
+
+    /// Like [`connect_to`](Self::connect_to), with the nexus on shard `shard` of
+    /// `runtime`.
+    pub fn connect_to_with(
+        address: &Address,
+        config: ClientOptions,
+        runtime: &Runtime,
+        shard: usize,
+    ) -> Result<Client, ApiError> {
+        Self::connect_on(address, config, Some((runtime.clone(), shard)))
     }
 
     fn connect_on(
-        addr: impl ToSocketAddrs + std::fmt::Debug,
+        address: &Address,
         config: ClientOptions,
         placement: Option<(Runtime, usize)>,
     ) -> Result<Client, ApiError> {
-        let addr = resolve(addr)?;
+        let pipeline = ProtocolStack::dsp(address)?;
+        let addr = address.clone();
         let credentials = match &config.secret {
             Some(s) => ClientCredentials::SharedSecret(s.clone()),
+            None if config.external => ClientCredentials::External,
             None => ClientCredentials::Anonymous,
         };
         let mut sc = session::ClientConfig::new(config.identity.clone(), credentials);
@@ -178,7 +208,8 @@ impl Client {
             .any(|(_, h)| matches!(h, Handler::Blocking(_)));
         let (jobs_tx, jobs_rx) = channel::unbounded();
         let serving = driver::Serving::new(Arc::new(handlers), blocking.then_some(jobs_tx));
-        let host = driver::install_client(&shards, shard, sc, addr, ready_tx, serving)?;
+        let transport = Arc::clone(pipeline.transport());
+        let host = driver::install_client(&shards, shard, sc, transport, ready_tx, serving)?;
         if blocking {
             // The workers end when the host (holding the job queue) is dropped.
             driver::spawn_workers(2, jobs_rx, &host);
@@ -188,14 +219,17 @@ impl Client {
             shards: Some(shards),
             caller: Arc::new(Caller::new(host.commands.clone())),
             host,
-            addr,
+            address: address.clone(),
         };
         let deadline = Instant::now() + config.connect_timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let error = match ready_rx.recv_timeout(left) {
                 Ok(Readiness::Established) => return Ok(client),
-                Ok(Readiness::Refused(reason)) => ApiError::Refused { addr, reason },
+                Ok(Readiness::Refused(reason)) => ApiError::Refused {
+                    addr: addr.clone(),
+                    reason,
+                },
                 // A hold that ends within the connect timeout is waited out.
                 Ok(Readiness::Held { remaining, .. })
                     if remaining.is_some_and(|r| r + HOLD_MARGIN < left) =>
@@ -207,13 +241,13 @@ impl Client {
                     remaining,
                     reason,
                 }) => ApiError::Held {
-                    addr,
+                    addr: addr.clone(),
                     nexus,
                     remaining,
                     reason,
                 },
                 Err(_) => ApiError::Timeout {
-                    addr,
+                    addr: addr.clone(),
                     timeout: config.connect_timeout,
                 },
             };
@@ -229,8 +263,8 @@ impl Client {
     }
 
     /// The server's address.
-    pub fn server_addr(&self) -> SocketAddr {
-        self.addr
+    pub fn server_address(&self) -> &Address {
+        &self.address
     }
 
     /// Calls `exchange` with `request` and waits for the answer.

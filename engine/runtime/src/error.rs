@@ -1,6 +1,8 @@
 //! What can go wrong setting a server or client up.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+
+use crate::address::Address;
 use std::time::Duration;
 
 use hawser_session::NexusId;
@@ -11,6 +13,20 @@ pub enum ApiError {
     /// The shards could not start or listen (the message says what to do).
     #[error(transparent)]
     Shards(#[from] hawser_shards::ShardError),
+    /// The address does not parse or resolve.
+    #[error(transparent)]
+    Address(#[from] crate::address::AddressError),
+    /// A layer cannot run on the address's transport (DSP over `udp://`).
+    #[error(transparent)]
+    Pipeline(#[from] crate::transport::CompositionError),
+    /// A transport cannot do what was asked of it.
+    #[error("{address}: {source}")]
+    Transport {
+        /// Where.
+        address: crate::address::Address,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The address did not resolve.
     #[error("cannot resolve {addr}: {source}")]
     Resolve {
@@ -23,7 +39,7 @@ pub enum ApiError {
     #[error("{addr} refused the session: {reason}")]
     Refused {
         /// The server.
-        addr: SocketAddr,
+        addr: Address,
         /// What the session layer reported.
         reason: String,
     },
@@ -37,7 +53,7 @@ pub enum ApiError {
     )]
     Held {
         /// The server.
-        addr: SocketAddr,
+        addr: Address,
         /// The previous nexus.
         nexus: NexusId,
         /// Until it expires (`None`: it still has connections, so it is in use).
@@ -49,7 +65,7 @@ pub enum ApiError {
     #[error("no session with {addr} within {timeout:?}")]
     Timeout {
         /// The server.
-        addr: SocketAddr,
+        addr: Address,
         /// The configured connect timeout.
         timeout: Duration,
     },

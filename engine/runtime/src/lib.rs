@@ -65,6 +65,7 @@
 //! protocol per connection); `command` is how other threads reach a host; `service` the
 //! handlers; `call`, `client`, `server`, `backchannel` and `on_shard` the API.
 
+mod address;
 mod backchannel;
 mod call;
 mod client;
@@ -76,7 +77,9 @@ mod runtime;
 mod server;
 mod service;
 mod stats;
+pub mod transport;
 
+pub use address::{Address, AddressError, SHM_DIR};
 pub use backchannel::Backchannel;
 pub use call::{FinishedCall, PendingCall, Pipeline, WaitTimedOut};
 pub use client::{Client, ClientOptions};

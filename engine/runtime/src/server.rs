@@ -1,6 +1,6 @@
 //! A server: services on a shard, listening.
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -12,22 +12,25 @@ use hawser_session::{
 };
 use hawser_shards::Shards;
 
+use crate::address::Address;
 use crate::call::PendingCall;
 use crate::command::Caller;
 use crate::driver::{self, HostHandle, shards_config};
 use crate::error::resolve;
 use crate::service::HandlerTable;
 use crate::stats::StatsReport;
+use crate::transport::ProtocolStack;
 use crate::{ApiError, Backchannel, Runtime, Service};
 
 /// The default DSP port (`dlpx-sp`).
 pub const DEFAULT_PORT: u16 = 8415;
 
 /// Whether a server accepts `ANONYMOUS` clients: as `setting` says, and by default only
-/// when it listens on a loopback address and has no shared secrets (anyone who can reach
-/// a non-loopback address could otherwise use it).
-pub fn anonymous_allowed(setting: Option<bool>, has_secrets: bool, listen: IpAddr) -> bool {
-    setting.unwrap_or(!has_secrets && listen.is_loopback())
+/// when every address it listens on is local (loopback, a Unix socket, shared memory)
+/// and it has no shared secrets (anyone who can reach a network address could otherwise
+/// use it).
+pub fn anonymous_allowed(setting: Option<bool>, has_secrets: bool, listen: &[Address]) -> bool {
+    setting.unwrap_or(!has_secrets && listen.iter().all(Address::is_local))
 }
 
 /// Builds a [`Server`].
@@ -161,9 +164,38 @@ impl ServerBuilder {
         self
     }
 
-    /// Binds `addr` (port 0 picks a free port) and starts serving.
+    /// Accepts local processes running as `uid` as `identity` when they authenticate
+    /// with `EXTERNAL` over a Unix socket or shared memory (the kernel's credentials of
+    /// the peer are the proof).
+    pub fn peer_uid(mut self, identity: impl Into<String>, uid: u32) -> Self {
+        self.credentials.peer_uids.insert(identity.into(), uid);
+        self
+    }
+
+    /// Binds the TCP address `addr` (port 0 picks a free port) and starts serving.
     pub fn listen(self, addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<Server, ApiError> {
         let addr = resolve(addr)?;
+        self.listen_on(&[Address::Tcp(addr)])
+    }
+
+    /// Listens on every address (any transport DSP composes on: TCP, Unix sockets,
+    /// shared memory) and starts serving. A Unix or shared-memory socket file that a
+    /// stopped server left behind is replaced; one a live server listens on is not.
+    pub fn listen_on(self, addresses: &[Address]) -> Result<Server, ApiError> {
+        if addresses.is_empty() {
+            return Err(ApiError::Address(crate::address::AddressError {
+                text: String::new(),
+                why: "a server needs at least one address to listen on".into(),
+            }));
+        }
+        let pipelines = addresses
+            .iter()
+            .map(ProtocolStack::dsp)
+            .collect::<Result<Vec<_>, _>>()?;
+        let transports: Vec<_> = pipelines
+            .iter()
+            .map(|p| Arc::clone(p.transport()))
+            .collect();
         let mut table = HandlerTable::default();
         for s in self.services {
             table.handlers.extend(s.table.handlers);
@@ -171,8 +203,8 @@ impl ServerBuilder {
         let mut credentials = self.credentials;
         credentials.allow_anonymous = anonymous_allowed(
             self.allow_anonymous,
-            !credentials.secrets.is_empty(),
-            addr.ip(),
+            !credentials.secrets.is_empty() || !credentials.peer_uids.is_empty(),
+            addresses,
         );
         let mut config = session::ServerConfig::new(credentials);
         config.compress = self.compress;
@@ -196,14 +228,20 @@ impl ServerBuilder {
             None => (Arc::new(Shards::start(shards_config(1, None))?), 0),
         };
         let (jobs_tx, jobs_rx) = channel::unbounded();
-        let (host, bound, caller) =
-            driver::install_server(&shards, shard, config, Arc::new(table), jobs_tx, addr)?;
+        let (host, bound, caller) = driver::install_server(
+            &shards,
+            shard,
+            config,
+            Arc::new(table),
+            jobs_tx,
+            &transports,
+        )?;
         let workers = driver::spawn_workers(self.handler_threads, jobs_rx, &host);
         Ok(Server {
             caller,
             shards: Some(shards),
             host,
-            addr: bound,
+            addresses: bound,
             workers,
         })
     }
@@ -214,20 +252,34 @@ pub struct Server {
     caller: Arc<Caller>,
     shards: Option<Arc<Shards>>,
     host: HostHandle,
-    addr: SocketAddr,
+    addresses: Vec<Address>,
     workers: Vec<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("addr", &self.addr).finish()
+        f.debug_struct("Server")
+            .field("addresses", &self.addresses)
+            .finish()
     }
 }
 
 impl Server {
-    /// The address it listens on.
+    /// The TCP address it listens on: the first, if it listens on several (`0.0.0.0:0`
+    /// if it listens on none: see [`addresses`](Self::addresses)).
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.addresses
+            .iter()
+            .find_map(|a| match a {
+                Address::Tcp(a) => Some(*a),
+                _ => None,
+            })
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Every address it listens on, as bound (a TCP port 0 resolved).
+    pub fn addresses(&self) -> &[Address] {
+        &self.addresses
     }
 
     /// Counters and histograms of every nexus and open connection.
@@ -267,6 +319,11 @@ impl Server {
     fn stop(&mut self) {
         if let Some(shards) = self.shards.take() {
             driver::uninstall(&shards, &self.host);
+            // The socket files of Unix and shared-memory listeners: a later server on the
+            // same path binds it afresh.
+            for path in self.addresses.iter().filter_map(Address::path) {
+                let _ = std::fs::remove_file(path);
+            }
             // Dropping the shards drops the hosts and with them the job queue, which ends
             // the handler threads. With a shared runtime the host goes once its last
             // connection has closed: the threads are left to end by themselves then.
@@ -293,16 +350,21 @@ mod tests {
 
     #[test]
     fn anonymous_clients_are_accepted_by_default_only_on_loopback_without_secrets() {
-        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
-        let v6_loopback: IpAddr = "::1".parse().unwrap();
-        let any: IpAddr = "0.0.0.0".parse().unwrap();
-        let lan: IpAddr = "192.0.2.2".parse().unwrap();
-        assert!(anonymous_allowed(None, false, loopback));
-        assert!(anonymous_allowed(None, false, v6_loopback));
-        assert!(!anonymous_allowed(None, false, any));
-        assert!(!anonymous_allowed(None, false, lan));
-        assert!(!anonymous_allowed(None, true, loopback));
-        assert!(anonymous_allowed(Some(true), true, lan));
-        assert!(!anonymous_allowed(Some(false), false, loopback));
+        let a = |s: &str| Address::parse(s).unwrap();
+        let loopback = [a("127.0.0.1:1")];
+        let v6_loopback = [a("[::1]:1")];
+        let any = [a("0.0.0.0:1")];
+        let lan = [a("192.0.2.2:1")];
+        let unix = [a("unix:///tmp/s"), a("shm://x"), a("127.0.0.1:2")];
+        let mixed = [a("unix:///tmp/s"), a("192.0.2.2:1")];
+        assert!(anonymous_allowed(None, false, &loopback));
+        assert!(anonymous_allowed(None, false, &v6_loopback));
+        assert!(anonymous_allowed(None, false, &unix));
+        assert!(!anonymous_allowed(None, false, &any));
+        assert!(!anonymous_allowed(None, false, &lan));
+        assert!(!anonymous_allowed(None, false, &mixed));
+        assert!(!anonymous_allowed(None, true, &loopback));
+        assert!(anonymous_allowed(Some(true), true, &lan));
+        assert!(!anonymous_allowed(Some(false), false, &loopback));
     }
 }

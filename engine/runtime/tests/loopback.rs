@@ -1,5 +1,6 @@
 //! The session layer on real sockets: hawser-shards over loopback, through the blocking
-//! API.
+//! API. The tests of exactly-once under connection loss run over every reliable stream
+//! transport: TCP, Unix sockets and shared memory.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -7,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hawser_runtime::{
-    ApiError, CallError, Client, ClientOptions, ExchangeId, HandlerError, RemoteException,
-    ServerBuilder, Service,
+    Address, ApiError, CallError, Client, ClientOptions, ExchangeId, HandlerError, RemoteException,
+    Server, ServerBuilder, Service,
 };
 
 const ECHO: ExchangeId = ExchangeId(1);
@@ -22,6 +23,31 @@ fn config(connections: usize) -> ClientOptions {
         connect_timeout: Duration::from_secs(10),
         ..ClientOptions::default()
     }
+}
+
+/// The transport a test runs over.
+#[derive(Debug, Clone, Copy)]
+enum Over {
+    Tcp,
+    Unix,
+    Shm,
+}
+
+/// A server built by `builder` listening over `over` (a socket path named after `tag`).
+fn serve_over(builder: ServerBuilder, over: Over, tag: &str) -> Server {
+    let path =
+        || std::env::temp_dir().join(format!("hawser-loopback-{tag}-{}.sock", std::process::id()));
+    let address = match over {
+        Over::Tcp => Address::parse("127.0.0.1:0").unwrap(),
+        Over::Unix => Address::Unix(path()),
+        Over::Shm => Address::Shm(path()),
+    };
+    builder.listen_on(&[address]).unwrap()
+}
+
+/// A client of `server` (over the transport it listens on).
+fn connect_to(server: &Server, config: ClientOptions) -> Client {
+    Client::connect_to(&server.addresses()[0], config).unwrap()
 }
 
 #[test]
@@ -66,16 +92,28 @@ fn trunk_of_four_connections_echoes() {
 /// request completes with its own answer, and no handler runs twice.
 #[test]
 fn killing_connections_mid_flight_loses_nothing_and_runs_nothing_twice() {
-    run_kill_test(10_000, 4);
+    run_kill_test(10_000, 4, Over::Tcp);
 }
 
 #[test]
-#[ignore = "long: 200,000 requests under connection kills"]
-fn killing_connections_mid_flight_long() {
-    run_kill_test(200_000, 4);
+fn killing_unix_connections_mid_flight_loses_nothing_and_runs_nothing_twice() {
+    run_kill_test(10_000, 4, Over::Unix);
 }
 
-fn run_kill_test(total: usize, threads: usize) {
+#[test]
+fn killing_shm_connections_mid_flight_loses_nothing_and_runs_nothing_twice() {
+    run_kill_test(10_000, 4, Over::Shm);
+}
+
+#[test]
+#[ignore = "long: 200,000 requests under connection kills, over each transport"]
+fn killing_connections_mid_flight_long() {
+    for over in [Over::Tcp, Over::Unix, Over::Shm] {
+        run_kill_test(200_000, 4, over);
+    }
+}
+
+fn run_kill_test(total: usize, threads: usize, over: Over) {
     let executions: Arc<Vec<AtomicU32>> = Arc::new((0..total).map(|_| AtomicU32::new(0)).collect());
     let counter = executions.clone();
     let svc = Service::new("count").handler(COUNT, "count", move |_, body| {
@@ -83,11 +121,12 @@ fn run_kill_test(total: usize, threads: usize) {
         counter[id].fetch_add(1, Ordering::Relaxed);
         Ok(body)
     });
-    let server = ServerBuilder::new()
-        .service(svc)
-        .listen("127.0.0.1:0")
-        .unwrap();
-    let client = Arc::new(Client::connect(server.local_addr(), config(4)).unwrap());
+    let server = serve_over(
+        ServerBuilder::new().service(svc),
+        over,
+        &format!("kill-{over:?}"),
+    );
+    let client = Arc::new(connect_to(&server, config(4)));
     let stop = Arc::new(AtomicBool::new(false));
     let kills = Arc::new(AtomicUsize::new(0));
     let killer = {
@@ -147,7 +186,7 @@ fn run_kill_test(total: usize, threads: usize) {
         .sum();
     assert_eq!(executed, total as u64);
     eprintln!(
-        "{total} requests, {} connection kills, {} retries, {} lost connections, server replays {}",
+        "{over:?}: {total} requests, {} connection kills, {} retries, {} lost connections, server replays {}",
         kills.load(Ordering::Relaxed),
         nexus.retries,
         nexus.connections_lost,
@@ -351,6 +390,16 @@ fn pipeline_and_ordered_calls() {
 /// Blocking handlers under connection kills: still exactly once.
 #[test]
 fn blocking_handlers_run_once_under_connection_kills() {
+    blocking_handlers_run_once(Over::Tcp);
+}
+
+#[test]
+fn blocking_handlers_run_once_under_unix_and_shm_connection_kills() {
+    blocking_handlers_run_once(Over::Unix);
+    blocking_handlers_run_once(Over::Shm);
+}
+
+fn blocking_handlers_run_once(over: Over) {
     let total = 2000;
     let executions: Arc<Vec<AtomicU32>> = Arc::new((0..total).map(|_| AtomicU32::new(0)).collect());
     let counter = executions.clone();
@@ -360,12 +409,9 @@ fn blocking_handlers_run_once_under_connection_kills() {
         std::thread::sleep(Duration::from_micros(200));
         Ok(body)
     });
-    let server = ServerBuilder::new()
-        .service(svc)
-        .handler_threads(8)
-        .listen("127.0.0.1:0")
-        .unwrap();
-    let client = Arc::new(Client::connect(server.local_addr(), config(4)).unwrap());
+    let builder = ServerBuilder::new().service(svc).handler_threads(8);
+    let server = serve_over(builder, over, &format!("blocking-{over:?}"));
+    let client = Arc::new(connect_to(&server, config(4)));
     let stop = Arc::new(AtomicBool::new(false));
     let killer = {
         let (client, stop) = (client.clone(), stop.clone());
@@ -431,12 +477,23 @@ fn garbage_from_the_network_closes_only_that_connection() {
 /// Full duplex: the server calls the client's backchannel service over the same nexus.
 #[test]
 fn server_calls_the_client_on_the_backchannel() {
+    backchannel_calls(Over::Tcp);
+}
+
+#[test]
+fn server_calls_the_client_on_the_backchannel_over_unix_and_shm() {
+    backchannel_calls(Over::Unix);
+    backchannel_calls(Over::Shm);
+}
+
+fn backchannel_calls(over: Over) {
     const SHOUT: ExchangeId = ExchangeId(7);
     let svc = Service::new("echo").handler(ECHO, "echo", |_, body| Ok(body));
-    let server = ServerBuilder::new()
-        .service(svc)
-        .listen("127.0.0.1:0")
-        .unwrap();
+    let server = serve_over(
+        ServerBuilder::new().service(svc),
+        over,
+        &format!("back-{over:?}"),
+    );
     const SLOW_SHOUT: ExchangeId = ExchangeId(8);
     let back = Service::new("client")
         .handler(SHOUT, "shout", |_, body| {
@@ -446,14 +503,13 @@ fn server_calls_the_client_on_the_backchannel() {
             std::thread::sleep(Duration::from_millis(5));
             Ok(Bytes::from(body.to_ascii_uppercase()))
         });
-    let client = Client::connect(
-        server.local_addr(),
+    let client = connect_to(
+        &server,
         ClientOptions {
             backchannel: Some(back),
             ..config(2)
         },
-    )
-    .unwrap();
+    );
     // Fore channel first, so the nexus surely exists on the server.
     client.call(ECHO, Bytes::from_static(b"x")).unwrap();
     let nexuses = server.nexuses();
@@ -483,6 +539,16 @@ fn server_calls_the_client_on_the_backchannel() {
 /// (reconnect with backoff, rebind, retry) and nothing is lost or run twice.
 #[test]
 fn losing_the_whole_trunk_at_once_recovers() {
+    lose_the_whole_trunk(Over::Tcp);
+}
+
+#[test]
+fn losing_the_whole_unix_or_shm_trunk_at_once_recovers() {
+    lose_the_whole_trunk(Over::Unix);
+    lose_the_whole_trunk(Over::Shm);
+}
+
+fn lose_the_whole_trunk(over: Over) {
     let total = 3000usize;
     let executions: Arc<Vec<AtomicU32>> = Arc::new((0..total).map(|_| AtomicU32::new(0)).collect());
     let counter = executions.clone();
@@ -491,11 +557,12 @@ fn losing_the_whole_trunk_at_once_recovers() {
         counter[id].fetch_add(1, Ordering::Relaxed);
         Ok(body)
     });
-    let server = ServerBuilder::new()
-        .service(svc)
-        .listen("127.0.0.1:0")
-        .unwrap();
-    let client = Arc::new(Client::connect(server.local_addr(), config(4)).unwrap());
+    let server = serve_over(
+        ServerBuilder::new().service(svc),
+        over,
+        &format!("trunk-{over:?}"),
+    );
+    let client = Arc::new(connect_to(&server, config(4)));
     let stop = Arc::new(AtomicBool::new(false));
     let killer = {
         let (client, stop) = (client.clone(), stop.clone());

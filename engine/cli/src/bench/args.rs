@@ -32,14 +32,16 @@ pub struct BenchArgs {
     /// What to measure.
     #[arg(long, value_enum, default_value = "replicate")]
     pub mode: Mode,
-    /// Measure against a running `hawser bench --serve` at HOST:PORT instead of a
-    /// loopback server in this process.
-    #[arg(long, value_name = "HOST:PORT")]
+    /// Measure against a running `hawser bench --serve` at ADDR instead of a loopback
+    /// server in this process: HOST:PORT, tcp://HOST:PORT, unix:///PATH, shm://NAME or
+    /// shm:///PATH.
+    #[arg(long, value_name = "ADDR")]
     pub connect: Option<String>,
-    /// Serve the bench exchanges on ADDR until killed (no measurement). Its clients are
-    /// anonymous: on an address other than a loopback one, give --allow-anonymous too.
+    /// Serve the bench exchanges on ADDR until killed (no measurement); repeatable, any
+    /// form --connect takes. Its clients are anonymous: on an address other machines can
+    /// reach, give --allow-anonymous too.
     #[arg(long, value_name = "ADDR", conflicts_with = "connect")]
-    pub serve: Option<String>,
+    pub serve: Vec<String>,
     /// With --serve: accept (anonymous) clients on an address other machines can reach.
     #[arg(long, requires = "serve")]
     pub allow_anonymous: bool,

@@ -67,8 +67,8 @@ pub fn run_cli(args: &BenchArgs) -> ExitCode {
         eprintln!("hawser bench: --congestion: {e}");
         return ExitCode::from(2);
     }
-    if let Some(addr) = &args.serve {
-        return service::serve(args, addr);
+    if !args.serve.is_empty() {
+        return service::serve(args, &args.serve);
     }
     if args.mode == Mode::Replicate {
         return replicate::run_cli(args);

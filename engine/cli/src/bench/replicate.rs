@@ -167,6 +167,7 @@ fn job_args(args: &BenchArgs) -> JobArgs {
         compress: Default::default(),
         identity: None,
         secret_file: None,
+        external: false,
         replace_nexus: None,
         timeout: 30.0,
         quiet: args.json,
@@ -204,7 +205,7 @@ fn run(args: &BenchArgs) -> Result<(), CliError> {
         );
     }
     let server = start_server(&ServeArgs {
-        listen: Some("127.0.0.1:0".into()),
+        listen: vec!["127.0.0.1:0".into()],
         root: Some(dst.clone()),
         shards: Some(1),
         config: None,
@@ -213,6 +214,7 @@ fn run(args: &BenchArgs) -> Result<(), CliError> {
         partial_max_age: None,
         clean_partials: false,
         allow_anonymous: false,
+        allow_peer_uid: Vec::new(),
         max_connections_per_address: None,
         max_handshakes: None,
         max_nexuses: None,
@@ -220,7 +222,7 @@ fn run(args: &BenchArgs) -> Result<(), CliError> {
     })?;
     let job = job_args(args);
     let config = job.source_config("bench".into())?;
-    let (client, _) = connect(server.local_addr(), &job, config.options.block_size)?;
+    let (client, _) = connect(&server.addresses()[0], &job, config.options.block_size)?;
     let outcome = push_with(
         &client,
         &[PathBuf::from(format!("{}/", src.display()))],

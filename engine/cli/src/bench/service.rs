@@ -4,10 +4,11 @@
 use std::process::ExitCode;
 
 use bytes::Bytes;
-use hawser_runtime::{ExchangeId, Runtime, ServerBuilder, Service};
+use hawser_runtime::{Address, ExchangeId, Runtime, ServerBuilder, Service};
 
 use crate::bench::args::BenchArgs;
-use crate::serve::access::check_someone_may_connect;
+use crate::error::CliError;
+use crate::serve::access::{check_someone_may_connect, shown_address};
 
 /// The echo exchange of the bench service.
 pub const BENCH_ECHO: ExchangeId = ExchangeId(0xBE01);
@@ -21,14 +22,23 @@ pub fn bench_service() -> Service {
         .handler(BENCH_SINK, "bench.sink", |_, _| Ok(Bytes::new()))
 }
 
-/// `hawser bench --serve ADDR`: serves [`bench_service`] until killed; its clients are
-/// anonymous. The exit code if it cannot.
-pub(crate) fn serve(args: &BenchArgs, addr: &str) -> ExitCode {
+/// `hawser bench --serve ADDR...`: serves [`bench_service`] on every address until
+/// killed; its clients are anonymous. The exit code if it cannot.
+pub(crate) fn serve(args: &BenchArgs, texts: &[String]) -> ExitCode {
     let allow = args.allow_anonymous.then_some(true);
-    if let Err(e) = check_someone_may_connect(addr, allow, false, "bench") {
-        eprintln!("hawser bench: {e}");
-        return ExitCode::from(2);
-    }
+    let parsed = texts
+        .iter()
+        .map(|t| Address::parse(t).map_err(|e| CliError::Usage(e.to_string())))
+        .collect::<Result<Vec<_>, _>>();
+    let addresses = match parsed.and_then(|addresses| {
+        check_someone_may_connect(&addresses, allow, false, "bench").map(|()| addresses)
+    }) {
+        Ok(addresses) => addresses,
+        Err(e) => {
+            eprintln!("hawser bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let served = Runtime::with_tcp_congestion(args.shards.max(1), args.congestion.as_deref())
         .and_then(|runtime| {
             // Anonymous clients: on loopback by default, elsewhere when asked for.
@@ -37,13 +47,14 @@ pub(crate) fn serve(args: &BenchArgs, addr: &str) -> ExitCode {
                 Some(allow) => builder.allow_anonymous(allow),
                 None => builder,
             };
-            builder.runtime(&runtime, 0).listen(addr)
+            builder.runtime(&runtime, 0).listen_on(&addresses)
         });
     match served {
         Ok(server) => {
+            let shown: Vec<String> = server.addresses().iter().map(shown_address).collect();
             eprintln!(
                 "hawser bench: serving the bench exchanges on {}",
-                server.local_addr()
+                shown.join(", ")
             );
             loop {
                 std::thread::park();

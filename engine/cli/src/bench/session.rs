@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hawser_runtime::{
-    ApiError, Client, ClientOptions, Runtime, RuntimeConfig, Server, ServerBuilder,
+    Address, ApiError, Client, ClientOptions, Runtime, RuntimeConfig, Server, ServerBuilder,
 };
 
 use crate::bench::args::{BenchArgs, CallerKind, Mode};
@@ -75,15 +75,16 @@ pub(crate) fn run(
     // as many nexuses as shards every shard sends for one nexus and receives for another.
     let mut servers: Vec<Server> = Vec::new();
     let mut addrs = Vec::with_capacity(nexuses);
+    let connect = args.connect.as_deref().map(Address::parse).transpose()?;
     for i in 0..nexuses {
-        match &args.connect {
+        match &connect {
             Some(a) => addrs.push(a.clone()),
             None => {
                 let s = ServerBuilder::new()
                     .service(bench_service())
                     .runtime(&runtime, (i + 1) % shards)
                     .listen("127.0.0.1:0")?;
-                addrs.push(s.local_addr().to_string());
+                addrs.push(Address::Tcp(s.local_addr()));
                 servers.push(s);
             }
         }
@@ -116,12 +117,7 @@ pub(crate) fn run(
             identity: format!("hawser-bench-{}-{i}", std::process::id()),
             ..config.clone()
         };
-        clients.push(Client::connect_with(
-            addr.as_str(),
-            config,
-            &runtime,
-            i % shards,
-        )?);
+        clients.push(Client::connect_to_with(addr, config, &runtime, i % shards)?);
     }
     // Compressible but not trivial: a repeating 251-byte pattern.
     // Leaked once per run so that cloning the body per call is free (a static `Bytes`

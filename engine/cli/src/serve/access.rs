@@ -1,30 +1,21 @@
 //! Who may connect to a server `hawser serve` or `hawser bench --serve` starts: a server
 //! that would refuse every client does not start.
 
-use std::net::ToSocketAddrs;
-
-use hawser_runtime::anonymous_allowed;
+use hawser_runtime::{Address, anonymous_allowed};
 
 use crate::error::CliError;
 
-/// Refuses to start a server that would refuse every client: one without secrets that
-/// does not accept anonymous clients either (by default, one listening on a non-loopback
-/// address). `what` names the command for the advice.
+/// Refuses to start a server that would refuse every client: one without credentials
+/// (secrets, peer uids) that does not accept anonymous clients either (by default, one
+/// listening on an address other machines can reach). `what` names the command for the
+/// advice.
 pub fn check_someone_may_connect(
-    listen: &str,
+    listen: &[Address],
     allow_anonymous: Option<bool>,
-    has_secrets: bool,
+    has_credentials: bool,
     what: &str,
 ) -> Result<(), CliError> {
-    let ip = listen
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .map(|a| a.ip());
-    let Some(ip) = ip else {
-        return Ok(()); // binding reports the bad address
-    };
-    if has_secrets || anonymous_allowed(allow_anonymous, has_secrets, ip) {
+    if has_credentials || anonymous_allowed(allow_anonymous, has_credentials, listen) {
         return Ok(());
     }
     let advice = if what == "serve" {
@@ -34,31 +25,57 @@ pub fn check_someone_may_connect(
     } else {
         "accept anonymous clients with --allow-anonymous, or listen on a loopback address"
     };
-    let why = if ip.is_loopback() {
+    let why = if listen.iter().all(Address::is_local) {
         "anonymous clients are refused"
     } else {
         "anonymous clients are refused on an address other machines can reach"
     };
+    let shown: Vec<String> = listen.iter().map(shown_address).collect();
     Err(CliError::Usage(format!(
-        "hawser {what} would refuse every client on {listen}: it has no secrets, and {why}; \
-         {advice}"
+        "hawser {what} would refuse every client on {}: it has no secrets, and {why}; \
+         {advice}",
+        shown.join(", ")
     )))
+}
+
+/// An address as clients type it: TCP as `HOST:PORT` (the default transport), the others
+/// with their scheme.
+pub fn shown_address(address: &Address) -> String {
+    match address {
+        Address::Tcp(addr) => addr.to_string(),
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn check(
+        listen: &str,
+        allow: Option<bool>,
+        has_credentials: bool,
+        what: &str,
+    ) -> Result<(), CliError> {
+        let addresses: Vec<Address> = listen
+            .split(',')
+            .map(|a| Address::parse(a).unwrap())
+            .collect();
+        check_someone_may_connect(&addresses, allow, has_credentials, what)
+    }
+
     #[test]
     fn a_server_that_would_refuse_everyone_does_not_start() {
-        let refused = check_someone_may_connect("0.0.0.0:8415", None, false, "serve");
+        let refused = check("0.0.0.0:8415", None, false, "serve");
         assert!(
             matches!(&refused, Err(CliError::Usage(text)) if text.contains("--allow-anonymous")),
             "{refused:?}"
         );
-        assert!(check_someone_may_connect("127.0.0.1:0", None, false, "serve").is_ok());
-        assert!(check_someone_may_connect("0.0.0.0:8415", Some(true), false, "serve").is_ok());
-        assert!(check_someone_may_connect("0.0.0.0:8415", None, true, "serve").is_ok());
-        assert!(check_someone_may_connect("127.0.0.1:0", Some(false), false, "bench").is_err());
+        assert!(check("127.0.0.1:0", None, false, "serve").is_ok());
+        assert!(check("unix:///tmp/x.sock,shm://x", None, false, "serve").is_ok());
+        assert!(check("unix:///tmp/x.sock,0.0.0.0:1", None, false, "serve").is_err());
+        assert!(check("0.0.0.0:8415", Some(true), false, "serve").is_ok());
+        assert!(check("0.0.0.0:8415", None, true, "serve").is_ok());
+        assert!(check("127.0.0.1:0", Some(false), false, "bench").is_err());
     }
 }

@@ -22,14 +22,18 @@ keep a thread. A job may name at most max_job_entries paths and write at most ma
 files at once (config file). Files are written under .hawser-partial/ in their directory \
 and renamed into place when complete; what an unfinished job leaves there waits for a \
 --resume and expires after --partial-max-age (swept at start and hourly); \
---clean-partials removes it all. Prints `listening on ADDR` once bound (port 0 picks a \
+--clean-partials removes it all. Prints `listening on ADDR` for each address once bound (TCP \
+as HOST:PORT; port 0 picks a \
 free port), and logs on stderr what it serves with and what it warns of (RUST_LOG filters \
 the log; info and above by default)."
 )]
 pub struct ServeArgs {
-    /// Address to listen on [default: 0.0.0.0:8415, or the config file's `listen`].
+    /// Address to listen on, repeatable: HOST:PORT or tcp://HOST:PORT, unix:///PATH (a
+    /// Unix socket), shm://NAME or shm:///PATH (shared memory, set up over a Unix socket
+    /// at /dev/shm/hawser-NAME.sock or PATH) [default: 0.0.0.0:8415, or the config file's
+    /// `listen`, one address or a list].
     #[arg(long, value_name = "ADDR")]
-    pub listen: Option<String>,
+    pub listen: Vec<String>,
     /// Directory everything is written under [default: the current directory, or the
     /// config file's `root`].
     #[arg(long, value_name = "DIR")]
@@ -46,16 +50,23 @@ pub struct ServeArgs {
     /// their first byte until answered; past it connections are not read; default 512M),
     /// `frame_timeout` (a frame must arrive whole this long after its first byte, e.g.
     /// 60s, the default), `allow_anonymous`, `grace_period_secs`, a `[secrets]` table
-    /// (identity = "secret") and a `[limits]` table (`connections_per_address`,
+    /// (identity = "secret"), a `[peer_uids]` table (identity = uid, see
+    /// --allow-peer-uid) and a `[limits]` table (`connections_per_address`,
     /// `handshakes_in_progress`, `nexuses`, `held_creates_per_identity`); command-line
     /// options override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Accept anonymous clients (push/pull without --identity): anyone who can reach the
-    /// address [default: only on a loopback address without secrets, or the config
-    /// file's `allow_anonymous`].
+    /// address [default: only when every --listen address is local (loopback, unix://,
+    /// shm://) and there are no secrets, or the config file's `allow_anonymous`].
     #[arg(long)]
     pub allow_anonymous: bool,
+    /// Let local processes running as user UID authenticate as IDENTITY over unix:// or
+    /// shm:// without a secret (SASL EXTERNAL: the kernel tells the server the peer's
+    /// uid; clients use --external); repeatable [also: a `[peer_uids]` table in the
+    /// config file, identity = uid].
+    #[arg(long, value_name = "IDENTITY=UID")]
+    pub allow_peer_uid: Vec<String>,
     /// Open connections from one address at most (an IPv6 /64 counts as one address)
     /// [default: 64, or `[limits] connections_per_address`].
     #[arg(long, value_name = "N")]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use hawser_replicate::WriteMode;
 use hawser_replicate::proto::MAX_BLOCK_SIZE;
 use hawser_replicate::service::ServiceLimits;
-use hawser_runtime::{DEFAULT_PORT, ServerLimits};
+use hawser_runtime::{Address, DEFAULT_PORT, ServerLimits};
 
 use crate::error::{CliError, io_err};
 use crate::serve::args::ServeArgs;
@@ -21,7 +21,7 @@ const DEFAULT_HANDLER_THREADS: usize = 4;
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ServeFile {
-    listen: Option<String>,
+    listen: Option<ListenValue>,
     root: Option<PathBuf>,
     shards: Option<usize>,
     max_block_size: Option<u32>,
@@ -39,7 +39,17 @@ pub(crate) struct ServeFile {
     #[serde(default)]
     secrets: BTreeMap<String, String>,
     #[serde(default)]
+    peer_uids: BTreeMap<String, u32>,
+    #[serde(default)]
     limits: LimitsFile,
+}
+
+/// `listen` in the config file: one address or a list of them.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum ListenValue {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// The `[limits]` table (the names of [`ServerLimits`]).
@@ -113,7 +123,8 @@ pub(crate) fn serve_root(args: &ServeArgs, file: &ServeFile) -> PathBuf {
 /// Everything a server is started with, from the command line, the file and defaults.
 #[derive(Debug)]
 pub(crate) struct ServeSettings {
-    pub(crate) listen: String,
+    /// Every address to listen on (at least one).
+    pub(crate) listen: Vec<Address>,
     pub(crate) root: PathBuf,
     pub(crate) shards: usize,
     pub(crate) max_block_size: u32,
@@ -128,6 +139,8 @@ pub(crate) struct ServeSettings {
     pub(crate) grace_period: Option<Duration>,
     /// Identity to secret.
     pub(crate) secrets: BTreeMap<String, String>,
+    /// Identity to the local user id that may take it with `EXTERNAL`.
+    pub(crate) peer_uids: BTreeMap<String, u32>,
 }
 
 impl ServeSettings {
@@ -164,12 +177,31 @@ impl ServeSettings {
             }
             Duration::from_secs(secs.max(1))
         });
+        let listen_texts = if !args.listen.is_empty() {
+            args.listen.clone()
+        } else {
+            match file.listen {
+                Some(ListenValue::One(one)) => vec![one],
+                Some(ListenValue::Many(many)) if !many.is_empty() => many,
+                Some(ListenValue::Many(_)) => {
+                    return Err(CliError::Usage(
+                        "listen = []: give at least one address to listen on".into(),
+                    ));
+                }
+                None => vec![format!("0.0.0.0:{DEFAULT_PORT}")],
+            }
+        };
+        let listen = listen_texts
+            .iter()
+            .map(|text| Address::parse(text).map_err(|e| CliError::Usage(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut peer_uids = file.peer_uids;
+        for grant in &args.allow_peer_uid {
+            let (identity, uid) = parse_peer_uid(grant)?;
+            peer_uids.insert(identity, uid);
+        }
         Ok(ServeSettings {
-            listen: args
-                .listen
-                .clone()
-                .or(file.listen)
-                .unwrap_or_else(|| format!("0.0.0.0:{DEFAULT_PORT}")),
+            listen,
             root,
             shards,
             max_block_size: file.max_block_size.unwrap_or(MAX_BLOCK_SIZE),
@@ -186,8 +218,24 @@ impl ServeSettings {
             frame_timeout,
             grace_period,
             secrets: file.secrets,
+            peer_uids,
         })
     }
+}
+
+/// `IDENTITY=UID` of `--allow-peer-uid`.
+fn parse_peer_uid(text: &str) -> Result<(String, u32), CliError> {
+    let bad = || {
+        CliError::Usage(format!(
+            "--allow-peer-uid {text:?}: give IDENTITY=UID, e.g. backup=1000 (`id -u USER` \
+             prints a user's id)"
+        ))
+    };
+    let (identity, uid) = text.split_once('=').ok_or_else(bad)?;
+    if identity.is_empty() {
+        return Err(bad());
+    }
+    Ok((identity.to_owned(), uid.trim().parse().map_err(|_| bad())?))
 }
 
 /// `value`, raised to 1 with a warning if it is 0.
@@ -290,7 +338,7 @@ mod tests {
         )
         .expect("a valid file");
         let s = ServeSettings::resolve(&serve_args(&["--shards", "2"]), file).expect("valid");
-        assert_eq!(s.listen, "127.0.0.1:0");
+        assert_eq!(s.listen, [Address::parse("127.0.0.1:0").unwrap()]);
         assert_eq!(s.shards, 2, "the flag wins");
         assert_eq!(s.receive_budget, Some(64 << 20));
         assert_eq!(s.frame_timeout, Some(Duration::from_secs(90)));
@@ -302,7 +350,10 @@ mod tests {
             Some(Duration::from_secs(3600))
         );
         let defaults = ServeSettings::resolve(&serve_args(&[]), ServeFile::default()).unwrap();
-        assert_eq!(defaults.listen, format!("0.0.0.0:{DEFAULT_PORT}"));
+        assert_eq!(
+            defaults.listen,
+            [Address::parse(&format!("0.0.0.0:{DEFAULT_PORT}")).unwrap()]
+        );
         assert_eq!(defaults.shards, 1);
         assert_eq!(defaults.receive_budget, None);
 
@@ -317,10 +368,43 @@ mod tests {
                 "partial_max_age: \"soon\" is not an age",
             ),
             ("max_open_files = 0\n", "max_open_files must be at least 1"),
+            ("listen = []\n", "at least one address"),
+            ("listen = \"udp:/x\"\n", "not an address"),
         ] {
             let file: ServeFile = toml::from_str(text).expect("valid TOML");
             let err = ServeSettings::resolve(&serve_args(&[]), file).unwrap_err();
             assert!(err.to_string().contains(complaint), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn listen_addresses_and_peer_uids_come_from_flags_or_the_file() {
+        let file: ServeFile = toml::from_str(
+            "listen = [\"127.0.0.1:0\", \"unix:///tmp/h.sock\"]\n[peer_uids]\nbackup = 1000\n",
+        )
+        .expect("a valid file");
+        let s = ServeSettings::resolve(&serve_args(&["--allow-peer-uid", "db=1001"]), file)
+            .expect("valid");
+        assert_eq!(
+            s.listen,
+            [
+                Address::parse("127.0.0.1:0").unwrap(),
+                Address::parse("unix:///tmp/h.sock").unwrap()
+            ]
+        );
+        assert_eq!(s.peer_uids.get("backup"), Some(&1000));
+        assert_eq!(s.peer_uids.get("db"), Some(&1001));
+        let flags = serve_args(&["--listen", "shm://r", "--listen", "127.0.0.1:0"]);
+        let s = ServeSettings::resolve(&flags, ServeFile::default()).unwrap();
+        assert_eq!(s.listen.len(), 2);
+        assert_eq!(s.listen[0].scheme(), "shm");
+        for bad in ["db", "=1", "db=me"] {
+            let e = ServeSettings::resolve(
+                &serve_args(&["--allow-peer-uid", bad]),
+                ServeFile::default(),
+            )
+            .unwrap_err();
+            assert!(e.to_string().contains("IDENTITY=UID"), "{bad}: {e}");
         }
     }
 }

@@ -14,7 +14,7 @@ use hawser_runtime::{Runtime, Server, ServerBuilder, anonymous_allowed};
 
 use crate::error::{CliError, io_err};
 use crate::values::{age_text, write_mode_name};
-use access::check_someone_may_connect;
+use access::{check_someone_may_connect, shown_address};
 pub use args::ServeArgs;
 use config::{ServeSettings, read_config, serve_root};
 
@@ -30,8 +30,8 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, CliError> {
         hawser_shards::check_congestion_control(name)
             .map_err(|e| CliError::Usage(e.to_string()))?;
     }
-    let has_secrets = !s.secrets.is_empty();
-    check_someone_may_connect(&s.listen, s.allow_anonymous, has_secrets, "serve")?;
+    let has_credentials = !s.secrets.is_empty() || !s.peer_uids.is_empty();
+    check_someone_may_connect(&s.listen, s.allow_anonymous, has_credentials, "serve")?;
     let runtime = Runtime::with_tcp_congestion(s.shards, s.congestion.as_deref())?;
     let mut builder = ServerBuilder::new()
         .limits(s.server_limits)
@@ -48,9 +48,12 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, CliError> {
     if let Some(timeout) = s.frame_timeout {
         builder = builder.frame_timeout(timeout);
     }
-    let identities = s.secrets.len();
+    let identities = s.secrets.len() + s.peer_uids.len();
     for (identity, secret) in s.secrets {
         builder = builder.secret(identity, secret.into_bytes());
+    }
+    for (identity, uid) in s.peer_uids {
+        builder = builder.peer_uid(identity, uid);
     }
     if let Some(allow) = s.allow_anonymous {
         builder = builder.allow_anonymous(allow);
@@ -58,10 +61,10 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, CliError> {
     if let Some(grace) = s.grace_period {
         builder = builder.grace_period(grace);
     }
-    let server = builder.listen(s.listen.as_str())?;
-    let addr = server.local_addr();
+    let server = builder.listen_on(&s.listen)?;
+    let addresses: Vec<String> = server.addresses().iter().map(shown_address).collect();
     tracing::info!(
-        %addr,
+        addresses = %addresses.join(" "),
         root = %s.root.display(),
         shards = s.shards,
         handler_threads = s.handler_threads,
@@ -75,7 +78,7 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, CliError> {
         handshakes_in_progress = s.server_limits.handshakes_in_progress,
         nexuses = s.server_limits.nexuses,
         identities,
-        anonymous = anonymous_allowed(s.allow_anonymous, has_secrets, addr.ip()),
+        anonymous = anonymous_allowed(s.allow_anonymous, has_credentials, server.addresses()),
         congestion = s.congestion.as_deref().unwrap_or("system default"),
         "serving"
     );
@@ -88,7 +91,9 @@ pub fn serve(args: &ServeArgs) -> Result<(), CliError> {
         return clean_partials(args);
     }
     let server = start_server(args)?;
-    println!("listening on {}", server.local_addr());
+    for address in server.addresses() {
+        println!("listening on {}", shown_address(address));
+    }
     let _ = std::io::stdout().flush();
     loop {
         std::thread::park();

@@ -10,7 +10,10 @@ pub use hawser_replicate::testing::*;
 /// A `hawser serve` child on a free loopback port, killed on drop.
 pub struct ServeProcess {
     pub child: Child,
+    /// The first address it listens on, as clients type it.
     pub addr: String,
+    /// Every address, in the order of its `--listen` options.
+    pub addrs: Vec<String>,
 }
 
 impl ServeProcess {
@@ -25,17 +28,44 @@ impl ServeProcess {
         Self::announced(child)
     }
 
+    /// `hawser serve --root ROOT ARGS...` (ARGS with its --listen options) once it
+    /// prints its `listens` addresses.
+    pub fn start_with(root: &Path, args: &[&str], listens: usize) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_hawser"))
+            .arg("serve")
+            .arg("--root")
+            .arg(root)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Self::announcing(child, listens)
+    }
+
     /// Takes a spawned `hawser serve` (stdout piped) once it prints its address.
-    pub fn announced(mut child: Child) -> Self {
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected serve output {line:?}"))
-            .to_string();
-        ServeProcess { child, addr }
+    pub fn announced(child: Child) -> Self {
+        Self::announcing(child, 1)
+    }
+
+    fn announcing(mut child: Child, listens: usize) -> Self {
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut addrs = Vec::new();
+        for _ in 0..listens {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            let addr = line
+                .trim()
+                .strip_prefix("listening on ")
+                .unwrap_or_else(|| panic!("unexpected serve output {line:?}"))
+                .to_string();
+            addrs.push(addr);
+        }
+        ServeProcess {
+            child,
+            addr: addrs[0].clone(),
+            addrs,
+        }
     }
 
     pub fn kill(&mut self) {

@@ -43,7 +43,7 @@ pub(crate) struct SessionConn {
     host: Rc<RefCell<Host>>,
     conn: Option<session::LinkId>,
     /// An accepted connection's peer, told by the shard before `on_open`.
-    peer: Option<SocketAddr>,
+    peer: session::Peer,
     done: bool,
 }
 
@@ -52,7 +52,7 @@ impl SessionConn {
         SessionConn {
             host,
             conn: None,
-            peer: None,
+            peer: session::Peer::Unknown,
             done: false,
         }
     }
@@ -76,7 +76,7 @@ impl Protocol for SessionConn {
     }
 
     fn on_peer_address(&mut self, peer: SocketAddr) {
-        self.peer = Some(peer);
+        self.peer = session::Peer::Inet(peer.ip());
     }
 
     /// The session assembles frames of up to megabytes: the kernel writes each
@@ -172,70 +172,14 @@ impl Protocol for SessionConn {
     }
 }
 
-/// What a server's listener gives an accepted connection.
-pub(crate) enum ListenConn {
-    Live(SessionConn),
-    /// The server is gone (its shards live on in a shared runtime): close at once.
-    Refused,
-}
+/// What a server's listener gives a connection accepted after the server was shut down
+/// on a runtime that lives on: closed at once.
+pub(crate) struct RefusedConn;
 
-impl Protocol for ListenConn {
-    fn on_open(&mut self, now: Instant, socket: hawser_shards::ConnId) {
-        if let ListenConn::Live(c) = self {
-            c.on_open(now, socket);
-        }
-    }
-    fn on_peer_address(&mut self, peer: SocketAddr) {
-        if let ListenConn::Live(c) = self {
-            c.on_peer_address(peer);
-        }
-    }
-    fn receives_into_own_buffer(&self) -> bool {
-        match self {
-            ListenConn::Live(c) => c.receives_into_own_buffer(),
-            ListenConn::Refused => false,
-        }
-    }
-    fn recv_buffer(&mut self, now: Instant) -> Option<BytesMut> {
-        match self {
-            ListenConn::Live(c) => c.recv_buffer(now),
-            ListenConn::Refused => None,
-        }
-    }
-    fn handle_received(&mut self, now: Instant, buf: BytesMut, filled: usize) {
-        if let ListenConn::Live(c) = self {
-            c.handle_received(now, buf, filled);
-        }
-    }
-    fn handle_input(&mut self, now: Instant, input: Received<'_>) {
-        if let ListenConn::Live(c) = self {
-            c.handle_input(now, input);
-        }
-    }
-    fn handle_eof(&mut self, now: Instant) {
-        if let ListenConn::Live(c) = self {
-            c.handle_eof(now);
-        }
-    }
-    fn poll_transmit(&mut self, now: Instant, out: &mut Transmit) {
-        if let ListenConn::Live(c) = self {
-            c.poll_transmit(now, out);
-        }
-    }
-    fn handle_message(&mut self, now: Instant, msg: AppMessage) {
-        if let ListenConn::Live(c) = self {
-            c.handle_message(now, msg);
-        }
-    }
+impl Protocol for RefusedConn {
+    fn handle_input(&mut self, _now: Instant, _input: Received<'_>) {}
+    fn poll_transmit(&mut self, _now: Instant, _out: &mut Transmit) {}
     fn wants_close(&self) -> bool {
-        match self {
-            ListenConn::Live(c) => c.wants_close(),
-            ListenConn::Refused => true,
-        }
-    }
-    fn on_close(&mut self, now: Instant, reason: &ShardClose) {
-        if let ListenConn::Live(c) = self {
-            c.on_close(now, reason);
-        }
+        true
     }
 }

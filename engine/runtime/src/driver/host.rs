@@ -4,7 +4,6 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Read;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +21,7 @@ use super::conn::{SessionConn, ShardSink};
 use crate::command::{Caller, HostCommand, Readiness, ReplyTo, Waker};
 use crate::service::{Handler, HandlerTable, Job, RequestContext, to_reply};
 use crate::stats::StatsReport;
+use crate::transport::Transport;
 
 /// Limit of output stashed for a connection that is not the one being served.
 const STASH_LIMIT: usize = 1 << 20;
@@ -51,7 +51,8 @@ pub(crate) struct ConnSlot {
 
 pub(crate) struct ClientSide {
     pub(crate) ep: session::ClientEndpoint,
-    pub(crate) addr: SocketAddr,
+    /// What the trunk's connections are opened on (and reopened after a loss).
+    pub(crate) transport: Arc<dyn Transport>,
     pub(crate) ready: Option<Sender<Readiness>>,
 }
 
@@ -259,12 +260,16 @@ impl Host {
         &mut self,
         now: Instant,
         socket: hawser_shards::ConnId,
-        peer: Option<SocketAddr>,
+        peer: session::Peer,
     ) -> session::LinkId {
         let conn = match &mut self.side {
             Side::Client(s) => s.ep.add_connection(now, random_nonce()),
             Side::Server(s) => {
-                s.ep.accept_from(now, random_nonce(), peer.map(|p| canonical_ip(p.ip())))
+                let peer = match peer {
+                    session::Peer::Inet(ip) => session::Peer::Inet(canonical_ip(ip)),
+                    other => other,
+                };
+                s.ep.accept_peer(now, random_nonce(), peer)
             }
         };
         self.links.insert(
@@ -563,13 +568,13 @@ pub(crate) fn run_host(ctx: &mut ShardCtx<'_>, host: &Rc<RefCell<Host>>, timer: 
     // Executed without the host borrowed: closing a socket may call back into it.
     while !actions.is_empty() {
         let mut failed_connects = 0;
-        let (addr, id) = {
+        let (transport, id) = {
             let h = host.borrow();
-            let addr = match &h.side {
-                Side::Client(s) => Some(s.addr),
+            let transport = match &h.side {
+                Side::Client(s) => Some(Arc::clone(&s.transport)),
                 Side::Server(_) => None,
             };
-            (addr, h.id)
+            (transport, h.id)
         };
         for action in actions.drain(..) {
             match action {
@@ -578,9 +583,11 @@ pub(crate) fn run_host(ctx: &mut ShardCtx<'_>, host: &Rc<RefCell<Host>>, timer: 
                 Action::Close(socket) => ctx.close(socket),
                 Action::ArmTimer(at) => ctx.set_timer(at, id),
                 Action::Connect => {
-                    let Some(addr) = addr else { continue };
+                    let Some(transport) = &transport else {
+                        continue;
+                    };
                     let conn = SessionConn::new(host.clone());
-                    if ctx.connect_tcp(addr, Box::new(conn)).is_err() {
+                    if transport.connect(ctx, Box::new(conn)).is_err() {
                         failed_connects += 1;
                     }
                 }

@@ -1,7 +1,6 @@
 //! Setting hosts up on their shards and tearing them down (the control plane).
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,16 +8,19 @@ use std::time::Instant;
 
 use crossbeam::channel::{Receiver, Sender};
 use hawser_session as session;
-use hawser_shards::{ShardHandler, Shards};
+use hawser_shards::{Protocol, ShardHandler, Shards};
 
-use super::conn::{ListenConn, SessionConn};
+use super::conn::{RefusedConn, SessionConn};
 use super::host::Serving;
 use super::host::{
     ClientSide, DriverHandler, HOSTS, Host, ServerSide, Side, host_by_id, random_nonce, run_host,
     shard_task,
 };
+use crate::ApiError;
+use crate::address::Address;
 use crate::command::{Caller, CommandSender, HostCommand, Readiness, Waker};
 use crate::service::{HandlerTable, Job};
+use crate::transport::{AcceptFactory, Transport};
 
 /// The shards configuration the driver needs (its handler runs host timers).
 pub(crate) fn shards_config(
@@ -82,12 +84,12 @@ fn install(
     })
 }
 
-/// Installs a client endpoint on `shard`, connecting to `addr`.
+/// Installs a client endpoint on `shard`, connecting over `transport`.
 pub(crate) fn install_client(
     shards: &Arc<Shards>,
     shard: usize,
     config: session::ClientConfig,
-    addr: SocketAddr,
+    transport: Arc<dyn Transport>,
     ready: Sender<Readiness>,
     backchannel: Serving,
 ) -> Result<HostHandle, hawser_shards::ShardError> {
@@ -99,23 +101,24 @@ pub(crate) fn install_client(
         move || {
             Side::Client(Box::new(ClientSide {
                 ep: session::ClientEndpoint::new(config, Instant::now()),
-                addr,
+                transport,
                 ready: Some(ready),
             }))
         },
     )
 }
 
-/// Installs a server endpoint on `shard` and listens on `addr` there. Returns the bound
-/// address and the caller for backchannel calls (shared with the server's handlers).
+/// Installs a server endpoint on `shard` and listens on each transport there. Returns
+/// the bound addresses (in order) and the caller for backchannel calls (shared with the
+/// server's handlers). If one cannot listen, the host is removed again.
 pub(crate) fn install_server(
     shards: &Arc<Shards>,
     shard: usize,
     config: session::ServerConfig,
     handlers: Arc<HandlerTable>,
     jobs: Sender<Job>,
-    addr: SocketAddr,
-) -> Result<(HostHandle, SocketAddr, Arc<Caller>), hawser_shards::ShardError> {
+    transports: &[Arc<dyn Transport>],
+) -> Result<(HostHandle, Vec<Address>, Arc<Caller>), ApiError> {
     let seed = u64::from_le_bytes(random_nonce()[..8].try_into().expect("8 bytes"));
     let channel = command_channel(shards, shard);
     let caller = Arc::new(Caller::new(channel.0.clone()));
@@ -127,11 +130,20 @@ pub(crate) fn install_server(
         }))
     })?;
     let id = handle.id;
-    let bound = shards.listen_tcp_on(shard, addr, move |_| match host_by_id(id) {
-        Some(host) => ListenConn::Live(SessionConn::new(host)),
-        // The server was shut down on a runtime that lives on: refuse.
-        None => ListenConn::Refused,
-    })?;
+    let accept: AcceptFactory = Arc::new(move |_| match host_by_id(id) {
+        Some(host) => Box::new(SessionConn::new(host)) as Box<dyn Protocol>,
+        None => Box::new(RefusedConn),
+    });
+    let mut bound = Vec::with_capacity(transports.len());
+    for transport in transports {
+        match transport.listen(shards, shard, Arc::clone(&accept)) {
+            Ok(address) => bound.push(address),
+            Err(e) => {
+                uninstall(shards, &handle);
+                return Err(e);
+            }
+        }
+    }
     Ok((handle, bound, caller))
 }
 
