@@ -86,7 +86,7 @@ pub struct BenchArgs {
     pub spin_us: u64,
     /// Microseconds each shard looks for work before sleeping in the kernel (saves the
     /// shards' wake-ups between exchanges; keeps their cores busy meanwhile); 0: sleep
-    /// at once [default: 50 for rpc, 0 for bulk].
+    /// at once [default: 50 for rpc, 0 for bulk; with --serve, 0 unless given].
     #[arg(long, value_name = "MICROS")]
     pub busy_poll_us: Option<u64>,
     /// TCP congestion control of every connection, e.g. `cubic` or `bbr` (one of

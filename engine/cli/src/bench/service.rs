@@ -2,9 +2,10 @@
 //! `hawser bench --serve ADDR`, which serves it to a `hawser bench --connect` elsewhere.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use bytes::Bytes;
-use hawser_runtime::{Address, ExchangeId, Runtime, ServerBuilder, Service};
+use hawser_runtime::{Address, ExchangeId, Runtime, RuntimeConfig, ServerBuilder, Service};
 
 use crate::bench::args::BenchArgs;
 use crate::error::CliError;
@@ -39,16 +40,25 @@ pub(crate) fn serve(args: &BenchArgs, texts: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let served = Runtime::with_tcp_congestion(args.shards.max(1), args.congestion.as_deref())
-        .and_then(|runtime| {
-            // Anonymous clients: on loopback by default, elsewhere when asked for.
-            let builder = ServerBuilder::new().service(bench_service());
-            let builder = match allow {
-                Some(allow) => builder.allow_anonymous(allow),
-                None => builder,
-            };
-            builder.runtime(&runtime, 0).listen_on(&addresses)
-        });
+    let served = Runtime::start(RuntimeConfig {
+        shards: args.shards.max(1),
+        tcp_congestion: args.congestion.clone(),
+        // Only when asked for: a server waiting for clients should not spin by default.
+        busy_poll: args
+            .busy_poll_us
+            .filter(|&us| us > 0)
+            .map(Duration::from_micros),
+        ..RuntimeConfig::default()
+    })
+    .and_then(|runtime| {
+        // Anonymous clients: on loopback by default, elsewhere when asked for.
+        let builder = ServerBuilder::new().service(bench_service());
+        let builder = match allow {
+            Some(allow) => builder.allow_anonymous(allow),
+            None => builder,
+        };
+        builder.runtime(&runtime, 0).listen_on(&addresses)
+    });
     match served {
         Ok(server) => {
             let shown: Vec<String> = server.addresses().iter().map(shown_address).collect();
