@@ -22,7 +22,7 @@ pub const RPC_MESSAGE_BYTES: usize = 64;
 const THROUGHPUT: &str = "throughput_bytes_per_sec";
 
 /// Runs `hawser bench`, recording a failure as a note instead of aborting the baselines.
-fn hawser_bench_run(
+pub(super) fn hawser_bench_run(
     outcome: &mut Outcome,
     subject: &Subject,
     binary: &std::path::Path,
@@ -361,7 +361,7 @@ pub fn rpc(context: &Context, outcome: &mut Outcome) -> Result<()> {
 }
 
 /// Records p50, p90, p99, p99.9 and max (nanoseconds).
-fn record_latencies(outcome: &mut Outcome, subject: &Subject, latency_ns: &[f64; 5]) {
+pub(super) fn record_latencies(outcome: &mut Outcome, subject: &Subject, latency_ns: &[f64; 5]) {
     for (metric, value) in [
         "latency_p50_ns",
         "latency_p90_ns",

@@ -7,6 +7,7 @@
 
 pub mod hostile;
 pub mod lfn;
+pub mod local;
 pub mod loopback;
 pub mod replicate;
 pub mod tools;
@@ -40,6 +41,9 @@ pub enum ScenarioName {
     /// `hawser serve` under hostile clients: memory with held frames and idle
     /// connections, nexus create rate under churn, answered wrong secrets.
     Hostile,
+    /// `hawser bench` bulk and rpc ping-pong and `hawser push` between two processes of
+    /// this host over TCP on loopback, a Unix socket and shared memory (issue 14).
+    LocalTransports,
 }
 
 impl ScenarioName {
@@ -52,6 +56,7 @@ impl ScenarioName {
             ScenarioName::Lfn10g50ms => "lfn-10g-50ms",
             ScenarioName::LfnLoss => "lfn-loss",
             ScenarioName::Hostile => "hostile",
+            ScenarioName::LocalTransports => "local-transports",
         }
     }
 }
@@ -207,6 +212,7 @@ pub fn run(options: &ScenarioOptions) -> Result<ReportFiles> {
         ScenarioName::Lfn10g50ms => lfn::run(&context, &mut outcome, &lfn::TEN_GBIT_50MS)?,
         ScenarioName::LfnLoss => lfn::run(&context, &mut outcome, &lfn::ONE_GBIT_100MS_LOSS)?,
         ScenarioName::Hostile => hostile::run(&context, &mut outcome)?,
+        ScenarioName::LocalTransports => local::run(&context, &mut outcome)?,
     }
     sample_load(&mut outcome);
     let files = report::write_reports(&outcome, &Machine::detect(), &options.out)?;

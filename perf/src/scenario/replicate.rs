@@ -48,7 +48,7 @@ pub struct DataSet {
     pub files: u64,
 }
 
-fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+pub(super) fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -217,7 +217,7 @@ fn run_place(data: &DataSet, round: usize) -> (String, bool) {
 /// Writes every dirty page back (`sync`) so that a run does not pay for the previous
 /// run's writeback: without it, whichever tool follows the other's 4 GiB write creates its
 /// small files while the kernel flushes gigabytes to disk behind it.
-fn flush_dirty_pages() -> Result<()> {
+pub(super) fn flush_dirty_pages() -> Result<()> {
     let status = Command::new("sync").status().context("running sync")?;
     if !status.success() {
         bail!("sync failed: {status}");
@@ -243,7 +243,12 @@ fn hawser_subject(data: &DataSet) -> Subject {
 }
 
 /// Records one transfer of `data` that took `seconds`.
-fn record_transfer(outcome: &mut Outcome, subject: &Subject, data: &DataSet, seconds: f64) {
+pub(super) fn record_transfer(
+    outcome: &mut Outcome,
+    subject: &Subject,
+    data: &DataSet,
+    seconds: f64,
+) {
     outcome.record(subject, "elapsed_s", "s", seconds);
     outcome.record(
         subject,

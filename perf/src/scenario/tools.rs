@@ -1,7 +1,7 @@
 //! Drivers of the measured tools: iperf3, sockperf, the in-crate plain-socket ceiling and
 //! `hawser bench`, each with a parser of its output that the unit tests cover.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -46,6 +46,15 @@ pub fn require_program(program: &str) -> Result<PathBuf> {
     })
 }
 
+/// The output stream on which a server says it is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announces {
+    /// Standard output (`hawser serve`'s `listening on ADDR`).
+    Stdout,
+    /// Standard error (`hawser bench --serve`'s serving line).
+    Stderr,
+}
+
 /// A background process (a server) killed and reaped when dropped.
 #[derive(Debug)]
 pub struct Background {
@@ -66,6 +75,62 @@ impl Background {
             child,
             what: what.to_owned(),
         })
+    }
+
+    /// Starts `command` and waits until `ready` accepts the lines it has printed so far
+    /// on `stream` (its other output is discarded), at most `timeout`; returns those
+    /// lines. A thread keeps reading the stream afterwards so the process never blocks
+    /// on a full pipe. Fails with the lines printed if the process exits first.
+    pub fn spawn_announced(
+        mut command: Command,
+        what: &str,
+        stream: Announces,
+        ready: impl Fn(&[String]) -> bool,
+        timeout: Duration,
+    ) -> Result<(Background, Vec<String>)> {
+        command.stdin(Stdio::null());
+        match stream {
+            Announces::Stdout => command.stdout(Stdio::piped()).stderr(Stdio::null()),
+            Announces::Stderr => command.stdout(Stdio::null()).stderr(Stdio::piped()),
+        };
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("starting {what}"))?;
+        let pipe: Box<dyn Read + Send> = match stream {
+            Announces::Stdout => Box::new(child.stdout.take().context("no stdout pipe")?),
+            Announces::Stderr => Box::new(child.stderr.take().context("no stderr pipe")?),
+        };
+        let mut background = Background {
+            child,
+            what: what.to_owned(),
+        };
+        let (sender, lines_in) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines() {
+                let Ok(line) = line else { return };
+                // Once nobody listens the lines are only drained.
+                let _ = sender.send(line);
+            }
+        });
+        let deadline = Instant::now() + timeout;
+        let mut lines = Vec::new();
+        loop {
+            if ready(&lines) {
+                return Ok((background, lines));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines_in.recv_timeout(left) {
+                Ok(line) => lines.push(line),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => bail!(
+                    "{what} did not announce itself within {timeout:?}; it printed: {}",
+                    lines.join(" / ")
+                ),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = background.child.wait()?;
+                    bail!("{what} exited early ({status}): {}", lines.join(" / "))
+                }
+            }
+        }
     }
 
     /// The process id (to read its memory).
@@ -672,6 +737,88 @@ pub fn start_hawser_bench_server(
     Ok(server)
 }
 
+/// What `hawser bench --serve` prints on stderr once it serves.
+const BENCH_SERVING: &str = "hawser bench: serving the bench exchanges on ";
+
+/// The addresses of `hawser bench --serve`'s line "hawser bench: serving the bench
+/// exchanges on A, B, C" (TCP as HOST:PORT, the others with their scheme); `None` for
+/// any other line.
+pub fn parse_bench_serving(line: &str) -> Option<Vec<String>> {
+    let list = line.trim().strip_prefix(BENCH_SERVING)?;
+    Some(
+        list.split(", ")
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+/// The address of one of `hawser serve`'s `listening on ADDR` lines; `None` for any
+/// other line.
+pub fn parse_listening(line: &str) -> Option<String> {
+    let address = line.trim().strip_prefix("listening on ")?.trim();
+    (!address.is_empty()).then(|| address.to_owned())
+}
+
+/// How long a server may take to print that it is ready.
+const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `hawser bench --serve A --serve B ... --allow-anonymous` in this namespace, once it has
+/// said it serves; returns it and the addresses it printed (in the order given; a
+/// `127.0.0.1:0` shows its port).
+pub fn start_hawser_bench_server_on(
+    binary: &Path,
+    listen: &[String],
+) -> Result<(Background, Vec<String>)> {
+    let mut command = Command::new(binary);
+    command.arg("bench");
+    for address in listen {
+        command.args(["--serve", address]);
+    }
+    command.arg("--allow-anonymous");
+    let (server, lines) = Background::spawn_announced(
+        command,
+        "hawser bench --serve",
+        Announces::Stderr,
+        |lines| lines.iter().any(|l| parse_bench_serving(l).is_some()),
+        ANNOUNCE_TIMEOUT,
+    )?;
+    let addresses = lines
+        .iter()
+        .find_map(|l| parse_bench_serving(l))
+        .unwrap_or_default();
+    Ok((server, addresses))
+}
+
+/// `hawser serve --listen A --listen B ... --root DIR --allow-anonymous` in this
+/// namespace, once it has printed a `listening on` line per address; returns it and
+/// those addresses (in the order given; a `127.0.0.1:0` shows its port).
+pub fn start_hawser_serve_on(
+    binary: &Path,
+    listen: &[String],
+    root: &Path,
+) -> Result<(Background, Vec<String>)> {
+    let mut command = Command::new(binary);
+    command.args(["serve", "--allow-anonymous"]);
+    for address in listen {
+        command.args(["--listen", address]);
+    }
+    command.arg("--root").arg(root);
+    let wanted = listen.len();
+    let (server, lines) = Background::spawn_announced(
+        command,
+        "hawser serve",
+        Announces::Stdout,
+        |lines| lines.iter().filter_map(|l| parse_listening(l)).count() >= wanted,
+        ANNOUNCE_TIMEOUT,
+    )?;
+    Ok((
+        server,
+        lines.iter().filter_map(|l| parse_listening(l)).collect(),
+    ))
+}
+
 /// How [`run_hawser_push`] runs: `--compress` policy and TCP congestion control.
 #[derive(Debug, Clone, Copy)]
 pub struct PushOptions<'a> {
@@ -819,6 +966,73 @@ sockperf: ---> <MIN> observation =    2.484
         assert_eq!(result.seconds, 2.0);
         assert_eq!(result.intervals, vec![(1.0, 100.0), (2.0, 300.0)]);
         assert!(parse_hawser_push_json(r#"{"end": {}}"#).is_err());
+    }
+
+    #[test]
+    fn bench_serving_line_lists_every_address() {
+        let line = "hawser bench: serving the bench exchanges on 127.0.0.1:40123, \
+                    unix:///tmp/x/b.sock, shm:///tmp/x/b.shm\n";
+        assert_eq!(
+            parse_bench_serving(line).unwrap(),
+            vec![
+                "127.0.0.1:40123",
+                "unix:///tmp/x/b.sock",
+                "shm:///tmp/x/b.shm"
+            ]
+        );
+        assert_eq!(
+            parse_bench_serving("hawser bench: serving the bench exchanges on [::1]:9").unwrap(),
+            vec!["[::1]:9"]
+        );
+        assert_eq!(parse_bench_serving("hawser bench: address in use"), None);
+    }
+
+    #[test]
+    fn listening_lines_give_the_address() {
+        assert_eq!(
+            parse_listening("listening on 127.0.0.1:35001\n").as_deref(),
+            Some("127.0.0.1:35001")
+        );
+        assert_eq!(
+            parse_listening("listening on unix:///tmp/s.sock").as_deref(),
+            Some("unix:///tmp/s.sock")
+        );
+        assert_eq!(parse_listening("listening on "), None);
+        assert_eq!(parse_listening("2026-12-05 INFO serving"), None);
+    }
+
+    #[test]
+    fn a_server_is_ready_when_it_says_so_and_fails_when_it_exits_first() {
+        let mut command = Command::new("sh");
+        command.args([
+            "-c",
+            "echo starting; echo 'listening on 127.0.0.1:7'; exec sleep 30",
+        ]);
+        let (server, lines) = Background::spawn_announced(
+            command,
+            "sh",
+            Announces::Stdout,
+            |lines| lines.iter().any(|l| parse_listening(l).is_some()),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(lines, vec!["starting", "listening on 127.0.0.1:7"]);
+        drop(server);
+        let mut command = Command::new("sh");
+        command.args(["-c", "echo 'cannot bind' >&2; exit 3"]);
+        let error = Background::spawn_announced(
+            command,
+            "sh",
+            Announces::Stderr,
+            |_| false,
+            Duration::from_secs(10),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("exited early") && error.contains("cannot bind"),
+            "{error}"
+        );
     }
 
     #[test]
