@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SCENARIOS=(loopback-bulk loopback-rpc replicate lfn-10g-50ms lfn-loss hostile)
+SCENARIOS=(loopback-bulk loopback-rpc local-transports replicate lfn-10g-50ms lfn-loss hostile)
 scenario=${1:-}
 if [[ -z $scenario ]]; then
     sed -n '2,10p' "$0"
