@@ -370,12 +370,20 @@ pub(crate) fn owned_fd(fd: RawFd) -> OwnedFd {
 
 // ---- shared-memory links: memfds, descriptor passing, credentials -------------------
 
-/// A new anonymous memory file, close-on-exec and open to seals.
+/// A new anonymous memory file, close-on-exec and open to seals; never executable where
+/// the kernel can say so (`MFD_NOEXEC_SEAL`, Linux 6.3: required when
+/// `vm.memfd_noexec` is 2, and it keeps the kernel from warning).
 pub(crate) fn memfd_create(name: &std::ffi::CStr) -> io::Result<OwnedFd> {
-    // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
-    let fd = cvt(unsafe {
-        libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
-    })?;
+    let create = |flags: libc::c_uint| {
+        // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
+        cvt(unsafe { libc::memfd_create(name.as_ptr(), flags) })
+    };
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    let fd = match create(flags | libc::MFD_NOEXEC_SEAL) {
+        // An older kernel does not know the flag.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => create(flags)?,
+        other => other?,
+    };
     Ok(owned_fd(fd))
 }
 

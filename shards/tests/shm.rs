@@ -804,3 +804,78 @@ fn loopback_bulk_rates_unix_versus_shm() {
         }
     }
 }
+
+/// Sends `data` in pieces of varying sizes and checks that the echo is the same bytes;
+/// reports whether it was, then closes.
+struct EchoCheck {
+    data: Bytes,
+    sent: usize,
+    back: usize,
+    piece: usize,
+    same: bool,
+    report: Option<Sender<bool>>,
+}
+
+impl Protocol for EchoCheck {
+    fn handle_input(&mut self, _now: Instant, input: Received<'_>) {
+        let end = self.back + input.len();
+        self.same &= end <= self.data.len() && input[..] == self.data[self.back..end];
+        self.back = end;
+        if self.back >= self.data.len()
+            && let Some(tx) = self.report.take()
+        {
+            let _ = tx.send(self.same);
+        }
+    }
+    fn poll_transmit(&mut self, _now: Instant, out: &mut Transmit) {
+        // Keep at most a few pieces queued: the echo must come back for more to go.
+        while self.sent < self.data.len() && out.queued() < 3 * self.piece {
+            let n = self.piece.min(self.data.len() - self.sent);
+            out.write_bytes(self.data.slice(self.sent..self.sent + n));
+            self.sent += n;
+            self.piece = self.piece * 7 % 65_521 + 1;
+        }
+    }
+    fn wants_close(&self) -> bool {
+        self.report.is_none()
+    }
+}
+
+#[test]
+fn many_links_echo_at_once_across_shards_without_losing_a_wake_up() {
+    let shards = Shards::start(config(2, 64 << 10)).unwrap();
+    let paths: Vec<PathBuf> = (0..2).map(|i| socket_path(&format!("many-{i}"))).collect();
+    let _cleanup: Vec<Cleanup> = paths.iter().cloned().map(Cleanup).collect();
+    for (shard, path) in paths.iter().enumerate() {
+        shards.listen_shm(shard, path, |_| Echo::new()).unwrap();
+    }
+    let (tx, rx) = channel::unbounded();
+    let links = 16;
+    for i in 0..links {
+        let data = Bytes::from(pattern(100 + i as u64, 1_000_000 + i * 4099));
+        shards
+            .connect_shm(
+                i % 2,
+                &paths[(i / 2) % 2],
+                EchoCheck {
+                    data,
+                    sent: 0,
+                    back: 0,
+                    piece: 1 + i * 997,
+                    same: true,
+                    report: Some(tx.clone()),
+                },
+            )
+            .unwrap();
+    }
+    for _ in 0..links {
+        assert!(
+            rx.recv_timeout(TIMEOUT).expect("every link finishes"),
+            "an echo differed"
+        );
+    }
+    wait_until("every link closed", || {
+        shards.stats(0).connections + shards.stats(1).connections == 0
+    });
+    shards.shutdown();
+}
