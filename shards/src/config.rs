@@ -1,5 +1,6 @@
-//! [`ShardsConfig`]: how many shards run and how each is set up, and a check that a TCP
-//! congestion control can be used before a configuration names it.
+//! [`ShardsConfig`]: how many shards run and how each is set up (with [`ShmOptions`] for
+//! shared-memory links), and a check that a TCP congestion control can be used before a
+//! configuration names it.
 
 use std::time::Duration;
 
@@ -44,9 +45,33 @@ pub struct ShardsConfig {
     /// exchange; the price is a core kept busy for up to this long after each burst of
     /// work. `None` (default): park at once.
     pub busy_poll: Option<Duration>,
+    /// Shared-memory links ([`Shards::listen_shm`](crate::Shards::listen_shm),
+    /// [`Shards::connect_shm`](crate::Shards::connect_shm)).
+    pub shm: ShmOptions,
     /// Builds each shard's [`ShardHandler`](crate::ShardHandler) (default:
     /// [`NoHandler`](crate::NoHandler)).
     pub handler: Option<HandlerFactory>,
+}
+
+/// How shared-memory links are set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShmOptions {
+    /// Bytes of each direction's ring: what this side asks for when it connects, and the
+    /// most it grants when it accepts (the smaller of the two wins). A power of two from
+    /// 64 KiB to 64 MiB; default 4 MiB. A link's memory is twice this plus a page, per
+    /// connection, allocated when it opens.
+    pub ring_bytes: usize,
+    /// How long a handshake may take, from connect to the last hello (default 5 s).
+    pub handshake_timeout: Duration,
+}
+
+impl Default for ShmOptions {
+    fn default() -> Self {
+        ShmOptions {
+            ring_bytes: 4 << 20,
+            handshake_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 impl std::fmt::Debug for ShardsConfig {
@@ -64,6 +89,7 @@ impl std::fmt::Debug for ShardsConfig {
             .field("tcp_congestion", &self.tcp_congestion)
             .field("defer_taskrun", &self.defer_taskrun)
             .field("busy_poll", &self.busy_poll)
+            .field("shm", &self.shm)
             .field("handler", &self.handler.as_ref().map(|_| "custom"))
             .finish()
     }
@@ -84,6 +110,7 @@ impl Default for ShardsConfig {
             tcp_congestion: None,
             defer_taskrun: false,
             busy_poll: None,
+            shm: ShmOptions::default(),
             handler: None,
         }
     }

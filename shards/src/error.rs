@@ -58,6 +58,16 @@ pub enum ShardError {
         /// Bytes per buffer asked for.
         buffer_size: usize,
     },
+    /// The shared-memory ring size or handshake timeout is out of range.
+    #[error(
+        "shared-memory rings of {ring_bytes} bytes with a {handshake_timeout:?} handshake cannot work; use a power of two from 64 KiB to 64 MiB and a timeout above zero"
+    )]
+    InvalidShmOptions {
+        /// Ring bytes asked for.
+        ring_bytes: usize,
+        /// Handshake timeout asked for.
+        handshake_timeout: std::time::Duration,
+    },
     /// The TCP congestion control named is not available on this host.
     #[error(
         "TCP congestion control {name:?} is not available here (available: {}); others need their kernel module loaded",
@@ -121,6 +131,10 @@ mod tests {
                 name: "vegas".into(),
                 available: vec!["reno".into(), "cubic".into()],
             },
+            ShardError::InvalidShmOptions {
+                ring_bytes: 1000,
+                handshake_timeout: std::time::Duration::from_secs(5),
+            },
         ];
         let hints = [
             "io_uring_disabled to 0",
@@ -130,6 +144,7 @@ mod tests {
             "at most 65535",
             "1 to 32768 buffers",
             "kernel module loaded",
+            "power of two from 64 KiB to 64 MiB",
         ];
         for (e, hint) in errors.iter().zip(hints) {
             let msg = e.to_string();

@@ -10,13 +10,19 @@
 //! messages from other shards, and parks in `io_uring_enter` when there is nothing to do.
 //! Everything a shard touches is its own:
 //!
-//! - **connections** (TCP, Unix stream) live on one shard for life. Accepts are multishot;
-//!   [`Shards::listen_tcp`] hands accepted connections round-robin to the shards, which
-//!   balances the few long-lived connections hawser uses exactly
+//! - **connections** (TCP, Unix stream, shared memory) live on one shard for life. Accepts
+//!   are multishot; [`Shards::listen_tcp`] hands accepted connections round-robin to the
+//!   shards, which balances the few long-lived connections hawser uses exactly
 //!   ([`Shards::listen_tcp_reuseport`] lets the kernel's hash spread them instead);
 //!   [`Shards::connect_tcp`] places an outbound connection on the shard the caller names.
 //!   UDP sockets receive with multishot `recvmsg` and send batched `sendmsg`, with GSO and
 //!   GRO as options.
+//! - **shared-memory links** ([`Shards::listen_shm`], [`Shards::connect_shm`]) carry a
+//!   byte stream through two rings in a sealed memfd the two sides map, for peers on one
+//!   host; the rendezvous is a Unix socket (and stays the liveness channel), the
+//!   handshakes run on helper threads, a parked side is woken through an eventfd rung
+//!   only when it is parked, and a peer that scribbles over the memory closes its own
+//!   connection, nothing else. The same [`Protocol`] drives them.
 //! - **buffers** come from a per-shard pool registered with the ring (`register_buffers`).
 //!   Part of the pool is offered to the kernel as a provided-buffer ring, and every
 //!   connection receives with one multishot `recv` that picks buffers from it. A protocol can
@@ -106,17 +112,18 @@ mod pool;
 mod protocol;
 mod shard;
 mod shards;
+mod shm;
 mod stats;
 mod sys;
 
 #[cfg(feature = "demo")]
 pub mod demo;
 
-pub use config::{ShardsConfig, check_congestion_control};
+pub use config::{ShardsConfig, ShmOptions, check_congestion_control};
 pub use error::{Result, ShardError};
 pub use mesh::{AppMessage, ShardTask};
 pub use pool::BufHandle;
-pub use protocol::{CloseReason, Protocol, Received, Transmit};
+pub use protocol::{CloseReason, PeerCredentials, Protocol, Received, Transmit};
 pub use shard::{
     ConnId, FileDone, HandlerFactory, NoHandler, OpenOptions, ProtocolFactory, ShardCtx,
     ShardHandler, UdpId, UdpOptions,

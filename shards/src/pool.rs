@@ -401,6 +401,22 @@ impl LocalPool {
         Some(BufHandle::new(self.shared.clone(), id, 0))
     }
 
+    /// Takes a free buffer's id for the shard to fill itself and hand to a protocol as a
+    /// received buffer ([`fill`](Self::fill), then [`received`](Self::received)): the id is
+    /// then the shard's, as a receive completion's is, until recycled or made a handle.
+    pub(crate) fn take_free(&mut self) -> Option<u16> {
+        self.free.pop()
+    }
+
+    /// The whole of buffer `id`, which the caller took with [`take_free`](Self::take_free)
+    /// and still holds.
+    pub(crate) fn fill(&mut self, id: u16) -> &mut [u8] {
+        let len = self.shared.mem.buf_size();
+        // SAFETY: the caller owns buffer `id` (taken off the free list, not given away), so
+        // nothing else reads or writes it; the pool memory lives as long as `self.shared`.
+        unsafe { std::slice::from_raw_parts_mut(self.shared.mem.ptr(id), len) }
+    }
+
     pub(crate) fn handle(&self, id: u16, len: usize) -> BufHandle {
         BufHandle::new(self.shared.clone(), id, len)
     }
@@ -411,7 +427,8 @@ impl LocalPool {
 
     /// Bytes the kernel received into buffer `id`.
     ///
-    /// Only valid between the receive completion naming `id` and the recycle of `id`.
+    /// Only valid between the receive completion naming `id` (or the
+    /// [`take_free`](Self::take_free) that took it) and the recycle of `id`.
     pub(crate) fn received(&self, id: u16, len: usize) -> &[u8] {
         let len = len.min(self.shared.mem.buf_size());
         // SAFETY: the completion handed buffer `id` to us (it left the provided ring), nothing

@@ -29,8 +29,21 @@ pub enum CloseReason {
     Shutdown,
     /// Connecting failed.
     ConnectFailed(io::Error),
-    /// A socket error (reset, broken pipe, ...).
+    /// A socket error (reset, broken pipe, ...), or a shared-memory peer that broke the
+    /// ring's rules ("shared-memory peer corrupted the ring: ...").
     Error(io::Error),
+}
+
+/// Who is at the other end of a Unix-socket or shared-memory connection: the peer
+/// process's credentials as the kernel recorded them when it connected (`SO_PEERCRED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerCredentials {
+    /// Process id (0 when the peer is in a PID namespace that ours cannot see).
+    pub pid: u32,
+    /// Effective user id.
+    pub uid: u32,
+    /// Effective group id.
+    pub gid: u32,
 }
 
 /// A state machine driven by a shard for one connection.
@@ -46,6 +59,11 @@ pub trait Protocol {
     /// [`on_open`](Self::on_open) (not called for connections this side opened, nor when
     /// the address cannot be read).
     fn on_peer_address(&mut self, _peer: std::net::SocketAddr) {}
+
+    /// An accepted Unix-socket or shared-memory connection's peer credentials, told right
+    /// before [`on_open`](Self::on_open) (not called for connections this side opened, nor
+    /// when the kernel cannot say).
+    fn on_peer_credentials(&mut self, _creds: PeerCredentials) {}
 
     /// Bytes arrived. Read them through `Deref`, or keep the buffer with
     /// [`Received::retain`] (zero-copy; the shard's pool shrinks until the handle drops).

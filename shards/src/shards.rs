@@ -71,6 +71,14 @@ impl Shards {
         if n > usize::from(u16::MAX) {
             return Err(ShardError::TooManyShards { shards: n });
         }
+        if !crate::shm::layout::ring_bytes_ok(config.shm.ring_bytes as u64)
+            || config.shm.handshake_timeout.is_zero()
+        {
+            return Err(ShardError::InvalidShmOptions {
+                ring_bytes: config.shm.ring_bytes,
+                handshake_timeout: config.shm.handshake_timeout,
+            });
+        }
         if config.buffers == 0 || config.buffers > 32768 || config.buffer_size == 0 {
             return Err(ShardError::InvalidBufferPool {
                 buffers: config.buffers,
@@ -124,6 +132,7 @@ impl Shards {
             tcp_congestion: config.tcp_congestion.clone(),
             defer_taskrun: config.defer_taskrun,
             busy_poll: config.busy_poll,
+            shm: config.shm,
             shard_count: n,
         };
         let (ready_tx, ready_rx) = channel::bounded::<(usize, std::io::Result<()>)>(n);
@@ -141,6 +150,7 @@ impl Shards {
                 mesh,
                 doorbell: doorbell.clone(),
                 commands: cmd_rx,
+                commands_tx: cmd_tx.clone(),
                 stats: stats.clone(),
                 handler: config.handler.clone(),
             };
@@ -346,7 +356,9 @@ impl Shards {
         Ok(bound)
     }
 
-    /// Listens on a Unix stream socket at `path`, accepting on shard `shard`.
+    /// Listens on a Unix stream socket at `path`, accepting on shard `shard`. Accepted
+    /// connections' protocols learn the peer's credentials
+    /// ([`Protocol::on_peer_credentials`]).
     pub fn listen_unix<P, F>(&self, shard: usize, path: &Path, factory: F) -> Result<()>
     where
         P: Protocol + 'static,
@@ -354,20 +366,27 @@ impl Shards {
     {
         let factory: ProtocolFactory =
             Arc::new(move |shard| Box::new(factory(shard)) as Box<dyn Protocol>);
-        let raw =
-            sys::RawSockAddr::from_unix(path).map_err(|e| ShardError::io("unix socket path", e))?;
-        let fd = sys::unix_socket().map_err(|e| ShardError::io("creating a unix socket", e))?;
-        if let Err(e) = sys::bind(fd, &raw).and_then(|_| sys::listen(fd, 1024)) {
-            sys::close(fd);
-            return Err(if e.raw_os_error() == Some(libc::EADDRINUSE) {
-                ShardError::UnixPathInUse {
-                    path: path.to_path_buf(),
-                }
-            } else {
-                ShardError::io("binding a unix socket", e)
-            });
-        }
+        let fd = bind_unix(path)?;
         self.run_on(shard, move |ctx| ctx.accept_on(fd, factory))
+    }
+
+    /// Listens for shared-memory connections ([`crate::ShmOptions`]) at the Unix socket
+    /// path `path`; the links live on shard `shard`, each driven by a protocol from
+    /// `factory`, which learns the peer's credentials
+    /// ([`Protocol::on_peer_credentials`]) before `on_open`. A helper thread accepts and
+    /// runs the handshakes (at most 16 at once), so a slow or silent client never holds
+    /// the shard. Like [`listen_unix`](Self::listen_unix), a path in use (a stale socket
+    /// file included) is [`ShardError::UnixPathInUse`]: removing it is the caller's call.
+    pub fn listen_shm<P, F>(&self, shard: usize, path: &Path, factory: F) -> Result<()>
+    where
+        P: Protocol + 'static,
+        F: Fn(usize) -> P + Send + Sync + 'static,
+    {
+        let factory: ProtocolFactory =
+            Arc::new(move |shard| Box::new(factory(shard)) as Box<dyn Protocol>);
+        let fd = sys::owned_fd(bind_unix(path)?);
+        self.call_on(shard, move |ctx| ctx.accept_shm(fd, factory))?
+            .map_err(|e| ShardError::io("starting a shared-memory listener", e))
     }
 
     /// Connects from shard `shard` to `addr`, driven by `proto`.
@@ -391,6 +410,21 @@ impl Shards {
         let path = path.to_path_buf();
         self.call_on(shard, move |ctx| ctx.connect_unix(&path, Box::new(proto)))?
             .map_err(|e| ShardError::io("creating a unix socket", e))
+    }
+
+    /// Opens a shared-memory connection from shard `shard` to the listener at `path`,
+    /// driven by `proto`. Returns at once: the handshake runs on a helper thread, and the
+    /// protocol sees `on_open`, or `on_close` with
+    /// [`CloseReason::ConnectFailed`](crate::CloseReason::ConnectFailed) saying why not.
+    pub fn connect_shm<P: Protocol + Send + 'static>(
+        &self,
+        shard: usize,
+        path: &Path,
+        proto: P,
+    ) -> Result<ConnId> {
+        let path = path.to_path_buf();
+        self.call_on(shard, move |ctx| ctx.connect_shm(&path, Box::new(proto)))?
+            .map_err(|e| ShardError::io("starting a shared-memory connect", e))
     }
 
     /// Sends `msg` to a connection's protocol ([`Protocol::handle_message`]) from any thread.
@@ -440,4 +474,22 @@ impl Drop for Shards {
     fn drop(&mut self) {
         self.stop_and_join();
     }
+}
+
+/// A Unix stream socket bound to `path` and listening.
+fn bind_unix(path: &Path) -> Result<std::os::fd::RawFd> {
+    let raw =
+        sys::RawSockAddr::from_unix(path).map_err(|e| ShardError::io("unix socket path", e))?;
+    let fd = sys::unix_socket().map_err(|e| ShardError::io("creating a unix socket", e))?;
+    if let Err(e) = sys::bind(fd, &raw).and_then(|_| sys::listen(fd, 1024)) {
+        sys::close(fd);
+        return Err(if e.raw_os_error() == Some(libc::EADDRINUSE) {
+            ShardError::UnixPathInUse {
+                path: path.to_path_buf(),
+            }
+        } else {
+            ShardError::io("binding a unix socket", e)
+        });
+    }
+    Ok(fd)
 }

@@ -28,18 +28,22 @@ pub struct ShardStats {
     pub(crate) file_ops: AtomicU64,
     pub(crate) send_zc: AtomicU64,
     pub(crate) send_zc_copied: AtomicU64,
+    pub(crate) shm_connections: AtomicU64,
+    pub(crate) shm_refused: AtomicU64,
+    pub(crate) shm_corrupted: AtomicU64,
+    pub(crate) shm_peer_wakes: AtomicU64,
 }
 
 /// A copy of a shard's counters at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
-    /// Bytes received on sockets.
+    /// Bytes received on connections (sockets and shared-memory rings).
     pub bytes_in: u64,
-    /// Bytes sent on sockets.
+    /// Bytes sent on connections (sockets and shared-memory rings).
     pub bytes_out: u64,
-    /// Receive completions carrying data.
+    /// Receive completions carrying data (and pieces taken from shared-memory rings).
     pub recv_ops: u64,
-    /// Send operations completed.
+    /// Send operations completed (and copies into shared-memory rings).
     pub send_ops: u64,
     /// Connections accepted.
     pub accepts: u64,
@@ -71,7 +75,7 @@ pub struct StatsSnapshot {
     pub buffers_returned_from_peers: u64,
     /// Times a connection stopped reading because the receive pool ran dry.
     pub recv_starved: u64,
-    /// Open connections.
+    /// Open connections (shared-memory ones included).
     pub connections: u64,
     /// File operations completed.
     pub file_ops: u64,
@@ -79,6 +83,14 @@ pub struct StatsSnapshot {
     pub send_zc: u64,
     /// `SEND_ZC` operations the kernel completed by copying (always so on loopback).
     pub send_zc_copied: u64,
+    /// Open shared-memory connections (also counted in `connections`).
+    pub shm_connections: u64,
+    /// Shared-memory handshakes a listener of this shard refused or that failed.
+    pub shm_refused: u64,
+    /// Shared-memory connections closed because the peer corrupted a ring.
+    pub shm_corrupted: u64,
+    /// Doorbells rung to wake a parked shared-memory peer.
+    pub shm_peer_wakes: u64,
 }
 
 impl StatsSnapshot {
@@ -119,6 +131,10 @@ impl ShardStats {
             file_ops: r(&self.file_ops),
             send_zc: r(&self.send_zc),
             send_zc_copied: r(&self.send_zc_copied),
+            shm_connections: r(&self.shm_connections),
+            shm_refused: r(&self.shm_refused),
+            shm_corrupted: r(&self.shm_corrupted),
+            shm_peer_wakes: r(&self.shm_peer_wakes),
         }
     }
 
@@ -150,5 +166,9 @@ impl ShardStats {
         w(&self.file_ops, s.file_ops);
         w(&self.send_zc, s.send_zc);
         w(&self.send_zc_copied, s.send_zc_copied);
+        w(&self.shm_connections, s.shm_connections);
+        w(&self.shm_refused, s.shm_refused);
+        w(&self.shm_corrupted, s.shm_corrupted);
+        w(&self.shm_peer_wakes, s.shm_peer_wakes);
     }
 }

@@ -1,13 +1,17 @@
 //! Thin, checked wrappers over the few system calls the shards make outside the ring:
-//! socket setup, eventfd doorbells, resource limits. All raw `libc` use lives here.
+//! socket setup, eventfd doorbells, resource limits, and what the shared-memory rendezvous
+//! needs (memfds and their seals, descriptors passed over Unix sockets, peer credentials,
+//! blocking socket calls with timeouts for the helper threads). All raw `libc` use lives
+//! here, except mapping the shared memory, which `shm::mapping` keeps to itself.
 
 use std::ffi::CString;
 use std::io;
 use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::time::Duration;
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
@@ -359,8 +363,336 @@ pub(crate) fn sockaddr_from_bytes(name: &[u8]) -> Option<SocketAddr> {
 }
 
 /// Takes ownership of a freshly accepted descriptor so that it is closed if dropped.
-pub(crate) fn owned_fd(fd: RawFd) -> std::os::fd::OwnedFd {
-    use std::os::fd::FromRawFd;
+pub(crate) fn owned_fd(fd: RawFd) -> OwnedFd {
     // SAFETY: `fd` was just returned by accept and nothing else owns it.
     unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+}
+
+// ---- shared-memory links: memfds, descriptor passing, credentials -------------------
+
+/// A new anonymous memory file, close-on-exec and open to seals; never executable where
+/// the kernel can say so (`MFD_NOEXEC_SEAL`, Linux 6.3: required when
+/// `vm.memfd_noexec` is 2, and it keeps the kernel from warning).
+pub(crate) fn memfd_create(name: &std::ffi::CStr) -> io::Result<OwnedFd> {
+    let create = |flags: libc::c_uint| {
+        // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
+        cvt(unsafe { libc::memfd_create(name.as_ptr(), flags) })
+    };
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    let fd = match create(flags | libc::MFD_NOEXEC_SEAL) {
+        // An older kernel does not know the flag.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => create(flags)?,
+        other => other?,
+    };
+    Ok(owned_fd(fd))
+}
+
+/// Sets a file's size.
+pub(crate) fn ftruncate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    let len =
+        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: plain system call on a descriptor the caller keeps open.
+    cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len) }).map(drop)
+}
+
+/// Allocates the first `len` bytes of a file (no hole left to fault in later).
+pub(crate) fn fallocate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    let len =
+        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: plain system call on a descriptor the caller keeps open.
+    cvt(unsafe { libc::fallocate(fd.as_raw_fd(), 0, 0, len) }).map(drop)
+}
+
+/// Adds `seals` (`F_SEAL_*`) to a memfd.
+pub(crate) fn add_seals(fd: BorrowedFd<'_>, seals: libc::c_int) -> io::Result<()> {
+    // SAFETY: plain fcntl on a descriptor the caller keeps open.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) }).map(drop)
+}
+
+/// The seals (`F_SEAL_*`) of a memfd.
+pub(crate) fn seals(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
+    // SAFETY: plain fcntl on a descriptor the caller keeps open.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) })
+}
+
+/// What `fstat` says of a descriptor that matters here.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FileStat {
+    pub(crate) size: u64,
+    pub(crate) regular: bool,
+}
+
+pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<FileStat> {
+    // SAFETY: `stat` is plain old data; all-zero is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { mem::zeroed() };
+    // SAFETY: `st` is a valid out-parameter for the duration of the call.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    Ok(FileStat {
+        size: u64::try_from(st.st_size).unwrap_or(0),
+        regular: st.st_mode & libc::S_IFMT == libc::S_IFREG,
+    })
+}
+
+/// Whether `fd` is an eventfd (what `/proc/self/fd` says it is).
+pub(crate) fn is_eventfd(fd: BorrowedFd<'_>) -> bool {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .is_ok_and(|target| target.as_os_str() == "anon_inode:[eventfd]")
+}
+
+/// A new eventfd, owned (see [`eventfd`]).
+pub(crate) fn eventfd_owned() -> io::Result<OwnedFd> {
+    eventfd().map(owned_fd)
+}
+
+/// Reads (and so resets) a non-blocking eventfd's counter; nothing if it is zero.
+pub(crate) fn eventfd_drain(fd: BorrowedFd<'_>) {
+    let mut counter: u64 = 0;
+    // SAFETY: reads at most 8 bytes into a live u64.
+    unsafe { libc::read(fd.as_raw_fd(), (&mut counter as *mut u64).cast(), 8) };
+}
+
+/// A second descriptor of the same open file, close-on-exec.
+pub(crate) fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: plain fcntl on a descriptor the caller keeps open.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) }).map(owned_fd)
+}
+
+/// Puts a descriptor in non-blocking mode (or back).
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<()> {
+    // SAFETY: plain fcntl calls on a descriptor the caller keeps open.
+    let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    let flags = if nonblocking {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
+    // SAFETY: as above.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags) }).map(drop)
+}
+
+/// Accepts a connection on a listening socket, close-on-exec (blocking mode).
+pub(crate) fn accept(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: null address arguments are allowed; the descriptor stays open for the call.
+    let conn = cvt(unsafe {
+        libc::accept4(
+            fd.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC,
+        )
+    })?;
+    Ok(owned_fd(conn))
+}
+
+/// A blocking `connect` (a Unix socket's waits for room in the listener's backlog at most
+/// `SO_SNDTIMEO`).
+pub(crate) fn connect(fd: BorrowedFd<'_>, addr: &RawSockAddr) -> io::Result<()> {
+    // SAFETY: `addr` points to `addr.len` valid bytes for the duration of the call.
+    cvt(unsafe { libc::connect(fd.as_raw_fd(), addr.as_ptr(), addr.len) }).map(drop)
+}
+
+/// Sets `SO_RCVTIMEO` and `SO_SNDTIMEO` (`None`: block without limit).
+pub(crate) fn set_socket_timeouts(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<()> {
+    let tv = match timeout {
+        // A zero timeval means "no limit": round a tiny positive remainder up.
+        Some(d) => libc::timeval {
+            tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+            tv_usec: libc::suseconds_t::from(if d.as_secs() == 0 {
+                d.subsec_micros().max(1)
+            } else {
+                d.subsec_micros()
+            }),
+        },
+        None => libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
+    };
+    for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
+        // SAFETY: `tv` lives across the call and its size is passed along.
+        cvt(unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&tv as *const libc::timeval).cast(),
+                mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Waits until one of `fds` is readable (or hung up); returns one flag per descriptor.
+/// `timeout`: `None` waits without limit. EINTR counts as "nothing yet".
+pub(crate) fn poll_readable<const N: usize>(
+    fds: [BorrowedFd<'_>; N],
+    timeout: Option<Duration>,
+) -> io::Result<[bool; N]> {
+    let mut pfds = fds.map(|fd| libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    let ms = timeout.map_or(-1, |d| i32::try_from(d.as_millis()).unwrap_or(i32::MAX));
+    // SAFETY: `pfds` is a live array of N pollfd entries.
+    let n = unsafe { libc::poll(pfds.as_mut_ptr(), N as libc::nfds_t, ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok([false; N]);
+        }
+        return Err(e);
+    }
+    Ok(pfds.map(|p| p.revents != 0))
+}
+
+/// Sends `bytes` over a connected Unix socket with `fds` attached (`SCM_RIGHTS`) to its
+/// first byte. Returns the bytes sent (the caller sends the rest without descriptors).
+pub(crate) fn send_with_fds(fd: BorrowedFd<'_>, bytes: &[u8], fds: &[RawFd]) -> io::Result<usize> {
+    const MAX_FDS: usize = 4;
+    assert!(
+        fds.len() <= MAX_FDS,
+        "at most {MAX_FDS} descriptors per message"
+    );
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    };
+    // SAFETY: msghdr is plain old data; all-zero is an empty header.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        let data_len = mem::size_of_val(fds) as libc::c_uint;
+        // SAFETY: CMSG_SPACE and CMSG_LEN are arithmetic on a length.
+        let (space, len) = unsafe { (libc::CMSG_SPACE(data_len), libc::CMSG_LEN(data_len)) };
+        debug_assert!(space as usize <= mem::size_of_val(&control));
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: the control buffer is aligned (u64) and `space` bytes long, room for one
+        // header with `fds` after it; FIRSTHDR is non-null because controllen covers a header.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = len as _;
+            std::ptr::copy_nonoverlapping(
+                fds.as_ptr().cast::<u8>(),
+                libc::CMSG_DATA(cmsg),
+                data_len as usize,
+            );
+        }
+    }
+    // SAFETY: the header, its iovec and control buffer live across the call; the kernel
+    // only reads them.
+    let n = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// What one `recvmsg` on a Unix socket brought.
+#[derive(Debug)]
+pub(crate) struct ReceivedWithFds {
+    /// Bytes received (0: end of stream).
+    pub(crate) len: usize,
+    /// Descriptors that came along (`SCM_RIGHTS`), now ours.
+    pub(crate) fds: Vec<OwnedFd>,
+    /// More descriptors, or other control data, came than there was room for: the kernel
+    /// dropped the rest.
+    pub(crate) truncated: bool,
+}
+
+/// Receives into `buf` from a connected Unix socket, taking any descriptors that come
+/// along (close-on-exec). Room for 4; more are reported as `truncated`.
+pub(crate) fn recv_with_fds(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<ReceivedWithFds> {
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain old data; all-zero is an empty header.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = mem::size_of_val(&control) as _;
+    // SAFETY: the header, its iovec (over `buf`) and control buffer are live and writable
+    // for the duration of the call.
+    let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut fds = Vec::new();
+    let mut truncated = msg.msg_flags & libc::MSG_CTRUNC != 0;
+    // SAFETY: the kernel filled `msg_controllen` bytes of the control buffer with cmsg
+    // headers; FIRSTHDR/NXTHDR walk them within that length, and each SCM_RIGHTS payload
+    // holds (cmsg_len - CMSG_LEN(0)) / 4 descriptors the kernel installed for us.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg);
+                let bytes = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                for i in 0..bytes / mem::size_of::<RawFd>() {
+                    let raw = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
+                    fds.push(OwnedFd::from_raw_fd(raw));
+                }
+            } else {
+                truncated = true;
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok(ReceivedWithFds {
+        len: n as usize,
+        fds,
+        truncated,
+    })
+}
+
+/// The credentials (`SO_PEERCRED`) of a Unix socket's peer, as of when it connected.
+pub(crate) fn peer_credentials(fd: RawFd) -> io::Result<crate::protocol::PeerCredentials> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` describe a writable buffer of the right size.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(crate::protocol::PeerCredentials {
+        pid: u32::try_from(cred.pid).unwrap_or(0),
+        uid: cred.uid,
+        gid: cred.gid,
+    })
+}
+
+/// Whether `fd` is a Unix domain socket.
+pub(crate) fn is_unix_socket(fd: RawFd) -> bool {
+    let mut domain: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `domain` and `len` describe a writable int.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_DOMAIN,
+            (&mut domain as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    ret == 0 && domain == libc::AF_UNIX
 }

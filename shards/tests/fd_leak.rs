@@ -1,5 +1,6 @@
-//! Clean shutdown: after listeners, inbound and outbound connections, Unix sockets and a
-//! shutdown, the process has exactly the file descriptors it had before.
+//! Clean shutdown: after listeners, inbound and outbound connections, Unix sockets,
+//! shared-memory links (finished, open, and mid-handshake) and a shutdown, the process has
+//! exactly the file descriptors it had before.
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -68,9 +69,52 @@ fn shutdown_leaks_no_file_descriptors() {
     u.write_all(b"x").unwrap();
     let mut b = [0u8; 1];
     u.read_exact(&mut b).unwrap();
+    // Shared memory: links that finish, links still open at shutdown (both ends on the
+    // shards, across shards), and a client stuck in its handshake.
+    let shm = std::env::temp_dir().join(format!("hawser-fdleak-shm-{}", std::process::id()));
+    let _ = std::fs::remove_file(&shm);
+    let (shm_tx, shm_rx) = channel::unbounded();
+    shards
+        .listen_shm(1, &shm, move |_| BulkSink::new(false, Some(shm_tx.clone())))
+        .unwrap();
+    for i in 0..3 {
+        shards
+            .connect_shm(
+                i % 2,
+                &shm,
+                BulkSource::new(Bytes::from(vec![3u8; 50_000]), 500_000),
+            )
+            .unwrap();
+    }
+    for _ in 0..3 {
+        rx_report(&shm_rx);
+    }
+    let shm_echo = std::env::temp_dir().join(format!("hawser-fdleak-shm2-{}", std::process::id()));
+    let _ = std::fs::remove_file(&shm_echo);
+    shards.listen_shm(0, &shm_echo, |_| Echo::new()).unwrap();
+    for i in 0..4 {
+        shards.connect_shm(i % 2, &shm_echo, Echo::new()).unwrap();
+    }
+    let silent = std::os::unix::net::UnixStream::connect(&shm_echo).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while shards.stats(0).shm_connections + shards.stats(1).shm_connections < 8 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "shm links did not open"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     shards.shutdown();
     drop(open_clients);
     drop(u);
+    drop(silent);
     let _ = std::fs::remove_file(&unix);
+    let _ = std::fs::remove_file(&shm);
+    let _ = std::fs::remove_file(&shm_echo);
     assert_eq!(open_fd_count(), before, "file descriptors leaked");
+}
+
+fn rx_report(rx: &channel::Receiver<hawser_shards::demo::SinkReport>) {
+    let report = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(report.bytes, 500_000);
 }

@@ -1,5 +1,5 @@
 //! Steady state allocates nothing: a counting global allocator counts allocations made on
-//! shard threads while echo and bulk traffic run.
+//! shard threads while echo and bulk traffic run (over sockets and shared memory).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -134,11 +134,13 @@ fn steady_state_echo_with_moving_deadlines_does_not_allocate_per_operation() {
         })
         .unwrap();
     let body = bytes::Bytes::from(vec![0xa5u8; 1 << 20]);
-    for shard in 0..2 {
-        shards
-            .connect_tcp(shard, sink, BulkSource::new(body.clone(), 1 << 40))
-            .unwrap();
-    }
+    let bulk: Vec<_> = (0..2)
+        .map(|shard| {
+            shards
+                .connect_tcp(shard, sink, BulkSource::new(body.clone(), 1 << 40))
+                .unwrap()
+        })
+        .collect();
     std::thread::sleep(Duration::from_millis(200));
     let start = SHARD_ALLOCS.load(Ordering::Relaxed);
     let bytes_before: u64 = (0..2).map(|i| shards.stats(i).bytes_in).sum();
@@ -150,5 +152,36 @@ fn steady_state_echo_with_moving_deadlines_does_not_allocate_per_operation() {
         allocs, 0,
         "{allocs} allocations on shard threads while moving {moved} bytes"
     );
+
+    // The same over shared memory, across shards (rings, doorbells, pool buffers), once
+    // the sockets are gone.
+    for id in bulk {
+        shards.close(id).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (0..2).any(|i| shards.stats(i).connections > 0) {
+        assert!(Instant::now() < deadline, "the bulk sockets did not close");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let path = std::env::temp_dir().join(format!("hawser-noalloc-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    shards
+        .listen_shm(0, &path, |_| BulkSink::new(false, None))
+        .unwrap();
+    shards
+        .connect_shm(1, &path, BulkSource::new(body.clone(), 1 << 40))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let start = SHARD_ALLOCS.load(Ordering::Relaxed);
+    let shm_before = shards.stats(0).bytes_in;
+    std::thread::sleep(Duration::from_millis(300));
+    let allocs = SHARD_ALLOCS.load(Ordering::Relaxed) - start;
+    let moved = shards.stats(0).bytes_in - shm_before;
+    assert!(moved > 10 << 20, "shared memory moved only {moved} bytes");
+    assert_eq!(
+        allocs, 0,
+        "{allocs} allocations on shard threads while moving {moved} bytes over shared memory"
+    );
     shards.shutdown();
+    let _ = std::fs::remove_file(&path);
 }

@@ -8,4 +8,4 @@ mod loopback_bulk;
 
 pub use bulk::{BulkSink, BulkSource, SinkReport};
 pub use echo::Echo;
-pub use loopback_bulk::{LoopbackBulk, loopback_bulk};
+pub use loopback_bulk::{LoopbackBulk, LoopbackTransport, loopback_bulk, loopback_bulk_over};

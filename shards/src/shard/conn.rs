@@ -1,5 +1,5 @@
-//! Stream connections (TCP, Unix) of a shard: their ids and slots, opening (accepted,
-//! adopted or connected), and closing once the kernel holds nothing of them.
+//! Stream connections (TCP, Unix, shared memory) of a shard: their ids and slots, opening
+//! (accepted, adopted or connected), and closing once the kernel holds nothing of them.
 
 use std::io;
 use std::net::SocketAddr;
@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use super::op::{GENERATION_MASK, OpKind, user_data};
 use super::send::TxState;
+use super::shm::ShmConn;
 use super::submit::RecvBufSlot;
 use super::{Core, ShardSettings};
 use crate::protocol::{CloseReason, Protocol};
@@ -62,6 +63,10 @@ pub(super) struct Conn {
     pub(super) timer_queued: Option<Instant>,
     pub(super) dirty: bool,
     pub(super) close_reason: Option<CloseReason>,
+    /// A shared-memory connection's link (then `fd` is its rendezvous socket).
+    pub(super) shm: Option<Box<ShmConn>>,
+    /// A shared-memory connect whose handshake thread has not reported back yet.
+    pub(super) shm_connecting: bool,
 }
 
 impl ShardSettings {
@@ -122,7 +127,12 @@ impl Core {
         (slot, generation)
     }
 
-    fn new_conn(&mut self, fd: RawFd, proto: Box<dyn Protocol>, state: ConnState) -> (u32, ConnId) {
+    pub(super) fn new_conn(
+        &mut self,
+        fd: RawFd,
+        proto: Box<dyn Protocol>,
+        state: ConnState,
+    ) -> (u32, ConnId) {
         let (slot, generation) = self.alloc_slot();
         let id = ConnId {
             shard: self.id as u16,
@@ -147,23 +157,29 @@ impl Core {
             timer_queued: None,
             dirty: false,
             close_reason: None,
+            shm: None,
+            shm_connecting: false,
         });
         self.stats.connections += 1;
         (slot, id)
     }
 
-    /// Opens an accepted or adopted connection (the peer's address goes to the protocol
-    /// first).
+    /// Opens an accepted or adopted connection (the peer's address, or a Unix socket
+    /// peer's credentials, go to the protocol first).
     pub(super) fn open_conn(&mut self, fd: RawFd, mut proto: Box<dyn Protocol>) -> ConnId {
         if let Ok(peer) = sys::peer_addr(fd) {
             proto.on_peer_address(peer);
+        } else if sys::is_unix_socket(fd)
+            && let Ok(creds) = sys::peer_credentials(fd)
+        {
+            proto.on_peer_credentials(creds);
         }
         let (slot, id) = self.new_conn(fd, proto, ConnState::Open);
         self.on_established(slot);
         id
     }
 
-    fn on_established(&mut self, slot: u32) {
+    pub(super) fn on_established(&mut self, slot: u32) {
         let now = self.now;
         if let Some(conn) = self.conns[slot as usize].as_mut() {
             conn.state = ConnState::Open;
@@ -252,6 +268,7 @@ impl Core {
             let target = user_data(OpKind::Connect, conn.id.generation, slot);
             self.ring.cancel(target, user_data(OpKind::Cancel, 0, 0));
         }
+        self.shm_cancel(slot);
         self.finish_close_if_idle(slot);
     }
 
@@ -266,6 +283,8 @@ impl Core {
             || conn.recv_armed
             || conn.tx.in_flight
             || conn.connect_inflight
+            || conn.shm_connecting
+            || conn.shm.as_ref().is_some_and(|s| s.busy())
         {
             return;
         }
@@ -278,6 +297,9 @@ impl Core {
             .expect("checked by the caller");
         self.free_slots.push(slot);
         self.stats.connections -= 1;
+        if conn.shm.is_some() {
+            self.detach_shm(slot);
+        }
         sys::close(conn.fd);
         if self
             .listeners
@@ -290,5 +312,16 @@ impl Core {
         }
         let reason = conn.close_reason.take().unwrap_or(CloseReason::Local);
         conn.proto.on_close(self.now, &reason);
+    }
+
+    /// Forgets a connection that never got going (its helper thread could not start):
+    /// closes its socket and drops its protocol without `on_close`, as a connect that
+    /// fails before returning an id does.
+    pub(super) fn discard_conn(&mut self, slot: u32) {
+        if let Some(conn) = self.conns[slot as usize].take() {
+            self.free_slots.push(slot);
+            self.stats.connections -= 1;
+            sys::close(conn.fd);
+        }
     }
 }

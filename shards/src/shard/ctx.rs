@@ -91,6 +91,26 @@ impl ShardCtx<'_> {
         self.core.connect_unix(path, proto)
     }
 
+    /// Opens a shared-memory connection from this shard to the listener at `path` (see
+    /// [`Shards::listen_shm`](crate::Shards::listen_shm)). The handshake runs on a helper
+    /// thread, never on the shard: the protocol sees `on_open` once the link is up, or
+    /// `on_close` with [`CloseReason::ConnectFailed`](crate::CloseReason::ConnectFailed)
+    /// saying why not.
+    #[inline]
+    pub fn connect_shm(&mut self, path: &Path, proto: Box<dyn Protocol>) -> io::Result<ConnId> {
+        self.core.connect_shm(path, proto)
+    }
+
+    /// Adopts a listening Unix socket as a shared-memory listener: a helper thread accepts
+    /// on it and runs the handshakes; links come to this shard with `factory`'s protocols.
+    pub(crate) fn accept_shm(
+        &mut self,
+        listen: std::os::fd::OwnedFd,
+        factory: ProtocolFactory,
+    ) -> io::Result<()> {
+        self.core.add_shm_listener(listen, factory)
+    }
+
     /// Adopts a listening socket: accepts on it (multishot) with `factory`'s protocols.
     #[inline]
     pub fn accept_on(&mut self, listen_fd: RawFd, factory: ProtocolFactory) {

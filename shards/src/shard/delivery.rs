@@ -1,12 +1,39 @@
 //! What reaches a shard from outside its ring, drained once per loop iteration: buffers
 //! coming home, messages over the SPSC mesh (one chunk per peer), the local inbox, and
-//! control tasks from other threads. Messages a shard sends wait in its outboxes until the
-//! loop moves them into the mesh.
+//! control tasks from other threads (the [`Poster`] of the helper threads a shard starts
+//! among them). Messages a shard sends wait in its outboxes until the loop moves them into
+//! the mesh.
+
+use std::sync::Arc;
+
+use crossbeam::channel::Sender;
 
 use super::Core;
 use super::ctx::ShardCtx;
-use crate::mesh::Envelope;
+use crate::mesh::{Doorbell, Envelope, ShardTask};
 use crate::pool::RETURNS;
+
+/// Posts tasks to a shard from any thread (control plane: boxed tasks over its command
+/// channel, and a ring of its doorbell if it is parked).
+#[derive(Clone)]
+pub(super) struct Poster {
+    commands: Sender<ShardTask>,
+    doorbell: Arc<Doorbell>,
+}
+
+impl Poster {
+    pub(super) fn new(commands: Sender<ShardTask>, doorbell: Arc<Doorbell>) -> Self {
+        Poster { commands, doorbell }
+    }
+
+    /// Runs `task` on the shard. Once the shard is gone the task is dropped, and with it
+    /// whatever it carried.
+    pub(super) fn run(&self, task: ShardTask) {
+        if self.commands.send(task).is_ok() {
+            self.doorbell.ring_if_parked();
+        }
+    }
+}
 
 impl Core {
     /// Queues `env` for shard `to` (this one included).

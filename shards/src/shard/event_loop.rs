@@ -1,6 +1,6 @@
-//! The loop a shard thread runs: drain inputs, fire timers, flush connections, submit
-//! everything in one go, park in the kernel (or busy-poll) until there is work, and
-//! dispatch the completions; then, once stopped, drain and exit.
+//! The loop a shard thread runs: drain inputs, fire timers, poll the shared-memory rings,
+//! flush connections, submit everything in one go, park in the kernel (or busy-poll)
+//! until there is work, and dispatch the completions; then, once stopped, drain and exit.
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ impl Core {
             self.now = Instant::now();
             self.drain_inputs();
             self.fire_timers();
+            self.poll_shm();
             self.flush_dirty();
             self.rearm_starved();
             self.pool.publish();
@@ -78,6 +79,9 @@ impl Core {
             k if k == OpKind::File as u8 => self.on_file(slot, res),
             k if k == OpKind::UdpRecv as u8 => self.on_udp_recv(slot, res, flags),
             k if k == OpKind::UdpSend as u8 => self.on_udp_send(slot, res),
+            k if k == OpKind::ShmSocket as u8 => self.on_shm_socket(slot, generation, res),
+            k if k == OpKind::ShmDoorbell as u8 => self.on_shm_doorbell(slot, generation, res),
+            k if k == OpKind::ShmRing as u8 => self.on_shm_ring(slot, generation),
             _ => {}
         }
     }
@@ -91,6 +95,7 @@ impl Core {
         self.stopping = true;
         self.stop_deadline = Some(self.now + STOP_GRACE);
         self.close_listeners();
+        self.stop_shm_acceptors();
         for slot in 0..self.conns.len() as u32 {
             self.request_close(slot, CloseReason::Shutdown);
         }
@@ -103,6 +108,7 @@ impl Core {
             && self.files.iter().all(Option::is_none)
             && self.udp.iter().all(Option::is_none)
             && self.free_udp_sends.len() == self.udp_sends.len()
+            && self.shm_acceptors_done()
     }
 
     fn has_pending_work(&self) -> bool {
@@ -135,7 +141,8 @@ impl Core {
     }
 
     /// Looks for work without sleeping for up to `spin`: completions, task work the
-    /// kernel holds for this ring, messages, commands. True if something came.
+    /// kernel holds for this ring, messages, commands, shared-memory rings. True if
+    /// something came.
     fn busy_poll(&mut self, spin: Duration) -> bool {
         let _ = self.ring.submit();
         let until = Instant::now() + spin;
@@ -148,7 +155,7 @@ impl Core {
                 let _ = self.ring.submit();
                 return true;
             }
-            if self.has_shared_input() {
+            if self.has_shared_input() || self.shm_has_work() {
                 return true;
             }
             if Instant::now() >= until {
@@ -160,6 +167,11 @@ impl Core {
 
     /// Submits what the iteration queued and, unless work is already waiting, parks in
     /// the kernel until a completion, the doorbell or the next timer.
+    ///
+    /// Parking raises the mesh doorbell's flag and every shared-memory connection's
+    /// `parked` flag, fences, and looks once more at what other threads and processes may
+    /// have left (the mesh, commands, the rings): a producer publishes and then checks the
+    /// flag, so either it sees the flag and rings, or we see its work here.
     fn wait(&mut self) {
         if self.has_pending_work() {
             let _ = self.ring.submit();
@@ -173,9 +185,12 @@ impl Core {
             self.stats.busy_polled += 1;
             return;
         }
+        self.shm_set_parked(true);
+        // Its fence also orders the shared-memory flags before the re-check.
         self.doorbell.begin_park();
-        if self.has_shared_input() {
+        if self.has_shared_input() || self.shm_has_work() {
             self.doorbell.end_park();
+            self.shm_set_parked(false);
             let _ = self.ring.submit();
             return;
         }
@@ -195,6 +210,7 @@ impl Core {
             .ring
             .submit_and_wait(next.map(|at| at.saturating_duration_since(started)));
         self.doorbell.end_park();
+        self.shm_set_parked(false);
         // The completions about to be reaped happened while parked: they must see the
         // time now, not the time before the park (a connection accepted after an idle
         // minute would otherwise start its handshake timer a minute in the past).

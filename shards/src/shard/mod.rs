@@ -1,7 +1,7 @@
-//! One shard: a thread running one io_uring completion loop that owns its connections,
-//! listeners, UDP sockets, buffer pool, timers and file operations. This module holds the
-//! shard's state ([`Core`]) and its setup and teardown; each kind of work the loop does
-//! has a module of its own below.
+//! One shard: a thread running one io_uring completion loop that owns its connections
+//! (sockets and shared-memory links), listeners, UDP sockets, buffer pool, timers and file
+//! operations. This module holds the shard's state ([`Core`]) and its setup and teardown;
+//! each kind of work the loop does has a module of its own below.
 
 mod conn;
 mod ctx;
@@ -13,6 +13,7 @@ mod listener;
 mod op;
 mod recv;
 mod send;
+mod shm;
 mod submit;
 mod timer;
 mod udp;
@@ -24,8 +25,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam::channel::{Receiver, Sender};
 
+use crate::config::ShmOptions;
 use crate::mesh::{Doorbell, Envelope, MeshEndpoint, ShardTask};
 use crate::pool::{LocalPool, PoolMemory, PoolShared, RETURNS};
+use crate::shm::acceptor::Acceptor;
 use crate::stats::{ShardStats, StatsSnapshot};
 use crate::sys;
 
@@ -37,6 +40,7 @@ pub use listener::ProtocolFactory;
 pub use udp::{UdpId, UdpOptions};
 
 use conn::Conn;
+use delivery::Poster;
 use file::FileOp;
 use listener::Listener;
 use op::{OpKind, user_data};
@@ -57,6 +61,7 @@ pub(crate) struct ShardSettings {
     pub(crate) tcp_congestion: Option<String>,
     pub(crate) defer_taskrun: bool,
     pub(crate) busy_poll: Option<Duration>,
+    pub(crate) shm: ShmOptions,
     pub(crate) shard_count: usize,
 }
 
@@ -73,6 +78,9 @@ pub(crate) struct ShardSetup {
     pub(crate) mesh: MeshEndpoint,
     pub(crate) doorbell: Arc<Doorbell>,
     pub(crate) commands: Receiver<ShardTask>,
+    /// The sending end of `commands`, for helper threads this shard starts (shared-memory
+    /// handshakes) to post their results back.
+    pub(crate) commands_tx: Sender<ShardTask>,
     pub(crate) stats: Arc<ShardStats>,
     pub(crate) handler: Option<HandlerFactory>,
 }
@@ -108,10 +116,18 @@ struct Core {
     doorbell: Arc<Doorbell>,
     doorbell_counter: DoorbellCounter,
     commands: Receiver<ShardTask>,
+    poster: Poster,
     stats_shared: Arc<ShardStats>,
     stats: StatsSnapshot,
     conns: Vec<Option<Conn>>,
     free_slots: Vec<u32>,
+    /// The slots of open shared-memory connections, polled every iteration.
+    shm_slots: Vec<u32>,
+    /// Shared-memory listeners (their acceptor threads).
+    shm_acceptors: Vec<Acceptor>,
+    /// Where shared-memory bytes go when the pool has no free buffer (empty until the
+    /// first link).
+    shm_scratch: Vec<u8>,
     next_generation: u32,
     listeners: Vec<Option<Listener>>,
     files: Vec<Option<FileOp>>,
@@ -149,6 +165,7 @@ impl Core {
             mesh,
             doorbell,
             commands,
+            commands_tx,
             stats: stats_shared,
             handler,
         } = setup;
@@ -164,6 +181,7 @@ impl Core {
             None => Box::new(NoHandler),
         };
         let pool = LocalPool::new(pool_shared, settings.recv_buffers, RECV_GROUP);
+        let doorbell_for_poster = doorbell.clone();
         let ring = Ring::new(id, &settings, &pool)?;
         let count = usize::from(pool.shared.mem.count());
         let cq_len = (settings.ring_entries * 8) as usize;
@@ -175,10 +193,14 @@ impl Core {
             doorbell,
             doorbell_counter: DoorbellCounter::new(),
             commands,
+            poster: Poster::new(commands_tx, doorbell_for_poster),
             stats_shared,
             stats: StatsSnapshot::default(),
             conns: Vec::new(),
             free_slots: Vec::new(),
+            shm_slots: Vec::new(),
+            shm_acceptors: Vec::new(),
+            shm_scratch: Vec::new(),
             next_generation: 1,
             listeners: Vec::new(),
             files: Vec::new(),

@@ -1,6 +1,6 @@
 //! The `user_data` of every submission: the kind of operation in the top byte, a 24-bit
-//! generation, then a 32-bit slot index. A completion finds its connection, listener,
-//! socket or file operation by slot; the generation tells a completion of a connection
+//! generation, then a 32-bit slot index. A completion finds its connection (socket or
+//! shared-memory), listener, socket or file operation by slot; the generation tells a completion of a connection
 //! since closed from one of the connection now in its slot.
 
 /// What an operation was.
@@ -16,6 +16,12 @@ pub(super) enum OpKind {
     Cancel = 7,
     UdpRecv = 8,
     UdpSend = 9,
+    /// The receive armed on a shared-memory link's rendezvous socket (liveness).
+    ShmSocket = 10,
+    /// The read armed on a shared-memory link's own eventfd (the peer rang).
+    ShmDoorbell = 11,
+    /// A write to a shared-memory peer's eventfd (ringing it).
+    ShmRing = 12,
 }
 
 /// Generations wrap within 24 bits.

@@ -13,13 +13,17 @@ use super::{Core, RECV_GROUP};
 use crate::protocol::{CloseReason, Received};
 
 impl Core {
-    /// Starts receiving on an open connection, unless a receive is armed already.
+    /// Starts receiving on an open connection, unless a receive is armed already (for a
+    /// shared-memory connection: keeps its doorbell and liveness receive armed).
     #[inline]
     pub(super) fn arm_recv(&mut self, slot: u32) {
         let now = self.now;
         let Some(conn) = self.conns[slot as usize].as_mut() else {
             return;
         };
+        if conn.shm.is_some() {
+            return self.arm_shm(slot);
+        }
         if conn.recv_armed || conn.state != ConnState::Open || conn.read_eof {
             return;
         }

@@ -1,6 +1,7 @@
 //! Sending on stream connections: after each event a connection's protocol queues output
 //! and names its next deadline; one gathered `sendmsg` (zero-copy above a threshold) at a
-//! time carries the queued bytes out.
+//! time carries the queued bytes out (a shared-memory connection copies them into its
+//! ring instead, see `shm`).
 
 use std::io;
 
@@ -23,7 +24,9 @@ pub(super) struct TxState {
     pub(super) pending: Transmit,
     /// Owned by the kernel while `in_flight`.
     inflight: Transmit,
-    front_offset: usize,
+    /// Bytes of the front piece already gone: of `inflight` for a socket, of `pending`
+    /// for a shared-memory connection (which copies straight from it).
+    pub(super) front_offset: usize,
     pub(super) in_flight: bool,
     zc_notif_pending: bool,
     zc_sent: usize,
@@ -81,6 +84,18 @@ impl Core {
             }
         }
         let conn = self.conns[slot as usize].as_mut().expect("still here");
+        if conn.shm.is_some() {
+            self.shm_send(slot);
+            let conn = self.conns[slot as usize].as_mut().expect("still here");
+            // No half-close over shared memory: once the peer is gone nobody reads what
+            // is still queued.
+            if conn.state == ConnState::Open
+                && (conn.read_eof || (conn.proto.wants_close() && conn.tx.pending.is_empty()))
+            {
+                self.request_close(slot, CloseReason::Finished);
+            }
+            return;
+        }
         let tx = &mut *conn.tx;
         if !tx.in_flight {
             if tx.inflight.is_empty() {

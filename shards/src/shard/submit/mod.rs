@@ -1,7 +1,7 @@
 //! A shard's io_uring, and the one way into its submission queue: every SQE is pushed by
 //! this module or the ones below it (stream sockets, datagram sockets, files), each next to
 //! the memory its SQEs point the kernel at (send and datagram headers, receive buffers,
-//! connect addresses, file paths, the doorbell's counter).
+//! connect addresses, file paths, the doorbell's counters).
 //!
 //! The rule each push relies on: memory an operation references stays valid and unmoved
 //! until the operation's last completion has been reaped. The holders below are boxed or
@@ -13,10 +13,14 @@
 //! - a [`DatagramSend`] goes back on its free list only at its completion;
 //! - a UDP socket keeps its [`RecvMsgTemplate`] until its multishot receive has ended;
 //! - the doorbell's [`DoorbellCounter`] and the pool live in the shard's core, which drops
-//!   its [`Ring`] (declared first) before them, after cancelling everything in flight.
+//!   its [`Ring`] (declared first) before them, after cancelling everything in flight;
+//! - a shared-memory connection's probe buffer and eventfd counter live in its boxed link
+//!   state, released only when its probe, doorbell read and peer rings have completed
+//!   (a peer ring reads a static).
 
 mod datagram;
 mod file;
+mod shm;
 mod stream;
 
 use std::io;
