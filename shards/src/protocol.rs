@@ -134,6 +134,9 @@ impl<P: Protocol + ?Sized> Protocol for Box<P> {
     fn on_peer_address(&mut self, peer: std::net::SocketAddr) {
         (**self).on_peer_address(peer)
     }
+    fn on_peer_credentials(&mut self, creds: PeerCredentials) {
+        (**self).on_peer_credentials(creds)
+    }
     fn handle_input(&mut self, now: Instant, input: Received<'_>) {
         (**self).handle_input(now, input)
     }

@@ -1,6 +1,6 @@
 //! `hawser serve` on several transports at once, and `push`/`pull` over each: TCP, a
-//! Unix socket and shared memory; EXTERNAL authentication by the peer's uid; DSP refused
-//! on a datagram transport.
+//! Unix socket and shared memory; EXTERNAL authentication by the peer's uid (over both
+//! local transports); DSP refused on a datagram transport.
 
 mod support;
 
@@ -42,7 +42,7 @@ fn push_and_pull_round_trip_over_tcp_unix_and_shared_memory() {
         assert_succeeded(&out, &format!("push to {to}"));
         assert_same_tree(src.path(), &dst.path().join(format!("copy{i}")));
         let pulled = back.path().join(format!("pulled{i}"));
-        let spec = format!("{addr}:/copy{i}/");
+        let spec = format!("{addr}:copy{i}/");
         let out = hawser(
             "pull",
             &["--block-size", "64K", &spec, pulled.to_str().unwrap()],
@@ -53,7 +53,7 @@ fn push_and_pull_round_trip_over_tcp_unix_and_shared_memory() {
 }
 
 #[test]
-fn external_authentication_takes_the_peers_uid_over_a_unix_socket() {
+fn external_authentication_takes_the_peers_uid_over_unix_and_shm() {
     let dst = TempDir::new("ext-dst");
     let src = TempDir::new("ext-src");
     let sockets = TempDir::new("ext-sock");
@@ -64,6 +64,7 @@ fn external_authentication_takes_the_peers_uid_over_a_unix_socket() {
     });
     let uid = uid.unwrap();
     let unix = format!("unix://{}", socket(&sockets, "ext.sock"));
+    let shm = format!("shm://{}", socket(&sockets, "ext.shm"));
     let grant = format!("agent={uid}");
     let wrong = format!("other={}", uid + 1);
     let server = ServeProcess::start_with(
@@ -71,27 +72,33 @@ fn external_authentication_takes_the_peers_uid_over_a_unix_socket() {
         &[
             "--listen",
             &unix,
+            "--listen",
+            &shm,
             "--allow-peer-uid",
             &grant,
             "--allow-peer-uid",
             &wrong,
         ],
-        1,
+        2,
     );
     let from = src.path().join("f");
+    for (i, addr) in server.addrs.iter().enumerate() {
+        let to = format!("{addr}:/e{i}");
+        let out = hawser(
+            "push",
+            &[
+                "--identity",
+                "agent",
+                "--external",
+                from.to_str().unwrap(),
+                &to,
+            ],
+        );
+        assert_succeeded(&out, &format!("push with --external to {to}"));
+        let copy = dst.path().join(format!("e{i}/f"));
+        assert_eq!(std::fs::read(copy).unwrap(), b"by uid");
+    }
     let to = format!("{}:/a", server.addr);
-    let out = hawser(
-        "push",
-        &[
-            "--identity",
-            "agent",
-            "--external",
-            from.to_str().unwrap(),
-            &to,
-        ],
-    );
-    assert_succeeded(&out, "push with --external");
-    assert_eq!(std::fs::read(dst.path().join("a/f")).unwrap(), b"by uid");
     // An identity granted to another uid is refused; so is anonymous, since the server
     // has credentials.
     let out = hawser(

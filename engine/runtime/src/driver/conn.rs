@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use hawser_session as session;
-use hawser_shards::{AppMessage, CloseReason as ShardClose, Protocol, Received, Transmit};
+use hawser_shards::{
+    AppMessage, CloseReason as ShardClose, PeerCredentials, Protocol, Received, Transmit,
+};
 
 use super::host::{Host, Side};
 
@@ -77,6 +79,14 @@ impl Protocol for SessionConn {
 
     fn on_peer_address(&mut self, peer: SocketAddr) {
         self.peer = session::Peer::Inet(peer.ip());
+    }
+
+    fn on_peer_credentials(&mut self, creds: PeerCredentials) {
+        self.peer = session::Peer::Local(session::LocalCredentials {
+            pid: creds.pid,
+            uid: creds.uid,
+            gid: creds.gid,
+        });
     }
 
     /// The session assembles frames of up to megabytes: the kernel writes each

@@ -49,15 +49,11 @@ impl Transport for ShmTransport {
         accept: AcceptFactory,
     ) -> Result<Address, ApiError> {
         remove_stale_socket(self.path());
-        let _ = (shards, shard, accept); // TEMP-SHM until the shards' shm lands
-        Err(ApiError::Transport {
-            address: self.address.clone(),
-            source: io::Error::from(io::ErrorKind::Unsupported),
-        })
+        shards.listen_shm(shard, self.path(), move |s| accept(s))?;
+        Ok(self.address.clone())
     }
 
     fn connect(&self, ctx: &mut ShardCtx<'_>, proto: Box<dyn Protocol>) -> io::Result<ConnId> {
-        let _ = (ctx, proto); // TEMP-SHM
-        Err(io::Error::from(io::ErrorKind::Unsupported))
+        ctx.connect_shm(self.path(), proto)
     }
 }
