@@ -41,7 +41,7 @@ fn serve_logs_json_lines_on_stderr_and_only_its_address_on_stdout() {
         .find(|e| e["fields"]["message"] == "serving")
         .unwrap_or_else(|| panic!("no serving event in {log}"));
     assert_eq!(serving["level"], "INFO");
-    assert_eq!(serving["fields"]["addr"], addr.as_str());
+    assert_eq!(serving["fields"]["addresses"], addr.as_str());
     assert_eq!(serving["fields"]["write_mode"], "direct");
     assert_eq!(serving["fields"]["partial_max_age"], "7days");
 }
