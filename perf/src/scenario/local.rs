@@ -27,6 +27,8 @@ pub const BIG_FILE_MIB: u64 = 512;
 pub const SMALL_FILES: usize = 2_000;
 /// Connections of `hawser push`'s trunk.
 pub const PUSH_CONNECTIONS: usize = 4;
+/// Busy polling of the rpc server's and client's shards, microseconds (the rpc default).
+const RPC_BUSY_POLL: &str = "50";
 /// `hawser bench --serve`'s own `--shards` default, which the server here keeps.
 const BENCH_SERVER_SHARDS: usize = 2;
 
@@ -124,26 +126,25 @@ impl Drop for RemoveOnDrop {
 fn start_bench_server(
     binary: &Path,
     dir: &Path,
+    (name, extra): (&str, &[&str]),
+    subject_of: fn(Transport) -> Subject,
     outcome: &mut Outcome,
 ) -> Option<(Background, Vec<String>)> {
-    let all: Vec<String> = TRANSPORTS.iter().map(|t| t.listen(dir, "b")).collect();
-    let error = match tools::start_hawser_bench_server_on(binary, &all) {
+    let all: Vec<String> = TRANSPORTS.iter().map(|t| t.listen(dir, name)).collect();
+    let error = match tools::start_hawser_bench_server_on(binary, &all, extra) {
         Ok(started) => return Some(started),
         Err(error) => error,
     };
-    let shm = Transport::Shm.listen(dir, "b");
+    let shm = Transport::Shm.listen(dir, name);
     let reason = format!("`hawser bench --serve {shm}` failed: {error:#}");
-    for subject in [bulk_subject(Transport::Shm), rpc_subject(Transport::Shm)] {
-        outcome.mark_unavailable(&subject, &reason);
-    }
+    outcome.mark_unavailable(&subject_of(Transport::Shm), &reason);
     let without_shm: Vec<String> = all.into_iter().filter(|a| *a != shm).collect();
-    match tools::start_hawser_bench_server_on(binary, &without_shm) {
+    match tools::start_hawser_bench_server_on(binary, &without_shm, extra) {
         Ok(started) => Some(started),
         Err(error) => {
             let reason = format!("`hawser bench --serve` failed: {error:#}");
             for transport in TRANSPORTS {
-                outcome.mark_unavailable(&bulk_subject(transport), &reason);
-                outcome.mark_unavailable(&rpc_subject(transport), &reason);
+                outcome.mark_unavailable(&subject_of(transport), &reason);
             }
             None
         }
@@ -243,8 +244,19 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
 
     let bench_server = bench_binary
         .as_deref()
-        .and_then(|binary| start_bench_server(binary, &dir, outcome));
+        .and_then(|binary| start_bench_server(binary, &dir, ("b", &[]), bulk_subject, outcome));
     let bench_addresses: Vec<String> = bench_server
+        .as_ref()
+        .map(|(_, addresses)| addresses.clone())
+        .unwrap_or_default();
+    // The rpc server: one shard that busy-polls, as the rpc client's (two processes of one
+    // shard each on two cores, thread per core); a parked server would measure its
+    // wake-up, the same on every transport, rather than the transport.
+    let rpc_server_args = ["--shards", "1", "--busy-poll-us", RPC_BUSY_POLL];
+    let rpc_server = bench_binary.as_deref().and_then(|binary| {
+        start_bench_server(binary, &dir, ("r", &rpc_server_args), rpc_subject, outcome)
+    });
+    let rpc_addresses: Vec<String> = rpc_server
         .as_ref()
         .map(|(_, addresses)| addresses.clone())
         .unwrap_or_default();
@@ -260,16 +272,24 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
          --shards {BENCH_SERVER_SHARDS}, shards that sleep at once between exchanges, no busy \
          poll; it served {}). bulk: `hawser bench --mode bulk --connect ADDR --connections \
          {BULK_CONNECTIONS} --duration {seconds} --json` (1 MiB requests, 8 in flight; the \
-         rate counts request payload bytes). rpc: `hawser bench --mode rpc --connect ADDR \
-         --connections 1 --pipeline 1 --caller shard --duration {seconds} --json` (64-byte \
-         requests; the client's shards busy-poll 50 µs, the rpc default); latencies are per \
-         call, submit to answer. Client and server are separate processes sharing this \
-         host's cores.",
+         rate counts request payload bytes). rpc, against a second server `hawser bench \
+         --serve ... --allow-anonymous --shards 1 --busy-poll-us {RPC_BUSY_POLL}` (it served \
+         {}): `hawser bench --mode rpc --connect ADDR --connections 1 --pipeline 1 --caller \
+         shard --shards 1 --busy-poll-us {RPC_BUSY_POLL} --duration {seconds} --json` \
+         (64-byte requests; one shard per process, both polling 50 µs before they sleep, so \
+         a round trip measures the transport and the session rather than two thread \
+         wake-ups); latencies are per call, submit to answer. Client and server are \
+         separate processes sharing this host's two cores.",
         listened.join(" --serve "),
         if bench_addresses.is_empty() {
             "nothing".to_owned()
         } else {
             bench_addresses.join(", ")
+        },
+        if rpc_addresses.is_empty() {
+            "nothing".to_owned()
+        } else {
+            rpc_addresses.join(", ")
         }
     ));
     if !bench_addresses.is_empty() && address_of(&bench_addresses, Transport::Shm).is_none() {
@@ -395,7 +415,7 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
             }
             for transport in TRANSPORTS {
                 let subject = rpc_subject(transport);
-                let Some(address) = address_of(&bench_addresses, transport) else {
+                let Some(address) = address_of(&rpc_addresses, transport) else {
                     continue;
                 };
                 let args = [
@@ -409,6 +429,10 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
                     "1",
                     "--caller",
                     "shard",
+                    "--shards",
+                    "1",
+                    "--busy-poll-us",
+                    RPC_BUSY_POLL,
                     "--duration",
                     &duration,
                 ];
@@ -478,19 +502,25 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
         .unwrap_or_default();
     drop(push_setup);
     drop(bench_server);
+    drop(rpc_server);
 
-    let command = |transport: Transport, kind: &str| {
-        let address = address_of(&bench_addresses, transport)
-            .map_or_else(|| transport.listen(&dir, "b"), str::to_owned);
-        match kind {
-            "bulk" => format!(
+    let command = |transport: Transport, kind: &str| match kind {
+        "bulk" => {
+            let address = address_of(&bench_addresses, transport)
+                .map_or_else(|| transport.listen(&dir, "b"), str::to_owned);
+            format!(
                 "`hawser bench --mode bulk --connect {address} --connections \
                  {BULK_CONNECTIONS} --duration {seconds} --json`"
-            ),
-            _ => format!(
+            )
+        }
+        _ => {
+            let address = address_of(&rpc_addresses, transport)
+                .map_or_else(|| transport.listen(&dir, "r"), str::to_owned);
+            format!(
                 "`hawser bench --mode rpc --connect {address} --connections 1 --pipeline 1 \
-                 --caller shard --duration {seconds} --json`"
-            ),
+                 --caller shard --shards 1 --busy-poll-us {RPC_BUSY_POLL} --duration \
+                 {seconds} --json`"
+            )
         }
     };
     let pair = |kind: &str, a: Transport, b: Transport| {

@@ -770,13 +770,14 @@ const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn start_hawser_bench_server_on(
     binary: &Path,
     listen: &[String],
+    extra: &[&str],
 ) -> Result<(Background, Vec<String>)> {
     let mut command = Command::new(binary);
     command.arg("bench");
     for address in listen {
         command.args(["--serve", address]);
     }
-    command.arg("--allow-anonymous");
+    command.arg("--allow-anonymous").args(extra);
     let (server, lines) = Background::spawn_announced(
         command,
         "hawser bench --serve",
