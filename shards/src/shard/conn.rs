@@ -52,6 +52,9 @@ pub(super) struct Conn {
     /// An own-buffer connection whose protocol had no buffer to give: ask again after
     /// its next event.
     pub(super) recv_paused: bool,
+    /// Receives into the pool one single-shot receive at a time instead of one multishot
+    /// receive: a Unix stream socket's (see `arm_recv`).
+    pub(super) recv_single: bool,
     pub(super) starved: bool,
     pub(super) read_eof: bool,
     pub(super) connect_addr: Option<Box<RawSockAddr>>,
@@ -108,7 +111,11 @@ impl Core {
     ) -> io::Result<ConnId> {
         let raw = RawSockAddr::from_unix(path)?;
         let fd = sys::unix_socket()?;
-        Ok(self.start_connect(fd, raw, proto))
+        let id = self.start_connect(fd, raw, proto);
+        if let Some(conn) = self.conns[id.slot as usize].as_mut() {
+            conn.recv_single = true;
+        }
+        Ok(id)
     }
 
     fn alloc_slot(&mut self) -> (u32, u32) {
@@ -149,6 +156,7 @@ impl Core {
             own_recv: false,
             recv_buf: RecvBufSlot::default(),
             recv_paused: false,
+            recv_single: false,
             starved: false,
             read_eof: false,
             connect_addr: None,
@@ -167,14 +175,19 @@ impl Core {
     /// Opens an accepted or adopted connection (the peer's address, or a Unix socket
     /// peer's credentials, go to the protocol first).
     pub(super) fn open_conn(&mut self, fd: RawFd, mut proto: Box<dyn Protocol>) -> ConnId {
+        let mut unix = false;
         if let Ok(peer) = sys::peer_addr(fd) {
             proto.on_peer_address(peer);
-        } else if sys::is_unix_socket(fd)
-            && let Ok(creds) = sys::peer_credentials(fd)
-        {
-            proto.on_peer_credentials(creds);
+        } else if sys::is_unix_socket(fd) {
+            unix = true;
+            if let Ok(creds) = sys::peer_credentials(fd) {
+                proto.on_peer_credentials(creds);
+            }
         }
         let (slot, id) = self.new_conn(fd, proto, ConnState::Open);
+        if let Some(conn) = self.conns[slot as usize].as_mut() {
+            conn.recv_single = unix;
+        }
         self.on_established(slot);
         id
     }

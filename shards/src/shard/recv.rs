@@ -1,6 +1,6 @@
 //! Receiving on stream connections: one multishot receive per connection into the pool's
-//! provided buffers, or single receives into a protocol's own buffer; and re-arming the
-//! receives that stopped when the pool ran dry.
+//! provided buffers (single-shot ones on Unix sockets), or single receives into a
+//! protocol's own buffer; and re-arming the receives that stopped when the pool ran dry.
 
 use std::io;
 
@@ -44,7 +44,20 @@ impl Core {
         }
         conn.recv_armed = true;
         conn.starved = false;
-        self.ring.recv_multishot(conn.fd, RECV_GROUP, ud);
+        if conn.recv_single {
+            // Not multishot on a Unix stream socket: there such a receive can miss the end
+            // of the stream. Since Linux 6.17 a Unix socket tells io_uring how many bytes are
+            // left after a read; when none are, a multishot receive goes back to waiting
+            // instead of reading again, and if the wake-up of the peer's shutdown was counted
+            // as consumed meanwhile, it waits forever on a socket at end of stream (seen on
+            // 6.18 at the end of long bulk transfers, see tests/unix_eof.rs; upstream
+            // a68ed2df7213 fixes one such race in io_uring's poll). TCP counts a received FIN
+            // as a byte left, so its receive reads again and sees it. A single-shot receive
+            // looks at the socket afresh each time it is armed.
+            self.ring.recv_pooled(conn.fd, RECV_GROUP, ud);
+        } else {
+            self.ring.recv_multishot(conn.fd, RECV_GROUP, ud);
+        }
     }
 
     #[inline]

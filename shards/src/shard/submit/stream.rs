@@ -4,7 +4,7 @@
 use std::os::fd::RawFd;
 
 use bytes::BytesMut;
-use io_uring::{opcode, types};
+use io_uring::{opcode, squeue, types};
 
 use super::Ring;
 use crate::protocol::Transmit;
@@ -23,6 +23,20 @@ impl Ring {
             .build()
             .user_data(ud);
         // SAFETY: the buffers come from the provided ring, whose memory (the pool) outlives
+        // the ring.
+        unsafe { self.push(entry) };
+    }
+
+    /// One receive into a buffer of the provided ring `group` (the kernel picks it when
+    /// data is there, and clamps the length to it).
+    #[inline]
+    pub(in crate::shard) fn recv_pooled(&mut self, fd: RawFd, group: u16, ud: u64) {
+        let entry = opcode::Recv::new(types::Fd(fd), std::ptr::null_mut(), 0)
+            .buf_group(group)
+            .build()
+            .flags(squeue::Flags::BUFFER_SELECT)
+            .user_data(ud);
+        // SAFETY: the buffer comes from the provided ring, whose memory (the pool) outlives
         // the ring.
         unsafe { self.push(entry) };
     }
