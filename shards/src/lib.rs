@@ -28,9 +28,10 @@
 //!   connection receives with one multishot `recv` that picks buffers from it (a Unix
 //!   socket with one single-shot `recv` at a time: a multishot one could miss its end of
 //!   stream). A protocol can keep a received buffer (zero-copy), send pool buffers or
-//!   shared [`bytes::Bytes`] without copying them, and lend a buffer to another shard: a [`BufHandle`] goes home to its owner
-//!   when dropped, wherever that is. When the pool runs dry a connection stops reading until
-//!   buffers come back — back-pressure instead of allocation.
+//!   shared [`bytes::Bytes`] without copying them, and lend a buffer to another shard:
+//!   a [`BufHandle`] goes home to its owner when dropped, wherever that is. When the pool
+//!   runs dry a connection stops reading until buffers come back — back-pressure instead
+//!   of allocation.
 //! - **protocols** are sans-IO state machines behind the [`Protocol`] trait (quinn-proto
 //!   style): bytes and `now` in, bytes to send and the next deadline out.
 //! - **messages** between shards travel over a mesh of bounded SPSC rings (`rtrb`), moved in
