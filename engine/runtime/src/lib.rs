@@ -7,8 +7,8 @@
 //! crate's API, never the session or the shards directly.
 //!
 //! A [`Server`] runs the session server on its own io_uring shard and executes the
-//! handlers of its [`Service`]s; a [`Client`] runs one nexus over `N` TCP connections on
-//! its own shard, reconnecting with backoff and retrying outstanding requests on loss
+//! handlers of its [`Service`]s; a [`Client`] runs one nexus over `N` connections on its
+//! own shard, reconnecting with backoff and retrying outstanding requests on loss
 //! (exactly once: a retried request is answered from the server's reply cache, never run
 //! twice). Calls from any thread travel to the shard over a channel with a doorbell; no
 //! lock is taken on the data path.
@@ -56,6 +56,15 @@
 //! server.shutdown();
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Transports
+//!
+//! An [`Address`] names its transport: `host:port` or `tcp://…`, `unix:///path`,
+//! `shm://name` or `shm:///path` (shared memory), `udp://…`. [`ServerBuilder::listen_on`]
+//! listens on several at once and [`Client::connect_to`] connects over any; the
+//! [`transport`] module holds the transports, their capabilities and the layers composed
+//! on them ([`transport::ProtocolStack`] refuses DSP on a datagram transport, in words).
+//! The session runs the same on every reliable stream.
 //!
 //! # Placement
 //!
