@@ -9,7 +9,7 @@ use hawser_session::{CallError, CallOptions, ExchangeId, NexusId, ThrottleConfig
 
 use crate::command::{CallCompletion, Caller, HostCommand};
 
-/// A call in flight (see [`Client::start_call`]).
+/// A call in flight (see [`Client::start_call`](crate::Client::start_call)).
 #[derive(Debug)]
 pub struct PendingCall {
     pub(crate) token: u64,
@@ -75,8 +75,8 @@ pub struct WaitTimedOut;
 /// A finished pipeline call: its token and its result.
 pub type FinishedCall = (u64, Result<Bytes, CallError>);
 
-/// Calls in flight with one completion queue (see [`Client::pipeline`] and, for
-/// backchannel calls, [`Backchannel::pipeline`]).
+/// Calls in flight with one completion queue (see [`Client::pipeline`](crate::Client::pipeline) and, for
+/// backchannel calls, [`Backchannel::pipeline`](crate::Backchannel::pipeline)).
 #[derive(Debug)]
 pub struct Pipeline<'c> {
     caller: &'c Caller,

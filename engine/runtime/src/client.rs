@@ -53,7 +53,7 @@ pub struct ClientOptions {
     /// How long a waiting caller polls for its answer before blocking (0: block at
     /// once). Polling saves a thread wake-up per call at the cost of a busy core.
     pub spin: Duration,
-    /// Handlers for requests the server sends on the backchannel ([`Server::call`]);
+    /// Handlers for requests the server sends on the backchannel ([`Server::call`](crate::Server::call));
     /// blocking handlers run on two worker threads of the client.
     pub backchannel: Option<Service>,
     /// Largest request body to ask for, on the fore channel and on the backchannel (the
@@ -63,7 +63,7 @@ pub struct ClientOptions {
     /// system's default. Applies when the client starts its own shard.
     pub tcp_congestion: Option<String>,
     /// Receive backchannel request bodies of 256 KiB or more with `body[offset..]` on a
-    /// page boundary (see [`ServerBuilder::align_request_bodies_at`]).
+    /// page boundary (see [`ServerBuilder::align_request_bodies_at`](crate::ServerBuilder::align_request_bodies_at)).
     pub align_backchannel_bodies_at: Option<usize>,
     /// Grace period to ask the server for: how long it keeps the nexus without a
     /// connection (it grants at most its own maximum). `None`: the server's default.

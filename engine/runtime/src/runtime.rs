@@ -10,7 +10,7 @@ use crate::driver::shards_config;
 
 /// Shards shared by several servers and clients of one process (for example a loopback
 /// benchmark placing the server on shard 1 and the client on shard 0). Without one, every
-/// [`Server`] and [`Client`] starts a shard of its own.
+/// [`Server`](crate::Server) and [`Client`](crate::Client) starts a shard of its own.
 #[derive(Debug, Clone)]
 pub struct Runtime {
     pub(crate) shards: Arc<Shards>,
