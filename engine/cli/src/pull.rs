@@ -1,4 +1,4 @@
-//! `hawser pull HOST[:PORT]:SRC... DEST`: the replication task reversed over the
+//! `hawser pull ADDRESS:SRC... DEST`: the replication task reversed over the
 //! session's backchannel.
 //!
 //! The client connects serving a one-job [`Target`] on its backchannel
@@ -55,11 +55,12 @@ rsync, a SRC ending in '/' copies the directory's contents into DEST \
 root. DEST is created if missing (its parent must exist). Every file is hashed end to \
 end and renamed into place only when complete; an interrupted pull continues with \
 --resume (the journals are kept here, under DEST).",
-    override_usage = "hawser pull [OPTIONS] HOST[:PORT]:SRC... DEST",
+    override_usage = "hawser pull [OPTIONS] ADDRESS:SRC... DEST",
     after_help = "Examples:\n  hawser serve --root /srv/replica\n  hawser pull host:dataset/ ./dataset\n  hawser pull --resume --checksum 10.0.0.2:9000:backup /restore"
 )]
 pub struct PullArgs {
-    /// Sources HOST[:PORT]:SRC (one server; port 8415 by default), then the local DEST.
+    /// Sources ADDRESS:SRC (one server): HOST[:PORT]:SRC (port 8415 by default),
+    /// unix:///PATH:SRC or shm://NAME:SRC; then the local DEST.
     #[arg(required = true, num_args = 2.., value_name = "PATH")]
     pub paths: Vec<String>,
     /// Job options.

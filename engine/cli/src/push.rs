@@ -1,4 +1,4 @@
-//! `hawser push SRC... HOST[:PORT]:DEST`: replicates local files and directory trees to a
+//! `hawser push SRC... ADDRESS:DEST`: replicates local files and directory trees to a
 //! `hawser serve` target.
 
 use std::path::PathBuf;
@@ -29,11 +29,13 @@ relative to the server's --root (a leading '/' is the root itself). A SRC ending
 the directory's contents, otherwise the directory itself, as rsync does. Blocks travel \
 pipelined over --connections trunked connections; every file is hashed end to end and \
 renamed into place only when complete. An interrupted push continues with --resume.",
-    override_usage = "hawser push [OPTIONS] SRC... HOST[:PORT]:DEST",
+    override_usage = "hawser push [OPTIONS] SRC... ADDRESS:DEST",
     after_help = "Examples:\n  hawser serve --root /srv/replica\n  hawser push ./dataset host:/dataset\n  hawser push --resume --connections 16 a b 10.0.0.2:9000:backup"
 )]
 pub struct PushArgs {
-    /// Sources, then the destination HOST[:PORT]:DEST (port 8415 by default).
+    /// Sources, then the destination ADDRESS:DEST: HOST[:PORT]:DEST (port 8415 by
+    /// default; tcp://HOST:PORT:DEST too), unix:///PATH:DEST (a Unix socket),
+    /// shm://NAME:DEST or shm:///PATH:DEST (shared memory).
     #[arg(required = true, num_args = 2.., value_name = "PATH")]
     pub paths: Vec<String>,
     /// Job options.
