@@ -51,8 +51,8 @@ use bytes::Bytes;
 use super::{CallError, CallOptions, ExchangeId};
 use crate::command::{Caller, ReplyTo};
 
-/// Starts calls on a client's nexus whose completions run on the client's shard (see
-/// the [module docs](self)). Cheap to clone, `Send` and `Sync`: move one into a
+/// Starts calls on a client's nexus whose completions run on the client's shard: no thread
+/// hop, and the callback may start the next call from there. Cheap to clone, `Send` and `Sync`: move one into a
 /// completion callback to start the next call from there.
 #[derive(Debug, Clone)]
 pub struct ShardCaller {
