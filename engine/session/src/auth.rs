@@ -258,8 +258,9 @@ impl Refusal {
             Refusal::AnonymousRefused => {
                 "this server does not accept anonymous clients: authenticate with an identity \
                  and its shared secret (hawser push/pull: --identity NAME --secret-file FILE), \
-                 or start the server with --allow-anonymous (allow_anonymous = true in its \
-                 configuration file)"
+                 or over unix:// or shm:// by your user id if the server grants it \
+                 (--identity NAME --external), or start the server with --allow-anonymous \
+                 (allow_anonymous = true in its configuration file)"
             }
             Refusal::Mechanism => {
                 "authentication mechanism not offered by this server (it offers HMAC-SHA256, \
