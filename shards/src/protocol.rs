@@ -125,53 +125,6 @@ pub trait Protocol {
     fn on_close(&mut self, _now: Instant, _reason: &CloseReason) {}
 }
 
-/// A boxed protocol is a protocol: listeners and transports that build protocols behind
-/// a `dyn` factory hand them to the shards as they are.
-impl<P: Protocol + ?Sized> Protocol for Box<P> {
-    fn on_open(&mut self, now: Instant, conn: crate::ConnId) {
-        (**self).on_open(now, conn)
-    }
-    fn on_peer_address(&mut self, peer: std::net::SocketAddr) {
-        (**self).on_peer_address(peer)
-    }
-    fn on_peer_credentials(&mut self, creds: PeerCredentials) {
-        (**self).on_peer_credentials(creds)
-    }
-    fn handle_input(&mut self, now: Instant, input: Received<'_>) {
-        (**self).handle_input(now, input)
-    }
-    fn receives_into_own_buffer(&self) -> bool {
-        (**self).receives_into_own_buffer()
-    }
-    fn recv_buffer(&mut self, now: Instant) -> Option<bytes::BytesMut> {
-        (**self).recv_buffer(now)
-    }
-    fn handle_received(&mut self, now: Instant, buf: bytes::BytesMut, filled: usize) {
-        (**self).handle_received(now, buf, filled)
-    }
-    fn handle_eof(&mut self, now: Instant) {
-        (**self).handle_eof(now)
-    }
-    fn poll_transmit(&mut self, now: Instant, out: &mut Transmit) {
-        (**self).poll_transmit(now, out)
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        (**self).poll_timeout()
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        (**self).handle_timeout(now)
-    }
-    fn handle_message(&mut self, now: Instant, msg: AppMessage) {
-        (**self).handle_message(now, msg)
-    }
-    fn wants_close(&self) -> bool {
-        (**self).wants_close()
-    }
-    fn on_close(&mut self, now: Instant, reason: &CloseReason) {
-        (**self).on_close(now, reason)
-    }
-}
-
 /// Received bytes, in place in a registered pool buffer.
 #[derive(Debug)]
 pub struct Received<'a> {

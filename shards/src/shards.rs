@@ -254,7 +254,7 @@ impl Shards {
         F: Fn(usize) -> P + Send + Sync + 'static,
     {
         let all: Vec<usize> = (0..self.len()).collect();
-        self.listen_tcp_shards(&all, addr, factory, false)
+        self.listen_tcp_shards(&all, addr, boxed_factory(factory), false)
     }
 
     /// Listens on `addr` with one acceptor, shard `acceptor`, which hands each accepted
@@ -270,7 +270,7 @@ impl Shards {
         P: Protocol + 'static,
         F: Fn(usize) -> P + Send + Sync + 'static,
     {
-        self.listen_tcp_shards(&[acceptor], addr, factory, true)
+        self.listen_tcp_shards(&[acceptor], addr, boxed_factory(factory), true)
     }
 
     /// Listens on `addr` on shard `shard` only: every connection accepted there stays there
@@ -285,25 +285,30 @@ impl Shards {
         P: Protocol + 'static,
         F: Fn(usize) -> P + Send + Sync + 'static,
     {
+        self.listen_tcp_on_with(shard, addr, boxed_factory(factory))
+    }
+
+    /// [`listen_tcp_on`](Self::listen_tcp_on) with a factory that builds boxed protocols
+    /// already (a caller choosing among several protocol types boxes once, not twice).
+    pub fn listen_tcp_on_with(
+        &self,
+        shard: usize,
+        addr: SocketAddr,
+        factory: ProtocolFactory,
+    ) -> Result<SocketAddr> {
         self.listen_tcp_shards(&[shard], addr, factory, false)
     }
 
-    fn listen_tcp_shards<P, F>(
+    fn listen_tcp_shards(
         &self,
         shards: &[usize],
         addr: SocketAddr,
-        factory: F,
+        factory: ProtocolFactory,
         spread: bool,
-    ) -> Result<SocketAddr>
-    where
-        P: Protocol + 'static,
-        F: Fn(usize) -> P + Send + Sync + 'static,
-    {
+    ) -> Result<SocketAddr> {
         if let Some(&bad) = shards.iter().find(|&&s| s >= self.len()) {
             return Err(ShardError::ShardGone(bad));
         }
-        let factory: ProtocolFactory =
-            Arc::new(move |shard| Box::new(factory(shard)) as Box<dyn Protocol>);
         let mut bound = addr;
         let mut fds = Vec::with_capacity(shards.len());
         let close_all = |fds: &[i32]| fds.iter().for_each(|&fd| sys::close(fd));
@@ -364,8 +369,16 @@ impl Shards {
         P: Protocol + 'static,
         F: Fn(usize) -> P + Send + Sync + 'static,
     {
-        let factory: ProtocolFactory =
-            Arc::new(move |shard| Box::new(factory(shard)) as Box<dyn Protocol>);
+        self.listen_unix_with(shard, path, boxed_factory(factory))
+    }
+
+    /// [`listen_unix`](Self::listen_unix) with a factory of boxed protocols.
+    pub fn listen_unix_with(
+        &self,
+        shard: usize,
+        path: &Path,
+        factory: ProtocolFactory,
+    ) -> Result<()> {
         let fd = bind_unix(path)?;
         self.run_on(shard, move |ctx| ctx.accept_on(fd, factory))
     }
@@ -382,8 +395,16 @@ impl Shards {
         P: Protocol + 'static,
         F: Fn(usize) -> P + Send + Sync + 'static,
     {
-        let factory: ProtocolFactory =
-            Arc::new(move |shard| Box::new(factory(shard)) as Box<dyn Protocol>);
+        self.listen_shm_with(shard, path, boxed_factory(factory))
+    }
+
+    /// [`listen_shm`](Self::listen_shm) with a factory of boxed protocols.
+    pub fn listen_shm_with(
+        &self,
+        shard: usize,
+        path: &Path,
+        factory: ProtocolFactory,
+    ) -> Result<()> {
         let fd = sys::owned_fd(bind_unix(path)?);
         self.call_on(shard, move |ctx| ctx.accept_shm(fd, factory))?
             .map_err(|e| ShardError::io("starting a shared-memory listener", e))
@@ -477,6 +498,15 @@ impl Drop for Shards {
 }
 
 /// A Unix stream socket bound to `path` and listening.
+/// A [`ProtocolFactory`] from a factory of one protocol type.
+fn boxed_factory<P, F>(factory: F) -> ProtocolFactory
+where
+    P: Protocol + 'static,
+    F: Fn(usize) -> P + Send + Sync + 'static,
+{
+    Arc::new(move |shard| Box::new(factory(shard)) as Box<dyn Protocol>)
+}
+
 fn bind_unix(path: &Path) -> Result<std::os::fd::RawFd> {
     let raw =
         sys::RawSockAddr::from_unix(path).map_err(|e| ShardError::io("unix socket path", e))?;

@@ -30,7 +30,7 @@ pub use udp::UdpTransport;
 pub use unix::UnixTransport;
 
 /// Builds the protocol of each accepted connection (argument: its shard).
-pub type AcceptFactory = Arc<dyn Fn(usize) -> Box<dyn Protocol> + Send + Sync>;
+pub type AcceptFactory = hawser_shards::ProtocolFactory;
 
 /// What a transport offers, or what a layer needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -49,7 +49,7 @@ impl Transport for ShmTransport {
         accept: AcceptFactory,
     ) -> Result<Address, ApiError> {
         remove_stale_socket(self.path());
-        shards.listen_shm(shard, self.path(), move |s| accept(s))?;
+        shards.listen_shm_with(shard, self.path(), accept)?;
         Ok(self.address.clone())
     }
 

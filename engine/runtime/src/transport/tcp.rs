@@ -41,7 +41,7 @@ impl Transport for TcpTransport {
         shard: usize,
         accept: AcceptFactory,
     ) -> Result<Address, ApiError> {
-        let bound = shards.listen_tcp_on(shard, self.addr, move |s| accept(s))?;
+        let bound = shards.listen_tcp_on_with(shard, self.addr, accept)?;
         Ok(Address::Tcp(bound))
     }
 

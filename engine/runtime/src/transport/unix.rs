@@ -64,7 +64,7 @@ impl Transport for UnixTransport {
         accept: AcceptFactory,
     ) -> Result<Address, ApiError> {
         remove_stale_socket(self.path());
-        shards.listen_unix(shard, self.path(), move |s| accept(s))?;
+        shards.listen_unix_with(shard, self.path(), accept)?;
         Ok(self.address.clone())
     }
 
