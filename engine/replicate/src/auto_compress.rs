@@ -2,9 +2,9 @@
 //! job measures.
 //!
 //! The session compresses a push's frames on one shard thread. On a link slower than
-//! that thread's lz4, compressed blocks arrive sooner; on a faster one (10 Gbit/s,
-//! loopback) compression is the bottleneck, and a push of data that shrinks little runs
-//! slower than uncompressed (README, "Measured", has both cases). Which one a link is
+//! that thread's lz4, compressed blocks arrive sooner; on a faster one compression is the
+//! bottleneck, and a push of data that shrinks little runs slower than uncompressed
+//! (README, "Measured", has both cases). Which one a link is
 //! depends on the link, the data and the host, so `auto`:
 //!
 //! 1. sends uncompressed and, once the transfer has settled ([`SETTLE`] after the first

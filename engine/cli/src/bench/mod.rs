@@ -27,7 +27,7 @@
 //! the two shards, as a socket ping-pong wakes its two threads; `--caller thread` calls
 //! from an application thread through
 //! [`Client::pipeline`](hawser_runtime::Client::pipeline) (every answer then crosses from
-//! the shard to that thread). In rpc mode the shards also busy-poll 50 µs before sleeping
+//! the shard to that thread). In rpc mode the shards also busy-poll before sleeping
 //! (`--busy-poll-us`), which saves their wake-ups between exchanges.
 
 pub mod args;
