@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
+use super::hawser_tools;
 use super::tools::{self, Background};
 use super::{Context, settle};
 use crate::probe::{self, Memory};
@@ -25,7 +26,7 @@ const MIB: f64 = 1048576.0;
 /// Runs the probes against a fresh `hawser serve` per round.
 pub fn run(ctx: &Context, outcome: &mut Outcome) -> Result<()> {
     probe::raise_fd_limit();
-    let binary = match tools::hawser_subcommand("serve") {
+    let binary = match hawser_tools::hawser_subcommand("serve") {
         Ok(binary) => binary,
         Err(reason) => {
             outcome

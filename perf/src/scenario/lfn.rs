@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
+use super::hawser_tools;
 use super::replicate::{empty_directory, write_random_file};
 use super::tools::{self, Iperf3Setup};
 use super::{Context, add_series, is_root, settle};
@@ -194,8 +195,8 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
     // Ramp-up excluded: the first third of each run.
     let steady_from = seconds / 3.0;
     let hawser = match (
-        tools::hawser_subcommand("push"),
-        tools::hawser_subcommand("serve"),
+        hawser_tools::hawser_subcommand("push"),
+        hawser_tools::hawser_subcommand("serve"),
     ) {
         (Ok(binary), Ok(_)) => Ok(binary),
         (Err(reason), _) | (_, Err(reason)) => Err(reason),
@@ -279,7 +280,7 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
     }
     let linkem = LinkemProcess::start(profile, &context.scratch)?;
     let server = match &hawser {
-        Ok(binary) => Some(tools::start_hawser_serve(
+        Ok(binary) => Some(hawser_tools::start_hawser_serve(
             binary,
             Some(NS_B),
             &format!("{ADDRESS_B}:{HAWSER_PORT}"),
@@ -292,7 +293,7 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
         format!("bench bulk (memory to memory, no files), {BENCH_CONNECTIONS} connections"),
     );
     let bench_server = match &hawser {
-        Ok(binary) => Some(tools::start_hawser_bench_server(
+        Ok(binary) => Some(hawser_tools::start_hawser_bench_server(
             binary,
             Some(NS_B),
             &format!("{ADDRESS_B}:{BENCH_PORT}"),
@@ -374,7 +375,7 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
                 "--duration",
                 &duration,
             ];
-            match tools::run_hawser_bench(binary, Some(NS_A), &args, None) {
+            match hawser_tools::run_hawser_bench(binary, Some(NS_A), &args, None) {
                 Ok(result) => {
                     let run = LinkRun {
                         subject: &bench_subject,
@@ -396,16 +397,16 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
             for (connections, subject) in &hawser_subjects {
                 eprintln!("  round {round}: {}", subject.label());
                 empty_directory(&push_target)?;
-                let pushed = tools::run_hawser_push(
+                let pushed = hawser_tools::run_hawser_push(
                     binary,
                     Some(NS_A),
                     *connections,
                     &push_source.join("push.bin"),
                     &format!("{ADDRESS_B}:{HAWSER_PORT}:run{round}"),
                     &push_report,
-                    tools::PushOptions {
+                    hawser_tools::PushOptions {
                         congestion: profile.congestion,
-                        ..tools::PushOptions::default()
+                        ..hawser_tools::PushOptions::default()
                     },
                 );
                 match pushed {

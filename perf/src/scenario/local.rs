@@ -15,9 +15,10 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 
+use super::hawser_tools;
 use super::loopback::{BULK_CONNECTIONS, hawser_bench_run, record_latencies};
 use super::replicate::{self, DataSet};
-use super::tools::{self, Background};
+use super::tools::Background;
 use super::{Context, add_series, settle};
 use crate::report::{Outcome, Subject, parse_hgrm};
 
@@ -131,7 +132,7 @@ fn start_bench_server(
     outcome: &mut Outcome,
 ) -> Option<(Background, Vec<String>)> {
     let all: Vec<String> = TRANSPORTS.iter().map(|t| t.listen(dir, name)).collect();
-    let error = match tools::start_hawser_bench_server_on(binary, &all, extra) {
+    let error = match hawser_tools::start_hawser_bench_server_on(binary, &all, extra) {
         Ok(started) => return Some(started),
         Err(error) => error,
     };
@@ -139,7 +140,7 @@ fn start_bench_server(
     let reason = format!("`hawser bench --serve {shm}` failed: {error:#}");
     outcome.mark_unavailable(&subject_of(Transport::Shm), &reason);
     let without_shm: Vec<String> = all.into_iter().filter(|a| *a != shm).collect();
-    match tools::start_hawser_bench_server_on(binary, &without_shm, extra) {
+    match hawser_tools::start_hawser_bench_server_on(binary, &without_shm, extra) {
         Ok(started) => Some(started),
         Err(error) => {
             let reason = format!("`hawser bench --serve` failed: {error:#}");
@@ -218,7 +219,7 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let _remove = RemoveOnDrop(dir.clone());
 
-    let bench_binary = match tools::hawser_subcommand("bench") {
+    let bench_binary = match hawser_tools::hawser_subcommand("bench") {
         Ok(binary) => Some(binary),
         Err(reason) => {
             let reason = format!("hawser bench not available ({reason})");
@@ -230,8 +231,8 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
         }
     };
     let push_binary = match (
-        tools::hawser_subcommand("push"),
-        tools::hawser_subcommand("serve"),
+        hawser_tools::hawser_subcommand("push"),
+        hawser_tools::hawser_subcommand("serve"),
     ) {
         (Ok(binary), Ok(_)) => Some(binary),
         (Err(reason), _) | (_, Err(reason)) => {
@@ -308,7 +309,7 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
             .iter()
             .map(|t| t.listen(&dir, "s"))
             .collect();
-        match tools::start_hawser_serve_on(binary, &listen, &target) {
+        match hawser_tools::start_hawser_serve_on(binary, &listen, &target) {
             Ok((server, addresses)) => {
                 let data_root = dir.join("data");
                 eprintln!(
@@ -359,14 +360,14 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
         // first.
         if let Some(address) = address_of(addresses, Transport::Tcp) {
             eprintln!("  warm-up push over tcp (not measured)");
-            if let Err(error) = tools::run_hawser_push(
+            if let Err(error) = hawser_tools::run_hawser_push(
                 binary,
                 None,
                 PUSH_CONNECTIONS,
                 &data.source,
                 &format!("{address}:warm-up"),
                 &push_report,
-                tools::PushOptions::default(),
+                hawser_tools::PushOptions::default(),
             ) {
                 outcome
                     .notes
@@ -470,14 +471,14 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
                 replicate::flush_dirty_pages()?;
                 let destination = format!("{address}:run{round}-{transport}");
                 let started = Instant::now();
-                match tools::run_hawser_push(
+                match hawser_tools::run_hawser_push(
                     binary,
                     None,
                     PUSH_CONNECTIONS,
                     &data.source,
                     &destination,
                     &push_report,
-                    tools::PushOptions::default(),
+                    hawser_tools::PushOptions::default(),
                 ) {
                     Ok(result) => {
                         let elapsed = started.elapsed().as_secs_f64();

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
+use super::hawser_tools;
 use super::tools::{self, Iperf3Setup};
 use super::{Context, add_series, settle};
 use crate::report::{Outcome, Subject, parse_hgrm};
@@ -29,9 +30,9 @@ pub(super) fn hawser_bench_run(
     args: &[&str],
     histogram: Option<&std::path::Path>,
     round: usize,
-) -> Option<tools::HawserBenchResult> {
+) -> Option<hawser_tools::HawserBenchResult> {
     eprintln!("  round {round}: {}", subject.label());
-    match tools::run_hawser_bench(binary, None, args, histogram) {
+    match hawser_tools::run_hawser_bench(binary, None, args, histogram) {
         Ok(result) => Some(result),
         Err(error) => {
             outcome.notes.push(format!(
@@ -73,7 +74,7 @@ pub fn bulk(context: &Context, outcome: &mut Outcome) -> Result<()> {
     let iperf3 = Subject::new("iperf3", format!("-P {BULK_CONNECTIONS}"));
     let plain = Subject::new("plain-socket", "1 connection, 2 threads, 1 MiB writes");
     outcome.baseline = Some(iperf3.clone());
-    let hawser_binary = tools::hawser_subcommand("bench")
+    let hawser_binary = hawser_tools::hawser_subcommand("bench")
         .map_err(|reason| {
             let reason = format!("hawser bench not available ({reason})");
             for subject in [
@@ -268,7 +269,7 @@ pub fn rpc(context: &Context, outcome: &mut Outcome) -> Result<()> {
         format!("ping-pong --tcp -m {RPC_MESSAGE_BYTES} --timeout 0 (both ends poll)"),
     );
     outcome.baseline = Some(sockperf.clone());
-    let hawser_binary = match tools::hawser_subcommand("bench") {
+    let hawser_binary = match hawser_tools::hawser_subcommand("bench") {
         Ok(binary) => Some(binary),
         Err(reason) => {
             let reason = format!("hawser bench not available ({reason})");

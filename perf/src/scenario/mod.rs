@@ -5,6 +5,7 @@
 //! available" with the reason and the baselines still run; a missing baseline tool is an
 //! error that names `scripts/setup.sh`.
 
+pub mod hawser_tools;
 pub mod hostile;
 pub mod lfn;
 pub mod local;

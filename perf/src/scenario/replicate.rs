@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
+use super::hawser_tools;
 use super::tools::{self, Background};
 use super::{Context, add_series, settle};
 use crate::linkem::rng::SeededRng as Rng;
@@ -266,8 +267,8 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
     let big_mib = env_number("HAWSER_REPLICATE_BIG_MIB", BIG_FILE_MIB);
     let small_files = env_number("HAWSER_REPLICATE_SMALL_FILES", SMALL_FILES);
     let hawser = match (
-        tools::hawser_subcommand("push"),
-        tools::hawser_subcommand("serve"),
+        hawser_tools::hawser_subcommand("push"),
+        hawser_tools::hawser_subcommand("serve"),
     ) {
         (Ok(binary), Ok(_)) => Ok(binary),
         (Err(reason), _) | (_, Err(reason)) => Err(reason),
@@ -310,7 +311,7 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
     let daemon = start_rsync_daemon(&context.scratch, &rsync_target, rsync_port)?;
     let hawser_port = tools::free_loopback_port()?;
     let server = match &hawser {
-        Ok(binary) => Some(tools::start_hawser_serve(
+        Ok(binary) => Some(hawser_tools::start_hawser_serve(
             binary,
             None,
             &format!("127.0.0.1:{hawser_port}"),
@@ -409,14 +410,14 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
                 flush_dirty_pages()?;
                 let started = Instant::now();
                 let destination = format!("127.0.0.1:{hawser_port}:{place}");
-                match tools::run_hawser_push(
+                match hawser_tools::run_hawser_push(
                     binary,
                     None,
                     PUSH_CONNECTIONS,
                     &data.source,
                     &destination,
                     &push_report,
-                    tools::PushOptions::default(),
+                    hawser_tools::PushOptions::default(),
                 ) {
                     Ok(result) => {
                         record_transfer(outcome, &subject, data, started.elapsed().as_secs_f64());
@@ -462,16 +463,16 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
             empty_directory(&hawser_target.join("text"))?;
             flush_dirty_pages()?;
             let started = Instant::now();
-            let pushed = tools::run_hawser_push(
+            let pushed = hawser_tools::run_hawser_push(
                 binary,
                 None,
                 PUSH_CONNECTIONS,
                 &text_dir,
                 &format!("127.0.0.1:{hawser_port}:text"),
                 &push_report,
-                tools::PushOptions {
+                hawser_tools::PushOptions {
                     compress: policy,
-                    ..tools::PushOptions::default()
+                    ..hawser_tools::PushOptions::default()
                 },
             );
             match pushed {
