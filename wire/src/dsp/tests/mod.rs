@@ -1,4 +1,5 @@
-//! Hex vectors and error cases of the DSP codec (its properties over generated frames: `properties`).
+//! Hex vectors and error cases of the DSP codec; its properties over generated frames are
+//! in `properties`.
 
 use crate::xxh3::hash64;
 use proptest::prelude::*;
