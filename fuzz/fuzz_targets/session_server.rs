@@ -24,7 +24,7 @@
 //! receive budget (`recv_buffer` / `handle_received`), as the io_uring driver does. An
 //! HMAC-SHA256 login is produced by a real `Client` (the proof needs the secret), so the
 //! fuzzer gets past authentication with either mechanism. See [`Op`] for the operations;
-//! `engine/tests/fuzz_seeds.rs` writes seeds in this format from real client traffic.
+//! `engine/replicate/tests/fuzz_seeds.rs` writes seeds in this format from real client traffic.
 
 #![no_main]
 
@@ -66,110 +66,9 @@ const MAX_PENDING: usize = 64;
 /// negotiated sizes, never more than this.
 const DECODE_LIMIT: u32 = 16 << 20;
 
-/// Operations, by selector byte modulo their count.
-#[derive(Debug, Clone, Copy)]
-enum Op {
-    /// `nonce fill, flags (bit 0: read through lent buffers, bit 1: has a peer address)`.
-    Accept,
-    /// `conn, capabilities, versions, nonce fill, encoding`: a Hello.
-    Hello,
-    /// `conn, identity, encoding`: Auth with ANONYMOUS.
-    AuthAnonymous,
-    /// `conn, identity, flags (bit 0: wrong secret, bit 1: digest, bit 2: lz4), nonce
-    /// fill`: Hello and Auth produced by a real client with HMAC-SHA256.
-    AuthHmac,
-    /// `conn, identity, fore and back attributes (2 bytes each), features, encoding`.
-    NexusCreate,
-    /// `conn, which (Bind / Recover / Destroy), nexus, identity, encoding`.
-    Nexus,
-    /// `conn, channel+order flags, slot, sequence mode, exchange, body, encoding`.
-    Request,
-    /// `conn, kind (Response / ResponseError / Cancel), slot, sequence, request, body,
-    /// encoding`: answers to the server's backchannel calls (or lies about them).
-    Answer,
-    /// `conn, kind, a few operand bytes, encoding`: every other frame kind, including
-    /// those only a server sends.
-    Other,
-    /// `conn, length u16, bytes`: raw bytes.
-    Raw,
-    /// `conn, position u16, bit`: flips a bit of the bytes queued and not delivered.
-    Corrupt,
-    /// `conn, length u16` (0: all): delivers queued bytes.
-    Deliver,
-    /// `exponent`: advances time by 2^exponent ms (or to the next deadline), runs timers.
-    Advance,
-    /// `which, kind, body length`: answers a request the application holds.
-    Respond,
-    /// `conn`: the transport failed.
-    Lost,
-    /// `nexus, body length, flags (bit 0: ordered, bit 1: uncompressed, bit 2: then
-    /// cancel)`: a backchannel call.
-    Call,
-    /// `nexus, slots`: lowers the client's fore-channel credit.
-    Credit,
-}
-
-impl Op {
-    /// Whether the operation calls the server: the others only queue bytes on a
-    /// connection, so there is nothing new to check after them.
-    fn reaches_server(self) -> bool {
-        !matches!(
-            self,
-            Op::Hello
-                | Op::AuthAnonymous
-                | Op::NexusCreate
-                | Op::Nexus
-                | Op::Request
-                | Op::Answer
-                | Op::Other
-                | Op::Raw
-                | Op::Corrupt
-        )
-    }
-}
-
-const OPS: [Op; 17] = [
-    Op::Accept,
-    Op::Hello,
-    Op::AuthAnonymous,
-    Op::AuthHmac,
-    Op::NexusCreate,
-    Op::Nexus,
-    Op::Request,
-    Op::Answer,
-    Op::Other,
-    Op::Raw,
-    Op::Corrupt,
-    Op::Deliver,
-    Op::Advance,
-    Op::Respond,
-    Op::Lost,
-    Op::Call,
-    Op::Credit,
-];
-
-/// Reads operands; past the end everything is zero, so every input is a whole program.
-struct Input<'a>(&'a [u8]);
-
-impl<'a> Input<'a> {
-    fn u8(&mut self) -> u8 {
-        match self.0.split_first() {
-            Some((&b, rest)) => {
-                self.0 = rest;
-                b
-            }
-            None => 0,
-        }
-    }
-    fn u16(&mut self) -> u16 {
-        u16::from_be_bytes([self.u8(), self.u8()])
-    }
-    fn bytes(&mut self, n: usize) -> &'a [u8] {
-        let (head, rest) = self.0.split_at(n.min(self.0.len()));
-        self.0 = rest;
-        head
-    }
-}
+#[path = "session_server/input.rs"]
+mod input;
+use input::{Input, OPS, Op};
 
 /// One accepted connection, as the fuzzer's client side sees it.
 struct Conn {
