@@ -3,8 +3,10 @@
 #   scripts/perf.sh SCENARIO [hawser-perf scenario options...]
 #   scripts/perf.sh all      [options...]
 #   scripts/perf.sh loopback-bulk --runs 3
-# Scenarios: loopback-bulk loopback-rpc replicate lfn-10g-50ms lfn-loss hostile (the lfn ones
-# need root: they bring up the link emulator). Builds the release binaries (hawser,
+# Scenarios: loopback-bulk loopback-rpc local-transports replicate lfn-10g-50ms lfn-loss hostile
+# tls (the lfn ones need root: they bring up the link emulator; tls measures its linkem rows
+# only as root, HAWSER_TLS_SKIP_LINK=1 leaves them out, HAWSER_TLS_LFN_PUSH_MIB,
+# HAWSER_TLS_SSH_MIB and HAWSER_TLS_HANDSHAKES shrink it). Builds the release binaries (hawser,
 # hawser-perf), installs the baselines through scripts/setup.sh when missing, runs each
 # scenario and prints where its reports are: perf/results/<scenario>.json, .md, *.svg
 # (PERF_OUT to write elsewhere). PERF_NOTE="..." adds a sentence to each report's notes
@@ -12,10 +14,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SCENARIOS=(loopback-bulk loopback-rpc local-transports replicate lfn-10g-50ms lfn-loss hostile)
+SCENARIOS=(loopback-bulk loopback-rpc local-transports replicate lfn-10g-50ms lfn-loss hostile tls)
 scenario=${1:-}
 if [[ -z $scenario ]]; then
-    sed -n '2,10p' "$0"
+    sed -n '2,13p' "$0"
     exit 2
 fi
 shift

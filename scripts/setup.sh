@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what hawser's tests and perf scenarios need beyond what cargo fetches.
-#   scripts/setup.sh          everything the perf harness uses (iperf3, sockperf, rsync, ...)
+#   scripts/setup.sh          everything the perf harness uses (iperf3, sockperf, rsync,
+#                             OpenSSH client and server, openssl, ...)
 #   scripts/setup.sh --ci     only what the default test suite needs (currently nothing)
 set -euo pipefail
 
@@ -11,9 +12,15 @@ if $need_ci_only; then
     exit 0
 fi
 
+# TOOL:PACKAGE; sshd is looked for in /usr/sbin too (not on a non-root PATH).
 missing=()
-for tool in iperf3 sockperf rsync hyperfine; do
-    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+for entry in iperf3:iperf3 sockperf:sockperf rsync:rsync hyperfine:hyperfine \
+    ssh:openssh-client scp:openssh-client ssh-keygen:openssh-client \
+    sshd:openssh-server openssl:openssl; do
+    tool=${entry%%:*} package=${entry#*:}
+    if ! command -v "$tool" >/dev/null 2>&1 && [[ ! -x /usr/sbin/$tool ]]; then
+        [[ " ${missing[*]} " == *" $package "* ]] || missing+=("$package")
+    fi
 done
 if ((${#missing[@]})); then
     echo "setup: installing ${missing[*]}" >&2

@@ -80,6 +80,7 @@
 //! | `lfn-10g-50ms` | `hawser push` of one 8 GiB file, 1/4/8 connections | `iperf3 -P 1`, `-P 8` through linkem 10 Gbit/s × 50 ms (root) |
 //! | `lfn-loss` | as above, a 1 GiB file | the same through 1 Gbit/s × 100 ms, 1% loss (root) |
 //! | `local-transports` | `hawser bench --connect` bulk (4 connections) and rpc ping-pong against one `hawser bench --serve` on TCP, a Unix socket and shared memory; `hawser push` of a 512 MiB file + 2,000 small files over TCP and a Unix socket | the TCP rows |
+//! | `tls` | `hawser bench --mode bulk --tls`, `hawser push --tls --tls-pin` (a 1 KiB file: trunk setup; a 4 GiB file through linkem 10 Gbit/s × 50 ms, root; a 1 GiB file on loopback and through linkem) | the same without TLS; `scp` and `rsync -e ssh` to an sshd the scenario starts |
 //!
 //! Through linkem the metrics are `link_fraction` (steady-state receiver rate, after the
 //! first third of the run, over the link rate) and `time_to_90pct_s` (end of the first

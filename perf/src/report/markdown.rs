@@ -12,6 +12,7 @@ pub fn format_value(value: f64, unit: &str) -> String {
         "ns" => format!("{:.1} µs", value / 1e3),
         "fraction" => format!("{:.1}%", value * 100.0),
         "s" => format!("{value:.2} s"),
+        "ms" => format!("{value:.1} ms"),
         "1/s" => format!("{value:.0}/s"),
         _ => format!("{value:.3} {unit}"),
     }
@@ -23,6 +24,7 @@ fn format_range(row: &ResultRow) -> String {
         "ns" => format!("{:.1}", v / 1e3),
         "fraction" => format!("{:.1}%", v * 100.0),
         "s" => format!("{v:.2}"),
+        "ms" => format!("{v:.1}"),
         _ => format!("{v:.0}"),
     };
     format!("{} – {}", short(row.min), short(row.max))
@@ -174,5 +176,6 @@ mod tests {
         assert_eq!(format_value(0.953, "fraction"), "95.3%");
         assert_eq!(format_value(2.5, "s"), "2.50 s");
         assert_eq!(format_value(47_000.0, "ns"), "47.0 µs");
+        assert_eq!(format_value(12.345, "ms"), "12.3 ms");
     }
 }

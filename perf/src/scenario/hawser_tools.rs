@@ -1,6 +1,7 @@
 //! Drivers of hawser itself in the scenarios: `hawser bench` runs and their JSON,
 //! `hawser serve` and `hawser bench --serve` started in the background once they say
-//! they listen, and `hawser push` runs with their reports.
+//! they listen (`hawser serve` with TLS too), `hawser push` runs with their reports, and
+//! which flags a build takes.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -107,6 +108,27 @@ pub fn hawser_subcommand(subcommand: &str) -> std::result::Result<PathBuf, Strin
     }
 }
 
+/// Whether a `--help` text lists `flag` as a whole option (`--tls` is not listed by a
+/// help that has only `--tls-pin`).
+pub fn help_lists(help: &str, flag: &str) -> bool {
+    let option_char = |c: char| c.is_ascii_alphanumeric() || c == '-';
+    help.match_indices(flag).any(|(at, _)| {
+        let before = help[..at].chars().next_back();
+        let after = help[at + flag.len()..].chars().next();
+        !before.is_some_and(option_char) && !after.is_some_and(option_char)
+    })
+}
+
+/// Whether `hawser SUBCOMMAND --help` lists `flag` (a flag lands in the help with its
+/// parser, so a build without it says so here rather than failing each run).
+pub fn hawser_takes(binary: &Path, subcommand: &str, flag: &str) -> bool {
+    Command::new(binary)
+        .args([subcommand, "--help"])
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success() && help_lists(&String::from_utf8_lossy(&o.stdout), flag))
+}
+
 /// Runs `hawser bench ARGS --json` (plus `--histogram FILE` when given).
 pub fn run_hawser_bench(
     binary: &Path,
@@ -176,6 +198,48 @@ pub fn start_hawser_serve(
     let mut server = Background::spawn(command, "hawser serve")?;
     std::thread::sleep(Duration::from_millis(500));
     server.check_running()?;
+    Ok(server)
+}
+
+/// The certificate `hawser serve` presents (`--tls-cert`, `--tls-key`) and whether it
+/// refuses clients without TLS (`--require-tls`).
+#[derive(Debug, Clone, Copy)]
+pub struct ServeTls<'a> {
+    /// PEM certificate.
+    pub cert: &'a Path,
+    /// PEM private key.
+    pub key: &'a Path,
+    /// `--require-tls`.
+    pub require: bool,
+}
+
+/// `hawser serve --allow-anonymous --listen LISTEN --root DIR --tls-cert C --tls-key K
+/// [--require-tls]` in `namespace`, once it has printed its `listening on` line.
+pub fn start_hawser_serve_tls(
+    binary: &Path,
+    namespace: Option<&str>,
+    listen: &str,
+    root: &Path,
+    tls: ServeTls<'_>,
+) -> Result<Background> {
+    let mut command = command_in(namespace, &binary.to_string_lossy());
+    command
+        .args(["serve", "--allow-anonymous", "--listen", listen, "--root"])
+        .arg(root)
+        .arg("--tls-cert")
+        .arg(tls.cert)
+        .arg("--tls-key")
+        .arg(tls.key);
+    if tls.require {
+        command.arg("--require-tls");
+    }
+    let (server, _) = Background::spawn_announced(
+        command,
+        "hawser serve --tls-cert",
+        Announces::Stdout,
+        |lines| lines.iter().any(|l| parse_listening(l).is_some()),
+        ANNOUNCE_TIMEOUT,
+    )?;
     Ok(server)
 }
 
@@ -277,13 +341,15 @@ pub fn start_hawser_serve_on(
     ))
 }
 
-/// How [`run_hawser_push`] runs: `--compress` policy and TCP congestion control.
+/// How [`run_hawser_push`] runs: `--compress` policy, TCP congestion control, TLS.
 #[derive(Debug, Clone, Copy)]
 pub struct PushOptions<'a> {
     /// `off`, `auto` or `lz4`.
     pub compress: &'a str,
     /// `--congestion NAME`, if any.
     pub congestion: Option<&'a str>,
+    /// `--tls --tls-pin PIN` (the server certificate's SHA-256, hex), if any.
+    pub tls_pin: Option<&'a str>,
 }
 
 impl Default for PushOptions<'_> {
@@ -291,11 +357,13 @@ impl Default for PushOptions<'_> {
         PushOptions {
             compress: "off",
             congestion: None,
+            tls_pin: None,
         }
     }
 }
 
-/// `hawser push --connections N --compress C --quiet --json FILE SOURCE DESTINATION`.
+/// `hawser push --connections N [--congestion NAME] [--tls --tls-pin PIN] --compress C
+/// --quiet --json FILE SOURCE DESTINATION`.
 pub fn run_hawser_push(
     binary: &Path,
     namespace: Option<&str>,
@@ -312,6 +380,13 @@ pub fn run_hawser_push(
             options
                 .congestion
                 .map(|name| ["--congestion", name])
+                .into_iter()
+                .flatten(),
+        )
+        .args(
+            options
+                .tls_pin
+                .map(|pin| ["--tls", "--tls-pin", pin])
                 .into_iter()
                 .flatten(),
         )
@@ -342,6 +417,19 @@ mod tests {
         assert_eq!(result.seconds, 2.0);
         assert_eq!(result.intervals, vec![(1.0, 100.0), (2.0, 300.0)]);
         assert!(parse_hawser_push_json(r#"{"end": {}}"#).is_err());
+    }
+
+    #[test]
+    fn help_lists_whole_options_only() {
+        let help = "Options:\n      --tls-pin <SHA256HEX>  Pin the certificate\n      \
+                    --ca <FILE>  Trust this CA\n";
+        assert!(help_lists(help, "--tls-pin"));
+        assert!(help_lists(help, "--ca"));
+        assert!(!help_lists(help, "--tls"));
+        assert!(help_lists("  --tls\n", "--tls"));
+        assert!(help_lists("  --tls  Use TLS", "--tls"));
+        assert!(!help_lists("  --no-tls  Plain", "--tls"));
+        assert!(!help_lists("", "--tls"));
     }
 
     #[test]

@@ -73,9 +73,11 @@ pub const ONE_GBIT_100MS_LOSS: LinkProfile = LinkProfile {
 /// Flags that make linkem hold 10 Gbit/s on the loaded 2-core machine
 /// (`perf/results/linkem-selftest.md`).
 const LINKEM_THROUGHPUT_FLAGS: [&str; 3] = ["--realtime", "10", "--offload"];
-const NS_A: &str = "hawser-a";
-const NS_B: &str = "hawser-b";
-const ADDRESS_B: &str = "198.18.0.2";
+/// linkem's namespaces: the senders run in a, the servers in b.
+pub(super) const NS_A: &str = "hawser-a";
+pub(super) const NS_B: &str = "hawser-b";
+/// The address of side b, where the servers listen.
+pub(super) const ADDRESS_B: &str = "198.18.0.2";
 const IPERF3_PORT: u16 = 5201;
 const HAWSER_PORT: u16 = 8415;
 const BENCH_PORT: u16 = 8416;
@@ -118,13 +120,14 @@ impl LinkProfile {
 
 /// linkem running as a child; SIGTERM (its clean teardown) when dropped.
 #[derive(Debug)]
-struct LinkemProcess {
+pub(super) struct LinkemProcess {
     child: Child,
     log: PathBuf,
 }
 
 impl LinkemProcess {
-    fn start(profile: &LinkProfile, scratch: &Path) -> Result<LinkemProcess> {
+    /// Starts linkem for `profile` (its logs in `scratch`) and waits until the link is up.
+    pub(super) fn start(profile: &LinkProfile, scratch: &Path) -> Result<LinkemProcess> {
         let ready = scratch.join("linkem.ready");
         let log = scratch.join("linkem.log");
         let executable = std::env::current_exe().context("locating hawser-perf")?;
@@ -154,7 +157,7 @@ impl LinkemProcess {
     }
 
     /// Stops linkem and returns its final counters line (JSON), if any.
-    fn stop(mut self) -> Option<String> {
+    pub(super) fn stop(mut self) -> Option<String> {
         self.terminate();
         std::fs::read_to_string(&self.log)
             .ok()?
@@ -498,12 +501,12 @@ impl LinkRun<'_> {
 }
 
 /// One sentence from linkem's final JSON counters: what crossed a→b and what it dropped.
-fn summarize_counters(line: &str) -> Option<String> {
+pub(super) fn summarize_counters(line: &str) -> Option<String> {
     let json: serde_json::Value = serde_json::from_str(line).ok()?;
     let forward = &json["a_to_b"];
     let count = |key: &str| forward[key].as_u64().unwrap_or(0);
     Some(format!(
-        "linkem over the whole scenario ({:.0} s), a→b: {} packets, {:.1} GB forwarded; \
+        "linkem over its whole run ({:.0} s), a→b: {} packets, {:.1} GB forwarded; \
          dropped {} at the full queue, {} by random loss, {} for lack of a buffer.",
         json["elapsed_s"].as_f64().unwrap_or(0.0),
         count("forwarded_packets"),
@@ -540,7 +543,7 @@ mod tests {
             "dropped_no_buffer":0},"b_to_a":{}}"#;
         assert_eq!(
             summarize_counters(line).unwrap(),
-            "linkem over the whole scenario (15 s), a→b: 210919 packets, 13.7 GB forwarded; \
+            "linkem over its whole run (15 s), a→b: 210919 packets, 13.7 GB forwarded; \
              dropped 2275 at the full queue, 3 by random loss, 0 for lack of a buffer."
         );
     }

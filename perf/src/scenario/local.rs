@@ -113,7 +113,7 @@ fn push_subject(transport: Transport, data: &str) -> Subject {
 }
 
 /// Removes a directory when dropped, so an error does not leave the pushed data behind.
-struct RemoveOnDrop(PathBuf);
+pub(super) struct RemoveOnDrop(pub(super) PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
@@ -153,7 +153,7 @@ fn start_bench_server(
 }
 
 /// "Ratio of medians, WHAT: Nx (target). Commands: ...", or why there is none.
-fn ratio_note(
+pub(super) fn ratio_note(
     outcome: &Outcome,
     what: &str,
     metric: &str,

@@ -5,12 +5,15 @@
 //! available" with the reason and the baselines still run; a missing baseline tool is an
 //! error that names `scripts/setup.sh`.
 
+pub mod certificate;
 pub mod hawser_tools;
 pub mod hostile;
 pub mod lfn;
 pub mod local;
 pub mod loopback;
 pub mod replicate;
+pub mod ssh;
+pub mod tls;
 pub mod tools;
 
 use std::path::PathBuf;
@@ -45,6 +48,9 @@ pub enum ScenarioName {
     /// `hawser bench` bulk and rpc ping-pong and `hawser push` between two processes of
     /// this host over TCP on loopback, a Unix socket and shared memory (issue 14).
     LocalTransports,
+    /// What TLS costs (bench bulk, trunk setup on loopback, a large push through linkem
+    /// when root) and `hawser push --tls` vs scp and rsync over ssh (issue 15).
+    Tls,
 }
 
 impl ScenarioName {
@@ -58,6 +64,7 @@ impl ScenarioName {
             ScenarioName::LfnLoss => "lfn-loss",
             ScenarioName::Hostile => "hostile",
             ScenarioName::LocalTransports => "local-transports",
+            ScenarioName::Tls => "tls",
         }
     }
 }
@@ -83,12 +90,17 @@ pub struct ScenarioOptions {
     pub note: Option<String>,
 }
 
-/// Environment variables that shrink or grow a scenario's data.
-pub const SIZE_OVERRIDES: [&str; 4] = [
+/// Environment variables that shrink or grow a scenario's data (or, for
+/// `HAWSER_TLS_SKIP_LINK`, leave a part out).
+pub const SIZE_OVERRIDES: [&str; 8] = [
     "HAWSER_HOSTILE_NEXUSES",
     "HAWSER_LFN_PUSH_MIB",
     "HAWSER_REPLICATE_BIG_MIB",
     "HAWSER_REPLICATE_SMALL_FILES",
+    "HAWSER_TLS_HANDSHAKES",
+    "HAWSER_TLS_LFN_PUSH_MIB",
+    "HAWSER_TLS_SKIP_LINK",
+    "HAWSER_TLS_SSH_MIB",
 ];
 
 /// What a scenario needs while it runs.
@@ -214,6 +226,7 @@ pub fn run(options: &ScenarioOptions) -> Result<ReportFiles> {
         ScenarioName::LfnLoss => lfn::run(&context, &mut outcome, &lfn::ONE_GBIT_100MS_LOSS)?,
         ScenarioName::Hostile => hostile::run(&context, &mut outcome)?,
         ScenarioName::LocalTransports => local::run(&context, &mut outcome)?,
+        ScenarioName::Tls => tls::run(&context, &mut outcome)?,
     }
     sample_load(&mut outcome);
     let files = report::write_reports(&outcome, &Machine::detect(), &options.out)?;

@@ -43,7 +43,7 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
 /// Fails with the fix when a baseline tool is missing.
 pub fn require_program(program: &str) -> Result<PathBuf> {
     find_program(program).with_context(|| {
-        format!("{program} is not installed: run scripts/setup.sh (installs iperf3, sockperf, rsync, hyperfine)")
+        format!("{program} is not installed: run scripts/setup.sh (installs iperf3, sockperf, rsync, hyperfine, OpenSSH, openssl)")
     })
 }
 
