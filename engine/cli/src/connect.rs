@@ -11,41 +11,44 @@ use hawser_replicate::proto::{BLOCK_HEADER_LEN, CompressPolicy};
 use hawser_replicate::service::max_request_size;
 use hawser_runtime::{Address, ApiError, Client, ClientOptions, Service};
 
-use crate::error::{CliError, io_err};
+use crate::error::CliError;
 use crate::job_args::JobArgs;
 use crate::nexus_record::{self, Previous};
+use crate::security::client_password;
 
-/// Connects to `addr` as `job` says. Returns the client and the probe's connect time (one
-/// round trip, for [`crate::window::auto_window`]).
+/// Connects to `addr` (named `host` in certificates, see
+/// [`tls_host`](crate::security::tls_host)) as `job` says.
+/// Returns the client and the probe's connect time (one round trip, for
+/// [`crate::window::auto_window`]).
 pub fn connect(
     addr: &Address,
+    host: &str,
     job: &JobArgs,
     block_size: u32,
 ) -> Result<(Client, Duration), CliError> {
-    connect_serving(addr, job, block_size, None)
+    connect_serving(addr, host, job, block_size, None)
 }
 
 /// [`connect`], serving `backchannel` to the server (a pull's target).
 pub fn connect_serving(
     addr: &Address,
+    host: &str,
     job: &JobArgs,
     block_size: u32,
     backchannel: Option<Service>,
 ) -> Result<(Client, Duration), CliError> {
-    // DSP over udp:// is refused in words before anything is sent.
-    hawser_runtime::transport::ProtocolStack::dsp(addr)
+    // DSP (over TLS) on udp:// is refused in words before anything is sent.
+    let security = &job.security;
+    hawser_runtime::transport::ProtocolStack::session(addr, security.wants_tls())
         .map_err(|e| CliError::Usage(format!("{addr}: {e}")))?;
+    let tls = security.client_tls(host)?;
+    let login = job
+        .identity
+        .as_ref()
+        .filter(|_| !job.external)
+        .map(|identity| format!("{identity}@{host}"));
+    let password = client_password(job.secret_file.as_deref(), login.as_deref())?;
     let rtt = probe(addr)?;
-    let secret = match &job.secret_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(io_err(path))?
-                .trim_end()
-                .as_bytes()
-                .to_vec(),
-        ),
-        None => None,
-    };
     let mut config = ClientOptions {
         connections: job.connections.max(1),
         // Blocks carry their own xxh3 and files an end-to-end xxh3-128: a frame digest
@@ -54,7 +57,9 @@ pub fn connect_serving(
         // The task sends blocks as they are; lz4 happens per session frame, where the
         // session finds it pays (the policy's auto and lz4 both turn it on).
         compression: job.compress != CompressPolicy::Off,
-        secret,
+        password,
+        tls,
+        sasl_mechanism: security.sasl_mechanism,
         external: job.external,
         max_request_size: max_request_size(block_size),
         // A pull's blocks arrive on the backchannel: aligned for the direct writes.

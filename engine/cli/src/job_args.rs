@@ -2,6 +2,8 @@
 //! what they make: the source's configuration, the stall timeout, the log level.
 
 use std::path::PathBuf;
+
+use crate::security::ClientSecurityArgs;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hawser_replicate::SourceConfig;
@@ -69,15 +71,20 @@ pub struct JobArgs {
     /// connections together keep the rate up.
     #[arg(long, value_name = "NAME")]
     pub congestion: Option<String>,
-    /// Identity to authenticate as (with --secret-file).
-    #[arg(long)]
-    pub identity: Option<String>,
-    /// File holding the shared secret of --identity (its bytes are the HMAC key; a
-    /// trailing newline or spaces are dropped). With --identity, the nexus of the run is
+    /// Identity to authenticate as, with a password: from --secret-file, else the
+    /// HAWSER_PASSWORD environment variable, else asked on the terminal (without any,
+    /// the identity is stated anonymously). With --identity, the nexus of the run is
     /// remembered under $XDG_STATE_HOME/hawser/nexus/ (~/.local/state/...) until it ends
     /// cleanly, so that the next run replaces it if this one is killed.
+    #[arg(long)]
+    pub identity: Option<String>,
+    /// File holding the password of --identity (its first line; trailing spaces
+    /// dropped). It is proven with SCRAM-SHA-256 and never sent (PLAIN, only if asked
+    /// for with --sasl-mechanism, sends it inside TLS).
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub security: ClientSecurityArgs,
     /// Authenticate as --identity by this process's user id, which the kernel tells the
     /// server over unix:// and shm:// (SASL EXTERNAL; the server grants it with
     /// --allow-peer-uid IDENTITY=UID). Needs --identity; not with --secret-file.

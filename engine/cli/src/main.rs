@@ -9,6 +9,7 @@ use hawser::bench::{self, BenchArgs};
 use hawser::error::exit_code;
 use hawser::inspect::{self, InspectArgs};
 use hawser::logging::{self, LogFormat};
+use hawser::passwd::{self, PasswdArgs};
 use hawser::pull::{self, PullArgs};
 use hawser::push::{self, PushArgs};
 use hawser::serve::{self, ServeArgs};
@@ -29,6 +30,7 @@ enum Command {
     Serve(ServeArgs),
     Push(PushArgs),
     Pull(PullArgs),
+    Passwd(PasswdArgs),
 }
 
 impl Command {
@@ -40,7 +42,9 @@ impl Command {
             Command::Push(PushArgs { job, .. }) | Command::Pull(PullArgs { job, .. }) => {
                 (job.log_level(), LogFormat::Text)
             }
-            Command::Inspect(_) | Command::Bench(_) => (LevelFilter::WARN, LogFormat::Text),
+            Command::Inspect(_) | Command::Bench(_) | Command::Passwd(_) => {
+                (LevelFilter::WARN, LogFormat::Text)
+            }
         }
     }
 }
@@ -55,5 +59,6 @@ fn main() -> ExitCode {
         Command::Serve(args) => exit_code("serve", serve::serve(&args)),
         Command::Push(args) => exit_code("push", push::push(&args).map(|_| ())),
         Command::Pull(args) => exit_code("pull", pull::pull(&args).map(|_| ())),
+        Command::Passwd(args) => exit_code("passwd", passwd::passwd(&args)),
     }
 }

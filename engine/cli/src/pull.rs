@@ -38,6 +38,7 @@ use crate::remote::split_remote;
 use crate::report::{
     JOB_LOG, JobOutcome, log_job_end, log_job_failed, print_report, write_outputs,
 };
+use crate::security::tls_host;
 use crate::serve::access::shown_address;
 use crate::values::parse_write_mode;
 use crate::window::window_for;
@@ -158,8 +159,10 @@ pub fn pull(args: &PullArgs) -> Result<JobOutcome, CliError> {
         .ok_or_else(|| CliError::Usage("give ADDRESS:SRC... DEST".into()))?;
     let mut server: Option<Address> = None;
     let mut sources = Vec::new();
+    let mut host = String::new();
     for spec in remotes {
         let (address, path) = split_remote(spec, "SRC")?;
+        host = tls_host(spec, &address);
         match &server {
             Some(first) if *first != address => {
                 return Err(CliError::Usage(format!(
@@ -182,8 +185,13 @@ pub fn pull(args: &PullArgs) -> Result<JobOutcome, CliError> {
         .with_write_mode(args.write_mode);
     let progress = Arc::new(Progress::default());
     let service = pull_target_service(target, Arc::clone(&progress));
-    let (client, rtt) =
-        connect_serving(&addr, &args.job, config.options.block_size, Some(service))?;
+    let (client, rtt) = connect_serving(
+        &addr,
+        &host,
+        &args.job,
+        config.options.block_size,
+        Some(service),
+    )?;
     // The server's source sends the blocks: it keeps this many in flight.
     let window = window_for(&args.job, rtt, config.options.block_size);
     tracing::info!(

@@ -17,6 +17,7 @@ use crate::remote::parse_remote;
 use crate::report::{
     JOB_LOG, JobOutcome, log_job_end, log_job_failed, print_report, write_outputs,
 };
+use crate::security::tls_host;
 use crate::serve::access::shown_address;
 use crate::window::window_for;
 
@@ -84,7 +85,8 @@ pub fn push(args: &PushArgs) -> Result<JobOutcome, CliError> {
     }
     let mut config = args.job.source_config(dest.clone())?;
     let stall_timeout = args.job.stall_timeout()?;
-    let (client, rtt) = connect(&addr, &args.job, config.options.block_size)?;
+    let host = tls_host(remote, &addr);
+    let (client, rtt) = connect(&addr, &host, &args.job, config.options.block_size)?;
     config.window_blocks = window_for(&args.job, rtt, config.options.block_size);
     tracing::info!(
         target: JOB_LOG,

@@ -209,7 +209,7 @@ fn resume_after_the_server_is_killed_sends_less_and_ends_identical() {
 }
 
 #[test]
-fn config_file_sets_root_and_secrets() {
+fn config_file_sets_root_and_users() {
     let src = TempDir::new("cli-src");
     let dst = TempDir::new("cli-dst");
     let etc = TempDir::new("cli-etc");
@@ -218,8 +218,9 @@ fn config_file_sets_root_and_secrets() {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\nroot = {:?}\nmax_jobs = 4\n[secrets]\nsite-a = \"s3cret\"\n",
-            dst.path().display().to_string()
+            "listen = \"127.0.0.1:0\"\nroot = {:?}\nmax_jobs = 4\n{}",
+            dst.path().display().to_string(),
+            support::users_entry("site-a", "s3cret")
         ),
     )
     .unwrap();

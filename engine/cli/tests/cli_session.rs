@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hawser::nexus_record;
 use hawser_runtime::{Client, ClientOptions, ExchangeId, NexusId};
-use support::{ServeProcess, TempDir, assert_succeeded, text};
+use support::{ServeProcess, TempDir, assert_succeeded, text, users_entry};
 
 const SECRET: &str = "correct horse";
 
 /// `hawser serve` on loopback with `alice` as its only identity.
-fn serve_with_secrets(root: &Path, scratch: &Path) -> ServeProcess {
+fn serve_with_users(root: &Path, scratch: &Path) -> ServeProcess {
     let config = scratch.join("serve.toml");
-    std::fs::write(&config, format!("[secrets]\nalice = {SECRET:?}\n")).unwrap();
+    std::fs::write(&config, users_entry("alice", SECRET)).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_hawser"))
         .args(["serve", "--listen", "127.0.0.1:0", "--root"])
         .arg(root)
@@ -47,7 +47,7 @@ fn push(state: &Path, args: &[&str]) -> Output {
 fn abandon_a_session(addr: SocketAddr) -> NexusId {
     let config = ClientOptions {
         identity: "alice".into(),
-        secret: Some(SECRET.as_bytes().to_vec()),
+        password: Some(SECRET.as_bytes().to_vec()),
         connections: 1,
         ..ClientOptions::default()
     };
@@ -71,7 +71,7 @@ fn serve_refuses_to_start_when_it_would_refuse_every_client() {
     let err = text(&out.stderr);
     assert!(
         err.contains("would refuse every client")
-            && err.contains("[secrets]")
+            && err.contains("hawser passwd")
             && err.contains("--allow-anonymous"),
         "{err}"
     );
@@ -84,12 +84,12 @@ fn serve_refuses_to_start_when_it_would_refuse_every_client() {
 }
 
 #[test]
-fn an_anonymous_push_to_a_server_with_secrets_is_told_what_to_do() {
+fn an_anonymous_push_to_a_server_with_users_is_told_what_to_do() {
     let src = TempDir::new("cli-session-src");
     let dst = TempDir::new("cli-session-dst");
     let state = TempDir::new("cli-session-state");
     std::fs::write(src.path().join("f"), b"data").unwrap();
-    let server = serve_with_secrets(dst.path(), state.path());
+    let server = serve_with_users(dst.path(), state.path());
     let from = format!("{}/", src.path().display());
     let out = push(state.path(), &[&from, &format!("{}:copy", server.addr)]);
     assert!(!out.status.success());
@@ -110,7 +110,7 @@ fn a_held_push_says_what_to_do_and_the_next_run_replaces_a_killed_runs_session()
     std::fs::write(src.path().join("f"), b"data").unwrap();
     let secret_file = state.path().join("secret");
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
-    let server = serve_with_secrets(dst.path(), state.path());
+    let server = serve_with_users(dst.path(), state.path());
     let addr: SocketAddr = server.addr.parse().unwrap();
     let from = format!("{}/", src.path().display());
     let to = format!("{}:copy", server.addr);

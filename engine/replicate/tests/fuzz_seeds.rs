@@ -5,7 +5,8 @@
 //! - `replicate_message`: one real message of each kind, recorded from a replication of a
 //!   small tree (with delete, so Delete and its list travel too), plus a Pull request.
 //! - `session_server`: real clients' bytes, written as the target's operations: an
-//!   ANONYMOUS client on a trunk of two connections and an HMAC-SHA256 one without digest,
+//!   ANONYMOUS client on a trunk of two connections and a SCRAM-SHA-256 one without digest
+//!   (its nonces are random: replayed, it fails at the proof, exercising the refusal),
 //!   both with lz4 (which keeps the seeds small); requests small and large (100 KiB of
 //!   text), ordered, a backchannel call, a destroy.
 //! - `replicate_target`: whole jobs (directories, files in blocks, an inline file, delete,
@@ -173,10 +174,13 @@ impl SessionScript {
 /// What the `session_server` target configures (its `SERVER_SEED`, secrets and fore
 /// channel limits), so that recorded clients behave there as here.
 fn fuzz_server() -> ServerEndpoint {
-    let mut credentials = ServerCredentials::shared_secrets([
-        ("alice".to_string(), b"alice-secret".to_vec()),
-        ("bob".to_string(), b"bob-secret".to_vec()),
-    ]);
+    let mut credentials = ServerCredentials::passwords(
+        [
+            ("alice".to_string(), b"alice-secret".to_vec()),
+            ("bob".to_string(), b"bob-secret".to_vec()),
+        ],
+        4096,
+    );
     credentials.allow_anonymous = true;
     let mut config = ServerConfig::new(credentials);
     config.fore_limits = ChannelAttributes {
@@ -302,7 +306,7 @@ fn write_session_fuzz_seeds() {
 
     let mut config = ClientConfig::new(
         "alice",
-        ClientCredentials::SharedSecret(b"alice-secret".to_vec()),
+        ClientCredentials::password(b"alice-secret".to_vec()),
     );
     config.connections = 1;
     config.fore.slots = 4;

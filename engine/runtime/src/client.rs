@@ -36,13 +36,20 @@ pub struct ClientOptions {
     pub digest: bool,
     /// Offer lz4 compression (used per frame when it pays).
     pub compression: bool,
-    /// Authenticate with this shared secret (HMAC-SHA256) instead of anonymously.
-    pub secret: Option<Vec<u8>>,
+    /// Authenticate with this password (SCRAM-SHA-256, bound to the TLS session over
+    /// TLS) instead of anonymously.
+    pub password: Option<Vec<u8>>,
+    /// Run every connection over TLS, checking the server so; never fall back to clear
+    /// text.
+    pub tls: Option<session::ClientTls>,
+    /// Use this SASL mechanism whatever else the server offers (default: the strongest
+    /// offered that the credentials allow).
+    pub sasl_mechanism: Option<session::Mechanism>,
     /// Authenticate with `EXTERNAL`: over a Unix socket or shared memory the server
     /// takes this process's user id, as the kernel tells it, as proof of `identity`
-    /// (it must map that identity to that uid). Ignored when `secret` is set.
+    /// (it must map that identity to that uid). Ignored when `password` is set.
     pub external: bool,
-    /// The client identity (the server looks the secret up by it).
+    /// The client identity (the server looks the password up by it).
     pub identity: String,
     /// Fore-channel slots to ask for: requests in flight at once.
     pub slots: u32,
@@ -82,7 +89,9 @@ impl Default for ClientOptions {
             connections: 4,
             digest: true,
             compression: false,
-            secret: None,
+            password: None,
+            tls: None,
+            sasl_mechanism: None,
             external: false,
             identity: format!(
                 "hawser-{}-{}",
@@ -165,10 +174,10 @@ impl Client {
         config: ClientOptions,
         placement: Option<(Runtime, usize)>,
     ) -> Result<Client, ApiError> {
-        let pipeline = ProtocolStack::dsp(address)?;
+        let pipeline = ProtocolStack::session(address, config.tls.is_some())?;
         let addr = address.clone();
-        let credentials = match &config.secret {
-            Some(s) => ClientCredentials::SharedSecret(s.clone()),
+        let credentials = match &config.password {
+            Some(p) => ClientCredentials::password(p.clone()),
             None if config.external => ClientCredentials::External,
             None => ClientCredentials::Anonymous,
         };
@@ -186,6 +195,8 @@ impl Client {
         sc.reconnect_max = Duration::from_secs(1);
         sc.grace_period = config.grace_period;
         sc.replace = config.replace_nexus;
+        sc.tls = config.tls.clone();
+        sc.sasl_mechanism = config.sasl_mechanism;
         let (shards, shard) = match placement {
             Some((rt, shard)) => {
                 let last = rt.shards.len() - 1;

@@ -62,6 +62,9 @@ pub enum ApiError {
         reason: String,
     },
     /// No nexus could be established in time (server down or unreachable).
+    /// A configuration that cannot be used (TLS certificates, keys, pins).
+    #[error("{0}")]
+    Config(String),
     #[error("no session with {addr} within {timeout:?}")]
     Timeout {
         /// The server.

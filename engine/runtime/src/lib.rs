@@ -86,6 +86,9 @@ mod runtime;
 mod server;
 mod service;
 mod stats;
+pub mod tls;
+/// The SASL side: mechanisms and the user database's entries.
+pub use hawser_session::auth;
 pub mod transport;
 
 pub use address::{Address, AddressError, SHM_DIR};
@@ -94,7 +97,8 @@ pub use call::{FinishedCall, PendingCall, Pipeline, WaitTimedOut};
 pub use client::{Client, ClientOptions};
 pub use error::ApiError;
 pub use hawser_session::{
-    CallError, CallOptions, ExchangeId, NexusId, RemoteException, ServerLimits,
+    CallError, CallOptions, ClientTls, ExchangeId, Mechanism, NexusId, RemoteException, ScramEntry,
+    ServerLimits, ServerTls, TlsFailure,
 };
 pub use on_shard::ShardCaller;
 pub use runtime::{Runtime, RuntimeConfig};

@@ -49,6 +49,7 @@ pub struct ServerBuilder {
     receive_budget: usize,
     frame_timeout: Duration,
     placement: Option<(Runtime, usize)>,
+    tls: Option<session::ServerTls>,
 }
 
 impl Default for ServerBuilder {
@@ -75,6 +76,7 @@ impl ServerBuilder {
             receive_budget: session::DEFAULT_RECEIVE_BUDGET,
             frame_timeout: session::Timers::default().frame_timeout,
             placement: None,
+            tls: None,
         }
     }
 
@@ -90,13 +92,29 @@ impl ServerBuilder {
         self
     }
 
-    /// Accepts `identity` if it proves it knows `secret` (HMAC-SHA256
-    /// challenge-response). A server with secrets refuses anonymous clients unless
-    /// [`allow_anonymous`](Self::allow_anonymous) says otherwise.
-    pub fn secret(mut self, identity: impl Into<String>, secret: impl Into<Vec<u8>>) -> Self {
-        self.credentials
-            .secrets
-            .insert(identity.into(), secret.into());
+    /// Accepts `identity` if it proves it knows `password` (SCRAM-SHA-256; the server
+    /// keeps only the SCRAM keys, derived here with 4096 iterations). A server with users
+    /// refuses anonymous clients unless [`allow_anonymous`](Self::allow_anonymous) says
+    /// otherwise.
+    pub fn password(mut self, identity: impl Into<String>, password: impl Into<Vec<u8>>) -> Self {
+        let one = ServerCredentials::passwords(
+            [(identity.into(), password.into())],
+            session::auth::DEFAULT_ITERATIONS,
+        );
+        self.credentials.users.extend(one.users);
+        self
+    }
+
+    /// Accepts `identity` with the password whose SCRAM entry this is (the user database
+    /// `hawser passwd` writes).
+    pub fn user(mut self, identity: impl Into<String>, entry: session::ScramEntry) -> Self {
+        self.credentials.users.insert(identity.into(), entry);
+        self
+    }
+
+    /// Offers TLS to clients (requires it if `tls.require`).
+    pub fn tls(mut self, tls: session::ServerTls) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -188,9 +206,10 @@ impl ServerBuilder {
                 why: "a server needs at least one address to listen on".into(),
             }));
         }
+        let tls = self.tls.is_some();
         let pipelines = addresses
             .iter()
-            .map(ProtocolStack::dsp)
+            .map(|a| ProtocolStack::session(a, tls))
             .collect::<Result<Vec<_>, _>>()?;
         let transports: Vec<_> = pipelines
             .iter()
@@ -203,7 +222,7 @@ impl ServerBuilder {
         let mut credentials = self.credentials;
         credentials.allow_anonymous = anonymous_allowed(
             self.allow_anonymous,
-            !credentials.secrets.is_empty() || !credentials.peer_uids.is_empty(),
+            !credentials.users.is_empty() || !credentials.peer_uids.is_empty(),
             addresses,
         );
         let mut config = session::ServerConfig::new(credentials);
@@ -216,6 +235,7 @@ impl ServerBuilder {
         config.align_request_bodies_at = self.align_request_bodies_at;
         config.receive_budget = Some(session::ReceiveBudget::new(self.receive_budget));
         config.timers.frame_timeout = self.frame_timeout;
+        config.tls = self.tls;
         if let Some(bytes) = self.max_request_size {
             config.fore_limits.max_request_size = bytes;
             config.back_limits.max_request_size = bytes;

@@ -105,6 +105,45 @@ fn killing_shm_connections_mid_flight_loses_nothing_and_runs_nothing_twice() {
     run_kill_test(10_000, 4, Over::Shm);
 }
 
+/// A server's self-signed TLS and a client pinning it.
+fn tls_pair() -> (hawser_runtime::ServerTls, hawser_runtime::ClientTls) {
+    use hawser_runtime::tls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let der = cert.der().clone();
+    let pin = hawser_runtime::tls::parse_pin(&hawser_runtime::tls::pin_hex(&der)).unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let server = hawser_runtime::ServerTls::new(vec![der], key).unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    (
+        server,
+        hawser_runtime::ClientTls::with_pin(pin, name).unwrap(),
+    )
+}
+
+/// Every connection of an 8-connection trunk over TLS (SCRAM-SHA-256-PLUS), killed one
+/// after another while requests flow: each reconnection runs TLS and SCRAM again, and
+/// every request runs exactly once.
+#[test]
+fn killing_tls_connections_of_a_trunk_of_eight_loses_nothing_and_runs_nothing_twice() {
+    for over in [Over::Tcp, Over::Unix] {
+        let (server_tls, client_tls) = tls_pair();
+        let builder = ServerBuilder::new()
+            .tls(server_tls)
+            .password("alice", b"correct horse".to_vec());
+        let config = ClientOptions {
+            identity: "alice".into(),
+            password: Some(b"correct horse".to_vec()),
+            tls: Some(client_tls),
+            ..config(8)
+        };
+        run_kill_test_with(10_000, 4, over, builder, config);
+    }
+}
+
 #[test]
 #[ignore = "long: 200,000 requests under connection kills, over each transport"]
 fn killing_connections_mid_flight_long() {
@@ -114,6 +153,16 @@ fn killing_connections_mid_flight_long() {
 }
 
 fn run_kill_test(total: usize, threads: usize, over: Over) {
+    run_kill_test_with(total, threads, over, ServerBuilder::new(), config(4));
+}
+
+fn run_kill_test_with(
+    total: usize,
+    threads: usize,
+    over: Over,
+    builder: ServerBuilder,
+    client_config: ClientOptions,
+) {
     let executions: Arc<Vec<AtomicU32>> = Arc::new((0..total).map(|_| AtomicU32::new(0)).collect());
     let counter = executions.clone();
     let svc = Service::new("count").handler(COUNT, "count", move |_, body| {
@@ -121,12 +170,9 @@ fn run_kill_test(total: usize, threads: usize, over: Over) {
         counter[id].fetch_add(1, Ordering::Relaxed);
         Ok(body)
     });
-    let server = serve_over(
-        ServerBuilder::new().service(svc),
-        over,
-        &format!("kill-{over:?}"),
-    );
-    let client = Arc::new(connect_to(&server, config(4)));
+    let tag = format!("kill-{over:?}-{}", client_config.tls.is_some());
+    let server = serve_over(builder.service(svc), over, &tag);
+    let client = Arc::new(connect_to(&server, client_config));
     let stop = Arc::new(AtomicBool::new(false));
     let kills = Arc::new(AtomicUsize::new(0));
     let killer = {
@@ -134,7 +180,12 @@ fn run_kill_test(total: usize, threads: usize, over: Over) {
         std::thread::spawn(move || {
             let mut k = 0;
             while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(15));
+                std::thread::sleep(Duration::from_millis(
+                    std::env::var("KILL_MS")
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(15),
+                ));
                 client.kill_connection(k);
                 kills.fetch_add(1, Ordering::Relaxed);
                 k += 1;
@@ -276,12 +327,12 @@ fn server_with_shared_secret_refuses_a_wrong_one() {
     let svc = Service::new("echo").handler(ECHO, "echo", |_, body| Ok(body));
     let server = ServerBuilder::new()
         .service(svc)
-        .secret("alice", b"correct horse".to_vec())
+        .password("alice", b"correct horse".to_vec())
         .listen("127.0.0.1:0")
         .unwrap();
     let wrong = ClientOptions {
         identity: "alice".into(),
-        secret: Some(b"battery staple".to_vec()),
+        password: Some(b"battery staple".to_vec()),
         connect_timeout: Duration::from_secs(5),
         ..config(2)
     };
@@ -297,7 +348,7 @@ fn server_with_shared_secret_refuses_a_wrong_one() {
     assert!(Client::connect(server.local_addr(), anonymous).is_err());
     let right = ClientOptions {
         identity: "alice".into(),
-        secret: Some(b"correct horse".to_vec()),
+        password: Some(b"correct horse".to_vec()),
         ..config(2)
     };
     let client = Client::connect(server.local_addr(), right).unwrap();
@@ -739,12 +790,12 @@ fn a_held_session_is_reported_at_once_and_replacing_the_previous_nexus_connects(
     let echo = Service::new("echo").handler(ECHO, "echo", |_, body| Ok(body));
     let server = ServerBuilder::new()
         .service(echo)
-        .secret("alice", b"correct horse".to_vec())
+        .password("alice", b"correct horse".to_vec())
         .listen("127.0.0.1:0")
         .unwrap();
     let alice = || ClientOptions {
         identity: "alice".into(),
-        secret: Some(b"correct horse".to_vec()),
+        password: Some(b"correct horse".to_vec()),
         ..config(2)
     };
     // A client does some work, then dies without closing its nexus.

@@ -69,9 +69,14 @@ fn bound_connection(addr: SocketAddr, identity: &str, max_request: u32) -> TcpSt
         let mut out = Vec::new();
         encoder.encode(frame, &mut out).unwrap();
         stream.write_all(&out).unwrap();
-        // One answer per step (Hello, AuthResult, NexusCreated).
+        // One answer per step (Hello, AuthResult, NexusCreated); the server's list of
+        // mechanisms after its Hello is read past.
         loop {
             if let Some((answer, used)) = decoder.decode(&rx).unwrap() {
+                if matches!(answer, Frame::AuthChallenge(_)) {
+                    rx.drain(..used);
+                    continue;
+                }
                 let ok = match answer {
                     Frame::Hello(_) => true,
                     Frame::AuthResult(r) => r.status.is_ok(),

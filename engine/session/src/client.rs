@@ -12,6 +12,7 @@
 //! at once as [`Event::NexusHeld`]; with [`ClientConfig::replace`] the client recovers
 //! and destroys that previous nexus first, so there is nothing to wait for.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,7 +21,8 @@ use hawser_wire::dsp::{
     NexusRecover, NexusRecovered, Status,
 };
 
-use super::auth::{self, ClientCredentials, NONCE_LEN};
+use super::auth::client::{ClientExchange, SaltedCache, choose};
+use super::auth::{self, NONCE_LEN};
 use super::budget::Reservation;
 use super::codec::Frame;
 use super::config::ClientConfig;
@@ -32,6 +34,7 @@ use super::link::{GoAwayCode, Link};
 use super::nexus::{Footprint, NexusCore};
 use super::stats::NexusStats;
 use super::throttle::TokenBucket;
+use super::tls::{SecureChannel, TlsFailure};
 use super::types::{Channel, ExchangeId, LinkId, NexusId, RequestId};
 
 /// Options of one call.
@@ -52,13 +55,12 @@ pub struct ClientPhase(Phase);
 
 #[derive(Debug)]
 enum Phase {
-    /// Hello sent with this nonce; the server's Hello is next.
-    AwaitHelloAck { nonce: [u8; NONCE_LEN] },
-    /// Auth sent; the server's proof is next.
-    AwaitServerProof {
-        client_nonce: [u8; NONCE_LEN],
-        server_nonce: [u8; NONCE_LEN],
-    },
+    /// Hello sent; the server's Hello is next.
+    AwaitHelloAck,
+    /// Hello exchanged; the server's list of mechanisms is next.
+    AwaitMechanisms,
+    /// Auth sent; challenges or the result are next.
+    Authenticating { exchange: Box<ClientExchange> },
     /// Authenticated, waiting for another connection to finish creating the nexus.
     Authenticated,
     /// NexusRecover of the nexus to replace sent (see [`ClientConfig::replace`]).
@@ -100,6 +102,8 @@ pub struct ClientSide {
     replace_attempts: u32,
     /// The grace period the server granted.
     granted_grace: Option<Duration>,
+    /// The password's SCRAM derivation, shared by every connection of the trunk.
+    salted: Arc<SaltedCache>,
 }
 
 /// The client endpoint of one nexus: an [`Endpoint`] with a [`ClientSide`]. See the crate
@@ -204,6 +208,7 @@ impl Endpoint<ClientSide> {
             unbound_since: None,
             replace_attempts: 0,
             granted_grace: None,
+            salted: Arc::default(),
         });
         client.maintain_connections(now);
         client
@@ -242,11 +247,25 @@ impl Endpoint<ClientSide> {
         let side = &mut self.side;
         side.pending_connects = side.pending_connects.saturating_sub(1);
         let (timers, align) = (side.config.timers, side.config.align_request_bodies_at);
-        let hello = frames::hello(side.config.digest, side.config.compress, nonce);
-        let link = self.open_link(now, ClientPhase(Phase::AwaitHelloAck { nonce }), timers);
+        let tls = side.config.tls.clone();
+        let hello = frames::hello_with(
+            side.config.digest,
+            side.config.compress,
+            tls.is_some(),
+            nonce,
+        );
+        let link = self.open_link(now, ClientPhase(Phase::AwaitHelloAck), timers);
         link.align_request_bodies_at(align);
         link.send(&hello);
-        link.id
+        let id = link.id;
+        if let Some(tls) = tls {
+            // The ClientHello follows our Hello at once: no round trip is spent on asking.
+            match SecureChannel::client(&tls) {
+                Ok(channel) => link.start_tls_send(channel),
+                Err(failure) => self.fail_link(now, id, ProtocolError::Tls(failure)),
+            }
+        }
+        id
     }
 
     /// The driver could not open a connection asked for.
@@ -460,36 +479,74 @@ impl Endpoint<ClientSide> {
         let old = side.replace.map(NexusId::into);
         let current = side.core.id.into();
         match (&link.phase.0, frame) {
-            (Phase::AwaitHelloAck { nonce }, Frame::Hello(hello)) => {
+            (Phase::AwaitHelloAck, Frame::Hello(hello)) => {
                 if (hello.min_version, hello.max_version) != (VERSION, VERSION) {
                     return Err(ProtocolError::Version);
                 }
-                let client_nonce = *nonce;
-                let server_nonce = hello.nonce;
+                if link.is_tls() {
+                    if !frames::hello_tls(&hello) {
+                        return Err(ProtocolError::Tls(TlsFailure::NotOffered));
+                    }
+                    link.start_tls_receive();
+                }
                 // The server may only turn options off, never on.
                 let (digest, compress) = frames::hello_options(&hello);
                 link.agree(
                     digest && side.config.digest,
                     compress && side.config.compress,
                 );
-                link.send(&side.config.credentials.auth_frame(
-                    &side.config.identity,
-                    &server_nonce,
-                    &client_nonce,
-                ));
-                link.phase = ClientPhase(Phase::AwaitServerProof {
-                    client_nonce,
-                    server_nonce,
+                link.phase = ClientPhase(Phase::AwaitMechanisms);
+            }
+            (Phase::AwaitMechanisms, Frame::AuthChallenge(list)) => {
+                let offered = auth::parse_mechanism_list(&list.data);
+                let config = &side.config;
+                let exporter = link.tls_exporter();
+                let started = choose(
+                    &offered,
+                    &config.credentials,
+                    exporter.is_some(),
+                    config.sasl_mechanism,
+                )
+                .and_then(|mechanism| {
+                    ClientExchange::start(
+                        mechanism,
+                        &offered,
+                        &config.identity,
+                        &config.credentials,
+                        exporter,
+                        &side.salted,
+                    )
                 });
+                match started {
+                    Ok((exchange, initial)) => {
+                        link.send(&frames::auth(exchange.mechanism(), initial));
+                        link.phase = ClientPhase(Phase::Authenticating {
+                            exchange: Box::new(exchange),
+                        });
+                    }
+                    Err(e) => {
+                        let why = LinkCloseReason::Refused(e.to_string());
+                        self.close_link(now, conn, why, Some(GoAwayCode::NORMAL));
+                    }
+                }
+            }
+            (Phase::Authenticating { .. }, Frame::AuthChallenge(challenge)) => {
+                let Phase::Authenticating { exchange } = &mut link.phase.0 else {
+                    unreachable!("matched above")
+                };
+                match exchange.respond(&challenge.data) {
+                    Ok(response) => link.send(&frames::auth_response(response)),
+                    Err(e) => {
+                        let why = LinkCloseReason::Refused(e.to_string());
+                        self.close_link(now, conn, why, Some(GoAwayCode::AUTH_FAILED));
+                    }
+                }
             }
             (
-                Phase::AwaitServerProof {
-                    client_nonce,
-                    server_nonce,
-                },
+                Phase::Authenticating { .. },
                 Frame::AuthResult(AuthResult {
                     status,
-                    additional_data: proof,
+                    additional_data,
                     reason,
                 }),
             ) => {
@@ -503,18 +560,13 @@ impl Endpoint<ClientSide> {
                     self.close_link(now, conn, LinkCloseReason::Refused(why), None);
                     return Ok(());
                 }
-                let ok = match &side.config.credentials {
-                    ClientCredentials::Anonymous | ClientCredentials::External => proof.is_empty(),
-                    ClientCredentials::SharedSecret(secret) => auth::verify_server_proof(
-                        secret,
-                        client_nonce,
-                        server_nonce,
-                        &side.config.identity,
-                        &proof,
-                    ),
+                let Phase::Authenticating { exchange } = &mut link.phase.0 else {
+                    unreachable!("matched above")
                 };
-                if !ok {
-                    return Err(ProtocolError::AuthFailed);
+                if let Err(e) = exchange.finish(&additional_data) {
+                    let why = LinkCloseReason::Refused(e.to_string());
+                    self.close_link(now, conn, why, Some(GoAwayCode::AUTH_FAILED));
+                    return Ok(());
                 }
                 link.handshake_complete();
                 link.phase = ClientPhase(Phase::Authenticated);

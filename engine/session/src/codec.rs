@@ -305,7 +305,7 @@ pub(crate) fn encode_with(codec: &mut Codec, f: &Frame, out: &mut BytesMut) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::ClientCredentials;
+    use crate::auth::Mechanism;
     use crate::config::ChannelAttributes;
     use crate::frames;
     use crate::types::{Channel, ExchangeId, NexusId, SlotKey};
@@ -348,9 +348,11 @@ mod tests {
         let key = SlotKey::new(3, 9, 77);
         vec![
             frames::hello(true, true, [7; 16]),
-            ClientCredentials::SharedSecret(b"k".to_vec())
-                .auth_frame("client-a", &[1; 16], &[2; 16]),
-            ClientCredentials::Anonymous.auth_frame("guest", &[1; 16], &[2; 16]),
+            frames::auth(
+                Mechanism::ScramSha256,
+                Bytes::from_static(b"n,,n=client-a,r=abc"),
+            ),
+            frames::auth(Mechanism::Anonymous, Bytes::from_static(b"guest")),
             frames::auth_result(Status::OK, Bytes::from_static(b"proof"), String::new()),
             frames::auth_result(Status::AUTH_FAILED, Bytes::new(), "no".into()),
             Frame::NexusCreate(wire::NexusCreate {

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use hawser_wire::dsp::ChannelAttrs;
 
-use super::auth::{ClientCredentials, ServerCredentials};
+use super::auth::{ClientCredentials, Mechanism, ServerCredentials};
 use super::budget::ReceiveBudget;
 use super::throttle::ThrottleConfig;
+use super::tls::{ClientTls, ServerTls};
 use super::types::NexusId;
 
 /// The operational parameters of one channel, negotiated independently for the fore
@@ -114,6 +115,12 @@ pub struct ClientConfig {
     pub identity: String,
     /// How this client authenticates each connection.
     pub credentials: ClientCredentials,
+    /// Run every connection over TLS, checking the server as this says; never fall back
+    /// to clear text.
+    pub tls: Option<ClientTls>,
+    /// The SASL mechanism to use whatever else the server offers (`None`: the strongest
+    /// offered that the credentials allow).
+    pub sasl_mechanism: Option<Mechanism>,
     /// Proposed fore channel attributes (client → server requests).
     pub fore: ChannelAttributes,
     /// Proposed backchannel attributes (server → client requests).
@@ -156,6 +163,8 @@ impl ClientConfig {
         ClientConfig {
             identity: identity.into(),
             credentials,
+            sasl_mechanism: None,
+            tls: None,
             fore: ChannelAttributes::default(),
             back: ChannelAttributes::default(),
             digest: true,
@@ -265,6 +274,8 @@ pub struct ServerConfig {
     pub limits: ServerLimits,
     /// Throttling of failed authentications.
     pub auth_throttle: AuthThrottleConfig,
+    /// TLS offered to clients (and required, if it says so).
+    pub tls: Option<ServerTls>,
 }
 
 /// The receive budget of a server unless configured: enough for several jobs with 8 MiB
@@ -285,6 +296,7 @@ impl ServerConfig {
             align_request_bodies_at: None,
             receive_budget: Some(ReceiveBudget::new(DEFAULT_RECEIVE_BUDGET)),
             limits: ServerLimits::default(),
+            tls: None,
             auth_throttle: AuthThrottleConfig::default(),
         }
     }

@@ -78,6 +78,9 @@ pub enum ProtocolError {
     /// Nothing was received within the heartbeat dead time.
     #[error("peer silent beyond the heartbeat dead time")]
     Dead,
+    /// TLS failed, or was not agreed where it had to be.
+    #[error("{0}")]
+    Tls(#[from] super::tls::TlsFailure),
     /// The handshake did not finish in time.
     #[error("handshake timed out")]
     HandshakeTimeout,

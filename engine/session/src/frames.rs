@@ -24,8 +24,17 @@ const MAX_REASON_LEN: usize = 1024;
 
 /// A Hello offering (client) or agreeing to (server) these options, with this side's
 /// nonce.
+#[cfg(test)]
 pub(crate) fn hello(digest: bool, compress: bool, nonce: [u8; 16]) -> Frame {
+    hello_with(digest, compress, false, nonce)
+}
+
+/// [`hello`], also asking for (client) or agreeing to (server) TLS when `tls`.
+pub(crate) fn hello_with(digest: bool, compress: bool, tls: bool, nonce: [u8; 16]) -> Frame {
     let mut capabilities = Capabilities::BACKCHANNEL;
+    if tls {
+        capabilities = capabilities | Capabilities::TLS;
+    }
     if digest {
         capabilities = capabilities | Capabilities::DIGEST;
     }
@@ -40,6 +49,11 @@ pub(crate) fn hello(digest: bool, compress: bool, nonce: [u8; 16]) -> Frame {
     })
 }
 
+/// Whether a Hello asks for or agreed to TLS.
+pub(crate) fn hello_tls(hello: &Hello) -> bool {
+    hello.capabilities.contains(Capabilities::TLS)
+}
+
 /// The options a Hello offers or agreed to: (digest, lz4).
 pub(crate) fn hello_options(hello: &Hello) -> (bool, bool) {
     let c = hello.capabilities;
@@ -47,6 +61,30 @@ pub(crate) fn hello_options(hello: &Hello) -> (bool, bool) {
         c.contains(Capabilities::DIGEST),
         c.contains(Capabilities::LZ4),
     )
+}
+
+/// The server's list of the SASL mechanisms it offers on a connection (its first
+/// `AuthChallenge`, before the client's `Auth`).
+pub(crate) fn mechanisms(offered: &[crate::auth::Mechanism]) -> Frame {
+    auth_challenge(crate::auth::mechanism_list(offered).into())
+}
+
+/// The client's `Auth`: its chosen mechanism and initial response.
+pub(crate) fn auth(mechanism: crate::auth::Mechanism, initial: Bytes) -> Frame {
+    Frame::Auth(wire::Auth {
+        mechanism: mechanism.name().to_owned(),
+        initial_response: Some(initial),
+    })
+}
+
+/// A SASL challenge.
+pub(crate) fn auth_challenge(data: Bytes) -> Frame {
+    Frame::AuthChallenge(wire::AuthChallenge { data })
+}
+
+/// A SASL response.
+pub(crate) fn auth_response(data: Bytes) -> Frame {
+    Frame::AuthResponse(wire::AuthResponse { data })
 }
 
 /// A request on `channel`. `order` 0 is unordered; order numbers start at 1.

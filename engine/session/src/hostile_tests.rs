@@ -12,6 +12,7 @@ use hawser_wire::dsp::{
 use rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+use super::auth::Mechanism;
 use super::codec::{self, Frame};
 use super::config::ChannelAttributes;
 use super::frames::{self, SERVED_FEATURES};
@@ -46,8 +47,10 @@ fn random_frame(rng: &mut Xoshiro256PlusPlus, nexus: NexusId) -> Frame {
     .into();
     match below(rng, 16) {
         0 => frames::hello(true, below(rng, 2) == 0, [3; 16]),
-        1 => ClientCredentials::SharedSecret(b"wrong".to_vec())
-            .auth_frame("honest", &[1; 16], &[2; 16]),
+        1 => frames::auth(
+            Mechanism::ScramSha256,
+            Bytes::from_static(b"n,,n=honest,r=guess"),
+        ),
         2 => Frame::NexusCreate(NexusCreate {
             fore: attrs.into(),
             back: attrs.into(),
@@ -133,9 +136,9 @@ fn settle(
 fn hostile_frames_never_panic_and_never_touch_another_nexus() {
     let now = Instant::now();
     let mut creds = ServerCredentials::anonymous();
-    creds.secrets.insert("honest".into(), b"k".to_vec());
+    creds.users = ServerCredentials::passwords([("honest".into(), b"k".to_vec())], 4096).users;
     let mut server = ServerEndpoint::new(ServerConfig::new(creds), 1);
-    let mut config = ClientConfig::new("honest", ClientCredentials::SharedSecret(b"k".to_vec()));
+    let mut config = ClientConfig::new("honest", ClientCredentials::password(b"k".to_vec()));
     config.connections = 1;
     let mut client = ClientEndpoint::new(config, now);
     let mut pairs = Vec::new();
@@ -153,7 +156,7 @@ fn hostile_frames_never_panic_and_never_touch_another_nexus() {
         let mallory = format!("mallory-{round}");
         let hello = frames::hello(below(&mut rng, 2) == 0, true, [4; 16]);
         codec::encode(&hello, true, &mut bytes);
-        let auth = ClientCredentials::Anonymous.auth_frame(&mallory, &[0; 16], &[4; 16]);
+        let auth = frames::auth(Mechanism::Anonymous, Bytes::from(mallory.clone()));
         codec::encode(&auth, true, &mut bytes);
         let fore = ChannelAttributes {
             slots: 4,

@@ -122,9 +122,10 @@ mod responder;
 mod server;
 mod stats;
 mod throttle;
+pub mod tls;
 mod types;
 
-pub use auth::{ClientCredentials, ServerCredentials};
+pub use auth::{ClientCredentials, Mechanism, ScramEntry, ServerCredentials};
 pub use budget::{BUDGETED_FRAME_MIN, ReceiveBudget, Reservation};
 pub use client::{CallOptions, ClientEndpoint, ClientSide};
 pub use codec::FrameError;
@@ -143,4 +144,5 @@ pub use server::{ServerEndpoint, ServerLoad, ServerSide};
 pub use stats::{ConnectionStats, NexusStats};
 pub use throttle::ThrottleConfig;
 pub use throttle::TokenBucket;
+pub use tls::{ClientTls, ServerTls, TlsFailure};
 pub use types::{Channel, ExchangeId, IdMap, LinkId, NexusId, RequestId};

@@ -15,6 +15,7 @@ use super::config::Timers;
 use super::error::{LinkCloseReason, ProtocolError};
 use super::frames;
 use super::stats::ConnectionStats;
+use super::tls::{SecureChannel, TlsFailure};
 use super::types::LinkId;
 
 /// Spare capacity a lent receive buffer has at least, once traffic flows: one receive
@@ -24,6 +25,8 @@ pub(crate) const RECV_CHUNK: usize = 64 * 1024;
 /// connection holds no more than this. Doubles up to [`RECV_CHUNK`] while receives fill
 /// it.
 const RECV_CHUNK_IDLE: usize = 4 * 1024;
+/// What a TLS connection lends for ciphertext: several records per receive.
+const TLS_RECV_CHUNK: usize = 256 * 1024;
 /// A transmit buffer larger than this is released once drained (after a burst of small
 /// frames), so a connection that went quiet does not keep it.
 const TX_KEEP: usize = 64 * 1024;
@@ -98,6 +101,17 @@ pub(crate) struct Link<P> {
     tx_copied: BytesMut,
     /// Bytes in `tx`.
     tx_len: usize,
+    /// The TLS layer, once the Hello exchange agreed to it: sent bytes pass through it
+    /// from then on (our Hello went before, in clear text, from `clear_prefix`).
+    secure: Option<Box<SecureChannel>>,
+    /// Received bytes pass through `secure` (from the byte after the peer's Hello).
+    tls_rx: bool,
+    /// Our Hello, sent in clear text before the TLS layer's first bytes.
+    clear_prefix: BytesMut,
+    /// The ciphertext receive buffer lent to the driver while `tls_rx`.
+    tls_in: BytesMut,
+    /// Why the TLS layer failed; the connection closes with it.
+    tls_failure: Option<TlsFailure>,
     opened: Instant,
     handshake_done: bool,
     last_rx: Instant,
@@ -131,6 +145,11 @@ impl<P> Link<P> {
             tx: VecDeque::new(),
             tx_copied: BytesMut::new(),
             tx_len: 0,
+            secure: None,
+            tls_rx: false,
+            clear_prefix: BytesMut::new(),
+            tls_in: BytesMut::new(),
+            tls_failure: None,
             opened: now,
             handshake_done: false,
             last_rx: now,
@@ -266,6 +285,13 @@ impl<P> Link<P> {
                 }
             }
         }
+        if self.tls_rx {
+            let mut ciphertext = std::mem::take(&mut self.tls_in);
+            if ciphertext.capacity() < TLS_RECV_CHUNK {
+                ciphertext.reserve(TLS_RECV_CHUNK);
+            }
+            return Some(ciphertext);
+        }
         self.codec.prepare_storage(&mut self.rx);
         let mut rx = std::mem::take(&mut self.rx);
         let limit = self.codec.receive_limit(rx.len());
@@ -289,6 +315,17 @@ impl<P> Link<P> {
 
     /// Takes back the buffer from [`lend_rx`](Self::lend_rx) with `filled` new bytes.
     pub(crate) fn return_rx(&mut self, now: Instant, rx: BytesMut, filled: usize) {
+        if self.tls_rx {
+            let mut ciphertext = rx;
+            if filled > 0 {
+                self.last_rx = now;
+                self.stats.bytes_in += filled as u64;
+                self.decrypt(&ciphertext);
+            }
+            ciphertext.clear();
+            self.tls_in = ciphertext;
+            return;
+        }
         debug_assert!(self.rx.is_empty(), "receive buffer lent twice");
         self.rx = rx;
         if let Some(rest) = self.rx_rest.take() {
@@ -311,9 +348,50 @@ impl<P> Link<P> {
         if self.closing.is_some() {
             return;
         }
-        self.rx.extend_from_slice(bytes);
+        if self.tls_rx {
+            self.decrypt(bytes);
+        } else {
+            self.rx.extend_from_slice(bytes);
+        }
         self.last_rx = now;
         self.stats.bytes_in += bytes.len() as u64;
+    }
+
+    /// Passes received ciphertext through the TLS layer into the frame buffer.
+    fn decrypt(&mut self, ciphertext: &[u8]) {
+        let Some(secure) = self.secure.as_mut() else {
+            return;
+        };
+        if let Err(failure) = secure.receive(ciphertext, &mut self.rx) {
+            self.tls_failure.get_or_insert(failure);
+        }
+    }
+
+    /// From now on, sent bytes pass through `channel` (what is queued, our Hello, goes
+    /// first in clear text).
+    pub(crate) fn start_tls_send(&mut self, channel: SecureChannel) {
+        let mut clear = BytesMut::new();
+        self.poll_transmit_clear(&mut clear);
+        self.clear_prefix = clear;
+        self.secure = Some(Box::new(channel));
+    }
+
+    /// From now on, received bytes pass through the TLS layer: what follows the peer's
+    /// Hello in the buffer already is its first ciphertext.
+    pub(crate) fn start_tls_receive(&mut self) {
+        if self.secure.is_none() || self.tls_rx {
+            return;
+        }
+        self.tls_rx = true;
+        let rest = std::mem::take(&mut self.rx);
+        if !rest.is_empty() {
+            self.decrypt(&rest);
+        }
+    }
+
+    /// Whether the connection runs TLS (its handshake may still be going on).
+    pub(crate) fn is_tls(&self) -> bool {
+        self.secure.is_some()
     }
 
     /// The next complete frame, if any, with the budget reserved for it (the endpoint
@@ -323,6 +401,9 @@ impl<P> Link<P> {
     ) -> Result<Option<(Frame, Option<Reservation>)>, ProtocolError> {
         if self.closing.is_some() {
             return Ok(None);
+        }
+        if let Some(failure) = self.tls_failure.take() {
+            return Err(ProtocolError::Tls(failure));
         }
         match self.codec.decode(&mut self.rx)? {
             Some(f) => {
@@ -378,8 +459,24 @@ impl<P> Link<P> {
         }
     }
 
-    /// Moves queued bytes into `out`; returns how many.
+    /// Moves queued bytes into `out` (through the TLS layer when there is one); returns
+    /// how many bytes `out` got.
     pub(crate) fn poll_transmit(&mut self, out: &mut impl TransmitSink) -> usize {
+        let Some(mut secure) = self.secure.take() else {
+            return self.poll_transmit_clear(out);
+        };
+        let mut n = self.clear_prefix.len();
+        if n > 0 {
+            out.put_slice(&self.clear_prefix);
+            self.clear_prefix = BytesMut::new();
+        }
+        self.poll_transmit_clear(&mut Plaintext(&mut secure));
+        n += secure.drain(out);
+        self.secure = Some(secure);
+        n
+    }
+
+    fn poll_transmit_clear(&mut self, out: &mut impl TransmitSink) -> usize {
         let n = self.tx_len;
         while let Some(piece) = self.tx.pop_front() {
             match piece {
@@ -483,9 +580,14 @@ impl<P> Link<P> {
         Ok(())
     }
 
+    /// The connection's TLS exporter for channel binding (RFC 9266), when it runs TLS.
+    pub(crate) fn tls_exporter(&self) -> Option<[u8; 32]> {
+        self.secure.as_ref().filter(|_| self.tls_rx)?.exporter()
+    }
+
     /// Bytes held in buffers (for the simulator's memory bound).
     pub(crate) fn buffered(&self) -> usize {
-        self.rx.len() + self.tx_len
+        self.rx.len() + self.tx_len + self.tls_in.len() + self.clear_prefix.len()
     }
 }
 
@@ -496,6 +598,19 @@ enum TxPiece {
     Copied(usize),
     /// A body sent from where it lies.
     Shared(Bytes),
+}
+
+/// Frame bytes on their way into the TLS layer.
+struct Plaintext<'a>(&'a mut SecureChannel);
+
+impl TransmitSink for Plaintext<'_> {
+    fn put_slice(&mut self, bytes: &[u8]) {
+        self.0.send(bytes);
+    }
+
+    fn put_shared(&mut self, bytes: Bytes) {
+        self.0.send(&bytes);
+    }
 }
 
 /// Where an endpoint's output goes

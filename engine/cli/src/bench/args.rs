@@ -1,5 +1,6 @@
 //! The command line of `hawser bench`.
 
+use crate::security::ClientSecurityArgs;
 use std::path::PathBuf;
 
 use crate::values::parse_size;
@@ -45,6 +46,11 @@ pub struct BenchArgs {
     /// With --serve: accept (anonymous) clients on an address other machines can reach.
     #[arg(long, requires = "serve")]
     pub allow_anonymous: bool,
+    /// TLS: with --connect, as push and pull take it (--tls, --ca, --tls-pin); with
+    /// --serve or the loopback server, --tls serves with a self-signed certificate made
+    /// at start (its pin is printed; loopback clients trust it by the pin).
+    #[command(flatten)]
+    pub security: ClientSecurityArgs,
     /// Connections in each client's trunk.
     #[arg(long, default_value_t = 4)]
     pub connections: usize,

@@ -37,6 +37,7 @@ pub mod replicate;
 pub mod report;
 pub mod service;
 pub mod session;
+mod tls;
 
 use std::process::ExitCode;
 

@@ -167,6 +167,7 @@ fn job_args(args: &BenchArgs) -> JobArgs {
         compress: Default::default(),
         identity: None,
         secret_file: None,
+        security: Default::default(),
         external: false,
         replace_nexus: None,
         timeout: 30.0,
@@ -215,6 +216,9 @@ fn run(args: &BenchArgs) -> Result<(), CliError> {
         clean_partials: false,
         allow_anonymous: false,
         allow_peer_uid: Vec::new(),
+        tls_cert: None,
+        tls_key: None,
+        require_tls: false,
         max_connections_per_address: None,
         max_handshakes: None,
         max_nexuses: None,
@@ -222,7 +226,12 @@ fn run(args: &BenchArgs) -> Result<(), CliError> {
     })?;
     let job = job_args(args);
     let config = job.source_config("bench".into())?;
-    let (client, _) = connect(&server.addresses()[0], &job, config.options.block_size)?;
+    let (client, _) = connect(
+        &server.addresses()[0],
+        "localhost",
+        &job,
+        config.options.block_size,
+    )?;
     let outcome = push_with(
         &client,
         &[PathBuf::from(format!("{}/", src.display()))],

@@ -52,7 +52,12 @@ pub(crate) fn serve(args: &BenchArgs, texts: &[String]) -> ExitCode {
     })
     .and_then(|runtime| {
         // Anonymous clients: on loopback by default, elsewhere when asked for.
-        let builder = ServerBuilder::new().service(bench_service());
+        let mut builder = ServerBuilder::new().service(bench_service());
+        if args.security.wants_tls() {
+            let (tls, pin) = super::tls::self_signed()?;
+            eprintln!("hawser bench: TLS with a self-signed certificate; --tls-pin {pin}");
+            builder = builder.tls(tls);
+        }
         let builder = match allow {
             Some(allow) => builder.allow_anonymous(allow),
             None => builder,

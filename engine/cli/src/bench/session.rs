@@ -76,14 +76,32 @@ pub(crate) fn run(
     let mut servers: Vec<Server> = Vec::new();
     let mut addrs = Vec::with_capacity(nexuses);
     let connect = args.connect.as_deref().map(Address::parse).transpose()?;
+    // The loopback servers' certificate, and the pin their clients trust.
+    let own_tls = match (&connect, args.security.wants_tls()) {
+        (None, true) => Some(super::tls::self_signed()?),
+        _ => None,
+    };
+    let client_tls = match (&connect, &own_tls) {
+        (Some(a), _) => {
+            let text = args.connect.as_deref().unwrap_or_default();
+            args.security
+                .client_tls(&crate::security::tls_host(text, a))
+                .map_err(|e| ApiError::Config(e.to_string()))?
+        }
+        (None, Some((_, pin))) => Some(super::tls::pinned(pin)?),
+        (None, None) => None,
+    };
     for i in 0..nexuses {
         match &connect {
             Some(a) => addrs.push(a.clone()),
             None => {
-                let s = ServerBuilder::new()
+                let mut builder = ServerBuilder::new()
                     .service(bench_service())
-                    .runtime(&runtime, (i + 1) % shards)
-                    .listen("127.0.0.1:0")?;
+                    .runtime(&runtime, (i + 1) % shards);
+                if let Some((tls, _)) = &own_tls {
+                    builder = builder.tls(tls.clone());
+                }
+                let s = builder.listen("127.0.0.1:0")?;
                 addrs.push(Address::Tcp(s.local_addr()));
                 servers.push(s);
             }
@@ -109,6 +127,8 @@ pub(crate) fn run(
         slots: depth.max(64) as u32,
         spin: Duration::from_micros(args.spin_us),
         connect_timeout: Duration::from_secs(5),
+        tls: client_tls,
+        sasl_mechanism: args.security.sasl_mechanism,
         ..ClientOptions::default()
     };
     let mut clients = Vec::with_capacity(nexuses);

@@ -6,7 +6,7 @@ use hawser_runtime::{Address, anonymous_allowed};
 use crate::error::CliError;
 
 /// Refuses to start a server that would refuse every client: one without credentials
-/// (secrets, peer uids) that does not accept anonymous clients either (by default, one
+/// (users, peer uids) that does not accept anonymous clients either (by default, one
 /// listening on an address other machines can reach). `what` names the command for the
 /// advice.
 pub fn check_someone_may_connect(
@@ -19,8 +19,8 @@ pub fn check_someone_may_connect(
         return Ok(());
     }
     let advice = if what == "serve" {
-        "give clients identities (a [secrets] table in --config; they connect with --identity \
-         and --secret-file), or accept anonymous clients with --allow-anonymous \
+        "give clients identities ([users] entries from `hawser passwd` in --config; they \
+         connect with --identity and --secret-file or HAWSER_PASSWORD), or accept anonymous clients with --allow-anonymous \
          (allow_anonymous = true in the config file)"
     } else {
         "accept anonymous clients with --allow-anonymous, or listen on a loopback address"
@@ -32,7 +32,7 @@ pub fn check_someone_may_connect(
     };
     let shown: Vec<String> = listen.iter().map(shown_address).collect();
     Err(CliError::Usage(format!(
-        "hawser {what} would refuse every client on {}: it has no secrets, and {why}; \
+        "hawser {what} would refuse every client on {}: it has no users, and {why}; \
          {advice}",
         shown.join(", ")
     )))

@@ -49,8 +49,9 @@ pub struct ServeArgs {
     /// `receive_budget` (bytes of large frames held at once over all connections, from
     /// their first byte until answered; past it connections are not read; default 512M),
     /// `frame_timeout` (a frame must arrive whole this long after its first byte, e.g.
-    /// 60s, the default), `allow_anonymous`, `grace_period_secs`, a `[secrets]` table
-    /// (identity = "secret"), a `[peer_uids]` table (identity = uid, see
+    /// 60s, the default), `allow_anonymous`, `grace_period_secs`, `tls_cert`, `tls_key`,
+    /// `require_tls`, `[users.IDENTITY]` tables (the user database: SCRAM-SHA-256 salt,
+    /// iterations and keys as `hawser passwd` prints them), a `[peer_uids]` table (identity = uid, see
     /// --allow-peer-uid) and a `[limits]` table (`connections_per_address`,
     /// `handshakes_in_progress`, `nexuses`, `held_creates_per_identity`); command-line
     /// options override it.
@@ -58,15 +59,26 @@ pub struct ServeArgs {
     pub config: Option<PathBuf>,
     /// Accept anonymous clients (push/pull without --identity): anyone who can reach the
     /// address [default: only when every --listen address is local (loopback, unix://,
-    /// shm://) and there are no secrets, or the config file's `allow_anonymous`].
+    /// shm://) and there are no users, or the config file's `allow_anonymous`].
     #[arg(long)]
     pub allow_anonymous: bool,
     /// Let local processes running as user UID authenticate as IDENTITY over unix:// or
-    /// shm:// without a secret (SASL EXTERNAL: the kernel tells the server the peer's
+    /// shm:// without a password (SASL EXTERNAL: the kernel tells the server the peer's
     /// uid; clients use --external); repeatable [also: a `[peer_uids]` table in the
     /// config file, identity = uid].
     #[arg(long, value_name = "IDENTITY=UID")]
     pub allow_peer_uid: Vec<String>,
+    /// Offer TLS 1.3 with this certificate chain (PEM, leaf first); clients connect with
+    /// --tls and --ca or --tls-pin (the server logs its certificate's pin at start)
+    /// [also: `tls_cert` in the config file].
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1) [also: `tls_key`].
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Refuse clients that do not use TLS [also: `require_tls = true`].
+    #[arg(long)]
+    pub require_tls: bool,
     /// Open connections from one address at most (an IPv6 /64 counts as one address)
     /// [default: 64, or `[limits] connections_per_address`].
     #[arg(long, value_name = "N")]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use hawser_replicate::WriteMode;
 use hawser_replicate::proto::MAX_BLOCK_SIZE;
 use hawser_replicate::service::ServiceLimits;
-use hawser_runtime::{Address, DEFAULT_PORT, ServerLimits};
+use hawser_runtime::{Address, DEFAULT_PORT, ScramEntry, ServerLimits};
 
 use crate::error::{CliError, io_err};
 use crate::serve::args::ServeArgs;
@@ -36,12 +36,48 @@ pub(crate) struct ServeFile {
     frame_timeout: Option<AgeValue>,
     allow_anonymous: Option<bool>,
     grace_period_secs: Option<u64>,
+    /// Retired: passwords in clear text. Read only to refuse it with advice.
+    secrets: Option<toml::Value>,
+    /// The user database: SCRAM entries by identity, as `hawser passwd` prints them.
     #[serde(default)]
-    secrets: BTreeMap<String, String>,
+    users: BTreeMap<String, UserEntry>,
     #[serde(default)]
     peer_uids: BTreeMap<String, u32>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    require_tls: Option<bool>,
     #[serde(default)]
     limits: LimitsFile,
+}
+
+/// A `[users.NAME]` table.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserEntry {
+    mechanism: Option<String>,
+    salt: String,
+    iterations: u32,
+    stored_key: String,
+    server_key: String,
+}
+
+impl UserEntry {
+    fn entry(&self, identity: &str) -> Result<ScramEntry, CliError> {
+        if let Some(m) = &self.mechanism
+            && m != "SCRAM-SHA-256"
+        {
+            return Err(CliError::Usage(format!(
+                "[users.{identity}] mechanism = {m:?}: only \"SCRAM-SHA-256\" entries exist"
+            )));
+        }
+        ScramEntry::from_fields(
+            &self.salt,
+            self.iterations,
+            &self.stored_key,
+            &self.server_key,
+        )
+        .map_err(|e| CliError::Usage(format!("[users.{identity}]: {e}")))
+    }
 }
 
 /// `listen` in the config file: one address or a list of them.
@@ -130,15 +166,19 @@ pub(crate) struct ServeSettings {
     pub(crate) max_block_size: u32,
     pub(crate) handler_threads: usize,
     pub(crate) congestion: Option<String>,
-    /// `None`: the runtime's default (anonymous clients only on loopback, no secrets).
+    /// `None`: the runtime's default (anonymous clients only on loopback, no users).
     pub(crate) allow_anonymous: Option<bool>,
     pub(crate) service_limits: ServiceLimits,
     pub(crate) server_limits: ServerLimits,
     pub(crate) receive_budget: Option<usize>,
     pub(crate) frame_timeout: Option<Duration>,
     pub(crate) grace_period: Option<Duration>,
-    /// Identity to secret.
-    pub(crate) secrets: BTreeMap<String, String>,
+    /// The user database: identity to SCRAM entry.
+    pub(crate) users: BTreeMap<String, ScramEntry>,
+    /// The certificate chain and key files, when TLS is offered.
+    pub(crate) tls: Option<(PathBuf, PathBuf)>,
+    /// Refuse clients that do not use TLS.
+    pub(crate) require_tls: bool,
     /// Identity to the local user id that may take it with `EXTERNAL`.
     pub(crate) peer_uids: BTreeMap<String, u32>,
 }
@@ -195,6 +235,41 @@ impl ServeSettings {
             .iter()
             .map(|text| Address::parse(text).map_err(|e| CliError::Usage(e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
+        if file.secrets.is_some() {
+            return Err(CliError::Usage(
+                "the [secrets] table held passwords in clear text and is retired: for each \
+                 identity run `hawser passwd IDENTITY` (it reads the password and prints a \
+                 [users.IDENTITY] entry with SCRAM keys, never the password) and paste the \
+                 entries into the config file instead; clients keep their --secret-file"
+                    .into(),
+            ));
+        }
+        let users = file
+            .users
+            .iter()
+            .map(|(identity, entry)| Ok((identity.clone(), entry.entry(identity)?)))
+            .collect::<Result<BTreeMap<_, _>, CliError>>()?;
+        let cert = args.tls_cert.clone().or(file.tls_cert);
+        let key = args.tls_key.clone().or(file.tls_key);
+        let require_tls = args.require_tls || file.require_tls.unwrap_or(false);
+        let tls = match (cert, key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) if require_tls => {
+                return Err(CliError::Usage(
+                    "--require-tls needs a certificate: give --tls-cert FILE and --tls-key \
+                     FILE (tls_cert and tls_key in the config file)"
+                        .into(),
+                ));
+            }
+            (None, None) => None,
+            _ => {
+                return Err(CliError::Usage(
+                    "TLS needs both a certificate chain and its private key: --tls-cert \
+                     FILE and --tls-key FILE (PEM), or tls_cert and tls_key in the config file"
+                        .into(),
+                ));
+            }
+        };
         let mut peer_uids = file.peer_uids;
         for grant in &args.allow_peer_uid {
             let (identity, uid) = parse_peer_uid(grant)?;
@@ -217,7 +292,9 @@ impl ServeSettings {
             receive_budget,
             frame_timeout,
             grace_period,
-            secrets: file.secrets,
+            users,
+            tls,
+            require_tls,
             peer_uids,
         })
     }

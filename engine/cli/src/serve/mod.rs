@@ -30,7 +30,7 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, CliError> {
         hawser_shards::check_congestion_control(name)
             .map_err(|e| CliError::Usage(e.to_string()))?;
     }
-    let has_credentials = !s.secrets.is_empty() || !s.peer_uids.is_empty();
+    let has_credentials = !s.users.is_empty() || !s.peer_uids.is_empty();
     check_someone_may_connect(&s.listen, s.allow_anonymous, has_credentials, "serve")?;
     let runtime = Runtime::with_tcp_congestion(s.shards, s.congestion.as_deref())?;
     let mut builder = ServerBuilder::new()
@@ -48,9 +48,17 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, CliError> {
     if let Some(timeout) = s.frame_timeout {
         builder = builder.frame_timeout(timeout);
     }
-    let identities = s.secrets.len() + s.peer_uids.len();
-    for (identity, secret) in s.secrets {
-        builder = builder.secret(identity, secret.into_bytes());
+    let identities = s.users.len() + s.peer_uids.len();
+    for (identity, entry) in s.users {
+        builder = builder.user(identity, entry);
+    }
+    let mut tls_pin = None;
+    if let Some((cert, key)) = &s.tls {
+        let tls = hawser_runtime::tls::server_tls(cert, key, s.require_tls)
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        tls_pin =
+            Some(hawser_runtime::tls::pin_of(cert).map_err(|e| CliError::Usage(e.to_string()))?);
+        builder = builder.tls(tls);
     }
     for (identity, uid) in s.peer_uids {
         builder = builder.peer_uid(identity, uid);
@@ -78,6 +86,8 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, CliError> {
         handshakes_in_progress = s.server_limits.handshakes_in_progress,
         nexuses = s.server_limits.nexuses,
         identities,
+        tls = if s.require_tls { "required" } else if s.tls.is_some() { "offered" } else { "off" },
+        tls_pin = tls_pin.as_deref().unwrap_or("-"),
         anonymous = anonymous_allowed(s.allow_anonymous, has_credentials, server.addresses()),
         congestion = s.congestion.as_deref().unwrap_or("system default"),
         "serving"

@@ -104,3 +104,16 @@ pub fn assert_succeeded(out: &Output, what: &str) {
         text(&out.stderr)
     );
 }
+
+/// The `[users.IDENTITY]` entry `hawser passwd` prints for `password` (read from
+/// HAWSER_PASSWORD).
+#[allow(dead_code)]
+pub fn users_entry(identity: &str, password: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_hawser"))
+        .args(["passwd", identity])
+        .env("HAWSER_PASSWORD", password)
+        .output()
+        .unwrap();
+    assert_succeeded(&out, "hawser passwd");
+    text(&out.stdout)
+}

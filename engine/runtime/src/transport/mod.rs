@@ -141,6 +141,17 @@ impl Layer {
     };
 }
 
+impl Layer {
+    /// TLS 1.3: needs a reliable stream and offers one (encrypted, the server proven).
+    /// Its records are processed inside the session's links (sans-IO rustls), switched on
+    /// by the Hello exchange; see `hawser_session::tls`.
+    pub const TLS: Layer = Layer {
+        name: "TLS",
+        needs: Capabilities::NETWORK_STREAM,
+        offers: Capabilities::NETWORK_STREAM,
+    };
+}
+
 /// A layer composed on something that lacks what it needs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{layer} needs {needs}; {below} is {offers}")]
@@ -205,6 +216,20 @@ impl ProtocolStack {
         ProtocolStack::compose(transport_for(address), &[Layer::DSP])
     }
 
+    /// DSP over TLS on the transport of `address`.
+    pub fn dsp_over_tls(address: &Address) -> Result<ProtocolStack, CompositionError> {
+        ProtocolStack::compose(transport_for(address), &[Layer::TLS, Layer::DSP])
+    }
+
+    /// DSP on `address`, over TLS when `tls`.
+    pub fn session(address: &Address, tls: bool) -> Result<ProtocolStack, CompositionError> {
+        if tls {
+            ProtocolStack::dsp_over_tls(address)
+        } else {
+            ProtocolStack::dsp(address)
+        }
+    }
+
     /// The transport at the bottom.
     pub fn transport(&self) -> &Arc<dyn Transport> {
         &self.transport
@@ -257,6 +282,15 @@ mod tests {
             assert!(p.capabilities().reliable, "{ok}");
             assert!(p.to_string().starts_with("DSP over "), "{p}");
         }
+        for ok in ["127.0.0.1:1", "unix:///tmp/x.sock"] {
+            let p = ProtocolStack::dsp_over_tls(&address(ok)).unwrap();
+            assert!(p.to_string().starts_with("DSP over TLS over "), "{p}");
+        }
+        let e = ProtocolStack::dsp_over_tls(&address("udp://127.0.0.1:1")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "TLS needs a reliable stream; udp:// is a datagram transport"
+        );
         let e = ProtocolStack::dsp(&address("udp://127.0.0.1:1")).unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -267,11 +301,7 @@ mod tests {
     #[test]
     fn layers_check_what_the_layer_below_offers() {
         // A layer that needs a stream cannot sit on DSP, which offers messages.
-        let needs_stream = Layer {
-            name: "TLS",
-            needs: Capabilities::NETWORK_STREAM,
-            offers: Capabilities::NETWORK_STREAM,
-        };
+        let needs_stream = Layer::TLS;
         let tcp = transport_for(&address("127.0.0.1:1"));
         let e = ProtocolStack::compose(tcp.clone(), &[Layer::DSP, needs_stream]).unwrap_err();
         assert_eq!(

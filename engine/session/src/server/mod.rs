@@ -29,7 +29,8 @@ use hawser_wire::dsp::{
     Status,
 };
 
-use crate::auth::{self, Attempt, DummyKey, NONCE_LEN};
+use crate::auth::server::{SaslServer, ServerExchange};
+use crate::auth::{self, NONCE_LEN};
 use crate::budget::Reservation;
 use crate::client::CallOptions;
 use crate::codec::Frame;
@@ -44,7 +45,9 @@ use crate::link::{GoAwayCode, Link};
 use crate::nexus::{Footprint, NexusCore};
 use crate::peer::Peer;
 use crate::stats::NexusStats;
+use crate::tls::{SecureChannel, TlsFailure};
 use crate::types::{Channel, ExchangeId, IdMap, LinkId, NexusId, RequestId};
+use handshake::Attempt;
 
 mod handshake;
 mod nexuses;
@@ -70,17 +73,14 @@ pub struct ServerPhase(Phase);
 enum Phase {
     /// Accepted, this nonce ours; the client's Hello is next.
     AwaitHello { nonce: [u8; NONCE_LEN] },
-    /// Hello exchanged; the client's Auth is next.
-    AwaitAuth {
-        client_nonce: [u8; NONCE_LEN],
-        server_nonce: [u8; NONCE_LEN],
-    },
+    /// Hello exchanged and the mechanisms listed; the client's Auth is next.
+    AwaitAuth,
     /// An Auth from a penalised source or for a penalised identity: checked and
     /// answered at `until`, not before, whatever the answer.
-    AuthDelayed {
-        until: Instant,
-        client_nonce: [u8; NONCE_LEN],
-        server_nonce: [u8; NONCE_LEN],
+    AuthDelayed { until: Instant, attempt: Attempt },
+    /// A multi-step mechanism sent its challenge; the client's AuthResponse is next.
+    Authenticating {
+        exchange: Box<ServerExchange>,
         attempt: Attempt,
     },
     /// Authenticated as `identity`; a NexusCreate, BindConnection or NexusRecover is next.
@@ -100,7 +100,10 @@ impl Phase {
     fn is_authenticated(&self) -> bool {
         !matches!(
             self,
-            Phase::AwaitHello { .. } | Phase::AwaitAuth { .. } | Phase::AuthDelayed { .. }
+            Phase::AwaitHello { .. }
+                | Phase::AwaitAuth
+                | Phase::AuthDelayed { .. }
+                | Phase::Authenticating { .. }
         )
     }
 }
@@ -162,7 +165,7 @@ pub struct ServerSide {
     connections_by_source: SourceCounts,
     unauthenticated: usize,
     auth_throttle: AuthThrottle,
-    dummy_key: DummyKey,
+    sasl: SaslServer,
     id_key: [u8; 32],
     ids_issued: u64,
     /// Connections not read until the receive budget has room for their next frame, in
@@ -268,7 +271,9 @@ impl Endpoint<ServerSide> {
     /// they cannot be predicted, even from earlier ones) and the dummy secrets of unknown
     /// identities. Binding also checks the authenticated identity, so ids are not secrets.
     pub fn new(config: ServerConfig, seed: u64) -> Self {
+        let dummy_key = auth::dummy_key(seed);
         Endpoint::with_side(ServerSide {
+            sasl: SaslServer::new(&config.credentials, dummy_key),
             auth_throttle: AuthThrottle::new(config.auth_throttle),
             config,
             nexuses: IdMap::default(),
@@ -278,7 +283,6 @@ impl Endpoint<ServerSide> {
             due: Vec::new(),
             connections_by_source: SourceCounts::default(),
             unauthenticated: 0,
-            dummy_key: auth::dummy_key(seed),
             id_key: auth::derive_key(seed, b"hawser-nexus-ids"),
             ids_issued: 0,
             budget_waiters: VecDeque::new(),
@@ -531,14 +535,10 @@ impl Endpoint<ServerSide> {
                 let placeholder = Phase::AwaitHello {
                     nonce: [0; NONCE_LEN],
                 };
-                if let Phase::AuthDelayed {
-                    client_nonce,
-                    server_nonce,
-                    attempt,
-                    ..
-                } = std::mem::replace(&mut link.phase.0, placeholder)
+                if let Phase::AuthDelayed { attempt, .. } =
+                    std::mem::replace(&mut link.phase.0, placeholder)
                 {
-                    self.authenticate(now, conn, client_nonce, server_nonce, attempt);
+                    self.authenticate(now, conn, attempt);
                 }
                 None
             }
@@ -655,27 +655,45 @@ impl Endpoint<ServerSide> {
                     );
                     return Ok(());
                 }
-                // The answer is what was agreed: digest as asked, lz4 if both want it.
+                // The answer is what was agreed: digest as asked, lz4 if both want it, TLS
+                // if asked and offered.
                 let server_nonce = *nonce;
                 let (digest, compress) = frames::hello_options(&hello);
                 let compress = compress && self.side.config.compress;
-                link.send(&frames::hello(digest, compress, server_nonce));
+                let tls = self.side.config.tls.as_ref();
+                let asked = frames::hello_tls(&hello);
+                if !asked && tls.is_some_and(|t| t.require) {
+                    let text = TlsFailure::Required.to_string();
+                    self.close_link(
+                        now,
+                        conn,
+                        LinkCloseReason::Refused(text),
+                        Some(GoAwayCode::PROTOCOL_ERROR),
+                    );
+                    return Ok(());
+                }
+                let tls = tls.filter(|_| asked);
+                link.send(&frames::hello_with(
+                    digest,
+                    compress,
+                    tls.is_some(),
+                    server_nonce,
+                ));
+                if let Some(tls) = tls {
+                    let channel = SecureChannel::server(tls)?;
+                    link.start_tls_send(channel);
+                    link.start_tls_receive();
+                }
                 link.agree(digest, compress);
-                link.phase = ServerPhase(Phase::AwaitAuth {
-                    client_nonce: hello.nonce,
-                    server_nonce,
-                });
+                let offered = self.side.config.credentials.offered(link.is_tls());
+                link.send(&frames::mechanisms(&offered));
+                link.phase = ServerPhase(Phase::AwaitAuth);
             }
-            (
-                Phase::AwaitAuth {
-                    client_nonce,
-                    server_nonce,
-                },
-                Frame::Auth(auth),
-            ) => {
-                let (client_nonce, server_nonce) = (*client_nonce, *server_nonce);
-                let attempt = Attempt::from_frame(auth)?;
-                self.on_auth(now, conn, client_nonce, server_nonce, attempt);
+            (Phase::AwaitAuth, Frame::Auth(auth)) => {
+                self.on_auth(now, conn, Attempt::from_frame(auth));
+            }
+            (Phase::Authenticating { .. }, Frame::AuthResponse(response)) => {
+                self.on_auth_response(now, conn, &response.data);
             }
             (
                 Phase::Authenticated { identity },

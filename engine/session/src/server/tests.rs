@@ -12,6 +12,8 @@ use hawser_wire::dsp::{
 };
 
 use crate::ClientCredentials;
+use crate::auth::Mechanism;
+use crate::auth::client::ClientExchange;
 use crate::codec::{self, Codec, Frame};
 use crate::config::{AuthThrottleConfig, ChannelAttributes, ServerLimits, Timers};
 use crate::frames::{self, SERVED_FEATURES};
@@ -36,8 +38,7 @@ fn timers() -> Timers {
 fn config() -> ServerConfig {
     let mut c = ServerConfig::new(ServerCredentials {
         allow_anonymous: true,
-        secrets: [("alice".to_string(), SECRET.to_vec())].into(),
-        ..ServerCredentials::default()
+        ..ServerCredentials::passwords([("alice".to_string(), SECRET.to_vec())], 4096)
     });
     c.timers = timers();
     c.grace_period = Duration::from_secs(60);
@@ -55,6 +56,8 @@ struct Peer {
     nonce: [u8; 16],
     server_nonce: Option<[u8; 16]>,
     rx: BytesMut,
+    /// The SASL exchange this peer runs: it answers the server's challenges itself.
+    exchange: Option<ClientExchange>,
 }
 
 impl Peer {
@@ -67,6 +70,7 @@ impl Peer {
             nonce: [7; 16],
             server_nonce: None,
             rx: BytesMut::new(),
+            exchange: None,
         }
     }
 
@@ -80,11 +84,21 @@ impl Peer {
     fn received(&mut self, server: &mut ServerEndpoint, now: Instant) -> Vec<Frame> {
         server.poll_transmit(now, self.conn, &mut self.rx);
         let mut frames = Vec::new();
+        let mut answers = Vec::new();
         while let Ok(Some(f)) = self.codec.decode(&mut self.rx) {
             if let Frame::Hello(hello) = &f {
                 self.server_nonce = Some(hello.nonce);
             }
+            if let (Frame::AuthChallenge(challenge), Some(exchange)) = (&f, &mut self.exchange)
+                && let Ok(response) = exchange.respond(&challenge.data)
+            {
+                answers.push(frames::auth_response(response));
+            }
             frames.push(f);
+        }
+        for answer in answers {
+            self.send(server, now, &answer);
+            frames.extend(self.received(server, now));
         }
         frames
     }
@@ -104,13 +118,25 @@ impl Peer {
         secret: Option<&[u8]>,
     ) -> Vec<Frame> {
         self.hello(server, now);
-        let server_nonce = self.server_nonce.expect("the server's Hello");
-        let credentials = match secret {
-            Some(secret) => ClientCredentials::SharedSecret(secret.to_vec()),
-            None => ClientCredentials::Anonymous,
+        assert!(self.server_nonce.is_some(), "the server's Hello");
+        let (credentials, mechanism) = match secret {
+            Some(secret) => (
+                ClientCredentials::password(secret.to_vec()),
+                Mechanism::ScramSha256,
+            ),
+            None => (ClientCredentials::Anonymous, Mechanism::Anonymous),
         };
-        let auth = credentials.auth_frame(identity, &server_nonce, &self.nonce);
-        self.send(server, now, &auth);
+        let (exchange, initial) = ClientExchange::start(
+            mechanism,
+            &[],
+            identity,
+            &credentials,
+            None,
+            &Default::default(),
+        )
+        .unwrap();
+        self.exchange = Some(exchange);
+        self.send(server, now, &frames::auth(mechanism, initial));
         self.received(server, now)
     }
 
@@ -293,7 +319,7 @@ fn unknown_identity_and_wrong_secret_get_the_same_answer() {
     let (status, reason) = answers[0].0.clone().unwrap();
     assert_eq!(status, Status::AUTH_FAILED);
     assert!(
-        reason.contains("unknown identity or wrong secret"),
+        reason.contains("unknown identity or wrong password"),
         "{reason}"
     );
     assert_eq!(answers[0].1.as_ref().unwrap().0, GoAwayCode::AUTH_FAILED);

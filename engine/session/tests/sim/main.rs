@@ -6,3 +6,4 @@
 mod net;
 mod scenarios;
 mod seeded;
+mod tls;

@@ -142,6 +142,9 @@ pub(crate) struct Net {
     /// Print what happens (the `SIM_TRACE` environment variable).
     trace: bool,
     buf: BytesMut,
+    /// Every byte that crossed the network, when a test asks for it (what an
+    /// eavesdropper sees).
+    pub(crate) captured: Option<Vec<u8>>,
 }
 
 impl Net {
@@ -169,6 +172,7 @@ impl Net {
             connect_seq: 0,
             trace: std::env::var_os("SIM_TRACE").is_some(),
             buf: BytesMut::with_capacity(64 * 1024),
+            captured: None,
         }
     }
 
@@ -319,6 +323,9 @@ impl Net {
             }
             any = true;
             let mut bytes = self.buf.to_vec();
+            if let Some(captured) = &mut self.captured {
+                captured.extend_from_slice(&bytes);
+            }
             if self.faults_on() && self.rng.chance(self.faults.corrupt_chunk) {
                 let at = self.rng.below(bytes.len() as u64) as usize;
                 bytes[at] ^= 1 << self.rng.below(8);

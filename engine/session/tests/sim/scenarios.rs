@@ -45,8 +45,7 @@ fn client_config(identity: &str, creds: ClientCredentials, connections: usize) -
 fn server_config() -> ServerConfig {
     let mut s = ServerConfig::new(ServerCredentials {
         allow_anonymous: true,
-        secrets: [("alice".to_string(), b"open sesame".to_vec())].into(),
-        ..ServerCredentials::default()
+        ..ServerCredentials::passwords([("alice".to_string(), b"open sesame".to_vec())], 4096)
     });
     s.timers = timers();
     s.grace_period = Duration::from_secs(2);
@@ -60,11 +59,11 @@ fn echo(net: &mut Net) {
 }
 
 #[test]
-fn shared_secret_handshake_creates_a_nexus_and_trunks_four_connections() {
+fn scram_handshake_creates_a_nexus_and_trunks_four_connections() {
     let mut net = Net::new(server_config());
     let c = net.add_client(client_config(
         "alice",
-        ClientCredentials::SharedSecret(b"open sesame".to_vec()),
+        ClientCredentials::password(b"open sesame".to_vec()),
         4,
     ));
     net.run_for(Duration::from_millis(50));
@@ -90,8 +89,9 @@ fn shared_secret_handshake_creates_a_nexus_and_trunks_four_connections() {
     let conns = net.clients[c].bound_connections().to_vec();
     for conn in &conns {
         let s = net.clients[c].connection_stats(*conn).unwrap();
-        // Hello, Auth, NexusCreate or BindConnection, and exactly one Request each.
-        assert_eq!(s.frames_out, 4, "{s:?}");
+        // Hello, Auth, AuthResponse (SCRAM's second message), NexusCreate or
+        // BindConnection, and exactly one Request each.
+        assert_eq!(s.frames_out, 5, "{s:?}");
     }
     for (r, body) in reqs {
         net.server.respond(net.now, &r, Reply::Ok(body));
@@ -116,13 +116,13 @@ fn shared_secret_handshake_creates_a_nexus_and_trunks_four_connections() {
 }
 
 #[test]
-fn wrong_secret_and_unknown_identity_are_refused_alike_and_no_nexus_is_created() {
+fn wrong_password_and_unknown_identity_are_refused_alike_and_no_nexus_is_created() {
     let mut refusals = Vec::new();
     for (identity, secret) in [("alice", b"guess".as_slice()), ("mallory", b"open sesame")] {
         let mut net = Net::new(server_config());
         let c = net.add_client(client_config(
             identity,
-            ClientCredentials::SharedSecret(secret.to_vec()),
+            ClientCredentials::password(secret.to_vec()),
             1,
         ));
         net.run_for(Duration::from_millis(20));
@@ -140,7 +140,7 @@ fn wrong_secret_and_unknown_identity_are_refused_alike_and_no_nexus_is_created()
     }
     assert_eq!(refusals[0], refusals[1]);
     assert!(
-        refusals[0].contains("unknown identity or wrong secret"),
+        refusals[0].contains("unknown identity or wrong password"),
         "{}",
         refusals[0]
     );

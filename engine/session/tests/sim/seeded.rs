@@ -49,7 +49,9 @@ struct Scenario {
     connections: usize,
     cancel_share: f64,
     ordered_share: f64,
-    shared_secret: bool,
+    password: bool,
+    /// Every connection runs TLS (SCRAM-SHA-256-PLUS with a password).
+    tls: bool,
     compress: bool,
     /// Per-connection one-way latency range, in milliseconds.
     latency_ms: (u64, u64),
@@ -69,7 +71,8 @@ impl Scenario {
             connections: 1 + rng.below(4) as usize,
             cancel_share: 0.1,
             ordered_share: 0.3,
-            shared_secret: rng.chance(0.5),
+            password: rng.chance(0.5),
+            tls: false,
             compress: rng.chance(0.5),
             latency_ms: (1, 30),
         }
@@ -218,15 +221,19 @@ impl Sim {
             max_response_size: 4096,
             max_cached_response_size: 4096,
         };
-        let (client_creds, server_creds) = if sc.shared_secret {
+        let (client_creds, server_creds) = if sc.password {
             (
-                ClientCredentials::SharedSecret(b"s3cret".to_vec()),
-                ServerCredentials::shared_secrets([("sim-client".to_string(), b"s3cret".to_vec())]),
+                ClientCredentials::password(b"s3cret".to_vec()),
+                ServerCredentials::passwords(
+                    [("sim-client".to_string(), b"s3cret".to_vec())],
+                    4096,
+                ),
             )
         } else {
             (ClientCredentials::Anonymous, ServerCredentials::anonymous())
         };
         let mut cc = ClientConfig::new("sim-client", client_creds);
+        let mut scfg_tls = None;
         cc.fore = attrs;
         cc.back = ChannelAttributes { slots: 2, ..attrs };
         cc.connections = sc.connections;
@@ -235,7 +242,13 @@ impl Sim {
         cc.reconnect_max = Duration::from_millis(500);
         cc.recovery_timeout = Duration::from_secs(30);
         cc.timers = timers;
+        if sc.tls {
+            let pki = super::tls::pki("sim CA", 1, 30);
+            cc.tls = Some(super::tls::trusting(&pki.ca));
+            scfg_tls = Some(super::tls::server_tls(&pki));
+        }
         let mut scfg = ServerConfig::new(server_creds);
+        scfg.tls = scfg_tls;
         scfg.grace_period = Duration::from_secs(5);
         scfg.timers = timers;
         let faults = Faults {
@@ -697,6 +710,19 @@ fn run(seed: u64, hostile: bool) -> Sim {
     sim
 }
 
+/// A trunk of 8 TLS connections on the faulty network: kills, black holes and flipped
+/// bits (which TLS turns into failed connections) must leave exactly-once intact.
+fn run_tls_seed(seed: u64) -> SimStats {
+    let mut rng = SimRng::new(seed);
+    let mut sc = Scenario::faulty(&mut rng);
+    sc.tls = true;
+    sc.password = true;
+    sc.connections = 8;
+    let mut sim = Sim::new(seed, sc, rng);
+    sim.run();
+    sim.stats
+}
+
 fn run_seed(seed: u64) -> SimStats {
     run(seed, false).stats
 }
@@ -738,6 +764,16 @@ fn one_thousand_faulty_seeds_keep_every_invariant() {
     assert!(total.cancelled > 10, "{total:?}");
     assert!(total.remote_errors > 100, "{total:?}");
     // Recovery always wins at these fault rates: no nexus is ever lost.
+    assert_eq!(total.lost, 0, "{total:?}");
+}
+
+#[test]
+fn tls_trunks_of_eight_keep_every_invariant_through_kills_and_corruption() {
+    let total = run_seeds_with(0..40, run_tls_seed);
+    eprintln!("{total:?}");
+    assert!(total.kills > 100, "{total:?}");
+    assert!(total.corruptions > 5, "{total:?}");
+    assert!(total.retries > 10, "{total:?}");
     assert_eq!(total.lost, 0, "{total:?}");
 }
 

@@ -1,0 +1,128 @@
+//! TLS 1.3 for the session's connections (rustls, aws-lc-rs provider): the configurations
+//! a server offers and a client asks with, and the per-connection layer the link runs its
+//! bytes through once the Hello exchange agreed to TLS.
+//!
+//! TLS is a layer of the pipeline: it needs a reliable byte stream and offers one, so it
+//! runs over TCP and Unix sockets alike. Both sides send their Hello in clear text; the
+//! client starts TLS right after its own Hello (its ClientHello follows in the same
+//! write), the server right after reading a Hello that asks for it. A client that asked
+//! for TLS never goes on in clear text: a server Hello without the TLS capability ends
+//! the connection. Every later byte, authentication included, is inside TLS.
+//!
+//! Session keys stay inside rustls. The configurations leave room for kernel TLS: with
+//! `enable_secret_extraction` a connection's traffic secrets can be extracted once the
+//! handshake is done and handed to the kernel's `tls` module, where it exists.
+
+mod channel;
+mod failure;
+mod pin;
+
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use sha2::{Digest, Sha256};
+
+pub(crate) use channel::SecureChannel;
+pub use failure::TlsFailure;
+
+/// The crypto provider: aws-lc-rs, measured faster than ring on these machines (see
+/// `benches/tls-provider-compare/RESULTS.md`).
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// What a server offers: its certificate chain and key, and whether clients must use TLS.
+#[derive(Clone)]
+pub struct ServerTls {
+    pub(crate) config: Arc<rustls::ServerConfig>,
+    /// Refuse clients that do not ask for TLS.
+    pub require: bool,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("require", &self.require)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerTls {
+    /// TLS 1.3 with this certificate chain (leaf first) and its private key.
+    pub fn new(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<ServerTls, rustls::Error> {
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)?;
+        // Inert unless SSLKEYLOGFILE names a file: decrypting captures for debugging.
+        config.key_log = Arc::new(rustls::KeyLogFile::new());
+        Ok(ServerTls {
+            config: Arc::new(config),
+            require: false,
+        })
+    }
+}
+
+/// How a client checks the server: which certificates it trusts, and the name it
+/// expects.
+#[derive(Clone)]
+pub struct ClientTls {
+    pub(crate) config: Arc<rustls::ClientConfig>,
+    pub(crate) server_name: ServerName<'static>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientTls {
+    /// Trusts certificates issued by `roots` for `server_name` (web PKI rules: chain,
+    /// dates, name).
+    pub fn with_roots(
+        roots: rustls::RootCertStore,
+        server_name: ServerName<'static>,
+    ) -> Result<ClientTls, rustls::Error> {
+        let config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Self::finish(config, server_name))
+    }
+
+    /// Trusts exactly the server certificate whose DER has this SHA-256 (a self-signed
+    /// server; its name and dates are not checked, as with an SSH host key).
+    pub fn with_pin(
+        sha256: [u8; 32],
+        server_name: ServerName<'static>,
+    ) -> Result<ClientTls, rustls::Error> {
+        let provider = provider();
+        let verifier = Arc::new(pin::PinVerifier::new(sha256, provider.clone()));
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        Ok(Self::finish(config, server_name))
+    }
+
+    fn finish(mut config: rustls::ClientConfig, server_name: ServerName<'static>) -> ClientTls {
+        config.key_log = Arc::new(rustls::KeyLogFile::new());
+        ClientTls {
+            config: Arc::new(config),
+            server_name,
+        }
+    }
+}
+
+/// The pin of a certificate: SHA-256 of its DER (what `--tls-pin` takes, in hex).
+pub fn certificate_pin(certificate: &CertificateDer<'_>) -> [u8; 32] {
+    Sha256::digest(certificate.as_ref()).into()
+}
