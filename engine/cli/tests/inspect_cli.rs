@@ -6,7 +6,8 @@ use std::process::{Command, Output, Stdio};
 use hawser_wire::ddf::{self, Node, RemoteException, Value as DdfValue};
 use hawser_wire::dmp::{Command as DmpCommand, Envelope, Message, Preamble, ShortStr};
 use hawser_wire::dsp::{
-    Channel, Compression, EncodeOptions, Frame, FrameEncoder, GoAway, GoAwayCode, Ping, Request,
+    Capabilities, Channel, Compression, EncodeOptions, Frame, FrameEncoder, GoAway, GoAwayCode,
+    Hello, Ping, Request,
 };
 use hawser_wire::dtp::{ControlMessage, Datagram, HoleReport, IntervalSet, Record};
 
@@ -99,6 +100,32 @@ fn dsp_frames_are_listed_readably() {
     assert!(lines[0].contains("exchange=5"), "{text}");
     assert!(lines[1].contains("token=65261"), "{text}");
     assert!(lines[2].contains("CORRUPT_FRAME"), "{text}");
+}
+
+/// After a Hello that agreed to TLS, a capture holds TLS records: listed by type and
+/// length, never misread as frames.
+#[test]
+fn tls_records_after_a_hello_are_listed_as_encrypted() {
+    let mut wire = Vec::new();
+    let hello = Frame::Hello(Hello {
+        min_version: 1,
+        max_version: 1,
+        capabilities: Capabilities::TLS | Capabilities::BACKCHANNEL,
+        nonce: [7; 16],
+    });
+    FrameEncoder::new(EncodeOptions::default())
+        .encode(&hello, &mut wire)
+        .expect("encode hello");
+    wire.extend_from_slice(&[22, 3, 1, 0, 4, 1, 0, 0, 0]);
+    wire.extend_from_slice(&[23, 3, 3, 0, 3, 0xaa, 0xbb, 0xcc]);
+    let out = hawser(&["inspect", "dsp"], &wire);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}{}", text, stderr(&out));
+    assert!(
+        text.contains("TLS handshake") && text.contains("TLS application_data"),
+        "{text}"
+    );
+    assert!(text.contains("encrypted"), "{text}");
 }
 
 #[test]

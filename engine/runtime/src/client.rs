@@ -32,7 +32,8 @@ const HOLD_MARGIN: Duration = Duration::from_millis(500);
 pub struct ClientOptions {
     /// Connections in the trunk.
     pub connections: usize,
-    /// xxh3 digest over every frame's payload.
+    /// xxh3 digest over every frame's payload, on connections without TLS (with TLS, its
+    /// AEAD tag already authenticates every byte, so the digest is not asked for).
     pub digest: bool,
     /// Offer lz4 compression (used per frame when it pays).
     pub compression: bool,
@@ -183,7 +184,8 @@ impl Client {
         };
         let mut sc = session::ClientConfig::new(config.identity.clone(), credentials);
         sc.connections = config.connections.max(1);
-        sc.digest = config.digest;
+        // TLS's AEAD tag authenticates every record: a frame digest adds nothing there.
+        sc.digest = config.digest && config.tls.is_none();
         sc.compress = config.compression;
         sc.fore.slots = config.slots.max(1);
         sc.fore.max_request_size = config.max_request_size.max(1);

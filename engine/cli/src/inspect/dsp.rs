@@ -11,6 +11,8 @@ pub(super) struct DspDissector {
     max_payload: u32,
     full_payload: bool,
     scratch: Vec<u8>,
+    /// A Hello with the TLS capability went by: what follows is TLS records.
+    tls: bool,
 }
 
 impl DspDissector {
@@ -19,6 +21,7 @@ impl DspDissector {
             max_payload: options.max_payload,
             full_payload: options.full_payload,
             scratch: Vec::new(),
+            tls: false,
         }
     }
 }
@@ -44,6 +47,9 @@ impl Dissector for DspDissector {
         buf: &[u8],
         canonical: Option<&mut Vec<u8>>,
     ) -> Result<Option<Decoded>, Malformed> {
+        if self.tls {
+            return tls_record(buf);
+        }
         // The header is validated on its own first so a payload error can name its offset.
         let header = hawser_wire::dsp::peek_header(buf, self.max_payload)
             .map_err(|e| Malformed::new(error_offset(&e, None), e))?;
@@ -64,6 +70,11 @@ impl Dissector for DspDissector {
             });
             encoder.encode(&frame, out).map_err(Malformed::reencode)?;
         }
+        if let Frame::Hello(hello) = &frame {
+            self.tls = hello
+                .capabilities
+                .contains(hawser_wire::dsp::Capabilities::TLS);
+        }
         let mut fields = header_fields(&header);
         frame_fields(&frame, self.full_payload, &mut fields);
         Ok(Some(Decoded {
@@ -72,6 +83,48 @@ impl Dissector for DspDissector {
             fields,
         }))
     }
+}
+
+/// One TLS record after a Hello that agreed to TLS: its type and length; the content is
+/// encrypted (decrypting a capture takes the session keys, see `SSLKEYLOGFILE` in
+/// docs/PROTOCOL.md).
+fn tls_record(buf: &[u8]) -> Result<Option<Decoded>, Malformed> {
+    const HEADER: usize = 5;
+    let Some(head) = buf.get(..HEADER) else {
+        return Ok(None);
+    };
+    let kind = match head[0] {
+        20 => "TLS change_cipher_spec",
+        21 => "TLS alert",
+        22 => "TLS handshake",
+        23 => "TLS application_data",
+        _ => {
+            return Err(Malformed::new(
+                0,
+                "not a TLS record (the Hello agreed to TLS, so everything after it is TLS)",
+            ));
+        }
+    };
+    if head[1] != 3 {
+        return Err(Malformed::new(1, "not a TLS record version (3.x)"));
+    }
+    let len = usize::from(u16::from_be_bytes([head[3], head[4]]));
+    if len > (1 << 14) + 256 {
+        return Err(Malformed::new(
+            3,
+            format!("TLS record of {len} bytes: too long"),
+        ));
+    }
+    if buf.len() < HEADER + len {
+        return Ok(None);
+    }
+    Ok(Some(Decoded {
+        consumed: HEADER + len,
+        kind,
+        fields: Fields::new()
+            .with("length", Value::U64(len as u64))
+            .with("content", Value::Text("encrypted".into())),
+    }))
 }
 
 fn header_fields(header: &FrameHeader) -> Fields {

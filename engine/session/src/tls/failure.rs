@@ -35,8 +35,12 @@ pub enum TlsFailure {
          server with `openssl x509 -in CERT -outform DER | sha256sum`): not trusting it"
     )]
     PinMismatch,
-    /// The certificate is unusable (malformed, wrong key usage, revoked).
-    #[error("TLS: the server's certificate is unusable")]
+    /// The certificate is unusable (malformed, wrong key usage, a CA certificate).
+    #[error(
+        "TLS: the server's certificate is unusable as a server's (malformed, a wrong key \
+         usage, or a CA certificate: a self-signed one made with CA:TRUE is trusted with \
+         --tls-pin, not --ca)"
+    )]
     BadCertificate,
     /// The peer ended the handshake with an alert (it refused our certificate or
     /// parameters).
