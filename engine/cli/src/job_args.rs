@@ -85,9 +85,11 @@ pub struct JobArgs {
     pub secret_file: Option<PathBuf>,
     #[command(flatten)]
     pub security: ClientSecurityArgs,
-    /// Authenticate as --identity by this process's user id, which the kernel tells the
-    /// server over unix:// and shm:// (SASL EXTERNAL; the server grants it with
-    /// --allow-peer-uid IDENTITY=UID). Needs --identity; not with --secret-file.
+    /// Authenticate as --identity without a password (SASL EXTERNAL): over unix:// and
+    /// shm:// by this process's user id, which the kernel tells the server (granted
+    /// with serve --allow-peer-uid IDENTITY=UID); over TLS by the client certificate of
+    /// --tls-cert (granted with serve --allow-client-cert IDENTITY=SHA256). Needs
+    /// --identity; not with --secret-file.
     #[arg(long, requires = "identity", conflicts_with = "secret_file")]
     pub external: bool,
     /// Recover and destroy this nexus (as the server's "held" message names it) before

@@ -5,7 +5,7 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use hawser_runtime::tls::{Trust, client_tls};
+use hawser_runtime::tls::{Trust, client_tls_with};
 use hawser_runtime::{Address, ClientTls, Mechanism};
 
 use crate::error::{CliError, io_err};
@@ -32,6 +32,13 @@ pub struct ClientSecurityArgs {
     /// start.
     #[arg(long, value_name = "SHA256", conflicts_with = "ca")]
     pub tls_pin: Option<String>,
+    /// Show this TLS certificate (PEM chain) when the server asks: a server that maps its
+    /// pin to --identity lets you in with --external over TLS (mutual TLS).
+    #[arg(long = "tls-cert", value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long = "tls-key", value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
     /// Authenticate with this SASL mechanism whatever else the server offers:
     /// SCRAM-SHA-256-PLUS, SCRAM-SHA-256, PLAIN (over TLS only), EXTERNAL or ANONYMOUS
     /// [default: the strongest the server offers that the credentials allow].
@@ -42,7 +49,7 @@ pub struct ClientSecurityArgs {
 impl ClientSecurityArgs {
     /// Whether TLS is asked for.
     pub fn wants_tls(&self) -> bool {
-        self.tls || self.ca.is_some() || self.tls_pin.is_some()
+        self.tls || self.ca.is_some() || self.tls_pin.is_some() || self.client_cert.is_some()
     }
 
     /// The TLS configuration for a server at `address`, named `host` in certificates.
@@ -63,7 +70,10 @@ impl ClientSecurityArgs {
                 )));
             }
         };
-        client_tls(&trust, host).map(Some).map_err(usage)
+        let certificate = self.client_cert.as_deref().zip(self.client_key.as_deref());
+        client_tls_with(&trust, host, certificate)
+            .map(Some)
+            .map_err(usage)
     }
 }
 

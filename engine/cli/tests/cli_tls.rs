@@ -219,3 +219,61 @@ fn passwd_prints_scram_keys_and_serve_refuses_the_old_secrets_table() {
         "{err}"
     );
 }
+
+/// Mutual TLS: the identity a client certificate is mapped to logs in with --external,
+/// no password; without the certificate it is refused, saying what EXTERNAL needs.
+#[test]
+fn a_client_certificate_mapped_to_an_identity_pushes_with_external() {
+    let (src, dst, etc) = (
+        TempDir::new("mtls-src"),
+        TempDir::new("mtls-dst"),
+        TempDir::new("mtls-etc"),
+    );
+    std::fs::write(src.path().join("f"), b"mutual").unwrap();
+    let (cert, key, pin) = certificate(etc.path(), "replica server");
+    let client_dir = TempDir::new("mtls-client");
+    let (client_cert, client_key, client_pin) = certificate(client_dir.path(), "replica client");
+    let server = ServeProcess::start_with(
+        dst.path(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--allow-client-cert",
+            &format!("replica={client_pin}"),
+        ],
+        1,
+    );
+    let from = format!("{}/", src.path().display());
+    let run = |extra: &[&str], dest: &str| {
+        Command::new(env!("CARGO_BIN_EXE_hawser"))
+            .args([
+                "push",
+                "--quiet",
+                "--connections",
+                "2",
+                "--identity",
+                "replica",
+            ])
+            .args(["--external", "--tls-pin", &pin])
+            .args(extra)
+            .arg(&from)
+            .arg(format!("{}:{dest}", server.addr))
+            .env_remove("HAWSER_PASSWORD")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--tls-cert", &client_cert, "--tls-key", &client_key], "m");
+    assert_succeeded(&out, "push --external with a client certificate");
+    assert_eq!(std::fs::read(dst.path().join("m/f")).unwrap(), b"mutual");
+    let out = run(&[], "n");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("client certificate"),
+        "{}",
+        text(&out.stderr)
+    );
+}

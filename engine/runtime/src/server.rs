@@ -112,6 +112,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Accepts a client showing the TLS certificate whose pin (SHA-256 of its DER) this is
+    /// as `identity`, with `EXTERNAL` (the server's TLS must ask for client certificates:
+    /// [`ServerTls::with_client_certificates`](session::ServerTls::with_client_certificates)).
+    pub fn client_cert(mut self, identity: impl Into<String>, pin: [u8; 32]) -> Self {
+        self.credentials.client_certs.insert(identity.into(), pin);
+        self
+    }
+
     /// Offers TLS to clients (requires it if `tls.require`).
     pub fn tls(mut self, tls: session::ServerTls) -> Self {
         self.tls = Some(tls);
@@ -222,7 +230,9 @@ impl ServerBuilder {
         let mut credentials = self.credentials;
         credentials.allow_anonymous = anonymous_allowed(
             self.allow_anonymous,
-            !credentials.users.is_empty() || !credentials.peer_uids.is_empty(),
+            !credentials.users.is_empty()
+                || !credentials.peer_uids.is_empty()
+                || !credentials.client_certs.is_empty(),
             addresses,
         );
         let mut config = session::ServerConfig::new(credentials);

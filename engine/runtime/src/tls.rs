@@ -55,12 +55,27 @@ pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Tl
     Ok(chain)
 }
 
-/// A server's TLS from its certificate chain and private key files (PEM).
-pub fn server_tls(cert: &Path, key: &Path, require: bool) -> Result<ServerTls, TlsConfigError> {
+/// A private key file (PEM: PKCS#8, PKCS#1 or SEC1).
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsConfigError> {
+    PrivateKeyDer::from_pem_file(path)
+        .map_err(|e| file_error(path, format!("{e} (a PEM private key is expected)")))
+}
+
+/// A server's TLS from its certificate chain and private key files (PEM); asking clients
+/// for certificates when `client_certificates` (identities mapped to their pins).
+pub fn server_tls(
+    cert: &Path,
+    key: &Path,
+    require: bool,
+    client_certificates: bool,
+) -> Result<ServerTls, TlsConfigError> {
     let chain = load_certificates(cert)?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| file_error(key, format!("{e} (a PEM private key is expected)")))?;
-    let mut tls = ServerTls::new(chain, key)?;
+    let key = load_key(key)?;
+    let mut tls = if client_certificates {
+        ServerTls::with_client_certificates(chain, key)?
+    } else {
+        ServerTls::new(chain, key)?
+    };
     tls.require = require;
     Ok(tls)
 }
@@ -72,6 +87,22 @@ pub enum Trust {
     Ca(PathBuf),
     /// Exactly the certificate with this SHA-256.
     Pin([u8; 32]),
+}
+
+/// A client's TLS, checking the server named `host` as `trust` says, and showing the
+/// certificate of `certificate` (chain and key files, PEM) when given.
+pub fn client_tls_with(
+    trust: &Trust,
+    host: &str,
+    certificate: Option<(&Path, &Path)>,
+) -> Result<ClientTls, TlsConfigError> {
+    let tls = client_tls(trust, host)?;
+    match certificate {
+        Some((cert, key)) => {
+            Ok(tls.with_client_certificate(load_certificates(cert)?, load_key(key)?)?)
+        }
+        None => Ok(tls),
+    }
 }
 
 /// A client's TLS, checking the server named `host` as `trust` says.

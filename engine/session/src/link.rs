@@ -585,6 +585,14 @@ impl<P> Link<P> {
         self.secure.as_ref().filter(|_| self.tls_rx)?.exporter()
     }
 
+    /// The pin of the certificate the peer showed over TLS, if any.
+    pub(crate) fn tls_peer_pin(&self) -> Option<[u8; 32]> {
+        self.secure
+            .as_ref()
+            .filter(|_| self.tls_rx)?
+            .peer_certificate_pin()
+    }
+
     /// Bytes held in buffers (for the simulator's memory bound).
     pub(crate) fn buffered(&self) -> usize {
         self.rx.len() + self.tx_len + self.tls_in.len() + self.clear_prefix.len()

@@ -216,6 +216,7 @@ fn run(args: &BenchArgs) -> Result<(), CliError> {
         clean_partials: false,
         allow_anonymous: false,
         allow_peer_uid: Vec::new(),
+        allow_client_cert: Vec::new(),
         tls_cert: None,
         tls_key: None,
         require_tls: false,

@@ -52,7 +52,8 @@ pub struct ServeArgs {
     /// 60s, the default), `allow_anonymous`, `grace_period_secs`, `tls_cert`, `tls_key`,
     /// `require_tls`, `[users.IDENTITY]` tables (the user database: SCRAM-SHA-256 salt,
     /// iterations and keys as `hawser passwd` prints them), a `[peer_uids]` table (identity = uid, see
-    /// --allow-peer-uid) and a `[limits]` table (`connections_per_address`,
+    /// --allow-peer-uid), a `[client_certs]` table (identity = "sha256", see
+    /// --allow-client-cert) and a `[limits]` table (`connections_per_address`,
     /// `handshakes_in_progress`, `nexuses`, `held_creates_per_identity`); command-line
     /// options override it.
     #[arg(long, value_name = "FILE")]
@@ -79,6 +80,12 @@ pub struct ServeArgs {
     /// Refuse clients that do not use TLS [also: `require_tls = true`].
     #[arg(long)]
     pub require_tls: bool,
+    /// Let a client showing the TLS certificate whose SHA-256 (of its DER) this is log in
+    /// as IDENTITY without a password (mutual TLS, SASL EXTERNAL; the client uses
+    /// --tls-cert, --tls-key and --external); repeatable; needs --tls-cert [also: a
+    /// `[client_certs]` table in the config file, identity = "sha256 hex"].
+    #[arg(long, value_name = "IDENTITY=SHA256")]
+    pub allow_client_cert: Vec<String>,
     /// Open connections from one address at most (an IPv6 /64 counts as one address)
     /// [default: 64, or `[limits] connections_per_address`].
     #[arg(long, value_name = "N")]

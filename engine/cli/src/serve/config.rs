@@ -43,6 +43,8 @@ pub(crate) struct ServeFile {
     users: BTreeMap<String, UserEntry>,
     #[serde(default)]
     peer_uids: BTreeMap<String, u32>,
+    #[serde(default)]
+    client_certs: BTreeMap<String, String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     require_tls: Option<bool>,
@@ -181,6 +183,8 @@ pub(crate) struct ServeSettings {
     pub(crate) require_tls: bool,
     /// Identity to the local user id that may take it with `EXTERNAL`.
     pub(crate) peer_uids: BTreeMap<String, u32>,
+    /// Identity to the pin of the TLS client certificate that may take it with `EXTERNAL`.
+    pub(crate) client_certs: BTreeMap<String, [u8; 32]>,
 }
 
 impl ServeSettings {
@@ -270,6 +274,35 @@ impl ServeSettings {
                 ));
             }
         };
+        let mut client_certs = BTreeMap::new();
+        let grants = file
+            .client_certs
+            .iter()
+            .map(|(i, p)| (i.clone(), p.clone()));
+        let flags = args.allow_client_cert.iter().map(|grant| {
+            let (identity, pin) = grant.split_once('=').unwrap_or((grant.as_str(), ""));
+            (identity.to_owned(), pin.to_owned())
+        });
+        for (identity, pin) in grants.chain(flags) {
+            let pin = hawser_runtime::tls::parse_pin(&pin).map_err(|e| {
+                CliError::Usage(format!(
+                    "client certificate of {identity:?} (IDENTITY=SHA256): {e}"
+                ))
+            })?;
+            if identity.is_empty() {
+                return Err(CliError::Usage(
+                    "--allow-client-cert: give IDENTITY=SHA256".into(),
+                ));
+            }
+            client_certs.insert(identity, pin);
+        }
+        if !client_certs.is_empty() && tls.is_none() {
+            return Err(CliError::Usage(
+                "client certificates are shown over TLS: --allow-client-cert needs \
+                 --tls-cert and --tls-key"
+                    .into(),
+            ));
+        }
         let mut peer_uids = file.peer_uids;
         for grant in &args.allow_peer_uid {
             let (identity, uid) = parse_peer_uid(grant)?;
@@ -296,6 +329,7 @@ impl ServeSettings {
             tls,
             require_tls,
             peer_uids,
+            client_certs,
         })
     }
 }

@@ -30,7 +30,8 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, CliError> {
         hawser_shards::check_congestion_control(name)
             .map_err(|e| CliError::Usage(e.to_string()))?;
     }
-    let has_credentials = !s.users.is_empty() || !s.peer_uids.is_empty();
+    let has_credentials =
+        !s.users.is_empty() || !s.peer_uids.is_empty() || !s.client_certs.is_empty();
     check_someone_may_connect(&s.listen, s.allow_anonymous, has_credentials, "serve")?;
     let runtime = Runtime::with_tcp_congestion(s.shards, s.congestion.as_deref())?;
     let mut builder = ServerBuilder::new()
@@ -48,17 +49,21 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, CliError> {
     if let Some(timeout) = s.frame_timeout {
         builder = builder.frame_timeout(timeout);
     }
-    let identities = s.users.len() + s.peer_uids.len();
+    let identities = s.users.len() + s.peer_uids.len() + s.client_certs.len();
     for (identity, entry) in s.users {
         builder = builder.user(identity, entry);
     }
     let mut tls_pin = None;
     if let Some((cert, key)) = &s.tls {
-        let tls = hawser_runtime::tls::server_tls(cert, key, s.require_tls)
+        let asks_certificates = !s.client_certs.is_empty();
+        let tls = hawser_runtime::tls::server_tls(cert, key, s.require_tls, asks_certificates)
             .map_err(|e| CliError::Usage(e.to_string()))?;
         tls_pin =
             Some(hawser_runtime::tls::pin_of(cert).map_err(|e| CliError::Usage(e.to_string()))?);
         builder = builder.tls(tls);
+    }
+    for (identity, pin) in s.client_certs {
+        builder = builder.client_cert(identity, pin);
     }
     for (identity, uid) in s.peer_uids {
         builder = builder.peer_uid(identity, uid);

@@ -91,6 +91,10 @@ pub struct ServerCredentials {
     /// run as. Like an identity with a password, a mapped identity is never granted to
     /// an anonymous client.
     pub peer_uids: HashMap<String, u32>,
+    /// Identities a client may take with `EXTERNAL` over TLS by showing the certificate
+    /// whose pin (SHA-256 of its DER) this is (the server must ask for client
+    /// certificates: [`ServerTls::with_client_certificates`](crate::ServerTls)).
+    pub client_certs: HashMap<String, [u8; 32]>,
 }
 
 impl fmt::Debug for ServerCredentials {
@@ -99,6 +103,7 @@ impl fmt::Debug for ServerCredentials {
             .field("allow_anonymous", &self.allow_anonymous)
             .field("users", &self.users.len())
             .field("peer_uids", &self.peer_uids)
+            .field("client_certs", &self.client_certs.len())
             .finish()
     }
 }
@@ -133,7 +138,9 @@ impl ServerCredentials {
     /// Whether `identity` must prove itself (it has a password or a mapped user id): it
     /// is never granted anonymously.
     pub(crate) fn is_protected(&self, identity: &str) -> bool {
-        self.users.contains_key(identity) || self.peer_uids.contains_key(identity)
+        self.users.contains_key(identity)
+            || self.peer_uids.contains_key(identity)
+            || self.client_certs.contains_key(identity)
     }
 
     /// The mechanisms offered on a connection, strongest first.
@@ -143,7 +150,9 @@ impl ServerCredentials {
             .filter(|m| match m {
                 Mechanism::ScramSha256Plus | Mechanism::Plain => tls && !self.users.is_empty(),
                 Mechanism::ScramSha256 => !self.users.is_empty(),
-                Mechanism::External => !self.peer_uids.is_empty(),
+                Mechanism::External => {
+                    !self.peer_uids.is_empty() || (tls && !self.client_certs.is_empty())
+                }
                 Mechanism::Anonymous => self.allow_anonymous,
             })
             .collect()
@@ -164,7 +173,8 @@ pub(crate) enum Refusal {
     Mechanism,
     /// `PLAIN` or `SCRAM-SHA-256-PLUS` on a connection without TLS.
     NeedsTls,
-    /// `EXTERNAL` over a connection that is not local: there are no credentials to check.
+    /// `EXTERNAL` over a connection that is neither local nor TLS with a client
+    /// certificate: there are no credentials to check.
     ExternalNotLocal,
     /// An identity longer than [`MAX_IDENTITY_LEN`] (whatever the mechanism: the server
     /// keeps identities of live nexuses).
@@ -214,8 +224,9 @@ impl Refusal {
             }
             Refusal::ExternalNotLocal => {
                 "EXTERNAL authentication needs a local connection (unix:// or shm://), where \
-                 the kernel tells the server who you are; over the network authenticate with \
-                 a password (--secret-file or HAWSER_PASSWORD)"
+                 the kernel tells the server who you are, or TLS with a client certificate \
+                 the server maps to your identity (--tls-cert, --tls-key); otherwise \
+                 authenticate with a password (--secret-file or HAWSER_PASSWORD)"
             }
             Refusal::IdentityTooLong => "identity longer than 256 bytes",
             Refusal::Malformed => {

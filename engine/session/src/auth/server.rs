@@ -20,6 +20,8 @@ use rsasl::prelude::{
 use rsasl::property::{AuthId, AuthzId, Password};
 use rsasl::validate::{Validate, ValidationError};
 
+use subtle::ConstantTimeEq;
+
 use super::keys::{DummyKey, keyed};
 use super::{MAX_IDENTITY_LEN, Mechanism, Refusal, SALT_LEN, ScramEntry, ServerCredentials};
 use crate::peer::Peer;
@@ -199,6 +201,8 @@ pub(crate) struct Connection<'a> {
     pub(crate) peer: Peer,
     /// The TLS exporter, when the connection runs TLS.
     pub(crate) tls_exporter: Option<[u8; 32]>,
+    /// The pin of the client's TLS certificate, when it showed one.
+    pub(crate) client_pin: Option<[u8; 32]>,
 }
 
 impl ServerExchange {
@@ -234,11 +238,19 @@ impl ServerExchange {
             }
             Mechanism::Anonymous => refuse(Refusal::AnonymousRefused),
             Mechanism::External => {
-                let Some(creds) = connection.peer.local() else {
-                    return refuse(Refusal::ExternalNotLocal);
-                };
-                match credentials.peer_uids.get(&identity) {
-                    Some(&uid) if uid == creds.uid => {
+                let by_uid = connection
+                    .peer
+                    .local()
+                    .map(|creds| credentials.peer_uids.get(&identity) == Some(&creds.uid));
+                let by_certificate = connection.client_pin.map(|pin| {
+                    credentials
+                        .client_certs
+                        .get(&identity)
+                        .is_some_and(|granted| bool::from(granted.ct_eq(&pin)))
+                });
+                match (by_uid, by_certificate) {
+                    (None, None) => refuse(Refusal::ExternalNotLocal),
+                    (Some(true), _) | (_, Some(true)) => {
                         (None, ServerStep::Done(Ok(granted(identity))))
                     }
                     _ => refuse(Refusal::Failed),

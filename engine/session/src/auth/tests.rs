@@ -27,6 +27,7 @@ fn run(
         sasl: &sasl,
         peer: Peer::Unknown,
         tls_exporter: exporters.0,
+        client_pin: None,
     };
     let offered = server_creds.offered(exporters.0.is_some());
     let (mut c, initial) = ClientExchange::start(
@@ -103,6 +104,7 @@ fn scram_plus_binds_the_tls_session() {
         sasl: &sasl,
         peer: Peer::Unknown,
         tls_exporter: None,
+        client_pin: None,
     };
     let (_, step) = ServerExchange::start(
         clear,
@@ -136,6 +138,7 @@ fn stripped_plus_is_detected() {
         sasl: &sasl,
         peer: Peer::Unknown,
         tls_exporter: tls,
+        client_pin: None,
     };
     let (_, step) = ServerExchange::start(connection, Some(Mechanism::ScramSha256), &initial);
     assert_eq!(step, ServerStep::Done(Err(Refusal::ChannelBinding)));
@@ -169,6 +172,7 @@ fn a_replayed_scram_exchange_fails() {
         sasl: &sasl,
         peer: Peer::Unknown,
         tls_exporter: None,
+        client_pin: None,
     };
     let (mut c, initial) = ClientExchange::start(
         Mechanism::ScramSha256,
@@ -259,6 +263,32 @@ fn the_client_picks_the_strongest_offered() {
 }
 
 #[test]
+fn external_over_tls_grants_the_identity_a_client_certificate_is_mapped_to() {
+    let mut creds = credentials();
+    creds.client_certs.insert("replica".into(), [5; 32]);
+    let sasl = SaslServer::new(&creds, [9; 32]);
+    let decide = |pin: Option<[u8; 32]>, who: &[u8]| {
+        let connection = Connection {
+            credentials: &creds,
+            sasl: &sasl,
+            peer: Peer::Unknown,
+            tls_exporter: Some([1; 32]),
+            client_pin: pin,
+        };
+        match ServerExchange::start(connection, Some(Mechanism::External), who).1 {
+            ServerStep::Done(d) => d.map(|g| g.identity),
+            ServerStep::Challenge(c) => panic!("{c:?}"),
+        }
+    };
+    assert_eq!(decide(Some([5; 32]), b"replica"), Ok("replica".into()));
+    assert_eq!(decide(Some([6; 32]), b"replica"), Err(Refusal::Failed));
+    assert_eq!(decide(Some([5; 32]), b"ann"), Err(Refusal::Failed));
+    assert_eq!(decide(None, b"replica"), Err(Refusal::ExternalNotLocal));
+    assert!(creds.offered(true).contains(&Mechanism::External));
+    assert!(!creds.offered(false).contains(&Mechanism::External));
+}
+
+#[test]
 fn anonymous_and_external_follow_the_operator() {
     let mut creds = credentials();
     creds.peer_uids.insert("backup".into(), 1000);
@@ -276,6 +306,7 @@ fn anonymous_and_external_follow_the_operator() {
             sasl: &sasl,
             peer,
             tls_exporter: None,
+            client_pin: None,
         };
         match ServerExchange::start(connection, Some(m), who).1 {
             ServerStep::Done(d) => d.map(|g| g.identity),
@@ -322,7 +353,8 @@ fn anonymous_and_external_follow_the_operator() {
                 credentials: &creds,
                 sasl: &sasl,
                 peer: Peer::Unknown,
-                tls_exporter: None
+                tls_exporter: None,
+                client_pin: None
             },
             None,
             b""

@@ -91,6 +91,7 @@ impl ServerEndpoint {
             sasl: &self.side.sasl,
             peer: link.peer,
             tls_exporter: link.tls_exporter(),
+            client_pin: link.tls_peer_pin(),
         };
         let (exchange, step) =
             ServerExchange::start(connection, attempt.mechanism, &attempt.initial);

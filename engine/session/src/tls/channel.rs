@@ -115,6 +115,17 @@ impl SecureChannel {
         n
     }
 
+    /// The pin of the certificate the peer showed (a client's, on a server that asked).
+    pub(crate) fn peer_certificate_pin(&self) -> Option<[u8; 32]> {
+        if self.conn.is_handshaking() || self.failed.is_some() {
+            return None;
+        }
+        self.conn
+            .peer_certificates()
+            .and_then(<[_]>::first)
+            .map(super::certificate_pin)
+    }
+
     /// The `tls-exporter` channel binding (RFC 9266), once the handshake is done.
     pub(crate) fn exporter(&self) -> Option<[u8; 32]> {
         if self.conn.is_handshaking() || self.failed.is_some() {

@@ -14,6 +14,7 @@
 //! handshake is done and handed to the kernel's `tls` module, where it exists.
 
 mod channel;
+mod client_auth;
 mod failure;
 mod pin;
 
@@ -54,10 +55,34 @@ impl ServerTls {
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
     ) -> Result<ServerTls, rustls::Error> {
-        let mut config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)?;
+        Self::build(chain, key, false)
+    }
+
+    /// [`new`](Self::new), also asking clients for a certificate (optional for them): a
+    /// client whose certificate's pin a server maps to an identity
+    /// ([`ServerCredentials::client_certs`](crate::ServerCredentials::client_certs)) may
+    /// log in as it with `EXTERNAL`.
+    pub fn with_client_certificates(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<ServerTls, rustls::Error> {
+        Self::build(chain, key, true)
+    }
+
+    fn build(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        client_certificates: bool,
+    ) -> Result<ServerTls, rustls::Error> {
+        let provider = provider();
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?;
+        let builder = if client_certificates {
+            builder.with_client_cert_verifier(Arc::new(client_auth::PinnedClients::new(provider)))
+        } else {
+            builder.with_no_client_auth()
+        };
+        let mut config = builder.with_single_cert(chain, key)?;
         // Inert unless SSLKEYLOGFILE names a file: decrypting captures for debugging.
         config.key_log = Arc::new(rustls::KeyLogFile::new());
         Ok(ServerTls {
@@ -68,11 +93,19 @@ impl ServerTls {
 }
 
 /// How a client checks the server: which certificates it trusts, and the name it
-/// expects.
+/// expects; and the certificate it shows, if any.
 #[derive(Clone)]
 pub struct ClientTls {
     pub(crate) config: Arc<rustls::ClientConfig>,
     pub(crate) server_name: ServerName<'static>,
+    trust: Trust,
+}
+
+/// What a client trusts.
+#[derive(Clone)]
+enum Trust {
+    Roots(Arc<rustls::RootCertStore>),
+    Pin([u8; 32]),
 }
 
 impl std::fmt::Debug for ClientTls {
@@ -90,11 +123,7 @@ impl ClientTls {
         roots: rustls::RootCertStore,
         server_name: ServerName<'static>,
     ) -> Result<ClientTls, rustls::Error> {
-        let config = rustls::ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(Self::finish(config, server_name))
+        Self::build(Trust::Roots(Arc::new(roots)), server_name, None)
     }
 
     /// Trusts exactly the server certificate whose DER has this SHA-256 (a self-signed
@@ -103,22 +132,44 @@ impl ClientTls {
         sha256: [u8; 32],
         server_name: ServerName<'static>,
     ) -> Result<ClientTls, rustls::Error> {
-        let provider = provider();
-        let verifier = Arc::new(pin::PinVerifier::new(sha256, provider.clone()));
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
-        Ok(Self::finish(config, server_name))
+        Self::build(Trust::Pin(sha256), server_name, None)
     }
 
-    fn finish(mut config: rustls::ClientConfig, server_name: ServerName<'static>) -> ClientTls {
+    /// The same trust, showing this certificate chain (leaf first) when the server asks:
+    /// with its pin mapped to an identity there, the client logs in as it with
+    /// `EXTERNAL`.
+    pub fn with_client_certificate(
+        self,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<ClientTls, rustls::Error> {
+        Self::build(self.trust, self.server_name, Some((chain, key)))
+    }
+
+    fn build(
+        trust: Trust,
+        server_name: ServerName<'static>,
+        certificate: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    ) -> Result<ClientTls, rustls::Error> {
+        let provider = provider();
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?;
+        let builder = match &trust {
+            Trust::Roots(roots) => builder.with_root_certificates(Arc::clone(roots)),
+            Trust::Pin(pin) => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(pin::PinVerifier::new(*pin, provider))),
+        };
+        let mut config = match certificate {
+            Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
+            None => builder.with_no_client_auth(),
+        };
         config.key_log = Arc::new(rustls::KeyLogFile::new());
-        ClientTls {
+        Ok(ClientTls {
             config: Arc::new(config),
             server_name,
-        }
+            trust,
+        })
     }
 }
 

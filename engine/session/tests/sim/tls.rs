@@ -248,3 +248,54 @@ fn plain_works_over_tls_and_is_refused_in_the_clear() {
         "password on the wire"
     );
 }
+
+/// Mutual TLS: a client showing a certificate whose pin the server maps to an identity
+/// logs in as it with EXTERNAL; another certificate, or none, does not.
+#[test]
+fn a_client_certificate_mapped_to_an_identity_logs_in_with_external() {
+    let pki = pki("mtls CA", 1, 30);
+    let client_key = KeyPair::generate().unwrap();
+    let client_cert = CertificateParams::new(Vec::<String>::new())
+        .unwrap()
+        .self_signed(&client_key)
+        .unwrap();
+    let client_der = client_cert.der().clone();
+    let client_pkcs8 = PrivatePkcs8KeyDer::from(client_key.serialize_der());
+    let server_tls = ServerTls::with_client_certificates(
+        vec![pki.server.clone()],
+        PrivateKeyDer::Pkcs8(pki.key.clone_key()),
+    )
+    .unwrap();
+    let mut config = server_config(Some(server_tls));
+    config
+        .credentials
+        .client_certs
+        .insert("replica".into(), certificate_pin(&client_der));
+    let mut net = Net::new(config);
+    let external = |tls: ClientTls| {
+        let mut c = ClientConfig::new("replica", ClientCredentials::External);
+        c.connections = 2;
+        c.tls = Some(tls);
+        c
+    };
+    let shown = trusting(&pki.ca)
+        .with_client_certificate(vec![client_der], PrivateKeyDer::Pkcs8(client_pkcs8))
+        .unwrap();
+    let c = net.add_client(external(shown));
+    let d = net.add_client(external(trusting(&pki.ca)));
+    net.run_for(Duration::from_millis(50));
+    assert_eq!(
+        net.clients[c].bound_connections().len(),
+        2,
+        "{:?}",
+        refusals(&net, c)
+    );
+    assert_eq!(net.clients[d].nexus(), None);
+    let reasons = refusals(&net, d);
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.to_string().contains("client certificate")),
+        "{reasons:?}"
+    );
+}
