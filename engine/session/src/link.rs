@@ -362,6 +362,9 @@ impl<P> Link<P> {
         let Some(secure) = self.secure.as_mut() else {
             return;
         };
+        // The incomplete frame's storage at its full size first: growing it record by
+        // record would move what arrived so far again and again.
+        self.codec.prepare_storage(&mut self.rx);
         if let Err(failure) = secure.receive(ciphertext, &mut self.rx) {
             self.tls_failure.get_or_insert(failure);
         }
