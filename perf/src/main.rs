@@ -25,7 +25,7 @@ enum Command {
     /// `<scenario>.json`, `<scenario>.md` and SVG plots.
     Scenario(ScenarioOptions),
     /// Probe a running `hawser serve` as a hostile client would (held frames, idle
-    /// connections, abandoned nexuses, wrong secrets) and print what it measured.
+    /// connections, abandoned nexuses, wrong passwords) and print what it measured.
     Probe(ProbeOptions),
 }
 

@@ -7,8 +7,8 @@
 //!   server's RSS after each round (does the memory come back?).
 //! - [`nexus_churn`]: nexuses created and abandoned one after another, with the create
 //!   rate at the start and after tens of thousands.
-//! - [`wrong_secrets`]: wrong shared-secret proofs as fast as one source can send them,
-//!   counting the attempts the server answers.
+//! - [`wrong_passwords`]: SCRAM-SHA-256 attempts with wrong proofs as fast as one source
+//!   can make them, counting the attempts the server answers.
 //!
 //! Every probe talks to a server on loopback or in a namespace the caller created.
 
@@ -24,6 +24,8 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
 use dsp_client::{Answer, RawConnection};
+use rand_core::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256StarStar;
 
 /// Resident memory of a process, from `/proc/PID/status`.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -66,8 +68,8 @@ pub enum ProbeKind {
     IdleRounds,
     /// Nexuses created and abandoned.
     NexusChurn,
-    /// Wrong shared-secret proofs from one source.
-    WrongSecrets,
+    /// SCRAM-SHA-256 attempts with wrong proofs from one source.
+    WrongPasswords,
 }
 
 /// Options of `hawser-perf probe`.
@@ -82,14 +84,14 @@ pub struct ProbeOptions {
     /// The server's process id, to read its memory.
     #[arg(long)]
     pub pid: Option<u32>,
-    /// Connections (held-frames: 64; idle-rounds: 2000 per round; wrong-secrets: in
+    /// Connections (held-frames: 64; idle-rounds: 2000 per round; wrong-passwords: in
     /// parallel, 16).
     #[arg(long)]
     pub connections: Option<usize>,
     /// Nexuses to create and abandon (nexus-churn).
     #[arg(long, default_value_t = 40_000)]
     pub nexuses: usize,
-    /// Seconds the wrong-secrets probe runs.
+    /// Seconds the wrong-passwords probe runs.
     #[arg(long, default_value_t = 5.0)]
     pub seconds: f64,
 }
@@ -119,8 +121,8 @@ pub fn run(options: &ProbeOptions) -> Result<()> {
             let churn = nexus_churn(options.target, options.nexuses)?;
             println!("{churn:#?}");
         }
-        ProbeKind::WrongSecrets => {
-            let guessing = wrong_secrets(
+        ProbeKind::WrongPasswords => {
+            let guessing = wrong_passwords(
                 options.target,
                 options.connections.unwrap_or(16),
                 Duration::from_secs_f64(options.seconds),
@@ -333,10 +335,15 @@ pub fn nexus_churn(target: SocketAddr, count: usize) -> Result<NexusChurn> {
     Ok(outcome)
 }
 
-/// What [`wrong_secrets`] counted.
+/// The identity [`wrong_passwords`] claims: one the hostile scenario's server knows, so
+/// its attempts fail on the proof.
+pub const GUESSED_IDENTITY: &str = "alice";
+
+/// What [`wrong_passwords`] counted.
 #[derive(Debug, Clone, Default)]
-pub struct WrongSecrets {
-    /// Attempts sent (an Auth frame with a wrong proof).
+pub struct WrongPasswords {
+    /// Attempts sent (an Auth opening a SCRAM-SHA-256 exchange; its wrong proof follows
+    /// when the server's first message comes back).
     pub attempts: u64,
     /// Attempts the server answered (AuthResult or GoAway), per second.
     pub answered_per_sec: f64,
@@ -348,13 +355,29 @@ pub struct WrongSecrets {
     pub first_answer: Option<String>,
 }
 
-/// `parallel` connections at a time send HMAC-SHA256 proofs that are wrong, for
-/// `duration`; counts the answers.
-pub fn wrong_secrets(
+/// `parallel` connections at a time make SCRAM-SHA-256 attempts as [`GUESSED_IDENTITY`]
+/// with wrong proofs, for `duration`; counts the answers. The proofs are random bytes,
+/// not derived from a guessed password, so the rate is the server's, not the prober's
+/// PBKDF2.
+pub fn wrong_passwords(
     target: SocketAddr,
     parallel: usize,
     duration: Duration,
-) -> Result<WrongSecrets> {
+) -> Result<WrongPasswords> {
+    // A server without users refuses SCRAM at once, and those refusals would be counted
+    // as answered guesses.
+    let mut check = RawConnection::connect(target, Duration::from_secs(5))?;
+    if check.hello([5; 16])? != Answer::Ok {
+        anyhow::bail!("{target}: no Hello and mechanism list from the server");
+    }
+    if !check.mechanisms().iter().any(|m| m == "SCRAM-SHA-256") {
+        anyhow::bail!(
+            "{target} does not offer SCRAM-SHA-256 (it offers {:?}): give it a [users] entry",
+            check.mechanisms().join(" ")
+        );
+    }
+    drop(check);
+
     let answered = Arc::new(AtomicU64::new(0));
     let attempts = Arc::new(AtomicU64::new(0));
     let unanswered = Arc::new(AtomicU64::new(0));
@@ -362,7 +385,7 @@ pub fn wrong_secrets(
     let started = Instant::now();
     let end = started + duration;
     let threads: Vec<_> = (0..parallel)
-        .map(|_| {
+        .map(|i| {
             let (answered, attempts, unanswered, first) = (
                 Arc::clone(&answered),
                 Arc::clone(&attempts),
@@ -370,6 +393,7 @@ pub fn wrong_secrets(
                 Arc::clone(&first),
             );
             std::thread::spawn(move || {
+                let mut rng = Xoshiro256StarStar::seed_from_u64(now_nanos() ^ i as u64);
                 while Instant::now() < end {
                     let Ok(mut conn) = RawConnection::connect(target, Duration::from_secs(2))
                     else {
@@ -379,10 +403,11 @@ pub fn wrong_secrets(
                     if conn.hello([5; 16]).ok() != Some(Answer::Ok) {
                         continue;
                     }
-                    let mut response = b"alice\0".to_vec();
-                    response.extend_from_slice(&now_nanos().to_le_bytes().repeat(4));
+                    let nonce = printable_nonce(&mut rng);
+                    let mut proof = [0u8; 32];
+                    rng.fill_bytes(&mut proof);
                     attempts.fetch_add(1, Ordering::Relaxed);
-                    let text = match conn.auth("HMAC-SHA256", &response) {
+                    let text = match conn.scram_wrong_proof(GUESSED_IDENTITY, &nonce, &proof) {
                         Ok(Answer::Refused(why)) => Some(why),
                         Ok(Answer::Ok) => Some("accepted".to_owned()),
                         _ => None,
@@ -406,13 +431,22 @@ pub fn wrong_secrets(
     }
     let seconds = started.elapsed().as_secs_f64();
     let first_answer = first.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    Ok(WrongSecrets {
+    Ok(WrongPasswords {
         attempts: attempts.load(Ordering::Relaxed),
         answered_per_sec: answered.load(Ordering::Relaxed) as f64 / seconds,
         unanswered: unanswered.load(Ordering::Relaxed),
         seconds,
         first_answer,
     })
+}
+
+/// A SCRAM client nonce of letters and digits (printable, no comma), fresh per attempt
+/// as a real client's would be.
+fn printable_nonce(rng: &mut Xoshiro256StarStar) -> String {
+    const CHARS: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    (0..24)
+        .map(|_| char::from(CHARS[(rng.next_u64() % CHARS.len() as u64) as usize]))
+        .collect()
 }
 
 fn now_nanos() -> u64 {

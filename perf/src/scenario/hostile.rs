@@ -2,7 +2,8 @@
 //! server per round: its resident memory idle, while 64 connections hold 63 MiB of a
 //! 64 MiB request each, during and after six rounds of 2,000 idle connections; the
 //! nexus create rate over the first and the last 1,000 of 40,000 abandoned nexuses; and
-//! how many wrong shared-secret attempts per second one source gets answered.
+//! how many SCRAM-SHA-256 attempts with a wrong password per second one source gets
+//! answered (the user database holds one identity, from `hawser passwd`).
 //!
 //! The baseline of each memory figure is the same server's idle RSS in the same round.
 //! `HAWSER_HOSTILE_NEXUSES` shrinks the churn for a quick try.
@@ -26,7 +27,9 @@ const MIB: f64 = 1048576.0;
 /// Runs the probes against a fresh `hawser serve` per round.
 pub fn run(ctx: &Context, outcome: &mut Outcome) -> Result<()> {
     probe::raise_fd_limit();
-    let binary = match hawser_tools::hawser_subcommand("serve") {
+    let binary = match hawser_tools::hawser_subcommand("serve")
+        .and_then(|_| hawser_tools::hawser_subcommand("passwd"))
+    {
         Ok(binary) => binary,
         Err(reason) => {
             outcome
@@ -35,6 +38,7 @@ pub fn run(ctx: &Context, outcome: &mut Outcome) -> Result<()> {
             return Ok(());
         }
     };
+    let user = user_entry(&binary, probe::GUESSED_IDENTITY)?;
     let nexuses = std::env::var("HAWSER_HOSTILE_NEXUSES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -52,14 +56,15 @@ pub fn run(ctx: &Context, outcome: &mut Outcome) -> Result<()> {
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:{port}\"\nroot = \"{}\"\n[secrets]\nalice = \"correct horse battery staple\"\n\
-                 [limits]\nconnections_per_address = 5000\nhandshakes_in_progress = 5000\nnexuses = 50000\n",
+                "listen = \"127.0.0.1:{port}\"\nroot = \"{}\"\n\
+                 [limits]\nconnections_per_address = 5000\nhandshakes_in_progress = 5000\nnexuses = 50000\n\
+                 {user}",
                 root.display()
             ),
         )?;
         let mut command = Command::new(&binary);
         command.arg("serve").arg("--config").arg(&config);
-        // A server with secrets refuses ANONYMOUS unless told: the memory probes use it.
+        // A server with users refuses ANONYMOUS unless told: the memory probes use it.
         if server_takes("--allow-anonymous", &binary) {
             command.arg("--allow-anonymous");
         }
@@ -140,16 +145,18 @@ pub fn run(ctx: &Context, outcome: &mut Outcome) -> Result<()> {
             );
         }
 
-        let guessing = probe::wrong_secrets(target, 16, Duration::from_secs(5))?;
+        // Last in the round: the throttle holds the failures against the source, and
+        // would delay the memory probes' anonymous handshakes from it as well.
+        let guessing = probe::wrong_passwords(target, 16, Duration::from_secs(5))?;
         outcome.record(
             &serve,
-            "wrong_secrets_answered",
+            "wrong_passwords_answered",
             "per s",
             guessing.answered_per_sec,
         );
         outcome.record(
             &serve,
-            "wrong_secrets_sent",
+            "wrong_passwords_sent",
             "count",
             guessing.attempts as f64,
         );
@@ -158,23 +165,45 @@ pub fn run(ctx: &Context, outcome: &mut Outcome) -> Result<()> {
         {
             outcome
                 .notes
-                .push(format!("a wrong secret is answered: {first}"));
+                .push(format!("a wrong password is answered: {first}"));
         }
         drop(server);
         let _ = std::fs::remove_dir_all(&root);
         settle();
     }
     outcome.notes.push(format!(
-        "Per round a fresh `hawser serve` on loopback (a [secrets] entry for the guessing probe, \
+        "Per round a fresh `hawser serve` on loopback (a [users.{identity}] entry from `hawser passwd` \
+         for the guessing probe, \
          anonymous allowed for the memory probes; `[limits]` connections_per_address and \
          handshakes_in_progress 5,000 and nexuses 50,000, so every probe connection and nexus is \
          taken rather than refused: the default limits, 64 per address, 256 handshakes and 4,096 \
          nexuses, would refuse most of them); probes: 64 connections each announcing a \
          64 MiB request and sending 63 MiB of it; 6 rounds of 2,000 idle TCP connections; {nexuses} nexuses \
-         created and abandoned one after another; 16 parallel connections sending wrong HMAC-SHA256 proofs \
-         for 5 s. Memory is the server's VmRSS/VmHWM from /proc."
+         created and abandoned one after another; 16 parallel connections making SCRAM-SHA-256 attempts \
+         as {identity} with a random client proof in place of the password's (the prober derives no keys, \
+         so the rate is the server's throttle) for 5 s. Memory is the server's VmRSS/VmHWM from /proc.",
+        identity = probe::GUESSED_IDENTITY,
     ));
     Ok(())
+}
+
+/// The `[users.IDENTITY]` table `hawser passwd IDENTITY` prints for a password the probes
+/// never learn: they only guess wrong.
+fn user_entry(binary: &std::path::Path, identity: &str) -> Result<String> {
+    let output = Command::new(binary)
+        .args(["passwd", identity])
+        .env("HAWSER_PASSWORD", "correct horse battery staple")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("running hawser passwd")?;
+    let entry = String::from_utf8(output.stdout).context("hawser passwd's output")?;
+    if !output.status.success() || !entry.starts_with("[users.") {
+        anyhow::bail!(
+            "hawser passwd {identity} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(entry)
 }
 
 /// Whether `hawser serve --help` lists `flag`.

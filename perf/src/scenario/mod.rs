@@ -43,7 +43,7 @@ pub enum ScenarioName {
     /// Through linkem at 1 Gbit/s, 100 ms RTT, 1% loss: the same comparison. Root.
     LfnLoss,
     /// `hawser serve` under hostile clients: memory with held frames and idle
-    /// connections, nexus create rate under churn, answered wrong secrets.
+    /// connections, nexus create rate under churn, answered wrong passwords.
     Hostile,
     /// `hawser bench` bulk and rpc ping-pong and `hawser push` between two processes of
     /// this host over TCP on loopback, a Unix socket and shared memory (issue 14).
