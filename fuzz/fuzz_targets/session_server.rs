@@ -21,9 +21,10 @@
 //! digest as asked) and queued on a connection; `Deliver` hands queued bytes to the
 //! server in chunks of the input's choosing, so frames arrive split anywhere. Connections
 //! are read either by copy (`handle_input`) or through the server's lent buffers under the
-//! receive budget (`recv_buffer` / `handle_received`), as the io_uring driver does. An
-//! HMAC-SHA256 login is produced by a real `Client` (the proof needs the secret), so the
-//! fuzzer gets past authentication with either mechanism. See [`Op`] for the operations;
+//! receive budget (`recv_buffer` / `handle_received`), as the io_uring driver does. A
+//! SCRAM-SHA-256 login is run by a real `ClientEndpoint` through the whole exchange (its
+//! proof needs the password and the server's random nonce), so the fuzzer gets past
+//! authentication with either mechanism. See [`Op`] for the operations;
 //! `engine/replicate/tests/fuzz_seeds.rs` writes seeds in this format from real client traffic.
 
 #![no_main]
@@ -46,8 +47,10 @@ use libfuzzer_sys::fuzz_target;
 /// The seed `ServerEndpoint::new` gets: nexus ids are then the same on every run, so recorded
 /// seeds that bind a second connection name the nexus the first one created.
 pub const SERVER_SEED: u64 = 7;
-/// Identities with a shared secret; any other identity (or these) may log in anonymously.
-const SECRETS: [(&str, &[u8]); 2] = [("alice", b"alice-secret"), ("bob", b"bob-secret")];
+/// Identities with a password; any other identity may log in anonymously.
+const PASSWORDS: [(&str, &[u8]); 2] = [("alice", b"alice-secret"), ("bob", b"bob-secret")];
+/// The PBKDF2 iteration count of their SCRAM entries (RFC 7677's minimum, the cheapest).
+const ITERATIONS: u32 = 4096;
 const IDENTITIES: [&str; 4] = ["alice", "bob", "mallory", ""];
 /// The receive budget: two of the largest requests fit, a third waits.
 const BUDGET: usize = 768 << 10;
@@ -107,14 +110,23 @@ struct Harness {
     body: Vec<u8>,
 }
 
+/// The server's credentials, derived once: each SCRAM entry costs a PBKDF2.
+fn credentials() -> ServerCredentials {
+    static CREDENTIALS: std::sync::OnceLock<ServerCredentials> = std::sync::OnceLock::new();
+    CREDENTIALS
+        .get_or_init(|| {
+            let passwords = PASSWORDS
+                .iter()
+                .map(|(identity, password)| (identity.to_string(), password.to_vec()));
+            let mut credentials = ServerCredentials::passwords(passwords, ITERATIONS);
+            credentials.allow_anonymous = true;
+            credentials
+        })
+        .clone()
+}
+
 fn server_config(budget: &std::sync::Arc<ReceiveBudget>) -> ServerConfig {
-    let mut credentials = ServerCredentials::shared_secrets(
-        SECRETS
-            .iter()
-            .map(|(identity, secret)| (identity.to_string(), secret.to_vec())),
-    );
-    credentials.allow_anonymous = true;
-    let mut config = ServerConfig::new(credentials);
+    let mut config = ServerConfig::new(credentials());
     config.fore_limits = ChannelAttributes {
         slots: FORE_SLOTS,
         max_request_size: MAX_REQUEST,
@@ -259,18 +271,23 @@ impl Harness {
             Op::AuthAnonymous => {
                 let (c, id, enc) = (input.u8(), input.u8(), input.u8());
                 let Some(c) = self.conn(c) else { return };
-                let mechanism = match id >> 6 {
-                    0 | 1 => "ANONYMOUS",
-                    2 => "HMAC-SHA256",
-                    _ => "PLAIN",
+                let name = identity(id);
+                // A SCRAM client-first the server answers with its challenge; the retired
+                // HMAC-SHA256, now unknown; PLAIN, refused without TLS.
+                let scram_first = format!("n,,n={name},r=fuzz-nonce");
+                let (mechanism, initial) = match id >> 6 {
+                    0 => ("ANONYMOUS", name.as_bytes()),
+                    1 => ("SCRAM-SHA-256", scram_first.as_bytes()),
+                    2 => ("HMAC-SHA256", name.as_bytes()),
+                    _ => ("PLAIN", name.as_bytes()),
                 };
                 let frame = Frame::Auth(dsp::Auth {
                     mechanism,
-                    initial_response: (id & 0x20 == 0).then_some(identity(id).as_bytes()),
+                    initial_response: (id & 0x20 == 0).then_some(initial),
                 });
                 self.queue(c, &frame, enc);
             }
-            Op::AuthHmac => self.auth_hmac(input),
+            Op::AuthScram => self.auth_scram(input),
             Op::NexusCreate => {
                 let (c, id) = (input.u8(), input.u8());
                 let (fore, back) = (attrs(input.u8(), input.u8()), attrs(input.u8(), input.u8()));
@@ -535,38 +552,46 @@ impl Harness {
         self.queue(c, &frame, enc);
     }
 
-    /// A real client logs in with HMAC-SHA256 on connection `c`: its Hello goes out, the
-    /// server's Hello comes back to it, and its Auth (with the proof the fuzzer cannot
-    /// make) goes out. The client is then dropped; the fuzzer carries on.
-    fn auth_hmac(&mut self, input: &mut Input<'_>) {
+    /// A real client logs in with SCRAM-SHA-256 on connection `c`: its Hello, Auth
+    /// (client-first) and AuthResponse (client-final, with the proof the fuzzer cannot
+    /// make) go out, each after the server's answer to the one before came back to it.
+    /// The client is then dropped before it sees the result; the fuzzer carries on.
+    fn auth_scram(&mut self, input: &mut Input<'_>) {
         let (c, id, flags, fill) = (input.u8(), input.u8(), input.u8(), input.u8());
         let Some(c) = self.conn(c) else { return };
         let name = identity(id);
-        let secret = SECRETS
+        let password = PASSWORDS
             .iter()
             .find(|(i, _)| *i == name)
-            .map_or(&b"no-secret"[..], |(_, s)| *s);
-        let secret = if flags & 1 != 0 {
+            .map_or(&b"no-password"[..], |(_, p)| *p);
+        let password = if flags & 1 != 0 {
             b"wrong".to_vec()
         } else {
-            secret.to_vec()
+            password.to_vec()
         };
-        let mut config = ClientConfig::new(name, ClientCredentials::SharedSecret(secret));
+        let mut config = ClientConfig::new(name, ClientCredentials::password(password));
         config.digest = flags & 2 != 0;
         config.compress = flags & 4 != 0;
         config.connections = 1;
         let mut client = ClientEndpoint::new(config, self.now);
         let cc = client.add_connection(self.now, [fill; 16]);
         let mut out = BytesMut::new();
-        client.poll_transmit(self.now, cc, &mut out);
-        self.conns[c].queued.extend_from_slice(&out);
-        self.deliver(c, usize::MAX);
-        self.transmit(c);
-        client.handle_input(self.now, cc, &self.buf);
-        out.clear();
-        client.poll_transmit(self.now, cc, &mut out);
-        self.conns[c].queued.extend_from_slice(&out);
-        self.deliver(c, usize::MAX);
+        // Hello, Auth, AuthResponse: three rounds (fewer if the server refuses or the
+        // throttle holds the attempt).
+        for _ in 0..3 {
+            out.clear();
+            client.poll_transmit(self.now, cc, &mut out);
+            if out.is_empty() {
+                break;
+            }
+            self.conns[c].queued.extend_from_slice(&out);
+            self.deliver(c, usize::MAX);
+            if self.conns[c].gone {
+                break;
+            }
+            self.transmit(c);
+            client.handle_input(self.now, cc, &self.buf);
+        }
     }
 
     /// Hands up to `len` queued bytes of `c` to the server.

@@ -5,10 +5,16 @@
 //! - `replicate_message`: one real message of each kind, recorded from a replication of a
 //!   small tree (with delete, so Delete and its list travel too), plus a Pull request.
 //! - `session_server`: real clients' bytes, written as the target's operations: an
-//!   ANONYMOUS client on a trunk of two connections and a SCRAM-SHA-256 one without digest
-//!   (its nonces are random: replayed, it fails at the proof, exercising the refusal),
+//!   ANONYMOUS client on a trunk of two connections and a SCRAM-SHA-256 one without digest,
 //!   both with lz4 (which keeps the seeds small); requests small and large (100 KiB of
-//!   text), ordered, a backchannel call, a destroy.
+//!   text), ordered, a backchannel call, a destroy. SCRAM's nonces are random, so a
+//!   recorded login would fail at the proof when replayed: the SCRAM client's handshake
+//!   is written as the target's `AuthScram` (a live client logs in), its traffic after it
+//!   as bytes.
+//! - `sasl_messages`: whole exchanges of each mechanism (SCRAM-SHA-256, -PLUS, through a
+//!   relay, with a wrong password, PLAIN over TLS, ANONYMOUS, EXTERNAL), messages made by
+//!   the target's templates, lists of mechanisms and unknown mechanisms, as the target's
+//!   operations.
 //! - `replicate_target`: whole jobs (directories, files in blocks, an inline file, delete,
 //!   finish) and jobs aimed at the canary through planted symlinks, as the target's
 //!   operations.
@@ -135,6 +141,7 @@ struct SessionScript(Vec<u8>);
 
 impl SessionScript {
     const ACCEPT: u8 = 0;
+    const AUTH_SCRAM: u8 = 3;
     const RAW: u8 = 9;
     const DELIVER: u8 = 11;
     const ADVANCE: u8 = 12;
@@ -155,6 +162,14 @@ impl SessionScript {
             self.0.extend_from_slice(chunk);
         }
         self.0.extend_from_slice(&[Self::DELIVER, conn, 0, 0]);
+    }
+
+    /// A live SCRAM-SHA-256 client logs in on `conn` as the target's first identity
+    /// (alice) with her password, `digest` and `lz4` as asked.
+    fn auth_scram(&mut self, conn: u8, digest: bool, lz4: bool) {
+        let flags = u8::from(digest) << 1 | u8::from(lz4) << 2;
+        self.0
+            .extend_from_slice(&[Self::AUTH_SCRAM, conn, 0, flags, 0x30]);
     }
 
     fn respond(&mut self, len: u8) {
@@ -200,11 +215,13 @@ fn fuzz_server() -> ServerEndpoint {
 
 /// Runs `client` against a server configured as the fuzz target's until `calls` requests
 /// completed (and `destroy` went through, if asked), recording what the client sends as
-/// the target's operations.
+/// the target's operations. With `scram` (digest, lz4), the client logs in with SCRAM on
+/// one connection: its three handshake messages are written as `AuthScram`.
 fn record_session(
     mut client: ClientEndpoint,
     bodies: &[(Bytes, bool)],
     backchannel: bool,
+    scram: Option<(bool, bool)>,
 ) -> Vec<u8> {
     let now = Instant::now();
     let mut server = fuzz_server();
@@ -222,6 +239,8 @@ fn record_session(
         calls.push(id);
     }
     let (mut completed, mut called_back, mut destroyed) = (0, !backchannel, false);
+    // Client messages still to be replaced by `AuthScram`: Hello, Auth, AuthResponse.
+    let mut handshake = if scram.is_some() { 3 } else { 0 };
     let mut buf = BytesMut::new();
     for _ in 0..1000 {
         while let Some(event) = client.poll_event() {
@@ -263,7 +282,17 @@ fn record_session(
             buf.clear();
             client.poll_transmit(now, c, &mut buf);
             if !buf.is_empty() {
-                script.send(i as u8, &buf);
+                match scram {
+                    // One round trip each: the client waits for the server in between.
+                    Some((digest, lz4)) if handshake > 0 => {
+                        assert_eq!(i, 0, "a SCRAM recording runs one connection");
+                        if handshake == 3 {
+                            script.auth_scram(0, digest, lz4);
+                        }
+                        handshake -= 1;
+                    }
+                    _ => script.send(i as u8, &buf),
+                }
                 server.handle_input(now, s, &buf);
             }
             buf.clear();
@@ -302,7 +331,7 @@ fn write_session_fuzz_seeds() {
     config.fore.slots = 4;
     // lz4 keeps the seed small (the text shrinks ~50 times).
     config.compress = true;
-    let anonymous = record_session(ClientEndpoint::new(config, now), &bodies, false);
+    let anonymous = record_session(ClientEndpoint::new(config, now), &bodies, false, None);
 
     let mut config = ClientConfig::new(
         "alice",
@@ -312,12 +341,104 @@ fn write_session_fuzz_seeds() {
     config.fore.slots = 4;
     config.digest = false;
     config.compress = true;
-    let hmac = record_session(ClientEndpoint::new(config, now), &bodies[..2], true);
+    let scram = record_session(
+        ClientEndpoint::new(config, now),
+        &bodies[..2],
+        true,
+        Some((false, true)),
+    );
 
     let dir = corpus_of("session_server");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("seed-anonymous-trunk"), anonymous).unwrap();
-    std::fs::write(dir.join("seed-hmac-lz4-backchannel"), hmac).unwrap();
+    std::fs::write(dir.join("seed-scram-lz4-backchannel"), scram).unwrap();
+}
+
+/// Seeds of the `sasl_messages` target, as its operations (see its module docs and
+/// `sasl_messages/input.rs`): a setup byte (bit 0 anonymous allowed, bit 1 the server runs
+/// TLS, bits 2-3 the client's TLS: 1 the same session, 2 a relay's; bits 4-5 the peer: 2
+/// the local uid EXTERNAL maps), then `selector, operands...`: Auth 0 `mechanism,
+/// source`, Response 1 `source`, Start 2 `list source, credentials (0 anonymous, 1
+/// external, 2 password), identity (0 alice, 2 carol, 3 mallory), password (0 her own, 5
+/// a near miss), insist (0xc0 PLAIN)`, Challenge 3 `source`, Result 4 `source`. Sources:
+/// 0 the other real side's last message, 2 `length u16, bytes`, 3 made by the target.
+const SASL_MESSAGES_SEEDS: [(&str, &[u8]); 11] = [
+    (
+        // Alice with her password in clear text: SCRAM-SHA-256, granted, server proven.
+        "seed-scram",
+        &[0x01, 2, 0, 2, 0, 0, 0, 0, 0, 0, 3, 0, 1, 0, 4, 0],
+    ),
+    // The same over TLS: SCRAM-SHA-256-PLUS bound to the session.
+    (
+        "seed-scram-plus",
+        &[0x06, 2, 0, 2, 0, 0, 0, 0, 0, 0, 3, 0, 1, 0, 4, 0],
+    ),
+    // Through a relay (two TLS sessions): refused at the channel binding.
+    (
+        "seed-scram-relay",
+        &[0x0a, 2, 0, 2, 0, 0, 0, 0, 0, 0, 3, 0, 1, 0],
+    ),
+    // A near-miss password: refused at the proof.
+    (
+        "seed-wrong-password",
+        &[0x01, 2, 0, 2, 0, 5, 0, 0, 0, 0, 3, 0, 1, 0],
+    ),
+    // PLAIN insisted on over TLS: granted at once.
+    (
+        "seed-plain-tls",
+        &[0x06, 2, 0, 2, 0, 0, 0xc0, 0, 0, 0, 4, 0],
+    ),
+    // ANONYMOUS as mallory, allowed.
+    ("seed-anonymous", &[0x01, 2, 0, 0, 3, 0, 0, 0, 0, 0, 4, 0]),
+    // EXTERNAL as carol from the uid mapped to her.
+    ("seed-external", &[0x21, 2, 0, 1, 2, 0, 0, 0, 0, 0, 4, 0]),
+    (
+        // To the server, made messages: a client-first for alice (nonce "abcd"), a
+        // client-final echoing the server's nonce with a proof of bytes 0..32.
+        "seed-made-client-messages",
+        &[
+            0x01, 0, 2, 3, 0, 0, 0, 0, 0, 4, b'a', b'b', b'c', b'd', 0, 1, 3, 0, 0, 0, 0, 0, 0, 0,
+            1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
+            25, 26, 27, 28, 29, 30, 31,
+        ],
+    ),
+    (
+        // To alice's client, made messages: a server-first echoing her nonce (salt 0..16,
+        // 4096 iterations), a verifier of bytes 0..32 (refused).
+        "seed-made-server-messages",
+        &[
+            0x01, 2, 0, 2, 0, 0, 0, 3, 3, 0, 0, 16, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
+            14, 15, 0, 0, 4, 3, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17,
+            18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,
+        ],
+    ),
+    (
+        // Lists over TLS: every name, "PLAIN\tGSSAPI ", and EXTERNAL insisted on where
+        // it is not offered.
+        "seed-lists",
+        &[
+            0x07, 2, 3, 0xff, 0, 2, 0, 0, 0, 2, 2, 0, 13, b'P', b'L', b'A', b'I', b'N', b'\t',
+            b'G', b'S', b'S', b'A', b'P', b'I', b' ', 2, 0, 0, 0, 2, 3, 0x12, 1, 2, 0, 0, 0xc1,
+        ],
+    ),
+    (
+        // Unknown mechanisms: the retired HMAC-SHA256 and LOGIN.
+        "seed-unknown-mechanisms",
+        &[
+            0x01, 0, 7, 2, 0, 5, b'a', b'l', b'i', b'c', b'e', 0, 10, 5, b'L', b'O', b'G', b'I',
+            b'N', 2, 0, 5, b'a', b'l', b'i', b'c', b'e',
+        ],
+    ),
+];
+
+#[test]
+#[ignore = "writes fuzz/corpus/sasl_messages; run by hand when the target changes"]
+fn write_sasl_fuzz_seeds() {
+    let dir = corpus_of("sasl_messages");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, seed) in SASL_MESSAGES_SEEDS {
+        std::fs::write(dir.join(name), seed).unwrap();
+    }
 }
 
 /// Seeds of the `replicate_target` target, as its operations (see its module docs): a

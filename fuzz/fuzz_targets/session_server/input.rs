@@ -8,11 +8,12 @@ pub(crate) enum Op {
     Accept,
     /// `conn, capabilities, versions, nonce fill, encoding`: a Hello.
     Hello,
-    /// `conn, identity, encoding`: Auth with ANONYMOUS.
+    /// `conn, identity and mechanism, encoding`: an Auth made up here: ANONYMOUS, a
+    /// SCRAM-SHA-256 client-first, the retired HMAC-SHA256 or PLAIN.
     AuthAnonymous,
-    /// `conn, identity, flags (bit 0: wrong secret, bit 1: digest, bit 2: lz4), nonce
-    /// fill`: Hello and Auth produced by a real client with HMAC-SHA256.
-    AuthHmac,
+    /// `conn, identity, flags (bit 0: wrong password, bit 1: digest, bit 2: lz4), nonce
+    /// fill`: Hello, Auth and AuthResponse produced by a real client with SCRAM-SHA-256.
+    AuthScram,
     /// `conn, identity, fore and back attributes (2 bytes each), features, encoding`.
     NexusCreate,
     /// `conn, which (Bind / Recover / Destroy), nexus, identity, encoding`.
@@ -67,7 +68,7 @@ pub(crate) const OPS: [Op; 17] = [
     Op::Accept,
     Op::Hello,
     Op::AuthAnonymous,
-    Op::AuthHmac,
+    Op::AuthScram,
     Op::NexusCreate,
     Op::Nexus,
     Op::Request,

@@ -19,6 +19,9 @@
 //! its failure throttle around it (`server/handshake.rs`), whatever the mechanism.
 
 pub(crate) mod client;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod keys;
 mod mechanism;
 pub(crate) mod server;
