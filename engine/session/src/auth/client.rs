@@ -2,6 +2,7 @@
 //! running it (SCRAM-SHA-256(-PLUS) and PLAIN through `rsasl`; EXTERNAL and ANONYMOUS are
 //! the identity alone).
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -10,6 +11,7 @@ use rsasl::mechanisms::scram::properties::{Iterations, Salt, SaltedPassword};
 use rsasl::prelude::{Mechname, SASLClient, SASLConfig, Session, SessionError, State};
 use rsasl::property::{AuthId, Password};
 
+use super::scram_shape;
 use super::server::Binding;
 use super::users::salted_password;
 use super::{ClientCredentials, ITERATIONS, Mechanism};
@@ -31,6 +33,14 @@ pub enum NegotiationError {
     /// The mechanism the client insists on is not offered, or does not fit.
     #[error("--sasl-mechanism {wanted}: {why}")]
     Insisted { wanted: Mechanism, why: String },
+    /// The server asks for a SCRAM iteration count outside 4096..=10,000,000: below, a
+    /// recorded exchange is cheap to guess the password from; above, it would keep the
+    /// client busy for minutes.
+    #[error(
+        "the server asks for {0} SCRAM iterations (this client accepts 4096 to 10000000): \
+         not answering"
+    )]
+    IterationCount(u32),
     /// The server's SCRAM messages do not verify: it does not know the password (an
     /// impostor), or a relay changed them.
     #[error("the server failed to prove it knows the password ({0}): not trusting it")]
@@ -144,7 +154,7 @@ struct Login {
 impl SessionCallback for Login {
     fn callback(
         &self,
-        _session: &SessionData,
+        session: &SessionData,
         context: &Context<'_>,
         request: &mut Request<'_>,
     ) -> Result<(), SessionError> {
@@ -163,9 +173,12 @@ impl SessionCallback for Login {
             request.satisfy::<SaltedPassword>(&salted)?;
             return Ok(());
         }
-        request
-            .satisfy::<AuthId>(self.identity.as_str())?
-            .satisfy::<Password>(&self.password)?;
+        request.satisfy::<AuthId>(self.identity.as_str())?;
+        // Only PLAIN sends the password; SCRAM gets SaltedPassword above or nothing, so
+        // rsasl can never run PBKDF2 with a count the server chose.
+        if session.mechanism().mechanism.as_str() == Mechanism::Plain.name() {
+            request.satisfy::<Password>(&self.password)?;
+        }
         Ok(())
     }
 
@@ -261,8 +274,26 @@ impl ClientExchange {
                 "a challenge for a one-message mechanism".into(),
             ));
         };
+        if matches!(
+            self.mechanism,
+            Mechanism::ScramSha256 | Mechanism::ScramSha256Plus
+        ) {
+            match scram_shape::server_first(challenge) {
+                None => {
+                    return Err(NegotiationError::ServerNotProven(
+                        "a malformed SCRAM server-first message".into(),
+                    ));
+                }
+                Some(count) if !ITERATIONS.contains(&count) => {
+                    return Err(NegotiationError::IterationCount(count));
+                }
+                Some(_) => {}
+            }
+        }
         let mut out = Vec::new();
-        match session.step(Some(challenge), &mut out) {
+        let stepped = catch_unwind(AssertUnwindSafe(|| session.step(Some(challenge), &mut out)))
+            .map_err(|_| NegotiationError::ServerNotProven("a malformed challenge".into()))?;
+        match stepped {
             Ok(State::Running) => Ok(out.into()),
             Ok(State::Finished(_)) => Err(NegotiationError::ServerNotProven(
                 "the exchange ended early".into(),
@@ -286,8 +317,17 @@ impl ClientExchange {
         if self.mechanism == Mechanism::Plain {
             return Ok(());
         }
+        if !scram_shape::server_final(additional_data) {
+            return Err(NegotiationError::ServerNotProven(
+                "a malformed SCRAM server-final message".into(),
+            ));
+        }
         let mut out = Vec::new();
-        match session.step(Some(additional_data), &mut out) {
+        let stepped = catch_unwind(AssertUnwindSafe(|| {
+            session.step(Some(additional_data), &mut out)
+        }))
+        .map_err(|_| NegotiationError::ServerNotProven("a malformed result".into()))?;
+        match stepped {
             Ok(State::Finished(_)) => Ok(()),
             Ok(State::Running) => Err(NegotiationError::ServerNotProven(
                 "the exchange is not finished".into(),

@@ -78,6 +78,7 @@ impl Server {
             sasl: &self.sasl,
             peer,
             tls_exporter,
+            client_pin: None,
         };
         // As the server reads an `Auth` frame (`Attempt::from_frame`).
         let mechanism = mechanism.parse::<Mechanism>().ok();

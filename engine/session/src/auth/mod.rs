@@ -24,6 +24,7 @@ pub(crate) mod client;
 pub mod fuzzing;
 mod keys;
 mod mechanism;
+mod scram_shape;
 pub(crate) mod server;
 mod users;
 

@@ -8,6 +8,7 @@
 //! entry with the same work.
 
 use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -23,6 +24,7 @@ use rsasl::validate::{Validate, ValidationError};
 use subtle::ConstantTimeEq;
 
 use super::keys::{DummyKey, keyed};
+use super::scram_shape;
 use super::{MAX_IDENTITY_LEN, Mechanism, Refusal, SALT_LEN, ScramEntry, ServerCredentials};
 use crate::peer::Peer;
 
@@ -183,6 +185,8 @@ impl SaslServer {
 pub(crate) struct ServerExchange {
     mechanism: Mechanism,
     session: Session<Verdict, Binding>,
+    /// Messages of the client's read so far.
+    received: usize,
 }
 
 impl std::fmt::Debug for ServerExchange {
@@ -269,7 +273,11 @@ impl ServerExchange {
                 let Ok(session) = server.start_suggested(name) else {
                     return refuse(Refusal::Mechanism);
                 };
-                let mut exchange = ServerExchange { mechanism, session };
+                let mut exchange = ServerExchange {
+                    mechanism,
+                    session,
+                    received: 0,
+                };
                 let step = exchange.step(initial);
                 let keep = matches!(step, ServerStep::Challenge(_));
                 (keep.then_some(exchange), step)
@@ -279,8 +287,32 @@ impl ServerExchange {
 
     /// Feeds the client's next message.
     pub(crate) fn step(&mut self, input: &[u8]) -> ServerStep {
+        let first = self.received == 0;
+        self.received += 1;
+        let well_formed = match self.mechanism {
+            // -PLUS must bind (`p=tls-exporter`); plain SCRAM must not claim to (RFC 5802
+            // section 6): the mechanism named and the GS2 flag agree.
+            Mechanism::ScramSha256Plus if first => {
+                scram_shape::client_first(input) && input.starts_with(b"p=tls-exporter,")
+            }
+            Mechanism::ScramSha256 if first => {
+                scram_shape::client_first(input) && !input.starts_with(b"p=")
+            }
+            Mechanism::ScramSha256 | Mechanism::ScramSha256Plus => scram_shape::client_final(input),
+            _ => true,
+        };
+        if !well_formed {
+            return ServerStep::Done(Err(Refusal::Malformed));
+        }
         let mut out = Vec::new();
-        match self.session.step(Some(input), &mut out) {
+        // A panic in the SASL library must cost the peer its connection, not the shard.
+        let stepped = catch_unwind(AssertUnwindSafe(|| {
+            self.session.step(Some(input), &mut out)
+        }));
+        let Ok(stepped) = stepped else {
+            return ServerStep::Done(Err(Refusal::Malformed));
+        };
+        match stepped {
             Ok(State::Running) => ServerStep::Challenge(out.into()),
             Ok(State::Finished(_)) => match self.session.validation() {
                 Some(Ok(identity)) => ServerStep::Done(Ok(Granted {

@@ -112,6 +112,24 @@ fn scram_plus_binds_the_tls_session() {
         b"p=tls-exporter,,n=ann,r=x",
     );
     assert_eq!(step, ServerStep::Done(Err(Refusal::NeedsTls)));
+    // Found by the sasl_messages fuzz target: -PLUS named with an unbound GS2 header (or
+    // plain SCRAM with a bound one) is refused, not run as the other mechanism.
+    let tls_connection = Connection {
+        tls_exporter: tls,
+        ..clear
+    };
+    for (mechanism, first) in [
+        (Mechanism::ScramSha256Plus, &b"n,,n=ann,r=abc"[..]),
+        (Mechanism::ScramSha256Plus, b"y,,n=ann,r=abc"),
+        (Mechanism::ScramSha256, b"p=tls-exporter,,n=ann,r=abc"),
+    ] {
+        let (_, step) = ServerExchange::start(tls_connection, Some(mechanism), first);
+        assert_eq!(
+            step,
+            ServerStep::Done(Err(Refusal::Malformed)),
+            "{mechanism}"
+        );
+    }
 }
 
 /// A client able to bind that was shown a list without PLUS (stripped by a middlebox)
