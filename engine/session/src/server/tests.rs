@@ -678,3 +678,41 @@ fn an_orphaned_nexus_with_throttled_calls_has_no_due_timer() {
     let next = server.poll_timeout().expect("the grace period");
     assert!(next > later, "a timer still due: {next:?} <= {later:?}");
 }
+
+/// Found by the `sasl_messages` fuzz target: rsasl's SCRAM parser panicked on these
+/// first and second messages from an unauthenticated peer. The server refuses them.
+#[test]
+fn malformed_scram_messages_are_refused_not_a_panic() {
+    let now = Instant::now();
+    let mut server = ServerEndpoint::new(config(), 1);
+    for first in [&b"n,a,n=alice,r=x"[..], b"n,,n=alice,x"] {
+        let mut p = Peer::connect(&mut server, now, ip("192.0.2.9"));
+        p.hello(&mut server, now);
+        let auth = frames::auth(Mechanism::ScramSha256, Bytes::copy_from_slice(first));
+        p.send(&mut server, now, &auth);
+        let frames = p.received(&mut server, now);
+        assert_eq!(auth_status(&frames).map(|s| s.0), Some(Status::AUTH_FAILED));
+    }
+    for second in [&b""[..], b"c=biws,r=x,p"] {
+        let mut p = Peer::connect(&mut server, now, ip("192.0.2.10"));
+        p.hello(&mut server, now);
+        let auth = frames::auth(
+            Mechanism::ScramSha256,
+            Bytes::from_static(b"n,,n=alice,r=abc"),
+        );
+        p.send(&mut server, now, &auth);
+        let challenged = p.received(&mut server, now);
+        assert!(
+            challenged
+                .iter()
+                .any(|f| matches!(f, Frame::AuthChallenge(_)))
+        );
+        p.send(
+            &mut server,
+            now,
+            &frames::auth_response(Bytes::copy_from_slice(second)),
+        );
+        let frames = p.received(&mut server, now);
+        assert_eq!(auth_status(&frames).map(|s| s.0), Some(Status::AUTH_FAILED));
+    }
+}
