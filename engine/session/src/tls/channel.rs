@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 
 use super::{ClientTls, ServerTls, TlsFailure};
 use crate::link::TransmitSink;
@@ -14,6 +14,10 @@ const EXPORTER_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
 pub(crate) struct SecureChannel {
     conn: rustls::Connection,
     failed: Option<TlsFailure>,
+    /// Where records are written for the driver: handed over as shared pieces, its
+    /// allocation comes back once the driver has sent them (a fresh multi-megabyte
+    /// buffer per send cost page faults on every one).
+    outgoing: BytesMut,
 }
 
 impl std::fmt::Debug for SecureChannel {
@@ -44,7 +48,11 @@ impl SecureChannel {
         // The link hands over only what it has queued and drains after each batch, so
         // rustls's own limit would only split writes.
         conn.set_buffer_limit(None);
-        SecureChannel { conn, failed: None }
+        SecureChannel {
+            conn,
+            failed: None,
+            outgoing: BytesMut::new(),
+        }
     }
 
     /// Feeds received ciphertext and appends the plaintext it carries to `plaintext`.
@@ -104,14 +112,15 @@ impl SecureChannel {
         if !self.conn.wants_write() {
             return 0;
         }
-        let mut records = Vec::new();
+        let mut records = (&mut self.outgoing).writer();
         while self.conn.wants_write() {
             if self.conn.write_tls(&mut records).is_err() {
                 break;
             }
         }
+        let records = self.outgoing.split().freeze();
         let n = records.len();
-        out.put_shared(Bytes::from(records));
+        out.put_shared(records);
         n
     }
 
