@@ -119,6 +119,8 @@ struct ServerNexus {
     /// The receive budget held by large requests of this nexus until they are answered,
     /// by fore channel slot (see [`ReceiveBudget`](super::ReceiveBudget)).
     reservations: IdMap<u32, Reservation>,
+    /// Created over TLS: every connection that joins or recovers it must run TLS too.
+    tls: bool,
 }
 
 /// What the deadline queue tracks.

@@ -234,6 +234,7 @@ impl ServerEndpoint {
                 grace,
                 expires_at: None,
                 reservations: IdMap::default(),
+                tls: self.links.get(&conn).is_some_and(|l| l.is_tls()),
             },
         );
         self.side.by_identity.insert(identity, id);
@@ -386,6 +387,11 @@ impl ServerEndpoint {
             Some(n) if n.identity != identity => Some((
                 Status::IDENTITY_MISMATCH,
                 format!("{nexus} belongs to another identity"),
+            )),
+            // A session that began encrypted stays encrypted on every connection.
+            Some(n) if n.tls && !self.links.get(&conn).is_some_and(|l| l.is_tls()) => Some((
+                Status::REFUSED,
+                format!("{nexus} was created over TLS: its connections must run TLS too"),
             )),
             Some(_) => None,
         };

@@ -299,3 +299,43 @@ fn a_client_certificate_mapped_to_an_identity_logs_in_with_external() {
         "{reasons:?}"
     );
 }
+
+/// A nexus created over TLS stays encrypted: a clear-text connection of the same identity
+/// (the password known) cannot recover, replace or join it.
+#[test]
+fn a_nexus_created_over_tls_refuses_clear_text_connections() {
+    let pki = pki("sticky CA", 1, 30);
+    let mut net = Net::new(server_config(Some(server_tls(&pki))));
+    let a = net.add_client(client_config(Some(trusting(&pki.ca)), 2));
+    net.run_for(Duration::from_millis(50));
+    let nexus = net.clients[a].nexus().expect("the TLS nexus");
+    // Used (a pristine nexus is replaced by any create of its identity: nothing to lose).
+    net.clients[a]
+        .call(
+            net.now,
+            ExchangeId(7),
+            Bytes::from_static(b"x"),
+            CallOptions::default(),
+        )
+        .unwrap();
+    net.run_for(Duration::from_millis(10));
+    for (r, body) in net.take_server_requests() {
+        net.server.respond(net.now, &r, Reply::Ok(body));
+    }
+    net.run_for(Duration::from_millis(10));
+    let mut clear = client_config(None, 1);
+    clear.replace = Some(nexus);
+    let b = net.add_client(clear);
+    net.run_for(Duration::from_millis(200));
+    // Its recover was refused, so it could not replace the nexus: its create is held.
+    assert!(
+        net.client_events[b]
+            .iter()
+            .any(|e| matches!(e, Event::NexusHeld { nexus: held, .. } if *held == nexus)),
+        "{:?}",
+        net.client_events[b]
+    );
+    // The TLS nexus is still there and still works.
+    assert_eq!(net.clients[a].bound_connections().len(), 2);
+    assert!(net.server.nexuses().any(|n| n == nexus));
+}
