@@ -3,7 +3,7 @@
 //! for a penalised source or identity, only after the throttle's delay. Multi-step
 //! mechanisms (SCRAM) go on through challenges; their end is decided in the same place.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hawser_wire::dsp::{self as wire, Status};
@@ -13,7 +13,7 @@ use crate::auth::server::{Connection, Granted, ServerExchange, ServerStep};
 use crate::auth::{Mechanism, Refusal};
 use crate::error::LinkCloseReason;
 use crate::frames;
-use crate::guard::source_of;
+use crate::guard::{Source, source_of};
 use crate::link::GoAwayCode;
 use crate::types::LinkId;
 
@@ -44,14 +44,25 @@ impl Attempt {
 }
 
 impl ServerEndpoint {
-    /// Checks an Auth, now or after the throttle's delay.
+    /// Checks an Auth, now or after the throttle's delay. SCRAM's first message checks
+    /// nothing (the answer is the salt and count, the same for every identity's dummy):
+    /// its exchange starts at once and the throttle gates the response that carries the
+    /// proof, so exchanges run side by side cannot outpace it.
     pub(super) fn on_auth(&mut self, now: Instant, conn: LinkId, attempt: Attempt) {
         let Some(link) = self.links.get(&conn) else {
             return;
         };
         let source = source_of(link.peer);
         let key = self.side.auth_throttle.identity_key(&attempt.identity);
-        let delay = self.side.auth_throttle.delay(now, source, key);
+        let proof_later = matches!(
+            attempt.mechanism,
+            Some(Mechanism::ScramSha256 | Mechanism::ScramSha256Plus)
+        );
+        let delay = if proof_later {
+            Duration::ZERO
+        } else {
+            self.side.auth_throttle.delay(now, source, key)
+        };
         if delay.is_zero() {
             self.authenticate(now, conn, attempt);
         } else if let Some(link) = self.links.get_mut(&conn) {
@@ -70,20 +81,8 @@ impl ServerEndpoint {
         };
         let source = source_of(link.peer);
         if self.side.auth_throttle.over_rate(now, source) {
-            // Not checked: an answer, even a refusal, would tell a guesser something.
             let key = self.side.auth_throttle.identity_key(&attempt.identity);
-            self.side.auth_throttle.failure(now, source, key);
-            let text = format!(
-                "too many failed authentications from {} in the last second; this attempt \
-                 was not checked: try again in a few seconds",
-                describe_source(source)
-            );
-            self.close_link(
-                now,
-                conn,
-                LinkCloseReason::Refused(text),
-                Some(GoAwayCode::AUTH_FAILED),
-            );
+            self.refuse_unchecked(now, conn, source, key);
             return;
         }
         let connection = Connection {
@@ -98,21 +97,66 @@ impl ServerEndpoint {
         self.after_step(now, conn, attempt, exchange.map(Box::new), step);
     }
 
-    /// The client's answer to a challenge.
-    pub(super) fn on_auth_response(&mut self, now: Instant, conn: LinkId, data: &[u8]) {
+    /// The client's answer to a challenge: checked now or after the throttle's delay,
+    /// unless its source is over the rate of failures.
+    pub(super) fn on_auth_response(&mut self, now: Instant, conn: LinkId, data: Bytes) {
         let Some(link) = self.links.get_mut(&conn) else {
             return;
         };
         let placeholder = ServerPhase(Phase::AwaitAuth);
-        let Phase::Authenticating {
-            mut exchange,
-            attempt,
-        } = std::mem::replace(&mut link.phase, placeholder).0
+        let Phase::Authenticating { exchange, attempt } =
+            std::mem::replace(&mut link.phase, placeholder).0
         else {
             return;
         };
-        let step = exchange.step(data);
+        let source = source_of(link.peer);
+        let key = self.side.auth_throttle.identity_key(&attempt.identity);
+        if self.side.auth_throttle.over_rate(now, source) {
+            self.refuse_unchecked(now, conn, source, key);
+            return;
+        }
+        let delay = self.side.auth_throttle.delay(now, source, key);
+        if delay.is_zero() {
+            self.check_response(now, conn, exchange, attempt, &data);
+        } else if let Some(link) = self.links.get_mut(&conn) {
+            link.phase = ServerPhase(Phase::ResponseDelayed {
+                until: now + delay,
+                exchange,
+                attempt,
+                response: data,
+            });
+        }
+    }
+
+    /// Feeds a response to its exchange and answers.
+    pub(super) fn check_response(
+        &mut self,
+        now: Instant,
+        conn: LinkId,
+        mut exchange: Box<ServerExchange>,
+        attempt: Attempt,
+        response: &[u8],
+    ) {
+        let step = exchange.step(response);
         self.after_step(now, conn, attempt, Some(exchange), step);
+    }
+
+    /// Closes a connection whose attempt is not checked (its source failed too often in
+    /// the last second), counting it as a failure.
+    fn refuse_unchecked(&mut self, now: Instant, conn: LinkId, source: Source, key: u64) {
+        // Not checked: an answer, even a refusal, would tell a guesser something.
+        self.side.auth_throttle.failure(now, source, key);
+        let text = format!(
+            "too many failed authentications from {} in the last second; this attempt \
+             was not checked: try again in a few seconds",
+            describe_source(source)
+        );
+        self.close_link(
+            now,
+            conn,
+            LinkCloseReason::Refused(text),
+            Some(GoAwayCode::AUTH_FAILED),
+        );
     }
 
     /// Sends a challenge, or the outcome with the throttle told.
@@ -159,7 +203,7 @@ impl ServerEndpoint {
         &mut self,
         now: Instant,
         conn: LinkId,
-        source: crate::guard::Source,
+        source: Source,
         key: u64,
         refusal: Refusal,
     ) {

@@ -83,6 +83,14 @@ enum Phase {
         exchange: Box<ServerExchange>,
         attempt: Attempt,
     },
+    /// An AuthResponse (the message a multi-step mechanism checks) from a penalised source
+    /// or for a penalised identity: checked at `until`, not before.
+    ResponseDelayed {
+        until: Instant,
+        exchange: Box<ServerExchange>,
+        attempt: Attempt,
+        response: Bytes,
+    },
     /// Authenticated as `identity`; a NexusCreate, BindConnection or NexusRecover is next.
     Authenticated { identity: String },
     /// A NexusCreate waiting for the identity's previous nexus to go away (since
@@ -104,6 +112,7 @@ impl Phase {
                 | Phase::AwaitAuth
                 | Phase::AuthDelayed { .. }
                 | Phase::Authenticating { .. }
+                | Phase::ResponseDelayed { .. }
         )
     }
 }
@@ -479,7 +488,9 @@ impl Endpoint<ServerSide> {
     fn link_deadline(&self, link: &Link<ServerPhase>) -> Option<Instant> {
         let own = link.deadline()?;
         Some(match &link.phase.0 {
-            Phase::AuthDelayed { until, .. } => own.min(*until),
+            Phase::AuthDelayed { until, .. } | Phase::ResponseDelayed { until, .. } => {
+                own.min(*until)
+            }
             Phase::Held {
                 identity, since, ..
             } => {
@@ -533,6 +544,19 @@ impl Endpoint<ServerSide> {
             return;
         }
         let hold_over = match &link.phase.0 {
+            Phase::ResponseDelayed { until, .. } if now >= *until => {
+                let placeholder = Phase::AwaitAuth;
+                if let Phase::ResponseDelayed {
+                    exchange,
+                    attempt,
+                    response,
+                    ..
+                } = std::mem::replace(&mut link.phase.0, placeholder)
+                {
+                    self.check_response(now, conn, exchange, attempt, &response);
+                }
+                None
+            }
             Phase::AuthDelayed { until, .. } if now >= *until => {
                 let placeholder = Phase::AwaitHello {
                     nonce: [0; NONCE_LEN],
@@ -695,7 +719,7 @@ impl Endpoint<ServerSide> {
                 self.on_auth(now, conn, Attempt::from_frame(auth));
             }
             (Phase::Authenticating { .. }, Frame::AuthResponse(response)) => {
-                self.on_auth_response(now, conn, &response.data);
+                self.on_auth_response(now, conn, response.data);
             }
             (
                 Phase::Authenticated { identity },

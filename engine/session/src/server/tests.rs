@@ -716,3 +716,80 @@ fn malformed_scram_messages_are_refused_not_a_panic() {
         assert_eq!(auth_status(&frames).map(|s| s.0), Some(Status::AUTH_FAILED));
     }
 }
+
+/// Found in review: SCRAM exchanges started in parallel from one source were all checked,
+/// whatever the rate limit (5 checked failures a second) and the delays said, when the
+/// throttle sat only at the Auth. It now gates the response carrying the proof.
+#[test]
+fn parallel_scram_exchanges_from_one_source_are_throttled_at_the_proof() {
+    let t0 = Instant::now();
+    let mut server = ServerEndpoint::new(config(), 1);
+    let source = ip("192.0.2.77");
+    let round = |server: &mut ServerEndpoint, at: Instant, n: usize| -> (usize, Duration) {
+        let mut pending = Vec::new();
+        for _ in 0..n {
+            let mut p = Peer::connect(server, at, source);
+            p.hello(server, at);
+            let creds = ClientCredentials::password(b"wrong guess".to_vec());
+            let (exchange, initial) = ClientExchange::start(
+                Mechanism::ScramSha256,
+                &[],
+                "alice",
+                &creds,
+                None,
+                &Default::default(),
+            )
+            .unwrap();
+            p.send(server, at, &frames::auth(Mechanism::ScramSha256, initial));
+            let frames = p.received(server, at);
+            pending.push((p, exchange, frames));
+        }
+        // Wait for delayed server-firsts, if any.
+        let mut now = at;
+        loop {
+            let all_challenged = pending.iter().all(|(_, _, f)| {
+                f.iter()
+                    .filter(|f| matches!(f, Frame::AuthChallenge(_)))
+                    .count()
+                    >= 1
+                    || go_away(f).is_some()
+            });
+            if all_challenged {
+                break;
+            }
+            now = server.poll_timeout().unwrap().max(now);
+            server.handle_timeout(now);
+            for (p, _, f) in &mut pending {
+                f.extend(p.received(server, now));
+            }
+        }
+        let mut checked = 0;
+        for (mut p, mut exchange, frames) in pending {
+            let Some(challenge) = frames
+                .iter()
+                .filter_map(|f| match f {
+                    Frame::AuthChallenge(c) => Some(c.data.clone()),
+                    _ => None,
+                })
+                .nth(0)
+            else {
+                continue;
+            };
+            let response = exchange.respond(&challenge).unwrap();
+            p.send(server, now, &frames::auth_response(response));
+            let answer = p.received(server, now);
+            if auth_status(&answer).map(|s| s.0) == Some(Status::AUTH_FAILED) {
+                checked += 1;
+            }
+        }
+        (checked, now - at)
+    };
+    let (first, waited) = round(&mut server, t0, 40);
+    eprintln!("round 1: {first} wrong passwords checked after {waited:?}");
+    let (second, waited2) = round(&mut server, t0 + Duration::from_secs(1), 60);
+    eprintln!("round 2: {second} wrong passwords checked after {waited2:?}");
+    assert!(
+        first <= 5 && second <= 5,
+        "one source had {first} then {second} SCRAM guesses at alice checked, each batch in one instant"
+    );
+}
