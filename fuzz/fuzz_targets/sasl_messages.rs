@@ -128,6 +128,7 @@ fn credentials(allow_anonymous: bool) -> ServerCredentials {
                 .iter()
                 .map(|(identity, password)| (identity.to_string(), password.to_vec()));
             let mut credentials = ServerCredentials::passwords(users, ITERATIONS);
+            credentials.allow_plain = true;
             credentials
                 .peer_uids
                 .insert(EXTERNAL_IDENTITY.to_owned(), EXTERNAL_UID);

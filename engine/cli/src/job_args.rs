@@ -78,8 +78,8 @@ pub struct JobArgs {
     /// cleanly, so that the next run replaces it if this one is killed.
     #[arg(long)]
     pub identity: Option<String>,
-    /// File holding the password of --identity (its first line; trailing spaces
-    /// dropped). It is proven with SCRAM-SHA-256 and never sent (PLAIN, only if asked
+    /// File holding the password of --identity (its first line, without the line
+    /// ending; spaces are part of it, as for `hawser passwd`). It is proven with SCRAM-SHA-256 and never sent (PLAIN, only if asked
     /// for with --sasl-mechanism, sends it inside TLS).
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,

@@ -8,7 +8,7 @@ use hawser_runtime::ScramEntry;
 use hawser_runtime::auth::{DEFAULT_ITERATIONS, ITERATIONS, SALT_LEN};
 
 use crate::error::CliError;
-use crate::security::PASSWORD_VARIABLE;
+use crate::security::{PASSWORD_VARIABLE, first_line};
 
 /// `hawser passwd`.
 #[derive(Debug, clap::Args)]
@@ -58,12 +58,12 @@ fn read_password(identity: &str) -> Result<Vec<u8>, CliError> {
     }
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
-        let mut line = String::new();
+        let mut line = Vec::new();
         stdin
             .lock()
-            .read_line(&mut line)
+            .read_until(b'\n', &mut line)
             .map_err(|e| CliError::Usage(format!("cannot read the password from stdin: {e}")))?;
-        return Ok(line.trim_end_matches(['\n', '\r']).as_bytes().to_vec());
+        return Ok(first_line(&line).to_vec());
     }
     let ask = |prompt: String| {
         rpassword::prompt_password(prompt)

@@ -102,6 +102,13 @@ pub fn tls_host(spec: &str, address: &Address) -> String {
     }
 }
 
+/// The first line of `text` without its line ending (`\n` or `\r\n`): a password file's
+/// and `hawser passwd`'s stdin's, read alike (spaces are part of a password).
+pub fn first_line(text: &[u8]) -> &[u8] {
+    let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
 /// The password of a client: the first line of `secret_file`, else `HAWSER_PASSWORD`, else
 /// (when `prompt` names the login and stdin is a terminal) typed at a prompt; `None`
 /// when there is none of these.
@@ -110,8 +117,8 @@ pub fn client_password(
     prompt: Option<&str>,
 ) -> Result<Option<Vec<u8>>, CliError> {
     if let Some(path) = secret_file {
-        let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-        return Ok(Some(text.trim_end().as_bytes().to_vec()));
+        let text = std::fs::read(path).map_err(io_err(path))?;
+        return Ok(Some(first_line(&text).to_vec()));
     }
     if let Some(password) = std::env::var_os(PASSWORD_VARIABLE) {
         return Ok(Some(password.into_encoded_bytes()));
@@ -142,6 +149,13 @@ mod tests {
         assert_eq!(tls_host(":9000", &tcp), "127.0.0.1");
         let unix = Address::parse("unix:///tmp/x.sock").unwrap();
         assert_eq!(tls_host("unix:///tmp/x.sock:dir", &unix), "localhost");
+    }
+
+    #[test]
+    fn password_files_give_their_first_line_with_its_spaces() {
+        assert_eq!(first_line(b"pencil\n"), b"pencil");
+        assert_eq!(first_line(b"pen cil \r\nnext"), b"pen cil ");
+        assert_eq!(first_line(b""), b"");
     }
 
     #[test]

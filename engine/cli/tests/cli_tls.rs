@@ -49,6 +49,7 @@ fn serve_tls(root: &Path, etc: &Path) -> (ServeProcess, String, String) {
             "--tls-key",
             &key,
             "--require-tls",
+            "--allow-plain",
         ],
         1,
     );

@@ -120,6 +120,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Offers `PLAIN` (over TLS only) to users besides SCRAM: for clients that cannot do
+    /// SCRAM. Each PLAIN attempt costs the server a PBKDF2 of the user's iteration count.
+    pub fn allow_plain(mut self, allow: bool) -> Self {
+        self.credentials.allow_plain = allow;
+        self
+    }
+
     /// Offers TLS to clients (requires it if `tls.require`).
     pub fn tls(mut self, tls: session::ServerTls) -> Self {
         self.tls = Some(tls);

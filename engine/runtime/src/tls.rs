@@ -132,7 +132,7 @@ pub fn parse_pin(text: &str) -> Result<[u8; 32], TlsConfigError> {
         .chars()
         .filter(|&c| c != ':')
         .collect();
-    let bytes = (digits.len() == 64)
+    let bytes = (digits.len() == 64 && digits.bytes().all(|b| b.is_ascii_hexdigit()))
         .then(|| {
             (0..32)
                 .map(|i| u8::from_str_radix(&digits[2 * i..2 * i + 2], 16).ok())
@@ -168,7 +168,9 @@ mod tests {
         for text in [hex.clone(), colons.join(":"), format!("sha256:{hex}")] {
             assert_eq!(parse_pin(&text).unwrap(), [0xab; 32], "{text}");
         }
-        for bad in ["", "ab", &"zz".repeat(32), &"a".repeat(63)] {
+        // A multibyte character where a hex digit pair would be sliced panicked (review).
+        let euro = format!("€{}", "a".repeat(61));
+        for bad in ["", "ab", &"zz".repeat(32), &"a".repeat(63), &euro] {
             assert!(parse_pin(bad).is_err(), "{bad}");
         }
         assert!(

@@ -25,7 +25,7 @@ pub(crate) const RECV_CHUNK: usize = 64 * 1024;
 /// connection holds no more than this. Doubles up to [`RECV_CHUNK`] while receives fill
 /// it.
 const RECV_CHUNK_IDLE: usize = 4 * 1024;
-/// What a TLS connection lends for ciphertext: several records per receive.
+/// The most a TLS connection lends for ciphertext in bulk: several records per receive.
 const TLS_RECV_CHUNK: usize = 256 * 1024;
 /// A transmit buffer larger than this is released once drained (after a burst of small
 /// frames), so a connection that went quiet does not keep it.
@@ -286,9 +286,15 @@ impl<P> Link<P> {
             }
         }
         if self.tls_rx {
+            // As much as the traffic takes (4 KiB when quiet, up to 256 KiB in bulk), and
+            // what a burst made it hold given back once quiet.
+            let want = self.recv_chunk;
             let mut ciphertext = std::mem::take(&mut self.tls_in);
-            if ciphertext.capacity() < TLS_RECV_CHUNK {
-                ciphertext.reserve(TLS_RECV_CHUNK);
+            if ciphertext.capacity() > 2 * want {
+                ciphertext = BytesMut::new();
+            }
+            if ciphertext.capacity() < want {
+                ciphertext.reserve(want);
             }
             return Some(ciphertext);
         }
@@ -324,6 +330,7 @@ impl<P> Link<P> {
             }
             ciphertext.clear();
             self.tls_in = ciphertext;
+            self.adapt_recv_chunk(filled, TLS_RECV_CHUNK);
             return;
         }
         debug_assert!(self.rx.is_empty(), "receive buffer lent twice");
@@ -335,9 +342,14 @@ impl<P> Link<P> {
             self.last_rx = now;
             self.stats.bytes_in += filled as u64;
         }
-        // Receives that fill what was lent ask for more next time; a trickle for less.
+        self.adapt_recv_chunk(filled, RECV_CHUNK);
+    }
+
+    /// Receives that fill what was lent ask for more next time (up to `most`); a trickle
+    /// for less.
+    fn adapt_recv_chunk(&mut self, filled: usize, most: usize) {
         if filled >= self.recv_chunk {
-            self.recv_chunk = (self.recv_chunk * 2).min(RECV_CHUNK);
+            self.recv_chunk = (self.recv_chunk * 2).min(most);
         } else if filled < self.recv_chunk / 8 {
             self.recv_chunk = (self.recv_chunk / 2).max(RECV_CHUNK_IDLE);
         }
@@ -651,5 +663,44 @@ impl TransmitSink for BytesMut {
         } else {
             self.extend_from_slice(&bytes);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found in review: a TLS connection kept a 256 KiB ciphertext buffer however quiet
+    /// it was (a clear one lends 4 KiB when idle).
+    #[test]
+    fn an_idle_tls_link_lends_a_small_ciphertext_buffer() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let tls = crate::ServerTls::new(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+        let now = Instant::now();
+        let mut secure: Link<()> = Link::new(LinkId(2), (), now, Timers::default());
+        secure.start_tls_send(SecureChannel::server(&tls).unwrap());
+        secure.start_tls_receive();
+        for _ in 0..2 {
+            let rx = secure.lend_rx(now).unwrap();
+            assert!(rx.capacity() <= 2 * RECV_CHUNK_IDLE, "{}", rx.capacity());
+            secure.return_rx(now, rx, 0);
+        }
+        // Receives that fill it grow it, to the bulk size at most.
+        for _ in 0..10 {
+            let mut rx = secure.lend_rx(now).unwrap();
+            let n = rx.capacity();
+            rx.resize(n, 0x17);
+            secure.return_rx(now, rx, n);
+        }
+        let rx = secure.lend_rx(now);
+        assert!(rx.is_none_or(|rx| rx.capacity() <= 2 * TLS_RECV_CHUNK));
     }
 }

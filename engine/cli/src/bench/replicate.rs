@@ -220,6 +220,7 @@ fn run(args: &BenchArgs) -> Result<(), CliError> {
         tls_cert: None,
         tls_key: None,
         require_tls: false,
+        allow_plain: false,
         max_connections_per_address: None,
         max_handshakes: None,
         max_nexuses: None,

@@ -50,7 +50,7 @@ pub struct ServeArgs {
     /// their first byte until answered; past it connections are not read; default 512M),
     /// `frame_timeout` (a frame must arrive whole this long after its first byte, e.g.
     /// 60s, the default), `allow_anonymous`, `grace_period_secs`, `tls_cert`, `tls_key`,
-    /// `require_tls`, `[users.IDENTITY]` tables (the user database: SCRAM-SHA-256 salt,
+    /// `require_tls`, `allow_plain`, `[users.IDENTITY]` tables (the user database: SCRAM-SHA-256 salt,
     /// iterations and keys as `hawser passwd` prints them), a `[peer_uids]` table (identity = uid, see
     /// --allow-peer-uid), a `[client_certs]` table (identity = "sha256", see
     /// --allow-client-cert) and a `[limits]` table (`connections_per_address`,
@@ -80,6 +80,11 @@ pub struct ServeArgs {
     /// Refuse clients that do not use TLS [also: `require_tls = true`].
     #[arg(long)]
     pub require_tls: bool,
+    /// Offer SASL PLAIN over TLS besides SCRAM, for clients that cannot do SCRAM (each
+    /// PLAIN attempt costs the server a PBKDF2 of the user's iteration count) [also:
+    /// `allow_plain = true`].
+    #[arg(long)]
+    pub allow_plain: bool,
     /// Let a client showing the TLS certificate whose SHA-256 (of its DER) this is log in
     /// as IDENTITY without a password (mutual TLS, SASL EXTERNAL; the client uses
     /// --tls-cert, --tls-key and --external); repeatable; needs --tls-cert [also: a

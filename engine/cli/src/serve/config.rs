@@ -48,6 +48,7 @@ pub(crate) struct ServeFile {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     require_tls: Option<bool>,
+    allow_plain: Option<bool>,
     #[serde(default)]
     limits: LimitsFile,
 }
@@ -181,6 +182,8 @@ pub(crate) struct ServeSettings {
     pub(crate) tls: Option<(PathBuf, PathBuf)>,
     /// Refuse clients that do not use TLS.
     pub(crate) require_tls: bool,
+    /// Offer PLAIN over TLS.
+    pub(crate) allow_plain: bool,
     /// Identity to the local user id that may take it with `EXTERNAL`.
     pub(crate) peer_uids: BTreeMap<String, u32>,
     /// Identity to the pin of the TLS client certificate that may take it with `EXTERNAL`.
@@ -328,6 +331,7 @@ impl ServeSettings {
             users,
             tls,
             require_tls,
+            allow_plain: args.allow_plain || file.allow_plain.unwrap_or(false),
             peer_uids,
             client_certs,
         })

@@ -53,6 +53,7 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, CliError> {
     for (identity, entry) in s.users {
         builder = builder.user(identity, entry);
     }
+    builder = builder.allow_plain(s.allow_plain);
     let mut tls_pin = None;
     if let Some((cert, key)) = &s.tls {
         let asks_certificates = !s.client_certs.is_empty();

@@ -84,7 +84,7 @@ impl Mechanism {
 }
 
 /// RFC 5802's saslname: `=2C` is a comma, `=3D` an equals sign; any other `=` is an error.
-fn unescape_saslname(name: &str) -> Option<String> {
+pub(crate) fn unescape_saslname(name: &str) -> Option<String> {
     let mut out = String::with_capacity(name.len());
     let mut rest = name;
     while let Some(at) = rest.find('=') {

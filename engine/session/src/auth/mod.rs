@@ -89,8 +89,12 @@ pub struct ServerCredentials {
     /// identity they state.
     pub allow_anonymous: bool,
     /// The user database: SCRAM credentials by identity (`SCRAM-SHA-256(-PLUS)`, and
-    /// `PLAIN` over TLS).
+    /// `PLAIN` over TLS when allowed).
     pub users: HashMap<String, ScramEntry>,
+    /// Offer `PLAIN` over TLS. Off by default: each PLAIN attempt costs the server a
+    /// PBKDF2 of the entry's iteration count, on the shard's thread, which SCRAM does
+    /// not (its client pays).
+    pub allow_plain: bool,
     /// Identities local processes may take with `EXTERNAL`, and the user id each must
     /// run as. Like an identity with a password, a mapped identity is never granted to
     /// an anonymous client.
@@ -152,7 +156,8 @@ impl ServerCredentials {
         Mechanism::ALL
             .into_iter()
             .filter(|m| match m {
-                Mechanism::ScramSha256Plus | Mechanism::Plain => tls && !self.users.is_empty(),
+                Mechanism::ScramSha256Plus => tls && !self.users.is_empty(),
+                Mechanism::Plain => tls && self.allow_plain && !self.users.is_empty(),
                 Mechanism::ScramSha256 => !self.users.is_empty(),
                 Mechanism::External => {
                     !self.peer_uids.is_empty() || (tls && !self.client_certs.is_empty())

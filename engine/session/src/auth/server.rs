@@ -24,6 +24,7 @@ use rsasl::validate::{Validate, ValidationError};
 use subtle::ConstantTimeEq;
 
 use super::keys::{DummyKey, keyed};
+use super::mechanism::unescape_saslname;
 use super::scram_shape;
 use super::{MAX_IDENTITY_LEN, Mechanism, Refusal, SALT_LEN, ScramEntry, ServerCredentials};
 use crate::peer::Peer;
@@ -91,9 +92,11 @@ impl SessionCallback for UserDb {
         request: &mut Request<'_>,
     ) -> Result<(), SessionError> {
         if request.is::<ScramStoredPassword<'_>>()
-            && let Some(identity) = context.get_ref::<AuthId>()
+            && let Some(escaped) = context.get_ref::<AuthId>()
         {
-            let entry = self.entry(identity);
+            // rsasl hands SCRAM's saslname over as sent (`=2C`, `=3D` escapes).
+            let identity = unescape_saslname(escaped).unwrap_or_default();
+            let entry = self.entry(&identity);
             request.satisfy::<ScramStoredPassword<'_>>(&ScramStoredPassword::new(
                 entry.iterations,
                 &entry.salt,
@@ -110,11 +113,25 @@ impl SessionCallback for UserDb {
         context: &Context<'_>,
         validate: &mut Validate<'_>,
     ) -> Result<(), ValidationError> {
-        let identity = context.get_ref::<AuthId>().unwrap_or_default();
-        let authzid = context.get_ref::<AuthzId>().filter(|a| !a.is_empty());
-        let verdict = if authzid.is_some_and(|a| a != identity) {
+        let raw = context.get_ref::<AuthId>().unwrap_or_default();
+        let password = context.get_ref::<Password>();
+        // SCRAM's name arrives escaped; PLAIN's as it is.
+        let unescaped = match password {
+            Some(_) => Some(raw.to_owned()),
+            None => unescape_saslname(raw),
+        };
+        let identity = unescaped.as_deref().unwrap_or_default();
+        let authzid =
+            context
+                .get_ref::<AuthzId>()
+                .filter(|a| !a.is_empty())
+                .map(|a| match password {
+                    Some(_) => Some(a.to_owned()),
+                    None => unescape_saslname(a),
+                });
+        let verdict = if authzid.is_some_and(|a| a.as_deref() != Some(identity)) {
             Err(Refusal::Malformed)
-        } else if let Some(password) = context.get_ref::<Password>() {
+        } else if let Some(password) = password {
             // PLAIN: the same work for a known and an unknown identity.
             let matches = self.entry(identity).verify_password(password);
             if matches && self.users.contains_key(identity) {
@@ -187,6 +204,9 @@ pub(crate) struct ServerExchange {
     session: Session<Verdict, Binding>,
     /// Messages of the client's read so far.
     received: usize,
+    /// The identity the first message claimed: the one the throttle counts against,
+    /// and the only one the exchange may grant.
+    claimed: String,
 }
 
 impl std::fmt::Debug for ServerExchange {
@@ -261,7 +281,9 @@ impl ServerExchange {
                 }
             }
             Mechanism::ScramSha256Plus | Mechanism::ScramSha256 | Mechanism::Plain => {
-                if credentials.users.is_empty() {
+                if credentials.users.is_empty()
+                    || (mechanism == Mechanism::Plain && !credentials.allow_plain)
+                {
                     return refuse(Refusal::Mechanism);
                 }
                 let server = SASLServer::<Verdict, Binding>::with_cb(
@@ -277,6 +299,7 @@ impl ServerExchange {
                     mechanism,
                     session,
                     received: 0,
+                    claimed: identity,
                 };
                 let step = exchange.step(initial);
                 let keep = matches!(step, ServerStep::Challenge(_));
@@ -315,6 +338,11 @@ impl ServerExchange {
         match stepped {
             Ok(State::Running) => ServerStep::Challenge(out.into()),
             Ok(State::Finished(_)) => match self.session.validation() {
+                // rsasl prepares PLAIN's name (SASLprep): a spelling that prepares to
+                // another identity would be throttled under one name and granted another.
+                Some(Ok(identity)) if identity != self.claimed => {
+                    ServerStep::Done(Err(Refusal::Malformed))
+                }
                 Some(Ok(identity)) => ServerStep::Done(Ok(Granted {
                     identity,
                     additional_data: out.into(),

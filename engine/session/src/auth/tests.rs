@@ -10,7 +10,10 @@ use crate::peer::{LocalCredentials, Peer};
 const ITERATIONS: u32 = 4096;
 
 fn credentials() -> ServerCredentials {
-    ServerCredentials::passwords([("ann".to_owned(), b"pencil".to_vec())], ITERATIONS)
+    let mut credentials =
+        ServerCredentials::passwords([("ann".to_owned(), b"pencil".to_vec())], ITERATIONS);
+    credentials.allow_plain = true;
+    credentials
 }
 
 /// Runs one exchange; the server's TLS exporter and the client's may differ (a relay).
@@ -381,4 +384,55 @@ fn anonymous_and_external_follow_the_operator() {
         ServerStep::Done(Err(Refusal::Mechanism))
     );
     let _ = Bytes::new();
+}
+
+/// Found in review: rsasl prepares PLAIN's name (SASLprep), so a spelling like
+/// "a\u{ad}nn" was throttled as itself and granted as "ann"; and SCRAM's escaped
+/// names (`=2C`) were looked up escaped, so "ops,backup" could never log in.
+#[test]
+fn the_granted_identity_is_the_claimed_one() {
+    let mut creds = credentials();
+    creds.users.extend(
+        ServerCredentials::passwords([("ops,backup".to_owned(), b"pw".to_vec())], ITERATIONS).users,
+    );
+    let tls = Some([1; 32]);
+    let sasl = SaslServer::new(&creds, [9; 32]);
+    let connection = Connection {
+        credentials: &creds,
+        sasl: &sasl,
+        peer: Peer::Unknown,
+        tls_exporter: tls,
+        client_pin: None,
+    };
+    let (_, step) = ServerExchange::start(
+        connection,
+        Some(Mechanism::Plain),
+        "\0a\u{ad}nn\0pencil".as_bytes(),
+    );
+    assert_eq!(step, ServerStep::Done(Err(Refusal::Malformed)));
+    let right = ClientCredentials::password("pw");
+    assert_eq!(
+        run(
+            &creds,
+            Mechanism::ScramSha256,
+            "ops,backup",
+            &right,
+            (None, None)
+        ),
+        Ok("ops,backup".into())
+    );
+    // PLAIN is off unless the operator turns it on.
+    let mut no_plain = creds.clone();
+    no_plain.allow_plain = false;
+    assert!(!no_plain.offered(true).contains(&Mechanism::Plain));
+    assert_eq!(
+        run(
+            &no_plain,
+            Mechanism::Plain,
+            "ann",
+            &ClientCredentials::password("pencil"),
+            (tls, tls)
+        ),
+        Err(Refusal::Mechanism.reason().to_owned())
+    );
 }

@@ -771,7 +771,7 @@ fn parallel_scram_exchanges_from_one_source_are_throttled_at_the_proof() {
                     Frame::AuthChallenge(c) => Some(c.data.clone()),
                     _ => None,
                 })
-                .nth(0)
+                .next()
             else {
                 continue;
             };

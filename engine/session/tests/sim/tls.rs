@@ -69,6 +69,7 @@ fn server_config(tls: Option<ServerTls>) -> ServerConfig {
         4096,
     ));
     s.tls = tls;
+    s.credentials.allow_plain = true;
     s.grace_period = Duration::from_secs(2);
     s
 }
