@@ -345,7 +345,7 @@ pub struct WrongPasswords {
     /// Attempts sent (an Auth opening a SCRAM-SHA-256 exchange; its wrong proof follows
     /// when the server's first message comes back).
     pub attempts: u64,
-    /// Attempts the server answered (AuthResult or GoAway), per second.
+    /// Attempts the server checked and answered (an AuthResult), per second.
     pub answered_per_sec: f64,
     /// Attempts left without an answer (connection closed or timed out).
     pub unanswered: u64,
@@ -408,6 +408,9 @@ pub fn wrong_passwords(
                     rng.fill_bytes(&mut proof);
                     attempts.fetch_add(1, Ordering::Relaxed);
                     let text = match conn.scram_wrong_proof(GUESSED_IDENTITY, &nonce, &proof) {
+                        // A GoAway without an AuthResult is an attempt the server did not
+                        // check (over the source's rate): no verdict, nothing learnt.
+                        Ok(Answer::Refused(why)) if why.starts_with("GoAway") => None,
                         Ok(Answer::Refused(why)) => Some(why),
                         Ok(Answer::Ok) => Some("accepted".to_owned()),
                         _ => None,

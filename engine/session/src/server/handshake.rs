@@ -97,8 +97,7 @@ impl ServerEndpoint {
         self.after_step(now, conn, attempt, exchange.map(Box::new), step);
     }
 
-    /// The client's answer to a challenge: checked now or after the throttle's delay,
-    /// unless its source is over the rate of failures.
+    /// The client's answer to a challenge: checked now or after the throttle's delay.
     pub(super) fn on_auth_response(&mut self, now: Instant, conn: LinkId, data: Bytes) {
         let Some(link) = self.links.get_mut(&conn) else {
             return;
@@ -111,10 +110,6 @@ impl ServerEndpoint {
         };
         let source = source_of(link.peer);
         let key = self.side.auth_throttle.identity_key(&attempt.identity);
-        if self.side.auth_throttle.over_rate(now, source) {
-            self.refuse_unchecked(now, conn, source, key);
-            return;
-        }
         let delay = self.side.auth_throttle.delay(now, source, key);
         if delay.is_zero() {
             self.check_response(now, conn, exchange, attempt, &data);
@@ -128,7 +123,8 @@ impl ServerEndpoint {
         }
     }
 
-    /// Feeds a response to its exchange and answers.
+    /// Feeds a response to its exchange and answers, unless its source is over the rate
+    /// of failures.
     pub(super) fn check_response(
         &mut self,
         now: Instant,
@@ -137,6 +133,15 @@ impl ServerEndpoint {
         attempt: Attempt,
         response: &[u8],
     ) {
+        let Some(link) = self.links.get(&conn) else {
+            return;
+        };
+        let source = source_of(link.peer);
+        if self.side.auth_throttle.over_rate(now, source) {
+            let key = self.side.auth_throttle.identity_key(&attempt.identity);
+            self.refuse_unchecked(now, conn, source, key);
+            return;
+        }
         let step = exchange.step(response);
         self.after_step(now, conn, attempt, Some(exchange), step);
     }

@@ -784,12 +784,16 @@ fn parallel_scram_exchanges_from_one_source_are_throttled_at_the_proof() {
         }
         (checked, now - at)
     };
+    // The others wait for the throttle's delay (or are closed unchecked): in one
+    // instant, at most the free failures get a verdict.
     let (first, waited) = round(&mut server, t0, 40);
-    eprintln!("round 1: {first} wrong passwords checked after {waited:?}");
-    let (second, waited2) = round(&mut server, t0 + Duration::from_secs(1), 60);
-    eprintln!("round 2: {second} wrong passwords checked after {waited2:?}");
+    assert_eq!(
+        waited,
+        Duration::ZERO,
+        "SCRAM's first message is answered at once"
+    );
     assert!(
-        first <= 5 && second <= 5,
-        "one source had {first} then {second} SCRAM guesses at alice checked, each batch in one instant"
+        first <= 5,
+        "one source had {first} SCRAM guesses at alice checked in one instant"
     );
 }
