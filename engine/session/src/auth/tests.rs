@@ -9,6 +9,21 @@ use crate::peer::{LocalCredentials, Peer};
 
 const ITERATIONS: u32 = 4096;
 
+/// A connection from a peer the server knows nothing of, over TLS when `tls_exporter`.
+fn over<'a>(
+    credentials: &'a ServerCredentials,
+    sasl: &'a SaslServer,
+    tls_exporter: Option<[u8; 32]>,
+) -> Connection<'a> {
+    Connection {
+        credentials,
+        sasl,
+        peer: Peer::Unknown,
+        tls_exporter,
+        client_pin: None,
+    }
+}
+
 fn credentials() -> ServerCredentials {
     let mut credentials =
         ServerCredentials::passwords([("ann".to_owned(), b"pencil".to_vec())], ITERATIONS);
@@ -25,13 +40,7 @@ fn run(
     exporters: (Option<[u8; 32]>, Option<[u8; 32]>),
 ) -> Result<String, String> {
     let sasl = SaslServer::new(server_creds, [9; 32]);
-    let connection = Connection {
-        credentials: server_creds,
-        sasl: &sasl,
-        peer: Peer::Unknown,
-        tls_exporter: exporters.0,
-        client_pin: None,
-    };
+    let connection = over(server_creds, &sasl, exporters.0);
     let offered = server_creds.offered(exporters.0.is_some());
     let (mut c, initial) = ClientExchange::start(
         mechanism,
@@ -102,13 +111,7 @@ fn scram_plus_binds_the_tls_session() {
     assert_eq!(relayed, Err(Refusal::ChannelBinding.reason().to_owned()));
     // PLUS in the clear is refused before anything runs.
     let sasl = SaslServer::new(&creds, [9; 32]);
-    let clear = Connection {
-        credentials: &creds,
-        sasl: &sasl,
-        peer: Peer::Unknown,
-        tls_exporter: None,
-        client_pin: None,
-    };
+    let clear = over(&creds, &sasl, None);
     let (_, step) = ServerExchange::start(
         clear,
         Some(Mechanism::ScramSha256Plus),
@@ -154,13 +157,7 @@ fn stripped_plus_is_detected() {
     )
     .unwrap();
     assert!(initial.starts_with(b"y,"), "{initial:?}");
-    let connection = Connection {
-        credentials: &creds,
-        sasl: &sasl,
-        peer: Peer::Unknown,
-        tls_exporter: tls,
-        client_pin: None,
-    };
+    let connection = over(&creds, &sasl, tls);
     let (_, step) = ServerExchange::start(connection, Some(Mechanism::ScramSha256), &initial);
     assert_eq!(step, ServerStep::Done(Err(Refusal::ChannelBinding)));
     // Insisting on plain SCRAM while PLUS is offered is 'n', and accepted.
@@ -188,13 +185,7 @@ fn a_replayed_scram_exchange_fails() {
     let creds = credentials();
     let sasl = SaslServer::new(&creds, [9; 32]);
     let right = ClientCredentials::password("pencil");
-    let connection = Connection {
-        credentials: &creds,
-        sasl: &sasl,
-        peer: Peer::Unknown,
-        tls_exporter: None,
-        client_pin: None,
-    };
+    let connection = over(&creds, &sasl, None);
     let (mut c, initial) = ClientExchange::start(
         Mechanism::ScramSha256,
         &[],
@@ -369,18 +360,7 @@ fn anonymous_and_external_follow_the_operator() {
         Err(Refusal::IdentityTooLong)
     );
     assert_eq!(
-        ServerExchange::start(
-            Connection {
-                credentials: &creds,
-                sasl: &sasl,
-                peer: Peer::Unknown,
-                tls_exporter: None,
-                client_pin: None
-            },
-            None,
-            b""
-        )
-        .1,
+        ServerExchange::start(over(&creds, &sasl, None), None, b"").1,
         ServerStep::Done(Err(Refusal::Mechanism))
     );
     let _ = Bytes::new();
@@ -397,13 +377,7 @@ fn the_granted_identity_is_the_claimed_one() {
     );
     let tls = Some([1; 32]);
     let sasl = SaslServer::new(&creds, [9; 32]);
-    let connection = Connection {
-        credentials: &creds,
-        sasl: &sasl,
-        peer: Peer::Unknown,
-        tls_exporter: tls,
-        client_pin: None,
-    };
+    let connection = over(&creds, &sasl, tls);
     let (_, step) = ServerExchange::start(
         connection,
         Some(Mechanism::Plain),

@@ -3,22 +3,24 @@
 //! is decided by its pin, at EXTERNAL authentication (`ServerCredentials::client_certs`),
 //! as SSH maps keys to accounts.
 
-use std::sync::Arc;
-
 use rustls::client::danger::HandshakeSignatureValid;
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::crypto::CryptoProvider;
+
+use super::signatures::Signatures;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 
 #[derive(Debug)]
 pub(super) struct PinnedClients {
-    provider: Arc<CryptoProvider>,
+    signatures: Signatures,
 }
 
 impl PinnedClients {
-    pub(super) fn new(provider: Arc<CryptoProvider>) -> Self {
-        PinnedClients { provider }
+    pub(super) fn new(provider: &CryptoProvider) -> Self {
+        PinnedClients {
+            signatures: Signatures::of(provider),
+        }
     }
 }
 
@@ -52,12 +54,7 @@ impl ClientCertVerifier for PinnedClients {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -66,17 +63,10 @@ impl ClientCertVerifier for PinnedClients {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.signatures.schemes()
     }
 }

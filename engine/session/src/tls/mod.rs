@@ -17,6 +17,7 @@ mod channel;
 mod client_auth;
 mod failure;
 mod pin;
+mod signatures;
 
 use std::sync::Arc;
 
@@ -78,7 +79,7 @@ impl ServerTls {
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])?;
         let builder = if client_certificates {
-            builder.with_client_cert_verifier(Arc::new(client_auth::PinnedClients::new(provider)))
+            builder.with_client_cert_verifier(Arc::new(client_auth::PinnedClients::new(&provider)))
         } else {
             builder.with_no_client_auth()
         };
@@ -158,7 +159,7 @@ impl ClientTls {
             Trust::Roots(roots) => builder.with_root_certificates(Arc::clone(roots)),
             Trust::Pin(pin) => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(pin::PinVerifier::new(*pin, provider))),
+                .with_custom_certificate_verifier(Arc::new(pin::PinVerifier::new(*pin, &provider))),
         };
         let mut config = match certificate {
             Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,

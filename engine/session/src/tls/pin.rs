@@ -2,10 +2,10 @@
 //! as an SSH client trusts a host key. The handshake signature is still verified with the
 //! pinned certificate's key, so only the holder of its private key passes.
 
-use std::sync::Arc;
-
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::crypto::CryptoProvider;
+
+use super::signatures::Signatures;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, Error, SignatureScheme};
 use subtle::ConstantTimeEq;
@@ -13,12 +13,15 @@ use subtle::ConstantTimeEq;
 #[derive(Debug)]
 pub(super) struct PinVerifier {
     pin: [u8; 32],
-    provider: Arc<CryptoProvider>,
+    signatures: Signatures,
 }
 
 impl PinVerifier {
-    pub(super) fn new(pin: [u8; 32], provider: Arc<CryptoProvider>) -> Self {
-        PinVerifier { pin, provider }
+    pub(super) fn new(pin: [u8; 32], provider: &CryptoProvider) -> Self {
+        PinVerifier {
+            pin,
+            signatures: Signatures::of(provider),
+        }
     }
 }
 
@@ -47,12 +50,7 @@ impl ServerCertVerifier for PinVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -61,17 +59,10 @@ impl ServerCertVerifier for PinVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.signatures.schemes()
     }
 }
