@@ -128,7 +128,7 @@ pub use pool::BufHandle;
 pub use protocol::{CloseReason, PeerCredentials, Protocol, Received, Transmit};
 pub use shard::{
     ConnId, FileDone, HandlerFactory, NoHandler, OpenOptions, ProtocolFactory, ShardCtx,
-    ShardHandler, UdpId, UdpOptions,
+    ShardHandler, UdpId, UdpOptions, wake_connection,
 };
 pub use shards::Shards;
 pub use stats::{ShardStats, StatsSnapshot};

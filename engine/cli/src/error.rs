@@ -16,6 +16,9 @@ pub enum CliError {
     /// The server could not start, or the client could not reach it.
     #[error(transparent)]
     Api(#[from] ApiError),
+    /// A message operation (wiring, a direct connection) failed.
+    #[error(transparent)]
+    Messages(#[from] hawser_dmp::DmpError),
     /// Nothing listens there (or it is unreachable).
     #[error("cannot connect to {addr}: {source}")]
     Connect {

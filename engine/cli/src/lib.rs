@@ -11,6 +11,7 @@ pub mod histogram;
 pub mod inspect;
 pub mod job_args;
 pub mod logging;
+pub mod messaging;
 pub mod nexus_record;
 pub mod passwd;
 pub mod progress;

@@ -9,6 +9,8 @@ use hawser::bench::{self, BenchArgs};
 use hawser::error::exit_code;
 use hawser::inspect::{self, InspectArgs};
 use hawser::logging::{self, LogFormat};
+use hawser::messaging::consume::{self, ConsumeArgs};
+use hawser::messaging::publish::{self, PublishArgs};
 use hawser::passwd::{self, PasswdArgs};
 use hawser::pull::{self, PullArgs};
 use hawser::push::{self, PushArgs};
@@ -31,6 +33,8 @@ enum Command {
     Push(PushArgs),
     Pull(PullArgs),
     Passwd(PasswdArgs),
+    Publish(PublishArgs),
+    Consume(ConsumeArgs),
 }
 
 impl Command {
@@ -42,9 +46,11 @@ impl Command {
             Command::Push(PushArgs { job, .. }) | Command::Pull(PullArgs { job, .. }) => {
                 (job.log_level(), LogFormat::Text)
             }
-            Command::Inspect(_) | Command::Bench(_) | Command::Passwd(_) => {
-                (LevelFilter::WARN, LogFormat::Text)
-            }
+            Command::Inspect(_)
+            | Command::Bench(_)
+            | Command::Passwd(_)
+            | Command::Publish(_)
+            | Command::Consume(_) => (LevelFilter::WARN, LogFormat::Text),
         }
     }
 }
@@ -60,5 +66,7 @@ fn main() -> ExitCode {
         Command::Push(args) => exit_code("push", push::push(&args).map(|_| ())),
         Command::Pull(args) => exit_code("pull", pull::pull(&args).map(|_| ())),
         Command::Passwd(args) => exit_code("passwd", passwd::passwd(&args)),
+        Command::Publish(args) => exit_code("publish", publish::publish(&args).map(|_| ())),
+        Command::Consume(args) => exit_code("consume", consume::consume(&args).map(|_| ())),
     }
 }

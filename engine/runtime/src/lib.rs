@@ -100,8 +100,18 @@ pub use hawser_session::{
     CallError, CallOptions, ClientTls, ExchangeId, Mechanism, NexusId, RemoteException, ScramEntry,
     ServerLimits, ServerTls, TlsFailure,
 };
+pub use hawser_session::{LocalCredentials, NexusOwner, Peer};
 pub use on_shard::ShardCaller;
 pub use runtime::{Runtime, RuntimeConfig};
 pub use server::{DEFAULT_PORT, Server, ServerBuilder, anonymous_allowed};
-pub use service::{HandlerError, RequestContext, Service};
+pub use service::{DirectFactory, HandlerError, RequestContext, Service};
+
+/// What a direct-connection protocol (see [`Service::direct_protocol`]) is made of: the
+/// shards' sans-IO connection interface.
+pub mod direct {
+    pub use hawser_shards::{
+        AppMessage, CloseReason, ConnId, PeerCredentials, Protocol, Received, Transmit,
+        wake_connection,
+    };
+}
 pub use stats::StatsReport;

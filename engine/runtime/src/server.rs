@@ -232,7 +232,7 @@ impl ServerBuilder {
             .collect();
         let mut table = HandlerTable::default();
         for s in self.services {
-            table.handlers.extend(s.table.handlers);
+            table.extend(s.table);
         }
         let mut credentials = self.credentials;
         credentials.allow_anonymous = anonymous_allowed(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
-use hawser_session::{ExchangeId, IncomingRequest, RemoteException, Reply};
+use hawser_session::{ExchangeId, IncomingRequest, NexusId, NexusOwner, RemoteException, Reply};
 
 use crate::Backchannel;
 use crate::command::Caller;
@@ -20,9 +20,17 @@ pub struct RequestContext {
     /// The server's caller, for backchannel calls to this request's nexus; `None` for
     /// the backchannel handlers of a client.
     pub(crate) caller: Option<Arc<Caller>>,
+    /// Who created the request's nexus (a server's handlers; `None` on a client).
+    pub(crate) owner: Option<NexusOwner>,
 }
 
 impl RequestContext {
+    /// Who created this request's nexus: its authenticated identity and the peer of the
+    /// connection that created it (`None` for a client's backchannel handlers).
+    pub fn owner(&self) -> Option<&NexusOwner> {
+        self.owner.as_ref()
+    }
+
     /// Whether the initiator cancelled this request: stop and return
     /// [`HandlerError::Cancelled`].
     pub fn is_cancelled(&self) -> bool {
@@ -66,10 +74,29 @@ pub(crate) enum Handler {
     Blocking(Arc<InlineFn>),
 }
 
-/// Handlers by exchange id, with their names (for reports).
+/// Told, on the server's shard, that a nexus is gone (destroyed or expired).
+pub(crate) type NexusEndFn = dyn Fn(NexusId) + Send + Sync;
+
+/// Builds the shards protocol of a direct connection (see [`Service::direct_protocol`]);
+/// called on the shard that accepted it.
+pub type DirectFactory = Arc<dyn Fn() -> Box<dyn hawser_shards::Protocol> + Send + Sync>;
+
+/// Handlers by exchange id, with their names (for reports), what is told of nexuses
+/// ending, and the direct-connection protocols by their first four bytes.
 #[derive(Clone, Default)]
 pub(crate) struct HandlerTable {
     pub(crate) handlers: HashMap<ExchangeId, (String, Handler)>,
+    pub(crate) nexus_end: Vec<Arc<NexusEndFn>>,
+    pub(crate) direct: Vec<([u8; 4], DirectFactory)>,
+}
+
+impl HandlerTable {
+    /// Adds a service's handlers, hooks and direct protocols.
+    pub(crate) fn extend(&mut self, other: HandlerTable) {
+        self.handlers.extend(other.handlers);
+        self.nexus_end.extend(other.nexus_end);
+        self.direct.extend(other.direct);
+    }
 }
 
 pub(crate) fn to_reply(result: Result<Bytes, HandlerError>) -> Reply {
@@ -145,6 +172,25 @@ impl Service {
         self.table
             .handlers
             .insert(exchange, (name.into(), Handler::Blocking(Arc::new(f))));
+        self
+    }
+
+    /// Runs `f` on the server's shard when one of its nexuses is gone (destroyed by its
+    /// client, or expired after its grace period): for what a service ties to a nexus.
+    pub fn on_nexus_end<F>(mut self, f: F) -> Self
+    where
+        F: Fn(NexusId) + Send + Sync + 'static,
+    {
+        self.table.nexus_end.push(Arc::new(f));
+        self
+    }
+
+    /// Serves connections whose first four bytes are `magic` with the protocol `factory`
+    /// builds, on the server's own listening addresses: the bytes read to tell them from
+    /// DSP are handed to it as its first receive. The protocol must receive into its own
+    /// buffer ([`Protocol::receives_into_own_buffer`](hawser_shards::Protocol)).
+    pub fn direct_protocol(mut self, magic: [u8; 4], factory: DirectFactory) -> Self {
+        self.table.direct.push((magic, factory));
         self
     }
 

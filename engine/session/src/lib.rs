@@ -140,7 +140,7 @@ pub use exception::RemoteException;
 pub use link::TransmitSink;
 pub use nexus::Footprint;
 pub use peer::{LocalCredentials, Peer};
-pub use server::{ServerEndpoint, ServerLoad, ServerSide};
+pub use server::{NexusOwner, ServerEndpoint, ServerLoad, ServerSide};
 pub use stats::{ConnectionStats, NexusStats};
 pub use throttle::ThrottleConfig;
 pub use throttle::TokenBucket;

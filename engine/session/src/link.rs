@@ -66,6 +66,8 @@ pub(crate) struct Link<P> {
     pub(crate) phase: P,
     /// The peer's IP address, when the driver told it (accepted connections).
     pub(crate) peer: crate::peer::Peer,
+    /// It authenticated with `ANONYMOUS`: its identity is claimed, not proven.
+    pub(crate) anonymous: bool,
     codec: Codec,
     /// Digest and compression agreed in the hello exchange; applied once the connection
     /// joins a nexus (handshake frames are always digested).
@@ -126,6 +128,7 @@ impl<P> Link<P> {
             id,
             phase,
             peer: crate::peer::Peer::Unknown,
+            anonymous: false,
             // Handshake frames are always digested: a corrupted identity or nexus id must
             // be caught, not acted upon. The negotiated setting applies after the hello.
             codec: Codec::default(),

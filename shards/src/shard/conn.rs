@@ -29,6 +29,16 @@ impl ConnId {
     pub fn shard(&self) -> usize {
         usize::from(self.shard)
     }
+
+    /// An id for driving a protocol outside any shard (tests and simulators): `n` tells
+    /// such ids apart; none names a connection of a running shard.
+    pub fn detached(n: u32) -> Self {
+        ConnId {
+            shard: u16::MAX,
+            slot: n,
+            generation: u32::MAX,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -43,6 +43,7 @@ impl Core {
     }
 
     fn flush_dirty(&mut self) {
+        self.take_wakes();
         // Sending may make more connections dirty; those wait for the next iteration.
         std::mem::swap(&mut self.dirty, &mut self.dirty_spare);
         for i in 0..self.dirty_spare.len() {
@@ -113,6 +114,7 @@ impl Core {
 
     fn has_pending_work(&self) -> bool {
         !self.dirty.is_empty()
+            || Self::wakes_pending()
             || !self.local_inbox.is_empty()
             || self.timers.next_at().is_some_and(|at| at <= self.now)
             || RETURNS.with(|r| {

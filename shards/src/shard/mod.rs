@@ -17,6 +17,7 @@ mod shm;
 mod submit;
 mod timer;
 mod udp;
+mod wake;
 
 use std::collections::VecDeque;
 use std::io;
@@ -38,6 +39,7 @@ pub use file::{FileDone, OpenOptions};
 pub use handler::{HandlerFactory, NoHandler, ShardHandler};
 pub use listener::ProtocolFactory;
 pub use udp::{UdpId, UdpOptions};
+pub use wake::wake_connection;
 
 use conn::Conn;
 use delivery::Poster;

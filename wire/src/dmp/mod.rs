@@ -10,6 +10,10 @@
 //! and answers `Ok(None)` when more bytes are needed. [`StreamDecoder`] walks a whole
 //! direction of a connection, for captures and for the engine's direct-connection reader.
 //!
+//! [`wiring`] is the other half of DMP: the request/response bodies a client sends over its
+//! nexus to declare, delete and bind sinks and feeds and to obtain the lease a direct
+//! connection starts with (the seed's `Direct.Put` / `Direct.Get`).
+//!
 //! ```
 //! use hawser_wire::dmp::{
 //!     Command, Direction, Envelope, Item, Message, Preamble, ShortStr, StreamDecoder,
@@ -52,6 +56,7 @@ mod short_str;
 mod stream;
 #[cfg(test)]
 mod tests;
+pub mod wiring;
 
 pub use command::Command;
 pub use envelope::{DEFAULT_MAX_MESSAGE_SIZE, Envelope, MAX_BODY_LEN, Message, PublishOptions};

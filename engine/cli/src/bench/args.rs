@@ -20,6 +20,10 @@ pub enum Mode {
     /// byte with `--digest`), from each shard to the next: the ceiling `--mode bulk` is
     /// measured against.
     Raw,
+    /// Messages through a DMP sink and feed on loopback: `--publishers` threads
+    /// publishing `--size`-byte bodies (64 by default) to one consumer, as fast as they
+    /// go or at `--rate` messages/s in total; messages/s and end-to-end latency.
+    Dmp,
 }
 
 /// Arguments of `hawser bench`.
@@ -106,6 +110,13 @@ pub struct BenchArgs {
     /// connection), without the session.
     #[arg(long)]
     pub answers: bool,
+    /// With `--mode dmp`: publishing threads (each its own direct connection).
+    #[arg(long, default_value_t = 1)]
+    pub publishers: usize,
+    /// With `--mode dmp`: messages per second in total (paced publishers, for latency
+    /// at a given load) [default: as fast as they go].
+    #[arg(long, value_name = "MSGS_PER_SEC", value_parser = crate::messaging::parse_message_rate)]
+    pub rate: Option<f64>,
     /// Print one JSON object instead of the human summary.
     #[arg(long)]
     pub json: bool,

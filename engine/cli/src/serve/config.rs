@@ -51,6 +51,9 @@ pub(crate) struct ServeFile {
     allow_plain: Option<bool>,
     #[serde(default)]
     limits: LimitsFile,
+    /// The message service (DMP).
+    #[serde(default)]
+    dmp: super::dmp::DmpFile,
 }
 
 /// A `[users.NAME]` table.
@@ -188,6 +191,8 @@ pub(crate) struct ServeSettings {
     pub(crate) peer_uids: BTreeMap<String, u32>,
     /// Identity to the pin of the TLS client certificate that may take it with `EXTERNAL`.
     pub(crate) client_certs: BTreeMap<String, [u8; 32]>,
+    /// The message service's settings (`[dmp]`).
+    pub(crate) dmp: hawser_dmp::DmpConfig,
 }
 
 impl ServeSettings {
@@ -334,6 +339,7 @@ impl ServeSettings {
             allow_plain: args.allow_plain || file.allow_plain.unwrap_or(false),
             peer_uids,
             client_certs,
+            dmp: file.dmp.config(require_tls)?,
         })
     }
 }

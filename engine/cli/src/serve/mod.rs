@@ -4,6 +4,7 @@
 pub mod access;
 pub mod args;
 pub mod config;
+mod dmp;
 
 use std::io::Write;
 
@@ -33,12 +34,17 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, CliError> {
     let has_credentials =
         !s.users.is_empty() || !s.peer_uids.is_empty() || !s.client_certs.is_empty();
     check_someone_may_connect(&s.listen, s.allow_anonymous, has_credentials, "serve")?;
+    let messages = hawser_dmp::DmpService::new(s.dmp.clone());
+    messages
+        .check()
+        .map_err(|r| CliError::Usage(format!("[dmp] in the config file: {r}")))?;
     let runtime = Runtime::with_tcp_congestion(s.shards, s.congestion.as_deref())?;
     let mut builder = ServerBuilder::new()
         .limits(s.server_limits)
         .runtime(&runtime, 0)
         .service(service)
         .service(pulls)
+        .service(messages.service())
         .handler_threads(s.handler_threads)
         .max_request_size(max_request_size(s.max_block_size))
         // Blocks are written past their header with O_DIRECT: receive them aligned.
@@ -96,6 +102,8 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, CliError> {
         tls_pin = tls_pin.as_deref().unwrap_or("-"),
         anonymous = anonymous_allowed(s.allow_anonymous, has_credentials, server.addresses()),
         congestion = s.congestion.as_deref().unwrap_or("system default"),
+        dmp_sinks = s.dmp.sinks.len(),
+        dmp_feeds = s.dmp.feeds.len(),
         "serving"
     );
     Ok(server)

@@ -172,6 +172,14 @@ impl Side {
             Side::Server(s) => s.ep.respond(now, request, reply),
         }
     }
+    /// Who created `nexus` (a server's; `None` on a client).
+    pub(crate) fn nexus_owner(&self, nexus: NexusId) -> Option<session::NexusOwner> {
+        match self {
+            Side::Client(_) => None,
+            Side::Server(s) => s.ep.nexus_owner(nexus).cloned(),
+        }
+    }
+
     /// The key part naming the nexus of a call (see [`Calls`]).
     pub(crate) fn call_nexus_key(&self, nexus: NexusId) -> u128 {
         match self {
@@ -360,8 +368,13 @@ impl Host {
                     flag.store(true, Ordering::Release);
                 }
             }
-            Event::NexusLost { .. } | Event::NexusDestroyed { .. } => {
+            Event::NexusLost { nexus } | Event::NexusDestroyed { nexus } => {
                 self.memory_freed.store(true, Ordering::Release);
+                if let Side::Server(_) = self.side {
+                    for hook in &self.serving.handlers.nexus_end {
+                        hook(nexus);
+                    }
+                }
                 if let Side::Client(s) = &mut self.side
                     && let Some(ready) = s.ready.take()
                 {
@@ -499,6 +512,7 @@ impl Host {
                     request,
                     cancelled,
                     caller: self.serving.caller.clone(),
+                    owner: self.side.nexus_owner(request.nexus),
                 };
                 let reply = to_reply(f(&ctx, body));
                 self.side.respond(now, &request, reply);
@@ -510,6 +524,7 @@ impl Host {
                         request,
                         cancelled,
                         caller: self.serving.caller.clone(),
+                        owner: self.side.nexus_owner(request.nexus),
                     },
                     body,
                     handler: f.clone(),

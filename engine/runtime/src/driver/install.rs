@@ -16,6 +16,7 @@ use super::host::{
     ClientSide, DriverHandler, HOSTS, Host, ServerSide, Side, host_by_id, random_nonce, run_host,
     shard_task,
 };
+use super::sniff::SniffConn;
 use crate::ApiError;
 use crate::address::Address;
 use crate::command::{Caller, CommandSender, HostCommand, Readiness, Waker};
@@ -122,7 +123,7 @@ pub(crate) fn install_server(
     let seed = u64::from_le_bytes(random_nonce()[..8].try_into().expect("8 bytes"));
     let channel = command_channel(shards, shard);
     let caller = Arc::new(Caller::new(channel.0.clone()));
-    let mut serving = Serving::new(handlers, Some(jobs));
+    let mut serving = Serving::new(Arc::clone(&handlers), Some(jobs));
     serving.caller = Some(Arc::clone(&caller));
     let handle = install(shards, shard, channel, serving, move || {
         Side::Server(Box::new(ServerSide {
@@ -130,8 +131,10 @@ pub(crate) fn install_server(
         }))
     })?;
     let id = handle.id;
+    let direct: Arc<[_]> = handlers.direct.clone().into();
     let accept: AcceptFactory = Arc::new(move |_| match host_by_id(id) {
-        Some(host) => Box::new(SessionConn::new(host)) as Box<dyn Protocol>,
+        Some(host) if direct.is_empty() => Box::new(SessionConn::new(host)) as Box<dyn Protocol>,
+        Some(host) => Box::new(SniffConn::new(host, Arc::clone(&direct))),
         None => Box::new(RefusedConn),
     });
     let mut bound = Vec::with_capacity(transports.len());

@@ -36,6 +36,7 @@
 mod conn;
 mod host;
 mod install;
+mod sniff;
 mod workers;
 
 pub(crate) use host::Serving;

@@ -197,6 +197,7 @@ impl ServerEndpoint {
                     additional_data,
                     String::new(),
                 ));
+                link.anonymous = attempt.mechanism == Some(Mechanism::Anonymous);
                 link.phase = ServerPhase(Phase::Authenticated { identity });
                 self.side.unauthenticated -= 1;
             }

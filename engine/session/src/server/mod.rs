@@ -121,6 +121,9 @@ impl Phase {
 struct ServerNexus {
     core: NexusCore,
     identity: String,
+    /// Who created it: the authenticated identity (shared with every handler of its
+    /// requests) and the creating connection's peer.
+    owner: NexusOwner,
     /// The grace period granted at creation.
     grace: Duration,
     /// When it expires, while it has no connection.
@@ -130,6 +133,17 @@ struct ServerNexus {
     reservations: IdMap<u32, Reservation>,
     /// Created over TLS: every connection that joins or recovers it must run TLS too.
     tls: bool,
+}
+
+/// Who created a nexus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NexusOwner {
+    /// The identity it authenticated as (or claimed, if `anonymous`).
+    pub identity: std::sync::Arc<str>,
+    /// It authenticated with `ANONYMOUS`: its identity is a name, not a proof.
+    pub anonymous: bool,
+    /// The peer of the connection that created it.
+    pub peer: Peer,
 }
 
 /// What the deadline queue tracks.
@@ -461,6 +475,12 @@ impl Endpoint<ServerSide> {
     /// Statistics of one nexus.
     pub fn nexus_stats(&self, nexus: NexusId) -> Option<&NexusStats> {
         self.side.nexuses.get(&nexus).map(|n| &n.core.stats)
+    }
+
+    /// Who created `nexus`: its identity and the peer of the connection that created it
+    /// (services bind what they grant a nexus, such as leases, to these).
+    pub fn nexus_owner(&self, nexus: NexusId) -> Option<&NexusOwner> {
+        self.side.nexuses.get(&nexus).map(|n| &n.owner)
     }
 
     /// Memory held by one nexus (for bounds checks).

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use hawser_wire::dsp::{self as wire, Status};
 
-use super::{CreateRequest, Phase, ServerEndpoint, ServerNexus, ServerPhase, Timer};
+use super::{CreateRequest, NexusOwner, Phase, ServerEndpoint, ServerNexus, ServerPhase, Timer};
 use crate::auth;
 use crate::budget::Reservation;
 use crate::codec::Frame;
@@ -16,6 +16,7 @@ use crate::event::Event;
 use crate::frames::{self, SERVED_FEATURES};
 use crate::link::GoAwayCode;
 use crate::nexus::NexusCore;
+use crate::peer::Peer;
 use crate::throttle::TokenBucket;
 use crate::types::shrink_if_sparse;
 use crate::types::{Channel, IdMap, LinkId, NexusId, RequestId};
@@ -230,6 +231,11 @@ impl ServerEndpoint {
             id,
             ServerNexus {
                 core,
+                owner: NexusOwner {
+                    identity: identity.as_str().into(),
+                    anonymous: self.links.get(&conn).is_none_or(|l| l.anonymous),
+                    peer: self.links.get(&conn).map_or(Peer::Unknown, |l| l.peer),
+                },
                 identity: identity.clone(),
                 grace,
                 expires_at: None,

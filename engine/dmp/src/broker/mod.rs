@@ -1,0 +1,808 @@
+//! The broker of one server: sinks, feeds, bindings, leases, and the applications
+//! (nexuses) whose entities live as long as their last connection. Sans-IO: the wiring
+//! handlers and the direct connections call it on the server's shard, with `now`.
+
+mod feed;
+mod lease;
+mod publish;
+mod sink;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hawser_runtime::Peer;
+use hawser_runtime::direct::ConnId;
+use hawser_wire::dmp::ResponseCode;
+use hawser_wire::dmp::wiring::{EntityKind, FlowPolicy};
+use serde::{Deserialize, Serialize};
+
+use crate::config::DmpConfig;
+use crate::pattern::Pattern;
+
+pub use feed::{Feed, FeedCounters, FeedQueue, Overflow};
+pub use lease::{Grant, LEASE_LEN, Lease, LeaseTable, lease_text, parse_lease};
+pub use publish::MessageRef;
+pub use sink::{Binding, Sink};
+
+/// Names a sink or feed for its whole life (a name declared again is a new entity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct EntityId(pub u64);
+
+/// A refusal: a DMP response code and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The code.
+    pub code: ResponseCode,
+    /// The explanation.
+    pub text: String,
+}
+
+impl Refusal {
+    /// A refusal with `code`.
+    pub fn new(code: ResponseCode, text: impl Into<String>) -> Self {
+        Refusal {
+            code,
+            text: text.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.code.code(),
+            self.code.indicator(),
+            self.text
+        )
+    }
+}
+
+/// Who asks, over a nexus.
+#[derive(Debug, Clone)]
+pub struct Requester {
+    /// The nexus (the application).
+    pub app: u128,
+    /// Its identity.
+    pub identity: Arc<str>,
+    /// The identity is claimed (`ANONYMOUS`), not proven.
+    pub anonymous: bool,
+    /// Where its nexus was created from.
+    pub peer: Peer,
+}
+
+/// Who may use and delete a sink or feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// Declared by the server's configuration: never deleted over the wire; a feed's
+    /// consumer may be one identity.
+    Server {
+        /// The only identity that may consume the feed (`None`: any).
+        consumer: Option<Arc<str>>,
+    },
+    /// Declared by an anonymous client: anyone may use or delete it (a claimed name
+    /// proves nothing to keep it by).
+    Anyone,
+    /// Declared by this authenticated identity: only it may bind, consume or delete it.
+    Identity(Arc<str>),
+}
+
+impl Owner {
+    /// The owner of what `who` declares.
+    pub fn of(who: &Requester) -> Self {
+        if who.anonymous {
+            Owner::Anyone
+        } else {
+            Owner::Identity(Arc::clone(&who.identity))
+        }
+    }
+
+    fn admits(&self, who: &Requester) -> bool {
+        match self {
+            Owner::Server { consumer: None } | Owner::Anyone => true,
+            Owner::Server {
+                consumer: Some(identity),
+            }
+            | Owner::Identity(identity) => !who.anonymous && *who.identity == **identity,
+        }
+    }
+}
+
+/// What a redeemed lease attached a direct connection to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attached {
+    /// A publisher of this sink.
+    Put {
+        /// The sink.
+        sink: EntityId,
+        /// Its name (envelopes may name it).
+        name: String,
+    },
+    /// The consumer of this feed.
+    Get {
+        /// The feed.
+        feed: EntityId,
+        /// Its name.
+        name: String,
+    },
+}
+
+/// An application's connections: its nexus, and its direct connections.
+#[derive(Debug, Default)]
+struct App {
+    nexus_alive: bool,
+    direct: u32,
+}
+
+/// A feed's figures, for reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FeedStats {
+    /// Its name.
+    pub name: String,
+    /// Its policy.
+    pub policy: String,
+    /// Messages queued.
+    pub queued_messages: u64,
+    /// Bytes queued.
+    pub queued_bytes: u64,
+    /// Whether a consumer reads it.
+    pub consumer: bool,
+    /// Its counters.
+    pub counters: FeedCounters,
+}
+
+/// The broker's figures.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BrokerStats {
+    /// Sinks.
+    pub sinks: usize,
+    /// Feeds, by name.
+    pub feeds: Vec<FeedStats>,
+    /// Leases waiting.
+    pub leases: usize,
+    /// Open direct connections.
+    pub direct_connections: usize,
+    /// Messages routed to no feed.
+    pub unrouted: u64,
+}
+
+/// Every sink and feed of one server.
+#[derive(Debug)]
+pub struct Broker {
+    config: Arc<DmpConfig>,
+    next_id: u64,
+    sinks: HashMap<EntityId, Sink>,
+    sink_names: HashMap<String, EntityId>,
+    feeds: HashMap<EntityId, Feed>,
+    feed_names: HashMap<String, EntityId>,
+    leases: LeaseTable,
+    apps: HashMap<u128, App>,
+    direct_connections: usize,
+    /// Connections to poll again (their feed has data, their block is lifted, or they
+    /// must close); the direct connections hand them to the shard.
+    wakes: Vec<ConnId>,
+    /// Reused by `publish`: which messages of a chunk some feed took.
+    routed: Vec<bool>,
+}
+
+fn not_found(kind: &str, name: &str) -> Refusal {
+    Refusal::new(
+        ResponseCode::NotFound,
+        format!("no {kind} named \"{name}\" on this server: declare it first"),
+    )
+}
+
+impl Broker {
+    /// A broker with what `config` declares.
+    pub fn new(config: Arc<DmpConfig>) -> Result<Self, Refusal> {
+        let mut broker = Broker {
+            config: Arc::clone(&config),
+            next_id: 1,
+            sinks: HashMap::new(),
+            sink_names: HashMap::new(),
+            feeds: HashMap::new(),
+            feed_names: HashMap::new(),
+            leases: LeaseTable::default(),
+            apps: HashMap::new(),
+            direct_connections: 0,
+            wakes: Vec::new(),
+            routed: Vec::new(),
+        };
+        for sink in &config.sinks {
+            let owner = Owner::Server { consumer: None };
+            broker.add_sink(&sink.name, true, None, owner)?;
+        }
+        for feed in &config.feeds {
+            let (high, low) = config.water_marks(feed.high_water, feed.low_water);
+            let owner = Owner::Server {
+                consumer: feed.consumer.as_deref().map(Arc::from),
+            };
+            broker.add_feed(&feed.name, true, feed.policy, high, low, None, owner)?;
+        }
+        for b in &config.bindings {
+            broker.bind_ids(&b.feed, &b.sink, b.pattern.as_bytes())?;
+        }
+        Ok(broker)
+    }
+
+    /// The service's settings.
+    pub fn config(&self) -> &Arc<DmpConfig> {
+        &self.config
+    }
+
+    fn next_id(&mut self) -> EntityId {
+        self.next_id += 1;
+        EntityId(self.next_id)
+    }
+
+    fn app(&mut self, who: &Requester) {
+        self.apps.entry(who.app).or_default().nexus_alive = true;
+    }
+
+    fn check_name(name: &[u8]) -> Result<&str, Refusal> {
+        let name = std::str::from_utf8(name)
+            .map_err(|_| Refusal::new(ResponseCode::SyntaxError, "a name must be UTF-8 text"))?;
+        if name.is_empty() || name.chars().any(char::is_control) {
+            return Err(Refusal::new(
+                ResponseCode::SyntaxError,
+                "a name must be non-empty text without control characters",
+            ));
+        }
+        Ok(name)
+    }
+
+    fn add_sink(
+        &mut self,
+        name: &str,
+        durable: bool,
+        app: Option<u128>,
+        owner: Owner,
+    ) -> Result<bool, Refusal> {
+        if let Some(id) = self.sink_names.get(name) {
+            let sink = &self.sinks[id];
+            if sink.durable != durable {
+                return Err(Refusal::new(
+                    ResponseCode::NotAllowed,
+                    format!(
+                        "sink \"{name}\" exists with durable = {}: declare it as it is, or \
+                         delete it first",
+                        sink.durable
+                    ),
+                ));
+            }
+            return Ok(false);
+        }
+        let most = self.config.limits.sinks;
+        if self.sinks.len() >= most {
+            return Err(Refusal::new(
+                ResponseCode::NotAllowed,
+                format!("the server holds its maximum of {most} sinks; delete unused ones"),
+            ));
+        }
+        let id = self.next_id();
+        self.sink_names.insert(name.to_owned(), id);
+        self.sinks.insert(
+            id,
+            Sink {
+                id,
+                name: name.to_owned(),
+                durable,
+                app: if durable { None } else { app },
+                owner,
+                bindings: Vec::new(),
+                publishers: Vec::new(),
+                messages: 0,
+                unrouted: 0,
+            },
+        );
+        Ok(true)
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "one per feed setting")]
+    fn add_feed(
+        &mut self,
+        name: &str,
+        durable: bool,
+        policy: FlowPolicy,
+        high_water: u64,
+        low_water: u64,
+        app: Option<u128>,
+        owner: Owner,
+    ) -> Result<bool, Refusal> {
+        if let Some(id) = self.feed_names.get(name) {
+            let f = &self.feeds[id];
+            if (f.durable, f.policy, f.high_water, f.low_water)
+                != (durable, policy, high_water, low_water)
+            {
+                return Err(Refusal::new(
+                    ResponseCode::NotAllowed,
+                    format!(
+                        "feed \"{name}\" exists with other settings ({}, high {} B, low {} B, \
+                         durable = {}): declare it as it is, or delete it first",
+                        f.policy.as_str(),
+                        f.high_water,
+                        f.low_water,
+                        f.durable
+                    ),
+                ));
+            }
+            return Ok(false);
+        }
+        let most = self.config.limits.feeds;
+        if self.feeds.len() >= most {
+            return Err(Refusal::new(
+                ResponseCode::NotAllowed,
+                format!("the server holds its maximum of {most} feeds; delete unused ones"),
+            ));
+        }
+        let id = self.next_id();
+        self.feed_names.insert(name.to_owned(), id);
+        self.feeds.insert(
+            id,
+            Feed {
+                id,
+                name: name.to_owned(),
+                policy,
+                high_water,
+                low_water,
+                durable,
+                app: if durable { None } else { app },
+                owner,
+                queue: FeedQueue::default(),
+                consumer: None,
+                blocked: false,
+                waiting: Vec::new(),
+                counters: FeedCounters::default(),
+            },
+        );
+        Ok(true)
+    }
+
+    /// `Declare-Sink`: true if it was made, false if it existed alike.
+    pub fn declare_sink(
+        &mut self,
+        who: &Requester,
+        name: &[u8],
+        durable: bool,
+    ) -> Result<bool, Refusal> {
+        let name = Self::check_name(name)?;
+        self.app(who);
+        self.add_sink(name, durable, Some(who.app), Owner::of(who))
+    }
+
+    /// `Declare-Feed`: true if it was made, false if it existed alike. Only its
+    /// declaring identity may bind, consume or delete it.
+    pub fn declare_feed(
+        &mut self,
+        who: &Requester,
+        name: &[u8],
+        durable: bool,
+        policy: FlowPolicy,
+        high: u64,
+        low: u64,
+    ) -> Result<bool, Refusal> {
+        let name = Self::check_name(name)?;
+        if let Some(id) = self.feed_names.get(name) {
+            self.check_owner(&self.feeds[id].owner, who, "feed", name)?;
+        }
+        self.app(who);
+        let (high, low) = self.config.water_marks(high, low);
+        self.add_feed(
+            name,
+            durable,
+            policy,
+            high,
+            low,
+            Some(who.app),
+            Owner::of(who),
+        )
+    }
+
+    fn check_owner(
+        &self,
+        owner: &Owner,
+        who: &Requester,
+        kind: &str,
+        name: &str,
+    ) -> Result<(), Refusal> {
+        if owner.admits(who) {
+            return Ok(());
+        }
+        Err(Refusal::new(
+            ResponseCode::NoAccess,
+            format!("{kind} \"{name}\" belongs to another identity"),
+        ))
+    }
+
+    /// `Delete`: a sink (its publishers are disconnected) or a feed (its consumer is).
+    pub fn delete(
+        &mut self,
+        who: &Requester,
+        kind: EntityKind,
+        name: &[u8],
+    ) -> Result<(), Refusal> {
+        let name = Self::check_name(name)?;
+        let (owner, id) = match kind {
+            EntityKind::Sink => {
+                let id = *self
+                    .sink_names
+                    .get(name)
+                    .ok_or_else(|| not_found("sink", name))?;
+                (self.sinks[&id].owner.clone(), id)
+            }
+            EntityKind::Feed => {
+                let id = *self
+                    .feed_names
+                    .get(name)
+                    .ok_or_else(|| not_found("feed", name))?;
+                (self.feeds[&id].owner.clone(), id)
+            }
+        };
+        if matches!(owner, Owner::Server { .. }) {
+            return Err(Refusal::new(
+                ResponseCode::NoAccess,
+                format!("\"{name}\" is declared by the server's configuration"),
+            ));
+        }
+        self.check_owner(&owner, who, "entity", name)?;
+        match kind {
+            EntityKind::Sink => self.remove_sink(id),
+            EntityKind::Feed => self.remove_feed(id),
+        }
+        Ok(())
+    }
+
+    fn remove_sink(&mut self, id: EntityId) {
+        if let Some(sink) = self.sinks.remove(&id) {
+            self.sink_names.remove(&sink.name);
+            // Each sees its sink gone when polled, and closes.
+            self.wakes.extend(sink.publishers);
+        }
+    }
+
+    fn remove_feed(&mut self, id: EntityId) {
+        let Some(feed) = self.feeds.remove(&id) else {
+            return;
+        };
+        self.feed_names.remove(&feed.name);
+        for sink in self.sinks.values_mut() {
+            sink.bindings.retain(|b| b.feed != id);
+        }
+        self.wakes.extend(feed.consumer);
+        self.wakes.extend(feed.waiting);
+    }
+
+    fn bind_ids(&mut self, feed: &str, sink: &str, pattern: &[u8]) -> Result<(), Refusal> {
+        let feed_id = *self
+            .feed_names
+            .get(feed)
+            .ok_or_else(|| not_found("feed", feed))?;
+        let sink_id = *self
+            .sink_names
+            .get(sink)
+            .ok_or_else(|| not_found("sink", sink))?;
+        let pattern = Pattern::parse(pattern)
+            .map_err(|e| Refusal::new(ResponseCode::SyntaxError, e.to_string()))?;
+        let most = self.config.limits.bindings_per_sink;
+        let s = self.sinks.get_mut(&sink_id).expect("named sink exists");
+        let patterns: usize = s.bindings.iter().map(|b| b.patterns.len()).sum();
+        let existing = s.bindings.iter().position(|b| b.feed == feed_id);
+        if let Some(i) = existing
+            && s.bindings[i].patterns.contains(&pattern)
+        {
+            return Ok(());
+        }
+        if patterns >= most {
+            return Err(Refusal::new(
+                ResponseCode::NotAllowed,
+                format!("sink \"{sink}\" has its maximum of {most} bindings"),
+            ));
+        }
+        match existing {
+            Some(i) => s.bindings[i].patterns.push(pattern),
+            None => s.bindings.push(Binding {
+                feed: feed_id,
+                patterns: vec![pattern],
+            }),
+        }
+        Ok(())
+    }
+
+    /// `Bind`: routes the sink's messages whose key `pattern` matches to the feed.
+    pub fn bind(
+        &mut self,
+        who: &Requester,
+        feed: &[u8],
+        sink: &[u8],
+        pattern: &[u8],
+    ) -> Result<(), Refusal> {
+        let feed = Self::check_name(feed)?;
+        let sink = Self::check_name(sink)?;
+        let id = self
+            .feed_names
+            .get(feed)
+            .ok_or_else(|| not_found("feed", feed))?;
+        self.check_owner(&self.feeds[id].owner, who, "feed", feed)?;
+        self.bind_ids(feed, sink, pattern)
+    }
+
+    /// `Unbind`.
+    pub fn unbind(
+        &mut self,
+        who: &Requester,
+        feed: &[u8],
+        sink: &[u8],
+        pattern: &[u8],
+    ) -> Result<(), Refusal> {
+        let feed = Self::check_name(feed)?;
+        let sink = Self::check_name(sink)?;
+        let feed_id = *self
+            .feed_names
+            .get(feed)
+            .ok_or_else(|| not_found("feed", feed))?;
+        self.check_owner(&self.feeds[&feed_id].owner, who, "feed", feed)?;
+        let sink_id = *self
+            .sink_names
+            .get(sink)
+            .ok_or_else(|| not_found("sink", sink))?;
+        let s = self.sinks.get_mut(&sink_id).expect("named sink exists");
+        let before: usize = s.bindings.iter().map(|b| b.patterns.len()).sum();
+        for b in s.bindings.iter_mut().filter(|b| b.feed == feed_id) {
+            b.patterns.retain(|p| p.text() != pattern);
+        }
+        s.bindings.retain(|b| !b.patterns.is_empty());
+        let after: usize = s.bindings.iter().map(|b| b.patterns.len()).sum();
+        if after == before {
+            return Err(Refusal::new(
+                ResponseCode::NotFound,
+                format!("feed \"{feed}\" is not bound to sink \"{sink}\" with that pattern"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn grant(&mut self, now: Instant, who: &Requester, grant: Grant) -> Result<String, Refusal> {
+        if let Some(why) = &self.config.refuse_direct {
+            return Err(Refusal::new(ResponseCode::NotAllowed, why.clone()));
+        }
+        self.app(who);
+        let lease = Lease {
+            grant,
+            app: who.app,
+            identity: Arc::clone(&who.identity),
+            peer: who.peer,
+            expires: now + self.config.lease_ttl,
+        };
+        self.leases.grant(now, lease, self.config.limits.leases)
+    }
+
+    /// `Direct.Put`: a lease for one publishing connection to the sink.
+    pub fn put(&mut self, now: Instant, who: &Requester, sink: &[u8]) -> Result<String, Refusal> {
+        let name = Self::check_name(sink)?;
+        let id = *self
+            .sink_names
+            .get(name)
+            .ok_or_else(|| not_found("sink", name))?;
+        self.grant(now, who, Grant::Put(id))
+    }
+
+    /// `Direct.Get`: a lease for the consuming connection of the feed, which the
+    /// asking identity must own (or the configuration left to any).
+    pub fn get(&mut self, now: Instant, who: &Requester, feed: &[u8]) -> Result<String, Refusal> {
+        let name = Self::check_name(feed)?;
+        let id = *self
+            .feed_names
+            .get(name)
+            .ok_or_else(|| not_found("feed", name))?;
+        let f = &self.feeds[&id];
+        self.check_owner(&f.owner, who, "feed", name)?;
+        if f.consumer.is_some() {
+            return Err(Refusal::new(
+                ResponseCode::NotAllowed,
+                format!("feed \"{name}\" is exclusive and has a consumer already"),
+            ));
+        }
+        self.grant(now, who, Grant::Get(id))
+    }
+
+    /// A direct connection presents its lease: it becomes a publisher of the sink or
+    /// the consumer of the feed.
+    pub fn redeem(
+        &mut self,
+        now: Instant,
+        lease: &[u8],
+        peer: Peer,
+        conn: ConnId,
+    ) -> Result<(Attached, u128), Refusal> {
+        let lease = self.leases.redeem(now, lease, peer)?;
+        let most = self.config.limits.direct_connections;
+        if self.direct_connections >= most {
+            return Err(Refusal::new(
+                ResponseCode::NotAllowed,
+                format!("the server holds its maximum of {most} direct connections"),
+            ));
+        }
+        let attached = match lease.grant {
+            Grant::Put(id) => {
+                let sink = self.sinks.get_mut(&id).ok_or_else(|| {
+                    Refusal::new(ResponseCode::NotFound, "the lease's sink was deleted")
+                })?;
+                sink.publishers.push(conn);
+                Attached::Put {
+                    sink: id,
+                    name: sink.name.clone(),
+                }
+            }
+            Grant::Get(id) => {
+                let feed = self.feeds.get_mut(&id).ok_or_else(|| {
+                    Refusal::new(ResponseCode::NotFound, "the lease's feed was deleted")
+                })?;
+                if feed.consumer.is_some() {
+                    return Err(Refusal::new(
+                        ResponseCode::NotAllowed,
+                        format!(
+                            "feed \"{}\" is exclusive and has a consumer already",
+                            feed.name
+                        ),
+                    ));
+                }
+                feed.consumer = Some(conn);
+                // Messages may be waiting for it.
+                self.wakes.push(conn);
+                Attached::Get {
+                    feed: id,
+                    name: feed.name.clone(),
+                }
+            }
+        };
+        self.direct_connections += 1;
+        let app = self.apps.entry(lease.app).or_default();
+        app.direct += 1;
+        Ok((attached, lease.app))
+    }
+
+    /// A closed direct connection (attached for application `app`): it stops publishing or consuming, and its
+    /// application's entities go if that was its last connection.
+    pub fn detach(&mut self, conn: ConnId, attached: &Attached, app: u128) {
+        match attached {
+            Attached::Put { sink, .. } => {
+                if let Some(s) = self.sinks.get_mut(sink) {
+                    s.publishers.retain(|&c| c != conn);
+                }
+                for f in self.feeds.values_mut() {
+                    f.waiting.retain(|&c| c != conn);
+                }
+            }
+            Attached::Get { feed, .. } => {
+                if let Some(f) = self.feeds.get_mut(feed)
+                    && f.consumer == Some(conn)
+                {
+                    f.consumer = None;
+                }
+            }
+        }
+        self.direct_connections = self.direct_connections.saturating_sub(1);
+        if let Some(a) = self.apps.get_mut(&app) {
+            a.direct = a.direct.saturating_sub(1);
+        }
+        self.end_app_if_unused(app);
+    }
+
+    /// The application's nexus is gone (destroyed, or expired after its grace period).
+    pub fn nexus_ended(&mut self, app: u128) {
+        self.leases.forget_app(app);
+        if let Some(a) = self.apps.get_mut(&app) {
+            a.nexus_alive = false;
+        }
+        self.end_app_if_unused(app);
+    }
+
+    fn end_app_if_unused(&mut self, app: u128) {
+        let Some(a) = self.apps.get(&app) else {
+            return;
+        };
+        if a.nexus_alive || a.direct > 0 {
+            return;
+        }
+        self.apps.remove(&app);
+        let sinks: Vec<_> = self
+            .sinks
+            .values()
+            .filter(|s| s.app == Some(app))
+            .map(|s| s.id)
+            .collect();
+        let feeds: Vec<_> = self
+            .feeds
+            .values()
+            .filter(|f| f.app == Some(app))
+            .map(|f| f.id)
+            .collect();
+        for id in sinks {
+            self.remove_sink(id);
+        }
+        for id in feeds {
+            self.remove_feed(id);
+        }
+    }
+
+    /// The sink, while it exists.
+    pub fn sink(&self, id: EntityId) -> Option<&Sink> {
+        self.sinks.get(&id)
+    }
+
+    /// The feed, while it exists.
+    pub fn feed(&self, id: EntityId) -> Option<&Feed> {
+        self.feeds.get(&id)
+    }
+
+    /// The id of the feed named `name`.
+    pub fn feed_id(&self, name: &str) -> Option<EntityId> {
+        self.feed_names.get(name).copied()
+    }
+
+    /// The id of the sink named `name`.
+    pub fn sink_id(&self, name: &str) -> Option<EntityId> {
+        self.sink_names.get(name).copied()
+    }
+
+    /// Takes up to about `budget` bytes of the feed's queue for its consumer `conn`
+    /// (nothing if `conn` no longer consumes it); wakes blocked publishers once it
+    /// drained to the low-water mark.
+    pub fn take_for(
+        &mut self,
+        feed: EntityId,
+        conn: ConnId,
+        budget: usize,
+        send: impl FnMut(bytes::Bytes),
+    ) -> Option<u64> {
+        let f = self.feeds.get_mut(&feed)?;
+        if f.consumer != Some(conn) {
+            return None;
+        }
+        let n = f.queue.take(budget, send);
+        f.counters.delivered += n;
+        if f.blocked && f.drained() {
+            f.blocked = false;
+            self.wakes.append(&mut f.waiting);
+        }
+        Some(n)
+    }
+
+    /// Whether a publisher paused on `feeds` may read again (none of them is blocked).
+    pub fn unblocked(&self, feeds: &[EntityId]) -> bool {
+        feeds
+            .iter()
+            .all(|id| self.feeds.get(id).is_none_or(|f| !f.blocked))
+    }
+
+    /// Connections to poll again.
+    pub fn take_wakes(&mut self, into: &mut Vec<ConnId>) {
+        into.append(&mut self.wakes);
+    }
+
+    /// The broker's figures.
+    pub fn stats(&self) -> BrokerStats {
+        let mut feeds: Vec<_> = self
+            .feeds
+            .values()
+            .map(|f| FeedStats {
+                name: f.name.clone(),
+                policy: f.policy.as_str().to_owned(),
+                queued_messages: f.queue.messages(),
+                queued_bytes: f.queue.bytes(),
+                consumer: f.consumer.is_some(),
+                counters: f.counters,
+            })
+            .collect();
+        feeds.sort_by(|a, b| a.name.cmp(&b.name));
+        BrokerStats {
+            sinks: self.sinks.len(),
+            feeds,
+            leases: self.leases.len(),
+            direct_connections: self.direct_connections,
+            unrouted: self.sinks.values().map(|s| s.unrouted).sum(),
+        }
+    }
+}

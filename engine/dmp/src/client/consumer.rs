@@ -1,0 +1,188 @@
+//! The consuming direct connection of a feed: messages read in large receives and
+//! handed out in place, null messages sent while idle, a silent server detected.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use hawser_runtime::Address;
+use hawser_wire::dmp::{Envelope, Message};
+
+use super::DmpError;
+use super::dialog::{self, DirectOptions};
+use super::publisher::now_micros;
+use super::stream::Stream;
+use crate::config::DEFAULT_MAX_MESSAGE_SIZE;
+use crate::direct::NULL_MESSAGE;
+
+/// Bytes asked of each receive.
+const RECEIVE: usize = 1 << 20;
+
+/// A message, in place in the consumer's buffer until the next receive.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    /// The decoded envelope.
+    pub envelope: Envelope<'a>,
+    /// The message as it travelled (size field included).
+    pub raw: &'a [u8],
+}
+
+impl Delivery<'_> {
+    /// Microseconds since its publisher stamped it (the timestamp property), if it has one.
+    pub fn age_micros(&self) -> Option<u64> {
+        self.envelope
+            .properties
+            .timestamp
+            .map(|t| now_micros().saturating_sub(t))
+    }
+}
+
+/// Reads one feed.
+#[derive(Debug)]
+pub struct Consumer {
+    stream: Stream,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    options: DirectOptions,
+    max_message_size: u32,
+    last_heard: Instant,
+    last_sent: Instant,
+    ready: String,
+}
+
+impl Consumer {
+    /// Opens the consuming connection with a lease for the feed.
+    pub fn open(address: &Address, lease: &str, options: DirectOptions) -> Result<Self, DmpError> {
+        let opened = dialog::open(address, lease, &options)?;
+        let tick = (options.heartbeat / 2).max(Duration::from_millis(10));
+        opened.stream.set_read_timeout(Some(tick))?;
+        let mut buf = vec![0u8; RECEIVE];
+        let end = opened.leftover.len();
+        if end > buf.len() {
+            buf.resize(end, 0);
+        }
+        buf[..end].copy_from_slice(&opened.leftover);
+        let now = Instant::now();
+        Ok(Consumer {
+            stream: opened.stream,
+            buf,
+            start: 0,
+            end,
+            options,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            last_heard: now,
+            last_sent: now,
+            ready: opened.ready,
+        })
+    }
+
+    /// The server's `Ready` text.
+    pub fn ready_text(&self) -> &str {
+        &self.ready
+    }
+
+    /// The largest message accepted (default: the server's default limit).
+    pub fn set_max_message_size(&mut self, bytes: u32) {
+        self.max_message_size = bytes;
+    }
+
+    /// The next message; `None` once the server closed the feed's connection (the feed
+    /// was deleted, or the consumer disconnected as too slow). Waits as long as it takes,
+    /// heartbeating.
+    pub fn recv(&mut self) -> Result<Option<Delivery<'_>>, DmpError> {
+        self.recv_until(None)
+    }
+
+    /// As [`recv`](Self::recv), giving up with [`DmpError::Io`] of kind `TimedOut` once
+    /// `deadline` passes.
+    pub fn recv_until(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Delivery<'_>>, DmpError> {
+        loop {
+            let avail = self.end - self.start;
+            if avail >= 4 {
+                let at = self.start;
+                let size = u32::from_be_bytes(self.buf[at..at + 4].try_into().expect("4 bytes"));
+                if size == 0 {
+                    self.start += 4;
+                    continue;
+                }
+                if size > self.max_message_size {
+                    return Err(DmpError::Protocol(format!(
+                        "the server sent a message of {size} bytes, over the limit of {}",
+                        self.max_message_size
+                    )));
+                }
+                let len = 4 + size as usize;
+                if avail >= len {
+                    self.start += len;
+                    let raw = &self.buf[at..at + len];
+                    return match Message::decode(raw, self.max_message_size) {
+                        Ok(Some((Message::Envelope(envelope), _))) => {
+                            Ok(Some(Delivery { envelope, raw }))
+                        }
+                        Ok(_) => Err(DmpError::Protocol("a message the size field cut".into())),
+                        Err(e) => Err(DmpError::Protocol(format!("malformed message: {e}"))),
+                    };
+                }
+                if len > self.buf.len() {
+                    self.buf.resize(len, 0);
+                }
+            }
+            self.receive(deadline)?;
+            if self.start == usize::MAX {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// One receive into the buffer (moving the unread tail to its front first);
+    /// `start == usize::MAX` marks the end of the stream.
+    fn receive(&mut self, deadline: Option<Instant>) -> Result<(), DmpError> {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        loop {
+            match self.stream.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.start = usize::MAX;
+                    return Ok(());
+                }
+                Ok(n) => {
+                    self.end += n;
+                    self.last_heard = Instant::now();
+                    return Ok(());
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    let now = Instant::now();
+                    let silent = now - self.last_heard;
+                    if silent >= self.options.dead_after {
+                        self.stream.shutdown();
+                        return Err(DmpError::Dead(silent));
+                    }
+                    if now - self.last_sent >= self.options.heartbeat {
+                        self.stream.write_all(&NULL_MESSAGE)?;
+                        self.last_sent = now;
+                    }
+                    if deadline.is_some_and(|d| now >= d) {
+                        return Err(DmpError::Io(std::io::ErrorKind::TimedOut.into()));
+                    }
+                }
+                Err(e) => return Err(DmpError::Io(e)),
+            }
+        }
+    }
+
+    /// Ends the connection.
+    pub fn close(self) {
+        self.stream.shutdown();
+    }
+}

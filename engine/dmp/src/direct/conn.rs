@@ -1,0 +1,393 @@
+//! The shards protocol of one direct connection on the server.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+use hawser_runtime::Peer;
+use hawser_runtime::direct::{
+    CloseReason, ConnId, PeerCredentials, Protocol, Received, Transmit, wake_connection,
+};
+use hawser_wire::dmp::{Command, Preamble, ResponseCode};
+
+use super::heartbeat::{Beat, Heartbeat, NULL_MESSAGE};
+use super::{put_response, scan};
+use crate::broker::{Attached, Broker, EntityId, MessageRef, Refusal};
+
+/// Receive buffer of the dialog and of a consumer's connection (which sends only null
+/// messages).
+const SMALL_RECEIVE: usize = 512;
+/// Receive buffer of a publisher's connection: each receive is routed as a whole, so
+/// this is also the most a blocked publisher overshoots its feed's high-water mark by.
+const PUBLISH_RECEIVE: usize = 256 << 10;
+/// Stop taking from the feed once this much waits for the consumer's socket.
+const SEND_BUDGET: usize = 1 << 20;
+
+#[derive(Debug)]
+enum Phase {
+    Preamble,
+    Lease,
+    Put { sink: EntityId, name: Box<[u8]> },
+    Get { feed: EntityId },
+    Closing,
+}
+
+/// One direct connection: the dialog, then a publisher's or the consumer's messages.
+pub struct DirectConn {
+    broker: Rc<RefCell<Broker>>,
+    conn: Option<ConnId>,
+    peer: Peer,
+    phase: Phase,
+    rx: BytesMut,
+    /// Responses and null messages to send, before any message data.
+    pending: Vec<u8>,
+    handshake_deadline: Option<Instant>,
+    heartbeat: Option<Heartbeat>,
+    /// What the lease attached it to, and for which application.
+    attached: Option<(Attached, u128)>,
+    /// Feeds a paused publisher waits on.
+    blocked_on: Vec<EntityId>,
+    messages: Vec<MessageRef>,
+    wakes: Vec<ConnId>,
+}
+
+impl std::fmt::Debug for DirectConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectConn")
+            .field("conn", &self.conn)
+            .field("phase", &self.phase)
+            .finish()
+    }
+}
+
+impl DirectConn {
+    /// A connection of `broker`'s server, before its first bytes.
+    pub fn new(broker: Rc<RefCell<Broker>>) -> Self {
+        DirectConn {
+            broker,
+            conn: None,
+            peer: Peer::Unknown,
+            phase: Phase::Preamble,
+            rx: BytesMut::new(),
+            pending: Vec::new(),
+            handshake_deadline: None,
+            heartbeat: None,
+            attached: None,
+            blocked_on: Vec::new(),
+            messages: Vec::new(),
+            wakes: Vec::new(),
+        }
+    }
+
+    /// Whether it reads a feed (for tests).
+    pub fn is_consumer(&self) -> bool {
+        matches!(self.phase, Phase::Get { .. })
+    }
+
+    /// Whether it waits for a feed to drain.
+    pub fn is_paused(&self) -> bool {
+        !self.blocked_on.is_empty()
+    }
+
+    fn refuse(&mut self, refusal: &Refusal) {
+        tracing::debug!(peer = ?self.peer, %refusal, "direct connection refused");
+        put_response(&mut self.pending, refusal.code, &refusal.text);
+        self.close();
+    }
+
+    fn close(&mut self) {
+        self.phase = Phase::Closing;
+        self.heartbeat = None;
+        self.handshake_deadline = None;
+    }
+
+    /// Runs the dialog and the messages over what `rx` holds.
+    fn process(&mut self, now: Instant) {
+        loop {
+            match &self.phase {
+                Phase::Preamble => {
+                    let Ok(Some((preamble, n))) = Preamble::decode(&self.rx) else {
+                        if self.rx.len() >= Preamble::LEN {
+                            self.close();
+                        }
+                        return;
+                    };
+                    self.rx.advance(n);
+                    if !preamble.is_dmp() {
+                        let text = format!(
+                            "protocol {}.{} version {}.{} is not served here: DMP/0.1 is \
+                             (AMQP 10.1.0.1)",
+                            preamble.protocol_id, preamble.instance, preamble.major, preamble.minor
+                        );
+                        self.refuse(&Refusal::new(ResponseCode::NotImplemented, text));
+                        return;
+                    }
+                    put_response(&mut self.pending, ResponseCode::Ok, "DMP/0.1");
+                    self.phase = Phase::Lease;
+                }
+                Phase::Lease => {
+                    let Ok(Some((command, n))) = Command::decode(&self.rx) else {
+                        return;
+                    };
+                    let lease = command.text.as_bytes().to_vec();
+                    self.rx.advance(n);
+                    self.redeem(now, &lease);
+                    if matches!(self.phase, Phase::Closing) {
+                        return;
+                    }
+                }
+                Phase::Put { .. } => return self.publish(now),
+                Phase::Get { .. } => return self.consumer_input(),
+                Phase::Closing => {
+                    self.rx.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn redeem(&mut self, now: Instant, lease: &[u8]) {
+        if lease.is_empty() {
+            return self.refuse(&Refusal::new(
+                ResponseCode::SyntaxError,
+                "the command must be the lease granted by Direct.Put or Direct.Get",
+            ));
+        }
+        let Some(conn) = self.conn else {
+            return self.close();
+        };
+        let redeemed = self.broker.borrow_mut().redeem(now, lease, self.peer, conn);
+        let (attached, app) = match redeemed {
+            Ok(ok) => ok,
+            Err(refusal) => return self.refuse(&refusal),
+        };
+        let config = Rc::clone(&self.broker);
+        let config = config.borrow();
+        let config = config.config();
+        let (text, phase) = match &attached {
+            Attached::Put { sink, name } => (
+                format!("Ready to write to \"{name}\""),
+                Phase::Put {
+                    sink: *sink,
+                    name: name.as_bytes().into(),
+                },
+            ),
+            Attached::Get { feed, name } => (
+                format!("Ready to read from \"{name}\""),
+                Phase::Get { feed: *feed },
+            ),
+        };
+        put_response(&mut self.pending, ResponseCode::Ok, &text);
+        self.phase = phase;
+        self.attached = Some((attached, app));
+        self.handshake_deadline = None;
+        self.heartbeat = Some(Heartbeat::new(now, config.heartbeat, config.dead_after));
+    }
+
+    fn publish(&mut self, now: Instant) {
+        let Phase::Put { sink, name } = &self.phase else {
+            return;
+        };
+        let sink = *sink;
+        let max = self.broker.borrow().config().max_message_size;
+        self.messages.clear();
+        let scanned = match scan(&self.rx, max, name, &mut self.messages) {
+            Ok(s) => s,
+            Err(refusal) => return self.refuse(&refusal),
+        };
+        if scanned.consumed > 0 {
+            let chunk = self.rx.split_to(scanned.consumed).freeze();
+            let mut broker = self.broker.borrow_mut();
+            if !broker.publish(sink, &chunk, &self.messages, &mut self.blocked_on) {
+                drop(broker);
+                return self.refuse(&Refusal::new(
+                    ResponseCode::NotFound,
+                    "the sink was deleted",
+                ));
+            }
+            if let (false, Some(conn)) = (self.blocked_on.is_empty(), self.conn) {
+                broker.wait_for(conn, &self.blocked_on);
+            }
+        }
+        if let Some(len) = scanned.next_len {
+            self.rx.reserve(len.saturating_sub(self.rx.len()));
+        }
+        let _ = now;
+    }
+
+    /// A consumer sends only null messages; anything else ends its connection.
+    fn consumer_input(&mut self) {
+        while self.rx.len() >= 4 {
+            if self.rx[..4] != NULL_MESSAGE {
+                tracing::debug!(peer = ?self.peer, "consumer sent data on a feed connection");
+                return self.close();
+            }
+            self.rx.advance(4);
+        }
+    }
+
+    /// Hands the broker's wake-ups to the shard.
+    fn flush_wakes(&mut self) {
+        self.broker.borrow_mut().take_wakes(&mut self.wakes);
+        for conn in self.wakes.drain(..) {
+            if Some(conn) != self.conn {
+                wake_connection(conn);
+            }
+        }
+    }
+}
+
+impl Protocol for DirectConn {
+    fn on_open(&mut self, now: Instant, conn: ConnId) {
+        self.conn = Some(conn);
+        let timeout = self.broker.borrow().config().handshake_timeout;
+        self.handshake_deadline = Some(now + timeout);
+    }
+
+    fn on_peer_address(&mut self, peer: SocketAddr) {
+        self.peer = Peer::Inet(peer.ip());
+    }
+
+    fn on_peer_credentials(&mut self, creds: PeerCredentials) {
+        self.peer = Peer::Local(hawser_runtime::LocalCredentials {
+            pid: creds.pid,
+            uid: creds.uid,
+            gid: creds.gid,
+        });
+    }
+
+    fn receives_into_own_buffer(&self) -> bool {
+        true
+    }
+
+    fn recv_buffer(&mut self, now: Instant) -> Option<BytesMut> {
+        let want = match self.phase {
+            Phase::Closing => return None,
+            Phase::Put { .. } => {
+                if !self.blocked_on.is_empty() {
+                    if !self.broker.borrow().unblocked(&self.blocked_on) {
+                        return None;
+                    }
+                    self.blocked_on.clear();
+                    // It could not hear its peer while paused.
+                    if let Some(hb) = &mut self.heartbeat {
+                        hb.received(now);
+                    }
+                }
+                PUBLISH_RECEIVE
+            }
+            _ => SMALL_RECEIVE,
+        };
+        if self.rx.capacity() - self.rx.len() < want / 4 {
+            self.rx.reserve(want);
+        }
+        Some(std::mem::take(&mut self.rx))
+    }
+
+    fn handle_received(&mut self, now: Instant, buf: BytesMut, filled: usize) {
+        self.rx = buf;
+        if filled == 0 {
+            return;
+        }
+        if let Some(hb) = &mut self.heartbeat {
+            hb.received(now);
+        }
+        self.process(now);
+        self.flush_wakes();
+    }
+
+    fn handle_input(&mut self, _now: Instant, _input: Received<'_>) {
+        debug_assert!(false, "direct connections receive into their own buffers");
+    }
+
+    fn handle_eof(&mut self, _now: Instant) {
+        self.close();
+    }
+
+    fn poll_transmit(&mut self, now: Instant, out: &mut Transmit) {
+        if !self.pending.is_empty() {
+            out.write(&self.pending);
+            self.pending.clear();
+            if let Some(hb) = &mut self.heartbeat {
+                hb.sent(now);
+            }
+        }
+        match self.phase {
+            Phase::Get { feed } => {
+                let Some(conn) = self.conn else { return };
+                let budget = SEND_BUDGET.saturating_sub(out.queued());
+                let taken = self
+                    .broker
+                    .borrow_mut()
+                    .take_for(feed, conn, budget, |b| out.write_bytes(b));
+                match taken {
+                    // Deleted, or disconnected as too slow.
+                    None => self.close(),
+                    Some(0) => {}
+                    Some(_) => {
+                        if let Some(hb) = &mut self.heartbeat {
+                            hb.sent(now);
+                        }
+                    }
+                }
+            }
+            Phase::Put { sink, .. } if self.broker.borrow().sink(sink).is_none() => {
+                self.refuse(&Refusal::new(
+                    ResponseCode::NotFound,
+                    "the sink was deleted",
+                ));
+                out.write(&self.pending);
+                self.pending.clear();
+            }
+            _ => {}
+        }
+        self.flush_wakes();
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.handshake_deadline
+            .or_else(|| self.heartbeat.as_ref().map(Heartbeat::deadline))
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if self.handshake_deadline.is_some_and(|d| now >= d) {
+            let text = match self.phase {
+                Phase::Preamble => "no protocol header in time",
+                _ => "no lease in time",
+            };
+            return self.refuse(&Refusal::new(ResponseCode::Invalid, text));
+        }
+        if !self.blocked_on.is_empty()
+            && let Some(hb) = &mut self.heartbeat
+        {
+            hb.received(now);
+        }
+        match self.heartbeat.as_ref().map(|hb| hb.poll(now)) {
+            Some(Beat::Dead) => {
+                tracing::debug!(peer = ?self.peer, "direct connection silent too long: closed");
+                self.close();
+            }
+            Some(Beat::Send) => {
+                self.pending.extend_from_slice(&NULL_MESSAGE);
+                if let Some(hb) = &mut self.heartbeat {
+                    hb.sent(now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn wants_close(&self) -> bool {
+        matches!(self.phase, Phase::Closing)
+    }
+
+    fn on_close(&mut self, _now: Instant, _reason: &CloseReason) {
+        self.close();
+        if let (Some((attached, app)), Some(conn)) = (self.attached.take(), self.conn) {
+            self.broker.borrow_mut().detach(conn, &attached, app);
+            self.flush_wakes();
+        }
+    }
+}
