@@ -90,7 +90,7 @@ fn lines_published_to_a_sink_reach_the_bound_consumer_with_a_report() {
 #[test]
 fn publishing_to_a_missing_sink_says_how_to_declare_it() {
     let root = TempDir::new("cli-dmp-missing");
-    let server = ServeProcess::start(root.path());
+    let server = ServeProcess::start_with(root.path(), &["--listen", "127.0.0.1:0", "--dmp"], 1);
     let out = hawser()
         .args(["publish", &server.addr, "nowhere"])
         .stdin(Stdio::null())
@@ -107,14 +107,20 @@ fn publishing_to_a_missing_sink_says_how_to_declare_it() {
 #[test]
 fn framed_messages_round_trip_and_bench_measures_dmp() {
     let root = TempDir::new("cli-dmp-framed");
-    let server = ServeProcess::start(root.path());
-    // The sink is declared by the publisher; the consumer's bind needs it first.
-    let declare = hawser()
-        .args(["publish", &server.addr, "s", "--declare", "--durable"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(declare.status.success(), "{}", text(&declare.stderr));
+    let config = root.path().join("serve.toml");
+    std::fs::write(&config, "[dmp]\nsinks = [\"s\"]\n").unwrap();
+    let data = root.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let server = ServeProcess::start_with(
+        &data,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        1,
+    );
     let consumer = hawser()
         .args([
             "consume",

@@ -7,6 +7,8 @@ use hawser_wire::dmp::wiring::FlowPolicy;
 
 /// Default high-water mark of a feed's queue.
 pub const DEFAULT_HIGH_WATER: u64 = 8 << 20;
+/// Default of what all queues hold together.
+pub const DEFAULT_MAX_QUEUED: u64 = 512 << 20;
 /// Largest envelope (size field) a publisher may send by default.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u32 = 1 << 20;
 
@@ -58,6 +60,11 @@ pub struct DmpConfig {
     pub high_water: u64,
     /// Largest envelope a publisher may send (its size field).
     pub max_message_size: u32,
+    /// Bytes all feeds' queues and the publishers' receive buffers hold together at most:
+    /// past it every publisher pauses until they drained to three quarters of it.
+    pub max_queued_bytes: u64,
+    /// The largest water mark a client may declare for a feed.
+    pub max_high_water: u64,
     /// Most sinks, feeds, bindings (per sink), outstanding leases and direct connections.
     pub limits: DmpLimits,
     /// Set when direct connections must not be granted, with the reason (for example a
@@ -84,6 +91,12 @@ pub struct DmpLimits {
     pub leases: usize,
     /// Open direct connections.
     pub direct_connections: usize,
+    /// Direct connections before their lease (header and lease not yet read).
+    pub handshakes: usize,
+    /// Sinks and feeds one application (nexus) may declare.
+    pub entities_per_app: usize,
+    /// Leases one application may hold unused.
+    pub leases_per_app: usize,
 }
 
 impl Default for DmpLimits {
@@ -94,6 +107,9 @@ impl Default for DmpLimits {
             bindings_per_sink: 256,
             leases: 4096,
             direct_connections: 4096,
+            handshakes: 256,
+            entities_per_app: 64,
+            leases_per_app: 64,
         }
     }
 }
@@ -107,6 +123,8 @@ impl Default for DmpConfig {
             dead_after: Duration::from_secs(15),
             high_water: DEFAULT_HIGH_WATER,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_queued_bytes: DEFAULT_MAX_QUEUED,
+            max_high_water: 64 << 20,
             limits: DmpLimits::default(),
             refuse_direct: None,
             sinks: Vec::new(),
@@ -117,6 +135,46 @@ impl Default for DmpConfig {
 }
 
 impl DmpConfig {
+    /// Checks that the settings can work: timers in sane ranges (and a peer heard at
+    /// least twice before it counts as dead), budgets and limits above zero.
+    pub fn validate(&self) -> Result<(), String> {
+        let hour = Duration::from_secs(3600);
+        let ms = Duration::from_millis(10);
+        if !(ms..=hour).contains(&self.heartbeat) {
+            return Err(format!("heartbeat {:?}: 10 ms to 1 h", self.heartbeat));
+        }
+        if self.dead_after < 2 * self.heartbeat || self.dead_after > 24 * hour {
+            return Err(format!(
+                "dead_after {:?}: at least twice the heartbeat ({:?}), at most a day",
+                self.dead_after, self.heartbeat
+            ));
+        }
+        if !(ms..=24 * hour).contains(&self.lease_ttl)
+            || !(ms..=hour).contains(&self.handshake_timeout)
+        {
+            return Err("lease_ttl 10 ms to a day, handshake_timeout 10 ms to 1 h".into());
+        }
+        if self.max_queued_bytes < 1 << 20 || self.max_message_size < 64 {
+            return Err("max_queued at least 1 MiB, max_message_size at least 64 bytes".into());
+        }
+        let l = &self.limits;
+        if [
+            l.sinks,
+            l.feeds,
+            l.bindings_per_sink,
+            l.leases,
+            l.direct_connections,
+            l.handshakes,
+            l.entities_per_app,
+            l.leases_per_app,
+        ]
+        .contains(&0)
+        {
+            return Err("every limit is at least 1".into());
+        }
+        Ok(())
+    }
+
     /// The high- and low-water marks a feed gets for the ones asked (0: defaults); the
     /// low mark is below the high one.
     pub fn water_marks(&self, high: u64, low: u64) -> (u64, u64) {

@@ -100,10 +100,13 @@ impl DmpService {
         }
     }
 
-    /// Checks the configuration's declarations (names, patterns, limits) before a
-    /// server starts with them.
-    pub fn check(&self) -> Result<(), Refusal> {
-        Broker::new(Arc::clone(&self.config)).map(drop)
+    /// Checks the settings and the configuration's declarations (names, patterns,
+    /// limits) before a server starts with them.
+    pub fn check(&self) -> Result<(), String> {
+        self.config.validate()?;
+        Broker::new(Arc::clone(&self.config))
+            .map(drop)
+            .map_err(|r| r.text)
     }
 
     /// The runtime service to add to a server.
@@ -114,7 +117,10 @@ impl DmpService {
             service.handler(exchange::of(kind), name, move |ctx, body| {
                 let broker = registry::broker(id, &config).map_err(|r| refusal_exception(&r))?;
                 let mut broker = broker.borrow_mut();
-                run(&mut broker, &requester(ctx), &body)
+                let answer = run(&mut broker, &requester(ctx), &body);
+                // A delete or an unbind may free connections that wait.
+                wake_all(&mut broker);
+                answer
             })
         };
         service = handle(
@@ -147,11 +153,7 @@ impl DmpService {
             if let Some(broker) = registry::existing(id) {
                 let mut broker = broker.borrow_mut();
                 broker.nexus_ended(nexus.0);
-                let mut wakes = Vec::new();
-                broker.take_wakes(&mut wakes);
-                for conn in wakes {
-                    hawser_runtime::direct::wake_connection(conn);
-                }
+                wake_all(&mut broker);
             }
         });
         let config = Arc::clone(&self.config);
@@ -166,6 +168,15 @@ impl DmpService {
     /// task there; `None` elsewhere or before the broker's first use).
     pub fn stats_here(&self) -> Option<BrokerStats> {
         registry::existing(self.id).map(|b| b.borrow().stats())
+    }
+}
+
+/// Hands the broker's wake-ups to the shard.
+fn wake_all(broker: &mut Broker) {
+    let mut wakes = Vec::new();
+    broker.take_wakes(&mut wakes);
+    for conn in wakes {
+        hawser_runtime::direct::wake_connection(conn);
     }
 }
 

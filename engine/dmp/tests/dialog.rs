@@ -27,7 +27,8 @@ fn the_seed_dialog_byte_for_byte_and_messages_pass_as_they_arrived() {
     let mut lease = vec![32u8];
     lease.extend_from_slice(get.as_bytes());
     consumer.write_all(&lease).unwrap();
-    let ready = b"\x1d200 OK Ready to read from \"f\"";
+    // 48 octets: the seed's text, then hawser's heartbeat note.
+    let ready = b"\x30200 OK Ready to read from \"f\"; heartbeat 5000 ms";
     let mut got = vec![0u8; ready.len()];
     std::io::Read::read_exact(&mut consumer, &mut got).unwrap();
     assert_eq!(got, ready);
@@ -36,7 +37,7 @@ fn the_seed_dialog_byte_for_byte_and_messages_pass_as_they_arrived() {
     let mut publisher = raw(server.local_addr());
     let (greeting, ready) = dialog(&mut publisher, put.as_bytes());
     assert_eq!(greeting, "200 OK DMP/0.1");
-    assert_eq!(ready, "200 OK Ready to write to \"s\"");
+    assert_eq!(ready, "200 OK Ready to write to \"s\"; heartbeat 5000 ms");
     // Hand-written envelopes: size, exchange "s", routing key "k", no properties,
     // options 0, body "hi"; then one naming no exchange; a null message between.
     let first: &[u8] = b"\x00\x00\x00\x0c\x01s\x01k\x00\x00\x00\x00\x00\x02hi";
@@ -269,4 +270,54 @@ fn feeds_belong_to_the_identity_that_declared_them() {
     assert!(b.put("s").is_ok());
     assert!(a.get("f").is_ok());
     a.delete(EntityKind::Feed, "f").unwrap();
+}
+
+#[test]
+fn handshakes_are_capped() {
+    let server = serve(DmpConfig {
+        limits: hawser_dmp::DmpLimits {
+            handshakes: 2,
+            ..hawser_dmp::DmpLimits::default()
+        },
+        ..DmpConfig::default()
+    });
+    let mut waiting: Vec<_> = (0..2)
+        .map(|_| {
+            let mut s = raw(server.local_addr());
+            s.write_all(b"AMQP\x0a\x01\x00\x01").unwrap();
+            assert_eq!(read_response(&mut s), "200 OK DMP/0.1");
+            s
+        })
+        .collect();
+    let mut third = raw(server.local_addr());
+    third.write_all(b"AMQP\x0a\x01\x00\x01").unwrap();
+    refused(&read_response(&mut third), ResponseCode::NotAllowed);
+    // One leaves; a newcomer gets its place.
+    waiting.pop();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut fourth = raw(server.local_addr());
+    fourth.write_all(b"AMQP\x0a\x01\x00\x01").unwrap();
+    assert_eq!(read_response(&mut fourth), "200 OK DMP/0.1");
+}
+
+#[test]
+fn silent_and_direct_connections_count_against_the_per_address_limit() {
+    let limits = hawser_runtime::ServerLimits {
+        connections_per_address: 3,
+        ..hawser_runtime::ServerLimits::default()
+    };
+    let server = serve_with(
+        hawser_runtime::ServerBuilder::new().limits(limits),
+        DmpConfig::default(),
+    );
+    let c = client(&server); // one DSP connection from 127.0.0.1
+    let w = Wiring::new(&c);
+    wire_s_to_f(&w);
+    let mut direct = raw(server.local_addr());
+    assert!(dialog(&mut direct, w.put("s").unwrap().as_bytes()).1.starts_with("200"));
+    let _silent = raw(server.local_addr()); // no byte yet: the third
+    let mut fourth = raw(server.local_addr());
+    let started = std::time::Instant::now();
+    assert!(read_to_close(&mut fourth).is_empty());
+    assert!(started.elapsed() < Duration::from_secs(2), "closed at once");
 }

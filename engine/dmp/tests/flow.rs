@@ -216,14 +216,34 @@ fn entities_live_until_the_applications_last_connection_closes() {
 
 #[test]
 fn durable_entities_outlive_their_application() {
-    let server = serve(DmpConfig::default());
+    let builder = hawser_runtime::ServerBuilder::new()
+        .password("ops", "ops secret")
+        .allow_anonymous(true);
+    let server = serve_with(builder, DmpConfig::default());
     let watcher = client(&server);
-    let app = client(&server);
+    let login = || {
+        hawser_runtime::Client::connect(
+            server.local_addr(),
+            hawser_runtime::ClientOptions {
+                connections: 1,
+                identity: "ops".into(),
+                password: Some(b"ops secret".to_vec()),
+                ..hawser_runtime::ClientOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    let app = login();
     Wiring::new(&app).declare_sink("kept", true).unwrap();
     Wiring::new(&app).declare_sink("gone", false).unwrap();
     app.close();
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(Wiring::new(&watcher).stats().unwrap().sinks, 1);
+    // An anonymous client's word is no proof to keep things by.
+    let e = Wiring::new(&watcher)
+        .declare_sink("mine", true)
+        .unwrap_err();
+    assert_eq!(e.code(), Some(hawser_wire::dmp::ResponseCode::NoAccess));
 }
 
 #[test]
@@ -321,4 +341,30 @@ fn hostile_direct_connections_are_closed_without_harm_to_others() {
             answer.is_empty() || answer[1..].starts_with(b"540") || answer[1..].starts_with(b"200")
         );
     }
+}
+
+#[test]
+fn busy_and_idle_clients_keep_to_the_servers_heartbeat() {
+    let server = serve(DmpConfig {
+        heartbeat: Duration::from_millis(100),
+        dead_after: Duration::from_millis(300),
+        ..DmpConfig::default()
+    });
+    let c = client(&server);
+    let w = Wiring::new(&c);
+    wire_s_to_f(&w);
+    // The clients' own timers are 5 s and 15 s: the server's Ready text tells them 100 ms.
+    let mut consumer = w.consumer("f", DirectOptions::default()).unwrap();
+    let mut publisher = w.publisher("s", DirectOptions::default()).unwrap();
+    std::thread::sleep(Duration::from_millis(700)); // both idle
+    for seq in 0..24u64 {
+        publisher.publish(b"k", &body(0, seq, 16)).unwrap();
+        publisher.flush().unwrap();
+        // The consumer only reads, every 50 ms: its reads carry no heartbeat of theirs.
+        let d = consumer.recv().unwrap().unwrap();
+        assert_eq!(seq_of(d.envelope.body), (0, seq));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    publisher.close().unwrap();
+    assert_eq!(w.stats().unwrap().direct_connections, 1, "the consumer lives");
 }

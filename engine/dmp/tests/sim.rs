@@ -292,3 +292,47 @@ fn the_handshake_times_out_in_virtual_time() {
     assert!(e.closed);
     assert!(e.outbound.ends_with(b"503 INVALID no lease in time"));
 }
+
+#[test]
+fn all_queues_together_stay_within_the_budget() {
+    let config = Arc::new(DmpConfig {
+        max_queued_bytes: 256 << 10,
+        ..DmpConfig::default()
+    });
+    let broker = Rc::new(RefCell::new(Broker::new(config).unwrap()));
+    let who = Requester {
+        app: 1,
+        identity: "app".into(),
+        anonymous: false,
+        peer: Peer::Unknown,
+    };
+    {
+        let mut b = broker.borrow_mut();
+        b.declare_sink(&who, b"s", false).unwrap();
+        for feed in [&b"a"[..], b"b", b"c"] {
+            // Each feed alone would hold 8 MiB before blocking.
+            b.declare_feed(&who, feed, false, FlowPolicy::Block, 8 << 20, 0)
+                .unwrap();
+            b.bind(&who, feed, b"s", b"#").unwrap();
+        }
+    }
+    let t0 = Instant::now();
+    let put = broker.borrow_mut().put(t0, &who, b"s").unwrap();
+    let mut publisher = End::open(&broker, 1, t0, &hello(&put));
+    for seq in 0..20_000 {
+        publisher.inbound.extend_from_slice(&envelope(0, seq, 200));
+    }
+    let mut most = 0;
+    for step in 0..10_000u64 {
+        let now = t0 + Duration::from_micros(step * 10);
+        publisher.receive(now, 1 << 20);
+        publisher.transmit(now);
+        most = most.max(broker.borrow().queued_bytes());
+    }
+    assert!(
+        publisher.proto.is_paused(),
+        "the publisher waits for the queues"
+    );
+    assert!(most <= (256 << 10) + 3 * (256 << 10), "{most}");
+    assert!(!publisher.inbound.is_empty(), "and is not read meanwhile");
+}

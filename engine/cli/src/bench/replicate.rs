@@ -221,6 +221,7 @@ fn run(args: &BenchArgs) -> Result<(), CliError> {
         tls_key: None,
         require_tls: false,
         allow_plain: false,
+        dmp: false,
         max_connections_per_address: None,
         max_handshakes: None,
         max_nexuses: None,

@@ -114,6 +114,7 @@ pub fn consume(args: &ConsumeArgs) -> Result<MessagingReport, CliError> {
     let mut first: Option<Instant> = None;
     let mut last = Instant::now();
     let mut pacer = Pacer::new(args.rate);
+    let mut closed_by_server = false;
     let write_error = |e: std::io::Error| CliError::Usage(format!("writing stdout: {e}"));
     while args.count.is_none_or(|c| messages < c) {
         if !pacer.due() {
@@ -123,7 +124,10 @@ pub fn consume(args: &ConsumeArgs) -> Result<MessagingReport, CliError> {
         let deadline = idle.map(|i| Instant::now() + i);
         let delivery = match consumer.recv_until(deadline) {
             Ok(Some(d)) => d,
-            Ok(None) => break,
+            Ok(None) => {
+                closed_by_server = true;
+                break;
+            }
             Err(DmpError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => break,
             Err(e) => return Err(e.into()),
         };
@@ -172,6 +176,13 @@ pub fn consume(args: &ConsumeArgs) -> Result<MessagingReport, CliError> {
         println!("{text}");
     } else {
         eprintln!("{text}");
+    }
+    if closed_by_server {
+        return Err(CliError::Usage(format!(
+            "the server closed feed \"{}\"'s connection after {messages} messages: the feed \
+             was deleted, or this consumer was disconnected as too slow (its policy)",
+            args.feed
+        )));
     }
     Ok(report)
 }

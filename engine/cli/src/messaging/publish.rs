@@ -108,14 +108,23 @@ pub fn publish(args: &PublishArgs) -> Result<MessagingReport, CliError> {
             _ => CliError::from(e),
         })?;
     let stdin = std::io::stdin();
-    let mut input = stdin.lock();
+    let mut input = std::io::BufReader::with_capacity(1 << 16, stdin.lock());
     let mut pacer = Pacer::new(args.rate);
     let mut buf = Vec::new();
     let (mut messages, mut bytes) = (0u64, 0u64);
     let mut first: Option<Instant> = None;
-    while args.count.is_none_or(|c| messages < c)
-        && next_message(&mut input, args.framed, &mut buf)?
-    {
+    loop {
+        if args.count.is_some_and(|c| messages >= c) {
+            break;
+        }
+        // Input that is not there yet may be long in coming (lines typed, a log
+        // followed): what is batched goes now, not when 32 KiB are.
+        if input.buffer().is_empty() {
+            publisher.flush()?;
+        }
+        if !next_message(&mut input, args.framed, &mut buf)? {
+            break;
+        }
         if !pacer.due() {
             publisher.flush()?;
             pacer.wait();
@@ -125,10 +134,6 @@ pub fn publish(args: &PublishArgs) -> Result<MessagingReport, CliError> {
         pacer.tick();
         messages += 1;
         bytes += buf.len() as u64;
-        // Lines typed by hand go at once; piped input is batched by the publisher.
-        if args.rate.is_some() && !pacer.due() {
-            publisher.flush()?;
-        }
     }
     let close: Result<(), DmpError> = publisher.close();
     close?;

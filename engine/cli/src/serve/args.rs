@@ -54,8 +54,9 @@ pub struct ServeArgs {
     /// iterations and keys as `hawser passwd` prints them), a `[peer_uids]` table (identity = uid, see
     /// --allow-peer-uid), a `[client_certs]` table (identity = "sha256", see
     /// --allow-client-cert) and a `[limits]` table (`connections_per_address`,
-    /// `handshakes_in_progress`, `nexuses`, `held_creates_per_identity`); command-line
-    /// options override it.
+    /// `handshakes_in_progress`, `nexuses`, `held_creates_per_identity`), and a `[dmp]`
+    /// table for the message service (see README, "Messages"); command-line options
+    /// override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Accept anonymous clients (push/pull without --identity): anyone who can reach the
@@ -85,6 +86,11 @@ pub struct ServeArgs {
     /// `allow_plain = true`].
     #[arg(long)]
     pub allow_plain: bool,
+    /// Also serve DMP message sinks and feeds (`hawser publish`, `hawser consume`) on the
+    /// same addresses [also: a `[dmp]` table with `enabled = true`, or declaring sinks,
+    /// feeds or bindings; see README, "Messages"].
+    #[arg(long)]
+    pub dmp: bool,
     /// Let a client showing the TLS certificate whose SHA-256 (of its DER) this is log in
     /// as IDENTITY without a password (mutual TLS, SASL EXTERNAL; the client uses
     /// --tls-cert, --tls-key and --external); repeatable; needs --tls-cert [also: a

@@ -191,8 +191,8 @@ pub(crate) struct ServeSettings {
     pub(crate) peer_uids: BTreeMap<String, u32>,
     /// Identity to the pin of the TLS client certificate that may take it with `EXTERNAL`.
     pub(crate) client_certs: BTreeMap<String, [u8; 32]>,
-    /// The message service's settings (`[dmp]`).
-    pub(crate) dmp: hawser_dmp::DmpConfig,
+    /// The message service's settings (`[dmp]`), when it runs.
+    pub(crate) dmp: Option<hawser_dmp::DmpConfig>,
 }
 
 impl ServeSettings {
@@ -339,7 +339,11 @@ impl ServeSettings {
             allow_plain: args.allow_plain || file.allow_plain.unwrap_or(false),
             peer_uids,
             client_certs,
-            dmp: file.dmp.config(require_tls)?,
+            dmp: if file.dmp.enabled(args.dmp) {
+                Some(file.dmp.config(require_tls)?)
+            } else {
+                None
+            },
         })
     }
 }

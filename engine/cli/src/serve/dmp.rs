@@ -12,11 +12,17 @@ use crate::values::parse_size;
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DmpFile {
+    enabled: Option<bool>,
     heartbeat: Option<String>,
     dead_after: Option<String>,
     lease_ttl: Option<String>,
     high_water: Option<String>,
     max_message_size: Option<String>,
+    max_queued: Option<String>,
+    max_handshakes: Option<usize>,
+    max_high_water: Option<String>,
+    max_entities_per_client: Option<usize>,
+    max_leases_per_client: Option<usize>,
     max_sinks: Option<usize>,
     max_feeds: Option<usize>,
     max_bindings_per_sink: Option<usize>,
@@ -67,6 +73,14 @@ fn bytes(key: &str, text: &Option<String>) -> Result<Option<u64>, CliError> {
 }
 
 impl DmpFile {
+    /// Whether the service runs: `--dmp`, `enabled = true`, or declarations (unless
+    /// `enabled = false`).
+    pub(crate) fn enabled(&self, flag: bool) -> bool {
+        let declares =
+            !self.sinks.is_empty() || !self.feeds.is_empty() || !self.bindings.is_empty();
+        flag || self.enabled.unwrap_or(declares)
+    }
+
     /// The service's settings; `require_tls` refuses direct connections (they run in clear
     /// text) unless `direct_in_clear_text` allows them.
     pub(crate) fn config(&self, require_tls: bool) -> Result<DmpConfig, CliError> {
@@ -95,7 +109,16 @@ impl DmpFile {
                     CliError::Usage("[dmp] max_message_size: 64 bytes to 4 GiB".into())
                 })?;
         }
+        if let Some(max) = bytes("max_queued", &self.max_queued)? {
+            c.max_queued_bytes = max;
+        }
+        if let Some(max) = bytes("max_high_water", &self.max_high_water)? {
+            c.max_high_water = max;
+        }
         let l = &mut c.limits;
+        l.handshakes = self.max_handshakes.unwrap_or(l.handshakes);
+        l.entities_per_app = self.max_entities_per_client.unwrap_or(l.entities_per_app);
+        l.leases_per_app = self.max_leases_per_client.unwrap_or(l.leases_per_app);
         l.sinks = self.max_sinks.unwrap_or(l.sinks);
         l.feeds = self.max_feeds.unwrap_or(l.feeds);
         l.bindings_per_sink = self.max_bindings_per_sink.unwrap_or(l.bindings_per_sink);
@@ -141,6 +164,8 @@ impl DmpFile {
                 pattern: b.pattern.clone(),
             })
             .collect();
+        c.validate()
+            .map_err(|e| CliError::Usage(format!("[dmp]: {e}")))?;
         Ok(c)
     }
 }
@@ -185,11 +210,10 @@ mod tests {
         let e = file.config(false).unwrap_err().to_string();
         assert!(e.contains("block, drop-oldest, disconnect"), "{e}");
         let file: DmpFile = toml::from_str("heartbeat = \"10s\"\ndead_after = \"5s\"").unwrap();
-        assert!(
-            file.config(false)
-                .unwrap_err()
-                .to_string()
-                .contains("longer")
-        );
+        let e = file.config(false).unwrap_err().to_string();
+        assert!(e.contains("longer"), "{e}");
+        let file: DmpFile = toml::from_str("max_queued = \"1K\"").unwrap();
+        let e = file.config(false).unwrap_err().to_string();
+        assert!(e.contains("max_queued"), "{e}");
     }
 }

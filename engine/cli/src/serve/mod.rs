@@ -34,21 +34,24 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, CliError> {
     let has_credentials =
         !s.users.is_empty() || !s.peer_uids.is_empty() || !s.client_certs.is_empty();
     check_someone_may_connect(&s.listen, s.allow_anonymous, has_credentials, "serve")?;
-    let messages = hawser_dmp::DmpService::new(s.dmp.clone());
-    messages
-        .check()
-        .map_err(|r| CliError::Usage(format!("[dmp] in the config file: {r}")))?;
+    let messages = s.dmp.clone().map(hawser_dmp::DmpService::new);
+    if let Some(m) = &messages {
+        m.check()
+            .map_err(|e| CliError::Usage(format!("[dmp] in the config file: {e}")))?;
+    }
     let runtime = Runtime::with_tcp_congestion(s.shards, s.congestion.as_deref())?;
     let mut builder = ServerBuilder::new()
         .limits(s.server_limits)
         .runtime(&runtime, 0)
         .service(service)
         .service(pulls)
-        .service(messages.service())
         .handler_threads(s.handler_threads)
         .max_request_size(max_request_size(s.max_block_size))
         // Blocks are written past their header with O_DIRECT: receive them aligned.
         .align_request_bodies_at(BLOCK_HEADER_LEN);
+    if let Some(m) = &messages {
+        builder = builder.service(m.service());
+    }
     if let Some(bytes) = s.receive_budget {
         builder = builder.receive_budget(bytes);
     }
@@ -102,8 +105,9 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, CliError> {
         tls_pin = tls_pin.as_deref().unwrap_or("-"),
         anonymous = anonymous_allowed(s.allow_anonymous, has_credentials, server.addresses()),
         congestion = s.congestion.as_deref().unwrap_or("system default"),
-        dmp_sinks = s.dmp.sinks.len(),
-        dmp_feeds = s.dmp.feeds.len(),
+        dmp = s.dmp.is_some(),
+        dmp_sinks = s.dmp.as_ref().map_or(0, |d| d.sinks.len()),
+        dmp_feeds = s.dmp.as_ref().map_or(0, |d| d.feeds.len()),
         "serving"
     );
     Ok(server)

@@ -54,12 +54,19 @@ impl FeedQueue {
         self.messages
     }
 
-    /// Appends `messages` whole messages: `run` of the receive buffer `chunk`.
-    pub fn push(&mut self, chunk: &Bytes, run: std::ops::Range<usize>, messages: u64) {
+    /// Appends `messages` whole messages: `run` of the receive buffer `chunk`, whose
+    /// slices keep an allocation of `backing` bytes alive.
+    pub fn push(
+        &mut self,
+        chunk: &Bytes,
+        backing: usize,
+        run: std::ops::Range<usize>,
+        messages: u64,
+    ) {
         let len = run.len();
         self.bytes += len as u64;
         self.messages += messages;
-        if len < COPY_ALWAYS_BELOW || len * COPY_BELOW_SHARE < chunk.len() {
+        if len < COPY_ALWAYS_BELOW || len * COPY_BELOW_SHARE < backing {
             self.staging.extend_from_slice(&chunk[run]);
             self.staged_messages += messages;
         } else {
@@ -187,13 +194,15 @@ impl Feed {
             return Overflow::None;
         }
         match (self.policy, self.consumer) {
-            (FlowPolicy::Block, _) => {
+            (FlowPolicy::Block, Some(_)) => {
                 if !self.blocked {
                     self.blocked = true;
                     self.counters.blocked += 1;
                 }
                 Overflow::Block
             }
+            // Without a reader: `admit` drops what comes past the mark.
+            (FlowPolicy::Block, None) => Overflow::None,
             (FlowPolicy::Disconnect, Some(consumer)) => {
                 self.consumer = None;
                 self.counters.disconnects += 1;
@@ -203,6 +212,26 @@ impl Feed {
                 self.counters.dropped += self.queue.drop_oldest(self.low_water);
                 Overflow::None
             }
+        }
+    }
+
+    /// Queues a run of `messages` whole messages of `chunk`, unless the feed is a `block`
+    /// feed without a consumer past its mark: with no reader to wait for, an abandoned
+    /// feed must not stall its sink, so it keeps its oldest messages and drops newcomers.
+    pub fn admit(
+        &mut self,
+        chunk: &Bytes,
+        backing: usize,
+        run: std::ops::Range<usize>,
+        messages: u64,
+    ) {
+        if self.policy == FlowPolicy::Block
+            && self.consumer.is_none()
+            && self.queue.bytes() >= self.high_water
+        {
+            self.counters.dropped += messages;
+        } else {
+            self.queue.push(chunk, backing, run, messages);
         }
     }
 
@@ -230,9 +259,9 @@ mod tests {
     fn long_runs_are_shared_and_short_ones_copied_in_order() {
         let chunk = messages(100, 60); // 6400 bytes
         let mut q = FeedQueue::default();
-        q.push(&chunk, 0..6400, 100);
-        q.push(&chunk, 0..64, 1);
-        q.push(&chunk, 64..128, 1);
+        q.push(&chunk, 6400, 0..6400, 100);
+        q.push(&chunk, 6400, 0..64, 1);
+        q.push(&chunk, 6400, 64..128, 1);
         assert_eq!((q.bytes(), q.messages()), (6528, 102));
         let mut sent = Vec::new();
         let n = q.take(usize::MAX, |b| sent.push(b));
@@ -251,7 +280,7 @@ mod tests {
     fn drop_oldest_drops_whole_messages_from_the_front() {
         let chunk = messages(10, 96); // 100 bytes each
         let mut q = FeedQueue::default();
-        q.push(&chunk, 0..1000, 10);
+        q.push(&chunk, 1000, 0..1000, 10);
         assert_eq!(q.drop_oldest(450), 6);
         assert_eq!((q.bytes(), q.messages()), (400, 4));
         let mut sent = Vec::new();

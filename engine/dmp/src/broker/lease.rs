@@ -82,10 +82,30 @@ pub fn parse_lease(text: &[u8]) -> Option<[u8; 16]> {
 }
 
 impl LeaseTable {
-    /// Grants a lease; at most `limit` wait at once (expired ones are dropped first).
-    pub fn grant(&mut self, now: Instant, lease: Lease, limit: usize) -> Result<String, Refusal> {
+    /// Grants a lease; at most `limit` wait at once, `per_app` of one application
+    /// (expired ones are dropped first).
+    pub fn grant(
+        &mut self,
+        now: Instant,
+        lease: Lease,
+        limit: usize,
+        per_app: usize,
+    ) -> Result<String, Refusal> {
         if self.leases.len() >= limit {
             self.leases.retain(|_, l| l.expires > now);
+        }
+        let app = lease.app;
+        if self.leases.values().filter(|l| l.app == app).count() >= per_app {
+            self.leases.retain(|_, l| l.expires > now);
+            if self.leases.values().filter(|l| l.app == app).count() >= per_app {
+                return Err(Refusal::new(
+                    ResponseCode::NotAllowed,
+                    format!(
+                        "this client holds {per_app} unused leases: open their direct \
+                         connections, or wait for them to expire"
+                    ),
+                ));
+            }
         }
         if self.leases.len() >= limit {
             return Err(Refusal::new(
@@ -185,7 +205,7 @@ mod tests {
         let now = Instant::now();
         let ip = Peer::Inet("127.0.0.1".parse().unwrap());
         let mut t = LeaseTable::default();
-        let text = t.grant(now, lease(now, ip), 10).unwrap();
+        let text = t.grant(now, lease(now, ip), 10, 10).unwrap();
         assert_eq!(text.len(), LEASE_LEN);
         assert!(t.redeem(now, text.as_bytes(), ip).is_ok());
         let again = t.redeem(now, text.as_bytes(), ip).unwrap_err();
@@ -198,11 +218,11 @@ mod tests {
         let ip = Peer::Inet("127.0.0.1".parse().unwrap());
         let other = Peer::Inet("192.0.2.1".parse().unwrap());
         let mut t = LeaseTable::default();
-        let text = t.grant(now, lease(now, ip), 10).unwrap();
+        let text = t.grant(now, lease(now, ip), 10, 10).unwrap();
         let late = now + Duration::from_secs(31);
         let e = t.redeem(late, text.as_bytes(), ip).unwrap_err();
         assert!(e.text.contains("expired"), "{e:?}");
-        let text = t.grant(now, lease(now, ip), 10).unwrap();
+        let text = t.grant(now, lease(now, ip), 10, 10).unwrap();
         let e = t.redeem(now, text.as_bytes(), other).unwrap_err();
         assert!(e.text.contains("another client"), "{e:?}");
         assert_eq!(
@@ -210,7 +230,7 @@ mod tests {
             ResponseCode::BadLease
         );
         let mapped = Peer::Inet("::ffff:127.0.0.1".parse().unwrap());
-        let text = t.grant(now, lease(now, ip), 10).unwrap();
+        let text = t.grant(now, lease(now, ip), 10, 10).unwrap();
         assert!(t.redeem(now, text.as_bytes(), mapped).is_ok());
     }
 
@@ -218,13 +238,25 @@ mod tests {
     fn the_table_is_bounded_and_drops_expired_leases_first() {
         let now = Instant::now();
         let mut t = LeaseTable::default();
-        t.grant(now, lease(now, Peer::Unknown), 2).unwrap();
-        t.grant(now, lease(now, Peer::Unknown), 2).unwrap();
-        let full = t.grant(now, lease(now, Peer::Unknown), 2).unwrap_err();
+        t.grant(now, lease(now, Peer::Unknown), 2, 10).unwrap();
+        t.grant(now, lease(now, Peer::Unknown), 2, 10).unwrap();
+        let full = t.grant(now, lease(now, Peer::Unknown), 2, 10).unwrap_err();
         assert_eq!(full.code, ResponseCode::NotAllowed);
         let later = now + Duration::from_secs(60);
-        assert!(t.grant(later, lease(later, Peer::Unknown), 2).is_ok());
+        assert!(t.grant(later, lease(later, Peer::Unknown), 2, 10).is_ok());
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn one_application_holds_a_bounded_share() {
+        let now = Instant::now();
+        let mut t = LeaseTable::default();
+        t.grant(now, lease(now, Peer::Unknown), 10, 1).unwrap();
+        let e = t.grant(now, lease(now, Peer::Unknown), 10, 1).unwrap_err();
+        assert_eq!(e.code, ResponseCode::NotAllowed);
+        let mut other = lease(now, Peer::Unknown);
+        other.app = 8;
+        assert!(t.grant(now, other, 10, 1).is_ok());
     }
 
     #[test]

@@ -166,6 +166,9 @@ pub struct BrokerStats {
     pub direct_connections: usize,
     /// Messages routed to no feed.
     pub unrouted: u64,
+    /// Bytes all feeds' queues hold.
+    #[serde(default)]
+    pub queued_bytes: u64,
 }
 
 /// Every sink and feed of one server.
@@ -185,6 +188,16 @@ pub struct Broker {
     wakes: Vec<ConnId>,
     /// Reused by `publish`: which messages of a chunk some feed took.
     routed: Vec<bool>,
+    /// Bytes in every feed's queue together.
+    queued: u64,
+    /// Bytes of the publishers' receive buffers.
+    receiving: u64,
+    /// A policy dropped messages during `publish`: see whether paused publishers may go.
+    wake_if_under_budget_later: bool,
+    /// Publishers paused until `queued` drains under three quarters of the budget.
+    budget_waiting: Vec<ConnId>,
+    /// Direct connections before their lease.
+    handshakes: usize,
 }
 
 fn not_found(kind: &str, name: &str) -> Refusal {
@@ -197,6 +210,9 @@ fn not_found(kind: &str, name: &str) -> Refusal {
 impl Broker {
     /// A broker with what `config` declares.
     pub fn new(config: Arc<DmpConfig>) -> Result<Self, Refusal> {
+        config
+            .validate()
+            .map_err(|e| Refusal::new(ResponseCode::InternalError, e))?;
         let mut broker = Broker {
             config: Arc::clone(&config),
             next_id: 1,
@@ -209,6 +225,11 @@ impl Broker {
             direct_connections: 0,
             wakes: Vec::new(),
             routed: Vec::new(),
+            queued: 0,
+            receiving: 0,
+            wake_if_under_budget_later: false,
+            budget_waiting: Vec::new(),
+            handshakes: 0,
         };
         for sink in &config.sinks {
             let owner = Owner::Server { consumer: None };
@@ -368,8 +389,44 @@ impl Broker {
         durable: bool,
     ) -> Result<bool, Refusal> {
         let name = Self::check_name(name)?;
+        self.check_may_declare(who, durable, self.sink_names.contains_key(name))?;
         self.app(who);
         self.add_sink(name, durable, Some(who.app), Owner::of(who))
+    }
+
+    /// What an application may declare: durable entities only with a proven identity,
+    /// and at most `limits.entities_per_app` of its own.
+    fn check_may_declare(
+        &self,
+        who: &Requester,
+        durable: bool,
+        exists: bool,
+    ) -> Result<(), Refusal> {
+        if durable && who.anonymous {
+            return Err(Refusal::new(
+                ResponseCode::NoAccess,
+                "an anonymous client declares only what lives as long as it does (durable = 0); \
+                 log in with an identity to declare durable sinks and feeds",
+            ));
+        }
+        let most = self.config.limits.entities_per_app;
+        let owned = self
+            .sinks
+            .values()
+            .filter(|s| s.app == Some(who.app))
+            .count()
+            + self
+                .feeds
+                .values()
+                .filter(|f| f.app == Some(who.app))
+                .count();
+        if !exists && owned >= most {
+            return Err(Refusal::new(
+                ResponseCode::NotAllowed,
+                format!("this client has declared its maximum of {most} sinks and feeds"),
+            ));
+        }
+        Ok(())
     }
 
     /// `Declare-Feed`: true if it was made, false if it existed alike. Only its
@@ -386,6 +443,14 @@ impl Broker {
         let name = Self::check_name(name)?;
         if let Some(id) = self.feed_names.get(name) {
             self.check_owner(&self.feeds[id].owner, who, "feed", name)?;
+        }
+        self.check_may_declare(who, durable, self.feed_names.contains_key(name))?;
+        let most = self.config.max_high_water;
+        if high > most || low > most {
+            return Err(Refusal::new(
+                ResponseCode::NotAllowed,
+                format!("a feed's water marks are at most {most} bytes on this server"),
+            ));
         }
         self.app(who);
         let (high, low) = self.config.water_marks(high, low);
@@ -467,6 +532,7 @@ impl Broker {
             return;
         };
         self.feed_names.remove(&feed.name);
+        self.release_queued(feed.queue.bytes());
         for sink in self.sinks.values_mut() {
             sink.bindings.retain(|b| b.feed != id);
         }
@@ -525,6 +591,11 @@ impl Broker {
             .get(feed)
             .ok_or_else(|| not_found("feed", feed))?;
         self.check_owner(&self.feeds[id].owner, who, "feed", feed)?;
+        // Binding reads a sink's traffic: its owner's (or anyone's, for a sink of the
+        // configuration or of an anonymous client).
+        if let Some(sink_id) = self.sink_names.get(sink) {
+            self.check_owner(&self.sinks[sink_id].owner, who, "sink", sink)?;
+        }
         self.bind_ids(feed, sink, pattern)
     }
 
@@ -554,6 +625,9 @@ impl Broker {
         }
         s.bindings.retain(|b| !b.patterns.is_empty());
         let after: usize = s.bindings.iter().map(|b| b.patterns.len()).sum();
+        // Publishers paused on the feed may no longer route to it.
+        let publishers = s.publishers.clone();
+        self.wakes.extend(publishers);
         if after == before {
             return Err(Refusal::new(
                 ResponseCode::NotFound,
@@ -575,7 +649,9 @@ impl Broker {
             peer: who.peer,
             expires: now + self.config.lease_ttl,
         };
-        self.leases.grant(now, lease, self.config.limits.leases)
+        let limits = self.config.limits;
+        self.leases
+            .grant(now, lease, limits.leases, limits.leases_per_app)
     }
 
     /// `Direct.Put`: a lease for one publishing connection to the sink.
@@ -674,6 +750,7 @@ impl Broker {
                 for f in self.feeds.values_mut() {
                     f.waiting.retain(|&c| c != conn);
                 }
+                self.budget_waiting.retain(|&c| c != conn);
             }
             Attached::Get { feed, .. } => {
                 if let Some(f) = self.feeds.get_mut(feed)
@@ -761,13 +838,72 @@ impl Broker {
         if f.consumer != Some(conn) {
             return None;
         }
+        let before = f.queue.bytes();
         let n = f.queue.take(budget, send);
         f.counters.delivered += n;
         if f.blocked && f.drained() {
             f.blocked = false;
             self.wakes.append(&mut f.waiting);
         }
+        let taken = before - f.queue.bytes();
+        self.release_queued(taken);
         Some(n)
+    }
+
+    /// `bytes` left the queues: publishers paused on the budget go on once they are under
+    /// three quarters of it.
+    fn release_queued(&mut self, bytes: u64) {
+        self.queued = self.queued.saturating_sub(bytes);
+        self.wake_if_under_budget();
+    }
+
+    pub(super) fn wake_if_under_budget(&mut self) {
+        if !self.budget_waiting.is_empty()
+            && self.queued + self.receiving <= self.config.max_queued_bytes / 4 * 3
+        {
+            self.wakes.append(&mut self.budget_waiting);
+        }
+    }
+
+    /// A publisher's receive buffer grew (`more > 0`) or shrank: publishers' buffers
+    /// count against the same budget as the queues.
+    pub fn charge_receive(&mut self, more: i64) {
+        self.receiving = self.receiving.saturating_add_signed(more);
+        if more < 0 {
+            self.wake_if_under_budget();
+        }
+    }
+
+    /// Whether queues and publishers' buffers together hold the budget
+    /// (`max_queued_bytes`): a publisher `conn` must not be read then, and is woken once
+    /// they drained.
+    pub fn over_budget(&mut self, conn: ConnId) -> bool {
+        if self.queued + self.receiving < self.config.max_queued_bytes {
+            return false;
+        }
+        if !self.budget_waiting.contains(&conn) {
+            self.budget_waiting.push(conn);
+        }
+        true
+    }
+
+    /// Bytes all queues hold.
+    pub fn queued_bytes(&self) -> u64 {
+        self.queued
+    }
+
+    /// A direct connection opened: false when as many are in their handshake as allowed.
+    pub fn begin_handshake(&mut self) -> bool {
+        if self.handshakes >= self.config.limits.handshakes {
+            return false;
+        }
+        self.handshakes += 1;
+        true
+    }
+
+    /// A direct connection's handshake ended (its lease was read, or it closed).
+    pub fn end_handshake(&mut self) {
+        self.handshakes = self.handshakes.saturating_sub(1);
     }
 
     /// Whether a publisher paused on `feeds` may read again (none of them is blocked).
@@ -803,6 +939,7 @@ impl Broker {
             leases: self.leases.len(),
             direct_connections: self.direct_connections,
             unrouted: self.sinks.values().map(|s| s.unrouted).sum(),
+            queued_bytes: self.queued,
         }
     }
 }

@@ -20,13 +20,14 @@ pub struct MessageRef {
 }
 
 impl Broker {
-    /// Routes `messages` (whole messages of `chunk`) written to `sink`. Feeds that reached
-    /// their high-water mark under `block` are added to `blocked`. False when the sink is
-    /// gone.
+    /// Routes `messages` (whole messages of `chunk`) written to `sink`; `backing` is the
+    /// size of the allocation the chunk's slices keep alive. Feeds that reached their
+    /// high-water mark under `block` are added to `blocked`. False when the sink is gone.
     pub fn publish(
         &mut self,
         sink: EntityId,
         chunk: &Bytes,
+        backing: usize,
         messages: &[MessageRef],
         blocked: &mut Vec<EntityId>,
     ) -> bool {
@@ -40,6 +41,7 @@ impl Broker {
             let Some(feed) = self.feeds.get_mut(&binding.feed) else {
                 continue;
             };
+            let before = feed.queue.bytes();
             let mut run: Option<(usize, usize, u64)> = None;
             let mut matched = 0u64;
             for (i, m) in messages.iter().enumerate() {
@@ -49,17 +51,17 @@ impl Broker {
                     run = match run {
                         Some((start, end, n)) if end == m.start => Some((start, m.end, n + 1)),
                         Some((start, end, n)) => {
-                            feed.queue.push(chunk, start..end, n);
+                            feed.admit(chunk, backing, start..end, n);
                             Some((m.start, m.end, 1))
                         }
                         None => Some((m.start, m.end, 1)),
                     };
                 } else if let Some((start, end, n)) = run.take() {
-                    feed.queue.push(chunk, start..end, n);
+                    feed.admit(chunk, backing, start..end, n);
                 }
             }
             if let Some((start, end, n)) = run {
-                feed.queue.push(chunk, start..end, n);
+                feed.admit(chunk, backing, start..end, n);
             }
             if matched == 0 {
                 continue;
@@ -71,8 +73,16 @@ impl Broker {
                 Overflow::Block => blocked.push(feed.id),
                 Overflow::Disconnect(consumer) => self.wakes.push(consumer),
             }
+            // Drops may have taken more than this receive added.
+            self.queued = (self.queued + feed.queue.bytes()).saturating_sub(before);
+            if feed.queue.bytes() < before {
+                self.wake_if_under_budget_later = true;
+            }
         }
         s.unrouted += self.routed.iter().filter(|r| !**r).count() as u64;
+        if std::mem::take(&mut self.wake_if_under_budget_later) {
+            self.wake_if_under_budget();
+        }
         true
     }
 

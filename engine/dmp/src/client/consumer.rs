@@ -2,6 +2,8 @@
 //! handed out in place, null messages sent while idle, a silent server detected.
 
 use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hawser_runtime::Address;
@@ -36,9 +38,50 @@ impl Delivery<'_> {
     }
 }
 
+/// Writes null messages at the heartbeat's interval from a thread of its own, so that a
+/// consumer busy elsewhere between two `recv` calls is still heard. Only null messages are
+/// ever written on a feed connection, so the two writers cannot garble each other.
+#[derive(Debug)]
+struct Beater {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Beater {
+    fn start(mut stream: Stream, interval: Duration) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("dmp-consumer-beat".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Acquire) {
+                    std::thread::park_timeout(interval);
+                    if flag.load(Ordering::Acquire) || stream.write_all(&NULL_MESSAGE).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Beater {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Beater {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
 /// Reads one feed.
 #[derive(Debug)]
 pub struct Consumer {
+    beater: Beater,
     stream: Stream,
     buf: Vec<u8>,
     start: usize,
@@ -46,7 +89,6 @@ pub struct Consumer {
     options: DirectOptions,
     max_message_size: u32,
     last_heard: Instant,
-    last_sent: Instant,
     ready: String,
 }
 
@@ -54,6 +96,7 @@ impl Consumer {
     /// Opens the consuming connection with a lease for the feed.
     pub fn open(address: &Address, lease: &str, options: DirectOptions) -> Result<Self, DmpError> {
         let opened = dialog::open(address, lease, &options)?;
+        let options = opened.options;
         let tick = (options.heartbeat / 2).max(Duration::from_millis(10));
         opened.stream.set_read_timeout(Some(tick))?;
         let mut buf = vec![0u8; RECEIVE];
@@ -63,7 +106,9 @@ impl Consumer {
         }
         buf[..end].copy_from_slice(&opened.leftover);
         let now = Instant::now();
+        let beater = Beater::start(opened.stream.try_clone()?, options.heartbeat)?;
         Ok(Consumer {
+            beater,
             stream: opened.stream,
             buf,
             start: 0,
@@ -71,7 +116,6 @@ impl Consumer {
             options,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             last_heard: now,
-            last_sent: now,
             ready: opened.ready,
         })
     }
@@ -99,6 +143,9 @@ impl Consumer {
         &mut self,
         deadline: Option<Instant>,
     ) -> Result<Option<Delivery<'_>>, DmpError> {
+        if self.start == usize::MAX {
+            return Ok(None);
+        }
         loop {
             let avail = self.end - self.start;
             if avail >= 4 {
@@ -130,8 +177,14 @@ impl Consumer {
                     self.buf.resize(len, 0);
                 }
             }
+            let unread = self.end - self.start;
             self.receive(deadline)?;
             if self.start == usize::MAX {
+                if unread > 0 {
+                    return Err(DmpError::Protocol(format!(
+                        "the connection ended inside a message ({unread} bytes of it came)"
+                    )));
+                }
                 return Ok(None);
             }
         }
@@ -168,10 +221,6 @@ impl Consumer {
                         self.stream.shutdown();
                         return Err(DmpError::Dead(silent));
                     }
-                    if now - self.last_sent >= self.options.heartbeat {
-                        self.stream.write_all(&NULL_MESSAGE)?;
-                        self.last_sent = now;
-                    }
                     if deadline.is_some_and(|d| now >= d) {
                         return Err(DmpError::Io(std::io::ErrorKind::TimedOut.into()));
                     }
@@ -183,6 +232,7 @@ impl Consumer {
 
     /// Ends the connection.
     pub fn close(self) {
+        drop(self.beater);
         self.stream.shutdown();
     }
 }

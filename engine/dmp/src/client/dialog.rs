@@ -31,12 +31,32 @@ impl Default for DirectOptions {
     }
 }
 
-/// A direct connection after `200 OK Ready`: the socket, the verdict's text, and the
-/// bytes read past it.
+/// A direct connection after `200 OK Ready`: the socket, the verdict's text, the
+/// bytes read past it, and the timers to keep (the server's heartbeat, when it says).
 pub(crate) struct Opened {
     pub(crate) stream: Stream,
     pub(crate) ready: String,
     pub(crate) leftover: Vec<u8>,
+    pub(crate) options: DirectOptions,
+}
+
+impl DirectOptions {
+    /// These timers kept to a server that heartbeats every `server`: beat at least as
+    /// often, and wait for at least three of its beats before calling it dead.
+    pub fn kept_to(self, server: Duration) -> Self {
+        DirectOptions {
+            heartbeat: self.heartbeat.min(server),
+            dead_after: self.dead_after.max(server * 3),
+            ..self
+        }
+    }
+}
+
+/// The heartbeat a `Ready` text announces (`…; heartbeat 5000 ms`).
+fn announced_heartbeat(ready: &str) -> Option<Duration> {
+    let (_, tail) = ready.rsplit_once("; heartbeat ")?;
+    let ms: u64 = tail.strip_suffix(" ms")?.parse().ok()?;
+    (ms > 0).then(|| Duration::from_millis(ms))
 }
 
 /// Reads one response short string, keeping what follows it.
@@ -99,9 +119,34 @@ pub(crate) fn open(
     read_response(&mut stream, &mut buf)?;
     let (_, ready) = read_response(&mut stream, &mut buf)?;
     stream.set_read_timeout(None)?;
+    let options = match announced_heartbeat(&ready) {
+        Some(server) => options.kept_to(server),
+        None => *options,
+    };
     Ok(Opened {
         stream,
         ready,
         leftover: buf,
+        options,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_servers_heartbeat_is_read_from_its_ready_text() {
+        let ready = "Ready to read from \"f\"; heartbeat 1000 ms";
+        assert_eq!(announced_heartbeat(ready), Some(Duration::from_secs(1)));
+        assert_eq!(announced_heartbeat("Ready to write to \"s\""), None);
+        let kept = DirectOptions::default().kept_to(Duration::from_secs(1));
+        assert_eq!(kept.heartbeat, Duration::from_secs(1));
+        assert_eq!(kept.dead_after, Duration::from_secs(15));
+        let slow = DirectOptions::default().kept_to(Duration::from_secs(10));
+        assert_eq!(
+            (slow.heartbeat, slow.dead_after),
+            (Duration::from_secs(5), Duration::from_secs(30))
+        );
+    }
 }

@@ -86,6 +86,7 @@ impl Publisher {
         options: DirectOptions,
     ) -> Result<Self, DmpError> {
         let opened = dialog::open(address, lease, &options)?;
+        let options = opened.options;
         let reader = opened.stream.try_clone()?;
         let shared = Arc::new(Shared {
             writer: Mutex::new(opened.stream),
@@ -169,11 +170,16 @@ impl Publisher {
         self.published
     }
 
-    /// Flushes, ends the stream and waits for the server to close it.
+    /// Flushes, ends the stream and waits for the server to close it; a refusal the
+    /// server sent meanwhile (some messages were then not taken) is the error.
     pub fn close(mut self) -> Result<(), DmpError> {
         let flushed = self.flush();
         self.finish();
-        flushed
+        flushed?;
+        if self.shared.failed.load(Ordering::Acquire) {
+            return Err(self.shared.take_failure());
+        }
+        Ok(())
     }
 
     fn finish(&mut self) {
@@ -262,9 +268,13 @@ fn monitor(mut reader: Stream, mut buf: Vec<u8>, shared: &Shared, options: Direc
         }
         let idle_since = Duration::from_nanos(shared.last_write.load(Ordering::Relaxed));
         if shared.started.elapsed().saturating_sub(idle_since) >= options.heartbeat {
-            let mut w = shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+            // A write in progress (perhaps held by back-pressure) is not idleness.
+            let Ok(mut w) = shared.writer.try_lock() else {
+                continue;
+            };
             if w.write_all(&NULL_MESSAGE).is_err() {
-                return;
+                // The read side says why (a refusal) on the next turns.
+                continue;
             }
             drop(w);
             shared.stamp();

@@ -19,9 +19,12 @@ use crate::broker::{Attached, Broker, EntityId, MessageRef, Refusal};
 /// Receive buffer of the dialog and of a consumer's connection (which sends only null
 /// messages).
 const SMALL_RECEIVE: usize = 512;
-/// Receive buffer of a publisher's connection: each receive is routed as a whole, so
-/// this is also the most a blocked publisher overshoots its feed's high-water mark by.
+/// Largest receive of a publisher's connection: each receive is routed as a whole, so
+/// this is also the most a publisher overshoots a feed's high-water mark by. A
+/// publisher's receives start small and double while they come back full.
 const PUBLISH_RECEIVE: usize = 256 << 10;
+/// A publisher's first receive.
+const PUBLISH_RECEIVE_MIN: usize = 4 << 10;
 /// Stop taking from the feed once this much waits for the consumer's socket.
 const SEND_BUDGET: usize = 1 << 20;
 
@@ -49,6 +52,16 @@ pub struct DirectConn {
     attached: Option<(Attached, u128)>,
     /// Feeds a paused publisher waits on.
     blocked_on: Vec<EntityId>,
+    /// Paused until all queues together drain under the broker's budget.
+    over_budget: bool,
+    /// The size of a publisher's next receive.
+    receive_size: usize,
+    /// Counted among the broker's handshakes.
+    in_handshake: bool,
+    /// The whole size of the incomplete message at the end of `rx` (0: none known).
+    next_len: usize,
+    /// The receive buffer's capacity charged to the broker's budget.
+    charged: usize,
     messages: Vec<MessageRef>,
     wakes: Vec<ConnId>,
 }
@@ -76,6 +89,11 @@ impl DirectConn {
             heartbeat: None,
             attached: None,
             blocked_on: Vec::new(),
+            over_budget: false,
+            receive_size: PUBLISH_RECEIVE_MIN,
+            in_handshake: false,
+            next_len: 0,
+            charged: 0,
             messages: Vec::new(),
             wakes: Vec::new(),
         }
@@ -86,9 +104,15 @@ impl DirectConn {
         matches!(self.phase, Phase::Get { .. })
     }
 
-    /// Whether it waits for a feed to drain.
+    /// Whether it waits for a feed (or all queues) to drain.
     pub fn is_paused(&self) -> bool {
-        !self.blocked_on.is_empty()
+        !self.blocked_on.is_empty() || self.over_budget
+    }
+
+    fn end_handshake(&mut self) {
+        if std::mem::take(&mut self.in_handshake) {
+            self.broker.borrow_mut().end_handshake();
+        }
     }
 
     fn refuse(&mut self, refusal: &Refusal) {
@@ -98,6 +122,7 @@ impl DirectConn {
     }
 
     fn close(&mut self) {
+        self.end_handshake();
         self.phase = Phase::Closing;
         self.heartbeat = None;
         self.handshake_deadline = None;
@@ -138,7 +163,7 @@ impl DirectConn {
                         return;
                     }
                 }
-                Phase::Put { .. } => return self.publish(now),
+                Phase::Put { .. } => return self.publish(),
                 Phase::Get { .. } => return self.consumer_input(),
                 Phase::Closing => {
                     self.rx.clear();
@@ -158,24 +183,26 @@ impl DirectConn {
         let Some(conn) = self.conn else {
             return self.close();
         };
+        self.end_handshake();
         let redeemed = self.broker.borrow_mut().redeem(now, lease, self.peer, conn);
         let (attached, app) = match redeemed {
             Ok(ok) => ok,
             Err(refusal) => return self.refuse(&refusal),
         };
-        let config = Rc::clone(&self.broker);
-        let config = config.borrow();
-        let config = config.config();
+        let (heartbeat, dead_after) = {
+            let broker = self.broker.borrow();
+            (broker.config().heartbeat, broker.config().dead_after)
+        };
         let (text, phase) = match &attached {
             Attached::Put { sink, name } => (
-                format!("Ready to write to \"{name}\""),
+                format!("Ready to write to \"{name}\"{}", heartbeat_note(heartbeat)),
                 Phase::Put {
                     sink: *sink,
                     name: name.as_bytes().into(),
                 },
             ),
             Attached::Get { feed, name } => (
-                format!("Ready to read from \"{name}\""),
+                format!("Ready to read from \"{name}\"{}", heartbeat_note(heartbeat)),
                 Phase::Get { feed: *feed },
             ),
         };
@@ -183,10 +210,10 @@ impl DirectConn {
         self.phase = phase;
         self.attached = Some((attached, app));
         self.handshake_deadline = None;
-        self.heartbeat = Some(Heartbeat::new(now, config.heartbeat, config.dead_after));
+        self.heartbeat = Some(Heartbeat::new(now, heartbeat, dead_after));
     }
 
-    fn publish(&mut self, now: Instant) {
+    fn publish(&mut self) {
         let Phase::Put { sink, name } = &self.phase else {
             return;
         };
@@ -198,9 +225,13 @@ impl DirectConn {
             Err(refusal) => return self.refuse(&refusal),
         };
         if scanned.consumed > 0 {
+            // The allocation the chunk's slices keep alive: the chunk and what follows it.
+            let backing = scanned.consumed + self.rx.capacity() - self.rx.len();
             let chunk = self.rx.split_to(scanned.consumed).freeze();
             let mut broker = self.broker.borrow_mut();
-            if !broker.publish(sink, &chunk, &self.messages, &mut self.blocked_on) {
+            let published =
+                broker.publish(sink, &chunk, backing, &self.messages, &mut self.blocked_on);
+            if !published {
                 drop(broker);
                 return self.refuse(&Refusal::new(
                     ResponseCode::NotFound,
@@ -211,10 +242,29 @@ impl DirectConn {
                 broker.wait_for(conn, &self.blocked_on);
             }
         }
-        if let Some(len) = scanned.next_len {
-            self.rx.reserve(len.saturating_sub(self.rx.len()));
+        self.next_len = scanned.next_len.unwrap_or(0);
+    }
+
+    /// Sizes the receive buffer for `want` more bytes (and the whole of an incomplete
+    /// message): exactly, so that the kernel never writes more than asked, and charged to
+    /// the broker's budget.
+    fn size_receive(&mut self, want: usize) {
+        let want = want.max(self.next_len.saturating_sub(self.rx.len()));
+        let spare = self.rx.capacity() - self.rx.len();
+        let oversized = self.rx.is_empty() && self.rx.capacity() > 2 * want;
+        if spare < want / 4 || oversized {
+            let mut fresh = BytesMut::with_capacity(self.rx.len() + want);
+            fresh.extend_from_slice(&self.rx);
+            self.rx = fresh;
         }
-        let _ = now;
+        if matches!(self.phase, Phase::Put { .. }) {
+            let capacity = self.rx.capacity();
+            let more = capacity as i64 - self.charged as i64;
+            if more != 0 {
+                self.broker.borrow_mut().charge_receive(more);
+                self.charged = capacity;
+            }
+        }
     }
 
     /// A consumer sends only null messages; anything else ends its connection.
@@ -239,11 +289,24 @@ impl DirectConn {
     }
 }
 
+/// What the `Ready` response says of the heartbeat, for clients to keep to it.
+fn heartbeat_note(interval: std::time::Duration) -> String {
+    format!("; heartbeat {} ms", interval.as_millis())
+}
+
 impl Protocol for DirectConn {
     fn on_open(&mut self, now: Instant, conn: ConnId) {
         self.conn = Some(conn);
         let timeout = self.broker.borrow().config().handshake_timeout;
         self.handshake_deadline = Some(now + timeout);
+        self.in_handshake = self.broker.borrow_mut().begin_handshake();
+        if !self.in_handshake {
+            let most = self.broker.borrow().config().limits.handshakes;
+            self.refuse(&Refusal::new(
+                ResponseCode::NotAllowed,
+                format!("{most} direct connections are in their handshake already: try again"),
+            ));
+        }
     }
 
     fn on_peer_address(&mut self, peer: SocketAddr) {
@@ -266,30 +329,43 @@ impl Protocol for DirectConn {
         let want = match self.phase {
             Phase::Closing => return None,
             Phase::Put { .. } => {
+                let conn = self.conn?;
+                let was_paused = self.is_paused();
                 if !self.blocked_on.is_empty() {
                     if !self.broker.borrow().unblocked(&self.blocked_on) {
                         return None;
                     }
                     self.blocked_on.clear();
-                    // It could not hear its peer while paused.
-                    if let Some(hb) = &mut self.heartbeat {
-                        hb.received(now);
-                    }
                 }
-                PUBLISH_RECEIVE
+                self.over_budget = self.broker.borrow_mut().over_budget(conn);
+                if self.over_budget {
+                    return None;
+                }
+                if was_paused && let Some(hb) = &mut self.heartbeat {
+                    // It could not hear its peer while paused.
+                    hb.received(now);
+                }
+                self.receive_size
             }
             _ => SMALL_RECEIVE,
         };
-        if self.rx.capacity() - self.rx.len() < want / 4 {
-            self.rx.reserve(want);
-        }
+        self.size_receive(want);
         Some(std::mem::take(&mut self.rx))
     }
 
     fn handle_received(&mut self, now: Instant, buf: BytesMut, filled: usize) {
+        let offered = buf.capacity() - (buf.len() - filled);
         self.rx = buf;
         if filled == 0 {
             return;
+        }
+        if matches!(self.phase, Phase::Put { .. }) {
+            // Receives that come back full ask for more room; small ones give it back.
+            if filled >= offered / 4 * 3 {
+                self.receive_size = (self.receive_size * 2).min(PUBLISH_RECEIVE);
+            } else if filled < offered / 16 {
+                self.receive_size = (self.receive_size / 2).max(PUBLISH_RECEIVE_MIN);
+            }
         }
         if let Some(hb) = &mut self.heartbeat {
             hb.received(now);
@@ -359,7 +435,7 @@ impl Protocol for DirectConn {
             };
             return self.refuse(&Refusal::new(ResponseCode::Invalid, text));
         }
-        if !self.blocked_on.is_empty()
+        if self.is_paused()
             && let Some(hb) = &mut self.heartbeat
         {
             hb.received(now);
@@ -385,6 +461,11 @@ impl Protocol for DirectConn {
 
     fn on_close(&mut self, _now: Instant, _reason: &CloseReason) {
         self.close();
+        if self.charged > 0 {
+            self.broker
+                .borrow_mut()
+                .charge_receive(-(std::mem::take(&mut self.charged) as i64));
+        }
         if let (Some((attached, app)), Some(conn)) = (self.attached.take(), self.conn) {
             self.broker.borrow_mut().detach(conn, &attached, app);
             self.flush_wakes();

@@ -14,12 +14,11 @@ use hawser_shards::{
 };
 
 use super::conn::SessionConn;
-use super::host::Host;
+use super::host::{Host, Side, canonical_ip};
 use crate::service::DirectFactory;
 
-/// How long an accepted connection may stay silent before its first bytes (as long as a
-/// DSP handshake may take).
-const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an accepted connection may stay silent before its first bytes.
+const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes read to decide: the magics are four bytes; a few more save a receive.
 const SNIFF_LEN: usize = 8;
 
@@ -43,6 +42,9 @@ pub(crate) struct SniffConn {
     socket: Option<ConnId>,
     peer_address: Option<SocketAddr>,
     peer_credentials: Option<PeerCredentials>,
+    /// Counted against its address's connection limit (until it closes, or the session
+    /// takes it and counts it itself).
+    counted: bool,
 }
 
 impl SniffConn {
@@ -57,18 +59,41 @@ impl SniffConn {
             socket: None,
             peer_address: None,
             peer_credentials: None,
+            counted: false,
+        }
+    }
+
+    fn peer(&self) -> hawser_session::Peer {
+        match (self.peer_address, self.peer_credentials) {
+            (Some(a), _) => hawser_session::Peer::Inet(canonical_ip(a.ip())),
+            (None, Some(c)) => hawser_session::Peer::Local(hawser_session::LocalCredentials {
+                pid: c.pid,
+                uid: c.uid,
+                gid: c.gid,
+            }),
+            (None, None) => hawser_session::Peer::Unknown,
+        }
+    }
+
+    /// Stops counting it against its address's limit.
+    fn uncount(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            let peer = self.peer();
+            if let Side::Server(s) = &mut self.host.borrow_mut().side {
+                s.ep.release_outside(peer);
+            }
         }
     }
 
     /// The protocol `read` starts, once enough of it is there to tell (`None` while a
-    /// magic may still match).
-    fn choose(&self, read: &[u8]) -> Option<Box<dyn Protocol>> {
+    /// magic may still match), and whether it is the session's.
+    fn choose(&self, read: &[u8]) -> Option<(Box<dyn Protocol>, bool)> {
         let mut undecided = false;
         for (magic, factory) in self.direct.iter() {
             let known = read.len().min(magic.len());
             if read[..known] == magic[..known] {
                 if known == magic.len() {
-                    return Some(factory());
+                    return Some((factory(), false));
                 }
                 undecided = true;
             }
@@ -76,12 +101,21 @@ impl SniffConn {
         if undecided && read.len() < 4 {
             return None;
         }
-        Some(Box::new(SessionConn::new(Rc::clone(&self.host))))
+        Some((Box::new(SessionConn::new(Rc::clone(&self.host))), true))
     }
 
     /// Opens `chosen` as if it had accepted the connection and gives it `read`.
-    fn hand_over(&mut self, now: Instant, mut chosen: Box<dyn Protocol>, read: &[u8]) {
+    fn hand_over(
+        &mut self,
+        now: Instant,
+        mut chosen: Box<dyn Protocol>,
+        read: &[u8],
+        session: bool,
+    ) {
         debug_assert!(chosen.receives_into_own_buffer());
+        if session {
+            self.uncount();
+        }
         if let Some(peer) = self.peer_address {
             chosen.on_peer_address(peer);
         }
@@ -102,6 +136,16 @@ impl SniffConn {
 impl Protocol for SniffConn {
     fn on_open(&mut self, now: Instant, conn: ConnId) {
         self.socket = Some(conn);
+        let peer = self.peer();
+        self.counted = match &mut self.host.borrow_mut().side {
+            Side::Server(s) => s.ep.admit_outside(peer),
+            Side::Client(_) => false,
+        };
+        if !self.counted {
+            // Its address has as many connections as allowed (limits.connections_per_address).
+            self.mode = Mode::Closed;
+            return;
+        }
         if let Mode::Sniffing { deadline, .. } = &mut self.mode {
             *deadline = Some(now + FIRST_BYTES_TIMEOUT);
         }
@@ -140,7 +184,7 @@ impl Protocol for SniffConn {
                 }
                 let read = std::mem::take(read);
                 match self.choose(&read) {
-                    Some(chosen) => self.hand_over(now, chosen, &read),
+                    Some((chosen, session)) => self.hand_over(now, chosen, &read, session),
                     None => {
                         if let Mode::Sniffing { read: keep, .. } = &mut self.mode {
                             *keep = read;
@@ -209,6 +253,9 @@ impl Protocol for SniffConn {
     fn on_close(&mut self, now: Instant, reason: &CloseReason) {
         if let Mode::Chosen(p) = &mut self.mode {
             p.on_close(now, reason);
+        }
+        if !self.host.borrow().dead {
+            self.uncount();
         }
     }
 }

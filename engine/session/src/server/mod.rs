@@ -369,6 +369,26 @@ impl Endpoint<ServerSide> {
         id
     }
 
+    /// The driver holds a connection from `peer` outside the session (one whose first
+    /// bytes are awaited, or a service's direct connection): it counts against the
+    /// per-address limit as the session's own do. False, and not counted, when the
+    /// address has its limit already.
+    pub fn admit_outside(&mut self, peer: Peer) -> bool {
+        let source = source_of(peer);
+        let n = self.side.connections_by_source.add(source);
+        if n > self.side.config.limits.connections_per_address {
+            self.side.connections_by_source.remove(source);
+            return false;
+        }
+        true
+    }
+
+    /// A connection counted by [`admit_outside`](Self::admit_outside) closed, or is handed
+    /// to the session (which counts it again).
+    pub fn release_outside(&mut self, peer: Peer) {
+        self.side.connections_by_source.remove(source_of(peer));
+    }
+
     /// A connection waiting for the receive budget whose next frame now fits: the driver
     /// asks for its receive buffer again. Call after anything that may release budget
     /// (received frames, answers, closed connections, timers) until `None`.
