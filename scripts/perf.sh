@@ -4,20 +4,21 @@
 #   scripts/perf.sh all      [options...]
 #   scripts/perf.sh loopback-bulk --runs 3
 # Scenarios: loopback-bulk loopback-rpc local-transports replicate lfn-10g-50ms lfn-loss hostile
-# tls (the lfn ones need root: they bring up the link emulator; tls measures its linkem rows
-# only as root, HAWSER_TLS_SKIP_LINK=1 leaves them out, HAWSER_TLS_LFN_PUSH_MIB,
-# HAWSER_TLS_SSH_MIB and HAWSER_TLS_HANDSHAKES shrink it). Builds the release binaries (hawser,
-# hawser-perf), installs the baselines through scripts/setup.sh when missing, runs each
-# scenario and prints where its reports are: perf/results/<scenario>.json, .md, *.svg
-# (PERF_OUT to write elsewhere). PERF_NOTE="..." adds a sentence to each report's notes
-# (e.g. what else the machine was doing).
+# tls messaging (the lfn ones need root: they bring up the link emulator; tls measures its
+# linkem rows only as root, HAWSER_TLS_SKIP_LINK=1 leaves them out, HAWSER_TLS_LFN_PUSH_MIB,
+# HAWSER_TLS_SSH_MIB and HAWSER_TLS_HANDSHAKES shrink it; messaging builds its ZeroMQ/RabbitMQ/
+# NATS clients from perf/peers/messaging, HAWSER_MESSAGING_SYSTEMS=hawser,zmq runs a subset).
+# Builds the release binaries (hawser, hawser-perf), installs the baselines through
+# scripts/setup.sh when missing, runs each scenario and prints where its reports are:
+# perf/results/<scenario>.json, .md, *.svg (PERF_OUT to write elsewhere). PERF_NOTE="..." adds
+# a sentence to each report's notes (e.g. what else the machine was doing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SCENARIOS=(loopback-bulk loopback-rpc local-transports replicate lfn-10g-50ms lfn-loss hostile tls)
+SCENARIOS=(loopback-bulk loopback-rpc local-transports replicate lfn-10g-50ms lfn-loss hostile tls messaging)
 scenario=${1:-}
 if [[ -z $scenario ]]; then
-    sed -n '2,13p' "$0"
+    sed -n '2,14p' "$0"
     exit 2
 fi
 shift
@@ -31,6 +32,12 @@ out=${PERF_OUT:-perf/results}
 target=${CARGO_TARGET_DIR:-target}
 cargo build --release -q -p hawser-perf -p hawser
 scripts/setup.sh
+# The messaging scenario's baseline clients: their own workspace (heavy client libraries kept
+# out of hawser's build); the scenario builds them too, this shows the first build's errors early.
+if [[ " ${selected[*]} " == *" messaging "* ]]; then
+    cargo build --release -q --manifest-path perf/peers/messaging/Cargo.toml ||
+        echo "perf.sh: building perf/peers/messaging failed (see above)" >&2
+fi
 
 failed=()
 for name in "${selected[@]}"; do

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what hawser's tests and perf scenarios need beyond what cargo fetches.
 #   scripts/setup.sh          everything the perf harness uses (iperf3, sockperf, rsync,
-#                             OpenSSH client and server, openssl, ...)
+#                             OpenSSH client and server, openssl, and for the messaging
+#                             scenario nats-server, rabbitmq-server, libzmq3-dev, pkg-config)
 #   scripts/setup.sh --ci     only what the default test suite needs (currently nothing)
 set -euo pipefail
 
@@ -16,16 +17,28 @@ fi
 missing=()
 for entry in iperf3:iperf3 sockperf:sockperf rsync:rsync hyperfine:hyperfine \
     ssh:openssh-client scp:openssh-client ssh-keygen:openssh-client \
-    sshd:openssh-server openssl:openssl; do
+    sshd:openssh-server openssl:openssl \
+    nats-server:nats-server rabbitmq-server:rabbitmq-server pkg-config:pkg-config; do
     tool=${entry%%:*} package=${entry#*:}
     if ! command -v "$tool" >/dev/null 2>&1 && [[ ! -x /usr/sbin/$tool ]]; then
         [[ " ${missing[*]} " == *" $package "* ]] || missing+=("$package")
     fi
 done
+# libzmq's headers and pkg-config file: the messaging scenario's ZeroMQ client links it.
+if ! pkg-config --exists libzmq 2>/dev/null && ! dpkg -s libzmq3-dev >/dev/null 2>&1; then
+    missing+=(libzmq3-dev)
+fi
 if ((${#missing[@]})); then
     echo "setup: installing ${missing[*]}" >&2
     SUDO=""
-    [[ $(id -u) -eq 0 ]] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq "${missing[@]}"
+    APT_OPTIONS=()
+    # As root apt's download sandbox user (_apt) may not be able to write its partial
+    # directory in a container; downloading as root avoids that.
+    if [[ $(id -u) -eq 0 ]]; then
+        APT_OPTIONS=(-o APT::Sandbox::User=root)
+    else
+        SUDO="sudo"
+    fi
+    $SUDO apt-get "${APT_OPTIONS[@]}" update -qq
+    $SUDO apt-get "${APT_OPTIONS[@]}" install -y -qq "${missing[@]}"
 fi

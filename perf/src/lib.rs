@@ -81,6 +81,7 @@
 //! | `lfn-loss` | as above, a 1 GiB file | the same through 1 Gbit/s × 100 ms, 1% loss (root) |
 //! | `local-transports` | `hawser bench --connect` bulk (4 connections) and rpc ping-pong against one `hawser bench --serve` on TCP, a Unix socket and shared memory; `hawser push` of a 512 MiB file + 2,000 small files over TCP and a Unix socket | the TCP rows |
 //! | `tls` | `hawser bench --mode bulk --tls`, `hawser push --tls --tls-pin` (a 1 KiB file: trunk setup; a 4 GiB file through linkem 10 Gbit/s × 50 ms, root; a 1 GiB file on loopback and through linkem) | the same without TLS; `scp` and `rsync -e ssh` to an sshd the scenario starts |
+//! | `messaging` | `hawser bench --mode dmp` (publish → sink → feed → consume): max messages/s and latency at 10% load, 64 B and 1 KiB × 1 and 4 publishers | ZeroMQ PUSH/PULL, RabbitMQ (AMQP 0-9-1) and core NATS through `messaging-peer` (`perf/peers/messaging/`, its own workspace), brokers started by the scenario |
 //!
 //! Through linkem the metrics are `link_fraction` (steady-state receiver rate, after the
 //! first third of the run, over the link rate) and `time_to_90pct_s` (end of the first

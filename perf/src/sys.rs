@@ -160,6 +160,22 @@ pub fn terminate(pid: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Sends SIGKILL to every process of process group `group` (a server the harness started
+/// as the leader of its own group, with the helpers it forked).
+pub fn kill_process_group(group: u32) -> io::Result<()> {
+    let group = libc::pid_t::try_from(group)
+        .ok()
+        .filter(|&g| g > 1)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "process group out of range"))?;
+    // SAFETY: kill(2) only sends a signal; no memory is passed. A negative pid addresses
+    // the group, and `group > 1` rules out -1 (every process) and 0 (our own group).
+    let rc = unsafe { libc::kill(-group, libc::SIGKILL) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Which operation a completion reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpKind {

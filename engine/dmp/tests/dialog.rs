@@ -314,7 +314,11 @@ fn silent_and_direct_connections_count_against_the_per_address_limit() {
     let w = Wiring::new(&c);
     wire_s_to_f(&w);
     let mut direct = raw(server.local_addr());
-    assert!(dialog(&mut direct, w.put("s").unwrap().as_bytes()).1.starts_with("200"));
+    assert!(
+        dialog(&mut direct, w.put("s").unwrap().as_bytes())
+            .1
+            .starts_with("200")
+    );
     let _silent = raw(server.local_addr()); // no byte yet: the third
     let mut fourth = raw(server.local_addr());
     let started = std::time::Instant::now();

@@ -366,5 +366,30 @@ fn busy_and_idle_clients_keep_to_the_servers_heartbeat() {
         std::thread::sleep(Duration::from_millis(50));
     }
     publisher.close().unwrap();
-    assert_eq!(w.stats().unwrap().direct_connections, 1, "the consumer lives");
+    assert_eq!(
+        w.stats().unwrap().direct_connections,
+        1,
+        "the consumer lives"
+    );
+}
+
+#[test]
+fn a_consumer_skips_a_malformed_message_and_goes_on() {
+    let server = serve(DmpConfig::default());
+    let c = client(&server);
+    let w = Wiring::new(&c);
+    wire_s_to_f(&w);
+    let mut consumer = w.consumer("f", DirectOptions::default()).unwrap();
+    let mut s = raw(server.local_addr());
+    dialog(&mut s, w.put("s").unwrap().as_bytes());
+    // Size 14: empty exchange and key, flags, options, an empty body, then 6 stray bytes
+    // the server does not look at (it routes by size, exchange and key).
+    s.write_all(b"\x00\x00\x00\x0e\x00\x00\x00\x00\x00\x00\x00\x00\x05lko\x00\x00")
+        .unwrap();
+    s.write_all(&message("", "k", b"after")).unwrap();
+    let e = consumer.recv().unwrap_err();
+    assert!(e.is_skipped_message(), "{e}");
+    let d = consumer.recv().unwrap().unwrap();
+    assert_eq!(d.envelope.body, b"after");
+    assert_eq!(consumer.malformed(), 1);
 }

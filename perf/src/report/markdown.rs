@@ -116,6 +116,9 @@ pub fn render(outcome: &Outcome, report: &JsonReport, plots: &[String]) -> Strin
         "\nRatios are median / baseline median of the same metric (for latencies and \
          elapsed times lower is better: a ratio below 1 means faster than the baseline)."
     );
+    for (title, body) in &outcome.sections {
+        let _ = writeln!(md, "\n## {title}\n\n{}", body.trim_end());
+    }
     if !outcome.notes.is_empty() {
         let _ = writeln!(md, "\nNotes:\n");
         for note in &outcome.notes {
@@ -169,6 +172,19 @@ mod tests {
         );
         assert!(md.contains("not available: hawser push not built"));
         assert!(md.contains("Linux 6.18"));
+        assert!(
+            !md.contains("\n## "),
+            "no sections unless a scenario adds them"
+        );
+        outcome
+            .sections
+            .push(("Per cell".into(), "| a | b |\n|---|---|\n".into()));
+        outcome.notes.push("a note".into());
+        let md = render(&outcome, &outcome.json_report(&machine), &[]);
+        let section = md
+            .find("\n## Per cell\n\n| a | b |\n|---|---|\n")
+            .expect(&md);
+        assert!(section < md.find("Notes:").unwrap(), "{md}");
     }
 
     #[test]

@@ -172,6 +172,9 @@ pub struct Outcome {
     pub unavailable: Vec<(Subject, String)>,
     /// Free-form lines for the Markdown report (setup, caveats, definitions).
     pub notes: Vec<String>,
+    /// Extra Markdown sections (title, body) after the main table and before the notes:
+    /// a scenario's own summary tables.
+    pub sections: Vec<(String, String)>,
     /// Load average (1 min) sampled before the scenario, at each round and after it: the
     /// machine is shared, and this says how busy it was.
     pub load_samples: Vec<f64>,

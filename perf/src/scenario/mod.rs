@@ -11,6 +11,7 @@ pub mod hostile;
 pub mod lfn;
 pub mod local;
 pub mod loopback;
+pub mod messaging;
 pub mod replicate;
 pub mod ssh;
 pub mod tls;
@@ -51,6 +52,9 @@ pub enum ScenarioName {
     /// What TLS costs (bench bulk, trunk setup on loopback, a large push through linkem
     /// when root) and `hawser push --tls` vs scp and rsync over ssh (issue 15).
     Tls,
+    /// hawser's direct message publish (`hawser bench --mode dmp`) vs ZeroMQ PUSH/PULL,
+    /// RabbitMQ and NATS on loopback: max rate and latency at 10% load.
+    Messaging,
 }
 
 impl ScenarioName {
@@ -65,6 +69,7 @@ impl ScenarioName {
             ScenarioName::Hostile => "hostile",
             ScenarioName::LocalTransports => "local-transports",
             ScenarioName::Tls => "tls",
+            ScenarioName::Messaging => "messaging",
         }
     }
 }
@@ -91,10 +96,11 @@ pub struct ScenarioOptions {
 }
 
 /// Environment variables that shrink or grow a scenario's data (or, for
-/// `HAWSER_TLS_SKIP_LINK`, leave a part out).
-pub const SIZE_OVERRIDES: [&str; 8] = [
+/// `HAWSER_TLS_SKIP_LINK` and `HAWSER_MESSAGING_SYSTEMS`, leave a part out).
+pub const SIZE_OVERRIDES: [&str; 9] = [
     "HAWSER_HOSTILE_NEXUSES",
     "HAWSER_LFN_PUSH_MIB",
+    "HAWSER_MESSAGING_SYSTEMS",
     "HAWSER_REPLICATE_BIG_MIB",
     "HAWSER_REPLICATE_SMALL_FILES",
     "HAWSER_TLS_HANDSHAKES",
@@ -227,6 +233,7 @@ pub fn run(options: &ScenarioOptions) -> Result<ReportFiles> {
         ScenarioName::Hostile => hostile::run(&context, &mut outcome)?,
         ScenarioName::LocalTransports => local::run(&context, &mut outcome)?,
         ScenarioName::Tls => tls::run(&context, &mut outcome)?,
+        ScenarioName::Messaging => messaging::run(&context, &mut outcome)?,
     }
     sample_load(&mut outcome);
     let files = report::write_reports(&outcome, &Machine::detect(), &options.out)?;

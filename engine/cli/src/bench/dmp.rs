@@ -126,6 +126,7 @@ pub fn run(args: &BenchArgs) -> Result<DmpBenchReport, String> {
         else {
             return Err("the server closed the feed's connection".into());
         };
+        // (The bench's own publishers send no malformed message: any error above is one.)
         seen += 1;
         if !seen.is_multiple_of(every) {
             continue;

@@ -129,6 +129,10 @@ pub fn consume(args: &ConsumeArgs) -> Result<MessagingReport, CliError> {
                 break;
             }
             Err(DmpError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => break,
+            Err(e) if e.is_skipped_message() => {
+                tracing::warn!("{e}: a publisher sent an envelope its size field does not hold");
+                continue;
+            }
             Err(e) => return Err(e.into()),
         };
         pacer.tick();
@@ -153,9 +157,9 @@ pub fn consume(args: &ConsumeArgs) -> Result<MessagingReport, CliError> {
     }
     out.flush().map_err(write_error)?;
     drop(out);
-    consumer.close();
     client.close();
     let elapsed = first.map_or(Duration::ZERO, |f| last - f);
+    let malformed = consumer.malformed();
     let report = MessagingReport::new(
         "consume",
         &args.feed,
@@ -163,7 +167,9 @@ pub fn consume(args: &ConsumeArgs) -> Result<MessagingReport, CliError> {
         bytes,
         elapsed,
         Some(&latency),
-    );
+    )
+    .with_malformed(malformed);
+    consumer.close();
     if let Some(path) = &args.histogram {
         write_hgrm_file(&latency, path).map_err(io_err(path))?;
     }

@@ -57,6 +57,8 @@ pub struct MessagingReport {
     pub mb_per_sec: f64,
     /// End to end, from the publisher's timestamp (consume only).
     pub latency_us: Option<LatencyMicros>,
+    /// Messages skipped as malformed (consume only).
+    pub malformed: u64,
 }
 
 impl MessagingReport {
@@ -80,7 +82,14 @@ impl MessagingReport {
             messages_per_sec: per_sec(messages as f64),
             mb_per_sec: per_sec(bytes as f64) / 1e6,
             latency_us: latency.and_then(LatencyMicros::of),
+            malformed: 0,
         }
+    }
+
+    /// Counts `n` messages skipped as malformed.
+    pub fn with_malformed(mut self, n: u64) -> Self {
+        self.malformed = n;
+        self
     }
 
     /// The report as a line of text.
@@ -95,6 +104,9 @@ impl MessagingReport {
             self.messages_per_sec,
             self.mb_per_sec
         );
+        if self.malformed > 0 {
+            line.push_str(&format!("; {} malformed messages skipped", self.malformed));
+        }
         if let Some(l) = &self.latency_us {
             line.push_str(&format!(
                 "; latency p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us",

@@ -90,6 +90,7 @@ pub struct Consumer {
     max_message_size: u32,
     last_heard: Instant,
     ready: String,
+    malformed: u64,
 }
 
 impl Consumer {
@@ -117,7 +118,15 @@ impl Consumer {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             last_heard: now,
             ready: opened.ready,
+            malformed: 0,
         })
+    }
+
+    /// Messages reported as [`DmpError::Malformed`]: their envelope was malformed inside
+    /// its size field (a publisher's doing: the server routes by the size, exchange and
+    /// routing key only).
+    pub fn malformed(&self) -> u64 {
+        self.malformed
     }
 
     /// The server's `Ready` text.
@@ -132,7 +141,8 @@ impl Consumer {
 
     /// The next message; `None` once the server closed the feed's connection (the feed
     /// was deleted, or the consumer disconnected as too slow). Waits as long as it takes,
-    /// heartbeating.
+    /// heartbeating. A message whose envelope is malformed is [`DmpError::Malformed`]:
+    /// the connection goes on, the next call returns the next message.
     pub fn recv(&mut self) -> Result<Option<Delivery<'_>>, DmpError> {
         self.recv_until(None)
     }
@@ -169,8 +179,13 @@ impl Consumer {
                         Ok(Some((Message::Envelope(envelope), _))) => {
                             Ok(Some(Delivery { envelope, raw }))
                         }
-                        Ok(_) => Err(DmpError::Protocol("a message the size field cut".into())),
-                        Err(e) => Err(DmpError::Protocol(format!("malformed message: {e}"))),
+                        // The server checks a message's framing and routing fields, not the
+                        // rest: one a publisher malformed inside its size is reported, and
+                        // the next call goes on with the next message.
+                        Ok(_) | Err(_) => {
+                            self.malformed += 1;
+                            Err(DmpError::Malformed { size })
+                        }
                     };
                 }
                 if len > self.buf.len() {

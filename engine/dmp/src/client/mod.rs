@@ -38,12 +38,24 @@ pub enum DmpError {
     /// The server was silent longer than the heartbeat allows.
     #[error("the server was silent for {0:?}: the direct connection is dead")]
     Dead(std::time::Duration),
+    /// A message whose envelope is malformed inside its size field (its publisher's
+    /// doing; the consumer goes on with the next one).
+    #[error("skipped a malformed message of {size} bytes")]
+    Malformed {
+        /// Its size field.
+        size: u32,
+    },
     /// The address cannot carry direct connections.
     #[error("{0}")]
     Address(String),
 }
 
 impl DmpError {
+    /// Whether the connection goes on after it (a malformed message was skipped).
+    pub fn is_skipped_message(&self) -> bool {
+        matches!(self, DmpError::Malformed { .. })
+    }
+
     /// The DMP response code, if the server refused.
     pub fn code(&self) -> Option<ResponseCode> {
         match self {
