@@ -11,7 +11,7 @@ use std::time::Duration;
 use hawser_runtime::{Address, Client, ClientOptions};
 
 use crate::error::CliError;
-use crate::security::{ClientSecurityArgs, client_password, tls_host};
+use crate::security::{client_password, tls_host};
 
 /// Where the server is and who connects.
 #[derive(Debug, clap::Args)]
@@ -25,11 +25,11 @@ pub struct ServerArgs {
     /// --identity the client is anonymous).
     #[arg(long)]
     pub identity: Option<String>,
-    /// File holding the password of --identity (its first line).
+    /// File holding the password of --identity (its first line). The login is SCRAM,
+    /// which never sends the password; the connections themselves run in clear text
+    /// (DMP's direct connections have no TLS, so neither does their nexus here).
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
-    #[command(flatten)]
-    pub security: ClientSecurityArgs,
 }
 
 impl ServerArgs {
@@ -52,8 +52,6 @@ impl ServerArgs {
         let mut options = ClientOptions {
             connections: 1,
             password: client_password(self.secret_file.as_deref(), login.as_deref())?,
-            tls: self.security.client_tls(&host)?,
-            sasl_mechanism: self.security.sasl_mechanism,
             connect_timeout: Duration::from_secs(10),
             ..ClientOptions::default()
         };
