@@ -1,0 +1,210 @@
+//! The sending side of a transfer: which bytes go next (what was asked, in order, then
+//! the holes reports name), paced to a rate at microsecond resolution, and the datagrams'
+//! bytes (header, data, tag).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use hawser_wire::dtp::{Datagram, DatagramForm, HoleReport, Interval, IntervalSet};
+
+use crate::tag::DatagramKey;
+
+/// How a transfer is sent.
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    /// The session.
+    pub session_id: u32,
+    /// The payload's size.
+    pub total_size: u64,
+    /// What was asked for (empty: the whole payload).
+    pub wanted: IntervalSet,
+    /// The datagrams' form.
+    pub form: DatagramForm,
+    /// Data bytes per datagram (the UDP payload less the form's header and the tag).
+    pub chunk: usize,
+    /// Bytes per second of datagrams (headers and tags included); never above it.
+    pub rate: u64,
+    /// Bytes that may leave back to back (the pacer's bucket).
+    pub burst: u64,
+    /// A hole re-sent this recently is not re-sent again for a later report (which was
+    /// written before the first resend could arrive): about the round trip plus the
+    /// receiver's report interval.
+    pub resend_after: Duration,
+}
+
+/// One transfer's sending side.
+#[derive(Debug)]
+pub struct Sender {
+    config: SenderConfig,
+    key: DatagramKey,
+    /// What is left to send, first pass and re-requested holes alike: canonical
+    /// intervals, ascending (a deque, so that sending from the front allocates nothing).
+    pending: VecDeque<Interval>,
+    /// The pacer: bytes it may send now, and when it last counted.
+    tokens: f64,
+    counted_at: Option<Instant>,
+    stopped: bool,
+    /// Holes queued again lately, and when: not queued again before `resend_after`.
+    recent: VecDeque<(Instant, IntervalSet)>,
+    sent_bytes: u64,
+    datagrams: u64,
+}
+
+impl Sender {
+    /// A sender of everything `config` asks for.
+    pub fn new(config: SenderConfig, key: DatagramKey) -> Self {
+        let pending = if config.wanted.is_empty() {
+            IntervalSet::whole(config.total_size)
+        } else {
+            config.wanted.clone()
+        };
+        Sender {
+            tokens: config.burst as f64,
+            config,
+            key,
+            pending: pending.as_slice().iter().copied().collect(),
+            counted_at: None,
+            stopped: false,
+            recent: VecDeque::new(),
+            sent_bytes: 0,
+            datagrams: 0,
+        }
+    }
+
+    fn datagram_len(&self, data: usize) -> u64 {
+        (self.config.form.header_len() + data + crate::tag::TAG_LEN) as u64
+    }
+
+    fn refill(&mut self, now: Instant) {
+        if let Some(at) = self.counted_at {
+            let elapsed = now.saturating_duration_since(at).as_secs_f64();
+            self.tokens =
+                (self.tokens + elapsed * self.config.rate as f64).min(self.config.burst as f64);
+        }
+        self.counted_at = Some(now);
+    }
+
+    /// The next datagram to send now, as (offset, data length), or `None` when nothing
+    /// is left or the pacer says wait (see [`poll_timeout`](Self::poll_timeout)).
+    pub fn next_datagram(&mut self, now: Instant) -> Option<(u64, usize)> {
+        if self.stopped {
+            return None;
+        }
+        let first = *self.pending.front()?;
+        let len = (first.length().min(self.config.chunk as u64)) as usize;
+        self.refill(now);
+        let cost = self.datagram_len(len) as f64;
+        if self.tokens < cost {
+            return None;
+        }
+        self.tokens -= cost;
+        match Interval::new(first.offset() + len as u64, first.length() - len as u64) {
+            Some(shorter) => self.pending[0] = shorter,
+            None => {
+                self.pending.pop_front();
+            }
+        }
+        self.sent_bytes += cost as u64;
+        self.datagrams += 1;
+        Some((first.offset(), len))
+    }
+
+    /// When the pacer lets the next datagram go (`None`: nothing left to send).
+    pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
+        if self.stopped {
+            return None;
+        }
+        let first = self.pending.front()?;
+        let len = first.length().min(self.config.chunk as u64) as usize;
+        let missing = self.datagram_len(len) as f64 - self.tokens;
+        if missing <= 0.0 {
+            return Some(now);
+        }
+        let wait = Duration::from_secs_f64(missing / self.config.rate.max(1) as f64);
+        Some(self.counted_at.unwrap_or(now) + wait)
+    }
+
+    /// Writes the datagram of `data` at `offset`: header, data, tag.
+    pub fn encode(&self, offset: u64, data: &[u8], out: &mut Vec<u8>) {
+        let datagram = match self.config.form {
+            DatagramForm::Basic => Datagram::Basic {
+                // The basic form is chosen only for payloads whose offsets fit 32 bits.
+                offset: offset as u32,
+                data,
+            },
+            DatagramForm::Extended => Datagram::Extended {
+                session_id: self.config.session_id,
+                offset,
+                data,
+            },
+        };
+        out.clear();
+        datagram.encode(out);
+        self.key.seal(out);
+    }
+
+    /// A hole report from the receiver: its holes (within what was asked, and not
+    /// re-sent within `resend_after`) go again; a `stop` ends the sending.
+    pub fn on_report(&mut self, now: Instant, report: &HoleReport) {
+        if report.session_id != self.config.session_id {
+            return;
+        }
+        if report.stop {
+            self.stopped = true;
+            return;
+        }
+        let wanted = if self.config.wanted.is_empty() {
+            IntervalSet::whole(self.config.total_size)
+        } else {
+            self.config.wanted.clone()
+        };
+        let window = self.config.resend_after;
+        while self
+            .recent
+            .front()
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) >= window)
+        {
+            self.recent.pop_front();
+        }
+        let mut recently = IntervalSet::new();
+        for (_, set) in &self.recent {
+            for i in set.as_slice() {
+                recently.insert(*i);
+            }
+        }
+        // Merged through an interval set: once per report, not per datagram.
+        let mut pending =
+            IntervalSet::from_canonical(self.pending.drain(..).collect()).unwrap_or_default();
+        let mut queued = IntervalSet::new();
+        for hole in report.holes.as_slice() {
+            // Only what was asked for: a report cannot make the server send elsewhere.
+            if !wanted.contains(hole.offset(), hole.length()) {
+                continue;
+            }
+            let one = IntervalSet::from_canonical(vec![*hole]).unwrap_or_default();
+            for fresh in recently.missing_within(&one).as_slice() {
+                pending.insert(*fresh);
+                queued.insert(*fresh);
+            }
+        }
+        if !queued.is_empty() {
+            self.recent.push_back((now, queued));
+        }
+        self.pending = pending.as_slice().iter().copied().collect();
+    }
+
+    /// Whether the receiver said it is complete (or paused).
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// Whether nothing waits to be sent.
+    pub fn is_idle(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Bytes sent (datagrams whole) and datagrams.
+    pub fn sent(&self) -> (u64, u64) {
+        (self.sent_bytes, self.datagrams)
+    }
+}
