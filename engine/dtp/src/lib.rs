@@ -5,7 +5,8 @@
 //!   paced to a rate at microsecond resolution, and each datagram's bytes;
 //! - [`Receiver`]: what arrived (usable at once, holes and all), each datagram's verdict,
 //!   and the hole reports;
-//! - [`DatagramKey`]: the per-datagram tag that drops spoofed and corrupted datagrams.
+//! - [`DatagramKey`]: the per-datagram tag that drops spoofed and corrupted datagrams;
+//! - [`TransferState`]: a receiver's state as bytes, to journal and resume from.
 //!
 //! The service over the runtime (control exchanges, the UDP path on the shards), rate
 //! control from the receiver's reports, journaled sessions and the CLI are the rest of
@@ -13,8 +14,10 @@
 
 mod receiver;
 mod sender;
+mod state;
 mod tag;
 
 pub use receiver::{Receiver, ReceiverConfig, ReceiverStats, Verdict};
 pub use sender::{Sender, SenderConfig};
+pub use state::{StateError, TransferState};
 pub use tag::{DatagramKey, TAG_LEN};

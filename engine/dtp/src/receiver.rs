@@ -208,6 +208,34 @@ impl Receiver {
     pub fn stats(&self) -> ReceiverStats {
         self.stats
     }
+
+    /// What to journal: with it, [`from_state`](Self::from_state) resumes the transfer.
+    pub fn state(&self) -> crate::TransferState {
+        crate::TransferState {
+            session_id: self.config.session_id,
+            total_size: self.config.total_size,
+            form: self.config.form,
+            wanted: self.config.wanted.clone(),
+            received: self.received.clone(),
+        }
+    }
+
+    /// A receiver resumed from a journaled state; the next session asks for its holes
+    /// ([`holes`](Self::holes)).
+    pub fn from_state(
+        state: crate::TransferState,
+        report_interval: Duration,
+        key: DatagramKey,
+    ) -> Self {
+        let config = ReceiverConfig {
+            session_id: state.session_id,
+            total_size: state.total_size,
+            wanted: state.wanted,
+            form: state.form,
+            report_interval,
+        };
+        Self::resume(config, key, state.received)
+    }
 }
 
 /// The bytes in both sets.

@@ -287,14 +287,23 @@ fn a_stopped_transfer_resumes_with_only_what_is_missing() {
     assert!(!first.done);
     let have = first.receiver_state.covered();
     assert!(have > 0 && have < total);
-    let holes = first
-        .receiver_state
-        .missing_within(&IntervalSet::whole(total));
+    // Journaled and loaded back, as a restarted client would.
+    let journal = hawser_dtp::TransferState {
+        session_id: 7,
+        total_size: total,
+        form: DatagramForm::Extended,
+        wanted: IntervalSet::new(),
+        received: first.receiver_state.clone(),
+    }
+    .encode();
+    let loaded = hawser_dtp::TransferState::decode(&journal).unwrap();
+    assert_eq!(loaded.received, first.receiver_state);
+    let holes = loaded.received.missing_within(&IntervalSet::whole(total));
     let second = transfer(
         4,
         total,
         holes.clone(),
-        first.receiver_state.clone(),
+        loaded.received.clone(),
         first.received,
         faults,
         None,
