@@ -48,7 +48,8 @@ pub struct ReceiverConfig {
     pub session_id: u32,
     /// The payload's size.
     pub total_size: u64,
-    /// What was asked for (the whole payload, or the intervals a resume asks again).
+    /// What was asked for (the whole payload, or the intervals a resume asks again);
+    /// within `total_size` (the service checks a request against the payload).
     pub wanted: IntervalSet,
     /// The datagrams' form.
     pub form: DatagramForm,

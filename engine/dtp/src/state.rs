@@ -42,6 +42,10 @@ pub enum StateError {
     /// An unknown datagram form.
     #[error("unknown datagram form {0}")]
     Form(u8),
+    /// The fields do not fit together: bytes received outside what was asked, or the
+    /// basic form (32-bit offsets) for a payload over 4 GiB.
+    #[error("the transfer state's fields contradict each other")]
+    Inconsistent,
 }
 
 fn put_intervals(out: &mut Vec<u8>, set: &IntervalSet) {
@@ -117,6 +121,16 @@ impl TransferState {
         if !c.0.is_empty() {
             return Err(StateError::Length);
         }
+        let outside_wanted = !wanted.is_empty()
+            && received
+                .as_slice()
+                .iter()
+                .any(|i| !wanted.contains(i.offset(), i.length()));
+        let basic_too_large =
+            form == DatagramForm::Basic && total_size > DatagramForm::BASIC_MAX_PAYLOAD;
+        if outside_wanted || basic_too_large {
+            return Err(StateError::Inconsistent);
+        }
         Ok(TransferState {
             session_id,
             total_size,
@@ -147,12 +161,18 @@ mod tests {
             wanted in proptest::collection::vec((0u64..1_000_000, 1u64..1000), 0..20),
             received in proptest::collection::vec((0u64..1_000_000, 1u64..1000), 0..50),
         ) {
+            let wanted = set(&wanted);
+            let mut received = set(&received);
+            if !wanted.is_empty() {
+                // What arrives lies within what was asked: received ∩ wanted.
+                received = wanted.missing_within(&received).missing_within(&received);
+            }
             let state = TransferState {
                 session_id: session,
                 total_size: 1_001_000,
                 form: DatagramForm::Extended,
-                wanted: set(&wanted),
-                received: set(&received),
+                wanted,
+                received,
             };
             prop_assert_eq!(TransferState::decode(&state.encode()), Ok(state));
         }
@@ -171,6 +191,31 @@ mod tests {
             bytes[at] ^= 1 << bit;
             prop_assert!(TransferState::decode(&bytes).is_err());
         }
+    }
+
+    #[test]
+    fn states_whose_fields_contradict_each_other_are_refused() {
+        let outside = TransferState {
+            session_id: 1,
+            total_size: 1000,
+            form: DatagramForm::Basic,
+            wanted: set(&[(0, 100)]),
+            received: set(&[(500, 10)]),
+        };
+        assert_eq!(
+            TransferState::decode(&outside.encode()),
+            Err(StateError::Inconsistent)
+        );
+        let basic_5g = TransferState {
+            total_size: 5 << 30,
+            wanted: IntervalSet::new(),
+            received: IntervalSet::new(),
+            ..outside
+        };
+        assert_eq!(
+            TransferState::decode(&basic_5g.encode()),
+            Err(StateError::Inconsistent)
+        );
     }
 
     #[test]
