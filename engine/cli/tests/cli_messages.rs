@@ -11,23 +11,27 @@ fn hawser() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hawser"))
 }
 
-#[test]
-fn lines_published_to_a_sink_reach_the_bound_consumer_with_a_report() {
-    let root = TempDir::new("cli-dmp-root");
+/// A `hawser serve` whose config declares the sink `sink` (its root under the returned
+/// directory).
+fn serve_with_sink(tag: &str, sink: &str) -> (TempDir, ServeProcess) {
+    let root = TempDir::new(tag);
     let config = root.path().join("serve.toml");
-    std::fs::write(&config, "[dmp]\nsinks = [\"orders\"]\n").unwrap();
+    std::fs::write(&config, format!("[dmp]\nsinks = [\"{sink}\"]\n")).unwrap();
     let data = root.path().join("data");
     std::fs::create_dir(&data).unwrap();
-    let server = ServeProcess::start_with(
-        &data,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        1,
-    );
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    let server = ServeProcess::start_with(&data, &args, 1);
+    (root, server)
+}
+
+#[test]
+fn lines_published_to_a_sink_reach_the_bound_consumer_with_a_report() {
+    let (root, server) = serve_with_sink("cli-dmp-root", "orders");
     let hgrm = root.path().join("latency.hgrm");
     let consumer = hawser()
         .args([
@@ -106,21 +110,7 @@ fn publishing_to_a_missing_sink_says_how_to_declare_it() {
 
 #[test]
 fn framed_messages_round_trip_and_bench_measures_dmp() {
-    let root = TempDir::new("cli-dmp-framed");
-    let config = root.path().join("serve.toml");
-    std::fs::write(&config, "[dmp]\nsinks = [\"s\"]\n").unwrap();
-    let data = root.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    let server = ServeProcess::start_with(
-        &data,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        1,
-    );
+    let (_root, server) = serve_with_sink("cli-dmp-framed", "s");
     let consumer = hawser()
         .args([
             "consume",

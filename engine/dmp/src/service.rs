@@ -55,11 +55,11 @@ pub fn refusal_exception(r: &Refusal) -> HandlerError {
     ))
 }
 
-fn malformed(e: impl std::fmt::Display) -> HandlerError {
-    refusal_exception(&Refusal::new(
+fn malformed(e: impl std::fmt::Display) -> Refusal {
+    Refusal::new(
         hawser_wire::dmp::ResponseCode::SyntaxError,
         format!("malformed wiring request: {e}"),
-    ))
+    )
 }
 
 fn requester(ctx: &RequestContext) -> Requester {
@@ -118,6 +118,7 @@ impl DmpService {
                 let broker = registry::broker(id, &config).map_err(|r| refusal_exception(&r))?;
                 let mut broker = broker.borrow_mut();
                 let answer = run(&mut broker, &requester(ctx), &body);
+                let answer = answer.map_err(|r| refusal_exception(&r));
                 // A delete or an unbind may free connections that wait.
                 wake_all(&mut broker);
                 answer
@@ -180,7 +181,7 @@ fn wake_all(broker: &mut Broker) {
     }
 }
 
-type WiringFn = fn(&mut Broker, &Requester, &[u8]) -> Result<Bytes, HandlerError>;
+type WiringFn = fn(&mut Broker, &Requester, &[u8]) -> Result<Bytes, Refusal>;
 
 fn declared(created: bool) -> Bytes {
     let mut out = BytesMut::with_capacity(2);
@@ -188,68 +189,50 @@ fn declared(created: bool) -> Bytes {
     out.freeze()
 }
 
-fn declare_sink(b: &mut Broker, who: &Requester, body: &[u8]) -> Result<Bytes, HandlerError> {
+fn declare_sink(b: &mut Broker, who: &Requester, body: &[u8]) -> Result<Bytes, Refusal> {
     let m = DeclareSink::decode(body).map_err(malformed)?;
-    b.declare_sink(who, m.name.as_bytes(), m.durable)
-        .map(declared)
-        .map_err(|r| refusal_exception(&r))
-}
-
-fn declare_feed(b: &mut Broker, who: &Requester, body: &[u8]) -> Result<Bytes, HandlerError> {
-    let m = DeclareFeed::decode(body).map_err(malformed)?;
-    b.declare_feed(
+    Ok(declared(b.declare_sink(
         who,
         m.name.as_bytes(),
         m.durable,
-        m.policy,
-        m.high_water,
-        m.low_water,
-    )
-    .map(declared)
-    .map_err(|r| refusal_exception(&r))
+    )?))
 }
 
-fn delete(b: &mut Broker, who: &Requester, body: &[u8]) -> Result<Bytes, HandlerError> {
+fn declare_feed(b: &mut Broker, who: &Requester, body: &[u8]) -> Result<Bytes, Refusal> {
+    let m = DeclareFeed::decode(body).map_err(malformed)?;
+    let name = m.name.as_bytes();
+    let created = b.declare_feed(who, name, m.durable, m.policy, m.high_water, m.low_water)?;
+    Ok(declared(created))
+}
+
+fn delete(b: &mut Broker, who: &Requester, body: &[u8]) -> Result<Bytes, Refusal> {
     let m = Delete::decode(body).map_err(malformed)?;
-    b.delete(who, m.kind, m.name.as_bytes())
-        .map(|()| done())
-        .map_err(|r| refusal_exception(&r))
+    b.delete(who, m.kind, m.name.as_bytes())?;
+    Ok(done())
 }
 
-fn bind(b: &mut Broker, who: &Requester, body: &[u8]) -> Result<Bytes, HandlerError> {
+fn bind(b: &mut Broker, who: &Requester, body: &[u8]) -> Result<Bytes, Refusal> {
     let m = Bind::decode(body).map_err(malformed)?;
-    b.bind(
-        who,
-        m.feed.as_bytes(),
-        m.sink.as_bytes(),
-        m.pattern.as_bytes(),
-    )
-    .map(|()| done())
-    .map_err(|r| refusal_exception(&r))
+    let (feed, sink, pattern) = (m.feed.as_bytes(), m.sink.as_bytes(), m.pattern.as_bytes());
+    b.bind(who, feed, sink, pattern)?;
+    Ok(done())
 }
 
-fn unbind(b: &mut Broker, who: &Requester, body: &[u8]) -> Result<Bytes, HandlerError> {
+fn unbind(b: &mut Broker, who: &Requester, body: &[u8]) -> Result<Bytes, Refusal> {
     let m = Unbind::decode(body).map_err(malformed)?;
-    b.unbind(
-        who,
-        m.feed.as_bytes(),
-        m.sink.as_bytes(),
-        m.pattern.as_bytes(),
-    )
-    .map(|()| done())
-    .map_err(|r| refusal_exception(&r))
+    let (feed, sink, pattern) = (m.feed.as_bytes(), m.sink.as_bytes(), m.pattern.as_bytes());
+    b.unbind(who, feed, sink, pattern)?;
+    Ok(done())
 }
 
-fn put(b: &mut Broker, who: &Requester, body: &[u8]) -> Result<Bytes, HandlerError> {
+fn put(b: &mut Broker, who: &Requester, body: &[u8]) -> Result<Bytes, Refusal> {
     let m = Put::decode(body).map_err(malformed)?;
-    b.put(Instant::now(), who, m.sink.as_bytes())
-        .map(|lease| lease_reply(WiringKind::PutOk, &lease))
-        .map_err(|r| refusal_exception(&r))
+    let lease = b.put(Instant::now(), who, m.sink.as_bytes())?;
+    Ok(lease_reply(WiringKind::PutOk, &lease))
 }
 
-fn get(b: &mut Broker, who: &Requester, body: &[u8]) -> Result<Bytes, HandlerError> {
+fn get(b: &mut Broker, who: &Requester, body: &[u8]) -> Result<Bytes, Refusal> {
     let m = Get::decode(body).map_err(malformed)?;
-    b.get(Instant::now(), who, m.feed.as_bytes())
-        .map(|lease| lease_reply(WiringKind::GetOk, &lease))
-        .map_err(|r| refusal_exception(&r))
+    let lease = b.get(Instant::now(), who, m.feed.as_bytes())?;
+    Ok(lease_reply(WiringKind::GetOk, &lease))
 }

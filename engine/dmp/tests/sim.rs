@@ -120,6 +120,16 @@ fn delivered(bytes: &[u8]) -> Vec<(u8, u32)> {
     out
 }
 
+/// The one application of these tests, logged in as `app`.
+fn app() -> Requester {
+    Requester {
+        app: 1,
+        identity: "app".into(),
+        anonymous: false,
+        peer: Peer::Unknown,
+    }
+}
+
 fn broker_with_feed(policy: FlowPolicy, high: u64) -> (Rc<RefCell<Broker>>, Requester) {
     let config = Arc::new(DmpConfig {
         heartbeat: Duration::from_secs(5),
@@ -127,12 +137,7 @@ fn broker_with_feed(policy: FlowPolicy, high: u64) -> (Rc<RefCell<Broker>>, Requ
         ..DmpConfig::default()
     });
     let broker = Rc::new(RefCell::new(Broker::new(config).unwrap()));
-    let who = Requester {
-        app: 1,
-        identity: "app".into(),
-        anonymous: false,
-        peer: Peer::Unknown,
-    };
+    let who = app();
     {
         let mut b = broker.borrow_mut();
         b.declare_sink(&who, b"s", false).unwrap();
@@ -300,12 +305,7 @@ fn all_queues_together_stay_within_the_budget() {
         ..DmpConfig::default()
     });
     let broker = Rc::new(RefCell::new(Broker::new(config).unwrap()));
-    let who = Requester {
-        app: 1,
-        identity: "app".into(),
-        anonymous: false,
-        peer: Peer::Unknown,
-    };
+    let who = app();
     {
         let mut b = broker.borrow_mut();
         b.declare_sink(&who, b"s", false).unwrap();

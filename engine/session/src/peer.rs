@@ -31,6 +31,17 @@ pub enum Peer {
 }
 
 impl Peer {
+    /// The peer as limits, throttles and leases count it: an IPv4 peer reaching a
+    /// dual-stack listener shows as `::ffff:a.b.c.d`, and is the IPv4 address it is.
+    pub fn canonical(self) -> Peer {
+        match self {
+            Peer::Inet(IpAddr::V6(v6)) => {
+                Peer::Inet(v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4))
+            }
+            other => other,
+        }
+    }
+
     /// The local peer's credentials, if it is one.
     pub fn local(&self) -> Option<LocalCredentials> {
         match self {

@@ -61,23 +61,13 @@ fn random_token() -> Result<[u8; 16], Refusal> {
 
 /// The text of a lease token.
 pub fn lease_text(token: &[u8; 16]) -> String {
-    token.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(token)
 }
 
 /// The token of a lease's text, if it has the form of one.
 pub fn parse_lease(text: &[u8]) -> Option<[u8; 16]> {
-    if text.len() != LEASE_LEN {
-        return None;
-    }
     let mut token = [0u8; 16];
-    for (i, pair) in text.chunks_exact(2).enumerate() {
-        let digit = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        };
-        token[i] = (digit(pair[0])? << 4) | digit(pair[1])?;
-    }
+    hex::decode_to_slice(text, &mut token).ok()?;
     Some(token)
 }
 
@@ -168,20 +158,11 @@ impl LeaseTable {
 /// Whether a direct connection from `peer` may use a lease granted to a nexus created
 /// from `granted`: the same IP address, or the same local user.
 fn same_peer(granted: Peer, peer: Peer) -> bool {
-    match (granted, peer) {
+    match (granted.canonical(), peer.canonical()) {
         (Peer::Unknown, _) => true,
-        (Peer::Inet(a), Peer::Inet(b)) => canonical(a) == canonical(b),
+        (Peer::Inet(a), Peer::Inet(b)) => a == b,
         (Peer::Local(a), Peer::Local(b)) => a.uid == b.uid,
         _ => false,
-    }
-}
-
-fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
-    match ip {
-        std::net::IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
-        v4 => v4,
     }
 }
 

@@ -2,28 +2,32 @@
 //! (nexuses) whose entities live as long as their last connection. Sans-IO: the wiring
 //! handlers and the direct connections call it on the server's shard, with `now`.
 
+mod budget;
+mod connections;
 mod feed;
 mod lease;
+mod owner;
 mod publish;
 mod sink;
+mod stats;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
-use hawser_runtime::Peer;
 use hawser_runtime::direct::ConnId;
 use hawser_wire::dmp::ResponseCode;
 use hawser_wire::dmp::wiring::{EntityKind, FlowPolicy};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::config::DmpConfig;
 use crate::pattern::Pattern;
 
 pub use feed::{Feed, FeedCounters, FeedQueue, Overflow};
 pub use lease::{Grant, LEASE_LEN, Lease, LeaseTable, lease_text, parse_lease};
+pub use owner::{Owner, Requester};
 pub use publish::MessageRef;
 pub use sink::{Binding, Sink};
+pub use stats::{BrokerStats, FeedStats};
 
 /// Names a sink or feed for its whole life (a name declared again is a new entity).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -60,56 +64,6 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// Who asks, over a nexus.
-#[derive(Debug, Clone)]
-pub struct Requester {
-    /// The nexus (the application).
-    pub app: u128,
-    /// Its identity.
-    pub identity: Arc<str>,
-    /// The identity is claimed (`ANONYMOUS`), not proven.
-    pub anonymous: bool,
-    /// Where its nexus was created from.
-    pub peer: Peer,
-}
-
-/// Who may use and delete a sink or feed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Owner {
-    /// Declared by the server's configuration: never deleted over the wire; a feed's
-    /// consumer may be one identity.
-    Server {
-        /// The only identity that may consume the feed (`None`: any).
-        consumer: Option<Arc<str>>,
-    },
-    /// Declared by an anonymous client: anyone may use or delete it (a claimed name
-    /// proves nothing to keep it by).
-    Anyone,
-    /// Declared by this authenticated identity: only it may bind, consume or delete it.
-    Identity(Arc<str>),
-}
-
-impl Owner {
-    /// The owner of what `who` declares.
-    pub fn of(who: &Requester) -> Self {
-        if who.anonymous {
-            Owner::Anyone
-        } else {
-            Owner::Identity(Arc::clone(&who.identity))
-        }
-    }
-
-    fn admits(&self, who: &Requester) -> bool {
-        match self {
-            Owner::Server { consumer: None } | Owner::Anyone => true,
-            Owner::Server {
-                consumer: Some(identity),
-            }
-            | Owner::Identity(identity) => !who.anonymous && *who.identity == **identity,
-        }
-    }
-}
-
 /// What a redeemed lease attached a direct connection to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attached {
@@ -134,41 +88,6 @@ pub enum Attached {
 struct App {
     nexus_alive: bool,
     direct: u32,
-}
-
-/// A feed's figures, for reports.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FeedStats {
-    /// Its name.
-    pub name: String,
-    /// Its policy.
-    pub policy: String,
-    /// Messages queued.
-    pub queued_messages: u64,
-    /// Bytes queued.
-    pub queued_bytes: u64,
-    /// Whether a consumer reads it.
-    pub consumer: bool,
-    /// Its counters.
-    pub counters: FeedCounters,
-}
-
-/// The broker's figures.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct BrokerStats {
-    /// Sinks.
-    pub sinks: usize,
-    /// Feeds, by name.
-    pub feeds: Vec<FeedStats>,
-    /// Leases waiting.
-    pub leases: usize,
-    /// Open direct connections.
-    pub direct_connections: usize,
-    /// Messages routed to no feed.
-    pub unrouted: u64,
-    /// Bytes all feeds' queues hold.
-    #[serde(default)]
-    pub queued_bytes: u64,
 }
 
 /// Every sink and feed of one server.
@@ -198,6 +117,26 @@ pub struct Broker {
     budget_waiting: Vec<ConnId>,
     /// Direct connections before their lease.
     handshakes: usize,
+}
+
+/// A refusal unless fewer than `most` of `what` are held (`count`).
+fn at_most(count: usize, most: usize, what: &str) -> Result<(), Refusal> {
+    if count < most {
+        return Ok(());
+    }
+    Err(Refusal::new(
+        ResponseCode::NotAllowed,
+        format!("the server holds its maximum of {most} {what}"),
+    ))
+}
+
+/// What a feed is declared with.
+#[derive(Debug, Clone, Copy)]
+struct FeedSettings {
+    durable: bool,
+    policy: FlowPolicy,
+    high_water: u64,
+    low_water: u64,
 }
 
 fn not_found(kind: &str, name: &str) -> Refusal {
@@ -240,7 +179,13 @@ impl Broker {
             let owner = Owner::Server {
                 consumer: feed.consumer.as_deref().map(Arc::from),
             };
-            broker.add_feed(&feed.name, true, feed.policy, high, low, None, owner)?;
+            let settings = FeedSettings {
+                durable: true,
+                policy: feed.policy,
+                high_water: high,
+                low_water: low,
+            };
+            broker.add_feed(&feed.name, settings, None, owner)?;
         }
         for b in &config.bindings {
             broker.bind_ids(&b.feed, &b.sink, b.pattern.as_bytes())?;
@@ -295,13 +240,11 @@ impl Broker {
             }
             return Ok(false);
         }
-        let most = self.config.limits.sinks;
-        if self.sinks.len() >= most {
-            return Err(Refusal::new(
-                ResponseCode::NotAllowed,
-                format!("the server holds its maximum of {most} sinks; delete unused ones"),
-            ));
-        }
+        at_most(
+            self.sinks.len(),
+            self.config.limits.sinks,
+            "sinks; delete unused ones",
+        )?;
         let id = self.next_id();
         self.sink_names.insert(name.to_owned(), id);
         self.sinks.insert(
@@ -321,17 +264,19 @@ impl Broker {
         Ok(true)
     }
 
-    #[allow(clippy::too_many_arguments, reason = "one per feed setting")]
     fn add_feed(
         &mut self,
         name: &str,
-        durable: bool,
-        policy: FlowPolicy,
-        high_water: u64,
-        low_water: u64,
+        settings: FeedSettings,
         app: Option<u128>,
         owner: Owner,
     ) -> Result<bool, Refusal> {
+        let FeedSettings {
+            durable,
+            policy,
+            high_water,
+            low_water,
+        } = settings;
         if let Some(id) = self.feed_names.get(name) {
             let f = &self.feeds[id];
             if (f.durable, f.policy, f.high_water, f.low_water)
@@ -351,13 +296,11 @@ impl Broker {
             }
             return Ok(false);
         }
-        let most = self.config.limits.feeds;
-        if self.feeds.len() >= most {
-            return Err(Refusal::new(
-                ResponseCode::NotAllowed,
-                format!("the server holds its maximum of {most} feeds; delete unused ones"),
-            ));
-        }
+        at_most(
+            self.feeds.len(),
+            self.config.limits.feeds,
+            "feeds; delete unused ones",
+        )?;
         let id = self.next_id();
         self.feed_names.insert(name.to_owned(), id);
         self.feeds.insert(
@@ -454,15 +397,13 @@ impl Broker {
         }
         self.app(who);
         let (high, low) = self.config.water_marks(high, low);
-        self.add_feed(
-            name,
+        let settings = FeedSettings {
             durable,
             policy,
-            high,
-            low,
-            Some(who.app),
-            Owner::of(who),
-        )
+            high_water: high,
+            low_water: low,
+        };
+        self.add_feed(name, settings, Some(who.app), Owner::of(who))
     }
 
     fn check_owner(
@@ -637,173 +578,6 @@ impl Broker {
         Ok(())
     }
 
-    fn grant(&mut self, now: Instant, who: &Requester, grant: Grant) -> Result<String, Refusal> {
-        if let Some(why) = &self.config.refuse_direct {
-            return Err(Refusal::new(ResponseCode::NotAllowed, why.clone()));
-        }
-        self.app(who);
-        let lease = Lease {
-            grant,
-            app: who.app,
-            identity: Arc::clone(&who.identity),
-            peer: who.peer,
-            expires: now + self.config.lease_ttl,
-        };
-        let limits = self.config.limits;
-        self.leases
-            .grant(now, lease, limits.leases, limits.leases_per_app)
-    }
-
-    /// `Direct.Put`: a lease for one publishing connection to the sink.
-    pub fn put(&mut self, now: Instant, who: &Requester, sink: &[u8]) -> Result<String, Refusal> {
-        let name = Self::check_name(sink)?;
-        let id = *self
-            .sink_names
-            .get(name)
-            .ok_or_else(|| not_found("sink", name))?;
-        self.grant(now, who, Grant::Put(id))
-    }
-
-    /// `Direct.Get`: a lease for the consuming connection of the feed, which the
-    /// asking identity must own (or the configuration left to any).
-    pub fn get(&mut self, now: Instant, who: &Requester, feed: &[u8]) -> Result<String, Refusal> {
-        let name = Self::check_name(feed)?;
-        let id = *self
-            .feed_names
-            .get(name)
-            .ok_or_else(|| not_found("feed", name))?;
-        let f = &self.feeds[&id];
-        self.check_owner(&f.owner, who, "feed", name)?;
-        if f.consumer.is_some() {
-            return Err(Refusal::new(
-                ResponseCode::NotAllowed,
-                format!("feed \"{name}\" is exclusive and has a consumer already"),
-            ));
-        }
-        self.grant(now, who, Grant::Get(id))
-    }
-
-    /// A direct connection presents its lease: it becomes a publisher of the sink or
-    /// the consumer of the feed.
-    pub fn redeem(
-        &mut self,
-        now: Instant,
-        lease: &[u8],
-        peer: Peer,
-        conn: ConnId,
-    ) -> Result<(Attached, u128), Refusal> {
-        let lease = self.leases.redeem(now, lease, peer)?;
-        let most = self.config.limits.direct_connections;
-        if self.direct_connections >= most {
-            return Err(Refusal::new(
-                ResponseCode::NotAllowed,
-                format!("the server holds its maximum of {most} direct connections"),
-            ));
-        }
-        let attached = match lease.grant {
-            Grant::Put(id) => {
-                let sink = self.sinks.get_mut(&id).ok_or_else(|| {
-                    Refusal::new(ResponseCode::NotFound, "the lease's sink was deleted")
-                })?;
-                sink.publishers.push(conn);
-                Attached::Put {
-                    sink: id,
-                    name: sink.name.clone(),
-                }
-            }
-            Grant::Get(id) => {
-                let feed = self.feeds.get_mut(&id).ok_or_else(|| {
-                    Refusal::new(ResponseCode::NotFound, "the lease's feed was deleted")
-                })?;
-                if feed.consumer.is_some() {
-                    return Err(Refusal::new(
-                        ResponseCode::NotAllowed,
-                        format!(
-                            "feed \"{}\" is exclusive and has a consumer already",
-                            feed.name
-                        ),
-                    ));
-                }
-                feed.consumer = Some(conn);
-                // Messages may be waiting for it.
-                self.wakes.push(conn);
-                Attached::Get {
-                    feed: id,
-                    name: feed.name.clone(),
-                }
-            }
-        };
-        self.direct_connections += 1;
-        let app = self.apps.entry(lease.app).or_default();
-        app.direct += 1;
-        Ok((attached, lease.app))
-    }
-
-    /// A closed direct connection (attached for application `app`): it stops publishing or consuming, and its
-    /// application's entities go if that was its last connection.
-    pub fn detach(&mut self, conn: ConnId, attached: &Attached, app: u128) {
-        match attached {
-            Attached::Put { sink, .. } => {
-                if let Some(s) = self.sinks.get_mut(sink) {
-                    s.publishers.retain(|&c| c != conn);
-                }
-                for f in self.feeds.values_mut() {
-                    f.waiting.retain(|&c| c != conn);
-                }
-                self.budget_waiting.retain(|&c| c != conn);
-            }
-            Attached::Get { feed, .. } => {
-                if let Some(f) = self.feeds.get_mut(feed)
-                    && f.consumer == Some(conn)
-                {
-                    f.consumer = None;
-                }
-            }
-        }
-        self.direct_connections = self.direct_connections.saturating_sub(1);
-        if let Some(a) = self.apps.get_mut(&app) {
-            a.direct = a.direct.saturating_sub(1);
-        }
-        self.end_app_if_unused(app);
-    }
-
-    /// The application's nexus is gone (destroyed, or expired after its grace period).
-    pub fn nexus_ended(&mut self, app: u128) {
-        self.leases.forget_app(app);
-        if let Some(a) = self.apps.get_mut(&app) {
-            a.nexus_alive = false;
-        }
-        self.end_app_if_unused(app);
-    }
-
-    fn end_app_if_unused(&mut self, app: u128) {
-        let Some(a) = self.apps.get(&app) else {
-            return;
-        };
-        if a.nexus_alive || a.direct > 0 {
-            return;
-        }
-        self.apps.remove(&app);
-        let sinks: Vec<_> = self
-            .sinks
-            .values()
-            .filter(|s| s.app == Some(app))
-            .map(|s| s.id)
-            .collect();
-        let feeds: Vec<_> = self
-            .feeds
-            .values()
-            .filter(|f| f.app == Some(app))
-            .map(|f| f.id)
-            .collect();
-        for id in sinks {
-            self.remove_sink(id);
-        }
-        for id in feeds {
-            self.remove_feed(id);
-        }
-    }
-
     /// The sink, while it exists.
     pub fn sink(&self, id: EntityId) -> Option<&Sink> {
         self.sinks.get(&id)
@@ -824,122 +598,8 @@ impl Broker {
         self.sink_names.get(name).copied()
     }
 
-    /// Takes up to about `budget` bytes of the feed's queue for its consumer `conn`
-    /// (nothing if `conn` no longer consumes it); wakes blocked publishers once it
-    /// drained to the low-water mark.
-    pub fn take_for(
-        &mut self,
-        feed: EntityId,
-        conn: ConnId,
-        budget: usize,
-        send: impl FnMut(bytes::Bytes),
-    ) -> Option<u64> {
-        let f = self.feeds.get_mut(&feed)?;
-        if f.consumer != Some(conn) {
-            return None;
-        }
-        let before = f.queue.bytes();
-        let n = f.queue.take(budget, send);
-        f.counters.delivered += n;
-        if f.blocked && f.drained() {
-            f.blocked = false;
-            self.wakes.append(&mut f.waiting);
-        }
-        let taken = before - f.queue.bytes();
-        self.release_queued(taken);
-        Some(n)
-    }
-
-    /// `bytes` left the queues: publishers paused on the budget go on once they are under
-    /// three quarters of it.
-    fn release_queued(&mut self, bytes: u64) {
-        self.queued = self.queued.saturating_sub(bytes);
-        self.wake_if_under_budget();
-    }
-
-    pub(super) fn wake_if_under_budget(&mut self) {
-        if !self.budget_waiting.is_empty()
-            && self.queued + self.receiving <= self.config.max_queued_bytes / 4 * 3
-        {
-            self.wakes.append(&mut self.budget_waiting);
-        }
-    }
-
-    /// A publisher's receive buffer grew (`more > 0`) or shrank: publishers' buffers
-    /// count against the same budget as the queues.
-    pub fn charge_receive(&mut self, more: i64) {
-        self.receiving = self.receiving.saturating_add_signed(more);
-        if more < 0 {
-            self.wake_if_under_budget();
-        }
-    }
-
-    /// Whether queues and publishers' buffers together hold the budget
-    /// (`max_queued_bytes`): a publisher `conn` must not be read then, and is woken once
-    /// they drained.
-    pub fn over_budget(&mut self, conn: ConnId) -> bool {
-        if self.queued + self.receiving < self.config.max_queued_bytes {
-            return false;
-        }
-        if !self.budget_waiting.contains(&conn) {
-            self.budget_waiting.push(conn);
-        }
-        true
-    }
-
-    /// Bytes all queues hold.
-    pub fn queued_bytes(&self) -> u64 {
-        self.queued
-    }
-
-    /// A direct connection opened: false when as many are in their handshake as allowed.
-    pub fn begin_handshake(&mut self) -> bool {
-        if self.handshakes >= self.config.limits.handshakes {
-            return false;
-        }
-        self.handshakes += 1;
-        true
-    }
-
-    /// A direct connection's handshake ended (its lease was read, or it closed).
-    pub fn end_handshake(&mut self) {
-        self.handshakes = self.handshakes.saturating_sub(1);
-    }
-
-    /// Whether a publisher paused on `feeds` may read again (none of them is blocked).
-    pub fn unblocked(&self, feeds: &[EntityId]) -> bool {
-        feeds
-            .iter()
-            .all(|id| self.feeds.get(id).is_none_or(|f| !f.blocked))
-    }
-
     /// Connections to poll again.
     pub fn take_wakes(&mut self, into: &mut Vec<ConnId>) {
         into.append(&mut self.wakes);
-    }
-
-    /// The broker's figures.
-    pub fn stats(&self) -> BrokerStats {
-        let mut feeds: Vec<_> = self
-            .feeds
-            .values()
-            .map(|f| FeedStats {
-                name: f.name.clone(),
-                policy: f.policy.as_str().to_owned(),
-                queued_messages: f.queue.messages(),
-                queued_bytes: f.queue.bytes(),
-                consumer: f.consumer.is_some(),
-                counters: f.counters,
-            })
-            .collect();
-        feeds.sort_by(|a, b| a.name.cmp(&b.name));
-        BrokerStats {
-            sinks: self.sinks.len(),
-            feeds,
-            leases: self.leases.len(),
-            direct_connections: self.direct_connections,
-            unrouted: self.sinks.values().map(|s| s.unrouted).sum(),
-            queued_bytes: self.queued,
-        }
     }
 }

@@ -213,17 +213,6 @@ pub(crate) fn host_by_id(id: u64) -> Option<Rc<RefCell<Host>>> {
     HOSTS.with(|h| h.borrow().iter().find(|x| x.0 == id).map(|x| x.1.clone()))
 }
 
-/// An IPv4 peer reaching a dual-stack listener shows as `::ffff:a.b.c.d`: limits and
-/// throttles count it as the IPv4 address it is.
-pub(crate) fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
-    match ip {
-        std::net::IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
-        v4 => v4,
-    }
-}
-
 pub(crate) fn random_nonce() -> [u8; 16] {
     let mut nonce = [0u8; 16];
     if std::fs::File::open("/dev/urandom")
@@ -272,13 +261,7 @@ impl Host {
     ) -> session::LinkId {
         let conn = match &mut self.side {
             Side::Client(s) => s.ep.add_connection(now, random_nonce()),
-            Side::Server(s) => {
-                let peer = match peer {
-                    session::Peer::Inet(ip) => session::Peer::Inet(canonical_ip(ip)),
-                    other => other,
-                };
-                s.ep.accept_peer(now, random_nonce(), peer)
-            }
+            Side::Server(s) => s.ep.accept_peer(now, random_nonce(), peer.canonical()),
         };
         self.links.insert(
             conn,

@@ -14,7 +14,7 @@ use hawser_shards::{
 };
 
 use super::conn::SessionConn;
-use super::host::{Host, Side, canonical_ip};
+use super::host::{Host, Side};
 use crate::service::DirectFactory;
 
 /// How long an accepted connection may stay silent before its first bytes.
@@ -65,7 +65,7 @@ impl SniffConn {
 
     fn peer(&self) -> hawser_session::Peer {
         match (self.peer_address, self.peer_credentials) {
-            (Some(a), _) => hawser_session::Peer::Inet(canonical_ip(a.ip())),
+            (Some(a), _) => hawser_session::Peer::Inet(a.ip()).canonical(),
             (None, Some(c)) => hawser_session::Peer::Local(hawser_session::LocalCredentials {
                 pid: c.pid,
                 uid: c.uid,
