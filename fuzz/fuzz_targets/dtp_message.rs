@@ -1,9 +1,9 @@
 //! Feeds arbitrary bytes to every DTP decoder: the first byte picks control message,
-//! basic datagram, extended datagram or capture file; the rest is the input. Everything
-//! accepted must re-encode to exactly the bytes it was decoded from.
+//! basic datagram, extended datagram, feedback body or capture file; the rest is the
+//! input. Everything accepted must re-encode to exactly the bytes it was decoded from.
 #![no_main]
 
-use hawser_wire::dtp::{CaptureDecoder, ControlMessage, Datagram, DatagramForm};
+use hawser_wire::dtp::{CaptureDecoder, ControlMessage, Datagram, DatagramForm, Feedback};
 use libfuzzer_sys::fuzz_target;
 
 fn datagram(input: &[u8], form: DatagramForm) {
@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, input)) = data.split_first() else {
         return;
     };
-    match selector % 4 {
+    match selector % 5 {
         0 => {
             if let Ok(message) = ControlMessage::decode(input) {
                 let mut again = Vec::new();
@@ -30,6 +30,15 @@ fuzz_target!(|data: &[u8]| {
         }
         1 => datagram(input, DatagramForm::Basic),
         2 => datagram(input, DatagramForm::Extended),
+        3 => {
+            if let Ok(feedback) = Feedback::decode(input) {
+                let mut again = Vec::new();
+                feedback
+                    .encode(&mut again)
+                    .expect("a decoded feedback re-encodes");
+                assert_eq!(again, input);
+            }
+        }
         _ => {
             let mut decoder = CaptureDecoder::new();
             let mut rest = input;

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use hawser_wire::dtp::{Datagram, DatagramForm, HoleReport, Interval, IntervalSet};
+use hawser_wire::dtp::{Datagram, DatagramForm, Feedback, HoleReport, Interval, IntervalSet};
 
 use crate::tag::DatagramKey;
 
@@ -73,6 +73,15 @@ pub struct Receiver {
     reportable: u64,
     /// New bytes came since the last report.
     fresh: bool,
+    /// Feedback reports sent (the hello is 0).
+    sequence: u32,
+    /// The datagram that last moved the frontier, and when it arrived: echoed so that the
+    /// sender can time the round trip.
+    echo: Option<(u64, Instant)>,
+    /// When the last feedback went, and the new bytes counted then.
+    last_feedback: Option<(Instant, u64)>,
+    /// Authentic datagrams, duplicates included.
+    authentic: u64,
 }
 
 impl Receiver {
@@ -92,6 +101,10 @@ impl Receiver {
             frontier: 0,
             reportable: 0,
             fresh: false,
+            sequence: 0,
+            echo: None,
+            last_feedback: None,
+            authentic: 0,
         }
     }
 
@@ -116,6 +129,7 @@ impl Receiver {
             self.stats.refused += 1;
             return Verdict::Refused;
         }
+        self.authentic += 1;
         let (offset, data) = (datagram.offset(), datagram.data());
         let Some(interval) = Interval::new(offset, data.len() as u64) else {
             self.stats.refused += 1;
@@ -132,11 +146,16 @@ impl Receiver {
             self.stats.duplicates += 1;
             return Verdict::Duplicate;
         }
+        self.last_feedback
+            .get_or_insert((now, self.stats.new_bytes));
         let before = self.received.covered();
         self.received.insert(interval);
         self.stats.new += 1;
         self.stats.new_bytes += self.received.covered() - before;
-        self.frontier = self.frontier.max(interval.end());
+        if interval.end() > self.frontier {
+            self.frontier = interval.end();
+            self.echo = Some((offset, now));
+        }
         self.fresh = true;
         self.next_report
             .get_or_insert(now + self.config.report_interval);
@@ -179,13 +198,19 @@ impl Receiver {
     /// came for an interval, every hole, the tail included (the sender's first pass is
     /// over, or its last datagrams were lost).
     pub fn poll_report(&mut self, now: Instant) -> Option<HoleReport> {
+        self.take_report(now).map(|(report, _)| report)
+    }
+
+    /// The report due, and whether it names every hole (the final pass).
+    fn take_report(&mut self, now: Instant) -> Option<(HoleReport, bool)> {
         let complete = self.is_complete();
         let due = self.next_report.is_some_and(|t| now >= t);
         if !complete && !due {
             return None;
         }
         self.next_report = (!complete).then(|| now + self.config.report_interval);
-        let holes = if complete || !self.fresh {
+        let final_pass = complete || !self.fresh;
+        let holes = if final_pass {
             self.holes()
         } else {
             let wanted_here = intersect(&self.wanted(), &IntervalSet::whole(self.reportable));
@@ -193,11 +218,73 @@ impl Receiver {
         };
         self.reportable = self.frontier;
         self.fresh = false;
-        Some(HoleReport {
+        Some((
+            HoleReport {
+                session_id: self.config.session_id,
+                stop: complete,
+                holes,
+            },
+            final_pass,
+        ))
+    }
+
+    /// The feedback report due (as [`poll_report`](Self::poll_report)) with what the
+    /// sender's rate control needs: the delivery rate since the previous report, the
+    /// echo of the newest datagram, the datagrams counted. At most `max_holes` holes, the
+    /// lowest: the rest go in later reports.
+    pub fn poll_feedback(&mut self, now: Instant, max_holes: usize) -> Option<Feedback> {
+        let (report, final_pass) = self.take_report(now)?;
+        let new_bytes = self.stats.new_bytes;
+        let delivery_rate = match self.last_feedback {
+            Some((at, counted)) => {
+                let elapsed = now.saturating_duration_since(at).as_secs_f64();
+                if elapsed > 0.0 {
+                    ((new_bytes - counted) as f64 / elapsed) as u64
+                } else {
+                    0
+                }
+            }
+            None => 0,
+        };
+        self.last_feedback = Some((now, new_bytes));
+        self.sequence += 1;
+        let holes = if report.holes.len() > max_holes {
+            IntervalSet::from_canonical(report.holes.as_slice()[..max_holes].to_vec())
+                .unwrap_or_default()
+        } else {
+            report.holes
+        };
+        let (echo_offset, hold) = self.echo.map_or((0, Duration::ZERO), |(offset, at)| {
+            (offset, now.saturating_duration_since(at))
+        });
+        Some(Feedback {
             session_id: self.config.session_id,
-            stop: complete,
+            sequence: self.sequence,
+            complete: report.stop,
+            final_pass,
+            received_bytes: new_bytes,
+            received_datagrams: self.authentic,
+            delivery_rate,
+            echo_offset,
+            echo_hold_us: u32::try_from(hold.as_micros()).unwrap_or(u32::MAX),
             holes,
         })
+    }
+
+    /// The hello: feedback number 0, which tells the sender where the receiver is.
+    pub fn hello(&self) -> Feedback {
+        Feedback {
+            session_id: self.config.session_id,
+            sequence: 0,
+            complete: false,
+            final_pass: false,
+            received_bytes: self.stats.new_bytes,
+            received_datagrams: self.authentic,
+            delivery_rate: 0,
+            echo_offset: 0,
+            echo_hold_us: 0,
+            holes: IntervalSet::new(),
+        }
     }
 
     /// When [`poll_report`](Self::poll_report) next has something.
@@ -218,6 +305,7 @@ impl Receiver {
             form: self.config.form,
             wanted: self.config.wanted.clone(),
             received: self.received.clone(),
+            digests: crate::BlockDigests::new(self.config.total_size),
         }
     }
 

@@ -5,9 +5,31 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use hawser_wire::dtp::{Datagram, DatagramForm, HoleReport, Interval, IntervalSet};
+use hawser_wire::dtp::{Datagram, DatagramForm, Feedback, HoleReport, Interval, IntervalSet};
 
+use crate::rate::RateSample;
 use crate::tag::DatagramKey;
+
+/// First-pass send times kept to match feedback echoes against (a ring).
+const ECHO_SAMPLES: usize = 4096;
+/// At most one echo sample per this much time.
+const ECHO_SAMPLE_SPACING: Duration = Duration::from_micros(200);
+
+/// When a first-pass datagram left, and how many datagrams had left by then.
+#[derive(Debug, Clone, Copy)]
+struct EchoSample {
+    offset: u64,
+    at: Instant,
+    datagrams: u64,
+}
+
+/// What the previous feedback said, to turn the next into rates.
+#[derive(Debug, Clone, Copy)]
+struct LastFeedback {
+    sequence: u32,
+    received_datagrams: u64,
+    sent_datagrams: u64,
+}
 
 /// How a transfer is sent.
 #[derive(Debug, Clone)]
@@ -48,6 +70,9 @@ pub struct Sender {
     recent: VecDeque<(Instant, IntervalSet)>,
     sent_bytes: u64,
     datagrams: u64,
+    /// Send times of first-pass datagrams, ascending by offset.
+    echoes: VecDeque<EchoSample>,
+    last_feedback: Option<LastFeedback>,
 }
 
 impl Sender {
@@ -68,7 +93,26 @@ impl Sender {
             recent: VecDeque::new(),
             sent_bytes: 0,
             datagrams: 0,
+            echoes: VecDeque::with_capacity(ECHO_SAMPLES),
+            last_feedback: None,
         }
+    }
+
+    /// The setup.
+    pub fn config(&self) -> &SenderConfig {
+        &self.config
+    }
+
+    /// Paces at `rate` bytes per second from now on, with a bucket of `burst` bytes.
+    pub fn set_rate(&mut self, rate: u64, burst: u64) {
+        self.config.rate = rate.max(1);
+        self.config.burst = burst.max(1);
+        self.tokens = self.tokens.min(self.config.burst as f64);
+    }
+
+    /// Sets how long a hole re-sent is not re-sent again (see [`SenderConfig`]).
+    pub fn set_resend_after(&mut self, resend_after: Duration) {
+        self.config.resend_after = resend_after;
     }
 
     fn datagram_len(&self, data: usize) -> u64 {
@@ -106,6 +150,7 @@ impl Sender {
         }
         self.sent_bytes += cost as u64;
         self.datagrams += 1;
+        self.note_send(now, first.offset());
         Some((first.offset(), len))
     }
 
@@ -191,6 +236,84 @@ impl Sender {
             self.recent.push_back((now, queued));
         }
         self.pending = pending.as_slice().iter().copied().collect();
+    }
+
+    /// Keeps the send time of a first-pass datagram (one beyond every offset sampled),
+    /// at most one per [`ECHO_SAMPLE_SPACING`].
+    fn note_send(&mut self, now: Instant, offset: u64) {
+        if let Some(last) = self.echoes.back()
+            && (offset <= last.offset
+                || now.saturating_duration_since(last.at) < ECHO_SAMPLE_SPACING)
+        {
+            return;
+        }
+        if self.echoes.len() == ECHO_SAMPLES {
+            self.echoes.pop_front();
+        }
+        self.echoes.push_back(EchoSample {
+            offset,
+            at: now,
+            datagrams: self.datagrams,
+        });
+    }
+
+    /// A feedback report from the receiver's data socket: its holes go again (as
+    /// [`on_report`](Self::on_report)), and, when it is newer than the last one, what it
+    /// says of the path: the delivery rate, a round trip through its echo, the loss since
+    /// the previous report. Older (reordered) reports only add holes.
+    pub fn on_feedback(&mut self, now: Instant, feedback: &Feedback) -> Option<RateSample> {
+        if feedback.session_id != self.config.session_id {
+            return None;
+        }
+        self.on_report(
+            now,
+            &HoleReport {
+                session_id: feedback.session_id,
+                stop: feedback.complete,
+                holes: feedback.holes.clone(),
+            },
+        );
+        if self
+            .last_feedback
+            .is_some_and(|last| feedback.sequence <= last.sequence)
+        {
+            return None;
+        }
+        // The newest first-pass datagram at or below the echoed offset.
+        let index = self
+            .echoes
+            .partition_point(|e| e.offset <= feedback.echo_offset);
+        let echo = index
+            .checked_sub(1)
+            .and_then(|i| self.echoes.get(i))
+            .copied();
+        let hold = Duration::from_micros(feedback.echo_hold_us.into());
+        let rtt = echo.and_then(|e| now.checked_duration_since(e.at)?.checked_sub(hold));
+        let sent_datagrams = echo.map_or(self.datagrams, |e| e.datagrams + 1);
+        let loss = match self.last_feedback {
+            Some(last) if sent_datagrams > last.sent_datagrams => {
+                let sent = (sent_datagrams - last.sent_datagrams) as f64;
+                let got = feedback
+                    .received_datagrams
+                    .saturating_sub(last.received_datagrams) as f64;
+                (1.0 - got / sent).clamp(0.0, 1.0)
+            }
+            _ => 0.0,
+        };
+        self.last_feedback = Some(LastFeedback {
+            sequence: feedback.sequence,
+            received_datagrams: feedback.received_datagrams,
+            sent_datagrams,
+        });
+        // The receiver counts data bytes; the pacer counts whole datagrams.
+        let chunk = self.config.chunk.max(1) as f64;
+        let overhead = self.datagram_len(self.config.chunk) as f64 / chunk;
+        Some(RateSample {
+            now,
+            delivery_rate: (feedback.delivery_rate as f64 * overhead) as u64,
+            rtt,
+            loss,
+        })
     }
 
     /// Whether the receiver said it is complete (or paused).

@@ -1,13 +1,17 @@
 //! A receiver's transfer state as bytes: what a client journals so that a transfer
 //! interrupted (or killed) resumes with only what is missing.
 //!
-//! `"HDTPST01"`, session id (u32), total size (u64), datagram form (u8), the intervals
+//! `"HDTPST02"`, session id (u32), total size (u64), datagram form (u8), the intervals
 //! asked for and the intervals received (each: count u32, then offset u64 and length
-//! u64 per interval, canonical), then an XXH3-64 of everything before it. Big-endian.
+//! u64 per interval, canonical), the digests of complete blocks (count u32, then block
+//! number u64 and xxh3-64 u64, ascending, each block received whole), then an XXH3-64 of
+//! everything before it. Big-endian.
 
 use hawser_wire::dtp::{DatagramForm, Interval, IntervalSet};
 
-const MAGIC: &[u8; 8] = b"HDTPST01";
+use crate::digest::BlockDigests;
+
+const MAGIC: &[u8; 8] = b"HDTPST02";
 
 /// What a receiver knows of its transfer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,13 +26,15 @@ pub struct TransferState {
     pub wanted: IntervalSet,
     /// What arrived.
     pub received: IntervalSet,
+    /// Digests of blocks received whole (to check the disk still holds them on resume).
+    pub digests: BlockDigests,
 }
 
 /// Why saved bytes do not load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum StateError {
     /// Not a transfer state of this version.
-    #[error("not a DTP transfer state (HDTPST01)")]
+    #[error("not a DTP transfer state (HDTPST02)")]
     NotAState,
     /// The bytes end early, or go on after the checksum.
     #[error("the transfer state is cut short or has bytes after its end")]
@@ -85,6 +91,28 @@ impl Cursor<'_> {
     }
 }
 
+impl Cursor<'_> {
+    fn digests(&mut self, total: u64, received: &IntervalSet) -> Result<BlockDigests, StateError> {
+        let count = u32::from_be_bytes(self.take()?) as usize;
+        if count > self.0.len() / 16 {
+            return Err(StateError::Length);
+        }
+        let mut digests = BlockDigests::new(total);
+        let mut next = 0;
+        for _ in 0..count {
+            let block = u64::from_be_bytes(self.take()?);
+            let digest = u64::from_be_bytes(self.take()?);
+            let (offset, length) = digests.range(block);
+            if block < next || block >= digests.len() || !received.contains(offset, length) {
+                return Err(StateError::Inconsistent);
+            }
+            digests.set(block, digest);
+            next = block + 1;
+        }
+        Ok(digests)
+    }
+}
+
 impl TransferState {
     /// The bytes to journal.
     pub fn encode(&self) -> Vec<u8> {
@@ -95,6 +123,12 @@ impl TransferState {
         out.push(self.form as u8);
         put_intervals(&mut out, &self.wanted);
         put_intervals(&mut out, &self.received);
+        let known: Vec<(u64, u64)> = self.digests.known().collect();
+        out.extend_from_slice(&(known.len() as u32).to_be_bytes());
+        for (block, digest) in known {
+            out.extend_from_slice(&block.to_be_bytes());
+            out.extend_from_slice(&digest.to_be_bytes());
+        }
         let sum = twox_hash::XxHash3_64::oneshot(&out);
         out.extend_from_slice(&sum.to_be_bytes());
         out
@@ -118,6 +152,7 @@ impl TransferState {
         let form = DatagramForm::from_number(form).ok_or(StateError::Form(form))?;
         let wanted = c.intervals(total_size)?;
         let received = c.intervals(total_size)?;
+        let digests = c.digests(total_size, &received)?;
         if !c.0.is_empty() {
             return Err(StateError::Length);
         }
@@ -137,6 +172,7 @@ impl TransferState {
             form,
             wanted,
             received,
+            digests,
         })
     }
 }
@@ -152,6 +188,41 @@ mod tests {
             s.insert(Interval::new(o, l).unwrap());
         }
         s
+    }
+
+    /// Digests for the blocks `received` holds whole.
+    fn digests_within(total: u64, received: &IntervalSet) -> BlockDigests {
+        let mut d = BlockDigests::new(total);
+        for block in 0..d.len() {
+            let (o, l) = d.range(block);
+            if received.contains(o, l) {
+                d.set(block, block * 31);
+            }
+        }
+        d
+    }
+
+    #[test]
+    fn a_digest_of_a_block_not_received_whole_is_refused() {
+        let mut digests = BlockDigests::new(3 << 20);
+        digests.set(1, 7);
+        let state = TransferState {
+            session_id: 1,
+            total_size: 3 << 20,
+            form: DatagramForm::Basic,
+            wanted: IntervalSet::new(),
+            received: set(&[(1 << 20, 1 << 20)]),
+            digests,
+        };
+        assert_eq!(TransferState::decode(&state.encode()), Ok(state.clone()));
+        let short = TransferState {
+            received: set(&[(1 << 20, 1000)]),
+            ..state
+        };
+        assert_eq!(
+            TransferState::decode(&short.encode()),
+            Err(StateError::Inconsistent)
+        );
     }
 
     proptest! {
@@ -172,6 +243,7 @@ mod tests {
                 total_size: 1_001_000,
                 form: DatagramForm::Extended,
                 wanted,
+                digests: digests_within(1_001_000, &received),
                 received,
             };
             prop_assert_eq!(TransferState::decode(&state.encode()), Ok(state));
@@ -185,6 +257,7 @@ mod tests {
                 form: DatagramForm::Basic,
                 wanted: IntervalSet::new(),
                 received: set(&[(0, 100), (500, 20), (9000, 1000)]),
+                digests: BlockDigests::new(10_000),
             };
             let mut bytes = state.encode();
             let at = flip % bytes.len();
@@ -201,6 +274,7 @@ mod tests {
             form: DatagramForm::Basic,
             wanted: set(&[(0, 100)]),
             received: set(&[(500, 10)]),
+            digests: BlockDigests::new(1000),
         };
         assert_eq!(
             TransferState::decode(&outside.encode()),
@@ -210,6 +284,7 @@ mod tests {
             total_size: 5 << 30,
             wanted: IntervalSet::new(),
             received: IntervalSet::new(),
+            digests: BlockDigests::new(5 << 30),
             ..outside
         };
         assert_eq!(
@@ -226,6 +301,7 @@ mod tests {
             form: DatagramForm::Basic,
             wanted: IntervalSet::new(),
             received: set(&[(0, 5)]),
+            digests: BlockDigests::new(10),
         };
         let bytes = state.encode();
         for cut in 0..bytes.len() {

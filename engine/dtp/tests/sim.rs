@@ -294,6 +294,7 @@ fn a_stopped_transfer_resumes_with_only_what_is_missing() {
         form: DatagramForm::Extended,
         wanted: IntervalSet::new(),
         received: first.receiver_state.clone(),
+        digests: hawser_dtp::BlockDigests::new(total),
     }
     .encode();
     let loaded = hawser_dtp::TransferState::decode(&journal).unwrap();

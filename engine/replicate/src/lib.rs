@@ -75,6 +75,7 @@ mod journal;
 mod partial_files;
 mod pool;
 mod report;
+mod root_files;
 pub mod service;
 mod source;
 mod source_path;

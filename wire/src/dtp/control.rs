@@ -5,6 +5,8 @@ use bytes::BufMut;
 
 use super::error::{DtpEncodeError, DtpError, DtpErrorKind};
 use super::hole_report::HoleReport;
+use super::push_request::PushRequest;
+use super::push_response::PushResponse;
 use super::transfer_request::TransferRequest;
 use super::transfer_response::TransferResponse;
 use crate::reader::Reader;
@@ -17,6 +19,10 @@ pub mod tag {
     pub const TRANSFER_RESPONSE: u8 = 0x02;
     /// [`HoleReport`](crate::dtp::HoleReport).
     pub const HOLE_REPORT: u8 = 0x03;
+    /// [`PushRequest`](crate::dtp::PushRequest).
+    pub const PUSH_REQUEST: u8 = 0x04;
+    /// [`PushResponse`](crate::dtp::PushResponse).
+    pub const PUSH_RESPONSE: u8 = 0x05;
 }
 
 /// One control message.
@@ -28,6 +34,10 @@ pub enum ControlMessage<'a> {
     TransferResponse(TransferResponse),
     /// Client → server: re-request holes, or stop.
     HoleReport(HoleReport),
+    /// Client → server: start (or resume) sending a payload.
+    PushRequest(PushRequest<'a>),
+    /// Server → client: the push is accepted.
+    PushResponse(PushResponse),
 }
 
 impl<'a> ControlMessage<'a> {
@@ -42,6 +52,8 @@ impl<'a> ControlMessage<'a> {
                 TransferResponse::read(&mut reader).map(Self::TransferResponse)
             }
             tag::HOLE_REPORT => HoleReport::read(&mut reader).map(Self::HoleReport),
+            tag::PUSH_REQUEST => PushRequest::read(&mut reader).map(Self::PushRequest),
+            tag::PUSH_RESPONSE => PushResponse::read(&mut reader).map(Self::PushResponse),
             other => Err((0, DtpErrorKind::UnknownTag(other))),
         };
         let message = decoded.map_err(|(at, kind)| DtpError::at(at, kind))?;
@@ -60,6 +72,8 @@ impl<'a> ControlMessage<'a> {
             Self::TransferRequest(_) => tag::TRANSFER_REQUEST,
             Self::TransferResponse(_) => tag::TRANSFER_RESPONSE,
             Self::HoleReport(_) => tag::HOLE_REPORT,
+            Self::PushRequest(_) => tag::PUSH_REQUEST,
+            Self::PushResponse(_) => tag::PUSH_RESPONSE,
         }
     }
 
@@ -69,6 +83,8 @@ impl<'a> ControlMessage<'a> {
             Self::TransferRequest(m) => m.encoded_len(),
             Self::TransferResponse(_) => TransferResponse::ENCODED_LEN,
             Self::HoleReport(m) => m.encoded_len(),
+            Self::PushRequest(m) => m.encoded_len(),
+            Self::PushResponse(m) => m.encoded_len(),
         }
     }
 
@@ -87,6 +103,12 @@ impl<'a> ControlMessage<'a> {
             Self::HoleReport(m) if u32::try_from(m.holes.len()).is_err() => {
                 return Err(DtpEncodeError::TooManyIntervals(m.holes.len()));
             }
+            Self::PushRequest(m) if u16::try_from(m.payload_id.len()).is_err() => {
+                return Err(DtpEncodeError::PayloadIdTooLong(m.payload_id.len()));
+            }
+            Self::PushResponse(m) if u32::try_from(m.wanted.len()).is_err() => {
+                return Err(DtpEncodeError::TooManyIntervals(m.wanted.len()));
+            }
             _ => {}
         }
         buf.put_u8(self.tag());
@@ -97,6 +119,8 @@ impl<'a> ControlMessage<'a> {
                 Ok(())
             }
             Self::HoleReport(m) => m.encode(buf),
+            Self::PushRequest(m) => m.encode(buf),
+            Self::PushResponse(m) => m.encode(buf),
         }
     }
 }

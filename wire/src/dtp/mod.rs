@@ -1,14 +1,19 @@
 //! DTP offset datagrams: bulk data over UDP, control over the nexus.
 //!
-//! A client sends a [`TransferRequest`] (payload id, wanted [`IntervalSet`] — empty for
-//! the whole payload — pacing limit, MTU) as a DSP request; the server answers with a
-//! [`TransferResponse`] (total size, bytes expected, session id, and the
-//! [`DatagramForm`] of the session) and starts sending [`Datagram`]s, one per UDP packet,
-//! each carrying its payload offset first: `[u32 offset][data]` (basic form, payloads up
-//! to 4 GiB) or `[u32 session id][u64 offset][data]` (extended form). The client tracks
-//! what arrived in an [`IntervalSet`], uses data while holes remain, and sends
-//! [`HoleReport`]s to re-request holes or to stop. Control messages are
-//! [`ControlMessage`]s: a type tag, then fields. The bytes are in `docs/PROTOCOL.md` ("DTP offset datagrams").
+//! To pull, a client sends a [`TransferRequest`] (payload id, wanted [`IntervalSet`] —
+//! empty for the whole payload — pacing limit, MTU) as a DSP request; the server answers
+//! with a [`TransferResponse`] (total size, bytes expected, session id, the
+//! [`DatagramForm`] of the session, the datagram key and its data port). To push, a
+//! client sends a [`PushRequest`] (payload id, total size, pacing limit, MTU, resume) and
+//! the server answers with a [`PushResponse`] (session id, form, key, data port, and the
+//! bytes it still wants). The sender then sends [`Datagram`]s, one per UDP packet, each
+//! carrying its payload offset first: `[u32 offset][data]` (basic form, payloads up to
+//! 4 GiB) or `[u32 session id][u64 offset][data]` (extended form). The receiver tracks
+//! what arrived in an [`IntervalSet`], uses data while holes remain, and reports holes,
+//! delivery rate and an echo in [`Feedback`] datagrams; a [`HoleReport`] over the nexus
+//! re-requests holes or stops. Every UDP message ends with a keyed tag, which this codec
+//! leaves to its caller. Control messages are [`ControlMessage`]s: a type tag, then
+//! fields. The bytes are in `docs/PROTOCOL.md` ("DTP offset datagrams").
 //!
 //! For `hawser inspect dtp` a capture is a sequence of [`Record`]s
 //! (`[u8 kind][u32 length][bytes]`), read with a [`CaptureDecoder`].
@@ -55,8 +60,11 @@ mod capture;
 mod control;
 mod datagram;
 mod error;
+mod feedback;
 mod hole_report;
 mod interval;
+mod push_request;
+mod push_response;
 #[cfg(test)]
 mod tests;
 mod transfer_request;
@@ -71,7 +79,10 @@ pub use capture::{
 pub use control::{ControlMessage, tag};
 pub use datagram::{Datagram, DatagramForm};
 pub use error::{DtpEncodeError, DtpError, DtpErrorKind};
+pub use feedback::Feedback;
 pub use hole_report::HoleReport;
 pub use interval::{Interval, IntervalSet};
+pub use push_request::PushRequest;
+pub use push_response::PushResponse;
 pub use transfer_request::TransferRequest;
 pub use transfer_response::TransferResponse;

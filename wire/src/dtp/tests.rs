@@ -16,6 +16,13 @@ fn hex_bytes(text: &str) -> Vec<u8> {
     hex::decode(text.replace(' ', "")).unwrap()
 }
 
+/// The key of the hex vectors: bytes 0x00 to 0x1f.
+fn key() -> [u8; 32] {
+    std::array::from_fn(|i| i as u8)
+}
+
+const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
 fn encode(message: &ControlMessage<'_>) -> Vec<u8> {
     let mut out = Vec::new();
     message.encode(&mut out).unwrap();
@@ -47,8 +54,13 @@ fn transfer_response_hex_vector() {
         bytes_expected: 0x1000,
         form: DatagramForm::Extended,
         datagram_size: 1472,
+        key: key(),
+        data_port: 8415,
     });
-    let expected = hex_bytes("02 00000007 0000000100000001 0000000000001000 01 05c0");
+    let expected = hex_bytes(
+        "02 00000007 0000000100000001 0000000000001000 01 05c0 \
+         000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f 20df",
+    );
     assert_eq!(encode(&message), expected);
     assert_eq!(ControlMessage::decode(&expected), Ok(message));
 }
@@ -71,6 +83,117 @@ fn hole_report_hex_vectors() {
     let expected = hex_bytes("03 00000007 01 00000000");
     assert_eq!(encode(&complete), expected);
     assert_eq!(ControlMessage::decode(&expected), Ok(complete));
+}
+
+#[test]
+fn push_request_hex_vector() {
+    let message = ControlMessage::PushRequest(PushRequest {
+        payload_id: b"ds",
+        total_size: 0x2000,
+        max_throughput: 125_000_000,
+        mtu: 1472,
+        resume: true,
+    });
+    let expected = hex_bytes("04 0002 6473 0000000000002000 0000000007735940 05c0 01");
+    assert_eq!(encode(&message), expected);
+    assert_eq!(ControlMessage::decode(&expected), Ok(message));
+}
+
+#[test]
+fn push_response_hex_vector() {
+    let message = ControlMessage::PushResponse(PushResponse {
+        session_id: 9,
+        form: DatagramForm::Basic,
+        datagram_size: 1472,
+        key: key(),
+        data_port: 8415,
+        wanted: set(&[iv(0, 0x2000)]),
+    });
+    let expected = hex_bytes(
+        "05 00000009 00 05c0 \
+         000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f 20df \
+         00000001 0000000000000000 0000000000002000",
+    );
+    assert_eq!(encode(&message), expected);
+    assert_eq!(ControlMessage::decode(&expected), Ok(message));
+}
+
+fn encode_feedback(feedback: &Feedback) -> Vec<u8> {
+    let mut out = Vec::new();
+    feedback.encode(&mut out).unwrap();
+    assert_eq!(out.len(), feedback.encoded_len());
+    out
+}
+
+#[test]
+fn feedback_hex_vectors() {
+    let report = Feedback {
+        session_id: 7,
+        sequence: 3,
+        complete: false,
+        final_pass: true,
+        received_bytes: 0x10000,
+        received_datagrams: 45,
+        delivery_rate: 12_500_000,
+        echo_offset: 0xf000,
+        echo_hold_us: 250,
+        holes: set(&[iv(0x1000, 0x5c0)]),
+    };
+    let expected = hex_bytes(
+        "00000007 00000003 02 0000000000010000 000000000000002d 0000000000bebc20 \
+         000000000000f000 000000fa 00000001 0000000000001000 00000000000005c0",
+    );
+    assert_eq!(encode_feedback(&report), expected);
+    assert_eq!(Feedback::decode(&expected), Ok(report));
+
+    let hello = Feedback {
+        session_id: 7,
+        sequence: 0,
+        complete: false,
+        final_pass: false,
+        received_bytes: 0,
+        received_datagrams: 0,
+        delivery_rate: 0,
+        echo_offset: 0,
+        echo_hold_us: 0,
+        holes: IntervalSet::new(),
+    };
+    let expected = hex_bytes(
+        "00000007 00000000 00 0000000000000000 0000000000000000 0000000000000000 \
+         0000000000000000 00000000 00000000",
+    );
+    assert_eq!(expected.len(), Feedback::FIXED_LEN);
+    assert_eq!(encode_feedback(&hello), expected);
+    assert_eq!(Feedback::decode(&expected), Ok(hello));
+}
+
+#[test]
+fn feedback_errors_and_room() {
+    use DtpErrorKind::*;
+    let fixed = "00000007 00000001 {flags} 0000000000000000 0000000000000000 \
+                 0000000000000000 0000000000000000 00000000 00000000";
+    let body = |flags: &str| hex_bytes(&fixed.replace("{flags}", flags));
+    assert_eq!(
+        Feedback::decode(&body("04")),
+        Err(DtpError::at(8, ReservedFlags(4)))
+    );
+    let mut trailing = body("03");
+    assert!(Feedback::decode(&trailing).is_ok());
+    trailing.push(0);
+    assert_eq!(
+        Feedback::decode(&trailing),
+        Err(DtpError::at(49, TrailingBytes(1)))
+    );
+    assert_eq!(Feedback::decode(&[]), Err(DtpError::at(0, Truncated)));
+    assert_eq!(
+        Feedback::decode(&body("00")[..48]),
+        Err(DtpError::at(45, Truncated))
+    );
+    assert_eq!(Feedback::holes_that_fit(0), 0);
+    assert_eq!(Feedback::holes_that_fit(Feedback::FIXED_LEN + 15), 0);
+    assert_eq!(Feedback::holes_that_fit(Feedback::FIXED_LEN + 16), 1);
+    // A 1472-byte UDP payload less the 8-byte tag.
+    assert_eq!(Feedback::holes_that_fit(1464), (1464 - 49) / 16);
 }
 
 #[test]
@@ -171,24 +294,56 @@ fn control_decode_errors() {
         DtpError::at(10, TrailingBytes(1))
     );
     assert_eq!(
-        err("02 00000001 0000000000000010 0000000000000011 00 0040"),
+        err(&format!(
+            "02 00000001 0000000000000010 0000000000000011 00 0040 {KEY_HEX} 20df"
+        )),
         DtpError::at(13, ExpectedExceedsTotal)
     );
     assert_eq!(
-        err("02 00000001 0000000000000010 0000000000000010 02 0040"),
+        err(&format!(
+            "02 00000001 0000000000000010 0000000000000010 02 0040 {KEY_HEX} 20df"
+        )),
         DtpError::at(21, UnknownForm(2))
     );
     assert_eq!(
-        err("02 00000001 0000000100000001 0000000000000010 00 0040"),
+        err(&format!(
+            "02 00000001 0000000100000001 0000000000000010 00 0040 {KEY_HEX} 20df"
+        )),
         DtpError::at(21, BasicFormTooLarge)
     );
     assert_eq!(
-        err("02 00000001 0000000000000010 0000000000000010 01 000c"),
+        err(&format!(
+            "02 00000001 0000000000000010 0000000000000010 01 000c {KEY_HEX} 20df"
+        )),
         DtpError::at(22, DatagramSizeTooSmall(12))
     );
     assert_eq!(
         err("02 00000001 0000000000000010 0000000000000010 01 00"),
         DtpError::at(22, Truncated)
+    );
+    assert_eq!(
+        err("02 00000001 0000000000000010 0000000000000010 01 0040 0001"),
+        DtpError::at(24, Truncated)
+    );
+    assert_eq!(
+        err("04 0000 0000000000000000 0000000000000000 003f 00"),
+        DtpError::at(19, MtuTooSmall(63))
+    );
+    assert_eq!(
+        err("04 0000 0000000000000000 0000000000000000 0040 02"),
+        DtpError::at(21, ReservedFlags(2))
+    );
+    assert_eq!(
+        err(&format!("05 00000001 02 0040 {KEY_HEX} 20df 00000000")),
+        DtpError::at(5, UnknownForm(2))
+    );
+    assert_eq!(
+        err(&format!("05 00000001 00 0004 {KEY_HEX} 20df 00000000")),
+        DtpError::at(6, DatagramSizeTooSmall(4))
+    );
+    assert_eq!(
+        err(&format!("05 00000001 00 0040 {KEY_HEX} 20df")),
+        DtpError::at(42, Truncated)
     );
 }
 
@@ -239,6 +394,44 @@ fn interval_set() -> impl Strategy<Value = IntervalSet> {
     })
 }
 
+fn form() -> impl Strategy<Value = DatagramForm> {
+    any::<bool>().prop_map(|extended| {
+        if extended {
+            DatagramForm::Extended
+        } else {
+            DatagramForm::Basic
+        }
+    })
+}
+
+fn feedback() -> impl Strategy<Value = Feedback> {
+    (
+        (any::<u32>(), any::<u32>(), any::<bool>(), any::<bool>()),
+        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()),
+        any::<u32>(),
+        interval_set(),
+    )
+        .prop_map(
+            |(
+                (session_id, sequence, complete, final_pass),
+                (received_bytes, received_datagrams, delivery_rate, echo_offset),
+                echo_hold_us,
+                holes,
+            )| Feedback {
+                session_id,
+                sequence,
+                complete,
+                final_pass,
+                received_bytes,
+                received_datagrams,
+                delivery_rate,
+                echo_offset,
+                echo_hold_us,
+                holes,
+            },
+        )
+}
+
 fn control_message() -> impl Strategy<Value = (Vec<u8>, ControlMessage<'static>)> {
     prop_oneof![
         (
@@ -265,26 +458,32 @@ fn control_message() -> impl Strategy<Value = (Vec<u8>, ControlMessage<'static>)
             any::<u64>(),
             any::<u64>(),
             any::<bool>(),
-            13u16..
+            13u16..,
+            any::<[u8; 32]>(),
+            any::<u16>(),
         )
-            .prop_map(|(session_id, a, b, extended, datagram_size)| {
-                let (bytes_expected, total_size) = (a.min(b), a.max(b));
-                let form = if extended || total_size > DatagramForm::BASIC_MAX_PAYLOAD {
-                    DatagramForm::Extended
-                } else {
-                    DatagramForm::Basic
-                };
-                (
-                    Vec::new(),
-                    ControlMessage::TransferResponse(TransferResponse {
-                        session_id,
-                        total_size,
-                        bytes_expected,
-                        form,
-                        datagram_size,
-                    }),
-                )
-            }),
+            .prop_map(
+                |(session_id, a, b, extended, datagram_size, key, data_port)| {
+                    let (bytes_expected, total_size) = (a.min(b), a.max(b));
+                    let form = if extended || total_size > DatagramForm::BASIC_MAX_PAYLOAD {
+                        DatagramForm::Extended
+                    } else {
+                        DatagramForm::Basic
+                    };
+                    (
+                        Vec::new(),
+                        ControlMessage::TransferResponse(TransferResponse {
+                            session_id,
+                            total_size,
+                            bytes_expected,
+                            form,
+                            datagram_size,
+                            key,
+                            data_port,
+                        }),
+                    )
+                }
+            ),
         (any::<u32>(), any::<bool>(), interval_set()).prop_map(|(session_id, stop, holes)| {
             (
                 Vec::new(),
@@ -295,6 +494,50 @@ fn control_message() -> impl Strategy<Value = (Vec<u8>, ControlMessage<'static>)
                 }),
             )
         }),
+        (
+            proptest::collection::vec(any::<u8>(), 0..40),
+            any::<u64>(),
+            any::<u64>(),
+            MIN_MTU..,
+            any::<bool>(),
+        )
+            .prop_map(|(id, total_size, max_throughput, mtu, resume)| {
+                // The id is leaked so the borrowed message can be 'static in the strategy.
+                let payload_id: &'static [u8] = Box::leak(id.clone().into_boxed_slice());
+                (
+                    id,
+                    ControlMessage::PushRequest(PushRequest {
+                        payload_id,
+                        total_size,
+                        max_throughput,
+                        mtu,
+                        resume,
+                    }),
+                )
+            }),
+        (
+            any::<u32>(),
+            form(),
+            13u16..,
+            any::<[u8; 32]>(),
+            any::<u16>(),
+            interval_set(),
+        )
+            .prop_map(
+                |(session_id, form, datagram_size, key, data_port, wanted)| {
+                    (
+                        Vec::new(),
+                        ControlMessage::PushResponse(PushResponse {
+                            session_id,
+                            form,
+                            datagram_size,
+                            key,
+                            data_port,
+                            wanted,
+                        }),
+                    )
+                },
+            ),
     ]
 }
 
@@ -306,6 +549,12 @@ proptest! {
         let mut record = Vec::new();
         Record::Control(message.clone()).encode(&mut record).unwrap();
         prop_assert_eq!(Record::decode(&record), Ok(Some((Record::Control(message), record.len()))));
+    }
+
+    #[test]
+    fn feedback_round_trips(feedback in feedback()) {
+        let bytes = encode_feedback(&feedback);
+        prop_assert_eq!(Feedback::decode(&bytes), Ok(feedback));
     }
 
     #[test]
@@ -333,6 +582,9 @@ proptest! {
         if let Ok(message) = ControlMessage::decode(&bytes) {
             prop_assert_eq!(encode(&message), bytes.clone());
         }
+        if let Ok(feedback) = Feedback::decode(&bytes) {
+            prop_assert_eq!(encode_feedback(&feedback), bytes.clone());
+        }
         for form in [DatagramForm::Basic, DatagramForm::Extended] {
             if let Ok(datagram) = Datagram::decode(&bytes, form) {
                 let mut again = Vec::new();
@@ -352,7 +604,7 @@ proptest! {
 
     #[test]
     fn control_messages_with_a_valid_tag_never_panic(
-        tag in 1u8..=3,
+        tag in 1u8..=5,
         bytes in proptest::collection::vec(any::<u8>(), 0..128),
     ) {
         let mut input = vec![tag];

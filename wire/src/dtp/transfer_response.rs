@@ -6,8 +6,8 @@ use super::datagram::DatagramForm;
 use super::error::{DtpErrorKind, field};
 use crate::reader::Reader;
 
-/// Accepts a transfer: how big the payload is, how much will come, and how the
-/// datagrams of this session look.
+/// Accepts a transfer: how big the payload is, how much will come, how the datagrams of
+/// this session look, and where and under which key they travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TransferResponse {
     /// Names the session in extended datagrams and hole reports.
@@ -22,10 +22,15 @@ pub struct TransferResponse {
     /// Largest UDP payload the server will send, header included (at most the request's
     /// MTU, and larger than the form's header).
     pub datagram_size: u16,
+    /// The session's datagram key: 32 random bytes the server draws, from which every UDP
+    /// message's tag is computed.
+    pub key: [u8; 32],
+    /// UDP port of the server's data socket; its IP is the nexus peer's.
+    pub data_port: u16,
 }
 
 impl TransferResponse {
-    pub(crate) const ENCODED_LEN: usize = 4 + 8 + 8 + 1 + 2;
+    pub(crate) const ENCODED_LEN: usize = 4 + 8 + 8 + 1 + 2 + 32 + 2;
 
     pub(crate) fn read(reader: &mut Reader<'_>) -> Result<Self, (usize, DtpErrorKind)> {
         let session_id = field(reader, Reader::u32)?;
@@ -36,6 +41,8 @@ impl TransferResponse {
         let form_number = field(reader, Reader::u8)?;
         let size_at = reader.used();
         let datagram_size = field(reader, Reader::u16)?;
+        let key = field(reader, Reader::array::<32>)?;
+        let data_port = field(reader, Reader::u16)?;
         if bytes_expected > total_size {
             return Err((expected_at, DtpErrorKind::ExpectedExceedsTotal));
         }
@@ -53,6 +60,8 @@ impl TransferResponse {
             bytes_expected,
             form,
             datagram_size,
+            key,
+            data_port,
         })
     }
 
@@ -62,5 +71,7 @@ impl TransferResponse {
         buf.put_u64(self.bytes_expected);
         buf.put_u8(self.form as u8);
         buf.put_u16(self.datagram_size);
+        buf.put_slice(&self.key);
+        buf.put_u16(self.data_port);
     }
 }

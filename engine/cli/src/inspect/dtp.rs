@@ -61,6 +61,8 @@ impl Dissector for DtpDissector {
                 f.push("bytes_expected", Value::U64(r.bytes_expected));
                 f.push("form", Value::Text(format!("{:?}", r.form).to_lowercase()));
                 f.push("datagram_size", Value::U64(r.datagram_size.into()));
+                // The key is a session secret: a capture's dissection leaves it out.
+                f.push("data_port", Value::U64(r.data_port.into()));
                 "transfer_response"
             }
             Record::Control(ControlMessage::HoleReport(r)) => {
@@ -68,6 +70,26 @@ impl Dissector for DtpDissector {
                 f.push("stop", Value::Bool(r.stop));
                 f.push("holes", intervals(&r.holes));
                 "hole_report"
+            }
+            Record::Control(ControlMessage::PushRequest(r)) => {
+                f.push(
+                    "payload_id",
+                    Value::Text(String::from_utf8_lossy(r.payload_id).into_owned()),
+                );
+                f.push("total_size", Value::U64(r.total_size));
+                f.push("max_throughput", Value::U64(r.max_throughput));
+                f.push("mtu", Value::U64(r.mtu.into()));
+                f.push("resume", Value::Bool(r.resume));
+                "push_request"
+            }
+            Record::Control(ControlMessage::PushResponse(r)) => {
+                f.push("session_id", Value::U64(r.session_id.into()));
+                f.push("form", Value::Text(format!("{:?}", r.form).to_lowercase()));
+                f.push("datagram_size", Value::U64(r.datagram_size.into()));
+                // The key is a session secret: a capture's dissection leaves it out.
+                f.push("data_port", Value::U64(r.data_port.into()));
+                f.push("wanted", intervals(&r.wanted));
+                "push_response"
             }
             Record::Datagram(d) => {
                 if let Datagram::Extended { session_id, .. } = d {

@@ -1,0 +1,180 @@
+//! The whole-payload digest a DTP transfer ends with, from digests of fixed blocks:
+//!
+//! ```text
+//! digest = xxh3_128( size u64 ‖ for each block of 1 MiB (the last shorter): xxh3_64(block) u64 )
+//! ```
+//!
+//! A receiver hashes each block once it is complete (its bytes are then final), in any
+//! order, while holes elsewhere are still filled; a resumed receiver keeps the digests of
+//! the blocks it journaled and re-reads them to check the disk still holds them.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+use twox_hash::{XxHash3_64, XxHash3_128};
+
+/// Bytes of a digest block.
+pub const BLOCK: u64 = 1 << 20;
+
+/// Digests of a payload's blocks, as they become known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockDigests {
+    size: u64,
+    digests: Vec<Option<u64>>,
+}
+
+impl BlockDigests {
+    /// No digest yet for a payload of `size` bytes.
+    pub fn new(size: u64) -> Self {
+        BlockDigests {
+            size,
+            digests: vec![None; blocks(size) as usize],
+        }
+    }
+
+    /// The payload's size.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// How many blocks the payload has.
+    pub fn len(&self) -> u64 {
+        self.digests.len() as u64
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.digests.is_empty()
+    }
+
+    /// The bytes of block `index` as (offset, length).
+    pub fn range(&self, index: u64) -> (u64, u64) {
+        let offset = index * BLOCK;
+        (offset, BLOCK.min(self.size.saturating_sub(offset)))
+    }
+
+    /// Block `index`'s digest, if known.
+    pub fn get(&self, index: u64) -> Option<u64> {
+        self.digests.get(index as usize).copied().flatten()
+    }
+
+    /// Records block `index`'s digest (ignored beyond the payload).
+    pub fn set(&mut self, index: u64, digest: u64) {
+        if let Some(slot) = self.digests.get_mut(index as usize) {
+            *slot = Some(digest);
+        }
+    }
+
+    /// Forgets block `index`'s digest (its bytes are to be received again).
+    pub fn clear(&mut self, index: u64) {
+        if let Some(slot) = self.digests.get_mut(index as usize) {
+            *slot = None;
+        }
+    }
+
+    /// The known digests as (block, digest), ascending.
+    pub fn known(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.digests
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| d.map(|d| (i as u64, d)))
+    }
+
+    /// Reads and hashes every block whose digest is unknown from `file`.
+    pub fn complete_from(&mut self, file: &File, buf: &mut Vec<u8>) -> io::Result<()> {
+        for index in 0..self.len() {
+            if self.get(index).is_none() {
+                let digest = hash_block(file, self.range(index), buf)?;
+                self.set(index, digest);
+            }
+        }
+        Ok(())
+    }
+
+    /// The payload's digest, once every block's is known.
+    pub fn payload_digest(&self) -> Option<u128> {
+        let mut hasher = XxHash3_128::new();
+        hasher.write(&self.size.to_be_bytes());
+        for digest in &self.digests {
+            hasher.write(&(*digest)?.to_be_bytes());
+        }
+        Some(hasher.finish_128())
+    }
+}
+
+/// Blocks of a payload of `size` bytes.
+pub fn blocks(size: u64) -> u64 {
+    size.div_ceil(BLOCK)
+}
+
+/// xxh3-64 of the bytes `(offset, len)` of `file`, read into `buf`.
+pub fn hash_block(file: &File, (offset, len): (u64, u64), buf: &mut Vec<u8>) -> io::Result<u64> {
+    buf.resize(len as usize, 0);
+    file.read_exact_at(buf, offset)?;
+    Ok(XxHash3_64::oneshot(buf))
+}
+
+/// The digest of the first `size` bytes of `file`, read block by block.
+pub fn digest_file(file: &File, size: u64) -> io::Result<u128> {
+    let mut digests = BlockDigests::new(size);
+    digests.complete_from(file, &mut Vec::with_capacity(BLOCK as usize))?;
+    Ok(digests.payload_digest().unwrap_or_default())
+}
+
+/// Re-reads the blocks a journaled state has digests of: a block whose bytes on disk no
+/// longer match (the file changed, a write was lost) is forgotten and received again.
+pub fn verify_on_disk(file: &File, state: &mut crate::TransferState) -> io::Result<u64> {
+    let mut buf = Vec::new();
+    let mut dropped = 0;
+    let known: Vec<(u64, u64)> = state.digests.known().collect();
+    for (block, digest) in known {
+        let range = state.digests.range(block);
+        let matches = match hash_block(file, range, &mut buf) {
+            Ok(d) => d == digest,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => false,
+            Err(e) => return Err(e),
+        };
+        if !matches {
+            state.digests.clear(block);
+            let one = hawser_wire::dtp::IntervalSet::from_canonical(vec![
+                hawser_wire::dtp::Interval::new(range.0, range.1).expect("a block is not empty"),
+            ])
+            .unwrap_or_default();
+            state.received = one.missing_within(&state.received);
+            dropped += 1;
+        }
+    }
+    Ok(dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_in_any_order_give_the_file_digest() {
+        let dir = std::env::temp_dir().join(format!("hawser-dtp-digest-{}", std::process::id()));
+        let data: Vec<u8> = (0..(2 * BLOCK + 77)).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&dir, &data).unwrap();
+        let file = File::open(&dir).unwrap();
+        let whole = digest_file(&file, data.len() as u64).unwrap();
+        let mut parts = BlockDigests::new(data.len() as u64);
+        for index in [2, 0, 1] {
+            let (o, l) = parts.range(index);
+            parts.set(
+                index,
+                XxHash3_64::oneshot(&data[o as usize..(o + l) as usize]),
+            );
+        }
+        assert_eq!(parts.payload_digest(), Some(whole));
+        parts.clear(1);
+        assert_eq!(parts.payload_digest(), None);
+        let mut changed = data.clone();
+        changed[5] ^= 1;
+        std::fs::write(&dir, &changed).unwrap();
+        let file = File::open(&dir).unwrap();
+        assert_ne!(digest_file(&file, data.len() as u64).unwrap(), whole);
+        std::fs::remove_file(&dir).unwrap();
+    }
+}

@@ -1,0 +1,208 @@
+//! A receiving session: the sans-IO [`Receiver`], its data written at each datagram's
+//! offset through a write-behind buffer that gathers runs of consecutive datagrams, the
+//! digests of blocks hashed as they complete, and the journal.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use hawser_wire::dtp::Feedback;
+
+use super::{Journal, Progress, ReceivePlan, STAGING};
+use crate::digest::{self, BLOCK, BlockDigests};
+use crate::{DatagramKey, Receiver, ReceiverConfig, Verdict};
+
+/// Consecutive bytes waiting to be written at `start`.
+#[derive(Debug)]
+struct WriteBehind {
+    start: u64,
+    buf: Vec<u8>,
+}
+
+/// One transfer's receiving side on the shard.
+pub(super) struct ReceivingSession {
+    pub(super) receiver: Receiver,
+    file: File,
+    pending: WriteBehind,
+    digests: BlockDigests,
+    /// Blocks received whole, to hash once their bytes are written.
+    complete_blocks: Vec<u64>,
+    hash_buf: Vec<u8>,
+    journal: Option<(Journal, Duration)>,
+    journaled_at: Instant,
+    /// Whether a datagram of this session has arrived (until then the hello is repeated).
+    pub(super) heard: bool,
+    pub(super) hello_at: Option<Instant>,
+    scratch: Vec<u8>,
+    key: DatagramKey,
+}
+
+impl std::fmt::Debug for ReceivingSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceivingSession").finish_non_exhaustive()
+    }
+}
+
+impl ReceivingSession {
+    pub(super) fn new(
+        plan: ReceivePlan,
+        key: DatagramKey,
+        report_interval: Duration,
+        now: Instant,
+    ) -> Self {
+        let receiver = Receiver::resume(
+            ReceiverConfig {
+                session_id: plan.session_id,
+                total_size: plan.total_size,
+                wanted: hawser_wire::dtp::IntervalSet::new(),
+                form: plan.form,
+                report_interval,
+            },
+            key.clone(),
+            plan.received,
+        );
+        ReceivingSession {
+            receiver,
+            file: plan.file,
+            pending: WriteBehind {
+                start: 0,
+                buf: Vec::with_capacity(STAGING),
+            },
+            digests: plan.digests,
+            complete_blocks: Vec::new(),
+            hash_buf: Vec::new(),
+            journal: plan.journal,
+            journaled_at: now,
+            heard: false,
+            hello_at: None,
+            scratch: Vec::with_capacity(2048),
+            key,
+        }
+    }
+
+    /// A datagram (tag checked by the receiver). `false` if it is not this session's (its
+    /// tag does not match).
+    pub(super) fn on_packet(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        progress: &Progress,
+    ) -> io::Result<bool> {
+        match self.receiver.on_datagram(now, packet) {
+            Verdict::Unauthentic => return Ok(false),
+            Verdict::New { offset, data } => {
+                self.heard = true;
+                progress
+                    .bytes
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+                progress.datagrams.fetch_add(1, Ordering::Relaxed);
+                self.write(offset, data)?;
+                let end = offset + data.len() as u64;
+                for block in offset / BLOCK..end.div_ceil(BLOCK) {
+                    let (o, l) = self.digests.range(block);
+                    if self.digests.get(block).is_none() && self.receiver.has(o, l) {
+                        self.complete_blocks.push(block);
+                    }
+                }
+            }
+            Verdict::Duplicate | Verdict::Refused => {
+                self.heard = true;
+                progress.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(true)
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        let contiguous = offset == self.pending.start + self.pending.buf.len() as u64;
+        if !contiguous || self.pending.buf.len() + data.len() > STAGING {
+            self.flush()?;
+            self.pending.start = offset;
+        }
+        self.pending.buf.extend_from_slice(data);
+        Ok(())
+    }
+
+    /// Writes what waits.
+    pub(super) fn flush(&mut self) -> io::Result<()> {
+        if !self.pending.buf.is_empty() {
+            self.file
+                .write_all_at(&self.pending.buf, self.pending.start)?;
+            self.pending.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Hashes the blocks completed since the last call (after writing them).
+    pub(super) fn hash_complete_blocks(&mut self) -> io::Result<()> {
+        if self.complete_blocks.is_empty() {
+            return Ok(());
+        }
+        self.flush()?;
+        for block in std::mem::take(&mut self.complete_blocks) {
+            if self.digests.get(block).is_none() {
+                let digest =
+                    digest::hash_block(&self.file, self.digests.range(block), &mut self.hash_buf)?;
+                self.digests.set(block, digest);
+            }
+        }
+        Ok(())
+    }
+
+    /// The feedback due, sealed, at most `max_len` bytes.
+    pub(super) fn poll_feedback(&mut self, now: Instant, max_len: usize) -> Option<&[u8]> {
+        let max_holes = Feedback::holes_that_fit(max_len - crate::TAG_LEN);
+        let feedback = self.receiver.poll_feedback(now, max_holes)?;
+        self.seal(&feedback)
+    }
+
+    /// The hello, sealed.
+    pub(super) fn hello(&mut self) -> Option<&[u8]> {
+        let hello = self.receiver.hello();
+        self.seal(&hello)
+    }
+
+    fn seal(&mut self, feedback: &Feedback) -> Option<&[u8]> {
+        self.scratch.clear();
+        feedback.encode(&mut self.scratch).ok()?;
+        self.key.seal(&mut self.scratch);
+        Some(&self.scratch)
+    }
+
+    /// Journals the state when due (or `force`d), after writing what waits.
+    pub(super) fn journal(&mut self, now: Instant, force: bool) -> io::Result<Option<Instant>> {
+        let Some((_, every)) = &self.journal else {
+            return Ok(None);
+        };
+        let every = *every;
+        if !force && now < self.journaled_at + every {
+            return Ok(Some(self.journaled_at + every));
+        }
+        self.hash_complete_blocks()?;
+        self.flush()?;
+        // The journal must not claim bytes the file may not hold after a crash.
+        self.file.sync_data()?;
+        let mut state = self.receiver.state();
+        state.digests = self.digests.clone();
+        if let Some((write, _)) = &mut self.journal {
+            write(&state.encode())?;
+        }
+        self.journaled_at = now;
+        Ok(Some(now + every))
+    }
+
+    /// Ends a complete transfer: everything written and synced, every block hashed; the
+    /// payload's digest.
+    pub(super) fn finish(&mut self, now: Instant) -> io::Result<u128> {
+        self.hash_complete_blocks()?;
+        self.flush()?;
+        self.digests.complete_from(&self.file, &mut self.hash_buf)?;
+        self.file.sync_data()?;
+        self.journal(now, true)?;
+        self.digests
+            .payload_digest()
+            .ok_or_else(|| io::Error::other("a block digest is missing"))
+    }
+}

@@ -1,0 +1,309 @@
+//! Finds the link's rate from what arrives, probes above it now and then, and gives way
+//! to a growing queue.
+//!
+//! - **Startup**: the rate doubles every round trip until the receiver's delivery rate
+//!   stops growing (three round trips without a quarter more), or the round trip grows by
+//!   a queue; then the rate is the best delivery rate seen.
+//! - **Cruise**: the rate is the best delivery rate of the last few round trips times a
+//!   gain that cycles per round trip: 1.25 (probe: is there more?), 0.75 (drain what the
+//!   probe queued), then six rounds at 1.
+//! - **Queue**: when the smoothed round trip exceeds the smallest one seen by more than
+//!   the queue allowance (a quarter of the smallest, at least `queue_target`), the link
+//!   is full: no probing, and the rate is 0.9 of the delivery rate until the queue drains.
+//!   This is what leaves room to TCP flows sharing the link.
+//! - **Loss is not a signal**: random loss on a long link (radio, a congested peering)
+//!   says nothing about the bottleneck's rate, and backing off for it is what keeps TCP
+//!   at a few percent of such links. Loss caused by this sender overrunning a queue shows
+//!   first as a growing round trip and a delivery rate that no longer follows.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::{RateController, RateSample};
+
+/// Settings of [`Probe`].
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeConfig {
+    /// Never above this many bytes per second (0: no limit).
+    pub max_rate: u64,
+    /// Never below this many bytes per second.
+    pub min_rate: u64,
+    /// The rate before the first report.
+    pub initial_rate: u64,
+    /// The smallest queue (beyond the smallest round trip) taken as congestion.
+    pub queue_target: Duration,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig {
+            max_rate: 0,
+            min_rate: 128 * 1024,
+            initial_rate: 8 * 1024 * 1024,
+            queue_target: Duration::from_millis(5),
+        }
+    }
+}
+
+/// Gains of the cruise cycle, one round trip each.
+const CYCLE: [f64; 8] = [1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+/// Round trips the delivery-rate maximum is kept for.
+const BANDWIDTH_WINDOW_ROUNDS: u32 = 10;
+/// How long the smallest round trip stands before a new measurement replaces it.
+const MIN_RTT_WINDOW: Duration = Duration::from_secs(10);
+/// The round trip assumed before the first measurement.
+const DEFAULT_RTT: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    Startup {
+        best: u64,
+        rounds_without_growth: u32,
+    },
+    Cruise {
+        cycle: usize,
+    },
+}
+
+/// Delivery-rate probing with a queue guard.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    config: ProbeConfig,
+    rate: f64,
+    phase: Phase,
+    /// Delivery rates with when they were reported, for the windowed maximum.
+    delivered: VecDeque<(Instant, u64)>,
+    srtt: Option<Duration>,
+    min_rtt: Option<(Duration, Instant)>,
+    round_started: Option<Instant>,
+    last_sample: Option<Instant>,
+}
+
+impl Probe {
+    /// A controller that has seen nothing yet.
+    pub fn new(config: ProbeConfig) -> Self {
+        Probe {
+            rate: config.initial_rate as f64,
+            config,
+            phase: Phase::Startup {
+                best: 0,
+                rounds_without_growth: 0,
+            },
+            delivered: VecDeque::new(),
+            srtt: None,
+            min_rtt: None,
+            round_started: None,
+            last_sample: None,
+        }
+    }
+
+    fn round_trip(&self) -> Duration {
+        self.srtt.unwrap_or(DEFAULT_RTT)
+    }
+
+    fn clamp(&mut self) -> u64 {
+        let max = if self.config.max_rate == 0 {
+            f64::from(u32::MAX) * 1024.0
+        } else {
+            self.config.max_rate as f64
+        };
+        let min = (self.config.min_rate as f64).min(max);
+        self.rate = self.rate.clamp(min, max);
+        self.rate as u64
+    }
+
+    fn best_delivery(&self) -> u64 {
+        self.delivered.iter().map(|&(_, r)| r).max().unwrap_or(0)
+    }
+
+    fn note_rtt(&mut self, now: Instant, rtt: Duration) {
+        self.srtt = Some(match self.srtt {
+            None => rtt,
+            Some(s) => (s * 7 + rtt) / 8,
+        });
+        let stale = self.min_rtt.is_none_or(|(min, at)| {
+            rtt <= min || now.saturating_duration_since(at) > MIN_RTT_WINDOW
+        });
+        if stale {
+            self.min_rtt = Some((rtt, now));
+        }
+    }
+
+    /// Whether the round trip shows a queue.
+    fn queued(&self) -> bool {
+        let (Some(srtt), Some((min, _))) = (self.srtt, self.min_rtt) else {
+            return false;
+        };
+        srtt > min + (min / 4).max(self.config.queue_target)
+    }
+}
+
+impl RateController for Probe {
+    fn initial_rate(&self) -> u64 {
+        let mut copy = self.clone();
+        copy.clamp()
+    }
+
+    fn on_sample(&mut self, s: &RateSample) -> u64 {
+        if let Some(rtt) = s.rtt {
+            self.note_rtt(s.now, rtt);
+        }
+        let round = self.round_trip();
+        let window = (round * BANDWIDTH_WINDOW_ROUNDS).max(Duration::from_millis(200));
+        self.delivered.push_back((s.now, s.delivery_rate));
+        while self
+            .delivered
+            .front()
+            .is_some_and(|&(at, _)| s.now.saturating_duration_since(at) > window)
+        {
+            self.delivered.pop_front();
+        }
+        // Bounded whatever the report rate: the maximum survives the thinning.
+        if self.delivered.len() > 1024 {
+            let best = self.best_delivery();
+            self.delivered.retain(|&(_, r)| r == best);
+            self.delivered.push_back((s.now, s.delivery_rate));
+        }
+        let elapsed = self
+            .last_sample
+            .map_or(Duration::ZERO, |at| s.now.saturating_duration_since(at));
+        self.last_sample = Some(s.now);
+        let new_round = match self.round_started {
+            Some(at) if s.now.saturating_duration_since(at) < round => false,
+            _ => {
+                self.round_started = Some(s.now);
+                true
+            }
+        };
+        let best = self.best_delivery();
+        let queued = self.queued();
+        match &mut self.phase {
+            Phase::Startup {
+                best: seen,
+                rounds_without_growth,
+            } => {
+                if new_round && best > 0 {
+                    if best as f64 >= *seen as f64 * 1.25 {
+                        *seen = best;
+                        *rounds_without_growth = 0;
+                    } else {
+                        *rounds_without_growth += 1;
+                    }
+                }
+                if queued || *rounds_without_growth >= 3 {
+                    self.phase = Phase::Cruise { cycle: 1 };
+                    self.rate = best as f64 * CYCLE[1];
+                } else {
+                    let growth = 2f64.powf(elapsed.as_secs_f64() / round.as_secs_f64());
+                    self.rate *= growth.min(2.0);
+                }
+            }
+            Phase::Cruise { cycle } => {
+                if new_round {
+                    *cycle = (*cycle + 1) % CYCLE.len();
+                }
+                let gain = if queued { 0.9 } else { CYCLE[*cycle] };
+                self.rate = best as f64 * gain;
+            }
+        }
+        self.clamp()
+    }
+
+    fn on_silence(&mut self, _silence: Duration) -> u64 {
+        // Reports stopped: the path may be gone or jammed; halve until they come back.
+        self.rate /= 2.0;
+        self.clamp()
+    }
+
+    fn name(&self) -> &'static str {
+        "probe"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bottleneck of `link` bytes/s with a queue: the delivery rate is what it lets
+    /// through, the round trip grows with what the sender queues beyond it.
+    fn drive(link: f64, base_rtt: Duration, seconds: f64) -> (Probe, Vec<u64>) {
+        let mut probe = Probe::new(ProbeConfig::default());
+        let mut rate = probe.initial_rate() as f64;
+        let t0 = Instant::now();
+        let step = Duration::from_millis(10);
+        let mut queue = 0.0f64;
+        let mut rates = Vec::new();
+        let mut now = t0;
+        while now.duration_since(t0).as_secs_f64() < seconds {
+            now += step;
+            let sent = rate * step.as_secs_f64();
+            queue = (queue + sent - link * step.as_secs_f64()).max(0.0);
+            let delivered = (rate.min(link) * 0.99) as u64;
+            let rtt = base_rtt + Duration::from_secs_f64(queue / link);
+            rate = probe.on_sample(&RateSample {
+                now,
+                delivery_rate: delivered,
+                rtt: Some(rtt),
+                loss: 0.01,
+            }) as f64;
+            rates.push(rate as u64);
+        }
+        (probe, rates)
+    }
+
+    #[test]
+    fn finds_the_link_rate_and_keeps_near_it_despite_random_loss() {
+        let link = 125e6; // 1 Gbit/s
+        let (probe, rates) = drive(link, Duration::from_millis(100), 20.0);
+        assert!(matches!(probe.phase, Phase::Cruise { .. }));
+        let last = &rates[rates.len() - 500..];
+        let mean = last.iter().sum::<u64>() as f64 / last.len() as f64;
+        assert!(
+            (0.9 * link..1.2 * link).contains(&mean),
+            "mean rate {mean} for a link of {link}"
+        );
+    }
+
+    #[test]
+    fn never_exceeds_its_limit_and_halves_in_silence() {
+        let mut probe = Probe::new(ProbeConfig {
+            max_rate: 1_000_000,
+            ..ProbeConfig::default()
+        });
+        assert_eq!(probe.initial_rate(), 1_000_000);
+        let now = Instant::now();
+        let r = probe.on_sample(&RateSample {
+            now,
+            delivery_rate: 50_000_000,
+            rtt: Some(Duration::from_millis(10)),
+            loss: 0.0,
+        });
+        assert_eq!(r, 1_000_000);
+        assert_eq!(probe.on_silence(Duration::from_secs(1)), 500_000);
+    }
+
+    #[test]
+    fn a_growing_queue_ends_startup() {
+        let mut probe = Probe::new(ProbeConfig::default());
+        let t0 = Instant::now();
+        let ms = Duration::from_millis(1);
+        // Delivery grows with the rate: still starting up.
+        for i in 1..=5 {
+            probe.on_sample(&RateSample {
+                now: t0 + ms * 20 * i,
+                delivery_rate: 1_000_000 << i,
+                rtt: Some(ms * 20),
+                loss: 0.0,
+            });
+        }
+        assert!(matches!(probe.phase, Phase::Startup { .. }));
+        let rate = probe.on_sample(&RateSample {
+            now: t0 + ms * 200,
+            delivery_rate: 32_000_000,
+            rtt: Some(ms * 200),
+            loss: 0.0,
+        });
+        assert!(matches!(probe.phase, Phase::Cruise { .. }));
+        assert!(rate <= 32_000_000, "{rate}");
+    }
+}

@@ -1,0 +1,488 @@
+//! The DTP service of a server: the control exchanges over the nexus (pull, push, stop,
+//! digest, finish) and the engine that moves the data over UDP. Files are opened beneath
+//! the server's root (`openat2` with `RESOLVE_BENEATH`, no symlinks); a push is written
+//! under a temporary name beside its target, journaled so that it resumes, and renamed
+//! into place only once its digest matches the client's.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use hawser_replicate::RootDir;
+use hawser_runtime::{HandlerError, Peer, RemoteException, RequestContext, Service};
+use hawser_wire::dtp::{ControlMessage, DatagramForm, IntervalSet, PushResponse, TransferResponse};
+
+use crate::engine::{DtpEngine, ReceivePlan, SendPlan, Transfer, random_bytes};
+use crate::rate::ControllerKind;
+use crate::{BlockDigests, TAG_LEN, TransferState, digest_file};
+
+/// The exchange ids of DTP's control messages: `0x4454_5000` ("DTP") and a number.
+pub mod exchange {
+    use hawser_runtime::ExchangeId;
+
+    /// The base of DTP's exchange ids.
+    pub const BASE: u32 = 0x4454_5000;
+    /// TransferRequest → TransferResponse: the server sends a file.
+    pub const PULL: ExchangeId = ExchangeId(BASE | 0x01);
+    /// PushRequest → PushResponse: the server receives a file.
+    pub const PUSH: ExchangeId = ExchangeId(BASE | 0x02);
+    /// HoleReport with `stop` → empty: ends a session of this nexus.
+    pub const STOP: ExchangeId = ExchangeId(BASE | 0x03);
+    /// A payload id → its size (u64) and digest (u128).
+    pub const DIGEST: ExchangeId = ExchangeId(BASE | 0x04);
+    /// A push's session id (u32) and the client's digest (u128) → the server's summary,
+    /// once its receiver completed and the digests match.
+    pub const FINISH: ExchangeId = ExchangeId(BASE | 0x05);
+}
+
+/// Largest datagram a server sends or accepts (a jumbo frame's UDP payload).
+pub const MAX_DATAGRAM: u16 = 8972;
+/// Suffix of the temporary file a push is written to, beside its target.
+pub const PARTIAL_SUFFIX: &str = ".hawser-dtp";
+/// Suffix of a push's journal, beside its target.
+pub const JOURNAL_SUFFIX: &str = ".hawser-dtp-state";
+/// Largest journal read back (the state of a 4 TiB payload's digests and many holes).
+const MAX_JOURNAL: usize = 64 << 20;
+
+/// How the service runs.
+#[derive(Debug, Clone)]
+pub struct DtpServiceConfig {
+    /// Never faster than this many bytes per second per session (0: no limit).
+    pub max_rate: u64,
+    /// How the rate of the sessions the server sends is found.
+    pub controller: ControllerKind,
+    /// How often a push's receiver journals.
+    pub journal_every: Duration,
+}
+
+impl Default for DtpServiceConfig {
+    fn default() -> Self {
+        DtpServiceConfig {
+            max_rate: 0,
+            controller: ControllerKind::Probe,
+            journal_every: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Where a push lands.
+struct Landing {
+    dir: RootDir,
+    name: Vec<u8>,
+}
+
+impl Landing {
+    fn with_suffix(&self, suffix: &str) -> Vec<u8> {
+        let mut n = b".".to_vec();
+        n.extend_from_slice(&self.name);
+        n.extend_from_slice(suffix.as_bytes());
+        n
+    }
+}
+
+struct Running {
+    nexus: u128,
+    transfer: Transfer,
+    landing: Option<Landing>,
+}
+
+/// The DTP service of one server.
+#[derive(Clone)]
+pub struct DtpService {
+    root: RootDir,
+    engine: Arc<DtpEngine>,
+    config: DtpServiceConfig,
+    running: Arc<Mutex<HashMap<u32, Running>>>,
+}
+
+impl std::fmt::Debug for DtpService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DtpService")
+            .field("root", &self.root.path())
+            .field("data", &self.engine.local_addr())
+            .finish_non_exhaustive()
+    }
+}
+
+fn exception(kind: &str, message: impl Into<String>) -> HandlerError {
+    HandlerError::Exception(RemoteException::new(format!("dtp.{kind}"), message))
+}
+
+fn io_exception(what: &str, name: &[u8], e: std::io::Error) -> HandlerError {
+    let kind = match e.kind() {
+        std::io::ErrorKind::NotFound => "NotFound",
+        std::io::ErrorKind::PermissionDenied => "Denied",
+        _ => "Io",
+    };
+    exception(
+        kind,
+        format!("{what} {:?}: {e}", String::from_utf8_lossy(name)),
+    )
+}
+
+fn peer_ip(ctx: &RequestContext) -> Result<IpAddr, HandlerError> {
+    match ctx.owner().map(|o| o.peer.canonical()) {
+        Some(Peer::Inet(ip)) => Ok(ip),
+        _ => Err(exception(
+            "Refused",
+            "DTP needs a nexus over the network (its data goes to the nexus peer's address)",
+        )),
+    }
+}
+
+/// The datagram size for a client's MTU, and the form for a payload's size.
+fn shape(mtu: u16, total: u64) -> (u16, DatagramForm) {
+    let form = if total > DatagramForm::BASIC_MAX_PAYLOAD {
+        DatagramForm::Extended
+    } else {
+        DatagramForm::Basic
+    };
+    (mtu.min(MAX_DATAGRAM), form)
+}
+
+fn session_id(running: &HashMap<u32, Running>) -> Result<u32, HandlerError> {
+    for _ in 0..16 {
+        let bytes = random_bytes().map_err(|e| exception("Io", format!("no randomness: {e}")))?;
+        let id = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        if id != 0 && !running.contains_key(&id) {
+            return Ok(id);
+        }
+    }
+    Err(exception("Busy", "no free session id"))
+}
+
+fn encode(message: &ControlMessage<'_>) -> Result<Bytes, HandlerError> {
+    let mut out = BytesMut::with_capacity(message.encoded_len());
+    message
+        .encode(&mut out)
+        .map_err(|e| exception("Malformed", e.to_string()))?;
+    Ok(out.freeze())
+}
+
+impl DtpService {
+    /// A service sending and receiving files beneath `root` through `engine`.
+    pub fn new(root: RootDir, engine: Arc<DtpEngine>, config: DtpServiceConfig) -> Self {
+        DtpService {
+            root,
+            engine,
+            config,
+            running: Arc::default(),
+        }
+    }
+
+    /// The engine's data socket.
+    pub fn data_addr(&self) -> std::net::SocketAddr {
+        self.engine.local_addr()
+    }
+
+    /// The runtime service to add to a server.
+    pub fn service(&self) -> Service {
+        let pull = self.clone();
+        let push = self.clone();
+        let stop = self.clone();
+        let digest = self.clone();
+        let finish = self.clone();
+        let ended = self.clone();
+        Service::new("dtp")
+            .blocking_handler(exchange::PULL, "dtp.pull", move |ctx, body| {
+                pull.pull(ctx, &body)
+            })
+            .blocking_handler(exchange::PUSH, "dtp.push", move |ctx, body| {
+                push.push(ctx, &body)
+            })
+            .handler(exchange::STOP, "dtp.stop", move |ctx, body| {
+                stop.stop(ctx, &body)
+            })
+            .blocking_handler(exchange::DIGEST, "dtp.digest", move |_, body| {
+                digest.digest(&body)
+            })
+            .blocking_handler(exchange::FINISH, "dtp.finish", move |ctx, body| {
+                finish.finish(ctx, &body)
+            })
+            .on_nexus_end(move |nexus| ended.nexus_ended(nexus.0))
+    }
+
+    fn rate(&self, asked: u64) -> u64 {
+        match (asked, self.config.max_rate) {
+            (0, limit) | (limit, 0) => limit,
+            (a, b) => a.min(b),
+        }
+    }
+
+    fn pull(&self, ctx: &RequestContext, body: &[u8]) -> Result<Bytes, HandlerError> {
+        let ControlMessage::TransferRequest(request) =
+            ControlMessage::decode(body).map_err(|e| exception("Malformed", e.to_string()))?
+        else {
+            return Err(exception("Malformed", "expected a transfer request"));
+        };
+        let peer_ip = peer_ip(ctx)?;
+        let file = self
+            .root
+            .open_file(request.payload_id)
+            .map_err(|e| io_exception("cannot open", request.payload_id, e))?;
+        let total = file
+            .metadata()
+            .map_err(|e| io_exception("cannot stat", request.payload_id, e))?
+            .len();
+        if request
+            .intervals
+            .as_slice()
+            .last()
+            .is_some_and(|i| i.end() > total)
+        {
+            return Err(exception(
+                "Refused",
+                format!("the intervals asked reach past the payload's {total} bytes"),
+            ));
+        }
+        let expected = if request.intervals.is_empty() {
+            total
+        } else {
+            request.intervals.covered()
+        };
+        let (datagram_size, form) = shape(request.mtu, total);
+        let key = random_bytes().map_err(|e| exception("Io", format!("no randomness: {e}")))?;
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let session_id = session_id(&running)?;
+        let transfer = self
+            .engine
+            .send(SendPlan {
+                session_id,
+                key,
+                peer_ip,
+                peer: None,
+                file,
+                total_size: total,
+                wanted: request.intervals.clone(),
+                form,
+                datagram_size,
+                max_rate: self.rate(request.max_throughput),
+                controller: self.config.controller,
+            })
+            .map_err(|e| exception("Busy", e.to_string()))?;
+        running.insert(
+            session_id,
+            Running {
+                nexus: ctx.request.nexus.0,
+                transfer,
+                landing: None,
+            },
+        );
+        encode(&ControlMessage::TransferResponse(TransferResponse {
+            session_id,
+            total_size: total,
+            bytes_expected: expected,
+            form,
+            datagram_size,
+            key,
+            data_port: self.engine.local_addr().port(),
+        }))
+    }
+
+    fn push(&self, ctx: &RequestContext, body: &[u8]) -> Result<Bytes, HandlerError> {
+        let ControlMessage::PushRequest(request) =
+            ControlMessage::decode(body).map_err(|e| exception("Malformed", e.to_string()))?
+        else {
+            return Err(exception("Malformed", "expected a push request"));
+        };
+        let peer_ip = peer_ip(ctx)?;
+        let name = request.payload_id;
+        let (dir, last) = self
+            .root
+            .parent_of(name)
+            .map_err(|e| io_exception("cannot place", name, e))?;
+        let landing = Landing { dir, name: last };
+        let total = request.total_size;
+        let (datagram_size, form) = shape(request.mtu, total);
+        let journal_name = landing.with_suffix(JOURNAL_SUFFIX);
+        let partial_name = landing.with_suffix(PARTIAL_SUFFIX);
+        // A journal of an earlier push of the same size picks up where it stopped.
+        let resumed = if request.resume {
+            landing
+                .dir
+                .read_small(&journal_name, MAX_JOURNAL)
+                .ok()
+                .flatten()
+                .and_then(|bytes| TransferState::decode(&bytes).ok())
+                .filter(|s| s.total_size == total)
+        } else {
+            None
+        };
+        let file = landing
+            .dir
+            .open_or_create(&partial_name)
+            .map_err(|e| io_exception("cannot create", name, e))?;
+        let (received, digests) = match resumed {
+            Some(mut state) => {
+                crate::verify_on_disk(&file, &mut state)
+                    .map_err(|e| io_exception("cannot read back", name, e))?;
+                (state.received, state.digests)
+            }
+            None => {
+                file.set_len(0)
+                    .and_then(|_| file.set_len(total))
+                    .map_err(|e| io_exception("cannot size", name, e))?;
+                (IntervalSet::new(), BlockDigests::new(total))
+            }
+        };
+        let wanted = received.missing_within(&IntervalSet::whole(total));
+        let key = random_bytes().map_err(|e| exception("Io", format!("no randomness: {e}")))?;
+        let journal_dir = landing.dir.clone();
+        let journal: crate::engine::Journal =
+            Box::new(move |bytes: &[u8]| journal_dir.replace_file(&journal_name, bytes));
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let session_id = session_id(&running)?;
+        let transfer = self
+            .engine
+            .receive(ReceivePlan {
+                session_id,
+                key,
+                peer_ip,
+                peer: None,
+                file,
+                total_size: total,
+                form,
+                received,
+                digests,
+                journal: Some((journal, self.config.journal_every)),
+            })
+            .map_err(|e| exception("Busy", e.to_string()))?;
+        running.insert(
+            session_id,
+            Running {
+                nexus: ctx.request.nexus.0,
+                transfer,
+                landing: Some(landing),
+            },
+        );
+        encode(&ControlMessage::PushResponse(PushResponse {
+            session_id,
+            form,
+            datagram_size,
+            key,
+            data_port: self.engine.local_addr().port(),
+            wanted,
+        }))
+    }
+
+    fn stop(&self, ctx: &RequestContext, body: &[u8]) -> Result<Bytes, HandlerError> {
+        let ControlMessage::HoleReport(report) =
+            ControlMessage::decode(body).map_err(|e| exception("Malformed", e.to_string()))?
+        else {
+            return Err(exception("Malformed", "expected a hole report"));
+        };
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        match running.get(&report.session_id) {
+            Some(r) if r.nexus == ctx.request.nexus.0 => {
+                r.transfer.stop();
+                if r.landing.is_none() {
+                    running.remove(&report.session_id);
+                }
+                Ok(Bytes::new())
+            }
+            _ => Err(exception(
+                "NotFound",
+                format!("no DTP session {} of this nexus", report.session_id),
+            )),
+        }
+    }
+
+    fn digest(&self, body: &[u8]) -> Result<Bytes, HandlerError> {
+        let file: File = self
+            .root
+            .open_file(body)
+            .map_err(|e| io_exception("cannot open", body, e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| io_exception("cannot stat", body, e))?
+            .len();
+        let digest = digest_file(&file, size).map_err(|e| io_exception("cannot read", body, e))?;
+        let mut out = BytesMut::with_capacity(24);
+        out.extend_from_slice(&size.to_be_bytes());
+        out.extend_from_slice(&digest.to_be_bytes());
+        Ok(out.freeze())
+    }
+
+    fn finish(&self, ctx: &RequestContext, body: &[u8]) -> Result<Bytes, HandlerError> {
+        let (Some(id), Some(digest)) = (
+            body.get(..4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_be_bytes),
+            body.get(4..20)
+                .and_then(|b| b.try_into().ok())
+                .map(u128::from_be_bytes),
+        ) else {
+            return Err(exception("Malformed", "expected a session id and a digest"));
+        };
+        let running = {
+            let mut all = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            match all.get(&id) {
+                Some(r) if r.nexus == ctx.request.nexus.0 && r.landing.is_some() => all.remove(&id),
+                _ => None,
+            }
+        };
+        let Some(Running {
+            transfer,
+            landing: Some(landing),
+            ..
+        }) = running
+        else {
+            return Err(exception("NotFound", format!("no push {id} of this nexus")));
+        };
+        // The receiver ends by itself: complete, or failed after the engine's idle time.
+        let summary = loop {
+            if ctx.is_cancelled() {
+                transfer.stop();
+            }
+            if let Some(end) = transfer.wait(Duration::from_millis(200)) {
+                break end.map_err(|e| exception("Failed", e.to_string()))?;
+            }
+        };
+        let partial = landing.with_suffix(PARTIAL_SUFFIX);
+        let journal = landing.with_suffix(JOURNAL_SUFFIX);
+        if summary.digest != Some(digest) {
+            let _ = landing.dir.remove_file(&journal);
+            let _ = landing.dir.remove_file(&partial);
+            return Err(exception(
+                "DigestMismatch",
+                "the bytes received do not have the sender's digest; nothing was kept",
+            ));
+        }
+        landing
+            .dir
+            .rename_within(&partial, &landing.name)
+            .and_then(|_| landing.dir.remove_file(&journal))
+            .and_then(|_| landing.dir.sync())
+            .map_err(|e| io_exception("cannot put in place", &landing.name, e))?;
+        let json = format!(
+            "{{\"bytes\":{},\"datagrams\":{},\"duplicates\":{},\"unauthentic\":{},\"refused\":{},\"elapsed_us\":{}}}",
+            summary.bytes,
+            summary.datagrams,
+            summary.duplicates,
+            summary.unauthentic,
+            summary.refused,
+            summary.elapsed.as_micros()
+        );
+        Ok(Bytes::from(json))
+    }
+
+    fn nexus_ended(&self, nexus: u128) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.retain(|_, r| {
+            if r.nexus == nexus {
+                r.transfer.stop();
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+/// Bytes of datagram overhead (header and tag) in a form.
+pub fn overhead(form: DatagramForm) -> usize {
+    form.header_len() + TAG_LEN
+}
