@@ -19,6 +19,9 @@ pub enum CliError {
     /// A message operation (wiring, a direct connection) failed.
     #[error(transparent)]
     Messages(#[from] hawser_dmp::DmpError),
+    /// A DTP transfer failed.
+    #[error("DTP: {0}")]
+    Transfer(#[from] hawser_dtp::client::DtpClientError),
     /// Nothing listens there (or it is unreachable).
     #[error("cannot connect to {addr}: {source}")]
     Connect {

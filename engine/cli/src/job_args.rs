@@ -20,6 +20,17 @@ use crate::window::DEFAULT_WINDOW;
 /// Options of a job shared by `push`, `pull` and `bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct JobArgs {
+    /// How file data travels: `tcp`, blocks over the trunk's connections (files and
+    /// trees), or `dtp`, UDP datagrams paced by a rate control that finds the link's
+    /// rate and is not slowed by random loss, holes re-sent until the file is whole
+    /// (one regular file per run; the server needs `serve --dtp`). Control goes over the
+    /// nexus either way.
+    #[arg(long, value_name = "TRANSPORT", default_value = "tcp", value_parser = ["tcp", "dtp"])]
+    pub transport: String,
+    /// Largest UDP payload of a DTP datagram: the path's MTU less 28 bytes of IP and UDP
+    /// headers (1472 for Ethernet's 1500, 8972 for jumbo frames).
+    #[arg(long, value_name = "BYTES", default_value_t = 1472, value_parser = clap::value_parser!(u16).range(64..=8972))]
+    pub mtu: u16,
     /// Connections in the trunk.
     #[arg(long, default_value_t = 8)]
     pub connections: usize,

@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod connect;
+pub mod dtp_transfer;
 pub mod error;
 pub mod histogram;
 pub mod inspect;

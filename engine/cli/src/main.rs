@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::filter::LevelFilter;
 
 use hawser::bench::{self, BenchArgs};
+use hawser::dtp_transfer;
 use hawser::error::exit_code;
 use hawser::inspect::{self, InspectArgs};
 use hawser::logging::{self, LogFormat};
@@ -63,6 +64,12 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run_cli(&args),
         Command::Bench(args) => bench::run_cli(&args),
         Command::Serve(args) => exit_code("serve", serve::serve(&args)),
+        Command::Push(args) if args.job.transport == "dtp" => {
+            exit_code("push", dtp_transfer::push_file(&args))
+        }
+        Command::Pull(args) if args.job.transport == "dtp" => {
+            exit_code("pull", dtp_transfer::pull_file(&args))
+        }
         Command::Push(args) => exit_code("push", push::push(&args).map(|_| ())),
         Command::Pull(args) => exit_code("pull", pull::pull(&args).map(|_| ())),
         Command::Passwd(args) => exit_code("passwd", passwd::passwd(&args)),

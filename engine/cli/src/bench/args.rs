@@ -24,6 +24,10 @@ pub enum Mode {
     /// publishing `--size`-byte bodies (64 by default) to one consumer, as fast as they
     /// go or at `--rate` messages/s in total; messages/s and end-to-end latency.
     Dmp,
+    /// A DTP pull on loopback: a generated `--size`-byte file (256 MiB by default) sent
+    /// as UDP datagrams from a server in this process to a file here, paced by the probe
+    /// rate control; MB/s, datagrams re-sent, and the digests compared.
+    Dtp,
 }
 
 /// Arguments of `hawser bench`.

@@ -33,6 +33,7 @@
 pub mod args;
 pub mod callers;
 pub mod dmp;
+mod dtp;
 pub mod raw;
 pub mod replicate;
 pub mod report;
@@ -53,11 +54,11 @@ pub fn run(args: &BenchArgs) -> Result<BenchReport, ApiError> {
     let shards = args.shards.max(1);
     let busy_poll_us = args.busy_poll_us.unwrap_or(match args.mode {
         Mode::Rpc => 50,
-        Mode::Bulk | Mode::Replicate | Mode::Raw | Mode::Dmp => 0,
+        Mode::Bulk | Mode::Replicate | Mode::Raw | Mode::Dmp | Mode::Dtp => 0,
     });
     match args.mode {
         Mode::Raw => raw::run(args, shards, busy_poll_us),
-        Mode::Rpc | Mode::Bulk | Mode::Replicate | Mode::Dmp => {
+        Mode::Rpc | Mode::Bulk | Mode::Replicate | Mode::Dmp | Mode::Dtp => {
             session::run(args, shards, busy_poll_us)
         }
     }
@@ -79,6 +80,9 @@ pub fn run_cli(args: &BenchArgs) -> ExitCode {
     }
     if args.mode == Mode::Dmp {
         return dmp::run_cli(args);
+    }
+    if args.mode == Mode::Dtp {
+        return dtp::run_cli(args);
     }
     let measured = run(args).map_err(|e| e.to_string());
     match measured.and_then(|report| report::output(&report, args).map(|()| report)) {

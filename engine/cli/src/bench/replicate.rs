@@ -152,6 +152,8 @@ fn verify(src: &Path, dst: &Path) -> Result<DataSet, String> {
 
 fn job_args(args: &BenchArgs) -> JobArgs {
     JobArgs {
+        transport: "tcp".into(),
+        mtu: 1472,
         connections: args.connections,
         block_size: 8 << 20,
         window: Some(4),
@@ -206,6 +208,8 @@ fn run(args: &BenchArgs) -> Result<(), CliError> {
         );
     }
     let server = start_server(&ServeArgs {
+        dtp: None,
+        dtp_rate: None,
         listen: vec!["127.0.0.1:0".into()],
         root: Some(dst.clone()),
         shards: Some(1),

@@ -113,9 +113,9 @@ pub(crate) fn run(
             args.size.map_or(64, |s| s as usize),
             args.pipeline.unwrap_or(1),
         ),
-        // `bench::run` hands replicate, raw and dmp elsewhere; here they would measure as
+        // `bench::run` hands replicate, raw, dmp and dtp elsewhere; here they would measure as
         // bulk.
-        Mode::Bulk | Mode::Replicate | Mode::Raw | Mode::Dmp => (
+        Mode::Bulk | Mode::Replicate | Mode::Raw | Mode::Dmp | Mode::Dtp => (
             BENCH_SINK,
             args.size.map_or(1 << 20, |s| s as usize),
             args.pipeline.unwrap_or(8),
@@ -178,7 +178,7 @@ pub(crate) fn run(
     Ok(BenchReport {
         mode: match args.mode {
             Mode::Rpc => "rpc",
-            Mode::Bulk | Mode::Replicate | Mode::Raw | Mode::Dmp => "bulk",
+            Mode::Bulk | Mode::Replicate | Mode::Raw | Mode::Dmp | Mode::Dtp => "bulk",
         },
         size,
         pipeline: depth,

@@ -91,6 +91,18 @@ pub struct ServeArgs {
     /// feeds or bindings; see README, "Messages"].
     #[arg(long)]
     pub dmp: bool,
+    /// Also serve DTP transfers (`push`/`pull --transport dtp`: data as UDP datagrams,
+    /// paced and hole-repairing, for long lossy links), with the data socket bound at
+    /// ADDR (`0.0.0.0:8416`, `[::]:8416`; port 0 picks one). Control goes over the nexus,
+    /// so the same authentication applies; only the nexus peer's IP is heard on the
+    /// data socket. Open ADDR's UDP port in the firewall.
+    #[arg(long, value_name = "ADDR")]
+    pub dtp: Option<std::net::SocketAddr>,
+    /// Most bytes per second one DTP session sends (k, M, G, T suffixes are powers of
+    /// 1000; `bit` for bits per second, e.g. `900Mbit`) [default: as fast as the path
+    /// allows, found by the probe rate control].
+    #[arg(long, value_name = "RATE", value_parser = crate::values::parse_rate)]
+    pub dtp_rate: Option<u64>,
     /// Let a client showing the TLS certificate whose SHA-256 (of its DER) this is log in
     /// as IDENTITY without a password (mutual TLS, SASL EXTERNAL; the client uses
     /// --tls-cert, --tls-key and --external); repeatable; needs --tls-cert [also: a

@@ -52,6 +52,13 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, CliError> {
     if let Some(m) = &messages {
         builder = builder.service(m.service());
     }
+    let transfers = match args.dtp {
+        Some(bind) => Some(dtp_service(&s.root, bind, args.dtp_rate)?),
+        None => None,
+    };
+    if let Some(t) = &transfers {
+        builder = builder.service(t.service());
+    }
     if let Some(bytes) = s.receive_budget {
         builder = builder.receive_budget(bytes);
     }
@@ -108,9 +115,32 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, CliError> {
         dmp = s.dmp.is_some(),
         dmp_sinks = s.dmp.as_ref().map_or(0, |d| d.sinks.len()),
         dmp_feeds = s.dmp.as_ref().map_or(0, |d| d.feeds.len()),
+        dtp = %transfers.as_ref().map_or("off".to_string(), |t| t.data_addr().to_string()),
         "serving"
     );
     Ok(server)
+}
+
+/// The DTP service over `root`, its data socket bound at `bind`.
+fn dtp_service(
+    root: &std::path::Path,
+    bind: std::net::SocketAddr,
+    rate: Option<u64>,
+) -> Result<hawser_dtp::service::DtpService, CliError> {
+    let opened = RootDir::open(root).map_err(io_err(root))?;
+    let engine = hawser_dtp::engine::DtpEngine::start(hawser_dtp::engine::EngineConfig {
+        bind,
+        ..hawser_dtp::engine::EngineConfig::default()
+    })
+    .map_err(|e| CliError::Usage(format!("--dtp {bind}: {e}")))?;
+    Ok(hawser_dtp::service::DtpService::new(
+        opened,
+        std::sync::Arc::new(engine),
+        hawser_dtp::service::DtpServiceConfig {
+            max_rate: rate.unwrap_or(0),
+            ..Default::default()
+        },
+    ))
 }
 
 /// `hawser serve`: serves until killed (with `--clean-partials`: cleans and exits).

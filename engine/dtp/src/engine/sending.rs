@@ -166,13 +166,15 @@ impl SendingSession {
         });
         let reference = self.silence_acted.unwrap_or(since);
         let due = reference + period;
-        if now >= due && !self.sender.is_idle() {
+        if now < due {
+            return Some(due);
+        }
+        if !self.sender.is_idle() {
             let rate = self.controller.on_silence(now - since);
             self.set_rate(rate, progress);
-            self.silence_acted = Some(now);
-            return Some(now + period);
         }
-        Some(due)
+        self.silence_acted = Some(now);
+        Some(now + period)
     }
 
     /// Sends what the pacer allows now to `peer`, in GSO batches; when to come back.

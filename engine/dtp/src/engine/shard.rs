@@ -29,6 +29,8 @@ thread_local! {
 const HELLO_EVERY: Duration = Duration::from_millis(50);
 /// Largest feedback datagram.
 const FEEDBACK_MAX: usize = 1200;
+/// The soonest the engine's timer is set for.
+const MIN_TIMER: Duration = Duration::from_micros(20);
 /// The timer token of the engine's one timer.
 const TICK: u64 = 1;
 
@@ -344,6 +346,8 @@ impl DtpShard {
         for (id, end) in ends {
             self.end(id, end, now);
         }
+        // Never in the past: the shard fires due timers in a loop until none is due.
+        let next = next.max(now + MIN_TIMER);
         if self.timer_at.is_none_or(|at| next < at || at <= now) {
             self.timer_at = Some(next);
             ctx.set_timer(next, TICK);

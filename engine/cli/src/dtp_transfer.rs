@@ -1,0 +1,262 @@
+//! `hawser push --transport dtp` and `hawser pull --transport dtp`: one regular file
+//! whose data travels as DTP datagrams over UDP, control over the nexus.
+//!
+//! Names follow cp and rsync: a DEST that is empty, ends in `/` or (for a pull) is an
+//! existing directory receives the file under its own name; any other DEST is the file's
+//! new name.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use hawser_dtp::client::{TransferOptions, TransferReport, pull, push};
+use hawser_dtp::engine::Progress;
+
+use crate::connect::{connect, forget_nexus_record};
+use crate::error::{CliError, io_err};
+use crate::job_args::JobArgs;
+use crate::pull::PullArgs;
+use crate::push::PushArgs;
+use crate::remote::{parse_remote, split_remote};
+use crate::security::tls_host;
+use crate::serve::access::shown_address;
+
+fn options(job: &JobArgs) -> TransferOptions {
+    TransferOptions {
+        max_rate: job.rate.unwrap_or(0),
+        mtu: job.mtu,
+        resume: job.resume,
+        ..TransferOptions::default()
+    }
+}
+
+/// Refuses the job options DTP does not take, in words.
+fn refuse_tcp_only(job: &JobArgs) -> Result<(), CliError> {
+    let tcp_only = [
+        (job.delete, "--delete"),
+        (job.dry_run, "--dry-run"),
+        (!job.exclude.is_empty(), "--exclude"),
+        (job.checksum, "--checksum"),
+        (job.histogram.is_some(), "--histogram"),
+    ];
+    match tcp_only.iter().find(|(set, _)| *set) {
+        Some((_, name)) => Err(CliError::Usage(format!(
+            "{name} works with --transport tcp (trees); --transport dtp moves one file"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A progress line on a terminal: bytes of the total, percentage, rate, time left.
+struct ProgressLine {
+    shown: bool,
+    started: Instant,
+    total: u64,
+    base: u64,
+}
+
+impl ProgressLine {
+    fn new(job: &JobArgs) -> Self {
+        ProgressLine {
+            shown: !job.quiet && std::io::stderr().is_terminal(),
+            started: Instant::now(),
+            total: 0,
+            base: 0,
+        }
+    }
+
+    fn update(&mut self, p: &Progress) {
+        if !self.shown {
+            return;
+        }
+        let moved = p.bytes.load(Ordering::Relaxed);
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        let rate = moved as f64 / secs;
+        let done = (self.base + moved).min(self.total.max(1));
+        let pct = if self.total == 0 {
+            100.0
+        } else {
+            done as f64 * 100.0 / self.total as f64
+        };
+        let left = if rate > 0.0 && self.total > done {
+            format!("{:.0} s left", (self.total - done) as f64 / rate)
+        } else {
+            String::new()
+        };
+        eprint!(
+            "\r{:.1} of {:.1} MB {:5.1}% {:8.1} MB/s  {}    ",
+            done as f64 / 1e6,
+            self.total as f64 / 1e6,
+            pct,
+            rate / 1e6,
+            left
+        );
+        let _ = std::io::stderr().flush();
+    }
+
+    fn finish(&self) {
+        if self.shown {
+            eprintln!();
+        }
+    }
+}
+
+fn print_report(kind: &str, name: &str, r: &TransferReport, job: &JobArgs) -> Result<(), CliError> {
+    let secs = r.elapsed.as_secs_f64().max(1e-6);
+    let rate = r.moved as f64 / secs;
+    if !job.quiet {
+        println!(
+            "{kind} {name}: {:.1} MB in {:.2} s, {:.1} MB/s ({:.0} Mbit/s) over DTP; {} B resumed, {} datagrams, {} B re-sent, {} dropped; digest {:032x}",
+            r.moved as f64 / 1e6,
+            secs,
+            rate / 1e6,
+            rate * 8.0 / 1e6,
+            r.resumed,
+            r.datagrams,
+            r.resent,
+            r.dropped,
+            r.digest
+        );
+    }
+    if let Some(path) = &job.json {
+        let json = serde_json::json!({
+            "transport": "dtp",
+            "job": kind,
+            "name": name,
+            "size": r.size,
+            "moved": r.moved,
+            "resumed": r.resumed,
+            "datagrams": r.datagrams,
+            "resent": r.resent,
+            "dropped": r.dropped,
+            "seconds": secs,
+            "bytes_per_second": rate,
+            "digest": format!("{:032x}", r.digest),
+        });
+        std::fs::write(path, format!("{json:#}\n")).map_err(io_err(path))?;
+    }
+    Ok(())
+}
+
+/// `hawser push --transport dtp FILE ADDRESS:DEST`.
+pub fn push_file(args: &PushArgs) -> Result<(), CliError> {
+    refuse_tcp_only(&args.job)?;
+    let [source, remote] = args.paths.as_slice() else {
+        return Err(CliError::Usage(
+            "--transport dtp pushes one file: FILE ADDRESS:DEST".into(),
+        ));
+    };
+    let source = PathBuf::from(source);
+    let meta = std::fs::metadata(&source).map_err(io_err(&source))?;
+    if !meta.is_file() {
+        return Err(CliError::Usage(format!(
+            "{} is not a regular file: --transport dtp moves one file (use --transport tcp for trees)",
+            source.display()
+        )));
+    }
+    let (addr, dest) = parse_remote(remote)?;
+    let file_name = source
+        .file_name()
+        .ok_or_else(|| CliError::Usage(format!("{} has no file name", source.display())))?
+        .to_string_lossy()
+        .into_owned();
+    let dest = if dest.is_empty() || dest.ends_with('/') {
+        format!("{dest}{file_name}")
+    } else {
+        dest
+    };
+    let host = tls_host(remote, &addr);
+    let (client, _rtt) = connect(&addr, &host, &args.job, 1 << 20)?;
+    let mut line = ProgressLine::new(&args.job);
+    line.total = meta.len();
+    let result = push(
+        &client,
+        &source,
+        dest.as_bytes(),
+        &options(&args.job),
+        &mut |p| line.update(p),
+    );
+    line.finish();
+    client.close();
+    forget_nexus_record(&addr, &args.job);
+    let report = result?;
+    print_report(
+        "push",
+        &format!("{}:{dest}", shown_address(&addr)),
+        &report,
+        &args.job,
+    )
+}
+
+/// Where a pulled file goes: into DEST if it is a directory (or ends in `/`), else DEST.
+fn pulled_path(dest: &str, remote: &str) -> Result<PathBuf, CliError> {
+    let name = Path::new(remote)
+        .file_name()
+        .ok_or_else(|| CliError::Usage(format!("{remote:?} names no file")))?;
+    let dest_path = Path::new(dest);
+    if dest.ends_with('/') || dest_path.is_dir() {
+        Ok(dest_path.join(name))
+    } else {
+        Ok(dest_path.to_path_buf())
+    }
+}
+
+/// `hawser pull --transport dtp ADDRESS:FILE DEST`.
+pub fn pull_file(args: &PullArgs) -> Result<(), CliError> {
+    refuse_tcp_only(&args.job)?;
+    let [remote, dest] = args.paths.as_slice() else {
+        return Err(CliError::Usage(
+            "--transport dtp pulls one file: ADDRESS:FILE DEST".into(),
+        ));
+    };
+    let (addr, path) = split_remote(remote, "FILE")?;
+    let path = path.trim_start_matches('/').to_string();
+    let target = pulled_path(dest, &path)?;
+    let host = tls_host(remote, &addr);
+    let (client, _rtt) = connect(&addr, &host, &args.job, 1 << 20)?;
+    let mut line = ProgressLine::new(&args.job);
+    let result = {
+        let mut first = true;
+        pull(
+            &client,
+            path.as_bytes(),
+            &target,
+            &options(&args.job),
+            &mut |p| {
+                if first {
+                    first = false;
+                }
+                line.update(p)
+            },
+        )
+    };
+    line.finish();
+    client.close();
+    forget_nexus_record(&addr, &args.job);
+    let report = result?;
+    print_report("pull", &target.display().to_string(), &report, &args.job)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pulled_file_goes_into_a_directory_or_takes_the_name_given() {
+        let dir = std::env::temp_dir();
+        assert_eq!(
+            pulled_path(dir.to_str().unwrap(), "a/b.bin").unwrap(),
+            dir.join("b.bin")
+        );
+        assert_eq!(
+            pulled_path("new/", "b.bin").unwrap(),
+            Path::new("new/b.bin")
+        );
+        assert_eq!(
+            pulled_path("copy.bin", "a/b.bin").unwrap(),
+            Path::new("copy.bin")
+        );
+        assert!(pulled_path("x", "").is_err());
+    }
+}
