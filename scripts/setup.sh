@@ -2,7 +2,8 @@
 # Installs what hawser's tests and perf scenarios need beyond what cargo fetches.
 #   scripts/setup.sh          everything the perf harness uses (iperf3, sockperf, rsync,
 #                             OpenSSH client and server, openssl, and for the messaging
-#                             scenario nats-server, rabbitmq-server, libzmq3-dev, pkg-config)
+#                             scenario nats-server, rabbitmq-server, libzmq3-dev, pkg-config;
+#                             uftp and uftpd for the lfn-loss scenario's UDP peer)
 #   scripts/setup.sh --ci     only what the default test suite needs (currently nothing)
 set -euo pipefail
 
@@ -18,7 +19,8 @@ missing=()
 for entry in iperf3:iperf3 sockperf:sockperf rsync:rsync hyperfine:hyperfine \
     ssh:openssh-client scp:openssh-client ssh-keygen:openssh-client \
     sshd:openssh-server openssl:openssl \
-    nats-server:nats-server rabbitmq-server:rabbitmq-server pkg-config:pkg-config; do
+    nats-server:nats-server rabbitmq-server:rabbitmq-server pkg-config:pkg-config \
+    uftp:uftp uftpd:uftp; do
     tool=${entry%%:*} package=${entry#*:}
     if ! command -v "$tool" >/dev/null 2>&1 && [[ ! -x /usr/sbin/$tool ]]; then
         [[ " ${missing[*]} " == *" $package "* ]] || missing+=("$package")

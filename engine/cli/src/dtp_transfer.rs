@@ -48,12 +48,16 @@ fn refuse_tcp_only(job: &JobArgs) -> Result<(), CliError> {
     }
 }
 
-/// A progress line on a terminal: bytes of the total, percentage, rate, time left.
+/// A progress line on a terminal (bytes of the total, percentage, rate, time left), and
+/// the bytes moved in each second for the report.
 struct ProgressLine {
     shown: bool,
     started: Instant,
     total: u64,
     base: u64,
+    /// (start s, end s, bytes) of each whole second so far.
+    intervals: Vec<(f64, f64, u64)>,
+    counted: u64,
 }
 
 impl ProgressLine {
@@ -63,15 +67,23 @@ impl ProgressLine {
             started: Instant::now(),
             total: 0,
             base: 0,
+            intervals: Vec::new(),
+            counted: 0,
         }
     }
 
     fn update(&mut self, p: &Progress) {
+        let moved = p.bytes.load(Ordering::Relaxed);
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        let next_end = (self.intervals.len() + 1) as f64;
+        if secs >= next_end {
+            self.intervals
+                .push((next_end - 1.0, next_end, moved.saturating_sub(self.counted)));
+            self.counted = moved;
+        }
         if !self.shown {
             return;
         }
-        let moved = p.bytes.load(Ordering::Relaxed);
-        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
         let rate = moved as f64 / secs;
         let done = (self.base + moved).min(self.total.max(1));
         let pct = if self.total == 0 {
@@ -102,7 +114,13 @@ impl ProgressLine {
     }
 }
 
-fn print_report(kind: &str, name: &str, r: &TransferReport, job: &JobArgs) -> Result<(), CliError> {
+fn print_report(
+    kind: &str,
+    name: &str,
+    r: &TransferReport,
+    intervals: &[(f64, f64, u64)],
+    job: &JobArgs,
+) -> Result<(), CliError> {
     let secs = r.elapsed.as_secs_f64().max(1e-6);
     let rate = r.moved as f64 / secs;
     if !job.quiet {
@@ -120,10 +138,29 @@ fn print_report(kind: &str, name: &str, r: &TransferReport, job: &JobArgs) -> Re
         );
     }
     if let Some(path) = &job.json {
+        // The shape of the TCP job's report (start, intervals, end), and DTP's own figures.
+        let intervals: Vec<serde_json::Value> = intervals
+            .iter()
+            .map(|&(start, end, bytes)| {
+                serde_json::json!({
+                    "start": start,
+                    "end": end,
+                    "seconds": end - start,
+                    "bytes": bytes,
+                    "bits_per_second": bytes as f64 * 8.0 / (end - start),
+                })
+            })
+            .collect();
         let json = serde_json::json!({
+            "start": { "transport": "dtp", "job": kind, "name": name, "mtu": job.mtu },
+            "intervals": intervals,
+            "end": {
+                "files": 1,
+                "bytes": r.moved,
+                "seconds": secs,
+                "bits_per_second": rate * 8.0,
+            },
             "transport": "dtp",
-            "job": kind,
-            "name": name,
             "size": r.size,
             "moved": r.moved,
             "resumed": r.resumed,
@@ -181,12 +218,8 @@ pub fn push_file(args: &PushArgs) -> Result<(), CliError> {
     client.close();
     forget_nexus_record(&addr, &args.job);
     let report = result?;
-    print_report(
-        "push",
-        &format!("{}:{dest}", shown_address(&addr)),
-        &report,
-        &args.job,
-    )
+    let name = format!("{}:{dest}", shown_address(&addr));
+    print_report("push", &name, &report, &line.intervals, &args.job)
 }
 
 /// Where a pulled file goes: into DEST if it is a directory (or ends in `/`), else DEST.
@@ -235,7 +268,8 @@ pub fn pull_file(args: &PullArgs) -> Result<(), CliError> {
     client.close();
     forget_nexus_record(&addr, &args.job);
     let report = result?;
-    print_report("pull", &target.display().to_string(), &report, &args.job)
+    let name = target.display().to_string();
+    print_report("pull", &name, &report, &line.intervals, &args.job)
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ fn a_file_pushed_and_pulled_over_dtp_arrives_identical() {
     assert_eq!(std::fs::read(root.join("backup/f.bin")).unwrap(), data);
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(report["size"], 3_000_000);
+    assert_eq!(report["end"]["bytes"], 3_000_000);
     assert_eq!(report["transport"], "dtp");
 
     let out = hawser()

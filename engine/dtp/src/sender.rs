@@ -23,12 +23,20 @@ struct EchoSample {
     datagrams: u64,
 }
 
+/// One report's cumulative counts.
+#[derive(Debug, Clone, Copy)]
+struct Delivered {
+    at: Instant,
+    bytes: u64,
+    datagrams: u64,
+    /// Datagrams sent up to the one the report echoed.
+    sent: u64,
+}
+
 /// What the previous feedback said, to turn the next into rates.
 #[derive(Debug, Clone, Copy)]
 struct LastFeedback {
     sequence: u32,
-    received_datagrams: u64,
-    sent_datagrams: u64,
 }
 
 /// How a transfer is sent.
@@ -73,6 +81,10 @@ pub struct Sender {
     /// Send times of first-pass datagrams, ascending by offset.
     echoes: VecDeque<EchoSample>,
     last_feedback: Option<LastFeedback>,
+    /// What the reports of about the last round trip said: the delivery rate and the loss
+    /// are taken over that, not over one report's few ms.
+    delivered: VecDeque<Delivered>,
+    srtt: Option<Duration>,
 }
 
 impl Sender {
@@ -95,6 +107,8 @@ impl Sender {
             datagrams: 0,
             echoes: VecDeque::with_capacity(ECHO_SAMPLES),
             last_feedback: None,
+            delivered: VecDeque::new(),
+            srtt: None,
         }
     }
 
@@ -290,27 +304,53 @@ impl Sender {
         let hold = Duration::from_micros(feedback.echo_hold_us.into());
         let rtt = echo.and_then(|e| now.checked_duration_since(e.at)?.checked_sub(hold));
         let sent_datagrams = echo.map_or(self.datagrams, |e| e.datagrams + 1);
-        let loss = match self.last_feedback {
-            Some(last) if sent_datagrams > last.sent_datagrams => {
-                let sent = (sent_datagrams - last.sent_datagrams) as f64;
-                let got = feedback
-                    .received_datagrams
-                    .saturating_sub(last.received_datagrams) as f64;
-                (1.0 - got / sent).clamp(0.0, 1.0)
-            }
-            _ => 0.0,
-        };
         self.last_feedback = Some(LastFeedback {
             sequence: feedback.sequence,
-            received_datagrams: feedback.received_datagrams,
-            sent_datagrams,
         });
+        if let Some(rtt) = rtt {
+            self.srtt = Some(self.srtt.map_or(rtt, |s| (s * 7 + rtt) / 8));
+        }
+        // Delivery over the last round trip (at least 20 ms, at most 64 reports kept).
+        let window = self
+            .srtt
+            .unwrap_or(Duration::from_millis(100))
+            .max(Duration::from_millis(20));
+        self.delivered.push_back(Delivered {
+            at: now,
+            bytes: feedback.received_bytes,
+            datagrams: feedback.received_datagrams,
+            sent: sent_datagrams,
+        });
+        while self.delivered.len() > 64
+            || self.delivered.len() > 2
+                && self
+                    .delivered
+                    .get(1)
+                    .is_some_and(|d| now.saturating_duration_since(d.at) >= window)
+        {
+            self.delivered.pop_front();
+        }
+        let (first, last) = (self.delivered.front(), self.delivered.back());
+        let (delivery_rate, loss) = match (first, last) {
+            (Some(a), Some(b)) if b.at > a.at => {
+                let rate = b.bytes.saturating_sub(a.bytes) as f64 / (b.at - a.at).as_secs_f64();
+                let sent = b.sent.saturating_sub(a.sent) as f64;
+                let got = b.datagrams.saturating_sub(a.datagrams) as f64;
+                let loss = if sent > 0.0 {
+                    (1.0 - got / sent).clamp(0.0, 1.0)
+                } else {
+                    0.0
+                };
+                (rate, loss)
+            }
+            _ => (feedback.delivery_rate as f64, 0.0),
+        };
         // The receiver counts data bytes; the pacer counts whole datagrams.
         let chunk = self.config.chunk.max(1) as f64;
         let overhead = self.datagram_len(self.config.chunk) as f64 / chunk;
         Some(RateSample {
             now,
-            delivery_rate: (feedback.delivery_rate as f64 * overhead) as u64,
+            delivery_rate: (delivery_rate * overhead) as u64,
             rtt,
             loss,
         })

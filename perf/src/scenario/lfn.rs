@@ -11,6 +11,7 @@ use anyhow::{Context as _, Result, bail};
 use super::hawser_tools;
 use super::replicate::{empty_directory, write_random_file};
 use super::tools::{self, Iperf3Setup};
+use super::udp_movers::{self, DTP_PORT, UftpPace};
 use super::{Context, add_series, is_root, settle};
 use crate::linkem::netns::existing_namespaces;
 use crate::linkem::rng::SeededRng;
@@ -39,6 +40,9 @@ pub struct LinkProfile {
     /// TCP congestion control of every sender (iperf3 `-C`, hawser `--congestion`);
     /// `None`: the system's default (BBR on the build machines).
     pub congestion: Option<&'static str>,
+    /// Also measure uftp (TFMCC and a fixed rate) and DTP sharing the link with one
+    /// iperf3 stream.
+    pub udp_peers: bool,
 }
 
 /// Issue 6 scenario 4: 10 Gbit/s, 50 ms RTT.
@@ -52,6 +56,7 @@ pub const TEN_GBIT_50MS: LinkProfile = LinkProfile {
     hawser_connections: &[1, 4, 8],
     push_file_mib: 8192,
     congestion: None,
+    udp_peers: false,
 };
 
 /// Issue 6 scenario 5: 1 Gbit/s, 100 ms RTT, 1% loss.
@@ -68,6 +73,7 @@ pub const ONE_GBIT_100MS_LOSS: LinkProfile = LinkProfile {
     // what loss-based congestion control does; under BBR (this kernel's default) 1% loss
     // barely slows one stream (iperf3 reached 96.7%), so every sender uses cubic here.
     congestion: Some("cubic"),
+    udp_peers: true,
 };
 
 /// Flags that make linkem hold 10 Gbit/s on the loaded 2-core machine
@@ -283,14 +289,57 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
     }
     let linkem = LinkemProcess::start(profile, &context.scratch)?;
     let server = match &hawser {
-        Ok(binary) => Some(hawser_tools::start_hawser_serve(
+        Ok(binary) => Some(udp_movers::start_serve_with_dtp(
             binary,
             Some(NS_B),
             &format!("{ADDRESS_B}:{HAWSER_PORT}"),
+            &format!("{ADDRESS_B}:{DTP_PORT}"),
             &push_target,
         )?),
         Err(_) => None,
     };
+    let dtp_subject = Subject::new("hawser", "push --transport dtp");
+    let shared_subject = Subject::new("hawser", "push --transport dtp beside iperf3 -P 1");
+    let uftp_subjects = [
+        (UftpPace::Tfmcc, Subject::new("uftp", "-C tfmcc")),
+        (
+            UftpPace::Fixed {
+                kbps: (profile.rate_bits_per_sec * 0.95 / 1e3) as u64,
+            },
+            Subject::new("uftp", "-C none -R 95% of the link"),
+        ),
+    ];
+    let uftp_received = context.scratch.join("uftp-received");
+    let uftpd = if profile.udp_peers {
+        std::fs::create_dir_all(&uftp_received)?;
+        match udp_movers::start_uftpd(Some(NS_B), &uftp_received) {
+            Ok(daemon) => Some(daemon),
+            Err(error) => {
+                for (_, subject) in &uftp_subjects {
+                    outcome.mark_unavailable(subject, &format!("{error:#}"));
+                }
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if hawser.is_ok() {
+        outcome.notes.push(format!(
+            "hawser DTP: the same server with `--dtp {ADDRESS_B}:{DTP_PORT}`; each run              `hawser push --transport dtp --mtu {} --json FILE push.bin {ADDRESS_B}:{HAWSER_PORT}:dtpK`              in {NS_A} (probe rate control; 1-s intervals of new bytes received).",
+            udp_movers::DTP_MTU
+        ));
+    }
+    if uftpd.is_some() {
+        outcome.notes.push(format!(
+            "uftp: `uftpd -d -q -B 100M -D DIR` in {NS_B}; each run `uftp -M {ADDRESS_B} -Y none -b 8800              -B 100M (-C tfmcc | -C none -R KBPS) push.bin` in {NS_A}, at most {:.0} s (a run              stopped there is measured by the bytes that reached DIR). Rate = bytes / wall time              of the uftp process (its announce and completion rounds included).",
+            seconds * 2.0
+        ));
+        outcome.notes.push(format!(
+            "Sharing: `iperf3 -P 1 -C {}` for {seconds} s and, 3 s into it, a DTP push of              push.bin; the shares are iperf3's mean rate over its intervals while the push ran              (from its second second) and the push's own rate, each / the link rate.",
+            profile.congestion.unwrap_or("default")
+        ));
+    }
     let bench_subject = Subject::new(
         "hawser",
         format!("bench bulk (memory to memory, no files), {BENCH_CONNECTIONS} connections"),
@@ -430,8 +479,104 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
                 }
                 settle();
             }
+            eprintln!("  round {round}: {}", dtp_subject.label());
+            empty_directory(&push_target)?;
+            match udp_movers::run_dtp_push(
+                binary,
+                Some(NS_A),
+                &push_source.join("push.bin"),
+                &format!("{ADDRESS_B}:{HAWSER_PORT}:dtp{round}"),
+                &push_report,
+            ) {
+                Ok(result) => LinkRun {
+                    subject: &dtp_subject,
+                    round,
+                    rate: result.bytes_per_sec,
+                    intervals: result.intervals,
+                    steady_from: result.seconds / 3.0,
+                }
+                .record(outcome, link_bytes_per_sec, &mut missed_target),
+                Err(error) => outcome.notes.push(format!(
+                    "{} round {round} failed: {error:#}",
+                    dtp_subject.label()
+                )),
+            }
+            settle();
+            if profile.udp_peers {
+                empty_directory(&push_target)?;
+                share_run(
+                    binary,
+                    &setup,
+                    seconds,
+                    &push_source.join("push.bin"),
+                    &format!("{ADDRESS_B}:{HAWSER_PORT}:shared{round}"),
+                    &push_report,
+                )
+                .map(|shares| {
+                    outcome.record(
+                        &shared_subject,
+                        "link_fraction",
+                        "fraction",
+                        shares.dtp / link_bytes_per_sec,
+                    );
+                    outcome.record(
+                        &shared_subject,
+                        "tcp_link_fraction",
+                        "fraction",
+                        shares.tcp / link_bytes_per_sec,
+                    );
+                })
+                .unwrap_or_else(|error| {
+                    outcome.notes.push(format!(
+                        "{} round {round} failed: {error:#}",
+                        shared_subject.label()
+                    ))
+                });
+                settle();
+            }
+        }
+        if uftpd.is_some() {
+            for (pace, subject) in &uftp_subjects {
+                eprintln!("  round {round}: {}", subject.label());
+                empty_directory(&uftp_received)?;
+                let limit = Duration::from_secs_f64(seconds * 2.0);
+                match udp_movers::run_uftp(
+                    Some(NS_A),
+                    ADDRESS_B,
+                    &push_source.join("push.bin"),
+                    *pace,
+                    &uftp_received.join("push.bin"),
+                    limit,
+                ) {
+                    Ok(result) => {
+                        let rate = result.bytes as f64 / result.seconds.max(1e-9);
+                        outcome.record(subject, "throughput_bytes_per_sec", "bytes/s", rate);
+                        outcome.record(
+                            subject,
+                            "link_fraction",
+                            "fraction",
+                            rate / link_bytes_per_sec,
+                        );
+                        if !result.completed {
+                            outcome.notes.push(format!(
+                                "{} round {round}: stopped at {:.0} s with {} bytes received",
+                                subject.label(),
+                                result.seconds,
+                                result.bytes
+                            ));
+                        }
+                    }
+                    Err(error) => outcome.notes.push(format!(
+                        "{} round {round} failed: {error:#}",
+                        subject.label()
+                    )),
+                }
+                udp_movers::quiet_uftp();
+                settle();
+            }
         }
     }
+    drop(uftpd);
     drop(server);
     drop(bench_server);
     if hawser.is_ok() {
@@ -463,6 +608,38 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
         outcome.notes.push(summary);
     }
     Ok(())
+}
+
+/// One iperf3 TCP stream and, 3 s into it, a DTP push through the same link: the shares
+/// each took.
+fn share_run(
+    binary: &Path,
+    setup: &Iperf3Setup<'_>,
+    seconds: f64,
+    source: &Path,
+    destination: &str,
+    report: &Path,
+) -> Result<udp_movers::Shares> {
+    const PUSH_AFTER: Duration = Duration::from_secs(3);
+    let started = Instant::now();
+    let result = std::thread::scope(|scope| -> Result<udp_movers::Shares> {
+        let tcp = scope.spawn(|| tools::run_iperf3(setup, 1, seconds, INTERVAL_S));
+        std::thread::sleep(PUSH_AFTER);
+        let pushed_at = started.elapsed().as_secs_f64();
+        let pushed = udp_movers::run_dtp_push(binary, Some(NS_A), source, destination, report);
+        let tcp = tcp
+            .join()
+            .map_err(|_| anyhow::anyhow!("the iperf3 thread panicked"))??;
+        let pushed = pushed?;
+        let tcp_rate =
+            udp_movers::mean_within(&tcp.intervals, pushed_at + 1.0, pushed_at + pushed.seconds)
+                .context("iperf3 ended before the push's second second")?;
+        Ok(udp_movers::Shares {
+            tcp: tcp_rate,
+            dtp: pushed.bytes_per_sec,
+        })
+    });
+    result
 }
 
 /// One measured transfer through the link.

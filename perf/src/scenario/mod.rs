@@ -16,6 +16,7 @@ pub mod replicate;
 pub mod ssh;
 pub mod tls;
 pub mod tools;
+pub mod udp_movers;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -11,10 +11,11 @@
 //!   the queue allowance (a quarter of the smallest, at least `queue_target`), the link
 //!   is full: no probing, and the rate is 0.9 of the delivery rate until the queue drains.
 //!   This is what leaves room to TCP flows sharing the link.
-//! - **Loss is not a signal**: random loss on a long link (radio, a congested peering)
-//!   says nothing about the bottleneck's rate, and backing off for it is what keeps TCP
-//!   at a few percent of such links. Loss caused by this sender overrunning a queue shows
-//!   first as a growing round trip and a delivery rate that no longer follows.
+//! - **Random loss is not a signal**: a few percent of loss on a long link (radio, a
+//!   congested peering) says nothing about the bottleneck's rate, and backing off for it
+//!   is what keeps TCP at a few percent of such links. Heavy loss (over
+//!   `overflow_loss`) is: a queue overflowing under this sender. It ends startup, and in
+//!   cruise it is treated as a queue.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -32,6 +33,8 @@ pub struct ProbeConfig {
     pub initial_rate: u64,
     /// The smallest queue (beyond the smallest round trip) taken as congestion.
     pub queue_target: Duration,
+    /// Loss in a report interval above this fraction is a queue overflowing.
+    pub overflow_loss: f64,
 }
 
 impl Default for ProbeConfig {
@@ -41,6 +44,7 @@ impl Default for ProbeConfig {
             min_rate: 128 * 1024,
             initial_rate: 8 * 1024 * 1024,
             queue_target: Duration::from_millis(5),
+            overflow_loss: 0.1,
         }
     }
 }
@@ -176,7 +180,7 @@ impl RateController for Probe {
             }
         };
         let best = self.best_delivery();
-        let queued = self.queued();
+        let queued = self.queued() || s.loss > self.config.overflow_loss;
         match &mut self.phase {
             Phase::Startup {
                 best: seen,
