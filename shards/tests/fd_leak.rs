@@ -51,6 +51,7 @@ fn shutdown_leaks_no_file_descriptors() {
                 let opts = hawser_shards::UdpOptions {
                     gro: shard == 1,
                     recv_buffer: None,
+                    send_buffer: None,
                 };
                 ctx.bind_udp("127.0.0.1:0".parse().unwrap(), opts).unwrap()
             })

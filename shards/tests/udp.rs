@@ -62,6 +62,7 @@ fn batched_datagrams_arrive_intact() {
         .call_on(1, move |ctx| {
             let opts = UdpOptions {
                 recv_buffer: Some(4 << 20),
+                send_buffer: None,
                 ..UdpOptions::default()
             };
             ctx.bind_udp(any, opts).unwrap()
@@ -110,6 +111,7 @@ fn gso_send_and_gro_receive() {
                 UdpOptions {
                     gro: true,
                     recv_buffer: Some(4 << 20),
+                    send_buffer: None,
                 },
             )
             .unwrap()

@@ -49,7 +49,7 @@ fn refuse_tcp_only(job: &JobArgs) -> Result<(), CliError> {
 }
 
 /// A progress line on a terminal (bytes of the total, percentage, rate, time left), and
-/// the bytes moved in each second for the report.
+/// the bytes the receiver got in each second for the report.
 struct ProgressLine {
     shown: bool,
     started: Instant,
@@ -73,7 +73,8 @@ impl ProgressLine {
     }
 
     fn update(&mut self, p: &Progress) {
-        let moved = p.bytes.load(Ordering::Relaxed);
+        // Goodput: what the receiver has, not what was sent (resends).
+        let moved = p.delivered.load(Ordering::Relaxed);
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
         let next_end = (self.intervals.len() + 1) as f64;
         if secs >= next_end {

@@ -28,8 +28,10 @@ pub struct JobArgs {
     #[arg(long, value_name = "TRANSPORT", default_value = "tcp", value_parser = ["tcp", "dtp"])]
     pub transport: String,
     /// Largest UDP payload of a DTP datagram: the path's MTU less 28 bytes of IP and UDP
-    /// headers (1472 for Ethernet's 1500, 8972 for jumbo frames).
-    #[arg(long, value_name = "BYTES", default_value_t = 1472, value_parser = clap::value_parser!(u16).range(64..=8972))]
+    /// headers (1472 for Ethernet's 1500, 8972 for jumbo frames, up to 65000 where the
+    /// path's MTU allows, as on loopback). A larger one is fragmented by IP, and one lost
+    /// fragment loses the whole datagram.
+    #[arg(long, value_name = "BYTES", default_value_t = 1472, value_parser = clap::value_parser!(u16).range(64..=65000))]
     pub mtu: u16,
     /// Connections in the trunk.
     #[arg(long, default_value_t = 8)]

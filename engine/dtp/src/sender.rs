@@ -81,8 +81,8 @@ pub struct Sender {
     /// Send times of first-pass datagrams, ascending by offset.
     echoes: VecDeque<EchoSample>,
     last_feedback: Option<LastFeedback>,
-    /// What the reports of about the last round trip said: the delivery rate and the loss
-    /// are taken over that, not over one report's few ms.
+    /// What the reports of about the last half round trip said: the delivery rate and
+    /// the loss are taken over that, not over one report's few ms.
     delivered: VecDeque<Delivered>,
     srtt: Option<Duration>,
 }
@@ -310,11 +310,11 @@ impl Sender {
         if let Some(rtt) = rtt {
             self.srtt = Some(self.srtt.map_or(rtt, |s| (s * 7 + rtt) / 8));
         }
-        // Delivery over the last round trip (at least 20 ms, at most 64 reports kept).
-        let window = self
-            .srtt
-            .unwrap_or(Duration::from_millis(100))
-            .max(Duration::from_millis(20));
+        // Delivery over the last half round trip (at least 20 ms, at most 64 reports
+        // kept): long enough to smooth bursts, short enough that a probing round's rate
+        // is not averaged away with the draining one after it.
+        let window =
+            (self.srtt.unwrap_or(Duration::from_millis(100)) / 2).max(Duration::from_millis(20));
         self.delivered.push_back(Delivered {
             at: now,
             bytes: feedback.received_bytes,
@@ -332,7 +332,9 @@ impl Sender {
         }
         let (first, last) = (self.delivered.front(), self.delivered.back());
         let (delivery_rate, loss) = match (first, last) {
-            (Some(a), Some(b)) if b.at > a.at => {
+            // Over less than half the window a rate is noise (a burst, a GRO run): none.
+            (Some(a), Some(b)) if b.at.saturating_duration_since(a.at) < window / 2 => (0.0, 0.0),
+            (Some(a), Some(b)) => {
                 let rate = b.bytes.saturating_sub(a.bytes) as f64 / (b.at - a.at).as_secs_f64();
                 let sent = b.sent.saturating_sub(a.sent) as f64;
                 let got = b.datagrams.saturating_sub(a.datagrams) as f64;

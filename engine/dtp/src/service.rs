@@ -38,8 +38,9 @@ pub mod exchange {
     pub const FINISH: ExchangeId = ExchangeId(BASE | 0x05);
 }
 
-/// Largest datagram a server sends or accepts (a jumbo frame's UDP payload).
-pub const MAX_DATAGRAM: u16 = 8972;
+/// Largest datagram a server sends or accepts (a link of MTU 65028, as loopback or the
+/// emulator; a path with a smaller MTU asks for less, or its datagrams are fragmented).
+pub const MAX_DATAGRAM: u16 = 65000;
 /// Suffix of the temporary file a push is written to, beside its target.
 pub const PARTIAL_SUFFIX: &str = ".hawser-dtp";
 /// Suffix of a push's journal, beside its target.
@@ -455,7 +456,6 @@ impl DtpService {
             .dir
             .rename_within(&partial, &landing.name)
             .and_then(|_| landing.dir.remove_file(&journal))
-            .and_then(|_| landing.dir.sync())
             .map_err(|e| io_exception("cannot put in place", &landing.name, e))?;
         let json = format!(
             "{{\"bytes\":{},\"datagrams\":{},\"duplicates\":{},\"unauthentic\":{},\"refused\":{},\"elapsed_us\":{}}}",

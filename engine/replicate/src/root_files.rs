@@ -5,7 +5,6 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
 
 use rustix::fs::{Mode, OFlags};
 
@@ -89,19 +88,14 @@ impl RootDir {
     }
 
     /// Replaces the file `name` in this directory with `bytes`, through a temporary name
-    /// and a rename: a crash leaves the old bytes or the new, never half of them.
+    /// and a rename: a killed process leaves the old bytes or the new, never half of them.
+    /// Not synced (a journal written every second must not wait for the disk).
     pub fn replace_file(&self, name: &[u8], bytes: &[u8]) -> io::Result<()> {
         let mut temp = name.to_vec();
         temp.extend_from_slice(b".new");
         let mut file = beneath::create_exclusive(self.fd(), &temp, 0o600)?;
         file.write_all(bytes)?;
-        file.sync_data()?;
         drop(file);
         self.rename_within(&temp, name)
-    }
-
-    /// Syncs the directory itself (a rename in it made durable).
-    pub fn sync(&self) -> io::Result<()> {
-        Ok(rustix::fs::fsync(self.fd().as_fd())?)
     }
 }

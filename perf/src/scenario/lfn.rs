@@ -622,7 +622,7 @@ fn share_run(
 ) -> Result<udp_movers::Shares> {
     const PUSH_AFTER: Duration = Duration::from_secs(3);
     let started = Instant::now();
-    let result = std::thread::scope(|scope| -> Result<udp_movers::Shares> {
+    std::thread::scope(|scope| -> Result<udp_movers::Shares> {
         let tcp = scope.spawn(|| tools::run_iperf3(setup, 1, seconds, INTERVAL_S));
         std::thread::sleep(PUSH_AFTER);
         let pushed_at = started.elapsed().as_secs_f64();
@@ -638,8 +638,7 @@ fn share_run(
             tcp: tcp_rate,
             dtp: pushed.bytes_per_sec,
         })
-    });
-    result
+    })
 }
 
 /// One measured transfer through the link.

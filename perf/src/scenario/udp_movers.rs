@@ -14,8 +14,10 @@ use super::tools::{self, Background, command_in, run_output};
 
 /// The UDP port of hawser's DTP data socket in the scenarios.
 pub(super) const DTP_PORT: u16 = 8417;
-/// DTP's datagrams on the emulated link (MTU 65000): jumbo frames' UDP payload.
-pub(super) const DTP_MTU: &str = "8972";
+/// DTP's datagrams on the emulated link (MTU 65000), as large as TCP's 64 KB packets
+/// there: linkem's queue holds packets, not bytes, so smaller datagrams would get a
+/// fraction of the queue TCP gets.
+pub(super) const DTP_MTU: &str = "64000";
 /// uftp's data block on that link (its largest).
 const UFTP_BLOCK: &str = "8800";
 /// uftp's and uftpd's UDP buffers (their largest).

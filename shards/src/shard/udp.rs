@@ -39,6 +39,9 @@ pub struct UdpOptions {
     /// which the kernel caps at `net.core.rmem_max`). Bursts beyond it are dropped by the
     /// kernel, as UDP does.
     pub recv_buffer: Option<usize>,
+    /// Socket send buffer in bytes (`SO_SNDBUFFORCE` when permitted, else `SO_SNDBUF`,
+    /// capped at `net.core.wmem_max`): paced batches queue here while the device drains.
+    pub send_buffer: Option<usize>,
 }
 
 pub(super) struct UdpSock {
@@ -61,6 +64,12 @@ impl Core {
             let bytes = i32::try_from(bytes).unwrap_or(i32::MAX);
             if sys::set_int_opt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, bytes).is_err() {
                 let _ = sys::set_int_opt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, bytes);
+            }
+        }
+        if let Some(bytes) = options.send_buffer {
+            let bytes = i32::try_from(bytes).unwrap_or(i32::MAX);
+            if sys::set_int_opt(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, bytes).is_err() {
+                let _ = sys::set_int_opt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, bytes);
             }
         }
         let setup = (if options.gro {

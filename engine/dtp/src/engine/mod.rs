@@ -37,7 +37,8 @@ pub struct EngineConfig {
     pub bind: SocketAddr,
     /// Sessions running at once; more are refused.
     pub max_sessions: usize,
-    /// The socket's receive buffer (bursts beyond it are dropped by the kernel).
+    /// The socket's receive and send buffers (bursts beyond the receive buffer are
+    /// dropped by the kernel).
     pub socket_buffer: usize,
     /// How often a receiver reports.
     pub report_interval: Duration,
@@ -156,6 +157,9 @@ pub struct Progress {
     pub rtt_us: AtomicU64,
     /// Duplicates, unauthentic and refused datagrams (a receiver).
     pub dropped: AtomicU64,
+    /// New payload bytes the receiver has: received (a receiver) or reported in its
+    /// feedback (a sender), the goodput either way.
+    pub delivered: AtomicU64,
 }
 
 /// How a transfer ended.
@@ -297,6 +301,7 @@ impl DtpEngine {
         let options = UdpOptions {
             gro: true,
             recv_buffer: Some(config.socket_buffer),
+            send_buffer: Some(config.socket_buffer),
         };
         let bind = config.bind;
         let bound = shards

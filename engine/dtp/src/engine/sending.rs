@@ -137,6 +137,9 @@ impl SendingSession {
         };
         self.last_feedback = Some(now);
         self.silence_acted = None;
+        progress
+            .delivered
+            .fetch_max(feedback.received_bytes, Ordering::Relaxed);
         if let Some(sample) = self.sender.on_feedback(now, &feedback) {
             if let Some(rtt) = sample.rtt {
                 let srtt = self.srtt.map_or(rtt, |s| (s * 7 + rtt) / 8);

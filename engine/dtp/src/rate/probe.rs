@@ -5,10 +5,10 @@
 //!   stops growing (three round trips without a quarter more), or the round trip grows by
 //!   a queue; then the rate is the best delivery rate seen.
 //! - **Cruise**: the rate is the best delivery rate of the last few round trips times a
-//!   gain that cycles per round trip: 1.25 (probe: is there more?), 0.75 (drain what the
+//!   gain that cycles per round trip: 1.25 (probe: is there more?), 0.85 (drain what the
 //!   probe queued), then six rounds at 1.
 //! - **Queue**: when the smoothed round trip exceeds the smallest one seen by more than
-//!   the queue allowance (a quarter of the smallest, at least `queue_target`), the link
+//!   the queue allowance (half the smallest, at least `queue_target`), the link
 //!   is full: no probing, and the rate is 0.9 of the delivery rate until the queue drains.
 //!   This is what leaves room to TCP flows sharing the link.
 //! - **Random loss is not a signal**: a few percent of loss on a long link (radio, a
@@ -50,7 +50,7 @@ impl Default for ProbeConfig {
 }
 
 /// Gains of the cruise cycle, one round trip each.
-const CYCLE: [f64; 8] = [1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+const CYCLE: [f64; 8] = [1.25, 0.85, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
 /// Round trips the delivery-rate maximum is kept for.
 const BANDWIDTH_WINDOW_ROUNDS: u32 = 10;
 /// How long the smallest round trip stands before a new measurement replaces it.
@@ -138,7 +138,7 @@ impl Probe {
         let (Some(srtt), Some((min, _))) = (self.srtt, self.min_rtt) else {
             return false;
         };
-        srtt > min + (min / 4).max(self.config.queue_target)
+        srtt > min + (min / 2).max(self.config.queue_target)
     }
 }
 
