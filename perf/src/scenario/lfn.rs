@@ -326,17 +326,17 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
     };
     if hawser.is_ok() {
         outcome.notes.push(format!(
-            "hawser DTP: the same server with `--dtp {ADDRESS_B}:{DTP_PORT}`; each run              `hawser push --transport dtp --mtu {} --json FILE push.bin {ADDRESS_B}:{HAWSER_PORT}:dtpK`              in {NS_A} (probe rate control; 1-s intervals of new bytes received).",
+            "hawser DTP: the same server with `--dtp {ADDRESS_B}:{DTP_PORT}`; each run `hawser push --transport dtp --mtu {} --json FILE push.bin {ADDRESS_B}:{HAWSER_PORT}:dtpK` in {NS_A} (probe rate control; 1-s intervals of new bytes received).",
             udp_movers::DTP_MTU
         ));
     }
     if uftpd.is_some() {
         outcome.notes.push(format!(
-            "uftp: `uftpd -d -q -B 100M -D DIR` in {NS_B}; each run `uftp -M {ADDRESS_B} -Y none -b 8800              -B 100M (-C tfmcc | -C none -R KBPS) push.bin` in {NS_A}, at most {:.0} s (a run              stopped there is measured by the bytes that reached DIR). Rate = bytes / wall time              of the uftp process (its announce and completion rounds included).",
+            "uftp: `uftpd -d -q -B 100M -D DIR` in {NS_B}; each run `uftp -M {ADDRESS_B} -Y none -b 8800 -B 100M (-C tfmcc | -C none -R KBPS) push.bin` in {NS_A}, at most {:.0} s (a run stopped there is measured by the bytes that reached DIR). Rate = bytes / wall time of the uftp process (its announce and completion rounds included).",
             seconds * 2.0
         ));
         outcome.notes.push(format!(
-            "Sharing: `iperf3 -P 1 -C {}` for {seconds} s and, 3 s into it, a DTP push of              push.bin; the shares are iperf3's mean rate over its intervals while the push ran              (from its second second) and the push's own rate, each / the link rate.",
+            "Sharing: `iperf3 -P 1 -C {}` for {seconds} s and, 3 s into it, a DTP push of push.bin; the shares are iperf3's mean rate over its intervals while the push ran (from its second second) and the push's own rate, each / the link rate.",
             profile.congestion.unwrap_or("default")
         ));
     }
