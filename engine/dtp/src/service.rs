@@ -146,13 +146,17 @@ fn shape(mtu: u16, total: u64) -> (u16, DatagramForm) {
 
 fn session_id(running: &HashMap<u32, Running>) -> Result<u32, HandlerError> {
     for _ in 0..16 {
-        let bytes = random_bytes().map_err(|e| exception("Io", format!("no randomness: {e}")))?;
+        let bytes = fresh_key()?;
         let id = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
         if id != 0 && !running.contains_key(&id) {
             return Ok(id);
         }
     }
     Err(exception("Busy", "no free session id"))
+}
+
+fn fresh_key() -> Result<[u8; 32], HandlerError> {
+    random_bytes().map_err(|e| exception("Io", format!("no randomness: {e}")))
 }
 
 fn encode(message: &ControlMessage<'_>) -> Result<Bytes, HandlerError> {
@@ -206,6 +210,28 @@ impl DtpService {
             .on_nexus_end(move |nexus| ended.nexus_ended(nexus.0))
     }
 
+    /// Draws a session id, starts the session under it and keeps it as this nexus's.
+    fn start(
+        &self,
+        ctx: &RequestContext,
+        landing: Option<Landing>,
+        run: impl FnOnce(u32) -> Result<Transfer, crate::engine::EngineError>,
+    ) -> Result<u32, HandlerError> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let session_id = session_id(&running)?;
+        let transfer = run(session_id).map_err(|e| exception("Busy", e.to_string()))?;
+        let nexus = ctx.request.nexus.0;
+        running.insert(
+            session_id,
+            Running {
+                nexus,
+                transfer,
+                landing,
+            },
+        );
+        Ok(session_id)
+    }
+
     fn rate(&self, asked: u64) -> u64 {
         match (asked, self.config.max_rate) {
             (0, limit) | (limit, 0) => limit,
@@ -245,12 +271,9 @@ impl DtpService {
             request.intervals.covered()
         };
         let (datagram_size, form) = shape(request.mtu, total);
-        let key = random_bytes().map_err(|e| exception("Io", format!("no randomness: {e}")))?;
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let session_id = session_id(&running)?;
-        let transfer = self
-            .engine
-            .send(SendPlan {
+        let key = fresh_key()?;
+        let session_id = self.start(ctx, None, |session_id| {
+            self.engine.send(SendPlan {
                 session_id,
                 key,
                 peer_ip,
@@ -263,15 +286,7 @@ impl DtpService {
                 max_rate: self.rate(request.max_throughput),
                 controller: self.config.controller,
             })
-            .map_err(|e| exception("Busy", e.to_string()))?;
-        running.insert(
-            session_id,
-            Running {
-                nexus: ctx.request.nexus.0,
-                transfer,
-                landing: None,
-            },
-        );
+        })?;
         encode(&ControlMessage::TransferResponse(TransferResponse {
             session_id,
             total_size: total,
@@ -330,15 +345,13 @@ impl DtpService {
             }
         };
         let wanted = received.missing_within(&IntervalSet::whole(total));
-        let key = random_bytes().map_err(|e| exception("Io", format!("no randomness: {e}")))?;
+        let key = fresh_key()?;
         let journal_dir = landing.dir.clone();
         let journal: crate::engine::Journal =
             Box::new(move |bytes: &[u8]| journal_dir.replace_file(&journal_name, bytes));
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let session_id = session_id(&running)?;
-        let transfer = self
-            .engine
-            .receive(ReceivePlan {
+        let journal_every = self.config.journal_every;
+        let session_id = self.start(ctx, Some(landing), |session_id| {
+            self.engine.receive(ReceivePlan {
                 session_id,
                 key,
                 peer_ip,
@@ -348,17 +361,9 @@ impl DtpService {
                 form,
                 received,
                 digests,
-                journal: Some((journal, self.config.journal_every)),
+                journal: Some((journal, journal_every)),
             })
-            .map_err(|e| exception("Busy", e.to_string()))?;
-        running.insert(
-            session_id,
-            Running {
-                nexus: ctx.request.nexus.0,
-                transfer,
-                landing: Some(landing),
-            },
-        );
+        })?;
         encode(&ControlMessage::PushResponse(PushResponse {
             session_id,
             form,
