@@ -232,6 +232,8 @@ pub(crate) enum Command {
         mpsc::Sender<Result<Summary, String>>,
     ),
     Stop(u32),
+    /// Answered once every command before it has been handled.
+    Barrier(mpsc::Sender<()>),
 }
 
 /// Hands commands to the engine's shard.
@@ -361,7 +363,13 @@ impl DtpEngine {
         self.admit()?;
         let progress = Arc::new(Progress::default());
         let (done, result) = mpsc::channel();
+        let (ack, opened) = mpsc::channel();
         if !self.handle.command(make(Arc::clone(&progress), done)) {
+            return Err(EngineError::Stopped);
+        }
+        // The session must exist on the shard before the peer is told to send: a first
+        // datagram arriving earlier would be dropped, and a one-datagram transfer stall.
+        if !self.handle.command(Command::Barrier(ack)) || opened.recv().is_err() {
             return Err(EngineError::Stopped);
         }
         Ok(Transfer {

@@ -99,6 +99,10 @@ impl DtpShard {
 
     fn open(&mut self, now: Instant, command: Command) {
         let (id, session) = match command {
+            Command::Barrier(ack) => {
+                let _ = ack.send(());
+                return;
+            }
             Command::Stop(id) => {
                 let end = match self.sessions.get_mut(&id).map(|s| &mut s.role) {
                     Some(Role::Receive(r)) => match r.journal(now, true) {
