@@ -1,5 +1,6 @@
-//! `hawser push --transport dtp` and `hawser pull --transport dtp`: one regular file
-//! whose data travels as DTP datagrams over UDP, control over the nexus.
+//! `hawser push --transport dtp` and `hawser pull --transport dtp` of one regular file,
+//! whose data travels as DTP datagrams over UDP, control over the nexus (trees:
+//! [`crate::dtp_tree`]).
 //!
 //! Names follow cp and rsync: a DEST that is empty, ends in `/` or (for a pull) is an
 //! existing directory receives the file under its own name; any other DEST is the file's
@@ -22,7 +23,7 @@ use crate::remote::{parse_remote, split_remote};
 use crate::security::tls_host;
 use crate::serve::access::shown_address;
 
-fn options(job: &JobArgs) -> TransferOptions {
+pub(crate) fn options(job: &JobArgs) -> TransferOptions {
     TransferOptions {
         max_rate: job.rate.unwrap_or(0),
         mtu: job.mtu,
@@ -42,7 +43,7 @@ fn refuse_tcp_only(job: &JobArgs) -> Result<(), CliError> {
     ];
     match tcp_only.iter().find(|(set, _)| *set) {
         Some((_, name)) => Err(CliError::Usage(format!(
-            "{name} works with --transport tcp (trees); --transport dtp moves one file"
+            "{name} applies to trees; --transport dtp of one file moves just that file"
         ))),
         None => Ok(()),
     }
@@ -50,18 +51,23 @@ fn refuse_tcp_only(job: &JobArgs) -> Result<(), CliError> {
 
 /// A progress line on a terminal (bytes of the total, percentage, rate, time left), and
 /// the bytes the receiver got in each second for the report.
-struct ProgressLine {
+pub(crate) struct ProgressLine {
     shown: bool,
     started: Instant,
-    total: u64,
-    base: u64,
+    /// Bytes of the whole job.
+    pub(crate) total: u64,
+    /// Bytes of the job done without moving (already in place).
+    pub(crate) base: u64,
     /// (start s, end s, bytes) of each whole second so far.
-    intervals: Vec<(f64, f64, u64)>,
+    pub(crate) intervals: Vec<(f64, f64, u64)>,
     counted: u64,
+    /// Bytes delivered by the job's earlier files, and by the current one so far.
+    earlier: u64,
+    current: u64,
 }
 
 impl ProgressLine {
-    fn new(job: &JobArgs) -> Self {
+    pub(crate) fn new(job: &JobArgs) -> Self {
         ProgressLine {
             shown: !job.quiet && std::io::stderr().is_terminal(),
             started: Instant::now(),
@@ -69,12 +75,21 @@ impl ProgressLine {
             base: 0,
             intervals: Vec::new(),
             counted: 0,
+            earlier: 0,
+            current: 0,
         }
     }
 
-    fn update(&mut self, p: &Progress) {
+    /// The current file is done: the next transfer's progress counts from zero.
+    pub(crate) fn next_file(&mut self) {
+        self.earlier += self.current;
+        self.current = 0;
+    }
+
+    pub(crate) fn update(&mut self, p: &Progress) {
         // Goodput: what the receiver has, not what was sent (resends).
-        let moved = p.delivered.load(Ordering::Relaxed);
+        self.current = p.delivered.load(Ordering::Relaxed);
+        let moved = self.earlier + self.current;
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
         let next_end = (self.intervals.len() + 1) as f64;
         if secs >= next_end {
@@ -108,7 +123,7 @@ impl ProgressLine {
         let _ = std::io::stderr().flush();
     }
 
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if self.shown {
             eprintln!();
         }
@@ -177,22 +192,23 @@ fn print_report(
     Ok(())
 }
 
-/// `hawser push --transport dtp FILE ADDRESS:DEST`.
+/// `hawser push --transport dtp FILE ADDRESS:DEST` (several sources or a directory:
+/// [`crate::dtp_tree::push_tree`]).
 pub fn push_file(args: &PushArgs) -> Result<(), CliError> {
-    refuse_tcp_only(&args.job)?;
-    let [source, remote] = args.paths.as_slice() else {
+    if args.job.histogram.is_some() {
         return Err(CliError::Usage(
-            "--transport dtp pushes one file: FILE ADDRESS:DEST".into(),
+            "--histogram records the block round trips of --transport tcp; DTP has none".into(),
         ));
+    }
+    let [source, remote] = args.paths.as_slice() else {
+        return crate::dtp_tree::push_tree(args);
     };
     let source = PathBuf::from(source);
     let meta = std::fs::metadata(&source).map_err(io_err(&source))?;
     if !meta.is_file() {
-        return Err(CliError::Usage(format!(
-            "{} is not a regular file: --transport dtp moves one file (use --transport tcp for trees)",
-            source.display()
-        )));
+        return crate::dtp_tree::push_tree(args);
     }
+    refuse_tcp_only(&args.job)?;
     let (addr, dest) = parse_remote(remote)?;
     let file_name = source
         .file_name()

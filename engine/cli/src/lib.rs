@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod connect;
 pub mod dtp_transfer;
+pub mod dtp_tree;
 pub mod error;
 pub mod histogram;
 pub mod inspect;

@@ -15,6 +15,7 @@
 //! `docs/PROTOCOL.md` ("DTP offset datagrams").
 
 pub mod client;
+pub mod control;
 mod digest;
 pub mod engine;
 pub mod rate;

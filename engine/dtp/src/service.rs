@@ -1,5 +1,5 @@
 //! The DTP service of a server: the control exchanges over the nexus (pull, push, stop,
-//! digest, finish) and the engine that moves the data over UDP. Files are opened beneath
+//! digest, finish, stat) and the engine that moves the data over UDP. Files are opened beneath
 //! the server's root (`openat2` with `RESOLVE_BENEATH`, no symlinks); a push is written
 //! under a temporary name beside its target, journaled so that it resumes, and renamed
 //! into place only once its digest matches the client's.
@@ -15,6 +15,7 @@ use hawser_replicate::RootDir;
 use hawser_runtime::{HandlerError, Peer, RemoteException, RequestContext, Service};
 use hawser_wire::dtp::{ControlMessage, DatagramForm, IntervalSet, PushResponse, TransferResponse};
 
+use crate::control::{FileMetadata, FileStat, FinishRequest};
 use crate::engine::{DtpEngine, ReceivePlan, SendPlan, Transfer, random_bytes};
 use crate::rate::ControllerKind;
 use crate::{BlockDigests, TAG_LEN, TransferState, digest_file};
@@ -36,6 +37,8 @@ pub mod exchange {
     /// A push's session id (u32) and the client's digest (u128) → the server's summary,
     /// once its receiver completed and the digests match.
     pub const FINISH: ExchangeId = ExchangeId(BASE | 0x05);
+    /// A payload id → its size, mode and mtime (a regular file), for the quick check.
+    pub const STAT: ExchangeId = ExchangeId(BASE | 0x06);
 }
 
 /// Largest datagram a server sends or accepts (a link of MTU 65028, as loopback or the
@@ -81,6 +84,14 @@ impl Landing {
         n.extend_from_slice(&self.name);
         n.extend_from_slice(suffix.as_bytes());
         n
+    }
+}
+
+impl Landing {
+    /// The same place: one directory (by device and inode) and one name.
+    fn is_at(&self, other: &Landing) -> bool {
+        self.name == other.name
+            && matches!((self.dir.identity(), other.dir.identity()), (Ok(a), Ok(b)) if a == b)
     }
 }
 
@@ -190,6 +201,7 @@ impl DtpService {
         let stop = self.clone();
         let digest = self.clone();
         let finish = self.clone();
+        let stat = self.clone();
         let ended = self.clone();
         Service::new("dtp")
             .blocking_handler(exchange::PULL, "dtp.pull", move |ctx, body| {
@@ -207,6 +219,7 @@ impl DtpService {
             .blocking_handler(exchange::FINISH, "dtp.finish", move |ctx, body| {
                 finish.finish(ctx, &body)
             })
+            .blocking_handler(exchange::STAT, "dtp.stat", move |_, body| stat.stat(&body))
             .on_nexus_end(move |nexus| ended.nexus_ended(nexus.0))
     }
 
@@ -311,6 +324,7 @@ impl DtpService {
             .parent_of(name)
             .map_err(|e| io_exception("cannot place", name, e))?;
         let landing = Landing { dir, name: last };
+        self.supersede(&landing);
         let total = request.total_size;
         let (datagram_size, form) = shape(request.mtu, total);
         let journal_name = landing.with_suffix(JOURNAL_SUFFIX);
@@ -374,6 +388,28 @@ impl DtpService {
         }))
     }
 
+    /// Stops the pushes still landing where `landing` is (their client gone, their nexus
+    /// not expired yet) and waits for their last journal: a resumed push reads it, and
+    /// no other session writes the file or its journal after this one starts.
+    fn supersede(&self, landing: &Landing) {
+        let earlier: Vec<Transfer> = {
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            let ids: Vec<u32> = running
+                .iter()
+                .filter(|(_, r)| r.landing.as_ref().is_some_and(|l| l.is_at(landing)))
+                .map(|(&id, _)| id)
+                .collect();
+            ids.iter()
+                .filter_map(|id| running.remove(id))
+                .map(|r| r.transfer)
+                .collect()
+        };
+        for transfer in earlier {
+            transfer.stop();
+            let _ = transfer.wait(Duration::from_secs(5));
+        }
+    }
+
     fn stop(&self, ctx: &RequestContext, body: &[u8]) -> Result<Bytes, HandlerError> {
         let ControlMessage::HoleReport(report) =
             ControlMessage::decode(body).map_err(|e| exception("Malformed", e.to_string()))?
@@ -413,15 +449,16 @@ impl DtpService {
     }
 
     fn finish(&self, ctx: &RequestContext, body: &[u8]) -> Result<Bytes, HandlerError> {
-        let (Some(id), Some(digest)) = (
-            body.get(..4)
-                .and_then(|b| b.try_into().ok())
-                .map(u32::from_be_bytes),
-            body.get(4..20)
-                .and_then(|b| b.try_into().ok())
-                .map(u128::from_be_bytes),
-        ) else {
-            return Err(exception("Malformed", "expected a session id and a digest"));
+        let Some(FinishRequest {
+            session_id: id,
+            digest,
+            metadata,
+        }) = FinishRequest::decode(body)
+        else {
+            return Err(exception(
+                "Malformed",
+                "expected a session id, a digest and optionally mode and mtime",
+            ));
         };
         let running = {
             let mut all = self.running.lock().unwrap_or_else(|e| e.into_inner());
@@ -457,6 +494,13 @@ impl DtpService {
                 "the bytes received do not have the sender's digest; nothing was kept",
             ));
         }
+        if let Some(metadata) = metadata {
+            landing
+                .dir
+                .open_file(&partial)
+                .and_then(|file| metadata.apply(&file))
+                .map_err(|e| io_exception("cannot set mode and mtime of", &landing.name, e))?;
+        }
         landing
             .dir
             .rename_within(&partial, &landing.name)
@@ -472,6 +516,21 @@ impl DtpService {
             summary.elapsed.as_micros()
         );
         Ok(Bytes::from(json))
+    }
+
+    fn stat(&self, body: &[u8]) -> Result<Bytes, HandlerError> {
+        let meta = self
+            .root
+            .open_file(body)
+            .and_then(|file| file.metadata())
+            .map_err(|e| io_exception("cannot stat", body, e))?;
+        Ok(Bytes::from(
+            FileStat {
+                size: meta.len(),
+                metadata: FileMetadata::of(&meta),
+            }
+            .encode(),
+        ))
     }
 
     fn nexus_ended(&self, nexus: u128) {

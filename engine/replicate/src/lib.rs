@@ -101,7 +101,7 @@ pub use excludes::Excludes;
 pub use partial_files::{Expiry, PartialFiles, count_partials, remove_partials};
 pub use proto::RefusalKind;
 pub use report::{Percentiles, Report};
-pub use source::{Source, SourceConfig, run};
+pub use source::{Source, SourceConfig, WalkedFile, run};
 pub use source_path::{SourcePathError, resolve_pull_source};
 pub use target::{Target, TargetLimits};
 pub use transport::{Completion, MemoryTransport, Request, Transport};

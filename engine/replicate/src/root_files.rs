@@ -11,6 +11,13 @@ use rustix::fs::{Mode, OFlags};
 use crate::beneath::{self, RootDir};
 
 impl RootDir {
+    /// The directory's device and inode: two handles of one directory have the same,
+    /// whatever path led to them.
+    pub fn identity(&self) -> io::Result<(u64, u64)> {
+        let st = beneath::fstat(self.fd())?;
+        Ok((st.st_dev, st.st_ino))
+    }
+
     /// Opens the regular file `rel` (a relative path, `/`-separated) beneath the root,
     /// read-only; a symlink anywhere on the way, or anything but a regular file, is
     /// refused.

@@ -221,44 +221,60 @@ impl DtpShard {
     }
 
     /// One packet from `from`: to its session, binding a new peer when it authenticates.
+    /// Nothing is allocated per packet.
     fn route(&mut self, now: Instant, from: SocketAddr, packet: &[u8]) {
-        let mut candidates: Vec<u32> = self.by_peer.get(&from).cloned().unwrap_or_default();
-        let bound = !candidates.is_empty();
-        if !bound {
-            candidates = self
-                .sessions
-                .iter()
-                .filter(|(_, s)| s.peer.is_none() && s.peer_ip == from.ip())
-                .map(|(&id, _)| id)
-                .collect();
-        }
-        for id in candidates {
-            let Some(session) = self.sessions.get_mut(&id) else {
-                continue;
-            };
-            let taken = match &mut session.role {
-                Role::Send(s) => Ok(s.on_packet(now, packet, &session.progress)),
-                Role::Receive(r) => r.on_packet(now, packet, &session.progress),
-            };
-            match taken {
-                Ok(true) => {
-                    session.last_heard = now;
-                    if !bound {
-                        self.bind_peer(id, from);
+        let bound = self.by_peer.get(&from).map_or(0, Vec::len);
+        let mut outcome = None;
+        if bound > 0 {
+            for at in 0..bound {
+                let id = self.by_peer[&from][at];
+                let Some(session) = self.sessions.get_mut(&id) else {
+                    continue;
+                };
+                match Self::offer(session, now, packet) {
+                    Ok(false) => {}
+                    taken => {
+                        outcome = Some((id, taken));
+                        break;
                     }
-                    return;
                 }
-                Ok(false) => {}
-                Err(e) => {
-                    self.end(
-                        id,
-                        End::Failed(format!("cannot write the payload: {e}")),
-                        now,
-                    );
-                    return;
+            }
+        } else {
+            let unbound = self
+                .sessions
+                .iter_mut()
+                .filter(|(_, s)| s.peer.is_none() && s.peer_ip == from.ip());
+            for (&id, session) in unbound {
+                match Self::offer(session, now, packet) {
+                    Ok(false) => {}
+                    taken => {
+                        outcome = Some((id, taken));
+                        break;
+                    }
                 }
             }
         }
+        match outcome {
+            Some((id, Ok(_))) if bound == 0 => self.bind_peer(id, from),
+            Some((id, Err(e))) => self.end(
+                id,
+                End::Failed(format!("cannot write the payload: {e}")),
+                now,
+            ),
+            Some((_, Ok(_))) | None => {}
+        }
+    }
+
+    /// Offers a packet to one session: `Ok(true)` when it is the session's.
+    fn offer(session: &mut Session, now: Instant, packet: &[u8]) -> std::io::Result<bool> {
+        let taken = match &mut session.role {
+            Role::Send(s) => Ok(s.on_packet(now, packet, &session.progress)),
+            Role::Receive(r) => r.on_packet(now, packet, &session.progress),
+        };
+        if matches!(taken, Ok(true)) {
+            session.last_heard = now;
+        }
+        taken
     }
 
     /// Runs every session's due work; arms the timer for the next.

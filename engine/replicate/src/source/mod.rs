@@ -61,6 +61,20 @@ enum InFlight {
     Finish,
 }
 
+/// A regular file found by the walk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalkedFile {
+    /// Its path relative to the destination.
+    pub rel: Vec<u8>,
+    /// Bytes, at the walk.
+    pub size: u64,
+    /// Permission bits.
+    pub mode: u32,
+    /// Modification time in nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    root: usize,
+}
+
 /// The source side of a replication job.
 #[derive(Debug)]
 pub struct Source {
@@ -151,6 +165,40 @@ impl Source {
             report,
             started: None,
         })
+    }
+
+    /// The regular files the walk found, in walk order (for a transport that moves file
+    /// data by itself and leaves the rest of the tree to the job).
+    pub fn regular_files(&self) -> Vec<WalkedFile> {
+        self.entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::File)
+            .map(|e| WalkedFile {
+                rel: e.rel.clone(),
+                size: e.size,
+                mode: e.mode & 0o7777,
+                mtime_ns: e.mtime_ns,
+                root: e.root,
+            })
+            .collect()
+    }
+
+    /// Opens a file of [`Source::regular_files`] beneath its root: refused if it, or a
+    /// directory on the way, has become a symlink or something else since the walk.
+    pub fn open(&self, file: &WalkedFile) -> Result<std::fs::File, ReplicateError> {
+        let root = self
+            .roots
+            .get(file.root)
+            .ok_or_else(|| ReplicateError::Io {
+                path: String::from_utf8_lossy(&file.rel).into_owned().into(),
+                source: std::io::Error::other("not a file of this job's walk"),
+            })?;
+        walk::open_file(root, &file.rel)
+    }
+
+    /// The destination directory, relative to the target's root (empty: the root).
+    pub fn dest(&self) -> &str {
+        &self.config.dest
     }
 
     /// Entries found by the walk.

@@ -1,0 +1,183 @@
+//! `hawser push --transport dtp` of directory trees (or several sources): each large
+//! regular file's data travels as DTP datagrams, then the TCP job carries the rest of the
+//! tree over the nexus — directories, symlinks, small files, modes, `--delete` — and
+//! checks every file, finding DTP's files already in place (same size and mtime).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use hawser_dtp::client::{DtpClient, PushSource};
+use hawser_dtp::control::FileMetadata;
+use hawser_replicate::{Source, WalkedFile};
+
+use crate::connect::{connect, forget_nexus_record};
+use crate::dtp_transfer::{ProgressLine, options};
+use crate::error::{CliError, io_err};
+use crate::push::PushArgs;
+use crate::remote::parse_remote;
+use crate::report::json_report;
+use crate::security::tls_host;
+use crate::serve::access::shown_address;
+
+/// Files smaller than this go with the TCP job (inline in its manifest or as blocks):
+/// two control round trips and a fresh rate probe per file would cost them more than
+/// datagrams save.
+pub const DTP_MIN_FILE: u64 = 4 << 20;
+
+/// What the datagram part of a tree push did.
+#[derive(Debug, Default)]
+struct DtpPhase {
+    files: u64,
+    /// Files whose copy was already in place (same size and mtime).
+    in_place: u64,
+    bytes: u64,
+    resent: u64,
+    elapsed: Duration,
+    intervals: Vec<(f64, f64, u64)>,
+}
+
+impl DtpPhase {
+    fn json(&self) -> serde_json::Value {
+        let secs = self.elapsed.as_secs_f64().max(1e-6);
+        let intervals: Vec<serde_json::Value> = self
+            .intervals
+            .iter()
+            .map(|&(start, end, bytes)| {
+                serde_json::json!({
+                    "start": start, "end": end, "seconds": end - start, "bytes": bytes,
+                    "bits_per_second": bytes as f64 * 8.0 / (end - start),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "files": self.files,
+            "in_place": self.in_place,
+            "bytes": self.bytes,
+            "resent": self.resent,
+            "seconds": secs,
+            "bits_per_second": self.bytes as f64 * 8.0 / secs,
+            "intervals": intervals,
+        })
+    }
+}
+
+/// The server's path of a walked file: `dest` (relative to the root) joined with the
+/// file's path relative to it.
+fn remote_path(dest: &str, rel: &[u8]) -> Vec<u8> {
+    let dest = dest.trim_matches('/');
+    let mut path = dest.as_bytes().to_vec();
+    if !path.is_empty() {
+        path.push(b'/');
+    }
+    path.extend_from_slice(rel);
+    path
+}
+
+/// Pushes `files` of `walk` over DTP, one after the other, skipping those in place.
+fn push_files(
+    dtp: &DtpClient<'_>,
+    walk: &Source,
+    files: &[WalkedFile],
+    args: &PushArgs,
+) -> Result<DtpPhase, CliError> {
+    let started = Instant::now();
+    let mut phase = DtpPhase::default();
+    let mut line = ProgressLine::new(&args.job);
+    line.total = files.iter().map(|f| f.size).sum();
+    let options = options(&args.job);
+    for walked in files {
+        let remote = remote_path(walk.dest(), &walked.rel);
+        let shown = PathBuf::from(String::from_utf8_lossy(&walked.rel).into_owned());
+        if dtp.stat(&remote)?.is_some_and(|there| {
+            there.size == walked.size && there.metadata.mtime_ns == walked.mtime_ns
+        }) {
+            phase.in_place += 1;
+            line.base += walked.size;
+            continue;
+        }
+        let file = walk.open(walked)?;
+        let meta = file.metadata().map_err(io_err(&shown))?;
+        let source = PushSource {
+            size: meta.len(),
+            metadata: FileMetadata::of(&meta),
+            file,
+            shown: shown.clone(),
+        };
+        let report = dtp
+            .push(source, &remote, &options, &mut |p| line.update(p))
+            .map_err(|e| CliError::Usage(format!("{}: {e}", shown.display())))?;
+        line.next_file();
+        phase.files += 1;
+        phase.bytes += report.moved;
+        phase.resent += report.resent;
+    }
+    line.finish();
+    phase.elapsed = started.elapsed();
+    phase.intervals = line.intervals;
+    Ok(phase)
+}
+
+/// `hawser push --transport dtp SRC... ADDRESS:DEST` where a source is a directory or
+/// there are several.
+pub fn push_tree(args: &PushArgs) -> Result<(), CliError> {
+    let (remote, sources) = args
+        .paths
+        .split_last()
+        .ok_or_else(|| CliError::Usage("give SRC... ADDRESS:DEST".into()))?;
+    let (addr, dest) = parse_remote(remote)?;
+    let server = shown_address(&addr);
+    let sources: Vec<PathBuf> = sources.iter().map(PathBuf::from).collect();
+    let walk = Source::new(args.job.source_config(dest.clone())?, &sources)?;
+    let large: Vec<WalkedFile> = walk
+        .regular_files()
+        .into_iter()
+        .filter(|f| f.size >= DTP_MIN_FILE)
+        .collect();
+    let phase = if args.job.dry_run || large.is_empty() {
+        DtpPhase::default()
+    } else {
+        let host = tls_host(remote, &addr);
+        let (client, _rtt) = connect(&addr, &host, &args.job, 1 << 20)?;
+        let phase = DtpClient::new(&client)
+            .map_err(CliError::from)
+            .and_then(|dtp| push_files(&dtp, &walk, &large, args));
+        client.close();
+        forget_nexus_record(&addr, &args.job);
+        phase?
+    };
+    if !args.job.quiet && !args.job.dry_run {
+        let secs = phase.elapsed.as_secs_f64().max(1e-6);
+        println!(
+            "over DTP: {} files, {:.1} MB in {:.2} s, {:.1} MB/s; {} already in place, {} B re-sent",
+            phase.files,
+            phase.bytes as f64 / 1e6,
+            secs,
+            phase.bytes as f64 / 1e6 / secs,
+            phase.in_place,
+            phase.resent
+        );
+    }
+    let mut rest = args.clone();
+    rest.job.json = None;
+    let outcome = crate::push::push(&rest)?;
+    if let Some(path) = &args.job.json {
+        let mut json = json_report(&outcome, &server, &dest, &args.job);
+        json["transport"] = "dtp".into();
+        json["dtp"] = phase.json();
+        std::fs::write(path, format!("{json:#}\n")).map_err(io_err(path))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_paths_join_the_destination_and_the_walked_path() {
+        assert_eq!(remote_path("", b"d/a"), b"d/a");
+        assert_eq!(remote_path("/", b"d/a"), b"d/a");
+        assert_eq!(remote_path("backup/", b"d/a"), b"backup/d/a");
+        assert_eq!(remote_path("/backup", b"a"), b"backup/a");
+    }
+}
