@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod connect;
+pub mod control_call;
 pub mod dtp_transfer;
 pub mod dtp_tree;
 pub mod error;
@@ -23,5 +24,6 @@ pub mod remote;
 pub mod report;
 pub mod security;
 pub mod serve;
+pub mod stats_view;
 pub mod values;
 pub mod window;

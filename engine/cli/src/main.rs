@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::filter::LevelFilter;
 
 use hawser::bench::{self, BenchArgs};
+use hawser::control_call::{self, CallArgs};
 use hawser::dtp_transfer;
 use hawser::error::exit_code;
 use hawser::inspect::{self, InspectArgs};
@@ -16,6 +17,7 @@ use hawser::passwd::{self, PasswdArgs};
 use hawser::pull::{self, PullArgs};
 use hawser::push::{self, PushArgs};
 use hawser::serve::{self, ServeArgs};
+use hawser::stats_view::{self, StatsArgs};
 
 /// hawser moves replication data between sites over long fat networks.
 #[derive(Debug, Parser)]
@@ -36,6 +38,8 @@ enum Command {
     Passwd(PasswdArgs),
     Publish(PublishArgs),
     Consume(ConsumeArgs),
+    Call(CallArgs),
+    Stats(StatsArgs),
 }
 
 impl Command {
@@ -51,7 +55,9 @@ impl Command {
             | Command::Bench(_)
             | Command::Passwd(_)
             | Command::Publish(_)
-            | Command::Consume(_) => (LevelFilter::WARN, LogFormat::Text),
+            | Command::Consume(_)
+            | Command::Call(_)
+            | Command::Stats(_) => (LevelFilter::WARN, LogFormat::Text),
         }
     }
 }
@@ -75,5 +81,7 @@ fn main() -> ExitCode {
         Command::Passwd(args) => exit_code("passwd", passwd::passwd(&args)),
         Command::Publish(args) => exit_code("publish", publish::publish(&args).map(|_| ())),
         Command::Consume(args) => exit_code("consume", consume::consume(&args).map(|_| ())),
+        Command::Call(args) => exit_code("call", control_call::call(&args)),
+        Command::Stats(args) => exit_code("stats", stats_view::stats(&args)),
     }
 }

@@ -99,6 +99,31 @@ struct Running {
     nexus: u128,
     transfer: Transfer,
     landing: Option<Landing>,
+    /// The payload id as asked, and its size.
+    name: String,
+    total: u64,
+    started: std::time::Instant,
+}
+
+/// A transfer the service runs, as its operators see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferInfo {
+    /// The session id.
+    pub session_id: u32,
+    /// `push` (the server receives) or `pull` (it sends).
+    pub direction: &'static str,
+    /// The path under the root.
+    pub name: String,
+    /// The payload's size.
+    pub total: u64,
+    /// New bytes the receiver has (the goodput so far).
+    pub delivered: u64,
+    /// The pacing rate in bytes per second (a pull; 0 for a push).
+    pub rate: u64,
+    /// Since it started.
+    pub elapsed: Duration,
+    /// The nexus it belongs to.
+    pub nexus: u128,
 }
 
 /// The DTP service of one server.
@@ -224,10 +249,53 @@ impl DtpService {
     }
 
     /// Draws a session id, starts the session under it and keeps it as this nexus's.
+    /// The transfers running now.
+    pub fn transfers(&self) -> Vec<TransferInfo> {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<TransferInfo> = running
+            .iter()
+            .map(|(&session_id, r)| {
+                let progress = r.transfer.progress();
+                TransferInfo {
+                    session_id,
+                    direction: if r.landing.is_some() { "push" } else { "pull" },
+                    name: r.name.clone(),
+                    total: r.total,
+                    delivered: progress
+                        .delivered
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                    rate: progress.rate.load(std::sync::atomic::Ordering::Relaxed),
+                    elapsed: r.started.elapsed(),
+                    nexus: r.nexus,
+                }
+            })
+            .collect();
+        all.sort_by_key(|t| t.session_id);
+        all
+    }
+
+    /// Stops the transfer `session_id` (a push keeps its journal for `--resume`); false
+    /// if there is none.
+    pub fn cancel(&self, session_id: u32) -> bool {
+        let removed = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&session_id);
+        match removed {
+            Some(r) => {
+                r.transfer.stop();
+                true
+            }
+            None => false,
+        }
+    }
+
     fn start(
         &self,
         ctx: &RequestContext,
         landing: Option<Landing>,
+        (name, total): (&[u8], u64),
         run: impl FnOnce(u32) -> Result<Transfer, crate::engine::EngineError>,
     ) -> Result<u32, HandlerError> {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
@@ -240,6 +308,9 @@ impl DtpService {
                 nexus,
                 transfer,
                 landing,
+                name: String::from_utf8_lossy(name).into_owned(),
+                total,
+                started: std::time::Instant::now(),
             },
         );
         Ok(session_id)
@@ -285,7 +356,7 @@ impl DtpService {
         };
         let (datagram_size, form) = shape(request.mtu, total);
         let key = fresh_key()?;
-        let session_id = self.start(ctx, None, |session_id| {
+        let session_id = self.start(ctx, None, (request.payload_id, total), |session_id| {
             self.engine.send(SendPlan {
                 session_id,
                 key,
@@ -364,7 +435,7 @@ impl DtpService {
         let journal: crate::engine::Journal =
             Box::new(move |bytes: &[u8]| journal_dir.replace_file(&journal_name, bytes));
         let journal_every = self.config.journal_every;
-        let session_id = self.start(ctx, Some(landing), |session_id| {
+        let session_id = self.start(ctx, Some(landing), (name, total), |session_id| {
             self.engine.receive(ReceivePlan {
                 session_id,
                 key,

@@ -97,8 +97,8 @@ pub use call::{FinishedCall, PendingCall, Pipeline, WaitTimedOut};
 pub use client::{Client, ClientOptions};
 pub use error::ApiError;
 pub use hawser_session::{
-    CallError, CallOptions, ClientTls, ExchangeId, Mechanism, NexusId, RemoteException, ScramEntry,
-    ServerLimits, ServerTls, TlsFailure,
+    CallError, CallOptions, ClientTls, ConnectionStats, ExchangeId, Footprint, Mechanism, NexusId,
+    NexusStats, RemoteException, ScramEntry, ServerLimits, ServerTls, TlsFailure,
 };
 pub use hawser_session::{LocalCredentials, NexusOwner, Peer};
 pub use on_shard::ShardCaller;
@@ -114,4 +114,4 @@ pub mod direct {
         wake_connection,
     };
 }
-pub use stats::StatsReport;
+pub use stats::{NexusDetail, StatsHandle, StatsReport};

@@ -324,6 +324,11 @@ impl Server {
         self.host.commands.stats()
     }
 
+    /// A handle that reads these statistics from any thread (a control-plane handler).
+    pub fn stats_handle(&self) -> crate::StatsHandle {
+        crate::StatsHandle(self.host.commands.clone())
+    }
+
     /// The nexuses this server holds now.
     pub fn nexuses(&self) -> Vec<NexusId> {
         self.stats().nexuses.into_iter().map(|(n, _)| n).collect()

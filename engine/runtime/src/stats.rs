@@ -1,6 +1,8 @@
 //! Statistics of an endpoint, copied out of its shard.
 
-use hawser_session::{ConnectionStats, NexusId, NexusStats};
+use hawser_session::{ConnectionStats, Footprint, NexusId, NexusStats};
+
+use crate::command::CommandSender;
 
 /// Statistics of one endpoint, copied out of its shard.
 #[derive(Debug, Clone, Default)]
@@ -11,4 +13,41 @@ pub struct StatsReport {
     pub connections: Vec<ConnectionStats>,
     /// A client's connections bound to its nexus now (0 on a server).
     pub bound_connections: usize,
+    /// A server's nexuses: who holds each, what it holds, and its connections.
+    pub details: Vec<NexusDetail>,
+}
+
+/// One nexus of a server as its operators see it.
+#[derive(Debug, Clone)]
+pub struct NexusDetail {
+    /// The nexus.
+    pub nexus: NexusId,
+    /// The identity that created it.
+    pub identity: String,
+    /// It authenticated with `ANONYMOUS`.
+    pub anonymous: bool,
+    /// The peer that created it.
+    pub peer: String,
+    /// What it holds now (requests, cache, buffers, slots executing).
+    pub footprint: Footprint,
+    /// Its bound connections' counters, in bind order.
+    pub connections: Vec<ConnectionStats>,
+}
+
+/// Reads a server's statistics from any thread, for as long as the server runs.
+#[derive(Clone)]
+pub struct StatsHandle(pub(crate) CommandSender);
+
+impl StatsHandle {
+    /// Counters and histograms of every nexus and open connection (empty once the server
+    /// is gone).
+    pub fn stats(&self) -> StatsReport {
+        self.0.stats()
+    }
+}
+
+impl std::fmt::Debug for StatsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StatsHandle")
+    }
 }

@@ -36,6 +36,8 @@ pub struct Footprint {
     pub waiting_ordered: usize,
     /// Bytes in the member connections' buffers.
     pub link_buffers: usize,
+    /// Incoming requests executing (responder slots in use).
+    pub executing: usize,
 }
 
 /// What the initiator's and responder's operations work with besides their own state:
@@ -240,6 +242,7 @@ impl NexusCore {
                 .filter_map(|c| links.get(c))
                 .map(Link::buffered)
                 .sum(),
+            executing: self.responder.executing_count(),
         }
     }
 }

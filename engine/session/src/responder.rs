@@ -421,6 +421,14 @@ impl Responder {
         }
     }
 
+    /// Slots whose request is executing.
+    pub(crate) fn executing_count(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| matches!(s.state, SlotState::Executing { .. }))
+            .count()
+    }
+
     /// Bytes held by the reply cache (bounded by slots × max cached response size).
     pub(crate) fn cached_bytes(&self) -> usize {
         self.cached_bytes

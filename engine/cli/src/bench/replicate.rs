@@ -210,6 +210,7 @@ fn run(args: &BenchArgs) -> Result<(), CliError> {
     let server = start_server(&ServeArgs {
         dtp: None,
         dtp_rate: None,
+        operators: Vec::new(),
         listen: vec!["127.0.0.1:0".into()],
         root: Some(dst.clone()),
         shards: Some(1),

@@ -17,7 +17,6 @@ use crate::security::{client_password, tls_host};
 #[derive(Debug, clap::Args)]
 pub struct ServerArgs {
     /// The server: HOST[:PORT] (port 8415 by default), tcp://HOST:PORT or unix:///PATH.
-    /// The nexus (wiring) and the direct connection both go there.
     #[arg(value_name = "HOST[:PORT]")]
     pub server: String,
     /// Identity to authenticate as, with a password from --secret-file, else the
@@ -26,8 +25,7 @@ pub struct ServerArgs {
     #[arg(long)]
     pub identity: Option<String>,
     /// File holding the password of --identity (its first line). The login is SCRAM,
-    /// which never sends the password; the connections themselves run in clear text
-    /// (DMP's direct connections have no TLS, so neither does their nexus here).
+    /// which never sends the password; the connection itself runs in clear text.
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
 }

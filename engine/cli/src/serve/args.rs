@@ -103,6 +103,11 @@ pub struct ServeArgs {
     /// allows, found by the probe rate control].
     #[arg(long, value_name = "RATE", value_parser = crate::values::parse_rate)]
     pub dtp_rate: Option<u64>,
+    /// An identity that may use the control plane (`hawser stats`, `hawser call`: the
+    /// statistics of every nexus, running jobs, cancelling one); repeatable [default: no
+    /// identity, only callers on this host (loopback or a Unix socket)].
+    #[arg(long = "operator", value_name = "IDENTITY")]
+    pub operators: Vec<String>,
     /// Let a client showing the TLS certificate whose SHA-256 (of its DER) this is log in
     /// as IDENTITY without a password (mutual TLS, SASL EXTERNAL; the client uses
     /// --tls-cert, --tls-key and --external); repeatable; needs --tls-cert [also: a

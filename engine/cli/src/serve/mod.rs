@@ -4,12 +4,13 @@
 pub mod access;
 pub mod args;
 pub mod config;
+pub mod control;
 mod dmp;
 
 use std::io::Write;
 
 use hawser_replicate::proto::BLOCK_HEADER_LEN;
-use hawser_replicate::service::{max_request_size, pull_service, replication_service};
+use hawser_replicate::service::{max_request_size, pull_service, replication_service_with_jobs};
 use hawser_replicate::{RootDir, remove_partials};
 use hawser_runtime::{Runtime, Server, ServerBuilder, anonymous_allowed};
 
@@ -22,8 +23,8 @@ use config::{ServeSettings, read_config, serve_root};
 /// Starts the replication server `args` describe (the caller keeps it running).
 pub fn start_server(args: &ServeArgs) -> Result<Server, CliError> {
     let s = ServeSettings::resolve(args, read_config(args)?)?;
-    let service =
-        replication_service(&s.root, s.service_limits.clone()).map_err(io_err(&s.root))?;
+    let (service, replications) = replication_service_with_jobs(&s.root, s.service_limits.clone())
+        .map_err(io_err(&s.root))?;
     // A pull holds a handler thread while it runs: leave one to the pushes.
     let max_pulls = s.handler_threads.saturating_sub(1).max(1);
     let pulls = pull_service(&s.root, max_pulls).map_err(io_err(&s.root))?;
@@ -59,6 +60,12 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, CliError> {
     if let Some(t) = &transfers {
         builder = builder.service(t.service());
     }
+    let control = control::ControlPlane::new(
+        Some(replications),
+        transfers.clone(),
+        args.operators.clone(),
+    );
+    builder = builder.service(control.service());
     if let Some(bytes) = s.receive_budget {
         builder = builder.receive_budget(bytes);
     }
@@ -92,6 +99,7 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, CliError> {
         builder = builder.grace_period(grace);
     }
     let server = builder.listen_on(&s.listen)?;
+    control.attach(server.stats_handle());
     let addresses: Vec<String> = server.addresses().iter().map(shown_address).collect();
     tracing::info!(
         addresses = %addresses.join(" "),

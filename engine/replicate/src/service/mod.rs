@@ -22,7 +22,10 @@ use std::time::Duration;
 use hawser_runtime::{HandlerError, RemoteException};
 
 pub use pull::{pull_service, pull_target_service};
-pub use target::{DEFAULT_PARTIAL_MAX_AGE, EXPIRY_INTERVAL, ServiceLimits, replication_service};
+pub use target::{
+    DEFAULT_PARTIAL_MAX_AGE, EXPIRY_INTERVAL, ReplicationJobs, ServiceLimits, replication_service,
+    replication_service_with_jobs,
+};
 pub use transport::{PipelineTransport, Progress};
 
 use crate::SourceConfig;

@@ -75,6 +75,51 @@ const IDLE_JOB: Duration = Duration::from_secs(120);
 /// request kind. With [`ServiceLimits::partial_max_age`], expired partial files are
 /// swept on a thread of the service's own while the service exists.
 pub fn replication_service(root: &Path, limits: ServiceLimits) -> std::io::Result<Service> {
+    replication_service_with_jobs(root, limits).map(|(service, _)| service)
+}
+
+/// The replication jobs a service runs: listed and cancelled by the control plane.
+#[derive(Clone)]
+pub struct ReplicationJobs(Arc<Jobs>);
+
+impl std::fmt::Debug for ReplicationJobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReplicationJobs")
+    }
+}
+
+impl ReplicationJobs {
+    /// Each running job's nexus and how long since its last message.
+    pub fn list(&self) -> Vec<(NexusId, Duration)> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut jobs: Vec<(NexusId, Duration)> = map
+            .iter()
+            .map(|(n, (_, used))| (*n, used.elapsed()))
+            .collect();
+        jobs.sort_by_key(|(n, _)| n.0);
+        jobs
+    }
+
+    /// Drops the job of `nexus`: its next message is refused (`NoJob`), and its partial
+    /// files and journals stay for `--resume`. False if it has none.
+    pub fn cancel(&self, nexus: NexusId) -> bool {
+        let removed = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&nexus);
+        if removed.is_some() {
+            tracing::warn!(target: "hawser::job", %nexus, "job cancelled by an operator");
+        }
+        removed.is_some()
+    }
+}
+
+/// [`replication_service`], and a handle on its jobs.
+pub fn replication_service_with_jobs(
+    root: &Path,
+    limits: ServiceLimits,
+) -> std::io::Result<(Service, ReplicationJobs)> {
     // Fail now on a bad root rather than on the first job.
     let root = RootDir::open(root)?;
     let expiry = match limits.partial_max_age {
@@ -98,7 +143,7 @@ pub fn replication_service(root: &Path, limits: ServiceLimits) -> std::io::Resul
             },
         );
     }
-    Ok(service)
+    Ok((service, ReplicationJobs(jobs)))
 }
 
 /// Sweeps `root` for partial files older than `max_age` now and every

@@ -456,6 +456,24 @@ impl Host {
                             if let Some(st) = s.ep.nexus_stats(nexus) {
                                 report.nexuses.push((nexus, st.clone()));
                             }
+                            let (Some(owner), Some(footprint)) =
+                                (s.ep.nexus_owner(nexus), s.ep.footprint(nexus))
+                            else {
+                                continue;
+                            };
+                            report.details.push(crate::NexusDetail {
+                                nexus,
+                                identity: owner.identity.to_string(),
+                                anonymous: owner.anonymous,
+                                peer: owner.peer.to_string(),
+                                footprint,
+                                connections: s
+                                    .ep
+                                    .nexus_members(nexus)
+                                    .iter()
+                                    .filter_map(|c| s.ep.connection_stats(*c).cloned())
+                                    .collect(),
+                            });
                         }
                         for conn in self.links.keys() {
                             if let Some(st) = s.ep.connection_stats(*conn) {

@@ -503,6 +503,14 @@ impl Endpoint<ServerSide> {
         self.side.nexuses.get(&nexus).map(|n| &n.owner)
     }
 
+    /// The connections bound to `nexus`, in bind order.
+    pub fn nexus_members(&self, nexus: NexusId) -> &[LinkId] {
+        self.side
+            .nexuses
+            .get(&nexus)
+            .map_or(&[], |n| n.core.members.as_slice())
+    }
+
     /// Memory held by one nexus (for bounds checks).
     pub fn footprint(&self, nexus: NexusId) -> Option<Footprint> {
         self.side
