@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# Runs every fuzz target of fuzz/fuzz_targets/ and engine/replicate/fuzz/fuzz_targets/ (or
-# those named) for SECONDS each, one at a time, on the stable toolchain (no sanitizer), from
+# Runs every fuzz target of fuzz/ and engine/{replicate,dmp,dtp}/fuzz/ (or those named) for SECONDS each, one at a time, on the stable toolchain (no sanitizer), from
 # its seed corpus (its fuzz crate's corpus/), and
 # prints one summary line per target: runs, wall time and exec/s from libFuzzer's final
 # stats. Exits non-zero if a target crashed, leaving the artifact path in the output.
@@ -29,19 +28,21 @@ if [[ $# -gt 0 ]]; then
     targets=("$@")
 else
     targets=()
-    for file in fuzz/fuzz_targets/*.rs engine/replicate/fuzz/fuzz_targets/*.rs; do
+    for file in fuzz/fuzz_targets/*.rs engine/{replicate,dmp,dtp}/fuzz/fuzz_targets/*.rs; do
         targets+=("$(basename "$file" .rs)")
     done
 fi
 
 # The fuzz crate holding `target`: the workspace's (decoders and the session, linking only
-# wire and session) or the replication crate's own.
+# wire and session) or an engine crate's own.
 fuzz_dir() {
-    if [[ -f engine/replicate/fuzz/fuzz_targets/$1.rs ]]; then
-        echo engine/replicate/fuzz
-    else
-        echo fuzz
-    fi
+    for crate in replicate dmp dtp; do
+        if [[ -f engine/$crate/fuzz/fuzz_targets/$1.rs ]]; then
+            echo "engine/$crate/fuzz"
+            return
+        fi
+    done
+    echo fuzz
 }
 
 scratch=${FUZZ_SCRATCH:-$(mktemp -d /tmp/hawser-fuzz.XXXXXX)}

@@ -9,6 +9,7 @@
 //! and receive buffers.
 
 mod receiving;
+pub mod routes;
 mod sending;
 mod shard;
 

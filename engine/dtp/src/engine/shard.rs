@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use hawser_shards::{AppMessage, BufHandle, ShardCtx, ShardHandler, UdpId};
 
 use super::receiving::ReceivingSession;
+use super::routes::Routes;
 use super::sending::SendingSession;
 use super::{COMMANDS, Command, EngineConfig, Progress, Summary, far_future};
 use crate::DatagramKey;
@@ -68,7 +69,7 @@ pub(super) struct DtpShard {
     inbox: Option<mpsc::Receiver<Command>>,
     count: Arc<AtomicU64>,
     sessions: HashMap<u32, Session>,
-    by_peer: HashMap<SocketAddr, Vec<u32>>,
+    routes: Routes,
     timer_at: Option<Instant>,
 }
 
@@ -80,7 +81,7 @@ impl DtpShard {
             inbox,
             count: Arc::clone(&setup.sessions),
             sessions: HashMap::new(),
-            by_peer: HashMap::new(),
+            routes: Routes::default(),
             timer_at: None,
         }
     }
@@ -88,13 +89,6 @@ impl DtpShard {
     /// Called on the shard's thread with the socket just bound.
     pub(super) fn adopt_socket(_ctx: &mut ShardCtx<'_>, socket: UdpId) {
         SOCKET.with(|s| s.set(Some(socket)));
-    }
-
-    fn bind_peer(&mut self, id: u32, peer: SocketAddr) {
-        if let Some(session) = self.sessions.get_mut(&id) {
-            session.peer = Some(peer);
-            self.by_peer.entry(peer).or_default().push(id);
-        }
     }
 
     fn open(&mut self, now: Instant, command: Command) {
@@ -159,13 +153,10 @@ impl DtpShard {
             )));
             return;
         }
-        let peer = session.peer;
+        self.routes.add(id, session.peer_ip, session.peer);
         self.sessions.insert(id, session);
         self.count
             .store(self.sessions.len() as u64, Ordering::Relaxed);
-        if let Some(peer) = peer {
-            self.by_peer.entry(peer).or_default().push(id);
-        }
     }
 
     fn end(&mut self, id: u32, end: End, now: Instant) {
@@ -174,14 +165,7 @@ impl DtpShard {
         };
         self.count
             .store(self.sessions.len() as u64, Ordering::Relaxed);
-        if let Some(peer) = session.peer
-            && let Some(ids) = self.by_peer.get_mut(&peer)
-        {
-            ids.retain(|&i| i != id);
-            if ids.is_empty() {
-                self.by_peer.remove(&peer);
-            }
-        }
+        self.routes.remove(id);
         let p = &session.progress;
         let mut summary = Summary {
             bytes: p.bytes.load(Ordering::Relaxed),
@@ -221,47 +205,24 @@ impl DtpShard {
     }
 
     /// One packet from `from`: to its session, binding a new peer when it authenticates.
-    /// Nothing is allocated per packet.
     fn route(&mut self, now: Instant, from: SocketAddr, packet: &[u8]) {
-        let bound = self.by_peer.get(&from).map_or(0, Vec::len);
-        let mut outcome = None;
-        if bound > 0 {
-            for at in 0..bound {
-                let id = self.by_peer[&from][at];
-                let Some(session) = self.sessions.get_mut(&id) else {
-                    continue;
-                };
-                match Self::offer(session, now, packet) {
-                    Ok(false) => {}
-                    taken => {
-                        outcome = Some((id, taken));
-                        break;
-                    }
+        let sessions = &mut self.sessions;
+        let routed = self.routes.route(from, |id| match sessions.get_mut(&id) {
+            Some(session) => Self::offer(session, now, packet),
+            None => Ok(false),
+        });
+        match routed {
+            Some((routed, Ok(()))) if routed.bound => {
+                if let Some(session) = self.sessions.get_mut(&routed.session) {
+                    session.peer = Some(from);
                 }
             }
-        } else {
-            let unbound = self
-                .sessions
-                .iter_mut()
-                .filter(|(_, s)| s.peer.is_none() && s.peer_ip == from.ip());
-            for (&id, session) in unbound {
-                match Self::offer(session, now, packet) {
-                    Ok(false) => {}
-                    taken => {
-                        outcome = Some((id, taken));
-                        break;
-                    }
-                }
-            }
-        }
-        match outcome {
-            Some((id, Ok(_))) if bound == 0 => self.bind_peer(id, from),
-            Some((id, Err(e))) => self.end(
-                id,
+            Some((routed, Err(e))) => self.end(
+                routed.session,
                 End::Failed(format!("cannot write the payload: {e}")),
                 now,
             ),
-            Some((_, Ok(_))) | None => {}
+            Some(_) | None => {}
         }
     }
 
