@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use hawser_dtp::client::{TransferOptions, TransferReport, pull, push};
+use hawser_dtp::client::{DtpClient, TransferOptions, TransferReport, push};
 use hawser_dtp::engine::Progress;
 
 use crate::connect::{connect, forget_nexus_record};
@@ -252,41 +252,46 @@ fn pulled_path(dest: &str, remote: &str) -> Result<PathBuf, CliError> {
     }
 }
 
-/// `hawser pull --transport dtp ADDRESS:FILE DEST`.
+/// `hawser pull --transport dtp ADDRESS:SRC DEST`: one file, or a tree
+/// ([`crate::dtp_tree::pull_tree`]).
 pub fn pull_file(args: &PullArgs) -> Result<(), CliError> {
-    refuse_tcp_only(&args.job)?;
     let [remote, dest] = args.paths.as_slice() else {
         return Err(CliError::Usage(
-            "--transport dtp pulls one file: ADDRESS:FILE DEST".into(),
+            "--transport dtp pulls from one server: ADDRESS:SRC DEST".into(),
         ));
     };
-    let (addr, path) = split_remote(remote, "FILE")?;
+    if args.job.histogram.is_some() {
+        return Err(CliError::Usage(
+            "--histogram records the block round trips of --transport tcp; DTP has none".into(),
+        ));
+    }
+    let (addr, path) = split_remote(remote, "SRC")?;
     let path = path.trim_start_matches('/').to_string();
-    let target = pulled_path(dest, &path)?;
     let host = tls_host(remote, &addr);
     let (client, _rtt) = connect(&addr, &host, &args.job, 1 << 20)?;
-    let mut line = ProgressLine::new(&args.job);
-    let result = {
-        let mut first = true;
-        pull(
-            &client,
-            path.as_bytes(),
-            &target,
-            &options(&args.job),
-            &mut |p| {
-                if first {
-                    first = false;
-                }
-                line.update(p)
-            },
-        )
-    };
-    line.finish();
+    // A tree's DTP part runs on this nexus; its TCP job, on its own, once this one is gone.
+    let tree = (|| {
+        let dtp = DtpClient::new(&client)?;
+        let listing = dtp.list(path.as_bytes(), crate::dtp_tree::DTP_MIN_FILE)?;
+        if listing.is_dir {
+            return crate::dtp_tree::pull_tree_files(args, &dtp, &path, &listing).map(Some);
+        }
+        refuse_tcp_only(&args.job)?;
+        let target = pulled_path(dest, &path)?;
+        let mut line = ProgressLine::new(&args.job);
+        let report = dtp.pull(path.as_bytes(), &target, &options(&args.job), &mut |p| {
+            line.update(p)
+        });
+        line.finish();
+        let name = target.display().to_string();
+        print_report("pull", &name, &report?, &line.intervals, &args.job).map(|()| None)
+    })();
     client.close();
     forget_nexus_record(&addr, &args.job);
-    let report = result?;
-    let name = target.display().to_string();
-    print_report("pull", &name, &report, &line.intervals, &args.job)
+    match tree? {
+        Some(phase) => crate::dtp_tree::finish_pull_tree(args, &phase),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

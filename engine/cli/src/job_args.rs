@@ -23,9 +23,8 @@ pub struct JobArgs {
     /// How file data travels: `tcp`, blocks over the trunk's connections (files and
     /// trees), or `dtp`, UDP datagrams paced by a rate control that finds the link's
     /// rate and is not slowed by random loss, holes re-sent until the file is whole
-    /// (a push of a tree sends its files of 4 MiB and more so, the rest of the tree
-    /// goes as with tcp; a pull moves one file; the server needs `serve --dtp`). Control
-    /// goes over the nexus either way.
+    /// (for a tree, its files of 4 MiB and more go so and the rest as with tcp; the
+    /// server needs `serve --dtp`). Control goes over the nexus either way.
     #[arg(long, value_name = "TRANSPORT", default_value = "tcp", value_parser = ["tcp", "dtp"])]
     pub transport: String,
     /// Largest UDP payload of a DTP datagram: the path's MTU less 28 bytes of IP and UDP

@@ -1,7 +1,7 @@
 //! `hawser push --transport dtp` and `hawser pull --transport dtp` against a
 //! `hawser serve --dtp` over loopback: the file arrives byte-identical under the names
 //! cp and rsync users expect, with a JSON report; a tree's large files go over DTP and
-//! the rest with the TCP job; a pull of a directory is refused in words.
+//! the rest with the TCP job, both ways; a missing file is refused in words.
 
 mod support;
 
@@ -58,20 +58,20 @@ fn a_file_pushed_and_pulled_over_dtp_arrives_identical() {
 
     let out = hawser()
         .args(["pull", "--transport", "dtp"])
-        .arg(format!("{}:backup", server.addr))
+        .arg(format!("{}:backup/missing", server.addr))
         .arg(&local)
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(
-        text(&out.stderr).contains("cannot open \"backup\""),
+        text(&out.stderr).contains("no such file or directory"),
         "{}",
         text(&out.stderr)
     );
 }
 
 #[test]
-fn a_tree_pushed_over_dtp_arrives_whole_with_its_metadata_and_is_in_place_the_second_time() {
+fn a_tree_pushed_and_pulled_over_dtp_arrives_whole_with_its_metadata() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let dir = TempDir::new("cli-dtp-tree");
     let (root, tree) = (dir.path().join("root"), dir.path().join("tree"));
@@ -142,6 +142,40 @@ fn a_tree_pushed_over_dtp_arrives_whole_with_its_metadata_and_is_in_place_the_se
         text(&out.stdout)
     );
     let leftovers: Vec<_> = walk_names(&root)
+        .into_iter()
+        .filter(|n| n.contains("hawser"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // The tree pulled back over DTP: the big file by datagrams, the rest by the TCP job.
+    let back = dir.path().join("back");
+    let out = hawser()
+        .args(["pull", "--transport", "dtp"])
+        .arg(format!("{}:backup/tree", server.addr))
+        .arg(&back)
+        .output()
+        .unwrap();
+    assert_succeeded(&out, "pull --transport dtp of a tree");
+    assert!(
+        text(&out.stdout).contains("over DTP: 1 files, 5.0 MB"),
+        "{}",
+        text(&out.stdout)
+    );
+    let pulled = back.join("tree");
+    assert_eq!(std::fs::read(pulled.join("sub/big.bin")).unwrap(), big);
+    assert_eq!(std::fs::read(pulled.join("small.txt")).unwrap(), b"small");
+    assert_eq!(
+        std::fs::read_link(pulled.join("link")).unwrap(),
+        Path::new("sub/big.bin")
+    );
+    assert!(pulled.join("sub/empty").is_dir());
+    let theirs = std::fs::metadata(pulled.join("sub/big.bin")).unwrap();
+    assert_eq!(theirs.mode() & 0o7777, 0o640);
+    assert_eq!(
+        (theirs.mtime(), theirs.mtime_nsec()),
+        (ours.mtime(), ours.mtime_nsec())
+    );
+    let leftovers: Vec<_> = walk_names(&back)
         .into_iter()
         .filter(|n| n.contains("hawser"))
         .collect();

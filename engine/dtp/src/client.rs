@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use hawser_runtime::{CallError, Client};
 use hawser_wire::dtp::{ControlMessage, HoleReport, IntervalSet, PushRequest, TransferRequest};
 
-use crate::control::{FileMetadata, FileStat, FinishRequest};
+use crate::control::{FileListing, FileMetadata, FileStat, FinishRequest};
 use crate::engine::{
     DtpEngine, EngineConfig, EngineError, Progress, ReceivePlan, SendPlan, Transfer,
 };
@@ -190,6 +190,17 @@ impl<'a> DtpClient<'a> {
             Err(CallError::Remote(e)) if e.type_name == "dtp.NotFound" => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Whether the server's pull source `remote` is a tree, and its regular files of at
+    /// least `min_size` bytes.
+    pub fn list(&self, remote: &[u8], min_size: u64) -> Result<FileListing, DtpClientError> {
+        let mut body = Vec::with_capacity(8 + remote.len());
+        body.extend_from_slice(&min_size.to_be_bytes());
+        body.extend_from_slice(remote);
+        let answer = self.client.call(exchange::LIST, Bytes::from(body))?;
+        FileListing::decode(&answer)
+            .ok_or_else(|| DtpClientError::Protocol("a malformed listing".into()))
     }
 }
 

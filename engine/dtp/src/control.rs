@@ -1,4 +1,4 @@
-//! The fixed-layout bodies of DTP's small control exchanges (finish and stat), and a
+//! The bodies of DTP's small control exchanges (finish, stat and list), and a
 //! file's mode and modification time as they travel in them. The transfer messages
 //! themselves are `hawser_wire::dtp`'s.
 
@@ -132,6 +132,86 @@ impl FileStat {
     }
 }
 
+/// One regular file of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedFile {
+    /// Its path relative to the pull's destination (as the TCP job names it).
+    pub rel: Vec<u8>,
+    /// Bytes.
+    pub size: u64,
+    /// Mode and mtime.
+    pub metadata: FileMetadata,
+}
+
+/// The answer of a list: whether the source is a directory, and its regular files of at
+/// least the size asked (a pull of a tree moves them over DTP).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FileListing {
+    /// The source is a directory (a tree), not one file.
+    pub is_dir: bool,
+    /// The files.
+    pub files: Vec<ListedFile>,
+}
+
+/// Longest path of a listed file.
+pub const MAX_LISTED_PATH: usize = 4096;
+/// Bytes of a listed file besides its path.
+const LISTED_FIXED: usize = 2 + 8 + 4 + 8;
+
+impl FileListing {
+    /// The answer's bytes: the directory flag (u8), the count (u32), then per file its
+    /// path's length (u16) and bytes, size (u64), mode (u32) and mtime (i64).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            5 + self
+                .files
+                .iter()
+                .map(|f| LISTED_FIXED + f.rel.len())
+                .sum::<usize>(),
+        );
+        out.push(u8::from(self.is_dir));
+        out.extend_from_slice(&(self.files.len() as u32).to_be_bytes());
+        for f in &self.files {
+            out.extend_from_slice(&(f.rel.len() as u16).to_be_bytes());
+            out.extend_from_slice(&f.rel);
+            out.extend_from_slice(&f.size.to_be_bytes());
+            f.metadata.put(&mut out);
+        }
+        out
+    }
+
+    /// Reads an answer; the count is checked against the bytes before anything is
+    /// allocated, and every path is at most [`MAX_LISTED_PATH`] bytes.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let is_dir = match *bytes.first()? {
+            0 => false,
+            1 => true,
+            _ => return None,
+        };
+        let count = u32::from_be_bytes(bytes.get(1..5)?.try_into().ok()?) as usize;
+        let mut rest = &bytes[5..];
+        if count > rest.len() / LISTED_FIXED {
+            return None;
+        }
+        let mut files = Vec::with_capacity(count);
+        for _ in 0..count {
+            let len = u16::from_be_bytes(rest.get(..2)?.try_into().ok()?) as usize;
+            if len > MAX_LISTED_PATH {
+                return None;
+            }
+            let rel = rest.get(2..2 + len)?.to_vec();
+            let fixed = rest.get(2 + len..LISTED_FIXED + len)?;
+            files.push(ListedFile {
+                rel,
+                size: u64::from_be_bytes(fixed[..8].try_into().ok()?),
+                metadata: FileMetadata::read(&fixed[8..])?,
+            });
+            rest = &rest[LISTED_FIXED + len..];
+        }
+        rest.is_empty().then_some(FileListing { is_dir, files })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +232,36 @@ mod tests {
         fn stat_answers_round_trip(size: u64, mode: u32, mtime_ns: i64) {
             let stat = FileStat { size, metadata: FileMetadata { mode: mode & 0o7777, mtime_ns } };
             prop_assert_eq!(FileStat::decode(&stat.encode()), Some(stat));
+        }
+
+        #[test]
+        fn listings_round_trip(
+            is_dir: bool,
+            files in proptest::collection::vec(
+                (proptest::collection::vec(any::<u8>(), 0..64), any::<u64>(), any::<u32>(), any::<i64>()),
+                0..16,
+            ),
+        ) {
+            let listing = FileListing {
+                is_dir,
+                files: files
+                    .into_iter()
+                    .map(|(rel, size, mode, mtime_ns)| ListedFile {
+                        rel,
+                        size,
+                        metadata: FileMetadata { mode: mode & 0o7777, mtime_ns },
+                    })
+                    .collect(),
+            };
+            let bytes = listing.encode();
+            prop_assert_eq!(FileListing::decode(&bytes), Some(listing));
+            // Cut short or with a byte more, it is refused.
+            if !bytes.is_empty() {
+                prop_assert_eq!(FileListing::decode(&bytes[..bytes.len() - 1]), None);
+            }
+            let mut longer = bytes.clone();
+            longer.push(0);
+            prop_assert_eq!(FileListing::decode(&longer), None);
         }
 
         #[test]

@@ -1,5 +1,5 @@
 //! The DTP service of a server: the control exchanges over the nexus (pull, push, stop,
-//! digest, finish, stat) and the engine that moves the data over UDP. Files are opened beneath
+//! digest, finish, stat, list) and the engine that moves the data over UDP. Files are opened beneath
 //! the server's root (`openat2` with `RESOLVE_BENEATH`, no symlinks); a push is written
 //! under a temporary name beside its target, journaled so that it resumes, and renamed
 //! into place only once its digest matches the client's.
@@ -15,7 +15,7 @@ use hawser_replicate::RootDir;
 use hawser_runtime::{HandlerError, Peer, RemoteException, RequestContext, Service};
 use hawser_wire::dtp::{ControlMessage, DatagramForm, IntervalSet, PushResponse, TransferResponse};
 
-use crate::control::{FileMetadata, FileStat, FinishRequest};
+use crate::control::{FileListing, FileMetadata, FileStat, FinishRequest, ListedFile};
 use crate::engine::{DtpEngine, ReceivePlan, SendPlan, Transfer, random_bytes};
 use crate::rate::ControllerKind;
 use crate::{BlockDigests, TAG_LEN, TransferState, digest_file};
@@ -39,7 +39,13 @@ pub mod exchange {
     pub const FINISH: ExchangeId = ExchangeId(BASE | 0x05);
     /// A payload id → its size, mode and mtime (a regular file), for the quick check.
     pub const STAT: ExchangeId = ExchangeId(BASE | 0x06);
+    /// A minimum size (u64) and a pull source → whether it is a directory and its
+    /// regular files of at least that size ([`FileListing`](crate::control::FileListing)).
+    pub const LIST: ExchangeId = ExchangeId(BASE | 0x07);
 }
+
+/// Most files one listing names.
+pub const MAX_LISTED_FILES: usize = 100_000;
 
 /// Largest datagram a server sends or accepts (a link of MTU 65028, as loopback or the
 /// emulator; a path with a smaller MTU asks for less, or its datagrams are fragmented).
@@ -227,6 +233,7 @@ impl DtpService {
         let digest = self.clone();
         let finish = self.clone();
         let stat = self.clone();
+        let list = self.clone();
         let ended = self.clone();
         Service::new("dtp")
             .blocking_handler(exchange::PULL, "dtp.pull", move |ctx, body| {
@@ -245,6 +252,7 @@ impl DtpService {
                 finish.finish(ctx, &body)
             })
             .blocking_handler(exchange::STAT, "dtp.stat", move |_, body| stat.stat(&body))
+            .blocking_handler(exchange::LIST, "dtp.list", move |_, body| list.list(&body))
             .on_nexus_end(move |nexus| ended.nexus_ended(nexus.0))
     }
 
@@ -602,6 +610,53 @@ impl DtpService {
             }
             .encode(),
         ))
+    }
+
+    fn list(&self, body: &[u8]) -> Result<Bytes, HandlerError> {
+        let (Some(min_size), Some(path)) = (
+            body.get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes),
+            body.get(8..),
+        ) else {
+            return Err(exception("Malformed", "expected a minimum size and a path"));
+        };
+        let source = hawser_replicate::resolve_pull_source(&self.root, path).map_err(|e| {
+            let kind = match e {
+                hawser_replicate::SourcePathError::NotFound { .. } => "NotFound",
+                hawser_replicate::SourcePathError::Refused { .. } => "Refused",
+                hawser_replicate::SourcePathError::Io { .. } => "Io",
+            };
+            exception(kind, e.to_string())
+        })?;
+        let name = source.name().map(<[u8]>::to_vec);
+        let walk = hawser_replicate::Source::from_roots(Default::default(), vec![source])
+            .map_err(|e| exception("Io", e.to_string()))?;
+        let all = walk.regular_files();
+        // One file is listed under its own name; anything else is a tree.
+        let is_dir = name.is_none_or(|name| !all.iter().any(|f| f.rel == name));
+        let files: Vec<ListedFile> = all
+            .into_iter()
+            .filter(|f| f.size >= min_size)
+            .map(|f| ListedFile {
+                rel: f.rel,
+                size: f.size,
+                metadata: FileMetadata {
+                    mode: f.mode,
+                    mtime_ns: f.mtime_ns,
+                },
+            })
+            .collect();
+        if files.len() > MAX_LISTED_FILES {
+            return Err(exception(
+                "TooMany",
+                format!(
+                    "{} files to list, over {MAX_LISTED_FILES}: pull a part of the tree at a time",
+                    files.len()
+                ),
+            ));
+        }
+        Ok(Bytes::from(FileListing { is_dir, files }.encode()))
     }
 
     fn nexus_ended(&self, nexus: u128) {
