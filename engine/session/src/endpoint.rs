@@ -17,8 +17,9 @@ use super::config::Timers;
 use super::error::{LinkCloseReason, ProtocolError};
 use super::event::Event;
 use super::link::{GoAwayCode, Link, TransmitSink, Triaged, go_away_code};
+use super::links::Links;
 use super::stats::ConnectionStats;
-use super::types::{IdMap, LinkId};
+use super::types::LinkId;
 
 /// One end of the trunk connections of a nexus: a client ([`ClientSide`](super::ClientSide))
 /// or a server ([`ServerSide`](super::ServerSide)). The methods here are the driver's
@@ -26,7 +27,7 @@ use super::types::{IdMap, LinkId};
 /// them); each side adds its own (connecting or accepting, calls, answers, destroy).
 #[derive(Debug)]
 pub struct Endpoint<S: Side> {
-    pub(crate) links: IdMap<LinkId, Link<S::Phase>>,
+    pub(crate) links: Links<S::Phase>,
     next_link: u64,
     pub(crate) events: VecDeque<Event>,
     pub(crate) side: S,
@@ -84,7 +85,7 @@ impl<S: Side> Endpoint<S> {
     /// An endpoint with no connection yet.
     pub(crate) fn with_side(side: S) -> Self {
         Endpoint {
-            links: IdMap::default(),
+            links: Links::default(),
             next_link: 1,
             events: VecDeque::new(),
             side,
@@ -100,9 +101,8 @@ impl<S: Side> Endpoint<S> {
     ) -> &mut Link<S::Phase> {
         let id = LinkId(self.next_link);
         self.next_link += 1;
-        self.links
-            .entry(id)
-            .or_insert_with(|| Link::new(id, phase, now, timers))
+        self.links.insert(id, Link::new(id, phase, now, timers));
+        self.links.get_mut(&id).expect("just inserted")
     }
 
     /// Bytes arrived on `conn`.
@@ -178,7 +178,7 @@ impl<S: Side> Endpoint<S> {
         conn: LinkId,
         out: &mut impl TransmitSink,
     ) -> usize {
-        let Some(link) = self.links.get_mut(&conn) else {
+        let Some(link) = self.links.get_mut_unmarked(&conn) else {
             return 0;
         };
         let sent = link.poll_transmit(out);
@@ -215,6 +215,13 @@ impl<S: Side> Endpoint<S> {
     /// The next event for the application or the driver.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// Moves into `out` the connections changed since the last call: only they can have
+    /// bytes for [`poll_transmit`](Self::poll_transmit) (a connection closed since may be
+    /// among them, and gives its last bytes there).
+    pub fn drain_changed(&mut self, out: &mut Vec<LinkId>) {
+        self.links.drain_changed(out);
     }
 
     /// Statistics of one connection.
@@ -257,7 +264,7 @@ impl<S: Side> Endpoint<S> {
     /// Forgets a connection whose last bytes are out (or that can send nothing more).
     fn forget_link(&mut self, conn: LinkId) {
         self.links.remove(&conn);
-        crate::types::shrink_if_sparse(&mut self.links);
+        self.links.shrink_if_sparse();
         S::after_forget(self, conn);
     }
 }

@@ -20,7 +20,7 @@ use super::error::CallError;
 use super::event::Event;
 use super::exception::{RemoteException, session_types};
 use super::frames;
-use super::link::Link;
+use super::links::Links;
 use super::nexus::Ctx;
 use super::throttle::TokenBucket;
 use super::types::{Channel, ExchangeId, IdMap, LinkId, NexusId, RequestId, SlotKey};
@@ -75,10 +75,7 @@ pub(crate) struct Initiator {
 }
 
 /// Picks the open member connection with the fewest outstanding request bytes.
-pub(crate) fn least_loaded<P>(
-    links: &IdMap<LinkId, Link<P>>,
-    members: &[LinkId],
-) -> Option<LinkId> {
+pub(crate) fn least_loaded<P>(links: &Links<P>, members: &[LinkId]) -> Option<LinkId> {
     members
         .iter()
         .filter_map(|c| links.get(c))
@@ -167,7 +164,7 @@ impl Initiator {
         self.free.lowest().filter(|&slot| slot < usable)
     }
 
-    fn transmit<P>(&mut self, id: RequestId, conn: LinkId, links: &mut IdMap<LinkId, Link<P>>) {
+    fn transmit<P>(&mut self, id: RequestId, conn: LinkId, links: &mut Links<P>) {
         let Some(out) = self.outstanding.get_mut(&id) else {
             return;
         };
@@ -273,7 +270,7 @@ impl Initiator {
     /// timer would stay due and the driver spin until one binds (and binding dispatches).
     pub(crate) fn throttle_deadline<P>(
         &self,
-        links: &IdMap<LinkId, Link<P>>,
+        links: &Links<P>,
         members: &[LinkId],
     ) -> Option<Instant> {
         let bucket = self.throttle.as_ref()?;
@@ -338,7 +335,7 @@ impl Initiator {
     /// connection where a copy arrived last, and an old copy can overtake the retry, so
     /// their reply may have been on the lost connection even though their latest copy was
     /// not. Re-sending is safe — the responder ignores or replays duplicates — and rare.
-    pub(crate) fn on_link_lost<P>(&mut self, conn: LinkId, links: &mut IdMap<LinkId, Link<P>>) {
+    pub(crate) fn on_link_lost<P>(&mut self, conn: LinkId, links: &mut Links<P>) {
         let mut lost: Vec<RequestId> = self
             .outstanding
             .iter()
@@ -538,11 +535,13 @@ mod throttle_tests {
 
     use bytes::Bytes;
 
-    use super::{CallOptions, Initiator, Link};
+    use super::{CallOptions, Initiator};
     use crate::config::{ChannelAttributes, Timers};
     use crate::error::LinkCloseReason;
+    use crate::link::Link;
+    use crate::links::Links;
     use crate::throttle::{ThrottleConfig, TokenBucket};
-    use crate::types::{Channel, ExchangeId, IdMap, LinkId};
+    use crate::types::{Channel, ExchangeId, LinkId};
 
     /// Found by the `session_server` fuzz target: an orphaned nexus with a queued,
     /// throttled backchannel call kept `poll_timeout` at an instant already past, which
@@ -565,7 +564,7 @@ mod throttle_tests {
                 CallOptions::default(),
             )
             .unwrap();
-        let mut links: IdMap<LinkId, Link<()>> = IdMap::default();
+        let mut links: Links<()> = Links::default();
         assert_eq!(initiator.throttle_deadline(&links, &[]), None, "no member");
         let conn = LinkId(1);
         links.insert(conn, Link::new(conn, (), now, Timers::default()));

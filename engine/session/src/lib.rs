@@ -116,6 +116,7 @@ mod guard;
 mod hostile_tests;
 mod initiator;
 mod link;
+mod links;
 mod nexus;
 mod peer;
 mod responder;

@@ -63,6 +63,8 @@ pub(crate) enum Triaged {
 #[derive(Debug)]
 pub(crate) struct Link<P> {
     pub(crate) id: LinkId,
+    /// Listed among the endpoint's changed links (see [`Links`](crate::links::Links)).
+    pub(crate) changed: bool,
     pub(crate) phase: P,
     /// The peer's IP address, when the driver told it (accepted connections).
     pub(crate) peer: crate::peer::Peer,
@@ -126,6 +128,7 @@ impl<P> Link<P> {
     pub(crate) fn new(id: LinkId, phase: P, now: Instant, timers: Timers) -> Self {
         Link {
             id,
+            changed: false,
             phase,
             peer: crate::peer::Peer::Unknown,
             anonymous: false,

@@ -18,10 +18,11 @@ use super::error::{CallError, ProtocolError};
 use super::event::{Event, IncomingRequest, Reply};
 use super::initiator::Initiator;
 use super::link::Link;
+use super::links::Links;
 use super::responder::Responder;
 use super::stats::NexusStats;
 use super::throttle::TokenBucket;
-use super::types::{Channel, ExchangeId, IdMap, LinkId, NexusId, RequestId, SlotKey};
+use super::types::{Channel, ExchangeId, LinkId, NexusId, RequestId, SlotKey};
 
 /// Memory held by a nexus, for bounds checks (the simulator asserts on it).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -44,7 +45,7 @@ pub struct Footprint {
 /// the nexus's id, member connections and statistics, and the endpoint's events.
 pub(crate) struct Ctx<'a, P> {
     pub(crate) nexus: NexusId,
-    pub(crate) links: &'a mut IdMap<LinkId, Link<P>>,
+    pub(crate) links: &'a mut Links<P>,
     pub(crate) members: &'a [LinkId],
     pub(crate) stats: &'a mut NexusStats,
     pub(crate) events: &'a mut VecDeque<Event>,
@@ -95,7 +96,7 @@ impl NexusCore {
     /// The channel halves and the context their operations take, borrowed at once.
     fn split<'a, P>(
         &'a mut self,
-        links: &'a mut IdMap<LinkId, Link<P>>,
+        links: &'a mut Links<P>,
         events: &'a mut VecDeque<Event>,
     ) -> (&'a mut Initiator, &'a mut Responder, Ctx<'a, P>) {
         let cx = Ctx {
@@ -114,7 +115,7 @@ impl NexusCore {
         exchange: ExchangeId,
         body: Bytes,
         options: CallOptions,
-        links: &mut IdMap<LinkId, Link<P>>,
+        links: &mut Links<P>,
         events: &mut VecDeque<Event>,
     ) -> Result<RequestId, CallError> {
         let id = self.initiator.submit(now, exchange, body, options)?;
@@ -125,7 +126,7 @@ impl NexusCore {
     pub(crate) fn dispatch<P>(
         &mut self,
         now: Instant,
-        links: &mut IdMap<LinkId, Link<P>>,
+        links: &mut Links<P>,
         events: &mut VecDeque<Event>,
     ) {
         let (initiator, _, mut cx) = self.split(links, events);
@@ -136,7 +137,7 @@ impl NexusCore {
         &mut self,
         handle: &IncomingRequest,
         reply: Reply,
-        links: &mut IdMap<LinkId, Link<P>>,
+        links: &mut Links<P>,
         events: &mut VecDeque<Event>,
     ) -> bool {
         let (_, responder, mut cx) = self.split(links, events);
@@ -146,7 +147,7 @@ impl NexusCore {
     pub(crate) fn cancel<P>(
         &mut self,
         request: RequestId,
-        links: &mut IdMap<LinkId, Link<P>>,
+        links: &mut Links<P>,
         events: &mut VecDeque<Event>,
     ) {
         let (initiator, _, mut cx) = self.split(links, events);
@@ -159,7 +160,7 @@ impl NexusCore {
         now: Instant,
         conn: LinkId,
         frame: Frame,
-        links: &mut IdMap<LinkId, Link<P>>,
+        links: &mut Links<P>,
         events: &mut VecDeque<Event>,
     ) -> Result<(), ProtocolError> {
         let mine = self.initiator.channel();
@@ -196,7 +197,7 @@ impl NexusCore {
         &mut self,
         now: Instant,
         conn: LinkId,
-        links: &mut IdMap<LinkId, Link<P>>,
+        links: &mut Links<P>,
         events: &mut VecDeque<Event>,
     ) {
         if let Some(i) = self.members.iter().position(|c| *c == conn) {
@@ -230,7 +231,7 @@ impl NexusCore {
         self.responder.cancel_all(self.id, events);
     }
 
-    pub(crate) fn footprint<P>(&self, links: &IdMap<LinkId, Link<P>>) -> Footprint {
+    pub(crate) fn footprint<P>(&self, links: &Links<P>) -> Footprint {
         Footprint {
             outstanding: self.initiator.outstanding(),
             in_flight: self.initiator.in_flight(),

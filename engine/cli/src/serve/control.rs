@@ -4,8 +4,9 @@
 //! remote exception (the DDF `exception` structure) when it fails.
 //!
 //! Endpoints:
-//! - `hawser.stats`: every nexus and its connections (counters, slots in use, RTT and
-//!   per-exchange latency percentiles);
+//! - `hawser.stats`: the nexuses, busiest first (input `limit`, 200 by default, at most
+//!   1000), and their connections (counters, slots in use, RTT and per-exchange latency
+//!   percentiles), with the counts of all;
 //! - `hawser.jobs`: running replication jobs and DTP transfers;
 //! - `hawser.jobs.cancel`: stops one (input `nexus` for a replication job, or `transfer`
 //!   for a DTP session id).
@@ -13,7 +14,7 @@
 //! Who may call: the identities given with `--operator`; with none given, callers on this
 //! host (loopback or a local socket). Anyone else gets `hawser.control.Denied`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
@@ -26,6 +27,10 @@ use hawser_runtime::{
 };
 use hawser_wire::ddf::{self, Node, Value};
 use hdrhistogram::Histogram;
+
+/// Nexuses `hawser.stats` lists unless its input's `limit` says otherwise, and at most.
+const DEFAULT_LISTED: usize = 200;
+const MAX_LISTED: usize = 1000;
 
 /// The control plane's exchange: "DDF" and 1.
 pub const CONTROL_EXCHANGE: ExchangeId = ExchangeId(0x4444_4601);
@@ -135,7 +140,7 @@ impl ControlPlane {
         let input = ddf::decode(body).map_err(|e| exception("Malformed", e.to_string()))?;
         let endpoint = input.name.as_deref().unwrap_or("");
         let output = match endpoint {
-            STATS => self.stats(),
+            STATS => self.stats(&input)?,
             JOBS => self.jobs(),
             CANCEL => self.cancel(&input)?,
             other => {
@@ -148,17 +153,34 @@ impl ControlPlane {
         Ok(Bytes::from(output.to_text()))
     }
 
-    fn stats(&self) -> Node {
+    fn stats(&self, input: &Node) -> Result<Node, HandlerError> {
+        let limit = match input.member("limit").map(as_integer) {
+            None => DEFAULT_LISTED,
+            Some(Some(n)) if (1..=MAX_LISTED as i64).contains(&n) => n as usize,
+            Some(_) => {
+                return Err(exception(
+                    "Malformed",
+                    format!("limit is a number of nexuses from 1 to {MAX_LISTED}"),
+                ));
+            }
+        };
         let report = self.stats.get().map(StatsHandle::stats).unwrap_or_default();
-        let nexuses = report
-            .details
-            .iter()
-            .map(|d| {
-                let stats = report.nexuses.iter().find(|(n, _)| *n == d.nexus);
-                nexus_node(d, stats.map(|(_, s)| s))
-            })
-            .collect();
-        Node::named(
+        let by_id: HashMap<_, _> = report.nexuses.iter().map(|(n, s)| (*n, s)).collect();
+        // The busiest first (bytes both ways): the answer lists at most `limit`.
+        let mut details: Vec<_> = report.details.iter().collect();
+        let moved = |d: &NexusDetail| {
+            by_id
+                .get(&d.nexus)
+                .map_or(0, |s| s.bytes_received + s.bytes_sent)
+        };
+        details.sort_by_key(|d| std::cmp::Reverse(moved(d)));
+        let nexuses = details
+            .into_iter()
+            .take(limit)
+            .map(|d| nexus_node(d, by_id.get(&d.nexus).copied()))
+            .collect::<Vec<_>>();
+        let listed = nexuses.len() as u64;
+        Ok(Node::named(
             STATS,
             Value::Struct(vec![
                 long(
@@ -167,9 +189,10 @@ impl ControlPlane {
                 ),
                 long("nexus_count", report.nexuses.len() as u64),
                 long("connection_count", report.connections.len() as u64),
+                long("listed", listed),
                 Node::named("nexuses", Value::List(nexuses)),
             ]),
-        )
+        ))
     }
 
     fn jobs(&self) -> Node {

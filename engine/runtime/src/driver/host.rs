@@ -137,6 +137,13 @@ impl Side {
             Side::Server(s) => s.ep.poll_transmit(now, conn, out),
         }
     }
+    /// The connections changed since the last call (only they can have output).
+    pub(crate) fn drain_changed(&mut self, out: &mut Vec<session::LinkId>) {
+        match self {
+            Side::Client(s) => s.ep.drain_changed(out),
+            Side::Server(s) => s.ep.drain_changed(out),
+        }
+    }
     pub(crate) fn connection_lost(&mut self, now: Instant, conn: session::LinkId) {
         match self {
             Side::Client(s) => s.ep.connection_lost(now, conn),
@@ -197,6 +204,10 @@ pub(crate) struct Host {
     pub(crate) serving: Serving,
     pub(crate) links: IdMap<session::LinkId, ConnSlot>,
     pub(crate) actions: Vec<Action>,
+    /// Connections to poll for output: those the endpoint changed, and those skipped
+    /// while their stash was full.
+    changed: Vec<session::LinkId>,
+    deferred: Vec<session::LinkId>,
     pub(crate) timer_armed: Option<Instant>,
     pub(crate) commands: Receiver<HostCommand>,
     pub(crate) waker: Waker,
@@ -207,10 +218,12 @@ pub(crate) struct Host {
 
 thread_local! {
     pub(crate) static HOSTS: RefCell<Vec<(u64, Rc<RefCell<Host>>)>> = const { RefCell::new(Vec::new()) };
+    /// The same hosts by id: timers and accepts find theirs without a scan.
+    pub(crate) static HOSTS_BY_ID: RefCell<IdMap<u64, Rc<RefCell<Host>>>> = RefCell::new(IdMap::default());
 }
 
 pub(crate) fn host_by_id(id: u64) -> Option<Rc<RefCell<Host>>> {
-    HOSTS.with(|h| h.borrow().iter().find(|x| x.0 == id).map(|x| x.1.clone()))
+    HOSTS_BY_ID.with(|h| h.borrow().get(&id).cloned())
 }
 
 pub(crate) fn random_nonce() -> [u8; 16] {
@@ -245,6 +258,8 @@ impl Host {
             serving,
             links: IdMap::default(),
             actions: Vec::new(),
+            changed: Vec::new(),
+            deferred: Vec::new(),
             timer_armed: None,
             commands,
             waker,
@@ -289,8 +304,22 @@ impl Host {
                 }
             }
         }
-        for (&conn, link) in self.links.iter_mut() {
-            if Some(conn) == current || link.stash.queued() >= STASH_LIMIT {
+        // Only connections the endpoint changed can have output: with thousands of idle
+        // connections, an event costs what it touched, not a visit to every connection.
+        let mut changed = std::mem::take(&mut self.changed);
+        changed.append(&mut self.deferred);
+        self.side.drain_changed(&mut changed);
+        changed.sort_unstable();
+        changed.dedup();
+        for conn in changed.drain(..) {
+            let Some(link) = self.links.get_mut(&conn) else {
+                continue;
+            };
+            if Some(conn) == current {
+                continue;
+            }
+            if link.stash.queued() >= STASH_LIMIT {
+                self.deferred.push(conn);
                 continue;
             }
             let n = self.side.poll_transmit(now, conn, &mut link.stash);
@@ -317,6 +346,8 @@ impl Host {
             Event::ConnectionClosed { conn, reason } => {
                 if let Some(link) = self.links.get_mut(&conn) {
                     link.closing = true;
+                    // Its last bytes, and the wake that closes its socket.
+                    self.changed.push(conn);
                 }
                 self.memory_freed.store(true, Ordering::Release);
                 if let Side::Client(s) = &mut self.side
@@ -555,8 +586,15 @@ impl Host {
 pub(crate) fn shard_task(ctx: &mut ShardCtx<'_>) {
     let mut i = 0;
     while let Some(host) = HOSTS.with(|h| h.borrow().get(i).map(|x| x.1.clone())) {
-        run_host(ctx, &host, false);
         i += 1;
+        // Only hosts that were woken have commands: a shard with thousands of idle
+        // hosts (clients) runs the few that asked.
+        let woken = host
+            .try_borrow()
+            .map_or(true, |h| h.waker.scheduled.load(Ordering::SeqCst));
+        if woken {
+            run_host(ctx, &host, false);
+        }
     }
 }
 

@@ -13,8 +13,8 @@ use hawser_shards::{Protocol, ShardHandler, Shards};
 use super::conn::{RefusedConn, SessionConn};
 use super::host::Serving;
 use super::host::{
-    ClientSide, DriverHandler, HOSTS, Host, ServerSide, Side, host_by_id, random_nonce, run_host,
-    shard_task,
+    ClientSide, DriverHandler, HOSTS, HOSTS_BY_ID, Host, ServerSide, Side, host_by_id,
+    random_nonce, run_host, shard_task,
 };
 use super::sniff::SniffConn;
 use crate::ApiError;
@@ -75,6 +75,7 @@ fn install(
         host.memory_freed = freed;
         let host = Rc::new(RefCell::new(host));
         HOSTS.with(|h| h.borrow_mut().push((id, host.clone())));
+        HOSTS_BY_ID.with(|h| h.borrow_mut().insert(id, host.clone()));
         run_host(ctx, &host, false);
     })?;
     Ok(HostHandle {
@@ -157,6 +158,7 @@ pub(crate) fn uninstall(shards: &Shards, handle: &HostHandle) {
     let _ = shards.call_on(handle.shard, move |ctx| {
         let Some(host) = host_by_id(id) else { return };
         HOSTS.with(|h| h.borrow_mut().retain(|x| x.0 != id));
+        HOSTS_BY_ID.with(|h| h.borrow_mut().remove(&id));
         let sockets: Vec<_> = {
             let mut h = host.borrow_mut();
             h.dead = true;
