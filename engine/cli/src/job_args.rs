@@ -169,6 +169,9 @@ impl JobArgs {
             checksum: self.checksum,
             dry_run: self.dry_run,
             resume: self.resume,
+            // As with cp, scp and rsync; the source keeps it only for a job of one
+            // regular file and a destination without a trailing '/'.
+            dest_may_be_file: true,
             compress: self.compress,
         };
         // Unique per run: the process and the time it started the job.

@@ -26,8 +26,12 @@ use crate::window::window_for;
 #[command(
     about = "Replicate files and directory trees to a `hawser serve` target",
     long_about = "Replicate files and directory trees to a `hawser serve` target. DEST is \
-relative to the server's --root (a leading '/' is the root itself). A SRC ending in '/' sends \
-the directory's contents, otherwise the directory itself, as rsync does. Blocks travel \
+relative to the server's --root (empty or '/' is the root itself). As with cp, scp and \
+rsync, one FILE pushed to a DEST that is not an existing directory is written as DEST \
+(`hawser push notes.txt host:notes-v2.txt`); an existing directory, or a DEST ending in \
+'/', receives the sources inside under their own names (missing directories are made). A \
+SRC ending in '/' sends the directory's contents, otherwise the directory itself, as rsync \
+does. Blocks travel \
 pipelined over --connections trunked connections; every file is hashed end to end and \
 renamed into place only when complete. An interrupted push continues with --resume.",
     override_usage = "hawser push [OPTIONS] SRC... ADDRESS:DEST",
@@ -65,7 +69,8 @@ pub fn push_with(
     Ok(JobOutcome {
         report: result?,
         intervals,
-        session_bytes_out: stats.connections.iter().map(|c| c.bytes_out).sum(),
+        // Every connection's, those that died during the job included.
+        session_bytes_out: stats.totals.bytes_out,
         session_retries: stats.nexuses.iter().map(|(_, n)| n.retries).sum(),
         unlisted_changes: 0,
     })

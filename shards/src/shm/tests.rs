@@ -329,7 +329,9 @@ fn failed_connect(name: &str, timeout: Duration, reply: Reply) -> String {
     let why = rx.recv_timeout(WAIT).expect("the connect ends");
     fake.join().unwrap();
     // The counters are published at the end of the loop iteration that closed it.
-    wait_until("the connection released", || shards.stats(0).connections == 0);
+    wait_until("the connection released", || {
+        shards.stats(0).connections == 0
+    });
     shards.shutdown();
     why
 }
