@@ -13,13 +13,12 @@ use std::time::Instant;
 use hawser_dtp::client::{TransferOptions, TransferReport, pull, push};
 use hawser_dtp::engine::Progress;
 
-use crate::connect::{connect, forget_nexus_record};
+use crate::connect::{connect, first_reachable, forget_nexus_record};
 use crate::error::{CliError, io_err};
 use crate::job_args::JobArgs;
 use crate::pull::PullArgs;
 use crate::push::PushArgs;
-use crate::remote::{parse_remote, split_remote};
-use crate::security::tls_host;
+use crate::remote::{host_of, parse_remote, split_remote};
 use crate::serve::access::shown_address;
 
 fn options(job: &JobArgs) -> TransferOptions {
@@ -193,7 +192,9 @@ pub fn push_file(args: &PushArgs) -> Result<(), CliError> {
             source.display()
         )));
     }
-    let (addr, dest) = parse_remote(remote)?;
+    let (candidates, dest) = parse_remote(remote)?;
+    let host = host_of(remote, &candidates);
+    let addr = first_reachable(&host, &candidates)?;
     let file_name = source
         .file_name()
         .ok_or_else(|| CliError::Usage(format!("{} has no file name", source.display())))?
@@ -204,7 +205,6 @@ pub fn push_file(args: &PushArgs) -> Result<(), CliError> {
     } else {
         dest
     };
-    let host = tls_host(remote, &addr);
     let (client, _rtt) = connect(&addr, &host, &args.job, 1 << 20)?;
     let mut line = ProgressLine::new(&args.job);
     line.total = meta.len();
@@ -244,10 +244,11 @@ pub fn pull_file(args: &PullArgs) -> Result<(), CliError> {
             "--transport dtp pulls one file: ADDRESS:FILE DEST".into(),
         ));
     };
-    let (addr, path) = split_remote(remote, "FILE")?;
+    let (candidates, path) = split_remote(remote, "FILE")?;
+    let host = host_of(remote, &candidates);
+    let addr = first_reachable(&host, &candidates)?;
     let path = path.trim_start_matches('/').to_string();
     let target = pulled_path(dest, &path)?;
-    let host = tls_host(remote, &addr);
     let (client, _rtt) = connect(&addr, &host, &args.job, 1 << 20)?;
     let mut line = ProgressLine::new(&args.job);
     let result = {

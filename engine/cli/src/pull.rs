@@ -30,15 +30,14 @@ use hawser_replicate::service::{Progress, pull_target_service};
 use hawser_replicate::{ReplicateError, Target, TransportError, WriteMode};
 use hawser_runtime::{Address, CallError, Client, ExchangeId, PendingCall};
 
-use crate::connect::{connect_serving, forget_nexus_record};
+use crate::connect::{connect_serving, first_reachable, forget_nexus_record};
 use crate::error::{CliError, io_err};
 use crate::job_args::JobArgs;
 use crate::progress::{Interval, Ticker};
-use crate::remote::split_remote;
+use crate::remote::{host_of, split_remote};
 use crate::report::{
     JOB_LOG, JobOutcome, log_job_end, log_job_failed, print_report, write_outputs,
 };
-use crate::security::tls_host;
 use crate::serve::access::shown_address;
 use crate::values::parse_write_mode;
 use crate::window::window_for;
@@ -152,25 +151,26 @@ pub fn pull(args: &PullArgs) -> Result<JobOutcome, CliError> {
         .paths
         .split_last()
         .ok_or_else(|| CliError::Usage("give ADDRESS:SRC... DEST".into()))?;
-    let mut server: Option<Address> = None;
+    let mut server: Option<Vec<Address>> = None;
     let mut sources = Vec::new();
     let mut host = String::new();
     for spec in remotes {
-        let (address, path) = split_remote(spec, "SRC")?;
-        host = tls_host(spec, &address);
+        let (addresses, path) = split_remote(spec, "SRC")?;
+        host = host_of(spec, &addresses);
         match &server {
-            Some(first) if *first != address => {
+            Some(first) if *first != addresses => {
                 return Err(CliError::Usage(format!(
                     "{spec:?}: every source must be on the same server ({})",
-                    shown_address(first)
+                    first.first().map(shown_address).unwrap_or_default()
                 )));
             }
             Some(_) => {}
-            None => server = Some(address),
+            None => server = Some(addresses),
         }
         sources.push(path);
     }
-    let addr = server.ok_or_else(|| CliError::Usage("give ADDRESS:SRC".into()))?;
+    let candidates = server.ok_or_else(|| CliError::Usage("give ADDRESS:SRC".into()))?;
+    let addr = first_reachable(&host, &candidates)?;
     let server = shown_address(&addr);
     let (target_root, dest) = local_destination(Path::new(local))?;
     let mut config = args.job.source_config(dest)?;

@@ -9,15 +9,14 @@ use hawser_replicate::service::{PipelineTransport, Progress};
 use hawser_replicate::{Source, SourceConfig, run};
 use hawser_runtime::Client;
 
-use crate::connect::{connect, forget_nexus_record};
+use crate::connect::{connect, first_reachable, forget_nexus_record};
 use crate::error::{CliError, io_err};
 use crate::job_args::JobArgs;
 use crate::progress::Ticker;
-use crate::remote::parse_remote;
+use crate::remote::{host_of, parse_remote};
 use crate::report::{
     JOB_LOG, JobOutcome, log_job_end, log_job_failed, print_report, write_outputs,
 };
-use crate::security::tls_host;
 use crate::serve::access::shown_address;
 use crate::window::window_for;
 
@@ -82,7 +81,9 @@ pub fn push(args: &PushArgs) -> Result<JobOutcome, CliError> {
         .paths
         .split_last()
         .ok_or_else(|| CliError::Usage("give SRC... ADDRESS:DEST".into()))?;
-    let (addr, dest) = parse_remote(remote)?;
+    let (candidates, dest) = parse_remote(remote)?;
+    let host = host_of(remote, &candidates);
+    let addr = first_reachable(&host, &candidates)?;
     let server = shown_address(&addr);
     let sources: Vec<PathBuf> = sources.iter().map(PathBuf::from).collect();
     for s in &sources {
@@ -90,7 +91,6 @@ pub fn push(args: &PushArgs) -> Result<JobOutcome, CliError> {
     }
     let mut config = args.job.source_config(dest.clone())?;
     let stall_timeout = args.job.stall_timeout()?;
-    let host = tls_host(remote, &addr);
     let (client, rtt) = connect(&addr, &host, &args.job, config.options.block_size)?;
     config.window_blocks = window_for(&args.job, rtt, config.options.block_size);
     tracing::info!(

@@ -52,6 +52,12 @@ fn push_follows_the_scp_and_rsync_destination_rules() {
     std::fs::remove_file(root.path().join("notes.bin")).unwrap();
     push(&[file, &at("/")]);
     assert_eq!(read("notes.bin"), data);
+
+    // By host name: `localhost` reaches the server listening on 127.0.0.1 (whichever of
+    // its addresses the resolver gives first; connect.rs tests the try-each order).
+    let port = server.addr.rsplit(':').next().unwrap();
+    push(&[file, &format!("localhost:{port}:by-name.bin")]);
+    assert_eq!(read("by-name.bin"), data);
 }
 
 #[test]
