@@ -5,6 +5,7 @@
 //! installs the log and dispatches to these modules.
 
 pub mod bench;
+pub mod cli;
 pub mod connect;
 pub mod dtp_transfer;
 pub mod error;
@@ -22,5 +23,6 @@ pub mod remote;
 pub mod report;
 pub mod security;
 pub mod serve;
+pub mod shell_docs;
 pub mod values;
 pub mod window;

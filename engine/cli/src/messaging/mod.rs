@@ -17,6 +17,7 @@ use crate::security::{client_password, tls_host};
 #[derive(Debug, clap::Args)]
 pub struct ServerArgs {
     /// The server: HOST[:PORT] (port 8415 by default), tcp://HOST:PORT or unix:///PATH.
+    ///
     /// The nexus (wiring) and the direct connection both go there.
     #[arg(value_name = "HOST[:PORT]")]
     pub server: String,
@@ -25,7 +26,9 @@ pub struct ServerArgs {
     /// --identity the client is anonymous).
     #[arg(long)]
     pub identity: Option<String>,
-    /// File holding the password of --identity (its first line). The login is SCRAM,
+    /// File holding the password of --identity (its first line).
+    ///
+    /// The login is SCRAM,
     /// which never sends the password; the connections themselves run in clear text
     /// (DMP's direct connections have no TLS, so neither does their nexus here).
     #[arg(long, value_name = "FILE")]
