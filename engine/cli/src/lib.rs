@@ -24,5 +24,6 @@ pub mod report;
 pub mod security;
 pub mod serve;
 pub mod shell_docs;
+pub mod units;
 pub mod values;
 pub mod window;

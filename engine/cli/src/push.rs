@@ -58,6 +58,8 @@ pub fn push_with(
 ) -> Result<JobOutcome, CliError> {
     let source = Source::new(config, sources)?;
     let progress = Arc::new(Progress::default());
+    let (files, bytes) = source.file_totals();
+    progress.set_totals(files, bytes);
     let ticker = Ticker::start(Arc::clone(&progress), quiet, "sent");
     let mut transport = PipelineTransport::new(client, progress)
         .stall_timeout(stall_timeout)

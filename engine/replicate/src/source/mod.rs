@@ -179,6 +179,16 @@ impl Source {
         }
     }
 
+    /// Regular files found by the walk, and their bytes: a progress display's totals.
+    pub fn file_totals(&self) -> (u64, u64) {
+        let files = self
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::File)
+            .count() as u64;
+        (files, self.report.bytes_total)
+    }
+
     /// Entries found by the walk.
     pub fn entry_count(&self) -> usize {
         self.entries.len()
