@@ -38,6 +38,7 @@ fn refuse_tcp_only(job: &JobArgs) -> Result<(), CliError> {
         (!job.exclude.is_empty(), "--exclude"),
         (job.checksum, "--checksum"),
         (job.histogram.is_some(), "--histogram"),
+        (job.plot.is_some(), "--plot"),
     ];
     match tcp_only.iter().find(|(set, _)| *set) {
         Some((_, name)) => Err(CliError::Usage(format!(

@@ -38,6 +38,9 @@ pub enum CliError {
         /// Each address tried, in order, and why it failed.
         tried: Vec<(Address, std::io::Error)>,
     },
+    /// A `--plot` chart could not be drawn or written.
+    #[error(transparent)]
+    Plot(#[from] hawser_plot::PlotError),
     /// The job failed.
     #[error(transparent)]
     Replicate(#[from] ReplicateError),

@@ -151,6 +151,9 @@ pub struct JobArgs {
     /// Write the block round-trip latency distribution to FILE (HdrHistogram .hgrm).
     #[arg(long, value_name = "FILE")]
     pub histogram: Option<PathBuf>,
+    /// Draw the block round-trip latency by percentile, on log axes, into FILE (SVG).
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
 }
 
 impl JobArgs {

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use hawser_replicate::Report;
 
 use crate::error::{CliError, io_err};
-use crate::histogram::write_hgrm_file;
+use crate::histogram::{write_hgrm_file, write_plot_file};
 use crate::job_args::JobArgs;
 use crate::progress::Interval;
 
@@ -178,8 +178,8 @@ pub fn json_report(
     })
 }
 
-/// Writes the files `job` asks for: the JSON report (`--json`) and the block round-trip
-/// histogram (`--histogram`).
+/// Writes the files `job` asks for: the JSON report (`--json`), the block round-trip
+/// histogram (`--histogram`) and its percentile curve (`--plot`).
 pub(crate) fn write_outputs(
     job: &JobArgs,
     outcome: &JobOutcome,
@@ -193,6 +193,15 @@ pub(crate) fn write_outputs(
     }
     if let Some(path) = &job.histogram {
         write_hgrm_file(&outcome.report.block_rtt_ns, path).map_err(io_err(path))?;
+    }
+    if let Some(path) = &job.plot {
+        let title = format!("{server}:{dest} block round trip by percentile");
+        write_plot_file(
+            &outcome.report.block_rtt_ns,
+            &title,
+            "block round trip",
+            path,
+        )?;
     }
     Ok(())
 }

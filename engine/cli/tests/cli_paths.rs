@@ -27,8 +27,14 @@ fn push_follows_the_scp_and_rsync_destination_rules() {
     let at = |dest: &str| format!("{}:{dest}", server.addr);
     let read = |rel: &str| std::fs::read(root.path().join(rel)).unwrap();
 
-    // A new name: the file itself, not a directory holding it.
-    push(&[file, &at("renamed.bin")]);
+    // A new name: the file itself, not a directory holding it (and its latency curve).
+    let svg = local.path().join("push.svg");
+    push(&["--plot", svg.to_str().unwrap(), file, &at("renamed.bin")]);
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        plot.starts_with("<svg") && plot.contains("<polyline"),
+        "{plot}"
+    );
     assert!(root.path().join("renamed.bin").is_file());
     assert_eq!(read("renamed.bin"), data);
 

@@ -131,6 +131,9 @@ pub struct BenchArgs {
     /// Write the latency distribution to FILE (HdrHistogram `.hgrm` text).
     #[arg(long, value_name = "FILE")]
     pub histogram: Option<PathBuf>,
+    /// Draw the latency by percentile, on log axes, into FILE (SVG).
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
 }
 
 /// Who issues the bench's calls (see [`BenchArgs::caller`]).
