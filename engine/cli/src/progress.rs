@@ -55,8 +55,9 @@ impl Snapshot {
     }
 }
 
-/// The text beside the bar: `872.0 MB / 1.90 GB  45%  319.2 MB/s  ETA 0:00:03  12/40
-/// files`; without a known total, only what is done and the rate.
+/// The text beside the bar: `872.0 MB / 1.90 GB  46%  319.2 MB/s  ETA 0:00:03  12/40
+/// files` (short enough to leave the bar room on 80 columns); without a known total,
+/// what is done (`verb`: "sent", "received") and the rate.
 pub(crate) fn status_line(s: &Snapshot, verb: &str) -> String {
     let rate = decimal_rate(s.rate);
     if s.bytes_total == 0 {
@@ -79,7 +80,7 @@ pub(crate) fn status_line(s: &Snapshot, verb: &str) -> String {
         "-:--:--".to_string()
     };
     format!(
-        "{} / {} {verb}  {percent:3.0}%  {rate}  ETA {eta}  {}/{} files",
+        "{} / {}  {percent:3.0}%  {rate}  ETA {eta}  {}/{} files",
         decimal_bytes(done),
         decimal_bytes(s.bytes_total),
         s.files_done,
@@ -220,7 +221,7 @@ mod tests {
     fn the_status_shows_done_of_total_percentage_rate_eta_and_files() {
         assert_eq!(
             status_line(&snapshot(872_000_000, 1_900_000_000, 319_240_000.0), "sent"),
-            "872.0 MB / 1.90 GB sent   46%  319.2 MB/s  ETA 0:00:03  12/40 files"
+            "872.0 MB / 1.90 GB   46%  319.2 MB/s  ETA 0:00:03  12/40 files"
         );
         // No rate yet: no ETA; all done: none left.
         assert!(status_line(&snapshot(0, 1000, 0.0), "sent").contains("ETA -:--:--"));
