@@ -64,8 +64,14 @@ pub fn print_report(outcome: &JobOutcome, verbose: u8) {
         "{} blocks, {} retried after a digest mismatch, {} deleted",
         report.blocks_sent, report.block_retries, report.deleted
     );
+    // Requests retried after a connection died travel again: the trunk counts them twice.
+    let ratio_is = if outcome.session_retries > 0 {
+        "trunk/request ratio, retried requests included"
+    } else {
+        "compression ratio"
+    };
     println!(
-        "wire: {} bytes on the trunk for {} bytes of requests (compression ratio {:.2}), {} \
+        "wire: {} bytes on the trunk for {} bytes of requests ({ratio_is} {:.2}), {} \
          requests retried by the session",
         outcome.session_bytes_out,
         report.wire_bytes,
