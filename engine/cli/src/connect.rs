@@ -116,6 +116,32 @@ pub fn connect_serving(
     Ok((client, rtt))
 }
 
+/// The first of `candidates` (the addresses one host name resolves to, in order) that
+/// accepts a connection, so that `localhost` reaches a server listening on 127.0.0.1
+/// even when `::1` comes first. A single candidate is returned as it is: [`connect`]
+/// probes it and says why it fails. `host` names the server in the error, which lists
+/// every address tried and why each failed.
+pub fn first_reachable(host: &str, candidates: &[Address]) -> Result<Address, CliError> {
+    match candidates {
+        [] => Err(CliError::Usage(format!("{host} has no address"))),
+        [only] => Ok(only.clone()),
+        _ => {
+            let mut tried = Vec::new();
+            for candidate in candidates {
+                match probe(candidate) {
+                    Ok(_) => return Ok(candidate.clone()),
+                    Err(CliError::Connect { addr, source }) => tried.push((addr, source)),
+                    Err(other) => return Err(other),
+                }
+            }
+            Err(CliError::Unreachable {
+                host: host.to_string(),
+                tried,
+            })
+        }
+    }
+}
+
 /// Checks that something listens at `addr` and returns how long connecting took (one
 /// round trip). A TCP or Unix socket is connected to and closed; a shared-memory
 /// rendezvous is only looked for (connecting would start a handshake).
@@ -191,5 +217,50 @@ fn held_advice(e: ApiError, job: &JobArgs, previous: Previous) -> CliError {
 pub fn forget_nexus_record(addr: &Address, job: &JobArgs) {
     if let (Some(identity), Some(dir)) = (&job.identity, nexus_record::record_dir()) {
         nexus_record::forget_in(&dir, addr, identity);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A loopback address where nothing listens (a port just bound and released).
+    fn refusing() -> Address {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        Address::Tcp(addr)
+    }
+
+    #[test]
+    fn the_first_address_that_answers_is_chosen_after_those_that_refuse() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listening = Address::Tcp(listener.local_addr().unwrap());
+        let (a, b) = (refusing(), refusing());
+        let chosen = first_reachable("localhost", &[a.clone(), b.clone(), listening.clone()]);
+        assert_eq!(chosen.unwrap(), listening);
+        // The first one that answers wins, even when a later one would too.
+        assert_eq!(
+            first_reachable("h", &[listening.clone(), a.clone()]).unwrap(),
+            listening
+        );
+    }
+
+    #[test]
+    fn when_none_answers_the_error_lists_every_address_tried() {
+        let (a, b) = (refusing(), refusing());
+        let e = first_reachable("localhost", &[a.clone(), b.clone()]).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with("cannot connect to localhost: tried "),
+            "{text}"
+        );
+        assert!(
+            text.contains(&a.to_string()) && text.contains(&b.to_string()),
+            "{text}"
+        );
+        assert!(matches!(e, CliError::Unreachable { ref tried, .. } if tried.len() == 2));
+        assert!(first_reachable("nowhere", &[]).is_err());
     }
 }

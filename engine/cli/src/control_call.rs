@@ -16,6 +16,7 @@ use crate::serve::control::CONTROL_EXCHANGE;
 const MAX_MESSAGE: u64 = 16 << 20;
 
 /// Send one DDF message to a server's control plane and print the answer (DDF text).
+///
 /// The message is read from stdin (DDF text, one root node; its root is renamed to
 /// ENDPOINT); with nothing on stdin an empty struct goes. A remote exception is printed
 /// as its DDF `exception` structure, and the command fails. The server answers its

@@ -14,13 +14,12 @@ use std::time::Instant;
 use hawser_dtp::client::{DtpClient, TransferOptions, TransferReport, push};
 use hawser_dtp::engine::Progress;
 
-use crate::connect::{connect, forget_nexus_record};
+use crate::connect::{connect, first_reachable, forget_nexus_record};
 use crate::error::{CliError, io_err};
 use crate::job_args::JobArgs;
 use crate::pull::PullArgs;
 use crate::push::PushArgs;
-use crate::remote::{parse_remote, split_remote};
-use crate::security::tls_host;
+use crate::remote::{host_of, parse_remote, split_remote};
 use crate::serve::access::shown_address;
 
 pub(crate) fn options(job: &JobArgs) -> TransferOptions {
@@ -40,6 +39,7 @@ fn refuse_tcp_only(job: &JobArgs) -> Result<(), CliError> {
         (!job.exclude.is_empty(), "--exclude"),
         (job.checksum, "--checksum"),
         (job.histogram.is_some(), "--histogram"),
+        (job.plot.is_some(), "--plot"),
     ];
     match tcp_only.iter().find(|(set, _)| *set) {
         Some((_, name)) => Err(CliError::Usage(format!(
@@ -209,7 +209,9 @@ pub fn push_file(args: &PushArgs) -> Result<(), CliError> {
         return crate::dtp_tree::push_tree(args);
     }
     refuse_tcp_only(&args.job)?;
-    let (addr, dest) = parse_remote(remote)?;
+    let (candidates, dest) = parse_remote(remote)?;
+    let host = host_of(remote, &candidates);
+    let addr = first_reachable(&host, &candidates)?;
     let file_name = source
         .file_name()
         .ok_or_else(|| CliError::Usage(format!("{} has no file name", source.display())))?
@@ -220,7 +222,6 @@ pub fn push_file(args: &PushArgs) -> Result<(), CliError> {
     } else {
         dest
     };
-    let host = tls_host(remote, &addr);
     let (client, _rtt) = connect(&addr, &host, &args.job, 1 << 20)?;
     let mut line = ProgressLine::new(&args.job);
     line.total = meta.len();
@@ -265,9 +266,10 @@ pub fn pull_file(args: &PullArgs) -> Result<(), CliError> {
             "--histogram records the block round trips of --transport tcp; DTP has none".into(),
         ));
     }
-    let (addr, path) = split_remote(remote, "SRC")?;
+    let (candidates, path) = split_remote(remote, "SRC")?;
+    let host = host_of(remote, &candidates);
+    let addr = first_reachable(&host, &candidates)?;
     let path = path.trim_start_matches('/').to_string();
-    let host = tls_host(remote, &addr);
     let (client, _rtt) = connect(&addr, &host, &args.job, 1 << 20)?;
     // A tree's DTP part runs on this nexus; its TCP job, on its own, once this one is gone.
     let tree = (|| {

@@ -12,14 +12,13 @@ use hawser_dtp::client::{DtpClient, PushSource};
 use hawser_dtp::control::{FileListing, FileMetadata};
 use hawser_replicate::{Source, WalkedFile};
 
-use crate::connect::{connect, forget_nexus_record};
+use crate::connect::{connect, first_reachable, forget_nexus_record};
 use crate::dtp_transfer::{ProgressLine, options};
 use crate::error::{CliError, io_err};
 use crate::pull::PullArgs;
 use crate::push::PushArgs;
-use crate::remote::parse_remote;
+use crate::remote::{host_of, parse_remote};
 use crate::report::json_report;
-use crate::security::tls_host;
 use crate::serve::access::shown_address;
 
 /// Files smaller than this go with the TCP job (inline in its manifest or as blocks):
@@ -127,7 +126,9 @@ pub fn push_tree(args: &PushArgs) -> Result<(), CliError> {
         .paths
         .split_last()
         .ok_or_else(|| CliError::Usage("give SRC... ADDRESS:DEST".into()))?;
-    let (addr, dest) = parse_remote(remote)?;
+    let (candidates, dest) = parse_remote(remote)?;
+    let host = host_of(remote, &candidates);
+    let addr = first_reachable(&host, &candidates)?;
     let server = shown_address(&addr);
     let sources: Vec<PathBuf> = sources.iter().map(PathBuf::from).collect();
     let walk = Source::new(args.job.source_config(dest.clone())?, &sources)?;
@@ -139,7 +140,6 @@ pub fn push_tree(args: &PushArgs) -> Result<(), CliError> {
     let phase = if args.job.dry_run || large.is_empty() {
         DtpPhase::default()
     } else {
-        let host = tls_host(remote, &addr);
         let (client, _rtt) = connect(&addr, &host, &args.job, 1 << 20)?;
         let phase = DtpClient::new(&client)
             .map_err(CliError::from)

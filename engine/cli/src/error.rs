@@ -30,6 +30,17 @@ pub enum CliError {
         /// Why.
         source: std::io::Error,
     },
+    /// None of the addresses a host name resolves to answered.
+    #[error("cannot connect to {host}: {}", tried_list(.tried))]
+    Unreachable {
+        /// The host as the user named it.
+        host: String,
+        /// Each address tried, in order, and why it failed.
+        tried: Vec<(Address, std::io::Error)>,
+    },
+    /// A `--plot` chart could not be drawn or written.
+    #[error(transparent)]
+    Plot(#[from] hawser_plot::PlotError),
     /// The job failed.
     #[error(transparent)]
     Replicate(#[from] ReplicateError),
@@ -60,6 +71,12 @@ pub enum CliError {
         /// What it said.
         message: String,
     },
+}
+
+/// "tried A (why), B (why)".
+fn tried_list(tried: &[(Address, std::io::Error)]) -> String {
+    let each: Vec<String> = tried.iter().map(|(a, e)| format!("{a} ({e})")).collect();
+    format!("tried {}", each.join(", "))
 }
 
 /// Turns an I/O error on `path` into a [`CliError::Io`] naming it.

@@ -24,12 +24,16 @@ pub struct JobArgs {
     /// trees), or `dtp`, UDP datagrams paced by a rate control that finds the link's
     /// rate and is not slowed by random loss, holes re-sent until the file is whole
     /// (for a tree, its files of 4 MiB and more go so and the rest as with tcp; the
-    /// server needs `serve --dtp`). Control goes over the nexus either way.
+    /// server needs `serve --dtp`).
+    ///
+    /// Control goes over the nexus either way.
     #[arg(long, value_name = "TRANSPORT", default_value = "tcp", value_parser = ["tcp", "dtp"])]
     pub transport: String,
     /// Largest UDP payload of a DTP datagram: the path's MTU less 28 bytes of IP and UDP
     /// headers (1472 for Ethernet's 1500, 8972 for jumbo frames, up to 65000 where the
-    /// path's MTU allows, as on loopback). A larger one is fragmented by IP, and one lost
+    /// path's MTU allows, as on loopback).
+    ///
+    /// A larger one is fragmented by IP, and one lost
     /// fragment loses the whole datagram.
     #[arg(long, value_name = "BYTES", default_value_t = 1472, value_parser = clap::value_parser!(u16).range(64..=65000))]
     pub mtu: u16,
@@ -40,6 +44,7 @@ pub struct JobArgs {
     #[arg(long, default_value = "8M", value_parser = parse_size)]
     pub block_size: u64,
     /// Blocks in flight at most; each costs about --block-size of memory on each side.
+    ///
     /// By default it is chosen from the round trip measured when connecting: enough blocks
     /// to keep twice the bandwidth-delay product of a 10 Gbit/s link in flight (4 on a
     /// LAN, 15 at 50 ms with 8 MiB blocks), at most 160 MiB of blocks.
@@ -70,29 +75,39 @@ pub struct JobArgs {
     /// shrink): `lz4` always; `off` never; `auto` starts uncompressed, measures the link
     /// and lz4 on a sample of the data, and compresses only if that makes the transfer
     /// faster (a link slower than lz4's 0.4-0.7 GB/s on one thread, data that shrinks),
-    /// checking that it did. The report says what auto chose.
+    /// checking that it did.
+    ///
+    /// The report says what auto chose.
     #[arg(long, default_value = "auto", value_parser = parse_compress)]
     pub compress: CompressPolicy,
     /// Cap the data rate (token bucket): bytes per second with an optional k, M, G or T
     /// suffix (powers of 1000: `500M` is 500 MB/s), or bits per second ending in `bit`
-    /// (`4Gbit`). The sender paces itself: for a pull, the server.
+    /// (`4Gbit`).
+    ///
+    /// The sender paces itself (for a pull, the server does).
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub rate: Option<u64>,
     /// TCP congestion control of the trunk's connections, e.g. `cubic` or `bbr` (one of
-    /// /proc/sys/net/ipv4/tcp_available_congestion_control) [default: the system's]. On a
+    /// /proc/sys/net/ipv4/tcp_available_congestion_control) [default: the system's].
+    ///
+    /// On a
     /// lossy path a loss-based one (cubic) slows each connection down, and the trunk's
     /// connections together keep the rate up.
     #[arg(long, value_name = "NAME")]
     pub congestion: Option<String>,
     /// Identity to authenticate as, with a password: from --secret-file, else the
     /// HAWSER_PASSWORD environment variable, else asked on the terminal (without any,
-    /// the identity is stated anonymously). With --identity, the nexus of the run is
+    /// the identity is stated anonymously).
+    ///
+    /// With --identity, the nexus of the run is
     /// remembered under $XDG_STATE_HOME/hawser/nexus/ (~/.local/state/...) until it ends
     /// cleanly, so that the next run replaces it if this one is killed.
     #[arg(long)]
     pub identity: Option<String>,
     /// File holding the password of --identity (its first line, without the line
-    /// ending; spaces are part of it, as for `hawser passwd`). It is proven with SCRAM-SHA-256 and never sent (PLAIN, only if asked
+    /// ending; spaces are part of it, as for `hawser passwd`).
+    ///
+    /// It is proven with SCRAM-SHA-256 and never sent (PLAIN, only if asked
     /// for with --sasl-mechanism, sends it inside TLS).
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
@@ -101,13 +116,17 @@ pub struct JobArgs {
     /// Authenticate as --identity without a password (SASL EXTERNAL): over unix:// and
     /// shm:// by this process's user id, which the kernel tells the server (granted
     /// with serve --allow-peer-uid IDENTITY=UID); over TLS by the client certificate of
-    /// --tls-cert (granted with serve --allow-client-cert IDENTITY=SHA256). Needs
+    /// --tls-cert (granted with serve --allow-client-cert IDENTITY=SHA256).
+    ///
+    /// Needs
     /// --identity; not with --secret-file.
     #[arg(long, requires = "identity", conflicts_with = "secret_file")]
     pub external: bool,
     /// Recover and destroy this nexus (as the server's "held" message names it) before
     /// creating the run's own: for a run of the same identity that was killed and whose
-    /// nexus the server still keeps. Its unfinished work is dropped (a push continues
+    /// nexus the server still keeps.
+    ///
+    /// Its unfinished work is dropped (a push continues
     /// with --resume); never name the nexus of a run still going.
     #[arg(long, value_name = "NEXUS", value_parser = nexus_record::parse_nexus_id)]
     pub replace_nexus: Option<NexusId>,
@@ -121,7 +140,9 @@ pub struct JobArgs {
     pub quiet: bool,
     /// More detail: deleted and would-change paths in the report, and the log's info
     /// events (connecting, the job's figures); -vv adds its debug events (per-connection
-    /// counters). RUST_LOG, when set, chooses the log's events instead.
+    /// counters).
+    ///
+    /// RUST_LOG, when set, chooses the log's events instead.
     #[arg(short, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Write the report as JSON to FILE (iperf3 -J-like: start, intervals, end, latency_ns).
@@ -130,6 +151,9 @@ pub struct JobArgs {
     /// Write the block round-trip latency distribution to FILE (HdrHistogram .hgrm).
     #[arg(long, value_name = "FILE")]
     pub histogram: Option<PathBuf>,
+    /// Draw the block round-trip latency by percentile, on log axes, into FILE (SVG).
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
 }
 
 impl JobArgs {
@@ -169,6 +193,9 @@ impl JobArgs {
             checksum: self.checksum,
             dry_run: self.dry_run,
             resume: self.resume,
+            // As with cp, scp and rsync; the source keeps it only for a job of one
+            // regular file and a destination without a trailing '/'.
+            dest_may_be_file: true,
             compress: self.compress,
         };
         // Unique per run: the process and the time it started the job.

@@ -5,6 +5,7 @@
 //! installs the log and dispatches to these modules.
 
 pub mod bench;
+pub mod cli;
 pub mod connect;
 pub mod control_call;
 pub mod dtp_transfer;
@@ -24,6 +25,8 @@ pub mod remote;
 pub mod report;
 pub mod security;
 pub mod serve;
+pub mod shell_docs;
 pub mod stats_view;
+pub mod units;
 pub mod values;
 pub mod window;

@@ -2,65 +2,22 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use tracing_subscriber::filter::LevelFilter;
+use clap::{CommandFactory, Parser};
 
-use hawser::bench::{self, BenchArgs};
-use hawser::control_call::{self, CallArgs};
+use hawser::bench;
+use hawser::cli::{Cli, Command};
+use hawser::control_call;
 use hawser::dtp_transfer;
 use hawser::error::exit_code;
-use hawser::inspect::{self, InspectArgs};
-use hawser::logging::{self, LogFormat};
-use hawser::messaging::consume::{self, ConsumeArgs};
-use hawser::messaging::publish::{self, PublishArgs};
-use hawser::passwd::{self, PasswdArgs};
-use hawser::pull::{self, PullArgs};
-use hawser::push::{self, PushArgs};
-use hawser::serve::{self, ServeArgs};
-use hawser::stats_view::{self, StatsArgs};
-
-/// hawser moves replication data between sites over long fat networks.
-#[derive(Debug, Parser)]
-#[command(name = "hawser", version)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-/// The subcommands; each one's help text is with its arguments.
-#[derive(Debug, Subcommand)]
-enum Command {
-    Inspect(InspectArgs),
-    Bench(BenchArgs),
-    Serve(ServeArgs),
-    Push(PushArgs),
-    Pull(PullArgs),
-    Passwd(PasswdArgs),
-    Publish(PublishArgs),
-    Consume(ConsumeArgs),
-    Call(CallArgs),
-    Stats(StatsArgs),
-}
-
-impl Command {
-    /// The log's level when `RUST_LOG` does not say, and its format: a server says what it
-    /// does; the other subcommands only warn (a job's -v and -q move that).
-    fn log_defaults(&self) -> (LevelFilter, LogFormat) {
-        match self {
-            Command::Serve(args) => (LevelFilter::INFO, args.log_format),
-            Command::Push(PushArgs { job, .. }) | Command::Pull(PullArgs { job, .. }) => {
-                (job.log_level(), LogFormat::Text)
-            }
-            Command::Inspect(_)
-            | Command::Bench(_)
-            | Command::Passwd(_)
-            | Command::Publish(_)
-            | Command::Consume(_)
-            | Command::Call(_)
-            | Command::Stats(_) => (LevelFilter::WARN, LogFormat::Text),
-        }
-    }
-}
+use hawser::inspect;
+use hawser::logging;
+use hawser::messaging::{consume, publish};
+use hawser::passwd;
+use hawser::pull;
+use hawser::push;
+use hawser::serve;
+use hawser::shell_docs;
+use hawser::stats_view;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -83,5 +40,10 @@ fn main() -> ExitCode {
         Command::Consume(args) => exit_code("consume", consume::consume(&args).map(|_| ())),
         Command::Call(args) => exit_code("call", control_call::call(&args)),
         Command::Stats(args) => exit_code("stats", stats_view::stats(&args)),
+        Command::Completions(args) => exit_code(
+            "completions",
+            shell_docs::run_completions(&args, Cli::command()),
+        ),
+        Command::Man(args) => exit_code("man", shell_docs::run_man(&args, Cli::command())),
     }
 }

@@ -30,15 +30,14 @@ use hawser_replicate::service::{Progress, pull_target_service};
 use hawser_replicate::{ReplicateError, Target, TransportError, WriteMode};
 use hawser_runtime::{Address, CallError, Client, ExchangeId, PendingCall};
 
-use crate::connect::{connect_serving, forget_nexus_record};
+use crate::connect::{connect_serving, first_reachable, forget_nexus_record};
 use crate::error::{CliError, io_err};
 use crate::job_args::JobArgs;
 use crate::progress::{Interval, Ticker};
-use crate::remote::split_remote;
+use crate::remote::{host_of, split_remote};
 use crate::report::{
     JOB_LOG, JobOutcome, log_job_end, log_job_failed, print_report, write_outputs,
 };
-use crate::security::tls_host;
 use crate::serve::access::shown_address;
 use crate::values::parse_write_mode;
 use crate::window::window_for;
@@ -53,7 +52,9 @@ server's --root; absolute paths, '..' and paths through a symlink are refused. A
 rsync, a SRC ending in '/' copies the directory's contents into DEST \
 (`hawser pull host:dir/ local` fills local), otherwise the directory itself \
 (`hawser pull host:dir local` creates local/dir); an empty SRC, '.' or './' is the whole \
-root. DEST is created if missing (its parent must exist). Every file is hashed end to \
+root. DEST is created if missing (its parent must exist); as with cp, scp and rsync, one \
+file pulled to a DEST that is not an existing directory and does not end in '/' is \
+written as DEST. Every file is hashed end to \
 end and renamed into place only when complete; an interrupted pull continues with \
 --resume (the journals are kept here, under DEST).",
     override_usage = "hawser pull [OPTIONS] ADDRESS:SRC... DEST",
@@ -76,19 +77,12 @@ pub struct PullArgs {
 
 /// Where a pull writes: the directory the local target is rooted at, and DEST's name in
 /// it. The target creates DEST itself (not a dry run), and a destination it creates
-/// lets the source send small files inline, as a push to a new directory does.
+/// lets the source send small files inline, as a push to a new directory does. DEST may
+/// be an existing file: the target replaces it when the job is one file (and refuses a
+/// tree there).
 fn local_destination(dest: &Path) -> Result<(PathBuf, String), CliError> {
     let absolute = match std::fs::symlink_metadata(dest) {
-        Ok(_) => {
-            let real = std::fs::canonicalize(dest).map_err(io_err(dest))?;
-            if !real.is_dir() {
-                return Err(CliError::Usage(format!(
-                    "{} is not a directory",
-                    dest.display()
-                )));
-            }
-            real
-        }
+        Ok(_) => std::fs::canonicalize(dest).map_err(io_err(dest))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let name = dest
                 .file_name()
@@ -157,28 +151,32 @@ pub fn pull(args: &PullArgs) -> Result<JobOutcome, CliError> {
         .paths
         .split_last()
         .ok_or_else(|| CliError::Usage("give ADDRESS:SRC... DEST".into()))?;
-    let mut server: Option<Address> = None;
+    let mut server: Option<Vec<Address>> = None;
     let mut sources = Vec::new();
     let mut host = String::new();
     for spec in remotes {
-        let (address, path) = split_remote(spec, "SRC")?;
-        host = tls_host(spec, &address);
+        let (addresses, path) = split_remote(spec, "SRC")?;
+        host = host_of(spec, &addresses);
         match &server {
-            Some(first) if *first != address => {
+            Some(first) if *first != addresses => {
                 return Err(CliError::Usage(format!(
                     "{spec:?}: every source must be on the same server ({})",
-                    shown_address(first)
+                    first.first().map(shown_address).unwrap_or_default()
                 )));
             }
             Some(_) => {}
-            None => server = Some(address),
+            None => server = Some(addresses),
         }
         sources.push(path);
     }
-    let addr = server.ok_or_else(|| CliError::Usage("give ADDRESS:SRC".into()))?;
+    let candidates = server.ok_or_else(|| CliError::Usage("give ADDRESS:SRC".into()))?;
+    let addr = first_reachable(&host, &candidates)?;
     let server = shown_address(&addr);
     let (target_root, dest) = local_destination(Path::new(local))?;
-    let config = args.job.source_config(dest)?;
+    let mut config = args.job.source_config(dest)?;
+    // `DEST/` is always a directory, as for rsync; otherwise one pulled file may be
+    // written as DEST (the server's source keeps the option only for one file).
+    config.options.dest_may_be_file &= !local.ends_with('/');
     let timeout = args.job.stall_timeout()?;
     let target = Target::new(&target_root)
         .map_err(io_err(&target_root))?
@@ -242,7 +240,8 @@ pub fn pull(args: &PullArgs) -> Result<JobOutcome, CliError> {
     let outcome = JobOutcome {
         report,
         intervals,
-        session_bytes_out: stats.connections.iter().map(|c| c.bytes_in).sum(),
+        // Every connection's, those that died during the job included.
+        session_bytes_out: stats.totals.bytes_in,
         session_retries: pulled.session_retries,
         unlisted_changes: pulled.unlisted_changes,
     };
@@ -291,11 +290,10 @@ mod tests {
         let (root, name) = local_destination(&base.join("there/..")).unwrap();
         assert_eq!(root.join(name), real);
         assert!(local_destination(&base.join("missing/new")).is_err());
+        // An existing file is named too: a one-file pull replaces it.
         std::fs::write(base.join("file"), b"x").unwrap();
-        assert!(matches!(
-            local_destination(&base.join("file")),
-            Err(CliError::Usage(_))
-        ));
+        let (root, name) = local_destination(&base.join("file")).unwrap();
+        assert_eq!((root.as_path(), name.as_str()), (real.as_path(), "file"));
         std::fs::remove_dir_all(&base).unwrap();
     }
 }

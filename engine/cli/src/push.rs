@@ -9,15 +9,14 @@ use hawser_replicate::service::{PipelineTransport, Progress};
 use hawser_replicate::{Source, SourceConfig, run};
 use hawser_runtime::Client;
 
-use crate::connect::{connect, forget_nexus_record};
+use crate::connect::{connect, first_reachable, forget_nexus_record};
 use crate::error::{CliError, io_err};
 use crate::job_args::JobArgs;
 use crate::progress::Ticker;
-use crate::remote::parse_remote;
+use crate::remote::{host_of, parse_remote};
 use crate::report::{
     JOB_LOG, JobOutcome, log_job_end, log_job_failed, print_report, write_outputs,
 };
-use crate::security::tls_host;
 use crate::serve::access::shown_address;
 use crate::window::window_for;
 
@@ -26,8 +25,12 @@ use crate::window::window_for;
 #[command(
     about = "Replicate files and directory trees to a `hawser serve` target",
     long_about = "Replicate files and directory trees to a `hawser serve` target. DEST is \
-relative to the server's --root (a leading '/' is the root itself). A SRC ending in '/' sends \
-the directory's contents, otherwise the directory itself, as rsync does. Blocks travel \
+relative to the server's --root (empty or '/' is the root itself). As with cp, scp and \
+rsync, one FILE pushed to a DEST that is not an existing directory is written as DEST \
+(`hawser push notes.txt host:notes-v2.txt`); an existing directory, or a DEST ending in \
+'/', receives the sources inside under their own names (missing directories are made). A \
+SRC ending in '/' sends the directory's contents, otherwise the directory itself, as rsync \
+does. Blocks travel \
 pipelined over --connections trunked connections; every file is hashed end to end and \
 renamed into place only when complete. An interrupted push continues with --resume.",
     override_usage = "hawser push [OPTIONS] SRC... ADDRESS:DEST",
@@ -55,6 +58,8 @@ pub fn push_with(
 ) -> Result<JobOutcome, CliError> {
     let source = Source::new(config, sources)?;
     let progress = Arc::new(Progress::default());
+    let (files, bytes) = source.file_totals();
+    progress.set_totals(files, bytes);
     let ticker = Ticker::start(Arc::clone(&progress), quiet, "sent");
     let mut transport = PipelineTransport::new(client, progress)
         .stall_timeout(stall_timeout)
@@ -65,7 +70,8 @@ pub fn push_with(
     Ok(JobOutcome {
         report: result?,
         intervals,
-        session_bytes_out: stats.connections.iter().map(|c| c.bytes_out).sum(),
+        // Every connection's, those that died during the job included.
+        session_bytes_out: stats.totals.bytes_out,
         session_retries: stats.nexuses.iter().map(|(_, n)| n.retries).sum(),
         unlisted_changes: 0,
     })
@@ -77,7 +83,9 @@ pub fn push(args: &PushArgs) -> Result<JobOutcome, CliError> {
         .paths
         .split_last()
         .ok_or_else(|| CliError::Usage("give SRC... ADDRESS:DEST".into()))?;
-    let (addr, dest) = parse_remote(remote)?;
+    let (candidates, dest) = parse_remote(remote)?;
+    let host = host_of(remote, &candidates);
+    let addr = first_reachable(&host, &candidates)?;
     let server = shown_address(&addr);
     let sources: Vec<PathBuf> = sources.iter().map(PathBuf::from).collect();
     for s in &sources {
@@ -85,7 +93,6 @@ pub fn push(args: &PushArgs) -> Result<JobOutcome, CliError> {
     }
     let mut config = args.job.source_config(dest.clone())?;
     let stall_timeout = args.job.stall_timeout()?;
-    let host = tls_host(remote, &addr);
     let (client, rtt) = connect(&addr, &host, &args.job, config.options.block_size)?;
     config.window_blocks = window_for(&args.job, rtt, config.options.block_size);
     tracing::info!(

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use hawser_replicate::Report;
 
 use crate::error::{CliError, io_err};
-use crate::histogram::write_hgrm_file;
+use crate::histogram::{write_hgrm_file, write_plot_file};
 use crate::job_args::JobArgs;
 use crate::progress::Interval;
 
@@ -64,8 +64,14 @@ pub fn print_report(outcome: &JobOutcome, verbose: u8) {
         "{} blocks, {} retried after a digest mismatch, {} deleted",
         report.blocks_sent, report.block_retries, report.deleted
     );
+    // Requests retried after a connection died travel again: the trunk counts them twice.
+    let ratio_is = if outcome.session_retries > 0 {
+        "trunk/request ratio, retried requests included"
+    } else {
+        "compression ratio"
+    };
     println!(
-        "wire: {} bytes on the trunk for {} bytes of requests (compression ratio {:.2}), {} \
+        "wire: {} bytes on the trunk for {} bytes of requests ({ratio_is} {:.2}), {} \
          requests retried by the session",
         outcome.session_bytes_out,
         report.wire_bytes,
@@ -178,8 +184,8 @@ pub fn json_report(
     })
 }
 
-/// Writes the files `job` asks for: the JSON report (`--json`) and the block round-trip
-/// histogram (`--histogram`).
+/// Writes the files `job` asks for: the JSON report (`--json`), the block round-trip
+/// histogram (`--histogram`) and its percentile curve (`--plot`).
 pub(crate) fn write_outputs(
     job: &JobArgs,
     outcome: &JobOutcome,
@@ -193,6 +199,15 @@ pub(crate) fn write_outputs(
     }
     if let Some(path) = &job.histogram {
         write_hgrm_file(&outcome.report.block_rtt_ns, path).map_err(io_err(path))?;
+    }
+    if let Some(path) = &job.plot {
+        let title = format!("{server}:{dest} block round trip by percentile");
+        write_plot_file(
+            &outcome.report.block_rtt_ns,
+            &title,
+            "block round trip",
+            path,
+        )?;
     }
     Ok(())
 }

@@ -29,6 +29,7 @@ fn bench_rpc_json_and_histogram() {
     let dir = std::env::temp_dir().join(format!("hawser-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let hgrm = dir.join("rpc.hgrm");
+    let svg = dir.join("rpc.svg");
     let v = bench_json(&[
         "--mode",
         "rpc",
@@ -36,6 +37,8 @@ fn bench_rpc_json_and_histogram() {
         "0.3",
         "--histogram",
         hgrm.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
     ]);
     assert!(v["exchanges_per_sec"].as_f64().unwrap() > 0.0);
     assert!(v["throughput_bytes_per_sec"].as_f64().unwrap() > 0.0);
@@ -46,6 +49,9 @@ fn bench_rpc_json_and_histogram() {
     assert!(text.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)"));
     assert!(text.contains("#[Max     ="));
     assert!(text.contains("#[Buckets ="));
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.starts_with("<svg") && plot.trim_end().ends_with("</svg>"));
+    assert!(plot.contains("<polyline") && plot.contains("99%"), "{plot}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

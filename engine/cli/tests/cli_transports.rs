@@ -95,7 +95,8 @@ fn external_authentication_takes_the_peers_uid_over_unix_and_shm() {
             ],
         );
         assert_succeeded(&out, &format!("push with --external to {to}"));
-        let copy = dst.path().join(format!("e{i}/f"));
+        // One file to a new name: written as that name, as with scp.
+        let copy = dst.path().join(format!("e{i}"));
         assert_eq!(std::fs::read(copy).unwrap(), b"by uid");
     }
     let to = format!("{}:/a", server.addr);

@@ -101,9 +101,17 @@ pub(crate) struct SourceEntry {
     pub(crate) link_target: Vec<u8>,
     /// Data extents when the file is sparse.
     pub(crate) extents: Option<Vec<Extent>>,
+    /// The path it travels under when that is not `rel`: a one-file job whose
+    /// destination names the file sends it under the destination's name.
+    pub(crate) sent_as: Option<Vec<u8>>,
 }
 
 impl SourceEntry {
+    /// Its path relative to the destination, as it travels.
+    pub(crate) fn sent_path(&self) -> &[u8] {
+        self.sent_as.as_deref().unwrap_or(&self.rel)
+    }
+
     /// The data extents: the sparse map, or the whole file.
     pub(crate) fn data_extents(&self) -> Vec<Extent> {
         match &self.extents {
@@ -190,6 +198,7 @@ impl Walker<'_> {
             size: 0,
             link_target: Vec::new(),
             extents: None,
+            sent_as: None,
         };
         match beneath::kind(&st) {
             FileType::Symlink => {

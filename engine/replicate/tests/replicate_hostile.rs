@@ -133,6 +133,7 @@ fn encode(op: &Op) -> BytesMut {
                 checksum: *checksum,
                 resume: *resume,
                 dry_run: *dry_run,
+                dest_may_be_file: false,
                 compress: CompressPolicy::Off,
                 block_size: *block_size,
             };
@@ -510,6 +511,8 @@ impl Scene {
                 resume,
                 // Rarely: a dry run writes nothing, which tests little.
                 dry_run: dry_run && verify && resume,
+                // A hostile source may ask for a file destination whatever it sends.
+                dest_may_be_file: delete && checksum,
                 compress: CompressPolicy::Off,
                 block_size: BLOCK,
             },

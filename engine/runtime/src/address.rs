@@ -53,7 +53,7 @@ impl Address {
     /// Parses an address, resolving a host name (the first address it resolves to).
     pub fn parse(text: &str) -> Result<Address, AddressError> {
         match Self::parse_with_path(text, false)? {
-            (address, None) => Ok(address),
+            (mut addresses, None) => Ok(addresses.swap_remove(0)),
             (_, Some(_)) => Err(error(text, "trailing text after the address")),
         }
     }
@@ -63,28 +63,38 @@ impl Address {
     /// `shm://replica:dir`): the address and the path as written. A TCP address without
     /// a port takes the default one; a Unix or shared-memory path ends at the first `:`.
     pub fn parse_remote(spec: &str) -> Result<(Address, String), AddressError> {
+        let (mut addresses, path) = Self::parse_remote_all(spec)?;
+        Ok((addresses.swap_remove(0), path))
+    }
+
+    /// [`parse_remote`](Self::parse_remote) with every address a host name resolves to,
+    /// in the resolver's order and never empty (`localhost` may be `::1` then
+    /// `127.0.0.1`), for a client that tries each in turn.
+    pub fn parse_remote_all(spec: &str) -> Result<(Vec<Address>, String), AddressError> {
         match Self::parse_with_path(spec, true)? {
-            (address, Some(path)) => Ok((address, path)),
+            (addresses, Some(path)) => Ok((addresses, path)),
             (_, None) => Err(error(spec, "no `:PATH` after the address")),
         }
     }
 
+    /// The addresses `text` names (several when a host name resolves to several; never
+    /// none) and the path after them when `with_path`.
     fn parse_with_path(
         text: &str,
         with_path: bool,
-    ) -> Result<(Address, Option<String>), AddressError> {
+    ) -> Result<(Vec<Address>, Option<String>), AddressError> {
         let (scheme, rest) = match text.split_once("://") {
             Some((scheme, rest)) => (scheme, rest),
             None => ("tcp", text),
         };
         match scheme {
             "tcp" => {
-                let (addr, path) = parse_inet(text, rest, with_path)?;
-                Ok((Address::Tcp(addr), path))
+                let (addrs, path) = parse_inet(text, rest, with_path)?;
+                Ok((addrs.into_iter().map(Address::Tcp).collect(), path))
             }
             "udp" => {
-                let (addr, path) = parse_inet(text, rest, with_path)?;
-                Ok((Address::Udp(addr), path))
+                let (addrs, path) = parse_inet(text, rest, with_path)?;
+                Ok((addrs.into_iter().map(Address::Udp).collect(), path))
             }
             "unix" => {
                 let (path, after) = split_path(text, rest, with_path)?;
@@ -94,7 +104,7 @@ impl Address {
                         "a Unix socket path must be absolute (unix:///PATH)",
                     ));
                 }
-                Ok((Address::Unix(PathBuf::from(path)), after))
+                Ok((vec![Address::Unix(PathBuf::from(path))], after))
             }
             "shm" => {
                 let (name, after) = split_path(text, rest, with_path)?;
@@ -103,7 +113,7 @@ impl Address {
                 } else {
                     shm_path(text, name)?
                 };
-                Ok((Address::Shm(path), after))
+                Ok((vec![Address::Shm(path)], after))
             }
             other => Err(error(
                 text,
@@ -176,12 +186,13 @@ impl fmt::Display for Address {
     }
 }
 
-/// `host[:port]` (`[v6][:port]`), then `:path` when `with_path`.
+/// `host[:port]` (`[v6][:port]`), then `:path` when `with_path`: every address the host
+/// resolves to, and the path.
 fn parse_inet(
     text: &str,
     rest: &str,
     with_path: bool,
-) -> Result<(SocketAddr, Option<String>), AddressError> {
+) -> Result<(Vec<SocketAddr>, Option<String>), AddressError> {
     let (host, after_host) = if let Some(after) = rest.strip_prefix('[') {
         let (host, after) = after
             .split_once(']')
@@ -232,15 +243,28 @@ fn parse_inet(
     Ok((resolve(text, host, port)?, path))
 }
 
-fn resolve(text: &str, host: &str, port: u16) -> Result<SocketAddr, AddressError> {
+/// Most addresses kept of one host name: a client tries each in turn.
+const MAX_RESOLVED: usize = 16;
+
+/// Every address of `host` (an IP address is its own), in the resolver's order, without
+/// repeats; never empty.
+fn resolve(text: &str, host: &str, port: u16) -> Result<Vec<SocketAddr>, AddressError> {
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
+        return Ok(vec![SocketAddr::new(ip, port)]);
     }
-    (host, port)
+    let mut addrs = Vec::new();
+    for addr in (host, port)
         .to_socket_addrs()
         .map_err(|e| error(text, format!("cannot resolve {host}: {e}")))?
-        .next()
-        .ok_or_else(|| error(text, format!("{host} has no address")))
+    {
+        if !addrs.contains(&addr) && addrs.len() < MAX_RESOLVED {
+            addrs.push(addr);
+        }
+    }
+    if addrs.is_empty() {
+        return Err(error(text, format!("{host} has no address")));
+    }
+    Ok(addrs)
 }
 
 /// A path (or shm name) up to the first `:` when a `:PATH` follows.
@@ -357,6 +381,14 @@ mod tests {
         assert_eq!(remote("[::1]:9000:dir"), (tcp("[::1]:9000"), "dir".into()));
         assert_eq!(remote("[::1]:dir"), (tcp("[::1]:8415"), "dir".into()));
         assert_eq!(remote("127.0.0.1:"), (tcp("127.0.0.1:8415"), "".into()));
+        // A host name keeps every address it resolves to, each once, the path after them.
+        let (all, path) = Address::parse_remote_all("localhost:9000:dir").unwrap();
+        assert!(!all.is_empty() && path == "dir", "{all:?}");
+        assert!(
+            all.iter()
+                .all(|a| a.is_local() && a.socket_addr().unwrap().port() == 9000)
+        );
+        assert!(all.iter().enumerate().all(|(i, a)| !all[..i].contains(a)));
         assert_eq!(
             remote("127.0.0.1:v1:x"),
             (tcp("127.0.0.1:8415"), "v1:x".into())

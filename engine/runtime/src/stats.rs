@@ -1,6 +1,6 @@
 //! Statistics of an endpoint, copied out of its shard.
 
-use hawser_session::{ConnectionStats, Footprint, NexusId, NexusStats};
+use hawser_session::{ConnectionStats, ConnectionTotals, Footprint, NexusId, NexusStats};
 
 use crate::command::CommandSender;
 
@@ -11,6 +11,9 @@ pub struct StatsReport {
     pub nexuses: Vec<(NexusId, NexusStats)>,
     /// Per open connection.
     pub connections: Vec<ConnectionStats>,
+    /// Every connection the endpoint ever had, open or closed: what a job moved even
+    /// when connections died under it.
+    pub totals: ConnectionTotals,
     /// A client's connections bound to its nexus now (0 on a server).
     pub bound_connections: usize,
     /// A server's nexuses: who holds each, what it holds, and its connections.

@@ -18,7 +18,7 @@ use super::error::{LinkCloseReason, ProtocolError};
 use super::event::Event;
 use super::link::{GoAwayCode, Link, TransmitSink, Triaged, go_away_code};
 use super::links::Links;
-use super::stats::ConnectionStats;
+use super::stats::{ConnectionStats, ConnectionTotals};
 use super::types::LinkId;
 
 /// One end of the trunk connections of a nexus: a client ([`ClientSide`](super::ClientSide))
@@ -31,6 +31,9 @@ pub struct Endpoint<S: Side> {
     next_link: u64,
     pub(crate) events: VecDeque<Event>,
     pub(crate) side: S,
+    /// What the connections already forgotten carried: reports count the bytes of a
+    /// connection that died mid-job.
+    forgotten: ConnectionTotals,
 }
 
 /// What one side of an [`Endpoint`] does on its own: the hooks the shared connection
@@ -89,6 +92,7 @@ impl<S: Side> Endpoint<S> {
             next_link: 1,
             events: VecDeque::new(),
             side,
+            forgotten: ConnectionTotals::default(),
         }
     }
 
@@ -229,6 +233,16 @@ impl<S: Side> Endpoint<S> {
         self.links.get(&conn).map(|l| &l.stats)
     }
 
+    /// Frames and bytes of every connection this endpoint ever had: the open ones and
+    /// those closed and forgotten.
+    pub fn connection_totals(&self) -> ConnectionTotals {
+        let mut totals = self.forgotten;
+        for link in self.links.values() {
+            totals.add(&link.stats);
+        }
+        totals
+    }
+
     /// Connections known (open, or closed with last bytes to send).
     pub fn connections(&self) -> usize {
         self.links.len()
@@ -263,7 +277,9 @@ impl<S: Side> Endpoint<S> {
 
     /// Forgets a connection whose last bytes are out (or that can send nothing more).
     fn forget_link(&mut self, conn: LinkId) {
-        self.links.remove(&conn);
+        if let Some(link) = self.links.remove(&conn) {
+            self.forgotten.add(&link.stats);
+        }
         self.links.shrink_if_sparse();
         S::after_forget(self, conn);
     }

@@ -142,7 +142,7 @@ pub use link::TransmitSink;
 pub use nexus::Footprint;
 pub use peer::{LocalCredentials, Peer};
 pub use server::{NexusOwner, ServerEndpoint, ServerLoad, ServerSide};
-pub use stats::{ConnectionStats, NexusStats};
+pub use stats::{ConnectionStats, ConnectionTotals, NexusStats};
 pub use throttle::ThrottleConfig;
 pub use throttle::TokenBucket;
 pub use tls::{ClientTls, ServerTls, TlsFailure};

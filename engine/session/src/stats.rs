@@ -97,6 +97,32 @@ impl ConnectionStats {
     }
 }
 
+/// Frames and bytes summed over connections, closed ones included.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionTotals {
+    /// Connections counted.
+    pub connections: u64,
+    /// Frames received.
+    pub frames_in: u64,
+    /// Frames sent.
+    pub frames_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent (handed to the driver).
+    pub bytes_out: u64,
+}
+
+impl ConnectionTotals {
+    /// Counts one more connection.
+    pub fn add(&mut self, c: &ConnectionStats) {
+        self.connections += 1;
+        self.frames_in = self.frames_in.saturating_add(c.frames_in);
+        self.frames_out = self.frames_out.saturating_add(c.frames_out);
+        self.bytes_in = self.bytes_in.saturating_add(c.bytes_in);
+        self.bytes_out = self.bytes_out.saturating_add(c.bytes_out);
+    }
+}
+
 /// Histograms print as count and a few percentiles, not as thousands of buckets.
 struct Summary<'a>(&'a Histogram<u64>);
 

@@ -64,6 +64,11 @@ pub struct JobOptions {
     pub resume: bool,
     /// Report what would change; write nothing.
     pub dry_run: bool,
+    /// The destination may name a file, as with cp, scp and rsync: when the job is one
+    /// regular file and the destination is not an existing directory, the file is
+    /// written as the destination itself instead of into a directory of that name. The
+    /// source sets it only for a job of one regular file.
+    pub dest_may_be_file: bool,
     /// Block compression on the wire.
     pub compress: CompressPolicy,
     /// Size of the blocks large files are split into.
@@ -79,6 +84,7 @@ impl Default for JobOptions {
             checksum: false,
             resume: false,
             dry_run: false,
+            dest_may_be_file: false,
             compress: CompressPolicy::Auto,
             block_size: 8 << 20,
         }
@@ -91,7 +97,8 @@ const DELETE: u16 = 1 << 2;
 const CHECKSUM: u16 = 1 << 3;
 const RESUME: u16 = 1 << 4;
 const DRY_RUN: u16 = 1 << 5;
-const KNOWN_FLAGS: u16 = 0x3F;
+const DEST_MAY_BE_FILE: u16 = 1 << 6;
+const KNOWN_FLAGS: u16 = 0x7F;
 
 impl JobOptions {
     fn flags(&self) -> u16 {
@@ -102,6 +109,7 @@ impl JobOptions {
             (self.checksum, CHECKSUM),
             (self.resume, RESUME),
             (self.dry_run, DRY_RUN),
+            (self.dest_may_be_file, DEST_MAY_BE_FILE),
         ]
         .iter()
         .filter(|(on, _)| *on)
@@ -169,6 +177,7 @@ impl<'a> Begin<'a> {
                 checksum: on(CHECKSUM),
                 resume: on(RESUME),
                 dry_run: on(DRY_RUN),
+                dest_may_be_file: on(DEST_MAY_BE_FILE),
                 compress,
                 block_size,
             },
@@ -177,7 +186,8 @@ impl<'a> Begin<'a> {
     }
 }
 
-/// Accepts a job: `tag, version u16, flags u8` (bit 0: the destination existed).
+/// Accepts a job: `tag, version u16, flags u8` (bit 0: the destination existed; bit 1:
+/// the destination names the file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BeginAck {
     /// Protocol version of the target.
@@ -186,14 +196,30 @@ pub struct BeginAck {
     /// has nothing to compare with, so the source sends small files inline with their
     /// manifest entries; when it did, it lets the target say first what it lacks.
     pub dest_existed: bool,
+    /// The destination names the job's one file (asked for with
+    /// [`JobOptions::dest_may_be_file`]; it was not an existing directory): the target's
+    /// destination directory is its parent, and the source sends its file under the
+    /// destination's last component.
+    pub dest_is_file: bool,
 }
+
+const DEST_EXISTED: u8 = 1 << 0;
+const DEST_IS_FILE: u8 = 1 << 1;
+const KNOWN_ACK_FLAGS: u8 = DEST_EXISTED | DEST_IS_FILE;
 
 impl BeginAck {
     /// Appends the message to `out`.
     pub fn encode(&self, out: &mut impl BufMut) {
         out.put_u8(MessageKind::BeginAck.tag());
         out.put_u16(self.version);
-        out.put_u8(u8::from(self.dest_existed));
+        let mut flags = 0;
+        if self.dest_existed {
+            flags |= DEST_EXISTED;
+        }
+        if self.dest_is_file {
+            flags |= DEST_IS_FILE;
+        }
+        out.put_u8(flags);
     }
 
     /// Decodes a whole message.
@@ -202,16 +228,17 @@ impl BeginAck {
         expect_tag(&mut r, MessageKind::BeginAck)?;
         let version = r.u16().need()?;
         let flags = r.u8().need()?;
-        if flags & !1 != 0 {
+        if flags & !KNOWN_ACK_FLAGS != 0 {
             return Err(ProtoError::ReservedBits {
                 field: "begin ack flags",
-                bits: u32::from(flags & !1),
+                bits: u32::from(flags & !KNOWN_ACK_FLAGS),
             });
         }
         expect_end(&r)?;
         Ok(BeginAck {
             version,
-            dest_existed: flags & 1 != 0,
+            dest_existed: flags & DEST_EXISTED != 0,
+            dest_is_file: flags & DEST_IS_FILE != 0,
         })
     }
 }
@@ -223,7 +250,7 @@ pub(crate) mod tests {
 
     /// Any valid job options.
     pub(crate) fn options() -> impl Strategy<Value = JobOptions> {
-        (any::<[bool; 6]>(), 0u8..3, MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).prop_map(
+        (any::<[bool; 7]>(), 0u8..3, MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).prop_map(
             |(b, c, block_size)| JobOptions {
                 verify: b[0],
                 fsync: b[1],
@@ -231,6 +258,7 @@ pub(crate) mod tests {
                 checksum: b[3],
                 resume: b[4],
                 dry_run: b[5],
+                dest_may_be_file: b[6],
                 compress: CompressPolicy::from_wire(c).unwrap(),
                 block_size,
             },
@@ -251,8 +279,8 @@ pub(crate) mod tests {
         }
 
         #[test]
-        fn begin_ack_round_trips(version: u16, dest_existed: bool) {
-            let ack = BeginAck { version, dest_existed };
+        fn begin_ack_round_trips(version: u16, dest_existed: bool, dest_is_file: bool) {
+            let ack = BeginAck { version, dest_existed, dest_is_file };
             let mut buf = Vec::new();
             ack.encode(&mut buf);
             prop_assert_eq!(BeginAck::decode(&buf), Ok(ack));
@@ -271,7 +299,7 @@ pub(crate) mod tests {
         .encode(&mut buf)
         .unwrap();
         let mut bad = buf.clone();
-        bad[4] |= 0x40;
+        bad[4] |= 0x80;
         assert!(matches!(
             Begin::decode(&bad),
             Err(ProtoError::ReservedBits { .. })

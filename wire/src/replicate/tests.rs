@@ -227,13 +227,15 @@ fn any_message() -> impl Strategy<Value = (u8, Vec<u8>)> {
             .encode(out)
             .unwrap()
         )),
-        any::<(u16, bool)>().prop_map(|(version, dest_existed)| encoded(0x81, |out| {
-            BeginAck {
+        any::<(u16, bool, bool)>().prop_map(|(version, dest_existed, dest_is_file)| encoded(
+            0x81,
+            |out| BeginAck {
                 version,
                 dest_existed,
+                dest_is_file,
             }
             .encode(out)
-        })),
+        )),
         vec(entry(), 0..5).prop_map(|entries| encoded(0x02, |out| ManifestBatch {
             entries: entries.iter().map(OwnedEntry::borrow).collect()
         }

@@ -33,9 +33,10 @@ pub enum Mode {
 /// Arguments of `hawser bench`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(
-    about = "The loopback demo: without --mode, replicate a generated data set to a server in \
+    about = "Measure on loopback: replicate a generated data set, or the session layer, or the shards",
+    long_about = "The loopback demo: without --mode, replicate a generated data set to a server in \
 this process, verify it and report; --mode rpc|bulk measures the session layer (over \
-loopback or against `hawser bench --serve`), --mode raw the shards alone"
+loopback or against `hawser bench --serve`), --mode raw the shards alone."
 )]
 pub struct BenchArgs {
     /// What to measure.
@@ -46,9 +47,11 @@ pub struct BenchArgs {
     /// shm:///PATH.
     #[arg(long, value_name = "ADDR")]
     pub connect: Option<String>,
-    /// Serve the bench exchanges on ADDR until killed (no measurement); repeatable, any
-    /// form --connect takes. Its clients are anonymous: on an address other machines can
-    /// reach, give --allow-anonymous too.
+    /// Serve the bench exchanges on ADDR until killed (no measurement; repeatable, any
+    /// form --connect takes).
+    ///
+    /// Its clients are anonymous: on an address other machines can reach, give
+    /// --allow-anonymous too.
     #[arg(long, value_name = "ADDR", conflicts_with = "connect")]
     pub serve: Vec<String>,
     /// With --serve: accept (anonymous) clients on an address other machines can reach.
@@ -105,6 +108,7 @@ pub struct BenchArgs {
     pub busy_poll_us: Option<u64>,
     /// TCP congestion control of every connection, e.g. `cubic` or `bbr` (one of
     /// /proc/sys/net/ipv4/tcp_available_congestion_control) [default: the system's].
+    ///
     /// On loopback it matters: it changes how close the session's bulk comes to the
     /// shards' raw streams (see README, "Measured").
     #[arg(long, value_name = "NAME")]
@@ -127,6 +131,9 @@ pub struct BenchArgs {
     /// Write the latency distribution to FILE (HdrHistogram `.hgrm` text).
     #[arg(long, value_name = "FILE")]
     pub histogram: Option<PathBuf>,
+    /// Draw the latency by percentile, on log axes, into FILE (SVG).
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
 }
 
 /// Who issues the bench's calls (see [`BenchArgs::caller`]).

@@ -14,7 +14,7 @@ use hawser_runtime::{Client, ClientOptions, ServerBuilder};
 use serde::Serialize;
 
 use super::BenchArgs;
-use crate::histogram::{new_latency_histogram, write_hgrm_file};
+use crate::histogram::{new_latency_histogram, write_hgrm_file, write_plot_file};
 use crate::messaging::Pacer;
 
 /// Time before the measured window (connections warm, queues in their steady state).
@@ -162,6 +162,10 @@ pub fn run(args: &BenchArgs) -> Result<DmpBenchReport, String> {
     client.close();
     if let Some(path) = &args.histogram {
         write_hgrm_file(&latency, path).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        let title = "hawser bench --mode dmp: end-to-end latency by percentile";
+        write_plot_file(&latency, title, "latency", path).map_err(|e| e.to_string())?;
     }
     let us = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
     Ok(DmpBenchReport {

@@ -177,6 +177,7 @@ fn job_args(args: &BenchArgs) -> JobArgs {
         verbose: 0,
         json: None,
         histogram: args.histogram.clone(),
+        plot: args.plot.clone(),
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use crate::bench::args::{BenchArgs, CallerKind};
-use crate::histogram::write_hgrm_file;
+use crate::histogram::{write_hgrm_file, write_plot_file};
 
 /// The measured figures.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -155,6 +155,15 @@ pub(crate) fn output(report: &BenchReport, args: &BenchArgs) -> Result<(), Strin
     if let Some(path) = &args.histogram {
         write_hgrm_file(&report.histogram, path)
             .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        write_plot_file(
+            &report.histogram,
+            "hawser bench: latency by percentile",
+            "latency",
+            path,
+        )
+        .map_err(|e| e.to_string())?;
     }
     if args.json {
         println!(

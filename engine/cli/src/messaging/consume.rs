@@ -17,7 +17,9 @@ use crate::values::parse_size;
 
 /// Consume a feed of a server's message service (DMP) and write its messages to stdout,
 /// one per line (or --framed), then a report on stderr: messages/s and the end-to-end
-/// latency from each message's timestamp (set by `hawser publish`). The feed is declared
+/// latency from each message's timestamp (set by `hawser publish`).
+///
+/// The feed is declared
 /// if it does not exist (it then goes when this consumer ends, unless --durable), and
 /// bound to sinks with --bind. A feed has one consumer at a time.
 #[derive(Debug, clap::Args)]

@@ -24,8 +24,10 @@ pub struct ServerArgs {
     /// --identity the client is anonymous).
     #[arg(long)]
     pub identity: Option<String>,
-    /// File holding the password of --identity (its first line). The login is SCRAM,
-    /// which never sends the password; the connection itself runs in clear text.
+    /// File holding the password of --identity (its first line).
+    ///
+    /// The login is SCRAM, which never sends the password; the connection itself runs in
+    /// clear text.
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
 }

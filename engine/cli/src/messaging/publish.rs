@@ -16,7 +16,9 @@ const MAX_FRAMED: u32 = 16 << 20;
 
 /// Publish stdin to a sink of a server's message service (DMP): one message per line
 /// (without its line ending), or with --framed each a 4-byte big-endian length and that
-/// many bytes. Each message carries its send time (the timestamp property, in
+/// many bytes.
+///
+/// Each message carries its send time (the timestamp property, in
 /// microseconds), from which `hawser consume` reports end-to-end latency. A report
 /// follows on stderr (on stdout with --json).
 #[derive(Debug, clap::Args)]

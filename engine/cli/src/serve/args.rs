@@ -41,7 +41,9 @@ pub struct ServeArgs {
     /// Shard threads to start (the server's nexuses currently share one of them).
     #[arg(long, value_name = "N")]
     pub shards: Option<usize>,
-    /// TOML file with `listen`, `root`, `shards`, `max_block_size`, `max_jobs`,
+    /// TOML file of the server's settings; command-line options override it.
+    ///
+    /// It may hold `listen`, `root`, `shards`, `max_block_size`, `max_jobs`,
     /// `handler_threads`, `congestion`, `write_mode`, `max_job_entries` (paths one job
     /// may name, default 10000000; about 50 bytes of memory each while the job runs),
     /// `max_open_files` (files one job may be writing at once, default 1024),
@@ -55,8 +57,7 @@ pub struct ServeArgs {
     /// --allow-peer-uid), a `[client_certs]` table (identity = "sha256", see
     /// --allow-client-cert) and a `[limits]` table (`connections_per_address`,
     /// `handshakes_in_progress`, `nexuses`, `held_creates_per_identity`), and a `[dmp]`
-    /// table for the message service (see README, "Messages"); command-line options
-    /// override it.
+    /// table for the message service (see README, "Messages").
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Accept anonymous clients (push/pull without --identity): anyone who can reach the
@@ -93,7 +94,9 @@ pub struct ServeArgs {
     pub dmp: bool,
     /// Also serve DTP transfers (`push`/`pull --transport dtp`: data as UDP datagrams,
     /// paced and hole-repairing, for long lossy links), with the data socket bound at
-    /// ADDR (`0.0.0.0:8416`, `[::]:8416`; port 0 picks one). Control goes over the nexus,
+    /// ADDR (`0.0.0.0:8416`, `[::]:8416`; port 0 picks one).
+    ///
+    /// Control goes over the nexus,
     /// so the same authentication applies; only the nexus peer's IP is heard on the
     /// data socket. Open ADDR's UDP port in the firewall.
     #[arg(long, value_name = "ADDR")]

@@ -419,6 +419,7 @@ impl<'d> Harness<'d> {
                         checksum: flags & 8 != 0,
                         resume: flags & 16 != 0,
                         dry_run: flags & 32 != 0,
+                        dest_may_be_file: flags & 64 != 0,
                         compress: match compress % 3 {
                             0 => CompressPolicy::Off,
                             1 => CompressPolicy::Lz4,

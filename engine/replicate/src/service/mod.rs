@@ -13,6 +13,7 @@
 //! storage, placed so a Block's data starts on a page, checks its digest and writes it
 //! with `O_DIRECT` from where it arrived (see [`Target`](crate::Target)).
 
+mod progress;
 mod pull;
 mod target;
 mod transport;
@@ -21,12 +22,13 @@ use std::time::Duration;
 
 use hawser_runtime::{HandlerError, RemoteException};
 
+pub use progress::Progress;
 pub use pull::{pull_service, pull_target_service};
 pub use target::{
     DEFAULT_PARTIAL_MAX_AGE, EXPIRY_INTERVAL, ReplicationJobs, ServiceLimits, replication_service,
     replication_service_with_jobs,
 };
-pub use transport::{PipelineTransport, Progress};
+pub use transport::PipelineTransport;
 
 use crate::SourceConfig;
 use crate::proto::{BLOCK_HEADER_LEN, JobOptions, MessageKind};

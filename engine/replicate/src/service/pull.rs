@@ -162,8 +162,13 @@ pub fn pull_target_service(target: Target, progress: Arc<Progress>) -> Service {
                     .map_err(|_| exception("hawser.replicate.Internal", "target poisoned"))?
                     .handle(&body)
                     .map_err(|e| exception(e.type_name(), e.to_string()))?;
-                // Counted as the push side counts acknowledged requests.
+                // Counted as the push side counts acknowledged requests; the totals grow
+                // batch by batch, as the server's walk arrives.
                 progress.requests.fetch_add(1, Ordering::Relaxed);
+                if kind == MessageKind::Manifest {
+                    progress.add_totals(&body);
+                }
+                progress.count_answer(kind, &body, &answer);
                 if matches!(kind, MessageKind::Block | MessageKind::Manifest) {
                     progress
                         .bytes

@@ -4,33 +4,33 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hawser_runtime::{CallError, CallOptions, Client, ExchangeId, Pipeline};
 
 use super::DEFAULT_STALL_TIMEOUT;
+use super::progress::Progress;
 use crate::proto::MessageKind;
 use crate::{Completion, RemoteError, Request, Transport, TransportError};
 
-/// Counters a transport updates as answers arrive, read by a progress display on
-/// another thread.
-#[derive(Debug, Default)]
-pub struct Progress {
-    /// Request body bytes acknowledged (blocks and manifest batches with inline data).
-    pub bytes: AtomicU64,
-    /// Requests acknowledged.
-    pub requests: AtomicU64,
-    /// Blocks acknowledged.
-    pub blocks: AtomicU64,
+/// A request sent and not answered yet.
+#[derive(Debug)]
+struct InFlight {
+    source_token: u64,
+    kind: MessageKind,
+    len: u64,
+    /// The body of a manifest batch: its answer says which of its files are done.
+    manifest: Option<bytes::Bytes>,
 }
 
 /// The source's transport over a client pipeline.
 #[derive(Debug)]
 pub struct PipelineTransport<'c> {
     pipeline: Pipeline<'c>,
-    /// Pipeline token → (source token, kind, body length).
-    in_flight: HashMap<u64, (u64, MessageKind, u64)>,
+    /// Pipeline token → the request's source token, kind, body length, and body when
+    /// its answer is counted in [`Progress`] (a manifest batch).
+    in_flight: HashMap<u64, InFlight>,
     progress: Arc<Progress>,
     stall_timeout: Duration,
 }
@@ -71,6 +71,8 @@ impl<'c> PipelineTransport<'c> {
 impl Transport for PipelineTransport<'_> {
     fn send(&mut self, request: Request) -> Result<(), TransportError> {
         let len = request.body.len() as u64;
+        let manifest = (request.kind == MessageKind::Manifest).then(|| request.body.clone());
+        let (source_token, kind) = (request.token, request.kind);
         let token = self.pipeline.submit_with(
             ExchangeId(request.kind.exchange_id()),
             request.body,
@@ -79,8 +81,15 @@ impl Transport for PipelineTransport<'_> {
                 uncompressed: !request.compress,
             },
         );
-        self.in_flight
-            .insert(token, (request.token, request.kind, len));
+        self.in_flight.insert(
+            token,
+            InFlight {
+                source_token,
+                kind,
+                len,
+                manifest,
+            },
+        );
         Ok(())
     }
 
@@ -90,7 +99,12 @@ impl Transport for PipelineTransport<'_> {
             .next_completion_timeout(self.stall_timeout)
             .map_err(|_timed_out| TransportError::Disconnected)?
             .ok_or(TransportError::Idle)?;
-        let (source_token, kind, len) = self
+        let InFlight {
+            source_token,
+            kind,
+            len,
+            manifest,
+        } = self
             .in_flight
             .remove(&token)
             .ok_or_else(|| TransportError::Other(format!("unknown completion {token}")))?;
@@ -103,6 +117,8 @@ impl Transport for PipelineTransport<'_> {
                 if kind == MessageKind::Block {
                     self.progress.blocks.fetch_add(1, Ordering::Relaxed);
                 }
+                self.progress
+                    .count_answer(kind, manifest.as_deref().unwrap_or_default(), &body);
                 Ok(body)
             }
             Err(CallError::Remote(exception)) => Err(RemoteError {

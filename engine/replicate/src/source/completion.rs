@@ -13,7 +13,7 @@ impl Source {
         let path = self
             .entries
             .get(file_id as usize)
-            .map(|e| String::from_utf8_lossy(&e.rel).into_owned())
+            .map(|e| String::from_utf8_lossy(e.sent_path()).into_owned())
             .unwrap_or_default();
         self.failures.push(EntryFailure { path, reason });
     }
@@ -35,6 +35,9 @@ impl Source {
                 }
                 self.begin_acked = true;
                 self.dest_existed = ack.dest_existed;
+                if ack.dest_is_file {
+                    self.send_as_destination()?;
+                }
             }
             InFlight::Manifest { first, end } => {
                 self.manifests_in_flight -= 1;

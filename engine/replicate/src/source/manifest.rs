@@ -67,7 +67,7 @@ impl Source {
             }
             writer.push(&ManifestEntry {
                 file_id: index as u32,
-                path: &e.rel,
+                path: e.sent_path(),
                 kind: e.kind,
                 mode: e.mode,
                 mtime_ns: e.mtime_ns,
@@ -116,7 +116,7 @@ impl Source {
             if dry_run && !matches!(answer.verdict, Verdict::UpToDate | Verdict::Refused { .. }) {
                 self.report
                     .would_change
-                    .push(String::from_utf8_lossy(&entry.rel).into_owned());
+                    .push(String::from_utf8_lossy(entry.sent_path()).into_owned());
             }
             match answer.verdict {
                 Verdict::UpToDate => self.report.up_to_date += 1,
@@ -152,7 +152,7 @@ impl Source {
 
 /// An upper bound of an entry's encoded size in a manifest batch.
 fn encoded_len_bound(e: &SourceEntry, inline: bool) -> usize {
-    let fixed = 4 + 1 + 1 + 4 + 8 + 8 + 2 + e.rel.len();
+    let fixed = 4 + 1 + 1 + 4 + 8 + 8 + 2 + e.sent_path().len();
     let link = if e.kind == EntryKind::Symlink {
         2 + e.link_target.len()
     } else {

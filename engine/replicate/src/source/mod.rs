@@ -121,11 +121,20 @@ impl Source {
     /// Walks trees already opened (a server's pull sends from beneath its root, see
     /// [`resolve_pull_source`](super::resolve_pull_source)) and prepares the job.
     pub fn from_roots(
-        config: SourceConfig,
+        mut config: SourceConfig,
         roots: Vec<SourceRoot>,
     ) -> Result<Self, ReplicateError> {
         let excludes = Excludes::new(&config.excludes)?;
         let entries = walk::walk(&roots, &excludes)?;
+        // `dir/` means "into the directory dir"; only a job of one regular file named
+        // as such (not a directory's contents) may have its destination name the file.
+        let into_dir = config.dest.ends_with('/');
+        config
+            .dest
+            .truncate(config.dest.trim_end_matches('/').len());
+        let one_named_file = matches!(&roots[..], [root] if root.name().is_some())
+            && matches!(&entries[..], [only] if only.kind == EntryKind::File);
+        config.options.dest_may_be_file &= !into_dir && !config.dest.is_empty() && one_named_file;
         if u32::try_from(entries.len()).is_err() {
             return Err(ReplicateError::TooManyEntries);
         }
@@ -199,6 +208,33 @@ impl Source {
     /// The destination directory, relative to the target's root (empty: the root).
     pub fn dest(&self) -> &str {
         &self.config.dest
+    }
+
+    /// The target says the destination names the job's one file: it travels under the
+    /// destination's last component, into the destination's parent.
+    fn send_as_destination(&mut self) -> Result<(), ReplicateError> {
+        let name = self.config.dest.rsplit('/').next().unwrap_or_default();
+        match &mut self.entries[..] {
+            [only] if self.config.options.dest_may_be_file && !name.is_empty() => {
+                only.sent_as = Some(name.as_bytes().to_vec());
+                // The target sweeps nothing beside a single file.
+                self.config.options.delete = false;
+                Ok(())
+            }
+            _ => Err(ReplicateError::Unexpected(
+                "the target took the destination for a file the source did not offer",
+            )),
+        }
+    }
+
+    /// Regular files found by the walk, and their bytes: a progress display's totals.
+    pub fn file_totals(&self) -> (u64, u64) {
+        let files = self
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::File)
+            .count() as u64;
+        (files, self.report.bytes_total)
     }
 
     /// Entries found by the walk.

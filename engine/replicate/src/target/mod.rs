@@ -221,6 +221,24 @@ impl Target {
         if !dest_rel.is_empty() {
             target_path::check_relative(dest_rel).map_err(|kind| refused(kind, lossy(dest_rel)))?;
         }
+        let mut options = begin.options;
+        // A one-file job whose destination is not a directory writes the file as the
+        // destination (cp, scp, rsync): the job's directory is then the parent.
+        let (mut file_dest, mut file_existed) = (false, false);
+        if options.dest_may_be_file
+            && !dest_rel.is_empty()
+            && let Err(e) = beneath::open_dir(self.root.fd(), dest_rel)
+        {
+            file_existed = is(&e, Errno::NOTDIR);
+            file_dest = file_existed || is(&e, Errno::NOENT);
+        }
+        let dest_rel = if file_dest {
+            // The job names one file in a directory it does not own: nothing to sweep.
+            options.delete = false;
+            target_path::split_last(dest_rel).0
+        } else {
+            dest_rel
+        };
         let opened = match beneath::open_dir(self.root.fd(), dest_rel) {
             Ok(fd) => Ok(Some((fd, true))),
             Err(e) if is(&e, Errno::NOENT) && dry_run => Ok(None),
@@ -233,11 +251,17 @@ impl Target {
             let (kind, detail) = dir_refusal(dest_rel, &e);
             refused(kind, detail)
         })?;
-        let dest_existed = opened.as_ref().is_some_and(|(_, existed)| *existed);
+        // When the file's name is taken by a file, the source compares with it rather
+        // than sending small files inline.
+        let dest_existed = if file_dest {
+            file_existed
+        } else {
+            opened.as_ref().is_some_and(|(_, existed)| *existed)
+        };
         // A new Begin abandons a previous job's open files; their journals stay for resume.
         let dest = opened.map(|(fd, _)| Arc::new(DirHandle::new(fd, b"")));
         let job = Job::new(
-            begin.options,
+            options,
             self.write_mode,
             self.limits,
             self.root.clone(),
@@ -248,6 +272,7 @@ impl Target {
         BeginAck {
             version: PROTOCOL_VERSION,
             dest_existed,
+            dest_is_file: file_dest,
         }
         .encode(out);
         Ok(())

@@ -476,6 +476,7 @@ impl Host {
                             .nexuses
                             .push((s.ep.nexus().unwrap_or(NexusId(0)), s.ep.stats().clone()));
                         report.bound_connections = s.ep.bound_connections().len();
+                        report.totals = s.ep.connection_totals();
                         for conn in self.links.keys() {
                             if let Some(st) = s.ep.connection_stats(*conn) {
                                 report.connections.push(st.clone());
@@ -483,6 +484,7 @@ impl Host {
                         }
                     }
                     Side::Server(s) => {
+                        report.totals = s.ep.connection_totals();
                         for nexus in s.ep.nexuses() {
                             if let Some(st) = s.ep.nexus_stats(nexus) {
                                 report.nexuses.push((nexus, st.clone()));

@@ -786,3 +786,53 @@ fn a_hold_on_a_nexus_that_stays_in_use_ends_after_the_grace_period() {
     assert_eq!(net.clients[first].bound_connections().len(), 1);
     assert!(net.clients[second].nexus().is_none());
 }
+
+#[test]
+fn a_closed_connections_bytes_stay_in_the_totals() {
+    let mut net = Net::new(server_config());
+    let c = net.add_client(client_config("tess", ClientCredentials::Anonymous, 2));
+    net.run_for(Duration::from_millis(50));
+    let conns = net.clients[c].bound_connections().to_vec();
+    assert_eq!(conns.len(), 2);
+    for i in 0..8u8 {
+        net.clients[c]
+            .call(
+                net.now,
+                EX,
+                Bytes::from(vec![i; 900]),
+                CallOptions::default(),
+            )
+            .unwrap();
+    }
+    net.run_for(Duration::from_millis(5));
+    echo(&mut net);
+    net.run_for(Duration::from_millis(5));
+    let before = net.clients[c].connection_totals();
+    assert!(before.bytes_out >= 8 * 900, "{before:?}");
+    assert_eq!(before.connections, 2);
+    let on_cut = net.clients[c].connection_stats(conns[0]).unwrap().clone();
+    assert!(on_cut.bytes_out > 0 && on_cut.bytes_in > 0);
+
+    let pipe = net
+        .pipes
+        .iter()
+        .position(|p| p.client == c && p.client_conn == conns[0])
+        .unwrap();
+    net.cut(pipe, false);
+    net.run_for(Duration::from_millis(200));
+    assert!(
+        net.clients[c].connection_stats(conns[0]).is_none(),
+        "the cut connection is forgotten"
+    );
+    let after = net.clients[c].connection_totals();
+    // The forgotten connection still counts, beside the open ones and the replacement.
+    let open_out: u64 = net.clients[c]
+        .bound_connections()
+        .iter()
+        .filter_map(|k| net.clients[c].connection_stats(*k))
+        .map(|s| s.bytes_out)
+        .sum();
+    assert!(after.bytes_out >= open_out + on_cut.bytes_out, "{after:?}");
+    assert!(after.bytes_in >= on_cut.bytes_in && after.bytes_out >= before.bytes_out);
+    assert!(after.connections >= 3, "{after:?}");
+}
