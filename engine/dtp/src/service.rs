@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use hawser_replicate::RootDir;
+use hawser_runtime::job_log::{JobFigures, JobLog, JobOutcome};
 use hawser_runtime::{HandlerError, Peer, RemoteException, RequestContext, Service};
 use hawser_wire::dtp::{ControlMessage, DatagramForm, IntervalSet, PushResponse, TransferResponse};
 
@@ -88,6 +89,10 @@ struct Running {
     nexus: u128,
     transfer: Transfer,
     landing: Option<Landing>,
+    /// The job's log lines; its end is logged where the session leaves the table.
+    log: JobLog,
+    /// Bytes the transfer is to move (a pull's intervals, a push's missing bytes).
+    expected: u64,
 }
 
 /// The DTP service of one server.
@@ -215,18 +220,32 @@ impl DtpService {
         &self,
         ctx: &RequestContext,
         landing: Option<Landing>,
+        expected: u64,
         run: impl FnOnce(u32) -> Result<Transfer, crate::engine::EngineError>,
     ) -> Result<u32, HandlerError> {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let session_id = session_id(&running)?;
-        let transfer = run(session_id).map_err(|e| exception("Busy", e.to_string()))?;
+        let transfer = run(session_id).map_err(|e| {
+            tracing::warn!(
+                nexus = %ctx.request.nexus,
+                "DTP transfer refused: {e}"
+            );
+            exception("Busy", e.to_string())
+        })?;
         let nexus = ctx.request.nexus.0;
+        let kind = if landing.is_some() {
+            "dtp-push"
+        } else {
+            "dtp-pull"
+        };
         running.insert(
             session_id,
             Running {
                 nexus,
                 transfer,
                 landing,
+                log: JobLog::start(kind, ctx),
+                expected,
             },
         );
         Ok(session_id)
@@ -272,7 +291,7 @@ impl DtpService {
         };
         let (datagram_size, form) = shape(request.mtu, total);
         let key = fresh_key()?;
-        let session_id = self.start(ctx, None, |session_id| {
+        let session_id = self.start(ctx, None, expected, |session_id| {
             self.engine.send(SendPlan {
                 session_id,
                 key,
@@ -350,7 +369,8 @@ impl DtpService {
         let journal: crate::engine::Journal =
             Box::new(move |bytes: &[u8]| journal_dir.replace_file(&journal_name, bytes));
         let journal_every = self.config.journal_every;
-        let session_id = self.start(ctx, Some(landing), |session_id| {
+        let missing = wanted.covered();
+        let session_id = self.start(ctx, Some(landing), missing, |session_id| {
             self.engine.receive(ReceivePlan {
                 session_id,
                 key,
@@ -385,6 +405,19 @@ impl DtpService {
             Some(r) if r.nexus == ctx.request.nexus.0 => {
                 r.transfer.stop();
                 if r.landing.is_none() {
+                    // A pull ends when its client stops it: what it still misses was
+                    // not delivered.
+                    let missing = report.holes.covered();
+                    let figures = JobFigures {
+                        bytes: r.expected.saturating_sub(missing),
+                        files: u64::from(missing == 0),
+                    };
+                    if missing == 0 {
+                        r.log.end(JobOutcome::Ok, figures, None);
+                    } else {
+                        let why = format!("stopped by the client with {missing} bytes missing");
+                        r.log.end(JobOutcome::Failed, figures, Some(&why));
+                    }
                     running.remove(&report.session_id);
                 }
                 Ok(Bytes::new())
@@ -433,45 +466,31 @@ impl DtpService {
         let Some(Running {
             transfer,
             landing: Some(landing),
+            log,
             ..
         }) = running
         else {
             return Err(exception("NotFound", format!("no push {id} of this nexus")));
         };
-        // The receiver ends by itself: complete, or failed after the engine's idle time.
-        let summary = loop {
-            if ctx.is_cancelled() {
-                transfer.stop();
+        let result = finish_push(ctx, &transfer, &landing, digest);
+        match &result {
+            Ok((bytes, _)) => log.end(
+                JobOutcome::Ok,
+                JobFigures {
+                    bytes: *bytes,
+                    files: 1,
+                },
+                None,
+            ),
+            Err(e) => {
+                let why = match e {
+                    HandlerError::Exception(remote) => remote.to_string(),
+                    HandlerError::Cancelled => "cancelled by the client".to_owned(),
+                };
+                log.end(JobOutcome::Failed, JobFigures::default(), Some(&why));
             }
-            if let Some(end) = transfer.wait(Duration::from_millis(200)) {
-                break end.map_err(|e| exception("Failed", e.to_string()))?;
-            }
-        };
-        let partial = landing.with_suffix(PARTIAL_SUFFIX);
-        let journal = landing.with_suffix(JOURNAL_SUFFIX);
-        if summary.digest != Some(digest) {
-            let _ = landing.dir.remove_file(&journal);
-            let _ = landing.dir.remove_file(&partial);
-            return Err(exception(
-                "DigestMismatch",
-                "the bytes received do not have the sender's digest; nothing was kept",
-            ));
         }
-        landing
-            .dir
-            .rename_within(&partial, &landing.name)
-            .and_then(|_| landing.dir.remove_file(&journal))
-            .map_err(|e| io_exception("cannot put in place", &landing.name, e))?;
-        let json = format!(
-            "{{\"bytes\":{},\"datagrams\":{},\"duplicates\":{},\"unauthentic\":{},\"refused\":{},\"elapsed_us\":{}}}",
-            summary.bytes,
-            summary.datagrams,
-            summary.duplicates,
-            summary.unauthentic,
-            summary.refused,
-            summary.elapsed.as_micros()
-        );
-        Ok(Bytes::from(json))
+        result.map(|(_, answer)| answer)
     }
 
     fn nexus_ended(&self, nexus: u128) {
@@ -479,12 +498,58 @@ impl DtpService {
         running.retain(|_, r| {
             if r.nexus == nexus {
                 r.transfer.stop();
+                r.log
+                    .end(JobOutcome::Abandoned, JobFigures::default(), None);
                 false
             } else {
                 true
             }
         });
     }
+}
+
+/// Waits for a push's receiver to end, checks the whole file's `digest` and puts the file
+/// in place; returns the bytes received and the answer to the client.
+fn finish_push(
+    ctx: &RequestContext,
+    transfer: &Transfer,
+    landing: &Landing,
+    digest: u128,
+) -> Result<(u64, Bytes), HandlerError> {
+    // The receiver ends by itself: complete, or failed after the engine's idle time.
+    let summary = loop {
+        if ctx.is_cancelled() {
+            transfer.stop();
+        }
+        if let Some(end) = transfer.wait(Duration::from_millis(200)) {
+            break end.map_err(|e| exception("Failed", e.to_string()))?;
+        }
+    };
+    let partial = landing.with_suffix(PARTIAL_SUFFIX);
+    let journal = landing.with_suffix(JOURNAL_SUFFIX);
+    if summary.digest != Some(digest) {
+        let _ = landing.dir.remove_file(&journal);
+        let _ = landing.dir.remove_file(&partial);
+        return Err(exception(
+            "DigestMismatch",
+            "the bytes received do not have the sender's digest; nothing was kept",
+        ));
+    }
+    landing
+        .dir
+        .rename_within(&partial, &landing.name)
+        .and_then(|_| landing.dir.remove_file(&journal))
+        .map_err(|e| io_exception("cannot put in place", &landing.name, e))?;
+    let json = format!(
+        "{{\"bytes\":{},\"datagrams\":{},\"duplicates\":{},\"unauthentic\":{},\"refused\":{},\"elapsed_us\":{}}}",
+        summary.bytes,
+        summary.datagrams,
+        summary.duplicates,
+        summary.unauthentic,
+        summary.refused,
+        summary.elapsed.as_micros()
+    );
+    Ok((summary.bytes, Bytes::from(json)))
 }
 
 /// Bytes of datagram overhead (header and tag) in a form.

@@ -1,6 +1,6 @@
 //! Statistics of an endpoint, copied out of its shard.
 
-use hawser_session::{ConnectionStats, NexusId, NexusStats};
+use hawser_session::{ConnectionStats, NexusId, NexusOwner, NexusStats};
 
 /// Statistics of one endpoint, copied out of its shard.
 #[derive(Debug, Clone, Default)]
@@ -9,6 +9,13 @@ pub struct StatsReport {
     pub nexuses: Vec<(NexusId, NexusStats)>,
     /// Per open connection.
     pub connections: Vec<ConnectionStats>,
+    /// Who created each nexus (a server's; empty on a client).
+    pub owners: Vec<(NexusId, NexusOwner)>,
+    /// A server's totals of the nexuses that ended, by identity and whether anonymous
+    /// (anonymous clients together under an empty identity).
+    pub ended_nexuses: Vec<(String, bool, NexusStats)>,
+    /// A server's totals of the connections that closed.
+    pub ended_connections: ConnectionStats,
     /// A client's connections bound to its nexus now (0 on a server).
     pub bound_connections: usize,
 }

@@ -18,6 +18,7 @@ use hawser_session::{
 use hawser_shards::{AppMessage, ShardCtx, ShardHandler, Transmit};
 
 use super::conn::{SessionConn, ShardSink};
+use super::refusals::RefusalLog;
 use crate::command::{Caller, HostCommand, Readiness, ReplyTo, Waker};
 use crate::service::{Handler, HandlerTable, Job, RequestContext, to_reply};
 use crate::stats::StatsReport;
@@ -203,6 +204,8 @@ pub(crate) struct Host {
     pub(crate) dead: bool,
     /// See [`HostHandle::memory_freed`].
     pub(crate) memory_freed: Arc<AtomicBool>,
+    /// Warnings for refused connections, rate-limited.
+    refusals: RefusalLog,
 }
 
 thread_local! {
@@ -250,6 +253,7 @@ impl Host {
             waker,
             dead: false,
             memory_freed: Arc::new(AtomicBool::new(false)),
+            refusals: RefusalLog::default(),
         }
     }
 
@@ -317,6 +321,10 @@ impl Host {
             Event::ConnectionClosed { conn, reason } => {
                 if let Some(link) = self.links.get_mut(&conn) {
                     link.closing = true;
+                }
+                if let Side::Server(s) = &self.side {
+                    self.refusals
+                        .closed(now, s.ep.connection_peer(conn), &reason);
                 }
                 self.memory_freed.store(true, Ordering::Release);
                 if let Side::Client(s) = &mut self.side
@@ -456,12 +464,22 @@ impl Host {
                             if let Some(st) = s.ep.nexus_stats(nexus) {
                                 report.nexuses.push((nexus, st.clone()));
                             }
+                            if let Some(owner) = s.ep.nexus_owner(nexus) {
+                                report.owners.push((nexus, owner.clone()));
+                            }
                         }
                         for conn in self.links.keys() {
                             if let Some(st) = s.ep.connection_stats(*conn) {
                                 report.connections.push(st.clone());
                             }
                         }
+                        report.ended_nexuses =
+                            s.ep.ended_nexus_stats()
+                                .map(|(identity, anonymous, st)| {
+                                    (identity.to_owned(), anonymous, st.clone())
+                                })
+                                .collect();
+                        report.ended_connections = s.ep.ended_connection_stats().clone();
                     }
                 }
                 let _ = reply.send(report);
@@ -469,6 +487,14 @@ impl Host {
             HostCommand::Destroy => {
                 if let Side::Client(s) = &mut self.side {
                     s.ep.destroy(now);
+                }
+            }
+            HostCommand::Reconfigure {
+                credentials,
+                limits,
+            } => {
+                if let Side::Server(s) = &mut self.side {
+                    s.ep.reconfigure(*credentials, limits);
                 }
             }
         }

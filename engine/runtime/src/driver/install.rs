@@ -109,7 +109,8 @@ pub(crate) fn install_client(
     )
 }
 
-/// Installs a server endpoint on `shard` and listens on each transport there. Returns
+/// Installs a server endpoint on `shard` and listens on each transport there; while
+/// `refusing` is set its listeners close what they accept. Returns
 /// the bound addresses (in order) and the caller for backchannel calls (shared with the
 /// server's handlers). If one cannot listen, the host is removed again.
 pub(crate) fn install_server(
@@ -119,6 +120,7 @@ pub(crate) fn install_server(
     handlers: Arc<HandlerTable>,
     jobs: Sender<Job>,
     transports: &[Arc<dyn Transport>],
+    refusing: Arc<AtomicBool>,
 ) -> Result<(HostHandle, Vec<Address>, Arc<Caller>), ApiError> {
     let seed = u64::from_le_bytes(random_nonce()[..8].try_into().expect("8 bytes"));
     let channel = command_channel(shards, shard);
@@ -133,6 +135,8 @@ pub(crate) fn install_server(
     let id = handle.id;
     let direct: Arc<[_]> = handlers.direct.clone().into();
     let accept: AcceptFactory = Arc::new(move |_| match host_by_id(id) {
+        // A draining server refuses new connections while its running requests finish.
+        Some(_) if refusing.load(Ordering::Acquire) => Box::new(RefusedConn),
         Some(host) if direct.is_empty() => Box::new(SessionConn::new(host)) as Box<dyn Protocol>,
         Some(host) => Box::new(SniffConn::new(host, Arc::clone(&direct))),
         None => Box::new(RefusedConn),

@@ -1,0 +1,136 @@
+//! The log lines of a server's jobs (replications, pulls, DTP transfers): one when a job
+//! starts and one when it ends, with its figures, under the target `hawser::job`. Their
+//! fields are a contract: `event` (`start`, `end`), `kind`, `identity`, `anonymous`,
+//! `peer`, `nexus`, and at the end `outcome` (`ok`, `failed`, `abandoned`), `bytes`,
+//! `files`, `seconds` and `rate` (bytes per second); the CLI's metrics count jobs from
+//! them.
+
+use std::time::{Duration, Instant};
+
+use hawser_session::NexusId;
+
+use crate::RequestContext;
+
+/// The target of job lines.
+pub const JOB_TARGET: &str = "hawser::job";
+
+/// A job being run: what its lines say about it.
+#[derive(Debug, Clone)]
+pub struct JobLog {
+    kind: &'static str,
+    nexus: NexusId,
+    identity: String,
+    anonymous: bool,
+    peer: String,
+    started: Instant,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Its work was done.
+    Ok,
+    /// It failed (the error is logged with it).
+    Failed,
+    /// Its client went away before ending it.
+    Abandoned,
+}
+
+impl JobOutcome {
+    fn name(self) -> &'static str {
+        match self {
+            JobOutcome::Ok => "ok",
+            JobOutcome::Failed => "failed",
+            JobOutcome::Abandoned => "abandoned",
+        }
+    }
+}
+
+/// What a job moved, for its end line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobFigures {
+    /// Bytes of file data moved.
+    pub bytes: u64,
+    /// Files written or sent.
+    pub files: u64,
+}
+
+impl JobLog {
+    /// A job of `kind` (`push`, `pull`, `dtp-push`, ...) for the request `ctx`, starting
+    /// now; logs its start line.
+    pub fn start(kind: &'static str, ctx: &RequestContext) -> JobLog {
+        let (identity, anonymous, peer) = match ctx.owner() {
+            Some(owner) => (
+                owner.identity.to_string(),
+                owner.anonymous,
+                owner.peer.to_string(),
+            ),
+            None => (String::new(), true, "unknown".to_owned()),
+        };
+        let job = JobLog {
+            kind,
+            nexus: ctx.request.nexus,
+            identity,
+            anonymous,
+            peer,
+            started: Instant::now(),
+        };
+        tracing::info!(
+            target: JOB_TARGET,
+            event = "start",
+            kind = job.kind,
+            identity = %job.identity,
+            anonymous = job.anonymous,
+            peer = %job.peer,
+            nexus = %job.nexus,
+            "job started"
+        );
+        job
+    }
+
+    /// The nexus the job runs on.
+    pub fn nexus(&self) -> NexusId {
+        self.nexus
+    }
+
+    /// How long the job has run.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Logs the job's end line: `figures`, its duration and rate, and `error` if it failed
+    /// (a warning then, an info line otherwise).
+    pub fn end(&self, outcome: JobOutcome, figures: JobFigures, error: Option<&str>) {
+        let seconds = self.elapsed().as_secs_f64();
+        let rate = if seconds > 0.0 {
+            (figures.bytes as f64 / seconds) as u64
+        } else {
+            0
+        };
+        macro_rules! end_line {
+            ($level:ident, $message:expr) => {
+                tracing::$level!(
+                    target: JOB_TARGET,
+                    event = "end",
+                    kind = self.kind,
+                    identity = %self.identity,
+                    anonymous = self.anonymous,
+                    peer = %self.peer,
+                    nexus = %self.nexus,
+                    outcome = outcome.name(),
+                    bytes = figures.bytes,
+                    files = figures.files,
+                    seconds = (seconds * 1000.0).round() / 1000.0,
+                    rate,
+                    error = error.unwrap_or(""),
+                    $message
+                )
+            };
+        }
+        match outcome {
+            JobOutcome::Ok => end_line!(info, "job finished"),
+            JobOutcome::Failed => end_line!(warn, "job failed"),
+            JobOutcome::Abandoned => end_line!(warn, "job abandoned by its client"),
+        }
+    }
+}
