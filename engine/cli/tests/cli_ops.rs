@@ -23,12 +23,18 @@ struct Server {
 
 impl Server {
     fn start(root: &Path, args: &[&str]) -> Server {
+        Self::start_with_env(root, args, &[])
+    }
+
+    fn start_with_env(root: &Path, args: &[&str], env: &[(&str, &Path)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hawser"))
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
             .arg("--root")
             .arg(root)
             .args(args)
             .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -404,4 +410,25 @@ fn sigterm_drains_a_slow_push_and_its_resume_completes_it() {
         kept >= 1 << 20,
         "the journal kept {kept} bytes of the first push"
     );
+}
+
+#[test]
+fn systemd_is_told_when_the_server_is_ready_and_when_it_stops() {
+    let (root, run) = (
+        TempDir::new("ops-notify-root"),
+        TempDir::new("ops-notify-run"),
+    );
+    let socket_path = run.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut server = Server::start_with_env(root.path(), &[], &[("NOTIFY_SOCKET", &socket_path)]);
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"READY=1");
+    server.signal("TERM");
+    let n = socket.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
 }
