@@ -1,6 +1,8 @@
 //! A server as operators run it: Prometheus metrics checked by `promtool`, job lines with
-//! their figures in the JSON log, SIGHUP reloading the user database, SIGTERM draining a
-//! slow push that `push --resume` then completes.
+//! their figures in the JSON log (pushes, DMP publishers), SIGHUP reloading the user
+//! database, SIGTERM draining a slow push that `push --resume` then completes, a drain
+//! bounded by its timeout or cut short by a second signal, and systemd's readiness
+//! notifications.
 
 mod support;
 
@@ -385,10 +387,7 @@ fn sigterm_drains_a_slow_push_and_its_resume_completes_it() {
     let status = server.wait_exit(Duration::from_secs(25));
     assert!(status.success(), "serve exited with {status}");
     assert!(signalled.elapsed() < Duration::from_secs(20));
-    server.wait_for(
-        "draining: new connections are refused, running requests finish",
-        Duration::ZERO,
-    );
+    server.wait_for_prefix("draining: new connections are refused, running requests finish");
     // The client would retry for a while before it gives up: it is not needed any more.
     let mut slow = slow;
     if slow.try_wait().unwrap().is_some_and(|s| s.success()) {
@@ -431,4 +430,91 @@ fn systemd_is_told_when_the_server_is_ready_and_when_it_stops() {
     let n = socket.recv(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"STOPPING=1");
     assert!(server.wait_exit(Duration::from_secs(10)).success());
+}
+
+/// Starts a rate-limited pull of `root`'s `big` (about six seconds), once the server says
+/// the job started.
+fn slow_pull(server: &Server, into: &Path) -> Child {
+    let pull = Command::new(env!("CARGO_BIN_EXE_hawser"))
+        .args([
+            "pull",
+            "--quiet",
+            "--connections",
+            "2",
+            "--block-size",
+            "1M",
+        ])
+        .args(["--rate", "1M", &format!("{}:big", server.addr)])
+        .arg(into)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    server.wait_for("job started", Duration::from_secs(10));
+    pull
+}
+
+#[test]
+fn a_drain_is_bounded_by_its_timeout_and_a_second_signal_ends_it_at_once() {
+    let (root, into) = (
+        TempDir::new("ops-bound-root"),
+        TempDir::new("ops-bound-into"),
+    );
+    std::fs::write(root.path().join("big"), vec![5u8; 6 << 20]).unwrap();
+
+    // A pull holds a request running: the drain waits for it, up to its timeout.
+    let mut server = Server::start(root.path(), &["--drain-timeout", "1s"]);
+    let mut pull = slow_pull(&server, &into.path().join("a"));
+    let signalled = Instant::now();
+    server.signal("TERM");
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
+    let waited = signalled.elapsed();
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
+    let timed_out = server.wait_for_prefix("drain timed out with requests still running");
+    assert_eq!(timed_out["fields"]["running"], 1);
+    let _ = pull.kill();
+    let _ = pull.wait();
+
+    // A second SIGTERM during a drain exits at once, with failure.
+    let mut server = Server::start(root.path(), &["--drain-timeout", "60s"]);
+    let mut pull = slow_pull(&server, &into.path().join("b"));
+    server.signal("TERM");
+    server.wait_for_prefix("draining: new connections are refused");
+    let signalled = Instant::now();
+    server.signal("TERM");
+    let status = server.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1));
+    assert!(signalled.elapsed() < Duration::from_secs(5));
+    let _ = pull.kill();
+    let _ = pull.wait();
+}
+
+#[test]
+fn a_publisher_logs_its_start_and_end_with_its_messages() {
+    let (root, etc) = (TempDir::new("ops-dmp-root"), TempDir::new("ops-dmp-etc"));
+    let config = etc.path().join("serve.toml");
+    std::fs::write(&config, "[dmp]\nsinks = [\"orders\"]\n").unwrap();
+    let server = Server::start(root.path(), &["--config", config.to_str().unwrap()]);
+    let mut publisher = Command::new(env!("CARGO_BIN_EXE_hawser"))
+        .args(["publish", &server.addr, "orders", "--routing-key", "eu.fr"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    publisher
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"first\nsecond\n")
+        .unwrap();
+    let out = publisher.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let start = server.wait_for("job started", Duration::from_secs(10));
+    assert_eq!(start["fields"]["kind"], "dmp-publish");
+    assert_eq!(start["fields"]["peer"], "127.0.0.1");
+    let end = server.wait_for("job finished", Duration::from_secs(10));
+    assert_eq!(end["fields"]["kind"], "dmp-publish");
+    assert_eq!(end["fields"]["messages"], 2);
+    assert!(end["fields"]["bytes"].as_u64().unwrap() > 0, "{end}");
 }

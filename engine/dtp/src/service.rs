@@ -411,6 +411,7 @@ impl DtpService {
                     let figures = JobFigures {
                         bytes: r.expected.saturating_sub(missing),
                         files: u64::from(missing == 0),
+                        messages: 0,
                     };
                     if missing == 0 {
                         r.log.end(JobOutcome::Ok, figures, None);
@@ -479,6 +480,7 @@ impl DtpService {
                 JobFigures {
                     bytes: *bytes,
                     files: 1,
+                    messages: 0,
                 },
                 None,
             ),

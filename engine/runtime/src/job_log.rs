@@ -1,13 +1,13 @@
-//! The log lines of a server's jobs (replications, pulls, DTP transfers): one when a job
-//! starts and one when it ends, with its figures, under the target `hawser::job`. Their
-//! fields are a contract: `event` (`start`, `end`), `kind`, `identity`, `anonymous`,
-//! `peer`, `nexus`, and at the end `outcome` (`ok`, `failed`, `abandoned`), `bytes`,
-//! `files`, `seconds` and `rate` (bytes per second); the CLI's metrics count jobs from
-//! them.
+//! The log lines of a server's jobs (replications, pulls, DTP transfers, DMP direct
+//! connections): one when a job starts and one when it ends, with its figures, under the
+//! target `hawser::job`. Their fields are a contract: `event` (`start`, `end`), `kind`,
+//! `identity`, `anonymous`, `peer`, `nexus`, and at the end `outcome` (`ok`, `failed`,
+//! `abandoned`), `bytes`, `files`, `messages`, `seconds` and `rate` (bytes per second);
+//! the CLI's metrics count jobs from them.
 
 use std::time::{Duration, Instant};
 
-use hawser_session::NexusId;
+use hawser_session::{NexusId, Peer};
 
 use crate::RequestContext;
 
@@ -49,30 +49,46 @@ impl JobOutcome {
 /// What a job moved, for its end line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JobFigures {
-    /// Bytes of file data moved.
+    /// Bytes of file data (or messages) moved.
     pub bytes: u64,
     /// Files written or sent.
     pub files: u64,
+    /// Messages published or delivered (DMP).
+    pub messages: u64,
 }
 
 impl JobLog {
     /// A job of `kind` (`push`, `pull`, `dtp-push`, ...) for the request `ctx`, starting
     /// now; logs its start line.
     pub fn start(kind: &'static str, ctx: &RequestContext) -> JobLog {
-        let (identity, anonymous, peer) = match ctx.owner() {
-            Some(owner) => (
-                owner.identity.to_string(),
+        match ctx.owner() {
+            Some(owner) => Self::start_for(
+                kind,
+                ctx.request.nexus,
+                &owner.identity,
                 owner.anonymous,
-                owner.peer.to_string(),
+                &owner.peer,
             ),
-            None => (String::new(), true, "unknown".to_owned()),
-        };
+            None => Self::start_for(kind, ctx.request.nexus, "", true, &Peer::Unknown),
+        }
+    }
+
+    /// A job of `kind` for `identity` (claimed only, if `anonymous`) on `nexus`, from
+    /// `peer`, starting now; logs its start line. For jobs that run outside a request
+    /// (a DMP direct connection redeeming its nexus's lease).
+    pub fn start_for(
+        kind: &'static str,
+        nexus: NexusId,
+        identity: &str,
+        anonymous: bool,
+        peer: &Peer,
+    ) -> JobLog {
         let job = JobLog {
             kind,
-            nexus: ctx.request.nexus,
-            identity,
+            nexus,
+            identity: identity.to_owned(),
             anonymous,
-            peer,
+            peer: peer.to_string(),
             started: Instant::now(),
         };
         tracing::info!(
@@ -120,6 +136,7 @@ impl JobLog {
                     outcome = outcome.name(),
                     bytes = figures.bytes,
                     files = figures.files,
+                    messages = figures.messages,
                     seconds = (seconds * 1000.0).round() / 1000.0,
                     rate,
                     error = error.unwrap_or(""),

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use hawser_runtime::{Address, Server, ServerCredentials, anonymous_allowed};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -20,26 +21,43 @@ use super::config::{ServeSettings, read_config};
 use super::notify::notify;
 use crate::error::CliError;
 
-/// Catches the signals a service manager sends. Taken before the server starts, so a
-/// SIGHUP that comes early reloads instead of killing the process.
-pub(crate) fn catch_signals() -> Result<Signals, CliError> {
-    Signals::new([SIGHUP, SIGTERM, SIGINT])
-        .map_err(|e| CliError::Usage(format!("catching SIGHUP, SIGTERM and SIGINT: {e}")))
+/// The signals a service manager sends, caught before the server starts (so a SIGHUP
+/// that comes early reloads instead of killing the process), and the switch that makes a
+/// second SIGTERM or SIGINT end a drain at once.
+#[derive(Debug)]
+pub(crate) struct Caught {
+    signals: Signals,
+    draining: Arc<AtomicBool>,
+}
+
+/// Catches SIGHUP, SIGTERM and SIGINT.
+pub(crate) fn catch_signals() -> Result<Caught, CliError> {
+    let failed =
+        |e: std::io::Error| CliError::Usage(format!("catching SIGHUP, SIGTERM and SIGINT: {e}"));
+    let draining = Arc::new(AtomicBool::new(false));
+    for signal in [SIGTERM, SIGINT] {
+        // Exits with status 1 on this signal once `draining` is set: the operator who
+        // presses Ctrl-C twice does not wait for the drain.
+        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&draining))
+            .map_err(failed)?;
+    }
+    let signals = Signals::new([SIGHUP, SIGTERM, SIGINT]).map_err(failed)?;
+    Ok(Caught { signals, draining })
 }
 
 /// Serves until SIGTERM or SIGINT, reloading on SIGHUP; then drains and returns.
-pub(crate) fn run(
-    mut signals: Signals,
-    args: &ServeArgs,
-    server: &Arc<Server>,
-    started: &ServeSettings,
-) {
+pub(crate) fn run(caught: Caught, args: &ServeArgs, server: &Arc<Server>, started: &ServeSettings) {
+    let Caught {
+        mut signals,
+        draining,
+    } = caught;
     notify("READY=1");
     for signal in signals.forever() {
         if signal == SIGHUP {
             reload(args, server, started);
             continue;
         }
+        draining.store(true, Ordering::SeqCst);
         notify("STOPPING=1");
         let timeout = started.drain_timeout;
         tracing::info!(
@@ -49,7 +67,8 @@ pub(crate) fn run(
                 "SIGINT"
             },
             drain_timeout_s = timeout.as_secs_f64(),
-            "draining: new connections are refused, running requests finish"
+            "draining: new connections are refused, running requests finish (a second \
+             SIGTERM or SIGINT exits at once)"
         );
         let running = server.drain(timeout);
         if running == 0 {
@@ -68,6 +87,10 @@ pub(crate) fn run(
 
 /// Reads the config file again and applies what can change live.
 fn reload(args: &ServeArgs, server: &Server, started: &ServeSettings) {
+    if args.config.is_none() {
+        tracing::info!("SIGHUP: the server runs without --config; there is nothing to reload");
+        return;
+    }
     let settings = match read_config(args).and_then(|file| ServeSettings::resolve(args, file)) {
         Ok(settings) => settings,
         Err(e) => {

@@ -1,12 +1,14 @@
-//! The metrics endpoint's HTTP/1.1 responder: one thread, one connection at a time,
-//! `GET /metrics` answered with the text exposition and anything else with 404 or 405.
-//! The port is as exposed as the server's: a request is read for at most
-//! [`READ_TIMEOUT`] and [`MAX_REQUEST`] bytes, and every connection is closed after one
-//! answer.
+//! The metrics endpoint's HTTP/1.1 responder: an accepting thread and a thread per
+//! connection, at most [`MAX_CONNECTIONS`] at once; `GET /metrics` is answered with the
+//! text exposition and anything else with 400, 404 or 405. The port is as exposed as the
+//! server's: a request is read for at most [`READ_TIMEOUT`] and [`MAX_REQUEST`] bytes,
+//! connections past the cap are closed unanswered, and every connection is closed after
+//! one answer.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::metrics::{CONTENT_TYPE, Metrics};
@@ -20,6 +22,18 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long writing the answer may stall.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Connections answered at once; a few slow clients cannot keep a scraper out.
+const MAX_CONNECTIONS: usize = 8;
+
+/// Counts a connection being answered; the count goes down however the answer ends.
+struct Answering(Arc<AtomicUsize>);
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Binds `addr` and answers scrapes on a thread of its own for the life of the process.
 /// Returns the bound address (port 0 picks one).
 pub(crate) fn start(addr: SocketAddr, metrics: Arc<Metrics>) -> io::Result<SocketAddr> {
@@ -28,11 +42,26 @@ pub(crate) fn start(addr: SocketAddr, metrics: Arc<Metrics>) -> io::Result<Socke
     std::thread::Builder::new()
         .name("hawser-metrics".into())
         .spawn(move || {
+            let answering = Arc::new(AtomicUsize::new(0));
             for stream in listener.incoming() {
                 match stream {
                     Ok(stream) => {
-                        if let Err(e) = answer(stream, &metrics) {
-                            tracing::debug!("metrics request: {e}");
+                        if answering.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+                            answering.fetch_sub(1, Ordering::AcqRel);
+                            continue;
+                        }
+                        let slot = Answering(Arc::clone(&answering));
+                        let metrics = Arc::clone(&metrics);
+                        let spawned = std::thread::Builder::new()
+                            .name("hawser-metrics-answer".into())
+                            .spawn(move || {
+                                let _slot = slot;
+                                if let Err(e) = answer(stream, &metrics) {
+                                    tracing::debug!("metrics request: {e}");
+                                }
+                            });
+                        if let Err(e) = spawned {
+                            tracing::warn!("metrics endpoint {bound}: no thread to answer: {e}");
                         }
                     }
                     // Out of descriptors or an aborted connection: wait a moment and go on.

@@ -152,6 +152,7 @@ fn serve_pull(root: &RootDir, ctx: &RequestContext, body: &[u8]) -> Result<Bytes
     let figures = JobFigures {
         bytes: report.bytes_sent,
         files: report.files,
+        messages: 0,
     };
     if failures.is_empty() {
         log.end(JobOutcome::Ok, figures, None);

@@ -236,6 +236,7 @@ fn log_end(log: &JobLog, result: &Result<Bytes, crate::TargetError>) {
                 .map_or_else(JobFigures::default, |r| JobFigures {
                     bytes: r.bytes_received,
                     files: r.files_written,
+                    messages: 0,
                 });
             log.end(JobOutcome::Ok, figures, None);
             if let Some(r) = report.filter(|r| r.refused > 0) {
