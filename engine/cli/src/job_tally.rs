@@ -1,7 +1,7 @@
 //! Jobs counted per identity from the job log: a `tracing` layer that reads the events of
-//! target `hawser::job` a server writes ([`hawser_runtime::job_log`]) when a job starts and ends (their `event`,
-//! `kind`, `identity`, `anonymous`, `outcome`, `bytes` and `files` fields) and keeps the
-//! totals the metrics endpoint exports. The log and the metrics agree by construction,
+//! target `hawser::job` a server writes ([`hawser_runtime::job_log`]) when a job starts
+//! and ends (their `event`, `kind`, `identity`, `anonymous`, `outcome`, `bytes` and
+//! `files` fields) and keeps the totals the metrics endpoint exports. The log and the metrics agree by construction,
 //! and the services that run jobs need no second channel to report them.
 
 use std::collections::BTreeMap;

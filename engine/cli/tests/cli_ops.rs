@@ -193,12 +193,30 @@ fn promtool_check(exposition: &str) {
 
 #[test]
 fn the_metrics_endpoint_serves_what_promtool_accepts() {
-    let (src, dst) = (TempDir::new("ops-m-src"), TempDir::new("ops-m-dst"));
+    let (src, dst, etc) = (
+        TempDir::new("ops-m-src"),
+        TempDir::new("ops-m-dst"),
+        TempDir::new("ops-m-etc"),
+    );
     std::fs::write(src.path().join("f"), vec![7u8; 100_000]).unwrap();
-    let server = Server::start(dst.path(), &["--metrics", "127.0.0.1:0"]);
+    let config = etc.path().join("serve.toml");
+    std::fs::write(&config, users_entry("alice", "right")).unwrap();
+    let server = Server::start(
+        dst.path(),
+        &[
+            "--metrics",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
     let metrics = server.metrics.clone().unwrap();
     let from = format!("{}/", src.path().display());
-    assert_succeeded(&push(&[&from, &format!("{}:m", server.addr)], None), "push");
+    let to = format!("{}:m", server.addr);
+    let as_alice = ["--identity", "alice", from.as_str(), to.as_str()];
+    assert_succeeded(&push(&as_alice, Some("right")), "push");
+    // A login the server refuses is counted, and its source is throttled.
+    assert!(!push(&as_alice, Some("wrong")).status.success());
 
     let answer = http(&metrics, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
     let (head, body) = answer.split_once("\r\n\r\n").unwrap();
@@ -208,19 +226,21 @@ fn the_metrics_endpoint_serves_what_promtool_accepts() {
         "{head}"
     );
     for sample in [
-        "hawser_identity_jobs_started_total{identity=\"anonymous\",kind=\"push\"} 1",
-        "hawser_identity_jobs_ended_total{identity=\"anonymous\",kind=\"push\",outcome=\"ok\"} 1",
-        "hawser_identity_job_bytes_total{identity=\"anonymous\",kind=\"push\"} 100000",
-        "hawser_identity_job_files_total{identity=\"anonymous\",kind=\"push\"} 1",
+        "hawser_identity_jobs_started_total{identity=\"alice\",kind=\"push\"} 1",
+        "hawser_identity_jobs_ended_total{identity=\"alice\",kind=\"push\",outcome=\"ok\"} 1",
+        "hawser_identity_job_bytes_total{identity=\"alice\",kind=\"push\"} 100000",
+        "hawser_identity_job_files_total{identity=\"alice\",kind=\"push\"} 1",
         "# TYPE hawser_connection_rtt_seconds histogram",
         "hawser_shard_accepts_total{shard=\"0\"}",
         "hawser_server_nexuses ",
+        "hawser_server_connections_refused_total 1\n",
+        "hawser_server_throttled_sources 1\n",
     ] {
         assert!(body.contains(sample), "no {sample:?} in\n{body}");
     }
     let requests = body
         .lines()
-        .find_map(|l| l.strip_prefix("hawser_identity_requests_total{identity=\"anonymous\"} "))
+        .find_map(|l| l.strip_prefix("hawser_identity_requests_total{identity=\"alice\"} "))
         .unwrap_or_else(|| panic!("no request counter in\n{body}"));
     assert!(
         requests.parse::<u64>().unwrap() >= 3,

@@ -102,7 +102,7 @@ pub use hawser_session::{
     ServerLimits, ServerTls, TlsFailure,
 };
 pub use hawser_session::{
-    ConnectionStats, LocalCredentials, NexusOwner, NexusStats, Peer, ServerCredentials,
+    ConnectionStats, LocalCredentials, NexusOwner, NexusStats, Peer, ServerCredentials, ServerLoad,
 };
 pub use on_shard::ShardCaller;
 pub use runtime::{Runtime, RuntimeConfig};

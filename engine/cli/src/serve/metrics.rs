@@ -203,9 +203,51 @@ impl ServerCollector {
                 "Bytes sent on session connections",
                 c.bytes_out,
             ),
+            (
+                "hawser_server_connections_refused",
+                "Connections refused: failed or throttled logins, connection, handshake and \
+                 nexus limits",
+                s.connections_refused,
+            ),
+            (
+                "hawser_server_protocol_violations",
+                "Connections closed for a protocol violation",
+                s.protocol_violations,
+            ),
         ];
         for (name, help, value) in counters {
             family(e, name, help, MetricType::Counter, one(value))?;
+        }
+        let l = &s.load;
+        let gauges = [
+            (
+                "hawser_server_handshakes_in_progress",
+                "Connections that have not authenticated yet",
+                l.unauthenticated,
+            ),
+            (
+                "hawser_server_sources",
+                "Source addresses with an open connection",
+                l.sources,
+            ),
+            (
+                "hawser_server_held_creates",
+                "Session creates held while the identity's previous session lives",
+                l.held_creates,
+            ),
+            (
+                "hawser_server_throttled_sources",
+                "Source addresses with failed logins on record (answered later and later)",
+                l.throttled.0,
+            ),
+            (
+                "hawser_server_throttled_identities",
+                "Identities with failed logins on record (answered later and later)",
+                l.throttled.1,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            family(e, name, help, MetricType::Gauge, one(value as u64))?;
         }
         Ok(())
     }

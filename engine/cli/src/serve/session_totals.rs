@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use hawser_runtime::{ConnectionStats, NexusStats, StatsReport};
+use hawser_runtime::{ConnectionStats, NexusStats, ServerLoad, StatsReport};
 use hdrhistogram::Histogram;
 
 use crate::job_tally::{ANONYMOUS, OTHER};
@@ -27,6 +27,12 @@ pub(crate) struct SessionTotals {
     /// Latency of the calls the server made to its clients (backchannel: the blocks of
     /// pulls), per exchange, over every nexus (nanoseconds).
     pub(crate) call_latency: BTreeMap<u32, Histogram<u64>>,
+    /// The server's bookkeeping now.
+    pub(crate) load: ServerLoad,
+    /// Connections refused since the start (failed or throttled logins, limits).
+    pub(crate) connections_refused: u64,
+    /// Connections closed for a protocol violation since the start.
+    pub(crate) protocol_violations: u64,
 }
 
 /// The label of an identity: anonymous clients share [`ANONYMOUS`], and identities past
@@ -46,6 +52,9 @@ pub(crate) fn session_totals(report: &StatsReport) -> SessionTotals {
     let mut t = SessionTotals {
         connections: report.connections.len() as u64,
         connection_totals: report.ended_connections.clone(),
+        load: report.load.unwrap_or_default(),
+        connections_refused: report.connections_refused,
+        protocol_violations: report.protocol_violations,
         ..SessionTotals::default()
     };
     for (identity, anonymous, stats) in &report.ended_nexuses {

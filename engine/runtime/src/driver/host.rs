@@ -480,6 +480,9 @@ impl Host {
                                 })
                                 .collect();
                         report.ended_connections = s.ep.ended_connection_stats().clone();
+                        report.load = Some(s.ep.load());
+                        report.connections_refused = self.refusals.refused;
+                        report.protocol_violations = self.refusals.protocol_violations;
                     }
                 }
                 let _ = reply.send(report);

@@ -10,12 +10,16 @@ use hawser_session::{LinkCloseReason, Peer};
 /// Warnings written per second at most.
 const PER_SECOND: u32 = 20;
 
-/// The budget of refusal warnings of one server.
+/// The budget of refusal warnings of one server, and the counts of what it saw.
 #[derive(Debug, Default)]
 pub(crate) struct RefusalLog {
     window_start: Option<Instant>,
     written: u32,
     held_back: u64,
+    /// Connections refused (authentication, limits), logged or not.
+    pub(crate) refused: u64,
+    /// Connections closed for a protocol violation, logged or not.
+    pub(crate) protocol_violations: u64,
 }
 
 impl RefusalLog {
@@ -23,8 +27,14 @@ impl RefusalLog {
     /// or a protocol violation and the budget allows.
     pub(crate) fn closed(&mut self, now: Instant, peer: Option<&Peer>, reason: &LinkCloseReason) {
         let what = match reason {
-            LinkCloseReason::Refused(_) => "connection refused",
-            LinkCloseReason::Protocol(_) => "connection closed for a protocol violation",
+            LinkCloseReason::Refused(_) => {
+                self.refused += 1;
+                "connection refused"
+            }
+            LinkCloseReason::Protocol(_) => {
+                self.protocol_violations += 1;
+                "connection closed for a protocol violation"
+            }
             _ => return,
         };
         let fresh = self
@@ -67,5 +77,9 @@ mod tests {
         assert_eq!(log.held_back, 5, "a lost connection is no refusal");
         log.closed(t0 + Duration::from_secs(1), None, &refused);
         assert_eq!((log.written, log.held_back), (1, 0));
+        assert_eq!(
+            (log.refused, log.protocol_violations),
+            (u64::from(PER_SECOND) + 6, 0)
+        );
     }
 }
