@@ -267,7 +267,6 @@ impl ServerBuilder {
         };
         let (jobs_tx, jobs_rx) = channel::unbounded();
         let drain = Arc::new(Drain::default());
-        let refusing = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (host, bound, caller) = driver::install_server(
             &shards,
             shard,
@@ -275,7 +274,7 @@ impl ServerBuilder {
             Arc::new(table),
             jobs_tx,
             &transports,
-            Arc::clone(&refusing),
+            Arc::clone(&drain),
         )?;
         let workers = driver::spawn_workers(self.handler_threads, jobs_rx, &host, &drain);
         Ok(Server {
@@ -285,7 +284,6 @@ impl ServerBuilder {
             addresses: bound,
             workers,
             drain,
-            refusing,
         })
     }
 }
@@ -297,9 +295,8 @@ pub struct Server {
     host: HostHandle,
     addresses: Vec<Address>,
     workers: Vec<JoinHandle<()>>,
+    /// Shared with the listeners and the handler threads.
     drain: Arc<Drain>,
-    /// Set when draining: the listeners close what they accept.
-    refusing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Server {
@@ -383,7 +380,6 @@ impl Server {
     /// written is written and journaled). Waits at most `timeout`; returns how many
     /// requests were still running then (0: drained).
     pub fn drain(&self, timeout: Duration) -> usize {
-        self.refusing.store(true, Ordering::Release);
         self.drain.draining.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + timeout;
         loop {

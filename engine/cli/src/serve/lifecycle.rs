@@ -45,8 +45,14 @@ pub(crate) fn catch_signals() -> Result<Caught, CliError> {
     Ok(Caught { signals, draining })
 }
 
-/// Serves until SIGTERM or SIGINT, reloading on SIGHUP; then drains and returns.
-pub(crate) fn run(caught: Caught, args: &ServeArgs, server: &Arc<Server>, started: &ServeSettings) {
+/// Serves until SIGTERM or SIGINT, reloading on SIGHUP; then drains and returns how many
+/// requests were still running when the drain timed out (0: drained).
+pub(crate) fn run(
+    caught: Caught,
+    args: &ServeArgs,
+    server: &Arc<Server>,
+    started: &ServeSettings,
+) -> usize {
     let Caught {
         mut signals,
         draining,
@@ -81,8 +87,9 @@ pub(crate) fn run(caught: Caught, args: &ServeArgs, server: &Arc<Server>, starte
                  resume from the journals)"
             );
         }
-        return;
+        return running;
     }
+    0
 }
 
 /// Reads the config file again and applies what can change live.

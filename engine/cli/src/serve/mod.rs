@@ -176,7 +176,11 @@ pub fn serve(args: &ServeArgs) -> Result<(), CliError> {
         println!("metrics on {bound}");
     }
     let _ = std::io::stdout().flush();
-    lifecycle::run(signals, args, &server, &settings);
+    if lifecycle::run(signals, args, &server, &settings) > 0 {
+        // Stopping the server joins its handler threads, which would wait for the
+        // requests the drain gave up on: the process ends without them.
+        std::process::exit(0);
+    }
     Ok(())
 }
 
