@@ -532,6 +532,28 @@ mod tests {
     }
 
     #[test]
+    fn metrics_and_drain_timeout_come_from_flags_or_the_file() {
+        let file: ServeFile =
+            toml::from_str("metrics = \"127.0.0.1:9415\"\ndrain_timeout = \"5s\"\n").unwrap();
+        let s = ServeSettings::resolve(&serve_args(&[]), file).unwrap();
+        assert_eq!(s.metrics, Some("127.0.0.1:9415".parse().unwrap()));
+        assert_eq!(s.drain_timeout, Duration::from_secs(5));
+        let file: ServeFile = toml::from_str("metrics = \"127.0.0.1:9415\"\n").unwrap();
+        let flags = serve_args(&["--metrics", "[::1]:0", "--drain-timeout", "off"]);
+        let s = ServeSettings::resolve(&flags, file).unwrap();
+        assert_eq!(s.metrics, Some("[::1]:0".parse().unwrap()), "the flag wins");
+        assert_eq!(s.drain_timeout, Duration::ZERO);
+        let defaults = ServeSettings::resolve(&serve_args(&[]), ServeFile::default()).unwrap();
+        assert_eq!(
+            (defaults.metrics, defaults.drain_timeout),
+            (None, DEFAULT_DRAIN_TIMEOUT)
+        );
+        let file: ServeFile = toml::from_str("metrics = \"localhost:9415\"\n").unwrap();
+        let e = ServeSettings::resolve(&serve_args(&[]), file).unwrap_err();
+        assert!(e.to_string().contains("numeric host"), "{e}");
+    }
+
+    #[test]
     fn listen_addresses_and_peer_uids_come_from_flags_or_the_file() {
         let file: ServeFile = toml::from_str(
             "listen = [\"127.0.0.1:0\", \"unix:///tmp/h.sock\"]\n[peer_uids]\nbackup = 1000\n",
