@@ -106,6 +106,15 @@ fn histograms<'a, L: prometheus_client::encoding::EncodeLabelSet + 'a>(
     Ok(())
 }
 
+/// The name of a backchannel exchange: the replication exchanges a pull calls by their
+/// names (`replicate.block`), any other by its number.
+fn exchange_name(exchange: u32) -> String {
+    hawser_replicate::service::TARGET_EXCHANGES
+        .iter()
+        .find(|(kind, _)| kind.exchange_id() == exchange)
+        .map_or_else(|| exchange.to_string(), |(_, name)| (*name).to_owned())
+}
+
 /// The sum (seconds), count and per-bucket counts of `h` at [`LATENCY_BUCKETS`]. HDR
 /// keeps values to two significant digits, so a value near a bound may count in the
 /// bucket beside it; the sum is the count times HDR's mean.
@@ -147,7 +156,7 @@ impl Collector for ServerCollector {
             session
                 .call_latency
                 .iter()
-                .map(|(exchange, h)| ([("exchange", exchange.to_string())], h)),
+                .map(|(exchange, h)| ([("exchange", exchange_name(*exchange))], h)),
         )
     }
 }
@@ -517,6 +526,16 @@ fn encode_jobs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replication_exchanges_are_named() {
+        use hawser_replicate::proto::MessageKind;
+        assert_eq!(
+            exchange_name(MessageKind::Block.exchange_id()),
+            "replicate.block"
+        );
+        assert_eq!(exchange_name(7), "7");
+    }
 
     #[test]
     fn hdr_histograms_become_disjoint_buckets_that_add_up_to_the_count() {
