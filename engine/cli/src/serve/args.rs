@@ -24,8 +24,10 @@ and renamed into place when complete; what an unfinished job leaves there waits 
 --resume and expires after --partial-max-age (swept at start and hourly); \
 --clean-partials removes it all. Prints `listening on ADDR` for each address once bound (TCP \
 as HOST:PORT; port 0 picks a \
-free port), and logs on stderr what it serves with and what it warns of (RUST_LOG filters \
-the log; info and above by default)."
+free port), and logs on stderr what it serves with, each job's start and end, and what it \
+warns of (RUST_LOG filters the log; info and above by default). SIGHUP re-reads the config \
+file (users and limits change at once); SIGTERM or SIGINT drains (new connections refused, \
+running requests finish, at most --drain-timeout) and exits with success."
 )]
 pub struct ServeArgs {
     /// Address to listen on, repeatable: HOST:PORT or tcp://HOST:PORT, unix:///PATH (a
