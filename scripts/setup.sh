@@ -4,30 +4,32 @@
 #                             OpenSSH client and server, openssl, and for the messaging
 #                             scenario nats-server, rabbitmq-server, libzmq3-dev, pkg-config;
 #                             uftp and uftpd for the lfn-loss scenario's UDP peer)
-#   scripts/setup.sh --ci     only what the default test suite needs (currently nothing)
+#   scripts/setup.sh --ci     only what the default test suite needs: promtool (Debian's
+#                             prometheus package), which checks `serve --metrics` output
 set -euo pipefail
 
 need_ci_only=false
 [[ "${1:-}" == "--ci" ]] && need_ci_only=true
 
-if $need_ci_only; then
-    exit 0
-fi
-
 # TOOL:PACKAGE; sshd is looked for in /usr/sbin too (not on a non-root PATH).
+tools=(promtool:prometheus)
+if ! $need_ci_only; then
+    tools+=(iperf3:iperf3 sockperf:sockperf rsync:rsync hyperfine:hyperfine
+        ssh:openssh-client scp:openssh-client ssh-keygen:openssh-client
+        sshd:openssh-server openssl:openssl
+        nats-server:nats-server rabbitmq-server:rabbitmq-server pkg-config:pkg-config
+        uftp:uftp uftpd:uftp)
+fi
 missing=()
-for entry in iperf3:iperf3 sockperf:sockperf rsync:rsync hyperfine:hyperfine \
-    ssh:openssh-client scp:openssh-client ssh-keygen:openssh-client \
-    sshd:openssh-server openssl:openssl \
-    nats-server:nats-server rabbitmq-server:rabbitmq-server pkg-config:pkg-config \
-    uftp:uftp uftpd:uftp; do
+for entry in "${tools[@]}"; do
     tool=${entry%%:*} package=${entry#*:}
     if ! command -v "$tool" >/dev/null 2>&1 && [[ ! -x /usr/sbin/$tool ]]; then
         [[ " ${missing[*]} " == *" $package "* ]] || missing+=("$package")
     fi
 done
 # libzmq's headers and pkg-config file: the messaging scenario's ZeroMQ client links it.
-if ! pkg-config --exists libzmq 2>/dev/null && ! dpkg -s libzmq3-dev >/dev/null 2>&1; then
+if ! $need_ci_only && ! pkg-config --exists libzmq 2>/dev/null \
+    && ! dpkg -s libzmq3-dev >/dev/null 2>&1; then
     missing+=(libzmq3-dev)
 fi
 if ((${#missing[@]})); then

@@ -14,6 +14,7 @@ pub mod error;
 pub mod histogram;
 pub mod inspect;
 pub mod job_args;
+pub mod job_tally;
 pub mod logging;
 pub mod messaging;
 pub mod nexus_record;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use hawser_replicate::RootDir;
+use hawser_runtime::job_log::{JobFigures, JobLog, JobOutcome};
 use hawser_runtime::{HandlerError, Peer, RemoteException, RequestContext, Service};
 use hawser_wire::dtp::{ControlMessage, DatagramForm, IntervalSet, PushResponse, TransferResponse};
 
@@ -109,6 +110,10 @@ struct Running {
     name: String,
     total: u64,
     started: std::time::Instant,
+    /// The job's log lines; its end is logged where the session leaves the table.
+    log: JobLog,
+    /// Bytes the transfer is to move (a pull's intervals, a push's missing bytes).
+    expected: u64,
 }
 
 /// A transfer the service runs, as its operators see it.
@@ -293,6 +298,11 @@ impl DtpService {
         match removed {
             Some(r) => {
                 r.transfer.stop();
+                r.log.end(
+                    JobOutcome::Failed,
+                    JobFigures::default(),
+                    Some("cancelled by an operator"),
+                );
                 true
             }
             None => false,
@@ -304,12 +314,24 @@ impl DtpService {
         ctx: &RequestContext,
         landing: Option<Landing>,
         (name, total): (&[u8], u64),
+        expected: u64,
         run: impl FnOnce(u32) -> Result<Transfer, crate::engine::EngineError>,
     ) -> Result<u32, HandlerError> {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let session_id = session_id(&running)?;
-        let transfer = run(session_id).map_err(|e| exception("Busy", e.to_string()))?;
+        let transfer = run(session_id).map_err(|e| {
+            tracing::warn!(
+                nexus = %ctx.request.nexus,
+                "DTP transfer refused: {e}"
+            );
+            exception("Busy", e.to_string())
+        })?;
         let nexus = ctx.request.nexus.0;
+        let kind = if landing.is_some() {
+            "dtp-push"
+        } else {
+            "dtp-pull"
+        };
         running.insert(
             session_id,
             Running {
@@ -319,6 +341,8 @@ impl DtpService {
                 name: String::from_utf8_lossy(name).into_owned(),
                 total,
                 started: std::time::Instant::now(),
+                log: JobLog::start(kind, ctx),
+                expected,
             },
         );
         Ok(session_id)
@@ -364,21 +388,27 @@ impl DtpService {
         };
         let (datagram_size, form) = shape(request.mtu, total);
         let key = fresh_key()?;
-        let session_id = self.start(ctx, None, (request.payload_id, total), |session_id| {
-            self.engine.send(SendPlan {
-                session_id,
-                key,
-                peer_ip,
-                peer: None,
-                file,
-                total_size: total,
-                wanted: request.intervals.clone(),
-                form,
-                datagram_size,
-                max_rate: self.rate(request.max_throughput),
-                controller: self.config.controller,
-            })
-        })?;
+        let session_id = self.start(
+            ctx,
+            None,
+            (request.payload_id, total),
+            expected,
+            |session_id| {
+                self.engine.send(SendPlan {
+                    session_id,
+                    key,
+                    peer_ip,
+                    peer: None,
+                    file,
+                    total_size: total,
+                    wanted: request.intervals.clone(),
+                    form,
+                    datagram_size,
+                    max_rate: self.rate(request.max_throughput),
+                    controller: self.config.controller,
+                })
+            },
+        )?;
         encode(&ControlMessage::TransferResponse(TransferResponse {
             session_id,
             total_size: total,
@@ -443,7 +473,8 @@ impl DtpService {
         let journal: crate::engine::Journal =
             Box::new(move |bytes: &[u8]| journal_dir.replace_file(&journal_name, bytes));
         let journal_every = self.config.journal_every;
-        let session_id = self.start(ctx, Some(landing), (name, total), |session_id| {
+        let missing = wanted.covered();
+        let session_id = self.start(ctx, Some(landing), (name, total), missing, |session_id| {
             self.engine.receive(ReceivePlan {
                 session_id,
                 key,
@@ -480,7 +511,11 @@ impl DtpService {
                 .collect();
             ids.iter()
                 .filter_map(|id| running.remove(id))
-                .map(|r| r.transfer)
+                .map(|r| {
+                    r.log
+                        .end(JobOutcome::Abandoned, JobFigures::default(), None);
+                    r.transfer
+                })
                 .collect()
         };
         for transfer in earlier {
@@ -500,6 +535,20 @@ impl DtpService {
             Some(r) if r.nexus == ctx.request.nexus.0 => {
                 r.transfer.stop();
                 if r.landing.is_none() {
+                    // A pull ends when its client stops it: what it still misses was
+                    // not delivered.
+                    let missing = report.holes.covered();
+                    let figures = JobFigures {
+                        bytes: r.expected.saturating_sub(missing),
+                        files: u64::from(missing == 0),
+                        messages: 0,
+                    };
+                    if missing == 0 {
+                        r.log.end(JobOutcome::Ok, figures, None);
+                    } else {
+                        let why = format!("stopped by the client with {missing} bytes missing");
+                        r.log.end(JobOutcome::Failed, figures, Some(&why));
+                    }
                     running.remove(&report.session_id);
                 }
                 Ok(Bytes::new())
@@ -549,52 +598,32 @@ impl DtpService {
         let Some(Running {
             transfer,
             landing: Some(landing),
+            log,
             ..
         }) = running
         else {
             return Err(exception("NotFound", format!("no push {id} of this nexus")));
         };
-        // The receiver ends by itself: complete, or failed after the engine's idle time.
-        let summary = loop {
-            if ctx.is_cancelled() {
-                transfer.stop();
+        let result = finish_push(ctx, &transfer, &landing, digest, metadata);
+        match &result {
+            Ok((bytes, _)) => log.end(
+                JobOutcome::Ok,
+                JobFigures {
+                    bytes: *bytes,
+                    files: 1,
+                    messages: 0,
+                },
+                None,
+            ),
+            Err(e) => {
+                let why = match e {
+                    HandlerError::Exception(remote) => remote.to_string(),
+                    HandlerError::Cancelled => "cancelled by the client".to_owned(),
+                };
+                log.end(JobOutcome::Failed, JobFigures::default(), Some(&why));
             }
-            if let Some(end) = transfer.wait(Duration::from_millis(200)) {
-                break end.map_err(|e| exception("Failed", e.to_string()))?;
-            }
-        };
-        let partial = landing.with_suffix(PARTIAL_SUFFIX);
-        let journal = landing.with_suffix(JOURNAL_SUFFIX);
-        if summary.digest != Some(digest) {
-            let _ = landing.dir.remove_file(&journal);
-            let _ = landing.dir.remove_file(&partial);
-            return Err(exception(
-                "DigestMismatch",
-                "the bytes received do not have the sender's digest; nothing was kept",
-            ));
         }
-        if let Some(metadata) = metadata {
-            landing
-                .dir
-                .open_file(&partial)
-                .and_then(|file| metadata.apply(&file))
-                .map_err(|e| io_exception("cannot set mode and mtime of", &landing.name, e))?;
-        }
-        landing
-            .dir
-            .rename_within(&partial, &landing.name)
-            .and_then(|_| landing.dir.remove_file(&journal))
-            .map_err(|e| io_exception("cannot put in place", &landing.name, e))?;
-        let json = format!(
-            "{{\"bytes\":{},\"datagrams\":{},\"duplicates\":{},\"unauthentic\":{},\"refused\":{},\"elapsed_us\":{}}}",
-            summary.bytes,
-            summary.datagrams,
-            summary.duplicates,
-            summary.unauthentic,
-            summary.refused,
-            summary.elapsed.as_micros()
-        );
-        Ok(Bytes::from(json))
+        result.map(|(_, answer)| answer)
     }
 
     fn stat(&self, body: &[u8]) -> Result<Bytes, HandlerError> {
@@ -664,12 +693,66 @@ impl DtpService {
         running.retain(|_, r| {
             if r.nexus == nexus {
                 r.transfer.stop();
+                r.log
+                    .end(JobOutcome::Abandoned, JobFigures::default(), None);
                 false
             } else {
                 true
             }
         });
     }
+}
+
+/// Waits for a push's receiver to end, checks the whole file's `digest` and puts the file
+/// in place; returns the bytes received and the answer to the client.
+fn finish_push(
+    ctx: &RequestContext,
+    transfer: &Transfer,
+    landing: &Landing,
+    digest: u128,
+    metadata: Option<FileMetadata>,
+) -> Result<(u64, Bytes), HandlerError> {
+    // The receiver ends by itself: complete, or failed after the engine's idle time.
+    let summary = loop {
+        if ctx.is_cancelled() {
+            transfer.stop();
+        }
+        if let Some(end) = transfer.wait(Duration::from_millis(200)) {
+            break end.map_err(|e| exception("Failed", e.to_string()))?;
+        }
+    };
+    let partial = landing.with_suffix(PARTIAL_SUFFIX);
+    let journal = landing.with_suffix(JOURNAL_SUFFIX);
+    if summary.digest != Some(digest) {
+        let _ = landing.dir.remove_file(&journal);
+        let _ = landing.dir.remove_file(&partial);
+        return Err(exception(
+            "DigestMismatch",
+            "the bytes received do not have the sender's digest; nothing was kept",
+        ));
+    }
+    if let Some(metadata) = metadata {
+        landing
+            .dir
+            .open_file(&partial)
+            .and_then(|file| metadata.apply(&file))
+            .map_err(|e| io_exception("cannot set mode and mtime of", &landing.name, e))?;
+    }
+    landing
+        .dir
+        .rename_within(&partial, &landing.name)
+        .and_then(|_| landing.dir.remove_file(&journal))
+        .map_err(|e| io_exception("cannot put in place", &landing.name, e))?;
+    let json = format!(
+        "{{\"bytes\":{},\"datagrams\":{},\"duplicates\":{},\"unauthentic\":{},\"refused\":{},\"elapsed_us\":{}}}",
+        summary.bytes,
+        summary.datagrams,
+        summary.duplicates,
+        summary.unauthentic,
+        summary.refused,
+        summary.elapsed.as_micros()
+    );
+    Ok((summary.bytes, Bytes::from(json)))
 }
 
 /// Bytes of datagram overhead (header and tag) in a form.

@@ -224,8 +224,9 @@ impl Client {
         let transport = Arc::clone(pipeline.transport());
         let host = driver::install_client(&shards, shard, sc, transport, ready_tx, serving)?;
         if blocking {
-            // The workers end when the host (holding the job queue) is dropped.
-            driver::spawn_workers(2, jobs_rx, &host);
+            // The workers end when the host (holding the job queue) is dropped; a client
+            // never drains.
+            driver::spawn_workers(2, jobs_rx, &host, &Arc::default());
         }
         let mut client = Client {
             spin: config.spin,

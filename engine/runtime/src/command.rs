@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use crossbeam::channel::Sender;
-use hawser_session::{CallError, CallOptions, ExchangeId, IncomingRequest, NexusId, Reply};
+use hawser_session::{
+    CallError, CallOptions, ExchangeId, IncomingRequest, NexusId, Reply, ServerCredentials,
+    ServerLimits,
+};
 use hawser_shards::Shards;
 
 use crate::stats::StatsReport;
@@ -38,6 +41,11 @@ pub(crate) enum HostCommand {
     Stats { reply: Sender<StatsReport> },
     /// Destroy the nexus (client).
     Destroy,
+    /// Replace a server's credentials and limits (an operator's reload).
+    Reconfigure {
+        credentials: Box<ServerCredentials>,
+        limits: ServerLimits,
+    },
 }
 
 /// The end of one call.

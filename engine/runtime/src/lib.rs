@@ -81,6 +81,7 @@ mod client;
 mod command;
 mod driver;
 mod error;
+pub mod job_log;
 mod on_shard;
 mod runtime;
 mod server;
@@ -100,7 +101,7 @@ pub use hawser_session::{
     CallError, CallOptions, ClientTls, ConnectionStats, ExchangeId, Footprint, Mechanism, NexusId,
     NexusStats, RemoteException, ScramEntry, ServerLimits, ServerTls, TlsFailure,
 };
-pub use hawser_session::{LocalCredentials, NexusOwner, Peer};
+pub use hawser_session::{LocalCredentials, NexusOwner, Peer, ServerCredentials, ServerLoad};
 pub use on_shard::ShardCaller;
 pub use runtime::{Runtime, RuntimeConfig};
 pub use server::{DEFAULT_PORT, Server, ServerBuilder, anonymous_allowed};

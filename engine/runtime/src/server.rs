@@ -2,20 +2,21 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam::channel;
 use hawser_session::{
     self as session, CallError, CallOptions, ExchangeId, NexusId, ServerCredentials, ServerLimits,
 };
-use hawser_shards::Shards;
+use hawser_shards::{Shards, StatsSnapshot};
 
 use crate::address::Address;
 use crate::call::PendingCall;
 use crate::command::Caller;
-use crate::driver::{self, HostHandle, shards_config};
+use crate::driver::{self, Drain, HostHandle, shards_config};
 use crate::error::resolve;
 use crate::service::HandlerTable;
 use crate::stats::StatsReport;
@@ -265,6 +266,7 @@ impl ServerBuilder {
             None => (Arc::new(Shards::start(shards_config(1, None))?), 0),
         };
         let (jobs_tx, jobs_rx) = channel::unbounded();
+        let drain = Arc::new(Drain::default());
         let (host, bound, caller) = driver::install_server(
             &shards,
             shard,
@@ -272,14 +274,16 @@ impl ServerBuilder {
             Arc::new(table),
             jobs_tx,
             &transports,
+            Arc::clone(&drain),
         )?;
-        let workers = driver::spawn_workers(self.handler_threads, jobs_rx, &host);
+        let workers = driver::spawn_workers(self.handler_threads, jobs_rx, &host, &drain);
         Ok(Server {
             caller,
             shards: Some(shards),
             host,
             addresses: bound,
             workers,
+            drain,
         })
     }
 }
@@ -291,6 +295,8 @@ pub struct Server {
     host: HostHandle,
     addresses: Vec<Address>,
     workers: Vec<JoinHandle<()>>,
+    /// Shared with the listeners and the handler threads.
+    drain: Arc<Drain>,
 }
 
 impl std::fmt::Debug for Server {
@@ -353,6 +359,41 @@ impl Server {
     /// Backchannel calls to the client of `nexus` (ordered calls, pipelines).
     pub fn backchannel(&self, nexus: NexusId) -> Backchannel {
         Backchannel::new(Arc::clone(&self.caller), nexus)
+    }
+
+    /// Counters of each shard the server runs on (all of its runtime's shards).
+    pub fn shard_stats(&self) -> Vec<StatsSnapshot> {
+        self.shards
+            .as_ref()
+            .map_or_else(Vec::new, |s| (0..s.len()).map(|i| s.stats(i)).collect())
+    }
+
+    /// Replaces what the server accepts (users, mapped identities, PLAIN, anonymous
+    /// clients) and its connection and nexus limits. Clients already logged in stay; the
+    /// next handshake is checked against `credentials`. TLS settings cannot change here.
+    pub fn reconfigure(&self, credentials: session::ServerCredentials, limits: ServerLimits) {
+        self.host
+            .commands
+            .send(crate::command::HostCommand::Reconfigure {
+                credentials: Box::new(credentials),
+                limits,
+            });
+    }
+
+    /// Drains the server before it stops: new connections are refused, no further
+    /// request is started, and the requests handlers are running finish (a block being
+    /// written is written and journaled). Waits at most `timeout`; returns how many
+    /// requests were still running then (0: drained).
+    pub fn drain(&self, timeout: Duration) -> usize {
+        self.drain.draining.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let running = self.drain.running.load(Ordering::SeqCst);
+            if running == 0 || Instant::now() >= deadline {
+                return running;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Stops accepting, closes every connection and joins the threads.

@@ -74,6 +74,9 @@ pub trait Side: Sized {
     /// `conn` was forgotten: its last bytes are out, or its transport is gone.
     fn after_forget(_ep: &mut Endpoint<Self>, _conn: LinkId) {}
 
+    /// The statistics of a connection just forgotten, for totals that outlive it.
+    fn forgotten_stats(_ep: &mut Endpoint<Self>, _stats: ConnectionStats) {}
+
     /// The driver reported `conn`'s transport gone (it is closed and forgotten by now).
     fn after_lost(_ep: &mut Endpoint<Self>, _now: Instant) {}
 
@@ -277,10 +280,14 @@ impl<S: Side> Endpoint<S> {
 
     /// Forgets a connection whose last bytes are out (or that can send nothing more).
     fn forget_link(&mut self, conn: LinkId) {
-        if let Some(link) = self.links.remove(&conn) {
+        let forgotten = self.links.remove(&conn);
+        if let Some(link) = &forgotten {
             self.forgotten.add(&link.stats);
         }
         self.links.shrink_if_sparse();
         S::after_forget(self, conn);
+        if let Some(link) = forgotten {
+            S::forgotten_stats(self, link.stats);
+        }
     }
 }

@@ -56,6 +56,30 @@ pub struct NexusStats {
 }
 
 impl NexusStats {
+    /// Adds `other`'s counters and histograms to these (totals of ended nexuses).
+    pub fn absorb(&mut self, other: &NexusStats) {
+        let add = |a: &mut u64, b: u64| *a = a.saturating_add(b);
+        add(&mut self.requests_sent, other.requests_sent);
+        add(&mut self.requests_executed, other.requests_executed);
+        add(&mut self.requests_completed, other.requests_completed);
+        add(&mut self.bytes_sent, other.bytes_sent);
+        add(&mut self.bytes_received, other.bytes_received);
+        add(&mut self.retries, other.retries);
+        add(&mut self.replays, other.replays);
+        add(&mut self.duplicates_ignored, other.duplicates_ignored);
+        add(&mut self.cancels, other.cancels);
+        add(&mut self.misordered, other.misordered);
+        add(&mut self.connections_lost, other.connections_lost);
+        for (exchange, h) in &other.latency {
+            // Both resize themselves: adding cannot run out of range.
+            let _ = self
+                .latency
+                .entry(*exchange)
+                .or_insert_with(new_histogram)
+                .add(h);
+        }
+    }
+
     pub(crate) fn record_latency(&mut self, exchange: ExchangeId, d: Duration) {
         record(
             self.latency.entry(exchange).or_insert_with(new_histogram),
@@ -92,6 +116,15 @@ impl Default for ConnectionStats {
 }
 
 impl ConnectionStats {
+    /// Adds `other`'s counters and round trips to these (totals of closed connections).
+    pub fn absorb(&mut self, other: &ConnectionStats) {
+        self.frames_in = self.frames_in.saturating_add(other.frames_in);
+        self.frames_out = self.frames_out.saturating_add(other.frames_out);
+        self.bytes_in = self.bytes_in.saturating_add(other.bytes_in);
+        self.bytes_out = self.bytes_out.saturating_add(other.bytes_out);
+        let _ = self.rtt.add(&other.rtt);
+    }
+
     pub(crate) fn record_rtt(&mut self, d: Duration) {
         record(&mut self.rtt, d);
     }

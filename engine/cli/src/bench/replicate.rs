@@ -231,6 +231,8 @@ fn run(args: &BenchArgs) -> Result<(), CliError> {
         max_connections_per_address: None,
         max_handshakes: None,
         max_nexuses: None,
+        metrics: None,
+        drain_timeout: None,
         log_format: LogFormat::Text,
     })?;
     let job = job_args(args);

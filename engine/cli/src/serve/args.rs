@@ -24,8 +24,10 @@ and renamed into place when complete; what an unfinished job leaves there waits 
 --resume and expires after --partial-max-age (swept at start and hourly); \
 --clean-partials removes it all. Prints `listening on ADDR` for each address once bound (TCP \
 as HOST:PORT; port 0 picks a \
-free port), and logs on stderr what it serves with and what it warns of (RUST_LOG filters \
-the log; info and above by default)."
+free port), and logs on stderr what it serves with, each job's start and end, and what it \
+warns of (RUST_LOG filters the log; info and above by default). SIGHUP re-reads the config \
+file (users and limits change at once); SIGTERM or SIGINT drains (new connections refused, \
+running requests finish, at most --drain-timeout) and exits with success."
 )]
 pub struct ServeArgs {
     /// Address to listen on, repeatable: HOST:PORT or tcp://HOST:PORT, unix:///PATH (a
@@ -56,8 +58,12 @@ pub struct ServeArgs {
     /// iterations and keys as `hawser passwd` prints them), a `[peer_uids]` table (identity = uid, see
     /// --allow-peer-uid), a `[client_certs]` table (identity = "sha256", see
     /// --allow-client-cert) and a `[limits]` table (`connections_per_address`,
-    /// `handshakes_in_progress`, `nexuses`, `held_creates_per_identity`), and a `[dmp]`
-    /// table for the message service (see README, "Messages").
+    /// `handshakes_in_progress`, `nexuses`, `held_creates_per_identity`), a `[dmp]`
+    /// table for the message service (see README, "Messages"), `metrics` and
+    /// `drain_timeout`; command-line options override it. SIGHUP reads it again and
+    /// applies `[users]`, `[peer_uids]`, `[client_certs]`, `allow_plain`,
+    /// `allow_anonymous` and `[limits]` at once; the other keys take a restart (a reload
+    /// that changes one logs a warning naming it).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Accept anonymous clients (push/pull without --identity): anyone who can reach the
@@ -150,6 +156,19 @@ pub struct ServeArgs {
     /// serving.
     #[arg(long)]
     pub clean_partials: bool,
+    /// Serve Prometheus metrics over HTTP at ADDR (`GET /metrics`, text format 0.0.4):
+    /// totals of the server, counters of each shard, requests, bytes and jobs of each
+    /// identity, latency histograms. Prints `metrics on ADDR` once bound (port 0 picks
+    /// one). Anyone who reaches ADDR reads them: bind it to loopback or a management
+    /// network [also: `metrics = "ADDR"` in the config file].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// On SIGTERM or SIGINT the server refuses new connections, starts no new request and
+    /// waits this long at most for the running ones (a block being written is written and
+    /// journaled) before it exits with success; seconds, or a number followed by s, m, h
+    /// or d; `off` exits at once [default: 30s, or the config file's `drain_timeout`].
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub drain_timeout: Option<AgeLimit>,
     /// How the log on stderr is written: `text` lines or `json` objects, one per event.
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

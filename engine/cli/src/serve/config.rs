@@ -2,6 +2,7 @@
 //! comes from the command line, else the file, else the default.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,6 +17,9 @@ use crate::values::{AgeLimit, parse_age, parse_size, parse_write_mode};
 
 /// Handler threads when the config file does not say.
 const DEFAULT_HANDLER_THREADS: usize = 4;
+
+/// How long a drain (SIGTERM) waits for running requests when the config does not say.
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The config file, as written (every key optional; unknown keys are refused).
 #[derive(Debug, Default, serde::Deserialize)]
@@ -54,6 +58,10 @@ pub(crate) struct ServeFile {
     /// The message service (DMP).
     #[serde(default)]
     dmp: super::dmp::DmpFile,
+    /// Where the Prometheus metrics are served (`--metrics`).
+    metrics: Option<String>,
+    /// How long SIGTERM waits for running requests (`--drain-timeout`).
+    drain_timeout: Option<AgeValue>,
 }
 
 /// A `[users.NAME]` table.
@@ -193,6 +201,10 @@ pub(crate) struct ServeSettings {
     pub(crate) client_certs: BTreeMap<String, [u8; 32]>,
     /// The message service's settings (`[dmp]`), when it runs.
     pub(crate) dmp: Option<hawser_dmp::DmpConfig>,
+    /// Where the Prometheus metrics are served, if anywhere.
+    pub(crate) metrics: Option<SocketAddr>,
+    /// How long SIGTERM waits for running requests before the process exits.
+    pub(crate) drain_timeout: Duration,
 }
 
 impl ServeSettings {
@@ -311,6 +323,21 @@ impl ServeSettings {
                     .into(),
             ));
         }
+        let metrics = match (args.metrics, &file.metrics) {
+            (Some(addr), _) => Some(addr),
+            (None, Some(text)) => Some(text.parse().map_err(|_| {
+                CliError::Usage(format!(
+                    "metrics = {text:?}: give HOST:PORT with a numeric host, e.g. 127.0.0.1:9415"
+                ))
+            })?),
+            (None, None) => None,
+        };
+        let drain_timeout = match (args.drain_timeout, &file.drain_timeout) {
+            (Some(AgeLimit(Some(age))), _) => age,
+            (Some(AgeLimit(None)), _) => Duration::ZERO,
+            (None, Some(value)) => value.age("drain_timeout")?.unwrap_or(Duration::ZERO),
+            (None, None) => DEFAULT_DRAIN_TIMEOUT,
+        };
         let mut peer_uids = file.peer_uids;
         for grant in &args.allow_peer_uid {
             let (identity, uid) = parse_peer_uid(grant)?;
@@ -344,6 +371,8 @@ impl ServeSettings {
             } else {
                 None
             },
+            metrics,
+            drain_timeout,
         })
     }
 }
@@ -500,6 +529,28 @@ mod tests {
             let err = ServeSettings::resolve(&serve_args(&[]), file).unwrap_err();
             assert!(err.to_string().contains(complaint), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn metrics_and_drain_timeout_come_from_flags_or_the_file() {
+        let file: ServeFile =
+            toml::from_str("metrics = \"127.0.0.1:9415\"\ndrain_timeout = \"5s\"\n").unwrap();
+        let s = ServeSettings::resolve(&serve_args(&[]), file).unwrap();
+        assert_eq!(s.metrics, Some("127.0.0.1:9415".parse().unwrap()));
+        assert_eq!(s.drain_timeout, Duration::from_secs(5));
+        let file: ServeFile = toml::from_str("metrics = \"127.0.0.1:9415\"\n").unwrap();
+        let flags = serve_args(&["--metrics", "[::1]:0", "--drain-timeout", "off"]);
+        let s = ServeSettings::resolve(&flags, file).unwrap();
+        assert_eq!(s.metrics, Some("[::1]:0".parse().unwrap()), "the flag wins");
+        assert_eq!(s.drain_timeout, Duration::ZERO);
+        let defaults = ServeSettings::resolve(&serve_args(&[]), ServeFile::default()).unwrap();
+        assert_eq!(
+            (defaults.metrics, defaults.drain_timeout),
+            (None, DEFAULT_DRAIN_TIMEOUT)
+        );
+        let file: ServeFile = toml::from_str("metrics = \"localhost:9415\"\n").unwrap();
+        let e = ServeSettings::resolve(&serve_args(&[]), file).unwrap_err();
+        assert!(e.to_string().contains("numeric host"), "{e}");
     }
 
     #[test]

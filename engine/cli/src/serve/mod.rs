@@ -1,13 +1,20 @@
-//! `hawser serve`: a replication target and pull source serving one root until killed,
-//! or with `--clean-partials` a sweep of what unfinished jobs left under it.
+//! `hawser serve`: a replication target and pull source serving one root until SIGTERM
+//! (reloading its config on SIGHUP, with metrics over HTTP when asked), or with
+//! `--clean-partials` a sweep of what unfinished jobs left under it.
 
 pub mod access;
 pub mod args;
 pub mod config;
 pub mod control;
 mod dmp;
+mod lifecycle;
+mod metrics;
+mod metrics_http;
+mod notify;
+mod session_totals;
 
 use std::io::Write;
+use std::sync::Arc;
 
 use hawser_replicate::proto::BLOCK_HEADER_LEN;
 use hawser_replicate::service::{max_request_size, pull_service, replication_service_with_jobs};
@@ -22,6 +29,11 @@ use config::{ServeSettings, read_config, serve_root};
 
 /// Starts the replication server `args` describe (the caller keeps it running).
 pub fn start_server(args: &ServeArgs) -> Result<Server, CliError> {
+    Ok(start(args)?.0)
+}
+
+/// Starts the server and returns it with the settings it started with.
+fn start(args: &ServeArgs) -> Result<(Server, ServeSettings), CliError> {
     let s = ServeSettings::resolve(args, read_config(args)?)?;
     let (service, replications) = replication_service_with_jobs(&s.root, s.service_limits.clone())
         .map_err(io_err(&s.root))?;
@@ -73,8 +85,8 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, CliError> {
         builder = builder.frame_timeout(timeout);
     }
     let identities = s.users.len() + s.peer_uids.len() + s.client_certs.len();
-    for (identity, entry) in s.users {
-        builder = builder.user(identity, entry);
+    for (identity, entry) in &s.users {
+        builder = builder.user(identity.clone(), entry.clone());
     }
     builder = builder.allow_plain(s.allow_plain);
     let mut tls_pin = None;
@@ -86,11 +98,11 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, CliError> {
             Some(hawser_runtime::tls::pin_of(cert).map_err(|e| CliError::Usage(e.to_string()))?);
         builder = builder.tls(tls);
     }
-    for (identity, pin) in s.client_certs {
-        builder = builder.client_cert(identity, pin);
+    for (identity, pin) in &s.client_certs {
+        builder = builder.client_cert(identity.clone(), *pin);
     }
-    for (identity, uid) in s.peer_uids {
-        builder = builder.peer_uid(identity, uid);
+    for (identity, uid) in &s.peer_uids {
+        builder = builder.peer_uid(identity.clone(), *uid);
     }
     if let Some(allow) = s.allow_anonymous {
         builder = builder.allow_anonymous(allow);
@@ -124,9 +136,10 @@ pub fn start_server(args: &ServeArgs) -> Result<Server, CliError> {
         dmp_sinks = s.dmp.as_ref().map_or(0, |d| d.sinks.len()),
         dmp_feeds = s.dmp.as_ref().map_or(0, |d| d.feeds.len()),
         dtp = %transfers.as_ref().map_or("off".to_string(), |t| t.data_addr().to_string()),
+        drain_timeout_s = s.drain_timeout.as_secs_f64(),
         "serving"
     );
-    Ok(server)
+    Ok((server, s))
 }
 
 /// The DTP service over `root`, its data socket bound at `bind`.
@@ -151,19 +164,32 @@ fn dtp_service(
     ))
 }
 
-/// `hawser serve`: serves until killed (with `--clean-partials`: cleans and exits).
+/// `hawser serve`: serves until SIGTERM or SIGINT, then drains (with
+/// `--clean-partials`: cleans and exits).
 pub fn serve(args: &ServeArgs) -> Result<(), CliError> {
     if args.clean_partials {
         return clean_partials(args);
     }
-    let server = start_server(args)?;
+    let signals = lifecycle::catch_signals()?;
+    let (server, settings) = start(args)?;
+    let server = Arc::new(server);
     for address in server.addresses() {
         println!("listening on {}", shown_address(address));
     }
-    let _ = std::io::stdout().flush();
-    loop {
-        std::thread::park();
+    if let Some(addr) = settings.metrics {
+        let metrics = metrics::Metrics::new(&server);
+        let bound = metrics_http::start(addr, Arc::new(metrics))
+            .map_err(|e| CliError::Usage(format!("--metrics {addr}: {e}")))?;
+        tracing::info!(metrics = %bound, "serving metrics at http://{bound}/metrics");
+        println!("metrics on {bound}");
     }
+    let _ = std::io::stdout().flush();
+    if lifecycle::run(signals, args, &server, &settings) > 0 {
+        // Stopping the server joins its handler threads, which would wait for the
+        // requests the drain gave up on: the process ends without them.
+        std::process::exit(0);
+    }
+    Ok(())
 }
 
 /// `hawser serve --clean-partials`: removes every partial file and journal under the

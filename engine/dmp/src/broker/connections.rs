@@ -11,6 +11,19 @@ use hawser_wire::dmp::ResponseCode;
 
 use super::{Attached, Broker, Grant, Lease, Refusal, Requester, at_most, not_found};
 
+/// A lease redeemed by a direct connection.
+#[derive(Debug)]
+pub struct Redeemed {
+    /// What the connection is attached to.
+    pub attached: Attached,
+    /// The application (nexus) the lease was granted to.
+    pub app: u128,
+    /// That nexus's identity.
+    pub identity: Arc<str>,
+    /// The identity is claimed (`ANONYMOUS`), not proven.
+    pub anonymous: bool,
+}
+
 impl Broker {
     pub(super) fn grant(
         &mut self,
@@ -26,6 +39,7 @@ impl Broker {
             grant,
             app: who.app,
             identity: Arc::clone(&who.identity),
+            anonymous: who.anonymous,
             peer: who.peer,
             expires: now + self.config.lease_ttl,
         };
@@ -71,7 +85,7 @@ impl Broker {
         lease: &[u8],
         peer: Peer,
         conn: ConnId,
-    ) -> Result<(Attached, u128), Refusal> {
+    ) -> Result<Redeemed, Refusal> {
         let lease = self.leases.redeem(now, lease, peer)?;
         at_most(
             self.direct_connections,
@@ -114,7 +128,12 @@ impl Broker {
         self.direct_connections += 1;
         let app = self.apps.entry(lease.app).or_default();
         app.direct += 1;
-        Ok((attached, lease.app))
+        Ok(Redeemed {
+            attached,
+            app: lease.app,
+            identity: lease.identity,
+            anonymous: lease.anonymous,
+        })
     }
 
     /// A closed direct connection (attached for application `app`): it stops publishing or consuming, and its

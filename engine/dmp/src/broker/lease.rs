@@ -32,6 +32,8 @@ pub struct Lease {
     pub app: u128,
     /// That nexus's identity.
     pub identity: Arc<str>,
+    /// The identity is claimed (`ANONYMOUS`), not proven.
+    pub anonymous: bool,
     /// The peer of the connection that created that nexus: a direct connection from
     /// elsewhere is refused.
     pub peer: Peer,
@@ -176,6 +178,7 @@ mod tests {
             grant: Grant::Put(EntityId(1)),
             app: 7,
             identity: "alice".into(),
+            anonymous: false,
             peer,
             expires: now + Duration::from_secs(30),
         }

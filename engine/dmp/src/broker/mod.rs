@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::config::DmpConfig;
 use crate::pattern::Pattern;
 
+pub use connections::Redeemed;
 pub use feed::{Feed, FeedCounters, FeedQueue, Overflow};
 pub use lease::{Grant, LEASE_LEN, Lease, LeaseTable, lease_text, parse_lease};
 pub use owner::{Owner, Requester};

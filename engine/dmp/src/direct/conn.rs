@@ -6,10 +6,11 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
-use hawser_runtime::Peer;
 use hawser_runtime::direct::{
     CloseReason, ConnId, PeerCredentials, Protocol, Received, Transmit, wake_connection,
 };
+use hawser_runtime::job_log::{JobFigures, JobLog, JobOutcome};
+use hawser_runtime::{NexusId, Peer};
 use hawser_wire::dmp::{Command, Preamble, ResponseCode};
 
 use super::heartbeat::{Beat, Heartbeat, NULL_MESSAGE};
@@ -50,6 +51,9 @@ pub struct DirectConn {
     heartbeat: Option<Heartbeat>,
     /// What the lease attached it to, and for which application.
     attached: Option<(Attached, u128)>,
+    /// The log of a publisher's or consumer's connection, what it moved, and why it was
+    /// refused after it attached (if it was).
+    job: Option<(JobLog, JobFigures, Option<String>)>,
     /// Feeds a paused publisher waits on.
     blocked_on: Vec<EntityId>,
     /// Paused until all queues together drain under the broker's budget.
@@ -88,6 +92,7 @@ impl DirectConn {
             handshake_deadline: None,
             heartbeat: None,
             attached: None,
+            job: None,
             blocked_on: Vec::new(),
             over_budget: false,
             receive_size: PUBLISH_RECEIVE_MIN,
@@ -117,6 +122,9 @@ impl DirectConn {
 
     fn refuse(&mut self, refusal: &Refusal) {
         tracing::debug!(peer = ?self.peer, %refusal, "direct connection refused");
+        if let Some((_, _, why)) = &mut self.job {
+            why.get_or_insert_with(|| refusal.to_string());
+        }
         put_response(&mut self.pending, refusal.code, &refusal.text);
         self.close();
     }
@@ -185,10 +193,26 @@ impl DirectConn {
         };
         self.end_handshake();
         let redeemed = self.broker.borrow_mut().redeem(now, lease, self.peer, conn);
-        let (attached, app) = match redeemed {
+        let redeemed = match redeemed {
             Ok(ok) => ok,
-            Err(refusal) => return self.refuse(&refusal),
+            Err(refusal) => {
+                tracing::warn!(peer = %self.peer, %refusal, "direct connection refused");
+                return self.refuse(&refusal);
+            }
         };
+        let (attached, app) = (redeemed.attached, redeemed.app);
+        let kind = match attached {
+            Attached::Put { .. } => "dmp-publish",
+            Attached::Get { .. } => "dmp-consume",
+        };
+        let log = JobLog::start_for(
+            kind,
+            NexusId(app),
+            &redeemed.identity,
+            redeemed.anonymous,
+            &self.peer,
+        );
+        self.job = Some((log, JobFigures::default(), None));
         let (heartbeat, dead_after) = {
             let broker = self.broker.borrow();
             (broker.config().heartbeat, broker.config().dead_after)
@@ -225,6 +249,10 @@ impl DirectConn {
             Err(refusal) => return self.refuse(&refusal),
         };
         if scanned.consumed > 0 {
+            if let Some((_, figures, _)) = &mut self.job {
+                figures.bytes += scanned.consumed as u64;
+                figures.messages += self.messages.len() as u64;
+            }
             // The allocation the chunk's slices keep alive: the chunk and what follows it.
             let backing = scanned.consumed + self.rx.capacity() - self.rx.len();
             let chunk = self.rx.split_to(scanned.consumed).freeze();
@@ -394,10 +422,15 @@ impl Protocol for DirectConn {
             Phase::Get { feed } => {
                 let Some(conn) = self.conn else { return };
                 let budget = SEND_BUDGET.saturating_sub(out.queued());
-                let taken = self
-                    .broker
-                    .borrow_mut()
-                    .take_for(feed, conn, budget, |b| out.write_bytes(b));
+                let mut bytes = 0u64;
+                let taken = self.broker.borrow_mut().take_for(feed, conn, budget, |b| {
+                    bytes += b.len() as u64;
+                    out.write_bytes(b);
+                });
+                if let (Some((_, figures, _)), Some(messages)) = (&mut self.job, taken) {
+                    figures.bytes += bytes;
+                    figures.messages += messages;
+                }
                 match taken {
                     // Deleted, or disconnected as too slow.
                     None => self.close(),
@@ -461,6 +494,12 @@ impl Protocol for DirectConn {
 
     fn on_close(&mut self, _now: Instant, _reason: &CloseReason) {
         self.close();
+        if let Some((log, figures, refused)) = self.job.take() {
+            match refused {
+                None => log.end(JobOutcome::Ok, figures, None),
+                Some(why) => log.end(JobOutcome::Failed, figures, Some(&why)),
+            }
+        }
         if self.charged > 0 {
             self.broker
                 .borrow_mut()

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use hawser_runtime::job_log::{JobFigures, JobLog, JobOutcome};
 use hawser_runtime::{ExchangeId, HandlerError, RequestContext, Service};
 
 use super::{PipelineTransport, Progress, TARGET_EXCHANGES, exception, session_source_config};
@@ -48,6 +49,12 @@ pub fn pull_service(root: &Path, max_pulls: usize) -> std::io::Result<Service> {
         move |ctx: &RequestContext, body: Bytes| {
             if running.fetch_add(1, Ordering::AcqRel) >= max_pulls {
                 running.fetch_sub(1, Ordering::AcqRel);
+                tracing::warn!(
+                    nexus = %ctx.request.nexus,
+                    peer = %ctx.owner().map_or_else(String::new, |o| o.peer.to_string()),
+                    max_pulls,
+                    "pull refused: the server runs its maximum of pulls"
+                );
                 return Err(exception(
                     "hawser.replicate.Busy",
                     format!("the server runs {max_pulls} pulls already"),
@@ -78,6 +85,12 @@ fn serve_pull(root: &RootDir, ctx: &RequestContext, body: &[u8]) -> Result<Bytes
         .collect::<Result<Vec<SourceRoot>, _>>()
         .map_err(|e| match e {
             SourcePathError::Refused { .. } => {
+                tracing::warn!(
+                    nexus = %ctx.request.nexus,
+                    identity = ctx.owner().map_or("", |o| &*o.identity),
+                    peer = %ctx.owner().map_or_else(String::new, |o| o.peer.to_string()),
+                    "pull refused: {e}"
+                );
                 exception("hawser.replicate.SourceRefused", e.to_string())
             }
             SourcePathError::NotFound { .. } | SourcePathError::Io { .. } => {
@@ -121,13 +134,32 @@ fn serve_pull(root: &RootDir, ctx: &RequestContext, body: &[u8]) -> Result<Bytes
         PipelineTransport::over(backchannel.pipeline(), Arc::new(Progress::default()))
             .stall_timeout(request.stall_timeout.clamp(shortest, longest))
             .rate_limit(Some(request.rate_bytes_per_sec));
+    let log = JobLog::start("pull", ctx);
     let result = run(source, &mut transport);
     let session_retries = backchannel.stats().map_or(0, |s| s.retries);
     let (report, failures) = match result {
         Ok(report) => (report, Vec::new()),
         Err(ReplicateError::Incomplete { failures, report }) => (*report, failures),
-        Err(e) => return Err(exception("hawser.replicate.PullFailed", e.to_string())),
+        Err(e) => {
+            log.end(
+                JobOutcome::Failed,
+                JobFigures::default(),
+                Some(&e.to_string()),
+            );
+            return Err(exception("hawser.replicate.PullFailed", e.to_string()));
+        }
     };
+    let figures = JobFigures {
+        bytes: report.bytes_sent,
+        files: report.files,
+        messages: 0,
+    };
+    if failures.is_empty() {
+        log.end(JobOutcome::Ok, figures, None);
+    } else {
+        let why = format!("{} paths failed", failures.len());
+        log.end(JobOutcome::Failed, figures, Some(&why));
+    }
     report
         .to_pull_report(failures, session_retries)
         .encode()

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use hawser_runtime::job_log::{JobFigures, JobLog, JobOutcome};
 use hawser_runtime::{ExchangeId, HandlerError, NexusId, RequestContext, Service};
 
 use super::{TARGET_EXCHANGES, exception};
@@ -63,8 +64,15 @@ impl ServiceLimits {
     }
 }
 
-/// A job's target and when it was last used.
-type Jobs = Mutex<HashMap<NexusId, (Arc<Target>, Instant)>>;
+/// A running job: its target, when it was last used, and its log.
+struct Job {
+    target: Arc<Target>,
+    used: Instant,
+    log: JobLog,
+}
+
+/// The running jobs by nexus.
+type Jobs = Mutex<HashMap<NexusId, Job>>;
 
 /// A job untouched for this long belongs to a client that is gone (the session gives up
 /// on a nexus after 60 s without a connection): its slot may go to a new job. Its
@@ -94,7 +102,7 @@ impl ReplicationJobs {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let mut jobs: Vec<(NexusId, Duration)> = map
             .iter()
-            .map(|(n, (_, used))| (*n, used.elapsed()))
+            .map(|(n, job)| (*n, job.used.elapsed()))
             .collect();
         jobs.sort_by_key(|(n, _)| n.0);
         jobs
@@ -108,10 +116,17 @@ impl ReplicationJobs {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&nexus);
-        if removed.is_some() {
-            tracing::warn!(target: "hawser::job", %nexus, "job cancelled by an operator");
+        match removed {
+            Some(job) => {
+                job.log.end(
+                    JobOutcome::Failed,
+                    JobFigures::default(),
+                    Some("cancelled by an operator"),
+                );
+                true
+            }
+            None => false,
         }
-        removed.is_some()
     }
 }
 
@@ -127,7 +142,10 @@ pub fn replication_service_with_jobs(
         None => None,
     };
     let jobs: Arc<Jobs> = Arc::new(Mutex::new(HashMap::new()));
-    let mut service = Service::new("replicate");
+    let ended = Arc::clone(&jobs);
+    let mut service = Service::new("replicate").on_nexus_end(move |nexus| {
+        abandon(&ended, nexus);
+    });
     for (kind, name) in TARGET_EXCHANGES {
         let jobs = Arc::clone(&jobs);
         let root = root.clone();
@@ -139,7 +157,7 @@ pub fn replication_service_with_jobs(
             name,
             move |ctx: &RequestContext, body: Bytes| {
                 let _sweeping = &expiry;
-                handle(&jobs, &root, &limits, kind, ctx.request.nexus, &body)
+                handle(&jobs, &root, &limits, kind, ctx, &body)
             },
         );
     }
@@ -166,14 +184,29 @@ fn start_expiry(root: &RootDir, max_age: Duration) -> std::io::Result<Expiry> {
     )
 }
 
+/// The nexus of a running job is gone (its client destroyed it or it expired): the job
+/// ends unfinished and its slot is free. Its journals stay for a `--resume`.
+fn abandon(jobs: &Jobs, nexus: NexusId) {
+    let Some(job) = jobs.lock().ok().and_then(|mut map| map.remove(&nexus)) else {
+        return;
+    };
+    job.log
+        .end(JobOutcome::Abandoned, JobFigures::default(), None);
+    // Runs on the server's shard: the target's files are closed on a thread of its own.
+    let _ = std::thread::Builder::new()
+        .name("hawser-job-end".into())
+        .spawn(move || drop(job));
+}
+
 fn handle(
     jobs: &Jobs,
     root: &RootDir,
     limits: &ServiceLimits,
     kind: MessageKind,
-    nexus: NexusId,
+    ctx: &RequestContext,
     body: &Bytes,
 ) -> Result<Bytes, HandlerError> {
+    let nexus = ctx.request.nexus;
     if MessageKind::of(body).ok() != Some(kind) {
         return Err(exception(
             "hawser.replicate.Malformed",
@@ -186,16 +219,30 @@ fn handle(
             .map_err(|_| exception("hawser.replicate.Internal", "job table poisoned"))?;
         let now = Instant::now();
         match map.get_mut(&nexus) {
-            Some((t, used)) => {
-                *used = now;
-                Arc::clone(t)
+            Some(job) => {
+                job.used = now;
+                Arc::clone(&job.target)
             }
             None if kind == MessageKind::Begin => {
                 if map.len() >= limits.max_jobs {
-                    map.retain(|_, (_, used)| now.duration_since(*used) < IDLE_JOB);
+                    map.retain(|_, job| {
+                        let idle = now.duration_since(job.used) >= IDLE_JOB;
+                        if idle {
+                            job.log
+                                .end(JobOutcome::Abandoned, JobFigures::default(), None);
+                        }
+                        !idle
+                    });
                 }
                 if map.len() >= limits.max_jobs {
-                    tracing::warn!(%nexus, max_jobs = limits.max_jobs, "job refused: the target runs its maximum of jobs");
+                    let owner = ctx.owner();
+                    tracing::warn!(
+                        %nexus,
+                        identity = owner.map_or("", |o| &*o.identity),
+                        peer = %owner.map_or_else(String::new, |o| o.peer.to_string()),
+                        max_jobs = limits.max_jobs,
+                        "job refused: the target runs its maximum of jobs"
+                    );
                     return Err(exception(
                         "hawser.replicate.Busy",
                         format!("the target runs {} jobs already", map.len()),
@@ -205,7 +252,12 @@ fn handle(
                     .with_write_mode(limits.write_mode)
                     .with_limits(limits.target());
                 let target = Arc::new(target);
-                map.insert(nexus, (Arc::clone(&target), now));
+                let job = Job {
+                    target: Arc::clone(&target),
+                    used: now,
+                    log: JobLog::start("push", ctx),
+                };
+                map.insert(nexus, job);
                 target
             }
             None => {
@@ -217,36 +269,53 @@ fn handle(
         }
     };
     let result = target.handle_concurrent(body);
-    log_job(kind, nexus, &result);
-    if kind == MessageKind::Finish
-        && let Ok(mut map) = jobs.lock()
-    {
-        map.remove(&nexus);
+    if kind == MessageKind::Finish || (kind == MessageKind::Begin && result.is_err()) {
+        let job = jobs.lock().ok().and_then(|mut map| map.remove(&nexus));
+        if let Some(job) = job {
+            log_end(&job.log, &result);
+        }
     }
     result.map_err(|e| exception(e.type_name(), e.to_string()))
 }
 
-/// One log line when a job starts and when it ends, with what the target did.
-fn log_job(kind: MessageKind, nexus: NexusId, result: &Result<Bytes, crate::TargetError>) {
-    match (kind, result) {
-        (MessageKind::Begin, Ok(_)) => tracing::info!(target: "hawser::job", %nexus, "job started"),
-        (MessageKind::Finish, Ok(answer)) => match FinishReport::decode(answer) {
-            Ok(r) => tracing::info!(
-                target: "hawser::job",
-                %nexus,
-                files_written = r.files_written,
-                up_to_date = r.up_to_date,
-                bytes_received = r.bytes_received,
-                bytes_resumed = r.bytes_resumed,
-                refused = r.refused,
-                deleted = r.deleted,
-                "job finished"
-            ),
-            Err(_) => tracing::info!(target: "hawser::job", %nexus, "job finished"),
-        },
-        (MessageKind::Begin | MessageKind::Finish, Err(e)) => {
-            tracing::warn!(target: "hawser::job", %nexus, "job {kind:?} failed: {e}");
+/// The end line of a job whose Finish (or failed Begin) answered `result`.
+fn log_end(log: &JobLog, result: &Result<Bytes, crate::TargetError>) {
+    match result {
+        Ok(answer) => {
+            let report = FinishReport::decode(answer).ok();
+            let figures = report
+                .as_ref()
+                .map_or_else(JobFigures::default, |r| JobFigures {
+                    bytes: r.bytes_received,
+                    files: r.files_written,
+                    messages: 0,
+                });
+            log.end(JobOutcome::Ok, figures, None);
+            if let Some(r) = report.filter(|r| r.refused > 0) {
+                tracing::warn!(
+                    target: "hawser::job",
+                    nexus = %log.nexus(),
+                    refused = r.refused,
+                    "job refused paths (absolute, `..`, through a symlink, or named twice)"
+                );
+            }
+            if let Some(r) = report
+                && (r.deleted > 0 || r.bytes_resumed > 0 || r.up_to_date > 0)
+            {
+                tracing::info!(
+                    target: "hawser::job",
+                    nexus = %log.nexus(),
+                    up_to_date = r.up_to_date,
+                    bytes_resumed = r.bytes_resumed,
+                    deleted = r.deleted,
+                    "job details"
+                );
+            }
         }
-        _ => {}
+        Err(e) => log.end(
+            JobOutcome::Failed,
+            JobFigures::default(),
+            Some(&e.to_string()),
+        ),
     }
 }

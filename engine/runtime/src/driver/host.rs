@@ -18,6 +18,7 @@ use hawser_session::{
 use hawser_shards::{AppMessage, ShardCtx, ShardHandler, Transmit};
 
 use super::conn::{SessionConn, ShardSink};
+use super::refusals::RefusalLog;
 use crate::command::{Caller, HostCommand, Readiness, ReplyTo, Waker};
 use crate::service::{Handler, HandlerTable, Job, RequestContext, to_reply};
 use crate::stats::StatsReport;
@@ -214,6 +215,8 @@ pub(crate) struct Host {
     pub(crate) dead: bool,
     /// See [`HostHandle::memory_freed`].
     pub(crate) memory_freed: Arc<AtomicBool>,
+    /// Warnings for refused connections, rate-limited.
+    refusals: RefusalLog,
 }
 
 thread_local! {
@@ -265,6 +268,7 @@ impl Host {
             waker,
             dead: false,
             memory_freed: Arc::new(AtomicBool::new(false)),
+            refusals: RefusalLog::default(),
         }
     }
 
@@ -348,6 +352,10 @@ impl Host {
                     link.closing = true;
                     // Its last bytes, and the wake that closes its socket.
                     self.changed.push(conn);
+                }
+                if let Side::Server(s) = &self.side {
+                    self.refusals
+                        .closed(now, s.ep.connection_peer(conn), &reason);
                 }
                 self.memory_freed.store(true, Ordering::Release);
                 if let Side::Client(s) = &mut self.side
@@ -507,12 +515,25 @@ impl Host {
                                     .filter_map(|c| s.ep.connection_stats(*c).cloned())
                                     .collect(),
                             });
+                            if let Some(owner) = s.ep.nexus_owner(nexus) {
+                                report.owners.push((nexus, owner.clone()));
+                            }
                         }
                         for conn in self.links.keys() {
                             if let Some(st) = s.ep.connection_stats(*conn) {
                                 report.connections.push(st.clone());
                             }
                         }
+                        report.ended_nexuses =
+                            s.ep.ended_nexus_stats()
+                                .map(|(identity, anonymous, st)| {
+                                    (identity.to_owned(), anonymous, st.clone())
+                                })
+                                .collect();
+                        report.ended_connections = s.ep.ended_connection_stats().clone();
+                        report.load = Some(s.ep.load());
+                        report.connections_refused = self.refusals.refused;
+                        report.protocol_violations = self.refusals.protocol_violations;
                     }
                 }
                 let _ = reply.send(report);
@@ -520,6 +541,14 @@ impl Host {
             HostCommand::Destroy => {
                 if let Side::Client(s) = &mut self.side {
                     s.ep.destroy(now);
+                }
+            }
+            HostCommand::Reconfigure {
+                credentials,
+                limits,
+            } => {
+                if let Side::Server(s) = &mut self.side {
+                    s.ep.reconfigure(*credentials, limits);
                 }
             }
         }

@@ -17,6 +17,7 @@ use super::host::{
     random_nonce, run_host, shard_task,
 };
 use super::sniff::SniffConn;
+use super::workers::Drain;
 use crate::ApiError;
 use crate::address::Address;
 use crate::command::{Caller, CommandSender, HostCommand, Readiness, Waker};
@@ -110,7 +111,8 @@ pub(crate) fn install_client(
     )
 }
 
-/// Installs a server endpoint on `shard` and listens on each transport there. Returns
+/// Installs a server endpoint on `shard` and listens on each transport there; once
+/// `drain` is draining its listeners close what they accept. Returns
 /// the bound addresses (in order) and the caller for backchannel calls (shared with the
 /// server's handlers). If one cannot listen, the host is removed again.
 pub(crate) fn install_server(
@@ -120,6 +122,7 @@ pub(crate) fn install_server(
     handlers: Arc<HandlerTable>,
     jobs: Sender<Job>,
     transports: &[Arc<dyn Transport>],
+    drain: Arc<Drain>,
 ) -> Result<(HostHandle, Vec<Address>, Arc<Caller>), ApiError> {
     let seed = u64::from_le_bytes(random_nonce()[..8].try_into().expect("8 bytes"));
     let channel = command_channel(shards, shard);
@@ -134,6 +137,8 @@ pub(crate) fn install_server(
     let id = handle.id;
     let direct: Arc<[_]> = handlers.direct.clone().into();
     let accept: AcceptFactory = Arc::new(move |_| match host_by_id(id) {
+        // A draining server refuses new connections while its running requests finish.
+        Some(_) if drain.draining.load(Ordering::Acquire) => Box::new(RefusedConn),
         Some(host) if direct.is_empty() => Box::new(SessionConn::new(host)) as Box<dyn Protocol>,
         Some(host) => Box::new(SniffConn::new(host, Arc::clone(&direct))),
         None => Box::new(RefusedConn),

@@ -36,9 +36,10 @@
 mod conn;
 mod host;
 mod install;
+mod refusals;
 mod sniff;
 mod workers;
 
 pub(crate) use host::Serving;
 pub(crate) use install::{HostHandle, install_client, install_server, shards_config, uninstall};
-pub(crate) use workers::spawn_workers;
+pub(crate) use workers::{Drain, spawn_workers};

@@ -33,7 +33,7 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use client::NegotiationError;
-pub(crate) use keys::{derive_key, dummy_key, prf_u128};
+pub(crate) use keys::{DummyKey, derive_key, dummy_key, prf_u128};
 pub use mechanism::Mechanism;
 pub(crate) use mechanism::{decode_list as parse_mechanism_list, encode_list as mechanism_list};
 pub use users::{DEFAULT_ITERATIONS, EntryError, ITERATIONS, SALT_LEN, ScramEntry};

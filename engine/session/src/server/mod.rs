@@ -29,12 +29,13 @@ use hawser_wire::dsp::{
     Status,
 };
 
+use crate::auth::ServerCredentials;
 use crate::auth::server::{SaslServer, ServerExchange};
 use crate::auth::{self, NONCE_LEN};
 use crate::budget::Reservation;
 use crate::client::CallOptions;
 use crate::codec::Frame;
-use crate::config::{ChannelAttributes, ServerConfig};
+use crate::config::{ChannelAttributes, ServerConfig, ServerLimits};
 use crate::deadlines::Deadlines;
 use crate::endpoint::{Endpoint, Side};
 use crate::error::{CallError, LinkCloseReason, ProtocolError};
@@ -44,7 +45,7 @@ use crate::guard::{AuthThrottle, Source, SourceCounts, source_of};
 use crate::link::{GoAwayCode, Link};
 use crate::nexus::{Footprint, NexusCore};
 use crate::peer::Peer;
-use crate::stats::NexusStats;
+use crate::stats::{ConnectionStats, NexusStats};
 use crate::tls::{SecureChannel, TlsFailure};
 use crate::types::{Channel, ExchangeId, IdMap, LinkId, NexusId, RequestId};
 use handshake::Attempt;
@@ -191,11 +192,19 @@ pub struct ServerSide {
     unauthenticated: usize,
     auth_throttle: AuthThrottle,
     sasl: SaslServer,
+    /// Keys the dummy secrets of unknown identities; kept so a new user database
+    /// answers unknown identities exactly as the old one did.
+    dummy_key: auth::DummyKey,
     id_key: [u8; 32],
     ids_issued: u64,
     /// Connections not read until the receive budget has room for their next frame, in
     /// the order they started waiting.
     budget_waiters: VecDeque<LinkId>,
+    /// Totals of the nexuses that ended, by identity (anonymous clients together, under
+    /// an empty name: their names prove nothing and are not kept).
+    ended_nexuses: HashMap<(std::sync::Arc<str>, bool), NexusStats>,
+    /// Totals of the connections that closed.
+    ended_connections: ConnectionStats,
 }
 
 /// The server endpoint, for every nexus of every client: an [`Endpoint`] with a
@@ -271,6 +280,10 @@ impl Side for ServerSide {
         ep.side.deadlines.forget(Timer::Link(conn));
     }
 
+    fn forgotten_stats(ep: &mut ServerEndpoint, stats: ConnectionStats) {
+        ep.side.ended_connections.absorb(&stats);
+    }
+
     fn poll_timeout(ep: &ServerEndpoint) -> Option<Instant> {
         ep.side.deadlines.next()
     }
@@ -299,6 +312,7 @@ impl Endpoint<ServerSide> {
         let dummy_key = auth::dummy_key(seed);
         Endpoint::with_side(ServerSide {
             sasl: SaslServer::new(&config.credentials, dummy_key),
+            dummy_key,
             auth_throttle: AuthThrottle::new(config.auth_throttle),
             config,
             nexuses: IdMap::default(),
@@ -311,6 +325,8 @@ impl Endpoint<ServerSide> {
             id_key: auth::derive_key(seed, b"hawser-nexus-ids"),
             ids_issued: 0,
             budget_waiters: VecDeque::new(),
+            ended_nexuses: HashMap::new(),
+            ended_connections: ConnectionStats::default(),
         })
     }
 
@@ -511,12 +527,42 @@ impl Endpoint<ServerSide> {
             .map_or(&[], |n| n.core.members.as_slice())
     }
 
+    /// Totals of every nexus that ended, by identity and whether it was anonymous (all
+    /// anonymous clients under one empty identity).
+    pub fn ended_nexus_stats(&self) -> impl Iterator<Item = (&str, bool, &NexusStats)> + '_ {
+        self.side
+            .ended_nexuses
+            .iter()
+            .map(|((identity, anonymous), stats)| (&**identity, *anonymous, stats))
+    }
+
+    /// Totals of every connection that closed.
+    pub fn ended_connection_stats(&self) -> &ConnectionStats {
+        &self.side.ended_connections
+    }
+
+    /// The peer of connection `conn` as the driver told it, while the server holds the
+    /// connection (also when its [`Event::ConnectionClosed`] is polled).
+    pub fn connection_peer(&self, conn: LinkId) -> Option<&Peer> {
+        self.links.get(&conn).map(|l| &l.peer)
+    }
+
     /// Memory held by one nexus (for bounds checks).
     pub fn footprint(&self, nexus: NexusId) -> Option<Footprint> {
         self.side
             .nexuses
             .get(&nexus)
             .map(|n| n.core.footprint(&self.links))
+    }
+
+    /// Replaces what the server accepts and its connection and nexus limits, as an
+    /// operator's reload does. Connections already authenticated and nexuses already
+    /// created are kept; every later handshake checks the new credentials, and the new
+    /// limits apply from the next connection or nexus.
+    pub fn reconfigure(&mut self, credentials: ServerCredentials, limits: ServerLimits) {
+        self.side.sasl = SaslServer::new(&credentials, self.side.dummy_key);
+        self.side.config.credentials = credentials;
+        self.side.config.limits = limits;
     }
 
     /// Counts of what the server holds.

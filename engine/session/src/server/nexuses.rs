@@ -289,6 +289,16 @@ impl ServerEndpoint {
         shrink_if_sparse(&mut self.side.nexuses);
         self.side.deadlines.forget(Timer::Nexus(nexus));
         n.core.shut_down(error, &mut self.events);
+        let owner = if n.owner.anonymous {
+            (std::sync::Arc::from(""), true)
+        } else {
+            (n.owner.identity.clone(), false)
+        };
+        self.side
+            .ended_nexuses
+            .entry(owner)
+            .or_default()
+            .absorb(&n.core.stats);
         if self.side.by_identity.get(&n.identity) == Some(&nexus) {
             self.side.by_identity.remove(&n.identity);
             shrink_if_sparse(&mut self.side.by_identity);
