@@ -60,7 +60,9 @@ pub struct ServeArgs {
     /// --allow-client-cert) and a `[limits]` table (`connections_per_address`,
     /// `handshakes_in_progress`, `nexuses`, `held_creates_per_identity`), a `[dmp]`
     /// table for the message service (see README, "Messages"), `metrics` and
-    /// `drain_timeout`; command-line options override it. SIGHUP reads it again and
+    /// `drain_timeout`.
+    ///
+    /// SIGHUP reads it again and
     /// applies `[users]`, `[peer_uids]`, `[client_certs]`, `allow_plain`,
     /// `allow_anonymous` and `[limits]` at once; the other keys take a restart (a reload
     /// that changes one logs a warning naming it).
@@ -158,7 +160,9 @@ pub struct ServeArgs {
     pub clean_partials: bool,
     /// Serve Prometheus metrics over HTTP at ADDR (`GET /metrics`, text format 0.0.4):
     /// totals of the server, counters of each shard, requests, bytes and jobs of each
-    /// identity, latency histograms. Prints `metrics on ADDR` once bound (port 0 picks
+    /// identity, latency histograms.
+    ///
+    /// Prints `metrics on ADDR` once bound (port 0 picks
     /// one). Anyone who reaches ADDR reads them: bind it to loopback or a management
     /// network [also: `metrics = "ADDR"` in the config file].
     #[arg(long, value_name = "ADDR")]
