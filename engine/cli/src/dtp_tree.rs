@@ -12,14 +12,12 @@ use hawser_dtp::client::{DtpClient, PushSource};
 use hawser_dtp::control::{FileListing, FileMetadata};
 use hawser_replicate::{Source, WalkedFile};
 
-use crate::connect::{connect, first_reachable, forget_nexus_record};
+use crate::connect::{connect, forget_nexus_record};
 use crate::dtp_transfer::{ProgressLine, options};
 use crate::error::{CliError, io_err};
 use crate::pull::PullArgs;
-use crate::push::PushArgs;
-use crate::remote::{host_of, parse_remote};
+use crate::push::{PushArgs, PushPlaces};
 use crate::report::json_report;
-use crate::serve::access::shown_address;
 
 /// Files smaller than this go with the TCP job (inline in its manifest or as blocks):
 /// two control round trips and a fresh rate probe per file would cost them more than
@@ -122,15 +120,13 @@ fn push_files(
 /// `hawser push --transport dtp SRC... ADDRESS:DEST` where a source is a directory or
 /// there are several.
 pub fn push_tree(args: &PushArgs) -> Result<(), CliError> {
-    let (remote, sources) = args
-        .paths
-        .split_last()
-        .ok_or_else(|| CliError::Usage("give SRC... ADDRESS:DEST".into()))?;
-    let (candidates, dest) = parse_remote(remote)?;
-    let host = host_of(remote, &candidates);
-    let addr = first_reachable(&host, &candidates)?;
-    let server = shown_address(&addr);
-    let sources: Vec<PathBuf> = sources.iter().map(PathBuf::from).collect();
+    let PushPlaces {
+        addr,
+        host,
+        server,
+        dest,
+        sources,
+    } = PushPlaces::resolve(args)?;
     let walk = Source::new(args.job.source_config(dest.clone())?, &sources)?;
     let large: Vec<WalkedFile> = walk
         .regular_files()

@@ -77,17 +77,45 @@ pub fn push_with(
     })
 }
 
+/// Where a push goes: the server reached (the first of its addresses that answers), the
+/// name certificates know it by, the destination, and the sources.
+pub(crate) struct PushPlaces {
+    pub(crate) addr: hawser_runtime::Address,
+    pub(crate) host: String,
+    pub(crate) server: String,
+    pub(crate) dest: String,
+    pub(crate) sources: Vec<PathBuf>,
+}
+
+impl PushPlaces {
+    /// Reads SRC... ADDRESS:DEST and finds the server's address that answers.
+    pub(crate) fn resolve(args: &PushArgs) -> Result<Self, CliError> {
+        let (remote, sources) = args
+            .paths
+            .split_last()
+            .ok_or_else(|| CliError::Usage("give SRC... ADDRESS:DEST".into()))?;
+        let (candidates, dest) = parse_remote(remote)?;
+        let host = host_of(remote, &candidates);
+        let addr = first_reachable(&host, &candidates)?;
+        Ok(PushPlaces {
+            server: shown_address(&addr),
+            addr,
+            host,
+            dest,
+            sources: sources.iter().map(PathBuf::from).collect(),
+        })
+    }
+}
+
 /// `hawser push`.
 pub fn push(args: &PushArgs) -> Result<JobOutcome, CliError> {
-    let (remote, sources) = args
-        .paths
-        .split_last()
-        .ok_or_else(|| CliError::Usage("give SRC... ADDRESS:DEST".into()))?;
-    let (candidates, dest) = parse_remote(remote)?;
-    let host = host_of(remote, &candidates);
-    let addr = first_reachable(&host, &candidates)?;
-    let server = shown_address(&addr);
-    let sources: Vec<PathBuf> = sources.iter().map(PathBuf::from).collect();
+    let PushPlaces {
+        addr,
+        host,
+        server,
+        dest,
+        sources,
+    } = PushPlaces::resolve(args)?;
     for s in &sources {
         std::fs::symlink_metadata(s).map_err(io_err(s))?;
     }

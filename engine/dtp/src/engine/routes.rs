@@ -76,67 +76,46 @@ impl Routes {
         mut offer: impl FnMut(u32) -> Result<bool, E>,
     ) -> Option<(Routed, Result<(), E>)> {
         if let Some(ids) = self.by_peer.get(&from) {
-            for &id in ids {
-                match offer(id) {
-                    Ok(false) => {}
-                    Ok(true) => {
-                        return Some((
-                            Routed {
-                                session: id,
-                                bound: false,
-                            },
-                            Ok(()),
-                        ));
-                    }
-                    Err(e) => {
-                        return Some((
-                            Routed {
-                                session: id,
-                                bound: false,
-                            },
-                            Err(e),
-                        ));
-                    }
-                }
-            }
-            return None;
+            let (session, result) = first_taker(ids.iter().copied(), &mut offer)?;
+            return Some((
+                Routed {
+                    session,
+                    bound: false,
+                },
+                result,
+            ));
         }
         let ip = from.ip().to_canonical();
-        let mut taken = None;
-        for (&id, &(peer_ip, peer)) in &self.sessions {
-            if peer.is_some() || peer_ip.to_canonical() != ip {
-                continue;
+        let unbound = self
+            .sessions
+            .iter()
+            .filter(|(_, (peer_ip, peer))| peer.is_none() && peer_ip.to_canonical() == ip)
+            .map(|(&id, _)| id);
+        let (session, result) = first_taker(unbound, &mut offer)?;
+        let bound = result.is_ok();
+        if bound {
+            if let Some(entry) = self.sessions.get_mut(&session) {
+                entry.1 = Some(from);
             }
-            match offer(id) {
-                Ok(false) => {}
-                Ok(true) => {
-                    taken = Some((id, Ok(())));
-                    break;
-                }
-                Err(e) => {
-                    return Some((
-                        Routed {
-                            session: id,
-                            bound: false,
-                        },
-                        Err(e),
-                    ));
-                }
-            }
+            self.by_peer.entry(from).or_default().push(session);
         }
-        let (id, result) = taken?;
-        if let Some(entry) = self.sessions.get_mut(&id) {
-            entry.1 = Some(from);
-        }
-        self.by_peer.entry(from).or_default().push(id);
-        Some((
-            Routed {
-                session: id,
-                bound: true,
-            },
-            result,
-        ))
+        Some((Routed { session, bound }, result))
     }
+}
+
+/// The first of `ids` whose `offer` takes the datagram or fails.
+fn first_taker<E>(
+    ids: impl Iterator<Item = u32>,
+    offer: &mut impl FnMut(u32) -> Result<bool, E>,
+) -> Option<(u32, Result<(), E>)> {
+    for id in ids {
+        match offer(id) {
+            Ok(false) => {}
+            Ok(true) => return Some((id, Ok(()))),
+            Err(e) => return Some((id, Err(e))),
+        }
+    }
+    None
 }
 
 #[cfg(test)]
