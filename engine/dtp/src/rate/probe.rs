@@ -9,8 +9,13 @@
 //!   probe queued), then six rounds at 1.
 //! - **Queue**: when the smoothed round trip exceeds the smallest one seen by more than
 //!   the queue allowance (half the smallest, at least `queue_target`), the link
-//!   is full: no probing, and the rate is 0.9 of the delivery rate until the queue drains.
-//!   This is what leaves room to TCP flows sharing the link.
+//!   is full: no probing, and each round trip the rate falls to 0.85 of the delivery rate
+//!   (or of itself, whichever is lower), but not below half the delivery rate it had when
+//!   the queue appeared, until the queue drains; the delivery rates seen before are
+//!   forgotten, and cruise resumes with a draining round. This is what leaves room to TCP
+//!   flows sharing the link, without handing all of it to a loss-based flow that keeps
+//!   the queue full. The smallest round trip is kept for two minutes, so such a queue does
+//!   not become the new smallest.
 //! - **Random loss is not a signal**: a few percent of loss on a long link (radio, a
 //!   congested peering) says nothing about the bottleneck's rate, and backing off for it
 //!   is what keeps TCP at a few percent of such links. Heavy loss (over
@@ -51,10 +56,18 @@ impl Default for ProbeConfig {
 
 /// Gains of the cruise cycle, one round trip each.
 const CYCLE: [f64; 8] = [1.25, 0.85, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+/// The rate's factor per round trip while the round trip shows a queue.
+const QUEUE_BACKOFF: f64 = 0.85;
+/// The part of its delivery rate before a queue that a sender keeps however long the
+/// queue stands.
+const QUEUE_FLOOR: f64 = 0.5;
 /// Round trips the delivery-rate maximum is kept for.
 const BANDWIDTH_WINDOW_ROUNDS: u32 = 10;
-/// How long the smallest round trip stands before a new measurement replaces it.
-const MIN_RTT_WINDOW: Duration = Duration::from_secs(10);
+/// Round trips without a queue after which the floor of giving way is drawn afresh.
+const CALM_ROUNDS: u32 = 20;
+/// How long the smallest round trip stands before a new measurement replaces it: long,
+/// because a queue another flow keeps standing must not become the new smallest.
+const MIN_RTT_WINDOW: Duration = Duration::from_secs(120);
 /// The round trip assumed before the first measurement.
 const DEFAULT_RTT: Duration = Duration::from_millis(100);
 
@@ -81,6 +94,10 @@ pub struct Probe {
     min_rtt: Option<(Duration, Instant)>,
     round_started: Option<Instant>,
     last_sample: Option<Instant>,
+    /// While the round trip shows a queue: the rate given way down to.
+    yield_floor: Option<f64>,
+    /// Round trips since the round trip last showed a queue.
+    calm_rounds: u32,
 }
 
 impl Probe {
@@ -98,6 +115,8 @@ impl Probe {
             min_rtt: None,
             round_started: None,
             last_sample: None,
+            yield_floor: None,
+            calm_rounds: 0,
         }
     }
 
@@ -206,8 +225,32 @@ impl RateController for Probe {
                 if new_round {
                     *cycle = (*cycle + 1) % CYCLE.len();
                 }
-                let gain = if queued { 0.9 } else { CYCLE[*cycle] };
-                self.rate = best as f64 * gain;
+                if queued {
+                    // A standing queue: another flow wants the link, or this one overshot.
+                    // Give way from what arrives now, round trip after round trip, down to
+                    // a part of what this flow had before the queue (a loss-based flow
+                    // would take it all otherwise), and forget the higher rates of before,
+                    // so the queue's end does not bring them back; then a draining round.
+                    let floor = *self.yield_floor.get_or_insert(best as f64 * QUEUE_FLOOR);
+                    if new_round {
+                        self.rate =
+                            (self.rate.min(s.delivery_rate as f64) * QUEUE_BACKOFF).max(floor);
+                    }
+                    self.delivered.clear();
+                    self.delivered.push_back((s.now, s.delivery_rate));
+                    self.calm_rounds = 0;
+                    *cycle = 1;
+                } else {
+                    // The floor stands across the short calms a loss-based flow leaves
+                    // when it halves, and goes only once the link stays free of queues.
+                    if new_round {
+                        self.calm_rounds += 1;
+                    }
+                    if self.calm_rounds >= CALM_ROUNDS {
+                        self.yield_floor = None;
+                    }
+                    self.rate = best as f64 * CYCLE[*cycle];
+                }
             }
         }
         self.clamp()
@@ -265,6 +308,62 @@ mod tests {
         assert!(
             (0.9 * link..1.2 * link).contains(&mean),
             "mean rate {mean} for a link of {link}"
+        );
+    }
+
+    /// The link of `drive` shared with a loss-based TCP flow (additive increase of a
+    /// twentieth of the path's bytes in flight per round trip, halving when the bottleneck's
+    /// buffer of one bandwidth-delay product overflows); returns the mean shares of the
+    /// link of this sender and of the TCP flow over the last half of `seconds`.
+    fn share_with_tcp(link: f64, base_rtt: Duration, seconds: f64) -> (f64, f64) {
+        let mut probe = Probe::new(ProbeConfig::default());
+        let mut rate = probe.initial_rate() as f64;
+        let bdp = link * base_rtt.as_secs_f64();
+        let mut cwnd = bdp / 10.0;
+        let (t0, step) = (Instant::now(), Duration::from_millis(10));
+        let dt = step.as_secs_f64();
+        let (mut now, mut queue, mut last_halving) = (t0, 0.0f64, t0);
+        let (mut dtp_late, mut tcp_late, mut samples_late) = (0.0, 0.0, 0u32);
+        while now.duration_since(t0).as_secs_f64() < seconds {
+            now += step;
+            let rtt = base_rtt + Duration::from_secs_f64(queue / link);
+            let tcp_rate = cwnd / rtt.as_secs_f64();
+            let offered = rate + tcp_rate;
+            queue = (queue + (offered - link) * dt).max(0.0);
+            // Through a full queue each flow gets its part of what it offers.
+            let through = offered.min(link);
+            let (dtp_got, tcp_got) = (through * rate / offered, through * tcp_rate / offered);
+            if queue > bdp {
+                queue = bdp;
+                if now.duration_since(last_halving) > rtt {
+                    cwnd /= 2.0;
+                    last_halving = now;
+                }
+            } else {
+                cwnd += bdp / 20.0 * dt / rtt.as_secs_f64();
+            }
+            rate = probe.on_sample(&RateSample {
+                now,
+                delivery_rate: dtp_got as u64,
+                rtt: Some(rtt),
+                loss: 0.0,
+            }) as f64;
+            if now.duration_since(t0).as_secs_f64() > seconds / 2.0 {
+                dtp_late += dtp_got / link;
+                tcp_late += tcp_got / link;
+                samples_late += 1;
+            }
+        }
+        let n = f64::from(samples_late);
+        (dtp_late / n, tcp_late / n)
+    }
+
+    #[test]
+    fn leaves_a_loss_based_tcp_flow_a_fair_part_of_the_link() {
+        let (dtp, tcp) = share_with_tcp(125e6, Duration::from_millis(100), 120.0);
+        assert!(
+            tcp >= 0.25 && dtp >= 0.25,
+            "the TCP flow kept {tcp:.3} of the link, this sender {dtp:.3}"
         );
     }
 
