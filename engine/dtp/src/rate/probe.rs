@@ -8,7 +8,8 @@
 //!   gain that cycles per round trip: 1.25 (probe: is there more?), 0.85 (drain what the
 //!   probe queued), then six rounds at 1.
 //! - **Queue**: when the smoothed round trip exceeds the smallest one seen by more than
-//!   the queue allowance (half the smallest, at least `queue_target`), the link
+//!   the queue allowance (a quarter of the smallest, at least `queue_target`), or loss
+//!   comes while the round trip stands at the top of its recent swing, the link
 //!   is full: no probing, and each round trip the rate falls to 0.85 of the delivery rate
 //!   (or of itself, whichever is lower), but not below half the delivery rate it had when
 //!   the queue appeared, until the queue drains; the delivery rates seen before are
@@ -177,7 +178,7 @@ impl Probe {
         let (Some(srtt), Some((min, _))) = (self.srtt, self.min_rtt) else {
             return false;
         };
-        srtt > min + (min / 2).max(self.config.queue_target)
+        srtt > min + (min / 4).max(self.config.queue_target)
     }
 }
 
