@@ -2,6 +2,8 @@
 # DTP beside one TCP stream, by hand (root): linkem at 1 Gbit/s x 100 ms with LOSS, one
 # `iperf3 -C cubic` stream for TCP_SECONDS, and DELAY seconds into it a DTP push of 1 GiB
 # (--mtu 64000). Prints the stream's rate alone and while DTP ran, and DTP's per second.
+# TCP_SECONDS 0: DTP alone (no stream), with its steady rate (the mean of its seconds after
+# the first third, as the lfn scenarios count it).
 #
 #   sudo scripts/dtp-share.sh [LOSS] [DELAY] [TCP_SECONDS]      (default 0 8 30)
 #
@@ -36,27 +38,32 @@ ip netns exec hawser-b "$bin/hawser" serve --root "$work/root" --listen 198.18.0
     --dtp 198.18.0.2:8416 --allow-anonymous > "$work/serve.log" 2>&1 &
 pids+=($!)
 sleep 1
-ip netns exec hawser-a iperf3 -c 198.18.0.2 -t "$tcp_seconds" -C cubic -i 1 --json \
-    > "$work/iperf.json" &
-iperf=$!
-sleep "$delay"
+iperf=
+if [[ $tcp_seconds != 0 ]]; then
+    ip netns exec hawser-a iperf3 -c 198.18.0.2 -t "$tcp_seconds" -C cubic -i 1 --json \
+        > "$work/iperf.json" &
+    iperf=$!
+    sleep "$delay"
+fi
 started=$(date +%s.%N)
 ip netns exec hawser-a "$bin/hawser" push --transport dtp --mtu 64000 -q \
     --json "$work/dtp.json" "$work/push.bin" 198.18.0.2:8415:x
 ended=$(date +%s.%N)
-wait "$iperf"
-python3 - "$delay" "$started" "$ended" "$work" <<'PY'
+[[ -n $iperf ]] && wait "$iperf"
+python3 - "$delay" "$started" "$ended" "$work" "$tcp_seconds" <<'PY'
 import json, sys
 delay, started, ended, work = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 took = ended - started
-tcp = [(i["sum"]["start"], i["sum"]["end"], i["sum"]["bits_per_second"])
-       for i in json.load(open(f"{work}/iperf.json"))["intervals"]]
-alone = [b for s, e, b in tcp if s >= 2 and e <= delay]
-beside = [b for s, e, b in tcp if s >= delay + 1 and e <= delay + took]
-dtp = json.load(open(f"{work}/dtp.json"))
 mean = lambda xs: sum(xs) / max(len(xs), 1) / 1e6
-print(f"TCP alone {mean(alone):.0f} Mbit/s; while DTP ran {mean(beside):.0f} Mbit/s over {len(beside)} s: "
-      f"{[round(b / 1e6) for b in beside]}")
-print(f"DTP {dtp['size'] / 1e6:.0f} MB in {took:.1f} s; per second: "
-      f"{[round(i['bits_per_second'] / 1e6) for i in dtp['intervals']]}")
+dtp = json.load(open(f"{work}/dtp.json"))
+per_second = [i["bits_per_second"] for i in dtp["intervals"]]
+if sys.argv[5] != "0":
+    tcp = [(i["sum"]["start"], i["sum"]["end"], i["sum"]["bits_per_second"])
+           for i in json.load(open(f"{work}/iperf.json"))["intervals"]]
+    alone = [b for s, e, b in tcp if s >= 2 and e <= delay]
+    beside = [b for s, e, b in tcp if s >= delay + 1 and e <= delay + took]
+    print(f"TCP alone {mean(alone):.0f} Mbit/s; while DTP ran {mean(beside):.0f} Mbit/s over "
+          f"{len(beside)} s: {[round(b / 1e6) for b in beside]}")
+print(f"DTP {dtp['size'] / 1e6:.0f} MB in {took:.1f} s; steady {mean(per_second[len(per_second) // 3:]):.0f} "
+      f"Mbit/s; per second: {[round(b / 1e6) for b in per_second]}")
 PY
