@@ -34,19 +34,22 @@ pub struct CallArgs {
     pub endpoint: String,
 }
 
+/// Sends `input` to `endpoint`: its root renamed to the endpoint, as the answer's bytes.
+fn request(client: &Client, endpoint: &str, mut input: Node) -> Result<Bytes, CallError> {
+    input.name = Some(endpoint.to_string());
+    client.call(CONTROL_EXCHANGE, Bytes::from(input.to_text()))
+}
+
 /// Calls `endpoint` with `input` (its root renamed to the endpoint) and decodes the
 /// answer.
-pub fn call_endpoint(client: &Client, endpoint: &str, mut input: Node) -> Result<Node, CliError> {
-    input.name = Some(endpoint.to_string());
-    let answer = client
-        .call(CONTROL_EXCHANGE, Bytes::from(input.to_text()))
-        .map_err(|e| match e {
-            CallError::Remote(e) => CliError::Usage(format!(
-                "the server answered with an exception: {}: {}",
-                e.type_name, e.message
-            )),
-            other => CliError::Usage(format!("the call failed: {other}")),
-        })?;
+pub fn call_endpoint(client: &Client, endpoint: &str, input: Node) -> Result<Node, CliError> {
+    let answer = request(client, endpoint, input).map_err(|e| match e {
+        CallError::Remote(e) => CliError::Usage(format!(
+            "the server answered with an exception: {}: {}",
+            e.type_name, e.message
+        )),
+        other => CliError::Usage(format!("the call failed: {other}")),
+    })?;
     ddf::decode(&answer)
         .map_err(|e| CliError::Usage(format!("the server's answer is not DDF text: {e}")))
 }
@@ -71,9 +74,7 @@ pub fn call(args: &CallArgs) -> Result<(), CliError> {
         ddf::decode(&text).map_err(|e| CliError::Usage(format!("stdin is not DDF text: {e}")))?
     };
     let client = args.server.connect()?;
-    let mut request = input;
-    request.name = Some(args.endpoint.clone());
-    let answer = client.call(CONTROL_EXCHANGE, Bytes::from(request.to_text()));
+    let answer = request(&client, &args.endpoint, input);
     client.close();
     let mut out = std::io::stdout().lock();
     match answer {
@@ -83,9 +84,8 @@ pub fn call(args: &CallArgs) -> Result<(), CliError> {
             Ok(())
         }
         Err(CallError::Remote(e)) => {
-            let mut exception = ddf::RemoteException::new(e.type_name.clone());
-            exception = exception.with_message(e.message.clone());
-            let _ = out.write_all(&exception.to_node().to_text());
+            // The `exception` structure as it travelled, its causes included.
+            let _ = out.write_all(&e.encode());
             Err(CliError::Usage(format!(
                 "{} raised {}: {}",
                 args.endpoint, e.type_name, e.message

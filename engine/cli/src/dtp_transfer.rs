@@ -130,6 +130,22 @@ impl ProgressLine {
     }
 }
 
+/// Per-second goodput (start s, end s, bytes) in the JSON report's interval shape.
+pub(crate) fn intervals_json(intervals: &[(f64, f64, u64)]) -> Vec<serde_json::Value> {
+    intervals
+        .iter()
+        .map(|&(start, end, bytes)| {
+            serde_json::json!({
+                "start": start,
+                "end": end,
+                "seconds": end - start,
+                "bytes": bytes,
+                "bits_per_second": bytes as f64 * 8.0 / (end - start),
+            })
+        })
+        .collect()
+}
+
 fn print_report(
     kind: &str,
     name: &str,
@@ -155,21 +171,9 @@ fn print_report(
     }
     if let Some(path) = &job.json {
         // The shape of the TCP job's report (start, intervals, end), and DTP's own figures.
-        let intervals: Vec<serde_json::Value> = intervals
-            .iter()
-            .map(|&(start, end, bytes)| {
-                serde_json::json!({
-                    "start": start,
-                    "end": end,
-                    "seconds": end - start,
-                    "bytes": bytes,
-                    "bits_per_second": bytes as f64 * 8.0 / (end - start),
-                })
-            })
-            .collect();
         let json = serde_json::json!({
             "start": { "transport": "dtp", "job": kind, "name": name, "mtu": job.mtu },
-            "intervals": intervals,
+            "intervals": intervals_json(intervals),
             "end": {
                 "files": 1,
                 "bytes": r.moved,

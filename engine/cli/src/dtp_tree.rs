@@ -13,7 +13,7 @@ use hawser_dtp::control::{FileListing, FileMetadata};
 use hawser_replicate::{Source, WalkedFile};
 
 use crate::connect::{connect, forget_nexus_record};
-use crate::dtp_transfer::{ProgressLine, options};
+use crate::dtp_transfer::{ProgressLine, intervals_json, options};
 use crate::error::{CliError, io_err};
 use crate::pull::PullArgs;
 use crate::push::{PushArgs, PushPlaces};
@@ -39,16 +39,6 @@ pub(crate) struct DtpPhase {
 impl DtpPhase {
     fn json(&self) -> serde_json::Value {
         let secs = self.elapsed.as_secs_f64().max(1e-6);
-        let intervals: Vec<serde_json::Value> = self
-            .intervals
-            .iter()
-            .map(|&(start, end, bytes)| {
-                serde_json::json!({
-                    "start": start, "end": end, "seconds": end - start, "bytes": bytes,
-                    "bits_per_second": bytes as f64 * 8.0 / (end - start),
-                })
-            })
-            .collect();
         serde_json::json!({
             "files": self.files,
             "in_place": self.in_place,
@@ -56,7 +46,7 @@ impl DtpPhase {
             "resent": self.resent,
             "seconds": secs,
             "bits_per_second": self.bytes as f64 * 8.0 / secs,
-            "intervals": intervals,
+            "intervals": intervals_json(&self.intervals),
         })
     }
 }

@@ -43,13 +43,13 @@ pub const CANCEL: &str = "hawser.jobs.cancel";
 
 /// What the control plane reads and acts on; the server's statistics arrive once it is
 /// built.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ControlPlane {
     stats: Arc<OnceLock<StatsHandle>>,
     replication: Option<ReplicationJobs>,
     transfers: Option<DtpService>,
     operators: Arc<HashSet<String>>,
-    started: Option<std::time::Instant>,
+    started: std::time::Instant,
 }
 
 fn exception(kind: &str, message: impl Into<String>) -> HandlerError {
@@ -92,7 +92,7 @@ impl ControlPlane {
             replication,
             transfers,
             operators: Arc::new(operators.into_iter().collect()),
-            started: Some(std::time::Instant::now()),
+            started: std::time::Instant::now(),
         }
     }
 
@@ -183,10 +183,7 @@ impl ControlPlane {
         Ok(Node::named(
             STATS,
             Value::Struct(vec![
-                long(
-                    "uptime_s",
-                    self.started.map_or(0, |s| s.elapsed().as_secs()),
-                ),
+                long("uptime_s", self.started.elapsed().as_secs()),
                 long("nexus_count", report.nexuses.len() as u64),
                 long("connection_count", report.connections.len() as u64),
                 long("listed", listed),
