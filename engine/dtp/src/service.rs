@@ -45,6 +45,9 @@ pub mod exchange {
     pub const LIST: ExchangeId = ExchangeId(BASE | 0x07);
 }
 
+/// How often a finish looks whether its push's receiver has ended.
+const FINISH_POLL: Duration = Duration::from_millis(20);
+
 /// Most files one listing names.
 pub const MAX_LISTED_FILES: usize = 100_000;
 
@@ -80,6 +83,7 @@ impl Default for DtpServiceConfig {
 }
 
 /// Where a push lands.
+#[derive(Clone)]
 struct Landing {
     dir: RootDir,
     name: Vec<u8>,
@@ -588,23 +592,54 @@ impl DtpService {
                 "expected a session id, a digest and optionally mode and mtime",
             ));
         };
-        let running = {
-            let mut all = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let landing = {
+            let all = self.running.lock().unwrap_or_else(|e| e.into_inner());
             match all.get(&id) {
-                Some(r) if r.nexus == ctx.request.nexus.0 && r.landing.is_some() => all.remove(&id),
-                _ => None,
+                Some(Running {
+                    nexus,
+                    landing: Some(landing),
+                    ..
+                }) if *nexus == ctx.request.nexus.0 => landing.clone(),
+                _ => return Err(exception("NotFound", format!("no push {id} of this nexus"))),
             }
         };
-        let Some(Running {
-            transfer,
-            landing: Some(landing),
-            log,
-            ..
-        }) = running
-        else {
-            return Err(exception("NotFound", format!("no push {id} of this nexus")));
+        // The receiver ends by itself: complete, or failed after the engine's idle time.
+        // It stays in the table meanwhile, so that a later push to the same file, the
+        // nexus's end or an operator can still stop it (and its journal with it).
+        let end = loop {
+            let polled = {
+                let all = self.running.lock().unwrap_or_else(|e| e.into_inner());
+                match all.get(&id) {
+                    Some(r) => {
+                        if ctx.is_cancelled() {
+                            r.transfer.stop();
+                        }
+                        r.transfer
+                            .wait(Duration::ZERO)
+                            .map(|end| end.map_err(|e| exception("Failed", e.to_string())))
+                    }
+                    None => Some(Err(exception(
+                        "Stopped",
+                        "this push was stopped: a later push to the same file, the nexus's end or an operator ended it",
+                    ))),
+                }
+            };
+            if let Some(end) = polled {
+                break end;
+            }
+            std::thread::sleep(FINISH_POLL);
         };
-        let result = finish_push(ctx, &transfer, &landing, digest, metadata);
+        let log = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id)
+            .map(|r| r.log);
+        let result = end.and_then(|summary| put_in_place(&landing, &summary, digest, metadata));
+        // A push stopped by someone else had its end logged there.
+        let Some(log) = log else {
+            return result.map(|(_, answer)| answer);
+        };
         match &result {
             Ok((bytes, _)) => log.end(
                 JobOutcome::Ok,
@@ -703,24 +738,14 @@ impl DtpService {
     }
 }
 
-/// Waits for a push's receiver to end, checks the whole file's `digest` and puts the file
-/// in place; returns the bytes received and the answer to the client.
-fn finish_push(
-    ctx: &RequestContext,
-    transfer: &Transfer,
+/// Checks a completed push's whole-file `digest` and puts the file in place with its
+/// metadata; returns the bytes received and the answer to the client.
+fn put_in_place(
     landing: &Landing,
+    summary: &crate::engine::Summary,
     digest: u128,
     metadata: Option<FileMetadata>,
 ) -> Result<(u64, Bytes), HandlerError> {
-    // The receiver ends by itself: complete, or failed after the engine's idle time.
-    let summary = loop {
-        if ctx.is_cancelled() {
-            transfer.stop();
-        }
-        if let Some(end) = transfer.wait(Duration::from_millis(200)) {
-            break end.map_err(|e| exception("Failed", e.to_string()))?;
-        }
-    };
     let partial = landing.with_suffix(PARTIAL_SUFFIX);
     let journal = landing.with_suffix(JOURNAL_SUFFIX);
     if summary.digest != Some(digest) {
