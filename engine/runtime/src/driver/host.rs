@@ -320,6 +320,9 @@ impl Host {
                 continue;
             };
             if Some(conn) == current {
+                // Its caller takes its output now; kept for the next pump in case more
+                // comes after that.
+                self.deferred.push(conn);
                 continue;
             }
             if link.stash.queued() >= STASH_LIMIT {
