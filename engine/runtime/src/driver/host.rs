@@ -620,15 +620,8 @@ impl Host {
 pub(crate) fn shard_task(ctx: &mut ShardCtx<'_>) {
     let mut i = 0;
     while let Some(host) = HOSTS.with(|h| h.borrow().get(i).map(|x| x.1.clone())) {
+        run_host(ctx, &host, false);
         i += 1;
-        // Only hosts that were woken have commands: a shard with thousands of idle
-        // hosts (clients) runs the few that asked.
-        let woken = host
-            .try_borrow()
-            .map_or(true, |h| h.waker.scheduled.load(Ordering::SeqCst));
-        if woken {
-            run_host(ctx, &host, false);
-        }
     }
 }
 
