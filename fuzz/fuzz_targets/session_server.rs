@@ -459,11 +459,19 @@ impl Harness {
             Op::Call => {
                 let (n, len, flags) = (input.u8(), input.u8(), input.u8());
                 let nexus = self.nexus(n);
-                let options = CallOptions {
+                let mut options = CallOptions {
                     ordered: flags & 1 != 0,
                     uncompressed: flags & 2 != 0,
+                    precompressed: false,
                 };
-                let body = Bytes::from(vec![len; usize::from(len) * 64]);
+                let mut body = Bytes::from(vec![len; usize::from(len) * 64]);
+                // A body the caller compressed itself, as a replication job does.
+                if flags & 4 != 0
+                    && let Some(compressed) = hawser_wire::dsp::compress_body(&body)
+                {
+                    body = Bytes::from(compressed);
+                    options.precompressed = true;
+                }
                 if let Ok(request) =
                     self.server
                         .call(self.now, nexus, ExchangeId(u32::from(flags)), body, options)

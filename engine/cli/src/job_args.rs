@@ -74,12 +74,17 @@ pub struct JobArgs {
     /// Compression on the wire (lz4 per session frame, sent raw where it does not
     /// shrink): `lz4` always; `off` never; `auto` starts uncompressed, measures the link
     /// and lz4 on a sample of the data, and compresses only if that makes the transfer
-    /// faster (a link slower than lz4's 0.4-0.7 GB/s on one thread, data that shrinks),
-    /// checking that it did.
+    /// faster (a link slower than lz4's 0.4-0.7 GB/s per compressing thread, data that
+    /// shrinks), checking that it did.
     ///
     /// The report says what auto chose.
     #[arg(long, default_value = "auto", value_parser = parse_compress)]
     pub compress: CompressPolicy,
+    /// Threads that compress a push's blocks, beside the one that sends them (default:
+    /// the host's cores, at most 4); 0 compresses on the sending thread. `auto` counts
+    /// lz4's speed once per thread. A pull compresses on the server's threads.
+    #[arg(long, value_name = "N")]
+    pub compress_threads: Option<usize>,
     /// Cap the data rate (token bucket): bytes per second with an optional k, M, G or T
     /// suffix (powers of 1000: `500M` is 500 MB/s), or bits per second ending in `bit`
     /// (`4Gbit`).
@@ -206,13 +211,17 @@ impl JobArgs {
                     .map(|d| d.as_nanos() as u64)
                     .unwrap_or(0),
             );
-        Ok(session_source_config(
+        let mut config = session_source_config(
             options,
             dest,
             self.exclude.clone(),
             self.window.unwrap_or(DEFAULT_WINDOW),
             job_id,
-        ))
+        );
+        if let Some(threads) = self.compress_threads {
+            config.compress_threads = threads;
+        }
+        Ok(config)
     }
 }
 

@@ -56,6 +56,7 @@ pub fn push_with(
     stall_timeout: Duration,
     rate: Option<u64>,
 ) -> Result<JobOutcome, CliError> {
+    let compress_threads = config.compress_threads;
     let source = Source::new(config, sources)?;
     let progress = Arc::new(Progress::default());
     let (files, bytes) = source.file_totals();
@@ -63,7 +64,8 @@ pub fn push_with(
     let ticker = Ticker::start(Arc::clone(&progress), quiet, "sent");
     let mut transport = PipelineTransport::new(client, progress)
         .stall_timeout(stall_timeout)
-        .rate_limit(rate);
+        .rate_limit(rate)
+        .compress_threads(compress_threads);
     let result = run(source, &mut transport);
     let intervals = ticker.finish();
     let stats = client.stats();

@@ -351,16 +351,27 @@ fn compress_lz4_off_and_auto_behave_as_documented() {
     std::fs::write(src.path().join("app.log"), log_lines(6 << 20)).unwrap();
     let server = ServeProcess::start(dst.path());
     let from = format!("{}/", src.path().display());
-    for (policy, at_most, at_least) in [("lz4", 0.6, 0.0), ("off", 1.01, 0.99)] {
-        let to = format!("{}:/{policy}", server.addr);
-        let report = push_report(&["--compress", policy, "--block-size", "1M", &from, &to]);
+    // lz4 on the default threads, on three, and on the sending thread (0).
+    for (policy, threads, at_most, at_least) in [
+        ("lz4", None, 0.6, 0.0),
+        ("lz4", Some("3"), 0.6, 0.0),
+        ("lz4", Some("0"), 0.6, 0.0),
+        ("off", None, 1.01, 0.99),
+    ] {
+        let name = format!("{policy}{}", threads.unwrap_or(""));
+        let to = format!("{}:/{name}", server.addr);
+        let mut args = vec!["--compress", policy, "--block-size", "1M", &from, &to];
+        if let Some(threads) = threads {
+            args.extend(["--compress-threads", threads]);
+        }
+        let report = push_report(&args);
         let ratio = report["end"]["compression_ratio"].as_f64().unwrap();
         assert!(
             (at_least..=at_most).contains(&ratio),
-            "{policy}: compression ratio {ratio}"
+            "{name}: compression ratio {ratio}"
         );
-        assert!(report["end"]["compress_auto"].is_null(), "{policy}");
-        assert_same_tree(src.path(), &dst.path().join(policy));
+        assert!(report["end"]["compress_auto"].is_null(), "{name}");
+        assert_same_tree(src.path(), &dst.path().join(&name));
     }
 
     // 24 MB at 6 MB/s: 4 s, time for auto's measurements (about 3 s).

@@ -1,8 +1,8 @@
 //! `--compress auto`: whether compressing blocks pays on this link, decided from what the
 //! job measures.
 //!
-//! The session compresses a push's frames on one shard thread. On a link slower than
-//! that thread's lz4, compressed blocks arrive sooner; on a faster one compression is the
+//! A push compresses its blocks on the job's compressing threads. On a link slower than
+//! those threads' lz4, compressed blocks arrive sooner; on a faster one compression is the
 //! bottleneck, and a push of data that shrinks little runs slower than uncompressed
 //! (README, "Measured", has both cases). Which one a link is
 //! depends on the link, the data and the host, so `auto`:
@@ -11,7 +11,8 @@
 //!    acknowledged block), measures the acknowledged rate in windows of [`WINDOW`] until
 //!    it stops rising (a window less than [`PLATEAU`] times the one before; at most
 //!    [`MAX_WINDOWS`]), keeping the best window as the uncompressed rate;
-//! 2. times lz4 on a sample of the data, in this thread;
+//! 2. times lz4 on a sample of the data, in this thread, and counts that speed once per
+//!    compressing thread of the job;
 //! 3. compresses if the link is clearly slower than lz4 and the data clearly shrinks:
 //!    compressed, the rate could become `min(lz4 speed, link rate / ratio)`, and that
 //!    must beat the uncompressed rate by [`MARGIN`];
@@ -63,7 +64,8 @@ pub struct AutoChoice {
     /// Request bytes (before compression) acknowledged per second while compressing,
     /// if it was tried.
     pub compressed_rate: Option<f64>,
-    /// lz4 input bytes per second on the sample (this thread).
+    /// lz4 input bytes per second on the sample: one thread's, times the compressing
+    /// threads.
     pub lz4_speed: f64,
     /// Compressed / original size of the sample.
     pub lz4_ratio: f64,
@@ -187,19 +189,27 @@ pub(crate) struct AutoCompress {
     sample: Option<(f64, f64)>,
     /// The last choice made (kept while a new decision is measured).
     last: Option<AutoChoice>,
+    /// Threads compressing in parallel: the sample's speed counts this many times.
+    threads: usize,
 }
 
 impl Default for AutoCompress {
     fn default() -> Self {
-        AutoCompress {
-            phase: Phase::Idle,
-            sample: None,
-            last: None,
-        }
+        AutoCompress::new(1)
     }
 }
 
 impl AutoCompress {
+    /// For a job compressing on `threads` threads.
+    pub(crate) fn new(threads: usize) -> Self {
+        AutoCompress {
+            phase: Phase::Idle,
+            sample: None,
+            last: None,
+            threads: threads.max(1),
+        }
+    }
+
     /// Whether requests should go compressed now.
     pub(crate) fn compressing(&self) -> bool {
         match &self.phase {
@@ -242,7 +252,8 @@ impl AutoCompress {
             return;
         };
         let seconds = started.elapsed().as_secs_f64().max(1e-6);
-        self.sample = Some((len as f64 / seconds, compressed as f64 / len as f64));
+        let speed = len as f64 / seconds * self.threads as f64;
+        self.sample = Some((speed, compressed as f64 / len as f64));
     }
 
     /// `bytes` of request (counted before compression) were acknowledged at `now`.

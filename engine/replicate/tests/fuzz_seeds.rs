@@ -232,6 +232,7 @@ fn record_session(
         let options = CallOptions {
             ordered: *ordered,
             uncompressed: false,
+            precompressed: false,
         };
         let id = client
             .call(now, ExchangeId(0x10 + i as u32), body.clone(), options)

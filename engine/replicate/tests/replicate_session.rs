@@ -121,6 +121,7 @@ impl Transport for SessionLoopback {
                 CallOptions {
                     ordered: request.ordered,
                     uncompressed: !request.compress,
+                    precompressed: false,
                 },
             )
             .map_err(|e| TransportError::Other(e.to_string()))?;

@@ -138,8 +138,8 @@ impl<'c> Pipeline<'c> {
     ) -> u64 {
         if let Some(bucket) = &mut self.rate {
             // Answers queue up in the session while this thread sleeps, and are taken
-            // when it next waits for one.
-            let len = request.len() as u64;
+            // when it next waits for one. A cap counts bytes before compression.
+            let len = options.body_size(&request) as u64;
             loop {
                 let now = Instant::now();
                 if bucket.try_take(now, len) {

@@ -47,6 +47,25 @@ pub struct CallOptions {
     /// knows will not shrink, or when compressing would cost more time than the bytes it
     /// saves (a fast link; see the replication source's `auto`).
     pub uncompressed: bool,
+    /// The body is already in lz4 form (`u32 length ‖ lz4 block`, as
+    /// [`hawser_wire::dsp::compress_body`] makes it): the caller compressed it on a thread
+    /// of its own. It goes out flagged compressed, or inflated first on a connection that
+    /// did not agree on lz4. The handler sees the original body. A body that is not what
+    /// `compress_body` made is a corrupt frame to the peer, which closes the connection.
+    pub precompressed: bool,
+}
+
+impl CallOptions {
+    /// The size `body` has for the handler: a precompressed body's announced length (its
+    /// first four bytes; a body too short to hold them counts as too large).
+    pub fn body_size(&self, body: &[u8]) -> usize {
+        if !self.precompressed {
+            return body.len();
+        }
+        body.get(..4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(usize::MAX, |b| u32::from_be_bytes(b) as usize)
+    }
 }
 
 /// Where a client connection is in its handshake (opaque outside this module).

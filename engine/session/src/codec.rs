@@ -105,6 +105,17 @@ impl Codec {
         });
     }
 
+    /// Whether bodies may go out lz4-compressed (the hello agreed on it).
+    pub(crate) fn compresses(&self) -> bool {
+        self.encoder.options().compression == wire::Compression::Lz4
+    }
+
+    /// Appends `frame`, whose body the caller compressed already; false (nothing
+    /// appended) if this connection does not compress or the frame cannot be sent so.
+    pub(crate) fn encode_compressed(&mut self, frame: &Frame, out: &mut BytesMut) -> bool {
+        self.compresses() && self.encoder.encode_compressed(frame, out).is_ok()
+    }
+
     /// The largest payload accepted from the peer (checked from each header).
     pub(crate) fn set_max_payload(&mut self, max: u32) {
         self.decoder.set_max_payload(max);

@@ -134,9 +134,10 @@ impl Initiator {
         body: Bytes,
         options: CallOptions,
     ) -> Result<RequestId, CallError> {
-        if body.len() > self.attrs.max_request_size as usize {
+        let size = options.body_size(&body);
+        if size > self.attrs.max_request_size as usize {
             return Err(CallError::RequestTooLarge {
-                size: body.len(),
+                size,
                 max: self.attrs.max_request_size,
             });
         }
@@ -180,7 +181,22 @@ impl Initiator {
             request: id,
         };
         let request = frames::request(self.channel, key, out.exchange, order, out.body.clone());
-        if out.options.uncompressed {
+        if out.options.precompressed {
+            if !link.send_compressed(&request) {
+                // This connection did not agree on lz4: from now on the request is raw.
+                let Ok(raw) = hawser_wire::dsp::decompress_body(
+                    &out.body,
+                    self.attrs.max_request_size as usize,
+                ) else {
+                    return;
+                };
+                out.body = Bytes::from(raw);
+                out.options.precompressed = false;
+                let request =
+                    frames::request(self.channel, key, out.exchange, order, out.body.clone());
+                link.send_uncompressed(&request);
+            }
+        } else if out.options.uncompressed {
             link.send_uncompressed(&request);
         } else {
             link.send(&request);
@@ -221,10 +237,10 @@ impl Initiator {
                 self.queue.pop_front();
                 continue;
             };
-            if out.body.len() > self.attrs.max_request_size as usize {
+            let size = out.options.body_size(&out.body);
+            if size > self.attrs.max_request_size as usize {
                 // Only possible when the call was queued before negotiation shrank the
                 // limit; it fails without having been sent.
-                let size = out.body.len();
                 self.queue.pop_front();
                 self.outstanding.remove(&id);
                 cx.events.push_back(Event::Completed {

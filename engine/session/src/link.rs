@@ -228,6 +228,22 @@ impl<P> Link<P> {
         self.send_with(f, false);
     }
 
+    /// Queues a frame whose body the caller compressed already (see
+    /// [`CallOptions::precompressed`](crate::CallOptions)); false if this connection does
+    /// not compress (the caller inflates it and sends it raw).
+    pub(crate) fn send_compressed(&mut self, f: &Frame) -> bool {
+        if self.closing.is_some() {
+            return true;
+        }
+        let before = self.tx_copied.len();
+        if !self.codec.encode_compressed(f, &mut self.tx_copied) {
+            return false;
+        }
+        self.copied(self.tx_copied.len() - before);
+        self.stats.frames_out += 1;
+        true
+    }
+
     fn send_with(&mut self, f: &Frame, may_compress: bool) {
         if self.closing.is_some() {
             return;

@@ -306,6 +306,20 @@ impl FrameEncoder {
         }
     }
 
+    /// Appends `frame`, whose body is already in compressed form (`u32 length ‖ lz4
+    /// block`, as [`compress_body`] makes it on a thread of the caller's), with the
+    /// compressed flag: for a nexus that agreed on lz4.
+    pub fn encode_compressed<B: AsRef<[u8]>, T: AsRef<str>, O: BufMut>(
+        &mut self,
+        frame: &FrameOf<B, T>,
+        out: &mut O,
+    ) -> Result<FrameHeader, DspError> {
+        if !frame.kind().compressible() || frame.body().len() < 4 {
+            return Err(DspError::InvalidField(frame.kind()));
+        }
+        frame.encode_with_body(self.options.digest, Some(frame.body()), out)
+    }
+
     /// Like [`encode`](Self::encode), except that a body going out uncompressed is not
     /// copied: only the head (header and fixed fields) is appended to `out`, and the
     /// returned [`SplitFrame`] says which body and trailer the caller sends after it
@@ -381,6 +395,38 @@ fn compress<'s>(scratch: &'s mut Vec<u8>, body: &[u8]) -> Option<&'s [u8]> {
         scratch.get(..total)
     } else {
         None
+    }
+}
+
+/// `body` in the compressed form a frame carries (`u32 length ‖ lz4 block`), if
+/// compressing pays as the encoder judges it ([`Compression::Lz4`]): for senders that
+/// compress on threads of their own and send with [`FrameEncoder::encode_compressed`].
+pub fn compress_body(body: &[u8]) -> Option<Vec<u8>> {
+    if body.len() < MIN_COMPRESS_LEN {
+        return None;
+    }
+    let mut out = Vec::new();
+    let len = compress(&mut out, body)?.len();
+    out.truncate(len);
+    Some(out)
+}
+
+/// The body that `compressed` (as [`compress_body`] makes it) holds, refused if it
+/// would exceed `max_len` bytes or is not well formed.
+pub fn decompress_body(compressed: &[u8], max_len: usize) -> Result<Vec<u8>, DspError> {
+    let mut r = Reader::new(compressed);
+    let len = r.u32().ok_or(DspError::Decompress)?;
+    let len = usize::try_from(len).map_err(|_| DspError::Decompress)?;
+    if len > max_len {
+        return Err(DspError::DecompressedTooLong {
+            len: len as u64,
+            max: u32::try_from(max_len).unwrap_or(u32::MAX),
+        });
+    }
+    let mut out = vec![0; len];
+    match lz4_flex::block::decompress_into(r.take_rest(), &mut out) {
+        Ok(written) if written == len => Ok(out),
+        _ => Err(DspError::Decompress),
     }
 }
 

@@ -79,7 +79,7 @@ mod tests;
 
 pub use codec::{
     Compression, EncodeOptions, FrameDecoder, FrameEncoder, HANDSHAKE_MAX_PAYLOAD,
-    MIN_COMPRESS_LEN, SplitFrame, decode_frame, payload_digest,
+    MIN_COMPRESS_LEN, SplitFrame, compress_body, decode_frame, decompress_body, payload_digest,
 };
 pub use error::DspError;
 pub use frame::{Frame, FrameOf, SharedFrame};

@@ -167,6 +167,7 @@ fn job_args(args: &BenchArgs) -> JobArgs {
         exclude: Vec::new(),
         resume: false,
         compress: Default::default(),
+        compress_threads: None,
         identity: None,
         secret_file: None,
         security: Default::default(),

@@ -13,6 +13,7 @@
 //! storage, placed so a Block's data starts on a page, checks its digest and writes it
 //! with `O_DIRECT` from where it arrived (see [`Target`](crate::Target)).
 
+mod compressor;
 mod progress;
 mod pull;
 mod target;
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use hawser_runtime::{HandlerError, RemoteException};
 
+pub use compressor::default_compress_threads;
 pub use progress::Progress;
 pub use pull::{pull_service, pull_target_service};
 pub use target::{

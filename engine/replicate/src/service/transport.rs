@@ -1,6 +1,7 @@
 //! The source's [`Transport`] over a runtime [`Pipeline`]: every request is one exchange
 //! of a client's nexus (or, for a pull, of a server's backchannel), many in flight
-//! across the trunk's connections; manifest batches travel as ordered exchanges.
+//! across the trunk's connections; manifest batches travel as ordered exchanges. Bodies
+//! to compress are compressed on the job's threads ([`Compressor`]), not on the shard.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use hawser_runtime::{CallError, CallOptions, Client, ExchangeId, Pipeline};
 
 use super::DEFAULT_STALL_TIMEOUT;
+use super::compressor::{Compressor, default_compress_threads};
 use super::progress::Progress;
 use crate::proto::MessageKind;
 use crate::{Completion, RemoteError, Request, Transport, TransportError};
@@ -33,6 +35,10 @@ pub struct PipelineTransport<'c> {
     in_flight: HashMap<u64, InFlight>,
     progress: Arc<Progress>,
     stall_timeout: Duration,
+    /// `None`: the session compresses, on the shard's thread.
+    compressor: Option<Compressor>,
+    /// Requests to compress, in send order, until a batch is full.
+    to_compress: Vec<Request>,
 }
 
 impl<'c> PipelineTransport<'c> {
@@ -48,7 +54,16 @@ impl<'c> PipelineTransport<'c> {
             in_flight: HashMap::new(),
             progress,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
+            compressor: Some(Compressor::new(default_compress_threads())),
+            to_compress: Vec::new(),
         }
+    }
+
+    /// Compresses request bodies on `threads` threads of the job (the caller's among
+    /// them); 0 leaves it to the session, on the shard's thread.
+    pub fn compress_threads(mut self, threads: usize) -> Self {
+        self.compressor = (threads > 0).then(|| Compressor::new(threads));
+        self
     }
 
     /// Caps the bytes of request bodies sent at `bytes_per_sec` (`None` or 0: no cap;
@@ -68,19 +83,39 @@ impl<'c> PipelineTransport<'c> {
     }
 }
 
-impl Transport for PipelineTransport<'_> {
-    fn send(&mut self, request: Request) -> Result<(), TransportError> {
+impl PipelineTransport<'_> {
+    /// Compresses the requests waiting for it and submits them, in send order.
+    fn flush_compressed(&mut self) {
+        if self.to_compress.is_empty() {
+            return;
+        }
+        let requests = std::mem::take(&mut self.to_compress);
+        let bodies: Vec<_> = requests.iter().map(|r| r.body.clone()).collect();
+        let compressed = match &mut self.compressor {
+            Some(c) => c.compress_batch(&bodies),
+            None => vec![None; bodies.len()],
+        };
+        for (request, compressed) in requests.into_iter().zip(compressed) {
+            self.submit(request, compressed);
+        }
+    }
+
+    /// Hands a request to the pipeline: its body as the job made it, or `compressed`.
+    fn submit(&mut self, request: Request, compressed: Option<bytes::Bytes>) {
         let len = request.body.len() as u64;
         let manifest = (request.kind == MessageKind::Manifest).then(|| request.body.clone());
         let (source_token, kind) = (request.token, request.kind);
-        let token = self.pipeline.submit_with(
-            ExchangeId(request.kind.exchange_id()),
-            request.body,
-            CallOptions {
-                ordered: request.ordered,
-                uncompressed: !request.compress,
-            },
-        );
+        // Compressed here, or found not worth it here: the session need not try again.
+        let by_session = request.compress && self.compressor.is_none();
+        let options = CallOptions {
+            ordered: request.ordered,
+            uncompressed: !by_session,
+            precompressed: compressed.is_some(),
+        };
+        let body = compressed.unwrap_or(request.body);
+        let token =
+            self.pipeline
+                .submit_with(ExchangeId(request.kind.exchange_id()), body, options);
         self.in_flight.insert(
             token,
             InFlight {
@@ -90,10 +125,32 @@ impl Transport for PipelineTransport<'_> {
                 manifest,
             },
         );
+    }
+}
+
+impl Transport for PipelineTransport<'_> {
+    fn send(&mut self, request: Request) -> Result<(), TransportError> {
+        let batch = self.compressor.as_ref().map_or(0, Compressor::threads);
+        if batch > 0 && request.compress && request.body.len() >= hawser_wire::dsp::MIN_COMPRESS_LEN
+        {
+            self.to_compress.push(request);
+            if self.to_compress.len() >= batch {
+                self.flush_compressed();
+            }
+            return Ok(());
+        }
+        self.flush_compressed();
+        self.submit(request, None);
         Ok(())
     }
 
     fn recv(&mut self) -> Result<Completion, TransportError> {
+        // A batch not yet full waits for answers to free the window, unless so few
+        // requests are out that the link would idle.
+        let batch = self.compressor.as_ref().map_or(0, Compressor::threads);
+        if self.in_flight.len() < batch.max(1) {
+            self.flush_compressed();
+        }
         let (token, result) = self
             .pipeline
             .next_completion_timeout(self.stall_timeout)

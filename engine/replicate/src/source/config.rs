@@ -28,6 +28,9 @@ pub struct SourceConfig {
     pub max_deleted_listed: u32,
     /// Identifies the job.
     pub job_id: u128,
+    /// Threads the transport compresses on (what `auto` counts its lz4 speed for; see
+    /// [`PipelineTransport::compress_threads`](crate::service::PipelineTransport::compress_threads)).
+    pub compress_threads: usize,
 }
 
 impl Default for SourceConfig {
@@ -43,6 +46,7 @@ impl Default for SourceConfig {
             inline_max: 64 * 1024,
             max_deleted_listed: 1000,
             job_id: 0,
+            compress_threads: crate::service::default_compress_threads(),
         }
     }
 }

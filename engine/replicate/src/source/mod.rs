@@ -146,7 +146,8 @@ impl Source {
             .filter(|e| e.kind == EntryKind::File)
             .map(|e| e.size)
             .sum();
-        let auto = (config.options.compress == CompressPolicy::Auto).then(AutoCompress::default);
+        let auto = (config.options.compress == CompressPolicy::Auto)
+            .then(|| AutoCompress::new(config.compress_threads));
         Ok(Source {
             config,
             roots,
