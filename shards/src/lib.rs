@@ -127,8 +127,8 @@ pub use mesh::{AppMessage, ShardTask};
 pub use pool::BufHandle;
 pub use protocol::{CloseReason, PeerCredentials, Protocol, Received, Transmit};
 pub use shard::{
-    ConnId, FileDone, HandlerFactory, NoHandler, OpenOptions, ProtocolFactory, ShardCtx,
-    ShardHandler, UdpId, UdpOptions, wake_connection,
+    ConnId, FileDone, HandlerFactory, NoHandler, OpenOptions, ProtocolFactory, ROUTE_PEEK_MAX,
+    Route, Router, ShardCtx, ShardHandler, UdpId, UdpOptions, wake_connection,
 };
 pub use shards::Shards;
 pub use stats::{ShardStats, StatsSnapshot};

@@ -254,7 +254,7 @@ impl Shards {
         F: Fn(usize) -> P + Send + Sync + 'static,
     {
         let all: Vec<usize> = (0..self.len()).collect();
-        self.listen_tcp_shards(&all, addr, boxed_factory(factory), false)
+        self.listen_tcp_shards(&all, addr, boxed_factory(factory), Placement::Here)
     }
 
     /// Listens on `addr` with one acceptor, shard `acceptor`, which hands each accepted
@@ -270,7 +270,35 @@ impl Shards {
         P: Protocol + 'static,
         F: Fn(usize) -> P + Send + Sync + 'static,
     {
-        self.listen_tcp_shards(&[acceptor], addr, boxed_factory(factory), true)
+        self.listen_tcp_shards(&[acceptor], addr, boxed_factory(factory), Placement::Spread)
+    }
+
+    /// Listens on `addr` with one acceptor, shard `acceptor`, which places each accepted
+    /// connection by the bytes it sends first: `router` names the shard (see
+    /// [`Route`](crate::Route)). The connection opens there and reads those bytes there;
+    /// a peer that sends too little for 5 s goes to any shard.
+    pub fn listen_tcp_routed(
+        &self,
+        acceptor: usize,
+        addr: SocketAddr,
+        factory: ProtocolFactory,
+        router: crate::Router,
+    ) -> Result<SocketAddr> {
+        self.listen_tcp_shards(&[acceptor], addr, factory, Placement::Routed(router))
+    }
+
+    /// Listens on a Unix stream socket at `path`, accepting on shard `acceptor`, and places
+    /// each connection by its first bytes as
+    /// [`listen_tcp_routed`](Self::listen_tcp_routed) does.
+    pub fn listen_unix_routed(
+        &self,
+        acceptor: usize,
+        path: &Path,
+        factory: ProtocolFactory,
+        router: crate::Router,
+    ) -> Result<()> {
+        let fd = bind_unix(path)?;
+        self.run_on(acceptor, move |ctx| ctx.accept_routed(fd, factory, router))
     }
 
     /// Listens on `addr` on shard `shard` only: every connection accepted there stays there
@@ -296,7 +324,7 @@ impl Shards {
         addr: SocketAddr,
         factory: ProtocolFactory,
     ) -> Result<SocketAddr> {
-        self.listen_tcp_shards(&[shard], addr, factory, false)
+        self.listen_tcp_shards(&[shard], addr, factory, Placement::Here)
     }
 
     fn listen_tcp_shards(
@@ -304,7 +332,7 @@ impl Shards {
         shards: &[usize],
         addr: SocketAddr,
         factory: ProtocolFactory,
-        spread: bool,
+        placement: Placement,
     ) -> Result<SocketAddr> {
         if let Some(&bad) = shards.iter().find(|&&s| s >= self.len()) {
             return Err(ShardError::ShardGone(bad));
@@ -350,12 +378,11 @@ impl Shards {
         }
         for (&shard, fd) in shards.iter().zip(fds) {
             let factory = factory.clone();
-            self.run_on(shard, move |ctx| {
-                if spread {
-                    ctx.accept_and_spread(fd, factory)
-                } else {
-                    ctx.accept_on(fd, factory)
-                }
+            let placement = placement.clone();
+            self.run_on(shard, move |ctx| match placement {
+                Placement::Here => ctx.accept_on(fd, factory),
+                Placement::Spread => ctx.accept_and_spread(fd, factory),
+                Placement::Routed(router) => ctx.accept_routed(fd, factory, router),
             })?;
         }
         Ok(bound)
@@ -522,4 +549,15 @@ fn bind_unix(path: &Path) -> Result<std::os::fd::RawFd> {
         });
     }
     Ok(fd)
+}
+
+/// Where a listener's accepted connections open.
+#[derive(Clone)]
+enum Placement {
+    /// On the accepting shard.
+    Here,
+    /// Round-robin over every shard.
+    Spread,
+    /// Where their first bytes say.
+    Routed(crate::Router),
 }

@@ -49,7 +49,7 @@ pub struct ServerBuilder {
     align_request_bodies_at: Option<usize>,
     receive_budget: usize,
     frame_timeout: Duration,
-    placement: Option<(Runtime, usize)>,
+    placement: Option<(Runtime, Vec<usize>)>,
     tls: Option<session::ServerTls>,
 }
 
@@ -83,7 +83,16 @@ impl ServerBuilder {
 
     /// Runs the server on shard `shard` of `runtime` instead of a shard of its own.
     pub fn runtime(mut self, runtime: &Runtime, shard: usize) -> Self {
-        self.placement = Some((runtime.clone(), shard));
+        self.placement = Some((runtime.clone(), vec![shard]));
+        self
+    }
+
+    /// Runs the server on every shard of `runtime`: each shard holds the nexuses of the
+    /// client identities routed to it (by the route in their Hello, see PROTOCOL.md,
+    /// session layer §15), and a connection opens on its identity's shard. Limits apply
+    /// per shard.
+    pub fn runtime_all_shards(mut self, runtime: &Runtime) -> Self {
+        self.placement = Some((runtime.clone(), (0..runtime.shards.len()).collect()));
         self
     }
 
@@ -258,30 +267,33 @@ impl ServerBuilder {
             config.fore_limits.max_request_size = bytes;
             config.back_limits.max_request_size = bytes;
         }
-        let (shards, shard) = match self.placement {
-            Some((rt, shard)) => {
+        let (shards, on) = match self.placement {
+            Some((rt, mut on)) => {
                 let last = rt.shards.len() - 1;
-                (rt.shards, shard.min(last))
+                on.iter_mut().for_each(|s| *s = (*s).min(last));
+                on.dedup();
+                (rt.shards, on)
             }
-            None => (Arc::new(Shards::start(shards_config(1, None))?), 0),
+            None => (Arc::new(Shards::start(shards_config(1, None))?), vec![0]),
         };
         let (jobs_tx, jobs_rx) = channel::unbounded();
         let drain = Arc::new(Drain::default());
-        let (host, bound, caller) = driver::install_server(
+        let installed = driver::install_server(
             &shards,
-            shard,
+            &on,
             config,
             Arc::new(table),
             jobs_tx,
             &transports,
             Arc::clone(&drain),
         )?;
-        let workers = driver::spawn_workers(self.handler_threads, jobs_rx, &host, &drain);
+        let workers =
+            driver::spawn_workers(self.handler_threads, jobs_rx, &installed.hosts[0], &drain);
         Ok(Server {
-            caller,
+            callers: installed.callers,
             shards: Some(shards),
-            host,
-            addresses: bound,
+            hosts: installed.hosts,
+            addresses: installed.bound,
             workers,
             drain,
         })
@@ -290,9 +302,11 @@ impl ServerBuilder {
 
 /// A running server. Dropping it stops it.
 pub struct Server {
-    caller: Arc<Caller>,
+    /// Each host's caller (backchannel calls), in the order of `hosts`.
+    callers: Vec<Arc<Caller>>,
     shards: Option<Arc<Shards>>,
-    host: HostHandle,
+    /// One per shard the server runs on (the first accepts).
+    hosts: Vec<HostHandle>,
     addresses: Vec<Address>,
     workers: Vec<JoinHandle<()>>,
     /// Shared with the listeners and the handler threads.
@@ -327,12 +341,39 @@ impl Server {
 
     /// Counters and histograms of every nexus and open connection.
     pub fn stats(&self) -> StatsReport {
-        self.host.commands.stats()
+        crate::stats::merged_stats(&self.host_commands())
+    }
+
+    fn host_commands(&self) -> Vec<crate::command::CommandSender> {
+        self.hosts.iter().map(|h| h.commands.clone()).collect()
+    }
+
+    /// The shards the server runs on, in order (the first accepts).
+    pub fn shards_used(&self) -> Vec<usize> {
+        self.hosts.iter().map(|h| h.shard).collect()
+    }
+
+    /// The caller of the host that holds `nexus` (the first host's if none does).
+    fn caller_of(&self, nexus: NexusId) -> &Arc<Caller> {
+        if self.callers.len() > 1 {
+            for (host, caller) in self.hosts.iter().zip(&self.callers) {
+                if host
+                    .commands
+                    .stats()
+                    .nexuses
+                    .iter()
+                    .any(|(n, _)| *n == nexus)
+                {
+                    return caller;
+                }
+            }
+        }
+        &self.callers[0]
     }
 
     /// A handle that reads these statistics from any thread (a control-plane handler).
     pub fn stats_handle(&self) -> crate::StatsHandle {
-        crate::StatsHandle(self.host.commands.clone())
+        crate::StatsHandle(self.host_commands())
     }
 
     /// The nexuses this server holds now.
@@ -358,7 +399,7 @@ impl Server {
 
     /// Backchannel calls to the client of `nexus` (ordered calls, pipelines).
     pub fn backchannel(&self, nexus: NexusId) -> Backchannel {
-        Backchannel::new(Arc::clone(&self.caller), nexus)
+        Backchannel::new(Arc::clone(self.caller_of(nexus)), nexus)
     }
 
     /// Counters of each shard the server runs on (all of its runtime's shards).
@@ -372,12 +413,13 @@ impl Server {
     /// clients) and its connection and nexus limits. Clients already logged in stay; the
     /// next handshake is checked against `credentials`. TLS settings cannot change here.
     pub fn reconfigure(&self, credentials: session::ServerCredentials, limits: ServerLimits) {
-        self.host
-            .commands
-            .send(crate::command::HostCommand::Reconfigure {
-                credentials: Box::new(credentials),
-                limits,
-            });
+        for host in &self.hosts {
+            host.commands
+                .send(crate::command::HostCommand::Reconfigure {
+                    credentials: Box::new(credentials.clone()),
+                    limits,
+                });
+        }
     }
 
     /// Drains the server before it stops: new connections are refused, no further
@@ -401,7 +443,9 @@ impl Server {
 
     fn stop(&mut self) {
         if let Some(shards) = self.shards.take() {
-            driver::uninstall(&shards, &self.host);
+            for host in &self.hosts {
+                driver::uninstall(&shards, host);
+            }
             // The socket files of Unix and shared-memory listeners: a later server on the
             // same path binds it afresh.
             for path in self.addresses.iter().filter_map(Address::path) {

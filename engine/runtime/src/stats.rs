@@ -53,16 +53,74 @@ pub struct NexusDetail {
     pub connections: Vec<ConnectionStats>,
 }
 
+impl StatsReport {
+    /// Adds `other`'s figures: the report of a server that runs on several shards is the
+    /// sum of its shards' (ended nexuses of one identity counted once).
+    pub fn merge(&mut self, other: StatsReport) {
+        self.nexuses.extend(other.nexuses);
+        self.connections.extend(other.connections);
+        let t = &mut self.totals;
+        let o = other.totals;
+        t.connections = t.connections.saturating_add(o.connections);
+        t.frames_in = t.frames_in.saturating_add(o.frames_in);
+        t.frames_out = t.frames_out.saturating_add(o.frames_out);
+        t.bytes_in = t.bytes_in.saturating_add(o.bytes_in);
+        t.bytes_out = t.bytes_out.saturating_add(o.bytes_out);
+        self.owners.extend(other.owners);
+        for (identity, anonymous, stats) in other.ended_nexuses {
+            match self
+                .ended_nexuses
+                .iter_mut()
+                .find(|(i, a, _)| *i == identity && *a == anonymous)
+            {
+                Some((_, _, mine)) => mine.absorb(&stats),
+                None => self.ended_nexuses.push((identity, anonymous, stats)),
+            }
+        }
+        self.ended_connections.absorb(&other.ended_connections);
+        self.load = match (self.load.take(), other.load) {
+            (Some(a), Some(b)) => Some(ServerLoad {
+                connections: a.connections + b.connections,
+                unauthenticated: a.unauthenticated + b.unauthenticated,
+                sources: a.sources + b.sources,
+                nexuses: a.nexuses + b.nexuses,
+                held_creates: a.held_creates + b.held_creates,
+                timer_entries: a.timer_entries + b.timer_entries,
+                throttled: (a.throttled.0 + b.throttled.0, a.throttled.1 + b.throttled.1),
+            }),
+            (a, b) => a.or(b),
+        };
+        self.connections_refused = self
+            .connections_refused
+            .saturating_add(other.connections_refused);
+        self.protocol_violations = self
+            .protocol_violations
+            .saturating_add(other.protocol_violations);
+        self.bound_connections += other.bound_connections;
+        self.details.extend(other.details);
+    }
+}
+
 /// Reads a server's statistics from any thread, for as long as the server runs.
 #[derive(Clone)]
-pub struct StatsHandle(pub(crate) CommandSender);
+pub struct StatsHandle(pub(crate) Vec<CommandSender>);
 
 impl StatsHandle {
-    /// Counters and histograms of every nexus and open connection (empty once the server
-    /// is gone).
+    /// Counters and histograms of every nexus and open connection, over every shard the
+    /// server runs on (empty once the server is gone).
     pub fn stats(&self) -> StatsReport {
-        self.0.stats()
+        merged_stats(&self.0)
     }
+}
+
+/// The merged reports of the hosts behind `commands`.
+pub(crate) fn merged_stats(commands: &[CommandSender]) -> StatsReport {
+    let mut hosts = commands.iter();
+    let mut report = hosts.next().map(CommandSender::stats).unwrap_or_default();
+    for host in hosts {
+        report.merge(host.stats());
+    }
+    report
 }
 
 impl std::fmt::Debug for StatsHandle {

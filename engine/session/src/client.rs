@@ -271,6 +271,7 @@ impl Endpoint<ClientSide> {
             side.config.digest,
             side.config.compress,
             tls.is_some(),
+            Some(hawser_wire::dsp::identity_route(&side.config.identity)),
             nonce,
         );
         let link = self.open_link(now, ClientPhase(Phase::AwaitHelloAck), timers);

@@ -276,6 +276,9 @@ pub struct ServerConfig {
     pub auth_throttle: AuthThrottleConfig,
     /// TLS offered to clients (and required, if it says so).
     pub tls: Option<ServerTls>,
+    /// Refuse a connection whose Hello carries no route: the server runs on several
+    /// shards and places each connection on the shard of its identity's nexuses.
+    pub requires_route: bool,
 }
 
 /// The receive budget of a server unless configured: enough for several jobs with 8 MiB
@@ -297,6 +300,7 @@ impl ServerConfig {
             receive_budget: Some(ReceiveBudget::new(DEFAULT_RECEIVE_BUDGET)),
             limits: ServerLimits::default(),
             tls: None,
+            requires_route: false,
             auth_throttle: AuthThrottleConfig::default(),
         }
     }

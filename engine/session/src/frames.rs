@@ -26,11 +26,18 @@ const MAX_REASON_LEN: usize = 1024;
 /// nonce.
 #[cfg(test)]
 pub(crate) fn hello(digest: bool, compress: bool, nonce: [u8; 16]) -> Frame {
-    hello_with(digest, compress, false, nonce)
+    hello_with(digest, compress, false, None, nonce)
 }
 
-/// [`hello`], also asking for (client) or agreeing to (server) TLS when `tls`.
-pub(crate) fn hello_with(digest: bool, compress: bool, tls: bool, nonce: [u8; 16]) -> Frame {
+/// [`hello`], also asking for (client) or agreeing to (server) TLS when `tls`, and
+/// saying the client's `route` (see [`Capabilities::ROUTED`]).
+pub(crate) fn hello_with(
+    digest: bool,
+    compress: bool,
+    tls: bool,
+    route: Option<u16>,
+    nonce: [u8; 16],
+) -> Frame {
     let mut capabilities = Capabilities::BACKCHANNEL;
     if tls {
         capabilities = capabilities | Capabilities::TLS;
@@ -40,6 +47,9 @@ pub(crate) fn hello_with(digest: bool, compress: bool, tls: bool, nonce: [u8; 16
     }
     if compress {
         capabilities = capabilities | Capabilities::LZ4;
+    }
+    if let Some(route) = route {
+        capabilities = capabilities.with_route(route);
     }
     Frame::Hello(Hello {
         min_version: VERSION,

@@ -114,14 +114,27 @@ impl ShardCtx<'_> {
     /// Adopts a listening socket: accepts on it (multishot) with `factory`'s protocols.
     #[inline]
     pub fn accept_on(&mut self, listen_fd: RawFd, factory: ProtocolFactory) {
-        self.core.add_listener(listen_fd, factory, false);
+        self.core.add_listener(listen_fd, factory, false, None);
     }
 
     /// Adopts a listening socket as the acceptor of all shards: accepted connections are
     /// handed round-robin to every shard (this one included) over the mesh.
     #[inline]
     pub fn accept_and_spread(&mut self, listen_fd: RawFd, factory: ProtocolFactory) {
-        self.core.add_listener(listen_fd, factory, true);
+        self.core.add_listener(listen_fd, factory, true, None);
+    }
+
+    /// Adopts a listening socket whose connections are placed by their first bytes:
+    /// `router` says on which shard each opens (see [`Route`](super::Route)).
+    #[inline]
+    pub fn accept_routed(
+        &mut self,
+        listen_fd: RawFd,
+        factory: ProtocolFactory,
+        router: super::Router,
+    ) {
+        self.core
+            .add_listener(listen_fd, factory, false, Some(router));
     }
 
     /// Adopts an already connected stream socket.

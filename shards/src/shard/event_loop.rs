@@ -83,6 +83,7 @@ impl Core {
             k if k == OpKind::ShmSocket as u8 => self.on_shm_socket(slot, generation, res),
             k if k == OpKind::ShmDoorbell as u8 => self.on_shm_doorbell(slot, generation, res),
             k if k == OpKind::ShmRing as u8 => self.on_shm_ring(slot, generation),
+            k if k == OpKind::RoutePoll as u8 => self.on_route_poll(slot, generation, res),
             _ => {}
         }
     }

@@ -1,5 +1,5 @@
 //! Listening sockets of a shard: multishot accepts, connections kept here or handed
-//! round-robin to every shard, and a pause instead of a spin when file descriptors run out.
+//! round-robin to every shard or placed by their first bytes (`route`), and a pause instead of a spin when file descriptors run out.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -35,11 +35,19 @@ pub(super) struct Listener {
     /// keeping them here.
     spread: bool,
     next_target: usize,
+    /// Places each accepted connection by its first bytes (instead of `spread`).
+    router: Option<super::Router>,
 }
 
 impl Core {
     /// Adopts a listening socket and starts accepting on it.
-    pub(super) fn add_listener(&mut self, fd: RawFd, factory: ProtocolFactory, spread: bool) {
+    pub(super) fn add_listener(
+        &mut self,
+        fd: RawFd,
+        factory: ProtocolFactory,
+        spread: bool,
+        router: Option<super::Router>,
+    ) {
         let index = self.listeners.len() as u32;
         self.listeners.push(Some(Listener {
             fd,
@@ -50,6 +58,7 @@ impl Core {
             pause: ACCEPT_PAUSE_MIN,
             spread,
             next_target: self.id,
+            router,
         }));
         self.arm_accept(index);
     }
@@ -124,26 +133,31 @@ impl Core {
                 // The algorithm was checked when the listener's side was configured; a
                 // failure here leaves the connection on the system's default.
                 let _ = self.settings.apply_tcp_options(res);
-                let target = if listener.spread {
-                    let t = listener.next_target;
-                    listener.next_target = (t + 1) % self.settings.shard_count;
-                    t
-                } else {
-                    self.id
-                };
-                if target == self.id {
-                    let proto = (listener.factory)(self.id);
-                    self.stats.accepts += 1;
-                    self.open_conn(res, proto);
-                } else {
+                if let Some(router) = listener.router.clone() {
                     let factory = listener.factory.clone();
-                    self.post(
-                        target,
-                        Envelope::Adopt {
-                            fd: sys::owned_fd(res),
-                            factory,
-                        },
-                    );
+                    self.start_route(sys::owned_fd(res), factory, router);
+                } else {
+                    let target = if listener.spread {
+                        let t = listener.next_target;
+                        listener.next_target = (t + 1) % self.settings.shard_count;
+                        t
+                    } else {
+                        self.id
+                    };
+                    if target == self.id {
+                        let proto = (listener.factory)(self.id);
+                        self.stats.accepts += 1;
+                        self.open_conn(res, proto);
+                    } else {
+                        let factory = listener.factory.clone();
+                        self.post(
+                            target,
+                            Envelope::Adopt {
+                                fd: sys::owned_fd(res),
+                                factory,
+                            },
+                        );
+                    }
                 }
             }
         } else if res != -libc::ECANCELED

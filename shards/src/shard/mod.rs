@@ -12,6 +12,7 @@ mod handler;
 mod listener;
 mod op;
 mod recv;
+mod route;
 mod send;
 mod shm;
 mod submit;
@@ -38,6 +39,7 @@ pub use ctx::ShardCtx;
 pub use file::{FileDone, OpenOptions};
 pub use handler::{HandlerFactory, NoHandler, ShardHandler};
 pub use listener::ProtocolFactory;
+pub use route::{ROUTE_PEEK_MAX, Route, Router};
 pub use udp::{UdpId, UdpOptions};
 pub use wake::wake_connection;
 
@@ -132,6 +134,12 @@ struct Core {
     shm_scratch: Vec<u8>,
     next_generation: u32,
     listeners: Vec<Option<Listener>>,
+    /// Accepted connections of routed listeners, waiting to be placed.
+    routes: Vec<Option<route::PendingRoute>>,
+    free_routes: Vec<u32>,
+    route_generation: u32,
+    /// The shard the next connection that may go anywhere goes to.
+    next_route_target: usize,
     files: Vec<Option<FileOp>>,
     free_files: Vec<u32>,
     udp: Vec<Option<UdpSock>>,
@@ -205,6 +213,10 @@ impl Core {
             shm_scratch: Vec::new(),
             next_generation: 1,
             listeners: Vec::new(),
+            routes: Vec::new(),
+            free_routes: Vec::new(),
+            route_generation: 0,
+            next_route_target: 0,
             files: Vec::new(),
             free_files: Vec::new(),
             udp: Vec::new(),

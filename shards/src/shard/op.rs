@@ -22,6 +22,8 @@ pub(super) enum OpKind {
     ShmDoorbell = 11,
     /// A write to a shared-memory peer's eventfd (ringing it).
     ShmRing = 12,
+    /// Readiness of an accepted connection a routed listener places by its first bytes.
+    RoutePoll = 13,
 }
 
 /// Generations wrap within 24 bits.

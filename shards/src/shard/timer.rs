@@ -11,6 +11,9 @@ use super::Core;
 const APP_TIMER_BIT: u64 = 1 << 63;
 /// Marks a listener's resume timer (its index in the low bits).
 const LISTENER_TIMER_BIT: u64 = 1 << 62;
+/// With [`LISTENER_TIMER_BIT`]: a routed connection's retry (generation and slot in the
+/// low bits).
+const ROUTE_TIMER_BIT: u64 = 1 << 56;
 /// Tokens of the handler's timers stay below this.
 pub(super) const APP_TOKEN_LIMIT: u64 = LISTENER_TIMER_BIT;
 
@@ -46,6 +49,13 @@ impl Timers {
         self.heap.push(Reverse(TimerEntry { at, key }));
     }
 
+    /// The next peek at a connection a routed listener is placing.
+    pub(super) fn push_route(&mut self, at: Instant, generation: u32, slot: u32) {
+        let key =
+            LISTENER_TIMER_BIT | ROUTE_TIMER_BIT | u64::from(generation) << 32 | u64::from(slot);
+        self.heap.push(Reverse(TimerEntry { at, key }));
+    }
+
     /// A handler's timer; `token` is below [`APP_TOKEN_LIMIT`].
     pub(super) fn push_app(&mut self, at: Instant, token: u64) {
         let key = APP_TIMER_BIT | token;
@@ -75,6 +85,11 @@ impl Core {
             if entry.key & APP_TIMER_BIT != 0 {
                 let token = entry.key & !APP_TIMER_BIT;
                 self.with_handler(|h, ctx| h.on_timer(ctx, token));
+                continue;
+            }
+            if entry.key & LISTENER_TIMER_BIT != 0 && entry.key & ROUTE_TIMER_BIT != 0 {
+                let generation = ((entry.key >> 32) as u32) & super::op::GENERATION_MASK;
+                self.on_route_timer(entry.key as u32, generation);
                 continue;
             }
             if entry.key & LISTENER_TIMER_BIT != 0 {

@@ -94,5 +94,5 @@ pub use kind::{
 };
 pub use types::{
     Capabilities, Channel, ChannelAttrs, GoAwayCode, NexusFeatures, NexusId, Role, Status,
-    max_payload_after_bind,
+    identity_route, max_payload_after_bind,
 };

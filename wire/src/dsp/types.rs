@@ -272,7 +272,34 @@ bit_set! {
         DMP = 4,
         /// Serves requests on the backchannel (client side) / sends them (server side).
         BACKCHANNEL = 5,
+        /// A client's Hello: bits 16-31 carry its route ([`identity_route`]), which a
+        /// server on several shards reads to hand the connection to the shard that holds
+        /// the identity's nexuses. Never set by a server.
+        ROUTED = 6,
     }
+}
+
+impl Capabilities {
+    /// These capabilities with [`ROUTED`](Self::ROUTED) and `route` in bits 16-31.
+    #[must_use]
+    pub const fn with_route(self, route: u16) -> Self {
+        Capabilities((self.0 & 0xffff) | Self::ROUTED.0 | (route as u32) << 16)
+    }
+
+    /// The route a client's Hello carries, if it carries one.
+    pub const fn route(self) -> Option<u16> {
+        if self.contains(Self::ROUTED) {
+            Some((self.0 >> 16) as u16)
+        } else {
+            None
+        }
+    }
+}
+
+/// The route of a client identity: the low 16 bits of the xxh3-64 of its UTF-8 bytes. A
+/// server on `n` shards keeps the identity's nexuses on shard `route % n`.
+pub fn identity_route(identity: &str) -> u16 {
+    crate::xxh3::hash64(identity.as_bytes()) as u16
 }
 
 bit_set! {

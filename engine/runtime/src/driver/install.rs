@@ -65,11 +65,11 @@ fn install(
     shard: usize,
     (commands, rx): (CommandSender, Receiver<HostCommand>),
     serving: Serving,
+    memory_freed: Arc<AtomicBool>,
     make: impl FnOnce() -> Side + Send + 'static,
 ) -> Result<HostHandle, hawser_shards::ShardError> {
     let id = NEXT_HOST.fetch_add(1, Ordering::Relaxed);
     let host_waker = commands.waker.clone();
-    let memory_freed = Arc::new(AtomicBool::new(false));
     let freed = Arc::clone(&memory_freed);
     shards.call_on(shard, move |ctx| {
         let mut host = Host::new(id, make(), serving, rx, host_waker);
@@ -101,6 +101,7 @@ pub(crate) fn install_client(
         shard,
         command_channel(shards, shard),
         backchannel,
+        Arc::new(AtomicBool::new(false)),
         move || {
             Side::Client(Box::new(ClientSide {
                 ep: session::ClientEndpoint::new(config, Instant::now()),
@@ -111,49 +112,105 @@ pub(crate) fn install_client(
     )
 }
 
-/// Installs a server endpoint on `shard` and listens on each transport there; once
-/// `drain` is draining its listeners close what they accept. Returns
-/// the bound addresses (in order) and the caller for backchannel calls (shared with the
-/// server's handlers). If one cannot listen, the host is removed again.
+/// A server's hosts, one per shard it runs on, and the addresses it listens on.
+pub(crate) struct InstalledServer {
+    /// In the order of the shards given; the first accepts.
+    pub(crate) hosts: Vec<HostHandle>,
+    /// Each host's caller for backchannel calls (shared with its handlers).
+    pub(crate) callers: Vec<Arc<Caller>>,
+    pub(crate) bound: Vec<Address>,
+}
+
+/// Installs a server endpoint on each shard of `on` (at least one) and listens on each
+/// transport, the first of `on` accepting; once `drain` is draining its listeners close
+/// what they accept. On several shards every connection opens on the shard its Hello's
+/// route names ([`route::dsp_router`]), so all connections of an identity's nexuses
+/// share a shard. If one cannot listen, the hosts are removed again.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn install_server(
     shards: &Arc<Shards>,
-    shard: usize,
-    config: session::ServerConfig,
+    on: &[usize],
+    mut config: session::ServerConfig,
     handlers: Arc<HandlerTable>,
     jobs: Sender<Job>,
     transports: &[Arc<dyn Transport>],
     drain: Arc<Drain>,
-) -> Result<(HostHandle, Vec<Address>, Arc<Caller>), ApiError> {
-    let seed = u64::from_le_bytes(random_nonce()[..8].try_into().expect("8 bytes"));
-    let channel = command_channel(shards, shard);
-    let caller = Arc::new(Caller::new(channel.0.clone()));
-    let mut serving = Serving::new(Arc::clone(&handlers), Some(jobs));
-    serving.caller = Some(Arc::clone(&caller));
-    let handle = install(shards, shard, channel, serving, move || {
-        Side::Server(Box::new(ServerSide {
-            ep: session::ServerEndpoint::new(config, seed),
-        }))
-    })?;
-    let id = handle.id;
+) -> Result<InstalledServer, ApiError> {
+    config.requires_route = on.len() > 1;
+    let memory_freed = Arc::new(AtomicBool::new(false));
+    let mut hosts = Vec::with_capacity(on.len());
+    let mut callers = Vec::with_capacity(on.len());
+    for &shard in on {
+        let seed = u64::from_le_bytes(random_nonce()[..8].try_into().expect("8 bytes"));
+        let channel = command_channel(shards, shard);
+        let caller = Arc::new(Caller::new(channel.0.clone()));
+        let mut serving = Serving::new(Arc::clone(&handlers), Some(jobs.clone()));
+        serving.caller = Some(Arc::clone(&caller));
+        let config = config.clone();
+        let installed = install(
+            shards,
+            shard,
+            channel,
+            serving,
+            Arc::clone(&memory_freed),
+            move || {
+                Side::Server(Box::new(ServerSide {
+                    ep: session::ServerEndpoint::new(config, seed),
+                }))
+            },
+        );
+        match installed {
+            Ok(handle) => {
+                hosts.push(handle);
+                callers.push(caller);
+            }
+            Err(e) => {
+                hosts.iter().for_each(|h| uninstall(shards, h));
+                return Err(e.into());
+            }
+        }
+    }
+    // The host of each shard, by shard index (a factory runs on the connection's shard).
+    let mut by_shard = vec![None; shards.len()];
+    for h in &hosts {
+        by_shard[h.shard] = Some(h.id);
+    }
+    let by_shard: Arc<[Option<u64>]> = by_shard.into();
     let direct: Arc<[_]> = handlers.direct.clone().into();
-    let accept: AcceptFactory = Arc::new(move |_| match host_by_id(id) {
-        // A draining server refuses new connections while its running requests finish.
-        Some(_) if drain.draining.load(Ordering::Acquire) => Box::new(RefusedConn),
-        Some(host) if direct.is_empty() => Box::new(SessionConn::new(host)) as Box<dyn Protocol>,
-        Some(host) => Box::new(SniffConn::new(host, Arc::clone(&direct))),
-        None => Box::new(RefusedConn),
-    });
+    let accept: AcceptFactory =
+        Arc::new(
+            move |shard| match by_shard.get(shard).copied().flatten().and_then(host_by_id) {
+                // A draining server refuses new connections while its running requests finish.
+                Some(_) if drain.draining.load(Ordering::Acquire) => Box::new(RefusedConn),
+                Some(host) if direct.is_empty() => {
+                    Box::new(SessionConn::new(host)) as Box<dyn Protocol>
+                }
+                Some(host) => Box::new(SniffConn::new(host, Arc::clone(&direct))),
+                None => Box::new(RefusedConn),
+            },
+        );
+    let acceptor = on[0];
     let mut bound = Vec::with_capacity(transports.len());
     for transport in transports {
-        match transport.listen(shards, shard, Arc::clone(&accept)) {
+        let listening = if on.len() > 1 {
+            let router = super::route::dsp_router(on.to_vec());
+            transport.listen_routed(shards, acceptor, Arc::clone(&accept), router)
+        } else {
+            transport.listen(shards, acceptor, Arc::clone(&accept))
+        };
+        match listening {
             Ok(address) => bound.push(address),
             Err(e) => {
-                uninstall(shards, &handle);
+                hosts.iter().for_each(|h| uninstall(shards, h));
                 return Err(e);
             }
         }
     }
-    Ok((handle, bound, caller))
+    Ok(InstalledServer {
+        hosts,
+        callers,
+        bound,
+    })
 }
 
 /// Removes a host from its shard: its connections close, its later callbacks do nothing.

@@ -37,6 +37,7 @@ mod conn;
 mod host;
 mod install;
 mod refusals;
+mod route;
 mod sniff;
 mod workers;
 

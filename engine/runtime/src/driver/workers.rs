@@ -48,6 +48,10 @@ pub(crate) fn spawn_workers(
                                 drain.running.fetch_add(1, Ordering::SeqCst);
                                 if !drain.draining.load(Ordering::SeqCst) {
                                     let reply = to_reply((job.handler)(&job.ctx, job.body));
+                                    // The host that received the request (a server may
+                                    // run one per shard).
+                                    let commands =
+                                        job.ctx.caller.as_ref().map_or(&commands, |c| &c.commands);
                                     commands.send(HostCommand::Respond {
                                         request: job.ctx.request,
                                         reply,

@@ -102,6 +102,20 @@ pub trait Transport: fmt::Debug + Send + Sync {
         accept: AcceptFactory,
     ) -> Result<Address, ApiError>;
 
+    /// Listens with shard `acceptor` accepting, each connection opening on the shard
+    /// `router` names from its first bytes. A transport that cannot peek at them (shared
+    /// memory) keeps every connection on `acceptor`.
+    fn listen_routed(
+        &self,
+        shards: &Shards,
+        acceptor: usize,
+        accept: AcceptFactory,
+        router: hawser_shards::Router,
+    ) -> Result<Address, ApiError> {
+        let _ = router;
+        self.listen(shards, acceptor, accept)
+    }
+
     /// Opens a connection from the shard `ctx` runs, driven by `proto` (which sees
     /// `on_open` once established, or `on_close` if it fails). Never blocks the shard.
     fn connect(&self, ctx: &mut ShardCtx<'_>, proto: Box<dyn Protocol>) -> io::Result<ConnId>;

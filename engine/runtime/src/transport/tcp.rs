@@ -45,6 +45,17 @@ impl Transport for TcpTransport {
         Ok(Address::Tcp(bound))
     }
 
+    fn listen_routed(
+        &self,
+        shards: &Shards,
+        acceptor: usize,
+        accept: AcceptFactory,
+        router: hawser_shards::Router,
+    ) -> Result<Address, ApiError> {
+        let bound = shards.listen_tcp_routed(acceptor, self.addr, accept, router)?;
+        Ok(Address::Tcp(bound))
+    }
+
     fn connect(&self, ctx: &mut ShardCtx<'_>, proto: Box<dyn Protocol>) -> io::Result<ConnId> {
         ctx.connect_tcp(self.addr, proto)
     }

@@ -68,6 +68,18 @@ impl Transport for UnixTransport {
         Ok(self.address.clone())
     }
 
+    fn listen_routed(
+        &self,
+        shards: &Shards,
+        acceptor: usize,
+        accept: AcceptFactory,
+        router: hawser_shards::Router,
+    ) -> Result<Address, ApiError> {
+        remove_stale_socket(self.path());
+        shards.listen_unix_routed(acceptor, self.path(), accept, router)?;
+        Ok(self.address.clone())
+    }
+
     fn connect(&self, ctx: &mut ShardCtx<'_>, proto: Box<dyn Protocol>) -> io::Result<ConnId> {
         ctx.connect_unix(self.path(), proto)
     }

@@ -792,11 +792,25 @@ impl Endpoint<ServerSide> {
                     );
                     return Ok(());
                 }
+                if self.side.config.requires_route && hello.capabilities.route().is_none() {
+                    let text = "this server keeps its nexuses on several shards and places \
+                                a connection by the route in its Hello, which this client \
+                                does not send: use a hawser client of this version or later"
+                        .to_string();
+                    self.close_link(
+                        now,
+                        conn,
+                        LinkCloseReason::Refused(text),
+                        Some(GoAwayCode::PROTOCOL_ERROR),
+                    );
+                    return Ok(());
+                }
                 let tls = tls.filter(|_| asked);
                 link.send(&frames::hello_with(
                     digest,
                     compress,
                     tls.is_some(),
+                    None,
                     server_nonce,
                 ));
                 if let Some(tls) = tls {

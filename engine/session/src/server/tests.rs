@@ -474,6 +474,36 @@ fn a_hello_without_a_common_version_gets_version_mismatch() {
     ));
 }
 
+/// A server on several shards refuses a Hello without a route (it could not have placed
+/// the connection), and answers one with a route without echoing it.
+#[test]
+fn a_server_that_needs_routes_refuses_a_hello_without_one() {
+    let now = Instant::now();
+    let mut c = config();
+    c.requires_route = true;
+    let mut server = ServerEndpoint::new(c, 1);
+    let mut p = Peer::connect(&mut server, now, None);
+    let frames = p.hello(&mut server, now);
+    let (code, text) = go_away(&frames).expect("a GoAway");
+    assert_eq!(code, GoAwayCode::PROTOCOL_ERROR);
+    assert!(text.contains("route"), "{text}");
+    let mut p = Peer::connect(&mut server, now, None);
+    let routed = frames::hello_with(
+        true,
+        false,
+        false,
+        Some(wire::identity_route("alice")),
+        [3; 16],
+    );
+    p.send(&mut server, now, &routed);
+    let frames = p.received(&mut server, now);
+    let Frame::Hello(answer) = &frames[0] else {
+        panic!("a Hello first: {frames:?}")
+    };
+    assert_eq!(answer.capabilities.route(), None);
+    assert!(go_away(&frames).is_none());
+}
+
 #[test]
 fn nothing_comes_before_the_hello_not_even_a_ping() {
     let now = Instant::now();

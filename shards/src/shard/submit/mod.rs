@@ -147,6 +147,15 @@ impl Ring {
         unsafe { self.push(entry) };
     }
 
+    /// One-shot readiness poll (readable, or hung up) of a socket.
+    pub(in crate::shard) fn poll_readable(&mut self, fd: RawFd, ud: u64) {
+        let entry = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+            .build()
+            .user_data(ud);
+        // SAFETY: a poll references no memory of ours.
+        unsafe { self.push(entry) };
+    }
+
     /// Reads the doorbell eventfd's counter into `counter`.
     pub(in crate::shard) fn read_doorbell(
         &mut self,

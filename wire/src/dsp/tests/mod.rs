@@ -790,3 +790,33 @@ fn errors_map_to_goaway_codes() {
 }
 
 mod properties;
+
+#[test]
+fn a_hello_carries_its_route_in_the_high_half_of_its_capabilities() {
+    let caps = (Capabilities::DIGEST | Capabilities::LZ4).with_route(0xbeef);
+    assert_eq!(caps.route(), Some(0xbeef));
+    assert!(caps.contains(Capabilities::DIGEST | Capabilities::LZ4 | Capabilities::ROUTED));
+    assert_eq!(Capabilities::DIGEST.route(), None);
+    let hello = Frame::Hello(Hello {
+        min_version: VERSION,
+        max_version: VERSION,
+        capabilities: caps,
+        nonce: [5; 16],
+    });
+    let mut wire = Vec::new();
+    FrameEncoder::new(EncodeOptions::default())
+        .encode(&hello, &mut wire)
+        .unwrap();
+    let mut decoder = FrameDecoder::new(HANDSHAKE_MAX_PAYLOAD);
+    let (decoded, _) = decoder.decode(&wire).unwrap().unwrap();
+    let Frame::Hello(h) = decoded else {
+        panic!("a Hello")
+    };
+    assert_eq!(h.capabilities.route(), Some(0xbeef));
+    // A server's answer is an intersection with its own: no route survives it.
+    let server = Capabilities::DIGEST | Capabilities::LZ4 | Capabilities::BACKCHANNEL;
+    assert_eq!(h.capabilities.intersect(server).route(), None);
+    // Both sides agree on an identity's route.
+    assert_eq!(identity_route("alice"), identity_route("alice"));
+    assert_ne!(identity_route("alice"), identity_route("bob"));
+}
