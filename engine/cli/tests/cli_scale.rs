@@ -25,9 +25,9 @@ fn jobs_request() -> Bytes {
     Bytes::from_static(b"hawser.jobs 4 0\n")
 }
 
-/// Opens `count` nexuses (one connection each) on one serve, then has `active` of them
-/// call at once; returns the server's RSS growth per nexus in bytes.
-fn nexuses_on_one_serve(count: usize, active: usize) -> u64 {
+/// Opens `count` nexuses (one connection each) on one serve of `shards` shards, then has
+/// `active` of them call at once; returns the server's RSS growth per nexus in bytes.
+fn nexuses_on_one_serve(count: usize, active: usize, shards: &str) -> u64 {
     let dir = TempDir::new("cli-scale");
     let limit = (count + 100).to_string();
     let server = ServeProcess::start_with(
@@ -41,6 +41,8 @@ fn nexuses_on_one_serve(count: usize, active: usize) -> u64 {
             &limit,
             "--max-handshakes",
             &limit,
+            "--shards",
+            shards,
         ],
         1,
     );
@@ -99,14 +101,14 @@ fn nexuses_on_one_serve(count: usize, active: usize) -> u64 {
 }
 
 #[test]
-fn two_thousand_nexuses_cost_bounded_memory_and_answer_at_once() {
-    let per_nexus = nexuses_on_one_serve(2_000, 1_000);
+fn two_thousand_nexuses_on_two_shards_cost_bounded_memory_and_answer_at_once() {
+    let per_nexus = nexuses_on_one_serve(2_000, 1_000, "2");
     assert!(per_nexus < 96 * 1024, "{per_nexus} bytes per nexus");
 }
 
 #[test]
 #[ignore = "stress: 10,000 nexuses on one serve (about a minute)"]
 fn ten_thousand_nexuses_cost_bounded_memory_and_a_thousand_answer_at_once() {
-    let per_nexus = nexuses_on_one_serve(10_000, 1_000);
+    let per_nexus = nexuses_on_one_serve(10_000, 1_000, "1");
     assert!(per_nexus < 96 * 1024, "{per_nexus} bytes per nexus");
 }

@@ -24,7 +24,8 @@ pub fn bench_service() -> Service {
 }
 
 /// `hawser bench --serve ADDR...`: serves [`bench_service`] on every address until
-/// killed; its clients are anonymous. The exit code if it cannot.
+/// killed, on every one of its `--shards`; its clients are anonymous. The exit code if it
+/// cannot.
 pub(crate) fn serve(args: &BenchArgs, texts: &[String]) -> ExitCode {
     let allow = args.allow_anonymous.then_some(true);
     let parsed = texts
@@ -62,7 +63,8 @@ pub(crate) fn serve(args: &BenchArgs, texts: &[String]) -> ExitCode {
             Some(allow) => builder.allow_anonymous(allow),
             None => builder,
         };
-        builder.runtime(&runtime, 0).listen_on(&addresses)
+        // Each client identity's nexus on the shard its route names.
+        builder.runtime_all_shards(&runtime).listen_on(&addresses)
     });
     match served {
         Ok(server) => {

@@ -40,7 +40,9 @@ pub struct ServeArgs {
     /// config file's `root`].
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
-    /// Shard threads to start (the server's nexuses currently share one of them).
+    /// Shard threads to start: each holds the nexuses of the client identities routed
+    /// to it, and runs their connections (with --dmp, all nexuses stay on the first).
+    /// Limits apply per shard.
     #[arg(long, value_name = "N")]
     pub shards: Option<usize>,
     /// TOML file of the server's settings; command-line options override it.

@@ -53,9 +53,22 @@ fn start(args: &ServeArgs) -> Result<(Server, ServeSettings), CliError> {
             .map_err(|e| CliError::Usage(format!("[dmp] in the config file: {e}")))?;
     }
     let runtime = Runtime::with_tcp_congestion(s.shards, s.congestion.as_deref())?;
-    let mut builder = ServerBuilder::new()
-        .limits(s.server_limits)
-        .runtime(&runtime, 0)
+    let mut builder = ServerBuilder::new().limits(s.server_limits);
+    // DMP's sinks and feeds live on one shard (a put and the gets of a feed meet there),
+    // so a server with DMP keeps its nexuses on one shard.
+    builder = if messages.is_some() {
+        if s.shards > 1 {
+            tracing::warn!(
+                shards = s.shards,
+                "DMP is on: the server's nexuses stay on shard 0 (the others run DTP and \
+                 idle); run a separate serve without --dmp to spread them"
+            );
+        }
+        builder.runtime(&runtime, 0)
+    } else {
+        builder.runtime_all_shards(&runtime)
+    };
+    let mut builder = builder
         .service(service)
         .service(pulls)
         .handler_threads(s.handler_threads)
@@ -117,6 +130,7 @@ fn start(args: &ServeArgs) -> Result<(Server, ServeSettings), CliError> {
         addresses = %addresses.join(" "),
         root = %s.root.display(),
         shards = s.shards,
+        nexus_shards = server.shards_used().len(),
         handler_threads = s.handler_threads,
         max_pulls,
         max_jobs = s.service_limits.max_jobs,
