@@ -3,7 +3,9 @@
 #   scripts/setup.sh          everything the perf harness uses (iperf3, sockperf, rsync,
 #                             OpenSSH client and server, openssl, and for the messaging
 #                             scenario nats-server, rabbitmq-server, libzmq3-dev, pkg-config;
-#                             uftp and uftpd for the lfn-loss scenario's UDP peer)
+#                             uftp and uftpd for the lfn-loss scenario's UDP peer; xrootd
+#                             and xrdcp for the replicate and lfn-10g-50ms scenarios' XRootD
+#                             peer)
 #   scripts/setup.sh --ci     only what the default test suite needs: promtool (Debian's
 #                             prometheus package), which checks `serve --metrics` output
 set -euo pipefail
@@ -18,7 +20,8 @@ if ! $need_ci_only; then
         ssh:openssh-client scp:openssh-client ssh-keygen:openssh-client
         sshd:openssh-server openssl:openssl
         nats-server:nats-server rabbitmq-server:rabbitmq-server pkg-config:pkg-config
-        uftp:uftp uftpd:uftp)
+        uftp:uftp uftpd:uftp
+        xrootd:xrootd-server xrdcp:xrootd-client)
 fi
 missing=()
 for entry in "${tools[@]}"; do

@@ -76,12 +76,16 @@
 //! |---|---|---|
 //! | `loopback-bulk` | `hawser bench --mode bulk --connections 4` | `iperf3 -P 4`; the plain-socket ceiling (in-crate: one connection, two threads, 1 MiB writes) |
 //! | `loopback-rpc` | `hawser bench --mode rpc`, ping-pong and 32 in flight | `sockperf ping-pong --tcp -m 64` (its half round trips doubled) |
-//! | `replicate` | `hawser push` to `hawser serve` on loopback | `rsync -a` to an rsync daemon on loopback: one 4 GiB file, 20,000 small files |
-//! | `lfn-10g-50ms` | `hawser push` of one 8 GiB file, 1/4/8 connections | `iperf3 -P 1`, `-P 8` through linkem 10 Gbit/s × 50 ms (root) |
+//! | `replicate` | `hawser push` to `hawser serve` on loopback | `rsync -a` to an rsync daemon on loopback: one 4 GiB file, 20,000 small files; `xrdcp` to an `xrootd` (the 4 GiB file); `iperf3 -P 8` memory to memory; the O_DIRECT and page-cache write ceilings |
+//! | `lfn-10g-50ms` | `hawser push` of one 8 GiB file, 1/4/8 connections | `iperf3 -P 1`, `-P 8`, `xrdcp --streams 8` through linkem 10 Gbit/s × 50 ms (root) |
 //! | `lfn-loss` | as above, a 1 GiB file | the same through 1 Gbit/s × 100 ms, 1% loss (root) |
 //! | `local-transports` | `hawser bench --connect` bulk (4 connections) and rpc ping-pong against one `hawser bench --serve` on TCP, a Unix socket and shared memory; `hawser push` of a 512 MiB file + 2,000 small files over TCP and a Unix socket | the TCP rows |
 //! | `tls` | `hawser bench --mode bulk --tls`, `hawser push --tls --tls-pin` (a 1 KiB file: trunk setup; a 4 GiB file through linkem 10 Gbit/s × 50 ms, root; a 1 GiB file on loopback and through linkem) | the same without TLS; `scp` and `rsync -e ssh` to an sshd the scenario starts |
 //! | `messaging` | `hawser bench --mode dmp` (publish → sink → feed → consume): max messages/s and latency at 10% load, 64 B and 1 KiB × 1 and 4 publishers | ZeroMQ PUSH/PULL, RabbitMQ (AMQP 0-9-1) and core NATS through `messaging-peer` (`perf/peers/messaging/`, its own workspace), brokers started by the scenario |
+//!
+//! `replicate` and the linkem scenarios also report each transfer's cost per byte:
+//! core-seconds per GB of its client and server processes (from `/proc/PID/stat`,
+//! [`scenario::process_cpu`]), side by side with iperf3's in a section of the report.
 //!
 //! Through linkem the metrics are `link_fraction` (steady-state receiver rate, after the
 //! first third of the run, over the link rate) and `time_to_90pct_s` (end of the first

@@ -1,5 +1,6 @@
 //! Every `unsafe` of hawser-perf lives here, in small safe wrappers: the TUN ioctl,
-//! `setns`, signal handling and the io_uring packet I/O whose buffers the kernel writes.
+//! `setns`, signal handling, waiting for a child without reaping it, and the io_uring
+//! packet I/O whose buffers the kernel writes.
 //! (House rule: unsafe code lives in a few small modules; this is perf's one.)
 
 use std::ffi::c_int;
@@ -158,6 +159,49 @@ pub fn terminate(pid: u32) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Sends SIGKILL to process `pid` (a client past its time limit, not yet reaped by us).
+pub fn kill_process(pid: u32) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid)
+        .ok()
+        .filter(|&p| p > 1)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid out of range"))?;
+    // SAFETY: kill(2) only sends a signal; no memory is passed. `pid > 1` rules out
+    // init and the special values 0 and -1.
+    let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Blocks until child `pid` has exited, leaving it unreaped (`waitid` with `WNOWAIT`):
+/// its `/proc/PID/stat` still holds its final CPU times until the caller reaps it.
+pub fn wait_for_exit_without_reaping(pid: u32) -> io::Result<()> {
+    let id = libc::id_t::from(pid);
+    loop {
+        // SAFETY: an all-zero `siginfo_t` is a valid value for the kernel to fill.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid, writable siginfo_t for the duration of the call;
+        // WNOWAIT leaves the child waitable, so the caller's later wait still reaps it.
+        let rc = unsafe { libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
+/// Clock ticks per second, the unit of the CPU times in `/proc/PID/stat`.
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf only reads a system constant; no memory is passed.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    // 100 is USER_HZ on every Linux architecture in use, should sysconf fail.
+    u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
 }
 
 /// Sends SIGKILL to every process of process group `group` (a server the harness started

@@ -14,6 +14,7 @@ pub fn format_value(value: f64, unit: &str) -> String {
         "s" => format!("{value:.2} s"),
         "ms" => format!("{value:.1} ms"),
         "1/s" => format!("{value:.0}/s"),
+        "core-s/GB" => format!("{value:.2} core-s/GB"),
         _ => format!("{value:.3} {unit}"),
     }
 }
@@ -25,6 +26,7 @@ fn format_range(row: &ResultRow) -> String {
         "fraction" => format!("{:.1}%", v * 100.0),
         "s" => format!("{v:.2}"),
         "ms" => format!("{v:.1}"),
+        "core-s/GB" => format!("{v:.2}"),
         _ => format!("{v:.0}"),
     };
     format!("{} – {}", short(row.min), short(row.max))
@@ -193,5 +195,6 @@ mod tests {
         assert_eq!(format_value(2.5, "s"), "2.50 s");
         assert_eq!(format_value(47_000.0, "ns"), "47.0 µs");
         assert_eq!(format_value(12.345, "ms"), "12.3 ms");
+        assert_eq!(format_value(0.456, "core-s/GB"), "0.46 core-s/GB");
     }
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use super::tools::{Announces, Background, command_in, find_program, run_output};
+use super::tools::{
+    Announces, Background, command_in, find_program, run_output, run_output_with_cpu,
+};
 
 // ---------------------------------------------------------------------------------------
 // hawser bench
@@ -162,6 +164,9 @@ pub struct HawserPushResult {
     /// What `--compress auto` chose: `Some(true)` compressing, `Some(false)` not, `None`
     /// another policy or no choice before the end.
     pub auto_compressed: Option<bool>,
+    /// CPU seconds the `hawser push` process used (not in the report: measured by the
+    /// harness when it ran the push).
+    pub client_cpu_s: Option<f64>,
 }
 
 /// Parses the iperf3-like report of `hawser push --json FILE`.
@@ -180,6 +185,7 @@ pub fn parse_hawser_push_json(text: &str) -> Result<HawserPushResult> {
         intervals,
         compression_ratio: end["compression_ratio"].as_f64().unwrap_or(1.0),
         auto_compressed: end["compress_auto"]["compress"].as_bool(),
+        client_cpu_s: None,
     })
 }
 
@@ -394,10 +400,12 @@ pub fn run_hawser_push(
         .arg(report)
         .arg(source)
         .arg(destination);
-    run_output(&mut command, "hawser push")?;
+    let (_, cpu) = run_output_with_cpu(&mut command, "hawser push", None)?;
     let text =
         std::fs::read_to_string(report).with_context(|| format!("reading {}", report.display()))?;
-    parse_hawser_push_json(&text)
+    let mut result = parse_hawser_push_json(&text)?;
+    result.client_cpu_s = cpu;
+    Ok(result)
 }
 
 #[cfg(test)]

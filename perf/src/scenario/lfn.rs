@@ -1,6 +1,8 @@
 //! `lfn-10g-50ms` and `lfn-loss`: through the link emulator (root). linkem runs as a
-//! child process (`hawser-perf linkem`, this same binary) for the whole scenario; iperf3's
-//! server runs in side b, its client in side a.
+//! child process (`hawser-perf linkem`, this same binary) for the whole scenario; the
+//! servers (iperf3's, `hawser serve`, `xrootd`) run in side b, their clients in side a.
+//! Each TCP transfer's cost per byte (core-seconds per GB of client and server) is
+//! measured beside its rate.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -8,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
-use super::hawser_tools;
+use super::process_cpu::seconds_between;
 use super::replicate::{empty_directory, write_random_file};
 use super::tools::{self, Iperf3Setup};
 use super::udp_movers::{self, DTP_PORT, UftpPace};
-use super::{Context, add_series, is_root, settle};
+use super::xrootd::{XrdcpPeer, XrdcpSetup};
+use super::{Context, add_series, cpu_cost, hawser_tools, is_root, settle};
 use crate::linkem::netns::existing_namespaces;
 use crate::linkem::rng::SeededRng;
 use crate::report::{Outcome, Subject};
@@ -43,6 +46,8 @@ pub struct LinkProfile {
     /// Also measure uftp (TFMCC and a fixed rate) and DTP sharing the link with one
     /// iperf3 stream.
     pub udp_peers: bool,
+    /// Also measure `xrdcp --streams N` of the pushed file to an `xrootd`.
+    pub xrdcp_streams: Option<usize>,
 }
 
 /// Issue 6 scenario 4: 10 Gbit/s, 50 ms RTT.
@@ -57,6 +62,7 @@ pub const TEN_GBIT_50MS: LinkProfile = LinkProfile {
     push_file_mib: 8192,
     congestion: None,
     udp_peers: false,
+    xrdcp_streams: Some(8),
 };
 
 /// Issue 6 scenario 5: 1 Gbit/s, 100 ms RTT, 1% loss.
@@ -74,6 +80,7 @@ pub const ONE_GBIT_100MS_LOSS: LinkProfile = LinkProfile {
     // barely slows one stream (iperf3 reached 96.7%), so every sender uses cubic here.
     congestion: Some("cubic"),
     udp_peers: true,
+    xrdcp_streams: None,
 };
 
 /// Flags that make linkem hold 10 Gbit/s on the loaded 2-core machine
@@ -87,6 +94,8 @@ pub(super) const ADDRESS_B: &str = "198.18.0.2";
 const IPERF3_PORT: u16 = 5201;
 const HAWSER_PORT: u16 = 8415;
 const BENCH_PORT: u16 = 8416;
+/// XRootD's registered port.
+const XROOTD_PORT: u16 = 1094;
 /// Connections and calls in flight of the memory-to-memory row (`hawser bench --mode
 /// bulk` through the link): 1 MiB requests, four times the bandwidth-delay product of
 /// 10 Gbit/s x 50 ms. Under 8 BBR flows linkem's one-BDP queue stays full, so a call's
@@ -268,7 +277,11 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
         .unwrap_or(profile.push_file_mib);
     let push_source = context.scratch.join("push-source");
     let push_target = context.scratch.join("push-target");
-    if hawser.is_ok() {
+    let push_bytes = (push_mib << 20) as f64;
+    let xrdcp_subject = profile
+        .xrdcp_streams
+        .map(|streams| Subject::new("xrdcp", format!("--streams {streams}")));
+    if hawser.is_ok() || xrdcp_subject.is_some() {
         eprintln!("  writing the {push_mib} MiB file hawser pushes");
         std::fs::create_dir_all(&push_source)?;
         std::fs::create_dir_all(&push_target)?;
@@ -277,6 +290,8 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
             push_mib,
             &mut SeededRng::new(0x006c_666e),
         )?;
+    }
+    if hawser.is_ok() {
         outcome.notes.push(format!(
             "hawser: `hawser serve --allow-anonymous --listen {ADDRESS_B}:{HAWSER_PORT} --root TARGET` in \
              {NS_B}; each run empties TARGET, then `hawser push --connections N --compress off \
@@ -288,6 +303,40 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
         ));
     }
     let linkem = LinkemProcess::start(profile, &context.scratch)?;
+    let xrootd_export = context.scratch.join("xrootd-target");
+    let xrdcp_peer = match (&xrdcp_subject, profile.xrdcp_streams) {
+        (Some(subject), Some(streams)) => {
+            let setup = XrdcpSetup {
+                client_namespace: Some(NS_A),
+                server_namespace: Some(NS_B),
+                host: ADDRESS_B,
+                port: XROOTD_PORT,
+                streams: Some(streams),
+                sync_first: false,
+            };
+            let file = push_source.join("push.bin");
+            match XrdcpPeer::start(subject, setup, &file, &xrootd_export, &context.scratch) {
+                Ok(peer) => {
+                    outcome.notes.push(format!(
+                        "xrdcp: `xrootd -c CFG -R nobody -l LOG` in {NS_B} (CFG = `all.export \
+                         DIR` and `xrd.port {XROOTD_PORT}`), started by the scenario; each run \
+                         empties DIR, then `xrdcp --nopbar --streams {streams} push.bin \
+                         root://{ADDRESS_B}:{XROOTD_PORT}//DIR/push.bin` in {NS_A}, and the \
+                         copy is checked against push.bin (size and XXH3-128): a copy that \
+                         differs fails its run. Rate = file bytes / wall time of xrdcp \
+                         (connection setup and ramp-up included, as in hawser push's own \
+                         rate); no intervals, so no steady state or time to 90%."
+                    ));
+                    Some(peer)
+                }
+                Err(error) => {
+                    outcome.mark_unavailable(subject, &format!("{error:#}"));
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let server = match &hawser {
         Ok(binary) => Some(udp_movers::start_serve_with_dtp(
             binary,
@@ -395,6 +444,9 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
                     break 'rounds;
                 }
             };
+            let bytes = result
+                .received_bytes
+                .unwrap_or(result.received_bytes_per_sec * seconds);
             let run = LinkRun {
                 subject,
                 round,
@@ -403,6 +455,15 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
                 steady_from,
             };
             run.record(outcome, link_bytes_per_sec, &mut missed_target);
+            if let Some(cpu) = result.cpu {
+                cpu_cost::record_transfer(
+                    outcome,
+                    subject,
+                    bytes,
+                    Some(cpu.client_s),
+                    Some(cpu.server_s),
+                );
+            }
             // A fresh TCP connection through a 50 ms path should not see the previous
             // run's queue: let it drain.
             settle();
@@ -449,6 +510,7 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
             for (connections, subject) in &hawser_subjects {
                 eprintln!("  round {round}: {}", subject.label());
                 empty_directory(&push_target)?;
+                let serve_before = tools::background_cpu(server.as_ref());
                 let pushed = hawser_tools::run_hawser_push(
                     binary,
                     Some(NS_A),
@@ -461,8 +523,11 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
                         ..hawser_tools::PushOptions::default()
                     },
                 );
+                settle();
+                let serve_s = seconds_between(serve_before, tools::background_cpu(server.as_ref()));
                 match pushed {
                     Ok(result) => {
+                        let client_s = result.client_cpu_s;
                         let run = LinkRun {
                             subject,
                             round,
@@ -471,13 +536,13 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
                             steady_from: result.seconds / 3.0,
                         };
                         run.record(outcome, link_bytes_per_sec, &mut missed_target);
+                        cpu_cost::record_transfer(outcome, subject, push_bytes, client_s, serve_s);
                     }
                     Err(error) => outcome.notes.push(format!(
                         "{} round {round} failed: {error:#}",
                         subject.label()
                     )),
                 }
-                settle();
             }
             eprintln!("  round {round}: {}", dtp_subject.label());
             empty_directory(&push_target)?;
@@ -535,6 +600,10 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
                 settle();
             }
         }
+        if let Some(peer) = &xrdcp_peer {
+            eprintln!("  round {round}: {}", peer.subject().label());
+            peer.run(outcome, round)?;
+        }
         if uftpd.is_some() {
             for (pace, subject) in &uftp_subjects {
                 eprintln!("  round {round}: {}", subject.label());
@@ -579,6 +648,9 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
     drop(uftpd);
     drop(server);
     drop(bench_server);
+    if let Some(peer) = xrdcp_peer {
+        peer.stop()?;
+    }
     if hawser.is_ok() {
         empty_directory(&push_target)?;
     }
@@ -607,7 +679,55 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
     if let Some(summary) = counters.as_deref().and_then(summarize_counters) {
         outcome.notes.push(summary);
     }
+    summarize_costs(
+        outcome,
+        &subjects,
+        &hawser_subjects,
+        xrdcp_subject.as_ref().zip(profile.xrdcp_streams),
+    );
     Ok(())
+}
+
+/// The cost-per-byte section (against iperf3 with the most streams) and the rate of a
+/// push against xrdcp's with as many streams as it has connections.
+fn summarize_costs(
+    outcome: &mut Outcome,
+    iperf3: &[(usize, Subject)],
+    hawser: &[(usize, Subject)],
+    xrdcp: Option<(&Subject, usize)>,
+) {
+    let Some((_, reference)) = iperf3.iter().max_by_key(|(streams, _)| *streams) else {
+        return;
+    };
+    let costed: Vec<Subject> = iperf3
+        .iter()
+        .chain(hawser)
+        .map(|(_, s)| s.clone())
+        .chain(xrdcp.map(|(s, _)| s.clone()))
+        .collect();
+    if let Some(table) = cpu_cost::section(outcome, &costed, reference) {
+        outcome
+            .sections
+            .push(("Cost per byte (core-s/GB)".to_owned(), table));
+        outcome.notes.push(cpu_cost::method_note());
+    }
+    let Some((xrdcp, streams)) = xrdcp else {
+        return;
+    };
+    let throughput = "throughput_bytes_per_sec";
+    let push = hawser
+        .iter()
+        .find(|(connections, _)| *connections == streams);
+    if let (Some((_, push)), Some(xrdcp_rate)) = (push, outcome.median(xrdcp, throughput))
+        && let Some(push_rate) = outcome.median(push, throughput)
+    {
+        outcome.notes.push(format!(
+            "{} / {}: {:.2}x in bytes/s (medians of whole-transfer rates).",
+            push.label(),
+            xrdcp.label(),
+            push_rate / xrdcp_rate
+        ));
+    }
 }
 
 /// One iperf3 TCP stream and, 3 s into it, a DTP push through the same link: the shares

@@ -6,17 +6,20 @@
 //! error that names `scripts/setup.sh`.
 
 pub mod certificate;
+pub mod cpu_cost;
 pub mod hawser_tools;
 pub mod hostile;
 pub mod lfn;
 pub mod local;
 pub mod loopback;
 pub mod messaging;
+pub mod process_cpu;
 pub mod replicate;
 pub mod ssh;
 pub mod tls;
 pub mod tools;
 pub mod udp_movers;
+pub mod xrootd;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -1,9 +1,13 @@
 //! `replicate`: `hawser push` of a 4 GiB file and of 20,000 small files vs `rsync -a`
-//! to an rsync daemon on loopback (and `scp` when an ssh server answers on loopback).
+//! to an rsync daemon on loopback, the large file also vs `xrdcp` to an `xrootd` (and
+//! `scp` when an ssh server answers on loopback).
 //!
-//! `hawser push` (to `hawser serve` on loopback) and rsync run in the same rounds, A/B
+//! `hawser push` (to `hawser serve` on loopback) and its peers run in the same rounds, A/B
 //! alternated, on the same data, into an emptied target directory each run; without the
-//! hawser binary the hawser rows say "not available" and rsync still runs. The data sets are generated once per scenario in the
+//! hawser binary the hawser rows say "not available" and the peers still run. Every
+//! transfer's cost per byte (core-seconds per GB of client and server) is measured beside
+//! its rate, and so is iperf3's memory to memory, the reference for that cost. The data
+//! sets are generated once per scenario in the
 //! scratch directory (incompressible bytes from a seeded generator; the source stays in
 //! the page cache, so the runs measure the transfer rather than the source disk).
 //! `HAWSER_REPLICATE_BIG_MIB` and `HAWSER_REPLICATE_SMALL_FILES` shrink them for a quick
@@ -19,9 +23,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
-use super::hawser_tools;
-use super::tools::{self, Background};
-use super::{Context, add_series, settle};
+use super::process_cpu::{self, CpuTimes};
+use super::tools::{self, Background, Iperf3Setup};
+use super::xrootd::{XrdcpPeer, XrdcpSetup};
+use super::{Context, add_series, cpu_cost, hawser_tools, settle};
 use crate::linkem::rng::SeededRng as Rng;
 use crate::report::{Outcome, Subject};
 
@@ -33,6 +38,8 @@ pub const SMALL_FILES: usize = 20_000;
 pub const TEXT_MIB: u64 = 1024;
 /// The `--compress` policies compared on the text, the first being the baseline.
 const COMPRESS_POLICIES: [&str; 3] = ["off", "auto", "lz4"];
+/// Length of a run of the in-crate plain-socket ceiling.
+const PLAIN_SOCKET_RUN: Duration = Duration::from_secs(5);
 /// Files per directory in the small-file tree.
 const FILES_PER_DIRECTORY: usize = 200;
 
@@ -277,6 +284,7 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
     let data_root = context.scratch.join("data");
     let rsync_target = context.scratch.join("target-rsync");
     let hawser_target = context.scratch.join("target-hawser");
+    let xrootd_target = context.scratch.join("target-xrootd");
     eprintln!(
         "  generating {big_mib} MiB + {small_files} small files in {}",
         data_root.display()
@@ -370,10 +378,69 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
          writing {} of a fixed pattern into a new file on the targets' file system with 8 MiB \
          writes, either O_DIRECT with {} writers or through the page cache with one (not \
          synced, like the transfers). A replication cannot be faster than the slower of the \
-         socket and the file system it writes to.",
+         socket and the file system it writes to. Their cost per byte counts the harness's \
+         own threads (the write or the loop).",
         big.label,
         tools::DIRECT_WRITERS
     ));
+    let iperf3_subject = Subject::new("iperf3", format!("-P {PUSH_CONNECTIONS}, memory to memory"));
+    let iperf3_seconds = context.seconds(5.0);
+    let iperf3_port = tools::free_loopback_port()?;
+    let iperf3_setup = Iperf3Setup {
+        client_namespace: None,
+        server_namespace: None,
+        server_address: "127.0.0.1",
+        port: iperf3_port,
+        congestion: None,
+    };
+    let iperf3_available = match tools::require_program("iperf3") {
+        Ok(_) => true,
+        Err(error) => {
+            outcome.mark_unavailable(&iperf3_subject, &format!("{error:#}"));
+            false
+        }
+    };
+    outcome.notes.push(format!(
+        "iperf3: `iperf3 -c 127.0.0.1 -P {PUSH_CONNECTIONS} -t {iperf3_seconds}` to a one-shot \
+         `iperf3 -s -1` on loopback: moving bytes from memory to memory over TCP, the \
+         reference for the cost per byte."
+    ));
+    let big_file = big.source.join("big.bin");
+    let xrdcp_subject = Subject::new("xrdcp", format!("to an xrootd on loopback, {}", big.label));
+    outcome
+        .baseline_of
+        .push((xrdcp_subject.clone(), rsync_subject(big)));
+    let xrdcp_setup = XrdcpSetup {
+        client_namespace: None,
+        server_namespace: None,
+        host: "127.0.0.1",
+        port: tools::free_loopback_port()?,
+        streams: None,
+        sync_first: true,
+    };
+    let xrdcp_peer = match XrdcpPeer::start(
+        &xrdcp_subject,
+        xrdcp_setup,
+        &big_file,
+        &xrootd_target,
+        &context.scratch,
+    ) {
+        Ok(peer) => Some(peer),
+        Err(error) => {
+            outcome.mark_unavailable(&xrdcp_subject, &format!("{error:#}"));
+            None
+        }
+    };
+    if xrdcp_peer.is_some() {
+        outcome.notes.push(
+            "xrdcp: `xrdcp --nopbar big.bin root://127.0.0.1:PORT//TARGET/big.bin` (one \
+             stream, its default) to `xrootd -c CFG -R nobody -l LOG` started by the \
+             scenario, CFG = `all.export TARGET` and `xrd.port PORT`; TARGET is emptied before \
+             each run, and each copy is checked against the source (size and XXH3-128): a copy \
+             that differs fails its run. Rate = data bytes / wall time of xrdcp."
+                .to_owned(),
+        );
+    }
     for round in 0..context.runs {
         super::sample_load(outcome);
         for (subject, mode) in [
@@ -382,23 +449,63 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
         ] {
             eprintln!("  round {round}: {}", subject.label());
             flush_dirty_pages()?;
+            let before = process_cpu::own_cpu().ok();
             let rate = tools::run_file_write_ceiling(
                 &hawser_target.join("big/ceiling.bin"),
                 big.bytes,
                 mode,
             )?;
             outcome.record(subject, "throughput_bytes_per_sec", "bytes/s", rate);
+            if let Some(seconds) = process_cpu::seconds_between(before, process_cpu::own_cpu().ok())
+            {
+                cpu_cost::record_local(outcome, subject, big.bytes as f64, seconds);
+            }
             settle();
         }
         eprintln!("  round {round}: {}", plain.label());
-        let result = tools::run_plain_socket(Duration::from_secs(5), Duration::from_secs(1))?;
+        let before = process_cpu::own_cpu().ok();
+        let result = tools::run_plain_socket(PLAIN_SOCKET_RUN, Duration::from_secs(1))?;
         outcome.record(
             &plain,
             "throughput_bytes_per_sec",
             "bytes/s",
             result.bytes_per_sec,
         );
+        if let Some(seconds) = process_cpu::seconds_between(before, process_cpu::own_cpu().ok()) {
+            let bytes = result.bytes_per_sec * PLAIN_SOCKET_RUN.as_secs_f64();
+            cpu_cost::record_local(outcome, &plain, bytes, seconds);
+        }
         settle();
+        if iperf3_available {
+            eprintln!("  round {round}: {}", iperf3_subject.label());
+            match tools::run_iperf3(&iperf3_setup, PUSH_CONNECTIONS, iperf3_seconds, 1.0) {
+                Ok(result) => {
+                    outcome.record(
+                        &iperf3_subject,
+                        "throughput_bytes_per_sec",
+                        "bytes/s",
+                        result.received_bytes_per_sec,
+                    );
+                    let bytes = result
+                        .received_bytes
+                        .unwrap_or(result.received_bytes_per_sec * iperf3_seconds);
+                    if let Some(cpu) = result.cpu {
+                        cpu_cost::record_transfer(
+                            outcome,
+                            &iperf3_subject,
+                            bytes,
+                            Some(cpu.client_s),
+                            Some(cpu.server_s),
+                        );
+                    }
+                }
+                Err(error) => outcome.notes.push(format!(
+                    "{} round {round} failed: {error:#}",
+                    iperf3_subject.label()
+                )),
+            }
+            settle();
+        }
         for data in &data_sets {
             if let Ok(binary) = &hawser {
                 let subject = hawser_subject(data);
@@ -408,9 +515,10 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
                     empty_directory(&hawser_target.join(&place))?;
                 }
                 flush_dirty_pages()?;
+                let serve_before = tools::background_cpu(server.as_ref());
                 let started = Instant::now();
                 let destination = format!("127.0.0.1:{hawser_port}:{place}");
-                match hawser_tools::run_hawser_push(
+                let pushed = hawser_tools::run_hawser_push(
                     binary,
                     None,
                     PUSH_CONNECTIONS,
@@ -418,9 +526,23 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
                     &destination,
                     &push_report,
                     hawser_tools::PushOptions::default(),
-                ) {
+                );
+                let elapsed = started.elapsed().as_secs_f64();
+                settle();
+                let serve_s = process_cpu::seconds_between(
+                    serve_before,
+                    tools::background_cpu(server.as_ref()),
+                );
+                match pushed {
                     Ok(result) => {
-                        record_transfer(outcome, &subject, data, started.elapsed().as_secs_f64());
+                        record_transfer(outcome, &subject, data, elapsed);
+                        cpu_cost::record_transfer(
+                            outcome,
+                            &subject,
+                            data.bytes as f64,
+                            result.client_cpu_s,
+                            serve_s,
+                        );
                         add_series(outcome, &subject, round, result.intervals);
                     }
                     Err(error) => outcome.notes.push(format!(
@@ -428,7 +550,6 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
                         subject.label()
                     )),
                 }
-                settle();
             }
 
             let subject = rsync_subject(data);
@@ -438,14 +559,18 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
                 empty_directory(&rsync_target.join(&place))?;
             }
             flush_dirty_pages()?;
+            let daemon_before = daemon.cpu().ok();
             let started = Instant::now();
-            let output = Command::new(&rsync)
-                .arg("-a")
-                .arg(format!("{}/", data.source.display()))
-                .arg(format!("rsync://127.0.0.1:{rsync_port}/dest/{place}/"))
-                .output()
-                .context("running rsync")?;
+            let measured = process_cpu::output_with_cpu(
+                Command::new(&rsync)
+                    .arg("-a")
+                    .arg(format!("{}/", data.source.display()))
+                    .arg(format!("rsync://127.0.0.1:{rsync_port}/dest/{place}/")),
+                None,
+            )
+            .context("running rsync")?;
             let elapsed = started.elapsed().as_secs_f64();
+            let output = &measured.output;
             if !output.status.success() {
                 bail!(
                     "rsync round {round} failed ({}): {}",
@@ -454,7 +579,19 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
                 );
             }
             record_transfer(outcome, &subject, data, elapsed);
+            // After the pause the daemon has reaped its per-connection process.
             settle();
+            cpu_cost::record_transfer(
+                outcome,
+                &subject,
+                data.bytes as f64,
+                measured.cpu.map(CpuTimes::total_s),
+                process_cpu::seconds_between(daemon_before, daemon.cpu().ok()),
+            );
+        }
+        if let Some(peer) = &xrdcp_peer {
+            eprintln!("  round {round}: {}", peer.subject().label());
+            peer.run(outcome, round)?;
         }
         let Ok(binary) = &hawser else { continue };
         for policy in COMPRESS_POLICIES {
@@ -462,6 +599,7 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
             eprintln!("  round {round}: {}", subject.label());
             empty_directory(&hawser_target.join("text"))?;
             flush_dirty_pages()?;
+            let serve_before = tools::background_cpu(server.as_ref());
             let started = Instant::now();
             let pushed = hawser_tools::run_hawser_push(
                 binary,
@@ -475,9 +613,12 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
                     ..hawser_tools::PushOptions::default()
                 },
             );
+            let seconds = started.elapsed().as_secs_f64();
+            settle();
+            let serve_s =
+                process_cpu::seconds_between(serve_before, tools::background_cpu(server.as_ref()));
             match pushed {
                 Ok(result) => {
-                    let seconds = started.elapsed().as_secs_f64();
                     outcome.record(&subject, "elapsed_s", "s", seconds);
                     outcome.record(
                         &subject,
@@ -491,6 +632,13 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
                         "fraction",
                         result.compression_ratio,
                     );
+                    cpu_cost::record_transfer(
+                        outcome,
+                        &subject,
+                        (text_mib << 20) as f64,
+                        result.client_cpu_s,
+                        serve_s,
+                    );
                     if policy == "auto" {
                         auto_choices.push(result.auto_compressed);
                     }
@@ -500,7 +648,6 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
                     subject.label()
                 )),
             }
-            settle();
         }
     }
     if !auto_choices.is_empty() {
@@ -521,9 +668,44 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
     }
     drop(server);
     drop(daemon);
+    if let Some(peer) = xrdcp_peer {
+        peer.stop()?;
+    }
     empty_directory(&rsync_target)?;
     empty_directory(&hawser_target)?;
-    let rate = |subject: &Subject| outcome.median(subject, "throughput_bytes_per_sec");
+    let costed: Vec<Subject> = [
+        iperf3_subject.clone(),
+        plain.clone(),
+        direct_ceiling.clone(),
+        buffered_ceiling.clone(),
+    ]
+    .into_iter()
+    .chain(
+        data_sets
+            .iter()
+            .flat_map(|d| [hawser_subject(d), rsync_subject(d)]),
+    )
+    .chain([xrdcp_subject.clone()])
+    .chain(COMPRESS_POLICIES.iter().map(|p| text_subject(p)))
+    .collect();
+    if let Some(table) = cpu_cost::section(outcome, &costed, &iperf3_subject) {
+        outcome
+            .sections
+            .push(("Cost per byte (core-s/GB)".to_owned(), table));
+        outcome.notes.push(cpu_cost::method_note());
+    }
+    let throughput = "throughput_bytes_per_sec";
+    if let (Some(hawser_rate), Some(xrdcp_rate)) = (
+        outcome.median(&hawser_subject(big), throughput),
+        outcome.median(&xrdcp_subject, throughput),
+    ) {
+        outcome.notes.push(format!(
+            "hawser {} / xrdcp: {:.2}x in bytes/s (medians).",
+            big.label,
+            hawser_rate / xrdcp_rate
+        ));
+    }
+    let rate = |subject: &Subject| outcome.median(subject, throughput);
     if let (Some(big_rate), Some(small_rate)) =
         (rate(&hawser_subject(big)), rate(&hawser_subject(small)))
     {

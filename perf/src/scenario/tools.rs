@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+use super::process_cpu::{self, CpuTimes};
 use crate::report::LatencyCurve;
 
 /// Where a command runs: in this network namespace or in a named one (`ip netns exec`).
@@ -43,7 +44,7 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
 /// Fails with the fix when a baseline tool is missing.
 pub fn require_program(program: &str) -> Result<PathBuf> {
     find_program(program).with_context(|| {
-        format!("{program} is not installed: run scripts/setup.sh (installs iperf3, sockperf, rsync, hyperfine, OpenSSH, openssl)")
+        format!("{program} is not installed: run scripts/setup.sh (installs iperf3, sockperf, rsync, hyperfine, OpenSSH, openssl, uftp, XRootD)")
     })
 }
 
@@ -139,6 +140,27 @@ impl Background {
         self.child.id()
     }
 
+    /// Its CPU times so far (final once it has exited: it is reaped only when dropped).
+    pub fn cpu(&self) -> Result<CpuTimes> {
+        process_cpu::read_process(self.pid())
+            .map(|stat| stat.cpu)
+            .with_context(|| format!("reading the CPU times of {}", self.what))
+    }
+
+    /// Its CPU times once it has exited by itself (a one-shot server after its client),
+    /// or after `limit` if it is still running then.
+    pub fn cpu_when_exited(&self, limit: Duration) -> Result<CpuTimes> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            match process_cpu::read_process(self.pid()) {
+                Ok(stat) if stat.exited() => return Ok(stat.cpu),
+                Ok(_) => std::thread::sleep(Duration::from_millis(10)),
+                Err(_) => break,
+            }
+        }
+        self.cpu()
+    }
+
     /// Fails if the process already exited (e.g. could not bind).
     pub fn check_running(&mut self) -> Result<()> {
         if let Some(status) = self.child.try_wait()? {
@@ -146,6 +168,11 @@ impl Background {
         }
         Ok(())
     }
+}
+
+/// The CPU times of a server that may not be running (`None` then, or if unreadable).
+pub fn background_cpu(server: Option<&Background>) -> Option<CpuTimes> {
+    server.and_then(|s| s.cpu().ok())
 }
 
 impl Drop for Background {
@@ -160,6 +187,37 @@ impl Drop for Background {
 /// A free TCP port on loopback (bound and released; good enough for a test harness).
 pub fn free_loopback_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Runs `command` like [`run_output`] and returns its final CPU seconds too (`None` if
+/// `/proc` could not be read); kills it after `limit`.
+pub(super) fn run_output_with_cpu(
+    command: &mut Command,
+    what: &str,
+    limit: Option<Duration>,
+) -> Result<(Output, Option<f64>)> {
+    let measured =
+        process_cpu::output_with_cpu(command, limit).with_context(|| format!("running {what}"))?;
+    let output = measured.output;
+    if measured.timed_out {
+        bail!(
+            "{what} was stopped after {:?}: {}",
+            limit.unwrap_or_default(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    if !output.status.success() {
+        bail!(
+            "{what} failed ({}): {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim(),
+            String::from_utf8_lossy(&output.stdout)
+                .chars()
+                .take(2000)
+                .collect::<String>()
+        );
+    }
+    Ok((output, measured.cpu.map(CpuTimes::total_s)))
 }
 
 pub(super) fn run_output(command: &mut Command, what: &str) -> Result<Output> {
@@ -189,9 +247,23 @@ pub(super) fn run_output(command: &mut Command, what: &str) -> Result<Output> {
 pub struct Iperf3Result {
     /// Average received payload rate over the whole test, bytes per second.
     pub received_bytes_per_sec: f64,
+    /// Payload bytes received over the whole test (`end.sum_received.bytes`).
+    pub received_bytes: Option<f64>,
     /// Per-interval received rate: (interval end in s, bytes per second). Intervals much
     /// shorter than the nominal one (iperf3's trailing fragment) are left out.
     pub intervals: Vec<(f64, f64)>,
+    /// CPU seconds of the client (`iperf3 -c`) and of the one-shot server over the test,
+    /// when measured.
+    pub cpu: Option<ClientServerCpu>,
+}
+
+/// CPU seconds of a transfer's two processes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClientServerCpu {
+    /// The client's total.
+    pub client_s: f64,
+    /// The server's over the transfer.
+    pub server_s: f64,
 }
 
 fn interval_points(intervals: &Value) -> Vec<(f64, f64, f64)> {
@@ -241,7 +313,9 @@ pub fn parse_iperf3_json(text: &str) -> Result<Iperf3Result> {
         .collect();
     Ok(Iperf3Result {
         received_bytes_per_sec: received,
+        received_bytes: json["end"]["sum_received"]["bytes"].as_f64(),
         intervals,
+        cpu: None,
     })
 }
 
@@ -305,21 +379,36 @@ pub fn run_iperf3(
     if let Some(name) = setup.congestion {
         client.args(["-C", name]);
     }
-    let output = client
-        .stdin(Stdio::null())
-        .output()
-        .context("running iperf3 -c")?;
+    // A test that has not ended well after its duration is stuck (a lost connection).
+    let limit = Duration::from_secs_f64(seconds * 2.0 + 30.0);
+    let measured =
+        process_cpu::output_with_cpu(&mut client, Some(limit)).context("running iperf3 -c")?;
+    let output = measured.output;
     let text = String::from_utf8_lossy(&output.stdout);
     let parsed = parse_iperf3_json(&text);
     if !output.status.success() && parsed.is_err() {
         bail!(
-            "iperf3 -c failed ({}): {}",
+            "iperf3 -c failed ({}{}): {}",
             output.status,
+            if measured.timed_out {
+                ", stopped at its time limit"
+            } else {
+                ""
+            },
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
+    // The one-shot server exits once it has sent its results to the client.
+    let server_cpu = server.cpu_when_exited(Duration::from_secs(2)).ok();
     drop(server);
-    parsed
+    let mut result = parsed?;
+    if let (Some(client), Some(server)) = (measured.cpu, server_cpu) {
+        result.cpu = Some(ClientServerCpu {
+            client_s: client.total_s(),
+            server_s: server.total_s(),
+        });
+    }
+    Ok(result)
 }
 
 /// Mean rate of the intervals that end after `from_s` (the steady state once ramp-up is
@@ -565,7 +654,7 @@ mod tests {
         {"streams": [], "sum": {"start": 0, "end": 0.5, "bits_per_second": 8e9, "sender": true}},
         {"streams": [], "sum": {"start": 0.5, "end": 1.0, "bits_per_second": 16e9, "sender": true}}
       ],
-      "end": {"sum_sent": {"bits_per_second": 12.5e9}, "sum_received": {"bits_per_second": 12e9}},
+      "end": {"sum_sent": {"bits_per_second": 12.5e9}, "sum_received": {"bytes": 1.5e9, "bits_per_second": 12e9}},
       "server_output_json": {
         "intervals": [
           {"sum": {"start": 0, "end": 0.5, "bits_per_second": 4e9, "sender": false}},
@@ -579,6 +668,7 @@ mod tests {
     fn iperf3_prefers_receiver_intervals_and_drops_the_trailing_fragment() {
         let result = parse_iperf3_json(IPERF3).unwrap();
         assert_eq!(result.received_bytes_per_sec, 1.5e9);
+        assert_eq!(result.received_bytes, Some(1.5e9));
         assert_eq!(result.intervals, vec![(0.5, 0.5e9), (1.0, 1.5e9)]);
     }
 
