@@ -1,18 +1,21 @@
 //! The source's [`Transport`] over a runtime [`Pipeline`]: every request is one exchange
 //! of a client's nexus (or, for a pull, of a server's backchannel), many in flight
-//! across the trunk's connections; manifest batches travel as ordered exchanges.
+//! across the trunk's connections; manifest batches travel as ordered exchanges. A push
+//! to several targets waits on the pipelines of all its clients at once
+//! ([`FanoutTransport`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use hawser_runtime::{CallError, CallOptions, Client, ExchangeId, Pipeline};
 
 use super::DEFAULT_STALL_TIMEOUT;
 use super::progress::Progress;
 use crate::proto::MessageKind;
-use crate::{Completion, RemoteError, Request, Transport, TransportError};
+use crate::{Completion, FanoutTransport, RemoteError, Request, Transport, TransportError};
 
 /// A request sent and not answered yet.
 #[derive(Debug)]
@@ -33,6 +36,9 @@ pub struct PipelineTransport<'c> {
     in_flight: HashMap<u64, InFlight>,
     progress: Arc<Progress>,
     stall_timeout: Duration,
+    /// The last answer, or the send that found nothing outstanding: the stall timeout
+    /// runs from there.
+    last_heard: Instant,
 }
 
 impl<'c> PipelineTransport<'c> {
@@ -48,6 +54,7 @@ impl<'c> PipelineTransport<'c> {
             in_flight: HashMap::new(),
             progress,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
+            last_heard: Instant::now(),
         }
     }
 
@@ -66,39 +73,15 @@ impl<'c> PipelineTransport<'c> {
         self.stall_timeout = timeout;
         self
     }
-}
 
-impl Transport for PipelineTransport<'_> {
-    fn send(&mut self, request: Request) -> Result<(), TransportError> {
-        let len = request.body.len() as u64;
-        let manifest = (request.kind == MessageKind::Manifest).then(|| request.body.clone());
-        let (source_token, kind) = (request.token, request.kind);
-        let token = self.pipeline.submit_with(
-            ExchangeId(request.kind.exchange_id()),
-            request.body,
-            CallOptions {
-                ordered: request.ordered,
-                uncompressed: !request.compress,
-            },
-        );
-        self.in_flight.insert(
-            token,
-            InFlight {
-                source_token,
-                kind,
-                len,
-                manifest,
-            },
-        );
-        Ok(())
-    }
-
-    fn recv(&mut self) -> Result<Completion, TransportError> {
-        let (token, result) = self
-            .pipeline
-            .next_completion_timeout(self.stall_timeout)
-            .map_err(|_timed_out| TransportError::Disconnected)?
-            .ok_or(TransportError::Idle)?;
+    /// Turns the pipeline's completion `token` into the source's, counting it in the
+    /// progress.
+    fn complete(
+        &mut self,
+        token: u64,
+        result: Result<Bytes, CallError>,
+    ) -> Result<Completion, TransportError> {
+        self.last_heard = Instant::now();
         let InFlight {
             source_token,
             kind,
@@ -133,5 +116,62 @@ impl Transport for PipelineTransport<'_> {
             token: source_token,
             result,
         })
+    }
+}
+
+impl Transport for PipelineTransport<'_> {
+    fn send(&mut self, request: Request) -> Result<(), TransportError> {
+        if self.in_flight.is_empty() {
+            self.last_heard = Instant::now();
+        }
+        let len = request.body.len() as u64;
+        let manifest = (request.kind == MessageKind::Manifest).then(|| request.body.clone());
+        let (source_token, kind) = (request.token, request.kind);
+        let token = self.pipeline.submit_with(
+            ExchangeId(request.kind.exchange_id()),
+            request.body,
+            CallOptions {
+                ordered: request.ordered,
+                uncompressed: !request.compress,
+            },
+        );
+        self.in_flight.insert(
+            token,
+            InFlight {
+                source_token,
+                kind,
+                len,
+                manifest,
+            },
+        );
+        Ok(())
+    }
+
+    fn recv(&mut self) -> Result<Completion, TransportError> {
+        let (token, result) = self
+            .pipeline
+            .next_completion_timeout(self.stall_timeout)
+            .map_err(|_timed_out| TransportError::Disconnected)?
+            .ok_or(TransportError::Idle)?;
+        self.complete(token, result)
+    }
+}
+
+impl FanoutTransport for PipelineTransport<'_> {
+    fn try_recv(&mut self) -> Result<Option<Completion>, TransportError> {
+        match self.pipeline.try_next_completion() {
+            Some((token, result)) => self.complete(token, result).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        (!self.in_flight.is_empty()).then(|| self.last_heard + self.stall_timeout)
+    }
+
+    fn wait_any(transports: &[&Self], until: Instant) {
+        let pipelines: Vec<&Pipeline<'_>> = transports.iter().map(|t| &t.pipeline).collect();
+        let timeout = until.saturating_duration_since(Instant::now());
+        Pipeline::wait_any(&pipelines, timeout);
     }
 }
