@@ -204,6 +204,17 @@ pub fn push_file(args: &PushArgs) -> Result<(), CliError> {
             "--histogram records the block round trips of --transport tcp; DTP has none".into(),
         ));
     }
+    if crate::push_targets::split_push_paths(&args.paths)?
+        .targets
+        .len()
+        > 1
+    {
+        return Err(CliError::Usage(
+            "--transport dtp pushes to one target at a time; a push to several targets \
+             goes with --transport tcp (the default)"
+                .into(),
+        ));
+    }
     let [source, remote] = args.paths.as_slice() else {
         return crate::dtp_tree::push_tree(args);
     };

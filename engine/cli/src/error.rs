@@ -63,6 +63,15 @@ pub enum CliError {
         /// The explanation and the advice.
         message: String,
     },
+    /// Targets of a push to several failed (the others completed): each as typed, and
+    /// why.
+    #[error("{} of {of} targets failed: {}", failed.len(), failed_targets(.failed))]
+    TargetsFailed {
+        /// Each failed target and why.
+        failed: Vec<(String, String)>,
+        /// Targets of the push.
+        of: usize,
+    },
     /// The server refused or failed a pull (its message names the path and the reason).
     #[error("{addr}: {message}")]
     Server {
@@ -77,6 +86,15 @@ pub enum CliError {
 fn tried_list(tried: &[(Address, std::io::Error)]) -> String {
     let each: Vec<String> = tried.iter().map(|(a, e)| format!("{a} ({e})")).collect();
     format!("tried {}", each.join(", "))
+}
+
+/// "A (why); B (why)".
+fn failed_targets(failed: &[(String, String)]) -> String {
+    let each: Vec<String> = failed
+        .iter()
+        .map(|(t, why)| format!("{t} ({why})"))
+        .collect();
+    each.join("; ")
 }
 
 /// Turns an I/O error on `path` into a [`CliError::Io`] naming it.

@@ -81,8 +81,10 @@ pub struct JobArgs {
     #[arg(long, default_value = "auto", value_parser = parse_compress)]
     pub compress: CompressPolicy,
     /// Threads that compress a push's blocks, beside the one that sends them (default:
-    /// the host's cores, at most 4); 0 compresses on the sending thread. `auto` counts
-    /// lz4's speed once per thread. A pull compresses on the server's threads.
+    /// the host's cores, at most 4; 0 compresses on the sending thread).
+    ///
+    /// `auto` counts lz4's speed once per thread. A pull compresses on the server's
+    /// threads.
     #[arg(long, value_name = "N")]
     pub compress_threads: Option<usize>,
     /// Cap the data rate (token bucket): bytes per second with an optional k, M, G or T

@@ -33,7 +33,7 @@ fn main() -> ExitCode {
         Command::Pull(args) if args.job.transport == "dtp" => {
             exit_code("pull", dtp_transfer::pull_file(&args))
         }
-        Command::Push(args) => exit_code("push", push::push(&args).map(|_| ())),
+        Command::Push(args) => exit_code("push", push::push_cli(&args)),
         Command::Pull(args) => exit_code("pull", pull::pull(&args).map(|_| ())),
         Command::Passwd(args) => exit_code("passwd", passwd::passwd(&args)),
         Command::Publish(args) => exit_code("publish", publish::publish(&args).map(|_| ())),

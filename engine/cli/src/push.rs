@@ -1,5 +1,5 @@
 //! `hawser push SRC... ADDRESS:DEST`: replicates local files and directory trees to a
-//! `hawser serve` target.
+//! `hawser serve` target (to several in one run: [`crate::push_fanout`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use crate::connect::{connect, first_reachable, forget_nexus_record};
 use crate::error::{CliError, io_err};
 use crate::job_args::JobArgs;
 use crate::progress::Ticker;
+use crate::push_targets::split_push_paths;
 use crate::remote::{host_of, parse_remote};
 use crate::report::{
     JOB_LOG, JobOutcome, log_job_end, log_job_failed, print_report, write_outputs,
@@ -32,14 +33,26 @@ rsync, one FILE pushed to a DEST that is not an existing directory is written as
 SRC ending in '/' sends the directory's contents, otherwise the directory itself, as rsync \
 does. Blocks travel \
 pipelined over --connections trunked connections; every file is hashed end to end and \
-renamed into place only when complete. An interrupted push continues with --resume.",
-    override_usage = "hawser push [OPTIONS] SRC... ADDRESS:DEST",
-    after_help = "Examples:\n  hawser serve --root /srv/replica\n  hawser push ./dataset host:/dataset\n  hawser push --resume --connections 16 a b 10.0.0.2:9000:backup"
+renamed into place only when complete. An interrupted push continues with --resume.\n\n\
+Several targets (`hawser push ./dataset hostA:replica hostB:replica`) get the same job in \
+one run: the last PATH is a target, and so is each PATH just before it that names a server \
+(a ':' before any '/', as rsync decides; write ./a:b for a local file named a:b). Each \
+source block is read once and sent to every target that wants it; each target has its \
+own resume, figures and outcome. A target that fails (unreachable, refused, gone) does \
+not stop the others: the report gives each target's figures or why it failed, and the \
+run exits non-zero if any failed (run it again with --resume for those). --window then \
+bounds the blocks in memory for all targets together, so a slow target holds the others \
+back instead of letting memory grow; --rate caps each target.",
+    override_usage = "hawser push [OPTIONS] SRC... ADDRESS:DEST [ADDRESS:DEST...]",
+    after_help = "Examples:\n  hawser serve --root /srv/replica\n  hawser push ./dataset host:/dataset\n  hawser push --resume --connections 16 a b 10.0.0.2:9000:backup\n  hawser push ./dataset hostA:/dataset hostB:/dataset"
 )]
 pub struct PushArgs {
-    /// Sources, then the destination ADDRESS:DEST: HOST[:PORT]:DEST (port 8415 by
+    /// Sources, then one or more targets ADDRESS:DEST: HOST[:PORT]:DEST (port 8415 by
     /// default; tcp://HOST:PORT:DEST too), unix:///PATH:DEST (a Unix socket),
     /// shm://NAME:DEST or shm:///PATH:DEST (shared memory).
+    ///
+    /// The last PATH is a target, the first a source; each PATH just before the last
+    /// that names a server (a ':' before any '/') is a target too.
     #[arg(required = true, num_args = 2.., value_name = "PATH")]
     pub paths: Vec<String>,
     /// Job options.
@@ -90,12 +103,17 @@ pub(crate) struct PushPlaces {
 }
 
 impl PushPlaces {
-    /// Reads SRC... ADDRESS:DEST and finds the server's address that answers.
+    /// Reads SRC... ADDRESS:DEST (one target) and finds the server's address that
+    /// answers.
     pub(crate) fn resolve(args: &PushArgs) -> Result<Self, CliError> {
-        let (remote, sources) = args
-            .paths
-            .split_last()
-            .ok_or_else(|| CliError::Usage("give SRC... ADDRESS:DEST".into()))?;
+        let paths = split_push_paths(&args.paths)?;
+        let [remote] = paths.targets.as_slice() else {
+            return Err(CliError::Usage(format!(
+                "this push sends to one target, not {} ({})",
+                paths.targets.len(),
+                paths.targets.join(", ")
+            )));
+        };
         let (candidates, dest) = parse_remote(remote)?;
         let host = host_of(remote, &candidates);
         let addr = first_reachable(&host, &candidates)?;
@@ -104,12 +122,22 @@ impl PushPlaces {
             addr,
             host,
             dest,
-            sources: sources.iter().map(PathBuf::from).collect(),
+            sources: paths.sources,
         })
     }
 }
 
-/// `hawser push`.
+/// `hawser push` (`--transport tcp`): to one target, or to several in one run.
+pub fn push_cli(args: &PushArgs) -> Result<(), CliError> {
+    let paths = split_push_paths(&args.paths)?;
+    if paths.targets.len() > 1 {
+        crate::push_fanout::push_to_many(args, paths)
+    } else {
+        push(args).map(|_| ())
+    }
+}
+
+/// `hawser push` to one target.
 pub fn push(args: &PushArgs) -> Result<JobOutcome, CliError> {
     let PushPlaces {
         addr,

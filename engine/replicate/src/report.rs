@@ -109,8 +109,15 @@ impl Percentiles {
     }
 }
 
+impl Default for Report {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Report {
-    pub(crate) fn new() -> Self {
+    /// A report of nothing done yet.
+    pub fn new() -> Self {
         Report {
             files: 0,
             up_to_date: 0,

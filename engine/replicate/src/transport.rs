@@ -6,8 +6,11 @@
 //! runtime pipeline: each request is one exchange with its kind's exchange id
 //! (`ordered` maps to `CallOptions::ordered`), and a remote exception becomes a
 //! [`RemoteError`]. [`MemoryTransport`] runs a [`Target`] in the same thread, for tests.
+//! A [`FanoutTransport`] is one a push to several targets can wait on together with the
+//! others.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use bytes::Bytes;
 use rand_core::{Rng, SeedableRng};
@@ -52,6 +55,21 @@ pub trait Transport {
     /// Waits for the next completion (in any order); [`TransportError::Idle`] if nothing
     /// is outstanding.
     fn recv(&mut self) -> Result<Completion, TransportError>;
+}
+
+/// A transport one thread drives together with others: a fan-out sends to each and
+/// waits for the first answer of any (see [`Fanout`](crate::Fanout)).
+pub trait FanoutTransport: Transport {
+    /// The next completion if one is ready, without waiting (`Ok(None)`: none yet).
+    fn try_recv(&mut self) -> Result<Option<Completion>, TransportError>;
+    /// When this transport gives its target up if no answer comes by then (`None`:
+    /// nothing outstanding, or it never gives up).
+    fn deadline(&self) -> Option<Instant>;
+    /// Waits until one of `transports` may have a completion ready, or until `until`;
+    /// returns at once when none has anything outstanding.
+    fn wait_any(transports: &[&Self], until: Instant)
+    where
+        Self: Sized;
 }
 
 /// A transport into a [`Target`] in the same process: requests are executed as they are
@@ -117,6 +135,24 @@ impl MemoryTransport {
     /// The target, unless it was killed.
     pub fn into_target(self) -> Option<Target> {
         self.target
+    }
+}
+
+impl FanoutTransport for MemoryTransport {
+    fn try_recv(&mut self) -> Result<Option<Completion>, TransportError> {
+        match self.recv() {
+            Ok(completion) => Ok(Some(completion)),
+            Err(TransportError::Idle) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    fn wait_any(_transports: &[&Self], _until: Instant) {
+        // Every request is answered as it is sent: nothing to wait for.
     }
 }
 

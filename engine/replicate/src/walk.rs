@@ -104,6 +104,9 @@ pub(crate) struct SourceEntry {
     /// The path it travels under when that is not `rel`: a one-file job whose
     /// destination names the file sends it under the destination's name.
     pub(crate) sent_as: Option<Vec<u8>>,
+    /// Its content's xxh3-128 for `checksum`, when hashed already (a fan-out hashes each
+    /// file once for all its targets).
+    pub(crate) content_hash: Option<u128>,
 }
 
 impl SourceEntry {
@@ -199,6 +202,7 @@ impl Walker<'_> {
             link_target: Vec::new(),
             extents: None,
             sent_as: None,
+            content_hash: None,
         };
         match beneath::kind(&st) {
             FileType::Symlink => {

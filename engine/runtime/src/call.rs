@@ -194,6 +194,27 @@ impl<'c> Pipeline<'c> {
         }
     }
 
+    /// Waits until one of `pipelines` has a finished call to take (with
+    /// [`try_next_completion`](Self::try_next_completion)), at most `timeout`: that
+    /// pipeline's index, or `None` when the time ran out or none has a call outstanding.
+    /// One thread thus drives pipelines to several servers (a push to several targets).
+    /// An index may rarely be returned with nothing to take: take what is there.
+    pub fn wait_any(pipelines: &[&Pipeline<'_>], timeout: Duration) -> Option<usize> {
+        let mut select = channel::Select::new();
+        let mut indexes = Vec::new();
+        for (index, pipeline) in pipelines.iter().enumerate() {
+            if pipeline.outstanding > 0 {
+                select.recv(&pipeline.rx);
+                indexes.push(index);
+            }
+        }
+        if indexes.is_empty() {
+            return None;
+        }
+        let ready = select.ready_timeout(timeout).ok()?;
+        indexes.get(ready).copied()
+    }
+
     /// Waits for the next call to finish; `None` when none is outstanding.
     pub fn next_completion(&mut self) -> Option<(u64, Result<Bytes, CallError>)> {
         if self.outstanding == 0 {

@@ -72,8 +72,10 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     pub nexuses: usize,
     /// Shards in this process: with 2 or more the loopback server runs on shard 1 and the
-    /// client on shard 0; with 1 both share shard 0. With --serve: the server's shards,
-    /// each holding the nexuses of the client identities routed to it.
+    /// client on shard 0; with 1 both share shard 0.
+    ///
+    /// With --serve: the server's shards, each holding the nexuses of the client
+    /// identities routed to it.
     #[arg(long, default_value_t = 2)]
     pub shards: usize,
     /// Seconds to measure (after a short warm-up).

@@ -42,7 +42,8 @@ pub struct ServeArgs {
     pub root: Option<PathBuf>,
     /// Shard threads to start: each holds the nexuses of the client identities routed
     /// to it, and runs their connections (with --dmp, all nexuses stay on the first).
-    /// Limits apply per shard.
+    ///
+    /// Limits (`[limits]`, `--max-*`) apply per shard.
     #[arg(long, value_name = "N")]
     pub shards: Option<usize>,
     /// TOML file of the server's settings; command-line options override it.

@@ -1,20 +1,23 @@
 //! The source's [`Transport`] over a runtime [`Pipeline`]: every request is one exchange
 //! of a client's nexus (or, for a pull, of a server's backchannel), many in flight
 //! across the trunk's connections; manifest batches travel as ordered exchanges. Bodies
-//! to compress are compressed on the job's threads ([`Compressor`]), not on the shard.
+//! to compress are compressed on the job's threads ([`Compressor`]), not on the shard. A
+//! push to several targets waits on the pipelines of all its clients at once
+//! ([`FanoutTransport`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use hawser_runtime::{CallError, CallOptions, Client, ExchangeId, Pipeline};
 
 use super::DEFAULT_STALL_TIMEOUT;
 use super::compressor::{Compressor, default_compress_threads};
 use super::progress::Progress;
 use crate::proto::MessageKind;
-use crate::{Completion, RemoteError, Request, Transport, TransportError};
+use crate::{Completion, FanoutTransport, RemoteError, Request, Transport, TransportError};
 
 /// A request sent and not answered yet.
 #[derive(Debug)]
@@ -39,6 +42,9 @@ pub struct PipelineTransport<'c> {
     compressor: Option<Compressor>,
     /// Requests to compress, in send order, until a batch is full.
     to_compress: Vec<Request>,
+    /// The last answer, or the send that found nothing outstanding: the stall timeout
+    /// runs from there.
+    last_heard: Instant,
 }
 
 impl<'c> PipelineTransport<'c> {
@@ -56,6 +62,7 @@ impl<'c> PipelineTransport<'c> {
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             compressor: Some(Compressor::new(default_compress_threads())),
             to_compress: Vec::new(),
+            last_heard: Instant::now(),
         }
     }
 
@@ -81,6 +88,50 @@ impl<'c> PipelineTransport<'c> {
         self.stall_timeout = timeout;
         self
     }
+
+    /// Turns the pipeline's completion `token` into the source's, counting it in the
+    /// progress.
+    fn complete(
+        &mut self,
+        token: u64,
+        result: Result<Bytes, CallError>,
+    ) -> Result<Completion, TransportError> {
+        self.last_heard = Instant::now();
+        let InFlight {
+            source_token,
+            kind,
+            len,
+            manifest,
+        } = self
+            .in_flight
+            .remove(&token)
+            .ok_or_else(|| TransportError::Other(format!("unknown completion {token}")))?;
+        let result = match result {
+            Ok(body) => {
+                self.progress.requests.fetch_add(1, Ordering::Relaxed);
+                if matches!(kind, MessageKind::Block | MessageKind::Manifest) {
+                    self.progress.bytes.fetch_add(len, Ordering::Relaxed);
+                }
+                if kind == MessageKind::Block {
+                    self.progress.blocks.fetch_add(1, Ordering::Relaxed);
+                }
+                self.progress
+                    .count_answer(kind, manifest.as_deref().unwrap_or_default(), &body);
+                Ok(body)
+            }
+            Err(CallError::Remote(exception)) => Err(RemoteError {
+                type_name: exception.type_name,
+                message: exception.message,
+            }),
+            // The nexus is gone for good (the client already retried over its trunk and
+            // reconnected while the grace period lasted): the job ends, `--resume` goes on.
+            Err(other) => return Err(TransportError::Other(other.to_string())),
+        };
+        Ok(Completion {
+            token: source_token,
+            result,
+        })
+    }
 }
 
 impl PipelineTransport<'_> {
@@ -100,8 +151,20 @@ impl PipelineTransport<'_> {
         }
     }
 
+    /// A batch not yet full waits for answers to free the window, unless so few
+    /// requests are out that the link would idle.
+    fn flush_if_idle(&mut self) {
+        let batch = self.compressor.as_ref().map_or(0, Compressor::threads);
+        if self.in_flight.len() < batch.max(1) {
+            self.flush_compressed();
+        }
+    }
+
     /// Hands a request to the pipeline: its body as the job made it, or `compressed`.
-    fn submit(&mut self, request: Request, compressed: Option<bytes::Bytes>) {
+    fn submit(&mut self, request: Request, compressed: Option<Bytes>) {
+        if self.in_flight.is_empty() {
+            self.last_heard = Instant::now();
+        }
         let len = request.body.len() as u64;
         let manifest = (request.kind == MessageKind::Manifest).then(|| request.body.clone());
         let (source_token, kind) = (request.token, request.kind);
@@ -145,50 +208,32 @@ impl Transport for PipelineTransport<'_> {
     }
 
     fn recv(&mut self) -> Result<Completion, TransportError> {
-        // A batch not yet full waits for answers to free the window, unless so few
-        // requests are out that the link would idle.
-        let batch = self.compressor.as_ref().map_or(0, Compressor::threads);
-        if self.in_flight.len() < batch.max(1) {
-            self.flush_compressed();
-        }
+        self.flush_if_idle();
         let (token, result) = self
             .pipeline
             .next_completion_timeout(self.stall_timeout)
             .map_err(|_timed_out| TransportError::Disconnected)?
             .ok_or(TransportError::Idle)?;
-        let InFlight {
-            source_token,
-            kind,
-            len,
-            manifest,
-        } = self
-            .in_flight
-            .remove(&token)
-            .ok_or_else(|| TransportError::Other(format!("unknown completion {token}")))?;
-        let result = match result {
-            Ok(body) => {
-                self.progress.requests.fetch_add(1, Ordering::Relaxed);
-                if matches!(kind, MessageKind::Block | MessageKind::Manifest) {
-                    self.progress.bytes.fetch_add(len, Ordering::Relaxed);
-                }
-                if kind == MessageKind::Block {
-                    self.progress.blocks.fetch_add(1, Ordering::Relaxed);
-                }
-                self.progress
-                    .count_answer(kind, manifest.as_deref().unwrap_or_default(), &body);
-                Ok(body)
-            }
-            Err(CallError::Remote(exception)) => Err(RemoteError {
-                type_name: exception.type_name,
-                message: exception.message,
-            }),
-            // The nexus is gone for good (the client already retried over its trunk and
-            // reconnected while the grace period lasted): the job ends, `--resume` goes on.
-            Err(other) => return Err(TransportError::Other(other.to_string())),
-        };
-        Ok(Completion {
-            token: source_token,
-            result,
-        })
+        self.complete(token, result)
+    }
+}
+
+impl FanoutTransport for PipelineTransport<'_> {
+    fn try_recv(&mut self) -> Result<Option<Completion>, TransportError> {
+        self.flush_if_idle();
+        match self.pipeline.try_next_completion() {
+            Some((token, result)) => self.complete(token, result).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        (!self.in_flight.is_empty()).then(|| self.last_heard + self.stall_timeout)
+    }
+
+    fn wait_any(transports: &[&Self], until: Instant) {
+        let pipelines: Vec<&Pipeline<'_>> = transports.iter().map(|t| &t.pipeline).collect();
+        let timeout = until.saturating_duration_since(Instant::now());
+        Pipeline::wait_any(&pipelines, timeout);
     }
 }

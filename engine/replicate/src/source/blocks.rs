@@ -1,24 +1,26 @@
-//! Reading the files the target wants into blocks: one file at a time, each needed piece
-//! read into a pooled buffer behind room for its header and hashed as it is read; the
-//! acknowledgements, retries after a digest mismatch, and the Commit queued once a file
-//! is read and all its blocks acknowledged.
+//! A job's blocks: where they come from (the job's own reads of the wanted files, one
+//! file at a time, or a fan-out's shared reader), each sent and acknowledged, sent again
+//! after a digest mismatch, and the Commit queued once a file is read and all its blocks
+//! acknowledged.
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
+use super::file_reader::FileReader;
 use super::{InFlight, Source};
 use crate::error::{FailureReason, ReplicateError};
-use crate::file_digest::FileDigest;
-use crate::proto::{BLOCK_HEADER_LEN, BlockAck, BlockHeader, BlockStatus, CommitFile, MessageKind};
-use crate::sparse::{self, Piece};
+use crate::pool::BlockPool;
+use crate::proto::{BlockAck, BlockStatus, CommitFile, MessageKind};
+use crate::sparse::Piece;
 use crate::transport::Request;
-use crate::walk;
 
 /// A block read attempt gives up after this many digest mismatches.
 const MAX_BLOCK_ATTEMPTS: u32 = 4;
+
+/// A block by its file and offset: unique within a job.
+pub(super) type BlockKey = (u32, u64);
 
 /// A block sent and not acknowledged yet: its buffer is sent again after a digest
 /// mismatch, and goes back to the pool once the block is written.
@@ -39,25 +41,63 @@ pub(super) struct FileWork {
     pub(super) needed: Option<HashSet<u32>>,
 }
 
-/// The file being read into blocks.
-pub(super) struct Reading {
-    file_id: u32,
-    file: File,
-    pieces: Vec<Piece>,
-    next: usize,
-    needed: Option<HashSet<u32>>,
-    digest: FileDigest,
+impl FileWork {
+    /// Whether the target wants the data of `piece`.
+    pub(super) fn wants(needed: Option<&HashSet<u32>>, piece: Piece, block_size: u32) -> bool {
+        needed.is_none_or(|set| set.contains(&piece.block_index(block_size)))
+    }
 }
 
-impl std::fmt::Debug for Reading {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reading")
-            .field("file_id", &self.file_id)
-            .field("next", &self.next)
-            .field("pieces", &self.pieces.len())
-            .field("digest", &self.digest)
-            .finish_non_exhaustive()
+/// Where a job's blocks come from.
+#[derive(Debug)]
+pub(super) enum Supply {
+    /// The job reads the files it is asked for itself, into its own pool.
+    Own {
+        reading: Option<Box<Reading>>,
+        pool: BlockPool,
+        scratch: Vec<u8>,
+    },
+    /// A fan-out's shared reader reads each file once for every target and offers this
+    /// job the blocks its target wants; the blocks the job is done with wait here until
+    /// that reader takes the list.
+    Fed { released: Vec<BlockKey> },
+}
+
+impl Supply {
+    /// A job reading its own files into buffers of `pool`.
+    pub(super) fn own(pool: BlockPool) -> Self {
+        Supply::Own {
+            reading: None,
+            pool,
+            scratch: Vec::new(),
+        }
     }
+
+    /// Whether the job is in the middle of reading a file itself.
+    pub(super) fn is_reading(&self) -> bool {
+        matches!(
+            self,
+            Supply::Own {
+                reading: Some(_),
+                ..
+            }
+        )
+    }
+
+    /// Buffers the job's own pool allocated (a fed job's are the shared reader's).
+    pub(super) fn buffers_allocated(&self) -> u64 {
+        match self {
+            Supply::Own { pool, .. } => pool.allocated(),
+            Supply::Fed { .. } => 0,
+        }
+    }
+}
+
+/// The file a job is reading itself, and the blocks of it its target wants.
+#[derive(Debug)]
+pub(super) struct Reading {
+    reader: FileReader,
+    needed: Option<HashSet<u32>>,
 }
 
 /// A file all of whose blocks are read, or being read, awaiting acknowledgements.
@@ -70,92 +110,96 @@ pub(super) struct Awaiting {
 
 impl Source {
     /// Reads the next needed piece into a pooled buffer, or `None` when no file has data
-    /// left to send.
+    /// left to send (always `None` for a fed job: its blocks are offered to it).
     pub(super) fn next_block(&mut self) -> Result<Option<Request>, ReplicateError> {
+        let block_size = self.config.options.block_size;
         loop {
-            if self.reading.is_none() {
+            let Supply::Own {
+                reading,
+                pool,
+                scratch,
+            } = &mut self.supply
+            else {
+                return Ok(None);
+            };
+            if reading.is_none() {
                 let Some(work) = self.work.pop_front() else {
                     return Ok(None);
                 };
                 let entry = &self.entries[work.file_id as usize];
-                let file = walk::open_file(&self.roots[entry.root], &entry.rel)?;
+                let reader =
+                    FileReader::open(&self.roots[entry.root], entry, work.file_id, block_size)?;
                 self.awaiting.insert(work.file_id, Awaiting::default());
-                self.reading = Some(Reading {
-                    file_id: work.file_id,
-                    file,
-                    pieces: sparse::pieces(&entry.data_extents(), self.config.options.block_size),
-                    next: 0,
+                *reading = Some(Box::new(Reading {
+                    reader,
                     needed: work.needed,
-                    digest: FileDigest::new(entry.size),
-                });
+                }));
             }
-            let block_size = self.config.options.block_size;
-            let Some(reading) = self.reading.as_mut() else {
+            let Some(current) = reading.as_mut() else {
                 continue;
             };
-            let entry = &self.entries[reading.file_id as usize];
-            let root = &self.roots[entry.root];
-            let io = |source| ReplicateError::Io {
-                path: walk::display(root, &entry.rel),
-                source,
-            };
-            let Some(&piece) = reading.pieces.get(reading.next) else {
+            let file_id = current.reader.file_id();
+            let Some(piece) = current.reader.next_piece() else {
                 // Every piece read: the whole-file digest is complete.
-                let file_id = reading.file_id;
-                let hash = reading.digest.finish();
-                self.reading = None;
-                if let Some(awaiting) = self.awaiting.get_mut(&file_id) {
-                    awaiting.hash = Some(hash);
-                }
-                self.maybe_commit(file_id);
+                let hash = current.reader.finish();
+                *reading = None;
+                self.file_read(file_id, hash);
                 continue;
             };
-            reading.next += 1;
-            let wanted = reading
-                .needed
-                .as_ref()
-                .is_none_or(|set| set.contains(&piece.block_index(block_size)));
-            if !wanted {
-                // Complete on the target already; read it only for the whole-file digest
-                // (the target checked its bytes against this piece's digest at resume).
-                self.scratch.resize(piece.len as usize, 0);
-                let digest = sparse::read_digested(&reading.file, piece.offset, &mut self.scratch)
-                    .map_err(io)?;
-                reading.digest.piece(piece, digest);
+            if !FileWork::wants(current.needed.as_ref(), piece, block_size) {
+                current.reader.digest_only(piece, scratch)?;
                 continue;
             }
-            let mut buf = self.pool.take();
-            // A reused buffer keeps its length: shrinking it costs nothing, and only a
-            // buffer's first use (or a longer piece) zero-fills.
-            buf.resize(BLOCK_HEADER_LEN + piece.len as usize, 0);
-            let digest =
-                sparse::read_digested(&reading.file, piece.offset, &mut buf[BLOCK_HEADER_LEN..])
-                    .map_err(io)?;
-            reading.digest.piece(piece, digest);
-            let header = BlockHeader {
-                file_id: reading.file_id,
-                offset: piece.offset,
-                digest,
-            };
-            let mut head = [0u8; BLOCK_HEADER_LEN];
-            header.write_into(&mut head);
-            buf[..BLOCK_HEADER_LEN].copy_from_slice(&head);
-            let file_id = reading.file_id;
-            if let Some(awaiting) = self.awaiting.get_mut(&file_id) {
-                awaiting.outstanding += 1;
-            }
-            let body = buf.freeze();
-            self.blocks_in_flight += 1;
-            self.report.blocks_sent += 1;
-            self.report.bytes_sent += u64::from(piece.len);
-            let what = InFlight::Block(SentBlock {
-                file_id,
-                offset: piece.offset,
-                body: body.clone(),
-                sent_at: Instant::now(),
-                attempts: 1,
-            });
-            return Ok(Some(self.issue(MessageKind::Block, body, what, false)));
+            let body = current.reader.read_block(piece, pool)?;
+            let (kind, body, what) = self.block_sent(file_id, piece, body);
+            return Ok(Some(self.issue(kind, body, what, false)));
+        }
+    }
+
+    /// Counts the block `body` (the data of `piece` of `file_id`) as sent: the request
+    /// to issue for it.
+    pub(super) fn block_sent(
+        &mut self,
+        file_id: u32,
+        piece: Piece,
+        body: Bytes,
+    ) -> (MessageKind, Bytes, InFlight) {
+        if let Some(awaiting) = self.awaiting.get_mut(&file_id) {
+            awaiting.outstanding += 1;
+        }
+        self.blocks_in_flight += 1;
+        self.report.blocks_sent += 1;
+        self.report.bytes_sent += u64::from(piece.len);
+        let what = InFlight::Block(SentBlock {
+            file_id,
+            offset: piece.offset,
+            body: body.clone(),
+            sent_at: Instant::now(),
+            attempts: 1,
+        });
+        (MessageKind::Block, body, what)
+    }
+
+    /// Every piece of `file_id` was read and hashed to `hash`: its Commit goes once its
+    /// blocks are acknowledged.
+    pub(super) fn file_read(&mut self, file_id: u32, hash: u128) {
+        if let Some(awaiting) = self.awaiting.get_mut(&file_id) {
+            awaiting.hash = Some(hash);
+        }
+        self.maybe_commit(file_id);
+    }
+
+    /// Starts waiting for the blocks of `file_id`.
+    pub(super) fn await_file(&mut self, file_id: u32) {
+        self.awaiting.insert(file_id, Awaiting::default());
+    }
+
+    /// The block at `offset` of `file_id` is done with (written, or given up): its
+    /// buffer goes back to where it came from.
+    fn release_block(&mut self, file_id: u32, offset: u64, body: Bytes) {
+        match &mut self.supply {
+            Supply::Own { pool, .. } => pool.give_back(body),
+            Supply::Fed { released } => released.push((file_id, offset)),
         }
     }
 
@@ -186,7 +230,7 @@ impl Source {
                 if let Some(auto) = &mut self.auto {
                     auto.acknowledged(Instant::now(), sent.len() as u64);
                 }
-                self.pool.give_back(sent);
+                self.release_block(file_id, offset, sent);
                 if let Some(awaiting) = self.awaiting.get_mut(&file_id) {
                     awaiting.outstanding -= 1;
                 }
@@ -207,6 +251,7 @@ impl Source {
             }
             BlockStatus::DigestMismatch => {
                 self.blocks_in_flight -= 1;
+                self.release_block(file_id, offset, sent);
                 if let Some(awaiting) = self.awaiting.get_mut(&file_id) {
                     awaiting.outstanding -= 1;
                     awaiting.failed = true;

@@ -60,6 +60,8 @@ impl Source {
                         content_hash = Some(hawser_wire::xxh3::hash128(&data));
                         inline = Some(data);
                     }
+                } else if let Some(hash) = e.content_hash.filter(|_| self.config.options.checksum) {
+                    content_hash = Some(hash);
                 } else if self.config.options.checksum {
                     let file = walk::open_file(root, &e.rel)?;
                     content_hash = Some(sparse::hash_file(&file, e.size).map_err(io)?);

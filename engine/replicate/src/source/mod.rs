@@ -13,16 +13,23 @@
 //!
 //! This file holds the job's state and decides what to send next; [`manifest`] builds
 //! the batches and takes their verdicts, [`blocks`] reads the wanted files into blocks
-//! and queues their commits, [`completion`] takes the answers, and [`verify`] rereads
-//! a committed file under `--verify`.
+//! (with a [`file_reader`]) and queues their commits, [`completion`] takes the answers,
+//! and [`verify`] rereads a committed file under `--verify`. [`fanout`] runs one job per
+//! target over one walk, with a [`shared_reads`] reader feeding every job's blocks
+//! ([`fed`] is a job's side of that).
 
 mod blocks;
 mod completion;
 mod config;
+mod fanout;
+mod fed;
+mod file_reader;
 mod manifest;
+mod shared_reads;
 mod verify;
 
 pub use config::SourceConfig;
+pub use fanout::{Fanout, FanoutReport};
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -41,7 +48,7 @@ use super::proto::{
 use super::report::Report;
 use super::transport::{Request, Transport};
 use super::walk::{self, SourceEntry, SourceRoot};
-use blocks::{Awaiting, FileWork, Reading, SentBlock};
+use blocks::{Awaiting, FileWork, SentBlock, Supply};
 
 /// What a request in flight was, to take its answer.
 #[derive(Debug)]
@@ -88,14 +95,13 @@ pub struct Source {
     next_entry: usize,
     manifests_in_flight: usize,
     work: VecDeque<FileWork>,
-    reading: Option<Reading>,
+    /// Where its blocks come from: its own reads, or a fan-out's shared reader.
+    supply: Supply,
     awaiting: HashMap<u32, Awaiting>,
     ready: VecDeque<(MessageKind, Bytes, InFlight)>,
     in_flight: HashMap<u64, InFlight>,
     next_token: u64,
     blocks_in_flight: usize,
-    pool: BlockPool,
-    scratch: Vec<u8>,
     delete_sent: bool,
     delete_done: bool,
     finish_sent: bool,
@@ -121,11 +127,23 @@ impl Source {
     /// Walks trees already opened (a server's pull sends from beneath its root, see
     /// [`resolve_pull_source`](super::resolve_pull_source)) and prepares the job.
     pub fn from_roots(
-        mut config: SourceConfig,
+        config: SourceConfig,
         roots: Vec<SourceRoot>,
     ) -> Result<Self, ReplicateError> {
         let excludes = Excludes::new(&config.excludes)?;
         let entries = walk::walk(&roots, &excludes)?;
+        let block_capacity = BLOCK_HEADER_LEN + config.options.block_size as usize;
+        let pool = BlockPool::new(block_capacity, config.window_blocks.max(1));
+        Self::from_walk(config, roots, entries, Supply::own(pool))
+    }
+
+    /// Prepares the job of a walk already made, its blocks from `supply`.
+    fn from_walk(
+        mut config: SourceConfig,
+        roots: Vec<SourceRoot>,
+        entries: Vec<SourceEntry>,
+        supply: Supply,
+    ) -> Result<Self, ReplicateError> {
         // `dir/` means "into the directory dir"; only a job of one regular file named
         // as such (not a directory's contents) may have its destination name the file.
         let into_dir = config.dest.ends_with('/');
@@ -138,8 +156,6 @@ impl Source {
         if u32::try_from(entries.len()).is_err() {
             return Err(ReplicateError::TooManyEntries);
         }
-        let block_capacity = BLOCK_HEADER_LEN + config.options.block_size as usize;
-        let pool = BlockPool::new(block_capacity, config.window_blocks.max(1));
         let mut report = Report::new();
         report.bytes_total = entries
             .iter()
@@ -158,14 +174,12 @@ impl Source {
             next_entry: 0,
             manifests_in_flight: 0,
             work: VecDeque::new(),
-            reading: None,
+            supply,
             awaiting: HashMap::new(),
             ready: VecDeque::new(),
             in_flight: HashMap::new(),
             next_token: 1,
             blocks_in_flight: 0,
-            pool,
-            scratch: Vec::new(),
             delete_sent: false,
             delete_done: false,
             finish_sent: false,
@@ -300,7 +314,7 @@ impl Source {
         let transferred = self.next_entry == self.entries.len()
             && self.in_flight.is_empty()
             && self.work.is_empty()
-            && self.reading.is_none()
+            && !self.supply.is_reading()
             && self.awaiting.is_empty();
         if !transferred {
             return Ok(None);
