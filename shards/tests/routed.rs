@@ -115,3 +115,42 @@ fn connections_open_on_the_shard_their_first_bytes_name() {
     let accepted: u64 = (0..3).map(|i| shards.stats(i).accepts).sum();
     assert_eq!(accepted, 14);
 }
+
+/// A peer that sends nothing is placed anyway once the wait is over, so silent
+/// connections cannot pile up at the acceptor.
+#[test]
+fn a_silent_connection_is_placed_after_the_wait() {
+    let shards = Shards::start(ShardsConfig {
+        shards: 2,
+        ..ShardsConfig::default()
+    })
+    .unwrap();
+    let factory: ProtocolFactory = Arc::new(|shard| {
+        Box::new(ShardTeller {
+            shard: shard as u8,
+            read: Vec::new(),
+            eof: false,
+            answered: false,
+        }) as Box<dyn Protocol>
+    });
+    let addr = shards
+        .listen_tcp_routed(0, "127.0.0.1:0".parse().unwrap(), factory, router())
+        .unwrap();
+    let silent = TcpStream::connect(addr).unwrap();
+    let accepted = || (0..2).map(|i| shards.stats(i).accepts).sum::<u64>();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(accepted(), 0, "still waiting for its first bytes");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while accepted() == 0 {
+        assert!(Instant::now() < deadline, "never placed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Placed with nothing read: it still answers once the peer finishes.
+    let mut s = silent;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"late").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    s.read_to_end(&mut back).unwrap();
+    assert_eq!(&back[1..], b"late");
+}

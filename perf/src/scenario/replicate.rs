@@ -657,9 +657,10 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
              0.3), pushed with `--compress off|auto|lz4` to `text/` of the same server, \
              emptied before each run; wire_fraction = bytes on the trunk / request bytes. \
              `auto` compressed in {} of {} runs, chose not to in {}, and ended before \
-             choosing in {}: on loopback lz4 on one shard thread (0.4-0.7 GB/s) is slower \
-             than sending raw, so auto should not compress here (over a slower link it \
-             does; see PROTOCOL.md, Begin).",
+             choosing in {}: on loopback lz4 on the push's compressing threads (0.4-0.7 \
+             GB/s each, on cores the server shares) is slower than sending raw, so auto \
+             should not compress here (over a slower link it does; see PROTOCOL.md, \
+             Begin).",
             count(Some(true)),
             auto_choices.len(),
             count(Some(false)),

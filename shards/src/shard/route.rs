@@ -58,15 +58,19 @@ impl Core {
         self.route_generation = self.route_generation.wrapping_add(1) & super::op::GENERATION_MASK;
         let generation = self.route_generation;
         let raw = fd.as_raw_fd();
+        let deadline = self.now + ROUTE_WAIT;
         self.routes[slot as usize] = Some(PendingRoute {
             fd,
             factory,
             router,
-            deadline: self.now + ROUTE_WAIT,
+            deadline,
             generation,
         });
         self.ring
             .poll_readable(raw, user_data(OpKind::RoutePoll, generation, slot));
+        // A peer that sends nothing is placed anyway then: silent connections never pile
+        // up here (its protocol's own timeouts close it where it goes).
+        self.timers.push_route(deadline, generation, slot);
     }
 
     /// The connection in `slot` became readable (or its poll ended).
@@ -80,7 +84,8 @@ impl Core {
         self.peek_route(slot, pending);
     }
 
-    /// The retry timer of the connection in `slot` fired.
+    /// The retry timer or the deadline of the connection in `slot` fired (its readiness
+    /// poll may still be armed: its completion then finds the slot moved on).
     pub(super) fn on_route_timer(&mut self, slot: u32, generation: u32) {
         if let Some(pending) = self.take_route(slot, generation) {
             self.peek_route(slot, pending);
