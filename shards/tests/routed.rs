@@ -49,6 +49,21 @@ fn router() -> Router {
     })
 }
 
+/// A routed listener of `ShardTeller`s on loopback, shard 0 accepting.
+fn listen(shards: &Shards) -> std::net::SocketAddr {
+    let factory: ProtocolFactory = Arc::new(|shard| {
+        Box::new(ShardTeller {
+            shard: shard as u8,
+            read: Vec::new(),
+            eof: false,
+            answered: false,
+        }) as Box<dyn Protocol>
+    });
+    shards
+        .listen_tcp_routed(0, "127.0.0.1:0".parse().unwrap(), factory, router())
+        .unwrap()
+}
+
 /// Sends `parts` (pausing between them), then reads the shard index and the echo.
 fn ask(addr: std::net::SocketAddr, parts: &[&[u8]]) -> (u8, Vec<u8>) {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -73,17 +88,7 @@ fn connections_open_on_the_shard_their_first_bytes_name() {
         ..ShardsConfig::default()
     })
     .unwrap();
-    let factory: ProtocolFactory = Arc::new(|shard| {
-        Box::new(ShardTeller {
-            shard: shard as u8,
-            read: Vec::new(),
-            eof: false,
-            answered: false,
-        }) as Box<dyn Protocol>
-    });
-    let addr = shards
-        .listen_tcp_routed(0, "127.0.0.1:0".parse().unwrap(), factory, router())
-        .unwrap();
+    let addr = listen(&shards);
     for shard in 0..3u8 {
         let digit = b'0' + shard;
         let (on, read) = ask(addr, &[&[b'R', digit], b" and the rest"]);
@@ -125,17 +130,7 @@ fn a_silent_connection_is_placed_after_the_wait() {
         ..ShardsConfig::default()
     })
     .unwrap();
-    let factory: ProtocolFactory = Arc::new(|shard| {
-        Box::new(ShardTeller {
-            shard: shard as u8,
-            read: Vec::new(),
-            eof: false,
-            answered: false,
-        }) as Box<dyn Protocol>
-    });
-    let addr = shards
-        .listen_tcp_routed(0, "127.0.0.1:0".parse().unwrap(), factory, router())
-        .unwrap();
+    let addr = listen(&shards);
     let silent = TcpStream::connect(addr).unwrap();
     let accepted = || (0..2).map(|i| shards.stats(i).accepts).sum::<u64>();
     std::thread::sleep(Duration::from_secs(1));

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hawser_wire::dsp::{
-    BindConnection, Credit, NexusCreate, NexusDestroy, NexusDestroyed, NexusFeatures, NexusRecover,
-    Status,
+    BindConnection, Credit, Hello, NexusCreate, NexusDestroy, NexusDestroyed, NexusFeatures,
+    NexusRecover, Status,
 };
 
 use crate::auth::ServerCredentials;
@@ -52,6 +52,7 @@ use handshake::Attempt;
 
 mod handshake;
 mod nexuses;
+
 #[cfg(test)]
 mod tests;
 
@@ -761,18 +762,8 @@ impl Endpoint<ServerSide> {
         };
         match (&link.phase.0, frame) {
             (Phase::AwaitHello { nonce }, Frame::Hello(hello)) => {
-                let (min, max) = (hello.min_version, hello.max_version);
-                if !(min..=max).contains(&VERSION) {
-                    let text = format!(
-                        "no common protocol version: this server speaks version {VERSION}, \
-                         the client {min} to {max}"
-                    );
-                    self.close_link(
-                        now,
-                        conn,
-                        LinkCloseReason::Refused(text),
-                        Some(GoAwayCode::VERSION_MISMATCH),
-                    );
+                if let Some((text, code)) = hello_refusal(&self.side.config, &hello) {
+                    self.close_link(now, conn, LinkCloseReason::Refused(text), Some(code));
                     return Ok(());
                 }
                 // The answer is what was agreed: digest as asked, lz4 if both want it, TLS
@@ -780,32 +771,8 @@ impl Endpoint<ServerSide> {
                 let server_nonce = *nonce;
                 let (digest, compress) = frames::hello_options(&hello);
                 let compress = compress && self.side.config.compress;
-                let tls = self.side.config.tls.as_ref();
                 let asked = frames::hello_tls(&hello);
-                if !asked && tls.is_some_and(|t| t.require) {
-                    let text = TlsFailure::Required.to_string();
-                    self.close_link(
-                        now,
-                        conn,
-                        LinkCloseReason::Refused(text),
-                        Some(GoAwayCode::PROTOCOL_ERROR),
-                    );
-                    return Ok(());
-                }
-                if self.side.config.requires_route && hello.capabilities.route().is_none() {
-                    let text = "this server keeps its nexuses on several shards and places \
-                                a connection by the route in its Hello, which this client \
-                                does not send: use a hawser client of this version or later"
-                        .to_string();
-                    self.close_link(
-                        now,
-                        conn,
-                        LinkCloseReason::Refused(text),
-                        Some(GoAwayCode::PROTOCOL_ERROR),
-                    );
-                    return Ok(());
-                }
-                let tls = tls.filter(|_| asked);
+                let tls = self.side.config.tls.as_ref().filter(|_| asked);
                 link.send(&frames::hello_with(
                     digest,
                     compress,
@@ -892,4 +859,27 @@ impl Endpoint<ServerSide> {
         }
         Ok(())
     }
+}
+
+/// Why a client's Hello is refused, in words, with the GoAway code: no common version,
+/// TLS required but not asked for, or no route where the server needs one.
+fn hello_refusal(config: &ServerConfig, hello: &Hello) -> Option<(String, GoAwayCode)> {
+    let (min, max) = (hello.min_version, hello.max_version);
+    if !(min..=max).contains(&VERSION) {
+        let text = format!(
+            "no common protocol version: this server speaks version {VERSION}, the client \
+             {min} to {max}"
+        );
+        return Some((text, GoAwayCode::VERSION_MISMATCH));
+    }
+    if !frames::hello_tls(hello) && config.tls.as_ref().is_some_and(|t| t.require) {
+        return Some((TlsFailure::Required.to_string(), GoAwayCode::PROTOCOL_ERROR));
+    }
+    if config.requires_route && hello.capabilities.route().is_none() {
+        let text = "this server keeps its nexuses on several shards and places a connection \
+                    by the route in its Hello, which this client does not send: use a hawser \
+                    client of this version or later";
+        return Some((text.to_string(), GoAwayCode::PROTOCOL_ERROR));
+    }
+    None
 }
