@@ -170,8 +170,15 @@ impl Publisher {
         self.published
     }
 
-    /// Flushes, ends the stream and waits for the server to close it; a refusal the
-    /// server sent meanwhile (some messages were then not taken) is the error.
+    /// Flushes, ends the stream and waits for the server to close it, which it does once
+    /// it has read every message: as long as the server is heard (a feed with the block
+    /// policy holds its publishers while its consumer stalls), or until it is silent for
+    /// `dead_after` ([`DmpError::Dead`]). A refusal the server sent meanwhile (some
+    /// messages were then not taken) is the error.
+    ///
+    /// Closing earlier could lose messages: a socket closed with unread bytes (the
+    /// server's null messages) is reset, and a reset discards what the server had not
+    /// read yet.
     pub fn close(mut self) -> Result<(), DmpError> {
         let flushed = self.flush();
         self.finish();
@@ -211,7 +218,6 @@ fn monitor(mut reader: Stream, mut buf: Vec<u8>, shared: &Shared, options: Direc
     let tick = (options.heartbeat / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
     let _ = reader.set_read_timeout(Some(tick));
     let mut last_heard = Instant::now();
-    let mut done_at: Option<Instant> = None;
     let mut chunk = [0u8; 512];
     loop {
         // Nulls are skipped; anything else is the server's last word.
@@ -244,7 +250,9 @@ fn monitor(mut reader: Stream, mut buf: Vec<u8>, shared: &Shared, options: Direc
             Err(e)
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
                 ) => {}
             Err(e) => {
                 if !shared.done.load(Ordering::Acquire) {
@@ -260,10 +268,8 @@ fn monitor(mut reader: Stream, mut buf: Vec<u8>, shared: &Shared, options: Direc
             return;
         }
         if shared.done.load(Ordering::Acquire) {
-            // The server closes once it read the end; do not wait for it forever.
-            if done_at.get_or_insert_with(Instant::now).elapsed() >= Duration::from_secs(2) {
-                return;
-            }
+            // The server closes once it has read the end; until then this side keeps
+            // reading, so that the socket is never closed with unread bytes.
             continue;
         }
         let idle_since = Duration::from_nanos(shared.last_write.load(Ordering::Relaxed));
