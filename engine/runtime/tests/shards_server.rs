@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hawser_runtime::{Client, ClientOptions, ExchangeId, Runtime, ServerBuilder, Service};
+use hawser_runtime::{Address, Client, ClientOptions, ExchangeId, Runtime, ServerBuilder, Service};
 
 const WHERE: ExchangeId = ExchangeId(1);
 const SLOW: ExchangeId = ExchangeId(2);
@@ -30,6 +30,16 @@ fn identities() -> Vec<(String, usize)> {
 
 #[test]
 fn each_identity_lives_on_the_shard_its_route_names() {
+    each_identity_on_its_shard(Address::parse("127.0.0.1:0").unwrap());
+}
+
+#[test]
+fn each_identity_lives_on_the_shard_its_route_names_over_unix_sockets() {
+    let path = std::env::temp_dir().join(format!("hawser-shards-{}.sock", std::process::id()));
+    each_identity_on_its_shard(Address::Unix(path));
+}
+
+fn each_identity_on_its_shard(address: Address) {
     let runtime = Runtime::new(2).unwrap();
     // Inline handlers run on the shard that holds the request's nexus.
     let svc = Service::new("where")
@@ -44,7 +54,7 @@ fn each_identity_lives_on_the_shard_its_route_names() {
     let server = ServerBuilder::new()
         .runtime_all_shards(&runtime)
         .service(svc)
-        .listen("127.0.0.1:0")
+        .listen_on(&[address])
         .unwrap();
     assert_eq!(server.shards_used(), [0, 1]);
     let clients: Vec<_> = identities()
@@ -57,7 +67,7 @@ fn each_identity_lives_on_the_shard_its_route_names() {
                 ..ClientOptions::default()
             };
             (
-                Client::connect(server.local_addr(), options).unwrap(),
+                Client::connect_to(&server.addresses()[0], options).unwrap(),
                 shard,
             )
         })
