@@ -69,13 +69,14 @@ fn micros(ns: i64) -> String {
 /// The table of one reading.
 pub fn table(stats: &Node) -> String {
     let mut out = format!(
-        "{} nexuses, {} connections, up {} s\n\n{:<14} {:<16} {:<16} {:>5} {:>9} {:>10} {:>10} {:>7} {:>7} {:>5}\n",
+        "{} nexuses, {} connections, up {} s\n\n{:<14} {:<16} {:<16} {:>5} {:>5} {:>9} {:>10} {:>10} {:>7} {:>7} {:>5}\n",
         long(stats, "nexus_count"),
         long(stats, "connection_count"),
         long(stats, "uptime_s"),
         "NEXUS",
         "IDENTITY",
         "PEER",
+        "SHARD",
         "CONNS",
         "REQUESTS",
         "IN",
@@ -89,10 +90,11 @@ pub fn table(stats: &Node) -> String {
         let short = id.strip_prefix("nexus-").unwrap_or(id);
         let connections = children(nexus, "connections");
         out.push_str(&format!(
-            "{:<14} {:<16} {:<16} {:>5} {:>9} {:>10} {:>10} {:>7} {:>7} {:>5}\n",
+            "{:<14} {:<16} {:<16} {:>5} {:>5} {:>9} {:>10} {:>10} {:>7} {:>7} {:>5}\n",
             &short[..short.len().min(12)],
             text(nexus, "identity"),
             text(nexus, "peer"),
+            long(nexus, "shard"),
             connections.len(),
             long(nexus, "requests"),
             bytes(long(nexus, "bytes_in")),

@@ -344,8 +344,11 @@ impl Server {
         crate::stats::merged_stats(&self.host_commands())
     }
 
-    fn host_commands(&self) -> Vec<crate::command::CommandSender> {
-        self.hosts.iter().map(|h| h.commands.clone()).collect()
+    fn host_commands(&self) -> Vec<(usize, crate::command::CommandSender)> {
+        self.hosts
+            .iter()
+            .map(|h| (h.shard, h.commands.clone()))
+            .collect()
     }
 
     /// The shards the server runs on, in order (the first accepts).

@@ -51,6 +51,8 @@ pub struct NexusDetail {
     pub footprint: Footprint,
     /// Its bound connections' counters, in bind order.
     pub connections: Vec<ConnectionStats>,
+    /// The shard that holds it and its connections.
+    pub shard: usize,
 }
 
 impl StatsReport {
@@ -103,7 +105,7 @@ impl StatsReport {
 
 /// Reads a server's statistics from any thread, for as long as the server runs.
 #[derive(Clone)]
-pub struct StatsHandle(pub(crate) Vec<CommandSender>);
+pub struct StatsHandle(pub(crate) Vec<(usize, CommandSender)>);
 
 impl StatsHandle {
     /// Counters and histograms of every nexus and open connection, over every shard the
@@ -113,12 +115,13 @@ impl StatsHandle {
     }
 }
 
-/// The merged reports of the hosts behind `commands`.
-pub(crate) fn merged_stats(commands: &[CommandSender]) -> StatsReport {
-    let mut hosts = commands.iter();
-    let mut report = hosts.next().map(CommandSender::stats).unwrap_or_default();
-    for host in hosts {
-        report.merge(host.stats());
+/// The merged reports of the hosts behind `hosts` (each with its shard).
+pub(crate) fn merged_stats(hosts: &[(usize, CommandSender)]) -> StatsReport {
+    let mut report = StatsReport::default();
+    for (shard, commands) in hosts {
+        let mut one = commands.stats();
+        one.details.iter_mut().for_each(|d| d.shard = *shard);
+        report.merge(one);
     }
     report
 }

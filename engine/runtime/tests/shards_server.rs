@@ -93,6 +93,10 @@ fn each_identity_on_its_shard(address: Address) {
     let stats = server.stats();
     assert_eq!(stats.nexuses.len(), 4);
     assert_eq!(stats.connections.len(), 16);
+    for detail in &stats.details {
+        let route = hawser_wire::dsp::identity_route(&detail.identity);
+        assert_eq!(detail.shard, usize::from(route) % 2, "{}", detail.identity);
+    }
     for (i, snapshot) in server.shard_stats().iter().enumerate() {
         assert!(
             snapshot.accepts >= 8,

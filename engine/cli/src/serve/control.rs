@@ -290,6 +290,7 @@ fn nexus_node(d: &NexusDetail, stats: Option<&hawser_runtime::NexusStats>) -> No
         string("identity", d.identity.clone()),
         Node::named("anonymous", Value::Int(i32::from(d.anonymous))),
         string("peer", d.peer.clone()),
+        long("shard", d.shard as u64),
         long("slots_in_use", d.footprint.executing as u64),
         long("outstanding", d.footprint.outstanding as u64),
         long("cached_bytes", d.footprint.cached_bytes as u64),

@@ -517,6 +517,8 @@ impl Host {
                                     .iter()
                                     .filter_map(|c| s.ep.connection_stats(*c).cloned())
                                     .collect(),
+                                // Set by the server, which knows where each host runs.
+                                shard: 0,
                             });
                             if let Some(owner) = s.ep.nexus_owner(nexus) {
                                 report.owners.push((nexus, owner.clone()));
