@@ -75,34 +75,27 @@ impl Core {
 
     /// The connection in `slot` became readable (or its poll ended).
     pub(super) fn on_route_poll(&mut self, slot: u32, generation: u32, res: i32) {
-        let Some(pending) = self.take_route(slot, generation) else {
-            return;
-        };
         if res < 0 || self.stopping {
-            return; // dropping the fd closes it
+            // Dropping the fd closes it.
+            drop(self.take_route(slot, generation));
+            return;
         }
-        self.peek_route(slot, pending);
+        self.try_route(slot, generation);
     }
 
     /// The retry timer or the deadline of the connection in `slot` fired (its readiness
     /// poll may still be armed: its completion then finds the slot moved on).
     pub(super) fn on_route_timer(&mut self, slot: u32, generation: u32) {
-        if let Some(pending) = self.take_route(slot, generation) {
-            self.peek_route(slot, pending);
-        }
+        self.try_route(slot, generation);
     }
 
-    fn take_route(&mut self, slot: u32, generation: u32) -> Option<PendingRoute> {
-        let entry = self.routes.get_mut(slot as usize)?;
-        if entry.as_ref()?.generation != generation {
-            return None;
-        }
-        let pending = entry.take();
-        self.free_routes.push(slot);
-        pending
-    }
-
-    fn peek_route(&mut self, slot: u32, pending: PendingRoute) {
+    /// Peeks at the connection in `slot` (if it is still the one of `generation`) and
+    /// places it, or peeks again shortly if its first bytes do not tell yet.
+    fn try_route(&mut self, slot: u32, generation: u32) {
+        let now = self.now;
+        let Some(pending) = self.pending_route(slot, generation) else {
+            return;
+        };
         let mut first = [0u8; ROUTE_PEEK_MAX];
         let route = match sys::recv_peek(pending.fd.as_raw_fd(), &mut first) {
             // The peer closed or failed: its protocol will see that wherever it goes.
@@ -111,30 +104,35 @@ impl Core {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Route::NeedMore,
             Err(_) => Route::Any,
         };
-        let route = match route {
-            Route::NeedMore if self.now >= pending.deadline => Route::Any,
-            other => other,
-        };
-        match route {
-            Route::NeedMore => self.retry_route(slot, pending),
-            Route::To(shard) => self.place(shard % self.settings.shard_count, pending),
-            Route::Any => {
+        let shard = match route {
+            Route::NeedMore if now < pending.deadline => {
+                self.timers.push_route(now + ROUTE_RETRY, generation, slot);
+                return;
+            }
+            Route::To(shard) => shard % self.settings.shard_count,
+            Route::NeedMore | Route::Any => {
                 let shard = self.next_route_target;
                 self.next_route_target = (shard + 1) % self.settings.shard_count;
-                self.place(shard, pending);
+                shard
             }
+        };
+        if let Some(pending) = self.take_route(slot, generation) {
+            self.place(shard, pending);
         }
     }
 
-    /// Puts `pending` back in `slot` (taken from the free list again) and peeks later.
-    fn retry_route(&mut self, slot: u32, pending: PendingRoute) {
-        if let Some(at) = self.free_routes.iter().rposition(|&s| s == slot) {
-            self.free_routes.swap_remove(at);
-        }
-        let generation = pending.generation;
-        self.routes[slot as usize] = Some(pending);
-        self.timers
-            .push_route(self.now + ROUTE_RETRY, generation, slot);
+    fn pending_route(&self, slot: u32, generation: u32) -> Option<&PendingRoute> {
+        self.routes
+            .get(slot as usize)?
+            .as_ref()
+            .filter(|p| p.generation == generation)
+    }
+
+    fn take_route(&mut self, slot: u32, generation: u32) -> Option<PendingRoute> {
+        self.pending_route(slot, generation)?;
+        let pending = self.routes[slot as usize].take();
+        self.free_routes.push(slot);
+        pending
     }
 
     fn place(&mut self, shard: usize, pending: PendingRoute) {

@@ -6,10 +6,10 @@
 //! to the pool's threads, then waits for all of them. A batch is at most the pool's size,
 //! so memory beyond the blocks already in flight is one compressed copy per thread.
 
-use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
+use crossbeam::channel;
 
 /// Compressing threads a job uses by default: the host's cores, at most 4.
 pub fn default_compress_threads() -> usize {
@@ -27,17 +27,17 @@ type Done = (usize, Option<Bytes>);
 #[derive(Debug)]
 pub(crate) struct Compressor {
     threads: usize,
-    work: Option<mpsc::Sender<Work>>,
-    done: mpsc::Receiver<Done>,
+    work: Option<channel::Sender<Work>>,
+    done: channel::Receiver<Done>,
     /// Kept so that sending never fails while helpers are alive.
-    done_tx: mpsc::Sender<Done>,
+    done_tx: channel::Sender<Done>,
     helpers: Vec<JoinHandle<()>>,
 }
 
 impl Compressor {
     /// A pool of `threads` (at least 1: the caller's own); helpers start on first use.
     pub(crate) fn new(threads: usize) -> Self {
-        let (done_tx, done) = mpsc::channel();
+        let (done_tx, done) = channel::unbounded();
         Compressor {
             threads: threads.max(1),
             work: None,
@@ -56,18 +56,14 @@ impl Compressor {
         if self.work.is_some() || self.threads == 1 {
             return;
         }
-        let (work_tx, work_rx) = mpsc::channel::<Work>();
-        let work_rx = std::sync::Arc::new(std::sync::Mutex::new(work_rx));
+        let (work_tx, work_rx) = channel::unbounded::<Work>();
         for i in 1..self.threads {
-            let work_rx = std::sync::Arc::clone(&work_rx);
+            let work_rx = work_rx.clone();
             let done = self.done_tx.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("hawser-lz4-{i}"))
                 .spawn(move || {
-                    loop {
-                        // The lock is held only to take the next body.
-                        let next = work_rx.lock().map(|rx| rx.recv());
-                        let Ok(Ok((index, body))) = next else { return };
+                    for (index, body) in work_rx {
                         if done.send((index, compress(&body))).is_err() {
                             return;
                         }
