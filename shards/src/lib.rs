@@ -109,6 +109,7 @@
 
 mod config;
 mod error;
+mod mapped_file;
 mod mesh;
 mod pool;
 mod protocol;
@@ -123,6 +124,7 @@ pub mod demo;
 
 pub use config::{ShardsConfig, ShmOptions, check_congestion_control};
 pub use error::{Result, ShardError};
+pub use mapped_file::{MAX_MAPPED_RANGES, MappedRange};
 pub use mesh::{AppMessage, ShardTask};
 pub use pool::BufHandle;
 pub use protocol::{CloseReason, PeerCredentials, Protocol, Received, Transmit};

@@ -116,3 +116,7 @@ pub mod direct {
     };
 }
 pub use stats::{NexusDetail, StatsHandle, StatsReport};
+
+// Read-only mappings of file ranges, for sending a file's bytes from where the page cache
+// holds them: a request body of one is safe to send even if the file shrinks first.
+pub use hawser_shards::{MAX_MAPPED_RANGES, MappedRange};

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
+use super::lfn_compress::CompressRows;
 use super::process_cpu::seconds_between;
 use super::replicate::{empty_directory, write_random_file};
 use super::tools::{self, Iperf3Setup};
@@ -48,6 +49,9 @@ pub struct LinkProfile {
     pub udp_peers: bool,
     /// Also measure `xrdcp --streams N` of the pushed file to an `xrootd`.
     pub xrdcp_streams: Option<usize>,
+    /// Also push this many MiB of log text with `--compress off|auto|lz4`
+    /// (`HAWSER_LFN_TEXT_MIB` overrides it).
+    pub compress_text_mib: Option<u64>,
 }
 
 /// Issue 6 scenario 4: 10 Gbit/s, 50 ms RTT.
@@ -63,6 +67,7 @@ pub const TEN_GBIT_50MS: LinkProfile = LinkProfile {
     congestion: None,
     udp_peers: false,
     xrdcp_streams: Some(8),
+    compress_text_mib: Some(1024),
 };
 
 /// Issue 6 scenario 5: 1 Gbit/s, 100 ms RTT, 1% loss.
@@ -81,6 +86,7 @@ pub const ONE_GBIT_100MS_LOSS: LinkProfile = LinkProfile {
     congestion: Some("cubic"),
     udp_peers: true,
     xrdcp_streams: None,
+    compress_text_mib: None,
 };
 
 /// Flags that make linkem hold 10 Gbit/s on the loaded 2-core machine
@@ -302,6 +308,14 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
              third of the push."
         ));
     }
+    let text_mib = std::env::var("HAWSER_LFN_TEXT_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .or(profile.compress_text_mib);
+    let mut compress_rows = match (text_mib, &hawser) {
+        (Some(mib), Ok(_)) => Some(CompressRows::prepare(&context.scratch, mib, outcome)?),
+        _ => None,
+    };
     let linkem = LinkemProcess::start(profile, &context.scratch)?;
     let xrootd_export = context.scratch.join("xrootd-target");
     let xrdcp_peer = match (&xrdcp_subject, profile.xrdcp_streams) {
@@ -604,6 +618,18 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
             eprintln!("  round {round}: {}", peer.subject().label());
             peer.run(outcome, round)?;
         }
+        if let (Some(rows), Ok(binary)) = (&mut compress_rows, &hawser) {
+            rows.run_round(
+                binary,
+                server.as_ref(),
+                HAWSER_PORT,
+                &push_target,
+                &push_report,
+                round,
+                link_bytes_per_sec,
+                outcome,
+            )?;
+        }
         if uftpd.is_some() {
             for (pace, subject) in &uftp_subjects {
                 eprintln!("  round {round}: {}", subject.label());
@@ -675,6 +701,9 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
             "Never reached 90% of the link rate (so no time_to_90pct_s value): {}.",
             listed.join("; ")
         ));
+    }
+    if let Some(rows) = compress_rows {
+        rows.summarize(outcome);
     }
     if let Some(summary) = counters.as_deref().and_then(summarize_counters) {
         outcome.notes.push(summary);

@@ -10,6 +10,7 @@ pub mod cpu_cost;
 pub mod hawser_tools;
 pub mod hostile;
 pub mod lfn;
+mod lfn_compress;
 pub mod local;
 pub mod loopback;
 pub mod messaging;
@@ -101,12 +102,14 @@ pub struct ScenarioOptions {
 
 /// Environment variables that shrink or grow a scenario's data (or, for
 /// `HAWSER_TLS_SKIP_LINK` and `HAWSER_MESSAGING_SYSTEMS`, leave a part out).
-pub const SIZE_OVERRIDES: [&str; 9] = [
+pub const SIZE_OVERRIDES: [&str; 11] = [
     "HAWSER_HOSTILE_NEXUSES",
     "HAWSER_LFN_PUSH_MIB",
+    "HAWSER_LFN_TEXT_MIB",
     "HAWSER_MESSAGING_SYSTEMS",
     "HAWSER_REPLICATE_BIG_MIB",
     "HAWSER_REPLICATE_SMALL_FILES",
+    "HAWSER_REPLICATE_TEXT_MIB",
     "HAWSER_TLS_HANDSHAKES",
     "HAWSER_TLS_LFN_PUSH_MIB",
     "HAWSER_TLS_SKIP_LINK",
@@ -187,6 +190,8 @@ pub fn run(options: &ScenarioOptions) -> Result<ReportFiles> {
     let name = options.name.as_str();
     let scratch = std::env::temp_dir().join(format!("hawser-perf-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
+    // Gigabytes of data sets and targets: removed however the scenario ends.
+    let _remove_scratch = RemoveOnDrop(scratch.clone());
     let context = Context {
         runs: options.runs,
         duration: options.duration,
@@ -240,9 +245,20 @@ pub fn run(options: &ScenarioOptions) -> Result<ReportFiles> {
         ScenarioName::Messaging => messaging::run(&context, &mut outcome)?,
     }
     sample_load(&mut outcome);
-    let files = report::write_reports(&outcome, &Machine::detect(), &options.out)?;
-    let _ = std::fs::remove_dir_all(&scratch);
-    Ok(files)
+    Ok(report::write_reports(
+        &outcome,
+        &Machine::detect(),
+        &options.out,
+    )?)
+}
+
+/// Removes a directory tree when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Sleeps between subjects so one run's tail (TIME_WAIT, a server exiting) does not

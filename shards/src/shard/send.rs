@@ -30,8 +30,13 @@ pub(super) struct TxState {
     pub(super) in_flight: bool,
     zc_notif_pending: bool,
     zc_sent: usize,
+    /// Sends in a row that failed with `EFAULT` (see `on_send`).
+    faults: u8,
     header: SendHeader,
 }
+
+/// Sends in a row that may fault (`EFAULT`) before the connection is closed.
+const MAX_FAULTS: u8 = 3;
 
 impl TxState {
     pub(super) fn new() -> Box<Self> {
@@ -44,6 +49,7 @@ impl TxState {
             in_flight: false,
             zc_notif_pending: false,
             zc_sent: 0,
+            faults: 0,
             header: SendHeader::new(),
         })
     }
@@ -154,9 +160,20 @@ impl Core {
                 tx.inflight.consume(sent, &mut tx.front_offset);
                 tx.in_flight = false;
             }
-            if res < 0 && conn.state == ConnState::Open {
+            if res == -libc::EFAULT && tx.faults < MAX_FAULTS && conn.state == ConnState::Open {
+                // Nothing of this send went out, and the stream is intact: a page of a
+                // mapped file shrank away under a queued message. Touching the queued
+                // bytes turns such pages into zeros (`mapped_file`), which the message's
+                // digest then refuses at the receiver, and the send goes again.
+                tx.faults += 1;
+                for segment in &tx.inflight.segments {
+                    crate::mapped_file::make_readable(tx.inflight.segment_bytes(segment));
+                }
+            } else if res < 0 && conn.state == ConnState::Open {
                 let err = io::Error::from_raw_os_error(-res);
                 self.request_close(slot, CloseReason::Error(err));
+            } else if res > 0 {
+                tx.faults = 0;
             }
         }
         self.mark_dirty(slot);

@@ -27,7 +27,10 @@ pub enum FailureReason {
     #[error("commit failed: {0:?}")]
     Commit(CommitStatus),
     /// A block kept arriving corrupted.
-    #[error("block at offset {0} corrupted on every attempt")]
+    #[error(
+        "block at offset {0} failed its digest on every attempt: the source file changed while it \
+         was sent, or the link corrupts data"
+    )]
     BlockRetries(u64),
     /// `--verify`: the source changed while it was sent.
     #[error("the source changed during the transfer")]
