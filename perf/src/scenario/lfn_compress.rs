@@ -97,19 +97,7 @@ impl CompressRows {
                         "fraction",
                         result.bytes_per_sec / link_bytes_per_sec,
                     );
-                    outcome.record(
-                        &subject,
-                        "wire_fraction",
-                        "fraction",
-                        result.compression_ratio,
-                    );
-                    cpu_cost::record_transfer(
-                        outcome,
-                        &subject,
-                        bytes,
-                        result.client_cpu_s,
-                        serve_s,
-                    );
+                    record_wire_and_cost(outcome, &subject, bytes, &result, serve_s);
                     if policy == "auto" {
                         self.auto_choices.push(result.auto_compressed);
                     }
@@ -139,4 +127,22 @@ impl CompressRows {
             count(None)
         ));
     }
+}
+
+/// Records a text push's wire fraction (bytes on the trunk / request bytes) and its cost
+/// per byte of client and server.
+pub(super) fn record_wire_and_cost(
+    outcome: &mut Outcome,
+    subject: &Subject,
+    bytes: f64,
+    result: &hawser_tools::HawserPushResult,
+    serve_s: Option<f64>,
+) {
+    outcome.record(
+        subject,
+        "wire_fraction",
+        "fraction",
+        result.compression_ratio,
+    );
+    cpu_cost::record_transfer(outcome, subject, bytes, result.client_cpu_s, serve_s);
 }

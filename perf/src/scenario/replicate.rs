@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
+use super::lfn_compress::record_wire_and_cost;
 use super::process_cpu::{self, CpuTimes};
 use super::tools::{self, Background, Iperf3Setup};
 use super::xrootd::{XrdcpPeer, XrdcpSetup};
@@ -626,17 +627,11 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
                         "bytes/s",
                         (text_mib << 20) as f64 / seconds,
                     );
-                    outcome.record(
-                        &subject,
-                        "wire_fraction",
-                        "fraction",
-                        result.compression_ratio,
-                    );
-                    cpu_cost::record_transfer(
+                    record_wire_and_cost(
                         outcome,
                         &subject,
                         (text_mib << 20) as f64,
-                        result.client_cpu_s,
+                        &result,
                         serve_s,
                     );
                     if policy == "auto" {
