@@ -333,6 +333,9 @@ impl DtpClient<'_> {
             peer_ip: server_ip,
             peer: Some(SocketAddr::new(server_ip, response.data_port)),
             file,
+            // A pull writes through the page cache (its target is a local path, not a
+            // root directory's descriptor).
+            direct: None,
             total_size: total,
             form: response.form,
             received,

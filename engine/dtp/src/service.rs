@@ -471,6 +471,9 @@ impl DtpService {
                 (IntervalSet::new(), BlockDigests::new(total))
             }
         };
+        // Past the page cache where the file system takes it (a failure to open it only
+        // costs speed).
+        let direct = landing.dir.open_direct(&partial_name, &file).ok().flatten();
         let wanted = received.missing_within(&IntervalSet::whole(total));
         let key = fresh_key()?;
         let journal_dir = landing.dir.clone();
@@ -485,6 +488,7 @@ impl DtpService {
                 peer_ip,
                 peer: None,
                 file,
+                direct,
                 total_size: total,
                 form,
                 received,

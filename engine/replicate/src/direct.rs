@@ -54,7 +54,7 @@ pub enum WriteMode {
 
 /// The `O_DIRECT` descriptor of a file being received.
 #[derive(Debug)]
-pub(crate) struct DirectFile {
+pub struct DirectFile {
     file: File,
 }
 
@@ -83,7 +83,7 @@ impl DirectFile {
 
     /// Writes `data` at `offset`: the page-aligned middle directly, the rest through
     /// `buffered` (the same file opened normally).
-    pub(crate) fn write_at(&self, buffered: &File, data: &[u8], offset: u64) -> io::Result<()> {
+    pub fn write_at(&self, buffered: &File, data: &[u8], offset: u64) -> io::Result<()> {
         let Some(middle) = aligned_middle(offset, data.len()) else {
             return buffered.write_all_at(data, offset);
         };

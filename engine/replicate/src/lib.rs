@@ -93,7 +93,7 @@ pub use hawser_wire::replicate as proto;
 
 pub use auto_compress::AutoChoice;
 pub use beneath::RootDir;
-pub use direct::WriteMode;
+pub use direct::{DirectFile, WriteMode};
 pub use error::{
     EntryFailure, FailureReason, RemoteError, ReplicateError, TargetError, TransportError,
 };

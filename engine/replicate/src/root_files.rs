@@ -9,6 +9,7 @@ use std::io::{self, Read, Write};
 use rustix::fs::{Mode, OFlags};
 
 use crate::beneath::{self, RootDir};
+use crate::direct::DirectFile;
 
 impl RootDir {
     /// The directory's device and inode: two handles of one directory have the same,
@@ -38,6 +39,13 @@ impl RootDir {
             beneath::create_dirs(self.fd(), dir_part)?
         };
         Ok((RootDir::from_fd(fd, self.display(dir_part)), name.to_vec()))
+    }
+
+    /// Opens `name` (the file `buffered` has open) a second time for writes past the page
+    /// cache; `None` if its file system refuses `O_DIRECT`.
+    pub fn open_direct(&self, name: &[u8], buffered: &File) -> io::Result<Option<DirectFile>> {
+        beneath::check_name(name)?;
+        DirectFile::open(self.fd(), name, buffered)
     }
 
     /// Opens the regular file `name` in this directory read-write, creating it (mode

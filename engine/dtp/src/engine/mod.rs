@@ -8,6 +8,7 @@
 //! read-ahead or write-behind buffer of [`STAGING`] bytes, and the shard's pool of send
 //! and receive buffers.
 
+mod in_order;
 mod receiving;
 pub mod routes;
 mod sending;
@@ -20,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use hawser_replicate::DirectFile;
 use hawser_shards::{AppMessage, HandlerFactory, Shards, ShardsConfig, UdpOptions};
 use hawser_wire::dtp::{DatagramForm, IntervalSet};
 
@@ -121,6 +123,9 @@ pub struct ReceivePlan {
     pub peer: Option<SocketAddr>,
     /// Where the payload goes (written at its offsets).
     pub file: File,
+    /// The same file opened for writes past the page cache, where the file system takes
+    /// them: the page-aligned part of each run of datagrams goes through it.
+    pub direct: Option<DirectFile>,
     /// The payload's size.
     pub total_size: u64,
     /// The datagrams' form.

@@ -1,6 +1,8 @@
 //! A receiving session: the sans-IO [`Receiver`], its data written at each datagram's
-//! offset through a write-behind buffer that gathers runs of consecutive datagrams, the
-//! digests of blocks hashed as they complete, and the journal.
+//! offset through a write-behind buffer that gathers runs of consecutive datagrams (their
+//! page-aligned part past the page cache where the file system allows it), the digests
+//! of blocks (hashed as their bytes pass in order, else read back once complete), and the
+//! journal.
 
 use std::fs::File;
 use std::io;
@@ -10,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use hawser_wire::dtp::Feedback;
 
+use hawser_replicate::DirectFile;
+
+use super::in_order::InOrderHash;
 use super::{Journal, Progress, ReceivePlan, STAGING};
 use crate::digest::{self, BLOCK, BlockDigests};
 use crate::{DatagramKey, Receiver, ReceiverConfig, Verdict};
@@ -25,8 +30,10 @@ struct WriteBehind {
 pub(super) struct ReceivingSession {
     pub(super) receiver: Receiver,
     file: File,
+    direct: Option<DirectFile>,
     pending: WriteBehind,
     digests: BlockDigests,
+    in_order: InOrderHash,
     /// Blocks received whole, to hash once their bytes are written.
     complete_blocks: Vec<u64>,
     hash_buf: Vec<u8>,
@@ -66,11 +73,13 @@ impl ReceivingSession {
         ReceivingSession {
             receiver,
             file: plan.file,
+            direct: plan.direct,
             pending: WriteBehind {
                 start: 0,
                 buf: Vec::with_capacity(STAGING),
             },
             digests: plan.digests,
+            in_order: InOrderHash::default(),
             complete_blocks: Vec::new(),
             hash_buf: Vec::new(),
             journal: plan.journal,
@@ -102,6 +111,7 @@ impl ReceivingSession {
                     .fetch_add(data.len() as u64, Ordering::Relaxed);
                 progress.datagrams.fetch_add(1, Ordering::Relaxed);
                 self.write(offset, data)?;
+                self.in_order.on_data(offset, data, &mut self.digests);
                 let end = offset + data.len() as u64;
                 for block in offset / BLOCK..end.div_ceil(BLOCK) {
                     let (o, l) = self.digests.range(block);
@@ -131,8 +141,14 @@ impl ReceivingSession {
     /// Writes what waits.
     pub(super) fn flush(&mut self) -> io::Result<()> {
         if !self.pending.buf.is_empty() {
-            self.file
-                .write_all_at(&self.pending.buf, self.pending.start)?;
+            match &self.direct {
+                Some(direct) => {
+                    direct.write_at(&self.file, &self.pending.buf, self.pending.start)?
+                }
+                None => self
+                    .file
+                    .write_all_at(&self.pending.buf, self.pending.start)?,
+            }
             self.pending.buf.clear();
         }
         Ok(())
