@@ -185,7 +185,26 @@ impl Sender {
 
     /// Writes the datagram of `data` at `offset`: header, data, tag.
     pub fn encode(&self, offset: u64, data: &[u8], out: &mut Vec<u8>) {
-        let datagram = match self.config.form {
+        let datagram = self.datagram(offset, data);
+        out.clear();
+        datagram.encode(out);
+        self.key.seal(out);
+    }
+
+    /// Writes the datagram of `data` at `offset` at the start of `out` (where it is sent
+    /// from, so the bytes are copied once); its length. `None` if `out` is too short.
+    pub fn encode_into(&self, offset: u64, data: &[u8], out: &mut [u8]) -> Option<usize> {
+        let datagram = self.datagram(offset, data);
+        let len = datagram.encoded_len();
+        if out.len() < len + crate::TAG_LEN {
+            return None;
+        }
+        datagram.encode(&mut &mut out[..len]);
+        Some(self.key.seal_in_place(out, len))
+    }
+
+    fn datagram<'a>(&self, offset: u64, data: &'a [u8]) -> Datagram<'a> {
+        match self.config.form {
             DatagramForm::Basic => Datagram::Basic {
                 // The basic form is chosen only for payloads whose offsets fit 32 bits.
                 offset: offset as u32,
@@ -196,10 +215,7 @@ impl Sender {
                 offset,
                 data,
             },
-        };
-        out.clear();
-        datagram.encode(out);
-        self.key.seal(out);
+        }
     }
 
     /// A hole report from the receiver: its holes (within what was asked, and not
@@ -371,5 +387,41 @@ impl Sender {
     /// Bytes sent (datagrams whole) and datagrams.
     pub fn sent(&self) -> (u64, u64) {
         (self.sent_bytes, self.datagrams)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_in_place_gives_the_bytes_of_the_appending_encoder() {
+        for form in [DatagramForm::Basic, DatagramForm::Extended] {
+            let sender = Sender::new(
+                SenderConfig {
+                    session_id: 9,
+                    total_size: 10_000,
+                    wanted: IntervalSet::whole(10_000),
+                    form,
+                    chunk: 1000,
+                    rate: 1 << 20,
+                    burst: 1 << 16,
+                    resend_after: Duration::from_millis(100),
+                },
+                DatagramKey::new([7; 32]),
+            );
+            let data: Vec<u8> = (0..1000).map(|i| i as u8).collect();
+            let mut appended = Vec::new();
+            sender.encode(4000, &data, &mut appended);
+            let mut room = vec![0xee; appended.len() + 5];
+            let len = sender.encode_into(4000, &data, &mut room).unwrap();
+            assert_eq!(&room[..len], &appended[..], "{form:?}");
+            assert_eq!(room[len], 0xee, "nothing written past the datagram");
+            assert_eq!(
+                sender.encode_into(4000, &data, &mut room[..appended.len() - 1]),
+                None,
+                "too little room is refused"
+            );
+        }
     }
 }

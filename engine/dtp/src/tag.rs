@@ -47,6 +47,14 @@ impl DatagramKey {
         packet.extend_from_slice(&tag.to_be_bytes());
     }
 
+    /// Writes the tag of `packet[..len]` (header and data) at `packet[len..]`; the length
+    /// with the tag. `packet` must have [`TAG_LEN`] bytes of room after `len`.
+    pub fn seal_in_place(&self, packet: &mut [u8], len: usize) -> usize {
+        let tag = self.tag(&packet[..len]);
+        packet[len..len + TAG_LEN].copy_from_slice(&tag.to_be_bytes());
+        len + TAG_LEN
+    }
+
     /// The packet without its tag, if the tag matches.
     pub fn open<'a>(&self, packet: &'a [u8]) -> Option<&'a [u8]> {
         let split = packet.len().checked_sub(TAG_LEN)?;

@@ -66,7 +66,6 @@ pub(super) struct SendingSession {
     datagram_size: usize,
     read_ahead: ReadAhead,
     single: Vec<u8>,
-    encoded: Vec<u8>,
     srtt: Option<Duration>,
     last_feedback: Option<Instant>,
     silence_acted: Option<Instant>,
@@ -117,7 +116,6 @@ impl SendingSession {
                 buf: vec![0; STAGING],
             },
             single: Vec::new(),
-            encoded: Vec::with_capacity(usize::from(plan.datagram_size)),
             srtt: None,
             last_feedback: None,
             silence_acted: None,
@@ -206,10 +204,11 @@ impl SendingSession {
                 let data =
                     self.read_ahead
                         .bytes(&self.file, self.total, offset, len, &mut self.single)?;
-                self.sender.encode(offset, data, &mut self.encoded);
-                let out = &mut buf.as_mut_full()[filled..filled + self.encoded.len()];
-                out.copy_from_slice(&self.encoded);
-                let size = self.encoded.len();
+                let out = &mut buf.as_mut_full()[filled..filled + self.datagram_size];
+                let size = self
+                    .sender
+                    .encode_into(offset, data, out)
+                    .ok_or_else(|| io::Error::other("a datagram longer than its size"))?;
                 filled += size;
                 segments += 1;
                 progress.bytes.fetch_add(len as u64, Ordering::Relaxed);
