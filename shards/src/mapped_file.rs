@@ -64,6 +64,8 @@ pub struct MappedRange {
     base: NonNull<u8>,
     /// Length of the whole mapping.
     total: usize,
+    /// The file's first byte (one page into the mapping).
+    data: NonNull<u8>,
     /// Length of the prefix right before the file's first byte.
     prefix: usize,
     /// Length of the file range.
@@ -88,8 +90,9 @@ unsafe impl Send for MappedRange {}
 unsafe impl Sync for MappedRange {}
 
 impl MappedRange {
-    /// Maps `len` bytes of `fd` from `offset` (a multiple of the page size), read-only and
-    /// faulted in now, behind a zeroed writable prefix of `prefix` bytes (at most a page).
+    /// Maps `len` bytes of `fd` from `offset` (a multiple of the page size), read-only
+    /// (pages are faulted in as they are read), behind a zeroed writable prefix of
+    /// `prefix` bytes (at most a page).
     ///
     /// Fails if the file system cannot map the file, if `MAX_MAPPED_RANGES` are mapped
     /// already, or if the arguments are out of range (zero length, unaligned offset).
@@ -153,6 +156,7 @@ impl MappedRange {
         Ok(MappedRange {
             base: NonNull::new(base.cast::<u8>()).expect("mmap succeeded"),
             total,
+            data: NonNull::new(file_start).expect("inside a mapping"),
             prefix,
             len,
             slot,
@@ -162,33 +166,26 @@ impl MappedRange {
     /// The file's bytes. They are zeros where the file shrank under them, which
     /// [`vanished`](Self::vanished) tells afterwards.
     pub fn data(&self) -> &[u8] {
-        let page = self.total - self.len.next_multiple_of(page_size());
-        // SAFETY: the file range lies `page` bytes into the mapping, which lives as long
-        // as `self`; it is only read here. Another process may write the file meanwhile:
-        // the bytes are then a torn snapshot, as a `read` racing that write would give.
-        unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(page), self.len) }
+        // SAFETY: the file range starts at `data` and lives as long as `self`; it is only
+        // read here. Another process may write the file meanwhile: the bytes are then a
+        // torn snapshot, as a `read` racing that write would give.
+        unsafe { std::slice::from_raw_parts(self.data.as_ptr(), self.len) }
     }
 
     /// The prefix followed by the file's bytes, contiguous.
     pub fn bytes(&self) -> &[u8] {
-        let page = self.total - self.len.next_multiple_of(page_size());
-        // SAFETY: as in `data`; the prefix is the end of the first (anonymous) page.
+        // SAFETY: as in `data`; the prefix is the end of the first (anonymous) page, right
+        // before `data`.
         unsafe {
-            std::slice::from_raw_parts(
-                self.base.as_ptr().add(page - self.prefix),
-                self.prefix + self.len,
-            )
+            std::slice::from_raw_parts(self.data.as_ptr().sub(self.prefix), self.prefix + self.len)
         }
     }
 
     /// The writable prefix right before the file's bytes.
     pub fn prefix_mut(&mut self) -> &mut [u8] {
-        let page = self.total - self.len.next_multiple_of(page_size());
         // SAFETY: the prefix is the end of the first page, private anonymous memory of
         // this mapping, borrowed mutably through `&mut self` only.
-        unsafe {
-            std::slice::from_raw_parts_mut(self.base.as_ptr().add(page - self.prefix), self.prefix)
-        }
+        unsafe { std::slice::from_raw_parts_mut(self.data.as_ptr().sub(self.prefix), self.prefix) }
     }
 
     /// Whether a page of the range was gone when read (the file shrank): its bytes read as

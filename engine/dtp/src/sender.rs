@@ -185,10 +185,13 @@ impl Sender {
 
     /// Writes the datagram of `data` at `offset`: header, data, tag.
     pub fn encode(&self, offset: u64, data: &[u8], out: &mut Vec<u8>) {
-        let datagram = self.datagram(offset, data);
         out.clear();
-        datagram.encode(out);
-        self.key.seal(out);
+        out.resize(
+            self.datagram(offset, data).encoded_len() + crate::TAG_LEN,
+            0,
+        );
+        self.encode_into(offset, data, out)
+            .expect("sized for the datagram and its tag");
     }
 
     /// Writes the datagram of `data` at `offset` at the start of `out` (where it is sent

@@ -43,8 +43,9 @@ impl DatagramKey {
 
     /// Appends the tag of everything in `packet` (header and data).
     pub fn seal(&self, packet: &mut Vec<u8>) {
-        let tag = self.tag(packet);
-        packet.extend_from_slice(&tag.to_be_bytes());
+        let len = packet.len();
+        packet.resize(len + TAG_LEN, 0);
+        self.seal_in_place(packet, len);
     }
 
     /// Writes the tag of `packet[..len]` (header and data) at `packet[len..]`; the length

@@ -46,27 +46,21 @@ impl InOrderHash {
                 return;
             }
             let take = data.len().min((end - offset) as usize);
-            let same_block = self.current.as_ref().is_some_and(|s| s.block == block);
-            let continues = same_block && self.current.as_ref().is_some_and(|s| s.next == offset);
-            if !continues {
-                if offset == start && digests.get(block).is_none() {
-                    self.current = Some(Streaming {
-                        block,
-                        next: offset,
-                        hasher: XxHash3_64::new(),
-                    });
-                } else if same_block {
-                    // Its bytes came out of order: it is read back once complete.
-                    self.current = None;
-                } else {
-                    // Bytes of another block (a resend filling a hole): the block in
-                    // progress goes on.
-                    offset += take as u64;
-                    data = &data[take..];
-                    continue;
+            self.current = match self.current.take() {
+                // Its bytes came out of order: it is read back once complete.
+                Some(streaming) if streaming.block == block => {
+                    (streaming.next == offset).then_some(streaming)
                 }
-            }
-            if let Some(streaming) = &mut self.current {
+                _ if offset == start && digests.get(block).is_none() => Some(Streaming {
+                    block,
+                    next: offset,
+                    hasher: XxHash3_64::new(),
+                }),
+                // Bytes of another block (a resend filling a hole): the block in progress
+                // goes on.
+                other => other,
+            };
+            if let Some(streaming) = self.current.as_mut().filter(|s| s.block == block) {
                 streaming.hasher.write(&data[..take]);
                 streaming.next += take as u64;
                 if streaming.next == end {

@@ -4,9 +4,8 @@
 //!
 //! A large piece at a page-aligned offset is not copied at all: it is mapped where the
 //! page cache holds it, behind a page that carries its Block header
-//! ([`MappedRange`]), hashed there, and the socket send copies it from there. That saves
-//! the copy out of the page cache, a third of what a sender spends per byte. A file the
-//! file system cannot map is read as any other.
+//! ([`MappedRange`]), hashed there, and the socket send copies it from there: the copy out
+//! of the page cache is saved. A file the file system cannot map is read as any other.
 
 use std::fs::File;
 use std::io;
@@ -39,8 +38,6 @@ pub(super) struct FileReader {
 /// Pieces at least this long are mapped: below it, setting a mapping up and tearing it
 /// down costs more than the copy it saves.
 pub(crate) const MAP_MIN_PIECE: u32 = 1 << 20;
-/// Page alignment a mapped piece's offset needs.
-const MAP_ALIGN: u64 = 4096;
 
 impl std::fmt::Debug for FileReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,10 +89,7 @@ impl FileReader {
         piece: Piece,
         pool: &mut BlockPool,
     ) -> Result<Bytes, ReplicateError> {
-        if let Some(mut mapped) = self.map(piece, BLOCK_HEADER_LEN)? {
-            let digest = block_digest(mapped.data());
-            self.check_intact(&mapped)?;
-            self.digest.piece(piece, digest);
+        if let Some((mut mapped, digest)) = self.map_digested(piece, BLOCK_HEADER_LEN)? {
             let head: &mut [u8; BLOCK_HEADER_LEN] = mapped
                 .prefix_mut()
                 .try_into()
@@ -124,26 +118,37 @@ impl FileReader {
         }
     }
 
-    /// `piece` mapped behind `prefix` bytes, if it is large and aligned enough to be worth
-    /// it and the file system maps the file; `None`: read it instead.
-    fn map(&mut self, piece: Piece, prefix: usize) -> Result<Option<MappedRange>, ReplicateError> {
-        if !self.map_pieces || piece.len < MAP_MIN_PIECE || !piece.offset.is_multiple_of(MAP_ALIGN)
-        {
+    /// `piece` mapped behind `prefix` bytes and hashed, its digest counted for the file;
+    /// `None` (read it instead) for a piece too small to be worth it or not on a page
+    /// boundary, and for a file the file system does not map. An error if the file shrank
+    /// under the mapping while it was hashed.
+    fn map_digested(
+        &mut self,
+        piece: Piece,
+        prefix: usize,
+    ) -> Result<Option<(MappedRange, u64)>, ReplicateError> {
+        if !self.map_pieces || piece.len < MAP_MIN_PIECE {
             return Ok(None);
         }
-        match MappedRange::map(self.file.as_fd(), piece.offset, piece.len as usize, prefix) {
-            Ok(mapped) => Ok(Some(mapped)),
-            // Every range mapped already (many jobs at once): this piece is read.
-            Err(error) if error.kind() == io::ErrorKind::OutOfMemory => Ok(None),
-            Err(_) => {
-                self.map_pieces = false;
-                Ok(None)
-            }
-        }
-    }
-
-    /// A page of `mapped` was gone when it was hashed: the file shrank while it was read.
-    fn check_intact(&self, mapped: &MappedRange) -> Result<(), ReplicateError> {
+        let mapped =
+            match MappedRange::map(self.file.as_fd(), piece.offset, piece.len as usize, prefix) {
+                Ok(mapped) => mapped,
+                // Every range mapped already (many jobs at once), or an offset off a page
+                // boundary (a sparse file's extent): this piece is read.
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        io::ErrorKind::OutOfMemory | io::ErrorKind::InvalidInput
+                    ) =>
+                {
+                    return Ok(None);
+                }
+                Err(_) => {
+                    self.map_pieces = false;
+                    return Ok(None);
+                }
+            };
+        let digest = block_digest(mapped.data());
         if mapped.vanished() {
             return Err(self.io(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -151,7 +156,8 @@ impl FileReader {
                  push it again once it is no longer being rewritten",
             )));
         }
-        Ok(())
+        self.digest.piece(piece, digest);
+        Ok(Some((mapped, digest)))
     }
 
     /// Reads `piece` (into `scratch`) only for the whole-file digest: the target has it
@@ -161,10 +167,7 @@ impl FileReader {
         piece: Piece,
         scratch: &mut Vec<u8>,
     ) -> Result<(), ReplicateError> {
-        if let Some(mapped) = self.map(piece, 0)? {
-            let digest = block_digest(mapped.data());
-            self.check_intact(&mapped)?;
-            self.digest.piece(piece, digest);
+        if self.map_digested(piece, 0)?.is_some() {
             return Ok(());
         }
         scratch.resize(piece.len as usize, 0);
