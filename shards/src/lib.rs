@@ -129,8 +129,9 @@ pub use mesh::{AppMessage, ShardTask};
 pub use pool::BufHandle;
 pub use protocol::{CloseReason, PeerCredentials, Protocol, Received, Transmit};
 pub use shard::{
-    ConnId, FileDone, HandlerFactory, NoHandler, OpenOptions, ProtocolFactory, ROUTE_PEEK_MAX,
-    Route, Router, ShardCtx, ShardHandler, UdpId, UdpOptions, wake_connection,
+    ConnId, FileDone, GatherPiece, HandlerFactory, MAX_GATHER_PIECES, NoHandler, OpenOptions,
+    ProtocolFactory, ROUTE_PEEK_MAX, Route, Router, ShardCtx, ShardHandler, UdpId, UdpOptions,
+    wake_connection,
 };
 pub use shards::Shards;
 pub use stats::{ShardStats, StatsSnapshot};

@@ -10,7 +10,10 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
+
+use hawser_shards::MappedRange;
 
 use twox_hash::{XxHash3_64, XxHash3_128};
 
@@ -108,8 +111,25 @@ pub fn blocks(size: u64) -> u64 {
     size.div_ceil(BLOCK)
 }
 
-/// xxh3-64 of the bytes `(offset, len)` of `file`, read into `buf`.
+/// Blocks at least this long are hashed where the page cache holds them.
+const MAP_MIN: u64 = 64 * 1024;
+
+/// xxh3-64 of the bytes `(offset, len)` of `file`: mapped, or read into `buf` where the
+/// file cannot be mapped. A block past the file's end fails with `UnexpectedEof`.
 pub fn hash_block(file: &File, (offset, len): (u64, u64), buf: &mut Vec<u8>) -> io::Result<u64> {
+    if len >= MAP_MIN
+        && let Ok(len) = usize::try_from(len)
+        && let Ok(range) = MappedRange::map(file.as_fd(), offset, len, 0)
+    {
+        let digest = XxHash3_64::oneshot(range.data());
+        if range.vanished() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the file ended before the block did",
+            ));
+        }
+        return Ok(digest);
+    }
     buf.resize(len as usize, 0);
     file.read_exact_at(buf, offset)?;
     Ok(XxHash3_64::oneshot(buf))
@@ -151,6 +171,26 @@ pub fn verify_on_disk(file: &File, state: &mut crate::TransferState) -> io::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mapped_block_hashes_as_read_and_one_past_the_end_fails() {
+        let path = std::env::temp_dir().join(format!("hawser-dtp-mapped-{}", std::process::id()));
+        let data: Vec<u8> = (0..BLOCK + 4096).map(|i| (i % 241) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let file = File::open(&path).unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(
+            hash_block(&file, (0, BLOCK), &mut buf).unwrap(),
+            XxHash3_64::oneshot(&data[..BLOCK as usize])
+        );
+        assert!(
+            buf.is_empty(),
+            "a block of a mappable file is not read into the buffer"
+        );
+        let past = hash_block(&file, (BLOCK, BLOCK), &mut buf).unwrap_err();
+        assert_eq!(past.kind(), io::ErrorKind::UnexpectedEof);
+        std::fs::remove_file(&path).unwrap();
+    }
 
     #[test]
     fn digests_in_any_order_give_the_file_digest() {

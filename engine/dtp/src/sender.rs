@@ -15,12 +15,17 @@ const ECHO_SAMPLES: usize = 4096;
 /// At most one echo sample per this much time.
 const ECHO_SAMPLE_SPACING: Duration = Duration::from_micros(200);
 
+/// When its bucket runs dry, the pacer waits for this much sending time to accumulate.
+const PACER_WAKE: Duration = Duration::from_micros(250);
+
 /// When a first-pass datagram left, and how many datagrams had left by then.
 #[derive(Debug, Clone, Copy)]
 struct EchoSample {
     offset: u64,
     at: Instant,
     datagrams: u64,
+    /// Bytes of datagrams sent by then.
+    bytes: u64,
 }
 
 /// One report's cumulative counts.
@@ -29,8 +34,13 @@ struct Delivered {
     at: Instant,
     bytes: u64,
     datagrams: u64,
-    /// Datagrams sent up to the one the report echoed.
-    sent: u64,
+    /// Datagrams sent up to the one the report echoed: at least this many (the echo
+    /// sample at or before it)...
+    sent_low: u64,
+    /// ...and at most this many (the datagrams before the next sample).
+    sent_high: u64,
+    /// The echo sample's send time and the datagram bytes sent by then.
+    echo_sent: Option<(Instant, u64)>,
 }
 
 /// What the previous feedback said, to turn the next into rates.
@@ -80,6 +90,8 @@ pub struct Sender {
     datagrams: u64,
     /// Send times of first-pass datagrams, ascending by offset.
     echoes: VecDeque<EchoSample>,
+    /// The end of the highest datagram sent: one starting there or beyond is first pass.
+    first_pass_end: u64,
     last_feedback: Option<LastFeedback>,
     /// What the reports of about the last half round trip said: the delivery rate and
     /// the loss are taken over that, not over one report's few ms.
@@ -106,6 +118,7 @@ impl Sender {
             sent_bytes: 0,
             datagrams: 0,
             echoes: VecDeque::with_capacity(ECHO_SAMPLES),
+            first_pass_end: 0,
             last_feedback: None,
             delivered: VecDeque::new(),
             srtt: None,
@@ -164,7 +177,12 @@ impl Sender {
         }
         self.sent_bytes += cost as u64;
         self.datagrams += 1;
-        self.note_send(now, first.offset());
+        // Only first-pass sends time echoes: a resent hole above the last sample would
+        // otherwise lend its late send time to an earlier datagram the receiver echoes.
+        if first.offset() >= self.first_pass_end {
+            self.first_pass_end = first.offset() + len as u64;
+            self.note_send(now, first.offset());
+        }
         Some((first.offset(), len))
     }
 
@@ -175,7 +193,11 @@ impl Sender {
         }
         let first = self.pending.front()?;
         let len = first.length().min(self.config.chunk as u64) as usize;
-        let missing = self.datagram_len(len) as f64 - self.tokens;
+        // Wake for a batch of datagrams, not for each: at high rates a wake-up per
+        // datagram costs more than sending it.
+        let batch =
+            (self.config.rate as f64 * PACER_WAKE.as_secs_f64()).min(self.config.burst as f64);
+        let missing = (self.datagram_len(len) as f64).max(batch) - self.tokens;
         if missing <= 0.0 {
             return Some(now);
         }
@@ -204,6 +226,20 @@ impl Sender {
         }
         datagram.encode(&mut &mut out[..len]);
         Some(self.key.seal_in_place(out, len))
+    }
+
+    /// Bytes of each datagram's header.
+    pub fn header_len(&self) -> usize {
+        self.config.form.header_len()
+    }
+
+    /// Writes the header of the datagram at `offset` at the start of `out` (for a send
+    /// that gathers its data from elsewhere); its length. `None` if `out` is too short.
+    pub fn encode_header_into(&self, offset: u64, out: &mut [u8]) -> Option<usize> {
+        let len = self.header_len();
+        let out = out.get_mut(..len)?;
+        self.datagram(offset, &[]).encode_header(&mut &mut out[..]);
+        Some(len)
     }
 
     fn datagram<'a>(&self, offset: u64, data: &'a [u8]) -> Datagram<'a> {
@@ -287,6 +323,7 @@ impl Sender {
             offset,
             at: now,
             datagrams: self.datagrams,
+            bytes: self.sent_bytes,
         });
     }
 
@@ -322,7 +359,17 @@ impl Sender {
             .copied();
         let hold = Duration::from_micros(feedback.echo_hold_us.into());
         let rtt = echo.and_then(|e| now.checked_duration_since(e.at)?.checked_sub(hold));
-        let sent_datagrams = echo.map_or(self.datagrams, |e| e.datagrams + 1);
+        // Samples are spaced in time, so a burst's datagrams share one: the echoed
+        // datagram's count is known within the burst.
+        let (sent_low, sent_high) = match echo {
+            Some(e) => (
+                e.datagrams,
+                self.echoes
+                    .get(index)
+                    .map_or(self.datagrams, |next| next.datagrams - 1),
+            ),
+            None => (self.datagrams, self.datagrams),
+        };
         self.last_feedback = Some(LastFeedback {
             sequence: feedback.sequence,
         });
@@ -338,7 +385,9 @@ impl Sender {
             at: now,
             bytes: feedback.received_bytes,
             datagrams: feedback.received_datagrams,
-            sent: sent_datagrams,
+            sent_low,
+            sent_high,
+            echo_sent: echo.map(|e| (e.at, e.bytes)),
         });
         while self.delivered.len() > 64
             || self.delivered.len() > 2
@@ -349,16 +398,33 @@ impl Sender {
         {
             self.delivered.pop_front();
         }
+        // The receiver counts data bytes; the pacer counts whole datagrams.
+        let chunk = self.config.chunk.max(1) as f64;
+        let overhead = self.datagram_len(self.config.chunk) as f64 / chunk;
         let (first, last) = (self.delivered.front(), self.delivered.back());
         let (delivery_rate, loss) = match (first, last) {
             // Over less than half the window a rate is noise (a burst, a GRO run): none.
             (Some(a), Some(b)) if b.at.saturating_duration_since(a.at) < window / 2 => (0.0, 0.0),
             (Some(a), Some(b)) => {
-                let rate = b.bytes.saturating_sub(a.bytes) as f64 / (b.at - a.at).as_secs_f64();
-                let sent = b.sent.saturating_sub(a.sent) as f64;
-                let got = b.datagrams.saturating_sub(a.datagrams) as f64;
-                let loss = if sent > 0.0 {
-                    (1.0 - got / sent).clamp(0.0, 1.0)
+                let received = b.bytes.saturating_sub(a.bytes) as f64 / (b.at - a.at).as_secs_f64();
+                // Nothing arrives faster than it was sent: a receiver that catches up
+                // after a stall reports a burst the path never carried.
+                let rate = match (a.echo_sent, b.echo_sent) {
+                    (Some((sent_a, bytes_a)), Some((sent_b, bytes_b))) if sent_b > sent_a => {
+                        let sent_rate = bytes_b.saturating_sub(bytes_a) as f64
+                            / (sent_b - sent_a).as_secs_f64()
+                            / overhead;
+                        received.min(sent_rate)
+                    }
+                    _ => received,
+                };
+                // Only what surely went and did not arrive counts as lost: the counts'
+                // uncertainty would otherwise read as a steady loss of a datagram or two.
+                let surely_sent = b.sent_low.saturating_sub(a.sent_high);
+                let got = b.datagrams.saturating_sub(a.datagrams);
+                let sent = (b.sent_low + b.sent_high).saturating_sub(a.sent_low + a.sent_high) / 2;
+                let loss = if sent > 0 {
+                    (surely_sent.saturating_sub(got) as f64 / sent as f64).clamp(0.0, 1.0)
                 } else {
                     0.0
                 };
@@ -366,9 +432,6 @@ impl Sender {
             }
             _ => (feedback.delivery_rate as f64, 0.0),
         };
-        // The receiver counts data bytes; the pacer counts whole datagrams.
-        let chunk = self.config.chunk.max(1) as f64;
-        let overhead = self.datagram_len(self.config.chunk) as f64 / chunk;
         Some(RateSample {
             now,
             delivery_rate: (delivery_rate * overhead) as u64,
@@ -396,6 +459,64 @@ impl Sender {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sender(total: u64, chunk: usize) -> Sender {
+        Sender::new(
+            SenderConfig {
+                session_id: 9,
+                total_size: total,
+                wanted: IntervalSet::whole(total),
+                form: DatagramForm::Basic,
+                chunk,
+                rate: 1 << 30,
+                burst: 1 << 20,
+                resend_after: Duration::from_millis(10),
+            },
+            DatagramKey::new([7; 32]),
+        )
+    }
+
+    fn feedback(sequence: u32, echo_offset: u64, holes: IntervalSet) -> Feedback {
+        Feedback {
+            session_id: 9,
+            sequence,
+            complete: false,
+            final_pass: false,
+            received_bytes: 0,
+            received_datagrams: 0,
+            delivery_rate: 0,
+            echo_offset,
+            echo_hold_us: 0,
+            holes,
+        }
+    }
+
+    #[test]
+    fn a_resent_hole_does_not_time_the_echo_of_an_earlier_datagram() {
+        let start = Instant::now();
+        let mut sender = sender(4000, 1000);
+        // Four datagrams in one burst: only the first is sampled (sample spacing).
+        for _ in 0..4 {
+            sender.next_datagram(start).unwrap();
+        }
+        // 50 ms later the receiver reports the third as a hole; it goes again.
+        let later = start + Duration::from_millis(50);
+        let hole = IntervalSet::from_canonical(vec![Interval::new(2000, 1000).unwrap()]).unwrap();
+        sender.on_feedback(later, &feedback(1, 1000, hole));
+        assert_eq!(sender.next_datagram(later), Some((2000, 1000)));
+        // The fourth's echo (it arrived long ago) is timed from the burst, not the resend.
+        let sample = sender
+            .on_feedback(
+                later + Duration::from_millis(5),
+                &feedback(2, 3000, IntervalSet::new()),
+            )
+            .unwrap();
+        assert!(
+            sample.rtt.unwrap() >= Duration::from_millis(55),
+            "round trip {:?}",
+            sample.rtt
+        );
+    }
 
     #[test]
     fn encoding_in_place_gives_the_bytes_of_the_appending_encoder() {

@@ -6,8 +6,14 @@
 //! that sees the traffic and works at forging it (over an encrypted nexus an AEAD tag is
 //! the stronger choice, see `docs/PROTOCOL.md`).
 
+use std::hash::Hasher;
+
+use twox_hash::xxhash3_64::{RawHasher, SecretBuffer};
+
 /// Bytes of the tag after the data.
 pub const TAG_LEN: usize = 8;
+/// Inputs up to this long XXH3 hashes in one piece.
+const SHORT_INPUT: usize = 240;
 /// Bytes of the XXH3 secret expanded from the key (at least XXH3's 136).
 const SECRET_LEN: usize = 192;
 
@@ -39,6 +45,27 @@ impl DatagramKey {
     fn tag(&self, bytes: &[u8]) -> u64 {
         // The secret is 192 bytes, over XXH3's minimum: this cannot fail.
         twox_hash::XxHash3_64::oneshot_with_secret(&self.secret, bytes).unwrap_or(0)
+    }
+
+    /// The tag of a datagram whose header and data lie apart (sent gathered): what
+    /// sealing them contiguous would append.
+    pub fn tag_of_parts(&self, header: &[u8], data: &[u8]) -> [u8; TAG_LEN] {
+        let total = header.len() + data.len();
+        if total <= SHORT_INPUT {
+            // XXH3's streaming form hashes short inputs with its default secret.
+            let mut whole = [0u8; SHORT_INPUT];
+            whole[..header.len()].copy_from_slice(header);
+            whole[header.len()..total].copy_from_slice(data);
+            return self.tag(&whole[..total]).to_be_bytes();
+        }
+        // The secret is 192 bytes, over XXH3's minimum: this cannot fail.
+        let Ok(secret) = SecretBuffer::new(0, &self.secret) else {
+            return [0; TAG_LEN];
+        };
+        let mut hasher = RawHasher::new(secret);
+        hasher.write(header);
+        hasher.write(data);
+        hasher.finish().to_be_bytes()
     }
 
     /// Appends the tag of everything in `packet` (header and data).
@@ -84,5 +111,22 @@ mod tests {
             "another session's key"
         );
         assert_eq!(key.open(b"short"), None);
+    }
+
+    #[test]
+    fn the_tag_of_parts_is_the_tag_of_the_whole() {
+        let key = DatagramKey::new([3; 32]);
+        for len in [1usize, 100, 236, 237, 300, 1460, 64000] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 13 % 251) as u8).collect();
+            let header = [0u8, 0, 0x10, 0];
+            let mut packet = header.to_vec();
+            packet.extend_from_slice(&data);
+            key.seal(&mut packet);
+            assert_eq!(
+                key.tag_of_parts(&header, &data)[..],
+                packet[packet.len() - TAG_LEN..],
+                "{len} bytes"
+            );
+        }
     }
 }

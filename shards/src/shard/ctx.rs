@@ -6,12 +6,14 @@ use std::os::fd::RawFd;
 use std::path::Path;
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use super::Core;
 use super::conn::ConnId;
 use super::file::OpenOptions;
 use super::listener::ProtocolFactory;
 use super::timer::APP_TOKEN_LIMIT;
-use super::udp::{UdpId, UdpOptions};
+use super::udp::{GatherPiece, UdpId, UdpOptions};
 use crate::mesh::{AppMessage, Envelope, ShardTask};
 use crate::pool::BufHandle;
 use crate::protocol::Protocol;
@@ -218,6 +220,26 @@ impl ShardCtx<'_> {
         segment_size: Option<u16>,
     ) {
         self.core.send_datagram(socket, to, buf, segment_size);
+    }
+
+    /// Sends, as [`send_datagram`](Self::send_datagram) sends one buffer, the bytes that
+    /// `pieces` gather in order from `head` (each datagram's own bytes: headers, tags) and
+    /// `body` (bytes shared with others, e.g. a mapped file range the kernel copies from
+    /// directly). Both are kept until the send completes. Refused (nothing is sent) if a
+    /// piece lies outside its buffer or there are more than
+    /// [`MAX_GATHER_PIECES`](crate::MAX_GATHER_PIECES).
+    #[inline]
+    pub fn send_datagram_gathered(
+        &mut self,
+        socket: UdpId,
+        to: SocketAddr,
+        head: BufHandle,
+        body: Bytes,
+        pieces: &[GatherPiece],
+        segment_size: Option<u16>,
+    ) -> io::Result<()> {
+        self.core
+            .send_datagram_gathered(socket, to, head, body, pieces, segment_size)
     }
 
     /// Closes a UDP socket of this shard.

@@ -53,6 +53,14 @@ impl Core {
         self.dirty_spare.clear();
     }
 
+    /// Submits without waiting. A submit runs sends inline (a UDP burst through the whole
+    /// stack) and can take milliseconds: the completions reaped next see the time after it,
+    /// or a peer's echo would be timed as arriving before it did.
+    fn submit_without_parking(&mut self) {
+        let _ = self.ring.submit();
+        self.now = Instant::now();
+    }
+
     fn reap(&mut self) {
         let mut cqes = std::mem::take(&mut self.cqes);
         cqes.extend(
@@ -177,7 +185,7 @@ impl Core {
     /// flag, so either it sees the flag and rings, or we see its work here.
     fn wait(&mut self) {
         if self.has_pending_work() {
-            let _ = self.ring.submit();
+            self.submit_without_parking();
             return;
         }
         if let Some(spin) = self.settings.busy_poll
@@ -194,7 +202,7 @@ impl Core {
         if self.has_shared_input() || self.shm_has_work() {
             self.doorbell.end_park();
             self.shm_set_parked(false);
-            let _ = self.ring.submit();
+            self.submit_without_parking();
             return;
         }
         let next = match (self.timers.next_at(), self.stop_deadline) {

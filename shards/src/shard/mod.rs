@@ -40,7 +40,7 @@ pub use file::{FileDone, OpenOptions};
 pub use handler::{HandlerFactory, NoHandler, ShardHandler};
 pub use listener::ProtocolFactory;
 pub use route::{ROUTE_PEEK_MAX, Route, Router};
-pub use udp::{UdpId, UdpOptions};
+pub use udp::{GatherPiece, MAX_GATHER_PIECES, UdpId, UdpOptions};
 pub use wake::wake_connection;
 
 use conn::Conn;

@@ -6,6 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
+use bytes::Bytes;
 use io_uring::{cqueue, types};
 
 use super::op::{OpKind, user_data};
@@ -27,6 +28,29 @@ impl UdpId {
         usize::from(self.shard)
     }
 }
+
+/// Where a piece of a gathered datagram send comes from (see
+/// [`ShardCtx::send_datagram_gathered`](crate::ShardCtx::send_datagram_gathered)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatherPiece {
+    /// Bytes `start..start + len` of the send's own buffer (headers, tags).
+    Head {
+        /// First byte.
+        start: usize,
+        /// Bytes.
+        len: usize,
+    },
+    /// Bytes `start..start + len` of the shared body (a mapped file range, say).
+    Body {
+        /// First byte.
+        start: usize,
+        /// Bytes.
+        len: usize,
+    },
+}
+
+/// Most pieces of one gathered send (the kernel takes up to 1024 iovecs).
+pub const MAX_GATHER_PIECES: usize = 256;
 
 /// Options of a UDP socket.
 #[derive(Debug, Clone, Copy, Default)]
@@ -159,16 +183,58 @@ impl Core {
             Some(sock) if usize::from(socket.shard) == self.id && !sock.closing => sock.fd,
             _ => return, // dropping `buf` sends it home
         };
-        let index = match self.free_udp_sends.pop() {
+        let index = self.claim_udp_send();
+        let op = &mut *self.udp_sends[index as usize];
+        let ud = user_data(OpKind::UdpSend, 0, index);
+        self.ring.send_datagram(fd, op, to, buf, segment_size, ud);
+    }
+
+    /// As [`send_datagram`](Self::send_datagram), the bytes gathered from `head` and
+    /// `body` by `pieces`; refused if a piece lies outside its buffer or there are more
+    /// than [`MAX_GATHER_PIECES`].
+    pub(super) fn send_datagram_gathered(
+        &mut self,
+        socket: UdpId,
+        to: SocketAddr,
+        head: BufHandle,
+        body: Bytes,
+        pieces: &[GatherPiece],
+        segment_size: Option<u16>,
+    ) -> io::Result<()> {
+        let within = |piece: &GatherPiece| match *piece {
+            GatherPiece::Head { start, len } => {
+                start.checked_add(len).is_some_and(|end| end <= head.len())
+            }
+            GatherPiece::Body { start, len } => {
+                start.checked_add(len).is_some_and(|end| end <= body.len())
+            }
+        };
+        if pieces.is_empty() || pieces.len() > MAX_GATHER_PIECES || !pieces.iter().all(within) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a gathered datagram send needs 1 to 256 pieces, each within its buffer",
+            ));
+        }
+        let fd = match self.udp.get(socket.index as usize).and_then(|u| u.as_ref()) {
+            Some(sock) if usize::from(socket.shard) == self.id && !sock.closing => sock.fd,
+            _ => return Ok(()), // as a plain send to a closed socket: dropped
+        };
+        let index = self.claim_udp_send();
+        let op = &mut *self.udp_sends[index as usize];
+        let ud = user_data(OpKind::UdpSend, 0, index);
+        self.ring
+            .send_datagram_gathered(fd, op, to, head, body, pieces, segment_size, ud);
+        Ok(())
+    }
+
+    fn claim_udp_send(&mut self) -> u32 {
+        match self.free_udp_sends.pop() {
             Some(i) => i,
             None => {
                 self.udp_sends.push(DatagramSend::new());
                 (self.udp_sends.len() - 1) as u32
             }
-        };
-        let op = &mut *self.udp_sends[index as usize];
-        let ud = user_data(OpKind::UdpSend, 0, index);
-        self.ring.send_datagram(fd, op, to, buf, segment_size, ud);
+        }
     }
 
     #[inline]

@@ -5,14 +5,16 @@
 //! them through a [`Transfer`].
 //!
 //! Memory is bounded by configuration: at most `max_sessions` sessions, each with one
-//! read-ahead or write-behind buffer of [`STAGING`] bytes, and the shard's pool of send
-//! and receive buffers.
+//! read-ahead buffer of [`STAGING`] bytes (only where the file cannot be mapped) or
+//! four write-behind runs of that size (`writer::RUN_BUFFERS`), and the shard's pool of send and
+//! receive buffers.
 
 mod in_order;
 mod receiving;
 pub mod routes;
 mod sending;
 mod shard;
+mod writer;
 
 use std::fs::File;
 use std::io;

@@ -1,37 +1,25 @@
 //! A receiving session: the sans-IO [`Receiver`], its data written at each datagram's
-//! offset through a write-behind buffer that gathers runs of consecutive datagrams (their
-//! page-aligned part past the page cache where the file system allows it), the digests
-//! of blocks (hashed as their bytes pass in order, else read back once complete), and the
-//! journal.
+//! offset by its [`Writer`], the digests of blocks (hashed as their bytes pass in order,
+//! else read back once complete), and the journal.
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hawser_wire::dtp::Feedback;
 
-use hawser_replicate::DirectFile;
-
 use super::in_order::InOrderHash;
-use super::{Journal, Progress, ReceivePlan, STAGING};
+use super::writer::Writer;
+use super::{Journal, Progress, ReceivePlan};
 use crate::digest::{self, BLOCK, BlockDigests};
 use crate::{DatagramKey, Receiver, ReceiverConfig, Verdict};
-
-/// Consecutive bytes waiting to be written at `start`.
-#[derive(Debug)]
-struct WriteBehind {
-    start: u64,
-    buf: Vec<u8>,
-}
 
 /// One transfer's receiving side on the shard.
 pub(super) struct ReceivingSession {
     pub(super) receiver: Receiver,
     file: File,
-    direct: Option<DirectFile>,
-    pending: WriteBehind,
+    writer: Writer,
     digests: BlockDigests,
     in_order: InOrderHash,
     /// Blocks received whole, to hash once their bytes are written.
@@ -72,12 +60,8 @@ impl ReceivingSession {
         );
         ReceivingSession {
             receiver,
+            writer: Writer::new(&plan.file, plan.direct),
             file: plan.file,
-            direct: plan.direct,
-            pending: WriteBehind {
-                start: 0,
-                buf: Vec::with_capacity(STAGING),
-            },
             digests: plan.digests,
             in_order: InOrderHash::default(),
             complete_blocks: Vec::new(),
@@ -129,29 +113,12 @@ impl ReceivingSession {
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        let contiguous = offset == self.pending.start + self.pending.buf.len() as u64;
-        if !contiguous || self.pending.buf.len() + data.len() > STAGING {
-            self.flush()?;
-            self.pending.start = offset;
-        }
-        self.pending.buf.extend_from_slice(data);
-        Ok(())
+        self.writer.write(&self.file, offset, data)
     }
 
-    /// Writes what waits.
+    /// Writes what waits, and waits until it is written.
     pub(super) fn flush(&mut self) -> io::Result<()> {
-        if !self.pending.buf.is_empty() {
-            match &self.direct {
-                Some(direct) => {
-                    direct.write_at(&self.file, &self.pending.buf, self.pending.start)?
-                }
-                None => self
-                    .file
-                    .write_all_at(&self.pending.buf, self.pending.start)?,
-            }
-            self.pending.buf.clear();
-        }
-        Ok(())
+        self.writer.flush(&self.file)
     }
 
     /// Hashes the blocks completed since the last call (after writing them).

@@ -1,14 +1,21 @@
-//! A sending session: the sans-IO [`Sender`] and its rate controller, the payload read
-//! ahead of the pacer, and datagrams batched into GSO sends.
+//! A sending session: the sans-IO [`Sender`] and its rate controller, the payload mapped
+//! (or read) ahead of the pacer, and datagrams batched into GSO sends.
+//!
+//! Datagrams are sent gathered: each one's header and tag from a small buffer, its data
+//! straight from the mapped file, so the kernel's copy is the only one. Where the file
+//! cannot be mapped, the data is read into a window and copied into the send buffer.
 
 use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use hawser_shards::{ShardCtx, UdpId};
+use bytes::Bytes;
+use hawser_shards::{BufHandle, GatherPiece, MappedRange, ShardCtx, UdpId};
 use hawser_wire::dtp::Feedback;
 
 use super::{BUFFER, Progress, STAGING, SendPlan};
@@ -18,6 +25,47 @@ use crate::{DatagramKey, Sender, SenderConfig};
 
 /// Most datagrams of one GSO send (the kernel's limit is 64 on older kernels).
 const MAX_SEGMENTS: usize = 64;
+
+/// Bytes of the payload a mapped window starts on (multiples of it)...
+const WINDOW: u64 = STAGING as u64;
+/// ...and the bytes it covers beyond the next start, so that a batch (at most [`BUFFER`]
+/// bytes) that starts in a window ends in it.
+const WINDOW_SLACK: u64 = BUFFER as u64;
+
+/// A mapped range shared by the sends gathering from it.
+struct SharedRange(Arc<MappedRange>);
+
+impl AsRef<[u8]> for SharedRange {
+    fn as_ref(&self) -> &[u8] {
+        self.0.data()
+    }
+}
+
+/// A window of the payload mapped ahead of the pacer.
+struct MappedWindow {
+    start: u64,
+    range: Arc<MappedRange>,
+    bytes: Bytes,
+}
+
+impl MappedWindow {
+    /// The window holding `offset`.
+    fn covering(file: &File, total: u64, offset: u64) -> io::Result<Self> {
+        let start = offset - offset % WINDOW;
+        let len = (WINDOW + WINDOW_SLACK).min(total - start) as usize;
+        let range = Arc::new(MappedRange::map(file.as_fd(), start, len, 0)?);
+        let bytes = Bytes::from_owner(SharedRange(Arc::clone(&range)));
+        Ok(MappedWindow {
+            start,
+            range,
+            bytes,
+        })
+    }
+
+    fn holds(&self, offset: u64, len: usize) -> bool {
+        offset >= self.start && offset + len as u64 <= self.start + self.bytes.len() as u64
+    }
+}
 
 /// A window of the payload read ahead of the pacer.
 #[derive(Debug)]
@@ -66,6 +114,13 @@ pub(super) struct SendingSession {
     datagram_size: usize,
     read_ahead: ReadAhead,
     single: Vec<u8>,
+    /// The mapped window, while the file can be mapped.
+    window: Option<MappedWindow>,
+    mapping: bool,
+    /// The pieces of the batch being gathered (kept, so a batch allocates nothing).
+    pieces: Vec<GatherPiece>,
+    /// A datagram the pacer let go that starts the next batch (it needs another window).
+    carried: Option<(u64, usize)>,
     srtt: Option<Duration>,
     last_feedback: Option<Instant>,
     silence_acted: Option<Instant>,
@@ -116,6 +171,10 @@ impl SendingSession {
                 buf: vec![0; STAGING],
             },
             single: Vec::new(),
+            window: None,
+            mapping: true,
+            pieces: Vec::with_capacity(3 * MAX_SEGMENTS),
+            carried: None,
             srtt: None,
             last_feedback: None,
             silence_acted: None,
@@ -149,6 +208,14 @@ impl SendingSession {
                     .set_resend_after(srtt + 2 * self.report_interval);
             }
             let rate = self.controller.on_sample(&sample);
+            tracing::trace!(
+                session = self.sender.config().session_id,
+                delivery_rate = sample.delivery_rate,
+                rtt_us = sample.rtt.map(|r| r.as_micros() as u64),
+                loss = sample.loss,
+                rate,
+                "DTP rate sample"
+            );
             self.set_rate(rate, progress);
         }
         true
@@ -189,47 +256,186 @@ impl SendingSession {
     ) -> io::Result<Option<Instant>> {
         self.starved = false;
         loop {
-            let Some(mut buf) = ctx.alloc_buffer() else {
+            let Some(buf) = ctx.alloc_buffer() else {
                 self.starved = true;
                 return Ok(Some(now + Duration::from_micros(200)));
             };
-            let room = buf.capacity().min(BUFFER);
-            let mut filled = 0;
-            let mut segments = 0;
-            let mut segment_size = 0;
-            while segments < MAX_SEGMENTS && filled + self.datagram_size <= room {
-                let Some((offset, len)) = self.sender.next_datagram(now) else {
-                    break;
-                };
-                let data =
-                    self.read_ahead
-                        .bytes(&self.file, self.total, offset, len, &mut self.single)?;
-                let out = &mut buf.as_mut_full()[filled..filled + self.datagram_size];
-                let size = self
-                    .sender
-                    .encode_into(offset, data, out)
-                    .ok_or_else(|| io::Error::other("a datagram longer than its size"))?;
-                filled += size;
-                segments += 1;
-                progress.bytes.fetch_add(len as u64, Ordering::Relaxed);
-                progress.datagrams.fetch_add(1, Ordering::Relaxed);
-                // GSO sends equal segments, the last may be shorter: a short datagram
-                // (an interval's end) ends a batch, or goes alone when first.
-                if segments == 1 {
-                    segment_size = size;
-                    if size < self.datagram_size {
-                        break;
-                    }
-                } else if size < segment_size {
+            let batch = if self.mapping {
+                self.gather_batch(buf, now, progress)?
+            } else {
+                self.copy_batch(buf, now, progress)?
+            };
+            match batch {
+                Some(Batch::Gathered(head, body, gso)) => {
+                    ctx.send_datagram_gathered(socket, peer, head, body, &self.pieces, gso)?
+                }
+                Some(Batch::Copied(buf, gso)) => ctx.send_datagram(socket, peer, buf, gso),
+                None if self.carried.is_some() => {} // the mapping failed: copy it
+                None => return Ok(self.sender.poll_timeout(now)),
+            }
+        }
+    }
+
+    /// The next datagram: the one carried over, or what the pacer lets go now.
+    fn next_datagram(&mut self, now: Instant) -> Option<(u64, usize)> {
+        self.carried
+            .take()
+            .or_else(|| self.sender.next_datagram(now))
+    }
+
+    /// A batch of datagrams gathered from one mapped window (headers and tags in `head`,
+    /// the pieces in `self.pieces`); `None` if the pacer let nothing go.
+    fn gather_batch(
+        &mut self,
+        mut head: BufHandle,
+        now: Instant,
+        progress: &Progress,
+    ) -> io::Result<Option<Batch>> {
+        self.pieces.clear();
+        let header_len = self.sender.header_len();
+        let mut used = 0;
+        let mut batch = BatchSizes::default();
+        while batch.has_room(self.datagram_size) && used + header_len + TAG_LEN <= head.capacity() {
+            let Some((offset, len)) = self.next_datagram(now) else {
+                break;
+            };
+            if !self.window.as_ref().is_some_and(|w| w.holds(offset, len)) {
+                if batch.segments > 0 {
+                    // One send gathers from one window: this one starts the next batch.
+                    self.carried = Some((offset, len));
                     break;
                 }
+                match MappedWindow::covering(&self.file, self.total, offset) {
+                    Ok(window) => self.window = Some(window),
+                    Err(_) => {
+                        // Read instead, from now on (a file system that cannot map, or
+                        // the process's mappings all taken).
+                        self.mapping = false;
+                        self.window = None;
+                        self.carried = Some((offset, len));
+                        return Ok(None);
+                    }
+                }
             }
-            if segments == 0 {
-                return Ok(self.sender.poll_timeout(now));
+            let window = self.window.as_ref().expect("set above");
+            let at = (offset - window.start) as usize;
+            let data = &window.range.data()[at..at + len];
+            let room = &mut head.as_mut_full()[used..used + header_len + TAG_LEN];
+            self.sender
+                .encode_header_into(offset, room)
+                .ok_or_else(|| io::Error::other("no room for a datagram header"))?;
+            let tag = self.key.tag_of_parts(&room[..header_len], data);
+            if window.range.vanished() {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the file shrank while it was being sent (another process truncated it); \
+                     send it again once it is no longer being rewritten",
+                ));
             }
-            buf.set_len(filled);
-            let gso = (segments > 1).then_some(segment_size as u16);
-            ctx.send_datagram(socket, peer, buf, gso);
+            room[header_len..].copy_from_slice(&tag);
+            self.pieces.extend([
+                GatherPiece::Head {
+                    start: used,
+                    len: header_len,
+                },
+                GatherPiece::Body { start: at, len },
+                GatherPiece::Head {
+                    start: used + header_len,
+                    len: TAG_LEN,
+                },
+            ]);
+            used += header_len + TAG_LEN;
+            progress.bytes.fetch_add(len as u64, Ordering::Relaxed);
+            progress.datagrams.fetch_add(1, Ordering::Relaxed);
+            if !batch.add(header_len + len + TAG_LEN, self.datagram_size) {
+                break;
+            }
         }
+        if batch.segments == 0 {
+            return Ok(None);
+        }
+        head.set_len(used);
+        let body = self
+            .window
+            .as_ref()
+            .expect("a batch has a window")
+            .bytes
+            .clone();
+        Ok(Some(Batch::Gathered(head, body, batch.gso())))
+    }
+
+    /// A batch of datagrams copied whole into `buf`; `None` if the pacer let nothing go.
+    fn copy_batch(
+        &mut self,
+        mut buf: BufHandle,
+        now: Instant,
+        progress: &Progress,
+    ) -> io::Result<Option<Batch>> {
+        let room = buf.capacity().min(BUFFER);
+        let mut batch = BatchSizes::default();
+        while batch.has_room(self.datagram_size) && batch.filled + self.datagram_size <= room {
+            let Some((offset, len)) = self.next_datagram(now) else {
+                break;
+            };
+            let data =
+                self.read_ahead
+                    .bytes(&self.file, self.total, offset, len, &mut self.single)?;
+            let out = &mut buf.as_mut_full()[batch.filled..batch.filled + self.datagram_size];
+            let size = self
+                .sender
+                .encode_into(offset, data, out)
+                .ok_or_else(|| io::Error::other("a datagram longer than its size"))?;
+            progress.bytes.fetch_add(len as u64, Ordering::Relaxed);
+            progress.datagrams.fetch_add(1, Ordering::Relaxed);
+            if !batch.add(size, self.datagram_size) {
+                break;
+            }
+        }
+        if batch.segments == 0 {
+            return Ok(None);
+        }
+        buf.set_len(batch.filled);
+        Ok(Some(Batch::Copied(buf, batch.gso())))
+    }
+}
+
+/// One GSO send's datagrams.
+enum Batch {
+    /// Headers and tags, the window the data is gathered from, the segment size.
+    Gathered(BufHandle, Bytes, Option<u16>),
+    /// Whole datagrams, the segment size.
+    Copied(BufHandle, Option<u16>),
+}
+
+/// The sizes of a batch being filled.
+#[derive(Default)]
+struct BatchSizes {
+    filled: usize,
+    segments: usize,
+    segment_size: usize,
+}
+
+impl BatchSizes {
+    /// Whether another datagram of up to `datagram_size` bytes fits one GSO send.
+    fn has_room(&self, datagram_size: usize) -> bool {
+        self.segments < MAX_SEGMENTS && self.filled + datagram_size <= BUFFER
+    }
+
+    /// Counts a datagram of `size` bytes; `false` when it ends the batch. GSO sends equal
+    /// segments, the last may be shorter: a short datagram (an interval's end) ends a
+    /// batch, or goes alone when first.
+    fn add(&mut self, size: usize, datagram_size: usize) -> bool {
+        self.filled += size;
+        self.segments += 1;
+        if self.segments == 1 {
+            self.segment_size = size;
+            size == datagram_size
+        } else {
+            size >= self.segment_size
+        }
+    }
+
+    fn gso(&self) -> Option<u16> {
+        (self.segments > 1).then_some(self.segment_size as u16)
     }
 }

@@ -2,11 +2,15 @@
 //! to a growing queue.
 //!
 //! - **Startup**: the rate doubles every round trip until the receiver's delivery rate
-//!   stops growing (three round trips without a quarter more), or the round trip grows by
-//!   a queue; then the rate is the best delivery rate seen.
+//!   stops growing (three round trips without a quarter more; then the rate is the best
+//!   delivery rate seen), or the round trip grows by a queue.
+//! - **Drain**: after such an overshoot, half the delivery rate until the queue is gone
+//!   (at most four round trips), then cruise at the best delivery rate, which the link
+//!   set while the queue drained.
 //! - **Cruise**: the rate is the best delivery rate of the last few round trips times a
-//!   gain that cycles per round trip: 1.25 (probe: is there more?), 0.85 (drain what the
-//!   probe queued), then six rounds at 1.
+//!   gain that cycles per round trip: 1.25 (probe: is there more?), 0.75 (drain what the
+//!   probe queued), then six rounds at 1. The queue a probe makes, seen in its round, the
+//!   drain's and the next, is not a queue to give way to.
 //! - **Queue**: when the smoothed round trip exceeds the smallest one seen by more than
 //!   the queue allowance (a quarter of the smallest, at least `queue_target`), or loss
 //!   comes while the round trip stands at the top of its recent swing, the link
@@ -55,8 +59,16 @@ impl Default for ProbeConfig {
     }
 }
 
-/// Gains of the cruise cycle, one round trip each.
-const CYCLE: [f64; 8] = [1.25, 0.85, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+/// Gains of the cruise cycle, one round trip each: the probe queues a quarter of a round
+/// trip at most, the next round drains it.
+const CYCLE: [f64; 8] = [1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+/// The rate's part of the delivery rate while startup's queue drains...
+const DRAIN_GAIN: f64 = 0.5;
+/// ...for at most this many round trips (a queue standing longer is another flow's).
+const MAX_DRAIN_ROUNDS: u32 = 4;
+/// Rounds of a cycle, from its probe, whose queue is the probe's own: the probe's and the
+/// drain's, and the one their round trips are reported in.
+const OWN_QUEUE_ROUNDS: usize = 3;
 /// The rate's factor per round trip while the round trip shows a queue.
 const QUEUE_BACKOFF: f64 = 0.85;
 /// The part of its delivery rate before a queue that a sender keeps however long the
@@ -78,8 +90,13 @@ enum Phase {
         best: u64,
         rounds_without_growth: u32,
     },
+    /// Startup overshot (the round trip shows its queue): sending at half the delivery
+    /// rate until the queue is gone, the delivery rate meanwhile being the link's.
+    Drain { rounds: u32 },
     Cruise {
         cycle: usize,
+        /// This cycle began with a probe of this sender's (not with a queue's end).
+        probed: bool,
     },
 }
 
@@ -148,7 +165,7 @@ impl Probe {
     /// full), outside this sender's own probing and draining rounds. Random loss strikes
     /// at any round trip; overflow, when the queue is at its longest.
     fn congestion_loss(&self, loss: f64) -> bool {
-        let own_probe = matches!(self.phase, Phase::Cruise { cycle: 0 | 1 });
+        let own_probe = matches!(self.phase, Phase::Cruise { cycle: 0 | 1, .. });
         let (Some(srtt), Some((min, _)), Some(max)) = (
             self.srtt,
             self.min_rtt,
@@ -237,8 +254,12 @@ impl RateController for Probe {
             }
         };
         let best = self.best_delivery();
-        let queued =
-            self.queued() || s.loss > self.config.overflow_loss || self.congestion_loss(s.loss);
+        // A probe queues a little by design, and the drain after it takes it away.
+        let own_queue =
+            matches!(self.phase, Phase::Cruise { cycle, probed: true } if cycle < OWN_QUEUE_ROUNDS);
+        let queued = (self.queued() && !own_queue)
+            || s.loss > self.config.overflow_loss
+            || self.congestion_loss(s.loss);
         match &mut self.phase {
             Phase::Startup {
                 best: seen,
@@ -252,17 +273,48 @@ impl RateController for Probe {
                         *rounds_without_growth += 1;
                     }
                 }
-                if queued || *rounds_without_growth >= 3 {
-                    self.phase = Phase::Cruise { cycle: 1 };
+                if queued {
+                    self.phase = Phase::Drain { rounds: 0 };
+                    self.rate = best as f64 * DRAIN_GAIN;
+                } else if *rounds_without_growth >= 3 {
+                    self.phase = Phase::Cruise {
+                        cycle: 1,
+                        probed: false,
+                    };
                     self.rate = best as f64 * CYCLE[1];
                 } else {
                     let growth = 2f64.powf(elapsed.as_secs_f64() / round.as_secs_f64());
                     self.rate *= growth.min(2.0);
                 }
             }
-            Phase::Cruise { cycle } => {
+            Phase::Drain { rounds } => {
+                if new_round {
+                    *rounds += 1;
+                }
+                if !queued {
+                    // Drained: cruise at what the link delivered meanwhile.
+                    self.phase = Phase::Cruise {
+                        cycle: 2,
+                        probed: false,
+                    };
+                    self.rate = best as f64;
+                } else if *rounds >= MAX_DRAIN_ROUNDS {
+                    // The queue stands: another flow's, given way to in cruise.
+                    self.phase = Phase::Cruise {
+                        cycle: 1,
+                        probed: false,
+                    };
+                    self.rate = best as f64 * CYCLE[1];
+                } else {
+                    self.rate = best as f64 * DRAIN_GAIN;
+                }
+            }
+            Phase::Cruise { cycle, probed } => {
                 if new_round {
                     *cycle = (*cycle + 1) % CYCLE.len();
+                    if *cycle == 0 {
+                        *probed = true;
+                    }
                 }
                 if queued {
                     // A standing queue: another flow wants the link, or this one overshot.
@@ -279,6 +331,7 @@ impl RateController for Probe {
                     self.delivered.push_back((s.now, s.delivery_rate));
                     self.calm_rounds = 0;
                     *cycle = 1;
+                    *probed = false;
                 } else {
                     // The floor stands across the short calms a loss-based flow leaves
                     // when it halves, and goes only once the link stays free of queues.
@@ -455,7 +508,26 @@ mod tests {
             rtt: Some(ms * 200),
             loss: 0.0,
         });
+        assert!(matches!(probe.phase, Phase::Drain { .. }));
+        assert!(
+            rate <= 16_000_000,
+            "drains at half the delivery rate: {rate}"
+        );
+        // The queue gone (the smoothed round trip back), it cruises at the best the link
+        // delivered meanwhile.
+        let mut rate = 0;
+        for i in 1..=40 {
+            rate = probe.on_sample(&RateSample {
+                now: t0 + ms * (200 + 5 * i),
+                delivery_rate: if i == 1 { 40_000_000 } else { 8_000_000 },
+                rtt: Some(ms * 20),
+                loss: 0.0,
+            });
+            if matches!(probe.phase, Phase::Cruise { .. }) {
+                break;
+            }
+        }
         assert!(matches!(probe.phase, Phase::Cruise { .. }));
-        assert!(rate <= 32_000_000, "{rate}");
+        assert_eq!(rate, 40_000_000);
     }
 }

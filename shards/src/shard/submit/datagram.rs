@@ -4,10 +4,12 @@
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
+use bytes::Bytes;
 use io_uring::{opcode, types};
 
 use super::Ring;
 use crate::pool::BufHandle;
+use crate::shard::udp::GatherPiece;
 use crate::sys::{self, RawSockAddr};
 
 /// Room for a recvmsg control message (a `UDP_GRO` cmsg needs 20 bytes).
@@ -44,15 +46,61 @@ impl Ring {
         segment_size: Option<u16>,
         ud: u64,
     ) {
-        op.addr = RawSockAddr::from_inet(to);
-        op.iov = libc::iovec {
+        op.iovs.clear();
+        op.iovs.push(libc::iovec {
             iov_base: buf.as_ptr().cast(),
             iov_len: buf.len(),
-        };
+        });
+        op.buf = Some(buf);
+        self.push_send(fd, op, to, segment_size, ud);
+    }
+
+    /// Sends the bytes `pieces` gather from `head` and `body`, in order, as
+    /// [`send_datagram`](Self::send_datagram) sends one buffer. The caller has checked
+    /// every piece against the lengths of `head` and `body`.
+    #[allow(clippy::too_many_arguments)]
+    pub(in crate::shard) fn send_datagram_gathered(
+        &mut self,
+        fd: RawFd,
+        op: &mut DatagramSend,
+        to: SocketAddr,
+        head: BufHandle,
+        body: Bytes,
+        pieces: &[GatherPiece],
+        segment_size: Option<u16>,
+        ud: u64,
+    ) {
+        op.iovs.clear();
+        for piece in pieces {
+            let (base, start, len) = match *piece {
+                GatherPiece::Head { start, len } => (head.as_ptr().cast_const(), start, len),
+                GatherPiece::Body { start, len } => (body.as_ptr(), start, len),
+            };
+            // `start + len` lies within the buffer `base` starts (checked by the caller),
+            // which the op keeps alive until the send completes.
+            op.iovs.push(libc::iovec {
+                iov_base: base.wrapping_add(start).cast_mut().cast(),
+                iov_len: len,
+            });
+        }
+        op.buf = Some(head);
+        op.body = Some(body);
+        self.push_send(fd, op, to, segment_size, ud);
+    }
+
+    fn push_send(
+        &mut self,
+        fd: RawFd,
+        op: &mut DatagramSend,
+        to: SocketAddr,
+        segment_size: Option<u16>,
+        ud: u64,
+    ) {
+        op.addr = RawSockAddr::from_inet(to);
         op.msg.msg_name = &mut op.addr.storage as *mut _ as *mut libc::c_void;
         op.msg.msg_namelen = op.addr.len;
-        op.msg.msg_iov = &mut op.iov;
-        op.msg.msg_iovlen = 1;
+        op.msg.msg_iov = op.iovs.as_mut_ptr();
+        op.msg.msg_iovlen = op.iovs.len();
         match segment_size {
             Some(segment) => {
                 op.msg.msg_controllen = sys::write_udp_segment_cmsg(&mut op.control, segment);
@@ -63,12 +111,12 @@ impl Ring {
                 op.msg.msg_control = std::ptr::null_mut();
             }
         }
-        op.buf = Some(buf);
         let entry = opcode::SendMsg::new(types::Fd(fd), &op.msg)
             .build()
             .user_data(ud);
-        // SAFETY: the msghdr, address, iovec, control bytes and the buffer all live in the
-        // boxed op, which is not reused until its completion puts it back on the free list.
+        // SAFETY: the msghdr, address, iovecs, control bytes and the buffers all live in
+        // the boxed op, which is not reused until its completion puts it back on the free
+        // list.
         unsafe { self.push(entry) };
     }
 }
@@ -96,8 +144,12 @@ impl RecvMsgTemplate {
 /// One datagram send: the buffer and every header the kernel reads. Boxed and reused.
 pub(in crate::shard) struct DatagramSend {
     buf: Option<BufHandle>,
+    /// The shared bytes of a gathered send.
+    body: Option<Bytes>,
     addr: RawSockAddr,
-    iov: libc::iovec,
+    /// One entry for a plain send; one per piece for a gathered one (kept, so a reused op
+    /// allocates nothing).
+    iovs: Vec<libc::iovec>,
     msg: libc::msghdr,
     control: [u64; 4],
 }
@@ -106,11 +158,9 @@ impl DatagramSend {
     pub(in crate::shard) fn new() -> Box<Self> {
         Box::new(DatagramSend {
             buf: None,
+            body: None,
             addr: RawSockAddr::zeroed(),
-            iov: libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            },
+            iovs: Vec::new(),
             // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
             msg: unsafe { std::mem::zeroed() },
             control: [0; 4],
@@ -120,6 +170,7 @@ impl DatagramSend {
     /// The send completed: hands the buffer back (to drop, which sends it home).
     #[inline]
     pub(in crate::shard) fn finish(&mut self) -> Option<BufHandle> {
+        self.body = None;
         self.buf.take()
     }
 }
