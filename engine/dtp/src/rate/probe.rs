@@ -1,11 +1,12 @@
 //! Finds the link's rate from what arrives, probes above it now and then, and gives way
 //! to a growing queue.
 //!
-//! - **Startup**: the rate doubles every round trip until the receiver's delivery rate
-//!   stops growing (three round trips without a quarter more; then the rate is the best
-//!   delivery rate seen), or the round trip grows by a queue.
+//! - **Startup**: the rate doubles every round trip (never above twice the best delivery
+//!   rate) until the receiver's delivery rate stops growing (three round trips without a
+//!   quarter more; then the rate is the best delivery rate seen), or the round trip grows
+//!   by a queue.
 //! - **Drain**: after such an overshoot, half the delivery rate until the queue is gone
-//!   (at most four round trips), then cruise at the best delivery rate, which the link
+//!   (at most eight round trips), then cruise at the best delivery rate, which the link
 //!   set while the queue drained.
 //! - **Cruise**: the rate is the best delivery rate of the last few round trips times a
 //!   gain that cycles per round trip: 1.25 (probe: is there more?), 0.75 (drain what the
@@ -16,7 +17,8 @@
 //!   comes while the round trip stands at the top of its recent swing, the link
 //!   is full: no probing, and each round trip the rate falls to 0.85 of the delivery rate
 //!   (or of itself, whichever is lower), but not below half the delivery rate it had when
-//!   the queue appeared, until the queue drains; the delivery rates seen before are
+//!   the queue appeared and not while the round trip is already falling, until the queue
+//!   drains; the delivery rates seen before are
 //!   forgotten, and cruise resumes with a draining round. This is what leaves room to TCP
 //!   flows sharing the link, without handing all of it to a loss-based flow that keeps
 //!   the queue full. The smallest round trip is kept for two minutes, so such a queue does
@@ -65,7 +67,9 @@ const CYCLE: [f64; 8] = [1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
 /// The rate's part of the delivery rate while startup's queue drains...
 const DRAIN_GAIN: f64 = 0.5;
 /// ...for at most this many round trips (a queue standing longer is another flow's).
-const MAX_DRAIN_ROUNDS: u32 = 4;
+const MAX_DRAIN_ROUNDS: u32 = 8;
+/// Startup sends at most this many times the best delivery rate.
+const STARTUP_HEADROOM: f64 = 2.0;
 /// Rounds of a cycle, from its probe, whose queue is the probe's own: the probe's and the
 /// drain's, and the one their round trips are reported in.
 const OWN_QUEUE_ROUNDS: usize = 3;
@@ -118,6 +122,9 @@ pub struct Probe {
     yield_floor: Option<f64>,
     /// Round trips since the round trip last showed a queue.
     calm_rounds: u32,
+    /// The smoothed round trip when the rate was last cut for a queue: while it is lower
+    /// the queue is draining, and the rate is not cut again.
+    cut_at_srtt: Option<Duration>,
 }
 
 impl Probe {
@@ -138,6 +145,7 @@ impl Probe {
             last_sample: None,
             yield_floor: None,
             calm_rounds: 0,
+            cut_at_srtt: None,
         }
     }
 
@@ -283,8 +291,13 @@ impl RateController for Probe {
                     };
                     self.rate = best as f64 * CYCLE[1];
                 } else {
+                    // Doubling on reports a round trip old: never above twice what
+                    // arrives, or the overshoot fills the path's queue and then some.
                     let growth = 2f64.powf(elapsed.as_secs_f64() / round.as_secs_f64());
                     self.rate *= growth.min(2.0);
+                    if best > 0 {
+                        self.rate = self.rate.min(STARTUP_HEADROOM * best as f64);
+                    }
                 }
             }
             Phase::Drain { rounds } => {
@@ -323,9 +336,16 @@ impl RateController for Probe {
                     // would take it all otherwise), and forget the higher rates of before,
                     // so the queue's end does not bring them back; then a draining round.
                     let floor = *self.yield_floor.get_or_insert(best as f64 * QUEUE_FLOOR);
-                    if new_round {
+                    // Cut again only while the queue is not draining: a queue this
+                    // sender made drains after one cut; another flow's does not.
+                    let draining = self
+                        .cut_at_srtt
+                        .zip(self.srtt)
+                        .is_some_and(|(at, now)| now < at);
+                    if new_round && !draining {
                         self.rate =
                             (self.rate.min(s.delivery_rate as f64) * QUEUE_BACKOFF).max(floor);
+                        self.cut_at_srtt = self.srtt;
                     }
                     self.delivered.clear();
                     self.delivered.push_back((s.now, s.delivery_rate));
@@ -335,6 +355,7 @@ impl RateController for Probe {
                 } else {
                     // The floor stands across the short calms a loss-based flow leaves
                     // when it halves, and goes only once the link stays free of queues.
+                    self.cut_at_srtt = None;
                     if new_round {
                         self.calm_rounds += 1;
                     }
@@ -467,6 +488,39 @@ mod tests {
             tcp >= 0.25 && dtp >= 0.2,
             "the TCP flow kept {tcp:.3} of the link, this sender {dtp:.3}"
         );
+    }
+
+    #[test]
+    fn a_queue_that_drains_after_one_cut_is_not_cut_again() {
+        let mut probe = Probe::new(ProbeConfig::default());
+        let t0 = Instant::now();
+        let ms = Duration::from_millis(1);
+        let sample = |probe: &mut Probe, at: u64, rtt: u64| {
+            probe.on_sample(&RateSample {
+                now: t0 + ms * at as u32,
+                delivery_rate: 100_000_000,
+                rtt: Some(ms * rtt as u32),
+                loss: 0.0,
+            })
+        };
+        // Cruising at 100 MB/s on a 50 ms path, past the rounds of its own probe.
+        let mut at = 0;
+        while at < 3000 || !matches!(probe.phase, Phase::Cruise { cycle: 3, .. }) {
+            at += 10;
+            sample(&mut probe, at, 50);
+        }
+        // A queue of 40 ms for a round trip, then draining over 300 ms.
+        let mut rates = Vec::new();
+        for step in 0..35u64 {
+            at += 10;
+            let rtt = if step < 5 { 90 } else { 90 - (step - 5) };
+            rates.push(sample(&mut probe, at, rtt));
+        }
+        let lowest = *rates.iter().min().unwrap();
+        assert!(lowest < 100_000_000, "the queue is given way to: {rates:?}");
+        // Cut again each round while the smoothed round trip shows the queue, the rate
+        // would reach the floor (50 MB/s) before the queue is gone.
+        assert!(lowest >= 70_000_000, "cut while draining: {rates:?}");
     }
 
     #[test]
