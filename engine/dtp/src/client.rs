@@ -10,10 +10,12 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use hawser_replicate::{DirectFile, RootDir};
 use hawser_runtime::{CallError, Client};
 use hawser_wire::dtp::{ControlMessage, HoleReport, IntervalSet, PushRequest, TransferRequest};
 
@@ -332,10 +334,8 @@ impl DtpClient<'_> {
             key: response.key,
             peer_ip: server_ip,
             peer: Some(SocketAddr::new(server_ip, response.data_port)),
+            direct: open_direct_beside(&partial, &file),
             file,
-            // A pull writes through the page cache (its target is a local path, not a
-            // root directory's descriptor).
-            direct: None,
             total_size: total,
             form: response.form,
             received,
@@ -509,4 +509,21 @@ fn json_u64(json: &[u8], field: &str) -> Option<u64> {
         .take_while(char::is_ascii_digit)
         .collect();
     digits.parse().ok()
+}
+
+/// The partial file's `O_DIRECT` descriptor, opened through its directory (as a push's
+/// receiver opens its own beneath the server's root), so that a pull writes the
+/// page-aligned part of its runs past the page cache; `None` (written through the cache)
+/// where the file system refuses `O_DIRECT` or anything else fails.
+fn open_direct_beside(partial: &Path, file: &File) -> Option<DirectFile> {
+    let name = partial.file_name()?;
+    let dir = match partial.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    RootDir::open(dir)
+        .ok()?
+        .open_direct(name.as_bytes(), file)
+        .ok()
+        .flatten()
 }
