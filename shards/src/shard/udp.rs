@@ -212,7 +212,10 @@ impl Core {
         if pieces.is_empty() || pieces.len() > MAX_GATHER_PIECES || !pieces.iter().all(within) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "a gathered datagram send needs 1 to 256 pieces, each within its buffer",
+                format!(
+                    "a gathered datagram send needs 1 to {MAX_GATHER_PIECES} pieces, each \
+                     within its buffer"
+                ),
             ));
         }
         let fd = match self.udp.get(socket.index as usize).and_then(|u| u.as_ref()) {

@@ -94,6 +94,9 @@ impl ReadAhead {
             return Ok(single);
         }
         if !within {
+            if self.buf.is_empty() {
+                self.buf.resize(STAGING, 0);
+            }
             let want = (total - offset).min(self.buf.len() as u64) as usize;
             file.read_exact_at(&mut self.buf[..want], offset)?;
             self.start = offset;
@@ -168,7 +171,8 @@ impl SendingSession {
             read_ahead: ReadAhead {
                 start: 0,
                 len: 0,
-                buf: vec![0; STAGING],
+                // Allocated on first use: only where the file cannot be mapped.
+                buf: Vec::new(),
             },
             single: Vec::new(),
             window: None,

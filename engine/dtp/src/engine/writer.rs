@@ -84,8 +84,8 @@ impl Run {
 
 /// Writes runs on its thread; see the module doc.
 pub(super) struct Writer {
-    /// The thread's side, until it is started (or when it could not be: then runs are
-    /// written here).
+    /// The thread's side, until the thread takes it (if it cannot start, or the file has
+    /// no second descriptor, runs are written here through the cache).
     target: Option<Target>,
     jobs: Option<mpsc::Sender<Run>>,
     done: Option<mpsc::Receiver<(io::Result<()>, Run)>>,
@@ -176,11 +176,7 @@ impl Writer {
                 Err(mpsc::SendError(_)) => Err(io::Error::other("the DTP writer thread ended")),
             },
             None => {
-                // No thread (or no descriptor of its own): written here.
-                let result = match &self.target {
-                    Some(target) => target.write(&run),
-                    None => fallback.write_all_at(run.data(), run.start),
-                };
+                let result = fallback.write_all_at(run.data(), run.start);
                 self.free.push(run);
                 result
             }
