@@ -314,6 +314,28 @@ pub fn release_free_memory() {
     }
 }
 
+/// Memory the allocator may keep free at the top of each heap for reuse (see
+/// [`reuse_freed_memory`]).
+const REUSED_FREE_MEMORY: usize = 64 << 20;
+/// Allocations at least this large get mappings of their own, returned when freed.
+const OWN_MAPPING_MIN: usize = 32 << 20;
+
+/// Lets the allocator reuse the memory of freed frames instead of returning it at once.
+/// glibc's defaults map an 8 MiB block's storage afresh or trim it off the heap as soon
+/// as it is freed, so every received block faults in and zeroes new pages. With these
+/// limits a freed block's pages serve the next one; allocations of [`OWN_MAPPING_MIN`]
+/// and more still get mappings of their own, at most [`REUSED_FREE_MEMORY`] stays free
+/// per heap, and [`release_free_memory`] still returns all of it when a server is idle.
+pub fn reuse_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets two of the allocator's thresholds; it takes no pointers
+    // and is called before the threads that allocate are started.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, OWN_MAPPING_MIN as libc::c_int);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, REUSED_FREE_MEMORY as libc::c_int);
+    }
+}
+
 /// Number of open file descriptors of this process (entries of `/proc/self/fd`, minus the
 /// one used to list it).
 pub fn open_fd_count() -> usize {

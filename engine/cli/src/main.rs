@@ -20,6 +20,7 @@ use hawser::shell_docs;
 use hawser::stats_view;
 
 fn main() -> ExitCode {
+    hawser_shards::reuse_freed_memory();
     let cli = Cli::parse();
     let (level, format) = cli.command.log_defaults();
     logging::init(level, format);
