@@ -402,9 +402,11 @@ impl Sender {
         let chunk = self.config.chunk.max(1) as f64;
         let overhead = self.datagram_len(self.config.chunk) as f64 / chunk;
         let (first, last) = (self.delivered.front(), self.delivered.back());
-        let (delivery_rate, loss) = match (first, last) {
+        let (delivery_rate, loss, lost) = match (first, last) {
             // Over less than half the window a rate is noise (a burst, a GRO run): none.
-            (Some(a), Some(b)) if b.at.saturating_duration_since(a.at) < window / 2 => (0.0, 0.0),
+            (Some(a), Some(b)) if b.at.saturating_duration_since(a.at) < window / 2 => {
+                (0.0, 0.0, 0)
+            }
             (Some(a), Some(b)) => {
                 let received = b.bytes.saturating_sub(a.bytes) as f64 / (b.at - a.at).as_secs_f64();
                 // Nothing arrives faster than it was sent: a receiver that catches up
@@ -423,20 +425,22 @@ impl Sender {
                 let surely_sent = b.sent_low.saturating_sub(a.sent_high);
                 let got = b.datagrams.saturating_sub(a.datagrams);
                 let sent = (b.sent_low + b.sent_high).saturating_sub(a.sent_low + a.sent_high) / 2;
+                let lost = surely_sent.saturating_sub(got);
                 let loss = if sent > 0 {
-                    (surely_sent.saturating_sub(got) as f64 / sent as f64).clamp(0.0, 1.0)
+                    (lost as f64 / sent as f64).clamp(0.0, 1.0)
                 } else {
                     0.0
                 };
-                (rate, loss)
+                (rate, loss, lost)
             }
-            _ => (feedback.delivery_rate as f64, 0.0),
+            _ => (feedback.delivery_rate as f64, 0.0, 0),
         };
         Some(RateSample {
             now,
             delivery_rate: (delivery_rate * overhead) as u64,
             rtt,
             loss,
+            lost,
         })
     }
 

@@ -1,6 +1,7 @@
 //! A receiving session: the sans-IO [`Receiver`], its data written at each datagram's
 //! offset by its [`Writer`], the digests of blocks (hashed as their bytes pass in order,
-//! else read back once complete), and the journal.
+//! else read back by the writer once complete and written), and the journal (written by
+//! the writer after the data it claims).
 
 use std::fs::File;
 use std::io;
@@ -11,8 +12,8 @@ use hawser_wire::dtp::Feedback;
 
 use super::in_order::InOrderHash;
 use super::writer::Writer;
-use super::{Journal, Progress, ReceivePlan};
-use crate::digest::{self, BLOCK, BlockDigests};
+use super::{Progress, ReceivePlan};
+use crate::digest::{BLOCK, BlockDigests};
 use crate::{DatagramKey, Receiver, ReceiverConfig, Verdict};
 
 /// One transfer's receiving side on the shard.
@@ -25,7 +26,8 @@ pub(super) struct ReceivingSession {
     /// Blocks received whole, to hash once their bytes are written.
     complete_blocks: Vec<u64>,
     hash_buf: Vec<u8>,
-    journal: Option<(Journal, Duration)>,
+    /// How often the state is journaled, if it is.
+    journal_every: Option<Duration>,
     journaled_at: Instant,
     /// Whether a datagram of this session has arrived (until then the hello is repeated).
     pub(super) heard: bool,
@@ -58,15 +60,16 @@ impl ReceivingSession {
             key.clone(),
             plan.received,
         );
+        let (journal, journal_every) = plan.journal.unzip();
         ReceivingSession {
             receiver,
-            writer: Writer::new(&plan.file, plan.direct),
+            writer: Writer::new(&plan.file, plan.direct, journal),
             file: plan.file,
             digests: plan.digests,
             in_order: InOrderHash::default(),
             complete_blocks: Vec::new(),
             hash_buf: Vec::new(),
-            journal: plan.journal,
+            journal_every,
             journaled_at: now,
             heard: false,
             hello_at: None,
@@ -116,23 +119,28 @@ impl ReceivingSession {
         self.writer.write(&self.file, offset, data)
     }
 
-    /// Writes what waits, and waits until it is written.
+    /// Writes what waits, and waits until it is written (and the blocks handed over are
+    /// hashed).
     pub(super) fn flush(&mut self) -> io::Result<()> {
-        self.writer.flush(&self.file)
+        self.writer.flush(&self.file)?;
+        self.take_hashed()
     }
 
-    /// Hashes the blocks completed since the last call (after writing them).
+    /// Hands the blocks completed since the last call to the writer, to hash once their
+    /// bytes are written, and takes the digests it has. Never waits for the disk.
     pub(super) fn hash_complete_blocks(&mut self) -> io::Result<()> {
-        if self.complete_blocks.is_empty() {
-            return Ok(());
-        }
-        self.flush()?;
         for block in std::mem::take(&mut self.complete_blocks) {
             if self.digests.get(block).is_none() {
-                let digest =
-                    digest::hash_block(&self.file, self.digests.range(block), &mut self.hash_buf)?;
-                self.digests.set(block, digest);
+                let range = self.digests.range(block);
+                self.writer.hash_when_written(&self.file, block, range)?;
             }
+        }
+        self.take_hashed()
+    }
+
+    fn take_hashed(&mut self) -> io::Result<()> {
+        for (block, digest) in self.writer.take_hashed()? {
+            self.digests.set(block, digest);
         }
         Ok(())
     }
@@ -157,25 +165,26 @@ impl ReceivingSession {
         Some(&self.scratch)
     }
 
-    /// Journals the state when due (or `force`d), after writing what waits.
+    /// Journals the state when due (or `force`d): the writer writes it after the data it
+    /// claims. Forced, it waits until the journal is written.
     pub(super) fn journal(&mut self, now: Instant, force: bool) -> io::Result<Option<Instant>> {
-        let Some((_, every)) = &self.journal else {
+        let Some(every) = self.journal_every else {
             return Ok(None);
         };
-        let every = *every;
         if !force && now < self.journaled_at + every {
             return Ok(Some(self.journaled_at + every));
         }
         self.hash_complete_blocks()?;
-        // Written before the journal claims them: a killed process leaves them in the page
-        // cache. No fdatasync here (it would hold the shard while the disk catches up):
-        // after a power loss, the resume re-checks the journaled blocks' digests and the
-        // final digest catches anything else.
-        self.flush()?;
+        // No fdatasync (it would hold the writer while the disk catches up): a killed
+        // process leaves the data in the page cache, and after a power loss the resume
+        // re-checks the journaled blocks' digests and the final digest catches the rest.
+        // Blocks still being hashed are journaled without a digest, checked on resume.
         let mut state = self.receiver.state();
         state.digests = self.digests.clone();
-        if let Some((write, _)) = &mut self.journal {
-            write(&state.encode())?;
+        self.writer
+            .journal_when_written(&self.file, state.encode())?;
+        if force {
+            self.flush()?;
         }
         self.journaled_at = now;
         Ok(Some(now + every))

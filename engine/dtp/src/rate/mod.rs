@@ -28,6 +28,8 @@ pub struct RateSample {
     pub rtt: Option<Duration>,
     /// Fraction of the datagrams sent in the interval that did not arrive (0 to 1).
     pub loss: f64,
+    /// How many datagrams that fraction is (a tenth of a handful is no evidence).
+    pub lost: u64,
 }
 
 /// Decides a sender's rate.

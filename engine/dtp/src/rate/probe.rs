@@ -26,8 +26,10 @@
 //! - **Random loss is not a signal**: a few percent of loss on a long link (radio, a
 //!   congested peering) says nothing about the bottleneck's rate, and backing off for it
 //!   is what keeps TCP at a few percent of such links. Heavy loss (over
-//!   `overflow_loss`) is: a queue overflowing under this sender. It ends startup, and in
-//!   cruise it is treated as a queue.
+//!   `overflow_loss`, and at least [`OVERFLOW_MIN_LOST`] datagrams) is: a queue
+//!   overflowing under this sender. It ends startup, and in cruise it is treated as a
+//!   queue. One datagram lost among startup's first few is a tenth of them, and no
+//!   evidence of anything.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -73,6 +75,10 @@ const STARTUP_HEADROOM: f64 = 2.0;
 /// Rounds of a cycle, from its probe, whose queue is the probe's own: the probe's and the
 /// drain's, and the one their round trips are reported in.
 const OWN_QUEUE_ROUNDS: usize = 3;
+/// Datagrams lost in a report's window below which no loss fraction reads as an overflow:
+/// at 1% random loss, four of a startup window's dozen or so go about once in a hundred
+/// thousand windows, while an overflow loses a tenth of many.
+const OVERFLOW_MIN_LOST: u64 = 4;
 /// The rate's factor per round trip while the round trip shows a queue.
 const QUEUE_BACKOFF: f64 = 0.85;
 /// The part of its delivery rate before a queue that a sender keeps however long the
@@ -266,7 +272,7 @@ impl RateController for Probe {
         let own_queue =
             matches!(self.phase, Phase::Cruise { cycle, probed: true } if cycle < OWN_QUEUE_ROUNDS);
         let queued = (self.queued() && !own_queue)
-            || s.loss > self.config.overflow_loss
+            || (s.loss > self.config.overflow_loss && s.lost >= OVERFLOW_MIN_LOST)
             || self.congestion_loss(s.loss);
         match &mut self.phase {
             Phase::Startup {
@@ -386,6 +392,11 @@ mod tests {
 
     /// A bottleneck of `link` bytes/s with a queue: the delivery rate is what it lets
     /// through, the round trip grows with what the sender queues beyond it.
+    /// Datagrams of 64 kB lost in a round trip's window at `rate` (what the sender counts).
+    fn lost_in_round(loss: f64, rate: f64, rtt: Duration) -> u64 {
+        (loss * rate * rtt.as_secs_f64() / 64e3).round() as u64
+    }
+
     fn drive(link: f64, base_rtt: Duration, seconds: f64) -> (Probe, Vec<u64>) {
         let mut probe = Probe::new(ProbeConfig::default());
         let mut rate = probe.initial_rate() as f64;
@@ -405,6 +416,7 @@ mod tests {
                 delivery_rate: delivered,
                 rtt: Some(rtt),
                 loss: 0.01,
+                lost: lost_in_round(0.01, rate, rtt),
             }) as f64;
             rates.push(rate as u64);
         }
@@ -466,6 +478,7 @@ mod tests {
                     delivery_rate: dtp_got as u64,
                     rtt: Some(rtt),
                     loss,
+                    lost: lost_in_round(loss, dtp_rate, rtt),
                 }) as f64;
             }
             if now.duration_since(t0).as_secs_f64() > seconds / 2.0 {
@@ -501,6 +514,7 @@ mod tests {
                 delivery_rate: 100_000_000,
                 rtt: Some(ms * rtt as u32),
                 loss: 0.0,
+                lost: 0,
             })
         };
         // Cruising at 100 MB/s on a 50 ms path, past the rounds of its own probe.
@@ -536,6 +550,7 @@ mod tests {
             delivery_rate: 50_000_000,
             rtt: Some(Duration::from_millis(10)),
             loss: 0.0,
+            lost: 0,
         });
         assert_eq!(r, 1_000_000);
         assert_eq!(probe.on_silence(Duration::from_secs(1)), 500_000);
@@ -553,6 +568,7 @@ mod tests {
                 delivery_rate: 1_000_000 << i,
                 rtt: Some(ms * 20),
                 loss: 0.0,
+                lost: 0,
             });
         }
         assert!(matches!(probe.phase, Phase::Startup { .. }));
@@ -561,6 +577,7 @@ mod tests {
             delivery_rate: 32_000_000,
             rtt: Some(ms * 200),
             loss: 0.0,
+            lost: 0,
         });
         assert!(matches!(probe.phase, Phase::Drain { .. }));
         assert!(
@@ -576,6 +593,7 @@ mod tests {
                 delivery_rate: if i == 1 { 40_000_000 } else { 8_000_000 },
                 rtt: Some(ms * 20),
                 loss: 0.0,
+                lost: 0,
             });
             if matches!(probe.phase, Phase::Cruise { .. }) {
                 break;
@@ -583,5 +601,41 @@ mod tests {
         }
         assert!(matches!(probe.phase, Phase::Cruise { .. }));
         assert_eq!(rate, 40_000_000);
+    }
+
+    /// One datagram lost among startup's first few is a tenth of them and says nothing;
+    /// a tenth of many is an overflow.
+    #[test]
+    fn startup_ends_on_an_overflow_not_on_one_early_loss() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis(1);
+        let sample = |probe: &mut Probe, i: u32, loss: f64, lost: u64| {
+            probe.on_sample(&RateSample {
+                now: t0 + ms * 100 * i,
+                delivery_rate: 8_000_000 << i,
+                rtt: Some(ms * 100),
+                loss,
+                lost,
+            })
+        };
+        let mut probe = Probe::new(ProbeConfig::default());
+        sample(&mut probe, 1, 0.0, 0);
+        sample(&mut probe, 2, 1.0 / 8.0, 1);
+        sample(&mut probe, 3, 2.0 / 14.0, 2);
+        assert!(
+            matches!(probe.phase, Phase::Startup { .. }),
+            "{:?}",
+            probe.phase
+        );
+        // Doubled each round trip from the initial 8 MiB/s (the first report starts the
+        // clock): 64 MiB/s.
+        let rate = sample(&mut probe, 4, 0.0, 0);
+        assert!(rate >= 64 << 20, "still doubling: {rate}");
+        sample(&mut probe, 5, 0.3, 40);
+        assert!(
+            matches!(probe.phase, Phase::Drain { .. }),
+            "{:?}",
+            probe.phase
+        );
     }
 }
