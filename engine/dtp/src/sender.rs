@@ -14,6 +14,10 @@ use crate::tag::DatagramKey;
 const ECHO_SAMPLES: usize = 4096;
 /// At most one echo sample per this much time.
 const ECHO_SAMPLE_SPACING: Duration = Duration::from_micros(200);
+/// How far the first pass had come, noted at most this often...
+const FIRST_PASS_MARK_SPACING: Duration = Duration::from_millis(1);
+/// ...in at most this many marks (the oldest go first: what is due is then found later).
+const FIRST_PASS_MARKS: usize = 4096;
 
 /// When its bucket runs dry, the pacer waits for this much sending time to accumulate.
 const PACER_WAKE: Duration = Duration::from_micros(250);
@@ -92,6 +96,9 @@ pub struct Sender {
     echoes: VecDeque<EchoSample>,
     /// The end of the highest datagram sent: one starting there or beyond is first pass.
     first_pass_end: u64,
+    /// (when, `first_pass_end` then), ascending: what of the first pass went long enough
+    /// ago that a report may name it missing.
+    first_pass_marks: VecDeque<(Instant, u64)>,
     last_feedback: Option<LastFeedback>,
     /// What the reports of about the last half round trip said: the delivery rate and
     /// the loss are taken over that, not over one report's few ms.
@@ -119,6 +126,7 @@ impl Sender {
             datagrams: 0,
             echoes: VecDeque::with_capacity(ECHO_SAMPLES),
             first_pass_end: 0,
+            first_pass_marks: VecDeque::new(),
             last_feedback: None,
             delivered: VecDeque::new(),
             srtt: None,
@@ -182,8 +190,42 @@ impl Sender {
         if first.offset() >= self.first_pass_end {
             self.first_pass_end = first.offset() + len as u64;
             self.note_send(now, first.offset());
+            self.mark_first_pass(now);
         }
         Some((first.offset(), len))
+    }
+
+    fn mark_first_pass(&mut self, now: Instant) {
+        match self.first_pass_marks.back_mut() {
+            Some((at, end)) if now.saturating_duration_since(*at) < FIRST_PASS_MARK_SPACING => {
+                *end = self.first_pass_end;
+                return;
+            }
+            _ => {}
+        }
+        if self.first_pass_marks.len() == FIRST_PASS_MARKS {
+            self.first_pass_marks.pop_front();
+        }
+        self.first_pass_marks.push_back((now, self.first_pass_end));
+    }
+
+    /// The end of what the first pass had sent `resend_after` ago: a report may name a
+    /// hole below it; above it, datagrams may still be on their way (a receiver that
+    /// heard nothing for a while names the whole tail).
+    fn first_pass_due(&mut self, now: Instant) -> u64 {
+        let window = self.config.resend_after;
+        let old_enough = |at: &Instant| now.saturating_duration_since(*at) >= window;
+        while self
+            .first_pass_marks
+            .get(1)
+            .is_some_and(|(at, _)| old_enough(at))
+        {
+            self.first_pass_marks.pop_front();
+        }
+        match self.first_pass_marks.front() {
+            Some((at, end)) if old_enough(at) => *end,
+            _ => 0,
+        }
     }
 
     /// When the pacer lets the next datagram go (`None`: nothing left to send).
@@ -286,6 +328,7 @@ impl Sender {
                 recently.insert(*i);
             }
         }
+        let due = self.first_pass_due(now);
         // Merged through an interval set: once per report, not per datagram.
         let mut pending =
             IntervalSet::from_canonical(self.pending.drain(..).collect()).unwrap_or_default();
@@ -295,7 +338,14 @@ impl Sender {
             if !wanted.contains(hole.offset(), hole.length()) {
                 continue;
             }
-            let one = IntervalSet::from_canonical(vec![*hole]).unwrap_or_default();
+            // Only what went long enough ago to be missed.
+            let Some(hole) = Interval::new(
+                hole.offset(),
+                hole.end().min(due).saturating_sub(hole.offset()),
+            ) else {
+                continue;
+            };
+            let one = IntervalSet::from_canonical(vec![hole]).unwrap_or_default();
             for fresh in recently.missing_within(&one).as_slice() {
                 pending.insert(*fresh);
                 queued.insert(*fresh);
@@ -520,6 +570,41 @@ mod tests {
             "round trip {:?}",
             sample.rtt
         );
+    }
+
+    /// A receiver that heard nothing for a while names the whole tail missing, datagrams
+    /// still on their way included: only what went `resend_after` ago goes again.
+    #[test]
+    fn a_tail_report_resends_only_what_went_long_enough_ago() {
+        let start = Instant::now();
+        let mut sender = sender(10_000, 1000);
+        for _ in 0..4 {
+            sender.next_datagram(start).unwrap();
+        }
+        let later = start + Duration::from_millis(20);
+        for _ in 0..4 {
+            sender.next_datagram(later).unwrap();
+        }
+        // At 25 ms: everything from 1000 on is reported missing. The first four went
+        // 25 ms ago (past the 10 ms), the next four 5 ms ago.
+        let tail = IntervalSet::from_canonical(vec![Interval::new(1000, 9000).unwrap()]).unwrap();
+        let report_at = start + Duration::from_millis(25);
+        sender.on_feedback(report_at, &feedback(1, 0, tail.clone()));
+        let mut sent = Vec::new();
+        while let Some((offset, _)) = sender.next_datagram(report_at) {
+            sent.push(offset);
+        }
+        // 1000-3999 again, then the first pass goes on from 8000.
+        assert_eq!(sent, vec![1000, 2000, 3000, 8000, 9000]);
+        // Reported again at 30 ms, the second four are due (the first were just resent,
+        // the last two just sent).
+        let much_later = start + Duration::from_millis(30);
+        sender.on_feedback(much_later, &feedback(2, 0, tail));
+        let mut sent = Vec::new();
+        while let Some((offset, _)) = sender.next_datagram(much_later) {
+            sent.push(offset);
+        }
+        assert_eq!(sent, vec![4000, 5000, 6000, 7000]);
     }
 
     #[test]
