@@ -178,7 +178,8 @@ impl ReceivingSession {
         // No fdatasync (it would hold the writer while the disk catches up): a killed
         // process leaves the data in the page cache, and after a power loss the resume
         // re-checks the journaled blocks' digests and the final digest catches the rest.
-        // Blocks still being hashed are journaled without a digest, checked on resume.
+        // Blocks still being hashed are journaled without a digest: a resume trusts them
+        // as it trusts a block not yet complete, and the final digest checks them.
         let mut state = self.receiver.state();
         state.digests = self.digests.clone();
         self.writer
