@@ -89,17 +89,12 @@ impl ProgressLine {
     pub(crate) fn update(&mut self, p: &Progress) {
         // Goodput: what the receiver has, not what was sent (resends).
         self.current = p.delivered.load(Ordering::Relaxed);
-        let moved = self.earlier + self.current;
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-        let next_end = (self.intervals.len() + 1) as f64;
-        if secs >= next_end {
-            self.intervals
-                .push((next_end - 1.0, next_end, moved.saturating_sub(self.counted)));
-            self.counted = moved;
-        }
+        self.count_seconds(secs);
         if !self.shown {
             return;
         }
+        let moved = self.earlier + self.current;
         let rate = moved as f64 / secs;
         let done = (self.base + moved).min(self.total.max(1));
         let pct = if self.total == 0 {
@@ -121,6 +116,26 @@ impl ProgressLine {
             left
         );
         let _ = std::io::stderr().flush();
+    }
+
+    /// Closes the whole seconds up to `secs`. Bytes counted after more than a second
+    /// (the caller was late) are spread evenly over the seconds they span: one second
+    /// does not get them all and the next ones nothing.
+    fn count_seconds(&mut self, secs: f64) {
+        let moved = self.earlier + self.current;
+        let closed = self.intervals.len();
+        let due = secs.floor() as usize;
+        if due <= closed {
+            return;
+        }
+        let seconds = (due - closed) as u64;
+        let bytes = moved.saturating_sub(self.counted);
+        for i in 0..seconds {
+            let share = bytes / seconds + u64::from(i < bytes % seconds);
+            let end = (closed as u64 + i + 1) as f64;
+            self.intervals.push((end - 1.0, end, share));
+        }
+        self.counted = moved;
     }
 
     pub(crate) fn finish(&self) {
@@ -331,5 +346,39 @@ mod tests {
             Path::new("copy.bin")
         );
         assert!(pulled_path("x", "").is_err());
+    }
+
+    /// A caller three seconds late (the push hashing its file) spreads what moved
+    /// meanwhile over those seconds, and the next second counts only its own bytes.
+    #[test]
+    fn seconds_missed_share_the_bytes_moved_in_them() {
+        let mut line = ProgressLine {
+            shown: false,
+            started: Instant::now(),
+            total: 0,
+            base: 0,
+            intervals: Vec::new(),
+            counted: 0,
+            earlier: 0,
+            current: 0,
+        };
+        line.current = 100;
+        line.count_seconds(0.5);
+        assert!(line.intervals.is_empty());
+        line.current = 3_000_002;
+        line.count_seconds(3.2);
+        assert_eq!(
+            line.intervals,
+            vec![
+                (0.0, 1.0, 1_000_001),
+                (1.0, 2.0, 1_000_001),
+                (2.0, 3.0, 1_000_000)
+            ]
+        );
+        line.current = 4_000_002;
+        line.count_seconds(4.05);
+        assert_eq!(line.intervals[3], (3.0, 4.0, 1_000_000));
+        line.count_seconds(4.9);
+        assert_eq!(line.intervals.len(), 4);
     }
 }

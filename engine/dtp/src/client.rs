@@ -456,6 +456,13 @@ impl DtpClient<'_> {
                 controller: options.controller,
             })?)
         };
+        // Progress while the digest is computed: the data goes meanwhile, and a caller
+        // counting seconds must hear of it every second.
+        let idle = Progress::default();
+        while !digest.is_finished() {
+            progress(transfer.as_ref().map_or(&idle, |t| t.progress()));
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let digest = digest
             .join()
             .map_err(|_| DtpClientError::Io("the digest thread failed".into()))?
@@ -467,7 +474,6 @@ impl DtpClient<'_> {
         };
         let finish_call = client.start_call(exchange::FINISH, Bytes::from(finish.encode()));
         // Progress while the server receives; the finish answers once it has it all.
-        let idle = Progress::default();
         let answer = loop {
             progress(transfer.as_ref().map_or(&idle, |t| t.progress()));
             if let Some(answer) = finish_call.wait_timeout(Duration::from_millis(100)) {
