@@ -68,8 +68,13 @@ pub(crate) struct ProgressLine {
 
 impl ProgressLine {
     pub(crate) fn new(job: &JobArgs) -> Self {
+        Self::starting_now(!job.quiet && std::io::stderr().is_terminal())
+    }
+
+    /// A line whose seconds start now, drawn on the terminal if `shown`.
+    fn starting_now(shown: bool) -> Self {
         ProgressLine {
-            shown: !job.quiet && std::io::stderr().is_terminal(),
+            shown,
             started: Instant::now(),
             total: 0,
             base: 0,
@@ -352,16 +357,7 @@ mod tests {
     /// meanwhile over those seconds, and the next second counts only its own bytes.
     #[test]
     fn seconds_missed_share_the_bytes_moved_in_them() {
-        let mut line = ProgressLine {
-            shown: false,
-            started: Instant::now(),
-            total: 0,
-            base: 0,
-            intervals: Vec::new(),
-            counted: 0,
-            earlier: 0,
-            current: 0,
-        };
+        let mut line = ProgressLine::starting_now(false);
         line.current = 100;
         line.count_seconds(0.5);
         assert!(line.intervals.is_empty());
