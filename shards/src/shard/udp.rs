@@ -179,11 +179,10 @@ impl Core {
         buf: BufHandle,
         segment_size: Option<u16>,
     ) {
-        let fd = match self.udp.get(socket.index as usize).and_then(|u| u.as_ref()) {
-            Some(sock) if usize::from(socket.shard) == self.id && !sock.closing => sock.fd,
-            _ => return, // dropping `buf` sends it home
+        // A closed socket: dropping `buf` sends it home.
+        let Some((fd, index)) = self.claim_udp_send_on(socket) else {
+            return;
         };
-        let index = self.claim_udp_send();
         let op = &mut *self.udp_sends[index as usize];
         let ud = user_data(OpKind::UdpSend, 0, index);
         self.ring.send_datagram(fd, op, to, buf, segment_size, ud);
@@ -218,11 +217,10 @@ impl Core {
                 ),
             ));
         }
-        let fd = match self.udp.get(socket.index as usize).and_then(|u| u.as_ref()) {
-            Some(sock) if usize::from(socket.shard) == self.id && !sock.closing => sock.fd,
-            _ => return Ok(()), // as a plain send to a closed socket: dropped
+        // As a plain send to a closed socket: dropped.
+        let Some((fd, index)) = self.claim_udp_send_on(socket) else {
+            return Ok(());
         };
-        let index = self.claim_udp_send();
         let op = &mut *self.udp_sends[index as usize];
         let ud = user_data(OpKind::UdpSend, 0, index);
         self.ring
@@ -230,14 +228,17 @@ impl Core {
         Ok(())
     }
 
-    fn claim_udp_send(&mut self) -> u32 {
-        match self.free_udp_sends.pop() {
-            Some(i) => i,
-            None => {
-                self.udp_sends.push(DatagramSend::new());
-                (self.udp_sends.len() - 1) as u32
-            }
-        }
+    /// The descriptor of `socket` (if it is this shard's and open) and a send op to use.
+    fn claim_udp_send_on(&mut self, socket: UdpId) -> Option<(RawFd, u32)> {
+        let fd = match self.udp.get(socket.index as usize).and_then(|u| u.as_ref()) {
+            Some(sock) if usize::from(socket.shard) == self.id && !sock.closing => sock.fd,
+            _ => return None,
+        };
+        let index = self.free_udp_sends.pop().unwrap_or_else(|| {
+            self.udp_sends.push(DatagramSend::new());
+            (self.udp_sends.len() - 1) as u32
+        });
+        Some((fd, index))
     }
 
     #[inline]

@@ -286,8 +286,9 @@ impl Writer {
             return Ok(());
         }
         if self.jobs.is_some() {
+            self.send(Job::Write(run))?;
             self.runs_in_flight += 1;
-            return self.send(Job::Write(run));
+            return Ok(());
         }
         let result = fallback.write_all_at(run.data(), run.start);
         self.free.push(run);
