@@ -184,7 +184,8 @@ impl Ticker {
                     }
                     return intervals;
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                // Woken early by `finish`, so a job's end does not wait for a tick.
+                std::thread::park_timeout(Duration::from_millis(100));
             }
         });
         Ticker {
@@ -196,10 +197,11 @@ impl Ticker {
     /// Stops the display; the per-second intervals.
     pub(crate) fn finish(mut self) -> Vec<Interval> {
         self.stop.store(true, Ordering::Release);
-        self.thread
-            .take()
-            .and_then(|t| t.join().ok())
-            .unwrap_or_default()
+        let thread = self.thread.take();
+        if let Some(thread) = &thread {
+            thread.thread().unpark();
+        }
+        thread.and_then(|t| t.join().ok()).unwrap_or_default()
     }
 }
 

@@ -437,7 +437,13 @@ impl DtpClient<'_> {
         let digest_file_handle = file
             .try_clone()
             .map_err(|e| io_error("cannot open", local, e))?;
-        let digest = std::thread::spawn(move || digest_file(&digest_file_handle, total));
+        let waiter = std::thread::current();
+        let digest = std::thread::spawn(move || {
+            let digest = digest_file(&digest_file_handle, total);
+            // A small file's digest is done long before a tick: the wait below ends now.
+            waiter.unpark();
+            digest
+        });
         // Nothing wanted (a push resumed after its last byte): only the finish is left.
         let transfer = if response.wanted.is_empty() {
             None
@@ -461,7 +467,7 @@ impl DtpClient<'_> {
         let idle = Progress::default();
         while !digest.is_finished() {
             progress(transfer.as_ref().map_or(&idle, |t| t.progress()));
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::park_timeout(Duration::from_millis(100));
         }
         let digest = digest
             .join()

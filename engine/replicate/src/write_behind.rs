@@ -9,55 +9,131 @@
 //!
 //! So each file is advised `POSIX_FADV_DONTNEED` when it is complete, which starts the
 //! writeback of its dirty pages without waiting for it (pages still dirty stay), and
-//! once more [`DEPTH`] files later, when its pages are clean and are dropped. The files
-//! in between stay open: at most [`DEPTH`] descriptors per job. Best effort: a file
-//! system without page cache or advice simply ignores it.
+//! once more [`DEPTH`] files later, when its pages are clean and are dropped. Starting a
+//! file's writeback is the kernel's block allocation and I/O submission for it, a fifth
+//! of a target's work on small files: a thread of the job's own does the advising, so
+//! the handlers go on receiving meanwhile. It takes the files through a queue of
+//! [`QUEUED`]; a handler that finds the queue full waits (the cache stays bounded when
+//! the disk falls behind). At most `QUEUED + DEPTH` descriptors per job stay open
+//! between a file's commit and its second advice. The thread keeps the handlers'
+//! priority: niced, it was preempted inside the file system's journal and held up the
+//! handlers' file creations behind it. Best effort: a file system without page cache or
+//! advice simply ignores it, and without a thread the handlers advise.
 
 use std::collections::VecDeque;
 use std::fs::File;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 
 /// Files kept open between the first advice and the second.
 pub(crate) const DEPTH: usize = 64;
+/// Files handed to the thread and not advised yet.
+pub(crate) const QUEUED: usize = 64;
 
-/// The files of one job waiting for their second advice.
+/// What the thread is told.
+enum Work {
+    /// A complete file: advise it now, and again [`DEPTH`] files later.
+    Written(Arc<File>),
+    /// The job ends: advise the files still waiting, and close them.
+    Finish,
+}
+
+/// The write-behind of one job: its thread, started by the first file.
 #[derive(Debug, Default)]
 pub(crate) struct WriteBehind {
-    waiting: Mutex<VecDeque<Arc<File>>>,
+    thread: Mutex<Option<Advisor>>,
+}
+
+#[derive(Debug)]
+struct Advisor {
+    work: SyncSender<Work>,
+    _thread: JoinHandle<()>,
 }
 
 impl WriteBehind {
     /// `file` is complete: starts its writeback, and drops the pages of the file
-    /// completed [`DEPTH`] files before it.
+    /// completed [`DEPTH`] files before it (on the job's thread).
     pub(crate) fn written(&self, file: Arc<File>) {
-        drop_cached(&file);
-        let oldest = {
-            let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-            waiting.push_back(file);
-            (waiting.len() > DEPTH)
-                .then(|| waiting.pop_front())
-                .flatten()
+        let work = {
+            let mut thread = self.thread.lock().unwrap_or_else(PoisonError::into_inner);
+            if thread.is_none() {
+                *thread = Advisor::start();
+            }
+            thread.as_ref().map(|advisor| advisor.work.clone())
         };
-        if let Some(oldest) = oldest {
-            drop_cached(&oldest);
-        }
-    }
-
-    /// The job ends: drops what is clean of the files still waiting, and closes them.
-    pub(crate) fn finish(&self) {
-        let waiting =
-            std::mem::take(&mut *self.waiting.lock().unwrap_or_else(PoisonError::into_inner));
-        for file in waiting {
+        let sent = match work {
+            Some(work) => work.send(Work::Written(file)),
+            None => Err(std::sync::mpsc::SendError(Work::Written(file))),
+        };
+        // No thread: advise here, and keep nothing waiting.
+        if let Err(std::sync::mpsc::SendError(Work::Written(file))) = sent {
             drop_cached(&file);
         }
     }
 
-    #[cfg(test)]
-    fn waiting(&self) -> usize {
-        self.waiting
+    /// The job ends: the files still waiting are advised and closed (on the thread,
+    /// which then ends; the job does not wait for it).
+    pub(crate) fn finish(&self) {
+        let advisor = self
+            .thread
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .len()
+            .take();
+        if let Some(advisor) = advisor {
+            let _ = advisor.work.send(Work::Finish);
+        }
+    }
+
+    /// Waits until the thread has advised and closed every file (tests).
+    #[cfg(test)]
+    fn finish_and_wait(&self) {
+        let advisor = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(advisor) = advisor {
+            let _ = advisor.work.send(Work::Finish);
+            drop(advisor.work);
+            let _ = advisor._thread.join();
+        }
+    }
+}
+
+impl Advisor {
+    fn start() -> Option<Advisor> {
+        let (work, queue) = sync_channel(QUEUED);
+        let handle = std::thread::Builder::new()
+            .name("hawser-write-behind".into())
+            .spawn(move || advise(queue))
+            .ok()?;
+        Some(Advisor {
+            work,
+            _thread: handle,
+        })
+    }
+}
+
+/// The thread: advises each file as it comes and again [`DEPTH`] files later.
+fn advise(queue: Receiver<Work>) {
+    let mut waiting = VecDeque::with_capacity(DEPTH + 1);
+    for work in queue {
+        match work {
+            Work::Written(file) => {
+                drop_cached(&file);
+                waiting.push_back(file);
+                if waiting.len() > DEPTH
+                    && let Some(oldest) = waiting.pop_front()
+                {
+                    drop_cached(&oldest);
+                }
+            }
+            Work::Finish => break,
+        }
+    }
+    for file in waiting {
+        drop_cached(&file);
     }
 }
 
@@ -73,21 +149,23 @@ mod tests {
     use std::io::Write;
 
     #[test]
-    fn at_most_depth_files_wait_and_their_content_is_untouched() {
+    fn the_thread_closes_every_file_and_leaves_its_content_untouched() {
         let dir = std::env::temp_dir().join(format!("hawser-wb-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let behind = WriteBehind::default();
-        for i in 0..DEPTH + 10 {
+        let mut files = Vec::new();
+        for i in 0..DEPTH + QUEUED + 10 {
             let path = dir.join(format!("f{i}"));
             let mut file = File::create(&path).unwrap();
             file.write_all(&vec![i as u8; 10_000 + i]).unwrap();
-            behind.written(Arc::new(file));
-            assert!(behind.waiting() <= DEPTH);
+            let file = Arc::new(file);
+            files.push(Arc::downgrade(&file));
+            behind.written(file);
         }
-        assert_eq!(behind.waiting(), DEPTH);
-        behind.finish();
-        assert_eq!(behind.waiting(), 0);
-        for i in 0..DEPTH + 10 {
+        behind.finish_and_wait();
+        // Every file was advised and closed by the thread.
+        assert!(files.iter().all(|file| file.upgrade().is_none()));
+        for i in 0..DEPTH + QUEUED + 10 {
             let data = std::fs::read(dir.join(format!("f{i}"))).unwrap();
             assert_eq!(data, vec![i as u8; 10_000 + i], "f{i}");
         }

@@ -1,6 +1,8 @@
 //! A target shared by several threads (as `hawser serve` runs it): the blocks and commits
 //! of many files handled at once, in any order and from any thread, end byte-identical,
-//! each checked against its whole-file hash; Finish waits for what is in progress.
+//! each checked against its whole-file hash; manifest batches of inline files from several
+//! threads at once write every file whose digest matches and refuse the others; Finish
+//! waits for what is in progress.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -9,7 +11,7 @@ use hawser_replicate::Target;
 use hawser_replicate::proto::{
     Begin, BlockAck, BlockHeader, BlockStatus, CommitAck, CommitFile, CommitStatus, CompressPolicy,
     EntryKind, Extent, Finish, FinishReport, JobOptions, ManifestAnswer, ManifestBatch,
-    ManifestEntry, PROTOCOL_VERSION, Verdict, block_digest,
+    ManifestEntry, PROTOCOL_VERSION, RefusalKind, Verdict, block_digest,
 };
 use hawser_replicate::testing::{TempDir, random_bytes, snapshot};
 
@@ -362,4 +364,85 @@ fn requests_racing_finish_are_either_done_before_it_or_find_no_job() {
         written.load(Ordering::Relaxed) as u64
     );
     assert_eq!(report.files_written, 0);
+}
+
+#[test]
+fn inline_batches_from_several_threads_write_every_good_file_and_refuse_the_bad() {
+    let dst = TempDir::new("concurrent-inline");
+    let target = Target::new(dst.path()).unwrap();
+    begin(&target);
+    const BATCHES: u32 = 8;
+    const PER_BATCH: u32 = 40;
+    // Every seventh file's digest is wrong: refused, and nothing of it left in place.
+    let bad = |id: u32| id % 7 == 3;
+    let content = |id: u32| random_bytes(u64::from(id) + 1000, 50 + id as usize * 13);
+    std::thread::scope(|s| {
+        for t in 0..THREADS as u32 {
+            let target = &target;
+            s.spawn(move || {
+                for batch in (t..BATCHES).step_by(THREADS) {
+                    let ids: Vec<u32> = (batch * PER_BATCH..(batch + 1) * PER_BATCH).collect();
+                    let paths: Vec<String> =
+                        ids.iter().map(|id| format!("d{}/i{id}", id % 5)).collect();
+                    let contents: Vec<Vec<u8>> = ids.iter().map(|&id| content(id)).collect();
+                    let entries = ids
+                        .iter()
+                        .zip(&paths)
+                        .zip(&contents)
+                        .map(|((&id, path), data)| ManifestEntry {
+                            file_id: id,
+                            path: path.as_bytes(),
+                            kind: EntryKind::File,
+                            mode: 0o640,
+                            mtime_ns: 1_600_000_000_000_000_000,
+                            size: data.len() as u64,
+                            symlink_target: b"",
+                            extents: None,
+                            content_hash: Some(
+                                hawser_wire::xxh3::hash128(data) ^ u128::from(bad(id)),
+                            ),
+                            inline: Some(data),
+                        })
+                        .collect();
+                    let mut out = BytesMut::new();
+                    ManifestBatch { entries }.encode(&mut out).unwrap();
+                    let answer = call(target, out);
+                    let answer = ManifestAnswer::decode(&answer).unwrap();
+                    assert_eq!(answer.entries.len(), ids.len());
+                    for (entry, &id) in answer.entries.iter().zip(&ids) {
+                        assert_eq!(entry.file_id, id);
+                        if bad(id) {
+                            assert!(
+                                matches!(
+                                    entry.verdict,
+                                    Verdict::Refused {
+                                        kind: RefusalKind::ContentMismatch,
+                                        ..
+                                    }
+                                ),
+                                "{id}: {:?}",
+                                entry.verdict
+                            );
+                        } else {
+                            assert!(matches!(entry.verdict, Verdict::Done), "{id}");
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let report = finish(&target);
+    let good: Vec<u32> = (0..BATCHES * PER_BATCH).filter(|&id| !bad(id)).collect();
+    assert_eq!(report.files_written, good.len() as u64);
+    assert_eq!(
+        report.refused,
+        (BATCHES * PER_BATCH) as u64 - good.len() as u64
+    );
+    let tree = snapshot(&dst.path().join("replica"));
+    let files: Vec<&String> = tree.keys().filter(|k| k.contains("/i")).collect();
+    assert_eq!(files.len(), good.len(), "{files:?}");
+    for id in good {
+        let path = dst.path().join(format!("replica/d{}/i{id}", id % 5));
+        assert_eq!(std::fs::read(&path).unwrap(), content(id), "{id}");
+    }
 }

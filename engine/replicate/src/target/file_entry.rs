@@ -22,16 +22,25 @@ use crate::proto::{FinishReport, ManifestEntry, RefusalKind};
 use crate::sparse::{self, Piece};
 use crate::target_path::{split_last, temp_name};
 
+/// A file whose whole content came with its manifest entry, to write once the batch's
+/// paths are settled.
+#[derive(Debug)]
+pub(super) struct InlineFile<'b> {
+    entry: &'b ManifestEntry<'b>,
+    data: &'b [u8],
+    dir: Arc<DirHandle>,
+}
+
 impl Job {
     /// Answers a file entry whose directory is `dir` and whose name there is taken by
     /// `existing`.
-    pub(super) fn file_entry(
+    pub(super) fn file_entry<'b>(
         &self,
-        entry: &ManifestEntry<'_>,
+        entry: &'b ManifestEntry<'b>,
         dir: Option<Arc<DirHandle>>,
         existing: Option<Stat>,
         report: &mut FinishReport,
-    ) -> Result<OwnedVerdict, (RefusalKind, String)> {
+    ) -> Result<OwnedVerdict<'b>, (RefusalKind, String)> {
         let dry_run = self.options.dry_run;
         let name = split_last(entry.path).1;
         if let (Some(st), Some(dir)) = (&existing, &dir)
@@ -75,36 +84,48 @@ impl Job {
             }
         }
         if let Some(data) = entry.inline {
-            if entry.content_hash != Some(hawser_wire::xxh3::hash128(data)) {
-                return Err((RefusalKind::ContentMismatch, lossy(entry.path)));
-            }
-            let temp = temp_name(name, PART);
-            let write = || -> io::Result<File> {
-                let (folder, mut file) = dir.create_temp(&temp)?;
-                let placed = (|| {
-                    file.write_all(data)?;
-                    beneath::set_mode(&file, entry.mode)?;
-                    beneath::set_mtime(&file, entry.mtime_ns)?;
-                    if self.options.fsync {
-                        file.sync_all()?;
-                    }
-                    self.replace(folder.as_fd(), &temp, &dir, name)
-                })();
-                if let Err(e) = placed {
-                    let _ = beneath::unlink(folder.as_fd(), &temp);
-                    return Err(e);
-                }
-                Ok(file)
-            };
-            let file = write().map_err(self.refusal(entry.path))?;
-            self.leave_cache(file);
-            report.files_written += 1;
-            report.bytes_received += data.len() as u64;
-            return Ok(OwnedVerdict::Done);
+            return Ok(OwnedVerdict::Inline(InlineFile { entry, data, dir }));
         }
         let charge = charge.expect("charged above for an entry without inline data");
         self.register_partial(entry, &dir, report, charge)
             .map_err(self.refusal(entry.path))
+    }
+
+    /// Writes a file that came inline: checked against its digest, written to its partial
+    /// file and renamed into place.
+    pub(super) fn write_inline<'b>(
+        &self,
+        file: InlineFile<'b>,
+        report: &mut FinishReport,
+    ) -> Result<OwnedVerdict<'b>, (RefusalKind, String)> {
+        let InlineFile { entry, data, dir } = file;
+        if entry.content_hash != Some(hawser_wire::xxh3::hash128(data)) {
+            return Err((RefusalKind::ContentMismatch, lossy(entry.path)));
+        }
+        let name = split_last(entry.path).1;
+        let temp = temp_name(name, PART);
+        let write = || -> io::Result<File> {
+            let (folder, mut file) = dir.create_temp(&temp)?;
+            let placed = (|| {
+                file.write_all(data)?;
+                beneath::set_mode(&file, entry.mode)?;
+                beneath::set_mtime(&file, entry.mtime_ns)?;
+                if self.options.fsync {
+                    file.sync_all()?;
+                }
+                self.replace(folder.as_fd(), &temp, &dir, name)
+            })();
+            if let Err(e) = placed {
+                let _ = beneath::unlink(folder.as_fd(), &temp);
+                return Err(e);
+            }
+            Ok(file)
+        };
+        let file = write().map_err(self.refusal(entry.path))?;
+        self.leave_cache(file);
+        report.files_written += 1;
+        report.bytes_received += data.len() as u64;
+        Ok(OwnedVerdict::Done)
     }
 
     /// Registers a file needing data; with resume, checks the partial file and journal
@@ -115,7 +136,7 @@ impl Job {
         dir: &DirHandle,
         report: &mut FinishReport,
         charge: PieceCharge,
-    ) -> io::Result<OwnedVerdict> {
+    ) -> io::Result<OwnedVerdict<'static>> {
         let name = split_last(entry.path).1;
         let identity = journal::Identity {
             size: entry.size,

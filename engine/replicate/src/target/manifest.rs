@@ -1,6 +1,9 @@
 //! A Manifest batch: each entry's path checked and remembered (a path named twice is
 //! refused), then answered by its kind: directories and symlinks are made here, files
 //! are checked or registered for their data (see [`file_entry`](super::file_entry)).
+//! Batches take the job's tree one at a time; the small files a batch carries inline are
+//! written after it lets go of the tree, so the batches in flight write theirs in
+//! parallel on the handler threads.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -9,6 +12,7 @@ use bytes::BytesMut;
 use rustix::fs::FileType;
 
 use super::dirs::dir_refusal;
+use super::file_entry::InlineFile;
 use super::job::{Job, Tree, lock, lossy};
 use super::partial::LINK;
 use crate::beneath;
@@ -22,9 +26,11 @@ use crate::target_path::{self, path_key, split_last, temp_name};
 /// An entry's verdict, kept until the batch's answer is encoded (a refusal's detail by
 /// its index in the batch's details).
 #[derive(Debug)]
-pub(super) enum OwnedVerdict {
+pub(super) enum OwnedVerdict<'b> {
     UpToDate,
     Done,
+    /// Done once this file is written (after the batch lets go of the tree).
+    Inline(InlineFile<'b>),
     NeedAll,
     NeedBlocks(Vec<u32>),
     Refused(RefusalKind, usize),
@@ -43,22 +49,44 @@ impl Job {
         out: &mut BytesMut,
     ) -> Result<(), TargetError> {
         let _gate = self.enter()?;
-        let mut tree = lock(&self.tree);
         let mut report = FinishReport::default();
-        let result = self.manifest_entries(&batch, &mut tree, &mut report, out);
+        let mut details = Vec::new();
+        let verdicts = {
+            let mut tree = lock(&self.tree);
+            self.manifest_entries(&batch, &mut tree, &mut report, &mut details)
+        };
+        let result = verdicts.and_then(|verdicts| {
+            let answers = verdicts
+                .into_iter()
+                .map(|(file_id, verdict)| {
+                    let verdict = match verdict {
+                        OwnedVerdict::Inline(file) => self
+                            .write_inline(file, &mut report)
+                            .unwrap_or_else(|(kind, d)| {
+                                report.refused += 1;
+                                details.push(d);
+                                OwnedVerdict::Refused(kind, details.len() - 1)
+                            }),
+                        other => other,
+                    };
+                    (file_id, verdict)
+                })
+                .collect();
+            encode_answer(answers, &details, out)
+        });
         add_report(&mut lock(&self.report), &report);
         result
     }
 
-    fn manifest_entries(
+    /// The entries' verdicts, inline files not yet written.
+    fn manifest_entries<'b>(
         &self,
-        batch: &ManifestBatch<'_>,
+        batch: &'b ManifestBatch<'b>,
         tree: &mut Tree,
         report: &mut FinishReport,
-        out: &mut BytesMut,
-    ) -> Result<(), TargetError> {
+        details: &mut Vec<String>,
+    ) -> Result<Vec<(u32, OwnedVerdict<'b>)>, TargetError> {
         let mut answers = Vec::with_capacity(batch.entries.len());
-        let mut details = Vec::new();
         for entry in &batch.entries {
             let verdict = match self.remember(entry.path, tree)? {
                 None => self.entry(entry, tree, report),
@@ -71,27 +99,7 @@ impl Job {
             });
             answers.push((entry.file_id, verdict));
         }
-        let answer = ManifestAnswer {
-            entries: answers
-                .into_iter()
-                .map(|(file_id, verdict)| AnswerEntry {
-                    file_id,
-                    verdict: match verdict {
-                        OwnedVerdict::UpToDate => Verdict::UpToDate,
-                        OwnedVerdict::Done => Verdict::Done,
-                        OwnedVerdict::NeedAll => Verdict::NeedAll,
-                        OwnedVerdict::NeedBlocks(blocks) => Verdict::NeedBlocks(blocks),
-                        OwnedVerdict::Refused(kind, i) => Verdict::Refused {
-                            kind,
-                            // Details are bounded so the answer always encodes.
-                            detail: truncate(details[i].as_bytes(), 1024),
-                        },
-                    },
-                })
-                .collect(),
-        };
-        answer.encode(out)?;
-        Ok(())
+        Ok(answers)
     }
 
     /// Checks an entry's path and remembers it: a refusal for a malformed path or one
@@ -125,12 +133,12 @@ impl Job {
         Ok(None)
     }
 
-    fn entry(
+    fn entry<'b>(
         &self,
-        entry: &ManifestEntry<'_>,
+        entry: &'b ManifestEntry<'b>,
         tree: &mut Tree,
         report: &mut FinishReport,
-    ) -> Result<OwnedVerdict, (RefusalKind, String)> {
+    ) -> Result<OwnedVerdict<'b>, (RefusalKind, String)> {
         let dry_run = self.options.dry_run;
         let (dir_rel, name) = split_last(entry.path);
         let dir = self
@@ -197,6 +205,35 @@ impl Job {
             EntryKind::File => self.file_entry(entry, dir, existing, report),
         }
     }
+}
+
+/// Encodes the batch's answer (every inline file written by now).
+fn encode_answer(
+    answers: Vec<(u32, OwnedVerdict<'_>)>,
+    details: &[String],
+    out: &mut BytesMut,
+) -> Result<(), TargetError> {
+    let answer = ManifestAnswer {
+        entries: answers
+            .into_iter()
+            .map(|(file_id, verdict)| AnswerEntry {
+                file_id,
+                verdict: match verdict {
+                    OwnedVerdict::UpToDate => Verdict::UpToDate,
+                    OwnedVerdict::Done | OwnedVerdict::Inline(_) => Verdict::Done,
+                    OwnedVerdict::NeedAll => Verdict::NeedAll,
+                    OwnedVerdict::NeedBlocks(blocks) => Verdict::NeedBlocks(blocks),
+                    OwnedVerdict::Refused(kind, i) => Verdict::Refused {
+                        kind,
+                        // Details are bounded so the answer always encodes.
+                        detail: truncate(details[i].as_bytes(), 1024),
+                    },
+                },
+            })
+            .collect(),
+    };
+    answer.encode(out)?;
+    Ok(())
 }
 
 /// Adds a batch's counters to the job's.
