@@ -21,11 +21,11 @@ use hawser_wire::dtp::{ControlMessage, HoleReport, IntervalSet, PushRequest, Tra
 
 use crate::control::{FileListing, FileMetadata, FileStat, FinishRequest};
 use crate::engine::{
-    DtpEngine, EngineConfig, EngineError, Progress, ReceivePlan, SendPlan, Transfer,
+    DtpEngine, EngineConfig, EngineError, FirstPass, Progress, ReceivePlan, SendPlan, Transfer,
 };
 use crate::rate::ControllerKind;
 use crate::service::{JOURNAL_SUFFIX, PARTIAL_SUFFIX, exchange};
-use crate::{BlockDigests, TransferState, digest_file, verify_on_disk};
+use crate::{BlockDigests, TransferState, verify_on_disk};
 
 /// How a transfer runs.
 #[derive(Debug, Clone)]
@@ -433,17 +433,26 @@ impl DtpClient<'_> {
             ));
         }
         let resumed = total - response.wanted.covered();
-        // The digest is computed on another thread while the data goes.
-        let digest_file_handle = file
+        // The payload's digest: the first pass hashes the blocks it sends whole; the
+        // others (what a resumed push skips) are read from the file on another thread
+        // meanwhile.
+        let read_back = file
             .try_clone()
             .map_err(|e| io_error("cannot open", local, e))?;
-        let waiter = std::thread::current();
-        let digest = std::thread::spawn(move || {
-            let digest = digest_file(&digest_file_handle, total);
-            // A small file's digest is done long before a tick: the wait below ends now.
-            waiter.unpark();
-            digest
-        });
+        let outside = {
+            let file = file
+                .try_clone()
+                .map_err(|e| io_error("cannot open", local, e))?;
+            let wanted = response.wanted.clone();
+            let waiter = std::thread::current();
+            std::thread::spawn(move || {
+                let mut digests = BlockDigests::new(total);
+                let read = digests.complete_outside(&file, &wanted, &mut Vec::new());
+                // A small file's blocks are read long before a tick: the wait ends now.
+                waiter.unpark();
+                read.map(|()| digests)
+            })
+        };
         // Nothing wanted (a push resumed after its last byte): only the finish is left.
         let transfer = if response.wanted.is_empty() {
             None
@@ -460,19 +469,38 @@ impl DtpClient<'_> {
                 datagram_size: response.datagram_size,
                 max_rate: options.max_rate,
                 controller: options.controller,
+                hash_sent_blocks: true,
             })?)
         };
-        // Progress while the digest is computed: the data goes meanwhile, and a caller
-        // counting seconds must hear of it every second.
+        // Progress meanwhile: a caller counting seconds must hear of the data every second.
+        let mut digests = match &transfer {
+            Some(t) => loop {
+                progress(t.progress());
+                match t.sent_digests(Duration::from_millis(100)) {
+                    FirstPass::Hashed(digests) => break digests,
+                    FirstPass::Sending => {}
+                    FirstPass::Ended => break BlockDigests::new(total),
+                }
+            },
+            None => BlockDigests::new(total),
+        };
         let idle = Progress::default();
-        while !digest.is_finished() {
+        while !outside.is_finished() {
             progress(transfer.as_ref().map_or(&idle, |t| t.progress()));
             std::thread::park_timeout(Duration::from_millis(100));
         }
-        let digest = digest
+        let outside = outside
             .join()
             .map_err(|_| DtpClientError::Io("the digest thread failed".into()))?
             .map_err(|e| io_error("cannot read", local, e))?;
+        digests.fill_from(&outside);
+        // Blocks neither hashed (a resend interleaved with the first pass's bytes).
+        digests
+            .complete_from(&read_back, &mut Vec::new())
+            .map_err(|e| io_error("cannot read", local, e))?;
+        let digest = digests
+            .payload_digest()
+            .ok_or_else(|| DtpClientError::Io("a block digest is missing".into()))?;
         let finish = FinishRequest {
             session_id: response.session_id,
             digest,

@@ -95,6 +95,33 @@ impl BlockDigests {
         Ok(())
     }
 
+    /// Reads and hashes from `file` every block not wholly inside `skip` (whose digests
+    /// come from elsewhere: a push's first pass hashes the blocks it sends).
+    pub fn complete_outside(
+        &mut self,
+        file: &File,
+        skip: &hawser_wire::dtp::IntervalSet,
+        buf: &mut Vec<u8>,
+    ) -> io::Result<()> {
+        for index in 0..self.len() {
+            let (offset, len) = self.range(index);
+            if self.get(index).is_none() && !skip.contains(offset, len) {
+                let digest = hash_block(file, (offset, len), buf)?;
+                self.set(index, digest);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes every digest `other` knows and this one does not (of the same payload).
+    pub fn fill_from(&mut self, other: &BlockDigests) {
+        for (index, digest) in other.known() {
+            if self.get(index).is_none() {
+                self.set(index, digest);
+            }
+        }
+    }
+
     /// The payload's digest, once every block's is known.
     pub fn payload_digest(&self) -> Option<u128> {
         let mut hasher = XxHash3_128::new();

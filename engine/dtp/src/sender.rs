@@ -96,6 +96,8 @@ pub struct Sender {
     echoes: VecDeque<EchoSample>,
     /// The end of the highest datagram sent: one starting there or beyond is first pass.
     first_pass_end: u64,
+    /// Where the first pass ends: the end of the last byte wanted.
+    wanted_end: u64,
     /// (when, `first_pass_end` then), ascending: what of the first pass went long enough
     /// ago that a report may name it missing.
     first_pass_marks: VecDeque<(Instant, u64)>,
@@ -114,7 +116,9 @@ impl Sender {
         } else {
             config.wanted.clone()
         };
+        let wanted_end = pending.as_slice().last().map_or(0, |i| i.end());
         Sender {
+            wanted_end,
             tokens: config.burst as f64,
             config,
             key,
@@ -193,6 +197,11 @@ impl Sender {
             self.mark_first_pass(now);
         }
         Some((first.offset(), len))
+    }
+
+    /// Whether every wanted byte has been sent once (resends may follow).
+    pub fn first_pass_done(&self) -> bool {
+        self.first_pass_end >= self.wanted_end
     }
 
     fn mark_first_pass(&mut self, now: Instant) {

@@ -410,6 +410,8 @@ impl DtpService {
                     datagram_size,
                     max_rate: self.rate(request.max_throughput),
                     controller: self.config.controller,
+                    // A pull's digest comes from its own exchange.
+                    hash_sent_blocks: false,
                 })
             },
         )?;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hawser_dtp::engine::{DtpEngine, EngineConfig, ReceivePlan, SendPlan};
+use hawser_dtp::engine::{DtpEngine, EngineConfig, FirstPass, ReceivePlan, SendPlan};
 use hawser_dtp::rate::ControllerKind;
 use hawser_dtp::{BlockDigests, TransferState, digest_file};
 use hawser_wire::dtp::{DatagramForm, IntervalSet};
@@ -50,6 +50,7 @@ fn send_plan(file: File, size: u64, peer: SocketAddr, wanted: IntervalSet, rate:
         datagram_size: 1472,
         max_rate: rate,
         controller: ControllerKind::Probe,
+        hash_sent_blocks: true,
     }
 }
 
@@ -95,6 +96,17 @@ fn a_payload_crosses_loopback_whole_with_its_digest() {
         .wait(Duration::from_secs(60))
         .expect("ends")
         .expect("completes");
+    // The sender hashed the blocks its first pass sent whole; the file gives the rest.
+    let mut hashed = match sending.sent_digests(Duration::from_secs(10)) {
+        FirstPass::Hashed(digests) => digests,
+        other => panic!("no digests from the first pass: {other:?}"),
+    };
+    assert!(
+        hashed.known().count() as u64 * 2 >= hashed.len(),
+        "{} of {} blocks hashed while sent",
+        hashed.known().count(),
+        hashed.len()
+    );
     let sent = sending
         .wait(Duration::from_secs(10))
         .expect("sender ends")
@@ -102,6 +114,10 @@ fn a_payload_crosses_loopback_whole_with_its_digest() {
     assert_eq!(std::fs::read(&target).unwrap(), data);
     let expected = digest_file(&File::open(&source).unwrap(), size as u64).unwrap();
     assert_eq!(got.digest, Some(expected));
+    hashed
+        .complete_from(&File::open(&source).unwrap(), &mut Vec::new())
+        .unwrap();
+    assert_eq!(hashed.payload_digest(), Some(expected));
     assert_eq!(got.bytes, size as u64);
     assert!(sent.bytes >= size as u64);
 }

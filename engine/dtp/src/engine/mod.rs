@@ -9,6 +9,7 @@
 //! four write-behind runs of that size (`writer::RUN_BUFFERS`), and the shard's pool of send and
 //! receive buffers.
 
+mod first_pass;
 mod in_order;
 mod receiving;
 pub mod routes;
@@ -29,6 +30,7 @@ use hawser_wire::dtp::{DatagramForm, IntervalSet};
 
 use crate::digest::BlockDigests;
 use crate::rate::ControllerKind;
+pub use first_pass::SentDigests;
 
 /// Bytes a session reads ahead of its sending, or gathers before a write.
 pub const STAGING: usize = 1 << 20;
@@ -111,6 +113,9 @@ pub struct SendPlan {
     pub max_rate: u64,
     /// How the rate is found.
     pub controller: ControllerKind,
+    /// Hash the blocks the first pass sends whole, for [`Transfer::sent_digests`] (a
+    /// push's payload digest without a second read of the file).
+    pub hash_sent_blocks: bool,
 }
 
 /// Writes a receiver's journal: the [`TransferState`](crate::TransferState) bytes.
@@ -171,6 +176,8 @@ pub struct Progress {
     /// New payload bytes the receiver has: received (a receiver) or reported in its
     /// feedback (a sender), the goodput either way.
     pub delivered: AtomicU64,
+    /// A sender's digests of the blocks its first pass sent whole.
+    sent_digests: SentDigests,
 }
 
 /// How a transfer ended.
@@ -223,11 +230,35 @@ impl Transfer {
         }
     }
 
+    /// A sender's digests of the blocks its first pass sent whole (see
+    /// [`SentDigests`]), waiting up to `timeout` for the first pass to end.
+    pub fn sent_digests(&self, timeout: Duration) -> FirstPass {
+        // The shard hands them over at the latest when the session ends, then drops its
+        // reference: looked at first, an end seen here had handed them over already.
+        let ended = Arc::strong_count(&self.progress) == 1;
+        match self.progress.sent_digests.take(timeout) {
+            Some(digests) => FirstPass::Hashed(digests),
+            None if ended => FirstPass::Ended,
+            None => FirstPass::Sending,
+        }
+    }
+
     /// Ends the transfer now (a sender stops sending, a receiver flushes what it has and
     /// journals it); [`wait`](Self::wait) then tells how it ended.
     pub fn stop(&self) {
         self.engine.command(Command::Stop(self.session_id));
     }
+}
+
+/// What [`Transfer::sent_digests`] found.
+#[derive(Debug)]
+pub enum FirstPass {
+    /// The first pass is over: the digests of the blocks it sent whole.
+    Hashed(BlockDigests),
+    /// Still sending its first pass.
+    Sending,
+    /// The session ended without handing digests over (they were taken before).
+    Ended,
 }
 
 /// What the engine's shard is told.

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use hawser_shards::{BufHandle, GatherPiece, MappedRange, ShardCtx, UdpId};
 use hawser_wire::dtp::Feedback;
 
+use super::first_pass::FirstPassDigests;
 use super::{BUFFER, Progress, STAGING, SendPlan};
 use crate::rate::RateController;
 use crate::tag::TAG_LEN;
@@ -130,6 +131,8 @@ pub(super) struct SendingSession {
     report_interval: Duration,
     /// The pacer ran out of the shard's buffers: try again shortly.
     pub(super) starved: bool,
+    /// Digests of the blocks the first pass sends, for the owner's payload digest.
+    first_pass: FirstPassDigests,
 }
 
 impl std::fmt::Debug for SendingSession {
@@ -184,6 +187,15 @@ impl SendingSession {
             silence_acted: None,
             report_interval,
             starved: false,
+            first_pass: FirstPassDigests::new(plan.total_size, plan.hash_sent_blocks),
+        }
+    }
+
+    /// Hands the first pass's digests to the transfer's owner once it is over, or now
+    /// (`ending`).
+    pub(super) fn hand_over_digests(&mut self, progress: &Progress, ending: bool) {
+        if ending || self.sender.first_pass_done() {
+            self.first_pass.hand_over(&progress.sent_digests);
         }
     }
 
@@ -275,7 +287,10 @@ impl SendingSession {
                 }
                 Some(Batch::Copied(buf, gso)) => ctx.send_datagram(socket, peer, buf, gso),
                 None if self.carried.is_some() => {} // the mapping failed: copy it
-                None => return Ok(self.sender.poll_timeout(now)),
+                None => {
+                    self.hand_over_digests(progress, false);
+                    return Ok(self.sender.poll_timeout(now));
+                }
             }
         }
     }
@@ -329,6 +344,7 @@ impl SendingSession {
                 .encode_header_into(offset, room)
                 .ok_or_else(|| io::Error::other("no room for a datagram header"))?;
             let tag = self.key.tag_of_parts(&room[..header_len], data);
+            self.first_pass.on_sent(offset, data);
             if window.range.vanished() {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -384,6 +400,7 @@ impl SendingSession {
             let data =
                 self.read_ahead
                     .bytes(&self.file, self.total, offset, len, &mut self.single)?;
+            self.first_pass.on_sent(offset, data);
             let out = &mut buf.as_mut_full()[batch.filled..batch.filled + self.datagram_size];
             let size = self
                 .sender

@@ -160,9 +160,12 @@ impl DtpShard {
     }
 
     fn end(&mut self, id: u32, end: End, now: Instant) {
-        let Some(session) = self.sessions.remove(&id) else {
+        let Some(mut session) = self.sessions.remove(&id) else {
             return;
         };
+        if let Role::Send(sending) = &mut session.role {
+            sending.hand_over_digests(&session.progress, true);
+        }
         self.count
             .store(self.sessions.len() as u64, Ordering::Relaxed);
         self.routes.remove(id);
