@@ -45,6 +45,7 @@ pub(crate) struct WriteBehind {
     thread: Mutex<Option<Advisor>>,
 }
 
+/// The thread and its queue.
 #[derive(Debug)]
 struct Advisor {
     work: SyncSender<Work>,
@@ -62,12 +63,12 @@ impl WriteBehind {
             }
             thread.as_ref().map(|advisor| advisor.work.clone())
         };
-        let sent = match work {
-            Some(work) => work.send(Work::Written(file)),
-            None => Err(std::sync::mpsc::SendError(Work::Written(file))),
+        // No thread (or it is gone): advise here, and keep nothing waiting.
+        let unsent = match work {
+            Some(work) => work.send(Work::Written(file)).err().map(|e| e.0),
+            None => Some(Work::Written(file)),
         };
-        // No thread: advise here, and keep nothing waiting.
-        if let Err(std::sync::mpsc::SendError(Work::Written(file))) = sent {
+        if let Some(Work::Written(file)) = unsent {
             drop_cached(&file);
         }
     }
@@ -75,26 +76,24 @@ impl WriteBehind {
     /// The job ends: the files still waiting are advised and closed (on the thread,
     /// which then ends; the job does not wait for it).
     pub(crate) fn finish(&self) {
+        self.end();
+    }
+
+    /// Tells the thread the job ends; the thread's handle, if it had started.
+    fn end(&self) -> Option<Advisor> {
         let advisor = self
             .thread
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(advisor) = advisor {
-            let _ = advisor.work.send(Work::Finish);
-        }
+            .take()?;
+        let _ = advisor.work.send(Work::Finish);
+        Some(advisor)
     }
 
     /// Waits until the thread has advised and closed every file (tests).
     #[cfg(test)]
     fn finish_and_wait(&self) {
-        let advisor = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(advisor) = advisor {
-            let _ = advisor.work.send(Work::Finish);
+        if let Some(advisor) = self.end() {
             drop(advisor.work);
             let _ = advisor._thread.join();
         }

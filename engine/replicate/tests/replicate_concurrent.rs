@@ -436,7 +436,7 @@ fn inline_batches_from_several_threads_write_every_good_file_and_refuse_the_bad(
     assert_eq!(report.files_written, good.len() as u64);
     assert_eq!(
         report.refused,
-        (BATCHES * PER_BATCH) as u64 - good.len() as u64
+        u64::from(BATCHES * PER_BATCH) - good.len() as u64
     );
     let tree = snapshot(&dst.path().join("replica"));
     let files: Vec<&String> = tree.keys().filter(|k| k.contains("/i")).collect();
