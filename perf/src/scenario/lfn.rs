@@ -1,8 +1,8 @@
 //! `lfn-10g-50ms` and `lfn-loss`: through the link emulator (root). linkem runs as a
 //! child process (`hawser-perf linkem`, this same binary) for the whole scenario; the
 //! servers (iperf3's, `hawser serve`, `xrootd`) run in side b, their clients in side a.
-//! Each TCP transfer's cost per byte (core-seconds per GB of client and server) is
-//! measured beside its rate.
+//! Each TCP transfer's and each DTP push's cost per byte (core-seconds per GB of client
+//! and server) is measured beside its rate.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -560,27 +560,34 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
             }
             eprintln!("  round {round}: {}", dtp_subject.label());
             empty_directory(&push_target)?;
-            match udp_movers::run_dtp_push(
+            let serve_before = tools::background_cpu(server.as_ref());
+            let pushed = udp_movers::run_dtp_push(
                 binary,
                 Some(NS_A),
                 &push_source.join("push.bin"),
                 &format!("{ADDRESS_B}:{HAWSER_PORT}:dtp{round}"),
                 &push_report,
-            ) {
-                Ok(result) => LinkRun {
-                    subject: &dtp_subject,
-                    round,
-                    rate: result.bytes_per_sec,
-                    intervals: result.intervals,
-                    steady_from: result.seconds / 3.0,
+            );
+            settle();
+            let serve_s = seconds_between(serve_before, tools::background_cpu(server.as_ref()));
+            match pushed {
+                Ok(result) => {
+                    let client_s = result.client_cpu_s;
+                    LinkRun {
+                        subject: &dtp_subject,
+                        round,
+                        rate: result.bytes_per_sec,
+                        intervals: result.intervals,
+                        steady_from: result.seconds / 3.0,
+                    }
+                    .record(outcome, link_bytes_per_sec, &mut missed_target);
+                    cpu_cost::record_transfer(outcome, &dtp_subject, push_bytes, client_s, serve_s);
                 }
-                .record(outcome, link_bytes_per_sec, &mut missed_target),
                 Err(error) => outcome.notes.push(format!(
                     "{} round {round} failed: {error:#}",
                     dtp_subject.label()
                 )),
             }
-            settle();
             if profile.udp_peers {
                 empty_directory(&push_target)?;
                 share_run(
@@ -712,6 +719,7 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
         outcome,
         &subjects,
         &hawser_subjects,
+        &dtp_subject,
         xrdcp_subject.as_ref().zip(profile.xrdcp_streams),
     );
     Ok(())
@@ -723,6 +731,7 @@ fn summarize_costs(
     outcome: &mut Outcome,
     iperf3: &[(usize, Subject)],
     hawser: &[(usize, Subject)],
+    dtp: &Subject,
     xrdcp: Option<(&Subject, usize)>,
 ) {
     let Some((_, reference)) = iperf3.iter().max_by_key(|(streams, _)| *streams) else {
@@ -732,6 +741,7 @@ fn summarize_costs(
         .iter()
         .chain(hawser)
         .map(|(_, s)| s.clone())
+        .chain([dtp.clone()])
         .chain(xrdcp.map(|(s, _)| s.clone()))
         .collect();
     if let Some(table) = cpu_cost::section(outcome, &costed, reference) {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 
 use super::hawser_tools::{HawserPushResult, parse_hawser_push_json};
-use super::tools::{self, Background, command_in, run_output};
+use super::tools::{self, Background, command_in, run_output_with_cpu};
 
 /// The UDP port of hawser's DTP data socket in the scenarios.
 pub(super) const DTP_PORT: u16 = 8417;
@@ -71,10 +71,12 @@ pub(super) fn run_dtp_push(
         .arg(report)
         .arg(source)
         .arg(destination);
-    run_output(&mut command, "hawser push --transport dtp")?;
+    let (_, cpu) = run_output_with_cpu(&mut command, "hawser push --transport dtp", None)?;
     let text =
         std::fs::read_to_string(report).with_context(|| format!("reading {}", report.display()))?;
-    parse_hawser_push_json(&text)
+    let mut result = parse_hawser_push_json(&text)?;
+    result.client_cpu_s = cpu;
+    Ok(result)
 }
 
 /// How uftp paces.
