@@ -244,4 +244,44 @@ mod tests {
         assert_ne!(digest_file(&file, data.len() as u64).unwrap(), whole);
         std::fs::remove_file(&dir).unwrap();
     }
+
+    /// A resumed push: the blocks not wholly wanted come from the file, the others from
+    /// the first pass; together they give the file's digest.
+    #[test]
+    fn blocks_outside_the_wanted_bytes_come_from_the_file() {
+        let path = std::env::temp_dir().join(format!("hawser-dtp-outside-{}", std::process::id()));
+        let data: Vec<u8> = (0..(3 * BLOCK + 500)).map(|i| (i % 239) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let file = File::open(&path).unwrap();
+        let size = data.len() as u64;
+        // Wanted: the second half of block 1 to the end (block 1 only partly).
+        let wanted = hawser_wire::dtp::IntervalSet::from_canonical(vec![
+            hawser_wire::dtp::Interval::new(BLOCK + BLOCK / 2, size - BLOCK - BLOCK / 2).unwrap(),
+        ])
+        .unwrap();
+        let mut outside = BlockDigests::new(size);
+        outside
+            .complete_outside(&file, &wanted, &mut Vec::new())
+            .unwrap();
+        let known: Vec<u64> = outside.known().map(|(block, _)| block).collect();
+        assert_eq!(
+            known,
+            vec![0, 1],
+            "blocks 2 and 3 lie wholly inside the wanted bytes"
+        );
+        let mut sent = BlockDigests::new(size);
+        for block in [2, 3] {
+            let (o, l) = sent.range(block);
+            sent.set(
+                block,
+                XxHash3_64::oneshot(&data[o as usize..(o + l) as usize]),
+            );
+        }
+        sent.fill_from(&outside);
+        assert_eq!(
+            sent.payload_digest(),
+            Some(digest_file(&file, size).unwrap())
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
 }
