@@ -199,12 +199,18 @@ pub fn verify_on_disk(file: &File, state: &mut crate::TransferState) -> io::Resu
 mod tests {
     use super::*;
 
+    /// `data` written to a file of the test's own; its path and the file opened.
+    fn temp_file(name: &str, data: &[u8]) -> (std::path::PathBuf, File) {
+        let path = std::env::temp_dir().join(format!("hawser-dtp-{name}-{}", std::process::id()));
+        std::fs::write(&path, data).unwrap();
+        let file = File::open(&path).unwrap();
+        (path, file)
+    }
+
     #[test]
     fn a_mapped_block_hashes_as_read_and_one_past_the_end_fails() {
-        let path = std::env::temp_dir().join(format!("hawser-dtp-mapped-{}", std::process::id()));
         let data: Vec<u8> = (0..BLOCK + 4096).map(|i| (i % 241) as u8).collect();
-        std::fs::write(&path, &data).unwrap();
-        let file = File::open(&path).unwrap();
+        let (path, file) = temp_file("mapped", &data);
         let mut buf = Vec::new();
         assert_eq!(
             hash_block(&file, (0, BLOCK), &mut buf).unwrap(),
@@ -221,10 +227,8 @@ mod tests {
 
     #[test]
     fn digests_in_any_order_give_the_file_digest() {
-        let dir = std::env::temp_dir().join(format!("hawser-dtp-digest-{}", std::process::id()));
         let data: Vec<u8> = (0..(2 * BLOCK + 77)).map(|i| (i % 251) as u8).collect();
-        std::fs::write(&dir, &data).unwrap();
-        let file = File::open(&dir).unwrap();
+        let (dir, file) = temp_file("digest", &data);
         let whole = digest_file(&file, data.len() as u64).unwrap();
         let mut parts = BlockDigests::new(data.len() as u64);
         for index in [2, 0, 1] {
@@ -249,10 +253,8 @@ mod tests {
     /// the first pass; together they give the file's digest.
     #[test]
     fn blocks_outside_the_wanted_bytes_come_from_the_file() {
-        let path = std::env::temp_dir().join(format!("hawser-dtp-outside-{}", std::process::id()));
         let data: Vec<u8> = (0..(3 * BLOCK + 500)).map(|i| (i % 239) as u8).collect();
-        std::fs::write(&path, &data).unwrap();
-        let file = File::open(&path).unwrap();
+        let (path, file) = temp_file("outside", &data);
         let size = data.len() as u64;
         // Wanted: the second half of block 1 to the end (block 1 only partly).
         let wanted = hawser_wire::dtp::IntervalSet::from_canonical(vec![

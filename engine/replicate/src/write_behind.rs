@@ -10,9 +10,9 @@
 //! So each file is advised `POSIX_FADV_DONTNEED` when it is complete, which starts the
 //! writeback of its dirty pages without waiting for it (pages still dirty stay), and
 //! once more [`DEPTH`] files later, when its pages are clean and are dropped. Starting a
-//! file's writeback is the kernel's block allocation and I/O submission for it, a fifth
-//! of a target's work on small files: a thread of the job's own does the advising, so
-//! the handlers go on receiving meanwhile. It takes the files through a queue of
+//! file's writeback is the kernel's block allocation and I/O submission for it, a large
+//! part of a target's work on small files: a thread of the job's own does the advising,
+//! so the handlers go on receiving meanwhile. It takes the files through a queue of
 //! [`QUEUED`]; a handler that finds the queue full waits (the cache stays bounded when
 //! the disk falls behind). At most `QUEUED + DEPTH` descriptors per job stay open
 //! between a file's commit and its second advice. The thread keeps the handlers'

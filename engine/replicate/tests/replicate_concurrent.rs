@@ -139,31 +139,52 @@ fn manifest(target: &Target, files: &[File]) {
     let entries: Vec<ManifestEntry<'_>> = files
         .iter()
         .map(|f| ManifestEntry {
-            file_id: f.id,
-            path: f.path.as_bytes(),
-            kind: EntryKind::File,
-            mode: 0o640,
-            mtime_ns: 1_600_000_000_123_456_789,
-            size: f.content.len() as u64,
-            symlink_target: b"",
             extents: f.extents.clone(),
-            content_hash: None,
-            inline: None,
+            ..file_entry(f.id, &f.path, f.content.len() as u64)
         })
         .collect();
+    answer_batch(target, entries, |answer| {
+        for (entry, file) in answer.entries.iter().zip(files) {
+            assert_eq!(entry.file_id, file.id);
+            assert!(
+                matches!(entry.verdict, Verdict::NeedAll),
+                "{}: {:?}",
+                file.path,
+                entry.verdict
+            );
+        }
+    });
+}
+
+/// Sends a Manifest batch of `entries` and hands the target's answer, one verdict per
+/// entry, to `check`.
+fn answer_batch(
+    target: &Target,
+    entries: Vec<ManifestEntry<'_>>,
+    check: impl FnOnce(&ManifestAnswer<'_>),
+) {
+    let count = entries.len();
     let mut out = BytesMut::new();
     ManifestBatch { entries }.encode(&mut out).unwrap();
     let answer = call(target, out);
     let answer = ManifestAnswer::decode(&answer).unwrap();
-    assert_eq!(answer.entries.len(), files.len());
-    for (entry, file) in answer.entries.iter().zip(files) {
-        assert_eq!(entry.file_id, file.id);
-        assert!(
-            matches!(entry.verdict, Verdict::NeedAll),
-            "{}: {:?}",
-            file.path,
-            entry.verdict
-        );
+    assert_eq!(answer.entries.len(), count);
+    check(&answer);
+}
+
+/// A file entry of `size` bytes whose data comes in blocks.
+fn file_entry(file_id: u32, path: &str, size: u64) -> ManifestEntry<'_> {
+    ManifestEntry {
+        file_id,
+        path: path.as_bytes(),
+        kind: EntryKind::File,
+        mode: 0o640,
+        mtime_ns: 1_600_000_000_123_456_789,
+        size,
+        symlink_target: b"",
+        extents: None,
+        content_hash: None,
+        inline: None,
     }
 }
 
@@ -390,43 +411,33 @@ fn inline_batches_from_several_threads_write_every_good_file_and_refuse_the_bad(
                         .zip(&paths)
                         .zip(&contents)
                         .map(|((&id, path), data)| ManifestEntry {
-                            file_id: id,
-                            path: path.as_bytes(),
-                            kind: EntryKind::File,
-                            mode: 0o640,
-                            mtime_ns: 1_600_000_000_000_000_000,
-                            size: data.len() as u64,
-                            symlink_target: b"",
-                            extents: None,
                             content_hash: Some(
                                 hawser_wire::xxh3::hash128(data) ^ u128::from(bad(id)),
                             ),
                             inline: Some(data),
+                            ..file_entry(id, path, data.len() as u64)
                         })
                         .collect();
-                    let mut out = BytesMut::new();
-                    ManifestBatch { entries }.encode(&mut out).unwrap();
-                    let answer = call(target, out);
-                    let answer = ManifestAnswer::decode(&answer).unwrap();
-                    assert_eq!(answer.entries.len(), ids.len());
-                    for (entry, &id) in answer.entries.iter().zip(&ids) {
-                        assert_eq!(entry.file_id, id);
-                        if bad(id) {
-                            assert!(
-                                matches!(
-                                    entry.verdict,
-                                    Verdict::Refused {
-                                        kind: RefusalKind::ContentMismatch,
-                                        ..
-                                    }
-                                ),
-                                "{id}: {:?}",
-                                entry.verdict
-                            );
-                        } else {
-                            assert!(matches!(entry.verdict, Verdict::Done), "{id}");
+                    answer_batch(target, entries, |answer| {
+                        for (entry, &id) in answer.entries.iter().zip(&ids) {
+                            assert_eq!(entry.file_id, id);
+                            if bad(id) {
+                                assert!(
+                                    matches!(
+                                        entry.verdict,
+                                        Verdict::Refused {
+                                            kind: RefusalKind::ContentMismatch,
+                                            ..
+                                        }
+                                    ),
+                                    "{id}: {:?}",
+                                    entry.verdict
+                                );
+                            } else {
+                                assert!(matches!(entry.verdict, Verdict::Done), "{id}");
+                            }
                         }
-                    }
+                    });
                 }
             });
         }

@@ -257,7 +257,7 @@ pub enum FirstPass {
     Hashed(BlockDigests),
     /// Still sending its first pass.
     Sending,
-    /// The session ended without handing digests over (they were taken before).
+    /// The session ended and has none to hand over (taken already, or not hashed).
     Ended,
 }
 
