@@ -329,12 +329,18 @@ impl DtpClient<'_> {
         let digest_call = client.start_call(exchange::DIGEST, Bytes::copy_from_slice(remote));
         let resumed = received.covered();
         let journal_file = journal_path.clone();
+        let direct = open_direct_beside(&partial, &file);
+        if let Some(direct) = &direct {
+            direct
+                .reserve(total)
+                .map_err(|e| io_error("cannot reserve space for", &partial, e))?;
+        }
         let transfer = engine.receive(ReceivePlan {
             session_id: response.session_id,
             key: response.key,
             peer_ip: server_ip,
             peer: Some(SocketAddr::new(server_ip, response.data_port)),
-            direct: open_direct_beside(&partial, &file),
+            direct,
             file,
             total_size: total,
             form: response.form,

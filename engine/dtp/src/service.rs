@@ -474,8 +474,13 @@ impl DtpService {
             }
         };
         // Past the page cache where the file system takes it (a failure to open it only
-        // costs speed).
+        // costs speed), into space reserved whole (a full disk is refused here).
         let direct = landing.dir.open_direct(&partial_name, &file).ok().flatten();
+        if let Some(direct) = &direct {
+            direct
+                .reserve(total)
+                .map_err(|e| io_exception("cannot reserve space for", name, e))?;
+        }
         let wanted = received.missing_within(&IntervalSet::whole(total));
         let key = fresh_key()?;
         let journal_dir = landing.dir.clone();

@@ -14,7 +14,10 @@
 //! the reads that follow (a resume checking a piece, `--verify`). The range
 //! is preallocated first (`fallocate`), which on ext4 lets direct writes to different
 //! ranges of one file run in parallel (a write into unallocated blocks takes the inode
-//! lock exclusively) and reports a full disk before any byte moves.
+//! lock exclusively) and reports a full disk before any byte moves. A writer that knows
+//! the file has no holes to keep reserves it whole once ([`DirectFile::reserve`]): ext4's
+//! `fallocate` waits for every direct write in flight on the file, so one per piece
+//! would put the writes of several threads back in a row.
 //!
 //! `O_DIRECT` needs the memory aligned too. A piece whose bytes are already page-aligned
 //! in memory is written from where it lies; otherwise it goes through a bounce buffer of
@@ -28,6 +31,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::beneath;
 
@@ -56,6 +60,8 @@ pub enum WriteMode {
 #[derive(Debug)]
 pub struct DirectFile {
     file: File,
+    /// Bytes from the start of the file allocated by [`reserve`](Self::reserve).
+    reserved: AtomicU64,
 }
 
 impl DirectFile {
@@ -78,7 +84,21 @@ impl DirectFile {
                 "the partial file was replaced while it was open",
             ));
         }
-        Ok(Some(DirectFile { file }))
+        Ok(Some(DirectFile {
+            file,
+            reserved: AtomicU64::new(0),
+        }))
+    }
+
+    /// Allocates the first `len` bytes of the file now (keeping its size), so that the
+    /// writes that follow into them allocate nothing: for a file written whole, never
+    /// for one whose holes are to stay holes.
+    pub fn reserve(&self, len: u64) -> io::Result<()> {
+        if len > 0 {
+            preallocate(&self.file, 0, len)?;
+        }
+        self.reserved.fetch_max(len, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Writes `data` at `offset`: the page-aligned middle directly, the rest through
@@ -93,7 +113,9 @@ impl DirectFile {
             buffered.write_all_at(head, offset)?;
         }
         let body_offset = offset + middle.start as u64;
-        preallocate(&self.file, body_offset, body.len() as u64)?;
+        if body_offset + body.len() as u64 > self.reserved.load(Ordering::Relaxed) {
+            preallocate(&self.file, body_offset, body.len() as u64)?;
+        }
         if body.as_ptr().align_offset(DIRECT_ALIGN) == 0 {
             self.file.write_all_at(body, body_offset)?;
         } else {
@@ -229,6 +251,51 @@ mod tests {
             .unwrap();
         }
         assert_eq!(std::fs::read(&path).unwrap(), expected);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A reserved file has its blocks before any write, keeps its size, and takes the
+    /// writes into them byte for byte.
+    #[test]
+    fn a_reserved_file_is_allocated_whole_and_written_as_usual() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = std::env::temp_dir().join(format!("hawser-reserve-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("file");
+        let buffered = File::options()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let size = 2 * BOUNCE_BYTES;
+        buffered.set_len(size as u64).unwrap();
+        let dir_fd = std::fs::File::open(&dir).unwrap();
+        let Some(direct) =
+            DirectFile::open(std::os::fd::AsFd::as_fd(&dir_fd), b"file", &buffered).unwrap()
+        else {
+            // This file system refuses O_DIRECT: nothing to reserve through.
+            return std::fs::remove_dir_all(&dir).unwrap();
+        };
+        assert_eq!(buffered.metadata().unwrap().blocks(), 0);
+        direct.reserve(size as u64).unwrap();
+        let meta = buffered.metadata().unwrap();
+        assert_eq!(meta.len(), size as u64);
+        assert!(
+            meta.blocks() * 512 >= size as u64,
+            "{} blocks",
+            meta.blocks()
+        );
+        let mut staging = vec![0u8; size + DIRECT_ALIGN];
+        let shift = staging.as_ptr().align_offset(DIRECT_ALIGN);
+        let piece = &mut staging[shift..shift + size];
+        piece
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = (i % 251) as u8);
+        direct.write_at(&buffered, piece, 0).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), *piece);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

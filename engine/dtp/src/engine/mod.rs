@@ -6,8 +6,8 @@
 //!
 //! Memory is bounded by configuration: at most `max_sessions` sessions, each with one
 //! read-ahead buffer of [`STAGING`] bytes (only where the file cannot be mapped) or
-//! four write-behind runs of that size (`writer::RUN_BUFFERS`), and the shard's pool of send and
-//! receive buffers.
+//! eight write-behind runs of that size (`writer::RUN_BUFFERS`) written by at most three
+//! threads, and the shard's pool of send and receive buffers.
 
 mod first_pass;
 mod in_order;
@@ -15,6 +15,7 @@ mod receiving;
 pub mod routes;
 mod sending;
 mod shard;
+mod write_pool;
 mod writer;
 
 use std::fs::File;

@@ -1,35 +1,55 @@
 //! A receiving session's writer: runs of consecutive datagrams gathered in page-aligned
-//! buffers and written on a thread of the session's own (their page-aligned part past the
+//! buffers and written by a thread of the session's own (their page-aligned part past the
 //! page cache where the file system allows it), so that the shard goes on receiving while
-//! the disk works. At most [`RUN_BUFFERS`] runs are gathered or in flight; when all are,
-//! the next run waits for the disk.
+//! the disk works. The thread hands the runs to up to [`WRITE_THREADS`] helpers
+//! ([`WritePool`]), so that several writes are in flight. At most [`RUN_BUFFERS`] runs are
+//! gathered or in flight; when all are, the next run waits for the disk.
 //!
 //! The same thread reads back and hashes the blocks completed out of order, and writes
-//! the journal. Its queue is in order, so a block is hashed, and a journal written, only
-//! after every run handed over before it is on the file; the shard never waits for the
-//! disk except at a flush (the end of a transfer).
+//! the journal. Its queue is in order, and it waits for the runs handed over before a
+//! hash or a journal, so a block is hashed, and a journal written, only after every run
+//! before it is on the file; the shard never waits for the disk except at a flush (the
+//! end of a transfer).
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use hawser_replicate::DirectFile;
 
+use super::write_pool::WritePool;
 use super::{Journal, STAGING};
 use crate::digest;
 
 /// Runs a session gathers or has in flight at most (each [`STAGING`] bytes).
-pub(super) const RUN_BUFFERS: usize = 4;
+pub(super) const RUN_BUFFERS: usize = 8;
+/// Runs a session writes at once at most.
+const WRITE_THREADS: usize = 3;
 /// Alignment of direct writes (the page).
 const ALIGN: usize = 4096;
 
-/// Where the runs go: the file, its `O_DIRECT` descriptor when the file system has one,
-/// and the journal.
-struct Target {
+/// Where the runs go: the file, and its `O_DIRECT` descriptor when the file system has
+/// one.
+struct Output {
     file: File,
     direct: Option<DirectFile>,
+}
+
+impl Output {
+    fn write(&self, run: &Run) -> io::Result<()> {
+        let data = run.data();
+        match &self.direct {
+            Some(direct) => direct.write_at(&self.file, data, run.start),
+            None => self.file.write_all_at(data, run.start),
+        }
+    }
+}
+
+/// The thread's side: where the runs go, and the journal.
+struct Target {
+    output: Arc<Output>,
     journal: Option<Journal>,
     /// Where a block that cannot be mapped is read back.
     hash_buf: Vec<u8>,
@@ -38,17 +58,10 @@ struct Target {
 impl Target {
     fn run(&mut self, job: Job) -> Done {
         match job {
-            Job::Write(run) => {
-                let data = run.data();
-                let result = match &self.direct {
-                    Some(direct) => direct.write_at(&self.file, data, run.start),
-                    None => self.file.write_all_at(data, run.start),
-                };
-                Done::Written(result, run)
-            }
+            Job::Write(run) => Done::Written(self.output.write(&run), run),
             Job::Hash { block, range } => Done::Hashed(
                 block,
-                digest::hash_block(&self.file, range, &mut self.hash_buf),
+                digest::hash_block(&self.output.file, range, &mut self.hash_buf),
             ),
             Job::Journal(state) => Done::Journaled(match &mut self.journal {
                 Some(write) => write(&state),
@@ -78,13 +91,18 @@ enum Done {
 }
 
 /// Consecutive bytes of the payload from `start`, placed so that their file pages are
-/// memory pages (what a direct write needs).
+/// memory pages (what a direct write needs). A run ends at the next multiple of
+/// [`STAGING`] in the file, so that runs of bytes arriving in order are whole pages: a
+/// partial page is written through the page cache, which on ext4 holds up every other
+/// write to the file.
 struct Run {
     start: u64,
     storage: Vec<u8>,
     /// Where the bytes begin in `storage`.
     at: usize,
     len: usize,
+    /// Bytes from `start` to the end of its [`STAGING`] window.
+    limit: usize,
 }
 
 impl Run {
@@ -94,6 +112,7 @@ impl Run {
             storage: vec![0; STAGING + 2 * ALIGN],
             at: 0,
             len: 0,
+            limit: STAGING,
         }
     }
 
@@ -103,6 +122,7 @@ impl Run {
         self.start = start;
         self.at = base + (start % ALIGN as u64) as usize;
         self.len = 0;
+        self.limit = STAGING - (start % STAGING as u64) as usize;
     }
 
     fn end(&self) -> u64 {
@@ -110,7 +130,7 @@ impl Run {
     }
 
     fn room(&self) -> usize {
-        STAGING - self.len
+        self.limit - self.len
     }
 
     fn push(&mut self, bytes: &[u8]) {
@@ -156,8 +176,7 @@ impl Writer {
         let (target, journal) = match file.try_clone() {
             Ok(file) => (
                 Some(Target {
-                    file,
-                    direct,
+                    output: Arc::new(Output { file, direct }),
                     journal,
                     hash_buf: Vec::new(),
                 }),
@@ -318,8 +337,25 @@ impl Writer {
             .name("hawser-dtp-write".into())
             .spawn(move || {
                 let Ok(mut target) = take.recv() else { return };
+                let mut writes = {
+                    let (output, results) = (Arc::clone(&target.output), results.clone());
+                    WritePool::new(WRITE_THREADS, move |run: Run| {
+                        let result = output.write(&run);
+                        let _ = results.send(Done::Written(result, run));
+                    })
+                };
                 for job in queue {
-                    if results.send(target.run(job)).is_err() {
+                    let done = match job {
+                        Job::Write(run) => {
+                            writes.run(run);
+                            continue;
+                        }
+                        ordered => {
+                            writes.wait_idle();
+                            target.run(ordered)
+                        }
+                    };
+                    if results.send(done).is_err() {
                         return;
                     }
                 }
@@ -442,6 +478,19 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), data);
         drop(writer);
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_run_ends_where_its_window_ends_so_runs_in_order_are_whole_pages() {
+        let mut run = Run::new();
+        run.begin(3 * STAGING as u64);
+        assert_eq!(run.room(), STAGING);
+        run.begin(3 * STAGING as u64 + 64_000);
+        assert_eq!(run.room(), STAGING - 64_000);
+        run.push(&vec![7; STAGING - 64_000]);
+        assert_eq!(run.room(), 0);
+        assert_eq!(run.end(), 4 * STAGING as u64);
+        assert_eq!(run.data().as_ptr().addr() % ALIGN, 64_000 % ALIGN);
     }
 
     #[test]

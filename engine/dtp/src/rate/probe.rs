@@ -4,10 +4,10 @@
 //! - **Startup**: the rate doubles every round trip (never above twice the best delivery
 //!   rate) until the receiver's delivery rate stops growing (three round trips without a
 //!   quarter more; then the rate is the best delivery rate seen), or the round trip grows
-//!   by a queue.
+//!   by a queue (the smoothed round trip, or three measured in a row: the smoothed one
+//!   lags by more than a round trip of doubling).
 //! - **Drain**: after such an overshoot, half the delivery rate until the queue is gone
-//!   (at most eight round trips), then cruise at the best delivery rate, which the link
-//!   set while the queue drained.
+//!   (at most eight round trips), then cruise, climbing back as after a queue (below).
 //! - **Cruise**: the rate is the best delivery rate of the last few round trips times a
 //!   gain that cycles per round trip: 1.25 (probe: is there more?), 0.75 (drain what the
 //!   probe queued), then six rounds at 1. The queue a probe makes, seen in its round, the
@@ -21,7 +21,12 @@
 //!   drains; the delivery rates seen before are
 //!   forgotten, and cruise resumes with a draining round. This is what leaves room to TCP
 //!   flows sharing the link, without handing all of it to a loss-based flow that keeps
-//!   the queue full. The smallest round trip is kept for two minutes, so such a queue does
+//!   the queue full.
+//! - **Recovery**: after the draining round, the rate climbs back towards 0.9 of the best
+//!   delivery rate before the queue, by a quarter of the delivery rate each round trip,
+//!   and the cycle resumes once it is there. A receiver that falls behind now and then
+//!   (one sharing its cores) makes such queues often, and the cycle's probes alone would
+//!   take seconds to climb back each time. The smallest round trip is kept for two minutes, so such a queue does
 //!   not become the new smallest.
 //! - **Random loss is not a signal**: a few percent of loss on a long link (radio, a
 //!   congested peering) says nothing about the bottleneck's rate, and backing off for it
@@ -84,6 +89,12 @@ const QUEUE_BACKOFF: f64 = 0.85;
 /// The part of its delivery rate before a queue that a sender keeps however long the
 /// queue stands.
 const QUEUE_FLOOR: f64 = 0.5;
+/// After a queue, the part of the delivery rate before it that the rate climbs back to...
+const RECOVERY_TARGET: f64 = 0.9;
+/// ...by this factor of the delivery rate per round trip (then the cruise cycle again).
+const RECOVERY_GAIN: f64 = 1.25;
+/// Round trips measured in a row above the queue allowance that end startup.
+const RISING_SAMPLES: usize = 3;
 /// Round trips the delivery-rate maximum is kept for.
 const BANDWIDTH_WINDOW_ROUNDS: u32 = 10;
 /// Round trips without a queue after which the floor of giving way is drawn afresh.
@@ -131,6 +142,10 @@ pub struct Probe {
     /// The smoothed round trip when the rate was last cut for a queue: while it is lower
     /// the queue is draining, and the rate is not cut again.
     cut_at_srtt: Option<Duration>,
+    /// Whether the last sample showed a queue.
+    in_queue: bool,
+    /// After a queue: the rate to climb back to, each round trip, before cycling again.
+    recover_to: Option<f64>,
 }
 
 impl Probe {
@@ -152,6 +167,8 @@ impl Probe {
             yield_floor: None,
             calm_rounds: 0,
             cut_at_srtt: None,
+            in_queue: false,
+            recover_to: None,
         }
     }
 
@@ -207,12 +224,28 @@ impl Probe {
         }
     }
 
+    /// Round trip beyond the smallest that reads as a queue.
+    fn queue_allowance(&self, min: Duration) -> Duration {
+        (min / 4).max(self.config.queue_target)
+    }
+
     /// Whether the round trip shows a queue.
     fn queued(&self) -> bool {
         let (Some(srtt), Some((min, _))) = (self.srtt, self.min_rtt) else {
             return false;
         };
-        srtt > min + (min / 4).max(self.config.queue_target)
+        srtt > min + self.queue_allowance(min)
+    }
+
+    /// Whether the last few round trips measured all show a queue: in startup, where the
+    /// rate doubles each round trip, the smoothed round trip shows it too late.
+    fn rising(&self) -> bool {
+        let Some((min, _)) = self.min_rtt else {
+            return false;
+        };
+        let limit = min + self.queue_allowance(min);
+        let last = self.recent_rtts.iter().rev().take(RISING_SAMPLES);
+        self.recent_rtts.len() >= RISING_SAMPLES && last.into_iter().all(|&(_, r)| r > limit)
     }
 }
 
@@ -274,6 +307,7 @@ impl RateController for Probe {
         let queued = (self.queued() && !own_queue)
             || (s.loss > self.config.overflow_loss && s.lost >= OVERFLOW_MIN_LOST)
             || self.congestion_loss(s.loss);
+        let rising = self.rising();
         match &mut self.phase {
             Phase::Startup {
                 best: seen,
@@ -287,9 +321,12 @@ impl RateController for Probe {
                         *rounds_without_growth += 1;
                     }
                 }
-                if queued {
+                if queued || rising {
                     self.phase = Phase::Drain { rounds: 0 };
                     self.rate = best as f64 * DRAIN_GAIN;
+                    // While the queue drains, the delivery rate is this sender's own:
+                    // climb back after it.
+                    self.recover_to = Some(best as f64 * RECOVERY_TARGET);
                 } else if *rounds_without_growth >= 3 {
                     self.phase = Phase::Cruise {
                         cycle: 1,
@@ -342,6 +379,9 @@ impl RateController for Probe {
                     // would take it all otherwise), and forget the higher rates of before,
                     // so the queue's end does not bring them back; then a draining round.
                     let floor = *self.yield_floor.get_or_insert(best as f64 * QUEUE_FLOOR);
+                    if !self.in_queue {
+                        self.recover_to = Some(best as f64 * RECOVERY_TARGET);
+                    }
                     // Cut again only while the queue is not draining: a queue this
                     // sender made drains after one cut; another flow's does not.
                     let draining = self
@@ -358,7 +398,9 @@ impl RateController for Probe {
                     self.calm_rounds = 0;
                     *cycle = 1;
                     *probed = false;
+                    self.in_queue = true;
                 } else {
+                    self.in_queue = false;
                     // The floor stands across the short calms a loss-based flow leaves
                     // when it halves, and goes only once the link stays free of queues.
                     self.cut_at_srtt = None;
@@ -369,6 +411,16 @@ impl RateController for Probe {
                         self.yield_floor = None;
                     }
                     self.rate = best as f64 * CYCLE[*cycle];
+                    // Past the draining round, back towards the rate the queue came at,
+                    // as fast as the delivery rate follows: the rates of before were
+                    // forgotten, and the cycle's probes alone would take seconds.
+                    match self.recover_to {
+                        Some(target) if best as f64 >= target => self.recover_to = None,
+                        Some(target) if *cycle != 1 => {
+                            self.rate = self.rate.max((best as f64 * RECOVERY_GAIN).min(target));
+                        }
+                        _ => {}
+                    }
                 }
             }
         }
@@ -433,6 +485,57 @@ mod tests {
         assert!(
             (0.9 * link..1.2 * link).contains(&mean),
             "mean rate {mean} for a link of {link}"
+        );
+    }
+
+    /// A path whose capacity swings around `link`, changing every 100 ms (a receiver
+    /// sharing its cores, as through the emulator on two), its queue building
+    /// whenever the sender outruns the capacity of the moment; returns the mean delivered
+    /// share of `link` over the last half of `seconds`.
+    fn share_of_a_swinging_path(link: f64, swing: f64, base_rtt: Duration, seconds: f64) -> f64 {
+        let mut probe = Probe::new(ProbeConfig::default());
+        let mut rate = probe.initial_rate() as f64;
+        let (t0, step) = (Instant::now(), Duration::from_millis(10));
+        let dt = step.as_secs_f64();
+        let (mut now, mut queue, mut seed) = (t0, 0.0f64, 0x2545_f491_4f6c_dd1du64);
+        let (mut late, mut samples_late) = (0.0, 0u32);
+        let (mut capacity, mut steps) = (link, 0u32);
+        while now.duration_since(t0).as_secs_f64() < seconds {
+            now += step;
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let noise = (seed >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0;
+            // The capacity holds for 100 ms at a time.
+            if steps % 10 == 0 {
+                capacity = link * (1.0 + swing * noise);
+            }
+            steps += 1;
+            let offered = queue + rate * dt;
+            let delivered = offered.min(capacity * dt);
+            queue = offered - delivered;
+            let rtt = base_rtt + Duration::from_secs_f64(queue / link);
+            rate = probe.on_sample(&RateSample {
+                now,
+                delivery_rate: (delivered / dt) as u64,
+                rtt: Some(rtt),
+                loss: 0.0,
+                lost: 0,
+            }) as f64;
+            if now.duration_since(t0).as_secs_f64() > seconds / 2.0 {
+                late += delivered / dt / link;
+                samples_late += 1;
+            }
+        }
+        late / f64::from(samples_late)
+    }
+
+    #[test]
+    fn keeps_most_of_a_path_whose_capacity_swings() {
+        let share = share_of_a_swinging_path(1.0e9, 0.2, Duration::from_millis(50), 30.0);
+        assert!(
+            share >= 0.94,
+            "delivered {share:.3} of the path's mean capacity"
         );
     }
 
