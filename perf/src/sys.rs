@@ -108,6 +108,18 @@ pub fn set_realtime_priority(priority: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Allocates the first `len` bytes of `file` without changing its size (`fallocate` with
+/// `FALLOC_FL_KEEP_SIZE`), as `fio` lays out a file before it measures writes into it.
+pub fn preallocate(file: &File, len: u64) -> io::Result<()> {
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::other("length too large"))?;
+    // SAFETY: fallocate takes an open descriptor (borrowed for the call) and plain values.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, len) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn request_stop(_signal: c_int) {

@@ -115,6 +115,45 @@ fn large_blocks_arrive_identical_written_directly_or_through_the_cache() {
     }
 }
 
+/// Written directly, a file without holes is allocated whole when it opens; one with
+/// holes is not, and its holes stay holes even where its pieces are large.
+#[test]
+fn a_sparse_file_with_large_pieces_keeps_its_holes_beside_a_dense_one() {
+    use std::os::unix::fs::FileExt;
+    const LARGE_BLOCK: u32 = 1 << 20;
+    let src = TempDir::new("repl-src");
+    let sparse = std::fs::File::create(src.path().join("sparse.img")).unwrap();
+    sparse.set_len(64 << 20).unwrap();
+    sparse
+        .write_all_at(&random_bytes(3, 3 << 20), 20 << 20)
+        .unwrap();
+    drop(sparse);
+    std::fs::write(
+        src.path().join("dense.bin"),
+        random_bytes(4, (5 << 20) + 123),
+    )
+    .unwrap();
+    let dst = TempDir::new("repl-dst");
+    let mut config = config();
+    config.options.block_size = LARGE_BLOCK;
+    let source = Source::new(config, &[contents_of(src.path())]).unwrap();
+    let target = Target::new(dst.path())
+        .unwrap()
+        .with_write_mode(WriteMode::Direct);
+    let mut transport = MemoryTransport::new(target).shuffled(5);
+    run(source, &mut transport).unwrap();
+    let replica = dst.path().join("replica");
+    assert_same_tree(src.path(), &replica);
+    no_partials_left(dst.path());
+    let sparse = std::fs::metadata(replica.join("sparse.img")).unwrap();
+    assert_eq!(sparse.len(), 64 << 20);
+    assert!(
+        sparse.blocks() * 512 < 8 << 20,
+        "the sparse file takes {} bytes",
+        sparse.blocks() * 512
+    );
+}
+
 #[test]
 fn a_second_run_sends_no_data() {
     let src = TempDir::new("repl-src");

@@ -740,8 +740,9 @@ sockperf: ---> <MIN> observation =    2.484
 pub enum WriteCeiling {
     /// Through the page cache, one thread, 8 MiB writes (what a buffered receiver pays).
     Buffered,
-    /// `O_DIRECT`, [`DIRECT_WRITERS`] threads with 8 MiB writes each (the device's rate
-    /// with a few requests in flight, as `fio --direct=1 --iodepth=4` measures it).
+    /// `O_DIRECT`, [`DIRECT_WRITERS`] threads with 8 MiB writes each into a file
+    /// allocated first (the device's rate with a few requests in flight, as
+    /// `fio --direct=1 --iodepth=4` measures it, laying the file out before it writes).
     Direct,
 }
 
@@ -768,6 +769,12 @@ pub fn run_file_write_ceiling(path: &Path, bytes: u64, mode: WriteCeiling) -> Re
         WriteCeiling::Direct => DIRECT_WRITERS,
     };
     let blocks = bytes.div_ceil(CEILING_WRITE_BYTES as u64);
+    if mode == WriteCeiling::Direct {
+        // Without it the writers take turns: on ext4 a direct write that allocates holds
+        // the file's lock alone. A target writing a file whole allocates it first too.
+        crate::sys::preallocate(&file, blocks * CEILING_WRITE_BYTES as u64)
+            .with_context(|| format!("allocating {}", path.display()))?;
+    }
     let next = AtomicU64::new(0);
     let started = Instant::now();
     std::thread::scope(|scope| -> Result<()> {

@@ -168,8 +168,10 @@ impl Job {
             .collect();
         missing.sort_unstable();
         missing.dedup();
+        let dense = pieces.values().map(|&len| u64::from(len)).sum::<u64>() == entry.size;
         let partial = Partial {
             size: entry.size,
+            dense,
             dir: Arc::clone(&dir.rel),
             name: name.into(),
             new_journal: (!resuming && pieces.len() > 1).then_some(identity),

@@ -32,6 +32,9 @@ pub(super) const MAX_PIECES: u64 = 1 << 22;
 #[derive(Debug)]
 pub(super) struct Partial {
     pub(super) size: u64,
+    /// The pieces cover the whole file (it has no holes to keep): its `O_DIRECT` writes
+    /// go into space reserved whole when it opens (see [`direct`](crate::direct)).
+    pub(super) dense: bool,
     /// The file's directory, relative to the destination (shared by the files of one
     /// directory), and its name there.
     pub(super) dir: Arc<[u8]>,
@@ -150,6 +153,7 @@ impl Partial {
         len: usize,
     ) -> Result<(Arc<File>, Option<Arc<DirectFile>>), TargetError> {
         let (dir, name) = (Arc::clone(&self.dir), Arc::clone(&self.name));
+        let reserve = self.dense.then_some(self.size);
         let open = self.open(job)?;
         if job.write_mode == WriteMode::Direct && len >= DIRECT_MIN_PIECE && !open.direct_tried {
             open.direct_tried = true;
@@ -160,6 +164,11 @@ impl Partial {
             )
             .map_err(|e| job.io_error(&dir, &name, e))?
             .map(Arc::new);
+            if let (Some(direct), Some(size)) = (&open.direct, reserve) {
+                direct
+                    .reserve(size)
+                    .map_err(|e| job.io_error(&dir, &name, e))?;
+            }
         }
         let direct = open.direct.clone().filter(|_| len >= DIRECT_MIN_PIECE);
         Ok((Arc::clone(&open.file), direct))
