@@ -377,8 +377,9 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
         "Ceilings, measured in the same rounds: plain-socket = the in-crate loopback loop \
          (one TCP connection, a writer and a reader thread, 1 MiB writes, 5 s); file-write = \
          writing {} of a fixed pattern into a new file on the targets' file system with 8 MiB \
-         writes, either O_DIRECT with {} writers or through the page cache with one (not \
-         synced, like the transfers). A replication cannot be faster than the slower of the \
+         writes, either O_DIRECT with {} writers into the file allocated first (`fallocate`, \
+         as fio lays out its file; the target allocates a dense file whole too) or through \
+         the page cache with one (not synced, like the transfers). A replication cannot be faster than the slower of the \
          socket and the file system it writes to. Their cost per byte counts the harness's \
          own threads (the write or the loop).",
         big.label,
