@@ -217,20 +217,27 @@ mod tests {
     /// Whatever the alignment of memory, offset and length, the file ends up with
     /// exactly the bytes written (direct middle, buffered ends), on a file system that
     /// takes `O_DIRECT` or, through the fallback, on one that does not.
-    #[test]
-    fn unaligned_pieces_land_byte_for_byte() {
-        let dir = std::env::temp_dir().join(format!("hawser-direct-{}", std::process::id()));
+    /// A fresh directory `hawser-TAG-PID` in the temporary directory with a file `file` of
+    /// `size` bytes (all holes), opened for reading and writing.
+    fn fresh_file(tag: &str, size: u64) -> (std::path::PathBuf, std::path::PathBuf, File) {
+        let dir = std::env::temp_dir().join(format!("hawser-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("file");
-        let buffered = File::options()
+        let file = File::options()
             .create(true)
             .truncate(true)
             .read(true)
             .write(true)
             .open(&path)
             .unwrap();
+        file.set_len(size).unwrap();
+        (dir, path, file)
+    }
+
+    #[test]
+    fn unaligned_pieces_land_byte_for_byte() {
         let size = 3 * BOUNCE_BYTES + 12_345;
-        buffered.set_len(size as u64).unwrap();
+        let (dir, path, buffered) = fresh_file("direct", size as u64);
         let expected: Vec<u8> = (0..size).map(|i| (i * 7 + i / 4099) as u8).collect();
         let dir_fd = std::fs::File::open(&dir).unwrap();
         let direct =
@@ -259,18 +266,8 @@ mod tests {
     #[test]
     fn a_reserved_file_is_allocated_whole_and_written_as_usual() {
         use std::os::unix::fs::MetadataExt;
-        let dir = std::env::temp_dir().join(format!("hawser-reserve-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("file");
-        let buffered = File::options()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .unwrap();
         let size = 2 * BOUNCE_BYTES;
-        buffered.set_len(size as u64).unwrap();
+        let (dir, path, buffered) = fresh_file("reserve", size as u64);
         let dir_fd = std::fs::File::open(&dir).unwrap();
         let Some(direct) =
             DirectFile::open(std::os::fd::AsFd::as_fd(&dir_fd), b"file", &buffered).unwrap()
