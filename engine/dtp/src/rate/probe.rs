@@ -21,13 +21,13 @@
 //!   drains; the delivery rates seen before are
 //!   forgotten, and cruise resumes with a draining round. This is what leaves room to TCP
 //!   flows sharing the link, without handing all of it to a loss-based flow that keeps
-//!   the queue full.
+//!   the queue full. The smallest round trip is kept for two minutes, so such a queue
+//!   does not become the new smallest.
 //! - **Recovery**: after the draining round, the rate climbs back towards 0.9 of the best
 //!   delivery rate before the queue, by a quarter of the delivery rate each round trip,
 //!   and the cycle resumes once it is there. A receiver that falls behind now and then
 //!   (one sharing its cores) makes such queues often, and the cycle's probes alone would
-//!   take seconds to climb back each time. The smallest round trip is kept for two minutes, so such a queue does
-//!   not become the new smallest.
+//!   take many round trips to climb back each time.
 //! - **Random loss is not a signal**: a few percent of loss on a long link (radio, a
 //!   congested peering) says nothing about the bottleneck's rate, and backing off for it
 //!   is what keeps TCP at a few percent of such links. Heavy loss (over
@@ -244,8 +244,10 @@ impl Probe {
             return false;
         };
         let limit = min + self.queue_allowance(min);
-        let last = self.recent_rtts.iter().rev().take(RISING_SAMPLES);
-        self.recent_rtts.len() >= RISING_SAMPLES && last.into_iter().all(|&(_, r)| r > limit)
+        self.recent_rtts.len() >= RISING_SAMPLES
+            && (self.recent_rtts.iter().rev())
+                .take(RISING_SAMPLES)
+                .all(|&(_, r)| r > limit)
     }
 }
 

@@ -9,8 +9,8 @@
 //! - ordered requests reach the handler in send order;
 //! - memory stays bounded (slots, reply cache, buffers).
 //!
-//! Two default suites of 1,000 seeds each: a faulty network, and a hostile one (frequent
-//! kills and corruption, 1–100 ms latencies); 20,000 more of each under `--ignored`.
+//! Two default suites of seeds: a faulty network, and a hostile one (frequent kills and
+//! corruption, long latencies); twenty times as many of each under `--ignored`.
 //! A failing seed prints itself; rerun it alone with `SIM_SEED=<n> cargo test --test sim
 //! one_seed_from_env -- --nocapture` (add `SIM_HOSTILE=1` for the hostile suite,
 //! `SIM_TRACE=1` for an event log; `SIM_SEED=a-b` runs a range).
