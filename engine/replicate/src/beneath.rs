@@ -15,7 +15,9 @@
 //! (`fchmod`, `futimens`), and by name only to a symlink itself
 //! (`utimensat(AT_SYMLINK_NOFOLLOW)`). Files are opened with `O_NONBLOCK` and checked to
 //! be regular files, so a FIFO or device put in a file's place is neither waited on nor
-//! read.
+//! read. A file written whole can be made unnamed (`O_TMPFILE`) in its directory and
+//! linked under its name when complete: the new name is one checked component of that
+//! directory, and `linkat` never replaces or follows what is there.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -299,6 +301,39 @@ pub(crate) fn create_exclusive(dir: BorrowedFd<'_>, name: &[u8], mode: u32) -> i
         }
     }
     Err(Errno::EXIST.into())
+}
+
+/// An unnamed regular file in `dir` (`O_TMPFILE`), read-write, mode `mode`: it takes no
+/// name until [`link_unnamed`], and vanishes if closed before.
+pub(crate) fn create_unnamed(dir: BorrowedFd<'_>, mode: u32) -> io::Result<File> {
+    let flags = OFlags::RDWR | OFlags::TMPFILE | OFlags::CLOEXEC;
+    Ok(File::from(rustix::fs::openat(
+        dir,
+        c".",
+        flags,
+        Mode::from_raw_mode(mode),
+    )?))
+}
+
+/// Whether [`create_unnamed`] failed because the file system (or kernel) has no
+/// `O_TMPFILE`: a named file has to do.
+pub(crate) fn unnamed_unsupported(e: &io::Error) -> bool {
+    is(e, Errno::OPNOTSUPP) || is(e, Errno::ISDIR) || is(e, Errno::INVAL)
+}
+
+/// Names the unnamed `file` `name` in `dir`. Fails with `EEXIST` if anything has the
+/// name (it is neither replaced nor followed). Links through `/proc/self/fd`, which needs
+/// no privilege (`AT_EMPTY_PATH` does); without `/proc` it fails with `ENOENT`.
+pub(crate) fn link_unnamed(file: &File, dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    check_name(name)?;
+    let own = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(file));
+    Ok(rustix::fs::linkat(
+        rustix::fs::CWD,
+        own.as_str(),
+        dir,
+        name,
+        AtFlags::SYMLINK_FOLLOW,
+    )?)
 }
 
 /// `lstat` of `name` in `dir`; `None` if there is nothing by that name.
@@ -719,5 +754,36 @@ mod tests {
             names,
             [&b"file"[..], b"file_link", b"l", b"link_in", b"new"]
         );
+    }
+
+    #[test]
+    fn an_unnamed_file_takes_its_name_only_when_linked_and_never_over_another() {
+        let (_scratch, root) = fixture();
+        let mut file = match create_unnamed(root.fd(), 0o600) {
+            Err(e) if unnamed_unsupported(&e) => return, // no O_TMPFILE here
+            other => other.unwrap(),
+        };
+        file.write_all(b"whole").unwrap();
+        let before = list(root.fd()).unwrap();
+        assert!(!before.iter().any(|(n, _)| n.as_slice() == b"new"));
+        // A name taken (by a file, by a symlink leading out) is neither replaced nor
+        // followed.
+        for taken in [&b"file"[..], b"link_out"] {
+            let e = link_unnamed(&file, root.fd(), taken).unwrap_err();
+            assert!(is(&e, Errno::EXIST), "{e}");
+        }
+        assert_eq!(
+            read(open_beneath(root.fd(), b"file", OFlags::RDONLY, Mode::empty()).unwrap()),
+            b"top"
+        );
+        assert!(link_unnamed(&file, root.fd(), b"../escape").is_err());
+        link_unnamed(&file, root.fd(), b"new").unwrap();
+        assert_eq!(
+            read(open_beneath(root.fd(), b"new", OFlags::RDONLY, Mode::empty()).unwrap()),
+            b"whole"
+        );
+        // Closed before it is linked, an unnamed file leaves nothing behind.
+        drop(create_unnamed(root.fd(), 0o600).unwrap());
+        assert_eq!(list(root.fd()).unwrap().len(), before.len() + 1);
     }
 }

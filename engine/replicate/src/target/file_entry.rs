@@ -9,6 +9,7 @@ use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 
 use rustix::fs::{FileType, OFlags, Stat};
+use rustix::io::Errno;
 
 use super::dirs::DirHandle;
 use super::job::PieceCharge;
@@ -16,7 +17,7 @@ use super::job::{Job, lock, lossy};
 use super::manifest::OwnedVerdict;
 use super::metadata::apply_metadata;
 use super::partial::{MAX_PIECES, PART, Partial};
-use crate::beneath;
+use crate::beneath::{self, is};
 use crate::journal;
 use crate::proto::{FinishReport, ManifestEntry, RefusalKind};
 use crate::sparse::{self, Piece};
@@ -91,8 +92,11 @@ impl Job {
             .map_err(self.refusal(entry.path))
     }
 
-    /// Writes a file that came inline: checked against its digest, written to its partial
-    /// file and renamed into place.
+    /// Writes a file that came inline, checked against its digest: as an unnamed file in
+    /// its directory, linked under its name when complete (one directory operation, and
+    /// nothing left behind if the job fails meanwhile). Where the name is taken, the file
+    /// is renamed over it through the partial folder; where the file system has no
+    /// unnamed files, it is written there as a partial file and renamed into place.
     pub(super) fn write_inline<'b>(
         &self,
         file: InlineFile<'b>,
@@ -102,30 +106,88 @@ impl Job {
         if entry.content_hash != Some(hawser_wire::xxh3::hash128(data)) {
             return Err((RefusalKind::ContentMismatch, lossy(entry.path)));
         }
-        let name = split_last(entry.path).1;
-        let temp = temp_name(name, PART);
-        let write = || -> io::Result<File> {
-            let (folder, mut file) = dir.create_temp(&temp)?;
-            let placed = (|| {
-                file.write_all(data)?;
-                beneath::set_mode(&file, entry.mode)?;
-                beneath::set_mtime(&file, entry.mtime_ns)?;
-                if self.options.fsync {
-                    file.sync_all()?;
-                }
-                self.replace(folder.as_fd(), &temp, &dir, name)
-            })();
-            if let Err(e) = placed {
-                let _ = beneath::unlink(folder.as_fd(), &temp);
-                return Err(e);
-            }
-            Ok(file)
+        let written = match beneath::create_unnamed(dir.fd(), 0o600) {
+            Ok(unnamed) => self.place_unnamed(unnamed, entry, data, &dir),
+            Err(e) if beneath::unnamed_unsupported(&e) => self.place_named(entry, data, &dir),
+            Err(e) => Err(e),
         };
-        let file = write().map_err(self.refusal(entry.path))?;
+        let file = written.map_err(self.refusal(entry.path))?;
         self.leave_cache(file);
         report.files_written += 1;
         report.bytes_received += data.len() as u64;
         Ok(OwnedVerdict::Done)
+    }
+
+    /// Writes `data` into the unnamed `file` and links it under the entry's name.
+    fn place_unnamed(
+        &self,
+        mut file: File,
+        entry: &ManifestEntry<'_>,
+        data: &[u8],
+        dir: &DirHandle,
+    ) -> io::Result<File> {
+        let name = split_last(entry.path).1;
+        self.fill(&mut file, entry, data)?;
+        match beneath::link_unnamed(&file, dir.fd(), name) {
+            Ok(()) => {
+                if self.options.fsync {
+                    beneath::sync(dir.fd())?;
+                }
+                Ok(file)
+            }
+            Err(e) if is(&e, Errno::EXIST) => {
+                // Something has the name: the file replaces it by rename, as a partial
+                // file would.
+                let temp = temp_name(name, PART);
+                let folder = dir.partial_dir()?;
+                beneath::remove_all(folder.as_fd(), &temp)?;
+                match beneath::link_unnamed(&file, folder.as_fd(), &temp) {
+                    // The folder was swept since it was opened.
+                    Err(e) if is(&e, Errno::NOENT) => return self.place_named(entry, data, dir),
+                    other => other?,
+                }
+                if let Err(e) = self.replace(folder.as_fd(), &temp, dir, name) {
+                    let _ = beneath::unlink(folder.as_fd(), &temp);
+                    return Err(e);
+                }
+                Ok(file)
+            }
+            // No /proc to link through: written again as a named partial file.
+            Err(e) if is(&e, Errno::NOENT) => self.place_named(entry, data, dir),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes `data` as the entry's partial file and renames it into place.
+    fn place_named(
+        &self,
+        entry: &ManifestEntry<'_>,
+        data: &[u8],
+        dir: &DirHandle,
+    ) -> io::Result<File> {
+        let name = split_last(entry.path).1;
+        let temp = temp_name(name, PART);
+        let (folder, mut file) = dir.create_temp(&temp)?;
+        let placed = self
+            .fill(&mut file, entry, data)
+            .and_then(|()| self.replace(folder.as_fd(), &temp, dir, name));
+        if let Err(e) = placed {
+            let _ = beneath::unlink(folder.as_fd(), &temp);
+            return Err(e);
+        }
+        Ok(file)
+    }
+
+    /// Writes `data` into `file` and gives it the entry's mode and time (synced with
+    /// `--fsync`).
+    fn fill(&self, file: &mut File, entry: &ManifestEntry<'_>, data: &[u8]) -> io::Result<()> {
+        file.write_all(data)?;
+        beneath::set_mode(&*file, entry.mode)?;
+        beneath::set_mtime(&*file, entry.mtime_ns)?;
+        if self.options.fsync {
+            file.sync_all()?;
+        }
+        Ok(())
     }
 
     /// Registers a file needing data; with resume, checks the partial file and journal
