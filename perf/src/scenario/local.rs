@@ -322,6 +322,7 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
                     source: data_root,
                     bytes: sets.iter().map(|s| s.bytes).sum(),
                     files: sets.iter().map(|s| s.files).sum(),
+                    after_delete: false,
                 };
                 outcome.notes.push(format!(
                     "push: one tree of {} files, {:.0} MB (one {big_mib} MiB file and \

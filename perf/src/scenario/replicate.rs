@@ -55,6 +55,9 @@ pub struct DataSet {
     pub bytes: u64,
     /// Number of files.
     pub files: u64,
+    /// Each run first deletes the copy the run before left (`rm -rf`, as a replica
+    /// refreshed by deleting it does), instead of writing into a fresh directory.
+    pub after_delete: bool,
 }
 
 pub(super) fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -156,12 +159,14 @@ pub fn generate(root: &Path, big_mib: u64, small_files: usize) -> Result<Vec<Dat
             source: big_dir,
             bytes: big_mib << 20,
             files: 1,
+            after_delete: false,
         },
         DataSet {
             label: format!("{small_files} small files"),
             source: small_dir,
             bytes: small_bytes,
             files: small_files as u64,
+            after_delete: false,
         },
     ])
 }
@@ -209,18 +214,49 @@ pub fn empty_directory(dir: &Path) -> Result<()> {
 
 /// Where a run of `data` lands under a target root, and whether it empties that place
 /// first. The large file goes to `big/`, emptied before each run. Each small-file run gets
-/// its own fresh `small/runK/`, removed only at the end: ext4 will not reuse an inode for
-/// a while after it is freed (`recently_deleted`), so creating 20,000 files right after
-/// deleting 20,000 makes every inode allocation scan past the freed ones. Measured here:
-/// 1.5 s (hawser) and 1.2-1.6 s (rsync) into a fresh directory, 4.6-8.7 s and 3.1-4.5 s
-/// right after an `rm -rf` of the previous run. Replicas are not usually written into a
-/// directory just emptied of as many files, so the scenario keeps that out.
+/// its own fresh `small/runK/`, removed only at the end; the after-delete runs go to
+/// `small-again/`, emptied just before each run (it holds a copy from the start).
 fn run_place(data: &DataSet, round: usize) -> (String, bool) {
-    if data.files > 1 {
+    if data.after_delete {
+        ("small-again".to_owned(), true)
+    } else if data.files > 1 {
         (format!("small/run{round}"), false)
     } else {
         ("big".to_owned(), true)
     }
+}
+
+/// Whether the ext4 file system holding `path` has a journal (`None`: not ext4, or not
+/// known), from `/sys/fs/ext4/DEVICE/journal_task` (`<none>` without one).
+fn ext4_has_journal(path: &Path) -> Option<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = fs::metadata(path).ok()?.dev();
+    let device = fs::read_link(format!(
+        "/sys/dev/block/{}:{}",
+        libc::major(dev),
+        libc::minor(dev)
+    ))
+    .ok()?;
+    let name = device.file_name()?.to_str()?.to_owned();
+    let task = fs::read_to_string(format!("/sys/fs/ext4/{name}/journal_task")).ok()?;
+    Some(task.trim() != "<none>")
+}
+
+/// Copies the tree `from` to `to` (directories and regular files): the copy the first
+/// after-delete run deletes.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in fs::read_dir(from).with_context(|| format!("listing {}", from.display()))? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            fs::copy(entry.path(), &target)
+                .with_context(|| format!("copying to {}", target.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes every dirty page back (`sync`) so that a run does not pay for the previous
@@ -290,7 +326,16 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
         "  generating {big_mib} MiB + {small_files} small files in {}",
         data_root.display()
     );
-    let data_sets = generate(&data_root, big_mib, small_files)?;
+    let mut data_sets = generate(&data_root, big_mib, small_files)?;
+    let again = DataSet {
+        label: format!(
+            "{}, right after deleting the previous copy",
+            data_sets[1].label
+        ),
+        after_delete: true,
+        ..data_sets[1].clone()
+    };
+    data_sets.push(again);
     let text_mib = env_number("HAWSER_REPLICATE_TEXT_MIB", TEXT_MIB);
     let text_dir = data_root.join("text");
     fs::create_dir_all(&text_dir)?;
@@ -315,6 +360,7 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
         fs::create_dir_all(target.join("big"))?;
         fs::create_dir_all(target.join("small"))?;
         fs::create_dir_all(target.join("text"))?;
+        copy_tree(&data_sets[2].source, &target.join("small-again"))?;
     }
     let rsync_port = tools::free_loopback_port()?;
     let daemon = start_rsync_daemon(&context.scratch, &rsync_target, rsync_port)?;
@@ -352,9 +398,9 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
          {FILES_PER_DIRECTORY} per directory), incompressible, generated once and left in \
          the page cache. Before each run the target is synced (so that no run pays for the \
          previous one's writeback); a 4 GiB run replaces the previous one, each small-file \
-         run writes into a fresh directory (ext4 scans past recently freed inodes when it \
-         allocates: right after deleting the previous 20,000 files both tools take 2-5x \
-         longer). rsync: `rsync -a \
+         run writes into a fresh directory, and each after-delete run into the same \
+         directory right after deleting the copy there (the first deletes a copy made \
+         before the rounds). The targets' file system: {journal}. rsync: `rsync -a \
          SOURCE/ rsync://127.0.0.1:PORT/dest/` to `rsync --daemon --no-detach --address \
          127.0.0.1` (no ssh, no compression). hawser: `hawser push --connections \
          {PUSH_CONNECTIONS} --compress off --json FILE SOURCE 127.0.0.1:PORT:DEST` to \
@@ -362,7 +408,19 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
          Rate = data bytes / wall time of the client command (process start included for \
          both). Neither target is synced to disk (hawser without --fsync).",
         small.files,
-        small.bytes as f64 / 1e6
+        small.bytes as f64 / 1e6,
+        journal = match ext4_has_journal(&hawser_target) {
+            Some(true) => "ext4 with a journal",
+            // fs/ext4/ialloc.c: find_inode_bit() checks recently_deleted() only when
+            // the file system has no journal.
+            Some(false) => {
+                "ext4 without a journal, whose inode allocator skips every inode freed \
+                 in the last minute (five if its inode table block is still dirty), \
+                 looking each one up (`recently_deleted`, checked only without a \
+                 journal): after a delete of 20,000 files every creation scans past them"
+            }
+            None => "not ext4 (or not known)",
+        }
     ));
     let push_report = context.scratch.join("push.json");
     let big = &data_sets[0];
@@ -780,6 +838,19 @@ mod tests {
             .map(|f| f.unwrap().metadata().unwrap().len())
             .sum();
         assert_eq!(total, sets[1].bytes);
+        // The copy an after-delete run removes first holds the same tree.
+        let copy = root.join("copy");
+        copy_tree(&sets[1].source, &copy).unwrap();
+        let copied: u64 = fs::read_dir(&copy)
+            .unwrap()
+            .flat_map(|d| fs::read_dir(d.unwrap().path()).unwrap())
+            .map(|f| f.unwrap().metadata().unwrap().len())
+            .sum();
+        assert_eq!(copied, sets[1].bytes);
+        assert_eq!(
+            fs::read(copy.join("d001/f00200.dat")).unwrap(),
+            fs::read(sets[1].source.join("d001/f00200.dat")).unwrap()
+        );
         fs::remove_dir_all(&root).unwrap();
     }
 }

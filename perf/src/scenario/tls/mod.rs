@@ -110,6 +110,7 @@ fn data_file(dir: &Path, name: &str, mib: u64, seed: u64) -> Result<DataSet> {
         source: path,
         bytes: mib << 20,
         files: 1,
+        after_delete: false,
     })
 }
 
@@ -126,6 +127,7 @@ fn tiny_file(dir: &Path) -> Result<DataSet> {
         source: path,
         bytes: TINY_FILE_BYTES as u64,
         files: 1,
+        after_delete: false,
     })
 }
 
