@@ -135,4 +135,4 @@ pub use shard::{
 };
 pub use shards::Shards;
 pub use stats::{ShardStats, StatsSnapshot};
-pub use sys::{open_fd_count, release_free_memory, reuse_freed_memory};
+pub use sys::{open_fd_count, prefer_huge_pages, release_free_memory, reuse_freed_memory};

@@ -191,6 +191,7 @@ impl Client {
         sc.fore.max_request_size = config.max_request_size.max(1);
         sc.back.max_request_size = config.max_request_size.max(1);
         sc.align_request_bodies_at = config.align_backchannel_bodies_at;
+        sc.advise_body_storage = Some(hawser_shards::prefer_huge_pages);
         sc.timers.heartbeat_interval = config.heartbeat;
         sc.timers.dead_after = config.heartbeat * 3;
         sc.reconnect_min = Duration::from_millis(10);

@@ -260,6 +260,8 @@ impl ServerBuilder {
         }
         config.fore_limits.slots = self.slots;
         config.align_request_bodies_at = self.align_request_bodies_at;
+        // Aligned bodies are written with O_DIRECT: huge pages make pinning them cheap.
+        config.advise_body_storage = Some(hawser_shards::prefer_huge_pages);
         config.receive_budget = Some(session::ReceiveBudget::new(self.receive_budget));
         config.timers.frame_timeout = self.frame_timeout;
         config.tls = self.tls;

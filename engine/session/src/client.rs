@@ -266,6 +266,7 @@ impl Endpoint<ClientSide> {
         let side = &mut self.side;
         side.pending_connects = side.pending_connects.saturating_sub(1);
         let (timers, align) = (side.config.timers, side.config.align_request_bodies_at);
+        let advice = side.config.advise_body_storage;
         let tls = side.config.tls.clone();
         let hello = frames::hello_with(
             side.config.digest,
@@ -275,7 +276,7 @@ impl Endpoint<ClientSide> {
             nonce,
         );
         let link = self.open_link(now, ClientPhase(Phase::AwaitHelloAck), timers);
-        link.align_request_bodies_at(align);
+        link.align_request_bodies_at(align, advice);
         link.send(&hello);
         let id = link.id;
         if let Some(tls) = tls {

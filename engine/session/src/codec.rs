@@ -5,6 +5,8 @@
 //! take and where a large frame's storage starts, so that a large body lands in place.
 
 use bytes::{Bytes, BytesMut};
+
+use crate::config::StorageAdvice;
 use hawser_wire::dsp as wire;
 
 /// A trunk frame as the state machines hold it: owned, bodies shared with the buffer
@@ -56,6 +58,8 @@ pub(crate) struct Codec {
     incomplete_alignment: Option<usize>,
     /// The last frame was large and ended exactly where the received bytes did.
     after_large: bool,
+    /// Told of each aligned frame's storage when it is allocated.
+    advice: Option<StorageAdvice>,
 }
 
 /// Frames at least this long are received exactly (see [`Codec::receive_limit`]).
@@ -88,6 +92,7 @@ impl Default for Codec {
             incomplete_len: None,
             incomplete_alignment: None,
             after_large: false,
+            advice: None,
         }
     }
 }
@@ -130,6 +135,12 @@ impl Codec {
     /// before its header was seen.
     pub(crate) fn align_request_bodies_at(&mut self, offset: Option<usize>) {
         self.align_at = offset;
+    }
+
+    /// Tells `advice` of each aligned frame's storage when it is allocated (see
+    /// [`ServerConfig::advise_body_storage`](crate::ServerConfig::advise_body_storage)).
+    pub(crate) fn advise_storage_with(&mut self, advice: Option<StorageAdvice>) {
+        self.advice = advice;
     }
 
     /// Where in the frame `header` describes the body's alignment point lies, if the
@@ -244,7 +255,7 @@ impl Codec {
             return;
         };
         match self.incomplete_alignment {
-            Some(point) => realign(rx, len, point),
+            Some(point) => realign(rx, len, point, self.advice),
             // Room for the start of the next frame too: it arrives in the same receive
             // buffer as this one's end, and growing then would copy the whole frame
             // again.
@@ -281,7 +292,7 @@ impl Codec {
 /// Makes `rx` (the start of a frame of `frame_len` bytes, incomplete) room for the whole
 /// frame with byte `point` of it on a [`BODY_ALIGN`] boundary, moving what arrived so
 /// far once; later calls find it placed and leave it.
-fn realign(rx: &mut BytesMut, frame_len: usize, point: usize) {
+fn realign(rx: &mut BytesMut, frame_len: usize, point: usize, advice: Option<StorageAdvice>) {
     let placed = (rx.as_ptr() as usize + point).is_multiple_of(BODY_ALIGN);
     if placed && rx.capacity() >= frame_len {
         return;
@@ -289,6 +300,9 @@ fn realign(rx: &mut BytesMut, frame_len: usize, point: usize) {
     // Room past the frame for the start of the next one, which arrives in the same
     // receive buffer as this one's end: growing the storage then would move it all.
     let mut placed = BytesMut::with_capacity(frame_len + BODY_ALIGN + REALIGN_SLACK);
+    if let Some(advise) = advice {
+        advise(placed.as_ptr(), placed.capacity());
+    }
     let lead = (BODY_ALIGN - (placed.as_ptr() as usize + point) % BODY_ALIGN) % BODY_ALIGN;
     placed.resize(lead, 0);
     bytes::Buf::advance(&mut placed, lead);
@@ -594,6 +608,55 @@ mod tests {
                 let point = body[OFFSET..].as_ptr() as usize;
                 assert_eq!(point % BODY_ALIGN, 0, "order {order}, digest {digest}");
             }
+        }
+    }
+
+    thread_local! {
+        static ADVISED: std::cell::RefCell<Vec<(usize, usize)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    fn record_advice(start: *const u8, len: usize) {
+        ADVISED.with(|a| a.borrow_mut().push((start as usize, len)));
+    }
+
+    /// The advice hears of each aligned frame's storage once, and that storage holds the
+    /// frame's whole body; frames received where they are (small ones) are not advised.
+    #[test]
+    fn the_storage_of_each_aligned_body_is_advised_once_before_it_is_filled() {
+        let mut codec = Codec::default();
+        codec.set_max_payload(4 << 20);
+        codec.align_request_bodies_at(Some(0));
+        codec.advise_storage_with(Some(record_advice));
+        let sent = [
+            fore_request(1, 0, Bytes::from(vec![7; 3 << 20])),
+            fore_request(2, 0, Bytes::from(vec![8; 100])),
+            fore_request(3, 0, Bytes::from(vec![9; 1 << 20])),
+        ];
+        let mut wire_bytes = BytesMut::new();
+        for f in &sent {
+            encode_with(&mut codec, f, &mut wire_bytes);
+        }
+        let (mut rx, mut got) = (BytesMut::new(), Vec::new());
+        for piece in wire_bytes.chunks(64 * 1024) {
+            rx.extend_from_slice(piece);
+            while let Some(f) = codec.decode(&mut rx).unwrap() {
+                got.push(f);
+            }
+            codec.prepare_storage(&mut rx);
+        }
+        assert_eq!(got, sent);
+        let advised = ADVISED.with(|a| a.take());
+        assert_eq!(advised.len(), 2, "{advised:?}");
+        for (f, &(start, len)) in [&got[0], &got[2]].into_iter().zip(&advised) {
+            let Frame::Request(wire::Request { body, .. }) = f else {
+                panic!("a request")
+            };
+            let (from, to) = (body.as_ptr() as usize, body.as_ptr() as usize + body.len());
+            assert!(
+                start <= from && to <= start + len,
+                "{start:#x}+{len} vs {from:#x}..{to:#x}"
+            );
         }
     }
 

@@ -107,6 +107,11 @@ impl Default for Timers {
     }
 }
 
+/// What is told of the storage a large aligned frame is received into: its address and
+/// capacity, once allocated and before anything arrives in it (the sans-IO session
+/// cannot advise the kernel itself).
+pub type StorageAdvice = fn(*const u8, usize);
+
 /// Settings of a [`ClientEndpoint`](super::ClientEndpoint).
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -147,6 +152,10 @@ pub struct ClientConfig {
     /// page boundary, for an application writing them with `O_DIRECT` (see
     /// [`ServerConfig::align_request_bodies_at`]).
     pub align_request_bodies_at: Option<usize>,
+    /// Called with each aligned frame's storage (address and capacity) when it is
+    /// allocated, before anything is received into it: the runtime asks for huge pages
+    /// there ([`StorageAdvice`]). `None`: nothing is asked.
+    pub advise_body_storage: Option<StorageAdvice>,
     /// How long the server should keep the nexus after losing every connection; it
     /// grants at most its own maximum. `None`: the server's default.
     pub grace_period: Option<Duration>,
@@ -176,6 +185,7 @@ impl ClientConfig {
             timers: Timers::default(),
             throttle: None,
             align_request_bodies_at: None,
+            advise_body_storage: None,
             grace_period: None,
             replace: None,
         }
@@ -266,6 +276,10 @@ pub struct ServerConfig {
     /// where it arrived. The driver receives into the frame's storage anyway; this only
     /// chooses where that storage starts.
     pub align_request_bodies_at: Option<usize>,
+    /// Called with each aligned frame's storage (address and capacity) when it is
+    /// allocated, before anything is received into it: the runtime asks for huge pages
+    /// there ([`StorageAdvice`]). `None`: nothing is asked.
+    pub advise_body_storage: Option<StorageAdvice>,
     /// The bytes of large frames the server holds while they arrive and until they are
     /// answered, over all connections (see [`ReceiveBudget`]); share one budget between
     /// the endpoints of one server. `None`: unbounded.
@@ -297,6 +311,7 @@ impl ServerConfig {
             timers: Timers::default(),
             throttle: None,
             align_request_bodies_at: None,
+            advise_body_storage: None,
             receive_budget: Some(ReceiveBudget::new(DEFAULT_RECEIVE_BUDGET)),
             limits: ServerLimits::default(),
             tls: None,

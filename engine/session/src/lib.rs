@@ -132,7 +132,7 @@ pub use client::{CallOptions, ClientEndpoint, ClientSide};
 pub use codec::FrameError;
 pub use config::{
     AuthThrottleConfig, ChannelAttributes, ClientConfig, DEFAULT_RECEIVE_BUDGET, ServerConfig,
-    ServerLimits, Timers,
+    ServerLimits, StorageAdvice, Timers,
 };
 pub use endpoint::Endpoint;
 pub use error::{CallError, LinkCloseReason, ProtocolError};

@@ -11,7 +11,7 @@ use hawser_wire::dsp::{GoAway, Ping, Pong};
 
 use super::budget::{BUDGETED_FRAME_MIN, ReceiveBudget, Reservation};
 use super::codec::{Codec, Frame, SHARED_BODY_MIN};
-use super::config::Timers;
+use super::config::{StorageAdvice, Timers};
 use super::error::{LinkCloseReason, ProtocolError};
 use super::frames;
 use super::stats::ConnectionStats;
@@ -166,9 +166,14 @@ impl<P> Link<P> {
     }
 
     /// Large request bodies are received with `body[offset..]` on a page boundary (see
-    /// [`Codec::align_request_bodies_at`]).
-    pub(crate) fn align_request_bodies_at(&mut self, offset: Option<usize>) {
+    /// [`Codec::align_request_bodies_at`]), into storage `advice` is told of.
+    pub(crate) fn align_request_bodies_at(
+        &mut self,
+        offset: Option<usize>,
+        advice: Option<StorageAdvice>,
+    ) {
         self.codec.align_request_bodies_at(offset);
+        self.codec.advise_storage_with(advice);
     }
 
     /// Receives large frames under `budget` (see [`ReceiveBudget`]).

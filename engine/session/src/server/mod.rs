@@ -356,9 +356,10 @@ impl Endpoint<ServerSide> {
     pub fn accept_peer(&mut self, now: Instant, nonce: [u8; NONCE_LEN], peer: Peer) -> LinkId {
         let config = &self.side.config;
         let (timers, align) = (config.timers, config.align_request_bodies_at);
+        let advice = config.advise_body_storage;
         let budget = config.receive_budget.clone();
         let link = self.open_link(now, ServerPhase(Phase::AwaitHello { nonce }), timers);
-        link.align_request_bodies_at(align);
+        link.align_request_bodies_at(align, advice);
         link.peer = peer;
         link.set_budget(budget);
         let id = link.id;
