@@ -50,6 +50,8 @@ impl PoolMemory {
         // SAFETY: the layout has a non-zero size.
         let base = unsafe { alloc_zeroed(layout) };
         let base = NonNull::new(base).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+        // Before the ring registers (and so touches) it: receives copy into it.
+        crate::sys::prefer_huge_pages(base.as_ptr(), layout.size());
         PoolMemory {
             base,
             buf_size,
