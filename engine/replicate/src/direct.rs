@@ -214,9 +214,6 @@ mod tests {
         assert_eq!(aligned_middle(4096, 4095), None);
     }
 
-    /// Whatever the alignment of memory, offset and length, the file ends up with
-    /// exactly the bytes written (direct middle, buffered ends), on a file system that
-    /// takes `O_DIRECT` or, through the fallback, on one that does not.
     /// A fresh directory `hawser-TAG-PID` in the temporary directory with a file `file` of
     /// `size` bytes (all holes), opened for reading and writing.
     fn fresh_file(tag: &str, size: u64) -> (std::path::PathBuf, std::path::PathBuf, File) {
@@ -234,6 +231,9 @@ mod tests {
         (dir, path, file)
     }
 
+    /// Whatever the alignment of memory, offset and length, the file ends up with
+    /// exactly the bytes written (direct middle, buffered ends), on a file system that
+    /// takes `O_DIRECT` or, through the fallback, on one that does not.
     #[test]
     fn unaligned_pieces_land_byte_for_byte() {
         let size = 3 * BOUNCE_BYTES + 12_345;

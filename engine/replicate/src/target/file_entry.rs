@@ -30,6 +30,8 @@ pub(super) struct InlineFile<'b> {
     entry: &'b ManifestEntry<'b>,
     data: &'b [u8],
     dir: Arc<DirHandle>,
+    /// Something had the file's name when the entry was checked.
+    taken: bool,
 }
 
 impl Job {
@@ -85,7 +87,12 @@ impl Job {
             }
         }
         if let Some(data) = entry.inline {
-            return Ok(OwnedVerdict::Inline(InlineFile { entry, data, dir }));
+            return Ok(OwnedVerdict::Inline(InlineFile {
+                entry,
+                data,
+                dir,
+                taken: existing.is_some(),
+            }));
         }
         let charge = charge.expect("charged above for an entry without inline data");
         self.register_partial(entry, &dir, report, charge)
@@ -94,21 +101,31 @@ impl Job {
 
     /// Writes a file that came inline, checked against its digest: as an unnamed file in
     /// its directory, linked under its name when complete (one directory operation, and
-    /// nothing left behind if the job fails meanwhile). Where the name is taken, the file
-    /// is renamed over it through the partial folder; where the file system has no
-    /// unnamed files, it is written there as a partial file and renamed into place.
+    /// nothing left behind if the job fails meanwhile). Where the name is taken (`link`
+    /// cannot replace), the file system has no unnamed files, or there is no `/proc` to
+    /// link through, it is written as a partial file and renamed into place.
     pub(super) fn write_inline<'b>(
         &self,
         file: InlineFile<'b>,
         report: &mut FinishReport,
     ) -> Result<OwnedVerdict<'b>, (RefusalKind, String)> {
-        let InlineFile { entry, data, dir } = file;
+        let InlineFile {
+            entry,
+            data,
+            dir,
+            taken,
+        } = file;
         if entry.content_hash != Some(hawser_wire::xxh3::hash128(data)) {
             return Err((RefusalKind::ContentMismatch, lossy(entry.path)));
         }
-        let written = match beneath::create_unnamed(dir.fd(), 0o600) {
-            Ok(unnamed) => self.place_unnamed(unnamed, entry, data, &dir),
-            Err(e) if beneath::unnamed_unsupported(&e) => self.place_named(entry, data, &dir),
+        let unnamed = if taken {
+            Ok(None)
+        } else {
+            self.place_unnamed(entry, data, &dir)
+        };
+        let written = match unnamed {
+            Ok(Some(file)) => Ok(file),
+            Ok(None) => self.place_named(entry, data, &dir),
             Err(e) => Err(e),
         };
         let file = written.map_err(self.refusal(entry.path))?;
@@ -118,44 +135,28 @@ impl Job {
         Ok(OwnedVerdict::Done)
     }
 
-    /// Writes `data` into the unnamed `file` and links it under the entry's name.
+    /// Writes `data` into an unnamed file in `dir` and links it under the entry's name;
+    /// `None` where that cannot be done (no `O_TMPFILE`, no `/proc`, the name taken
+    /// meanwhile) and a named partial file has to do.
     fn place_unnamed(
         &self,
-        mut file: File,
         entry: &ManifestEntry<'_>,
         data: &[u8],
         dir: &DirHandle,
-    ) -> io::Result<File> {
-        let name = split_last(entry.path).1;
+    ) -> io::Result<Option<File>> {
+        let mut file = match beneath::create_unnamed(dir.fd(), 0o600) {
+            Err(e) if beneath::unnamed_unsupported(&e) => return Ok(None),
+            other => other?,
+        };
         self.fill(&mut file, entry, data)?;
-        match beneath::link_unnamed(&file, dir.fd(), name) {
-            Ok(()) => {
-                if self.options.fsync {
-                    beneath::sync(dir.fd())?;
-                }
-                Ok(file)
-            }
-            Err(e) if is(&e, Errno::EXIST) => {
-                // Something has the name: the file replaces it by rename, as a partial
-                // file would.
-                let temp = temp_name(name, PART);
-                let folder = dir.partial_dir()?;
-                beneath::remove_all(folder.as_fd(), &temp)?;
-                match beneath::link_unnamed(&file, folder.as_fd(), &temp) {
-                    // The folder was swept since it was opened.
-                    Err(e) if is(&e, Errno::NOENT) => return self.place_named(entry, data, dir),
-                    other => other?,
-                }
-                if let Err(e) = self.replace(folder.as_fd(), &temp, dir, name) {
-                    let _ = beneath::unlink(folder.as_fd(), &temp);
-                    return Err(e);
-                }
-                Ok(file)
-            }
-            // No /proc to link through: written again as a named partial file.
-            Err(e) if is(&e, Errno::NOENT) => self.place_named(entry, data, dir),
-            Err(e) => Err(e),
+        match beneath::link_unnamed(&file, dir.fd(), split_last(entry.path).1) {
+            Err(e) if is(&e, Errno::EXIST) || is(&e, Errno::NOENT) => return Ok(None),
+            other => other?,
         }
+        if self.options.fsync {
+            beneath::sync(dir.fd())?;
+        }
+        Ok(Some(file))
     }
 
     /// Writes `data` as the entry's partial file and renames it into place.
