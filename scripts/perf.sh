@@ -3,8 +3,8 @@
 #   scripts/perf.sh SCENARIO [hawser-perf scenario options...]
 #   scripts/perf.sh all      [options...]
 #   scripts/perf.sh loopback-bulk --runs 3
-# Scenarios: loopback-bulk loopback-rpc local-transports replicate lfn-10g-50ms lfn-loss hostile
-# tls messaging (the lfn ones need root: they bring up the link emulator; tls measures its
+# Scenarios: loopback-bulk loopback-rpc local-transports replicate lfn-10g-50ms lfn-loss lfn-1g-100ms
+# hostile tls messaging (the lfn ones need root: they bring up the link emulator; tls measures its
 # linkem rows only as root, HAWSER_TLS_SKIP_LINK=1 leaves them out, HAWSER_TLS_LFN_PUSH_MIB,
 # HAWSER_TLS_SSH_MIB and HAWSER_TLS_HANDSHAKES shrink it; messaging builds its ZeroMQ/RabbitMQ/
 # NATS clients from perf/peers/messaging, HAWSER_MESSAGING_SYSTEMS=hawser,zmq runs a subset).
@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SCENARIOS=(loopback-bulk loopback-rpc local-transports replicate lfn-10g-50ms lfn-loss hostile tls messaging)
+SCENARIOS=(loopback-bulk loopback-rpc local-transports replicate lfn-10g-50ms lfn-loss lfn-1g-100ms hostile tls messaging)
 scenario=${1:-}
 if [[ -z $scenario ]]; then
     sed -n '2,14p' "$0"

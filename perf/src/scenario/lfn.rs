@@ -1,4 +1,4 @@
-//! `lfn-10g-50ms` and `lfn-loss`: through the link emulator (root). linkem runs as a
+//! `lfn-10g-50ms`, `lfn-loss` and `lfn-1g-100ms`: through the link emulator (root). linkem runs as a
 //! child process (`hawser-perf linkem`, this same binary) for the whole scenario; the
 //! servers (iperf3's, `hawser serve`, `xrootd`) run in side b, their clients in side a.
 //! Each TCP transfer's and each DTP push's cost per byte (core-seconds per GB of client
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 
 use super::lfn_compress::CompressRows;
+use super::lfn_share::ShareRows;
 use super::process_cpu::seconds_between;
 use super::replicate::{empty_directory, write_random_file};
 use super::tools::{self, Iperf3Setup};
@@ -44,9 +45,12 @@ pub struct LinkProfile {
     /// TCP congestion control of every sender (iperf3 `-C`, hawser `--congestion`);
     /// `None`: the system's default (BBR on the build machines).
     pub congestion: Option<&'static str>,
-    /// Also measure uftp (TFMCC and a fixed rate) and DTP sharing the link with one
-    /// iperf3 stream.
+    /// Why that congestion control, for the report's notes.
+    pub congestion_why: &'static str,
+    /// Also measure uftp (TFMCC and a fixed rate).
     pub udp_peers: bool,
+    /// Also measure a DTP push sharing the link with one iperf3 stream, in both orders.
+    pub dtp_beside_tcp: bool,
     /// Also measure `xrdcp --streams N` of the pushed file to an `xrootd`.
     pub xrdcp_streams: Option<usize>,
     /// Also push this many MiB of log text with `--compress off|auto|lz4`
@@ -65,7 +69,9 @@ pub const TEN_GBIT_50MS: LinkProfile = LinkProfile {
     hawser_connections: &[1, 4, 8],
     push_file_mib: 8192,
     congestion: None,
+    congestion_why: "",
     udp_peers: false,
+    dtp_beside_tcp: false,
     xrdcp_streams: Some(8),
     compress_text_mib: Some(1024),
 };
@@ -84,9 +90,36 @@ pub const ONE_GBIT_100MS_LOSS: LinkProfile = LinkProfile {
     // what loss-based congestion control does; under BBR (this kernel's default) 1% loss
     // barely slows one stream (iperf3 reached 96.7%), so every sender uses cubic here.
     congestion: Some("cubic"),
+    congestion_why: "loss limits a loss-based stream, which is what this scenario is \
+                     about; under this kernel's default, BBR, 1% loss barely slows a \
+                     single stream.",
     udp_peers: true,
+    dtp_beside_tcp: true,
     xrdcp_streams: None,
     compress_text_mib: None,
+};
+
+/// The same path without random loss: where one TCP stream can fill the link alone, so
+/// what a DTP push leaves it shows, and where `--compress auto`'s threads outrun the link.
+pub const ONE_GBIT_100MS: LinkProfile = LinkProfile {
+    rate_bits_per_sec: 1e9,
+    rate: "1gbit",
+    rtt: "100ms",
+    loss: "0",
+    default_seconds: 20.0,
+    iperf3_streams: &[1, 8],
+    hawser_connections: &[8],
+    // Long enough that the two orders of sharing overlap for most of iperf3's run.
+    push_file_mib: 2048,
+    // Decision: a loss-based stream fills the bottleneck's queue, the case a delay-aware
+    // sender must still leave room in; cubic, as in `lfn-loss`.
+    congestion: Some("cubic"),
+    congestion_why: "a loss-based stream keeps the bottleneck's queue full, the case in \
+                     which a sender that watches the round trip must still leave it room.",
+    udp_peers: false,
+    dtp_beside_tcp: true,
+    xrdcp_streams: None,
+    compress_text_mib: Some(1024),
 };
 
 /// Flags that make linkem hold 10 Gbit/s on the loaded 2-core machine
@@ -262,10 +295,11 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
         );
     }
     outcome.notes.push(format!(
-        "Link: `hawser-perf {}` (queue 1 BDP, MTU 65000, BBR), iperf3 server in {NS_B}, \
-         client in {NS_A}; each run `iperf3 -c {ADDRESS_B} -P N -t {seconds} -i {INTERVAL_S} \
-         -J --get-server-output`, rates from the receiving server.",
-        profile.linkem_args().join(" ")
+        "Link: `hawser-perf {}` (queue 1 BDP, MTU 65000, TCP senders with {}), iperf3 server \
+         in {NS_B}, client in {NS_A}; each run `iperf3 -c {ADDRESS_B} -P N -t {seconds} -i \
+         {INTERVAL_S} -J --get-server-output`, rates from the receiving server.",
+        profile.linkem_args().join(" "),
+        profile.congestion.unwrap_or("BBR, the system's default")
     ));
     outcome.notes.push(format!(
         "link_fraction = steady-state rate / link rate ({} Gbit/s per direction), \
@@ -362,7 +396,6 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
         Err(_) => None,
     };
     let dtp_subject = Subject::new("hawser", "push --transport dtp");
-    let shared_subject = Subject::new("hawser", "push --transport dtp beside iperf3 -P 1");
     let uftp_subjects = [
         (UftpPace::Tfmcc, Subject::new("uftp", "-C tfmcc")),
         (
@@ -398,11 +431,9 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
             "uftp: `uftpd -d -q -B 100M -D DIR` in {NS_B}; each run `uftp -M {ADDRESS_B} -Y none -b 8800 -B 100M (-C tfmcc | -C none -R KBPS) push.bin` in {NS_A}, at most {:.0} s (a run stopped there is measured by the bytes that reached DIR). Rate = bytes / wall time of the uftp process (its announce and completion rounds included).",
             seconds * 2.0
         ));
-        outcome.notes.push(format!(
-            "Sharing: `iperf3 -P 1 -C {}` for {seconds} s and, 3 s into it, a DTP push of push.bin; the shares are iperf3's mean rate over its intervals while the push ran (from its second second) and the push's own rate, each / the link rate.",
-            profile.congestion.unwrap_or("default")
-        ));
     }
+    let share_rows = (profile.dtp_beside_tcp && hawser.is_ok())
+        .then(|| ShareRows::new(outcome, profile.congestion, seconds));
     let bench_subject = Subject::new(
         "hawser",
         format!("bench bulk (memory to memory, no files), {BENCH_CONNECTIONS} connections"),
@@ -440,9 +471,8 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
     if let Some(name) = profile.congestion {
         outcome.notes.push(format!(
             "Every sender uses TCP congestion control {name} (iperf3 `-C {name}`, hawser \
-             `--congestion {name}`): loss limits a loss-based stream, which is what this \
-             scenario is about; under this kernel's default, BBR, 1% loss barely slows a \
-             single stream."
+             `--congestion {name}`): {}",
+            profile.congestion_why
         ));
     }
     let mut missed_target = Vec::new();
@@ -588,37 +618,19 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
                     dtp_subject.label()
                 )),
             }
-            if profile.udp_peers {
-                empty_directory(&push_target)?;
-                share_run(
+            if let Some(rows) = &share_rows {
+                rows.run_round(
                     binary,
                     &setup,
                     seconds,
                     &push_source.join("push.bin"),
                     &format!("{ADDRESS_B}:{HAWSER_PORT}:shared{round}"),
                     &push_report,
-                )
-                .map(|shares| {
-                    outcome.record(
-                        &shared_subject,
-                        "link_fraction",
-                        "fraction",
-                        shares.dtp / link_bytes_per_sec,
-                    );
-                    outcome.record(
-                        &shared_subject,
-                        "tcp_link_fraction",
-                        "fraction",
-                        shares.tcp / link_bytes_per_sec,
-                    );
-                })
-                .unwrap_or_else(|error| {
-                    outcome.notes.push(format!(
-                        "{} round {round} failed: {error:#}",
-                        shared_subject.label()
-                    ))
-                });
-                settle();
+                    round,
+                    link_bytes_per_sec,
+                    outcome,
+                    &|| empty_directory(&push_target),
+                )?;
             }
         }
         if let Some(peer) = &xrdcp_peer {
@@ -628,6 +640,7 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
         if let (Some(rows), Ok(binary)) = (&mut compress_rows, &hawser) {
             rows.run_round(
                 binary,
+                profile.congestion,
                 server.as_ref(),
                 HAWSER_PORT,
                 &push_target,
@@ -767,37 +780,6 @@ fn summarize_costs(
             push_rate / xrdcp_rate
         ));
     }
-}
-
-/// One iperf3 TCP stream and, 3 s into it, a DTP push through the same link: the shares
-/// each took.
-fn share_run(
-    binary: &Path,
-    setup: &Iperf3Setup<'_>,
-    seconds: f64,
-    source: &Path,
-    destination: &str,
-    report: &Path,
-) -> Result<udp_movers::Shares> {
-    const PUSH_AFTER: Duration = Duration::from_secs(3);
-    let started = Instant::now();
-    std::thread::scope(|scope| -> Result<udp_movers::Shares> {
-        let tcp = scope.spawn(|| tools::run_iperf3(setup, 1, seconds, INTERVAL_S));
-        std::thread::sleep(PUSH_AFTER);
-        let pushed_at = started.elapsed().as_secs_f64();
-        let pushed = udp_movers::run_dtp_push(binary, Some(NS_A), source, destination, report);
-        let tcp = tcp
-            .join()
-            .map_err(|_| anyhow::anyhow!("the iperf3 thread panicked"))??;
-        let pushed = pushed?;
-        let tcp_rate =
-            udp_movers::mean_within(&tcp.intervals, pushed_at + 1.0, pushed_at + pushed.seconds)
-                .context("iperf3 ended before the push's second second")?;
-        Ok(udp_movers::Shares {
-            tcp: tcp_rate,
-            dtp: pushed.bytes_per_sec,
-        })
-    })
 }
 
 /// One measured transfer through the link.

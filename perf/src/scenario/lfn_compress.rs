@@ -50,11 +50,13 @@ impl CompressRows {
         )
     }
 
-    /// One push per policy into `target` (emptied first) of the server on `port`.
+    /// One push per policy into `target` (emptied first) of the server on `port`, with
+    /// TCP congestion control `congestion` (`None`: the system's).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn run_round(
         &mut self,
         binary: &Path,
+        congestion: Option<&str>,
         server: Option<&tools::Background>,
         port: u16,
         target: &Path,
@@ -78,6 +80,7 @@ impl CompressRows {
                 report,
                 hawser_tools::PushOptions {
                     compress: policy,
+                    congestion,
                     ..hawser_tools::PushOptions::default()
                 },
             );

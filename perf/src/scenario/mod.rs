@@ -11,6 +11,7 @@ pub mod hawser_tools;
 pub mod hostile;
 pub mod lfn;
 mod lfn_compress;
+mod lfn_share;
 pub mod local;
 pub mod loopback;
 pub mod messaging;
@@ -48,6 +49,10 @@ pub enum ScenarioName {
     Lfn10g50ms,
     /// Through linkem at 1 Gbit/s, 100 ms RTT, 1% loss: the same comparison. Root.
     LfnLoss,
+    /// Through linkem at 1 Gbit/s, 100 ms RTT without loss: DTP sharing the link with
+    /// one TCP stream in both orders, and `--compress` on a link slower than lz4. Root.
+    #[value(name = "lfn-1g-100ms")]
+    Lfn1g100ms,
     /// `hawser serve` under hostile clients: memory with held frames and idle
     /// connections, nexus create rate under churn, answered wrong passwords.
     Hostile,
@@ -71,6 +76,7 @@ impl ScenarioName {
             ScenarioName::Replicate => "replicate",
             ScenarioName::Lfn10g50ms => "lfn-10g-50ms",
             ScenarioName::LfnLoss => "lfn-loss",
+            ScenarioName::Lfn1g100ms => "lfn-1g-100ms",
             ScenarioName::Hostile => "hostile",
             ScenarioName::LocalTransports => "local-transports",
             ScenarioName::Tls => "tls",
@@ -239,6 +245,7 @@ pub fn run(options: &ScenarioOptions) -> Result<ReportFiles> {
         ScenarioName::Replicate => replicate::run(&context, &mut outcome)?,
         ScenarioName::Lfn10g50ms => lfn::run(&context, &mut outcome, &lfn::TEN_GBIT_50MS)?,
         ScenarioName::LfnLoss => lfn::run(&context, &mut outcome, &lfn::ONE_GBIT_100MS_LOSS)?,
+        ScenarioName::Lfn1g100ms => lfn::run(&context, &mut outcome, &lfn::ONE_GBIT_100MS)?,
         ScenarioName::Hostile => hostile::run(&context, &mut outcome)?,
         ScenarioName::LocalTransports => local::run(&context, &mut outcome)?,
         ScenarioName::Tls => tls::run(&context, &mut outcome)?,

@@ -1,7 +1,6 @@
 //! The UDP movers of the long-link scenarios: hawser's DTP push (`push --transport dtp`
 //! to a `serve --dtp`), uftp (Debian's `uftp` sender and `uftpd` receiver: a UDP file
-//! mover with its own rate control, TFMCC, or a fixed rate), and DTP sharing the link
-//! with one iperf3 TCP stream (how much it leaves to TCP).
+//! mover with its own rate control, TFMCC, or a fixed rate).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -179,41 +178,9 @@ pub(super) fn quiet_uftp() {
     let _ = Command::new("pkill").args(["-x", "uftp"]).status();
 }
 
-/// The two shares of a link one iperf3 TCP stream and a DTP push shared.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Shares {
-    /// iperf3's mean received rate while the push ran, bytes per second.
-    pub tcp: f64,
-    /// The push's rate, bytes per second.
-    pub dtp: f64,
-}
-
-/// iperf3's mean rate over the intervals ending within `[from, to]` seconds.
-pub(super) fn mean_within(intervals: &[(f64, f64)], from: f64, to: f64) -> Option<f64> {
-    let inside: Vec<f64> = intervals
-        .iter()
-        .filter(|(end, _)| *end > from + 1e-9 && *end <= to + 1e-9)
-        .map(|(_, rate)| *rate)
-        .collect();
-    (!inside.is_empty()).then(|| inside.iter().sum::<f64>() / inside.len() as f64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_tcp_share_is_its_rate_while_the_push_ran() {
-        let intervals = [
-            (0.5, 100.0),
-            (1.0, 100.0),
-            (1.5, 40.0),
-            (2.0, 60.0),
-            (2.5, 100.0),
-        ];
-        assert_eq!(mean_within(&intervals, 1.0, 2.0), Some(50.0));
-        assert_eq!(mean_within(&intervals, 3.0, 4.0), None);
-    }
 
     #[test]
     fn uftp_paces_with_tfmcc_or_a_fixed_rate() {
