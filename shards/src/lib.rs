@@ -109,6 +109,7 @@
 
 mod config;
 mod error;
+mod huge_buffer;
 mod mapped_file;
 mod mesh;
 mod pool;
@@ -124,6 +125,7 @@ pub mod demo;
 
 pub use config::{ShardsConfig, ShmOptions, check_congestion_control};
 pub use error::{Result, ShardError};
+pub use huge_buffer::HugePageBuffer;
 pub use mapped_file::{MAX_MAPPED_RANGES, MappedRange};
 pub use mesh::{AppMessage, ShardTask};
 pub use pool::BufHandle;

@@ -315,7 +315,7 @@ pub fn release_free_memory() {
 }
 
 /// Size of a transparent huge page on x86-64 and arm64 with 4 KiB pages.
-const HUGE_PAGE: usize = 2 << 20;
+pub(crate) const HUGE_PAGE: usize = 2 << 20;
 
 /// Asks the kernel to back the huge-page-aligned part of the `len` bytes at `start` with
 /// transparent huge pages (`madvise(MADV_HUGEPAGE)`), before they are first touched. A

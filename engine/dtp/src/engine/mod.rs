@@ -6,8 +6,8 @@
 //!
 //! Memory is bounded by configuration: at most `max_sessions` sessions, each with one
 //! read-ahead buffer of [`STAGING`] bytes (only where the file cannot be mapped) or
-//! eight write-behind runs of that size (`writer::RUN_BUFFERS`) written by at most three
-//! threads, and the shard's pool of send and receive buffers.
+//! four write-behind runs of a huge page each (`writer::RUN_BUFFERS`, `writer::RUN`)
+//! written by at most three threads, and the shard's pool of send and receive buffers.
 
 mod first_pass;
 mod in_order;
@@ -33,7 +33,7 @@ use crate::digest::BlockDigests;
 use crate::rate::ControllerKind;
 pub use first_pass::SentDigests;
 
-/// Bytes a session reads ahead of its sending, or gathers before a write.
+/// Bytes a session reads ahead of its sending.
 pub const STAGING: usize = 1 << 20;
 /// Bytes of each send and receive buffer of the shard: one GSO batch, or one GRO run.
 const BUFFER: usize = 64 * 1024;

@@ -3,7 +3,9 @@
 //! page cache where the file system allows it), so that the shard goes on receiving while
 //! the disk works. The thread hands the runs to up to [`WRITE_THREADS`] helpers
 //! ([`WritePool`]), so that several writes are in flight. At most [`RUN_BUFFERS`] runs are
-//! gathered or in flight; when all are, the next run waits for the disk.
+//! gathered or in flight; when all are, the next run waits for the disk. Each run's buffer
+//! is one huge page ([`RUN`] bytes, `HugePageBuffer`): the shard copies into it at the
+//! link's rate and the direct write pins it, one page instead of 512.
 //!
 //! The same thread reads back and hashes the blocks completed out of order, and writes
 //! the journal. Its queue is in order, and it waits for the runs handed over before a
@@ -19,12 +21,16 @@ use std::thread::JoinHandle;
 
 use hawser_replicate::DirectFile;
 
+use hawser_shards::HugePageBuffer;
+
+use super::Journal;
 use super::write_pool::WritePool;
-use super::{Journal, STAGING};
 use crate::digest;
 
-/// Runs a session gathers or has in flight at most (each [`STAGING`] bytes).
-pub(super) const RUN_BUFFERS: usize = 8;
+/// Bytes of a run: a huge page.
+pub(super) const RUN: usize = 2 << 20;
+/// Runs a session gathers or has in flight at most (each [`RUN`] bytes).
+pub(super) const RUN_BUFFERS: usize = 4;
 /// Runs a session writes at once at most.
 const WRITE_THREADS: usize = 3;
 /// Alignment of direct writes (the page).
@@ -91,17 +97,17 @@ enum Done {
 }
 
 /// Consecutive bytes of the payload from `start`, placed so that their file pages are
-/// memory pages (what a direct write needs). A run ends at the next multiple of
-/// [`STAGING`] in the file, so that runs of bytes arriving in order are whole pages: a
+/// memory pages (what a direct write needs). A run ends at the next multiple of [`RUN`]
+/// in the file, so that runs of bytes arriving in order are whole pages: a
 /// partial page is written through the page cache, which on ext4 holds up every other
 /// write to the file.
 struct Run {
     start: u64,
-    storage: Vec<u8>,
+    storage: HugePageBuffer,
     /// Where the bytes begin in `storage`.
     at: usize,
     len: usize,
-    /// Bytes from `start` to the end of its [`STAGING`] window.
+    /// Bytes from `start` to the end of its [`RUN`] window.
     limit: usize,
 }
 
@@ -109,20 +115,21 @@ impl Run {
     fn new() -> Self {
         Run {
             start: 0,
-            storage: vec![0; STAGING + 2 * ALIGN],
+            storage: HugePageBuffer::zeroed(RUN),
             at: 0,
             len: 0,
-            limit: STAGING,
+            limit: RUN,
         }
     }
 
     /// Empties the run to gather bytes from `start`.
     fn begin(&mut self, start: u64) {
-        let base = self.storage.as_ptr().align_offset(ALIGN);
+        // The storage starts on a page: the bytes sit at their offset within the page, and
+        // end by the end of the storage (the window ends on a page).
         self.start = start;
-        self.at = base + (start % ALIGN as u64) as usize;
+        self.at = (start % ALIGN as u64) as usize;
         self.len = 0;
-        self.limit = STAGING - (start % STAGING as u64) as usize;
+        self.limit = RUN - (start % RUN as u64) as usize;
     }
 
     fn end(&self) -> u64 {
@@ -455,7 +462,7 @@ mod tests {
     #[test]
     fn runs_in_any_order_land_byte_for_byte() {
         let (path, file) = temp_file("writer");
-        let total = 3 * STAGING + 12_345;
+        let total = 3 * RUN + 12_345;
         let data: Vec<u8> = (0..total).map(|i| (i * 31 % 251) as u8).collect();
         let mut writer = Writer::new(&file, None, None);
         // Datagram-sized pieces, the second half of the payload first, then the first.
@@ -483,13 +490,13 @@ mod tests {
     #[test]
     fn a_run_ends_where_its_window_ends_so_runs_in_order_are_whole_pages() {
         let mut run = Run::new();
-        run.begin(3 * STAGING as u64);
-        assert_eq!(run.room(), STAGING);
-        run.begin(3 * STAGING as u64 + 64_000);
-        assert_eq!(run.room(), STAGING - 64_000);
-        run.push(&vec![7; STAGING - 64_000]);
+        run.begin(3 * RUN as u64);
+        assert_eq!(run.room(), RUN);
+        run.begin(3 * RUN as u64 + 64_000);
+        assert_eq!(run.room(), RUN - 64_000);
+        run.push(&vec![7; RUN - 64_000]);
         assert_eq!(run.room(), 0);
-        assert_eq!(run.end(), 4 * STAGING as u64);
+        assert_eq!(run.end(), 4 * RUN as u64);
         assert_eq!(run.data().as_ptr().addr() % ALIGN, 64_000 % ALIGN);
     }
 
