@@ -27,8 +27,10 @@ use crate::{DatagramKey, Sender, SenderConfig};
 /// Most datagrams of one GSO send (the kernel's limit is 64 on older kernels).
 const MAX_SEGMENTS: usize = 64;
 
-/// Bytes of the payload a mapped window starts on (multiples of it)...
-const WINDOW: u64 = STAGING as u64;
+/// Bytes of the payload a mapped window starts on (multiples of it): each window costs
+/// two `mmap`s and a `munmap` (with its TLB shootdown) on the shard, so a few per
+/// hundred milliseconds at 10 Gbit/s, not hundreds...
+const WINDOW: u64 = 8 << 20;
 /// ...and the bytes it covers beyond the next start, so that a batch (at most [`BUFFER`]
 /// bytes) that starts in a window ends in it.
 const WINDOW_SLACK: u64 = BUFFER as u64;
@@ -230,6 +232,7 @@ impl SendingSession {
                 rtt_us = sample.rtt.map(|r| r.as_micros() as u64),
                 loss = sample.loss,
                 rate,
+                sent_bytes = self.sender.sent().0,
                 "DTP rate sample"
             );
             self.set_rate(rate, progress);
