@@ -91,7 +91,10 @@ pub fn print_report(outcome: &JobOutcome, verbose: u8) {
         println!(
             "compress auto: {} (uncompressed {:.1} MB/s{tried}; lz4 {:.1} MB/s on a sample, \
              ratio {:.2}{again})",
-            if auto.compress {
+            if auto.compress && auto.decisions == 0 {
+                "compressing on trial: the link looked the bottleneck, the job ended before \
+                 the compressed rate was measured"
+            } else if auto.compress {
                 "compressing: the link is the bottleneck"
             } else {
                 "not compressing: it would not pay"

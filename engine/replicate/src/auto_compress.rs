@@ -70,7 +70,8 @@ pub struct AutoChoice {
     /// Compressed / original size of the sample.
     pub lz4_ratio: f64,
     /// Decisions made in this job so far, this one included (more than 1: the rate or the
-    /// data changed and `auto` measured again).
+    /// data changed and `auto` measured again; 0: compression was on trial, unconfirmed,
+    /// when the job ended).
     pub decisions: u32,
 }
 
@@ -221,8 +222,30 @@ impl AutoCompress {
 
     /// The latest choice, once one is made (a new decision being measured does not hide
     /// the one before).
-    pub(crate) fn choice(&self) -> Option<AutoChoice> {
+    #[cfg(test)]
+    fn choice(&self) -> Option<AutoChoice> {
         self.last
+    }
+
+    /// What the job did, for its report: the latest choice or, while compression is on
+    /// trial before any choice, the trial (`compress`, no `compressed_rate` yet,
+    /// `decisions` 0). A job that ends during its trial sent its blocks compressed from
+    /// the switch on, which a report without a choice would hide.
+    pub(crate) fn outcome(&self) -> Option<AutoChoice> {
+        match (&self.phase, self.last) {
+            (Phase::Compressed { raw_rate, .. }, None) => {
+                let (lz4_speed, lz4_ratio) = self.sample.unwrap_or((0.0, 1.0));
+                Some(AutoChoice {
+                    compress: true,
+                    raw_rate: *raw_rate,
+                    compressed_rate: None,
+                    lz4_speed,
+                    lz4_ratio,
+                    decisions: 0,
+                })
+            }
+            (_, last) => last,
+        }
     }
 
     fn choose(&mut self, now: Instant, choice: AutoChoice) {
@@ -364,10 +387,16 @@ mod tests {
         let t = feed(&mut auto, Instant::now(), 2.0, |_| 0.12 * GB);
         assert!(auto.compressing(), "switched: {:?}", auto.phase);
         assert_eq!(auto.choice(), None, "not confirmed yet");
+        let trial = auto.outcome().expect("on trial");
+        assert!(
+            trial.compress && trial.compressed_rate.is_none() && trial.decisions == 0,
+            "{trial:?}"
+        );
         // Compressed, the link carries 0.12 GB/s of 0.3-sized frames: 0.4 GB/s of data.
         feed(&mut auto, t, 2.0, |_| 0.4 * GB);
         let choice = auto.choice().expect("confirmed");
         assert!(choice.compress && auto.compressing(), "{choice:?}");
+        assert_eq!(auto.outcome(), Some(choice));
         assert!(
             (choice.raw_rate - 0.12 * GB).abs() < 0.02 * GB,
             "{choice:?}"

@@ -425,6 +425,13 @@ mod tests {
         assert_eq!(result.seconds, 2.0);
         assert_eq!(result.intervals, vec![(1.0, 100.0), (2.0, 300.0)]);
         assert!(parse_hawser_push_json(r#"{"end": {}}"#).is_err());
+        assert_eq!(result.auto_compressed, None);
+        let auto = r#"{"intervals": [], "end": {"bytes": 400, "seconds": 2.0,
+            "bits_per_second": 1600.0, "compression_ratio": 0.5,
+            "compress_auto": {"compress": true, "decisions": 1}}}"#;
+        let result = parse_hawser_push_json(auto).unwrap();
+        assert_eq!(result.auto_compressed, Some(true));
+        assert_eq!(result.compression_ratio, 0.5);
     }
 
     #[test]

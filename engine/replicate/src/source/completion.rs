@@ -76,7 +76,7 @@ impl Source {
                 self.report.target = Some(report);
                 self.report.duration = self.started.map(|t| t.elapsed()).unwrap_or_default();
                 self.report.buffers_allocated = self.supply.buffers_allocated();
-                self.report.auto_compress = self.auto.as_ref().and_then(AutoCompress::choice);
+                self.report.auto_compress = self.auto.as_ref().and_then(AutoCompress::outcome);
                 self.finished = true;
             }
         }
