@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 
 use super::lfn_compress::CompressRows;
-use super::lfn_share::ShareRows;
+use super::lfn_share::{ShareRows, ShareRun};
 use super::process_cpu::seconds_between;
 use super::replicate::{empty_directory, write_random_file};
 use super::tools::{self, Iperf3Setup};
@@ -619,13 +619,17 @@ pub fn run(context: &Context, outcome: &mut Outcome, profile: &LinkProfile) -> R
                 )),
             }
             if let Some(rows) = &share_rows {
-                rows.run_round(
+                let source = push_source.join("push.bin");
+                let run = ShareRun {
                     binary,
-                    &setup,
+                    setup: &setup,
                     seconds,
-                    &push_source.join("push.bin"),
+                    source: &source,
+                    report: &push_report,
+                };
+                rows.run_round(
+                    &run,
                     &format!("{ADDRESS_B}:{HAWSER_PORT}:shared{round}"),
-                    &push_report,
                     round,
                     link_bytes_per_sec,
                     outcome,

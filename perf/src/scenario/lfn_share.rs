@@ -67,17 +67,12 @@ impl ShareRows {
         }
     }
 
-    /// One run of each order: `source` pushed to `destination` (`HOST:PORT:NAME`, NAME
-    /// suffixed per order) of a server whose target `empty` clears.
-    #[allow(clippy::too_many_arguments)]
+    /// One run of each order: `run.source` pushed to `destination` (`HOST:PORT:NAME`,
+    /// NAME suffixed per order) of a server whose target `empty` clears.
     pub(super) fn run_round(
         &self,
-        binary: &Path,
-        setup: &Iperf3Setup<'_>,
-        seconds: f64,
-        source: &Path,
+        run: &ShareRun<'_>,
         destination: &str,
-        report: &Path,
         round: usize,
         link_bytes_per_sec: f64,
         outcome: &mut Outcome,
@@ -90,7 +85,7 @@ impl ShareRows {
                 Order::TcpFirst => format!("{destination}-tcp-first"),
                 Order::DtpFirst => format!("{destination}-dtp-first"),
             };
-            match share_run(*order, binary, setup, seconds, source, &destination, report) {
+            match share_run(*order, run, &destination) {
                 Ok(shares) => {
                     let dtp = shares.dtp / link_bytes_per_sec;
                     outcome.record(subject, "link_fraction", "fraction", dtp);
@@ -108,45 +103,37 @@ impl ShareRows {
     }
 }
 
+/// What the sharing runs use.
+pub(super) struct ShareRun<'a> {
+    /// The `hawser` binary.
+    pub binary: &'a Path,
+    /// Where iperf3's client and server run.
+    pub setup: &'a Iperf3Setup<'a>,
+    /// iperf3's run time.
+    pub seconds: f64,
+    /// The file pushed.
+    pub source: &'a Path,
+    /// The push's `--json` report.
+    pub report: &'a Path,
+}
+
 /// One iperf3 TCP stream and a DTP push through the same link, `order` saying which
 /// starts first: the shares each took while both ran.
-fn share_run(
-    order: Order,
-    binary: &Path,
-    setup: &Iperf3Setup<'_>,
-    seconds: f64,
-    source: &Path,
-    destination: &str,
-    report: &Path,
-) -> Result<Shares> {
+fn share_run(order: Order, run: &ShareRun<'_>, destination: &str) -> Result<Shares> {
     let started = Instant::now();
-    let push = || udp_movers::run_dtp_push(binary, Some(NS_A), source, destination, report);
-    let iperf3 = || tools::run_iperf3(setup, 1, seconds, 0.5);
-    let since_start = || started.elapsed().as_secs_f64();
-    let (tcp, tcp_at, pushed, pushed_at) = std::thread::scope(|scope| -> Result<_> {
-        Ok(match order {
-            Order::TcpFirst => {
-                let tcp = scope.spawn(iperf3);
-                std::thread::sleep(JOIN_AFTER);
-                let pushed_at = since_start();
-                let pushed = push();
-                let tcp = tcp
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("the iperf3 thread panicked"))??;
-                (tcp, 0.0, pushed?, pushed_at)
-            }
-            Order::DtpFirst => {
-                let pushed = scope.spawn(push);
-                std::thread::sleep(JOIN_AFTER);
-                let tcp_at = since_start();
-                let tcp = iperf3();
-                let pushed = pushed
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("the push thread panicked"))??;
-                (tcp?, tcp_at, pushed, 0.0)
-            }
-        })
-    })?;
+    let push =
+        || udp_movers::run_dtp_push(run.binary, Some(NS_A), run.source, destination, run.report);
+    let iperf3 = || tools::run_iperf3(run.setup, 1, run.seconds, 0.5);
+    let (tcp, tcp_at, pushed, pushed_at) = match order {
+        Order::TcpFirst => {
+            let (tcp, pushed, pushed_at) = first_then_join(started, iperf3, push)?;
+            (tcp, 0.0, pushed, pushed_at)
+        }
+        Order::DtpFirst => {
+            let (pushed, tcp, tcp_at) = first_then_join(started, push, iperf3)?;
+            (tcp, tcp_at, pushed, 0.0)
+        }
+    };
     // Both on the scenario's clock: from the joining one's second second to the end of
     // whichever ended first.
     let tcp_end = tcp_at + tcp.intervals.last().map_or(0.0, |(end, _)| *end);
@@ -157,6 +144,25 @@ fn share_run(
     let dtp = mean_within(&pushed.intervals, from - pushed_at, to - pushed_at)
         .context("the push had no interval while both ran")?;
     Ok(Shares { tcp: tcp_rate, dtp })
+}
+
+/// Runs `first` and, [`JOIN_AFTER`] into it, `then`: both results, and when `then` started
+/// (seconds since `started`).
+fn first_then_join<A: Send, B>(
+    started: Instant,
+    first: impl FnOnce() -> Result<A> + Send,
+    then: impl FnOnce() -> Result<B>,
+) -> Result<(A, B, f64)> {
+    std::thread::scope(|scope| {
+        let first = scope.spawn(first);
+        std::thread::sleep(JOIN_AFTER);
+        let joined_at = started.elapsed().as_secs_f64();
+        let then = then();
+        let first = first
+            .join()
+            .map_err(|_| anyhow::anyhow!("the first transfer's thread panicked"))??;
+        Ok((first, then?, joined_at))
+    })
 }
 
 /// The mean rate over the intervals (end in s, bytes per second) ending within
