@@ -20,7 +20,6 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use hawser_replicate::DirectFile;
-
 use hawser_shards::HugePageBuffer;
 
 use super::Journal;
