@@ -21,8 +21,8 @@ unsafe impl Send for HugePageBuffer {}
 unsafe impl Sync for HugePageBuffer {}
 
 impl HugePageBuffer {
-    /// `len` zeroed bytes (at least one huge page is reserved; untouched pages of it cost
-    /// no memory).
+    /// `len` zeroed bytes. The allocation is rounded up to whole huge pages; the part
+    /// past `len` is never touched, so it costs no memory.
     pub fn zeroed(len: usize) -> Self {
         let size = len.max(1).next_multiple_of(HUGE_PAGE);
         let layout = Layout::from_size_align(size, HUGE_PAGE).expect("buffer size overflows");
@@ -31,8 +31,8 @@ impl HugePageBuffer {
         let base = NonNull::new(base).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
         // Advised first, so that the zeroing below faults in huge pages where THP allows.
         prefer_huge_pages(base.as_ptr(), size);
-        // SAFETY: `base` points to `size` writable bytes allocated just above.
-        unsafe { base.as_ptr().write_bytes(0, size) };
+        // SAFETY: `base` points to `size` ≥ `len` writable bytes allocated just above.
+        unsafe { base.as_ptr().write_bytes(0, len) };
         HugePageBuffer { base, len, layout }
     }
 }
@@ -41,7 +41,7 @@ impl Deref for HugePageBuffer {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        // SAFETY: `len` ≤ the allocation's size, every byte initialized in `zeroed`, and
+        // SAFETY: `len` ≤ the allocation's size, its bytes initialized in `zeroed`, and
         // the memory lives as long as `self`.
         unsafe { std::slice::from_raw_parts(self.base.as_ptr(), self.len) }
     }

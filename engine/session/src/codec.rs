@@ -5,9 +5,9 @@
 //! take and where a large frame's storage starts, so that a large body lands in place.
 
 use bytes::{Bytes, BytesMut};
+use hawser_wire::dsp as wire;
 
 use crate::config::StorageAdvice;
-use hawser_wire::dsp as wire;
 
 /// A trunk frame as the state machines hold it: owned, bodies shared with the buffer
 /// they arrived in, so a request can wait in a retry queue and a reply in the reply

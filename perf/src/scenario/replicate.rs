@@ -415,7 +415,7 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
             // the file system has no journal.
             Some(false) => {
                 "ext4 without a journal, whose inode allocator skips every inode freed \
-                 in the last minute (five if its inode table block is still dirty), \
+                 in the last 60 s (five minutes while its inode table block is dirty), \
                  looking each one up (`recently_deleted`, checked only without a \
                  journal): after a delete of 20,000 files every creation scans past them"
             }
