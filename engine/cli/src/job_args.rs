@@ -72,12 +72,14 @@ pub struct JobArgs {
     #[arg(long)]
     pub resume: bool,
     /// Compression on the wire (lz4 per session frame, sent raw where it does not
-    /// shrink): `lz4` always; `off` never; `auto` starts uncompressed, measures the link
-    /// and lz4 on a sample of the data, and compresses only if that makes the transfer
-    /// faster (a link slower than lz4's 0.4-0.7 GB/s per compressing thread, data that
-    /// shrinks), checking that it did.
+    /// shrink): `lz4` always; `off` never; `auto` compresses data that shrinks from the
+    /// first block and keeps compressing while the link is the bottleneck (the
+    /// compressing threads wait for it); once lz4 is the bottleneck instead (a link
+    /// faster than lz4's 0.4-0.7 GB/s per compressing thread) it measures uncompressed
+    /// and keeps the faster. Data that does not shrink, or a `--rate` cap, starts
+    /// uncompressed and compresses only if measuring shows it pays.
     ///
-    /// The report says what auto chose.
+    /// The report says what auto chose and what it measured.
     #[arg(long, default_value = "auto", value_parser = parse_compress)]
     pub compress: CompressPolicy,
     /// Threads that compress a push's blocks, beside the one that sends them (default:

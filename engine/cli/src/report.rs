@@ -4,7 +4,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hawser_replicate::Report;
+use hawser_replicate::{AutoChoice, Report};
 
 use crate::error::{CliError, io_err};
 use crate::histogram::{write_hgrm_file, write_plot_file};
@@ -79,30 +79,7 @@ pub fn print_report(outcome: &JobOutcome, verbose: u8) {
         outcome.session_retries
     );
     if let Some(auto) = &report.auto_compress {
-        let tried = auto
-            .compressed_rate
-            .map(|r| format!(", {:.1} MB/s compressed", r / 1e6))
-            .unwrap_or_default();
-        let again = if auto.decisions > 1 {
-            format!("; decision {} of the job: the rate changed", auto.decisions)
-        } else {
-            String::new()
-        };
-        println!(
-            "compress auto: {} (uncompressed {:.1} MB/s{tried}; lz4 {:.1} MB/s on a sample, \
-             ratio {:.2}{again})",
-            if auto.compress && auto.decisions == 0 {
-                "compressing on trial: the link looked the bottleneck, the job ended before \
-                 the compressed rate was measured"
-            } else if auto.compress {
-                "compressing: the link is the bottleneck"
-            } else {
-                "not compressing: it would not pay"
-            },
-            auto.raw_rate / 1e6,
-            auto.lz4_speed / 1e6,
-            auto.lz4_ratio
-        );
+        println!("compress auto: {}", describe_auto(auto));
     }
     if report.blocks_sent > 0 {
         println!(
@@ -179,6 +156,7 @@ pub fn json_report(
             "compress_auto": r.auto_compress.map(|a| serde_json::json!({
                 "compress": a.compress, "raw_bytes_per_sec": a.raw_rate,
                 "compressed_bytes_per_sec": a.compressed_rate,
+                "compressor_busy": a.compressor_busy, "host_idle": a.host_idle,
                 "lz4_bytes_per_sec": a.lz4_speed, "lz4_ratio": a.lz4_ratio,
                 "decisions": a.decisions,
             })),
@@ -240,4 +218,40 @@ pub(crate) fn log_job_end(kind: &str, server: &str, outcome: &JobOutcome) {
 /// Logs that a `kind` job with `server` failed (the binary prints the error itself).
 pub(crate) fn log_job_failed(kind: &str, server: &str, error: &CliError) {
     tracing::info!(target: JOB_LOG, job = kind, server, error = %error, "job failed");
+}
+
+/// What `--compress auto` chose and why, in one line.
+fn describe_auto(auto: &AutoChoice) -> String {
+    let verdict = match (auto.compress, auto.decisions, auto.raw_rate) {
+        (true, 0, _) => "compressing, still measuring when the job ended",
+        (false, 0, _) => "not compressing, still measuring when the job ended",
+        (true, _, None) => "compressing: the link is the bottleneck (lz4 kept waiting for it)",
+        (true, _, Some(_)) => "compressing: faster than uncompressed, measured",
+        (false, _, _) => "not compressing: it would not pay",
+    };
+    let mut measured = Vec::new();
+    if let Some(rate) = auto.raw_rate {
+        measured.push(format!("uncompressed {:.1} MB/s", rate / 1e6));
+    }
+    if let Some(rate) = auto.compressed_rate {
+        measured.push(format!("compressed {:.1} MB/s", rate / 1e6));
+    }
+    if let Some(busy) = auto.compressor_busy {
+        measured.push(format!("lz4 busy {:.0}% of the time", busy * 100.0));
+    }
+    if let Some(idle) = auto.host_idle {
+        measured.push(format!("host CPU {:.0}% idle", idle * 100.0));
+    }
+    measured.push(format!(
+        "lz4 {:.1} MB/s on a sample, ratio {:.2}",
+        auto.lz4_speed / 1e6,
+        auto.lz4_ratio
+    ));
+    if auto.decisions > 1 {
+        measured.push(format!(
+            "decision {} of the job: the rate changed",
+            auto.decisions
+        ));
+    }
+    format!("{verdict} ({})", measured.join("; "))
 }

@@ -71,6 +71,7 @@ mod direct;
 mod error;
 mod excludes;
 mod file_digest;
+mod host_cpu;
 mod journal;
 mod partial_files;
 mod pool;

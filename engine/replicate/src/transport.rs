@@ -10,7 +10,7 @@
 //! others.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rand_core::{Rng, SeedableRng};
@@ -55,6 +55,13 @@ pub trait Transport {
     /// Waits for the next completion (in any order); [`TransportError::Idle`] if nothing
     /// is outstanding.
     fn recv(&mut self) -> Result<Completion, TransportError>;
+    /// How long the caller's thread has spent compressing request bodies in all (a
+    /// batch's whole time: the thread waits for its helpers), or `None` if that cannot
+    /// tell whether lz4 or the link is the bottleneck (this transport does not compress
+    /// on it, or something else paces it). `--compress auto` judges by it.
+    fn compressing_time(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// A transport one thread drives together with others: a fan-out sends to each and

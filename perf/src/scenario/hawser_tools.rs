@@ -162,7 +162,7 @@ pub struct HawserPushResult {
     /// Bytes on the trunk / bytes of requests (1.0 without compression).
     pub compression_ratio: f64,
     /// What `--compress auto` chose: `Some(true)` compressing, `Some(false)` not, `None`
-    /// another policy or no choice before the end.
+    /// another policy or no choice before the end (the job ended while it measured).
     pub auto_compressed: Option<bool>,
     /// CPU seconds the `hawser push` process used (not in the report: measured by the
     /// harness when it ran the push).
@@ -184,7 +184,10 @@ pub fn parse_hawser_push_json(text: &str) -> Result<HawserPushResult> {
             .context("hawser push report has no end.seconds")?,
         intervals,
         compression_ratio: end["compression_ratio"].as_f64().unwrap_or(1.0),
-        auto_compressed: end["compress_auto"]["compress"].as_bool(),
+        // A job that ended while `auto` measured reports what it did then (decisions 0).
+        auto_compressed: end["compress_auto"]["compress"]
+            .as_bool()
+            .filter(|_| end["compress_auto"]["decisions"].as_u64() != Some(0)),
         client_cpu_s: None,
     })
 }
@@ -432,6 +435,11 @@ mod tests {
         let result = parse_hawser_push_json(auto).unwrap();
         assert_eq!(result.auto_compressed, Some(true));
         assert_eq!(result.compression_ratio, 0.5);
+        let trial = auto.replace(r#""decisions": 1"#, r#""decisions": 0"#);
+        assert_eq!(
+            parse_hawser_push_json(&trial).unwrap().auto_compressed,
+            None
+        );
     }
 
     #[test]

@@ -42,6 +42,10 @@ pub struct PipelineTransport<'c> {
     compressor: Option<Compressor>,
     /// Requests to compress, in send order, until a batch is full.
     to_compress: Vec<Request>,
+    /// The time spent in [`Compressor::compress_batch`] so far.
+    compressing: Duration,
+    /// Under a `--rate` cap (which counts bytes before compression).
+    rate_capped: bool,
     /// The last answer, or the send that found nothing outstanding: the stall timeout
     /// runs from there.
     last_heard: Instant,
@@ -62,6 +66,8 @@ impl<'c> PipelineTransport<'c> {
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             compressor: Some(Compressor::new(default_compress_threads())),
             to_compress: Vec::new(),
+            compressing: Duration::ZERO,
+            rate_capped: false,
             last_heard: Instant::now(),
         }
     }
@@ -77,6 +83,7 @@ impl<'c> PipelineTransport<'c> {
     /// see [`Pipeline::rate_limit`]).
     pub fn rate_limit(mut self, bytes_per_sec: Option<u64>) -> Self {
         self.pipeline = self.pipeline.rate_limit(bytes_per_sec);
+        self.rate_capped = bytes_per_sec.is_some_and(|r| r > 0);
         self
     }
 
@@ -142,10 +149,12 @@ impl PipelineTransport<'_> {
         }
         let requests = std::mem::take(&mut self.to_compress);
         let bodies: Vec<_> = requests.iter().map(|r| r.body.clone()).collect();
+        let started = Instant::now();
         let compressed = match &mut self.compressor {
             Some(c) => c.compress_batch(&bodies),
             None => vec![None; bodies.len()],
         };
+        self.compressing += started.elapsed();
         for (request, compressed) in requests.into_iter().zip(compressed) {
             self.submit(request, compressed);
         }
@@ -215,6 +224,13 @@ impl Transport for PipelineTransport<'_> {
             .map_err(|_timed_out| TransportError::Disconnected)?
             .ok_or(TransportError::Idle)?;
         self.complete(token, result)
+    }
+
+    /// `None` under a `--rate` cap too: the thread then waits for the cap, which
+    /// compressing cannot lift, and waiting would read as a link slower than lz4.
+    fn compressing_time(&self) -> Option<Duration> {
+        let told = self.compressor.is_some() && !self.rate_capped;
+        told.then_some(self.compressing)
     }
 }
 

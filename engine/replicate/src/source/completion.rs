@@ -27,6 +27,10 @@ impl Source {
         let body = completion.result.map_err(ReplicateError::Remote)?;
         match what {
             InFlight::Begin => {
+                if let (Some(auto), Some(sent)) = (&mut self.auto, self.started) {
+                    // A small exchange: the path's round trip, before any block loads it.
+                    auto.path_round_trip(sent.elapsed());
+                }
                 let ack = BeginAck::decode(&body)?;
                 if ack.version != PROTOCOL_VERSION {
                     return Err(ReplicateError::Unexpected(

@@ -254,6 +254,11 @@ impl Fanout {
 
     /// Takes every answer that arrived, each to its job.
     fn take_answers<T: FanoutTransport>(&mut self, transports: &mut [T]) {
+        // One thread compresses for every target: its time in all is what is busy.
+        let compressing = transports
+            .iter()
+            .filter_map(|t| t.compressing_time())
+            .reduce(|a, b| a + b);
         for (lane, transport) in transports.iter_mut().enumerate() {
             while let Some(source) = self.lanes.get_mut(lane).and_then(Lane::running) {
                 let completion = match transport.try_recv() {
@@ -264,6 +269,7 @@ impl Fanout {
                         break;
                     }
                 };
+                source.compressing_time(compressing);
                 if let Err(e) = source.handle_completion(completion) {
                     self.end_lane(lane, Some(e));
                     break;

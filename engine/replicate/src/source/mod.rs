@@ -33,7 +33,7 @@ pub use fanout::{Fanout, FanoutReport};
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
@@ -370,6 +370,15 @@ impl Source {
         }
     }
 
+    /// The transport's [`compressing_time`](Transport::compressing_time), told before
+    /// each completion is handed over (`--compress auto` judges by it whether lz4 or the
+    /// link is the bottleneck).
+    pub fn compressing_time(&mut self, time: Option<Duration>) {
+        if let (Some(auto), Some(time)) = (&mut self.auto, time) {
+            auto.compressor_busy(time);
+        }
+    }
+
     /// The report; an error listing the failed entries if any failed.
     pub fn finish(self) -> Result<Report, ReplicateError> {
         if !self.finished {
@@ -397,7 +406,10 @@ pub fn run(mut source: Source, transport: &mut impl Transport) -> Result<Report,
             break;
         }
         match transport.recv() {
-            Ok(completion) => source.handle_completion(completion)?,
+            Ok(completion) => {
+                source.compressing_time(transport.compressing_time());
+                source.handle_completion(completion)?
+            }
             Err(TransportError::Idle) => {
                 return Err(ReplicateError::Unexpected("stalled with nothing in flight"));
             }
