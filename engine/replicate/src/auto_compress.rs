@@ -5,48 +5,49 @@
 //! those threads' lz4, compressed blocks arrive sooner; on a faster one compression is the
 //! bottleneck, and a push of data that shrinks little runs slower than uncompressed
 //! (README, "Measured", has both cases). Which one a link is depends on the link, the
-//! data and the host, so `auto` measures. Where the transport tells how long the job's
-//! thread spends compressing (its share of the time is how busy the compressors are):
+//! data and the host, so `auto` measures.
 //!
-//! 1. lz4 is timed on a sample of the data; data that shrinks to [`SHRINKS`] or less
-//!    goes compressed from the first block, and on across a long link (the job's first
-//!    exchange's round trip [`LONG_PATH`] or more), so that a slow long link carries no raw bytes
-//!    while `auto` measures;
-//! 2. compressed, the job's thread waits for the link much of the time when the link is
-//!    the bottleneck, and compresses nearly all the time when lz4 is. From
-//!    [`BUSY_SETTLE`] after the first acknowledged block (the window's first blocks are
-//!    compressed back to back whatever the link), the compressors busy [`BUSY`] or
-//!    more of two windows of [`BUSY_WINDOW`] or longer switch to uncompressed at once
-//!    (step 3); otherwise, once the compressed rate has settled
-//!    ([`SETTLE`] after the first acknowledged block) and stops rising (windows of
-//!    [`WINDOW`], a window less than [`PLATEAU`] times the one before, at most
-//!    [`MAX_WINDOWS`]), the compressors busy less than [`BUSY`] of the time since
-//!    they settled, on a host with CPU to spare ([`HOST_IDLE_MIN`]), mean the link is
-//!    the bottleneck: uncompressed could only be slower, and compressing is chosen.
-//!    Otherwise, step 3;
+//! Across a long link (the job's first exchange answered in [`LONG_PATH`] or more), for
+//! data whose sample lz4 shrinks to [`SHRINKS`] or less, where the transport tells how
+//! long the job's thread spends compressing (its share of the time is how busy the
+//! compressors are):
+//!
+//! 1. blocks go compressed from the first one, so that a slow link carries nothing
+//!    uncompressed while `auto` measures;
+//! 2. link-bound, the job's thread waits for answers much of the time; lz4-bound, it
+//!    compresses nearly all the time. From [`BUSY_SETTLE`] after the first acknowledged
+//!    block (the window's first blocks are compressed back to back whatever the link),
+//!    the compressors busy [`BUSY`] or more over two windows of [`BUSY_WINDOW`] or longer
+//!    go to step 3 at once. Otherwise, once the compressed rate has settled ([`SETTLE`]
+//!    after the first acknowledged block) and stops rising (windows of [`WINDOW`], a
+//!    window less than [`PLATEAU`] times the one before, at most [`MAX_WINDOWS`]), the
+//!    compressors busy less than [`BUSY`] of the time, on a host with CPU to spare
+//!    ([`HOST_IDLE_MIN`]), mean the link is the bottleneck: uncompressed could only be
+//!    slower, and compressing is chosen. Otherwise, step 3;
 //! 3. the uncompressed rate is measured the same way, and compression kept only if its
 //!    rate beat it by [`CONFIRM`].
 //!
 //! A target whose disk, not the link, is the bottleneck keeps the thread waiting too:
 //! there compression is kept although it does not speed the job (it costs CPU on both
 //! sides, not rate). A `--rate` cap counts bytes before compression, so the transport
-//! does not tell the busy time under one, and the decision below is taken.
+//! does not tell the busy time under one.
 //!
 //! Across a short link (loopback, a LAN: the target is near, and may itself be what
-//! compressing slows, its CPU shared or not), for data that does not shrink, or where
-//! the transport cannot tell its compressing time, a decision starts uncompressed: the uncompressed rate is measured; compression is tried
-//! if it promises to pay (`min(lz4 speed, link rate / ratio)` beating that rate by
-//! [`MARGIN`], lz4's speed counted once per compressing thread), and kept only if it
-//! then beats it by [`CONFIRM`].
+//! compressing slows, its CPU shared or not), for data that does not shrink, or where the
+//! transport cannot tell its compressing time, a decision starts uncompressed instead:
+//! the uncompressed rate is measured; compression is tried if it promises to pay
+//! (`min(lz4 speed, link rate / ratio)` beating that rate by [`MARGIN`], lz4's speed
+//! counted once per compressing thread), and kept only if it then beats it by
+//! [`CONFIRM`].
 //!
 //! Either way `auto` keeps watching, because links and data change during a long job:
 //! uncompressed, two windows of [`WATCH`] in a row below [`DROP`] times the rate it chose
 //! at (a WAN link now shared, a slower path) start a new decision; compressing, two
 //! windows in a row with the compressors [`BUSY`] (the link became faster than lz4)
-//! measure the uncompressed rate again, and where the compressors cannot tell, or the
-//! uncompressed rate was measured and lost, a new decision comes every [`RECHECK`].
-//! Each new decision times lz4 on a fresh sample. A job that ends before the first
-//! choice reports what it was doing then (its trial).
+//! start one, and where the compressors cannot tell, or the uncompressed rate was
+//! measured and lost, a new decision comes every [`RECHECK`]. Each new decision times
+//! lz4 on a fresh sample. A job that ends before the first choice reports what it was
+//! doing then (its trial).
 
 use std::time::{Duration, Instant};
 
