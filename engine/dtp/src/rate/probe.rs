@@ -146,6 +146,8 @@ pub struct Probe {
     in_queue: bool,
     /// After a queue: the rate to climb back to, each round trip, before cycling again.
     recover_to: Option<f64>,
+    /// The best delivery rate before the queue standing now, until its first cut.
+    before_queue: Option<f64>,
 }
 
 impl Probe {
@@ -169,6 +171,7 @@ impl Probe {
             cut_at_srtt: None,
             in_queue: false,
             recover_to: None,
+            before_queue: None,
         }
     }
 
@@ -383,6 +386,7 @@ impl RateController for Probe {
                     let floor = *self.yield_floor.get_or_insert(best as f64 * QUEUE_FLOOR);
                     if !self.in_queue {
                         self.recover_to = Some(best as f64 * RECOVERY_TARGET);
+                        self.before_queue = Some(best as f64);
                     }
                     // Cut again only while the queue is not draining: a queue this
                     // sender made drains after one cut; another flow's does not.
@@ -391,8 +395,11 @@ impl RateController for Probe {
                         .zip(self.srtt)
                         .is_some_and(|(at, now)| now < at);
                     if new_round && !draining {
-                        self.rate =
-                            (self.rate.min(s.delivery_rate as f64) * QUEUE_BACKOFF).max(floor);
+                        // The first cut from what the link delivered before the queue, the
+                        // next ones from the best since: a receiver that stalled reports
+                        // low rates that say nothing about the link's.
+                        let from = self.before_queue.take().unwrap_or(best as f64);
+                        self.rate = (self.rate.min(from) * QUEUE_BACKOFF).max(floor);
                         self.cut_at_srtt = self.srtt;
                     }
                     self.delivered.clear();
@@ -640,6 +647,49 @@ mod tests {
         // Cut again each round while the smoothed round trip shows the queue, the rate
         // would reach the floor (50 MB/s) before the queue is gone.
         assert!(lowest >= 70_000_000, "cut while draining: {rates:?}");
+    }
+
+    #[test]
+    fn a_receiver_that_stalls_is_not_taken_for_the_link() {
+        let mut probe = Probe::new(ProbeConfig::default());
+        let t0 = Instant::now();
+        let ms = Duration::from_millis(1);
+        let sample = |probe: &mut Probe, at: u64, delivery: u64, rtt: u64| {
+            probe.on_sample(&RateSample {
+                now: t0 + ms * at as u32,
+                delivery_rate: delivery,
+                rtt: Some(ms * rtt as u32),
+                loss: 0.0,
+                lost: 0,
+            })
+        };
+        // Cruising at 1 GB/s on a 50 ms path, past the rounds of its own probe.
+        let mut at = 0;
+        while at < 3000 || !matches!(probe.phase, Phase::Cruise { cycle: 3, .. }) {
+            at += 10;
+            sample(&mut probe, at, 1_000_000_000, 50);
+        }
+        // The receiver falls behind for 150 ms: its reports show little delivered and
+        // round trips as long as its backlog; then it catches up.
+        let mut rates = Vec::new();
+        for step in 0..20u64 {
+            at += 10;
+            let (delivery, rtt) = if step < 15 {
+                (300_000_000, 100)
+            } else {
+                (1_200_000_000, 75 - step)
+            };
+            rates.push(sample(&mut probe, at, delivery, rtt));
+        }
+        let lowest = *rates.iter().min().unwrap();
+        assert!(
+            lowest < 1_000_000_000,
+            "the queue is given way to: {rates:?}"
+        );
+        assert!(
+            lowest >= 800_000_000,
+            "cut from what the link delivered, not from the stall's report: {rates:?}"
+        );
     }
 
     #[test]
