@@ -15,10 +15,11 @@
 //! - **Queue**: when the smoothed round trip exceeds the smallest one seen by more than
 //!   the queue allowance (a quarter of the smallest, at least `queue_target`), or loss
 //!   comes while the round trip stands at the top of its recent swing, the link
-//!   is full: no probing, and each round trip the rate falls to 0.85 of the delivery rate
-//!   (or of itself, whichever is lower), but not below half the delivery rate it had when
-//!   the queue appeared and not while the round trip is already falling, until the queue
-//!   drains; the delivery rates seen before are
+//!   is full: no probing, and each round trip the rate falls to 0.85 of the best delivery
+//!   rate since the queue appeared (before it, for the first cut: a receiver that stalls
+//!   reports a low rate with its long round trip) or of itself, whichever is lower, but
+//!   not below half the delivery rate it had when the queue appeared and not while the
+//!   round trip is already falling, until the queue drains; the delivery rates seen before are
 //!   forgotten, and cruise resumes with a draining round. This is what leaves room to TCP
 //!   flows sharing the link, without handing all of it to a loss-based flow that keeps
 //!   the queue full. The smallest round trip is kept for two minutes, so such a queue
