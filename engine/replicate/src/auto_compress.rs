@@ -84,8 +84,9 @@ pub(crate) const BUSY_SETTLE: Duration = Duration::from_millis(500);
 pub(crate) const BUSY_WINDOW: Duration = Duration::from_millis(250);
 /// The share of the host's CPU time idle, while compressed blocks were measured, below
 /// which the job's thread waiting for answers does not prove the link the bottleneck
-/// (the host may be what everything waits for), so uncompressed is measured too.
-pub(crate) const HOST_IDLE_MIN: f64 = 0.1;
+/// (the host may be what everything waits for), so uncompressed is measured too. A
+/// second guard beside [`BUSY`], whose two cases lie close on a host with few cores.
+pub(crate) const HOST_IDLE_MIN: f64 = 0.2;
 /// The round trip of the job's first exchange (a small one) from which the target is
 /// taken to be across a long link, where waiting for answers is waiting for the link.
 /// Below it (loopback, a LAN) the target is near and may be what compressing slows (its
