@@ -616,26 +616,36 @@ mod tests {
         );
     }
 
+    /// Reports every 10 ms from `t0`: at `at` ms, `delivery` bytes/s, a round trip of
+    /// `rtt` ms.
+    fn report(probe: &mut Probe, t0: Instant, at: u64, delivery: u64, rtt: u64) -> u64 {
+        let ms = Duration::from_millis(1);
+        probe.on_sample(&RateSample {
+            now: t0 + ms * at as u32,
+            delivery_rate: delivery,
+            rtt: Some(ms * rtt as u32),
+            loss: 0.0,
+            lost: 0,
+        })
+    }
+
+    /// A probe cruising at `delivery` on a 50 ms path, past the rounds of its own probe;
+    /// the time reached, in ms.
+    fn cruising(probe: &mut Probe, t0: Instant, delivery: u64) -> u64 {
+        let mut at = 0;
+        while at < 3000 || !matches!(probe.phase, Phase::Cruise { cycle: 3, .. }) {
+            at += 10;
+            report(probe, t0, at, delivery, 50);
+        }
+        at
+    }
+
     #[test]
     fn a_queue_that_drains_after_one_cut_is_not_cut_again() {
         let mut probe = Probe::new(ProbeConfig::default());
         let t0 = Instant::now();
-        let ms = Duration::from_millis(1);
-        let sample = |probe: &mut Probe, at: u64, rtt: u64| {
-            probe.on_sample(&RateSample {
-                now: t0 + ms * at as u32,
-                delivery_rate: 100_000_000,
-                rtt: Some(ms * rtt as u32),
-                loss: 0.0,
-                lost: 0,
-            })
-        };
-        // Cruising at 100 MB/s on a 50 ms path, past the rounds of its own probe.
-        let mut at = 0;
-        while at < 3000 || !matches!(probe.phase, Phase::Cruise { cycle: 3, .. }) {
-            at += 10;
-            sample(&mut probe, at, 50);
-        }
+        let sample = |probe: &mut Probe, at: u64, rtt: u64| report(probe, t0, at, 100_000_000, rtt);
+        let mut at = cruising(&mut probe, t0, 100_000_000);
         // A queue of 40 ms for a round trip, then draining over 300 ms.
         let mut rates = Vec::new();
         for step in 0..35u64 {
@@ -654,22 +664,7 @@ mod tests {
     fn a_receiver_that_stalls_is_not_taken_for_the_link() {
         let mut probe = Probe::new(ProbeConfig::default());
         let t0 = Instant::now();
-        let ms = Duration::from_millis(1);
-        let sample = |probe: &mut Probe, at: u64, delivery: u64, rtt: u64| {
-            probe.on_sample(&RateSample {
-                now: t0 + ms * at as u32,
-                delivery_rate: delivery,
-                rtt: Some(ms * rtt as u32),
-                loss: 0.0,
-                lost: 0,
-            })
-        };
-        // Cruising at 1 GB/s on a 50 ms path, past the rounds of its own probe.
-        let mut at = 0;
-        while at < 3000 || !matches!(probe.phase, Phase::Cruise { cycle: 3, .. }) {
-            at += 10;
-            sample(&mut probe, at, 1_000_000_000, 50);
-        }
+        let mut at = cruising(&mut probe, t0, 1_000_000_000);
         // The receiver falls behind for 150 ms: its reports show little delivered and
         // round trips as long as its backlog; then it catches up.
         let mut rates = Vec::new();
@@ -680,7 +675,7 @@ mod tests {
             } else {
                 (1_200_000_000, 75 - step)
             };
-            rates.push(sample(&mut probe, at, delivery, rtt));
+            rates.push(report(&mut probe, t0, at, delivery, rtt));
         }
         let lowest = *rates.iter().min().unwrap();
         assert!(
