@@ -72,14 +72,15 @@ pub struct JobArgs {
     #[arg(long)]
     pub resume: bool,
     /// Compression on the wire (lz4 per session frame, sent raw where it does not
-    /// shrink): `lz4` always; `off` never; `auto` compresses data that shrinks from the
-    /// first block and keeps compressing while the link is the bottleneck (the
-    /// compressing threads wait for it); once lz4 is the bottleneck instead (a link
-    /// faster than lz4's 0.4-0.7 GB/s per compressing thread) it measures uncompressed
-    /// and keeps the faster. Data that does not shrink, or a `--rate` cap, starts
-    /// uncompressed and compresses only if measuring shows it pays.
+    /// shrink): `lz4` always, `off` never, `auto` where it makes the transfer faster.
     ///
-    /// The report says what auto chose and what it measured.
+    /// `auto` compresses data that shrinks from the first block across a long link, and
+    /// keeps compressing while the link is the bottleneck (the compressing threads wait
+    /// for it); once lz4 is the bottleneck instead (a link faster than lz4's 0.4-0.7 GB/s
+    /// per compressing thread) it measures uncompressed and keeps the faster. Across a
+    /// short link (loopback, a LAN), for data that does not shrink, or under a `--rate`
+    /// cap it starts uncompressed and compresses only if measuring shows it pays. The
+    /// report says what auto chose and what it measured.
     #[arg(long, default_value = "auto", value_parser = parse_compress)]
     pub compress: CompressPolicy,
     /// Threads that compress a push's blocks, beside the one that sends them (default:
