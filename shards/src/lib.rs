@@ -118,6 +118,7 @@ mod shard;
 mod shards;
 mod shm;
 mod stats;
+mod stream_copy;
 mod sys;
 
 #[cfg(feature = "demo")]
@@ -137,4 +138,5 @@ pub use shard::{
 };
 pub use shards::Shards;
 pub use stats::{ShardStats, StatsSnapshot};
+pub use stream_copy::copy_past_cache;
 pub use sys::{open_fd_count, prefer_huge_pages, release_free_memory, reuse_freed_memory};
