@@ -154,6 +154,34 @@ struct CompressedTrial {
     host_idle: Option<f64>,
 }
 
+impl CompressedTrial {
+    /// The trial at `rate`, with what `track` showed if it was kept.
+    fn measured(
+        rate: f64,
+        track: Option<&BusyTrack>,
+        host_cpu: fn() -> Option<host_cpu::CpuTimes>,
+    ) -> Self {
+        let (busy, host_idle) = busy_and_idle(track, host_cpu);
+        CompressedTrial {
+            rate,
+            busy,
+            host_idle,
+        }
+    }
+}
+
+/// The compressors' busy share and the host's idle share over `track`, if it was kept
+/// (the host's CPU times are read only then).
+fn busy_and_idle(
+    track: Option<&BusyTrack>,
+    host_cpu: fn() -> Option<host_cpu::CpuTimes>,
+) -> (Option<f64>, Option<f64>) {
+    (
+        track.map(BusyTrack::share),
+        track.and_then(|t| t.host_idle(host_cpu())),
+    )
+}
+
 #[derive(Debug)]
 enum Phase {
     /// Before the first acknowledgement.
@@ -178,6 +206,18 @@ enum Phase {
         choice: AutoChoice,
         watch: Watch,
     },
+}
+
+impl Phase {
+    /// Compressed from `now`, after the uncompressed rate `raw_rate` if it was measured.
+    fn compressed_trial(now: Instant, raw_rate: Option<f64>) -> Phase {
+        Phase::Compressed {
+            raw_rate,
+            measuring: Measurement::new(now),
+            busy_from: now + BUSY_SETTLE,
+            busy: None,
+        }
+    }
 }
 
 /// The measurement in progress.
@@ -261,12 +301,15 @@ impl AutoCompress {
             decisions: 0,
         };
         match &self.phase {
-            Phase::Compressed { raw_rate, busy, .. } => Some(AutoChoice {
-                raw_rate: *raw_rate,
-                compressor_busy: busy.as_ref().map(BusyTrack::share),
-                host_idle: busy.as_ref().and_then(|b| b.host_idle((self.host_cpu)())),
-                ..trial
-            }),
+            Phase::Compressed { raw_rate, busy, .. } => {
+                let (compressor_busy, host_idle) = busy_and_idle(busy.as_ref(), self.host_cpu);
+                Some(AutoChoice {
+                    raw_rate: *raw_rate,
+                    compressor_busy,
+                    host_idle,
+                    ..trial
+                })
+            }
             Phase::Raw {
                 compressed: Some(c),
                 ..
@@ -327,22 +370,13 @@ impl AutoCompress {
     /// shrinks, the compressors' busy time told, across a long link), else uncompressed.
     fn start_deciding(&mut self, now: Instant) {
         self.phase = if self.starts_compressed() {
-            self.compressed_trial(now, None)
+            Phase::compressed_trial(now, None)
         } else {
             Phase::Raw {
                 measuring: Measurement::new(now),
                 compressed: None,
             }
         };
-    }
-
-    fn compressed_trial(&self, now: Instant, raw_rate: Option<f64>) -> Phase {
-        Phase::Compressed {
-            raw_rate,
-            measuring: Measurement::new(now),
-            busy_from: now + BUSY_SETTLE,
-            busy: None,
-        }
     }
 
     /// `bytes` of request (counted before compression) were acknowledged at `now`.
@@ -376,7 +410,7 @@ impl AutoCompress {
                         choice(c.rate >= CONFIRM * raw_rate, Some(raw_rate), compressed),
                     ),
                     None if pays(raw_rate, lz4_speed, lz4_ratio) => {
-                        self.phase = self.compressed_trial(now, Some(raw_rate));
+                        self.phase = Phase::compressed_trial(now, Some(raw_rate));
                     }
                     None => self.choose(now, choice(false, Some(raw_rate), None)),
                 }
@@ -398,11 +432,7 @@ impl AutoCompress {
                         && raw_rate.is_none()
                     {
                         // lz4 sets the rate: measure uncompressed, and compare.
-                        let trial = CompressedTrial {
-                            rate,
-                            busy: Some(track.share()),
-                            host_idle: track.host_idle(host_cpu()),
-                        };
+                        let trial = CompressedTrial::measured(rate, Some(track), host_cpu);
                         self.phase = Phase::Raw {
                             measuring: Measurement::new(now),
                             compressed: Some(trial),
@@ -411,11 +441,7 @@ impl AutoCompress {
                     }
                 }
                 let Some(rate) = plateau else { return };
-                let trial = CompressedTrial {
-                    rate,
-                    busy: busy.as_ref().map(BusyTrack::share),
-                    host_idle: busy.as_ref().and_then(|b| b.host_idle(host_cpu())),
-                };
+                let trial = CompressedTrial::measured(rate, busy.as_ref(), host_cpu);
                 // Waiting proves the link the bottleneck (the trial runs across long
                 // links only) if the compressors waited (busy under [`BUSY`] over the
                 // whole trial: busier is lz4-bound, its last window just short) on a host
