@@ -15,7 +15,7 @@ use tracing_subscriber::filter::LevelFilter;
 use crate::error::CliError;
 use crate::nexus_record;
 use crate::values::{parse_compress, parse_rate, parse_size};
-use crate::window::DEFAULT_WINDOW;
+use crate::window::auto_window;
 
 /// Options of a job shared by `push`, `pull` and `bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -46,8 +46,8 @@ pub struct JobArgs {
     /// Blocks in flight at most; each costs about --block-size of memory on each side.
     ///
     /// By default it is chosen from the round trip measured when connecting: enough blocks
-    /// to keep twice the bandwidth-delay product of a 10 Gbit/s link in flight (4 on a
-    /// LAN, 15 at 50 ms with 8 MiB blocks), at most 160 MiB of blocks.
+    /// to keep twice the bandwidth-delay product of a 10 Gbit/s link in flight, at least
+    /// 64 MiB and at most 160 MiB of blocks (8 on a LAN, 15 at 50 ms with 8 MiB blocks).
     #[arg(long, value_name = "N")]
     pub window: Option<usize>,
     /// Re-read each file on the target after writing it and compare its hash again.
@@ -220,7 +220,8 @@ impl JobArgs {
             options,
             dest,
             self.exclude.clone(),
-            self.window.unwrap_or(DEFAULT_WINDOW),
+            self.window
+                .unwrap_or_else(|| auto_window(Duration::ZERO, self.block_size as u32)),
             job_id,
         );
         if let Some(threads) = self.compress_threads {

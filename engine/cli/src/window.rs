@@ -5,8 +5,12 @@ use std::time::Duration;
 
 use crate::job_args::JobArgs;
 
-/// Blocks in flight when `--window` is not given and the path is short (see its help).
-pub const DEFAULT_WINDOW: usize = 4;
+/// Fewest blocks in flight, whatever their size.
+const MIN_WINDOW: usize = 4;
+/// Fewest bytes of blocks the automatic window keeps in flight, however short the path:
+/// the target writes several blocks at once, and each needs a successor on its way while
+/// it is written, or the disk idles between blocks.
+const AUTO_WINDOW_MIN_BYTES: u64 = 64 << 20;
 /// The link rate the automatic window is sized for (10 Gbit/s, in bytes per second).
 const AUTO_WINDOW_LINK_RATE: f64 = 1.25e9;
 /// Most bytes of blocks the automatic window keeps in flight.
@@ -14,13 +18,14 @@ const AUTO_WINDOW_MAX_BYTES: u64 = 160 << 20;
 
 /// The window `--window` defaults to for a path with round trip `rtt`: enough blocks of
 /// `block_size` for twice the bandwidth-delay product of a 10 Gbit/s link (the second
-/// half covers the target's time to write and acknowledge a block), between
-/// [`DEFAULT_WINDOW`] and 160 MiB worth of blocks.
+/// half covers the target's time to write and acknowledge a block), between 64 MiB and
+/// 160 MiB worth of blocks, and never fewer than four.
 pub fn auto_window(rtt: Duration, block_size: u32) -> usize {
     let block = u64::from(block_size.max(1));
     let wanted = (2.0 * rtt.as_secs_f64() * AUTO_WINDOW_LINK_RATE / block as f64).ceil() as u64;
-    let most = (AUTO_WINDOW_MAX_BYTES / block).max(DEFAULT_WINDOW as u64);
-    wanted.clamp(DEFAULT_WINDOW as u64, most) as usize
+    let least = (AUTO_WINDOW_MIN_BYTES / block).max(MIN_WINDOW as u64);
+    let most = (AUTO_WINDOW_MAX_BYTES / block).max(least);
+    wanted.clamp(least, most) as usize
 }
 
 /// `job.window`, or the automatic window for the round trip `rtt`.
@@ -37,21 +42,18 @@ mod tests {
 
     #[test]
     fn the_automatic_window_covers_twice_the_bandwidth_delay_product_within_bounds() {
-        // A LAN or loopback: the minimum.
-        assert_eq!(
-            auto_window(Duration::from_micros(80), 8 * MIB),
-            DEFAULT_WINDOW
-        );
+        // A LAN or loopback: the minimum, 64 MiB of blocks.
+        assert_eq!(auto_window(Duration::from_micros(80), 8 * MIB), 8);
+        assert_eq!(auto_window(Duration::ZERO, MIB), 64);
         // 50 ms at 10 Gbit/s is 62.5 MB: twice that in 8 MiB blocks is 15 blocks.
         assert_eq!(auto_window(Duration::from_millis(50), 8 * MIB), 15);
         // Smaller blocks, more of them for the same bytes.
         assert_eq!(auto_window(Duration::from_millis(50), MIB), 120);
         // A very long path stops at 160 MiB of blocks.
         assert_eq!(auto_window(Duration::from_secs(1), 8 * MIB), 20);
-        assert_eq!(
-            auto_window(Duration::from_secs(1), 64 * MIB),
-            DEFAULT_WINDOW
-        );
+        // Large blocks: never fewer than four.
+        assert_eq!(auto_window(Duration::from_secs(1), 64 * MIB), 4);
+        assert_eq!(auto_window(Duration::ZERO, 32 * MIB), 4);
     }
 
     #[test]
