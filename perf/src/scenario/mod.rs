@@ -17,6 +17,7 @@ pub mod loopback;
 pub mod messaging;
 pub mod process_cpu;
 pub mod replicate;
+mod replicate_pair;
 pub mod ssh;
 pub mod tls;
 pub mod tools;

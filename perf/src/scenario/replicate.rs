@@ -13,7 +13,8 @@
 //! `HAWSER_REPLICATE_BIG_MIB` and `HAWSER_REPLICATE_SMALL_FILES` shrink them for a quick
 //! try. A third data set, 1 GiB of log-like text (`HAWSER_REPLICATE_TEXT_MIB`), is pushed
 //! with `--compress off`, `auto` and `lz4` in the same rounds: its rate and the bytes on
-//! the wire per request byte.
+//! the wire per request byte. The small files are also pushed right after deleting the
+//! previous copy, in rounds of their own after all the others.
 
 use std::fs;
 use std::io::{BufWriter, Write};
@@ -24,10 +25,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 
 use super::lfn_compress::record_wire_and_cost;
-use super::process_cpu::{self, CpuTimes};
+use super::process_cpu;
+use super::replicate_pair::Movers;
 use super::tools::{self, Background, Iperf3Setup};
 use super::xrootd::{XrdcpPeer, XrdcpSetup};
-use super::{Context, add_series, cpu_cost, hawser_tools, settle};
+use super::{Context, cpu_cost, hawser_tools, settle};
 use crate::linkem::rng::SeededRng as Rng;
 use crate::report::{Outcome, Subject};
 
@@ -216,7 +218,7 @@ pub fn empty_directory(dir: &Path) -> Result<()> {
 /// first. The large file goes to `big/`, emptied before each run. Each small-file run gets
 /// its own fresh `small/runK/`, removed only at the end; the after-delete runs go to
 /// `small-again/`, emptied just before each run (it holds a copy from the start).
-fn run_place(data: &DataSet, round: usize) -> (String, bool) {
+pub(super) fn run_place(data: &DataSet, round: usize) -> (String, bool) {
     if data.after_delete {
         ("small-again".to_owned(), true)
     } else if data.files > 1 {
@@ -273,14 +275,14 @@ pub(super) fn flush_dirty_pages() -> Result<()> {
 /// Connections of hawser's trunk in this scenario (`hawser push`'s default).
 pub const PUSH_CONNECTIONS: usize = 8;
 
-fn rsync_subject(data: &DataSet) -> Subject {
+pub(super) fn rsync_subject(data: &DataSet) -> Subject {
     Subject::new(
         "rsync",
         format!("-a to a daemon on loopback, {}", data.label),
     )
 }
 
-fn hawser_subject(data: &DataSet) -> Subject {
+pub(super) fn hawser_subject(data: &DataSet) -> Subject {
     Subject::new(
         "hawser",
         format!("push, {PUSH_CONNECTIONS} connections, {}", data.label),
@@ -400,7 +402,8 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
          previous one's writeback); a 4 GiB run replaces the previous one, each small-file \
          run writes into a fresh directory, and each after-delete run into the same \
          directory right after deleting the copy there (the first deletes a copy made \
-         before the rounds). The targets' file system: {journal}. rsync: `rsync -a \
+         before the rounds); the after-delete runs come after all the others, so that \
+         no other run creates files among inodes a delete has just freed. The targets' file system: {journal}. rsync: `rsync -a \
          SOURCE/ rsync://127.0.0.1:PORT/dest/` to `rsync --daemon --no-detach --address \
          127.0.0.1` (no ssh, no compression). hawser: `hawser push --connections \
          {PUSH_CONNECTIONS} --compress off --json FILE SOURCE 127.0.0.1:PORT:DEST` to \
@@ -501,6 +504,17 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
                 .to_owned(),
         );
     }
+    let movers = Movers {
+        hawser: hawser.as_ref().ok().map(PathBuf::as_path),
+        hawser_target: &hawser_target,
+        hawser_port,
+        server: server.as_ref(),
+        push_report: &push_report,
+        rsync: &rsync,
+        rsync_target: &rsync_target,
+        rsync_port,
+        daemon: &daemon,
+    };
     for round in 0..context.runs {
         super::sample_load(outcome);
         for (subject, mode) in [
@@ -566,88 +580,8 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
             }
             settle();
         }
-        for data in &data_sets {
-            if let Ok(binary) = &hawser {
-                let subject = hawser_subject(data);
-                eprintln!("  round {round}: {}", subject.label());
-                let (place, empty) = run_place(data, round);
-                if empty {
-                    empty_directory(&hawser_target.join(&place))?;
-                }
-                flush_dirty_pages()?;
-                let serve_before = tools::background_cpu(server.as_ref());
-                let started = Instant::now();
-                let destination = format!("127.0.0.1:{hawser_port}:{place}");
-                let pushed = hawser_tools::run_hawser_push(
-                    binary,
-                    None,
-                    PUSH_CONNECTIONS,
-                    &data.source,
-                    &destination,
-                    &push_report,
-                    hawser_tools::PushOptions::default(),
-                );
-                let elapsed = started.elapsed().as_secs_f64();
-                settle();
-                let serve_s = process_cpu::seconds_between(
-                    serve_before,
-                    tools::background_cpu(server.as_ref()),
-                );
-                match pushed {
-                    Ok(result) => {
-                        record_transfer(outcome, &subject, data, elapsed);
-                        cpu_cost::record_transfer(
-                            outcome,
-                            &subject,
-                            data.bytes as f64,
-                            result.client_cpu_s,
-                            serve_s,
-                        );
-                        add_series(outcome, &subject, round, result.intervals);
-                    }
-                    Err(error) => outcome.notes.push(format!(
-                        "{} round {round} failed: {error:#}",
-                        subject.label()
-                    )),
-                }
-            }
-
-            let subject = rsync_subject(data);
-            eprintln!("  round {round}: {}", subject.label());
-            let (place, empty) = run_place(data, round);
-            if empty {
-                empty_directory(&rsync_target.join(&place))?;
-            }
-            flush_dirty_pages()?;
-            let daemon_before = daemon.cpu().ok();
-            let started = Instant::now();
-            let measured = process_cpu::output_with_cpu(
-                Command::new(&rsync)
-                    .arg("-a")
-                    .arg(format!("{}/", data.source.display()))
-                    .arg(format!("rsync://127.0.0.1:{rsync_port}/dest/{place}/")),
-                None,
-            )
-            .context("running rsync")?;
-            let elapsed = started.elapsed().as_secs_f64();
-            let output = &measured.output;
-            if !output.status.success() {
-                bail!(
-                    "rsync round {round} failed ({}): {}",
-                    output.status,
-                    String::from_utf8_lossy(&output.stderr).trim()
-                );
-            }
-            record_transfer(outcome, &subject, data, elapsed);
-            // After the pause the daemon has reaped its per-connection process.
-            settle();
-            cpu_cost::record_transfer(
-                outcome,
-                &subject,
-                data.bytes as f64,
-                measured.cpu.map(CpuTimes::total_s),
-                process_cpu::seconds_between(daemon_before, daemon.cpu().ok()),
-            );
+        for data in data_sets.iter().filter(|d| !d.after_delete) {
+            movers.run(outcome, data, round)?;
         }
         if let Some(peer) = &xrdcp_peer {
             eprintln!("  round {round}: {}", peer.subject().label());
@@ -702,6 +636,15 @@ pub fn run(context: &Context, outcome: &mut Outcome) -> Result<()> {
                     subject.label()
                 )),
             }
+        }
+    }
+    // The after-delete runs come last: on ext4 without a journal the inodes a delete frees
+    // stay "recently deleted" for minutes, and every creation near them scans past them,
+    // so interleaved they would slow the fresh-directory runs of both tools too.
+    for round in 0..context.runs {
+        for data in data_sets.iter().filter(|d| d.after_delete) {
+            super::sample_load(outcome);
+            movers.run(outcome, data, round)?;
         }
     }
     if !auto_choices.is_empty() {
