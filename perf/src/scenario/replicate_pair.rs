@@ -14,7 +14,7 @@ use super::replicate::{
 };
 use super::tools::{self, Background};
 use super::{add_series, cpu_cost, hawser_tools, settle};
-use crate::report::Outcome;
+use crate::report::{Outcome, Subject};
 
 /// The two movers of `replicate` and where each writes.
 pub(super) struct Movers<'a> {
@@ -37,12 +37,7 @@ impl Movers<'_> {
     pub(super) fn run(&self, outcome: &mut Outcome, data: &DataSet, round: usize) -> Result<()> {
         if let Some(binary) = self.hawser {
             let subject = hawser_subject(data);
-            eprintln!("  round {round}: {}", subject.label());
-            let (place, empty) = run_place(data, round);
-            if empty {
-                empty_directory(&self.hawser_target.join(&place))?;
-            }
-            flush_dirty_pages()?;
+            let place = prepare(&subject, data, round, self.hawser_target)?;
             let serve_before = tools::background_cpu(self.server);
             let started = Instant::now();
             let destination = format!("127.0.0.1:{}:{place}", self.hawser_port);
@@ -79,12 +74,7 @@ impl Movers<'_> {
         }
 
         let subject = rsync_subject(data);
-        eprintln!("  round {round}: {}", subject.label());
-        let (place, empty) = run_place(data, round);
-        if empty {
-            empty_directory(&self.rsync_target.join(&place))?;
-        }
-        flush_dirty_pages()?;
+        let place = prepare(&subject, data, round, self.rsync_target)?;
         let daemon_before = self.daemon.cpu().ok();
         let started = Instant::now();
         let measured = process_cpu::output_with_cpu(
@@ -119,4 +109,16 @@ impl Movers<'_> {
         );
         Ok(())
     }
+}
+
+/// Before `subject`'s run of `data`: where under `target` it lands (emptied first where the
+/// run replaces a copy), with every dirty page written back.
+fn prepare(subject: &Subject, data: &DataSet, round: usize, target: &Path) -> Result<String> {
+    eprintln!("  round {round}: {}", subject.label());
+    let (place, empty) = run_place(data, round);
+    if empty {
+        empty_directory(&target.join(&place))?;
+    }
+    flush_dirty_pages()?;
+    Ok(place)
 }
