@@ -47,7 +47,8 @@ pub struct JobArgs {
     ///
     /// By default it is chosen from the round trip measured when connecting: enough blocks
     /// to keep twice the bandwidth-delay product of a 10 Gbit/s link in flight, at least
-    /// 64 MiB and at most 160 MiB of blocks (8 on a LAN, 15 at 50 ms with 8 MiB blocks).
+    /// 64 MiB (or half a second of --rate) and at most 160 MiB of blocks (8 on a LAN, 15 at
+    /// 50 ms with 8 MiB blocks).
     #[arg(long, value_name = "N")]
     pub window: Option<usize>,
     /// Re-read each file on the target after writing it and compare its hash again.
@@ -221,7 +222,7 @@ impl JobArgs {
             dest,
             self.exclude.clone(),
             self.window
-                .unwrap_or_else(|| auto_window(Duration::ZERO, self.block_size as u32)),
+                .unwrap_or_else(|| auto_window(Duration::ZERO, self.block_size as u32, self.rate)),
             job_id,
         );
         if let Some(threads) = self.compress_threads {
