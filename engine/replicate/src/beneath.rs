@@ -336,6 +336,12 @@ pub(crate) fn link_unnamed(file: &File, dir: BorrowedFd<'_>, name: &[u8]) -> io:
     )?)
 }
 
+/// Whether [`link_unnamed`] can work here: it links through `/proc/self/fd`.
+pub(crate) fn can_link_unnamed() -> bool {
+    static PROC_FD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PROC_FD.get_or_init(|| std::path::Path::new("/proc/self/fd").is_dir())
+}
+
 /// `lstat` of `name` in `dir`; `None` if there is nothing by that name.
 pub(crate) fn stat(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<Stat>> {
     check_name(name)?;

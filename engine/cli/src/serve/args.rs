@@ -20,8 +20,8 @@ the path, and nothing outside the root is ever written, read or changed. A pull 
 handler thread while it runs; at most handler_threads - 1 (at least 1) run at once, so pushes \
 keep a thread. A job may name at most max_job_entries paths and write at most max_open_files \
 files at once (config file). Files are written under .hawser-partial/ in their directory \
-and renamed into place when complete (small files sent whole are written unnamed and linked \
-under their name); what an unfinished job leaves there waits for a \
+and renamed into place when complete (files under 1 MiB sent whole or in one block are \
+written unnamed and linked under their name); what an unfinished job leaves there waits for a \
 --resume and expires after --partial-max-age (swept at start and hourly); \
 --clean-partials removes it all. Prints `listening on ADDR` for each address once bound (TCP \
 as HOST:PORT; port 0 picks a \

@@ -50,16 +50,20 @@ impl Job {
             }
         }
         let open = partial.open.take().expect("opened above");
-        let (name, folder) = (&partial.name, open.partial_dir.as_fd());
+        let name = &partial.name;
+        let folder = open.partial_dir.as_ref().map(|folder| folder.as_fd());
         let (temp, journal_name) = (temp_name(name, PART), temp_name(name, JOURNAL));
         let fail = |e| self.io_error(&partial.dir, name, e);
         // Every piece is in (checked above), each checked against its digest.
         let digest = file_digest::from_digests(partial.size, &partial.pieces, &partial.received);
         if digest != Some(commit.content_hash) {
-            // The bytes are wrong as a whole: start over next time.
-            let _ = beneath::unlink(folder, &temp);
-            if open.journal.is_some() {
-                let _ = beneath::unlink(folder, &journal_name);
+            // The bytes are wrong as a whole: start over next time (an unnamed file
+            // goes with its descriptor).
+            if let Some(folder) = folder {
+                let _ = beneath::unlink(folder, &temp);
+                if open.journal.is_some() {
+                    let _ = beneath::unlink(folder, &journal_name);
+                }
             }
             return Ok(ack(CommitStatus::ContentMismatch));
         }
@@ -69,9 +73,14 @@ impl Job {
         if self.options.fsync {
             file.sync_all().map_err(fail)?;
         }
-        self.replace(folder, &temp, &open.dir, name).map_err(fail)?;
-        if open.journal.is_some() {
-            let _ = beneath::unlink(folder, &journal_name);
+        match folder {
+            Some(folder) => {
+                self.replace(folder, &temp, &open.dir, name).map_err(fail)?;
+                if open.journal.is_some() {
+                    let _ = beneath::unlink(folder, &journal_name);
+                }
+            }
+            None => self.link_into_place(file, &open.dir, name).map_err(fail)?,
         }
         if self.options.verify {
             // Read back through the descriptor the data went in by, its cached pages

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use rustix::io::Errno;
 
 use super::job::{Job, lock, lossy};
+use super::partial::PART;
 use crate::beneath::{self, is};
 use crate::proto::RefusalKind;
 use crate::target_path::{self, PARTIAL_DIR};
@@ -211,6 +212,32 @@ impl Job {
         beneath::remove_all(dir.fd(), name)?;
         lock(&self.dirs).forget(&target_path::join(&dir.rel, name));
         Ok(())
+    }
+
+    /// Links the unnamed `file` as `name` in `dir`. Where the name is taken (a link
+    /// cannot replace), it is linked as its partial file first and renamed into place.
+    pub(super) fn link_into_place(
+        &self,
+        file: &File,
+        dir: &DirHandle,
+        name: &[u8],
+    ) -> io::Result<()> {
+        match beneath::link_unnamed(file, dir.fd(), name) {
+            Err(e) if is(&e, Errno::EXIST) => {
+                let temp = target_path::temp_name(name, PART);
+                let folder = dir.partial_dir()?;
+                beneath::remove_all(folder.as_fd(), &temp)?;
+                beneath::link_unnamed(file, folder.as_fd(), &temp)?;
+                let placed = self.replace(folder.as_fd(), &temp, dir, name);
+                if placed.is_err() {
+                    let _ = beneath::unlink(folder.as_fd(), &temp);
+                }
+                placed
+            }
+            Err(e) => Err(e),
+            Ok(()) if self.options.fsync => beneath::sync(dir.fd()),
+            Ok(()) => Ok(()),
+        }
     }
 
     /// Renames `temp` in `folder` to `name` in `dir` (a directory in the way is removed

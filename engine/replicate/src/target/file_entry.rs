@@ -9,7 +9,6 @@ use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 
 use rustix::fs::{FileType, OFlags, Stat};
-use rustix::io::Errno;
 
 use super::dirs::DirHandle;
 use super::job::PieceCharge;
@@ -17,7 +16,7 @@ use super::job::{Job, lock, lossy};
 use super::manifest::OwnedVerdict;
 use super::metadata::apply_metadata;
 use super::partial::{MAX_PIECES, PART, Partial};
-use crate::beneath::{self, is};
+use crate::beneath;
 use crate::journal;
 use crate::proto::{FinishReport, ManifestEntry, RefusalKind};
 use crate::sparse::{self, Piece};
@@ -101,9 +100,10 @@ impl Job {
 
     /// Writes a file that came inline, checked against its digest: as an unnamed file in
     /// its directory, linked under its name when complete (one directory operation, and
-    /// nothing left behind if the job fails meanwhile). Where the name is taken (`link`
-    /// cannot replace), the file system has no unnamed files, or there is no `/proc` to
-    /// link through, it is written as a partial file and renamed into place.
+    /// nothing left behind if the job fails meanwhile). Where the name was taken when the
+    /// entry was checked (`link` cannot replace), the file system has no unnamed files,
+    /// or there is no `/proc` to link through, it is written as a partial file and
+    /// renamed into place.
     pub(super) fn write_inline<'b>(
         &self,
         file: InlineFile<'b>,
@@ -136,26 +136,23 @@ impl Job {
     }
 
     /// Writes `data` into an unnamed file in `dir` and links it under the entry's name;
-    /// `None` where that cannot be done (no `O_TMPFILE`, no `/proc`, the name taken
-    /// meanwhile) and a named partial file has to do.
+    /// `None` where that cannot be done (no `O_TMPFILE`, no `/proc`) and a named partial
+    /// file has to do.
     fn place_unnamed(
         &self,
         entry: &ManifestEntry<'_>,
         data: &[u8],
         dir: &DirHandle,
     ) -> io::Result<Option<File>> {
+        if !beneath::can_link_unnamed() {
+            return Ok(None);
+        }
         let mut file = match beneath::create_unnamed(dir.fd(), 0o600) {
             Err(e) if beneath::unnamed_unsupported(&e) => return Ok(None),
             other => other?,
         };
         self.fill(&mut file, entry, data)?;
-        match beneath::link_unnamed(&file, dir.fd(), split_last(entry.path).1) {
-            Err(e) if is(&e, Errno::EXIST) || is(&e, Errno::NOENT) => return Ok(None),
-            other => other?,
-        }
-        if self.options.fsync {
-            beneath::sync(dir.fd())?;
-        }
+        self.link_into_place(&file, dir, split_last(entry.path).1)?;
         Ok(Some(file))
     }
 

@@ -1,7 +1,7 @@
 //! A job on the target: its settings, its file table and tree, the gate that lets Delete
 //! and Finish wait for the requests in progress, and how its errors name their paths.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::path::PathBuf;
@@ -67,6 +67,10 @@ pub(super) struct Tree {
     /// Directory metadata by path key, applied at Finish (writing inside changes a
     /// directory's mtime, and a read-only mode would stop the writes).
     pub(super) dirs: HashMap<u128, (u32, i64)>,
+    /// Keys of the directories this job made itself: nothing was in them before, so
+    /// their entries are not looked up first (what another writer puts there meanwhile
+    /// is found when a name is placed, and replaced as anything else would be).
+    pub(super) fresh_dirs: HashSet<u128>,
 }
 
 /// One of a job's open files ([`TargetLimits::max_open_files`]), given back when dropped.

@@ -10,12 +10,13 @@ use std::os::fd::AsFd;
 
 use bytes::BytesMut;
 use rustix::fs::FileType;
+use rustix::io::Errno;
 
-use super::dirs::dir_refusal;
+use super::dirs::{DirHandle, dir_refusal};
 use super::file_entry::InlineFile;
 use super::job::{Job, Tree, lock, lossy};
 use super::partial::LINK;
-use crate::beneath;
+use crate::beneath::{self, is};
 use crate::error::TargetError;
 use crate::proto::{
     AnswerEntry, EntryKind, FinishReport, ManifestAnswer, ManifestBatch, ManifestEntry,
@@ -144,9 +145,12 @@ impl Job {
         let dir = self
             .dir(dir_rel, !dry_run, &mut report.dirs_created)
             .map_err(|e| dir_refusal(dir_rel, &e))?;
+        let fresh = tree.fresh_dirs.contains(&path_key(dir_rel));
         let existing = match &dir {
-            Some(dir) => beneath::stat(dir.fd(), name).map_err(self.refusal(entry.path))?,
-            None => None,
+            Some(dir) if !fresh => {
+                beneath::stat(dir.fd(), name).map_err(self.refusal(entry.path))?
+            }
+            _ => None,
         };
         let existing_kind = existing.as_ref().map(beneath::kind);
         match entry.kind {
@@ -157,12 +161,17 @@ impl Job {
                         OwnedVerdict::UpToDate
                     }
                     (_, Some(dir)) if !dry_run => {
-                        if existing.is_some() {
-                            self.remove(dir, name).map_err(self.refusal(entry.path))?;
+                        let made = self
+                            .make_dir(dir, name, existing.is_some())
+                            .map_err(self.refusal(entry.path))?;
+                        if made {
+                            tree.fresh_dirs.insert(path_key(entry.path));
+                            report.dirs_created += 1;
+                            OwnedVerdict::Done
+                        } else {
+                            report.up_to_date += 1;
+                            OwnedVerdict::UpToDate
                         }
-                        beneath::mkdir(dir.fd(), name, 0o777).map_err(self.refusal(entry.path))?;
-                        report.dirs_created += 1;
-                        OwnedVerdict::Done
                     }
                     _ => OwnedVerdict::Done,
                 };
@@ -203,6 +212,27 @@ impl Job {
                 Ok(OwnedVerdict::Done)
             }
             EntryKind::File => self.file_entry(entry, dir, existing, report),
+        }
+    }
+}
+
+impl Job {
+    /// Makes the directory `name` in `dir`, removing first what has the name (`taken`);
+    /// `false` if a directory by that name turned up meanwhile (kept as it is).
+    fn make_dir(&self, dir: &DirHandle, name: &[u8], taken: bool) -> io::Result<bool> {
+        if taken {
+            self.remove(dir, name)?;
+        }
+        match beneath::mkdir(dir.fd(), name, 0o777) {
+            Err(e) if is(&e, Errno::EXIST) => match beneath::stat(dir.fd(), name)? {
+                Some(st) if beneath::kind(&st) == FileType::Directory => Ok(false),
+                _ => {
+                    self.remove(dir, name)?;
+                    beneath::mkdir(dir.fd(), name, 0o777)?;
+                    Ok(true)
+                }
+            },
+            other => other.map(|()| true),
         }
     }
 }

@@ -70,7 +70,9 @@ pub(super) struct Resumed {
 #[derive(Debug)]
 pub(super) struct OpenPartial {
     pub(super) dir: Arc<DirHandle>,
-    pub(super) partial_dir: Arc<OwnedFd>,
+    /// The `.hawser-partial` folder the file is named in; `None` for a file of one
+    /// small piece, written unnamed in its directory (see [`Partial::open`]).
+    pub(super) partial_dir: Option<Arc<OwnedFd>>,
     /// Shared with the blocks being written outside the file's lock.
     pub(super) file: Arc<File>,
     /// The `O_DIRECT` descriptor for large pieces (see [`direct`](crate::direct)),
@@ -83,7 +85,11 @@ pub(super) struct OpenPartial {
 
 impl Partial {
     /// Opens the file's descriptors if they are not open yet: creates the partial file
-    /// (and its journal), or reopens the ones a resume checked.
+    /// (and its journal), or reopens the ones a resume checked. A fresh file of one
+    /// piece too small for `O_DIRECT` has nothing a resume could keep (it has no
+    /// journal), so it is created unnamed in its own directory and linked there by its
+    /// Commit: no entry in `.hawser-partial` to make and remove again, no rename from
+    /// one directory to another, and nothing left behind if the job stops first.
     pub(super) fn open(&mut self, job: &Job) -> Result<&mut OpenPartial, TargetError> {
         if self.open.is_none() {
             let slot = job.open_slot()?;
@@ -116,22 +122,26 @@ impl Partial {
                         "the partial file or its journal was replaced since the manifest",
                     ));
                 }
-                (folder, file, Some(Journal::resume(journal, fsync)))
+                (Some(folder), file, Some(Journal::resume(journal, fsync)))
             }
-            None => {
-                let (folder, file) = dir.create_temp(&temp)?;
-                // Holes stay holes: only data pieces are ever written.
-                file.set_len(self.size)?;
-                let journal = match self.new_journal.take() {
-                    Some(identity) => {
-                        let created =
-                            beneath::create_exclusive(folder.as_fd(), &journal_name, 0o600)?;
-                        Some(Journal::start(created, identity, fsync)?)
+            None if self.new_journal.is_none()
+                && self.pieces.len() <= 1
+                && self.size < DIRECT_MIN_PIECE as u64
+                && beneath::can_link_unnamed() =>
+            {
+                match beneath::create_unnamed(dir.fd(), 0o600) {
+                    Ok(file) => {
+                        // A dense file's one piece gives it its size.
+                        if !self.dense {
+                            file.set_len(self.size)?;
+                        }
+                        (None, file, None)
                     }
-                    None => None,
-                };
-                (folder, file, journal)
+                    Err(e) if beneath::unnamed_unsupported(&e) => self.create_named(&dir, job)?,
+                    Err(e) => return Err(e),
+                }
             }
+            None => self.create_named(&dir, job)?,
         };
         Ok(OpenPartial {
             dir,
@@ -142,6 +152,27 @@ impl Partial {
             journal,
             _slot: slot,
         })
+    }
+
+    /// Creates the partial file in `.hawser-partial` (and its journal, for a file of
+    /// several pieces).
+    fn create_named(
+        &mut self,
+        dir: &DirHandle,
+        job: &Job,
+    ) -> io::Result<(Option<Arc<OwnedFd>>, File, Option<Journal>)> {
+        let (temp, journal_name) = (temp_name(&self.name, PART), temp_name(&self.name, JOURNAL));
+        let (folder, file) = dir.create_temp(&temp)?;
+        // Holes stay holes: only data pieces are ever written.
+        file.set_len(self.size)?;
+        let journal = match self.new_journal.take() {
+            Some(identity) => {
+                let created = beneath::create_exclusive(folder.as_fd(), &journal_name, 0o600)?;
+                Some(Journal::start(created, identity, job.options.fsync)?)
+            }
+            None => None,
+        };
+        Ok((Some(folder), file, journal))
     }
 
     /// The descriptors a piece of `len` bytes is written through: the file (created if
@@ -155,15 +186,15 @@ impl Partial {
         let (dir, name) = (Arc::clone(&self.dir), Arc::clone(&self.name));
         let reserve = self.dense.then_some(self.size);
         let open = self.open(job)?;
-        if job.write_mode == WriteMode::Direct && len >= DIRECT_MIN_PIECE && !open.direct_tried {
+        if job.write_mode == WriteMode::Direct
+            && len >= DIRECT_MIN_PIECE
+            && !open.direct_tried
+            && let Some(folder) = &open.partial_dir
+        {
             open.direct_tried = true;
-            open.direct = DirectFile::open(
-                open.partial_dir.as_fd(),
-                &temp_name(&name, PART),
-                &open.file,
-            )
-            .map_err(|e| job.io_error(&dir, &name, e))?
-            .map(Arc::new);
+            open.direct = DirectFile::open(folder.as_fd(), &temp_name(&name, PART), &open.file)
+                .map_err(|e| job.io_error(&dir, &name, e))?
+                .map(Arc::new);
             if let (Some(direct), Some(size)) = (&open.direct, reserve) {
                 direct
                     .reserve(size)

@@ -103,3 +103,143 @@ fn the_pieces_of_a_jobs_waiting_files_are_bounded() {
     assert_eq!(refused, [None, Some(RefusalKind::TooManyBlocks)]);
     std::fs::remove_dir_all(&base).unwrap();
 }
+
+/// Sends the request `encode` writes to `target` and gives back the answer's bytes.
+fn send(target: &mut Target, encode: impl FnOnce(&mut BytesMut)) -> bytes::Bytes {
+    let mut body = BytesMut::new();
+    encode(&mut body);
+    target.handle(&body).unwrap()
+}
+
+/// The verdicts of a Manifest batch, each as `Done`, `UpToDate`, `NeedAll` or the
+/// refusal's kind.
+fn verdicts(target: &mut Target, entries: Vec<ManifestEntry<'_>>) -> Vec<String> {
+    let answer = send(target, |body| {
+        ManifestBatch { entries }.encode(body).unwrap()
+    });
+    let answer = ManifestAnswer::decode(&answer).unwrap();
+    answer
+        .entries
+        .iter()
+        .map(|e| match &e.verdict {
+            Verdict::Refused { kind, .. } => format!("{kind:?}"),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+fn entry<'a>(
+    file_id: u32,
+    path: &'a [u8],
+    kind: EntryKind,
+    inline: Option<&'a [u8]>,
+) -> ManifestEntry<'a> {
+    ManifestEntry {
+        file_id,
+        path,
+        kind,
+        mode: if kind == EntryKind::Dir { 0o755 } else { 0o644 },
+        mtime_ns: 0,
+        size: match (kind, inline) {
+            (EntryKind::File, Some(data)) => data.len() as u64,
+            (EntryKind::File, None) => 4096,
+            _ => 0,
+        },
+        symlink_target: b"",
+        extents: None,
+        content_hash: inline.map(hawser_wire::xxh3::hash128),
+        inline,
+    }
+}
+
+/// A file of one small piece is written unnamed in its own directory and linked by its
+/// Commit (nothing in `.hawser-partial` meanwhile); the entries of a directory the job
+/// made are not looked up first, and what another writer puts there meanwhile is
+/// replaced (a file) or kept (a directory) rather than failing the entry.
+#[test]
+fn small_files_are_written_unnamed_and_names_taken_meanwhile_in_fresh_directories_are_replaced() {
+    let base = std::env::temp_dir().join(format!("hawser-target-unnamed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let mut target = Target::new(&base).unwrap();
+    send(&mut target, |body| {
+        Begin {
+            version: PROTOCOL_VERSION,
+            job_id: 7,
+            options: JobOptions {
+                block_size: 1 << 20,
+                ..JobOptions::default()
+            },
+            dest: b"d",
+        }
+        .encode(body)
+        .unwrap()
+    });
+    let got = verdicts(
+        &mut target,
+        vec![
+            entry(1, b"sub", EntryKind::Dir, None),
+            entry(2, b"sub/f", EntryKind::File, None),
+        ],
+    );
+    assert_eq!(got, ["Done", "NeedAll"]);
+    let data = [5u8; 4096];
+    send(&mut target, |body| {
+        BlockHeader {
+            file_id: 2,
+            offset: 0,
+            digest: block_digest(&data),
+        }
+        .encode(body);
+        body.extend_from_slice(&data);
+    });
+    let sub = base.join("d/sub");
+    let partial_folder = sub.join(crate::target_path::PARTIAL_DIR);
+    assert!(
+        std::fs::read_dir(&partial_folder).map_or(true, |mut d| d.next().is_none()),
+        "nothing named for a file of one small piece before its commit"
+    );
+    assert!(!sub.join("f").exists());
+    // Another writer takes the names meanwhile.
+    std::fs::write(sub.join("f"), b"someone else's").unwrap();
+    std::fs::write(sub.join("g"), b"someone else's").unwrap();
+    std::fs::create_dir(sub.join("x")).unwrap();
+    let mut digest = file_digest::FileDigest::new(4096);
+    digest.piece(
+        Piece {
+            offset: 0,
+            len: 4096,
+        },
+        block_digest(&data),
+    );
+    let ack = send(&mut target, |body| {
+        CommitFile {
+            file_id: 2,
+            size: 4096,
+            content_hash: digest.finish(),
+            mode: 0o640,
+            mtime_ns: 0,
+        }
+        .encode(body)
+    });
+    assert_eq!(
+        CommitAck::decode(&ack).unwrap().status,
+        CommitStatus::Committed
+    );
+    assert_eq!(std::fs::read(sub.join("f")).unwrap(), data);
+    let got = verdicts(
+        &mut target,
+        vec![
+            entry(3, b"sub/g", EntryKind::File, Some(b"inline bytes")),
+            entry(4, b"sub/x", EntryKind::Dir, None),
+        ],
+    );
+    assert_eq!(got, ["Done", "UpToDate"]);
+    assert_eq!(std::fs::read(sub.join("g")).unwrap(), b"inline bytes");
+    assert!(sub.join("x").is_dir());
+    assert!(
+        std::fs::read_dir(&partial_folder).map_or(true, |mut d| d.next().is_none()),
+        "the names taken were placed through .hawser-partial and renamed away"
+    );
+    std::fs::remove_dir_all(&base).unwrap();
+}
