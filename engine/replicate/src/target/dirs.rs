@@ -25,8 +25,18 @@ pub(super) struct DirHandle {
     fd: OwnedFd,
     /// Its path relative to the destination.
     pub(super) rel: Arc<[u8]>,
-    /// Its `.hawser-partial` folder, once opened.
-    partial: Mutex<Option<Arc<OwnedFd>>>,
+    /// What the job knows of its `.hawser-partial` folder.
+    partial: Mutex<PartialFolder>,
+}
+
+/// A directory's `.hawser-partial` folder as far as the job knows.
+#[derive(Debug, Default)]
+enum PartialFolder {
+    #[default]
+    NotLooked,
+    /// There was none when the job looked (and the job has made none since).
+    Absent,
+    Open(Arc<OwnedFd>),
 }
 
 /// The directories a job keeps open, least recently used closed first.
@@ -41,7 +51,7 @@ impl DirHandle {
         DirHandle {
             fd,
             rel: rel.into(),
-            partial: Mutex::new(None),
+            partial: Mutex::new(PartialFolder::NotLooked),
         }
     }
 
@@ -53,22 +63,28 @@ impl DirHandle {
     /// removed first, never followed).
     pub(super) fn partial_dir(&self) -> io::Result<Arc<OwnedFd>> {
         let mut slot = lock(&self.partial);
-        if let Some(fd) = &*slot {
+        if let PartialFolder::Open(fd) = &*slot {
             return Ok(Arc::clone(fd));
         }
         let fd = Arc::new(open_partial_dir(self.fd(), true)?.ok_or(Errno::NOENT)?);
-        *slot = Some(Arc::clone(&fd));
+        *slot = PartialFolder::Open(Arc::clone(&fd));
         Ok(fd)
     }
 
-    /// The `.hawser-partial` folder if there is one (a resume looks in it).
+    /// The `.hawser-partial` folder if there is one (a resume looks in it); looked for
+    /// once per job.
     pub(super) fn existing_partial_dir(&self) -> io::Result<Option<Arc<OwnedFd>>> {
         let mut slot = lock(&self.partial);
-        if let Some(fd) = &*slot {
-            return Ok(Some(Arc::clone(fd)));
+        match &*slot {
+            PartialFolder::Open(fd) => return Ok(Some(Arc::clone(fd))),
+            PartialFolder::Absent => return Ok(None),
+            PartialFolder::NotLooked => {}
         }
         let fd = open_partial_dir(self.fd(), false)?.map(Arc::new);
-        slot.clone_from(&fd);
+        *slot = match &fd {
+            Some(fd) => PartialFolder::Open(Arc::clone(fd)),
+            None => PartialFolder::Absent,
+        };
         Ok(fd)
     }
 
@@ -79,7 +95,7 @@ impl DirHandle {
         let folder = self.partial_dir()?;
         match beneath::create_exclusive(folder.as_fd(), name, 0o600) {
             Err(e) if is(&e, Errno::NOENT) => {
-                *lock(&self.partial) = None;
+                *lock(&self.partial) = PartialFolder::NotLooked;
                 let folder = self.partial_dir()?;
                 let file = beneath::create_exclusive(folder.as_fd(), name, 0o600)?;
                 Ok((folder, file))
@@ -215,7 +231,8 @@ impl Job {
     }
 
     /// Links the unnamed `file` as `name` in `dir`. Where the name is taken (a link
-    /// cannot replace), it is linked as its partial file first and renamed into place.
+    /// cannot replace), it is linked as its partial file first and renamed into place;
+    /// a partial file an interrupted job left under the name is removed.
     pub(super) fn link_into_place(
         &self,
         file: &File,
@@ -235,8 +252,16 @@ impl Job {
                 placed
             }
             Err(e) => Err(e),
-            Ok(()) if self.options.fsync => beneath::sync(dir.fd()),
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                // What an interrupted job left under this name is stale now.
+                if let Some(folder) = dir.existing_partial_dir()? {
+                    let _ = beneath::unlink(folder.as_fd(), &target_path::temp_name(name, PART));
+                }
+                if self.options.fsync {
+                    beneath::sync(dir.fd())?;
+                }
+                Ok(())
+            }
         }
     }
 

@@ -128,6 +128,60 @@ fn verdicts(target: &mut Target, entries: Vec<ManifestEntry<'_>>) -> Vec<String>
         .collect()
 }
 
+/// Begins job `job_id` into `d` with 1 MiB blocks.
+fn begin(target: &mut Target, job_id: u128) {
+    send(target, |body| {
+        Begin {
+            version: PROTOCOL_VERSION,
+            job_id,
+            options: JobOptions {
+                block_size: 1 << 20,
+                ..JobOptions::default()
+            },
+            dest: b"d",
+        }
+        .encode(body)
+        .unwrap()
+    });
+}
+
+/// Sends `data` as the block at offset 0 of `file_id`.
+fn send_block(target: &mut Target, file_id: u32, data: &[u8]) {
+    send(target, |body| {
+        BlockHeader {
+            file_id,
+            offset: 0,
+            digest: block_digest(data),
+        }
+        .encode(body);
+        body.extend_from_slice(data);
+    });
+}
+
+/// Commits `file_id`, a file whose one piece is `data`.
+fn commit_one_piece(target: &mut Target, file_id: u32, data: &[u8]) -> CommitStatus {
+    let size = data.len() as u64;
+    let mut digest = file_digest::FileDigest::new(size);
+    digest.piece(
+        Piece {
+            offset: 0,
+            len: data.len() as u32,
+        },
+        block_digest(data),
+    );
+    let ack = send(target, |body| {
+        CommitFile {
+            file_id,
+            size,
+            content_hash: digest.finish(),
+            mode: 0o640,
+            mtime_ns: 0,
+        }
+        .encode(body)
+    });
+    CommitAck::decode(&ack).unwrap().status
+}
+
 fn entry<'a>(
     file_id: u32,
     path: &'a [u8],
@@ -162,19 +216,7 @@ fn small_files_are_written_unnamed_and_names_taken_meanwhile_in_fresh_directorie
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base).unwrap();
     let mut target = Target::new(&base).unwrap();
-    send(&mut target, |body| {
-        Begin {
-            version: PROTOCOL_VERSION,
-            job_id: 7,
-            options: JobOptions {
-                block_size: 1 << 20,
-                ..JobOptions::default()
-            },
-            dest: b"d",
-        }
-        .encode(body)
-        .unwrap()
-    });
+    begin(&mut target, 7);
     let got = verdicts(
         &mut target,
         vec![
@@ -184,15 +226,7 @@ fn small_files_are_written_unnamed_and_names_taken_meanwhile_in_fresh_directorie
     );
     assert_eq!(got, ["Done", "NeedAll"]);
     let data = [5u8; 4096];
-    send(&mut target, |body| {
-        BlockHeader {
-            file_id: 2,
-            offset: 0,
-            digest: block_digest(&data),
-        }
-        .encode(body);
-        body.extend_from_slice(&data);
-    });
+    send_block(&mut target, 2, &data);
     let sub = base.join("d/sub");
     let partial_folder = sub.join(crate::target_path::PARTIAL_DIR);
     assert!(
@@ -204,26 +238,8 @@ fn small_files_are_written_unnamed_and_names_taken_meanwhile_in_fresh_directorie
     std::fs::write(sub.join("f"), b"someone else's").unwrap();
     std::fs::write(sub.join("g"), b"someone else's").unwrap();
     std::fs::create_dir(sub.join("x")).unwrap();
-    let mut digest = file_digest::FileDigest::new(4096);
-    digest.piece(
-        Piece {
-            offset: 0,
-            len: 4096,
-        },
-        block_digest(&data),
-    );
-    let ack = send(&mut target, |body| {
-        CommitFile {
-            file_id: 2,
-            size: 4096,
-            content_hash: digest.finish(),
-            mode: 0o640,
-            mtime_ns: 0,
-        }
-        .encode(body)
-    });
     assert_eq!(
-        CommitAck::decode(&ack).unwrap().status,
+        commit_one_piece(&mut target, 2, &data),
         CommitStatus::Committed
     );
     assert_eq!(std::fs::read(sub.join("f")).unwrap(), data);
@@ -241,5 +257,38 @@ fn small_files_are_written_unnamed_and_names_taken_meanwhile_in_fresh_directorie
         std::fs::read_dir(&partial_folder).map_or(true, |mut d| d.next().is_none()),
         "the names taken were placed through .hawser-partial and renamed away"
     );
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
+/// A partial file an interrupted job left under the name of a file now written unnamed is
+/// removed once the file is in place (it would otherwise wait for the expiry).
+#[test]
+fn a_stale_partial_file_goes_when_its_file_is_linked_in_place() {
+    let base = std::env::temp_dir().join(format!("hawser-target-stale-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let folder = base.join("d/sub").join(crate::target_path::PARTIAL_DIR);
+    std::fs::create_dir_all(&folder).unwrap();
+    let stale_name = crate::target_path::temp_name(b"f", super::partial::PART);
+    let stale = folder.join(String::from_utf8(stale_name).unwrap());
+    std::fs::write(&stale, b"half of an older f").unwrap();
+    let mut target = Target::new(&base).unwrap();
+    begin(&mut target, 8);
+    let got = verdicts(
+        &mut target,
+        vec![
+            entry(1, b"sub", EntryKind::Dir, None),
+            entry(2, b"sub/f", EntryKind::File, None),
+        ],
+    );
+    assert_eq!(got, ["UpToDate", "NeedAll"]);
+    let data = [9u8; 4096];
+    send_block(&mut target, 2, &data);
+    assert!(stale.exists(), "left alone until the file is in place");
+    assert_eq!(
+        commit_one_piece(&mut target, 2, &data),
+        CommitStatus::Committed
+    );
+    assert_eq!(std::fs::read(base.join("d/sub/f")).unwrap(), data);
+    assert!(!stale.exists());
     std::fs::remove_dir_all(&base).unwrap();
 }
