@@ -253,8 +253,9 @@ impl Job {
             }
             Err(e) => Err(e),
             Ok(()) => {
-                // What an interrupted job left under this name is stale now.
-                if let Some(folder) = dir.existing_partial_dir()? {
+                // What an interrupted job left under this name is stale now (best
+                // effort: the file is in place whatever happens to it).
+                if let Ok(Some(folder)) = dir.existing_partial_dir() {
                     let _ = beneath::unlink(folder.as_fd(), &target_path::temp_name(name, PART));
                 }
                 if self.options.fsync {

@@ -214,9 +214,7 @@ impl Job {
             EntryKind::File => self.file_entry(entry, dir, existing, report),
         }
     }
-}
 
-impl Job {
     /// Makes the directory `name` in `dir`, removing first what has the name (`taken`);
     /// `false` if a directory by that name turned up meanwhile (kept as it is).
     fn make_dir(&self, dir: &DirHandle, name: &[u8], taken: bool) -> io::Result<bool> {

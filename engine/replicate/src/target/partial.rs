@@ -104,10 +104,10 @@ impl Partial {
         let dir = job.dir(&self.dir, false, &mut 0)?.ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotFound, "the file's directory is gone")
         })?;
-        let (temp, journal_name) = (temp_name(&self.name, PART), temp_name(&self.name, JOURNAL));
-        let fsync = job.options.fsync;
         let (partial_dir, file, journal) = match self.resumed.take() {
             Some(resumed) => {
+                let (temp, journal_name) =
+                    (temp_name(&self.name, PART), temp_name(&self.name, JOURNAL));
                 let folder = dir.partial_dir()?;
                 let file = beneath::open_regular(folder.as_fd(), &temp, OFlags::RDWR)?;
                 let journal = beneath::open_regular(
@@ -122,7 +122,8 @@ impl Partial {
                         "the partial file or its journal was replaced since the manifest",
                     ));
                 }
-                (Some(folder), file, Some(Journal::resume(journal, fsync)))
+                let journal = Journal::resume(journal, job.options.fsync);
+                (Some(folder), file, Some(journal))
             }
             None if self.new_journal.is_none()
                 && self.pieces.len() <= 1

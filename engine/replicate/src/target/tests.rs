@@ -182,6 +182,18 @@ fn commit_one_piece(target: &mut Target, file_id: u32, data: &[u8]) -> CommitSta
     CommitAck::decode(&ack).unwrap().status
 }
 
+/// The verdicts of a batch naming the directory `sub` (1) and the file `sub/f` (2) of
+/// one 4096-byte piece.
+fn sub_and_its_file(target: &mut Target) -> Vec<String> {
+    verdicts(
+        target,
+        vec![
+            entry(1, b"sub", EntryKind::Dir, None),
+            entry(2, b"sub/f", EntryKind::File, None),
+        ],
+    )
+}
+
 fn entry<'a>(
     file_id: u32,
     path: &'a [u8],
@@ -217,13 +229,7 @@ fn small_files_are_written_unnamed_and_names_taken_meanwhile_in_fresh_directorie
     std::fs::create_dir_all(&base).unwrap();
     let mut target = Target::new(&base).unwrap();
     begin(&mut target, 7);
-    let got = verdicts(
-        &mut target,
-        vec![
-            entry(1, b"sub", EntryKind::Dir, None),
-            entry(2, b"sub/f", EntryKind::File, None),
-        ],
-    );
+    let got = sub_and_its_file(&mut target);
     assert_eq!(got, ["Done", "NeedAll"]);
     let data = [5u8; 4096];
     send_block(&mut target, 2, &data);
@@ -273,13 +279,7 @@ fn a_stale_partial_file_goes_when_its_file_is_linked_in_place() {
     std::fs::write(&stale, b"half of an older f").unwrap();
     let mut target = Target::new(&base).unwrap();
     begin(&mut target, 8);
-    let got = verdicts(
-        &mut target,
-        vec![
-            entry(1, b"sub", EntryKind::Dir, None),
-            entry(2, b"sub/f", EntryKind::File, None),
-        ],
-    );
+    let got = sub_and_its_file(&mut target);
     assert_eq!(got, ["UpToDate", "NeedAll"]);
     let data = [9u8; 4096];
     send_block(&mut target, 2, &data);
